@@ -1,0 +1,194 @@
+// Loads the configuration: YAML file (if any) -> environment overrides -> zod validation.
+// Also registers providers from the usual environment variables and falls back to the built-in
+// simulator when nothing is configured, so `npm start` always serves.
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { configSchema, type Config } from './schema.js';
+import { ENV_VARS } from './env.js';
+
+export interface LoadedConfig {
+  config: Config;
+  /** Provider that serves model names no group claims (first env-registered one, or the simulator). */
+  passthroughProvider?: string;
+  /** True when nothing was configured and the simulator stands in. */
+  simulatorDefault: boolean;
+  /** Where the file came from, if any. */
+  file?: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+export async function loadConfig(opts: { file?: string; env?: Env } = {}): Promise<LoadedConfig> {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.INFERENCEFLOW_CONFIG ?? env.TRUTHGPT_CONFIG;
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+    }
+    try {
+      raw = (parseYaml(text) as Record<string, unknown> | null) ?? {};
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`);
+    }
+    if (typeof raw !== 'object' || Array.isArray(raw)) {
+      throw new ConfigError(`config file ${file} must hold a mapping at the top level`);
+    }
+  }
+  return buildConfig(raw, env, file);
+}
+
+/** Applies environment overrides to a raw (unvalidated) config object and validates it. */
+export function buildConfig(raw: Record<string, unknown>, env: Env, file?: string): LoadedConfig {
+  const merged = structuredClone(raw);
+  applyEnv(merged, env);
+  const envProviders = registerEnvProviders(merged, env);
+
+  const result = configSchema.safeParse(merged);
+  if (!result.success) throw new ConfigError(formatZodError(result.error, file));
+  const config = result.data;
+
+  for (const [name, p] of Object.entries(config.providers)) {
+    if (p.api_key_env && !p.api_key) p.api_key = env[p.api_key_env];
+    if (p.type !== 'simulator' && p.type !== 'local' && p.type !== 'mesh' && p.type !== 'ollama' && !p.base_url && p.type === 'openai' && !p.api_key) {
+      throw new ConfigError(`providers.${name}: an openai provider needs base_url or an API key`);
+    }
+  }
+  for (const group of config.models) {
+    for (const [i, d] of group.deployments.entries()) {
+      if (!config.providers[d.provider]) {
+        throw new ConfigError(
+          `models[${group.name}].deployments[${i}].provider: unknown provider "${d.provider}" (known: ${Object.keys(config.providers).join(', ') || 'none'})`,
+        );
+      }
+    }
+  }
+
+  let simulatorDefault = false;
+  let passthroughProvider = envProviders[0];
+  if (Object.keys(config.providers).length === 0) {
+    config.providers.simulator = { type: 'simulator' };
+    passthroughProvider = 'simulator';
+    simulatorDefault = true;
+  }
+  return { config, passthroughProvider, simulatorDefault, file };
+}
+
+function applyEnv(target: Record<string, unknown>, env: Env): void {
+  for (const v of ENV_VARS) {
+    if (!v.path) continue;
+    const value = env[v.name];
+    if (value === undefined || value === '') continue;
+    setPath(target, v.path, convert(v.name, v.kind, value));
+  }
+  const level = env.LOG_LEVEL;
+  if (level) setPath(target, 'logging.level', level.toLowerCase());
+  if (!env.REDIS_URL && env.REDIS_HOST) {
+    const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';
+    setPath(target, 'redis.url', `redis://${auth}${env.REDIS_HOST}:${env.REDIS_PORT ?? '6379'}`);
+  }
+  const tokens: string[] = [];
+  if (env.TRUTHGPT_API_TOKEN) tokens.push(env.TRUTHGPT_API_TOKEN);
+  if (env.INFERENCEFLOW_API_TOKENS) tokens.push(...env.INFERENCEFLOW_API_TOKENS.split(',').map((t) => t.trim()).filter(Boolean));
+  if (tokens.length > 0) {
+    const auth = (target.auth ??= {}) as Record<string, unknown>;
+    const existing = Array.isArray(auth.tokens) ? (auth.tokens as unknown[]) : [];
+    auth.tokens = [...existing, ...tokens];
+  }
+}
+
+/** Adds providers named after the usual variables unless the file already defines that name. */
+function registerEnvProviders(target: Record<string, unknown>, env: Env): string[] {
+  const providers = (target.providers ??= {}) as Record<string, unknown>;
+  const added: string[] = [];
+  const add = (name: string, entry: Record<string, unknown>) => {
+    if (providers[name]) return;
+    providers[name] = entry;
+    added.push(name);
+  };
+  if (env.OPENAI_API_KEY || env.OPENAI_BASE_URL) {
+    add('openai', {
+      type: 'openai',
+      base_url: env.OPENAI_BASE_URL || 'https://api.openai.com/v1',
+      ...(env.OPENAI_API_KEY ? { api_key: env.OPENAI_API_KEY } : {}),
+    });
+  }
+  if (env.ANTHROPIC_API_KEY) {
+    add('anthropic', {
+      type: 'anthropic',
+      base_url: env.ANTHROPIC_BASE_URL || 'https://api.anthropic.com',
+      api_key: env.ANTHROPIC_API_KEY,
+    });
+  }
+  if (env.GOOGLE_API_KEY) add('google', { type: 'google', api_key: env.GOOGLE_API_KEY });
+  if (env.COHERE_API_KEY) add('cohere', { type: 'cohere', api_key: env.COHERE_API_KEY });
+  if (env.OLLAMA_HOST) {
+    const host = /^https?:\/\//.test(env.OLLAMA_HOST) ? env.OLLAMA_HOST : `http://${env.OLLAMA_HOST}`;
+    add('ollama', { type: 'ollama', base_url: host });
+  }
+  if (env.INFERENCEFLOW_MODELS_DIR) {
+    add('local', {
+      type: 'local',
+      options: {
+        models_dir: env.INFERENCEFLOW_MODELS_DIR,
+        threads: Number(env.INFERENCEFLOW_LOCAL_THREADS ?? '1'),
+      },
+    });
+  }
+  return added;
+}
+
+function convert(name: string, kind: string, value: string): unknown {
+  switch (kind) {
+    case 'int': {
+      if (!/^-?\d+$/.test(value.trim())) throw new ConfigError(`${name}: expected a whole number, got "${value}"`);
+      return Number(value);
+    }
+    case 'number': {
+      const n = Number(value);
+      if (Number.isNaN(n)) throw new ConfigError(`${name}: expected a number, got "${value}"`);
+      return n;
+    }
+    case 'bool': {
+      const v = value.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off'].includes(v)) return false;
+      throw new ConfigError(`${name}: expected true or false, got "${value}"`);
+    }
+    case 'list':
+      return value.split(',').map((s) => s.trim()).filter(Boolean);
+    default:
+      return value;
+  }
+}
+
+export function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key];
+    if (next === undefined || next === null || typeof next !== 'object') node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[keys[keys.length - 1] as string] = value;
+}
+
+export function formatZodError(error: z.ZodError, file?: string): string {
+  const where = file ? ` in ${file}` : '';
+  const lines = error.issues.map((issue) => {
+    const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
+    return `  - ${path}: ${issue.message}`;
+  });
+  return `invalid configuration${where}:\n${lines.join('\n')}`;
+}

@@ -1,0 +1,72 @@
+// The per-request context that travels beside the canonical payload through every stage: who asked,
+// what they asked for beyond the OpenAI body, and the facts gathered on the way (who answered, what it
+// cost), which the route adapters surface as x-inferenceflow-* headers and in seed response bodies.
+import type { Logger } from 'pino';
+import type { Usage } from '../canonical/chat.js';
+
+export type TenantKind = 'anonymous' | 'token' | 'key' | 'jwt';
+
+export interface Tenant {
+  /** Stable id used to namespace caches, limits and the ledger. */
+  id: string;
+  kind: TenantKind;
+  keyId?: string;
+  userId?: string;
+  teamId?: string;
+  /** Model names this identity may use; undefined means any. */
+  allowedModels?: string[];
+  metadata?: Record<string, unknown>;
+}
+
+export const ANONYMOUS: Tenant = Object.freeze({ id: 'anonymous', kind: 'anonymous' }) as Tenant;
+
+export type Priority = 'low' | 'normal' | 'high';
+export type CacheKind = 'miss' | 'exact' | 'semantic' | 'bypass';
+
+/** Gateway options a request carries beside the OpenAI body (extension fields and headers). */
+export interface RequestOptions {
+  priority: Priority;
+  difficulty?: string;
+  sessionId?: string;
+  /** Cache-Control directives and the bypass header, parsed. */
+  cache: { noCache: boolean; noStore: boolean; maxAgeS?: number };
+  /** Free-form metadata (seed 002 `metadata`). */
+  metadata?: Record<string, unknown>;
+}
+
+export interface ResponseFacts {
+  provider?: string;
+  model?: string;
+  deployment?: string;
+  /** Gateway-measured upstream latency summed over attempts, ms (streams: to the first chunk). */
+  latencyMs?: number;
+  costUsd: number;
+  usage?: Usage;
+  cache?: CacheKind;
+  similarity?: number;
+  route?: string;
+  passes?: number;
+  attempts: number;
+}
+
+export interface RequestContext {
+  readonly id: string;
+  /** performance.now() at arrival. */
+  readonly startedAt: number;
+  readonly endpoint: string;
+  tenant: Tenant;
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  readonly options: RequestOptions;
+  readonly facts: ResponseFacts;
+  readonly clientIp?: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+}
+
+export function defaultRequestOptions(): RequestOptions {
+  return { priority: 'normal', cache: { noCache: false, noStore: false } };
+}
+
+export function newFacts(): ResponseFacts {
+  return { costUsd: 0, attempts: 0 };
+}

@@ -1,0 +1,202 @@
+// Raw HTTP to an upstream over an undici keep-alive pool: one pool per provider instance, created
+// once. Every failure leaves here as an UpstreamError; adapters only build bodies and map shapes.
+import { Pool, type Dispatcher } from 'undici';
+import type { CallOptions } from './types.js';
+import { UpstreamError, kindForStatus, parseRetryAfter, type UpstreamErrorKind } from './errors.js';
+
+export interface UpstreamHttpOptions {
+  provider: string;
+  baseUrl: string;
+  headers?: Record<string, string>;
+  maxConnections?: number;
+  /** Idle time allowed between two chunks of a streamed body. */
+  streamIdleTimeoutMs?: number;
+}
+
+export interface UpstreamResponse<T> {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: T;
+}
+
+export interface StreamBody extends AsyncIterable<Uint8Array> {
+  destroy(err?: Error): void;
+}
+
+export class UpstreamHttp {
+  readonly provider: string;
+  private readonly pool: Pool;
+  private readonly basePath: string;
+  private readonly headers: Record<string, string>;
+  private readonly idleMs: number;
+
+  constructor(opts: UpstreamHttpOptions) {
+    const url = new URL(opts.baseUrl);
+    this.provider = opts.provider;
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.headers = { 'content-type': 'application/json', ...opts.headers };
+    this.idleMs = opts.streamIdleTimeoutMs ?? 60_000;
+    this.pool = new Pool(url.origin, {
+      connections: opts.maxConnections ?? 256,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 600_000,
+      pipelining: 1,
+    });
+  }
+
+  /** A request whose whole body is read and parsed as JSON within opts.timeoutMs. */
+  async json<T>(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    body: unknown,
+    opts: CallOptions,
+    headers?: Record<string, string>,
+  ): Promise<UpstreamResponse<T>> {
+    const timeout = AbortSignal.timeout(opts.timeoutMs);
+    const signal = AbortSignal.any([opts.signal, timeout]);
+    try {
+      const res = await this.pool.request({
+        method,
+        path: this.basePath + path,
+        headers: { ...this.headers, ...opts.headers, ...headers },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+        headersTimeout: opts.timeoutMs,
+        bodyTimeout: opts.timeoutMs,
+      });
+      if (res.statusCode >= 400) throw await this.errorFrom(res);
+      const text = await res.body.text();
+      let parsed: T;
+      try {
+        parsed = JSON.parse(text) as T;
+      } catch (cause) {
+        throw new UpstreamError({
+          provider: this.provider,
+          kind: 'malformed',
+          message: `${this.provider} answered with a body that is not JSON`,
+          status: res.statusCode,
+          body: text.slice(0, 500),
+          cause,
+        });
+      }
+      return { status: res.statusCode, headers: res.headers, body: parsed };
+    } catch (err) {
+      throw this.toUpstreamError(err, opts.signal, timeout);
+    }
+  }
+
+  /**
+   * A request whose body is streamed. Resolves once the status line and headers are in (within
+   * opts.timeoutMs); an error status rejects with the parsed error body. Between chunks the body may
+   * idle at most `streamIdleTimeoutMs`.
+   */
+  async stream(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    body: unknown,
+    opts: CallOptions,
+    headers?: Record<string, string>,
+  ): Promise<UpstreamResponse<StreamBody>> {
+    try {
+      const res = await this.pool.request({
+        method,
+        path: this.basePath + path,
+        headers: { ...this.headers, ...opts.headers, ...headers },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: opts.signal,
+        headersTimeout: opts.timeoutMs,
+        bodyTimeout: this.idleMs,
+      });
+      if (res.statusCode >= 400) throw await this.errorFrom(res);
+      const source = res.body;
+      const provider = this.provider;
+      const self = this;
+      const wrapped: StreamBody = {
+        destroy: (err?: Error) => source.destroy(err),
+        async *[Symbol.asyncIterator]() {
+          try {
+            for await (const chunk of source) yield chunk as Uint8Array;
+          } catch (err) {
+            const e = self.toUpstreamError(err, opts.signal);
+            if (e.kind === 'aborted') throw e;
+            throw new UpstreamError({
+              provider,
+              kind: e.kind === 'timeout' ? 'timeout' : 'stream_interrupted',
+              message: `${provider} stream broke: ${e.message}`,
+              retryable: false,
+              cause: err,
+            });
+          }
+        },
+      };
+      return { status: res.statusCode, headers: res.headers, body: wrapped };
+    } catch (err) {
+      throw this.toUpstreamError(err, opts.signal);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close().catch(() => this.pool.destroy());
+  }
+
+  private async errorFrom(res: Dispatcher.ResponseData): Promise<UpstreamError> {
+    const text = await res.body.text().catch(() => '');
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // keep the raw text
+    }
+    const message = upstreamErrorMessage(parsed) ?? (text.slice(0, 300) || `HTTP ${res.statusCode}`);
+    return new UpstreamError({
+      provider: this.provider,
+      kind: kindForStatus(res.statusCode, message),
+      status: res.statusCode,
+      message: `${this.provider} returned ${res.statusCode}: ${message}`,
+      retryAfterMs: parseRetryAfter(res.headers['retry-after'], res.headers['retry-after-ms']),
+      body: parsed,
+    });
+  }
+
+  private toUpstreamError(err: unknown, clientSignal: AbortSignal, timeout?: AbortSignal): UpstreamError {
+    if (err instanceof UpstreamError) return err;
+    const e = err as { code?: string; name?: string; message?: string };
+    let kind: UpstreamErrorKind = 'connect';
+    if (timeout?.aborted && !clientSignal.aborted) kind = 'timeout';
+    else if (clientSignal.aborted) kind = 'aborted';
+    else if (
+      e.code === 'UND_ERR_HEADERS_TIMEOUT' ||
+      e.code === 'UND_ERR_BODY_TIMEOUT' ||
+      e.code === 'UND_ERR_CONNECT_TIMEOUT' ||
+      e.name === 'TimeoutError'
+    ) {
+      kind = 'timeout';
+    } else if (e.name === 'AbortError') kind = 'aborted';
+    return new UpstreamError({
+      provider: this.provider,
+      kind,
+      message:
+        kind === 'timeout'
+          ? `${this.provider} did not answer in time`
+          : kind === 'aborted'
+            ? `request to ${this.provider} was cancelled`
+            : `could not reach ${this.provider}: ${e.code ?? e.message ?? String(err)}`,
+      cause: err,
+    });
+  }
+}
+
+/** The human message inside any provider's error body (OpenAI, Anthropic, Gemini, Cohere, Ollama). */
+export function upstreamErrorMessage(body: unknown): string | undefined {
+  if (typeof body === 'string') return body || undefined;
+  if (body === null || typeof body !== 'object') return undefined;
+  const b = body as { error?: unknown; message?: unknown; detail?: unknown };
+  if (typeof b.error === 'string') return b.error;
+  if (b.error && typeof b.error === 'object') {
+    const m = (b.error as { message?: unknown }).message;
+    if (typeof m === 'string') return m;
+  }
+  if (typeof b.message === 'string') return b.message;
+  if (typeof b.detail === 'string') return b.detail;
+  return undefined;
+}

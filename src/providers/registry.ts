@@ -1,0 +1,20 @@
+// Builds provider adapters from configuration, one instance per `providers:` entry, created once at
+// start-up. Heavy optional adapters (local llama.cpp) are loaded by dynamic import only when used.
+import type { ProviderConfig } from '../config/schema.js';
+import { createSimulatorProvider } from './simulator.js';
+import type { ProviderAdapter } from './types.js';
+
+export async function createProvider(name: string, cfg: ProviderConfig): Promise<ProviderAdapter> {
+  switch (cfg.type) {
+    case 'simulator':
+      return createSimulatorProvider(name, cfg.options);
+    default:
+      throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
+  }
+}
+
+export async function createProviders(configs: Record<string, ProviderConfig>): Promise<Map<string, ProviderAdapter>> {
+  const out = new Map<string, ProviderAdapter>();
+  for (const [name, cfg] of Object.entries(configs)) out.set(name, await createProvider(name, cfg));
+  return out;
+}

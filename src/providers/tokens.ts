@@ -1,0 +1,22 @@
+// Token counts from a real tokenizer (o200k via gpt-tokenizer) for budgeting, context-window checks
+// and usage estimates where an upstream reports none. Exact for OpenAI's current models, an estimate
+// for others.
+import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
+import { contentText, type ChatMessage } from '../canonical/chat.js';
+
+export function countTextTokens(text: string): number {
+  if (text.length === 0) return 0;
+  return countTokens(text);
+}
+
+/** Prompt tokens of a chat: content plus OpenAI's per-message framing overhead (3 + 3 priming). */
+export function countPromptTokens(messages: readonly ChatMessage[], tools?: unknown): number {
+  let total = 3;
+  for (const m of messages) {
+    total += 3 + countTextTokens(contentText(m.content));
+    if (m.name) total += 1 + countTextTokens(m.name);
+    if (m.tool_calls) total += countTextTokens(JSON.stringify(m.tool_calls));
+  }
+  if (tools) total += countTextTokens(JSON.stringify(tools));
+  return total;
+}

@@ -1,0 +1,62 @@
+// The contract every provider adapter meets. An adapter turns canonical requests into one upstream's
+// wire format and back, and every failure into an UpstreamError. Adapters know nothing of tenants,
+// routing or caching; one adapter instance serves many deployments (model names) of one upstream.
+import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
+import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
+
+export const PROVIDER_TYPES = [
+  'openai',
+  'anthropic',
+  'google',
+  'cohere',
+  'ollama',
+  'local',
+  'simulator',
+  'mesh',
+] as const;
+export type ProviderType = (typeof PROVIDER_TYPES)[number];
+
+export interface CallOptions {
+  /** Aborted when the client goes away, the deadline passes or a hedge wins elsewhere. */
+  signal: AbortSignal;
+  /** Time allowed for this one attempt, connect to last byte (streams: to the first byte). */
+  timeoutMs: number;
+  requestId: string;
+  /** Extra headers for the upstream (W3C traceparent and the like). */
+  headers?: Record<string, string>;
+}
+
+export interface ProviderAdapter {
+  /** Instance name from configuration, e.g. `my-openai`. */
+  readonly name: string;
+  readonly type: ProviderType;
+  /** Non-streaming chat. `req.model` is already the upstream's model name. */
+  chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult>;
+  /**
+   * Streaming chat. Resolves once the upstream has accepted the request (status checked), so a
+   * failure before the first byte rejects here and can be retried. The iterable always ends with a
+   * usage chunk (`choices: []`); if it fails mid-stream it throws an UpstreamError.
+   */
+  streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>>;
+  /** Embeddings; adapters without them throw UpstreamError kind `unsupported`. */
+  embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult>;
+  /** Models the upstream offers, where it can say. */
+  listModels?(opts: CallOptions): Promise<string[]>;
+  /** Cheap readiness: configured and (where checkable without a paid call) reachable. */
+  ready(): Promise<boolean>;
+  /** Close pools and free native resources. */
+  close(): Promise<void>;
+}
+
+/** Settings shared by every provider entry in the config file (`providers:`). */
+export interface ProviderSettings {
+  type: ProviderType;
+  base_url?: string;
+  api_key?: string;
+  api_key_env?: string;
+  headers?: Record<string, string>;
+  timeout_ms?: number;
+  max_connections?: number;
+  /** Type-specific options (simulator latency, local models dir, ollama keep_alive, …). */
+  options?: Record<string, unknown>;
+}

@@ -1,0 +1,157 @@
+// Public model names -> groups of deployments (a provider instance plus its model name, price,
+// timeout and limits). Model names no group claims go to the passthrough provider when there is one
+// (the first provider registered from the environment, or the simulator), else a 404 lists the names.
+import type { ModelGroupConfig } from '../config/schema.js';
+import type { ProviderAdapter } from '../providers/types.js';
+import { priceFor, type Price } from '../providers/pricing.js';
+import { GatewayError } from '../server/errors.js';
+
+export interface Deployment {
+  /** Stable id for headers, metrics and breaker keys. */
+  id: string;
+  group: string;
+  providerName: string;
+  provider: ProviderAdapter;
+  /** The upstream's model name. */
+  model: string;
+  weight: number;
+  priority: number;
+  price: Price;
+  timeoutMs: number;
+  contextWindow?: number;
+  maxConcurrency?: number;
+}
+
+export type Strategy = ModelGroupConfig['strategy'];
+
+export interface ModelGroup {
+  name: string;
+  strategy: Strategy;
+  deployments: Deployment[];
+  fallbacks: string[];
+  /** True for a group made up on the fly for an unclaimed model name. */
+  passthrough: boolean;
+  description?: string;
+}
+
+export interface ModelInfo {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export class ModelCatalog {
+  private readonly groups = new Map<string, ModelGroup>();
+  private readonly passthroughCache = new Map<string, ModelGroup>();
+  private readonly created = Math.floor(Date.now() / 1000);
+
+  constructor(
+    groups: readonly ModelGroupConfig[],
+    private readonly providers: ReadonlyMap<string, ProviderAdapter>,
+    private readonly passthroughProvider?: string,
+  ) {
+    for (const g of groups) {
+      this.groups.set(g.name, {
+        name: g.name,
+        strategy: g.strategy,
+        fallbacks: g.fallbacks,
+        passthrough: false,
+        description: g.description,
+        deployments: g.deployments.map((d) => ({
+          id: d.id ?? `${d.provider}/${d.model}`,
+          group: g.name,
+          providerName: d.provider,
+          provider: this.provider(d.provider),
+          model: d.model,
+          weight: d.weight,
+          priority: d.priority,
+          price: priceFor(d.model, d.price),
+          timeoutMs: d.timeout_ms,
+          contextWindow: d.context_window,
+          maxConcurrency: d.max_concurrency,
+        })),
+      });
+    }
+  }
+
+  /** The group for a public model name; throws model_not_found listing what exists. */
+  resolve(model: string): ModelGroup {
+    const group = this.groups.get(model);
+    if (group) return group;
+    if (this.passthroughProvider) {
+      let g = this.passthroughCache.get(model);
+      if (!g) {
+        g = {
+          name: model,
+          strategy: 'fallback',
+          fallbacks: [],
+          passthrough: true,
+          deployments: [
+            {
+              id: `${this.passthroughProvider}/${model}`,
+              group: model,
+              providerName: this.passthroughProvider,
+              provider: this.provider(this.passthroughProvider),
+              model,
+              weight: 1,
+              priority: 0,
+              price: priceFor(model),
+              timeoutMs: DEFAULT_TIMEOUT_MS,
+            },
+          ],
+        };
+        // Bounded: clients can send any string; keep the most recent few hundred.
+        if (this.passthroughCache.size >= 512) this.passthroughCache.clear();
+        this.passthroughCache.set(model, g);
+      }
+      return g;
+    }
+    const names = [...this.groups.keys()];
+    throw new GatewayError('model_not_found', {
+      param: 'model',
+      message: `The model "${model}" does not exist. Available models: ${names.join(', ') || '(none configured)'}.`,
+    });
+  }
+
+  /** Only configured groups (no passthrough). */
+  get(model: string): ModelGroup | undefined {
+    return this.groups.get(model);
+  }
+
+  groupNames(): string[] {
+    return [...this.groups.keys()];
+  }
+
+  allDeployments(): Deployment[] {
+    return [...this.groups.values()].flatMap((g) => g.deployments);
+  }
+
+  /** The OpenAI /v1/models list: configured groups, then what the passthrough provider offers. */
+  list(passthroughModels: readonly string[] = []): ModelInfo[] {
+    const seen = new Set<string>();
+    const out: ModelInfo[] = [];
+    for (const g of this.groups.values()) {
+      seen.add(g.name);
+      out.push({ id: g.name, object: 'model', created: this.created, owned_by: 'inferenceflow' });
+    }
+    for (const m of passthroughModels) {
+      if (seen.has(m)) continue;
+      seen.add(m);
+      out.push({ id: m, object: 'model', created: this.created, owned_by: this.passthroughProvider ?? 'upstream' });
+    }
+    return out;
+  }
+
+  get passthrough(): ProviderAdapter | undefined {
+    return this.passthroughProvider ? this.providers.get(this.passthroughProvider) : undefined;
+  }
+
+  private provider(name: string): ProviderAdapter {
+    const p = this.providers.get(name);
+    if (!p) throw new Error(`unknown provider ${name}`);
+    return p;
+  }
+}
