@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+// The `inferenceflow` command: serve the gateway (more subcommands join as their modules land).
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError } from '../config/load.js';
+import { serve, VERSION } from './serve.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number');
+  return n;
+}
+
+const program = new Command()
+  .name('inferenceflow')
+  .description('LLM inference gateway and distributed inference orchestrator')
+  .version(VERSION);
+
+program
+  .command('serve')
+  .description('run the gateway')
+  .option('-c, --config <file>', 'YAML config file (or INFERENCEFLOW_CONFIG)')
+  .option('--host <host>', 'address to bind (overrides HOST and the config)')
+  .option('-p, --port <port>', 'port to listen on (overrides PORT and the config)', port)
+  .action(async (opts: { config?: string; host?: string; port?: number }) => {
+    await serve(opts);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof ConfigError) console.error(`inferenceflow: ${err.message}`);
+  else console.error(`inferenceflow: ${(err as Error).message ?? String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,108 @@
+// `inferenceflow serve`: load config, build the gateway and the HTTP app, listen, and shut down
+// gracefully on SIGTERM/SIGINT (stop accepting, report not-ready, drain, close pools).
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { assemble } from '../gateway/assemble.js';
+import { buildApp } from '../server/app.js';
+import { isLoopback } from '../server/auth.js';
+import { createLogger, type Logger } from '../telemetry/logger.js';
+import type { ProviderAdapter } from '../providers/types.js';
+
+export interface ServeOptions {
+  config?: string;
+  host?: string;
+  port?: number;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  gateway: Gateway;
+  loaded: LoadedConfig;
+  url: string;
+  close(): Promise<void>;
+}
+
+export const VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+/** Builds and starts a server; used by the CLI and by integration tests. */
+export interface StartOptions extends ServeOptions {
+  env?: Record<string, string | undefined>;
+  /** An already built configuration (tests); otherwise it is loaded from file and environment. */
+  loaded?: LoadedConfig;
+  logger?: Logger;
+  /** Provider instances to use instead of building them from config (tests). */
+  providers?: Map<string, ProviderAdapter>;
+}
+
+export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+  const loaded = opts.loaded ?? (await loadConfig({ file: opts.config, env: opts.env }));
+  const { config } = loaded;
+  if (opts.host) config.server.host = opts.host;
+  if (opts.port !== undefined) config.server.port = opts.port;
+  const log = opts.logger ?? createLogger(config.logging.level);
+
+  const { gateway, authenticator, plugins } = await assemble(loaded, log, { providers: opts.providers });
+  if (!authenticator.required && !isLoopback(config.server.host) && !config.server.allow_unauthenticated) {
+    await gateway.close();
+    throw new Error(
+      `refusing to listen on ${config.server.host} without authentication: set auth.tokens (or TRUTHGPT_API_TOKEN), or bind 127.0.0.1`,
+    );
+  }
+  const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins });
+  await app.listen({ host: config.server.host, port: config.server.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.server.port;
+  const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+  const url = `http://${host}:${port}`;
+
+  if (!authenticator.required) log.warn({ url }, 'no auth token configured: listening on loopback only, every caller is anonymous');
+  if (loaded.simulatorDefault) {
+    log.warn('no provider configured: serving every model from the built-in simulator (deterministic fake answers); set OPENAI_API_KEY, OPENAI_BASE_URL or a config file to use real models');
+  }
+  log.info({ url, providers: [...gateway.providers.keys()], models: gateway.catalog.groupNames(), version: VERSION }, 'inferenceflow listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      gateway.markClosing();
+      const deadline = config.server.shutdown_timeout_ms;
+      const timer = setTimeout(() => {
+        log.warn({ deadline }, 'drain deadline passed; closing remaining connections');
+        app.server.closeAllConnections();
+      }, deadline);
+      timer.unref();
+      await app.close();
+      clearTimeout(timer);
+      await gateway.close();
+    })());
+  return { app, gateway, loaded, url, close };
+}
+
+export async function serve(opts: ServeOptions): Promise<void> {
+  const server = await startServer(opts);
+  const log = server.gateway.log;
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'shutting down: draining in-flight requests');
+    server.close().then(
+      () => {
+        log.info('shutdown complete');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}

@@ -1,0 +1,64 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildConfig, ConfigError, loadConfig } from './load.js';
+
+describe('configuration', () => {
+  it('falls back to the simulator when nothing is configured', () => {
+    const { config, simulatorDefault, passthroughProvider } = buildConfig({}, {});
+    expect(simulatorDefault).toBe(true);
+    expect(passthroughProvider).toBe('simulator');
+    expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8080 });
+  });
+
+  it('reads a YAML file named by INFERENCEFLOW_CONFIG or the seed alias TRUTHGPT_CONFIG', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'if-config-'));
+    const file = join(dir, 'c.yaml');
+    await writeFile(
+      file,
+      `server: { port: 9001 }
+providers:
+  my-openai: { type: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: MY_KEY }
+models:
+  - name: chat
+    deployments:
+      - { provider: my-openai, model: gpt-4o-mini, price: { input: 0.15, output: 0.6 } }
+`,
+    );
+    for (const name of ['INFERENCEFLOW_CONFIG', 'TRUTHGPT_CONFIG']) {
+      const { config, simulatorDefault } = await loadConfig({ env: { [name]: file, MY_KEY: 'k-1' } });
+      expect(config.server.port).toBe(9001);
+      expect(config.providers['my-openai']?.api_key).toBe('k-1');
+      expect(config.models[0]?.deployments[0]?.timeout_ms).toBe(30000);
+      expect(simulatorDefault).toBe(false);
+    }
+  });
+
+  it('lets environment variables override the file', () => {
+    const { config } = buildConfig({ server: { port: 1 } }, { PORT: '7070', HOST: '0.0.0.0', LOG_LEVEL: 'DEBUG', TRUTHGPT_API_TOKEN: 'token-123456' });
+    expect(config.server).toMatchObject({ port: 7070, host: '0.0.0.0' });
+    expect(config.logging.level).toBe('debug');
+    expect(config.auth.tokens).toEqual(['token-123456']);
+  });
+
+  it('registers providers from the usual variables, the first one serving unclaimed models', () => {
+    const { config, passthroughProvider } = buildConfig({}, { OPENAI_BASE_URL: 'http://vllm:8000/v1', ANTHROPIC_API_KEY: 'a', OLLAMA_HOST: '127.0.0.1:11434' });
+    expect(config.providers.openai).toMatchObject({ type: 'openai', base_url: 'http://vllm:8000/v1' });
+    expect(config.providers.anthropic).toMatchObject({ type: 'anthropic', api_key: 'a' });
+    expect(config.providers.ollama?.base_url).toBe('http://127.0.0.1:11434');
+    expect(passthroughProvider).toBe('openai');
+  });
+
+  it('builds REDIS_URL from the seed form', () => {
+    const { config } = buildConfig({}, { REDIS_HOST: 'cache', REDIS_PORT: '6380', REDIS_PASSWORD: 'p w' });
+    expect(config.redis.url).toBe('redis://:p%20w@cache:6380');
+  });
+
+  it('names the path and what was expected when the file is wrong', () => {
+    expect(() => buildConfig({ server: { port: 'eighty' } }, {})).toThrow(/server\.port: .*number/);
+    expect(() => buildConfig({ models: [{ name: 'x', deployments: [{ provider: 'ghost', model: 'm' }] }] }, {})).toThrow(/unknown provider "ghost"/);
+    expect(() => buildConfig({ sever: {} }, {})).toThrow(ConfigError);
+    expect(() => buildConfig({}, { PORT: 'abc' })).toThrow(/PORT: expected a whole number/);
+  });
+});

@@ -1,0 +1,165 @@
+// Composes the request path in one place: providers and the model catalog from configuration,
+// the chat stages around the executor, embeddings, the models list and readiness. The HTTP layer
+// holds one Gateway and knows nothing of how a request is served.
+import type { Logger } from 'pino';
+import type { ChatRequest } from '../canonical/chat.js';
+import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
+import type { LoadedConfig } from '../config/load.js';
+import { isUpstreamError } from '../providers/errors.js';
+import { costUsd } from '../providers/pricing.js';
+import { createProviders } from '../providers/registry.js';
+import type { ProviderAdapter } from '../providers/types.js';
+import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
+import { GatewayError, toGatewayError } from '../server/errors.js';
+import type { RequestContext } from './context.js';
+import { callOptions, createExecutor } from './execute.js';
+import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from './pipeline.js';
+
+export interface ReadinessCheck {
+  name: string;
+  ok: boolean;
+  detail?: string;
+}
+
+/** A dependency that /ready checks and shutdown closes (Redis, database, …). */
+export interface ManagedResource {
+  name: string;
+  check(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  loaded: LoadedConfig;
+  log: Logger;
+  /** Providers to use instead of building them from config (tests). */
+  providers?: Map<string, ProviderAdapter>;
+  stages?: ChatStage[];
+  resources?: ManagedResource[];
+}
+
+export class Gateway {
+  readonly chat: ChatHandler;
+  private modelsCache?: { at: number; models: string[] };
+  private closed = false;
+
+  private constructor(
+    readonly loaded: LoadedConfig,
+    readonly log: Logger,
+    readonly providers: Map<string, ProviderAdapter>,
+    readonly catalog: ModelCatalog,
+    stages: ChatStage[],
+    readonly resources: ManagedResource[],
+  ) {
+    this.chat = composeStages(stages, createExecutor(catalog));
+  }
+
+  static async create(opts: GatewayOptions): Promise<Gateway> {
+    const { loaded, log } = opts;
+    const providers = opts.providers ?? (await createProviders(loaded.config.providers));
+    const catalog = new ModelCatalog(loaded.config.models, providers, loaded.passthroughProvider);
+    return new Gateway(loaded, log, providers, catalog, opts.stages ?? [], opts.resources ?? []);
+  }
+
+  async handleChat(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
+    if (req.model !== undefined) ensureAllowed(ctx, req.model);
+    return this.chat(ctx, req);
+  }
+
+  async embed(ctx: RequestContext, req: EmbeddingRequest): Promise<EmbeddingResult> {
+    ensureAllowed(ctx, req.model);
+    const group = this.catalog.resolve(req.model);
+    let lastError: unknown;
+    for (const d of group.deployments) {
+      ctx.facts.attempts++;
+      const started = performance.now();
+      try {
+        const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, callOptions(ctx, d));
+        ctx.facts.provider = d.providerName;
+        ctx.facts.model = d.model;
+        ctx.facts.deployment = d.id;
+        ctx.facts.latencyMs = (ctx.facts.latencyMs ?? 0) + performance.now() - started;
+        const usage = { prompt_tokens: result.usage.prompt_tokens, completion_tokens: 0, total_tokens: result.usage.total_tokens };
+        ctx.facts.usage = usage;
+        ctx.facts.costUsd += costUsd(usage, d.price);
+        return result;
+      } catch (err) {
+        lastError = err;
+        if (!isUpstreamError(err) || !err.retryable || ctx.signal.aborted) break;
+      }
+    }
+    throw toGatewayError(lastError);
+  }
+
+  /** /v1/models: configured groups plus what the passthrough provider lists (cached a minute). */
+  async listModels(ctx: RequestContext): Promise<ModelInfo[]> {
+    const passthrough = this.catalog.passthrough;
+    let extra: string[] = [];
+    if (passthrough?.listModels) {
+      const now = Date.now();
+      if (this.modelsCache && now - this.modelsCache.at < 60_000) extra = this.modelsCache.models;
+      else {
+        extra = await passthrough
+          .listModels({ signal: ctx.signal, timeoutMs: 5_000, requestId: ctx.id })
+          .catch((err: unknown) => {
+            this.log.warn({ err: (err as Error).message }, 'could not list the passthrough provider models');
+            return [] as string[];
+          });
+        this.modelsCache = { at: now, models: extra };
+      }
+    }
+    const all = this.catalog.list(extra);
+    const allowed = ctx.tenant.allowedModels;
+    return allowed ? all.filter((m) => allowed.includes(m.id)) : all;
+  }
+
+  /** Readiness: every managed resource reachable and at least one provider usable. */
+  async readiness(): Promise<{ ready: boolean; checks: ReadinessCheck[] }> {
+    const checks: ReadinessCheck[] = [];
+    if (this.closed) checks.push({ name: 'shutdown', ok: false, detail: 'shutting down' });
+    for (const r of this.resources) {
+      const ok = await withTimeout(r.check(), 2_000).catch(() => false);
+      checks.push({ name: r.name, ok });
+    }
+    const usable: string[] = [];
+    await Promise.all(
+      [...this.providers].map(async ([name, p]) => {
+        if (await withTimeout(p.ready(), 2_000).catch(() => false)) usable.push(name);
+      }),
+    );
+    checks.push({ name: 'providers', ok: usable.length > 0, detail: usable.length ? `usable: ${usable.sort().join(', ')}` : 'no provider is usable' });
+    return { ready: checks.every((c) => c.ok), checks };
+  }
+
+  markClosing(): void {
+    this.closed = true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.providers.values()].map((p) => p.close()));
+    await Promise.allSettled(this.resources.map((r) => r.close()));
+  }
+}
+
+function ensureAllowed(ctx: RequestContext, model: string): void {
+  const allowed = ctx.tenant.allowedModels;
+  if (allowed && !allowed.includes(model)) {
+    throw new GatewayError('permission_denied', { param: 'model', message: `This key may not use the model "${model}".` });
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('timeout')), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}

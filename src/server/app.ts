@@ -1,0 +1,143 @@
+// The Fastify application: request ids, authentication, the error table rendered per dialect, and
+// the route plugins. Built once per process (or per test with app.inject); it holds no request state.
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyError } from 'fastify';
+import type { Logger } from 'pino';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Authenticator } from './auth.js';
+import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
+import { healthRoutes } from './routes/health.js';
+import { openAiRoutes } from './routes/openai.js';
+import './request-context.js';
+
+export interface AppOptions {
+  gateway: Gateway;
+  authenticator: Authenticator;
+  log: Logger;
+  version: string;
+  bodyLimit?: number;
+  /** Extra route plugins (admin, seed endpoints, metrics…) registered after the core ones. */
+  plugins?: { plugin: FastifyPluginAsync<Record<string, unknown>>; options?: Record<string, unknown> }[];
+}
+
+const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
+
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id'];
+      const id = Array.isArray(incoming) ? incoming[0] : incoming;
+      return id && REQUEST_ID.test(id) ? id : randomUUID();
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+
+  // The seed's curl examples send JSON without a JSON content type: accept it as JSON.
+  app.addContentTypeParser(['text/plain', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, body === '' ? undefined : JSON.parse(body as string));
+    } catch {
+      done(new GatewayError('invalid_json'), undefined);
+    }
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    request.startedAt = performance.now();
+    reply.header('x-request-id', request.id);
+    if (request.routeOptions.config?.public) return;
+    request.tenant = await opts.authenticator.authenticate({ headers: request.headers, ip: request.ip });
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const ctx = request.ctx;
+    const latency = performance.now() - (request.startedAt ?? performance.now());
+    if (request.routeOptions.config?.public && reply.statusCode < 400) return;
+    opts.log.info(
+      {
+        reqId: request.id,
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        tenant: request.tenant?.id,
+        model: ctx?.facts.model,
+        provider: ctx?.facts.provider,
+        deployment: ctx?.facts.deployment,
+        cache: ctx?.facts.cache,
+        costUsd: ctx?.facts.costUsd,
+        latencyMs: Math.round(latency * 100) / 100,
+        outcome: reply.statusCode < 400 ? 'ok' : reply.statusCode < 500 ? 'client_error' : 'error',
+      },
+      'request',
+    );
+  });
+
+  app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
+    const err = fastifyToGatewayError(error);
+    if (err.status >= 500) opts.log.error({ reqId: request.id, err: error, code: err.code }, 'request failed');
+    reply.code(err.status).headers(errorHeaders(err));
+    if (request.routeOptions.config?.dialect === 'anthropic') {
+      return reply.send({ type: 'error', error: { type: anthropicErrorType(err), message: err.message, code: err.code } });
+    }
+    return reply.send(openAiErrorBody(err));
+  });
+
+  app.setNotFoundHandler({}, (request, reply) => {
+    const err = new GatewayError('not_found', { message: `No route for ${request.method} ${request.url.split('?')[0]}.` });
+    reply.code(err.status).send(openAiErrorBody(err));
+  });
+
+  const routes: string[] = [];
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const m of methods) if (m !== 'HEAD' && m !== 'OPTIONS' && !route.url.includes('*')) routes.push(`${m} ${route.url}`);
+  });
+  await app.register(healthRoutes, { gateway: opts.gateway, version: opts.version, routes });
+  await app.register(openAiRoutes, { gateway: opts.gateway, log: opts.log });
+  for (const p of opts.plugins ?? []) await app.register(p.plugin, p.options ?? {});
+  return app;
+}
+
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+};
+
+function fastifyToGatewayError(error: FastifyError | GatewayError): GatewayError {
+  if (error instanceof GatewayError) return error;
+  const code = (error as FastifyError).code;
+  if (code && FASTIFY_CODES[code]) return new GatewayError(FASTIFY_CODES[code] as ErrorCode);
+  if (error instanceof SyntaxError) return new GatewayError('invalid_json');
+  const status = (error as FastifyError).statusCode;
+  if (status !== undefined && status >= 400 && status < 500) return new GatewayError('invalid_request', { message: error.message });
+  return toGatewayError(error);
+}
+
+function anthropicErrorType(err: GatewayError): string {
+  switch (err.status) {
+    case 400:
+    case 413:
+    case 415:
+      return err.status === 413 ? 'request_too_large' : 'invalid_request_error';
+    case 401:
+      return 'authentication_error';
+    case 402:
+    case 403:
+      return 'permission_error';
+    case 404:
+      return 'not_found_error';
+    case 429:
+      return 'rate_limit_error';
+    case 503:
+      return 'overloaded_error';
+    default:
+      return 'api_error';
+  }
+}

@@ -1,0 +1,57 @@
+// Who is calling. The baseline authenticator checks static bearer tokens in constant time; it takes
+// the key from `Authorization: Bearer` or `x-api-key` (the Anthropic SDK's header). With no token
+// configured every caller is the anonymous tenant (and the server stays on loopback).
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { ANONYMOUS, type Tenant } from '../gateway/context.js';
+import { GatewayError } from './errors.js';
+
+export interface AuthRequest {
+  headers: Record<string, string | string[] | undefined>;
+  ip?: string;
+}
+
+export interface Authenticator {
+  /** True when some credential is required (tokens, keys or JWT configured). */
+  readonly required: boolean;
+  authenticate(req: AuthRequest): Promise<Tenant>;
+}
+
+/** The presented credential, from `Authorization: Bearer …` or `x-api-key`. */
+export function presentedKey(headers: AuthRequest['headers']): string | undefined {
+  const auth = headers.authorization;
+  const value = Array.isArray(auth) ? auth[0] : auth;
+  if (value) {
+    const m = /^Bearer\s+(.+)$/i.exec(value.trim());
+    if (m) return m[1]?.trim();
+  }
+  const apiKey = headers['x-api-key'];
+  const k = Array.isArray(apiKey) ? apiKey[0] : apiKey;
+  return k?.trim() || undefined;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+export function createTokenAuthenticator(tokens: readonly string[]): Authenticator {
+  const digests = tokens.map((t) => ({ digest: digest(t), id: `token:${digest(t).toString('hex').slice(0, 12)}` }));
+  return {
+    required: digests.length > 0,
+    async authenticate(req) {
+      if (digests.length === 0) return ANONYMOUS;
+      const key = presentedKey(req.headers);
+      if (!key) throw new GatewayError('missing_api_key');
+      const d = digest(key);
+      // Compare against every token so timing does not tell which one (or whether any) matched.
+      let match: string | undefined;
+      for (const t of digests) if (timingSafeEqual(d, t.digest)) match ??= t.id;
+      if (!match) throw new GatewayError('invalid_api_key');
+      return { id: match, kind: 'token' };
+    },
+  };
+}
+
+/** Tries each authenticator that recognises the credential; the first to accept wins. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}

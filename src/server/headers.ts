@@ -1,0 +1,38 @@
+// The x-inferenceflow-* response headers, one set of names used by every route (DESIGN.md table).
+import type { ResponseFacts } from '../gateway/context.js';
+
+export const FACT_HEADERS = {
+  provider: 'x-inferenceflow-provider',
+  model: 'x-inferenceflow-model',
+  deployment: 'x-inferenceflow-deployment',
+  latency: 'x-inferenceflow-latency-ms',
+  cost: 'x-inferenceflow-cost-usd',
+  cache: 'x-inferenceflow-cache',
+  similarity: 'x-inferenceflow-similarity',
+  route: 'x-inferenceflow-route',
+  passes: 'x-inferenceflow-passes',
+} as const;
+
+export function formatCost(usd: number): string {
+  return usd === 0 ? '0' : usd.toFixed(8).replace(/0+$/, '').replace(/\.$/, '');
+}
+
+/** Headers describing who answered and what it took. `final` false for a stream's opening headers. */
+export function factHeaders(facts: ResponseFacts, final = true): Record<string, string> {
+  const h: Record<string, string> = {};
+  if (facts.provider) h[FACT_HEADERS.provider] = facts.provider;
+  if (facts.model) h[FACT_HEADERS.model] = facts.model;
+  if (facts.deployment) h[FACT_HEADERS.deployment] = facts.deployment;
+  h[FACT_HEADERS.latency] = String(Math.round(facts.latencyMs ?? 0));
+  if (final) h[FACT_HEADERS.cost] = formatCost(facts.costUsd);
+  if (facts.cache) h[FACT_HEADERS.cache] = facts.cache;
+  if (facts.similarity !== undefined) h[FACT_HEADERS.similarity] = facts.similarity.toFixed(4);
+  if (facts.route) h[FACT_HEADERS.route] = facts.route;
+  if (facts.passes !== undefined) h[FACT_HEADERS.passes] = String(facts.passes);
+  return h;
+}
+
+/** Trailers of a stream: the totals known only at its end. */
+export function streamTrailers(facts: ResponseFacts): Record<string, string> {
+  return { [FACT_HEADERS.cost]: formatCost(facts.costUsd), [FACT_HEADERS.latency]: String(Math.round(facts.latencyMs ?? 0)) };
+}

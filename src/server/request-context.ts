@@ -1,0 +1,76 @@
+// Builds the RequestContext for one HTTP request: request id, tenant, gateway options from extension
+// fields and headers (priority, difficulty, session, Cache-Control), and an AbortSignal that fires
+// when the client goes away before the answer is complete.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ANONYMOUS, defaultRequestOptions, newFacts, type Priority, type RequestContext, type RequestOptions } from '../gateway/context.js';
+import type { Logger } from 'pino';
+
+export interface ExtensionFields {
+  difficulty?: string;
+  priority?: Priority;
+  session_id?: string;
+  metadata?: Record<string, unknown> | null;
+}
+
+export function parseCacheControl(headers: FastifyRequest['headers']): RequestOptions['cache'] {
+  const raw = headers['cache-control'];
+  const cc = (Array.isArray(raw) ? raw.join(',') : (raw ?? '')).toLowerCase();
+  const bypass = headers['x-inferenceflow-cache-bypass'];
+  const bypassOn = bypass !== undefined && !/^(0|false|no)$/i.test(String(bypass));
+  const maxAge = /max-age\s*=\s*(\d+)/.exec(cc);
+  return {
+    noCache: bypassOn || /\bno-cache\b/.test(cc),
+    noStore: bypassOn || /\bno-store\b/.test(cc),
+    ...(maxAge ? { maxAgeS: Number(maxAge[1]) } : {}),
+  };
+}
+
+function headerValue(headers: FastifyRequest['headers'], name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function createRequestContext(request: FastifyRequest, reply: FastifyReply, endpoint: string, log: Logger, ext: ExtensionFields = {}): RequestContext {
+  const controller = new AbortController();
+  const res = reply.raw;
+  const onClose = () => {
+    if (!res.writableEnded) controller.abort();
+  };
+  res.once('close', onClose);
+  const options = defaultRequestOptions();
+  const priority = ext.priority ?? (headerValue(request.headers, 'x-inferenceflow-priority') as Priority | undefined);
+  if (priority === 'low' || priority === 'normal' || priority === 'high') options.priority = priority;
+  const difficulty = ext.difficulty ?? headerValue(request.headers, 'x-inferenceflow-difficulty');
+  if (difficulty) options.difficulty = difficulty.toLowerCase();
+  const session = ext.session_id ?? headerValue(request.headers, 'x-session-id');
+  if (session) options.sessionId = session;
+  if (ext.metadata) options.metadata = ext.metadata;
+  options.cache = parseCacheControl(request.headers);
+  const tenant = request.tenant ?? ANONYMOUS;
+  return {
+    id: request.id,
+    startedAt: request.startedAt ?? performance.now(),
+    endpoint,
+    tenant,
+    signal: controller.signal,
+    log: log.child({ reqId: request.id, tenant: tenant.id }),
+    options,
+    facts: newFacts(),
+    clientIp: request.ip,
+    headers: request.headers,
+  };
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    tenant?: import('../gateway/context.js').Tenant;
+    startedAt?: number;
+    ctx?: RequestContext;
+  }
+  interface FastifyContextConfig {
+    /** Routes anyone may call (health, root). */
+    public?: boolean;
+    /** Error body dialect for this route. */
+    dialect?: 'openai' | 'anthropic';
+  }
+}

@@ -1,0 +1,38 @@
+// Sends a gateway outcome in whichever form the client asked for: a JSON body with fact headers, or
+// an SSE stream whose events a route adapter renders in its own dialect. A stream outcome for a JSON
+// client is collected; a JSON outcome (a cache hit, an aggregated answer) for a streaming client is
+// replayed as chunks.
+import type { FastifyReply } from 'fastify';
+import type { ChatChunk, ChatResult } from '../canonical/chat.js';
+import { collectStream, iterate, resultToChunks } from '../canonical/convert.js';
+import type { RequestContext } from '../gateway/context.js';
+import type { ChatOutcome } from '../gateway/pipeline.js';
+import { toGatewayError, type GatewayError } from './errors.js';
+import { factHeaders, streamTrailers } from './headers.js';
+import { writeSse, type SseEvent } from './sse.js';
+
+export interface Renderer<J> {
+  json(result: ChatResult): J;
+  events(chunks: AsyncIterable<ChatChunk>): AsyncIterable<SseEvent>;
+  errorEvent(err: GatewayError): SseEvent;
+}
+
+export async function sendOutcome<J>(reply: FastifyReply, ctx: RequestContext, outcome: ChatOutcome, wantStream: boolean, render: Renderer<J>): Promise<J | undefined> {
+  if (!wantStream) {
+    const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
+    reply.headers(factHeaders(ctx.facts));
+    return render.json(result);
+  }
+  const chunks = outcome.kind === 'stream' ? outcome.stream : iterate(resultToChunks(outcome.result));
+  reply.hijack();
+  await writeSse(reply.raw, render.events(chunks), {
+    headers: { 'x-request-id': ctx.id, ...factHeaders(ctx.facts, false) },
+    trailers: () => streamTrailers(ctx.facts),
+    onError: (err) => {
+      const e = toGatewayError(err);
+      ctx.log.warn({ code: e.code, err: e.message }, 'stream failed after it started');
+      return render.errorEvent(e);
+    },
+  });
+  return undefined;
+}

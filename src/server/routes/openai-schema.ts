@@ -1,0 +1,158 @@
+// zod schemas of the OpenAI-compatible request bodies the gateway accepts: OpenAI's own parameters
+// with OpenAI's ranges (unknown ones are rejected, as OpenAI does) plus the gateway's extension
+// fields (difficulty, priority, session_id, …) which the route strips before the canonical request.
+import { z } from 'zod';
+
+const text = z.string();
+
+const contentPart = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text'), text }).strict(),
+  z
+    .object({
+      type: z.literal('image_url'),
+      image_url: z.object({ url: z.string().min(1), detail: z.enum(['auto', 'low', 'high']).optional() }).strict(),
+    })
+    .strict(),
+]);
+
+const toolCall = z
+  .object({
+    id: z.string().min(1),
+    type: z.literal('function'),
+    function: z.object({ name: z.string().min(1), arguments: z.string() }).strict(),
+  })
+  .strict();
+
+const message = z.discriminatedUnion('role', [
+  z.object({ role: z.literal('system'), content: z.union([text, z.array(contentPart)]), name: z.string().optional() }).strict(),
+  z.object({ role: z.literal('developer'), content: z.union([text, z.array(contentPart)]), name: z.string().optional() }).strict(),
+  z.object({ role: z.literal('user'), content: z.union([text, z.array(contentPart)]), name: z.string().optional() }).strict(),
+  z
+    .object({
+      role: z.literal('assistant'),
+      content: z.union([text, z.array(contentPart)]).nullable().optional(),
+      name: z.string().optional(),
+      tool_calls: z.array(toolCall).optional(),
+      refusal: z.string().nullable().optional(),
+    })
+    .strict(),
+  z
+    .object({ role: z.literal('tool'), content: z.union([text, z.array(contentPart)]), tool_call_id: z.string().min(1) })
+    .strict(),
+]);
+
+const toolDefinition = z
+  .object({
+    type: z.literal('function'),
+    function: z
+      .object({
+        name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, underscores or dashes'),
+        description: z.string().optional(),
+        parameters: z.record(z.string(), z.unknown()).optional(),
+        strict: z.boolean().nullable().optional(),
+      })
+      .strict(),
+  })
+  .strict();
+
+const toolChoice = z.union([
+  z.enum(['none', 'auto', 'required']),
+  z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }).strict() }).strict(),
+]);
+
+const responseFormat = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }).strict(),
+  z.object({ type: z.literal('json_object') }).strict(),
+  z
+    .object({
+      type: z.literal('json_schema'),
+      json_schema: z
+        .object({
+          name: z.string().min(1),
+          description: z.string().optional(),
+          schema: z.record(z.string(), z.unknown()).optional(),
+          strict: z.boolean().nullable().optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+
+const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullable();
+
+/** Gateway extension fields, accepted on every inference route. */
+export const extensionFields = {
+  difficulty: z.enum(['easy', 'medium', 'hard', 'expert', 'EASY', 'MEDIUM', 'HARD', 'EXPERT']).optional(),
+  priority: z.enum(['low', 'normal', 'high']).optional(),
+  session_id: z.string().max(256).optional(),
+};
+
+const sampling = {
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().min(0).max(1).nullable().optional(),
+  n: z.number().int().min(1).max(128).nullable().optional(),
+  stop: stop.optional(),
+  seed: z.number().int().nullable().optional(),
+  user: z.string().optional(),
+  presence_penalty: z.number().min(-2).max(2).nullable().optional(),
+  frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullable().optional(),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).strict().nullable().optional(),
+};
+
+export const chatCompletionSchema = z
+  .object({
+    model: z.string().min(1),
+    messages: z.array(message).min(1),
+    ...sampling,
+    max_tokens: z.number().int().min(1).nullable().optional(),
+    max_completion_tokens: z.number().int().min(1).nullable().optional(),
+    tools: z.array(toolDefinition).max(128).optional(),
+    tool_choice: toolChoice.optional(),
+    parallel_tool_calls: z.boolean().optional(),
+    response_format: responseFormat.optional(),
+    logprobs: z.boolean().nullable().optional(),
+    top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+    metadata: z.record(z.string(), z.string()).nullable().optional(),
+    store: z.boolean().nullable().optional(),
+    reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
+    service_tier: z.string().nullable().optional(),
+    ...extensionFields,
+  })
+  .strict();
+
+export type ChatCompletionBody = z.infer<typeof chatCompletionSchema>;
+
+export const completionSchema = z
+  .object({
+    model: z.string().min(1),
+    prompt: z.union([z.string(), z.array(z.string()).min(1)]),
+    max_tokens: z.number().int().min(1).nullable().optional(),
+    ...sampling,
+    suffix: z.string().nullable().optional(),
+    echo: z.boolean().nullable().optional(),
+    best_of: z.number().int().min(1).max(1).nullable().optional(),
+    logprobs: z.number().int().min(0).max(0).nullable().optional(),
+    ...extensionFields,
+  })
+  .strict();
+
+export type CompletionBody = z.infer<typeof completionSchema>;
+
+export const embeddingSchema = z
+  .object({
+    model: z.string().min(1),
+    input: z.union([
+      z.string(),
+      z.array(z.string()).min(1).max(2048),
+      z.array(z.number().int()).min(1),
+      z.array(z.array(z.number().int()).min(1)).min(1).max(2048),
+    ]),
+    encoding_format: z.enum(['float', 'base64']).optional(),
+    dimensions: z.number().int().min(1).optional(),
+    user: z.string().optional(),
+  })
+  .strict();
+
+export type EmbeddingBody = z.infer<typeof embeddingSchema>;

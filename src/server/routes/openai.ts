@@ -1,0 +1,170 @@
+// The OpenAI-compatible routes: chat completions (JSON and SSE), legacy completions, embeddings and
+// models. Each validates its body, strips the gateway's extension fields into the request context,
+// and renders the canonical outcome back in OpenAI's shapes.
+import type { FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import type { ChatChunk, ChatRequest, ChatResult } from '../../canonical/chat.js';
+import type { Gateway } from '../../gateway/gateway.js';
+import { GatewayError, openAiErrorBody } from '../errors.js';
+import { factHeaders } from '../headers.js';
+import { createRequestContext } from '../request-context.js';
+import { sendOutcome, type Renderer } from '../respond.js';
+import type { SseEvent } from '../sse.js';
+import { validationError } from '../validation.js';
+import { chatCompletionSchema, completionSchema, embeddingSchema } from './openai-schema.js';
+
+export interface OpenAiRouteOptions {
+  gateway: Gateway;
+  log: Logger;
+}
+
+/** Drops null-valued fields: OpenAI accepts `null` for "unset", the canonical model uses absence. */
+export function withoutNulls<T extends object>(body: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(body)) if (v !== null && v !== undefined) out[k] = v;
+  return out as T;
+}
+
+export function chatRenderer(includeUsage: boolean): Renderer<ChatResult> {
+  return {
+    json: (result) => result,
+    events: (chunks) => chatEvents(chunks, includeUsage),
+    errorEvent: (err) => ({ data: JSON.stringify(openAiErrorBody(err)) }),
+  };
+}
+
+async function* chatEvents(chunks: AsyncIterable<ChatChunk>, includeUsage: boolean): AsyncGenerator<SseEvent> {
+  for await (const chunk of chunks) {
+    if (chunk.usage && chunk.choices.length === 0) {
+      if (includeUsage) yield { data: JSON.stringify(chunk) };
+      continue;
+    }
+    yield { data: JSON.stringify(includeUsage ? { ...chunk, usage: null } : withoutUsage(chunk)) };
+  }
+  yield { data: '[DONE]' };
+}
+
+function withoutUsage(chunk: ChatChunk): ChatChunk {
+  if (chunk.usage === undefined) return chunk;
+  const { usage: _usage, ...rest } = chunk;
+  return rest;
+}
+
+export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, { gateway, log }) => {
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const parsed = chatCompletionSchema.safeParse(request.body);
+    if (!parsed.success) throw validationError(parsed.error, request.body);
+    const { difficulty, priority, session_id, ...body } = parsed.data;
+    const req = withoutNulls(body) as ChatRequest;
+    const ctx = createRequestContext(request, reply, 'chat', log, { difficulty, priority, session_id, metadata: body.metadata });
+    request.ctx = ctx;
+    const outcome = await gateway.handleChat(ctx, req);
+    return sendOutcome(reply, ctx, outcome, req.stream === true, chatRenderer(req.stream_options?.include_usage === true));
+  });
+
+  app.post('/v1/completions', async (request, reply) => {
+    const parsed = completionSchema.safeParse(request.body);
+    if (!parsed.success) throw validationError(parsed.error, request.body);
+    const { difficulty, priority, session_id, prompt, suffix, echo, best_of: _bestOf, logprobs: _lp, ...rest } = parsed.data;
+    if (suffix) throw new GatewayError('invalid_value', { param: 'suffix', message: '`suffix` is not supported by this gateway.' });
+    const prompts = Array.isArray(prompt) ? prompt : [prompt];
+    const body = withoutNulls(rest);
+    if (body.stream && prompts.length > 1) {
+      throw new GatewayError('invalid_value', { param: 'prompt', message: 'Streaming takes a single prompt.' });
+    }
+    const ctx = createRequestContext(request, reply, 'completions', log, { difficulty, priority, session_id });
+    request.ctx = ctx;
+    const renderer = completionRenderer(body.stream_options?.include_usage === true, echo ? prompts[0] : undefined);
+    if (prompts.length === 1) {
+      const req = { ...body, messages: [{ role: 'user', content: prompts[0] as string }] } as ChatRequest;
+      const outcome = await gateway.handleChat(ctx, req);
+      return sendOutcome(reply, ctx, outcome, req.stream === true, renderer);
+    }
+    // Several prompts: one call each, choices numbered across prompts as OpenAI does.
+    const results: ChatResult[] = [];
+    for (const p of prompts) {
+      const outcome = await gateway.handleChat(ctx, { ...body, stream: false, messages: [{ role: 'user', content: p }] } as ChatRequest);
+      if (outcome.kind !== 'result') throw new Error('expected a JSON outcome');
+      results.push(outcome.result);
+    }
+    const merged: ChatResult = {
+      ...(results[0] as ChatResult),
+      choices: results.flatMap((r) => r.choices).map((c, index) => ({ ...c, index })),
+      usage: results.reduce(
+        (u, r) => ({ prompt_tokens: u.prompt_tokens + r.usage.prompt_tokens, completion_tokens: u.completion_tokens + r.usage.completion_tokens, total_tokens: u.total_tokens + r.usage.total_tokens }),
+        { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+      ),
+    };
+    return sendOutcome(reply, ctx, { kind: 'result', result: merged }, false, renderer);
+  });
+
+  app.post('/v1/embeddings', async (request, reply) => {
+    const parsed = embeddingSchema.safeParse(request.body);
+    if (!parsed.success) throw validationError(parsed.error, request.body);
+    const ctx = createRequestContext(request, reply, 'embeddings', log);
+    request.ctx = ctx;
+    const result = await gateway.embed(ctx, parsed.data);
+    reply.headers(factHeaders(ctx.facts));
+    if (parsed.data.encoding_format === 'base64') {
+      return { ...result, data: result.data.map((d) => ({ ...d, embedding: Array.isArray(d.embedding) ? floatsToBase64(d.embedding) : d.embedding })) };
+    }
+    return result;
+  });
+
+  app.get('/v1/models', async (request, reply) => {
+    const ctx = createRequestContext(request, reply, 'models', log);
+    return { object: 'list', data: await gateway.listModels(ctx) };
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/models/*', async (request, reply) => {
+    const id = (request.params as Record<string, string>)['*'] ?? '';
+    const ctx = createRequestContext(request, reply, 'models', log);
+    const model = (await gateway.listModels(ctx)).find((m) => m.id === id);
+    if (!model) throw new GatewayError('model_not_found', { param: 'model', message: `The model "${id}" does not exist.` });
+    return model;
+  });
+};
+
+function completionRenderer(includeUsage: boolean, echoPrompt?: string): Renderer<unknown> {
+  const text = (t: string | null | undefined) => (echoPrompt ?? '') + (t ?? '');
+  return {
+    json: (r) => ({
+      id: r.id.replace(/^chatcmpl-/, 'cmpl-'),
+      object: 'text_completion',
+      created: r.created,
+      model: r.model,
+      choices: r.choices.map((c) => ({ text: text(c.message.content), index: c.index, logprobs: null, finish_reason: c.finish_reason })),
+      usage: r.usage,
+      ...(r.system_fingerprint ? { system_fingerprint: r.system_fingerprint } : {}),
+    }),
+    async *events(chunks) {
+      let first = true;
+      for await (const chunk of chunks) {
+        if (chunk.usage && chunk.choices.length === 0) {
+          if (includeUsage) yield { data: JSON.stringify({ id: chunk.id, object: 'text_completion', created: chunk.created, model: chunk.model, choices: [], usage: chunk.usage }) };
+          continue;
+        }
+        for (const c of chunk.choices) {
+          const piece = c.delta.content ?? '';
+          if (!piece && !c.finish_reason) continue;
+          yield {
+            data: JSON.stringify({
+              id: chunk.id.replace(/^chatcmpl-/, 'cmpl-'),
+              object: 'text_completion',
+              created: chunk.created,
+              model: chunk.model,
+              choices: [{ text: first ? text(piece) : piece, index: c.index, logprobs: null, finish_reason: c.finish_reason }],
+            }),
+          };
+          first = false;
+        }
+      }
+      yield { data: '[DONE]' };
+    },
+    errorEvent: (err) => ({ data: JSON.stringify(openAiErrorBody(err)) }),
+  };
+}
+
+function floatsToBase64(values: number[]): string {
+  return Buffer.from(new Float32Array(values).buffer).toString('base64');
+}

@@ -1,0 +1,172 @@
+// The HTTP edge as a raw client sees it: bad input always gets a 4xx with a stable code and never a
+// 5xx; auth by bearer token or x-api-key; body limits; health and readiness; and a client that
+// disconnects mid-stream cancels the upstream call.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import type { RunningServer } from '../src/cli/serve.js';
+import { createSimulatorProvider, SimulatorProvider } from '../src/providers/simulator.js';
+import type { CallOptions } from '../src/providers/types.js';
+import type { ChatRequest } from '../src/canonical/chat.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+async function post(url: string, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {
+  const res = await request(url, { method: 'POST', body, headers });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, json: text ? (JSON.parse(text) as { error: Record<string, unknown> } & Record<string, unknown>) : undefined };
+}
+
+describe('bad input', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startTestGateway({ config: { server: { body_limit_bytes: 2048 } } });
+  });
+  afterAll(() => server.close());
+
+  const cases: [string, string, number, string][] = [
+    ['malformed JSON', '{"model": "m", "messages": [', 400, 'invalid_json'],
+    ['empty body', '', 400, 'invalid_json'],
+    ['a JSON array', '[]', 400, 'invalid_type'],
+    ['missing messages', '{"model":"m"}', 400, 'missing_required_parameter'],
+    ['missing model', '{"messages":[{"role":"user","content":"x"}]}', 400, 'missing_required_parameter'],
+    ['messages of the wrong type', '{"model":"m","messages":"hi"}', 400, 'invalid_type'],
+    ['an unknown role', '{"model":"m","messages":[{"role":"wizard","content":"x"}]}', 400, 'invalid_type'],
+    ['n out of range', '{"model":"m","n":0,"messages":[{"role":"user","content":"x"}]}', 400, 'invalid_value'],
+    ['max_tokens of the wrong type', '{"model":"m","max_tokens":"ten","messages":[{"role":"user","content":"x"}]}', 400, 'invalid_type'],
+    ['five stop sequences', '{"model":"m","stop":["a","b","c","d","e"],"messages":[{"role":"user","content":"x"}]}', 400, 'invalid_value'],
+    ['a tool message without tool_call_id', '{"model":"m","messages":[{"role":"tool","content":"x"}]}', 400, 'missing_required_parameter'],
+    ['an unknown field inside a message', '{"model":"m","messages":[{"role":"user","content":"x","colour":"red"}]}', 400, 'unknown_parameter'],
+  ];
+  for (const [name, body, status, code] of cases) {
+    it(`answers ${status} ${code} for ${name}`, async () => {
+      const res = await post(`${server.url}/v1/chat/completions`, body);
+      expect(res.status).toBe(status);
+      expect(res.json?.error.code).toBe(code);
+      expect(res.json?.error.type).toBe('invalid_request_error');
+      expect(typeof res.json?.error.message).toBe('string');
+    });
+  }
+
+  it('answers 413 for a body over the limit', async () => {
+    const big = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(5000) }] });
+    const res = await post(`${server.url}/v1/chat/completions`, big);
+    expect(res.status).toBe(413);
+    expect(res.json?.error.code).toBe('payload_too_large');
+  });
+
+  it('answers 415 for a body that is not JSON', async () => {
+    const res = await post(`${server.url}/v1/chat/completions`, 'a=b', { 'content-type': 'application/xml' });
+    expect(res.status).toBe(415);
+    expect(res.json?.error.code).toBe('unsupported_media_type');
+  });
+
+  it('accepts JSON sent without a JSON content type (curl -d)', async () => {
+    const res = await post(`${server.url}/v1/chat/completions`, '{"model":"m","messages":[{"role":"user","content":"x"}]}', { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(res.status).toBe(200);
+  });
+
+  it('answers 404 with a code for unknown routes', async () => {
+    const res = await post(`${server.url}/v1/nothing`, '{}');
+    expect(res.status).toBe(404);
+    expect(res.json?.error.code).toBe('not_found');
+  });
+
+  it('serves root, liveness and readiness', async () => {
+    const root = await request(`${server.url}/`);
+    const body = (await root.body.json()) as { endpoints: string[]; name: string };
+    expect(body.name).toBe('inferenceflow');
+    expect(body.endpoints).toEqual(expect.arrayContaining(['POST /v1/chat/completions', 'POST /v1/embeddings', 'GET /v1/models', 'GET /ready']));
+    for (const path of ['/health', '/v1/health']) {
+      const res = await request(`${server.url}${path}`);
+      expect(res.statusCode).toBe(200);
+      expect(((await res.body.json()) as { status: string }).status).toBe('ok');
+    }
+    const ready = await request(`${server.url}/ready`);
+    expect(ready.statusCode).toBe(200);
+    await ready.body.dump();
+  });
+});
+
+describe('model names', () => {
+  it('404s an unknown model with the list of available ones when nothing passes through', async () => {
+    const server = await startTestGateway({
+      config: { providers: { sim: { type: 'simulator' } }, models: [{ name: 'chat', deployments: [{ provider: 'sim', model: 'sim-1' }] }] },
+    });
+    try {
+      const res = await post(`${server.url}/v1/chat/completions`, '{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}');
+      expect(res.status).toBe(404);
+      expect(res.json?.error.code).toBe('model_not_found');
+      expect(res.json?.error.message).toContain('chat');
+      const ok = await post(`${server.url}/v1/chat/completions`, '{"model":"chat","messages":[{"role":"user","content":"x"}]}');
+      expect(ok.status).toBe(200);
+      expect(ok.headers['x-inferenceflow-model']).toBe('sim-1');
+      expect(ok.headers['x-inferenceflow-deployment']).toBe('sim/sim-1');
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('authentication', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startTestGateway({ env: { TRUTHGPT_API_TOKEN: 'secret-token-1' } });
+  });
+  afterAll(() => server.close());
+  const body = '{"model":"m","messages":[{"role":"user","content":"x"}]}';
+
+  it('rejects a missing key and a wrong key with 401', async () => {
+    const none = await post(`${server.url}/v1/chat/completions`, body);
+    expect(none.status).toBe(401);
+    expect(none.json?.error.code).toBe('missing_api_key');
+    const wrong = await post(`${server.url}/v1/chat/completions`, body, { 'content-type': 'application/json', authorization: 'Bearer nope-nope-nope' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.json?.error.code).toBe('invalid_api_key');
+  });
+
+  it('accepts the token as a bearer token or as x-api-key', async () => {
+    const bearer = await post(`${server.url}/v1/chat/completions`, body, { 'content-type': 'application/json', authorization: 'Bearer secret-token-1' });
+    expect(bearer.status).toBe(200);
+    const apiKey = await post(`${server.url}/v1/chat/completions`, body, { 'content-type': 'application/json', 'x-api-key': 'secret-token-1' });
+    expect(apiKey.status).toBe(200);
+  });
+
+  it('keeps health public', async () => {
+    const res = await request(`${server.url}/health`);
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+  });
+});
+
+describe('client disconnect', () => {
+  it('cancels the upstream call when the client goes away mid-stream', async () => {
+    let seen: AbortSignal | undefined;
+    class Spy extends SimulatorProvider {
+      override async streamChat(req: ChatRequest, opts: CallOptions) {
+        seen = opts.signal;
+        return super.streamChat(req, opts);
+      }
+    }
+    const slow = createSimulatorProvider('sim', { tokens_per_second: 20, answer_words: 200 });
+    const spy = new Spy('sim', slow.options);
+    const server = await startTestGateway({
+      config: { providers: { sim: { type: "simulator" } }, models: [{ name: "m", deployments: [{ provider: "sim", model: "sim" }] }] },
+      providers: new Map([["sim", spy]]),
+    });
+    try {
+      const controller = new AbortController();
+      const res = await request(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"model":"m","stream":true,"messages":[{"role":"user","content":"long story"}]}',
+        signal: controller.signal,
+      });
+      const reader = res.body[Symbol.asyncIterator]();
+      await reader.next();
+      expect(seen?.aborted).toBe(false);
+      controller.abort();
+      await expect.poll(() => seen?.aborted, { timeout: 5000 }).toBe(true);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -1,0 +1,163 @@
+// The official `openai` package, unmodified, against a real gateway on the built-in simulator:
+// chat, streams, n, tools, JSON mode, stop, embeddings, models, headers and error codes.
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+let server: RunningServer;
+let client: OpenAI;
+
+beforeAll(async () => {
+  server = await startTestGateway();
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+describe('chat completions through the OpenAI SDK', () => {
+  it('answers with gateway fact headers and the request id it was given', async () => {
+    const { data, response } = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }] }, { headers: { 'x-request-id': 'req-abc.123' } })
+      .withResponse();
+    expect(data.object).toBe('chat.completion');
+    expect(data.choices[0]?.message.content).toContain('Say hello');
+    expect(data.usage?.total_tokens).toBe((data.usage?.prompt_tokens ?? 0) + (data.usage?.completion_tokens ?? 0));
+    expect(response.headers.get('x-request-id')).toBe('req-abc.123');
+    expect(response.headers.get('x-inferenceflow-provider')).toBe('simulator');
+    expect(response.headers.get('x-inferenceflow-model')).toBe('gpt-4o-mini');
+    expect(Number(response.headers.get('x-inferenceflow-latency-ms'))).toBeGreaterThanOrEqual(0);
+    // gpt-4o-mini is priced in the table, so a non-empty answer costs something.
+    expect(Number(response.headers.get('x-inferenceflow-cost-usd'))).toBeGreaterThan(0);
+  });
+
+  it('generates a request id when none is given', async () => {
+    const { response } = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }] }).withResponse();
+    expect(response.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('streams chunks and ends with usage when include_usage is set', async () => {
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Tell me a story' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    let contentChunks = 0;
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta.content;
+      if (delta) {
+        text += delta;
+        contentChunks++;
+      }
+      finish ??= chunk.choices[0]?.finish_reason;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(contentChunks).toBeGreaterThan(3);
+    expect(text).toContain('Tell me a story');
+    expect(finish).toBe('stop');
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('leaves the usage chunk out when include_usage is not set', async () => {
+    const stream = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    for await (const chunk of stream) {
+      expect(chunk.usage ?? null).toBeNull();
+      expect(chunk.choices.length).toBe(1);
+    }
+  });
+
+  it('returns n choices', async () => {
+    const res = await client.chat.completions.create({ model: 'm', n: 3, messages: [{ role: 'user', content: 'pick' }] });
+    expect(res.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+  });
+
+  it('calls a tool and accepts the tool result back', async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [
+      {
+        type: 'function',
+        function: {
+          name: 'get_weather',
+          parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } }, required: ['city'] },
+        },
+      },
+    ];
+    const first = await client.chat.completions.create({ model: 'm', tools, tool_choice: 'required', messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+    const call = first.choices[0]?.message.tool_calls?.[0];
+    expect(first.choices[0]?.finish_reason).toBe('tool_calls');
+    expect(call?.type === 'function' && call.function.name).toBe('get_weather');
+    const args = JSON.parse(call?.type === 'function' ? call.function.arguments : '{}') as Record<string, unknown>;
+    expect(typeof args.city).toBe('string');
+    const second = await client.chat.completions.create({
+      model: 'm',
+      tools,
+      messages: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: null, tool_calls: first.choices[0]?.message.tool_calls },
+        { role: 'tool', tool_call_id: call?.id ?? '', content: '{"temp_c": 21}' },
+      ],
+    });
+    expect(second.choices[0]?.message.content).toContain('21');
+  });
+
+  it('streams tool calls that the SDK reassembles', async () => {
+    const runner = client.chat.completions.stream({
+      model: 'm',
+      tool_choice: { type: 'function', function: { name: 'lookup' } },
+      tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }],
+      messages: [{ role: 'user', content: 'find it' }],
+    });
+    const final = await runner.finalChatCompletion();
+    const call = final.choices[0]?.message.tool_calls?.[0];
+    expect(call?.type === 'function' && JSON.parse(call.function.arguments)).toEqual({ q: 'example' });
+  });
+
+  it('honours JSON mode and stop sequences', async () => {
+    const json = await client.chat.completions.create({ model: 'm', response_format: { type: 'json_object' }, messages: [{ role: 'user', content: 'json please' }] });
+    expect(() => JSON.parse(json.choices[0]?.message.content ?? '')).not.toThrow();
+    const stopped = await client.chat.completions.create({ model: 'm', stop: ['simulator'], messages: [{ role: 'user', content: 'anything' }] });
+    expect(stopped.choices[0]?.message.content).not.toContain('simulator');
+  });
+});
+
+describe('legacy completions, embeddings and models', () => {
+  it('serves /v1/completions', async () => {
+    const res = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 5 });
+    expect(res.object).toBe('text_completion');
+    expect(res.choices[0]?.finish_reason).toBe('length');
+    expect(res.usage?.completion_tokens).toBeLessThanOrEqual(5);
+  });
+
+  it('embeds text (the SDK asks for base64 and decodes it)', async () => {
+    const res = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['a cat sat', 'a cat sat', 'stock prices fell'] });
+    const [a, b, c] = res.data.map((d) => d.embedding);
+    expect(a?.length).toBe(256);
+    const dot = (x: number[], y: number[]) => x.reduce((s, v, i) => s + v * (y[i] ?? 0), 0);
+    expect(dot(a ?? [], b ?? [])).toBeCloseTo(1, 5);
+    expect(dot(a ?? [], c ?? [])).toBeLessThan(0.9);
+  });
+
+  it('lists models', async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toContain('simulator');
+  });
+});
+
+describe('errors reach the SDK as typed errors with stable codes', () => {
+  it('rejects unknown parameters', async () => {
+    await expect(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }], bogus: 1 } as never)).rejects.toMatchObject({
+      status: 400,
+      code: 'unknown_parameter',
+      param: 'bogus',
+    });
+  });
+
+  it('rejects out-of-range values and empty messages', async () => {
+    await expect(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }], temperature: 3 })).rejects.toMatchObject({ status: 400, code: 'invalid_value', param: 'temperature' });
+    await expect(client.chat.completions.create({ model: 'm', messages: [] })).rejects.toMatchObject({ status: 400, code: 'empty_messages' });
+  });
+});
