@@ -68,7 +68,10 @@ const chunkSchema = z.object({
         .nullish(),
       finish_reason: z.string().nullish(),
     }),
-  ),
+  )
+    // Some compatible servers send `choices: null` on the usage chunk.
+    .nullish()
+    .transform((c) => c ?? []),
   usage: usageSchema.nullish(),
 });
 const streamErrorSchema = z.object({ error: z.unknown() });
