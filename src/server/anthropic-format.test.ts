@@ -191,7 +191,7 @@ describe('anthropicStreamEvents', () => {
     expect(events[1]?.data).toEqual({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
     expect(events[2]?.data).toEqual({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hel' } });
     expect(events[4]?.data).toEqual({ type: 'content_block_stop', index: 0 });
-    expect(events[5]?.data).toEqual({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 2 } });
+    expect(events[5]?.data).toEqual({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { input_tokens: 11, output_tokens: 2 } });
     expect(events[6]?.data).toEqual({ type: 'message_stop' });
     for (const e of events) expect((e.data as { type: string }).type).toBe(e.event);
   });
@@ -284,6 +284,8 @@ describe('the official @anthropic-ai/sdk reads what these functions produce', ()
     const final = await client.messages.stream({ model: 'sim', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] }).finalMessage();
     expect(final.content).toEqual(expected.content);
     expect(final.stop_reason).toBe('tool_use');
+    // The hint (3) in message_start is replaced by the upstream's count carried in message_delta.
+    expect(final.usage.input_tokens).toBe(expected.usage.input_tokens);
   });
 
   it('surfaces an error body as the SDK error class for its status', async () => {

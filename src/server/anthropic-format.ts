@@ -162,6 +162,7 @@ export async function* anthropicStreamEvents(
   let finish: FinishReason | null = null;
   let inputTokens = inputTokensHint;
   let outputTokens: number | undefined;
+  let counted = false;
 
   function* start(id: string): Generator<AnthropicSseEvent> {
     if (started) return;
@@ -195,6 +196,7 @@ export async function* anthropicStreamEvents(
       if (chunk.usage) {
         inputTokens = chunk.usage.prompt_tokens;
         outputTokens = chunk.usage.completion_tokens;
+        counted = true;
       }
       const choice = chunk.choices.find((c) => c.index === 0);
       if (!choice) continue;
@@ -242,7 +244,8 @@ export async function* anthropicStreamEvents(
     data: {
       type: 'message_delta',
       delta: { stop_reason: anthropicStopReason(finish), stop_sequence: null },
-      usage: { output_tokens: outputTokens ?? 0 },
+      // The upstream's count replaces the hint sent in message_start (the SDK takes it from here).
+      usage: { ...(counted ? { input_tokens: inputTokens } : {}), output_tokens: outputTokens ?? 0 },
     },
   };
   yield { event: 'message_stop', data: { type: 'message_stop' } };
