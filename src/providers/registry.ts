@@ -1,6 +1,8 @@
 // Builds provider adapters from configuration, one instance per `providers:` entry, created once at
 // start-up. Heavy optional adapters (local llama.cpp) are loaded by dynamic import only when used.
 import type { ProviderConfig } from '../config/schema.js';
+import { createAnthropicProvider } from './anthropic.js';
+import { createOpenAIProvider } from './openai.js';
 import { createSimulatorProvider } from './simulator.js';
 import type { ProviderAdapter } from './types.js';
 
@@ -8,6 +10,10 @@ export async function createProvider(name: string, cfg: ProviderConfig): Promise
   switch (cfg.type) {
     case 'simulator':
       return createSimulatorProvider(name, cfg.options);
+    case 'openai':
+      return createOpenAIProvider(name, cfg);
+    case 'anthropic':
+      return createAnthropicProvider(name, cfg);
     default:
       throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
   }
