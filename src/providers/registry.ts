@@ -1,6 +1,9 @@
 // Builds provider adapters from configuration, one instance per `providers:` entry, created once at
 // start-up. Heavy optional adapters (local llama.cpp) are loaded by dynamic import only when used.
 import type { ProviderConfig } from '../config/schema.js';
+import { createCohereProvider } from './cohere.js';
+import { createGoogleProvider } from './google.js';
+import { createOllamaProvider } from './ollama.js';
 import { createSimulatorProvider } from './simulator.js';
 import type { ProviderAdapter } from './types.js';
 
@@ -8,6 +11,12 @@ export async function createProvider(name: string, cfg: ProviderConfig): Promise
   switch (cfg.type) {
     case 'simulator':
       return createSimulatorProvider(name, cfg.options);
+    case 'google':
+      return createGoogleProvider(name, cfg);
+    case 'cohere':
+      return createCohereProvider(name, cfg);
+    case 'ollama':
+      return createOllamaProvider(name, cfg);
     default:
       throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
   }
