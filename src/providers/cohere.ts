@@ -56,13 +56,15 @@ const streamEventSchema = z.object({
     .object({
       message: z
         .object({
-          content: z.object({ text: z.string().optional() }).nullish(),
+          // message-start carries these as empty arrays; later events as single objects.
+          content: z.object({ text: z.string().optional() }).nullish().catch(null),
           tool_calls: z
             .object({
               id: z.string().nullish(),
               function: z.object({ name: z.string().nullish(), arguments: z.string().nullish() }).nullish(),
             })
-            .nullish(),
+            .nullish()
+            .catch(null),
         })
         .nullish(),
       finish_reason: z.string().nullish(),

@@ -298,7 +298,7 @@ describe('google errors', () => {
     [429, '429', { 'retry-after': '7' }, 'rate_limited', true, 7_000],
     [500, '500', {}, 'server', true, undefined],
     [503, '503', { 'retry-after': '2' }, 'overloaded', true, 2_000],
-  ] as const)('%i (%s) becomes %s', async (status, key, headers, kind, retryable, retryAfterMs) => {
+  ] as const)('%i (%s, headers %o) becomes %s', async (status, key, headers, kind, retryable, retryAfterMs) => {
     for (const streaming of [false, true]) {
       upstream.reply(json(bodies[key], status, headers));
       const err = await failure(streaming ? google.streamChat(ask(), callOptions()) : google.chat(ask(), callOptions()));
