@@ -114,7 +114,7 @@ export function fixture(name: string): string {
   return readFileSync(new URL(name, FIXTURES), 'utf8');
 }
 
-export function fixtureJson<T = Record<string, unknown>>(name: string): T {
+export function fixtureJson<T extends object = Record<string, unknown>>(name: string): T {
   return JSON.parse(fixture(name)) as T;
 }
 
