@@ -3,6 +3,9 @@
 import type { ProviderConfig } from '../config/schema.js';
 import { createAnthropicProvider } from './anthropic.js';
 import { createOpenAIProvider } from './openai.js';
+import { createCohereProvider } from './cohere.js';
+import { createGoogleProvider } from './google.js';
+import { createOllamaProvider } from './ollama.js';
 import { createSimulatorProvider } from './simulator.js';
 import type { ProviderAdapter } from './types.js';
 
@@ -14,6 +17,12 @@ export async function createProvider(name: string, cfg: ProviderConfig): Promise
       return createOpenAIProvider(name, cfg);
     case 'anthropic':
       return createAnthropicProvider(name, cfg);
+    case 'google':
+      return createGoogleProvider(name, cfg);
+    case 'cohere':
+      return createCohereProvider(name, cfg);
+    case 'ollama':
+      return createOllamaProvider(name, cfg);
     default:
       throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
   }

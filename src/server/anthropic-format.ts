@@ -13,7 +13,8 @@ import {
   type AnthropicStopReason,
   type InboundBlock,
 } from '../providers/anthropic-wire.js';
-import { GatewayError, type ErrorCode } from './errors.js';
+import type { GatewayError } from './errors.js';
+import { validationError } from './validation.js';
 
 const textBlock = z.object({ type: z.literal('text'), text: z.string() });
 const imageBlock = z.object({
@@ -94,17 +95,6 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
   }
   Object.assign(req, fromAnthropicToolChoice(b.tool_choice));
   return req;
-}
-
-function validationError(error: z.ZodError, body: unknown): GatewayError {
-  const issue = error.issues[0] && deepestIssue(error.issues[0]);
-  const param = issue && issue.path.length > 0 ? issue.path.join('.') : null;
-  let code: ErrorCode = 'invalid_request';
-  if (issue?.code === 'invalid_type') code = valueAt(body, issue.path) === undefined ? 'missing_required_parameter' : 'invalid_type';
-  else if (issue?.code === 'too_small' && issue.origin === 'array' && param === 'messages') code = 'empty_messages';
-  else if (issue && ['too_small', 'too_big', 'invalid_value', 'invalid_format', 'invalid_union'].includes(issue.code)) code = 'invalid_value';
-  const message = issue ? `${param ?? 'body'}: ${issue.message}` : 'The request is not a valid Messages API request.';
-  return new GatewayError(code, { message, param });
 }
 
 export interface AnthropicMessageObject {
@@ -259,28 +249,6 @@ export function anthropicErrorBody(type: string, message: string): { type: 'erro
 /** Serialises one event as SSE text, the way Anthropic frames it. */
 export function formatAnthropicSse(e: AnthropicSseEvent): string {
   return `event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
-}
-
-/** For a union (string | blocks), the branch issue that got furthest names the real problem. */
-function deepestIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
-  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return issue;
-  let best: z.core.$ZodIssue | undefined;
-  for (const branch of issue.errors) {
-    for (const inner of branch) {
-      const candidate = deepestIssue({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue);
-      if (!best || candidate.path.length > best.path.length) best = candidate;
-    }
-  }
-  return best ?? issue;
-}
-
-function valueAt(body: unknown, path: readonly PropertyKey[]): unknown {
-  let node = body;
-  for (const key of path) {
-    if (node === null || typeof node !== 'object') return undefined;
-    node = (node as Record<PropertyKey, unknown>)[key];
-  }
-  return node;
 }
 
 function messageId(id: string): string {

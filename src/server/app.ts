@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Authenticator } from './auth.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
+import { anthropicErrorType } from '../providers/anthropic-wire.js';
+import { anthropicRoutes } from './routes/anthropic.js';
 import { healthRoutes } from './routes/health.js';
 import { openAiRoutes } from './routes/openai.js';
 import './request-context.js';
@@ -81,7 +83,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (err.status >= 500) opts.log.error({ reqId: request.id, err: error, code: err.code }, 'request failed');
     reply.code(err.status).headers(errorHeaders(err));
     if (request.routeOptions.config?.dialect === 'anthropic') {
-      return reply.send({ type: 'error', error: { type: anthropicErrorType(err), message: err.message, code: err.code } });
+      return reply.send({ type: 'error', error: { type: anthropicErrorType(err.status), message: err.message, code: err.code } });
     }
     return reply.send(openAiErrorBody(err));
   });
@@ -98,6 +100,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   await app.register(healthRoutes, { gateway: opts.gateway, version: opts.version, routes });
   await app.register(openAiRoutes, { gateway: opts.gateway, log: opts.log });
+  await app.register(anthropicRoutes, { gateway: opts.gateway, log: opts.log });
   for (const p of opts.plugins ?? []) await app.register(p.plugin, p.options ?? {});
   return app;
 }
@@ -118,26 +121,4 @@ function fastifyToGatewayError(error: FastifyError | GatewayError): GatewayError
   const status = (error as FastifyError).statusCode;
   if (status !== undefined && status >= 400 && status < 500) return new GatewayError('invalid_request', { message: error.message });
   return toGatewayError(error);
-}
-
-function anthropicErrorType(err: GatewayError): string {
-  switch (err.status) {
-    case 400:
-    case 413:
-    case 415:
-      return err.status === 413 ? 'request_too_large' : 'invalid_request_error';
-    case 401:
-      return 'authentication_error';
-    case 402:
-    case 403:
-      return 'permission_error';
-    case 404:
-      return 'not_found_error';
-    case 429:
-      return 'rate_limit_error';
-    case 503:
-      return 'overloaded_error';
-    default:
-      return 'api_error';
-  }
 }
