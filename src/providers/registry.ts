@@ -14,6 +14,11 @@ export async function createProvider(name: string, cfg: ProviderConfig): Promise
       return createOpenAIProvider(name, cfg);
     case 'anthropic':
       return createAnthropicProvider(name, cfg);
+    case 'local': {
+      // Imported here so node-llama-cpp (optional, native) loads only when a local provider is configured.
+      const { createLocalProvider } = await import('./local.js');
+      return await createLocalProvider(name, cfg);
+    }
     default:
       throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
   }
