@@ -60,6 +60,8 @@ async function expectUpstreamError(promise: Promise<unknown>, kind: UpstreamErro
 describe.skipIf(!MODELS_DIR)('local provider (llama.cpp, stories260K)', () => {
   let provider: LocalProvider;
 
+  // This provider stays open for the whole file, so the llama.cpp backend (1-3 s to start here) is
+  // started once and shared by the other providers below (same threads, CPU only, same log level).
   beforeAll(async () => {
     // Through the registry, as the gateway builds it.
     provider = (await createProvider('llama', {
@@ -185,88 +187,92 @@ describe.skipIf(!MODELS_DIR)('local provider (llama.cpp, stories260K)', () => {
     await expectUpstreamError(provider.streamChat(request({ messages: [{ role: 'user', content: long }] }), callOptions()), 'context_length');
     await expectUpstreamError(provider.embed({ model: MODEL, input: 'hello' }, callOptions()), 'unsupported');
   });
-});
 
-describe.skipIf(!MODELS_DIR)('local provider: cancellation and prompt formats', () => {
-  let single: LocalProvider;
+  describe('cancellation and prompt formats', () => {
+    let single: LocalProvider;
 
-  beforeAll(async () => {
-    // One sequence: a sequence that was not given back would make the next request wait forever.
-    single = await createLocalProvider('llama-one', {
-      type: 'local',
-      options: { models_dir: path.dirname(MODELS_DIR!), threads: 1, context_size: 512, max_sequences: 1 },
+    beforeAll(async () => {
+      // One sequence: a sequence that was not given back would make the next request wait forever.
+      single = await createLocalProvider('llama-one', {
+        type: 'local',
+        options: { models_dir: path.dirname(MODELS_DIR!), threads: 1, context_size: 512, max_sequences: 1 },
+      });
     });
-  });
 
-  afterAll(async () => {
-    await single?.close();
-  });
+    afterAll(async () => {
+      await single?.close();
+    });
 
-  it('finds models one folder down', async () => {
-    expect(await single.installedModels()).toContain(MODEL);
-  });
+    it('finds models one folder down', async () => {
+      expect(await single.installedModels()).toContain(MODEL);
+    });
 
-  it('stops generating when the signal aborts mid-stream and frees the sequence', async () => {
-    const controller = new AbortController();
-    const stream = await single.streamChat(request({ max_tokens: 400, temperature: 0.8, seed: 3 }), callOptions(controller.signal));
-    let contentChunks = 0;
-    const read = (async () => {
-      for await (const chunk of stream) {
-        if (chunk.choices[0]?.delta.content) {
-          contentChunks++;
-          if (contentChunks === 2) controller.abort();
+    it('stops generating when the signal aborts mid-stream and frees the sequence', async () => {
+      const controller = new AbortController();
+      const stream = await single.streamChat(request({ max_tokens: 400, temperature: 0.8, seed: 3 }), callOptions(controller.signal));
+      let contentChunks = 0;
+      const read = (async () => {
+        for await (const chunk of stream) {
+          if (chunk.choices[0]?.delta.content) {
+            contentChunks++;
+            if (contentChunks === 2) controller.abort();
+          }
+        }
+      })();
+      await expectUpstreamError(read, 'aborted');
+      expect(contentChunks).toBeLessThan(400);
+      expect(single.sequenceStats()[MODEL]!.busy).toBe(0);
+
+      const after = await single.chat(request({ max_tokens: 8 }), callOptions());
+      expect(after.usage.completion_tokens).toBe(8);
+    });
+
+    it('frees the sequence when the reader leaves a stream early', async () => {
+      const stream = await single.streamChat(request({ max_tokens: 400, temperature: 0.8, seed: 4 }), callOptions());
+      for await (const chunk of stream) if (chunk.choices[0]?.delta.content) break;
+      expect(single.sequenceStats()[MODEL]!.busy).toBe(0);
+      const after = await single.chat(request({ max_tokens: 4 }), callOptions());
+      expect(after.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    });
+
+    it('gives up waiting for a busy sequence when the caller aborts', async () => {
+      const first = single.chat(request({ max_tokens: 64 }), callOptions());
+      const controller = new AbortController();
+      const second = single.chat(request({ max_tokens: 64 }), callOptions(controller.signal));
+      controller.abort();
+      await expectUpstreamError(second, 'aborted');
+      // A wait longer than the attempt's time is a timeout (retryable elsewhere), not a cancellation.
+      await expectUpstreamError(single.chat(request({ max_tokens: 4 }), { ...callOptions(), timeoutMs: 1 }), 'timeout');
+      expect((await first).usage.completion_tokens).toBeGreaterThan(0);
+      expect(single.sequenceStats()[MODEL]).toMatchObject({ busy: 0, waiting: 0 });
+    });
+
+    it('renders conversations through a named chat wrapper or as a transcript', async () => {
+      const messages: ChatRequest['messages'] = [
+        { role: 'system', content: 'You tell short stories.' },
+        { role: 'user', content: 'Tell me about a cat.' },
+      ];
+      for (const chat_template of ['chatML', 'transcript']) {
+        const p = await createLocalProvider(`llama-${chat_template}`, {
+          type: 'local',
+          options: { models_dir: MODELS_DIR, threads: 1, context_size: 256, max_sequences: 1, chat_template },
+        });
+        try {
+          const result = await p.chat(request({ messages, max_tokens: 12 }), callOptions());
+          expect(result.usage.completion_tokens).toBeGreaterThan(0);
+          expect(result.usage.prompt_tokens).toBeGreaterThan(10);
+        } finally {
+          await p.close();
         }
       }
-    })();
-    await expectUpstreamError(read, 'aborted');
-    expect(contentChunks).toBeLessThan(400);
-    expect(single.sequenceStats()[MODEL]!.busy).toBe(0);
+      // Closing those providers left the shared llama.cpp backend working for the others.
+      expect((await single.chat(request({ max_tokens: 4 }), callOptions())).usage.completion_tokens).toBe(4);
+    });
 
-    const after = await single.chat(request({ max_tokens: 8 }), callOptions());
-    expect(after.usage.completion_tokens).toBe(8);
-  });
-
-  it('frees the sequence when the reader leaves a stream early', async () => {
-    const stream = await single.streamChat(request({ max_tokens: 400, temperature: 0.8, seed: 4 }), callOptions());
-    for await (const chunk of stream) if (chunk.choices[0]?.delta.content) break;
-    expect(single.sequenceStats()[MODEL]!.busy).toBe(0);
-    const after = await single.chat(request({ max_tokens: 4 }), callOptions());
-    expect(after.choices[0]!.message.content!.length).toBeGreaterThan(0);
-  });
-
-  it('gives up waiting for a busy sequence when the caller aborts', async () => {
-    const first = single.chat(request({ max_tokens: 64 }), callOptions());
-    const controller = new AbortController();
-    const second = single.chat(request({ max_tokens: 64 }), callOptions(controller.signal));
-    controller.abort();
-    await expectUpstreamError(second, 'aborted');
-    expect((await first).usage.completion_tokens).toBeGreaterThan(0);
-    expect(single.sequenceStats()[MODEL]).toMatchObject({ busy: 0, waiting: 0 });
-  });
-
-  it('renders conversations through a named chat wrapper or as a transcript', async () => {
-    const messages: ChatRequest['messages'] = [
-      { role: 'system', content: 'You tell short stories.' },
-      { role: 'user', content: 'Tell me about a cat.' },
-    ];
-    for (const chat_template of ['chatML', 'transcript']) {
-      const p = await createLocalProvider(`llama-${chat_template}`, {
-        type: 'local',
-        options: { models_dir: MODELS_DIR, threads: 1, context_size: 256, max_sequences: 1, chat_template },
-      });
-      try {
-        const result = await p.chat(request({ messages, max_tokens: 12 }), callOptions());
-        expect(result.usage.completion_tokens).toBeGreaterThan(0);
-        expect(result.usage.prompt_tokens).toBeGreaterThan(10);
-      } finally {
-        await p.close();
-      }
-    }
-  });
-
-  it('refuses bad options with a message naming them', async () => {
-    await expect(createLocalProvider('bad', { type: 'local', options: { models_dir: MODELS_DIR, threds: 2 } })).rejects.toThrow(/threds/);
-    await expect(createLocalProvider('bad', { type: 'local', options: {} })).rejects.toThrow(/models_dir/);
-    await expect(createLocalProvider('bad', { type: 'local', options: { models_dir: MODELS_DIR, chat_template: 'nope' } })).rejects.toThrow(/chat_template/);
+    it('refuses bad options with a message naming them', async () => {
+      await expect(createLocalProvider('bad', { type: 'local', options: { models_dir: MODELS_DIR, threds: 2 } })).rejects.toThrow(/threds/);
+      await expect(createLocalProvider('bad', { type: 'local', options: {} })).rejects.toThrow(/models_dir/);
+      await expect(createLocalProvider('bad', { type: 'local', options: { models_dir: MODELS_DIR, chat_template: 'nope' } })).rejects.toThrow(/chat_template/);
+    });
   });
 });

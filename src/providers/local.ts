@@ -17,14 +17,15 @@ import {
 } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
+import { Attempt, untilAborted } from './attempt.js';
+import { acquireBackend, type BackendLease } from './local-backend.js';
 import { UpstreamError } from './errors.js';
-import { scanModelsDir } from './local-models.js';
-import { renderPlainPrompt, toChatHistory, type PlainPromptFormat } from './local-prompt.js';
-import { SequencePool, type SequencePoolStats } from './local-sequences.js';
+import { errorMessage, loadLocalModel, scanModelsDir, type LlamaCppModule, type LoadedModel } from './local-models.js';
+import { renderPlainPrompt, toChatHistory } from './local-prompt.js';
+import type { SequencePoolStats } from './local-sequences.js';
 import { StopSequenceScanner } from './stop-sequences.js';
+import { PushQueue } from './push-queue.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
-
-type LlamaCppModule = typeof LlamaCpp;
 
 const localOptionsSchema = z
   .object({
@@ -63,20 +64,13 @@ export async function createLocalProvider(name: string, cfg: ProviderConfig): Pr
       `provider ${name}: chat_template "${template}" is not auto, plain, transcript or one of ${lib.resolvableChatWrapperTypeNames.join(', ')}`,
     );
   }
-  let llama: LlamaCpp.Llama;
+  let backend: BackendLease;
   try {
-    llama = await lib.getLlama({
-      build: 'never',
-      skipDownload: true,
-      progressLogs: false,
-      gpu: options.gpu_layers === 0 ? false : 'auto',
-      maxThreads: options.threads,
-      logLevel: lib.LlamaLogLevel[options.log_level],
-    });
+    backend = await acquireBackend(lib, { threads: options.threads, gpu: options.gpu_layers !== 0, logLevel: options.log_level });
   } catch (err) {
     throw new Error(`provider ${name}: llama.cpp could not start (no usable prebuilt binary?): ${errorMessage(err)}`, { cause: err });
   }
-  return new LocalProvider(name, options, lib, llama);
+  return new LocalProvider(name, options, lib, backend);
 }
 
 async function importLlamaCpp(provider: string): Promise<LlamaCppModule> {
@@ -89,18 +83,6 @@ async function importLlamaCpp(provider: string): Promise<LlamaCppModule> {
       { cause: err },
     );
   }
-}
-
-interface LoadedModel {
-  name: string;
-  model: LlamaCpp.LlamaModel;
-  context: LlamaCpp.LlamaContext;
-  pool: SequencePool<LlamaCpp.LlamaContextSequence>;
-  /** The chat wrapper rendering this model's template; null means a plain-text prompt. */
-  wrapper: LlamaCpp.ChatWrapper | null;
-  plainFormat: PlainPromptFormat;
-  /** The token LlamaCompletion puts before every prompt, if this vocabulary wants one. */
-  bos: LlamaCpp.Token | null;
 }
 
 /** A request turned into tokens and sampling settings, ready to run on any sequence of its model. */
@@ -141,9 +123,13 @@ export class LocalProvider implements ProviderAdapter {
     readonly name: string,
     readonly options: LocalProviderOptions,
     private readonly lib: LlamaCppModule,
-    private readonly llama: LlamaCpp.Llama,
+    private readonly backend: BackendLease,
   ) {
     this.modelsDir = path.resolve(options.models_dir);
+  }
+
+  private get llama(): LlamaCpp.Llama {
+    return this.backend.llama;
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
@@ -246,7 +232,7 @@ export class LocalProvider implements ProviderAdapter {
       await m.model.dispose();
     }
     this.loaded.clear();
-    await this.llama.dispose();
+    await this.backend.release();
   }
 
   private async *streamChoices(req: ChatRequest, prepared: PreparedRequest, attempt: Attempt): AsyncGenerator<ChatChunk> {
@@ -256,7 +242,7 @@ export class LocalProvider implements ProviderAdapter {
       let completionTokens = 0;
       for (let index = 0; index < (req.n ?? 1); index++) {
         yield { ...base, choices: [{ index, delta: { role: 'assistant', content: '' }, finish_reason: null }] };
-        const texts = new TextQueue();
+        const texts = new PushQueue<string>();
         inFlight = this.generate(prepared, index, attempt.signal, (text) => {
           attempt.firstTokenArrived();
           texts.push(text);
@@ -419,40 +405,7 @@ export class LocalProvider implements ProviderAdapter {
     if (!file) {
       throw new UpstreamError({ provider: this.name, kind: 'not_found', status: 404, message: `${this.name}: no model "${name}" (no ${name}.gguf in ${this.modelsDir})` });
     }
-    let model: LlamaCpp.LlamaModel;
-    try {
-      model = await this.llama.loadModel({ modelPath: file, gpuLayers: this.options.gpu_layers });
-    } catch (err) {
-      throw new UpstreamError({ provider: this.name, kind: 'server', retryable: false, message: `${this.name}: cannot load ${file}: ${errorMessage(err)}`, cause: err });
-    }
-    let context: LlamaCpp.LlamaContext;
-    try {
-      context = await model.createContext({
-        sequences: this.options.max_sequences,
-        contextSize: Math.min(this.options.context_size, model.trainContextSize || this.options.context_size),
-        threads: this.options.threads,
-        ...(this.options.batch_size !== undefined ? { batchSize: this.options.batch_size } : {}),
-      });
-    } catch (err) {
-      await model.dispose();
-      throw new UpstreamError({ provider: this.name, kind: 'server', retryable: false, message: `${this.name}: cannot create a context for ${name}: ${errorMessage(err)}`, cause: err });
-    }
-    const template = this.options.chat_template;
-    const hasTemplate = typeof model.fileInfo.metadata?.tokenizer?.chat_template === 'string';
-    let wrapper: LlamaCpp.ChatWrapper | null = null;
-    if (template === 'auto' ? hasTemplate : template !== 'plain' && template !== 'transcript') {
-      const type = (template === 'auto' ? 'auto' : template) as LlamaCpp.ResolvableChatWrapperTypeName;
-      wrapper = this.lib.resolveChatWrapper(model, { type });
-    }
-    return {
-      name,
-      model,
-      context,
-      pool: new SequencePool(context.totalSequences, () => context.getSequence()),
-      wrapper,
-      plainFormat: template === 'transcript' ? 'transcript' : 'plain',
-      bos: beginningToken(model),
-    };
+    return loadLocalModel({ lib: this.lib, llama: this.llama, provider: this.name, name, file, options: this.options });
   }
 
   private toUpstreamError(err: unknown, attempt: Attempt): UpstreamError {
@@ -467,109 +420,4 @@ export class LocalProvider implements ProviderAdapter {
   private closedError(): UpstreamError {
     return new UpstreamError({ provider: this.name, kind: 'overloaded', message: `${this.name}: the provider is shutting down` });
   }
-}
-
-/** Mirrors node-llama-cpp's own rule for when LlamaCompletion prepends a beginning token. */
-function beginningToken(model: LlamaCpp.LlamaModel): LlamaCpp.Token | null {
-  const vocab: string = model.vocabularyType;
-  if (vocab === 'rwkv' || vocab === 'ugm') return null;
-  if (vocab === 'wpm') return model.tokens.bos;
-  return model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
-}
-
-/**
- * One attempt's cancellation: the caller's signal plus the attempt's own timeout. `finish()` stops
- * whatever is still running (sibling choices after a failure, a stream its reader left).
- */
-class Attempt {
-  private readonly controller = new AbortController();
-  private timer: NodeJS.Timeout | undefined;
-  timedOut = false;
-
-  constructor(
-    private readonly outer: AbortSignal,
-    timeoutMs: number,
-  ) {
-    if (outer.aborted) this.controller.abort(outer.reason);
-    else outer.addEventListener('abort', this.onOuterAbort, { once: true });
-    if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
-      this.timer = setTimeout(() => {
-        this.timedOut = true;
-        this.controller.abort(new Error(`timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.timer.unref();
-    }
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  /** Streams: the timeout covers the wait for the first token. */
-  firstTokenArrived(): void {
-    clearTimeout(this.timer);
-  }
-
-  finish(): void {
-    clearTimeout(this.timer);
-    this.outer.removeEventListener('abort', this.onOuterAbort);
-    if (!this.controller.signal.aborted) this.controller.abort(new Error('attempt finished'));
-  }
-
-  private readonly onOuterAbort = () => this.controller.abort(this.outer.reason);
-}
-
-/** Text pieces from a generation callback, read as an async iterable by the stream. */
-class TextQueue implements AsyncIterable<string> {
-  private readonly items: string[] = [];
-  private done = false;
-  private error: { err: unknown } | undefined;
-  private wake: (() => void) | undefined;
-
-  push(text: string): void {
-    this.items.push(text);
-    this.notify();
-  }
-
-  end(): void {
-    this.done = true;
-    this.notify();
-  }
-
-  fail(err: unknown): void {
-    this.error = { err };
-    this.notify();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<string> {
-    while (true) {
-      if (this.items.length > 0) {
-        yield this.items.shift() as string;
-        continue;
-      }
-      if (this.error) throw this.error.err;
-      if (this.done) return;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
-  }
-}
-
-/** Waits for `work` but gives up when `signal` fires; the work itself goes on (a shared model load). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
