@@ -1,0 +1,99 @@
+// Builds the capacity services from the three config sections, for the gateway to wire in: the GPU
+// allocator over the right pool (Redis when shared, in-process otherwise, or the hosted cloud), the
+// traffic recorder, and the autoscaler with its Kubernetes applier (none in dry-run mode).
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { GpuAllocator } from './allocator.js';
+import { GpuModelCatalog } from './catalog.js';
+import type { ClustersConfig, CostOptimizationConfig, ScalingConfig } from './config.js';
+import { HostedGpuPool, HttpHostedGpuCloud } from './hosted.js';
+import { KubernetesScaleClient, resolveKubernetesConnection } from './kubernetes.js';
+import { InMemoryGpuPool, devicesFromConfig, devicesFromMeshNodes, type GpuPool, type MeshNodeGpus } from './pool.js';
+import { RedisGpuPool } from './redis-pool.js';
+import { Autoscaler } from './scaler-service.js';
+import { TrafficRecorder } from './traffic.js';
+
+export interface CapacityServices {
+  catalog: GpuModelCatalog;
+  /** Undefined when no pool is configured (no pools, no hosted cloud, no mesh GPUs). */
+  allocator?: GpuAllocator;
+  recorder: TrafficRecorder;
+  /** Undefined when scaling.enabled is false. */
+  autoscaler?: Autoscaler;
+  /** Replaces the mesh-reported devices (call on each mesh registry change when clusters.from_mesh). */
+  updateMeshDevices(nodes: readonly MeshNodeGpus[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface CapacityServiceOptions {
+  clusters: ClustersConfig;
+  scaling: ScalingConfig;
+  cost: CostOptimizationConfig;
+  /** Shared pool state when given (several replicas). */
+  redis?: Redis;
+  /** Root key prefix (config `redis.key_prefix`); the pool adds `gpu:`. */
+  keyPrefix?: string;
+  env?: Record<string, string | undefined>;
+  logger?: Logger;
+  /** This replica's name in leases (pod name in Kubernetes). */
+  holder?: string;
+}
+
+export async function createCapacityServices(opts: CapacityServiceOptions): Promise<CapacityServices> {
+  const { clusters, scaling, cost } = opts;
+  const env = opts.env ?? process.env;
+  const catalog = new GpuModelCatalog(clusters.models);
+  const closers: Array<() => Promise<void>> = [];
+
+  const configured = devicesFromConfig(clusters.pools);
+  let pool: GpuPool | undefined;
+  if (configured.length > 0 || clusters.from_mesh) {
+    pool = opts.redis ? new RedisGpuPool({ redis: opts.redis, keyPrefix: `${opts.keyPrefix ?? 'inferenceflow:'}gpu:` }) : new InMemoryGpuPool();
+    await pool.setDevices(configured);
+  } else if (clusters.hosted) {
+    const cloud = new HttpHostedGpuCloud(clusters.hosted, env);
+    closers.push(() => cloud.close());
+    pool = new HostedGpuPool(cloud);
+  }
+  const allocator = pool
+    ? new GpuAllocator({
+        pool,
+        catalog,
+        allocation: clusters.allocation,
+        keepWarmMs: cost.warm_models.keep_warm_s * 1000,
+        preferWarm: cost.warm_models.prefer_warm,
+        holder: opts.holder ?? env.HOSTNAME,
+      })
+    : undefined;
+
+  const f = scaling.forecast;
+  const recorder = new TrafficRecorder({ bucketMs: f.bucket_s * 1000, historyBuckets: f.history_buckets });
+  let autoscaler: Autoscaler | undefined;
+  if (scaling.enabled) {
+    let applier: KubernetesScaleClient | undefined;
+    if (!scaling.dry_run) {
+      const k = scaling.kubernetes;
+      const conn = await resolveKubernetesConnection({ kubeconfig: k.kubeconfig, context: k.context, env });
+      applier = new KubernetesScaleClient(conn, k.namespace);
+      const client = applier;
+      closers.push(() => client.close());
+    }
+    autoscaler = new Autoscaler({ scaling, cost, recorder, applier, logger: opts.logger });
+    autoscaler.start();
+    closers.push(async () => autoscaler?.stop());
+  }
+
+  return {
+    catalog,
+    allocator,
+    recorder,
+    autoscaler,
+    async updateMeshDevices(nodes) {
+      if (!pool || !clusters.from_mesh) return;
+      await pool.setDevices([...configured, ...devicesFromMeshNodes(nodes)]);
+    },
+    async close() {
+      for (const c of closers.reverse()) await c().catch(() => undefined);
+    },
+  };
+}
