@@ -13,7 +13,7 @@ function device(id: string, memoryGb: number, costPerGpuHour = 3.6): GpuDevice {
 }
 
 function setup(devices: GpuDevice[], pool: GpuPool = new InMemoryGpuPool(devices)) {
-  return { pool, allocator: new GpuAllocator({ pool, catalog: new GpuModelCatalog(), allocation, keepWarmMs: 60_000, random: () => 1 }) };
+  return { pool, allocator: new GpuAllocator({ pool, catalog: new GpuModelCatalog(), allocation, keepWarmMs: 60_000, random: () => 1, now: () => Date.now() }) };
 }
 
 beforeEach(() => {

@@ -70,6 +70,7 @@ export interface GpuAllocatorOptions {
   /** This replica's name in leases. */
   holder?: string;
   metrics?: CapacityMetrics;
+  /** Clock for durations (allocation latency, GPU time); sub-millisecond by default. */
   now?: () => number;
   /** Injected in tests to make backoff deterministic. */
   random?: () => number;
@@ -94,7 +95,7 @@ export class GpuAllocator {
     this.preferWarm = opts.preferWarm ?? true;
     this.holder = opts.holder ?? `gateway-${process.pid}`;
     this.metrics = opts.metrics ?? new CapacityMetrics();
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? Math.random;
   }
 
