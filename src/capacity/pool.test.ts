@@ -126,13 +126,13 @@ describe.each(factories)('%s', (_name, make, enabled) => {
 
   test("frees a dead holder's lease when its TTL passes, and a heartbeat keeps a live one", async () => {
     await pool.setDevices([gpu('only', 8)]);
-    const dead = await pool.acquire(req('mistral-7b', 6, 10, { ttlMs: 150 }));
-    const alive = await pool.acquire(req('gemma-2b', 2, 5, { ttlMs: 150 }));
+    const dead = await pool.acquire(req('mistral-7b', 6, 10, { ttlMs: 500 }));
+    const alive = await pool.acquire(req('gemma-2b', 2, 5, { ttlMs: 500 }));
     expect([dead.status, alive.status]).toEqual(['granted', 'granted']);
     if (dead.status !== 'granted' || alive.status !== 'granted') return;
     expect((await pool.acquire(req('mistral-7b', 6, 10))).status).toBe('busy');
     expect(await pool.heartbeat(alive.lease.leaseId, 60_000)).toBe(true);
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 700));
     expect(await pool.heartbeat(dead.lease.leaseId, 60_000)).toBe(false);
     const snap = await pool.snapshot();
     expect(snap.leases.map((l) => l.leaseId)).toEqual([alive.lease.leaseId]);

@@ -6,6 +6,7 @@ import type { CostOptimizationConfig, ScalingConfig } from './config.js';
 import { ScalerState, decide, type Load, type ScalingDecision } from './autoscaler.js';
 import { forecast, type Forecast } from './forecasting.js';
 import type { TrafficRecorder } from './traffic.js';
+import { localTrafficSource, type RedisLeaderLock, type TrafficSource } from './shared-traffic.js';
 
 /** Where decisions go: reads and sets a Deployment's replica count. */
 export interface ScaleApplier {
@@ -15,6 +16,8 @@ export interface ScaleApplier {
 
 export interface ScalingReport {
   enabled: boolean;
+  /** `single`: one replica decides alone; with Redis one `leader` decides and `follower`s show its report. */
+  role: 'single' | 'leader' | 'follower';
   dryRun: boolean;
   target: { namespace: string; deployment: string; spotDeployment?: string };
   forecast?: {
@@ -34,6 +37,10 @@ export interface AutoscalerOptions {
   scaling: ScalingConfig;
   cost: CostOptimizationConfig;
   recorder: TrafficRecorder;
+  /** Where traffic is read from; the local recorder by default, the shared Redis store with replicas. */
+  source?: TrafficSource;
+  /** With several replicas: only the lock holder decides and applies. */
+  leader?: Pick<RedisLeaderLock, 'isLeader' | 'publish' | 'lastReport'>;
   applier?: ScaleApplier;
   logger?: Pick<Logger, 'info' | 'warn'>;
   now?: () => number;
@@ -44,7 +51,10 @@ const HISTORY = 50;
 export class Autoscaler {
   private readonly scaling: ScalingConfig;
   private readonly cost: CostOptimizationConfig;
-  private readonly recorder: TrafficRecorder;
+  private readonly source: TrafficSource;
+  private readonly leader?: AutoscalerOptions['leader'];
+  private role: ScalingReport['role'];
+  private leaderReport?: ScalingReport;
   private readonly applier?: ScaleApplier;
   private readonly logger?: Pick<Logger, 'info' | 'warn'>;
   private readonly now: () => number;
@@ -61,7 +71,9 @@ export class Autoscaler {
   constructor(opts: AutoscalerOptions) {
     this.scaling = opts.scaling;
     this.cost = opts.cost;
-    this.recorder = opts.recorder;
+    this.source = opts.source ?? localTrafficSource(opts.recorder);
+    this.leader = opts.leader;
+    this.role = opts.leader ? 'follower' : 'single';
     this.applier = opts.applier;
     this.logger = opts.logger;
     this.now = opts.now ?? Date.now;
@@ -84,7 +96,20 @@ export class Autoscaler {
     if (this.ticking) return undefined;
     this.ticking = true;
     try {
-      return await this.round();
+      if (this.leader) {
+        this.role = (await this.leader.isLeader()) ? 'leader' : 'follower';
+        if (this.role === 'follower') {
+          this.leaderReport = await this.leader.lastReport<ScalingReport>();
+          return undefined;
+        }
+      }
+      const decision = await this.round();
+      if (this.leader) await this.leader.publish(this.report());
+      return decision;
+    } catch (err) {
+      this.lastError = `autoscaler round failed: ${(err as Error).message}`;
+      this.logger?.warn({ err }, this.lastError);
+      throw err;
     } finally {
       this.ticking = false;
     }
@@ -92,7 +117,7 @@ export class Autoscaler {
 
   private async round(): Promise<ScalingDecision> {
     const f = this.scaling.forecast;
-    const series = this.recorder.series();
+    const series = await this.source.series();
     const season = f.season_s / f.bucket_s;
     const horizon = Math.max(1, Math.round(f.horizon_s / f.bucket_s));
     const lastStart = series.length > 0 ? (series[series.length - 1] as { start: number }).start : Math.floor(this.now() / (f.bucket_s * 1000)) * f.bucket_s * 1000;
@@ -119,7 +144,7 @@ export class Autoscaler {
     };
     // Provision now for the peak of the window a new replica needs to become useful.
     const lead = Math.min(horizon, Math.max(1, Math.ceil(this.scaling.lead_time_s / f.bucket_s)));
-    const current = this.recorder.current();
+    const current = await this.source.current();
     const predictedPeak: Load = {
       requestsPerS: Math.max(0, ...rps.values.slice(0, lead)),
       tokensPerS: Math.max(0, ...tps.values.slice(0, lead)),
@@ -164,10 +189,12 @@ export class Autoscaler {
   }
 
   report(): ScalingReport {
+    if (this.role === 'follower' && this.leaderReport) return { ...this.leaderReport, role: 'follower' };
     const k = this.scaling.kubernetes;
     const spot = this.cost.spot_instances.enabled ? this.cost.spot_instances.deployment : undefined;
     return {
       enabled: this.scaling.enabled,
+      role: this.role,
       dryRun: this.scaling.dry_run || !this.applier,
       target: { namespace: k.namespace, deployment: k.deployment, ...(spot ? { spotDeployment: spot } : {}) },
       ...(this.lastForecast ? { forecast: this.lastForecast } : {}),

@@ -1,6 +1,7 @@
 // Builds the capacity services from the three config sections, for the gateway to wire in: the GPU
 // allocator over the right pool (Redis when shared, in-process otherwise, or the hosted cloud), the
 // traffic recorder, and the autoscaler with its Kubernetes applier (none in dry-run mode).
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { GpuAllocator } from './allocator.js';
@@ -11,6 +12,7 @@ import { KubernetesScaleClient, resolveKubernetesConnection } from './kubernetes
 import { InMemoryGpuPool, devicesFromConfig, devicesFromMeshNodes, type GpuPool, type MeshNodeGpus } from './pool.js';
 import { RedisGpuPool } from './redis-pool.js';
 import { Autoscaler } from './scaler-service.js';
+import { RedisLeaderLock, RedisTrafficStore } from './shared-traffic.js';
 import { TrafficRecorder } from './traffic.js';
 
 export interface CapacityServices {
@@ -43,12 +45,14 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
   const { clusters, scaling, cost } = opts;
   const env = opts.env ?? process.env;
   const catalog = new GpuModelCatalog(clusters.models);
+  const prefix = opts.keyPrefix ?? 'inferenceflow:';
+  const replica = opts.holder ?? env.HOSTNAME ?? `gateway-${randomUUID().slice(0, 8)}`;
   const closers: Array<() => Promise<void>> = [];
 
   const configured = devicesFromConfig(clusters.pools);
   let pool: GpuPool | undefined;
   if (configured.length > 0 || clusters.from_mesh) {
-    pool = opts.redis ? new RedisGpuPool({ redis: opts.redis, keyPrefix: `${opts.keyPrefix ?? 'inferenceflow:'}gpu:` }) : new InMemoryGpuPool();
+    pool = opts.redis ? new RedisGpuPool({ redis: opts.redis, keyPrefix: `${prefix}gpu:` }) : new InMemoryGpuPool();
     await pool.setDevices(configured);
   } else if (clusters.hosted) {
     const cloud = new HttpHostedGpuCloud(clusters.hosted, env);
@@ -62,12 +66,24 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
         allocation: clusters.allocation,
         keepWarmMs: cost.warm_models.keep_warm_s * 1000,
         preferWarm: cost.warm_models.prefer_warm,
-        holder: opts.holder ?? env.HOSTNAME,
+        holder: replica,
       })
     : undefined;
 
   const f = scaling.forecast;
-  const recorder = new TrafficRecorder({ bucketMs: f.bucket_s * 1000, historyBuckets: f.history_buckets });
+  const recorder = new TrafficRecorder({ bucketMs: f.bucket_s * 1000, historyBuckets: f.history_buckets, trackPending: Boolean(opts.redis) });
+  // With Redis every replica pushes its counts to shared buckets, so the forecast sees all traffic.
+  let store: RedisTrafficStore | undefined;
+  if (opts.redis) {
+    const shared = new RedisTrafficStore({ redis: opts.redis, keyPrefix: `${prefix}scaling:`, recorder, historyBuckets: f.history_buckets, replica });
+    store = shared;
+    const flusher = setInterval(() => void shared.flush().catch((err: unknown) => opts.logger?.warn({ err }, 'pushing traffic counts to Redis failed')), 5_000);
+    flusher.unref();
+    closers.push(async () => {
+      clearInterval(flusher);
+      await shared.flush().catch(() => undefined);
+    });
+  }
   let autoscaler: Autoscaler | undefined;
   if (scaling.enabled) {
     let applier: KubernetesScaleClient | undefined;
@@ -78,7 +94,8 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
       const client = applier;
       closers.push(() => client.close());
     }
-    autoscaler = new Autoscaler({ scaling, cost, recorder, applier, logger: opts.logger });
+    const leader = opts.redis ? new RedisLeaderLock(opts.redis, `${prefix}scaling:leader`, replica, scaling.interval_s * 3_000) : undefined;
+    autoscaler = new Autoscaler({ scaling, cost, recorder, source: store, leader, applier, logger: opts.logger });
     autoscaler.start();
     closers.push(async () => autoscaler?.stop());
   }

@@ -22,6 +22,17 @@ export interface TrafficRecorderOptions {
   bucketMs: number;
   historyBuckets: number;
   now?: () => number;
+  /** Keep what was recorded since the last takePending() (for pushing to a shared store). */
+  trackPending?: boolean;
+}
+
+/** What one replica recorded in one bucket since its last push. */
+export interface BucketDelta {
+  index: number;
+  requests: number;
+  tokens: number;
+  /** This replica's deepest queue in the bucket so far (not a delta: it replaces the earlier value). */
+  queueDepth: number;
 }
 
 export class TrafficRecorder {
@@ -30,18 +41,18 @@ export class TrafficRecorder {
   private readonly now: () => number;
   private readonly done: Bucket[] = [];
   private open: Bucket | undefined;
+  private readonly pending: Map<number, BucketDelta> | undefined;
 
   constructor(opts: TrafficRecorderOptions) {
     this.bucketMs = opts.bucketMs;
     this.historyBuckets = opts.historyBuckets;
     this.now = opts.now ?? Date.now;
+    this.pending = opts.trackPending ? new Map() : undefined;
   }
 
   /** One finished request and the tokens it produced. */
   recordRequest(tokens = 0): void {
-    const b = this.bucket();
-    b.requests++;
-    b.tokens += tokens;
+    this.record(1, tokens);
   }
 
   /** Several requests at once (a batch, or a mesh node's periodic report). */
@@ -49,12 +60,36 @@ export class TrafficRecorder {
     const b = this.bucket();
     b.requests += requests;
     b.tokens += tokens;
+    if (this.pending) {
+      const d = this.delta(b);
+      d.requests += requests;
+      d.tokens += tokens;
+    }
   }
 
   /** A sample of the admission queue's depth (the gateway's queue or the mesh stream's backlog). */
   observeQueueDepth(depth: number): void {
     const b = this.bucket();
     b.queueDepth = Math.max(b.queueDepth, depth);
+    if (this.pending) this.delta(b).queueDepth = b.queueDepth;
+  }
+
+  /** What was recorded since the last call, per bucket (only with trackPending). */
+  takePending(): BucketDelta[] {
+    if (!this.pending) return [];
+    const out = [...this.pending.values()];
+    this.pending.clear();
+    return out;
+  }
+
+  private delta(b: Bucket): BucketDelta {
+    const pending = this.pending as Map<number, BucketDelta>;
+    let d = pending.get(b.index);
+    if (!d) {
+      d = { index: b.index, requests: 0, tokens: 0, queueDepth: b.queueDepth };
+      pending.set(b.index, d);
+    }
+    return d;
   }
 
   /** Completed buckets, oldest first, with idle buckets filled as zero. */
