@@ -179,8 +179,7 @@ export class GpuAllocator {
     } finally {
       clearInterval(heartbeat);
       const heldMs = this.now() - started;
-      const costPerHour = await this.deviceCost(lease.deviceId);
-      this.metrics.recordExecution(plan.model.name, heldMs, (costPerHour * heldMs) / 3_600_000, ok);
+      this.metrics.recordExecution(plan.model.name, heldMs, (lease.costPerGpuHour * heldMs) / 3_600_000, ok);
       await this.pool.release(lease.leaseId, this.keepWarmMs).catch(() => undefined);
     }
   }
@@ -189,17 +188,6 @@ export class GpuAllocator {
   async clusterStatus(): Promise<ClusterStatus> {
     const snap = await this.pool.snapshot();
     return summarise(snap, this.metrics.figures(), this.catalog.list());
-  }
-
-  private readonly costCache = new Map<string, number>();
-  private async deviceCost(deviceId: string): Promise<number> {
-    let cost = this.costCache.get(deviceId);
-    if (cost === undefined) {
-      const snap = await this.pool.snapshot().catch(() => undefined);
-      for (const d of snap?.devices ?? []) this.costCache.set(d.id, d.costPerGpuHour);
-      cost = this.costCache.get(deviceId) ?? 0;
-    }
-    return cost;
   }
 }
 

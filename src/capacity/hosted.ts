@@ -129,6 +129,8 @@ export class HostedGpuPool implements GpuPool {
   constructor(
     private readonly cloud: HostedGpuCloud,
     private readonly now: () => number = Date.now,
+    /** The provider's price per GPU-hour, when its allocation answer does not say. */
+    private readonly costPerGpuHour = 0,
   ) {}
 
   async setDevices(_devices: GpuDevice[]): Promise<void> {
@@ -157,6 +159,7 @@ export class HostedGpuPool implements GpuPool {
         holder: req.holder,
         expiresAt: a.expires_at ? Date.parse(a.expires_at) : this.now() + req.ttlMs,
         warm: false,
+        costPerGpuHour: this.costPerGpuHour,
       },
     };
   }

@@ -41,6 +41,8 @@ export interface Lease {
   expiresAt: number;
   /** The model was already loaded on the chosen device. */
   warm: boolean;
+  /** The device's price, for cost per inference. */
+  costPerGpuHour: number;
 }
 
 export type AcquireResult =
@@ -232,6 +234,7 @@ export class InMemoryGpuPool implements GpuPool {
       holder: req.holder,
       expiresAt: now + req.ttlMs,
       warm: c.warm,
+      costPerGpuHour: c.device.costPerGpuHour,
     };
     this.leases.set(lease.leaseId, lease);
     return { status: 'granted', lease: { ...lease } };

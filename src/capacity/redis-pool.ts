@@ -42,7 +42,7 @@ if op == 'acquire' then
   end
   local devices = redis.call('HGETALL', KEYS[1])
   local everFits = false
-  local best, bestWarm, bestLeft, bestAlloc
+  local best, bestWarm, bestLeft, bestAlloc, bestCost
   for i = 1, #devices, 2 do
     local id = devices[i]
     local d = cjson.decode(devices[i + 1])
@@ -71,7 +71,7 @@ if op == 'acquire' then
         elseif preferWarm and warm ~= bestWarm then take = warm
         elseif left ~= bestLeft then take = left < bestLeft
         else take = id < best end
-        if take then best, bestWarm, bestLeft, bestAlloc = id, warm, left, alloc end
+        if take then best, bestWarm, bestLeft, bestAlloc, bestCost = id, warm, left, alloc, d.costPerGpuHour or 0 end
       end
     end
   end
@@ -79,7 +79,7 @@ if op == 'acquire' then
   if best == nil then return cjson.encode({ status = 'busy' }) end
   local lease = {
     leaseId = leaseId, deviceId = best, model = model, allocatedMemoryGb = bestAlloc, usedMemoryGb = mem,
-    tflops = tf, holder = holder, expiresAt = now + ttl, warm = bestWarm
+    tflops = tf, holder = holder, expiresAt = now + ttl, warm = bestWarm, costPerGpuHour = bestCost
   }
   redis.call('HSET', KEYS[2], leaseId, cjson.encode(lease))
   return cjson.encode({ status = 'granted', lease = lease })
