@@ -29,8 +29,6 @@ export const meshConfigSchema = z
     /** Router backoff while no node can take a request: first wait and cap, ms (until the request's deadline). */
     retry_initial_ms: z.number().int().positive().default(200),
     retry_max_ms: z.number().int().positive().default(5_000),
-    /** Deadline given to a request that carries none, ms from publication. */
-    default_deadline_ms: z.number().int().positive().default(120_000),
     scoring: z
       .object({
         /** Score for a node that already has the model in memory (avoids a cold load). */
