@@ -2,6 +2,8 @@
 // config file, and the README's variable table is checked against this list by a test.
 // Seed names (TRUTHGPT_*, RATE_LIMIT_*, …) are kept as aliases where an issue asks for them.
 
+import { CAPACITY_ENV_VARS } from '../capacity/config.js';
+
 export interface EnvVar {
   name: string;
   /** Dotted config path it sets, when it maps onto one. */
@@ -34,4 +36,5 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'REDIS_PASSWORD', kind: 'special', description: 'Seed 002 form: Redis password.' },
   { name: 'DATABASE_URL', path: 'database.url', kind: 'string', description: 'Postgres URL for the ledger, keys and jobs; unset means the embedded PGlite file.' },
   { name: 'LOG_LEVEL', path: 'logging.level', kind: 'string', default: 'info', description: 'pino log level (`fatal`…`trace`, `silent`); lower case or upper case.' },
+  ...CAPACITY_ENV_VARS,
 ];

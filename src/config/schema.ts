@@ -2,6 +2,7 @@
 // typo is an error that names its path, not a silently ignored setting. Later capabilities add their
 // sections here, each defined beside the code it configures.
 import { z } from 'zod';
+import { capacitySections } from '../capacity/config.js';
 import { PROVIDER_TYPES } from '../providers/types.js';
 
 const price = z.object({ input: z.number().min(0), output: z.number().min(0) }).strict();
@@ -95,6 +96,8 @@ export const configSchema = z
     redis: redisSchema.default(redisSchema.parse({})),
     database: databaseSchema.default(databaseSchema.parse({})),
     logging: loggingSchema.default(loggingSchema.parse({})),
+    // Capacity (GPU pools, autoscaler, spot/on-demand mix): src/capacity/config.ts
+    ...capacitySections,
   })
   .strict();
 

@@ -8,7 +8,12 @@ import type { ProviderAdapter } from '../providers/types.js';
 import { createTokenAuthenticator, type Authenticator } from '../server/auth.js';
 import { createRedis, redisResource } from '../store/redis.js';
 import { Gateway, type ManagedResource } from './gateway.js';
-import type { ChatStage } from './pipeline.js';
+import { createCapacityServices } from '../capacity/service.js';
+import type { TrafficRecorder } from '../capacity/traffic.js';
+import { capacityRoutes } from '../server/routes/capacity.js';
+import { observeStream, type ChatStage } from './pipeline.js';
+
+type Plugin = FastifyPluginAsync<Record<string, unknown>>;
 
 export interface Assembly {
   gateway: Gateway;
@@ -33,6 +38,39 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   const plugins: Assembly['plugins'] = [];
 
+  // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
+  const capacity = await createCapacityServices({
+    clusters: config.clusters,
+    scaling: config.scaling,
+    cost: config.cost_optimization,
+    redis,
+    keyPrefix: config.redis.key_prefix,
+    logger: log,
+  });
+  resources.push({ name: 'capacity', check: async () => true, close: () => capacity.close() });
+  stages.unshift(trafficRecorderStage(capacity.recorder));
+  plugins.push({ plugin: capacityRoutes as Plugin, options: { allocator: capacity.allocator, autoscaler: capacity.autoscaler } });
+
   const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources });
   return { gateway, authenticator, plugins };
+}
+
+/** Feeds the autoscaler's traffic series: one request and its tokens per answered chat. */
+function trafficRecorderStage(recorder: TrafficRecorder): ChatStage {
+  return async function recordTraffic(ctx, req, next) {
+    const outcome = await next(ctx, req);
+    if (outcome.kind === 'result') {
+      recorder.recordRequest(outcome.result.usage.total_tokens);
+      return outcome;
+    }
+    let tokens = 0;
+    const stream = observeStream(
+      outcome.stream,
+      (chunk) => {
+        if (chunk.usage) tokens = chunk.usage.total_tokens;
+      },
+      () => recorder.recordRequest(tokens),
+    );
+    return { kind: 'stream', stream };
+  };
 }
