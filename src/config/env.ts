@@ -3,6 +3,7 @@
 // Seed names (TRUTHGPT_*, RATE_LIMIT_*, …) are kept as aliases where an issue asks for them.
 
 import { CAPACITY_ENV_VARS } from '../capacity/config.js';
+import { MESH_ENV_VARS } from '../mesh/config.js';
 
 export interface EnvVar {
   name: string;
@@ -37,4 +38,5 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'DATABASE_URL', path: 'database.url', kind: 'string', description: 'Postgres URL for the ledger, keys and jobs; unset means the embedded PGlite file.' },
   { name: 'LOG_LEVEL', path: 'logging.level', kind: 'string', default: 'info', description: 'pino log level (`fatal`…`trace`, `silent`); lower case or upper case.' },
   ...CAPACITY_ENV_VARS,
+  ...MESH_ENV_VARS,
 ];
