@@ -65,10 +65,10 @@ describe('asymmetric JWTs', () => {
   describe('RS256 from a JWKS URL', () => {
     let server: Server;
     let url: string;
-    let privateKey: CryptoKey;
+    let privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
     beforeAll(async () => {
       const pair = await generateKeyPair('RS256');
-      privateKey = pair.privateKey as CryptoKey;
+      privateKey = pair.privateKey;
       const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
       server = createServer((_req, res) => {
         res.setHeader('content-type', 'application/json');
