@@ -32,8 +32,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   // Tenancy (docs/tenancy.md): tokens + API keys + JWT, limits, budgets, ledger, webhooks.
   // Cost estimates need the catalog, which the Gateway builds below: reached through a late binding.
-  let built: Gateway | undefined;
-  const tenancy = await assembleTenancy({ config, log, redis, priceOf: (model) => (built ? highestPrice(built, model) : undefined) });
+  const built: { gateway?: Gateway } = {};
+  const tenancy = await assembleTenancy({ config, log, redis, priceOf: (model) => (built.gateway ? highestPrice(built.gateway, model) : undefined) });
   resources.push(...tenancy.resources);
   const authenticator = tenancy.authenticator;
 
@@ -44,7 +44,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
   const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources });
-  built = gateway;
+  built.gateway = gateway;
   return { gateway, authenticator, plugins, tenancy };
 }
 
