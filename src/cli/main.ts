@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { registerMeshCommands } from './mesh.js';
+import { keysCommand } from './keys.js';
 import { serve, VERSION } from './serve.js';
 
 function port(value: string): number {
@@ -28,6 +29,7 @@ program
 
 // Mesh node agent and router (src/mesh/).
 registerMeshCommands(program);
+program.addCommand(keysCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(`inferenceflow: ${err.message}`);

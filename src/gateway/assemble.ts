@@ -4,14 +4,16 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.js';
+import type { Price } from '../providers/pricing.js';
 import type { ProviderAdapter } from '../providers/types.js';
-import { createTokenAuthenticator, type Authenticator } from '../server/auth.js';
+import type { Authenticator } from '../server/auth.js';
 import { createRedis, redisResource } from '../store/redis.js';
 import { Gateway, type ManagedResource } from './gateway.js';
 import { createCapacityServices } from '../capacity/service.js';
 import type { TrafficRecorder } from '../capacity/traffic.js';
 import { capacityRoutes } from '../server/routes/capacity.js';
 import { observeStream, type ChatStage } from './pipeline.js';
+import { assembleTenancy, type Tenancy } from './tenancy.js';
 
 type Plugin = FastifyPluginAsync<Record<string, unknown>>;
 
@@ -19,6 +21,8 @@ export interface Assembly {
   gateway: Gateway;
   authenticator: Authenticator;
   plugins: { plugin: FastifyPluginAsync<Record<string, unknown>>; options?: Record<string, unknown> }[];
+  /** Keys, ledger, SQL store and the signed webhook sender, for capabilities that build on them. */
+  tenancy: Tenancy;
 }
 
 export interface AssembleOverrides {
@@ -31,12 +35,18 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   const redis = config.redis.url ? createRedis(config.redis.url, 'main') : undefined;
   if (redis) resources.push(redisResource(redis));
 
-  const authenticator = createTokenAuthenticator(config.auth.tokens);
+  // Tenancy (docs/tenancy.md): tokens + API keys + JWT, limits, budgets, ledger, webhooks.
+  // Cost estimates need the catalog, which the Gateway builds below: reached through a late binding.
+  const built: { gateway?: Gateway } = {};
+  const tenancy = await assembleTenancy({ config, log, redis, priceOf: (model) => (built.gateway ? highestPrice(built.gateway, model) : undefined) });
+  resources.push(...tenancy.resources);
+  const authenticator = tenancy.authenticator;
 
   // Chat stages, outermost first (the executor is the terminal handler).
-  const stages: ChatStage[] = [];
+  // Admission (rate limits, budgets) comes first: before any cache lookup or routing.
+  const stages: ChatStage[] = [tenancy.admission];
 
-  const plugins: Assembly['plugins'] = [];
+  const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
   // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
   const capacity = await createCapacityServices({
@@ -52,7 +62,18 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   plugins.push({ plugin: capacityRoutes as Plugin, options: { allocator: capacity.allocator, autoscaler: capacity.autoscaler } });
 
   const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources });
-  return { gateway, authenticator, plugins };
+  built.gateway = gateway;
+  return { gateway, authenticator, plugins, tenancy };
+}
+
+function highestPrice(gateway: Gateway, model: string): Price | undefined {
+  try {
+    let best: Price | undefined;
+    for (const d of gateway.catalog.resolve(model).deployments) if (!best || d.price.input + d.price.output > best.input + best.output) best = d.price;
+    return best;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Feeds the autoscaler's traffic series: one request and its tokens per answered chat. */

@@ -16,6 +16,16 @@ export interface Tenant {
   /** Model names this identity may use; undefined means any. */
   allowedModels?: string[];
   metadata?: Record<string, unknown>;
+  /** Limits attached to this identity (an API key's row, or JWT claims). */
+  limits?: TenantLimits;
+}
+
+export interface TenantLimits {
+  rpm?: number;
+  tpm?: number;
+  maxConcurrency?: number;
+  budgetUsd?: number;
+  budgetPeriod?: 'day' | 'month';
 }
 
 export const ANONYMOUS: Tenant = Object.freeze({ id: 'anonymous', kind: 'anonymous' }) as Tenant;
@@ -47,6 +57,8 @@ export interface ResponseFacts {
   route?: string;
   passes?: number;
   attempts: number;
+  /** Extra response headers a stage wants sent (rate-limit state), on success and stream alike. */
+  headers?: Record<string, string>;
 }
 
 export interface RequestContext {

@@ -12,6 +12,9 @@ export interface TestGatewayOptions {
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<RunningServer> {
-  const loaded = buildConfig(opts.config ?? {}, opts.env ?? {});
+  // The ledger (and with it the embedded database) is off unless a test configures it: every test
+  // gateway opening the same PGlite file would collide, and opening one takes seconds.
+  const config = { ledger: { enabled: false }, ...opts.config };
+  const loaded = buildConfig(config, opts.env ?? {});
   return startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('silent'), providers: opts.providers });
 }
