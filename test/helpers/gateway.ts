@@ -1,5 +1,6 @@
 // Starts a real gateway on an ephemeral loopback port for integration tests, built by the same code
 // path as `inferenceflow serve` (config -> gateway -> Fastify app), with a silent logger.
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import { buildConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import type { ProviderAdapter } from '../../src/providers/types.js';
@@ -9,9 +10,11 @@ export interface TestGatewayOptions {
   config?: Record<string, unknown>;
   env?: Record<string, string | undefined>;
   providers?: Map<string, ProviderAdapter>;
+  /** Span exporter for tracing tests (tracing is otherwise on with no exporter). */
+  spanExporter?: SpanExporter;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<RunningServer> {
   const loaded = buildConfig(opts.config ?? {}, opts.env ?? {});
-  return startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('silent'), providers: opts.providers });
+  return startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('silent'), providers: opts.providers, spanExporter: opts.spanExporter });
 }
