@@ -110,6 +110,8 @@ export class GatewayMetrics {
       labelNames: ['kind'],
       registers,
     });
+    // Zero series for the fixed label values, so rate() and the dashboards read 0 rather than nothing.
+    for (const kind of ['exact', 'semantic'] as const) this.cacheHits.inc({ kind }, 0);
     this.cacheMisses = new Counter({ name: 'inference_cache_misses_total', help: 'Cache lookups that found nothing.', registers });
     this.cacheSaved = new Counter({
       name: 'inference_cache_saved_usd_total',

@@ -4,7 +4,7 @@ import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import { buildConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import type { ProviderAdapter } from '../../src/providers/types.js';
-import { createLogger } from '../../src/telemetry/logger.js';
+import { createLogger, type Logger } from '../../src/telemetry/logger.js';
 
 export interface TestGatewayOptions {
   config?: Record<string, unknown>;
@@ -12,9 +12,11 @@ export interface TestGatewayOptions {
   providers?: Map<string, ProviderAdapter>;
   /** Span exporter for tracing tests (tracing is otherwise on with no exporter). */
   spanExporter?: SpanExporter;
+  /** A logger to capture request lines (default: silent). */
+  logger?: Logger;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<RunningServer> {
   const loaded = buildConfig(opts.config ?? {}, opts.env ?? {});
-  return startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('silent'), providers: opts.providers, spanExporter: opts.spanExporter });
+  return startServer({ loaded, host: '127.0.0.1', port: 0, logger: opts.logger ?? createLogger('silent'), providers: opts.providers, spanExporter: opts.spanExporter });
 }
