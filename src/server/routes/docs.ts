@@ -27,10 +27,29 @@ export interface RouteDoc {
 export function describeRoute(doc: RouteDoc): RouteShorthandOptions {
   const schema: FastifySchema & Record<string, unknown> = { summary: doc.summary, tags: doc.tags };
   if (doc.description) schema.description = doc.description;
-  if (doc.body) schema.body = z.toJSONSchema(doc.body, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' });
+  if (doc.body) schema.body = nullableOnTypes(z.toJSONSchema(doc.body, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }));
   if (doc.public) schema.security = [];
   // The handler validates with zod (the gateway's own error codes); Fastify must not validate again.
   return { schema, validatorCompiler: () => () => true };
+}
+
+/**
+ * OpenAPI 3.0 allows `nullable` only beside `type`; zod puts it on a union (`anyOf`) for
+ * `z.union([...]).nullable()`. Moves it onto each typed branch, which means the same thing.
+ */
+export function nullableOnTypes<T>(node: T): T {
+  if (Array.isArray(node)) return node.map((n: unknown) => nullableOnTypes(n)) as T;
+  if (node === null || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node as Record<string, unknown>)) out[k] = nullableOnTypes(v);
+  if (out.nullable === true && out.type === undefined) {
+    const branches = (out.anyOf ?? out.oneOf) as Record<string, unknown>[] | undefined;
+    if (branches) {
+      delete out.nullable;
+      for (const b of branches) if (b.type !== undefined) b.nullable = true;
+    }
+  }
+  return out as T;
 }
 
 export async function registerDocs(app: FastifyInstance, opts: { version: string }): Promise<void> {
