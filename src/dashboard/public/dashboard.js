@@ -41,7 +41,7 @@
 
   // ---- charts ----------------------------------------------------------------------------------
   /** Draws series on a canvas: `bars` as columns, `lines` as polylines, sharing one y axis. */
-  function drawChart(canvas, series, { bars = [], lines = [] }) {
+  function drawChart(canvas, series, { bars = [], lines = [], present }) {
     const dpr = window.devicePixelRatio || 1;
     const width = canvas.clientWidth;
     const height = canvas.clientHeight || 180;
@@ -81,12 +81,28 @@
         if (v > 0) g.fillRect(x(i) + 0.5, y(v), Math.max(1, step - 1), pad.t + h - y(v));
       });
     }
+    // Lines break where `present` says a second had no data (no traffic is not zero latency).
     for (const l of lines) {
       g.strokeStyle = l.color;
+      g.fillStyle = l.color;
       g.lineWidth = 2;
+      let open = false;
       g.beginPath();
-      series.forEach((p, i) => (i === 0 ? g.moveTo(x(i) + step / 2, y(p[l.key])) : g.lineTo(x(i) + step / 2, y(p[l.key]))));
+      series.forEach((p, i) => {
+        if (present && !present(p)) {
+          open = false;
+          return;
+        }
+        const px = x(i) + step / 2;
+        if (open) g.lineTo(px, y(p[l.key]));
+        else g.moveTo(px, y(p[l.key]));
+        open = true;
+      });
       g.stroke();
+      series.forEach((p, i) => {
+        const lonely = (!present || present(p)) && present && !present(series[i - 1] || {}) && !present(series[i + 1] || {});
+        if (lonely) g.fillRect(x(i) + step / 2 - 2, y(p[l.key]) - 2, 4, 4);
+      });
     }
     g.fillStyle = '#8b98a8';
     g.fillText(`-${n}s`, pad.l, height - 4);
@@ -133,7 +149,10 @@
     setText('k-queue-sub', s.queue.enabled ? 'waiting' : 'queue not enabled');
 
     $('alerts').innerHTML = (s.alerts || [])
-      .map((a) => `<span class="alert ${a.firing ? 'firing' : 'ok'}">${a.firing ? '▲' : '●'} ${esc(a.name.replace('_', ' '))}: ${esc(shortNum(a.value))} / ${esc(shortNum(a.threshold))}</span>`)
+      .map((a) => {
+        const fmt = a.name === 'error_rate' ? pct : a.name === 'p95_latency' ? (v) => `${ms(v)} ms` : (v) => num(v);
+        return `<span class="alert ${a.firing ? 'firing' : 'ok'}">${a.firing ? '▲' : '●'} ${esc(a.name.replace('_', ' '))}: ${esc(fmt(a.value))} (limit ${esc(fmt(a.threshold))})</span>`;
+      })
       .join('');
 
     drawChart($('chart-traffic'), s.series, {
@@ -147,6 +166,7 @@
         { key: 'p50_ms', label: 'p50', color: '#3fb97b' },
         { key: 'p95_ms', label: 'p95', color: '#f2b84b' },
       ],
+      present: (p) => p.requests > 0,
     });
 
     const providers = new Map(s.providers.map((p) => [p.provider, p]));
