@@ -86,8 +86,10 @@ describe.skipIf(!available)('dashboard in headless Chromium', () => {
     expect(await page.textContent('#k-cpr')).not.toBe('$0');
     expect(await page.textContent('#alerts')).toContain('error rate');
     // The traffic chart drew something: some non-background pixels in the canvas.
+    // (The callback runs in the page; the test's tsconfig has no DOM types, hence the structural type.)
+    type Canvas = { width: number; height: number; getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null };
     const inked = await page.$eval('#chart-traffic', (c) => {
-      const canvas = c as HTMLCanvasElement;
+      const canvas = c as unknown as Canvas;
       const data = canvas.getContext('2d')?.getImageData(0, 0, canvas.width, canvas.height).data ?? new Uint8ClampedArray();
       let n = 0;
       for (let i = 0; i < data.length; i += 4) if ((data[i + 2] ?? 0) > 200 && (data[i] ?? 0) < 120) n++; // the blue request bars

@@ -74,7 +74,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       { route: route ?? 'unmatched', method: request.method, status, durationMs: latency, model: ctx?.facts.model, provider: ctx?.facts.provider, cache: ctx?.facts.cache, costUsd: ctx?.facts.costUsd },
       { tenant: request.tenant?.id, requestId: request.id },
     );
-    if (request.routeOptions.config?.public && status < 400) return;
+    // Health probes, scrapes and dashboard polls are logged only when they fail.
+    const quiet = request.routeOptions.config?.public || request.routeOptions.config?.monitoring;
+    if (quiet && status < 400) return;
     opts.log.info(
       {
         reqId: request.id,
