@@ -227,6 +227,65 @@ export const loggingSchema = z
   })
   .strict();
 
+const TRACES_SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+
+/** Metrics, traces, the stats window, the dashboard, /docs and alert thresholds (seed 000 `monitoring:`). */
+export const monitoringSchema = z
+  .object({
+    metrics: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Also serve /metrics on this separate port (seed 002 PROMETHEUS_PORT); unset means only on the API port. */
+        port: z.number().int().min(0).max(65535).optional(),
+        /** When set, /metrics wants `Authorization: Bearer <token>`. */
+        token: z.string().min(8, 'the metrics token must be at least 8 characters').optional(),
+        /** Distinct values kept per free-form label (model, provider, …) before the rest read `other`. */
+        max_label_values: z.number().int().positive().default(100),
+        /** Node.js process metrics (CPU, memory, event loop) too. */
+        process_metrics: z.boolean().default(true),
+      })
+      .strict()
+      .default({ enabled: true, max_label_values: 100, process_metrics: true }),
+    stats: z
+      .object({ window_s: z.number().int().min(10).max(3600).default(300) })
+      .strict()
+      .default({ window_s: 300 }),
+    tracing: z
+      .object({
+        enabled: z.boolean().default(true),
+        service_name: z.string().min(1).default('inferenceflow'),
+        /** OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces. */
+        otlp_endpoint: z.url().optional(),
+        exporter: z.enum(['otlp', 'console', 'none']).optional(),
+        sampler: z.enum(TRACES_SAMPLERS).default('parentbased_always_on'),
+        sampler_arg: z.number().min(0).max(1).optional(),
+      })
+      .strict()
+      .default({ enabled: true, service_name: 'inferenceflow', sampler: 'parentbased_always_on' }),
+    dashboard: z
+      .object({ enabled: z.boolean().default(true), grafana_url: z.url().optional() })
+      .strict()
+      .default({ enabled: true }),
+    docs: z.object({ enabled: z.boolean().default(true) }).strict().default({ enabled: true }),
+    /** Thresholds the dashboard and /v1/stats flag (deploy/alerts.yml ships the same as Prometheus rules). */
+    alerts: z
+      .object({
+        error_rate: z.number().min(0).max(1).default(0.05),
+        p95_latency_ms: z.number().positive().default(2000),
+        queue_depth: z.number().int().min(0).default(100),
+      })
+      .strict()
+      .default({ error_rate: 0.05, p95_latency_ms: 2000, queue_depth: 100 }),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     server: serverSchema.default(serverSchema.parse({})),
@@ -242,6 +301,7 @@ export const configSchema = z
     budgets: budgetsSchema.default(budgetsSchema.parse({})),
     webhooks: webhooksSchema.default(webhooksSchema.parse({})),
     ledger: ledgerSchema.default(ledgerSchema.parse({})),
+    monitoring: monitoringSchema.default(monitoringSchema.parse({})),
   })
   .strict();
 
@@ -257,3 +317,4 @@ export type BudgetsConfig = z.infer<typeof budgetsSchema>;
 export type BudgetConfig = z.infer<typeof budgetSchema>;
 export type WebhooksConfig = z.infer<typeof webhooksSchema>;
 export type LedgerConfig = z.infer<typeof ledgerSchema>;
+export type MonitoringConfig = z.infer<typeof monitoringSchema>;

@@ -1,13 +1,21 @@
 // Assembles one gateway process from its configuration: shared connections, the authenticator,
 // the chat stages in their order, and the extra route plugins. This is the one place where the
 // capabilities are wired together; `serve` and the integration tests both come through here.
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.js';
 import type { Price } from '../providers/pricing.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { Authenticator } from '../server/auth.js';
+import { dashboardRoutes } from '../server/routes/dashboard.js';
+import { monitoringRoutes } from '../server/routes/monitoring.js';
 import { createRedis, redisResource } from '../store/redis.js';
+import { startCollectors } from '../telemetry/collectors.js';
+import { startMetricsServer } from '../telemetry/metrics-server.js';
+import { MeshProvider } from '../providers/mesh.js';
+import { GatewayError } from '../server/errors.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 import { Gateway, type ManagedResource } from './gateway.js';
 import { createCapacityServices } from '../capacity/service.js';
 import type { TrafficRecorder } from '../capacity/traffic.js';
@@ -23,10 +31,15 @@ export interface Assembly {
   plugins: { plugin: FastifyPluginAsync<Record<string, unknown>>; options?: Record<string, unknown> }[];
   /** Keys, ledger, SQL store and the signed webhook sender, for capabilities that build on them. */
   tenancy: Tenancy;
+  /** Metrics, traces, the stats window: capabilities report here (metrics.cacheHit(…), …). */
+  telemetry: Telemetry;
 }
 
 export interface AssembleOverrides {
   providers?: Map<string, ProviderAdapter>;
+  version?: string;
+  /** Span exporter replacing the configured one (tests). */
+  spanExporter?: SpanExporter;
 }
 
 export async function assemble(loaded: LoadedConfig, log: Logger, overrides: AssembleOverrides = {}): Promise<Assembly> {
@@ -34,6 +47,15 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   const resources: ManagedResource[] = [];
   const redis = config.redis.url ? createRedis(config.redis.url, 'main') : undefined;
   if (redis) resources.push(redisResource(redis));
+
+  // Telemetry first: every capability below may report to it (telemetry.metrics.<record…>).
+  const version = overrides.version ?? '0.0.0';
+  const telemetry = Telemetry.create(config.monitoring, { version, spanExporter: overrides.spanExporter });
+  resources.push({ name: 'telemetry', check: async () => true, close: () => telemetry.close() });
+  if (config.monitoring.metrics.enabled && config.monitoring.metrics.port !== undefined) {
+    const { port, token } = config.monitoring.metrics;
+    resources.push(await startMetricsServer(telemetry.metrics, { host: config.server.host, port, token }));
+  }
 
   // Tenancy (docs/tenancy.md): tokens + API keys + JWT, limits, budgets, ledger, webhooks.
   // Cost estimates need the catalog, which the Gateway builds below: reached through a late binding.
@@ -44,7 +66,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   // Chat stages, outermost first (the executor is the terminal handler).
   // Admission (rate limits, budgets) comes first: before any cache lookup or routing.
-  const stages: ChatStage[] = [tenancy.admission];
+  const stages: ChatStage[] = [countRateLimited(tenancy.admission, telemetry)];
 
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
@@ -61,9 +83,21 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   stages.unshift(trafficRecorderStage(capacity.recorder));
   plugins.push({ plugin: capacityRoutes as Plugin, options: { allocator: capacity.allocator, autoscaler: capacity.autoscaler } });
 
-  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources });
+  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources, attemptObserver: telemetry });
   built.gateway = gateway;
-  return { gateway, authenticator, plugins, tenancy };
+  // Gauges read every few seconds: GPU pool devices and mesh node health.
+  const meshProviders = [...gateway.providers.values()].filter((p): p is MeshProvider => p instanceof MeshProvider);
+  const collectors = startCollectors(telemetry.metrics, { allocator: capacity.allocator, mesh: meshProviders });
+  resources.push({ name: 'collectors', check: async () => true, close: async () => collectors.stop() });
+  // Operational routes: /metrics, /v1/metrics, /v1/stats, /dashboard.
+  plugins.push(routePlugin(monitoringRoutes, { telemetry, gateway, version }));
+  if (config.monitoring.dashboard.enabled) plugins.push(routePlugin(dashboardRoutes, { grafanaUrl: config.monitoring.dashboard.grafana_url }));
+  return { gateway, authenticator, plugins, tenancy, telemetry };
+}
+
+/** A typed route plugin with its options, as an Assembly plugin entry. */
+function routePlugin<O extends object>(plugin: FastifyPluginAsync<O>, options: O): Assembly['plugins'][number] {
+  return { plugin: plugin as unknown as Assembly['plugins'][number]['plugin'], options: options as Record<string, unknown> };
 }
 
 function highestPrice(gateway: Gateway, model: string): Price | undefined {
@@ -93,5 +127,18 @@ function trafficRecorderStage(recorder: TrafficRecorder): ChatStage {
       () => recorder.recordRequest(tokens),
     );
     return { kind: 'stream', stream };
+  };
+}
+
+/** Counts requests the admission stage turns away with 429 (`inference_rate_limited_total`). */
+function countRateLimited(admission: ChatStage, telemetry: Telemetry): ChatStage {
+  telemetry.metrics.declare('limits');
+  return async function admit(ctx, req, next) {
+    try {
+      return await admission(ctx, req, next);
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'rate_limit_exceeded') telemetry.metrics.rateLimited(err.param ?? 'requests');
+      throw err;
+    }
   };
 }

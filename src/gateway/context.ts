@@ -1,6 +1,7 @@
 // The per-request context that travels beside the canonical payload through every stage: who asked,
 // what they asked for beyond the OpenAI body, and the facts gathered on the way (who answered, what it
 // cost), which the route adapters surface as x-inferenceflow-* headers and in seed response bodies.
+import type { Context as TraceContext } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Usage } from '../canonical/chat.js';
 
@@ -73,6 +74,8 @@ export interface RequestContext {
   readonly facts: ResponseFacts;
   readonly clientIp?: string;
   readonly headers: Record<string, string | string[] | undefined>;
+  /** The OpenTelemetry context of the request's span; stage and attempt spans are its children. */
+  readonly traceContext?: TraceContext;
 }
 
 export function defaultRequestOptions(): RequestOptions {
