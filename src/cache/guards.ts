@@ -115,7 +115,7 @@ for (const [lang, words] of Object.entries(LANG_STOPWORDS)) {
 }
 
 const QUOTED = /"([^"]+)"|“([^”]+)”|`([^`]+)`|«([^»]+)»|(?:^|[\s(])'([^']+)'(?=[\s).,?!:;]|$)/g;
-const WORD = /[\p{L}\p{M}\p{N}][\p{L}\p{M}\p{N}_'’.\-/+#]*[\p{L}\p{M}\p{N}+#]|[\p{L}\p{M}\p{N}]|[$€£¥%°]/gu;
+const WORD = /\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|[\p{L}\p{M}\p{N}][\p{L}\p{M}\p{N}_'’.\-/+#]*[\p{L}\p{M}\p{N}+#]|[\p{L}\p{M}\p{N}]|[$€£¥%°]/gu;
 const NUMERIC = /^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$/;
 
 function normaliseNumber(s: string): string {
