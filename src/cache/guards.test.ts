@@ -46,3 +46,20 @@ describe('semantic cache guards', () => {
     expect(extractFeatures('Use the fooBar() helper in my_module.py').entities).toEqual(['foobar', 'my_module.py']);
   });
 });
+
+describe('content-word guard', () => {
+  it.each([
+    ['Write a poem about the ocean.', 'Write a poem about the desert.'],
+    ['how do i install python on windows', 'how do i install python on mac'],
+    ['How do I train my puppy?', 'How do I train my kitten?'],
+  ])('refuses a swapped content word: %s / %s', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: false, reason: 'content' });
+  });
+
+  it('allows words added on one side and folds plurals, verb forms and listed synonyms', () => {
+    expect(agree('What is the capital of France?', 'What is the capital city of France?')).toEqual({ ok: true });
+    expect(agree('How do vaccines work?', 'How does a vaccine work?')).toEqual({ ok: true });
+    expect(agree('Why do leaves change color in the fall?', 'Why do leaves change colour in autumn?')).toEqual({ ok: true });
+    expect(extractFeatures('How do I delete my accounts?').content).toEqual(['account', 'remove']);
+  });
+});

@@ -18,6 +18,62 @@ export interface PromptFeatures {
   polar: string[];
   /** Script and, for Latin script, a guessed language ("latin:en", "cyrillic", "han"…). */
   language: string;
+  /** Content words (stop and request words removed), lightly stemmed, synonyms folded, sorted. */
+  content: string[];
+}
+
+// Words that frame a request rather than say what it is about; paraphrases add and drop these freely.
+const FRAME_WORDS = new Set(
+  ('a an the of to in on at for with by from about into onto over than then that this these those there here ' +
+    'and or but if so as is are was were be been being am do does did done doing can could would should will shall ' +
+    'may might must i me my mine you your yours we us our it its they them their he him his she her what what\'s how ' +
+    'why when where which who whom whose whats hows please tell give show explain describe list help know want need ' +
+    'like some any way ways best good steps step tips tip possible really actually exactly just also very much many ' +
+    "get let make made go going try able kind sort type thing things someone something anyone anything one's one " +
+    "i'm i'd i'll i've you're it's that's there's can't don't doesn't isn't aren't won't didn't " +
+    'simple simply quick quickly short briefly brief detail detailed example examples use using used mean means ' +
+    'meaning should proper properly correct correctly right actual main basic basics overview summary summarize summarise ' +
+    'write compose create generate provide suggest recommend find show tell teach learn understand calculate compute ' +
+    'work works working happen happens difference differ different versus vs ' +
+    'between same similar other another each every all both either more most less least new old time times ' +
+    'done stand short called call name named info information question answer anybody somebody ever').split(' '),
+);
+
+// Common spelling and word-choice variants that do not change a request.
+const SYNONYMS: Record<string, string> = {
+  colour: 'color', colours: 'color', autumn: 'fall', centre: 'center', favourite: 'favorite', organise: 'organize',
+  modify: 'change', update: 'change', alter: 'change', reset: 'change', edit: 'change', swap: 'change',
+  delete: 'remove', erase: 'remove', erasing: 'remove', purchase: 'buy', begin: 'start', commence: 'start',
+  finish: 'end', halt: 'stop', automobile: 'car', cars: 'car', kids: 'child', kid: 'child', children: 'child',
+  people: 'person', persons: 'person', username: 'user', login: 'account', signin: 'account', faster: 'fast',
+  quick: 'fast', speed: 'fast', speedy: 'fast', rapid: 'fast', big: 'large', huge: 'large', tiny: 'small',
+  little: 'small', fix: 'repair', repair: 'repair', mend: 'repair', leaky: 'leak', leaking: 'leak',
+  safely: 'safe', safety: 'safe', purpose: 'function', role: 'function', turn: 'enable', activate: 'enable',
+  switch: 'enable', reach: 'contact', phone: 'contact', email: 'email', mail: 'email', distinguish: 'differ',
+};
+
+/** A light suffix stripper: enough to fold plurals and verb forms (vaccines/vaccine, boiling/boil). */
+function stem(word: string): string {
+  let w = word.replace(/'s$/, '');
+  if (w.length > 4) {
+    if (w.endsWith('ies')) w = `${w.slice(0, -3)}y`;
+    else if (/(ches|shes|xes|sses|zes)$/.test(w)) w = w.slice(0, -2);
+    else if (w.endsWith('s') && !w.endsWith('ss') && !w.endsWith('us') && !w.endsWith('is')) w = w.slice(0, -1);
+  }
+  if (w.length > 5) {
+    if (w.endsWith('ing')) w = w.slice(0, -3);
+    else if (w.endsWith('ed')) w = w.slice(0, -2);
+    else if (w.endsWith('ly')) w = w.slice(0, -2);
+  }
+  return w;
+}
+
+function contentWord(lower: string): string | undefined {
+  if (FRAME_WORDS.has(lower) || !/\p{L}/u.test(lower)) return undefined;
+  const canon = SYNONYMS[lower] ?? POLAR[lower] ?? lower;
+  const stemmed = stem(canon);
+  if (FRAME_WORDS.has(stemmed)) return undefined;
+  return SYNONYMS[stemmed] ?? stemmed;
 }
 
 export type GuardResult = { ok: true } | { ok: false; reason: keyof PromptFeatures };
@@ -67,7 +123,7 @@ for (const [canon, spellings] of Object.entries({
   first: 'earliest oldest', last: 'latest newest youngest', before: 'before prior earlier', after: 'after later',
   above: 'above over', below: 'below under beneath', more: 'more greater larger bigger higher', less: 'less fewer smaller lower',
   up: 'increase raise grow upgrade', down: 'decrease reduce shrink downgrade', hot: 'hot warm hotter warmer',
-  cold: 'cold cool colder cooler', north: 'north northern', south: 'south southern', east: 'east eastern',
+  cold: 'cold cool colder cooler coldest coolest', north: 'north northern', south: 'south southern', east: 'east eastern',
   west: 'west western', left: 'left', right: 'right', buy: 'buy purchase', sell: 'sell', add: 'add insert append',
   remove: 'remove delete drop', enable: 'enable activate', disable: 'disable deactivate', open: 'open', close: 'close',
   import: 'import', export: 'export', encrypt: 'encrypt encode', decrypt: 'decrypt decode',
@@ -183,6 +239,7 @@ export function extractFeatures(text: string): PromptFeatures {
   }
 
   const lowerWords: string[] = [];
+  const content = new Set<string>();
   for (const m of text.matchAll(WORD)) {
     let w = m[0].replace(/’/g, "'");
     const atStart = opensSentence(text, m.index ?? 0);
@@ -222,6 +279,8 @@ export function extractFeatures(text: string): PromptFeatures {
     }
     const unit = UNITS[lower];
     if (unit) units.push(unit);
+    const cw = contentWord(lower);
+    if (cw && !unit) content.add(cw);
     if (NEGATIONS.has(lower) || /n't$/.test(lower)) negations++;
     const p = POLAR[lower];
     if (p) polar.add(p);
@@ -243,6 +302,7 @@ export function extractFeatures(text: string): PromptFeatures {
     units,
     polar: [...polar].sort(),
     language,
+    content: [...content].sort(),
   };
 }
 
@@ -250,6 +310,19 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * Content words may be added on one side (a paraphrase that says more about the same thing: "the
+ * capital *city* of France"), but not swapped: a word only in A together with a word only in B is a
+ * substitution ("a poem about the ocean" / "about the desert"), and embeddings rate those as close.
+ */
+function contentCompatible(a: readonly string[], b: readonly string[]): boolean {
+  const sb = new Set(b);
+  const sa = new Set(a);
+  const onlyA = a.some((w) => !sb.has(w));
+  const onlyB = b.some((w) => !sa.has(w));
+  return !(onlyA && onlyB);
 }
 
 /**
@@ -267,5 +340,6 @@ export function featuresAgree(a: PromptFeatures, b: PromptFeatures): GuardResult
     const und = a.language === 'latin:und' || b.language === 'latin:und';
     if (!(und && a.language.startsWith('latin') && b.language.startsWith('latin'))) return { ok: false, reason: 'language' };
   }
+  if (!contentCompatible(a.content, b.content)) return { ok: false, reason: 'content' };
   return { ok: true };
 }

@@ -14,6 +14,16 @@ export interface StaticEmbedderOptions {
 const TOKEN = /[\p{L}\p{M}\p{N}]+(?:['’][\p{L}]+)*|[^\s\p{L}\p{M}\p{N}]/gu;
 const CONTRACTION = /^(.+?)(n't|'s|'re|'ll|'ve|'d|'m)$/;
 const IRREGULAR: Record<string, string[]> = {
+  // After these words 's is "is", not a possessive: "what's" embeds like "what is".
+  "what's": ['what', 'is'],
+  "it's": ['it', 'is'],
+  "that's": ['that', 'is'],
+  "there's": ['there', 'is'],
+  "who's": ['who', 'is'],
+  "where's": ['where', 'is'],
+  "how's": ['how', 'is'],
+  "when's": ['when', 'is'],
+  "here's": ['here', 'is'],
   "can't": ['can', "n't"],
   "won't": ['will', "n't"],
   "shan't": ['shall', "n't"],
