@@ -2,7 +2,9 @@
 // embedder and threshold the share of paraphrases that hit and of near misses that falsely hit, with
 // the false-hit guards (what the cache does) and without them (the embedder alone).
 // Usage: tsx bench/cache-eval.ts [--embedders=static,transformers] [--openai=<base url>,<model>]
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StaticEmbedder } from '../src/cache/embedders/static.js';
 import { TransformersEmbedder } from '../src/cache/embedders/transformers.js';
@@ -19,15 +21,22 @@ const THRESHOLDS = [0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
 const DEFAULT_THRESHOLD = 0.85;
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
 const wanted = (arg('embedders') ?? 'static,transformers').split(',');
-const sharedModel = fileURLToPath(new URL('../../shared/models/static-glove-minilm', import.meta.url));
+// <repo>/../shared/models in the main checkout; one level further up from a worktree under wt/.
+const sharedModel = [
+  process.env.INFERENCEFLOW_SHARED_MODELS,
+  fileURLToPath(new URL('../../shared/models', import.meta.url)),
+  fileURLToPath(new URL('../../../shared/models', import.meta.url)),
+]
+  .filter((p): p is string => !!p && existsSync(join(p, 'static-glove-minilm', 'config.json')))
+  .map((p) => join(p, 'static-glove-minilm'))[0];
 
 const pairs = JSON.parse(await readFile(new URL('./cache-eval/pairs.json', import.meta.url), 'utf8')) as Pairs;
 
 const embedders: Embedder[] = [];
 if (wanted.includes('static')) embedders.push(await StaticEmbedder.create());
-if (wanted.includes('transformers')) {
+if (wanted.includes('transformers') && (process.env.EVAL_TRANSFORMERS_MODEL || sharedModel)) {
   try {
-    embedders.push(await TransformersEmbedder.create({ model: process.env.EVAL_TRANSFORMERS_MODEL ?? sharedModel }));
+    embedders.push(await TransformersEmbedder.create({ model: (process.env.EVAL_TRANSFORMERS_MODEL ?? sharedModel) as string }));
   } catch (err) {
     console.warn(`transformers embedder skipped: ${(err as Error).message}`);
   }

@@ -39,7 +39,11 @@ export function aggregateChunks(chunks: readonly ChatChunk[]): ChatResult {
     choices: [...choices.values()]
       .sort((a, b) => a.index - b.index)
       .map(({ toolCalls, ...choice }) => {
-        if (toolCalls.size) choice.message.tool_calls = [...toolCalls.entries()].sort((a, b) => a[0] - b[0]).map(([, t]) => t);
+        if (toolCalls.size) {
+          choice.message.tool_calls = [...toolCalls.entries()].sort((a, b) => a[0] - b[0]).map(([, t]) => t);
+          // The opening role chunk carries content "", which a tool-call answer reports as null.
+          if (choice.message.content === '') choice.message.content = null;
+        }
         return choice;
       }),
     usage,
