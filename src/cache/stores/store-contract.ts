@@ -9,7 +9,7 @@ export function entry(ns: string, model: string, hash: string, opts: { bytes?: n
   const e: StoredEntry = { meta, payload: Buffer.alloc(opts.bytes ?? 100, 0x61) };
   if (opts.vector) {
     e.vector = opts.vector;
-    meta.semantic = { partition: 'p', embedder: 'test', features: { numbers: [], quoted: [], entities: [], negations: 0, units: [], polar: [], language: 'latin:en' } };
+    meta.semantic = { partition: 'p', embedder: 'test', features: { numbers: [], quoted: [], entities: [], negations: 0, units: [], polar: [], language: 'latin:en', content: [] } };
   }
   return e;
 }
