@@ -36,7 +36,7 @@ if (usearchArg && !usearchMod) throw new Error('usearch not found');
 const impl = usearchMod ? 'usearch' : 'typescript-hnsw';
 const tsIndex = new HnswIndex({ dimensions: D, initialCapacity: N });
 const index: AnnIndex = usearchMod ? usearchFactory(usearchMod, { efSearch: 64 })(D) : tsIndex;
-let t = performance.now();
+const t = performance.now();
 data.forEach((v, i) => index.add(String(i), v));
 const buildS = (performance.now() - t) / 1000;
 

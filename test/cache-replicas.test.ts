@@ -101,13 +101,12 @@ describe.skipIf(!winkJsonPath())('two gateway replicas sharing Redis', () => {
     expect(first.cache).toBe('miss');
     // The write reaches B's index through the Redis stream; allow it one second.
     const deadline = Date.now() + 1000;
-    let semantic: Reply | undefined;
     while (Date.now() < deadline) {
       const s = await b.stats();
       if ((s.indexed ?? 0) >= 1) break;
       await new Promise((r) => setTimeout(r, 20));
     }
-    semantic = await b.ask('What is the capital city of France?');
+    const semantic = await b.ask('What is the capital city of France?');
     expect(semantic.cache).toBe('semantic');
     expect(semantic.content).toBe(first.content);
     const exact = await b.ask('What is the capital of France?', { stream: true });

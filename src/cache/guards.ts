@@ -219,7 +219,7 @@ function guessLatinLanguage(words: string[]): string {
 function opensSentence(text: string, at: number): boolean {
   for (let i = at - 1; i >= 0; i--) {
     const ch = text[i] as string;
-    if (/[\s"'“‘(\[*_-]/.test(ch) && ch !== '\n') continue;
+    if (/[\s"'“‘([*_-]/.test(ch) && ch !== '\n') continue;
     return /[.!?:\n]/.test(ch);
   }
   return true;
