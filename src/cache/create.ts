@@ -85,8 +85,14 @@ export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}
       if (!mod) throw new Error('cache.semantic.index.implementation is usearch but the usearch package is not installed');
       ann = { kind: 'usearch', factory: usearchFactory(mod, tuning) };
     } else ann = defaultAnnFactory(tuning);
+    // The static embedder answers in microseconds in this process; waiting up to the flush timeout
+    // to fill a batch would only add latency. Model and HTTP embedders are batched.
+    const embedder =
+      cfg.semantic.embedder === 'static' && !deps.embedder
+        ? inner
+        : new BatchedEmbedder(inner, { maxSize: cfg.batch.max_size, flushTimeoutMs: cfg.batch.flush_timeout_ms });
     semantic = {
-      embedder: new BatchedEmbedder(inner, { maxSize: cfg.batch.max_size, flushTimeoutMs: cfg.batch.flush_timeout_ms }),
+      embedder,
       threshold: cfg.semantic.threshold,
       maxTemperature: cfg.semantic.max_temperature,
       candidates: cfg.semantic.candidates,
