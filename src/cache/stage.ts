@@ -45,6 +45,7 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
         ctx.facts.cache = found.hit.kind;
         if (found.hit.similarity !== undefined) ctx.facts.similarity = found.hit.similarity;
         ctx.facts.model = found.hit.meta.model;
+        ctx.facts.savedUsd = found.hit.meta.costUsd;
         const id = responseId();
         return req.stream
           ? { kind: 'stream', stream: answerToStream(found.hit.answer, id) }

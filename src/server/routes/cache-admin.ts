@@ -1,12 +1,16 @@
 // Admin endpoints of the response cache (seed 002 get_cache_stats and invalidate_cache): statistics,
 // and invalidation by namespace, model or key pattern. Registered by the app behind the admin token.
 import type { FastifyPluginAsync } from 'fastify';
+import { presentedKey } from '../auth.js';
+import { adminTokenCheck } from './admin-keys.js';
 import { z } from 'zod';
 import type { ResponseCache } from '../../cache/response-cache.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 
 export interface CacheAdminOptions {
   cache: ResponseCache;
+  /** When set, these routes take the admin token (not tenant keys); otherwise normal auth applies. */
+  adminToken?: string;
 }
 
 const invalidateBody = z
@@ -23,6 +27,16 @@ const invalidateBody = z
 
 export const cacheAdminRoutes: FastifyPluginAsync<CacheAdminOptions> = async (app, opts) => {
   const { cache } = opts;
+  if (opts.adminToken) {
+    const isAdmin = adminTokenCheck(opts.adminToken);
+    app.addHook('onRoute', (route) => {
+      route.config = { ...(route.config as object), public: true };
+    });
+    app.addHook('preHandler', async (request) => {
+      if (!presentedKey(request.headers)) throw new GatewayError('missing_api_key');
+      if (!isAdmin(request)) throw new GatewayError('invalid_api_key', { message: 'The admin token is not valid.' });
+    });
+  }
 
   app.get('/v1/cache/stats', async () => cache.stats());
 
