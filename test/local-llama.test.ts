@@ -10,23 +10,10 @@ import { UpstreamError } from '../src/providers/errors.js';
 import type { LocalProvider } from '../src/providers/local.js';
 import { createLocalProvider } from '../src/providers/local.js';
 import { createProvider } from '../src/providers/registry.js';
+import { storiesDir } from './helpers/shared-models.js';
 import type { CallOptions } from '../src/providers/types.js';
 
-/**
- * `<clone>/../shared/models/stories260K` (CI and the main checkout). A git worktree sits one level
- * deeper (`<root>/wt/<name>`), so the nearest ancestor holding `shared/models` is used.
- */
-function findModelsDir(): string | undefined {
-  let dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  for (let i = 0; i < 3; i++) {
-    dir = path.dirname(dir);
-    const candidate = path.join(dir, 'shared', 'models', 'stories260K');
-    if (existsSync(path.join(candidate, 'stories260K.gguf'))) return candidate;
-  }
-  return undefined;
-}
-
-const MODELS_DIR = findModelsDir();
+const MODELS_DIR = storiesDir();
 const MODEL = 'stories260K';
 if (!MODELS_DIR) {
   const message = 'stories260K.gguf not found in <repo>/../shared/models/stories260K: local llama.cpp tests skipped';

@@ -3,6 +3,7 @@
 // so a test sees every event — duplicates included — rather than what a client would filter.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { storiesDir } from './shared-models.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -11,7 +12,7 @@ import { HealthRegistry } from '../../src/mesh/registry.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const STORIES = path.resolve(ROOT, '../../shared/models/stories260K');
+export const STORIES = storiesDir() ?? path.resolve(ROOT, '../shared/models/stories260K');
 
 /** Redis reachable? Tests skip (with a message) only when it is not and CI is unset. */
 export async function redisAvailable(): Promise<boolean> {

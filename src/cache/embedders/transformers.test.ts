@@ -24,7 +24,11 @@ async function hasTransformers(): Promise<boolean> {
   }
 }
 const available = modelDir !== undefined && (await hasTransformers());
-if (!available) console.warn('skipping transformers embedder test: model folder or @huggingface/transformers missing');
+if (!available) {
+  const message = 'transformers embedder test: model folder or @huggingface/transformers missing';
+  if (process.env.CI) throw new Error(`${message} (both must be present when CI is set)`);
+  console.warn(`skipping ${message}`);
+}
 
 describe.skipIf(!available)('TransformersEmbedder', () => {
   it('embeds offline from a local folder, normalised, scoring the known paraphrase pair', async () => {
