@@ -19,7 +19,8 @@ function evaluate(name: string, estimator: DifficultyEstimator, set: LabelledExa
     const got = estimator.estimate(e.prompt).level;
     const gi = LEVELS.indexOf(got);
     const wi = LEVELS.indexOf(e.level);
-    (confusion[wi] as number[])[gi]++;
+    const row = confusion[wi] as number[];
+    row[gi] = (row[gi] ?? 0) + 1;
     if (gi === wi) right++;
     if (Math.abs(gi - wi) <= 1) withinOne++;
   }

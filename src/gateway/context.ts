@@ -32,6 +32,8 @@ export interface RequestOptions {
   cache: { noCache: boolean; noStore: boolean; maxAgeS?: number };
   /** Free-form metadata (seed 002 `metadata`). */
   metadata?: Record<string, unknown>;
+  /** How test-time scaling combines passes (`x-inferenceflow-aggregation` or a seed body field). */
+  aggregation?: string;
 }
 
 export interface ResponseFacts {
@@ -46,6 +48,8 @@ export interface ResponseFacts {
   similarity?: number;
   route?: string;
   passes?: number;
+  /** What test-time scaling did (level, its source, aggregation, votes), for seed response metadata. */
+  scaling?: Record<string, unknown>;
   attempts: number;
 }
 
