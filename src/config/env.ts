@@ -34,4 +34,9 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'REDIS_PASSWORD', kind: 'special', description: 'Seed 002 form: Redis password.' },
   { name: 'DATABASE_URL', path: 'database.url', kind: 'string', description: 'Postgres URL for the ledger, keys and jobs; unset means the embedded PGlite file.' },
   { name: 'LOG_LEVEL', path: 'logging.level', kind: 'string', default: 'info', description: 'pino log level (`fatal`…`trace`, `silent`); lower case or upper case.' },
+  { name: 'BATCH_MAX_SIZE', path: 'batching.max_size', kind: 'int', default: '32', description: 'Largest micro-batch sent upstream (embeddings; seed 001).' },
+  { name: 'BATCH_FLUSH_TIMEOUT_MS', path: 'batching.flush_timeout_ms', kind: 'int', default: '20', description: 'Longest the first item of a micro-batch waits for company, ms (seed 001).' },
+  { name: 'OVERSHOOT_API_KEY', kind: 'special', description: 'SDK side (`inferenceflow/client`): bearer token the client sends; the gateway does not read it.' },
+  { name: 'OVERSHOOT_ENDPOINT', kind: 'special', default: 'http://127.0.0.1:8080', description: 'SDK side: gateway URL the client calls.' },
+  { name: 'OVERSHOOT_MODEL', kind: 'special', default: 'llama-3-70b', description: 'SDK side: model the client asks for when a request names none.' },
 ];

@@ -3,6 +3,8 @@
 // sections here, each defined beside the code it configures.
 import { z } from 'zod';
 import { PROVIDER_TYPES } from '../providers/types.js';
+import { inferenceSchema } from '../scaling/config.js';
+import { batchingSchema, batchJobsSchema } from '../batching/config.js';
 
 const price = z.object({ input: z.number().min(0), output: z.number().min(0) }).strict();
 
@@ -95,6 +97,9 @@ export const configSchema = z
     redis: redisSchema.default(redisSchema.parse({})),
     database: databaseSchema.default(databaseSchema.parse({})),
     logging: loggingSchema.default(loggingSchema.parse({})),
+    inference: inferenceSchema.default(inferenceSchema.parse({})),
+    batching: batchingSchema.default(batchingSchema.parse({})),
+    batch_jobs: batchJobsSchema.default(batchJobsSchema.parse({})),
   })
   .strict();
 

@@ -6,7 +6,7 @@ import type { ChatHandler } from '../gateway/pipeline.js';
 import { createSimulatorProvider } from '../providers/simulator.js';
 import { GatewayError } from '../server/errors.js';
 import { createLogger } from '../telemetry/logger.js';
-import { inferenceSchema, type InferenceConfig } from './config.js';
+import { testTimeScalingSchema, type TestTimeScalingConfig } from './config.js';
 import { DifficultyEstimator } from './estimator.js';
 import { createScalingStage } from './stage.js';
 
@@ -61,8 +61,8 @@ function scripted(answers: string[], opts: { delayMs?: (i: number) => number } =
   return { calls, handler };
 }
 
-function config(raw: Record<string, unknown> = {}): InferenceConfig {
-  return inferenceSchema.parse(raw);
+function config(raw: Record<string, unknown> = {}): TestTimeScalingConfig {
+  return testTimeScalingSchema.parse(raw);
 }
 
 const ask: ChatRequest = { model: 'm', messages: [{ role: 'user', content: 'What is 2+3?' }] };
@@ -139,8 +139,8 @@ describe('scaling stage', () => {
   it('adaptive stops once the leader is safe (4 unanimous votes) within a 16-pass budget', async () => {
     const { calls, handler } = scripted(['answer: 9']);
     const ctx = context({ difficulty: 'expert', aggregation: 'adaptive' });
-    const levels = { expert: { passes: 16, max_tokens: 100, timeout_ms: 5_000 } };
-    await createScalingStage({ config: config({ levels }) })(ctx, ask, handler);
+    const levels = { expert: { passes: 16, max_tokens: 100, timeout_s: 5.0 } };
+    await createScalingStage({ config: config({ difficulty_levels: levels }) })(ctx, ask, handler);
     expect(calls).toHaveLength(4);
     expect(ctx.facts.scaling).toMatchObject({ stopped_early: true, passes: 4, passes_planned: 16 });
   });
@@ -165,8 +165,8 @@ describe('scaling stage', () => {
   it('the deadline covers every pass: late passes are dropped, the finished ones vote', async () => {
     const { calls, handler } = scripted(['answer: 3'], { delayMs: (i) => (i < 2 ? 0 : 10_000) });
     const ctx = context({ difficulty: 'expert' });
-    const levels = { expert: { passes: 5, max_tokens: 100, timeout_ms: 100 } };
-    const out = await createScalingStage({ config: config({ levels }) })(ctx, ask, handler);
+    const levels = { expert: { passes: 5, max_tokens: 100, timeout_s: 0.1 } };
+    const out = await createScalingStage({ config: config({ difficulty_levels: levels }) })(ctx, ask, handler);
     expect(calls).toHaveLength(5);
     if (out.kind !== 'result') throw new Error('expected a result');
     expect(ctx.facts.passes).toBe(2);
@@ -175,8 +175,31 @@ describe('scaling stage', () => {
 
   it('answers 504 when no pass finishes before the deadline', async () => {
     const { handler } = scripted(['answer: 3'], { delayMs: () => 10_000 });
-    const levels = { hard: { passes: 3, max_tokens: 100, timeout_ms: 50 } };
-    await expect(createScalingStage({ config: config({ levels }) })(context({ difficulty: 'hard' }), ask, handler)).rejects.toMatchObject({ code: 'upstream_timeout' });
+    const levels = { hard: { passes: 3, max_tokens: 100, timeout_s: 0.05 } };
+    await expect(createScalingStage({ config: config({ difficulty_levels: levels }) })(context({ difficulty: 'hard' }), ask, handler)).rejects.toMatchObject({ code: 'upstream_timeout' });
+  });
+
+  it('tries a pass that failed upstream again while retries allow, and counts the failed attempt', async () => {
+    let calls = 0;
+    const handler: ChatHandler = async (ctx) => {
+      calls++;
+      ctx.facts.attempts++;
+      if (calls === 1) throw new GatewayError('upstream_error');
+      return { kind: 'result', result: result('answer: 4') };
+    };
+    const ctx = context({ difficulty: 'medium' });
+    await createScalingStage({ config: config(), retries: 1 })(ctx, ask, handler);
+    expect(calls).toBe(3);
+    expect(ctx.facts.passes).toBe(2);
+    expect(ctx.facts.attempts).toBe(3);
+  });
+
+  it('scales every request under apply: always, with the default difficulty', async () => {
+    const { calls, handler } = scripted(['x']);
+    const ctx = context();
+    await createScalingStage({ config: config({ apply: 'always', default_difficulty: 'hard' }) })(ctx, ask, handler);
+    expect(calls).toHaveLength(3);
+    expect(ctx.facts.scaling).toMatchObject({ difficulty: 'hard', difficulty_source: 'default' });
   });
 
   it('rejects an unknown difficulty or aggregation with the parameter named', async () => {

@@ -9,13 +9,15 @@ import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/co
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
-import { AGGREGATIONS, type Aggregation, type InferenceConfig } from './config.js';
+import { AGGREGATIONS, type Aggregation, type TestTimeScalingConfig } from './config.js';
 import type { DifficultyEstimate, DifficultyEstimator } from './estimator.js';
 import { DifficultyLevel, parseDifficulty, type LevelBudget } from './levels.js';
 import { shouldStop, tally } from './vote.js';
 
 export interface ScalingStageOptions {
-  config: InferenceConfig;
+  config: TestTimeScalingConfig;
+  /** Extra tries of a failed pass while the deadline allows (`inference.retries`). */
+  retries?: number;
   /** Used when a request asks for `auto` or names no level under `apply: always`. */
   estimator?: DifficultyEstimator;
   /** True when every deployment of the model answers `n` choices in one call. */
@@ -38,15 +40,16 @@ export const AGGREGATION_HEADER = 'x-inferenceflow-aggregation';
 /** The plan for a request, or undefined when scaling does not apply to it. */
 export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest): ScalingPlan | undefined {
   const { config } = opts;
+  if (!config.enabled) return undefined;
   const group = config.groups[req.model] ?? {};
-  const asked = ctx.options.difficulty;
   const apply = group.apply ?? config.apply;
-  if (asked === undefined && apply !== 'always') return undefined;
+  if (ctx.options.difficulty === undefined && apply !== 'always') return undefined;
+  const asked = ctx.options.difficulty ?? config.default_difficulty;
   // A client asking for several choices gets them as asked; scaling would fold them into one.
   if ((req.n ?? 1) > 1) return undefined;
 
   let level: DifficultyLevel | undefined;
-  let source: ScalingPlan['source'] = 'request';
+  let source: ScalingPlan['source'] = ctx.options.difficulty === undefined ? 'default' : 'request';
   let estimate: DifficultyEstimate | undefined;
   if (asked !== undefined && asked !== 'auto') {
     level = parseDifficulty(asked);
@@ -65,7 +68,8 @@ export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: Cha
     throw new GatewayError('invalid_value', { param: 'aggregation', message: `Invalid value for 'aggregation': "${rawAggregation}" is not one of ${AGGREGATIONS.join(', ')}.` });
   }
   const aggregation = rawAggregation as Aggregation;
-  const budget = config.levels[level];
+  const lv = config.difficulty_levels[level];
+  const budget: LevelBudget = { passes: lv.passes, max_tokens: lv.max_tokens, timeout_ms: Math.round(lv.timeout_s * 1000) };
   // Tool calls cannot be voted on: such requests get one pass with the level's budget and deadline.
   const passes = aggregation === 'first' || (req.tools?.length ?? 0) > 0 ? 1 : budget.passes;
   const request: ChatRequest = { ...req };
@@ -108,7 +112,7 @@ export function createScalingStage(opts: ScalingStageOptions): ChatStage {
       }
     }
 
-    const runner = new PassRunner(ctx, next, deadline, { ...plan.request, stream: false });
+    const runner = new PassRunner(ctx, next, deadline, { ...plan.request, stream: false }, opts.retries ?? 0);
     try {
       let candidates: Candidate[];
       let stoppedEarly = false;
@@ -159,6 +163,7 @@ class PassRunner {
     private readonly next: ChatHandler,
     private readonly deadline: Deadline,
     private readonly req: ChatRequest,
+    private readonly retries: number,
   ) {}
 
   /** One call that returns `n` choices. */
@@ -204,17 +209,26 @@ class PassRunner {
     return selectByScores(candidates, parseJudgeScores(text, candidates.length));
   }
 
+  /** One pass, tried again on a server-side failure while retries and the deadline allow. */
   private async call(req: ChatRequest): Promise<{ result: ChatResult; facts: ResponseFacts } | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const { done, error } = await this.callOnce(req);
+      if (done) return done;
+      if (attempt >= this.retries || this.deadline.signal.aborted || toGatewayError(error).status < 500) return undefined;
+    }
+  }
+
+  private async callOnce(req: ChatRequest): Promise<{ done?: { result: ChatResult; facts: ResponseFacts }; error?: unknown }> {
     const facts = newFacts();
     try {
       const outcome = await this.next({ ...this.ctx, signal: this.deadline.signal, facts }, req);
       const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
       this.usage = addUsage(this.usage, result.usage);
-      return { result, facts };
+      return { done: { result, facts } };
     } catch (err) {
       this.firstError ??= err;
       if (!this.deadline.signal.aborted) this.ctx.log.warn({ err: (err as Error).message }, 'a scaling pass failed');
-      return undefined;
+      return { error: err };
     } finally {
       const total = this.ctx.facts;
       total.costUsd += facts.costUsd;
