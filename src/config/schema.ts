@@ -2,6 +2,7 @@
 // typo is an error that names its path, not a silently ignored setting. Later capabilities add their
 // sections here, each defined beside the code it configures.
 import { z } from 'zod';
+import { capacitySections } from '../capacity/config.js';
 import { PROVIDER_TYPES } from '../providers/types.js';
 import { inferenceSchema } from '../scaling/config.js';
 import { batchingSchema, batchJobsSchema } from '../batching/config.js';
@@ -97,7 +98,11 @@ export const configSchema = z
     redis: redisSchema.default(redisSchema.parse({})),
     database: databaseSchema.default(databaseSchema.parse({})),
     logging: loggingSchema.default(loggingSchema.parse({})),
+    // Capacity (GPU pools, autoscaler, spot/on-demand mix): src/capacity/config.ts
+    ...capacitySections,
+    // Test-time scaling and the seed endpoints' defaults: src/scaling/config.ts
     inference: inferenceSchema.default(inferenceSchema.parse({})),
+    // Micro-batching and batch jobs: src/batching/config.ts
     batching: batchingSchema.default(batchingSchema.parse({})),
     batch_jobs: batchJobsSchema.default(batchJobsSchema.parse({})),
   })

@@ -8,11 +8,16 @@ import type { ProviderAdapter } from '../providers/types.js';
 import { createTokenAuthenticator, type Authenticator } from '../server/auth.js';
 import { createRedis, redisResource } from '../store/redis.js';
 import { Gateway, type ManagedResource } from './gateway.js';
-import type { ChatStage } from './pipeline.js';
+import { createCapacityServices } from '../capacity/service.js';
+import type { TrafficRecorder } from '../capacity/traffic.js';
+import { capacityRoutes } from '../server/routes/capacity.js';
+import { observeStream, type ChatStage } from './pipeline.js';
 import { createScaling } from '../scaling/setup.js';
 import { seedRoutes } from '../server/routes/seed.js';
 import { withEmbeddingBatching } from '../batching/embedding-batcher.js';
 import { createProviders } from '../providers/registry.js';
+
+type Plugin = FastifyPluginAsync<Record<string, unknown>>;
 
 export interface Assembly {
   gateway: Gateway;
@@ -40,6 +45,19 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   const plugins: Assembly['plugins'] = [];
 
+  // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
+  const capacity = await createCapacityServices({
+    clusters: config.clusters,
+    scaling: config.scaling,
+    cost: config.cost_optimization,
+    redis,
+    keyPrefix: config.redis.key_prefix,
+    logger: log,
+  });
+  resources.push({ name: 'capacity', check: async () => true, close: () => capacity.close() });
+  stages.unshift(trafficRecorderStage(capacity.recorder));
+  plugins.push({ plugin: capacityRoutes as Plugin, options: { allocator: capacity.allocator, autoscaler: capacity.autoscaler } });
+
   // Dynamic batching (seed 001): concurrent embedding calls share upstream calls of up to BATCH_MAX_SIZE.
   let providers = overrides.providers ?? (await createProviders(config.providers));
   if (config.batching.enabled) {
@@ -50,6 +68,26 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   const gateway = await Gateway.create({ loaded, log, providers, stages, resources });
   gatewayRef = gateway;
   // Seed endpoints: /v1/infer, /v1/infer/stream (seed 001), /v1/inference, /v1/batch (seed 002).
-  plugins.push({ plugin: seedRoutes as unknown as Assembly['plugins'][number]['plugin'], options: { gateway, log, inference: config.inference } });
+  plugins.push({ plugin: seedRoutes as unknown as Plugin, options: { gateway, log, inference: config.inference } });
   return { gateway, authenticator, plugins };
+}
+
+/** Feeds the autoscaler's traffic series: one request and its tokens per answered chat. */
+function trafficRecorderStage(recorder: TrafficRecorder): ChatStage {
+  return async function recordTraffic(ctx, req, next) {
+    const outcome = await next(ctx, req);
+    if (outcome.kind === 'result') {
+      recorder.recordRequest(outcome.result.usage.total_tokens);
+      return outcome;
+    }
+    let tokens = 0;
+    const stream = observeStream(
+      outcome.stream,
+      (chunk) => {
+        if (chunk.usage) tokens = chunk.usage.total_tokens;
+      },
+      () => recorder.recordRequest(tokens),
+    );
+    return { kind: 'stream', stream };
+  };
 }

@@ -23,6 +23,11 @@ export async function createProvider(name: string, cfg: ProviderConfig): Promise
       return createCohereProvider(name, cfg);
     case 'ollama':
       return createOllamaProvider(name, cfg);
+    case 'local': {
+      // Imported here so node-llama-cpp (optional, native) loads only when a local provider is configured.
+      const { createLocalProvider } = await import('./local.js');
+      return await createLocalProvider(name, cfg);
+    }
     default:
       throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
   }

@@ -47,13 +47,17 @@ export function createRequestContext(request: FastifyRequest, reply: FastifyRepl
   if (ext.metadata) options.metadata = ext.metadata;
   options.cache = parseCacheControl(request.headers);
   const tenant = request.tenant ?? ANONYMOUS;
+  let child: Logger | undefined;
   return {
     id: request.id,
     startedAt: request.startedAt ?? performance.now(),
     endpoint,
     tenant,
     signal: controller.signal,
-    log: log.child({ reqId: request.id, tenant: tenant.id }),
+    // A child logger costs an allocation and a serialisation; most requests never log.
+    get log() {
+      return (child ??= log.child({ reqId: request.id, tenant: tenant.id }));
+    },
     options,
     facts: newFacts(),
     clientIp: request.ip,

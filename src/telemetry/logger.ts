@@ -1,6 +1,6 @@
 // Structured JSON logs (pino). Secrets never reach a log line: credentials in headers, keys and
 // webhook secrets are redacted by path wherever they appear.
-import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
+import { destination as pinoDestination, pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
 
 export const REDACT_PATHS = [
   'authorization',
@@ -25,7 +25,9 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination as DestinationStream | undefined,
+    // Asynchronous stdout (sonic-boom): a request line must not block the event loop on a slow
+    // pipe. pino flushes it on exit.
+    (destination as DestinationStream | undefined) ?? pinoDestination({ dest: 1, sync: false }),
   );
 }
 
