@@ -80,6 +80,8 @@ export const databaseSchema = z
     /** postgres://… for a shared ledger; empty means the embedded PGlite file. */
     url: z.string().optional(),
     pglite_path: z.string().default('./data/inferenceflow.pglite'),
+    /** Postgres schema for every table (created if missing); tests use one per run. */
+    schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).optional(),
   })
   .strict();
 

@@ -16,6 +16,7 @@ import { createScaling } from '../scaling/setup.js';
 import { seedRoutes } from '../server/routes/seed.js';
 import { withEmbeddingBatching } from '../batching/embedding-batcher.js';
 import { createProviders } from '../providers/registry.js';
+import { assembleBatchJobs } from '../batching/jobs/setup.js';
 
 type Plugin = FastifyPluginAsync<Record<string, unknown>>;
 
@@ -69,6 +70,12 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   gatewayRef = gateway;
   // Seed endpoints: /v1/infer, /v1/infer/stream (seed 001), /v1/inference, /v1/batch (seed 002).
   plugins.push({ plugin: seedRoutes as unknown as Plugin, options: { gateway, log, inference: config.inference } });
+  // Batch API (/v1/files, /v1/batches): jobs in the SQL store, resumed at start-up, signed completion webhook.
+  const batchJobs = await assembleBatchJobs({ config, log, gateway });
+  if (batchJobs) {
+    resources.push(batchJobs.resource);
+    plugins.push(batchJobs.plugin);
+  }
   return { gateway, authenticator, plugins };
 }
 

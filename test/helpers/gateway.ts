@@ -12,6 +12,8 @@ export interface TestGatewayOptions {
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<RunningServer> {
-  const loaded = buildConfig(opts.config ?? {}, opts.env ?? {});
+  // Batch jobs (and with them the embedded database) are off unless a test configures them: every
+  // test gateway opening the same PGlite file would collide, and opening one takes seconds.
+  const loaded = buildConfig({ batch_jobs: { enabled: false }, ...opts.config }, opts.env ?? {});
   return startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('silent'), providers: opts.providers });
 }
