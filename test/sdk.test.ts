@@ -64,7 +64,7 @@ describe('OvershootInferenceWorker', () => {
     ]);
     expect(results.map((r) => r.ok)).toEqual([true, false, true]);
     const [first, second, third] = results;
-    if (!first?.ok || second?.ok || !third?.ok) throw new Error('unexpected result shape');
+    if (!first?.ok || !second || second.ok || !third?.ok) throw new Error('unexpected result shape');
     expect(first.response.text).toContain('2');
     expect(second.error).toBeInstanceOf(InferenceFlowError);
     expect(second.error.code).toBe('invalid_value');
