@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Ajv } from 'ajv';
 import OpenAI, { toFile } from 'openai';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -164,6 +165,14 @@ for (const backend of backends) {
       const b = await client.batches.create({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h' });
       expect(b.status).toBe('failed');
       expect(b.errors?.data?.map((e) => [e.code, e.line])).toEqual([['duplicate_custom_id', 2], ['invalid_json_line', 3]]);
+    });
+
+    it('documents the routes in the OpenAPI document with their path parameters', async () => {
+      const doc = (await (await fetch(`${server.url}/docs/json`)).json()) as { paths: Record<string, Record<string, { parameters?: { name: string; in: string }[] }>> };
+      expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/files', '/v1/files/{id}/content', '/v1/batches', '/v1/batches/{id}/cancel', '/v1/inference', '/v1/batch']));
+      expect(doc.paths['/v1/batches/{id}']?.get?.parameters?.map((p) => [p.name, p.in])).toEqual([['id', 'path']]);
+      const body = (doc.paths['/v1/batches']?.post as { requestBody?: { content: Record<string, { schema: object }> } } | undefined)?.requestBody?.content['application/json']?.schema;
+      expect(() => new Ajv({ strict: false }).compile(body as object)).not.toThrow();
     });
 
     it('answers 404 for files and batches that do not exist, 400 for a bad purpose', async () => {

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ANONYMOUS, type Tenant } from '../../gateway/context.js';
 import { GatewayError } from '../../server/errors.js';
 import { validationError } from '../../server/validation.js';
+import { describeRoute } from '../../server/routes/docs.js';
 import type { BatchJobsConfig } from '../config.js';
 import { BATCH_ENDPOINTS, parseBatchInput } from './input.js';
 import { MultipartError, multipartBoundary, parseMultipart } from './multipart.js';
@@ -27,9 +28,16 @@ const createBatchSchema = z
     endpoint: z.enum(BATCH_ENDPOINTS),
     completion_window: z.literal('24h'),
     metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
-    output_expires_after: z.object({ anchor: z.literal('created_at'), seconds: z.number().int().positive() }).strict().optional(),
+    output_expires_after: z.object({ anchor: z.literal('created_at'), seconds: z.number().int().min(1) }).strict().optional(),
   })
   .strict();
+
+/** OpenAPI documentation for a Batch API route; `{id}` routes declare their path parameter. */
+function doc(summary: string, opts: { body?: z.ZodType; id?: boolean } = {}) {
+  const d = describeRoute({ summary, tags: ['batch'], ...(opts.body ? { body: opts.body } : {}) });
+  if (opts.id) d.schema = { ...d.schema, params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } };
+  return d;
+}
 
 const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), after: z.string().optional() });
 
@@ -37,7 +45,7 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
   // Uploads arrive as multipart/form-data; kept whole (bounded by max_file_bytes) and parsed below.
   app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer', bodyLimit: config.max_file_bytes }, (_req, body, done) => done(null, body));
 
-  app.post('/v1/files', { bodyLimit: config.max_file_bytes }, async (request) => {
+  app.post('/v1/files', { ...doc('Upload a JSONL file (multipart/form-data: purpose=batch, file)'), bodyLimit: config.max_file_bytes }, async (request) => {
     const boundary = multipartBoundary(request.headers['content-type']);
     if (!boundary || !Buffer.isBuffer(request.body)) throw new GatewayError('unsupported_media_type', { message: 'Upload the file as multipart/form-data with fields `purpose` and `file`.' });
     let parts;
@@ -62,27 +70,27 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     return fileObject(row);
   });
 
-  app.get('/v1/files', async (request) => {
+  app.get('/v1/files', doc('List files'), async (request) => {
     const purpose = (request.query as { purpose?: string }).purpose;
     const rows = await store.listFiles(tenantOf(request).id, purpose);
     return { object: 'list', data: rows.map(fileObject), has_more: false };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/files/:id', async (request) => fileObject(await requireFile(store, request.params.id, tenantOf(request))));
+  app.get<{ Params: { id: string } }>('/v1/files/:id', doc('Retrieve a file', { id: true }), async (request) => fileObject(await requireFile(store, request.params.id, tenantOf(request))));
 
-  app.get<{ Params: { id: string } }>('/v1/files/:id/content', async (request, reply) => {
+  app.get<{ Params: { id: string } }>('/v1/files/:id/content', doc('Download a file', { id: true }), async (request, reply) => {
     const content = await store.fileContent(request.params.id, tenantOf(request).id);
     if (content === undefined) throw noSuchFile(request.params.id);
     reply.header('content-type', 'application/octet-stream');
     return reply.send(Buffer.from(content, 'utf8'));
   });
 
-  app.delete<{ Params: { id: string } }>('/v1/files/:id', async (request) => {
+  app.delete<{ Params: { id: string } }>('/v1/files/:id', doc('Delete a file', { id: true }), async (request) => {
     if (!(await store.deleteFile(request.params.id, tenantOf(request).id))) throw noSuchFile(request.params.id);
     return { id: request.params.id, object: 'file', deleted: true };
   });
 
-  app.post('/v1/batches', async (request) => {
+  app.post('/v1/batches', doc('Create a batch', { body: createBatchSchema }), async (request) => {
     const parsed = createBatchSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const body = parsed.data;
@@ -106,7 +114,7 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     return batchObject(store, job);
   });
 
-  app.get('/v1/batches', async (request) => {
+  app.get('/v1/batches', doc('List batches'), async (request) => {
     const q = listQuery.safeParse(request.query);
     if (!q.success) throw validationError(q.error, request.query);
     const rows = await store.listBatches(tenantOf(request).id, q.data.limit + 1, q.data.after);
@@ -115,13 +123,13 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: rows.length > q.data.limit };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/batches/:id', async (request) => {
+  app.get<{ Params: { id: string } }>('/v1/batches/:id', doc('Retrieve a batch', { id: true }), async (request) => {
     const job = await store.getBatch(request.params.id, tenantOf(request).id);
     if (!job) throw noSuchBatch(request.params.id);
     return batchObject(store, job);
   });
 
-  app.post<{ Params: { id: string } }>('/v1/batches/:id/cancel', async (request) => {
+  app.post<{ Params: { id: string } }>('/v1/batches/:id/cancel', doc('Cancel a batch', { id: true }), async (request) => {
     const tenant = tenantOf(request);
     const before = await store.getBatch(request.params.id, tenant.id);
     if (!before) throw noSuchBatch(request.params.id);

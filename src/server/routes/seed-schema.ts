@@ -25,7 +25,7 @@ export const inferParamsSchema = z
     /** false means greedy decoding (temperature 0). */
     do_sample: z.boolean().optional(),
     top_k: z.number().int().min(0).optional(),
-    repetition_penalty: z.number().positive().optional(),
+    repetition_penalty: z.number().min(0).optional(),
   })
   .strict();
 

@@ -15,6 +15,7 @@ import { createRequestContext, parseCacheControl } from '../request-context.js';
 import { sendOutcome, type Renderer } from '../respond.js';
 import type { SseEvent } from '../sse.js';
 import { validationError } from '../validation.js';
+import { describeRoute } from './docs.js';
 import { inferenceRequestSchema, inferSchema, type InferBody, type InferenceRequestBody, type InferenceResponse } from './seed-schema.js';
 
 export interface SeedRouteOptions {
@@ -43,10 +44,12 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
     const outcome = await gateway.handleChat(ctx, req);
     return sendOutcome(reply, ctx, outcome, req.stream === true, inferRenderer(ctx));
   };
-  app.post('/v1/infer', infer(false));
-  app.post('/v1/infer/stream', infer(true));
+  const inferDoc = (summary: string) => describeRoute({ summary, tags: ['seed'], body: inferSchema, description: 'Seed 001: `{model, prompt, params}`. SSE events: `token` ({"text"}) then `done` (the full answer). See docs/compute.md.' });
+  app.post('/v1/infer', inferDoc('Run one inference (seed 001)'), infer(false));
+  app.post('/v1/infer/stream', inferDoc('Stream one inference as SSE (seed 001)'), infer(true));
 
-  app.post('/v1/inference', async (request, reply) => {
+  const inferenceDoc = describeRoute({ summary: 'Run one InferenceRequest (seed 002)', tags: ['seed'], body: inferenceRequestSchema, description: 'Answers an InferenceResponse: response, provider, model, latency (ms), tokens_used, cost (USD), cache_hit, request_id, created_at, metadata.' });
+  app.post('/v1/inference', inferenceDoc, async (request, reply) => {
     const parsed = inferenceRequestSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const body = parsed.data;
@@ -59,7 +62,8 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
     return sendOutcome(reply, ctx, outcome, body.stream, inferenceRenderer(ctx, body));
   });
 
-  app.post('/v1/batch', async (request, reply) => {
+  const batchDoc = describeRoute({ summary: 'Run a list of InferenceRequests (seed 002)', tags: ['seed'], description: 'A JSON array (or {"requests": [...]}); one result or error per item, in order.' });
+  app.post('/v1/batch', batchDoc, async (request, reply) => {
     const raw = request.body as unknown;
     const items = Array.isArray(raw) ? raw : raw && typeof raw === 'object' && Array.isArray((raw as { requests?: unknown }).requests) ? (raw as { requests: unknown[] }).requests : undefined;
     if (!items) throw new GatewayError('invalid_type', { param: 'requests', message: 'Send a JSON array of InferenceRequest objects (or {"requests": [...]}).' });
