@@ -135,7 +135,7 @@ for (const backend of backends) {
     it('a graceful stop hands leases back at once', async () => {
       const job = await create(3);
       const runner = new BatchRunner(store, async (_item, signal) => {
-        await new Promise((r) => signal.addEventListener('abort', r));
+        if (!signal.aborted) await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
         return undefined;
       }, { concurrency: 3, leaseMs: 60_000, pollMs: 20, log });
       runner.start();

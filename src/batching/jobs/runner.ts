@@ -95,6 +95,8 @@ export class BatchRunner {
         await this.sweep();
         const free = this.opts.concurrency - this.inFlight;
         const items = free > 0 ? await this.store.claim(this.owner, this.opts.leaseMs, free) : [];
+        // Stopped while claiming: the lines stay leased to this worker and stop() hands them back.
+        if (!this.running) break;
         for (const item of items) this.spawn(item);
         if (items.length > 0 && items.length === free) continue;
       } catch (err) {
