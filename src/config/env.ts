@@ -2,6 +2,7 @@
 // config file, and the README's variable table is checked against this list by a test.
 // Seed names (TRUTHGPT_*, RATE_LIMIT_*, …) are kept as aliases where an issue asks for them.
 
+import { CACHE_ENV_VARS } from '../cache/config.js';
 import { CAPACITY_ENV_VARS } from '../capacity/config.js';
 import { MESH_ENV_VARS } from '../mesh/config.js';
 
@@ -67,6 +68,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'OVERSHOOT_API_KEY', kind: 'special', description: 'SDK side (`inferenceflow/client`): bearer token the client sends; the gateway does not read it.' },
   { name: 'OVERSHOOT_ENDPOINT', kind: 'special', default: 'http://127.0.0.1:8080', description: 'SDK side: gateway URL the client calls.' },
   { name: 'OVERSHOOT_MODEL', kind: 'special', default: 'llama-3-70b', description: 'SDK side: model the client asks for when a request names none.' },
+  ...CACHE_ENV_VARS,
   ...CAPACITY_ENV_VARS,
   ...MESH_ENV_VARS,
 ];

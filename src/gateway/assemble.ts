@@ -10,7 +10,13 @@ import type { ProviderAdapter } from '../providers/types.js';
 import type { Authenticator } from '../server/auth.js';
 import { dashboardRoutes } from '../server/routes/dashboard.js';
 import { monitoringRoutes } from '../server/routes/monitoring.js';
+import type { Redis } from 'ioredis';
 import { createRedis, redisResource } from '../store/redis.js';
+import { createResponseCache } from '../cache/create.js';
+import type { ResponseCache } from '../cache/response-cache.js';
+import { createCacheStage } from '../cache/stage.js';
+import { cacheAdminRoutes } from '../server/routes/cache-admin.js';
+import type { Config } from '../config/schema.js';
 import { startCollectors } from '../telemetry/collectors.js';
 import { startMetricsServer } from '../telemetry/metrics-server.js';
 import { MeshProvider } from '../providers/mesh.js';
@@ -72,10 +78,21 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   // Chat stages, outermost first (the executor is the terminal handler).
   // Admission (rate limits, budgets) comes first: before any cache lookup or routing.
   const stages: ChatStage[] = [countRateLimited(tenancy.admission, telemetry)];
-  // Test-time scaling (seed 000): difficulty -> passes, tokens, deadline; passes combined into one answer.
-  stages.push(await createScaling(config.inference, () => built.gateway?.catalog));
 
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
+
+  // Response cache (docs/caching.md): exact and semantic, after admission so limits still count.
+  if (config.cache.enabled) {
+    const cache = await createCacheService(config, redis, log);
+    if (cache) {
+      resources.push({ name: 'cache', check: async () => true, close: () => cache.close() });
+      stages.push(countCacheOutcome(createCacheStage({ cache }), telemetry));
+      plugins.push(routePlugin(cacheAdminRoutes, { cache, adminToken: config.auth.admin_token }));
+    }
+  }
+  // Test-time scaling (seed 000): difficulty -> passes, tokens, deadline; passes combined into one
+  // answer. Inside the cache: a hit skips every pass, and the passes never answer each other.
+  stages.push(await createScaling(config.inference, () => built.gateway?.catalog));
 
   // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
   const capacity = await createCapacityServices({
@@ -163,5 +180,32 @@ function countRateLimited(admission: ChatStage, telemetry: Telemetry): ChatStage
       if (err instanceof GatewayError && err.code === 'rate_limit_exceeded') telemetry.metrics.rateLimited(err.param ?? 'requests');
       throw err;
     }
+  };
+}
+
+/**
+ * The response cache, or none when its semantic half cannot load (an optional embedder package
+ * missing): then the exact cache runs alone and the log says why.
+ */
+async function createCacheService(config: Config, redis: Redis | undefined, log: Logger): Promise<ResponseCache | undefined> {
+  const deps = { redis, keyPrefix: config.redis.key_prefix };
+  try {
+    return await createResponseCache(config.cache, deps);
+  } catch (err) {
+    if (!config.cache.semantic.enabled) throw err;
+    log.warn({ err: (err as Error).message }, 'semantic cache unavailable; serving the exact cache only');
+    return createResponseCache({ ...config.cache, semantic: { ...config.cache.semantic, enabled: false } }, deps);
+  }
+}
+
+/** Counts cache hits by kind (with the dollars they saved) and misses, from the facts the stage set. */
+function countCacheOutcome(stage: ChatStage, telemetry: Telemetry): ChatStage {
+  telemetry.metrics.declare('cache');
+  return async function cache(ctx, req, next) {
+    const outcome = await stage(ctx, req, next);
+    const kind = ctx.facts.cache;
+    if (kind === 'exact' || kind === 'semantic') telemetry.metrics.cacheHit(kind, ctx.facts.savedUsd ?? 0);
+    else if (kind === 'miss') telemetry.metrics.cacheMiss();
+    return outcome;
   };
 }

@@ -57,6 +57,8 @@ export interface ResponseFacts {
   usage?: Usage;
   cache?: CacheKind;
   similarity?: number;
+  /** On a cache hit: what the original call cost, i.e. what this answer saved. */
+  savedUsd?: number;
   route?: string;
   passes?: number;
   /** What test-time scaling did (level, its source, aggregation, votes), for seed response metadata. */
