@@ -6,10 +6,10 @@ import { z } from 'zod';
 export const batchingSchema = z
   .object({
     enabled: z.boolean().default(true),
-    /** Largest batch sent upstream (BATCH_MAX_SIZE). */
-    max_size: z.number().int().min(1).max(2048).default(32),
-    /** Longest the first queued item waits for company, ms (BATCH_FLUSH_TIMEOUT_MS). */
-    flush_timeout_ms: z.number().int().min(0).max(10_000).default(20),
+    /** Largest batch sent upstream; unset: `cache.batch.max_size` (BATCH_MAX_SIZE, 32). */
+    max_size: z.number().int().min(1).max(2048).optional(),
+    /** Longest the first queued item waits for company, ms; unset: `cache.batch.flush_timeout_ms` (BATCH_FLUSH_TIMEOUT_MS, 20). */
+    flush_timeout_ms: z.number().min(0).max(10_000).optional(),
     /** Batches in flight at once per model. */
     max_concurrency: z.number().int().min(1).default(8),
     /** Provider types whose embeddings are batched (their upstream takes a list of inputs). */

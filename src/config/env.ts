@@ -63,8 +63,6 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'OTEL_TRACES_SAMPLER', path: 'monitoring.tracing.sampler', kind: 'string', default: 'parentbased_always_on', description: 'Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_*`.' },
   { name: 'OTEL_TRACES_SAMPLER_ARG', path: 'monitoring.tracing.sampler_arg', kind: 'number', description: 'Sampling ratio (0..1) for the ratio samplers.' },
   { name: 'GRAFANA_URL', path: 'monitoring.dashboard.grafana_url', kind: 'string', description: 'Grafana address; the dashboard links to it (seed 002).' },
-  { name: 'BATCH_MAX_SIZE', path: 'batching.max_size', kind: 'int', default: '32', description: 'Largest micro-batch sent upstream (embeddings; seed 001).' },
-  { name: 'BATCH_FLUSH_TIMEOUT_MS', path: 'batching.flush_timeout_ms', kind: 'int', default: '20', description: 'Longest the first item of a micro-batch waits for company, ms (seed 001).' },
   { name: 'OVERSHOOT_API_KEY', kind: 'special', description: 'SDK side (`inferenceflow/client`): bearer token the client sends; the gateway does not read it.' },
   { name: 'OVERSHOOT_ENDPOINT', kind: 'special', default: 'http://127.0.0.1:8080', description: 'SDK side: gateway URL the client calls.' },
   { name: 'OVERSHOOT_MODEL', kind: 'special', default: 'llama-3-70b', description: 'SDK side: model the client asks for when a request names none.' },

@@ -111,7 +111,10 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   let providers = overrides.providers ?? (await createProviders(config.providers));
   if (config.batching.enabled) {
     const b = config.batching;
-    providers = withEmbeddingBatching(providers, b.provider_types, { maxSize: b.max_size, flushTimeoutMs: b.flush_timeout_ms, maxConcurrency: b.max_concurrency });
+    // BATCH_MAX_SIZE / BATCH_FLUSH_TIMEOUT_MS set cache.batch; they govern this batcher too unless `batching:` says otherwise.
+    const maxSize = b.max_size ?? config.cache.batch.max_size;
+    const flushTimeoutMs = b.flush_timeout_ms ?? config.cache.batch.flush_timeout_ms;
+    providers = withEmbeddingBatching(providers, b.provider_types, { maxSize, flushTimeoutMs, maxConcurrency: b.max_concurrency });
   }
 
   const gateway = await Gateway.create({ loaded, log, providers, stages, resources, attemptObserver: telemetry });
