@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { registerMeshCommands } from './mesh.js';
 import { keysCommand } from './keys.js';
+import { batchCommand } from './batch.js';
 import { serve, VERSION } from './serve.js';
 
 function port(value: string): number {
@@ -30,6 +31,8 @@ program
 // Mesh node agent and router (src/mesh/).
 registerMeshCommands(program);
 program.addCommand(keysCommand());
+// Batch files through a gateway (src/cli/batch.ts).
+program.addCommand(batchCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(`inferenceflow: ${err.message}`);

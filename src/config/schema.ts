@@ -5,6 +5,8 @@ import { z } from 'zod';
 import { cacheConfigSchema } from '../cache/config.js';
 import { capacitySections } from '../capacity/config.js';
 import { PROVIDER_TYPES } from '../providers/types.js';
+import { inferenceSchema } from '../scaling/config.js';
+import { batchingSchema, batchJobsSchema } from '../batching/config.js';
 
 const price = z.object({ input: z.number().min(0), output: z.number().min(0) }).strict();
 
@@ -305,6 +307,11 @@ export const configSchema = z
     webhooks: webhooksSchema.default(webhooksSchema.parse({})),
     ledger: ledgerSchema.default(ledgerSchema.parse({})),
     monitoring: monitoringSchema.default(monitoringSchema.parse({})),
+    // Test-time scaling and the seed endpoints' defaults: src/scaling/config.ts
+    inference: inferenceSchema.default(inferenceSchema.parse({})),
+    // Micro-batching and batch jobs: src/batching/config.ts
+    batching: batchingSchema.default(batchingSchema.parse({})),
+    batch_jobs: batchJobsSchema.default(batchJobsSchema.parse({})),
   })
   .strict();
 

@@ -28,6 +28,11 @@ import type { TrafficRecorder } from '../capacity/traffic.js';
 import { capacityRoutes } from '../server/routes/capacity.js';
 import { observeStream, type ChatStage } from './pipeline.js';
 import { assembleTenancy, type Tenancy } from './tenancy.js';
+import { createScaling } from '../scaling/setup.js';
+import { seedRoutes } from '../server/routes/seed.js';
+import { withEmbeddingBatching } from '../batching/embedding-batcher.js';
+import { createProviders } from '../providers/registry.js';
+import { assembleBatchJobs } from '../batching/jobs/setup.js';
 
 type Plugin = FastifyPluginAsync<Record<string, unknown>>;
 
@@ -85,6 +90,9 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
       plugins.push(routePlugin(cacheAdminRoutes, { cache, adminToken: config.auth.admin_token }));
     }
   }
+  // Test-time scaling (seed 000): difficulty -> passes, tokens, deadline; passes combined into one
+  // answer. Inside the cache: a hit skips every pass, and the passes never answer each other.
+  stages.push(await createScaling(config.inference, () => built.gateway?.catalog));
 
   // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
   const capacity = await createCapacityServices({
@@ -99,8 +107,27 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   stages.unshift(trafficRecorderStage(capacity.recorder));
   plugins.push({ plugin: capacityRoutes as Plugin, options: { allocator: capacity.allocator, autoscaler: capacity.autoscaler } });
 
-  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources, attemptObserver: telemetry });
+  // Dynamic batching (seed 001): concurrent embedding calls share upstream calls of up to BATCH_MAX_SIZE.
+  let providers = overrides.providers ?? (await createProviders(config.providers));
+  if (config.batching.enabled) {
+    const b = config.batching;
+    // BATCH_MAX_SIZE / BATCH_FLUSH_TIMEOUT_MS set cache.batch; they govern this batcher too unless `batching:` says otherwise.
+    const maxSize = b.max_size ?? config.cache.batch.max_size;
+    const flushTimeoutMs = b.flush_timeout_ms ?? config.cache.batch.flush_timeout_ms;
+    providers = withEmbeddingBatching(providers, b.provider_types, { maxSize, flushTimeoutMs, maxConcurrency: b.max_concurrency });
+  }
+
+  const gateway = await Gateway.create({ loaded, log, providers, stages, resources, attemptObserver: telemetry });
   built.gateway = gateway;
+  // Seed endpoints: /v1/infer, /v1/infer/stream (seed 001), /v1/inference, /v1/batch (seed 002).
+  plugins.push(routePlugin(seedRoutes, { gateway, log, inference: config.inference }));
+  // Batch API (/v1/files, /v1/batches): jobs in the SQL store (shared with tenancy when it opened one),
+  // resumed at start-up; `batch.*` events go to batch_jobs.webhook, else to the tenancy webhook sender.
+  const batchJobs = await assembleBatchJobs({ config, log, gateway, sql: tenancy.sql, notifier: config.batch_jobs.webhook || !tenancy.webhooks.configured ? undefined : tenancy.webhooks });
+  if (batchJobs) {
+    resources.push(batchJobs.resource);
+    plugins.push(batchJobs.plugin);
+  }
   // Gauges read every few seconds: GPU pool devices and mesh node health.
   const meshProviders = [...gateway.providers.values()].filter((p): p is MeshProvider => p instanceof MeshProvider);
   const collectors = startCollectors(telemetry.metrics, { allocator: capacity.allocator, mesh: meshProviders });

@@ -43,6 +43,8 @@ export interface RequestOptions {
   cache: { noCache: boolean; noStore: boolean; maxAgeS?: number };
   /** Free-form metadata (seed 002 `metadata`). */
   metadata?: Record<string, unknown>;
+  /** How test-time scaling combines passes (`x-inferenceflow-aggregation` or a seed body field). */
+  aggregation?: string;
 }
 
 export interface ResponseFacts {
@@ -59,6 +61,8 @@ export interface ResponseFacts {
   savedUsd?: number;
   route?: string;
   passes?: number;
+  /** What test-time scaling did (level, its source, aggregation, votes), for seed response metadata. */
+  scaling?: Record<string, unknown>;
   attempts: number;
   /** Extra response headers a stage wants sent (rate-limit state), on success and stream alike. */
   headers?: Record<string, string>;

@@ -32,6 +32,21 @@ export interface SimulatorOptions {
   answer_words: number;
   /** Dimensions of simulated embeddings. */
   embedding_dimensions: number;
+  /** Noisy-oracle mode for checking answer aggregation against arithmetic (see OracleOptions). */
+  oracle?: OracleOptions;
+}
+
+/**
+ * Noisy oracle: questions with a known right answer ("What is 17+25?", or listed in `answer_key`)
+ * are answered right with probability `p`, independently per pass (seeded), otherwise with one fixed
+ * wrong answer derived from the question. Other prompts get the usual simulated text.
+ */
+export interface OracleOptions {
+  p: number;
+  /** Seed for the right/wrong draws; unset uses the simulator's `seed`, then Math.random. */
+  seed?: number;
+  /** Exact prompt (trimmed) -> right answer, for questions that are not arithmetic. */
+  answer_key?: Record<string, string>;
 }
 
 const DEFAULTS: SimulatorOptions = {
@@ -57,12 +72,14 @@ export function createSimulatorProvider(name: string, options: Record<string, un
 export class SimulatorProvider implements ProviderAdapter {
   readonly type = 'simulator' as const;
   private rngState: number;
+  private oracleState: number;
 
   constructor(
     readonly name: string,
     readonly options: SimulatorOptions,
   ) {
     this.rngState = options.seed ?? randomBytes(4).readUInt32LE(0);
+    this.oracleState = options.oracle?.seed ?? options.seed ?? randomBytes(4).readUInt32LE(0);
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
@@ -172,10 +189,21 @@ export class SimulatorProvider implements ProviderAdapter {
 
   /** mulberry32: small, seedable, good enough for failure draws. */
   private random(): number {
-    let t = (this.rngState = (this.rngState + 0x6d2b79f5) | 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    const [value, state] = mulberry32(this.rngState);
+    this.rngState = state;
+    return value;
+  }
+
+  /** The oracle's text for a question it knows, right with probability p; undefined otherwise. */
+  private oracleAnswer(prompt: string): string | undefined {
+    const oracle = this.options.oracle;
+    if (!oracle) return undefined;
+    const known = oracleKey(prompt, oracle.answer_key);
+    if (!known) return undefined;
+    const [draw, state] = mulberry32(this.oracleState);
+    this.oracleState = state;
+    const answer = draw < oracle.p ? known.right : known.wrong;
+    return `Working through the question step by step. The answer is ${answer}.`;
   }
 
   private answerAll(req: ChatRequest): SimAnswer[] {
@@ -199,7 +227,10 @@ export class SimulatorProvider implements ProviderAdapter {
       return { content: null, toolCalls: [call], finish: 'tool_calls', tokens: countTextTokens(call.function.arguments) + 5 };
     }
     let text: string;
-    if (last?.role === 'tool') {
+    const oracleText = last?.role === 'user' ? this.oracleAnswer(prompt) : undefined;
+    if (oracleText !== undefined) {
+      text = oracleText;
+    } else if (last?.role === 'tool') {
       text = `Simulated answer using the tool result: ${contentText(last.content).slice(0, 120)}`;
     } else {
       const excerpt = prompt.replace(/\s+/g, ' ').trim().slice(0, 60);
@@ -288,6 +319,33 @@ function exampleValue(schema: unknown, depth: number): unknown {
     default:
       return 'example';
   }
+}
+
+function mulberry32(state: number): [number, number] {
+  const next = (state + 0x6d2b79f5) | 0;
+  let t = next;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return [((t ^ (t >>> 14)) >>> 0) / 4294967296, next];
+}
+
+const ARITHMETIC = /what is\s+(-?\d+)\s*([-+*x×])\s*(-?\d+)\s*\??\s*$/i;
+
+/** The right answer to an oracle question and its one fixed wrong answer. */
+export function oracleKey(prompt: string, answerKey?: Record<string, string>): { right: string; wrong: string } | undefined {
+  const q = prompt.trim();
+  const keyed = answerKey?.[q];
+  if (keyed !== undefined) {
+    const n = Number(keyed);
+    return { right: keyed, wrong: Number.isFinite(n) && keyed.trim() !== '' ? String(n + 1) : `not ${keyed}` };
+  }
+  const m = ARITHMETIC.exec(q);
+  if (!m) return undefined;
+  const a = Number(m[1]);
+  const b = Number(m[3]);
+  const right = m[2] === '+' ? a + b : m[2] === '-' ? a - b : a * b;
+  // The wrong answer is off by 1..9, fixed per question, so every wrong pass agrees with the others.
+  return { right: String(right), wrong: String(right + 1 + (hashString(q) % 9)) };
 }
 
 /** FNV-1a, 32 bits. */

@@ -82,7 +82,7 @@ const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullable();
 
 /** Gateway extension fields, accepted on every inference route. */
 export const extensionFields = {
-  difficulty: z.enum(['easy', 'medium', 'hard', 'expert', 'EASY', 'MEDIUM', 'HARD', 'EXPERT']).optional(),
+  difficulty: z.enum(['easy', 'medium', 'hard', 'expert', 'auto', 'EASY', 'MEDIUM', 'HARD', 'EXPERT', 'AUTO']).optional(),
   priority: z.enum(['low', 'normal', 'high']).optional(),
   session_id: z.string().max(256).optional(),
 };

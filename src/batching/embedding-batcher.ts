@@ -1,0 +1,128 @@
+// Dynamic batching for embeddings (seed 001): a provider wrapper whose `embed` hands each input to a
+// MicroBatcher per (model, dimensions), so concurrent requests become one upstream call of up to
+// BATCH_MAX_SIZE inputs, flushed after BATCH_FLUSH_TIMEOUT_MS. Each request gets its own vectors and
+// its share of the batch's token usage. Everything else passes straight through.
+import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
+import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
+import { UpstreamError } from '../providers/errors.js';
+import { countTextTokens } from '../providers/tokens.js';
+import type { CallOptions, ProviderAdapter, ProviderType } from '../providers/types.js';
+import { MicroBatcher, type MicroBatcherOptions } from './micro-batcher.js';
+
+interface EmbedItem {
+  text: string;
+}
+interface EmbedOutput {
+  embedding: number[];
+  tokens: number;
+}
+
+export interface EmbeddingBatchingOptions extends MicroBatcherOptions {
+  /** Deadline of one batched upstream call, ms. */
+  timeoutMs?: number;
+}
+
+export class EmbeddingBatchingProvider implements ProviderAdapter {
+  readonly name: string;
+  readonly type: ProviderType;
+  private readonly batchers = new Map<string, MicroBatcher<EmbedItem, EmbedOutput>>();
+  /** Upstream embedding calls made; for benchmarks and tests. */
+  upstreamCalls = 0;
+
+  constructor(
+    readonly inner: ProviderAdapter,
+    private readonly options: EmbeddingBatchingOptions,
+  ) {
+    this.name = inner.name;
+    this.type = inner.type;
+    if (inner.listModels) this.listModels = (opts) => (inner.listModels as (o: CallOptions) => Promise<string[]>)(opts);
+  }
+
+  listModels?: (opts: CallOptions) => Promise<string[]>;
+
+  chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    return this.inner.chat(req, opts);
+  }
+
+  streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    return this.inner.streamChat(req, opts);
+  }
+
+  async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
+    const inputs = embeddingInputs(req.input);
+    // Token-array inputs and base64 output go straight through: the batch is built from text.
+    if (!inputs || inputs.length === 0 || req.encoding_format === 'base64') return this.inner.embed(req, opts);
+    const batcher = this.batcherFor(req.model, req.dimensions);
+    const outputs = await abortable(batcher.submitMany(inputs.map((text) => ({ text }))), opts.signal, this.name);
+    const tokens = outputs.reduce((s, o) => s + o.tokens, 0);
+    return {
+      object: 'list',
+      data: outputs.map((o, index) => ({ object: 'embedding', index, embedding: o.embedding })),
+      model: req.model,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    };
+  }
+
+  ready(): Promise<boolean> {
+    return this.inner.ready();
+  }
+
+  async close(): Promise<void> {
+    for (const b of this.batchers.values()) b.close();
+    await this.inner.close();
+  }
+
+  private batcherFor(model: string, dimensions: number | undefined): MicroBatcher<EmbedItem, EmbedOutput> {
+    const key = `${model}\u0000${dimensions ?? ''}`;
+    let batcher = this.batchers.get(key);
+    if (!batcher) {
+      batcher = new MicroBatcher<EmbedItem, EmbedOutput>((items) => this.embedBatch(model, dimensions, items), this.options);
+      this.batchers.set(key, batcher);
+    }
+    return batcher;
+  }
+
+  private async embedBatch(model: string, dimensions: number | undefined, items: EmbedItem[]): Promise<EmbedOutput[]> {
+    this.upstreamCalls++;
+    const timeoutMs = this.options.timeoutMs ?? 30_000;
+    const result = await this.inner.embed(
+      { model, input: items.map((i) => i.text), encoding_format: 'float', ...(dimensions ? { dimensions } : {}) },
+      { signal: AbortSignal.timeout(timeoutMs), timeoutMs, requestId: `embed-batch-${this.upstreamCalls}` },
+    );
+    const byIndex = new Map(result.data.map((d) => [d.index, d.embedding]));
+    // The upstream reports one usage for the batch: each input is charged its share by token count.
+    const counts = items.map((i) => Math.max(1, countTextTokens(i.text)));
+    const sum = counts.reduce((a, b) => a + b, 0);
+    const total = result.usage.prompt_tokens;
+    return items.map((_, i) => {
+      const embedding = byIndex.get(i);
+      if (!Array.isArray(embedding)) throw new UpstreamError({ provider: this.name, kind: 'server', message: `${this.name}: batched embeddings came back without input ${i}` });
+      return { embedding, tokens: total === sum ? (counts[i] as number) : Math.round((total * (counts[i] as number)) / sum) };
+    });
+  }
+}
+
+/** Wraps the providers whose embeddings can be batched; others are returned as they are. */
+export function withEmbeddingBatching(providers: Map<string, ProviderAdapter>, types: readonly string[], options: EmbeddingBatchingOptions): Map<string, ProviderAdapter> {
+  const out = new Map<string, ProviderAdapter>();
+  for (const [name, p] of providers) out.set(name, types.includes(p.type) ? new EmbeddingBatchingProvider(p, options) : p);
+  return out;
+}
+
+function abortable<T>(p: Promise<T>, signal: AbortSignal, provider: string): Promise<T> {
+  if (signal.aborted) return Promise.reject(new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}

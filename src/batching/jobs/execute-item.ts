@@ -1,0 +1,64 @@
+// Runs one batch line through the gateway exactly as the matching HTTP route would (same
+// validation, same pipeline, the job owner's identity), and turns the answer or the error into the
+// output line's `response`: {status_code, request_id, body}.
+import type { Logger } from 'pino';
+import type { ChatRequest } from '../../canonical/chat.js';
+import { collectStream } from '../../canonical/convert.js';
+import { defaultRequestOptions, newFacts, type RequestContext } from '../../gateway/context.js';
+import type { Gateway } from '../../gateway/gateway.js';
+import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
+import { withoutNulls } from '../../server/routes/openai.js';
+import { chatCompletionSchema, embeddingSchema } from '../../server/routes/openai-schema.js';
+import { validationError } from '../../server/validation.js';
+import type { ItemExecutor } from './runner.js';
+import type { ItemOutcome } from './store.js';
+
+export function gatewayItemExecutor(gateway: Gateway, log: Logger): ItemExecutor {
+  return async (item, signal) => {
+    const ctx: RequestContext = {
+      id: `${item.batch_id}-${item.line}`,
+      startedAt: performance.now(),
+      endpoint: 'batch',
+      tenant: item.tenant,
+      signal,
+      log: log.child({ batch: item.batch_id, line: item.line }),
+      options: defaultRequestOptions(),
+      facts: newFacts(),
+      headers: {},
+    };
+    try {
+      const body = item.endpoint === '/v1/embeddings' ? await embed(gateway, ctx, item.body) : await chat(gateway, ctx, item.body);
+      return success(ctx, body);
+    } catch (err) {
+      // Stopping: the line is not failed, it goes back to the queue.
+      if (signal.aborted) return undefined;
+      const e = toGatewayError(err);
+      return { status: 'failed', statusCode: e.status, response: { status_code: e.status, request_id: ctx.id, body: openAiErrorBody(e) } };
+    }
+  };
+}
+
+async function chat(gateway: Gateway, ctx: RequestContext, raw: Record<string, unknown>): Promise<unknown> {
+  const parsed = chatCompletionSchema.safeParse(raw);
+  if (!parsed.success) throw validationError(parsed.error, raw);
+  const { difficulty, priority, session_id, ...body } = parsed.data;
+  if (difficulty) ctx.options.difficulty = difficulty.toLowerCase();
+  if (priority) ctx.options.priority = priority;
+  if (session_id) ctx.options.sessionId = session_id;
+  const req = { ...withoutNulls(body), stream: false } as ChatRequest;
+  delete req.stream_options;
+  const outcome = await gateway.handleChat(ctx, req);
+  return outcome.kind === 'result' ? outcome.result : collectStream(outcome.stream);
+}
+
+async function embed(gateway: Gateway, ctx: RequestContext, raw: Record<string, unknown>): Promise<unknown> {
+  const parsed = embeddingSchema.safeParse(raw);
+  if (!parsed.success) throw validationError(parsed.error, raw);
+  const result = await gateway.embed(ctx, parsed.data);
+  if (parsed.data.encoding_format !== 'base64') return result;
+  return { ...result, data: result.data.map((d) => ({ ...d, embedding: Array.isArray(d.embedding) ? Buffer.from(new Float32Array(d.embedding).buffer).toString('base64') : d.embedding })) };
+}
+
+function success(ctx: RequestContext, body: unknown): ItemOutcome {
+  return { status: 'succeeded', statusCode: 200, response: { status_code: 200, request_id: ctx.id, body } };
+}

@@ -1,0 +1,60 @@
+// Tables of the Batch API: uploaded files (contents kept in the database, so every replica sees
+// them), batch jobs and one row per request line. Applied with the store's migration runner after
+// the shared list (the ids are recorded in schema_migrations like every other migration).
+import type { Migration } from '../../store/migrations.js';
+
+export const BATCH_JOB_MIGRATIONS: Migration[] = [
+  {
+    id: '0002_batch_jobs',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS batch_files (
+        id text PRIMARY KEY,
+        tenant_id text NOT NULL,
+        purpose text NOT NULL,
+        filename text NOT NULL,
+        bytes integer NOT NULL,
+        content text NOT NULL,
+        created_at double precision NOT NULL
+      )`,
+      `CREATE TABLE IF NOT EXISTS batch_jobs (
+        id text PRIMARY KEY,
+        tenant_id text NOT NULL,
+        tenant jsonb NOT NULL,
+        endpoint text NOT NULL,
+        input_file_id text NOT NULL,
+        completion_window text NOT NULL,
+        status text NOT NULL,
+        metadata jsonb,
+        errors jsonb,
+        output_file_id text,
+        error_file_id text,
+        total integer NOT NULL DEFAULT 0,
+        created_at double precision NOT NULL,
+        in_progress_at double precision,
+        expires_at double precision,
+        finalizing_at double precision,
+        completed_at double precision,
+        failed_at double precision,
+        cancelling_at double precision,
+        cancelled_at double precision,
+        notified_at double precision
+      )`,
+      `CREATE INDEX IF NOT EXISTS batch_jobs_status ON batch_jobs (status, created_at)`,
+      `CREATE TABLE IF NOT EXISTS batch_items (
+        batch_id text NOT NULL,
+        line integer NOT NULL,
+        custom_id text NOT NULL,
+        body jsonb NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        lease_owner text,
+        lease_until double precision,
+        attempts integer NOT NULL DEFAULT 0,
+        status_code integer,
+        response jsonb,
+        finished_at double precision,
+        PRIMARY KEY (batch_id, line)
+      )`,
+      `CREATE INDEX IF NOT EXISTS batch_items_open ON batch_items (batch_id, status)`,
+    ],
+  },
+];

@@ -1,0 +1,204 @@
+// The OpenAI Batch API: `POST /v1/files` (multipart JSONL upload), file retrieval and content,
+// `POST /v1/batches`, `GET /v1/batches[/{id}]`, `POST /v1/batches/{id}/cancel`. Files and jobs
+// belong to the identity that created them; another identity gets 404. The official `openai` SDK
+// drives these routes unmodified (test/batch-jobs.test.ts).
+import { randomBytes } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { ANONYMOUS, type Tenant } from '../../gateway/context.js';
+import { GatewayError } from '../../server/errors.js';
+import { validationError } from '../../server/validation.js';
+import { describeRoute } from '../../server/routes/docs.js';
+import type { BatchJobsConfig } from '../config.js';
+import { BATCH_ENDPOINTS, parseBatchInput } from './input.js';
+import { MultipartError, multipartBoundary, parseMultipart } from './multipart.js';
+import type { BatchRunner, CompletionNotifier } from './runner.js';
+import type { BatchRow, BatchStore, FileRow } from './store.js';
+
+export interface BatchRouteOptions {
+  store: BatchStore;
+  runner: BatchRunner;
+  config: BatchJobsConfig;
+  notifier?: CompletionNotifier;
+}
+
+const createBatchSchema = z
+  .object({
+    input_file_id: z.string().min(1),
+    endpoint: z.enum(BATCH_ENDPOINTS),
+    completion_window: z.literal('24h'),
+    metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
+    output_expires_after: z.object({ anchor: z.literal('created_at'), seconds: z.number().int().min(1) }).strict().optional(),
+  })
+  .strict();
+
+/** OpenAPI documentation for a Batch API route; `{id}` routes declare their path parameter. */
+function doc(summary: string, opts: { body?: z.ZodType; id?: boolean } = {}) {
+  const d = describeRoute({ summary, tags: ['batch'], ...(opts.body ? { body: opts.body } : {}) });
+  if (opts.id) d.schema = { ...d.schema, params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } };
+  return d;
+}
+
+const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), after: z.string().optional() });
+
+export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { store, runner, config, notifier }) => {
+  // Uploads arrive as multipart/form-data; kept whole (bounded by max_file_bytes) and parsed below.
+  app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer', bodyLimit: config.max_file_bytes }, (_req, body, done) => done(null, body));
+
+  app.post('/v1/files', { ...doc('Upload a JSONL file (multipart/form-data: purpose=batch, file)'), bodyLimit: config.max_file_bytes }, async (request) => {
+    const boundary = multipartBoundary(request.headers['content-type']);
+    if (!boundary || !Buffer.isBuffer(request.body)) throw new GatewayError('unsupported_media_type', { message: 'Upload the file as multipart/form-data with fields `purpose` and `file`.' });
+    let parts;
+    try {
+      parts = parseMultipart(request.body, boundary);
+    } catch (err) {
+      throw new GatewayError('invalid_request', { message: `The multipart body could not be read: ${(err as MultipartError).message}.` });
+    }
+    const purpose = parts.find((p) => p.name === 'purpose')?.data.toString('utf8').trim();
+    const file = parts.find((p) => p.name === 'file');
+    if (!purpose) throw new GatewayError('missing_required_parameter', { param: 'purpose', message: "Missing required parameter: 'purpose'." });
+    if (purpose !== 'batch') throw new GatewayError('invalid_value', { param: 'purpose', message: `This gateway stores files for purpose "batch" only, not "${purpose}".` });
+    if (!file) throw new GatewayError('missing_required_parameter', { param: 'file', message: "Missing required parameter: 'file'." });
+    const row = await store.createFile({
+      id: `file-${randomBytes(12).toString('hex')}`,
+      tenant_id: tenantOf(request).id,
+      purpose,
+      filename: (file.filename ?? 'upload.jsonl').slice(0, 255),
+      bytes: file.data.length,
+      content: file.data.toString('utf8'),
+    });
+    return fileObject(row);
+  });
+
+  app.get('/v1/files', doc('List files'), async (request) => {
+    const purpose = (request.query as { purpose?: string }).purpose;
+    const rows = await store.listFiles(tenantOf(request).id, purpose);
+    return { object: 'list', data: rows.map(fileObject), has_more: false };
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/files/:id', doc('Retrieve a file', { id: true }), async (request) => fileObject(await requireFile(store, request.params.id, tenantOf(request))));
+
+  app.get<{ Params: { id: string } }>('/v1/files/:id/content', doc('Download a file', { id: true }), async (request, reply) => {
+    const content = await store.fileContent(request.params.id, tenantOf(request).id);
+    if (content === undefined) throw noSuchFile(request.params.id);
+    reply.header('content-type', 'application/octet-stream');
+    return reply.send(Buffer.from(content, 'utf8'));
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/files/:id', doc('Delete a file', { id: true }), async (request) => {
+    if (!(await store.deleteFile(request.params.id, tenantOf(request).id))) throw noSuchFile(request.params.id);
+    return { id: request.params.id, object: 'file', deleted: true };
+  });
+
+  app.post('/v1/batches', doc('Create a batch', { body: createBatchSchema }), async (request) => {
+    const parsed = createBatchSchema.safeParse(request.body);
+    if (!parsed.success) throw validationError(parsed.error, request.body);
+    const body = parsed.data;
+    const tenant = tenantOf(request);
+    await requireFile(store, body.input_file_id, tenant, 'input_file_id');
+    const content = (await store.fileContent(body.input_file_id, tenant.id)) ?? '';
+    const { items, errors } = parseBatchInput(content, body.endpoint, config.max_requests);
+    const job = await store.createBatch({
+      id: `batch_${randomBytes(12).toString('hex')}`,
+      tenant: storedTenant(tenant),
+      endpoint: body.endpoint,
+      inputFileId: body.input_file_id,
+      completionWindow: body.completion_window,
+      metadata: body.metadata ?? null,
+      items,
+      ...(errors.length > 0 ? { errors: { object: 'list' as const, data: errors } } : {}),
+    });
+    if (job.status === 'failed') {
+      if (notifier && (await store.markNotified(job.id))) notifier.send('batch.failed', await batchObject(store, job));
+    } else runner.kick();
+    return batchObject(store, job);
+  });
+
+  app.get('/v1/batches', doc('List batches'), async (request) => {
+    const q = listQuery.safeParse(request.query);
+    if (!q.success) throw validationError(q.error, request.query);
+    const rows = await store.listBatches(tenantOf(request).id, q.data.limit + 1, q.data.after);
+    const page = rows.slice(0, q.data.limit);
+    const data = await Promise.all(page.map((r) => batchObject(store, r)));
+    return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: rows.length > q.data.limit };
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/batches/:id', doc('Retrieve a batch', { id: true }), async (request) => {
+    const job = await store.getBatch(request.params.id, tenantOf(request).id);
+    if (!job) throw noSuchBatch(request.params.id);
+    return batchObject(store, job);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/batches/:id/cancel', doc('Cancel a batch', { id: true }), async (request) => {
+    const tenant = tenantOf(request);
+    const before = await store.getBatch(request.params.id, tenant.id);
+    if (!before) throw noSuchBatch(request.params.id);
+    if (!['validating', 'in_progress', 'cancelling', 'cancelled'].includes(before.status)) {
+      throw new GatewayError('invalid_request', { message: `Cannot cancel a batch with status "${before.status}".` });
+    }
+    await store.cancel(before.id, tenant.id);
+    await runner.settle(before.id);
+    return batchObject(store, (await store.getBatch(before.id, tenant.id)) as BatchRow);
+  });
+};
+
+function tenantOf(request: FastifyRequest): Tenant {
+  return request.tenant ?? ANONYMOUS;
+}
+
+/** What a job remembers of its owner, so its lines run as them after a restart. */
+function storedTenant(t: Tenant): Tenant {
+  return {
+    id: t.id,
+    kind: t.kind,
+    ...(t.keyId ? { keyId: t.keyId } : {}),
+    ...(t.userId ? { userId: t.userId } : {}),
+    ...(t.teamId ? { teamId: t.teamId } : {}),
+    ...(t.allowedModels ? { allowedModels: t.allowedModels } : {}),
+  };
+}
+
+async function requireFile(store: BatchStore, id: string, tenant: Tenant, param = 'file_id'): Promise<FileRow> {
+  const file = await store.getFile(id, tenant.id);
+  if (!file) throw noSuchFile(id, param);
+  return file;
+}
+
+function noSuchFile(id: string, param = 'file_id'): GatewayError {
+  return new GatewayError('not_found', { param, message: `No such File object: ${id}` });
+}
+
+function noSuchBatch(id: string): GatewayError {
+  return new GatewayError('not_found', { param: 'batch_id', message: `No such Batch object: ${id}` });
+}
+
+export function fileObject(f: FileRow): Record<string, unknown> {
+  return { id: f.id, object: 'file', bytes: f.bytes, created_at: f.created_at, filename: f.filename, purpose: f.purpose, status: 'processed', expires_at: null, status_details: null };
+}
+
+export async function batchObject(store: BatchStore, b: BatchRow): Promise<Record<string, unknown> & { id: string }> {
+  const counts = b.status === 'failed' ? { total: 0, completed: 0, failed: 0 } : await store.counts(b.id);
+  const t = (v: number | null) => (v === null ? null : Math.floor(v));
+  return {
+    id: b.id,
+    object: 'batch',
+    endpoint: b.endpoint,
+    errors: b.errors,
+    input_file_id: b.input_file_id,
+    completion_window: b.completion_window,
+    status: b.status,
+    output_file_id: b.output_file_id,
+    error_file_id: b.error_file_id,
+    created_at: t(b.created_at),
+    in_progress_at: t(b.in_progress_at),
+    expires_at: t(b.expires_at),
+    finalizing_at: t(b.finalizing_at),
+    completed_at: t(b.completed_at),
+    failed_at: t(b.failed_at),
+    expired_at: null,
+    cancelling_at: t(b.cancelling_at),
+    cancelled_at: t(b.cancelled_at),
+    request_counts: counts,
+    metadata: b.metadata,
+  };
+}

@@ -1,0 +1,70 @@
+// Wires the Batch API for assemble.ts: the SQL store (shared when given, else opened here: Postgres
+// at DATABASE_URL or the embedded PGlite file), its migration, the runner that resumes unfinished
+// jobs at start-up, the signed completion webhook and the routes.
+import type { FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../../config/schema.js';
+import type { Gateway, ManagedResource } from '../../gateway/gateway.js';
+import { WebhookSender } from '../../server/webhooks/sender.js';
+import { applyMigrations } from '../../store/migrations.js';
+import { openSql, type SqlDatabase } from '../../store/sql.js';
+import { gatewayItemExecutor } from './execute-item.js';
+import { BATCH_JOB_MIGRATIONS } from './migrations.js';
+import { batchObject, batchRoutes } from './routes.js';
+import { BatchRunner, type CompletionNotifier } from './runner.js';
+import { BatchStore } from './store.js';
+
+export interface BatchJobs {
+  store: BatchStore;
+  runner: BatchRunner;
+  plugin: { plugin: FastifyPluginAsync<Record<string, unknown>>; options: Record<string, unknown> };
+  resource: ManagedResource;
+}
+
+export interface BatchJobsDeps {
+  config: Config;
+  log: Logger;
+  gateway: Gateway;
+  /** An already open database to share (the tenancy store); otherwise one is opened here. */
+  sql?: SqlDatabase;
+  /** A sender to share; otherwise one is made from `batch_jobs.webhook`. */
+  notifier?: CompletionNotifier;
+}
+
+export async function assembleBatchJobs({ config, log, gateway, sql, notifier }: BatchJobsDeps): Promise<BatchJobs | undefined> {
+  const cfg = config.batch_jobs;
+  if (!cfg.enabled) return undefined;
+  const db = sql ?? (await openSql({ url: config.database.url, pglitePath: config.database.pglite_path, schema: config.database.schema }));
+  await applyMigrations(db, BATCH_JOB_MIGRATIONS);
+
+  let sender: WebhookSender | undefined;
+  if (!notifier && cfg.webhook) {
+    const secret = cfg.webhook.secret ?? (cfg.webhook.secret_env ? process.env[cfg.webhook.secret_env] : undefined);
+    if (!secret) throw new Error('batch_jobs.webhook: set `secret` or `secret_env` (the Standard Webhooks signing secret)');
+    sender = new WebhookSender({ endpoints: [{ url: cfg.webhook.url, secret, events: [] }], log, maxAttempts: cfg.webhook.max_attempts, initialBackoffMs: 500, timeoutMs: 10_000 });
+  }
+  const store = new BatchStore(db);
+  const runner = new BatchRunner(store, gatewayItemExecutor(gateway, log), {
+    concurrency: cfg.concurrency,
+    leaseMs: cfg.lease_ms,
+    pollMs: cfg.poll_ms,
+    log,
+    notifier: notifier ?? sender,
+    describe: (job) => batchObject(store, job),
+  });
+  runner.start();
+  return {
+    store,
+    runner,
+    plugin: { plugin: batchRoutes as unknown as FastifyPluginAsync<Record<string, unknown>>, options: { store, runner, config: cfg, notifier: notifier ?? sender } },
+    resource: {
+      name: 'batch-jobs',
+      check: async () => (await db.query('SELECT 1')).length === 1,
+      close: async () => {
+        await runner.stop();
+        await sender?.close();
+        if (!sql) await db.close();
+      },
+    },
+  };
+}

@@ -1,0 +1,296 @@
+// The Batch API's durable state over the SQL store (Postgres or PGlite): files, jobs and their
+// request lines. Work is handed out by lease: a worker claims lines (status `running`, its id, a
+// deadline it keeps extending), and a result is recorded only by the lease holder, so a line's
+// result is written at most once; lines of a worker that died become claimable when its lease ends.
+import type { Tenant } from '../../gateway/context.js';
+import type { RawQuery, SqlDatabase } from '../../store/sql.js';
+
+export type BatchStatus = 'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expired' | 'cancelling' | 'cancelled';
+export type ItemStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface FileRow {
+  id: string;
+  tenant_id: string;
+  purpose: string;
+  filename: string;
+  bytes: number;
+  created_at: number;
+}
+
+export interface BatchRow {
+  id: string;
+  tenant_id: string;
+  tenant: Tenant;
+  endpoint: string;
+  input_file_id: string;
+  completion_window: string;
+  status: BatchStatus;
+  metadata: Record<string, string> | null;
+  errors: { object: 'list'; data: { code: string; message: string; line: number | null; param: string | null }[] } | null;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  total: number;
+  created_at: number;
+  in_progress_at: number | null;
+  expires_at: number | null;
+  finalizing_at: number | null;
+  completed_at: number | null;
+  failed_at: number | null;
+  cancelling_at: number | null;
+  cancelled_at: number | null;
+  notified_at: number | null;
+}
+
+export interface ItemInput {
+  line: number;
+  custom_id: string;
+  body: Record<string, unknown>;
+}
+
+export interface ClaimedItem extends ItemInput {
+  batch_id: string;
+  endpoint: string;
+  tenant: Tenant;
+  attempts: number;
+}
+
+export interface ItemOutcome {
+  status: 'succeeded' | 'failed';
+  statusCode: number;
+  /** The output line's `response` (status_code, request_id, body). */
+  response: Record<string, unknown>;
+}
+
+export interface RequestCounts {
+  total: number;
+  completed: number;
+  failed: number;
+}
+
+const nowS = () => Date.now() / 1000;
+/** Rows per INSERT when loading a batch's lines (keeps each statement's parameter count small). */
+const INSERT_CHUNK = 500;
+
+export class BatchStore {
+  constructor(readonly sql: SqlDatabase) {}
+
+  async createFile(file: Omit<FileRow, 'created_at'> & { content: string }): Promise<FileRow> {
+    const created = Math.floor(nowS());
+    await this.sql.query(`INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, content, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO NOTHING`, [
+      file.id,
+      file.tenant_id,
+      file.purpose,
+      file.filename,
+      file.bytes,
+      file.content,
+      created,
+    ]);
+    return { id: file.id, tenant_id: file.tenant_id, purpose: file.purpose, filename: file.filename, bytes: file.bytes, created_at: created };
+  }
+
+  async getFile(id: string, tenantId: string): Promise<FileRow | undefined> {
+    const rows = await this.sql.query<FileRow>(`SELECT id, tenant_id, purpose, filename, bytes, created_at FROM batch_files WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+    return rows[0];
+  }
+
+  async fileContent(id: string, tenantId: string): Promise<string | undefined> {
+    const rows = await this.sql.query<{ content: string }>(`SELECT content FROM batch_files WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+    return rows[0]?.content;
+  }
+
+  async listFiles(tenantId: string, purpose?: string): Promise<FileRow[]> {
+    return this.sql.query<FileRow>(
+      `SELECT id, tenant_id, purpose, filename, bytes, created_at FROM batch_files WHERE tenant_id = $1 AND ($2::text IS NULL OR purpose = $2) ORDER BY created_at DESC, id LIMIT 10000`,
+      [tenantId, purpose ?? null],
+    );
+  }
+
+  async deleteFile(id: string, tenantId: string): Promise<boolean> {
+    const rows = await this.sql.query(`DELETE FROM batch_files WHERE id = $1 AND tenant_id = $2 RETURNING id`, [id, tenantId]);
+    return rows.length > 0;
+  }
+
+  /** Creates a job with its lines in one transaction: in progress, or failed with `errors`. */
+  async createBatch(b: { id: string; tenant: Tenant; endpoint: string; inputFileId: string; completionWindow: string; metadata: Record<string, string> | null; items: ItemInput[]; errors?: BatchRow['errors'] }): Promise<BatchRow> {
+    const now = nowS();
+    const failed = !!b.errors;
+    await this.sql.transaction(async (q) => {
+      await q(
+        `INSERT INTO batch_jobs (id, tenant_id, tenant, endpoint, input_file_id, completion_window, status, metadata, errors, total, created_at, in_progress_at, expires_at, failed_at)
+         VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8::jsonb,$9::jsonb,$10,$11,$12,$13,$14)`,
+        [
+          b.id,
+          b.tenant.id,
+          JSON.stringify(b.tenant),
+          b.endpoint,
+          b.inputFileId,
+          b.completionWindow,
+          failed ? 'failed' : 'in_progress',
+          b.metadata ? JSON.stringify(b.metadata) : null,
+          b.errors ? JSON.stringify(b.errors) : null,
+          failed ? 0 : b.items.length,
+          Math.floor(now),
+          failed ? null : Math.floor(now),
+          Math.floor(now) + 24 * 3600,
+          failed ? Math.floor(now) : null,
+        ],
+      );
+      if (!failed) await insertItems(q, b.id, b.items);
+    });
+    return (await this.getBatch(b.id)) as BatchRow;
+  }
+
+  async getBatch(id: string, tenantId?: string): Promise<BatchRow | undefined> {
+    const rows = await this.sql.query<BatchRow>(`SELECT * FROM batch_jobs WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)`, [id, tenantId ?? null]);
+    return rows[0];
+  }
+
+  async listBatches(tenantId: string, limit: number, after?: string): Promise<BatchRow[]> {
+    return this.sql.query<BatchRow>(
+      `SELECT * FROM batch_jobs WHERE tenant_id = $1 AND ($2::text IS NULL OR created_at < (SELECT created_at FROM batch_jobs WHERE id = $2) OR (created_at = (SELECT created_at FROM batch_jobs WHERE id = $2) AND id < $2))
+       ORDER BY created_at DESC, id DESC LIMIT $3`,
+      [tenantId, after ?? null, limit],
+    );
+  }
+
+  async counts(batchId: string): Promise<RequestCounts> {
+    const rows = await this.sql.query<{ status: ItemStatus; n: number }>(`SELECT status, count(*)::int AS n FROM batch_items WHERE batch_id = $1 GROUP BY status`, [batchId]);
+    const by = Object.fromEntries(rows.map((r) => [r.status, Number(r.n)])) as Partial<Record<ItemStatus, number>>;
+    const total = rows.reduce((s, r) => s + Number(r.n), 0);
+    return { total, completed: by.succeeded ?? 0, failed: by.failed ?? 0 };
+  }
+
+  /** Hands out up to `limit` open lines of running jobs, oldest job first; expired leases included. */
+  async claim(owner: string, leaseMs: number, limit: number): Promise<ClaimedItem[]> {
+    if (limit <= 0) return [];
+    const now = Date.now();
+    const rows = await this.sql.query<{ batch_id: string; line: number; custom_id: string; body: Record<string, unknown>; attempts: number }>(
+      `UPDATE batch_items SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1
+       WHERE (batch_id, line) IN (
+         SELECT i.batch_id, i.line FROM batch_items i JOIN batch_jobs j ON j.id = i.batch_id
+         WHERE j.status = 'in_progress' AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3))
+         ORDER BY j.created_at, i.batch_id, i.line
+         LIMIT $4
+         FOR UPDATE OF i SKIP LOCKED)
+       RETURNING batch_id, line, custom_id, body, attempts`,
+      [owner, now + leaseMs, now, limit],
+    );
+    if (rows.length === 0) return [];
+    const jobs = new Map<string, BatchRow>();
+    for (const id of new Set(rows.map((r) => r.batch_id))) {
+      const job = await this.getBatch(id);
+      if (job) jobs.set(id, job);
+    }
+    return rows.map((r) => {
+      const job = jobs.get(r.batch_id) as BatchRow;
+      return { batch_id: r.batch_id, line: r.line, custom_id: r.custom_id, body: r.body, attempts: r.attempts, endpoint: job.endpoint, tenant: job.tenant };
+    });
+  }
+
+  /** Keeps this worker's leases alive while its lines run. */
+  async extendLeases(owner: string, leaseMs: number): Promise<void> {
+    await this.sql.query(`UPDATE batch_items SET lease_until = $2 WHERE lease_owner = $1 AND status = 'running'`, [owner, Date.now() + leaseMs]);
+  }
+
+  /** Records a line's result if this worker still holds its lease; false means someone else took it over. */
+  async finishItem(batchId: string, line: number, owner: string, outcome: ItemOutcome): Promise<boolean> {
+    const rows = await this.sql.query(
+      `UPDATE batch_items SET status = $4, status_code = $5, response = $6::jsonb, finished_at = $7, lease_owner = NULL, lease_until = NULL
+       WHERE batch_id = $1 AND line = $2 AND lease_owner = $3 AND status = 'running' RETURNING line`,
+      [batchId, line, owner, outcome.status, outcome.statusCode, JSON.stringify(outcome.response), nowS()],
+    );
+    return rows.length > 0;
+  }
+
+  /** Graceful stop: this worker's unfinished lines go back to the queue at once. */
+  async releaseOwner(owner: string): Promise<void> {
+    await this.sql.query(`UPDATE batch_items SET status = 'pending', lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'running'`, [owner]);
+  }
+
+  /** Cancels a job: queued lines are dropped now; lines under way finish, then the job is finalised. */
+  async cancel(id: string, tenantId: string): Promise<BatchRow | undefined> {
+    await this.sql.transaction(async (q) => {
+      const rows = await q(`UPDATE batch_jobs SET status = 'cancelling', cancelling_at = $3 WHERE id = $1 AND tenant_id = $2 AND status IN ('validating', 'in_progress') RETURNING id`, [id, tenantId, Math.floor(nowS())]);
+      if (rows.length > 0) await q(`UPDATE batch_items SET status = 'cancelled', lease_owner = NULL WHERE batch_id = $1 AND status = 'pending'`, [id]);
+    });
+    return this.getBatch(id, tenantId);
+  }
+
+  /**
+   * Moves a job whose lines are all done to `finalizing` and returns it (exactly one caller wins);
+   * undefined while lines are still open or when another worker already did it.
+   */
+  async beginFinalizing(id: string): Promise<BatchRow | undefined> {
+    const rows = await this.sql.query<{ id: string }>(
+      `UPDATE batch_jobs SET status = 'finalizing', finalizing_at = $2
+       WHERE id = $1 AND status IN ('in_progress', 'cancelling')
+         AND NOT EXISTS (SELECT 1 FROM batch_items WHERE batch_id = $1 AND status IN ('pending', 'running'))
+       RETURNING id`,
+      [id, Math.floor(nowS())],
+    );
+    return rows.length > 0 ? this.getBatch(id) : undefined;
+  }
+
+  /** Jobs left in `finalizing` by a worker that died (older than `olderThanS`). */
+  async staleFinalizing(olderThanS: number): Promise<string[]> {
+    const rows = await this.sql.query<{ id: string }>(`SELECT id FROM batch_jobs WHERE status = 'finalizing' AND finalizing_at < $1`, [Math.floor(nowS()) - olderThanS]);
+    return rows.map((r) => r.id);
+  }
+
+  /** Running or cancelling jobs with no open lines (a finalisation that never happened). */
+  async unfinalized(): Promise<string[]> {
+    const rows = await this.sql.query<{ id: string }>(
+      `SELECT j.id FROM batch_jobs j WHERE j.status IN ('in_progress', 'cancelling') AND NOT EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = j.id AND i.status IN ('pending', 'running'))`,
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** Finished lines in input order, for the output and error files. */
+  async finishedItems(batchId: string): Promise<{ line: number; custom_id: string; status: ItemStatus; response: Record<string, unknown> }[]> {
+    return this.sql.query(`SELECT line, custom_id, status, response FROM batch_items WHERE batch_id = $1 AND status IN ('succeeded', 'failed') ORDER BY line`, [batchId]);
+  }
+
+  /** Writes the output/error files and the final status in one transaction (idempotent by file id). */
+  async complete(id: string, final: 'completed' | 'cancelled', files: { output?: { id: string; content: string }; error?: { id: string; content: string } }): Promise<BatchRow | undefined> {
+    const now = Math.floor(nowS());
+    await this.sql.transaction(async (q) => {
+      const job = (await q<BatchRow>(`SELECT * FROM batch_jobs WHERE id = $1 FOR UPDATE`, [id]))[0];
+      if (!job || job.status !== 'finalizing') return;
+      for (const f of [files.output, files.error]) {
+        if (!f) continue;
+        await q(`INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, content, created_at) VALUES ($1,$2,'batch_output',$3,$4,$5,$6) ON CONFLICT (id) DO NOTHING`, [
+          f.id,
+          job.tenant_id,
+          `${f.id}.jsonl`,
+          Buffer.byteLength(f.content),
+          f.content,
+          now,
+        ]);
+      }
+      await q(
+        `UPDATE batch_jobs SET status = $2, output_file_id = $3, error_file_id = $4, ${final === 'completed' ? 'completed_at' : 'cancelled_at'} = $5 WHERE id = $1`,
+        [id, final, files.output?.id ?? null, files.error?.id ?? null, now],
+      );
+    });
+    return this.getBatch(id);
+  }
+
+  /** Marks the completion webhook as sent; true for the one caller that marks it. */
+  async markNotified(id: string): Promise<boolean> {
+    const rows = await this.sql.query(`UPDATE batch_jobs SET notified_at = $2 WHERE id = $1 AND notified_at IS NULL RETURNING id`, [id, nowS()]);
+    return rows.length > 0;
+  }
+}
+
+async function insertItems(q: RawQuery, batchId: string, items: ItemInput[]): Promise<void> {
+  for (let start = 0; start < items.length; start += INSERT_CHUNK) {
+    const chunk = items.slice(start, start + INSERT_CHUNK);
+    const params: unknown[] = [];
+    const values = chunk.map((item, i) => {
+      params.push(batchId, item.line, item.custom_id, JSON.stringify(item.body));
+      const b = i * 4;
+      return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}::jsonb)`;
+    });
+    await q(`INSERT INTO batch_items (batch_id, line, custom_id, body) VALUES ${values.join(', ')}`, params);
+  }
+}

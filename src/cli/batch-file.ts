@@ -1,0 +1,166 @@
+// Runs a JSONL file of requests (OpenAI Batch input lines: {custom_id, method, url, body}) against a
+// gateway with bounded concurrency, appending each answer to the output file (errors to the errors
+// file) as it arrives, so an interrupted run resumes where it stopped: lines already recorded in
+// either file are skipped. 429, 5xx and network failures are retried with backoff first.
+import { createReadStream } from 'node:fs';
+import { open, readFile, stat, truncate } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { BATCH_ENDPOINTS } from '../batching/jobs/input.js';
+
+export interface BatchFileOptions {
+  input: string;
+  output: string;
+  /** Failed lines (non-2xx after retries); default `<output>.errors.jsonl`. */
+  errors?: string;
+  /** Gateway base URL. */
+  url: string;
+  apiKey?: string;
+  concurrency: number;
+  /** Keep existing output/errors files and skip the lines they hold. */
+  resume: boolean;
+  retries: number;
+  fetch?: typeof fetch;
+  /** Progress callback: lines done (including skipped), total, failures so far. */
+  onProgress?: (done: number, total: number, failed: number) => void;
+}
+
+export interface BatchFileSummary {
+  total: number;
+  skipped: number;
+  succeeded: number;
+  failed: number;
+  output: string;
+  errors: string;
+}
+
+interface Line {
+  custom_id: string;
+  url: string;
+  body: unknown;
+}
+
+export async function runBatchFile(opts: BatchFileOptions): Promise<BatchFileSummary> {
+  const errorsPath = opts.errors ?? opts.output.replace(/(\.jsonl)?$/, '.errors.jsonl');
+  const lines = await readInput(opts.input);
+  const done = opts.resume ? new Set([...(await recordedIds(opts.output)), ...(await recordedIds(errorsPath))]) : new Set<string>();
+  const todo = lines.filter((l) => !done.has(l.custom_id));
+  const out = await open(opts.output, opts.resume ? 'a' : 'w');
+  const err = await open(errorsPath, opts.resume ? 'a' : 'w');
+  const doFetch = opts.fetch ?? fetch;
+  let succeeded = 0;
+  let failed = 0;
+  const progress = () => opts.onProgress?.(lines.length - todo.length + succeeded + failed, lines.length, failed);
+  progress();
+  let next = 0;
+  try {
+    await Promise.all(
+      Array.from({ length: Math.max(1, Math.min(opts.concurrency, todo.length)) }, async () => {
+        while (next < todo.length) {
+          const line = todo[next++] as Line;
+          const { status, requestId, body } = await call(doFetch, opts, line);
+          const record = `${JSON.stringify({ id: `batch_req_${line.custom_id}`, custom_id: line.custom_id, response: { status_code: status, request_id: requestId, body }, error: null })}\n`;
+          if (status >= 200 && status < 300) {
+            await out.appendFile(record);
+            succeeded++;
+          } else {
+            await err.appendFile(record);
+            failed++;
+          }
+          progress();
+        }
+      }),
+    );
+  } finally {
+    await out.close();
+    await err.close();
+  }
+  return { total: lines.length, skipped: lines.length - todo.length, succeeded, failed, output: opts.output, errors: errorsPath };
+}
+
+async function readInput(path: string): Promise<Line[]> {
+  const lines: Line[] = [];
+  const seen = new Set<string>();
+  let n = 0;
+  for await (const text of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
+    n++;
+    if (!text.trim()) continue;
+    let row: { custom_id?: unknown; method?: unknown; url?: unknown; body?: unknown };
+    try {
+      row = JSON.parse(text) as typeof row;
+    } catch {
+      throw new Error(`${path}:${n}: not valid JSON`);
+    }
+    if (typeof row.custom_id !== 'string' || !row.custom_id) throw new Error(`${path}:${n}: missing custom_id`);
+    if (seen.has(row.custom_id)) throw new Error(`${path}:${n}: custom_id "${row.custom_id}" appears twice`);
+    if (row.method !== undefined && row.method !== 'POST') throw new Error(`${path}:${n}: only POST lines can be run`);
+    if (!(BATCH_ENDPOINTS as readonly unknown[]).includes(row.url)) throw new Error(`${path}:${n}: url must be one of ${BATCH_ENDPOINTS.join(', ')}`);
+    seen.add(row.custom_id);
+    lines.push({ custom_id: row.custom_id, url: row.url as string, body: row.body });
+  }
+  return lines;
+}
+
+/** custom_ids already in a results file; a torn last line (an interrupted write) is cut off. */
+async function recordedIds(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return [];
+  }
+  if (text.length > 0 && !text.endsWith('\n')) {
+    const keep = text.lastIndexOf('\n') + 1;
+    await truncate(path, Buffer.byteLength(text.slice(0, keep)));
+    text = text.slice(0, keep);
+  }
+  const ids: string[] = [];
+  for (const l of text.split('\n')) {
+    if (!l.trim()) continue;
+    try {
+      const id = (JSON.parse(l) as { custom_id?: unknown }).custom_id;
+      if (typeof id === 'string') ids.push(id);
+    } catch {
+      // not a results line: ignored
+    }
+  }
+  return ids;
+}
+
+async function call(doFetch: typeof fetch, opts: BatchFileOptions, line: Line): Promise<{ status: number; requestId: string; body: unknown }> {
+  for (let attempt = 0; ; attempt++) {
+    let status = 0;
+    let requestId = '';
+    let body: unknown;
+    let retryAfter: string | null = null;
+    try {
+      const res = await doFetch(`${opts.url.replace(/\/+$/, '')}${line.url}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}) },
+        body: JSON.stringify(line.body),
+      });
+      status = res.status;
+      requestId = res.headers.get('x-request-id') ?? '';
+      retryAfter = res.headers.get('retry-after');
+      const text = await res.text();
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = { error: { message: text.slice(0, 500), code: `http_${status}` } };
+      }
+    } catch (e) {
+      body = { error: { message: (e as Error).message, code: 'network_error' } };
+    }
+    const retryable = status === 0 || status === 429 || status >= 500;
+    if (!retryable || attempt >= opts.retries) return { status, requestId, body };
+    const hinted = retryAfter && /^\d+$/.test(retryAfter) ? Number(retryAfter) * 1000 : 0;
+    await new Promise((r) => setTimeout(r, Math.min(30_000, Math.max(hinted, 200 * 2 ** attempt))));
+  }
+}
+
+/** Lines in a file (for the progress bar's total before the run starts). */
+export async function fileExists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}

@@ -1,0 +1,90 @@
+// `inferenceflow batch input.jsonl -o output.jsonl`: runs an OpenAI-Batch-format file through a
+// gateway (`--url`, or one started in this process from the config) with a progress bar,
+// `--concurrency` requests in flight and `--resume` to continue an interrupted run.
+import { Command, InvalidArgumentError } from 'commander';
+import cliProgress from 'cli-progress';
+import { loadConfig } from '../config/load.js';
+import { createLogger } from '../telemetry/logger.js';
+import { fileExists, runBatchFile } from './batch-file.js';
+import { startServer, type RunningServer } from './serve.js';
+
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
+  return n;
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of at least 1');
+  return n;
+}
+
+interface BatchCliOptions {
+  output: string;
+  errors?: string;
+  url?: string;
+  apiKey?: string;
+  concurrency: number;
+  resume?: boolean;
+  retries: number;
+  config?: string;
+  progress: boolean;
+}
+
+export function batchCommand(): Command {
+  return new Command('batch')
+    .description('run a JSONL file of requests (OpenAI Batch input format) and write the answers as JSONL')
+    .argument('<input>', 'input .jsonl: one {"custom_id", "method": "POST", "url", "body"} per line')
+    .requiredOption('-o, --output <file>', 'output .jsonl (answers, in the order they finish)')
+    .option('-e, --errors <file>', 'failed lines (default <output>.errors.jsonl)')
+    .option('-u, --url <url>', 'gateway URL (or INFERENCEFLOW_URL); unset: start one in this process from the config')
+    .option('-k, --api-key <key>', 'bearer token (or INFERENCEFLOW_API_KEY / OVERSHOOT_API_KEY)')
+    .option('-n, --concurrency <n>', 'requests in flight at once', positive, 8)
+    .option('-r, --resume', 'keep the output files and skip the lines they already hold')
+    .option('--retries <n>', 'tries after the first on 429, 5xx or network errors', wholeNumber, 3)
+    .option('-c, --config <file>', 'config for the in-process gateway (or INFERENCEFLOW_CONFIG)')
+    .option('--no-progress', 'no progress bar (a summary line only)')
+    .action(async (input: string, opts: BatchCliOptions) => {
+      if (!(await fileExists(input))) throw new Error(`no such input file: ${input}`);
+      if (!opts.resume && (await fileExists(opts.output))) throw new Error(`${opts.output} exists: pass --resume to continue it, or choose another --output`);
+      let local: RunningServer | undefined;
+      let url = opts.url ?? process.env.INFERENCEFLOW_URL;
+      if (!url) {
+        const loaded = await loadConfig({ file: opts.config });
+        // A private gateway for this run: it must not take the embedded database (a running
+        // `inferenceflow serve` may hold it). Use --url to go through (and be accounted by) a server.
+        loaded.config.batch_jobs.enabled = false;
+        loaded.config.ledger.enabled = false;
+        local = await startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('warn') });
+        url = local.url;
+      }
+      const bar = opts.progress && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'batch [{bar}] {value}/{total} | failed {failed} | eta {eta_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+      let started = false;
+      try {
+        const summary = await runBatchFile({
+          input,
+          output: opts.output,
+          errors: opts.errors,
+          url,
+          apiKey: opts.apiKey ?? process.env.INFERENCEFLOW_API_KEY ?? process.env.OVERSHOOT_API_KEY,
+          concurrency: opts.concurrency,
+          resume: opts.resume === true,
+          retries: opts.retries,
+          onProgress: (done, total, failed) => {
+            if (!bar) return;
+            if (!started) {
+              bar.start(total, done, { failed });
+              started = true;
+            } else bar.update(done, { failed });
+          },
+        });
+        bar?.stop();
+        console.error(`inferenceflow batch: ${summary.succeeded} succeeded, ${summary.failed} failed, ${summary.skipped} already done of ${summary.total} -> ${summary.output}${summary.failed ? ` (errors: ${summary.errors})` : ''}`);
+        if (summary.failed > 0) process.exitCode = 2;
+      } finally {
+        bar?.stop();
+        await local?.close();
+      }
+    });
+}

@@ -1,0 +1,45 @@
+// The SDK's one error type: what the gateway said (status, stable code, message, parameter) or why
+// the call never got an answer (network failure, timeout).
+
+export class InferenceFlowError extends Error {
+  /** HTTP status; 0 when no response arrived. */
+  readonly status: number;
+  /** The gateway's stable error code (`invalid_value`, `upstream_timeout`, …) or `network_error`. */
+  readonly code: string;
+  readonly type?: string;
+  readonly param?: string | null;
+  readonly requestId?: string;
+
+  constructor(message: string, init: { status: number; code: string; type?: string; param?: string | null; requestId?: string; cause?: unknown }) {
+    super(message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = 'InferenceFlowError';
+    this.status = init.status;
+    this.code = init.code;
+    this.type = init.type;
+    this.param = init.param;
+    this.requestId = init.requestId;
+  }
+
+  /** Worth trying again: no answer, a timeout, a rate limit or a server-side failure. */
+  get retryable(): boolean {
+    return this.status === 0 || this.status === 408 || this.status === 429 || this.status >= 500;
+  }
+}
+
+/** Builds the error for a non-2xx response from its OpenAI-style body. */
+export async function errorFromResponse(res: Response): Promise<InferenceFlowError> {
+  let body: { error?: { message?: string; code?: string; type?: string; param?: string | null } } | undefined;
+  try {
+    body = (await res.json()) as typeof body;
+  } catch {
+    body = undefined;
+  }
+  const e = body?.error;
+  return new InferenceFlowError(e?.message ?? `the gateway answered ${res.status}`, {
+    status: res.status,
+    code: e?.code ?? `http_${res.status}`,
+    type: e?.type,
+    param: e?.param,
+    requestId: res.headers.get('x-request-id') ?? undefined,
+  });
+}

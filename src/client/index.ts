@@ -1,0 +1,257 @@
+// `inferenceflow/client`: seed 000's worker interface in TypeScript over the gateway's HTTP API —
+// infer (one answer with latency, who answered, usage and cost), inferStream (tokens as they
+// arrive), batchInfer (seed 002's /v1/batch, one result or error per request) and clusterStatus —
+// configured from OVERSHOOT_API_KEY / OVERSHOOT_ENDPOINT / OVERSHOOT_MODEL, with retry and backoff.
+// It uses only fetch, so it runs in Node 20+, Deno, Bun and browsers.
+import { createParser } from 'eventsource-parser';
+import { DifficultyLevel } from '../scaling/levels.js';
+import { errorFromResponse, InferenceFlowError } from './errors.js';
+import type { BatchResult, ClientOptions, ClusterStatus, InferenceRequest, InferenceResponse } from './types.js';
+
+export { DifficultyLevel, InferenceFlowError };
+export type { Aggregation, BatchResult, ClientOptions, ClusterStatus, InferenceRequest, InferenceResponse, Usage } from './types.js';
+
+const DEFAULT_ENDPOINT = 'http://127.0.0.1:8080';
+const DEFAULT_MODEL = 'llama-3-70b';
+/** The gateway's default `POST /v1/batch` limit. */
+const BATCH_CHUNK = 100;
+
+function env(name: string): string | undefined {
+  const p = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  const v = p?.env?.[name];
+  return v === '' ? undefined : v;
+}
+
+interface ChatBody {
+  choices?: { message?: { content?: string | null }; finish_reason?: string | null }[];
+  usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  model?: string;
+}
+
+interface SeedResponse {
+  response: string;
+  provider: string;
+  model: string;
+  latency: number;
+  tokens_used: number;
+  cost: number;
+  cache_hit: boolean;
+  request_id: string;
+  metadata: { usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number }; deployment?: string | null; passes?: number; finish_reason?: string | null };
+}
+
+export class OvershootInferenceWorker {
+  readonly endpoint: string;
+  readonly model: string;
+  private readonly apiKey?: string;
+  private readonly maxRetries: number;
+  private readonly initialBackoffMs: number;
+  private readonly timeoutMs: number;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(options: ClientOptions = {}) {
+    this.endpoint = (options.endpoint ?? env('OVERSHOOT_ENDPOINT') ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
+    this.model = options.model ?? env('OVERSHOOT_MODEL') ?? DEFAULT_MODEL;
+    this.apiKey = options.apiKey ?? env('OVERSHOOT_API_KEY');
+    this.maxRetries = options.maxRetries ?? 3;
+    this.initialBackoffMs = options.initialBackoffMs ?? 250;
+    this.timeoutMs = options.timeoutMs ?? 120_000;
+    this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  /** One answer; with a difficulty, the gateway runs and combines several passes first. */
+  async infer(request: InferenceRequest): Promise<InferenceResponse> {
+    const started = now();
+    const res = await this.send('POST', '/v1/chat/completions', this.chatBody(request, false), this.scalingHeaders(request));
+    const body = (await res.json()) as ChatBody;
+    const h = res.headers;
+    const usage = body.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+    const provider = h.get('x-inferenceflow-provider') ?? 'unknown';
+    const cache = h.get('x-inferenceflow-cache');
+    return {
+      text: body.choices?.[0]?.message?.content ?? '',
+      latencyMs: round(now() - started),
+      clusterId: h.get('x-inferenceflow-deployment') ?? provider,
+      provider,
+      model: h.get('x-inferenceflow-model') ?? body.model ?? request.model ?? this.model,
+      usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, totalTokens: usage.total_tokens },
+      costUsd: Number(h.get('x-inferenceflow-cost-usd') ?? 0),
+      passes: Number(h.get('x-inferenceflow-passes') ?? 1),
+      requestId: h.get('x-request-id') ?? '',
+      cacheHit: cache === 'exact' || cache === 'semantic',
+      finishReason: body.choices?.[0]?.finish_reason ?? null,
+    };
+  }
+
+  /**
+   * Tokens as they arrive. With several passes the gateway streams the winning answer once it is
+   * chosen. A failure before the first token is retried; one after it ends the iteration with an error.
+   */
+  async *inferStream(request: InferenceRequest): AsyncGenerator<string, void, undefined> {
+    const res = await this.send('POST', '/v1/chat/completions', this.chatBody(request, true), this.scalingHeaders(request));
+    if (!res.body) throw new InferenceFlowError('the gateway sent no stream body', { status: res.status, code: 'empty_stream' });
+    const queue: string[] = [];
+    let failure: InferenceFlowError | undefined;
+    let finished = false;
+    const parser = createParser({
+      onEvent(event) {
+        if (event.data === '[DONE]') {
+          finished = true;
+          return;
+        }
+        const chunk = JSON.parse(event.data) as { choices?: { delta?: { content?: string | null } }[]; error?: { message: string; code: string; type?: string } };
+        if (chunk.error) {
+          failure = new InferenceFlowError(chunk.error.message, { status: 502, code: chunk.error.code, type: chunk.error.type });
+          return;
+        }
+        const piece = chunk.choices?.[0]?.delta?.content;
+        if (piece) queue.push(piece);
+      },
+    });
+    const decoder = new TextDecoder();
+    const reader = res.body.getReader();
+    try {
+      while (!finished) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parser.feed(decoder.decode(value, { stream: true }));
+        while (queue.length > 0) yield queue.shift() as string;
+        if (failure) throw failure;
+      }
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Many requests in one round trip per hundred (seed 002's POST /v1/batch). One failing request
+   * never fails the others: each gets `{ok: true, response}` or `{ok: false, error}`, in order.
+   */
+  async batchInfer(requests: InferenceRequest[]): Promise<BatchResult[]> {
+    const out: BatchResult[] = [];
+    for (let start = 0; start < requests.length; start += BATCH_CHUNK) {
+      const chunk = requests.slice(start, start + BATCH_CHUNK);
+      const res = await this.send('POST', '/v1/batch', { requests: chunk.map((r) => this.seedItem(r)) });
+      const body = (await res.json()) as { results: ({ index: number; status: 'success'; result: SeedResponse } | { index: number; status: 'error'; error: { message: string; code: string; type?: string; param?: string | null; status: number } })[] };
+      for (const r of body.results) {
+        if (r.status === 'success') out.push({ ok: true, response: fromSeed(r.result) });
+        else out.push({ ok: false, error: new InferenceFlowError(r.error.message, { status: r.error.status, code: r.error.code, type: r.error.type, param: r.error.param }) });
+      }
+    }
+    return out;
+  }
+
+  /** Whether the gateway can serve, its dependency checks, and its GPU/mesh capacity where known. */
+  async clusterStatus(): Promise<ClusterStatus> {
+    const ready = await this.send('GET', '/ready', undefined, {}, [503]);
+    const body = (await ready.json()) as { status: string; checks: ClusterStatus['checks'] };
+    let cluster: unknown;
+    try {
+      const res = await this.send('GET', '/v1/cluster', undefined, {}, [404]);
+      if (res.ok) cluster = await res.json();
+    } catch {
+      cluster = undefined;
+    }
+    return { ready: body.status === 'ready', checks: body.checks ?? [], ...(cluster !== undefined ? { cluster } : {}) };
+  }
+
+  private chatBody(r: InferenceRequest, stream: boolean): Record<string, unknown> {
+    const messages: { role: string; content: string }[] = r.system ? [{ role: 'system', content: r.system }] : [];
+    messages.push({ role: 'user', content: r.prompt });
+    return {
+      model: r.model ?? this.model,
+      messages,
+      ...(r.maxTokens !== undefined ? { max_tokens: r.maxTokens } : {}),
+      ...(r.temperature !== undefined ? { temperature: r.temperature } : {}),
+      ...(r.difficulty ? { difficulty: r.difficulty } : {}),
+      ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.sessionId ? { session_id: r.sessionId } : {}),
+      ...(r.metadata ? { metadata: r.metadata } : {}),
+      ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+    };
+  }
+
+  private seedItem(r: InferenceRequest): Record<string, unknown> {
+    return {
+      prompt: r.system ? `${r.system}\n\n${r.prompt}` : r.prompt,
+      model_preference: r.model ?? this.model,
+      ...(r.maxTokens !== undefined ? { max_tokens: r.maxTokens } : {}),
+      ...(r.temperature !== undefined ? { temperature: r.temperature } : {}),
+      ...(r.difficulty ? { difficulty: r.difficulty } : {}),
+      ...(r.aggregation ? { aggregation: r.aggregation } : {}),
+      ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.sessionId ? { session_id: r.sessionId } : {}),
+      ...(r.metadata ? { metadata: r.metadata } : {}),
+    };
+  }
+
+  private scalingHeaders(r: InferenceRequest): Record<string, string> {
+    return r.aggregation ? { 'x-inferenceflow-aggregation': r.aggregation } : {};
+  }
+
+  /** One call with retries: network errors, 408, 429 and 5xx back off and try again. */
+  private async send(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, accept: number[] = []): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      let res: Response | undefined;
+      let error: InferenceFlowError;
+      try {
+        res = await this.fetchImpl(`${this.endpoint}${path}`, {
+          method,
+          headers: {
+            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+            ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}),
+            ...headers,
+          },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        if (res.ok || accept.includes(res.status)) return res;
+        error = await errorFromResponse(res);
+      } catch (err) {
+        const timedOut = (err as Error).name === 'TimeoutError';
+        error = new InferenceFlowError(timedOut ? `no answer within ${this.timeoutMs} ms` : `could not reach ${this.endpoint}: ${(err as Error).message}`, { status: 0, code: timedOut ? 'timeout' : 'network_error', cause: err });
+      }
+      if (!error.retryable || attempt >= this.maxRetries) throw error;
+      await sleep(this.backoff(attempt, res?.headers.get('retry-after')));
+    }
+  }
+
+  private backoff(attempt: number, retryAfter: string | null | undefined): number {
+    const exp = this.initialBackoffMs * 2 ** attempt;
+    const jittered = exp / 2 + Math.random() * (exp / 2);
+    const hinted = retryAfter && /^\d+(\.\d+)?$/.test(retryAfter) ? Number(retryAfter) * 1000 : 0;
+    return Math.min(30_000, Math.max(jittered, hinted));
+  }
+}
+
+/** The same class under the gateway's name. */
+export { OvershootInferenceWorker as InferenceFlowClient };
+
+function fromSeed(r: SeedResponse): InferenceResponse {
+  const u = r.metadata.usage ?? { prompt_tokens: 0, completion_tokens: r.tokens_used, total_tokens: r.tokens_used };
+  return {
+    text: r.response,
+    latencyMs: r.latency,
+    clusterId: r.metadata.deployment ?? r.provider,
+    provider: r.provider,
+    model: r.model,
+    usage: { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens, totalTokens: u.total_tokens },
+    costUsd: r.cost,
+    passes: r.metadata.passes ?? 1,
+    requestId: r.request_id,
+    cacheHit: r.cache_hit,
+    finishReason: r.metadata.finish_reason ?? null,
+  };
+}
+
+function now(): number {
+  return globalThis.performance?.now() ?? Date.now();
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

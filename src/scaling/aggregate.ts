@@ -1,0 +1,97 @@
+// Picks one answer out of several passes: a majority vote over extracted final answers
+// (self_consistency and adaptive), a judge's scores (best_of_n), or simply the first pass. The
+// winner's full text is what the client gets; the vote or the scores go into the response metadata.
+import { contentText, type ChatMessage, type ChatRequest, type ChatResult } from '../canonical/chat.js';
+import type { ResponseFacts } from '../gateway/context.js';
+import { extractAnswer } from './answers.js';
+import type { Aggregation } from './config.js';
+import { tally } from './vote.js';
+
+export interface Candidate {
+  /** Order in which the pass finished (0-based). */
+  pass: number;
+  /** A one-choice result (choice index 0). */
+  result: ChatResult;
+  text: string;
+  /** Normalised final answer used for voting. */
+  answer: string;
+  facts?: ResponseFacts;
+}
+
+export interface Selection {
+  winner: Candidate;
+  /** Answer -> votes (voting strategies). */
+  votes?: Record<string, number>;
+  /** Judge scores by pass (best_of_n). */
+  scores?: (number | null)[];
+  /** Set when best_of_n could not use the judge and voted instead. */
+  judgeFallback?: string;
+}
+
+export function toCandidate(result: ChatResult, choiceIndex: number, pass: number, facts?: ResponseFacts): Candidate {
+  const choice = result.choices[choiceIndex] ?? result.choices[0];
+  const text = choice?.message.content ?? (choice?.message.tool_calls ? JSON.stringify(choice.message.tool_calls) : '');
+  return {
+    pass,
+    result: { ...result, choices: choice ? [{ ...choice, index: 0 }] : [] },
+    text,
+    answer: extractAnswer(text).value,
+    ...(facts ? { facts } : {}),
+  };
+}
+
+/** Majority vote; ties go to the answer that appeared first. */
+export function majority(candidates: readonly Candidate[]): Selection {
+  const t = tally(candidates.map((c) => c.answer));
+  const winner = candidates.find((c) => c.answer === t.leader) ?? (candidates[0] as Candidate);
+  return { winner, votes: Object.fromEntries(t.counts) };
+}
+
+export function select(kind: Exclude<Aggregation, 'best_of_n'>, candidates: readonly Candidate[]): Selection {
+  if (candidates.length === 0) throw new Error('no candidates to select from');
+  if (kind === 'first') return { winner: candidates[0] as Candidate };
+  return majority(candidates);
+}
+
+const JUDGE_INSTRUCTIONS =
+  'You are a strict grader. Score each candidate answer to the question from 0 to 10 for correctness and completeness. ' +
+  'Reply with exactly one line per candidate in the form "Candidate <number>: <score>" and nothing else.';
+
+/** The judge's request: the question and every candidate, numbered from 1. */
+export function judgeRequest(model: string, question: ChatMessage[], candidates: readonly Candidate[]): ChatRequest {
+  const asked = question.filter((m) => m.role !== 'system').map((m) => `${m.role}: ${contentText(m.content)}`).join('\n');
+  const listed = candidates.map((c, i) => `Candidate ${i + 1}:\n${c.text}`).join('\n\n');
+  return {
+    model,
+    temperature: 0,
+    max_tokens: 16 * candidates.length + 32,
+    messages: [
+      { role: 'system', content: JUDGE_INSTRUCTIONS },
+      { role: 'user', content: `Question:\n${asked}\n\n${listed}` },
+    ],
+  };
+}
+
+/** "Candidate 2: 7" lines -> scores by candidate (null where the judge gave none). */
+export function parseJudgeScores(text: string, count: number): (number | null)[] {
+  const scores: (number | null)[] = new Array<number | null>(count).fill(null);
+  for (const m of text.matchAll(/candidate\s*#?\s*(\d+)\s*[:=\-–]\s*(\d+(?:\.\d+)?)/gi)) {
+    const i = Number(m[1]) - 1;
+    if (i >= 0 && i < count) scores[i] = Number(m[2]);
+  }
+  return scores;
+}
+
+/** Highest judged score wins (ties: earliest pass); falls back to a vote when no score parsed. */
+export function selectByScores(candidates: readonly Candidate[], scores: (number | null)[]): Selection {
+  let best = -1;
+  let bestScore = -Infinity;
+  for (const [i, s] of scores.entries()) {
+    if (s !== null && s > bestScore) {
+      best = i;
+      bestScore = s;
+    }
+  }
+  if (best < 0) return { ...majority(candidates), scores, judgeFallback: 'the judge gave no parsable scores' };
+  return { winner: candidates[best] as Candidate, scores };
+}

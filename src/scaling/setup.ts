@@ -1,0 +1,40 @@
+// Builds the scaling stage from the `inference:` config at start-up: loads the estimator's labelled
+// prototypes once (off the request path) and decides per model whether passes can share one call
+// with `n` (the upstream samples n choices natively) or must be separate calls.
+import { readFile } from 'node:fs/promises';
+import type { ChatStage } from '../gateway/pipeline.js';
+import type { ProviderType } from '../providers/types.js';
+import type { ModelCatalog } from '../routing/catalog.js';
+import type { InferenceConfig, TestTimeScalingConfig } from './config.js';
+import { DifficultyEstimator, parseLabelledExamples } from './estimator.js';
+import { createScalingStage } from './stage.js';
+
+/** Upstreams that sample `n` choices in one call; the others would fan out, so passes go separately. */
+const NATIVE_N: ReadonlySet<ProviderType> = new Set(['openai', 'simulator', 'google']);
+
+export const BUNDLED_EXAMPLES = new URL('../../config/difficulty-examples.jsonl', import.meta.url);
+
+export async function loadEstimator(config: TestTimeScalingConfig): Promise<DifficultyEstimator | undefined> {
+  if (!config.estimator.enabled) return undefined;
+  const text = await readFile(config.estimator.examples_file ?? BUNDLED_EXAMPLES, 'utf8');
+  return new DifficultyEstimator(parseLabelledExamples(text), { prototypeWeight: config.estimator.prototype_weight });
+}
+
+/** `catalog` is read lazily (the gateway builds it after the stages). */
+export async function createScaling(config: InferenceConfig, catalog: () => ModelCatalog | undefined): Promise<ChatStage> {
+  const tts = config.test_time_scaling;
+  const estimator = await loadEstimator(tts);
+  return createScalingStage({
+    config: tts,
+    retries: config.retries,
+    estimator,
+    supportsN(model) {
+      try {
+        const group = catalog()?.resolve(model);
+        return !!group && group.deployments.length > 0 && group.deployments.every((d) => NATIVE_N.has(d.provider.type));
+      } catch {
+        return false;
+      }
+    },
+  });
+}

@@ -1,0 +1,241 @@
+import { describe, expect, it } from 'vitest';
+import type { ChatRequest, ChatResult } from '../canonical/chat.js';
+import { collectStream } from '../canonical/convert.js';
+import { ANONYMOUS, defaultRequestOptions, newFacts, type RequestContext } from '../gateway/context.js';
+import type { ChatHandler } from '../gateway/pipeline.js';
+import { createSimulatorProvider } from '../providers/simulator.js';
+import { GatewayError } from '../server/errors.js';
+import { createLogger } from '../telemetry/logger.js';
+import { testTimeScalingSchema, type TestTimeScalingConfig } from './config.js';
+import { DifficultyEstimator } from './estimator.js';
+import { createScalingStage } from './stage.js';
+
+const log = createLogger('silent');
+
+function context(opts: { difficulty?: string; aggregation?: string; headers?: Record<string, string> } = {}): RequestContext {
+  const options = defaultRequestOptions();
+  if (opts.difficulty) options.difficulty = opts.difficulty;
+  if (opts.aggregation) options.aggregation = opts.aggregation;
+  return { id: 'req-1', startedAt: 0, endpoint: 'chat', tenant: ANONYMOUS, signal: new AbortController().signal, log, options, facts: newFacts(), headers: opts.headers ?? {} };
+}
+
+function result(text: string, tokens = 10, model = 'm'): ChatResult {
+  return {
+    id: 'chatcmpl-x',
+    object: 'chat.completion',
+    created: 1,
+    model,
+    choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop', logprobs: null }],
+    usage: { prompt_tokens: 5, completion_tokens: tokens, total_tokens: 5 + tokens },
+  };
+}
+
+/** A terminal handler answering from a script, charging $0.001 per call and recording each request. */
+function scripted(answers: string[], opts: { delayMs?: (i: number) => number } = {}) {
+  const calls: ChatRequest[] = [];
+  const handler: ChatHandler = async (ctx, req) => {
+    const i = calls.length;
+    calls.push(req);
+    const delay = opts.delayMs?.(i) ?? 0;
+    if (delay > 0) {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, delay);
+        ctx.signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          reject(new GatewayError('upstream_timeout'));
+        });
+      });
+    }
+    ctx.facts.costUsd += 0.001;
+    ctx.facts.attempts++;
+    ctx.facts.provider = `p${i}`;
+    ctx.facts.model = req.model;
+    ctx.facts.latencyMs = (ctx.facts.latencyMs ?? 0) + 1;
+    const n = req.n ?? 1;
+    if (n > 1) {
+      const choices = Array.from({ length: n }, (_, k) => ({ index: k, message: { role: 'assistant' as const, content: answers[k % answers.length] as string }, finish_reason: 'stop' as const, logprobs: null }));
+      return { kind: 'result', result: { ...result(''), choices, usage: { prompt_tokens: 5, completion_tokens: 10 * n, total_tokens: 5 + 10 * n } } };
+    }
+    return { kind: 'result', result: result(answers[i % answers.length] as string) };
+  };
+  return { calls, handler };
+}
+
+function config(raw: Record<string, unknown> = {}): TestTimeScalingConfig {
+  return testTimeScalingSchema.parse(raw);
+}
+
+const ask: ChatRequest = { model: 'm', messages: [{ role: 'user', content: 'What is 2+3?' }] };
+
+describe('scaling stage', () => {
+  it('leaves a request that names no difficulty alone under apply: explicit', async () => {
+    const { calls, handler } = scripted(['hi']);
+    const ctx = context();
+    await createScalingStage({ config: config() })(ctx, ask, handler);
+    expect(calls).toEqual([ask]);
+    expect(ctx.facts.passes).toBeUndefined();
+  });
+
+  it('runs the level’s passes as separate calls and returns the majority answer’s full text', async () => {
+    const { calls, handler } = scripted(['I think the answer is 5.', 'The answer is 6', 'So, answer: 5.0 — done.']);
+    const ctx = context({ difficulty: 'hard' });
+    const out = await createScalingStage({ config: config() })(ctx, ask, handler);
+    expect(calls).toHaveLength(3);
+    expect(calls.every((c) => c.max_tokens === 1024 && c.temperature === 0.7 && c.stream === false)).toBe(true);
+    if (out.kind !== 'result') throw new Error('expected a result');
+    expect(out.result.choices[0]?.message.content).toBe('I think the answer is 5.');
+    expect(ctx.facts.passes).toBe(3);
+    expect(ctx.facts.scaling).toMatchObject({ difficulty: 'hard', difficulty_source: 'request', aggregation: 'self_consistency', votes: { '5': 2, '6': 1 }, answer: '5' });
+    // Usage and cost are the sum over every pass.
+    expect(out.result.usage).toEqual({ prompt_tokens: 15, completion_tokens: 30, total_tokens: 45 });
+    expect(ctx.facts.usage).toEqual(out.result.usage);
+    expect(ctx.facts.costUsd).toBeCloseTo(0.003);
+    expect(ctx.facts.attempts).toBe(3);
+    expect(ctx.facts.latencyMs).toBe(3);
+  });
+
+  it('asks for n choices in one call where the upstream supports n', async () => {
+    const { calls, handler } = scripted(['answer: 7', 'answer: 7', 'answer: 8', 'answer: 8', 'answer: 7']);
+    const ctx = context({ difficulty: 'expert' });
+    const out = await createScalingStage({ config: config(), supportsN: () => true })(ctx, ask, handler);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.n).toBe(5);
+    if (out.kind !== 'result') throw new Error('expected a result');
+    expect(out.result.choices).toHaveLength(1);
+    expect(ctx.facts.scaling).toMatchObject({ votes: { '7': 3, '8': 2 }, answer: '7' });
+    expect(ctx.facts.passes).toBe(5);
+  });
+
+  it('keeps the client’s max_tokens and temperature', async () => {
+    const { calls, handler } = scripted(['a']);
+    await createScalingStage({ config: config() })(context({ difficulty: 'medium' }), { ...ask, max_tokens: 50, temperature: 0.2 }, handler);
+    expect(calls.map((c) => [c.max_tokens, c.temperature])).toEqual([[50, 0.2], [50, 0.2]]);
+  });
+
+  it('best_of_n: the judge’s highest score wins and the judge call is paid for', async () => {
+    const { calls, handler } = scripted(['answer: 1', 'answer: 2', 'answer: 2', 'Candidate 1: 9\nCandidate 2: 3\nCandidate 3: 4']);
+    const ctx = context({ difficulty: 'hard', aggregation: 'best_of_n' });
+    const out = await createScalingStage({ config: config({ judge_model: 'judge' }) })(ctx, ask, handler);
+    expect(calls).toHaveLength(4);
+    expect(calls[3]?.model).toBe('judge');
+    expect(calls[3]?.messages[1]?.content).toContain('Candidate 3:');
+    if (out.kind !== 'result') throw new Error('expected a result');
+    expect(out.result.choices[0]?.message.content).toBe('answer: 1');
+    expect(ctx.facts.scaling).toMatchObject({ scores: [9, 3, 4] });
+    expect(ctx.facts.costUsd).toBeCloseTo(0.004);
+    // The answering model is the winner's, not the judge's.
+    expect(ctx.facts.model).toBe('m');
+  });
+
+  it('best_of_n falls back to the vote when the judge says nothing parsable', async () => {
+    const { handler } = scripted(['answer: 1', 'answer: 2', 'answer: 2', 'They all look fine to me.']);
+    const ctx = context({ difficulty: 'hard', aggregation: 'best_of_n' });
+    const out = await createScalingStage({ config: config() })(ctx, ask, handler);
+    if (out.kind !== 'result') throw new Error('expected a result');
+    expect(out.result.choices[0]?.message.content).toBe('answer: 2');
+    expect(ctx.facts.scaling?.judge_fallback).toBeDefined();
+  });
+
+  it('adaptive stops once the leader is safe (4 unanimous votes) within a 16-pass budget', async () => {
+    const { calls, handler } = scripted(['answer: 9']);
+    const ctx = context({ difficulty: 'expert', aggregation: 'adaptive' });
+    const levels = { expert: { passes: 16, max_tokens: 100, timeout_s: 5.0 } };
+    await createScalingStage({ config: config({ difficulty_levels: levels }) })(ctx, ask, handler);
+    expect(calls).toHaveLength(4);
+    expect(ctx.facts.scaling).toMatchObject({ stopped_early: true, passes: 4, passes_planned: 16 });
+  });
+
+  it('adaptive never goes beyond the level’s pass count', async () => {
+    const { calls, handler } = scripted(['answer: 1', 'answer: 2']);
+    const ctx = context({ difficulty: 'expert', aggregation: 'adaptive' });
+    await createScalingStage({ config: config() })(ctx, ask, handler);
+    expect(calls).toHaveLength(5);
+    expect(ctx.facts.scaling).toMatchObject({ stopped_early: false, votes: { '1': 3, '2': 2 } });
+  });
+
+  it('first runs one pass with the level’s budget', async () => {
+    const { calls, handler } = scripted(['x']);
+    const ctx = context({ difficulty: 'expert', headers: { 'x-inferenceflow-aggregation': 'first' } });
+    await createScalingStage({ config: config() })(ctx, ask, handler);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.max_tokens).toBe(2048);
+    expect(ctx.facts.passes).toBe(1);
+  });
+
+  it('the deadline covers every pass: late passes are dropped, the finished ones vote', async () => {
+    const { calls, handler } = scripted(['answer: 3'], { delayMs: (i) => (i < 2 ? 0 : 10_000) });
+    const ctx = context({ difficulty: 'expert' });
+    const levels = { expert: { passes: 5, max_tokens: 100, timeout_s: 0.1 } };
+    const out = await createScalingStage({ config: config({ difficulty_levels: levels }) })(ctx, ask, handler);
+    expect(calls).toHaveLength(5);
+    if (out.kind !== 'result') throw new Error('expected a result');
+    expect(ctx.facts.passes).toBe(2);
+    expect(ctx.facts.scaling).toMatchObject({ deadline_reached: true, passes_planned: 5 });
+  });
+
+  it('answers 504 when no pass finishes before the deadline', async () => {
+    const { handler } = scripted(['answer: 3'], { delayMs: () => 10_000 });
+    const levels = { hard: { passes: 3, max_tokens: 100, timeout_s: 0.05 } };
+    await expect(createScalingStage({ config: config({ difficulty_levels: levels }) })(context({ difficulty: 'hard' }), ask, handler)).rejects.toMatchObject({ code: 'upstream_timeout' });
+  });
+
+  it('tries a pass that failed upstream again while retries allow, and counts the failed attempt', async () => {
+    let calls = 0;
+    const handler: ChatHandler = async (ctx) => {
+      calls++;
+      ctx.facts.attempts++;
+      if (calls === 1) throw new GatewayError('upstream_error');
+      return { kind: 'result', result: result('answer: 4') };
+    };
+    const ctx = context({ difficulty: 'medium' });
+    await createScalingStage({ config: config(), retries: 1 })(ctx, ask, handler);
+    expect(calls).toBe(3);
+    expect(ctx.facts.passes).toBe(2);
+    expect(ctx.facts.attempts).toBe(3);
+  });
+
+  it('scales every request under apply: always, with the default difficulty', async () => {
+    const { calls, handler } = scripted(['x']);
+    const ctx = context();
+    await createScalingStage({ config: config({ apply: 'always', default_difficulty: 'hard' }) })(ctx, ask, handler);
+    expect(calls).toHaveLength(3);
+    expect(ctx.facts.scaling).toMatchObject({ difficulty: 'hard', difficulty_source: 'default' });
+  });
+
+  it('rejects an unknown difficulty or aggregation with the parameter named', async () => {
+    const { handler } = scripted(['x']);
+    const stage = createScalingStage({ config: config() });
+    await expect(stage(context({ difficulty: 'impossible' }), ask, handler)).rejects.toMatchObject({ code: 'invalid_value', param: 'difficulty' });
+    await expect(stage(context({ difficulty: 'hard', aggregation: 'vibes' }), ask, handler)).rejects.toMatchObject({ code: 'invalid_value', param: 'aggregation' });
+  });
+
+  it('estimates the level for difficulty auto', async () => {
+    const { calls, handler } = scripted(['x']);
+    const ctx = context({ difficulty: 'auto' });
+    const stage = createScalingStage({ config: config(), estimator: new DifficultyEstimator([]) });
+    await stage(ctx, { ...ask, messages: [{ role: 'user', content: 'Prove rigorously that the theorem holds for every distributed consensus protocol under network partitions, then derive the bound on recovery time and discuss the failure modes and trade-offs in detail.' }] }, handler);
+    expect(ctx.facts.scaling).toMatchObject({ difficulty: 'expert', difficulty_source: 'estimate' });
+    expect(calls).toHaveLength(5);
+  });
+
+  it('streams a one-pass plan straight through', async () => {
+    const sim = createSimulatorProvider('sim', {});
+    const handler: ChatHandler = async (ctx, req) => ({ kind: 'stream', stream: await sim.streamChat(req, { signal: ctx.signal, timeoutMs: 1000, requestId: ctx.id }) });
+    const ctx = context({ difficulty: 'easy' });
+    const out = await createScalingStage({ config: config() })(ctx, { ...ask, stream: true }, handler);
+    expect(out.kind).toBe('stream');
+    if (out.kind !== 'stream') return;
+    const collected = await collectStream(out.stream);
+    expect(collected.choices[0]?.message.content).toContain('What is 2+3?');
+  });
+
+  it('votes over the simulator’s noisy oracle through n', async () => {
+    const sim = createSimulatorProvider('sim', { oracle: { p: 1, seed: 1 } });
+    const handler: ChatHandler = async (ctx, req) => ({ kind: 'result', result: await sim.chat(req, { signal: ctx.signal, timeoutMs: 1000, requestId: ctx.id }) });
+    const ctx = context({ difficulty: 'expert' });
+    const out = await createScalingStage({ config: config(), supportsN: () => true })(ctx, { ...ask, messages: [{ role: 'user', content: 'What is 17+25?' }] }, handler);
+    if (out.kind !== 'result') throw new Error('expected a result');
+    expect(out.result.choices[0]?.message.content).toContain('The answer is 42.');
+    expect(ctx.facts.scaling).toMatchObject({ votes: { '42': 5 } });
+  });
+});

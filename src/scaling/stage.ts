@@ -1,0 +1,289 @@
+// The test-time scaling stage (seed 000): decide the request's difficulty (named by the client or
+// estimated), turn it into a plan (passes, token budget, one deadline over every pass), run the passes
+// through the rest of the pipeline — in one call with `n` where the upstream takes it, else as
+// parallel calls, or one at a time for `adaptive` — and combine them into one answer. Usage, cost,
+// latency and attempts are summed over every internal call, the judge's included.
+import { addUsage, contentText, emptyUsage, requestedMaxTokens, type ChatRequest, type ChatResult, type Usage } from '../canonical/chat.js';
+import { collectStream } from '../canonical/convert.js';
+import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
+import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
+import { GatewayError, toGatewayError } from '../server/errors.js';
+import { judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
+import { AGGREGATIONS, type Aggregation, type TestTimeScalingConfig } from './config.js';
+import type { DifficultyEstimate, DifficultyEstimator } from './estimator.js';
+import { DifficultyLevel, parseDifficulty, type LevelBudget } from './levels.js';
+import { shouldStop, tally } from './vote.js';
+
+export interface ScalingStageOptions {
+  config: TestTimeScalingConfig;
+  /** Extra tries of a failed pass while the deadline allows (`inference.retries`). */
+  retries?: number;
+  /** Used when a request asks for `auto` or names no level under `apply: always`. */
+  estimator?: DifficultyEstimator;
+  /** True when every deployment of the model answers `n` choices in one call. */
+  supportsN?: (model: string) => boolean;
+}
+
+export interface ScalingPlan {
+  level: DifficultyLevel;
+  source: 'request' | 'estimate' | 'default';
+  estimate?: DifficultyEstimate;
+  budget: LevelBudget;
+  aggregation: Aggregation;
+  passes: number;
+  request: ChatRequest;
+  judgeModel: string;
+}
+
+export const AGGREGATION_HEADER = 'x-inferenceflow-aggregation';
+
+/** The plan for a request, or undefined when scaling does not apply to it. */
+export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest): ScalingPlan | undefined {
+  const { config } = opts;
+  if (!config.enabled) return undefined;
+  const group = config.groups[req.model] ?? {};
+  const apply = group.apply ?? config.apply;
+  if (ctx.options.difficulty === undefined && apply !== 'always') return undefined;
+  const asked = ctx.options.difficulty ?? config.default_difficulty;
+  // A client asking for several choices gets them as asked; scaling would fold them into one.
+  if ((req.n ?? 1) > 1) return undefined;
+
+  let level: DifficultyLevel | undefined;
+  let source: ScalingPlan['source'] = ctx.options.difficulty === undefined ? 'default' : 'request';
+  let estimate: DifficultyEstimate | undefined;
+  if (asked !== undefined && asked !== 'auto') {
+    level = parseDifficulty(asked);
+    if (!level) throw new GatewayError('invalid_value', { param: 'difficulty', message: `Invalid value for 'difficulty': "${asked}" is not one of easy, medium, hard, expert, auto (or 1-4).` });
+  } else if (opts.estimator && config.estimator.enabled) {
+    estimate = opts.estimator.estimate(promptText(req));
+    level = estimate.level;
+    source = 'estimate';
+  } else {
+    level = DifficultyLevel.MEDIUM;
+    source = 'default';
+  }
+
+  const rawAggregation = ctx.options.aggregation ?? headerValue(ctx, AGGREGATION_HEADER) ?? group.aggregation ?? config.aggregation;
+  if (!(AGGREGATIONS as readonly string[]).includes(rawAggregation)) {
+    throw new GatewayError('invalid_value', { param: 'aggregation', message: `Invalid value for 'aggregation': "${rawAggregation}" is not one of ${AGGREGATIONS.join(', ')}.` });
+  }
+  const aggregation = rawAggregation as Aggregation;
+  const lv = config.difficulty_levels[level];
+  const budget: LevelBudget = { passes: lv.passes, max_tokens: lv.max_tokens, timeout_ms: Math.round(lv.timeout_s * 1000) };
+  // Tool calls cannot be voted on: such requests get one pass with the level's budget and deadline.
+  const passes = aggregation === 'first' || (req.tools?.length ?? 0) > 0 ? 1 : budget.passes;
+  const request: ChatRequest = { ...req };
+  if (requestedMaxTokens(req) === undefined) request.max_tokens = budget.max_tokens;
+  if (passes > 1 && req.temperature === undefined) request.temperature = config.pass_temperature;
+  return { level, source, estimate, budget, aggregation, passes, request, judgeModel: group.judge_model ?? config.judge_model ?? req.model };
+}
+
+export function createScalingStage(opts: ScalingStageOptions): ChatStage {
+  return async function testTimeScaling(ctx: RequestContext, req: ChatRequest, next: ChatHandler): Promise<ChatOutcome> {
+    const plan = planFor(opts, ctx, req);
+    if (!plan) return next(ctx, req);
+    const deadline = new Deadline(ctx.signal, plan.budget.timeout_ms);
+    const describe = (extra: Record<string, unknown>) => {
+      ctx.facts.scaling = {
+        difficulty: plan.level,
+        difficulty_source: plan.source,
+        ...(plan.estimate ? { difficulty_score: round(plan.estimate.score) } : {}),
+        aggregation: plan.aggregation,
+        max_tokens: requestedMaxTokens(plan.request),
+        timeout_ms: plan.budget.timeout_ms,
+        ...extra,
+      };
+    };
+
+    if (plan.passes === 1) {
+      try {
+        const outcome = await next({ ...ctx, signal: deadline.signal }, plan.request);
+        ctx.facts.passes = 1;
+        describe({ passes: 1 });
+        if (outcome.kind === 'result') {
+          deadline.clear();
+          return outcome;
+        }
+        // The deadline keeps running over the stream and is cleared when it ends.
+        return { kind: 'stream', stream: observeStream(outcome.stream, () => undefined, () => deadline.clear()) };
+      } catch (err) {
+        deadline.clear();
+        throw deadline.expired ? deadlineError(plan) : err;
+      }
+    }
+
+    const runner = new PassRunner(ctx, next, deadline, { ...plan.request, stream: false }, opts.retries ?? 0);
+    try {
+      let candidates: Candidate[];
+      let stoppedEarly = false;
+      if (plan.aggregation === 'adaptive') {
+        ({ candidates, stoppedEarly } = await runner.adaptive(plan.passes, opts.config.adaptive_confidence));
+      } else if (opts.supportsN?.(req.model)) {
+        candidates = await runner.withN(plan.passes);
+      } else {
+        candidates = await runner.parallel(plan.passes);
+      }
+      if (candidates.length === 0) throw deadline.expired ? deadlineError(plan) : toGatewayError(runner.firstError ?? new GatewayError('no_healthy_deployment'));
+
+      let selection: Selection;
+      if (plan.aggregation === 'best_of_n' && candidates.length > 1) selection = await runner.judge(plan.judgeModel, req, candidates);
+      else selection = select(plan.aggregation === 'best_of_n' ? 'self_consistency' : plan.aggregation, candidates);
+
+      const winner = selection.winner;
+      adoptAnswerer(ctx.facts, winner.facts);
+      ctx.facts.usage = runner.usage;
+      ctx.facts.passes = candidates.length;
+      describe({
+        passes: candidates.length,
+        passes_planned: plan.passes,
+        winner_pass: winner.pass,
+        answer: winner.answer,
+        ...(selection.votes ? { votes: selection.votes } : {}),
+        ...(selection.scores ? { scores: selection.scores } : {}),
+        ...(selection.judgeFallback ? { judge_fallback: selection.judgeFallback } : {}),
+        ...(plan.aggregation === 'adaptive' ? { stopped_early: stoppedEarly } : {}),
+        ...(deadline.expired ? { deadline_reached: true } : {}),
+      });
+      const result: ChatResult = { ...winner.result, usage: runner.usage };
+      return { kind: 'result', result };
+    } finally {
+      deadline.clear();
+    }
+  };
+}
+
+/** Runs passes through the rest of the pipeline, each with its own facts, summing what they cost. */
+class PassRunner {
+  usage: Usage = emptyUsage();
+  firstError: unknown;
+  private finished = 0;
+
+  constructor(
+    private readonly ctx: RequestContext,
+    private readonly next: ChatHandler,
+    private readonly deadline: Deadline,
+    private readonly req: ChatRequest,
+    private readonly retries: number,
+  ) {}
+
+  /** One call that returns `n` choices. */
+  async withN(n: number): Promise<Candidate[]> {
+    const done = await this.call({ ...this.req, n });
+    if (!done) return [];
+    return done.result.choices.map((_, i) => toCandidate(done.result, i, this.finished++, done.facts));
+  }
+
+  /** `n` separate calls at once; whatever finished by the deadline counts. */
+  async parallel(n: number): Promise<Candidate[]> {
+    const out: Candidate[] = [];
+    await Promise.all(
+      Array.from({ length: n }, async () => {
+        const done = await this.call(this.req);
+        if (done) out.push(toCandidate(done.result, 0, this.finished++, done.facts));
+      }),
+    );
+    return out.sort((a, b) => a.pass - b.pass);
+  }
+
+  /** One pass at a time until the leader is safe (Adaptive-Consistency) or the budget is spent. */
+  async adaptive(max: number, confidence: number): Promise<{ candidates: Candidate[]; stoppedEarly: boolean }> {
+    const out: Candidate[] = [];
+    for (let i = 0; i < max && !this.deadline.signal.aborted; i++) {
+      const done = await this.call(this.req);
+      if (!done) {
+        if (this.deadline.signal.aborted) break;
+        continue;
+      }
+      out.push(toCandidate(done.result, 0, this.finished++, done.facts));
+      const t = tally(out.map((c) => c.answer));
+      if (out.length < max && shouldStop(t.v1, t.v2, confidence)) return { candidates: out, stoppedEarly: true };
+    }
+    return { candidates: out, stoppedEarly: false };
+  }
+
+  /** Asks the judge model to score the candidates; a failed or unparsable judgement falls back to a vote. */
+  async judge(model: string, original: ChatRequest, candidates: Candidate[]): Promise<Selection> {
+    const done = await this.call(judgeRequest(model, original.messages, candidates));
+    if (!done) return { ...select('self_consistency', candidates), judgeFallback: 'the judge call failed' };
+    const text = done.result.choices[0]?.message.content ?? '';
+    return selectByScores(candidates, parseJudgeScores(text, candidates.length));
+  }
+
+  /** One pass, tried again on a server-side failure while retries and the deadline allow. */
+  private async call(req: ChatRequest): Promise<{ result: ChatResult; facts: ResponseFacts } | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const { done, error } = await this.callOnce(req);
+      if (done) return done;
+      if (attempt >= this.retries || this.deadline.signal.aborted || toGatewayError(error).status < 500) return undefined;
+    }
+  }
+
+  private async callOnce(req: ChatRequest): Promise<{ done?: { result: ChatResult; facts: ResponseFacts }; error?: unknown }> {
+    const facts = newFacts();
+    try {
+      const outcome = await this.next({ ...this.ctx, signal: this.deadline.signal, facts }, req);
+      const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
+      this.usage = addUsage(this.usage, result.usage);
+      return { done: { result, facts } };
+    } catch (err) {
+      this.firstError ??= err;
+      if (!this.deadline.signal.aborted) this.ctx.log.warn({ err: (err as Error).message }, 'a scaling pass failed');
+      return { error: err };
+    } finally {
+      const total = this.ctx.facts;
+      total.costUsd += facts.costUsd;
+      total.attempts += facts.attempts;
+      if (facts.latencyMs !== undefined) total.latencyMs = (total.latencyMs ?? 0) + facts.latencyMs;
+    }
+  }
+}
+
+/** One deadline over all passes: aborts when it passes or when the client goes away. */
+class Deadline {
+  readonly signal: AbortSignal;
+  expired = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(parent: AbortSignal, ms: number) {
+    const controller = new AbortController();
+    this.timer = setTimeout(() => {
+      this.expired = true;
+      controller.abort(new Error('scaling deadline reached'));
+    }, ms);
+    this.signal = AbortSignal.any([parent, controller.signal]);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+function deadlineError(plan: ScalingPlan): GatewayError {
+  return new GatewayError('upstream_timeout', { message: `No pass finished within the ${plan.level} level's deadline of ${plan.budget.timeout_ms} ms.` });
+}
+
+/** Who answered is whoever produced the winning pass. */
+function adoptAnswerer(total: ResponseFacts, winner: ResponseFacts | undefined): void {
+  if (!winner) return;
+  for (const key of ['provider', 'model', 'deployment', 'route', 'cache', 'similarity'] as const) {
+    if (winner[key] !== undefined) (total as unknown as Record<string, unknown>)[key] = winner[key];
+  }
+}
+
+function promptText(req: ChatRequest): string {
+  for (let i = req.messages.length - 1; i >= 0; i--) {
+    const m = req.messages[i];
+    if (m?.role === 'user') return contentText(m.content);
+  }
+  return contentText(req.messages[req.messages.length - 1]?.content ?? '');
+}
+
+function headerValue(ctx: RequestContext, name: string): string | undefined {
+  const v = ctx.headers[name];
+  const s = Array.isArray(v) ? v[0] : v;
+  return s ? s.trim().toLowerCase() : undefined;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

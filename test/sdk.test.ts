@@ -1,0 +1,124 @@
+// The TypeScript SDK (`inferenceflow/client`) against a running gateway: infer with and without
+// test-time scaling, token streaming, batchInfer with a failing item, clusterStatus, configuration
+// from OVERSHOOT_* variables, and retry with backoff on retryable answers only.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { DifficultyLevel, InferenceFlowError, OvershootInferenceWorker } from '../src/client/index.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+const TOKEN = 'sdk-test-token-123';
+let server: RunningServer;
+let worker: OvershootInferenceWorker;
+
+beforeAll(async () => {
+  server = await startTestGateway({
+    config: {
+      auth: { tokens: [TOKEN] },
+      providers: { sim: { type: 'simulator', options: { oracle: { p: 1, seed: 5 } } } },
+      models: [{ name: 'llama-3-70b', deployments: [{ provider: 'sim', model: 'llama-3-70b', price: { input: 1, output: 2 } }] }],
+    },
+  });
+  worker = new OvershootInferenceWorker({ endpoint: server.url, apiKey: TOKEN });
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+describe('OvershootInferenceWorker', () => {
+  it('infers with text, latency, cluster, usage and cost', async () => {
+    const r = await worker.infer({ prompt: 'Explain the Pythagorean theorem step by step.', sessionId: 'session-123' });
+    expect(r.text).toContain('Pythagorean');
+    expect(r.latencyMs).toBeGreaterThan(0);
+    expect(r.clusterId).toBe('sim/llama-3-70b');
+    expect(r.provider).toBe('sim');
+    expect(r.model).toBe('llama-3-70b');
+    expect(r.usage.totalTokens).toBe(r.usage.promptTokens + r.usage.completionTokens);
+    expect(r.costUsd).toBeCloseTo((r.usage.promptTokens * 1 + r.usage.completionTokens * 2) / 1e6, 10);
+    expect(r.passes).toBe(1);
+    expect(r.requestId).not.toBe('');
+  });
+
+  it('runs the difficulty level’s passes and reports their summed usage', async () => {
+    const one = await worker.infer({ prompt: 'What is 20+22?', difficulty: DifficultyLevel.EASY });
+    const hard = await worker.infer({ prompt: 'What is 20+22?', difficulty: DifficultyLevel.HARD, aggregation: 'self_consistency' });
+    expect(hard.passes).toBe(3);
+    expect(hard.text).toContain('42');
+    // The simulator samples n choices in one call: the prompt is billed once, every pass's answer counted.
+    expect(hard.usage.completionTokens).toBe(3 * one.usage.completionTokens);
+    expect(hard.costUsd).toBeGreaterThan(one.costUsd);
+  });
+
+  it('streams tokens that add up to the whole answer', async () => {
+    const whole = await worker.infer({ prompt: 'Tell me about rivers' });
+    const tokens: string[] = [];
+    for await (const t of worker.inferStream({ prompt: 'Tell me about rivers' })) tokens.push(t);
+    expect(tokens.length).toBeGreaterThan(3);
+    expect(tokens.join('')).toBe(whole.text);
+  });
+
+  it('batchInfer answers each request in order; one failure does not fail the rest', async () => {
+    const results = await worker.batchInfer([
+      { prompt: 'What is 1+1?', difficulty: DifficultyLevel.EASY },
+      { prompt: 'What is 2+2?', difficulty: 'extreme' as DifficultyLevel },
+      { prompt: 'What is 3+3?', difficulty: DifficultyLevel.MEDIUM },
+    ]);
+    expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+    const [first, second, third] = results;
+    if (!first?.ok || !second || second.ok || !third?.ok) throw new Error('unexpected result shape');
+    expect(first.response.text).toContain('2');
+    expect(second.error).toBeInstanceOf(InferenceFlowError);
+    expect(second.error.code).toBe('invalid_value');
+    expect(third.response.passes).toBe(2);
+    expect(third.response.clusterId).toBe('sim/llama-3-70b');
+  });
+
+  it('reports cluster status', async () => {
+    const s = await worker.clusterStatus();
+    expect(s.ready).toBe(true);
+    expect(s.checks.find((c) => c.name === 'providers')?.ok).toBe(true);
+  });
+
+  it('reads OVERSHOOT_ENDPOINT, OVERSHOOT_API_KEY and OVERSHOOT_MODEL, and defaults the model to llama-3-70b', async () => {
+    const saved = { ...process.env };
+    try {
+      process.env.OVERSHOOT_ENDPOINT = server.url;
+      process.env.OVERSHOOT_API_KEY = TOKEN;
+      delete process.env.OVERSHOOT_MODEL;
+      const fromEnv = new OvershootInferenceWorker();
+      expect(fromEnv.model).toBe('llama-3-70b');
+      expect((await fromEnv.infer({ prompt: 'hi' })).model).toBe('llama-3-70b');
+      process.env.OVERSHOOT_MODEL = 'other-model';
+      expect(new OvershootInferenceWorker().model).toBe('other-model');
+      delete process.env.OVERSHOOT_API_KEY;
+      await expect(new OvershootInferenceWorker({ maxRetries: 0 }).infer({ prompt: 'hi' })).rejects.toMatchObject({ status: 401, code: 'missing_api_key' });
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  it('retries 503s with backoff and gives up at once on a 400', async () => {
+    let calls = 0;
+    const flaky: typeof fetch = async (input, init) => {
+      calls++;
+      if (calls <= 2) return new Response(JSON.stringify({ error: { message: 'busy', code: 'upstream_unavailable' } }), { status: 503, headers: { 'retry-after': '0' } });
+      return fetch(input, init);
+    };
+    const w = new OvershootInferenceWorker({ endpoint: server.url, apiKey: TOKEN, fetch: flaky, initialBackoffMs: 1 });
+    expect((await w.infer({ prompt: 'hello' })).text).toContain('hello');
+    expect(calls).toBe(3);
+
+    calls = 0;
+    const counting: typeof fetch = async (input, init) => {
+      calls++;
+      return fetch(input, init);
+    };
+    const strict = new OvershootInferenceWorker({ endpoint: server.url, apiKey: TOKEN, fetch: counting, initialBackoffMs: 1 });
+    await expect(strict.infer({ prompt: 'x', temperature: 9 })).rejects.toMatchObject({ status: 400, param: 'temperature' });
+    expect(calls).toBe(1);
+  });
+
+  it('turns an unreachable gateway into a network_error after its retries', async () => {
+    const w = new OvershootInferenceWorker({ endpoint: 'http://127.0.0.1:1', maxRetries: 1, initialBackoffMs: 1 });
+    await expect(w.infer({ prompt: 'x' })).rejects.toMatchObject({ status: 0, code: 'network_error' });
+  });
+});

@@ -1,0 +1,146 @@
+// The seeds' own endpoints against a real gateway on the simulator: seed 001 /v1/infer and its SSE
+// stream, seed 002 /v1/inference with exactly the InferenceResponse fields, and /v1/batch where one
+// bad item never fails the batch. Difficulty reaches the scaling stage from every one of them.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+let server: RunningServer;
+
+beforeAll(async () => {
+  server = await startTestGateway({
+    config: {
+      providers: { sim: { type: 'simulator', options: { oracle: { p: 1, seed: 3 } } } },
+      models: [{ name: 'gpt-4o-mini', deployments: [{ provider: 'sim', model: 'gpt-4o-mini' }] }],
+    },
+  });
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+}
+
+function sseEvents(text: string): { event: string; data: string }[] {
+  return text
+    .split('\n\n')
+    .filter((block) => block.trim())
+    .map((block) => {
+      const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
+      const data = /^data: (.*)$/m.exec(block)?.[1] ?? '';
+      return { event, data };
+    });
+}
+
+describe('seed 002 POST /v1/inference', () => {
+  it('answers an InferenceResponse with exactly the seed’s fields', async () => {
+    const res = await post('/v1/inference', { prompt: 'Say hello', user_id: 'u-1', metadata: { trace: 'abc' }, difficulty: 'easy' });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(Object.keys(body).sort()).toEqual(['cache_hit', 'cost', 'created_at', 'latency', 'metadata', 'model', 'provider', 'request_id', 'response', 'tokens_used'].sort());
+    expect(body.response).toContain('Say hello');
+    expect(body.provider).toBe('sim');
+    expect(body.model).toBe('gpt-4o-mini');
+    expect(body.cache_hit).toBe(false);
+    expect(body.request_id).toBe(res.headers.get('x-request-id'));
+    expect(typeof body.latency).toBe('number');
+    expect(body.cost).toBeGreaterThan(0);
+    expect(Number(res.headers.get('x-inferenceflow-cost-usd'))).toBeCloseTo(body.cost as number, 8);
+    expect(Number.isNaN(Date.parse(body.created_at as string))).toBe(false);
+    const meta = body.metadata as Record<string, unknown>;
+    expect(meta.user_id).toBe('u-1');
+    expect(meta.request_metadata).toEqual({ trace: 'abc' });
+    expect((meta.usage as { total_tokens: number }).total_tokens).toBe(body.tokens_used);
+  });
+
+  it('runs the level’s passes and reports the vote, summed tokens and the passes header', async () => {
+    const res = await post('/v1/inference', { prompt: 'What is 20+22?', difficulty: 'expert', model_preference: 'gpt-4o-mini' });
+    const body = (await res.json()) as { response: string; tokens_used: number; metadata: { passes: number; scaling: { votes: Record<string, number>; difficulty: string } } };
+    expect(res.headers.get('x-inferenceflow-passes')).toBe('5');
+    expect(body.response).toContain('42');
+    expect(body.metadata.scaling.difficulty).toBe('expert');
+    expect(body.metadata.scaling.votes).toEqual({ '42': 5 });
+    expect(body.metadata.passes).toBe(5);
+  });
+
+  it('estimates a difficulty when none is named', async () => {
+    const res = await post('/v1/inference', { prompt: 'What is the capital of France?' });
+    const body = (await res.json()) as { metadata: { scaling: { difficulty: string; difficulty_source: string } } };
+    expect(body.metadata.scaling).toMatchObject({ difficulty: 'easy', difficulty_source: 'estimate' });
+  });
+
+  it('streams tokens then a done event carrying the InferenceResponse', async () => {
+    const res = await post('/v1/inference', { prompt: 'Tell a story', stream: true, difficulty: 'easy' });
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const events = sseEvents(await res.text());
+    const tokens = events.filter((e) => e.event === 'token').map((e) => (JSON.parse(e.data) as { text: string }).text);
+    expect(tokens.length).toBeGreaterThan(3);
+    const done = events.at(-1);
+    expect(done?.event).toBe('done');
+    const final = JSON.parse(done?.data ?? '{}') as { response: string; tokens_used: number };
+    expect(final.response).toBe(tokens.join(''));
+    expect(final.tokens_used).toBeGreaterThan(0);
+  });
+
+  it('rejects a bad field with the parameter named', async () => {
+    const res = await post('/v1/inference', { prompt: 'x', priority: 'urgent' });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { param: string } }).error.param).toBe('priority');
+    const unknown = await post('/v1/inference', { prompt: 'x', temprature: 1 });
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('unknown_parameter');
+  });
+});
+
+describe('seed 002 POST /v1/batch', () => {
+  it('answers one result or error per item, in order, and one failure never fails the batch', async () => {
+    const res = await post('/v1/batch', [
+      { prompt: 'What is 1+1?', difficulty: 'easy' },
+      { prompt: '' },
+      { prompt: 'What is 2+2?', difficulty: 'nonsense' },
+      { prompt: 'What is 3+3?', difficulty: 'hard' },
+    ]);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { total: number; succeeded: number; failed: number; results: { index: number; status: string; result?: { response: string }; error?: { code: string; status: number } }[] };
+    expect(body).toMatchObject({ total: 4, succeeded: 2, failed: 2 });
+    expect(body.results.map((r) => [r.index, r.status])).toEqual([[0, 'success'], [1, 'error'], [2, 'error'], [3, 'success']]);
+    expect(body.results[0]?.result?.response).toContain('2');
+    expect(body.results[1]?.error).toMatchObject({ code: 'invalid_value', status: 400 });
+    expect(body.results[3]?.result?.response).toContain('6');
+  });
+
+  it('accepts {"requests": [...]} and rejects an empty batch', async () => {
+    const ok = await post('/v1/batch', { requests: [{ prompt: 'hi', difficulty: 'easy' }] });
+    expect(((await ok.json()) as { succeeded: number }).succeeded).toBe(1);
+    expect((await post('/v1/batch', [])).status).toBe(400);
+  });
+});
+
+describe('seed 001 POST /v1/infer and /v1/infer/stream', () => {
+  it('takes {model, prompt, params} and maps max_new_tokens', async () => {
+    const res = await post('/v1/infer', { model: 'gpt-4o-mini', prompt: 'Hello, world!', params: { max_new_tokens: 5, temperature: 0.7 }, difficulty: 'easy' });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { output: string; usage: { completion_tokens: number }; finish_reason: string; model: string };
+    expect(body.model).toBe('gpt-4o-mini');
+    expect(body.usage.completion_tokens).toBeLessThanOrEqual(5);
+    expect(body.finish_reason).toBe('length');
+  });
+
+  it('streams SSE token events and a final done event', async () => {
+    const res = await post('/v1/infer/stream', { model: 'gpt-4o-mini', prompt: 'Hello', params: {} }, { accept: 'text/event-stream' });
+    const events = sseEvents(await res.text());
+    expect(events.filter((e) => e.event === 'token').length).toBeGreaterThan(1);
+    const done = JSON.parse(events.at(-1)?.data ?? '{}') as { output: string; cost_usd: number };
+    expect(done.output).toContain('Hello');
+    expect(done.cost_usd).toBeGreaterThan(0);
+  });
+
+  it('streams the winning answer once chosen when several passes run', async () => {
+    const res = await post('/v1/infer/stream', { model: 'gpt-4o-mini', prompt: 'What is 5+6?', params: {}, difficulty: 'hard', aggregation: 'self_consistency' });
+    const events = sseEvents(await res.text());
+    const text = events.filter((e) => e.event === 'token').map((e) => (JSON.parse(e.data) as { text: string }).text).join('');
+    expect(text).toContain('The answer is 11.');
+    expect((JSON.parse(events.at(-1)?.data ?? '{}') as { passes: number }).passes).toBe(3);
+  });
+});
