@@ -1,9 +1,7 @@
 // The local provider on a real GGUF model: stories260K (a 260K-parameter llama2.c story model with
 // no chat template) from the shared models folder beside the repository. Real llama.cpp inference,
 // real token counts; the model is tiny, so the whole file runs in a few seconds on a 2-core machine.
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../src/canonical/chat.js';
 import { UpstreamError } from '../src/providers/errors.js';
