@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { createTokenAuthenticator, type Authenticator } from '../server/auth.js';
+import { providersRoutes } from '../server/routes/providers.js';
 import { createRedis, redisResource } from '../store/redis.js';
 import { Gateway, type ManagedResource } from './gateway.js';
 import type { ChatStage } from './pipeline.js';
@@ -33,6 +34,9 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   const plugins: Assembly['plugins'] = [];
 
-  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources });
+  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources, redis });
+
+  // Routing status (seed 002 get_provider_status): breaker, latency, in-flight and queue per deployment.
+  plugins.push({ plugin: providersRoutes as unknown as FastifyPluginAsync<Record<string, unknown>>, options: { router: gateway.router } });
   return { gateway, authenticator, plugins };
 }

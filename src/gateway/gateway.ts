@@ -1,7 +1,9 @@
 // Composes the request path in one place: providers and the model catalog from configuration,
 // the chat stages around the executor, embeddings, the models list and readiness. The HTTP layer
 // holds one Gateway and knows nothing of how a request is served.
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { Embedder } from '../cache/embedders/types.js';
 import type { ChatRequest } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { LoadedConfig } from '../config/load.js';
@@ -12,7 +14,8 @@ import type { ProviderAdapter } from '../providers/types.js';
 import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import type { RequestContext } from './context.js';
-import { callOptions, createExecutor } from './execute.js';
+import type { Router } from '../routing/router.js';
+import { callOptions, createRouter } from './execute.js';
 import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from './pipeline.js';
 
 export interface ReadinessCheck {
@@ -35,6 +38,10 @@ export interface GatewayOptions {
   providers?: Map<string, ProviderAdapter>;
   stages?: ChatStage[];
   resources?: ManagedResource[];
+  /** Shared breaker state across replicas (assemble.ts passes its one client). */
+  redis?: Redis;
+  /** For model groups with `strategy: semantic`. */
+  embedder?: Embedder;
 }
 
 export class Gateway {
@@ -47,17 +54,20 @@ export class Gateway {
     readonly log: Logger,
     readonly providers: Map<string, ProviderAdapter>,
     readonly catalog: ModelCatalog,
+    readonly router: Router,
     stages: ChatStage[],
     readonly resources: ManagedResource[],
   ) {
-    this.chat = composeStages(stages, createExecutor(catalog));
+    this.chat = composeStages(stages, router.handler);
   }
 
   static async create(opts: GatewayOptions): Promise<Gateway> {
     const { loaded, log } = opts;
     const providers = opts.providers ?? (await createProviders(loaded.config.providers));
     const catalog = new ModelCatalog(loaded.config.models, providers, loaded.passthroughProvider);
-    return new Gateway(loaded, log, providers, catalog, opts.stages ?? [], opts.resources ?? []);
+    const router = createRouter(catalog, log, loaded.config.routing, { redis: opts.redis, keyPrefix: loaded.config.redis.key_prefix, embedder: opts.embedder });
+    await router.start();
+    return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? []);
   }
 
   async handleChat(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
@@ -134,8 +144,10 @@ export class Gateway {
     this.closed = true;
   }
 
-  async close(): Promise<void> {
+  /** Waits up to `drainMs` for routed requests (and streams) to finish, then closes pools and connections. */
+  async close(drainMs = 0): Promise<void> {
     this.closed = true;
+    await this.router.close(drainMs).catch(() => undefined);
     await Promise.allSettled([...this.providers.values()].map((p) => p.close()));
     await Promise.allSettled(this.resources.map((r) => r.close()));
   }

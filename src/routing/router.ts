@@ -1,0 +1,568 @@
+// The terminal chat handler: picks deployments of the request's model group by the group's
+// strategy, skipping open breakers, deployments cooling down after a Retry-After and those whose
+// context window the prompt does not fit; calls them with timeouts, hedging, fallbacks across
+// deployments and groups, budgeted retries with backoff, and a deadline over all of it.
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { contentText, requestedMaxTokens, type ChatChunk, type ChatRequest } from '../canonical/chat.js';
+import type { Embedder } from '../cache/embedders/types.js';
+import type { RoutingConfig } from '../config/schema.js';
+import type { RequestContext } from '../gateway/context.js';
+import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
+import { isUpstreamError } from '../providers/errors.js';
+import { countPromptTokens } from '../providers/tokens.js';
+import { GatewayError, toGatewayError } from '../server/errors.js';
+import { Admission, AdmissionQueue } from './admission.js';
+import { runAttempt, runHedged, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
+import { CircuitBreaker, type BreakerTransition } from './breaker.js';
+import { BreakerSync } from './breaker-sync.js';
+import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
+import { Deduplicator, dedupKey } from './dedup.js';
+import { RoutingEvents } from './events.js';
+import { backoffMs, delay, isRetryable, RetryBudget } from './retry.js';
+import { routingText, SemanticRouter } from './semantic.js';
+import { DeploymentStats, LatencyRing } from './stats.js';
+import { createStrategy, type RoutingStrategy, type StrategyInput } from './strategies.js';
+import { buildStatus, type ProviderStatusReport } from './status.js';
+
+export interface RouterOptions {
+  config: RoutingConfig;
+  log: Logger;
+  /** Shared breaker state across replicas when set. */
+  redis?: Redis;
+  keyPrefix?: string;
+  /** Needed by groups with `strategy: semantic`. */
+  embedder?: Embedder;
+  random?: () => number;
+}
+
+interface GroupRuntime {
+  strategy: RoutingStrategy;
+  queue: AdmissionQueue;
+  latency: LatencyRing;
+  semantic?: SemanticRouter;
+  needsTokenCount: boolean;
+}
+
+/** Per request: the deadline, what was tried, the exact prompt size once counted. */
+interface RequestState {
+  ctx: RequestContext;
+  req: ChatRequest;
+  signal: AbortSignal;
+  deadlineAt: number;
+  visited: Set<string>;
+  promptTokens?: number;
+}
+
+/** Thrown when the request's deadline passes. */
+class DeadlineExceeded extends GatewayError {
+  constructor(ms: number) {
+    super('upstream_timeout', { message: `No deployment answered within the request deadline of ${ms} ms.` });
+  }
+}
+
+export class Router {
+  readonly events = new RoutingEvents();
+  readonly handler: ChatHandler;
+  private readonly stats = new Map<string, DeploymentStats>();
+  private readonly breakers = new Map<string, CircuitBreaker>();
+  private readonly groups = new Map<string, GroupRuntime>();
+  private readonly admission: Admission;
+  private readonly budget: RetryBudget;
+  private readonly dedup: Deduplicator;
+  private readonly sync?: BreakerSync;
+  private readonly random: () => number;
+  private readonly hooks: AttemptHooks;
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly catalog: ModelCatalog,
+    private readonly opts: RouterOptions,
+  ) {
+    const cfg = opts.config;
+    this.random = opts.random ?? Math.random;
+    this.admission = new Admission((id) => this.statsFor(id));
+    this.budget = new RetryBudget(cfg.retry_budget.ratio, cfg.retry_budget.min_per_s, cfg.retry_budget.window_ms);
+    this.dedup = new Deduplicator((stream) => {
+      this.events.counters.dedupJoins++;
+      this.events.emit('dedup', { group: '', stream });
+    });
+    if (opts.redis) {
+      this.sync = new BreakerSync(opts.redis, opts.keyPrefix ?? 'inferenceflow:', {
+        forceOpen: (id, until, reason) => this.breakerFor(id).forceOpen(until, reason),
+        forceClose: (id, reason) => this.breakerFor(id).forceClose(reason),
+        deploymentIds: () => [...new Set([...this.catalog.allDeployments().map((d) => d.id), ...this.breakers.keys()])],
+      }, opts.log, cfg.breaker_sync_ms);
+    }
+    this.hooks = {
+      streamIdleTimeoutMs: cfg.stream_idle_timeout_ms,
+      settled: (spec, ok, latencyMs, err) => this.settled(spec, ok, latencyMs, err),
+      cancelled: (spec, latencyMs) => {
+        this.breakerFor(spec.d.id).release(spec.token);
+        this.events.emit('attempt', { deployment: spec.d.id, group: spec.d.group, provider: spec.d.providerName, outcome: 'cancelled', latencyMs, hedge: spec.hedge });
+      },
+      release: (spec) => this.admission.release(spec.d),
+    };
+    for (const name of catalog.groupNames()) this.validateGroup(catalog.get(name) as ModelGroup);
+    this.handler = (ctx, req) => this.handle(ctx, req);
+  }
+
+  /** Connects shared breaker state (when Redis is configured). */
+  async start(): Promise<void> {
+    await this.sync?.start();
+  }
+
+  /** Waits (up to `timeoutMs`) for routed requests to finish, then stops sharing breaker state. */
+  async close(timeoutMs = 0): Promise<void> {
+    if (this.active > 0 && timeoutMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        t.unref();
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    for (const g of this.groups.values()) g.queue.rejectAll(new GatewayError('shutting_down'));
+    await this.sync?.close();
+  }
+
+  /** Requests currently being routed (streams until they end). */
+  get inFlight(): number {
+    return this.active;
+  }
+
+  /** Requests waiting for a deployment slot, over every group. */
+  queueDepth(): number {
+    let n = 0;
+    for (const g of this.groups.values()) n += g.queue.depth;
+    return n;
+  }
+
+  /** Seed 002 `get_provider_status`: one row per deployment. */
+  status(): ProviderStatusReport {
+    return buildStatus(this.catalog, {
+      stats: (id) => this.statsFor(id),
+      breaker: (id) => this.breakerFor(id),
+      queueDepth: (group) => this.groups.get(group)?.queue.depth ?? 0,
+      counters: this.events.counters,
+    });
+  }
+
+  breakerFor(id: string): CircuitBreaker {
+    let b = this.breakers.get(id);
+    if (!b) {
+      b = new CircuitBreaker(id, this.opts.config.breaker, (t) => this.onBreaker(t));
+      this.breakers.set(id, b);
+    }
+    return b;
+  }
+
+  statsFor(id: string): DeploymentStats {
+    let s = this.stats.get(id);
+    if (!s) {
+      s = new DeploymentStats(id, this.opts.config.latency.ewma_alpha);
+      this.stats.set(id, s);
+    }
+    return s;
+  }
+
+  private onBreaker(t: BreakerTransition): void {
+    if (t.to === 'open') this.events.counters.breakerOpens++;
+    const level = t.to === 'open' ? 'warn' : 'info';
+    this.opts.log[level]({ deployment: t.deployment, from: t.from, to: t.to, reason: t.reason, source: t.source }, 'circuit breaker state changed');
+    this.events.emit('breaker', t);
+    this.sync?.publish(t);
+  }
+
+  private async handle(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
+    this.budget.deposit();
+    this.active++;
+    let streaming = false;
+    try {
+      const outcome = this.opts.config.dedup
+        ? await this.dedup.run(dedupKey(ctx, req), ctx, req.stream === true, (shared) => this.route(shared, req))
+        : await this.route(ctx, req);
+      if (outcome.kind === 'stream') {
+        streaming = true;
+        return { kind: 'stream', stream: this.trackStream(outcome.stream) };
+      }
+      return outcome;
+    } finally {
+      if (!streaming) this.done();
+    }
+  }
+
+  private done(): void {
+    if (--this.active === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Keeps a stream counted as in flight until it ends (graceful drain waits for it). */
+  private trackStream(stream: AsyncIterable<ChatChunk>): AsyncIterable<ChatChunk> {
+    const self = this;
+    let counted = true;
+    const finish = () => {
+      if (!counted) return;
+      counted = false;
+      self.done();
+    };
+    return {
+      async *[Symbol.asyncIterator]() {
+        try {
+          yield* stream;
+        } finally {
+          finish();
+        }
+      },
+    };
+  }
+
+  private async route(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
+    const deadlineMs = this.opts.config.deadline_ms;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(deadlineMs)), deadlineMs);
+    const state: RequestState = {
+      ctx,
+      req,
+      signal: AbortSignal.any([ctx.signal, deadline.signal]),
+      deadlineAt: Date.now() + deadlineMs,
+      visited: new Set(),
+    };
+    try {
+      return await this.routeGroup(state, this.catalog.resolve(req.model));
+    } catch (err) {
+      if (deadline.signal.aborted && !ctx.signal.aborted) throw deadline.signal.reason as Error;
+      throw toGatewayError(err);
+    } finally {
+      // Streams: the deadline covers attempts up to the first chunk; the idle timeout takes over.
+      clearTimeout(timer);
+    }
+  }
+
+  private runtime(group: ModelGroup): GroupRuntime {
+    let g = this.groups.get(group.name);
+    if (!g) {
+      const cfg = this.opts.config;
+      const queue = new AdmissionQueue(group.name, group.queueSize ?? cfg.queue.max_size, cfg.queue.max_wait_ms);
+      this.admission.watch(queue, group.deployments);
+      g = {
+        strategy: createStrategy(group.strategy, { exploration: cfg.latency.exploration }),
+        queue,
+        latency: new LatencyRing(),
+        semantic: group.semantic && this.opts.embedder ? new SemanticRouter(group.semantic, this.opts.embedder) : undefined,
+        needsTokenCount: group.deployments.some((d) => d.contextWindow !== undefined),
+      };
+      this.groups.set(group.name, g);
+    }
+    return g;
+  }
+
+  private promptTokens(state: RequestState): number {
+    state.promptTokens ??= countPromptTokens(state.req.messages, state.req.tools);
+    return state.promptTokens;
+  }
+
+  private fits(state: RequestState, d: Deployment): boolean {
+    if (d.contextWindow === undefined) return true;
+    return this.promptTokens(state) + (requestedMaxTokens(state.req) ?? 0) <= d.contextWindow;
+  }
+
+  private async routeGroup(state: RequestState, group: ModelGroup): Promise<ChatOutcome> {
+    state.visited.add(group.name);
+    const rt = this.runtime(group);
+    const now = Date.now();
+    let deployments: readonly Deployment[] = group.deployments;
+    let routeNote = '';
+
+    if (rt.semantic) {
+      const match = await rt.semantic.classify(routingText(state.req));
+      routeNote = `route=${match.route}; similarity=${match.similarity.toFixed(3)}`;
+      if (match.target) {
+        const inGroup = group.deployments.find((d) => d.id === match.target);
+        if (inGroup) deployments = [inGroup, ...group.deployments.filter((d) => d !== inGroup)];
+        else if (!state.visited.has(match.target)) {
+          state.ctx.facts.route = `strategy=semantic; ${routeNote}; group=${match.target}`;
+          return this.routeGroup(state, this.catalog.resolve(match.target));
+        }
+      }
+    }
+
+    const eligible: Deployment[] = [];
+    let tooLong = 0;
+    let earliest = Infinity;
+    for (const d of deployments) {
+      if (!this.fits(state, d)) {
+        tooLong++;
+        continue;
+      }
+      const b = this.breakerFor(d.id);
+      const s = this.statsFor(d.id);
+      if (!b.canPass()) {
+        earliest = Math.min(earliest, b.retryAt ?? now + 1_000);
+        continue;
+      }
+      if (s.cooling(now)) {
+        earliest = Math.min(earliest, s.coolingUntil);
+        continue;
+      }
+      eligible.push(d);
+    }
+
+    if (eligible.length === 0) {
+      if (tooLong === deployments.length) {
+        return this.fallBack(state, group, group.contextWindowFallbacks, 'context_window', () =>
+          new GatewayError('context_length_exceeded', {
+            message: `The prompt (${this.promptTokens(state)} tokens) plus max_tokens does not fit the context window of any deployment of "${group.name}".`,
+          }),
+        );
+      }
+      return this.fallBack(state, group, group.fallbacks, 'group', () =>
+        new GatewayError('no_healthy_deployment', {
+          message: `Every deployment of "${group.name}" is unavailable (circuit open or cooling down).`,
+          retryAfterMs: Number.isFinite(earliest) ? Math.max(1_000, earliest - now) : 1_000,
+        }),
+      );
+    }
+
+    // Semantic routing already put its target first; the other strategies order now.
+    const input = this.strategyInput(state);
+    const choice = rt.semantic ? { order: eligible, reason: routeNote } : rt.strategy.order(eligible, input);
+    state.ctx.facts.route = `strategy=${group.strategy}; choice=${choice.order[0]?.id}; ${choice.reason}`;
+
+    try {
+      return await this.attempts(state, group, rt, choice.order);
+    } catch (err) {
+      if (state.signal.aborted || err instanceof DeadlineExceeded) throw err;
+      if (isUpstreamError(err) && err.kind === 'context_length') {
+        return this.fallBack(state, group, group.contextWindowFallbacks, 'context_window', () => err);
+      }
+      if (isUpstreamError(err) && err.kind === 'content_policy') {
+        return this.fallBack(state, group, group.contentPolicyFallbacks, 'content_policy', () => err);
+      }
+      if (isRetryable(err) || (err instanceof GatewayError && err.code === 'no_healthy_deployment')) {
+        return this.fallBack(state, group, group.fallbacks, 'group', () => err);
+      }
+      throw err;
+    }
+  }
+
+  /** Tries fallback groups in order; when none answers, throws the original error. */
+  private async fallBack(state: RequestState, from: ModelGroup, names: readonly string[], kind: 'group' | 'context_window' | 'content_policy', original: () => unknown): Promise<ChatOutcome> {
+    let last: unknown;
+    for (const name of names) {
+      if (state.visited.has(name) || state.signal.aborted) continue;
+      const target = this.catalog.get(name);
+      if (!target) continue;
+      this.events.counters.fallbacks++;
+      this.events.emit('fallback', { from: from.name, to: name, kind });
+      state.ctx.log.warn({ from: from.name, to: name, kind }, 'falling back to another model group');
+      try {
+        return await this.routeGroup(state, target);
+      } catch (err) {
+        last = err;
+        if (state.signal.aborted) throw err;
+      }
+    }
+    throw original() ?? last;
+  }
+
+  private strategyInput(state: RequestState): StrategyInput {
+    let chars = 0;
+    for (const m of state.req.messages) chars += contentText(m.content).length;
+    return {
+      stats: (id) => this.statsFor(id),
+      promptTokens: state.promptTokens ?? Math.ceil(chars / 4),
+      completionTokens: requestedMaxTokens(state.req) ?? 256,
+      random: this.random,
+    };
+  }
+
+  /**
+   * Every eligible deployment in order once (falling back on a retryable failure), then up to
+   * `max_retries` more attempts after a jittered backoff, each paid from the retry budget.
+   */
+  private async attempts(state: RequestState, group: ModelGroup, rt: GroupRuntime, order: Deployment[]): Promise<ChatOutcome> {
+    const retry = { ...this.opts.config.retry, ...group.retry };
+    const untried = [...order];
+    let lastError: unknown;
+    let retries = 0;
+    let previous: Deployment | undefined;
+    while (true) {
+      if (state.signal.aborted) throw state.signal.reason as Error;
+      let pick: { d: Deployment; token: 'normal' | 'probe' } | undefined;
+      if (untried.length > 0) {
+        pick = await this.take(state, rt, untried);
+        if (!pick) break;
+        if (previous) {
+          this.events.counters.fallbacks++;
+          this.events.emit('fallback', { from: previous.id, to: pick.d.id, kind: 'deployment' });
+        }
+      } else {
+        if (retries >= (retry.max_retries ?? 0) || !isRetryable(lastError)) break;
+        if (!this.budget.tryWithdraw()) {
+          this.events.counters.retryBudgetExhausted++;
+          this.events.emit('retry_budget_exhausted', { group: group.name });
+          state.ctx.log.warn({ group: group.name }, 'retry budget exhausted; not retrying');
+          break;
+        }
+        const candidates = order.filter((d) => this.breakerFor(d.id).canPass());
+        if (candidates.length === 0) break;
+        // Honour Retry-After: wait until the first candidate stops cooling, if that is within the deadline.
+        const now = Date.now();
+        const coolWait = Math.min(...candidates.map((d) => Math.max(0, this.statsFor(d.id).coolingUntil - now)));
+        const wait = Math.max(coolWait, backoffMs(retries, retry.base_delay_ms ?? 100, retry.max_delay_ms ?? 2_000, this.random));
+        if (now + wait >= state.deadlineAt) break;
+        this.events.counters.retries++;
+        this.events.emit('retry', { group: group.name, deployment: candidates[0]?.id ?? '', delayMs: wait });
+        retries++;
+        await delay(wait, state.signal);
+        const ready = candidates.filter((d) => !this.statsFor(d.id).cooling(Date.now()));
+        pick = await this.take(state, rt, ready.length > 0 ? ready : candidates);
+        if (!pick) break;
+      }
+      previous = pick.d;
+      try {
+        const result = await this.call(state, group, rt, pick, untried);
+        state.ctx.facts.provider = result.d.providerName;
+        state.ctx.facts.model = result.d.model;
+        state.ctx.facts.deployment = result.d.id;
+        return result.outcome;
+      } catch (err) {
+        if (state.signal.aborted) throw state.signal.reason as Error;
+        lastError = err;
+        if (!isRetryable(err)) throw err;
+        state.ctx.log.warn({ deployment: pick.d.id, kind: isUpstreamError(err) ? err.kind : undefined, status: isUpstreamError(err) ? err.status : undefined }, 'upstream attempt failed');
+      }
+    }
+    throw lastError ?? new GatewayError('no_healthy_deployment', { message: `No deployment of "${group.name}" could take the request.`, retryAfterMs: 1_000 });
+  }
+
+  /**
+   * Takes the first deployment of `from` whose breaker allows a call and which has a free slot
+   * (removing it from `from` when it is the untried list); when all have limits and none is free,
+   * waits in the group's priority queue.
+   */
+  private async take(state: RequestState, rt: GroupRuntime, from: Deployment[]): Promise<{ d: Deployment; token: 'normal' | 'probe' } | undefined> {
+    while (from.length > 0) {
+      for (let i = 0; i < from.length; i++) {
+        const d = from[i] as Deployment;
+        const b = this.breakerFor(d.id);
+        if (!b.canPass()) continue;
+        if (rt.queue.depth > 0 && d.maxConcurrency !== undefined) continue; // waiters go first
+        if (!this.admission.tryAcquire(d)) continue;
+        const token = b.acquire() as 'normal' | 'probe';
+        from.splice(i, 1);
+        return { d, token };
+      }
+      const allowed = from.filter((d) => this.breakerFor(d.id).canPass());
+      if (allowed.length === 0) return undefined;
+      if (allowed.some((d) => d.maxConcurrency === undefined)) return undefined;
+      let d: Deployment;
+      try {
+        d = await rt.queue.wait(state.ctx.options.priority, (x) => from.includes(x), state.signal);
+      } catch (err) {
+        if (err instanceof GatewayError) {
+          this.events.counters.queueRejections++;
+          this.events.emit('queue_rejected', { group: rt.queue.group, reason: err.code === 'queue_full' ? 'full' : 'timeout' });
+        }
+        throw err;
+      }
+      const token = this.breakerFor(d.id).acquire();
+      if (!token) {
+        this.admission.release(d);
+        continue;
+      }
+      from.splice(from.indexOf(d), 1);
+      return { d, token };
+    }
+    return undefined;
+  }
+
+  private async call(state: RequestState, group: ModelGroup, rt: GroupRuntime, pick: { d: Deployment; token: 'normal' | 'probe' }, untried: Deployment[]): Promise<AttemptResult> {
+    const spec: AttemptSpec = { ctx: state.ctx, req: state.req, d: pick.d, token: pick.token, signal: state.signal, timeoutMs: this.timeoutFor(state, pick.d), hedge: false };
+    const hedging = group.hedging;
+    const delayMs = hedging?.enabled ? (hedging.delay_ms ?? (rt.latency.size >= hedging.min_samples ? rt.latency.quantile(hedging.percentile) : undefined)) : undefined;
+    if (delayMs === undefined || untried.length === 0) return runAttempt(spec, this.hooks);
+    return runHedged(spec, this.hooks, {
+      delayMs,
+      timeoutFor: (d) => this.timeoutFor(state, d),
+      pick: () => {
+        for (let i = 0; i < untried.length; i++) {
+          const d = untried[i] as Deployment;
+          const b = this.breakerFor(d.id);
+          if (!b.canPass() || !this.admission.tryAcquire(d)) continue;
+          untried.splice(i, 1);
+          return { d, token: b.acquire() as 'normal' | 'probe' };
+        }
+        return undefined;
+      },
+      onHedge: (primary, hedge) => {
+        this.events.counters.hedges++;
+        this.events.emit('hedge', { group: group.name, primary: primary.id, hedge: hedge.id });
+        state.ctx.log.info({ primary: primary.id, hedge: hedge.id, delayMs }, 'hedging a slow request');
+      },
+      onWinner: (winner, hedged) => {
+        if (!hedged) return;
+        if (winner !== pick.d) this.events.counters.hedgeWins++;
+        this.events.emit('hedge', { group: group.name, primary: pick.d.id, hedge: winner.id, winner: winner.id });
+      },
+    });
+  }
+
+  private timeoutFor(state: RequestState, d: Deployment): number {
+    return Math.max(1, Math.min(d.timeoutMs, state.deadlineAt - Date.now()));
+  }
+
+  private settled(spec: AttemptSpec, ok: boolean, latencyMs: number, err: unknown): void {
+    const { d } = spec;
+    const s = this.statsFor(d.id);
+    const b = this.breakerFor(d.id);
+    spec.ctx.facts.latencyMs = (spec.ctx.facts.latencyMs ?? 0) + latencyMs;
+    if (ok) {
+      s.successes++;
+      s.observeLatency(latencyMs);
+      this.runtimeByName(d.group)?.latency.add(latencyMs);
+      b.record(true, spec.token);
+    } else {
+      const counts = isRetryable(err) || !isUpstreamError(err);
+      if (counts) {
+        s.observeFailure(latencyMs);
+        b.record(false, spec.token);
+      } else {
+        // The upstream answered; the request itself was the problem (400, context length, policy).
+        b.record(true, spec.token);
+      }
+      if (isUpstreamError(err) && err.retryAfterMs !== undefined && (err.kind === 'rate_limited' || err.kind === 'overloaded')) {
+        s.coolingUntil = Math.max(s.coolingUntil, Date.now() + err.retryAfterMs);
+      }
+    }
+    this.events.emit('attempt', {
+      deployment: d.id,
+      group: d.group,
+      provider: d.providerName,
+      outcome: ok ? 'success' : 'failure',
+      kind: isUpstreamError(err) ? err.kind : undefined,
+      latencyMs,
+      hedge: spec.hedge,
+    });
+  }
+
+  private runtimeByName(name: string): GroupRuntime | undefined {
+    return this.groups.get(name);
+  }
+
+  private validateGroup(group: ModelGroup): void {
+    for (const name of [...group.fallbacks, ...group.contextWindowFallbacks, ...group.contentPolicyFallbacks]) {
+      if (!this.catalog.get(name)) throw new Error(`models[${group.name}]: fallback group "${name}" is not configured`);
+    }
+    if (group.strategy === 'semantic') {
+      if (!group.semantic) throw new Error(`models[${group.name}]: strategy semantic needs a \`semantic:\` section with routes`);
+      const ids = new Set(group.deployments.map((d) => d.id));
+      for (const target of [...group.semantic.routes.map((r) => r.target), ...(group.semantic.default ? [group.semantic.default] : [])]) {
+        if (!ids.has(target) && !this.catalog.get(target)) throw new Error(`models[${group.name}].semantic: target "${target}" is neither a deployment id of the group nor a model group`);
+      }
+    }
+  }
+}
