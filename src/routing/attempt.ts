@@ -204,7 +204,7 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
           entry.done = true;
           if (winner) {
             // Both answered: keep the first, cost and drop the second.
-            if (result.outcome.kind === 'result') settleUsage(spec.ctx, d, result.outcome.result.usage);
+            if (result.outcome.kind === 'result') spec.ctx.facts.costUsd += costUsd(result.outcome.result.usage, d.price);
             else chargePrompt(spec, d);
             result.dispose();
             return;

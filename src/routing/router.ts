@@ -13,7 +13,7 @@ import { isUpstreamError } from '../providers/errors.js';
 import { countPromptTokens } from '../providers/tokens.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { Admission, AdmissionQueue } from './admission.js';
-import { runAttempt, runHedged, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
+import { runAttempt, runHedged, settleUsage, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
 import { CircuitBreaker, type BreakerTransition } from './breaker.js';
 import { BreakerSync } from './breaker-sync.js';
 import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
@@ -52,6 +52,8 @@ interface RequestState {
   deadlineAt: number;
   visited: Set<string>;
   promptTokens?: number;
+  /** A semantic decision that sent the request to another group, kept in the route header. */
+  routePrefix?: string;
 }
 
 /** Thrown when the request's deadline passes. */
@@ -283,7 +285,7 @@ export class Router {
         const inGroup = group.deployments.find((d) => d.id === match.target);
         if (inGroup) deployments = [inGroup, ...group.deployments.filter((d) => d !== inGroup)];
         else if (!state.visited.has(match.target)) {
-          state.ctx.facts.route = `strategy=semantic; ${routeNote}; group=${match.target}`;
+          state.routePrefix = `strategy=semantic; ${routeNote}; group=${match.target}`;
           return this.routeGroup(state, this.catalog.resolve(match.target));
         }
       }
@@ -329,7 +331,8 @@ export class Router {
     // Semantic routing already put its target first; the other strategies order now.
     const input = this.strategyInput(state);
     const choice = rt.semantic ? { order: eligible, reason: routeNote } : rt.strategy.order(eligible, input);
-    state.ctx.facts.route = `strategy=${group.strategy}; choice=${choice.order[0]?.id}; ${choice.reason}`;
+    const route = `strategy=${group.strategy}; choice=${choice.order[0]?.id}; ${choice.reason}`;
+    state.ctx.facts.route = state.routePrefix ? `${state.routePrefix}; then ${route}` : route;
 
     try {
       return await this.attempts(state, group, rt, choice.order);
@@ -425,6 +428,7 @@ export class Router {
       previous = pick.d;
       try {
         const result = await this.call(state, group, rt, pick, untried);
+        if (result.outcome.kind === 'result') settleUsage(state.ctx, result.d, result.outcome.result.usage);
         state.ctx.facts.provider = result.d.providerName;
         state.ctx.facts.model = result.d.model;
         state.ctx.facts.deployment = result.d.id;
@@ -512,7 +516,8 @@ export class Router {
   }
 
   private timeoutFor(state: RequestState, d: Deployment): number {
-    return Math.max(1, Math.min(d.timeoutMs, state.deadlineAt - Date.now()));
+    // Capped by the deadline, with a little slack so the deadline (not the attempt) reports it.
+    return Math.max(1, Math.min(d.timeoutMs, state.deadlineAt - Date.now() + 50));
   }
 
   private settled(spec: AttemptSpec, ok: boolean, latencyMs: number, err: unknown): void {
