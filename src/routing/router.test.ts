@@ -204,7 +204,8 @@ describe('Router: fallbacks and retries', () => {
     expect(p.calls).toEqual(['a']);
     // While it cools down, the next request is refused without calling it.
     const next = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
-    expect(next.code).toBe('no_healthy_deployment');
+    expect(next.code).toBe('upstream_rate_limited');
+    expect(next.retryAfterMs).toBeGreaterThan(50_000);
     expect(p.calls).toEqual(['a']);
   });
 

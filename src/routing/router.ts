@@ -293,6 +293,7 @@ export class Router {
 
     const eligible: Deployment[] = [];
     let tooLong = 0;
+    let cooling = 0;
     let earliest = Infinity;
     for (const d of deployments) {
       if (!this.fits(state, d)) {
@@ -306,6 +307,7 @@ export class Router {
         continue;
       }
       if (s.cooling(now)) {
+        cooling++;
         earliest = Math.min(earliest, s.coolingUntil);
         continue;
       }
@@ -320,10 +322,17 @@ export class Router {
           }),
         );
       }
+      const retryAfterMs = Number.isFinite(earliest) ? Math.max(1_000, earliest - now) : 1_000;
+      if (cooling + tooLong === deployments.length) {
+        // Every deployment asked us to wait (429/503 Retry-After): pass the wait on to the client.
+        return this.fallBack(state, group, group.fallbacks, 'group', () =>
+          new GatewayError('upstream_rate_limited', { message: `Every deployment of "${group.name}" asked to wait (Retry-After).`, retryAfterMs }),
+        );
+      }
       return this.fallBack(state, group, group.fallbacks, 'group', () =>
         new GatewayError('no_healthy_deployment', {
           message: `Every deployment of "${group.name}" is unavailable (circuit open or cooling down).`,
-          retryAfterMs: Number.isFinite(earliest) ? Math.max(1_000, earliest - now) : 1_000,
+          retryAfterMs,
         }),
       );
     }

@@ -130,6 +130,8 @@ export class FaultUpstream {
     send(chunk({ role: 'assistant', content: '' }));
     for (const [i, p] of pieces.entries()) {
       if (fault.kind === 'sse_truncated' && i >= fault.after) {
+        // Let what was written reach the client first, then cut the connection mid-stream.
+        await sleep(20);
         req.socket.destroy();
         return;
       }
