@@ -83,7 +83,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
         app.server.closeAllConnections();
       }, deadline);
       timer.unref();
+      // Keep-alive connections go idle as their last response ends; close them as they do, or
+      // server.close() would wait for clients to hang up.
+      const sweeper = setInterval(() => app.server.closeIdleConnections(), 100);
+      sweeper.unref();
       await app.close();
+      clearInterval(sweeper);
       clearTimeout(timer);
       await gateway.close(Math.max(0, deadline - (Date.now() - started)));
     })());
