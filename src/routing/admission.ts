@@ -4,6 +4,7 @@
 // arrival never overtakes the queue. A full queue answers 429 queue_full with Retry-After.
 import type { Priority } from '../gateway/context.js';
 import { GatewayError } from '../server/errors.js';
+import type { CancelSignal } from './cancel.js';
 import type { Deployment } from './catalog.js';
 import type { DeploymentStats } from './stats.js';
 
@@ -35,7 +36,7 @@ export class AdmissionQueue {
    * Waits for a slot on one of the deployments `accepts` allows. Rejects with queue_full when the
    * queue is full, no_healthy_deployment when the wait passes maxWaitMs, or the signal's reason.
    */
-  wait(priority: Priority, accepts: (d: Deployment) => boolean, signal: AbortSignal): Promise<Deployment> {
+  wait(priority: Priority, accepts: (d: Deployment) => boolean, signal: CancelSignal): Promise<Deployment> {
     if (this.waiting >= this.maxSize) {
       return Promise.reject(
         new GatewayError('queue_full', { message: `Every deployment of "${this.group}" is at its concurrency limit and the queue (${this.maxSize}) is full.`, retryAfterMs: 1_000 }),

@@ -8,6 +8,7 @@ import { costUsd } from '../providers/pricing.js';
 import { countPromptTokens } from '../providers/tokens.js';
 import type { RequestContext } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
+import type { CancelSignal } from './cancel.js';
 import type { Deployment } from './catalog.js';
 
 /** What the attempt runner needs from the router, kept narrow so it is testable on its own. */
@@ -25,8 +26,8 @@ export interface AttemptSpec {
   ctx: RequestContext;
   req: ChatRequest;
   d: Deployment;
-  /** The request-wide signal (client gone or deadline passed). */
-  signal: AbortSignal;
+  /** The request-wide cancellation (client gone, deadline passed, every dedup client left). */
+  signal: CancelSignal;
   timeoutMs: number;
   hedge: boolean;
   /** The breaker permission this attempt holds (a half-open probe or a normal pass). */
@@ -57,20 +58,25 @@ export function settleUsage(ctx: RequestContext, d: Deployment, usage: Usage): v
  * Runs one attempt. Resolves with the answer (a primed stream for streaming requests) or rejects
  * with an UpstreamError (timeouts become kind `timeout`, retryable) or the request signal's reason.
  */
-export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, external?: AbortSignal): Promise<AttemptResult> {
+export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, register?: (cancel: () => void) => void): Promise<AttemptResult> {
   const { ctx, req, d } = spec;
+  // The one AbortSignal of this attempt: request cancellation, its timeout, a lost hedge race and
+  // (streams) the idle timeout all end it.
   const controller = new AbortController();
-  const signals = external ? [spec.signal, external, controller.signal] : [spec.signal, controller.signal];
-  const signal = AbortSignal.any(signals);
+  const onRequestAbort = () => controller.abort(spec.signal.reason);
+  spec.signal.addEventListener('abort', onRequestAbort);
+  if (spec.signal.aborted) controller.abort(spec.signal.reason);
+  register?.(() => controller.abort(new AttemptCancelled('lost_race')));
   const timer = setTimeout(() => controller.abort(new AttemptCancelled('timeout')), Math.max(1, spec.timeoutMs));
   const started = performance.now();
   ctx.facts.attempts++;
   const upstreamReq: ChatRequest = { ...req, model: d.model };
-  const opts = { signal, timeoutMs: Math.max(1, spec.timeoutMs), requestId: ctx.id };
+  const opts = { signal: controller.signal, timeoutMs: Math.max(1, spec.timeoutMs), requestId: ctx.id };
   let released = false;
   const release = () => {
     if (released) return;
     released = true;
+    spec.signal.removeEventListener('abort', onRequestAbort);
     hooks.release(spec);
   };
   try {
@@ -107,7 +113,7 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, externa
       hooks.settled(spec, false, latencyMs, err);
       throw err;
     }
-    if (spec.signal.aborted || external?.aborted || (isUpstreamError(raw) && raw.kind === 'aborted')) {
+    if (spec.signal.aborted || reason instanceof AttemptCancelled || (isUpstreamError(raw) && raw.kind === 'aborted')) {
       hooks.cancelled(spec, latencyMs);
       throw spec.signal.aborted ? (spec.signal.reason as unknown) : raw;
     }
@@ -188,24 +194,25 @@ export interface HedgePlan {
  */
 export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePlan): Promise<AttemptResult> {
   return new Promise<AttemptResult>((resolve, reject) => {
-    const running: { d: Deployment; loser: AbortController; done: boolean }[] = [];
+    const running: { d: Deployment; cancel?: () => void; done: boolean; charged: boolean }[] = [];
     let winner: AttemptResult | undefined;
     let pending = 0;
-    let lastError: unknown;
     let hedgeTimer: NodeJS.Timeout | undefined;
 
     const start = (d: Deployment, token: 'normal' | 'probe', hedge: boolean) => {
-      const entry = { d, loser: new AbortController(), done: false };
+      const entry: (typeof running)[number] = { d, done: false, charged: false };
       running.push(entry);
       pending++;
-      runAttempt({ ...spec, d, token, hedge, timeoutMs: plan.timeoutFor(d) }, hooks, entry.loser.signal).then(
+      runAttempt({ ...spec, d, token, hedge, timeoutMs: plan.timeoutFor(d) }, hooks, (cancel) => (entry.cancel = cancel)).then(
         (result) => {
           pending--;
           entry.done = true;
           if (winner) {
-            // Both answered: keep the first, cost and drop the second.
-            if (result.outcome.kind === 'result') spec.ctx.facts.costUsd += costUsd(result.outcome.result.usage, d.price);
-            else chargePrompt(spec, d);
+            // Both answered: keep the first, cost and drop the second (unless charged on cancel).
+            if (!entry.charged) {
+              if (result.outcome.kind === 'result') spec.ctx.facts.costUsd += costUsd(result.outcome.result.usage, d.price);
+              else chargePrompt(spec, d);
+            }
             result.dispose();
             return;
           }
@@ -213,7 +220,8 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
           clearTimeout(hedgeTimer);
           for (const r of running) {
             if (r === entry || r.done) continue;
-            r.loser.abort(new AttemptCancelled('lost_race'));
+            r.cancel?.();
+            r.charged = true;
             chargePrompt(spec, r.d);
           }
           plan.onWinner(d, running.length > 1);
@@ -223,15 +231,8 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
           pending--;
           entry.done = true;
           if (winner) return;
-          lastError = err;
-          if (spec.signal.aborted) {
-            clearTimeout(hedgeTimer);
-            reject(err);
-            return;
-          }
-          if (pending === 0 && hedgeTimer === undefined) reject(err);
-          else if (pending === 0) {
-            // The primary failed before the hedge was due: no race left, let the caller fall back.
+          // Every started attempt failed (or the request ended): no race left, the caller falls back.
+          if (pending === 0 || spec.signal.aborted) {
             clearTimeout(hedgeTimer);
             hedgeTimer = undefined;
             reject(err);
@@ -243,10 +244,7 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
     start(spec.d, spec.token, false);
     hedgeTimer = setTimeout(() => {
       hedgeTimer = undefined;
-      if (winner || pending === 0 || spec.signal.aborted) {
-        if (!winner && pending === 0) reject(lastError);
-        return;
-      }
+      if (winner || pending === 0 || spec.signal.aborted) return;
       const other = plan.pick();
       if (!other) return;
       plan.onHedge(spec.d, other.d);

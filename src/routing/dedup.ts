@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
+import { Cancellation } from './cancel.js';
 
 export function dedupKey(ctx: RequestContext, req: ChatRequest): string {
   return createHash('sha256').update(ctx.tenant.id).update('\u0000').update(JSON.stringify(req)).digest('base64url');
@@ -75,29 +76,31 @@ class Broadcast {
 }
 
 interface SharedCall {
-  controller: AbortController;
+  cancel: Cancellation;
   subscribers: number;
   facts: ResponseFacts;
   outcome: Promise<{ kind: 'result'; outcome: ChatOutcome } | { kind: 'stream'; broadcast: Broadcast }>;
   settled: boolean;
 }
 
-export type SharedRunner = (sharedCtx: RequestContext) => Promise<ChatOutcome>;
+/** Runs the one shared call; `cancel` fires when every client has gone. */
+export type SharedRunner = (sharedCtx: RequestContext, cancel: Cancellation) => Promise<ChatOutcome>;
 
 export class Deduplicator {
   private readonly inflight = new Map<string, SharedCall>();
 
-  constructor(private readonly onJoin: (stream: boolean) => void = () => {}) {}
+  constructor(private readonly onJoin: (label: string, stream: boolean) => void = () => {}) {}
 
   get size(): number {
     return this.inflight.size;
   }
 
-  async run(key: string, ctx: RequestContext, stream: boolean, runner: SharedRunner): Promise<ChatOutcome> {
+  /** `label` names the request in the join event (its model). */
+  async run(key: string, label: string, ctx: RequestContext, stream: boolean, runner: SharedRunner): Promise<ChatOutcome> {
     let call = this.inflight.get(key);
     const leader = !call;
     if (!call) call = this.start(key, ctx, runner);
-    else this.onJoin(stream);
+    else this.onJoin(label, stream);
     const shared = call;
     shared.subscribers++;
     let left = false;
@@ -105,7 +108,7 @@ export class Deduplicator {
       if (left) return;
       left = true;
       ctx.signal.removeEventListener('abort', leave);
-      if (--shared.subscribers === 0 && !shared.settled) shared.controller.abort(ctx.signal.reason ?? new Error('every client went away'));
+      if (--shared.subscribers === 0 && !shared.settled) shared.cancel.abort(ctx.signal.reason ?? new Error('every client went away'));
     };
     ctx.signal.addEventListener('abort', leave, { once: true });
     let got: Awaited<SharedCall['outcome']>;
@@ -134,15 +137,15 @@ export class Deduplicator {
   }
 
   private start(key: string, ctx: RequestContext, runner: SharedRunner): SharedCall {
-    const controller = new AbortController();
+    const cancel = new Cancellation();
     const facts = newFacts();
-    const sharedCtx: RequestContext = { ...ctx, signal: controller.signal, facts };
-    const call: SharedCall = { controller, subscribers: 0, facts, settled: false, outcome: undefined as never };
+    const sharedCtx: RequestContext = { ...ctx, facts };
+    const call: SharedCall = { cancel, subscribers: 0, facts, settled: false, outcome: undefined as never };
     const done = () => {
       call.settled = true;
       if (this.inflight.get(key) === call) this.inflight.delete(key);
     };
-    call.outcome = runner(sharedCtx).then(
+    call.outcome = runner(sharedCtx, cancel).then(
       (outcome) => {
         if (outcome.kind === 'result') {
           done();

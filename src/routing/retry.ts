@@ -2,6 +2,7 @@
 // delay between 0 and base * 2^n, capped), never shorter than an upstream's Retry-After; and a retry
 // budget shared by the process, so retries stay a bounded share of recent traffic during an outage.
 import { isUpstreamError } from '../providers/errors.js';
+import type { CancelSignal } from './cancel.js';
 
 /** Full-jitter backoff for retry number `retry` (0 for the first retry). */
 export function backoffMs(retry: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
@@ -84,7 +85,7 @@ export class RetryBudget {
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
-export function delay(ms: number, signal: AbortSignal): Promise<void> {
+export function delay(ms: number, signal: CancelSignal): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason as Error);
   if (ms <= 0) return Promise.resolve();
   return new Promise((resolve, reject) => {

@@ -151,6 +151,15 @@ describe('Router: fallbacks and retries', () => {
     expect(router.events.counters.fallbacks).toBe(1);
   });
 
+  it('orders a fallback group by priority, not config order', async () => {
+    const p = new ScriptedProvider().on('second', fail('server', { status: 500 }));
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'third', priority: 3 }, { provider: 'fake', model: 'first', priority: 1 }, { provider: 'fake', model: 'second', priority: 1 }] }], p);
+    await router.handler(ctxFor(), chat('g'));
+    p.on('first', fail('server', { status: 500 }));
+    await router.handler(ctxFor(), chat('g', { seed: 1 }));
+    expect(p.calls).toEqual(['first', 'first', 'second', 'third']);
+  });
+
   it('does not retry a request the upstream rejected (400)', async () => {
     const p = new ScriptedProvider().on('a', fail('bad_request', { status: 400 }));
     const router = build([group('g', ['a', 'b'])], p);

@@ -15,6 +15,7 @@ import { GatewayError, toGatewayError } from '../server/errors.js';
 import { Admission, AdmissionQueue } from './admission.js';
 import { runAttempt, runHedged, settleUsage, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
 import { CircuitBreaker, type BreakerTransition } from './breaker.js';
+import { Cancellation, type CancelSignal } from './cancel.js';
 import { BreakerSync } from './breaker-sync.js';
 import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
 import { Deduplicator, dedupKey } from './dedup.js';
@@ -37,6 +38,8 @@ export interface RouterOptions {
 }
 
 interface GroupRuntime {
+  /** The group's deployments by priority (stable), sorted once: strategies see them in this order. */
+  byPriority: Deployment[];
   strategy: RoutingStrategy;
   queue: AdmissionQueue;
   latency: LatencyRing;
@@ -48,10 +51,11 @@ interface GroupRuntime {
 interface RequestState {
   ctx: RequestContext;
   req: ChatRequest;
-  signal: AbortSignal;
+  signal: Cancellation;
   deadlineAt: number;
   visited: Set<string>;
   promptTokens?: number;
+  promptChars?: number;
   /** A semantic decision that sent the request to another group, kept in the route header. */
   routePrefix?: string;
 }
@@ -86,9 +90,9 @@ export class Router {
     this.random = opts.random ?? Math.random;
     this.admission = new Admission((id) => this.statsFor(id));
     this.budget = new RetryBudget(cfg.retry_budget.ratio, cfg.retry_budget.min_per_s, cfg.retry_budget.window_ms);
-    this.dedup = new Deduplicator((stream) => {
+    this.dedup = new Deduplicator((group, stream) => {
       this.events.counters.dedupJoins++;
-      this.events.emit('dedup', { group: '', stream });
+      this.events.emit('dedup', { group, stream });
     });
     if (opts.redis) {
       this.sync = new BreakerSync(opts.redis, opts.keyPrefix ?? 'inferenceflow:', {
@@ -185,8 +189,8 @@ export class Router {
     let streaming = false;
     try {
       const outcome = this.opts.config.dedup
-        ? await this.dedup.run(dedupKey(ctx, req), ctx, req.stream === true, (shared) => this.route(shared, req))
-        : await this.route(ctx, req);
+        ? await this.dedup.run(dedupKey(ctx, req), req.model, ctx, req.stream === true, (shared, cancel) => this.route(shared, req, cancel))
+        : await this.route(ctx, req, ctx.signal);
       if (outcome.kind === 'stream') {
         streaming = true;
         return { kind: 'stream', stream: this.trackStream(outcome.stream) };
@@ -203,43 +207,29 @@ export class Router {
 
   /** Keeps a stream counted as in flight until it ends (graceful drain waits for it). */
   private trackStream(stream: AsyncIterable<ChatChunk>): AsyncIterable<ChatChunk> {
-    const self = this;
-    let counted = true;
-    const finish = () => {
-      if (!counted) return;
-      counted = false;
-      self.done();
-    };
-    return {
-      async *[Symbol.asyncIterator]() {
-        try {
-          yield* stream;
-        } finally {
-          finish();
-        }
-      },
-    };
+    return onEnd(stream, () => this.done());
   }
 
-  private async route(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
+  private async route(ctx: RequestContext, req: ChatRequest, cancel: CancelSignal): Promise<ChatOutcome> {
     const deadlineMs = this.opts.config.deadline_ms;
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(deadlineMs)), deadlineMs);
-    const state: RequestState = {
-      ctx,
-      req,
-      signal: AbortSignal.any([ctx.signal, deadline.signal]),
-      deadlineAt: Date.now() + deadlineMs,
-      visited: new Set(),
-    };
+    const signal = new Cancellation();
+    const unlink = signal.follow(cancel);
+    const timer = setTimeout(() => signal.abort(new DeadlineExceeded(deadlineMs)), deadlineMs);
+    const state: RequestState = { ctx, req, signal, deadlineAt: Date.now() + deadlineMs, visited: new Set() };
+    let streaming = false;
     try {
-      return await this.routeGroup(state, this.catalog.resolve(req.model));
+      const outcome = await this.routeGroup(state, this.catalog.resolve(req.model));
+      if (outcome.kind === 'result') return outcome;
+      // The client can still cancel a running stream; unlink once it ends.
+      streaming = true;
+      return { kind: 'stream', stream: onEnd(outcome.stream, unlink) };
     } catch (err) {
-      if (deadline.signal.aborted && !ctx.signal.aborted) throw deadline.signal.reason as Error;
+      if (signal.reason instanceof DeadlineExceeded) throw signal.reason;
       throw toGatewayError(err);
     } finally {
       // Streams: the deadline covers attempts up to the first chunk; the idle timeout takes over.
       clearTimeout(timer);
+      if (!streaming) unlink();
     }
   }
 
@@ -250,6 +240,7 @@ export class Router {
       const queue = new AdmissionQueue(group.name, group.queueSize ?? cfg.queue.max_size, cfg.queue.max_wait_ms);
       this.admission.watch(queue, group.deployments);
       g = {
+        byPriority: [...group.deployments].sort((a, b) => a.priority - b.priority),
         strategy: createStrategy(group.strategy, { exploration: cfg.latency.exploration }),
         queue,
         latency: new LatencyRing(),
@@ -268,14 +259,28 @@ export class Router {
 
   private fits(state: RequestState, d: Deployment): boolean {
     if (d.contextWindow === undefined) return true;
-    return this.promptTokens(state) + (requestedMaxTokens(state.req) ?? 0) <= d.contextWindow;
+    const budget = d.contextWindow - (requestedMaxTokens(state.req) ?? 0);
+    // A token is at least one UTF-8 byte (at most 3 per UTF-16 unit): a short prompt fits without
+    // running the tokenizer; only prompts near the window are counted exactly.
+    if (state.promptTokens === undefined && this.promptUpperBound(state) <= budget) return true;
+    return this.promptTokens(state) <= budget;
+  }
+
+  private promptUpperBound(state: RequestState): number {
+    if (state.promptChars === undefined) {
+      let chars = 0;
+      for (const m of state.req.messages) chars += contentText(m.content).length + (m.name?.length ?? 0) + (m.tool_calls ? JSON.stringify(m.tool_calls).length : 0);
+      state.promptChars = chars;
+    }
+    if (state.req.tools) return Infinity;
+    return 3 + state.req.messages.length * 5 + state.promptChars * 3;
   }
 
   private async routeGroup(state: RequestState, group: ModelGroup): Promise<ChatOutcome> {
     state.visited.add(group.name);
     const rt = this.runtime(group);
     const now = Date.now();
-    let deployments: readonly Deployment[] = group.deployments;
+    let deployments: readonly Deployment[] = rt.byPriority;
     let routeNote = '';
 
     if (rt.semantic) {
@@ -283,7 +288,7 @@ export class Router {
       routeNote = `route=${match.route}; similarity=${match.similarity.toFixed(3)}`;
       if (match.target) {
         const inGroup = group.deployments.find((d) => d.id === match.target);
-        if (inGroup) deployments = [inGroup, ...group.deployments.filter((d) => d !== inGroup)];
+        if (inGroup) deployments = [inGroup, ...rt.byPriority.filter((d) => d !== inGroup)];
         else if (!state.visited.has(match.target)) {
           state.routePrefix = `strategy=semantic; ${routeNote}; group=${match.target}`;
           return this.routeGroup(state, this.catalog.resolve(match.target));
@@ -291,28 +296,7 @@ export class Router {
       }
     }
 
-    const eligible: Deployment[] = [];
-    let tooLong = 0;
-    let cooling = 0;
-    let earliest = Infinity;
-    for (const d of deployments) {
-      if (!this.fits(state, d)) {
-        tooLong++;
-        continue;
-      }
-      const b = this.breakerFor(d.id);
-      const s = this.statsFor(d.id);
-      if (!b.canPass()) {
-        earliest = Math.min(earliest, b.retryAt ?? now + 1_000);
-        continue;
-      }
-      if (s.cooling(now)) {
-        cooling++;
-        earliest = Math.min(earliest, s.coolingUntil);
-        continue;
-      }
-      eligible.push(d);
-    }
+    const { eligible, tooLong, cooling, earliest } = this.eligible(state, deployments, now);
 
     if (eligible.length === 0) {
       if (tooLong === deployments.length) {
@@ -360,6 +344,46 @@ export class Router {
     }
   }
 
+  /** The deployments a request may go to now: context window fits, breaker allows, not cooling. */
+  private eligible(state: RequestState, deployments: readonly Deployment[], now: number) {
+    const eligible: Deployment[] = [];
+    let tooLong = 0;
+    let cooling = 0;
+    let earliest = Infinity;
+    for (const d of deployments) {
+      if (!this.fits(state, d)) {
+        tooLong++;
+        continue;
+      }
+      const b = this.breakerFor(d.id);
+      if (!b.canPass()) {
+        earliest = Math.min(earliest, b.retryAt ?? now + 1_000);
+        continue;
+      }
+      const s = this.statsFor(d.id);
+      if (s.cooling(now)) {
+        cooling++;
+        earliest = Math.min(earliest, s.coolingUntil);
+        continue;
+      }
+      eligible.push(d);
+    }
+    return { eligible, tooLong, cooling, earliest };
+  }
+
+  /**
+   * The routing decision alone (eligibility and the strategy's order, no upstream call), for the
+   * decision benchmark and for debugging a configuration. Semantic groups are ordered by priority.
+   */
+  decide(req: ChatRequest): { group: string; order: Deployment[]; reason: string } {
+    const group = this.catalog.resolve(req.model);
+    const rt = this.runtime(group);
+    const state: RequestState = { ctx: undefined as never, req, signal: new Cancellation(), deadlineAt: Infinity, visited: new Set() };
+    const { eligible } = this.eligible(state, rt.byPriority, Date.now());
+    const choice = rt.strategy.order(eligible, this.strategyInput(state));
+    return { group: group.name, order: choice.order, reason: choice.reason };
+  }
+
   /** Tries fallback groups in order; when none answers, throws the original error. */
   private async fallBack(state: RequestState, from: ModelGroup, names: readonly string[], kind: 'group' | 'context_window' | 'content_policy', original: () => unknown): Promise<ChatOutcome> {
     let last: unknown;
@@ -381,11 +405,10 @@ export class Router {
   }
 
   private strategyInput(state: RequestState): StrategyInput {
-    let chars = 0;
-    for (const m of state.req.messages) chars += contentText(m.content).length;
+    if (state.promptChars === undefined) this.promptUpperBound(state);
     return {
       stats: (id) => this.statsFor(id),
-      promptTokens: state.promptTokens ?? Math.ceil(chars / 4),
+      promptTokens: state.promptTokens ?? Math.ceil((state.promptChars ?? 0) / 4),
       completionTokens: requestedMaxTokens(state.req) ?? 256,
       random: this.random,
     };
@@ -579,4 +602,21 @@ export class Router {
       }
     }
   }
+}
+
+/** Runs `fn` once when the stream ends, fails or is abandoned by its reader. */
+function onEnd(stream: AsyncIterable<ChatChunk>, fn: () => void): AsyncIterable<ChatChunk> {
+  let called = false;
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        yield* stream;
+      } finally {
+        if (!called) {
+          called = true;
+          fn();
+        }
+      }
+    },
+  };
 }

@@ -20,9 +20,9 @@ function input(stats: Map<string, DeploymentStats>, random: () => number = Math.
 }
 
 describe('strategies', () => {
-  it('fallback orders by priority, then config order', () => {
+  it('fallback keeps the priority order the router hands it', () => {
     const s = createStrategy('fallback', { exploration: 0 });
-    const ds = [dep('a', { priority: 2 }), dep('b', { priority: 1 }), dep('c', { priority: 1 })];
+    const ds = [dep('b', { priority: 1 }), dep('c', { priority: 1 }), dep('a', { priority: 2 })];
     expect(s.order(ds, input(new Map())).order.map((d) => d.id)).toEqual(['b', 'c', 'a']);
   });
 
@@ -54,7 +54,12 @@ describe('strategies', () => {
     inp.stats('b').inFlight = 1;
     inp.stats('c').inFlight = 3;
     const s = createStrategy('least_busy', { exploration: 0 });
-    expect(s.order([dep('a'), dep('b'), dep('c')], inp).order.map((d) => d.id)).toEqual(['b', 'c', 'a']);
+    // The first choice is the least busy; the rest keep their priority order as fallbacks.
+    expect(s.order([dep('a'), dep('b'), dep('c')], inp).order.map((d) => d.id)).toEqual(['b', 'a', 'c']);
+    const firsts = new Set<string>();
+    inp.stats('c').inFlight = 1;
+    for (let i = 0; i < 200; i++) firsts.add(s.order([dep('a'), dep('b'), dep('c')], inp).order[0]!.id);
+    expect(firsts).toEqual(new Set(['b', 'c'])); // ties spread at random
   });
 
   it('latency prefers the lowest EWMA, measures unknown deployments first, and explores', () => {
@@ -83,7 +88,10 @@ describe('strategies', () => {
     const s = createStrategy('cost', { exploration: 0 });
     const ds = [dep('pricey', { price: { input: 10, output: 30 } }), dep('cheap', { price: { input: 0.1, output: 0.4 } }), dep('mid', { price: { input: 1, output: 2 } })];
     const choice = s.order(ds, input(new Map()));
-    expect(choice.order.map((d) => d.id)).toEqual(['cheap', 'mid', 'pricey']);
+    expect(choice.order[0]!.id).toBe('cheap');
+    expect(choice.reason).toMatch(/^est \$/);
+    const bigAnswer = s.order([dep('cheap-in', { price: { input: 0.1, output: 50 } }), dep('cheap-out', { price: { input: 5, output: 1 } })], { ...input(new Map()), promptTokens: 10, completionTokens: 4_000 });
+    expect(bigAnswer.order[0]!.id).toBe('cheap-out');
   });
 });
 

@@ -29,30 +29,44 @@ export interface StrategyOptions {
   exploration: number;
 }
 
-function byPriority(a: Deployment, b: Deployment): number {
-  return a.priority - b.priority;
+/**
+ * The chosen deployment first, the others after it in their given (priority) order. Strategies pick
+ * the first choice in one pass — O(n), no sort — since fallbacks are only used when it fails.
+ */
+function firstThen(ds: readonly Deployment[], i: number): Deployment[] {
+  const order = new Array<Deployment>(ds.length);
+  order[0] = ds[i] as Deployment;
+  let k = 1;
+  for (let j = 0; j < ds.length; j++) if (j !== i) order[k++] = ds[j] as Deployment;
+  return order;
 }
 
-/** `fallback`: ordered priority (lower first), then config order. */
+/** `fallback`: ordered priority (lower first), then config order (the router passes them presorted). */
 const fallbackStrategy = (): RoutingStrategy => ({
   name: 'fallback',
   order(ds) {
-    const order = ds.length <= 1 ? [...ds] : [...ds].sort(byPriority);
-    return { order, reason: 'priority' };
+    return { order: ds.slice(), reason: 'priority' };
   },
 });
 
-/**
- * `weighted`: a weighted random order (Efraimidis–Spirakis keys u^(1/w)), so the first choice is
- * drawn by weight and the fallbacks follow the same odds. Weight 0 only ever serves as a fallback.
- */
+/** `weighted`: the first choice drawn by weight (weight 0 only ever serves as a fallback). */
 const weightedStrategy = (): RoutingStrategy => ({
   name: 'weighted',
   order(ds, input) {
-    const keyed = ds.map((d) => ({ d, k: d.weight > 0 ? Math.pow(input.random(), 1 / d.weight) : -1 + input.random() * 1e-9 }));
-    keyed.sort((a, b) => b.k - a.k);
-    const order = keyed.map((x) => x.d);
-    return { order, reason: `weight ${order[0]?.weight ?? 0}` };
+    let total = 0;
+    for (const d of ds) total += d.weight;
+    let pick = 0;
+    if (total > 0) {
+      let r = input.random() * total;
+      for (let i = 0; i < ds.length; i++) {
+        r -= (ds[i] as Deployment).weight;
+        if (r < 0) {
+          pick = i;
+          break;
+        }
+      }
+    }
+    return { order: firstThen(ds, pick), reason: `weight ${ds[pick]?.weight ?? 0}/${total}` };
   },
 });
 
@@ -72,35 +86,47 @@ const roundRobinStrategy = (): RoutingStrategy => {
   };
 };
 
+/** Index of the smallest score; ties broken uniformly at random (reservoir sampling). */
+function argmin(ds: readonly Deployment[], score: (d: Deployment) => number, random: () => number): number {
+  let best = 0;
+  let bestScore = Infinity;
+  let ties = 0;
+  for (let i = 0; i < ds.length; i++) {
+    const s = score(ds[i] as Deployment);
+    if (s < bestScore) {
+      bestScore = s;
+      best = i;
+      ties = 1;
+    } else if (s === bestScore && random() * ++ties < 1) {
+      best = i;
+    }
+  }
+  return best;
+}
+
 /** `least_busy`: fewest in-flight requests; ties go to a random one so load spreads. */
 const leastBusyStrategy = (): RoutingStrategy => ({
   name: 'least_busy',
   order(ds, input) {
-    const keyed = ds.map((d) => ({ d, busy: input.stats(d.id).inFlight, tie: input.random() }));
-    keyed.sort((a, b) => a.busy - b.busy || a.tie - b.tie);
-    return { order: keyed.map((x) => x.d), reason: `in-flight ${keyed[0]?.busy ?? 0}` };
+    const i = argmin(ds, (d) => input.stats(d.id).inFlight, input.random);
+    return { order: firstThen(ds, i), reason: `in-flight ${ds[i] ? input.stats(ds[i].id).inFlight : 0}` };
   },
 });
 
 /**
  * `latency`: lowest latency EWMA first. A deployment with no samples yet goes first so it gets
- * measured; with probability `exploration` a random one is moved to the front, so a deployment
- * that was slow (or failed) and has recovered is seen again.
+ * measured; with probability `exploration` a random one goes first instead, so a deployment that
+ * was slow (or failed) and has recovered is seen again.
  */
 const latencyStrategy = (opts: StrategyOptions): RoutingStrategy => ({
   name: 'latency',
   order(ds, input) {
-    const keyed = ds.map((d) => ({ d, ms: input.stats(d.id).ewmaMs ?? -1, tie: input.random() }));
-    keyed.sort((a, b) => a.ms - b.ms || a.tie - b.tie);
-    const order = keyed.map((x) => x.d);
-    if (order.length > 1 && input.random() < opts.exploration) {
-      const i = 1 + Math.floor(input.random() * (order.length - 1));
-      const [picked] = order.splice(i, 1);
-      order.unshift(picked as Deployment);
-      return { order, reason: 'exploring' };
+    if (ds.length > 1 && input.random() < opts.exploration) {
+      return { order: firstThen(ds, Math.floor(input.random() * ds.length)), reason: 'exploring' };
     }
-    const ms = keyed[0]?.ms ?? -1;
-    return { order, reason: ms < 0 ? 'unmeasured' : `ewma ${Math.round(ms)}ms` };
+    const i = argmin(ds, (d) => input.stats(d.id).ewmaMs ?? -1, input.random);
+    const ms = ds[i] ? input.stats(ds[i].id).ewmaMs : undefined;
+    return { order: firstThen(ds, i), reason: ms === undefined ? 'unmeasured' : `ewma ${Math.round(ms)}ms` };
   },
 });
 
@@ -108,9 +134,9 @@ const latencyStrategy = (opts: StrategyOptions): RoutingStrategy => ({
 const costStrategy = (): RoutingStrategy => ({
   name: 'cost',
   order(ds, input) {
-    const keyed = ds.map((d) => ({ d, usd: (input.promptTokens * d.price.input + input.completionTokens * d.price.output) / 1_000_000 }));
-    keyed.sort((a, b) => a.usd - b.usd || a.d.priority - b.d.priority);
-    return { order: keyed.map((x) => x.d), reason: `est $${(keyed[0]?.usd ?? 0).toPrecision(2)}` };
+    const usd = (d: Deployment) => (input.promptTokens * d.price.input + input.completionTokens * d.price.output) / 1_000_000;
+    const i = argmin(ds, (d) => usd(d) + d.priority * 1e-12, input.random);
+    return { order: firstThen(ds, i), reason: `est $${ds[i] ? usd(ds[i]).toPrecision(2) : 0}` };
   },
 });
 
