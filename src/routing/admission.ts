@@ -123,6 +123,11 @@ export class Admission {
     }
   }
 
+  /** Drops what is kept for a deployment that is gone (pruned passthrough names). */
+  forget(id: string): void {
+    this.queuesByDeployment.delete(id);
+  }
+
   /** Frees a slot: handed to a waiter when one can use it, else the in-flight count drops. */
   release(d: Deployment): void {
     const queues = this.queuesByDeployment.get(d.id);

@@ -19,6 +19,8 @@ export interface AttemptHooks {
   cancelled(spec: AttemptSpec, latencyMs: number): void;
   /** The deployment's concurrency slot may be given back (stream end or JSON answer). */
   release(spec: AttemptSpec): void;
+  /** A stream that had started broke (or went silent): counts against the deployment. */
+  streamFailed(spec: AttemptSpec, err: UpstreamError): void;
   streamIdleTimeoutMs: number;
 }
 
@@ -86,7 +88,7 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
       clearTimeout(timer);
       const latencyMs = performance.now() - started;
       hooks.settled(spec, true, latencyMs, undefined);
-      const wrapped = guardStream(primed, controller, hooks.streamIdleTimeoutMs, d, ctx, release);
+      const wrapped = guardStream(primed, controller, hooks.streamIdleTimeoutMs, d, ctx, release, (err) => hooks.streamFailed(spec, err));
       return {
         outcome: { kind: 'stream', stream: wrapped.stream },
         d,
@@ -134,6 +136,7 @@ function guardStream(
   d: Deployment,
   ctx: RequestContext,
   release: () => void,
+  onFailure: (err: UpstreamError) => void,
 ): { stream: AsyncIterable<ChatChunk>; close(): void } {
   const it = primed[Symbol.asyncIterator]();
   let iterated = false;
@@ -152,6 +155,9 @@ function guardStream(
           if (next.value.usage) settleUsage(ctx, d, next.value.usage);
           yield next.value;
         }
+      } catch (err) {
+        if (isUpstreamError(err) && err.kind !== 'aborted' && !(controller.signal.reason instanceof AttemptCancelled)) onFailure(err);
+        throw err;
       } finally {
         close();
       }

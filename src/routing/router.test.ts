@@ -119,8 +119,8 @@ afterEach(async () => {
   for (const r of routers.splice(0)) await r.close();
 });
 
-function build(groups: Record<string, unknown>[], provider: ScriptedProvider, routing: Record<string, unknown> = {}) {
-  const catalog = new ModelCatalog(groups.map((g) => modelGroupSchema.parse(g)), new Map([[provider.name, provider]]));
+function build(groups: Record<string, unknown>[], provider: ScriptedProvider, routing: Record<string, unknown> = {}, passthrough?: string) {
+  const catalog = new ModelCatalog(groups.map((g) => modelGroupSchema.parse(g)), new Map([[provider.name, provider]]), passthrough);
   const router = new Router(catalog, { config: routingSchema.parse({ dedup: false, ...routing }), log, embedder: wordEmbedder(), random: Math.random });
   routers.push(router);
   return router;
@@ -448,7 +448,10 @@ describe('Router: streams', () => {
     const err = await collectStream((out as { stream: AsyncIterable<ChatChunk> }).stream).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UpstreamError);
     expect((err as UpstreamError).kind).toBe('timeout');
-    expect(router.status().data[0]!.in_flight).toBe(0);
+    const row = router.status().data[0]!;
+    expect(row.in_flight).toBe(0);
+    // The silent stream counts against the deployment (one success at the first chunk, then a failure).
+    expect(row.error_rate).toBe(0.5);
   });
 });
 
@@ -480,5 +483,17 @@ describe('Router: admission', () => {
     await Promise.all([first, low, high]);
     expect(served).toEqual(['first', 'high', 'low']);
     expect(router.events.counters.queueRejections).toBe(1);
+  });
+});
+
+describe('Router: passthrough model names', () => {
+  it('routes any model name to the passthrough provider and keeps bounded state for them', async () => {
+    const p = new ScriptedProvider();
+    const router = build([group('g', ['a'])], p, {}, 'fake');
+    for (let i = 0; i < 1_100; i++) await router.handler(ctxFor(), chat(`client-model-${i}`));
+    expect(p.calls.length).toBe(1_100);
+    expect(p.calls[1_099]).toBe('client-model-1099');
+    expect(router.tracked.groups).toBeLessThanOrEqual(1_024);
+    expect(router.tracked.deployments).toBeLessThanOrEqual(1_025);
   });
 });

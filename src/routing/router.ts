@@ -44,7 +44,7 @@ interface GroupRuntime {
   queue: AdmissionQueue;
   latency: LatencyRing;
   semantic?: SemanticRouter;
-  needsTokenCount: boolean;
+  passthrough: boolean;
 }
 
 /** Per request: the deadline, what was tried, the exact prompt size once counted. */
@@ -59,6 +59,9 @@ interface RequestState {
   /** A semantic decision that sent the request to another group, kept in the route header. */
   routePrefix?: string;
 }
+
+/** Passthrough groups (and their deployments' state) kept before idle ones are dropped. */
+const MAX_RUNTIMES = 1_024;
 
 /** Thrown when the request's deadline passes. */
 class DeadlineExceeded extends GatewayError {
@@ -109,6 +112,11 @@ export class Router {
         this.events.emit('attempt', { deployment: spec.d.id, group: spec.d.group, provider: spec.d.providerName, outcome: 'cancelled', latencyMs, hedge: spec.hedge });
       },
       release: (spec) => this.admission.release(spec.d),
+      streamFailed: (spec, err) => {
+        this.statsFor(spec.d.id).failures++;
+        this.breakerFor(spec.d.id).record(false, 'normal');
+        this.events.emit('attempt', { deployment: spec.d.id, group: spec.d.group, provider: spec.d.providerName, outcome: 'failure', kind: err.kind, latencyMs: 0, hedge: spec.hedge });
+      },
     };
     for (const name of catalog.groupNames()) this.validateGroup(catalog.get(name) as ModelGroup);
     this.handler = (ctx, req) => this.handle(ctx, req);
@@ -138,6 +146,11 @@ export class Router {
   /** Requests currently being routed (streams until they end). */
   get inFlight(): number {
     return this.active;
+  }
+
+  /** How much per-group and per-deployment state is held (bounded for passthrough names). */
+  get tracked(): { groups: number; deployments: number } {
+    return { groups: this.groups.size, deployments: Math.max(this.stats.size, this.breakers.size) };
   }
 
   /** Requests waiting for a deployment slot, over every group. */
@@ -238,6 +251,7 @@ export class Router {
     if (!g) {
       const cfg = this.opts.config;
       const queue = new AdmissionQueue(group.name, group.queueSize ?? cfg.queue.max_size, cfg.queue.max_wait_ms);
+      if (group.passthrough && this.groups.size >= MAX_RUNTIMES) this.prunePassthrough();
       this.admission.watch(queue, group.deployments);
       g = {
         byPriority: [...group.deployments].sort((a, b) => a.priority - b.priority),
@@ -245,11 +259,30 @@ export class Router {
         queue,
         latency: new LatencyRing(),
         semantic: group.semantic && this.opts.embedder ? new SemanticRouter(group.semantic, this.opts.embedder) : undefined,
-        needsTokenCount: group.deployments.some((d) => d.contextWindow !== undefined),
+        passthrough: group.passthrough,
       };
       this.groups.set(group.name, g);
     }
     return g;
+  }
+
+  /**
+   * Clients may send any model name to a passthrough provider, so state kept per passthrough group
+   * and deployment is bounded: idle entries of unconfigured names are dropped when the table fills.
+   */
+  private prunePassthrough(): void {
+    const configured = new Set(this.catalog.allDeployments().map((d) => d.id));
+    for (const [name, rt] of this.groups) {
+      if (!rt.passthrough || rt.queue.depth > 0) continue;
+      if (rt.byPriority.some((d) => this.stats.get(d.id)?.inFlight)) continue;
+      this.groups.delete(name);
+      for (const d of rt.byPriority) {
+        if (configured.has(d.id) || this.breakers.get(d.id)?.state === 'open') continue;
+        this.breakers.delete(d.id);
+        this.stats.delete(d.id);
+        this.admission.forget(d.id);
+      }
+    }
   }
 
   private promptTokens(state: RequestState): number {
