@@ -1,20 +1,27 @@
 // Graceful shutdown under load: SIGTERM while 200 requests are in flight, a quarter of them streams.
 // None is cut: every JSON answer arrives whole and every stream ends with [DONE]; new connections
 // are refused while draining; the process then exits 0.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
-import { spawnGateway, type ChildGateway } from './helpers/child-process.js';
+import { startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
 
 describe('graceful shutdown', () => {
   let child: ChildGateway | undefined;
+  let dir: string | undefined;
   const agent = new Agent({ connections: 256 });
   afterAll(async () => {
-    if (child && child.proc.exitCode === null) child.proc.kill('SIGKILL');
+    if (child && child.process.exitCode === null) child.process.kill('SIGKILL');
     await agent.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('finishes 200 in-flight requests and streams after SIGTERM, then exits 0', async () => {
-    child = await spawnGateway({
+    dir = await mkdtemp(join(tmpdir(), 'routing-drain-'));
+    child = await startChildGateway(dir, 'drain', {
+      ledger: { enabled: false },
       server: { shutdown_timeout_ms: 20_000 },
       providers: { sim: { type: 'simulator', options: { latency_ms: 2_500, tokens_per_second: 20, answer_words: 8 } } },
       models: [{ name: 'slow', deployments: [{ provider: 'sim', model: 'slow' }] }],
@@ -44,7 +51,7 @@ describe('graceful shutdown', () => {
         { timeout: 20_000, interval: 100 },
       )
       .toBe(200);
-    child.proc.kill('SIGTERM');
+    child.process.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 200));
     // Draining: no new connections are accepted.
     const refused = await request(`${base}/health`).then(
@@ -55,5 +62,5 @@ describe('graceful shutdown', () => {
     const settled = await Promise.all(results);
     expect(settled.filter((r) => r.status !== 200 || !r.complete)).toEqual([]);
     expect(await child.exited).toBe(0);
-  }, 60_000);
+  }, 120_000);
 });

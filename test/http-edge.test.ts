@@ -29,7 +29,7 @@ describe('bad input', () => {
     ['missing messages', '{"model":"m"}', 400, 'missing_required_parameter'],
     ['missing model', '{"messages":[{"role":"user","content":"x"}]}', 400, 'missing_required_parameter'],
     ['messages of the wrong type', '{"model":"m","messages":"hi"}', 400, 'invalid_type'],
-    ['an unknown role', '{"model":"m","messages":[{"role":"wizard","content":"x"}]}', 400, 'invalid_type'],
+    ['an unknown role', '{"model":"m","messages":[{"role":"wizard","content":"x"}]}', 400, 'invalid_value'],
     ['n out of range', '{"model":"m","n":0,"messages":[{"role":"user","content":"x"}]}', 400, 'invalid_value'],
     ['max_tokens of the wrong type', '{"model":"m","max_tokens":"ten","messages":[{"role":"user","content":"x"}]}', 400, 'invalid_type'],
     ['five stop sequences', '{"model":"m","stop":["a","b","c","d","e"],"messages":[{"role":"user","content":"x"}]}', 400, 'invalid_value'],

@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import type { RunningServer } from '../src/cli/serve.js';
 import { FaultUpstream, type Fault } from './helpers/fault-upstream.js';
-import { createFaultTestProvider } from './helpers/fault-provider.js';
 import { startTestGateway } from './helpers/gateway.js';
 
 const FAULTS: Record<string, Fault> = {
@@ -59,14 +58,13 @@ beforeAll(async () => {
   upstream = new FaultUpstream();
   const url = await upstream.start();
   for (const [model, fault] of Object.entries(FAULTS)) upstream.set(model, fault);
-  const providers = new Map([['fault', createFaultTestProvider('fault', url, 200)]]);
   server = await startTestGateway({
     config: {
-      providers: { fault: { type: 'openai', base_url: url } },
+      // The real openai adapter, talking to the fault-injecting upstream.
+      providers: { fault: { type: 'openai', base_url: url, api_key: 'test-key' } },
       models: MODELS,
       routing: { stream_idle_timeout_ms: 200, breaker: { consecutive_failures: 50, min_requests: 1_000 } },
     },
-    providers,
   });
   agent = new Agent({ connections: 64 });
 });

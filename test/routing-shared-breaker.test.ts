@@ -1,11 +1,14 @@
 // Two gateway processes sharing the real Redis: a breaker opened by one is honoured by the other
 // within 1 s — the second stops calling the dead deployment without ever having seen it fail.
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { FaultUpstream } from './helpers/fault-upstream.js';
-import { spawnGateway, type ChildGateway } from './helpers/child-process.js';
+import { startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -28,25 +31,30 @@ if (!reachable) console.warn(`skipping shared-breaker tests: Redis at ${REDIS_UR
 describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {
   const prefix = `test:routing:${randomUUID()}:`;
   let upstream: FaultUpstream;
+  let dir: string;
   const children: ChildGateway[] = [];
+  const configFor = (url: string) => ({
+    // No ledger: it would open an embedded database per process, which this test does not need.
+    ledger: { enabled: false },
+    redis: { url: REDIS_URL, key_prefix: prefix },
+    // The real openai adapter, talking to the fault-injecting upstream.
+    providers: { fault: { type: 'openai', base_url: url, api_key: 'test-key' } },
+    models: [{ name: 'g', retry: { max_retries: 0 }, deployments: [{ provider: 'fault', model: 'dead' }, { provider: 'fault', model: 'ok', priority: 1 }] }],
+    routing: { breaker: { consecutive_failures: 3, open_ms: 60_000 } },
+  });
 
   beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'routing-breaker-'));
     upstream = new FaultUpstream();
     const url = await upstream.start();
     upstream.set('dead', { kind: 'status', status: 500 });
-    const config = {
-      redis: { url: REDIS_URL, key_prefix: prefix },
-      providers: { fault: { type: 'openai', base_url: url } },
-      models: [{ name: 'g', retry: { max_retries: 0 }, deployments: [{ provider: 'fault', model: 'dead' }, { provider: 'fault', model: 'ok', priority: 1 }] }],
-      routing: { breaker: { consecutive_failures: 3, open_ms: 60_000 } },
-    };
-    children.push(...(await Promise.all([spawnGateway(config, { FAULT_URL: url }), spawnGateway(config, { FAULT_URL: url })])));
-  }, 60_000);
+    children.push(...(await Promise.all([startChildGateway(dir, 'a', configFor(url)), startChildGateway(dir, 'b', configFor(url))])));
+  }, 120_000);
 
   afterAll(async () => {
-    for (const c of children) c.proc.kill('SIGTERM');
-    await Promise.all(children.map((c) => c.exited));
+    await Promise.all(children.map((c) => c.stop()));
     await upstream?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
     const redis = new Redis(REDIS_URL);
     const keys = await redis.keys(`${prefix}*`);
     if (keys.length) await redis.del(...keys);
@@ -80,15 +88,8 @@ describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {
   });
 
   it('a replica started later picks up the open breaker from Redis', async () => {
-    const late = await spawnGateway(
-      {
-        redis: { url: REDIS_URL, key_prefix: prefix },
-        providers: { fault: { type: 'openai', base_url: upstream.url } },
-        models: [{ name: 'g', deployments: [{ provider: 'fault', model: 'dead' }, { provider: 'fault', model: 'ok', priority: 1 }] }],
-      },
-      { FAULT_URL: upstream.url },
-    );
+    const late = await startChildGateway(dir, 'late', configFor(upstream.url));
     children.push(late);
     expect(await breakerState(late.url)).toBe('open');
-  }, 30_000);
+  }, 120_000);
 });

@@ -1,6 +1,7 @@
 // `inferenceflow serve`: load config, build the gateway and the HTTP app, listen, and shut down
 // gracefully on SIGTERM/SIGINT (stop accepting, report not-ready, drain, close pools).
 import { readFileSync } from 'node:fs';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -41,6 +42,8 @@ export interface StartOptions extends ServeOptions {
   logger?: Logger;
   /** Provider instances to use instead of building them from config (tests). */
   providers?: Map<string, ProviderAdapter>;
+  /** Span exporter replacing the configured one (tests). */
+  spanExporter?: SpanExporter;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
@@ -50,14 +53,14 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   if (opts.port !== undefined) config.server.port = opts.port;
   const log = opts.logger ?? createLogger(config.logging.level);
 
-  const { gateway, authenticator, plugins } = await assemble(loaded, log, { providers: opts.providers });
+  const { gateway, authenticator, plugins, telemetry } = await assemble(loaded, log, { providers: opts.providers, version: VERSION, spanExporter: opts.spanExporter });
   if (!authenticator.required && !isLoopback(config.server.host) && !config.server.allow_unauthenticated) {
     await gateway.close();
     throw new Error(
       `refusing to listen on ${config.server.host} without authentication: set auth.tokens (or TRUTHGPT_API_TOKEN), or bind 127.0.0.1`,
     );
   }
-  const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins });
+  const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins, telemetry });
   await app.listen({ host: config.server.host, port: config.server.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;

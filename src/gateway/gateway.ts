@@ -15,7 +15,8 @@ import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import type { RequestContext } from './context.js';
 import type { Router } from '../routing/router.js';
-import { callOptions, createRouter } from './execute.js';
+import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
+import { callOptions, createRouter, noAttemptObserver, type AttemptObserver } from './execute.js';
 import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from './pipeline.js';
 
 export interface ReadinessCheck {
@@ -42,6 +43,8 @@ export interface GatewayOptions {
   redis?: Redis;
   /** For model groups with `strategy: semantic`. */
   embedder?: Embedder;
+  /** Told about every upstream attempt (metrics). */
+  attemptObserver?: AttemptObserver;
 }
 
 export class Gateway {
@@ -57,6 +60,7 @@ export class Gateway {
     readonly router: Router,
     stages: ChatStage[],
     readonly resources: ManagedResource[],
+    private readonly observer: AttemptObserver,
   ) {
     this.chat = composeStages(stages, router.handler);
   }
@@ -65,9 +69,10 @@ export class Gateway {
     const { loaded, log } = opts;
     const providers = opts.providers ?? (await createProviders(loaded.config.providers));
     const catalog = new ModelCatalog(loaded.config.models, providers, loaded.passthroughProvider);
-    const router = createRouter(catalog, log, loaded.config.routing, { redis: opts.redis, keyPrefix: loaded.config.redis.key_prefix, embedder: opts.embedder });
+    const observer = opts.attemptObserver ?? noAttemptObserver;
+    const router = createRouter(catalog, log, loaded.config.routing, { redis: opts.redis, keyPrefix: loaded.config.redis.key_prefix, embedder: opts.embedder, observer });
     await router.start();
-    return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? []);
+    return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? [], observer);
   }
 
   async handleChat(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
@@ -81,9 +86,10 @@ export class Gateway {
     let lastError: unknown;
     for (const d of group.deployments) {
       ctx.facts.attempts++;
+      const attempt = startSpan(`provider ${d.providerName}`, ctx.traceContext, { 'inferenceflow.provider': d.providerName, 'inferenceflow.deployment': d.id });
       const started = performance.now();
       try {
-        const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, callOptions(ctx, d));
+        const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, callOptions(ctx, d, traceHeaders(attempt.context)));
         ctx.facts.provider = d.providerName;
         ctx.facts.model = d.model;
         ctx.facts.deployment = d.id;
@@ -91,8 +97,12 @@ export class Gateway {
         const usage = { prompt_tokens: result.usage.prompt_tokens, completion_tokens: 0, total_tokens: result.usage.total_tokens };
         ctx.facts.usage = usage;
         ctx.facts.costUsd += costUsd(usage, d.price);
+        this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, usage, costUsd: costUsd(usage, d.price) });
+        endSpan(attempt.span);
         return result;
       } catch (err) {
+        this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
+        endSpan(attempt.span, err);
         lastError = err;
         if (!isUpstreamError(err) || !err.retryable || ctx.signal.aborted) break;
       }

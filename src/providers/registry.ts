@@ -1,6 +1,11 @@
 // Builds provider adapters from configuration, one instance per `providers:` entry, created once at
 // start-up. Heavy optional adapters (local llama.cpp) are loaded by dynamic import only when used.
 import type { ProviderConfig } from '../config/schema.js';
+import { createAnthropicProvider } from './anthropic.js';
+import { createOpenAIProvider } from './openai.js';
+import { createCohereProvider } from './cohere.js';
+import { createGoogleProvider } from './google.js';
+import { createOllamaProvider } from './ollama.js';
 import { createSimulatorProvider } from './simulator.js';
 import type { ProviderAdapter } from './types.js';
 
@@ -8,6 +13,26 @@ export async function createProvider(name: string, cfg: ProviderConfig): Promise
   switch (cfg.type) {
     case 'simulator':
       return createSimulatorProvider(name, cfg.options);
+    case 'openai':
+      return createOpenAIProvider(name, cfg);
+    case 'anthropic':
+      return createAnthropicProvider(name, cfg);
+    case 'google':
+      return createGoogleProvider(name, cfg);
+    case 'cohere':
+      return createCohereProvider(name, cfg);
+    case 'ollama':
+      return createOllamaProvider(name, cfg);
+    case 'local': {
+      // Imported here so node-llama-cpp (optional, native) loads only when a local provider is configured.
+      const { createLocalProvider } = await import('./local.js');
+      return await createLocalProvider(name, cfg);
+    }
+    case 'mesh': {
+      // Imported here so mesh code (and its Redis connections) load only when a mesh provider is configured.
+      const { createMeshProvider } = await import('./mesh.js');
+      return createMeshProvider(name, cfg);
+    }
     default:
       throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
   }

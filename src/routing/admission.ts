@@ -26,6 +26,7 @@ export class AdmissionQueue {
     readonly group: string,
     readonly maxSize: number,
     readonly maxWaitMs: number,
+    private readonly onDepth: (group: string, depth: number) => void = () => {},
   ) {}
 
   get depth(): number {
@@ -47,6 +48,7 @@ export class AdmissionQueue {
       const finish = () => {
         waiter.done = true;
         this.waiting--;
+        this.onDepth(this.group, this.waiting);
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
       };
@@ -71,6 +73,7 @@ export class AdmissionQueue {
       signal.addEventListener('abort', onAbort, { once: true });
       this.lanes[priority].push(waiter);
       this.waiting++;
+      this.onDepth(this.group, this.waiting);
     });
   }
 

@@ -2,12 +2,15 @@
 // controller (the request's deadline and client, a lost hedge race, or its own timeout end it); a
 // stream counts as answered once its first chunk is in, and is then wrapped so a silent upstream
 // trips the idle timeout and the deployment's slot is freed when the stream ends.
+import type { Context as TraceContext } from '@opentelemetry/api';
 import type { ChatChunk, ChatRequest, Usage } from '../canonical/chat.js';
 import { UpstreamError, isUpstreamError } from '../providers/errors.js';
 import { costUsd } from '../providers/pricing.js';
 import { countPromptTokens } from '../providers/tokens.js';
 import type { RequestContext } from '../gateway/context.js';
+import type { AttemptEnd } from '../gateway/execute.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
+import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
 import type { CancelSignal } from './cancel.js';
 import type { Deployment } from './catalog.js';
 
@@ -21,6 +24,8 @@ export interface AttemptHooks {
   release(spec: AttemptSpec): void;
   /** A stream that had started broke (or went silent): counts against the deployment. */
   streamFailed(spec: AttemptSpec, err: UpstreamError): void;
+  /** Every attempt's end, for metrics (streams: when the stream ends). */
+  ended(spec: AttemptSpec, end: AttemptEnd): void;
   streamIdleTimeoutMs: number;
 }
 
@@ -34,6 +39,8 @@ export interface AttemptSpec {
   hedge: boolean;
   /** The breaker permission this attempt holds (a half-open probe or a normal pass). */
   token: 'normal' | 'probe';
+  /** The route span's context: the attempt span is its child. */
+  trace?: TraceContext;
 }
 
 export interface AttemptResult {
@@ -49,6 +56,15 @@ class AttemptCancelled extends Error {
   constructor(readonly why: 'timeout' | 'lost_race') {
     super(why === 'timeout' ? 'attempt timed out' : 'another attempt answered first');
   }
+}
+
+/**
+ * A stream that broke before its first chunk sent nothing to the client, so it is as safe to retry
+ * as a failed connect, whatever the adapter said (adapters mark mid-stream breaks not retryable).
+ */
+function beforeFirstChunk(err: unknown): unknown {
+  if (!isUpstreamError(err) || err.retryable || err.kind !== 'stream_interrupted') return err;
+  return new UpstreamError({ provider: err.provider, kind: 'stream_interrupted', status: err.status, message: `${err.message} (before the first chunk)`, retryable: true, cause: err });
 }
 
 export function settleUsage(ctx: RequestContext, d: Deployment, usage: Usage): void {
@@ -72,8 +88,22 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
   const timer = setTimeout(() => controller.abort(new AttemptCancelled('timeout')), Math.max(1, spec.timeoutMs));
   const started = performance.now();
   ctx.facts.attempts++;
+  const attempt = startSpan(`provider ${d.providerName}`, spec.trace, {
+    'inferenceflow.provider': d.providerName,
+    'inferenceflow.deployment': d.id,
+    'gen_ai.request.model': d.model,
+    'inferenceflow.attempt': ctx.facts.attempts,
+    ...(spec.hedge ? { 'inferenceflow.hedge': true } : {}),
+  });
   const upstreamReq: ChatRequest = { ...req, model: d.model };
-  const opts = { signal: controller.signal, timeoutMs: Math.max(1, spec.timeoutMs), requestId: ctx.id };
+  const opts = { signal: controller.signal, timeoutMs: Math.max(1, spec.timeoutMs), requestId: ctx.id, headers: traceHeaders(attempt.context) };
+  const finish = (end: AttemptEnd) => {
+    hooks.ended(spec, end);
+    if (end.error instanceof AttemptCancelled || (isUpstreamError(end.error) && end.error.kind === 'aborted')) {
+      attempt.span.setAttribute('inferenceflow.cancelled', true);
+      attempt.span.end();
+    } else endSpan(attempt.span, end.error, end.usage ? { 'gen_ai.usage.input_tokens': end.usage.prompt_tokens, 'gen_ai.usage.output_tokens': end.usage.completion_tokens } : undefined);
+  };
   let released = false;
   const release = () => {
     if (released) return;
@@ -84,11 +114,15 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
   try {
     if (req.stream) {
       const stream = await d.provider.streamChat(upstreamReq, opts);
-      const primed = await primeStream(stream);
+      const primed = await primeStream(stream).catch((err: unknown) => {
+        throw beforeFirstChunk(err);
+      });
       clearTimeout(timer);
       const latencyMs = performance.now() - started;
       hooks.settled(spec, true, latencyMs, undefined);
-      const wrapped = guardStream(primed, controller, hooks.streamIdleTimeoutMs, d, ctx, release, (err) => hooks.streamFailed(spec, err));
+      const wrapped = guardStream(primed, controller, hooks.streamIdleTimeoutMs, d, ctx, release, (err) => hooks.streamFailed(spec, err), (error, usage) =>
+        finish({ ok: error === undefined, durationMs: performance.now() - started, ttftMs: latencyMs, error, usage, costUsd: usage ? costUsd(usage, d.price) : undefined }),
+      );
       return {
         outcome: { kind: 'stream', stream: wrapped.stream },
         d,
@@ -104,6 +138,7 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     const latencyMs = performance.now() - started;
     hooks.settled(spec, true, latencyMs, undefined);
     release();
+    finish({ ok: true, durationMs: latencyMs, usage: result.usage, costUsd: costUsd(result.usage, d.price) });
     return { outcome: { kind: 'result', result }, d, latencyMs, dispose: () => undefined };
   } catch (raw) {
     clearTimeout(timer);
@@ -113,13 +148,16 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     if (reason instanceof AttemptCancelled && reason.why === 'timeout' && !spec.signal.aborted) {
       const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} did not answer within ${spec.timeoutMs} ms`, cause: raw });
       hooks.settled(spec, false, latencyMs, err);
+      finish({ ok: false, durationMs: latencyMs, error: err });
       throw err;
     }
     if (spec.signal.aborted || reason instanceof AttemptCancelled || (isUpstreamError(raw) && raw.kind === 'aborted')) {
       hooks.cancelled(spec, latencyMs);
+      finish({ ok: false, durationMs: latencyMs, error: new UpstreamError({ provider: d.providerName, kind: 'aborted', message: 'attempt cancelled', cause: reason ?? raw }) });
       throw spec.signal.aborted ? (spec.signal.reason as unknown) : raw;
     }
     hooks.settled(spec, false, latencyMs, raw);
+    finish({ ok: false, durationMs: latencyMs, error: raw });
     throw raw;
   }
 }
@@ -137,11 +175,19 @@ function guardStream(
   ctx: RequestContext,
   release: () => void,
   onFailure: (err: UpstreamError) => void,
+  onEnd: (error: unknown, usage: Usage | undefined) => void,
 ): { stream: AsyncIterable<ChatChunk>; close(): void } {
   const it = primed[Symbol.asyncIterator]();
   let iterated = false;
+  let ended = false;
+  let usage: Usage | undefined;
+  let failure: unknown;
   const close = () => {
     release();
+    if (!ended) {
+      ended = true;
+      onEnd(failure, usage);
+    }
     void Promise.resolve(it.return?.()).catch(() => undefined);
   };
   const stream: AsyncIterable<ChatChunk> = {
@@ -152,10 +198,14 @@ function guardStream(
         while (true) {
           const next = await nextWithin(it, idleMs, controller, d);
           if (next.done) return;
-          if (next.value.usage) settleUsage(ctx, d, next.value.usage);
+          if (next.value.usage) {
+            usage = next.value.usage;
+            settleUsage(ctx, d, usage);
+          }
           yield next.value;
         }
       } catch (err) {
+        failure = err;
         if (isUpstreamError(err) && err.kind !== 'aborted' && !(controller.signal.reason instanceof AttemptCancelled)) onFailure(err);
         throw err;
       } finally {

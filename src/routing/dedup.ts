@@ -1,7 +1,8 @@
 // Request deduplication (seed 002): identical in-flight requests of one tenant share one upstream
 // call. A JSON answer is handed to every waiting client; a stream is fanned out, each client getting
 // every chunk from the first (late joiners replay what was already sent). The shared call is
-// cancelled only when every client has gone. The first client is billed; the others cost nothing.
+// cancelled only when every client has gone. Every client is billed the answer's cost, as if it had
+// been called alone: dedup saves upstream load, it does not make a tenant's bill depend on timing.
 import { createHash } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
@@ -170,17 +171,14 @@ function joinRoute(route: string | undefined): string {
   return route ? `${route}; dedup=joined` : 'dedup=joined';
 }
 
-function copyFacts(from: ResponseFacts, to: ResponseFacts, billed: boolean): void {
+/** `leader`: the client whose request made the upstream call (the others made no attempt). */
+function copyFacts(from: ResponseFacts, to: ResponseFacts, leader: boolean): void {
   to.provider = from.provider;
   to.model = from.model;
   to.deployment = from.deployment;
   to.latencyMs = from.latencyMs;
   to.route = from.route;
-  to.attempts = billed ? from.attempts : 0;
-  if (billed) {
-    to.costUsd = from.costUsd;
-    to.usage = from.usage;
-  } else if (from.usage) {
-    to.usage = from.usage;
-  }
+  to.attempts = leader ? from.attempts : 0;
+  to.costUsd = from.costUsd;
+  to.usage = from.usage;
 }

@@ -24,6 +24,8 @@ export interface RoutingEventMap {
   hedge: [{ group: string; primary: string; hedge: string; winner?: string }];
   dedup: [{ group: string; stream: boolean }];
   queue_rejected: [{ group: string; reason: 'full' | 'timeout' }];
+  /** A group's admission queue grew or shrank. */
+  queue_depth: [{ group: string; depth: number }];
   retry_budget_exhausted: [{ group: string }];
 }
 

@@ -350,12 +350,14 @@ describe('Router: semantic routing', () => {
 describe('Router: deduplication', () => {
   it('coalesces identical in-flight requests of one tenant into one upstream call', async () => {
     const p = new ScriptedProvider().on('a', (_r, o) => sleep(50, o.signal).then(() => answer('a')));
-    const router = build([group('g', ['a'])], p, { dedup: true });
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', price: { input: 1, output: 1 } }] }], p, { dedup: true });
     const ctxs = [ctxFor(), ctxFor(), ctxFor()];
     const outs = await Promise.all(ctxs.map((c) => router.handler(c, chat('g'))));
     expect(await Promise.all(outs.map(text))).toEqual(['answer from a', 'answer from a', 'answer from a']);
     expect(p.calls).toEqual(['a']);
-    expect(ctxs[0]!.facts.costUsd).toBeGreaterThanOrEqual(0);
+    // Every client is billed the answer as if it had asked alone (1000 + 1000 tokens at $1/M).
+    expect(ctxs.map((c) => c.facts.costUsd)).toEqual([0.002, 0.002, 0.002]);
+    expect(ctxs.map((c) => c.facts.attempts)).toEqual([1, 0, 0]);
     expect(ctxs[1]!.facts.route).toContain('dedup=joined');
     expect(router.events.counters.dedupJoins).toBe(2);
     // Different tenants never share.

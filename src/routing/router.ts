@@ -2,16 +2,19 @@
 // strategy, skipping open breakers, deployments cooling down after a Retry-After and those whose
 // context window the prompt does not fit; calls them with timeouts, hedging, fallbacks across
 // deployments and groups, budgeted retries with backoff, and a deadline over all of it.
+import type { Context as TraceContext } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { contentText, requestedMaxTokens, type ChatChunk, type ChatRequest } from '../canonical/chat.js';
 import type { Embedder } from '../cache/embedders/types.js';
 import type { RoutingConfig } from '../config/schema.js';
 import type { RequestContext } from '../gateway/context.js';
+import { noAttemptObserver, type AttemptObserver } from '../gateway/execute.js';
 import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
 import { isUpstreamError } from '../providers/errors.js';
 import { countPromptTokens } from '../providers/tokens.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
+import { contextOf, endSpan, startSpan } from '../telemetry/tracing.js';
 import { Admission, AdmissionQueue } from './admission.js';
 import { runAttempt, runHedged, settleUsage, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
 import { CircuitBreaker, type BreakerTransition } from './breaker.js';
@@ -35,6 +38,8 @@ export interface RouterOptions {
   /** Needed by groups with `strategy: semantic`. */
   embedder?: Embedder;
   random?: () => number;
+  /** Told about every upstream attempt (metrics). */
+  observer?: AttemptObserver;
 }
 
 interface GroupRuntime {
@@ -58,6 +63,8 @@ interface RequestState {
   promptChars?: number;
   /** A semantic decision that sent the request to another group, kept in the route header. */
   routePrefix?: string;
+  /** The route span's context; attempt spans are its children. */
+  trace?: TraceContext;
 }
 
 /** Passthrough groups (and their deployments' state) kept before idle ones are dropped. */
@@ -104,6 +111,7 @@ export class Router {
         deploymentIds: () => [...new Set([...this.catalog.allDeployments().map((d) => d.id), ...this.breakers.keys()])],
       }, opts.log, cfg.breaker_sync_ms);
     }
+    const observer = opts.observer ?? noAttemptObserver;
     this.hooks = {
       streamIdleTimeoutMs: cfg.stream_idle_timeout_ms,
       settled: (spec, ok, latencyMs, err) => this.settled(spec, ok, latencyMs, err),
@@ -112,6 +120,7 @@ export class Router {
         this.events.emit('attempt', { deployment: spec.d.id, group: spec.d.group, provider: spec.d.providerName, outcome: 'cancelled', latencyMs, hedge: spec.hedge });
       },
       release: (spec) => this.admission.release(spec.d),
+      ended: (spec, end) => observer.attemptEnded(spec.ctx, spec.d, end),
       streamFailed: (spec, err) => {
         this.statsFor(spec.d.id).failures++;
         this.breakerFor(spec.d.id).record(false, 'normal');
@@ -228,17 +237,21 @@ export class Router {
     const signal = new Cancellation();
     const unlink = signal.follow(cancel);
     const timer = setTimeout(() => signal.abort(new DeadlineExceeded(deadlineMs)), deadlineMs);
-    const state: RequestState = { ctx, req, signal, deadlineAt: Date.now() + deadlineMs, visited: new Set() };
+    const span = startSpan('route', contextOf(ctx), { 'inferenceflow.model_group': req.model });
+    const state: RequestState = { ctx, req, signal, deadlineAt: Date.now() + deadlineMs, visited: new Set(), trace: span.context };
     let streaming = false;
     try {
       const outcome = await this.routeGroup(state, this.catalog.resolve(req.model));
+      span.span.setAttributes({ 'inferenceflow.route': ctx.facts.route ?? '', 'inferenceflow.deployment': ctx.facts.deployment ?? '', 'inferenceflow.attempts': ctx.facts.attempts });
+      span.span.end();
       if (outcome.kind === 'result') return outcome;
       // The client can still cancel a running stream; unlink once it ends.
       streaming = true;
       return { kind: 'stream', stream: onEnd(outcome.stream, unlink) };
     } catch (err) {
-      if (signal.reason instanceof DeadlineExceeded) throw signal.reason;
-      throw toGatewayError(err);
+      const failure = signal.reason instanceof DeadlineExceeded ? signal.reason : toGatewayError(err);
+      endSpan(span.span, failure);
+      throw failure;
     } finally {
       // Streams: the deadline covers attempts up to the first chunk; the idle timeout takes over.
       clearTimeout(timer);
@@ -250,7 +263,7 @@ export class Router {
     let g = this.groups.get(group.name);
     if (!g) {
       const cfg = this.opts.config;
-      const queue = new AdmissionQueue(group.name, group.queueSize ?? cfg.queue.max_size, cfg.queue.max_wait_ms);
+      const queue = new AdmissionQueue(group.name, group.queueSize ?? cfg.queue.max_size, cfg.queue.max_wait_ms, (name, depth) => this.events.emit('queue_depth', { group: name, depth }));
       if (group.passthrough && this.groups.size >= MAX_RUNTIMES) this.prunePassthrough();
       this.admission.watch(queue, group.deployments);
       g = {
@@ -550,10 +563,11 @@ export class Router {
   }
 
   private async call(state: RequestState, group: ModelGroup, rt: GroupRuntime, pick: { d: Deployment; token: 'normal' | 'probe' }, untried: Deployment[]): Promise<AttemptResult> {
-    const spec: AttemptSpec = { ctx: state.ctx, req: state.req, d: pick.d, token: pick.token, signal: state.signal, timeoutMs: this.timeoutFor(state, pick.d), hedge: false };
+    const spec: AttemptSpec = { ctx: state.ctx, req: state.req, d: pick.d, token: pick.token, signal: state.signal, timeoutMs: this.timeoutFor(state, pick.d), hedge: false, trace: state.trace };
     const hedging = group.hedging;
     const delayMs = hedging?.enabled ? (hedging.delay_ms ?? (rt.latency.size >= hedging.min_samples ? rt.latency.quantile(hedging.percentile) : undefined)) : undefined;
     if (delayMs === undefined || untried.length === 0) return runAttempt(spec, this.hooks);
+    let hedgeTo: Deployment | undefined;
     return runHedged(spec, this.hooks, {
       delayMs,
       timeoutFor: (d) => this.timeoutFor(state, d),
@@ -568,14 +582,15 @@ export class Router {
         return undefined;
       },
       onHedge: (primary, hedge) => {
+        hedgeTo = hedge;
         this.events.counters.hedges++;
         this.events.emit('hedge', { group: group.name, primary: primary.id, hedge: hedge.id });
         state.ctx.log.info({ primary: primary.id, hedge: hedge.id, delayMs }, 'hedging a slow request');
       },
       onWinner: (winner, hedged) => {
-        if (!hedged) return;
+        if (!hedged || !hedgeTo) return;
         if (winner !== pick.d) this.events.counters.hedgeWins++;
-        this.events.emit('hedge', { group: group.name, primary: pick.d.id, hedge: winner.id, winner: winner.id });
+        this.events.emit('hedge', { group: group.name, primary: pick.d.id, hedge: hedgeTo.id, winner: winner.id });
       },
     });
   }

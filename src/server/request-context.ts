@@ -47,17 +47,22 @@ export function createRequestContext(request: FastifyRequest, reply: FastifyRepl
   if (ext.metadata) options.metadata = ext.metadata;
   options.cache = parseCacheControl(request.headers);
   const tenant = request.tenant ?? ANONYMOUS;
+  let child: Logger | undefined;
   return {
     id: request.id,
     startedAt: request.startedAt ?? performance.now(),
     endpoint,
     tenant,
     signal: controller.signal,
-    log: log.child({ reqId: request.id, tenant: tenant.id }),
+    // A child logger costs an allocation and a serialisation; most requests never log.
+    get log() {
+      return (child ??= log.child({ reqId: request.id, tenant: tenant.id }));
+    },
     options,
     facts: newFacts(),
     clientIp: request.ip,
     headers: request.headers,
+    traceContext: request.traceContext,
   };
 }
 
@@ -66,11 +71,15 @@ declare module 'fastify' {
     tenant?: import('../gateway/context.js').Tenant;
     startedAt?: number;
     ctx?: RequestContext;
+    /** OpenTelemetry context of this request's SERVER span (set when tracing is on). */
+    traceContext?: import('@opentelemetry/api').Context;
   }
   interface FastifyContextConfig {
     /** Routes anyone may call (health, root). */
     public?: boolean;
     /** Error body dialect for this route. */
     dialect?: 'openai' | 'anthropic';
+    /** An operational endpoint (metrics, stats, dashboard, docs): not counted in request metrics. */
+    monitoring?: boolean;
   }
 }

@@ -36,7 +36,9 @@ export function validationError(error: z.ZodError, body: unknown): GatewayError 
       message = `Invalid value for '${path.join('.')}': ${issue.message}.`;
       break;
     case 'invalid_union':
-      code = 'invalid_type';
+      // No branch at all (an unknown discriminator such as a content block `type`) is a bad value;
+      // several failed branches mean the shape itself is wrong.
+      code = issue.errors.length === 0 ? 'invalid_value' : 'invalid_type';
       message = `Invalid value for '${path.join('.')}': it matches none of the accepted forms.`;
       break;
     default:

@@ -1,0 +1,105 @@
+// Issue 2's benchmark: the gateway against the same upstream stand-in called directly and through a
+// minimal Node pass-through proxy, in one run. Prints saturation throughput (autocannon), latency
+// at a fixed 1,000 requests/s and streaming time to first byte, with the ratios and the overheads.
+// Usage: npm run build && tsx bench/gateway-overhead.ts [--seconds 8] [--rate 1000]
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { fixedRate, percentile, type LoadResult } from './lib/load.js';
+import { startProcess, type Proc } from './lib/processes.js';
+
+const args = process.argv.slice(2);
+const arg = (name: string, def: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const SECONDS = arg('seconds', 8);
+const RATE = arg('rate', 1000);
+const CONNECTIONS = arg('connections', 50);
+
+const chatBody = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 32 });
+const streamBody = JSON.stringify({ model: 'bench', stream: true, messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 32 });
+
+async function saturate(url: string): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
+  const r = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody, connections: CONNECTIONS, duration: SECONDS });
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
+}
+
+export async function startGatewayProcess(upstreamPort: number, extraConfig = ''): Promise<Proc> {
+  const dir = mkdtempSync(join(tmpdir(), 'if-bench-'));
+  const file = join(dir, 'bench.yaml');
+  writeFileSync(
+    file,
+    `providers:
+  upstream: { type: openai, base_url: "http://127.0.0.1:${upstreamPort}/v1", api_key: bench }
+models:
+  - name: bench
+    deployments:
+      - { provider: upstream, model: bench-model }
+${extraConfig}`,
+  );
+  return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0'], { LOG_LEVEL: 'info' }, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/);
+}
+
+function fmt(us: number): string {
+  return `${(us / 1000).toFixed(3)} ms`;
+}
+
+async function main() {
+  const upstream = await startProcess(['bench/lib/upstream.ts', '0']);
+  const proxy = await startProcess(['bench/lib/proxy.ts', '0', `http://127.0.0.1:${upstream.port}`]);
+  const gateway = await startGatewayProcess(upstream.port);
+  const targets = {
+    direct: `http://127.0.0.1:${upstream.port}/v1/chat/completions`,
+    proxy: `http://127.0.0.1:${proxy.port}/v1/chat/completions`,
+    gateway: `http://127.0.0.1:${gateway.port}/v1/chat/completions`,
+  };
+  try {
+    // Warm up every path (JIT, pools).
+    for (const url of Object.values(targets)) await fixedRate(url, chatBody, 200, 2);
+
+    const sat: Record<string, Awaited<ReturnType<typeof saturate>>> = {};
+    for (const [name, url] of Object.entries(targets)) sat[name] = await saturate(url);
+
+    const fixed: Record<string, LoadResult> = {};
+    for (const [name, url] of Object.entries(targets)) fixed[name] = await fixedRate(url, chatBody, RATE, SECONDS);
+
+    const streamRate = Math.min(RATE, 500);
+    const ttfbDirect = await fixedRate(targets.direct, streamBody, streamRate, SECONDS);
+    const ttfbGateway = await fixedRate(targets.gateway, streamBody, streamRate, SECONDS);
+
+    console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
+    console.log(`\nsaturation (autocannon, ${CONNECTIONS} connections, ${SECONDS} s, non-streaming):`);
+    for (const [name, s] of Object.entries(sat)) console.log(`  ${name.padEnd(8)} ${s.rps.toFixed(0).padStart(7)} req/s   p50 ${s.p50} ms  p99 ${s.p99} ms  errors ${s.errors}`);
+    const ratio = (sat.gateway?.rps ?? 0) / (sat.proxy?.rps ?? 1);
+    console.log(`  gateway / proxy throughput: ${ratio.toFixed(2)} (target >= 0.70)`);
+
+    console.log(`\nfixed rate ${RATE} req/s for ${SECONDS} s (open loop, latency to last byte):`);
+    for (const [name, r] of Object.entries(fixed)) {
+      console.log(`  ${name.padEnd(8)} achieved ${r.achievedRps.toFixed(0)} req/s  ok ${r.ok}  failed ${r.failed}  p50 ${fmt(percentile(r.latencies, 50))}  p99 ${fmt(percentile(r.latencies, 99))}`);
+    }
+    const added50 = percentile(fixed.gateway?.latencies ?? [], 50) - percentile(fixed.direct?.latencies ?? [], 50);
+    const added99 = percentile(fixed.gateway?.latencies ?? [], 99) - percentile(fixed.direct?.latencies ?? [], 99);
+    console.log(`  gateway added latency: p50 ${fmt(added50)}  p99 ${fmt(added99)} (target p99 <= 1 ms)`);
+
+    const ttfbOver50 = percentile(ttfbGateway.ttfb, 50) - percentile(ttfbDirect.ttfb, 50);
+    const ttfbOver99 = percentile(ttfbGateway.ttfb, 99) - percentile(ttfbDirect.ttfb, 99);
+    console.log(`\nstreaming time to first byte at ${streamRate} req/s: direct p50 ${fmt(percentile(ttfbDirect.ttfb, 50))}, gateway p50 ${fmt(percentile(ttfbGateway.ttfb, 50))}`);
+    console.log(`  overhead: p50 ${fmt(ttfbOver50)}  p99 ${fmt(ttfbOver99)} (target <= 1 ms)`);
+  } finally {
+    gateway.stop();
+    proxy.stop();
+    upstream.stop();
+  }
+}
+
+if (process.argv[1]?.endsWith('gateway-overhead.ts')) {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,58 @@
+// A minimal OpenAI-compatible upstream stand-in for benchmarks: a fixed chat completion as JSON, or
+// as an SSE stream of `chunks` pieces. Run as its own process: `tsx bench/lib/upstream.ts <port>`.
+import { createServer } from 'node:http';
+
+const completion = JSON.stringify({
+  id: 'chatcmpl-bench',
+  object: 'chat.completion',
+  created: 1700000000,
+  model: 'bench-model',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'The quick brown fox jumps over the lazy dog.' }, finish_reason: 'stop', logprobs: null }],
+  usage: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22 },
+});
+
+function chunk(delta: object, finish: string | null): string {
+  return `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1700000000, model: 'bench-model', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+}
+const words = 'The quick brown fox jumps over the lazy dog .'.split(' ');
+const usageChunk = `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1700000000, model: 'bench-model', choices: [], usage: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22 } })}\n\n`;
+
+export function startUpstream(port: number, streamDelayMs = 0) {
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d));
+    req.on('end', () => {
+      const stream = body.includes('"stream":true');
+      if (!stream) {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(completion) });
+        res.end(completion);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write(chunk({ role: 'assistant', content: '' }, null));
+      let i = 0;
+      const next = () => {
+        if (i < words.length) {
+          res.write(chunk({ content: `${words[i++]} ` }, null));
+          if (streamDelayMs > 0) setTimeout(next, streamDelayMs);
+          else next();
+          return;
+        }
+        res.write(chunk({}, 'stop'));
+        res.write(usageChunk);
+        res.end('data: [DONE]\n\n');
+      };
+      next();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  return new Promise<typeof server>((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
+}
+
+if (process.argv[1]?.endsWith('upstream.ts')) {
+  const port = Number(process.argv[2] ?? 0);
+  void startUpstream(port, Number(process.argv[3] ?? 0)).then((s) => {
+    const addr = s.address();
+    console.log(`READY ${typeof addr === 'object' && addr ? addr.port : port}`);
+  });
+}

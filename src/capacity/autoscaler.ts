@@ -1,0 +1,117 @@
+// The scaling decision (seed 002 `scaler.py`, seed 000 `scaling:`): replicas from the larger of
+// current and forecast load over the lead time, divided by per-replica capacity, times 1 + headroom;
+// clamped to min/max; a change waits out the cooldown since the last change and moves at most
+// max_step replicas; a scale-down takes the highest wish of its cooldown window so it never flaps.
+import type { CostOptimizationConfig, ScalingConfig } from './config.js';
+
+export interface Load {
+  requestsPerS: number;
+  tokensPerS: number;
+  queueDepth: number;
+}
+
+export interface CapacitySplit {
+  onDemand: number;
+  spot: number;
+  estimatedCostPerHour: number;
+}
+
+export interface ScalingDecision {
+  at: number;
+  current: number;
+  /** What the load asks for, before cooldown and step limits. */
+  desired: number;
+  /** What is applied now. */
+  target: number;
+  direction: 'up' | 'down' | 'hold';
+  reasons: string[];
+  load: { current: Load; predictedPeak: Load };
+  split: CapacitySplit;
+}
+
+/** What the decision remembers between ticks. */
+export class ScalerState {
+  lastChangeAt = -Infinity;
+  /** Recent desired counts, for the scale-down stabilisation window. */
+  readonly wishes: Array<{ at: number; desired: number }> = [];
+}
+
+/** Replicas the load needs: the busiest dimension, with headroom, rounded up. */
+export function requiredReplicas(load: Load, scaling: ScalingConfig): { replicas: number; reason: string } {
+  const cap = scaling.per_replica;
+  const needs: Array<[string, number]> = [['requests/s', load.requestsPerS / cap.requests_per_s]];
+  if (cap.tokens_per_s) needs.push(['tokens/s', load.tokensPerS / cap.tokens_per_s]);
+  if (cap.queue_depth) needs.push(['queue depth', load.queueDepth / cap.queue_depth]);
+  const [name, need] = needs.reduce((a, b) => (b[1] > a[1] ? b : a));
+  const replicas = Math.ceil(need * (1 + scaling.headroom) - 1e-9);
+  return { replicas, reason: `${name} needs ${need.toFixed(2)} replicas, ${replicas} with ${Math.round(scaling.headroom * 100)}% headroom` };
+}
+
+/** The spot / on-demand mix for a replica count (cost_optimization.spot_instances). */
+export function splitCapacity(total: number, cost: CostOptimizationConfig): CapacitySplit {
+  const s = cost.spot_instances;
+  let onDemand = total;
+  if (s.enabled) onDemand = Math.min(total, Math.max(s.min_on_demand, Math.ceil(total * (1 - s.max_fraction) - 1e-9)));
+  const spot = total - onDemand;
+  return {
+    onDemand,
+    spot,
+    estimatedCostPerHour: onDemand * cost.on_demand_cost_per_replica_hour + spot * cost.spot_cost_per_replica_hour,
+  };
+}
+
+export function decide(
+  input: { now: number; current: number; load: Load; predictedPeak: Load },
+  state: ScalerState,
+  scaling: ScalingConfig,
+  cost: CostOptimizationConfig,
+): ScalingDecision {
+  const { now, current } = input;
+  const demand: Load = {
+    requestsPerS: Math.max(input.load.requestsPerS, input.predictedPeak.requestsPerS),
+    tokensPerS: Math.max(input.load.tokensPerS, input.predictedPeak.tokensPerS),
+    queueDepth: Math.max(input.load.queueDepth, input.predictedPeak.queueDepth),
+  };
+  const reasons: string[] = [];
+  const need = requiredReplicas(demand, scaling);
+  reasons.push(need.reason);
+  let desired = need.replicas;
+  if (desired < scaling.min_replicas) {
+    reasons.push(`raised to min_replicas ${scaling.min_replicas}`);
+    desired = scaling.min_replicas;
+  } else if (desired > scaling.max_replicas) {
+    reasons.push(`capped at max_replicas ${scaling.max_replicas}`);
+    desired = scaling.max_replicas;
+  }
+
+  const downWindowMs = scaling.cooldown.scale_down_s * 1000;
+  state.wishes.push({ at: now, desired });
+  while (state.wishes.length > 0 && (state.wishes[0] as { at: number }).at < now - downWindowMs) state.wishes.shift();
+
+  const sinceChange = now - state.lastChangeAt;
+  let target = current;
+  if (desired > current) {
+    if (sinceChange < scaling.cooldown.scale_up_s * 1000) {
+      reasons.push(`scale-up held: ${Math.round(sinceChange / 1000)} s since the last change, cooldown ${scaling.cooldown.scale_up_s} s`);
+    } else {
+      target = Math.min(desired, current + scaling.max_step);
+      if (target < desired) reasons.push(`step limited to +${scaling.max_step}`);
+    }
+  } else if (desired < current) {
+    // The highest wish of the window: a dip shorter than the cooldown does not shrink the fleet.
+    const stable = Math.max(...state.wishes.map((w) => w.desired));
+    if (sinceChange < downWindowMs) {
+      reasons.push(`scale-down held: ${Math.round(sinceChange / 1000)} s since the last change, cooldown ${scaling.cooldown.scale_down_s} s`);
+    } else if (stable >= current) {
+      reasons.push(`scale-down held: load asked for ${stable} replicas within the last ${scaling.cooldown.scale_down_s} s`);
+    } else {
+      target = Math.max(stable, current - scaling.max_step);
+      if (target > stable) reasons.push(`step limited to -${scaling.max_step}`);
+    }
+  }
+  const direction = target > current ? 'up' : target < current ? 'down' : 'hold';
+  if (direction !== 'hold') state.lastChangeAt = now;
+  const split = splitCapacity(target, cost);
+  if (cost.spot_instances.enabled) reasons.push(`${split.onDemand} on-demand + ${split.spot} spot`);
+  return { at: now, current, desired, target, direction, reasons, load: { current: input.load, predictedPeak: input.predictedPeak }, split };
+}

@@ -1,0 +1,183 @@
+// One contract, two pools: the in-process pool and the Redis pool (real Redis, unique key prefix)
+// must place, refuse, expire and share leases the same way.
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InMemoryGpuPool, devicesFromConfig, devicesFromMeshNodes, type GpuDevice, type GpuPool, type LeaseRequest } from './pool.js';
+import { RedisGpuPool } from './redis-pool.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+function gpu(id: string, memoryGb: number, tflops = 100, kind: 'gpu' | 'slice' = 'gpu', costPerGpuHour = 1): GpuDevice {
+  return { id, pool: 'p', region: 'local', kind, memoryGb, tflops, spot: false, costPerGpuHour };
+}
+
+function req(model: string, memoryGb: number, tflops: number, extra: Partial<LeaseRequest> = {}): LeaseRequest {
+  return { leaseId: randomUUID(), model, memoryGb, tflops, holder: 'test', ttlMs: 60_000, preferWarm: true, ...extra };
+}
+
+async function redisReachable(): Promise<boolean> {
+  const probe = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await probe.connect();
+    await probe.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+const haveRedis = await redisReachable();
+if (!haveRedis && process.env.CI) throw new Error(`Redis at ${REDIS_URL} is unreachable and CI is set`);
+if (!haveRedis) console.warn(`skipping Redis pool tests: Redis at ${REDIS_URL} is unreachable`);
+
+const clients: Redis[] = [];
+const prefixes: string[] = [];
+afterAll(async () => {
+  const r = clients[0];
+  if (r) for (const p of prefixes) await r.del(`${p}devices`, `${p}leases`, `${p}warm`);
+  for (const c of clients) c.disconnect();
+});
+
+type Factory = () => Promise<{ pool: GpuPool; second: () => GpuPool }>;
+const factories: Array<[string, Factory, boolean]> = [
+  [
+    'InMemoryGpuPool',
+    async () => {
+      const pool = new InMemoryGpuPool();
+      return { pool, second: () => pool };
+    },
+    true,
+  ],
+  [
+    'RedisGpuPool',
+    async () => {
+      const prefix = `test:${randomUUID()}:gpu:`;
+      prefixes.push(prefix);
+      const a = new Redis(REDIS_URL);
+      const b = new Redis(REDIS_URL);
+      clients.push(a, b);
+      // Two connections stand for two gateway replicas sharing one pool.
+      return { pool: new RedisGpuPool({ redis: a, keyPrefix: prefix }), second: () => new RedisGpuPool({ redis: b, keyPrefix: prefix }) };
+    },
+    haveRedis,
+  ],
+];
+
+describe.each(factories)('%s', (_name, make, enabled) => {
+  let pool: GpuPool;
+  let second: () => GpuPool;
+  beforeAll(async () => {
+    if (!enabled) return;
+    ({ pool, second } = await make());
+  });
+  const test = enabled ? it : it.skip;
+
+  test('places a model on the device it fits most tightly', async () => {
+    await pool.setDevices([gpu('a-24', 24), gpu('b-8', 8), gpu('c-4', 4)]);
+    const r = await pool.acquire(req('mistral-7b', 6, 10));
+    expect(r.status).toBe('granted');
+    if (r.status !== 'granted') return;
+    expect(r.lease.deviceId).toBe('b-8');
+    expect(r.lease.allocatedMemoryGb).toBe(6);
+    await pool.release(r.lease.leaseId, 0);
+  });
+
+  test('prefers a device where the model is warm over a tighter fit, and only when asked', async () => {
+    await pool.setDevices([gpu('a-24', 24), gpu('b-8', 8)]);
+    // Fill b so the first gemma lands on a, then free b again.
+    const filler = await pool.acquire(req('other', 8, 1));
+    const first = await pool.acquire(req('gemma-2b', 2, 5));
+    expect(first.status === 'granted' && first.lease.deviceId).toBe('a-24');
+    if (first.status !== 'granted' || filler.status !== 'granted') return;
+    await pool.release(first.lease.leaseId, 60_000);
+    await pool.release(filler.lease.leaseId, 0);
+
+    const warm = await pool.acquire(req('gemma-2b', 2, 5));
+    expect(warm.status === 'granted' && [warm.lease.deviceId, warm.lease.warm]).toEqual(['a-24', true]);
+    const cold = await pool.acquire(req('gemma-2b', 2, 5, { preferWarm: false }));
+    expect(cold.status === 'granted' && cold.lease.deviceId).toBe('b-8');
+    const snap = await pool.snapshot();
+    expect(snap.devices.find((d) => d.id === 'a-24')?.warmModels).toEqual(['gemma-2b']);
+    for (const r of [warm, cold]) if (r.status === 'granted') await pool.release(r.lease.leaseId, 0);
+  });
+
+  test('packs by memory and compute on a GPU, and holds a vGPU slice whole', async () => {
+    await pool.setDevices([gpu('big', 80, 45), gpu('slice-8', 8, 20, 'slice')]);
+    const qwen = await pool.acquire(req('qwen-32b', 32, 40));
+    expect(qwen.status === 'granted' && qwen.lease.deviceId).toBe('big');
+    // 48 GB are free on `big`, but only 5 TFLOPS: a 10-TFLOPS model goes to the slice.
+    const mistral = await pool.acquire(req('mistral-7b', 6, 10));
+    expect(mistral.status === 'granted' && [mistral.lease.deviceId, mistral.lease.allocatedMemoryGb, mistral.lease.usedMemoryGb]).toEqual([
+      'slice-8',
+      8,
+      6,
+    ]);
+    expect((await pool.acquire(req('mistral-7b', 6, 10))).status).toBe('busy');
+    expect((await pool.acquire(req('huge', 100, 1))).status).toBe('no_fit');
+    const snap = await pool.snapshot();
+    const slice = snap.devices.find((d) => d.id === 'slice-8');
+    expect([slice?.allocatedMemoryGb, slice?.usedMemoryGb, slice?.leases]).toEqual([8, 6, 1]);
+    for (const r of [qwen, mistral]) if (r.status === 'granted') await pool.release(r.lease.leaseId, 0);
+    expect((await pool.snapshot()).leases).toEqual([]);
+  });
+
+  test("frees a dead holder's lease when its TTL passes, and a heartbeat keeps a live one", async () => {
+    await pool.setDevices([gpu('only', 8)]);
+    const dead = await pool.acquire(req('mistral-7b', 6, 10, { ttlMs: 500 }));
+    const alive = await pool.acquire(req('gemma-2b', 2, 5, { ttlMs: 500 }));
+    expect([dead.status, alive.status]).toEqual(['granted', 'granted']);
+    if (dead.status !== 'granted' || alive.status !== 'granted') return;
+    expect((await pool.acquire(req('mistral-7b', 6, 10))).status).toBe('busy');
+    expect(await pool.heartbeat(alive.lease.leaseId, 60_000)).toBe(true);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await pool.heartbeat(dead.lease.leaseId, 60_000)).toBe(false);
+    const snap = await pool.snapshot();
+    expect(snap.leases.map((l) => l.leaseId)).toEqual([alive.lease.leaseId]);
+    // Room for 6 GB again (8 minus the live 2).
+    const again = await pool.acquire(req('mistral-7b', 6, 10));
+    expect(again.status).toBe('granted');
+    if (again.status === 'granted') await pool.release(again.lease.leaseId, 0);
+    await pool.release(alive.lease.leaseId, 0);
+  });
+
+  test('never grants more than fits when two replicas race for one GPU', async () => {
+    await pool.setDevices([gpu('shared', 24)]);
+    const other = second();
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? pool : other).acquire(req('mistral-7b', 6, 1))),
+    );
+    const granted = results.filter((r) => r.status === 'granted');
+    expect(granted).toHaveLength(4);
+    expect(results.filter((r) => r.status === 'busy')).toHaveLength(16);
+    for (const r of granted) if (r.status === 'granted') await other.release(r.lease.leaseId, 0);
+  });
+});
+
+describe('device lists', () => {
+  it('expands counted devices from config and carries pool prices and spot flags', () => {
+    const devices = devicesFromConfig([
+      {
+        name: 'a100',
+        region: 'eu',
+        spot: true,
+        cost_per_gpu_hour: 1.5,
+        devices: [{ id: 'a100', memory_gb: 80, tflops: 312, kind: 'gpu', count: 2 }],
+      },
+    ]);
+    expect(devices.map((d) => [d.id, d.pool, d.region, d.spot, d.costPerGpuHour])).toEqual([
+      ['a100-0', 'a100', 'eu', true, 1.5],
+      ['a100-1', 'a100', 'eu', true, 1.5],
+    ]);
+  });
+
+  it('turns the GPU memory mesh nodes report into devices', () => {
+    const devices = devicesFromMeshNodes([{ nodeId: 'n1', gpus: [{ memoryGb: 24, tflops: 80 }, { memoryGb: 12 }] }]);
+    expect(devices.map((d) => [d.id, d.memoryGb, d.tflops])).toEqual([
+      ['n1/gpu0', 24, 80],
+      ['n1/gpu1', 12, 20],
+    ]);
+  });
+});

@@ -1,0 +1,206 @@
+// The autoscaler loop: every interval it forecasts the next hour from the recorded traffic, decides,
+// and applies the decision through a ScaleApplier (the Kubernetes scale subresource) or only logs it
+// in dry-run mode. `report()` is what `GET /v1/scaling` shows: forecast, decision and reasons.
+import type { Logger } from 'pino';
+import type { CostOptimizationConfig, ScalingConfig } from './config.js';
+import { ScalerState, decide, type Load, type ScalingDecision } from './autoscaler.js';
+import { forecast, type Forecast } from './forecasting.js';
+import type { TrafficRecorder } from './traffic.js';
+import { localTrafficSource, type RedisLeaderLock, type TrafficSource } from './shared-traffic.js';
+
+/** Where decisions go: reads and sets a Deployment's replica count. */
+export interface ScaleApplier {
+  getReplicas(deployment: string): Promise<number>;
+  setReplicas(deployment: string, replicas: number): Promise<void>;
+}
+
+export interface ScalingReport {
+  enabled: boolean;
+  /** `single`: one replica decides alone; with Redis one `leader` decides and `follower`s show its report. */
+  role: 'single' | 'leader' | 'follower';
+  dryRun: boolean;
+  target: { namespace: string; deployment: string; spotDeployment?: string };
+  forecast?: {
+    method: Forecast['method'];
+    bucketS: number;
+    params?: Forecast['params'];
+    rmse?: number;
+    points: Array<{ at: string; requestsPerS: number; tokensPerS: number }>;
+  };
+  decision?: ScalingDecision;
+  /** Set when applying the last decision failed. */
+  lastError?: string;
+  history: ScalingDecision[];
+}
+
+export interface AutoscalerOptions {
+  scaling: ScalingConfig;
+  cost: CostOptimizationConfig;
+  recorder: TrafficRecorder;
+  /** Where traffic is read from; the local recorder by default, the shared Redis store with replicas. */
+  source?: TrafficSource;
+  /** With several replicas: only the lock holder decides and applies. */
+  leader?: Pick<RedisLeaderLock, 'isLeader' | 'publish' | 'lastReport'>;
+  applier?: ScaleApplier;
+  logger?: Pick<Logger, 'info' | 'warn'>;
+  now?: () => number;
+}
+
+const HISTORY = 50;
+
+export class Autoscaler {
+  private readonly scaling: ScalingConfig;
+  private readonly cost: CostOptimizationConfig;
+  private readonly source: TrafficSource;
+  private readonly leader?: AutoscalerOptions['leader'];
+  private role: ScalingReport['role'];
+  private leaderReport?: ScalingReport;
+  private readonly applier?: ScaleApplier;
+  private readonly logger?: Pick<Logger, 'info' | 'warn'>;
+  private readonly now: () => number;
+  private readonly state = new ScalerState();
+  private readonly history: ScalingDecision[] = [];
+  private lastForecast?: ScalingReport['forecast'];
+  private fitted?: { lastStart: number; length: number; rps: Forecast; tps: Forecast };
+  private lastError?: string;
+  /** Replicas as last applied (dry run) or read; starts at min_replicas. */
+  private known: number;
+  private timer?: NodeJS.Timeout;
+  private ticking = false;
+
+  constructor(opts: AutoscalerOptions) {
+    this.scaling = opts.scaling;
+    this.cost = opts.cost;
+    this.source = opts.source ?? localTrafficSource(opts.recorder);
+    this.leader = opts.leader;
+    this.role = opts.leader ? 'follower' : 'single';
+    this.applier = opts.applier;
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
+    this.known = opts.scaling.min_replicas;
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.tick().catch(() => undefined), this.scaling.interval_s * 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One forecast-decide-apply round. */
+  async tick(): Promise<ScalingDecision | undefined> {
+    if (this.ticking) return undefined;
+    this.ticking = true;
+    try {
+      if (this.leader) {
+        this.role = (await this.leader.isLeader()) ? 'leader' : 'follower';
+        if (this.role === 'follower') {
+          this.leaderReport = await this.leader.lastReport<ScalingReport>();
+          return undefined;
+        }
+      }
+      const decision = await this.round();
+      if (this.leader) await this.leader.publish(this.report());
+      return decision;
+    } catch (err) {
+      this.lastError = `autoscaler round failed: ${(err as Error).message}`;
+      this.logger?.warn({ err }, this.lastError);
+      throw err;
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async round(): Promise<ScalingDecision> {
+    const f = this.scaling.forecast;
+    const series = await this.source.series();
+    const season = f.season_s / f.bucket_s;
+    const horizon = Math.max(1, Math.round(f.horizon_s / f.bucket_s));
+    const lastStart = series.length > 0 ? (series[series.length - 1] as { start: number }).start : Math.floor(this.now() / (f.bucket_s * 1000)) * f.bucket_s * 1000;
+    // The series only changes when a bucket closes; ticks in between reuse the fitted forecast.
+    if (!this.fitted || this.fitted.lastStart !== lastStart || this.fitted.length !== series.length) {
+      this.fitted = {
+        lastStart,
+        length: series.length,
+        rps: forecast(series.map((p) => p.requestsPerS), season, horizon),
+        tps: forecast(series.map((p) => p.tokensPerS), season, horizon),
+      };
+    }
+    const { rps, tps } = this.fitted;
+    this.lastForecast = {
+      method: rps.method,
+      bucketS: f.bucket_s,
+      params: rps.params,
+      rmse: rps.rmse,
+      points: rps.values.map((v, i) => ({
+        at: new Date(lastStart + (i + 1) * f.bucket_s * 1000).toISOString(),
+        requestsPerS: v,
+        tokensPerS: tps.values[i] ?? 0,
+      })),
+    };
+    // Provision now for the peak of the window a new replica needs to become useful.
+    const lead = Math.min(horizon, Math.max(1, Math.ceil(this.scaling.lead_time_s / f.bucket_s)));
+    const current = await this.source.current();
+    const predictedPeak: Load = {
+      requestsPerS: Math.max(0, ...rps.values.slice(0, lead)),
+      tokensPerS: Math.max(0, ...tps.values.slice(0, lead)),
+      queueDepth: current.queueDepth,
+    };
+
+    const k = this.scaling.kubernetes;
+    const spotDeployment = this.cost.spot_instances.enabled ? this.cost.spot_instances.deployment : undefined;
+    if (!this.scaling.dry_run && this.applier) {
+      try {
+        this.known = await this.applier.getReplicas(k.deployment);
+        if (spotDeployment) this.known += await this.applier.getReplicas(spotDeployment);
+      } catch (err) {
+        this.lastError = `reading replicas failed: ${(err as Error).message}`;
+      }
+    }
+    const decision = decide({ now: this.now(), current: this.known, load: current, predictedPeak }, this.state, this.scaling, this.cost);
+    this.history.push(decision);
+    if (this.history.length > HISTORY) this.history.shift();
+
+    if (decision.direction === 'hold') return decision;
+    if (this.scaling.dry_run || !this.applier) {
+      this.logger?.info({ decision }, `autoscaler (dry run): would scale ${k.namespace}/${k.deployment} ${decision.current} -> ${decision.target}`);
+      this.known = decision.target;
+      return decision;
+    }
+    try {
+      if (spotDeployment) {
+        await this.applier.setReplicas(k.deployment, decision.split.onDemand);
+        await this.applier.setReplicas(spotDeployment, decision.split.spot);
+      } else {
+        await this.applier.setReplicas(k.deployment, decision.target);
+      }
+      this.known = decision.target;
+      this.lastError = undefined;
+      this.logger?.info({ decision }, `autoscaler: scaled ${k.namespace}/${k.deployment} ${decision.current} -> ${decision.target}`);
+    } catch (err) {
+      this.lastError = `applying ${decision.target} replicas failed: ${(err as Error).message}`;
+      this.logger?.warn({ err }, this.lastError);
+    }
+    return decision;
+  }
+
+  report(): ScalingReport {
+    if (this.role === 'follower' && this.leaderReport) return { ...this.leaderReport, role: 'follower' };
+    const k = this.scaling.kubernetes;
+    const spot = this.cost.spot_instances.enabled ? this.cost.spot_instances.deployment : undefined;
+    return {
+      enabled: this.scaling.enabled,
+      role: this.role,
+      dryRun: this.scaling.dry_run || !this.applier,
+      target: { namespace: k.namespace, deployment: k.deployment, ...(spot ? { spotDeployment: spot } : {}) },
+      ...(this.lastForecast ? { forecast: this.lastForecast } : {}),
+      ...(this.history.length > 0 ? { decision: this.history[this.history.length - 1] } : {}),
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+      history: [...this.history],
+    };
+  }
+}

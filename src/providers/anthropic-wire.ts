@@ -1,0 +1,326 @@
+// Anthropic Messages wire shapes and the conversions shared by the `anthropic` provider adapter
+// (canonical -> Messages request, Messages response -> canonical) and the gateway's own
+// `POST /v1/messages` route (Messages request -> canonical, canonical -> Messages response), so the
+// stop-reason tables and content-block rules exist once.
+import type { ChatMessage, ContentPart, FinishReason, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
+import { contentText } from '../canonical/chat.js';
+
+export type AnthropicStopReason =
+  | 'end_turn'
+  | 'max_tokens'
+  | 'stop_sequence'
+  | 'tool_use'
+  | 'pause_turn'
+  | 'refusal'
+  | 'model_context_window_exceeded';
+
+export interface AnthropicTextBlock {
+  type: 'text';
+  text: string;
+}
+export interface AnthropicImageBlock {
+  type: 'image';
+  source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
+}
+export interface AnthropicToolUseBlock {
+  type: 'tool_use';
+  id: string;
+  name: string;
+  input: unknown;
+}
+export interface AnthropicToolResultBlock {
+  type: 'tool_result';
+  tool_use_id: string;
+  content?: string | (AnthropicTextBlock | AnthropicImageBlock)[];
+  is_error?: boolean;
+}
+export type AnthropicContentBlock = AnthropicTextBlock | AnthropicImageBlock | AnthropicToolUseBlock | AnthropicToolResultBlock;
+
+export interface AnthropicMessage {
+  role: 'user' | 'assistant';
+  content: AnthropicContentBlock[];
+}
+
+export interface AnthropicTool {
+  name: string;
+  description?: string;
+  input_schema: Record<string, unknown>;
+}
+
+export type AnthropicToolChoice =
+  | { type: 'auto' | 'any'; disable_parallel_tool_use?: boolean }
+  | { type: 'tool'; name: string; disable_parallel_tool_use?: boolean }
+  | { type: 'none' };
+
+/** Anthropic's error `type` for each HTTP status it documents. */
+export function anthropicErrorType(status: number): string {
+  switch (status) {
+    case 400:
+      return 'invalid_request_error';
+    case 401:
+      return 'authentication_error';
+    case 402:
+      return 'billing_error';
+    case 403:
+      return 'permission_error';
+    case 404:
+      return 'not_found_error';
+    case 413:
+      return 'request_too_large';
+    case 429:
+      return 'rate_limit_error';
+    case 503:
+    case 529:
+      return 'overloaded_error';
+    case 504:
+      return 'timeout_error';
+    default:
+      return status >= 500 ? 'api_error' : 'invalid_request_error';
+  }
+}
+
+/** The HTTP status Anthropic would have sent with an error `type` (for errors that arrive mid-stream). */
+export function statusForAnthropicErrorType(type: string): number {
+  switch (type) {
+    case 'invalid_request_error':
+      return 400;
+    case 'authentication_error':
+      return 401;
+    case 'billing_error':
+      return 402;
+    case 'permission_error':
+      return 403;
+    case 'not_found_error':
+      return 404;
+    case 'request_too_large':
+      return 413;
+    case 'rate_limit_error':
+      return 429;
+    case 'overloaded_error':
+      return 529;
+    case 'timeout_error':
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+export function finishReasonFromAnthropic(reason: string | null | undefined): FinishReason | null {
+  switch (reason) {
+    case 'end_turn':
+    case 'stop_sequence':
+    case 'pause_turn':
+      return 'stop';
+    case 'max_tokens':
+    case 'model_context_window_exceeded':
+      return 'length';
+    case 'tool_use':
+      return 'tool_calls';
+    case 'refusal':
+      return 'content_filter';
+    case null:
+    case undefined:
+      return null;
+    default:
+      return 'stop';
+  }
+}
+
+export function anthropicStopReason(reason: FinishReason | null | undefined): AnthropicStopReason {
+  switch (reason) {
+    case 'length':
+      return 'max_tokens';
+    case 'tool_calls':
+      return 'tool_use';
+    case 'content_filter':
+      return 'refusal';
+    default:
+      return 'end_turn';
+  }
+}
+
+// ---- canonical -> Anthropic (the provider adapter's request) ----
+
+/**
+ * Splits canonical messages into Anthropic's `system` text and alternating user/assistant turns:
+ * system/developer messages are lifted out, `tool` messages become tool_result blocks at the head of
+ * the next user turn, and consecutive same-role turns are merged (the API requires alternation).
+ */
+export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?: string; messages: AnthropicMessage[] } {
+  const system: string[] = [];
+  const out: AnthropicMessage[] = [];
+  const push = (role: AnthropicMessage['role'], blocks: AnthropicContentBlock[]) => {
+    if (blocks.length === 0) return;
+    const last = out[out.length - 1];
+    if (last && last.role === role) last.content.push(...blocks);
+    else out.push({ role, content: blocks });
+  };
+  for (const m of messages) {
+    switch (m.role) {
+      case 'system':
+      case 'developer': {
+        const text = contentText(m.content);
+        if (text) system.push(text);
+        break;
+      }
+      case 'user':
+        push('user', contentBlocks(m.content));
+        break;
+      case 'assistant': {
+        const blocks = contentBlocks(m.content);
+        for (const call of m.tool_calls ?? []) {
+          blocks.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseArguments(call.function.arguments) });
+        }
+        push('assistant', blocks);
+        break;
+      }
+      case 'tool':
+        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content) }]);
+        break;
+    }
+  }
+  return { ...(system.length > 0 ? { system: system.join('\n\n') } : {}), messages: out };
+}
+
+function contentBlocks(content: ChatMessage['content']): AnthropicContentBlock[] {
+  if (content == null) return [];
+  // Anthropic rejects empty text blocks, so empty strings are dropped rather than sent.
+  if (typeof content === 'string') return content ? [{ type: 'text', text: content }] : [];
+  const blocks: AnthropicContentBlock[] = [];
+  for (const part of content) {
+    if (part.type === 'text') {
+      if (part.text) blocks.push({ type: 'text', text: part.text });
+    } else {
+      blocks.push(imageBlock(part.image_url.url));
+    }
+  }
+  return blocks;
+}
+
+function imageBlock(url: string): AnthropicImageBlock {
+  const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+  if (data) return { type: 'image', source: { type: 'base64', media_type: data[1] as string, data: data[2] as string } };
+  return { type: 'image', source: { type: 'url', url } };
+}
+
+/** Tool-call arguments as an object; Anthropic wants `input` parsed, and a broken string must not throw. */
+function parseArguments(args: string): unknown {
+  if (!args) return {};
+  try {
+    const parsed: unknown = JSON.parse(args);
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed : { value: parsed };
+  } catch {
+    return { _raw: args };
+  }
+}
+
+export function toAnthropicTools(tools: readonly ToolDefinition[]): AnthropicTool[] {
+  return tools.map((t) => ({
+    name: t.function.name,
+    ...(t.function.description ? { description: t.function.description } : {}),
+    input_schema: t.function.parameters ?? { type: 'object', properties: {} },
+  }));
+}
+
+export function toAnthropicToolChoice(choice: ToolChoice | undefined, parallel: boolean | undefined): AnthropicToolChoice | undefined {
+  const noParallel = parallel === false ? { disable_parallel_tool_use: true } : {};
+  if (choice === undefined) return parallel === false ? { type: 'auto', ...noParallel } : undefined;
+  if (choice === 'none') return { type: 'none' };
+  if (choice === 'auto') return { type: 'auto', ...noParallel };
+  if (choice === 'required') return { type: 'any', ...noParallel };
+  return { type: 'tool', name: choice.function.name, ...noParallel };
+}
+
+/** Joined text and tool calls of an Anthropic response's content (thinking and server-tool blocks are skipped). */
+export function fromAnthropicContent(content: readonly { type: string; text?: string; id?: string; name?: string; input?: unknown }[]): {
+  text: string | null;
+  toolCalls: ToolCall[];
+} {
+  let text: string | null = null;
+  const toolCalls: ToolCall[] = [];
+  for (const block of content) {
+    if (block.type === 'text' && typeof block.text === 'string') text = (text ?? '') + block.text;
+    else if (block.type === 'tool_use' && block.id && block.name) {
+      toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+    }
+  }
+  return { text, toolCalls };
+}
+
+// ---- Anthropic -> canonical (the gateway's /v1/messages route) ----
+
+/** A Messages API content block as the route accepts it (already validated). */
+export type InboundBlock =
+  | { type: 'text'; text: string }
+  | { type: 'image'; source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string } }
+  | { type: 'tool_use'; id: string; name: string; input: unknown }
+  | { type: 'tool_result'; tool_use_id: string; content?: string | InboundBlock[]; is_error?: boolean }
+  | { type: 'thinking' | 'redacted_thinking' };
+
+/**
+ * One Messages API turn as canonical messages. A user turn's tool_result blocks become `tool`
+ * messages placed before its remaining content (OpenAI wants tool answers right after the assistant
+ * turn that asked); an assistant turn's tool_use blocks become `tool_calls`. Thinking blocks are dropped.
+ */
+export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | readonly InboundBlock[]): ChatMessage[] {
+  if (typeof content === 'string') return [{ role, content }];
+  const out: ChatMessage[] = [];
+  const parts: ContentPart[] = [];
+  const toolCalls: ToolCall[] = [];
+  for (const block of content) {
+    switch (block.type) {
+      case 'text':
+        parts.push({ type: 'text', text: block.text });
+        break;
+      case 'image':
+        parts.push({ type: 'image_url', image_url: { url: imageUrl(block.source) } });
+        break;
+      case 'tool_use':
+        toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+        break;
+      case 'tool_result':
+        out.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultText(block.content) });
+        break;
+      default:
+        break;
+    }
+  }
+  if (role === 'assistant') {
+    const text = parts.every((p) => p.type === 'text') ? parts.map((p) => (p as { text: string }).text).join('') : null;
+    const msg: ChatMessage = { role, content: text === '' && toolCalls.length > 0 ? null : (text ?? parts) };
+    if (toolCalls.length > 0) msg.tool_calls = toolCalls;
+    out.push(msg);
+  } else if (parts.length > 0) {
+    out.push({ role, content: parts.length === 1 && parts[0]?.type === 'text' ? parts[0].text : parts });
+  }
+  return out;
+}
+
+function imageUrl(source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string }): string {
+  return source.type === 'base64' ? `data:${source.media_type};base64,${source.data}` : source.url;
+}
+
+function toolResultText(content: string | readonly InboundBlock[] | undefined): string {
+  if (content === undefined) return '';
+  if (typeof content === 'string') return content;
+  let text = '';
+  for (const block of content) if (block.type === 'text') text += block.text;
+  return text;
+}
+
+export function fromAnthropicToolChoice(
+  choice: { type: 'auto' | 'any' | 'none' | 'tool'; name?: string; disable_parallel_tool_use?: boolean } | undefined,
+): { tool_choice?: ToolChoice; parallel_tool_calls?: boolean } {
+  if (!choice) return {};
+  const parallel = choice.disable_parallel_tool_use ? { parallel_tool_calls: false } : {};
+  switch (choice.type) {
+    case 'auto':
+      return { tool_choice: 'auto', ...parallel };
+    case 'any':
+      return { tool_choice: 'required', ...parallel };
+    case 'none':
+      return { tool_choice: 'none' };
+    case 'tool':
+      return { tool_choice: { type: 'function', function: { name: choice.name ?? '' } }, ...parallel };
+  }
+}

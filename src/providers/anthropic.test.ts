@@ -1,0 +1,311 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import { collect, fixture, rejection, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
+import { createAnthropicProvider, type AnthropicProvider } from './anthropic.js';
+import { anthropicStopReason, finishReasonFromAnthropic, toAnthropicToolChoice } from './anthropic-wire.js';
+import { UpstreamError } from './errors.js';
+import { createProvider } from './registry.js';
+import type { CallOptions } from './types.js';
+
+let server: FixtureServer;
+let provider: AnthropicProvider;
+
+const opts = (signal: AbortSignal = new AbortController().signal): CallOptions => ({ signal, timeoutMs: 5000, requestId: 'req-1' });
+const baseReq: ChatRequest = { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'Say hello' }] };
+const sse = { 'content-type': 'text/event-stream' };
+
+beforeAll(async () => {
+  server = await startFixtureServer();
+  provider = createAnthropicProvider('test-anthropic', { type: 'anthropic', base_url: server.url, api_key: 'sk-ant-test', headers: { 'anthropic-beta': 'x' } });
+});
+afterAll(async () => {
+  await provider.close();
+  await server.close();
+});
+beforeEach(() => {
+  server.requests.length = 0;
+});
+
+const sentBody = (i = 0) => JSON.parse(server.requests[i]?.body ?? '{}') as Record<string, unknown>;
+
+describe('anthropic provider: request mapping', () => {
+  it('posts /v1/messages with x-api-key and anthropic-version, and a default max_tokens', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    await provider.chat(baseReq, opts());
+    const req = server.requests[0];
+    expect(req).toMatchObject({ method: 'POST', path: '/v1/messages' });
+    expect(req?.headers['x-api-key']).toBe('sk-ant-test');
+    expect(req?.headers['anthropic-version']).toBe('2023-06-01');
+    expect(req?.headers['anthropic-beta']).toBe('x');
+    expect(req?.headers.authorization).toBeUndefined();
+    expect(sentBody()).toEqual({ model: 'claude-sonnet-4-5', max_tokens: 4096, messages: [{ role: 'user', content: [{ type: 'text', text: 'Say hello' }] }] });
+  });
+
+  it('lifts system messages, maps images and tool turns, merges same-role turns and maps every option', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    const req: ChatRequest = {
+      model: 'claude-sonnet-4-5',
+      messages: [
+        { role: 'system', content: 'You are terse.' },
+        { role: 'developer', content: [{ type: 'text', text: 'Answer in English.' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is in these and what is the weather?' },
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+            { type: 'image_url', image_url: { url: 'https://example.com/cat.jpg' } },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: 'Checking.',
+          tool_calls: [
+            { id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+            { id: 'toolu_2', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Rome"}' } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'toolu_1', content: '18C' },
+        { role: 'tool', tool_call_id: 'toolu_2', content: [{ type: 'text', text: '24C' }] },
+        { role: 'user', content: 'Which is warmer?' },
+        { role: 'user', content: '' },
+      ],
+      tools: [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+      tool_choice: 'required',
+      parallel_tool_calls: false,
+      stop: 'END',
+      temperature: 1.6,
+      top_p: 0.9,
+      max_completion_tokens: 300,
+      user: 'user-42',
+    };
+    await provider.chat(req, opts());
+    expect(sentBody()).toEqual({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 300,
+      system: 'You are terse.\n\nAnswer in English.',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is in these and what is the weather?' },
+            { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } },
+            { type: 'image', source: { type: 'url', url: 'https://example.com/cat.jpg' } },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'text', text: 'Checking.' },
+            { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } },
+            { type: 'tool_use', id: 'toolu_2', name: 'get_weather', input: { city: 'Rome' } },
+          ],
+        },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'toolu_1', content: '18C' },
+            { type: 'tool_result', tool_use_id: 'toolu_2', content: '24C' },
+            { type: 'text', text: 'Which is warmer?' },
+          ],
+        },
+      ],
+      tools: [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } }],
+      tool_choice: { type: 'any', disable_parallel_tool_use: true },
+      stop_sequences: ['END'],
+      temperature: 1,
+      top_p: 0.9,
+      metadata: { user_id: 'user-42' },
+    });
+  });
+
+  it('maps tool_choice auto, none and a named function', () => {
+    expect(toAnthropicToolChoice('auto', undefined)).toEqual({ type: 'auto' });
+    expect(toAnthropicToolChoice('none', undefined)).toEqual({ type: 'none' });
+    expect(toAnthropicToolChoice({ type: 'function', function: { name: 'f' } }, undefined)).toEqual({ type: 'tool', name: 'f' });
+    expect(toAnthropicToolChoice(undefined, undefined)).toBeUndefined();
+  });
+
+  it('uses options.default_max_tokens when configured', async () => {
+    const p = createAnthropicProvider('small', { type: 'anthropic', base_url: server.url, api_key: 'k', options: { default_max_tokens: 256 } });
+    try {
+      server.reply({ body: await fixture('anthropic-message.json') });
+      await p.chat(baseReq, opts());
+      expect(sentBody().max_tokens).toBe(256);
+    } finally {
+      await p.close();
+    }
+  });
+});
+
+describe('anthropic provider: responses', () => {
+  it('joins text blocks and counts cache tokens as prompt tokens', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    const result = await provider.chat(baseReq, opts());
+    expect(result).toMatchObject({
+      id: 'msg_013Zva2CMHLNnXjNJJKqJ2EF',
+      object: 'chat.completion',
+      model: 'claude-sonnet-4-5-20250929',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'Hi! My name is Claude. How can I help?' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 2095 + 100 + 5, completion_tokens: 503, total_tokens: 2095 + 100 + 5 + 503 },
+    });
+  });
+
+  it('maps tool_use blocks to tool_calls with JSON arguments and skips thinking', async () => {
+    server.reply({ body: await fixture('anthropic-message-tool.json') });
+    const result = await provider.chat(baseReq, opts());
+    expect(result.choices[0]?.message).toEqual({
+      role: 'assistant',
+      content: "I'll check the weather in San Francisco.",
+      tool_calls: [{ id: 'toolu_01A09q90qw90lq917835lq9', type: 'function', function: { name: 'get_weather', arguments: '{"location":"San Francisco, CA","unit":"celsius"}' } }],
+    });
+    expect(result.choices[0]?.finish_reason).toBe('tool_calls');
+  });
+
+  it('maps every stop reason both ways', () => {
+    const table = ['end_turn', 'stop_sequence', 'max_tokens', 'tool_use', 'refusal', 'pause_turn', 'model_context_window_exceeded', null];
+    expect(table.map(finishReasonFromAnthropic)).toEqual(['stop', 'stop', 'length', 'tool_calls', 'content_filter', 'stop', 'length', null]);
+    expect((['stop', 'length', 'tool_calls', 'content_filter', null] as const).map(anthropicStopReason)).toEqual([
+      'end_turn',
+      'max_tokens',
+      'tool_use',
+      'refusal',
+      'end_turn',
+    ]);
+  });
+
+  it('runs n parallel calls for n > 1 and numbers the choices', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    const result = await provider.chat({ ...baseReq, n: 3 }, opts());
+    expect(server.requests.length).toBe(3);
+    for (let i = 0; i < 3; i++) expect(sentBody(i).n).toBeUndefined();
+    expect(result.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    expect(result.usage.completion_tokens).toBe(3 * 503);
+    expect(result.usage.prompt_tokens).toBe(3 * 2200);
+  });
+});
+
+describe('anthropic provider: streaming', () => {
+  it('turns a text event stream into canonical chunks ending with usage', async () => {
+    server.reply({ headers: sse, body: await fixture('anthropic-text-stream.chunks.txt') });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()));
+    expect(sentBody().stream).toBe(true);
+    expect(server.requests[0]?.headers.accept).toBe('text/event-stream');
+    expect(chunks[0]?.choices[0]?.delta).toEqual({ role: 'assistant', content: '' });
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Hello, wörld ✓');
+    expect(chunks.filter((c) => c.choices[0]?.finish_reason).map((c) => c.choices[0]?.finish_reason)).toEqual(['length']);
+    const last = chunks[chunks.length - 1] as ChatChunk;
+    expect(last).toMatchObject({ id: 'msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY', choices: [], usage: { prompt_tokens: 28, completion_tokens: 15, total_tokens: 43 } });
+    expect(chunks.filter((c) => c.usage).length).toBe(1);
+  });
+
+  it('streams tool_use blocks as tool-call deltas numbered per tool, the first carrying id and name', async () => {
+    server.reply({ headers: sse, body: await fixture('anthropic-tool-stream.chunks.txt') });
+    const chunks = await collect(await provider.streamChat(baseReq, opts()));
+    const deltas = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
+    expect(deltas[0]).toEqual({ index: 0, id: 'toolu_01T1x1fJ34qAmk2tNTrN7Up6', type: 'function', function: { name: 'get_weather', arguments: '' } });
+    const args = (i: number) => deltas.filter((d) => d.index === i).map((d) => d.function?.arguments ?? '').join('');
+    expect(JSON.parse(args(0))).toEqual({ location: 'San Francisco, CA', unit: 'fahrenheit' });
+    expect(deltas.find((d) => d.index === 1 && d.id)).toMatchObject({ id: 'toolu_02', function: { name: 'get_time' } });
+    expect(JSON.parse(args(1))).toEqual({ tz: 'PST' });
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe("Okay, let's check the weather for San Francisco, CA:");
+    expect(chunks.some((c) => c.choices[0]?.finish_reason === 'tool_calls')).toBe(true);
+    expect(chunks[chunks.length - 1]?.usage).toEqual({ prompt_tokens: 472, completion_tokens: 89, total_tokens: 561 });
+  });
+
+  it('skips event types it does not know, as Anthropic versioning asks', async () => {
+    const text = await fixture('anthropic-text-stream.chunks.txt');
+    const withNew = text.replace('event: ping', 'event: future_event\ndata: {"type":"future_event","x":1}\n\nevent: ping');
+    server.reply({ headers: sse, body: withNew });
+    const chunks = await collect(await provider.streamChat(baseReq, opts()));
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Hello, wörld ✓');
+  });
+
+  it('rejects n > 1 on a stream as unsupported without calling the upstream', async () => {
+    const err = await rejection(provider.streamChat({ ...baseReq, n: 2 }, opts()));
+    expect(err).toMatchObject({ kind: 'unsupported', retryable: false });
+    expect(server.requests.length).toBe(0);
+  });
+
+  it('turns a mid-stream overloaded_error into an UpstreamError that is not retryable once output was sent', async () => {
+    server.reply({ headers: sse, body: await fixture('anthropic-stream-midstream-error.chunks.txt') });
+    const seen: ChatChunk[] = [];
+    const err = await rejection(
+      (async () => {
+        for await (const c of await provider.streamChat(baseReq, opts())) seen.push(c);
+      })(),
+    );
+    expect(seen.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Partial');
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect(err).toMatchObject({ kind: 'overloaded', status: 529, retryable: false });
+  });
+
+  it('reports a stream that ends before message_stop as interrupted', async () => {
+    server.reply({ headers: sse, body: await fixture('anthropic-stream-truncated.chunks.txt') });
+    expect(await rejection(collect(await provider.streamChat(baseReq, opts())))).toMatchObject({ kind: 'stream_interrupted' });
+  });
+
+  it('stops reading and closes the upstream socket when the caller aborts', async () => {
+    const text = await fixture('anthropic-text-stream.chunks.txt');
+    const head = text.slice(0, text.indexOf('event: content_block_stop'));
+    server.reply({ headers: sse, body: head, hang: true });
+    const controller = new AbortController();
+    const err = await rejection(
+      (async () => {
+        for await (const c of await provider.streamChat(baseReq, opts(controller.signal))) {
+          if (c.choices[0]?.delta.content === ', wörld ✓') controller.abort();
+        }
+      })(),
+    );
+    expect(err).toMatchObject({ kind: 'aborted' });
+    await server.requests[0]?.closed;
+  });
+});
+
+describe('anthropic provider: upstream errors', () => {
+  const cases = [
+    { file: 'anthropic-error-400.json', status: 400, kind: 'bad_request', retryable: false },
+    { file: 'anthropic-error-400-context.json', status: 400, kind: 'context_length', retryable: false },
+    { file: 'anthropic-error-401.json', status: 401, kind: 'auth', retryable: false },
+    { file: 'anthropic-error-500.json', status: 500, kind: 'server', retryable: true },
+    { file: 'anthropic-error-529.json', status: 529, kind: 'overloaded', retryable: true },
+  ];
+  for (const c of cases) {
+    it(`maps ${c.status} (${c.file}) to kind ${c.kind}`, async () => {
+      const body = await fixture(c.file);
+      server.reply({ status: c.status, body });
+      const err = (await rejection(provider.chat(baseReq, opts()))) as UpstreamError;
+      expect(err).toBeInstanceOf(UpstreamError);
+      expect(err).toMatchObject({ kind: c.kind, status: c.status, retryable: c.retryable, provider: 'test-anthropic' });
+      expect(err.message).toContain(JSON.parse(body).error.message);
+    });
+  }
+
+  it('maps 429 with Retry-After on a stream request', async () => {
+    server.reply({ status: 429, headers: { 'retry-after': '7' }, body: await fixture('anthropic-error-429.json') });
+    const err = await rejection(provider.streamChat(baseReq, opts()));
+    expect(err).toMatchObject({ kind: 'rate_limited', status: 429, retryable: true, retryAfterMs: 7000 });
+  });
+
+  it('rejects a 200 body that is not a Message as malformed', async () => {
+    server.reply({ body: '{"id":"msg_1","type":"message","content":"oops"}' });
+    const err = await rejection(provider.chat(baseReq, opts()));
+    expect(err).toMatchObject({ kind: 'malformed' });
+    expect((err as Error).message).toMatch(/content/);
+  });
+});
+
+describe('anthropic provider: wiring', () => {
+  it('has no embeddings', async () => {
+    expect(await rejection(provider.embed({ model: 'x', input: 'a' }, opts()))).toMatchObject({ kind: 'unsupported' });
+  });
+
+  it('is built by the registry for type anthropic, ready only with a key or base URL', async () => {
+    const withKey = await createProvider('a', { type: 'anthropic', api_key: 'k' });
+    const without = await createProvider('b', { type: 'anthropic' });
+    expect(withKey.type).toBe('anthropic');
+    expect(await withKey.ready()).toBe(true);
+    expect(await without.ready()).toBe(false);
+    await withKey.close();
+    await without.close();
+  });
+});

@@ -1,0 +1,335 @@
+// The `anthropic` provider: canonical chat over Anthropic's Messages API (POST {base}/v1/messages),
+// raw HTTP through UpstreamHttp. Messages and tools are converted by anthropic-wire.ts; this file
+// builds the request body, reads the response through a small zod schema and turns the SSE event
+// stream into canonical chunks that always end with a usage chunk.
+import { z } from 'zod';
+import {
+  requestedMaxTokens,
+  stopList,
+  type ChatChunk,
+  type ChatRequest,
+  type ChatResult,
+  type FinishReason,
+  type Usage,
+} from '../canonical/chat.js';
+import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
+import type { ProviderConfig } from '../config/schema.js';
+import {
+  finishReasonFromAnthropic,
+  fromAnthropicContent,
+  statusForAnthropicErrorType,
+  toAnthropicMessages,
+  toAnthropicToolChoice,
+  toAnthropicTools,
+} from './anthropic-wire.js';
+import { UpstreamError, kindForStatus } from './errors.js';
+import { UpstreamHttp } from './http.js';
+import { sseEvents } from './stream-parsers.js';
+import type { CallOptions, ProviderAdapter } from './types.js';
+
+export const ANTHROPIC_VERSION = '2023-06-01';
+const DEFAULT_BASE_URL = 'https://api.anthropic.com';
+const DEFAULT_MAX_TOKENS = 4096;
+
+// Only what is read from a Messages response; anything else the API adds is ignored.
+const usageSchema = z.object({
+  input_tokens: z.number().nullish(),
+  output_tokens: z.number().nullish(),
+  cache_creation_input_tokens: z.number().nullish(),
+  cache_read_input_tokens: z.number().nullish(),
+});
+const blockSchema = z.looseObject({
+  type: z.string(),
+  text: z.string().optional(),
+  id: z.string().optional(),
+  name: z.string().optional(),
+  input: z.unknown().optional(),
+});
+const messageSchema = z.object({
+  id: z.string(),
+  model: z.string().optional(),
+  content: z.array(blockSchema),
+  stop_reason: z.string().nullish(),
+  usage: usageSchema,
+});
+const streamEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('message_start'), message: z.object({ id: z.string(), model: z.string().optional(), usage: usageSchema.optional() }) }),
+  z.object({ type: z.literal('content_block_start'), index: z.number(), content_block: blockSchema }),
+  z.object({
+    type: z.literal('content_block_delta'),
+    index: z.number(),
+    delta: z.looseObject({ type: z.string(), text: z.string().optional(), partial_json: z.string().optional() }),
+  }),
+  z.object({ type: z.literal('content_block_stop'), index: z.number() }),
+  z.object({ type: z.literal('message_delta'), delta: z.object({ stop_reason: z.string().nullish() }), usage: usageSchema.optional() }),
+  z.object({ type: z.literal('message_stop') }),
+  z.object({ type: z.literal('ping') }),
+  z.object({ type: z.literal('error'), error: z.object({ type: z.string(), message: z.string() }) }),
+]);
+
+type AnthropicUsage = z.infer<typeof usageSchema>;
+
+export interface AnthropicOptions {
+  /** max_tokens sent when the client gave none (the Messages API requires it). */
+  default_max_tokens: number;
+  /** Overrides the anthropic-version header. */
+  anthropic_version: string;
+}
+
+export function createAnthropicProvider(name: string, cfg: ProviderConfig): AnthropicProvider {
+  const options = cfg.options ?? {};
+  return new AnthropicProvider(name, cfg, {
+    default_max_tokens: typeof options.default_max_tokens === 'number' ? options.default_max_tokens : DEFAULT_MAX_TOKENS,
+    anthropic_version: typeof options.anthropic_version === 'string' ? options.anthropic_version : ANTHROPIC_VERSION,
+  });
+}
+
+export class AnthropicProvider implements ProviderAdapter {
+  readonly type = 'anthropic' as const;
+  private readonly http: UpstreamHttp;
+  private readonly configured: boolean;
+
+  constructor(
+    readonly name: string,
+    cfg: ProviderConfig,
+    readonly options: AnthropicOptions,
+  ) {
+    this.configured = Boolean(cfg.api_key) || Boolean(cfg.base_url);
+    this.http = new UpstreamHttp({
+      provider: name,
+      baseUrl: cfg.base_url ?? DEFAULT_BASE_URL,
+      maxConnections: cfg.max_connections,
+      headers: {
+        'anthropic-version': options.anthropic_version,
+        ...(cfg.api_key ? { 'x-api-key': cfg.api_key } : {}),
+        ...cfg.headers,
+      },
+    });
+  }
+
+  /** The Messages API request body for a canonical request (exported through the class for tests). */
+  buildBody(req: ChatRequest, stream: boolean): Record<string, unknown> {
+    const { system, messages } = toAnthropicMessages(req.messages);
+    const stop = stopList(req.stop);
+    const toolChoice = req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
+    const body: Record<string, unknown> = {
+      model: req.model,
+      max_tokens: requestedMaxTokens(req) ?? this.options.default_max_tokens,
+      messages,
+      system,
+      // OpenAI's temperature runs 0..2, Anthropic's 0..1: clamp instead of letting the upstream 400.
+      temperature: req.temperature === undefined ? undefined : Math.min(1, req.temperature),
+      top_p: req.top_p,
+      stop_sequences: stop.length > 0 ? stop : undefined,
+      tools: req.tools?.length ? toAnthropicTools(req.tools) : undefined,
+      tool_choice: toolChoice,
+      metadata: req.user ? { user_id: req.user } : undefined,
+      stream: stream || undefined,
+    };
+    for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
+    return body;
+  }
+
+  async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const n = req.n ?? 1;
+    if (n <= 1) return this.chatOnce(req, opts);
+    // The Messages API has no `n`: ask n times in parallel and number the choices.
+    const results = await Promise.all(Array.from({ length: n }, () => this.chatOnce({ ...req, n: undefined }, opts)));
+    const first = results[0] as ChatResult;
+    const usage: Usage = { prompt_tokens: first.usage.prompt_tokens, completion_tokens: 0, total_tokens: 0 };
+    for (const r of results) {
+      usage.completion_tokens += r.usage.completion_tokens;
+      if (r !== first) usage.prompt_tokens += r.usage.prompt_tokens;
+    }
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    return { ...first, choices: results.map((r, index) => ({ ...(r.choices[0] as ChatResult['choices'][number]), index })), usage };
+  }
+
+  private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const res = await this.http.json<unknown>('POST', '/v1/messages', this.buildBody(req, false), opts);
+    const parsed = messageSchema.safeParse(res.body);
+    if (!parsed.success) throw this.malformed('a Messages response', parsed.error, res.body);
+    const msg = parsed.data;
+    const { text, toolCalls } = fromAnthropicContent(msg.content);
+    return {
+      id: msg.id,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: msg.model ?? req.model,
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: text, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+          finish_reason: finishReasonFromAnthropic(msg.stop_reason) ?? 'stop',
+          logprobs: null,
+        },
+      ],
+      usage: toUsage(msg.usage),
+    };
+  }
+
+  async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    if ((req.n ?? 1) > 1) {
+      throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: Anthropic cannot stream more than one choice (n > 1)` });
+    }
+    const res = await this.http.stream('POST', '/v1/messages', this.buildBody(req, true), opts, { accept: 'text/event-stream' });
+    return this.chunks(res.body, req.model);
+  }
+
+  private async *chunks(body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void }, requestedModel: string): AsyncGenerator<ChatChunk> {
+    const created = Math.floor(Date.now() / 1000);
+    let id = '';
+    let model = requestedModel;
+    let usage: AnthropicUsage = {};
+    let finish: FinishReason | null = null;
+    let produced = false;
+    let stopped = false;
+    // Anthropic numbers content blocks across text and tool_use; OpenAI numbers tool calls alone.
+    const toolIndexOfBlock = new Map<number, number>();
+    const toolStartInput = new Map<number, unknown>();
+    const toolGotDelta = new Set<number>();
+    const chunk = (choices: ChatChunk['choices'], extra: Partial<ChatChunk> = {}): ChatChunk => ({
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model,
+      choices,
+      ...extra,
+    });
+    try {
+      for await (const sse of sseEvents(body)) {
+        let json: unknown;
+        try {
+          json = JSON.parse(sse.data);
+        } catch (cause) {
+          throw new UpstreamError({ provider: this.name, kind: 'malformed', message: `${this.name} sent a stream event that is not JSON`, body: sse.data.slice(0, 300), cause, retryable: !produced });
+        }
+        const parsed = streamEventSchema.safeParse(json);
+        if (!parsed.success) {
+          // Event types added after this adapter was written are skipped, as Anthropic's versioning policy asks.
+          const type = (json as { type?: unknown } | null)?.type;
+          if (typeof type === 'string' && !streamEventSchema.options.some((o) => o.shape.type.value === type)) continue;
+          throw this.malformed('a stream event', parsed.error, json, !produced);
+        }
+        const event = parsed.data;
+        switch (event.type) {
+          case 'message_start':
+            id = event.message.id;
+            model = event.message.model ?? model;
+            usage = { ...event.message.usage };
+            produced = true;
+            yield chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+            break;
+          case 'content_block_start': {
+            const block = event.content_block;
+            if (block.type === 'text' && block.text) {
+              yield chunk([{ index: 0, delta: { content: block.text }, finish_reason: null }]);
+            } else if (block.type === 'tool_use') {
+              const toolIndex = toolIndexOfBlock.size;
+              toolIndexOfBlock.set(event.index, toolIndex);
+              toolStartInput.set(event.index, block.input);
+              yield chunk([
+                {
+                  index: 0,
+                  delta: { tool_calls: [{ index: toolIndex, id: block.id ?? `toolu_${event.index}`, type: 'function', function: { name: block.name ?? '', arguments: '' } }] },
+                  finish_reason: null,
+                },
+              ]);
+            }
+            break;
+          }
+          case 'content_block_delta': {
+            const d = event.delta;
+            if (d.type === 'text_delta' && d.text) {
+              yield chunk([{ index: 0, delta: { content: d.text }, finish_reason: null }]);
+            } else if (d.type === 'input_json_delta' && d.partial_json) {
+              const toolIndex = toolIndexOfBlock.get(event.index);
+              if (toolIndex === undefined) break;
+              toolGotDelta.add(event.index);
+              yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: d.partial_json } }] }, finish_reason: null }]);
+            }
+            break;
+          }
+          case 'content_block_stop': {
+            // A proxy that sends the whole input in content_block_start and no deltas still yields arguments.
+            const toolIndex = toolIndexOfBlock.get(event.index);
+            const input = toolStartInput.get(event.index);
+            if (toolIndex !== undefined && !toolGotDelta.has(event.index) && input && typeof input === 'object' && Object.keys(input).length > 0) {
+              yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: JSON.stringify(input) } }] }, finish_reason: null }]);
+            }
+            break;
+          }
+          case 'message_delta':
+            // message_delta usage is cumulative; fields it carries replace the message_start values.
+            for (const [k, v] of Object.entries(event.usage ?? {})) if (v != null) usage[k as keyof AnthropicUsage] = v;
+            finish = finishReasonFromAnthropic(event.delta.stop_reason) ?? finish;
+            if (finish) yield chunk([{ index: 0, delta: {}, finish_reason: finish }]);
+            break;
+          case 'message_stop':
+            stopped = true;
+            break;
+          case 'ping':
+            break;
+          case 'error': {
+            const status = statusForAnthropicErrorType(event.error.type);
+            const kind = event.error.type === 'overloaded_error' ? 'overloaded' : kindForStatus(status, event.error.message);
+            throw new UpstreamError({
+              provider: this.name,
+              kind,
+              status,
+              message: `${this.name} stream error (${event.error.type}): ${event.error.message}`,
+              body: event,
+              // Retrying is only safe while nothing has reached the client.
+              ...(produced ? { retryable: false } : {}),
+            });
+          }
+        }
+        if (stopped) break;
+      }
+    } finally {
+      body.destroy();
+    }
+    if (!stopped && finish === null) {
+      throw new UpstreamError({ provider: this.name, kind: 'stream_interrupted', message: `${this.name} stream ended before message_stop`, retryable: !produced });
+    }
+    yield chunk([], { usage: toUsage(usage) });
+  }
+
+  async embed(_req: EmbeddingRequest, _opts: CallOptions): Promise<EmbeddingResult> {
+    throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: Anthropic has no embeddings API` });
+  }
+
+  async listModels(opts: CallOptions): Promise<string[]> {
+    const res = await this.http.json<unknown>('GET', '/v1/models?limit=1000', undefined, opts);
+    const parsed = z.object({ data: z.array(z.object({ id: z.string() })) }).safeParse(res.body);
+    if (!parsed.success) throw this.malformed('a model list', parsed.error, res.body);
+    return parsed.data.data.map((m) => m.id);
+  }
+
+  async ready(): Promise<boolean> {
+    return this.configured;
+  }
+
+  async close(): Promise<void> {
+    await this.http.close();
+  }
+
+  private malformed(what: string, error: z.ZodError, body: unknown, retryable?: boolean): UpstreamError {
+    const issue = error.issues[0];
+    const where = issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'unexpected shape';
+    return new UpstreamError({
+      provider: this.name,
+      kind: 'malformed',
+      message: `${this.name} sent ${what} we could not read (${where})`,
+      body,
+      ...(retryable === undefined ? {} : { retryable }),
+    });
+  }
+}
+
+function toUsage(u: AnthropicUsage): Usage {
+  // Cached prompt tokens are still prompt tokens; Anthropic reports them beside input_tokens.
+  const prompt = (u.input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0) + (u.cache_read_input_tokens ?? 0);
+  const completion = u.output_tokens ?? 0;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}

@@ -1,0 +1,328 @@
+// Canonical chat <-> Gemini generateContent wire shapes: the request body (contents, systemInstruction,
+// tools, toolConfig, generationConfig), the response schema we read, and the finish-reason and usage
+// mapping shared by the plain and the streamed call. No HTTP here; google.ts does the calls.
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import {
+  contentText,
+  requestedMaxTokens,
+  stopList,
+  type ChatMessage,
+  type ChatRequest,
+  type FinishReason,
+  type ToolCall,
+  type Usage,
+} from '../canonical/chat.js';
+import { parseDataUrl } from './data-url.js';
+
+export interface GeminiPart {
+  text?: string;
+  thought?: boolean;
+  thoughtSignature?: string;
+  inlineData?: { mimeType: string; data: string };
+  fileData?: { mimeType?: string; fileUri: string };
+  functionCall?: { id?: string; name: string; args?: Record<string, unknown> };
+  functionResponse?: { name: string; response: Record<string, unknown> };
+}
+
+export interface GeminiContent {
+  role: 'user' | 'model';
+  parts: GeminiPart[];
+}
+
+export interface GeminiRequest {
+  contents: GeminiContent[];
+  systemInstruction?: { parts: { text: string }[] };
+  tools?: { functionDeclarations: { name: string; description?: string; parameters?: Record<string, unknown> }[] }[];
+  toolConfig?: { functionCallingConfig: { mode: 'AUTO' | 'ANY' | 'NONE'; allowedFunctionNames?: string[] } };
+  generationConfig?: Record<string, unknown>;
+}
+
+/** A request the client built wrongly for this upstream (e.g. a tool result naming no known call). */
+export class GeminiMappingError extends Error {}
+
+/**
+ * Gemini 3 rejects a replayed functionCall without the thoughtSignature it was issued with. Clients
+ * echo only the tool-call id, so signatures are remembered here by id (bounded, oldest dropped).
+ */
+export class ThoughtSignatureCache {
+  private readonly map = new Map<string, string>();
+  constructor(private readonly max = 10_000) {}
+  set(id: string, signature: string): void {
+    if (this.map.size >= this.max) this.map.delete(this.map.keys().next().value as string);
+    this.map.set(id, signature);
+  }
+  get(id: string): string | undefined {
+    return this.map.get(id);
+  }
+}
+
+/** Google's documented placeholder for a replayed call whose real signature is unknown. */
+export const SKIP_SIGNATURE = 'skip_thought_signature_validator';
+
+function needsSignature(model: string): boolean {
+  const m = /^(?:models\/)?gemini-(\d+)/.exec(model);
+  return m !== null && Number(m[1]) >= 3;
+}
+
+export function newToolCallId(): string {
+  return `call_${randomBytes(12).toString('base64url')}`;
+}
+
+export function toGeminiRequest(req: ChatRequest, signatures: ThoughtSignatureCache): GeminiRequest {
+  const system: { text: string }[] = [];
+  const contents: GeminiContent[] = [];
+  const toolNames = new Map<string, string>();
+  const push = (role: GeminiContent['role'], parts: GeminiPart[]) => {
+    if (parts.length === 0) return;
+    const last = contents[contents.length - 1];
+    // Gemini wants turns to alternate; consecutive same-role messages (several tool results) merge.
+    if (last && last.role === role) last.parts.push(...parts);
+    else contents.push({ role, parts });
+  };
+
+  for (const m of req.messages) {
+    switch (m.role) {
+      case 'system':
+      case 'developer': {
+        const text = contentText(m.content);
+        if (text) system.push({ text });
+        break;
+      }
+      case 'user':
+        push('user', userParts(m));
+        break;
+      case 'assistant': {
+        const parts: GeminiPart[] = [];
+        const text = contentText(m.content);
+        if (text) parts.push({ text });
+        for (const [i, call] of (m.tool_calls ?? []).entries()) {
+          toolNames.set(call.id, call.function.name);
+          const part: GeminiPart = { functionCall: { name: call.function.name, args: parseArgs(call.function.arguments) } };
+          // Only the first call of a parallel set carries a signature (Gemini's own convention).
+          const signature = signatures.get(call.id) ?? (i === 0 && needsSignature(req.model) ? SKIP_SIGNATURE : undefined);
+          if (signature) part.thoughtSignature = signature;
+          parts.push(part);
+        }
+        push('model', parts);
+        break;
+      }
+      case 'tool': {
+        const name = (m.tool_call_id && toolNames.get(m.tool_call_id)) || m.name;
+        if (!name) {
+          throw new GeminiMappingError(
+            `tool message ${m.tool_call_id ?? ''} answers no earlier assistant tool call; Gemini needs the function name`,
+          );
+        }
+        push('user', [{ functionResponse: { name, response: toolResponse(contentText(m.content)) } }]);
+        break;
+      }
+    }
+  }
+
+  const body: GeminiRequest = { contents };
+  if (system.length > 0) body.systemInstruction = { parts: system };
+  if (req.tools && req.tools.length > 0) {
+    body.tools = [
+      {
+        functionDeclarations: req.tools.map((t) => {
+          const parameters = t.function.parameters ? toGeminiSchema(t.function.parameters) : undefined;
+          return {
+            name: t.function.name,
+            ...(t.function.description ? { description: t.function.description } : {}),
+            ...(parameters && !isEmptyObjectSchema(parameters) ? { parameters } : {}),
+          };
+        }),
+      },
+    ];
+    const choice = req.tool_choice;
+    if (choice === 'none') body.toolConfig = { functionCallingConfig: { mode: 'NONE' } };
+    else if (choice === 'required') body.toolConfig = { functionCallingConfig: { mode: 'ANY' } };
+    else if (choice === 'auto') body.toolConfig = { functionCallingConfig: { mode: 'AUTO' } };
+    else if (choice && typeof choice === 'object') {
+      body.toolConfig = { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: [choice.function.name] } };
+    }
+  }
+  const generationConfig = toGenerationConfig(req);
+  if (Object.keys(generationConfig).length > 0) body.generationConfig = generationConfig;
+  return body;
+}
+
+function toGenerationConfig(req: ChatRequest): Record<string, unknown> {
+  const g: Record<string, unknown> = {};
+  if (req.temperature !== undefined) g.temperature = req.temperature;
+  if (req.top_p !== undefined) g.topP = req.top_p;
+  const max = requestedMaxTokens(req);
+  if (max !== undefined) g.maxOutputTokens = max;
+  const stop = stopList(req.stop);
+  if (stop.length > 0) g.stopSequences = stop;
+  if (req.n !== undefined && req.n !== 1) g.candidateCount = req.n;
+  if (req.seed !== undefined) g.seed = req.seed;
+  if (req.presence_penalty !== undefined) g.presencePenalty = req.presence_penalty;
+  if (req.frequency_penalty !== undefined) g.frequencyPenalty = req.frequency_penalty;
+  const format = req.response_format;
+  if (format?.type === 'json_object' || format?.type === 'json_schema') g.responseMimeType = 'application/json';
+  if (format?.type === 'json_schema' && format.json_schema.schema) {
+    g.responseSchema = toGeminiSchema(format.json_schema.schema);
+  }
+  return g;
+}
+
+function userParts(m: ChatMessage): GeminiPart[] {
+  if (m.content == null) return [];
+  if (typeof m.content === 'string') return m.content ? [{ text: m.content }] : [];
+  const parts: GeminiPart[] = [];
+  for (const p of m.content) {
+    if (p.type === 'text') {
+      if (p.text) parts.push({ text: p.text });
+      continue;
+    }
+    const inline = parseDataUrl(p.image_url.url);
+    if (inline) parts.push({ inlineData: inline });
+    else parts.push({ fileData: { mimeType: guessImageType(p.image_url.url), fileUri: p.image_url.url } });
+  }
+  return parts;
+}
+
+function guessImageType(url: string): string {
+  const ext = /\.(png|jpe?g|webp|gif|heic|heif)(?:[?#]|$)/i.exec(url)?.[1]?.toLowerCase();
+  if (!ext) return 'image/jpeg';
+  return ext === 'jpg' ? 'image/jpeg' : `image/${ext}`;
+}
+
+function parseArgs(args: string): Record<string, unknown> {
+  if (!args) return {};
+  try {
+    const v: unknown = JSON.parse(args);
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : { value: v };
+  } catch {
+    // The model itself produced arguments that are not JSON; replaying them must not fail the turn.
+    return {};
+  }
+}
+
+/** functionResponse.response must be an object; Gemini's docs name `output` for a plain result. */
+function toolResponse(text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+    return { output: v };
+  } catch {
+    return { output: text };
+  }
+}
+
+// Gemini's Schema is an OpenAPI 3.0 subset; it rejects additionalProperties, $schema, $ref and the
+// like with a 400, so schemas keep only the keys it knows.
+const SCHEMA_KEYS = new Set([
+  'type', 'format', 'title', 'description', 'nullable', 'enum', 'maxItems', 'minItems', 'properties',
+  'required', 'minProperties', 'maxProperties', 'minLength', 'maxLength', 'pattern', 'example',
+  'anyOf', 'propertyOrdering', 'default', 'items', 'minimum', 'maximum',
+]);
+
+export function toGeminiSchema(schema: unknown): Record<string, unknown> {
+  if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return {};
+  const s = schema as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(s)) {
+    if (!SCHEMA_KEYS.has(key)) continue;
+    if (key === 'properties' && value && typeof value === 'object') {
+      const props: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) props[k] = toGeminiSchema(v);
+      out.properties = props;
+    } else if (key === 'items') {
+      out.items = toGeminiSchema(value);
+    } else if (key === 'anyOf' && Array.isArray(value)) {
+      out.anyOf = value.map(toGeminiSchema);
+    } else if (key === 'type' && Array.isArray(value)) {
+      // JSON Schema's ["string", "null"] is OpenAPI's type + nullable.
+      const types = value.filter((t) => t !== 'null');
+      if (types.length > 0) out.type = types[0];
+      if (types.length < value.length) out.nullable = true;
+    } else {
+      out[key] = value;
+    }
+  }
+  if ('const' in s && out.enum === undefined) out.enum = [s.const];
+  return out;
+}
+
+function isEmptyObjectSchema(s: Record<string, unknown>): boolean {
+  const props = s.properties as Record<string, unknown> | undefined;
+  return s.type === 'object' && (!props || Object.keys(props).length === 0);
+}
+
+// --- response -----------------------------------------------------------------------------------
+
+const partSchema = z.object({
+  text: z.string().optional(),
+  thought: z.boolean().optional(),
+  thoughtSignature: z.string().optional(),
+  functionCall: z
+    .object({ id: z.string().optional(), name: z.string(), args: z.record(z.string(), z.unknown()).optional() })
+    .optional(),
+});
+
+const usageSchema = z.object({
+  promptTokenCount: z.number().optional(),
+  candidatesTokenCount: z.number().optional(),
+  thoughtsTokenCount: z.number().optional(),
+  totalTokenCount: z.number().optional(),
+});
+
+export const geminiResponseSchema = z.object({
+  candidates: z
+    .array(
+      z.object({
+        index: z.number().optional(),
+        content: z.object({ parts: z.array(partSchema).optional() }).optional(),
+        finishReason: z.string().optional(),
+      }),
+    )
+    .optional(),
+  promptFeedback: z.object({ blockReason: z.string().optional() }).optional(),
+  usageMetadata: usageSchema.optional(),
+  modelVersion: z.string().optional(),
+  responseId: z.string().optional(),
+});
+export type GeminiResponse = z.infer<typeof geminiResponseSchema>;
+export type GeminiCandidate = NonNullable<GeminiResponse['candidates']>[number];
+
+const FILTERED = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII', 'IMAGE_SAFETY', 'LANGUAGE']);
+
+export function mapGeminiFinish(reason: string | undefined, calledTools: boolean): FinishReason | null {
+  if (!reason || reason === 'FINISH_REASON_UNSPECIFIED') return null;
+  if (reason === 'MAX_TOKENS') return 'length';
+  if (FILTERED.has(reason)) return 'content_filter';
+  return calledTools ? 'tool_calls' : 'stop';
+}
+
+export function mapGeminiUsage(u: GeminiResponse['usageMetadata']): Usage {
+  const prompt = u?.promptTokenCount ?? 0;
+  // Thinking tokens are billed as output, so they count as completion tokens.
+  const completion = (u?.candidatesTokenCount ?? 0) + (u?.thoughtsTokenCount ?? 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: u?.totalTokenCount ?? prompt + completion };
+}
+
+/** Visible text and tool calls of one candidate's parts; thought parts are dropped. */
+export function readParts(
+  parts: z.infer<typeof partSchema>[] | undefined,
+  signatures: ThoughtSignatureCache,
+): { text: string; toolCalls: ToolCall[] } {
+  let text = '';
+  const toolCalls: ToolCall[] = [];
+  for (const part of parts ?? []) {
+    if (part.functionCall) {
+      const id = part.functionCall.id || newToolCallId();
+      if (part.thoughtSignature) signatures.set(id, part.thoughtSignature);
+      toolCalls.push({
+        id,
+        type: 'function',
+        function: { name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) },
+      });
+    } else if (part.text && !part.thought) {
+      text += part.text;
+    }
+  }
+  return { text, toolCalls };
+}

@@ -1,0 +1,329 @@
+// Google Gemini API adapter (generativelanguage.googleapis.com, v1beta): generateContent,
+// streamGenerateContent over SSE, batchEmbedContents and the model list, as raw HTTP over one
+// keep-alive pool. Wire shapes and mappings live in google-mapping.ts; this file does the calls,
+// the stream state and the Gemini-specific touches on errors (RetryInfo, invalid API keys).
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { ChatChunk, ChatChoice, ChatRequest, ChatResult, ChunkChoice, Usage } from '../canonical/chat.js';
+import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
+import type { ProviderConfig } from '../config/schema.js';
+import { UpstreamError, type UpstreamErrorKind } from './errors.js';
+import {
+  GeminiMappingError,
+  ThoughtSignatureCache,
+  geminiResponseSchema,
+  mapGeminiFinish,
+  mapGeminiUsage,
+  readParts,
+  toGeminiRequest,
+  type GeminiRequest,
+  type GeminiResponse,
+} from './google-mapping.js';
+import { UpstreamHttp, type StreamBody } from './http.js';
+import { primeStream } from './stream-priming.js';
+import { sseEvents } from './stream-parsers.js';
+import { countTextTokens } from './tokens.js';
+import type { CallOptions, ProviderAdapter } from './types.js';
+
+export const GOOGLE_DEFAULT_BASE_URL = 'https://generativelanguage.googleapis.com';
+
+const embedResponseSchema = z.object({ embeddings: z.array(z.object({ values: z.array(z.number()) })) });
+const modelListSchema = z.object({
+  models: z.array(z.object({ name: z.string() })).optional(),
+  nextPageToken: z.string().optional(),
+});
+
+export function createGoogleProvider(name: string, cfg: ProviderConfig): GoogleProvider {
+  return new GoogleProvider(name, cfg);
+}
+
+export class GoogleProvider implements ProviderAdapter {
+  readonly type = 'google' as const;
+  private readonly http: UpstreamHttp;
+  private readonly signatures = new ThoughtSignatureCache();
+  private readonly configured: boolean;
+
+  constructor(
+    readonly name: string,
+    cfg: ProviderConfig,
+  ) {
+    this.configured = Boolean(cfg.api_key);
+    this.http = new UpstreamHttp({
+      provider: name,
+      baseUrl: cfg.base_url ?? GOOGLE_DEFAULT_BASE_URL,
+      headers: { ...(cfg.api_key ? { 'x-goog-api-key': cfg.api_key } : {}), ...cfg.headers },
+      maxConnections: cfg.max_connections,
+    });
+  }
+
+  async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const body = this.requestBody(req);
+    const res = await this.call(() => this.http.json<unknown>('POST', `${modelPath(req.model)}:generateContent`, body, opts));
+    const parsed = geminiResponseSchema.safeParse(res.body);
+    if (!parsed.success) throw this.error('malformed', 'answered a generateContent body of an unexpected shape', res.status);
+    return this.toResult(parsed.data, req.model);
+  }
+
+  async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    const body = this.requestBody(req);
+    const res = await this.call(() =>
+      this.http.stream('POST', `${modelPath(req.model)}:streamGenerateContent?alt=sse`, body, opts, {
+        accept: 'text/event-stream',
+      }),
+    );
+    return primeStream(this.chunks(res.body, req.model));
+  }
+
+  async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
+    const inputs = embeddingInputs(req.input);
+    if (!inputs) throw this.error('bad_request', 'embeds text inputs only, not token arrays');
+    const model = modelResource(req.model);
+    const body = {
+      requests: inputs.map((text) => ({
+        model,
+        content: { parts: [{ text }] },
+        ...(req.dimensions ? { outputDimensionality: req.dimensions } : {}),
+      })),
+    };
+    const res = await this.call(() => this.http.json<unknown>('POST', `/v1beta/${model}:batchEmbedContents`, body, opts));
+    const parsed = embedResponseSchema.safeParse(res.body);
+    if (!parsed.success || parsed.data.embeddings.length !== inputs.length) {
+      throw this.error('malformed', 'answered a batchEmbedContents body of an unexpected shape', res.status);
+    }
+    // Gemini reports no token counts for embeddings; the local tokenizer's estimate stands in.
+    const tokens = inputs.reduce((sum, text) => sum + countTextTokens(text), 0);
+    return {
+      object: 'list',
+      data: parsed.data.embeddings.map((e, index) => ({ object: 'embedding', index, embedding: e.values })),
+      model: req.model,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    };
+  }
+
+  async listModels(opts: CallOptions): Promise<string[]> {
+    const names: string[] = [];
+    let pageToken: string | undefined;
+    // Pages are followed to the end, with a bound in case the upstream keeps handing out tokens.
+    for (let page = 0; page < 20; page++) {
+      const query = `pageSize=1000${pageToken ? `&pageToken=${encodeURIComponent(pageToken)}` : ''}`;
+      const res = await this.call(() => this.http.json<unknown>('GET', `/v1beta/models?${query}`, undefined, opts));
+      const parsed = modelListSchema.safeParse(res.body);
+      if (!parsed.success) throw this.error('malformed', 'answered a model list of an unexpected shape', res.status);
+      for (const m of parsed.data.models ?? []) names.push(m.name.replace(/^models\//, ''));
+      pageToken = parsed.data.nextPageToken;
+      if (!pageToken) break;
+    }
+    return names;
+  }
+
+  /** Configured with a key. Not probed over the network: a Google blip must not unready the gateway. */
+  async ready(): Promise<boolean> {
+    return this.configured;
+  }
+
+  async close(): Promise<void> {
+    await this.http.close();
+  }
+
+  private requestBody(req: ChatRequest): GeminiRequest {
+    try {
+      return toGeminiRequest(req, this.signatures);
+    } catch (err) {
+      if (err instanceof GeminiMappingError) throw this.error('bad_request', err.message);
+      throw err;
+    }
+  }
+
+  private toResult(body: GeminiResponse, model: string): ChatResult {
+    const candidates = body.candidates ?? [];
+    if (candidates.length === 0) {
+      const reason = body.promptFeedback?.blockReason;
+      if (reason) throw this.error('content_policy', `blocked the prompt (${reason})`);
+      throw this.error('malformed', 'answered with no candidates');
+    }
+    const choices: ChatChoice[] = candidates.map((c, i) => {
+      const { text, toolCalls } = readParts(c.content?.parts, this.signatures);
+      return {
+        index: c.index ?? i,
+        message: {
+          role: 'assistant',
+          content: text || (toolCalls.length > 0 ? null : ''),
+          ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+        },
+        finish_reason: mapGeminiFinish(c.finishReason, toolCalls.length > 0) ?? 'stop',
+        logprobs: null,
+      };
+    });
+    return {
+      id: `chatcmpl-${body.responseId ?? randomUUID()}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: body.modelVersion ?? model,
+      choices,
+      usage: mapGeminiUsage(body.usageMetadata),
+    };
+  }
+
+  private async *chunks(body: StreamBody, model: string): AsyncGenerator<ChatChunk> {
+    const stream = new GeminiStreamState(model, this.signatures);
+    try {
+      for await (const event of sseEvents(body)) {
+        if (!event.data || event.data === '[DONE]') continue;
+        let json: unknown;
+        try {
+          json = JSON.parse(event.data);
+        } catch (cause) {
+          throw this.error('malformed', 'streamed an event that is not JSON', 0, !stream.yielded, cause);
+        }
+        const streamed = (json as { error?: { code?: number; message?: string; status?: string } }).error;
+        if (streamed) throw this.streamedError(streamed, !stream.yielded);
+        const parsed = geminiResponseSchema.safeParse(json);
+        if (!parsed.success) throw this.error('malformed', 'streamed an event of an unexpected shape', 0, !stream.yielded);
+        const blocked = parsed.data.promptFeedback?.blockReason;
+        if (blocked && !parsed.data.candidates?.length) throw this.error('content_policy', `blocked the prompt (${blocked})`);
+        for (const chunk of stream.accept(parsed.data)) yield chunk;
+      }
+      if (!stream.complete()) {
+        throw this.error('stream_interrupted', 'stream ended before a finish reason', 0, !stream.yielded);
+      }
+      yield stream.usageChunk();
+    } finally {
+      body.destroy();
+    }
+  }
+
+  private streamedError(e: { code?: number; message?: string; status?: string }, retryable: boolean): UpstreamError {
+    const status = e.code ?? 0;
+    const kind: UpstreamErrorKind =
+      status === 429 ? 'rate_limited' : status === 503 ? 'overloaded' : status >= 500 ? 'server' : 'bad_request';
+    return this.error(kind, `streamed an error: ${e.message ?? e.status ?? 'unknown'}`, status, retryable);
+  }
+
+  /** Runs one HTTP call and sharpens UpstreamHttp's error with what Gemini's error body says. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw err instanceof UpstreamError ? refineGoogleError(err) : err;
+    }
+  }
+
+  private error(kind: UpstreamErrorKind, message: string, status = 0, retryable?: boolean, cause?: unknown): UpstreamError {
+    return new UpstreamError({ provider: this.name, kind, message: `${this.name} ${message}`, status, retryable, cause });
+  }
+}
+
+/** Turns the pieces of a streamed answer into canonical chunks, per candidate (n > 1 streams too). */
+class GeminiStreamState {
+  yielded = false;
+  private id = `chatcmpl-${randomUUID()}`;
+  private model: string;
+  private usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  private readonly created = Math.floor(Date.now() / 1000);
+  private readonly candidates = new Map<number, { toolCalls: number; finished: boolean }>();
+  private sawFirst = false;
+
+  constructor(
+    model: string,
+    private readonly signatures: ThoughtSignatureCache,
+  ) {
+    this.model = model;
+  }
+
+  accept(res: GeminiResponse): ChatChunk[] {
+    if (!this.sawFirst) {
+      this.sawFirst = true;
+      if (res.responseId) this.id = `chatcmpl-${res.responseId}`;
+      if (res.modelVersion) this.model = res.modelVersion;
+    }
+    if (res.usageMetadata) this.usage = mapGeminiUsage(res.usageMetadata);
+    const out: ChatChunk[] = [];
+    for (const [position, c] of (res.candidates ?? []).entries()) {
+      const index = c.index ?? position;
+      const existing = this.candidates.get(index);
+      const first = existing === undefined;
+      const state = existing ?? { toolCalls: 0, finished: false };
+      if (first) this.candidates.set(index, state);
+      const { text, toolCalls } = readParts(c.content?.parts, this.signatures);
+      if (first || text || toolCalls.length > 0) {
+        const delta: ChunkChoice['delta'] = first ? { role: 'assistant', content: text } : { content: text };
+        if (toolCalls.length > 0) {
+          if (!text) delete delta.content;
+          delta.tool_calls = toolCalls.map((call) => ({
+            index: state.toolCalls++,
+            id: call.id,
+            type: 'function' as const,
+            function: { name: call.function.name, arguments: call.function.arguments },
+          }));
+        }
+        out.push(this.chunk([{ index, delta, finish_reason: null }]));
+      }
+      const finish = mapGeminiFinish(c.finishReason, state.toolCalls > 0);
+      if (finish && !state.finished) {
+        state.finished = true;
+        out.push(this.chunk([{ index, delta: {}, finish_reason: finish }]));
+      }
+    }
+    if (out.length > 0) this.yielded = true;
+    return out;
+  }
+
+  /** Every candidate that started has finished (an empty stream is not complete). */
+  complete(): boolean {
+    if (this.candidates.size === 0) return false;
+    for (const c of this.candidates.values()) if (!c.finished) return false;
+    return true;
+  }
+
+  usageChunk(): ChatChunk {
+    return { ...this.chunk([]), usage: this.usage };
+  }
+
+  private chunk(choices: ChunkChoice[]): ChatChunk {
+    return { id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model, choices };
+  }
+}
+
+/** `models/gemini-2.0-flash` for a bare name; tuned models (`tunedModels/x`) pass through. */
+function modelResource(model: string): string {
+  return model.includes('/') ? model : `models/${model}`;
+}
+
+function modelPath(model: string): string {
+  return `/v1beta/${modelResource(model)}`;
+}
+
+interface GoogleErrorBody {
+  error?: { status?: string; message?: string; details?: { '@type'?: string; retryDelay?: string; reason?: string }[] };
+}
+
+/**
+ * Gemini says more in its body than the status line: a 429's wait is in RetryInfo.retryDelay ("34s")
+ * rather than Retry-After, a bad key is a 400 with reason API_KEY_INVALID, and an oversized prompt
+ * is a 400 saying the input token count exceeds the maximum.
+ */
+export function refineGoogleError(err: UpstreamError): UpstreamError {
+  const body = (err.body && typeof err.body === 'object' ? err.body : {}) as GoogleErrorBody;
+  const details = Array.isArray(body.error?.details) ? body.error.details : [];
+  let retryAfterMs = err.retryAfterMs;
+  if (retryAfterMs === undefined) {
+    const delay = details.find((d) => typeof d.retryDelay === 'string')?.retryDelay;
+    const m = delay ? /^(\d+(?:\.\d+)?)s$/.exec(delay) : null;
+    if (m) retryAfterMs = Math.ceil(Number(m[1]) * 1000);
+  }
+  let kind = err.kind;
+  if (details.some((d) => d.reason === 'API_KEY_INVALID')) kind = 'auth';
+  else if (err.status === 400 && /token count.*exceeds|exceeds the maximum number of tokens/i.test(body.error?.message ?? '')) {
+    kind = 'context_length';
+  }
+  if (kind === err.kind && retryAfterMs === err.retryAfterMs) return err;
+  return new UpstreamError({
+    provider: err.provider,
+    kind,
+    message: err.message,
+    status: err.status,
+    retryAfterMs,
+    body: err.body,
+    cause: err.cause,
+  });
+}

@@ -1,0 +1,309 @@
+// The Ollama adapter against a local upstream replaying wire fixtures written from Ollama's API
+// docs (/api/chat plain and NDJSON-streamed, /api/embed, /api/tags, /api/ps, /api/version).
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import { callOptions, collect, fixture, fixtureJson, ReplayServer } from './__fixtures__/replay-server.js';
+import { UpstreamError } from './errors.js';
+import { OllamaProvider, createOllamaProvider } from './ollama.js';
+
+let upstream: ReplayServer;
+let ollama: OllamaProvider;
+
+beforeAll(async () => {
+  upstream = await ReplayServer.start();
+  ollama = createOllamaProvider('pi-node-1', { type: 'ollama', base_url: upstream.url, options: { keep_alive: '30m' } });
+});
+afterAll(async () => {
+  await ollama.close();
+  await upstream.close();
+});
+beforeEach(() => upstream.reset());
+
+const json = (body: unknown, status = 200, headers: Record<string, string> = {}) => ({
+  status,
+  headers,
+  body: typeof body === 'string' ? body : JSON.stringify(body),
+});
+const ndjson = (body: string) => ({ status: 200, headers: { 'content-type': 'application/x-ndjson' }, body });
+const ask = (over: Partial<ChatRequest> = {}): ChatRequest => ({
+  model: 'llama3.2',
+  messages: [{ role: 'user', content: 'What is the capital of France?' }],
+  ...over,
+});
+
+async function failure(p: Promise<unknown>): Promise<UpstreamError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(UpstreamError);
+  return err as UpstreamError;
+}
+
+describe('ollama chat', () => {
+  it('posts /api/chat and maps a full request', async () => {
+    upstream.reply(json(fixture('ollama-chat.json')));
+    await ollama.chat(
+      {
+        model: 'llava',
+        messages: [
+          { role: 'developer', content: 'Be brief.' },
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'What is in this picture?' },
+              { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+            ],
+          },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+          },
+          { role: 'tool', tool_call_id: 'call_a', content: 'sunny' },
+        ],
+        tools: [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+        max_tokens: 64,
+        temperature: 0,
+        top_p: 0.5,
+        seed: 101,
+        stop: '\n\n',
+        response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object', properties: { age: { type: 'integer' } } } } },
+      },
+      callOptions(),
+    );
+    const [req] = upstream.requests;
+    expect(req?.method).toBe('POST');
+    expect(req?.pathname).toBe('/api/chat');
+    expect(req?.headers.authorization).toBeUndefined();
+    expect(req?.json).toEqual({
+      model: 'llava',
+      stream: false,
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'What is in this picture?', images: ['iVBORw0KGgo='] },
+        { role: 'assistant', content: '', tool_calls: [{ function: { name: 'get_weather', arguments: { city: 'Paris' } } }] },
+        { role: 'tool', content: 'sunny', tool_name: 'get_weather' },
+      ],
+      tools: [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+      format: { type: 'object', properties: { age: { type: 'integer' } } },
+      options: { num_predict: 64, temperature: 0, top_p: 0.5, seed: 101, stop: ['\n\n'] },
+      keep_alive: '30m',
+    });
+  });
+
+  it('maps an answer, its usage and done_reason', async () => {
+    upstream.reply(json(fixture('ollama-chat.json')));
+    const res = await ollama.chat(ask({ response_format: { type: 'json_object' } }), callOptions());
+    expect(res).toMatchObject({
+      object: 'chat.completion',
+      model: 'llama3.2',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'The capital of France is Paris.' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 26, completion_tokens: 9, total_tokens: 35 },
+    });
+    expect((upstream.requests[0]?.json as Record<string, unknown>).format).toBe('json');
+    expect((upstream.requests[0]?.json as Record<string, unknown>).options).toBeUndefined();
+  });
+
+  it('maps done_reason length to length', async () => {
+    upstream.reply(json({ ...fixtureJson('ollama-chat.json'), done_reason: 'length' }));
+    expect((await ollama.chat(ask(), callOptions())).choices[0]?.finish_reason).toBe('length');
+  });
+
+  it('turns object arguments into JSON strings with generated ids and finishes with tool_calls', async () => {
+    upstream.reply(json(fixture('ollama-tool-call.json')));
+    const res = await ollama.chat(ask({ tools: [{ type: 'function', function: { name: 'get_weather' } }] }), callOptions());
+    const calls = res.choices[0]?.message.tool_calls ?? [];
+    expect(res.choices[0]?.finish_reason).toBe('tool_calls');
+    expect(res.choices[0]?.message.content).toBeNull();
+    expect(calls.map((c) => [c.function.name, JSON.parse(c.function.arguments)])).toEqual([
+      ['get_weather', { city: 'Paris', unit: 'celsius' }],
+      ['get_time', {}],
+    ]);
+    expect(calls.every((c) => c.id.startsWith('call_'))).toBe(true);
+    expect(calls[0]?.id).not.toBe(calls[1]?.id);
+  });
+
+  it('offers no tools for tool_choice none and only the named one otherwise', async () => {
+    const tools: ChatRequest['tools'] = [
+      { type: 'function', function: { name: 'a' } },
+      { type: 'function', function: { name: 'b' } },
+    ];
+    upstream.reply(json(fixture('ollama-chat.json')), json(fixture('ollama-chat.json')));
+    await ollama.chat(ask({ tools, tool_choice: 'none' }), callOptions());
+    await ollama.chat(ask({ tools, tool_choice: { type: 'function', function: { name: 'b' } } }), callOptions());
+    expect((upstream.requests[0]?.json as Record<string, unknown>).tools).toBeUndefined();
+    expect((upstream.requests[1]?.json as { tools: { function: { name: string } }[] }).tools.map((t) => t.function.name)).toEqual(['b']);
+  });
+
+  it('refuses linked images without calling upstream', async () => {
+    const err = await failure(
+      ollama.chat(ask({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x.test/a.png' } }] }] }), callOptions()),
+    );
+    expect(err.kind).toBe('bad_request');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('answers n > 1 with parallel calls', async () => {
+    upstream.reply(json(fixture('ollama-chat.json')), json(fixture('ollama-chat.json')));
+    const res = await ollama.chat(ask({ n: 2 }), callOptions());
+    expect(upstream.requests).toHaveLength(2);
+    expect(res.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(res.usage).toEqual({ prompt_tokens: 52, completion_tokens: 18, total_tokens: 70 });
+  });
+
+  it('reports a body that is not JSON as malformed', async () => {
+    upstream.reply(json('{"model":"llama3.2","message":'));
+    expect((await failure(ollama.chat(ask(), callOptions()))).kind).toBe('malformed');
+  });
+});
+
+describe('ollama errors', () => {
+  const bodies = fixtureJson<Record<string, { error: string }>>('ollama-errors.json');
+  it.each([
+    [400, {}, 'bad_request', false, undefined],
+    [401, {}, 'auth', false, undefined],
+    [404, {}, 'not_found', false, undefined],
+    [429, { 'retry-after': '3' }, 'rate_limited', true, 3_000],
+    [500, {}, 'server', true, undefined],
+    [503, {}, 'overloaded', true, undefined],
+  ] as const)('%i with headers %o becomes %s', async (status, headers, kind, retryable, retryAfterMs) => {
+    const body = bodies[String(status)] as { error: string };
+    for (const streaming of [false, true]) {
+      upstream.reply(json(body, status, headers));
+      const err = await failure(streaming ? ollama.streamChat(ask(), callOptions()) : ollama.chat(ask(), callOptions()));
+      expect(err).toMatchObject({ provider: 'pi-node-1', kind, status, retryable, retryAfterMs });
+      expect(err.message).toContain(body.error);
+    }
+  });
+});
+
+describe('ollama stream', () => {
+  it('streams NDJSON lines and ends with the usage of the done line', async () => {
+    upstream.reply(ndjson(fixture('ollama-chat.ndjson')));
+    const chunks = await collect(await ollama.streamChat(ask({ stream: true }), callOptions()));
+    expect((upstream.requests[0]?.json as Record<string, unknown>).stream).toBe(true);
+    expect(chunks[0]?.choices[0]?.delta.role).toBe('assistant');
+    expect(text(chunks)).toBe('The capital of France is Paris — «é».');
+    expect(finishes(chunks)).toEqual(['length']);
+    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 26, completion_tokens: 12, total_tokens: 38 } });
+  });
+
+  it('streams tool calls with ids and increasing indexes', async () => {
+    upstream.reply(ndjson(fixture('ollama-tool-stream.ndjson')));
+    const chunks = await collect(await ollama.streamChat(ask({ model: 'qwen3' }), callOptions()));
+    const deltas = chunks.flatMap((c) => c.choices.flatMap((x) => x.delta.tool_calls ?? []));
+    expect(deltas.map((d) => [d.index, d.function?.name, d.function?.arguments])).toEqual([
+      [0, 'get_weather', '{"city":"Toronto"}'],
+      [1, 'get_time', '{"zone":"EST"}'],
+    ]);
+    expect(deltas.every((d) => d.id?.startsWith('call_'))).toBe(true);
+    expect(finishes(chunks)).toEqual(['tool_calls']);
+    expect(chunks.at(-1)?.usage).toEqual({ prompt_tokens: 187, completion_tokens: 41, total_tokens: 228 });
+  });
+
+  it('throws an error line mid-stream, not retryable once text went out', async () => {
+    upstream.reply(ndjson(fixture('ollama-stream-error.ndjson')));
+    const { chunks, error } = await drain(await ollama.streamChat(ask(), callOptions()));
+    expect(text(chunks)).toBe('Once upon');
+    expect(error).toMatchObject({ kind: 'server', retryable: false });
+    expect((error as Error).message).toContain('unexpected EOF');
+  });
+
+  it('rejects before the first chunk when the first line is an error', async () => {
+    upstream.reply(ndjson('{"error":"model requires more system memory (5.6 GiB) than is available (1.9 GiB)"}\n'));
+    const err = await failure(ollama.streamChat(ask(), callOptions()));
+    expect(err).toMatchObject({ kind: 'server', retryable: true });
+  });
+
+  it('treats a stream without its done line as interrupted', async () => {
+    const lines = fixture('ollama-chat.ndjson').split('\n');
+    upstream.reply(ndjson(lines.slice(0, 3).join('\n') + '\n'));
+    const { chunks, error } = await drain(await ollama.streamChat(ask(), callOptions()));
+    expect(text(chunks)).toBe('The capital of France is Paris — «é».');
+    expect(error).toMatchObject({ kind: 'stream_interrupted', retryable: false });
+  });
+
+  it('reports a line that is not JSON mid-stream as malformed', async () => {
+    const lines = fixture('ollama-chat.ndjson').split('\n');
+    upstream.reply(ndjson(`${lines[0]}\n{"model":"llama3.2","mess\n${lines[3]}\n`));
+    const { error } = await drain(await ollama.streamChat(ask(), callOptions()));
+    expect(error).toMatchObject({ kind: 'malformed', retryable: false });
+  });
+
+  it('refuses to stream n > 1', async () => {
+    expect((await failure(ollama.streamChat(ask({ n: 3 }), callOptions()))).kind).toBe('unsupported');
+  });
+
+  it('stops with an aborted error when the caller aborts mid-stream', async () => {
+    const lines = fixture('ollama-chat.ndjson').split('\n');
+    upstream.reply({ ...ndjson(`${lines[0]}\n`), then: 'hold' });
+    const ac = new AbortController();
+    const iterator = (await ollama.streamChat(ask(), callOptions(ac.signal)))[Symbol.asyncIterator]();
+    expect((await iterator.next()).done).toBe(false);
+    ac.abort();
+    expect((await failure(iterator.next())).kind).toBe('aborted');
+  });
+});
+
+describe('ollama embeddings, model lists, readiness', () => {
+  it('embeds through /api/embed', async () => {
+    upstream.reply(json(fixture('ollama-embed.json')));
+    const res = await ollama.embed({ model: 'all-minilm', input: ['Why is the sky blue?', 'Why is the grass green?'] }, callOptions());
+    expect(upstream.requests[0]?.pathname).toBe('/api/embed');
+    expect(upstream.requests[0]?.json).toEqual({
+      model: 'all-minilm',
+      input: ['Why is the sky blue?', 'Why is the grass green?'],
+      keep_alive: '30m',
+    });
+    expect(res.data.map((d) => d.embedding)).toEqual([
+      [0.010071029, -0.0017594862, 0.05007221],
+      [-0.0098027075, 0.06042469, 0.025257962],
+    ]);
+    expect(res.usage).toEqual({ prompt_tokens: 8, total_tokens: 8 });
+  });
+
+  it('lists installed models (/api/tags) and loaded ones (/api/ps)', async () => {
+    upstream.reply(json(fixture('ollama-tags.json')), json(fixture('ollama-ps.json')), json(fixture('ollama-tags.json')));
+    expect(await ollama.listInstalled()).toEqual(['codellama:13b', 'llama3:latest']);
+    expect(await ollama.listLoaded()).toEqual(['mistral:latest']);
+    expect(await ollama.listModels(callOptions())).toEqual(['codellama:13b', 'llama3:latest']);
+    expect(upstream.requests.map((r) => `${r.method} ${r.pathname}`)).toEqual(['GET /api/tags', 'GET /api/ps', 'GET /api/tags']);
+  });
+
+  it('is ready when /api/version answers, and not when it errors or the port is closed', async () => {
+    upstream.reply(json({ version: '0.6.2' }), json({ error: 'boom' }, 500));
+    expect(await ollama.ready()).toBe(true);
+    expect(upstream.requests[0]?.pathname).toBe('/api/version');
+    expect(await ollama.ready()).toBe(false);
+    const closed = await ReplayServer.start();
+    const url = closed.url;
+    await closed.close();
+    const gone = createOllamaProvider('gone', { type: 'ollama', base_url: url });
+    expect(await gone.ready()).toBe(false);
+    await gone.close();
+  });
+
+  it('is not ready when /api/version stalls past its short deadline', async () => {
+    upstream.reply({ stall: true });
+    expect(await ollama.ready()).toBe(false);
+  });
+});
+
+function text(chunks: ChatChunk[]): string {
+  return chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+}
+
+function finishes(chunks: ChatChunk[]): string[] {
+  return chunks.flatMap((c) => c.choices.map((x) => x.finish_reason)).filter((f): f is NonNullable<typeof f> => f !== null);
+}
+
+async function drain(stream: AsyncIterable<ChatChunk>): Promise<{ chunks: ChatChunk[]; error: unknown }> {
+  const chunks: ChatChunk[] = [];
+  try {
+    for await (const c of stream) chunks.push(c);
+  } catch (error) {
+    return { chunks, error };
+  }
+  return { chunks, error: undefined };
+}

@@ -1,0 +1,352 @@
+// Ollama adapter over its native API (default http://127.0.0.1:11434): /api/chat plain and streamed as
+// newline-delimited JSON, /api/embed, and the model lists the mesh worker publishes — installed
+// (/api/tags) and loaded in memory (/api/ps). One choice per call: n > 1 fans out, streams refuse it.
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import {
+  contentText,
+  requestedMaxTokens,
+  stopList,
+  type ChatChunk,
+  type ChatMessage,
+  type ChatRequest,
+  type ChatResult,
+  type ChunkChoice,
+  type FinishReason,
+  type ToolCall,
+  type Usage,
+} from '../canonical/chat.js';
+import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
+import type { ProviderConfig } from '../config/schema.js';
+import { chatWithChoices } from './choice-fan-out.js';
+import { parseDataUrl } from './data-url.js';
+import { UpstreamError, kindForStatus, type UpstreamErrorKind } from './errors.js';
+import { UpstreamHttp, type StreamBody } from './http.js';
+import { primeStream } from './stream-priming.js';
+import { ndjsonLines } from './stream-parsers.js';
+import type { CallOptions, ProviderAdapter } from './types.js';
+
+export const OLLAMA_DEFAULT_BASE_URL = 'http://127.0.0.1:11434';
+const READY_TIMEOUT_MS = 1000;
+
+const chatLineSchema = z.object({
+  model: z.string().optional(),
+  message: z
+    .object({
+      content: z.string().nullish(),
+      tool_calls: z
+        .array(
+          z.object({
+            id: z.string().optional(),
+            function: z.object({ name: z.string(), arguments: z.union([z.record(z.string(), z.unknown()), z.string()]).nullish() }),
+          }),
+        )
+        .nullish(),
+    })
+    .nullish(),
+  done: z.boolean().optional(),
+  done_reason: z.string().nullish(),
+  prompt_eval_count: z.number().optional(),
+  eval_count: z.number().optional(),
+  error: z.string().optional(),
+});
+type ChatLine = z.infer<typeof chatLineSchema>;
+
+const embedResponseSchema = z.object({
+  embeddings: z.array(z.array(z.number())),
+  prompt_eval_count: z.number().optional(),
+});
+const modelListSchema = z.object({ models: z.array(z.object({ name: z.string().optional(), model: z.string().optional() })).nullish() });
+
+export function createOllamaProvider(name: string, cfg: ProviderConfig): OllamaProvider {
+  return new OllamaProvider(name, cfg);
+}
+
+export class OllamaProvider implements ProviderAdapter {
+  readonly type = 'ollama' as const;
+  private readonly http: UpstreamHttp;
+  /** How long Ollama keeps a model in memory after a call ('5m', '1h', seconds, -1 for ever). */
+  private readonly keepAlive: string | number;
+
+  constructor(
+    readonly name: string,
+    cfg: ProviderConfig,
+  ) {
+    const keepAlive = cfg.options?.keep_alive;
+    this.keepAlive = typeof keepAlive === 'string' || typeof keepAlive === 'number' ? keepAlive : '5m';
+    this.http = new UpstreamHttp({
+      provider: name,
+      baseUrl: cfg.base_url ?? OLLAMA_DEFAULT_BASE_URL,
+      // Plain Ollama needs no key; one behind an authenticating proxy (or Ollama's cloud) does.
+      headers: { ...(cfg.api_key ? { authorization: `Bearer ${cfg.api_key}` } : {}), ...cfg.headers },
+      maxConnections: cfg.max_connections,
+    });
+  }
+
+  async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    return chatWithChoices(req, (one) => this.chatOnce(one, opts));
+  }
+
+  async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    if ((req.n ?? 1) > 1) throw this.error('unsupported', 'cannot stream more than one choice (n > 1)');
+    const res = await this.http.stream('POST', '/api/chat', this.requestBody(req, true), opts);
+    return primeStream(this.chunks(res.body, req.model));
+  }
+
+  async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
+    const input = embeddingInputs(req.input);
+    if (!input) throw this.error('bad_request', 'embeds text inputs only, not token arrays');
+    const body = {
+      model: req.model,
+      input,
+      keep_alive: this.keepAlive,
+      ...(req.dimensions ? { dimensions: req.dimensions } : {}),
+    };
+    const res = await this.http.json<unknown>('POST', '/api/embed', body, opts);
+    const parsed = embedResponseSchema.safeParse(res.body);
+    if (!parsed.success || parsed.data.embeddings.length !== input.length) {
+      throw this.error('malformed', 'answered an embed body of an unexpected shape', res.status);
+    }
+    const tokens = parsed.data.prompt_eval_count ?? 0;
+    return {
+      object: 'list',
+      data: parsed.data.embeddings.map((embedding, index) => ({ object: 'embedding', index, embedding })),
+      model: req.model,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    };
+  }
+
+  async listModels(opts: CallOptions): Promise<string[]> {
+    return this.listInstalled(opts);
+  }
+
+  /** Models pulled onto this Ollama (GET /api/tags). */
+  async listInstalled(opts: CallOptions = this.probeOptions()): Promise<string[]> {
+    return this.modelNames('/api/tags', opts);
+  }
+
+  /** Models loaded in memory right now (GET /api/ps): the ones that answer without a cold start. */
+  async listLoaded(opts: CallOptions = this.probeOptions()): Promise<string[]> {
+    return this.modelNames('/api/ps', opts);
+  }
+
+  /** Reachable: GET /api/version answers within about a second. */
+  async ready(): Promise<boolean> {
+    try {
+      await this.http.json<unknown>('GET', '/api/version', undefined, this.probeOptions());
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.http.close();
+  }
+
+  private probeOptions(): CallOptions {
+    return { signal: new AbortController().signal, timeoutMs: READY_TIMEOUT_MS, requestId: `ready-${randomUUID()}` };
+  }
+
+  private async modelNames(path: string, opts: CallOptions): Promise<string[]> {
+    const res = await this.http.json<unknown>('GET', path, undefined, opts);
+    const parsed = modelListSchema.safeParse(res.body);
+    if (!parsed.success) throw this.error('malformed', `answered ${path} with a body of an unexpected shape`, res.status);
+    return (parsed.data.models ?? []).flatMap((m) => {
+      const n = m.name ?? m.model;
+      return n ? [n] : [];
+    });
+  }
+
+  private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const res = await this.http.json<unknown>('POST', '/api/chat', this.requestBody(req, false), opts);
+    const parsed = chatLineSchema.safeParse(res.body);
+    if (!parsed.success) throw this.error('malformed', 'answered a chat body of an unexpected shape', res.status);
+    const line = parsed.data;
+    if (line.error !== undefined) throw this.lineError(line.error, true);
+    const toolCalls = readToolCalls(line);
+    return {
+      id: `chatcmpl-${randomUUID()}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: line.model ?? req.model,
+      choices: [
+        {
+          index: 0,
+          message: {
+            role: 'assistant',
+            content: line.message?.content || (toolCalls.length > 0 ? null : ''),
+            ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+          },
+          finish_reason: mapOllamaFinish(line.done_reason, toolCalls.length > 0),
+          logprobs: null,
+        },
+      ],
+      usage: mapOllamaUsage(line),
+    };
+  }
+
+  private async *chunks(body: StreamBody, model: string): AsyncGenerator<ChatChunk> {
+    const id = `chatcmpl-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const chunk = (choices: ChunkChoice[], usage?: Usage): ChatChunk => ({
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model,
+      choices,
+      ...(usage ? { usage } : {}),
+    });
+    let yielded = false;
+    let toolCount = 0;
+    try {
+      for await (const text of ndjsonLines(body)) {
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch (cause) {
+          throw this.error('malformed', 'streamed a line that is not JSON', 0, !yielded, cause);
+        }
+        const parsed = chatLineSchema.safeParse(json);
+        if (!parsed.success) throw this.error('malformed', 'streamed a line of an unexpected shape', 0, !yielded);
+        const line = parsed.data;
+        if (line.error !== undefined) throw this.lineError(line.error, !yielded);
+        const delta: ChunkChoice['delta'] = yielded ? {} : { role: 'assistant' };
+        const content = line.message?.content;
+        if (content || !yielded) delta.content = content ?? '';
+        const calls = readToolCalls(line);
+        if (calls.length > 0) {
+          delta.tool_calls = calls.map((c) => ({ index: toolCount++, id: c.id, type: 'function' as const, function: c.function }));
+        }
+        if (Object.keys(delta).length > 0) {
+          yield chunk([{ index: 0, delta, finish_reason: null }]);
+          yielded = true;
+        }
+        if (line.done) {
+          yield chunk([{ index: 0, delta: {}, finish_reason: mapOllamaFinish(line.done_reason, toolCount > 0) }]);
+          yield chunk([], mapOllamaUsage(line));
+          return;
+        }
+      }
+      throw this.error('stream_interrupted', 'stream ended before the done line', 0, !yielded);
+    } finally {
+      body.destroy();
+    }
+  }
+
+  private requestBody(req: ChatRequest, stream: boolean): Record<string, unknown> {
+    const body: Record<string, unknown> = { model: req.model, messages: this.toMessages(req.messages), stream };
+    let tools = req.tools ?? [];
+    const choice = req.tool_choice;
+    // Ollama has no tool_choice: 'none' offers no tools, a named choice offers only that one.
+    if (choice === 'none') tools = [];
+    else if (choice && typeof choice === 'object') tools = tools.filter((t) => t.function.name === choice.function.name);
+    if (tools.length > 0) {
+      body.tools = tools.map((t) => ({
+        type: 'function',
+        function: {
+          name: t.function.name,
+          ...(t.function.description ? { description: t.function.description } : {}),
+          parameters: t.function.parameters ?? { type: 'object', properties: {} },
+        },
+      }));
+    }
+    const format = req.response_format;
+    if (format?.type === 'json_object') body.format = 'json';
+    else if (format?.type === 'json_schema') body.format = format.json_schema.schema ?? 'json';
+    const options: Record<string, unknown> = {};
+    const max = requestedMaxTokens(req);
+    if (max !== undefined) options.num_predict = max;
+    if (req.temperature !== undefined) options.temperature = req.temperature;
+    if (req.top_p !== undefined) options.top_p = req.top_p;
+    if (req.seed !== undefined) options.seed = req.seed;
+    const stop = stopList(req.stop);
+    if (stop.length > 0) options.stop = stop;
+    if (req.presence_penalty !== undefined) options.presence_penalty = req.presence_penalty;
+    if (req.frequency_penalty !== undefined) options.frequency_penalty = req.frequency_penalty;
+    if (Object.keys(options).length > 0) body.options = options;
+    body.keep_alive = this.keepAlive;
+    return body;
+  }
+
+  private toMessages(messages: ChatMessage[]): Record<string, unknown>[] {
+    const toolNames = new Map<string, string>();
+    return messages.map((m) => {
+      switch (m.role) {
+        case 'system':
+        case 'developer':
+          return { role: 'system', content: contentText(m.content) };
+        case 'user': {
+          const out: Record<string, unknown> = { role: 'user', content: contentText(m.content) };
+          const images: string[] = [];
+          if (Array.isArray(m.content)) {
+            for (const p of m.content) {
+              if (p.type !== 'image_url') continue;
+              const inline = parseDataUrl(p.image_url.url);
+              if (!inline) throw this.error('bad_request', 'takes images as base64 data: URLs only, not links');
+              images.push(inline.data);
+            }
+          }
+          if (images.length > 0) out.images = images;
+          return out;
+        }
+        case 'assistant': {
+          const out: Record<string, unknown> = { role: 'assistant', content: contentText(m.content) };
+          if (m.tool_calls && m.tool_calls.length > 0) {
+            out.tool_calls = m.tool_calls.map((c) => {
+              toolNames.set(c.id, c.function.name);
+              return { function: { name: c.function.name, arguments: parseArguments(c.function.arguments) } };
+            });
+          }
+          return out;
+        }
+        case 'tool': {
+          const name = (m.tool_call_id && toolNames.get(m.tool_call_id)) || m.name;
+          return { role: 'tool', content: contentText(m.content), ...(name ? { tool_name: name } : {}) };
+        }
+      }
+    });
+  }
+
+  /** An `{"error": "..."}` body or line: classified by its text, since the HTTP status was 200. */
+  private lineError(message: string, retryable: boolean): UpstreamError {
+    const byText = kindForStatus(400, message);
+    const kind: UpstreamErrorKind = byText === 'bad_request' ? 'server' : byText;
+    return this.error(kind, `reported an error: ${message}`, 0, kind === 'server' ? retryable : false);
+  }
+
+  private error(kind: UpstreamErrorKind, message: string, status = 0, retryable?: boolean, cause?: unknown): UpstreamError {
+    return new UpstreamError({ provider: this.name, kind, message: `${this.name} ${message}`, status, retryable, cause });
+  }
+}
+
+/** Ollama gives arguments as objects and no ids; the canonical model wants JSON strings and ids. */
+function readToolCalls(line: ChatLine): ToolCall[] {
+  return (line.message?.tool_calls ?? []).map((c) => ({
+    id: c.id || `call_${randomUUID()}`,
+    type: 'function' as const,
+    function: {
+      name: c.function.name,
+      arguments: typeof c.function.arguments === 'string' ? c.function.arguments : JSON.stringify(c.function.arguments ?? {}),
+    },
+  }));
+}
+
+function parseArguments(args: string): unknown {
+  try {
+    return args ? JSON.parse(args) : {};
+  } catch {
+    return {};
+  }
+}
+
+function mapOllamaFinish(reason: string | null | undefined, calledTools: boolean): FinishReason {
+  if (calledTools) return 'tool_calls';
+  return reason === 'length' ? 'length' : 'stop';
+}
+
+function mapOllamaUsage(line: ChatLine): Usage {
+  const prompt = line.prompt_eval_count ?? 0;
+  const completion = line.eval_count ?? 0;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}

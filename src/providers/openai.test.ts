@@ -1,0 +1,349 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import { collect, fixture, rejection, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
+import { loadOpenAISpec, openAISpecAvailable, OPENAI_SPEC_PATH, type OpenAISpec } from './__fixtures__/openai-spec.js';
+import { UpstreamError } from './errors.js';
+import { createOpenAIProvider, finishReasonFromOpenAI, type OpenAIProvider } from './openai.js';
+import { createProvider } from './registry.js';
+import { countPromptTokens, countTextTokens } from './tokens.js';
+import type { CallOptions } from './types.js';
+
+const specReady = openAISpecAvailable();
+if (!specReady && !process.env.CI) console.warn(`openai.test: ${OPENAI_SPEC_PATH} missing; request bodies are not checked against the OpenAPI spec`);
+const spec: OpenAISpec | undefined = specReady || process.env.CI ? loadOpenAISpec() : undefined;
+
+/** Asserts a body the adapter sent is a valid request per OpenAI's spec and uses no unknown field. */
+function expectValidAgainstSpec(schemaName: string, body: unknown): void {
+  if (!spec) return;
+  const validate = spec.validator(schemaName);
+  const ok = validate(body);
+  expect(ok ? [] : validate.errors).toEqual([]);
+  const known = spec.properties(schemaName);
+  expect(Object.keys(body as object).filter((k) => !known.has(k))).toEqual([]);
+}
+
+let server: FixtureServer;
+let provider: OpenAIProvider;
+
+const opts = (signal: AbortSignal = new AbortController().signal): CallOptions => ({ signal, timeoutMs: 5000, requestId: 'req-1' });
+const baseReq: ChatRequest = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }] };
+
+beforeAll(async () => {
+  server = await startFixtureServer();
+  provider = createOpenAIProvider('test-openai', {
+    type: 'openai',
+    base_url: `${server.url}/v1`,
+    api_key: 'sk-test-123',
+    headers: { 'openai-organization': 'org-test' },
+  });
+});
+afterAll(async () => {
+  await provider.close();
+  await server.close();
+});
+beforeEach(() => {
+  server.requests.length = 0;
+});
+
+const sse = { 'content-type': 'text/event-stream' };
+
+describe('openai provider: chat (JSON)', () => {
+  it('posts the canonical request to /chat/completions with bearer auth and configured headers', async () => {
+    server.reply({ body: await fixture('openai-chat.json') });
+    const result = await provider.chat({ ...baseReq, temperature: 0.2, max_tokens: 50, user: undefined }, opts());
+    const [req] = server.requests;
+    expect(req?.method).toBe('POST');
+    expect(req?.path).toBe('/v1/chat/completions');
+    expect(req?.headers.authorization).toBe('Bearer sk-test-123');
+    expect(req?.headers['openai-organization']).toBe('org-test');
+    expect(req?.headers['content-type']).toBe('application/json');
+    const body = JSON.parse(req?.body ?? '{}');
+    expect(body).toEqual({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }], temperature: 0.2, max_tokens: 50 });
+    expectValidAgainstSpec('CreateChatCompletionRequest', body);
+
+    expect(result.id).toBe('chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG');
+    expect(result.model).toBe('gpt-4o-2024-08-06');
+    expect(result.choices[0]?.message.content).toMatch(/^The image shows/);
+    expect(result.choices[0]?.finish_reason).toBe('stop');
+    expect(result.usage).toEqual({ prompt_tokens: 1117, completion_tokens: 46, total_tokens: 1163 });
+    expect(result.system_fingerprint).toBe('fp_fc9f1d7035');
+  });
+
+  it('passes tools, tool_choice, response_format, n, stop, seed, user and logprobs through and maps tool calls', async () => {
+    server.reply({ body: await fixture('openai-chat-tools.json') });
+    const req: ChatRequest = {
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: [{ type: 'text', text: 'Weather in Boston?' }, { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: 'low' } }] },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'call_0', type: 'function', function: { name: 'get_current_weather', arguments: '{"location":"NYC"}' } }] },
+        { role: 'tool', tool_call_id: 'call_0', content: '{"temp":20}' },
+      ],
+      tools: [{ type: 'function', function: { name: 'get_current_weather', description: 'Weather now', parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] } } }],
+      tool_choice: { type: 'function', function: { name: 'get_current_weather' } },
+      parallel_tool_calls: false,
+      response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { a: { type: 'string' } } }, strict: true } },
+      n: 2,
+      stop: ['END'],
+      seed: 7,
+      user: 'user-42',
+      logprobs: true,
+      top_logprobs: 2,
+      presence_penalty: 0.5,
+      frequency_penalty: 0.1,
+      max_completion_tokens: 100,
+    };
+    const result = await provider.chat(req, opts());
+    const body = JSON.parse(server.requests[0]?.body ?? '{}');
+    expect(body).toEqual(JSON.parse(JSON.stringify(req)));
+    expectValidAgainstSpec('CreateChatCompletionRequest', body);
+    expect(result.choices[0]?.message.content).toBeNull();
+    expect(result.choices[0]?.message.tool_calls).toEqual([
+      { id: 'call_abc123', type: 'function', function: { name: 'get_current_weather', arguments: '{\n"location": "Boston, MA"\n}' } },
+    ]);
+    expect(result.choices[0]?.finish_reason).toBe('tool_calls');
+  });
+
+  it('sends no Authorization header when no key is configured, and developer messages as system to compatible servers', async () => {
+    const local = createOpenAIProvider('local-vllm', { type: 'openai', base_url: `${server.url}/v1` });
+    try {
+      server.reply({ body: await fixture('openai-chat.json') });
+      await local.chat({ model: 'llama', messages: [{ role: 'developer', content: 'Rules' }, { role: 'user', content: 'hi' }] }, opts());
+      expect(server.requests[0]?.headers.authorization).toBeUndefined();
+      expect(JSON.parse(server.requests[0]?.body ?? '{}').messages[0]).toEqual({ role: 'system', content: 'Rules' });
+    } finally {
+      await local.close();
+    }
+    const keep = createOpenAIProvider('dev', { type: 'openai', base_url: `${server.url}/v1`, options: { developer_as_system: false } });
+    try {
+      server.reply({ body: await fixture('openai-chat.json') });
+      await keep.chat({ model: 'gpt-4o', messages: [{ role: 'developer', content: 'Rules' }] }, opts());
+      const body = JSON.parse(server.requests[1]?.body ?? '{}');
+      expect(body.messages[0]).toEqual({ role: 'developer', content: 'Rules' });
+      expectValidAgainstSpec('CreateChatCompletionRequest', body);
+    } finally {
+      await keep.close();
+    }
+  });
+});
+
+describe('openai provider: streaming', () => {
+  it('asks for include_usage, parses chunks split anywhere, and ends with the usage chunk', async () => {
+    server.reply({ headers: sse, body: await fixture('openai-chat-stream.chunks.txt') });
+    const stream = await provider.streamChat({ ...baseReq, stream: true, stream_options: { include_usage: false } }, opts());
+    const chunks = await collect(stream);
+    const body = JSON.parse(server.requests[0]?.body ?? '{}');
+    expect(body.stream).toBe(true);
+    expect(body.stream_options).toEqual({ include_usage: true });
+    expect(server.requests[0]?.headers.accept).toBe('text/event-stream');
+    expectValidAgainstSpec('CreateChatCompletionRequest', body);
+
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Hello, wörld ✓');
+    expect(chunks[0]?.choices[0]?.delta.role).toBe('assistant');
+    expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason).toBe('length');
+    const last = chunks[chunks.length - 1] as ChatChunk;
+    expect(last.choices).toEqual([]);
+    expect(last.usage).toEqual({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 });
+    expect(chunks.filter((c) => c.usage).length).toBe(1);
+    expect(last.id).toBe('chatcmpl-123');
+    expect(last.system_fingerprint).toBe('fp_44709d6fcb');
+  });
+
+  it('streams tool-call deltas with index, id and name, and estimates usage when the upstream sends none', async () => {
+    server.reply({ headers: sse, body: await fixture('openai-tool-stream.chunks.txt') });
+    const req: ChatRequest = {
+      ...baseReq,
+      tools: [
+        { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { location: { type: 'string' } } } } },
+        { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } } },
+      ],
+      tool_choice: 'auto',
+    };
+    const chunks = await collect(await provider.streamChat(req, opts()));
+    expectValidAgainstSpec('CreateChatCompletionRequest', JSON.parse(server.requests[0]?.body ?? '{}'));
+    const calls = new Map<number, { id?: string; name?: string; args: string }>();
+    for (const c of chunks) {
+      for (const t of c.choices[0]?.delta.tool_calls ?? []) {
+        const entry = calls.get(t.index) ?? { args: '' };
+        if (t.id) entry.id = t.id;
+        if (t.function?.name) entry.name = t.function.name;
+        entry.args += t.function?.arguments ?? '';
+        calls.set(t.index, entry);
+      }
+    }
+    expect([...calls.entries()]).toEqual([
+      [0, { id: 'call_DdmO9pD3xa9XTPNJ32zg2hcA', name: 'get_weather', args: '{"location":"Paris"}' }],
+      [1, { id: 'call_2', name: 'get_time', args: '{"tz":"CET"}' }],
+    ]);
+    expect(chunks.some((c) => c.choices[0]?.finish_reason === 'tool_calls')).toBe(true);
+    const last = chunks[chunks.length - 1] as ChatChunk;
+    expect(last.choices).toEqual([]);
+    expect(last.usage?.prompt_tokens).toBe(countPromptTokens(req.messages, req.tools));
+    expect(last.usage?.completion_tokens).toBe(countTextTokens('get_weather{"location":"Paris"}get_time{"tz":"CET"}'));
+  });
+
+  it('counts usage locally for a compatible server that ignores include_usage', async () => {
+    server.reply({ headers: sse, body: await fixture('openai-stream-no-usage.chunks.txt') });
+    const chunks = await collect(await provider.streamChat(baseReq, opts()));
+    const last = chunks[chunks.length - 1] as ChatChunk;
+    const prompt = countPromptTokens(baseReq.messages);
+    const completion = countTextTokens('Hello there friend');
+    expect(last).toMatchObject({ choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } });
+  });
+
+  it('omits stream_options when configured off for an old compatible server', async () => {
+    const old = createOpenAIProvider('old', { type: 'openai', base_url: `${server.url}/v1`, options: { stream_include_usage: false } });
+    try {
+      server.reply({ headers: sse, body: await fixture('openai-stream-no-usage.chunks.txt') });
+      const chunks = await collect(await old.streamChat(baseReq, opts()));
+      expect(JSON.parse(server.requests[0]?.body ?? '{}').stream_options).toBeUndefined();
+      expect(chunks[chunks.length - 1]?.usage?.completion_tokens).toBeGreaterThan(0);
+    } finally {
+      await old.close();
+    }
+  });
+
+  it('turns a mid-stream error event into an UpstreamError that is not retryable once output was sent', async () => {
+    server.reply({ headers: sse, body: await fixture('openai-stream-midstream-error.chunks.txt') });
+    const seen: ChatChunk[] = [];
+    const err = await rejection(
+      (async () => {
+        for await (const c of await provider.streamChat(baseReq, opts())) seen.push(c);
+      })(),
+    );
+    expect(seen[0]?.choices[0]?.delta.content).toBe('Partial');
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect(err).toMatchObject({ kind: 'server', retryable: false, provider: 'test-openai' });
+    expect((err as Error).message).toMatch(/server had an error/);
+  });
+
+  it('reports a stream that ends without [DONE] or a finish reason as interrupted', async () => {
+    server.reply({ headers: sse, body: await fixture('openai-stream-truncated.chunks.txt') });
+    const err = await rejection(collect(await provider.streamChat(baseReq, opts())));
+    expect(err).toMatchObject({ kind: 'stream_interrupted', retryable: false });
+  });
+
+  it('reports a connection dropped mid-body as interrupted', async () => {
+    const body = await fixture('openai-chat-stream.chunks.txt');
+    server.reply({ headers: sse, body, cutAfterBytes: 300 });
+    const err = await rejection(collect(await provider.streamChat(baseReq, opts())));
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect((err as UpstreamError).kind).toBe('stream_interrupted');
+  });
+
+  it('rejects a stream chunk of the wrong shape as malformed', async () => {
+    server.reply({ headers: sse, body: 'data: {"id":"x","choices":[{"delta":{"content":"hi"}}]}\n\n' });
+    const err = await rejection(collect(await provider.streamChat(baseReq, opts())));
+    expect(err).toMatchObject({ kind: 'malformed' });
+    expect((err as Error).message).toMatch(/choices\.0\.index/);
+  });
+
+  it('stops reading and closes the upstream socket when the caller aborts', async () => {
+    const first = (await fixture('openai-chat-stream.chunks.txt')).split('\n\n').slice(0, 2).join('\n\n') + '\n\n';
+    server.reply({ headers: sse, body: first, hang: true });
+    const controller = new AbortController();
+    const stream = await provider.streamChat(baseReq, opts(controller.signal));
+    const seen: ChatChunk[] = [];
+    const err = await rejection(
+      (async () => {
+        for await (const c of stream) {
+          seen.push(c);
+          if (c.choices[0]?.delta.content === 'Hello') controller.abort();
+        }
+      })(),
+    );
+    expect(seen.length).toBe(2);
+    expect(err).toMatchObject({ kind: 'aborted' });
+    await server.requests[0]?.closed; // resolves only once the gateway side closed the socket
+  });
+});
+
+describe('openai provider: upstream errors', () => {
+  const cases = [
+    { file: 'openai-error-400.json', status: 400, kind: 'bad_request', retryable: false },
+    { file: 'openai-error-400-context.json', status: 400, kind: 'context_length', retryable: false },
+    { file: 'openai-error-401.json', status: 401, kind: 'auth', retryable: false },
+    { file: 'openai-error-500.json', status: 500, kind: 'server', retryable: true },
+    { file: 'openai-error-500.json', status: 503, kind: 'overloaded', retryable: true },
+  ];
+  for (const c of cases) {
+    it(`maps ${c.status} (${c.file}) to kind ${c.kind}`, async () => {
+      const body = await fixture(c.file);
+      server.reply({ status: c.status, body });
+      const err = (await rejection(provider.chat(baseReq, opts()))) as UpstreamError;
+      expect(err).toBeInstanceOf(UpstreamError);
+      expect(err).toMatchObject({ kind: c.kind, status: c.status, retryable: c.retryable, provider: 'test-openai' });
+      expect(err.message).toContain(JSON.parse(body).error.message);
+      expect(err.body).toEqual(JSON.parse(body));
+    });
+  }
+
+  it('maps 429 with Retry-After on a stream request before any chunk is read', async () => {
+    server.reply({ status: 429, headers: { 'retry-after': '2' }, body: await fixture('openai-error-429.json') });
+    const err = (await rejection(provider.streamChat(baseReq, opts()))) as UpstreamError;
+    expect(err).toMatchObject({ kind: 'rate_limited', status: 429, retryable: true, retryAfterMs: 2000 });
+  });
+
+  it('prefers retry-after-ms when the upstream sends it', async () => {
+    server.reply({ status: 429, headers: { 'retry-after': '1', 'retry-after-ms': '120' }, body: await fixture('openai-error-429.json') });
+    const err = (await rejection(provider.chat(baseReq, opts()))) as UpstreamError;
+    expect(err.retryAfterMs).toBe(120);
+  });
+
+  it('rejects a 200 body without choices, or that is not JSON, as malformed', async () => {
+    server.reply({ body: '{"id":"x","object":"chat.completion"}' });
+    expect(await rejection(provider.chat(baseReq, opts()))).toMatchObject({ kind: 'malformed', retryable: true });
+    server.reply({ body: '<html>gateway</html>' });
+    expect(await rejection(provider.chat(baseReq, opts()))).toMatchObject({ kind: 'malformed' });
+  });
+});
+
+describe('openai provider: embeddings and models', () => {
+  it('posts /embeddings with the request fields and maps the result', async () => {
+    server.reply({ body: await fixture('openai-embeddings.json') });
+    const result = await provider.embed({ model: 'text-embedding-3-small', input: ['a', 'b'], dimensions: 3, encoding_format: 'float', user: undefined }, opts());
+    const req = server.requests[0];
+    expect(req?.path).toBe('/v1/embeddings');
+    const body = JSON.parse(req?.body ?? '{}');
+    expect(body).toEqual({ model: 'text-embedding-3-small', input: ['a', 'b'], dimensions: 3, encoding_format: 'float' });
+    expectValidAgainstSpec('CreateEmbeddingRequest', body);
+    expect(result.data.map((d) => d.index)).toEqual([0, 1]);
+    expect(result.data[0]?.embedding).toEqual([0.0023064255, -0.009327292, -0.0028842222]);
+    expect(result.usage).toEqual({ prompt_tokens: 8, total_tokens: 8 });
+  });
+
+  it('lists models with GET /models', async () => {
+    server.reply({ body: await fixture('openai-models.json') });
+    expect(await provider.listModels(opts())).toEqual(['gpt-4o-mini', 'text-embedding-3-small']);
+    expect(server.requests[0]).toMatchObject({ method: 'GET', path: '/v1/models' });
+  });
+});
+
+describe('openai provider: wiring', () => {
+  it.skipIf(!spec)('has a spec check that would catch a wrong body (guards against a vacuous check)', () => {
+    const validate = spec?.validator('CreateChatCompletionRequest');
+    expect(validate?.({ model: 'gpt-4o', messages: [{ role: 'user', content: 5 }] })).toBe(false);
+    expect(validate?.({ model: 'gpt-4o', messages: [], stream_options: { include_usage: 'yes' } })).toBe(false);
+    expect(spec?.properties('CreateChatCompletionRequest').has('stream_options')).toBe(true);
+    expect(spec?.properties('CreateChatCompletionRequest').has('developer_as_system')).toBe(false);
+  });
+
+  it('maps finish reasons, treating unknown server-specific ones as stop', () => {
+    expect(['stop', 'length', 'tool_calls', 'content_filter', 'function_call', 'eos', null].map(finishReasonFromOpenAI)).toEqual([
+      'stop',
+      'length',
+      'tool_calls',
+      'content_filter',
+      'tool_calls',
+      'stop',
+      null,
+    ]);
+  });
+
+  it('is built by the registry for type openai and is ready without a network call', async () => {
+    const p = await createProvider('reg', { type: 'openai', base_url: 'http://127.0.0.1:9/v1' });
+    expect(p.type).toBe('openai');
+    expect(await p.ready()).toBe(true);
+    await p.close();
+  });
+});

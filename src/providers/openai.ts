@@ -1,0 +1,368 @@
+// The `openai` provider: OpenAI and every OpenAI-compatible server (vLLM, Together, Groq, LM Studio,
+// Ollama's /v1) over raw HTTP. The canonical model is OpenAI's own shape, so requests pass through
+// with undefined fields dropped; responses are read through a small zod schema of what we use, and a
+// stream always ends with a usage chunk (counted locally when the upstream sends none).
+import { z } from 'zod';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, Usage } from '../canonical/chat.js';
+import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
+import type { ProviderConfig } from '../config/schema.js';
+import { UpstreamError, kindForStatus } from './errors.js';
+import { UpstreamHttp, upstreamErrorMessage, type StreamBody } from './http.js';
+import { sseEvents } from './stream-parsers.js';
+import { countPromptTokens, countTextTokens } from './tokens.js';
+import type { CallOptions, ProviderAdapter } from './types.js';
+
+const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
+
+const usageSchema = z.object({
+  prompt_tokens: z.number(),
+  completion_tokens: z.number().nullish(),
+  total_tokens: z.number().nullish(),
+});
+const toolCallSchema = z.object({
+  id: z.string(),
+  type: z.literal('function').optional(),
+  function: z.object({ name: z.string(), arguments: z.string() }),
+});
+const completionSchema = z.object({
+  id: z.string(),
+  created: z.number().nullish(),
+  model: z.string().nullish(),
+  system_fingerprint: z.string().nullish(),
+  choices: z.array(
+    z.object({
+      index: z.number().optional(),
+      message: z.object({
+        content: z.string().nullish(),
+        tool_calls: z.array(toolCallSchema).nullish(),
+        refusal: z.string().nullish(),
+      }),
+      finish_reason: z.string().nullish(),
+    }),
+  ),
+  usage: usageSchema.nullish(),
+});
+const chunkSchema = z.object({
+  id: z.string().nullish(),
+  created: z.number().nullish(),
+  model: z.string().nullish(),
+  system_fingerprint: z.string().nullish(),
+  choices: z.array(
+    z.object({
+      index: z.number(),
+      delta: z
+        .object({
+          role: z.string().nullish(),
+          content: z.string().nullish(),
+          refusal: z.string().nullish(),
+          tool_calls: z
+            .array(
+              z.object({
+                index: z.number(),
+                id: z.string().nullish(),
+                function: z.object({ name: z.string().nullish(), arguments: z.string().nullish() }).nullish(),
+              }),
+            )
+            .nullish(),
+        })
+        .nullish(),
+      finish_reason: z.string().nullish(),
+    }),
+  )
+    // Some compatible servers send `choices: null` on the usage chunk.
+    .nullish()
+    .transform((c) => c ?? []),
+  usage: usageSchema.nullish(),
+});
+const streamErrorSchema = z.object({ error: z.unknown() });
+const embeddingSchema = z.object({
+  data: z.array(z.object({ index: z.number(), embedding: z.union([z.array(z.number()), z.string()]) })),
+  model: z.string().nullish(),
+  usage: z.object({ prompt_tokens: z.number(), total_tokens: z.number().nullish() }).nullish(),
+});
+const modelListSchema = z.object({ data: z.array(z.object({ id: z.string() })) });
+
+export function finishReasonFromOpenAI(reason: string | null | undefined): FinishReason | null {
+  switch (reason) {
+    case 'stop':
+    case 'length':
+    case 'tool_calls':
+    case 'content_filter':
+      return reason;
+    case 'function_call':
+      return 'tool_calls';
+    case null:
+    case undefined:
+      return null;
+    default:
+      // Compatible servers invent their own ("eos", "abort"); treat them as a normal stop.
+      return 'stop';
+  }
+}
+
+export interface OpenAIOptions {
+  /**
+   * Send `stream_options.include_usage` on streams (default true). Turn off only for an old
+   * compatible server that rejects the field; usage is then counted locally.
+   */
+  stream_include_usage: boolean;
+  /**
+   * Send `developer` messages as `system`. Default: on for every base URL except api.openai.com,
+   * since most compatible servers only know the older role.
+   */
+  developer_as_system: boolean;
+}
+
+export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIProvider {
+  const options = cfg.options ?? {};
+  const baseUrl = cfg.base_url ?? DEFAULT_BASE_URL;
+  return new OpenAIProvider(name, cfg, {
+    stream_include_usage: options.stream_include_usage !== false,
+    developer_as_system:
+      typeof options.developer_as_system === 'boolean' ? options.developer_as_system : new URL(baseUrl).hostname !== 'api.openai.com',
+  });
+}
+
+export class OpenAIProvider implements ProviderAdapter {
+  readonly type = 'openai' as const;
+  private readonly http: UpstreamHttp;
+
+  constructor(
+    readonly name: string,
+    cfg: ProviderConfig,
+    readonly options: OpenAIOptions,
+  ) {
+    this.http = new UpstreamHttp({
+      provider: name,
+      baseUrl: cfg.base_url ?? DEFAULT_BASE_URL,
+      maxConnections: cfg.max_connections,
+      headers: { ...(cfg.api_key ? { authorization: `Bearer ${cfg.api_key}` } : {}), ...cfg.headers },
+    });
+  }
+
+  /** The /chat/completions body: the canonical request minus undefined fields. */
+  buildBody(req: ChatRequest, stream: boolean): Record<string, unknown> {
+    const body: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(req)) if (value !== undefined) body[key] = value;
+    body.messages = req.messages.map((m) => this.wireMessage(m));
+    delete body.stream;
+    delete body.stream_options;
+    if (stream) {
+      body.stream = true;
+      if (this.options.stream_include_usage) body.stream_options = { include_usage: true };
+    }
+    return body;
+  }
+
+  private wireMessage(m: ChatMessage): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(m)) if (value !== undefined) out[key] = value;
+    if (m.role === 'developer' && this.options.developer_as_system) out.role = 'system';
+    return out;
+  }
+
+  async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const res = await this.http.json<unknown>('POST', '/chat/completions', this.buildBody(req, false), opts);
+    const parsed = completionSchema.safeParse(res.body);
+    if (!parsed.success) throw this.malformed('a chat completion', parsed.error, res.body);
+    const c = parsed.data;
+    const result: ChatResult = {
+      id: c.id,
+      object: 'chat.completion',
+      created: c.created ?? Math.floor(Date.now() / 1000),
+      model: c.model ?? req.model,
+      choices: c.choices.map((choice, i) => ({
+        index: choice.index ?? i,
+        message: {
+          role: 'assistant',
+          content: choice.message.content ?? null,
+          ...(choice.message.tool_calls?.length
+            ? { tool_calls: choice.message.tool_calls.map((t) => ({ id: t.id, type: 'function' as const, function: t.function })) }
+            : {}),
+          ...(choice.message.refusal ? { refusal: choice.message.refusal } : {}),
+        },
+        finish_reason: finishReasonFromOpenAI(choice.finish_reason) ?? 'stop',
+        logprobs: null,
+      })),
+      usage: c.usage ? toUsage(c.usage) : estimateUsage(req, c.choices.map((ch) => (ch.message.content ?? '') + (ch.message.tool_calls ? JSON.stringify(ch.message.tool_calls) : ''))),
+    };
+    if (c.system_fingerprint) result.system_fingerprint = c.system_fingerprint;
+    return result;
+  }
+
+  async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    const res = await this.http.stream('POST', '/chat/completions', this.buildBody(req, true), opts, { accept: 'text/event-stream' });
+    return this.chunks(res.body, req);
+  }
+
+  private async *chunks(body: StreamBody, req: ChatRequest): AsyncGenerator<ChatChunk> {
+    let id = '';
+    let created = Math.floor(Date.now() / 1000);
+    let model = req.model;
+    let fingerprint: string | undefined;
+    let usage: Usage | undefined;
+    let done = false;
+    let produced = false;
+    // Output text per choice, to count completion tokens if the upstream reports no usage.
+    const output = new Map<number, string>();
+    const finished = new Set<number>();
+    try {
+      for await (const sse of sseEvents(body)) {
+        if (sse.data === '[DONE]') {
+          done = true;
+          break;
+        }
+        let json: unknown;
+        try {
+          json = JSON.parse(sse.data);
+        } catch (cause) {
+          throw new UpstreamError({ provider: this.name, kind: 'malformed', message: `${this.name} sent a stream event that is not JSON`, body: sse.data.slice(0, 300), cause, retryable: !produced });
+        }
+        const failure = streamErrorSchema.safeParse(json);
+        if (failure.success && failure.data.error != null) throw this.streamError(json, produced);
+        const parsed = chunkSchema.safeParse(json);
+        if (!parsed.success) throw this.malformed('a stream chunk', parsed.error, json, !produced);
+        const c = parsed.data;
+        id = c.id ?? id;
+        created = c.created ?? created;
+        model = c.model ?? model;
+        fingerprint = c.system_fingerprint ?? fingerprint;
+        if (c.usage) usage = toUsage(c.usage);
+        if (c.choices.length === 0) continue; // the usage chunk; re-sent last, after every choice chunk
+        const out: ChatChunk = {
+          id,
+          object: 'chat.completion.chunk',
+          created,
+          model,
+          choices: c.choices.map((choice) => {
+            const d = choice.delta ?? {};
+            const delta: ChatChunk['choices'][number]['delta'] = {};
+            if (d.role === 'assistant') delta.role = 'assistant';
+            if (d.content != null) delta.content = d.content;
+            if (d.refusal != null) delta.refusal = d.refusal;
+            if (d.tool_calls?.length) {
+              delta.tool_calls = d.tool_calls.map((t) => ({
+                index: t.index,
+                ...(t.id ? { id: t.id, type: 'function' as const } : {}),
+                ...(t.function ? { function: dropNullish(t.function) } : {}),
+              }));
+            }
+            const text = (d.content ?? '') + (d.tool_calls ?? []).map((t) => (t.function?.name ?? '') + (t.function?.arguments ?? '')).join('');
+            if (text) output.set(choice.index, (output.get(choice.index) ?? '') + text);
+            const finish = finishReasonFromOpenAI(choice.finish_reason);
+            if (finish) finished.add(choice.index);
+            return { index: choice.index, delta, finish_reason: finish };
+          }),
+        };
+        if (fingerprint) out.system_fingerprint = fingerprint;
+        produced = true;
+        yield out;
+      }
+    } finally {
+      body.destroy();
+    }
+    // Some compatible servers end without [DONE]; that is fine once every choice has finished.
+    const expected = Math.max(1, req.n ?? 1);
+    if (!done && finished.size < expected) {
+      throw new UpstreamError({ provider: this.name, kind: 'stream_interrupted', message: `${this.name} stream ended before [DONE]`, retryable: !produced });
+    }
+    const final: ChatChunk = {
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model,
+      choices: [],
+      usage: usage ?? estimateUsage(req, [...output.values()]),
+    };
+    if (fingerprint) final.system_fingerprint = fingerprint;
+    yield final;
+  }
+
+  async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
+    const body: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(req)) if (value !== undefined) body[key] = value;
+    const res = await this.http.json<unknown>('POST', '/embeddings', body, opts);
+    const parsed = embeddingSchema.safeParse(res.body);
+    if (!parsed.success) throw this.malformed('an embeddings response', parsed.error, res.body);
+    const e = parsed.data;
+    const prompt = e.usage?.prompt_tokens ?? 0;
+    return {
+      object: 'list',
+      data: e.data.map((d) => ({ object: 'embedding', index: d.index, embedding: d.embedding })),
+      model: e.model ?? req.model,
+      usage: { prompt_tokens: prompt, total_tokens: e.usage?.total_tokens ?? prompt },
+    };
+  }
+
+  async listModels(opts: CallOptions): Promise<string[]> {
+    const res = await this.http.json<unknown>('GET', '/models', undefined, opts);
+    const parsed = modelListSchema.safeParse(res.body);
+    if (!parsed.success) throw this.malformed('a model list', parsed.error, res.body);
+    return parsed.data.data.map((m) => m.id);
+  }
+
+  /** Configured is all we can check without a paid call (local servers need no key). */
+  async ready(): Promise<boolean> {
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.http.close();
+  }
+
+  private streamError(body: unknown, produced: boolean): UpstreamError {
+    const err = (body as { error: unknown }).error;
+    const message = upstreamErrorMessage(body) ?? 'unknown error';
+    const code = err && typeof err === 'object' ? (err as { code?: unknown; type?: unknown }) : {};
+    const status = typeof code.code === 'number' ? code.code : statusForErrorType(`${String(code.type ?? '')} ${String(code.code ?? '')}`);
+    return new UpstreamError({
+      provider: this.name,
+      kind: kindForStatus(status, message),
+      status,
+      message: `${this.name} stream error: ${message}`,
+      body,
+      // Retrying is only safe while nothing has reached the client.
+      ...(produced ? { retryable: false } : {}),
+    });
+  }
+
+  private malformed(what: string, error: z.ZodError, body: unknown, retryable?: boolean): UpstreamError {
+    const issue = error.issues[0];
+    const where = issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'unexpected shape';
+    return new UpstreamError({
+      provider: this.name,
+      kind: 'malformed',
+      message: `${this.name} sent ${what} we could not read (${where})`,
+      body,
+      ...(retryable === undefined ? {} : { retryable }),
+    });
+  }
+}
+
+function toUsage(u: z.infer<typeof usageSchema>): Usage {
+  const completion = u.completion_tokens ?? 0;
+  return { prompt_tokens: u.prompt_tokens, completion_tokens: completion, total_tokens: u.total_tokens ?? u.prompt_tokens + completion };
+}
+
+/** Local token counts for an upstream that reported none. */
+function estimateUsage(req: ChatRequest, outputs: readonly string[]): Usage {
+  const prompt = countPromptTokens(req.messages, req.tools);
+  const completion = outputs.reduce((sum, text) => sum + countTextTokens(text), 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** The status an error `type`/`code` pair implies when it arrives inside a 200 stream. */
+function statusForErrorType(type: string): number {
+  if (/rate.?limit/i.test(type)) return 429;
+  if (/invalid_request|context_length/i.test(type)) return 400;
+  if (/auth/i.test(type)) return 401;
+  if (/overloaded|unavailable/i.test(type)) return 503;
+  return 500;
+}
+
+function dropNullish(f: { name?: string | null; arguments?: string | null }): { name?: string; arguments?: string } {
+  const out: { name?: string; arguments?: string } = {};
+  if (f.name != null) out.name = f.name;
+  if (f.arguments != null) out.arguments = f.arguments;
+  return out;
+}

@@ -1,0 +1,298 @@
+import Anthropic from '@anthropic-ai/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult } from '../canonical/chat.js';
+import { collect, startFixtureServer, type FixtureServer } from '../providers/__fixtures__/fixture-server.js';
+import { toAnthropicMessages } from '../providers/anthropic-wire.js';
+import { UpstreamError } from '../providers/errors.js';
+import { createSimulatorProvider } from '../providers/simulator.js';
+import {
+  anthropicErrorBody,
+  anthropicErrorFromGateway,
+  anthropicStreamEvents,
+  anthropicToCanonical,
+  canonicalToAnthropicMessage,
+  formatAnthropicSse,
+  type AnthropicSseEvent,
+} from './anthropic-format.js';
+import { GatewayError } from './errors.js';
+
+async function* fromArray<T>(items: T[]): AsyncGenerator<T> {
+  for (const item of items) yield item;
+}
+
+const base = { id: 'chatcmpl-1', object: 'chat.completion.chunk' as const, created: 1, model: 'up' };
+const chunk = (delta: ChatChunk['choices'][number]['delta'], finish: ChatChunk['choices'][number]['finish_reason'] = null): ChatChunk => ({
+  ...base,
+  choices: [{ index: 0, delta, finish_reason: finish }],
+});
+const usageChunk = (prompt: number, completion: number): ChatChunk => ({
+  ...base,
+  choices: [],
+  usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+});
+
+describe('anthropicToCanonical', () => {
+  it('converts system, images, tool_use and tool_result turns and every option', () => {
+    const req = anthropicToCanonical({
+      model: 'claude-x',
+      max_tokens: 500,
+      system: [{ type: 'text', text: 'Be terse.', cache_control: { type: 'ephemeral' } }, { type: 'text', text: 'English only.' }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Weather here?' },
+            { type: 'image', source: { type: 'base64', media_type: 'image/jpeg', data: '/9j/4AAQ' } },
+            { type: 'image', source: { type: 'url', url: 'https://example.com/a.png' } },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'thinking', thinking: 'hmm', signature: 'sig' },
+            { type: 'text', text: 'Checking.' },
+            { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } },
+          ],
+        },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'toolu_1', content: [{ type: 'text', text: '18C' }] },
+            { type: 'text', text: 'Thanks' },
+          ],
+        },
+      ],
+      stop_sequences: ['END'],
+      temperature: 0.5,
+      top_p: 0.9,
+      top_k: 40,
+      metadata: { user_id: 'u-1' },
+      tools: [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } }],
+      tool_choice: { type: 'any', disable_parallel_tool_use: true },
+      stream: true,
+    });
+    expect(req).toEqual({
+      model: 'claude-x',
+      max_tokens: 500,
+      messages: [
+        { role: 'system', content: 'Be terse.\n\nEnglish only.' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Weather here?' },
+            { type: 'image_url', image_url: { url: 'data:image/jpeg;base64,/9j/4AAQ' } },
+            { type: 'image_url', image_url: { url: 'https://example.com/a.png' } },
+          ],
+        },
+        { role: 'assistant', content: 'Checking.', tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+        { role: 'tool', tool_call_id: 'toolu_1', content: '18C' },
+        { role: 'user', content: 'Thanks' },
+      ],
+      stop: ['END'],
+      temperature: 0.5,
+      top_p: 0.9,
+      user: 'u-1',
+      stream: true,
+      tools: [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+      tool_choice: 'required',
+      parallel_tool_calls: false,
+    } satisfies ChatRequest);
+  });
+
+  it('round-trips with the provider conversion: canonical -> Messages -> canonical', () => {
+    const messages: ChatMessage[] = [
+      { role: 'system', content: 'Sys' },
+      { role: 'user', content: 'Look up Paris' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'toolu_9', type: 'function', function: { name: 'lookup', arguments: '{"q":"Paris"}' } }] },
+      { role: 'tool', tool_call_id: 'toolu_9', content: 'Capital of France' },
+      { role: 'assistant', content: 'Paris is the capital of France.' },
+      { role: 'user', content: [{ type: 'text', text: 'And this?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] },
+    ];
+    const wire = toAnthropicMessages(messages);
+    const back = anthropicToCanonical({ model: 'm', max_tokens: 10, system: wire.system, messages: wire.messages });
+    expect(back.messages).toEqual(messages);
+  });
+
+  it('reports the path of the first problem as a GatewayError', () => {
+    const cases: [unknown, string, string | null][] = [
+      [{ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, 'missing_required_parameter', 'max_tokens'],
+      [{ model: 'm', max_tokens: 5, messages: [] }, 'empty_messages', 'messages'],
+      [{ model: 'm', max_tokens: 5, messages: [{ role: 'user', content: [{ type: 'video', url: 'x' }] }] }, 'invalid_value', 'messages.0.content.0.type'],
+      [{ model: 'm', max_tokens: 5, temperature: 1.5, messages: [{ role: 'user', content: 'hi' }] }, 'invalid_value', 'temperature'],
+      [{ model: 'm', max_tokens: 'ten', messages: [{ role: 'user', content: 'hi' }] }, 'invalid_type', 'max_tokens'],
+      [{ model: 'm', max_tokens: 5, messages: [{ role: 'system', content: 'hi' }] }, 'invalid_value', 'messages.0.role'],
+    ];
+    for (const [body, code, param] of cases) {
+      let err: unknown;
+      try {
+        anthropicToCanonical(body);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, JSON.stringify(body)).toBeInstanceOf(GatewayError);
+      expect({ code: (err as GatewayError).code, param: (err as GatewayError).param }).toEqual({ code, param });
+      expect((err as GatewayError).status).toBe(400);
+    }
+  });
+});
+
+describe('canonicalToAnthropicMessage', () => {
+  it('renders text and tool calls as content blocks with Anthropic stop reason and usage', () => {
+    const result: ChatResult = {
+      id: 'chatcmpl-abc',
+      object: 'chat.completion',
+      created: 1,
+      model: 'gpt-4o',
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: 'Let me check.', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }] },
+          finish_reason: 'tool_calls',
+          logprobs: null,
+        },
+      ],
+      usage: { prompt_tokens: 12, completion_tokens: 7, total_tokens: 19 },
+    };
+    const msg = canonicalToAnthropicMessage(result, 'claude-alias');
+    expect(msg.id).toMatch(/^msg_[0-9a-f]{24}$/);
+    expect({ ...msg, id: 'x' }).toEqual({
+      id: 'x',
+      type: 'message',
+      role: 'assistant',
+      model: 'claude-alias',
+      content: [
+        { type: 'text', text: 'Let me check.' },
+        { type: 'tool_use', id: 'call_1', name: 'f', input: { a: 1 } },
+      ],
+      stop_reason: 'tool_use',
+      stop_sequence: null,
+      usage: { input_tokens: 12, output_tokens: 7 },
+    });
+    const lengthCut = canonicalToAnthropicMessage({ ...result, id: 'msg_keep', choices: [{ index: 0, message: { role: 'assistant', content: 'abc' }, finish_reason: 'length', logprobs: null }] }, 'm');
+    expect(lengthCut).toMatchObject({ id: 'msg_keep', stop_reason: 'max_tokens', content: [{ type: 'text', text: 'abc' }] });
+  });
+});
+
+describe('anthropicStreamEvents', () => {
+  it('emits the exact event sequence of a text stream', async () => {
+    const events = await collect(
+      anthropicStreamEvents(fromArray([chunk({ role: 'assistant', content: '' }), chunk({ content: 'Hel' }), chunk({ content: 'lo' }), chunk({}, 'stop'), usageChunk(11, 2)]), 'claude-alias', 9),
+    );
+    expect(events.map((e) => e.event)).toEqual([
+      'message_start',
+      'content_block_start',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
+    expect(events[0]?.data).toMatchObject({ type: 'message_start', message: { type: 'message', role: 'assistant', model: 'claude-alias', content: [], stop_reason: null, usage: { input_tokens: 9, output_tokens: 0 } } });
+    expect(events[1]?.data).toEqual({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    expect(events[2]?.data).toEqual({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hel' } });
+    expect(events[4]?.data).toEqual({ type: 'content_block_stop', index: 0 });
+    expect(events[5]?.data).toEqual({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { input_tokens: 11, output_tokens: 2 } });
+    expect(events[6]?.data).toEqual({ type: 'message_stop' });
+    for (const e of events) expect((e.data as { type: string }).type).toBe(e.event);
+  });
+
+  it('emits the exact event sequence of a text + two tool_use stream', async () => {
+    const events = await collect(
+      anthropicStreamEvents(
+        fromArray([
+          chunk({ role: 'assistant', content: 'Checking' }),
+          chunk({ tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '' } }] }),
+          chunk({ tool_calls: [{ index: 0, function: { arguments: '{"city":' } }] }),
+          chunk({ tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }),
+          chunk({ tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '{}' } }] }),
+          chunk({}, 'tool_calls'),
+          usageChunk(30, 20),
+        ]),
+        'm',
+        0,
+      ),
+    );
+    expect(events.map((e) => [e.event, (e.data as { index?: number }).index])).toEqual([
+      ['message_start', undefined],
+      ['content_block_start', 0],
+      ['content_block_delta', 0],
+      ['content_block_stop', 0],
+      ['content_block_start', 1],
+      ['content_block_delta', 1],
+      ['content_block_delta', 1],
+      ['content_block_stop', 1],
+      ['content_block_start', 2],
+      ['content_block_delta', 2],
+      ['content_block_stop', 2],
+      ['message_delta', undefined],
+      ['message_stop', undefined],
+    ]);
+    expect(events[4]?.data).toEqual({ type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'call_a', name: 'get_weather', input: {} } });
+    expect(events[5]?.data).toEqual({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{"city":' } });
+    expect(events[11]?.data).toMatchObject({ delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 20 } });
+  });
+
+  it('ends with an Anthropic error event when the chunk stream fails', async () => {
+    async function* failing(): AsyncGenerator<ChatChunk> {
+      yield chunk({ role: 'assistant', content: 'Part' });
+      throw new UpstreamError({ provider: 'p', kind: 'overloaded', message: 'p is overloaded' });
+    }
+    const events = await collect(anthropicStreamEvents(failing(), 'm', 1));
+    expect(events.map((e) => e.event)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop', 'error']);
+    expect(events[4]?.data).toEqual(anthropicErrorBody('overloaded_error', 'p is overloaded'));
+  });
+});
+
+describe('the official @anthropic-ai/sdk reads what these functions produce', () => {
+  let server: FixtureServer;
+  let client: Anthropic;
+  beforeAll(async () => {
+    server = await startFixtureServer();
+    client = new Anthropic({ baseURL: server.url, apiKey: 'test', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  const sim = createSimulatorProvider('sim');
+  const callOpts = { signal: new AbortController().signal, timeoutMs: 5000, requestId: 'r' };
+  const serveStream = async (events: AsyncIterable<AnthropicSseEvent>) => {
+    let text = '';
+    for await (const e of events) text += formatAnthropicSse(e);
+    server.reply({ headers: { 'content-type': 'text/event-stream' }, body: text });
+  };
+
+  it('accumulates a streamed text answer into the same message the JSON path renders', async () => {
+    const req: ChatRequest = { model: 'sim', messages: [{ role: 'user', content: 'Tell me about rivers' }] };
+    const expected = canonicalToAnthropicMessage(await sim.chat(req, callOpts), 'sim');
+    await serveStream(anthropicStreamEvents(await sim.streamChat(req, callOpts), 'sim', expected.usage.input_tokens));
+    const final = await client.messages.stream({ model: 'sim', max_tokens: 100, messages: [{ role: 'user', content: 'Tell me about rivers' }] }).finalMessage();
+    expect(final.content).toEqual(expected.content);
+    expect(final.stop_reason).toBe(expected.stop_reason);
+    expect(final.usage).toMatchObject(expected.usage);
+  });
+
+  it('accumulates a streamed tool call with its parsed input', async () => {
+    const req: ChatRequest = {
+      model: 'sim',
+      messages: [{ role: 'user', content: 'Use get_weather for Paris' }],
+      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
+    };
+    const expected = canonicalToAnthropicMessage(await sim.chat(req, callOpts), 'sim');
+    expect(expected.content[0]?.type).toBe('tool_use');
+    await serveStream(anthropicStreamEvents(await sim.streamChat(req, callOpts), 'sim', 3));
+    const final = await client.messages.stream({ model: 'sim', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] }).finalMessage();
+    expect(final.content).toEqual(expected.content);
+    expect(final.stop_reason).toBe('tool_use');
+    // The hint (3) in message_start is replaced by the upstream's count carried in message_delta.
+    expect(final.usage.input_tokens).toBe(expected.usage.input_tokens);
+  });
+
+  it('surfaces an error body as the SDK error class for its status', async () => {
+    const err = new GatewayError('rate_limit_exceeded');
+    server.reply({ status: err.status, body: JSON.stringify(anthropicErrorFromGateway(err)) });
+    const thrown = await client.messages.create({ model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(thrown).toBeInstanceOf(Anthropic.RateLimitError);
+    expect((thrown as InstanceType<typeof Anthropic.RateLimitError>).error).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: err.message } });
+  });
+});

@@ -1,0 +1,273 @@
+// Anthropic Messages dialect for the gateway's own `POST /v1/messages`: validate a Messages request
+// and turn it into a canonical ChatRequest, and render a canonical result or chunk stream as
+// Anthropic's Message object or its exact SSE event sequence. Pure functions: no Fastify, no I/O;
+// block and stop-reason rules are shared with the anthropic provider (providers/anthropic-wire.ts).
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason } from '../canonical/chat.js';
+import {
+  anthropicErrorType,
+  anthropicStopReason,
+  fromAnthropicToolChoice,
+  fromAnthropicTurn,
+  type AnthropicStopReason,
+  type InboundBlock,
+} from '../providers/anthropic-wire.js';
+import type { GatewayError } from './errors.js';
+import { validationError } from './validation.js';
+
+const textBlock = z.object({ type: z.literal('text'), text: z.string() });
+const imageBlock = z.object({
+  type: z.literal('image'),
+  source: z.discriminatedUnion('type', [
+    z.object({ type: z.literal('base64'), media_type: z.string().min(1), data: z.string() }),
+    z.object({ type: z.literal('url'), url: z.url() }),
+  ]),
+});
+const toolUseBlock = z.object({ type: z.literal('tool_use'), id: z.string().min(1), name: z.string().min(1), input: z.unknown() });
+const toolResultBlock = z.object({
+  type: z.literal('tool_result'),
+  tool_use_id: z.string().min(1),
+  content: z.union([z.string(), z.array(z.discriminatedUnion('type', [textBlock, imageBlock]))]).optional(),
+  is_error: z.boolean().optional(),
+});
+// Clients send earlier thinking back in the history; it carries nothing the canonical model keeps.
+const thinkingBlock = z.object({ type: z.enum(['thinking', 'redacted_thinking']) });
+const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, toolUseBlock, toolResultBlock, thinkingBlock]);
+
+/** The Messages API request as the gateway accepts it. Unknown keys (cache_control, thinking, …) are ignored. */
+export const anthropicMessagesRequestSchema = z.object({
+  model: z.string().min(1),
+  max_tokens: z.number().int().positive(),
+  messages: z
+    .array(z.object({ role: z.enum(['user', 'assistant']), content: z.union([z.string(), z.array(contentBlock)]) }))
+    .min(1),
+  system: z.union([z.string(), z.array(textBlock)]).optional(),
+  stop_sequences: z.array(z.string()).optional(),
+  temperature: z.number().min(0).max(1).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  top_k: z.number().int().min(0).optional(),
+  tools: z
+    .array(
+      z.object({
+        name: z.string().min(1),
+        description: z.string().optional(),
+        input_schema: z.record(z.string(), z.unknown()),
+      }),
+    )
+    .optional(),
+  tool_choice: z
+    .discriminatedUnion('type', [
+      z.object({ type: z.enum(['auto', 'any']), disable_parallel_tool_use: z.boolean().optional() }),
+      z.object({ type: z.literal('tool'), name: z.string().min(1), disable_parallel_tool_use: z.boolean().optional() }),
+      z.object({ type: z.literal('none') }),
+    ])
+    .optional(),
+  metadata: z.object({ user_id: z.string().nullish() }).optional(),
+  stream: z.boolean().optional(),
+});
+
+export type AnthropicMessagesRequest = z.infer<typeof anthropicMessagesRequestSchema>;
+
+/**
+ * Validates a Messages request and converts it. Throws GatewayError with `param` set to the path of
+ * the first problem (`messages.0.content.1.type`). `top_k` has no canonical field and is dropped.
+ */
+export function anthropicToCanonical(body: unknown): ChatRequest {
+  const parsed = anthropicMessagesRequestSchema.safeParse(body);
+  if (!parsed.success) throw validationError(parsed.error, body);
+  const b = parsed.data;
+  const messages: ChatMessage[] = [];
+  const system = typeof b.system === 'string' ? b.system : b.system?.map((s) => s.text).join('\n\n');
+  if (system) messages.push({ role: 'system', content: system });
+  for (const turn of b.messages) messages.push(...fromAnthropicTurn(turn.role, turn.content as string | InboundBlock[]));
+  const req: ChatRequest = { model: b.model, messages, max_tokens: b.max_tokens };
+  if (b.temperature !== undefined) req.temperature = b.temperature;
+  if (b.top_p !== undefined) req.top_p = b.top_p;
+  if (b.stop_sequences?.length) req.stop = b.stop_sequences;
+  if (b.metadata?.user_id) req.user = b.metadata.user_id;
+  if (b.stream !== undefined) req.stream = b.stream;
+  if (b.tools?.length) {
+    req.tools = b.tools.map((t) => ({
+      type: 'function',
+      function: { name: t.name, ...(t.description ? { description: t.description } : {}), parameters: t.input_schema },
+    }));
+  }
+  Object.assign(req, fromAnthropicToolChoice(b.tool_choice));
+  return req;
+}
+
+export interface AnthropicMessageObject {
+  id: string;
+  type: 'message';
+  role: 'assistant';
+  model: string;
+  content: ({ type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: unknown })[];
+  stop_reason: AnthropicStopReason;
+  stop_sequence: string | null;
+  usage: { input_tokens: number; output_tokens: number };
+}
+
+/** A canonical result as Anthropic's Message object (the first choice; Messages has no `n`). */
+export function canonicalToAnthropicMessage(result: ChatResult, model: string): AnthropicMessageObject {
+  const choice = result.choices[0];
+  const content: AnthropicMessageObject['content'] = [];
+  const text = choice?.message.content;
+  if (text) content.push({ type: 'text', text });
+  for (const call of choice?.message.tool_calls ?? []) {
+    content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseInput(call.function.arguments) });
+  }
+  return {
+    id: messageId(result.id),
+    type: 'message',
+    role: 'assistant',
+    model,
+    content,
+    stop_reason: anthropicStopReason(choice?.finish_reason),
+    stop_sequence: null,
+    usage: { input_tokens: result.usage.prompt_tokens, output_tokens: result.usage.completion_tokens },
+  };
+}
+
+export interface AnthropicSseEvent {
+  event: string;
+  data: Record<string, unknown>;
+}
+
+/**
+ * A canonical chunk stream as Anthropic's SSE events: message_start, then for each text or tool_use
+ * block content_block_start / content_block_delta… / content_block_stop, then message_delta (stop
+ * reason, output tokens) and message_stop. Only choice 0 is rendered. If the chunk stream throws,
+ * an `error` event (Anthropic's mid-stream error shape) is the last event.
+ */
+export async function* anthropicStreamEvents(
+  chunks: AsyncIterable<ChatChunk>,
+  model: string,
+  inputTokensHint: number,
+): AsyncGenerator<AnthropicSseEvent> {
+  let started = false;
+  let blockIndex = -1;
+  let open: { kind: 'text' } | { kind: 'tool'; toolIndex: number } | null = null;
+  const blockOfTool = new Map<number, number>();
+  let finish: FinishReason | null = null;
+  let inputTokens = inputTokensHint;
+  let outputTokens: number | undefined;
+  let counted = false;
+
+  function* start(id: string): Generator<AnthropicSseEvent> {
+    if (started) return;
+    started = true;
+    yield {
+      event: 'message_start',
+      data: {
+        type: 'message_start',
+        message: {
+          id: messageId(id),
+          type: 'message',
+          role: 'assistant',
+          model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { input_tokens: inputTokens, output_tokens: 0 },
+        },
+      },
+    };
+  }
+  function* close(): Generator<AnthropicSseEvent> {
+    if (!open) return;
+    open = null;
+    yield { event: 'content_block_stop', data: { type: 'content_block_stop', index: blockIndex } };
+  }
+
+  try {
+    for await (const chunk of chunks) {
+      yield* start(chunk.id);
+      if (chunk.usage) {
+        inputTokens = chunk.usage.prompt_tokens;
+        outputTokens = chunk.usage.completion_tokens;
+        counted = true;
+      }
+      const choice = chunk.choices.find((c) => c.index === 0);
+      if (!choice) continue;
+      const { content, tool_calls: toolCalls } = choice.delta;
+      if (content) {
+        if (open?.kind !== 'text') {
+          yield* close();
+          blockIndex++;
+          open = { kind: 'text' };
+          yield { event: 'content_block_start', data: { type: 'content_block_start', index: blockIndex, content_block: { type: 'text', text: '' } } };
+        }
+        yield { event: 'content_block_delta', data: { type: 'content_block_delta', index: blockIndex, delta: { type: 'text_delta', text: content } } };
+      }
+      for (const call of toolCalls ?? []) {
+        let index = blockOfTool.get(call.index);
+        if (index === undefined) {
+          yield* close();
+          index = ++blockIndex;
+          blockOfTool.set(call.index, index);
+          open = { kind: 'tool', toolIndex: call.index };
+          const id = call.id ?? `toolu_${randomBytes(12).toString('hex')}`;
+          yield {
+            event: 'content_block_start',
+            data: { type: 'content_block_start', index, content_block: { type: 'tool_use', id, name: call.function?.name ?? '', input: {} } },
+          };
+        }
+        const args = call.function?.arguments;
+        // A late delta for an earlier tool keeps that tool's index: the SDK accumulates by index.
+        if (args) yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args } } };
+      }
+      if (choice.finish_reason) finish = choice.finish_reason;
+    }
+  } catch (err) {
+    yield* start('');
+    yield* close();
+    const e = err as { status?: unknown; kind?: unknown; message?: unknown };
+    const type = e.kind === 'overloaded' ? 'overloaded_error' : e.kind === 'rate_limited' ? 'rate_limit_error' : 'api_error';
+    yield { event: 'error', data: anthropicErrorBody(type, typeof e.message === 'string' ? e.message : 'The upstream stream failed.') };
+    return;
+  }
+  yield* start('');
+  yield* close();
+  yield {
+    event: 'message_delta',
+    data: {
+      type: 'message_delta',
+      delta: { stop_reason: anthropicStopReason(finish), stop_sequence: null },
+      // The upstream's count replaces the hint sent in message_start (the SDK takes it from here).
+      usage: { ...(counted ? { input_tokens: inputTokens } : {}), output_tokens: outputTokens ?? 0 },
+    },
+  };
+  yield { event: 'message_stop', data: { type: 'message_stop' } };
+}
+
+/** Anthropic's error body: `{"type":"error","error":{"type","message"}}`. */
+export function anthropicErrorBody(type: string, message: string): { type: 'error'; error: { type: string; message: string } } {
+  return { type: 'error', error: { type, message } };
+}
+
+/** Serialises one event as SSE text, the way Anthropic frames it. */
+export function formatAnthropicSse(e: AnthropicSseEvent): string {
+  return `event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
+}
+
+function messageId(id: string): string {
+  if (id.startsWith('msg_')) return id;
+  return `msg_${randomBytes(12).toString('hex')}`;
+}
+
+function parseInput(args: string): unknown {
+  if (!args) return {};
+  try {
+    return JSON.parse(args);
+  } catch {
+    return { _raw: args };
+  }
+}
+
+export { anthropicErrorType };
+
+/** A GatewayError as Anthropic's error body (the status stays the GatewayError's). */
+export function anthropicErrorFromGateway(err: GatewayError): ReturnType<typeof anthropicErrorBody> {
+  return anthropicErrorBody(anthropicErrorType(err.status), err.message);
+}

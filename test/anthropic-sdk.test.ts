@@ -1,0 +1,90 @@
+// The official `@anthropic-ai/sdk`, unmodified, against the gateway's /v1/messages: JSON, streaming
+// with Anthropic's event sequence, tool use both ways, errors as the SDK's typed classes, and the key
+// sent as x-api-key (the SDK's way) when auth is on.
+import Anthropic from '@anthropic-ai/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+let server: RunningServer;
+let client: Anthropic;
+
+beforeAll(async () => {
+  server = await startTestGateway({ env: { TRUTHGPT_API_TOKEN: 'anthropic-test-token' } });
+  client = new Anthropic({ baseURL: server.url, apiKey: 'anthropic-test-token', maxRetries: 0 });
+});
+afterAll(() => server?.close());
+
+describe('/v1/messages through the Anthropic SDK', () => {
+  it('answers a message with usage and gateway headers', async () => {
+    const { data, response } = await client.messages
+      .create({ model: 'claude-3-5-haiku-latest', max_tokens: 200, system: 'Be brief.', messages: [{ role: 'user', content: 'Hello from Anthropic land' }] })
+      .withResponse();
+    expect(data.type).toBe('message');
+    expect(data.role).toBe('assistant');
+    const text = data.content.find((b) => b.type === 'text');
+    expect(text?.type === 'text' && text.text).toContain('Hello from Anthropic land');
+    expect(data.stop_reason).toBe('end_turn');
+    expect(data.usage.input_tokens).toBeGreaterThan(0);
+    expect(data.usage.output_tokens).toBeGreaterThan(0);
+    expect(response.headers.get('x-inferenceflow-provider')).toBe('simulator');
+    expect(response.headers.get('x-request-id')).toBeTruthy();
+  });
+
+  it('streams the real event sequence and the SDK assembles the same text', async () => {
+    const stream = client.messages.stream({ model: 'claude-3-5-haiku-latest', max_tokens: 200, messages: [{ role: 'user', content: 'stream me' }] });
+    const events: string[] = [];
+    stream.on('streamEvent', (e) => events.push(e.type));
+    const final = await stream.finalMessage();
+    expect(events[0]).toBe('message_start');
+    expect(events).toContain('content_block_start');
+    expect(events).toContain('content_block_delta');
+    expect(events.slice(-3)).toEqual(['content_block_stop', 'message_delta', 'message_stop']);
+    const text = final.content.find((b) => b.type === 'text');
+    expect(text?.type === 'text' && text.text).toContain('stream me');
+    expect(final.usage.output_tokens).toBeGreaterThan(0);
+  });
+
+  it('maps max_tokens to stop_reason max_tokens', async () => {
+    const res = await client.messages.create({ model: 'm', max_tokens: 3, messages: [{ role: 'user', content: 'long please' }] });
+    expect(res.stop_reason).toBe('max_tokens');
+    expect(res.usage.output_tokens).toBeLessThanOrEqual(3);
+  });
+
+  it('uses tools both ways', async () => {
+    const tools: Anthropic.Tool[] = [{ name: 'get_time', description: 'Current time', input_schema: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'] } }];
+    const first = await client.messages.create({ model: 'm', max_tokens: 100, tools, tool_choice: { type: 'any' }, messages: [{ role: 'user', content: 'What time is it in Tokyo?' }] });
+    expect(first.stop_reason).toBe('tool_use');
+    const use = first.content.find((b) => b.type === 'tool_use');
+    expect(use?.type === 'tool_use' && use.name).toBe('get_time');
+    expect(use?.type === 'tool_use' && typeof (use.input as { zone: unknown }).zone).toBe('string');
+    const second = await client.messages.create({
+      model: 'm',
+      max_tokens: 100,
+      tools,
+      messages: [
+        { role: 'user', content: 'What time is it in Tokyo?' },
+        { role: 'assistant', content: first.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use?.type === 'tool_use' ? use.id : '', content: '09:15 JST' }] },
+      ],
+    });
+    const text = second.content.find((b) => b.type === 'text');
+    expect(text?.type === 'text' && text.text).toContain('09:15 JST');
+  });
+
+  it('streams a tool call that the SDK parses', async () => {
+    const final = await client.messages
+      .stream({ model: 'm', max_tokens: 100, tool_choice: { type: 'tool', name: 'lookup' }, tools: [{ name: 'lookup', input_schema: { type: 'object', properties: { q: { type: 'string' } } } }], messages: [{ role: 'user', content: 'find' }] })
+      .finalMessage();
+    const use = final.content.find((b) => b.type === 'tool_use');
+    expect(use?.type === 'tool_use' && use.input).toEqual({ q: 'example' });
+  });
+
+  it('raises the SDK error classes with Anthropic error bodies', async () => {
+    await expect(client.messages.create({ model: 'm', messages: [{ role: 'user', content: 'x' }] } as never)).rejects.toBeInstanceOf(Anthropic.BadRequestError);
+    const bad = new Anthropic({ baseURL: server.url, apiKey: 'wrong-key-123', maxRetries: 0 });
+    const err = await bad.messages.create({ model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect((err as InstanceType<typeof Anthropic.AuthenticationError>).error).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+  });
+});

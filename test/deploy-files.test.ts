@@ -1,0 +1,161 @@
+// The deployment files agree with the gateway they deploy: one port everywhere (the config default),
+// probes on the gateway's health routes, only variables the gateway reads, a config file the
+// gateway's schema accepts, and scaling targets that name the Deployments that exist.
+import { readdir, readFile } from 'node:fs/promises';
+import { parse, parseAllDocuments } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { ENV_VARS } from '../src/config/env.js';
+import { configSchema, serverSchema } from '../src/config/schema.js';
+import { CAPACITY_ENV_VARS, capacitySections } from '../src/capacity/config.js';
+
+const root = new URL('../', import.meta.url);
+const read = (path: string) => readFile(new URL(path, root), 'utf8');
+
+/** The gateway's own constants: default port from the config schema, probe paths from its health routes. */
+const PORT = serverSchema.parse({}).port;
+const LIVENESS_PATH = '/health';
+const READINESS_PATH = '/ready';
+const KNOWN_VARS = new Set([...ENV_VARS, ...CAPACITY_ENV_VARS].map((v) => v.name));
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- manifests are walked as plain YAML data */
+const manifests: any[] = [];
+for (const file of (await readdir(new URL('kubernetes/', root))).filter((f) => f.endsWith('.yaml'))) {
+  for (const d of parseAllDocuments(await read(`kubernetes/${file}`))) manifests.push(d.toJS());
+}
+const find = (kind: string, name: string) => {
+  const m = manifests.find((x) => x.kind === kind && x.metadata.name === name);
+  expect(m, `${kind}/${name}`).toBeDefined();
+  return m;
+};
+
+const gateway = find('Deployment', 'inferenceflow');
+const gatewayContainer = gateway.spec.template.spec.containers[0];
+const worker = find('Deployment', 'inferenceflow-mesh-worker');
+const envConfigMap = find('ConfigMap', 'inferenceflow-env');
+const secret = find('Secret', 'inferenceflow-secrets');
+
+/** Every variable a container sees: env entries plus the keys of the ConfigMaps and Secrets it loads whole. */
+function containerVars(container: any): string[] {
+  const names: string[] = (container.env ?? []).map((e: any) => e.name);
+  for (const from of container.envFrom ?? []) {
+    if (from.configMapRef) names.push(...Object.keys(find('ConfigMap', from.configMapRef.name).data));
+    if (from.secretRef) names.push(...Object.keys(find('Secret', from.secretRef.name).stringData ?? find('Secret', from.secretRef.name).data));
+  }
+  return names;
+}
+
+/** Variables only there to be expanded in args as $(NAME) (the downward API's pod name). */
+function argOnly(container: any, name: string): boolean {
+  return (container.args ?? []).some((a: string) => a.includes(`$(${name})`));
+}
+
+describe('kubernetes/ agrees with the gateway', () => {
+  it('serves and probes one port: the config default, named http, behind the Service', () => {
+    expect(gateway.spec.replicas).toBe(3);
+    expect(gatewayContainer.ports).toEqual([{ name: 'http', containerPort: PORT, protocol: 'TCP' }]);
+    expect(gatewayContainer.env.find((e: any) => e.name === 'PORT').value).toBe(String(PORT));
+    expect(gatewayContainer.env.find((e: any) => e.name === 'HOST').value).toBe('0.0.0.0');
+    expect(gatewayContainer.livenessProbe.httpGet).toEqual({ path: LIVENESS_PATH, port: 'http' });
+    expect(gatewayContainer.readinessProbe.httpGet).toEqual({ path: READINESS_PATH, port: 'http' });
+    const service = find('Service', 'inferenceflow');
+    expect(service.spec.ports[0].targetPort).toBe('http');
+    expect(service.spec.selector).toEqual(gateway.spec.template.metadata.labels);
+    expect(gateway.spec.selector.matchLabels).toEqual(gateway.spec.template.metadata.labels);
+  });
+
+  it("sets seed 002's requests and limits", () => {
+    expect(gatewayContainer.resources).toEqual({ requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '1000m', memory: '1Gi' } });
+  });
+
+  it('gives the containers only variables the gateway reads', () => {
+    for (const [name, container] of [
+      ['gateway', gatewayContainer],
+      ['mesh worker', worker.spec.template.spec.containers[0]],
+    ] as const) {
+      const unknown = containerVars(container).filter((v) => !KNOWN_VARS.has(v) && !argOnly(container, v));
+      expect(unknown, name).toEqual([]);
+    }
+    // The Secret template carries the secrets, the ConfigMap none.
+    expect(Object.keys(secret.stringData)).toEqual(expect.arrayContaining(['TRUTHGPT_API_TOKEN', 'HOSTED_AI_API_KEY']));
+    expect(Object.keys(envConfigMap.data).filter((k) => /KEY|TOKEN|PASSWORD/.test(k))).toEqual([]);
+  });
+
+  it("mounts a config file the gateway's schema (with the capacity sections) accepts", () => {
+    const configMap = find('ConfigMap', 'inferenceflow-config');
+    const mount = gatewayContainer.volumeMounts.find((m: any) => m.name === 'config');
+    const file = gatewayContainer.env.find((e: any) => e.name === 'INFERENCEFLOW_CONFIG').value;
+    const key = file.slice(mount.mountPath.length + 1);
+    expect(Object.keys(configMap.data)).toContain(key);
+    const parsed = configSchema.extend(capacitySections).parse(parse(configMap.data[key]));
+    expect(parsed.server.port).toBe(PORT);
+    expect(parsed.scaling.kubernetes.deployment).toBe(gateway.metadata.name);
+    expect(parsed.scaling.min_replicas).toBe(find('HorizontalPodAutoscaler', 'inferenceflow-hpa').spec.minReplicas);
+  });
+
+  it('scales the Deployments that exist: HPA 3-20 on CPU 70 % and memory 80 %, KEDA on the workers', () => {
+    const hpa = find('HorizontalPodAutoscaler', 'inferenceflow-hpa');
+    expect(hpa.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: gateway.metadata.name });
+    expect([hpa.spec.minReplicas, hpa.spec.maxReplicas]).toEqual([3, 20]);
+    expect(Object.fromEntries(hpa.spec.metrics.map((m: any) => [m.resource.name, m.resource.target.averageUtilization]))).toEqual({ cpu: 70, memory: 80 });
+    const keda = find('ScaledObject', 'inferenceflow-mesh-worker');
+    expect(keda.spec.scaleTargetRef.name).toBe(worker.metadata.name);
+    // The autoscaler's Role may patch the scale subresource of the Deployment the config names.
+    const role = find('Role', 'inferenceflow-autoscaler');
+    expect(role.rules[0]).toMatchObject({ apiGroups: ['apps'], resources: ['deployments/scale'], verbs: ['get', 'patch'] });
+    expect(role.rules[0].resourceNames).toContain(gateway.metadata.name);
+    expect(gateway.spec.template.spec.serviceAccountName).toBe(find('RoleBinding', 'inferenceflow-autoscaler').subjects[0].name);
+  });
+
+  it('runs the mesh worker with the CLI the gateway ships', () => {
+    const args: string[] = worker.spec.template.spec.containers[0].args;
+    expect(args[0]).toBe('worker');
+    expect(args).toEqual(expect.arrayContaining(['--node-id', '--redis-url', '--backend']));
+  });
+});
+
+describe('docker-compose.yml agrees with the gateway', () => {
+  it('maps the gateway port, wires known variables only, and runs one mesh worker', async () => {
+    const compose = parse(await read('docker-compose.yml'), { merge: true }) as any;
+    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'grafana', 'mesh-worker', 'postgres', 'prometheus', 'redis']);
+    const gw = compose.services.gateway;
+    expect(gw.ports.map((p: string) => p.split(':').at(-1))).toEqual([String(PORT)]);
+    expect(gw.environment.PORT).toBe(String(PORT));
+    for (const svc of ['gateway', 'mesh-worker']) {
+      const unknown = Object.keys(compose.services[svc].environment).filter((v) => !KNOWN_VARS.has(v));
+      expect(unknown, svc).toEqual([]);
+    }
+    expect(gw.environment.REDIS_URL).toMatch(/^redis:\/\/redis:6379/);
+    expect(gw.environment.DATABASE_URL).toMatch(/@postgres:5432\//);
+    expect(compose.services['mesh-worker'].command.slice(0, 1)).toEqual(['worker']);
+    expect(compose.services.prometheus.volumes).toContain('./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro');
+  });
+});
+
+describe('Dockerfile', () => {
+  it('is multi-stage, runs as a non-root user, exposes the port and checks /health', async () => {
+    const text = await read('Dockerfile');
+    expect(text.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
+    const users = [...text.matchAll(/^USER (\S+)/gm)].map((m) => m[1]);
+    expect(users.at(-1)).not.toMatch(/^(root|0)$/);
+    expect(text).toMatch(new RegExp(`^EXPOSE ${PORT}$`, 'm'));
+    expect(text).toMatch(new RegExp(`PORT=${PORT}`));
+    const healthcheck = text.slice(text.indexOf('HEALTHCHECK'));
+    expect(healthcheck).toContain(`'${LIVENESS_PATH}'`);
+    expect(text).toMatch(/^ENTRYPOINT \["node", "dist\/cli\/main\.js"\]$/m);
+  });
+});
+
+describe('.github/workflows/ci-cd.yml', () => {
+  it('checks, audits, builds the image and runs the k6 smoke test', async () => {
+    const wf = parse(await read('.github/workflows/ci-cd.yml')) as any;
+    const runs = Object.values(wf.jobs)
+      .flatMap((j: any) => j.steps)
+      .map((s: any) => `${s.run ?? ''} ${s.uses ?? ''}`)
+      .join('\n');
+    for (const step of [/^npm ci\b/m, /^npm run typecheck\b/m, /^npm run lint\b/m, /^npm test\b/m, /^npm audit\b/m, /^docker build\b/m, /^k6 run .*bench\/k6\/smoke\.js/m]) {
+      expect(runs, String(step)).toMatch(step);
+    }
+    const services = wf.jobs.test.services;
+    expect(Object.keys(services).sort()).toEqual(['postgres', 'redis']);
+  });
+});

@@ -1,0 +1,72 @@
+// `OPENAI_BASE_URL=… npm start` fronts any OpenAI-compatible server as it is: unclaimed model names
+// pass through the real `openai` adapter to a local stand-in upstream, JSON and streaming, and the
+// OpenAI SDK sees the upstream's answer with the gateway's headers. Upstream failures come back as
+// 502/503/504 naming the provider.
+import OpenAI from 'openai';
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { startUpstream } from '../bench/lib/upstream.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+let upstream: Server;
+let broken: Server;
+let server: RunningServer;
+let client: OpenAI;
+const seenModels: string[] = [];
+
+beforeAll(async () => {
+  upstream = await startUpstream(0);
+  upstream.prependListener('request', (req) => {
+    if (req.url?.includes('chat')) seenModels.push(String(req.headers['content-length']));
+  });
+  broken = createServer((_req, res) => {
+    res.writeHead(500, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: 'upstream exploded', type: 'server_error' } }));
+  });
+  await new Promise<void>((r) => broken.listen(0, '127.0.0.1', () => r()));
+  const port = (s: Server) => (s.address() as { port: number }).port;
+  server = await startTestGateway({
+    env: { OPENAI_BASE_URL: `http://127.0.0.1:${port(upstream)}/v1` },
+    config: {
+      providers: { broken: { type: 'openai', base_url: `http://127.0.0.1:${port(broken)}/v1` } },
+      models: [{ name: 'fragile', deployments: [{ provider: 'broken', model: 'x' }] }],
+    },
+  });
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'k', maxRetries: 0 });
+});
+afterAll(async () => {
+  await server?.close();
+  upstream?.close();
+  broken?.close();
+});
+
+describe('passthrough to an OpenAI-compatible server', () => {
+  it('serves any model name from the environment provider', async () => {
+    const { data, response } = await client.chat.completions.create({ model: 'meta-llama/Llama-3-8B', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    expect(data.choices[0]?.message.content).toBe('The quick brown fox jumps over the lazy dog.');
+    expect(response.headers.get('x-inferenceflow-provider')).toBe('openai');
+    expect(response.headers.get('x-inferenceflow-deployment')).toBe('openai/meta-llama/Llama-3-8B');
+    expect(seenModels.length).toBeGreaterThan(0);
+  });
+
+  it('streams through, chunk by chunk', async () => {
+    const stream = await client.chat.completions.create({ model: 'any', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
+    const pieces: string[] = [];
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const c of stream) {
+      if (c.choices[0]?.delta.content) pieces.push(c.choices[0].delta.content);
+      if (c.usage) usage = c.usage;
+    }
+    expect(pieces.join('')).toBe('The quick brown fox jumps over the lazy dog . ');
+    expect(pieces.length).toBe(10);
+    expect(usage?.total_tokens).toBe(22);
+  });
+
+  it('answers 502 naming the provider when the upstream fails', async () => {
+    const err = (await client.chat.completions.create({ model: 'fragile', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect(err.status).toBe(502);
+    expect(err.code).toBe('upstream_error');
+    expect(err.message).toContain('broken');
+  });
+});
