@@ -60,7 +60,7 @@ function ctx(): RequestContext {
 }
 
 const catalog = new ModelCatalog(STRATEGIES.map(groupConfig), new Map([['instant', instant]]));
-const router = new Router(catalog, { config: routingSchema.parse({ dedup: false }), log, embedder: wordEmbedder() });
+const router = new Router(catalog, { config: routingSchema.parse({ dedup: 'off' }), log, embedder: wordEmbedder() });
 
 // Warm the latency/least-busy statistics so those strategies sort real numbers.
 for (const d of catalog.allDeployments()) {

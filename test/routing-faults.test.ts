@@ -76,12 +76,12 @@ afterAll(async () => {
   process.off('unhandledRejection', onUnhandled);
 });
 
-async function chat(model: string, opts: { stream?: boolean; content?: string } = {}) {
+async function chat(model: string, opts: { stream?: boolean; content?: string; temperature?: number } = {}) {
   const res = await request(`${server.url}/v1/chat/completions`, {
     method: 'POST',
     dispatcher: agent,
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, stream: opts.stream ?? false, messages: [{ role: 'user', content: opts.content ?? 'hi' }] }),
+    body: JSON.stringify({ model, stream: opts.stream ?? false, temperature: opts.temperature, messages: [{ role: 'user', content: opts.content ?? 'hi' }] }),
   });
   const text = await res.body.text();
   return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) as Record<string, unknown> & { error?: { code: string } } };
@@ -173,11 +173,11 @@ describe('load and tail latency', () => {
     await expect.poll(() => upstream.stats('slow').aborted).toBe(before + 1);
   });
 
-  it('coalesces identical concurrent requests (JSON and streams) into one upstream call each', async () => {
+  it('coalesces identical concurrent deterministic requests (JSON and streams) into one upstream call each', async () => {
     const before = upstream.stats('delayed').calls;
-    const json = await Promise.all(Array.from({ length: 5 }, () => chat('dedup', { content: 'same question' })));
+    const json = await Promise.all(Array.from({ length: 5 }, () => chat('dedup', { content: 'same question', temperature: 0 })));
     expect(json.map((r) => r.status)).toEqual(Array(5).fill(200));
-    const streams = await Promise.all(Array.from({ length: 5 }, () => chat('dedup', { content: 'same question', stream: true })));
+    const streams = await Promise.all(Array.from({ length: 5 }, () => chat('dedup', { content: 'same question', stream: true, temperature: 0 })));
     for (const s of streams) expect(sseContent(s.text)).toMatchObject({ content: 'w0 w1 w2 w3 w4', done: true });
     expect(upstream.stats('delayed').calls - before).toBe(2);
   });

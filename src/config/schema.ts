@@ -298,8 +298,11 @@ export const routingSchema = z
       })
       .strict()
       .default({ max_size: 256, max_wait_ms: 30_000 }),
-    /** Identical in-flight requests of one tenant share one upstream call. */
-    dedup: z.boolean().default(true),
+    /**
+     * Identical in-flight requests of one tenant share one upstream call: `deterministic` only those
+     * whose answer should not vary (temperature 0 or a seed), `all` every identical request, `off`.
+     */
+    dedup: z.enum(['off', 'deterministic', 'all']).default('deterministic'),
     latency: z
       .object({
         /** Weight of the newest sample in the latency EWMA. */

@@ -121,7 +121,7 @@ afterEach(async () => {
 
 function build(groups: Record<string, unknown>[], provider: ScriptedProvider, routing: Record<string, unknown> = {}, passthrough?: string) {
   const catalog = new ModelCatalog(groups.map((g) => modelGroupSchema.parse(g)), new Map([[provider.name, provider]]), passthrough);
-  const router = new Router(catalog, { config: routingSchema.parse({ dedup: false, ...routing }), log, embedder: wordEmbedder(), random: Math.random });
+  const router = new Router(catalog, { config: routingSchema.parse({ dedup: 'off', ...routing }), log, embedder: wordEmbedder(), random: Math.random });
   routers.push(router);
   return router;
 }
@@ -348,9 +348,21 @@ describe('Router: semantic routing', () => {
 });
 
 describe('Router: deduplication', () => {
+  it('by default coalesces only deterministic requests (temperature 0 or a seed)', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(30, o.signal).then(() => answer('a')));
+    const router = build([group('g', ['a'])], p, { dedup: 'deterministic' });
+    const twice = (req: ChatRequest) => Promise.all([router.handler(ctxFor(), req), router.handler(ctxFor(), req)]);
+    await twice(chat('g', { temperature: 0.8 }));
+    expect(p.calls.length).toBe(2); // two samples wanted, two calls
+    await twice(chat('g', { temperature: 0 }));
+    expect(p.calls.length).toBe(3);
+    await twice(chat('g', { seed: 7 }));
+    expect(p.calls.length).toBe(4);
+  });
+
   it('coalesces identical in-flight requests of one tenant into one upstream call', async () => {
     const p = new ScriptedProvider().on('a', (_r, o) => sleep(50, o.signal).then(() => answer('a')));
-    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', price: { input: 1, output: 1 } }] }], p, { dedup: true });
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', price: { input: 1, output: 1 } }] }], p, { dedup: 'all' });
     const ctxs = [ctxFor(), ctxFor(), ctxFor()];
     const outs = await Promise.all(ctxs.map((c) => router.handler(c, chat('g'))));
     expect(await Promise.all(outs.map(text))).toEqual(['answer from a', 'answer from a', 'answer from a']);
@@ -367,7 +379,7 @@ describe('Router: deduplication', () => {
 
   it('fans one upstream stream out to every waiting client', async () => {
     const p = new ScriptedProvider().on('a', async (r, o) => chunksOf(answer('a', 'one two three four'), 10, o.signal));
-    const router = build([group('g', ['a'])], p, { dedup: true });
+    const router = build([group('g', ['a'])], p, { dedup: 'all' });
     const outs = await Promise.all([0, 1, 2].map(() => router.handler(ctxFor(), chat('g', { stream: true }))));
     const texts = await Promise.all(outs.map(text));
     expect(texts).toEqual(Array(3).fill('one two three four '));
@@ -376,7 +388,7 @@ describe('Router: deduplication', () => {
 
   it('keeps the shared call alive while one client remains, and cancels it when all leave', async () => {
     const p = new ScriptedProvider().on('a', (_r, o) => sleep(80, o.signal).then(() => answer('a')));
-    const router = build([group('g', ['a'])], p, { dedup: true });
+    const router = build([group('g', ['a'])], p, { dedup: 'all' });
     const leaving = new AbortController();
     const first = router.handler(ctxFor({}, leaving.signal), chat('g')).catch((e: unknown) => e);
     const second = router.handler(ctxFor(), chat('g'));

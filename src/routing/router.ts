@@ -210,7 +210,7 @@ export class Router {
     this.active++;
     let streaming = false;
     try {
-      const outcome = this.opts.config.dedup
+      const outcome = this.dedupes(req)
         ? await this.dedup.run(dedupKey(ctx, req), req.model, ctx, req.stream === true, (shared, cancel) => this.route(shared, req, cancel))
         : await this.route(ctx, req, ctx.signal);
       if (outcome.kind === 'stream') {
@@ -221,6 +221,15 @@ export class Router {
     } finally {
       if (!streaming) this.done();
     }
+  }
+
+  /**
+   * Sampling requests (temperature above 0, no seed) are not coalesced by default: a client sending
+   * the same prompt twice may want two different samples.
+   */
+  private dedupes(req: ChatRequest): boolean {
+    const mode = this.opts.config.dedup;
+    return mode === 'all' || (mode === 'deterministic' && (req.temperature === 0 || req.seed !== undefined));
   }
 
   private done(): void {
