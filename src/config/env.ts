@@ -2,6 +2,7 @@
 // config file, and the README's variable table is checked against this list by a test.
 // Seed names (TRUTHGPT_*, RATE_LIMIT_*, …) are kept as aliases where an issue asks for them.
 
+import { CACHE_ENV_VARS } from '../cache/config.js';
 import { CAPACITY_ENV_VARS } from '../capacity/config.js';
 import { MESH_ENV_VARS } from '../mesh/config.js';
 
@@ -62,6 +63,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'OTEL_TRACES_SAMPLER', path: 'monitoring.tracing.sampler', kind: 'string', default: 'parentbased_always_on', description: 'Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_*`.' },
   { name: 'OTEL_TRACES_SAMPLER_ARG', path: 'monitoring.tracing.sampler_arg', kind: 'number', description: 'Sampling ratio (0..1) for the ratio samplers.' },
   { name: 'GRAFANA_URL', path: 'monitoring.dashboard.grafana_url', kind: 'string', description: 'Grafana address; the dashboard links to it (seed 002).' },
+  ...CACHE_ENV_VARS,
   ...CAPACITY_ENV_VARS,
   ...MESH_ENV_VARS,
 ];

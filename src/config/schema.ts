@@ -2,6 +2,7 @@
 // typo is an error that names its path, not a silently ignored setting. Later capabilities add their
 // sections here, each defined beside the code it configures.
 import { z } from 'zod';
+import { cacheConfigSchema } from '../cache/config.js';
 import { capacitySections } from '../capacity/config.js';
 import { PROVIDER_TYPES } from '../providers/types.js';
 
@@ -409,6 +410,8 @@ export const configSchema = z
     database: databaseSchema.default(databaseSchema.parse({})),
     logging: loggingSchema.default(loggingSchema.parse({})),
     routing: routingSchema.default(routingSchema.parse({})),
+    // Response cache, exact and semantic: src/cache/config.ts
+    cache: cacheConfigSchema.default(cacheConfigSchema.parse({})),
     // Capacity (GPU pools, autoscaler, spot/on-demand mix): src/capacity/config.ts
     ...capacitySections,
     rate_limiting: rateLimitingSchema.default(rateLimitingSchema.parse({})),

@@ -12,7 +12,14 @@ import { dashboardRoutes } from '../server/routes/dashboard.js';
 import { monitoringRoutes } from '../server/routes/monitoring.js';
 import { providersRoutes } from '../server/routes/providers.js';
 import { reportRoutingMetrics } from '../routing/metrics-bridge.js';
+import type { Redis } from 'ioredis';
 import { createRedis, redisResource } from '../store/redis.js';
+import { createEmbedder, createResponseCache } from '../cache/create.js';
+import type { Embedder } from '../cache/embedders/types.js';
+import type { ResponseCache } from '../cache/response-cache.js';
+import { createCacheStage } from '../cache/stage.js';
+import { cacheAdminRoutes } from '../server/routes/cache-admin.js';
+import type { Config } from '../config/schema.js';
 import { startCollectors } from '../telemetry/collectors.js';
 import { startMetricsServer } from '../telemetry/metrics-server.js';
 import { MeshProvider } from '../providers/mesh.js';
@@ -72,6 +79,20 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
+  // Semantic routing (docs/routing.md) embeds prompts with the semantic cache's embedder: built once,
+  // shared with the cache, and only when a model group routes by content.
+  const embedder = await createRoutingEmbedder(config, log);
+
+  // Response cache (docs/caching.md): exact and semantic, after admission so limits still count.
+  if (config.cache.enabled) {
+    const cache = await createCacheService(config, redis, log, embedder);
+    if (cache) {
+      resources.push({ name: 'cache', check: async () => true, close: () => cache.close() });
+      stages.push(countCacheOutcome(createCacheStage({ cache }), telemetry));
+      plugins.push(routePlugin(cacheAdminRoutes, { cache, adminToken: config.auth.admin_token }));
+    }
+  }
+
   // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
   const capacity = await createCapacityServices({
     clusters: config.clusters,
@@ -85,7 +106,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   stages.unshift(trafficRecorderStage(capacity.recorder));
   plugins.push({ plugin: capacityRoutes as Plugin, options: { allocator: capacity.allocator, autoscaler: capacity.autoscaler } });
 
-  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources, attemptObserver: telemetry, redis });
+  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources, attemptObserver: telemetry, redis, embedder });
   built.gateway = gateway;
   // Routing (docs/routing.md): breaker changes, retries, fallbacks, hedges and queue depth to metrics;
   // GET /v1/providers (seed 002 get_provider_status) for each deployment's breaker, latency and load.
@@ -146,5 +167,43 @@ function countRateLimited(admission: ChatStage, telemetry: Telemetry): ChatStage
       if (err instanceof GatewayError && err.code === 'rate_limit_exceeded') telemetry.metrics.rateLimited(err.param ?? 'requests');
       throw err;
     }
+  };
+}
+
+/**
+ * The response cache, or none when its semantic half cannot load (an optional embedder package
+ * missing): then the exact cache runs alone and the log says why.
+ */
+async function createCacheService(config: Config, redis: Redis | undefined, log: Logger, embedder?: Embedder): Promise<ResponseCache | undefined> {
+  const deps = { redis, keyPrefix: config.redis.key_prefix, ...(embedder ? { embedder } : {}) };
+  try {
+    return await createResponseCache(config.cache, deps);
+  } catch (err) {
+    if (!config.cache.semantic.enabled) throw err;
+    log.warn({ err: (err as Error).message }, 'semantic cache unavailable; serving the exact cache only');
+    return createResponseCache({ ...config.cache, semantic: { ...config.cache.semantic, enabled: false } }, deps);
+  }
+}
+
+/** The embedder for `strategy: semantic` groups (cache.semantic settings); none when no group needs it or it cannot load. */
+async function createRoutingEmbedder(config: Config, log: Logger): Promise<Embedder | undefined> {
+  if (!config.models.some((g) => g.strategy === 'semantic')) return undefined;
+  try {
+    return await createEmbedder(config.cache.semantic);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'semantic routing unavailable (no embedder); semantic groups use priority order');
+    return undefined;
+  }
+}
+
+/** Counts cache hits by kind (with the dollars they saved) and misses, from the facts the stage set. */
+function countCacheOutcome(stage: ChatStage, telemetry: Telemetry): ChatStage {
+  telemetry.metrics.declare('cache');
+  return async function cache(ctx, req, next) {
+    const outcome = await stage(ctx, req, next);
+    const kind = ctx.facts.cache;
+    if (kind === 'exact' || kind === 'semantic') telemetry.metrics.cacheHit(kind, ctx.facts.savedUsd ?? 0);
+    else if (kind === 'miss') telemetry.metrics.cacheMiss();
+    return outcome;
   };
 }

@@ -55,6 +55,8 @@ export interface ResponseFacts {
   usage?: Usage;
   cache?: CacheKind;
   similarity?: number;
+  /** On a cache hit: what the original call cost, i.e. what this answer saved. */
+  savedUsd?: number;
   route?: string;
   passes?: number;
   attempts: number;

@@ -127,7 +127,11 @@ export class Router {
         this.events.emit('attempt', { deployment: spec.d.id, group: spec.d.group, provider: spec.d.providerName, outcome: 'failure', kind: err.kind, latencyMs: 0, hedge: spec.hedge });
       },
     };
-    for (const name of catalog.groupNames()) this.validateGroup(catalog.get(name) as ModelGroup);
+    for (const name of catalog.groupNames()) {
+      const group = catalog.get(name) as ModelGroup;
+      this.validateGroup(group);
+      if (group.strategy === 'semantic' && !opts.embedder) opts.log.warn({ group: name }, 'no embedder for semantic routing: the group uses priority order');
+    }
     this.handler = (ctx, req) => this.handle(ctx, req);
   }
 

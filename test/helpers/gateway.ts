@@ -19,7 +19,8 @@ export interface TestGatewayOptions {
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<RunningServer> {
   // The ledger (and with it the embedded database) is off unless a test configures it: every test
   // gateway opening the same PGlite file would collide, and opening one takes seconds.
-  const config = { ledger: { enabled: false }, ...opts.config };
+  // The response cache is off too unless a test turns it on, so repeated prompts reach the provider.
+  const config = { ledger: { enabled: false }, cache: { enabled: false }, ...opts.config };
   const loaded = buildConfig(config, opts.env ?? {});
   return startServer({ loaded, host: '127.0.0.1', port: 0, logger: opts.logger ?? createLogger('silent'), providers: opts.providers, spanExporter: opts.spanExporter });
 }
