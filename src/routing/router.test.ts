@@ -341,6 +341,20 @@ describe('Router: semantic routing', () => {
     expect(ctx3.facts.route).toMatch(/route=default/);
   });
 
+  it('answers in priority order when the embedder fails', async () => {
+    const p = new ScriptedProvider();
+    const catalog = new ModelCatalog(
+      [modelGroupSchema.parse({ name: 's', strategy: 'semantic', deployments: [{ provider: 'fake', model: 'a' }, { provider: 'fake', model: 'b', priority: 1 }], semantic: { routes: [{ name: 'x', target: 'fake/b', examples: ['x'] }] } })],
+      new Map([[p.name, p]]),
+    );
+    const broken = { id: 'broken', dimensions: 4, embed: async () => Promise.reject(new Error('model not loaded')) };
+    const router = new Router(catalog, { config: routingSchema.parse({}), log, embedder: broken });
+    routers.push(router);
+    const ctx = ctxFor();
+    expect(await text(await router.handler(ctx, chat('s')))).toBe('answer from a');
+    expect(ctx.facts.route).toContain('route=unavailable');
+  });
+
   it('rejects a semantic target that names nothing', () => {
     const p = new ScriptedProvider();
     expect(() => build([{ name: 's', strategy: 'semantic', deployments: [{ provider: 'fake', model: 'a' }], semantic: { routes: [{ name: 'x', target: 'nope', examples: ['x'] }] } }], p)).toThrow(/nope/);

@@ -343,9 +343,13 @@ export class Router {
     let routeNote = '';
 
     if (rt.semantic) {
-      const match = await rt.semantic.classify(routingText(state.req));
-      routeNote = `route=${match.route}; similarity=${match.similarity.toFixed(3)}`;
-      if (match.target) {
+      // An embedder failure must not fail the request: the group's priority order still answers.
+      const match = await rt.semantic.classify(routingText(state.req)).catch((err: unknown) => {
+        state.ctx.log.warn({ group: group.name, err: (err as Error).message }, 'semantic routing failed; using priority order');
+        return undefined;
+      });
+      routeNote = match ? `route=${match.route}; similarity=${match.similarity.toFixed(3)}` : 'route=unavailable';
+      if (match?.target) {
         const inGroup = group.deployments.find((d) => d.id === match.target);
         if (inGroup) deployments = [inGroup, ...rt.byPriority.filter((d) => d !== inGroup)];
         else if (!state.visited.has(match.target)) {
