@@ -2,17 +2,15 @@
 // strategy, skipping open breakers, deployments cooling down after a Retry-After and those whose
 // context window the prompt does not fit; calls them with timeouts, hedging, fallbacks across
 // deployments and groups, budgeted retries with backoff, and a deadline over all of it.
-import type { Context as TraceContext } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { contentText, requestedMaxTokens, type ChatChunk, type ChatRequest } from '../canonical/chat.js';
+import { requestedMaxTokens, type ChatChunk, type ChatRequest } from '../canonical/chat.js';
 import type { Embedder } from '../cache/embedders/types.js';
 import type { RoutingConfig } from '../config/schema.js';
 import type { RequestContext } from '../gateway/context.js';
 import { noAttemptObserver, type AttemptObserver } from '../gateway/execute.js';
 import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
 import { isUpstreamError } from '../providers/errors.js';
-import { countPromptTokens } from '../providers/tokens.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { contextOf, endSpan, startSpan } from '../telemetry/tracing.js';
 import { Admission, AdmissionQueue } from './admission.js';
@@ -26,6 +24,7 @@ import { RoutingEvents } from './events.js';
 import { backoffMs, delay, isRetryable, RetryBudget } from './retry.js';
 import { routingText, SemanticRouter } from './semantic.js';
 import { DeploymentStats, LatencyRing } from './stats.js';
+import { eligibleDeployments, promptTokens, promptUpperBound, type RequestState } from './eligibility.js';
 import { createStrategy, type RoutingStrategy, type StrategyInput } from './strategies.js';
 import { buildStatus, type ProviderStatusReport } from './status.js';
 
@@ -52,20 +51,6 @@ interface GroupRuntime {
   passthrough: boolean;
 }
 
-/** Per request: the deadline, what was tried, the exact prompt size once counted. */
-interface RequestState {
-  ctx: RequestContext;
-  req: ChatRequest;
-  signal: Cancellation;
-  deadlineAt: number;
-  visited: Set<string>;
-  promptTokens?: number;
-  promptChars?: number;
-  /** A semantic decision that sent the request to another group, kept in the route header. */
-  routePrefix?: string;
-  /** The route span's context; attempt spans are its children. */
-  trace?: TraceContext;
-}
 
 /** Passthrough groups (and their deployments' state) kept before idle ones are dropped. */
 const MAX_RUNTIMES = 1_024;
@@ -311,30 +296,6 @@ export class Router {
     }
   }
 
-  private promptTokens(state: RequestState): number {
-    state.promptTokens ??= countPromptTokens(state.req.messages, state.req.tools);
-    return state.promptTokens;
-  }
-
-  private fits(state: RequestState, d: Deployment): boolean {
-    if (d.contextWindow === undefined) return true;
-    const budget = d.contextWindow - (requestedMaxTokens(state.req) ?? 0);
-    // A token is at least one UTF-8 byte (at most 3 per UTF-16 unit): a short prompt fits without
-    // running the tokenizer; only prompts near the window are counted exactly.
-    if (state.promptTokens === undefined && this.promptUpperBound(state) <= budget) return true;
-    return this.promptTokens(state) <= budget;
-  }
-
-  private promptUpperBound(state: RequestState): number {
-    if (state.promptChars === undefined) {
-      let chars = 0;
-      for (const m of state.req.messages) chars += contentText(m.content).length + (m.name?.length ?? 0) + (m.tool_calls ? JSON.stringify(m.tool_calls).length : 0);
-      state.promptChars = chars;
-    }
-    if (state.req.tools) return Infinity;
-    return 3 + state.req.messages.length * 5 + state.promptChars * 3;
-  }
-
   private async routeGroup(state: RequestState, group: ModelGroup): Promise<ChatOutcome> {
     state.visited.add(group.name);
     const rt = this.runtime(group);
@@ -359,13 +320,13 @@ export class Router {
       }
     }
 
-    const { eligible, tooLong, cooling, earliest } = this.eligible(state, deployments, now);
+    const { eligible, tooLong, cooling, earliest } = eligibleDeployments(state, deployments, now, (id) => this.breakerFor(id), (id) => this.statsFor(id));
 
     if (eligible.length === 0) {
       if (tooLong === deployments.length) {
         return this.fallBack(state, group, group.contextWindowFallbacks, 'context_window', () =>
           new GatewayError('context_length_exceeded', {
-            message: `The prompt (${this.promptTokens(state)} tokens) plus max_tokens does not fit the context window of any deployment of "${group.name}".`,
+            message: `The prompt (${promptTokens(state)} tokens) plus max_tokens does not fit the context window of any deployment of "${group.name}".`,
           }),
         );
       }
@@ -407,33 +368,6 @@ export class Router {
     }
   }
 
-  /** The deployments a request may go to now: context window fits, breaker allows, not cooling. */
-  private eligible(state: RequestState, deployments: readonly Deployment[], now: number) {
-    const eligible: Deployment[] = [];
-    let tooLong = 0;
-    let cooling = 0;
-    let earliest = Infinity;
-    for (const d of deployments) {
-      if (!this.fits(state, d)) {
-        tooLong++;
-        continue;
-      }
-      const b = this.breakerFor(d.id);
-      if (!b.canPass()) {
-        earliest = Math.min(earliest, b.retryAt ?? now + 1_000);
-        continue;
-      }
-      const s = this.statsFor(d.id);
-      if (s.cooling(now)) {
-        cooling++;
-        earliest = Math.min(earliest, s.coolingUntil);
-        continue;
-      }
-      eligible.push(d);
-    }
-    return { eligible, tooLong, cooling, earliest };
-  }
-
   /**
    * The routing decision alone (eligibility and the strategy's order, no upstream call), for the
    * decision benchmark and for debugging a configuration. Semantic groups are ordered by priority.
@@ -442,7 +376,7 @@ export class Router {
     const group = this.catalog.resolve(req.model);
     const rt = this.runtime(group);
     const state: RequestState = { ctx: undefined as never, req, signal: new Cancellation(), deadlineAt: Infinity, visited: new Set() };
-    const { eligible } = this.eligible(state, rt.byPriority, Date.now());
+    const { eligible } = eligibleDeployments(state, rt.byPriority, Date.now(), (id) => this.breakerFor(id), (id) => this.statsFor(id));
     const choice = rt.strategy.order(eligible, this.strategyInput(state));
     return { group: group.name, order: choice.order, reason: choice.reason };
   }
@@ -468,7 +402,7 @@ export class Router {
   }
 
   private strategyInput(state: RequestState): StrategyInput {
-    if (state.promptChars === undefined) this.promptUpperBound(state);
+    if (state.promptChars === undefined) promptUpperBound(state);
     return {
       stats: (id) => this.statsFor(id),
       promptTokens: state.promptTokens ?? Math.ceil((state.promptChars ?? 0) / 4),
