@@ -14,18 +14,19 @@ import { isUpstreamError } from '../providers/errors.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { contextOf, endSpan, startSpan } from '../telemetry/tracing.js';
 import { Admission, AdmissionQueue } from './admission.js';
-import { runAttempt, runHedged, settleUsage, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
+import type { AttemptHooks, AttemptSpec } from './attempt.js';
 import { CircuitBreaker, type BreakerTransition } from './breaker.js';
 import { Cancellation, type CancelSignal } from './cancel.js';
 import { BreakerSync } from './breaker-sync.js';
 import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
 import { Deduplicator, dedupKey } from './dedup.js';
 import { RoutingEvents } from './events.js';
-import { backoffMs, delay, isRetryable, RetryBudget } from './retry.js';
+import { isRetryable, RetryBudget } from './retry.js';
 import { routingText, SemanticRouter } from './semantic.js';
 import { DeploymentStats, LatencyRing } from './stats.js';
 import { eligibleDeployments, promptTokens, promptUpperBound, type RequestState } from './eligibility.js';
-import { createStrategy, type RoutingStrategy, type StrategyInput } from './strategies.js';
+import { createStrategy, type StrategyInput } from './strategies.js';
+import { runAttempts, type AttemptLoopDeps, type GroupRuntime } from './attempt-loop.js';
 import { buildStatus, type ProviderStatusReport } from './status.js';
 
 export interface RouterOptions {
@@ -40,17 +41,6 @@ export interface RouterOptions {
   /** Told about every upstream attempt (metrics). */
   observer?: AttemptObserver;
 }
-
-interface GroupRuntime {
-  /** The group's deployments by priority (stable), sorted once: strategies see them in this order. */
-  byPriority: Deployment[];
-  strategy: RoutingStrategy;
-  queue: AdmissionQueue;
-  latency: LatencyRing;
-  semantic?: SemanticRouter;
-  passthrough: boolean;
-}
-
 
 /** Passthrough groups (and their deployments' state) kept before idle ones are dropped. */
 const MAX_RUNTIMES = 1_024;
@@ -74,6 +64,8 @@ export class Router {
   private readonly sync?: BreakerSync;
   private readonly random: () => number;
   private readonly hooks: AttemptHooks;
+  /** What the attempt loop (attempt-loop.ts) needs from the router. */
+  private readonly loop: AttemptLoopDeps;
   private active = 0;
   private idleWaiters: (() => void)[] = [];
 
@@ -117,6 +109,16 @@ export class Router {
       this.validateGroup(group);
       if (group.strategy === 'semantic' && !opts.embedder) opts.log.warn({ group: name }, 'no embedder for semantic routing: the group uses priority order');
     }
+    this.loop = {
+      config: opts.config,
+      budget: this.budget,
+      events: this.events,
+      admission: this.admission,
+      hooks: this.hooks,
+      random: this.random,
+      breakerFor: (id) => this.breakerFor(id),
+      statsFor: (id) => this.statsFor(id),
+    };
     this.handler = (ctx, req) => this.handle(ctx, req);
   }
 
@@ -352,7 +354,7 @@ export class Router {
     state.ctx.facts.route = state.routePrefix ? `${state.routePrefix}; then ${route}` : route;
 
     try {
-      return await this.attempts(state, group, rt, choice.order);
+      return await runAttempts(this.loop, state, group, rt, choice.order);
     } catch (err) {
       if (state.signal.aborted || err instanceof DeadlineExceeded) throw err;
       if (isUpstreamError(err) && err.kind === 'context_length') {
@@ -409,146 +411,6 @@ export class Router {
       completionTokens: requestedMaxTokens(state.req) ?? 256,
       random: this.random,
     };
-  }
-
-  /**
-   * Every eligible deployment in order once (falling back on a retryable failure), then up to
-   * `max_retries` more attempts after a jittered backoff, each paid from the retry budget.
-   */
-  private async attempts(state: RequestState, group: ModelGroup, rt: GroupRuntime, order: Deployment[]): Promise<ChatOutcome> {
-    const retry = { ...this.opts.config.retry, ...group.retry };
-    const untried = [...order];
-    let lastError: unknown;
-    let retries = 0;
-    let previous: Deployment | undefined;
-    while (true) {
-      if (state.signal.aborted) throw state.signal.reason as Error;
-      let pick: { d: Deployment; token: 'normal' | 'probe' } | undefined;
-      if (untried.length > 0) {
-        pick = await this.take(state, rt, untried);
-        if (!pick) break;
-        if (previous) {
-          this.events.counters.fallbacks++;
-          this.events.emit('fallback', { from: previous.id, to: pick.d.id, kind: 'deployment' });
-        }
-      } else {
-        if (retries >= (retry.max_retries ?? 0) || !isRetryable(lastError)) break;
-        if (!this.budget.tryWithdraw()) {
-          this.events.counters.retryBudgetExhausted++;
-          this.events.emit('retry_budget_exhausted', { group: group.name });
-          state.ctx.log.warn({ group: group.name }, 'retry budget exhausted; not retrying');
-          break;
-        }
-        const candidates = order.filter((d) => this.breakerFor(d.id).canPass());
-        if (candidates.length === 0) break;
-        // Honour Retry-After: wait until the first candidate stops cooling, if that is within the deadline.
-        const now = Date.now();
-        const coolWait = Math.min(...candidates.map((d) => Math.max(0, this.statsFor(d.id).coolingUntil - now)));
-        const wait = Math.max(coolWait, backoffMs(retries, retry.base_delay_ms ?? 100, retry.max_delay_ms ?? 2_000, this.random));
-        if (now + wait >= state.deadlineAt) break;
-        this.events.counters.retries++;
-        this.events.emit('retry', { group: group.name, deployment: candidates[0]?.id ?? '', delayMs: wait });
-        retries++;
-        await delay(wait, state.signal);
-        const ready = candidates.filter((d) => !this.statsFor(d.id).cooling(Date.now()));
-        pick = await this.take(state, rt, ready.length > 0 ? ready : candidates);
-        if (!pick) break;
-      }
-      previous = pick.d;
-      try {
-        const result = await this.call(state, group, rt, pick, untried);
-        if (result.outcome.kind === 'result') settleUsage(state.ctx, result.d, result.outcome.result.usage);
-        state.ctx.facts.provider = result.d.providerName;
-        state.ctx.facts.model = result.d.model;
-        state.ctx.facts.deployment = result.d.id;
-        return result.outcome;
-      } catch (err) {
-        if (state.signal.aborted) throw state.signal.reason as Error;
-        lastError = err;
-        if (!isRetryable(err)) throw err;
-        state.ctx.log.warn({ deployment: pick.d.id, kind: isUpstreamError(err) ? err.kind : undefined, status: isUpstreamError(err) ? err.status : undefined }, 'upstream attempt failed');
-      }
-    }
-    throw lastError ?? new GatewayError('no_healthy_deployment', { message: `No deployment of "${group.name}" could take the request.`, retryAfterMs: 1_000 });
-  }
-
-  /**
-   * Takes the first deployment of `from` whose breaker allows a call and which has a free slot
-   * (removing it from `from` when it is the untried list); when all have limits and none is free,
-   * waits in the group's priority queue.
-   */
-  private async take(state: RequestState, rt: GroupRuntime, from: Deployment[]): Promise<{ d: Deployment; token: 'normal' | 'probe' } | undefined> {
-    while (from.length > 0) {
-      for (let i = 0; i < from.length; i++) {
-        const d = from[i] as Deployment;
-        const b = this.breakerFor(d.id);
-        if (!b.canPass()) continue;
-        if (rt.queue.depth > 0 && d.maxConcurrency !== undefined) continue; // waiters go first
-        if (!this.admission.tryAcquire(d)) continue;
-        const token = b.acquire() as 'normal' | 'probe';
-        from.splice(i, 1);
-        return { d, token };
-      }
-      const allowed = from.filter((d) => this.breakerFor(d.id).canPass());
-      if (allowed.length === 0) return undefined;
-      if (allowed.some((d) => d.maxConcurrency === undefined)) return undefined;
-      let d: Deployment;
-      try {
-        d = await rt.queue.wait(state.ctx.options.priority, (x) => from.includes(x), state.signal);
-      } catch (err) {
-        if (err instanceof GatewayError) {
-          this.events.counters.queueRejections++;
-          this.events.emit('queue_rejected', { group: rt.queue.group, reason: err.code === 'queue_full' ? 'full' : 'timeout' });
-        }
-        throw err;
-      }
-      const token = this.breakerFor(d.id).acquire();
-      if (!token) {
-        this.admission.release(d);
-        continue;
-      }
-      from.splice(from.indexOf(d), 1);
-      return { d, token };
-    }
-    return undefined;
-  }
-
-  private async call(state: RequestState, group: ModelGroup, rt: GroupRuntime, pick: { d: Deployment; token: 'normal' | 'probe' }, untried: Deployment[]): Promise<AttemptResult> {
-    const spec: AttemptSpec = { ctx: state.ctx, req: state.req, d: pick.d, token: pick.token, signal: state.signal, timeoutMs: this.timeoutFor(state, pick.d), hedge: false, trace: state.trace };
-    const hedging = group.hedging;
-    const delayMs = hedging?.enabled ? (hedging.delay_ms ?? (rt.latency.size >= hedging.min_samples ? rt.latency.quantile(hedging.percentile) : undefined)) : undefined;
-    if (delayMs === undefined || untried.length === 0) return runAttempt(spec, this.hooks);
-    let hedgeTo: Deployment | undefined;
-    return runHedged(spec, this.hooks, {
-      delayMs,
-      timeoutFor: (d) => this.timeoutFor(state, d),
-      pick: () => {
-        for (let i = 0; i < untried.length; i++) {
-          const d = untried[i] as Deployment;
-          const b = this.breakerFor(d.id);
-          if (!b.canPass() || !this.admission.tryAcquire(d)) continue;
-          untried.splice(i, 1);
-          return { d, token: b.acquire() as 'normal' | 'probe' };
-        }
-        return undefined;
-      },
-      onHedge: (primary, hedge) => {
-        hedgeTo = hedge;
-        this.events.counters.hedges++;
-        this.events.emit('hedge', { group: group.name, primary: primary.id, hedge: hedge.id });
-        state.ctx.log.info({ primary: primary.id, hedge: hedge.id, delayMs }, 'hedging a slow request');
-      },
-      onWinner: (winner, hedged) => {
-        if (!hedged || !hedgeTo) return;
-        if (winner !== pick.d) this.events.counters.hedgeWins++;
-        this.events.emit('hedge', { group: group.name, primary: pick.d.id, hedge: hedgeTo.id, winner: winner.id });
-      },
-    });
-  }
-
-  private timeoutFor(state: RequestState, d: Deployment): number {
-    // Capped by the deadline, with a little slack so the deadline (not the attempt) reports it.
-    return Math.max(1, Math.min(d.timeoutMs, state.deadlineAt - Date.now() + 50));
   }
 
   private settled(spec: AttemptSpec, ok: boolean, latencyMs: number, err: unknown): void {
