@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const ALL = ['gateway-overhead', 'tts-aggregation', 'embedding-batching'];
+const ALL = ['gateway-overhead', 'routing-decision', 'tts-aggregation', 'embedding-batching'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const list = wanted.length ? wanted : ALL;
 

@@ -33,7 +33,8 @@ function captureLogs() {
 
 const models = [
   { name: 'chat', deployments: [{ provider: 'sim', model: 'sim-chat', price: { input: 1, output: 2 } }] },
-  { name: 'broken', deployments: [{ provider: 'failing', model: 'sim-broken' }] },
+  // No retries: the counts below are of one attempt per request (routing would otherwise retry twice).
+  { name: 'broken', retry: { max_retries: 0 }, deployments: [{ provider: 'failing', model: 'sim-broken' }] },
 ];
 const providers = { sim: { type: 'simulator' }, failing: { type: 'simulator', options: { error_rate: 1 } } };
 

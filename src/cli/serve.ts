@@ -73,19 +73,27 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
   log.info({ url, providers: [...gateway.providers.keys()], models: gateway.catalog.groupNames(), version: VERSION }, 'inferenceflow listening');
 
+  // Graceful drain: report not-ready and stop accepting (new requests on kept-alive connections get
+  // 503), let in-flight requests and streams finish within the drain deadline, then close pools.
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       gateway.markClosing();
       const deadline = config.server.shutdown_timeout_ms;
+      const started = Date.now();
       const timer = setTimeout(() => {
-        log.warn({ deadline }, 'drain deadline passed; closing remaining connections');
+        log.warn({ deadline, inFlight: gateway.router.inFlight }, 'drain deadline passed; closing remaining connections');
         app.server.closeAllConnections();
       }, deadline);
       timer.unref();
+      // Keep-alive connections go idle as their last response ends; close them as they do, or
+      // server.close() would wait for clients to hang up.
+      const sweeper = setInterval(() => app.server.closeIdleConnections(), 100);
+      sweeper.unref();
       await app.close();
+      clearInterval(sweeper);
       clearTimeout(timer);
-      await gateway.close();
+      await gateway.close(Math.max(0, deadline - (Date.now() - started)));
     })());
   return { app, gateway, loaded, url, close };
 }

@@ -10,9 +10,12 @@ import type { ProviderAdapter } from '../providers/types.js';
 import type { Authenticator } from '../server/auth.js';
 import { dashboardRoutes } from '../server/routes/dashboard.js';
 import { monitoringRoutes } from '../server/routes/monitoring.js';
+import { providersRoutes } from '../server/routes/providers.js';
+import { reportRoutingMetrics } from '../routing/metrics-bridge.js';
 import type { Redis } from 'ioredis';
 import { createRedis, redisResource } from '../store/redis.js';
-import { createResponseCache } from '../cache/create.js';
+import { createEmbedder, createResponseCache } from '../cache/create.js';
+import type { Embedder } from '../cache/embedders/types.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { createCacheStage } from '../cache/stage.js';
 import { cacheAdminRoutes } from '../server/routes/cache-admin.js';
@@ -81,9 +84,13 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
+  // Semantic routing (docs/routing.md) embeds prompts with the semantic cache's embedder: built once,
+  // shared with the cache, and only when a model group routes by content.
+  const embedder = await createRoutingEmbedder(config, log);
+
   // Response cache (docs/caching.md): exact and semantic, after admission so limits still count.
   if (config.cache.enabled) {
-    const cache = await createCacheService(config, redis, log);
+    const cache = await createCacheService(config, redis, log, embedder);
     if (cache) {
       resources.push({ name: 'cache', check: async () => true, close: () => cache.close() });
       stages.push(countCacheOutcome(createCacheStage({ cache }), telemetry));
@@ -117,8 +124,12 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     providers = withEmbeddingBatching(providers, b.provider_types, { maxSize, flushTimeoutMs, maxConcurrency: b.max_concurrency });
   }
 
-  const gateway = await Gateway.create({ loaded, log, providers, stages, resources, attemptObserver: telemetry });
+  const gateway = await Gateway.create({ loaded, log, providers, stages, resources, attemptObserver: telemetry, redis, embedder });
   built.gateway = gateway;
+  // Routing (docs/routing.md): breaker changes, retries, fallbacks, hedges and queue depth to metrics;
+  // GET /v1/providers (seed 002 get_provider_status) for each deployment's breaker, latency and load.
+  reportRoutingMetrics(gateway.router, telemetry.metrics);
+  plugins.push(routePlugin(providersRoutes, { router: gateway.router }));
   // Seed endpoints: /v1/infer, /v1/infer/stream (seed 001), /v1/inference, /v1/batch (seed 002).
   plugins.push(routePlugin(seedRoutes, { gateway, log, inference: config.inference }));
   // Batch API (/v1/files, /v1/batches): jobs in the SQL store (shared with tenancy when it opened one),
@@ -190,14 +201,25 @@ function countRateLimited(admission: ChatStage, telemetry: Telemetry): ChatStage
  * The response cache, or none when its semantic half cannot load (an optional embedder package
  * missing): then the exact cache runs alone and the log says why.
  */
-async function createCacheService(config: Config, redis: Redis | undefined, log: Logger): Promise<ResponseCache | undefined> {
-  const deps = { redis, keyPrefix: config.redis.key_prefix };
+async function createCacheService(config: Config, redis: Redis | undefined, log: Logger, embedder?: Embedder): Promise<ResponseCache | undefined> {
+  const deps = { redis, keyPrefix: config.redis.key_prefix, ...(embedder ? { embedder } : {}) };
   try {
     return await createResponseCache(config.cache, deps);
   } catch (err) {
     if (!config.cache.semantic.enabled) throw err;
     log.warn({ err: (err as Error).message }, 'semantic cache unavailable; serving the exact cache only');
     return createResponseCache({ ...config.cache, semantic: { ...config.cache.semantic, enabled: false } }, deps);
+  }
+}
+
+/** The embedder for `strategy: semantic` groups (cache.semantic settings); none when no group needs it or it cannot load. */
+async function createRoutingEmbedder(config: Config, log: Logger): Promise<Embedder | undefined> {
+  if (!config.models.some((g) => g.strategy === 'semantic')) return undefined;
+  try {
+    return await createEmbedder(config.cache.semantic);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'semantic routing unavailable (no embedder); semantic groups use priority order');
+    return undefined;
   }
 }
 

@@ -1,7 +1,9 @@
 // Composes the request path in one place: providers and the model catalog from configuration,
 // the chat stages around the executor, embeddings, the models list and readiness. The HTTP layer
 // holds one Gateway and knows nothing of how a request is served.
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { Embedder } from '../cache/embedders/types.js';
 import type { ChatRequest } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { LoadedConfig } from '../config/load.js';
@@ -12,8 +14,9 @@ import type { ProviderAdapter } from '../providers/types.js';
 import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import type { RequestContext } from './context.js';
+import type { Router } from '../routing/router.js';
 import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
-import { callOptions, createExecutor, noAttemptObserver, priorityOrder, type AttemptObserver } from './execute.js';
+import { callOptions, createRouter, noAttemptObserver, type AttemptObserver } from './execute.js';
 import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from './pipeline.js';
 
 export interface ReadinessCheck {
@@ -36,6 +39,10 @@ export interface GatewayOptions {
   providers?: Map<string, ProviderAdapter>;
   stages?: ChatStage[];
   resources?: ManagedResource[];
+  /** Shared breaker state across replicas (assemble.ts passes its one client). */
+  redis?: Redis;
+  /** For model groups with `strategy: semantic`. */
+  embedder?: Embedder;
   /** Told about every upstream attempt (metrics). */
   attemptObserver?: AttemptObserver;
 }
@@ -50,18 +57,22 @@ export class Gateway {
     readonly log: Logger,
     readonly providers: Map<string, ProviderAdapter>,
     readonly catalog: ModelCatalog,
+    readonly router: Router,
     stages: ChatStage[],
     readonly resources: ManagedResource[],
     private readonly observer: AttemptObserver,
   ) {
-    this.chat = composeStages(stages, createExecutor(catalog, priorityOrder, observer));
+    this.chat = composeStages(stages, router.handler);
   }
 
   static async create(opts: GatewayOptions): Promise<Gateway> {
     const { loaded, log } = opts;
     const providers = opts.providers ?? (await createProviders(loaded.config.providers));
     const catalog = new ModelCatalog(loaded.config.models, providers, loaded.passthroughProvider);
-    return new Gateway(loaded, log, providers, catalog, opts.stages ?? [], opts.resources ?? [], opts.attemptObserver ?? noAttemptObserver);
+    const observer = opts.attemptObserver ?? noAttemptObserver;
+    const router = createRouter(catalog, log, loaded.config.routing, { redis: opts.redis, keyPrefix: loaded.config.redis.key_prefix, embedder: opts.embedder, observer });
+    await router.start();
+    return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? [], observer);
   }
 
   async handleChat(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
@@ -143,8 +154,10 @@ export class Gateway {
     this.closed = true;
   }
 
-  async close(): Promise<void> {
+  /** Waits up to `drainMs` for routed requests (and streams) to finish, then closes pools and connections. */
+  async close(drainMs = 0): Promise<void> {
     this.closed = true;
+    await this.router.close(drainMs).catch(() => undefined);
     await Promise.allSettled([...this.providers.values()].map((p) => p.close()));
     await Promise.allSettled(this.resources.map((r) => r.close()));
   }

@@ -1,7 +1,7 @@
 // Public model names -> groups of deployments (a provider instance plus its model name, price,
 // timeout and limits). Model names no group claims go to the passthrough provider when there is one
 // (the first provider registered from the environment, or the simulator), else a 404 lists the names.
-import type { ModelGroupConfig } from '../config/schema.js';
+import type { HedgingConfig, ModelGroupConfig, RetryConfig, SemanticRoutingConfig } from '../config/schema.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { priceFor, type Price } from '../providers/pricing.js';
 import { GatewayError } from '../server/errors.js';
@@ -32,6 +32,12 @@ export interface ModelGroup {
   /** True for a group made up on the fly for an unclaimed model name. */
   passthrough: boolean;
   description?: string;
+  contextWindowFallbacks: string[];
+  contentPolicyFallbacks: string[];
+  hedging?: HedgingConfig;
+  semantic?: SemanticRoutingConfig;
+  retry?: Partial<RetryConfig>;
+  queueSize?: number;
 }
 
 export interface ModelInfo {
@@ -60,6 +66,12 @@ export class ModelCatalog {
         fallbacks: g.fallbacks,
         passthrough: false,
         description: g.description,
+        contextWindowFallbacks: g.context_window_fallbacks,
+        contentPolicyFallbacks: g.content_policy_fallbacks,
+        hedging: g.hedging,
+        semantic: g.semantic,
+        retry: g.retry,
+        queueSize: g.queue_size,
         deployments: g.deployments.map((d) => ({
           id: d.id ?? `${d.provider}/${d.model}`,
           group: g.name,
@@ -89,6 +101,8 @@ export class ModelCatalog {
           strategy: 'fallback',
           fallbacks: [],
           passthrough: true,
+          contextWindowFallbacks: [],
+          contentPolicyFallbacks: [],
           deployments: [
             {
               id: `${this.passthroughProvider}/${model}`,

@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { GatewayError } from '../server/errors.js';
+import { Admission, AdmissionQueue } from './admission.js';
+import type { Deployment } from './catalog.js';
+import { DeploymentStats } from './stats.js';
+
+function deployment(id: string, maxConcurrency?: number): Deployment {
+  return { id, group: 'g', providerName: 'p', provider: undefined as never, model: id, weight: 1, priority: 0, price: { input: 0, output: 0 }, timeoutMs: 1_000, maxConcurrency };
+}
+
+function setup(maxSize = 10, maxWaitMs = 5_000) {
+  const stats = new Map<string, DeploymentStats>();
+  const statsFor = (id: string) => stats.get(id) ?? stats.set(id, new DeploymentStats(id, 0.3)).get(id)!;
+  const admission = new Admission(statsFor);
+  const queue = new AdmissionQueue('g', maxSize, maxWaitMs);
+  return { admission, queue, statsFor };
+}
+
+describe('Admission', () => {
+  it('takes slots up to max_concurrency', () => {
+    const { admission, statsFor } = setup();
+    const d = deployment('a', 2);
+    expect(admission.tryAcquire(d)).toBe(true);
+    expect(admission.tryAcquire(d)).toBe(true);
+    expect(admission.tryAcquire(d)).toBe(false);
+    expect(statsFor('a').inFlight).toBe(2);
+    admission.release(d);
+    expect(statsFor('a').inFlight).toBe(1);
+  });
+
+  it('never limits a deployment without max_concurrency', () => {
+    const { admission } = setup();
+    const d = deployment('free');
+    for (let i = 0; i < 100; i++) expect(admission.tryAcquire(d)).toBe(true);
+  });
+
+  it('hands freed slots to waiters by priority, then arrival', async () => {
+    const { admission, queue, statsFor } = setup();
+    const d = deployment('a', 1);
+    admission.watch(queue, [d]);
+    admission.tryAcquire(d);
+    const served: string[] = [];
+    const signal = new AbortController().signal;
+    const waits = [
+      queue.wait('low', () => true, signal).then(() => served.push('low-1')),
+      queue.wait('normal', () => true, signal).then(() => served.push('normal-1')),
+      queue.wait('high', () => true, signal).then(() => served.push('high-1')),
+      queue.wait('normal', () => true, signal).then(() => served.push('normal-2')),
+    ];
+    expect(queue.depth).toBe(4);
+    for (let i = 0; i < 4; i++) {
+      admission.release(d); // the slot passes straight to the next waiter
+      await new Promise((r) => setImmediate(r));
+      expect(statsFor('a').inFlight).toBe(1);
+    }
+    await Promise.all(waits);
+    expect(served).toEqual(['high-1', 'normal-1', 'normal-2', 'low-1']);
+    expect(queue.depth).toBe(0);
+    admission.release(d);
+    expect(statsFor('a').inFlight).toBe(0);
+  });
+
+  it('answers queue_full (429 with Retry-After) when the queue is full', async () => {
+    const { queue } = setup(1);
+    const signal = new AbortController().signal;
+    void queue.wait('normal', () => true, signal).catch(() => undefined);
+    const err = await queue.wait('high', () => true, signal).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayError);
+    expect((err as GatewayError).code).toBe('queue_full');
+    expect((err as GatewayError).status).toBe(429);
+    expect((err as GatewayError).retryAfterMs).toBeGreaterThan(0);
+    queue.rejectAll(new Error('done'));
+  });
+
+  it('gives up after max_wait_ms and when the request is cancelled', async () => {
+    const { queue } = setup(10, 20);
+    const timedOut = await queue.wait('normal', () => true, new AbortController().signal).catch((e: unknown) => e);
+    expect((timedOut as GatewayError).code).toBe('no_healthy_deployment');
+    const ac = new AbortController();
+    const p = queue.wait('normal', () => true, ac.signal);
+    ac.abort(new Error('client left'));
+    await expect(p).rejects.toThrow('client left');
+    expect(queue.depth).toBe(0);
+  });
+
+  it('skips waiters that cannot use the freed deployment', async () => {
+    const { admission, queue } = setup();
+    const a = deployment('a', 1);
+    const b = deployment('b', 1);
+    admission.watch(queue, [a, b]);
+    admission.tryAcquire(a);
+    admission.tryAcquire(b);
+    const signal = new AbortController().signal;
+    const onlyB = queue.wait('high', (d) => d.id === 'b', signal);
+    const any = queue.wait('low', () => true, signal);
+    admission.release(a);
+    expect((await any).id).toBe('a');
+    admission.release(b);
+    expect((await onlyB).id).toBe('b');
+  });
+});

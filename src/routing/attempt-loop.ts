@@ -1,0 +1,182 @@
+// The attempt loop of one model group: every eligible deployment once in the strategy's order
+// (moving on at once after a retryable failure), then budgeted retries after a full-jitter backoff
+// that honours Retry-After; slots from admission (queueing by priority when all are full); each
+// call possibly hedged. The router supplies its breakers, statistics and budget through the deps.
+import type { ChatOutcome } from '../gateway/pipeline.js';
+import type { RoutingConfig } from '../config/schema.js';
+import { isUpstreamError } from '../providers/errors.js';
+import { GatewayError } from '../server/errors.js';
+import type { Admission, AdmissionQueue } from './admission.js';
+import { runAttempt, runHedged, settleUsage, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
+import type { CircuitBreaker } from './breaker.js';
+import type { Deployment, ModelGroup } from './catalog.js';
+import type { RequestState } from './eligibility.js';
+import type { RoutingEvents } from './events.js';
+import { backoffMs, delay, isRetryable, type RetryBudget } from './retry.js';
+import type { SemanticRouter } from './semantic.js';
+import type { DeploymentStats, LatencyRing } from './stats.js';
+import type { RoutingStrategy } from './strategies.js';
+
+export interface GroupRuntime {
+  /** The group's deployments by priority (stable), sorted once: strategies see them in this order. */
+  byPriority: Deployment[];
+  strategy: RoutingStrategy;
+  queue: AdmissionQueue;
+  latency: LatencyRing;
+  semantic?: SemanticRouter;
+  passthrough: boolean;
+}
+
+export interface AttemptLoopDeps {
+  config: RoutingConfig;
+  budget: RetryBudget;
+  events: RoutingEvents;
+  admission: Admission;
+  hooks: AttemptHooks;
+  random: () => number;
+  breakerFor(id: string): CircuitBreaker;
+  statsFor(id: string): DeploymentStats;
+}
+
+/** A deployment taken for one attempt, with the breaker permission it holds. */
+type Pick = { d: Deployment; token: 'normal' | 'probe' };
+
+/**
+ * Every eligible deployment in order once (falling back on a retryable failure), then up to
+ * `max_retries` more attempts after a jittered backoff, each paid from the retry budget.
+ */
+export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt: GroupRuntime, order: Deployment[]): Promise<ChatOutcome> {
+  const retry = { ...deps.config.retry, ...group.retry };
+  const untried = [...order];
+  let lastError: unknown;
+  let retries = 0;
+  let previous: Deployment | undefined;
+  while (true) {
+    if (state.signal.aborted) throw state.signal.reason as Error;
+    let pick: Pick | undefined;
+    if (untried.length > 0) {
+      pick = await take(deps, state, rt, untried);
+      if (!pick) break;
+      if (previous) {
+        deps.events.counters.fallbacks++;
+        deps.events.emit('fallback', { from: previous.id, to: pick.d.id, kind: 'deployment' });
+      }
+    } else {
+      if (retries >= (retry.max_retries ?? 0) || !isRetryable(lastError)) break;
+      if (!deps.budget.tryWithdraw()) {
+        deps.events.counters.retryBudgetExhausted++;
+        deps.events.emit('retry_budget_exhausted', { group: group.name });
+        state.ctx.log.warn({ group: group.name }, 'retry budget exhausted; not retrying');
+        break;
+      }
+      const candidates = order.filter((d) => deps.breakerFor(d.id).canPass());
+      if (candidates.length === 0) break;
+      // Honour Retry-After: wait until the first candidate stops cooling, if that is within the deadline.
+      const now = Date.now();
+      const coolWait = Math.min(...candidates.map((d) => Math.max(0, deps.statsFor(d.id).coolingUntil - now)));
+      const wait = Math.max(coolWait, backoffMs(retries, retry.base_delay_ms ?? 100, retry.max_delay_ms ?? 2_000, deps.random));
+      if (now + wait >= state.deadlineAt) break;
+      deps.events.counters.retries++;
+      deps.events.emit('retry', { group: group.name, deployment: candidates[0]?.id ?? '', delayMs: wait });
+      retries++;
+      await delay(wait, state.signal);
+      const ready = candidates.filter((d) => !deps.statsFor(d.id).cooling(Date.now()));
+      pick = await take(deps, state, rt, ready.length > 0 ? ready : candidates);
+      if (!pick) break;
+    }
+    previous = pick.d;
+    try {
+      const result = await call(deps, state, group, rt, pick, untried);
+      if (result.outcome.kind === 'result') settleUsage(state.ctx, result.d, result.outcome.result.usage);
+      state.ctx.facts.provider = result.d.providerName;
+      state.ctx.facts.model = result.d.model;
+      state.ctx.facts.deployment = result.d.id;
+      return result.outcome;
+    } catch (err) {
+      if (state.signal.aborted) throw state.signal.reason as Error;
+      lastError = err;
+      if (!isRetryable(err)) throw err;
+      state.ctx.log.warn({ deployment: pick.d.id, kind: isUpstreamError(err) ? err.kind : undefined, status: isUpstreamError(err) ? err.status : undefined }, 'upstream attempt failed');
+    }
+  }
+  throw lastError ?? new GatewayError('no_healthy_deployment', { message: `No deployment of "${group.name}" could take the request.`, retryAfterMs: 1_000 });
+}
+
+/**
+ * Takes the first deployment of `from` whose breaker allows a call and which has a free slot
+ * (removing it from `from` when it is the untried list); when all have limits and none is free,
+ * waits in the group's priority queue.
+ */
+async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime, from: Deployment[]): Promise<Pick | undefined> {
+  while (from.length > 0) {
+    for (let i = 0; i < from.length; i++) {
+      const d = from[i] as Deployment;
+      const b = deps.breakerFor(d.id);
+      if (!b.canPass()) continue;
+      if (rt.queue.depth > 0 && d.maxConcurrency !== undefined) continue; // waiters go first
+      if (!deps.admission.tryAcquire(d)) continue;
+      const token = b.acquire() as 'normal' | 'probe';
+      from.splice(i, 1);
+      return { d, token };
+    }
+    const allowed = from.filter((d) => deps.breakerFor(d.id).canPass());
+    if (allowed.length === 0) return undefined;
+    if (allowed.some((d) => d.maxConcurrency === undefined)) return undefined;
+    let d: Deployment;
+    try {
+      d = await rt.queue.wait(state.ctx.options.priority, (x) => from.includes(x), state.signal);
+    } catch (err) {
+      if (err instanceof GatewayError) {
+        deps.events.counters.queueRejections++;
+        deps.events.emit('queue_rejected', { group: rt.queue.group, reason: err.code === 'queue_full' ? 'full' : 'timeout' });
+      }
+      throw err;
+    }
+    const token = deps.breakerFor(d.id).acquire();
+    if (!token) {
+      deps.admission.release(d);
+      continue;
+    }
+    from.splice(from.indexOf(d), 1);
+    return { d, token };
+  }
+  return undefined;
+}
+
+async function call(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt: GroupRuntime, pick: Pick, untried: Deployment[]): Promise<AttemptResult> {
+  const spec: AttemptSpec = { ctx: state.ctx, req: state.req, d: pick.d, token: pick.token, signal: state.signal, timeoutMs: timeoutFor(state, pick.d), hedge: false, trace: state.trace };
+  const hedging = group.hedging;
+  const delayMs = hedging?.enabled ? (hedging.delay_ms ?? (rt.latency.size >= hedging.min_samples ? rt.latency.quantile(hedging.percentile) : undefined)) : undefined;
+  if (delayMs === undefined || untried.length === 0) return runAttempt(spec, deps.hooks);
+  let hedgeTo: Deployment | undefined;
+  return runHedged(spec, deps.hooks, {
+    delayMs,
+    timeoutFor: (d) => timeoutFor(state, d),
+    pick: () => {
+      for (let i = 0; i < untried.length; i++) {
+        const d = untried[i] as Deployment;
+        const b = deps.breakerFor(d.id);
+        if (!b.canPass() || !deps.admission.tryAcquire(d)) continue;
+        untried.splice(i, 1);
+        return { d, token: b.acquire() as 'normal' | 'probe' };
+      }
+      return undefined;
+    },
+    onHedge: (primary, hedge) => {
+      hedgeTo = hedge;
+      deps.events.counters.hedges++;
+      deps.events.emit('hedge', { group: group.name, primary: primary.id, hedge: hedge.id });
+      state.ctx.log.info({ primary: primary.id, hedge: hedge.id, delayMs }, 'hedging a slow request');
+    },
+    onWinner: (winner, hedged) => {
+      if (!hedged || !hedgeTo) return;
+      if (winner !== pick.d) deps.events.counters.hedgeWins++;
+      deps.events.emit('hedge', { group: group.name, primary: pick.d.id, hedge: hedgeTo.id, winner: winner.id });
+    },
+  });
+}
+
+function timeoutFor(state: RequestState, d: Deployment): number {
+  // Capped by the deadline, with a little slack so the deadline (not the attempt) reports it.
+  return Math.max(1, Math.min(d.timeoutMs, state.deadlineAt - Date.now() + 50));
+}

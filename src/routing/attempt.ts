@@ -1,0 +1,344 @@
+// One upstream attempt on one deployment, and the hedged race of two. An attempt has its own abort
+// controller (the request's deadline and client, a lost hedge race, or its own timeout end it); a
+// stream counts as answered once its first chunk is in, and is then wrapped so a silent upstream
+// trips the idle timeout and the deployment's slot is freed when the stream ends.
+import type { Context as TraceContext } from '@opentelemetry/api';
+import type { ChatChunk, ChatRequest, Usage } from '../canonical/chat.js';
+import { UpstreamError, isUpstreamError } from '../providers/errors.js';
+import { costUsd } from '../providers/pricing.js';
+import { countPromptTokens } from '../providers/tokens.js';
+import type { RequestContext } from '../gateway/context.js';
+import type { AttemptEnd } from '../gateway/execute.js';
+import type { ChatOutcome } from '../gateway/pipeline.js';
+import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
+import type { CancelSignal } from './cancel.js';
+import type { Deployment } from './catalog.js';
+
+/** What the attempt runner needs from the router, kept narrow so it is testable on its own. */
+export interface AttemptHooks {
+  /** The attempt finished with a verdict for the breaker and stats (not called for cancellations). */
+  settled(spec: AttemptSpec, ok: boolean, latencyMs: number, err: unknown): void;
+  /** The attempt was cancelled (hedge lost, client gone) — no verdict. */
+  cancelled(spec: AttemptSpec, latencyMs: number): void;
+  /** The deployment's concurrency slot may be given back (stream end or JSON answer). */
+  release(spec: AttemptSpec): void;
+  /** A stream that had started broke (or went silent): counts against the deployment. */
+  streamFailed(spec: AttemptSpec, err: UpstreamError): void;
+  /** Every attempt's end, for metrics (streams: when the stream ends). */
+  ended(spec: AttemptSpec, end: AttemptEnd): void;
+  streamIdleTimeoutMs: number;
+}
+
+export interface AttemptSpec {
+  ctx: RequestContext;
+  req: ChatRequest;
+  d: Deployment;
+  /** The request-wide cancellation (client gone, deadline passed, every dedup client left). */
+  signal: CancelSignal;
+  timeoutMs: number;
+  hedge: boolean;
+  /** The breaker permission this attempt holds (a half-open probe or a normal pass). */
+  token: 'normal' | 'probe';
+  /** The route span's context: the attempt span is its child. */
+  trace?: TraceContext;
+}
+
+export interface AttemptResult {
+  outcome: ChatOutcome;
+  d: Deployment;
+  latencyMs: number;
+  /** Cancels the attempt and frees what it holds (a hedge race's loser). */
+  dispose(): void;
+}
+
+/** Marks an abort we caused ourselves, so the error can be told apart from the client leaving. */
+class AttemptCancelled extends Error {
+  constructor(readonly why: 'timeout' | 'lost_race') {
+    super(why === 'timeout' ? 'attempt timed out' : 'another attempt answered first');
+  }
+}
+
+/**
+ * A stream that broke before its first chunk sent nothing to the client, so it is as safe to retry
+ * as a failed connect, whatever the adapter said (adapters mark mid-stream breaks not retryable).
+ */
+function beforeFirstChunk(err: unknown): unknown {
+  if (!isUpstreamError(err) || err.retryable || err.kind !== 'stream_interrupted') return err;
+  return new UpstreamError({ provider: err.provider, kind: 'stream_interrupted', status: err.status, message: `${err.message} (before the first chunk)`, retryable: true, cause: err });
+}
+
+export function settleUsage(ctx: RequestContext, d: Deployment, usage: Usage): void {
+  ctx.facts.usage = usage;
+  ctx.facts.costUsd += costUsd(usage, d.price);
+}
+
+/**
+ * Runs one attempt. Resolves with the answer (a primed stream for streaming requests) or rejects
+ * with an UpstreamError (timeouts become kind `timeout`, retryable) or the request signal's reason.
+ */
+export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, register?: (cancel: () => void) => void): Promise<AttemptResult> {
+  const { ctx, req, d } = spec;
+  // The one AbortSignal of this attempt: request cancellation, its timeout, a lost hedge race and
+  // (streams) the idle timeout all end it.
+  const controller = new AbortController();
+  const onRequestAbort = () => controller.abort(spec.signal.reason);
+  spec.signal.addEventListener('abort', onRequestAbort);
+  if (spec.signal.aborted) controller.abort(spec.signal.reason);
+  register?.(() => controller.abort(new AttemptCancelled('lost_race')));
+  const timer = setTimeout(() => controller.abort(new AttemptCancelled('timeout')), Math.max(1, spec.timeoutMs));
+  const started = performance.now();
+  ctx.facts.attempts++;
+  const attempt = startSpan(`provider ${d.providerName}`, spec.trace, {
+    'inferenceflow.provider': d.providerName,
+    'inferenceflow.deployment': d.id,
+    'gen_ai.request.model': d.model,
+    'inferenceflow.attempt': ctx.facts.attempts,
+    ...(spec.hedge ? { 'inferenceflow.hedge': true } : {}),
+  });
+  const upstreamReq: ChatRequest = { ...req, model: d.model };
+  const opts = { signal: controller.signal, timeoutMs: Math.max(1, spec.timeoutMs), requestId: ctx.id, headers: traceHeaders(attempt.context) };
+  const finish = (end: AttemptEnd) => {
+    hooks.ended(spec, end);
+    if (end.error instanceof AttemptCancelled || (isUpstreamError(end.error) && end.error.kind === 'aborted')) {
+      attempt.span.setAttribute('inferenceflow.cancelled', true);
+      attempt.span.end();
+    } else endSpan(attempt.span, end.error, end.usage ? { 'gen_ai.usage.input_tokens': end.usage.prompt_tokens, 'gen_ai.usage.output_tokens': end.usage.completion_tokens } : undefined);
+  };
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    spec.signal.removeEventListener('abort', onRequestAbort);
+    hooks.release(spec);
+  };
+  try {
+    if (req.stream) {
+      const stream = await d.provider.streamChat(upstreamReq, opts);
+      const primed = await primeStream(stream).catch((err: unknown) => {
+        throw beforeFirstChunk(err);
+      });
+      clearTimeout(timer);
+      const latencyMs = performance.now() - started;
+      hooks.settled(spec, true, latencyMs, undefined);
+      const wrapped = guardStream(primed, controller, hooks.streamIdleTimeoutMs, d, ctx, release, (err) => hooks.streamFailed(spec, err), (error, usage) =>
+        finish({ ok: error === undefined, durationMs: performance.now() - started, ttftMs: latencyMs, error, usage, costUsd: usage ? costUsd(usage, d.price) : undefined }),
+      );
+      return {
+        outcome: { kind: 'stream', stream: wrapped.stream },
+        d,
+        latencyMs,
+        dispose: () => {
+          controller.abort(new AttemptCancelled('lost_race'));
+          wrapped.close();
+        },
+      };
+    }
+    const result = await d.provider.chat(upstreamReq, opts);
+    clearTimeout(timer);
+    const latencyMs = performance.now() - started;
+    hooks.settled(spec, true, latencyMs, undefined);
+    release();
+    finish({ ok: true, durationMs: latencyMs, usage: result.usage, costUsd: costUsd(result.usage, d.price) });
+    return { outcome: { kind: 'result', result }, d, latencyMs, dispose: () => undefined };
+  } catch (raw) {
+    clearTimeout(timer);
+    const latencyMs = performance.now() - started;
+    release();
+    const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+    if (reason instanceof AttemptCancelled && reason.why === 'timeout' && !spec.signal.aborted) {
+      const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} did not answer within ${spec.timeoutMs} ms`, cause: raw });
+      hooks.settled(spec, false, latencyMs, err);
+      finish({ ok: false, durationMs: latencyMs, error: err });
+      throw err;
+    }
+    if (spec.signal.aborted || reason instanceof AttemptCancelled || (isUpstreamError(raw) && raw.kind === 'aborted')) {
+      hooks.cancelled(spec, latencyMs);
+      finish({ ok: false, durationMs: latencyMs, error: new UpstreamError({ provider: d.providerName, kind: 'aborted', message: 'attempt cancelled', cause: reason ?? raw }) });
+      throw spec.signal.aborted ? (spec.signal.reason as unknown) : raw;
+    }
+    hooks.settled(spec, false, latencyMs, raw);
+    finish({ ok: false, durationMs: latencyMs, error: raw });
+    throw raw;
+  }
+}
+
+/**
+ * Wraps a primed stream: usage settles cost into ctx.facts, a gap longer than idleMs between chunks
+ * aborts the attempt with a (non-retryable: bytes already went out) timeout, and the slot is freed
+ * exactly once when the stream ends, fails or is abandoned.
+ */
+function guardStream(
+  primed: AsyncIterable<ChatChunk>,
+  controller: AbortController,
+  idleMs: number,
+  d: Deployment,
+  ctx: RequestContext,
+  release: () => void,
+  onFailure: (err: UpstreamError) => void,
+  onEnd: (error: unknown, usage: Usage | undefined) => void,
+): { stream: AsyncIterable<ChatChunk>; close(): void } {
+  const it = primed[Symbol.asyncIterator]();
+  let iterated = false;
+  let ended = false;
+  let usage: Usage | undefined;
+  let failure: unknown;
+  const close = () => {
+    release();
+    if (!ended) {
+      ended = true;
+      onEnd(failure, usage);
+    }
+    void Promise.resolve(it.return?.()).catch(() => undefined);
+  };
+  const stream: AsyncIterable<ChatChunk> = {
+    async *[Symbol.asyncIterator]() {
+      if (iterated) throw new Error('a routed stream can be read once');
+      iterated = true;
+      try {
+        while (true) {
+          const next = await nextWithin(it, idleMs, controller, d);
+          if (next.done) return;
+          if (next.value.usage) {
+            usage = next.value.usage;
+            settleUsage(ctx, d, usage);
+          }
+          yield next.value;
+        }
+      } catch (err) {
+        failure = err;
+        if (isUpstreamError(err) && err.kind !== 'aborted' && !(controller.signal.reason instanceof AttemptCancelled)) onFailure(err);
+        throw err;
+      } finally {
+        close();
+      }
+    },
+  };
+  return { stream, close };
+}
+
+async function nextWithin(it: AsyncIterator<ChatChunk>, idleMs: number, controller: AbortController, d: Deployment): Promise<IteratorResult<ChatChunk>> {
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} stream was silent for ${idleMs} ms`, retryable: false });
+      controller.abort(err);
+      reject(err);
+    }, idleMs);
+  });
+  try {
+    return await Promise.race([it.next(), idle]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface HedgePlan {
+  /** When to start the hedge, ms after the primary. */
+  delayMs: number;
+  /** Takes another deployment for the hedge (slot and breaker permission held), or undefined. */
+  pick(): { d: Deployment; token: 'normal' | 'probe' } | undefined;
+  timeoutFor(d: Deployment): number;
+  onHedge(primary: Deployment, hedge: Deployment): void;
+  onWinner(winner: Deployment, hedged: boolean): void;
+}
+
+/**
+ * The primary attempt, plus a hedge to another deployment if the primary has not answered within
+ * `delayMs`. The first answer wins and the other attempt is cancelled; a cancelled loser is costed
+ * at its prompt tokens (the upstream has usually billed them already), a finished one in full.
+ * Rejects with the last error when every started attempt failed.
+ */
+export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePlan): Promise<AttemptResult> {
+  return new Promise<AttemptResult>((resolve, reject) => {
+    const running: { d: Deployment; cancel?: () => void; done: boolean; charged: boolean }[] = [];
+    let winner: AttemptResult | undefined;
+    let pending = 0;
+    let hedgeTimer: NodeJS.Timeout | undefined;
+
+    const start = (d: Deployment, token: 'normal' | 'probe', hedge: boolean) => {
+      const entry: (typeof running)[number] = { d, done: false, charged: false };
+      running.push(entry);
+      pending++;
+      runAttempt({ ...spec, d, token, hedge, timeoutMs: plan.timeoutFor(d) }, hooks, (cancel) => (entry.cancel = cancel)).then(
+        (result) => {
+          pending--;
+          entry.done = true;
+          if (winner) {
+            // Both answered: keep the first, cost and drop the second (unless charged on cancel).
+            if (!entry.charged) {
+              if (result.outcome.kind === 'result') spec.ctx.facts.costUsd += costUsd(result.outcome.result.usage, d.price);
+              else chargePrompt(spec, d);
+            }
+            result.dispose();
+            return;
+          }
+          winner = result;
+          clearTimeout(hedgeTimer);
+          for (const r of running) {
+            if (r === entry || r.done) continue;
+            r.cancel?.();
+            r.charged = true;
+            chargePrompt(spec, r.d);
+          }
+          plan.onWinner(d, running.length > 1);
+          resolve(result);
+        },
+        (err: unknown) => {
+          pending--;
+          entry.done = true;
+          if (winner) return;
+          // Every started attempt failed (or the request ended): no race left, the caller falls back.
+          if (pending === 0 || spec.signal.aborted) {
+            clearTimeout(hedgeTimer);
+            hedgeTimer = undefined;
+            reject(err);
+          }
+        },
+      );
+    };
+
+    start(spec.d, spec.token, false);
+    hedgeTimer = setTimeout(() => {
+      hedgeTimer = undefined;
+      if (winner || pending === 0 || spec.signal.aborted) return;
+      const other = plan.pick();
+      if (!other) return;
+      plan.onHedge(spec.d, other.d);
+      start(other.d, other.token, true);
+    }, plan.delayMs);
+  });
+}
+
+function chargePrompt(spec: AttemptSpec, d: Deployment): void {
+  if (d.price.input === 0) return;
+  const prompt = countPromptTokens(spec.req.messages, spec.req.tools);
+  spec.ctx.facts.costUsd += costUsd({ prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt }, d.price);
+}
+
+/**
+ * Waits for a stream's first chunk, then returns a stream that yields it followed by the rest.
+ * An error before the first chunk rejects here (and can be retried elsewhere).
+ */
+export async function primeStream(stream: AsyncIterable<ChatChunk>): Promise<AsyncIterable<ChatChunk>> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  return {
+    [Symbol.asyncIterator]() {
+      let pending: IteratorResult<ChatChunk> | undefined = first;
+      return {
+        next() {
+          if (pending) {
+            const p = pending;
+            pending = undefined;
+            return Promise.resolve(p);
+          }
+          return iterator.next();
+        },
+        return(value?: unknown) {
+          pending = undefined;
+          return iterator.return ? iterator.return(value) : Promise.resolve({ done: true, value: undefined });
+        },
+      };
+    },
+  };
+}

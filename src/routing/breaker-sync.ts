@@ -1,0 +1,111 @@
+// Shares breaker state between gateway replicas through Redis. A replica whose breaker opens writes
+// `<prefix>breaker:<deployment>` (expiring when probing may start) and publishes the change in one
+// Lua call; every replica subscribes and opens its own breaker at once, and also re-reads the keys
+// every `syncMs` in case a message was missed while reconnecting. The request path reads only the
+// local breakers, never Redis.
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { BreakerTransition } from './breaker.js';
+
+export interface SharedBreakerMessage {
+  deployment: string;
+  state: 'open' | 'closed';
+  /** For `open`: epoch ms when probes may start. */
+  until?: number;
+  reason: string;
+  origin: string;
+}
+
+export interface BreakerSyncTarget {
+  forceOpen(deployment: string, until: number, reason: string): void;
+  forceClose(deployment: string, reason: string): void;
+  deploymentIds(): string[];
+}
+
+// SET the key with its expiry and PUBLISH in one step, so no replica can read one without the other.
+const OPEN_SCRIPT = `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1`;
+const CLOSE_SCRIPT = `
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1`;
+
+export class BreakerSync {
+  readonly origin = randomUUID();
+  private subscriber?: Redis;
+  private timer?: NodeJS.Timeout;
+  private readonly channel: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly target: BreakerSyncTarget,
+    private readonly log: Logger,
+    private readonly syncMs: number,
+  ) {
+    this.channel = `${prefix}breaker:events`;
+  }
+
+  private key(deployment: string): string {
+    return `${this.prefix}breaker:${deployment}`;
+  }
+
+  async start(): Promise<void> {
+    const sub = this.redis.duplicate({ connectionName: 'inferenceflow:breaker-sub' });
+    this.subscriber = sub;
+    sub.on('error', (err: Error) => this.log.warn({ err: err.message }, 'breaker subscriber error'));
+    sub.on('message', (_channel: string, raw: string) => this.apply(raw));
+    await sub.subscribe(this.channel);
+    await this.poll();
+    this.timer = setInterval(() => void this.poll(), this.syncMs);
+    this.timer.unref();
+  }
+
+  /** Shares a local transition; remote ones are not echoed. */
+  publish(t: BreakerTransition): void {
+    if (t.source !== 'local' || t.to === 'half_open') return;
+    const msg: SharedBreakerMessage = { deployment: t.deployment, state: t.to, until: t.retryAt, reason: t.reason, origin: this.origin };
+    const body = JSON.stringify(msg);
+    const op =
+      t.to === 'open'
+        ? this.redis.eval(OPEN_SCRIPT, 2, this.key(t.deployment), this.channel, body, String(Math.max(1, (t.retryAt ?? Date.now()) - Date.now())))
+        : this.redis.eval(CLOSE_SCRIPT, 2, this.key(t.deployment), this.channel, body);
+    op.catch((err: Error) => this.log.warn({ err: err.message, deployment: t.deployment }, 'could not share breaker state'));
+  }
+
+  private apply(raw: string): void {
+    let msg: SharedBreakerMessage;
+    try {
+      msg = JSON.parse(raw) as SharedBreakerMessage;
+    } catch {
+      return;
+    }
+    if (msg.origin === this.origin) return;
+    if (msg.state === 'open' && typeof msg.until === 'number' && msg.until > Date.now()) {
+      this.target.forceOpen(msg.deployment, msg.until, `shared: ${msg.reason}`);
+    } else if (msg.state === 'closed') {
+      this.target.forceClose(msg.deployment, `shared: ${msg.reason}`);
+    }
+  }
+
+  private async poll(): Promise<void> {
+    const ids = this.target.deploymentIds();
+    if (ids.length === 0) return;
+    try {
+      const values = await this.redis.mget(ids.map((id) => this.key(id)));
+      for (const v of values) if (v) this.apply(v);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'breaker state poll failed');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    const sub = this.subscriber;
+    this.subscriber = undefined;
+    if (sub) await sub.quit().catch(() => sub.disconnect());
+  }
+}

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { breakerSchema } from '../config/schema.js';
+import { CircuitBreaker, type BreakerTransition } from './breaker.js';
+
+function setup(overrides: Partial<ReturnType<typeof breakerSchema.parse>> = {}) {
+  let now = 1_000_000;
+  const transitions: BreakerTransition[] = [];
+  const cfg = breakerSchema.parse({ min_requests: 10, failure_rate_threshold: 0.5, consecutive_failures: 5, open_ms: 1_000, window_ms: 10_000, ...overrides });
+  const b = new CircuitBreaker('p/m', cfg, (t) => transitions.push(t), () => now);
+  return { b, transitions, advance: (ms: number) => (now += ms) };
+}
+
+describe('CircuitBreaker', () => {
+  it('opens after the configured number of consecutive failures', () => {
+    const { b, transitions } = setup();
+    for (let i = 0; i < 4; i++) b.record(false, b.acquire()!);
+    expect(b.state).toBe('closed');
+    b.record(false, b.acquire()!);
+    expect(b.state).toBe('open');
+    expect(b.acquire()).toBeUndefined();
+    expect(transitions).toEqual([expect.objectContaining({ from: 'closed', to: 'open', source: 'local', reason: '5 consecutive failures' })]);
+  });
+
+  it('opens on the failure rate over the window only once min_requests is reached', () => {
+    const { b } = setup({ consecutive_failures: 100 });
+    // 4 failures of 8: 50% but under min_requests
+    for (let i = 0; i < 4; i++) {
+      b.record(true, 'normal');
+      b.record(false, 'normal');
+    }
+    expect(b.state).toBe('closed');
+    b.record(true, 'normal');
+    b.record(false, 'normal'); // 5 of 10
+    expect(b.state).toBe('open');
+  });
+
+  it('forgets failures older than the window', () => {
+    const { b, advance } = setup({ consecutive_failures: 100, window_ms: 10_000 });
+    for (let i = 0; i < 9; i++) b.record(false, 'normal');
+    advance(11_000);
+    for (let i = 0; i < 9; i++) b.record(true, 'normal');
+    b.record(false, 'normal');
+    expect(b.errorRate().requests).toBe(10);
+    expect(b.state).toBe('closed');
+  });
+
+  it('goes half-open after open_ms, lets one probe through, and closes when it succeeds', () => {
+    const { b, advance, transitions } = setup();
+    for (let i = 0; i < 5; i++) b.record(false, 'normal');
+    advance(999);
+    expect(b.canPass()).toBe(false);
+    advance(1);
+    expect(b.state).toBe('half_open');
+    const probe = b.acquire();
+    expect(probe).toBe('probe');
+    expect(b.acquire()).toBeUndefined(); // one probe at a time
+    b.record(true, probe!);
+    expect(b.state).toBe('closed');
+    expect(transitions.map((t) => t.to)).toEqual(['open', 'half_open', 'closed']);
+  });
+
+  it('re-opens when a half-open probe fails', () => {
+    const { b, advance } = setup();
+    for (let i = 0; i < 5; i++) b.record(false, 'normal');
+    advance(1_000);
+    const probe = b.acquire()!;
+    b.record(false, probe);
+    expect(b.state).toBe('open');
+    advance(500);
+    expect(b.canPass()).toBe(false);
+  });
+
+  it('frees a probe slot when the probe is cancelled', () => {
+    const { b, advance } = setup();
+    for (let i = 0; i < 5; i++) b.record(false, 'normal');
+    advance(1_000);
+    const probe = b.acquire()!;
+    b.release(probe);
+    expect(b.acquire()).toBe('probe');
+  });
+
+  it('obeys a remote open until its time and a remote close', () => {
+    const { b, advance, transitions } = setup();
+    b.forceOpen(1_000_000 + 5_000, 'shared');
+    expect(b.canPass()).toBe(false);
+    expect(transitions[0]).toMatchObject({ to: 'open', source: 'remote' });
+    advance(5_000);
+    expect(b.state).toBe('half_open');
+    b.forceClose('shared');
+    expect(b.state).toBe('closed');
+  });
+});

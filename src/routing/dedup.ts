@@ -1,0 +1,184 @@
+// Request deduplication (seed 002): identical in-flight requests of one tenant share one upstream
+// call. A JSON answer is handed to every waiting client; a stream is fanned out, each client getting
+// every chunk from the first (late joiners replay what was already sent). The shared call is
+// cancelled only when every client has gone. Every client is billed the answer's cost, as if it had
+// been called alone: dedup saves upstream load, it does not make a tenant's bill depend on timing.
+import { createHash } from 'node:crypto';
+import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
+import type { ChatOutcome } from '../gateway/pipeline.js';
+import { Cancellation } from './cancel.js';
+
+export function dedupKey(ctx: RequestContext, req: ChatRequest): string {
+  return createHash('sha256').update(ctx.tenant.id).update('\u0000').update(JSON.stringify(req)).digest('base64url');
+}
+
+/** Buffers one stream's chunks for any number of readers; pumps the source once. */
+class Broadcast {
+  private readonly chunks: ChatChunk[] = [];
+  private ended = false;
+  private error: unknown;
+  private wake: (() => void)[] = [];
+
+  constructor(
+    source: AsyncIterable<ChatChunk>,
+    private readonly onEnd: () => void,
+  ) {
+    void this.pump(source);
+  }
+
+  private async pump(source: AsyncIterable<ChatChunk>): Promise<void> {
+    try {
+      for await (const chunk of source) {
+        this.chunks.push(chunk);
+        this.notify();
+      }
+    } catch (err) {
+      this.error = err;
+    } finally {
+      this.ended = true;
+      this.notify();
+      this.onEnd();
+    }
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = [];
+    for (const f of w) f();
+  }
+
+  /** A reader from the first chunk; `onLeave` runs once when it finishes or is abandoned. */
+  reader(onLeave: (completed: boolean) => void): AsyncIterable<ChatChunk> {
+    const self = this;
+    return {
+      async *[Symbol.asyncIterator]() {
+        let i = 0;
+        let completed = false;
+        try {
+          while (true) {
+            if (i < self.chunks.length) {
+              yield self.chunks[i++] as ChatChunk;
+              continue;
+            }
+            if (self.ended) {
+              if (self.error !== undefined) throw self.error;
+              completed = true;
+              return;
+            }
+            await new Promise<void>((resolve) => self.wake.push(resolve));
+          }
+        } finally {
+          onLeave(completed);
+        }
+      },
+    };
+  }
+}
+
+interface SharedCall {
+  cancel: Cancellation;
+  subscribers: number;
+  facts: ResponseFacts;
+  outcome: Promise<{ kind: 'result'; outcome: ChatOutcome } | { kind: 'stream'; broadcast: Broadcast }>;
+  settled: boolean;
+}
+
+/** Runs the one shared call; `cancel` fires when every client has gone. */
+export type SharedRunner = (sharedCtx: RequestContext, cancel: Cancellation) => Promise<ChatOutcome>;
+
+export class Deduplicator {
+  private readonly inflight = new Map<string, SharedCall>();
+
+  constructor(private readonly onJoin: (label: string, stream: boolean) => void = () => {}) {}
+
+  get size(): number {
+    return this.inflight.size;
+  }
+
+  /** `label` names the request in the join event (its model). */
+  async run(key: string, label: string, ctx: RequestContext, stream: boolean, runner: SharedRunner): Promise<ChatOutcome> {
+    let call = this.inflight.get(key);
+    const leader = !call;
+    if (!call) call = this.start(key, ctx, runner);
+    else this.onJoin(label, stream);
+    const shared = call;
+    shared.subscribers++;
+    let left = false;
+    const leave = () => {
+      if (left) return;
+      left = true;
+      ctx.signal.removeEventListener('abort', leave);
+      if (--shared.subscribers === 0 && !shared.settled) shared.cancel.abort(ctx.signal.reason ?? new Error('every client went away'));
+    };
+    ctx.signal.addEventListener('abort', leave, { once: true });
+    let got: Awaited<SharedCall['outcome']>;
+    try {
+      got = await shared.outcome;
+    } catch (err) {
+      leave();
+      throw err;
+    }
+    copyFacts(shared.facts, ctx.facts, leader);
+    if (got.kind === 'result') {
+      leave();
+      if (!leader) ctx.facts.route = joinRoute(ctx.facts.route);
+      return got.outcome;
+    }
+    if (!leader) ctx.facts.route = joinRoute(ctx.facts.route);
+    return {
+      kind: 'stream',
+      stream: got.broadcast.reader(() => {
+        // Final numbers (cost settles on the usage chunk) are known only now.
+        copyFacts(shared.facts, ctx.facts, leader);
+        if (!leader) ctx.facts.route = joinRoute(ctx.facts.route);
+        leave();
+      }),
+    };
+  }
+
+  private start(key: string, ctx: RequestContext, runner: SharedRunner): SharedCall {
+    const cancel = new Cancellation();
+    const facts = newFacts();
+    const sharedCtx: RequestContext = { ...ctx, facts };
+    const call: SharedCall = { cancel, subscribers: 0, facts, settled: false, outcome: undefined as never };
+    const done = () => {
+      call.settled = true;
+      if (this.inflight.get(key) === call) this.inflight.delete(key);
+    };
+    call.outcome = runner(sharedCtx, cancel).then(
+      (outcome) => {
+        if (outcome.kind === 'result') {
+          done();
+          return { kind: 'result' as const, outcome };
+        }
+        return { kind: 'stream' as const, broadcast: new Broadcast(outcome.stream, done) };
+      },
+      (err: unknown) => {
+        done();
+        throw err;
+      },
+    );
+    // Every subscriber awaits `outcome`; this keeps a failure with no subscriber left from being unhandled.
+    call.outcome.catch(() => undefined);
+    this.inflight.set(key, call);
+    return call;
+  }
+}
+
+function joinRoute(route: string | undefined): string {
+  if (route?.endsWith('dedup=joined')) return route;
+  return route ? `${route}; dedup=joined` : 'dedup=joined';
+}
+
+/** `leader`: the client whose request made the upstream call (the others made no attempt). */
+function copyFacts(from: ResponseFacts, to: ResponseFacts, leader: boolean): void {
+  to.provider = from.provider;
+  to.model = from.model;
+  to.deployment = from.deployment;
+  to.latencyMs = from.latencyMs;
+  to.route = from.route;
+  to.attempts = leader ? from.attempts : 0;
+  to.costUsd = from.costUsd;
+  to.usage = from.usage;
+}

@@ -1,0 +1,87 @@
+// What a request may be sent to: per request state (deadline, visited groups, prompt size) and the
+// eligibility rules — the prompt plus max_tokens fits the context window (counted with the real
+// tokenizer only when a cheap byte bound cannot decide), the breaker lets calls through, and the
+// deployment is not cooling down after a Retry-After.
+import type { Context as TraceContext } from '@opentelemetry/api';
+import { contentText, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
+import type { RequestContext } from '../gateway/context.js';
+import { countPromptTokens } from '../providers/tokens.js';
+import type { CircuitBreaker } from './breaker.js';
+import type { Cancellation } from './cancel.js';
+import type { Deployment } from './catalog.js';
+import type { DeploymentStats } from './stats.js';
+
+/** Per request: the deadline, what was tried, the exact prompt size once counted. */
+export interface RequestState {
+  ctx: RequestContext;
+  req: ChatRequest;
+  signal: Cancellation;
+  deadlineAt: number;
+  visited: Set<string>;
+  promptTokens?: number;
+  promptChars?: number;
+  /** A semantic decision that sent the request to another group, kept in the route header. */
+  routePrefix?: string;
+  /** The route span's context; attempt spans are its children. */
+  trace?: TraceContext;
+}
+
+/** Exact prompt tokens (o200k), counted once per request. */
+export function promptTokens(state: RequestState): number {
+  state.promptTokens ??= countPromptTokens(state.req.messages, state.req.tools);
+  return state.promptTokens;
+}
+
+/** Whether the prompt plus max_tokens fits the deployment's context window. */
+export function fits(state: RequestState, d: Deployment): boolean {
+  if (d.contextWindow === undefined) return true;
+  const budget = d.contextWindow - (requestedMaxTokens(state.req) ?? 0);
+  // A token is at least one UTF-8 byte (at most 3 per UTF-16 unit): a short prompt fits without
+  // running the tokenizer; only prompts near the window are counted exactly.
+  if (state.promptTokens === undefined && promptUpperBound(state) <= budget) return true;
+  return promptTokens(state) <= budget;
+}
+
+/** An upper bound on prompt tokens from its size (a token is at least one UTF-8 byte). */
+export function promptUpperBound(state: RequestState): number {
+  if (state.promptChars === undefined) {
+    let chars = 0;
+    for (const m of state.req.messages) chars += contentText(m.content).length + (m.name?.length ?? 0) + (m.tool_calls ? JSON.stringify(m.tool_calls).length : 0);
+    state.promptChars = chars;
+  }
+  if (state.req.tools) return Infinity;
+  return 3 + state.req.messages.length * 5 + state.promptChars * 3;
+}
+
+/** The deployments a request may go to now: context window fits, breaker allows, not cooling. */
+export function eligibleDeployments(
+state: RequestState,
+deployments: readonly Deployment[],
+now: number,
+breakerFor: (id: string) => CircuitBreaker,
+statsFor: (id: string) => DeploymentStats,
+) {
+  const eligible: Deployment[] = [];
+  let tooLong = 0;
+  let cooling = 0;
+  let earliest = Infinity;
+  for (const d of deployments) {
+    if (!fits(state, d)) {
+      tooLong++;
+      continue;
+    }
+    const b = breakerFor(d.id);
+    if (!b.canPass()) {
+      earliest = Math.min(earliest, b.retryAt ?? now + 1_000);
+      continue;
+    }
+    const s = statsFor(d.id);
+    if (s.cooling(now)) {
+      cooling++;
+      earliest = Math.min(earliest, s.coolingUntil);
+      continue;
+    }
+    eligible.push(d);
+  }
+  return { eligible, tooLong, cooling, earliest };
+}

@@ -1,0 +1,527 @@
+// The router against scripted in-memory providers: fallbacks, retries, Retry-After, breakers,
+// context windows and fallback groups, deadlines, dedup, hedging and the stream idle timeout.
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
+import { collectStream } from '../canonical/convert.js';
+import { modelGroupSchema, routingSchema } from '../config/schema.js';
+import { newFacts, defaultRequestOptions, ANONYMOUS, type RequestContext } from '../gateway/context.js';
+import type { ChatOutcome } from '../gateway/pipeline.js';
+import { UpstreamError, type UpstreamErrorKind } from '../providers/errors.js';
+import type { CallOptions, ProviderAdapter } from '../providers/types.js';
+import { GatewayError } from '../server/errors.js';
+import { wordEmbedder } from '../../test/helpers/word-embedder.js';
+import { ModelCatalog } from './catalog.js';
+import { Router } from './router.js';
+
+const log = pino({ level: 'silent' });
+
+type Behaviour = (req: ChatRequest, opts: CallOptions, call: number) => Promise<ChatResult | AsyncIterable<ChatChunk>>;
+
+/** A provider whose answer per model is scripted; records every call. */
+class ScriptedProvider implements ProviderAdapter {
+  readonly type = 'simulator' as const;
+  readonly calls: string[] = [];
+  readonly cancelled: string[] = [];
+  private readonly behaviours = new Map<string, Behaviour>();
+  private readonly counts = new Map<string, number>();
+
+  constructor(readonly name = 'fake') {}
+
+  on(model: string, b: Behaviour): this {
+    this.behaviours.set(model, b);
+    return this;
+  }
+
+  private async run(req: ChatRequest, opts: CallOptions) {
+    const n = this.counts.get(req.model) ?? 0;
+    this.counts.set(req.model, n + 1);
+    this.calls.push(req.model);
+    opts.signal.addEventListener('abort', () => this.cancelled.push(req.model), { once: true });
+    const b = this.behaviours.get(req.model) ?? (async () => answer(req.model));
+    return b(req, opts, n);
+  }
+
+  async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const r = await this.run(req, opts);
+    if (Symbol.asyncIterator in r) return collectStream(r);
+    return r;
+  }
+
+  async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    const r = await this.run(req, opts);
+    if (Symbol.asyncIterator in r) return r;
+    return chunksOf(r);
+  }
+
+  async embed(): Promise<never> {
+    throw new Error('no');
+  }
+  async ready() {
+    return true;
+  }
+  async close() {}
+}
+
+function answer(model: string, text = `answer from ${model}`): ChatResult {
+  return {
+    id: `id-${model}`,
+    object: 'chat.completion',
+    created: 1,
+    model,
+    choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop', logprobs: null }],
+    usage: { prompt_tokens: 1_000, completion_tokens: 1_000, total_tokens: 2_000 },
+  };
+}
+
+async function* chunksOf(r: ChatResult, gapMs = 0, signal?: AbortSignal): AsyncGenerator<ChatChunk> {
+  const base = { id: r.id, object: 'chat.completion.chunk' as const, created: 1, model: r.model };
+  for (const word of (r.choices[0]!.message.content ?? '').split(' ')) {
+    if (gapMs) await sleep(gapMs, signal);
+    yield { ...base, choices: [{ index: 0, delta: { content: word + ' ' }, finish_reason: null }] };
+  }
+  yield { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] };
+  yield { ...base, choices: [], usage: r.usage };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(new UpstreamError({ provider: 'fake', kind: 'aborted', message: 'aborted' }));
+    }, { once: true });
+  });
+}
+
+const fail = (kind: UpstreamErrorKind, extra: Partial<ConstructorParameters<typeof UpstreamError>[0]> = {}) =>
+  async (): Promise<never> => {
+    throw new UpstreamError({ provider: 'fake', kind, message: `injected ${kind}`, ...extra });
+  };
+
+function ctxFor(overrides: Partial<RequestContext> = {}, signal = new AbortController().signal): RequestContext {
+  return {
+    id: 'req-1',
+    startedAt: performance.now(),
+    endpoint: 'chat',
+    tenant: ANONYMOUS,
+    signal,
+    log,
+    options: defaultRequestOptions(),
+    facts: newFacts(),
+    headers: {},
+    ...overrides,
+  };
+}
+
+const routers: Router[] = [];
+afterEach(async () => {
+  for (const r of routers.splice(0)) await r.close();
+});
+
+function build(groups: Record<string, unknown>[], provider: ScriptedProvider, routing: Record<string, unknown> = {}, passthrough?: string) {
+  const catalog = new ModelCatalog(groups.map((g) => modelGroupSchema.parse(g)), new Map([[provider.name, provider]]), passthrough);
+  const router = new Router(catalog, { config: routingSchema.parse({ dedup: 'off', ...routing }), log, embedder: wordEmbedder(), random: Math.random });
+  routers.push(router);
+  return router;
+}
+
+const group = (name: string, models: string[], extra: Record<string, unknown> = {}) => ({
+  name,
+  deployments: models.map((model, priority) => ({ provider: 'fake', model, priority })),
+  ...extra,
+});
+
+const chat = (model: string, extra: Partial<ChatRequest> = {}): ChatRequest => ({ model, messages: [{ role: 'user', content: 'hello there' }], ...extra });
+
+async function text(outcome: ChatOutcome): Promise<string> {
+  const r = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
+  return r.choices[0]!.message.content ?? '';
+}
+
+describe('Router: fallbacks and retries', () => {
+  it('falls back to the next deployment on a retryable failure and reports who answered', async () => {
+    const p = new ScriptedProvider().on('a', fail('server', { status: 500 }));
+    const router = build([group('g', ['a', 'b'])], p);
+    const ctx = ctxFor();
+    const out = await router.handler(ctx, chat('g'));
+    expect(await text(out)).toBe('answer from b');
+    expect(ctx.facts).toMatchObject({ deployment: 'fake/b', model: 'b', attempts: 2 });
+    expect(ctx.facts.route).toContain('strategy=fallback');
+    expect(router.events.counters.fallbacks).toBe(1);
+  });
+
+  it('orders a fallback group by priority, not config order', async () => {
+    const p = new ScriptedProvider().on('second', fail('server', { status: 500 }));
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'third', priority: 3 }, { provider: 'fake', model: 'first', priority: 1 }, { provider: 'fake', model: 'second', priority: 1 }] }], p);
+    await router.handler(ctxFor(), chat('g'));
+    p.on('first', fail('server', { status: 500 }));
+    await router.handler(ctxFor(), chat('g', { seed: 1 }));
+    expect(p.calls).toEqual(['first', 'first', 'second', 'third']);
+  });
+
+  it('does not retry a request the upstream rejected (400)', async () => {
+    const p = new ScriptedProvider().on('a', fail('bad_request', { status: 400 }));
+    const router = build([group('g', ['a', 'b'])], p);
+    const err = await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e);
+    expect((err as GatewayError).code).toBe('upstream_rejected_request');
+    expect(p.calls).toEqual(['a']);
+  });
+
+  it('retries after a jittered backoff when every deployment failed once', async () => {
+    const p = new ScriptedProvider().on('a', async (req, _o, n) => {
+      if (n < 2) throw new UpstreamError({ provider: 'fake', kind: 'connect', message: 'reset' });
+      return answer('a');
+    });
+    const router = build([group('g', ['a'], { retry: { base_delay_ms: 5, max_delay_ms: 10 } })], p);
+    const out = await router.handler(ctxFor(), chat('g'));
+    expect(await text(out)).toBe('answer from a');
+    expect(p.calls).toEqual(['a', 'a', 'a']);
+    expect(router.events.counters.retries).toBe(2);
+  });
+
+  it('stops retrying when the retry budget is used up', async () => {
+    const p = new ScriptedProvider().on('a', fail('server', { status: 500 }));
+    const router = build([group('g', ['a'], { retry: { max_retries: 5, base_delay_ms: 0 } })], p, {
+      retry_budget: { ratio: 0, min_per_s: 0.1, window_ms: 10_000 }, // one retry in the window
+      breaker: { consecutive_failures: 100, min_requests: 100 },
+    });
+    await expect(router.handler(ctxFor(), chat('g'))).rejects.toMatchObject({ code: 'upstream_error' });
+    expect(p.calls.length).toBe(2); // first try + the single budgeted retry
+    expect(router.events.counters.retryBudgetExhausted).toBe(1);
+  });
+
+  it('honours Retry-After: skips a cooling deployment and waits for it when it is the only one', async () => {
+    const p = new ScriptedProvider().on('a', async (_r, _o, n) => {
+      if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'rate_limited', status: 429, retryAfterMs: 150, message: 'slow down' });
+      return answer('a');
+    });
+    const router = build([group('g', ['a'], { retry: { base_delay_ms: 0 } })], p);
+    const started = Date.now();
+    const out = await router.handler(ctxFor(), chat('g'));
+    expect(await text(out)).toBe('answer from a');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect(router.status().data[0]!.cooling_until).toBeUndefined();
+  });
+
+  it('answers 429 with Retry-After when the only deployment asks for longer than the deadline allows', async () => {
+    const p = new ScriptedProvider().on('a', fail('rate_limited', { status: 429, retryAfterMs: 60_000 }));
+    const router = build([group('g', ['a'])], p, { deadline_ms: 1_000 });
+    const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+    expect(err.code).toBe('upstream_rate_limited');
+    expect(err.retryAfterMs).toBe(60_000);
+    expect(p.calls).toEqual(['a']);
+    // While it cools down, the next request is refused without calling it.
+    const next = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+    expect(next.code).toBe('upstream_rate_limited');
+    expect(next.retryAfterMs).toBeGreaterThan(50_000);
+    expect(p.calls).toEqual(['a']);
+  });
+
+  it('falls back across model groups', async () => {
+    const p = new ScriptedProvider().on('a', fail('overloaded', { status: 503 }));
+    const router = build([group('main', ['a'], { fallbacks: ['backup'], retry: { max_retries: 0 } }), group('backup', ['b'])], p);
+    const ctx = ctxFor();
+    expect(await text(await router.handler(ctx, chat('main')))).toBe('answer from b');
+    expect(ctx.facts.deployment).toBe('fake/b');
+  });
+
+  it('enforces a deadline over all attempts (504)', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(10_000, o.signal).then(() => answer('a')));
+    const router = build([group('g', ['a'])], p, { deadline_ms: 100 });
+    const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+    expect(err.code).toBe('upstream_timeout');
+    expect(err.message).toContain('deadline');
+  });
+
+  it('times out one attempt after timeout_ms and falls back', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(10_000, o.signal).then(() => answer('a')));
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', timeout_ms: 50 }, { provider: 'fake', model: 'b', priority: 1 }] }], p);
+    expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from b');
+  });
+});
+
+describe('Router: circuit breakers', () => {
+  it('stops calling a deployment once its breaker opens, and shows it in the status', async () => {
+    const p = new ScriptedProvider().on('dead', fail('connect'));
+    const router = build([group('g', ['dead', 'ok'])], p, { breaker: { consecutive_failures: 3, open_ms: 60_000 } });
+    for (let i = 0; i < 10; i++) expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from ok');
+    expect(p.calls.filter((m) => m === 'dead').length).toBe(3);
+    const dead = router.status().data.find((d) => d.id === 'fake/dead')!;
+    expect(dead.breaker.state).toBe('open');
+    expect(dead.breaker.retry_at).toBeDefined();
+    expect(router.events.counters.breakerOpens).toBe(1);
+  });
+
+  it('answers 503 no_healthy_deployment with Retry-After when every breaker is open', async () => {
+    const p = new ScriptedProvider().on('dead', fail('connect'));
+    const router = build([group('g', ['dead'], { retry: { max_retries: 0 } })], p, { breaker: { consecutive_failures: 1, open_ms: 30_000 } });
+    await router.handler(ctxFor(), chat('g')).catch(() => undefined);
+    const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+    expect(err.code).toBe('no_healthy_deployment');
+    expect(err.retryAfterMs).toBeGreaterThan(25_000);
+  });
+
+  it('does not count client mistakes against the deployment', async () => {
+    const p = new ScriptedProvider().on('a', fail('bad_request', { status: 400 }));
+    const router = build([group('g', ['a'])], p, { breaker: { consecutive_failures: 2 } });
+    for (let i = 0; i < 5; i++) await router.handler(ctxFor(), chat('g')).catch(() => undefined);
+    expect(router.breakerFor('fake/a').state).toBe('closed');
+  });
+});
+
+describe('Router: context windows and content policy', () => {
+  const long = 'word '.repeat(400);
+  it('skips a deployment whose context window the prompt plus max_tokens does not fit', async () => {
+    const p = new ScriptedProvider();
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'small', context_window: 300 }, { provider: 'fake', model: 'big', priority: 1, context_window: 100_000 }] }], p);
+    expect(await text(await router.handler(ctxFor(), chat('g', { messages: [{ role: 'user', content: long }] })))).toBe('answer from big');
+    expect(await text(await router.handler(ctxFor(), chat('g', { max_tokens: 50 })))).toBe('answer from small');
+    expect(await text(await router.handler(ctxFor(), chat('g', { max_tokens: 295 })))).toBe('answer from big');
+    expect(p.calls).toEqual(['big', 'small', 'big']);
+  });
+
+  it('uses context_window_fallbacks when the prompt fits nothing in the group, else answers 400', async () => {
+    const p = new ScriptedProvider();
+    const router = build(
+      [
+        { name: 'g', deployments: [{ provider: 'fake', model: 'small', context_window: 100 }], context_window_fallbacks: ['long'] },
+        { name: 'long', deployments: [{ provider: 'fake', model: 'huge', context_window: 1_000_000 }] },
+        { name: 'nofallback', deployments: [{ provider: 'fake', model: 'small', context_window: 100 }] },
+      ],
+      p,
+    );
+    const req = (m: string) => chat(m, { messages: [{ role: 'user', content: long }] });
+    expect(await text(await router.handler(ctxFor(), req('g')))).toBe('answer from huge');
+    const err = (await router.handler(ctxFor(), req('nofallback')).catch((e: unknown) => e)) as GatewayError;
+    expect(err.code).toBe('context_length_exceeded');
+    expect(err.status).toBe(400);
+  });
+
+  it('falls back on an upstream context-length error and on a content-policy refusal', async () => {
+    const p = new ScriptedProvider().on('a', fail('context_length', { status: 400 })).on('c', fail('content_policy', { status: 400 }));
+    const router = build(
+      [
+        group('g1', ['a'], { context_window_fallbacks: ['big'] }),
+        group('g2', ['c'], { content_policy_fallbacks: ['lenient'] }),
+        group('big', ['b']),
+        group('lenient', ['l']),
+      ],
+      p,
+    );
+    expect(await text(await router.handler(ctxFor(), chat('g1')))).toBe('answer from b');
+    expect(await text(await router.handler(ctxFor(), chat('g2')))).toBe('answer from l');
+    expect(router.events.counters.fallbacks).toBe(2);
+  });
+});
+
+describe('Router: semantic routing', () => {
+  it('sends a prompt to the deployment or group its examples match, and says so in the route', async () => {
+    const p = new ScriptedProvider();
+    const router = build(
+      [
+        {
+          name: 'smart',
+          strategy: 'semantic',
+          deployments: [{ provider: 'fake', model: 'general' }, { provider: 'fake', model: 'coder', priority: 1 }],
+          semantic: { threshold: 0.5, routes: [{ name: 'code', target: 'fake/coder', examples: ['write a python function'] }, { name: 'math', target: 'maths', examples: ['solve this equation for x'] }] },
+        },
+        group('maths', ['mathematician']),
+      ],
+      p,
+    );
+    const ctx = ctxFor();
+    expect(await text(await router.handler(ctx, chat('smart', { messages: [{ role: 'user', content: 'write a python function to add' }] })))).toBe('answer from coder');
+    expect(ctx.facts.route).toMatch(/strategy=semantic.*route=code/);
+    const ctx2 = ctxFor();
+    expect(await text(await router.handler(ctx2, chat('smart', { messages: [{ role: 'user', content: 'solve this equation for x please' }] })))).toBe('answer from mathematician');
+    expect(ctx2.facts.route).toMatch(/route=math/);
+    const ctx3 = ctxFor();
+    expect(await text(await router.handler(ctx3, chat('smart', { messages: [{ role: 'user', content: 'good morning' }] })))).toBe('answer from general');
+    expect(ctx3.facts.route).toMatch(/route=default/);
+  });
+
+  it('answers in priority order when the embedder fails', async () => {
+    const p = new ScriptedProvider();
+    const catalog = new ModelCatalog(
+      [modelGroupSchema.parse({ name: 's', strategy: 'semantic', deployments: [{ provider: 'fake', model: 'a' }, { provider: 'fake', model: 'b', priority: 1 }], semantic: { routes: [{ name: 'x', target: 'fake/b', examples: ['x'] }] } })],
+      new Map([[p.name, p]]),
+    );
+    const broken = { id: 'broken', dimensions: 4, embed: async () => Promise.reject(new Error('model not loaded')) };
+    const router = new Router(catalog, { config: routingSchema.parse({}), log, embedder: broken });
+    routers.push(router);
+    const ctx = ctxFor();
+    expect(await text(await router.handler(ctx, chat('s')))).toBe('answer from a');
+    expect(ctx.facts.route).toContain('route=unavailable');
+  });
+
+  it('rejects a semantic target that names nothing', () => {
+    const p = new ScriptedProvider();
+    expect(() => build([{ name: 's', strategy: 'semantic', deployments: [{ provider: 'fake', model: 'a' }], semantic: { routes: [{ name: 'x', target: 'nope', examples: ['x'] }] } }], p)).toThrow(/nope/);
+  });
+});
+
+describe('Router: deduplication', () => {
+  it('by default coalesces only deterministic requests (temperature 0 or a seed)', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(30, o.signal).then(() => answer('a')));
+    const router = build([group('g', ['a'])], p, { dedup: 'deterministic' });
+    const twice = (req: ChatRequest) => Promise.all([router.handler(ctxFor(), req), router.handler(ctxFor(), req)]);
+    await twice(chat('g', { temperature: 0.8 }));
+    expect(p.calls.length).toBe(2); // two samples wanted, two calls
+    await twice(chat('g', { temperature: 0 }));
+    expect(p.calls.length).toBe(3);
+    await twice(chat('g', { seed: 7 }));
+    expect(p.calls.length).toBe(4);
+  });
+
+  it('coalesces identical in-flight requests of one tenant into one upstream call', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(50, o.signal).then(() => answer('a')));
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', price: { input: 1, output: 1 } }] }], p, { dedup: 'all' });
+    const ctxs = [ctxFor(), ctxFor(), ctxFor()];
+    const outs = await Promise.all(ctxs.map((c) => router.handler(c, chat('g'))));
+    expect(await Promise.all(outs.map(text))).toEqual(['answer from a', 'answer from a', 'answer from a']);
+    expect(p.calls).toEqual(['a']);
+    // Every client is billed the answer as if it had asked alone (1000 + 1000 tokens at $1/M).
+    expect(ctxs.map((c) => c.facts.costUsd)).toEqual([0.002, 0.002, 0.002]);
+    expect(ctxs.map((c) => c.facts.attempts)).toEqual([1, 0, 0]);
+    expect(ctxs[1]!.facts.route).toContain('dedup=joined');
+    expect(router.events.counters.dedupJoins).toBe(2);
+    // Different tenants never share.
+    await Promise.all([router.handler(ctxFor({ tenant: { id: 't1', kind: 'token' } }), chat('g')), router.handler(ctxFor({ tenant: { id: 't2', kind: 'token' } }), chat('g'))]);
+    expect(p.calls.length).toBe(3);
+  });
+
+  it('fans one upstream stream out to every waiting client', async () => {
+    const p = new ScriptedProvider().on('a', async (r, o) => chunksOf(answer('a', 'one two three four'), 10, o.signal));
+    const router = build([group('g', ['a'])], p, { dedup: 'all' });
+    const outs = await Promise.all([0, 1, 2].map(() => router.handler(ctxFor(), chat('g', { stream: true }))));
+    const texts = await Promise.all(outs.map(text));
+    expect(texts).toEqual(Array(3).fill('one two three four '));
+    expect(p.calls).toEqual(['a']);
+  });
+
+  it('keeps the shared call alive while one client remains, and cancels it when all leave', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(80, o.signal).then(() => answer('a')));
+    const router = build([group('g', ['a'])], p, { dedup: 'all' });
+    const leaving = new AbortController();
+    const first = router.handler(ctxFor({}, leaving.signal), chat('g')).catch((e: unknown) => e);
+    const second = router.handler(ctxFor(), chat('g'));
+    leaving.abort();
+    expect(await text(await second)).toBe('answer from a');
+    await first;
+    expect(p.cancelled).toEqual([]);
+    const a1 = new AbortController();
+    const a2 = new AbortController();
+    const r1 = router.handler(ctxFor({}, a1.signal), chat('g', { seed: 2 })).catch((e: unknown) => e);
+    const r2 = router.handler(ctxFor({}, a2.signal), chat('g', { seed: 2 })).catch((e: unknown) => e);
+    await sleep(20);
+    a1.abort();
+    a2.abort();
+    await Promise.all([r1, r2]);
+    expect(p.cancelled).toEqual(['a']);
+  });
+});
+
+describe('Router: hedging', () => {
+  it('sends a second attempt after the hedge delay; the first answer wins, the loser is cancelled and both are costed', async () => {
+    const p = new ScriptedProvider()
+      .on('slow', (_r, o) => sleep(2_000, o.signal).then(() => answer('slow')))
+      .on('fast', (_r, o) => sleep(5, o.signal).then(() => answer('fast')));
+    const price = { input: 1, output: 1 };
+    const router = build([{ name: 'g', hedging: { enabled: true, delay_ms: 30 }, deployments: [{ provider: 'fake', model: 'slow', price }, { provider: 'fake', model: 'fast', priority: 1, price }] }], p);
+    const ctx = ctxFor();
+    const out = await router.handler(ctx, chat('g'));
+    expect(await text(out)).toBe('answer from fast');
+    expect(ctx.facts.deployment).toBe('fake/fast');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(p.cancelled).toContain('slow');
+    // Winner: 1000 in + 1000 out at $1/M = $0.002; the loser's prompt tokens are costed too.
+    expect(ctx.facts.costUsd).toBeGreaterThan(0.002);
+    expect(router.events.counters.hedges).toBe(1);
+    expect(router.events.counters.hedgeWins).toBe(1);
+  });
+
+  it('uses the group p95 once enough samples exist, and does not hedge a fast answer', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(1, o.signal).then(() => answer('a')));
+    const router = build([{ name: 'g', hedging: { enabled: true, min_samples: 5 }, deployments: [{ provider: 'fake', model: 'a' }, { provider: 'fake', model: 'b', priority: 1 }] }], p);
+    for (let i = 0; i < 8; i++) await router.handler(ctxFor(), chat('g', { seed: i }));
+    expect(p.calls.every((m) => m === 'a')).toBe(true);
+    expect(router.events.counters.hedges).toBe(0);
+  });
+});
+
+describe('Router: streams', () => {
+  it('retries a stream that fails before its first chunk, on another deployment', async () => {
+    const p = new ScriptedProvider().on('a', async () => ({
+      // eslint-disable-next-line require-yield
+      async *[Symbol.asyncIterator]() {
+        throw new UpstreamError({ provider: 'fake', kind: 'connect', message: 'reset before first byte' });
+      },
+    }));
+    const router = build([group('g', ['a', 'b'])], p);
+    const out = await router.handler(ctxFor(), chat('g', { stream: true }));
+    expect(out.kind).toBe('stream');
+    expect(await text(out)).toBe('answer from b ');
+  });
+
+  it('ends a stream that goes silent longer than the idle timeout', async () => {
+    const p = new ScriptedProvider().on('a', async (_r, o) => ({
+      async *[Symbol.asyncIterator]() {
+        yield { id: 'x', object: 'chat.completion.chunk' as const, created: 1, model: 'a', choices: [{ index: 0, delta: { content: 'hi' }, finish_reason: null }] };
+        await sleep(5_000, o.signal);
+      },
+    }));
+    const router = build([group('g', ['a'])], p, { stream_idle_timeout_ms: 50 });
+    const out = await router.handler(ctxFor(), chat('g', { stream: true }));
+    const err = await collectStream((out as { stream: AsyncIterable<ChatChunk> }).stream).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect((err as UpstreamError).kind).toBe('timeout');
+    const row = router.status().data[0]!;
+    expect(row.in_flight).toBe(0);
+    // The silent stream counts against the deployment (one success at the first chunk, then a failure).
+    expect(row.error_rate).toBe(0.5);
+  });
+});
+
+describe('Router: admission', () => {
+  it('queues beyond max_concurrency, serves by priority, and rejects when the queue is full', async () => {
+    const gates: (() => void)[] = [];
+    const served: string[] = [];
+    const p = new ScriptedProvider().on('a', (r) => new Promise<ChatResult>((resolve) => gates.push(() => {
+      served.push(String(r.metadata?.tag));
+      resolve(answer('a'));
+    })));
+    const router = build([{ name: 'g', queue_size: 2, deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }] }], p);
+    const req = (tag: string) => chat('g', { metadata: { tag } });
+    const withPriority = (priority: 'low' | 'high') => ctxFor({ options: { ...defaultRequestOptions(), priority } });
+    const first = router.handler(ctxFor(), req('first'));
+    await new Promise((r) => setImmediate(r));
+    const low = router.handler(withPriority('low'), req('low'));
+    const high = router.handler(withPriority('high'), req('high'));
+    await new Promise((r) => setImmediate(r));
+    expect(router.queueDepth()).toBe(2);
+    const rejected = (await router.handler(ctxFor(), req('overflow')).catch((e: unknown) => e)) as GatewayError;
+    expect(rejected.code).toBe('queue_full');
+    expect(rejected.status).toBe(429);
+    expect(rejected.retryAfterMs).toBeGreaterThan(0);
+    while (served.length < 3) {
+      gates.shift()?.();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all([first, low, high]);
+    expect(served).toEqual(['first', 'high', 'low']);
+    expect(router.events.counters.queueRejections).toBe(1);
+  });
+});
+
+describe('Router: passthrough model names', () => {
+  it('routes any model name to the passthrough provider and keeps bounded state for them', async () => {
+    const p = new ScriptedProvider();
+    const router = build([group('g', ['a'])], p, {}, 'fake');
+    for (let i = 0; i < 1_100; i++) await router.handler(ctxFor(), chat(`client-model-${i}`));
+    expect(p.calls.length).toBe(1_100);
+    expect(p.calls[1_099]).toBe('client-model-1099');
+    expect(router.tracked.groups).toBeLessThanOrEqual(1_024);
+    expect(router.tracked.deployments).toBeLessThanOrEqual(1_025);
+  });
+});

@@ -1,0 +1,483 @@
+// The terminal chat handler: picks deployments of the request's model group by the group's
+// strategy, skipping open breakers, deployments cooling down after a Retry-After and those whose
+// context window the prompt does not fit; calls them with timeouts, hedging, fallbacks across
+// deployments and groups, budgeted retries with backoff, and a deadline over all of it.
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { requestedMaxTokens, type ChatChunk, type ChatRequest } from '../canonical/chat.js';
+import type { Embedder } from '../cache/embedders/types.js';
+import type { RoutingConfig } from '../config/schema.js';
+import type { RequestContext } from '../gateway/context.js';
+import { noAttemptObserver, type AttemptObserver } from '../gateway/execute.js';
+import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
+import { isUpstreamError } from '../providers/errors.js';
+import { GatewayError, toGatewayError } from '../server/errors.js';
+import { contextOf, endSpan, startSpan } from '../telemetry/tracing.js';
+import { Admission, AdmissionQueue } from './admission.js';
+import type { AttemptHooks, AttemptSpec } from './attempt.js';
+import { CircuitBreaker, type BreakerTransition } from './breaker.js';
+import { Cancellation, type CancelSignal } from './cancel.js';
+import { BreakerSync } from './breaker-sync.js';
+import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
+import { Deduplicator, dedupKey } from './dedup.js';
+import { RoutingEvents } from './events.js';
+import { isRetryable, RetryBudget } from './retry.js';
+import { routingText, SemanticRouter } from './semantic.js';
+import { DeploymentStats, LatencyRing } from './stats.js';
+import { eligibleDeployments, promptTokens, promptUpperBound, type RequestState } from './eligibility.js';
+import { createStrategy, type StrategyInput } from './strategies.js';
+import { runAttempts, type AttemptLoopDeps, type GroupRuntime } from './attempt-loop.js';
+import { buildStatus, type ProviderStatusReport } from './status.js';
+
+export interface RouterOptions {
+  config: RoutingConfig;
+  log: Logger;
+  /** Shared breaker state across replicas when set. */
+  redis?: Redis;
+  keyPrefix?: string;
+  /** Needed by groups with `strategy: semantic`. */
+  embedder?: Embedder;
+  random?: () => number;
+  /** Told about every upstream attempt (metrics). */
+  observer?: AttemptObserver;
+}
+
+/** Passthrough groups (and their deployments' state) kept before idle ones are dropped. */
+const MAX_RUNTIMES = 1_024;
+
+/** Thrown when the request's deadline passes. */
+class DeadlineExceeded extends GatewayError {
+  constructor(ms: number) {
+    super('upstream_timeout', { message: `No deployment answered within the request deadline of ${ms} ms.` });
+  }
+}
+
+export class Router {
+  readonly events = new RoutingEvents();
+  readonly handler: ChatHandler;
+  private readonly stats = new Map<string, DeploymentStats>();
+  private readonly breakers = new Map<string, CircuitBreaker>();
+  private readonly groups = new Map<string, GroupRuntime>();
+  private readonly admission: Admission;
+  private readonly budget: RetryBudget;
+  private readonly dedup: Deduplicator;
+  private readonly sync?: BreakerSync;
+  private readonly random: () => number;
+  private readonly hooks: AttemptHooks;
+  /** What the attempt loop (attempt-loop.ts) needs from the router. */
+  private readonly loop: AttemptLoopDeps;
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly catalog: ModelCatalog,
+    private readonly opts: RouterOptions,
+  ) {
+    const cfg = opts.config;
+    this.random = opts.random ?? Math.random;
+    this.admission = new Admission((id) => this.statsFor(id));
+    this.budget = new RetryBudget(cfg.retry_budget.ratio, cfg.retry_budget.min_per_s, cfg.retry_budget.window_ms);
+    this.dedup = new Deduplicator((group, stream) => {
+      this.events.counters.dedupJoins++;
+      this.events.emit('dedup', { group, stream });
+    });
+    if (opts.redis) {
+      this.sync = new BreakerSync(opts.redis, opts.keyPrefix ?? 'inferenceflow:', {
+        forceOpen: (id, until, reason) => this.breakerFor(id).forceOpen(until, reason),
+        forceClose: (id, reason) => this.breakerFor(id).forceClose(reason),
+        deploymentIds: () => [...new Set([...this.catalog.allDeployments().map((d) => d.id), ...this.breakers.keys()])],
+      }, opts.log, cfg.breaker_sync_ms);
+    }
+    const observer = opts.observer ?? noAttemptObserver;
+    this.hooks = {
+      streamIdleTimeoutMs: cfg.stream_idle_timeout_ms,
+      settled: (spec, ok, latencyMs, err) => this.settled(spec, ok, latencyMs, err),
+      cancelled: (spec, latencyMs) => {
+        this.breakerFor(spec.d.id).release(spec.token);
+        this.events.emit('attempt', { deployment: spec.d.id, group: spec.d.group, provider: spec.d.providerName, outcome: 'cancelled', latencyMs, hedge: spec.hedge });
+      },
+      release: (spec) => this.admission.release(spec.d),
+      ended: (spec, end) => observer.attemptEnded(spec.ctx, spec.d, end),
+      streamFailed: (spec, err) => {
+        this.statsFor(spec.d.id).failures++;
+        this.breakerFor(spec.d.id).record(false, 'normal');
+        this.events.emit('attempt', { deployment: spec.d.id, group: spec.d.group, provider: spec.d.providerName, outcome: 'failure', kind: err.kind, latencyMs: 0, hedge: spec.hedge });
+      },
+    };
+    for (const name of catalog.groupNames()) {
+      const group = catalog.get(name) as ModelGroup;
+      this.validateGroup(group);
+      if (group.strategy === 'semantic' && !opts.embedder) opts.log.warn({ group: name }, 'no embedder for semantic routing: the group uses priority order');
+    }
+    this.loop = {
+      config: opts.config,
+      budget: this.budget,
+      events: this.events,
+      admission: this.admission,
+      hooks: this.hooks,
+      random: this.random,
+      breakerFor: (id) => this.breakerFor(id),
+      statsFor: (id) => this.statsFor(id),
+    };
+    this.handler = (ctx, req) => this.handle(ctx, req);
+  }
+
+  /** Connects shared breaker state (when Redis is configured). */
+  async start(): Promise<void> {
+    await this.sync?.start();
+  }
+
+  /** Waits (up to `timeoutMs`) for routed requests to finish, then stops sharing breaker state. */
+  async close(timeoutMs = 0): Promise<void> {
+    if (this.active > 0 && timeoutMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        t.unref();
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    for (const g of this.groups.values()) g.queue.rejectAll(new GatewayError('shutting_down'));
+    await this.sync?.close();
+  }
+
+  /** Requests currently being routed (streams until they end). */
+  get inFlight(): number {
+    return this.active;
+  }
+
+  /** How much per-group and per-deployment state is held (bounded for passthrough names). */
+  get tracked(): { groups: number; deployments: number } {
+    return { groups: this.groups.size, deployments: Math.max(this.stats.size, this.breakers.size) };
+  }
+
+  /** Requests waiting for a deployment slot, over every group. */
+  queueDepth(): number {
+    let n = 0;
+    for (const g of this.groups.values()) n += g.queue.depth;
+    return n;
+  }
+
+  /** Seed 002 `get_provider_status`: one row per deployment. */
+  status(): ProviderStatusReport {
+    return buildStatus(this.catalog, {
+      stats: (id) => this.statsFor(id),
+      breaker: (id) => this.breakerFor(id),
+      queueDepth: (group) => this.groups.get(group)?.queue.depth ?? 0,
+      counters: this.events.counters,
+    });
+  }
+
+  breakerFor(id: string): CircuitBreaker {
+    let b = this.breakers.get(id);
+    if (!b) {
+      b = new CircuitBreaker(id, this.opts.config.breaker, (t) => this.onBreaker(t));
+      this.breakers.set(id, b);
+    }
+    return b;
+  }
+
+  statsFor(id: string): DeploymentStats {
+    let s = this.stats.get(id);
+    if (!s) {
+      s = new DeploymentStats(id, this.opts.config.latency.ewma_alpha);
+      this.stats.set(id, s);
+    }
+    return s;
+  }
+
+  private onBreaker(t: BreakerTransition): void {
+    if (t.to === 'open') this.events.counters.breakerOpens++;
+    const level = t.to === 'open' ? 'warn' : 'info';
+    this.opts.log[level]({ deployment: t.deployment, from: t.from, to: t.to, reason: t.reason, source: t.source }, 'circuit breaker state changed');
+    this.events.emit('breaker', t);
+    this.sync?.publish(t);
+  }
+
+  private async handle(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
+    this.budget.deposit();
+    this.active++;
+    let streaming = false;
+    try {
+      const outcome = this.dedupes(req)
+        ? await this.dedup.run(dedupKey(ctx, req), req.model, ctx, req.stream === true, (shared, cancel) => this.route(shared, req, cancel))
+        : await this.route(ctx, req, ctx.signal);
+      if (outcome.kind === 'stream') {
+        streaming = true;
+        return { kind: 'stream', stream: this.trackStream(outcome.stream) };
+      }
+      return outcome;
+    } finally {
+      if (!streaming) this.done();
+    }
+  }
+
+  /**
+   * Sampling requests (temperature above 0, no seed) are not coalesced by default: a client sending
+   * the same prompt twice may want two different samples.
+   */
+  private dedupes(req: ChatRequest): boolean {
+    const mode = this.opts.config.dedup;
+    return mode === 'all' || (mode === 'deterministic' && (req.temperature === 0 || req.seed !== undefined));
+  }
+
+  private done(): void {
+    if (--this.active === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Keeps a stream counted as in flight until it ends (graceful drain waits for it). */
+  private trackStream(stream: AsyncIterable<ChatChunk>): AsyncIterable<ChatChunk> {
+    return onEnd(stream, () => this.done());
+  }
+
+  private async route(ctx: RequestContext, req: ChatRequest, cancel: CancelSignal): Promise<ChatOutcome> {
+    const deadlineMs = this.opts.config.deadline_ms;
+    const signal = new Cancellation();
+    const unlink = signal.follow(cancel);
+    const timer = setTimeout(() => signal.abort(new DeadlineExceeded(deadlineMs)), deadlineMs);
+    const span = startSpan('route', contextOf(ctx), { 'inferenceflow.model_group': req.model });
+    const state: RequestState = { ctx, req, signal, deadlineAt: Date.now() + deadlineMs, visited: new Set(), trace: span.context };
+    let streaming = false;
+    try {
+      const outcome = await this.routeGroup(state, this.catalog.resolve(req.model));
+      span.span.setAttributes({ 'inferenceflow.route': ctx.facts.route ?? '', 'inferenceflow.deployment': ctx.facts.deployment ?? '', 'inferenceflow.attempts': ctx.facts.attempts });
+      span.span.end();
+      if (outcome.kind === 'result') return outcome;
+      // The client can still cancel a running stream; unlink once it ends.
+      streaming = true;
+      return { kind: 'stream', stream: onEnd(outcome.stream, unlink) };
+    } catch (err) {
+      const failure = signal.reason instanceof DeadlineExceeded ? signal.reason : toGatewayError(err);
+      endSpan(span.span, failure);
+      throw failure;
+    } finally {
+      // Streams: the deadline covers attempts up to the first chunk; the idle timeout takes over.
+      clearTimeout(timer);
+      if (!streaming) unlink();
+    }
+  }
+
+  private runtime(group: ModelGroup): GroupRuntime {
+    let g = this.groups.get(group.name);
+    if (!g) {
+      const cfg = this.opts.config;
+      const queue = new AdmissionQueue(group.name, group.queueSize ?? cfg.queue.max_size, cfg.queue.max_wait_ms, (name, depth) => this.events.emit('queue_depth', { group: name, depth }));
+      if (group.passthrough && this.groups.size >= MAX_RUNTIMES) this.prunePassthrough();
+      this.admission.watch(queue, group.deployments);
+      g = {
+        byPriority: [...group.deployments].sort((a, b) => a.priority - b.priority),
+        strategy: createStrategy(group.strategy, { exploration: cfg.latency.exploration }),
+        queue,
+        latency: new LatencyRing(),
+        semantic: group.semantic && this.opts.embedder ? new SemanticRouter(group.semantic, this.opts.embedder) : undefined,
+        passthrough: group.passthrough,
+      };
+      this.groups.set(group.name, g);
+    }
+    return g;
+  }
+
+  /**
+   * Clients may send any model name to a passthrough provider, so state kept per passthrough group
+   * and deployment is bounded: idle entries of unconfigured names are dropped when the table fills.
+   */
+  private prunePassthrough(): void {
+    const configured = new Set(this.catalog.allDeployments().map((d) => d.id));
+    for (const [name, rt] of this.groups) {
+      if (!rt.passthrough || rt.queue.depth > 0) continue;
+      if (rt.byPriority.some((d) => this.stats.get(d.id)?.inFlight)) continue;
+      this.groups.delete(name);
+      for (const d of rt.byPriority) {
+        if (configured.has(d.id) || this.breakers.get(d.id)?.state === 'open') continue;
+        this.breakers.delete(d.id);
+        this.stats.delete(d.id);
+        this.admission.forget(d.id);
+      }
+    }
+  }
+
+  private async routeGroup(state: RequestState, group: ModelGroup): Promise<ChatOutcome> {
+    state.visited.add(group.name);
+    const rt = this.runtime(group);
+    const now = Date.now();
+    let deployments: readonly Deployment[] = rt.byPriority;
+    let routeNote = '';
+
+    if (rt.semantic) {
+      // An embedder failure must not fail the request: the group's priority order still answers.
+      const match = await rt.semantic.classify(routingText(state.req)).catch((err: unknown) => {
+        state.ctx.log.warn({ group: group.name, err: (err as Error).message }, 'semantic routing failed; using priority order');
+        return undefined;
+      });
+      routeNote = match ? `route=${match.route}; similarity=${match.similarity.toFixed(3)}` : 'route=unavailable';
+      if (match?.target) {
+        const inGroup = group.deployments.find((d) => d.id === match.target);
+        if (inGroup) deployments = [inGroup, ...rt.byPriority.filter((d) => d !== inGroup)];
+        else if (!state.visited.has(match.target)) {
+          state.routePrefix = `strategy=semantic; ${routeNote}; group=${match.target}`;
+          return this.routeGroup(state, this.catalog.resolve(match.target));
+        }
+      }
+    }
+
+    const { eligible, tooLong, cooling, earliest } = eligibleDeployments(state, deployments, now, (id) => this.breakerFor(id), (id) => this.statsFor(id));
+
+    if (eligible.length === 0) {
+      if (tooLong === deployments.length) {
+        return this.fallBack(state, group, group.contextWindowFallbacks, 'context_window', () =>
+          new GatewayError('context_length_exceeded', {
+            message: `The prompt (${promptTokens(state)} tokens) plus max_tokens does not fit the context window of any deployment of "${group.name}".`,
+          }),
+        );
+      }
+      const retryAfterMs = Number.isFinite(earliest) ? Math.max(1_000, earliest - now) : 1_000;
+      if (cooling + tooLong === deployments.length) {
+        // Every deployment asked us to wait (429/503 Retry-After): pass the wait on to the client.
+        return this.fallBack(state, group, group.fallbacks, 'group', () =>
+          new GatewayError('upstream_rate_limited', { message: `Every deployment of "${group.name}" asked to wait (Retry-After).`, retryAfterMs }),
+        );
+      }
+      return this.fallBack(state, group, group.fallbacks, 'group', () =>
+        new GatewayError('no_healthy_deployment', {
+          message: `Every deployment of "${group.name}" is unavailable (circuit open or cooling down).`,
+          retryAfterMs,
+        }),
+      );
+    }
+
+    // Semantic routing already put its target first; the other strategies order now.
+    const input = this.strategyInput(state);
+    const choice = rt.semantic ? { order: eligible, reason: routeNote } : rt.strategy.order(eligible, input);
+    const route = `strategy=${group.strategy}; choice=${choice.order[0]?.id}; ${choice.reason}`;
+    state.ctx.facts.route = state.routePrefix ? `${state.routePrefix}; then ${route}` : route;
+
+    try {
+      return await runAttempts(this.loop, state, group, rt, choice.order);
+    } catch (err) {
+      if (state.signal.aborted || err instanceof DeadlineExceeded) throw err;
+      if (isUpstreamError(err) && err.kind === 'context_length') {
+        return this.fallBack(state, group, group.contextWindowFallbacks, 'context_window', () => err);
+      }
+      if (isUpstreamError(err) && err.kind === 'content_policy') {
+        return this.fallBack(state, group, group.contentPolicyFallbacks, 'content_policy', () => err);
+      }
+      if (isRetryable(err) || (err instanceof GatewayError && err.code === 'no_healthy_deployment')) {
+        return this.fallBack(state, group, group.fallbacks, 'group', () => err);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * The routing decision alone (eligibility and the strategy's order, no upstream call), for the
+   * decision benchmark and for debugging a configuration. Semantic groups are ordered by priority.
+   */
+  decide(req: ChatRequest): { group: string; order: Deployment[]; reason: string } {
+    const group = this.catalog.resolve(req.model);
+    const rt = this.runtime(group);
+    const state: RequestState = { ctx: undefined as never, req, signal: new Cancellation(), deadlineAt: Infinity, visited: new Set() };
+    const { eligible } = eligibleDeployments(state, rt.byPriority, Date.now(), (id) => this.breakerFor(id), (id) => this.statsFor(id));
+    const choice = rt.strategy.order(eligible, this.strategyInput(state));
+    return { group: group.name, order: choice.order, reason: choice.reason };
+  }
+
+  /** Tries fallback groups in order; when none answers, throws the original error. */
+  private async fallBack(state: RequestState, from: ModelGroup, names: readonly string[], kind: 'group' | 'context_window' | 'content_policy', original: () => unknown): Promise<ChatOutcome> {
+    let last: unknown;
+    for (const name of names) {
+      if (state.visited.has(name) || state.signal.aborted) continue;
+      const target = this.catalog.get(name);
+      if (!target) continue;
+      this.events.counters.fallbacks++;
+      this.events.emit('fallback', { from: from.name, to: name, kind });
+      state.ctx.log.warn({ from: from.name, to: name, kind }, 'falling back to another model group');
+      try {
+        return await this.routeGroup(state, target);
+      } catch (err) {
+        last = err;
+        if (state.signal.aborted) throw err;
+      }
+    }
+    throw original() ?? last;
+  }
+
+  private strategyInput(state: RequestState): StrategyInput {
+    if (state.promptChars === undefined) promptUpperBound(state);
+    return {
+      stats: (id) => this.statsFor(id),
+      promptTokens: state.promptTokens ?? Math.ceil((state.promptChars ?? 0) / 4),
+      completionTokens: requestedMaxTokens(state.req) ?? 256,
+      random: this.random,
+    };
+  }
+
+  private settled(spec: AttemptSpec, ok: boolean, latencyMs: number, err: unknown): void {
+    const { d } = spec;
+    const s = this.statsFor(d.id);
+    const b = this.breakerFor(d.id);
+    spec.ctx.facts.latencyMs = (spec.ctx.facts.latencyMs ?? 0) + latencyMs;
+    if (ok) {
+      s.successes++;
+      s.observeLatency(latencyMs);
+      this.runtimeByName(d.group)?.latency.add(latencyMs);
+      b.record(true, spec.token);
+    } else {
+      const counts = isRetryable(err) || !isUpstreamError(err);
+      if (counts) {
+        s.observeFailure(latencyMs);
+        b.record(false, spec.token);
+      } else {
+        // The upstream answered; the request itself was the problem (400, context length, policy).
+        b.record(true, spec.token);
+      }
+      if (isUpstreamError(err) && err.retryAfterMs !== undefined && (err.kind === 'rate_limited' || err.kind === 'overloaded')) {
+        s.coolingUntil = Math.max(s.coolingUntil, Date.now() + err.retryAfterMs);
+      }
+    }
+    this.events.emit('attempt', {
+      deployment: d.id,
+      group: d.group,
+      provider: d.providerName,
+      outcome: ok ? 'success' : 'failure',
+      kind: isUpstreamError(err) ? err.kind : undefined,
+      latencyMs,
+      hedge: spec.hedge,
+    });
+  }
+
+  private runtimeByName(name: string): GroupRuntime | undefined {
+    return this.groups.get(name);
+  }
+
+  private validateGroup(group: ModelGroup): void {
+    for (const name of [...group.fallbacks, ...group.contextWindowFallbacks, ...group.contentPolicyFallbacks]) {
+      if (!this.catalog.get(name)) throw new Error(`models[${group.name}]: fallback group "${name}" is not configured`);
+    }
+    if (group.strategy === 'semantic') {
+      if (!group.semantic) throw new Error(`models[${group.name}]: strategy semantic needs a \`semantic:\` section with routes`);
+      const ids = new Set(group.deployments.map((d) => d.id));
+      for (const target of [...group.semantic.routes.map((r) => r.target), ...(group.semantic.default ? [group.semantic.default] : [])]) {
+        if (!ids.has(target) && !this.catalog.get(target)) throw new Error(`models[${group.name}].semantic: target "${target}" is neither a deployment id of the group nor a model group`);
+      }
+    }
+  }
+}
+
+/** Runs `fn` once when the stream ends, fails or is abandoned by its reader. */
+function onEnd(stream: AsyncIterable<ChatChunk>, fn: () => void): AsyncIterable<ChatChunk> {
+  let called = false;
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        yield* stream;
+      } finally {
+        if (!called) {
+          called = true;
+          fn();
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,95 @@
+// Two gateway processes sharing the real Redis: a breaker opened by one is honoured by the other
+// within 1 s — the second stops calling the dead deployment without ever having seen it fail.
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { request } from 'undici';
+import { FaultUpstream } from './helpers/fault-upstream.js';
+import { startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+async function redisReachable(): Promise<boolean> {
+  const probe = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await probe.connect();
+    return (await probe.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+const reachable = await redisReachable();
+if (!reachable && process.env.CI === 'true') throw new Error(`Redis at ${REDIS_URL} is required when CI=true`);
+if (!reachable) console.warn(`skipping shared-breaker tests: Redis at ${REDIS_URL} is unreachable`);
+
+describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {
+  const prefix = `test:routing:${randomUUID()}:`;
+  let upstream: FaultUpstream;
+  let dir: string;
+  const children: ChildGateway[] = [];
+  const configFor = (url: string) => ({
+    // No ledger: it would open an embedded database per process, which this test does not need.
+    ledger: { enabled: false },
+    redis: { url: REDIS_URL, key_prefix: prefix },
+    // The real openai adapter, talking to the fault-injecting upstream.
+    providers: { fault: { type: 'openai', base_url: url, api_key: 'test-key' } },
+    models: [{ name: 'g', retry: { max_retries: 0 }, deployments: [{ provider: 'fault', model: 'dead' }, { provider: 'fault', model: 'ok', priority: 1 }] }],
+    routing: { breaker: { consecutive_failures: 3, open_ms: 60_000 } },
+  });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'routing-breaker-'));
+    upstream = new FaultUpstream();
+    const url = await upstream.start();
+    upstream.set('dead', { kind: 'status', status: 500 });
+    children.push(...(await Promise.all([startChildGateway(dir, 'a', configFor(url)), startChildGateway(dir, 'b', configFor(url))])));
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(children.map((c) => c.stop()));
+    await upstream?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    const redis = new Redis(REDIS_URL);
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length) await redis.del(...keys);
+    await redis.quit();
+  });
+
+  const chat = async (base: string) => {
+    const res = await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'g', messages: [{ role: 'user', content: `hi ${randomUUID()}` }] }) });
+    await res.body.text();
+    return { status: res.statusCode, deployment: res.headers['x-inferenceflow-deployment'] };
+  };
+  const breakerState = async (base: string) => {
+    const res = await request(`${base}/v1/providers`);
+    const body = (await res.body.json()) as { data: { id: string; breaker: { state: string } }[] };
+    return body.data.find((d) => d.id === 'fault/dead')?.breaker.state;
+  };
+
+  it('a breaker opened by one replica is honoured by the other within 1 s', async () => {
+    const [a, b] = children as [ChildGateway, ChildGateway];
+    expect(await breakerState(b.url)).toBe('closed');
+    // Replica A sees the dead deployment fail three times and opens its breaker (every request still succeeds).
+    for (let i = 0; i < 3; i++) expect(await chat(a.url)).toEqual({ status: 200, deployment: 'fault/ok' });
+    expect(await breakerState(a.url)).toBe('open');
+    const deadCalls = upstream.stats('dead').calls;
+    expect(deadCalls).toBe(3);
+    // Replica B never saw a failure, yet learns of it within a second…
+    await expect.poll(() => breakerState(b.url), { timeout: 1_000, interval: 50 }).toBe('open');
+    // …and no longer calls the dead deployment at all.
+    for (let i = 0; i < 5; i++) expect(await chat(b.url)).toEqual({ status: 200, deployment: 'fault/ok' });
+    expect(upstream.stats('dead').calls).toBe(deadCalls);
+  });
+
+  it('a replica started later picks up the open breaker from Redis', async () => {
+    const late = await startChildGateway(dir, 'late', configFor(upstream.url));
+    children.push(late);
+    expect(await breakerState(late.url)).toBe('open');
+  }, 120_000);
+});
