@@ -20,6 +20,8 @@ export interface AppOptions {
   bodyLimit?: number;
   /** Extra route plugins (admin, seed endpoints, metrics…) registered after the core ones. */
   plugins?: { plugin: FastifyPluginAsync<Record<string, unknown>>; options?: Record<string, unknown> }[];
+  /** In a cluster worker: sent as `x-inferenceflow-worker` so a client can see which process answered. */
+  worker?: string;
 }
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
@@ -51,6 +53,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     request.startedAt = performance.now();
     reply.header('x-request-id', request.id);
+    if (opts.worker) reply.header('x-inferenceflow-worker', opts.worker);
     if (request.routeOptions.config?.public) return;
     request.tenant = await opts.authenticator.authenticate({ headers: request.headers, ip: request.ip });
   });
