@@ -12,6 +12,7 @@ import { createCapacityServices } from '../capacity/service.js';
 import type { TrafficRecorder } from '../capacity/traffic.js';
 import { capacityRoutes } from '../server/routes/capacity.js';
 import { observeStream, type ChatStage } from './pipeline.js';
+import { processStatsRoutes } from '../server/routes/process-stats.js';
 
 type Plugin = FastifyPluginAsync<Record<string, unknown>>;
 
@@ -50,6 +51,9 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   resources.push({ name: 'capacity', check: async () => true, close: () => capacity.close() });
   stages.unshift(trafficRecorderStage(capacity.recorder));
   plugins.push({ plugin: capacityRoutes as Plugin, options: { allocator: capacity.allocator, autoscaler: capacity.autoscaler } });
+
+  // GET /debug/process: memory, event-loop delay and open descriptors for soak tests (bench/soak.ts).
+  plugins.push({ plugin: processStatsRoutes as Plugin });
 
   const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources });
   return { gateway, authenticator, plugins };
