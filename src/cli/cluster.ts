@@ -45,24 +45,62 @@ export interface PrimaryOptions {
   shutdownTimeoutMs: number;
   /** The configured host, for the announced URL. */
   host: string;
+  /** The worker script; default: this same program (process.argv[1]) with the same arguments. */
+  exec?: string;
+  /** More environment for the workers. */
+  env?: Record<string, string>;
+  maxRestarts?: number;
+  restartWindowMs?: number;
+  /** Called with the exit code once every worker has exited; default: process.exit (after a log flush). */
+  exit?: (code: number) => void;
+  /** Install SIGTERM/SIGINT handlers that drain the cluster (default true). */
+  handleSignals?: boolean;
+}
+
+export interface Primary {
+  /** Resolves when every initial worker listens: the shared URL and the worker pids. */
+  listening: Promise<{ url: string; pids: number[] }>;
+  /** Drains and stops every worker (what SIGTERM does); `code` other than 0 makes the exit code 1. */
+  stop(code?: number): void;
+  /** The exit code, once every worker has exited. */
+  exited: Promise<number>;
 }
 
 /**
- * Runs the primary until every worker has exited, then exits the process: 0 after a requested
- * shutdown in which every worker drained cleanly, 1 otherwise (start-up failure, crash loop,
- * a worker that had to be killed).
+ * Runs the primary until every worker has exited, then exits: 0 after a requested shutdown in
+ * which every worker drained cleanly, 1 otherwise (start-up failure, crash loop, a worker that had
+ * to be killed).
  */
-export function runPrimary(opts: PrimaryOptions): void {
+export function runPrimary(opts: PrimaryOptions): Primary {
   const { log } = opts;
-  const listening = new Set<number>(); // worker ids that have bound the port
+  const maxRestarts = opts.maxRestarts ?? MAX_RESTARTS;
+  const windowMs = opts.restartWindowMs ?? RESTART_WINDOW_MS;
+  const listening = new Set<number>(); // ids of workers that have bound the port
+  const mine = new Set<number>(); // ids of the workers this primary forked
   const restarts: number[] = [];
   let announced = false;
   let stopping = false;
   let exitCode = 0;
+  let resolveListening!: (v: { url: string; pids: number[] }) => void;
+  let rejectListening!: (err: Error) => void;
+  const listeningPromise = new Promise<{ url: string; pids: number[] }>((resolve, reject) => {
+    resolveListening = resolve;
+    rejectListening = reject;
+  });
+  listeningPromise.catch(() => undefined); // a caller that never awaits it must not see an unhandled rejection
+  let resolveExited!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => (resolveExited = resolve));
 
-  const fork = (): Worker => cluster.fork();
+  if (opts.exec) cluster.setupPrimary({ exec: opts.exec });
+  const fork = (): Worker => {
+    const w = cluster.fork(opts.env);
+    mine.add(w.id);
+    return w;
+  };
+  const alive = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && mine.has(w.id));
 
-  cluster.on('listening', (worker, address) => {
+  const onListening = (worker: Worker, address: { port: number }) => {
+    if (!mine.has(worker.id)) return;
     listening.add(worker.id);
     if (announced) {
       log.info({ pid: worker.process.pid, port: address.port }, 'replacement worker listening');
@@ -71,17 +109,21 @@ export function runPrimary(opts: PrimaryOptions): void {
     if (listening.size < opts.workers) return;
     announced = true;
     const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-    const pids = Object.values(cluster.workers ?? {}).map((w) => w?.process.pid);
-    log.info({ url: `http://${host}:${address.port}`, workers: pids, primary: process.pid }, 'inferenceflow cluster listening');
-  });
+    const url = `http://${host}:${address.port}`;
+    const pids = alive().map((w) => w.process.pid as number);
+    log.info({ url, workers: pids, primary: process.pid }, 'inferenceflow cluster listening');
+    resolveListening({ url, pids });
+  };
 
-  cluster.on('exit', (worker, code, signal) => {
+  const onExit = (worker: Worker, code: number | null, signal: string | null) => {
+    if (!mine.has(worker.id)) return;
+    mine.delete(worker.id);
     const started = listening.delete(worker.id);
-    const alive = Object.keys(cluster.workers ?? {}).length;
+    const remaining = alive().length;
     if (stopping) {
       if (code !== 0) exitCode = 1;
-      log.info({ pid: worker.process.pid, code, signal, remaining: alive }, 'worker exited');
-      if (alive === 0) finish();
+      log.info({ pid: worker.process.pid, code, signal, remaining }, 'worker exited');
+      if (remaining === 0) finish();
       return;
     }
     if (!started) {
@@ -92,45 +134,59 @@ export function runPrimary(opts: PrimaryOptions): void {
     }
     const now = Date.now();
     restarts.push(now);
-    while (restarts.length > 0 && (restarts[0] as number) < now - RESTART_WINDOW_MS) restarts.shift();
-    if (restarts.length > MAX_RESTARTS) {
-      log.fatal({ restarts: restarts.length, windowMs: RESTART_WINDOW_MS }, 'workers keep dying; stopping the cluster');
+    while (restarts.length > 0 && (restarts[0] as number) < now - windowMs) restarts.shift();
+    if (restarts.length > maxRestarts) {
+      log.fatal({ restarts: restarts.length, windowMs }, 'workers keep dying; stopping the cluster');
       stop(1);
       return;
     }
     log.error({ pid: worker.process.pid, code, signal }, 'worker died unexpectedly; starting a new one');
     fork();
-  });
+  };
 
-  const stop = (code: number) => {
-    if (code !== 0) exitCode = code;
+  const stop = (code = 0) => {
+    if (code !== 0) exitCode = 1;
     if (stopping) return;
     stopping = true;
-    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    if (!announced) rejectListening(new Error('the cluster stopped before every worker listened'));
+    const workers = alive();
     if (workers.length === 0) return finish();
     // Each worker runs its own graceful path on SIGTERM: not-ready, stop accepting, drain, close.
     for (const w of workers) w.process.kill('SIGTERM');
     const timer = setTimeout(() => {
       log.warn('workers still running past the drain deadline; killing them');
       exitCode = 1;
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+      for (const w of alive()) w.process.kill('SIGKILL');
     }, opts.shutdownTimeoutMs + 5_000);
     timer.unref();
   };
 
-  const finish = () => {
-    log.info({ code: exitCode }, 'cluster stopped');
-    // Give pino's asynchronous stdout a moment to flush the last lines.
-    log.flush(() => process.exit(exitCode));
-  };
-
   const onSignal = (signal: NodeJS.Signals) => {
-    log.info({ signal, workers: Object.keys(cluster.workers ?? {}).length }, 'shutting down: draining every worker');
+    log.info({ signal, workers: alive().length }, 'shutting down: draining every worker');
     stop(0);
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
 
+  const finish = () => {
+    cluster.off('listening', onListening);
+    cluster.off('exit', onExit);
+    if (opts.handleSignals !== false) {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
+    log.info({ code: exitCode }, 'cluster stopped');
+    resolveExited(exitCode);
+    // Let pino's asynchronous stdout flush the last lines before the process goes.
+    const exit = opts.exit ?? ((code: number) => log.flush(() => process.exit(code)));
+    exit(exitCode);
+  };
+
+  cluster.on('listening', onListening);
+  cluster.on('exit', onExit);
+  if (opts.handleSignals !== false) {
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  }
   log.info({ workers: opts.workers, primary: process.pid }, 'starting workers');
   for (let i = 0; i < opts.workers; i++) fork();
+  return { listening: listeningPromise, stop, exited };
 }
