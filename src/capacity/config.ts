@@ -1,7 +1,8 @@
 // Config sections of the capacity layer (seed 000's `scaling`, `clusters`, `cost_optimization`):
 // zod schemas the lead mounts in the one config schema, and the environment variables they read.
-// `clusters.health` is left open for the mesh issue's node-health thresholds.
+// `clusters.mesh` holds the inference mesh's settings (src/mesh/config.ts).
 import { z } from 'zod';
+import { meshConfigSchema } from '../mesh/config.js';
 import type { EnvVar } from '../config/env.js';
 
 /** A model the GPU pool can host: what it needs of a device (seed 004's catalog). */
@@ -92,8 +93,8 @@ export const clustersSchema = z
     from_mesh: z.boolean().default(false),
     allocation: allocationSchema.default(allocationSchema.parse({})),
     hosted: hostedGpuCloudSchema.optional(),
-    /** Reserved for the mesh's node-health thresholds (owned by the mesh issue). */
-    health: z.record(z.string(), z.unknown()).default({}),
+    /** The inference mesh: node-health thresholds, intervals, delivery and routing (docs/mesh.md). */
+    mesh: meshConfigSchema.default(meshConfigSchema.parse({})),
   })
   .strict();
 

@@ -2,6 +2,8 @@
 // The `inferenceflow` command: serve the gateway (more subcommands join as their modules land).
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError } from '../config/load.js';
+import { registerMeshCommands } from './mesh.js';
+import { keysCommand } from './keys.js';
 import { serve, VERSION } from './serve.js';
 
 function port(value: string): number {
@@ -31,6 +33,10 @@ program
   .action(async (opts: { config?: string; host?: string; port?: number; workers?: number }) => {
     await serve(opts);
   });
+
+// Mesh node agent and router (src/mesh/).
+registerMeshCommands(program);
+program.addCommand(keysCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(`inferenceflow: ${err.message}`);

@@ -3,6 +3,7 @@
 // workers the primary process (cluster.ts) forks copies of this server that share the port.
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -48,6 +49,8 @@ export interface StartOptions extends ServeOptions {
   providers?: Map<string, ProviderAdapter>;
   /** Set in a cluster worker: answers carry `x-inferenceflow-worker` with this value. */
   worker?: string;
+  /** Span exporter replacing the configured one (tests). */
+  spanExporter?: SpanExporter;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
@@ -57,14 +60,14 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   if (opts.port !== undefined) config.server.port = opts.port;
   const log = opts.logger ?? createLogger(config.logging.level);
 
-  const { gateway, authenticator, plugins } = await assemble(loaded, log, { providers: opts.providers });
+  const { gateway, authenticator, plugins, telemetry } = await assemble(loaded, log, { providers: opts.providers, version: VERSION, spanExporter: opts.spanExporter });
   if (!authenticator.required && !isLoopback(config.server.host) && !config.server.allow_unauthenticated) {
     await gateway.close();
     throw new Error(
       `refusing to listen on ${config.server.host} without authentication: set auth.tokens (or TRUTHGPT_API_TOKEN), or bind 127.0.0.1`,
     );
   }
-  const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins, worker: opts.worker });
+  const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins, telemetry, worker: opts.worker });
   await app.listen({ host: config.server.host, port: config.server.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;

@@ -2,7 +2,9 @@
 // config file, and the README's variable table is checked against this list by a test.
 // Seed names (TRUTHGPT_*, RATE_LIMIT_*, …) are kept as aliases where an issue asks for them.
 
+import { CACHE_ENV_VARS } from '../cache/config.js';
 import { CAPACITY_ENV_VARS } from '../capacity/config.js';
+import { MESH_ENV_VARS } from '../mesh/config.js';
 
 export interface EnvVar {
   name: string;
@@ -37,6 +39,33 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'REDIS_PASSWORD', kind: 'special', description: 'Seed 002 form: Redis password.' },
   { name: 'REDIS_CLUSTER_NODES', kind: 'special', description: 'Redis Cluster seed nodes, `host:port,host:port` (used when `REDIS_URL` is unset); same as `REDIS_URL=redis+cluster://host:port,host:port`.' },
   { name: 'DATABASE_URL', path: 'database.url', kind: 'string', description: 'Postgres URL for the ledger, keys and jobs; unset means the embedded PGlite file.' },
+  { name: 'INFERENCEFLOW_ADMIN_TOKEN', path: 'auth.admin_token', kind: 'string', description: 'Admin token for `/admin/keys` and `inferenceflow keys`; setting it turns API keys on.' },
+  { name: 'JWT_ALGORITHM', path: 'auth.jwt.algorithm', kind: 'string', default: 'HS256', description: 'The one accepted JWT algorithm: `HS256`, `RS256` or `ES256`.' },
+  { name: 'JWT_SECRET', path: 'auth.jwt.secret', kind: 'string', description: 'HS256 secret; setting it turns JWT authentication on.' },
+  { name: 'JWT_PUBLIC_KEY', path: 'auth.jwt.public_key', kind: 'string', description: 'RS256/ES256 public key (PEM).' },
+  { name: 'JWT_JWKS_URL', path: 'auth.jwt.jwks_url', kind: 'string', description: 'RS256/ES256 key set URL.' },
+  { name: 'JWT_ISSUER', path: 'auth.jwt.issuer', kind: 'string', description: 'Required `iss` of accepted JWTs.' },
+  { name: 'JWT_AUDIENCE', path: 'auth.jwt.audience', kind: 'string', description: 'Required `aud` of accepted JWTs.' },
+  { name: 'RATE_LIMIT_RPM', path: 'rate_limiting.requests', kind: 'int', description: 'Seed 001: default requests per minute per identity (unset = no default limit).' },
+  { name: 'RATE_LIMIT_REQUESTS', path: 'rate_limiting.requests', kind: 'int', description: 'Seed 002: default requests per `RATE_LIMIT_WINDOW` per identity (wins over `RATE_LIMIT_RPM`).' },
+  { name: 'RATE_LIMIT_WINDOW', path: 'rate_limiting.window_s', kind: 'number', default: '60', description: 'Seed 002: the rate-limit window, seconds.' },
+  { name: 'WEBHOOK_SECRET', path: 'webhooks.secret', kind: 'string', description: 'Standard Webhooks secret of `POST /webhooks/ingest` and of outgoing webhooks.' },
   { name: 'LOG_LEVEL', path: 'logging.level', kind: 'string', default: 'info', description: 'pino log level (`fatal`…`trace`, `silent`); lower case or upper case.' },
+  { name: 'ENABLE_METRICS', path: 'monitoring.metrics.enabled', kind: 'bool', default: 'true', description: 'Serve Prometheus metrics at `/metrics` and `/v1/metrics` (seed 001).' },
+  { name: 'PROMETHEUS_PORT', path: 'monitoring.metrics.port', kind: 'int', description: 'Also serve `/metrics` on this separate port (seed 002), on the same host as the API.' },
+  { name: 'METRICS_TOKEN', path: 'monitoring.metrics.token', kind: 'string', description: 'When set, `/metrics` requires `Authorization: Bearer <token>`.' },
+  { name: 'INFERENCEFLOW_STATS_WINDOW_S', path: 'monitoring.stats.window_s', kind: 'int', default: '300', description: 'Rolling window of `GET /v1/stats` and the dashboard, seconds.' },
+  { name: 'ENABLE_TRACING', path: 'monitoring.tracing.enabled', kind: 'bool', default: 'true', description: 'OpenTelemetry spans per request and stage, W3C `traceparent` sent upstream (seed 001).' },
+  { name: 'OTEL_SDK_DISABLED', kind: 'special', description: 'Standard OpenTelemetry switch: `true` turns tracing off.' },
+  { name: 'OTEL_SERVICE_NAME', path: 'monitoring.tracing.service_name', kind: 'string', default: 'inferenceflow', description: 'Service name on exported spans.' },
+  { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', kind: 'special', description: 'OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); traces go to `<url>/v1/traces`.' },
+  { name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', path: 'monitoring.tracing.otlp_endpoint', kind: 'string', description: 'Full OTLP/HTTP traces URL; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`.' },
+  { name: 'OTEL_EXPORTER_OTLP_HEADERS', kind: 'special', description: 'Headers for the OTLP exporter (`key=value,…`), read by the exporter itself.' },
+  { name: 'OTEL_TRACES_EXPORTER', path: 'monitoring.tracing.exporter', kind: 'string', description: '`otlp`, `console` or `none`; default `otlp` when an endpoint is set, else `none` (spans still propagate).' },
+  { name: 'OTEL_TRACES_SAMPLER', path: 'monitoring.tracing.sampler', kind: 'string', default: 'parentbased_always_on', description: 'Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_*`.' },
+  { name: 'OTEL_TRACES_SAMPLER_ARG', path: 'monitoring.tracing.sampler_arg', kind: 'number', description: 'Sampling ratio (0..1) for the ratio samplers.' },
+  { name: 'GRAFANA_URL', path: 'monitoring.dashboard.grafana_url', kind: 'string', description: 'Grafana address; the dashboard links to it (seed 002).' },
+  ...CACHE_ENV_VARS,
   ...CAPACITY_ENV_VARS,
+  ...MESH_ENV_VARS,
 ];

@@ -92,6 +92,11 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
     if (value === undefined || value === '') continue;
     setPath(target, v.path, convert(v.name, v.kind, value));
   }
+  // OpenTelemetry's generic variables (the specific ones are rows of ENV_VARS).
+  if (!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
+    setPath(target, 'monitoring.tracing.otlp_endpoint', `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
+  }
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') setPath(target, 'monitoring.tracing.enabled', false);
   const level = env.LOG_LEVEL;
   if (level) setPath(target, 'logging.level', level.toLowerCase());
   if (!env.REDIS_URL && env.REDIS_HOST) {

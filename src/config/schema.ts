@@ -2,6 +2,7 @@
 // typo is an error that names its path, not a silently ignored setting. Later capabilities add their
 // sections here, each defined beside the code it configures.
 import { z } from 'zod';
+import { cacheConfigSchema } from '../cache/config.js';
 import { capacitySections } from '../capacity/config.js';
 import { PROVIDER_TYPES } from '../providers/types.js';
 
@@ -22,9 +23,147 @@ export const serverSchema = z
   })
   .strict();
 
+// --- tenancy (docs/tenancy.md): JWT, API keys, rate limits, budgets, webhooks, ledger ---
+
+/** Which JWT claims become tenant fields and limits. */
+export const jwtClaimsSchema = z
+  .object({
+    user: z.string().default('sub'),
+    team: z.string().default('team'),
+    tenant: z.string().default('tenant'),
+    models: z.string().default('models'),
+    rpm: z.string().default('rpm'),
+    tpm: z.string().default('tpm'),
+  })
+  .strict();
+
+export const jwtSchema = z
+  .object({
+    /** The one accepted algorithm; tokens signed otherwise (or `alg: none`) are rejected. */
+    algorithm: z.enum(['HS256', 'RS256', 'ES256']).default('HS256'),
+    /** HS256 shared secret (at least 32 characters). */
+    secret: z.string().min(32, 'an HS256 secret must be at least 32 characters').optional(),
+    /** RS256/ES256 public key, PEM (SPKI). */
+    public_key: z.string().optional(),
+    /** RS256/ES256 key set URL, fetched and cached by jose. */
+    jwks_url: z.url().optional(),
+    issuer: z.string().optional(),
+    audience: z.union([z.string(), z.array(z.string())]).optional(),
+    clock_tolerance_s: z.number().int().min(0).default(5),
+    /** Reject tokens without `exp`. */
+    require_exp: z.boolean().default(true),
+    claims: jwtClaimsSchema.default(jwtClaimsSchema.parse({})),
+  })
+  .strict()
+  .superRefine((j, ctx) => {
+    if (j.algorithm === 'HS256' && !j.secret) ctx.addIssue({ code: 'custom', path: ['secret'], message: 'HS256 needs `secret` (or JWT_SECRET)' });
+    if (j.algorithm !== 'HS256' && !j.public_key && !j.jwks_url) {
+      ctx.addIssue({ code: 'custom', path: ['public_key'], message: `${j.algorithm} needs \`public_key\` or \`jwks_url\`` });
+    }
+  });
+
+export const apiKeysSchema = z
+  .object({
+    /** Visible start of every generated key; how the authenticator tells keys from tokens. */
+    prefix: z.string().regex(/^[a-z][a-z0-9-]{1,15}$/).default('sk-if-'),
+    /** How long a replica trusts a looked-up key before reading it again (revocation is immediate with Redis). */
+    cache_ttl_ms: z.number().int().min(0).default(5_000),
+  })
+  .strict();
+
 export const authSchema = z
   .object({
     tokens: z.array(z.string().min(8, 'tokens must be at least 8 characters')).default([]),
+    /** Guards the admin API (`/admin/keys`) and the CLI `inferenceflow keys`; setting it enables API keys. */
+    admin_token: z.string().min(16, 'the admin token must be at least 16 characters').optional(),
+    jwt: jwtSchema.optional(),
+    api_keys: apiKeysSchema.default(apiKeysSchema.parse({})),
+  })
+  .strict();
+
+export const LIMIT_DIMENSIONS = ['tenant', 'key', 'user', 'team', 'session', 'ip', 'endpoint', 'model'] as const;
+export type LimitDimension = (typeof LIMIT_DIMENSIONS)[number];
+
+export const rateRuleSchema = z
+  .object({
+    name: z.string().regex(/^[\w.-]+$/).optional(),
+    /** The counter is kept per value of these dimensions (e.g. [user, endpoint]); requests lacking one skip the rule. */
+    per: z.union([z.enum(LIMIT_DIMENSIONS), z.array(z.enum(LIMIT_DIMENSIONS)).min(1)]).default('tenant'),
+    requests: z.number().int().positive().optional(),
+    tokens: z.number().int().positive().optional(),
+    window_s: z.number().positive().default(60),
+  })
+  .strict()
+  .refine((r) => r.requests !== undefined || r.tokens !== undefined, { message: 'a rule needs `requests` or `tokens`' });
+
+export const rateLimitingSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** auto: Redis when `redis.url` is set, else memory. */
+    backend: z.enum(['auto', 'memory', 'redis']).default('auto'),
+    /** When Redis fails: `open` falls back to the local limiter, `closed` refuses with 503. */
+    on_redis_failure: z.enum(['open', 'closed']).default('open'),
+    /** Default per-identity request limit per `window_s` (RATE_LIMIT_RPM / RATE_LIMIT_REQUESTS); unset = none. */
+    requests: z.number().int().positive().optional(),
+    /** Default per-identity token limit per `window_s`; unset = none. */
+    tokens: z.number().int().positive().optional(),
+    window_s: z.number().positive().default(60),
+    /** Completion tokens reserved when a request sets no max_tokens (corrected when usage is known). */
+    default_completion_tokens: z.number().int().positive().default(1024),
+    /** A concurrency slot whose holder vanished (crash) frees itself after this long. */
+    concurrency_lease_s: z.number().positive().default(600),
+    rules: z.array(rateRuleSchema).default([]),
+  })
+  .strict();
+
+export const budgetSchema = z
+  .object({
+    limit_usd: z.number().positive(),
+    period: z.enum(['day', 'month']).default('month'),
+  })
+  .strict();
+
+export const budgetsSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    users: z.record(z.string(), budgetSchema).default({}),
+    teams: z.record(z.string(), budgetSchema).default({}),
+    default_user: budgetSchema.optional(),
+    default_team: budgetSchema.optional(),
+    /** Shares of a budget whose crossing sends a `budget.threshold_crossed` webhook. */
+    alert_thresholds: z.array(z.number().gt(0).max(1)).default([0.5, 0.8, 1]),
+  })
+  .strict();
+
+export const webhookEndpointSchema = z
+  .object({
+    url: z.url(),
+    /** Standard Webhooks secret (`whsec_…` base64, or any string); defaults to `webhooks.secret`. */
+    secret: z.string().min(16).optional(),
+    /** Event types to send; empty = all. */
+    events: z.array(z.string()).default([]),
+  })
+  .strict();
+
+export const webhooksSchema = z
+  .object({
+    /** Secret of `POST /webhooks/ingest` (WEBHOOK_SECRET); unset disables the route. */
+    secret: z.string().min(16, 'a webhook secret must be at least 16 characters').optional(),
+    tolerance_s: z.number().int().positive().default(300),
+    endpoints: z.array(webhookEndpointSchema).default([]),
+    max_attempts: z.number().int().min(1).default(6),
+    initial_backoff_ms: z.number().int().positive().default(1_000),
+    timeout_ms: z.number().int().positive().default(10_000),
+  })
+  .strict();
+
+export const ledgerSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    flush_interval_ms: z.number().int().positive().default(1_000),
+    batch_size: z.number().int().positive().default(500),
+    /** Records that could not be written at shutdown go here and are replayed at the next start. */
+    spool_path: z.string().default('./data/ledger-spool.jsonl'),
   })
   .strict();
 
@@ -80,12 +219,73 @@ export const databaseSchema = z
     /** postgres://… for a shared ledger; empty means the embedded PGlite file. */
     url: z.string().optional(),
     pglite_path: z.string().default('./data/inferenceflow.pglite'),
+    /** Postgres schema for every table (created if missing); tests use one per run. */
+    schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).optional(),
   })
   .strict();
 
 export const loggingSchema = z
   .object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+const TRACES_SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+
+/** Metrics, traces, the stats window, the dashboard, /docs and alert thresholds (seed 000 `monitoring:`). */
+export const monitoringSchema = z
+  .object({
+    metrics: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Also serve /metrics on this separate port (seed 002 PROMETHEUS_PORT); unset means only on the API port. */
+        port: z.number().int().min(0).max(65535).optional(),
+        /** When set, /metrics wants `Authorization: Bearer <token>`. */
+        token: z.string().min(8, 'the metrics token must be at least 8 characters').optional(),
+        /** Distinct values kept per free-form label (model, provider, …) before the rest read `other`. */
+        max_label_values: z.number().int().positive().default(100),
+        /** Node.js process metrics (CPU, memory, event loop) too. */
+        process_metrics: z.boolean().default(true),
+      })
+      .strict()
+      .default({ enabled: true, max_label_values: 100, process_metrics: true }),
+    stats: z
+      .object({ window_s: z.number().int().min(10).max(3600).default(300) })
+      .strict()
+      .default({ window_s: 300 }),
+    tracing: z
+      .object({
+        enabled: z.boolean().default(true),
+        service_name: z.string().min(1).default('inferenceflow'),
+        /** OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces. */
+        otlp_endpoint: z.url().optional(),
+        exporter: z.enum(['otlp', 'console', 'none']).optional(),
+        sampler: z.enum(TRACES_SAMPLERS).default('parentbased_always_on'),
+        sampler_arg: z.number().min(0).max(1).optional(),
+      })
+      .strict()
+      .default({ enabled: true, service_name: 'inferenceflow', sampler: 'parentbased_always_on' }),
+    dashboard: z
+      .object({ enabled: z.boolean().default(true), grafana_url: z.url().optional() })
+      .strict()
+      .default({ enabled: true }),
+    docs: z.object({ enabled: z.boolean().default(true) }).strict().default({ enabled: true }),
+    /** Thresholds the dashboard and /v1/stats flag (deploy/alerts.yml ships the same as Prometheus rules). */
+    alerts: z
+      .object({
+        error_rate: z.number().min(0).max(1).default(0.05),
+        p95_latency_ms: z.number().positive().default(2000),
+        queue_depth: z.number().int().min(0).default(100),
+      })
+      .strict()
+      .default({ error_rate: 0.05, p95_latency_ms: 2000, queue_depth: 100 }),
   })
   .strict();
 
@@ -98,8 +298,15 @@ export const configSchema = z
     redis: redisSchema.default(redisSchema.parse({})),
     database: databaseSchema.default(databaseSchema.parse({})),
     logging: loggingSchema.default(loggingSchema.parse({})),
+    // Response cache, exact and semantic: src/cache/config.ts
+    cache: cacheConfigSchema.default(cacheConfigSchema.parse({})),
     // Capacity (GPU pools, autoscaler, spot/on-demand mix): src/capacity/config.ts
     ...capacitySections,
+    rate_limiting: rateLimitingSchema.default(rateLimitingSchema.parse({})),
+    budgets: budgetsSchema.default(budgetsSchema.parse({})),
+    webhooks: webhooksSchema.default(webhooksSchema.parse({})),
+    ledger: ledgerSchema.default(ledgerSchema.parse({})),
+    monitoring: monitoringSchema.default(monitoringSchema.parse({})),
   })
   .strict();
 
@@ -108,3 +315,11 @@ export type ServerConfig = z.infer<typeof serverSchema>;
 export type ProviderConfig = z.infer<typeof providerSchema>;
 export type DeploymentConfig = z.infer<typeof deploymentSchema>;
 export type ModelGroupConfig = z.infer<typeof modelGroupSchema>;
+export type JwtConfig = z.infer<typeof jwtSchema>;
+export type RateLimitingConfig = z.infer<typeof rateLimitingSchema>;
+export type RateRuleConfig = z.infer<typeof rateRuleSchema>;
+export type BudgetsConfig = z.infer<typeof budgetsSchema>;
+export type BudgetConfig = z.infer<typeof budgetSchema>;
+export type WebhooksConfig = z.infer<typeof webhooksSchema>;
+export type LedgerConfig = z.infer<typeof ledgerSchema>;
+export type MonitoringConfig = z.infer<typeof monitoringSchema>;

@@ -1,18 +1,33 @@
 // Assembles one gateway process from its configuration: shared connections, the authenticator,
 // the chat stages in their order, and the extra route plugins. This is the one place where the
 // capabilities are wired together; `serve` and the integration tests both come through here.
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.js';
+import type { Price } from '../providers/pricing.js';
 import type { ProviderAdapter } from '../providers/types.js';
-import { createTokenAuthenticator, type Authenticator } from '../server/auth.js';
-import { createRedis, redisResource } from '../store/redis.js';
+import type { Authenticator } from '../server/auth.js';
+import { dashboardRoutes } from '../server/routes/dashboard.js';
+import { monitoringRoutes } from '../server/routes/monitoring.js';
+import { createRedis, redisResource, type RedisClient } from '../store/redis.js';
+import { createResponseCache } from '../cache/create.js';
+import type { ResponseCache } from '../cache/response-cache.js';
+import { createCacheStage } from '../cache/stage.js';
+import { cacheAdminRoutes } from '../server/routes/cache-admin.js';
+import type { Config } from '../config/schema.js';
+import { startCollectors } from '../telemetry/collectors.js';
+import { startMetricsServer } from '../telemetry/metrics-server.js';
+import { MeshProvider } from '../providers/mesh.js';
+import { GatewayError } from '../server/errors.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 import { Gateway, type ManagedResource } from './gateway.js';
 import { createCapacityServices } from '../capacity/service.js';
 import type { TrafficRecorder } from '../capacity/traffic.js';
 import { capacityRoutes } from '../server/routes/capacity.js';
 import { observeStream, type ChatStage } from './pipeline.js';
 import { processStatsRoutes } from '../server/routes/process-stats.js';
+import { assembleTenancy, type Tenancy } from './tenancy.js';
 
 type Plugin = FastifyPluginAsync<Record<string, unknown>>;
 
@@ -20,10 +35,17 @@ export interface Assembly {
   gateway: Gateway;
   authenticator: Authenticator;
   plugins: { plugin: FastifyPluginAsync<Record<string, unknown>>; options?: Record<string, unknown> }[];
+  /** Keys, ledger, SQL store and the signed webhook sender, for capabilities that build on them. */
+  tenancy: Tenancy;
+  /** Metrics, traces, the stats window: capabilities report here (metrics.cacheHit(…), …). */
+  telemetry: Telemetry;
 }
 
 export interface AssembleOverrides {
   providers?: Map<string, ProviderAdapter>;
+  version?: string;
+  /** Span exporter replacing the configured one (tests). */
+  spanExporter?: SpanExporter;
 }
 
 export async function assemble(loaded: LoadedConfig, log: Logger, overrides: AssembleOverrides = {}): Promise<Assembly> {
@@ -32,12 +54,37 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   const redis = config.redis.url ? createRedis(config.redis.url, 'main') : undefined;
   if (redis) resources.push(redisResource(redis));
 
-  const authenticator = createTokenAuthenticator(config.auth.tokens);
+  // Telemetry first: every capability below may report to it (telemetry.metrics.<record…>).
+  const version = overrides.version ?? '0.0.0';
+  const telemetry = Telemetry.create(config.monitoring, { version, spanExporter: overrides.spanExporter });
+  resources.push({ name: 'telemetry', check: async () => true, close: () => telemetry.close() });
+  if (config.monitoring.metrics.enabled && config.monitoring.metrics.port !== undefined) {
+    const { port, token } = config.monitoring.metrics;
+    resources.push(await startMetricsServer(telemetry.metrics, { host: config.server.host, port, token }));
+  }
+
+  // Tenancy (docs/tenancy.md): tokens + API keys + JWT, limits, budgets, ledger, webhooks.
+  // Cost estimates need the catalog, which the Gateway builds below: reached through a late binding.
+  const built: { gateway?: Gateway } = {};
+  const tenancy = await assembleTenancy({ config, log, redis, priceOf: (model) => (built.gateway ? highestPrice(built.gateway, model) : undefined) });
+  resources.push(...tenancy.resources);
+  const authenticator = tenancy.authenticator;
 
   // Chat stages, outermost first (the executor is the terminal handler).
-  const stages: ChatStage[] = [];
+  // Admission (rate limits, budgets) comes first: before any cache lookup or routing.
+  const stages: ChatStage[] = [countRateLimited(tenancy.admission, telemetry)];
 
-  const plugins: Assembly['plugins'] = [];
+  const plugins: Assembly['plugins'] = [...tenancy.plugins];
+
+  // Response cache (docs/caching.md): exact and semantic, after admission so limits still count.
+  if (config.cache.enabled) {
+    const cache = await createCacheService(config, redis, log);
+    if (cache) {
+      resources.push({ name: 'cache', check: async () => true, close: () => cache.close() });
+      stages.push(countCacheOutcome(createCacheStage({ cache }), telemetry));
+      plugins.push(routePlugin(cacheAdminRoutes, { cache, adminToken: config.auth.admin_token }));
+    }
+  }
 
   // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
   const capacity = await createCapacityServices({
@@ -55,8 +102,31 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   // GET /debug/process: memory, event-loop delay and open descriptors for soak tests (bench/soak.ts).
   plugins.push({ plugin: processStatsRoutes as Plugin });
 
-  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources });
-  return { gateway, authenticator, plugins };
+  const gateway = await Gateway.create({ loaded, log, providers: overrides.providers, stages, resources, attemptObserver: telemetry });
+  built.gateway = gateway;
+  // Gauges read every few seconds: GPU pool devices and mesh node health.
+  const meshProviders = [...gateway.providers.values()].filter((p): p is MeshProvider => p instanceof MeshProvider);
+  const collectors = startCollectors(telemetry.metrics, { allocator: capacity.allocator, mesh: meshProviders });
+  resources.push({ name: 'collectors', check: async () => true, close: async () => collectors.stop() });
+  // Operational routes: /metrics, /v1/metrics, /v1/stats, /dashboard.
+  plugins.push(routePlugin(monitoringRoutes, { telemetry, gateway, version }));
+  if (config.monitoring.dashboard.enabled) plugins.push(routePlugin(dashboardRoutes, { grafanaUrl: config.monitoring.dashboard.grafana_url }));
+  return { gateway, authenticator, plugins, tenancy, telemetry };
+}
+
+/** A typed route plugin with its options, as an Assembly plugin entry. */
+function routePlugin<O extends object>(plugin: FastifyPluginAsync<O>, options: O): Assembly['plugins'][number] {
+  return { plugin: plugin as unknown as Assembly['plugins'][number]['plugin'], options: options as Record<string, unknown> };
+}
+
+function highestPrice(gateway: Gateway, model: string): Price | undefined {
+  try {
+    let best: Price | undefined;
+    for (const d of gateway.catalog.resolve(model).deployments) if (!best || d.price.input + d.price.output > best.input + best.output) best = d.price;
+    return best;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Feeds the autoscaler's traffic series: one request and its tokens per answered chat. */
@@ -76,5 +146,45 @@ function trafficRecorderStage(recorder: TrafficRecorder): ChatStage {
       () => recorder.recordRequest(tokens),
     );
     return { kind: 'stream', stream };
+  };
+}
+
+/** Counts requests the admission stage turns away with 429 (`inference_rate_limited_total`). */
+function countRateLimited(admission: ChatStage, telemetry: Telemetry): ChatStage {
+  telemetry.metrics.declare('limits');
+  return async function admit(ctx, req, next) {
+    try {
+      return await admission(ctx, req, next);
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'rate_limit_exceeded') telemetry.metrics.rateLimited(err.param ?? 'requests');
+      throw err;
+    }
+  };
+}
+
+/**
+ * The response cache, or none when its semantic half cannot load (an optional embedder package
+ * missing): then the exact cache runs alone and the log says why.
+ */
+async function createCacheService(config: Config, redis: RedisClient | undefined, log: Logger): Promise<ResponseCache | undefined> {
+  const deps = { redis, keyPrefix: config.redis.key_prefix };
+  try {
+    return await createResponseCache(config.cache, deps);
+  } catch (err) {
+    if (!config.cache.semantic.enabled) throw err;
+    log.warn({ err: (err as Error).message }, 'semantic cache unavailable; serving the exact cache only');
+    return createResponseCache({ ...config.cache, semantic: { ...config.cache.semantic, enabled: false } }, deps);
+  }
+}
+
+/** Counts cache hits by kind (with the dollars they saved) and misses, from the facts the stage set. */
+function countCacheOutcome(stage: ChatStage, telemetry: Telemetry): ChatStage {
+  telemetry.metrics.declare('cache');
+  return async function cache(ctx, req, next) {
+    const outcome = await stage(ctx, req, next);
+    const kind = ctx.facts.cache;
+    if (kind === 'exact' || kind === 'semantic') telemetry.metrics.cacheHit(kind, ctx.facts.savedUsd ?? 0);
+    else if (kind === 'miss') telemetry.metrics.cacheMiss();
+    return outcome;
   };
 }

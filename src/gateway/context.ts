@@ -1,6 +1,7 @@
 // The per-request context that travels beside the canonical payload through every stage: who asked,
 // what they asked for beyond the OpenAI body, and the facts gathered on the way (who answered, what it
 // cost), which the route adapters surface as x-inferenceflow-* headers and in seed response bodies.
+import type { Context as TraceContext } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Usage } from '../canonical/chat.js';
 
@@ -16,6 +17,16 @@ export interface Tenant {
   /** Model names this identity may use; undefined means any. */
   allowedModels?: string[];
   metadata?: Record<string, unknown>;
+  /** Limits attached to this identity (an API key's row, or JWT claims). */
+  limits?: TenantLimits;
+}
+
+export interface TenantLimits {
+  rpm?: number;
+  tpm?: number;
+  maxConcurrency?: number;
+  budgetUsd?: number;
+  budgetPeriod?: 'day' | 'month';
 }
 
 export const ANONYMOUS: Tenant = Object.freeze({ id: 'anonymous', kind: 'anonymous' }) as Tenant;
@@ -44,9 +55,13 @@ export interface ResponseFacts {
   usage?: Usage;
   cache?: CacheKind;
   similarity?: number;
+  /** On a cache hit: what the original call cost, i.e. what this answer saved. */
+  savedUsd?: number;
   route?: string;
   passes?: number;
   attempts: number;
+  /** Extra response headers a stage wants sent (rate-limit state), on success and stream alike. */
+  headers?: Record<string, string>;
 }
 
 export interface RequestContext {
@@ -61,6 +76,8 @@ export interface RequestContext {
   readonly facts: ResponseFacts;
   readonly clientIp?: string;
   readonly headers: Record<string, string | string[] | undefined>;
+  /** The OpenTelemetry context of the request's span; stage and attempt spans are its children. */
+  readonly traceContext?: TraceContext;
 }
 
 export function defaultRequestOptions(): RequestOptions {

@@ -12,7 +12,8 @@ import type { ProviderAdapter } from '../providers/types.js';
 import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import type { RequestContext } from './context.js';
-import { callOptions, createExecutor } from './execute.js';
+import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
+import { callOptions, createExecutor, noAttemptObserver, priorityOrder, type AttemptObserver } from './execute.js';
 import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from './pipeline.js';
 
 export interface ReadinessCheck {
@@ -35,6 +36,8 @@ export interface GatewayOptions {
   providers?: Map<string, ProviderAdapter>;
   stages?: ChatStage[];
   resources?: ManagedResource[];
+  /** Told about every upstream attempt (metrics). */
+  attemptObserver?: AttemptObserver;
 }
 
 export class Gateway {
@@ -49,15 +52,16 @@ export class Gateway {
     readonly catalog: ModelCatalog,
     stages: ChatStage[],
     readonly resources: ManagedResource[],
+    private readonly observer: AttemptObserver,
   ) {
-    this.chat = composeStages(stages, createExecutor(catalog));
+    this.chat = composeStages(stages, createExecutor(catalog, priorityOrder, observer));
   }
 
   static async create(opts: GatewayOptions): Promise<Gateway> {
     const { loaded, log } = opts;
     const providers = opts.providers ?? (await createProviders(loaded.config.providers));
     const catalog = new ModelCatalog(loaded.config.models, providers, loaded.passthroughProvider);
-    return new Gateway(loaded, log, providers, catalog, opts.stages ?? [], opts.resources ?? []);
+    return new Gateway(loaded, log, providers, catalog, opts.stages ?? [], opts.resources ?? [], opts.attemptObserver ?? noAttemptObserver);
   }
 
   async handleChat(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
@@ -71,9 +75,10 @@ export class Gateway {
     let lastError: unknown;
     for (const d of group.deployments) {
       ctx.facts.attempts++;
+      const attempt = startSpan(`provider ${d.providerName}`, ctx.traceContext, { 'inferenceflow.provider': d.providerName, 'inferenceflow.deployment': d.id });
       const started = performance.now();
       try {
-        const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, callOptions(ctx, d));
+        const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, callOptions(ctx, d, traceHeaders(attempt.context)));
         ctx.facts.provider = d.providerName;
         ctx.facts.model = d.model;
         ctx.facts.deployment = d.id;
@@ -81,8 +86,12 @@ export class Gateway {
         const usage = { prompt_tokens: result.usage.prompt_tokens, completion_tokens: 0, total_tokens: result.usage.total_tokens };
         ctx.facts.usage = usage;
         ctx.facts.costUsd += costUsd(usage, d.price);
+        this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, usage, costUsd: costUsd(usage, d.price) });
+        endSpan(attempt.span);
         return result;
       } catch (err) {
+        this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
+        endSpan(attempt.span, err);
         lastError = err;
         if (!isUpstreamError(err) || !err.retryable || ctx.signal.aborted) break;
       }

@@ -28,6 +28,11 @@ export async function createProvider(name: string, cfg: ProviderConfig): Promise
       const { createLocalProvider } = await import('./local.js');
       return await createLocalProvider(name, cfg);
     }
+    case 'mesh': {
+      // Imported here so mesh code (and its Redis connections) load only when a mesh provider is configured.
+      const { createMeshProvider } = await import('./mesh.js');
+      return createMeshProvider(name, cfg);
+    }
     default:
       throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
   }

@@ -1,13 +1,16 @@
 // The Fastify application: request ids, authentication, the error table rendered per dialect, and
 // the route plugins. Built once per process (or per test with app.inject); it holds no request state.
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyError } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Gateway } from '../gateway/gateway.js';
+import type { RequestTrace, Telemetry } from '../telemetry/telemetry.js';
+import { withSpan } from '../telemetry/tracing.js';
 import type { Authenticator } from './auth.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
 import { anthropicErrorType } from '../providers/anthropic-wire.js';
 import { anthropicRoutes } from './routes/anthropic.js';
+import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { openAiRoutes } from './routes/openai.js';
 import './request-context.js';
@@ -20,6 +23,8 @@ export interface AppOptions {
   bodyLimit?: number;
   /** Extra route plugins (admin, seed endpoints, metrics…) registered after the core ones. */
   plugins?: { plugin: FastifyPluginAsync<Record<string, unknown>>; options?: Record<string, unknown> }[];
+  /** Metrics, traces and the stats window; without it requests are only logged. */
+  telemetry?: Telemetry;
   /** In a cluster worker: sent as `x-inferenceflow-worker` so a client can see which process answered. */
   worker?: string;
 }
@@ -54,32 +59,50 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     request.startedAt = performance.now();
     reply.header('x-request-id', request.id);
     if (opts.worker) reply.header('x-inferenceflow-worker', opts.worker);
-    if (request.routeOptions.config?.public) return;
-    request.tenant = await opts.authenticator.authenticate({ headers: request.headers, ip: request.ip });
+    const config = request.routeOptions.config;
+    const trace = opts.telemetry?.startRequest(request.method, request.routeOptions.url, request.headers, !config?.public && !config?.monitoring);
+    if (trace) request.traceContext = trace.context;
+    // 'close' fires once whether the response finished or the client went away mid-stream (Fastify's
+    // onResponse only fires on finish), so every request gets its log line and its metrics.
+    reply.raw.once('close', () => finishRequest(request, reply, trace));
+    if (config?.public) return;
+    request.tenant = await withSpan('auth', request.traceContext, () => opts.authenticator.authenticate({ headers: request.headers, ip: request.ip }));
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  function finishRequest(request: FastifyRequest, reply: FastifyReply, trace: RequestTrace | undefined): void {
     const ctx = request.ctx;
     const latency = performance.now() - (request.startedAt ?? performance.now());
-    if (request.routeOptions.config?.public && reply.statusCode < 400) return;
+    // 499 (nginx's "client closed request") when the client left before the response was complete.
+    const status = reply.raw.writableFinished ? reply.statusCode : 499;
+    const route = request.routeOptions.url;
+    trace?.end(
+      { route: route ?? 'unmatched', method: request.method, status, durationMs: latency, model: ctx?.facts.model, provider: ctx?.facts.provider, cache: ctx?.facts.cache, costUsd: ctx?.facts.costUsd },
+      { tenant: request.tenant?.id, requestId: request.id },
+    );
+    // Health probes, scrapes and dashboard polls are logged only when they fail.
+    const quiet = request.routeOptions.config?.public || request.routeOptions.config?.monitoring;
+    if (quiet && status < 400) return;
     opts.log.info(
       {
         reqId: request.id,
         method: request.method,
         url: request.url,
-        status: reply.statusCode,
+        route,
+        status,
         tenant: request.tenant?.id,
         model: ctx?.facts.model,
         provider: ctx?.facts.provider,
         deployment: ctx?.facts.deployment,
         cache: ctx?.facts.cache,
         costUsd: ctx?.facts.costUsd,
+        tokens: ctx?.facts.usage ? { input: ctx.facts.usage.prompt_tokens, output: ctx.facts.usage.completion_tokens } : undefined,
+        attempts: ctx?.facts.attempts || undefined,
         latencyMs: Math.round(latency * 100) / 100,
-        outcome: reply.statusCode < 400 ? 'ok' : reply.statusCode < 500 ? 'client_error' : 'error',
+        outcome: status === 499 ? 'client_closed' : status < 400 ? 'ok' : status < 500 ? 'client_error' : 'error',
       },
       'request',
     );
-  });
+  }
 
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
     const err = fastifyToGatewayError(error);
@@ -101,6 +124,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const m of methods) if (m !== 'HEAD' && m !== 'OPTIONS' && !route.url.includes('*')) routes.push(`${m} ${route.url}`);
   });
+  // The OpenAPI generator must be registered before the routes it documents.
+  if (opts.telemetry?.settings.docs.enabled) await registerDocs(app, { version: opts.version });
   await app.register(healthRoutes, { gateway: opts.gateway, version: opts.version, routes });
   await app.register(openAiRoutes, { gateway: opts.gateway, log: opts.log });
   await app.register(anthropicRoutes, { gateway: opts.gateway, log: opts.log });

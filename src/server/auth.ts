@@ -51,7 +51,36 @@ export function createTokenAuthenticator(tokens: readonly string[]): Authenticat
   };
 }
 
-/** Tries each authenticator that recognises the credential; the first to accept wins. */
+export interface CompositeAuthOptions {
+  tokens: readonly string[];
+  /** API keys: `prefix` tells them apart; `verify` resolves one (src/limits/keys.ts). */
+  keys?: { prefix: string; verify(key: string, ip?: string): Promise<Tenant> };
+  /** JWT bearer tokens (src/server/jwt-auth.ts). */
+  jwt?: (token: string) => Promise<Tenant>;
+}
+
+/**
+ * Static tokens, API keys and JWTs behind one Authenticator. The credential's shape picks the
+ * verifier (a JWT's three base64url parts, the API-key prefix, else a static token), so a caller
+ * never gets a second verifier's verdict and timing says nothing about which stores were tried.
+ */
+export function createCompositeAuthenticator(opts: CompositeAuthOptions): Authenticator {
+  const tokens = createTokenAuthenticator(opts.tokens);
+  const required = tokens.required || opts.keys !== undefined || opts.jwt !== undefined;
+  return {
+    required,
+    async authenticate(req) {
+      if (!required) return ANONYMOUS;
+      const key = presentedKey(req.headers);
+      if (!key) throw new GatewayError('missing_api_key');
+      if (opts.jwt && /^eyJ[\w-]*\.[\w-]*\.[\w-]*$/.test(key)) return opts.jwt(key);
+      if (opts.keys && key.startsWith(opts.keys.prefix)) return opts.keys.verify(key, req.ip);
+      if (!tokens.required) throw new GatewayError('invalid_api_key');
+      return tokens.authenticate(req);
+    },
+  };
+}
+
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }

@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   invalid_api_key: { status: 401, type: 'authentication_error', message: 'The API key is not valid.' },
   budget_exceeded: { status: 402, type: 'insufficient_quota', message: 'The budget for this key, user or team is used up.' },
   permission_denied: { status: 403, type: 'permission_error', message: 'This key may not do that.' },
+  invalid_signature: { status: 401, type: 'authentication_error', message: 'The webhook signature is missing, malformed, stale or does not match.' },
+  duplicate_webhook: { status: 409, type: 'invalid_request_error', message: 'This webhook id was already received.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'No such route.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist.' },
   method_not_allowed: { status: 405, type: 'invalid_request_error', message: 'Method not allowed on this route.' },
@@ -41,6 +43,7 @@ export const ERROR_CODES = {
   upstream_unavailable: { status: 503, type: 'upstream_error', message: 'The upstream provider is overloaded or unavailable.' },
   no_healthy_deployment: { status: 503, type: 'upstream_error', message: 'No deployment of this model can take the request now.' },
   not_ready: { status: 503, type: 'server_error', message: 'The gateway is not ready.' },
+  limiter_unavailable: { status: 503, type: 'server_error', message: 'The shared rate limiter is unreachable and the gateway is configured to fail closed.' },
   shutting_down: { status: 503, type: 'server_error', message: 'The gateway is shutting down.' },
   upstream_timeout: { status: 504, type: 'upstream_error', message: 'The upstream provider did not answer in time.' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -29,6 +29,7 @@ export function factHeaders(facts: ResponseFacts, final = true): Record<string, 
   if (facts.similarity !== undefined) h[FACT_HEADERS.similarity] = facts.similarity.toFixed(4);
   if (facts.route) h[FACT_HEADERS.route] = facts.route;
   if (facts.passes !== undefined) h[FACT_HEADERS.passes] = String(facts.passes);
+  if (facts.headers) Object.assign(h, facts.headers);
   return h;
 }
 

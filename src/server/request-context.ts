@@ -62,6 +62,7 @@ export function createRequestContext(request: FastifyRequest, reply: FastifyRepl
     facts: newFacts(),
     clientIp: request.ip,
     headers: request.headers,
+    traceContext: request.traceContext,
   };
 }
 
@@ -70,11 +71,15 @@ declare module 'fastify' {
     tenant?: import('../gateway/context.js').Tenant;
     startedAt?: number;
     ctx?: RequestContext;
+    /** OpenTelemetry context of this request's SERVER span (set when tracing is on). */
+    traceContext?: import('@opentelemetry/api').Context;
   }
   interface FastifyContextConfig {
     /** Routes anyone may call (health, root). */
     public?: boolean;
     /** Error body dialect for this route. */
     dialect?: 'openai' | 'anthropic';
+    /** An operational endpoint (metrics, stats, dashboard, docs): not counted in request metrics. */
+    monitoring?: boolean;
   }
 }

@@ -66,7 +66,7 @@ describe('hash-tagged namespaces', () => {
 const targets = await redisTargets();
 const run = randomUUID();
 afterAll(async () => {
-  for (const t of targets) if (t.available) await t.cleanup(`test:${run}:*`);
+  for (const t of targets) if (t.available) await t.cleanup(`*test:${run}:*`);
 });
 
 describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target) => {

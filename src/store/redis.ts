@@ -86,6 +86,8 @@ export function masters(client: RedisClient): Redis[] {
 
 /** Every key matching `pattern` on every master (SCAN, never KEYS), for invalidation and cleanup. */
 export async function scanKeys(client: RedisClient, pattern: string, count = 500): Promise<string[]> {
+  // A cluster client knows its masters only once connected; a PING waits for that.
+  if (client instanceof Cluster) await client.ping();
   const found: string[] = [];
   for (const node of masters(client)) {
     let cursor = '0';

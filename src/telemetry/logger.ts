@@ -1,5 +1,6 @@
-// Structured JSON logs (pino). Secrets never reach a log line: credentials in headers, keys and
-// webhook secrets are redacted by path wherever they appear.
+// Structured JSON logs (pino). Secrets never reach a log line: credentials in headers, keys, tokens,
+// passwords and webhook secrets are redacted by key name at any depth of a logged object (plain
+// objects and arrays), on top of pino's path redaction for the usual places.
 import { destination as pinoDestination, pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
 
 export const REDACT_PATHS = [
@@ -16,14 +17,42 @@ export const REDACT_PATHS = [
   '*.token',
 ];
 
+export const CENSOR = '[redacted]';
+
+/** Key names whose values are credentials, wherever they appear. `tokens` (counts) is not one. */
+const SECRET_KEY =
+  /^(authorization|proxy-authorization|x-api-key|api[-_]?key|apikey|x-goog-api-key|secret|client_secret|[\w-]*[-_]secret|secret[-_][\w-]*|password|passwd|token|access_token|refresh_token|id_token|bearer|cookie|set-cookie|signature|webhook-signature|x-signature|private_key)$/i;
+
+const MAX_DEPTH = 8;
+
+/** A copy of `value` with credential-named keys censored at any depth (Errors and class instances kept as they are). */
+export function scrubSecrets(value: unknown, depth = 0): unknown {
+  if (depth > MAX_DEPTH || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => scrubSecrets(v, depth + 1));
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return value;
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    const scrubbed = SECRET_KEY.test(k) && v !== undefined && v !== null ? CENSOR : scrubSecrets(v, depth + 1);
+    if (scrubbed !== v) {
+      out ??= { ...(value as Record<string, unknown>) };
+      out[k] = scrubbed;
+    }
+  }
+  return out ?? value;
+}
+
 export function createLogger(level: LevelWithSilent = 'info', destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
       level,
       base: { service: 'inferenceflow' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT_PATHS, censor: CENSOR },
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: (obj) => scrubSecrets(obj) as Record<string, unknown>,
+      },
     },
     // Asynchronous stdout (sonic-boom): a request line must not block the event loop on a slow
     // pipe. pino flushes it on exit.

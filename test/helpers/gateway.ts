@@ -1,17 +1,26 @@
 // Starts a real gateway on an ephemeral loopback port for integration tests, built by the same code
 // path as `inferenceflow serve` (config -> gateway -> Fastify app), with a silent logger.
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import { buildConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import type { ProviderAdapter } from '../../src/providers/types.js';
-import { createLogger } from '../../src/telemetry/logger.js';
+import { createLogger, type Logger } from '../../src/telemetry/logger.js';
 
 export interface TestGatewayOptions {
   config?: Record<string, unknown>;
   env?: Record<string, string | undefined>;
   providers?: Map<string, ProviderAdapter>;
+  /** Span exporter for tracing tests (tracing is otherwise on with no exporter). */
+  spanExporter?: SpanExporter;
+  /** A logger to capture request lines (default: silent). */
+  logger?: Logger;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<RunningServer> {
-  const loaded = buildConfig(opts.config ?? {}, opts.env ?? {});
-  return startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('silent'), providers: opts.providers });
+  // The ledger (and with it the embedded database) is off unless a test configures it: every test
+  // gateway opening the same PGlite file would collide, and opening one takes seconds.
+  // The response cache is off too unless a test turns it on, so repeated prompts reach the provider.
+  const config = { ledger: { enabled: false }, cache: { enabled: false }, ...opts.config };
+  const loaded = buildConfig(config, opts.env ?? {});
+  return startServer({ loaded, host: '127.0.0.1', port: 0, logger: opts.logger ?? createLogger('silent'), providers: opts.providers, spanExporter: opts.spanExporter });
 }

@@ -47,10 +47,10 @@ function target(name: RedisTarget['name'], url: string, available: boolean): Red
       return c;
     },
     async cleanup(pattern) {
-      const first = clients[0];
-      if (first) {
+      if (available) {
+        const c = clients[0] ?? this.connect();
         // One DEL per key: on a cluster a multi-key DEL across slots is refused.
-        for (const key of await scanKeys(first, pattern)) await first.del(key);
+        for (const key of await scanKeys(c, pattern)) await c.del(key);
       }
       for (const c of clients.splice(0)) c.disconnect();
     },

@@ -11,6 +11,7 @@ import { createRequestContext } from '../request-context.js';
 import { sendOutcome, type Renderer } from '../respond.js';
 import type { SseEvent } from '../sse.js';
 import { validationError } from '../validation.js';
+import { describeRoute } from './docs.js';
 import { chatCompletionSchema, completionSchema, embeddingSchema } from './openai-schema.js';
 
 export interface OpenAiRouteOptions {
@@ -51,7 +52,13 @@ function withoutUsage(chunk: ChatChunk): ChatChunk {
 }
 
 export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, { gateway, log }) => {
-  app.post('/v1/chat/completions', async (request, reply) => {
+  const chatDoc = describeRoute({
+    summary: 'Create a chat completion',
+    description: 'OpenAI Chat Completions, JSON or SSE (`stream: true`). Gateway extensions: `difficulty`, `priority`, `session_id`.',
+    tags: ['openai'],
+    body: chatCompletionSchema,
+  });
+  app.post('/v1/chat/completions', chatDoc, async (request, reply) => {
     const parsed = chatCompletionSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const { difficulty, priority, session_id, ...body } = parsed.data;
@@ -62,7 +69,8 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     return sendOutcome(reply, ctx, outcome, req.stream === true, chatRenderer(req.stream_options?.include_usage === true));
   });
 
-  app.post('/v1/completions', async (request, reply) => {
+  const completionDoc = describeRoute({ summary: 'Create a (legacy) text completion', tags: ['openai'], body: completionSchema });
+  app.post('/v1/completions', completionDoc, async (request, reply) => {
     const parsed = completionSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const { difficulty, priority, session_id, prompt, suffix, echo, best_of: _bestOf, logprobs: _lp, ...rest } = parsed.data;
@@ -98,7 +106,7 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     return sendOutcome(reply, ctx, { kind: 'result', result: merged }, false, renderer);
   });
 
-  app.post('/v1/embeddings', async (request, reply) => {
+  app.post('/v1/embeddings', describeRoute({ summary: 'Create embeddings', tags: ['openai'], body: embeddingSchema }), async (request, reply) => {
     const parsed = embeddingSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const ctx = createRequestContext(request, reply, 'embeddings', log);
@@ -111,12 +119,12 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     return result;
   });
 
-  app.get('/v1/models', async (request, reply) => {
+  app.get('/v1/models', describeRoute({ summary: 'List models', tags: ['openai'] }), async (request, reply) => {
     const ctx = createRequestContext(request, reply, 'models', log);
     return { object: 'list', data: await gateway.listModels(ctx) };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/models/*', async (request, reply) => {
+  app.get<{ Params: { id: string } }>('/v1/models/*', describeRoute({ summary: 'Retrieve a model (ids may contain slashes)', tags: ['openai'] }), async (request, reply) => {
     const id = (request.params as Record<string, string>)['*'] ?? '';
     const ctx = createRequestContext(request, reply, 'models', log);
     const model = (await gateway.listModels(ctx)).find((m) => m.id === id);

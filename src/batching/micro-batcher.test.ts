@@ -1,0 +1,90 @@
+import { describe, expect, it, vi } from 'vitest';
+import { MicroBatcher } from './micro-batcher.js';
+
+describe('MicroBatcher', () => {
+  it('gathers concurrent submissions into one batch and keeps each caller its own result', async () => {
+    const calls: number[][] = [];
+    const b = new MicroBatcher<number, number>(async (xs) => {
+      calls.push(xs);
+      return xs.map((x) => x * 10);
+    }, { maxSize: 8, flushTimeoutMs: 5 });
+    const out = await Promise.all([1, 2, 3].map((x) => b.submit(x)));
+    expect(out).toEqual([10, 20, 30]);
+    expect(calls).toEqual([[1, 2, 3]]);
+  });
+
+  it('flushes as soon as a batch is full and splits larger loads by maxSize', async () => {
+    vi.useFakeTimers();
+    try {
+      const sizes: number[] = [];
+      const b = new MicroBatcher<number, number>(async (xs) => {
+        sizes.push(xs.length);
+        return xs;
+      }, { maxSize: 4, flushTimeoutMs: 10_000 });
+      const all = b.submitMany([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      await vi.advanceTimersByTimeAsync(0);
+      // Two full batches went without waiting; the ninth waits for the timeout.
+      expect(sizes).toEqual([4, 4]);
+      expect(b.pending).toBe(1);
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(await all).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(sizes).toEqual([4, 4, 1]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('waits for the flush timeout before sending a partial batch', async () => {
+    vi.useFakeTimers();
+    try {
+      const run = vi.fn(async (xs: string[]) => xs.map((x) => x.length));
+      const b = new MicroBatcher(run, { maxSize: 32, flushTimeoutMs: 20 });
+      const p = b.submit('abc');
+      await vi.advanceTimersByTimeAsync(19);
+      expect(run).not.toHaveBeenCalled();
+      await vi.advanceTimersByTimeAsync(1);
+      expect(await p).toBe(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('rejects every item of a failed batch, and only that batch', async () => {
+    let n = 0;
+    const b = new MicroBatcher<number, number>(async (xs) => {
+      if (n++ === 0) throw new Error('upstream down');
+      return xs;
+    }, { maxSize: 2, flushTimeoutMs: 1 });
+    const first = [b.submit(1), b.submit(2)];
+    await expect(first[0]).rejects.toThrow('upstream down');
+    await expect(first[1]).rejects.toThrow('upstream down');
+    expect(await b.submit(3)).toBe(3);
+  });
+
+  it('rejects when the batch function returns the wrong number of results', async () => {
+    const b = new MicroBatcher<number, number>(async () => [1], { maxSize: 2, flushTimeoutMs: 1 });
+    await expect(Promise.all([b.submit(1), b.submit(2)])).rejects.toThrow(/1 results for 2 items/);
+  });
+
+  it('limits batches in flight and sends the queued items when a slot frees', async () => {
+    let active = 0;
+    let peak = 0;
+    const b = new MicroBatcher<number, number>(async (xs) => {
+      active++;
+      peak = Math.max(peak, active);
+      await new Promise((r) => setTimeout(r, 5));
+      active--;
+      return xs;
+    }, { maxSize: 2, flushTimeoutMs: 1, maxConcurrency: 1 });
+    const out = await b.submitMany([1, 2, 3, 4, 5]);
+    expect(out).toEqual([1, 2, 3, 4, 5]);
+    expect(peak).toBe(1);
+    expect(b.batches).toBe(3);
+  });
+
+  it('refuses items after close', async () => {
+    const b = new MicroBatcher<number, number>(async (xs) => xs, { maxSize: 2, flushTimeoutMs: 1 });
+    b.close();
+    await expect(b.submit(1)).rejects.toThrow(/closed/);
+  });
+});

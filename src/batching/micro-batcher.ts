@@ -1,0 +1,114 @@
+// A generic micro-batcher: single items submitted from many concurrent callers are gathered into one
+// call of a batch function, flushed when the batch is full or when the oldest item has waited the
+// flush timeout. The embedders use it; the local model and the mesh reuse it (seed 001 BATCH_*).
+
+export interface MicroBatcherOptions {
+  /** Largest batch handed to the batch function (seed 001 BATCH_MAX_SIZE, default 32). */
+  maxSize: number;
+  /** Longest time the first item of a batch waits for company, ms (BATCH_FLUSH_TIMEOUT_MS, 20). */
+  flushTimeoutMs: number;
+  /** Batches allowed in flight at once; further full batches wait their turn. */
+  maxConcurrency?: number;
+}
+
+/** Resolves one output per input, in input order; a rejection fails every item of that batch. */
+export type BatchFunction<I, O> = (items: I[]) => Promise<O[]>;
+
+interface Pending<I, O> {
+  item: I;
+  resolve: (value: O) => void;
+  reject: (err: unknown) => void;
+}
+
+export class MicroBatcher<I, O> {
+  private readonly maxSize: number;
+  private readonly flushTimeoutMs: number;
+  private readonly maxConcurrency: number;
+  private queue: Pending<I, O>[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight = 0;
+  private closed = false;
+  /** Batches run so far; for tests and stats. */
+  batches = 0;
+
+  constructor(
+    private readonly run: BatchFunction<I, O>,
+    options: MicroBatcherOptions,
+  ) {
+    if (!(options.maxSize >= 1)) throw new RangeError('maxSize must be at least 1');
+    if (!(options.flushTimeoutMs >= 0)) throw new RangeError('flushTimeoutMs must be >= 0');
+    this.maxSize = Math.floor(options.maxSize);
+    this.flushTimeoutMs = options.flushTimeoutMs;
+    this.maxConcurrency = Math.max(1, options.maxConcurrency ?? Number.POSITIVE_INFINITY);
+  }
+
+  /** Items waiting for a batch. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  submit(item: I): Promise<O> {
+    if (this.closed) return Promise.reject(new Error('MicroBatcher is closed'));
+    return new Promise<O>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      if (this.queue.length >= this.maxSize) this.drain();
+      else if (this.timer === undefined) {
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.drain(true);
+        }, this.flushTimeoutMs);
+      }
+    });
+  }
+
+  submitMany(items: I[]): Promise<O[]> {
+    return Promise.all(items.map((item) => this.submit(item)));
+  }
+
+  /** Sends whatever is queued now, without waiting for the timeout. */
+  flush(): void {
+    this.drain(true);
+  }
+
+  /** Flushes what is queued and refuses new items. */
+  close(): void {
+    this.drain(true);
+    this.closed = true;
+  }
+
+  // Starts full batches (and, when `partial`, the remainder) as far as concurrency allows.
+  private drain(partial = false): void {
+    while (this.queue.length > 0 && this.inFlight < this.maxConcurrency) {
+      if (this.queue.length < this.maxSize && !partial) break;
+      const batch = this.queue.splice(0, this.maxSize);
+      void this.execute(batch);
+    }
+    if (this.queue.length === 0 && this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    } else if (this.queue.length > 0 && this.timer === undefined && this.inFlight < this.maxConcurrency) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.drain(true);
+      }, this.flushTimeoutMs);
+    }
+  }
+
+  private async execute(batch: Pending<I, O>[]): Promise<void> {
+    this.inFlight++;
+    this.batches++;
+    try {
+      const out = await this.run(batch.map((p) => p.item));
+      if (!Array.isArray(out) || out.length !== batch.length) {
+        throw new Error(`batch function returned ${Array.isArray(out) ? out.length : typeof out} results for ${batch.length} items`);
+      }
+      for (let i = 0; i < batch.length; i++) (batch[i] as Pending<I, O>).resolve(out[i] as O);
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    } finally {
+      this.inFlight--;
+      // Items that queued while every slot was busy go out now.
+      if (this.queue.length > 0) this.drain(this.queue.length >= this.maxSize ? false : this.timer === undefined);
+    }
+  }
+}

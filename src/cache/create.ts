@@ -1,0 +1,111 @@
+// Builds the response cache from its configuration section: the store (memory or Redis), the
+// embedder behind the micro-batcher, and the vector index implementation. Heavy optional packages
+// are imported here only when the configuration names them.
+import type { RedisClient } from '../store/redis.js';
+import type { ProviderAdapter } from '../providers/types.js';
+import type { CacheConfig } from './config.js';
+import { BatchedEmbedder } from './embedders/batched.js';
+import type { Embedder } from './embedders/types.js';
+import { ResponseCache, type ResponseCacheOptions, type SemanticSettings } from './response-cache.js';
+import { MemoryCacheStore } from './stores/memory.js';
+import { RedisCacheStore } from './stores/redis.js';
+import type { CacheStore } from './stores/types.js';
+import { defaultAnnFactory, loadUsearch, typescriptHnswFactory, usearchFactory, type IndexTuning } from './vector-index.js';
+
+export interface CacheDeps {
+  /** Shared Redis client (backend `redis`); or `redisUrl` to open one. */
+  redis?: RedisClient;
+  redisUrl?: string;
+  /** Redis key prefix, e.g. `inferenceflow:`. */
+  keyPrefix?: string;
+  /** Providers by name, for `embedder: openai` with `provider:`. */
+  providers?: ReadonlyMap<string, ProviderAdapter>;
+  /** A ready embedder (tests, or one shared with the semantic router). */
+  embedder?: Embedder;
+  onError?: (err: unknown, what: string) => void;
+}
+
+export async function createEmbedder(cfg: CacheConfig['semantic'], deps: CacheDeps = {}): Promise<Embedder> {
+  switch (cfg.embedder) {
+    case 'static': {
+      const { StaticEmbedder } = await import('./embedders/static.js');
+      const opts: { vocabSize: number; cacheDir?: string } = { vocabSize: cfg.vocab_size };
+      if (cfg.table_dir) opts.cacheDir = cfg.table_dir;
+      return StaticEmbedder.create(opts);
+    }
+    case 'transformers': {
+      const { TransformersEmbedder } = await import('./embedders/transformers.js');
+      const model = cfg.model_path ?? cfg.model;
+      if (!model) throw new Error('cache.semantic.model_path is required for the transformers embedder');
+      return TransformersEmbedder.create({ model, allowRemote: cfg.allow_remote });
+    }
+    case 'openai': {
+      const { OpenAICompatibleEmbedder } = await import('./embedders/openai-compatible.js');
+      const model = cfg.model ?? 'text-embedding-3-small';
+      if (cfg.provider) {
+        const provider = deps.providers?.get(cfg.provider);
+        if (!provider) throw new Error(`cache.semantic.provider names unknown provider ${cfg.provider}`);
+        return OpenAICompatibleEmbedder.create({ model, provider });
+      }
+      if (!cfg.base_url) throw new Error('cache.semantic.base_url or cache.semantic.provider is required for the openai embedder');
+      const opts: { model: string; baseUrl: string; apiKey?: string } = { model, baseUrl: cfg.base_url };
+      if (cfg.api_key) opts.apiKey = cfg.api_key;
+      return OpenAICompatibleEmbedder.create(opts);
+    }
+  }
+}
+
+export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}): Promise<ResponseCache> {
+  let store: CacheStore;
+  if (cfg.backend === 'redis') {
+    const opts: ConstructorParameters<typeof RedisCacheStore>[0] = {
+      keyPrefix: deps.keyPrefix ?? 'inferenceflow:',
+      maxBytes: cfg.max_bytes,
+      maxTtlMs: cfg.ttl_s * 1000,
+    };
+    if (deps.redis) opts.client = deps.redis;
+    else if (deps.redisUrl) opts.url = deps.redisUrl;
+    else throw new Error('cache.backend is redis but no Redis is configured (set REDIS_URL)');
+    store = new RedisCacheStore(opts);
+  } else {
+    store = new MemoryCacheStore({ maxBytes: cfg.max_bytes });
+  }
+  let semantic: SemanticSettings | undefined;
+  if (cfg.semantic.enabled) {
+    const inner = deps.embedder ?? (await createEmbedder(cfg.semantic, deps));
+    const tuning: IndexTuning = {
+      connectivity: cfg.semantic.index.connectivity,
+      efConstruction: cfg.semantic.index.ef_construction,
+      efSearch: cfg.semantic.index.ef_search,
+    };
+    let ann: ReturnType<typeof defaultAnnFactory>;
+    if (cfg.semantic.index.implementation === 'typescript') ann = { kind: 'typescript-hnsw', factory: typescriptHnswFactory(tuning) };
+    else if (cfg.semantic.index.implementation === 'usearch') {
+      const mod = loadUsearch();
+      if (!mod) throw new Error('cache.semantic.index.implementation is usearch but the usearch package is not installed');
+      ann = { kind: 'usearch', factory: usearchFactory(mod, tuning) };
+    } else ann = defaultAnnFactory(tuning);
+    // The static embedder answers in microseconds in this process; waiting up to the flush timeout
+    // to fill a batch would only add latency. Model and HTTP embedders are batched.
+    const embedder =
+      cfg.semantic.embedder === 'static' && !deps.embedder
+        ? inner
+        : new BatchedEmbedder(inner, { maxSize: cfg.batch.max_size, flushTimeoutMs: cfg.batch.flush_timeout_ms });
+    semantic = {
+      embedder,
+      threshold: cfg.semantic.threshold,
+      maxTemperature: cfg.semantic.max_temperature,
+      candidates: cfg.semantic.candidates,
+      annFactory: ann.factory,
+      indexKind: ann.kind,
+    };
+  }
+  const opts: ResponseCacheOptions = {
+    store,
+    ttlMs: cfg.ttl_s * 1000,
+    compressMinBytes: cfg.compress_min_bytes,
+  };
+  if (semantic) opts.semantic = semantic;
+  if (deps.onError) opts.onError = deps.onError;
+  return ResponseCache.create(opts);
+}

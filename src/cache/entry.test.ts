@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { decodeAnswer, encodeAnswer, vectorFromBuffer, vectorToBase64 } from './entry.js';
+
+const long = { kind: 'result' as const, result: { id: 'x', object: 'chat.completion' as const, created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant' as const, content: 'word '.repeat(2000) }, finish_reason: 'stop' as const, logprobs: null }], usage: { prompt_tokens: 1, completion_tokens: 2000, total_tokens: 2001 } } };
+
+describe('entry codec', () => {
+  it('compresses payloads above the threshold and restores them exactly', async () => {
+    const packed = await encodeAnswer(long, 1024);
+    const plain = await encodeAnswer(long, 0);
+    expect(packed.length).toBeLessThan(plain.length / 5);
+    expect(await decodeAnswer(packed)).toEqual(long);
+    expect(await decodeAnswer(plain)).toEqual(long);
+  });
+
+  it('leaves small payloads uncompressed', async () => {
+    const small = { kind: 'stream' as const, chunks: [] };
+    const buf = await encodeAnswer(small, 1024);
+    expect(buf[0]).toBe(0);
+    expect(await decodeAnswer(buf)).toEqual(small);
+  });
+
+  it('round-trips vectors through bytes', () => {
+    const v = Float32Array.from([0.25, -1, 3.5]);
+    expect(Array.from(vectorFromBuffer(Buffer.from(vectorToBase64(v), 'base64')))).toEqual([0.25, -1, 3.5]);
+  });
+});

@@ -1,0 +1,71 @@
+// What a cache entry holds and how it is stored: the answer (a ChatResult or the stream's chunks
+// with their original chunking), what it saved, and for semantic entries the embedded text's
+// partition and guard features. Payloads are JSON, gzip-compressed above a size threshold.
+import { promisify } from 'node:util';
+import { gunzip, gzip } from 'node:zlib';
+import type { ChatChunk, ChatResult } from '../canonical/chat.js';
+import type { PromptFeatures } from './guards.js';
+
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
+
+export type CachedAnswer = { kind: 'result'; result: ChatResult } | { kind: 'stream'; chunks: ChatChunk[] };
+
+export interface SemanticMeta {
+  /** Fingerprint partition (see keys.ts) the vector is indexed under. */
+  partition: string;
+  /** Embedder id the vector came from; vectors of other embedders are ignored. */
+  embedder: string;
+  features: PromptFeatures;
+}
+
+export interface EntryMeta {
+  key: string;
+  namespace: string;
+  model: string;
+  createdAt: number;
+  /** Tokens and dollars one hit saves (the original call's usage and cost). */
+  tokens: number;
+  costUsd: number;
+  semantic?: SemanticMeta;
+}
+
+/** An entry as the stores keep it: metadata, encoded payload and the optional vector. */
+export interface StoredEntry {
+  meta: EntryMeta;
+  payload: Buffer;
+  vector?: Float32Array;
+}
+
+const PLAIN = 0x00;
+const GZIP = 0x01;
+
+export async function encodeAnswer(answer: CachedAnswer, compressMinBytes: number): Promise<Buffer> {
+  const json = Buffer.from(JSON.stringify(answer), 'utf8');
+  if (compressMinBytes > 0 && json.length >= compressMinBytes) {
+    const z = await gzipAsync(json);
+    if (z.length < json.length) return Buffer.concat([Buffer.from([GZIP]), z]);
+  }
+  return Buffer.concat([Buffer.from([PLAIN]), json]);
+}
+
+export async function decodeAnswer(buf: Buffer): Promise<CachedAnswer> {
+  const body = buf.subarray(1);
+  const json = buf[0] === GZIP ? await gunzipAsync(body) : body;
+  return JSON.parse(json.toString('utf8')) as CachedAnswer;
+}
+
+/** Bytes an entry costs against the memory budget: payload, vector and metadata. */
+export function entryBytes(e: StoredEntry): number {
+  return e.payload.length + (e.vector ? e.vector.byteLength : 0) + JSON.stringify(e.meta).length;
+}
+
+export function vectorToBase64(v: Float32Array): string {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+}
+
+export function vectorFromBuffer(buf: Buffer): Float32Array {
+  const out = new Float32Array(buf.length / 4);
+  new Uint8Array(out.buffer).set(buf.subarray(0, out.length * 4));
+  return out;
+}

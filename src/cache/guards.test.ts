@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { extractFeatures, featuresAgree } from './guards.js';
+
+function agree(a: string, b: string) {
+  return featuresAgree(extractFeatures(a), extractFeatures(b));
+}
+
+describe('semantic cache guards', () => {
+  it.each([
+    ['What is 2+2?', 'What is 3+5?', 'numbers'],
+    ['What is 10 - 3?', 'What is 3 - 10?', 'numbers'],
+    ['How many days are in two weeks?', 'How many days are in three weeks?', 'numbers'],
+    ['Who won the 2018 World Cup?', 'Who won the 2022 World Cup?', 'numbers'],
+    ['Tell me about the history of Rome.', 'Tell me about the history of Athens.', 'entities'],
+    ['How do I install Python on Windows?', 'How do I install Python on Ubuntu?', 'entities'],
+    ['What does "ephemeral" mean?', 'What does "ubiquitous" mean?', 'quoted'],
+    ['Is coffee bad for your health?', 'Is coffee not bad for your health?', 'negations'],
+    ["Why doesn't my code compile?", 'Why does my code compile?', 'negations'],
+    ['Convert 5 km to miles', 'Convert 5 miles to km', 'units'],
+    ['How much is 100 USD in EUR?', 'How much is 100 EUR in USD?', 'units'],
+    ['What is the largest planet?', 'What is the smallest planet?', 'polar'],
+    ['What are the advantages of remote work?', 'What are the disadvantages of remote work?', 'polar'],
+    ['Quelle est la capitale de la France ?', 'What is the capital of France?', 'language'],
+    ['Как дела?', 'How are you?', 'language'],
+  ])('%s / %s disagree on %s', (a, b, reason) => {
+    expect(agree(a, b)).toEqual({ ok: false, reason });
+  });
+
+  it.each([
+    ['What is the capital of France?', "What's the capital city of France?"],
+    ['How do I reset my password?', 'What are the steps to change my login password?'],
+    ['What is 2 + 2?', 'Calculate 2+2'],
+    ['How many days are in two weeks?', 'Number of days in 2 weeks?'],
+    ['Which planet is the biggest?', "What's the largest planet?"],
+    ['Explain how photosynthesis works.', 'Can you explain photosynthesis?'],
+    ['How do I install Python 3.12 on Ubuntu?', 'Steps to install Python 3.12 on Ubuntu'],
+  ])('%s / %s agree', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: true });
+  });
+
+  it('normalises numbers and ignores capitals that open a sentence', () => {
+    const f = extractFeatures('Is 1,000 more than 999.50? Then explain.');
+    expect(f.numbers).toEqual(['1000', '999.5']);
+    expect(f.entities).toEqual([]);
+    expect(f.polar).toEqual(['more']);
+    expect(extractFeatures('Use the fooBar() helper in my_module.py').entities).toEqual(['foobar', 'my_module.py']);
+  });
+});
+
+describe('content-word guard', () => {
+  it.each([
+    ['Write a poem about the ocean.', 'Write a poem about the desert.'],
+    ['how do i install python on windows', 'how do i install python on mac'],
+    ['How do I train my puppy?', 'How do I train my kitten?'],
+  ])('refuses a swapped content word: %s / %s', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: false, reason: 'content' });
+  });
+
+  it('allows words added on one side and folds plurals, verb forms and listed synonyms', () => {
+    expect(agree('What is the capital of France?', 'What is the capital city of France?')).toEqual({ ok: true });
+    expect(agree('How do vaccines work?', 'How does a vaccine work?')).toEqual({ ok: true });
+    expect(agree('Why do leaves change color in the fall?', 'Why do leaves change colour in autumn?')).toEqual({ ok: true });
+    expect(extractFeatures('How do I delete my accounts?').content).toEqual(['account', 'remove']);
+  });
+});

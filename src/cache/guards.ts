@@ -1,0 +1,345 @@
+// False-hit guards for the semantic cache. Embeddings blur exactly the details that change an
+// answer: numbers, names, quoted strings, negation, units, opposites and language. Before a semantic
+// hit is served, these features are extracted from both prompts and must agree; the rule is
+// documented in docs/caching.md ("What a semantic hit must agree on").
+
+export interface PromptFeatures {
+  /** Numbers in order, normalised ("1,000" -> "1000", "two" -> "2", "3rd" -> "#3"). */
+  numbers: string[];
+  /** Quoted strings, lower-cased, sorted. */
+  quoted: string[];
+  /** Names and identifiers (capitalised words, ALLCAPS, words with digits or inner punctuation), sorted. */
+  entities: string[];
+  /** How many negation markers (not, no, never, n't, without…). */
+  negations: number;
+  /** Units and currencies in order, canonical ("kilometres" -> "km", "$" -> "usd"). */
+  units: string[];
+  /** Words from the contrast lexicon (largest/smallest, before/after, buy/sell…), canonical, sorted. */
+  polar: string[];
+  /** Script and, for Latin script, a guessed language ("latin:en", "cyrillic", "han"…). */
+  language: string;
+  /** Content words (stop and request words removed), lightly stemmed, synonyms folded, sorted. */
+  content: string[];
+}
+
+// Words that frame a request rather than say what it is about; paraphrases add and drop these freely.
+const FRAME_WORDS = new Set(
+  ('a an the of to in on at for with by from about into onto over than then that this these those there here ' +
+    'and or but if so as is are was were be been being am do does did done doing can could would should will shall ' +
+    'may might must i me my mine you your yours we us our it its they them their he him his she her what what\'s how ' +
+    'why when where which who whom whose whats hows please tell give show explain describe list help know want need ' +
+    'like some any way ways best good steps step tips tip possible really actually exactly just also very much many ' +
+    "get let make made go going try able kind sort type thing things someone something anyone anything one's one " +
+    "i'm i'd i'll i've you're it's that's there's can't don't doesn't isn't aren't won't didn't " +
+    'simple simply quick quickly short briefly brief detail detailed example examples use using used mean means ' +
+    'meaning should proper properly correct correctly right actual main basic basics overview summary summarize summarise ' +
+    'write compose create generate provide suggest recommend find show tell teach learn understand calculate compute ' +
+    'work works working happen happens difference differ different versus vs ' +
+    'between same similar other another each every all both either more most less least new old time times ' +
+    'done stand short called call name named info information question answer anybody somebody ever').split(' '),
+);
+
+// Common spelling and word-choice variants that do not change a request.
+const SYNONYMS: Record<string, string> = {
+  colour: 'color', colours: 'color', autumn: 'fall', centre: 'center', favourite: 'favorite', organise: 'organize',
+  modify: 'change', update: 'change', alter: 'change', reset: 'change', edit: 'change', swap: 'change',
+  delete: 'remove', erase: 'remove', erasing: 'remove', purchase: 'buy', begin: 'start', commence: 'start',
+  finish: 'end', halt: 'stop', automobile: 'car', cars: 'car', kids: 'child', kid: 'child', children: 'child',
+  people: 'person', persons: 'person', username: 'user', login: 'account', signin: 'account', faster: 'fast',
+  quick: 'fast', speed: 'fast', speedy: 'fast', rapid: 'fast', big: 'large', huge: 'large', tiny: 'small',
+  little: 'small', fix: 'repair', repair: 'repair', mend: 'repair', leaky: 'leak', leaking: 'leak',
+  safely: 'safe', safety: 'safe', purpose: 'function', role: 'function', turn: 'enable', activate: 'enable',
+  switch: 'enable', reach: 'contact', phone: 'contact', email: 'email', mail: 'email', distinguish: 'differ',
+};
+
+/** A light suffix stripper: enough to fold plurals and verb forms (vaccines/vaccine, boiling/boil). */
+function stem(word: string): string {
+  let w = word.replace(/'s$/, '');
+  if (w.length > 4) {
+    if (w.endsWith('ies')) w = `${w.slice(0, -3)}y`;
+    else if (/(ches|shes|xes|sses|zes)$/.test(w)) w = w.slice(0, -2);
+    else if (w.endsWith('s') && !w.endsWith('ss') && !w.endsWith('us') && !w.endsWith('is')) w = w.slice(0, -1);
+  }
+  if (w.length > 5) {
+    if (w.endsWith('ing')) w = w.slice(0, -3);
+    else if (w.endsWith('ed')) w = w.slice(0, -2);
+    else if (w.endsWith('ly')) w = w.slice(0, -2);
+  }
+  return w;
+}
+
+function contentWord(lower: string): string | undefined {
+  if (FRAME_WORDS.has(lower) || !/\p{L}/u.test(lower)) return undefined;
+  const canon = SYNONYMS[lower] ?? POLAR[lower] ?? lower;
+  const stemmed = stem(canon);
+  if (FRAME_WORDS.has(stemmed)) return undefined;
+  return SYNONYMS[stemmed] ?? stemmed;
+}
+
+export type GuardResult = { ok: true } | { ok: false; reason: keyof PromptFeatures };
+
+const NUMBER_WORDS: Record<string, number> = {
+  zero: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10,
+  eleven: 11, twelve: 12, thirteen: 13, fourteen: 14, fifteen: 15, sixteen: 16, seventeen: 17,
+  eighteen: 18, nineteen: 19, twenty: 20, thirty: 30, forty: 40, fifty: 50, sixty: 60, seventy: 70,
+  eighty: 80, ninety: 90, hundred: 100, thousand: 1000, million: 1e6, billion: 1e9, trillion: 1e12,
+  dozen: 12, half: 0.5, twice: 2, double: 2, triple: 3, once: 1,
+};
+const ORDINAL_WORDS: Record<string, number> = {
+  first: 1, second: 2, third: 3, fourth: 4, fifth: 5, sixth: 6, seventh: 7, eighth: 8, ninth: 9,
+  tenth: 10, eleventh: 11, twelfth: 12, twentieth: 20, hundredth: 100,
+};
+
+const NEGATIONS = new Set([
+  'not', 'no', 'never', "n't", 'without', 'none', 'nothing', 'nobody', 'nowhere', 'neither', 'nor',
+  'cannot', 'non', 'ne', 'pas', 'nicht', 'kein', 'keine', 'nunca', 'jamais', 'nie', 'niet',
+]);
+
+// Canonical unit per spelling; order matters ("5 km to miles" is not "5 miles to km").
+const UNITS: Record<string, string> = {};
+for (const [canon, spellings] of Object.entries({
+  km: 'km kilometer kilometers kilometre kilometres', mile: 'mi mile miles', m: 'meter meters metre metres',
+  cm: 'cm centimeter centimeters centimetre centimetres', mm: 'mm millimeter millimeters millimetre millimetres',
+  ft: 'ft foot feet', inch: 'inch inches', yard: 'yd yard yards', kg: 'kg kilo kilos kilogram kilograms',
+  g: 'gram grams', mg: 'mg milligram milligrams', lb: 'lb lbs pound pounds', oz: 'oz ounce ounces',
+  ton: 'ton tons tonne tonnes', l: 'liter liters litre litres', ml: 'ml milliliter milliliters millilitre millilitres',
+  gallon: 'gal gallon gallons', cup: 'cup cups', c: 'celsius centigrade °c', f: 'fahrenheit °f', k: 'kelvin',
+  second: 'sec secs seconds', minute: 'min mins minute minutes', hour: 'hr hrs hour hours', day: 'day days',
+  week: 'week weeks', month: 'month months', year: 'yr yrs year years', mph: 'mph', kph: 'kph kmh',
+  byte: 'byte bytes', kb: 'kb kib kilobyte kilobytes', mb: 'mb mib megabyte megabytes', gb: 'gb gib gigabyte gigabytes',
+  tb: 'tb tib terabyte terabytes', usd: 'usd dollar dollars $', eur: 'eur euro euros €', gbp: 'gbp £ sterling',
+  jpy: 'jpy yen ¥', percent: '% percent percentage', degree: 'degree degrees °', calorie: 'calorie calories kcal',
+  watt: 'watt watts w kw kilowatt kilowatts', volt: 'volt volts', acre: 'acre acres', hectare: 'hectare hectares ha',
+})) {
+  for (const s of spellings.split(' ')) UNITS[s] = canon;
+}
+
+// Contrast lexicon: words whose swap for a near neighbour flips the answer. Synonyms share a key.
+const POLAR: Record<string, string> = {};
+for (const [canon, spellings] of Object.entries({
+  max: 'largest biggest greatest maximum max highest tallest most longest heaviest deepest',
+  min: 'smallest tiniest least minimum min lowest shortest fewest lightest shallowest',
+  fast: 'fastest quickest faster quicker', slow: 'slowest slower', best: 'best better', worst: 'worst worse',
+  first: 'earliest oldest', last: 'latest newest youngest', before: 'before prior earlier', after: 'after later',
+  above: 'above over', below: 'below under beneath', more: 'more greater larger bigger higher', less: 'less fewer smaller lower',
+  up: 'increase raise grow upgrade', down: 'decrease reduce shrink downgrade', hot: 'hot warm hotter warmer',
+  cold: 'cold cool colder cooler coldest coolest', north: 'north northern', south: 'south southern', east: 'east eastern',
+  west: 'west western', left: 'left', right: 'right', buy: 'buy purchase', sell: 'sell', add: 'add insert append',
+  remove: 'remove delete drop', enable: 'enable activate', disable: 'disable deactivate', open: 'open', close: 'close',
+  import: 'import', export: 'export', encrypt: 'encrypt encode', decrypt: 'decrypt decode',
+  compress: 'compress zip', decompress: 'decompress unzip', pro: 'advantages pros benefits', con: 'disadvantages cons drawbacks risks',
+  cheap: 'cheap cheapest cheaper', expensive: 'expensive priciest costly', true: 'true', false: 'false',
+  start: 'start begin', end: 'stop end finish', input: 'input', output: 'output', upload: 'upload', download: 'download',
+  push: 'push', pull: 'pull', win: 'win', lose: 'lose', yesterday: 'yesterday', today: 'today', tomorrow: 'tomorrow',
+  past: 'past', future: 'future', male: 'male men man', female: 'female women woman', positive: 'positive', negative: 'negative',
+  legal: 'legal', illegal: 'illegal', safe: 'safe', unsafe: 'unsafe dangerous', healthy: 'healthy', unhealthy: 'unhealthy',
+  monday: 'monday', tuesday: 'tuesday', wednesday: 'wednesday', thursday: 'thursday', friday: 'friday', saturday: 'saturday',
+  sunday: 'sunday', january: 'january', february: 'february', march: 'march', april: 'april', june: 'june', july: 'july',
+  august: 'august', september: 'september', october: 'october', november: 'november', december: 'december',
+  spring: 'spring', summer: 'summer', autumn: 'autumn fall', winter: 'winter', morning: 'morning', evening: 'evening night',
+  cat: 'cat cats', dog: 'dog dogs', mother: 'mother mom', father: 'father dad', brother: 'brother', sister: 'sister',
+  synchronous: 'synchronous sync', asynchronous: 'asynchronous async', client: 'client', server: 'server',
+  frontend: 'frontend', backend: 'backend', read: 'read', write: 'write', send: 'send', receive: 'receive',
+  import_: 'importing', export_: 'exporting', inner: 'inner', outer: 'outer', union: 'union', intersection: 'intersection',
+  ascending: 'ascending', descending: 'descending', horizontal: 'horizontal horizontally', vertical: 'vertical vertically',
+})) {
+  for (const s of spellings.split(' ')) POLAR[s] = canon;
+}
+
+// Capitalised words that open sentences without naming anything.
+const STARTERS = new Set(
+  ('what how who why when where which whose whom can could would should will shall is are was were do does did ' +
+    'please tell explain give write list describe show find i the a an in on at for to of my me we you it is ' +
+    "if so and but or why's what's how's who's where's when's help summarize summarise translate define name " +
+    'compare convert calculate compute create make generate suggest recommend provide let any some there this that ' +
+    'these those have has had am be been being may might must need its your our their his her they he she hi hello hey')
+    .split(' '),
+);
+
+const LANG_STOPWORDS: Record<string, string[]> = {
+  en: 'the is are what how of and to in a you it for with do does can i my on this that'.split(' '),
+  fr: 'le la les est sont que quoi comment de des et un une en pour avec je mon ma ce qui quel quelle'.split(' '),
+  es: 'el la los las es son que qué cómo de del y un una en para con yo mi por cual cuál'.split(' '),
+  de: 'der die das ist sind was wie und ein eine zu mit ich mein für nicht von den welche welcher'.split(' '),
+  it: 'il lo la gli le è sono che cosa come di e un una per con io mio quale'.split(' '),
+  pt: 'o a os as é são que como de do da e um uma em para com eu meu qual'.split(' '),
+  nl: 'de het is zijn wat hoe van en een te met ik mijn voor welke'.split(' '),
+};
+const LANG_INDEX = new Map<string, string[]>();
+for (const [lang, words] of Object.entries(LANG_STOPWORDS)) {
+  for (const w of words) LANG_INDEX.set(w, [...(LANG_INDEX.get(w) ?? []), lang]);
+}
+
+const QUOTED = /"([^"]+)"|“([^”]+)”|`([^`]+)`|«([^»]+)»|(?:^|[\s(])'([^']+)'(?=[\s).,?!:;]|$)/g;
+const WORD = /\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|[\p{L}\p{M}\p{N}][\p{L}\p{M}\p{N}_'’.\-/+#]*[\p{L}\p{M}\p{N}+#]|[\p{L}\p{M}\p{N}]|[$€£¥%°]/gu;
+const NUMERIC = /^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$/;
+
+function normaliseNumber(s: string): string {
+  const n = Number(s.replace(/,/g, ''));
+  return Number.isFinite(n) ? String(n) : s;
+}
+
+function scriptOf(text: string): string {
+  const counts: Record<string, number> = {};
+  for (const ch of text) {
+    let s: string | undefined;
+    if (/\p{Script=Latin}/u.test(ch)) s = 'latin';
+    else if (/\p{Script=Cyrillic}/u.test(ch)) s = 'cyrillic';
+    else if (/\p{Script=Han}/u.test(ch)) s = 'han';
+    else if (/\p{Script=Hiragana}|\p{Script=Katakana}/u.test(ch)) s = 'kana';
+    else if (/\p{Script=Hangul}/u.test(ch)) s = 'hangul';
+    else if (/\p{Script=Arabic}/u.test(ch)) s = 'arabic';
+    else if (/\p{Script=Greek}/u.test(ch)) s = 'greek';
+    else if (/\p{Script=Hebrew}/u.test(ch)) s = 'hebrew';
+    else if (/\p{Script=Devanagari}/u.test(ch)) s = 'devanagari';
+    else if (/\p{Script=Thai}/u.test(ch)) s = 'thai';
+    if (s) counts[s] = (counts[s] ?? 0) + 1;
+  }
+  // Japanese mixes kana and Han: any kana makes it Japanese.
+  if (counts.kana) return 'kana';
+  let best = 'none';
+  let bestN = 0;
+  for (const [s, n] of Object.entries(counts)) if (n > bestN) [best, bestN] = [s, n];
+  return best;
+}
+
+function guessLatinLanguage(words: string[]): string {
+  const score: Record<string, number> = {};
+  for (const w of words) for (const lang of LANG_INDEX.get(w) ?? []) score[lang] = (score[lang] ?? 0) + 1;
+  let best = 'und';
+  let bestN = 0;
+  for (const [lang, n] of Object.entries(score)) {
+    if (n > bestN) [best, bestN] = [lang, n];
+    else if (n === bestN) best = 'und';
+  }
+  return best;
+}
+
+/** Whether the word at `at` opens a sentence: nothing but quotes or brackets since . ! ? : or a newline. */
+function opensSentence(text: string, at: number): boolean {
+  for (let i = at - 1; i >= 0; i--) {
+    const ch = text[i] as string;
+    if (/[\s"'“‘([*_-]/.test(ch) && ch !== '\n') continue;
+    return /[.!?:\n]/.test(ch);
+  }
+  return true;
+}
+
+export function extractFeatures(text: string): PromptFeatures {
+  const numbers: string[] = [];
+  const units: string[] = [];
+  const entities = new Set<string>();
+  const polar = new Set<string>();
+  const quoted = new Set<string>();
+  let negations = 0;
+
+  for (const m of text.matchAll(QUOTED)) {
+    const q = (m[1] ?? m[2] ?? m[3] ?? m[4] ?? m[5] ?? '').trim().toLowerCase();
+    if (q) quoted.add(q);
+  }
+
+  const lowerWords: string[] = [];
+  const content = new Set<string>();
+  for (const m of text.matchAll(WORD)) {
+    let w = m[0].replace(/’/g, "'");
+    const atStart = opensSentence(text, m.index ?? 0);
+    // Trailing sentence punctuation glued on by the pattern ("2.5." or "U.S.") stays with abbreviations only.
+    if (/[.]$/.test(w) && !/^(?:\p{Lu}\.)+$/u.test(w)) w = w.slice(0, -1);
+    const lower = w.toLowerCase();
+    lowerWords.push(lower);
+    if (NUMERIC.test(w)) {
+      numbers.push(normaliseNumber(w));
+      continue;
+    }
+    // Mixed expressions like 2+2, 3x5, 10/2, 1e6, 3rd, 5km: keep digit runs and their unit suffix.
+    if (/\d/.test(w)) {
+      const ord = /^(\d+)(st|nd|rd|th)$/i.exec(w);
+      if (ord) {
+        numbers.push(`#${ord[1]}`);
+        continue;
+      }
+      const withUnit = /^(\d+(?:[.,]\d+)?)([a-z°%]+)$/i.exec(w);
+      if (withUnit && UNITS[(withUnit[2] as string).toLowerCase()]) {
+        numbers.push(normaliseNumber(withUnit[1] as string));
+        units.push(UNITS[(withUnit[2] as string).toLowerCase()] as string);
+        continue;
+      }
+      for (const d of w.match(/\d+(?:\.\d+)?/g) ?? []) numbers.push(normaliseNumber(d));
+      // An identifier with digits (gpt-4, python3, e2e) is also a name.
+      if (/\p{L}/u.test(w)) entities.add(lower);
+      continue;
+    }
+    if (lower in NUMBER_WORDS) {
+      numbers.push(String(NUMBER_WORDS[lower]));
+      continue;
+    }
+    if (lower in ORDINAL_WORDS) {
+      numbers.push(`#${ORDINAL_WORDS[lower]}`);
+      continue;
+    }
+    const unit = UNITS[lower];
+    if (unit) units.push(unit);
+    const cw = contentWord(lower);
+    if (cw && !unit) content.add(cw);
+    if (NEGATIONS.has(lower) || /n't$/.test(lower)) negations++;
+    const p = POLAR[lower];
+    if (p) polar.add(p);
+    const capitalised = /^\p{Lu}/u.test(w);
+    const code = /[_./#+-]/.test(w.slice(1)) || /\p{Ll}\p{Lu}/u.test(w);
+    const allCaps = w.length > 1 && /^[\p{Lu}\p{N}]+$/u.test(w);
+    // A capital opening a sentence says nothing, so only capitals elsewhere mark names.
+    if (code || allCaps || (capitalised && !atStart && !STARTERS.has(lower.replace(/'.*$/, '')))) {
+      if (!unit && !p) entities.add(lower);
+    }
+  }
+  const script = scriptOf(text);
+  const language = script === 'latin' ? `latin:${guessLatinLanguage(lowerWords)}` : script;
+  return {
+    numbers,
+    quoted: [...quoted].sort(),
+    entities: [...entities].sort(),
+    negations,
+    units,
+    polar: [...polar].sort(),
+    language,
+    content: [...content].sort(),
+  };
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Content words may be added on one side (a paraphrase that says more about the same thing: "the
+ * capital *city* of France"), but not swapped: a word only in A together with a word only in B is a
+ * substitution ("a poem about the ocean" / "about the desert"), and embeddings rate those as close.
+ */
+function contentCompatible(a: readonly string[], b: readonly string[]): boolean {
+  const sb = new Set(b);
+  const sa = new Set(a);
+  const onlyA = a.some((w) => !sb.has(w));
+  const onlyB = b.some((w) => !sa.has(w));
+  return !(onlyA && onlyB);
+}
+
+/**
+ * Whether a cached prompt's features allow serving its answer for a new prompt. Everything must
+ * match exactly except the language, where an undetermined Latin-script guess matches any Latin one.
+ */
+export function featuresAgree(a: PromptFeatures, b: PromptFeatures): GuardResult {
+  if (!sameList(a.numbers, b.numbers)) return { ok: false, reason: 'numbers' };
+  if (!sameList(a.quoted, b.quoted)) return { ok: false, reason: 'quoted' };
+  if (!sameList(a.entities, b.entities)) return { ok: false, reason: 'entities' };
+  if (a.negations !== b.negations) return { ok: false, reason: 'negations' };
+  if (!sameList(a.units, b.units)) return { ok: false, reason: 'units' };
+  if (!sameList(a.polar, b.polar)) return { ok: false, reason: 'polar' };
+  if (a.language !== b.language) {
+    const und = a.language === 'latin:und' || b.language === 'latin:und';
+    if (!(und && a.language.startsWith('latin') && b.language.startsWith('latin'))) return { ok: false, reason: 'language' };
+  }
+  if (!contentCompatible(a.content, b.content)) return { ok: false, reason: 'content' };
+  return { ok: true };
+}

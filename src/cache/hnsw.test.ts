@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { dot, normalizeInPlace } from './embedders/types.js';
+import { HnswIndex } from './hnsw.js';
+import { PartitionedVectorIndex, typescriptHnswFactory } from './vector-index.js';
+
+let seed = 7;
+function rand(): number {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  return seed / 0x7fffffff - 0.5;
+}
+function vec(d: number): Float32Array {
+  return normalizeInPlace(Float32Array.from({ length: d }, rand));
+}
+
+describe('HnswIndex', () => {
+  it('finds the exact nearest neighbour for almost every query', () => {
+    const d = 32;
+    const data = Array.from({ length: 2000 }, () => vec(d));
+    const idx = new HnswIndex({ dimensions: d, initialCapacity: 16 });
+    data.forEach((v, i) => idx.add(`v${i}`, v));
+    expect(idx.size).toBe(2000);
+    let agree = 0;
+    for (let q = 0; q < 100; q++) {
+      const query = vec(d);
+      let best = -1;
+      let bestI = -1;
+      data.forEach((v, i) => {
+        const s = dot(query, v);
+        if (s > best) [best, bestI] = [s, i];
+      });
+      const got = idx.search(query, 1)[0];
+      if (got?.label === `v${bestI}`) agree++;
+      expect(got?.similarity).toBeLessThanOrEqual(best + 1e-6);
+    }
+    expect(agree).toBeGreaterThanOrEqual(95);
+  });
+
+  it('returns the stored vector itself with similarity 1, best first', () => {
+    const idx = new HnswIndex({ dimensions: 8 });
+    const vs = Array.from({ length: 50 }, () => vec(8));
+    vs.forEach((v, i) => idx.add(String(i), v));
+    const res = idx.search(vs[17]!, 3);
+    expect(res[0]?.label).toBe('17');
+    expect(res[0]?.similarity).toBeCloseTo(1, 5);
+    expect(res[1]!.similarity).toBeLessThanOrEqual(res[0]!.similarity);
+  });
+
+  it('never returns removed labels and treats a re-add as an update', () => {
+    const idx = new HnswIndex({ dimensions: 8 });
+    const vs = Array.from({ length: 30 }, () => vec(8));
+    vs.forEach((v, i) => idx.add(String(i), v));
+    expect(idx.remove('5')).toBe(true);
+    expect(idx.remove('5')).toBe(false);
+    expect(idx.search(vs[5]!, 30).map((n) => n.label)).not.toContain('5');
+    idx.add('6', vs[5]!);
+    expect(idx.search(vs[5]!, 1)[0]).toMatchObject({ label: '6' });
+    expect(idx.size).toBe(29);
+  });
+});
+
+describe('PartitionedVectorIndex', () => {
+  it('searches only the asked partition and frees empty ones', () => {
+    const idx = new PartitionedVectorIndex(8, typescriptHnswFactory());
+    const v = vec(8);
+    idx.add('tenant-a', 'k1', v);
+    idx.add('tenant-b', 'k2', v);
+    expect(idx.search('tenant-a', v, 5).map((n) => n.label)).toEqual(['k1']);
+    expect(idx.search('tenant-c', v, 5)).toEqual([]);
+    idx.remove('k1');
+    expect(idx.partitions).toBe(1);
+    expect(idx.size).toBe(1);
+  });
+});

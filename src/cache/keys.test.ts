@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import type { ChatRequest } from '../canonical/chat.js';
+import { canonicalJson, entryKey, exactKey, globToRegExp, semanticKey } from './keys.js';
+
+const base: ChatRequest = {
+  model: 'gpt-4o',
+  messages: [
+    { role: 'system', content: 'Be brief.' },
+    { role: 'user', content: 'What is the capital of France?' },
+  ],
+  temperature: 0,
+};
+
+describe('exactKey', () => {
+  it('ignores fields that do not change the answer', () => {
+    const k = exactKey(base);
+    expect(exactKey({ ...base, stream: true, stream_options: { include_usage: true } })).toBe(k);
+    expect(exactKey({ ...base, user: 'u-1', metadata: { a: 'b' }, store: true, service_tier: 'auto' })).toBe(k);
+    expect(exactKey({ ...base, n: 1, presence_penalty: 0, frequency_penalty: 0 })).toBe(k);
+    // Key order and text-part form do not matter.
+    const parts: ChatRequest = { temperature: 0, model: 'gpt-4o', messages: [base.messages[0]!, { role: 'user', content: [{ type: 'text', text: 'What is the capital of France?' }] }] };
+    expect(exactKey(parts)).toBe(k);
+  });
+
+  it('changes with the model, messages, tools and output parameters', () => {
+    const k = exactKey(base);
+    const variants: Partial<ChatRequest>[] = [
+      { model: 'gpt-4o-mini' },
+      { temperature: 0.7 },
+      { max_tokens: 10 },
+      { stop: ['\n'] },
+      { seed: 7 },
+      { response_format: { type: 'json_object' } },
+      { tools: [{ type: 'function', function: { name: 'lookup' } }] },
+      { messages: [{ role: 'user', content: 'What is the capital of France?' }] },
+    ];
+    const keys = variants.map((v) => exactKey({ ...base, ...v }));
+    for (const key of keys) expect(key).not.toBe(k);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+});
+
+describe('semanticKey', () => {
+  it('embeds the last user turn and fingerprints the rest without temperature', () => {
+    const s = semanticKey(base);
+    expect(s?.text).toBe('What is the capital of France?');
+    const warmer = semanticKey({ ...base, temperature: 0.5, messages: [base.messages[0]!, { role: 'user', content: 'Capital of France?' }] });
+    expect(warmer?.fingerprint).toBe(s?.fingerprint);
+    const otherSystem = semanticKey({ ...base, messages: [{ role: 'system', content: 'Answer in French.' }, base.messages[1]!] });
+    expect(otherSystem?.fingerprint).not.toBe(s?.fingerprint);
+    const withTools = semanticKey({ ...base, tools: [{ type: 'function', function: { name: 'search' } }] });
+    expect(withTools?.fingerprint).not.toBe(s?.fingerprint);
+  });
+
+  it('is undefined when the last turn is not a user text turn', () => {
+    expect(semanticKey({ ...base, messages: [...base.messages, { role: 'assistant', content: 'Paris' }] })).toBeUndefined();
+    expect(
+      semanticKey({ ...base, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:,' } }] }] }),
+    ).toBeUndefined();
+  });
+});
+
+describe('entry keys and globs', () => {
+  it('escapes separators so a tenant cannot spell another tenant prefix', () => {
+    expect(entryKey('a:b', 'm', 'h')).toBe('a%3Ab:m:h');
+    expect(entryKey('a*', 'm', 'h')).toBe('a%2A:m:h');
+    expect(globToRegExp('a:*').test(entryKey('a:b', 'm', 'h'))).toBe(false);
+  });
+
+  it('matches Redis-style globs', () => {
+    expect(globToRegExp('acme:gpt-4o:*').test('acme:gpt-4o:abc')).toBe(true);
+    expect(globToRegExp('acme:gpt-4o:*').test('acme:gpt-4o-mini:abc')).toBe(false);
+    expect(globToRegExp('*:gpt-?o:*').test('x:gpt-4o:y')).toBe(true);
+    expect(globToRegExp('[ab]x').test('bx')).toBe(true);
+    expect(globToRegExp('a.b').test('axb')).toBe(false);
+  });
+
+  it('serialises canonically', () => {
+    expect(canonicalJson({ b: 1, a: [1, { d: undefined, c: 2 }] })).toBe('{"a":[1,{"c":2}],"b":1}');
+  });
+});

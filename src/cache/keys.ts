@@ -1,0 +1,106 @@
+// Cache keys from the canonical request. The exact key covers everything that changes the answer
+// (model group, messages, tools, sampling and output parameters) and nothing that does not (stream,
+// user, metadata…). The semantic key splits the same request into the text that is embedded (the
+// last user turn) and a fingerprint of the rest, which must match exactly for a semantic hit.
+import { createHash } from 'node:crypto';
+import { contentText, stopList, type ChatMessage, type ChatRequest } from '../canonical/chat.js';
+
+/** JSON with sorted keys and undefined fields dropped, so equal requests serialise equally. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+}
+
+function hash(s: string): string {
+  return createHash('sha256').update(s).digest('base64url').slice(0, 32);
+}
+
+function canonicalMessage(m: ChatMessage): unknown {
+  // Text-only content compares as a plain string whichever form the client sent.
+  const content =
+    typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text') ? contentText(m.content) : m.content;
+  return { role: m.role === 'developer' ? 'system' : m.role, content, name: m.name, tool_calls: m.tool_calls, tool_call_id: m.tool_call_id };
+}
+
+/** Parameters that change the output, with defaults folded so `n: 1` equals no `n`. */
+function outputParameters(req: ChatRequest, withSampling: boolean): Record<string, unknown> {
+  const stop = stopList(req.stop);
+  return {
+    temperature: withSampling ? req.temperature : undefined,
+    top_p: withSampling && req.top_p !== 1 ? req.top_p : undefined,
+    n: req.n === 1 ? undefined : req.n,
+    max_tokens: req.max_completion_tokens ?? req.max_tokens,
+    stop: stop.length ? stop : undefined,
+    seed: req.seed,
+    tools: req.tools?.length ? req.tools : undefined,
+    tool_choice: req.tool_choice,
+    parallel_tool_calls: req.parallel_tool_calls,
+    response_format: req.response_format?.type === 'text' ? undefined : req.response_format,
+    presence_penalty: req.presence_penalty || undefined,
+    frequency_penalty: req.frequency_penalty || undefined,
+    logit_bias: req.logit_bias && Object.keys(req.logit_bias).length ? req.logit_bias : undefined,
+    logprobs: req.logprobs || undefined,
+    top_logprobs: req.logprobs ? req.top_logprobs : undefined,
+    reasoning_effort: req.reasoning_effort,
+  };
+}
+
+/** Hash of the canonical request; `model` is the model group the client named. */
+export function exactKey(req: ChatRequest): string {
+  return hash(canonicalJson({ model: req.model, messages: req.messages.map(canonicalMessage), ...outputParameters(req, true) }));
+}
+
+export interface SemanticKey {
+  /** The embedded text: the last user turn. */
+  text: string;
+  /**
+   * Everything else that must match exactly: model, system prompt, earlier turns, tools and output
+   * parameters (temperature and top_p excepted: semantic hits only happen at low temperature).
+   */
+  fingerprint: string;
+}
+
+/** Undefined when the request does not end with a text user turn (tool results, images). */
+export function semanticKey(req: ChatRequest): SemanticKey | undefined {
+  const last = req.messages[req.messages.length - 1];
+  if (!last || last.role !== 'user') return undefined;
+  if (Array.isArray(last.content) && last.content.some((p) => p.type !== 'text')) return undefined;
+  const text = contentText(last.content).trim();
+  if (!text) return undefined;
+  const context = req.messages.slice(0, -1).map(canonicalMessage);
+  return { text, fingerprint: hash(canonicalJson({ model: req.model, context, ...outputParameters(req, false) })) };
+}
+
+/** Store key `<namespace>:<model>:<hash>`; the parts are escaped so invalidation globs can split on `:`. */
+export function entryKey(namespace: string, model: string, requestHash: string): string {
+  return `${escapePart(namespace)}:${escapePart(model)}:${requestHash}`;
+}
+
+export function escapePart(s: string): string {
+  return s.replace(/[%:*?[\]\\]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+/** A Redis-style glob (`*`, `?`, `[abc]`, `\x`) as a RegExp for the memory store. */
+export function globToRegExp(glob: string): RegExp {
+  let re = '^';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i] as string;
+    if (c === '*') re += '.*';
+    else if (c === '?') re += '.';
+    else if (c === '\\' && i + 1 < glob.length) re += `\\${glob[++i]}`.replace(/^\\([A-Za-z0-9])$/, '$1');
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end < 0) re += '\\[';
+      else {
+        re += `[${glob.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\')}]`;
+        i = end;
+      }
+    } else re += c.replace(/[.+^${}()|\\/]/g, '\\$&');
+  }
+  return new RegExp(`${re}$`, 's');
+}

@@ -1,0 +1,278 @@
+// The response cache service: an exact lookup by canonical request, then a semantic lookup (embed the
+// last user turn, search its partition's index, demand similarity >= threshold and agreeing guard
+// features), and storing answers with what they saved. One instance per process; with the Redis
+// store, every instance's index follows the others' writes.
+import { createHash } from 'node:crypto';
+import type { ChatRequest } from '../canonical/chat.js';
+import type { Embedder } from './embedders/types.js';
+import { decodeAnswer, encodeAnswer, type CachedAnswer, type EntryMeta, type StoredEntry } from './entry.js';
+import { extractFeatures, featuresAgree, type PromptFeatures } from './guards.js';
+import { entryKey, exactKey, semanticKey } from './keys.js';
+import type { CacheStore, InvalidateFilter, StoreEvent } from './stores/types.js';
+import { PartitionedVectorIndex, type AnnFactory } from './vector-index.js';
+
+export interface SemanticSettings {
+  embedder: Embedder;
+  /** Cosine similarity a hit needs (default 0.85). */
+  threshold: number;
+  /** Requests sampled hotter than this skip the semantic cache unless the caller opts in. */
+  maxTemperature: number;
+  /** Neighbours checked against the guards before giving up (default 4). */
+  candidates?: number;
+  annFactory: AnnFactory;
+  /** Name of the index implementation, for stats. */
+  indexKind?: string;
+}
+
+export interface ResponseCacheOptions {
+  store: CacheStore;
+  ttlMs: number;
+  compressMinBytes: number;
+  semantic?: SemanticSettings;
+  /** Reports background failures (a store write that failed, a bad event). */
+  onError?: (err: unknown, what: string) => void;
+}
+
+export interface LookupOptions {
+  /** Accept only entries younger than this (request `Cache-Control: max-age`). */
+  maxAgeS?: number;
+  /** Do not read the cache (`no-cache`); still prepares the probe so the answer can be stored. */
+  skipRead?: boolean;
+  /** The tenant opted in to semantic hits at any temperature. */
+  semanticAnyTemperature?: boolean;
+}
+
+/** Everything worked out about a request during lookup, reused when its answer is stored. */
+export interface Probe {
+  namespace: string;
+  model: string;
+  key: string;
+  semantic?: { partition: string; text: string; features: PromptFeatures; vector: Float32Array };
+}
+
+export interface CacheHit {
+  kind: 'exact' | 'semantic';
+  answer: CachedAnswer;
+  meta: EntryMeta;
+  similarity?: number;
+}
+
+export interface CacheStats {
+  backend: 'memory' | 'redis';
+  hits: { exact: number; semantic: number; total: number };
+  misses: number;
+  hitRate: number;
+  entries: number;
+  bytes: number;
+  evictions: number;
+  stores: number;
+  saved: { tokens: number; usd: number };
+  semantic: {
+    enabled: boolean;
+    embedder?: string;
+    threshold?: number;
+    index?: string;
+    indexedEntries: number;
+    meanSimilarity: number | null;
+    guardRejections: Record<string, number>;
+  };
+}
+
+interface IndexedInfo {
+  features: PromptFeatures;
+}
+
+export class ResponseCache {
+  private readonly store: CacheStore;
+  private readonly index: PartitionedVectorIndex | undefined;
+  private readonly indexed = new Map<string, IndexedInfo>();
+  private readonly semantic: SemanticSettings | undefined;
+
+  private constructor(private readonly opts: ResponseCacheOptions) {
+    this.store = opts.store;
+    this.semantic = opts.semantic;
+    if (this.semantic) this.index = new PartitionedVectorIndex(this.semantic.embedder.dimensions, this.semantic.annFactory);
+  }
+
+  /** Builds the service: follows the store's changes, then rebuilds the index from its entries. */
+  static async create(opts: ResponseCacheOptions): Promise<ResponseCache> {
+    const cache = new ResponseCache(opts);
+    opts.store.subscribe((e) => cache.onStoreEvent(e));
+    await opts.store.start();
+    if (cache.index) {
+      for await (const { meta, vector } of opts.store.scanVectors()) cache.indexEntry(meta, vector);
+    }
+    return cache;
+  }
+
+  get semanticEnabled(): boolean {
+    return this.semantic !== undefined;
+  }
+
+  /** Entries in this process's vector index. */
+  get indexedEntries(): number {
+    return this.index?.size ?? 0;
+  }
+
+  async lookup(namespace: string, req: ChatRequest, opts: LookupOptions = {}): Promise<{ probe: Probe; hit?: CacheHit }> {
+    const probe: Probe = { namespace, model: req.model, key: entryKey(namespace, req.model, exactKey(req)) };
+    const minCreatedAt = opts.maxAgeS !== undefined ? Date.now() - opts.maxAgeS * 1000 : 0;
+    if (!opts.skipRead) {
+      const entry = await this.store.get(probe.key);
+      if (entry && entry.meta.createdAt >= minCreatedAt) {
+        return { probe, hit: await this.hit('exact', entry) };
+      }
+    }
+    const s = this.semantic;
+    const temperature = req.temperature ?? 1;
+    const sk = s && (temperature <= s.maxTemperature || opts.semanticAnyTemperature) ? semanticKey(req) : undefined;
+    if (s && sk && this.index) {
+      const [vector] = await s.embedder.embed([sk.text]);
+      if (vector) {
+        const partition = this.partition(namespace, sk.fingerprint);
+        probe.semantic = { partition, text: sk.text, features: extractFeatures(sk.text), vector };
+        if (!opts.skipRead) {
+          const hit = await this.semanticLookup(probe, minCreatedAt);
+          if (hit) return { probe, hit };
+        }
+      }
+    }
+    if (!opts.skipRead) this.store.incrementStats({ misses: 1 });
+    return { probe };
+  }
+
+  /** Stores an answer under the probe's key (and vector); `saved` is what a later hit saves. */
+  async put(probe: Probe, answer: CachedAnswer, saved: { tokens: number; costUsd: number }): Promise<void> {
+    const meta: EntryMeta = {
+      key: probe.key,
+      namespace: probe.namespace,
+      model: probe.model,
+      createdAt: Date.now(),
+      tokens: saved.tokens,
+      costUsd: saved.costUsd,
+    };
+    const entry: StoredEntry = { meta, payload: await encodeAnswer(answer, this.opts.compressMinBytes) };
+    if (probe.semantic && this.semantic) {
+      meta.semantic = { partition: probe.semantic.partition, embedder: this.semantic.embedder.id, features: probe.semantic.features };
+      entry.vector = probe.semantic.vector;
+    }
+    await this.store.set(entry, this.opts.ttlMs);
+    this.store.incrementStats({ stores: 1 });
+  }
+
+  async invalidate(filter: InvalidateFilter): Promise<number> {
+    return this.store.invalidate(filter);
+  }
+
+  async stats(): Promise<CacheStats> {
+    const [c, s] = await Promise.all([this.store.counters(), this.store.readStats()]);
+    const exact = s.exact_hits ?? 0;
+    const semantic = s.semantic_hits ?? 0;
+    const misses = s.misses ?? 0;
+    const total = exact + semantic;
+    const guardRejections: Record<string, number> = {};
+    for (const [k, v] of Object.entries(s)) if (k.startsWith('guard_')) guardRejections[k.slice('guard_'.length)] = v;
+    const out: CacheStats = {
+      backend: this.store.kind,
+      hits: { exact, semantic, total },
+      misses,
+      hitRate: total + misses > 0 ? total / (total + misses) : 0,
+      entries: c.entries,
+      bytes: c.bytes,
+      evictions: c.evictions,
+      stores: s.stores ?? 0,
+      saved: { tokens: s.tokens_saved ?? 0, usd: s.usd_saved ?? 0 },
+      semantic: {
+        enabled: this.semantic !== undefined,
+        indexedEntries: this.indexedEntries,
+        meanSimilarity: semantic > 0 ? (s.similarity_sum ?? 0) / semantic : null,
+        guardRejections,
+      },
+    };
+    if (this.semantic) {
+      out.semantic.embedder = this.semantic.embedder.id;
+      out.semantic.threshold = this.semantic.threshold;
+      if (this.semantic.indexKind) out.semantic.index = this.semantic.indexKind;
+    }
+    return out;
+  }
+
+  async resetStats(): Promise<void> {
+    await this.store.clearStats();
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+
+  private partition(namespace: string, fingerprint: string): string {
+    // The embedder id is part of the partition: vectors from different models never meet.
+    return createHash('sha256')
+      .update(`${namespace}\u0000${fingerprint}\u0000${this.semantic?.embedder.id ?? ''}`)
+      .digest('base64url')
+      .slice(0, 24);
+  }
+
+  private async semanticLookup(probe: Probe, minCreatedAt: number): Promise<CacheHit | undefined> {
+    const s = this.semantic as SemanticSettings;
+    const q = probe.semantic as NonNullable<Probe['semantic']>;
+    const found = (this.index as PartitionedVectorIndex).search(q.partition, q.vector, s.candidates ?? 4);
+    for (const n of found) {
+      if (n.similarity < s.threshold) break;
+      const info = this.indexed.get(n.label);
+      if (!info) continue;
+      const verdict = featuresAgree(q.features, info.features);
+      if (!verdict.ok) {
+        this.store.incrementStats({ [`guard_${verdict.reason}`]: 1 });
+        continue;
+      }
+      const entry = await this.store.get(n.label);
+      if (!entry) {
+        // Expired or evicted where we did not hear of it: forget it here too.
+        this.unindex(n.label);
+        continue;
+      }
+      if (entry.meta.createdAt < minCreatedAt) continue;
+      return this.hit('semantic', entry, n.similarity);
+    }
+    return undefined;
+  }
+
+  private async hit(kind: 'exact' | 'semantic', entry: StoredEntry, similarity?: number): Promise<CacheHit> {
+    const answer = await decodeAnswer(entry.payload);
+    const delta: Record<string, number> = {
+      [`${kind}_hits`]: 1,
+      tokens_saved: entry.meta.tokens,
+      usd_saved: entry.meta.costUsd,
+    };
+    if (similarity !== undefined) delta.similarity_sum = similarity;
+    this.store.incrementStats(delta);
+    const hit: CacheHit = { kind, answer, meta: entry.meta };
+    if (similarity !== undefined) hit.similarity = similarity;
+    return hit;
+  }
+
+  private onStoreEvent(e: StoreEvent): void {
+    try {
+      if (e.op === 'add') {
+        if (e.vector) this.indexEntry(e.meta, e.vector);
+      } else {
+        for (const k of e.keys) this.unindex(k);
+      }
+    } catch (err) {
+      this.opts.onError?.(err, 'cache index update');
+    }
+  }
+
+  private indexEntry(meta: EntryMeta, vector: Float32Array): void {
+    const s = this.semantic;
+    if (!s || !this.index || !meta.semantic || meta.semantic.embedder !== s.embedder.id) return;
+    this.index.add(meta.semantic.partition, meta.key, vector);
+    this.indexed.set(meta.key, { features: meta.semantic.features });
+  }
+
+  private unindex(key: string): void {
+    this.index?.remove(key);
+    this.indexed.delete(key);
+  }
+}

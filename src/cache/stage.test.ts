@@ -1,0 +1,222 @@
+// The cache stage end to end in-process: real static embedder, memory store, the simulator upstream.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChatResult } from '../canonical/chat.js';
+import { composeStages, type ChatOutcome } from '../gateway/pipeline.js';
+import { StaticEmbedder } from './embedders/static.js';
+import { winkJsonPath } from './embedders/static-table.js';
+import { ResponseCache } from './response-cache.js';
+import { createCacheStage } from './stage.js';
+import { MemoryCacheStore } from './stores/memory.js';
+import { drain, simulatorTerminal, testContext, userRequest } from './test-helpers.js';
+import { typescriptHnswFactory } from './vector-index.js';
+
+const hasWink = winkJsonPath() !== undefined;
+let embedder: StaticEmbedder;
+const caches: ResponseCache[] = [];
+
+beforeAll(async () => {
+  if (hasWink) embedder = await StaticEmbedder.create();
+}, 120_000);
+afterAll(async () => {
+  for (const c of caches) await c.close();
+});
+
+async function setup(opts: { semantic?: boolean; threshold?: number; maxTemperature?: number; maxBytes?: number } = {}) {
+  const store = new MemoryCacheStore({ maxBytes: opts.maxBytes ?? 1e7 });
+  const cache = await ResponseCache.create({
+    store,
+    ttlMs: 60_000,
+    compressMinBytes: 256,
+    ...(opts.semantic === false
+      ? {}
+      : {
+          semantic: {
+            embedder,
+            threshold: opts.threshold ?? 0.85,
+            maxTemperature: opts.maxTemperature ?? 1,
+            annFactory: typescriptHnswFactory(),
+          },
+        }),
+  });
+  caches.push(cache);
+  const terminal = simulatorTerminal();
+  const handler = composeStages([createCacheStage({ cache })], terminal);
+  // Stores run in the background after the answer; wait until the entry count moves.
+  const settle = async (n: number) => expect.poll(async () => (await store.counters()).entries, { timeout: 2000, interval: 5 }).toBe(n);
+  return { cache, store, terminal, handler, settle };
+}
+
+function result(o: ChatOutcome): ChatResult {
+  if (o.kind !== 'result') throw new Error('expected a result');
+  return o.result;
+}
+
+describe.skipIf(!hasWink)('cache stage', () => {
+  it('misses, stores, then answers the same request exactly without calling upstream', async () => {
+    const { handler, terminal, settle, cache } = await setup();
+    const ctx1 = testContext();
+    const first = result(await handler(ctx1, userRequest('Name three primary colours.')));
+    expect(ctx1.facts.cache).toBe('miss');
+    await settle(1);
+    const ctx2 = testContext();
+    const second = result(await handler(ctx2, userRequest('Name three primary colours.', { user: 'someone-else', stream: false })));
+    expect(ctx2.facts.cache).toBe('exact');
+    expect(terminal.calls).toBe(1);
+    expect(second.choices).toEqual(first.choices);
+    expect(second.id).not.toBe(first.id);
+    const stats = await cache.stats();
+    expect(stats.hits.exact).toBe(1);
+    expect(stats.misses).toBe(1);
+    expect(stats.hitRate).toBeCloseTo(0.5);
+    expect(stats.saved.tokens).toBe(first.usage.total_tokens);
+    expect(stats.saved.usd).toBeCloseTo(0.002);
+  });
+
+  it('replays a cached stream with its original chunking, and folds it for a non-streaming request', async () => {
+    const { handler, terminal, settle } = await setup();
+    const req = userRequest('Write a short line about rivers.', { stream: true });
+    const original = await drain(await handler(testContext(), req));
+    await settle(1);
+    const ctx = testContext();
+    const replay = await drain(await handler(ctx, req));
+    expect(ctx.facts.cache).toBe('exact');
+    expect(terminal.calls).toBe(1);
+    expect(replay.length).toBe(original.length);
+    expect(replay.map((c) => c.choices)).toEqual(original.map((c) => c.choices));
+    expect(new Set(replay.map((c) => c.id)).size).toBe(1);
+    const folded = result(await handler(testContext(), { ...req, stream: false }));
+    const text = original.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    expect(folded.choices[0]?.message.content).toBe(text);
+    expect(terminal.calls).toBe(1);
+  });
+
+  it('does not store a stream the client abandoned', async () => {
+    const { handler, store } = await setup();
+    const out = await handler(testContext(), userRequest('Tell me a long story about mountains.', { stream: true }));
+    if (out.kind !== 'stream') throw new Error('expected stream');
+    for await (const _ of out.stream) break;
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await store.counters()).entries).toBe(0);
+  });
+
+  it('keeps tenants apart', async () => {
+    const { handler, terminal, settle } = await setup();
+    await handler(testContext('acme'), userRequest('What is a cache?'));
+    await settle(1);
+    const other = testContext('globex');
+    await handler(other, userRequest('What is a cache?'));
+    expect(other.facts.cache).toBe('miss');
+    expect(terminal.calls).toBe(2);
+  });
+
+  it('honours no-cache, no-store, both (bypass) and max-age', async () => {
+    const { handler, terminal, settle, store } = await setup();
+    const req = userRequest('Define latency.');
+    const noStore = testContext('acme', { noStore: true });
+    await handler(noStore, req);
+    await new Promise((r) => setTimeout(r, 30));
+    expect((await store.counters()).entries).toBe(0);
+    await handler(testContext(), req);
+    await settle(1);
+    const noCache = testContext('acme', { noCache: true });
+    await handler(noCache, req);
+    expect(noCache.facts.cache).toBe('bypass');
+    const bypass = testContext('acme', { noCache: true, noStore: true });
+    await handler(bypass, req);
+    expect(bypass.facts.cache).toBe('bypass');
+    expect(terminal.calls).toBe(4);
+    await new Promise((r) => setTimeout(r, 1100));
+    const fresh = testContext('acme', { maxAgeS: 0 });
+    await handler(fresh, req);
+    expect(fresh.facts.cache).toBe('miss');
+    const stale = testContext('acme', { maxAgeS: 3600 });
+    await handler(stale, req);
+    expect(stale.facts.cache).toBe('exact');
+  });
+
+  it('answers a paraphrase semantically and reports the similarity', async () => {
+    const { handler, terminal, settle, cache } = await setup();
+    const first = result(await handler(testContext(), userRequest('What is the capital of France?')));
+    await settle(1);
+    const ctx = testContext();
+    const second = result(await handler(ctx, userRequest('What is the capital city of France?')));
+    expect(ctx.facts.cache).toBe('semantic');
+    expect(ctx.facts.similarity).toBeGreaterThanOrEqual(0.85);
+    expect(second.choices[0]?.message.content).toBe(first.choices[0]?.message.content);
+    expect(terminal.calls).toBe(1);
+    const stats = await cache.stats();
+    expect(stats.hits.semantic).toBe(1);
+    expect(stats.semantic.meanSimilarity).toBe(ctx.facts.similarity);
+  });
+
+  it('never serves the answer to a different question, however similar the embedding', async () => {
+    const { handler, terminal, settle, cache } = await setup({ threshold: 0.3 });
+    await handler(testContext(), userRequest('What is 2+2?'));
+    await settle(1);
+    const ctx = testContext();
+    await handler(ctx, userRequest('What is 3+5?'));
+    expect(ctx.facts.cache).toBe('miss');
+    expect(terminal.calls).toBe(2);
+    expect((await cache.stats()).semantic.guardRejections.numbers).toBe(1);
+  });
+
+  it('requires the system prompt to match for a semantic hit', async () => {
+    const { handler, settle } = await setup();
+    await handler(testContext(), userRequest('What is the capital of France?'));
+    await settle(1);
+    const ctx = testContext();
+    const req = userRequest('What is the capital city of France?');
+    req.messages[0] = { role: 'system', content: 'Answer like a pirate.' };
+    await handler(ctx, req);
+    expect(ctx.facts.cache).toBe('miss');
+  });
+
+  it('skips semantic lookups above the temperature bound unless the tenant opts in', async () => {
+    const { handler, settle } = await setup({ maxTemperature: 0.5 });
+    await handler(testContext(), userRequest('What is the capital of France?', { temperature: 0.2 }));
+    await settle(1);
+    const hot = testContext();
+    await handler(hot, userRequest('What is the capital city of France?', { temperature: 0.9 }));
+    expect(hot.facts.cache).toBe('miss');
+    const optedIn = testContext({ id: 'acme', kind: 'token', metadata: { semantic_cache_any_temperature: true } });
+    await handler(optedIn, userRequest('What is the capital city of France?', { temperature: 0.9 }));
+    expect(optedIn.facts.cache).toBe('semantic');
+  });
+
+  it('forgets invalidated entries, exact and semantic', async () => {
+    const { handler, terminal, settle, cache } = await setup();
+    await handler(testContext(), userRequest('What is the capital of France?'));
+    await settle(1);
+    expect(await cache.invalidate({ namespace: 'acme', model: 'gpt-4o-mini' })).toBe(1);
+    expect(cache.indexedEntries).toBe(0);
+    const ctx = testContext();
+    await handler(ctx, userRequest('What is the capital of France?'));
+    expect(ctx.facts.cache).toBe('miss');
+    expect(terminal.calls).toBe(2);
+  });
+
+  it('drops evicted entries from the semantic index too', async () => {
+    const { handler, settle, cache } = await setup({ maxBytes: 2500 });
+    await handler(testContext(), userRequest('What is the capital of France?'));
+    await settle(1);
+    await handler(testContext(), userRequest('How do plants make food from sunlight?'));
+    await handler(testContext(), userRequest('Why is the sky blue during the day?'));
+    await expect.poll(async () => (await cache.stats()).evictions, { timeout: 2000, interval: 5 }).toBeGreaterThan(0);
+    const stats = await cache.stats();
+    expect(cache.indexedEntries).toBe(stats.entries);
+    const ctx = testContext();
+    await handler(ctx, userRequest('What is the capital city of France?'));
+    expect(ctx.facts.cache).toBe('miss');
+  });
+
+  it('treats a failing cache as a miss', async () => {
+    const { handler, store, terminal } = await setup();
+    store.get = async () => {
+      throw new Error('store down');
+    };
+    const ctx = testContext();
+    await handler(ctx, userRequest('Anything at all?'));
+    expect(ctx.facts.cache).toBe('miss');
+    expect(terminal.calls).toBe(1);
+  });
+});

@@ -1,0 +1,79 @@
+// The cache as a gateway stage: answers hits (a result, or the stored stream replayed chunk for
+// chunk) and stores what the rest of the pipeline answers on a miss. A cache failure never fails a
+// request: lookup errors count as a miss, store errors are logged.
+import { randomBytes } from 'node:crypto';
+import type { ChatChunk } from '../canonical/chat.js';
+import type { RequestContext } from '../gateway/context.js';
+import { observeStream, type ChatStage } from '../gateway/pipeline.js';
+import { answerToResult, answerToStream } from './replay.js';
+import type { Probe, ResponseCache } from './response-cache.js';
+
+export interface CacheStageDeps {
+  cache: ResponseCache;
+  /** Tenant metadata flag that opts a tenant in to semantic hits at any temperature. */
+  semanticOptInFlag?: string;
+}
+
+function responseId(): string {
+  return `chatcmpl-${randomBytes(12).toString('base64url')}`;
+}
+
+function saved(ctx: RequestContext, tokens: number): { tokens: number; costUsd: number } {
+  return { tokens, costUsd: ctx.facts.costUsd };
+}
+
+export function createCacheStage(deps: CacheStageDeps): ChatStage {
+  const { cache } = deps;
+  const optIn = deps.semanticOptInFlag ?? 'semantic_cache_any_temperature';
+
+  return async function cacheStage(ctx, req, next) {
+    const directives = ctx.options.cache;
+    if (directives.noCache && directives.noStore) {
+      ctx.facts.cache = 'bypass';
+      return next(ctx, req);
+    }
+    let probe: Probe | undefined;
+    try {
+      const lookupOpts: Parameters<ResponseCache['lookup']>[2] = {
+        skipRead: directives.noCache,
+        semanticAnyTemperature: ctx.tenant.metadata?.[optIn] === true,
+      };
+      if (directives.maxAgeS !== undefined) lookupOpts.maxAgeS = directives.maxAgeS;
+      const found = await cache.lookup(ctx.tenant.id, req, lookupOpts);
+      probe = found.probe;
+      if (found.hit) {
+        ctx.facts.cache = found.hit.kind;
+        if (found.hit.similarity !== undefined) ctx.facts.similarity = found.hit.similarity;
+        ctx.facts.model = found.hit.meta.model;
+        ctx.facts.savedUsd = found.hit.meta.costUsd;
+        const id = responseId();
+        return req.stream
+          ? { kind: 'stream', stream: answerToStream(found.hit.answer, id) }
+          : { kind: 'result', result: answerToResult(found.hit.answer, id) };
+      }
+    } catch (err) {
+      ctx.log.warn({ err }, 'cache lookup failed; treating as a miss');
+    }
+    ctx.facts.cache = directives.noCache ? 'bypass' : 'miss';
+    const outcome = await next(ctx, req);
+    if (directives.noStore || !probe) return outcome;
+    const p = probe;
+    const storeFailed = (err: unknown) => ctx.log.warn({ err }, 'cache store failed');
+    if (outcome.kind === 'result') {
+      void cache.put(p, { kind: 'result', result: outcome.result }, saved(ctx, outcome.result.usage.total_tokens)).catch(storeFailed);
+      return outcome;
+    }
+    const chunks: ChatChunk[] = [];
+    const stream = observeStream(
+      outcome.stream,
+      (chunk) => chunks.push(chunk),
+      ({ completed }) => {
+        // Only a stream that ran to its end is an answer worth replaying.
+        if (!completed || ctx.signal.aborted || chunks.length === 0) return;
+        const usage = chunks[chunks.length - 1]?.usage;
+        void cache.put(p, { kind: 'stream', chunks }, saved(ctx, usage?.total_tokens ?? 0)).catch(storeFailed);
+      },
+    );
+    return { kind: 'stream', stream };
+  };
+}

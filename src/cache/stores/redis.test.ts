@@ -1,0 +1,64 @@
+// Runs against the real Redis on 127.0.0.1:6379 and a Redis Cluster (REDIS_CLUSTER_NODES, see
+// test/helpers/redis.ts) under a unique key prefix per run.
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { entryKey } from '../keys.js';
+import { RedisCacheStore } from './redis.js';
+import { entry, storeContract } from './store-contract.js';
+import type { StoreEvent } from './types.js';
+import { redisTargets } from '../../../test/helpers/redis.js';
+
+const targets = await redisTargets();
+const runId = randomBytes(6).toString('hex');
+const open: RedisCacheStore[] = [];
+
+afterAll(async () => {
+  for (const s of open.splice(0)) await s.close();
+  for (const t of targets) if (t.available) await t.cleanup(`*iftest:${runId}:*`);
+});
+
+describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target) => {
+  const available = target.available;
+  const REDIS_URL = target.url;
+  const prefix = `iftest:${runId}:${target.name}:`;
+  let run = 0;
+  async function make(maxBytes: number, shared?: string): Promise<RedisCacheStore> {
+    const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}${shared ?? run++}:`, maxBytes, maxTtlMs: 60_000 });
+    open.push(s);
+    await s.start();
+    return s;
+  }
+
+  describe('RedisCacheStore', () => {
+    describe('contract', () => {
+      storeContract(({ maxBytes }) => make(maxBytes), () => !available);
+    });
+
+    it('tells a second replica about adds and deletes through the event stream', async (t) => {
+      if (!available) return t.skip();
+      const a = await make(1e6, 'pair');
+      const b = await make(1e6, 'pair');
+      const seen: StoreEvent[] = [];
+      b.subscribe((e) => seen.push(e));
+      const e = entry('t', 'm', 'shared', { vector: Float32Array.from([0, 1]) });
+      await a.set(e, 60_000);
+      await expect.poll(() => seen.find((x) => x.op === 'add'), { timeout: 1000, interval: 20 }).toBeTruthy();
+      const add = seen.find((x) => x.op === 'add');
+      expect(add).toMatchObject({ op: 'add', meta: { key: e.meta.key } });
+      expect(Array.from((add as { vector: Float32Array }).vector)).toEqual([0, 1]);
+      await a.invalidate({ namespace: 't' });
+      await expect.poll(() => seen.some((x) => x.op === 'delete' && x.keys.includes(e.meta.key)), { timeout: 1000, interval: 20 }).toBe(true);
+      expect(await b.get(entryKey('t', 'm', 'shared'))).toBeUndefined();
+    });
+
+    it('sweeps use-order records of entries Redis expired, giving their bytes back', async (t) => {
+      if (!available) return t.skip();
+      const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}sweep:`, maxBytes: 1e6, maxTtlMs: 10 });
+      open.push(s);
+      await s.set(entry('t', 'm', 'gone'), 10);
+      await new Promise((r) => setTimeout(r, 60));
+      expect(await s.sweep()).toBe(1);
+      expect(await s.counters()).toMatchObject({ entries: 0, bytes: 0 });
+    });
+  });
+});

@@ -1,0 +1,303 @@
+// The shared cache store: entries live in Redis so every replica serves them and they survive a
+// restart. Each entry is a hash (metadata, payload, vector) with a TTL; a sorted set orders keys by
+// last use and a byte counter enforces the memory budget (Lua keeps both consistent). Every write and
+// delete is appended to a Redis stream that each replica follows to keep its vector index current.
+// Every key shares one hash tag, so the scripts also run on Redis Cluster (docs/scaling.md).
+import { randomBytes } from 'node:crypto';
+import { Cluster } from 'ioredis';
+import { createRedis, hashTagged, masters, type RedisClient } from '../../store/redis.js';
+import { vectorFromBuffer, type EntryMeta, type StoredEntry } from '../entry.js';
+import { escapePart } from '../keys.js';
+import { filterGlob, type CacheStore, type InvalidateFilter, type StatCounters, type StoreCounters, type StoreEvent } from './types.js';
+
+export interface RedisStoreOptions {
+  /** A client to share (not closed by the store), or a URL to open one. */
+  client?: RedisClient;
+  /** `redis://…`, or `redis+cluster://…` for a cluster. */
+  url?: string;
+  /** Prefix of every key, e.g. `inferenceflow:`; `cache:` is appended. */
+  keyPrefix: string;
+  maxBytes: number;
+  /** Longest entry TTL, for sweeping the use-order set of entries Redis expired. */
+  maxTtlMs: number;
+  /** Events kept in the stream (approximate trim). */
+  streamMaxLen?: number;
+  sweepIntervalMs?: number;
+}
+
+// Sets an entry, then evicts least recently used entries while the byte total is over budget.
+// KEYS[1] (the use-order set) routes the script to the node owning the cache's hash tag on a
+// cluster; the keys the script builds from ARGV[1] share that tag, so they live on the same node.
+const SET_SCRIPT = `
+local p = ARGV[1]
+local k = ARGV[2]
+local ek = p .. 'e:' .. k
+local old = redis.call('HGET', p .. 'sizes', k)
+if old then redis.call('DECRBY', p .. 'bytes', old) end
+redis.call('DEL', ek)
+if ARGV[5] ~= '' then
+  redis.call('HSET', ek, 'm', ARGV[3], 'd', ARGV[4], 'v', ARGV[5])
+else
+  redis.call('HSET', ek, 'm', ARGV[3], 'd', ARGV[4])
+end
+redis.call('PEXPIRE', ek, ARGV[6])
+redis.call('HSET', p .. 'sizes', k, ARGV[7])
+local total = redis.call('INCRBY', p .. 'bytes', ARGV[7])
+redis.call('ZADD', p .. 'lru', ARGV[8], k)
+redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[10], '*', 'op', 'add', 'o', ARGV[11], 'm', ARGV[3], 'v', ARGV[5])
+local max = tonumber(ARGV[9])
+local evicted = {}
+while total > max do
+  local popped = redis.call('ZPOPMIN', p .. 'lru', 1)
+  if #popped == 0 then break end
+  local victim = popped[1]
+  local sz = tonumber(redis.call('HGET', p .. 'sizes', victim) or '0')
+  redis.call('HDEL', p .. 'sizes', victim)
+  total = redis.call('DECRBY', p .. 'bytes', sz)
+  if redis.call('DEL', p .. 'e:' .. victim) == 1 then table.insert(evicted, victim) end
+end
+if #evicted > 0 then
+  redis.call('INCRBY', p .. 'evictions', #evicted)
+  redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[10], '*', 'op', 'del', 'o', ARGV[11], 'r', 'evicted', 'k', table.concat(evicted, '\\n'))
+end
+return evicted
+`;
+
+// Deletes the given keys (ARGV[4..]) with their bookkeeping; ARGV[3] names the reason.
+const DELETE_SCRIPT = `
+local p = ARGV[1]
+local gone = {}
+for i = 4, #ARGV do
+  local k = ARGV[i]
+  local sz = redis.call('HGET', p .. 'sizes', k)
+  if sz then
+    redis.call('HDEL', p .. 'sizes', k)
+    redis.call('DECRBY', p .. 'bytes', sz)
+  end
+  redis.call('ZREM', p .. 'lru', k)
+  if redis.call('DEL', p .. 'e:' .. k) == 1 or sz then table.insert(gone, k) end
+end
+if #gone > 0 then
+  redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[2], '*', 'op', 'del', 'o', '', 'r', ARGV[3], 'k', table.concat(gone, '\\n'))
+end
+return #gone
+`;
+
+export class RedisCacheStore implements CacheStore {
+  readonly kind = 'redis' as const;
+  private readonly redis: RedisClient;
+  private readonly owned: boolean;
+  private readonly p: string;
+  private readonly origin = randomBytes(8).toString('hex');
+  private readonly listeners = new Set<(e: StoreEvent) => void>();
+  private follower: RedisClient | undefined;
+  private following = false;
+  private lastId = '$';
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly streamMaxLen: number;
+
+  constructor(private readonly opts: RedisStoreOptions) {
+    if (opts.client) {
+      this.redis = opts.client;
+      this.owned = false;
+    } else {
+      if (!opts.url) throw new Error('RedisCacheStore needs a client or a url');
+      this.redis = createRedis(opts.url, 'cache');
+      this.owned = true;
+    }
+    this.p = hashTagged(`${opts.keyPrefix}cache:`);
+    this.streamMaxLen = opts.streamMaxLen ?? 10_000;
+  }
+
+  /** Starts following the event stream from now; call before scanning so no write falls between. */
+  async start(): Promise<void> {
+    if (this.following) return;
+    const last = (await this.redis.xrevrange(`${this.p}events`, '+', '-', 'COUNT', 1)) as [string, string[]][];
+    this.lastId = last[0]?.[0] ?? '0-0';
+    this.follower = this.redis.duplicate();
+    this.following = true;
+    void this.follow();
+    this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), this.opts.sweepIntervalMs ?? 30_000);
+    this.sweeper.unref();
+  }
+
+  async get(key: string): Promise<StoredEntry | undefined> {
+    const ek = `${this.p}e:${key}`;
+    const res = await this.redis
+      .pipeline()
+      .hmgetBuffer(ek, 'm', 'd', 'v')
+      .zadd(`${this.p}lru`, 'XX', Date.now(), key)
+      .exec();
+    if (res?.[0]?.[0]) throw res[0][0];
+    const [m, d, v] = (res?.[0]?.[1] ?? []) as (Buffer | null)[];
+    if (!m || !d) return undefined;
+    const entry: StoredEntry = { meta: JSON.parse(m.toString('utf8')) as EntryMeta, payload: d };
+    if (v && v.length) entry.vector = vectorFromBuffer(v);
+    return entry;
+  }
+
+  async set(entry: StoredEntry, ttlMs: number): Promise<void> {
+    const meta = JSON.stringify(entry.meta);
+    const vec = entry.vector ? Buffer.from(entry.vector.buffer, entry.vector.byteOffset, entry.vector.byteLength) : '';
+    const bytes = entry.payload.length + (entry.vector?.byteLength ?? 0) + meta.length;
+    if (bytes > this.opts.maxBytes) return;
+    const evicted = (await this.redis.eval(
+      SET_SCRIPT,
+      1,
+      `${this.p}lru`,
+      this.p,
+      entry.meta.key,
+      meta,
+      entry.payload,
+      vec,
+      Math.max(1, Math.round(ttlMs)),
+      bytes,
+      Date.now(),
+      this.opts.maxBytes,
+      this.streamMaxLen,
+      this.origin,
+    )) as string[];
+    this.emit(entry.vector ? { op: 'add', meta: entry.meta, vector: entry.vector } : { op: 'add', meta: entry.meta });
+    if (evicted.length) this.emit({ op: 'delete', keys: evicted, reason: 'evicted' });
+  }
+
+  async delete(keys: string[], reason: 'invalidated' | 'expired' = 'invalidated'): Promise<number> {
+    if (keys.length === 0) return 0;
+    let n = 0;
+    for (let i = 0; i < keys.length; i += 500) {
+      n += (await this.redis.eval(DELETE_SCRIPT, 1, `${this.p}lru`, this.p, this.streamMaxLen, reason, ...keys.slice(i, i + 500))) as number;
+    }
+    // Local listeners learn through the stream like everyone else; tell them now too.
+    this.emit({ op: 'delete', keys, reason });
+    return n;
+  }
+
+  async invalidate(filter: InvalidateFilter): Promise<number> {
+    const glob = filterGlob(filter, escapePart);
+    let n = 0;
+    for await (const batch of this.scanKeys(glob)) n += await this.delete(batch);
+    return n;
+  }
+
+  async *scanVectors(): AsyncIterable<{ meta: EntryMeta; vector: Float32Array }> {
+    for await (const batch of this.scanKeys('*')) {
+      const pipe = this.redis.pipeline();
+      for (const k of batch) pipe.hmgetBuffer(`${this.p}e:${k}`, 'm', 'v');
+      const res = (await pipe.exec()) as [Error | null, (Buffer | null)[]][];
+      for (const [err, fields] of res) {
+        const [m, v] = err ? [] : fields;
+        if (m && v && v.length) yield { meta: JSON.parse(m.toString('utf8')) as EntryMeta, vector: vectorFromBuffer(v) };
+      }
+    }
+  }
+
+  subscribe(listener: (e: StoreEvent) => void): void {
+    this.listeners.add(listener);
+  }
+
+  async counters(): Promise<StoreCounters> {
+    const res = await this.redis.pipeline().zcard(`${this.p}lru`).get(`${this.p}bytes`).get(`${this.p}evictions`).exec();
+    const [entries, bytes, evictions] = (res ?? []).map(([, v]) => v);
+    return { entries: Number(entries ?? 0), bytes: Number(bytes ?? 0), evictions: Number(evictions ?? 0) };
+  }
+
+  incrementStats(delta: StatCounters): void {
+    const pipe = this.redis.pipeline();
+    for (const [k, v] of Object.entries(delta)) {
+      if (Number.isInteger(v)) pipe.hincrby(`${this.p}stats`, k, v);
+      else pipe.hincrbyfloat(`${this.p}stats`, k, v);
+    }
+    // Statistics are best effort: a lost increment must never fail a request.
+    pipe.exec().catch(() => undefined);
+  }
+
+  async readStats(): Promise<StatCounters> {
+    const raw = await this.redis.hgetall(`${this.p}stats`);
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]));
+  }
+
+  async clearStats(): Promise<void> {
+    await this.redis.del(`${this.p}stats`, `${this.p}evictions`);
+  }
+
+  async close(): Promise<void> {
+    this.following = false;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.follower?.disconnect();
+    this.follower = undefined;
+    if (this.owned) await this.redis.quit().catch(() => undefined);
+  }
+
+  /** Drops use-order records of entries Redis has already expired (they still count bytes). */
+  async sweep(): Promise<number> {
+    const cutoff = Date.now() - this.opts.maxTtlMs;
+    const stale = await this.redis.zrangebyscore(`${this.p}lru`, '-inf', cutoff, 'LIMIT', 0, 1000);
+    if (stale.length === 0) return 0;
+    const pipe = this.redis.pipeline();
+    for (const k of stale) pipe.exists(`${this.p}e:${k}`);
+    const exists = (await pipe.exec()) as [Error | null, number][];
+    const gone = stale.filter((_, i) => exists[i]?.[1] === 0);
+    return gone.length ? this.delete(gone, 'expired') : 0;
+  }
+
+  private async *scanKeys(glob: string): AsyncIterable<string[]> {
+    const prefix = `${this.p}e:`;
+    // SCAN sees one node: on a cluster, walk every master (the tag keeps the entries on one of them).
+    if (this.redis instanceof Cluster) await this.redis.ping(); // its masters are known once it is connected
+    for (const node of masters(this.redis)) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}${glob}`, 'COUNT', 500);
+        cursor = next;
+        if (keys.length) yield keys.map((k) => k.slice(prefix.length));
+      } while (cursor !== '0');
+    }
+  }
+
+  // Follows the event stream with a blocking read on a dedicated connection; other replicas' adds
+  // and every delete reach the listeners, usually within milliseconds of the write.
+  private async follow(): Promise<void> {
+    while (this.following && this.follower) {
+      let res: [Buffer, [Buffer, Buffer[]][]][] | null;
+      try {
+        res = (await this.follower.xreadBuffer('COUNT', 500, 'BLOCK', 1000, 'STREAMS', `${this.p}events`, this.lastId)) as
+          | [Buffer, [Buffer, Buffer[]][]][]
+          | null;
+      } catch {
+        if (!this.following) return;
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      for (const [, entries] of res ?? []) {
+        for (const [id, fields] of entries) {
+          this.lastId = id.toString();
+          this.handleEvent(fields);
+        }
+      }
+    }
+  }
+
+  private handleEvent(fields: Buffer[]): void {
+    const f = new Map<string, Buffer>();
+    for (let i = 0; i + 1 < fields.length; i += 2) f.set((fields[i] as Buffer).toString(), fields[i + 1] as Buffer);
+    const op = f.get('op')?.toString();
+    const origin = f.get('o')?.toString();
+    if (op === 'add') {
+      if (origin === this.origin) return;
+      const m = f.get('m');
+      if (!m) return;
+      const meta = JSON.parse(m.toString('utf8')) as EntryMeta;
+      const v = f.get('v');
+      this.emit(v && v.length ? { op: 'add', meta, vector: vectorFromBuffer(v) } : { op: 'add', meta });
+    } else if (op === 'del') {
+      if (origin === this.origin) return;
+      const keys = (f.get('k')?.toString() ?? '').split('\n').filter(Boolean);
+      const reason = f.get('r')?.toString();
+      if (keys.length) this.emit({ op: 'delete', keys, reason: reason === 'evicted' ? 'evicted' : reason === 'expired' ? 'expired' : 'invalidated' });
+    }
+  }
+
+  private emit(e: StoreEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+}

@@ -1,0 +1,183 @@
+// Nearest-neighbour search for the semantic cache: one approximate index per partition (tenant,
+// model and prompt fingerprint), so a search only ever sees entries that could be valid answers.
+// The index is usearch (native HNSW, SIMD) when that optional package is installed, else the
+// TypeScript HNSW in hnsw.ts; docs/caching.md records the measurements behind the choice.
+import { createRequire } from 'node:module';
+import { HnswIndex, type Neighbour } from './hnsw.js';
+
+export type { Neighbour };
+
+/** What the semantic cache needs from an approximate index. Vectors are normalised. */
+export interface AnnIndex {
+  readonly size: number;
+  add(label: string, vector: Float32Array): void;
+  remove(label: string): boolean;
+  has(label: string): boolean;
+  /** The k most similar entries, most similar first, similarity = cosine. */
+  search(query: Float32Array, k: number): Neighbour[];
+}
+
+export type AnnFactory = (dimensions: number) => AnnIndex;
+
+export interface IndexTuning {
+  connectivity?: number;
+  efConstruction?: number;
+  efSearch?: number;
+}
+
+export function typescriptHnswFactory(t: IndexTuning = {}): AnnFactory {
+  return (dimensions) => {
+    const opts: ConstructorParameters<typeof HnswIndex>[0] = { dimensions, initialCapacity: 64 };
+    if (t.connectivity !== undefined) opts.M = t.connectivity;
+    if (t.efConstruction !== undefined) opts.efConstruction = t.efConstruction;
+    if (t.efSearch !== undefined) opts.efSearch = t.efSearch;
+    return new HnswIndex(opts);
+  };
+}
+
+interface UsearchMatches {
+  keys: BigUint64Array;
+  distances: Float32Array;
+}
+interface UsearchIndexInstance {
+  add(key: bigint, vector: Float32Array): void;
+  remove(key: bigint): number;
+  search(vector: Float32Array, k: number, threads: number): UsearchMatches;
+  size(): number;
+  capacity(): number;
+  reserve?(n: number): void;
+}
+interface UsearchModule {
+  Index: new (config: Record<string, unknown>) => UsearchIndexInstance;
+}
+
+/**
+ * Loads usearch if it is installed (it ships prebuilt binaries; no install script is needed).
+ * `from` overrides where it is resolved (benchmarks point it at a scratch install).
+ */
+export function loadUsearch(from?: string): UsearchModule | undefined {
+  try {
+    const req = createRequire(from ?? import.meta.url);
+    return req(from ? from : 'usearch') as UsearchModule;
+  } catch {
+    return undefined;
+  }
+}
+
+/** usearch behind the AnnIndex contract; it keys by uint64, so labels map to counters. */
+class UsearchAnn implements AnnIndex {
+  private readonly index: UsearchIndexInstance;
+  private readonly keyOf = new Map<string, bigint>();
+  private readonly labelOf = new Map<bigint, string>();
+  private next = 1n;
+
+  constructor(mod: UsearchModule, dimensions: number, t: IndexTuning) {
+    this.index = new mod.Index({
+      dimensions,
+      metric: 'ip',
+      quantization: 'f32',
+      connectivity: t.connectivity ?? 16,
+      expansion_add: t.efConstruction ?? 128,
+      expansion_search: t.efSearch ?? 64,
+      multi: false,
+    });
+  }
+  get size(): number {
+    return this.keyOf.size;
+  }
+  has(label: string): boolean {
+    return this.keyOf.has(label);
+  }
+  add(label: string, vector: Float32Array): void {
+    this.remove(label);
+    const key = this.next++;
+    this.keyOf.set(label, key);
+    this.labelOf.set(key, label);
+    this.index.add(key, vector);
+  }
+  remove(label: string): boolean {
+    const key = this.keyOf.get(label);
+    if (key === undefined) return false;
+    this.keyOf.delete(label);
+    this.labelOf.delete(key);
+    this.index.remove(key);
+    return true;
+  }
+  search(query: Float32Array, k: number): Neighbour[] {
+    if (this.keyOf.size === 0) return [];
+    const m = this.index.search(query, Math.min(k, this.keyOf.size), 1);
+    const out: Neighbour[] = [];
+    for (let i = 0; i < m.keys.length; i++) {
+      const label = this.labelOf.get(m.keys[i] as bigint);
+      // Inner-product distance is 1 - dot.
+      if (label !== undefined) out.push({ label, similarity: 1 - (m.distances[i] as number) });
+    }
+    return out;
+  }
+}
+
+export function usearchFactory(mod: UsearchModule, t: IndexTuning = {}): AnnFactory {
+  return (dimensions) => new UsearchAnn(mod, dimensions, t);
+}
+
+/** usearch when installed, else the TypeScript HNSW; says which through `kind`. */
+export function defaultAnnFactory(t: IndexTuning = {}): { kind: 'usearch' | 'typescript-hnsw'; factory: AnnFactory } {
+  const mod = loadUsearch();
+  return mod ? { kind: 'usearch', factory: usearchFactory(mod, t) } : { kind: 'typescript-hnsw', factory: typescriptHnswFactory(t) };
+}
+
+/** One index per partition; labels are unique across partitions. */
+export class PartitionedVectorIndex {
+  private readonly parts = new Map<string, AnnIndex>();
+  private readonly partOf = new Map<string, string>();
+
+  constructor(
+    private readonly dimensions: number,
+    private readonly factory: AnnFactory,
+  ) {}
+
+  get size(): number {
+    return this.partOf.size;
+  }
+  get partitions(): number {
+    return this.parts.size;
+  }
+  has(label: string): boolean {
+    return this.partOf.has(label);
+  }
+
+  add(partition: string, label: string, vector: Float32Array): void {
+    if (vector.length !== this.dimensions) return;
+    const prev = this.partOf.get(label);
+    if (prev !== undefined && prev !== partition) this.remove(label);
+    let idx = this.parts.get(partition);
+    if (!idx) {
+      idx = this.factory(this.dimensions);
+      this.parts.set(partition, idx);
+    }
+    idx.add(label, vector);
+    this.partOf.set(label, partition);
+  }
+
+  remove(label: string): boolean {
+    const partition = this.partOf.get(label);
+    if (partition === undefined) return false;
+    this.partOf.delete(label);
+    const idx = this.parts.get(partition);
+    if (!idx) return false;
+    idx.remove(label);
+    // An empty partition frees its graph; the TypeScript HNSW keeps deleted nodes until then.
+    if (idx.size === 0) this.parts.delete(partition);
+    return true;
+  }
+
+  search(partition: string, query: Float32Array, k = 1): Neighbour[] {
+    const idx = this.parts.get(partition);
+    return idx ? idx.search(query, k) : [];
+  }
+
+  clear(): void {
+    this.parts.clear();
+    this.partOf.clear();
+  }
+}

@@ -1,0 +1,105 @@
+// `inferenceflow keys create | list | revoke`: manages virtual keys through a running gateway's
+// admin API (so it works with the embedded PGlite file, which only the gateway process may open),
+// authenticated by the admin token (--admin-token or INFERENCEFLOW_ADMIN_TOKEN).
+import { Command, InvalidArgumentError } from 'commander';
+import { request } from 'undici';
+
+interface Common {
+  url: string;
+  adminToken?: string;
+  json?: boolean;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number');
+  return n;
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+function list(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+async function call(opts: Common, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+  const token = opts.adminToken ?? process.env.INFERENCEFLOW_ADMIN_TOKEN;
+  if (!token) throw new Error('no admin token: pass --admin-token or set INFERENCEFLOW_ADMIN_TOKEN');
+  const res = await request(`${opts.url.replace(/\/$/, '')}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.body.text();
+  const json = text ? (JSON.parse(text) as { error?: { message?: string } }) : {};
+  if (res.statusCode >= 400) throw new Error(`${res.statusCode}: ${json.error?.message ?? text}`);
+  return json;
+}
+
+type KeyView = { id: string; name: string; prefix: string; user_id: string | null; team_id: string | null; revoked_at: string | null; expires_at: string | null; budget_usd: number | null; rpm: number | null };
+
+function row(k: KeyView): string {
+  const state = k.revoked_at ? 'revoked' : k.expires_at && Date.parse(k.expires_at) <= Date.now() ? 'expired' : 'active';
+  return [k.id, `${k.prefix}…`, state, k.name || '-', k.user_id ?? '-', k.team_id ?? '-', k.rpm ?? '-', k.budget_usd ?? '-'].join('\t');
+}
+
+export function keysCommand(): Command {
+  const cmd = new Command('keys').description('manage virtual API keys through the admin API');
+  const common = (c: Command) =>
+    c
+      .option('--url <url>', 'gateway base URL', process.env.INFERENCEFLOW_URL ?? 'http://127.0.0.1:8080')
+      .option('--admin-token <token>', 'admin token (or INFERENCEFLOW_ADMIN_TOKEN)')
+      .option('--json', 'print JSON');
+
+  common(cmd.command('create').description('create a key; prints it once'))
+    .option('--name <name>', 'a label')
+    .option('--user <id>', 'user the key belongs to')
+    .option('--team <id>', 'team the key belongs to')
+    .option('--models <list>', 'comma-separated models the key may use', list)
+    .option('--rpm <n>', 'requests per minute', positiveInt)
+    .option('--tpm <n>', 'tokens per minute', positiveInt)
+    .option('--max-concurrency <n>', 'requests in flight at once', positiveInt)
+    .option('--budget <usd>', 'budget in USD', positiveNumber)
+    .option('--budget-period <period>', 'day or month', 'month')
+    .option('--ip <list>', 'comma-separated allowed IPs or CIDR blocks', list)
+    .option('--expires-in <seconds>', 'lifetime in seconds', positiveInt)
+    .option('--metadata <json>', 'JSON object stored with the key')
+    .action(async (o: Common & Record<string, unknown>) => {
+      const body = {
+        ...(o.name ? { name: o.name } : {}),
+        ...(o.user ? { user_id: o.user } : {}),
+        ...(o.team ? { team_id: o.team } : {}),
+        ...(o.models ? { models: o.models } : {}),
+        ...(o.rpm ? { rpm: o.rpm } : {}),
+        ...(o.tpm ? { tpm: o.tpm } : {}),
+        ...(o.maxConcurrency ? { max_concurrency: o.maxConcurrency } : {}),
+        ...(o.budget ? { budget_usd: o.budget, budget_period: o.budgetPeriod } : {}),
+        ...(o.ip ? { ip_allowlist: o.ip } : {}),
+        ...(o.expiresIn ? { expires_in_s: o.expiresIn } : {}),
+        ...(o.metadata ? { metadata: JSON.parse(o.metadata as string) as unknown } : {}),
+      };
+      const created = (await call(o, 'POST', '/admin/keys', body)) as KeyView & { key: string };
+      if (o.json) console.log(JSON.stringify(created, null, 2));
+      else console.log(`${created.key}\n\nid ${created.id} — store the key now: it is not shown again.`);
+    });
+
+  common(cmd.command('list').description('list keys (never their secrets)')).action(async (o: Common) => {
+    const res = (await call(o, 'GET', '/admin/keys')) as { data: KeyView[] };
+    if (o.json) console.log(JSON.stringify(res.data, null, 2));
+    else {
+      console.log(['id', 'prefix', 'state', 'name', 'user', 'team', 'rpm', 'budget_usd'].join('\t'));
+      for (const k of res.data) console.log(row(k));
+    }
+  });
+
+  common(cmd.command('revoke').description('revoke a key at once on every replica').argument('<id>', 'key id (key_…)')).action(async (id: string, o: Common) => {
+    const k = (await call(o, 'POST', `/admin/keys/${encodeURIComponent(id)}/revoke`)) as KeyView;
+    if (o.json) console.log(JSON.stringify(k, null, 2));
+    else console.log(`revoked ${k.id} (${k.prefix}…)`);
+  });
+  return cmd;
+}

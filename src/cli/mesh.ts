@@ -1,0 +1,188 @@
+// `inferenceflow worker` and `inferenceflow router`: the mesh's two long-running processes. Settings
+// come from the config file's `clusters.mesh` section, then from flags; both stop cleanly on
+// SIGTERM/SIGINT (a worker drains and leaves the registry; a router leaves its pending work in Redis).
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import { Command, InvalidArgumentError } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import type { ProviderConfig } from '../config/schema.js';
+import { meshBackendFor } from '../mesh/backend.js';
+import { meshConfigSchema, type MeshConfig } from '../mesh/config.js';
+import { ProcHealthSource, type HealthSource, type HostHealth } from '../mesh/health.js';
+import { MeshRouter } from '../mesh/router.js';
+import { WorkerAgent } from '../mesh/worker.js';
+import { createProvider } from '../providers/registry.js';
+import { createLogger } from '../telemetry/logger.js';
+import { VERSION } from './serve.js';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+interface SharedFlags {
+  config?: string;
+  redisUrl?: string;
+  keyPrefix?: string;
+  heartbeatMs?: number;
+  idleReclaimMs?: number;
+  reclaimIntervalMs?: number;
+  staleAfterS?: number;
+  logLevel?: string;
+}
+
+function sharedOptions(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'YAML config file whose clusters.mesh section applies (or INFERENCEFLOW_CONFIG)')
+    .option('--redis-url <url>', 'Redis URL (or REDIS_URL)')
+    .option('--key-prefix <prefix>', 'prefix of mesh streams and keys (default orion:inference:)')
+    .option('--heartbeat-ms <ms>', 'health publishing interval', positiveInt)
+    .option('--idle-reclaim-ms <ms>', 'reclaim requests held this long', positiveInt)
+    .option('--reclaim-interval-ms <ms>', 'how often routers look for requests to reclaim', positiveInt)
+    .option('--stale-after-s <s>', 'nodes silent this long are not routed to', positiveNumber)
+    .option('--log-level <level>', 'pino log level', 'info');
+}
+
+async function meshSettings(flags: SharedFlags): Promise<{ mesh: MeshConfig; redisUrl: string }> {
+  const file = flags.config ?? process.env.INFERENCEFLOW_CONFIG;
+  let section: Record<string, unknown> = {};
+  let fileRedis: string | undefined;
+  if (file) {
+    const doc = (parseYaml(await readFile(file, 'utf8')) ?? {}) as { clusters?: { mesh?: Record<string, unknown> }; redis?: { url?: string } };
+    section = doc.clusters?.mesh ?? {};
+    fileRedis = doc.redis?.url;
+  }
+  const parsed = meshConfigSchema.safeParse(section);
+  if (!parsed.success) throw new Error(`clusters.mesh in ${file}: ${parsed.error.message}`);
+  const mesh = parsed.data;
+  if (flags.keyPrefix) mesh.key_prefix = flags.keyPrefix;
+  if (flags.heartbeatMs) mesh.heartbeat_interval_ms = flags.heartbeatMs;
+  if (flags.idleReclaimMs) mesh.idle_reclaim_ms = flags.idleReclaimMs;
+  if (flags.reclaimIntervalMs) mesh.reclaim_interval_ms = flags.reclaimIntervalMs;
+  if (flags.staleAfterS) mesh.health.stale_after_s = flags.staleAfterS;
+  const redisUrl = flags.redisUrl ?? process.env.REDIS_URL ?? fileRedis;
+  if (!redisUrl) throw new Error('a Redis URL is needed: --redis-url or REDIS_URL');
+  return { mesh, redisUrl };
+}
+
+/** Reads the host, then lays a JSON file's fields over the reading (operators' and tests' override). */
+class OverriddenHealthSource implements HealthSource {
+  constructor(
+    private readonly inner: HealthSource,
+    private readonly file: string,
+  ) {}
+  async collect(): Promise<HostHealth> {
+    const base = await this.inner.collect();
+    try {
+      return { ...base, ...(JSON.parse(await readFile(this.file, 'utf8')) as Partial<HostHealth>) };
+    } catch {
+      return base;
+    }
+  }
+}
+
+function onSignals(stop: () => Promise<void>, log: { info(o: object, m: string): void; error(o: object, m: string): void }): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => handler('SIGTERM'));
+  process.once('SIGINT', () => handler('SIGINT'));
+}
+
+interface WorkerFlags extends SharedFlags {
+  nodeId: string;
+  backend: string;
+  baseUrl?: string;
+  apiKey?: string;
+  modelsDir?: string;
+  threads?: number;
+  contextSize?: number;
+  maxSequences?: number;
+  maxConcurrency?: number;
+  healthOverride?: string;
+}
+
+export function registerMeshCommands(program: Command): void {
+  sharedOptions(
+    program
+      .command('worker')
+      .description('run a mesh node agent: publish health, run requests from this node\'s stream on a backend')
+      .requiredOption('--node-id <id>', 'this node\'s id (its stream is <prefix>requests:<id>)')
+      .option('--backend <type>', 'ollama | openai | local | simulator', 'ollama')
+      .option('--base-url <url>', 'backend URL (ollama: http://127.0.0.1:11434; openai: an OpenAI-compatible /v1)')
+      .option('--api-key <key>', 'backend API key (openai)')
+      .option('--models-dir <dir>', 'local: folder of GGUF files')
+      .option('--threads <n>', 'local: CPU threads', positiveInt, 1)
+      .option('--context-size <n>', 'local: tokens per sequence', positiveInt)
+      .option('--max-sequences <n>', 'local: concurrent sequences per model', positiveInt)
+      .option('--max-concurrency <n>', 'requests run at once (default: local max-sequences, else 4)', positiveInt)
+      .option('--health-override <file>', 'JSON fields laid over each host health reading (testing, maintenance)'),
+  ).action(async (flags: WorkerFlags) => {
+    const { mesh, redisUrl } = await meshSettings(flags);
+    const log = createLogger(flags.logLevel as 'info');
+    const providerCfg: ProviderConfig = { type: flags.backend as ProviderConfig['type'], ...(flags.baseUrl ? { base_url: flags.baseUrl } : {}), ...(flags.apiKey ? { api_key: flags.apiKey } : {}) };
+    if (flags.backend === 'local') {
+      if (!flags.modelsDir) throw new Error('--backend local needs --models-dir');
+      providerCfg.options = {
+        models_dir: flags.modelsDir,
+        threads: flags.threads ?? 1,
+        ...(flags.contextSize ? { context_size: flags.contextSize } : {}),
+        ...(flags.maxSequences ? { max_sequences: flags.maxSequences } : {}),
+      };
+    } else if (!['ollama', 'openai', 'simulator'].includes(flags.backend)) {
+      throw new Error(`--backend must be ollama, openai, local or simulator, not "${flags.backend}"`);
+    }
+    const adapter = await createProvider(`mesh-${flags.backend}`, providerCfg);
+    const maxConcurrency = flags.maxConcurrency ?? (flags.backend === 'local' ? (flags.maxSequences ?? 4) : 4);
+    const host = new ProcHealthSource();
+    const worker = new WorkerAgent({
+      nodeId: flags.nodeId,
+      redisUrl,
+      backend: meshBackendFor(adapter),
+      config: mesh,
+      health: flags.healthOverride ? new OverriddenHealthSource(host, flags.healthOverride) : host,
+      log,
+      maxConcurrency,
+      version: VERSION,
+    });
+    try {
+      await worker.start();
+    } catch (err) {
+      await adapter.close();
+      throw err;
+    }
+    onSignals(async () => {
+      await worker.stop();
+      await adapter.close();
+    }, log);
+  });
+
+  sharedOptions(
+    program
+      .command('router')
+      .description('run a mesh router: place requests from the ingress stream on nodes (several may run)')
+      .option('--router-id <id>', 'consumer name in the routers group (default: host name and pid)'),
+  ).action(async (flags: SharedFlags & { routerId?: string }) => {
+    const { mesh, redisUrl } = await meshSettings(flags);
+    const log = createLogger(flags.logLevel as 'info');
+    const router = new MeshRouter({ routerId: flags.routerId ?? `${os.hostname()}-${process.pid}`, redisUrl, config: mesh, log });
+    await router.start();
+    onSignals(() => router.stop(), log);
+  });
+}

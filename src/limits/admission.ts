@@ -1,0 +1,212 @@
+// Admission: the chat stage that runs first after authentication, before the cache and routing.
+// It builds the request's limit rules (configured rules per key/user/session/IP/endpoint/model,
+// the seed defaults per identity, the identity's own RPM/TPM/concurrency), reserves one request and
+// the estimated tokens (real tokenizer prompt count plus max_tokens) in one atomic check, reserves
+// the estimated cost on the identity's budgets, and corrects both once usage is known — for a
+// stream, when it ends. Rate-limit state goes out as headers on success and on 429.
+import { randomUUID } from 'node:crypto';
+import type { ChatRequest } from '../canonical/chat.js';
+import { contentText, requestedMaxTokens } from '../canonical/chat.js';
+import type { LimitDimension, RateLimitingConfig } from '../config/schema.js';
+import type { RequestContext, Tenant } from '../gateway/context.js';
+import { observeStream, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
+import { costUsd, type Price } from '../providers/pricing.js';
+import { countPromptTokens, countTextTokens } from '../providers/tokens.js';
+import { GatewayError } from '../server/errors.js';
+import type { BudgetManager, BudgetReservation } from './budgets.js';
+import type { LimitRule, LimiterStore, RuleState } from './sliding-window.js';
+
+export interface AdmissionOptions {
+  limiter: LimiterStore;
+  config: RateLimitingConfig;
+  budgets?: BudgetManager;
+  /** The highest price among the model's deployments (a conservative estimate before routing). */
+  priceOf(model: string): Price | undefined;
+}
+
+interface Reserved {
+  rule: LimitRule;
+  /** What a window rule reserved, so it can be corrected. */
+  tokens: boolean;
+}
+
+function dimensionValue(d: LimitDimension, ctx: RequestContext, req: ChatRequest): string | undefined {
+  const t: Tenant = ctx.tenant;
+  switch (d) {
+    case 'tenant':
+      return t.id;
+    case 'key':
+      return t.keyId;
+    case 'user':
+      return t.userId ?? (t.kind === 'anonymous' ? undefined : t.id);
+    case 'team':
+      return t.teamId;
+    case 'session':
+      return ctx.options.sessionId;
+    case 'ip':
+      return ctx.clientIp;
+    case 'endpoint':
+      return ctx.endpoint;
+    case 'model':
+      return req.model;
+  }
+}
+
+export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
+  const { config, limiter, budgets } = opts;
+  const leaseMs = config.concurrency_lease_s * 1000;
+  const defaultWindowMs = config.window_s * 1000;
+
+  function rulesFor(ctx: RequestContext, req: ChatRequest, estTokens: number): Reserved[] {
+    const out: Reserved[] = [];
+    const window = (key: string, limit: number, windowMs: number, tokens: boolean) =>
+      out.push({ rule: { kind: 'window', key, limit, windowMs, cost: tokens ? estTokens : 1 }, tokens });
+    if (config.requests) window(`rl:default:req:${ctx.tenant.id}`, config.requests, defaultWindowMs, false);
+    if (config.tokens) window(`rl:default:tok:${ctx.tenant.id}`, config.tokens, defaultWindowMs, true);
+    for (const [i, r] of config.rules.entries()) {
+      const dims = Array.isArray(r.per) ? r.per : [r.per];
+      const values = dims.map((d) => dimensionValue(d, ctx, req));
+      if (values.some((v) => v === undefined)) continue;
+      const id = `rl:${r.name ?? `rule${i}`}:${dims.join('+')}:${values.join('|')}`;
+      if (r.requests) window(`${id}:req`, r.requests, r.window_s * 1000, false);
+      if (r.tokens) window(`${id}:tok`, r.tokens, r.window_s * 1000, true);
+    }
+    const l = ctx.tenant.limits;
+    if (l?.rpm) window(`rl:ident:req:${ctx.tenant.id}`, l.rpm, 60_000, false);
+    if (l?.tpm) window(`rl:ident:tok:${ctx.tenant.id}`, l.tpm, 60_000, true);
+    if (l?.maxConcurrency) out.push({ rule: { kind: 'concurrency', key: `rl:conc:${ctx.tenant.id}`, limit: l.maxConcurrency, leaseMs }, tokens: false });
+    return out;
+  }
+
+  return async function admission(ctx: RequestContext, req: ChatRequest, next): Promise<ChatOutcome> {
+    if (!config.enabled && !budgets) return next(ctx, req);
+    const needsTokens = config.tokens !== undefined || config.rules.some((r) => r.tokens) || ctx.tenant.limits?.tpm !== undefined;
+    const budgetLines = budgets?.linesFor(ctx.tenant) ?? [];
+    let promptTokens = 0;
+    let estCompletion = 0;
+    if (needsTokens || budgetLines.length > 0) {
+      promptTokens = countPromptTokens(req.messages, req.tools);
+      estCompletion = (requestedMaxTokens(req) ?? config.default_completion_tokens) * (req.n ?? 1);
+    }
+    const estTokens = promptTokens + estCompletion;
+
+    const reserved = config.enabled ? rulesFor(ctx, req, estTokens) : [];
+    const leaseId = randomUUID();
+    let at = 0;
+    if (reserved.length > 0) {
+      const result = await limiter.acquire(reserved.map((r) => r.rule), leaseId);
+      at = result.at;
+      const headers = rateHeaders(reserved, result.states);
+      if (!result.admitted) {
+        const tooBig = result.retryAfterMs < 0;
+        throw new GatewayError('rate_limit_exceeded', {
+          message: tooBig
+            ? `This request (about ${estTokens} tokens) is larger than a token limit allows in one window; lower max_tokens.`
+            : 'Rate limit exceeded; retry after the time in Retry-After.',
+          retryAfterMs: tooBig ? defaultWindowMs : Math.max(1, result.retryAfterMs),
+          headers,
+        });
+      }
+      ctx.facts.headers = { ...ctx.facts.headers, ...headers };
+    }
+
+    let released = false;
+    const releaseLimits = async (actualTokens: number | undefined, refundRequest: boolean) => {
+      if (released) return;
+      released = true;
+      await Promise.all(
+        reserved.map(({ rule, tokens }) => {
+          if (rule.kind === 'concurrency') return limiter.release(rule.key, leaseId);
+          if (tokens && actualTokens !== undefined) return limiter.adjust(rule.key, rule.windowMs, at, actualTokens - rule.cost);
+          if (!tokens && refundRequest) return limiter.adjust(rule.key, rule.windowMs, at, -1);
+          return undefined;
+        }),
+      ).catch((err: unknown) => ctx.log.warn({ err: (err as Error).message }, 'rate limiter: could not settle a reservation'));
+    };
+
+    let reservation: BudgetReservation | undefined;
+    if (budgets && budgetLines.length > 0) {
+      const price = opts.priceOf(req.model);
+      const estimate = price ? costUsd({ prompt_tokens: promptTokens, completion_tokens: estCompletion, total_tokens: estTokens }, price) : 0;
+      try {
+        reservation = await budgets.reserve(ctx.tenant, estimate);
+      } catch (err) {
+        // Refused by a budget: the request did not happen, so it takes nothing from the rate limits.
+        await releaseLimits(0, true);
+        throw err;
+      }
+    }
+
+    let settledBudget = false;
+    const settle = async () => {
+      const used = ctx.facts.usage;
+      await releaseLimits(used ? used.prompt_tokens + used.completion_tokens : 0, false);
+      if (reservation && !settledBudget) {
+        settledBudget = true;
+        await budgets?.settle(reservation, ctx.facts.costUsd).catch((err: unknown) => ctx.log.error({ err: (err as Error).message }, 'budgets: could not settle a reservation'));
+      }
+    };
+
+    let outcome: ChatOutcome;
+    try {
+      outcome = await next(ctx, req);
+    } catch (err) {
+      await settle();
+      throw err;
+    }
+    if (outcome.kind === 'result') {
+      await settle();
+      return outcome;
+    }
+    // A stream settles when it ends; if it ends without a usage chunk (client gone, upstream cut),
+    // the completion is counted from the text that went out, so the ledger and budget still agree.
+    let streamed = '';
+    return {
+      kind: 'stream',
+      stream: observeStream(
+        outcome.stream,
+        (chunk) => {
+          for (const c of chunk.choices) if (c.delta.content) streamed += contentText(c.delta.content);
+        },
+        () => {
+          if (!ctx.facts.usage && ctx.facts.model) {
+            const completion = countTextTokens(streamed);
+            const usage = { prompt_tokens: promptTokens || countPromptTokens(req.messages, req.tools), completion_tokens: completion, total_tokens: 0 };
+            usage.total_tokens = usage.prompt_tokens + completion;
+            ctx.facts.usage = usage;
+            const price = opts.priceOf(req.model);
+            if (price) ctx.facts.costUsd += costUsd(usage, price);
+          }
+          void settle();
+        },
+      ),
+    };
+  };
+}
+
+/** X-RateLimit-* for the tightest request rule, and -Tokens variants for the tightest token rule. */
+function rateHeaders(reserved: readonly Reserved[], states: readonly RuleState[]): Record<string, string> {
+  const h: Record<string, string> = {};
+  const tightest = (tokens: boolean) => {
+    let best: RuleState | undefined;
+    reserved.forEach((r, i) => {
+      const s = states[i] as RuleState;
+      if (r.rule.kind !== 'window' || r.tokens !== tokens) return;
+      if (!best || s.remaining / s.limit < best.remaining / best.limit) best = s;
+    });
+    return best;
+  };
+  const req = tightest(false);
+  if (req) {
+    h['x-ratelimit-limit'] = String(req.limit);
+    h['x-ratelimit-remaining'] = String(req.remaining);
+    h['x-ratelimit-reset'] = String(Math.max(0, Math.ceil(req.resetMs / 1000)));
+  }
+  const tok = tightest(true);
+  if (tok) {
+    h['x-ratelimit-limit-tokens'] = String(tok.limit);
+    h['x-ratelimit-remaining-tokens'] = String(tok.remaining);
+    h['x-ratelimit-reset-tokens'] = String(Math.max(0, Math.ceil(tok.resetMs / 1000)));
+  }
+  return h;
+}

@@ -1,0 +1,274 @@
+// Spend budgets per API key, user and team, per day or month. Money is counted in integer micro-USD:
+// the estimated cost is reserved atomically (all budgets or none) before the call and corrected to
+// the actual cost after, so concurrent requests cannot overshoot a budget. With Redis the counters
+// are shared by every replica; a counter that does not exist yet is seeded from the ledger.
+import type { RedisClient } from '../store/redis.js';
+import type { Logger } from 'pino';
+import type { BudgetConfig, BudgetsConfig } from '../config/schema.js';
+import type { Tenant } from '../gateway/context.js';
+import { GatewayError } from '../server/errors.js';
+
+export type BudgetScope = 'key' | 'user' | 'team';
+export type BudgetPeriod = 'day' | 'month';
+
+export interface BudgetLine {
+  scope: BudgetScope;
+  id: string;
+  period: BudgetPeriod;
+  periodStart: Date;
+  /** Store key, unique per scope, id and period. */
+  key: string;
+  limitMicros: number;
+  ttlMs: number;
+}
+
+export interface BudgetStore {
+  /** Adds `cost` to every line if all stay within their limit; returns the counters after (or as found). */
+  reserve(lines: readonly BudgetLine[], costMicros: number): Promise<{ ok: boolean; values: number[] }>;
+  adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]>;
+  /** Sets a counter only if it does not exist (seeding from the ledger). */
+  seed(key: string, valueMicros: number, ttlMs: number): Promise<void>;
+  /** True the first time a marker is set (threshold alerts fire once across replicas). */
+  markOnce(key: string, ttlMs: number): Promise<boolean>;
+}
+
+export const toMicros = (usd: number): number => Math.round(usd * 1_000_000);
+export const fromMicros = (micros: number): number => micros / 1_000_000;
+
+const RESERVE_LUA = `
+local cost = tonumber(ARGV[1])
+local vals = {}
+for i = 1, #KEYS do
+  local v = tonumber(redis.call('GET', KEYS[i]) or '0')
+  vals[i] = v
+  if v + cost > tonumber(ARGV[1 + i * 2 - 1]) then
+    local out = {0}
+    for j = 1, #KEYS do out[j + 1] = tonumber(redis.call('GET', KEYS[j]) or '0') end
+    return out
+  end
+end
+local out = {1}
+for i = 1, #KEYS do
+  out[i + 1] = redis.call('INCRBY', KEYS[i], cost)
+  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1 + i * 2]) end
+end
+return out
+`;
+
+type BudgetRedis = RedisClient & { ifBudgetReserve(...args: (string | number)[]): Promise<number[]> };
+
+export class RedisBudgetStore implements BudgetStore {
+  private readonly redis: BudgetRedis;
+  constructor(
+    redis: RedisClient,
+    private readonly prefix: string,
+  ) {
+    if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });
+    this.redis = redis as BudgetRedis;
+  }
+
+  async reserve(lines: readonly BudgetLine[], costMicros: number) {
+    const args: (string | number)[] = [costMicros];
+    for (const l of lines) args.push(l.limitMicros, l.ttlMs);
+    const out = await this.redis.ifBudgetReserve(lines.length, ...lines.map((l) => this.prefix + l.key), ...args);
+    return { ok: out[0] === 1, values: out.slice(1).map(Number) };
+  }
+
+  async adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]> {
+    const multi = this.redis.multi();
+    for (const l of lines) multi.incrby(this.prefix + l.key, deltaMicros);
+    const res = (await multi.exec()) ?? [];
+    return res.map(([, v]) => Number(v));
+  }
+
+  async seed(key: string, valueMicros: number, ttlMs: number): Promise<void> {
+    await this.redis.set(this.prefix + key, valueMicros, 'PX', ttlMs, 'NX');
+  }
+
+  async markOnce(key: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(this.prefix + key, '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+}
+
+export class MemoryBudgetStore implements BudgetStore {
+  private readonly values = new Map<string, { v: number; exp: number }>();
+
+  private get(key: string): number {
+    const e = this.values.get(key);
+    if (!e) return 0;
+    if (e.exp <= Date.now()) {
+      this.values.delete(key);
+      return 0;
+    }
+    return e.v;
+  }
+
+  private set(key: string, v: number, ttlMs: number): void {
+    const e = this.values.get(key);
+    this.values.set(key, { v, exp: e && e.exp > Date.now() ? e.exp : Date.now() + ttlMs });
+  }
+
+  async reserve(lines: readonly BudgetLine[], costMicros: number) {
+    const current = lines.map((l) => this.get(l.key));
+    if (lines.some((l, i) => (current[i] as number) + costMicros > l.limitMicros)) return { ok: false, values: current };
+    lines.forEach((l, i) => this.set(l.key, (current[i] as number) + costMicros, l.ttlMs));
+    return { ok: true, values: current.map((v) => v + costMicros) };
+  }
+
+  async adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]> {
+    return lines.map((l) => {
+      const v = this.get(l.key) + deltaMicros;
+      this.set(l.key, v, l.ttlMs);
+      return v;
+    });
+  }
+
+  async seed(key: string, valueMicros: number, ttlMs: number): Promise<void> {
+    this.get(key); // drops an expired entry
+    if (!this.values.has(key)) this.set(key, valueMicros, ttlMs);
+  }
+
+  async markOnce(key: string, ttlMs: number): Promise<boolean> {
+    if (this.get(key) > 0) return false;
+    this.set(key, 1, ttlMs);
+    return true;
+  }
+}
+
+/** Redis first; on a Redis failure the local store (fail open) or 503 limiter_unavailable (fail closed). */
+export class FailoverBudgetStore implements BudgetStore {
+  constructor(
+    private readonly primary: BudgetStore,
+    private readonly local: BudgetStore,
+    private readonly policy: 'open' | 'closed',
+    private readonly log: Logger,
+  ) {}
+
+  private async run<T>(op: (s: BudgetStore) => Promise<T>): Promise<T> {
+    try {
+      return await op(this.primary);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, policy: this.policy }, 'budgets: Redis failed');
+      if (this.policy === 'closed') throw new GatewayError('limiter_unavailable', { retryAfterMs: 1000, cause: err });
+      return op(this.local);
+    }
+  }
+
+  reserve(lines: readonly BudgetLine[], costMicros: number) {
+    return this.run((s) => s.reserve(lines, costMicros));
+  }
+  adjust(lines: readonly BudgetLine[], deltaMicros: number) {
+    return this.run((s) => s.adjust(lines, deltaMicros));
+  }
+  seed(key: string, valueMicros: number, ttlMs: number) {
+    return this.run((s) => s.seed(key, valueMicros, ttlMs));
+  }
+  markOnce(key: string, ttlMs: number) {
+    return this.run((s) => s.markOnce(key, ttlMs));
+  }
+}
+
+/** Period start (UTC) and the time-to-live that outlasts the period by a day. */
+export function periodOf(period: BudgetPeriod, now = new Date()): { start: Date; label: string; ttlMs: number } {
+  const y = now.getUTCFullYear();
+  const m = now.getUTCMonth();
+  const start = period === 'day' ? new Date(Date.UTC(y, m, now.getUTCDate())) : new Date(Date.UTC(y, m, 1));
+  const end = period === 'day' ? new Date(Date.UTC(y, m, now.getUTCDate() + 1)) : new Date(Date.UTC(y, m + 1, 1));
+  const label = period === 'day' ? start.toISOString().slice(0, 10) : start.toISOString().slice(0, 7);
+  return { start, label, ttlMs: end.getTime() - now.getTime() + 86_400_000 };
+}
+
+export interface BudgetAlert {
+  scope: BudgetScope;
+  id: string;
+  period: BudgetPeriod;
+  period_start: string;
+  threshold: number;
+  limit_usd: number;
+  spent_usd: number;
+}
+
+export interface BudgetReservation {
+  lines: BudgetLine[];
+  reservedMicros: number;
+}
+
+export interface BudgetManagerOptions {
+  store: BudgetStore;
+  config: BudgetsConfig;
+  log: Logger;
+  /** Spend already in the ledger for a scope since a time (seeds counters after a restart). */
+  spentSince?: (scope: BudgetScope, id: string, since: Date) => Promise<number>;
+  onAlert?: (alert: BudgetAlert) => void;
+}
+
+export class BudgetManager {
+  private readonly seeded = new Map<string, Promise<void>>();
+
+  constructor(private readonly opts: BudgetManagerOptions) {}
+
+  /** The budgets that apply to an identity: its key's, its user's and its team's. */
+  linesFor(tenant: Tenant, now = new Date()): BudgetLine[] {
+    const { config } = this.opts;
+    const out: BudgetLine[] = [];
+    const add = (scope: BudgetScope, id: string | undefined, b: BudgetConfig | undefined) => {
+      if (!id || !b) return;
+      const p = periodOf(b.period, now);
+      out.push({ scope, id, period: b.period, periodStart: p.start, key: `budget:${scope}:${id}:${p.label}`, limitMicros: toMicros(b.limit_usd), ttlMs: p.ttlMs });
+    };
+    if (tenant.keyId && tenant.limits?.budgetUsd !== undefined) add('key', tenant.keyId, { limit_usd: tenant.limits.budgetUsd, period: tenant.limits.budgetPeriod ?? 'month' });
+    if (tenant.userId) add('user', tenant.userId, config.users[tenant.userId] ?? config.default_user);
+    if (tenant.teamId) add('team', tenant.teamId, config.teams[tenant.teamId] ?? config.default_team);
+    return out;
+  }
+
+  /** Reserves the estimate on every budget of the identity, or throws budget_exceeded. */
+  async reserve(tenant: Tenant, estimateUsd: number): Promise<BudgetReservation | undefined> {
+    const lines = this.linesFor(tenant);
+    if (lines.length === 0) return undefined;
+    await Promise.all(lines.map((l) => this.seedOnce(l)));
+    const cost = toMicros(estimateUsd);
+    const { ok, values } = await this.opts.store.reserve(lines, cost);
+    if (!ok) {
+      const i = lines.findIndex((l, k) => (values[k] as number) + cost > l.limitMicros);
+      const l = lines[Math.max(0, i)] as BudgetLine;
+      throw new GatewayError('budget_exceeded', {
+        message: `The ${l.period === 'day' ? 'daily' : 'monthly'} budget of ${l.scope} "${l.id}" ($${fromMicros(l.limitMicros).toFixed(2)}) has no room for this request (estimated $${estimateUsd.toFixed(6)}; spent or reserved $${fromMicros(values[Math.max(0, i)] as number).toFixed(6)}).`,
+      });
+    }
+    return { lines, reservedMicros: cost };
+  }
+
+  /** Replaces the reservation by the actual cost and sends threshold alerts that were crossed. */
+  async settle(r: BudgetReservation, actualUsd: number): Promise<void> {
+    const delta = toMicros(actualUsd) - r.reservedMicros;
+    const values = await this.opts.store.adjust(r.lines, delta);
+    if (!this.opts.onAlert || delta === -r.reservedMicros) return;
+    for (const [i, l] of r.lines.entries()) {
+      const v = values[i] as number;
+      for (const t of this.opts.config.alert_thresholds) {
+        if (v < t * l.limitMicros) continue;
+        if (await this.opts.store.markOnce(`${l.key}:alert:${t}`, l.ttlMs)) {
+          this.opts.onAlert({ scope: l.scope, id: l.id, period: l.period, period_start: l.periodStart.toISOString(), threshold: t, limit_usd: fromMicros(l.limitMicros), spent_usd: fromMicros(v) });
+        }
+      }
+    }
+  }
+
+  private seedOnce(l: BudgetLine): Promise<void> {
+    let p = this.seeded.get(l.key);
+    if (!p) {
+      const spentSince = this.opts.spentSince;
+      p = spentSince
+        ? spentSince(l.scope, l.id, l.periodStart)
+            .then((usd) => this.opts.store.seed(l.key, toMicros(usd), l.ttlMs))
+            .catch((err: unknown) => {
+              this.seeded.delete(l.key);
+              this.opts.log.warn({ err: (err as Error).message, budget: l.key }, 'could not seed a budget from the ledger');
+            })
+        : Promise.resolve();
+      this.seeded.set(l.key, p);
+    }
+    return p;
+  }
+}

@@ -1,0 +1,234 @@
+// Virtual API keys: created through the admin API, stored only as a SHA-256 hash beside a short
+// visible prefix, each with allowed models, limits, a budget, metadata, an IP allowlist, expiry and
+// revocation. Lookups are cached per replica for `cache_ttl_ms`; a revocation is seen at once on
+// every replica through a Redis marker checked on each cache hit (without Redis: one process).
+import { createHash, randomBytes } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
+import { desc, eq } from 'drizzle-orm';
+import type { RedisClient } from '../store/redis.js';
+import { z } from 'zod';
+import type { Tenant } from '../gateway/context.js';
+import { GatewayError } from '../server/errors.js';
+import type { SqlDatabase } from '../store/sql.js';
+import { apiKeys, type ApiKeyRow } from '../store/tables.js';
+
+function validCidr(value: string): boolean {
+  const [addr, bits, extra] = value.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
+}
+
+export const createKeySchema = z
+  .object({
+    name: z.string().max(200).default(''),
+    user_id: z.string().min(1).max(200).optional(),
+    team_id: z.string().min(1).max(200).optional(),
+    models: z.array(z.string().min(1)).optional(),
+    rpm: z.number().int().positive().optional(),
+    tpm: z.number().int().positive().optional(),
+    max_concurrency: z.number().int().positive().optional(),
+    budget_usd: z.number().positive().optional(),
+    budget_period: z.enum(['day', 'month']).default('month'),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+    ip_allowlist: z.array(z.string().refine(validCidr, 'expected an IP address or CIDR block')).optional(),
+    expires_at: z.iso.datetime({ offset: true }).optional(),
+    expires_in_s: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export type CreateKeyInput = z.input<typeof createKeySchema>;
+
+/** What the admin API shows of a key (never its hash). */
+export interface ApiKeyView {
+  id: string;
+  name: string;
+  prefix: string;
+  user_id: string | null;
+  team_id: string | null;
+  models: string[] | null;
+  rpm: number | null;
+  tpm: number | null;
+  max_concurrency: number | null;
+  budget_usd: number | null;
+  budget_period: string | null;
+  metadata: Record<string, unknown> | null;
+  ip_allowlist: string[] | null;
+  expires_at: string | null;
+  revoked_at: string | null;
+  created_at: string;
+}
+
+export function keyView(r: ApiKeyRow): ApiKeyView {
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    user_id: r.userId,
+    team_id: r.teamId,
+    models: r.allowedModels,
+    rpm: r.rpm,
+    tpm: r.tpm,
+    max_concurrency: r.maxConcurrency,
+    budget_usd: r.budgetUsd,
+    budget_period: r.budgetPeriod,
+    metadata: r.metadata,
+    ip_allowlist: r.ipAllowlist,
+    expires_at: r.expiresAt?.toISOString() ?? null,
+    revoked_at: r.revokedAt?.toISOString() ?? null,
+    created_at: r.createdAt.toISOString(),
+  };
+}
+
+export const hashKey = (key: string): string => createHash('sha256').update(key).digest('hex');
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+function randomToken(length: number): string {
+  // Rejection sampling keeps every character equally likely.
+  let out = '';
+  while (out.length < length) {
+    for (const b of randomBytes(length * 2)) {
+      if (b < 248 && out.length < length) out += ALPHABET[b % 62];
+    }
+  }
+  return out;
+}
+
+interface CachedKey {
+  row: ApiKeyRow;
+  allow?: BlockList;
+  at: number;
+}
+
+export interface ApiKeyStoreOptions {
+  sql: SqlDatabase;
+  prefix: string;
+  cacheTtlMs: number;
+  redis?: RedisClient;
+  redisPrefix?: string;
+}
+
+export class ApiKeyStore {
+  private readonly cache = new Map<string, CachedKey>();
+
+  constructor(private readonly opts: ApiKeyStoreOptions) {}
+
+  get prefix(): string {
+    return this.opts.prefix;
+  }
+
+  /** Creates a key; the plaintext is returned once and never stored. */
+  async create(input: CreateKeyInput): Promise<{ key: string; record: ApiKeyView }> {
+    const v = createKeySchema.parse(input);
+    const key = `${this.opts.prefix}${randomToken(40)}`;
+    const expires = v.expires_at ? new Date(v.expires_at) : v.expires_in_s ? new Date(Date.now() + v.expires_in_s * 1000) : null;
+    const [row] = await this.opts.sql.db
+      .insert(apiKeys)
+      .values({
+        id: `key_${randomToken(16)}`,
+        name: v.name,
+        prefix: key.slice(0, this.opts.prefix.length + 6),
+        hash: hashKey(key),
+        userId: v.user_id ?? null,
+        teamId: v.team_id ?? null,
+        allowedModels: v.models ?? null,
+        rpm: v.rpm ?? null,
+        tpm: v.tpm ?? null,
+        maxConcurrency: v.max_concurrency ?? null,
+        budgetUsd: v.budget_usd ?? null,
+        budgetPeriod: v.budget_usd !== undefined ? v.budget_period : null,
+        metadata: v.metadata ?? null,
+        ipAllowlist: v.ip_allowlist ?? null,
+        expiresAt: expires,
+      })
+      .returning();
+    return { key, record: keyView(row as ApiKeyRow) };
+  }
+
+  async list(): Promise<ApiKeyView[]> {
+    const rows = await this.opts.sql.db.select().from(apiKeys).orderBy(desc(apiKeys.createdAt));
+    return rows.map(keyView);
+  }
+
+  async get(id: string): Promise<ApiKeyView | undefined> {
+    const [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.id, id));
+    return row ? keyView(row) : undefined;
+  }
+
+  /** Revokes a key everywhere: the database row, this replica's cache, and (with Redis) every other replica's. */
+  async revoke(id: string): Promise<ApiKeyView | undefined> {
+    const [row] = await this.opts.sql.db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.id, id)).returning();
+    if (!row) return undefined;
+    // The marker outlives any replica's cached copy of the row.
+    await this.opts.redis?.set(this.marker(id), '1', 'PX', this.opts.cacheTtlMs + 60_000);
+    for (const [hash, c] of this.cache) if (c.row.id === id) this.cache.delete(hash);
+    return keyView(row);
+  }
+
+  private marker(id: string): string {
+    return `${this.opts.redisPrefix ?? ''}revoked-key:${id}`;
+  }
+
+  /** The tenant for a presented key, or invalid_api_key / permission_denied. */
+  async verify(key: string, ip?: string): Promise<Tenant> {
+    const hash = hashKey(key);
+    const now = Date.now();
+    let cached = this.cache.get(hash);
+    if (cached && now - cached.at < this.opts.cacheTtlMs) {
+      if (this.opts.redis && (await this.opts.redis.exists(this.marker(cached.row.id))) === 1) {
+        this.cache.delete(hash);
+        cached = undefined;
+      }
+    } else cached = undefined;
+    if (!cached) {
+      const [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.hash, hash));
+      if (!row) throw new GatewayError('invalid_api_key');
+      cached = { row, at: now, allow: row.ipAllowlist?.length ? blockList(row.ipAllowlist) : undefined };
+      if (this.cache.size > 10_000) this.cache.clear();
+      this.cache.set(hash, cached);
+    }
+    const { row } = cached;
+    if (row.revokedAt) throw new GatewayError('invalid_api_key', { message: 'This API key has been revoked.' });
+    if (row.expiresAt && row.expiresAt.getTime() <= now) throw new GatewayError('invalid_api_key', { message: 'This API key has expired.' });
+    if (cached.allow && !allowed(cached.allow, ip)) {
+      throw new GatewayError('permission_denied', { message: 'This API key may not be used from this address.' });
+    }
+    return {
+      id: `key:${row.id}`,
+      kind: 'key',
+      keyId: row.id,
+      ...(row.userId ? { userId: row.userId } : {}),
+      ...(row.teamId ? { teamId: row.teamId } : {}),
+      ...(row.allowedModels ? { allowedModels: row.allowedModels } : {}),
+      ...(row.metadata ? { metadata: row.metadata } : {}),
+      limits: {
+        ...(row.rpm ? { rpm: row.rpm } : {}),
+        ...(row.tpm ? { tpm: row.tpm } : {}),
+        ...(row.maxConcurrency ? { maxConcurrency: row.maxConcurrency } : {}),
+        ...(row.budgetUsd !== null ? { budgetUsd: row.budgetUsd, budgetPeriod: row.budgetPeriod ?? 'month' } : {}),
+      },
+    };
+  }
+}
+
+function blockList(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const [addr, bits] = c.split('/') as [string, string | undefined];
+    const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(addr, family);
+    else list.addSubnet(addr, Number(bits), family);
+  }
+  return list;
+}
+
+function allowed(list: BlockList, ip: string | undefined): boolean {
+  if (!ip) return false;
+  // Node reports IPv4 clients on a dual-stack socket as ::ffff:a.b.c.d.
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1];
+  if (v4) return list.check(v4, 'ipv4');
+  return list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4');
+}

@@ -1,0 +1,129 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../telemetry/logger.js';
+import { FailoverLimiterStore, MemoryLimiterStore, RedisLimiterStore, type LimiterStore } from './sliding-window.js';
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+async function redisReachable(): Promise<Redis | undefined> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await r.connect();
+    await r.ping();
+    return r;
+  } catch {
+    r.disconnect();
+    if (process.env.CI === 'true') throw new Error(`Redis at ${REDIS_URL} is required in CI`);
+    return undefined;
+  }
+}
+
+const redis = await redisReachable();
+if (!redis) console.warn(`skipping the Redis limiter tests: ${REDIS_URL} is unreachable`);
+const prefix = `test:${randomBytes(4).toString('hex')}:`;
+
+const stores: [string, () => LimiterStore, boolean][] = [
+  ['memory', () => new MemoryLimiterStore(), true],
+  ['redis', () => new RedisLimiterStore(redis as Redis, prefix), redis !== undefined],
+];
+
+for (const [name, make, available] of stores) {
+  describe.skipIf(!available)(`${name} sliding window`, () => {
+    let store: LimiterStore;
+    beforeAll(() => {
+      store = make();
+    });
+    afterAll(() => store.close?.());
+
+    it('admits exactly the limit under concurrent checks, then tells when to retry', async () => {
+      const rule = { kind: 'window' as const, key: `a:${name}`, limit: 10, windowMs: 60_000, cost: 1 };
+      const results = await Promise.all(Array.from({ length: 25 }, (_, i) => store.acquire([rule], `l${i}`)));
+      expect(results.filter((r) => r.admitted)).toHaveLength(10);
+      const refused = results.find((r) => !r.admitted);
+      expect(refused?.states[0]?.remaining).toBe(0);
+      expect(refused?.retryAfterMs).toBeGreaterThan(0);
+      expect(refused?.retryAfterMs).toBeLessThanOrEqual(61_000);
+    });
+
+    it('checks every rule or none: a refusal by one rule takes nothing from the others', async () => {
+      const wide = { kind: 'window' as const, key: `wide:${name}`, limit: 100, windowMs: 60_000, cost: 1 };
+      const narrow = { kind: 'window' as const, key: `narrow:${name}`, limit: 2, windowMs: 60_000, cost: 1 };
+      for (let i = 0; i < 5; i++) await store.acquire([wide, narrow], `x${i}`);
+      const probe = await store.acquire([wide], 'p');
+      expect(probe.states[0]?.remaining).toBe(100 - 3);
+    });
+
+    it('corrects a token reservation in the bucket it landed in', async () => {
+      const rule = { kind: 'window' as const, key: `tok:${name}`, limit: 1000, windowMs: 60_000, cost: 800 };
+      const first = await store.acquire([rule], 't1');
+      expect(first.admitted).toBe(true);
+      expect((await store.acquire([rule], 't2')).admitted).toBe(false);
+      await store.adjust(rule.key, rule.windowMs, first.at, 100 - 800); // only 100 were used
+      expect((await store.acquire([rule], 't3')).admitted).toBe(true);
+    });
+
+    it('refuses a request larger than the whole limit with no retry time', async () => {
+      const r = await store.acquire([{ kind: 'window', key: `big:${name}`, limit: 10, windowMs: 60_000, cost: 11 }], 'b');
+      expect(r.admitted).toBe(false);
+      expect(r.retryAfterMs).toBe(-1);
+    });
+
+    it('holds concurrency slots until released', async () => {
+      const rule = { kind: 'concurrency' as const, key: `conc:${name}`, limit: 2, leaseMs: 60_000 };
+      expect((await store.acquire([rule], 'c1')).admitted).toBe(true);
+      expect((await store.acquire([rule], 'c2')).admitted).toBe(true);
+      expect((await store.acquire([rule], 'c3')).admitted).toBe(false);
+      await store.release(rule.key, 'c1');
+      expect((await store.acquire([rule], 'c4')).admitted).toBe(true);
+    });
+  });
+}
+
+describe('a window slides', () => {
+  it('frees capacity as old buckets leave the window', async () => {
+    let now = 1_000_000;
+    const store = new MemoryLimiterStore(() => now);
+    const rule = { kind: 'window' as const, key: 'slide', limit: 3, windowMs: 60_000, cost: 1 };
+    for (let i = 0; i < 3; i++) {
+      expect((await store.acquire([rule], 's')).admitted).toBe(true);
+      now += 10_000;
+    }
+    const refused = await store.acquire([rule], 's');
+    expect(refused.admitted).toBe(false);
+    now += refused.retryAfterMs;
+    expect((await store.acquire([rule], 's')).admitted).toBe(true);
+    expect((await store.acquire([rule], 's')).admitted).toBe(false);
+    store.close();
+  });
+});
+
+describe('when Redis fails', () => {
+  const broken: LimiterStore = {
+    acquire: () => Promise.reject(new Error('connection refused')),
+    adjust: () => Promise.reject(new Error('connection refused')),
+    release: () => Promise.reject(new Error('connection refused')),
+  };
+  const log = createLogger('silent');
+  const rule = { kind: 'window' as const, key: 'f', limit: 1, windowMs: 60_000, cost: 1 };
+
+  it('fails open onto the local limiter', async () => {
+    const store = new FailoverLimiterStore(broken, new MemoryLimiterStore(), 'open', log);
+    expect((await store.acquire([rule], 'a')).admitted).toBe(true);
+    expect((await store.acquire([rule], 'b')).admitted).toBe(false);
+    store.close();
+  });
+
+  it('fails closed with 503 limiter_unavailable', async () => {
+    const store = new FailoverLimiterStore(broken, new MemoryLimiterStore(), 'closed', log);
+    await expect(store.acquire([rule], 'a')).rejects.toMatchObject({ code: 'limiter_unavailable', status: 503 });
+    store.close();
+  });
+});
+
+afterAll(async () => {
+  if (!redis) return;
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
+});

@@ -1,0 +1,190 @@
+// The requester's side of the mesh: publishes requests to the ingress stream and reads answers from
+// one callback stream per requester process (one blocking connection, whatever the concurrency),
+// handing each request its events in order. Used by the gateway's `mesh` provider and by tests.
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ChatRequest } from '../canonical/chat.js';
+import { backoffMs, connectOrFail, createMeshRedis, sleep, type StreamReply } from './connection.js';
+import { decodeEvent, encodeRequest, entryData, FIELD, isFinalEvent, meshKeys, type MeshEvent, type MeshKeys, type MeshRequest } from './contracts.js';
+import { markAbandoned } from './delivery.js';
+
+export interface MeshClientOptions {
+  redisUrl: string;
+  keyPrefix: string;
+  /** Names this requester's callback stream; random by default. */
+  requesterId?: string;
+  log?: Logger;
+}
+
+export interface SubmitOptions {
+  stream: boolean;
+  /** Epoch ms. */
+  deadline: number;
+  id?: string;
+  /** When aborted the request is marked done so no node starts it; events stop. */
+  signal?: AbortSignal;
+}
+
+/** Events of one request, in order; ends after its final event (or when the deadline passes). */
+export class MeshCall implements AsyncIterable<MeshEvent> {
+  private readonly items: MeshEvent[] = [];
+  private ended = false;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    readonly request: MeshRequest,
+    private readonly onEnd: () => void,
+  ) {}
+
+  push(e: MeshEvent): void {
+    if (this.ended) return;
+    this.items.push(e);
+    if (isFinalEvent(e)) this.ended = true;
+    this.notify();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.notify();
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<MeshEvent> {
+    try {
+      while (true) {
+        const next = this.items.shift();
+        if (next) {
+          yield next;
+          if (isFinalEvent(next)) return;
+          continue;
+        }
+        if (this.ended) return;
+        await new Promise<void>((resolve) => (this.wake = resolve));
+      }
+    } finally {
+      this.onEnd();
+    }
+  }
+}
+
+/** Grace after a request's deadline for the router's own timeout answer to arrive. */
+const DEADLINE_GRACE_MS = 2_000;
+
+export class MeshClient {
+  readonly keys: MeshKeys;
+  readonly callback: string;
+  private commands!: Redis;
+  private reader!: Redis;
+  private readonly calls = new Map<string, MeshCall>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private loop: Promise<void> | undefined;
+  private closing = false;
+  private lastId = '$';
+
+  constructor(private readonly opts: MeshClientOptions) {
+    this.keys = meshKeys(opts.keyPrefix);
+    this.callback = this.keys.callbacks(opts.requesterId ?? `${process.pid}-${randomBytes(4).toString('hex')}`);
+  }
+
+  async connect(): Promise<void> {
+    this.commands = createMeshRedis(this.opts.redisUrl, 'client');
+    this.reader = createMeshRedis(this.opts.redisUrl, 'client:reader');
+    await connectOrFail(this.commands);
+    await connectOrFail(this.reader);
+    for (const c of [this.commands, this.reader]) c.on('error', (err: Error) => this.opts.log?.debug({ err: err.message }, 'mesh client: redis connection error'));
+    // Start reading from the stream's current end: anything earlier belongs to a previous life.
+    const last = (await this.commands.xrevrange(this.callback, '+', '-', 'COUNT', 1)) as [string, string[]][];
+    this.lastId = last[0]?.[0] ?? '0-0';
+    this.loop = this.read();
+  }
+
+  get redis(): Redis {
+    return this.commands;
+  }
+
+  get pending(): number {
+    return this.calls.size;
+  }
+
+  /** Publishes a request; its events arrive on the returned call. */
+  async submit(payload: ChatRequest, opts: SubmitOptions): Promise<MeshCall> {
+    const now = Date.now();
+    const req: MeshRequest = {
+      id: opts.id ?? randomUUID(),
+      model: payload.model,
+      payload,
+      stream: opts.stream,
+      callback: this.callback,
+      deadline: opts.deadline,
+      attempt: 1,
+      created: now,
+    };
+    const call = new MeshCall(req, () => this.forget(req.id));
+    this.calls.set(req.id, call);
+    this.timers.set(
+      req.id,
+      setTimeout(() => {
+        call.end();
+        void markAbandoned(this.commands, this.keys, req.id, 'timed_out').catch(() => undefined);
+      }, Math.max(0, opts.deadline - now) + DEADLINE_GRACE_MS),
+    );
+    opts.signal?.addEventListener(
+      'abort',
+      () => {
+        call.end();
+        void markAbandoned(this.commands, this.keys, req.id, 'cancelled').catch(() => undefined);
+      },
+      { once: true },
+    );
+    await this.commands.xadd(this.keys.requests, '*', FIELD, encodeRequest(req));
+    return call;
+  }
+
+  private forget(id: string): void {
+    this.calls.delete(id);
+    clearTimeout(this.timers.get(id));
+    this.timers.delete(id);
+  }
+
+  private async read(): Promise<void> {
+    let failures = 0;
+    let reads = 0;
+    while (!this.closing) {
+      try {
+        const reply = (await this.reader.xread('COUNT', 500, 'BLOCK', 1_000, 'STREAMS', this.callback, this.lastId)) as StreamReply;
+        failures = 0;
+        const entries = reply?.[0]?.[1] ?? [];
+        for (const [id, fields] of entries) {
+          this.lastId = id;
+          const raw = entryData(fields);
+          const event = raw === undefined ? undefined : decodeEvent(raw);
+          if (event) this.calls.get(event.id)?.push(event);
+        }
+        // Events once read are not needed again: trim behind the reader now and then.
+        if (entries.length && ++reads % 20 === 0) await this.commands.xtrim(this.callback, 'MINID', '~', this.lastId);
+      } catch (err) {
+        if (this.closing) break;
+        failures++;
+        this.opts.log?.warn({ err: (err as Error).message }, 'mesh client: reading the callback stream failed (retrying)');
+        await sleep(backoffMs(failures));
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const call of this.calls.values()) call.end();
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.reader.disconnect();
+    await this.loop;
+    await this.commands.del(this.callback).catch(() => undefined);
+    await this.commands.quit().catch(() => this.commands.disconnect());
+  }
+}

@@ -1,0 +1,59 @@
+// Redis connections for mesh processes. Unlike the gateway's hot-path client, mesh loops would rather
+// wait for Redis than fail: commands queue while the connection is down (no per-request retry cap)
+// and reconnects back off up to 2 s, so workers and routers resume by themselves when Redis returns.
+import { Redis } from 'ioredis';
+
+export function createMeshRedis(url: string, name: string): Redis {
+  return new Redis(url, {
+    connectionName: `inferenceflow:mesh:${name}`,
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
+    lazyConnect: true,
+  });
+}
+
+/** Connects, failing within `timeoutMs` (seed 003: a worker that cannot reach Redis fails to start). */
+export async function connectOrFail(client: Redis, timeoutMs = 5_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Redis unreachable after ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    await client.ping();
+  } catch (err) {
+    client.disconnect();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Creates a consumer group (and its stream); an existing group is fine. */
+export async function ensureGroup(client: Redis, stream: string, group: string): Promise<void> {
+  try {
+    await client.xgroup('CREATE', stream, group, '0', 'MKSTREAM');
+  } catch (err) {
+    if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+  }
+}
+
+export function isNoGroupError(err: unknown): boolean {
+  return String((err as Error)?.message ?? '').includes('NOGROUP');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Exponential backoff for loops whose Redis calls fail: 100 ms doubling to 2 s. */
+export function backoffMs(failures: number): number {
+  return Math.min(100 * 2 ** Math.max(0, failures - 1), 2_000);
+}
+
+export type StreamEntries = [id: string, fields: string[]][];
+/** XREADGROUP/XREAD reply: [stream, entries][] or null. */
+export type StreamReply = [stream: string, entries: StreamEntries][] | null;

@@ -1,0 +1,122 @@
+// Delivery guarantees: at-least-once execution, exactly one final response. A final response is
+// written by one Lua script that sets the request's done-key (SET NX), and only if that succeeded
+// appends the event to the callback stream — then acknowledges and deletes the stream entry that
+// carried the request. Whoever loses the SET NX (a reclaimed duplicate, a late worker) only acks.
+// Held entries are kept fresh with XCLAIM so that only truly abandoned ones go idle and get reclaimed.
+import type { Redis } from 'ioredis';
+import { FIELD, type MeshEvent, type MeshKeys, type MeshRequest } from './contracts.js';
+import type { StreamEntries } from './connection.js';
+
+/** Done-keys outlive the request's deadline by this much, so late duplicates are still recognised. */
+const DONE_GRACE_MS = 60 * 60 * 1000;
+/** Callback streams expire this long after their last final write (abandoned requesters). */
+const CALLBACK_TTL_MS = 60 * 60 * 1000;
+const CALLBACK_MAXLEN = 100_000;
+
+// KEYS: done-key, callback stream, source stream. ARGV: done value, done ttl ms, event JSON, group,
+// entry id ('' for none), callback maxlen, callback ttl ms. Returns 1 if this call delivered.
+const FINAL_SCRIPT = `
+local delivered = 0
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', '${FIELD}', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  delivered = 1
+end
+if ARGV[5] ~= '' then
+  redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+  redis.call('XDEL', KEYS[3], ARGV[5])
+end
+return delivered
+`;
+
+type DeliverFn = (
+  done: string,
+  callback: string,
+  source: string,
+  value: string,
+  ttl: string,
+  event: string,
+  group: string,
+  entryId: string,
+  maxlen: string,
+  cbTtl: string,
+) => Promise<number>;
+
+interface WithDeliver {
+  meshDeliverFinal: DeliverFn;
+}
+
+function deliverCommand(redis: Redis): DeliverFn {
+  const r = redis as unknown as Partial<WithDeliver>;
+  if (!r.meshDeliverFinal) redis.defineCommand('meshDeliverFinal', { numberOfKeys: 3, lua: FINAL_SCRIPT });
+  return (redis as unknown as WithDeliver).meshDeliverFinal.bind(redis);
+}
+
+/** Where the request came from, so delivering its answer also retires the stream entry. */
+export interface SourceEntry {
+  stream: string;
+  group: string;
+  id: string;
+}
+
+/** Writes the request's one final event; false when another execution already did (a duplicate). */
+export async function deliverFinal(
+  redis: Redis,
+  keys: MeshKeys,
+  req: Pick<MeshRequest, 'id' | 'callback' | 'deadline'>,
+  event: MeshEvent,
+  source: SourceEntry | undefined,
+  now = Date.now(),
+): Promise<boolean> {
+  const ttl = Math.max(0, req.deadline - now) + DONE_GRACE_MS;
+  const delivered = await deliverCommand(redis)(
+    keys.done(req.id),
+    req.callback,
+    source?.stream ?? req.callback,
+    `${event.type}:${event.exec}`,
+    String(ttl),
+    JSON.stringify(event),
+    source?.group ?? '',
+    source?.id ?? '',
+    String(CALLBACK_MAXLEN),
+    String(CALLBACK_TTL_MS),
+  );
+  return delivered === 1;
+}
+
+/** Appends a streamed chunk (not final: the done-key is not touched). */
+export async function appendChunk(redis: Redis, callback: string, event: MeshEvent): Promise<void> {
+  await redis.xadd(callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, JSON.stringify(event));
+}
+
+/** Whether a request already has its final response (or was cancelled by its requester). */
+export async function isDone(redis: Redis, keys: MeshKeys, requestId: string): Promise<boolean> {
+  return (await redis.exists(keys.done(requestId))) === 1;
+}
+
+/** Marks a request finished without a response (requester gone or timed out): nobody starts it later. */
+export async function markAbandoned(redis: Redis, keys: MeshKeys, requestId: string, why: string, ttlMs = DONE_GRACE_MS): Promise<void> {
+  await redis.set(keys.done(requestId), why, 'PX', ttlMs, 'NX');
+}
+
+/** Resets the idle time of entries this consumer holds, so reclaimers leave live work alone. */
+export async function touchPending(redis: Redis, stream: string, group: string, consumer: string, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await redis.xclaim(stream, group, consumer, 0, ...ids, 'JUSTID');
+}
+
+/** Takes over entries idle longer than `minIdleMs` in a group (their holder died). */
+export async function claimIdle(redis: Redis, stream: string, group: string, consumer: string, minIdleMs: number, count = 100): Promise<StreamEntries> {
+  const out: StreamEntries = [];
+  let cursor = '0-0';
+  // A bounded number of rounds: each claims up to `count`; the rest wait for the next tick.
+  for (let round = 0; round < 10; round++) {
+    const reply = (await redis.xautoclaim(stream, group, consumer, minIdleMs, cursor, 'COUNT', count)) as [string, StreamEntries, string[]?];
+    const entries = reply[1] ?? [];
+    // Entries deleted while pending come back as null: nothing left to run.
+    for (const e of entries) if (e && Array.isArray(e[1])) out.push(e);
+    cursor = reply[0];
+    if (cursor === '0-0') break;
+  }
+  return out;
+}

@@ -1,0 +1,314 @@
+// The router service (`inferenceflow router`, several may run): consumes the ingress stream in the
+// `routers` group, places each request on a node's stream with the sticky decision, and keeps the
+// mesh's promise that nothing is lost. While no node can take a request it stays pending here and is
+// retried with backoff until its deadline (then an error is delivered); entries abandoned by a dead
+// router or worker are reclaimed (XAUTOCLAIM) and placed again, away from the node that held them.
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
+import type { MeshConfig } from './config.js';
+import {
+  decodeRequest,
+  encodeRequest,
+  entryData,
+  ErrNoAvailableNodes,
+  FIELD,
+  meshKeys,
+  ROUTER_GROUP,
+  WORKER_GROUP,
+  type MeshKeys,
+  type MeshRequest,
+  type NodeHealth,
+} from './contracts.js';
+import { claimIdle, deliverFinal, isDone, touchPending, type SourceEntry } from './delivery.js';
+import { HealthRegistry } from './registry.js';
+import { affinityKeyOf, chooseNode, exclusionReason, type RouteDecision } from './sticky.js';
+
+export interface RouterOptions {
+  routerId: string;
+  redisUrl: string;
+  config: MeshConfig;
+  log: Logger;
+  now?: () => number;
+  blockMs?: number;
+}
+
+export interface RouterStats {
+  routed: number;
+  rerouted: number;
+  reclaimed: number;
+  waiting: number;
+  expired: number;
+  decisions: Record<RouteDecision['reason'], number>;
+}
+
+interface Waiting {
+  req: MeshRequest;
+  source: SourceEntry;
+  /** The node a reclaimed request came from: avoided when another node can take it. */
+  avoid?: string;
+  failures: number;
+  timer: NodeJS.Timeout;
+}
+
+/** Registry reads are cached this long between decisions (heartbeats come every few seconds). */
+const HEALTH_CACHE_MS = 250;
+
+export class MeshRouter {
+  private readonly keys: MeshKeys;
+  private readonly now: () => number;
+  private readonly blockMs: number;
+  private commands!: Redis;
+  private reader!: Redis;
+  private registry!: HealthRegistry;
+  private nodes: NodeHealth[] = [];
+  private nodesReadAt = 0;
+  /** Placement times per node since its last heartbeat: load the heartbeat does not show yet. */
+  private readonly placed = new Map<string, number[]>();
+  private readonly waiting = new Map<string, Waiting>();
+  private loop: Promise<void> | undefined;
+  private reclaimTimer: NodeJS.Timeout | undefined;
+  private reclaiming: Promise<void> | undefined;
+  private stopping = false;
+  readonly stats: RouterStats = { routed: 0, rerouted: 0, reclaimed: 0, waiting: 0, expired: 0, decisions: { imbalance: 0, loaded: 0, affinity: 0, least_loaded: 0 } };
+
+  constructor(private readonly opts: RouterOptions) {
+    this.keys = meshKeys(opts.config.key_prefix);
+    this.now = opts.now ?? Date.now;
+    this.blockMs = opts.blockMs ?? 1_000;
+  }
+
+  private get consumer(): string {
+    return this.opts.routerId;
+  }
+
+  async start(): Promise<void> {
+    this.commands = createMeshRedis(this.opts.redisUrl, `router:${this.opts.routerId}`);
+    this.reader = createMeshRedis(this.opts.redisUrl, `router:${this.opts.routerId}:reader`);
+    await connectOrFail(this.commands);
+    await connectOrFail(this.reader);
+    for (const c of [this.commands, this.reader]) c.on('error', (err: Error) => this.opts.log.debug({ err: err.message }, 'mesh router: redis connection error'));
+    this.registry = new HealthRegistry(this.commands, this.opts.config.key_prefix);
+    await ensureGroup(this.commands, this.keys.requests, ROUTER_GROUP);
+    this.loop = this.consume();
+    this.reclaimTimer = setInterval(() => {
+      this.reclaiming ??= this.reclaim().finally(() => (this.reclaiming = undefined));
+    }, this.opts.config.reclaim_interval_ms);
+    this.opts.log.info({ router: this.opts.routerId, stream: this.keys.requests }, 'mesh router started');
+  }
+
+  /** Stops reading; requests still waiting for a node stay pending in Redis for another router. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.reclaimTimer);
+    await this.loop;
+    await this.reclaiming;
+    for (const w of this.waiting.values()) clearTimeout(w.timer);
+    this.waiting.clear();
+    await Promise.all([this.commands.quit().catch(() => this.commands.disconnect()), this.reader.quit().catch(() => this.reader.disconnect())]);
+  }
+
+  /** The current health view (cached briefly), for decisions and the dashboard. */
+  async health(): Promise<NodeHealth[]> {
+    const now = this.now();
+    if (now - this.nodesReadAt > HEALTH_CACHE_MS) {
+      this.nodes = await this.registry.readAll();
+      this.nodesReadAt = now;
+      this.prunePlaced();
+    }
+    return this.nodes;
+  }
+
+  private async consume(): Promise<void> {
+    let cursor = '0-0'; // this router's own pending entries first (a restart with the same id)
+    let failures = 0;
+    while (!this.stopping) {
+      try {
+        const reply = (await this.reader.xreadgroup(
+          'GROUP', ROUTER_GROUP, this.consumer,
+          'COUNT', 100,
+          'BLOCK', this.blockMs,
+          'STREAMS', this.keys.requests, cursor,
+        )) as StreamReply;
+        failures = 0;
+        const entries: StreamEntries = reply?.[0]?.[1] ?? [];
+        if (cursor !== '>') cursor = entries.length ? entries[entries.length - 1]![0] : '>';
+        for (const [id, fields] of entries) {
+          if (this.waiting.has(waitKey(this.keys.requests, id))) continue;
+          await this.placeEntry({ stream: this.keys.requests, group: ROUTER_GROUP, id }, fields, undefined, false);
+        }
+      } catch (err) {
+        if (this.stopping) break;
+        if (isNoGroupError(err)) await ensureGroup(this.commands, this.keys.requests, ROUTER_GROUP).catch(() => undefined);
+        failures++;
+        this.opts.log.warn({ err: (err as Error).message, failures }, 'mesh router: reading requests failed (retrying)');
+        await sleep(backoffMs(failures));
+      }
+    }
+  }
+
+  private async placeEntry(source: SourceEntry, fields: string[] | null, avoid: string | undefined, reroute: boolean): Promise<void> {
+    const raw = Array.isArray(fields) ? entryData(fields) : undefined;
+    const req = raw === undefined ? undefined : decodeRequest(raw);
+    if (!req) {
+      this.opts.log.error({ entry: source.id, stream: source.stream }, 'mesh router: dropping a malformed request entry');
+      await this.retire(source);
+      return;
+    }
+    if (reroute) req.attempt += 1;
+    await this.place(req, source, avoid, 0);
+  }
+
+  /** Places a request on a node, or keeps it pending and retries, or gives up at its deadline. */
+  private async place(req: MeshRequest, source: SourceEntry, avoid: string | undefined, failures: number): Promise<void> {
+    if (await isDone(this.commands, this.keys, req.id)) {
+      await this.retire(source);
+      return;
+    }
+    const decision = await this.decide(req, avoid);
+    if (!(decision instanceof ErrNoAvailableNodes)) {
+      const target = this.keys.nodeRequests(decision.node);
+      await this.commands
+        .multi()
+        .xadd(target, '*', FIELD, encodeRequest(req))
+        .sadd(this.keys.nodeStreams, decision.node)
+        .xack(source.stream, source.group, source.id)
+        .xdel(source.stream, source.id)
+        .exec();
+      this.notePlaced(decision.node);
+      this.stats.decisions[decision.reason]++;
+      if (avoid !== undefined || req.attempt > 1) this.stats.rerouted++;
+      else this.stats.routed++;
+      return;
+    }
+    const now = this.now();
+    if (now >= req.deadline) {
+      this.stats.expired++;
+      await deliverFinal(this.commands, this.keys, req, {
+        type: 'error',
+        id: req.id,
+        exec: `router:${this.opts.routerId}`,
+        node: '',
+        error: { kind: 'no_available_nodes', message: decision.message, status: 503 },
+      }, source, now);
+      return;
+    }
+    // ErrNoAvailableNodes: the entry stays pending (un-acked) and is tried again after a backoff.
+    const delay = Math.min(this.opts.config.retry_initial_ms * 2 ** failures, this.opts.config.retry_max_ms, Math.max(0, req.deadline - now));
+    if (failures === 0) this.opts.log.info({ request: req.id, model: req.model, reason: decision.message }, 'mesh router: no available node; retrying until the deadline');
+    const timer = setTimeout(() => {
+      this.waiting.delete(waitKey(source.stream, source.id));
+      this.stats.waiting = this.waiting.size;
+      this.place(req, source, avoid, failures + 1).catch((err: unknown) => {
+        // Redis trouble: the entry is still pending and will be reclaimed.
+        this.opts.log.warn({ err: (err as Error).message, request: req.id }, 'mesh router: retry failed');
+      });
+    }, delay);
+    this.waiting.set(waitKey(source.stream, source.id), { req, source, avoid, failures, timer });
+    this.stats.waiting = this.waiting.size;
+  }
+
+  private async decide(req: MeshRequest, avoid: string | undefined): Promise<RouteDecision | ErrNoAvailableNodes> {
+    const all = await this.health();
+    const nodes = avoid === undefined ? all : all.filter((h) => h.node_id !== avoid);
+    const opts = {
+      thresholds: this.opts.config.health,
+      scoring: this.opts.config.scoring,
+      now: this.now(),
+      extraLoad: (node: string) => this.extraLoad(node),
+    };
+    const input = { model: req.model, affinityKey: affinityKeyOf(req.payload.messages, this.opts.config.scoring.prefix_chars) };
+    const decision = chooseNode(nodes, input, opts);
+    // The node it came from is better than none.
+    if (decision instanceof ErrNoAvailableNodes && avoid !== undefined) return chooseNode(all, input, opts);
+    return decision;
+  }
+
+  private extraLoad(node: string): number {
+    const times = this.placed.get(node);
+    if (!times) return 0;
+    const since = this.nodes.find((h) => h.node_id === node)?.ts ?? 0;
+    let n = 0;
+    for (let i = times.length - 1; i >= 0 && times[i]! > since; i--) n++;
+    return n;
+  }
+
+  private notePlaced(node: string): void {
+    let times = this.placed.get(node);
+    if (!times) this.placed.set(node, (times = []));
+    times.push(this.now());
+  }
+
+  private prunePlaced(): void {
+    for (const [node, times] of this.placed) {
+      const since = this.nodes.find((h) => h.node_id === node)?.ts ?? 0;
+      const keep = times.filter((t) => t > since);
+      if (keep.length) this.placed.set(node, keep);
+      else this.placed.delete(node);
+    }
+  }
+
+  private async retire(source: SourceEntry): Promise<void> {
+    await this.commands.multi().xack(source.stream, source.group, source.id).xdel(source.stream, source.id).exec();
+  }
+
+  /**
+   * One reclaim pass: keep this router's waiting entries fresh; take over ingress entries another
+   * router abandoned; take over node-stream entries a worker held too long (it died) and entries
+   * queued on nodes that left or went silent; forget empty streams of departed nodes.
+   */
+  async reclaim(): Promise<void> {
+    try {
+      const cfg = this.opts.config;
+      for (const w of this.waiting.values()) await touchPending(this.commands, w.source.stream, w.source.group, this.consumer, [w.source.id]);
+
+      for (const [id, fields] of await claimIdle(this.commands, this.keys.requests, ROUTER_GROUP, this.consumer, cfg.idle_reclaim_ms)) {
+        if (this.waiting.has(waitKey(this.keys.requests, id))) continue;
+        this.stats.reclaimed++;
+        await this.placeEntry({ stream: this.keys.requests, group: ROUTER_GROUP, id }, fields, undefined, false);
+      }
+
+      this.nodesReadAt = 0;
+      const health = new Map((await this.health()).map((h) => [h.node_id, h]));
+      const now = this.now();
+      for (const node of await this.commands.smembers(this.keys.nodeStreams)) {
+        const stream = this.keys.nodeRequests(node);
+        const held = await claimIdle(this.commands, stream, WORKER_GROUP, this.consumer, cfg.idle_reclaim_ms).catch((err: unknown) => {
+          if (isNoGroupError(err)) return [] as StreamEntries;
+          throw err;
+        });
+        for (const [id, fields] of held) {
+          if (this.waiting.has(waitKey(stream, id))) continue;
+          this.stats.reclaimed++;
+          this.opts.log.warn({ node, entry: id }, 'mesh router: reclaiming a request its node held too long');
+          await this.placeEntry({ stream, group: WORKER_GROUP, id }, fields, node, true);
+        }
+        const h = health.get(node);
+        const gone = !h || h.draining || exclusionReason(h, cfg.health, now)?.startsWith('heartbeat') === true;
+        if (gone) await this.drainDeparted(node, stream, h === undefined);
+      }
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'mesh router: reclaim pass failed (next tick retries)');
+    }
+  }
+
+  /** Moves entries queued on a node that left (or went silent) to other nodes; forgets empty streams. */
+  private async drainDeparted(node: string, stream: string, unregistered: boolean): Promise<void> {
+    await ensureGroup(this.commands, stream, WORKER_GROUP);
+    const reply = (await this.commands.xreadgroup('GROUP', WORKER_GROUP, this.consumer, 'COUNT', 100, 'STREAMS', stream, '>')) as StreamReply;
+    for (const [id, fields] of reply?.[0]?.[1] ?? []) {
+      this.stats.reclaimed++;
+      await this.placeEntry({ stream, group: WORKER_GROUP, id }, fields, node, true);
+    }
+    if (!unregistered) return;
+    const [len, pending] = await Promise.all([this.commands.xlen(stream), this.commands.xpending(stream, WORKER_GROUP) as Promise<[number, ...unknown[]]>]);
+    if (len === 0 && Number(pending[0]) === 0) {
+      await this.commands.multi().srem(this.keys.nodeStreams, node).del(stream).exec();
+    }
+  }
+}
+
+function waitKey(stream: string, id: string): string {
+  return `${stream} ${id}`;
+}

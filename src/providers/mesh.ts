@@ -1,0 +1,153 @@
+// The `mesh` provider: a model group deployment that targets the inference mesh. A call is published
+// to the mesh's ingress stream; a router places it on a node; the answer (or its tokens, as they come)
+// arrives on this process's callback stream. Options: `redis_url` (else REDIS_URL), `key_prefix`
+// (default `orion:inference:`). Aborts mark the request done so no node starts it afterwards.
+import { randomBytes } from 'node:crypto';
+import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
+import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
+import type { ProviderConfig } from '../config/schema.js';
+import { MeshClient } from '../mesh/client.js';
+import { defaultMeshConfig, meshConfigSchema, type MeshConfig } from '../mesh/config.js';
+import type { MeshErrorBody, MeshEvent } from '../mesh/contracts.js';
+import { HealthRegistry } from '../mesh/registry.js';
+import { meshSnapshot, type MeshSnapshot } from '../mesh/snapshot.js';
+import { UpstreamError, type UpstreamErrorKind } from './errors.js';
+import type { CallOptions, ProviderAdapter } from './types.js';
+
+const KINDS: ReadonlySet<string> = new Set<UpstreamErrorKind>([
+  'connect', 'timeout', 'rate_limited', 'overloaded', 'server', 'bad_request', 'context_length',
+  'content_policy', 'auth', 'not_found', 'malformed', 'stream_interrupted', 'aborted', 'unsupported',
+]);
+
+export async function createMeshProvider(name: string, cfg: ProviderConfig, env: Record<string, string | undefined> = process.env): Promise<MeshProvider> {
+  const opts = cfg.options ?? {};
+  const redisUrl = typeof opts.redis_url === 'string' ? opts.redis_url : env.REDIS_URL;
+  if (!redisUrl) throw new Error(`provider ${name}: type mesh needs options.redis_url (or REDIS_URL)`);
+  const mesh = meshConfigSchema.parse({ ...(typeof opts.key_prefix === 'string' ? { key_prefix: opts.key_prefix } : {}) });
+  const client = new MeshClient({ redisUrl, keyPrefix: mesh.key_prefix });
+  await client.connect();
+  return new MeshProvider(name, client, mesh);
+}
+
+export class MeshProvider implements ProviderAdapter {
+  readonly type = 'mesh' as const;
+  private readonly registry: HealthRegistry;
+
+  constructor(
+    readonly name: string,
+    readonly client: MeshClient,
+    readonly mesh: MeshConfig = defaultMeshConfig(),
+  ) {
+    this.registry = new HealthRegistry(client.redis, mesh.key_prefix);
+  }
+
+  async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const call = await this.submit(req, false, opts);
+    for await (const event of call) {
+      if (event.type === 'result') return event.result;
+      if (event.type === 'error') throw this.error(event.error);
+    }
+    throw this.deadlineError(opts);
+  }
+
+  async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    const call = await this.submit(req, true, opts);
+    const events = call[Symbol.asyncIterator]();
+    // Wait for the first event so that failures before the first token reject here (retryable).
+    const first = await events.next();
+    if (first.done) throw this.deadlineError(opts);
+    if (first.value.type === 'error') throw this.error(first.value.error);
+    return this.chunks(first.value, events, opts);
+  }
+
+  /**
+   * Chunks of one execution. If a node dies mid-answer and the request reruns elsewhere, chunks of a
+   * second execution appear: before any text was forwarded the stream follows the new execution;
+   * after, it ends with `stream_interrupted` rather than splice two different answers.
+   */
+  private async *chunks(first: MeshEvent, events: AsyncIterator<MeshEvent>, opts: CallOptions): AsyncGenerator<ChatChunk> {
+    let exec = first.exec;
+    let forwarded = false;
+    let event: MeshEvent | undefined = first;
+    try {
+      while (event) {
+        if (event.type === 'error') {
+          if (event.exec === exec || !forwarded) throw this.error(event.error);
+        } else if (event.type === 'done') {
+          if (event.exec === exec) return;
+          if (forwarded) throw this.interrupted();
+          return;
+        } else if (event.type === 'chunk') {
+          if (event.exec !== exec) {
+            if (forwarded) throw this.interrupted();
+            exec = event.exec;
+          }
+          if (event.chunk.choices.some((c) => c.delta.content || c.delta.tool_calls)) forwarded = true;
+          yield event.chunk;
+        }
+        const next = await events.next();
+        event = next.done ? undefined : next.value;
+      }
+      throw this.deadlineError(opts);
+    } finally {
+      await events.return?.();
+    }
+  }
+
+  private async submit(req: ChatRequest, stream: boolean, opts: CallOptions) {
+    try {
+      return await this.client.submit(req, { stream, deadline: Date.now() + opts.timeoutMs, id: meshRequestId(opts.requestId), signal: opts.signal });
+    } catch (err) {
+      throw new UpstreamError({ provider: this.name, kind: 'connect', message: `${this.name}: could not publish to the mesh: ${(err as Error).message}`, cause: err });
+    }
+  }
+
+  private error(e: MeshErrorBody): UpstreamError {
+    if (e.kind === 'no_available_nodes') {
+      return new UpstreamError({ provider: this.name, kind: 'overloaded', status: 503, message: `${this.name}: ${e.message}` });
+    }
+    const kind = (KINDS.has(e.kind) ? e.kind : 'server') as UpstreamErrorKind;
+    return new UpstreamError({ provider: this.name, kind, status: e.status, message: `${this.name}: ${e.message}` });
+  }
+
+  private interrupted(): UpstreamError {
+    return new UpstreamError({ provider: this.name, kind: 'stream_interrupted', message: `${this.name}: the node streaming this answer died; it was rerun elsewhere` });
+  }
+
+  private deadlineError(opts: CallOptions): UpstreamError {
+    if (opts.signal.aborted) return new UpstreamError({ provider: this.name, kind: 'aborted', message: `${this.name}: request aborted` });
+    return new UpstreamError({ provider: this.name, kind: 'timeout', message: `${this.name}: no answer from the mesh within ${opts.timeoutMs} ms` });
+  }
+
+  async embed(_req: EmbeddingRequest): Promise<EmbeddingResult> {
+    throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: the mesh serves chat only` });
+  }
+
+  /** Models installed on routable nodes. */
+  async listModels(): Promise<string[]> {
+    const snap = await this.snapshot();
+    return [...new Set(snap.nodes.filter((n) => n.routable).flatMap((n) => n.models_installed))].sort();
+  }
+
+  async ready(): Promise<boolean> {
+    try {
+      return (await this.snapshot()).counts.routable > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Nodes, their health and routability, for the dashboard and metrics. */
+  async snapshot(): Promise<MeshSnapshot> {
+    return meshSnapshot(await this.registry.readAll(), this.mesh.health);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+/** Unique per attempt: a gateway retry of the same request must not find the first attempt's done-key. */
+function meshRequestId(requestId: string): string {
+  return `${requestId}.${randomBytes(4).toString('hex')}`;
+}

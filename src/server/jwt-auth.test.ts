@@ -1,0 +1,92 @@
+import { createServer, type Server } from 'node:http';
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jwtSchema } from '../config/schema.js';
+import { createJwtVerifier } from './jwt-auth.js';
+
+const secret = 'a-shared-secret-of-at-least-32-characters!';
+const key = new TextEncoder().encode(secret);
+const now = () => Math.floor(Date.now() / 1000);
+
+function hs(claims: Record<string, unknown>, header: Record<string, unknown> = {}) {
+  return new SignJWT(claims).setProtectedHeader({ alg: 'HS256', ...header });
+}
+
+describe('HS256 JWTs', () => {
+  let verify: Awaited<ReturnType<typeof createJwtVerifier>>;
+  beforeAll(async () => {
+    verify = await createJwtVerifier(jwtSchema.parse({ algorithm: 'HS256', secret, issuer: 'https://issuer.test', audience: 'inferenceflow', clock_tolerance_s: 0 }));
+  });
+  const good = () => hs({ sub: 'alice', team: 'red', models: ['gpt-4o-mini'], rpm: 7 }).setIssuer('https://issuer.test').setAudience('inferenceflow').setExpirationTime('5m');
+
+  it('maps claims to the tenant, user, team, models and limits', async () => {
+    const tenant = await verify(await good().sign(key));
+    expect(tenant).toEqual({ id: 'jwt:alice', kind: 'jwt', userId: 'alice', teamId: 'red', allowedModels: ['gpt-4o-mini'], limits: { rpm: 7 } });
+  });
+
+  const rejected: [string, () => Promise<string>, RegExp][] = [
+    ['an expired token', () => good().setExpirationTime(now() - 10).sign(key), /expired/],
+    ['a not-yet-valid token', () => good().setNotBefore(now() + 600).sign(key), /not valid yet/],
+    ['a wrong audience', () => good().setAudience('someone-else').sign(key), /"aud"/],
+    ['a wrong issuer', () => good().setIssuer('https://evil.test').sign(key), /"iss"/],
+    ['a token without exp', () => hs({ sub: 'alice' }).setIssuer('https://issuer.test').setAudience('inferenceflow').sign(key), /"exp"/],
+    ['a forged signature', () => good().sign(new TextEncoder().encode('another-secret-of-at-least-32-characters')), /signature/],
+    ['alg: none', async () => new UnsecuredJWT({ sub: 'alice', aud: 'inferenceflow', iss: 'https://issuer.test' }).setExpirationTime('5m').encode(), /algorithm|malformed/],
+    [
+      'a tampered payload',
+      async () => {
+        const [h, , s] = (await good().sign(key)).split('.');
+        const payload = Buffer.from(JSON.stringify({ sub: 'root', aud: 'inferenceflow', iss: 'https://issuer.test', exp: now() + 300 })).toString('base64url');
+        return `${h}.${payload}.${s}`;
+      },
+      /signature/,
+    ],
+  ];
+  for (const [name, make, message] of rejected) {
+    it(`rejects ${name} with invalid_api_key`, async () => {
+      const err = await verify(await make()).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'invalid_api_key', status: 401 });
+      expect((err as Error).message).toMatch(message);
+    });
+  }
+});
+
+describe('asymmetric JWTs', () => {
+  it('verifies ES256 with a PEM key and refuses an HS256 token made from that public key (algorithm pinned)', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('ES256');
+    const pem = await exportSPKI(publicKey);
+    const verify = await createJwtVerifier(jwtSchema.parse({ algorithm: 'ES256', public_key: pem }));
+    const token = await new SignJWT({ sub: 'bob' }).setProtectedHeader({ alg: 'ES256' }).setExpirationTime('5m').sign(privateKey);
+    expect((await verify(token)).userId).toBe('bob');
+    const confused = await new SignJWT({ sub: 'mallory' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(pem));
+    await expect(verify(confused)).rejects.toMatchObject({ code: 'invalid_api_key' });
+  });
+
+  describe('RS256 from a JWKS URL', () => {
+    let server: Server;
+    let url: string;
+    let privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+    beforeAll(async () => {
+      const pair = await generateKeyPair('RS256');
+      privateKey = pair.privateKey;
+      const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+      server = createServer((_req, res) => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ keys: [jwk] }));
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const addr = server.address() as { port: number };
+      url = `http://127.0.0.1:${addr.port}/.well-known/jwks.json`;
+    });
+    afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+    it('accepts a token signed by a key in the set and rejects one from an unknown key', async () => {
+      const verify = await createJwtVerifier(jwtSchema.parse({ algorithm: 'RS256', jwks_url: url }));
+      const ok = await new SignJWT({ sub: 'carol', tenant: 'acme' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setExpirationTime('5m').sign(privateKey);
+      expect(await verify(ok)).toMatchObject({ id: 'jwt:acme', userId: 'carol' });
+      const stranger = (await generateKeyPair('RS256')).privateKey;
+      const bad = await new SignJWT({ sub: 'eve' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setExpirationTime('5m').sign(stranger);
+      await expect(verify(bad)).rejects.toMatchObject({ code: 'invalid_api_key' });
+    });
+  });
+});

@@ -1,0 +1,72 @@
+// JWT bearer tokens (seed 002): HS256, RS256 or ES256 through jose, the algorithm pinned by config
+// (so `alg: none` and algorithm-confusion tokens fail), `exp`, `nbf`, `iss` and `aud` checked, and
+// claims mapped to tenant, user, team, allowed models and limits. Keys come from a shared secret,
+// a PEM public key, or a JWKS URL (fetched and cached by jose).
+import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JwtConfig } from '../config/schema.js';
+import type { Tenant } from '../gateway/context.js';
+import { GatewayError } from './errors.js';
+
+export type JwtVerifier = (token: string) => Promise<Tenant>;
+
+/** A compact JWS: three base64url parts, the header starting `{"` (eyJ). */
+export function looksLikeJwt(token: string): boolean {
+  return /^eyJ[\w-]*\.[\w-]*\.[\w-]*$/.test(token);
+}
+
+export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
+  let key: Uint8Array | Awaited<ReturnType<typeof importSPKI>> | JWTVerifyGetKey;
+  if (cfg.algorithm === 'HS256') key = new TextEncoder().encode(cfg.secret ?? '');
+  else if (cfg.public_key) key = await importSPKI(cfg.public_key.replace(/\\n/g, '\n'), cfg.algorithm);
+  else key = createRemoteJWKSet(new URL(cfg.jwks_url as string), { cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+  const options = {
+    algorithms: [cfg.algorithm],
+    clockTolerance: cfg.clock_tolerance_s,
+    ...(cfg.issuer ? { issuer: cfg.issuer } : {}),
+    ...(cfg.audience ? { audience: cfg.audience } : {}),
+    ...(cfg.require_exp ? { requiredClaims: ['exp'] } : {}),
+  };
+  const c = cfg.claims;
+  return async function verifyJwt(token) {
+    let payload: JWTPayload;
+    try {
+      // One call shape for a static key and a key set (jose overloads them separately).
+      payload =
+        typeof key === 'function'
+          ? (await jwtVerify(token, key, options)).payload
+          : (await jwtVerify(token, key as Uint8Array, options)).payload;
+    } catch (err) {
+      throw new GatewayError('invalid_api_key', { message: `The bearer token was rejected: ${reason(err)}.` });
+    }
+    const str = (name: string) => (typeof payload[name] === 'string' && payload[name] !== '' ? (payload[name] as string) : undefined);
+    const num = (name: string) => (typeof payload[name] === 'number' && (payload[name] as number) > 0 ? Math.floor(payload[name] as number) : undefined);
+    const userId = str(c.user);
+    const teamId = str(c.team);
+    const tenantName = str(c.tenant) ?? userId;
+    if (!tenantName) throw new GatewayError('invalid_api_key', { message: `The bearer token was rejected: it names no user (claim "${c.user}").` });
+    const models = Array.isArray(payload[c.models]) ? (payload[c.models] as unknown[]).filter((m): m is string => typeof m === 'string') : undefined;
+    const rpm = num(c.rpm);
+    const tpm = num(c.tpm);
+    return {
+      id: `jwt:${tenantName}`,
+      kind: 'jwt',
+      ...(userId ? { userId } : {}),
+      ...(teamId ? { teamId } : {}),
+      ...(models ? { allowedModels: models } : {}),
+      limits: { ...(rpm ? { rpm } : {}), ...(tpm ? { tpm } : {}) },
+    };
+  };
+}
+
+function reason(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return 'it has expired';
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'nbf') return 'it is not valid yet';
+    return `claim "${err.claim}" failed validation`;
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'its algorithm is not accepted';
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'its signature does not verify';
+  if (err instanceof errors.JWKSNoMatchingKey) return 'no key in the key set matches it';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'it is malformed';
+  return 'it could not be verified';
+}

@@ -1,0 +1,44 @@
+import Fastify from 'fastify';
+import { describe, expect, it } from 'vitest';
+import { ResponseCache } from '../../cache/response-cache.js';
+import { MemoryCacheStore } from '../../cache/stores/memory.js';
+import { userRequest } from '../../cache/test-helpers.js';
+import { cacheAdminRoutes } from './cache-admin.js';
+
+async function setup() {
+  const cache = await ResponseCache.create({ store: new MemoryCacheStore({ maxBytes: 1e6 }), ttlMs: 60_000, compressMinBytes: 0 });
+  const result = { id: 'x', object: 'chat.completion' as const, created: 1, model: 'm', choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
+  for (const [ns, model] of [['acme', 'gpt-4o'], ['acme', 'claude'], ['globex', 'gpt-4o']] as const) {
+    const { probe } = await cache.lookup(ns, userRequest('hi', { model }));
+    await cache.put(probe, { kind: 'result', result }, { tokens: 2, costUsd: 0.01 });
+  }
+  const app = Fastify();
+  await app.register(cacheAdminRoutes, { cache });
+  return { app, cache };
+}
+
+describe('cache admin routes', () => {
+  it('reports statistics', async () => {
+    const { app } = await setup();
+    const res = await app.inject({ method: 'GET', url: '/v1/cache/stats' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ backend: 'memory', entries: 3, misses: 3, hits: { exact: 0, semantic: 0 }, stores: 3 });
+  });
+
+  it('invalidates by namespace, model or pattern', async () => {
+    const { app } = await setup();
+    let res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { model: 'gpt-4o' } });
+    expect(res.json()).toMatchObject({ deleted: 2 });
+    res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { pattern: '*' } });
+    expect(res.json()).toMatchObject({ deleted: 1 });
+  });
+
+  it('rejects an empty or unknown filter with the OpenAI error shape', async () => {
+    const { app } = await setup();
+    const res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: {} });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_request' });
+    const typo = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { namspace: 'acme' } });
+    expect(typo.statusCode).toBe(400);
+  });
+});

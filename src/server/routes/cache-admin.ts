@@ -1,0 +1,59 @@
+// Admin endpoints of the response cache (seed 002 get_cache_stats and invalidate_cache): statistics,
+// and invalidation by namespace, model or key pattern. Registered by the app behind the admin token.
+import type { FastifyPluginAsync } from 'fastify';
+import { presentedKey } from '../auth.js';
+import { adminTokenCheck } from './admin-keys.js';
+import { z } from 'zod';
+import type { ResponseCache } from '../../cache/response-cache.js';
+import { GatewayError, openAiErrorBody } from '../errors.js';
+
+export interface CacheAdminOptions {
+  cache: ResponseCache;
+  /** When set, these routes take the admin token (not tenant keys); otherwise normal auth applies. */
+  adminToken?: string;
+}
+
+const invalidateBody = z
+  .object({
+    namespace: z.string().min(1).optional(),
+    model: z.string().min(1).optional(),
+    /** Glob over `<namespace>:<model>:<hash>`. */
+    pattern: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((b) => b.namespace !== undefined || b.model !== undefined || b.pattern !== undefined, {
+    message: 'give at least one of namespace, model or pattern (use pattern "*" to clear everything)',
+  });
+
+export const cacheAdminRoutes: FastifyPluginAsync<CacheAdminOptions> = async (app, opts) => {
+  const { cache } = opts;
+  if (opts.adminToken) {
+    const isAdmin = adminTokenCheck(opts.adminToken);
+    app.addHook('onRoute', (route) => {
+      route.config = { ...(route.config as object), public: true };
+    });
+    app.addHook('preHandler', async (request) => {
+      if (!presentedKey(request.headers)) throw new GatewayError('missing_api_key');
+      if (!isAdmin(request)) throw new GatewayError('invalid_api_key', { message: 'The admin token is not valid.' });
+    });
+  }
+
+  app.get('/v1/cache/stats', async () => cache.stats());
+
+  app.post('/v1/cache/invalidate', async (request, reply) => {
+    const parsed = invalidateBody.safeParse(request.body ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const opts: { message: string; param?: string } = { message: issue?.message ?? 'invalid body' };
+      if (issue?.path.length) opts.param = issue.path.join('.');
+      const err = new GatewayError('invalid_request', opts);
+      return reply.code(err.status).send(openAiErrorBody(err));
+    }
+    const filter: Parameters<ResponseCache['invalidate']>[0] = {};
+    if (parsed.data.namespace !== undefined) filter.namespace = parsed.data.namespace;
+    if (parsed.data.model !== undefined) filter.model = parsed.data.model;
+    if (parsed.data.pattern !== undefined) filter.pattern = parsed.data.pattern;
+    const deleted = await cache.invalidate(filter);
+    return { deleted, filter };
+  });
+};

@@ -1,0 +1,46 @@
+// GET /v1/spend: the ledger summed by key, user, team, model, provider or tenant over a time range.
+// The admin token sees everyone; any other caller sees only its own spend (its key, else its user).
+import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
+import type { Authenticator } from '../auth.js';
+import type { LedgerWriter } from '../../store/ledger.js';
+import { querySpend, SPEND_GROUPS, type SpendGroup } from '../../store/ledger.js';
+import type { SqlDatabase } from '../../store/sql.js';
+import { validationError } from '../validation.js';
+import { adminTokenCheck } from './admin-keys.js';
+
+export interface SpendRouteOptions {
+  sql: SqlDatabase;
+  ledger: LedgerWriter;
+  authenticator: Authenticator;
+  adminToken?: string;
+}
+
+const querySchema = z
+  .object({
+    group_by: z.enum(Object.keys(SPEND_GROUPS) as [SpendGroup, ...SpendGroup[]]).default('key'),
+    start: z.iso.datetime({ offset: true }).optional(),
+    end: z.iso.datetime({ offset: true }).optional(),
+  })
+  .strict();
+
+export const spendRoutes: FastifyPluginAsync<SpendRouteOptions> = async (app, opts) => {
+  const isAdmin = adminTokenCheck(opts.adminToken);
+  app.get('/v1/spend', { config: { public: true } }, async (request) => {
+    const admin = isAdmin(request);
+    const tenant = admin ? undefined : await opts.authenticator.authenticate({ headers: request.headers, ip: request.ip });
+    const parsed = querySchema.safeParse(request.query);
+    if (!parsed.success) throw validationError(parsed.error, request.query);
+    const end = parsed.data.end ? new Date(parsed.data.end) : new Date();
+    const start = parsed.data.start ? new Date(parsed.data.start) : new Date(end.getTime() - 30 * 86_400_000);
+    // Read-your-writes on this replica: what is still queued goes in first.
+    await opts.ledger.flush().catch(() => undefined);
+    const filter = tenant ? (tenant.keyId ? { keyId: tenant.keyId } : tenant.userId ? { userId: tenant.userId } : { tenantId: tenant.id }) : undefined;
+    const data = await querySpend(opts.sql, { groupBy: parsed.data.group_by, start, end, filter });
+    const total = data.reduce(
+      (t, r) => ({ requests: t.requests + r.requests, prompt_tokens: t.prompt_tokens + r.prompt_tokens, completion_tokens: t.completion_tokens + r.completion_tokens, cost_usd: t.cost_usd + r.cost_usd }),
+      { requests: 0, prompt_tokens: 0, completion_tokens: 0, cost_usd: 0 },
+    );
+    return { object: 'spend', group_by: parsed.data.group_by, start: start.toISOString(), end: end.toISOString(), data, total };
+  });
+};

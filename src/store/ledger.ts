@@ -1,0 +1,160 @@
+// The spend ledger: one row per request (who, which model and deployment, tokens, cost, latency,
+// cache hit, status). `record` only appends to memory; a timer writes batches off the hot path.
+// A failed batch stays queued and is retried; at shutdown everything is flushed, and whatever the
+// database still refuses goes to a spool file that the next start replays — no record is lost.
+import { randomUUID } from 'node:crypto';
+import { appendFile, mkdir, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { and, count, gte, lt, sql as dsql, sum, type SQL } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { SqlDatabase } from './sql.js';
+import { ledger, type LedgerRow } from './tables.js';
+
+export type LedgerEntry = Omit<LedgerRow, 'id'> & { id?: string };
+
+export interface LedgerOptions {
+  flushIntervalMs: number;
+  batchSize: number;
+  spoolPath?: string;
+}
+
+export class LedgerWriter {
+  private queue: LedgerRow[] = [];
+  private flushing?: Promise<void>;
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+  private failures = 0;
+  /** Rows written since start (tests and /metrics read it). */
+  written = 0;
+
+  constructor(
+    private readonly sql: SqlDatabase,
+    private readonly log: Logger,
+    private readonly opts: LedgerOptions,
+  ) {
+    this.timer = setInterval(() => void this.flush().catch(() => undefined), opts.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  record(entry: LedgerEntry): void {
+    this.queue.push({ ...entry, id: entry.id ?? randomUUID() });
+    if (this.queue.length >= this.opts.batchSize && !this.flushing) void this.flush().catch(() => undefined);
+  }
+
+  /** Writes everything queued now; rejects (keeping the rows queued) if the database fails. */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => (this.queue.length ? this.flush() : undefined));
+    if (this.queue.length === 0) return Promise.resolve();
+    this.flushing = (async () => {
+      try {
+        while (this.queue.length > 0) {
+          const batch = this.queue.slice(0, this.opts.batchSize);
+          // Ids make a retried batch idempotent (a commit whose answer was lost is not doubled).
+          await this.sql.db.insert(ledger).values(batch).onConflictDoNothing();
+          this.queue.splice(0, batch.length);
+          this.written += batch.length;
+          this.failures = 0;
+        }
+      } catch (err) {
+        if (this.failures++ % 30 === 0) this.log.error({ err: (err as Error).message, pending: this.queue.length }, 'ledger: write failed; records kept for retry');
+        throw err;
+      } finally {
+        this.flushing = undefined;
+      }
+    })();
+    return this.flushing;
+  }
+
+  /** Replays a spool file left by an earlier shutdown. */
+  async replaySpool(): Promise<number> {
+    const path = this.opts.spoolPath;
+    if (!path) return 0;
+    let text: string;
+    const claimed = `${path}.replaying`;
+    try {
+      await rename(path, claimed);
+      text = await readFile(claimed, 'utf8');
+    } catch {
+      return 0;
+    }
+    const rows = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const r = JSON.parse(l) as LedgerRow & { ts: string };
+        return { ...r, ts: new Date(r.ts) };
+      });
+    for (const r of rows) this.queue.push(r);
+    await this.flush();
+    await unlink(claimed).catch(() => undefined);
+    this.log.info({ rows: rows.length }, 'ledger: replayed the spool file');
+    return rows.length;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    for (let attempt = 0; attempt < 3 && this.queue.length > 0; attempt++) {
+      try {
+        await this.flush();
+      } catch {
+        await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+      }
+    }
+    if (this.queue.length > 0 && this.opts.spoolPath) {
+      await mkdir(dirname(this.opts.spoolPath), { recursive: true });
+      await appendFile(this.opts.spoolPath, this.queue.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      this.log.warn({ rows: this.queue.length, spool: this.opts.spoolPath }, 'ledger: database unavailable at shutdown; records spooled to file');
+      this.queue = [];
+    }
+  }
+}
+
+export const SPEND_GROUPS = { key: ledger.keyId, user: ledger.userId, team: ledger.teamId, model: ledger.model, provider: ledger.provider, tenant: ledger.tenantId } as const;
+export type SpendGroup = keyof typeof SPEND_GROUPS;
+
+export interface SpendQuery {
+  groupBy: SpendGroup;
+  start: Date;
+  end: Date;
+  /** Only these rows (a non-admin caller sees its own spend). */
+  filter?: { keyId?: string; userId?: string; tenantId?: string };
+}
+
+export interface SpendRow {
+  group: string | null;
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: number;
+}
+
+export async function querySpend(db: SqlDatabase, q: SpendQuery): Promise<SpendRow[]> {
+  const col = SPEND_GROUPS[q.groupBy];
+  const where: SQL[] = [gte(ledger.ts, q.start), lt(ledger.ts, q.end)];
+  if (q.filter?.keyId) where.push(dsql`${ledger.keyId} = ${q.filter.keyId}`);
+  if (q.filter?.userId) where.push(dsql`${ledger.userId} = ${q.filter.userId}`);
+  if (q.filter?.tenantId) where.push(dsql`${ledger.tenantId} = ${q.filter.tenantId}`);
+  const rows = await db.db
+    .select({ group: col, requests: count(), prompt: sum(ledger.promptTokens), completion: sum(ledger.completionTokens), cost: sum(ledger.costUsd) })
+    .from(ledger)
+    .where(and(...where))
+    .groupBy(col)
+    .orderBy(dsql`sum(${ledger.costUsd}) desc`);
+  return rows.map((r) => ({ group: r.group, requests: Number(r.requests), prompt_tokens: Number(r.prompt ?? 0), completion_tokens: Number(r.completion ?? 0), cost_usd: Number(r.cost ?? 0) }));
+}
+
+/** Spend in USD since a time, for seeding budget counters. */
+export async function spentSince(db: SqlDatabase, scope: 'key' | 'user' | 'team', id: string, since: Date): Promise<number> {
+  const col = scope === 'key' ? ledger.keyId : scope === 'user' ? ledger.userId : ledger.teamId;
+  const [row] = await db.db
+    .select({ cost: sum(ledger.costUsd) })
+    .from(ledger)
+    .where(and(dsql`${col} = ${id}`, gte(ledger.ts, since)));
+  return Number(row?.cost ?? 0);
+}

@@ -1,0 +1,88 @@
+// SQL migrations, applied in order at start-up and recorded in `schema_migrations`. The list is
+// append-only: a capability that needs tables adds an entry at the end (never edits a shipped one).
+// Replicas starting together serialise on an advisory lock, so each migration runs exactly once.
+import type { SqlDatabase } from './sql.js';
+
+export interface Migration {
+  /** Unique, ordered id, e.g. `0001_tenancy`. */
+  id: string;
+  /** One statement per entry (PGlite's extended protocol takes one at a time). */
+  statements: string[];
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    id: '0001_tenancy',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS api_keys (
+        id text PRIMARY KEY,
+        name text NOT NULL DEFAULT '',
+        prefix text NOT NULL,
+        hash text NOT NULL UNIQUE,
+        user_id text,
+        team_id text,
+        allowed_models jsonb,
+        rpm integer,
+        tpm integer,
+        max_concurrency integer,
+        budget_usd double precision,
+        budget_period text,
+        metadata jsonb,
+        ip_allowlist jsonb,
+        expires_at timestamptz,
+        revoked_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      `CREATE TABLE IF NOT EXISTS ledger (
+        id uuid PRIMARY KEY,
+        request_id text NOT NULL,
+        ts timestamptz NOT NULL,
+        tenant_id text NOT NULL,
+        tenant_kind text NOT NULL,
+        key_id text,
+        user_id text,
+        team_id text,
+        endpoint text NOT NULL,
+        model text,
+        provider text,
+        deployment text,
+        prompt_tokens integer NOT NULL DEFAULT 0,
+        completion_tokens integer NOT NULL DEFAULT 0,
+        cost_usd double precision NOT NULL DEFAULT 0,
+        latency_ms double precision NOT NULL DEFAULT 0,
+        cache text,
+        status integer NOT NULL,
+        error_code text
+      )`,
+      `CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)`,
+      `CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_id, ts)`,
+      `CREATE INDEX IF NOT EXISTS ledger_user_ts ON ledger (user_id, ts)`,
+      `CREATE TABLE IF NOT EXISTS webhook_events (
+        id text PRIMARY KEY,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        signed_at timestamptz NOT NULL,
+        type text,
+        payload jsonb NOT NULL
+      )`,
+    ],
+  },
+];
+
+/** Applies every migration not yet recorded, each in its own transaction, under an advisory lock. */
+export async function applyMigrations(sql: SqlDatabase, migrations: readonly Migration[] = MIGRATIONS): Promise<string[]> {
+  await sql.query(`CREATE TABLE IF NOT EXISTS schema_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+  const applied: string[] = [];
+  for (const m of migrations) {
+    const done = await sql.transaction(async (q) => {
+      // Lock per transaction: a replica that waited re-checks and skips what another just applied.
+      await q(`SELECT pg_advisory_xact_lock(727271)`);
+      const rows = await q(`SELECT id FROM schema_migrations WHERE id = $1`, [m.id]);
+      if (rows.length > 0) return false;
+      for (const s of m.statements) await q(s);
+      await q(`INSERT INTO schema_migrations (id) VALUES ($1)`, [m.id]);
+      return true;
+    });
+    if (done) applied.push(m.id);
+  }
+  return applied;
+}

@@ -1,0 +1,124 @@
+// The SQL connection: Postgres (`DATABASE_URL`, shared by replicas) or the embedded PGlite file (the
+// single-process default). Both are Postgres dialects, so one drizzle schema and one list of SQL
+// migrations serve them. Opened once at start-up (PGlite takes seconds), closed at shutdown.
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import type { ManagedResource } from '../gateway/gateway.js';
+import { applyMigrations, type Migration } from './migrations.js';
+
+export type Drizzle = PgDatabase<PgQueryResultHKT>;
+
+export interface SqlDatabase {
+  readonly kind: 'postgres' | 'pglite';
+  /** Typed queries (drizzle over the same connection). */
+  readonly db: Drizzle;
+  /** A raw parameterised query ($1, $2…). */
+  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  /** Runs `fn` in one transaction; statements inside use the `q` it is given. */
+  transaction<T>(fn: (q: RawQuery) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export type RawQuery = <T = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<T[]>;
+
+export interface SqlOptions {
+  /** postgres://… ; empty opens PGlite at `pglitePath`. */
+  url?: string;
+  pglitePath: string;
+  /** Postgres schema to use (created if missing); tests use one per run. */
+  schema?: string;
+  migrations?: readonly Migration[];
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** Opens the database and applies pending migrations. */
+export async function openSql(opts: SqlOptions): Promise<SqlDatabase> {
+  if (opts.schema !== undefined && !SCHEMA_NAME.test(opts.schema)) throw new Error(`invalid database schema name "${opts.schema}"`);
+  const sql = opts.url ? await openPostgres(opts.url, opts.schema) : await openPglite(opts.pglitePath, opts.schema);
+  try {
+    await applyMigrations(sql, opts.migrations);
+  } catch (err) {
+    await sql.close().catch(() => undefined);
+    throw err;
+  }
+  return sql;
+}
+
+async function openPostgres(url: string, schema?: string): Promise<SqlDatabase> {
+  const { default: pg } = await import('pg');
+  const { drizzle } = await import('drizzle-orm/node-postgres');
+  if (schema) {
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    } finally {
+      await admin.end();
+    }
+  }
+  const pool = new pg.Pool({ connectionString: url, max: 10, ...(schema ? { options: `-c search_path="${schema}"` } : {}) });
+  // An idle client's error (server restart) must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined);
+  const db = drizzle({ client: pool }) as unknown as Drizzle;
+  return {
+    kind: 'postgres',
+    db,
+    async query<T>(text: string, params?: unknown[]) {
+      return (await pool.query(text, params)).rows as T[];
+    },
+    async transaction<T>(fn: (q: RawQuery) => Promise<T>) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn(async <R>(text: string, params?: unknown[]) => (await client.query(text, params)).rows as R[]);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+async function openPglite(path: string, schema?: string): Promise<SqlDatabase> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  if (path !== 'memory://') await mkdir(dirname(path), { recursive: true });
+  const pg = await PGlite.create(path === 'memory://' ? undefined : path);
+  if (schema) {
+    await pg.exec(`CREATE SCHEMA IF NOT EXISTS "${schema}"; SET search_path TO "${schema}"`);
+  }
+  const db = drizzle({ client: pg }) as unknown as Drizzle;
+  return {
+    kind: 'pglite',
+    db,
+    async query<T>(text: string, params?: unknown[]) {
+      return (await pg.query<T>(text, params)).rows;
+    },
+    async transaction<T>(fn: (q: RawQuery) => Promise<T>) {
+      return pg.transaction(async (tx) => fn(async <R>(text: string, params?: unknown[]) => (await tx.query<R>(text, params)).rows));
+    },
+    async close() {
+      if (!pg.closed) await pg.close();
+    },
+  };
+}
+
+export function sqlResource(sql: SqlDatabase): ManagedResource {
+  return {
+    name: sql.kind === 'postgres' ? 'postgres' : 'pglite',
+    async check() {
+      await sql.query('SELECT 1');
+      return true;
+    },
+    close: () => sql.close(),
+  };
+}

@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import { GatewayMetrics } from './metrics.js';
+
+/** Sample lines of one metric from the Prometheus text output. */
+function samples(text: string, name: string): string[] {
+  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+}
+
+describe('GatewayMetrics', () => {
+  it('defines every metric the seeds name, with help text and the expected labels', async () => {
+    const m = new GatewayMetrics({ processMetrics: false });
+    const defined = new Map((await m.registry.getMetricsAsJSON()).map((x) => [x.name, x]));
+    const expected: Record<string, string> = {
+      inference_requests_total: 'counter',
+      inference_request_duration_ms: 'histogram',
+      inference_errors_5xx_total: 'counter',
+      inference_cache_hits_total: 'counter',
+      inference_queue_depth: 'gauge',
+      circuit_breaker_open_total: 'counter',
+      inference_provider_latency_ms: 'histogram',
+      inference_time_to_first_token_ms: 'histogram',
+      inference_tokens_total: 'counter',
+      inference_cost_usd_total: 'counter',
+      inference_rate_limited_total: 'counter',
+      inference_retries_total: 'counter',
+      inference_fallbacks_total: 'counter',
+      inference_hedges_total: 'counter',
+      inference_mesh_node_health: 'gauge',
+      inference_gpu_allocation_latency_ms: 'histogram',
+      inference_gpu_utilization_ratio: 'gauge',
+    };
+    for (const [name, type] of Object.entries(expected)) {
+      const metric = defined.get(name);
+      expect(metric, name).toBeDefined();
+      expect(String(metric?.type)).toBe(type);
+      expect(metric?.help.length).toBeGreaterThan(10);
+    }
+    m.recordRequest({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs: 42, model: 'gpt-4o', provider: 'openai' });
+    const text = await m.render();
+    expect(samples(text, 'inference_requests_total')).toEqual([
+      'inference_requests_total{model="gpt-4o",provider="openai",route="/v1/chat/completions",status="200"} 1',
+    ]);
+  });
+
+  it('counts 5xx answers separately and observes durations in the histogram', async () => {
+    const m = new GatewayMetrics({ processMetrics: false });
+    m.recordRequest({ route: '/v1/chat/completions', method: 'POST', status: 502, durationMs: 30 });
+    m.recordRequest({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs: 3000, model: 'x', provider: 'p' });
+    const text = await m.render();
+    expect(samples(text, 'inference_errors_5xx_total')).toEqual(['inference_errors_5xx_total{provider="none",route="/v1/chat/completions",status="502"} 1']);
+    expect(text).toContain('inference_request_duration_ms_bucket{le="2500",model="x",provider="p",route="/v1/chat/completions"} 0');
+    expect(text).toContain('inference_request_duration_ms_bucket{le="5000",model="x",provider="p",route="/v1/chat/completions"} 1');
+  });
+
+  it('bounds free-form labels: values past the limit are counted under "other"', async () => {
+    const m = new GatewayMetrics({ processMetrics: false, maxLabelValues: 5 });
+    for (let i = 0; i < 50; i++) m.recordRequest({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs: 1, model: `model-${i}`, provider: 'p' });
+    const lines = samples(await m.render(), 'inference_requests_total');
+    expect(lines).toHaveLength(6);
+    expect(lines.find((l) => l.includes('model="other"'))).toMatch(/ 45$/);
+  });
+
+  it('records upstream attempts: latency by outcome, error kinds, TTFT, tokens and cost', async () => {
+    const m = new GatewayMetrics({ processMetrics: false });
+    m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', ok: true, durationMs: 800, ttftMs: 120, inputTokens: 12, outputTokens: 30, costUsd: 0.0005 });
+    m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', ok: false, durationMs: 30_000, errorKind: 'timeout' });
+    const text = await m.render();
+    expect(text).toContain('inference_provider_latency_ms_count{provider="openai",model="gpt-4o",outcome="ok"} 1');
+    expect(text).toContain('inference_provider_latency_ms_count{provider="openai",model="gpt-4o",outcome="error"} 1');
+    expect(text).toContain('inference_provider_errors_total{provider="openai",kind="timeout"} 1');
+    expect(text).toContain('inference_time_to_first_token_ms_count{provider="openai",model="gpt-4o"} 1');
+    expect(text).toContain('inference_tokens_total{provider="openai",model="gpt-4o",type="input"} 12');
+    expect(text).toContain('inference_tokens_total{provider="openai",model="gpt-4o",type="output"} 30');
+    expect(text).toContain('inference_cost_usd_total{provider="openai",model="gpt-4o"} 0.0005');
+  });
+
+  it('gives each capability one call that lands in Prometheus and in /v1/stats', async () => {
+    const m = new GatewayMetrics({ processMetrics: false });
+    m.cacheHit('semantic', 0.01);
+    m.cacheMiss();
+    m.setQueueDepth(4);
+    m.breakerOpened('openai/gpt-4o');
+    m.setBreakerState('anthropic/claude', 'half_open');
+    m.rateLimited('tokens');
+    m.retry('openai');
+    m.fallback('openai/gpt-4o', 'anthropic/claude');
+    m.hedge('openai', 'won');
+    m.setMeshNodeHealth('node-a', 0.9);
+    m.gpuAllocation({ model: 'mistral-7b', ok: true, latencyMs: 35 });
+    m.setGpuUtilization('gpu-0', 0.6);
+    m.setGpuActiveAllocations(2);
+    const text = await m.render();
+    for (const line of [
+      'inference_cache_hits_total{kind="semantic"} 1',
+      'inference_cache_hits_total{kind="exact"} 0',
+      'inference_cache_misses_total 1',
+      'inference_queue_depth{queue="admission"} 4',
+      'circuit_breaker_open_total{deployment="openai/gpt-4o"} 1',
+      'circuit_breaker_state{deployment="openai/gpt-4o"} 2',
+      'circuit_breaker_state{deployment="anthropic/claude"} 1',
+      'inference_rate_limited_total{limit="tokens"} 1',
+      'inference_retries_total{provider="openai"} 1',
+      'inference_fallbacks_total{from="openai/gpt-4o",to="anthropic/claude"} 1',
+      'inference_hedges_total{provider="openai",outcome="won"} 1',
+      'inference_mesh_node_health{node="node-a"} 0.9',
+      'inference_gpu_allocation_latency_ms_count{model="mistral-7b",outcome="ok"} 1',
+      'inference_gpu_utilization_ratio{device="gpu-0"} 0.6',
+      'inference_gpu_allocations_active 2',
+    ]) {
+      expect(text).toContain(line);
+    }
+    const s = m.summary();
+    expect(s.cache.hit_rate).toBe(0.5);
+    expect(s.breakers.open).toBe(1);
+    expect(s.queue.depth).toBe(4);
+    expect(s.limits.rate_limited).toBe(1);
+    expect(s.routing).toMatchObject({ retries: 1, fallbacks: 1 });
+    expect(s.mesh.nodes[0]).toMatchObject({ node: 'node-a', health: 0.9, state: 'healthy' });
+    expect(s.gpu).toMatchObject({ allocations: 1, active_allocations: 2 });
+    m.removeMeshNode('node-a');
+    expect(await m.render()).not.toContain('node="node-a"');
+  });
+
+  it('tracks requests in flight', async () => {
+    const m = new GatewayMetrics({ processMetrics: false });
+    m.requestStarted();
+    m.requestStarted();
+    expect(await m.render()).toContain('inference_requests_in_flight 2');
+    m.recordRequest({ route: '/x', method: 'GET', status: 200, durationMs: 1 });
+    expect(await m.render()).toContain('inference_requests_in_flight 1');
+  });
+});

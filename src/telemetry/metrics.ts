@@ -1,0 +1,326 @@
+// Every Prometheus metric the gateway exports, defined once, with small typed recording functions the
+// capabilities call (`metrics.cacheHit('exact')`, `metrics.breakerOpened(id)`, …). Each call also feeds
+// the rolling window behind /v1/stats. Label values are bounded: free-form ones (model, provider,
+// deployment, node, device) keep their first `maxLabelValues` distinct values, later ones read `other`.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section } from './records.js';
+import { RollingStats, type PerformanceSummary } from './rolling-stats.js';
+
+const LATENCY_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000];
+const ALLOCATION_BUCKETS_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 15_000, 60_000];
+const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+
+export interface MetricsOptions {
+  /** Distinct values kept per free-form label before the rest read `other`. */
+  maxLabelValues?: number;
+  /** Node.js process metrics (CPU, memory, event loop lag) as well. */
+  processMetrics?: boolean;
+  /** Rolling window of /v1/stats, seconds. */
+  statsWindowS?: number;
+  /** Clock for the rolling window (tests). */
+  now?: () => number;
+}
+
+/** Keeps a label's cardinality bounded: the first N distinct values pass, the rest become `other`. */
+export class BoundedLabel {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max: number) {}
+
+  value(raw: string | undefined, empty = 'none'): string {
+    if (raw === undefined || raw === '') return empty;
+    if (this.seen.has(raw)) return raw;
+    if (this.seen.size >= this.max) return 'other';
+    this.seen.add(raw);
+    return raw;
+  }
+}
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly stats: RollingStats;
+  private readonly model: BoundedLabel;
+  private readonly provider: BoundedLabel;
+  private readonly deployment: BoundedLabel;
+  private readonly node: BoundedLabel;
+  private readonly device: BoundedLabel;
+  private readonly route: BoundedLabel;
+  private readonly limit: BoundedLabel;
+
+  // Seed 001 names.
+  readonly requestsTotal: Counter<'model' | 'provider' | 'route' | 'status'>;
+  readonly requestDuration: Histogram<'model' | 'provider' | 'route'>;
+  readonly errors5xx: Counter<'provider' | 'route' | 'status'>;
+  readonly cacheHits: Counter<'kind'>;
+  readonly queueDepth: Gauge<'queue'>;
+  readonly breakerOpen: Counter<'deployment'>;
+  // Upstream calls (seed 002, 004).
+  readonly inFlight: Gauge;
+  readonly providerLatency: Histogram<'provider' | 'model' | 'outcome'>;
+  readonly providerErrors: Counter<'provider' | 'kind'>;
+  readonly timeToFirstToken: Histogram<'provider' | 'model'>;
+  readonly tokens: Counter<'provider' | 'model' | 'type'>;
+  readonly cost: Counter<'provider' | 'model'>;
+  readonly cacheMisses: Counter;
+  readonly cacheSaved: Counter<'kind'>;
+  readonly breakerState: Gauge<'deployment'>;
+  readonly rateLimitedTotal: Counter<'limit'>;
+  readonly retries: Counter<'provider'>;
+  readonly fallbacks: Counter<'from' | 'to'>;
+  readonly hedges: Counter<'provider' | 'outcome'>;
+  readonly meshNodeHealth: Gauge<'node'>;
+  readonly gpuAllocationLatency: Histogram<'model' | 'outcome'>;
+  readonly gpuUtilization: Gauge<'device'>;
+  readonly gpuActiveAllocations: Gauge;
+
+  constructor(opts: MetricsOptions = {}) {
+    const max = opts.maxLabelValues ?? 100;
+    this.model = new BoundedLabel(max);
+    this.provider = new BoundedLabel(max);
+    this.deployment = new BoundedLabel(max);
+    this.node = new BoundedLabel(max);
+    this.device = new BoundedLabel(max);
+    this.route = new BoundedLabel(max);
+    this.limit = new BoundedLabel(32);
+    this.stats = new RollingStats({ windowS: opts.statsWindowS, now: opts.now });
+    const registers = [this.registry];
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+
+    this.requestsTotal = new Counter({
+      name: 'inference_requests_total',
+      help: 'HTTP requests answered, by route pattern, model, provider that answered and HTTP status.',
+      labelNames: ['model', 'provider', 'route', 'status'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'inference_request_duration_ms',
+      help: 'Time from request arrival to the last byte of the response (streams: to their end), ms.',
+      labelNames: ['model', 'provider', 'route'],
+      buckets: LATENCY_BUCKETS_MS,
+      registers,
+    });
+    this.errors5xx = new Counter({
+      name: 'inference_errors_5xx_total',
+      help: 'Requests answered with a 5xx status.',
+      labelNames: ['provider', 'route', 'status'],
+      registers,
+    });
+    this.cacheHits = new Counter({
+      name: 'inference_cache_hits_total',
+      help: 'Requests answered from a cache, by kind (exact or semantic).',
+      labelNames: ['kind'],
+      registers,
+    });
+    // Zero series for the fixed label values, so rate() and the dashboards read 0 rather than nothing.
+    for (const kind of ['exact', 'semantic'] as const) this.cacheHits.inc({ kind }, 0);
+    this.cacheMisses = new Counter({ name: 'inference_cache_misses_total', help: 'Cache lookups that found nothing.', registers });
+    this.cacheSaved = new Counter({
+      name: 'inference_cache_saved_usd_total',
+      help: 'Upstream cost avoided by cache hits, USD (the price of the answer that was reused).',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.queueDepth = new Gauge({ name: 'inference_queue_depth', help: 'Requests waiting in the admission queue.', labelNames: ['queue'], registers });
+    this.breakerOpen = new Counter({
+      name: 'circuit_breaker_open_total',
+      help: 'Times a deployment circuit breaker opened.',
+      labelNames: ['deployment'],
+      registers,
+    });
+    this.breakerState = new Gauge({
+      name: 'circuit_breaker_state',
+      help: 'Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['deployment'],
+      registers,
+    });
+    this.inFlight = new Gauge({ name: 'inference_requests_in_flight', help: 'Requests being served right now.', registers });
+    this.providerLatency = new Histogram({
+      name: 'inference_provider_latency_ms',
+      help: 'Duration of one upstream attempt (streams: to the last chunk), ms, by outcome ok or error.',
+      labelNames: ['provider', 'model', 'outcome'],
+      buckets: LATENCY_BUCKETS_MS,
+      registers,
+    });
+    this.providerErrors = new Counter({
+      name: 'inference_provider_errors_total',
+      help: 'Failed upstream attempts, by provider and error kind (timeout, server, rate_limited, …).',
+      labelNames: ['provider', 'kind'],
+      registers,
+    });
+    this.timeToFirstToken = new Histogram({
+      name: 'inference_time_to_first_token_ms',
+      help: 'Streamed attempts: time from the upstream call to its first chunk, ms.',
+      labelNames: ['provider', 'model'],
+      buckets: LATENCY_BUCKETS_MS,
+      registers,
+    });
+    this.tokens = new Counter({
+      name: 'inference_tokens_total',
+      help: 'Tokens billed by upstreams, by type input or output.',
+      labelNames: ['provider', 'model', 'type'],
+      registers,
+    });
+    this.cost = new Counter({ name: 'inference_cost_usd_total', help: 'Upstream cost, USD, from the pricing table.', labelNames: ['provider', 'model'], registers });
+    this.rateLimitedTotal = new Counter({
+      name: 'inference_rate_limited_total',
+      help: 'Requests refused by a limit (429), by which limit (requests, tokens, budget, concurrency, …).',
+      labelNames: ['limit'],
+      registers,
+    });
+    this.retries = new Counter({ name: 'inference_retries_total', help: 'Upstream attempts that were retries of a failed one.', labelNames: ['provider'], registers });
+    this.fallbacks = new Counter({
+      name: 'inference_fallbacks_total',
+      help: 'Requests moved from one deployment or model group to a fallback.',
+      labelNames: ['from', 'to'],
+      registers,
+    });
+    this.hedges = new Counter({
+      name: 'inference_hedges_total',
+      help: 'Hedged (duplicate) upstream calls, by outcome launched, won or cancelled.',
+      labelNames: ['provider', 'outcome'],
+      registers,
+    });
+    this.meshNodeHealth = new Gauge({
+      name: 'inference_mesh_node_health',
+      help: 'Health score of each mesh inference node, 0 (down) to 1 (healthy).',
+      labelNames: ['node'],
+      registers,
+    });
+    this.gpuAllocationLatency = new Histogram({
+      name: 'inference_gpu_allocation_latency_ms',
+      help: 'Time to acquire a GPU allocation from the pool, ms, by outcome ok or failed.',
+      labelNames: ['model', 'outcome'],
+      buckets: ALLOCATION_BUCKETS_MS,
+      registers,
+    });
+    this.gpuUtilization = new Gauge({ name: 'inference_gpu_utilization_ratio', help: 'GPU utilisation, 0 to 1, by device.', labelNames: ['device'], registers });
+    this.gpuActiveAllocations = new Gauge({ name: 'inference_gpu_allocations_active', help: 'GPU allocations currently held.', registers });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The /v1/stats document. */
+  summary(): PerformanceSummary {
+    return this.stats.summary();
+  }
+
+  /** A capability announces itself so its dashboard section shows before its first event. */
+  declare(section: Section): void {
+    this.stats.declare(section);
+  }
+
+  requestStarted(): void {
+    this.inFlight.inc();
+  }
+
+  /** One finished HTTP request (called once per request, from the server's onResponse hook). */
+  recordRequest(r: RequestRecord): void {
+    this.inFlight.dec();
+    const route = this.route.value(r.route, 'unmatched');
+    const model = this.model.value(r.model);
+    const provider = this.provider.value(r.provider);
+    const status = String(r.status);
+    this.requestsTotal.inc({ model, provider, route, status });
+    this.requestDuration.observe({ model, provider, route }, r.durationMs);
+    if (r.status >= 500) this.errors5xx.inc({ provider, route, status });
+    this.stats.request(r);
+  }
+
+  /** One upstream attempt, successful or not (called by the executor through its observer). */
+  recordAttempt(a: AttemptRecord): void {
+    const provider = this.provider.value(a.provider);
+    const model = this.model.value(a.model);
+    this.providerLatency.observe({ provider, model, outcome: a.ok ? 'ok' : 'error' }, a.durationMs);
+    if (!a.ok) this.providerErrors.inc({ provider, kind: a.errorKind ?? 'unknown' });
+    if (a.ttftMs !== undefined) this.timeToFirstToken.observe({ provider, model }, a.ttftMs);
+    if (a.inputTokens) this.tokens.inc({ provider, model, type: 'input' }, a.inputTokens);
+    if (a.outputTokens) this.tokens.inc({ provider, model, type: 'output' }, a.outputTokens);
+    if (a.costUsd) this.cost.inc({ provider, model }, a.costUsd);
+    this.stats.attempt({ ...a, provider });
+  }
+
+  cacheHit(kind: CacheHitKind, savedUsd = 0): void {
+    this.cacheHits.inc({ kind });
+    if (savedUsd > 0) this.cacheSaved.inc({ kind }, savedUsd);
+    this.stats.cacheHit(kind, savedUsd);
+  }
+
+  cacheMiss(): void {
+    this.cacheMisses.inc();
+    this.stats.cacheMiss();
+  }
+
+  setQueueDepth(depth: number, queue = 'admission'): void {
+    this.queueDepth.set({ queue }, depth);
+    this.stats.queueDepth(queue, depth);
+  }
+
+  breakerOpened(deployment: string): void {
+    const d = this.deployment.value(deployment);
+    this.breakerOpen.inc({ deployment: d });
+    this.breakerState.set({ deployment: d }, BREAKER_STATE_VALUE.open);
+    this.stats.breakerState(d, 'open', true);
+  }
+
+  /** Half-open and closed transitions (opening goes through breakerOpened, which counts it). */
+  setBreakerState(deployment: string, state: BreakerState): void {
+    if (state === 'open') return this.breakerOpened(deployment);
+    const d = this.deployment.value(deployment);
+    this.breakerState.set({ deployment: d }, BREAKER_STATE_VALUE[state]);
+    this.stats.breakerState(d, state, false);
+  }
+
+  rateLimited(limit: string): void {
+    this.rateLimitedTotal.inc({ limit: this.limit.value(limit) });
+    this.stats.rateLimited(limit);
+  }
+
+  retry(provider: string): void {
+    this.retries.inc({ provider: this.provider.value(provider) });
+    this.stats.retry();
+  }
+
+  fallback(from: string, to: string): void {
+    this.fallbacks.inc({ from: this.deployment.value(from), to: this.deployment.value(to) });
+    this.stats.fallback();
+  }
+
+  hedge(provider: string, outcome: HedgeOutcome): void {
+    this.hedges.inc({ provider: this.provider.value(provider), outcome });
+    this.stats.hedge(outcome);
+  }
+
+  /** A mesh node's health (0..1) and state (`healthy`, `degraded`, `draining`, `down`). */
+  setMeshNodeHealth(node: string, health: number, state = health > 0 ? 'healthy' : 'down'): void {
+    const n = this.node.value(node);
+    this.meshNodeHealth.set({ node: n }, health);
+    this.stats.meshNode(n, health, state);
+  }
+
+  removeMeshNode(node: string): void {
+    this.meshNodeHealth.remove({ node: this.node.value(node) });
+    this.stats.removeMeshNode(node);
+  }
+
+  gpuAllocation(a: { model: string; ok: boolean; latencyMs: number }): void {
+    this.gpuAllocationLatency.observe({ model: this.model.value(a.model), outcome: a.ok ? 'ok' : 'failed' }, a.latencyMs);
+    this.stats.gpuAllocation(a.ok, a.latencyMs);
+  }
+
+  setGpuUtilization(device: string, ratio: number): void {
+    const d = this.device.value(device);
+    this.gpuUtilization.set({ device: d }, ratio);
+    this.stats.gpuUtilization(d, ratio);
+  }
+
+  setGpuActiveAllocations(n: number): void {
+    this.gpuActiveAllocations.set(n);
+    this.stats.gpuActiveAllocations(n);
+  }
+}

@@ -1,0 +1,122 @@
+// One process's telemetry: the metrics registry (with its /v1/stats window), the tracer provider,
+// and the two places the spine reports to it — each finished HTTP request and each upstream attempt.
+// Built once in assemble(); the HTTP layer, the executor and the capabilities all hold this object.
+import type { Context, Span } from '@opentelemetry/api';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
+import type { MonitoringConfig } from '../config/schema.js';
+import type { RequestContext } from '../gateway/context.js';
+import type { AttemptEnd, AttemptObserver } from '../gateway/execute.js';
+import { isUpstreamError } from '../providers/errors.js';
+import type { Deployment } from '../routing/catalog.js';
+import { GatewayMetrics } from './metrics.js';
+import type { RequestRecord } from './records.js';
+import type { PerformanceSummary } from './rolling-stats.js';
+import { Tracing, endSpan, startServerSpan } from './tracing.js';
+
+export interface TelemetryOptions {
+  version: string;
+  /** Span exporter replacing the configured one (tests). */
+  spanExporter?: SpanExporter;
+  /** Clock for the stats window (tests). */
+  now?: () => number;
+}
+
+/** What the server holds for one request between its arrival and its end. */
+export interface RequestTrace {
+  readonly context: Context;
+  end(record: RequestRecord, extra?: { tenant?: string; requestId?: string; error?: unknown }): void;
+}
+
+export interface AlertState {
+  name: 'error_rate' | 'p95_latency' | 'queue_depth' | 'breaker_open';
+  firing: boolean;
+  value: number;
+  threshold: number;
+}
+
+export class Telemetry implements AttemptObserver {
+  readonly metrics: GatewayMetrics;
+
+  private constructor(
+    readonly settings: MonitoringConfig,
+    readonly tracing: Tracing,
+    opts: TelemetryOptions,
+  ) {
+    this.metrics = new GatewayMetrics({
+      maxLabelValues: settings.metrics.max_label_values,
+      processMetrics: settings.metrics.process_metrics,
+      statsWindowS: settings.stats.window_s,
+      now: opts.now,
+    });
+  }
+
+  static create(settings: MonitoringConfig, opts: TelemetryOptions): Telemetry {
+    const tracing = Tracing.start(settings.tracing, opts.version, opts.spanExporter);
+    return new Telemetry(settings, tracing, opts);
+  }
+
+  /** Called as a request arrives: opens its SERVER span (continuing an incoming traceparent). */
+  startRequest(method: string, route: string | undefined, headers: Record<string, string | string[] | undefined>, counted: boolean): RequestTrace {
+    const { span, context } = startServerSpan(`${method} ${route ?? 'unmatched'}`, headers, {
+      'http.request.method': method,
+      'http.route': route ?? 'unmatched',
+    });
+    if (counted) this.metrics.requestStarted();
+    let ended = false;
+    return {
+      context,
+      end: (record, extra) => {
+        if (ended) return;
+        ended = true;
+        finishServerSpan(span, record, extra);
+        if (counted) this.metrics.recordRequest(record);
+      },
+    };
+  }
+
+  /** AttemptObserver: one upstream attempt's metrics. */
+  attemptEnded(_ctx: RequestContext, d: Deployment, end: AttemptEnd): void {
+    this.metrics.recordAttempt({
+      provider: d.providerName,
+      model: d.model,
+      deployment: d.id,
+      ok: end.ok,
+      durationMs: end.durationMs,
+      ttftMs: end.ttftMs,
+      errorKind: end.ok ? undefined : isUpstreamError(end.error) ? end.error.kind : 'internal',
+      inputTokens: end.usage?.prompt_tokens,
+      outputTokens: end.usage?.completion_tokens,
+      costUsd: end.costUsd,
+    });
+  }
+
+  /** The /v1/stats document with the configured alert thresholds evaluated. */
+  summary(): PerformanceSummary & { alerts: AlertState[] } {
+    const s = this.metrics.summary();
+    const t = this.settings.alerts;
+    const alerts: AlertState[] = [
+      { name: 'error_rate', value: s.requests.error_rate, threshold: t.error_rate, firing: s.requests.total > 0 && s.requests.error_rate > t.error_rate },
+      { name: 'p95_latency', value: s.latency_ms.p95, threshold: t.p95_latency_ms, firing: s.latency_ms.p95 > t.p95_latency_ms },
+      { name: 'queue_depth', value: s.queue.depth, threshold: t.queue_depth, firing: s.queue.depth > t.queue_depth },
+      { name: 'breaker_open', value: s.breakers.open, threshold: 0, firing: s.breakers.open > 0 },
+    ];
+    return { ...s, alerts };
+  }
+
+  async close(): Promise<void> {
+    await this.tracing.shutdown();
+  }
+}
+
+function finishServerSpan(span: Span, r: RequestRecord, extra?: { tenant?: string; requestId?: string; error?: unknown }): void {
+  span.setAttributes({
+    'http.response.status_code': r.status,
+    ...(r.model ? { 'gen_ai.response.model': r.model } : {}),
+    ...(r.provider ? { 'inferenceflow.provider': r.provider } : {}),
+    ...(r.cache ? { 'inferenceflow.cache': r.cache } : {}),
+    ...(extra?.tenant ? { 'inferenceflow.tenant': extra.tenant } : {}),
+    ...(extra?.requestId ? { 'inferenceflow.request_id': extra.requestId } : {}),
+    ...(r.costUsd ? { 'inferenceflow.cost_usd': r.costUsd } : {}),
+  });
+  endSpan(span, r.status >= 500 ? (extra?.error ?? new Error(`HTTP ${r.status}`)) : undefined);
+}

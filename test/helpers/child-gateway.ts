@@ -1,0 +1,66 @@
+// Runs `inferenceflow serve` as a separate process (the real CLI, through tsx) for tests that need
+// several replicas or a real SIGTERM. Resolves once the gateway logs its URL.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+
+export interface ChildGateway {
+  url: string;
+  process: ChildProcess;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+export async function startChildGateway(dir: string, name: string, config: Record<string, unknown>, env: Record<string, string> = {}): Promise<ChildGateway> {
+  const file = join(dir, `${name}.yaml`);
+  await writeFile(file, stringify({ server: { host: '127.0.0.1', port: 0 }, logging: { level: 'info' }, ...config }));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', file], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(() => reject(new Error(`gateway ${name} did not start:\n${logs.join('\n')}`)), 90_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      buffer += d.toString();
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        logs.push(line);
+        try {
+          const entry = JSON.parse(line) as { msg?: string; url?: string };
+          if (entry.msg === 'inferenceflow listening' && entry.url) {
+            clearTimeout(timer);
+            resolve(entry.url);
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    child.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway ${name} exited with ${code}:\n${logs.join('\n')}`));
+    });
+  });
+  return {
+    url,
+    process: child,
+    exited,
+    logs,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,60 @@
+// Real Redis and Postgres for tests of shared state: each run gets its own key prefix and schema
+// (dropped afterwards). Unreachable services skip the tests with a message, except under CI=true,
+// where they must be there.
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const POSTGRES_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+export const runId = (): string => randomBytes(5).toString('hex');
+
+export async function redisAvailable(): Promise<boolean> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await r.connect();
+    await r.ping();
+    return true;
+  } catch {
+    if (process.env.CI === 'true') throw new Error(`Redis at ${REDIS_URL} is required when CI=true`);
+    console.warn(`skipping: Redis at ${REDIS_URL} is unreachable`);
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+export async function postgresAvailable(): Promise<boolean> {
+  const c = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 2_000 });
+  try {
+    await c.connect();
+    return true;
+  } catch {
+    if (process.env.CI === 'true') throw new Error(`Postgres at ${POSTGRES_URL} is required when CI=true`);
+    console.warn(`skipping: Postgres at ${POSTGRES_URL} is unreachable`);
+    return false;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  const c = new pg.Client({ connectionString: POSTGRES_URL });
+  await c.connect();
+  try {
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await c.end();
+  }
+}
+
+export async function dropRedisPrefix(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_URL);
+  try {
+    const keys = await r.keys(`${prefix}*`);
+    if (keys.length) await r.del(...keys);
+  } finally {
+    r.disconnect();
+  }
+}

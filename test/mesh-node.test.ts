@@ -1,0 +1,172 @@
+// The mesh in one process against real Redis: health exclusions with an injected health source and
+// clock, no-node retry until the deadline, a Redis disconnect the worker and router ride out, and the
+// gateway's `mesh` provider streaming tokens from a node to the official OpenAI client.
+import OpenAI from 'openai';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { meshBackendFor } from '../src/mesh/backend.js';
+import { meshConfigSchema, type MeshConfig } from '../src/mesh/config.js';
+import { StaticHealthSource, type HostHealth } from '../src/mesh/health.js';
+import { MeshRouter } from '../src/mesh/router.js';
+import { WorkerAgent } from '../src/mesh/worker.js';
+import { createSimulatorProvider } from '../src/providers/simulator.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { startTestGateway } from './helpers/gateway.js';
+import { CallbackReader, chatRequest, deleteKeys, nodes, publish, redisAvailable, REDIS_URL, uniquePrefix, waitFor } from './helpers/mesh.js';
+
+const available = await redisAvailable();
+const prefix = uniquePrefix();
+const redis = new Redis(REDIS_URL);
+const log = createLogger('silent');
+const config: MeshConfig = meshConfigSchema.parse({
+  key_prefix: prefix,
+  heartbeat_interval_ms: 200,
+  idle_reclaim_ms: 1_500,
+  reclaim_interval_ms: 200,
+  retry_initial_ms: 50,
+  retry_max_ms: 200,
+});
+const cool: HostHealth = { cpu_temp_c: 55, ram_used_pct: 40, ram_total_bytes: 8e9, load1: 0.2, gpus: [] };
+const started: { stop(): Promise<void> }[] = [];
+
+function worker(nodeId: string, host: HostHealth, now?: () => number): WorkerAgent {
+  const w = new WorkerAgent({
+    nodeId,
+    redisUrl: REDIS_URL,
+    backend: meshBackendFor(createSimulatorProvider(`sim-${nodeId}`, { latency_ms: 5 })),
+    config,
+    health: new StaticHealthSource(host),
+    log,
+    maxConcurrency: 4,
+    version: 'test',
+    now,
+    blockMs: 200,
+  });
+  started.push(w);
+  return w;
+}
+
+const router = new MeshRouter({ routerId: 'in-process', redisUrl: REDIS_URL, config, log, blockMs: 200 });
+
+afterAll(async () => {
+  for (const s of started.reverse()) await s.stop().catch(() => undefined);
+  await deleteKeys(redis, prefix);
+  redis.disconnect();
+});
+
+describe.skipIf(!available)('mesh nodes in process', () => {
+  beforeAll(async () => {
+    await router.start();
+    started.push(router);
+  });
+
+  it('routes around a node at 80 °C, one at 95 % RAM and one whose heartbeat stopped 16 s ago', async () => {
+    const hot = worker('hot', { ...cool, cpu_temp_c: 80 });
+    const full = worker('full', { ...cool, ram_used_pct: 95 });
+    const stale = worker('stale', cool, () => Date.now() - 16_000);
+    const ok = worker('ok', cool);
+    await Promise.all([hot.start(), full.start(), stale.start(), ok.start()]);
+
+    const reqs = Array.from({ length: 10 }, (_, i) => chatRequest(prefix, 'simulator', `question ${i}`));
+    const reader = new CallbackReader(redis, reqs[0]!.callback);
+    await publish(redis, prefix, reqs);
+    await waitFor('10 answers', async () => (await reader.poll(), reader.finals().length >= 10), 20_000, 50);
+    expect(reader.finals().map((e) => e.node)).toEqual(Array(10).fill('ok'));
+    expect(reader.finals().every((e) => e.type === 'result')).toBe(true);
+
+    // With the healthy node gone, a request waits (retried with backoff) and fails at its deadline.
+    await ok.stop();
+    expect((await nodes(redis, prefix)).has('ok')).toBe(false);
+    const late = chatRequest(prefix, 'simulator', 'anyone there?', { deadlineMs: 800 });
+    await publish(redis, prefix, [late]);
+    await waitFor('the deadline error', async () => (await reader.poll(), reader.finals().length >= 11), 20_000, 50);
+    const err = reader.finals()[10]!;
+    expect(err).toMatchObject({ id: late.id, type: 'error', error: { kind: 'no_available_nodes', status: 503 } });
+    const message = err.type === 'error' ? err.error.message : '';
+    expect(message).toContain('hot: 80 °C');
+    expect(message).toContain('full: RAM 95 %');
+    expect(message).toMatch(/stale: heartbeat 1[67] s old/);
+
+    // A request waiting for a node is placed as soon as one appears (before its deadline).
+    const patient = chatRequest(prefix, 'simulator', 'I can wait', { deadlineMs: 20_000 });
+    await publish(redis, prefix, [patient]);
+    await new Promise((r) => setTimeout(r, 400));
+    await worker('late-joiner', cool).start();
+    await waitFor('the waiting request answered', async () => (await reader.poll(), reader.finals().length >= 12), 20_000, 50);
+    expect(reader.finals()[11]).toMatchObject({ id: patient.id, type: 'result', node: 'late-joiner' });
+    for (const w of [hot, full, stale]) await w.stop();
+  }, 60_000);
+
+  it('a worker and the router ride out a Redis disconnect (CLIENT KILL) and keep answering', async () => {
+    const w = worker('blip', cool);
+    await w.start();
+    const killed = await killClients(/^inferenceflow:mesh:(worker:blip|router:in-process)/);
+    expect(killed).toBeGreaterThanOrEqual(4);
+
+    const reqs = Array.from({ length: 5 }, (_, i) => chatRequest(prefix, 'simulator', `after the blip ${i}`));
+    reqs.forEach((r) => (r.callback = `${prefix}blip-callback`));
+    const reader = new CallbackReader(redis, reqs[0]!.callback);
+    await publish(redis, prefix, reqs);
+    await waitFor('5 answers', async () => (await reader.poll(), reader.finals().length >= 5), 20_000, 50);
+    expect(new Set(reader.finals().map((e) => e.id)).size).toBe(5);
+    expect(reader.finals().every((e) => e.type === 'result')).toBe(true);
+  }, 30_000);
+
+  describe('gateway provider type mesh', () => {
+    let gateway: RunningServer;
+    let client: OpenAI;
+
+    beforeAll(async () => {
+      gateway = await startTestGateway({
+        config: {
+          providers: { mesh: { type: 'mesh', options: { redis_url: REDIS_URL, key_prefix: prefix } } },
+          models: [{ name: 'story', deployments: [{ provider: 'mesh', model: 'simulator' }] }],
+        },
+      });
+      client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    });
+    afterAll(async () => {
+      await gateway?.close();
+    });
+
+    it('answers through the mesh, plain and streamed', async () => {
+      const plain = await client.chat.completions.create({ model: 'story', messages: [{ role: 'user', content: 'hello mesh' }] });
+      expect(plain.choices[0]!.message.content).toEqual(expect.any(String));
+      expect(plain.choices[0]!.message.content!.length).toBeGreaterThan(0);
+
+      const stream = await client.chat.completions.create({ model: 'story', stream: true, messages: [{ role: 'user', content: 'hello mesh' }] });
+      let text = '';
+      let chunks = 0;
+      for await (const chunk of stream) {
+        chunks++;
+        text += chunk.choices[0]?.delta.content ?? '';
+      }
+      expect(chunks).toBeGreaterThan(3);
+      // The simulator is deterministic: the streamed text is the plain answer.
+      expect(text).toBe(plain.choices[0]!.message.content);
+    });
+
+    it('lists the mesh models and reports nodes in its snapshot', async () => {
+      const provider = gateway.gateway.providers.get('mesh') as import('../src/providers/mesh.js').MeshProvider;
+      expect(await provider.listModels()).toEqual(['simulator']);
+      const snap = await provider.snapshot();
+      expect(snap.counts.routable).toBeGreaterThanOrEqual(1);
+      expect(snap.nodes.find((n) => n.node_id === 'blip')).toMatchObject({ routable: true, backend: 'simulator' });
+    });
+  });
+});
+
+async function killClients(name: RegExp): Promise<number> {
+  const list = (await redis.client('LIST')) as string;
+  let n = 0;
+  for (const line of list.split('\n')) {
+    const id = /\bid=(\d+)/.exec(line)?.[1];
+    const client = /\bname=(\S*)/.exec(line)?.[1] ?? '';
+    if (id && name.test(client)) {
+      await redis.client('KILL', 'ID', id);
+      n++;
+    }
+  }
+  return n;
+}
