@@ -67,6 +67,22 @@ function post(url: string, body: object): Promise<{ status: number; worker: stri
 
 const chat = (model: string, stream = false) => ({ model, stream, messages: [{ role: 'user', content: 'Say hello.' }] });
 
+describe('serve --workers 2 with the embedded database', () => {
+  it('refuses to start, naming DATABASE_URL, and exits 1', async () => {
+    // It stops before opening anything, so the default database path is never touched.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--port', '0', '--workers', '2'], {
+      cwd: ROOT,
+      env: { ...process.env, LOG_LEVEL: 'info', DATABASE_URL: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/PGlite.*DATABASE_URL/);
+  }, 60_000);
+});
+
 describe('serve --workers 2', () => {
   let child: ChildProcess;
   let logs: LogWatcher;
@@ -85,6 +101,8 @@ describe('serve --workers 2', () => {
 models:
   - { name: fast, deployments: [{ provider: sim, model: fast }] }
   - { name: slow, deployments: [{ provider: slow, model: slow }] }
+# The embedded PGlite ledger is single-process; several workers need Postgres (DATABASE_URL).
+ledger: { enabled: false }
 `,
     );
     child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', config, '--port', '0', '--workers', '2'], {

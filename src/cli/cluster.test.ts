@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../telemetry/logger.js';
-import { defaultWorkerCount, runPrimary, type PrimaryOptions } from './cluster.js';
+import { defaultWorkerCount, planWorkers, runPrimary, type PrimaryOptions } from './cluster.js';
 
 function files(map: Record<string, string>) {
   return (path: string) => {
@@ -33,6 +33,22 @@ describe('defaultWorkerCount', () => {
   it('reads a cgroup v1 quota when v2 is absent; -1 means none', () => {
     expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '100000', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(1);
     expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(cores);
+  });
+});
+
+describe('planWorkers', () => {
+  const cores = () => 8;
+  it('uses the explicit count, else the cores', () => {
+    expect(planWorkers(3, false, cores)).toEqual({ workers: 3 });
+    expect(planWorkers(undefined, false, cores)).toEqual({ workers: 8 });
+  });
+
+  it('keeps one process on the embedded database: the default drops to one, an explicit count above one is refused', () => {
+    const plan = planWorkers(undefined, true, cores);
+    expect(plan.workers).toBe(1);
+    expect(plan.note).toMatch(/DATABASE_URL/);
+    expect(planWorkers(1, true, cores)).toEqual({ workers: 1 });
+    expect(() => planWorkers(2, true, cores)).toThrow(/PGlite.*DATABASE_URL/);
   });
 });
 

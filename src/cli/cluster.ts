@@ -38,6 +38,31 @@ function cgroupCpuQuota(readFile: (path: string) => string): number | undefined 
   }
 }
 
+export interface WorkerPlan {
+  workers: number;
+  /** Why the default was lowered, for a start-up warning. */
+  note?: string;
+}
+
+/**
+ * How many workers to run. `explicit` is `--workers`, INFERENCEFLOW_WORKERS or `server.workers`.
+ * The embedded PGlite database is one process's file: with it, the default drops to one worker and
+ * an explicit count above one is refused (two processes opening the file corrupt it).
+ */
+export function planWorkers(explicit: number | undefined, embeddedDatabase: boolean, cores: () => number = defaultWorkerCount): WorkerPlan {
+  if (explicit !== undefined && explicit > 1 && embeddedDatabase) {
+    throw new Error(
+      `--workers ${explicit}: the embedded PGlite database (database.pglite_path) can only be opened by one process; set DATABASE_URL (Postgres) so every worker shares it, or run one worker`,
+    );
+  }
+  if (explicit !== undefined) return { workers: explicit };
+  const n = cores();
+  if (n > 1 && embeddedDatabase) {
+    return { workers: 1, note: `one worker, not ${n}: the embedded PGlite database is single-process; set DATABASE_URL (Postgres) to use every core` };
+  }
+  return { workers: n };
+}
+
 export interface PrimaryOptions {
   workers: number;
   log: Logger;

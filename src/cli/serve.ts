@@ -12,7 +12,8 @@ import { buildApp } from '../server/app.js';
 import { isLoopback } from '../server/auth.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import type { ProviderAdapter } from '../providers/types.js';
-import { defaultWorkerCount, runPrimary } from './cluster.js';
+import { needsDatabase } from '../gateway/tenancy.js';
+import { planWorkers, runPrimary } from './cluster.js';
 
 export interface ServeOptions {
   config?: string;
@@ -100,11 +101,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 export async function serve(opts: ServeOptions): Promise<void> {
   if (cluster.isPrimary) {
     // Loading the config here validates it once, before any worker starts.
-    const loaded = await loadConfig({ file: opts.config });
-    const workers = opts.workers ?? (loaded.config.server.workers || defaultWorkerCount());
-    if (workers > 1) {
-      const log = createLogger(loaded.config.logging.level);
-      runPrimary({ workers, log, shutdownTimeoutMs: loaded.config.server.shutdown_timeout_ms, host: opts.host ?? loaded.config.server.host });
+    const { config } = await loadConfig({ file: opts.config });
+    const plan = planWorkers(opts.workers ?? (config.server.workers || undefined), !config.database.url && needsDatabase(config));
+    const log = createLogger(config.logging.level);
+    if (plan.note) log.warn(plan.note);
+    if (plan.workers > 1) {
+      runPrimary({ workers: plan.workers, log, shutdownTimeoutMs: config.server.shutdown_timeout_ms, host: opts.host ?? config.server.host });
       return;
     }
   }

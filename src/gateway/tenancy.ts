@@ -49,6 +49,11 @@ function plugin<T extends FastifyPluginOptions>(p: FastifyPluginAsync<T>, option
   return { plugin: p as unknown as Plugin['plugin'], options: options as unknown as Record<string, unknown> };
 }
 
+/** Whether this configuration opens the SQL database (ledger, admin key store, webhook deliveries). */
+export function needsDatabase(config: Config): boolean {
+  return config.ledger.enabled || Boolean(config.auth.admin_token) || Boolean(config.webhooks.secret);
+}
+
 export async function assembleTenancy({ config, log, redis, priceOf }: TenancyDeps): Promise<Tenancy> {
   const resources: ManagedResource[] = [];
   const plugins: Plugin[] = [];
@@ -58,7 +63,7 @@ export async function assembleTenancy({ config, log, redis, priceOf }: TenancyDe
   // The database: opened once at start-up (PGlite takes seconds), only when something needs it.
   let sql: SqlDatabase | undefined;
   let ledger: LedgerWriter | undefined;
-  if (config.ledger.enabled || adminToken || config.webhooks.secret) {
+  if (needsDatabase(config)) {
     sql = await openSql({ url: config.database.url, pglitePath: config.database.pglite_path, schema: config.database.schema });
     const db = sql;
     if (config.ledger.enabled) {
