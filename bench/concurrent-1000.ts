@@ -4,7 +4,7 @@
 // k6's does; the verdict is taken on the steady part after the ramp.
 //
 // Usage: npm run build && tsx bench/concurrent-1000.ts [--clients 1000] [--seconds 30] [--ramp 5]
-//          [--latency 300] [--word-delay 20] [--workers 1] [--redis redis://…] [--mesh]
+//          [--latency 300] [--word-delay 20] [--workers 1] [--redis redis://…] [--database postgres://…] [--mesh]
 //          [--out bench/results/concurrent-1000.json]
 // --mesh: the same load through the inference mesh (gateway → Redis Streams → mesh worker → upstream).
 import { existsSync } from 'node:fs';
@@ -34,7 +34,7 @@ async function main() {
   }
 
   const upstream = await startProcess(['bench/lib/upstream.ts', '0', String(WORD_DELAY), String(LATENCY)]);
-  const gateway = await startPipelineGateway({ upstreamPort: upstream.port, workers: WORKERS, redisUrl: flag(args, 'redis') });
+  const gateway = await startPipelineGateway({ upstreamPort: upstream.port, workers: WORKERS, redisUrl: flag(args, 'redis'), databaseUrl: flag(args, 'database') });
   const target = { url: `http://127.0.0.1:${gateway.port}/v1/chat/completions`, headers: { authorization: `Bearer ${BENCH_TOKEN}` } };
   try {
     // A short warm-up on a few connections (JIT, upstream pool).

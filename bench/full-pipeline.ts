@@ -6,22 +6,20 @@
 //
 // Usage: npm run build && tsx bench/full-pipeline.ts [--seconds 8] [--rate 1000]
 //          [--sweep 250,500,1000,2000,4000] [--sweep-seconds 5] [--workers 1] [--redis redis://…]
+//          [--database postgres://…]
 //          [--extra-config more.yaml] [--out bench/results/full-pipeline.json]
 //
-// WHAT IS SWITCHED ON. Only what is on main is configured below; the rest is listed here, to be
-// added to PIPELINE_SECTIONS (or passed with --extra-config) as each branch lands:
-//   [on]  auth: bearer token (auth.tokens)                       → replace by an API key (tenancy)
-//   [on]  capacity: traffic recorder feeding the autoscaler (always on)
-//   [on]  request log line per request (logging.level info, asynchronous stdout)
-//   [on]  Redis for shared state when --redis is given (capacity traffic buckets today)
-//   [off] tenancy: API keys from the key store (`inferenceflow keys create`, send as x-api-key),
-//         rate_limiting (per key and per tenant, limits far above the offered load so nothing is
-//         refused), budgets, ledger (one record per request)
-//   [off] cache: `cache:` exact + semantic (semantic.threshold 0.85); the hit path below reports
-//         "cache off" until it is on
-//   [off] routing: `routing:` breakers, retry budget, a second deployment as fallback
-//   [off] observability: `monitoring.metrics` (enabled), `monitoring.tracing` (enabled, sampled at
-//         10%, otlp_endpoint: "__OTLP_SINK__/v1/traces" — replaced by the OTLP sink this script starts)
+// WHAT IS SWITCHED ON (PIPELINE_SECTIONS below; pass --extra-config to try more):
+//   [on]  auth: bearer token (auth.tokens) — an API key from the key store is the same path after lookup
+//   [on]  rate_limiting: a per-caller request limit far above the offered load (counted, never refused);
+//         budgets (default on)
+//   [on]  cache: exact + semantic (static embedder, threshold 0.85); `memory`, or `redis` with --redis
+//   [on]  monitoring: Prometheus metrics; tracing sampled at 10% (parentbased_traceidratio) and exported
+//         over OTLP/HTTP to a sink this script starts (accepts and drops spans)
+//   [on]  ledger: one record per request, in PGlite in a temporary folder, or Postgres with --database
+//   [on]  capacity: traffic recorder feeding the autoscaler; request log line per request (info)
+//   [off] routing: breakers, retry budget, fallback deployment — add a `routing:` section when it lands
+// Several workers need --database postgres://… (the embedded PGlite file is single-process).
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -40,12 +38,28 @@ auth:
   tokens: [${BENCH_TOKEN}]
 logging:
   level: info
+rate_limiting:
+  enabled: true
+  requests: 1000000000
+  window_s: 60
+cache:
+  enabled: true
+  backend: __CACHE_BACKEND__
+  semantic: { enabled: true, threshold: 0.85, embedder: static }
+monitoring:
+  metrics: { enabled: true }
+  tracing: { enabled: true, otlp_endpoint: "__OTLP_SINK__/v1/traces", sampler: parentbased_traceidratio, sampler_arg: 0.1 }
+ledger:
+  enabled: true
+  spool_path: __DATA_DIR__/ledger-spool.jsonl
 `;
 
 export interface PipelineGatewayOptions {
   upstreamPort: number;
   workers?: number;
   redisUrl?: string;
+  /** postgres://… for the ledger; unset: PGlite in a temporary folder. */
+  databaseUrl?: string;
   /** More YAML appended to the config (a capability being tried before it is added above). */
   extraConfig?: string;
   otlpSink?: string;
@@ -62,8 +76,13 @@ models:
   - name: bench
     deployments:
       - { provider: upstream, model: bench-model }
-${opts.redisUrl ? `redis:\n  url: ${opts.redisUrl}\n  key_prefix: "bench:${process.pid}:"\n` : ''}${PIPELINE_SECTIONS}
-${opts.extraConfig ?? ''}`.replaceAll(OTLP_SINK, opts.otlpSink ?? 'http://127.0.0.1:4318');
+${opts.redisUrl ? `redis:\n  url: ${opts.redisUrl}\n  key_prefix: "bench:${process.pid}:"\n` : ''}database:
+  ${opts.databaseUrl ? `url: ${opts.databaseUrl}` : `pglite_path: ${join(dir, 'ledger.pglite')}`}
+${PIPELINE_SECTIONS}
+${opts.extraConfig ?? ''}`
+    .replaceAll(OTLP_SINK, opts.otlpSink ?? 'http://127.0.0.1:4318')
+    .replaceAll('__CACHE_BACKEND__', opts.redisUrl ? 'redis' : 'memory')
+    .replaceAll('__DATA_DIR__', dir);
   writeFileSync(file, yaml);
   const ready = workers > 1 ? /"url":"http:\/\/127\.0\.0\.1:(\d+)","workers"/ : /"url":"http:\/\/127\.0\.0\.1:(\d+)"/;
   return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info' }, ready);
@@ -124,6 +143,7 @@ async function main() {
     upstreamPort: upstream.port,
     workers: WORKERS,
     redisUrl: flag(args, 'redis'),
+    databaseUrl: flag(args, 'database'),
     extraConfig: extraFile ? readFileSync(extraFile, 'utf8') : '',
     otlpSink: sink.url,
   });

@@ -5,7 +5,7 @@
 // of the requests that were not meant to fail, every request accounted for.
 //
 // Usage: npm run build && tsx bench/soak.ts [--minutes 10] [--rate 1000] [--warmup 60]
-//          [--sample 5] [--latency 20] [--word-delay 5] [--workers 1] [--redis redis://…]
+//          [--sample 5] [--latency 20] [--word-delay 5] [--workers 1] [--redis redis://…] [--database postgres://…]
 //          [--connections 256] (client connections: a request waiting for one counts in its latency;
 //          a thousand new connections at once would overflow the listen backlog and time out)
 //          [--out bench/results/soak.json]
@@ -88,7 +88,7 @@ async function main() {
   const seconds = MINUTES * 60;
 
   const upstream = await startProcess(['bench/lib/upstream.ts', '0', String(num('word-delay', 5)), String(num('latency', 20))]);
-  const gateway = await startPipelineGateway({ upstreamPort: upstream.port, workers: WORKERS, redisUrl: flag(args, 'redis') });
+  const gateway = await startPipelineGateway({ upstreamPort: upstream.port, workers: WORKERS, redisUrl: flag(args, 'redis'), databaseUrl: flag(args, 'database') });
   const pid = gateway.child.pid as number;
   const target = { url: `http://127.0.0.1:${gateway.port}/v1/chat/completions`, headers: { authorization: `Bearer ${BENCH_TOKEN}` }, connections: num('connections', 256) };
 
