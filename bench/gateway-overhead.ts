@@ -26,7 +26,8 @@ async function saturate(url: string): Promise<{ rps: number; p50: number; p99: n
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
 }
 
-export async function startGatewayProcess(upstreamPort: number, extraConfig = ''): Promise<Proc> {
+/** `workers` 1 (the default) keeps the issue-2 comparison: one gateway process against one proxy process. */
+export async function startGatewayProcess(upstreamPort: number, extraConfig = '', workers = 1): Promise<Proc> {
   const dir = mkdtempSync(join(tmpdir(), 'if-bench-'));
   const file = join(dir, 'bench.yaml');
   writeFileSync(
@@ -39,7 +40,9 @@ models:
       - { provider: upstream, model: bench-model }
 ${extraConfig}`,
   );
-  return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0'], { LOG_LEVEL: 'info' }, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/);
+  // With several workers, wait for the primary's line that says all of them are listening.
+  const ready = workers > 1 ? /"url":"http:\/\/127\.0\.0\.1:(\d+)","workers"/ : /"url":"http:\/\/127\.0\.0\.1:(\d+)"/;
+  return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info' }, ready);
 }
 
 function fmt(us: number): string {

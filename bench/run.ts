@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const ALL = ['gateway-overhead', 'routing-decision', 'tts-aggregation', 'embedding-batching'];
+// The soak (bench/soak.ts, ten minutes) runs only when named: `npm run bench -- soak`.
+const ALL = ['gateway-overhead', 'routing-decision', 'full-pipeline', 'concurrent-1000', 'tts-aggregation', 'embedding-batching'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const list = wanted.length ? wanted : ALL;
 

@@ -9,12 +9,15 @@ declare module 'autocannon' {
     duration?: number;
     overallRate?: number;
     pipelining?: number;
+    /** Each connection loops over these; setupRequest may rewrite a request (e.g. a fresh body). */
+    requests?: Array<{ body?: string; setupRequest?: (req: { body?: string }) => { body?: string } }>;
   }
   interface Histogram {
     average: number;
     mean: number;
     p50: number;
     p90: number;
+    p97_5: number;
     p99: number;
     max: number;
   }

@@ -1,5 +1,8 @@
 // A minimal OpenAI-compatible upstream stand-in for benchmarks: a fixed chat completion as JSON, or
-// as an SSE stream of `chunks` pieces. Run as its own process: `tsx bench/lib/upstream.ts <port>`.
+// as an SSE stream of `chunks` pieces, after an optional first-byte latency and with an optional delay
+// per streamed word. A prompt containing `[bench:fail]` gets a 500, so a load test injects failures
+// it can count exactly. Run as its own process:
+//   tsx bench/lib/upstream.ts <port> [delay-per-word-ms] [first-byte-latency-ms]
 import { createServer } from 'node:http';
 
 const completion = JSON.stringify({
@@ -17,11 +20,20 @@ function chunk(delta: object, finish: string | null): string {
 const words = 'The quick brown fox jumps over the lazy dog .'.split(' ');
 const usageChunk = `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1700000000, model: 'bench-model', choices: [], usage: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22 } })}\n\n`;
 
-export function startUpstream(port: number, streamDelayMs = 0) {
+export const FAIL_MARKER = '[bench:fail]';
+const failure = JSON.stringify({ error: { message: 'injected failure', type: 'server_error', code: null, param: null } });
+
+export function startUpstream(port: number, streamDelayMs = 0, latencyMs = 0) {
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (d: Buffer) => (body += d));
-    req.on('end', () => {
+    req.on('end', () => (latencyMs > 0 ? setTimeout(answer, latencyMs) : answer()));
+    const answer = () => {
+      if (body.includes(FAIL_MARKER)) {
+        res.writeHead(500, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(failure) });
+        res.end(failure);
+        return;
+      }
       const stream = body.includes('"stream":true');
       if (!stream) {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(completion) });
@@ -43,7 +55,7 @@ export function startUpstream(port: number, streamDelayMs = 0) {
         res.end('data: [DONE]\n\n');
       };
       next();
-    });
+    };
   });
   server.keepAliveTimeout = 60_000;
   return new Promise<typeof server>((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));
@@ -51,7 +63,7 @@ export function startUpstream(port: number, streamDelayMs = 0) {
 
 if (process.argv[1]?.endsWith('upstream.ts')) {
   const port = Number(process.argv[2] ?? 0);
-  void startUpstream(port, Number(process.argv[3] ?? 0)).then((s) => {
+  void startUpstream(port, Number(process.argv[3] ?? 0), Number(process.argv[4] ?? 0)).then((s) => {
     const addr = s.address();
     console.log(`READY ${typeof addr === 'object' && addr ? addr.port : port}`);
   });

@@ -1,7 +1,7 @@
 // Builds the response cache from its configuration section: the store (memory or Redis), the
 // embedder behind the micro-batcher, and the vector index implementation. Heavy optional packages
 // are imported here only when the configuration names them.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { CacheConfig } from './config.js';
 import { BatchedEmbedder } from './embedders/batched.js';
@@ -14,7 +14,7 @@ import { defaultAnnFactory, loadUsearch, typescriptHnswFactory, usearchFactory, 
 
 export interface CacheDeps {
   /** Shared Redis client (backend `redis`); or `redisUrl` to open one. */
-  redis?: Redis;
+  redis?: RedisClient;
   redisUrl?: string;
   /** Redis key prefix, e.g. `inferenceflow:`. */
   keyPrefix?: string;

@@ -1,12 +1,10 @@
-// One contract, two pools: the in-process pool and the Redis pool (real Redis, unique key prefix)
+// One contract, two pools: the in-process pool and the Redis pool (real Redis and Redis Cluster, unique key prefix)
 // must place, refuse, expire and share leases the same way.
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InMemoryGpuPool, devicesFromConfig, devicesFromMeshNodes, type GpuDevice, type GpuPool, type LeaseRequest } from './pool.js';
 import { RedisGpuPool } from './redis-pool.js';
-
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+import { redisTargets } from '../../test/helpers/redis.js';
 
 function gpu(id: string, memoryGb: number, tflops = 100, kind: 'gpu' | 'slice' = 'gpu', costPerGpuHour = 1): GpuDevice {
   return { id, pool: 'p', region: 'local', kind, memoryGb, tflops, spot: false, costPerGpuHour };
@@ -16,29 +14,11 @@ function req(model: string, memoryGb: number, tflops: number, extra: Partial<Lea
   return { leaseId: randomUUID(), model, memoryGb, tflops, holder: 'test', ttlMs: 60_000, preferWarm: true, ...extra };
 }
 
-async function redisReachable(): Promise<boolean> {
-  const probe = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await probe.connect();
-    await probe.ping();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
-
-const haveRedis = await redisReachable();
-if (!haveRedis && process.env.CI) throw new Error(`Redis at ${REDIS_URL} is unreachable and CI is set`);
-if (!haveRedis) console.warn(`skipping Redis pool tests: Redis at ${REDIS_URL} is unreachable`);
-
-const clients: Redis[] = [];
-const prefixes: string[] = [];
+// The Redis pool runs on a single server and on a Redis Cluster (test/helpers/redis.ts).
+const targets = await redisTargets();
+const run = randomUUID();
 afterAll(async () => {
-  const r = clients[0];
-  if (r) for (const p of prefixes) await r.del(`${p}devices`, `${p}leases`, `${p}warm`);
-  for (const c of clients) c.disconnect();
+  for (const t of targets) if (t.available) await t.cleanup(`*test:${run}:*`);
 });
 
 type Factory = () => Promise<{ pool: GpuPool; second: () => GpuPool }>;
@@ -51,19 +31,17 @@ const factories: Array<[string, Factory, boolean]> = [
     },
     true,
   ],
-  [
-    'RedisGpuPool',
+  ...targets.map((t): [string, Factory, boolean] => [
+    `RedisGpuPool on ${t.name}`,
     async () => {
-      const prefix = `test:${randomUUID()}:gpu:`;
-      prefixes.push(prefix);
-      const a = new Redis(REDIS_URL);
-      const b = new Redis(REDIS_URL);
-      clients.push(a, b);
+      const prefix = `test:${run}:${t.name}:gpu:`;
       // Two connections stand for two gateway replicas sharing one pool.
+      const a = t.connect();
+      const b = t.connect();
       return { pool: new RedisGpuPool({ redis: a, keyPrefix: prefix }), second: () => new RedisGpuPool({ redis: b, keyPrefix: prefix }) };
     },
-    haveRedis,
-  ],
+    t.available,
+  ]),
 ];
 
 describe.each(factories)('%s', (_name, make, enabled) => {

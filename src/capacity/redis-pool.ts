@@ -1,7 +1,8 @@
 // The GPU pool shared by every gateway replica: devices, leases and warm marks live in three Redis
 // hashes, and each operation is one Lua script, so two replicas can never place two models in the
 // same free gigabytes. Lease expiry uses the Redis server's clock, so replicas' clocks need not agree.
-import type { Redis } from 'ioredis';
+// The three keys share a hash tag, so the scripts also run on Redis Cluster.
+import { hashTagged, type RedisClient } from '../store/redis.js';
 import {
   describeDevices,
   type AcquireResult,
@@ -113,19 +114,20 @@ return redis.error_reply('unknown operation ' .. tostring(op))
 type PoolCommand = (devicesKey: string, leasesKey: string, warmKey: string, ...args: (string | number)[]) => Promise<unknown>;
 
 export interface RedisGpuPoolOptions {
-  redis: Redis;
-  /** Namespace of the three hashes, e.g. `inferenceflow:gpu:`. */
+  redis: RedisClient;
+  /** Namespace of the three hashes, e.g. `inferenceflow:gpu:` (keys become `{inferenceflow:gpu:}leases`). */
   keyPrefix: string;
 }
 
 export class RedisGpuPool implements GpuPool {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keys: [string, string, string];
   private readonly run: PoolCommand;
 
   constructor(opts: RedisGpuPoolOptions) {
     this.redis = opts.redis;
-    this.keys = [`${opts.keyPrefix}devices`, `${opts.keyPrefix}leases`, `${opts.keyPrefix}warm`];
+    const ns = hashTagged(opts.keyPrefix);
+    this.keys = [`${ns}devices`, `${ns}leases`, `${ns}warm`];
     if (!(this.redis as unknown as Record<string, unknown>).inferenceflowGpuPool) {
       this.redis.defineCommand('inferenceflowGpuPool', { numberOfKeys: 3, lua: SCRIPT });
     }

@@ -2,7 +2,7 @@
 // allocator over the right pool (Redis when shared, in-process otherwise, or the hosted cloud), the
 // traffic recorder, and the autoscaler with its Kubernetes applier (none in dry-run mode).
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { GpuAllocator } from './allocator.js';
 import { GpuModelCatalog } from './catalog.js';
@@ -32,7 +32,7 @@ export interface CapacityServiceOptions {
   scaling: ScalingConfig;
   cost: CostOptimizationConfig;
   /** Shared pool state when given (several replicas). */
-  redis?: Redis;
+  redis?: RedisClient;
   /** Root key prefix (config `redis.key_prefix`); the pool adds `gpu:`. */
   keyPrefix?: string;
   env?: Record<string, string | undefined>;

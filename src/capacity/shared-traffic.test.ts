@@ -1,34 +1,35 @@
-// Several gateway replicas and one autoscaler, over the real Redis (unique key prefix): the forecast
+// Several gateway replicas and one autoscaler, over the real Redis and a Redis Cluster (unique key prefix): the forecast
 // sees the sum of every replica's traffic, one replica leads, and the others show its report.
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { costOptimizationSchema, scalingSchema } from './config.js';
 import { Autoscaler } from './scaler-service.js';
 import { RedisLeaderLock, RedisTrafficStore } from './shared-traffic.js';
 import { TrafficRecorder } from './traffic.js';
+import { redisTargets } from '../../test/helpers/redis.js';
+import type { RedisClient } from '../store/redis.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
-const reachable = await redis.connect().then(
-  () => true,
-  () => false,
-);
-if (!reachable && process.env.CI) throw new Error(`Redis at ${REDIS_URL} is unreachable and CI is set`);
-if (!reachable) console.warn(`skipping shared traffic tests: Redis at ${REDIS_URL} is unreachable`);
-const prefix = `test:${randomUUID()}:scaling:`;
+// On a single server and on a Redis Cluster (test/helpers/redis.ts).
+const targets = await redisTargets();
+const run = randomUUID();
 
 afterAll(async () => {
-  if (reachable) {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
-  }
-  redis.disconnect();
+  for (const t of targets) if (t.available) await t.cleanup(`*test:${run}:*`);
 });
 
 const BUCKET_MS = 300_000;
 
-describe.skipIf(!reachable)('RedisTrafficStore and RedisLeaderLock', () => {
+describe.each(targets.map((t) => [t.name, t] as const))('RedisTrafficStore and RedisLeaderLock on %s', (_name, target) => {
+  const skip = !target.available;
+  let redis: RedisClient;
+  let prefix: string;
+  beforeAll(() => {
+    if (skip) return;
+    redis = target.connect();
+    prefix = `test:${run}:${target.name}:scaling:`;
+  });
+  const it = skip ? vitestIt.skip : vitestIt;
+
   it('sums the buckets of every replica, with queue depth per replica added up', async () => {
     let now = BUCKET_MS * 10_000;
     const replicas = ['a', 'b'].map((name) => {

@@ -1,7 +1,7 @@
 // Scaling across replicas: each replica sees only its share of the traffic, so with Redis the
 // replicas push their bucket counts into shared per-bucket hashes and the autoscaler forecasts the
 // sum. A leader lock lets one replica apply decisions; the others serve the leader's last report.
-import type { Redis } from 'ioredis';
+import { hashTagged, type RedisClient } from '../store/redis.js';
 import type { Load } from './autoscaler.js';
 import type { TrafficPoint, TrafficRecorder } from './traffic.js';
 
@@ -16,8 +16,8 @@ export function localTrafficSource(recorder: TrafficRecorder): TrafficSource {
 }
 
 export interface RedisTrafficStoreOptions {
-  redis: Redis;
-  /** e.g. `inferenceflow:scaling:` */
+  redis: RedisClient;
+  /** e.g. `inferenceflow:scaling:`; the buckets share its hash tag (one pipeline reads them all). */
   keyPrefix: string;
   /** The local recorder, created with trackPending, whose counts this store pushes. */
   recorder: TrafficRecorder;
@@ -28,7 +28,7 @@ export interface RedisTrafficStoreOptions {
 }
 
 export class RedisTrafficStore implements TrafficSource {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly prefix: string;
   private readonly recorder: TrafficRecorder;
   private readonly historyBuckets: number;
@@ -37,7 +37,7 @@ export class RedisTrafficStore implements TrafficSource {
 
   constructor(opts: RedisTrafficStoreOptions) {
     this.redis = opts.redis;
-    this.prefix = opts.keyPrefix;
+    this.prefix = hashTagged(opts.keyPrefix);
     this.recorder = opts.recorder;
     this.historyBuckets = opts.historyBuckets;
     this.replica = opts.replica;
@@ -115,7 +115,7 @@ return 0
 /** One replica at a time applies scaling decisions; the lock lapses if the leader dies. */
 export class RedisLeaderLock {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
     private readonly holder: string,
     private readonly ttlMs: number,

@@ -13,6 +13,12 @@ function port(value: string): number {
   return n;
 }
 
+function workers(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new InvalidArgumentError('expected a number of processes, 1 or more');
+  return n;
+}
+
 const program = new Command()
   .name('inferenceflow')
   .description('LLM inference gateway and distributed inference orchestrator')
@@ -24,7 +30,8 @@ program
   .option('-c, --config <file>', 'YAML config file (or INFERENCEFLOW_CONFIG)')
   .option('--host <host>', 'address to bind (overrides HOST and the config)')
   .option('-p, --port <port>', 'port to listen on (overrides PORT and the config)', port)
-  .action(async (opts: { config?: string; host?: string; port?: number }) => {
+  .option('-w, --workers <n>', 'processes sharing the port (overrides INFERENCEFLOW_WORKERS; default: the usable core count)', workers)
+  .action(async (opts: { config?: string; host?: string; port?: number; workers?: number }) => {
     await serve(opts);
   });
 

@@ -1,5 +1,7 @@
 // `inferenceflow serve`: load config, build the gateway and the HTTP app, listen, and shut down
-// gracefully on SIGTERM/SIGINT (stop accepting, report not-ready, drain, close pools).
+// gracefully on SIGTERM/SIGINT (stop accepting, report not-ready, drain, close pools). With several
+// workers the primary process (cluster.ts) forks copies of this server that share the port.
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { FastifyInstance } from 'fastify';
@@ -10,11 +12,15 @@ import { buildApp } from '../server/app.js';
 import { isLoopback } from '../server/auth.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import type { ProviderAdapter } from '../providers/types.js';
+import { needsDatabase } from '../gateway/tenancy.js';
+import { planWorkers, runPrimary } from './cluster.js';
 
 export interface ServeOptions {
   config?: string;
   host?: string;
   port?: number;
+  /** Processes sharing the port (`--workers`); unset: `server.workers`, else the usable core count. */
+  workers?: number;
 }
 
 export interface RunningServer {
@@ -42,6 +48,8 @@ export interface StartOptions extends ServeOptions {
   logger?: Logger;
   /** Provider instances to use instead of building them from config (tests). */
   providers?: Map<string, ProviderAdapter>;
+  /** Set in a cluster worker: answers carry `x-inferenceflow-worker` with this value. */
+  worker?: string;
   /** Span exporter replacing the configured one (tests). */
   spanExporter?: SpanExporter;
 }
@@ -60,7 +68,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       `refusing to listen on ${config.server.host} without authentication: set auth.tokens (or TRUTHGPT_API_TOKEN), or bind 127.0.0.1`,
     );
   }
-  const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins, telemetry });
+  const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins, telemetry, worker: opts.worker });
   await app.listen({ host: config.server.host, port: config.server.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
@@ -99,7 +107,18 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
-  const server = await startServer(opts);
+  if (cluster.isPrimary) {
+    // Loading the config here validates it once, before any worker starts.
+    const { config } = await loadConfig({ file: opts.config });
+    const plan = planWorkers(opts.workers ?? (config.server.workers || undefined), !config.database.url && needsDatabase(config));
+    const log = createLogger(config.logging.level);
+    if (plan.note) log.warn(plan.note);
+    if (plan.workers > 1) {
+      runPrimary({ workers: plan.workers, log, shutdownTimeoutMs: config.server.shutdown_timeout_ms, host: opts.host ?? config.server.host });
+      return;
+    }
+  }
+  const server = await startServer({ ...opts, worker: cluster.isWorker ? String(process.pid) : undefined });
   const log = server.gateway.log;
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down: draining in-flight requests');
@@ -114,6 +133,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  // `on`, not `once`: a worker can get the signal twice (from the terminal's process group and from
+  // the primary); close() is idempotent, and a second signal must not kill a drain in progress.
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }

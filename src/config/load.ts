@@ -103,6 +103,12 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
     const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';
     setPath(target, 'redis.url', `redis://${auth}${env.REDIS_HOST}:${env.REDIS_PORT ?? '6379'}`);
   }
+  if (!env.REDIS_URL && env.REDIS_CLUSTER_NODES) {
+    // Redis Cluster: the same one URL setting, so every module that checks `redis.url` shares it.
+    const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';
+    const nodes = env.REDIS_CLUSTER_NODES.split(',').map((n) => n.trim()).filter(Boolean).join(',');
+    setPath(target, 'redis.url', `redis+cluster://${auth}${nodes}`);
+  }
   const tokens: string[] = [];
   if (env.TRUTHGPT_API_TOKEN) tokens.push(env.TRUTHGPT_API_TOKEN);
   if (env.INFERENCEFLOW_API_TOKENS) tokens.push(...env.INFERENCEFLOW_API_TOKENS.split(',').map((t) => t.trim()).filter(Boolean));

@@ -20,6 +20,8 @@ export const serverSchema = z
     shutdown_timeout_ms: z.number().int().positive().default(30_000),
     /** Allow binding a non-loopback address with no auth configured (not recommended). */
     allow_unauthenticated: z.boolean().default(false),
+    /** Processes sharing the port (`serve --workers`); 0 or unset: the usable core count. */
+    workers: z.number().int().min(0).max(1024).optional(),
   })
   .strict();
 

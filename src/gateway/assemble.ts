@@ -12,8 +12,7 @@ import { dashboardRoutes } from '../server/routes/dashboard.js';
 import { monitoringRoutes } from '../server/routes/monitoring.js';
 import { providersRoutes } from '../server/routes/providers.js';
 import { reportRoutingMetrics } from '../routing/metrics-bridge.js';
-import type { Redis } from 'ioredis';
-import { createRedis, redisResource } from '../store/redis.js';
+import { createRedis, redisResource, type RedisClient } from '../store/redis.js';
 import { createEmbedder, createResponseCache } from '../cache/create.js';
 import type { Embedder } from '../cache/embedders/types.js';
 import type { ResponseCache } from '../cache/response-cache.js';
@@ -30,6 +29,7 @@ import { createCapacityServices } from '../capacity/service.js';
 import type { TrafficRecorder } from '../capacity/traffic.js';
 import { capacityRoutes } from '../server/routes/capacity.js';
 import { observeStream, type ChatStage } from './pipeline.js';
+import { processStatsRoutes } from '../server/routes/process-stats.js';
 import { assembleTenancy, type Tenancy } from './tenancy.js';
 import { createScaling } from '../scaling/setup.js';
 import { seedRoutes } from '../server/routes/seed.js';
@@ -113,6 +113,9 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   resources.push({ name: 'capacity', check: async () => true, close: () => capacity.close() });
   stages.unshift(trafficRecorderStage(capacity.recorder));
   plugins.push({ plugin: capacityRoutes as Plugin, options: { allocator: capacity.allocator, autoscaler: capacity.autoscaler } });
+
+  // GET /debug/process: memory, event-loop delay and open descriptors for soak tests (bench/soak.ts).
+  plugins.push({ plugin: processStatsRoutes as Plugin });
 
   // Dynamic batching (seed 001): concurrent embedding calls share upstream calls of up to BATCH_MAX_SIZE.
   let providers = overrides.providers ?? (await createProviders(config.providers));
@@ -201,7 +204,7 @@ function countRateLimited(admission: ChatStage, telemetry: Telemetry): ChatStage
  * The response cache, or none when its semantic half cannot load (an optional embedder package
  * missing): then the exact cache runs alone and the log says why.
  */
-async function createCacheService(config: Config, redis: Redis | undefined, log: Logger, embedder?: Embedder): Promise<ResponseCache | undefined> {
+async function createCacheService(config: Config, redis: RedisClient | undefined, log: Logger, embedder?: Embedder): Promise<ResponseCache | undefined> {
   const deps = { redis, keyPrefix: config.redis.key_prefix, ...(embedder ? { embedder } : {}) };
   try {
     return await createResponseCache(config.cache, deps);

@@ -1,7 +1,7 @@
 // Composes the request path in one place: providers and the model catalog from configuration,
 // the chat stages around the executor, embeddings, the models list and readiness. The HTTP layer
 // holds one Gateway and knows nothing of how a request is served.
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Embedder } from '../cache/embedders/types.js';
 import type { ChatRequest } from '../canonical/chat.js';

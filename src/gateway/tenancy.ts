@@ -2,7 +2,7 @@
 // composite authenticator, the shared or local limiter, budgets, outgoing webhooks, the admission
 // stage and the admin, spend and webhook-ingest routes. Kept here so assemble.ts stays a list.
 import type { FastifyPluginAsync, FastifyPluginOptions } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { createAdmissionStage } from '../limits/admission.js';
@@ -40,13 +40,18 @@ export interface Tenancy {
 export interface TenancyDeps {
   config: Config;
   log: Logger;
-  redis?: Redis;
+  redis?: RedisClient;
   /** Highest price among a model's deployments, for cost estimates before routing. */
   priceOf(model: string): Price | undefined;
 }
 
 function plugin<T extends FastifyPluginOptions>(p: FastifyPluginAsync<T>, options: T): Plugin {
   return { plugin: p as unknown as Plugin['plugin'], options: options as unknown as Record<string, unknown> };
+}
+
+/** Whether this configuration opens the SQL database (ledger, admin key store, webhook deliveries). */
+export function needsDatabase(config: Config): boolean {
+  return config.ledger.enabled || Boolean(config.auth.admin_token) || Boolean(config.webhooks.secret);
 }
 
 export async function assembleTenancy({ config, log, redis, priceOf }: TenancyDeps): Promise<Tenancy> {
@@ -58,7 +63,7 @@ export async function assembleTenancy({ config, log, redis, priceOf }: TenancyDe
   // The database: opened once at start-up (PGlite takes seconds), only when something needs it.
   let sql: SqlDatabase | undefined;
   let ledger: LedgerWriter | undefined;
-  if (config.ledger.enabled || adminToken || config.webhooks.secret) {
+  if (needsDatabase(config)) {
     sql = await openSql({ url: config.database.url, pglitePath: config.database.pglite_path, schema: config.database.schema });
     const db = sql;
     if (config.ledger.enabled) {

@@ -2,7 +2,7 @@
 // the estimated cost is reserved atomically (all budgets or none) before the call and corrected to
 // the actual cost after, so concurrent requests cannot overshoot a budget. With Redis the counters
 // are shared by every replica; a counter that does not exist yet is seeded from the ledger.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { BudgetConfig, BudgetsConfig } from '../config/schema.js';
 import type { Tenant } from '../gateway/context.js';
@@ -55,12 +55,12 @@ end
 return out
 `;
 
-type BudgetRedis = Redis & { ifBudgetReserve(...args: (string | number)[]): Promise<number[]> };
+type BudgetRedis = RedisClient & { ifBudgetReserve(...args: (string | number)[]): Promise<number[]> };
 
 export class RedisBudgetStore implements BudgetStore {
   private readonly redis: BudgetRedis;
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly prefix: string,
   ) {
     if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });

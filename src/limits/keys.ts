@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import { desc, eq } from 'drizzle-orm';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import { z } from 'zod';
 import type { Tenant } from '../gateway/context.js';
 import { GatewayError } from '../server/errors.js';
@@ -107,7 +107,7 @@ export interface ApiKeyStoreOptions {
   sql: SqlDatabase;
   prefix: string;
   cacheTtlMs: number;
-  redis?: Redis;
+  redis?: RedisClient;
   redisPrefix?: string;
 }
 

@@ -3,7 +3,7 @@
 // reservation can later be corrected in the bucket it landed in. Two stores share the semantics:
 // RedisLimiterStore (one Lua script per check, so any number of replicas enforce ONE limit) and
 // MemoryLimiterStore (one process). FailoverLimiterStore falls back to memory or fails closed.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { GatewayError } from '../server/errors.js';
 
@@ -136,7 +136,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], ARGV[1
 return 1
 `;
 
-type LimiterRedis = Redis & {
+type LimiterRedis = RedisClient & {
   ifAcquire(...args: (string | number)[]): Promise<number[]>;
   ifAdjust(key: string, bucket: number, delta: number): Promise<number>;
 };
@@ -145,7 +145,7 @@ export class RedisLimiterStore implements LimiterStore {
   private readonly redis: LimiterRedis;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly prefix: string,
   ) {
     if (!('ifAcquire' in redis)) {

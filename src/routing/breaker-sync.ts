@@ -4,7 +4,7 @@
 // every `syncMs` in case a message was missed while reconnecting. The request path reads only the
 // local breakers, never Redis.
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { hashTagged, type RedisClient as Redis } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { BreakerTransition } from './breaker.js';
 
@@ -24,13 +24,15 @@ export interface BreakerSyncTarget {
 }
 
 // SET the key with its expiry and PUBLISH in one step, so no replica can read one without the other.
+// The channel is an argument, not a key: on Redis Cluster a script's KEYS must share one slot, and a
+// published message reaches subscribers on every node anyway.
 const OPEN_SCRIPT = `
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1`;
 const CLOSE_SCRIPT = `
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1`;
 
 export class BreakerSync {
@@ -49,12 +51,14 @@ export class BreakerSync {
     this.channel = `${prefix}breaker:events`;
   }
 
+  /** Breaker keys share one hash tag so the periodic MGET stays in one slot on Redis Cluster. */
   private key(deployment: string): string {
-    return `${this.prefix}breaker:${deployment}`;
+    return `${hashTagged(`${this.prefix}breaker:`)}${deployment}`;
   }
 
   async start(): Promise<void> {
-    const sub = this.redis.duplicate({ connectionName: 'inferenceflow:breaker-sub' });
+    // A subscriber needs its own connection (works for a single Redis and a Cluster alike).
+    const sub = this.redis.duplicate();
     this.subscriber = sub;
     sub.on('error', (err: Error) => this.log.warn({ err: err.message }, 'breaker subscriber error'));
     sub.on('message', (_channel: string, raw: string) => this.apply(raw));
@@ -71,8 +75,8 @@ export class BreakerSync {
     const body = JSON.stringify(msg);
     const op =
       t.to === 'open'
-        ? this.redis.eval(OPEN_SCRIPT, 2, this.key(t.deployment), this.channel, body, String(Math.max(1, (t.retryAt ?? Date.now()) - Date.now())))
-        : this.redis.eval(CLOSE_SCRIPT, 2, this.key(t.deployment), this.channel, body);
+        ? this.redis.eval(OPEN_SCRIPT, 1, this.key(t.deployment), this.channel, body, String(Math.max(1, (t.retryAt ?? Date.now()) - Date.now())))
+        : this.redis.eval(CLOSE_SCRIPT, 1, this.key(t.deployment), this.channel, body);
     op.catch((err: Error) => this.log.warn({ err: err.message, deployment: t.deployment }, 'could not share breaker state'));
   }
 

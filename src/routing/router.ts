@@ -2,7 +2,7 @@
 // strategy, skipping open breakers, deployments cooling down after a Retry-After and those whose
 // context window the prompt does not fit; calls them with timeouts, hedging, fallbacks across
 // deployments and groups, budgeted retries with backoff, and a deadline over all of it.
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { requestedMaxTokens, type ChatChunk, type ChatRequest } from '../canonical/chat.js';
 import type { Embedder } from '../cache/embedders/types.js';

@@ -25,6 +25,8 @@ export interface AppOptions {
   plugins?: { plugin: FastifyPluginAsync<Record<string, unknown>>; options?: Record<string, unknown> }[];
   /** Metrics, traces and the stats window; without it requests are only logged. */
   telemetry?: Telemetry;
+  /** In a cluster worker: sent as `x-inferenceflow-worker` so a client can see which process answered. */
+  worker?: string;
 }
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
@@ -56,6 +58,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     request.startedAt = performance.now();
     reply.header('x-request-id', request.id);
+    if (opts.worker) reply.header('x-inferenceflow-worker', opts.worker);
     const config = request.routeOptions.config;
     const trace = opts.telemetry?.startRequest(request.method, request.routeOptions.url, request.headers, !config?.public && !config?.monitoring);
     if (trace) request.traceContext = trace.context;

@@ -1,21 +1,115 @@
 // Redis connections for shared state (limits, caches, breakers, mesh). One client per purpose and
 // process, created at start-up and closed at shutdown; blocking readers (streams) get their own.
-import { Redis, type RedisOptions } from 'ioredis';
+// A `redis+cluster://h1:p1,h2:p2` URL gives a Redis Cluster client with the same command API; the
+// key rules that keep multi-key scripts valid on a cluster are in docs/scaling.md.
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { ManagedResource } from '../gateway/gateway.js';
 
-export function createRedis(url: string, name: string, extra: RedisOptions = {}): Redis {
-  return new Redis(url, {
+/** What shared-state modules accept: a single server or a cluster (same commands, same scripts). */
+export type RedisClient = Redis | Cluster;
+
+const CLUSTER_SCHEME = /^(rediss?)\+cluster:\/\//i;
+
+export function isClusterUrl(url: string): boolean {
+  return CLUSTER_SCHEME.test(url);
+}
+
+export interface ClusterTarget {
+  nodes: { host: string; port: number }[];
+  username?: string;
+  password?: string;
+  tls: boolean;
+}
+
+/** Parses `redis+cluster://[user:pass@]host:port,host:port[/]` (or `rediss+cluster://` for TLS). */
+export function parseClusterUrl(url: string): ClusterTarget {
+  const m = CLUSTER_SCHEME.exec(url);
+  if (!m) throw new Error(`not a Redis Cluster URL: ${url}`);
+  let rest = url.slice(m[0].length).replace(/\/+$/, '');
+  let username: string | undefined;
+  let password: string | undefined;
+  const at = rest.lastIndexOf('@');
+  if (at >= 0) {
+    const auth = rest.slice(0, at);
+    rest = rest.slice(at + 1);
+    const colon = auth.indexOf(':');
+    username = colon >= 0 ? auth.slice(0, colon) : auth;
+    password = colon >= 0 ? decodeURIComponent(auth.slice(colon + 1)) : undefined;
+    username = username ? decodeURIComponent(username) : undefined;
+  }
+  const nodes = rest
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean)
+    .map((node) => {
+      const hm = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(node);
+      if (!hm) throw new Error(`bad Redis Cluster node "${node}" in ${url.replace(/\/\/[^@]*@/, '//***@')}`);
+      return { host: (hm[1] as string).replace(/^\[|\]$/g, ''), port: hm[2] ? Number(hm[2]) : 6379 };
+    });
+  if (nodes.length === 0) throw new Error('a Redis Cluster URL needs at least one host:port');
+  return { nodes, username, password, tls: m[1]?.toLowerCase() === 'rediss' };
+}
+
+export function createRedis(url: string, name: string, extra: RedisOptions = {}): RedisClient {
+  const common: RedisOptions = {
     connectionName: `inferenceflow:${name}`,
     // Fail fast on the hot path instead of queueing commands forever while Redis is away;
     // callers decide whether to fail open or closed.
     maxRetriesPerRequest: 2,
     enableOfflineQueue: true,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 5_000),
-    ...extra,
-  });
+  };
+  const retry = (attempt: number) => Math.min(100 * 2 ** attempt, 5_000);
+  if (isClusterUrl(url)) {
+    const target = parseClusterUrl(url);
+    const options: ClusterOptions = {
+      clusterRetryStrategy: retry,
+      enableOfflineQueue: true,
+      // Reads go to masters: shared state must be read-your-writes (limits, leases, breakers).
+      scaleReads: 'master',
+      redisOptions: {
+        ...common,
+        ...(target.username ? { username: target.username } : {}),
+        ...(target.password ? { password: target.password } : {}),
+        ...(target.tls ? { tls: {} } : {}),
+        ...extra,
+      },
+    };
+    return new Cluster(target.nodes, options);
+  }
+  return new Redis(url, { ...common, retryStrategy: retry, ...extra });
 }
 
-export function redisResource(client: Redis, name = 'redis'): ManagedResource {
+/** The masters of a cluster, or the one server: where KEYS/SCAN-style commands must each run. */
+export function masters(client: RedisClient): Redis[] {
+  return client instanceof Cluster ? client.nodes('master') : [client];
+}
+
+/** Every key matching `pattern` on every master (SCAN, never KEYS), for invalidation and cleanup. */
+export async function scanKeys(client: RedisClient, pattern: string, count = 500): Promise<string[]> {
+  // A cluster client knows its masters only once connected; a PING waits for that.
+  if (client instanceof Cluster) await client.ping();
+  const found: string[] = [];
+  for (const node of masters(client)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', count);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+  }
+  return found;
+}
+
+/**
+ * The key namespace for keys that one script, MULTI or pipeline touches together: wrapped in a
+ * hash tag, so on a cluster they all live in one slot (`{inferenceflow:gpu:}leases`). On a single
+ * server the braces are just characters. A namespace that already holds a tag is kept as it is.
+ */
+export function hashTagged(namespace: string): string {
+  return /\{[^}]+\}/.test(namespace) ? namespace : `{${namespace}}`;
+}
+
+export function redisResource(client: RedisClient, name = 'redis'): ManagedResource {
   return {
     name,
     async check() {

@@ -19,7 +19,9 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 export async function startChildGateway(dir: string, name: string, config: Record<string, unknown>, env: Record<string, string> = {}): Promise<ChildGateway> {
   const file = join(dir, `${name}.yaml`);
   await writeFile(file, stringify({ server: { host: '127.0.0.1', port: 0 }, logging: { level: 'info' }, ...config }));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', file], {
+  // One process unless a test asks for more: per-process state (breakers, limits without Redis) must be
+  // deterministic here; test/serve-workers.test.ts covers --workers.
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', file, '--workers', env.INFERENCEFLOW_WORKERS ?? '1'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,81 +1,64 @@
-// Runs against the real Redis on 127.0.0.1:6379 under a unique key prefix per run.
+// Runs against the real Redis on 127.0.0.1:6379 and a Redis Cluster (REDIS_CLUSTER_NODES, see
+// test/helpers/redis.ts) under a unique key prefix per run.
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { entryKey } from '../keys.js';
 import { RedisCacheStore } from './redis.js';
 import { entry, storeContract } from './store-contract.js';
 import type { StoreEvent } from './types.js';
+import { redisTargets } from '../../../test/helpers/redis.js';
 
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const prefix = `iftest:${randomBytes(6).toString('hex')}:`;
-let available = false;
+const targets = await redisTargets();
+const runId = randomBytes(6).toString('hex');
 const open: RedisCacheStore[] = [];
-
-beforeAll(async () => {
-  const probe = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await probe.connect();
-    await probe.ping();
-    available = true;
-  } catch (err) {
-    if (process.env.CI === 'true') throw new Error(`Redis is required in CI: ${(err as Error).message}`);
-    console.warn(`skipping Redis cache store tests: ${REDIS_URL} unreachable`);
-  } finally {
-    probe.disconnect();
-  }
-});
 
 afterAll(async () => {
   for (const s of open.splice(0)) await s.close();
-  if (!available) return;
-  const r = new Redis(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await r.del(...keys);
-  } while (cursor !== '0');
-  await r.quit();
+  for (const t of targets) if (t.available) await t.cleanup(`*iftest:${runId}:*`);
 });
 
-let run = 0;
-async function make(maxBytes: number, shared?: string): Promise<RedisCacheStore> {
-  const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}${shared ?? run++}:`, maxBytes, maxTtlMs: 60_000 });
-  open.push(s);
-  await s.start();
-  return s;
-}
-
-describe('RedisCacheStore', () => {
-  describe('contract', () => {
-    storeContract(({ maxBytes }) => make(maxBytes), () => !available);
-  });
-
-  it('tells a second replica about adds and deletes through the event stream', async (t) => {
-    if (!available) return t.skip();
-    const a = await make(1e6, 'pair');
-    const b = await make(1e6, 'pair');
-    const seen: StoreEvent[] = [];
-    b.subscribe((e) => seen.push(e));
-    const e = entry('t', 'm', 'shared', { vector: Float32Array.from([0, 1]) });
-    await a.set(e, 60_000);
-    await expect.poll(() => seen.find((x) => x.op === 'add'), { timeout: 1000, interval: 20 }).toBeTruthy();
-    const add = seen.find((x) => x.op === 'add');
-    expect(add).toMatchObject({ op: 'add', meta: { key: e.meta.key } });
-    expect(Array.from((add as { vector: Float32Array }).vector)).toEqual([0, 1]);
-    await a.invalidate({ namespace: 't' });
-    await expect.poll(() => seen.some((x) => x.op === 'delete' && x.keys.includes(e.meta.key)), { timeout: 1000, interval: 20 }).toBe(true);
-    expect(await b.get(entryKey('t', 'm', 'shared'))).toBeUndefined();
-  });
-
-  it('sweeps use-order records of entries Redis expired, giving their bytes back', async (t) => {
-    if (!available) return t.skip();
-    const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}sweep:`, maxBytes: 1e6, maxTtlMs: 10 });
+describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target) => {
+  const available = target.available;
+  const REDIS_URL = target.url;
+  const prefix = `iftest:${runId}:${target.name}:`;
+  let run = 0;
+  async function make(maxBytes: number, shared?: string): Promise<RedisCacheStore> {
+    const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}${shared ?? run++}:`, maxBytes, maxTtlMs: 60_000 });
     open.push(s);
-    await s.set(entry('t', 'm', 'gone'), 10);
-    await new Promise((r) => setTimeout(r, 60));
-    expect(await s.sweep()).toBe(1);
-    expect(await s.counters()).toMatchObject({ entries: 0, bytes: 0 });
+    await s.start();
+    return s;
+  }
+
+  describe('RedisCacheStore', () => {
+    describe('contract', () => {
+      storeContract(({ maxBytes }) => make(maxBytes), () => !available);
+    });
+
+    it('tells a second replica about adds and deletes through the event stream', async (t) => {
+      if (!available) return t.skip();
+      const a = await make(1e6, 'pair');
+      const b = await make(1e6, 'pair');
+      const seen: StoreEvent[] = [];
+      b.subscribe((e) => seen.push(e));
+      const e = entry('t', 'm', 'shared', { vector: Float32Array.from([0, 1]) });
+      await a.set(e, 60_000);
+      await expect.poll(() => seen.find((x) => x.op === 'add'), { timeout: 1000, interval: 20 }).toBeTruthy();
+      const add = seen.find((x) => x.op === 'add');
+      expect(add).toMatchObject({ op: 'add', meta: { key: e.meta.key } });
+      expect(Array.from((add as { vector: Float32Array }).vector)).toEqual([0, 1]);
+      await a.invalidate({ namespace: 't' });
+      await expect.poll(() => seen.some((x) => x.op === 'delete' && x.keys.includes(e.meta.key)), { timeout: 1000, interval: 20 }).toBe(true);
+      expect(await b.get(entryKey('t', 'm', 'shared'))).toBeUndefined();
+    });
+
+    it('sweeps use-order records of entries Redis expired, giving their bytes back', async (t) => {
+      if (!available) return t.skip();
+      const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}sweep:`, maxBytes: 1e6, maxTtlMs: 10 });
+      open.push(s);
+      await s.set(entry('t', 'm', 'gone'), 10);
+      await new Promise((r) => setTimeout(r, 60));
+      expect(await s.sweep()).toBe(1);
+      expect(await s.counters()).toMatchObject({ entries: 0, bytes: 0 });
+    });
   });
 });

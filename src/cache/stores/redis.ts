@@ -2,15 +2,18 @@
 // restart. Each entry is a hash (metadata, payload, vector) with a TTL; a sorted set orders keys by
 // last use and a byte counter enforces the memory budget (Lua keeps both consistent). Every write and
 // delete is appended to a Redis stream that each replica follows to keep its vector index current.
+// Every key shares one hash tag, so the scripts also run on Redis Cluster (docs/scaling.md).
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
+import { createRedis, hashTagged, masters, type RedisClient } from '../../store/redis.js';
 import { vectorFromBuffer, type EntryMeta, type StoredEntry } from '../entry.js';
 import { escapePart } from '../keys.js';
 import { filterGlob, type CacheStore, type InvalidateFilter, type StatCounters, type StoreCounters, type StoreEvent } from './types.js';
 
 export interface RedisStoreOptions {
   /** A client to share (not closed by the store), or a URL to open one. */
-  client?: Redis;
+  client?: RedisClient;
+  /** `redis://…`, or `redis+cluster://…` for a cluster. */
   url?: string;
   /** Prefix of every key, e.g. `inferenceflow:`; `cache:` is appended. */
   keyPrefix: string;
@@ -23,6 +26,8 @@ export interface RedisStoreOptions {
 }
 
 // Sets an entry, then evicts least recently used entries while the byte total is over budget.
+// KEYS[1] (the use-order set) routes the script to the node owning the cache's hash tag on a
+// cluster; the keys the script builds from ARGV[1] share that tag, so they live on the same node.
 const SET_SCRIPT = `
 local p = ARGV[1]
 local k = ARGV[2]
@@ -80,12 +85,12 @@ return #gone
 
 export class RedisCacheStore implements CacheStore {
   readonly kind = 'redis' as const;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly owned: boolean;
   private readonly p: string;
   private readonly origin = randomBytes(8).toString('hex');
   private readonly listeners = new Set<(e: StoreEvent) => void>();
-  private follower: Redis | undefined;
+  private follower: RedisClient | undefined;
   private following = false;
   private lastId = '$';
   private sweeper: NodeJS.Timeout | undefined;
@@ -97,10 +102,10 @@ export class RedisCacheStore implements CacheStore {
       this.owned = false;
     } else {
       if (!opts.url) throw new Error('RedisCacheStore needs a client or a url');
-      this.redis = new Redis(opts.url, { lazyConnect: false, maxRetriesPerRequest: 2 });
+      this.redis = createRedis(opts.url, 'cache');
       this.owned = true;
     }
-    this.p = `${opts.keyPrefix}cache:`;
+    this.p = hashTagged(`${opts.keyPrefix}cache:`);
     this.streamMaxLen = opts.streamMaxLen ?? 10_000;
   }
 
@@ -138,7 +143,8 @@ export class RedisCacheStore implements CacheStore {
     if (bytes > this.opts.maxBytes) return;
     const evicted = (await this.redis.eval(
       SET_SCRIPT,
-      0,
+      1,
+      `${this.p}lru`,
       this.p,
       entry.meta.key,
       meta,
@@ -159,7 +165,7 @@ export class RedisCacheStore implements CacheStore {
     if (keys.length === 0) return 0;
     let n = 0;
     for (let i = 0; i < keys.length; i += 500) {
-      n += (await this.redis.eval(DELETE_SCRIPT, 0, this.p, this.streamMaxLen, reason, ...keys.slice(i, i + 500))) as number;
+      n += (await this.redis.eval(DELETE_SCRIPT, 1, `${this.p}lru`, this.p, this.streamMaxLen, reason, ...keys.slice(i, i + 500))) as number;
     }
     // Local listeners learn through the stream like everyone else; tell them now too.
     this.emit({ op: 'delete', keys, reason });
@@ -236,12 +242,16 @@ export class RedisCacheStore implements CacheStore {
 
   private async *scanKeys(glob: string): AsyncIterable<string[]> {
     const prefix = `${this.p}e:`;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${prefix}${glob}`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length) yield keys.map((k) => k.slice(prefix.length));
-    } while (cursor !== '0');
+    // SCAN sees one node: on a cluster, walk every master (the tag keeps the entries on one of them).
+    if (this.redis instanceof Cluster) await this.redis.ping(); // its masters are known once it is connected
+    for (const node of masters(this.redis)) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}${glob}`, 'COUNT', 500);
+        cursor = next;
+        if (keys.length) yield keys.map((k) => k.slice(prefix.length));
+      } while (cursor !== '0');
+    }
   }
 
   // Follows the event stream with a blocking read on a dedicated connection; other replicas' adds

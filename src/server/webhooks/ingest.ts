@@ -2,7 +2,7 @@
 // the HMAC; a stale timestamp or a bad signature is 401, a webhook id seen before is 409 (checked in
 // Redis or memory first, and by the events table's primary key for good); accepted events are stored.
 import type { FastifyPluginAsync } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../store/redis.js';
 import type { SqlDatabase } from '../../store/sql.js';
 import { webhookEvents } from '../../store/tables.js';
 import { GatewayError } from '../errors.js';
@@ -13,7 +13,7 @@ export interface ReplayGuard {
   firstSeen(id: string, ttlS: number): Promise<boolean>;
 }
 
-export function redisReplayGuard(redis: Redis, prefix: string): ReplayGuard {
+export function redisReplayGuard(redis: RedisClient, prefix: string): ReplayGuard {
   return {
     async firstSeen(id, ttlS) {
       return (await redis.set(`${prefix}webhook-seen:${id}`, '1', 'EX', ttlS, 'NX')) === 'OK';

@@ -1,0 +1,98 @@
+// The cluster primary with stand-in workers (in this process, so coverage sees it): one shared port,
+// drain on stop, start-up failure and the crash-loop guard. And the default worker count, which
+// follows the cores, capped by a container's CPU quota (cgroup v2 or v1).
+import { get as httpGet } from 'node:http';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../telemetry/logger.js';
+import { defaultWorkerCount, planWorkers, runPrimary, type PrimaryOptions } from './cluster.js';
+
+function files(map: Record<string, string>) {
+  return (path: string) => {
+    const v = map[path];
+    if (v === undefined) throw Object.assign(new Error(`ENOENT ${path}`), { code: 'ENOENT' });
+    return v;
+  };
+}
+
+describe('defaultWorkerCount', () => {
+  const cores = availableParallelism();
+
+  it('is the core count with no quota', () => {
+    expect(defaultWorkerCount(files({}))).toBe(cores);
+    expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu.max': 'max 100000\n' }))).toBe(cores);
+  });
+
+  it('rounds a cgroup v2 quota up, never below one worker, never above the cores', () => {
+    expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu.max': '50000 100000\n' }))).toBe(1);
+    expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu.max': `${(cores + 8) * 100000} 100000` }))).toBe(cores);
+    if (cores >= 2) expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu.max': '150000 100000' }))).toBe(2);
+  });
+
+  it('reads a cgroup v1 quota when v2 is absent; -1 means none', () => {
+    expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '100000', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(1);
+    expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(cores);
+  });
+});
+
+describe('planWorkers', () => {
+  const cores = () => 8;
+  it('uses the explicit count, else the cores', () => {
+    expect(planWorkers(3, false, cores)).toEqual({ workers: 3 });
+    expect(planWorkers(undefined, false, cores)).toEqual({ workers: 8 });
+  });
+
+  it('keeps one process on the embedded database: the default drops to one, an explicit count above one is refused', () => {
+    const plan = planWorkers(undefined, true, cores);
+    expect(plan.workers).toBe(1);
+    expect(plan.note).toMatch(/DATABASE_URL/);
+    expect(planWorkers(1, true, cores)).toEqual({ workers: 1 });
+    expect(() => planWorkers(2, true, cores)).toThrow(/PGlite.*DATABASE_URL/);
+  });
+});
+
+describe('runPrimary', () => {
+  const exec = fileURLToPath(new URL('./__fixtures__/cluster-worker.mjs', import.meta.url));
+  const log = createLogger('silent');
+  const start = (mode: string, extra: Partial<PrimaryOptions> = {}) =>
+    runPrimary({ workers: 2, log, shutdownTimeoutMs: 2_000, host: '127.0.0.1', exec, env: { FIXTURE_MODE: mode }, exit: () => undefined, handleSignals: false, ...extra });
+
+  /** The pid that answers on a fresh connection. */
+  const whoAnswers = (url: string) =>
+    new Promise<string>((resolve, reject) => {
+      httpGet(`${url}/`, { agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+
+  it('starts the workers on one shared port, then drains them all and exits 0', async () => {
+    const primary = start('listen');
+    const { url, pids } = await primary.listening;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(new Set(pids).size).toBe(2);
+    const seen = new Set<string>();
+    for (let i = 0; i < 20 && seen.size < 2; i++) seen.add(await whoAnswers(url));
+    expect([...seen].sort()).toEqual(pids.map(String).sort());
+    primary.stop();
+    expect(await primary.exited).toBe(0);
+  });
+
+  it('stops with exit code 1 when a worker exits before it ever listened', async () => {
+    const primary = start('no-listen');
+    await expect(primary.listening).rejects.toThrow(/before every worker listened/);
+    expect(await primary.exited).toBe(1);
+  });
+
+  it('replaces crashing workers until the crash-loop guard stops the cluster with exit code 1', async () => {
+    const lines: string[] = [];
+    const recording = createLogger('info', { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream);
+    const primary = start('crash', { workers: 1, maxRestarts: 2, log: recording });
+    expect(await primary.exited).toBe(1);
+    const msgs = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(msgs.filter((m) => m === 'worker died unexpectedly; starting a new one')).toHaveLength(2);
+    expect(msgs).toContain('workers keep dying; stopping the cluster');
+  });
+});

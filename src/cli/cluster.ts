@@ -1,0 +1,217 @@
+// `inferenceflow serve --workers N`: the primary process forks N workers (node:cluster) that each run
+// the ordinary single-process server on the one shared port, restarts a worker that dies (unless it
+// crash-loops), forwards SIGTERM/SIGINT so every worker drains, and exits once all have exited.
+import cluster, { type Worker } from 'node:cluster';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import type { Logger } from '../telemetry/logger.js';
+
+/** A worker that dies this many times within RESTART_WINDOW_MS means something is wrong: stop. */
+export const MAX_RESTARTS = 5;
+export const RESTART_WINDOW_MS = 60_000;
+
+/**
+ * The default worker count: the cores this process may use, capped by a container CPU quota
+ * (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`) so a 1-CPU pod on a 32-core node runs one worker,
+ * not 32. Read once at start-up.
+ */
+export function defaultWorkerCount(readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): number {
+  const cores = availableParallelism();
+  const quota = cgroupCpuQuota(readFile);
+  return quota === undefined ? cores : Math.max(1, Math.min(cores, Math.ceil(quota)));
+}
+
+function cgroupCpuQuota(readFile: (path: string) => string): number | undefined {
+  try {
+    const [quota, period] = readFile('/sys/fs/cgroup/cpu.max').trim().split(/\s+/);
+    if (quota && quota !== 'max' && Number(period) > 0) return Number(quota) / Number(period);
+    return undefined;
+  } catch {
+    // not cgroup v2; try v1
+  }
+  try {
+    const quota = Number(readFile('/sys/fs/cgroup/cpu/cpu.cfs_quota_us').trim());
+    const period = Number(readFile('/sys/fs/cgroup/cpu/cpu.cfs_period_us').trim());
+    return quota > 0 && period > 0 ? quota / period : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface WorkerPlan {
+  workers: number;
+  /** Why the default was lowered, for a start-up warning. */
+  note?: string;
+}
+
+/**
+ * How many workers to run. `explicit` is `--workers`, INFERENCEFLOW_WORKERS or `server.workers`.
+ * The embedded PGlite database is one process's file: with it, the default drops to one worker and
+ * an explicit count above one is refused (two processes opening the file corrupt it).
+ */
+export function planWorkers(explicit: number | undefined, embeddedDatabase: boolean, cores: () => number = defaultWorkerCount): WorkerPlan {
+  if (explicit !== undefined && explicit > 1 && embeddedDatabase) {
+    throw new Error(
+      `--workers ${explicit}: the embedded PGlite database (database.pglite_path) can only be opened by one process; set DATABASE_URL (Postgres) so every worker shares it, or run one worker`,
+    );
+  }
+  if (explicit !== undefined) return { workers: explicit };
+  const n = cores();
+  if (n > 1 && embeddedDatabase) {
+    return { workers: 1, note: `one worker, not ${n}: the embedded PGlite database is single-process; set DATABASE_URL (Postgres) to use every core` };
+  }
+  return { workers: n };
+}
+
+export interface PrimaryOptions {
+  workers: number;
+  log: Logger;
+  /** Each worker's drain deadline (server.shutdown_timeout_ms); the primary waits a little longer. */
+  shutdownTimeoutMs: number;
+  /** The configured host, for the announced URL. */
+  host: string;
+  /** The worker script; default: this same program (process.argv[1]) with the same arguments. */
+  exec?: string;
+  /** More environment for the workers. */
+  env?: Record<string, string>;
+  maxRestarts?: number;
+  restartWindowMs?: number;
+  /** Called with the exit code once every worker has exited; default: process.exit (after a log flush). */
+  exit?: (code: number) => void;
+  /** Install SIGTERM/SIGINT handlers that drain the cluster (default true). */
+  handleSignals?: boolean;
+}
+
+export interface Primary {
+  /** Resolves when every initial worker listens: the shared URL and the worker pids. */
+  listening: Promise<{ url: string; pids: number[] }>;
+  /** Drains and stops every worker (what SIGTERM does); `code` other than 0 makes the exit code 1. */
+  stop(code?: number): void;
+  /** The exit code, once every worker has exited. */
+  exited: Promise<number>;
+}
+
+/**
+ * Runs the primary until every worker has exited, then exits: 0 after a requested shutdown in
+ * which every worker drained cleanly, 1 otherwise (start-up failure, crash loop, a worker that had
+ * to be killed).
+ */
+export function runPrimary(opts: PrimaryOptions): Primary {
+  const { log } = opts;
+  const maxRestarts = opts.maxRestarts ?? MAX_RESTARTS;
+  const windowMs = opts.restartWindowMs ?? RESTART_WINDOW_MS;
+  const listening = new Set<number>(); // ids of workers that have bound the port
+  const mine = new Set<number>(); // ids of the workers this primary forked
+  const restarts: number[] = [];
+  let announced = false;
+  let stopping = false;
+  let exitCode = 0;
+  let resolveListening!: (v: { url: string; pids: number[] }) => void;
+  let rejectListening!: (err: Error) => void;
+  const listeningPromise = new Promise<{ url: string; pids: number[] }>((resolve, reject) => {
+    resolveListening = resolve;
+    rejectListening = reject;
+  });
+  listeningPromise.catch(() => undefined); // a caller that never awaits it must not see an unhandled rejection
+  let resolveExited!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => (resolveExited = resolve));
+
+  if (opts.exec) cluster.setupPrimary({ exec: opts.exec });
+  const fork = (): Worker => {
+    const w = cluster.fork(opts.env);
+    mine.add(w.id);
+    return w;
+  };
+  const alive = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && mine.has(w.id));
+
+  const onListening = (worker: Worker, address: { port: number }) => {
+    if (!mine.has(worker.id)) return;
+    listening.add(worker.id);
+    if (announced) {
+      log.info({ pid: worker.process.pid, port: address.port }, 'replacement worker listening');
+      return;
+    }
+    if (listening.size < opts.workers) return;
+    announced = true;
+    const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+    const url = `http://${host}:${address.port}`;
+    const pids = alive().map((w) => w.process.pid as number);
+    log.info({ url, workers: pids, primary: process.pid }, 'inferenceflow cluster listening');
+    resolveListening({ url, pids });
+  };
+
+  const onExit = (worker: Worker, code: number | null, signal: string | null) => {
+    if (!mine.has(worker.id)) return;
+    mine.delete(worker.id);
+    const started = listening.delete(worker.id);
+    const remaining = alive().length;
+    if (stopping) {
+      if (code !== 0) exitCode = 1;
+      log.info({ pid: worker.process.pid, code, signal, remaining }, 'worker exited');
+      if (remaining === 0) finish();
+      return;
+    }
+    if (!started) {
+      // It never bound the port: bad config, port in use, a dependency down. Restarting would loop.
+      log.error({ pid: worker.process.pid, code, signal }, 'worker failed to start; stopping the cluster');
+      stop(1);
+      return;
+    }
+    const now = Date.now();
+    restarts.push(now);
+    while (restarts.length > 0 && (restarts[0] as number) < now - windowMs) restarts.shift();
+    if (restarts.length > maxRestarts) {
+      log.fatal({ restarts: restarts.length, windowMs }, 'workers keep dying; stopping the cluster');
+      stop(1);
+      return;
+    }
+    log.error({ pid: worker.process.pid, code, signal }, 'worker died unexpectedly; starting a new one');
+    fork();
+  };
+
+  const stop = (code = 0) => {
+    if (code !== 0) exitCode = 1;
+    if (stopping) return;
+    stopping = true;
+    if (!announced) rejectListening(new Error('the cluster stopped before every worker listened'));
+    const workers = alive();
+    if (workers.length === 0) return finish();
+    // Each worker runs its own graceful path on SIGTERM: not-ready, stop accepting, drain, close.
+    for (const w of workers) w.process.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      log.warn('workers still running past the drain deadline; killing them');
+      exitCode = 1;
+      for (const w of alive()) w.process.kill('SIGKILL');
+    }, opts.shutdownTimeoutMs + 5_000);
+    timer.unref();
+  };
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal, workers: alive().length }, 'shutting down: draining every worker');
+    stop(0);
+  };
+
+  const finish = () => {
+    cluster.off('listening', onListening);
+    cluster.off('exit', onExit);
+    if (opts.handleSignals !== false) {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
+    log.info({ code: exitCode }, 'cluster stopped');
+    resolveExited(exitCode);
+    // Let pino's asynchronous stdout flush the last lines before the process goes.
+    const exit = opts.exit ?? ((code: number) => log.flush(() => process.exit(code)));
+    exit(exitCode);
+  };
+
+  cluster.on('listening', onListening);
+  cluster.on('exit', onExit);
+  if (opts.handleSignals !== false) {
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  }
+  log.info({ workers: opts.workers, primary: process.pid }, 'starting workers');
+  for (let i = 0; i < opts.workers; i++) fork();
+  return { listening: listeningPromise, stop, exited };
+}

@@ -1,0 +1,92 @@
+// The Redis connection settings: `redis+cluster://` URLs and REDIS_CLUSTER_NODES give a cluster
+// client, hash-tagged namespaces keep multi-key scripts in one slot, and SCAN reaches every master.
+import { randomUUID } from 'node:crypto';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildConfig } from '../config/load.js';
+import { createRedis, hashTagged, isClusterUrl, masters, parseClusterUrl, scanKeys } from './redis.js';
+import { redisTargets } from '../../test/helpers/redis.js';
+
+describe('Redis Cluster URLs', () => {
+  it('parses nodes, credentials and TLS', () => {
+    expect(parseClusterUrl('redis+cluster://127.0.0.1:7101,127.0.0.1:7102/')).toEqual({
+      nodes: [
+        { host: '127.0.0.1', port: 7101 },
+        { host: '127.0.0.1', port: 7102 },
+      ],
+      username: undefined,
+      password: undefined,
+      tls: false,
+    });
+    expect(parseClusterUrl('rediss+cluster://app:p%40ss@redis-a,[::1]:7000')).toEqual({
+      nodes: [
+        { host: 'redis-a', port: 6379 },
+        { host: '::1', port: 7000 },
+      ],
+      username: 'app',
+      password: 'p@ss',
+      tls: true,
+    });
+  });
+
+  it('refuses a URL with no nodes and tells plain URLs apart', () => {
+    expect(() => parseClusterUrl('redis+cluster://')).toThrow(/at least one/);
+    expect(isClusterUrl('redis://127.0.0.1:6379')).toBe(false);
+    expect(isClusterUrl('REDIS+CLUSTER://a:1')).toBe(true);
+  });
+
+  it('REDIS_CLUSTER_NODES becomes the one redis.url every module reads; REDIS_URL wins', () => {
+    const env = { REDIS_CLUSTER_NODES: '10.0.0.1:7000, 10.0.0.2:7000', REDIS_PASSWORD: 's/cret' };
+    expect(buildConfig({}, env).config.redis.url).toBe('redis+cluster://:s%2Fcret@10.0.0.1:7000,10.0.0.2:7000');
+    expect(buildConfig({}, { ...env, REDIS_URL: 'redis://r:6379' }).config.redis.url).toBe('redis://r:6379');
+    expect(parseClusterUrl(buildConfig({}, env).config.redis.url as string).password).toBe('s/cret');
+  });
+
+  it('builds a cluster client for a cluster URL and a plain one otherwise, without connecting', () => {
+    const c = createRedis('redis+cluster://127.0.0.1:1', 'unit', { lazyConnect: true });
+    const r = createRedis('redis://127.0.0.1:1', 'unit', { lazyConnect: true });
+    try {
+      expect(c).toBeInstanceOf(Cluster);
+      expect(r).toBeInstanceOf(Redis);
+      expect(masters(r)).toEqual([r]);
+    } finally {
+      c.disconnect();
+      r.disconnect();
+    }
+  });
+});
+
+describe('hash-tagged namespaces', () => {
+  it('wraps a namespace in one tag and keeps an existing tag', () => {
+    expect(hashTagged('inferenceflow:gpu:')).toBe('{inferenceflow:gpu:}');
+    expect(hashTagged('{tenant-7}:rl:')).toBe('{tenant-7}:rl:');
+  });
+});
+
+const targets = await redisTargets();
+const run = randomUUID();
+afterAll(async () => {
+  for (const t of targets) if (t.available) await t.cleanup(`*test:${run}:*`);
+});
+
+describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target) => {
+  const it_ = target.available ? it : it.skip;
+
+  it_('runs one script over several keys of a hash-tagged namespace', async () => {
+    const redis = target.connect();
+    const ns = hashTagged(`test:${run}:${target.name}:pair:`);
+    const swap = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[2]); return redis.call('MGET', KEYS[1], KEYS[2])";
+    expect(await redis.eval(swap, 2, `${ns}a`, `${ns}b`, 'x', 'y')).toEqual(['x', 'y']);
+    const tx = await redis.multi().incr(`${ns}a-count`).incr(`${ns}b-count`).exec();
+    expect(tx?.map(([, v]) => v)).toEqual([1, 1]);
+  });
+
+  it_('finds keys on every master with SCAN', async () => {
+    const redis = target.connect();
+    // Untagged keys spread over the slots (and so over every master of a cluster).
+    const keys = Array.from({ length: 30 }, (_, i) => `test:${run}:${target.name}:spread:${i}`);
+    for (const k of keys) await redis.set(k, '1');
+    if (redis instanceof Cluster) expect(masters(redis).length).toBeGreaterThan(1);
+    expect((await scanKeys(redis, `test:${run}:${target.name}:spread:*`)).sort()).toEqual([...keys].sort());
+  });
+});
