@@ -162,8 +162,8 @@ export const webhooksSchema = z
 export const ledgerSchema = z
   .object({
     enabled: z.boolean().default(true),
-    flush_interval_ms: z.number().int().positive().default(1_000),
-    batch_size: z.number().int().positive().default(500),
+    flush_interval_ms: z.number().int().positive().default(250),
+    batch_size: z.number().int().positive().default(200),
     /** Records that could not be written at shutdown go here and are replayed at the next start. */
     spool_path: z.string().default('./data/ledger-spool.jsonl'),
   })
