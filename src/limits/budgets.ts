@@ -2,7 +2,7 @@
 // the estimated cost is reserved atomically (all budgets or none) before the call and corrected to
 // the actual cost after, so concurrent requests cannot overshoot a budget. With Redis the counters
 // are shared by every replica; a counter that does not exist yet is seeded from the ledger.
-import type { RedisClient } from '../store/redis.js';
+import { hashTagged, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { BudgetConfig, BudgetsConfig } from '../config/schema.js';
 import type { Tenant } from '../gateway/context.js';
@@ -59,10 +59,16 @@ type BudgetRedis = RedisClient & { ifBudgetReserve(...args: (string | number)[])
 
 export class RedisBudgetStore implements BudgetStore {
   private readonly redis: BudgetRedis;
-  constructor(
-    redis: RedisClient,
-    private readonly prefix: string,
-  ) {
+  /**
+   * One hash tag for every budget counter (`{<prefix>budgets:}budget:…`): one reservation checks the
+   * key's, the user's and the team's counters in one script (and adjusts them in one MULTI), so on
+   * Redis Cluster they must share a slot; a team's counter is shared by its users and keys, so no
+   * narrower per-identity tag keeps every line of a request together.
+   */
+  private readonly prefix: string;
+
+  constructor(redis: RedisClient, prefix: string) {
+    this.prefix = hashTagged(`${prefix}budgets:`);
     if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });
     this.redis = redis as BudgetRedis;
   }

@@ -1,31 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisTargets } from '../../test/helpers/redis.js';
 import { createLogger } from '../telemetry/logger.js';
 import { FailoverLimiterStore, MemoryLimiterStore, RedisLimiterStore, type LimiterStore } from './sliding-window.js';
 
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-async function redisReachable(): Promise<Redis | undefined> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await r.connect();
-    await r.ping();
-    return r;
-  } catch {
-    r.disconnect();
-    if (process.env.CI === 'true') throw new Error(`Redis at ${REDIS_URL} is required in CI`);
-    return undefined;
-  }
-}
-
-const redis = await redisReachable();
-if (!redis) console.warn(`skipping the Redis limiter tests: ${REDIS_URL} is unreachable`);
-const prefix = `test:${randomBytes(4).toString('hex')}:`;
+// The Redis store runs on a single server and on a Redis Cluster (test/helpers/redis.ts): one
+// acquire checks several rule keys in one script, which a cluster only allows within one slot.
+const targets = await redisTargets();
+const run = randomBytes(4).toString('hex');
 
 const stores: [string, () => LimiterStore, boolean][] = [
   ['memory', () => new MemoryLimiterStore(), true],
-  ['redis', () => new RedisLimiterStore(redis as Redis, prefix), redis !== undefined],
+  ...targets.map((t): [string, () => LimiterStore, boolean] => [t.name, () => new RedisLimiterStore(t.connect(), `test:${run}:${t.name}:`), t.available]),
 ];
 
 for (const [name, make, available] of stores) {
@@ -67,6 +53,16 @@ for (const [name, make, available] of stores) {
       const r = await store.acquire([{ kind: 'window', key: `big:${name}`, limit: 10, windowMs: 60_000, cost: 11 }], 'b');
       expect(r.admitted).toBe(false);
       expect(r.retryAfterMs).toBe(-1);
+    });
+
+    it('checks rules of different identities together in one step (one slot on a cluster)', async () => {
+      const tenant = { kind: 'window' as const, key: `rl:ident:req:tenant-${name}`, limit: 50, windowMs: 60_000, cost: 1 };
+      const model = { kind: 'window' as const, key: `rl:per-model:model:gpt-${name}:req`, limit: 3, windowMs: 60_000, cost: 1 };
+      const conc = { kind: 'concurrency' as const, key: `rl:conc:tenant-${name}`, limit: 10, leaseMs: 60_000 };
+      const results = await Promise.all(Array.from({ length: 6 }, (_, i) => store.acquire([tenant, model, conc], `m${i}`)));
+      expect(results.filter((r) => r.admitted)).toHaveLength(3);
+      const probe = await store.acquire([tenant], 'q');
+      expect(probe.states[0]?.remaining).toBe(50 - 4);
     });
 
     it('holds concurrency slots until released', async () => {
@@ -122,8 +118,5 @@ describe('when Redis fails', () => {
 });
 
 afterAll(async () => {
-  if (!redis) return;
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
+  for (const t of targets) await t.cleanup(`*test:${run}:*`);
 });

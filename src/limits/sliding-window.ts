@@ -3,7 +3,7 @@
 // reservation can later be corrected in the bucket it landed in. Two stores share the semantics:
 // RedisLimiterStore (one Lua script per check, so any number of replicas enforce ONE limit) and
 // MemoryLimiterStore (one process). FailoverLimiterStore falls back to memory or fails closed.
-import type { RedisClient } from '../store/redis.js';
+import { hashTagged, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { GatewayError } from '../server/errors.js';
 
@@ -143,11 +143,15 @@ type LimiterRedis = RedisClient & {
 
 export class RedisLimiterStore implements LimiterStore {
   private readonly redis: LimiterRedis;
+  /**
+   * Every limiter key shares one hash tag (`{<prefix>limits:}rl:…`): the rules of one request span
+   * identities (a tenant's own rule next to a per-model or per-IP rule), and one script checks them
+   * all, so on Redis Cluster they must live in one slot. That puts the limiter on one master.
+   */
+  private readonly prefix: string;
 
-  constructor(
-    redis: RedisClient,
-    private readonly prefix: string,
-  ) {
+  constructor(redis: RedisClient, prefix: string) {
+    this.prefix = hashTagged(`${prefix}limits:`);
     if (!('ifAcquire' in redis)) {
       redis.defineCommand('ifAcquire', { lua: ACQUIRE_LUA });
       redis.defineCommand('ifAdjust', { numberOfKeys: 1, lua: ADJUST_LUA });

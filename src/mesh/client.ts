@@ -2,7 +2,7 @@
 // one callback stream per requester process (one blocking connection, whatever the concurrency),
 // handing each request its events in order. Used by the gateway's `mesh` provider and by tests.
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { ChatRequest } from '../canonical/chat.js';
 import { backoffMs, connectOrFail, createMeshRedis, sleep, type StreamReply } from './connection.js';
@@ -79,8 +79,8 @@ const DEADLINE_GRACE_MS = 2_000;
 export class MeshClient {
   readonly keys: MeshKeys;
   readonly callback: string;
-  private commands!: Redis;
-  private reader!: Redis;
+  private commands!: RedisClient;
+  private reader!: RedisClient;
   private readonly calls = new Map<string, MeshCall>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private loop: Promise<void> | undefined;
@@ -88,7 +88,7 @@ export class MeshClient {
   private lastId = '$';
 
   constructor(private readonly opts: MeshClientOptions) {
-    this.keys = meshKeys(opts.keyPrefix);
+    this.keys = meshKeys(opts.keyPrefix, isClusterUrl(opts.redisUrl));
     this.callback = this.keys.callbacks(opts.requesterId ?? `${process.pid}-${randomBytes(4).toString('hex')}`);
   }
 
@@ -104,7 +104,7 @@ export class MeshClient {
     this.loop = this.read();
   }
 
-  get redis(): Redis {
+  get redis(): RedisClient {
     return this.commands;
   }
 

@@ -1,11 +1,12 @@
 // Redis connections for mesh processes. Unlike the gateway's hot-path client, mesh loops would rather
 // wait for Redis than fail: commands queue while the connection is down (no per-request retry cap)
 // and reconnects back off up to 2 s, so workers and routers resume by themselves when Redis returns.
-import { Redis } from 'ioredis';
+// A `redis+cluster://` URL gives a Redis Cluster client (createRedis); every blocking reader is its
+// own client, so a blocked XREADGROUP never holds up the commands of its process.
+import { createRedis, type RedisClient } from '../store/redis.js';
 
-export function createMeshRedis(url: string, name: string): Redis {
-  return new Redis(url, {
-    connectionName: `inferenceflow:mesh:${name}`,
+export function createMeshRedis(url: string, name: string): RedisClient {
+  return createRedis(url, `mesh:${name}`, {
     maxRetriesPerRequest: null,
     enableOfflineQueue: true,
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
@@ -14,16 +15,19 @@ export function createMeshRedis(url: string, name: string): Redis {
 }
 
 /** Connects, failing within `timeoutMs` (seed 003: a worker that cannot reach Redis fails to start). */
-export async function connectOrFail(client: Redis, timeoutMs = 5_000): Promise<void> {
+export async function connectOrFail(client: RedisClient, timeoutMs = 5_000): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
-      client.connect(),
+      // A single-server client waits (lazyConnect); a cluster client may already be connecting.
+      (async () => {
+        if (client.status === 'wait') await client.connect();
+        await client.ping();
+      })(),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`Redis unreachable after ${timeoutMs} ms`)), timeoutMs);
       }),
     ]);
-    await client.ping();
   } catch (err) {
     client.disconnect();
     throw err;
@@ -33,7 +37,7 @@ export async function connectOrFail(client: Redis, timeoutMs = 5_000): Promise<v
 }
 
 /** Creates a consumer group (and its stream); an existing group is fine. */
-export async function ensureGroup(client: Redis, stream: string, group: string): Promise<void> {
+export async function ensureGroup(client: RedisClient, stream: string, group: string): Promise<void> {
   try {
     await client.xgroup('CREATE', stream, group, '0', 'MKSTREAM');
   } catch (err) {

@@ -3,6 +3,7 @@
 // and the health record each node publishes. Everything on Redis is one JSON field per entry so that
 // a consumer in any language can read it; the zod schemas check what comes back off the wire.
 import { z } from 'zod';
+import { hashTagged } from '../store/redis.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 
 /** Consumer groups: routers share the ingress stream, a node's workers share its stream. */
@@ -24,7 +25,14 @@ export interface MeshKeys {
   callbacks(requesterId: string): string;
 }
 
-export function meshKeys(prefix: string): MeshKeys {
+/**
+ * The mesh's key names under `prefix`. On Redis Cluster (`cluster`) the prefix becomes a hash tag
+ * (`{orion:inference:}requests`), so the final-delivery script (done-key, callback stream, source
+ * stream) and the MULTIs over a node stream and the node set stay in one slot. On a single server
+ * the names stay the seed's (`orion:inference:requests`), which outside producers write to.
+ */
+export function meshKeys(rawPrefix: string, cluster = false): MeshKeys {
+  const prefix = cluster ? hashTagged(rawPrefix) : rawPrefix;
   return {
     requests: `${prefix}requests`,
     nodeRequests: (nodeId) => `${prefix}requests:${nodeId}`,

@@ -3,7 +3,7 @@
 // appends the event to the callback stream — then acknowledges and deletes the stream entry that
 // carried the request. Whoever loses the SET NX (a reclaimed duplicate, a late worker) only acks.
 // Held entries are kept fresh with XCLAIM so that only truly abandoned ones go idle and get reclaimed.
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../store/redis.js';
 import { FIELD, type MeshEvent, type MeshKeys, type MeshRequest } from './contracts.js';
 import type { StreamEntries } from './connection.js';
 
@@ -69,19 +69,25 @@ export async function deliverFinal(
   now = Date.now(),
 ): Promise<boolean> {
   const ttl = Math.max(0, req.deadline - now) + DONE_GRACE_MS;
-  const delivered = await deliverCommand(redis)(
-    keys.done(req.id),
-    req.callback,
-    source?.stream ?? req.callback,
-    `${event.type}:${event.exec}`,
-    String(ttl),
-    JSON.stringify(event),
-    source?.group ?? '',
-    source?.id ?? '',
-    String(CALLBACK_MAXLEN),
-    String(CALLBACK_TTL_MS),
-  );
-  return delivered === 1;
+  const doneKey = keys.done(req.id);
+  const value = `${event.type}:${event.exec}`;
+  const body = JSON.stringify(event);
+  try {
+    const delivered = await deliverCommand(redis)(doneKey, req.callback, source?.stream ?? req.callback, value, String(ttl), body, source?.group ?? '', source?.id ?? '', String(CALLBACK_MAXLEN), String(CALLBACK_TTL_MS));
+    return delivered === 1;
+  } catch (err) {
+    if (!String((err as Error).message).includes('CROSSSLOT')) throw err;
+  }
+  // Redis Cluster and a callback stream outside the mesh's hash tag (named by an outside requester):
+  // the same steps one by one. The SET NX still elects exactly one deliverer; a crash between it
+  // and the XADD would lose that answer, which the one script rules out.
+  const won = (await redis.set(doneKey, value, 'PX', ttl, 'NX')) === 'OK';
+  if (won) {
+    await redis.xadd(req.callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, body);
+    await redis.pexpire(req.callback, CALLBACK_TTL_MS);
+  }
+  if (source) await redis.multi().xack(source.stream, source.group, source.id).xdel(source.stream, source.id).exec();
+  return won;
 }
 
 /** Appends a streamed chunk (not final: the done-key is not touched). */

@@ -1,16 +1,17 @@
 // The health registry: one Redis hash, node id -> the node's latest health JSON. Workers write their
 // own field every heartbeat and delete it when they leave; routers and the dashboard read it all.
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import { decodeHealth, meshKeys, type NodeHealth } from './contracts.js';
 
 export class HealthRegistry {
   private readonly key: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
   ) {
-    this.key = meshKeys(prefix).health;
+    this.key = meshKeys(prefix, redis instanceof Cluster).health;
   }
 
   async publish(health: NodeHealth): Promise<void> {

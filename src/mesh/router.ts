@@ -3,7 +3,7 @@
 // mesh's promise that nothing is lost. While no node can take a request it stays pending here and is
 // retried with backoff until its deadline (then an error is delivered); entries abandoned by a dead
 // router or worker are reclaimed (XAUTOCLAIM) and placed again, away from the node that held them.
-import type { Redis } from 'ioredis';
+import { isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
 import type { MeshConfig } from './config.js';
@@ -58,8 +58,8 @@ export class MeshRouter {
   private readonly keys: MeshKeys;
   private readonly now: () => number;
   private readonly blockMs: number;
-  private commands!: Redis;
-  private reader!: Redis;
+  private commands!: RedisClient;
+  private reader!: RedisClient;
   private registry!: HealthRegistry;
   private nodes: NodeHealth[] = [];
   private nodesReadAt = 0;
@@ -73,7 +73,7 @@ export class MeshRouter {
   readonly stats: RouterStats = { routed: 0, rerouted: 0, reclaimed: 0, waiting: 0, expired: 0, decisions: { imbalance: 0, loaded: 0, affinity: 0, least_loaded: 0 } };
 
   constructor(private readonly opts: RouterOptions) {
-    this.keys = meshKeys(opts.config.key_prefix);
+    this.keys = meshKeys(opts.config.key_prefix, isClusterUrl(opts.redisUrl));
     this.now = opts.now ?? Date.now;
     this.blockMs = opts.blockMs ?? 1_000;
   }

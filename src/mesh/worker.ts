@@ -4,7 +4,7 @@
 // down it keeps heartbeating (empty model list) and answers with errors, so it recovers in place.
 // On stop it drains: marks itself draining, stops reading, finishes what it holds, then leaves.
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { ChatChunk } from '../canonical/chat.js';
 import { isUpstreamError } from '../providers/errors.js';
@@ -44,8 +44,8 @@ export class WorkerAgent {
   private readonly stream: string;
   private readonly now: () => number;
   private readonly blockMs: number;
-  private commands!: Redis;
-  private reader!: Redis;
+  private commands!: RedisClient;
+  private reader!: RedisClient;
   private registry!: HealthRegistry;
   private readonly inFlight = new Map<string, Promise<void>>();
   private slotFreed: (() => void) | undefined;
@@ -57,7 +57,7 @@ export class WorkerAgent {
   readonly stats: WorkerStats = { completed: 0, failed: 0, duplicates: 0, skipped: 0 };
 
   constructor(private readonly opts: WorkerOptions) {
-    this.keys = meshKeys(opts.config.key_prefix);
+    this.keys = meshKeys(opts.config.key_prefix, isClusterUrl(opts.redisUrl));
     this.stream = this.keys.nodeRequests(opts.nodeId);
     this.now = opts.now ?? Date.now;
     this.blockMs = opts.blockMs ?? 1_000;

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { decodeEvent, encodeRequest, entryData, FIELD, meshKeys, type MeshEvent, type MeshRequest, type NodeHealth } from '../../src/mesh/contracts.js';
 import { HealthRegistry } from '../../src/mesh/registry.js';
+import type { RedisClient } from '../../src/store/redis.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -100,7 +101,7 @@ export class CallbackReader {
   readonly events: MeshEvent[] = [];
   private last = '0-0';
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly stream: string,
   ) {}
   async poll(): Promise<MeshEvent[]> {

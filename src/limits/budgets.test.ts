@@ -1,0 +1,75 @@
+// One budget-store contract, three stores: in process, Redis and Redis Cluster. A reservation
+// checks the key's, the user's and the team's counters at once (one script) and an adjustment
+// corrects them together (one MULTI), which a cluster only allows within one slot.
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { redisTargets } from '../../test/helpers/redis.js';
+import { MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
+
+const targets = await redisTargets();
+const run = randomBytes(4).toString('hex');
+afterAll(async () => {
+  for (const t of targets) await t.cleanup(`*test:${run}:*`);
+});
+
+type Factory = () => { a: BudgetStore; b: BudgetStore };
+const stores: [string, Factory, boolean][] = [
+  [
+    'memory',
+    () => {
+      const s = new MemoryBudgetStore();
+      return { a: s, b: s };
+    },
+    true,
+  ],
+  // Two clients stand for two gateway replicas sharing the counters.
+  ...targets.map((t): [string, Factory, boolean] => [
+    t.name,
+    () => ({ a: new RedisBudgetStore(t.connect(), `test:${run}:${t.name}:`), b: new RedisBudgetStore(t.connect(), `test:${run}:${t.name}:`) }),
+    t.available,
+  ]),
+];
+
+function line(scope: BudgetLine['scope'], id: string, limitMicros: number): BudgetLine {
+  return { scope, id, period: 'day', periodStart: new Date(0), key: `budget:${scope}:${id}:2026-01-01`, limitMicros, ttlMs: 60_000 };
+}
+
+for (const [name, make, available] of stores) {
+  describe.skipIf(!available)(`${name} budget store`, () => {
+    it('reserves on the key, user and team counters together, and refuses all when one would overshoot', async () => {
+      const { a, b } = make();
+      const lines = [line('key', `k-${name}`, 10_000), line('user', `u-${name}`, 5_000), line('team', `t-${name}`, 100_000)];
+      expect(await a.reserve(lines, 2_000)).toEqual({ ok: true, values: [2_000, 2_000, 2_000] });
+      expect(await b.reserve(lines, 2_000)).toEqual({ ok: true, values: [4_000, 4_000, 4_000] });
+      // The user's 5,000 would be crossed: nothing is taken from any counter.
+      expect(await a.reserve(lines, 2_000)).toEqual({ ok: false, values: [4_000, 4_000, 4_000] });
+      expect((await b.reserve([lines[2] as BudgetLine], 0)).values).toEqual([4_000]);
+    });
+
+    it('admits exactly what fits under concurrent reservations from two replicas', async () => {
+      const { a, b } = make();
+      const lines = [line('key', `c-${name}`, 1_000_000), line('team', `ct-${name}`, 10_000)];
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).reserve(lines, 1_000)));
+      expect(results.filter((r) => r.ok)).toHaveLength(10);
+    });
+
+    it('corrects every counter of a reservation to the actual cost', async () => {
+      const { a, b } = make();
+      const lines = [line('key', `adj-${name}`, 10_000), line('team', `adjt-${name}`, 10_000)];
+      await a.reserve(lines, 3_000);
+      expect(await b.adjust(lines, -2_500)).toEqual([500, 500]);
+      expect((await a.reserve(lines, 9_500)).ok).toBe(true);
+    });
+
+    it('seeds a counter only once, and fires a marker once across replicas', async () => {
+      const { a, b } = make();
+      const l = line('team', `seed-${name}`, 10_000);
+      await a.seed(l.key, 7_000, 60_000);
+      await b.seed(l.key, 1, 60_000);
+      expect((await b.reserve([l], 4_000)).ok).toBe(false);
+      expect((await b.reserve([l], 3_000)).values).toEqual([10_000]);
+      const marker = `budget-alert:${name}:80`;
+      expect([await a.markOnce(marker, 60_000), await b.markOnce(marker, 60_000)]).toEqual([true, false]);
+    });
+  });
+}

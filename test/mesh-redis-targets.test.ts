@@ -1,0 +1,80 @@
+// The mesh in one process on a single Redis and on a Redis Cluster (test/helpers/redis.ts): a router,
+// two workers and a requester, connected by `redis://` or `redis+cluster://` URLs. On a cluster the
+// final-delivery script (done-key, callback stream, node stream) and the MULTIs over a node stream
+// must find their keys in one slot, which the hash-tagged prefix gives; a callback stream an outside
+// requester names (outside the tag) still gets exactly one final answer.
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { meshBackendFor } from '../src/mesh/backend.js';
+import { MeshClient } from '../src/mesh/client.js';
+import { meshConfigSchema } from '../src/mesh/config.js';
+import { encodeRequest, FIELD, meshKeys } from '../src/mesh/contracts.js';
+import { StaticHealthSource } from '../src/mesh/health.js';
+import { MeshRouter } from '../src/mesh/router.js';
+import { WorkerAgent } from '../src/mesh/worker.js';
+import { createSimulatorProvider } from '../src/providers/simulator.js';
+import { scanKeys } from '../src/store/redis.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { CallbackReader, chatRequest, waitFor } from './helpers/mesh.js';
+import { redisTargets } from './helpers/redis.js';
+
+const targets = await redisTargets();
+const run = randomBytes(4).toString('hex');
+const log = createLogger('silent');
+const started: { stop?(): Promise<void>; close?(): Promise<void> }[] = [];
+
+afterAll(async () => {
+  for (const s of started.reverse()) await (s.stop ?? s.close)?.call(s).catch(() => undefined);
+  for (const t of targets) await t.cleanup(`*ifmesh-test:${run}:*`);
+});
+
+for (const t of targets) {
+  describe.skipIf(!t.available)(`mesh on ${t.name}`, () => {
+    const prefix = `ifmesh-test:${run}:${t.name}:`;
+    const config = meshConfigSchema.parse({ key_prefix: prefix, heartbeat_interval_ms: 200, idle_reclaim_ms: 1_500, reclaim_interval_ms: 200, retry_initial_ms: 50, retry_max_ms: 200 });
+    const host = { cpu_temp_c: 50, ram_used_pct: 30, ram_total_bytes: 8e9, load1: 0.1, gpus: [] };
+
+    it('answers plain and streamed requests exactly once through router and workers', async () => {
+      const router = new MeshRouter({ routerId: `r-${t.name}`, redisUrl: t.url, config, log, blockMs: 200 });
+      started.push(router);
+      await router.start();
+      for (const id of ['a', 'b']) {
+        const w = new WorkerAgent({ nodeId: `${t.name}-${id}`, redisUrl: t.url, backend: meshBackendFor(createSimulatorProvider(`sim-${id}`, { latency_ms: 5 })), config, health: new StaticHealthSource(host), log, maxConcurrency: 4, version: 'test', blockMs: 200 });
+        started.push(w);
+        await w.start();
+      }
+      const client = new MeshClient({ redisUrl: t.url, keyPrefix: prefix, log });
+      started.push(client);
+      await client.connect();
+
+      const calls = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => client.submit({ model: 'simulator', messages: [{ role: 'user', content: `question ${i}` }], max_tokens: 8 }, { stream: i % 2 === 1, deadline: Date.now() + 20_000 })),
+      );
+      for (const [i, call] of calls.entries()) {
+        const events = [];
+        for await (const e of call) events.push(e);
+        const finals = events.filter((e) => e.type !== 'chunk');
+        expect(finals.map((e) => e.type)).toEqual([i % 2 === 1 ? 'done' : 'result']);
+        if (i % 2 === 1) expect(events.filter((e) => e.type === 'chunk').length).toBeGreaterThan(0);
+      }
+
+      // On a cluster every mesh key carries the prefix as its hash tag (one slot per deployment).
+      const keys = await scanKeys(t.connect(), `*${prefix}*`);
+      expect(keys.length).toBeGreaterThan(0);
+      if (t.name === 'redis-cluster') expect(keys.every((k) => k.startsWith(`{${prefix}}`))).toBe(true);
+      else expect(keys.every((k) => k.startsWith(prefix))).toBe(true);
+    }, 30_000);
+
+    it('delivers one final answer to a callback stream an outside requester named', async () => {
+      const redis = t.connect();
+      const req = { ...chatRequest(prefix, 'simulator', 'from outside'), callback: `ifmesh-test:${run}:${t.name}:outside-callback` };
+      const reader = new CallbackReader(redis, req.callback);
+      await redis.xadd(meshKeys(prefix, t.name === 'redis-cluster').requests, '*', FIELD, encodeRequest(req));
+      await waitFor('the answer', async () => (await reader.poll(), reader.finals().length >= 1), 15_000, 50);
+      await new Promise((r) => setTimeout(r, 300));
+      await reader.poll();
+      expect(reader.finals()).toHaveLength(1);
+      expect(reader.finals()[0]).toMatchObject({ id: req.id, type: 'result' });
+    }, 30_000);
+  });
+}
