@@ -52,7 +52,9 @@ function fmt(us: number): string {
 async function main() {
   const upstream = await startProcess(['bench/lib/upstream.ts', '0']);
   const proxy = await startProcess(['bench/lib/proxy.ts', '0', `http://127.0.0.1:${upstream.port}`]);
-  const gateway = await startGatewayProcess(upstream.port);
+  // The core path of issue 2: no response cache (every identical bench request would be a hit) and no
+  // ledger; routing, metrics and tracing at their defaults. bench/full-pipeline.ts switches everything on.
+  const gateway = await startGatewayProcess(upstream.port, 'cache: { enabled: false }\nledger: { enabled: false }\n');
   const targets = {
     direct: `http://127.0.0.1:${upstream.port}/v1/chat/completions`,
     proxy: `http://127.0.0.1:${proxy.port}/v1/chat/completions`,
