@@ -269,7 +269,7 @@ export const breakerSchema = z
     window_ms: z.number().int().positive().default(30_000),
     min_requests: z.number().int().positive().default(10),
     /** Consecutive failures that open the breaker whatever the rate. */
-    consecutive_failures: z.number().int().positive().default(5),
+    consecutive_failures: z.number().int().positive().default(10),
     /** Time open before half-open probes are let through, ms. */
     open_ms: z.number().int().positive().default(15_000),
     /** Concurrent probes while half-open; that many successes close it. */

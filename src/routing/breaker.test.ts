@@ -21,6 +21,19 @@ describe('CircuitBreaker', () => {
     expect(transitions).toEqual([expect.objectContaining({ from: 'closed', to: 'open', source: 'local', reason: '5 consecutive failures' })]);
   });
 
+  it('does not count a retried request\'s repeat failures as consecutive (one bad request is not a dead deployment)', () => {
+    const { b } = setup({ min_requests: 1000 });
+    for (let i = 0; i < 3; i++) {
+      b.record(false, b.acquire()!); // a request fails…
+      b.record(false, b.acquire()!, true); // …and fails again on each retry
+      b.record(false, b.acquire()!, true);
+      b.record(true, b.acquire()!); // others succeed in between
+    }
+    expect(b.state).toBe('closed');
+    for (let i = 0; i < 5; i++) b.record(false, b.acquire()!); // five different requests in a row
+    expect(b.state).toBe('open');
+  });
+
   it('opens on the failure rate over the window only once min_requests is reached', () => {
     const { b } = setup({ consecutive_failures: 100 });
     // 4 failures of 8: 50% but under min_requests

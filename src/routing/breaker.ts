@@ -111,8 +111,12 @@ export class CircuitBreaker {
     return 'probe';
   }
 
-  /** Outcome of an attempt that counted (aborted attempts are released with `release`). */
-  record(ok: boolean, token: 'normal' | 'probe'): void {
+  /**
+   * Outcome of an attempt that counted (aborted attempts are released with `release`). A repeat
+   * failure of a request that already failed here (`repeat`) feeds the rolling failure rate but not
+   * the consecutive count: one bad request retried must not look like a dead deployment.
+   */
+  record(ok: boolean, token: 'normal' | 'probe', repeat = false): void {
     const now = this.now();
     if (token === 'probe') this.probesInFlight = Math.max(0, this.probesInFlight - 1);
     if (this.stateValue === 'half_open') {
@@ -131,7 +135,7 @@ export class CircuitBreaker {
       this.consecutive = 0;
       return;
     }
-    this.consecutive++;
+    if (!repeat) this.consecutive++;
     if (this.consecutive >= this.cfg.consecutive_failures) {
       this.open(`${this.consecutive} consecutive failures`, now);
       return;

@@ -53,6 +53,8 @@ class DeadlineExceeded extends GatewayError {
 }
 
 export class Router {
+  /** Deployments each in-flight request has already failed on (for the breaker's consecutive rule). */
+  private readonly failedHere = new WeakMap<object, Set<string>>();
   readonly events = new RoutingEvents();
   readonly handler: ChatHandler;
   private readonly stats = new Map<string, DeploymentStats>();
@@ -427,7 +429,10 @@ export class Router {
       const counts = isRetryable(err) || !isUpstreamError(err);
       if (counts) {
         s.observeFailure(latencyMs);
-        b.record(false, spec.token);
+        let failed = this.failedHere.get(spec.ctx);
+        if (!failed) this.failedHere.set(spec.ctx, (failed = new Set()));
+        b.record(false, spec.token, failed.has(d.id));
+        failed.add(d.id);
       } else {
         // The upstream answered; the request itself was the problem (400, context length, policy).
         b.record(true, spec.token);
