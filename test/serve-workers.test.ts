@@ -101,8 +101,9 @@ describe('serve --workers 2', () => {
 models:
   - { name: fast, deployments: [{ provider: sim, model: fast }] }
   - { name: slow, deployments: [{ provider: slow, model: slow }] }
-# The embedded PGlite ledger is single-process; several workers need Postgres (DATABASE_URL).
+# The embedded PGlite database is single-process; several workers need Postgres (DATABASE_URL).
 ledger: { enabled: false }
+batch_jobs: { enabled: false }
 `,
     );
     child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', config, '--port', '0', '--workers', '2'], {

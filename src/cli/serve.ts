@@ -110,7 +110,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (cluster.isPrimary) {
     // Loading the config here validates it once, before any worker starts.
     const { config } = await loadConfig({ file: opts.config });
-    const plan = planWorkers(opts.workers ?? (config.server.workers || undefined), !config.database.url && needsDatabase(config));
+    const plan = planWorkers(opts.workers ?? (config.server.workers || undefined), !config.database.url && (needsDatabase(config) || config.batch_jobs.enabled));
     const log = createLogger(config.logging.level);
     if (plan.note) log.warn(plan.note);
     if (plan.workers > 1) {

@@ -18,7 +18,10 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 
 export async function startChildGateway(dir: string, name: string, config: Record<string, unknown>, env: Record<string, string> = {}): Promise<ChildGateway> {
   const file = join(dir, `${name}.yaml`);
-  await writeFile(file, stringify({ server: { host: '127.0.0.1', port: 0 }, logging: { level: 'info' }, ...config }));
+  // Each child gets its own embedded database file: PGlite is single-process, and parallel test
+  // files starting gateways in one checkout would otherwise share ./data and crash.
+  const database = { pglite_path: join(dir, `${name}.pglite`), ...(config.database as Record<string, unknown> | undefined) };
+  await writeFile(file, stringify({ server: { host: '127.0.0.1', port: 0 }, logging: { level: 'info' }, ...config, database }));
   // One process unless a test asks for more: per-process state (breakers, limits without Redis) must be
   // deterministic here; test/serve-workers.test.ts covers --workers.
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', file, '--workers', env.INFERENCEFLOW_WORKERS ?? '1'], {
