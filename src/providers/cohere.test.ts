@@ -2,9 +2,8 @@
 // API reference (/v2/chat plain and streamed, /v2/embed, /v1/models).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
-import { callOptions, collect, fixture, fixtureJson, ReplayServer } from './__fixtures__/replay-server.js';
+import { callOptions, collect, failure, fixture, fixtureJson, json, sse, ReplayServer } from './__fixtures__/replay-server.js';
 import { CohereProvider, createCohereProvider } from './cohere.js';
-import { UpstreamError } from './errors.js';
 
 let upstream: ReplayServer;
 let cohere: CohereProvider;
@@ -19,26 +18,12 @@ afterAll(async () => {
 });
 beforeEach(() => upstream.reset());
 
-const json = (body: unknown, status = 200, headers: Record<string, string> = {}) => ({
-  status,
-  headers,
-  body: typeof body === 'string' ? body : JSON.stringify(body),
-});
-const sse = (body: string) => ({ status: 200, headers: { 'content-type': 'text/event-stream' }, body });
 const ask = (over: Partial<ChatRequest> = {}): ChatRequest => ({
   model: 'command-a-03-2025',
   messages: [{ role: 'user', content: 'What is the capital of France?' }],
   ...over,
 });
 
-async function failure(p: Promise<unknown>): Promise<UpstreamError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(UpstreamError);
-  return err as UpstreamError;
-}
 
 describe('cohere chat', () => {
   it('posts /v2/chat with a bearer key and maps a full request', async () => {

@@ -2,8 +2,7 @@
 // reference (generateContent, streamGenerateContent?alt=sse, batchEmbedContents, models.list).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
-import { callOptions, collect, fixture, fixtureJson, ReplayServer } from './__fixtures__/replay-server.js';
-import { UpstreamError } from './errors.js';
+import { callOptions, collect, failure, fixture, fixtureJson, json, sse, ReplayServer } from './__fixtures__/replay-server.js';
 import { GoogleProvider, createGoogleProvider } from './google.js';
 import { SKIP_SIGNATURE } from './google-mapping.js';
 
@@ -20,26 +19,12 @@ afterAll(async () => {
 });
 beforeEach(() => upstream.reset());
 
-const json = (body: unknown, status = 200, headers: Record<string, string> = {}) => ({
-  status,
-  headers,
-  body: typeof body === 'string' ? body : JSON.stringify(body),
-});
-const sse = (body: string) => ({ status: 200, headers: { 'content-type': 'text/event-stream' }, body });
 const ask = (over: Partial<ChatRequest> = {}): ChatRequest => ({
   model: 'gemini-2.0-flash',
   messages: [{ role: 'user', content: 'What is the capital of France?' }],
   ...over,
 });
 
-async function failure(p: Promise<unknown>): Promise<UpstreamError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(UpstreamError);
-  return err as UpstreamError;
-}
 
 describe('google chat', () => {
   it('posts generateContent with the key header and maps a full request', async () => {

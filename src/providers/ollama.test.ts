@@ -2,8 +2,7 @@
 // docs (/api/chat plain and NDJSON-streamed, /api/embed, /api/tags, /api/ps, /api/version).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
-import { callOptions, collect, fixture, fixtureJson, ReplayServer } from './__fixtures__/replay-server.js';
-import { UpstreamError } from './errors.js';
+import { callOptions, collect, failure, fixture, fixtureJson, json, ndjson, ReplayServer } from './__fixtures__/replay-server.js';
 import { OllamaProvider, createOllamaProvider } from './ollama.js';
 
 let upstream: ReplayServer;
@@ -19,26 +18,12 @@ afterAll(async () => {
 });
 beforeEach(() => upstream.reset());
 
-const json = (body: unknown, status = 200, headers: Record<string, string> = {}) => ({
-  status,
-  headers,
-  body: typeof body === 'string' ? body : JSON.stringify(body),
-});
-const ndjson = (body: string) => ({ status: 200, headers: { 'content-type': 'application/x-ndjson' }, body });
 const ask = (over: Partial<ChatRequest> = {}): ChatRequest => ({
   model: 'llama3.2',
   messages: [{ role: 'user', content: 'What is the capital of France?' }],
   ...over,
 });
 
-async function failure(p: Promise<unknown>): Promise<UpstreamError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(UpstreamError);
-  return err as UpstreamError;
-}
 
 describe('ollama chat', () => {
   it('posts /api/chat and maps a full request', async () => {

@@ -1,6 +1,8 @@
 // A tiny local upstream for adapter tests: records each request exactly (method, path, query,
 // headers, body) and replays fixture bytes split into uneven pieces, so parsers meet frames and
 // multi-byte characters cut at odd places. Replies can also stall, stop short or reset the socket.
+import { expect } from 'vitest';
+import { UpstreamError } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -131,4 +133,23 @@ export function callOptions(signal: AbortSignal = new AbortController().signal):
   requestId: string;
 } {
   return { signal, timeoutMs: 10_000, requestId: 'req-test-1' };
+}
+
+/** A JSON reply (a string body is sent as it is). */
+export const json = (body: unknown, status = 200, headers: Record<string, string> = {}): Reply => ({
+  status,
+  headers,
+  body: typeof body === 'string' ? body : JSON.stringify(body),
+});
+export const sse = (body: string): Reply => ({ status: 200, headers: { 'content-type': 'text/event-stream' }, body });
+export const ndjson = (body: string): Reply => ({ status: 200, headers: { 'content-type': 'application/x-ndjson' }, body });
+
+/** The UpstreamError a call rejects with (fails the test when it resolves or throws anything else). */
+export async function failure(p: Promise<unknown>): Promise<UpstreamError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(UpstreamError);
+  return err as UpstreamError;
 }
