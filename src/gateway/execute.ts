@@ -13,7 +13,7 @@ import { Router, type RouterOptions } from '../routing/router.js';
 import type { RequestContext } from './context.js';
 import type { ChatHandler } from './pipeline.js';
 
-export { primeStream } from '../routing/attempt.js';
+export { primeStream } from '../providers/stream-priming.js';
 
 export function callOptions(ctx: RequestContext, d: Deployment, headers?: Record<string, string>): CallOptions {
   return { signal: ctx.signal, timeoutMs: d.timeoutMs, requestId: ctx.id, ...(headers ? { headers } : {}) };

@@ -1,24 +1,27 @@
-// ProviderAdapter.streamChat must reject (not fail mid-iteration) when the upstream refuses before
-// the first token: a blocked prompt, an error line, an empty body. Priming pulls the first item
-// before the stream is handed out, so those failures stay retryable by the router.
+// A stream counts as started only once its first item has arrived. Provider adapters prime their
+// parsed streams so an upstream that refuses before the first token (a blocked prompt, an error
+// line, an empty body) rejects streamChat and stays retryable; the router primes what adapters
+// return for the same reason. One implementation for both.
 
-/** Awaits the generator's first item, then returns an iterable that replays it and continues. */
-export async function primeStream<T>(gen: AsyncGenerator<T>): Promise<AsyncIterable<T>> {
-  const first = await gen.next();
-  let replayed = false;
+/** Awaits the first item, then returns an iterable that replays it and continues. */
+export async function primeStream<T>(stream: AsyncIterable<T>): Promise<AsyncIterable<T>> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const first = await iterator.next();
   return {
     [Symbol.asyncIterator]() {
+      let pending: IteratorResult<T> | undefined = first;
       return {
-        next: async (): Promise<IteratorResult<T>> => {
-          if (!replayed) {
-            replayed = true;
-            return first;
+        next() {
+          if (pending) {
+            const p = pending;
+            pending = undefined;
+            return Promise.resolve(p);
           }
-          return gen.next();
+          return iterator.next();
         },
-        return: async (value?: unknown): Promise<IteratorResult<T>> => {
-          await gen.return(value as T);
-          return { done: true, value: undefined };
+        return(value?: unknown) {
+          pending = undefined;
+          return iterator.return ? iterator.return(value) : Promise.resolve({ done: true as const, value: undefined });
         },
       };
     },

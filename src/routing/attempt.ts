@@ -2,6 +2,7 @@
 // controller (the request's deadline and client, a lost hedge race, or its own timeout end it); a
 // stream counts as answered once its first chunk is in, and is then wrapped so a silent upstream
 // trips the idle timeout and the deployment's slot is freed when the stream ends.
+import { primeStream } from '../providers/stream-priming.js';
 import type { Context as TraceContext } from '@opentelemetry/api';
 import type { ChatChunk, ChatRequest, Usage } from '../canonical/chat.js';
 import { UpstreamError, isUpstreamError } from '../providers/errors.js';
@@ -313,32 +314,4 @@ function chargePrompt(spec: AttemptSpec, d: Deployment): void {
   if (d.price.input === 0) return;
   const prompt = countPromptTokens(spec.req.messages, spec.req.tools);
   spec.ctx.facts.costUsd += costUsd({ prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt }, d.price);
-}
-
-/**
- * Waits for a stream's first chunk, then returns a stream that yields it followed by the rest.
- * An error before the first chunk rejects here (and can be retried elsewhere).
- */
-export async function primeStream(stream: AsyncIterable<ChatChunk>): Promise<AsyncIterable<ChatChunk>> {
-  const iterator = stream[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  return {
-    [Symbol.asyncIterator]() {
-      let pending: IteratorResult<ChatChunk> | undefined = first;
-      return {
-        next() {
-          if (pending) {
-            const p = pending;
-            pending = undefined;
-            return Promise.resolve(p);
-          }
-          return iterator.next();
-        },
-        return(value?: unknown) {
-          pending = undefined;
-          return iterator.return ? iterator.return(value) : Promise.resolve({ done: true, value: undefined });
-        },
-      };
-    },
-  };
 }

@@ -15,21 +15,8 @@ export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const STORIES = storiesDir() ?? path.resolve(ROOT, '../shared/models/stories260K');
 
-/** Redis reachable? Tests skip (with a message) only when it is not and CI is unset. */
-export async function redisAvailable(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await r.connect();
-    await r.ping();
-    return true;
-  } catch {
-    if (process.env.CI) throw new Error(`Redis at ${REDIS_URL} is unreachable and CI is set`);
-    console.warn(`skipping mesh integration tests: Redis at ${REDIS_URL} is unreachable`);
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
+/** Redis reachable? One probe for every suite (test/helpers/services.ts). */
+export { redisAvailable } from './services.js';
 
 export function uniquePrefix(): string {
   return `ifmesh-test:${randomBytes(5).toString('hex')}:`;

@@ -17,7 +17,7 @@ export async function redisAvailable(): Promise<boolean> {
     await r.ping();
     return true;
   } catch {
-    if (process.env.CI === 'true') throw new Error(`Redis at ${REDIS_URL} is required when CI=true`);
+    if (process.env.CI) throw new Error(`Redis at ${REDIS_URL} is required when CI=true`);
     console.warn(`skipping: Redis at ${REDIS_URL} is unreachable`);
     return false;
   } finally {
@@ -31,7 +31,7 @@ export async function postgresAvailable(): Promise<boolean> {
     await c.connect();
     return true;
   } catch {
-    if (process.env.CI === 'true') throw new Error(`Postgres at ${POSTGRES_URL} is required when CI=true`);
+    if (process.env.CI) throw new Error(`Postgres at ${POSTGRES_URL} is required when CI=true`);
     console.warn(`skipping: Postgres at ${POSTGRES_URL} is unreachable`);
     return false;
   } finally {
