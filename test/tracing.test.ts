@@ -138,3 +138,66 @@ describe('OpenTelemetry traces', () => {
     expect(cache?.parentSpanContext?.spanId).toBe(parent.span.spanContext().spanId);
   });
 });
+
+// Tracing on with no exporter (the default): no span objects are made, but each request still has a
+// span id in a trace and the upstream gets a W3C traceparent naming it.
+describe('trace propagation without an exporter', () => {
+  const upstreamHeaders: IncomingHttpHeaders[] = [];
+  let upstream: Server;
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    upstream = createServer((req, res) => {
+      upstreamHeaders.push(req.headers);
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const http = new UpstreamHttp({ provider: 'relay', baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` });
+    server = await startTestGateway({
+      config: { providers: { relay: { type: 'simulator' } }, models: [{ name: 'chat', deployments: [{ provider: 'relay', model: 'relay-1' }] }] },
+      providers: new Map([['relay', new RelayProvider(http)]]),
+    });
+  });
+  afterAll(async () => {
+    await server.close();
+    await new Promise((r) => upstream.close(r));
+  });
+  beforeEach(() => {
+    upstreamHeaders.length = 0;
+  });
+
+  async function chat(headers: Record<string, string> = {}) {
+    const res = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    await res.text();
+    return res;
+  }
+
+  it("continues the caller's trace with the gateway's own span id, flags and tracestate kept", async () => {
+    const callerTrace = '0af7651916cd43dd8448eb211c80319c';
+    const callerSpan = 'b7ad6b7169203331';
+    expect((await chat({ traceparent: `00-${callerTrace}-${callerSpan}-01`, tracestate: 'vendor=abc' })).status).toBe(200);
+    const m = TRACEPARENT.exec(String(upstreamHeaders[0]?.traceparent));
+    expect(m).not.toBeNull();
+    expect(m?.[1]).toBe(callerTrace);
+    expect(m?.[2]).not.toBe(callerSpan);
+    expect(String(upstreamHeaders[0]?.traceparent).endsWith('-01')).toBe(true);
+    expect(upstreamHeaders[0]?.tracestate).toBe('vendor=abc');
+    // An unsampled caller stays unsampled.
+    expect((await chat({ traceparent: `00-${callerTrace}-${callerSpan}-00` })).status).toBe(200);
+    expect(String(upstreamHeaders[1]?.traceparent).endsWith('-00')).toBe(true);
+  });
+
+  it('starts a new trace (a fresh id per request) when the caller sent none or an invalid one', async () => {
+    await chat();
+    await chat({ traceparent: '00-00000000000000000000000000000000-b7ad6b7169203331-01' });
+    const ids = upstreamHeaders.map((h) => TRACEPARENT.exec(String(h.traceparent)));
+    expect(ids.every((m) => m !== null)).toBe(true);
+    expect(ids[0]?.[1]).not.toBe(ids[1]?.[1]);
+    expect(ids[1]?.[1]).not.toBe('00000000000000000000000000000000');
+  });
+});

@@ -1,17 +1,23 @@
 // OpenTelemetry traces: one SERVER span per HTTP request (continuing an incoming W3C `traceparent`),
 // a child span per stage (auth, limits, cache, plan, route, each provider attempt, aggregate), and the
 // attempt's `traceparent` injected into the upstream call. Spans go to OTLP/HTTP when an endpoint is
-// set (the standard OTEL_* variables); with tracing off every helper here is a cheap no-op.
+// set (the standard OTEL_* variables). Spans cost CPU on every request, so they are only made when
+// something records them: with no exporter the gateway only propagates `traceparent` (one id per
+// request, no span objects), and with tracing off every helper here is a no-op.
+import { randomFillSync } from 'node:crypto';
 import {
+  INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   context as otelContext,
+  createTraceState,
   propagation,
   trace,
   type Attributes,
   type Context,
   type Span,
+  type SpanContext,
 } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -35,6 +41,19 @@ import { observeStream } from '../gateway/pipeline.js';
 
 const TRACER_NAME = 'inferenceflow';
 
+/**
+ * What this process does with traces: `off` nothing; `propagate` no spans, but each request gets a
+ * span id and the upstream a `traceparent` (tracing on without an exporter); `record` the SDK makes
+ * spans for an exporter. Process-wide, like OpenTelemetry's own global registration.
+ */
+type TracingMode = 'off' | 'propagate' | 'record';
+let mode: TracingMode = 'off';
+/** In `propagate` mode: whether a trace this gateway starts is marked sampled (from the sampler setting). */
+let sampleRoot: () => boolean = () => true;
+
+/** The one span handed out where no span is made: ending or annotating it does nothing. */
+const NO_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
 export interface TracingSettings {
   enabled: boolean;
   service_name: string;
@@ -55,6 +74,7 @@ export class Tracing {
   ) {}
 
   static disabled(): Tracing {
+    mode = 'off';
     return new Tracing(false);
   }
 
@@ -63,6 +83,10 @@ export class Tracing {
    * (tests pass an InMemorySpanExporter and get synchronous export).
    */
   static start(settings: TracingSettings, version: string, exporter?: SpanExporter): Tracing {
+    // Replace whatever an earlier instance in this process registered (tests start several gateways).
+    trace.disable();
+    otelContext.disable();
+    propagation.disable();
     if (!settings.enabled) return Tracing.disabled();
     const processors: SpanProcessor[] = [];
     if (exporter) processors.push(new SimpleSpanProcessor(exporter));
@@ -71,10 +95,13 @@ export class Tracing {
       if (kind === 'otlp') processors.push(new BatchSpanProcessor(new OTLPTraceExporter(settings.otlp_endpoint ? { url: settings.otlp_endpoint } : {})));
       if (kind === 'console') processors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
     }
-    // Replace whatever an earlier instance in this process registered (tests start several gateways).
-    trace.disable();
-    otelContext.disable();
-    propagation.disable();
+    if (processors.length === 0) {
+      // Nothing would receive a span: propagate trace context only (docs/observability.md).
+      mode = 'propagate';
+      sampleRoot = rootSampling(settings.sampler, settings.sampler_arg);
+      return new Tracing(true);
+    }
+    mode = 'record';
     const provider = new NodeTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.service_name, [ATTR_SERVICE_VERSION]: version }),
       sampler: buildSampler(settings.sampler, settings.sampler_arg),
@@ -88,6 +115,16 @@ export class Tracing {
     if (!this.provider) return;
     await this.provider.shutdown().catch(() => undefined);
   }
+}
+
+/** For `propagate` mode: the sampled flag of a trace this gateway starts, as the configured sampler would set it. */
+function rootSampling(name: string, arg?: number): () => boolean {
+  if (name === 'always_off' || name === 'parentbased_always_off') return () => false;
+  if (name === 'traceidratio' || name === 'parentbased_traceidratio') {
+    const ratio = arg === undefined || Number.isNaN(arg) ? 1 : Math.min(1, Math.max(0, arg));
+    return () => Math.random() < ratio;
+  }
+  return () => true;
 }
 
 export function buildSampler(name: string, arg?: number): Sampler {
@@ -118,15 +155,33 @@ export interface StartedSpan {
   context: Context;
 }
 
-/** A child span of `parent` (or a root span). Cheap no-op when tracing is off. */
+/** Whether spans are being recorded for an exporter (callers may skip building attributes otherwise). */
+export function tracingRecords(): boolean {
+  return mode === 'record';
+}
+
+/**
+ * A child span of `parent` (or a root span). Where nothing is recorded (tracing off, propagation
+ * only, or a parent that was not sampled) no span is made: the parent's context is handed back, so
+ * `traceparent` still names the nearest real span.
+ */
 export function startSpan(name: string, parent: Context | undefined, attributes?: Attributes, kind = SpanKind.INTERNAL): StartedSpan {
   const base = parent ?? ROOT_CONTEXT;
+  if (mode !== 'record') return { span: NO_SPAN, context: base };
+  const parentSpan = parent ? trace.getSpan(parent) : undefined;
+  // A local parent that is not recorded (not sampled) has no recorded children either; a remote
+  // parent (the caller's traceparent) is never "recording" here and is left to the sampler.
+  if (parentSpan && !parentSpan.isRecording() && !parentSpan.spanContext().isRemote) return { span: NO_SPAN, context: base };
   const span = tracer().startSpan(name, { kind, attributes }, base);
   return { span, context: trace.setSpan(base, span) };
 }
 
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
 /** The SERVER span of one HTTP request, continuing the caller's trace when it sent `traceparent`. */
 export function startServerSpan(name: string, headers: Record<string, string | string[] | undefined>, attributes?: Attributes): StartedSpan {
+  if (mode === 'off') return { span: NO_SPAN, context: ROOT_CONTEXT };
+  if (mode === 'propagate') return { span: NO_SPAN, context: trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext(propagatedSpanContext(headers))) };
   const parent = propagation.extract(ROOT_CONTEXT, headers, {
     get: (carrier, key) => carrier[key],
     keys: (carrier) => Object.keys(carrier),
@@ -134,9 +189,47 @@ export function startServerSpan(name: string, headers: Record<string, string | s
   return startSpan(name, parent, attributes, SpanKind.SERVER);
 }
 
+/** `propagate` mode: this request's own span id in the caller's trace (or a new trace). */
+function propagatedSpanContext(headers: Record<string, string | string[] | undefined>): SpanContext {
+  const ids = randomHex(24);
+  const incoming = headers.traceparent;
+  const m = typeof incoming === 'string' ? TRACEPARENT.exec(incoming.trim().toLowerCase()) : null;
+  const spanId = ids.slice(32);
+  if (m && !/^0+$/.test(m[1] as string) && !/^0+$/.test(m[2] as string)) {
+    const state = headers.tracestate;
+    const sc: SpanContext = { traceId: m[1] as string, spanId, traceFlags: parseInt(m[3] as string, 16) & 1 };
+    if (typeof state === 'string' && state) sc.traceState = createTraceState(state);
+    return sc;
+  }
+  return { traceId: ids.slice(0, 32), spanId, traceFlags: sampleRoot() ? 1 : 0 };
+}
+
+// Trace and span ids come from a pool of random bytes refilled 4 KiB at a time: a crypto call per
+// request (randomBytes) costs several microseconds, a slice of the pool a fraction of one.
+const pool = Buffer.alloc(4096);
+let poolAt = pool.length;
+
+function randomHex(bytes: number): string {
+  if (poolAt + bytes > pool.length) {
+    randomFillSync(pool);
+    poolAt = 0;
+  }
+  poolAt += bytes;
+  return pool.toString('hex', poolAt - bytes, poolAt);
+}
+
 /** W3C `traceparent` (and `tracestate`) for an upstream call made within `ctx`. */
 export function traceHeaders(ctx: Context): Record<string, string> {
   const carrier: Record<string, string> = {};
+  if (mode === 'off') return carrier;
+  if (mode === 'propagate') {
+    const sc = trace.getSpanContext(ctx);
+    if (!sc) return carrier;
+    carrier.traceparent = `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}`;
+    const state = sc.traceState?.serialize();
+    if (state) carrier.tracestate = state;
+    return carrier;
+  }
   propagation.inject(ctx, carrier);
   return carrier;
 }
@@ -155,6 +248,7 @@ export function endSpan(span: Span, error?: unknown, attributes?: Attributes): v
 /** Runs `fn` inside a child span of the request's span; used by edge stages (auth, limits). */
 export async function withSpan<T>(name: string, parent: Context | undefined, fn: (span: Span) => Promise<T>, attributes?: Attributes): Promise<T> {
   const { span } = startSpan(name, parent, attributes);
+  if (span === NO_SPAN) return fn(span);
   try {
     const out = await fn(span);
     span.end();
@@ -172,6 +266,7 @@ export async function withSpan<T>(name: string, parent: Context | undefined, fn:
 export function tracedStage(name: string, stage: ChatStage): ChatStage {
   const traced: ChatStage = async (ctx, req, next) => {
     const { span } = startSpan(name, contextOf(ctx), { 'inferenceflow.stage': name });
+    if (span === NO_SPAN) return stage(ctx, req, next);
     let outcome: ChatOutcome;
     try {
       outcome = await stage(ctx, req, next);
