@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { RunningServer } from '../src/cli/serve.js';
 import { createSimulatorProvider, SimulatorProvider } from '../src/providers/simulator.js';
+import type { CancelSignal } from '../src/providers/cancel.js';
 import type { CallOptions } from '../src/providers/types.js';
 import type { ChatRequest } from '../src/canonical/chat.js';
 import { startTestGateway } from './helpers/gateway.js';
@@ -139,7 +140,7 @@ describe('authentication', () => {
 
 describe('client disconnect', () => {
   it('cancels the upstream call when the client goes away mid-stream', async () => {
-    let seen: AbortSignal | undefined;
+    let seen: CancelSignal | undefined;
     class Spy extends SimulatorProvider {
       override async streamChat(req: ChatRequest, opts: CallOptions) {
         seen = opts.signal;

@@ -2,6 +2,7 @@
 // MicroBatcher per (model, dimensions), so concurrent requests become one upstream call of up to
 // BATCH_MAX_SIZE inputs, flushed after BATCH_FLUSH_TIMEOUT_MS. Each request gets its own vectors and
 // its share of the batch's token usage. Everything else passes straight through.
+import type { CancelSignal } from '../providers/cancel.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
 import { UpstreamError } from '../providers/errors.js';
@@ -109,7 +110,7 @@ export function withEmbeddingBatching(providers: Map<string, ProviderAdapter>, t
   return out;
 }
 
-function abortable<T>(p: Promise<T>, signal: AbortSignal, provider: string): Promise<T> {
+function abortable<T>(p: Promise<T>, signal: CancelSignal, provider: string): Promise<T> {
   if (signal.aborted) return Promise.reject(new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));

@@ -4,6 +4,7 @@
 import type { Context as TraceContext } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Usage } from '../canonical/chat.js';
+import type { CancelSignal } from '../providers/cancel.js';
 
 export type TenantKind = 'anonymous' | 'token' | 'key' | 'jwt';
 
@@ -74,7 +75,8 @@ export interface RequestContext {
   readonly startedAt: number;
   readonly endpoint: string;
   tenant: Tenant;
-  readonly signal: AbortSignal;
+  /** Fires when the client goes away before its answer is complete. */
+  readonly signal: CancelSignal;
   readonly log: Logger;
   readonly options: RequestOptions;
   readonly facts: ResponseFacts;

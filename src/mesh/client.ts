@@ -1,6 +1,7 @@
 // The requester's side of the mesh: publishes requests to the ingress stream and reads answers from
 // one callback stream per requester process (one blocking connection, whatever the concurrency),
 // handing each request its events in order. Used by the gateway's `mesh` provider and by tests.
+import type { CancelSignal } from '../providers/cancel.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
@@ -23,7 +24,7 @@ export interface SubmitOptions {
   deadline: number;
   id?: string;
   /** When aborted the request is marked done so no node starts it; events stop. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
 }
 
 /** Events of one request, in order; ends after its final event (or when the deadline passes). */

@@ -1,6 +1,7 @@
 // One provider attempt's cancellation: the caller's signal (client gone, hedge won, deadline) plus
 // the attempt's own timeout, as one AbortSignal for in-process engines that take a signal. Tells a
 // timeout apart from a cancellation so the error kind is right.
+import type { CancelSignal } from './cancel.js';
 
 /**
  * One attempt's cancellation: the caller's signal plus the attempt's own timeout. `finish()` stops
@@ -12,7 +13,7 @@ export class Attempt {
   timedOut = false;
 
   constructor(
-    private readonly outer: AbortSignal,
+    private readonly outer: CancelSignal,
     timeoutMs: number,
   ) {
     if (outer.aborted) this.controller.abort(outer.reason);
@@ -45,7 +46,7 @@ export class Attempt {
 }
 
 /** Waits for `work` but gives up when `signal` fires; the work itself goes on (a shared model load). */
-export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+export function untilAborted<T>(work: Promise<T>, signal: CancelSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);

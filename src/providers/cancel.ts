@@ -1,8 +1,10 @@
-// Request-level cancellation without AbortSignal: on Node 20 each AbortSignal costs ~10 µs and
-// AbortSignal.any() far more, so routing links the client, the deadline, dedup and hedging through
-// this plain listener list and creates one real AbortSignal per upstream attempt (what adapters take).
+// Cancellation without AbortSignal: on Node 20 an AbortController costs ~3.5 µs to make and ~5 µs
+// with a listener, and AbortSignal.any() far more, so requests, routing and upstream attempts are
+// linked through this plain listener list. undici takes it as a request signal as it is (it only
+// reads `aborted`, `reason` and adds/removes an 'abort' listener); in-process engines that need a
+// real AbortSignal make one from it (providers/attempt.ts).
 
-/** The part of AbortSignal that routing's own waits use; an AbortSignal satisfies it too. */
+/** The part of AbortSignal that the gateway and its adapters use; an AbortSignal satisfies it too. */
 export interface CancelSignal {
   readonly aborted: boolean;
   readonly reason: unknown;

@@ -1,6 +1,7 @@
 // Raw HTTP to an upstream over an undici keep-alive pool: one pool per provider instance, created
 // once. Every failure leaves here as an UpstreamError; adapters only build bodies and map shapes.
 import { Pool, type Dispatcher } from 'undici';
+import type { CancelSignal } from './cancel.js';
 import type { CallOptions } from './types.js';
 import { UpstreamError, kindForStatus, parseRetryAfter, type UpstreamErrorKind } from './errors.js';
 
@@ -62,7 +63,8 @@ export class UpstreamHttp {
         path: this.basePath + path,
         headers: { ...this.headers, ...opts.headers, ...headers },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: opts.signal,
+        // undici takes any EventTarget-like signal (see cancel.ts); its types only name AbortSignal.
+        signal: opts.signal as AbortSignal,
         headersTimeout: opts.timeoutMs,
         bodyTimeout: opts.timeoutMs,
       });
@@ -105,7 +107,8 @@ export class UpstreamHttp {
         path: this.basePath + path,
         headers: { ...this.headers, ...opts.headers, ...headers },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: opts.signal,
+        // undici takes any EventTarget-like signal (see cancel.ts); its types only name AbortSignal.
+        signal: opts.signal as AbortSignal,
         headersTimeout: opts.timeoutMs,
         bodyTimeout: this.idleMs,
       });
@@ -160,7 +163,7 @@ export class UpstreamHttp {
     });
   }
 
-  private toUpstreamError(err: unknown, clientSignal: AbortSignal): UpstreamError {
+  private toUpstreamError(err: unknown, clientSignal: CancelSignal): UpstreamError {
     if (err instanceof UpstreamError) return err;
     const e = err as { code?: string; name?: string; message?: string };
     let kind: UpstreamErrorKind = 'connect';

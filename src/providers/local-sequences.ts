@@ -14,10 +14,12 @@ export interface SequencePoolStats {
   waiting: number;
 }
 
+import type { CancelSignal } from './cancel.js';
+
 interface Waiter<S> {
   resolve: (sequence: S) => void;
   reject: (err: unknown) => void;
-  signal: AbortSignal;
+  signal: CancelSignal;
   onAbort: () => void;
 }
 
@@ -40,7 +42,7 @@ export class SequencePool<S> {
    * lands on the sequence that has its conversation cached. Rejects with `signal.reason` if the
    * signal fires while waiting.
    */
-  acquire(signal: AbortSignal, affinity?: (sequence: S) => number): Promise<S> {
+  acquire(signal: CancelSignal, affinity?: (sequence: S) => number): Promise<S> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (signal.aborted) return Promise.reject(signal.reason);
     if (this.idle.length > 0) return Promise.resolve(this.takeIdle(affinity));

@@ -2,6 +2,7 @@
 // It is the embedded default when no provider is configured (and says so in every answer), and
 // the upstream for demos, tests and benchmarks. Same request -> same answer, so caches and
 // aggregation can be checked against it.
+import type { CancelSignal } from './cancel.js';
 import { randomBytes } from 'node:crypto';
 import {
   contentText,
@@ -373,7 +374,7 @@ function abortedError(provider: string): UpstreamError {
   return new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` });
 }
 
-function sleep(ms: number, signal: AbortSignal, provider: string): Promise<void> {
+function sleep(ms: number, signal: CancelSignal, provider: string): Promise<void> {
   if (signal.aborted) return Promise.reject(abortedError(provider));
   if (ms <= 0) return Promise.resolve();
   return new Promise((resolve, reject) => {

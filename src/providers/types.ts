@@ -3,6 +3,7 @@
 // routing or caching; one adapter instance serves many deployments (model names) of one upstream.
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
+import type { CancelSignal } from './cancel.js';
 
 export const PROVIDER_TYPES = [
   'openai',
@@ -18,7 +19,7 @@ export type ProviderType = (typeof PROVIDER_TYPES)[number];
 
 export interface CallOptions {
   /** Aborted when the client goes away, the deadline passes or a hedge wins elsewhere. */
-  signal: AbortSignal;
+  signal: CancelSignal;
   /** Time allowed for this one attempt, connect to last byte (streams: to the first byte). */
   timeoutMs: number;
   requestId: string;

@@ -4,7 +4,7 @@
 // arrival never overtakes the queue. A full queue answers 429 queue_full with Retry-After.
 import type { Priority } from '../gateway/context.js';
 import { GatewayError } from '../server/errors.js';
-import type { CancelSignal } from './cancel.js';
+import type { CancelSignal } from '../providers/cancel.js';
 import type { Deployment } from './catalog.js';
 import type { DeploymentStats } from './stats.js';
 

@@ -1,5 +1,5 @@
-// One upstream attempt on one deployment, and the hedged race of two. An attempt has its own abort
-// controller (the request's deadline and client, a lost hedge race, or its own timeout end it); a
+// One upstream attempt on one deployment, and the hedged race of two. An attempt has its own
+// cancellation (the request's deadline and client, a lost hedge race, or its own timeout end it); a
 // stream counts as answered once its first chunk is in, and is then wrapped so a silent upstream
 // trips the idle timeout and the deployment's slot is freed when the stream ends.
 import { primeStream } from '../providers/stream-priming.js';
@@ -12,7 +12,7 @@ import type { RequestContext } from '../gateway/context.js';
 import type { AttemptEnd } from '../gateway/execute.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
-import type { CancelSignal } from './cancel.js';
+import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import type { Deployment } from './catalog.js';
 
 /** What the attempt runner needs from the router, kept narrow so it is testable on its own. */
@@ -79,9 +79,9 @@ export function settleUsage(ctx: RequestContext, d: Deployment, usage: Usage): v
  */
 export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, register?: (cancel: () => void) => void): Promise<AttemptResult> {
   const { ctx, req, d } = spec;
-  // The one AbortSignal of this attempt: request cancellation, its timeout, a lost hedge race and
-  // (streams) the idle timeout all end it.
-  const controller = new AbortController();
+  // The one signal of this attempt (a Cancellation, which undici takes as it is): request
+  // cancellation, its timeout, a lost hedge race and (streams) the idle timeout all end it.
+  const controller = new Cancellation();
   const onRequestAbort = () => controller.abort(spec.signal.reason);
   spec.signal.addEventListener('abort', onRequestAbort);
   if (spec.signal.aborted) controller.abort(spec.signal.reason);
@@ -97,7 +97,7 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     ...(spec.hedge ? { 'inferenceflow.hedge': true } : {}),
   });
   const upstreamReq: ChatRequest = { ...req, model: d.model };
-  const opts = { signal: controller.signal, timeoutMs: Math.max(1, spec.timeoutMs), requestId: ctx.id, headers: traceHeaders(attempt.context) };
+  const opts = { signal: controller, timeoutMs: Math.max(1, spec.timeoutMs), requestId: ctx.id, headers: traceHeaders(attempt.context) };
   const finish = (end: AttemptEnd) => {
     hooks.ended(spec, end);
     if (end.error instanceof AttemptCancelled || (isUpstreamError(end.error) && end.error.kind === 'aborted')) {
@@ -145,7 +145,7 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     clearTimeout(timer);
     const latencyMs = performance.now() - started;
     release();
-    const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+    const reason: unknown = controller.aborted ? controller.reason : undefined;
     if (reason instanceof AttemptCancelled && reason.why === 'timeout' && !spec.signal.aborted) {
       const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} did not answer within ${spec.timeoutMs} ms`, cause: raw });
       hooks.settled(spec, false, latencyMs, err);
@@ -170,7 +170,7 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
  */
 function guardStream(
   primed: AsyncIterable<ChatChunk>,
-  controller: AbortController,
+  controller: Cancellation,
   idleMs: number,
   d: Deployment,
   ctx: RequestContext,
@@ -207,7 +207,7 @@ function guardStream(
         }
       } catch (err) {
         failure = err;
-        if (isUpstreamError(err) && err.kind !== 'aborted' && !(controller.signal.reason instanceof AttemptCancelled)) onFailure(err);
+        if (isUpstreamError(err) && err.kind !== 'aborted' && !(controller.reason instanceof AttemptCancelled)) onFailure(err);
         throw err;
       } finally {
         close();
@@ -217,7 +217,7 @@ function guardStream(
   return { stream, close };
 }
 
-async function nextWithin(it: AsyncIterator<ChatChunk>, idleMs: number, controller: AbortController, d: Deployment): Promise<IteratorResult<ChatChunk>> {
+async function nextWithin(it: AsyncIterator<ChatChunk>, idleMs: number, controller: Cancellation, d: Deployment): Promise<IteratorResult<ChatChunk>> {
   let timer: NodeJS.Timeout | undefined;
   const idle = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
-import { Cancellation } from './cancel.js';
+import { Cancellation } from '../providers/cancel.js';
 
 export function dedupKey(ctx: RequestContext, req: ChatRequest): string {
   return createHash('sha256').update(ctx.tenant.id).update('\u0000').update(JSON.stringify(req)).digest('base64url');

@@ -7,7 +7,7 @@ import { contentText, requestedMaxTokens, type ChatRequest } from '../canonical/
 import type { RequestContext } from '../gateway/context.js';
 import { countPromptTokens } from '../providers/tokens.js';
 import type { CircuitBreaker } from './breaker.js';
-import type { Cancellation } from './cancel.js';
+import type { Cancellation } from '../providers/cancel.js';
 import type { Deployment } from './catalog.js';
 import type { DeploymentStats } from './stats.js';
 

@@ -2,7 +2,7 @@
 // delay between 0 and base * 2^n, capped), never shorter than an upstream's Retry-After; and a retry
 // budget shared by the process, so retries stay a bounded share of recent traffic during an outage.
 import { isUpstreamError } from '../providers/errors.js';
-import type { CancelSignal } from './cancel.js';
+import type { CancelSignal } from '../providers/cancel.js';
 
 /** Full-jitter backoff for retry number `retry` (0 for the first retry). */
 export function backoffMs(retry: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {

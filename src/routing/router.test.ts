@@ -8,6 +8,7 @@ import { modelGroupSchema, routingSchema } from '../config/schema.js';
 import { newFacts, defaultRequestOptions, ANONYMOUS, type RequestContext } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import { UpstreamError, type UpstreamErrorKind } from '../providers/errors.js';
+import type { CancelSignal } from '../providers/cancel.js';
 import type { CallOptions, ProviderAdapter } from '../providers/types.js';
 import { GatewayError } from '../server/errors.js';
 import { wordEmbedder } from '../../test/helpers/word-embedder.js';
@@ -74,7 +75,7 @@ function answer(model: string, text = `answer from ${model}`): ChatResult {
   };
 }
 
-async function* chunksOf(r: ChatResult, gapMs = 0, signal?: AbortSignal): AsyncGenerator<ChatChunk> {
+async function* chunksOf(r: ChatResult, gapMs = 0, signal?: CancelSignal): AsyncGenerator<ChatChunk> {
   const base = { id: r.id, object: 'chat.completion.chunk' as const, created: 1, model: r.model };
   for (const word of (r.choices[0]!.message.content ?? '').split(' ')) {
     if (gapMs) await sleep(gapMs, signal);
@@ -84,7 +85,7 @@ async function* chunksOf(r: ChatResult, gapMs = 0, signal?: AbortSignal): AsyncG
   yield { ...base, choices: [], usage: r.usage };
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+function sleep(ms: number, signal?: CancelSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(resolve, ms);
     signal?.addEventListener('abort', () => {

@@ -16,7 +16,7 @@ import { contextOf, endSpan, startSpan } from '../telemetry/tracing.js';
 import { Admission, AdmissionQueue } from './admission.js';
 import type { AttemptHooks, AttemptSpec } from './attempt.js';
 import { CircuitBreaker, type BreakerTransition } from './breaker.js';
-import { Cancellation, type CancelSignal } from './cancel.js';
+import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { BreakerSync } from './breaker-sync.js';
 import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
 import { Deduplicator, dedupKey } from './dedup.js';

@@ -3,6 +3,7 @@
 // through the rest of the pipeline — in one call with `n` where the upstream takes it, else as
 // parallel calls, or one at a time for `adaptive` — and combine them into one answer. Usage, cost,
 // latency and attempts are summed over every internal call, the judge's included.
+import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { addUsage, contentText, emptyUsage, requestedMaxTokens, type ChatRequest, type ChatResult, type Usage } from '../canonical/chat.js';
 import { collectStream } from '../canonical/convert.js';
 import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
@@ -240,21 +241,22 @@ class PassRunner {
 
 /** One deadline over all passes: aborts when it passes or when the client goes away. */
 class Deadline {
-  readonly signal: AbortSignal;
+  readonly signal = new Cancellation();
   expired = false;
   private readonly timer: NodeJS.Timeout;
+  private readonly unlink: () => void;
 
-  constructor(parent: AbortSignal, ms: number) {
-    const controller = new AbortController();
+  constructor(parent: CancelSignal, ms: number) {
+    this.unlink = this.signal.follow(parent);
     this.timer = setTimeout(() => {
       this.expired = true;
-      controller.abort(new Error('scaling deadline reached'));
+      this.signal.abort(new Error('scaling deadline reached'));
     }, ms);
-    this.signal = AbortSignal.any([parent, controller.signal]);
   }
 
   clear(): void {
     clearTimeout(this.timer);
+    this.unlink();
   }
 }
 
