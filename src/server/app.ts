@@ -7,6 +7,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import type { RequestTrace, Telemetry } from '../telemetry/telemetry.js';
 import { withSpan } from '../telemetry/tracing.js';
 import type { Authenticator } from './auth.js';
+import { createAccessLogger } from '../telemetry/logger.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
 import { anthropicErrorType } from '../providers/anthropic-wire.js';
 import { anthropicRoutes } from './routes/anthropic.js';
@@ -32,6 +33,7 @@ export interface AppOptions {
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const accessLog = createAccessLogger(opts.log);
   const app = Fastify({
     logger: false,
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
@@ -82,7 +84,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // Health probes, scrapes and dashboard polls are logged only when they fail.
     const quiet = request.routeOptions.config?.public || request.routeOptions.config?.monitoring;
     if (quiet && status < 400) return;
-    opts.log.info(
+    accessLog.info(
       {
         reqId: request.id,
         method: request.method,

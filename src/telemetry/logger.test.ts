@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger, scrubSecrets } from './logger.js';
+import { createAccessLogger, createLogger, scrubSecrets } from './logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -41,5 +41,20 @@ describe('logger redaction', () => {
     const out = scrubSecrets(input) as typeof input;
     expect(out.headers.authorization).toBe('[redacted]');
     expect(input.headers.authorization).toBe('Bearer abc');
+  });
+});
+
+describe('access logger', () => {
+  it('writes to the same stream in the same line format, at the same level', () => {
+    const { lines, log } = capture();
+    const access = createAccessLogger(log);
+    log.info({ a: 1 }, 'general');
+    access.info({ reqId: 'r1', status: 200, tokens: { input: 3, output: 4 } }, 'request');
+    access.debug({ reqId: 'r2' }, 'below the level');
+    expect(lines).toHaveLength(2);
+    const [general, line] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(Object.keys(line ?? {}).slice(0, 3)).toEqual(Object.keys(general ?? {}).slice(0, 3));
+    expect(line).toMatchObject({ level: 'info', service: 'inferenceflow', reqId: 'r1', status: 200, tokens: { input: 3, output: 4 }, msg: 'request' });
+    expect(typeof line?.time).toBe('string');
   });
 });
