@@ -5,7 +5,7 @@
 // the estimated cost on the identity's budgets, and corrects both once usage is known — for a
 // stream, when it ends. Rate-limit state goes out as headers on success and on 429.
 import { randomUUID } from 'node:crypto';
-import type { ChatRequest } from '../canonical/chat.js';
+import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { contentText, requestedMaxTokens } from '../canonical/chat.js';
 import type { LimitDimension, RateLimitingConfig } from '../config/schema.js';
 import type { RequestContext, Tenant } from '../gateway/context.js';
@@ -91,6 +91,12 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     const estTokens = promptTokens + estCompletion;
 
     const reserved = config.enabled ? rulesFor(ctx, req, estTokens) : [];
+    if (reserved.length === 0 && budgetLines.length === 0) {
+      // Nothing to reserve or settle (no rule applies to this caller): only a stream's usage may
+      // need counting at its end.
+      const outcome = await next(ctx, req);
+      return outcome.kind === 'result' ? outcome : { kind: 'stream', stream: countStreamUsage(outcome.stream, () => undefined) };
+    }
     const leaseId = randomUUID();
     let at = 0;
     if (reserved.length > 0) {
@@ -158,13 +164,16 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       await settle();
       return outcome;
     }
-    // A stream settles when it ends; if it ends without a usage chunk (client gone, upstream cut),
-    // the completion is counted from the text that went out, so the ledger and budget still agree.
-    let streamed = '';
-    return {
-      kind: 'stream',
-      stream: observeStream(
-        outcome.stream,
+    return { kind: 'stream', stream: countStreamUsage(outcome.stream, () => void settle()) };
+
+    /**
+     * A stream settles when it ends; if it ends without a usage chunk (client gone, upstream cut),
+     * the completion is counted from the text that went out, so the ledger and budget still agree.
+     */
+    function countStreamUsage(stream: AsyncIterable<ChatChunk>, onEnd: () => void): AsyncIterable<ChatChunk> {
+      let streamed = '';
+      return observeStream(
+        stream,
         (chunk) => {
           for (const c of chunk.choices) if (c.delta.content) streamed += contentText(c.delta.content);
         },
@@ -177,10 +186,10 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
             const price = opts.priceOf(req.model);
             if (price) ctx.facts.costUsd += costUsd(usage, price);
           }
-          void settle();
+          onEnd();
         },
-      ),
-    };
+      );
+    }
   };
 }
 
