@@ -56,10 +56,23 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
         log: (obj) => scrubSecrets(obj) as Record<string, unknown>,
       },
     },
-    // Asynchronous stdout (sonic-boom): a request line must not block the event loop on a slow
-    // pipe. pino flushes it on exit.
-    (destination as DestinationStream | undefined) ?? pinoDestination({ dest: 1, sync: false }),
+    (destination as DestinationStream | undefined) ?? bufferedStdout(),
   );
+}
+
+/**
+ * Asynchronous, buffered stdout (sonic-boom): a request line must not block the event loop on a slow
+ * pipe, and lines go out in writes of up to 4 KiB rather than one write per line (a write per request
+ * cost ~20 µs of CPU under load). A quarter-second timer flushes a partial buffer, so a quiet gateway's
+ * lines still appear at once; pino flushes synchronously on exit, so only a SIGKILL can lose the last
+ * quarter second of lines.
+ */
+function bufferedStdout(): DestinationStream {
+  const dest = pinoDestination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => {
+    if (!(dest as unknown as { destroyed?: boolean }).destroyed) dest.flush();
+  }, 250).unref();
+  return dest;
 }
 
 export type { Logger };
