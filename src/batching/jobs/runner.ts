@@ -39,6 +39,7 @@ export class BatchRunner {
   private lastSweep = 0;
   /** Lines run by this worker (tests and stats). */
   executed = 0;
+  private kicked = false;
 
   constructor(
     private readonly store: BatchStore,
@@ -60,7 +61,8 @@ export class BatchRunner {
 
   /** Looks for work now (a job was just created or cancelled). */
   kick(): void {
-    this.wake?.();
+    if (this.wake) this.wake();
+    else this.kicked = true;
   }
 
   /** Graceful stop: no new lines, cancel the ones under way and hand their leases back at once. */
@@ -90,6 +92,10 @@ export class BatchRunner {
   }
 
   private async run(): Promise<void> {
+    // Idle polls back off to 8 × poll_ms: a claim query costs real CPU (about 20 ms on the embedded
+    // database), and new work on this replica wakes the loop at once (kick). Other replicas' jobs and
+    // expired leases are still picked up within 8 polls.
+    let idlePolls = 0;
     while (this.running) {
       try {
         await this.sweep();
@@ -98,14 +104,23 @@ export class BatchRunner {
         // Stopped while claiming: the lines stay leased to this worker and stop() hands them back.
         if (!this.running) break;
         for (const item of items) this.spawn(item);
+        idlePolls = items.length > 0 || this.inFlight > 0 ? 0 : idlePolls + 1;
         if (items.length > 0 && items.length === free) continue;
       } catch (err) {
         this.opts.log.error({ err: (err as Error).message }, 'batch: polling for work failed');
       }
+      const waitMs = this.opts.pollMs * Math.min(8, 2 ** Math.max(0, idlePolls - 1));
+      // Work announced while this loop was busy claiming: look again at once.
+      if (this.kicked) {
+        this.kicked = false;
+        idlePolls = 0;
+        continue;
+      }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.opts.pollMs);
+        const timer = setTimeout(resolve, waitMs);
         this.wake = () => {
           clearTimeout(timer);
+          idlePolls = 0;
           resolve();
         };
       });
