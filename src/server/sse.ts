@@ -1,5 +1,7 @@
 // Server-Sent Events out to the client: headers once, each event written and flushed as it arrives,
-// backpressure honoured, and the upstream cancelled when the client goes away.
+// backpressure honoured, and the upstream cancelled when the client goes away. Events that become
+// ready in the same turn of the event loop (several chunks parsed from one upstream read) leave in
+// one socket write: the response is corked from the first write of a turn until setImmediate.
 import type { ServerResponse } from 'node:http';
 
 export interface SseEvent {
@@ -29,7 +31,21 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
     ...(trailerNames.length ? { trailer: trailerNames.join(', ') } : {}),
     ...opts.headers,
   });
-  res.flushHeaders();
+  // Corked until the end of this turn: the headers leave with the first events.
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    res.uncork();
+  };
+  const write = (chunk: string): boolean => {
+    if (!corked) {
+      corked = true;
+      res.cork();
+      setImmediate(uncork);
+    }
+    return res.write(chunk);
+  };
+  write('');
   let closed = false;
   const onClose = () => {
     closed = true;
@@ -43,11 +59,15 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
         next = await iterator.next();
       } catch (err) {
         const last = opts.onError(err);
-        if (last && !closed) res.write(format(last));
+        if (last && !closed) write(format(last));
         break;
       }
       if (next.done || closed) break;
-      if (!res.write(format(next.value))) await drained(res);
+      if (!write(format(next.value))) {
+        // A full buffer never drains while corked.
+        if (corked) res.uncork();
+        await drained(res);
+      }
     }
   } finally {
     res.off('close', onClose);
