@@ -34,8 +34,9 @@ const usearchArg = process.argv.find((a) => a.startsWith('--usearch'));
 const usearchMod = usearchArg ? loadUsearch(usearchArg.includes('=') ? usearchArg.slice('--usearch='.length) : undefined) : undefined;
 if (usearchArg && !usearchMod) throw new Error('usearch not found');
 const impl = usearchMod ? 'usearch' : 'typescript-hnsw';
-const tsIndex = new HnswIndex({ dimensions: D, initialCapacity: N });
-const index: AnnIndex = usearchMod ? usearchFactory(usearchMod, { efSearch: 64 })(D) : tsIndex;
+const tsIndex = new HnswIndex({ dimensions: D, initialCapacity: N, ...(process.env.EF_ADD ? { efConstruction: Number(process.env.EF_ADD) } : {}) });
+// EF_ADD / EF_SEARCH: usearch's expansion_add and expansion_search (the cache.semantic.index defaults otherwise).
+const index: AnnIndex = usearchMod ? usearchFactory(usearchMod, { efConstruction: Number(process.env.EF_ADD ?? 128), efSearch: Number(process.env.EF_SEARCH ?? 64) })(D) : tsIndex;
 const t = performance.now();
 data.forEach((v, i) => index.add(String(i), v));
 const buildS = (performance.now() - t) / 1000;

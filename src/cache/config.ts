@@ -30,11 +30,11 @@ export const semanticCacheSchema = z
       .object({
         implementation: z.enum(['auto', 'usearch', 'typescript']).default('auto'),
         connectivity: z.number().int().min(4).max(64).default(16),
-        ef_construction: z.number().int().min(8).default(128),
+        ef_construction: z.number().int().min(8).default(48),
         ef_search: z.number().int().min(8).default(64),
       })
       .strict()
-      .default({ implementation: 'auto', connectivity: 16, ef_construction: 128, ef_search: 64 }),
+      .default({ implementation: 'auto', connectivity: 16, ef_construction: 48, ef_search: 64 }),
   })
   .strict();
 
