@@ -1,7 +1,7 @@
 // Traces as a collector would receive them: a SERVER span per request continuing the caller's
 // traceparent, child spans for auth, route and each provider attempt, and the attempt's own W3C
 // traceparent arriving at the upstream. Spans are caught with an in-memory exporter.
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -30,30 +30,48 @@ class RelayProvider extends SimulatorProvider {
   }
 }
 
+
+/** An upstream stand-in that records the headers it receives, and a gateway relaying to it. */
+async function startRelay(opts: { tokens?: string[]; spanExporter?: InMemorySpanExporter }) {
+  const headers: IncomingHttpHeaders[] = [];
+  const upstream = createServer((req, res) => {
+    headers.push(req.headers);
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  const http = new UpstreamHttp({ provider: 'relay', baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` });
+  const server = await startTestGateway({
+    config: {
+      providers: { relay: { type: 'simulator' } },
+      models: [{ name: 'chat', deployments: [{ provider: 'relay', model: 'relay-1' }] }],
+      ...(opts.tokens ? { auth: { tokens: opts.tokens } } : {}),
+    },
+    providers: new Map([['relay', new RelayProvider(http)]]),
+    spanExporter: opts.spanExporter,
+  });
+  return {
+    server,
+    headers,
+    close: async () => {
+      await server.close();
+      await new Promise((r) => upstream.close(r));
+    },
+  };
+}
+
 describe('OpenTelemetry traces', () => {
   const exporter = new InMemorySpanExporter();
-  const upstreamHeaders: IncomingHttpHeaders[] = [];
-  let upstream: Server;
+  let upstreamHeaders: IncomingHttpHeaders[] = [];
   let server: RunningServer;
+  let relay: Awaited<ReturnType<typeof startRelay>>;
 
   beforeAll(async () => {
-    upstream = createServer((req, res) => {
-      upstreamHeaders.push(req.headers);
-      req.resume();
-      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
-    });
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    const http = new UpstreamHttp({ provider: 'relay', baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` });
-    server = await startTestGateway({
-      config: { providers: { relay: { type: 'simulator' } }, models: [{ name: 'chat', deployments: [{ provider: 'relay', model: 'relay-1' }] }], auth: { tokens: ['trace-token-1'] } },
-      providers: new Map([['relay', new RelayProvider(http)]]),
-      spanExporter: exporter,
-    });
+    relay = await startRelay({ tokens: ['trace-token-1'], spanExporter: exporter });
+    server = relay.server;
+    upstreamHeaders = relay.headers;
   });
-  afterAll(async () => {
-    await server.close();
-    await new Promise((r) => upstream.close(r));
-  });
+  afterAll(() => relay.close());
   beforeEach(() => {
     exporter.reset();
     upstreamHeaders.length = 0;
@@ -142,27 +160,16 @@ describe('OpenTelemetry traces', () => {
 // Tracing on with no exporter (the default): no span objects are made, but each request still has a
 // span id in a trace and the upstream gets a W3C traceparent naming it.
 describe('trace propagation without an exporter', () => {
-  const upstreamHeaders: IncomingHttpHeaders[] = [];
-  let upstream: Server;
+  let upstreamHeaders: IncomingHttpHeaders[] = [];
   let server: RunningServer;
+  let relay: Awaited<ReturnType<typeof startRelay>>;
 
   beforeAll(async () => {
-    upstream = createServer((req, res) => {
-      upstreamHeaders.push(req.headers);
-      req.resume();
-      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
-    });
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    const http = new UpstreamHttp({ provider: 'relay', baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` });
-    server = await startTestGateway({
-      config: { providers: { relay: { type: 'simulator' } }, models: [{ name: 'chat', deployments: [{ provider: 'relay', model: 'relay-1' }] }] },
-      providers: new Map([['relay', new RelayProvider(http)]]),
-    });
+    relay = await startRelay({});
+    server = relay.server;
+    upstreamHeaders = relay.headers;
   });
-  afterAll(async () => {
-    await server.close();
-    await new Promise((r) => upstream.close(r));
-  });
+  afterAll(() => relay.close());
   beforeEach(() => {
     upstreamHeaders.length = 0;
   });
