@@ -119,9 +119,19 @@ export class UpstreamHttp {
       const wrapped: StreamBody = {
         destroy: (err?: Error) => source.destroy(err),
         async *[Symbol.asyncIterator]() {
+          const it = source[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+          let ended = false;
           try {
-            for await (const chunk of source) yield chunk as Uint8Array;
+            while (true) {
+              const next = await it.next();
+              if (next.done) {
+                ended = true;
+                return;
+              }
+              yield next.value;
+            }
           } catch (err) {
+            ended = true;
             const e = self.toUpstreamError(err, opts.signal);
             if (e.kind === 'aborted') throw e;
             throw new UpstreamError({
@@ -131,6 +141,12 @@ export class UpstreamHttp {
               retryable: false,
               cause: err,
             });
+          } finally {
+            // The reader stopped early (an SSE stream's [DONE]): the rest of the body is usually already
+            // in, so read it to its end rather than destroy it, which costs an AbortError with its stack
+            // per stream and can cost the keep-alive connection. A body that does not end within 50 ms
+            // is destroyed as before.
+            if (!ended) await drainOrDestroy(it, source);
           }
         },
       };
@@ -203,4 +219,24 @@ export function upstreamErrorMessage(body: unknown): string | undefined {
   if (typeof b.message === 'string') return b.message;
   if (typeof b.detail === 'string') return b.detail;
   return undefined;
+}
+
+const DRAIN_MS = 50;
+
+/** Reads what is left of a body whose reader stopped early; destroys it if it does not end soon. */
+async function drainOrDestroy(it: AsyncIterator<Uint8Array>, source: { destroy(err?: Error): unknown }): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const drained = (async () => {
+    for (let i = 0; i < 64; i++) if ((await it.next()).done) return true;
+    return false;
+  })().catch(() => false);
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), DRAIN_MS);
+  });
+  const ok = await Promise.race([drained, timedOut]);
+  clearTimeout(timer);
+  if (!ok) {
+    source.destroy();
+    await it.return?.().catch(() => undefined);
+  }
 }
