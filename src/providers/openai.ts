@@ -74,7 +74,6 @@ const chunkSchema = z.object({
     .transform((c) => c ?? []),
   usage: usageSchema.nullish(),
 });
-const streamErrorSchema = z.object({ error: z.unknown() });
 const embeddingSchema = z.object({
   data: z.array(z.object({ index: z.number(), embedding: z.union([z.array(z.number()), z.string()]) })),
   model: z.string().nullish(),
@@ -218,8 +217,8 @@ export class OpenAIProvider implements ProviderAdapter {
         } catch (cause) {
           throw new UpstreamError({ provider: this.name, kind: 'malformed', message: `${this.name} sent a stream event that is not JSON`, body: sse.data.slice(0, 300), cause, retryable: !produced });
         }
-        const failure = streamErrorSchema.safeParse(json);
-        if (failure.success && failure.data.error != null) throw this.streamError(json, produced);
+        // An error event mid-stream ({"error": {...}}): checked by hand, it is asked of every chunk.
+        if (typeof json === 'object' && json !== null && !Array.isArray(json) && (json as { error?: unknown }).error != null) throw this.streamError(json, produced);
         const parsed = chunkSchema.safeParse(json);
         if (!parsed.success) throw this.malformed('a stream chunk', parsed.error, json, !produced);
         const c = parsed.data;
