@@ -195,9 +195,14 @@ function guardStream(
     async *[Symbol.asyncIterator]() {
       if (iterated) throw new Error('a routed stream can be read once');
       iterated = true;
+      const idle = new IdleWatchdog(idleMs, () => {
+        const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} stream was silent for ${idleMs} ms`, retryable: false });
+        controller.abort(err);
+        return err;
+      });
       try {
         while (true) {
-          const next = await nextWithin(it, idleMs, controller, d);
+          const next = await idle.race(it.next());
           if (next.done) return;
           if (next.value.usage) {
             usage = next.value.usage;
@@ -210,6 +215,7 @@ function guardStream(
         if (isUpstreamError(err) && err.kind !== 'aborted' && !(controller.reason instanceof AttemptCancelled)) onFailure(err);
         throw err;
       } finally {
+        idle.stop();
         close();
       }
     },
@@ -217,19 +223,31 @@ function guardStream(
   return { stream, close };
 }
 
-async function nextWithin(it: AsyncIterator<ChatChunk>, idleMs: number, controller: Cancellation, d: Deployment): Promise<IteratorResult<ChatChunk>> {
-  let timer: NodeJS.Timeout | undefined;
-  const idle = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} stream was silent for ${idleMs} ms`, retryable: false });
-      controller.abort(err);
-      reject(err);
-    }, idleMs);
-  });
-  try {
-    return await Promise.race([it.next(), idle]);
-  } finally {
-    clearTimeout(timer);
+/**
+ * One idle timer per stream, re-armed (Timeout.refresh, no allocation) for every chunk: a timer and a
+ * promise per chunk were a large share of a stream's garbage. `race` fails with the expiry's error
+ * when no chunk came within `idleMs`, even from a source that ignores the abort.
+ */
+class IdleWatchdog {
+  private readonly timer: NodeJS.Timeout;
+  private readonly expired: Promise<never>;
+
+  constructor(idleMs: number, onExpiry: () => Error) {
+    let fail: (err: Error) => void = () => undefined;
+    this.expired = new Promise<never>((_, reject) => {
+      fail = reject;
+    });
+    this.expired.catch(() => undefined);
+    this.timer = setTimeout(() => fail(onExpiry()), idleMs);
+  }
+
+  race<T>(next: Promise<T>): Promise<T> {
+    this.timer.refresh();
+    return Promise.race([next, this.expired]);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
   }
 }
 
