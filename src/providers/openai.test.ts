@@ -3,7 +3,7 @@ import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { collect, fixture, rejection, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
 import { loadOpenAISpec, openAISpecAvailable, OPENAI_SPEC_PATH, type OpenAISpec } from './__fixtures__/openai-spec.js';
 import { UpstreamError } from './errors.js';
-import { createOpenAIProvider, finishReasonFromOpenAI, type OpenAIProvider } from './openai.js';
+import { chunkSchema, createOpenAIProvider, finishReasonFromOpenAI, plainChunk, type OpenAIProvider } from './openai.js';
 import { createProvider } from './registry.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
 import type { CallOptions } from './types.js';
@@ -345,5 +345,36 @@ describe('openai provider: wiring', () => {
     expect(p.type).toBe('openai');
     expect(await p.ready()).toBe(true);
     await p.close();
+  });
+});
+
+describe('stream chunk fast path', () => {
+  const base = { id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'm' };
+  const samples: unknown[] = [
+    { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] },
+    { ...base, choices: [{ index: 0, delta: { content: 'hi' }, finish_reason: null, logprobs: null }], system_fingerprint: 'fp' },
+    { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] },
+    { ...base, choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } },
+    { ...base, choices: [{ index: 0, delta: null }], usage: null },
+    { choices: [{ index: 0, delta: { refusal: 'no' } }] },
+    // Left to the zod schema: tool calls, `choices: null`, and every kind of wrong type.
+    { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 't', function: { name: 'f', arguments: '' } }] } }] },
+    { ...base, choices: null, usage: { prompt_tokens: 1 } },
+    { ...base, choices: [{ index: '0', delta: { content: 'x' } }] },
+    { ...base, choices: [{ index: 0, delta: { content: 5 } }] },
+    { ...base, id: 7, choices: [] },
+    { ...base, choices: [], usage: { completion_tokens: 2 } },
+    { ...base, choices: [{ index: 0, delta: 'text' }] },
+    [],
+    'data',
+  ];
+
+  it('accepts only what the schema accepts, and the common chunks without it', () => {
+    for (const s of samples) {
+      const fast = plainChunk(s);
+      if (fast !== undefined) expect(chunkSchema.safeParse(s).success, JSON.stringify(s)).toBe(true);
+    }
+    expect(samples.slice(0, 6).every((s) => plainChunk(s) !== undefined)).toBe(true);
+    expect(samples.slice(6).every((s) => plainChunk(s) === undefined)).toBe(true);
   });
 });

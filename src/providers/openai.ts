@@ -42,7 +42,7 @@ const completionSchema = z.object({
   ),
   usage: usageSchema.nullish(),
 });
-const chunkSchema = z.object({
+export const chunkSchema = z.object({
   id: z.string().nullish(),
   created: z.number().nullish(),
   model: z.string().nullish(),
@@ -80,6 +80,34 @@ const embeddingSchema = z.object({
   usage: z.object({ prompt_tokens: z.number(), total_tokens: z.number().nullish() }).nullish(),
 });
 const modelListSchema = z.object({ data: z.array(z.object({ id: z.string() })) });
+
+type StreamChunk = z.infer<typeof chunkSchema>;
+
+const optional = (v: unknown, type: 'string' | 'number') => v === undefined || v === null || typeof v === type;
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The common stream chunk (text deltas, finish reason, usage) checked by hand: chunkSchema's parse
+ * allocated ~2 KB per chunk, the largest share of a stream's garbage. Anything else (tool calls,
+ * `choices: null`, a wrong type) returns undefined and goes through chunkSchema, which also words the
+ * errors. Accepts only what chunkSchema accepts; unknown keys are left in place and never read.
+ */
+export function plainChunk(json: unknown): StreamChunk | undefined {
+  if (!isRecord(json) || !Array.isArray(json.choices)) return undefined;
+  if (!optional(json.id, 'string') || !optional(json.created, 'number') || !optional(json.model, 'string') || !optional(json.system_fingerprint, 'string')) return undefined;
+  for (const choice of json.choices as unknown[]) {
+    if (!isRecord(choice) || typeof choice.index !== 'number' || !optional(choice.finish_reason, 'string')) return undefined;
+    const d = choice.delta;
+    if (d === undefined || d === null) continue;
+    if (!isRecord(d) || (d.tool_calls !== undefined && d.tool_calls !== null)) return undefined;
+    if (!optional(d.role, 'string') || !optional(d.content, 'string') || !optional(d.refusal, 'string')) return undefined;
+  }
+  const u = json.usage;
+  if (u !== undefined && u !== null) {
+    if (!isRecord(u) || typeof u.prompt_tokens !== 'number' || !optional(u.completion_tokens, 'number') || !optional(u.total_tokens, 'number')) return undefined;
+  }
+  return json as StreamChunk;
+}
 
 export function finishReasonFromOpenAI(reason: string | null | undefined): FinishReason | null {
   switch (reason) {
@@ -219,9 +247,12 @@ export class OpenAIProvider implements ProviderAdapter {
         }
         // An error event mid-stream ({"error": {...}}): checked by hand, it is asked of every chunk.
         if (typeof json === 'object' && json !== null && !Array.isArray(json) && (json as { error?: unknown }).error != null) throw this.streamError(json, produced);
-        const parsed = chunkSchema.safeParse(json);
-        if (!parsed.success) throw this.malformed('a stream chunk', parsed.error, json, !produced);
-        const c = parsed.data;
+        let c = plainChunk(json);
+        if (!c) {
+          const parsed = chunkSchema.safeParse(json);
+          if (!parsed.success) throw this.malformed('a stream chunk', parsed.error, json, !produced);
+          c = parsed.data;
+        }
         id = c.id ?? id;
         created = c.created ?? created;
         model = c.model ?? model;
