@@ -25,6 +25,8 @@ export function composeStages(stages: readonly ChatStage[], terminal: ChatHandle
 /**
  * Wraps a stream so `onEnd` runs exactly once when it finishes, fails or is abandoned by the
  * consumer, with every chunk seen. Stages use it to account, cache or record streamed answers.
+ * A plain iterator rather than an async generator: a stream passes through several of these, and
+ * each generator layer cost several promises and result objects per chunk.
  */
 export function observeStream(
   stream: AsyncIterable<ChatChunk>,
@@ -32,21 +34,45 @@ export function observeStream(
   onEnd: (outcome: { completed: boolean; error?: unknown }) => void,
 ): AsyncIterable<ChatChunk> {
   return {
-    async *[Symbol.asyncIterator]() {
-      let completed = false;
-      let error: unknown;
-      try {
-        for await (const chunk of stream) {
-          onChunk(chunk);
-          yield chunk;
-        }
-        completed = true;
-      } catch (err) {
-        error = err;
-        throw err;
-      } finally {
-        onEnd({ completed, error });
-      }
+    [Symbol.asyncIterator](): AsyncIterator<ChatChunk> {
+      const it = stream[Symbol.asyncIterator]();
+      let ended = false;
+      const end = (completed: boolean, error?: unknown) => {
+        if (ended) return;
+        ended = true;
+        onEnd(error === undefined ? { completed } : { completed, error });
+      };
+      return {
+        async next(): Promise<IteratorResult<ChatChunk>> {
+          if (ended) return { done: true, value: undefined };
+          let r: IteratorResult<ChatChunk>;
+          try {
+            r = await it.next();
+          } catch (err) {
+            end(false, err);
+            throw err;
+          }
+          if (r.done) {
+            end(true);
+            return r;
+          }
+          try {
+            onChunk(r.value);
+          } catch (err) {
+            // The source did not fail: close it, as a for-await loop would.
+            end(false, err);
+            await Promise.resolve(it.return?.()).catch(() => undefined);
+            throw err;
+          }
+          return r;
+        },
+        async return(): Promise<IteratorResult<ChatChunk>> {
+          const first = !ended;
+          end(false);
+          if (first) await it.return?.();
+          return { done: true, value: undefined };
+        },
+      };
     },
   };
 }

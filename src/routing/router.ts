@@ -9,7 +9,7 @@ import type { Embedder } from '../cache/embedders/types.js';
 import type { RoutingConfig } from '../config/schema.js';
 import type { RequestContext } from '../gateway/context.js';
 import { noAttemptObserver, type AttemptObserver } from '../gateway/execute.js';
-import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
+import { observeStream, type ChatHandler, type ChatOutcome } from '../gateway/pipeline.js';
 import { isUpstreamError } from '../providers/errors.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { contextOf, endSpan, startSpan } from '../telemetry/tracing.js';
@@ -472,17 +472,5 @@ export class Router {
 
 /** Runs `fn` once when the stream ends, fails or is abandoned by its reader. */
 function onEnd(stream: AsyncIterable<ChatChunk>, fn: () => void): AsyncIterable<ChatChunk> {
-  let called = false;
-  return {
-    async *[Symbol.asyncIterator]() {
-      try {
-        yield* stream;
-      } finally {
-        if (!called) {
-          called = true;
-          fn();
-        }
-      }
-    },
-  };
+  return observeStream(stream, () => undefined, fn);
 }
