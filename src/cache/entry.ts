@@ -55,9 +55,19 @@ export async function decodeAnswer(buf: Buffer): Promise<CachedAnswer> {
   return JSON.parse(json.toString('utf8')) as CachedAnswer;
 }
 
-/** Bytes an entry costs against the memory budget: payload, vector and metadata. */
+/**
+ * What one HNSW node costs beside its vector: its neighbour list on the base layer (2 × connectivity
+ * 16 ids of 8 bytes) plus the label maps; upper layers add little on average.
+ */
+export const INDEX_NODE_BYTES = 320;
+
+/**
+ * Bytes an entry costs against the memory budget: payload and metadata, and for a semantic entry its
+ * vector twice (the entry's copy and the vector index's) plus the index node, so `max_bytes` bounds
+ * the index too. JavaScript object overhead per entry is not counted.
+ */
 export function entryBytes(e: StoredEntry): number {
-  return e.payload.length + (e.vector ? e.vector.byteLength : 0) + JSON.stringify(e.meta).length;
+  return e.payload.length + (e.vector ? 2 * e.vector.byteLength + INDEX_NODE_BYTES : 0) + JSON.stringify(e.meta).length;
 }
 
 export function vectorToBase64(v: Float32Array): string {
