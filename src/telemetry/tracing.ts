@@ -155,11 +155,6 @@ export interface StartedSpan {
   context: Context;
 }
 
-/** Whether spans are being recorded for an exporter (callers may skip building attributes otherwise). */
-export function tracingRecords(): boolean {
-  return mode === 'record';
-}
-
 /**
  * A child span of `parent` (or a root span). Where nothing is recorded (tracing off, propagation
  * only, or a parent that was not sampled) no span is made: the parent's context is handed back, so
