@@ -196,7 +196,8 @@ describe.skipIf(!hasWink)('cache stage', () => {
   });
 
   it('drops evicted entries from the semantic index too', async () => {
-    const { handler, settle, cache } = await setup({ maxBytes: 2500 });
+    // Room for two semantic entries (each ~3.3 KB with its vector and index overhead): the third evicts the first.
+    const { handler, settle, cache } = await setup({ maxBytes: 7000 });
     await handler(testContext(), userRequest('What is the capital of France?'));
     await settle(1);
     await handler(testContext(), userRequest('How do plants make food from sunlight?'));
