@@ -42,17 +42,22 @@ export function scrubSecrets(value: unknown, depth = 0): unknown {
   return out ?? value;
 }
 
-const BASE = { service: 'inferenceflow' };
+/** The line format every logger here writes: service, ISO time, level as a word. */
+const LINE_FORMAT = {
+  base: { service: 'inferenceflow' },
+  timestamp: pino.stdTimeFunctions.isoTime,
+  levelLabel: (label: string) => ({ level: label }),
+};
 
 export function createLogger(level: LevelWithSilent = 'info', destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
       level,
-      base: BASE,
-      timestamp: pino.stdTimeFunctions.isoTime,
+      base: LINE_FORMAT.base,
+      timestamp: LINE_FORMAT.timestamp,
       redact: { paths: REDACT_PATHS, censor: CENSOR },
       formatters: {
-        level: (label) => ({ level: label }),
+        level: LINE_FORMAT.levelLabel,
         log: (obj) => scrubSecrets(obj) as Record<string, unknown>,
       },
     },
@@ -75,8 +80,6 @@ function bufferedStdout(): DestinationStream {
   return dest;
 }
 
-export type { Logger };
-
 /**
  * The logger for the one line each request gets: same stream, level and line format as `log`, but
  * without the redaction passes. Those clone every logged object (about 20 KB of garbage per request,
@@ -88,10 +91,12 @@ export function createAccessLogger(log: Logger): Logger {
   return pino(
     {
       level: log.level,
-      base: BASE,
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
+      base: LINE_FORMAT.base,
+      timestamp: LINE_FORMAT.timestamp,
+      formatters: { level: LINE_FORMAT.levelLabel },
     },
     stream,
   );
 }
+
+export type { Logger };
