@@ -28,7 +28,8 @@ async function ask(content: string, headers: Record<string, string> = {}) {
     .create({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content }] }, { headers })
     .withResponse();
   const cache = response.headers.get('x-inferenceflow-cache');
-  if (cache === 'miss') await storedAtLeast(++stores);
+  // A bypass (Cache-Control: no-cache) is stored too: left uncounted, a later wait would end early.
+  if (cache === 'miss' || (cache === 'bypass' && !/no-store/.test(headers['cache-control'] ?? ''))) await storedAtLeast(++stores);
   return { text: data.choices[0]?.message.content, cache, similarity: response.headers.get('x-inferenceflow-similarity') };
 }
 
