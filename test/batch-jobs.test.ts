@@ -157,7 +157,9 @@ for (const backend of backends) {
       }, 'the cancel to finish');
       expect(done.cancelled_at).not.toBeNull();
       expect(done.request_counts?.completed).toBeLessThan(40);
-      expect(hooks.some((h) => (JSON.parse(h.body) as { type: string; data: { id: string } }).data.id === created.id && h.body.includes('"batch.cancelled"'))).toBe(true);
+      // The webhook leaves after the job is marked cancelled: wait for it as the completion test does.
+      const hook = await waitFor(async () => hooks.find((h) => (JSON.parse(h.body) as { data: { id: string } }).data.id === created.id && h.body.includes('"batch.cancelled"')), 'the cancel webhook');
+      expect((JSON.parse(hook.body) as { type: string }).type).toBe('batch.cancelled');
     });
 
     it('fails a batch whose input file is malformed, naming the line', async () => {
