@@ -5,7 +5,7 @@
 // been called alone: dedup saves upstream load, it does not make a tenant's bill depend on timing.
 import { createHash } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
-import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
+import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import { Cancellation } from '../providers/cancel.js';
 
@@ -140,7 +140,7 @@ export class Deduplicator {
   private start(key: string, ctx: RequestContext, runner: SharedRunner): SharedCall {
     const cancel = new Cancellation();
     const facts = newFacts();
-    const sharedCtx: RequestContext = { ...ctx, facts };
+    const sharedCtx = deriveContext(ctx, { facts });
     const call: SharedCall = { cancel, subscribers: 0, facts, settled: false, outcome: undefined as never };
     const done = () => {
       call.settled = true;

@@ -6,7 +6,7 @@
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { addUsage, contentText, emptyUsage, requestedMaxTokens, type ChatRequest, type ChatResult, type Usage } from '../canonical/chat.js';
 import { collectStream } from '../canonical/convert.js';
-import { newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
+import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
@@ -98,7 +98,7 @@ export function createScalingStage(opts: ScalingStageOptions): ChatStage {
 
     if (plan.passes === 1) {
       try {
-        const outcome = await next({ ...ctx, signal: deadline.signal }, plan.request);
+        const outcome = await next(deriveContext(ctx, { signal: deadline.signal }), plan.request);
         ctx.facts.passes = 1;
         describe({ passes: 1 });
         if (outcome.kind === 'result') {

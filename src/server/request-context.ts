@@ -3,7 +3,7 @@
 // when the client goes away before the answer is complete (a Cancellation: an AbortController per
 // request costs several microseconds).
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ANONYMOUS, defaultRequestOptions, newFacts, type Priority, type RequestContext, type RequestOptions } from '../gateway/context.js';
+import { ANONYMOUS, LazyLogContext, defaultRequestOptions, newFacts, type Priority, type RequestContext, type RequestOptions } from '../gateway/context.js';
 import type { Logger } from 'pino';
 import { Cancellation } from '../providers/cancel.js';
 
@@ -48,24 +48,21 @@ export function createRequestContext(request: FastifyRequest, reply: FastifyRepl
   if (session) options.sessionId = session;
   if (ext.metadata) options.metadata = ext.metadata;
   options.cache = parseCacheControl(request.headers);
-  const tenant = request.tenant ?? ANONYMOUS;
-  let child: Logger | undefined;
-  return {
-    id: request.id,
-    startedAt: request.startedAt ?? performance.now(),
-    endpoint,
-    tenant,
-    signal: controller,
-    // A child logger costs an allocation and a serialisation; most requests never log.
-    get log() {
-      return (child ??= log.child({ reqId: request.id, tenant: tenant.id }));
+  return new LazyLogContext(
+    {
+      id: request.id,
+      startedAt: request.startedAt ?? performance.now(),
+      endpoint,
+      tenant: request.tenant ?? ANONYMOUS,
+      signal: controller,
+      options,
+      facts: newFacts(),
+      clientIp: request.ip,
+      headers: request.headers,
+      traceContext: request.traceContext,
     },
-    options,
-    facts: newFacts(),
-    clientIp: request.ip,
-    headers: request.headers,
-    traceContext: request.traceContext,
-  };
+    log,
+  );
 }
 
 declare module 'fastify' {
