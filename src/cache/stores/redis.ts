@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import { createRedis, hashTagged, masters, type RedisClient } from '../../store/redis.js';
-import { vectorFromBuffer, type EntryMeta, type StoredEntry } from '../entry.js';
+import { entryBytes, vectorFromBuffer, type EntryMeta, type StoredEntry } from '../entry.js';
 import { escapePart } from '../keys.js';
 import { filterGlob, type CacheStore, type InvalidateFilter, type StatCounters, type StoreCounters, type StoreEvent } from './types.js';
 
@@ -139,7 +139,9 @@ export class RedisCacheStore implements CacheStore {
   async set(entry: StoredEntry, ttlMs: number): Promise<void> {
     const meta = JSON.stringify(entry.meta);
     const vec = entry.vector ? Buffer.from(entry.vector.buffer, entry.vector.byteOffset, entry.vector.byteLength) : '';
-    const bytes = entry.payload.length + (entry.vector?.byteLength ?? 0) + meta.length;
+    // The same count as the memory store: every replica keeps the vector in its own index, so the
+    // shared budget has to bound what each replica spends on an entry, not only what Redis holds.
+    const bytes = entryBytes(entry);
     if (bytes > this.opts.maxBytes) return;
     const evicted = (await this.redis.eval(
       SET_SCRIPT,

@@ -1,6 +1,6 @@
 // Behaviour both cache stores must show, run by memory.test.ts and redis.test.ts against each.
 import { expect, it } from 'vitest';
-import type { EntryMeta, StoredEntry } from '../entry.js';
+import { entryBytes, type EntryMeta, type StoredEntry } from '../entry.js';
 import { entryKey } from '../keys.js';
 import type { CacheStore, StoreEvent } from './types.js';
 
@@ -64,6 +64,18 @@ export function storeContract(make: (opts: { maxBytes: number }) => Promise<Cach
     expect(counters.entries).toBe(3);
     expect(counters.bytes).toBeLessThanOrEqual(3000);
     expect(events).toContainEqual({ op: 'delete', keys: [b.meta.key], reason: 'evicted' });
+  });
+
+  test('charges a semantic entry what a replica spends on it (vector copies and index overhead), as entryBytes counts', async () => {
+    const s = await make({ maxBytes: 1e6 });
+    const plain = entry('t', 'm', 'plain', { bytes: 500 });
+    const semantic = entry('t', 'm', 'semantic', { bytes: 500, vector: new Float32Array(384).fill(0.05) });
+    await s.set(plain, 60_000);
+    expect((await s.counters()).bytes).toBe(entryBytes(plain));
+    await s.set(semantic, 60_000);
+    expect((await s.counters()).bytes).toBe(entryBytes(plain) + entryBytes(semantic));
+    // The budget bounds every replica's index, not only the payloads: far more than the vector itself.
+    expect(entryBytes(semantic)).toBeGreaterThan(500 + 2 * 384 * 4 + JSON.stringify(semantic.meta).length);
   });
 
   test('invalidates by namespace, by model and by key pattern', async () => {
