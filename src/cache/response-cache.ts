@@ -87,6 +87,10 @@ export class ResponseCache {
   private readonly index: PartitionedVectorIndex | undefined;
   private readonly indexed = new Map<string, IndexedInfo>();
   private readonly semantic: SemanticSettings | undefined;
+  private seenDuringReconcile: Set<string> | undefined;
+  private reconcileAgain = false;
+  /** Completed index resyncs after lost store events (for tests and diagnostics). */
+  reconciles = 0;
 
   private constructor(private readonly opts: ResponseCacheOptions) {
     this.store = opts.store;
@@ -256,12 +260,45 @@ export class ResponseCache {
     try {
       if (e.op === 'add') {
         if (e.vector) this.indexEntry(e.meta, e.vector);
-      } else {
+      } else if (e.op === 'delete') {
         for (const k of e.keys) this.unindex(k);
+      } else {
+        this.reconcile();
       }
     } catch (err) {
       this.opts.onError?.(err, 'cache index update');
     }
+  }
+
+  /**
+   * After lost store events: indexes the store's entries this index lacks and drops what it holds
+   * that the store no longer has. Adds that arrive meanwhile are kept (they are recorded in
+   * `seenDuringReconcile`, as the scan may already have passed them). One pass at a time; a resync
+   * during a pass runs another after it.
+   */
+  private reconcile(): void {
+    if (!this.index) return;
+    if (this.seenDuringReconcile) {
+      this.reconcileAgain = true;
+      return;
+    }
+    const seen = (this.seenDuringReconcile = new Set<string>());
+    void (async () => {
+      for await (const { meta, vector } of this.store.scanVectors()) {
+        seen.add(meta.key);
+        if (!this.indexed.has(meta.key)) this.indexEntry(meta, vector);
+      }
+      for (const key of [...this.indexed.keys()]) if (!seen.has(key)) this.unindex(key);
+    })()
+      .catch((err: unknown) => this.opts.onError?.(err, 'cache index resync'))
+      .finally(() => {
+        this.seenDuringReconcile = undefined;
+        this.reconciles++;
+        if (this.reconcileAgain) {
+          this.reconcileAgain = false;
+          this.reconcile();
+        }
+      });
   }
 
   private indexEntry(meta: EntryMeta, vector: Float32Array): void {
@@ -269,6 +306,7 @@ export class ResponseCache {
     if (!s || !this.index || !meta.semantic || meta.semantic.embedder !== s.embedder.id) return;
     this.index.add(meta.semantic.partition, meta.key, vector);
     this.indexed.set(meta.key, { features: meta.semantic.features });
+    this.seenDuringReconcile?.add(meta.key);
   }
 
   private unindex(key: string): void {

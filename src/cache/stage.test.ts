@@ -7,6 +7,7 @@ import { winkJsonPath } from './embedders/static-table.js';
 import { ResponseCache } from './response-cache.js';
 import { createCacheStage } from './stage.js';
 import { MemoryCacheStore } from './stores/memory.js';
+import type { StoreEvent } from './stores/types.js';
 import { drain, simulatorTerminal, testContext, userRequest } from './test-helpers.js';
 import { typescriptHnswFactory } from './vector-index.js';
 
@@ -193,6 +194,54 @@ describe.skipIf(!hasWink)('cache stage', () => {
     await handler(ctx, userRequest('What is the capital of France?'));
     expect(ctx.facts.cache).toBe('miss');
     expect(terminal.calls).toBe(2);
+  });
+
+  it('reconciles its index with the store after lost change events (a replica that fell behind)', async () => {
+    const inner = new MemoryCacheStore({ maxBytes: 1e7 });
+    // The cache's listener only hears what the test lets through, as a lagging Redis follower would.
+    let listener: ((e: StoreEvent) => void) | undefined;
+    let muted = false;
+    inner.subscribe((e) => {
+      if (!muted) listener?.(e);
+    });
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'subscribe') return (l: (e: StoreEvent) => void) => (listener = l);
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, semantic: { embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() } });
+    caches.push(cache);
+    const handler = composeStages([createCacheStage({ cache })], simulatorTerminal());
+    const entries = async () => (await inner.counters()).entries;
+    const keys = async () => {
+      const out: string[] = [];
+      for await (const { meta } of inner.scanVectors()) out.push(meta.key);
+      return out;
+    };
+    await handler(testContext(), userRequest('How do plants make food from sunlight?'));
+    await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(1);
+    const [plants] = await keys();
+    await handler(testContext(), userRequest('Why is the sky blue during the day?'));
+    await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(2);
+    expect(cache.indexedEntries).toBe(2);
+    // Lost events: a delete and an add this replica never hears of.
+    muted = true;
+    await inner.delete([plants!]);
+    await handler(testContext(), userRequest('What is the capital of France?'));
+    await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(2);
+    muted = false;
+    const before = testContext();
+    before.options.cache = { noCache: false, noStore: true }; // look, but store nothing
+    await handler(before, userRequest('What is the capital city of France?'));
+    expect(before.facts.cache).toBe('miss'); // the lost add is not in this replica's index
+    listener?.({ op: 'resync' });
+    await expect.poll(() => cache.reconciles, { timeout: 2000, interval: 5 }).toBe(1);
+    expect(cache.indexedEntries).toBe((await keys()).length);
+    const fresh = testContext();
+    await handler(fresh, userRequest('What is the capital city of France?'));
+    expect(fresh.facts.cache).toBe('semantic');
   });
 
   it('drops evicted entries from the semantic index too', async () => {

@@ -84,6 +84,31 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
       expect(worstRun).toBeLessThan(50);
     });
 
+    it('tells its listeners to resync when the stream was trimmed past events it had not read', async (t) => {
+      if (!available) return t.skip();
+      const opts = { url: REDIS_URL, keyPrefix: `${prefix}gap:`, maxBytes: 1e8, maxTtlMs: 60_000, streamMaxLen: 10 };
+      const a = new RedisCacheStore(opts);
+      const b = new RedisCacheStore(opts);
+      open.push(a, b);
+      await a.start();
+      await b.start();
+      const seen: StoreEvent[] = [];
+      b.subscribe((e) => seen.push(e));
+      // A burst of writes while this process cannot run b's follower: the stream keeps only the last
+      // few (approximate trim), so b's next read starts after a hole.
+      const writes = Array.from({ length: 1000 }, (_, i) => a.set(entry('t', 'm', `gap-${i}`, { vector: Float32Array.from([1, i]) }), 60_000));
+      const until = performance.now() + 300;
+      while (performance.now() < until);
+      await Promise.all(writes);
+      await expect.poll(() => seen.some((e) => e.op === 'resync'), { timeout: 3000, interval: 20 }).toBe(true);
+      // A follower that kept up does not: a's own listeners hear no resync.
+      const own: StoreEvent[] = [];
+      a.subscribe((e) => own.push(e));
+      await a.set(entry('t', 'm', 'after'), 60_000);
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(own.some((e) => e.op === 'resync')).toBe(false);
+    });
+
     it('sweeps use-order records of entries Redis expired, giving their bytes back', async (t) => {
       if (!available) return t.skip();
       const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}sweep:`, maxBytes: 1e6, maxTtlMs: 10 });

@@ -85,6 +85,20 @@ return #gone
 
 /** Longest stretch the change-stream follower applies events without yielding to requests, ms. */
 const FOLLOW_SLICE_MS = 2;
+/** Further behind the stream than this, the follower stops yielding until it has caught up, ms. */
+const FOLLOW_MAX_LAG_MS = 500;
+
+/** The millisecond part of a stream entry id (`<ms>-<seq>`). */
+function idTime(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}
+
+/** Orders two stream entry ids. */
+export function compareIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am !== bm ? am - bm : as - bs;
+}
 
 export class RedisCacheStore implements CacheStore {
   readonly kind = 'redis' as const;
@@ -265,9 +279,19 @@ export class RedisCacheStore implements CacheStore {
     while (this.following && this.follower) {
       let res: [Buffer, [Buffer, Buffer[]][]][] | null;
       try {
-        res = (await this.follower.xreadBuffer('COUNT', 500, 'BLOCK', 1000, 'STREAMS', `${this.p}events`, this.lastId)) as
-          | [Buffer, [Buffer, Buffer[]][]][]
-          | null;
+        // The oldest entry still in the stream, read just before the blocking read: if it is newer
+        // than the last one applied, the trim overtook this replica and the events in between are
+        // gone (its index may hold deleted entries or miss new ones): listeners reconcile.
+        const replies = await this.follower
+          .pipeline()
+          .xrange(`${this.p}events`, '-', '+', 'COUNT', 1)
+          .xreadBuffer('COUNT', 500, 'BLOCK', 1000, 'STREAMS', `${this.p}events`, this.lastId)
+          .exec();
+        const [first, read] = replies ?? [];
+        if (first?.[0] || read?.[0]) throw first?.[0] ?? read?.[0];
+        const firstId = (first?.[1] as [string, string[]][] | undefined)?.[0]?.[0];
+        if (firstId !== undefined && compareIds(this.lastId, firstId) < 0) this.emit({ op: 'resync' });
+        res = read?.[1] as [Buffer, [Buffer, Buffer[]][]][] | null;
       } catch {
         if (!this.following) return;
         await new Promise((r) => setTimeout(r, 500));
@@ -280,8 +304,10 @@ export class RedisCacheStore implements CacheStore {
           this.handleEvent(fields);
           // Another replica's add costs this one an index insert (0.1-0.2 ms), and a read returns
           // everything that piled up since the last: applied in one go, a backlog of hundreds held
-          // the event loop for ~100 ms in a soak. Requests get the loop back every FOLLOW_SLICE_MS.
-          if (performance.now() - sliceStart >= FOLLOW_SLICE_MS) {
+          // the event loop for ~100 ms in a soak. Requests get the loop back every FOLLOW_SLICE_MS,
+          // unless this replica is more than FOLLOW_MAX_LAG_MS behind the stream: yielding to a
+          // saturated loop then starved the follower until the stream's trim overtook it.
+          if (performance.now() - sliceStart >= FOLLOW_SLICE_MS && Date.now() - idTime(this.lastId) < FOLLOW_MAX_LAG_MS) {
             await new Promise<void>((r) => setImmediate(r));
             if (!this.following) return;
             sliceStart = performance.now();

@@ -11,7 +11,9 @@ export interface InvalidateFilter {
 
 export type StoreEvent =
   | { op: 'add'; meta: EntryMeta; vector?: Float32Array }
-  | { op: 'delete'; keys: string[]; reason: 'evicted' | 'expired' | 'invalidated' };
+  | { op: 'delete'; keys: string[]; reason: 'evicted' | 'expired' | 'invalidated' }
+  /** Changes were lost (this replica fell behind the trimmed change stream): reconcile with scanVectors. */
+  | { op: 'resync' };
 
 export interface StoreCounters {
   entries: number;
