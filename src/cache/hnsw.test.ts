@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dot, normalizeInPlace } from './embedders/types.js';
 import { HnswIndex } from './hnsw.js';
-import { PartitionedVectorIndex, typescriptHnswFactory } from './vector-index.js';
+import { CompactingAnn, PartitionedVectorIndex, typescriptHnswFactory } from './vector-index.js';
 
 let seed = 7;
 function rand(): number {
@@ -69,5 +69,49 @@ describe('PartitionedVectorIndex', () => {
     idx.remove('k1');
     expect(idx.partitions).toBe(1);
     expect(idx.size).toBe(1);
+  });
+});
+
+describe('CompactingAnn', () => {
+  it('rebuilds after as many removals as it holds, in the background, losing no add or remove made meanwhile', async () => {
+    const built: HnswIndex[] = [];
+    const ann = new CompactingAnn(() => {
+      const h = new HnswIndex({ dimensions: 8, initialCapacity: 16 });
+      built.push(h);
+      return h;
+    }, 50);
+    const vectors = new Map<string, Float32Array>();
+    let next = 0;
+    const add = () => {
+      const label = `k${next++}`;
+      const v = vec(8);
+      vectors.set(label, v);
+      ann.add(label, v);
+    };
+    for (let i = 0; i < 100; i++) add();
+    // Churn at the budget: one removal per add, oldest first.
+    let oldest = 0;
+    for (let i = 0; i < 100; i++) {
+      add();
+      vectors.delete(`k${oldest}`);
+      expect(ann.remove(`k${oldest++}`)).toBe(true);
+    }
+    // The 100th removal started a rebuild; the old graph (with its deleted nodes) still answers.
+    expect(built).toHaveLength(2);
+    expect(ann.rebuilds).toBe(0);
+    // Changes while the rebuild runs reach the new index too.
+    add();
+    vectors.delete(`k${oldest}`);
+    ann.remove(`k${oldest++}`);
+    await expect.poll(() => ann.rebuilds, { timeout: 2000, interval: 5 }).toBe(1);
+    expect(ann.size).toBe(vectors.size);
+    const fresh = built[1] as HnswIndex;
+    expect(fresh.size).toBe(vectors.size);
+    for (const [label, v] of vectors) {
+      expect(ann.has(label)).toBe(true);
+      expect(ann.search(v, 1)[0]?.label).toBe(label);
+    }
+    expect(ann.has('k0')).toBe(false);
+    expect(ann.search(vec(8), 200).every((n) => vectors.has(n.label))).toBe(true);
   });
 });

@@ -126,9 +126,88 @@ export function defaultAnnFactory(t: IndexTuning = {}): { kind: 'usearch' | 'typ
   return mod ? { kind: 'usearch', factory: usearchFactory(mod, t) } : { kind: 'typescript-hnsw', factory: typescriptHnswFactory(t) };
 }
 
+/** Longest stretch a rebuild runs before yielding to requests, ms. */
+const REBUILD_SLICE_MS = 2;
+
+/**
+ * Rebuilds an index in the background once as many entries were removed from it as it holds (at
+ * least `minRemovals`). A cache at its byte budget removes an entry for every one it adds, and
+ * neither index copes with that for long: the TypeScript HNSW keeps every deleted node (memory and
+ * search cost grow without bound), and usearch 2.x's `remove` slows down and, after a few times its
+ * size in removals, spins at 100% CPU (a 10-minute soak hung both workers in it). The rebuild adds
+ * the live vectors to a fresh index in slices of REBUILD_SLICE_MS, applies adds and removes to
+ * both meanwhile, and swaps when done; searches use the old index until then.
+ */
+export class CompactingAnn implements AnnIndex {
+  private current: AnnIndex;
+  private next: AnnIndex | undefined;
+  private readonly vectors = new Map<string, Float32Array>();
+  private removedSinceBuild = 0;
+  /** Completed rebuilds. */
+  rebuilds = 0;
+
+  constructor(
+    private readonly make: () => AnnIndex,
+    private readonly minRemovals = 1024,
+  ) {
+    this.current = make();
+  }
+
+  get size(): number {
+    return this.vectors.size;
+  }
+  has(label: string): boolean {
+    return this.vectors.has(label);
+  }
+  add(label: string, vector: Float32Array): void {
+    if (this.vectors.has(label)) this.remove(label);
+    this.vectors.set(label, vector);
+    this.current.add(label, vector);
+    this.next?.add(label, vector);
+  }
+  remove(label: string): boolean {
+    if (!this.vectors.delete(label)) return false;
+    this.current.remove(label);
+    if (this.next?.has(label)) this.next.remove(label);
+    if (++this.removedSinceBuild >= Math.max(this.minRemovals, this.vectors.size) && !this.next) this.rebuild();
+    return true;
+  }
+  search(query: Float32Array, k: number): Neighbour[] {
+    return this.current.search(query, k);
+  }
+  /** Stops a running rebuild (the index is being dropped). */
+  dispose(): void {
+    this.next = undefined;
+  }
+
+  private rebuild(): void {
+    const next = (this.next = this.make());
+    const labels = [...this.vectors.keys()];
+    let i = 0;
+    const step = () => {
+      if (this.next !== next) return;
+      const start = performance.now();
+      while (i < labels.length && performance.now() - start < REBUILD_SLICE_MS) {
+        const label = labels[i++] as string;
+        const vector = this.vectors.get(label);
+        if (vector && !next.has(label)) next.add(label, vector);
+      }
+      if (i < labels.length) {
+        setImmediate(step);
+        return;
+      }
+      this.current = next;
+      this.next = undefined;
+      this.removedSinceBuild = 0;
+      this.rebuilds++;
+    };
+    setImmediate(step);
+  }
+}
+
 /** One index per partition; labels are unique across partitions. */
 export class PartitionedVectorIndex {
-  private readonly parts = new Map<string, AnnIndex>();
+  private readonly parts = new Map<string, CompactingAnn>();
   private readonly partOf = new Map<string, string>();
 
   constructor(
@@ -152,7 +231,7 @@ export class PartitionedVectorIndex {
     if (prev !== undefined && prev !== partition) this.remove(label);
     let idx = this.parts.get(partition);
     if (!idx) {
-      idx = this.factory(this.dimensions);
+      idx = new CompactingAnn(() => this.factory(this.dimensions));
       this.parts.set(partition, idx);
     }
     idx.add(label, vector);
@@ -166,8 +245,11 @@ export class PartitionedVectorIndex {
     const idx = this.parts.get(partition);
     if (!idx) return false;
     idx.remove(label);
-    // An empty partition frees its graph; the TypeScript HNSW keeps deleted nodes until then.
-    if (idx.size === 0) this.parts.delete(partition);
+    // An empty partition frees its graph (and stops a rebuild in progress).
+    if (idx.size === 0) {
+      idx.dispose();
+      this.parts.delete(partition);
+    }
     return true;
   }
 
@@ -176,7 +258,15 @@ export class PartitionedVectorIndex {
     return idx ? idx.search(query, k) : [];
   }
 
+  /** Rebuilds completed across partitions (removal churn; see CompactingAnn). */
+  get rebuilds(): number {
+    let n = 0;
+    for (const p of this.parts.values()) n += p.rebuilds;
+    return n;
+  }
+
   clear(): void {
+    for (const p of this.parts.values()) p.dispose();
     this.parts.clear();
     this.partOf.clear();
   }
