@@ -37,6 +37,43 @@ interface Sample {
   failedSinceLast: number;
 }
 
+/** One GET on a fresh connection: what the run's bearer token has in the ledger since `since`. */
+function ledgerRequests(port: number, since: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const path = `/v1/spend?group_by=tenant&start=${encodeURIComponent(since)}`;
+    const req = httpRequest({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${BENCH_TOKEN}`, connection: 'close' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        try {
+          resolve(res.statusCode === 200 ? (JSON.parse(text) as { total: { requests: number } }).total.requests : undefined);
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
+    req.on('error', () => resolve(undefined));
+    req.end();
+  });
+}
+
+/**
+ * The ledger's count for this run. Each worker writes its own records in batches and flushes its
+ * queue when asked for spend, so ask on fresh connections (which reach every worker in turn) until
+ * the count stops short of `sent` no longer, or 30 s have passed.
+ */
+async function ledgerCount(port: number, since: string, sent: number): Promise<number | undefined> {
+  let last: number | undefined;
+  const deadline = performance.now() + 30_000;
+  while (performance.now() < deadline) {
+    last = await ledgerRequests(port, since);
+    if (last !== undefined && last >= sent) return last;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return last;
+}
+
 /** One GET on a fresh connection, so with several workers successive calls reach different ones. */
 function processStats(port: number, reset: boolean): Promise<ProcessStats | undefined> {
   return new Promise((resolve) => {
@@ -154,6 +191,8 @@ async function main() {
   try {
     console.log(`soak: ${RATE} req/s for ${MINUTES} min (warm-up ${WARMUP} s), gateway workers ${WORKERS}, machine ${machine()}`);
     await allWorkers(gateway.port, WORKERS, false); // starts the event-loop histogram
+    // The ledger's clock, less a second of slack: every request of this run is after it.
+    const runStart = new Date(Date.now() - 1000).toISOString();
     const { sent, elapsedS } = await openLoop(target, RATE, seconds, shot, (r) => {
       results.push(r);
       if (!(r.expectFail ? !r.ok && r.status !== 0 : r.ok)) failedTotal++;
@@ -178,7 +217,8 @@ async function main() {
       byKind.set(r.kind, (byKind.get(r.kind) ?? 0) + 1);
       if (r.cache) cache.set(r.cache, (cache.get(r.cache) ?? 0) + 1);
     }
-    const accounted = results.length === sent;
+    const inLedger = await ledgerCount(gateway.port, runStart, sent);
+    const accounted = results.length === sent && inLedger === sent;
     const failures = new Map<string, number>();
     for (const r of results) {
       if (r.expectFail ? !r.ok && r.status !== 0 : r.ok) continue;
@@ -193,9 +233,9 @@ async function main() {
       // few descriptors of the first minute's peak after warm-up.
       openFds: { value: { base: fdBase, end: fdEnd }, target: 'end <= first-minute peak × 1.05 + 8', pass: fdEnd <= fdBase * 1.05 + 8 },
       successRate: { value: sum.successRate, target: '>= 99.9% (injected failures excluded)', pass: sum.successRate >= 0.999 },
-      // Client side: every request sent came back with an answer or an error. Ledger side: TODO(tenancy)
-      // when the ledger lands, count its records for this run's key and compare with `sent`.
-      accounted: { value: { sent, answered: results.length, ledger: 'not in this build' }, target: 'all', pass: accounted },
+      // Client side: every request sent came back with an answer or an error; ledger side: one record
+      // per request (successes, injected failures, cache hits and streams alike) for the run's token.
+      accounted: { value: { sent, answered: results.length, ledger: inLedger ?? null }, target: 'all', pass: accounted },
     };
 
     console.log(`\n${sent} requests in ${elapsedS.toFixed(0)} s (${(results.length / elapsedS).toFixed(0)} req/s achieved); mix ${JSON.stringify(Object.fromEntries(byKind))}; cache ${JSON.stringify(Object.fromEntries(cache)) || 'off'}`);
@@ -204,7 +244,7 @@ async function main() {
     console.log(`  event-loop delay p99 ${lagP99.toFixed(1)} ms (target <= 20 ms) ${verdicts.eventLoopP99Ms.pass ? 'PASS' : 'FAIL'}`);
     console.log(`  open descriptors ${fdBase} (first-minute peak) -> ${fdEnd} (last-minute median) ${verdicts.openFds.pass ? 'PASS' : 'FAIL'}`);
     console.log(`  success ${(sum.successRate * 100).toFixed(3)}% (target >= 99.9%) ${verdicts.successRate.pass ? 'PASS' : 'FAIL'}`);
-    console.log(`  accounted: ${results.length} of ${sent} answered; ledger: not in this build ${accounted ? 'PASS' : 'FAIL'}`);
+    console.log(`  accounted: ${results.length} of ${sent} answered; ${inLedger ?? 'no'} ledger records for the run ${accounted ? 'PASS' : 'FAIL'}`);
     for (const [why, n] of failures) console.log(`  failure: ${why} × ${n}`);
     if (after.length < 2 * windowN) console.log('  (a short run: the first and last minutes after warm-up overlap; use --minutes 10 for the real verdict)');
 
