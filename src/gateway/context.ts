@@ -90,11 +90,11 @@ export interface RequestContext {
  * A request context whose child logger is made on first use: most requests never log, and a pino
  * child costs an allocation and a serialisation of its bindings.
  *
- * A class, not an object literal with a `get log()`: V8 gives each literal whose getter is a fresh
- * closure its own hidden class, allocated in the old generation, and that class kept the closure,
- * and through it the whole request (Fastify request and reply, headers, body), alive through every
+ * A class, not an object literal with a `get log()`: V8 builds a literal with an accessor on a slow
+ * path (it comes out in dictionary mode), and measured, whatever such a literal's getter closure
+ * captured (here the whole request: Fastify request and reply, headers, body) survived every
  * young-generation GC until the next full one. At 1,000 req/s that promoted ~1.1 MB per scavenge
- * and tripled each scavenge's pause (bench/RESULTS.md, "Where the p99 went").
+ * and tripled each scavenge's pause; with a class, 50-75 KB (bench/RESULTS.md, "Where the p99 went").
  */
 export class LazyLogContext implements RequestContext {
   readonly id: string;
