@@ -3,6 +3,7 @@
 // Usage: tsx bench/cache-index.ts [N=100000] [queries=1000] [--clustered] [--usearch[=<path to usearch>]]
 // Vectors are "clustered" (random cluster centres plus noise, like prompt embeddings that gather by
 // topic) or uniform random (the hardest case for any graph index).
+import { semanticCacheSchema } from '../src/cache/config.js';
 import { HnswIndex } from '../src/cache/hnsw.js';
 import { loadUsearch, usearchFactory, type AnnIndex } from '../src/cache/vector-index.js';
 import { dot, normalizeInPlace } from '../src/cache/embedders/types.js';
@@ -34,9 +35,12 @@ const usearchArg = process.argv.find((a) => a.startsWith('--usearch'));
 const usearchMod = usearchArg ? loadUsearch(usearchArg.includes('=') ? usearchArg.slice('--usearch='.length) : undefined) : undefined;
 if (usearchArg && !usearchMod) throw new Error('usearch not found');
 const impl = usearchMod ? 'usearch' : 'typescript-hnsw';
-const tsIndex = new HnswIndex({ dimensions: D, initialCapacity: N, ...(process.env.EF_ADD ? { efConstruction: Number(process.env.EF_ADD) } : {}) });
-// EF_ADD / EF_SEARCH: usearch's expansion_add and expansion_search (the cache.semantic.index defaults otherwise).
-const index: AnnIndex = usearchMod ? usearchFactory(usearchMod, { efConstruction: Number(process.env.EF_ADD ?? 128), efSearch: Number(process.env.EF_SEARCH ?? 64) })(D) : tsIndex;
+// EF_ADD / EF_SEARCH: the index's expansion when adding and searching (cache.semantic.index's
+// defaults otherwise, for both implementations, as the gateway builds them).
+const defaults = semanticCacheSchema.parse({}).index;
+const tuning = { efConstruction: Number(process.env.EF_ADD ?? defaults.ef_construction), efSearch: Number(process.env.EF_SEARCH ?? defaults.ef_search) };
+const tsIndex = new HnswIndex({ dimensions: D, initialCapacity: N, efConstruction: tuning.efConstruction, efSearch: tuning.efSearch });
+const index: AnnIndex = usearchMod ? usearchFactory(usearchMod, tuning)(D) : tsIndex;
 const t = performance.now();
 data.forEach((v, i) => index.add(String(i), v));
 const buildS = (performance.now() - t) / 1000;

@@ -246,7 +246,7 @@ export class OpenAIProvider implements ProviderAdapter {
           throw new UpstreamError({ provider: this.name, kind: 'malformed', message: `${this.name} sent a stream event that is not JSON`, body: sse.data.slice(0, 300), cause, retryable: !produced });
         }
         // An error event mid-stream ({"error": {...}}): checked by hand, it is asked of every chunk.
-        if (typeof json === 'object' && json !== null && !Array.isArray(json) && (json as { error?: unknown }).error != null) throw this.streamError(json, produced);
+        if (isRecord(json) && json.error != null) throw this.streamError(json, produced);
         let c = plainChunk(json);
         if (!c) {
           const parsed = chunkSchema.safeParse(json);
