@@ -129,16 +129,13 @@ export class LazyLogContext implements RequestContext {
     return (this.child ??= this.parentLog.child({ reqId: this.id, tenant: this.tenant.id }));
   }
 
-  /** A copy with `patch` applied that shares the logger (made lazily, once, for both). */
+  /** A copy with `patch` applied that shares the logger if it was made already. */
   derive(patch: ContextPatch): LazyLogContext {
-    const copy = new LazyLogContext({ ...this.fields(), ...patch }, this.parentLog);
+    // The spread carries the own fields (the getter stays on the prototype); the constructor reads
+    // only the context's.
+    const copy = new LazyLogContext({ ...this, ...patch }, this.parentLog);
     copy.child = this.child;
     return copy;
-  }
-
-  private fields(): Omit<RequestContext, 'log'> {
-    const { id, startedAt, endpoint, tenant, signal, options, facts, clientIp, headers, traceContext } = this;
-    return { id, startedAt, endpoint, tenant, signal, options, facts, clientIp, headers, traceContext };
   }
 }
 
