@@ -226,28 +226,34 @@ function guardStream(
 /**
  * One idle timer per stream, re-armed (Timeout.refresh, no allocation) for every chunk: a timer and a
  * promise per chunk were a large share of a stream's garbage. `race` fails with the expiry's error
- * when no chunk came within `idleMs`, even from a source that ignores the abort.
+ * when no chunk came within `idleMs`, even from a source that ignores the abort. Not Promise.race
+ * against one pending "expired" promise: each race would add a reaction to it that lives as long as
+ * the stream, keeping every chunk it resolved with reachable until the stream ends.
  */
 class IdleWatchdog {
   private readonly timer: NodeJS.Timeout;
-  private readonly expired: Promise<never>;
+  private fail: ((err: Error) => void) | undefined;
+  private expiredWith: Error | undefined;
 
   constructor(idleMs: number, onExpiry: () => Error) {
-    let fail: (err: Error) => void = () => undefined;
-    this.expired = new Promise<never>((_, reject) => {
-      fail = reject;
-    });
-    this.expired.catch(() => undefined);
-    this.timer = setTimeout(() => fail(onExpiry()), idleMs);
+    this.timer = setTimeout(() => {
+      this.expiredWith = onExpiry();
+      this.fail?.(this.expiredWith);
+    }, idleMs);
   }
 
   race<T>(next: Promise<T>): Promise<T> {
+    if (this.expiredWith) return Promise.reject(this.expiredWith);
     this.timer.refresh();
-    return Promise.race([next, this.expired]);
+    return new Promise<T>((resolve, reject) => {
+      this.fail = reject;
+      next.then(resolve, reject);
+    });
   }
 
   stop(): void {
     clearTimeout(this.timer);
+    this.fail = undefined;
   }
 }
 
