@@ -37,66 +37,48 @@ interface Sample {
   failedSinceLast: number;
 }
 
-/** One GET on a fresh connection: what the run's bearer token has in the ledger since `since`. */
-function ledgerRequests(port: number, since: string): Promise<number | undefined> {
+/**
+ * One authenticated GET on a fresh connection (so with several workers successive calls reach
+ * different ones); the JSON body of a 200, else undefined.
+ */
+function getJson<T>(port: number, path: string): Promise<T | undefined> {
   return new Promise((resolve) => {
-    const path = `/v1/spend?group_by=tenant&start=${encodeURIComponent(since)}`;
     const req = httpRequest({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${BENCH_TOKEN}`, connection: 'close' } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
       res.on('end', () => {
         try {
-          resolve(res.statusCode === 200 ? (JSON.parse(text) as { total: { requests: number } }).total.requests : undefined);
+          resolve(res.statusCode === 200 ? (JSON.parse(text) as T) : undefined);
         } catch {
           resolve(undefined);
         }
       });
     });
     req.on('error', () => resolve(undefined));
+    req.setTimeout(5_000, () => req.destroy());
     req.end();
   });
 }
 
 /**
- * The ledger's count for this run. Each worker writes its own records in batches and flushes its
- * queue when asked for spend, so ask on fresh connections (which reach every worker in turn) until
- * the count stops short of `sent` no longer, or 30 s have passed.
+ * The ledger's count for this run's token since `since`. Each worker writes its own records in
+ * batches and flushes its queue when asked for spend, so ask on fresh connections (which reach every
+ * worker in turn) until the count reaches `sent`, or 30 s have passed.
  */
 async function ledgerCount(port: number, since: string, sent: number): Promise<number | undefined> {
   let last: number | undefined;
   const deadline = performance.now() + 30_000;
   while (performance.now() < deadline) {
-    last = await ledgerRequests(port, since);
+    const spend = await getJson<{ total: { requests: number } }>(port, `/v1/spend?group_by=tenant&start=${encodeURIComponent(since)}`);
+    last = spend?.total.requests ?? last;
     if (last !== undefined && last >= sent) return last;
     await new Promise((r) => setTimeout(r, 500));
   }
   return last;
 }
 
-/** One GET on a fresh connection, so with several workers successive calls reach different ones. */
-function processStats(port: number, reset: boolean): Promise<ProcessStats | undefined> {
-  return new Promise((resolve) => {
-    const req = httpRequest(
-      { host: '127.0.0.1', port, path: `/debug/process${reset ? '?reset=true' : ''}`, agent: false, headers: { authorization: `Bearer ${BENCH_TOKEN}`, connection: 'close' } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          try {
-            resolve(res.statusCode === 200 ? (JSON.parse(text) as ProcessStats) : undefined);
-          } catch {
-            resolve(undefined);
-          }
-        });
-      },
-    );
-    req.on('error', () => resolve(undefined));
-    req.setTimeout(5_000, () => req.destroy());
-    req.end();
-  });
-}
+const processStats = (port: number, reset: boolean) => getJson<ProcessStats>(port, `/debug/process${reset ? '?reset=true' : ''}`);
 
 /** Stats from every worker (up to `tries` calls until `workers` distinct pids answered). */
 async function allWorkers(port: number, workers: number, reset: boolean): Promise<Map<number, ProcessStats>> {
