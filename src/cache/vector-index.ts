@@ -258,13 +258,6 @@ export class PartitionedVectorIndex {
     return idx ? idx.search(query, k) : [];
   }
 
-  /** Rebuilds completed across partitions (removal churn; see CompactingAnn). */
-  get rebuilds(): number {
-    let n = 0;
-    for (const p of this.parts.values()) n += p.rebuilds;
-    return n;
-  }
-
   clear(): void {
     for (const p of this.parts.values()) p.dispose();
     this.parts.clear();
