@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildConfig } from '../config/load.js';
-import { createRedis, hashTagged, isClusterUrl, masters, parseClusterUrl, scanKeys } from './redis.js';
+import { createRedis, hashTagged, isClusterUrl, isCrossSlotError, masters, parseClusterUrl, scanKeys } from './redis.js';
 import { redisTargets } from '../../test/helpers/redis.js';
 
 describe('Redis Cluster URLs', () => {
@@ -79,6 +79,20 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
     expect(await redis.eval(swap, 2, `${ns}a`, `${ns}b`, 'x', 'y')).toEqual(['x', 'y']);
     const tx = await redis.multi().incr(`${ns}a-count`).incr(`${ns}b-count`).exec();
     expect(tx?.map(([, v]) => v)).toEqual([1, 1]);
+  });
+
+  it_('says when a script\'s keys span slots, whether Redis or the client refuses it', async () => {
+    const redis = target.connect();
+    const script = "return redis.call('SET', KEYS[1], ARGV[1])";
+    const apart = [`test:${run}:{one}:a`, `test:${run}:{two}:b`];
+    const outcome = await redis.eval(script, 2, ...apart, 'x').then(
+      () => 'ran',
+      (err: unknown) => (isCrossSlotError(err) ? 'cross-slot' : String(err)),
+    );
+    // One server holds every slot; a cluster refuses.
+    expect(outcome).toBe(redis instanceof Cluster ? 'cross-slot' : 'ran');
+    expect(isCrossSlotError(new Error("CROSSSLOT Keys in request don't hash to the same slot"))).toBe(true);
+    expect(isCrossSlotError(new Error('NOSCRIPT'))).toBe(false);
   });
 
   it_('finds keys on every master with SCAN', async () => {

@@ -84,6 +84,15 @@ export function masters(client: RedisClient): Redis[] {
   return client instanceof Cluster ? client.nodes('master') : [client];
 }
 
+/**
+ * A multi-key command or script whose keys hash to different slots of a cluster: Redis answers
+ * CROSSSLOT, and ioredis refuses one inside a pipeline before sending ("should belong to the same slot").
+ */
+export function isCrossSlotError(err: unknown): boolean {
+  const message = String((err as Error | undefined)?.message ?? '');
+  return message.includes('CROSSSLOT') || message.includes('should belong to the same slot');
+}
+
 /** Every key matching `pattern` on every master (SCAN, never KEYS), for invalidation and cleanup. */
 export async function scanKeys(client: RedisClient, pattern: string, count = 500): Promise<string[]> {
   // A cluster client knows its masters only once connected; a PING waits for that.
