@@ -15,6 +15,9 @@ import type { ProviderAdapter } from '../providers/types.js';
 import { needsDatabase } from '../gateway/tenancy.js';
 import { planWorkers, runPrimary } from './cluster.js';
 
+/** Pending connections the listening socket holds (see listen below). */
+const LISTEN_BACKLOG = 4096;
+
 export interface ServeOptions {
   config?: string;
   host?: string;
@@ -69,7 +72,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     );
   }
   const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins, telemetry, worker: opts.worker });
-  await app.listen({ host: config.server.host, port: config.server.port });
+  // Connections not yet accepted wait in the listen backlog; Node's 511 overflowed when a thousand
+  // clients connected at once to a busy process (dropped SYNs retry after 1, 3, 7 s). The kernel
+  // caps it at net.core.somaxconn.
+  await app.listen({ host: config.server.host, port: config.server.port, backlog: LISTEN_BACKLOG });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
