@@ -18,7 +18,7 @@
 //         over OTLP/HTTP to a sink this script starts (accepts and drops spans)
 //   [on]  ledger: one record per request, in PGlite in a temporary folder, or Postgres with --database
 //   [on]  capacity: traffic recorder feeding the autoscaler; request log line per request (info)
-//   [off] routing: breakers, retry budget, fallback deployment — add a `routing:` section when it lands
+//   [on]  routing: its defaults (circuit breaker, retries within the retry budget, request dedup)
 // Several workers need --database postgres://… (the embedded PGlite file is single-process).
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -63,6 +63,8 @@ export interface PipelineGatewayOptions {
   /** More YAML appended to the config (a capability being tried before it is added above). */
   extraConfig?: string;
   otlpSink?: string;
+  /** Serve `bench` through the inference mesh (provider type `mesh`) instead of calling the upstream. */
+  mesh?: { redisUrl: string; keyPrefix: string };
 }
 
 /** Starts `inferenceflow serve` (built, from dist/) with the full pipeline in front of the upstream. */
@@ -71,7 +73,11 @@ export async function startPipelineGateway(opts: PipelineGatewayOptions): Promis
   const file = join(dir, 'pipeline.yaml');
   const workers = opts.workers ?? 1;
   const yaml = `providers:
-  upstream: { type: openai, base_url: "http://127.0.0.1:${opts.upstreamPort}/v1", api_key: bench, max_connections: 512 }
+  upstream: ${
+    opts.mesh
+      ? `{ type: mesh, options: { redis_url: "${opts.mesh.redisUrl}", key_prefix: "${opts.mesh.keyPrefix}" } }`
+      : `{ type: openai, base_url: "http://127.0.0.1:${opts.upstreamPort}/v1", api_key: bench, max_connections: 512 }`
+  }
 models:
   - name: bench
     deployments:

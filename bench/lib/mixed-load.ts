@@ -29,6 +29,8 @@ export interface ShotResult {
   /** Seconds since the run started, at completion. */
   at: number;
   error?: string;
+  /** closedLoop: which client sent it. */
+  client?: number;
 }
 
 export interface LoadTarget {
@@ -128,7 +130,7 @@ export async function closedLoop(
   let sent = 0;
   const worker = async (_: unknown, index: number) => {
     if (rampS > 0) await new Promise((r) => setTimeout(r, (index / clients) * rampS * 1000));
-    while (performance.now() < end) onResult(await c.send(shot(sent++)));
+    while (performance.now() < end) onResult({ ...(await c.send(shot(sent++))), client: index });
   };
   await Promise.all(Array.from({ length: clients }, worker));
   const elapsedS = (performance.now() - start) / 1000;

@@ -21,7 +21,7 @@ export function startProcess(args: string[], env: Record<string, string> = {}, r
       if (m) {
         child.stdout?.off('data', onData);
         child.stdout?.resume();
-        resolve({ child, port: Number(m[1]), stop: () => child.kill('SIGKILL') });
+        resolve({ child, port: m[1] === undefined ? 0 : Number(m[1]), stop: () => child.kill('SIGKILL') });
       }
     };
     child.stdout?.on('data', onData);

@@ -1,7 +1,7 @@
 // A minimal OpenAI-compatible upstream stand-in for benchmarks: a fixed chat completion as JSON, or
 // as an SSE stream of `chunks` pieces, after an optional first-byte latency and with an optional delay
 // per streamed word. A prompt containing `[bench:fail]` gets a 500, so a load test injects failures
-// it can count exactly. Run as its own process:
+// it can count exactly; `GET …/models` lists `bench-model`. Run as its own process:
 //   tsx bench/lib/upstream.ts <port> [delay-per-word-ms] [first-byte-latency-ms]
 import { createServer } from 'node:http';
 
@@ -20,11 +20,19 @@ function chunk(delta: object, finish: string | null): string {
 const words = 'The quick brown fox jumps over the lazy dog .'.split(' ');
 const usageChunk = `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1700000000, model: 'bench-model', choices: [], usage: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22 } })}\n\n`;
 
+const models = JSON.stringify({ object: 'list', data: [{ id: 'bench-model', object: 'model', created: 1700000000, owned_by: 'bench' }] });
+
 export const FAIL_MARKER = '[bench:fail]';
 const failure = JSON.stringify({ error: { message: 'injected failure', type: 'server_error', code: null, param: null } });
 
 export function startUpstream(port: number, streamDelayMs = 0, latencyMs = 0) {
   const server = createServer((req, res) => {
+    // The model list a mesh worker's OpenAI-compatible backend reads to say what its node serves.
+    if (req.method === 'GET' && req.url?.endsWith('/models')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(models);
+      return;
+    }
     let body = '';
     req.on('data', (d: Buffer) => (body += d));
     req.on('end', () => (latencyMs > 0 ? setTimeout(answer, latencyMs) : answer()));
