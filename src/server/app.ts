@@ -7,7 +7,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import type { RequestTrace, Telemetry } from '../telemetry/telemetry.js';
 import { withSpan } from '../telemetry/tracing.js';
 import type { Authenticator } from './auth.js';
-import { createAccessLogger } from '../telemetry/logger.js';
+import { AccessLogger } from '../telemetry/logger.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
 import { anthropicErrorType } from '../providers/anthropic-wire.js';
 import { anthropicRoutes } from './routes/anthropic.js';
@@ -33,7 +33,7 @@ export interface AppOptions {
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
-  const accessLog = createAccessLogger(opts.log);
+  const accessLog = new AccessLogger(opts.log);
   const app = Fastify({
     logger: false,
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
@@ -84,26 +84,23 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // Health probes, scrapes and dashboard polls are logged only when they fail.
     const quiet = request.routeOptions.config?.public || request.routeOptions.config?.monitoring;
     if (quiet && status < 400) return;
-    accessLog.info(
-      {
-        reqId: request.id,
-        method: request.method,
-        url: request.url,
-        route,
-        status,
-        tenant: request.tenant?.id,
-        model: ctx?.facts.model,
-        provider: ctx?.facts.provider,
-        deployment: ctx?.facts.deployment,
-        cache: ctx?.facts.cache,
-        costUsd: ctx?.facts.costUsd,
-        tokens: ctx?.facts.usage ? { input: ctx.facts.usage.prompt_tokens, output: ctx.facts.usage.completion_tokens } : undefined,
-        attempts: ctx?.facts.attempts || undefined,
-        latencyMs: Math.round(latency * 100) / 100,
-        outcome: status === 499 ? 'client_closed' : status < 400 ? 'ok' : status < 500 ? 'client_error' : 'error',
-      },
-      'request',
-    );
+    accessLog.request({
+      reqId: request.id,
+      method: request.method,
+      url: request.url,
+      route,
+      status,
+      tenant: request.tenant?.id,
+      model: ctx?.facts.model,
+      provider: ctx?.facts.provider,
+      deployment: ctx?.facts.deployment,
+      cache: ctx?.facts.cache,
+      costUsd: ctx?.facts.costUsd,
+      tokens: ctx?.facts.usage ? { input: ctx.facts.usage.prompt_tokens, output: ctx.facts.usage.completion_tokens } : undefined,
+      attempts: ctx?.facts.attempts || undefined,
+      latencyMs: Math.round(latency * 100) / 100,
+      outcome: status === 499 ? 'client_closed' : status < 400 ? 'ok' : status < 500 ? 'client_error' : 'error',
+    });
   }
 
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createAccessLogger, createLogger, scrubSecrets } from './logger.js';
+import { AccessLogger, createLogger, scrubSecrets } from './logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -45,16 +45,43 @@ describe('logger redaction', () => {
 });
 
 describe('access logger', () => {
-  it('writes to the same stream in the same line format, at the same level', () => {
+  const fields = {
+    reqId: 'r1',
+    method: 'POST',
+    url: '/v1/chat/completions?x="quoted"\nnext',
+    route: '/v1/chat/completions',
+    status: 200,
+    tenant: 'team-a',
+    model: 'gpt-4o-mini',
+    provider: 'openai',
+    deployment: 'openai/gpt-4o-mini',
+    cache: 'miss',
+    costUsd: 0.000123,
+    tokens: { input: 3, output: 4 },
+    attempts: 2,
+    latencyMs: 12.34,
+    outcome: 'ok',
+  };
+
+  it('writes the line pino would, key for key, on the same stream', () => {
     const { lines, log } = capture();
-    const access = createAccessLogger(log);
-    log.info({ a: 1 }, 'general');
-    access.info({ reqId: 'r1', status: 200, tokens: { input: 3, output: 4 } }, 'request');
-    access.debug({ reqId: 'r2' }, 'below the level');
+    log.info(fields, 'request');
+    new AccessLogger(log).request(fields);
     expect(lines).toHaveLength(2);
-    const [general, line] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(Object.keys(line ?? {}).slice(0, 3)).toEqual(Object.keys(general ?? {}).slice(0, 3));
-    expect(line).toMatchObject({ level: 'info', service: 'inferenceflow', reqId: 'r1', status: 200, tokens: { input: 3, output: 4 }, msg: 'request' });
-    expect(typeof line?.time).toBe('string');
+    const [viaPino, line] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(Object.keys(line!)).toEqual(Object.keys(viaPino!));
+    expect({ ...line, time: 0 }).toEqual({ ...viaPino, time: 0 });
+    expect(new Date(line!.time as string).getTime()).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  it('leaves out what is unknown and writes nothing below its level', () => {
+    const { lines, log } = capture();
+    const access = new AccessLogger(log);
+    access.request({ reqId: 'r2', method: 'GET', url: '/nope', status: 404, latencyMs: 0.5, outcome: 'client_error' });
+    log.level = 'warn';
+    access.request({ ...fields, reqId: 'r3' });
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
+      { level: 'info', time: expect.any(String), service: 'inferenceflow', reqId: 'r2', method: 'GET', url: '/nope', status: 404, latencyMs: 0.5, outcome: 'client_error', msg: 'request' },
+    ]);
   });
 });

@@ -80,23 +80,66 @@ function bufferedStdout(): DestinationStream {
   return dest;
 }
 
+/** The fields of a request's access line, in the order they are written. */
+export interface AccessLine {
+  reqId: string;
+  method: string;
+  url: string;
+  route?: string;
+  status: number;
+  tenant?: string;
+  model?: string;
+  provider?: string;
+  deployment?: string;
+  cache?: string;
+  costUsd?: number;
+  tokens?: { input: number; output: number };
+  attempts?: number;
+  latencyMs: number;
+  outcome: string;
+}
+
+const str = (v: string) => JSON.stringify(v);
+const num = (v: number) => (Number.isFinite(v) ? String(v) : 'null');
+
 /**
- * The logger for the one line each request gets: same stream, level and line format as `log`, but
- * without the redaction passes. Those clone every logged object (about 20 KB of garbage per request,
- * a quarter of the gateway's allocation), and the access line is built by the server from fixed
- * fields (ids, names, numbers) that hold no credentials. Anything else goes to `log`.
+ * The one line each request gets: same stream, level and line format as `log` (level word, ISO time,
+ * service, the fields, msg "request"), written as one string built from fixed fields. Through pino the
+ * line cost ~8% of the gateway's CPU (its generic serialiser, an ISO timestamp per line, and before
+ * that the redaction passes, which cloned every object); these fields are ids, names and numbers
+ * that hold no credentials. Anything else goes to `log`.
  */
-export function createAccessLogger(log: Logger): Logger {
-  const stream = (log as unknown as Record<symbol, DestinationStream>)[pinoSymbols.streamSym];
-  return pino(
-    {
-      level: log.level,
-      base: LINE_FORMAT.base,
-      timestamp: LINE_FORMAT.timestamp,
-      formatters: { level: LINE_FORMAT.levelLabel },
-    },
-    stream,
-  );
+export class AccessLogger {
+  private readonly stream: DestinationStream;
+  private isoMs = -1;
+  private iso = '';
+
+  constructor(private readonly log: Logger) {
+    this.stream = (log as unknown as Record<symbol, DestinationStream>)[pinoSymbols.streamSym]!;
+  }
+
+  request(line: AccessLine): void {
+    if (!this.log.isLevelEnabled('info')) return;
+    // One ISO timestamp per millisecond, not per line.
+    const now = Date.now();
+    if (now !== this.isoMs) {
+      this.isoMs = now;
+      this.iso = new Date(now).toISOString();
+    }
+    let out = `{"level":"info","time":"${this.iso}","service":"inferenceflow","reqId":${str(line.reqId)},"method":${str(line.method)},"url":${str(line.url)}`;
+    if (line.route !== undefined) out += `,"route":${str(line.route)}`;
+    out += `,"status":${num(line.status)}`;
+    if (line.tenant !== undefined) out += `,"tenant":${str(line.tenant)}`;
+    if (line.model !== undefined) out += `,"model":${str(line.model)}`;
+    if (line.provider !== undefined) out += `,"provider":${str(line.provider)}`;
+    if (line.deployment !== undefined) out += `,"deployment":${str(line.deployment)}`;
+    if (line.cache !== undefined) out += `,"cache":${str(line.cache)}`;
+    if (line.costUsd !== undefined) out += `,"costUsd":${num(line.costUsd)}`;
+    if (line.tokens !== undefined) out += `,"tokens":{"input":${num(line.tokens.input)},"output":${num(line.tokens.output)}}`;
+    if (line.attempts !== undefined) out += `,"attempts":${num(line.attempts)}`;
+    out += `,"latencyMs":${num(line.latencyMs)},"outcome":${str(line.outcome)},"msg":"request"}\n`;
+    this.stream.write(out);
+  }
 }
 
 export type { Logger };
