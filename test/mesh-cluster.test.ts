@@ -45,17 +45,23 @@ afterAll(async () => {
 describe.skipIf(!available)('mesh cluster (real processes, llama.cpp on stories260K)', () => {
   const local = ['--backend', 'local', '--models-dir', STORIES, '--threads', '1', '--max-sequences', '2', '--context-size', '128'];
   let workers: Record<string, MeshProcess> = {};
-  let killed = 'w1';
+  /** Set by the first test: the worker it SIGKILLed. */
+  let killed: string | undefined;
 
-  /** The worker holding the most read-but-unacknowledged entries on its own stream, if any holds one. */
+  /** Entries a worker has read from its own stream and not acknowledged. */
+  async function held(id: string): Promise<number> {
+    // XPENDING's summary: [count, first id, last id, [[consumer, count], …]].
+    const summary = (await redis.xpending(meshKeys(prefix).nodeRequests(id), WORKER_GROUP).catch(() => null)) as [number, string, string, [string, string][] | null] | null;
+    return Number(summary?.[3]?.find(([consumer]) => consumer === id)?.[1] ?? 0);
+  }
+
+  /** The worker holding the most read-but-unacknowledged entries, if any holds one. */
   async function busiestWorker(ids: string[]): Promise<string | undefined> {
     let best: string | undefined;
     let most = 0;
     for (const id of ids) {
-      // XPENDING's summary: [count, first id, last id, [[consumer, count], …]].
-      const summary = (await redis.xpending(meshKeys(prefix).nodeRequests(id), WORKER_GROUP).catch(() => null)) as [number, string, string, [string, string][] | null] | null;
-      const held = Number(summary?.[3]?.find(([consumer]) => consumer === id)?.[1] ?? 0);
-      if (held > most) [best, most] = [id, held];
+      const n = await held(id);
+      if (n > most) [best, most] = [id, n];
     }
     return best;
   }
@@ -84,9 +90,16 @@ describe.skipIf(!available)('mesh cluster (real processes, llama.cpp on stories2
       if (killedAt < 0 && answered >= 40 && answered < 160) {
         const busiest = await busiestWorker(Object.keys(workers));
         if (busiest) {
-          killedAt = answered;
-          killed = busiest;
-          workers[busiest]!.child.kill('SIGKILL');
+          // Freeze it, then make sure it still holds work (it may have acknowledged everything since
+          // the count): only then kill it; otherwise let it go on and look again.
+          workers[busiest]!.child.kill('SIGSTOP');
+          if ((await held(busiest)) > 0) {
+            killedAt = answered;
+            killed = busiest;
+            workers[busiest]!.child.kill('SIGKILL');
+          } else {
+            workers[busiest]!.child.kill('SIGCONT');
+          }
         }
       }
       return answered >= 200;
@@ -98,6 +111,7 @@ describe.skipIf(!available)('mesh cluster (real processes, llama.cpp on stories2
     const finals = reader.finals();
     const perRequest = new Map<string, number>();
     for (const e of finals) perRequest.set(e.id, (perRequest.get(e.id) ?? 0) + 1);
+    expect(killed).toBeDefined();
     expect(killedAt).toBeGreaterThanOrEqual(40);
     expect(killedAt).toBeLessThan(200);
     expect(perRequest.size).toBe(200);
@@ -111,7 +125,7 @@ describe.skipIf(!available)('mesh cluster (real processes, llama.cpp on stories2
     expect(rerun.every((e) => e.node !== killed)).toBe(true);
     // Nothing is left pending on the requests stream or any node stream.
     const keys = meshKeys(prefix);
-    await waitFor('empty streams', async () => (await redis.xlen(keys.requests)) === 0 && (await redis.xlen(keys.nodeRequests(killed))) === 0, 10_000);
+    await waitFor('empty streams', async () => (await redis.xlen(keys.requests)) === 0 && (await redis.xlen(keys.nodeRequests(killed!))) === 0, 10_000);
   }, 150_000);
 
   it('streams tokens through the callback stream, ending with one done event', async () => {
@@ -131,6 +145,7 @@ describe.skipIf(!available)('mesh cluster (real processes, llama.cpp on stories2
 
   it('SIGTERM drains a worker: it exits cleanly, leaves the registry, and the rest keep answering', async () => {
     // The two that survived the first test: one drains, the other keeps answering.
+    expect(killed, 'the first test killed no worker').toBeDefined();
     const [drained, survivor] = Object.keys(workers).filter((id) => id !== killed) as [string, string];
     workers[drained]!.child.kill('SIGTERM');
     expect(await workers[drained]!.exited).toBe(0);

@@ -51,3 +51,38 @@ describe.each(targets.map((t) => [t.name, t] as const))('StreamAppender on %s', 
     expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
   });
 });
+
+describe('StreamAppender replies', () => {
+  /** Just enough of a client: a pipeline whose exec answers as told, and a plain XADD that records. */
+  function fakeRedis(pipelineReplies: () => Promise<[Error | null, unknown][] | null>, xadd: (body: string) => Promise<string>) {
+    return {
+      pipeline: () => {
+        const pipe = { xadd: () => pipe, exec: pipelineReplies };
+        return pipe;
+      },
+      xadd: (...args: unknown[]) => xadd(String(args.at(-1))),
+    } as unknown as ConstructorParameters<typeof StreamAppender>[0];
+  }
+
+  it('sends again, one by one and in order, what a pipeline half refused (a slot moved mid-batch)', async () => {
+    const resent: string[] = [];
+    const moved = new Error('MOVED 1234 127.0.0.1:7102');
+    const redis = fakeRedis(
+      async () => [[null, '1-0'], [moved, null], [moved, null]],
+      async (body) => (resent.push(body), '2-0'),
+    );
+    const appender = new StreamAppender(redis);
+    await expect(Promise.all(['a', 'b', 'c'].map((b) => appender.append('s', b)))).resolves.toEqual([undefined, undefined, undefined]);
+    expect(resent).toEqual(['b', 'c']);
+  });
+
+  it('rejects what cannot be stored, and a pipeline that cannot even be built', async () => {
+    const appender = new StreamAppender(fakeRedis(async () => [[new Error('WRONGTYPE')], [null, '1-0']] as [Error | null, unknown][], async () => Promise.reject(new Error('WRONGTYPE again'))));
+    const [first, second] = await Promise.allSettled([appender.append('s', 'x'), appender.append('s', 'y')]);
+    expect(first).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: 'WRONGTYPE again' }) });
+    expect(second).toMatchObject({ status: 'fulfilled' });
+
+    const broken = { pipeline: () => { throw new Error('connection closed'); } } as unknown as ConstructorParameters<typeof StreamAppender>[0];
+    await expect(new StreamAppender(broken).append('s', 'z')).rejects.toThrow('connection closed');
+  });
+});

@@ -130,24 +130,47 @@ export class StreamAppender {
     this.pending = new Map();
     // One stream per pipeline: its keys share a slot, so this also holds on Redis Cluster.
     for (const [stream, items] of batches) {
-      const pipe = this.redis.pipeline();
-      for (const item of items) {
-        if (this.maxLen > 0) pipe.xadd(stream, 'MAXLEN', '~', this.maxLen, '*', FIELD, item.body);
-        else pipe.xadd(stream, '*', FIELD, item.body);
+      let sent: Promise<[error: Error | null, result: unknown][] | null>;
+      try {
+        const pipe = this.redis.pipeline();
+        for (const item of items) {
+          if (this.maxLen > 0) pipe.xadd(stream, 'MAXLEN', '~', this.maxLen, '*', FIELD, item.body);
+          else pipe.xadd(stream, '*', FIELD, item.body);
+        }
+        sent = pipe.exec();
+      } catch (err) {
+        for (const item of items) item.reject(err);
+        continue;
       }
-      pipe.exec().then(
-        (replies) => {
-          items.forEach((item, i) => {
-            const err = replies?.[i]?.[0];
-            if (err) item.reject(err);
-            else if (!replies?.[i]) item.reject(new Error(`stream append to ${stream} got no reply`));
-            else item.resolve();
-          });
-        },
+      sent.then(
+        (replies) => this.settle(stream, items, replies),
         (err: unknown) => {
           for (const item of items) item.reject(err);
         },
       );
+    }
+  }
+
+  /**
+   * Resolves what Redis stored. A cluster pipeline is retried by ioredis only when every reply is the
+   * same redirect, so a slot moving mid-batch leaves some appends refused (MOVED, ASK, TRYAGAIN):
+   * those go again one by one, in order, as plain XADDs that follow redirects.
+   */
+  private async settle(stream: string, items: PendingAppend[], replies: [Error | null, unknown][] | null): Promise<void> {
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      const reply = replies?.[i];
+      if (reply && !reply[0]) {
+        item.resolve();
+        continue;
+      }
+      try {
+        if (this.maxLen > 0) await this.redis.xadd(stream, 'MAXLEN', '~', this.maxLen, '*', FIELD, item.body);
+        else await this.redis.xadd(stream, '*', FIELD, item.body);
+        item.resolve();
+      } catch (err) {
+        item.reject(err);
+      }
     }
   }
 }

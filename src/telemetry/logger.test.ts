@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { multistream, pino } from 'pino';
 import { AccessLogger, createLogger, scrubSecrets } from './logger.js';
 
 function capture() {
@@ -72,6 +73,18 @@ describe('access logger', () => {
     expect(Object.keys(line!)).toEqual(Object.keys(viaPino!));
     expect({ ...line, time: 0 }).toEqual({ ...viaPino, time: 0 });
     expect(new Date(line!.time as string).getTime()).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  it('lets pino write to a stream that routes by level (multistream), so the line lands where pino would put it', () => {
+    const info: string[] = [];
+    const warn: string[] = [];
+    const sink = (into: string[]) => new Writable({ write: (c: Buffer, _e, cb) => (into.push(c.toString()), cb()) });
+    const log = pino({ level: 'info' }, multistream([{ level: 'info', stream: sink(info) }, { level: 'warn', stream: sink(warn) }]));
+    log.warn('a warning first');
+    new AccessLogger(log).request(fields);
+    expect(warn).toHaveLength(1);
+    expect(info).toHaveLength(2);
+    expect(JSON.parse(info[1]!)).toMatchObject({ reqId: 'r1', status: 200, msg: 'request' });
   });
 
   it('leaves out what is unknown and writes nothing below its level', () => {

@@ -99,8 +99,10 @@ export interface AccessLine {
   outcome: string;
 }
 
-const str = (v: string) => JSON.stringify(v);
+// Typed as present; written as valid JSON whatever arrives at run time.
+const str = (v: string) => (typeof v === 'string' ? JSON.stringify(v) : v === undefined ? 'null' : JSON.stringify(String(v)));
 const num = (v: number) => (Number.isFinite(v) ? String(v) : 'null');
+const needsMetadata = (stream: DestinationStream) => Boolean((stream as unknown as Record<symbol, unknown>)[pinoSymbols.needsMetadataGsym]);
 
 /**
  * The one line each request gets: same stream, level and line format as `log` (level word, ISO time,
@@ -114,12 +116,21 @@ export class AccessLogger {
   private isoMs = -1;
   private iso = '';
 
+  private readonly viaPino: boolean;
+
   constructor(private readonly log: Logger) {
     this.stream = (log as unknown as Record<symbol, DestinationStream>)[pinoSymbols.streamSym]!;
+    // A stream that routes by each line's level (pino.multistream, from an embedder's logger) needs
+    // the metadata pino attaches to every write: let pino write to it.
+    this.viaPino = needsMetadata(this.stream);
   }
 
   request(line: AccessLine): void {
     if (!this.log.isLevelEnabled('info')) return;
+    if (this.viaPino) {
+      this.log.info(line, 'request');
+      return;
+    }
     // One ISO timestamp per millisecond, not per line.
     const now = Date.now();
     if (now !== this.isoMs) {
@@ -135,7 +146,7 @@ export class AccessLogger {
     if (line.deployment !== undefined) out += `,"deployment":${str(line.deployment)}`;
     if (line.cache !== undefined) out += `,"cache":${str(line.cache)}`;
     if (line.costUsd !== undefined) out += `,"costUsd":${num(line.costUsd)}`;
-    if (line.tokens !== undefined) out += `,"tokens":{"input":${num(line.tokens.input)},"output":${num(line.tokens.output)}}`;
+    if (line.tokens !== undefined) out += `,"tokens":${JSON.stringify(line.tokens)}`;
     if (line.attempts !== undefined) out += `,"attempts":${num(line.attempts)}`;
     out += `,"latencyMs":${num(line.latencyMs)},"outcome":${str(line.outcome)},"msg":"request"}\n`;
     this.stream.write(out);
