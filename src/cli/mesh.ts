@@ -148,8 +148,10 @@ export function registerMeshCommands(program: Command): void {
     } else if (!['ollama', 'openai', 'simulator'].includes(flags.backend)) {
       throw new Error(`--backend must be ollama, openai, local or simulator, not "${flags.backend}"`);
     }
-    const adapter = await createProvider(`mesh-${flags.backend}`, providerCfg);
     const maxConcurrency = flags.maxConcurrency ?? (flags.backend === 'local' ? (flags.maxSequences ?? 4) : 4);
+    // An HTTP backend's connection pool (256 by default) must not queue what the node runs at once.
+    if (flags.backend === 'openai' || flags.backend === 'ollama') providerCfg.max_connections = Math.max(256, maxConcurrency);
+    const adapter = await createProvider(`mesh-${flags.backend}`, providerCfg);
     const host = new ProcHealthSource();
     const worker = new WorkerAgent({
       nodeId: flags.nodeId,
