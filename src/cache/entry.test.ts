@@ -12,6 +12,17 @@ describe('entry codec', () => {
     expect(await decodeAnswer(plain)).toEqual(long);
   });
 
+  it('round-trips large payloads too (compressed and inflated off the event loop)', async () => {
+    // ~200 KB of varied text: above the in-place limit both ways.
+    let seed = 7;
+    const words = Array.from({ length: 30_000 }, () => ((seed = (seed * 48271) % 2147483647), seed.toString(36)));
+    const big = { ...long, result: { ...long.result, choices: [{ ...long.result.choices[0]!, message: { role: 'assistant' as const, content: words.join(' ') } }] } };
+    const packed = await encodeAnswer(big, 1024);
+    expect(packed[0]).toBe(1);
+    expect(packed.length).toBeGreaterThan(8 * 1024);
+    expect(await decodeAnswer(packed)).toEqual(big);
+  });
+
   it('leaves small payloads uncompressed', async () => {
     const small = { kind: 'stream' as const, chunks: [] };
     const buf = await encodeAnswer(small, 1024);

@@ -2,7 +2,7 @@
 // with their original chunking), what it saved, and for semantic entries the embedded text's
 // partition and guard features. Payloads are JSON, gzip-compressed above a size threshold.
 import { promisify } from 'node:util';
-import { gunzip, gzip } from 'node:zlib';
+import { gunzip, gunzipSync, gzip, gzipSync } from 'node:zlib';
 import type { ChatChunk, ChatResult } from '../canonical/chat.js';
 import type { PromptFeatures } from './guards.js';
 
@@ -40,10 +40,17 @@ export interface StoredEntry {
 const PLAIN = 0x00;
 const GZIP = 0x01;
 
+/**
+ * Payloads up to this size are (de)compressed on the calling thread. zlib's asynchronous calls build
+ * a stream and hop to the thread pool: ~200 µs of CPU for a 2 KB streamed answer against ~50 µs done
+ * in place, which blocks the loop for about that long; larger payloads go to the pool.
+ */
+const INLINE_ZLIB_MAX_BYTES = 64 * 1024;
+
 export async function encodeAnswer(answer: CachedAnswer, compressMinBytes: number): Promise<Buffer> {
   const json = Buffer.from(JSON.stringify(answer), 'utf8');
   if (compressMinBytes > 0 && json.length >= compressMinBytes) {
-    const z = await gzipAsync(json);
+    const z = json.length <= INLINE_ZLIB_MAX_BYTES ? gzipSync(json) : await gzipAsync(json);
     if (z.length < json.length) return Buffer.concat([Buffer.from([GZIP]), z]);
   }
   return Buffer.concat([Buffer.from([PLAIN]), json]);
@@ -51,7 +58,8 @@ export async function encodeAnswer(answer: CachedAnswer, compressMinBytes: numbe
 
 export async function decodeAnswer(buf: Buffer): Promise<CachedAnswer> {
   const body = buf.subarray(1);
-  const json = buf[0] === GZIP ? await gunzipAsync(body) : body;
+  // A compressed payload inflates to a few times its size: the same bound, on the input.
+  const json = buf[0] !== GZIP ? body : body.length <= INLINE_ZLIB_MAX_BYTES / 8 ? gunzipSync(body) : await gunzipAsync(body);
   return JSON.parse(json.toString('utf8')) as CachedAnswer;
 }
 
