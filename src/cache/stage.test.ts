@@ -179,8 +179,11 @@ describe.skipIf(!hasWink)('cache stage', () => {
     const hot = testContext();
     await handler(hot, userRequest('What is the capital city of France?', { temperature: 0.9 }));
     expect(hot.facts.cache).toBe('miss');
+    // The hot answer is stored too (exact hits ignore the bound): wait for it, and ask at another
+    // temperature so only a semantic lookup can answer.
+    await settle(2);
     const optedIn = testContext({ id: 'acme', kind: 'token', metadata: { semantic_cache_any_temperature: true } });
-    await handler(optedIn, userRequest('What is the capital city of France?', { temperature: 0.9 }));
+    await handler(optedIn, userRequest('What is the capital city of France?', { temperature: 0.8 }));
     expect(optedIn.facts.cache).toBe('semantic');
   });
 
