@@ -105,12 +105,16 @@ interface PendingAppend {
 export class StreamAppender {
   private pending = new Map<string, PendingAppend[]>();
   private scheduled = false;
+  /** XADD's arguments after the key and before the body: the trim, if any, and the field. */
+  private readonly args: (string | number)[];
 
+  /** `maxLen`: approximate MAXLEN trim on each append; 0 for none. */
   constructor(
     private readonly redis: Redis,
-    /** Approximate MAXLEN trim on each append; 0 for none. */
-    private readonly maxLen = 0,
-  ) {}
+    maxLen = 0,
+  ) {
+    this.args = maxLen > 0 ? ['MAXLEN', '~', maxLen, '*', FIELD] : ['*', FIELD];
+  }
 
   append(stream: string, body: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -133,10 +137,7 @@ export class StreamAppender {
       let sent: Promise<[error: Error | null, result: unknown][] | null>;
       try {
         const pipe = this.redis.pipeline();
-        for (const item of items) {
-          if (this.maxLen > 0) pipe.xadd(stream, 'MAXLEN', '~', this.maxLen, '*', FIELD, item.body);
-          else pipe.xadd(stream, '*', FIELD, item.body);
-        }
+        for (const item of items) pipe.call('XADD', stream, ...this.args, item.body);
         sent = pipe.exec();
       } catch (err) {
         for (const item of items) item.reject(err);
@@ -153,27 +154,27 @@ export class StreamAppender {
 
   /**
    * Resolves what Redis stored. A cluster pipeline is retried by ioredis only when every reply is the
-   * same redirect, so a slot moving mid-batch leaves some appends refused (MOVED, ASK, TRYAGAIN):
-   * those go again one by one, in order, as plain XADDs that follow redirects.
+   * same redirect, so a slot moving mid-batch leaves some appends redirected (MOVED, ASK, TRYAGAIN,
+   * CLUSTERDOWN): those go again one by one, in order, as plain XADDs that follow redirects. Any other
+   * error is the append's answer.
    */
   private async settle(stream: string, items: PendingAppend[], replies: [Error | null, unknown][] | null): Promise<void> {
     for (let i = 0; i < items.length; i++) {
       const item = items[i]!;
-      const reply = replies?.[i];
-      if (reply && !reply[0]) {
+      const err = replies?.[i]?.[0];
+      if (replies?.[i] && !err) {
         item.resolve();
-        continue;
-      }
-      try {
-        if (this.maxLen > 0) await this.redis.xadd(stream, 'MAXLEN', '~', this.maxLen, '*', FIELD, item.body);
-        else await this.redis.xadd(stream, '*', FIELD, item.body);
-        item.resolve();
-      } catch (err) {
+      } else if (err && !REDIRECTED.test(err.message)) {
         item.reject(err);
+      } else {
+        await this.redis.call('XADD', stream, ...this.args, item.body).then(() => item.resolve(), item.reject);
       }
     }
   }
 }
+
+/** Cluster replies that mean "not here, not now" rather than "no". */
+const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
 
 /** Appends a streamed chunk (not final: the done-key is not touched). */
 export async function appendChunk(appender: StreamAppender, callback: string, event: MeshEvent): Promise<void> {

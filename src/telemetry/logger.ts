@@ -102,6 +102,8 @@ export interface AccessLine {
 // Typed as present; written as valid JSON whatever arrives at run time.
 const str = (v: string) => (typeof v === 'string' ? JSON.stringify(v) : v === undefined ? 'null' : JSON.stringify(String(v)));
 const num = (v: number) => (Number.isFinite(v) ? String(v) : 'null');
+/** LINE_FORMAT.base as it appears inside a line: `"service":"inferenceflow"`. */
+const BASE_FIELDS = JSON.stringify(LINE_FORMAT.base).slice(1, -1);
 const needsMetadata = (stream: DestinationStream) => Boolean((stream as unknown as Record<symbol, unknown>)[pinoSymbols.needsMetadataGsym]);
 
 /**
@@ -113,10 +115,9 @@ const needsMetadata = (stream: DestinationStream) => Boolean((stream as unknown 
  */
 export class AccessLogger {
   private readonly stream: DestinationStream;
+  private readonly viaPino: boolean;
   private isoMs = -1;
   private iso = '';
-
-  private readonly viaPino: boolean;
 
   constructor(private readonly log: Logger) {
     this.stream = (log as unknown as Record<symbol, DestinationStream>)[pinoSymbols.streamSym]!;
@@ -137,7 +138,7 @@ export class AccessLogger {
       this.isoMs = now;
       this.iso = new Date(now).toISOString();
     }
-    let out = `{"level":"info","time":"${this.iso}","service":"inferenceflow","reqId":${str(line.reqId)},"method":${str(line.method)},"url":${str(line.url)}`;
+    let out = `{"level":"info","time":"${this.iso}",${BASE_FIELDS},"reqId":${str(line.reqId)},"method":${str(line.method)},"url":${str(line.url)}`;
     if (line.route !== undefined) out += `,"route":${str(line.route)}`;
     out += `,"status":${num(line.status)}`;
     if (line.tenant !== undefined) out += `,"tenant":${str(line.tenant)}`;
