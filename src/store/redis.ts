@@ -84,13 +84,9 @@ export function masters(client: RedisClient): Redis[] {
   return client instanceof Cluster ? client.nodes('master') : [client];
 }
 
-/**
- * A multi-key command or script whose keys hash to different slots of a cluster: Redis answers
- * CROSSSLOT, and ioredis refuses one inside a pipeline before sending ("should belong to the same slot").
- */
+/** A multi-key command or script whose keys hash to different slots of a cluster (Redis's CROSSSLOT). */
 export function isCrossSlotError(err: unknown): boolean {
-  const message = String((err as Error | undefined)?.message ?? '');
-  return message.includes('CROSSSLOT') || message.includes('should belong to the same slot');
+  return String((err as Error | undefined)?.message ?? '').includes('CROSSSLOT');
 }
 
 /** Every key matching `pattern` on every master (SCAN, never KEYS), for invalidation and cleanup. */
