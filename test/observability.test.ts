@@ -129,6 +129,31 @@ describe('metrics and stats on a running gateway', () => {
       await slow.close();
     }
   });
+
+  it('records a client that left before a JSON answer as client_closed_request, not as a gateway failure', async () => {
+    const slow = await startTestGateway({
+      config: { providers: { sim: { type: 'simulator', options: { latency_ms: 2000 } } }, models: [{ name: 'chat', deployments: [{ provider: 'sim', model: 'slow-json' }] }] },
+      logger: logs.logger,
+    });
+    try {
+      const controller = new AbortController();
+      const pending = request(slow.url + CHAT, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'leaves-early-1' }, body: body(), signal: controller.signal });
+      await expect.poll(async () => (await (await fetch(`${slow.url}/metrics`)).text()).includes('inference_requests_in_flight 1')).toBe(true);
+      controller.abort();
+      await expect(pending).rejects.toThrow();
+      await expect.poll(() => logs.lines.find((l) => l.reqId === 'leaves-early-1' && l.msg === 'request'), { timeout: 5000 }).toMatchObject({ status: 499, outcome: 'client_closed' });
+      // The cancellation reached the router: no error-level line, no internal_error anywhere for it.
+      const mine = logs.lines.filter((l) => l.reqId === 'leaves-early-1');
+      expect(mine.filter((l) => l.level === 'error' || (l as { level: unknown }).level === 50)).toEqual([]);
+      expect(JSON.stringify(mine)).not.toContain('internal_error');
+      const text = await (await fetch(`${slow.url}/metrics`)).text();
+      // No answer came, so no model or provider answered it.
+      expect(text).toContain(`inference_requests_total{model="none",provider="none",route="${CHAT}",status="499"} 1`);
+      expect(text).not.toMatch(/inference_errors_5xx_total\{[^}]*\} [1-9]/);
+    } finally {
+      await slow.close();
+    }
+  });
 });
 
 describe('metrics switches', () => {

@@ -251,7 +251,9 @@ export class Router {
       streaming = true;
       return { kind: 'stream', stream: onEnd(outcome.stream, unlink) };
     } catch (err) {
-      const failure = signal.reason instanceof DeadlineExceeded ? signal.reason : toGatewayError(err);
+      // A client that left is not a gateway failure (it was logged as internal_error before).
+      const failure =
+        signal.reason instanceof DeadlineExceeded ? signal.reason : cancel.aborted ? new GatewayError('client_closed_request', { cause: err }) : toGatewayError(err);
       endSpan(span.span, failure);
       throw failure;
     } finally {

@@ -104,8 +104,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   }
 
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
-    const err = fastifyToGatewayError(error);
+    // The client went away while its request was handled: whatever failed because of it, the outcome
+    // is theirs, not a gateway failure to log at error level.
+    const gone = reply.raw.destroyed && !reply.raw.writableEnded;
+    const err = gone && !(error instanceof GatewayError && error.code === 'client_closed_request') ? new GatewayError('client_closed_request', { cause: error }) : fastifyToGatewayError(error);
     if (err.status >= 500) opts.log.error({ reqId: request.id, err: error, code: err.code }, 'request failed');
+    else if (gone) opts.log.debug({ reqId: request.id, code: err.code, cause: (error as Error).message }, 'client closed the request');
     reply.code(err.status).headers(errorHeaders(err));
     if (request.routeOptions.config?.dialect === 'anthropic') {
       return reply.send({ type: 'error', error: { type: anthropicErrorType(err.status), message: err.message, code: err.code } });

@@ -36,6 +36,8 @@ export const ERROR_CODES = {
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error', message: 'Rate limit exceeded; retry after the time in Retry-After.' },
   upstream_rate_limited: { status: 429, type: 'rate_limit_error', message: 'Every upstream for this model is rate limiting; retry after the time in Retry-After.' },
   queue_full: { status: 429, type: 'rate_limit_error', message: 'The gateway queue for this model is full; retry after the time in Retry-After.' },
+  // nginx's 499: never seen by the client that left, it names the outcome in logs, spans and metrics.
+  client_closed_request: { status: 499, type: 'invalid_request_error', message: 'The client closed the connection before the answer was complete.' },
   // 5xx: the gateway or the upstreams
   internal_error: { status: 500, type: 'server_error', message: 'The gateway failed unexpectedly.' },
   upstream_error: { status: 502, type: 'upstream_error', message: 'The upstream provider failed.' },
