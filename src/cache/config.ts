@@ -32,9 +32,11 @@ export const semanticCacheSchema = z
         connectivity: z.number().int().min(4).max(64).default(16),
         ef_construction: z.number().int().min(8).default(48),
         ef_search: z.number().int().min(8).default(64),
+        /** usearch's in-graph vector precision; candidates are re-scored at full precision. */
+        quantization: z.enum(['f32', 'f16', 'i8']).default('i8'),
       })
       .strict()
-      .default({ implementation: 'auto', connectivity: 16, ef_construction: 48, ef_search: 64 }),
+      .default({ implementation: 'auto', connectivity: 16, ef_construction: 48, ef_search: 64, quantization: 'i8' }),
   })
   .strict();
 

@@ -77,6 +77,7 @@ export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}
       connectivity: cfg.semantic.index.connectivity,
       efConstruction: cfg.semantic.index.ef_construction,
       efSearch: cfg.semantic.index.ef_search,
+      quantization: cfg.semantic.index.quantization,
     };
     let ann: ReturnType<typeof defaultAnnFactory>;
     if (cfg.semantic.index.implementation === 'typescript') ann = { kind: 'typescript-hnsw', factory: typescriptHnswFactory(tuning) };

@@ -3,6 +3,7 @@
 // The index is usearch (native HNSW, SIMD) when that optional package is installed, else the
 // TypeScript HNSW in hnsw.ts; docs/caching.md records the measurements behind the choice.
 import { createRequire } from 'node:module';
+import { dot } from './embedders/types.js';
 import { HnswIndex, type Neighbour } from './hnsw.js';
 
 export type { Neighbour };
@@ -23,6 +24,10 @@ export interface IndexTuning {
   connectivity?: number;
   efConstruction?: number;
   efSearch?: number;
+  /** How usearch stores vectors in its graph: `i8` (default) or `f16` make every distance cheaper;
+   * CompactingAnn re-scores the candidates against the full-precision vectors, so similarities stay
+   * exact. The TypeScript HNSW always stores f32. */
+  quantization?: 'f32' | 'f16' | 'i8';
 }
 
 export function typescriptHnswFactory(t: IndexTuning = {}): AnnFactory {
@@ -40,7 +45,7 @@ interface UsearchMatches {
   distances: Float32Array;
 }
 interface UsearchIndexInstance {
-  add(key: bigint, vector: Float32Array): void;
+  add(key: bigint, vector: Float32Array, threads?: number): void;
   remove(key: bigint): number;
   search(vector: Float32Array, k: number, threads: number): UsearchMatches;
   size(): number;
@@ -75,7 +80,7 @@ class UsearchAnn implements AnnIndex {
     this.index = new mod.Index({
       dimensions,
       metric: 'ip',
-      quantization: 'f32',
+      quantization: t.quantization ?? 'i8',
       connectivity: t.connectivity ?? 16,
       expansion_add: t.efConstruction ?? 128,
       expansion_search: t.efSearch ?? 64,
@@ -93,7 +98,9 @@ class UsearchAnn implements AnnIndex {
     const key = this.next++;
     this.keyOf.set(label, key);
     this.labelOf.set(key, label);
-    this.index.add(key, vector);
+    // One thread: usearch's default (0) sizes a thread pool per call, which for one vector costs
+    // more than the insert.
+    this.index.add(key, vector, 1);
   }
   remove(label: string): boolean {
     const key = this.keyOf.get(label);
@@ -172,8 +179,17 @@ export class CompactingAnn implements AnnIndex {
     if (++this.removedSinceBuild >= Math.max(this.minRemovals, this.vectors.size) && !this.next) this.rebuild();
     return true;
   }
+  /**
+   * The index's candidates, re-scored against the stored full-precision vectors: a quantized index
+   * (usearch i8/f16) finds the neighbours, the similarity a threshold is compared with is exact.
+   */
   search(query: Float32Array, k: number): Neighbour[] {
-    return this.current.search(query, k);
+    const found = this.current.search(query, k);
+    for (const n of found) {
+      const v = this.vectors.get(n.label);
+      if (v) n.similarity = dot(query, v);
+    }
+    return found.length > 1 ? found.sort((a, b) => b.similarity - a.similarity) : found;
   }
   /** Stops a running rebuild (the index is being dropped). */
   dispose(): void {

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { semanticCacheSchema } from './config.js';
+import { dot, normalizeInPlace } from './embedders/types.js';
+import { CompactingAnn, loadUsearch, usearchFactory } from './vector-index.js';
+
+let seed = 11;
+function rand(): number {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  return seed / 0x7fffffff - 0.5;
+}
+function vec(d: number): Float32Array {
+  return normalizeInPlace(Float32Array.from({ length: d }, rand));
+}
+/** A vector at about `similarity` to `v`. */
+function near(v: Float32Array, similarity: number): Float32Array {
+  const noise = vec(v.length);
+  const k = Math.sqrt(1 - similarity * similarity);
+  return normalizeInPlace(v.map((x, i) => similarity * x + k * (noise[i] as number)));
+}
+
+const usearch = loadUsearch();
+
+describe('the semantic index configuration', () => {
+  it('stores usearch vectors as i8 by default and accepts f16 and f32', () => {
+    expect(semanticCacheSchema.parse({}).index.quantization).toBe('i8');
+    expect(semanticCacheSchema.parse({ index: { quantization: 'f32' } }).index.quantization).toBe('f32');
+    expect(semanticCacheSchema.safeParse({ index: { quantization: 'f8' } }).success).toBe(false);
+  });
+});
+
+describe.skipIf(!usearch)('usearch with quantized vectors (skipped: the optional usearch package is not installed)', () => {
+  const d = 64;
+  const data = Array.from({ length: 1500 }, () => vec(d));
+  const queries = Array.from({ length: 100 }, (_, i) => ({ want: i * 13, q: near(data[i * 13] as Float32Array, 0.92) }));
+
+  it('finds near duplicates in an i8 graph, and the similarities it reports are exact', () => {
+    const make = usearchFactory(usearch!, { quantization: 'i8' });
+    const raw = make(d);
+    const ann = new CompactingAnn(() => make(d));
+    data.forEach((v, i) => {
+      raw.add(`v${i}`, v);
+      ann.add(`v${i}`, v);
+    });
+    let found = 0;
+    let rawOff = 0;
+    for (const { want, q } of queries) {
+      const got = ann.search(q, 4);
+      if (got[0]?.label === `v${want}`) found++;
+      // Re-scored against the stored f32 vectors, best first.
+      for (const n of got) expect(n.similarity).toBeCloseTo(dot(q, data[Number(n.label.slice(1))] as Float32Array), 6);
+      for (let i = 1; i < got.length; i++) expect(got[i - 1]!.similarity).toBeGreaterThanOrEqual(got[i]!.similarity);
+      // The graph itself holds 8-bit vectors: its own distances are only approximately the cosine.
+      const r = raw.search(q, 1)[0];
+      if (r && Math.abs(r.similarity - dot(q, data[Number(r.label.slice(1))] as Float32Array)) > 1e-4) rawOff++;
+    }
+    expect(found).toBeGreaterThanOrEqual(99);
+    expect(rawOff).toBeGreaterThan(50);
+  });
+
+  it('keeps f32 similarities exact without re-scoring when asked for f32', () => {
+    const idx = usearchFactory(usearch!, { quantization: 'f32' })(d);
+    data.forEach((v, i) => idx.add(`v${i}`, v));
+    for (const { q } of queries.slice(0, 20)) {
+      const r = idx.search(q, 1)[0]!;
+      expect(r.similarity).toBeCloseTo(dot(q, data[Number(r.label.slice(1))] as Float32Array), 5);
+    }
+  });
+});
