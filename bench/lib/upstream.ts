@@ -18,6 +18,11 @@ function chunk(delta: object, finish: string | null): string {
   return `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1700000000, model: 'bench-model', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
 }
 const words = 'The quick brown fox jumps over the lazy dog .'.split(' ');
+// Every stream sends the same events: serialised once, so the stand-in's own CPU (it shares the
+// machine with the gateway under test) goes to sockets and timers, not to JSON.stringify.
+const roleChunk = chunk({ role: 'assistant', content: '' }, null);
+const wordChunks = words.map((w) => chunk({ content: `${w} ` }, null));
+const stopChunk = chunk({}, 'stop');
 const usageChunk = `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1700000000, model: 'bench-model', choices: [], usage: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22 } })}\n\n`;
 
 const models = JSON.stringify({ object: 'list', data: [{ id: 'bench-model', object: 'model', created: 1700000000, owned_by: 'bench' }] });
@@ -49,16 +54,16 @@ export function startUpstream(port: number, streamDelayMs = 0, latencyMs = 0) {
         return;
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-      res.write(chunk({ role: 'assistant', content: '' }, null));
+      res.write(roleChunk);
       let i = 0;
       const next = () => {
-        if (i < words.length) {
-          res.write(chunk({ content: `${words[i++]} ` }, null));
+        if (i < wordChunks.length) {
+          res.write(wordChunks[i++] as string);
           if (streamDelayMs > 0) setTimeout(next, streamDelayMs);
           else next();
           return;
         }
-        res.write(chunk({}, 'stop'));
+        res.write(stopChunk);
         res.write(usageChunk);
         res.end('data: [DONE]\n\n');
       };
