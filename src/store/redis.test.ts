@@ -95,6 +95,44 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
     expect(isCrossSlotError(new Error('NOSCRIPT'))).toBe(false);
   });
 
+  it_('sends the commands of one event-loop turn in one socket write per connection, answers unchanged', async () => {
+    const redis = target.connect();
+    const ns = hashTagged(`test:${run}:${target.name}:coalesce:`);
+    await redis.set(`${ns}warm`, '1'); // connected (for a cluster: the node that owns the tag)
+    // On a cluster, the master that owns the tag's slot.
+    const slot = redis instanceof Cluster ? Number(await redis.call('CLUSTER', 'KEYSLOT', `${ns}warm`)) : 0;
+    const owner = redis instanceof Cluster ? (redis as unknown as { slots: string[][] }).slots[slot]?.[0] : undefined;
+    const node = redis instanceof Cluster ? masters(redis).find((m) => `${m.options.host}:${m.options.port}` === owner) : redis;
+    expect(node?.stream).toBeDefined();
+    const socket = node!.stream as unknown as { _write: (...a: unknown[]) => void; _writev: (chunks: unknown[], cb: unknown) => void };
+    const writes: number[] = [];
+    const origWrite = socket._write;
+    const origWritev = socket._writev;
+    socket._write = function (...a: unknown[]) {
+      writes.push(1);
+      return origWrite.apply(this, a);
+    };
+    socket._writev = function (chunks: unknown[], cb: unknown) {
+      writes.push(chunks.length);
+      return origWritev.call(this, chunks, cb);
+    };
+    try {
+      const buf = Buffer.from([0, 1, 2, 255]);
+      // 40 commands from one turn, Buffer arguments (written as several pieces each) among them.
+      const replies = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => [redis.set(`${ns}k${i}`, buf), redis.getBuffer(`${ns}k${i}`)]).flat(),
+      );
+      for (let i = 0; i < 20; i++) expect(replies[2 * i + 1]).toEqual(buf);
+      expect(writes).toHaveLength(1);
+      expect(writes[0]).toBeGreaterThanOrEqual(40);
+      // Commands in later turns are not held back: each turn's batch leaves by itself.
+      expect(await redis.get(`${ns}k0`)).toBe(buf.toString());
+    } finally {
+      socket._write = origWrite;
+      socket._writev = origWritev;
+    }
+  });
+
   it_('finds keys on every master with SCAN', async () => {
     const redis = target.connect();
     // Untagged keys spread over the slots (and so over every master of a cluster).

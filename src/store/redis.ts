@@ -2,6 +2,7 @@
 // process, created at start-up and closed at shutdown; blocking readers (streams) get their own.
 // A `redis+cluster://h1:p1,h2:p2` URL gives a Redis Cluster client with the same command API; the
 // key rules that keep multi-key scripts valid on a cluster are in docs/scaling.md.
+import type { Socket } from 'node:net';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { ManagedResource } from '../gateway/gateway.js';
 
@@ -74,9 +75,49 @@ export function createRedis(url: string, name: string, extra: RedisOptions = {})
         ...extra,
       },
     };
-    return new Cluster(target.nodes, options);
+    return coalesceWrites(new Cluster(target.nodes, options));
   }
-  return new Redis(url, { ...common, retryStrategy: retry, ...extra });
+  return coalesceWrites(new Redis(url, { ...common, retryStrategy: retry, ...extra }));
+}
+
+const COALESCED = Symbol('inferenceflow.coalescedWrites');
+
+/**
+ * Commands a client sends during one event-loop turn leave in one socket write. ioredis writes each
+ * command (and each Buffer argument) with its own `socket.write`, which is one system call apiece;
+ * a request touches Redis several times (limits, cache lookup and store, statistics), and requests
+ * handled in the same turn touch it again. The socket is corked at the turn's first write and
+ * uncorked at setImmediate, after the turn's I/O callbacks: order is kept, replies are parsed as
+ * before, and a command waits at most for the rest of the turn that issued it. Each new connection
+ * (reconnects, cluster nodes) is patched when it connects.
+ */
+export function coalesceWrites<C extends RedisClient>(client: C): C {
+  if (client instanceof Cluster) {
+    client.on('+node', (node: Redis) => coalesceWrites(node));
+    return client;
+  }
+  const patch = () => {
+    const socket = (client as Redis).stream as (Socket & { [COALESCED]?: true }) | undefined;
+    if (!socket || socket[COALESCED]) return;
+    socket[COALESCED] = true;
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      socket.uncork();
+    };
+    const write = socket.write;
+    socket.write = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        setImmediate(uncork);
+      }
+      return write.apply(this, args as never);
+    } as Socket['write'];
+  };
+  client.on('connect', patch);
+  patch();
+  return client;
 }
 
 /** The masters of a cluster, or the one server: where KEYS/SCAN-style commands must each run. */

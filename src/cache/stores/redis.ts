@@ -100,6 +100,12 @@ function compareIds(a: string, b: string): number {
   return am !== bm ? am - bm : as - bs;
 }
 
+/** The store's scripts, defined on its client (one key: the LRU set; the rest are arguments). */
+interface CacheScripts {
+  ifCacheSet(lru: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
+  ifCacheDelete(lru: string, ...args: (string | number)[]): Promise<unknown>;
+}
+
 export class RedisCacheStore implements CacheStore {
   readonly kind = 'redis' as const;
   private readonly redis: RedisClient;
@@ -124,6 +130,15 @@ export class RedisCacheStore implements CacheStore {
     }
     this.p = hashTagged(`${opts.keyPrefix}cache:`);
     this.streamMaxLen = opts.streamMaxLen ?? 10_000;
+    // EVALSHA, loading the script on NOSCRIPT: EVAL would send the 1.3 KB script with every store.
+    if (!('ifCacheSet' in this.redis)) {
+      this.redis.defineCommand('ifCacheSet', { numberOfKeys: 1, lua: SET_SCRIPT });
+      this.redis.defineCommand('ifCacheDelete', { numberOfKeys: 1, lua: DELETE_SCRIPT });
+    }
+  }
+
+  private get scripts(): CacheScripts {
+    return this.redis as unknown as CacheScripts;
   }
 
   /** Starts following the event stream from now; call before scanning so no write falls between. */
@@ -160,9 +175,7 @@ export class RedisCacheStore implements CacheStore {
     // shared budget has to bound what each replica spends on an entry, not only what Redis holds.
     const bytes = entryBytes(entry);
     if (bytes > this.opts.maxBytes) return;
-    const evicted = (await this.redis.eval(
-      SET_SCRIPT,
-      1,
+    const evicted = (await this.scripts.ifCacheSet(
       `${this.p}lru`,
       this.p,
       entry.meta.key,
@@ -184,7 +197,7 @@ export class RedisCacheStore implements CacheStore {
     if (keys.length === 0) return 0;
     let n = 0;
     for (let i = 0; i < keys.length; i += 500) {
-      n += (await this.redis.eval(DELETE_SCRIPT, 1, `${this.p}lru`, this.p, this.streamMaxLen, reason, ...keys.slice(i, i + 500))) as number;
+      n += (await this.scripts.ifCacheDelete(`${this.p}lru`, this.p, this.streamMaxLen, reason, ...keys.slice(i, i + 500))) as number;
     }
     // Local listeners learn through the stream like everyone else; tell them now too.
     this.emit({ op: 'delete', keys, reason });
