@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../telemetry/logger.js';
-import { defaultWorkerCount, planWorkers, runPrimary, type PrimaryOptions } from './cluster.js';
+import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, planWorkers, runPrimary, workerExecArgv, type PrimaryOptions } from './cluster.js';
 
 function files(map: Record<string, string>) {
   return (path: string) => {
@@ -78,6 +78,22 @@ describe('runPrimary', () => {
     expect([...seen].sort()).toEqual(pids.map(String).sort());
     primary.stop();
     expect(await primary.exited).toBe(0);
+  });
+
+  it('starts workers with a 64 MiB young-generation semi-space unless the operator chose one', async () => {
+    expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`]);
+    expect(workerExecArgv(['--max-semi-space-size=8'], '')).toEqual(['--max-semi-space-size=8']);
+    expect(workerExecArgv([], '--max_semi_space_size=32 --trace-gc')).toEqual([]);
+    const primary = start('listen', { workers: 1 });
+    try {
+      const { url } = await primary.listening;
+      const res = await fetch(`${url}/heap`);
+      const { execArgv } = (await res.json()) as { execArgv: string[] };
+      expect(execArgv).toContain(`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`);
+    } finally {
+      primary.stop();
+      await primary.exited;
+    }
   });
 
   it('stops with exit code 1 when a worker exits before it ever listened', async () => {
