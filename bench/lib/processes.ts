@@ -11,9 +11,17 @@ export interface Proc {
   stop(): void;
 }
 
+/** The node flags the Docker image gives every InferenceFlow process (Dockerfile, docs/scaling.md). */
+export const IMAGE_NODE_OPTIONS = '--max-semi-space-size=64';
+
+/**
+ * Starts `node --import tsx <args>`. InferenceFlow's own processes (`dist/…`) run with the Docker
+ * image's NODE_OPTIONS unless the environment sets NODE_OPTIONS; the stand-ins run with Node's defaults.
+ */
 export function startProcess(args: string[], env: Record<string, string> = {}, ready = /READY (\d+)/): Promise<Proc> {
+  const image = args[0]?.startsWith('dist/') && process.env.NODE_OPTIONS === undefined ? { NODE_OPTIONS: IMAGE_NODE_OPTIONS } : {};
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env: { ...process.env, ...image, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const onData = (d: Buffer) => {
       out += d.toString();
