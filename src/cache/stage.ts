@@ -1,7 +1,7 @@
 // The cache as a gateway stage: answers hits (a result, or the stored stream replayed chunk for
 // chunk) and stores what the rest of the pipeline answers on a miss. A cache failure never fails a
 // request: lookup errors count as a miss, store errors are logged.
-import { randomBytes } from 'node:crypto';
+import { randomBase64Url } from '../gateway/ids.js';
 import type { ChatChunk } from '../canonical/chat.js';
 import type { RequestContext } from '../gateway/context.js';
 import { observeStream, type ChatStage } from '../gateway/pipeline.js';
@@ -15,7 +15,7 @@ export interface CacheStageDeps {
 }
 
 function responseId(): string {
-  return `chatcmpl-${randomBytes(12).toString('base64url')}`;
+  return `chatcmpl-${randomBase64Url(12)}`;
 }
 
 function saved(ctx: RequestContext, tokens: number): { tokens: number; costUsd: number } {

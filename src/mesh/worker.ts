@@ -3,7 +3,7 @@
 // streamed tokens and the one final response to the request's callback stream. When the backend is
 // down it keeps heartbeating (empty model list) and answers with errors, so it recovers in place.
 // On stop it drains: marks itself draining, stops reading, finishes what it holds, then leaves.
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../gateway/ids.js';
 import { isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { ChatChunk } from '../canonical/chat.js';
@@ -194,7 +194,7 @@ export class WorkerAgent {
       await this.commands.multi().xack(this.stream, WORKER_GROUP, entryId).xdel(this.stream, entryId).exec();
       return;
     }
-    const exec = `${this.opts.nodeId}:${req.attempt}:${randomBytes(3).toString('hex')}`;
+    const exec = `${this.opts.nodeId}:${req.attempt}:${randomHex(3)}`;
     const base = { id: req.id, exec, node: this.opts.nodeId };
     if (await isDone(this.commands, this.keys, req.id)) {
       // Answered by another execution, or its requester gave up: nothing to run.

@@ -2,7 +2,7 @@
 // to the mesh's ingress stream; a router places it on a node; the answer (or its tokens, as they come)
 // arrives on this process's callback stream. Options: `redis_url` (else REDIS_URL), `key_prefix`
 // (default `orion:inference:`). Aborts mark the request done so no node starts it afterwards.
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../gateway/ids.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
@@ -149,5 +149,5 @@ export class MeshProvider implements ProviderAdapter {
 
 /** Unique per attempt: a gateway retry of the same request must not find the first attempt's done-key. */
 function meshRequestId(requestId: string): string {
-  return `${requestId}.${randomBytes(4).toString('hex')}`;
+  return `${requestId}.${randomHex(4)}`;
 }

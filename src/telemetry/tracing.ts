@@ -4,7 +4,6 @@
 // set (the standard OTEL_* variables). Spans cost CPU on every request, so they are only made when
 // something records them: with no exporter the gateway only propagates `traceparent` (one id per
 // request, no span objects), and with tracing off every helper here is a no-op.
-import { randomFillSync } from 'node:crypto';
 import {
   INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
@@ -36,6 +35,7 @@ import {
 } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { RequestContext } from '../gateway/context.js';
+import { randomHex } from '../gateway/ids.js';
 import type { ChatOutcome, ChatStage } from '../gateway/pipeline.js';
 import { observeStream } from '../gateway/pipeline.js';
 
@@ -200,20 +200,6 @@ function propagatedSpanContext(headers: Record<string, string | string[] | undef
     return sc;
   }
   return { traceId: ids.slice(0, 32), spanId, traceFlags: sampleRoot() ? 1 : 0 };
-}
-
-// Trace and span ids come from a pool of random bytes refilled 4 KiB at a time: a crypto call per
-// request (randomBytes) costs several microseconds, a slice of the pool a fraction of one.
-const pool = Buffer.alloc(4096);
-let poolAt = pool.length;
-
-function randomHex(bytes: number): string {
-  if (poolAt + bytes > pool.length) {
-    randomFillSync(pool);
-    poolAt = 0;
-  }
-  poolAt += bytes;
-  return pool.toString('hex', poolAt - bytes, poolAt);
 }
 
 /** W3C `traceparent` (and `tracestate`) for an upstream call made within `ctx`. */
