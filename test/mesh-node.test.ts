@@ -113,6 +113,24 @@ describe.skipIf(!available)('mesh nodes in process', () => {
     expect(reader.finals().every((e) => e.type === 'result')).toBe(true);
   }, 30_000);
 
+  it('spreads a burst the router reads in one batch over the healthy nodes, even with one prompt', async () => {
+    // Two healthy nodes are up (late-joiner and blip). One prompt: the same affinity node for all,
+    // so only the load the router counts per placement can send some to the other.
+    const live = [...(await nodes(redis, prefix)).keys()].sort();
+    expect(live).toEqual(['blip', 'late-joiner']);
+    // The router's cached view may predate blip's re-registration after the previous test's kill.
+    await waitFor('the router sees both nodes', async () => (await router.health()).length === 2, 5_000, 50);
+    const reqs = Array.from({ length: 40 }, () => chatRequest(prefix, 'simulator', 'the same question every time'));
+    reqs.forEach((r) => (r.callback = `${prefix}burst-callback`));
+    const reader = new CallbackReader(redis, reqs[0]!.callback);
+    await publish(redis, prefix, reqs);
+    await waitFor('40 answers', async () => (await reader.poll(), reader.finals().length >= 40), 20_000, 50);
+    const byNode = new Map<string, number>();
+    for (const e of reader.finals()) byNode.set(e.node, (byNode.get(e.node) ?? 0) + 1);
+    expect([...byNode.keys()].sort()).toEqual(['blip', 'late-joiner']);
+    expect(Math.min(...byNode.values())).toBeGreaterThanOrEqual(10);
+  }, 30_000);
+
   describe('gateway provider type mesh', () => {
     let gateway: RunningServer;
     let client: OpenAI;

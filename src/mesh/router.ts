@@ -109,13 +109,26 @@ export class MeshRouter {
     await Promise.all([this.commands.quit().catch(() => this.commands.disconnect()), this.reader.quit().catch(() => this.reader.disconnect())]);
   }
 
+  private refreshing: Promise<void> | undefined;
+
   /** The current health view (cached briefly), for decisions and the dashboard. */
   async health(): Promise<NodeHealth[]> {
     const now = this.now();
     if (now - this.nodesReadAt > HEALTH_CACHE_MS) {
-      this.nodes = await this.registry.readAll();
-      this.nodesReadAt = now;
-      this.prunePlaced();
+      // One read for every placement of a batch that finds the view stale.
+      this.refreshing ??= this.registry.readAll().then(
+        (nodes) => {
+          this.nodes = nodes;
+          this.nodesReadAt = now;
+          this.prunePlaced();
+          this.refreshing = undefined;
+        },
+        (err: unknown) => {
+          this.refreshing = undefined;
+          throw err;
+        },
+      );
+      await this.refreshing;
     }
     return this.nodes;
   }
@@ -134,10 +147,16 @@ export class MeshRouter {
         failures = 0;
         const entries: StreamEntries = reply?.[0]?.[1] ?? [];
         if (cursor !== '>') cursor = entries.length ? entries[entries.length - 1]![0] : '>';
-        for (const [id, fields] of entries) {
-          if (this.waiting.has(waitKey(this.keys.requests, id))) continue;
-          await this.placeEntry({ stream: this.keys.requests, group: ROUTER_GROUP, id }, fields, undefined, false);
-        }
+        // The batch is placed concurrently: each placement is two Redis round trips (is it done
+        // already? then XADD + XACK), and one after another they capped the router at what Redis
+        // answers in sequence, with every request behind them waiting. Concurrently, a batch's
+        // commands leave together (coalesced writes) and the decisions still see each other
+        // (a placement is counted when it is decided).
+        await Promise.all(
+          entries.map(([id, fields]) =>
+            this.waiting.has(waitKey(this.keys.requests, id)) ? undefined : this.placeEntry({ stream: this.keys.requests, group: ROUTER_GROUP, id }, fields, undefined, false),
+          ),
+        );
       } catch (err) {
         if (this.stopping) break;
         if (isNoGroupError(err)) await ensureGroup(this.commands, this.keys.requests, ROUTER_GROUP).catch(() => undefined);
@@ -176,7 +195,6 @@ export class MeshRouter {
         .xack(source.stream, source.group, source.id)
         .xdel(source.stream, source.id)
         .exec();
-      this.notePlaced(decision.node);
       this.stats.decisions[decision.reason]++;
       if (avoid !== undefined || req.attempt > 1) this.stats.rerouted++;
       else this.stats.routed++;
@@ -219,9 +237,13 @@ export class MeshRouter {
       extraLoad: (node: string) => this.extraLoad(node),
     };
     const input = { model: req.model, affinityKey: affinityKeyOf(req.payload.messages, this.opts.config.scoring.prefix_chars) };
-    const decision = chooseNode(nodes, input, opts);
+    let decision = chooseNode(nodes, input, opts);
     // The node it came from is better than none.
-    if (decision instanceof ErrNoAvailableNodes && avoid !== undefined) return chooseNode(all, input, opts);
+    if (decision instanceof ErrNoAvailableNodes && avoid !== undefined) decision = chooseNode(all, input, opts);
+    // Counted now, in the same synchronous step as the choice, so the placements of a batch that
+    // are decided meanwhile see it in extraLoad (the count is an estimate until the node's next
+    // heartbeat either way; a write that then fails leaves the entry pending for a retry).
+    if (!(decision instanceof ErrNoAvailableNodes)) this.notePlaced(decision.node);
     return decision;
   }
 
