@@ -1,6 +1,7 @@
 // Starts benchmark participants as separate processes (so each has its own event loop) and waits
 // for their READY line.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -29,11 +30,49 @@ export function startProcess(args: string[], env: Record<string, string> = {}, r
       if (m) {
         child.stdout?.off('data', onData);
         child.stdout?.resume();
-        resolve({ child, port: m[1] === undefined ? 0 : Number(m[1]), stop: () => child.kill('SIGKILL') });
+        resolve({ child, port: m[1] === undefined ? 0 : Number(m[1]), stop: () => killTree(child) });
       }
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out.slice(-2000)}`)));
   });
+}
+
+/** Every descendant of `pid` (cluster workers and theirs), from /proc; empty where there is none. */
+function descendants(pid: number): number[] {
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const t of tasks) {
+    let raw = '';
+    try {
+      raw = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const c of raw.trim().split(/\s+/)) if (c) out.push(Number(c), ...descendants(Number(c)));
+  }
+  return out;
+}
+
+/**
+ * SIGKILLs the process and its descendants. A cluster worker should exit when its primary's IPC
+ * channel closes, but one whose event loop is busy with a backlog may not get to it: an orphaned
+ * gateway worker kept a core 55% busy for ten minutes after a soak here, and skewed every run after it.
+ */
+function killTree(child: ChildProcess): void {
+  const kids = child.pid === undefined ? [] : descendants(child.pid);
+  child.kill('SIGKILL');
+  for (const pid of kids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
