@@ -1,16 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { dot, normalizeInPlace } from './embedders/types.js';
+import { seededVectors } from '../../test/helpers/vectors.js';
+import { dot } from './embedders/types.js';
 import { HnswIndex } from './hnsw.js';
 import { CompactingAnn, PartitionedVectorIndex, typescriptHnswFactory } from './vector-index.js';
 
-let seed = 7;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-  return seed / 0x7fffffff - 0.5;
-}
-function vec(d: number): Float32Array {
-  return normalizeInPlace(Float32Array.from({ length: d }, rand));
-}
+const { vec } = seededVectors(7);
 
 describe('HnswIndex', () => {
   it('finds the exact nearest neighbour for almost every query', () => {

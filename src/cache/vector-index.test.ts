@@ -1,16 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { seededVectors } from '../../test/helpers/vectors.js';
 import { semanticCacheSchema } from './config.js';
 import { dot, normalizeInPlace } from './embedders/types.js';
 import { CompactingAnn, loadUsearch, usearchFactory } from './vector-index.js';
 
-let seed = 11;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-  return seed / 0x7fffffff - 0.5;
-}
-function vec(d: number): Float32Array {
-  return normalizeInPlace(Float32Array.from({ length: d }, rand));
-}
+const { vec } = seededVectors(11);
 /** A vector at about `similarity` to `v`. */
 function near(v: Float32Array, similarity: number): Float32Array {
   const noise = vec(v.length);
