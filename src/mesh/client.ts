@@ -7,8 +7,8 @@ import { isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { ChatRequest } from '../canonical/chat.js';
 import { backoffMs, connectOrFail, createMeshRedis, sleep, type StreamReply } from './connection.js';
-import { decodeEvent, encodeRequest, entryData, isFinalEvent, meshKeys, type MeshEvent, type MeshKeys, type MeshRequest } from './contracts.js';
-import { markAbandoned, StreamAppender } from './delivery.js';
+import { decodeEvent, encodeRequest, entryData, FIELD, isFinalEvent, meshKeys, type MeshEvent, type MeshKeys, type MeshRequest } from './contracts.js';
+import { markAbandoned } from './delivery.js';
 
 export interface MeshClientOptions {
   redisUrl: string;
@@ -82,8 +82,6 @@ export class MeshClient {
   readonly callback: string;
   private commands!: RedisClient;
   private reader!: RedisClient;
-  /** Requests submitted in one event-loop turn go to the ingress stream in one pipeline. */
-  private submitter!: StreamAppender;
   private readonly calls = new Map<string, MeshCall>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private loop: Promise<void> | undefined;
@@ -98,7 +96,6 @@ export class MeshClient {
   async connect(): Promise<void> {
     this.commands = createMeshRedis(this.opts.redisUrl, 'client');
     this.reader = createMeshRedis(this.opts.redisUrl, 'client:reader');
-    this.submitter = new StreamAppender(this.commands);
     await connectOrFail(this.commands);
     await connectOrFail(this.reader);
     for (const c of [this.commands, this.reader]) c.on('error', (err: Error) => this.opts.log?.debug({ err: err.message }, 'mesh client: redis connection error'));
@@ -146,7 +143,8 @@ export class MeshClient {
       },
       { once: true },
     );
-    await this.submitter.append(this.keys.requests, encodeRequest(req));
+    // Submits of one event-loop turn leave in one socket write (createRedis coalesces writes).
+    await this.commands.xadd(this.keys.requests, '*', FIELD, encodeRequest(req));
     return call;
   }
 

@@ -90,100 +90,13 @@ export async function deliverFinal(
   return won;
 }
 
-interface PendingAppend {
-  body: string;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 /**
- * Stream appends made during one turn of the event loop, sent as one pipeline per stream when the
- * turn ends (setImmediate: after every socket that was ready has been read). A worker streaming
- * hundreds of answers appends thousands of chunks a second; one write per XADD cost it a third of
- * its CPU in system calls. Order per stream is kept; each append resolves once Redis has it.
+ * Appends a streamed chunk (not final: the done-key is not touched). A worker streaming hundreds of
+ * answers appends thousands of chunks a second; the appends of one event-loop turn leave in one
+ * socket write because every mesh client coalesces its writes (store/redis.ts `coalesceWrites`).
  */
-export class StreamAppender {
-  private pending = new Map<string, PendingAppend[]>();
-  private scheduled = false;
-  /** XADD's arguments after the key and before the body: the trim, if any, and the field. */
-  private readonly args: (string | number)[];
-
-  /** `maxLen`: approximate MAXLEN trim on each append; 0 for none. */
-  constructor(
-    private readonly redis: Redis,
-    maxLen = 0,
-  ) {
-    this.args = maxLen > 0 ? ['MAXLEN', '~', maxLen, '*', FIELD] : ['*', FIELD];
-  }
-
-  append(stream: string, body: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let list = this.pending.get(stream);
-      if (!list) this.pending.set(stream, (list = []));
-      list.push({ body, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const batches = this.pending;
-    this.pending = new Map();
-    // One stream per pipeline: its keys share a slot, so this also holds on Redis Cluster.
-    for (const [stream, items] of batches) {
-      let sent: Promise<[error: Error | null, result: unknown][] | null>;
-      try {
-        const pipe = this.redis.pipeline();
-        for (const item of items) pipe.call('XADD', stream, ...this.args, item.body);
-        sent = pipe.exec();
-      } catch (err) {
-        for (const item of items) item.reject(err);
-        continue;
-      }
-      sent.then(
-        (replies) => this.settle(stream, items, replies),
-        (err: unknown) => {
-          for (const item of items) item.reject(err);
-        },
-      );
-    }
-  }
-
-  /**
-   * Resolves what Redis stored. A cluster pipeline is retried by ioredis only when every reply is the
-   * same redirect, so a slot moving mid-batch leaves some appends redirected (MOVED, ASK, TRYAGAIN,
-   * CLUSTERDOWN): those go again one by one, in order, as plain XADDs that follow redirects. Any other
-   * error is the append's answer.
-   */
-  private async settle(stream: string, items: PendingAppend[], replies: [Error | null, unknown][] | null): Promise<void> {
-    for (let i = 0; i < items.length; i++) {
-      const item = items[i]!;
-      const err = replies?.[i]?.[0];
-      if (replies?.[i] && !err) {
-        item.resolve();
-      } else if (err && !REDIRECTED.test(err.message)) {
-        item.reject(err);
-      } else {
-        await this.redis.call('XADD', stream, ...this.args, item.body).then(() => item.resolve(), item.reject);
-      }
-    }
-  }
-}
-
-/** Cluster replies that mean "not here, not now" rather than "no". */
-const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
-
-/** Appends a streamed chunk (not final: the done-key is not touched). */
-export async function appendChunk(appender: StreamAppender, callback: string, event: MeshEvent): Promise<void> {
-  await appender.append(callback, JSON.stringify(event));
-}
-
-/** A chunk appender for callback streams (trimmed like the final writes). */
-export function callbackAppender(redis: Redis): StreamAppender {
-  return new StreamAppender(redis, CALLBACK_MAXLEN);
+export async function appendChunk(redis: Redis, callback: string, event: MeshEvent): Promise<void> {
+  await redis.xadd(callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, JSON.stringify(event));
 }
 
 /** Whether a request already has its final response (or was cancelled by its requester). */

@@ -11,7 +11,7 @@ import { isUpstreamError } from '../providers/errors.js';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
 import type { MeshConfig } from './config.js';
 import { decodeRequest, entryData, meshKeys, WORKER_GROUP, type MeshErrorBody, type MeshEvent, type MeshKeys, type MeshRequest, type NodeHealth } from './contracts.js';
-import { appendChunk, callbackAppender, deliverFinal, isDone, touchPending, type SourceEntry, type StreamAppender } from './delivery.js';
+import { appendChunk, deliverFinal, isDone, touchPending, type SourceEntry } from './delivery.js';
 import type { MeshBackend } from './backend.js';
 import type { HealthSource, HostHealth } from './health.js';
 import { HealthRegistry } from './registry.js';
@@ -46,7 +46,6 @@ export class WorkerAgent {
   private readonly blockMs: number;
   private commands!: RedisClient;
   private reader!: RedisClient;
-  private appender!: StreamAppender;
   private registry!: HealthRegistry;
   private readonly inFlight = new Map<string, Promise<void>>();
   private slotFreed: (() => void) | undefined;
@@ -71,7 +70,6 @@ export class WorkerAgent {
   /** Connects (failing if Redis is unreachable), registers, and starts consuming. */
   async start(): Promise<void> {
     this.commands = createMeshRedis(this.opts.redisUrl, `worker:${this.opts.nodeId}`);
-    this.appender = callbackAppender(this.commands);
     this.reader = createMeshRedis(this.opts.redisUrl, `worker:${this.opts.nodeId}:reader`);
     await connectOrFail(this.commands);
     await connectOrFail(this.reader);
@@ -214,7 +212,7 @@ export class WorkerAgent {
     try {
       if (req.stream) {
         const chunks = await this.opts.backend.adapter.streamChat({ ...payload, stream: true }, callOpts);
-        for await (const chunk of chunks) await appendChunk(this.appender, req.callback, { ...base, type: 'chunk', chunk: chunk as ChatChunk });
+        for await (const chunk of chunks) await appendChunk(this.commands, req.callback, { ...base, type: 'chunk', chunk: chunk as ChatChunk });
         await this.finish(req, { ...base, type: 'done' }, source);
       } else {
         const result = await this.opts.backend.adapter.chat({ ...payload, stream: false }, callOpts);
