@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { IMAGE_NODE_OPTIONS } from './lib/processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // The soak (bench/soak.ts, ten minutes) runs only when named: `npm run bench -- soak`.
@@ -26,5 +27,5 @@ for (const name of list) {
   // The load generators hold up to a thousand requests in flight, like the gateway: the same young
   // generation as the Docker image gives InferenceFlow's processes (docs/scaling.md), so their GC
   // takes less of the two cores they share with the process under test.
-  execFileSync(process.execPath, ['--max-semi-space-size=64', '--import', 'tsx', file, ...args], { cwd: ROOT, stdio: 'inherit' });
+  execFileSync(process.execPath, [IMAGE_NODE_OPTIONS, '--import', 'tsx', file, ...args], { cwd: ROOT, stdio: 'inherit' });
 }

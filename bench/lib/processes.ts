@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { WORKER_SEMI_SPACE_MB } from '../../src/cli/cluster.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -13,7 +14,7 @@ export interface Proc {
 }
 
 /** The node flags the Docker image gives every InferenceFlow process (Dockerfile, docs/scaling.md). */
-export const IMAGE_NODE_OPTIONS = '--max-semi-space-size=64';
+export const IMAGE_NODE_OPTIONS = `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`;
 
 /**
  * Starts `node --import tsx <args>`. InferenceFlow's own processes (`dist/…`) run with the Docker
