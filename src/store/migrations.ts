@@ -1,7 +1,11 @@
 // SQL migrations, applied in order at start-up and recorded in `schema_migrations`. The list is
 // append-only: a capability that needs tables adds an entry at the end (never edits a shipped one).
-// Replicas starting together serialise on an advisory lock, so each migration runs exactly once.
+// Replicas starting together (or the workers of one `serve --workers N`) serialise on an advisory
+// lock, so each migration runs exactly once and no two create the same table at the same moment.
 import type { SqlDatabase } from './sql.js';
+
+/** The advisory lock every schema change takes (creating the schema, its migration table, a migration). */
+export const MIGRATION_LOCK = 727271;
 
 export interface Migration {
   /** Unique, ordered id, e.g. `0001_tenancy`. */
@@ -70,12 +74,17 @@ export const MIGRATIONS: Migration[] = [
 
 /** Applies every migration not yet recorded, each in its own transaction, under an advisory lock. */
 export async function applyMigrations(sql: SqlDatabase, migrations: readonly Migration[] = MIGRATIONS): Promise<string[]> {
-  await sql.query(`CREATE TABLE IF NOT EXISTS schema_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+  // Under the lock too: two sessions running CREATE TABLE IF NOT EXISTS at the same moment both find
+  // no table, and the second fails on the catalog's unique index ("pg_type_typname_nsp_index").
+  await sql.transaction(async (q) => {
+    await q(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+    await q(`CREATE TABLE IF NOT EXISTS schema_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+  });
   const applied: string[] = [];
   for (const m of migrations) {
     const done = await sql.transaction(async (q) => {
       // Lock per transaction: a replica that waited re-checks and skips what another just applied.
-      await q(`SELECT pg_advisory_xact_lock(727271)`);
+      await q(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
       const rows = await q(`SELECT id FROM schema_migrations WHERE id = $1`, [m.id]);
       if (rows.length > 0) return false;
       for (const s of m.statements) await q(s);

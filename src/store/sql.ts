@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import type { ManagedResource } from '../gateway/gateway.js';
-import { applyMigrations, type Migration } from './migrations.js';
+import { MIGRATION_LOCK, applyMigrations, type Migration } from './migrations.js';
 
 export type Drizzle = PgDatabase<PgQueryResultHKT>;
 
@@ -53,7 +53,11 @@ async function openPostgres(url: string, schema?: string): Promise<SqlDatabase> 
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
     try {
+      // Serialised with every other replica's schema changes (see applyMigrations).
+      await admin.query('BEGIN');
+      await admin.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
       await admin.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+      await admin.query('COMMIT');
     } finally {
       await admin.end();
     }
