@@ -5,6 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section } from './records.js';
 import { RollingStats, type PerformanceSummary } from './rolling-stats.js';
+import { FastCounter, FastHistogram } from './series.js';
 
 const LATENCY_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000];
 const ALLOCATION_BUCKETS_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 15_000, 60_000];
@@ -47,20 +48,21 @@ export class GatewayMetrics {
   private readonly limit: BoundedLabel;
 
   // Seed 001 names.
-  readonly requestsTotal: Counter<'model' | 'provider' | 'route' | 'status'>;
-  readonly requestDuration: Histogram<'model' | 'provider' | 'route'>;
+  readonly requestsTotal: FastCounter<'model' | 'provider' | 'route' | 'status'>;
+  readonly requestDuration: FastHistogram<'model' | 'provider' | 'route'>;
   readonly errors5xx: Counter<'provider' | 'route' | 'status'>;
-  readonly cacheHits: Counter<'kind'>;
+  readonly cacheHits: FastCounter<'kind'>;
   readonly queueDepth: Gauge<'queue'>;
   readonly breakerOpen: Counter<'deployment'>;
   // Upstream calls (seed 002, 004).
   readonly inFlight: Gauge;
-  readonly providerLatency: Histogram<'provider' | 'model' | 'outcome'>;
+  private inFlightCount = 0;
+  readonly providerLatency: FastHistogram<'provider' | 'model' | 'outcome'>;
   readonly providerErrors: Counter<'provider' | 'kind'>;
-  readonly timeToFirstToken: Histogram<'provider' | 'model'>;
-  readonly tokens: Counter<'provider' | 'model' | 'type'>;
-  readonly cost: Counter<'provider' | 'model'>;
-  readonly cacheMisses: Counter;
+  readonly timeToFirstToken: FastHistogram<'provider' | 'model'>;
+  readonly tokens: FastCounter<'provider' | 'model' | 'type'>;
+  readonly cost: FastCounter<'provider' | 'model'>;
+  readonly cacheMisses: FastCounter;
   readonly cacheSaved: Counter<'kind'>;
   readonly breakerState: Gauge<'deployment'>;
   readonly rateLimitedTotal: Counter<'limit'>;
@@ -85,13 +87,13 @@ export class GatewayMetrics {
     const registers = [this.registry];
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
-    this.requestsTotal = new Counter({
+    this.requestsTotal = new FastCounter({
       name: 'inference_requests_total',
       help: 'HTTP requests answered, by route pattern, model, provider that answered and HTTP status.',
       labelNames: ['model', 'provider', 'route', 'status'],
       registers,
     });
-    this.requestDuration = new Histogram({
+    this.requestDuration = new FastHistogram({
       name: 'inference_request_duration_ms',
       help: 'Time from request arrival to the last byte of the response (streams: to their end), ms.',
       labelNames: ['model', 'provider', 'route'],
@@ -104,7 +106,7 @@ export class GatewayMetrics {
       labelNames: ['provider', 'route', 'status'],
       registers,
     });
-    this.cacheHits = new Counter({
+    this.cacheHits = new FastCounter({
       name: 'inference_cache_hits_total',
       help: 'Requests answered from a cache, by kind (exact or semantic).',
       labelNames: ['kind'],
@@ -112,7 +114,7 @@ export class GatewayMetrics {
     });
     // Zero series for the fixed label values, so rate() and the dashboards read 0 rather than nothing.
     for (const kind of ['exact', 'semantic'] as const) this.cacheHits.inc({ kind }, 0);
-    this.cacheMisses = new Counter({ name: 'inference_cache_misses_total', help: 'Cache lookups that found nothing.', registers });
+    this.cacheMisses = new FastCounter({ name: 'inference_cache_misses_total', help: 'Cache lookups that found nothing.', registers });
     this.cacheSaved = new Counter({
       name: 'inference_cache_saved_usd_total',
       help: 'Upstream cost avoided by cache hits, USD (the price of the answer that was reused).',
@@ -132,8 +134,17 @@ export class GatewayMetrics {
       labelNames: ['deployment'],
       registers,
     });
-    this.inFlight = new Gauge({ name: 'inference_requests_in_flight', help: 'Requests being served right now.', registers });
-    this.providerLatency = new Histogram({
+    // Counted in a field; the gauge reads it when scraped.
+    const inFlight = () => this.inFlightCount;
+    this.inFlight = new Gauge({
+      name: 'inference_requests_in_flight',
+      help: 'Requests being served right now.',
+      registers,
+      collect() {
+        this.set(inFlight());
+      },
+    });
+    this.providerLatency = new FastHistogram({
       name: 'inference_provider_latency_ms',
       help: 'Duration of one upstream attempt (streams: to the last chunk), ms, by outcome ok or error.',
       labelNames: ['provider', 'model', 'outcome'],
@@ -146,20 +157,20 @@ export class GatewayMetrics {
       labelNames: ['provider', 'kind'],
       registers,
     });
-    this.timeToFirstToken = new Histogram({
+    this.timeToFirstToken = new FastHistogram({
       name: 'inference_time_to_first_token_ms',
       help: 'Streamed attempts: time from the upstream call to its first chunk, ms.',
       labelNames: ['provider', 'model'],
       buckets: LATENCY_BUCKETS_MS,
       registers,
     });
-    this.tokens = new Counter({
+    this.tokens = new FastCounter({
       name: 'inference_tokens_total',
       help: 'Tokens billed by upstreams, by type input or output.',
       labelNames: ['provider', 'model', 'type'],
       registers,
     });
-    this.cost = new Counter({ name: 'inference_cost_usd_total', help: 'Upstream cost, USD, from the pricing table.', labelNames: ['provider', 'model'], registers });
+    this.cost = new FastCounter({ name: 'inference_cost_usd_total', help: 'Upstream cost, USD, from the pricing table.', labelNames: ['provider', 'model'], registers });
     this.rateLimitedTotal = new Counter({
       name: 'inference_rate_limited_total',
       help: 'Requests refused by a limit (429), by which limit (requests, tokens, budget, concurrency, …).',
@@ -216,12 +227,12 @@ export class GatewayMetrics {
   }
 
   requestStarted(): void {
-    this.inFlight.inc();
+    this.inFlightCount++;
   }
 
   /** One finished HTTP request (called once per request, from the server's onResponse hook). */
   recordRequest(r: RequestRecord): void {
-    this.inFlight.dec();
+    this.inFlightCount--;
     const route = this.route.value(r.route, 'unmatched');
     const model = this.model.value(r.model);
     const provider = this.provider.value(r.provider);
@@ -252,7 +263,7 @@ export class GatewayMetrics {
   }
 
   cacheMiss(): void {
-    this.cacheMisses.inc();
+    this.cacheMisses.inc({});
     this.stats.cacheMiss();
   }
 
