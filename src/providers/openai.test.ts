@@ -3,7 +3,7 @@ import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { collect, fixture, rejection, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
 import { loadOpenAISpec, openAISpecAvailable, OPENAI_SPEC_PATH, type OpenAISpec } from './__fixtures__/openai-spec.js';
 import { UpstreamError } from './errors.js';
-import { chunkSchema, createOpenAIProvider, finishReasonFromOpenAI, plainChunk, type OpenAIProvider } from './openai.js';
+import { chunkSchema, completionSchema, createOpenAIProvider, finishReasonFromOpenAI, plainChunk, plainCompletion, type OpenAIProvider } from './openai.js';
 import { createProvider } from './registry.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
 import type { CallOptions } from './types.js';
@@ -376,5 +376,35 @@ describe('stream chunk fast path', () => {
     }
     expect(samples.slice(0, 6).every((s) => plainChunk(s) !== undefined)).toBe(true);
     expect(samples.slice(6).every((s) => plainChunk(s) === undefined)).toBe(true);
+  });
+});
+
+describe('chat completion fast path', () => {
+  const base = { id: 'c1', object: 'chat.completion', created: 1, model: 'm' };
+  const text = { role: 'assistant', content: 'hi' };
+  const samples: unknown[] = [
+    { ...base, choices: [{ index: 0, message: text, finish_reason: 'stop', logprobs: null }], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } },
+    { ...base, choices: [{ message: { content: null, refusal: 'no' }, finish_reason: null }], system_fingerprint: 'fp', service_tier: 'default' },
+    { id: 'c2', choices: [{ index: 1, message: { content: 'a', tool_calls: null } }], usage: null },
+    { id: 'c3', choices: [] },
+    // Left to the zod schema: tool calls, and every kind of wrong or missing field.
+    { ...base, choices: [{ index: 0, message: { content: null, tool_calls: [{ id: 't', type: 'function', function: { name: 'f', arguments: '{}' } }] } }] },
+    { ...base, id: 7, choices: [] },
+    { created: 1, choices: [] },
+    { ...base, choices: null },
+    { ...base, choices: [{ index: null, message: text }] },
+    { ...base, choices: [{ index: 0, message: 'hi' }] },
+    { ...base, choices: [{ index: 0 }] },
+    { ...base, choices: [{ index: 0, message: { content: 5 } }] },
+    { ...base, choices: [{ index: 0, message: text, finish_reason: 1 }] },
+    { ...base, choices: [], usage: { completion_tokens: 2 } },
+    { ...base, model: 5, choices: [] },
+    [],
+  ];
+
+  it('accepts only what the schema accepts, and the common completions without it', () => {
+    for (const s of samples) if (plainCompletion(s) !== undefined) expect(completionSchema.safeParse(s).success, JSON.stringify(s)).toBe(true);
+    expect(samples.slice(0, 4).every((s) => plainCompletion(s) !== undefined)).toBe(true);
+    expect(samples.slice(4).every((s) => plainCompletion(s) === undefined)).toBe(true);
   });
 });
