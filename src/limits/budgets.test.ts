@@ -4,7 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
-import { MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
+import { budgetsSchema } from '../config/schema.js';
+import type { Tenant } from '../gateway/context.js';
+import { createLogger } from '../telemetry/logger.js';
+import { BudgetManager, MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
 
 const targets = await redisTargets();
 const run = randomBytes(4).toString('hex');
@@ -70,6 +73,44 @@ for (const [name, make, available] of stores) {
       expect((await b.reserve([l], 3_000)).values).toEqual([10_000]);
       const marker = `budget-alert:${name}:80`;
       expect([await a.markOnce(marker, 60_000), await b.markOnce(marker, 60_000)]).toEqual([true, false]);
+    });
+
+    it('asked for existing counters only, names the missing ones and reserves nothing', async () => {
+      const { a, b } = make();
+      const have = line('key', `have-${name}`, 10_000);
+      const lost = line('team', `lost-${name}`, 10_000);
+      await a.seed(have.key, 1_000, 60_000);
+      expect(await b.reserve([have, lost], 500, true)).toEqual({ ok: false, values: [], missing: [1] });
+      await b.seed(lost.key, 2_000, 60_000);
+      expect(await a.reserve([have, lost], 500, true)).toEqual({ ok: true, values: [1_500, 2_500] });
+    });
+
+    it('a budget whose counter is lost mid-period is re-seeded from the ledger, not restarted from zero', async () => {
+      const { a, b } = make();
+      // The ledger: what was really spent this period, as spentSince reads it.
+      let ledgerUsd = 9;
+      const manager = (store: BudgetStore) =>
+        new BudgetManager({
+          store,
+          config: budgetsSchema.parse({ default_user: { limit_usd: 10, period: 'month' }, alert_thresholds: [] }),
+          log: createLogger('silent'),
+          spentSince: async () => ledgerUsd,
+        });
+      const [replicaA, replicaB] = [manager(a), manager(b)];
+      const tenant = { id: `alice-${name}-${run}`, userId: `alice-${name}-${run}` } as Tenant;
+      const spend = async (m: BudgetManager) => {
+        const r = await m.reserve(tenant, 0.5);
+        await m.settle(r!, 0.5);
+        ledgerUsd += 0.5;
+      };
+      await spend(replicaA); // $9.50 of $10
+      // The counter vanishes (Redis restarted without persistence, failed over, or evicted it).
+      const [l] = replicaA.linesFor(tenant);
+      if (a instanceof MemoryBudgetStore) (a as unknown as { values: Map<string, unknown> }).values.delete(l!.key);
+      else await (a as unknown as { redis: { del(k: string): Promise<number> } }).redis.del(`${(a as unknown as { prefix: string }).prefix}${l!.key}`);
+      await spend(replicaA); // $10.00: the last half dollar the budget had
+      await expect(replicaB.reserve(tenant, 0.5)).rejects.toMatchObject({ code: 'budget_exceeded' });
+      await expect(replicaA.reserve(tenant, 0.01)).rejects.toMatchObject({ code: 'budget_exceeded' });
     });
   });
 }

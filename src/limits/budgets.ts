@@ -1,7 +1,8 @@
 // Spend budgets per API key, user and team, per day or month. Money is counted in integer micro-USD:
 // the estimated cost is reserved atomically (all budgets or none) before the call and corrected to
 // the actual cost after, so concurrent requests cannot overshoot a budget. With Redis the counters
-// are shared by every replica; a counter that does not exist yet is seeded from the ledger.
+// are shared by every replica; a counter that does not exist (a new period, or Redis lost it: a restart
+// without persistence, a failover, an eviction) is seeded from the ledger before anything is reserved.
 import { hashTagged, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { BudgetConfig, BudgetsConfig } from '../config/schema.js';
@@ -22,9 +23,21 @@ export interface BudgetLine {
   ttlMs: number;
 }
 
+export interface ReserveResult {
+  ok: boolean;
+  /** The counters after the reservation (or as found, when refused). */
+  values: number[];
+  /** With `onlyExisting`: indexes of the lines whose counter does not exist; nothing was reserved. */
+  missing?: number[];
+}
+
 export interface BudgetStore {
-  /** Adds `cost` to every line if all stay within their limit; returns the counters after (or as found). */
-  reserve(lines: readonly BudgetLine[], costMicros: number): Promise<{ ok: boolean; values: number[] }>;
+  /**
+   * Adds `cost` to every line if all stay within their limit. A counter that does not exist starts
+   * at 0, unless `onlyExisting`: then nothing is reserved and the missing lines are named, so the
+   * caller can seed them from the ledger first.
+   */
+  reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting?: boolean): Promise<ReserveResult>;
   adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]>;
   /** Sets a counter only if it does not exist (seeding from the ledger). */
   seed(key: string, valueMicros: number, ttlMs: number): Promise<void>;
@@ -37,6 +50,13 @@ export const fromMicros = (micros: number): number => micros / 1_000_000;
 
 const RESERVE_LUA = `
 local cost = tonumber(ARGV[1])
+if ARGV[#ARGV] == '1' then
+  local missing = {-1}
+  for i = 1, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = i - 1 end
+  end
+  if #missing > 1 then return missing end
+end
 local vals = {}
 for i = 1, #KEYS do
   local v = tonumber(redis.call('GET', KEYS[i]) or '0')
@@ -73,10 +93,12 @@ export class RedisBudgetStore implements BudgetStore {
     this.redis = redis as BudgetRedis;
   }
 
-  async reserve(lines: readonly BudgetLine[], costMicros: number) {
+  async reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting = false): Promise<ReserveResult> {
     const args: (string | number)[] = [costMicros];
     for (const l of lines) args.push(l.limitMicros, l.ttlMs);
+    args.push(onlyExisting ? 1 : 0);
     const out = await this.redis.ifBudgetReserve(lines.length, ...lines.map((l) => this.prefix + l.key), ...args);
+    if (out[0] === -1) return { ok: false, values: [], missing: out.slice(1).map(Number) };
     return { ok: out[0] === 1, values: out.slice(1).map(Number) };
   }
 
@@ -109,12 +131,21 @@ export class MemoryBudgetStore implements BudgetStore {
     return e.v;
   }
 
+  private has(key: string): boolean {
+    this.get(key); // drops an expired entry
+    return this.values.has(key);
+  }
+
   private set(key: string, v: number, ttlMs: number): void {
     const e = this.values.get(key);
     this.values.set(key, { v, exp: e && e.exp > Date.now() ? e.exp : Date.now() + ttlMs });
   }
 
-  async reserve(lines: readonly BudgetLine[], costMicros: number) {
+  async reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting = false): Promise<ReserveResult> {
+    if (onlyExisting) {
+      const missing = lines.flatMap((l, i) => (this.has(l.key) ? [] : [i]));
+      if (missing.length > 0) return { ok: false, values: [], missing };
+    }
     const current = lines.map((l) => this.get(l.key));
     if (lines.some((l, i) => (current[i] as number) + costMicros > l.limitMicros)) return { ok: false, values: current };
     lines.forEach((l, i) => this.set(l.key, (current[i] as number) + costMicros, l.ttlMs));
@@ -130,8 +161,7 @@ export class MemoryBudgetStore implements BudgetStore {
   }
 
   async seed(key: string, valueMicros: number, ttlMs: number): Promise<void> {
-    this.get(key); // drops an expired entry
-    if (!this.values.has(key)) this.set(key, valueMicros, ttlMs);
+    if (!this.has(key)) this.set(key, valueMicros, ttlMs);
   }
 
   async markOnce(key: string, ttlMs: number): Promise<boolean> {
@@ -160,8 +190,8 @@ export class FailoverBudgetStore implements BudgetStore {
     }
   }
 
-  reserve(lines: readonly BudgetLine[], costMicros: number) {
-    return this.run((s) => s.reserve(lines, costMicros));
+  reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting?: boolean) {
+    return this.run((s) => s.reserve(lines, costMicros, onlyExisting));
   }
   adjust(lines: readonly BudgetLine[], deltaMicros: number) {
     return this.run((s) => s.adjust(lines, deltaMicros));
@@ -209,7 +239,8 @@ export interface BudgetManagerOptions {
 }
 
 export class BudgetManager {
-  private readonly seeded = new Map<string, Promise<void>>();
+  /** Seeds in progress in this process, so concurrent requests that find a counter missing share one ledger query. */
+  private readonly seeding = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: BudgetManagerOptions) {}
 
@@ -232,9 +263,16 @@ export class BudgetManager {
   async reserve(tenant: Tenant, estimateUsd: number): Promise<BudgetReservation | undefined> {
     const lines = this.linesFor(tenant);
     if (lines.length === 0) return undefined;
-    await Promise.all(lines.map((l) => this.seedOnce(l)));
     const cost = toMicros(estimateUsd);
-    const { ok, values } = await this.opts.store.reserve(lines, cost);
+    // Whether a counter exists is asked of the store on every reservation (in the same script), not
+    // remembered here: Redis can lose a counter while this process runs, and a counter recreated
+    // from zero would forget everything spent this period.
+    let r = await this.opts.store.reserve(lines, cost, this.opts.spentSince !== undefined);
+    if (r.missing) {
+      await Promise.all(r.missing.map((i) => this.seed(lines[i] as BudgetLine)));
+      r = await this.opts.store.reserve(lines, cost, false);
+    }
+    const { ok, values } = r;
     if (!ok) {
       const i = lines.findIndex((l, k) => (values[k] as number) + cost > l.limitMicros);
       const l = lines[Math.max(0, i)] as BudgetLine;
@@ -261,19 +299,20 @@ export class BudgetManager {
     }
   }
 
-  private seedOnce(l: BudgetLine): Promise<void> {
-    let p = this.seeded.get(l.key);
+  /** Sets a missing counter to what the ledger holds for its period (SET NX: the first replica's seed wins). */
+  private seed(l: BudgetLine): Promise<void> {
+    let p = this.seeding.get(l.key);
     if (!p) {
       const spentSince = this.opts.spentSince;
-      p = spentSince
-        ? spentSince(l.scope, l.id, l.periodStart)
-            .then((usd) => this.opts.store.seed(l.key, toMicros(usd), l.ttlMs))
-            .catch((err: unknown) => {
-              this.seeded.delete(l.key);
-              this.opts.log.warn({ err: (err as Error).message, budget: l.key }, 'could not seed a budget from the ledger');
-            })
-        : Promise.resolve();
-      this.seeded.set(l.key, p);
+      p = (spentSince ? spentSince(l.scope, l.id, l.periodStart) : Promise.resolve(0))
+        .catch((err: unknown) => {
+          // Counted from zero rather than refusing every request while the ledger is unreachable.
+          this.opts.log.warn({ err: (err as Error).message, budget: l.key }, 'could not seed a budget from the ledger');
+          return 0;
+        })
+        .then((usd) => this.opts.store.seed(l.key, toMicros(usd), l.ttlMs))
+        .finally(() => this.seeding.delete(l.key));
+      this.seeding.set(l.key, p);
     }
     return p;
   }
