@@ -37,8 +37,17 @@ export interface CapacityServiceOptions {
   keyPrefix?: string;
   env?: Record<string, string | undefined>;
   logger?: Logger;
-  /** This replica's name in leases (pod name in Kubernetes). */
+  /**
+   * This process's name in leases, the scaling lock and per-replica queue depths. Default: the pod
+   * name (HOSTNAME) with a per-process suffix — the workers of one `serve --workers N` share the
+   * HOSTNAME and must not all hold the leader lock at once.
+   */
   holder?: string;
+}
+
+/** `<HOSTNAME>/<pid>-<random>`: unique per process, and still says which pod it is. */
+export function replicaName(env: Record<string, string | undefined> = process.env): string {
+  return `${env.HOSTNAME ?? 'gateway'}/${process.pid}-${randomUUID().slice(0, 6)}`;
 }
 
 export async function createCapacityServices(opts: CapacityServiceOptions): Promise<CapacityServices> {
@@ -46,7 +55,7 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
   const env = opts.env ?? process.env;
   const catalog = new GpuModelCatalog(clusters.models);
   const prefix = opts.keyPrefix ?? 'inferenceflow:';
-  const replica = opts.holder ?? env.HOSTNAME ?? `gateway-${randomUUID().slice(0, 8)}`;
+  const replica = opts.holder ?? replicaName(env);
   const closers: Array<() => Promise<void>> = [];
 
   const configured = devicesFromConfig(clusters.pools);

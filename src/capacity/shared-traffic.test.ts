@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { costOptimizationSchema, scalingSchema } from './config.js';
 import { Autoscaler } from './scaler-service.js';
+import { replicaName } from './service.js';
 import { RedisLeaderLock, RedisTrafficStore } from './shared-traffic.js';
 import { TrafficRecorder } from './traffic.js';
 import { redisTargets } from '../../test/helpers/redis.js';
@@ -59,6 +60,16 @@ describe.each(targets.map((t) => [t.name, t] as const))('RedisTrafficStore and R
     expect(series[0]?.tokensPerS).toBe(9_000 / 300);
     // a's open-bucket counts are pushed when b reads (a reads through its own store here).
     expect((await a.store.current()).requestsPerS).toBe(120 / 60);
+  });
+
+  it('two workers of one pod (same HOSTNAME) are two replicas: only one of them leads', async () => {
+    const env = { HOSTNAME: 'gateway-7d9f-abcde' };
+    const [w1, w2] = [replicaName(env), replicaName(env)];
+    expect(w1).not.toBe(w2);
+    expect(w1.startsWith('gateway-7d9f-abcde/')).toBe(true);
+    const key = `${prefix}pod-leader`;
+    const held = await Promise.all([w1, w2].map((name) => new RedisLeaderLock(redis, key, name, 5_000).isLeader()));
+    expect(held.filter(Boolean)).toHaveLength(1);
   });
 
   it('lets one replica lead; the other shows the leader report and takes over when the lock lapses', async () => {
