@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { verifyWebhook } from '../src/server/webhooks/signature.js';
 import { startChildGateway } from './helpers/child-gateway.js';
+import { FaultUpstream } from './helpers/fault-upstream.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
 
@@ -250,4 +251,63 @@ describe.skipIf(!pgUp)('a batch survives its gateway being killed (Postgres)', (
       await db.end();
     }
   }, 180_000);
+});
+
+describe.skipIf(!pgUp)('a batch survives a graceful shutdown mid-run (Postgres)', () => {
+  const schema = `batch_drain_${runId()}`;
+  let next: RunningServer | undefined;
+  const upstream = new FaultUpstream();
+  afterAll(async () => {
+    await next?.close();
+    await upstream.close();
+    await dropSchema(schema);
+  });
+
+  it('takes no new line once the shutdown begins, fails none, and the next gateway finishes the batch', async () => {
+    // A real HTTP upstream: its keep-alive pool is closed at shutdown, as a hosted provider's is.
+    await upstream.start();
+    upstream.set('m', { kind: 'ok', delayMs: 600 });
+    const config = {
+      providers: { up: { type: 'openai', base_url: upstream.url, api_key: 'test' } },
+      models: [{ name: 'm', deployments: [{ provider: 'up', model: 'm' }] }],
+      database: { url: POSTGRES_URL, schema },
+      ledger: { enabled: false },
+      // A short drain deadline: batch lines must not hold a shutdown open, nor fail when it ends.
+      server: { shutdown_timeout_ms: 2_000 },
+      batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 30_000, concurrency: 4 },
+    };
+    const first = await startTestGateway({ config });
+    const lines = Array.from({ length: 30 }, (_, i) => line(`d-${i}`, { model: 'm', messages: [{ role: 'user', content: `question ${i}` }] }));
+    const client = new OpenAI({ baseURL: `${first.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const file = await client.files.create({ file: await toFile(Buffer.from(`${lines.join('\n')}\n`), 'drain.jsonl'), purpose: 'batch' });
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const db = new pg.Client({ connectionString: POSTGRES_URL });
+    await db.connect();
+    try {
+      const q = `SELECT status, lease_owner FROM "${schema}".batch_items WHERE batch_id = $1`;
+      await waitFor(async () => {
+        const { rows } = await db.query<{ status: string }>(q, [batch.id]);
+        return rows.filter((r) => r.status === 'succeeded').length >= 4 && rows.some((r) => r.status === 'running') ? true : undefined;
+      }, 'lines to be running');
+      const succeeded = async () => (await db.query<{ status: string }>(q, [batch.id])).rows.filter((r) => r.status === 'succeeded').length;
+      const before = await succeeded();
+      await first.close();
+      const { rows } = await db.query<{ status: string; lease_owner: string | null }>(q, [batch.id]);
+      // Nothing failed and nothing is left leased to the stopped gateway (its leases were 30 s).
+      expect(rows.filter((r) => r.status === 'failed')).toEqual([]);
+      expect(rows.filter((r) => r.status === 'running')).toEqual([]);
+      // No line was taken after the shutdown began: at most the four already running got recorded
+      // (the runner used to keep claiming lines, which held the shutdown open for its whole deadline).
+      expect(await succeeded()).toBeLessThanOrEqual(before + 4);
+
+      next = await startTestGateway({ config });
+      const done = await waitFor(async () => {
+        const b = (await (await fetch(`${next?.url}/v1/batches/${batch.id}`)).json()) as { status: string; request_counts: { total: number; completed: number; failed: number } };
+        return b.status === 'completed' ? b : undefined;
+      }, 'the next gateway to finish the batch', 60_000);
+      expect(done.request_counts).toMatchObject({ total: 30, completed: 30, failed: 0 });
+    } finally {
+      await db.end();
+    }
+  }, 120_000);
 });

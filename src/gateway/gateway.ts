@@ -29,6 +29,12 @@ export interface ReadinessCheck {
 export interface ManagedResource {
   name: string;
   check(): Promise<boolean>;
+  /**
+   * Called as soon as the gateway starts closing, before in-flight requests drain: stop taking new
+   * work (a background runner stops claiming, hands back what it holds). Optional.
+   */
+  stop?(): Promise<void>;
+  /** Called after requests drained and providers closed, in the reverse of registration order. */
   close(): Promise<void>;
 }
 
@@ -51,6 +57,7 @@ export class Gateway {
   readonly chat: ChatHandler;
   private modelsCache?: { at: number; models: string[] };
   private closed = false;
+  private stopping: Promise<unknown> | undefined;
 
   private constructor(
     readonly loaded: LoadedConfig,
@@ -150,16 +157,23 @@ export class Gateway {
     return { ready: checks.every((c) => c.ok), checks };
   }
 
+  /** Not ready from now on; background work (batch lines) stops being taken. */
   markClosing(): void {
     this.closed = true;
+    this.stopping ??= Promise.allSettled(this.resources.map((r) => r.stop?.()));
   }
 
-  /** Waits up to `drainMs` for routed requests (and streams) to finish, then closes pools and connections. */
+  /**
+   * Stops background work, waits up to `drainMs` for routed requests (and streams) to finish, closes
+   * provider pools, then the resources, last registered first: what uses the database and Redis
+   * (batch jobs, the ledger writer, webhooks) closes before they do.
+   */
   async close(drainMs = 0): Promise<void> {
-    this.closed = true;
+    this.markClosing();
+    await this.stopping;
     await this.router.close(drainMs).catch(() => undefined);
     await Promise.allSettled([...this.providers.values()].map((p) => p.close()));
-    await Promise.allSettled(this.resources.map((r) => r.close()));
+    for (const r of [...this.resources].reverse()) await r.close().catch(() => undefined);
   }
 }
 

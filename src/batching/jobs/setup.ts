@@ -60,6 +60,9 @@ export async function assembleBatchJobs({ config, log, gateway, sql, notifier }:
     resource: {
       name: 'batch-jobs',
       check: async () => (await db.query('SELECT 1')).length === 1,
+      // At the start of a shutdown: stop claiming lines, abort the running ones and hand them back
+      // (another replica, or this one restarted, runs them) while the database is still open.
+      stop: () => runner.stop(),
       close: async () => {
         await runner.stop();
         await sender?.close();
