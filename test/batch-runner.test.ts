@@ -147,5 +147,41 @@ for (const backend of backends) {
       const rows = await sql.query<{ status: string }>(`SELECT status FROM batch_items WHERE batch_id = $1`, [job.id]);
       expect(rows.map((r) => r.status)).toEqual(['pending', 'pending', 'pending']);
     });
+
+    it('a job cancelled while a stopping worker ran its lines still ends cancelled', async () => {
+      const job = await create(3);
+      // Worker A runs lines until it is stopped (a graceful shutdown aborts them).
+      const runnerA = new BatchRunner(store, async (_item, signal) => {
+        if (!signal.aborted) await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
+        return undefined;
+      }, { concurrency: 20, leaseMs: 60_000, pollMs: 20, log, owner: 'A' });
+      runnerA.start();
+      // (Concurrency above what earlier tests left queued in this database, so this job's lines run too.)
+      await until(async () => (Number((await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM batch_items WHERE batch_id = $1 AND status = 'running'`, [job.id]))[0]?.n) === 3 ? true : undefined), 'three running lines');
+      // The cancel arrives (at any replica) while they run; then A stops and hands its leases back.
+      expect((await store.cancel(job.id, ANONYMOUS.id))?.status).toBe('cancelling');
+      await runnerA.stop();
+      const runnerB = new BatchRunner(store, async (item) => ok(item.line), { concurrency: 3, leaseMs: 60_000, pollMs: 20, log, owner: 'B' });
+      runnerB.start();
+      const done = await finished(job.id);
+      await runnerB.stop();
+      expect(done.status).toBe('cancelled');
+      expect(await store.counts(job.id)).toEqual({ total: 3, completed: 0, failed: 0 });
+    });
+
+    it('a job cancelled while its worker was dead ends cancelled once the lease is over', async () => {
+      const job = await create(2);
+      const hang = new Promise<never>(() => undefined);
+      const runnerA = new BatchRunner(store, async () => hang, { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner: 'A' });
+      runnerA.start();
+      await until(async () => (Number((await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM batch_items WHERE batch_id = $1 AND status = 'running'`, [job.id]))[0]?.n) === 2 ? true : undefined), 'two running lines');
+      await runnerA.abandon(); // killed: the leases stay until they end
+      await store.cancel(job.id, ANONYMOUS.id);
+      const runnerB = new BatchRunner(store, async (item) => ok(item.line), { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner: 'B' });
+      runnerB.start();
+      const done = await finished(job.id);
+      await runnerB.stop();
+      expect(done.status).toBe('cancelled');
+    });
   });
 }

@@ -133,6 +133,7 @@ export class BatchRunner {
     const now = Date.now();
     if (now - this.lastSweep < Math.max(this.opts.pollMs * 5, 2_000)) return;
     this.lastSweep = now;
+    await this.store.dropCancelled();
     for (const id of await this.store.unfinalized()) await this.settle(id);
     for (const id of await this.store.staleFinalizing(Math.ceil(this.opts.leaseMs / 1000))) {
       const job = await this.store.getBatch(id);

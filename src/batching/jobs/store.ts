@@ -204,7 +204,28 @@ export class BatchStore {
 
   /** Graceful stop: this worker's unfinished lines go back to the queue at once. */
   async releaseOwner(owner: string): Promise<void> {
-    await this.sql.query(`UPDATE batch_items SET status = 'pending', lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'running'`, [owner]);
+    // A line of a job cancelled while it ran is cancelled, not queued again: nothing claims lines of
+    // a cancelling job, so a pending one would keep the job from ever finishing.
+    await this.sql.query(
+      `UPDATE batch_items i SET status = CASE WHEN j.status = 'cancelling' THEN 'cancelled' ELSE 'pending' END, lease_owner = NULL, lease_until = NULL
+       FROM batch_jobs j WHERE j.id = i.batch_id AND i.lease_owner = $1 AND i.status = 'running'`,
+      [owner],
+    );
+  }
+
+  /**
+   * Lines of cancelling jobs that will never run: queued ones (handed back after the cancel), and
+   * running ones whose lease ended (their worker died). Returns the jobs touched, to be finalised.
+   */
+  async dropCancelled(): Promise<string[]> {
+    const rows = await this.sql.query<{ batch_id: string }>(
+      `UPDATE batch_items SET status = 'cancelled', lease_owner = NULL, lease_until = NULL
+       WHERE batch_id IN (SELECT id FROM batch_jobs WHERE status = 'cancelling')
+         AND (status = 'pending' OR (status = 'running' AND lease_until < $1))
+       RETURNING batch_id`,
+      [Date.now()],
+    );
+    return [...new Set(rows.map((r) => r.batch_id))];
   }
 
   /** Cancels a job: queued lines are dropped now; lines under way finish, then the job is finalised. */
