@@ -11,12 +11,17 @@ import { verifyWebhook, type VerifyFailure } from './signature.js';
 export interface ReplayGuard {
   /** True the first time an id is seen within `ttlS`. */
   firstSeen(id: string, ttlS: number): Promise<boolean>;
+  /** Forgets an id whose event could not be stored, so the sender's retry is accepted. */
+  forget(id: string): Promise<void>;
 }
 
 export function redisReplayGuard(redis: RedisClient, prefix: string): ReplayGuard {
   return {
     async firstSeen(id, ttlS) {
       return (await redis.set(`${prefix}webhook-seen:${id}`, '1', 'EX', ttlS, 'NX')) === 'OK';
+    },
+    async forget(id) {
+      await redis.del(`${prefix}webhook-seen:${id}`);
     },
   };
 }
@@ -31,6 +36,9 @@ export function memoryReplayGuard(): ReplayGuard {
       if (exp !== undefined && exp > now) return false;
       seen.set(id, now + ttlS * 1000);
       return true;
+    },
+    async forget(id) {
+      seen.delete(id);
     },
   };
 }
@@ -69,11 +77,18 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
     if (!(await opts.replay.firstSeen(id, opts.toleranceS * 2))) throw new GatewayError('duplicate_webhook');
     const type = payload && typeof payload === 'object' && typeof (payload as { type?: unknown }).type === 'string' ? (payload as { type: string }).type : null;
     if (opts.sql) {
-      const inserted = await opts.sql.db
-        .insert(webhookEvents)
-        .values({ id, signedAt: new Date(timestampS * 1000), type, payload })
-        .onConflictDoNothing()
-        .returning({ id: webhookEvents.id });
+      let inserted: { id: string }[];
+      try {
+        inserted = await opts.sql.db
+          .insert(webhookEvents)
+          .values({ id, signedAt: new Date(timestampS * 1000), type, payload })
+          .onConflictDoNothing()
+          .returning({ id: webhookEvents.id });
+      } catch (err) {
+        // Not stored: the sender will retry, and the retry must not be taken for a replay.
+        await opts.replay.forget(id).catch(() => undefined);
+        throw err;
+      }
       if (inserted.length === 0) throw new GatewayError('duplicate_webhook');
     }
     reply.code(202);

@@ -1,0 +1,31 @@
+import Fastify from 'fastify';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openSql } from '../../store/sql.js';
+import { memoryReplayGuard, webhookIngestRoutes } from './ingest.js';
+import { signWebhook } from './signature.js';
+
+const SECRET = `whsec_${Buffer.from('a test secret of enough length').toString('base64')}`;
+const sql = await openSql({ pglitePath: 'memory://' });
+afterAll(async () => {
+  await sql.close();
+});
+
+describe('webhook ingestion', () => {
+  it('accepts the retry of an event it could not store (the replay guard forgets it), and refuses a true replay', async () => {
+    const app = Fastify();
+    await app.register(webhookIngestRoutes, { secret: SECRET, toleranceS: 300, replay: memoryReplayGuard(), sql });
+    const body = JSON.stringify({ type: 'order.paid', data: { id: 1 } });
+    const headers = { 'content-type': 'application/json', ...signWebhook(SECRET, 'msg_retry_1', body) };
+    const deliver = () => app.inject({ method: 'POST', url: '/webhooks/ingest', headers, payload: body });
+    // The database cannot take the event the first time.
+    await sql.query('ALTER TABLE webhook_events RENAME TO webhook_events_away');
+    const failed = await deliver();
+    await sql.query('ALTER TABLE webhook_events_away RENAME TO webhook_events');
+    expect(failed.statusCode).toBeGreaterThanOrEqual(500);
+    const retried = await deliver();
+    expect(retried.statusCode).toBe(202);
+    expect(await sql.query(`SELECT id, type FROM webhook_events WHERE id = 'msg_retry_1'`)).toEqual([{ id: 'msg_retry_1', type: 'order.paid' }]);
+    expect((await deliver()).statusCode).toBe(409);
+    await app.close();
+  });
+});
