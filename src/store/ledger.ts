@@ -2,9 +2,11 @@
 // cache hit, status). `record` only appends to memory; a timer writes batches off the hot path.
 // A failed batch stays queued and is retried; at shutdown everything is flushed, and whatever the
 // database still refuses goes to a spool file that the next start replays — no record is lost.
+// Each process writes its own spool file (`<spool_path>.<pid>-<time>`): workers sharing the setting
+// never interleave their lines, and a start replays every spool file it finds.
 import { randomUUID } from 'node:crypto';
-import { appendFile, mkdir, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { and, count, gte, lt, sql as dsql, sum, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { SqlDatabase } from './sql.js';
@@ -103,30 +105,46 @@ export class LedgerWriter {
     return this.flushing;
   }
 
-  /** Replays a spool file left by an earlier shutdown. */
+  /**
+   * Replays the spool files left by earlier shutdowns: `spool_path` itself (older versions), every
+   * `<spool_path>.*` a process wrote, and any claimed by a replay that did not finish. Each file is
+   * claimed by renaming it, so concurrent starts do not both take it (a row replayed twice would be
+   * ignored anyway: rows keep their ids). A line that does not parse is skipped and counted; a file
+   * whose rows cannot be written stays for the next start.
+   */
   async replaySpool(): Promise<number> {
     const path = this.opts.spoolPath;
     if (!path) return 0;
-    let text: string;
-    const claimed = `${path}.replaying`;
-    try {
-      await rename(path, claimed);
-      text = await readFile(claimed, 'utf8');
-    } catch {
-      return 0;
+    const dir = dirname(path);
+    const base = basename(path);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    let total = 0;
+    for (const name of names.filter((n) => n === base || n.startsWith(`${base}.`))) {
+      const claimed = join(dir, `${base}.replaying-${process.pid}-${randomUUID().slice(0, 8)}`);
+      let text: string;
+      try {
+        await rename(join(dir, name), claimed);
+        text = await readFile(claimed, 'utf8');
+      } catch {
+        continue; // another process claimed it first
+      }
+      let skipped = 0;
+      for (const line of text.split('\n')) {
+        if (!line) continue;
+        try {
+          const r = JSON.parse(line) as LedgerRow & { ts: string };
+          this.queue.push({ ...r, ts: new Date(r.ts) });
+          total++;
+        } catch {
+          skipped++;
+        }
+      }
+      if (skipped > 0) this.log.warn({ file: name, skipped }, 'ledger: spool lines that do not parse were skipped');
+      await this.flush();
+      await unlink(claimed).catch(() => undefined);
     }
-    const rows = text
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => {
-        const r = JSON.parse(l) as LedgerRow & { ts: string };
-        return { ...r, ts: new Date(r.ts) };
-      });
-    for (const r of rows) this.queue.push(r);
-    await this.flush();
-    await unlink(claimed).catch(() => undefined);
-    this.log.info({ rows: rows.length }, 'ledger: replayed the spool file');
-    return rows.length;
+    if (total > 0) this.log.info({ rows: total }, 'ledger: replayed the spool files');
+    return total;
   }
 
   async close(): Promise<void> {
@@ -141,9 +159,15 @@ export class LedgerWriter {
       }
     }
     if (this.queue.length > 0 && this.opts.spoolPath) {
-      await mkdir(dirname(this.opts.spoolPath), { recursive: true });
-      await appendFile(this.opts.spoolPath, this.queue.map((r) => JSON.stringify(r)).join('\n') + '\n');
-      this.log.warn({ rows: this.queue.length, spool: this.opts.spoolPath }, 'ledger: database unavailable at shutdown; records spooled to file');
+      const dir = dirname(this.opts.spoolPath);
+      const name = `${basename(this.opts.spoolPath)}.${process.pid}-${Date.now()}-${randomUUID().slice(0, 8)}`;
+      const file = join(dir, name);
+      await mkdir(dir, { recursive: true });
+      // Written under a name no replay claims, then renamed: a start never reads a half-written file.
+      const partial = join(dir, `.${name}.partial`);
+      await writeFile(partial, this.queue.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      await rename(partial, file);
+      this.log.warn({ rows: this.queue.length, spool: file }, 'ledger: database unavailable at shutdown; records spooled to file');
       this.queue = [];
     }
   }
