@@ -61,6 +61,15 @@ describe.skipIf(!available)('mesh nodes in process', () => {
     started.push(router);
   });
 
+  it('forgets the request stream of a node that left once it is empty (checked and deleted in one script)', async () => {
+    const stream = `${prefix}requests:leaver`;
+    const leaver = worker('leaver', cool);
+    await leaver.start();
+    expect(await redis.sismember(`${prefix}nodes`, 'leaver')).toBe(1);
+    await leaver.stop();
+    await waitFor('the stream to be forgotten', async () => (await redis.exists(stream)) === 0 && (await redis.sismember(`${prefix}nodes`, 'leaver')) === 0, 10_000, 50);
+  });
+
   it('routes around a node at 80 °C, one at 95 % RAM and one whose heartbeat stopped 16 s ago', async () => {
     const hot = worker('hot', { ...cool, cpu_temp_c: 80 });
     const full = worker('full', { ...cool, ram_used_pct: 95 });

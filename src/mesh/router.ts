@@ -324,12 +324,21 @@ export class MeshRouter {
       await this.placeEntry({ stream, group: WORKER_GROUP, id }, fields, node, true);
     }
     if (!unregistered) return;
-    const [len, pending] = await Promise.all([this.commands.xlen(stream), this.commands.xpending(stream, WORKER_GROUP) as Promise<[number, ...unknown[]]>]);
-    if (len === 0 && Number(pending[0]) === 0) {
-      await this.commands.multi().srem(this.keys.nodeStreams, node).del(stream).exec();
-    }
+    // Checked and deleted in one step: a request another router queues on this stream in between
+    // (the node came back) must not be deleted with it.
+    await this.commands.eval(FORGET_EMPTY_STREAM, 2, stream, this.keys.nodeStreams, WORKER_GROUP, node);
   }
 }
+
+/** Deletes a departed node's stream and forgets it, only if it holds no entry and nothing pending. */
+const FORGET_EMPTY_STREAM = `
+if redis.call('XLEN', KEYS[1]) ~= 0 then return 0 end
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+if tonumber(pending[1]) ~= 0 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+`;
 
 function waitKey(stream: string, id: string): string {
   return `${stream} ${id}`;
