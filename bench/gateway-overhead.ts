@@ -7,6 +7,7 @@ import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { fixedRate, percentile, type LoadResult } from './lib/load.js';
+import { cpuTimeMs } from './lib/proc-stats.js';
 import { startProcess, type Proc } from './lib/processes.js';
 
 const args = process.argv.slice(2);
@@ -21,9 +22,15 @@ const CONNECTIONS = arg('connections', 50);
 const chatBody = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 32 });
 const streamBody = JSON.stringify({ model: 'bench', stream: true, messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 32 });
 
-async function saturate(url: string): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
+/**
+ * Saturation throughput, and the CPU the process under test spent per request meanwhile (from
+ * /proc): on a shared two-core VM whose speed drifts, CPU per request is the steadier measure of cost.
+ */
+async function saturate(url: string, pid: number | undefined): Promise<{ rps: number; p50: number; p99: number; errors: number; cpuUsPerRequest: number }> {
+  const before = pid === undefined ? 0 : await cpuTimeMs(pid);
   const r = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody, connections: CONNECTIONS, duration: SECONDS });
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
+  const cpuMs = pid === undefined ? NaN : (await cpuTimeMs(pid)) - before;
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, cpuUsPerRequest: (cpuMs * 1000) / Math.max(1, r.requests.total) };
 }
 
 /** `workers` 1 (the default) keeps the issue-2 comparison: one gateway process against one proxy process. */
@@ -65,7 +72,8 @@ async function main() {
     for (const url of Object.values(targets)) await fixedRate(url, chatBody, 200, 2);
 
     const sat: Record<string, Awaited<ReturnType<typeof saturate>>> = {};
-    for (const [name, url] of Object.entries(targets)) sat[name] = await saturate(url);
+    const pids: Record<string, number | undefined> = { direct: upstream.child.pid, proxy: proxy.child.pid, gateway: gateway.child.pid };
+    for (const [name, url] of Object.entries(targets)) sat[name] = await saturate(url, pids[name]);
 
     const fixed: Record<string, LoadResult> = {};
     for (const [name, url] of Object.entries(targets)) fixed[name] = await fixedRate(url, chatBody, RATE, SECONDS);
@@ -76,9 +84,14 @@ async function main() {
 
     console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
     console.log(`\nsaturation (autocannon, ${CONNECTIONS} connections, ${SECONDS} s, non-streaming):`);
-    for (const [name, s] of Object.entries(sat)) console.log(`  ${name.padEnd(8)} ${s.rps.toFixed(0).padStart(7)} req/s   p50 ${s.p50} ms  p99 ${s.p99} ms  errors ${s.errors}`);
+    for (const [name, s] of Object.entries(sat)) {
+      console.log(`  ${name.padEnd(8)} ${s.rps.toFixed(0).padStart(7)} req/s   p50 ${s.p50} ms  p99 ${s.p99} ms  errors ${s.errors}   CPU ${s.cpuUsPerRequest.toFixed(0)} µs/request`);
+    }
     const ratio = (sat.gateway?.rps ?? 0) / (sat.proxy?.rps ?? 1);
     console.log(`  gateway / proxy throughput: ${ratio.toFixed(2)} (target >= 0.70)`);
+    // The process's own CPU per request (direct: the stand-in's; proxy and gateway: theirs, not the stand-in's).
+    const cpuRatio = (sat.proxy?.cpuUsPerRequest ?? NaN) / (sat.gateway?.cpuUsPerRequest ?? NaN);
+    console.log(`  proxy / gateway CPU per request: ${cpuRatio.toFixed(2)} (the throughput ratio one core each would give)`);
 
     console.log(`\nfixed rate ${RATE} req/s for ${SECONDS} s (open loop, latency to last byte):`);
     for (const [name, r] of Object.entries(fixed)) {

@@ -35,3 +35,22 @@ export async function sampleTree(pid: number): Promise<ProcSample[]> {
   const samples = await Promise.all(pids.map(sampleProcess));
   return samples.filter((s): s is ProcSample => s !== undefined);
 }
+
+/** Linux's USER_HZ: /proc reports CPU time in these ticks on every mainstream architecture. */
+const TICKS_PER_S = 100;
+
+/**
+ * CPU time (user + system, ms) used so far by the process and its descendants that are alive
+ * (cluster workers). Fields 14 and 15 of /proc/<pid>/stat, after the parenthesised command name.
+ */
+export async function cpuTimeMs(pid: number): Promise<number> {
+  const pids = [pid, ...(await childrenOf(pid))];
+  let ticks = 0;
+  for (const p of pids) {
+    const raw = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
+    const fields = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+    // After the command name, utime and stime are the 12th and 13th fields (stat's 14 and 15).
+    ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+  }
+  return (ticks * 1000) / TICKS_PER_S;
+}
