@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { ResponseCache } from '../../cache/response-cache.js';
 import { MemoryCacheStore } from '../../cache/stores/memory.js';
 import { userRequest } from '../../cache/test-helpers.js';
+import { GatewayError, openAiErrorBody } from '../errors.js';
 import { cacheAdminRoutes } from './cache-admin.js';
 
-async function setup() {
+async function setup(tenant?: { id: string; kind: string }) {
   const cache = await ResponseCache.create({ store: new MemoryCacheStore({ maxBytes: 1e6 }), ttlMs: 60_000, compressMinBytes: 0 });
   const result = { id: 'x', object: 'chat.completion' as const, created: 1, model: 'm', choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
   for (const [ns, model] of [['acme', 'gpt-4o'], ['acme', 'claude'], ['globex', 'gpt-4o']] as const) {
@@ -13,6 +14,9 @@ async function setup() {
     await cache.put(probe, { kind: 'result', result }, { tokens: 2, costUsd: 0.01 });
   }
   const app = Fastify();
+  // What the app's auth hook does: every request carries its tenant.
+  if (tenant) app.addHook('onRequest', async (request) => void (request.tenant = tenant as typeof request.tenant));
+  app.setErrorHandler((err: GatewayError, _request, reply) => reply.code(err.status).send(openAiErrorBody(err)));
   await app.register(cacheAdminRoutes, { cache });
   return { app, cache };
 }
@@ -31,6 +35,18 @@ describe('cache admin routes', () => {
     expect(res.json()).toMatchObject({ deleted: 2 });
     res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { pattern: '*' } });
     expect(res.json()).toMatchObject({ deleted: 1 });
+  });
+
+  it('without an admin token, a tenant invalidates its own namespace only', async () => {
+    const { app, cache } = await setup({ id: 'acme', kind: 'api_key' });
+    const everything = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { pattern: '*' } });
+    expect([everything.statusCode, everything.json().error.code]).toEqual([403, 'permission_denied']);
+    const foreign = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { namespace: 'globex' } });
+    expect([foreign.statusCode, foreign.json().error.code]).toEqual([403, 'permission_denied']);
+    // "model" alone means that model in the caller's namespace: globex's gpt-4o entry stays.
+    const own = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { model: 'gpt-4o' } });
+    expect(own.json()).toMatchObject({ deleted: 1, filter: { namespace: 'acme', model: 'gpt-4o' } });
+    expect((await cache.stats()).entries).toBe(2);
   });
 
   it('rejects an empty or unknown filter with the OpenAI error shape', async () => {

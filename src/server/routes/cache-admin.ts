@@ -1,5 +1,8 @@
 // Admin endpoints of the response cache (seed 002 get_cache_stats and invalidate_cache): statistics,
-// and invalidation by namespace, model or key pattern. Registered by the app behind the admin token.
+// and invalidation by namespace, model or key pattern. With an admin token these routes take it (and
+// only it). Without one, a gateway with no authentication (one local operator) may invalidate
+// anything, while an authenticated tenant may only invalidate its own namespace: a tenant key must
+// not clear another tenant's cache.
 import type { FastifyPluginAsync } from 'fastify';
 import { presentedKey } from '../auth.js';
 import { adminTokenCheck } from './admin-keys.js';
@@ -9,7 +12,7 @@ import { GatewayError, openAiErrorBody } from '../errors.js';
 
 export interface CacheAdminOptions {
   cache: ResponseCache;
-  /** When set, these routes take the admin token (not tenant keys); otherwise normal auth applies. */
+  /** When set, these routes take the admin token (not tenant keys); otherwise normal auth applies, scoped to the caller's namespace. */
   adminToken?: string;
 }
 
@@ -50,6 +53,15 @@ export const cacheAdminRoutes: FastifyPluginAsync<CacheAdminOptions> = async (ap
       return reply.code(err.status).send(openAiErrorBody(err));
     }
     const filter: Parameters<ResponseCache['invalidate']>[0] = {};
+    const tenant = request.tenant;
+    if (!opts.adminToken && tenant && tenant.kind !== 'anonymous') {
+      // A tenant, not an administrator: its own entries only (cache namespaces are tenant ids).
+      if (parsed.data.pattern !== undefined) throw new GatewayError('permission_denied', { param: 'pattern', message: 'Invalidating by pattern needs the admin token (auth.admin_token).' });
+      if (parsed.data.namespace !== undefined && parsed.data.namespace !== tenant.id) {
+        throw new GatewayError('permission_denied', { param: 'namespace', message: 'A tenant may only invalidate its own cache namespace.' });
+      }
+      filter.namespace = tenant.id;
+    }
     if (parsed.data.namespace !== undefined) filter.namespace = parsed.data.namespace;
     if (parsed.data.model !== undefined) filter.model = parsed.data.model;
     if (parsed.data.pattern !== undefined) filter.pattern = parsed.data.pattern;
