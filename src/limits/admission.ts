@@ -42,7 +42,8 @@ function dimensionValue(d: LimitDimension, ctx: RequestContext, req: ChatRequest
     case 'team':
       return t.teamId;
     case 'session':
-      return ctx.options.sessionId;
+      // Session ids come from the client: another tenant could send the same one.
+      return ctx.options.sessionId === undefined ? undefined : `${t.id}/${ctx.options.sessionId}`;
     case 'ip':
       return ctx.clientIp;
     case 'endpoint':
@@ -67,7 +68,8 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       const dims = Array.isArray(r.per) ? r.per : [r.per];
       const values = dims.map((d) => dimensionValue(d, ctx, req));
       if (values.some((v) => v === undefined)) continue;
-      const id = `rl:${r.name ?? `rule${i}`}:${dims.join('+')}:${values.join('|')}`;
+      // Values are escaped: a client-chosen value containing the separator must not alias another key.
+      const id = `rl:${r.name ?? `rule${i}`}:${dims.join('+')}:${values.map((v) => encodeURIComponent(v as string)).join('|')}`;
       if (r.requests) window(`${id}:req`, r.requests, r.window_s * 1000, false);
       if (r.tokens) window(`${id}:tok`, r.tokens, r.window_s * 1000, true);
     }

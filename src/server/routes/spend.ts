@@ -35,7 +35,10 @@ export const spendRoutes: FastifyPluginAsync<SpendRouteOptions> = async (app, op
     const start = parsed.data.start ? new Date(parsed.data.start) : new Date(end.getTime() - 30 * 86_400_000);
     // Read-your-writes on this replica: what is still queued goes in first.
     await opts.ledger.flush().catch(() => undefined);
-    const filter = tenant ? (tenant.keyId ? { keyId: tenant.keyId } : tenant.userId ? { userId: tenant.userId } : { tenantId: tenant.id }) : undefined;
+    // A caller sees its own spend: its key's, else its tenant's (narrowed to its user). Never a user id
+    // alone: a JWT's subject is unique only within its tenant, and API keys of another tenant can
+    // carry the same user id.
+    const filter = tenant ? (tenant.keyId ? { keyId: tenant.keyId } : { tenantId: tenant.id, ...(tenant.userId ? { userId: tenant.userId } : {}) }) : undefined;
     const data = await querySpend(opts.sql, { groupBy: parsed.data.group_by, start, end, filter });
     const total = data.reduce(
       (t, r) => ({ requests: t.requests + r.requests, prompt_tokens: t.prompt_tokens + r.prompt_tokens, completion_tokens: t.completion_tokens + r.completion_tokens, cost_usd: t.cost_usd + r.cost_usd }),
