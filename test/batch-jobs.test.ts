@@ -12,6 +12,7 @@ import OpenAI, { toFile } from 'openai';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
+import { countPromptTokens } from '../src/providers/tokens.js';
 import { verifyWebhook } from '../src/server/webhooks/signature.js';
 import { startChildGateway } from './helpers/child-gateway.js';
 import { FaultUpstream } from './helpers/fault-upstream.js';
@@ -310,4 +311,49 @@ describe.skipIf(!pgUp)('a batch survives a graceful shutdown mid-run (Postgres)'
       await db.end();
     }
   }, 120_000);
+});
+
+describe('batch lines spend like requests (PGlite)', () => {
+  const ADMIN = 'admin-token-for-batch-tests-0123456789';
+  const MESSAGES = [{ role: 'user' as const, content: 'How much does this cost?' }];
+  // Input-priced only, so the estimate equals the actual cost: $0.10 a line.
+  const PRICE_INPUT = (0.1 / countPromptTokens(MESSAGES)) * 1_000_000;
+  let dir: string;
+  let gw: RunningServer | undefined;
+  afterAll(async () => {
+    await gw?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("counts every line against the key's budget and records it in the ledger", async () => {
+    dir = await mkdtemp(join(tmpdir(), 'batch-budget-'));
+    gw = await startTestGateway({
+      config: {
+        auth: { admin_token: ADMIN },
+        database: { pglite_path: join(dir, 'db') },
+        ledger: { enabled: true, flush_interval_ms: 50 },
+        cache: { enabled: false },
+        providers: { sim: { type: 'simulator', options: { latency_ms: 2 } } },
+        models: [{ name: 'metered', deployments: [{ provider: 'sim', model: 'metered', price: { input: PRICE_INPUT, output: 0 } }] }],
+        batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 5_000, concurrency: 4 },
+      },
+    });
+    const created = (await (await fetch(`${gw.url}/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'batcher', budget_usd: 0.3, budget_period: 'day' }) })).json()) as { key: string; id: string };
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: created.key, maxRetries: 0 });
+    const lines = Array.from({ length: 6 }, (_, i) => line(`b-${i}`, { model: 'metered', messages: MESSAGES }));
+    const file = await client.files.create({ file: await toFile(Buffer.from(`${lines.join('\n')}\n`), 'budget.jsonl'), purpose: 'batch' });
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const done = await waitFor(async () => {
+      const b = await client.batches.retrieve(batch.id);
+      return b.status === 'completed' ? b : undefined;
+    }, 'the batch to finish');
+    // $0.30 buys three lines; the others are refused as a direct request would be.
+    expect(done.request_counts).toMatchObject({ total: 6, completed: 3, failed: 3 });
+    const errors = (await (await client.files.content(done.error_file_id as string)).text()).trim().split('\n').map((l) => JSON.parse(l) as { response: { status_code: number; body: { error: { code: string } } } });
+    expect(errors.map((e) => [e.response.status_code, e.response.body.error.code])).toEqual(Array(3).fill([402, 'budget_exceeded']));
+    // And the key's spend shows every line, like any request.
+    const spend = (await (await fetch(`${gw.url}/v1/spend?group_by=key`, { headers: { authorization: `Bearer ${created.key}` } })).json()) as { data: { group: string; requests: number; cost_usd: number }[] };
+    expect(spend.data).toEqual([expect.objectContaining({ group: created.id, requests: 6 })]);
+    expect(spend.data[0]?.cost_usd.toFixed(2)).toBe('0.30');
+  }, 60_000);
 });

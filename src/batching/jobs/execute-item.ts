@@ -10,11 +10,18 @@ import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
 import { withoutNulls } from '../../server/routes/openai.js';
 import { chatCompletionSchema, embeddingSchema } from '../../server/routes/openai-schema.js';
 import { validationError } from '../../server/validation.js';
+import type { LedgerEntry } from '../../store/ledger.js';
 import type { ItemExecutor } from './runner.js';
 import type { ItemOutcome } from './store.js';
 
-export function gatewayItemExecutor(gateway: Gateway, log: Logger): ItemExecutor {
+/**
+ * `record` receives one ledger entry per line that ran (answered or failed; not one handed back at a
+ * shutdown), as the ledger hook records each HTTP request: batch spend shows in /v1/spend and seeds
+ * budgets after a restart like any other.
+ */
+export function gatewayItemExecutor(gateway: Gateway, log: Logger, record?: (entry: LedgerEntry) => void): ItemExecutor {
   return async (item, signal) => {
+    const at = new Date();
     const ctx: RequestContext = {
       id: `${item.batch_id}-${item.line}`,
       startedAt: performance.now(),
@@ -26,13 +33,41 @@ export function gatewayItemExecutor(gateway: Gateway, log: Logger): ItemExecutor
       facts: newFacts(),
       headers: {},
     };
+    const account = (status: number, errorCode: string | null) => {
+      if (!record) return;
+      const f = ctx.facts;
+      const t = ctx.tenant;
+      const model = typeof item.body.model === 'string' ? item.body.model : null;
+      record({
+        requestId: ctx.id,
+        ts: at,
+        tenantId: t.id,
+        tenantKind: t.kind,
+        keyId: t.keyId ?? null,
+        userId: t.userId ?? null,
+        teamId: t.teamId ?? null,
+        endpoint: ctx.endpoint,
+        model: f.model ?? model,
+        provider: f.provider ?? null,
+        deployment: f.deployment ?? null,
+        promptTokens: f.usage?.prompt_tokens ?? 0,
+        completionTokens: f.usage?.completion_tokens ?? 0,
+        costUsd: f.costUsd,
+        latencyMs: Math.round((performance.now() - ctx.startedAt) * 100) / 100,
+        cache: f.cache ?? null,
+        status,
+        errorCode,
+      });
+    };
     try {
       const body = item.endpoint === '/v1/embeddings' ? await embed(gateway, ctx, item.body) : await chat(gateway, ctx, item.body);
+      account(200, null);
       return success(ctx, body);
     } catch (err) {
       // Stopping: the line is not failed, it goes back to the queue.
       if (signal.aborted) return undefined;
       const e = toGatewayError(err);
+      account(e.status, e.code);
       return { status: 'failed', statusCode: e.status, response: { status_code: e.status, request_id: ctx.id, body: openAiErrorBody(e) } };
     }
   };

@@ -146,8 +146,14 @@ function tenantOf(request: FastifyRequest): Tenant {
   return request.tenant ?? ANONYMOUS;
 }
 
-/** What a job remembers of its owner, so its lines run as them after a restart. */
+/**
+ * What a job remembers of its owner, so its lines run as them after a restart: identity, allowed
+ * models and the key's budget (batch lines spend money like any request). Not the per-minute rates
+ * or concurrency: the runner paces lines itself (`batch_jobs.concurrency`), as OpenAI's Batch API
+ * has its own limits apart from a key's RPM.
+ */
 function storedTenant(t: Tenant): Tenant {
+  const budget = t.limits?.budgetUsd !== undefined ? { budgetUsd: t.limits.budgetUsd, ...(t.limits.budgetPeriod ? { budgetPeriod: t.limits.budgetPeriod } : {}) } : undefined;
   return {
     id: t.id,
     kind: t.kind,
@@ -155,6 +161,7 @@ function storedTenant(t: Tenant): Tenant {
     ...(t.userId ? { userId: t.userId } : {}),
     ...(t.teamId ? { teamId: t.teamId } : {}),
     ...(t.allowedModels ? { allowedModels: t.allowedModels } : {}),
+    ...(budget ? { limits: budget } : {}),
   };
 }
 

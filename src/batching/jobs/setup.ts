@@ -3,6 +3,7 @@
 // jobs at start-up, the signed completion webhook and the routes.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
+import type { LedgerWriter } from '../../store/ledger.js';
 import type { Config } from '../../config/schema.js';
 import type { Gateway, ManagedResource } from '../../gateway/gateway.js';
 import { WebhookSender } from '../../server/webhooks/sender.js';
@@ -29,9 +30,11 @@ export interface BatchJobsDeps {
   sql?: SqlDatabase;
   /** A sender to share; otherwise one is made from `batch_jobs.webhook`. */
   notifier?: CompletionNotifier;
+  /** The spend ledger: every line that runs is recorded, as every HTTP request is. */
+  ledger?: LedgerWriter;
 }
 
-export async function assembleBatchJobs({ config, log, gateway, sql, notifier }: BatchJobsDeps): Promise<BatchJobs | undefined> {
+export async function assembleBatchJobs({ config, log, gateway, sql, notifier, ledger }: BatchJobsDeps): Promise<BatchJobs | undefined> {
   const cfg = config.batch_jobs;
   if (!cfg.enabled) return undefined;
   const db = sql ?? (await openSql({ url: config.database.url, pglitePath: config.database.pglite_path, schema: config.database.schema }));
@@ -44,7 +47,7 @@ export async function assembleBatchJobs({ config, log, gateway, sql, notifier }:
     sender = new WebhookSender({ endpoints: [{ url: cfg.webhook.url, secret, events: [] }], log, maxAttempts: cfg.webhook.max_attempts, initialBackoffMs: 500, timeoutMs: 10_000 });
   }
   const store = new BatchStore(db);
-  const runner = new BatchRunner(store, gatewayItemExecutor(gateway, log), {
+  const runner = new BatchRunner(store, gatewayItemExecutor(gateway, log, ledger ? (entry) => ledger.record(entry) : undefined), {
     concurrency: cfg.concurrency,
     leaseMs: cfg.lease_ms,
     pollMs: cfg.poll_ms,
