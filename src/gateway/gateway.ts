@@ -153,7 +153,8 @@ export class Gateway {
         if (await withTimeout(p.ready(), 2_000).catch(() => false)) usable.push(name);
       }),
     );
-    checks.push({ name: 'providers', ok: usable.length > 0, detail: usable.length ? `usable: ${usable.sort().join(', ')}` : 'no provider is usable' });
+    // Counts, not names: /ready is public, and provider names are configuration (GET /v1/providers, authenticated, has them).
+    checks.push({ name: 'providers', ok: usable.length > 0, detail: usable.length ? `${usable.length} of ${this.providers.size} usable` : 'no provider is usable' });
     return { ready: checks.every((c) => c.ok), checks };
   }
 
