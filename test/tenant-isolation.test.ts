@@ -1,11 +1,12 @@
-// What one tenant must not see or spend of another's: spend reports and client-chosen rate-limit
-// keys. Two JWT tenants whose users share a subject ("alice"), on the embedded database.
+// What one tenant must not see or spend of another's: spend reports, client-chosen rate-limit keys
+// and the budgets of same-named users. Two JWT tenants whose users share a subject ("alice"), on the embedded database.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
+import { countPromptTokens } from '../src/providers/tokens.js';
 import { startTestGateway } from './helpers/gateway.js';
 
 const SECRET = 'a-shared-hs256-secret-of-32-characters-or-more';
@@ -62,5 +63,42 @@ describe('tenant isolation', () => {
     expect([await chat(acme, 'victim-session'), await chat(acme, 'victim-session')]).toEqual([200, 200]);
     expect(await chat(globex, 'victim-session')).toBe(200);
     expect(await chat(acme, 'victim-session')).toBe(429);
+  });
+});
+
+describe('budgets of JWT users', () => {
+  const MESSAGES = [{ role: 'user' as const, content: 'How much does this cost?' }];
+  // Input-priced only, so the estimate equals the actual cost: $0.10 a call.
+  const PRICE_INPUT = (0.1 / countPromptTokens(MESSAGES)) * 1_000_000;
+  let budgetDir: string;
+  let budgeted: RunningServer;
+  beforeAll(async () => {
+    budgetDir = await mkdtemp(join(tmpdir(), 'if-isolation-budget-'));
+    budgeted = await startTestGateway({
+      config: {
+        auth: { jwt: { secret: SECRET } },
+        database: { pglite_path: join(budgetDir, 'db') },
+        cache: { enabled: false },
+        budgets: { default_user: { limit_usd: 0.2, period: 'day' }, alert_thresholds: [] },
+        providers: { sim: { type: 'simulator', options: { latency_ms: 1 } } },
+        models: [{ name: 'metered', deployments: [{ provider: 'sim', model: 'metered', price: { input: PRICE_INPUT, output: 0 } }] }],
+      },
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await budgeted?.close();
+    await rm(budgetDir, { recursive: true, force: true });
+  });
+
+  it('a user of one tenant cannot spend the budget of a same-named user of another', async () => {
+    const send = async (bearer: string) => {
+      const res = await fetch(`${budgeted.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` }, body: JSON.stringify({ model: 'metered', messages: MESSAGES }) });
+      await res.arrayBuffer();
+      return res.status;
+    };
+    const acme = await token({ sub: 'dave', tenant: 'acme' });
+    const globex = await token({ sub: 'dave', tenant: 'globex' });
+    expect([await send(acme), await send(acme), await send(acme)]).toEqual([200, 200, 402]);
+    expect(await send(globex)).toBe(200);
   });
 });

@@ -83,7 +83,7 @@ describe('asymmetric JWTs', () => {
     it('accepts a token signed by a key in the set and rejects one from an unknown key', async () => {
       const verify = await createJwtVerifier(jwtSchema.parse({ algorithm: 'RS256', jwks_url: url }));
       const ok = await new SignJWT({ sub: 'carol', tenant: 'acme' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setExpirationTime('5m').sign(privateKey);
-      expect(await verify(ok)).toMatchObject({ id: 'jwt:acme', userId: 'carol' });
+      expect(await verify(ok)).toMatchObject({ id: 'jwt:acme', userId: 'acme/carol' });
       const stranger = (await generateKeyPair('RS256')).privateKey;
       const bad = await new SignJWT({ sub: 'eve' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setExpirationTime('5m').sign(stranger);
       await expect(verify(bad)).rejects.toMatchObject({ code: 'invalid_api_key' });

@@ -40,9 +40,13 @@ export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
     }
     const str = (name: string) => (typeof payload[name] === 'string' && payload[name] !== '' ? (payload[name] as string) : undefined);
     const num = (name: string) => (typeof payload[name] === 'number' && (payload[name] as number) > 0 ? Math.floor(payload[name] as number) : undefined);
-    const userId = str(c.user);
-    const teamId = str(c.team);
-    const tenantName = str(c.tenant) ?? userId;
+    const tenantClaim = str(c.tenant);
+    // Within a tenant claim, user and team names are the tenant's own ("alice" of acme is not "alice"
+    // of globex): they are qualified by it, for budgets, rate limits and the ledger alike.
+    const within = (name: string | undefined) => (name && tenantClaim ? `${tenantClaim}/${name}` : name);
+    const userId = within(str(c.user));
+    const teamId = within(str(c.team));
+    const tenantName = tenantClaim ?? userId;
     if (!tenantName) throw new GatewayError('invalid_api_key', { message: `The bearer token was rejected: it names no user (claim "${c.user}").` });
     const models = Array.isArray(payload[c.models]) ? (payload[c.models] as unknown[]).filter((m): m is string => typeof m === 'string') : undefined;
     const rpm = num(c.rpm);
