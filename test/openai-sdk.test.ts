@@ -1,5 +1,7 @@
 // The official `openai` package, unmodified, against a real gateway on the built-in simulator:
 // chat, streams, n, tools, JSON mode, stop, embeddings, models, headers and error codes.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
@@ -159,5 +161,49 @@ describe('errors reach the SDK as typed errors with stable codes', () => {
   it('rejects out-of-range values and empty messages', async () => {
     await expect(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }], temperature: 3 })).rejects.toMatchObject({ status: 400, code: 'invalid_value', param: 'temperature' });
     await expect(client.chat.completions.create({ model: 'm', messages: [] })).rejects.toMatchObject({ status: 400, code: 'empty_messages' });
+  });
+});
+
+describe('current OpenAI parameters and answers sent back as history', () => {
+  let upstream: Server;
+  let gw: RunningServer;
+  let sdk: OpenAI;
+  const received: Record<string, unknown>[] = [];
+
+  beforeAll(async () => {
+    upstream = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        received.push(JSON.parse(body) as Record<string, unknown>);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: 'chatcmpl-x', object: 'chat.completion', created: 1, model: 'gpt-5', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }));
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const port = (upstream.address() as AddressInfo).port;
+    gw = await startTestGateway({ config: { providers: { up: { type: 'openai', base_url: `http://127.0.0.1:${port}/v1`, api_key: 'k' } }, models: [{ name: 'gpt-5', deployments: [{ provider: 'up', model: 'gpt-5' }] }] } });
+    sdk = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await new Promise((r) => upstream?.close(r));
+  });
+
+  it('accepts them and passes them to an OpenAI-compatible upstream; history nulls and annotations are dropped', async () => {
+    // What Python's `messages.append(resp.choices[0].message.model_dump())` sends back.
+    const previous = { role: 'assistant', content: 'Hi!', refusal: null, annotations: [], audio: null, function_call: null, tool_calls: null, name: null };
+    const res = await sdk.chat.completions.create({
+      model: 'gpt-5',
+      messages: [{ role: 'user', content: 'hello' }, previous as never, { role: 'user', content: 'again' }],
+      reasoning_effort: 'none' as never,
+      verbosity: 'low',
+      prompt_cache_key: 'conversation-42',
+      safety_identifier: 'user-hash-1',
+    });
+    expect(res.choices[0]?.message.content).toBe('ok');
+    const sent = received.at(-1) as { messages: Record<string, unknown>[] } & Record<string, unknown>;
+    expect(sent).toMatchObject({ reasoning_effort: 'none', verbosity: 'low', prompt_cache_key: 'conversation-42', safety_identifier: 'user-hash-1' });
+    expect(sent.messages[1]).toEqual({ role: 'assistant', content: 'Hi!' });
   });
 });

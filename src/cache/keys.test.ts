@@ -16,6 +16,7 @@ describe('exactKey', () => {
     const k = exactKey(base);
     expect(exactKey({ ...base, stream: true, stream_options: { include_usage: true } })).toBe(k);
     expect(exactKey({ ...base, user: 'u-1', metadata: { a: 'b' }, store: true, service_tier: 'auto' })).toBe(k);
+    expect(exactKey({ ...base, prompt_cache_key: 'c-1', safety_identifier: 'h-1', prompt_cache_retention: '24h' })).toBe(k);
     expect(exactKey({ ...base, n: 1, presence_penalty: 0, frequency_penalty: 0 })).toBe(k);
     // Key order and text-part form do not matter.
     const parts: ChatRequest = { temperature: 0, model: 'gpt-4o', messages: [base.messages[0]!, { role: 'user', content: [{ type: 'text', text: 'What is the capital of France?' }] }] };
@@ -27,6 +28,9 @@ describe('exactKey', () => {
     const variants: Partial<ChatRequest>[] = [
       { model: 'gpt-4o-mini' },
       { temperature: 0.7 },
+      { verbosity: 'low' },
+      { reasoning_effort: 'none' },
+      { modalities: ['text', 'audio'] },
       { max_tokens: 10 },
       { stop: ['\n'] },
       { seed: 7 },

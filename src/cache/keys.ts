@@ -47,6 +47,12 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
     logprobs: req.logprobs || undefined,
     top_logprobs: req.logprobs ? req.top_logprobs : undefined,
     reasoning_effort: req.reasoning_effort,
+    verbosity: req.verbosity,
+    modalities: req.modalities,
+    audio: req.audio,
+    prediction: req.prediction,
+    web_search_options: req.web_search_options,
+    moderation: req.moderation,
   };
 }
 

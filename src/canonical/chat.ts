@@ -76,8 +76,19 @@ export interface ChatRequest {
   top_logprobs?: number;
   metadata?: Record<string, string>;
   store?: boolean;
-  reasoning_effort?: 'minimal' | 'low' | 'medium' | 'high';
+  reasoning_effort?: 'none' | 'minimal' | 'low' | 'medium' | 'high' | 'xhigh' | 'max';
   service_tier?: string;
+  /** OpenAI parameters passed through to OpenAI-compatible upstreams, uninterpreted. */
+  verbosity?: 'low' | 'medium' | 'high';
+  modalities?: ('text' | 'audio')[];
+  audio?: Record<string, unknown>;
+  prediction?: Record<string, unknown>;
+  web_search_options?: Record<string, unknown>;
+  moderation?: unknown;
+  prompt_cache_key?: string;
+  prompt_cache_retention?: string;
+  prompt_cache_options?: Record<string, unknown>;
+  safety_identifier?: string;
 }
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';

@@ -7,7 +7,7 @@ import { collectStream } from '../../canonical/convert.js';
 import { defaultRequestOptions, newFacts, type RequestContext } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
-import { withoutNulls } from '../../server/routes/openai.js';
+import { chatRequestFrom } from '../../server/routes/openai.js';
 import { chatCompletionSchema, embeddingSchema } from '../../server/routes/openai-schema.js';
 import { validationError } from '../../server/validation.js';
 import type { LedgerEntry } from '../../store/ledger.js';
@@ -80,7 +80,7 @@ async function chat(gateway: Gateway, ctx: RequestContext, raw: Record<string, u
   if (difficulty) ctx.options.difficulty = difficulty.toLowerCase();
   if (priority) ctx.options.priority = priority;
   if (session_id) ctx.options.sessionId = session_id;
-  const req = { ...withoutNulls(body), stream: false } as ChatRequest;
+  const req = { ...chatRequestFrom(body), stream: false } as ChatRequest;
   delete req.stream_options;
   const outcome = await gateway.handleChat(ctx, req);
   return outcome.kind === 'result' ? outcome.result : collectStream(outcome.stream);

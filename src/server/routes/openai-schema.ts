@@ -31,9 +31,14 @@ const message = z.discriminatedUnion('role', [
     .object({
       role: z.literal('assistant'),
       content: z.union([text, z.array(contentPart)]).nullable().optional(),
-      name: z.string().optional(),
-      tool_calls: z.array(toolCall).optional(),
+      // Nullable as in the spec: a previous answer sent back as it came (Python's `message.model_dump()`)
+      // carries `tool_calls: null`, `name: null`, `audio: null`, `function_call: null`, `annotations: []`.
+      name: z.string().nullable().optional(),
+      tool_calls: z.array(toolCall).nullable().optional(),
       refusal: z.string().nullable().optional(),
+      audio: z.object({ id: z.string().min(1) }).strict().nullable().optional(),
+      function_call: z.object({ name: z.string(), arguments: z.string() }).strict().nullable().optional(),
+      annotations: z.array(z.unknown()).nullable().optional(),
     })
     .strict(),
   z
@@ -98,7 +103,7 @@ const sampling = {
   frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
   logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullable().optional(),
   stream: z.boolean().nullable().optional(),
-  stream_options: z.object({ include_usage: z.boolean().optional() }).strict().nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() }).strict().nullable().optional(),
 };
 
 export const chatCompletionSchema = z
@@ -116,8 +121,20 @@ export const chatCompletionSchema = z
     top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
     metadata: z.record(z.string(), z.string()).nullable().optional(),
     store: z.boolean().nullable().optional(),
-    reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
+    reasoning_effort: z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullable().optional(),
     service_tier: z.string().nullable().optional(),
+    // Current OpenAI parameters the gateway does not interpret: accepted and passed to OpenAI-compatible
+    // upstreams as they are (other providers ignore them); the ones that change the answer are in the cache key.
+    verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
+    modalities: z.array(z.enum(['text', 'audio'])).nullable().optional(),
+    audio: z.record(z.string(), z.unknown()).nullable().optional(),
+    prediction: z.record(z.string(), z.unknown()).nullable().optional(),
+    web_search_options: z.record(z.string(), z.unknown()).nullable().optional(),
+    moderation: z.unknown().optional(),
+    prompt_cache_key: z.string().nullable().optional(),
+    prompt_cache_retention: z.string().nullable().optional(),
+    prompt_cache_options: z.record(z.string(), z.unknown()).nullable().optional(),
+    safety_identifier: z.string().nullable().optional(),
     ...extensionFields,
   })
   .strict();

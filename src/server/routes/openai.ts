@@ -3,7 +3,7 @@
 // and renders the canonical outcome back in OpenAI's shapes.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import type { ChatChunk, ChatRequest, ChatResult } from '../../canonical/chat.js';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult } from '../../canonical/chat.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 import { factHeaders } from '../headers.js';
@@ -24,6 +24,20 @@ export function withoutNulls<T extends object>(body: T): T {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(body)) if (v !== null && v !== undefined) out[k] = v;
   return out as T;
+}
+
+/**
+ * A chat body as the canonical request: top-level nulls dropped, and in each message too, with the
+ * response-only `annotations` of an answer sent back as history (Python's `message.model_dump()`).
+ */
+export function chatRequestFrom(body: object): ChatRequest {
+  const req = withoutNulls(body) as ChatRequest;
+  req.messages = req.messages.map((m) => {
+    const clean = withoutNulls(m) as ChatMessage & { annotations?: unknown };
+    delete clean.annotations;
+    return clean;
+  });
+  return req;
 }
 
 export function chatRenderer(includeUsage: boolean): Renderer<ChatResult> {
@@ -62,7 +76,7 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     const parsed = chatCompletionSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const { difficulty, priority, session_id, ...body } = parsed.data;
-    const req = withoutNulls(body) as ChatRequest;
+    const req = chatRequestFrom(body);
     const ctx = createRequestContext(request, reply, 'chat', log, { difficulty, priority, session_id, metadata: body.metadata });
     request.ctx = ctx;
     const outcome = await gateway.handleChat(ctx, req);
