@@ -87,4 +87,23 @@ describe('/v1/messages through the Anthropic SDK', () => {
     expect(err).toBeInstanceOf(Anthropic.AuthenticationError);
     expect((err as InstanceType<typeof Anthropic.AuthenticationError>).error).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
   });
+
+  it('counts tokens as the SDK asks (more for a longer prompt and with tools)', async () => {
+    const short = await client.messages.countTokens({ model: 'm', messages: [{ role: 'user', content: 'Hello' }] });
+    const long = await client.messages.countTokens({ model: 'm', system: 'Answer in French.', messages: [{ role: 'user', content: 'Hello, how are you doing today, my friend?' }] });
+    const tools = await client.messages.countTokens({
+      model: 'm',
+      messages: [{ role: 'user', content: 'Hello' }],
+      tools: [{ name: 'get_weather', description: 'Weather for a city', input_schema: { type: 'object', properties: { city: { type: 'string' } } } }],
+    });
+    expect(short.input_tokens).toBeGreaterThan(0);
+    expect(long.input_tokens).toBeGreaterThan(short.input_tokens);
+    expect(tools.input_tokens).toBeGreaterThan(short.input_tokens);
+  });
+
+  it('answers a route it does not serve with the Anthropic not-found body', async () => {
+    const err = await client.messages.batches.retrieve('msgbatch_none').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.NotFoundError);
+    expect((err as InstanceType<typeof Anthropic.NotFoundError>).error).toMatchObject({ type: 'error', error: { type: 'not_found_error' } });
+  });
 });

@@ -118,8 +118,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler({}, (request, reply) => {
-    const err = new GatewayError('not_found', { message: `No route for ${request.method} ${request.url.split('?')[0]}.` });
-    reply.code(err.status).send(openAiErrorBody(err));
+    const path = request.url.split('?')[0] ?? '';
+    const err = new GatewayError('not_found', { message: `No route for ${request.method} ${path}.` });
+    // An Anthropic client (its paths, or its version header) gets Anthropic's error shape, as on every other error.
+    if (path.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined) {
+      return reply.code(err.status).send({ type: 'error', error: { type: anthropicErrorType(err.status), message: err.message, code: err.code } });
+    }
+    return reply.code(err.status).send(openAiErrorBody(err));
   });
 
   const routes: string[] = [];

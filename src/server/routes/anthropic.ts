@@ -31,4 +31,12 @@ export const anthropicRoutes: FastifyPluginAsync<AnthropicRouteOptions> = async 
       errorEvent: (err) => ({ event: 'error', data: JSON.stringify(anthropicErrorFromGateway(err)) }),
     });
   });
+
+  // The SDK's messages.countTokens: the same body as a message (no max_tokens), counted with the
+  // gateway's tokenizer — exact for OpenAI models, an estimate for others (Claude's tokenizer is not public).
+  app.post('/v1/messages/count_tokens', { config: { dialect: 'anthropic' } }, async (request) => {
+    const body = request.body && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {};
+    const req = anthropicToCanonical({ max_tokens: 1, ...body, stream: undefined });
+    return { input_tokens: countPromptTokens(req.messages, req.tools) };
+  });
 };
