@@ -51,6 +51,19 @@ describe('/v1/messages through the Anthropic SDK', () => {
     expect(res.usage.output_tokens).toBeLessThanOrEqual(3);
   });
 
+  it('reports the stop sequence that ended the answer, in JSON and in the stream', async () => {
+    const params = { model: 'm', max_tokens: 200, stop_sequences: ['never-there', 'simulator'], messages: [{ role: 'user' as const, content: 'Hello there' }] };
+    const msg = await client.messages.create(params);
+    expect([msg.stop_reason, msg.stop_sequence]).toEqual(['stop_sequence', 'simulator']);
+    expect(msg.content[0]).toMatchObject({ type: 'text' });
+    expect((msg.content[0] as { text: string }).text).not.toContain('simulator');
+    const streamed = await client.messages.stream(params).finalMessage();
+    expect([streamed.stop_reason, streamed.stop_sequence]).toEqual(['stop_sequence', 'simulator']);
+    // Without a match it is an ordinary end of turn.
+    const plain = await client.messages.create({ ...params, stop_sequences: ['never-there'] });
+    expect([plain.stop_reason, plain.stop_sequence]).toEqual(['end_turn', null]);
+  });
+
   it('uses tools both ways', async () => {
     const tools: Anthropic.Tool[] = [{ name: 'get_time', description: 'Current time', input_schema: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'] } }];
     const first = await client.messages.create({ model: 'm', max_tokens: 100, tools, tool_choice: { type: 'any' }, messages: [{ role: 'user', content: 'What time is it in Tokyo?' }] });

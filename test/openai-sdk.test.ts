@@ -19,6 +19,15 @@ afterAll(async () => {
 });
 
 describe('chat completions through the OpenAI SDK', () => {
+
+  it("stops at a stop sequence and answers in OpenAI's shape (no Anthropic stop_sequence field)", async () => {
+    const res = await client.chat.completions.create({ model: 'gpt-4o-mini', stop: ['simulator'], messages: [{ role: 'user', content: 'Hello there' }] });
+    expect(res.choices[0]?.finish_reason).toBe('stop');
+    expect(res.choices[0]?.message.content).not.toContain('simulator');
+    expect(Object.keys(res.choices[0] ?? {})).not.toContain('stop_sequence');
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stop: ['simulator'], stream: true, messages: [{ role: 'user', content: 'Hello there' }] });
+    for await (const chunk of stream) for (const c of chunk.choices) expect(Object.keys(c)).not.toContain('stop_sequence');
+  });
   it('answers with gateway fact headers and the request id it was given', async () => {
     const { data, response } = await client.chat.completions
       .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }] }, { headers: { 'x-request-id': 'req-abc.123' } })

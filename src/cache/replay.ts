@@ -29,6 +29,7 @@ export function aggregateChunks(chunks: readonly ChatChunk[]): ChatResult {
         choice.toolCalls.set(t.index, call);
       }
       if (c.finish_reason) choice.finish_reason = c.finish_reason;
+      if (c.stop_sequence) choice.stop_sequence = c.stop_sequence;
     }
   }
   const result: ChatResult = {
@@ -78,7 +79,7 @@ export function resultToChunks(result: ChatResult): ChatChunk[] {
         }],
       });
     }
-    chunks.push({ ...base, ...fp, choices: [{ index: c.index, delta: {}, finish_reason: c.finish_reason }] });
+    chunks.push({ ...base, ...fp, choices: [{ index: c.index, delta: {}, finish_reason: c.finish_reason, ...(c.stop_sequence ? { stop_sequence: c.stop_sequence } : {}) }] });
   }
   chunks.push({ ...base, ...fp, choices: [], usage: result.usage });
   return chunks;

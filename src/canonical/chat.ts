@@ -111,6 +111,12 @@ export interface ChatChoice {
   message: AssistantMessage;
   finish_reason: FinishReason | null;
   logprobs: null;
+  /**
+   * The stop sequence that ended the answer, when the provider says which (Anthropic, the simulator).
+   * Anthropic's `stop_reason: "stop_sequence"` and `stop_sequence`; not part of OpenAI's answer (the
+   * OpenAI route leaves it out).
+   */
+  stop_sequence?: string;
 }
 
 export interface ChatResult {
@@ -135,6 +141,8 @@ export interface ChunkChoice {
   delta: { role?: 'assistant'; content?: string | null; tool_calls?: ToolCallDelta[]; refusal?: string | null };
   finish_reason: FinishReason | null;
   logprobs?: null;
+  /** On the finishing chunk: as ChatChoice.stop_sequence. */
+  stop_sequence?: string;
 }
 
 /**

@@ -10,7 +10,7 @@ export async function collectStream(stream: AsyncIterable<ChatChunk>): Promise<C
   let model = '';
   let fingerprint: string | undefined;
   let usage: Usage | undefined;
-  const choices = new Map<number, { content: string; hasContent: boolean; calls: Map<number, ToolCall>; finish: ChatChoice['finish_reason'] }>();
+  const choices = new Map<number, { content: string; hasContent: boolean; calls: Map<number, ToolCall>; finish: ChatChoice['finish_reason']; stopSequence?: string }>();
   for await (const chunk of stream) {
     id ||= chunk.id;
     created ||= chunk.created;
@@ -35,6 +35,7 @@ export async function collectStream(stream: AsyncIterable<ChatChunk>): Promise<C
         acc.calls.set(tc.index, call);
       }
       if (c.finish_reason) acc.finish = c.finish_reason;
+      if (c.stop_sequence) acc.stopSequence = c.stop_sequence;
     }
   }
   const out: ChatChoice[] = [...choices.entries()]
@@ -48,6 +49,7 @@ export async function collectStream(stream: AsyncIterable<ChatChunk>): Promise<C
       },
       finish_reason: acc.finish ?? 'stop',
       logprobs: null,
+      ...(acc.stopSequence ? { stop_sequence: acc.stopSequence } : {}),
     }));
   return {
     id,
@@ -80,7 +82,7 @@ export function resultToChunks(result: ChatResult, pieceChars = 0): ChatChunk[] 
         choices: [{ index, delta: { tool_calls: [{ index: i, id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } }] }, finish_reason: null }],
       });
     }
-    out.push({ ...base, choices: [{ index, delta: {}, finish_reason: choice.finish_reason ?? 'stop' }] });
+    out.push({ ...base, choices: [{ index, delta: {}, finish_reason: choice.finish_reason ?? 'stop', ...(choice.stop_sequence ? { stop_sequence: choice.stop_sequence } : {}) }] });
   }
   out.push({ ...base, choices: [], usage: result.usage });
   return out;

@@ -150,6 +150,15 @@ describe('anthropic provider: responses', () => {
     });
   });
 
+  it('keeps the stop sequence that ended the message', async () => {
+    const body = JSON.parse(await fixture('anthropic-message.json')) as Record<string, unknown>;
+    server.reply({ body: JSON.stringify({ ...body, stop_reason: 'stop_sequence', stop_sequence: '###' }) });
+    const result = await provider.chat({ ...baseReq, stop: ['###'] }, opts());
+    expect(result.choices[0]).toMatchObject({ finish_reason: 'stop', stop_sequence: '###' });
+    server.reply({ body: await fixture('anthropic-message.json') });
+    expect((await provider.chat(baseReq, opts())).choices[0]).not.toHaveProperty('stop_sequence');
+  });
+
   it('maps tool_use blocks to tool_calls with JSON arguments and skips thinking', async () => {
     server.reply({ body: await fixture('anthropic-message-tool.json') });
     const result = await provider.chat(baseReq, opts());

@@ -50,6 +50,7 @@ const messageSchema = z.object({
   model: z.string().optional(),
   content: z.array(blockSchema),
   stop_reason: z.string().nullish(),
+  stop_sequence: z.string().nullish(),
   usage: usageSchema,
 });
 const streamEventSchema = z.discriminatedUnion('type', [
@@ -61,7 +62,7 @@ const streamEventSchema = z.discriminatedUnion('type', [
     delta: z.looseObject({ type: z.string(), text: z.string().optional(), partial_json: z.string().optional() }),
   }),
   z.object({ type: z.literal('content_block_stop'), index: z.number() }),
-  z.object({ type: z.literal('message_delta'), delta: z.object({ stop_reason: z.string().nullish() }), usage: usageSchema.optional() }),
+  z.object({ type: z.literal('message_delta'), delta: z.object({ stop_reason: z.string().nullish(), stop_sequence: z.string().nullish() }), usage: usageSchema.optional() }),
   z.object({ type: z.literal('message_stop') }),
   z.object({ type: z.literal('ping') }),
   z.object({ type: z.literal('error'), error: z.object({ type: z.string(), message: z.string() }) }),
@@ -162,6 +163,7 @@ export class AnthropicProvider implements ProviderAdapter {
           message: { role: 'assistant', content: text, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
           finish_reason: finishReasonFromAnthropic(msg.stop_reason) ?? 'stop',
           logprobs: null,
+          ...(msg.stop_sequence ? { stop_sequence: msg.stop_sequence } : {}),
         },
       ],
       usage: toUsage(msg.usage),
@@ -263,7 +265,7 @@ export class AnthropicProvider implements ProviderAdapter {
             // message_delta usage is cumulative; fields it carries replace the message_start values.
             for (const [k, v] of Object.entries(event.usage ?? {})) if (v != null) usage[k as keyof AnthropicUsage] = v;
             finish = finishReasonFromAnthropic(event.delta.stop_reason) ?? finish;
-            if (finish) yield chunk([{ index: 0, delta: {}, finish_reason: finish }]);
+            if (finish) yield chunk([{ index: 0, delta: {}, finish_reason: finish, ...(event.delta.stop_sequence ? { stop_sequence: event.delta.stop_sequence } : {}) }]);
             break;
           case 'message_stop':
             stopped = true;

@@ -104,6 +104,7 @@ export class SimulatorProvider implements ProviderAdapter {
         message: { role: 'assistant', content: c.content, ...(c.toolCalls ? { tool_calls: c.toolCalls } : {}) },
         finish_reason: c.finish,
         logprobs: null,
+        ...(c.stopSequence ? { stop_sequence: c.stopSequence } : {}),
       })),
       usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
     };
@@ -144,7 +145,7 @@ export class SimulatorProvider implements ProviderAdapter {
             }
           }
           completion += c.tokens;
-          yield { ...base, choices: [{ index, delta: {}, finish_reason: c.finish }] };
+          yield { ...base, choices: [{ index, delta: {}, finish_reason: c.finish, ...(c.stopSequence ? { stop_sequence: c.stopSequence } : {}) }] };
         }
         yield {
           ...base,
@@ -249,9 +250,13 @@ export class SimulatorProvider implements ProviderAdapter {
       text = JSON.stringify(schema ? exampleArguments(schema) : { answer: text });
     }
     let finish: FinishReason = 'stop';
+    let stopSequence: string | undefined;
     for (const stop of stopList(req.stop)) {
       const at = text.indexOf(stop);
-      if (at >= 0) text = text.slice(0, at);
+      if (at >= 0) {
+        text = text.slice(0, at);
+        stopSequence = stop;
+      }
     }
     const max = requestedMaxTokens(req);
     let tokens = countTextTokens(text);
@@ -265,8 +270,9 @@ export class SimulatorProvider implements ProviderAdapter {
       text = cut;
       tokens = countTextTokens(text);
       finish = 'length';
+      stopSequence = undefined;
     }
-    return { content: text, finish, tokens };
+    return { content: text, finish, tokens, ...(stopSequence !== undefined ? { stopSequence } : {}) };
   }
 }
 
@@ -274,6 +280,8 @@ interface SimAnswer {
   content: string | null;
   toolCalls?: ToolCall[];
   finish: FinishReason;
+  /** The stop sequence the answer was cut at. */
+  stopSequence?: string;
   tokens: number;
 }
 

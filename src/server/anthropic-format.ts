@@ -123,8 +123,8 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
     role: 'assistant',
     model,
     content,
-    stop_reason: anthropicStopReason(choice?.finish_reason),
-    stop_sequence: null,
+    stop_reason: choice?.stop_sequence ? 'stop_sequence' : anthropicStopReason(choice?.finish_reason),
+    stop_sequence: choice?.stop_sequence ?? null,
     usage: { input_tokens: result.usage.prompt_tokens, output_tokens: result.usage.completion_tokens },
   };
 }
@@ -150,6 +150,7 @@ export async function* anthropicStreamEvents(
   let open: { kind: 'text' } | { kind: 'tool'; toolIndex: number } | null = null;
   const blockOfTool = new Map<number, number>();
   let finish: FinishReason | null = null;
+  let stopSequence: string | undefined;
   let inputTokens = inputTokensHint;
   let outputTokens: number | undefined;
   let counted = false;
@@ -218,6 +219,7 @@ export async function* anthropicStreamEvents(
         if (args) yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args } } };
       }
       if (choice.finish_reason) finish = choice.finish_reason;
+      if (choice.stop_sequence) stopSequence = choice.stop_sequence;
     }
   } catch (err) {
     yield* start('');
@@ -233,7 +235,7 @@ export async function* anthropicStreamEvents(
     event: 'message_delta',
     data: {
       type: 'message_delta',
-      delta: { stop_reason: anthropicStopReason(finish), stop_sequence: null },
+      delta: { stop_reason: stopSequence ? 'stop_sequence' : anthropicStopReason(finish), stop_sequence: stopSequence ?? null },
       // The upstream's count replaces the hint sent in message_start (the SDK takes it from here).
       usage: { ...(counted ? { input_tokens: inputTokens } : {}), output_tokens: outputTokens ?? 0 },
     },

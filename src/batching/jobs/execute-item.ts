@@ -7,7 +7,7 @@ import { collectStream } from '../../canonical/convert.js';
 import { defaultRequestOptions, newFacts, type RequestContext } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
-import { chatRequestFrom } from '../../server/routes/openai.js';
+import { chatRequestFrom, openAiResult } from '../../server/routes/openai.js';
 import { chatCompletionSchema, embeddingSchema } from '../../server/routes/openai-schema.js';
 import { validationError } from '../../server/validation.js';
 import type { LedgerEntry } from '../../store/ledger.js';
@@ -83,7 +83,7 @@ async function chat(gateway: Gateway, ctx: RequestContext, raw: Record<string, u
   const req = { ...chatRequestFrom(body), stream: false } as ChatRequest;
   delete req.stream_options;
   const outcome = await gateway.handleChat(ctx, req);
-  return outcome.kind === 'result' ? outcome.result : collectStream(outcome.stream);
+  return openAiResult(outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream));
 }
 
 async function embed(gateway: Gateway, ctx: RequestContext, raw: Record<string, unknown>): Promise<unknown> {

@@ -40,9 +40,20 @@ export function chatRequestFrom(body: object): ChatRequest {
   return req;
 }
 
+/** The OpenAI shape of a result: without `stop_sequence`, which only the Anthropic route reports. */
+export function openAiResult(result: ChatResult): ChatResult {
+  if (!result.choices.some((c) => c.stop_sequence !== undefined)) return result;
+  return { ...result, choices: result.choices.map(({ stop_sequence: _stop, ...c }) => c) };
+}
+
+function openAiChunk(chunk: ChatChunk): ChatChunk {
+  if (!chunk.choices.some((c) => c.stop_sequence !== undefined)) return chunk;
+  return { ...chunk, choices: chunk.choices.map(({ stop_sequence: _stop, ...c }) => c) };
+}
+
 export function chatRenderer(includeUsage: boolean): Renderer<ChatResult> {
   return {
-    json: (result) => result,
+    json: openAiResult,
     events: (chunks) => chatEvents(chunks, includeUsage),
     errorEvent: (err) => ({ data: JSON.stringify(openAiErrorBody(err)) }),
   };
@@ -54,7 +65,8 @@ async function* chatEvents(chunks: AsyncIterable<ChatChunk>, includeUsage: boole
       if (includeUsage) yield { data: JSON.stringify(chunk) };
       continue;
     }
-    yield { data: JSON.stringify(includeUsage ? { ...chunk, usage: null } : withoutUsage(chunk)) };
+    const c = openAiChunk(chunk);
+    yield { data: JSON.stringify(includeUsage ? { ...c, usage: null } : withoutUsage(c)) };
   }
   yield { data: '[DONE]' };
 }
