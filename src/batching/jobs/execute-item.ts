@@ -10,6 +10,7 @@ import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
 import { chatRequestFrom, openAiResult } from '../../server/routes/openai.js';
 import { chatCompletionSchema, embeddingSchema } from '../../server/routes/openai-schema.js';
 import { validationError } from '../../server/validation.js';
+import { ledgerEntry } from '../../server/ledger-hook.js';
 import type { LedgerEntry } from '../../store/ledger.js';
 import type { ItemExecutor } from './runner.js';
 import type { ItemOutcome } from './store.js';
@@ -33,32 +34,7 @@ export function gatewayItemExecutor(gateway: Gateway, log: Logger, record?: (ent
       facts: newFacts(),
       headers: {},
     };
-    const account = (status: number, errorCode: string | null) => {
-      if (!record) return;
-      const f = ctx.facts;
-      const t = ctx.tenant;
-      const model = typeof item.body.model === 'string' ? item.body.model : null;
-      record({
-        requestId: ctx.id,
-        ts: at,
-        tenantId: t.id,
-        tenantKind: t.kind,
-        keyId: t.keyId ?? null,
-        userId: t.userId ?? null,
-        teamId: t.teamId ?? null,
-        endpoint: ctx.endpoint,
-        model: f.model ?? model,
-        provider: f.provider ?? null,
-        deployment: f.deployment ?? null,
-        promptTokens: f.usage?.prompt_tokens ?? 0,
-        completionTokens: f.usage?.completion_tokens ?? 0,
-        costUsd: f.costUsd,
-        latencyMs: Math.round((performance.now() - ctx.startedAt) * 100) / 100,
-        cache: f.cache ?? null,
-        status,
-        errorCode,
-      });
-    };
+    const account = (status: number, errorCode: string | null) => record?.(ledgerEntry(ctx, at, status, errorCode, item.body.model));
     try {
       const body = item.endpoint === '/v1/embeddings' ? await embed(gateway, ctx, item.body) : await chat(gateway, ctx, item.body);
       account(200, null);
