@@ -214,18 +214,17 @@ export class BatchStore {
   }
 
   /**
-   * Lines of cancelling jobs that will never run: queued ones (handed back after the cancel), and
-   * running ones whose lease ended (their worker died). Returns the jobs touched, to be finalised.
+   * Cancels the lines of cancelling jobs that will never run: queued ones (handed back after the
+   * cancel) and running ones whose lease ended (their worker died). The sweep's `unfinalized()`
+   * then finds those jobs and finishes them.
    */
-  async dropCancelled(): Promise<string[]> {
-    const rows = await this.sql.query<{ batch_id: string }>(
+  async dropCancelled(): Promise<void> {
+    await this.sql.query(
       `UPDATE batch_items SET status = 'cancelled', lease_owner = NULL, lease_until = NULL
        WHERE batch_id IN (SELECT id FROM batch_jobs WHERE status = 'cancelling')
-         AND (status = 'pending' OR (status = 'running' AND lease_until < $1))
-       RETURNING batch_id`,
+         AND (status = 'pending' OR (status = 'running' AND lease_until < $1))`,
       [Date.now()],
     );
-    return [...new Set(rows.map((r) => r.batch_id))];
   }
 
   /** Cancels a job: queued lines are dropped now; lines under way finish, then the job is finalised. */
