@@ -293,6 +293,6 @@ describe('the official @anthropic-ai/sdk reads what these functions produce', ()
     server.reply({ status: err.status, body: JSON.stringify(anthropicErrorFromGateway(err)) });
     const thrown = await client.messages.create({ model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
     expect(thrown).toBeInstanceOf(Anthropic.RateLimitError);
-    expect((thrown as InstanceType<typeof Anthropic.RateLimitError>).error).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: err.message } });
+    expect((thrown as InstanceType<typeof Anthropic.RateLimitError>).error).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: err.message, code: 'rate_limit_exceeded' } });
   });
 });

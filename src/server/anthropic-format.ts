@@ -269,7 +269,11 @@ function parseInput(args: string): unknown {
 
 export { anthropicErrorType };
 
-/** A GatewayError as Anthropic's error body (the status stays the GatewayError's). */
-export function anthropicErrorFromGateway(err: GatewayError): ReturnType<typeof anthropicErrorBody> {
-  return anthropicErrorBody(anthropicErrorType(err.status), err.message);
+/**
+ * A GatewayError as Anthropic's error body, with the gateway's stable `code` beside Anthropic's
+ * fields (docs/errors.md); the status stays the GatewayError's. Every Anthropic-dialect error uses it:
+ * the error handler, the not-found handler and a stream's error event.
+ */
+export function anthropicErrorFromGateway(err: GatewayError): { type: 'error'; error: { type: string; message: string; code: string } } {
+  return { type: 'error', error: { type: anthropicErrorType(err.status), message: err.message, code: err.code } };
 }

@@ -9,7 +9,7 @@ import { withSpan } from '../telemetry/tracing.js';
 import type { Authenticator } from './auth.js';
 import { AccessLogger } from '../telemetry/logger.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
-import { anthropicErrorType } from '../providers/anthropic-wire.js';
+import { anthropicErrorFromGateway } from './anthropic-format.js';
 import { anthropicRoutes } from './routes/anthropic.js';
 import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -112,7 +112,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     else if (gone) opts.log.debug({ reqId: request.id, code: err.code, cause: (error as Error).message }, 'client closed the request');
     reply.code(err.status).headers(errorHeaders(err));
     if (request.routeOptions.config?.dialect === 'anthropic') {
-      return reply.send({ type: 'error', error: { type: anthropicErrorType(err.status), message: err.message, code: err.code } });
+      return reply.send(anthropicErrorFromGateway(err));
     }
     return reply.send(openAiErrorBody(err));
   });
@@ -122,7 +122,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const err = new GatewayError('not_found', { message: `No route for ${request.method} ${path}.` });
     // An Anthropic client (its paths, or its version header) gets Anthropic's error shape, as on every other error.
     if (path.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined) {
-      return reply.code(err.status).send({ type: 'error', error: { type: anthropicErrorType(err.status), message: err.message, code: err.code } });
+      return reply.code(err.status).send(anthropicErrorFromGateway(err));
     }
     return reply.code(err.status).send(openAiErrorBody(err));
   });
