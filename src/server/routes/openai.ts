@@ -27,17 +27,27 @@ export function withoutNulls<T extends object>(body: T): T {
 }
 
 /**
- * A chat body as the canonical request: top-level nulls dropped, and in each message too, with the
- * response-only `annotations` of an answer sent back as history (Python's `message.model_dump()`).
+ * A chat body as the canonical request: top-level nulls dropped, and in an assistant turn sent back
+ * as history (Python's `message.model_dump()`) its null fields and response-only `annotations`.
  */
 export function chatRequestFrom(body: object): ChatRequest {
   const req = withoutNulls(body) as ChatRequest;
-  req.messages = req.messages.map((m) => {
-    const clean = withoutNulls(m) as ChatMessage & { annotations?: unknown };
-    delete clean.annotations;
-    return clean;
-  });
+  // Only such a message is copied: the common request keeps its message objects as parsed.
+  if (req.messages.some(needsCleaning)) req.messages = req.messages.map((m) => (needsCleaning(m) ? cleanMessage(m) : m));
   return req;
+}
+
+function needsCleaning(m: ChatMessage): boolean {
+  if (m.role !== 'assistant') return false; // the schema allows nulls and annotations on assistant turns only
+  for (const k in m) if (k === 'annotations' || (k !== 'content' && (m as unknown as Record<string, unknown>)[k] === null)) return true;
+  return false;
+}
+
+/** Without `annotations` and null fields; `content: null` stays (an assistant turn of tool calls). */
+function cleanMessage(m: ChatMessage): ChatMessage {
+  const clean = { ...withoutNulls(m), content: m.content } as ChatMessage & { annotations?: unknown };
+  delete clean.annotations;
+  return clean;
 }
 
 /** The OpenAI shape of a result: without `stop_sequence`, which only the Anthropic route reports. */
