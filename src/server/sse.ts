@@ -3,6 +3,7 @@
 // ready in the same turn of the event loop (several chunks parsed from one upstream read) leave in
 // one socket write: the response is corked from the first write of a turn until setImmediate.
 import type { ServerResponse } from 'node:http';
+import { turnCork } from '../gateway/turn-cork.js';
 
 export interface SseEvent {
   event?: string;
@@ -32,17 +33,9 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
     ...opts.headers,
   });
   // Corked until the end of this turn: the headers leave with the first events.
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    res.uncork();
-  };
+  const turn = turnCork(res);
   const write = (chunk: string): boolean => {
-    if (!corked) {
-      corked = true;
-      res.cork();
-      setImmediate(uncork);
-    }
+    turn.hold();
     return res.write(chunk);
   };
   write('');
@@ -65,7 +58,7 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
       if (next.done || closed) break;
       if (!write(format(next.value))) {
         // A full buffer never drains while corked.
-        if (corked) res.uncork();
+        turn.release();
         await drained(res);
       }
     }

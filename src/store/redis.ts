@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { ManagedResource } from '../gateway/gateway.js';
+import { turnCork } from '../gateway/turn-cork.js';
 
 /** What shared-state modules accept: a single server or a cluster (same commands, same scripts). */
 export type RedisClient = Redis | Cluster;
@@ -100,18 +101,10 @@ export function coalesceWrites<C extends RedisClient>(client: C): C {
     const socket = (client as Redis).stream as (Socket & { [COALESCED]?: true }) | undefined;
     if (!socket || socket[COALESCED]) return;
     socket[COALESCED] = true;
-    let corked = false;
-    const uncork = () => {
-      corked = false;
-      socket.uncork();
-    };
+    const turn = turnCork(socket);
     const write = socket.write;
     socket.write = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        setImmediate(uncork);
-      }
+      turn.hold();
       return write.apply(this, args as never);
     } as Socket['write'];
   };
