@@ -16,11 +16,12 @@ let gw: RunningServer;
 const token = (claims: Record<string, unknown>) =>
   new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(SECRET));
 
-async function chat(bearer: string, session?: string): Promise<number> {
-  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+/** The status of one chat request to `server` (default: the first gateway, its `sim` model, a fresh prompt). */
+async function chat(bearer: string, opts: { session?: string; server?: RunningServer; model?: string; messages?: unknown[] } = {}): Promise<number> {
+  const res = await fetch(`${(opts.server ?? gw).url}/v1/chat/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}`, ...(session ? { 'x-session-id': session } : {}) },
-    body: JSON.stringify({ model: 'sim', messages: [{ role: 'user', content: `hello ${Math.random()}` }] }),
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}`, ...(opts.session ? { 'x-session-id': opts.session } : {}) },
+    body: JSON.stringify({ model: opts.model ?? 'sim', messages: opts.messages ?? [{ role: 'user', content: `hello ${Math.random()}` }] }),
   });
   await res.arrayBuffer();
   return res.status;
@@ -60,9 +61,9 @@ describe('tenant isolation', () => {
   it('a session limit counts one tenant’s session, not every tenant that sends the same session id', async () => {
     const acme = await token({ sub: 'bob', tenant: 'acme' });
     const globex = await token({ sub: 'carol', tenant: 'globex' });
-    expect([await chat(acme, 'victim-session'), await chat(acme, 'victim-session')]).toEqual([200, 200]);
-    expect(await chat(globex, 'victim-session')).toBe(200);
-    expect(await chat(acme, 'victim-session')).toBe(429);
+    expect([await chat(acme, { session: 'victim-session' }), await chat(acme, { session: 'victim-session' })]).toEqual([200, 200]);
+    expect(await chat(globex, { session: 'victim-session' })).toBe(200);
+    expect(await chat(acme, { session: 'victim-session' })).toBe(429);
   });
 });
 
@@ -91,11 +92,7 @@ describe('budgets of JWT users', () => {
   });
 
   it('a user of one tenant cannot spend the budget of a same-named user of another', async () => {
-    const send = async (bearer: string) => {
-      const res = await fetch(`${budgeted.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` }, body: JSON.stringify({ model: 'metered', messages: MESSAGES }) });
-      await res.arrayBuffer();
-      return res.status;
-    };
+    const send = (bearer: string) => chat(bearer, { server: budgeted, model: 'metered', messages: MESSAGES });
     const acme = await token({ sub: 'dave', tenant: 'acme' });
     const globex = await token({ sub: 'dave', tenant: 'globex' });
     expect([await send(acme), await send(acme), await send(acme)]).toEqual([200, 200, 402]);
