@@ -50,15 +50,11 @@ function cleanMessage(m: ChatMessage): ChatMessage {
   return clean;
 }
 
-/** The OpenAI shape of a result: without `stop_sequence`, which only the Anthropic route reports. */
-export function openAiResult(result: ChatResult): ChatResult {
-  if (!result.choices.some((c) => c.stop_sequence !== undefined)) return result;
-  return { ...result, choices: result.choices.map(({ stop_sequence: _stop, ...c }) => c) };
-}
-
-function openAiChunk(chunk: ChatChunk): ChatChunk {
-  if (!chunk.choices.some((c) => c.stop_sequence !== undefined)) return chunk;
-  return { ...chunk, choices: chunk.choices.map(({ stop_sequence: _stop, ...c }) => c) };
+/** The OpenAI shape of a result or chunk: without `stop_sequence`, which only the Anthropic route reports. */
+export function openAiResult<T extends ChatResult | ChatChunk>(r: T): T {
+  const choices: { stop_sequence?: string }[] = r.choices;
+  if (!choices.some((c) => c.stop_sequence !== undefined)) return r;
+  return { ...r, choices: choices.map(({ stop_sequence: _stop, ...c }) => c) };
 }
 
 export function chatRenderer(includeUsage: boolean): Renderer<ChatResult> {
@@ -75,7 +71,7 @@ async function* chatEvents(chunks: AsyncIterable<ChatChunk>, includeUsage: boole
       if (includeUsage) yield { data: JSON.stringify(chunk) };
       continue;
     }
-    const c = openAiChunk(chunk);
+    const c = openAiResult(chunk);
     yield { data: JSON.stringify(includeUsage ? { ...c, usage: null } : withoutUsage(c)) };
   }
   yield { data: '[DONE]' };
