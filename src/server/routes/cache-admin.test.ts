@@ -6,7 +6,7 @@ import { userRequest } from '../../cache/test-helpers.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 import { cacheAdminRoutes } from './cache-admin.js';
 
-async function setup(tenant?: { id: string; kind: string }) {
+async function setup(tenant?: { id: string; kind: string }, adminToken?: string) {
   const cache = await ResponseCache.create({ store: new MemoryCacheStore({ maxBytes: 1e6 }), ttlMs: 60_000, compressMinBytes: 0 });
   const result = { id: 'x', object: 'chat.completion' as const, created: 1, model: 'm', choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
   for (const [ns, model] of [['acme', 'gpt-4o'], ['acme', 'claude'], ['globex', 'gpt-4o']] as const) {
@@ -17,7 +17,7 @@ async function setup(tenant?: { id: string; kind: string }) {
   // What the app's auth hook does: every request carries its tenant.
   if (tenant) app.addHook('onRequest', async (request) => void (request.tenant = tenant as typeof request.tenant));
   app.setErrorHandler((err: GatewayError, _request, reply) => reply.code(err.status).send(openAiErrorBody(err)));
-  await app.register(cacheAdminRoutes, { cache });
+  await app.register(cacheAdminRoutes, adminToken ? { cache, adminToken } : { cache });
   return { app, cache };
 }
 
@@ -27,6 +27,35 @@ describe('cache admin routes', () => {
     const res = await app.inject({ method: 'GET', url: '/v1/cache/stats' });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ backend: 'memory', entries: 3, misses: 3, hits: { exact: 0, semantic: 0 }, stores: 3 });
+  });
+
+  it('without an admin token, refuses the cross-tenant statistics to an authenticated tenant', async () => {
+    for (const kind of ['token', 'key', 'jwt']) {
+      const { app } = await setup({ id: 'acme', kind });
+      const res = await app.inject({ method: 'GET', url: '/v1/cache/stats' });
+      expect([res.statusCode, res.json().error.code]).toEqual([403, 'permission_denied']);
+      expect(res.json().error).toMatchObject({ type: 'permission_error', message: expect.stringContaining('auth.admin_token') });
+      // Nothing of the aggregate leaks into the refusal.
+      expect(res.json()).not.toHaveProperty('entries');
+    }
+  });
+
+  it('without any authentication (the anonymous tenant), reports the statistics', async () => {
+    const { app } = await setup({ id: 'anonymous', kind: 'anonymous' });
+    const res = await app.inject({ method: 'GET', url: '/v1/cache/stats' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ backend: 'memory', entries: 3 });
+  });
+
+  it('with an admin token, the statistics take that token and only it', async () => {
+    const { app } = await setup({ id: 'acme', kind: 'key' }, 'admin-secret');
+    const missing = await app.inject({ method: 'GET', url: '/v1/cache/stats' });
+    expect([missing.statusCode, missing.json().error.code]).toEqual([401, 'missing_api_key']);
+    const tenantKey = await app.inject({ method: 'GET', url: '/v1/cache/stats', headers: { authorization: 'Bearer sk-acme' } });
+    expect([tenantKey.statusCode, tenantKey.json().error.code]).toEqual([401, 'invalid_api_key']);
+    const admin = await app.inject({ method: 'GET', url: '/v1/cache/stats', headers: { authorization: 'Bearer admin-secret' } });
+    expect(admin.statusCode).toBe(200);
+    expect(admin.json()).toMatchObject({ backend: 'memory', entries: 3 });
   });
 
   it('invalidates by namespace, model or pattern', async () => {

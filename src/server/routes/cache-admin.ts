@@ -1,8 +1,9 @@
 // Admin endpoints of the response cache (seed 002 get_cache_stats and invalidate_cache): statistics,
 // and invalidation by namespace, model or key pattern. With an admin token these routes take it (and
-// only it). Without one, a gateway with no authentication (one local operator) may invalidate
-// anything, while an authenticated tenant may only invalidate its own namespace: a tenant key must
-// not clear another tenant's cache.
+// only it). Without one, a gateway with no authentication (one local operator) may read the
+// statistics and invalidate anything, while an authenticated tenant may only invalidate its own
+// namespace and may not read the statistics (they count every tenant's namespace): a tenant key must
+// neither clear nor observe another tenant's cache.
 import type { FastifyPluginAsync } from 'fastify';
 import { presentedKey } from '../auth.js';
 import { adminTokenCheck } from './admin-keys.js';
@@ -41,7 +42,14 @@ export const cacheAdminRoutes: FastifyPluginAsync<CacheAdminOptions> = async (ap
     });
   }
 
-  app.get('/v1/cache/stats', async () => cache.stats());
+  app.get('/v1/cache/stats', async (request) => {
+    const tenant = request.tenant;
+    if (!opts.adminToken && tenant && tenant.kind !== 'anonymous') {
+      // The statistics are aggregated over every namespace and cannot be scoped to one tenant.
+      throw new GatewayError('permission_denied', { message: 'The cache statistics cover every tenant and need the admin token (auth.admin_token).' });
+    }
+    return cache.stats();
+  });
 
   app.post('/v1/cache/invalidate', async (request, reply) => {
     const parsed = invalidateBody.safeParse(request.body ?? {});
