@@ -26,6 +26,7 @@ export interface EmbeddingBatchingOptions extends MicroBatcherOptions {
 export class EmbeddingBatchingProvider implements ProviderAdapter {
   readonly name: string;
   readonly type: ProviderType;
+  readonly logprobs: boolean;
   private readonly batchers = new Map<string, MicroBatcher<EmbedItem, EmbedOutput>>();
   /** Upstream embedding calls made; for benchmarks and tests. */
   upstreamCalls = 0;
@@ -36,6 +37,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
   ) {
     this.name = inner.name;
     this.type = inner.type;
+    this.logprobs = inner.logprobs === true;
     if (inner.listModels) this.listModels = (opts) => (inner.listModels as (o: CallOptions) => Promise<string[]>)(opts);
   }
 

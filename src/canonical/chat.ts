@@ -106,11 +106,34 @@ export interface AssistantMessage {
   refusal?: string | null;
 }
 
+/** One alternative at a token position (OpenAI's `top_logprobs` entry). */
+export interface TopLogprob {
+  token: string;
+  logprob: number;
+  /** The token's UTF-8 bytes (a token may be part of a character), or null. */
+  bytes: number[] | null;
+}
+
+/** The sampled token at one position, with the most likely alternatives (`top_logprobs` of them). */
+export interface TokenLogprob extends TopLogprob {
+  top_logprobs: TopLogprob[];
+}
+
+/**
+ * OpenAI's `choice.logprobs` when the request set `logprobs: true`: per output token, in order. On a
+ * stream chunk it covers that chunk's tokens only.
+ */
+export interface ChoiceLogprobs {
+  content: TokenLogprob[] | null;
+  refusal?: TokenLogprob[] | null;
+}
+
 export interface ChatChoice {
   index: number;
   message: AssistantMessage;
   finish_reason: FinishReason | null;
-  logprobs: null;
+  /** Token log-probabilities, when the request asked (`logprobs: true`) and the provider can say. */
+  logprobs: ChoiceLogprobs | null;
   /**
    * The stop sequence that ended the answer, when the provider says which (Anthropic, the simulator).
    * Anthropic's `stop_reason: "stop_sequence"` and `stop_sequence`; not part of OpenAI's answer (the
@@ -140,7 +163,8 @@ export interface ChunkChoice {
   index: number;
   delta: { role?: 'assistant'; content?: string | null; tool_calls?: ToolCallDelta[]; refusal?: string | null };
   finish_reason: FinishReason | null;
-  logprobs?: null;
+  /** This chunk's tokens' log-probabilities (as ChatChoice.logprobs). */
+  logprobs?: ChoiceLogprobs | null;
   /** On the finishing chunk: as ChatChoice.stop_sequence. */
   stop_sequence?: string;
 }

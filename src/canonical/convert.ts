@@ -1,32 +1,45 @@
 // Conversions between a whole chat result and a stream of chunks, used wherever one side wants the
 // other form: a cache hit replayed as a stream, a stream collected for a JSON client, aggregated
-// passes streamed once chosen.
-import type { ChatChoice, ChatChunk, ChatResult, ToolCall, Usage } from './chat.js';
+// passes streamed once chosen. One folder and one replay, so every field (refusals, tool calls, stop
+// sequences, log-probabilities) survives both directions alike.
+import type { ChatChoice, ChatChunk, ChatResult, ChoiceLogprobs, TokenLogprob, ToolCall, Usage } from './chat.js';
 
-/** Collects a chunk stream into one result (tool-call argument deltas joined). */
-export async function collectStream(stream: AsyncIterable<ChatChunk>): Promise<ChatResult> {
-  let id = '';
-  let created = 0;
-  let model = '';
-  let fingerprint: string | undefined;
-  let usage: Usage | undefined;
-  const choices = new Map<number, { content: string; hasContent: boolean; calls: Map<number, ToolCall>; finish: ChatChoice['finish_reason']; stopSequence?: string }>();
-  for await (const chunk of stream) {
-    id ||= chunk.id;
-    created ||= chunk.created;
-    model ||= chunk.model;
-    fingerprint ??= chunk.system_fingerprint;
-    if (chunk.usage) usage = chunk.usage;
+interface ChoiceAcc {
+  content: string;
+  hasContent: boolean;
+  refusal?: string;
+  calls: Map<number, ToolCall>;
+  finish: ChatChoice['finish_reason'];
+  stopSequence?: string;
+  logprobs?: { content: TokenLogprob[] | null; refusal?: TokenLogprob[] };
+}
+
+/** Folds stream chunks, in order, into the result a non-streaming call would have returned. */
+export class ChunkFolder {
+  private id = '';
+  private created = 0;
+  private model = '';
+  private fingerprint: string | undefined;
+  private usage: Usage | undefined;
+  private readonly choices = new Map<number, ChoiceAcc>();
+
+  add(chunk: ChatChunk): void {
+    this.id ||= chunk.id;
+    this.created ||= chunk.created;
+    this.model ||= chunk.model;
+    this.fingerprint ??= chunk.system_fingerprint;
+    if (chunk.usage) this.usage = chunk.usage;
     for (const c of chunk.choices) {
-      let acc = choices.get(c.index);
+      let acc = this.choices.get(c.index);
       if (!acc) {
         acc = { content: '', hasContent: false, calls: new Map(), finish: null };
-        choices.set(c.index, acc);
+        this.choices.set(c.index, acc);
       }
       if (typeof c.delta.content === 'string') {
         acc.content += c.delta.content;
         acc.hasContent ||= c.delta.content.length > 0;
       }
+      if (typeof c.delta.refusal === 'string') acc.refusal = (acc.refusal ?? '') + c.delta.refusal;
       for (const tc of c.delta.tool_calls ?? []) {
         const call = acc.calls.get(tc.index) ?? { id: '', type: 'function' as const, function: { name: '', arguments: '' } };
         if (tc.id) call.id = tc.id;
@@ -34,35 +47,63 @@ export async function collectStream(stream: AsyncIterable<ChatChunk>): Promise<C
         if (tc.function?.arguments) call.function.arguments += tc.function.arguments;
         acc.calls.set(tc.index, call);
       }
+      if (c.logprobs) {
+        acc.logprobs ??= { content: null };
+        if (c.logprobs.content) acc.logprobs.content = [...(acc.logprobs.content ?? []), ...c.logprobs.content];
+        if (c.logprobs.refusal) acc.logprobs.refusal = [...(acc.logprobs.refusal ?? []), ...c.logprobs.refusal];
+      }
       if (c.finish_reason) acc.finish = c.finish_reason;
       if (c.stop_sequence) acc.stopSequence = c.stop_sequence;
     }
   }
-  const out: ChatChoice[] = [...choices.entries()]
-    .sort((a, b) => a[0] - b[0])
-    .map(([index, acc]) => ({
-      index,
-      message: {
-        role: 'assistant',
-        content: acc.hasContent || acc.calls.size === 0 ? acc.content : null,
-        ...(acc.calls.size ? { tool_calls: [...acc.calls.entries()].sort((a, b) => a[0] - b[0]).map(([, c]) => c) } : {}),
-      },
-      finish_reason: acc.finish ?? 'stop',
-      logprobs: null,
-      ...(acc.stopSequence ? { stop_sequence: acc.stopSequence } : {}),
-    }));
-  return {
-    id,
-    object: 'chat.completion',
-    created,
-    model,
-    choices: out,
-    usage: usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
-    ...(fingerprint ? { system_fingerprint: fingerprint } : {}),
-  };
+
+  result(): ChatResult {
+    const choices: ChatChoice[] = [...this.choices.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([index, acc]) => ({
+        index,
+        message: {
+          role: 'assistant',
+          // A tool-call answer reports null content (its opening role chunk carried "").
+          content: acc.hasContent || (acc.calls.size === 0 && acc.refusal === undefined) ? acc.content : null,
+          ...(acc.calls.size ? { tool_calls: [...acc.calls.entries()].sort((a, b) => a[0] - b[0]).map(([, c]) => c) } : {}),
+          ...(acc.refusal !== undefined ? { refusal: acc.refusal } : {}),
+        },
+        finish_reason: acc.finish ?? 'stop',
+        logprobs: acc.logprobs ? { content: acc.logprobs.content, ...(acc.logprobs.refusal ? { refusal: acc.logprobs.refusal } : {}) } : null,
+        ...(acc.stopSequence ? { stop_sequence: acc.stopSequence } : {}),
+      }));
+    return {
+      id: this.id,
+      object: 'chat.completion',
+      created: this.created,
+      model: this.model,
+      choices,
+      usage: this.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+      ...(this.fingerprint ? { system_fingerprint: this.fingerprint } : {}),
+    };
+  }
 }
 
-/** Replays a result as chunks: role, content (in pieces of about `pieceChars`), tool calls, finish, usage. */
+/** Collects a chunk stream into one result (tool-call argument deltas joined). */
+export async function collectStream(stream: AsyncIterable<ChatChunk>): Promise<ChatResult> {
+  const folder = new ChunkFolder();
+  for await (const chunk of stream) folder.add(chunk);
+  return folder.result();
+}
+
+/** Folds chunks already in hand (a cached stream) into one result. */
+export function foldChunks(chunks: Iterable<ChatChunk>): ChatResult {
+  const folder = new ChunkFolder();
+  for (const chunk of chunks) folder.add(chunk);
+  return folder.result();
+}
+
+/**
+ * Replays a result as chunks: per choice the role, the content (in pieces of about `pieceChars`, or
+ * whole), a refusal, the tool calls, the finish; then usage. Log-probabilities go with the piece of
+ * content their token starts in.
+ */
 export function resultToChunks(result: ChatResult, pieceChars = 0): ChatChunk[] {
   const base = { id: result.id, object: 'chat.completion.chunk' as const, created: result.created, model: result.model, ...(result.system_fingerprint ? { system_fingerprint: result.system_fingerprint } : {}) };
   const out: ChatChunk[] = [];
@@ -72,9 +113,17 @@ export function resultToChunks(result: ChatResult, pieceChars = 0): ChatChunk[] 
     const content = choice.message.content ?? '';
     if (content) {
       const size = pieceChars > 0 ? pieceChars : content.length;
-      for (let i = 0; i < content.length; i += size) {
-        out.push({ ...base, choices: [{ index, delta: { content: content.slice(i, i + size) }, finish_reason: null }] });
-      }
+      const pieces: string[] = [];
+      for (let i = 0; i < content.length; i += size) pieces.push(content.slice(i, i + size));
+      const tokens = splitTokens(choice.logprobs?.content ?? null, pieces);
+      pieces.forEach((piece, k) => {
+        const lp = tokens?.[k];
+        out.push({ ...base, choices: [{ index, delta: { content: piece }, finish_reason: null, ...(lp ? { logprobs: { content: lp } } : {}) }] });
+      });
+    }
+    if (choice.message.refusal) {
+      const lp = choice.logprobs?.refusal;
+      out.push({ ...base, choices: [{ index, delta: { refusal: choice.message.refusal }, finish_reason: null, ...(lp ? { logprobs: { content: null, refusal: lp } } : {}) }] });
     }
     for (const [i, call] of (choice.message.tool_calls ?? []).entries()) {
       out.push({
@@ -87,6 +136,26 @@ export function resultToChunks(result: ChatResult, pieceChars = 0): ChatChunk[] 
   out.push({ ...base, choices: [], usage: result.usage });
   return out;
 }
+
+/**
+ * Log-probabilities per content piece: each token goes with the piece its text starts in (tokens
+ * whose texts do not add up to the content end up with the last piece). Undefined without any.
+ */
+function splitTokens(tokens: TokenLogprob[] | null, pieces: readonly string[]): TokenLogprob[][] | undefined {
+  if (!tokens?.length) return undefined;
+  const out: TokenLogprob[][] = pieces.map(() => []);
+  let pieceEnd = pieces[0]?.length ?? 0;
+  let k = 0;
+  let offset = 0;
+  for (const t of tokens) {
+    while (k < pieces.length - 1 && offset >= pieceEnd) pieceEnd += pieces[++k]?.length ?? 0;
+    out[k]?.push(t);
+    offset += t.token.length;
+  }
+  return out;
+}
+
+export type { ChoiceLogprobs };
 
 export async function* iterate<T>(items: readonly T[]): AsyncGenerator<T> {
   for (const item of items) yield item;

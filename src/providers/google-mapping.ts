@@ -9,6 +9,7 @@ import {
   stopList,
   type ChatMessage,
   type ChatRequest,
+  type ChoiceLogprobs,
   type FinishReason,
   type ToolCall,
   type Usage,
@@ -158,6 +159,10 @@ function toGenerationConfig(req: ChatRequest): Record<string, unknown> {
   if (stop.length > 0) g.stopSequences = stop;
   if (req.n !== undefined && req.n !== 1) g.candidateCount = req.n;
   if (req.seed !== undefined) g.seed = req.seed;
+  if (req.logprobs) {
+    g.responseLogprobs = true;
+    if (req.top_logprobs) g.logprobs = req.top_logprobs;
+  }
   if (req.presence_penalty !== undefined) g.presencePenalty = req.presence_penalty;
   if (req.frequency_penalty !== undefined) g.frequencyPenalty = req.frequency_penalty;
   const format = req.response_format;
@@ -270,6 +275,13 @@ const usageSchema = z.object({
   totalTokenCount: z.number().optional(),
 });
 
+const logprobCandidateSchema = z.object({ token: z.string().optional(), tokenId: z.number().optional(), logProbability: z.number().optional() });
+/** A candidate's `logprobsResult` (asked for with generationConfig.responseLogprobs): per decoding step. */
+const logprobsResultSchema = z.object({
+  topCandidates: z.array(z.object({ candidates: z.array(logprobCandidateSchema).optional() })).optional(),
+  chosenCandidates: z.array(logprobCandidateSchema).optional(),
+});
+
 export const geminiResponseSchema = z.object({
   candidates: z
     .array(
@@ -277,6 +289,7 @@ export const geminiResponseSchema = z.object({
         index: z.number().optional(),
         content: z.object({ parts: z.array(partSchema).optional() }).optional(),
         finishReason: z.string().optional(),
+        logprobsResult: logprobsResultSchema.optional(),
       }),
     )
     .optional(),
@@ -295,6 +308,18 @@ export function mapGeminiFinish(reason: string | undefined, calledTools: boolean
   if (reason === 'MAX_TOKENS') return 'length';
   if (FILTERED.has(reason)) return 'content_filter';
   return calledTools ? 'tool_calls' : 'stop';
+}
+
+/** A candidate's log-probabilities in OpenAI's shape: the chosen token per step, with that step's top candidates. */
+export function mapGeminiLogprobs(r: z.infer<typeof logprobsResultSchema> | undefined): ChoiceLogprobs | null {
+  if (!r?.chosenCandidates) return null;
+  const entry = (c: z.infer<typeof logprobCandidateSchema>) => {
+    const token = c.token ?? '';
+    return { token, logprob: c.logProbability ?? 0, bytes: [...Buffer.from(token, 'utf8')] };
+  };
+  return {
+    content: r.chosenCandidates.map((c, step) => ({ ...entry(c), top_logprobs: (r.topCandidates?.[step]?.candidates ?? []).map(entry) })),
+  };
 }
 
 export function mapGeminiUsage(u: GeminiResponse['usageMetadata']): Usage {

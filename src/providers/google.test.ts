@@ -26,6 +26,34 @@ const ask = (over: Partial<ChatRequest> = {}): ChatRequest => ({
 });
 
 
+describe('google log-probabilities', () => {
+  it('asks for them in generationConfig and maps logprobsResult to OpenAI\'s shape', async () => {
+    upstream.reply(json(fixture('google-chat-logprobs.json')));
+    const result = await google.chat(ask({ logprobs: true, top_logprobs: 2 }), callOptions());
+    const body = upstream.requests[0]?.json as { generationConfig: Record<string, unknown> };
+    expect(body.generationConfig).toMatchObject({ responseLogprobs: true, logprobs: 2 });
+    expect(result.choices[0]?.logprobs).toEqual({
+      content: [
+        { token: 'Paris', logprob: -0.0021, bytes: [80, 97, 114, 105, 115], top_logprobs: [{ token: 'Paris', logprob: -0.0021, bytes: [80, 97, 114, 105, 115] }, { token: 'The', logprob: -6.4, bytes: [84, 104, 101] }] },
+        { token: '.', logprob: -0.0225, bytes: [46], top_logprobs: [{ token: '.', logprob: -0.0225, bytes: [46] }, { token: '!', logprob: -4.1, bytes: [33] }] },
+      ],
+    });
+  });
+
+  it('without logprobs asks for none and reports null', async () => {
+    upstream.reply(json(fixture('google-chat.json')));
+    const result = await google.chat(ask(), callOptions());
+    expect((upstream.requests[0]?.json as { generationConfig?: Record<string, unknown> }).generationConfig?.responseLogprobs).toBeUndefined();
+    expect(result.choices[0]?.logprobs).toBeNull();
+  });
+
+  it('streams each event\'s tokens on its chunk', async () => {
+    upstream.reply(sse(fixture('google-stream-logprobs.chunks.txt')));
+    const chunks = await collect(await google.streamChat(ask({ stream: true, logprobs: true }), callOptions()));
+    expect(chunks.map((c) => c.choices[0]?.logprobs?.content?.map((t) => t.token) ?? null).filter(Boolean)).toEqual([['Paris'], ['.']]);
+  });
+});
+
 describe('google chat', () => {
   it('posts generateContent with the key header and maps a full request', async () => {
     upstream.reply(json(fixture('google-chat.json')));

@@ -13,6 +13,7 @@ import {
   ThoughtSignatureCache,
   geminiResponseSchema,
   mapGeminiFinish,
+  mapGeminiLogprobs,
   mapGeminiUsage,
   readParts,
   toGeminiRequest,
@@ -39,6 +40,7 @@ export function createGoogleProvider(name: string, cfg: ProviderConfig): GoogleP
 
 export class GoogleProvider implements ProviderAdapter {
   readonly type = 'google' as const;
+  readonly logprobs = true;
   private readonly http: UpstreamHttp;
   private readonly signatures = new ThoughtSignatureCache();
   private readonly configured: boolean;
@@ -151,7 +153,7 @@ export class GoogleProvider implements ProviderAdapter {
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
         },
         finish_reason: mapGeminiFinish(c.finishReason, toolCalls.length > 0) ?? 'stop',
-        logprobs: null,
+        logprobs: mapGeminiLogprobs(c.logprobsResult),
       };
     });
     return {
@@ -256,7 +258,8 @@ class GeminiStreamState {
             function: { name: call.function.name, arguments: call.function.arguments },
           }));
         }
-        out.push(this.chunk([{ index, delta, finish_reason: null }]));
+        const logprobs = mapGeminiLogprobs(c.logprobsResult);
+        out.push(this.chunk([logprobs ? { index, delta, finish_reason: null, logprobs } : { index, delta, finish_reason: null }]));
       }
       const finish = mapGeminiFinish(c.finishReason, state.toolCalls > 0);
       if (finish && !state.finished) {

@@ -127,6 +127,57 @@ describe('openai provider: chat (JSON)', () => {
   });
 });
 
+describe('openai provider: log-probabilities', () => {
+  it('returns the upstream\'s logprobs on a completion (fixture valid per the OpenAI response schema)', async () => {
+    const body = await fixture('openai-chat-logprobs.json');
+    if (spec) {
+      const validate = spec.validator('CreateChatCompletionResponse');
+      expect(validate(JSON.parse(body)) ? [] : validate.errors).toEqual([]);
+    }
+    // The hand check leaves log-probabilities to the schema.
+    expect(plainCompletion(JSON.parse(body))).toBeUndefined();
+    server.reply({ body });
+    const result = await provider.chat({ ...baseReq, logprobs: true, top_logprobs: 2 }, opts());
+    const sent = JSON.parse(server.requests[0]?.body ?? '{}');
+    expect(sent).toMatchObject({ logprobs: true, top_logprobs: 2 });
+    expectValidAgainstSpec('CreateChatCompletionRequest', sent);
+    const lp = result.choices[0]?.logprobs;
+    expect(lp?.content?.map((t) => t.token).join('')).toBe(result.choices[0]?.message.content);
+    expect(lp?.content?.[0]).toEqual({
+      token: 'Hello',
+      logprob: -0.31725305,
+      bytes: [72, 101, 108, 108, 111],
+      top_logprobs: [
+        { token: 'Hello', logprob: -0.31725305, bytes: [72, 101, 108, 108, 111] },
+        { token: 'Hi', logprob: -1.3190403, bytes: [72, 105] },
+      ],
+    });
+    expect(lp?.content?.[2]?.top_logprobs[1]).toEqual({ token: '<|end|>', logprob: -10.953937, bytes: null });
+    expect(lp?.refusal).toBeUndefined();
+  });
+
+  it('carries each stream chunk\'s logprobs on that chunk', async () => {
+    server.reply({ headers: sse, body: await fixture('openai-stream-logprobs.chunks.txt') });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true, logprobs: true, top_logprobs: 1 }, opts()));
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    const tokens = chunks.flatMap((c) => c.choices[0]?.logprobs?.content ?? []);
+    expect(text).toBe('Hello wörld');
+    expect(tokens.map((t) => t.token).join('')).toBe(text);
+    expect(tokens.map((t) => t.logprob)).toEqual([-0.31725305, -1.5, -0.25]);
+    // Each token on the chunk that carried its text.
+    const second = chunks.find((c) => c.choices[0]?.delta.content === ' wörld');
+    expect(second?.choices[0]?.logprobs?.content?.map((t) => t.token)).toEqual([' w', 'örld']);
+    // A chunk the upstream sent with logprobs null has none.
+    expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.logprobs).toBeUndefined();
+  });
+
+  it('a completion without logprobs reports null', async () => {
+    server.reply({ body: await fixture('openai-chat.json') });
+    const result = await provider.chat(baseReq, opts());
+    expect(result.choices[0]?.logprobs).toBeNull();
+  });
+});
+
 describe('openai provider: streaming', () => {
   it('asks for include_usage, parses chunks split anywhere, and ends with the usage chunk', async () => {
     server.reply({ headers: sse, body: await fixture('openai-chat-stream.chunks.txt') });

@@ -3,7 +3,7 @@
 // with undefined fields dropped; responses are read through a small zod schema of what we use, and a
 // stream always ends with a usage chunk (counted locally when the upstream sends none).
 import { z } from 'zod';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, Usage } from '../canonical/chat.js';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ChoiceLogprobs, FinishReason, TokenLogprob, Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { UpstreamError, kindForStatus } from './errors.js';
@@ -24,6 +24,10 @@ const toolCallSchema = z.object({
   type: z.literal('function').optional(),
   function: z.object({ name: z.string(), arguments: z.string() }),
 });
+const topLogprobSchema = z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number()).nullish() });
+const tokenLogprobSchema = topLogprobSchema.extend({ top_logprobs: z.array(topLogprobSchema).nullish() });
+/** `choice.logprobs` when the request asked for them (chat completions and stream chunks alike). */
+const logprobsSchema = z.object({ content: z.array(tokenLogprobSchema).nullish(), refusal: z.array(tokenLogprobSchema).nullish() });
 export const completionSchema = z.object({
   id: z.string(),
   created: z.number().nullish(),
@@ -38,6 +42,7 @@ export const completionSchema = z.object({
         refusal: z.string().nullish(),
       }),
       finish_reason: z.string().nullish(),
+      logprobs: logprobsSchema.nullish(),
     }),
   ),
   usage: usageSchema.nullish(),
@@ -67,6 +72,7 @@ export const chunkSchema = z.object({
         })
         .nullish(),
       finish_reason: z.string().nullish(),
+      logprobs: logprobsSchema.nullish(),
     }),
   )
     // Some compatible servers send `choices: null` on the usage chunk.
@@ -88,7 +94,7 @@ const optional = (v: unknown, type: 'string' | 'number') => v === undefined || v
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * The common stream chunk (text deltas, finish reason, usage) checked by hand: chunkSchema's parse
+ * The common stream chunk (text deltas, finish reason, usage; no log-probabilities) checked by hand: chunkSchema's parse
  * allocated ~2 KB per chunk, the largest share of a stream's garbage. Anything else (tool calls,
  * `choices: null`, a wrong type) returns undefined and goes through chunkSchema, which also words the
  * errors. Accepts only what chunkSchema accepts; unknown keys are left in place and never read.
@@ -98,6 +104,7 @@ export function plainChunk(json: unknown): StreamChunk | undefined {
   if (!optional(json.id, 'string') || !optional(json.created, 'number') || !optional(json.model, 'string') || !optional(json.system_fingerprint, 'string')) return undefined;
   for (const choice of json.choices as unknown[]) {
     if (!isRecord(choice) || typeof choice.index !== 'number' || !optional(choice.finish_reason, 'string')) return undefined;
+    if (choice.logprobs !== undefined && choice.logprobs !== null) return undefined;
     const d = choice.delta;
     if (d === undefined || d === null) continue;
     if (!isRecord(d) || (d.tool_calls !== undefined && d.tool_calls !== null)) return undefined;
@@ -108,7 +115,7 @@ export function plainChunk(json: unknown): StreamChunk | undefined {
 }
 
 /**
- * The common chat completion (text answers, no tool calls) checked by hand, as plainChunk does for
+ * The common chat completion (text answers, no tool calls or log-probabilities) checked by hand, as plainChunk does for
  * stream chunks: completionSchema's parse was ~2% of the core path's CPU. Anything else returns
  * undefined and goes through the schema, which also words the errors. Accepts only what
  * completionSchema accepts; unknown keys are left in place and never read.
@@ -118,6 +125,7 @@ export function plainCompletion(json: unknown): Completion | undefined {
   if (!optional(json.created, 'number') || !optional(json.model, 'string') || !optional(json.system_fingerprint, 'string')) return undefined;
   for (const choice of json.choices as unknown[]) {
     if (!isRecord(choice) || (choice.index !== undefined && typeof choice.index !== 'number') || !optional(choice.finish_reason, 'string')) return undefined;
+    if (choice.logprobs !== undefined && choice.logprobs !== null) return undefined;
     const m = choice.message;
     if (!isRecord(m) || (m.tool_calls !== undefined && m.tool_calls !== null)) return undefined;
     if (!optional(m.content, 'string') || !optional(m.refusal, 'string')) return undefined;
@@ -175,6 +183,7 @@ export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIP
 
 export class OpenAIProvider implements ProviderAdapter {
   readonly type = 'openai' as const;
+  readonly logprobs = true;
   private readonly http: UpstreamHttp;
 
   constructor(
@@ -235,7 +244,7 @@ export class OpenAIProvider implements ProviderAdapter {
           ...(choice.message.refusal ? { refusal: choice.message.refusal } : {}),
         },
         finish_reason: finishReasonFromOpenAI(choice.finish_reason) ?? 'stop',
-        logprobs: null,
+        logprobs: toLogprobs(choice.logprobs),
       })),
       usage: c.usage ? toUsage(c.usage) : estimateUsage(req, c.choices.map((ch) => (ch.message.content ?? '') + (ch.message.tool_calls ? JSON.stringify(ch.message.tool_calls) : ''))),
     };
@@ -307,7 +316,8 @@ export class OpenAIProvider implements ProviderAdapter {
             if (text) output.set(choice.index, (output.get(choice.index) ?? '') + text);
             const finish = finishReasonFromOpenAI(choice.finish_reason);
             if (finish) finished.add(choice.index);
-            return { index: choice.index, delta, finish_reason: finish };
+            const logprobs = toLogprobs(choice.logprobs);
+            return logprobs ? { index: choice.index, delta, finish_reason: finish, logprobs } : { index: choice.index, delta, finish_reason: finish };
           }),
         };
         if (fingerprint) out.system_fingerprint = fingerprint;
@@ -393,6 +403,19 @@ export class OpenAIProvider implements ProviderAdapter {
       ...(retryable === undefined ? {} : { retryable }),
     });
   }
+}
+
+/** The canonical log-probabilities (bytes null when absent), or null when the upstream sent none. */
+function toLogprobs(lp: z.infer<typeof logprobsSchema> | null | undefined): ChoiceLogprobs | null {
+  if (!lp) return null;
+  const tokens = (list: z.infer<typeof tokenLogprobSchema>[]): TokenLogprob[] =>
+    list.map((t) => ({
+      token: t.token,
+      logprob: t.logprob,
+      bytes: t.bytes ?? null,
+      top_logprobs: (t.top_logprobs ?? []).map((a) => ({ token: a.token, logprob: a.logprob, bytes: a.bytes ?? null })),
+    }));
+  return { content: lp.content ? tokens(lp.content) : null, ...(lp.refusal ? { refusal: tokens(lp.refusal) } : {}) };
 }
 
 function toUsage(u: z.infer<typeof usageSchema>): Usage {

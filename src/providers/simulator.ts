@@ -12,7 +12,9 @@ import {
   type ChatRequest,
   type ChatResult,
   type FinishReason,
+  type TokenLogprob,
   type ToolCall,
+  type TopLogprob,
   type ToolDefinition,
 } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
@@ -72,6 +74,7 @@ export function createSimulatorProvider(name: string, options: Record<string, un
 
 export class SimulatorProvider implements ProviderAdapter {
   readonly type = 'simulator' as const;
+  readonly logprobs = true;
   private rngState: number;
   private oracleState: number;
 
@@ -103,7 +106,7 @@ export class SimulatorProvider implements ProviderAdapter {
         index,
         message: { role: 'assistant', content: c.content, ...(c.toolCalls ? { tool_calls: c.toolCalls } : {}) },
         finish_reason: c.finish,
-        logprobs: null,
+        logprobs: req.logprobs && c.content ? { content: simulatedLogprobs(textPieces(c.content), req.top_logprobs ?? 0) } : null,
         ...(c.stopSequence ? { stop_sequence: c.stopSequence } : {}),
       })),
       usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
@@ -137,11 +140,13 @@ export class SimulatorProvider implements ProviderAdapter {
               };
             }
           } else if (c.content) {
-            const pieces = c.content.match(/\S+\s*|\s+/g) ?? [];
-            for (const piece of pieces) {
+            const pieces = textPieces(c.content);
+            const logprobs = req.logprobs ? simulatedLogprobs(pieces, req.top_logprobs ?? 0) : undefined;
+            for (const [k, piece] of pieces.entries()) {
               if (tokenDelay > 0) await sleep(tokenDelay, opts.signal, name);
               else if (opts.signal.aborted) throw abortedError(name);
-              yield { ...base, choices: [{ index, delta: { content: piece }, finish_reason: null }] };
+              const lp = logprobs?.[k];
+              yield { ...base, choices: [{ index, delta: { content: piece }, finish_reason: null, ...(lp ? { logprobs: { content: [lp] } } : {}) }] };
             }
           }
           completion += c.tokens;
@@ -328,6 +333,29 @@ function exampleValue(schema: unknown, depth: number): unknown {
     default:
       return 'example';
   }
+}
+
+/** The simulator's tokens: a word with its trailing space (streamed one per chunk). */
+function textPieces(content: string): string[] {
+  return content.match(/\S+\s*|\s+/g) ?? [];
+}
+
+/**
+ * Deterministic log-probabilities for simulated tokens: each token's own in (-3, 0], and `top`
+ * alternatives (the token itself first, then vocabulary words, each less likely than the last).
+ */
+export function simulatedLogprobs(tokens: readonly string[], top: number): TokenLogprob[] {
+  const entry = (token: string, logprob: number) => ({ token, logprob, bytes: [...Buffer.from(token, 'utf8')] });
+  return tokens.map((token, position) => {
+    const h = hashString(`${position}\u0000${token}`);
+    const logprob = -((h % 3000) / 1000);
+    const alternatives: TopLogprob[] = [];
+    for (let k = 0; k < top; k++) {
+      if (k === 0) alternatives.push(entry(token, logprob));
+      else alternatives.push(entry(`${WORDS[(h + k * 7) % WORDS.length]} `, logprob - k * 0.75 - ((h >>> (k % 16)) % 100) / 1000));
+    }
+    return { ...entry(token, logprob), top_logprobs: alternatives };
+  });
 }
 
 function mulberry32(state: number): [number, number] {

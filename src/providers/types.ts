@@ -31,6 +31,11 @@ export interface ProviderAdapter {
   /** Instance name from configuration, e.g. `my-openai`. */
   readonly name: string;
   readonly type: ProviderType;
+  /**
+   * True when answers carry token log-probabilities on request (`logprobs`, `top_logprobs`). A
+   * request that asks for them is routed only to such deployments.
+   */
+  readonly logprobs?: boolean;
   /** Non-streaming chat. `req.model` is already the upstream's model name. */
   chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult>;
   /**

@@ -1,7 +1,8 @@
 // What a request may be sent to: per request state (deadline, visited groups, prompt size) and the
 // eligibility rules — the prompt plus max_tokens fits the context window (counted with the real
-// tokenizer only when a cheap byte bound cannot decide), the breaker lets calls through, and the
-// deployment is not cooling down after a Retry-After.
+// tokenizer only when a cheap byte bound cannot decide), the provider can return what was asked
+// (token log-probabilities), the breaker lets calls through, and the deployment is not cooling down
+// after a Retry-After.
 import type { Context as TraceContext } from '@opentelemetry/api';
 import { contentText, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
 import type { RequestContext } from '../gateway/context.js';
@@ -53,7 +54,10 @@ export function promptUpperBound(state: RequestState): number {
   return 3 + state.req.messages.length * 5 + state.promptChars * 3;
 }
 
-/** The deployments a request may go to now: context window fits, breaker allows, not cooling. */
+/**
+ * The deployments a request may go to now: able to do what it asks (log-probabilities), context
+ * window fits, breaker allows, not cooling.
+ */
 export function eligibleDeployments(
 state: RequestState,
 deployments: readonly Deployment[],
@@ -63,9 +67,15 @@ statsFor: (id: string) => DeploymentStats,
 ) {
   const eligible: Deployment[] = [];
   let tooLong = 0;
+  let incapable = 0;
+  const wantsLogprobs = state.req.logprobs === true;
   let cooling = 0;
   let earliest = Infinity;
   for (const d of deployments) {
+    if (wantsLogprobs && !d.provider.logprobs) {
+      incapable++;
+      continue;
+    }
     if (!fits(state, d)) {
       tooLong++;
       continue;
@@ -83,5 +93,5 @@ statsFor: (id: string) => DeploymentStats,
     }
     eligible.push(d);
   }
-  return { eligible, tooLong, cooling, earliest };
+  return { eligible, tooLong, incapable, cooling, earliest };
 }

@@ -326,9 +326,17 @@ export class Router {
       }
     }
 
-    const { eligible, tooLong, cooling, earliest } = eligibleDeployments(state, deployments, now, (id) => this.breakerFor(id), (id) => this.statsFor(id));
+    const { eligible, tooLong, incapable, cooling, earliest } = eligibleDeployments(state, deployments, now, (id) => this.breakerFor(id), (id) => this.statsFor(id));
 
     if (eligible.length === 0) {
+      if (incapable > 0 && incapable + tooLong === deployments.length) {
+        return this.fallBack(state, group, group.fallbacks, 'group', () =>
+          new GatewayError('unsupported_capability', {
+            param: 'logprobs',
+            message: `No deployment of "${group.name}" can return token log-probabilities (logprobs); OpenAI-compatible, Google and simulator deployments can.`,
+          }),
+        );
+      }
       if (tooLong === deployments.length) {
         return this.fallBack(state, group, group.contextWindowFallbacks, 'context_window', () =>
           new GatewayError('context_length_exceeded', {
@@ -337,7 +345,7 @@ export class Router {
         );
       }
       const retryAfterMs = Number.isFinite(earliest) ? Math.max(1_000, earliest - now) : 1_000;
-      if (cooling + tooLong === deployments.length) {
+      if (cooling + tooLong + incapable === deployments.length) {
         // Every deployment asked us to wait (429/503 Retry-After): pass the wait on to the client.
         return this.fallBack(state, group, group.fallbacks, 'group', () =>
           new GatewayError('upstream_rate_limited', { message: `Every deployment of "${group.name}" asked to wait (Retry-After).`, retryAfterMs }),

@@ -44,6 +44,8 @@ export function loadOpenAISpec(): OpenAISpec {
   const components = toJsonSchema(spec.components) as { schemas: Record<string, Json> };
   const ajv = new Ajv2020({ strict: false, allErrors: true });
   (addFormatsModule as unknown as (a: Ajv2020) => void)(ajv);
+  // OpenAI's own format for Unix timestamps in responses: an integer, which the type already checks.
+  ajv.addFormat('unixtime', true);
   ajv.addSchema({ $id: 'openai', components });
   const cache = new Map<string, ValidateFunction>();
   return {

@@ -150,7 +150,7 @@ export const completionSchema = z
     suffix: z.string().nullable().optional(),
     echo: z.boolean().nullable().optional(),
     best_of: z.number().int().min(1).max(1).nullable().optional(),
-    logprobs: z.number().int().min(0).max(0).nullable().optional(),
+    logprobs: z.number().int().min(0).max(5).nullable().optional(),
     ...extensionFields,
   })
   .strict();

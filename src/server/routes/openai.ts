@@ -3,7 +3,7 @@
 // and renders the canonical outcome back in OpenAI's shapes.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult } from '../../canonical/chat.js';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ChoiceLogprobs } from '../../canonical/chat.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 import { factHeaders } from '../headers.js';
@@ -105,10 +105,13 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
   app.post('/v1/completions', completionDoc, async (request, reply) => {
     const parsed = completionSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
-    const { difficulty, priority, session_id, prompt, suffix, echo, best_of: _bestOf, logprobs: _lp, ...rest } = parsed.data;
+    const { difficulty, priority, session_id, prompt, suffix, echo, best_of: _bestOf, logprobs, ...rest } = parsed.data;
     if (suffix) throw new GatewayError('invalid_value', { param: 'suffix', message: '`suffix` is not supported by this gateway.' });
+    const wantsLogprobs = logprobs !== undefined && logprobs !== null;
+    // The prompt's own log-probabilities (echo with logprobs) would need the legacy engine: chat models do not report them.
+    if (wantsLogprobs && echo) throw new GatewayError('invalid_value', { param: 'logprobs', message: '`logprobs` with `echo` (log-probabilities of the prompt) is not supported by this gateway.' });
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
-    const body = withoutNulls(rest);
+    const body = { ...withoutNulls(rest), ...(wantsLogprobs ? { logprobs: true, top_logprobs: logprobs } : {}) };
     if (body.stream && prompts.length > 1) {
       throw new GatewayError('invalid_value', { param: 'prompt', message: 'Streaming takes a single prompt.' });
     }
@@ -173,12 +176,14 @@ function completionRenderer(includeUsage: boolean, echoPrompt?: string): Rendere
       object: 'text_completion',
       created: r.created,
       model: r.model,
-      choices: r.choices.map((c) => ({ text: text(c.message.content), index: c.index, logprobs: null, finish_reason: c.finish_reason })),
+      choices: r.choices.map((c) => ({ text: text(c.message.content), index: c.index, logprobs: legacyLogprobs(c.logprobs, 0), finish_reason: c.finish_reason })),
       usage: r.usage,
       ...(r.system_fingerprint ? { system_fingerprint: r.system_fingerprint } : {}),
     }),
     async *events(chunks) {
       let first = true;
+      // Per choice, where its next piece starts in the text (the legacy logprobs' text_offset).
+      const offsets = new Map<number, number>();
       for await (const chunk of chunks) {
         if (chunk.usage && chunk.choices.length === 0) {
           if (includeUsage) yield { data: JSON.stringify({ id: chunk.id, object: 'text_completion', created: chunk.created, model: chunk.model, choices: [], usage: chunk.usage }) };
@@ -187,13 +192,15 @@ function completionRenderer(includeUsage: boolean, echoPrompt?: string): Rendere
         for (const c of chunk.choices) {
           const piece = c.delta.content ?? '';
           if (!piece && !c.finish_reason) continue;
+          const offset = offsets.get(c.index) ?? 0;
+          offsets.set(c.index, offset + piece.length);
           yield {
             data: JSON.stringify({
               id: chunk.id.replace(/^chatcmpl-/, 'cmpl-'),
               object: 'text_completion',
               created: chunk.created,
               model: chunk.model,
-              choices: [{ text: first ? text(piece) : piece, index: c.index, logprobs: null, finish_reason: c.finish_reason }],
+              choices: [{ text: first ? text(piece) : piece, index: c.index, logprobs: legacyLogprobs(c.logprobs, offset), finish_reason: c.finish_reason }],
             }),
           };
           first = false;
@@ -202,6 +209,24 @@ function completionRenderer(includeUsage: boolean, echoPrompt?: string): Rendere
       yield { data: '[DONE]' };
     },
     errorEvent: (err) => ({ data: JSON.stringify(openAiErrorBody(err)) }),
+  };
+}
+
+/** The legacy completions shape of log-probabilities: parallel arrays, alternatives as token → logprob maps. */
+export function legacyLogprobs(lp: ChoiceLogprobs | null | undefined, startOffset: number) {
+  const tokens = lp?.content;
+  if (!tokens) return null;
+  const textOffset: number[] = [];
+  let offset = startOffset;
+  for (const t of tokens) {
+    textOffset.push(offset);
+    offset += t.token.length;
+  }
+  return {
+    tokens: tokens.map((t) => t.token),
+    token_logprobs: tokens.map((t) => t.logprob),
+    top_logprobs: tokens.some((t) => t.top_logprobs.length > 0) ? tokens.map((t) => Object.fromEntries(t.top_logprobs.map((a) => [a.token, a.logprob]))) : null,
+    text_offset: textOffset,
   };
 }
 
