@@ -14,6 +14,7 @@ import { anthropicRoutes } from './routes/anthropic.js';
 import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { openAiRoutes } from './routes/openai.js';
+import { responsesRoutes } from './routes/responses.js';
 import './request-context.js';
 
 export interface AppOptions {
@@ -137,6 +138,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes, { gateway: opts.gateway, version: opts.version, routes });
   await app.register(openAiRoutes, { gateway: opts.gateway, log: opts.log });
   await app.register(anthropicRoutes, { gateway: opts.gateway, log: opts.log });
+  await app.register(responsesRoutes, { gateway: opts.gateway, log: opts.log });
   for (const p of opts.plugins ?? []) await app.register(p.plugin, p.options ?? {});
   return app;
 }

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import type { ChatChunk } from '../canonical/chat.js';
+import { iterate } from '../canonical/convert.js';
+import { GatewayError } from './errors.js';
+import { ResponseEventWriter, canonicalToResponse, responsesToCanonical } from './responses-format.js';
+
+describe('Responses input as a chat conversation', () => {
+  it('maps instructions, messages, images, parallel function calls, their outputs, and drops reasoning', () => {
+    const { req } = responsesToCanonical({
+      model: 'm',
+      instructions: 'Be brief.',
+      input: [
+        { role: 'developer', content: 'Use metric units.' },
+        { role: 'user', content: [{ type: 'input_text', text: 'Weather here and there?' }, { type: 'input_image', image_url: 'data:image/png;base64,AAAA', detail: 'low' }] },
+        { type: 'reasoning', id: 'rs_1', summary: [] },
+        { type: 'function_call', call_id: 'c1', name: 'weather', arguments: '{"city":"Oslo"}' },
+        { type: 'function_call', call_id: 'c2', name: 'weather', arguments: '{"city":"Rome"}' },
+        { type: 'function_call_output', call_id: 'c1', output: '3C' },
+        { type: 'function_call_output', call_id: 'c2', output: [{ type: 'input_text', text: '21C' }] },
+        { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Cold and warm.', annotations: [] }] },
+        { role: 'user', content: 'Thanks' },
+      ],
+      max_output_tokens: 50,
+      text: { format: { type: 'json_schema', name: 'w', schema: { type: 'object' }, strict: true }, verbosity: 'low' },
+      reasoning: { effort: 'low' },
+      tool_choice: { type: 'function', name: 'weather' },
+      tools: [{ type: 'function', name: 'weather', parameters: { type: 'object' }, strict: true }],
+    });
+    expect(req.messages).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'developer', content: 'Use metric units.' },
+      { role: 'user', content: [{ type: 'text', text: 'Weather here and there?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA', detail: 'low' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          { id: 'c1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } },
+          { id: 'c2', type: 'function', function: { name: 'weather', arguments: '{"city":"Rome"}' } },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'c1', content: '3C' },
+      { role: 'tool', tool_call_id: 'c2', content: '21C' },
+      { role: 'assistant', content: 'Cold and warm.' },
+      { role: 'user', content: 'Thanks' },
+    ]);
+    expect(req).toMatchObject({
+      max_tokens: 50,
+      verbosity: 'low',
+      reasoning_effort: 'low',
+      response_format: { type: 'json_schema', json_schema: { name: 'w', schema: { type: 'object' }, strict: true } },
+      tool_choice: { type: 'function', function: { name: 'weather' } },
+      tools: [{ type: 'function', function: { name: 'weather', parameters: { type: 'object' }, strict: true } }],
+    });
+  });
+
+  it('refuses what needs stored state or hosted tools, naming the parameter', () => {
+    const param = (body: object) => {
+      try {
+        responsesToCanonical({ model: 'm', input: 'hi', ...body });
+      } catch (err) {
+        return (err as GatewayError).param;
+      }
+      return 'accepted';
+    };
+    expect(param({ previous_response_id: 'resp_1' })).toBe('previous_response_id');
+    expect(param({ conversation: 'conv_1' })).toBe('conversation');
+    expect(param({ tools: [{ type: 'file_search', vector_store_ids: ['vs'] }] })).toBe('tools.0.type');
+    expect(param({ input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'file-1' }] }] })).toBe('input.0.content.0.file_id');
+    expect(param({ input: [] })).toBe('input');
+    expect(param({ store: true, metadata: { a: 'b' } })).toBe('accepted');
+  });
+});
+
+describe('Responses output', () => {
+  const echo = responsesToCanonical({ model: 'm', input: 'hi', include: ['message.output_text.logprobs'] }).echo;
+
+  it('a refusal and a tool call become output items; a cut answer is incomplete', () => {
+    const r = canonicalToResponse(
+      {
+        id: 'chatcmpl-x',
+        object: 'chat.completion',
+        created: 5,
+        model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: 'No.', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish_reason: 'length', logprobs: null }],
+        usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+      },
+      echo,
+    );
+    expect(r.id).toBe('resp_x');
+    expect(r.status).toBe('incomplete');
+    expect(r.output.map((o) => o.type)).toEqual(['message', 'function_call']);
+    expect(r.output[0]).toMatchObject({ content: [{ type: 'refusal', refusal: 'No.' }] });
+    expect(r.usage).toMatchObject({ input_tokens: 1, output_tokens: 2, total_tokens: 3 });
+  });
+
+  it('a stream that fails mid-way ends with an error event carrying the next sequence number', async () => {
+    const writer = new ResponseEventWriter(echo);
+    const chunks: ChatChunk[] = [{ id: 'chatcmpl-y', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hel' }, finish_reason: null }] }];
+    const events = [];
+    for await (const e of writer.events(iterate(chunks))) events.push(JSON.parse(e.data) as { type: string; sequence_number: number });
+    const err = JSON.parse(writer.error(new GatewayError('upstream_error')).data) as { type: string; code: string; sequence_number: number };
+    expect(err).toMatchObject({ type: 'error', code: 'upstream_error' });
+    expect(err.sequence_number).toBe((events.at(-1)?.sequence_number ?? -1) + 1);
+  });
+});

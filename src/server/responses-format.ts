@@ -1,0 +1,520 @@
+// OpenAI's Responses API (POST /v1/responses) over the canonical chat model, stateless: the request's
+// input items become chat messages (instructions first, function calls and their outputs as tool
+// turns), and the answer becomes a Response object or Responses' streamed event sequence
+// (response.created … output_text.delta … response.completed) from canonical chunks. Nothing is
+// stored, so `store` is reported false and `previous_response_id` / `conversation` are refused.
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ContentPart, ResponseFormat, TokenLogprob, ToolChoice, Usage } from '../canonical/chat.js';
+import { GatewayError } from './errors.js';
+import { extensionFields } from './routes/openai-schema.js';
+import type { SseEvent } from './sse.js';
+import { validationError } from './validation.js';
+
+const inputText = z.object({ type: z.literal('input_text'), text: z.string() });
+const inputImage = z.object({
+  type: z.literal('input_image'),
+  image_url: z.string().nullish(),
+  file_id: z.string().nullish(),
+  detail: z.enum(['auto', 'low', 'high']).nullish(),
+});
+const inputFile = z.object({ type: z.literal('input_file') }).passthrough();
+/** Assistant turns sent back as history carry output parts. */
+const outputText = z.object({ type: z.literal('output_text'), text: z.string() }).passthrough();
+const refusalPart = z.object({ type: z.literal('refusal'), refusal: z.string() });
+const contentPart = z.discriminatedUnion('type', [inputText, inputImage, inputFile, outputText, refusalPart]);
+
+const messageItem = z
+  .object({
+    type: z.literal('message').optional(),
+    id: z.string().nullish(),
+    role: z.enum(['user', 'assistant', 'system', 'developer']),
+    content: z.union([z.string(), z.array(contentPart)]),
+    status: z.string().nullish(),
+    phase: z.string().nullish(),
+  })
+  .strict();
+const functionCallItem = z
+  .object({
+    type: z.literal('function_call'),
+    id: z.string().nullish(),
+    call_id: z.string().min(1),
+    name: z.string().min(1),
+    arguments: z.string(),
+    status: z.string().nullish(),
+  })
+  .strict();
+const functionCallOutputItem = z
+  .object({
+    type: z.literal('function_call_output'),
+    id: z.string().nullish(),
+    call_id: z.string().min(1),
+    output: z.union([z.string(), z.array(contentPart)]),
+    status: z.string().nullish(),
+  })
+  .strict();
+/** Reasoning from an earlier answer: it cannot be replayed to another model, so it is dropped. */
+const reasoningItem = z.object({ type: z.literal('reasoning') }).passthrough();
+const itemReference = z.object({ type: z.literal('item_reference'), id: z.string() }).strict();
+const inputItem = z.union([messageItem, functionCallItem, functionCallOutputItem, reasoningItem, itemReference]);
+
+const functionTool = z
+  .object({
+    type: z.literal('function'),
+    name: z.string().min(1).max(64),
+    description: z.string().nullish(),
+    parameters: z.record(z.string(), z.unknown()).nullish(),
+    strict: z.boolean().nullish(),
+  })
+  .strict();
+/** Hosted tools (web search, file search, code interpreter, MCP, …) are accepted by shape and refused with a clear message. */
+const hostedTool = z.object({ type: z.string() }).passthrough();
+
+const toolChoice = z.union([
+  z.enum(['none', 'auto', 'required']),
+  z.object({ type: z.literal('function'), name: z.string().min(1) }).strict(),
+  z.object({ type: z.string() }).passthrough(),
+]);
+
+const textFormat = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }).strict(),
+  z.object({ type: z.literal('json_object') }).strict(),
+  z
+    .object({
+      type: z.literal('json_schema'),
+      name: z.string().min(1).max(64),
+      schema: z.record(z.string(), z.unknown()),
+      description: z.string().nullish(),
+      strict: z.boolean().nullish(),
+    })
+    .strict(),
+]);
+
+export const createResponseSchema = z
+  .object({
+    model: z.string().min(1),
+    input: z.union([z.string(), z.array(inputItem).min(1)]),
+    instructions: z.string().nullish(),
+    tools: z.array(z.union([functionTool, hostedTool])).max(128).nullish(),
+    tool_choice: toolChoice.nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
+    text: z.object({ format: textFormat.nullish(), verbosity: z.enum(['low', 'medium', 'high']).nullish() }).strict().nullish(),
+    max_output_tokens: z.number().int().min(1).nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
+    top_p: z.number().min(0).max(1).nullish(),
+    top_logprobs: z.number().int().min(0).max(20).nullish(),
+    include: z.array(z.string()).nullish(),
+    reasoning: z
+      .object({
+        effort: z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh']).nullish(),
+        summary: z.string().nullish(),
+        generate_summary: z.string().nullish(),
+      })
+      .strict()
+      .nullish(),
+    stream: z.boolean().nullish(),
+    stream_options: z.object({ include_obfuscation: z.boolean().optional() }).strict().nullish(),
+    store: z.boolean().nullish(),
+    metadata: z.record(z.string(), z.string()).nullish(),
+    user: z.string().nullish(),
+    safety_identifier: z.string().nullish(),
+    prompt_cache_key: z.string().nullish(),
+    prompt_cache_retention: z.string().nullish(),
+    service_tier: z.string().nullish(),
+    truncation: z.enum(['auto', 'disabled']).nullish(),
+    max_tool_calls: z.number().int().min(1).nullish(),
+    // Server-side state this gateway does not keep: refused below when set.
+    previous_response_id: z.string().nullish(),
+    conversation: z.unknown().optional(),
+    background: z.boolean().nullish(),
+    prompt: z.unknown().optional(),
+    ...extensionFields,
+  })
+  .strict();
+
+export type CreateResponseBody = z.infer<typeof createResponseSchema>;
+
+/** The request's settings a Response object reports back (OpenAI echoes them). */
+export interface ResponseEcho {
+  model: string;
+  instructions: string | null;
+  tools: unknown[];
+  tool_choice: unknown;
+  parallel_tool_calls: boolean;
+  text: { format: Record<string, unknown>; verbosity?: string };
+  max_output_tokens: number | null;
+  temperature: number;
+  top_p: number;
+  top_logprobs: number;
+  metadata: Record<string, string>;
+  user: string | null;
+  truncation: 'auto' | 'disabled';
+  reasoning: { effort: string | null; summary: string | null };
+  /** `include` asked for the output text's log-probabilities. */
+  logprobs: boolean;
+}
+
+const refuse = (param: string, message: string) => new GatewayError('invalid_value', { param, message });
+
+/** A Responses body as a canonical chat request, with what the Response object echoes back. */
+export function responsesToCanonical(body: unknown): { body: CreateResponseBody; req: ChatRequest; echo: ResponseEcho } {
+  const parsed = createResponseSchema.safeParse(body);
+  if (!parsed.success) throw validationError(parsed.error, body);
+  const b = parsed.data;
+  if (b.previous_response_id) throw refuse('previous_response_id', 'This gateway does not store responses: send the whole conversation in `input` instead of `previous_response_id`.');
+  if (b.conversation !== undefined && b.conversation !== null) throw refuse('conversation', 'This gateway does not store conversations: send the whole conversation in `input`.');
+  if (b.background) throw refuse('background', 'Background responses are not supported by this gateway.');
+  if (b.prompt !== undefined && b.prompt !== null) throw refuse('prompt', 'Stored prompt templates are not supported by this gateway.');
+
+  const messages: ChatMessage[] = [];
+  if (b.instructions) messages.push({ role: 'system', content: b.instructions });
+  if (typeof b.input === 'string') messages.push({ role: 'user', content: b.input });
+  else b.input.forEach((item, i) => addItem(messages, item, `input.${i}`));
+
+  const tools = (b.tools ?? []).map((t, i) => {
+    if (t.type !== 'function') throw refuse(`tools.${i}.type`, `The built-in tool "${t.type}" is not supported by this gateway; only function tools are.`);
+    const f = t as z.infer<typeof functionTool>;
+    return {
+      type: 'function' as const,
+      function: {
+        name: f.name,
+        ...(f.description ? { description: f.description } : {}),
+        ...(f.parameters ? { parameters: f.parameters } : {}),
+        ...(f.strict !== undefined && f.strict !== null ? { strict: f.strict } : {}),
+      },
+    };
+  });
+
+  const req: ChatRequest = { model: b.model, messages };
+  if (tools.length) req.tools = tools;
+  const choice = b.tool_choice ? toToolChoice(b.tool_choice) : undefined;
+  if (choice) req.tool_choice = choice;
+  if (b.parallel_tool_calls !== undefined && b.parallel_tool_calls !== null && tools.length) req.parallel_tool_calls = b.parallel_tool_calls;
+  const format = b.text?.format ? toResponseFormat(b.text.format) : undefined;
+  if (format) req.response_format = format;
+  if (b.text?.verbosity) req.verbosity = b.text.verbosity;
+  if (b.max_output_tokens) req.max_tokens = b.max_output_tokens;
+  if (b.temperature !== undefined && b.temperature !== null) req.temperature = b.temperature;
+  if (b.top_p !== undefined && b.top_p !== null) req.top_p = b.top_p;
+  const logprobs = b.include?.includes('message.output_text.logprobs') === true;
+  if (logprobs) {
+    req.logprobs = true;
+    if (b.top_logprobs) req.top_logprobs = b.top_logprobs;
+  }
+  if (b.reasoning?.effort) req.reasoning_effort = b.reasoning.effort;
+  if (b.user) req.user = b.user;
+  if (b.metadata) req.metadata = b.metadata;
+  if (b.safety_identifier) req.safety_identifier = b.safety_identifier;
+  if (b.prompt_cache_key) req.prompt_cache_key = b.prompt_cache_key;
+  if (b.prompt_cache_retention) req.prompt_cache_retention = b.prompt_cache_retention;
+  if (b.service_tier) req.service_tier = b.service_tier;
+  if (b.stream) req.stream = true;
+
+  const echo: ResponseEcho = {
+    model: b.model,
+    instructions: b.instructions ?? null,
+    tools: (b.tools ?? []).map((t) => ({ ...t, strict: (t as { strict?: boolean | null }).strict ?? true })),
+    tool_choice: b.tool_choice ?? 'auto',
+    parallel_tool_calls: b.parallel_tool_calls ?? true,
+    text: { format: (b.text?.format as Record<string, unknown> | undefined) ?? { type: 'text' }, ...(b.text?.verbosity ? { verbosity: b.text.verbosity } : {}) },
+    max_output_tokens: b.max_output_tokens ?? null,
+    temperature: b.temperature ?? 1,
+    top_p: b.top_p ?? 1,
+    top_logprobs: b.top_logprobs ?? 0,
+    metadata: b.metadata ?? {},
+    user: b.user ?? null,
+    truncation: b.truncation ?? 'disabled',
+    reasoning: { effort: b.reasoning?.effort ?? null, summary: b.reasoning?.summary ?? null },
+    logprobs,
+  };
+  return { body: b, req, echo };
+}
+
+function addItem(messages: ChatMessage[], item: z.infer<typeof inputItem>, path: string): void {
+  if (!('type' in item) || item.type === undefined || item.type === 'message') {
+    const m = item as z.infer<typeof messageItem>;
+    if (m.role === 'assistant') {
+      const text = typeof m.content === 'string' ? m.content : m.content.map((p, k) => assistantText(p, `${path}.content.${k}`)).join('');
+      messages.push({ role: 'assistant', content: text });
+      return;
+    }
+    messages.push({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p, k) => inputPart(p, `${path}.content.${k}`)) });
+    return;
+  }
+  switch (item.type) {
+    case 'function_call': {
+      const call = { id: item.call_id, type: 'function' as const, function: { name: item.name, arguments: item.arguments } };
+      // Parallel calls arrive as consecutive items: one assistant turn carries them all.
+      const last = messages[messages.length - 1];
+      if (last?.role === 'assistant' && (last.tool_calls?.length || !last.content)) last.tool_calls = [...(last.tool_calls ?? []), call];
+      else if (last?.role === 'assistant') last.tool_calls = [call];
+      else messages.push({ role: 'assistant', content: null, tool_calls: [call] });
+      return;
+    }
+    case 'function_call_output': {
+      const content = typeof item.output === 'string' ? item.output : item.output.map((p, k) => outputPartText(p, `${path}.output.${k}`)).join('');
+      messages.push({ role: 'tool', tool_call_id: item.call_id, content });
+      return;
+    }
+    case 'reasoning':
+      return;
+    case 'item_reference':
+      throw refuse(`${path}.id`, 'This gateway does not store responses, so items cannot be referenced by id: send the item itself.');
+  }
+}
+
+function inputPart(p: z.infer<typeof contentPart>, path: string): ContentPart {
+  switch (p.type) {
+    case 'input_text':
+    case 'output_text':
+      return { type: 'text', text: p.text };
+    case 'input_image':
+      if (!p.image_url) throw refuse(`${path}.file_id`, 'Images by file_id are not supported by this gateway: send `image_url` (a URL or a data: URL).');
+      return { type: 'image_url', image_url: { url: p.image_url, ...(p.detail ? { detail: p.detail } : {}) } };
+    case 'input_file':
+      throw refuse(`${path}.type`, 'File inputs (input_file) are not supported by this gateway.');
+    case 'refusal':
+      return { type: 'text', text: p.refusal };
+  }
+}
+
+function assistantText(p: z.infer<typeof contentPart>, path: string): string {
+  if (p.type === 'output_text' || p.type === 'input_text') return p.text;
+  if (p.type === 'refusal') return p.refusal;
+  throw refuse(`${path}.type`, `An assistant message cannot contain "${p.type}".`);
+}
+
+function outputPartText(p: z.infer<typeof contentPart>, path: string): string {
+  const part = inputPart(p, path);
+  if (part.type === 'text') return part.text;
+  throw refuse(`${path}.type`, 'A function call output may carry text only here.');
+}
+
+function toToolChoice(c: z.infer<typeof toolChoice>): ToolChoice {
+  if (typeof c === 'string') return c;
+  if (c.type === 'function' && typeof (c as { name?: unknown }).name === 'string') return { type: 'function', function: { name: (c as { name: string }).name } };
+  throw refuse('tool_choice', `tool_choice of type "${c.type}" is not supported by this gateway; use none, auto, required or a function.`);
+}
+
+function toResponseFormat(f: z.infer<typeof textFormat>): ResponseFormat | undefined {
+  if (f.type === 'text') return undefined;
+  if (f.type === 'json_object') return { type: 'json_object' };
+  return {
+    type: 'json_schema',
+    json_schema: { name: f.name, schema: f.schema, ...(f.description ? { description: f.description } : {}), ...(f.strict !== undefined && f.strict !== null ? { strict: f.strict } : {}) },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Out: the Response object and the event stream.
+
+type OutputText = { type: 'output_text'; text: string; annotations: never[]; logprobs: TokenLogprob[] };
+type RefusalContent = { type: 'refusal'; refusal: string };
+type MessageOutput = { type: 'message'; id: string; status: 'in_progress' | 'completed' | 'incomplete'; role: 'assistant'; content: (OutputText | RefusalContent)[] };
+type FunctionCallOutput = { type: 'function_call'; id: string; call_id: string; name: string; arguments: string; status: 'in_progress' | 'completed' | 'incomplete' };
+type OutputItem = MessageOutput | FunctionCallOutput;
+
+const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`;
+
+/** `resp_…` from the canonical answer's id (a cache hit already has a fresh one). */
+function responseId(id: string): string {
+  const bare = id.replace(/^chatcmpl-/, '').replace(/[^\w-]/g, '');
+  return `resp_${bare || randomBytes(12).toString('hex')}`;
+}
+
+function usageOf(u: Usage | undefined) {
+  const input = u?.prompt_tokens ?? 0;
+  const output = u?.completion_tokens ?? 0;
+  return { input_tokens: input, input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, output_tokens: output, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: u?.total_tokens ?? input + output };
+}
+
+function statusOf(finish: string | null | undefined): { status: 'completed' | 'incomplete'; incomplete_details: { reason: string } | null } {
+  if (finish === 'length') return { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } };
+  if (finish === 'content_filter') return { status: 'incomplete', incomplete_details: { reason: 'content_filter' } };
+  return { status: 'completed', incomplete_details: null };
+}
+
+function responseObject(
+  id: string,
+  createdAt: number,
+  model: string,
+  echo: ResponseEcho,
+  state: { status: 'in_progress' | 'completed' | 'incomplete' | 'failed'; incomplete_details: { reason: string } | null; output: OutputItem[]; usage: ReturnType<typeof usageOf> | null; error?: { code: string; message: string } | null },
+) {
+  const { logprobs: _logprobs, model: _model, user, ...echoed } = echo;
+  return {
+    id,
+    object: 'response' as const,
+    created_at: createdAt,
+    status: state.status,
+    completed_at: state.status === 'completed' ? Math.floor(Date.now() / 1000) : null,
+    error: state.error ?? null,
+    incomplete_details: state.incomplete_details,
+    model,
+    output: state.output,
+    // Absent while in progress (the published schema has no null usage).
+    ...(state.usage ? { usage: state.usage } : {}),
+    previous_response_id: null,
+    store: false,
+    ...(user ? { user } : {}),
+    ...echoed,
+  };
+}
+
+/** The Response object of a finished answer (its first choice: Responses has no `n`). */
+export function canonicalToResponse(result: ChatResult, echo: ResponseEcho) {
+  const choice = result.choices[0];
+  const output: OutputItem[] = [];
+  const { status, incomplete_details } = statusOf(choice?.finish_reason);
+  if (choice) {
+    const content: (OutputText | RefusalContent)[] = [];
+    if (choice.message.content) content.push({ type: 'output_text', text: choice.message.content, annotations: [], logprobs: echo.logprobs ? (choice.logprobs?.content ?? []) : [] });
+    if (choice.message.refusal) content.push({ type: 'refusal', refusal: choice.message.refusal });
+    if (content.length) output.push({ type: 'message', id: newId('msg'), status: status === 'completed' ? 'completed' : 'incomplete', role: 'assistant', content });
+    for (const call of choice.message.tool_calls ?? []) {
+      output.push({ type: 'function_call', id: newId('fc'), call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
+    }
+  }
+  return responseObject(responseId(result.id), result.created, result.model, echo, { status, incomplete_details, output, usage: usageOf(result.usage) });
+}
+
+/** The Responses event sequence for a chunk stream; `error()` renders a failure after it started. */
+export class ResponseEventWriter {
+  private seq = 0;
+  private id = '';
+  private createdAt = Math.floor(Date.now() / 1000);
+  private model: string;
+  private readonly output: OutputItem[] = [];
+  private message?: { item: MessageOutput; index: number; part?: { content: number; kind: 'text' | 'refusal'; value: string; logprobs: TokenLogprob[] } };
+  private readonly calls = new Map<number, { item: FunctionCallOutput; index: number; open: boolean }>();
+  private usage: Usage | undefined;
+  private finish: string | null = null;
+
+  constructor(private readonly echo: ResponseEcho) {
+    this.model = echo.model;
+  }
+
+  async *events(chunks: AsyncIterable<ChatChunk>): AsyncGenerator<SseEvent> {
+    let started = false;
+    for await (const chunk of chunks) {
+      if (!started) {
+        started = true;
+        this.id = responseId(chunk.id);
+        this.createdAt = chunk.created || this.createdAt;
+        this.model = chunk.model || this.model;
+        yield* this.emit('response.created', { response: this.snapshot('in_progress') });
+        yield* this.emit('response.in_progress', { response: this.snapshot('in_progress') });
+      }
+      if (chunk.usage) this.usage = chunk.usage;
+      const c = chunk.choices.find((x) => x.index === 0);
+      if (!c) continue;
+      if (c.delta.content) yield* this.text('text', c.delta.content, c.logprobs?.content ?? []);
+      if (c.delta.refusal) yield* this.text('refusal', c.delta.refusal, []);
+      for (const t of c.delta.tool_calls ?? []) yield* this.toolCall(t.index, t.id, t.function?.name, t.function?.arguments);
+      if (c.finish_reason) this.finish = c.finish_reason;
+    }
+    if (!started) {
+      this.id = newId('resp');
+      yield* this.emit('response.created', { response: this.snapshot('in_progress') });
+    }
+    const { status, incomplete_details } = statusOf(this.finish);
+    yield* this.closeMessage(status === 'completed' ? 'completed' : 'incomplete');
+    yield* this.closeCalls();
+    const response = responseObject(this.id, this.createdAt, this.model, this.echo, { status, incomplete_details, output: this.output, usage: usageOf(this.usage) });
+    yield* this.emit(status === 'completed' ? 'response.completed' : 'response.incomplete', { response });
+  }
+
+  /** A failure after the stream started: Responses' `error` event (the SDK raises it). */
+  error(err: GatewayError): SseEvent {
+    return { event: 'error', data: JSON.stringify({ type: 'error', code: err.code, message: err.message, param: err.param ?? null, sequence_number: this.seq++ }) };
+  }
+
+  private *text(kind: 'text' | 'refusal', delta: string, logprobs: TokenLogprob[]): Generator<SseEvent> {
+    yield* this.closeCalls();
+    if (!this.message) {
+      const item: MessageOutput = { type: 'message', id: newId('msg'), status: 'in_progress', role: 'assistant', content: [] };
+      this.message = { item, index: this.output.length };
+      this.output.push(item);
+      yield* this.emit('response.output_item.added', { output_index: this.message.index, item: { ...item, content: [] } });
+    }
+    const m = this.message;
+    if (m.part && m.part.kind !== kind) yield* this.closePart();
+    if (!m.part) {
+      m.part = { content: m.item.content.length, kind, value: '', logprobs: [] };
+      const part = kind === 'text' ? { type: 'output_text', text: '', annotations: [], logprobs: [] } : { type: 'refusal', refusal: '' };
+      yield* this.emit('response.content_part.added', { item_id: m.item.id, output_index: m.index, content_index: m.part.content, part });
+    }
+    m.part.value += delta;
+    const where = { item_id: m.item.id, output_index: m.index, content_index: m.part.content };
+    if (kind === 'text') {
+      const lp = this.echo.logprobs ? logprobs : [];
+      m.part.logprobs.push(...lp);
+      yield* this.emit('response.output_text.delta', { ...where, delta, logprobs: lp });
+    } else {
+      yield* this.emit('response.refusal.delta', { ...where, delta });
+    }
+  }
+
+  private *closePart(): Generator<SseEvent> {
+    const m = this.message;
+    if (!m?.part) return;
+    const where = { item_id: m.item.id, output_index: m.index, content_index: m.part.content };
+    let part: OutputText | RefusalContent;
+    if (m.part.kind === 'text') {
+      part = { type: 'output_text', text: m.part.value, annotations: [], logprobs: m.part.logprobs };
+      yield* this.emit('response.output_text.done', { ...where, text: m.part.value, logprobs: m.part.logprobs });
+    } else {
+      part = { type: 'refusal', refusal: m.part.value };
+      yield* this.emit('response.refusal.done', { ...where, refusal: m.part.value });
+    }
+    m.item.content.push(part);
+    yield* this.emit('response.content_part.done', { ...where, part });
+    m.part = undefined;
+  }
+
+  private *closeMessage(status: 'completed' | 'incomplete'): Generator<SseEvent> {
+    if (!this.message) return;
+    yield* this.closePart();
+    this.message.item.status = status;
+    yield* this.emit('response.output_item.done', { output_index: this.message.index, item: this.message.item });
+    this.message = undefined;
+  }
+
+  private *toolCall(index: number, callId: string | undefined, name: string | undefined, args: string | undefined): Generator<SseEvent> {
+    let call = this.calls.get(index);
+    if (!call) {
+      yield* this.closeMessage('completed');
+      // Calls stream one after another: a new one closes the one before.
+      yield* this.closeCalls();
+      const item: FunctionCallOutput = { type: 'function_call', id: newId('fc'), call_id: callId ?? newId('call'), name: name ?? '', arguments: '', status: 'in_progress' };
+      call = { item, index: this.output.length, open: true };
+      this.calls.set(index, call);
+      this.output.push(item);
+      yield* this.emit('response.output_item.added', { output_index: call.index, item: { ...item } });
+    } else if (name) {
+      call.item.name += name;
+    }
+    if (args) {
+      call.item.arguments += args;
+      yield* this.emit('response.function_call_arguments.delta', { item_id: call.item.id, output_index: call.index, delta: args });
+    }
+  }
+
+  private *closeCalls(): Generator<SseEvent> {
+    for (const call of this.calls.values()) {
+      if (!call.open) continue;
+      call.open = false;
+      call.item.status = 'completed';
+      yield* this.emit('response.function_call_arguments.done', { item_id: call.item.id, output_index: call.index, name: call.item.name, arguments: call.item.arguments });
+      yield* this.emit('response.output_item.done', { output_index: call.index, item: call.item });
+    }
+  }
+
+  private snapshot(status: 'in_progress') {
+    return responseObject(this.id, this.createdAt, this.model, this.echo, { status, incomplete_details: null, output: [], usage: null });
+  }
+
+  private *emit(type: string, fields: Record<string, unknown>): Generator<SseEvent> {
+    yield { event: type, data: JSON.stringify({ type, ...fields, sequence_number: this.seq++ }) };
+  }
+}

@@ -1,0 +1,167 @@
+// OpenAI's Responses API through the gateway with the official `openai` package, unmodified:
+// `client.responses.create` as JSON and as a stream (every event checked against OpenAI's published
+// schema), function tools round trip, structured output, log-probabilities, and the stateless
+// gateway's clear refusals of what it cannot do (stored responses, hosted tools).
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { loadOpenAISpec, openAISpecAvailable, OPENAI_SPEC_PATH, type OpenAISpec } from '../src/providers/__fixtures__/openai-spec.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+const specReady = openAISpecAvailable();
+if (!specReady && !process.env.CI) console.warn(`responses-sdk.test: ${OPENAI_SPEC_PATH} missing; answers are not checked against the OpenAPI spec`);
+const spec: OpenAISpec | undefined = specReady || process.env.CI ? loadOpenAISpec() : undefined;
+
+function expectValid(schemaName: string, value: unknown): void {
+  if (!spec) return;
+  const validate = spec.validator(schemaName);
+  const ok = validate(JSON.parse(JSON.stringify(value)));
+  expect(ok ? [] : validate.errors, `${schemaName}: ${JSON.stringify(value).slice(0, 300)}`).toEqual([]);
+}
+
+let server: RunningServer;
+let client: OpenAI;
+
+beforeAll(async () => {
+  server = await startTestGateway();
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+const weatherTool: OpenAI.Responses.FunctionTool = {
+  type: 'function',
+  name: 'get_weather',
+  description: 'Current weather for a city',
+  parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+  strict: true,
+};
+
+describe('POST /v1/responses through the OpenAI SDK', () => {
+  it('answers a string input with a valid Response object and its output_text', async () => {
+    const { data, response } = await client.responses.create({ model: 'gpt-4o-mini', instructions: 'Be brief.', input: 'Say hello to the river', max_output_tokens: 200 }).withResponse();
+    expectValid('Response', data);
+    expect(data.object).toBe('response');
+    expect(data.id).toMatch(/^resp_/);
+    expect(data.status).toBe('completed');
+    expect(data.instructions).toBe('Be brief.');
+    expect((data as unknown as { store: boolean }).store).toBe(false);
+    expect(data.output_text).toContain('Say hello to the river');
+    expect(data.output[0]).toMatchObject({ type: 'message', role: 'assistant', status: 'completed' });
+    expect(data.usage?.total_tokens).toBe((data.usage?.input_tokens ?? 0) + (data.usage?.output_tokens ?? 0));
+    expect(response.headers.get('x-inferenceflow-provider')).toBe('simulator');
+  });
+
+  it('reports max_output_tokens as an incomplete response', async () => {
+    const data = await client.responses.create({ model: 'gpt-4o-mini', input: 'Tell me a long story about mountains', max_output_tokens: 3 });
+    expectValid('Response', data);
+    expect(data.status).toBe('incomplete');
+    expect(data.incomplete_details?.reason).toBe('max_output_tokens');
+  });
+
+  it('streams the Responses event sequence, each event valid, text deltas adding up to the final text', async () => {
+    const stream = await client.responses.create({ model: 'gpt-4o-mini', input: [{ role: 'user', content: [{ type: 'input_text', text: 'Tell me a story' }] }], stream: true });
+    const types: string[] = [];
+    let text = '';
+    let completed: OpenAI.Responses.Response | undefined;
+    let seq = -1;
+    for await (const event of stream) {
+      expectValid('ResponseStreamEvent', event);
+      expect(event.sequence_number).toBe(seq + 1);
+      seq = event.sequence_number;
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (event.type === 'response.completed') completed = event.response;
+    }
+    expect(types.slice(0, 4)).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+    expect(types.slice(-4)).toEqual(['response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.completed']);
+    expect(text.length).toBeGreaterThan(0);
+    expect(completed?.output_text ?? (completed?.output[0] as OpenAI.Responses.ResponseOutputMessage | undefined)?.content[0]).toBeTruthy();
+    const part = (completed?.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
+    expect(part.text).toBe(text);
+  });
+
+  it("works with the SDK's stream helper and finalResponse()", async () => {
+    const stream = client.responses.stream({ model: 'gpt-4o-mini', input: 'Describe a quiet morning' });
+    let deltas = '';
+    stream.on('response.output_text.delta', (e) => (deltas += e.delta));
+    const final = await stream.finalResponse();
+    expect(final.output_text).toBe(deltas);
+  });
+
+  it('calls a function tool, and takes the function call and its output back as input', async () => {
+    const first = await client.responses.create({ model: 'gpt-4o-mini', input: 'What is the weather in Paris?', tools: [weatherTool], tool_choice: 'required' });
+    expectValid('Response', first);
+    const call = first.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call');
+    expect(call?.name).toBe('get_weather');
+    expect(JSON.parse(call?.arguments ?? '{}')).toHaveProperty('city');
+
+    const second = await client.responses.create({
+      model: 'gpt-4o-mini',
+      tools: [weatherTool],
+      input: [
+        { role: 'user', content: 'What is the weather in Paris?' },
+        { type: 'function_call', call_id: call?.call_id ?? '', name: 'get_weather', arguments: call?.arguments ?? '{}' },
+        { type: 'function_call_output', call_id: call?.call_id ?? '', output: '{"temp_c": 18}' },
+      ],
+    });
+    expectValid('Response', second);
+    expect(second.output[0]?.type).toBe('message');
+    expect(second.output_text.length).toBeGreaterThan(0);
+  });
+
+  it('streams a function call as output_item and arguments events', async () => {
+    const stream = await client.responses.create({ model: 'gpt-4o-mini', input: 'Weather in Oslo?', tools: [weatherTool], tool_choice: { type: 'function', name: 'get_weather' }, stream: true });
+    let args = '';
+    let done: OpenAI.Responses.ResponseFunctionCallArgumentsDoneEvent | undefined;
+    for await (const event of stream) {
+      expectValid('ResponseStreamEvent', event);
+      if (event.type === 'response.function_call_arguments.delta') args += event.delta;
+      if (event.type === 'response.function_call_arguments.done') done = event;
+    }
+    expect(done?.arguments).toBe(args);
+    expect(done?.name).toBe('get_weather');
+    expect(JSON.parse(args)).toHaveProperty('city');
+  });
+
+  it('answers structured output (text.format json_schema) as JSON', async () => {
+    const data = await client.responses.create({
+      model: 'gpt-4o-mini',
+      input: 'Give me a city',
+      text: { format: { type: 'json_schema', name: 'city', schema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] }, strict: true } },
+    });
+    expectValid('Response', data);
+    expect(JSON.parse(data.output_text)).toHaveProperty('name');
+  });
+
+  it('returns output-text log-probabilities when include asks for them', async () => {
+    const data = await client.responses.create({ model: 'gpt-4o-mini', input: 'Name a color', include: ['message.output_text.logprobs'], top_logprobs: 2 });
+    expectValid('Response', data);
+    const part = (data.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
+    expect(part.logprobs?.map((t) => t.token).join('')).toBe(part.text);
+    expect(part.logprobs?.[0]?.top_logprobs).toHaveLength(2);
+  });
+});
+
+describe('what a stateless gateway refuses, with clear 4xx errors', () => {
+  it('previous_response_id, hosted tools and unknown parameters', async () => {
+    const cases: [OpenAI.Responses.ResponseCreateParamsNonStreaming, string][] = [
+      [{ model: 'm', input: 'hi', previous_response_id: 'resp_123' }, 'previous_response_id'],
+      [{ model: 'm', input: 'hi', tools: [{ type: 'web_search' }] }, 'tools.0.type'],
+      [{ model: 'm', input: 'hi', ...({ temprature: 1 } as object) }, 'temprature'],
+      [{ model: 'm', input: [{ type: 'item_reference', id: 'msg_1' }] }, 'input.0.id'],
+    ];
+    for (const [params, param] of cases) {
+      const err = await client.responses.create(params).catch((e: unknown) => e);
+      expect(err, param).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe(param);
+    }
+  });
+
+  it('retrieving a response id is a 404 that says responses are not stored', async () => {
+    const err = await client.responses.retrieve('resp_abc').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((err as Error).message).toMatch(/does not store responses/);
+  });
+});
