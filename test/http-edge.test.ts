@@ -71,6 +71,26 @@ describe('bad input', () => {
     expect(res.json?.error.code).toBe('not_found');
   });
 
+  it('answers 405 method_not_allowed with Allow when the path exists under another method', async () => {
+    const chat = await server.app.inject({ method: 'GET', url: '/v1/chat/completions?x=1' });
+    expect(chat.statusCode).toBe(405);
+    expect(chat.headers.allow).toBe('POST');
+    expect(chat.json()).toMatchObject({ error: { code: 'method_not_allowed', type: 'invalid_request_error' } });
+    expect(chat.json().error.message).toContain('use POST');
+    // A GET route also answers HEAD; a parametric path matches its pattern.
+    const models = await server.app.inject({ method: 'DELETE', url: '/v1/models' });
+    expect([models.statusCode, models.headers.allow]).toEqual([405, 'GET, HEAD']);
+    const model = await server.app.inject({ method: 'POST', url: '/v1/models/org/some-model' });
+    expect([model.statusCode, model.headers.allow]).toEqual([405, 'GET, HEAD']);
+    // Anthropic's paths keep Anthropic's error shape.
+    const messages = await server.app.inject({ method: 'GET', url: '/v1/messages' });
+    expect([messages.statusCode, messages.headers.allow]).toEqual([405, 'POST']);
+    expect(messages.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    // An unknown path is still 404, without Allow.
+    const unknown = await server.app.inject({ method: 'GET', url: '/v1/nothing' });
+    expect([unknown.statusCode, unknown.headers.allow, unknown.json().error.code]).toEqual([404, undefined, 'not_found']);
+  });
+
   it('serves root, liveness and readiness', async () => {
     const root = await request(`${server.url}/`);
     const body = (await root.body.json()) as { endpoints: string[]; name: string };

@@ -199,11 +199,13 @@ export const capacitySections = {
 
 export const CAPACITY_ENV_VARS: readonly EnvVar[] = [
   { name: 'HOSTED_AI_API_KEY', kind: 'special', description: 'Bearer key for the hosted GPU cloud (`clusters.hosted`, seed 004); the variable name is `clusters.hosted.api_key_env`.' },
-  { name: 'HOSTED_AI_BASE_URL', path: 'clusters.hosted.base_url', kind: 'string', description: 'Base URL of the hosted GPU-cloud API; setting it enables `clusters.hosted`.' },
+  { name: 'HOSTED_AI_BASE_URL', path: 'clusters.hosted.base_url', kind: 'string', description: 'Base URL of the hosted GPU-cloud API; setting it enables `clusters.hosted`, which is ignored while `clusters.pools` lists devices or `clusters.from_mesh` is true (those pools win).' },
   { name: 'INFERENCEFLOW_AUTOSCALER', path: 'scaling.enabled', kind: 'bool', default: 'false', description: 'Run the forecasting autoscaler.' },
   { name: 'INFERENCEFLOW_AUTOSCALER_DRY_RUN', path: 'scaling.dry_run', kind: 'bool', default: 'true', description: 'Log scaling decisions instead of patching the Deployment.' },
   { name: 'KUBERNETES_NAMESPACE', path: 'scaling.kubernetes.namespace', kind: 'string', default: 'default', description: 'Namespace of the Deployment the autoscaler scales.' },
   { name: 'KUBERNETES_DEPLOYMENT', path: 'scaling.kubernetes.deployment', kind: 'string', default: 'inferenceflow', description: 'Name of the Deployment the autoscaler scales.' },
-  { name: 'KUBECONFIG', kind: 'special', description: 'Kubeconfig used by the autoscaler outside a cluster (default `~/.kube/config`).' },
-  { name: 'KUBERNETES_SERVICE_HOST', kind: 'special', description: 'Set by Kubernetes in a pod; with the service-account token it selects in-cluster access.' },
+  { name: 'KUBECONFIG', kind: 'special', description: 'Kubeconfig the autoscaler uses when `scaling.kubernetes.kubeconfig` is unset and `KUBERNETES_SERVICE_HOST` is not set (default `~/.kube/config`). Of a colon-separated list only the first file is read; files are not merged.' },
+  { name: 'KUBERNETES_SERVICE_HOST', kind: 'special', description: 'Set by Kubernetes in a pod. Unless `scaling.kubernetes.kubeconfig` is set, its presence alone selects in-cluster access (the service account under `/var/run/secrets/kubernetes.io/serviceaccount` must then be mounted) and `KUBECONFIG` is ignored.' },
+  { name: 'KUBERNETES_SERVICE_PORT', kind: 'special', default: '443', description: 'Set by Kubernetes in a pod: the API server port for in-cluster access.' },
+  { name: 'HOSTNAME', kind: 'special', default: 'gateway', description: 'Names this replica (`<HOSTNAME>/<pid>-<random>`; in Kubernetes the pod name) in GPU leases, the autoscaler\'s leader lock and its shared traffic counts.' },
 ];

@@ -1,13 +1,14 @@
 // `inferenceflow worker` and `inferenceflow router`: the mesh's two long-running processes. Settings
-// come from the config file's `clusters.mesh` section, then from flags; both stop cleanly on
+// come from the configuration the gateway loads (the config file, then environment variables such as
+// MESH_* and REDIS_URL / REDIS_HOST / REDIS_CLUSTER_NODES), then from flags; both stop cleanly on
 // SIGTERM/SIGINT (a worker drains and leaves the registry; a router leaves its pending work in Redis).
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { parse as parseYaml } from 'yaml';
+import { loadConfig } from '../config/load.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { meshBackendFor } from '../mesh/backend.js';
-import { meshConfigSchema, type MeshConfig } from '../mesh/config.js';
+import type { MeshConfig } from '../mesh/config.js';
 import { ProcHealthSource, type HealthSource, type HostHealth } from '../mesh/health.js';
 import { MeshRouter } from '../mesh/router.js';
 import { WorkerAgent } from '../mesh/worker.js';
@@ -26,7 +27,7 @@ function positiveNumber(value: string): number {
   return n;
 }
 
-interface SharedFlags {
+export interface SharedFlags {
   config?: string;
   redisUrl?: string;
   keyPrefix?: string;
@@ -39,8 +40,8 @@ interface SharedFlags {
 
 function sharedOptions(cmd: Command): Command {
   return cmd
-    .option('-c, --config <file>', 'YAML config file whose clusters.mesh section applies (or INFERENCEFLOW_CONFIG)')
-    .option('--redis-url <url>', 'Redis URL (or REDIS_URL)')
+    .option('-c, --config <file>', 'YAML config file whose clusters.mesh and redis sections apply (or INFERENCEFLOW_CONFIG / TRUTHGPT_CONFIG)')
+    .option('--redis-url <url>', 'Redis URL (else the config\'s redis.url: REDIS_URL, REDIS_HOST…, REDIS_CLUSTER_NODES)')
     .option('--key-prefix <prefix>', 'prefix of mesh streams and keys (default orion:inference:)')
     .option('--heartbeat-ms <ms>', 'health publishing interval', positiveInt)
     .option('--idle-reclaim-ms <ms>', 'reclaim requests held this long', positiveInt)
@@ -49,25 +50,21 @@ function sharedOptions(cmd: Command): Command {
     .option('--log-level <level>', 'pino log level', 'info');
 }
 
-async function meshSettings(flags: SharedFlags): Promise<{ mesh: MeshConfig; redisUrl: string }> {
-  const file = flags.config ?? process.env.INFERENCEFLOW_CONFIG;
-  let section: Record<string, unknown> = {};
-  let fileRedis: string | undefined;
-  if (file) {
-    const doc = (parseYaml(await readFile(file, 'utf8')) ?? {}) as { clusters?: { mesh?: Record<string, unknown> }; redis?: { url?: string } };
-    section = doc.clusters?.mesh ?? {};
-    fileRedis = doc.redis?.url;
-  }
-  const parsed = meshConfigSchema.safeParse(section);
-  if (!parsed.success) throw new Error(`clusters.mesh in ${file}: ${parsed.error.message}`);
-  const mesh = parsed.data;
+/**
+ * The mesh settings of a worker or router: `clusters.mesh` and `redis.url` of the configuration the
+ * gateway loads (file named by --config, INFERENCEFLOW_CONFIG or TRUTHGPT_CONFIG, then environment
+ * overrides: MESH_*, REDIS_URL, REDIS_HOST…, REDIS_CLUSTER_NODES), then the flags.
+ */
+export async function meshSettings(flags: SharedFlags, env: Record<string, string | undefined> = process.env): Promise<{ mesh: MeshConfig; redisUrl: string }> {
+  const { config } = await loadConfig({ file: flags.config, env });
+  const mesh = config.clusters.mesh;
   if (flags.keyPrefix) mesh.key_prefix = flags.keyPrefix;
   if (flags.heartbeatMs) mesh.heartbeat_interval_ms = flags.heartbeatMs;
   if (flags.idleReclaimMs) mesh.idle_reclaim_ms = flags.idleReclaimMs;
   if (flags.reclaimIntervalMs) mesh.reclaim_interval_ms = flags.reclaimIntervalMs;
   if (flags.staleAfterS) mesh.health.stale_after_s = flags.staleAfterS;
-  const redisUrl = flags.redisUrl ?? process.env.REDIS_URL ?? fileRedis;
-  if (!redisUrl) throw new Error('a Redis URL is needed: --redis-url or REDIS_URL');
+  const redisUrl = flags.redisUrl ?? config.redis.url;
+  if (!redisUrl) throw new Error('a Redis URL is needed: --redis-url, REDIS_URL (or REDIS_HOST, REDIS_CLUSTER_NODES) or redis.url in the config file');
   return { mesh, redisUrl };
 }
 

@@ -1,5 +1,6 @@
-// Every environment variable the gateway reads, in one table: the loader applies them over the
-// config file, and the README's variable table is checked against this list by a test.
+// Every environment variable the gateway (and its CLI) reads, in one table: the loader applies the
+// rows with a config path over the config file, and the README's variable table is checked against
+// this list by a test.
 // Seed names (TRUTHGPT_*, RATE_LIMIT_*, …) are kept as aliases where an issue asks for them.
 
 import { CACHE_ENV_VARS } from '../cache/config.js';
@@ -16,8 +17,8 @@ export interface EnvVar {
 }
 
 export const ENV_VARS: readonly EnvVar[] = [
-  { name: 'INFERENCEFLOW_CONFIG', kind: 'special', description: 'Path of the YAML config file (same as `--config`).' },
-  { name: 'TRUTHGPT_CONFIG', kind: 'special', description: 'Seed alias of `INFERENCEFLOW_CONFIG`.' },
+  { name: 'INFERENCEFLOW_CONFIG', kind: 'special', description: 'Path of the YAML config file (same as `--config`) of `serve`, `worker`, `router` and an in-process `batch`.' },
+  { name: 'TRUTHGPT_CONFIG', kind: 'special', description: 'Seed alias of `INFERENCEFLOW_CONFIG` (`serve`, `worker`, `router`, `batch`).' },
   { name: 'HOST', path: 'server.host', kind: 'string', default: '127.0.0.1', description: 'Address to bind.' },
   { name: 'PORT', path: 'server.port', kind: 'int', default: '8080', description: 'Port to listen on.' },
   { name: 'INFERENCEFLOW_WORKERS', path: 'server.workers', kind: 'int', description: 'Processes sharing the port (same as `serve --workers`); unset or 0: the usable core count, capped by a container CPU quota.' },
@@ -40,13 +41,15 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'REDIS_CLUSTER_NODES', kind: 'special', description: 'Redis Cluster seed nodes, `host:port,host:port` (used when `REDIS_URL` is unset); same as `REDIS_URL=redis+cluster://host:port,host:port`.' },
   { name: 'DATABASE_URL', path: 'database.url', kind: 'string', description: 'Postgres URL for the ledger, keys and jobs; unset means the embedded PGlite file.' },
   { name: 'INFERENCEFLOW_ADMIN_TOKEN', path: 'auth.admin_token', kind: 'string', description: 'Admin token for `/admin/keys` and `inferenceflow keys`; setting it turns API keys on.' },
+  { name: 'INFERENCEFLOW_URL', kind: 'special', description: 'CLI side: gateway URL of `inferenceflow keys` (default `http://127.0.0.1:8080`) and `inferenceflow batch` (unset: the batch starts a gateway in its own process from the config); `--url` wins.' },
+  { name: 'INFERENCEFLOW_API_KEY', kind: 'special', description: 'CLI side: bearer token `inferenceflow batch` sends (wins over `OVERSHOOT_API_KEY`; `--api-key` wins over both).' },
   { name: 'JWT_ALGORITHM', path: 'auth.jwt.algorithm', kind: 'string', default: 'HS256', description: 'The one accepted JWT algorithm: `HS256`, `RS256` or `ES256`.' },
   { name: 'JWT_SECRET', path: 'auth.jwt.secret', kind: 'string', description: 'HS256 secret; setting it turns JWT authentication on.' },
   { name: 'JWT_PUBLIC_KEY', path: 'auth.jwt.public_key', kind: 'string', description: 'RS256/ES256 public key (PEM).' },
   { name: 'JWT_JWKS_URL', path: 'auth.jwt.jwks_url', kind: 'string', description: 'RS256/ES256 key set URL.' },
   { name: 'JWT_ISSUER', path: 'auth.jwt.issuer', kind: 'string', description: 'Required `iss` of accepted JWTs.' },
   { name: 'JWT_AUDIENCE', path: 'auth.jwt.audience', kind: 'string', description: 'Required `aud` of accepted JWTs.' },
-  { name: 'RATE_LIMIT_RPM', path: 'rate_limiting.requests', kind: 'int', description: 'Seed 001: default requests per minute per identity (unset = no default limit).' },
+  { name: 'RATE_LIMIT_RPM', path: 'rate_limiting.requests', kind: 'int', description: 'Seed 001: default requests per identity per `rate_limiting.window_s` — per minute only with the default 60 s window (`RATE_LIMIT_WINDOW` changes it); unset = no default limit.' },
   { name: 'RATE_LIMIT_REQUESTS', path: 'rate_limiting.requests', kind: 'int', description: 'Seed 002: default requests per `RATE_LIMIT_WINDOW` per identity (wins over `RATE_LIMIT_RPM`).' },
   { name: 'RATE_LIMIT_WINDOW', path: 'rate_limiting.window_s', kind: 'number', default: '60', description: 'Seed 002: the rate-limit window, seconds.' },
   { name: 'WEBHOOK_SECRET', path: 'webhooks.secret', kind: 'string', description: 'Standard Webhooks secret of `POST /webhooks/ingest` and of outgoing webhooks.' },
@@ -65,7 +68,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'OTEL_TRACES_SAMPLER', path: 'monitoring.tracing.sampler', kind: 'string', default: 'parentbased_always_on', description: 'Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_*`.' },
   { name: 'OTEL_TRACES_SAMPLER_ARG', path: 'monitoring.tracing.sampler_arg', kind: 'number', description: 'Sampling ratio (0..1) for the ratio samplers.' },
   { name: 'GRAFANA_URL', path: 'monitoring.dashboard.grafana_url', kind: 'string', description: 'Grafana address; the dashboard links to it (seed 002).' },
-  { name: 'OVERSHOOT_API_KEY', kind: 'special', description: 'SDK side (`inferenceflow/client`): bearer token the client sends; the gateway does not read it.' },
+  { name: 'OVERSHOOT_API_KEY', kind: 'special', description: 'SDK side (`inferenceflow/client`): bearer token the client sends; also the token `inferenceflow batch` sends when neither `--api-key` nor `INFERENCEFLOW_API_KEY` is set. The gateway server does not read it.' },
   { name: 'OVERSHOOT_ENDPOINT', kind: 'special', default: 'http://127.0.0.1:8080', description: 'SDK side: gateway URL the client calls.' },
   { name: 'OVERSHOOT_MODEL', kind: 'special', default: 'llama-3-70b', description: 'SDK side: model the client asks for when a request names none.' },
   ...CACHE_ENV_VARS,

@@ -34,7 +34,7 @@ import { assembleTenancy, type Tenancy } from './tenancy.js';
 import { createScaling } from '../scaling/setup.js';
 import { seedRoutes } from '../server/routes/seed.js';
 import { withEmbeddingBatching } from '../batching/embedding-batcher.js';
-import { createProviders } from '../providers/registry.js';
+import { createProviders, providerContext } from '../providers/registry.js';
 import { assembleBatchJobs } from '../batching/jobs/setup.js';
 
 type Plugin = FastifyPluginAsync<Record<string, unknown>>;
@@ -118,7 +118,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   plugins.push({ plugin: processStatsRoutes as Plugin });
 
   // Dynamic batching (seed 001): concurrent embedding calls share upstream calls of up to BATCH_MAX_SIZE.
-  let providers = overrides.providers ?? (await createProviders(config.providers));
+  // Providers get the gateway's Redis and `clusters.mesh` too (the `mesh` provider uses both).
+  let providers = overrides.providers ?? (await createProviders(config.providers, providerContext(config)));
   if (config.batching.enabled) {
     const b = config.batching;
     // BATCH_MAX_SIZE / BATCH_FLUSH_TIMEOUT_MS set cache.batch; they govern this batcher too unless `batching:` says otherwise.

@@ -9,7 +9,7 @@ import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.
 import type { LoadedConfig } from '../config/load.js';
 import { isUpstreamError } from '../providers/errors.js';
 import { costUsd } from '../providers/pricing.js';
-import { createProviders } from '../providers/registry.js';
+import { createProviders, providerContext } from '../providers/registry.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
@@ -74,7 +74,7 @@ export class Gateway {
 
   static async create(opts: GatewayOptions): Promise<Gateway> {
     const { loaded, log } = opts;
-    const providers = opts.providers ?? (await createProviders(loaded.config.providers));
+    const providers = opts.providers ?? (await createProviders(loaded.config.providers, providerContext(loaded.config)));
     const catalog = new ModelCatalog(loaded.config.models, providers, loaded.passthroughProvider);
     const observer = opts.attemptObserver ?? noAttemptObserver;
     const router = createRouter(catalog, log, loaded.config.routing, { redis: opts.redis, keyPrefix: loaded.config.redis.key_prefix, embedder: opts.embedder, observer });

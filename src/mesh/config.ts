@@ -62,7 +62,7 @@ export function defaultMeshConfig(): MeshConfig {
 
 /** Rows for src/config/env.ts (the lead appends them). */
 export const MESH_ENV_VARS: readonly EnvVar[] = [
-  { name: 'MESH_KEY_PREFIX', path: 'clusters.mesh.key_prefix', kind: 'string', default: 'orion:inference:', description: 'Prefix of the mesh streams and keys.' },
+  { name: 'MESH_KEY_PREFIX', path: 'clusters.mesh.key_prefix', kind: 'string', default: 'orion:inference:', description: 'Prefix of the mesh streams and keys (`worker`, `router`, and the gateway\'s `mesh` providers unless their `options.key_prefix` is set).' },
   { name: 'MESH_MAX_TEMP_C', path: 'clusters.mesh.health.max_temp_c', kind: 'number', default: '75', description: 'Mesh nodes hotter than this are not routed to.' },
   { name: 'MESH_MAX_RAM_PCT', path: 'clusters.mesh.health.max_ram_pct', kind: 'number', default: '90', description: 'Mesh nodes using more RAM than this percentage are not routed to.' },
   { name: 'MESH_STALE_AFTER_S', path: 'clusters.mesh.health.stale_after_s', kind: 'number', default: '15', description: 'Mesh nodes silent for longer than this are not routed to.' },

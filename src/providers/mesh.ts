@@ -1,11 +1,14 @@
 // The `mesh` provider: a model group deployment that targets the inference mesh. A call is published
 // to the mesh's ingress stream; a router places it on a node; the answer (or its tokens, as they come)
-// arrives on this process's callback stream. Options: `redis_url` (else REDIS_URL), `key_prefix`
-// (default `orion:inference:`). Aborts mark the request done so no node starts it afterwards.
+// arrives on this process's callback stream. Redis: `options.redis_url`, else the gateway's own
+// `redis.url` (REDIS_URL, REDIS_HOST…, REDIS_CLUSTER_NODES). Mesh settings: the gateway's
+// `clusters.mesh` (file and MESH_* variables), `options.key_prefix` overriding its prefix.
+// Aborts mark the request done so no node starts it afterwards.
 import { randomHex } from '../gateway/ids.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
+import type { ProviderContext } from './registry.js';
 import { MeshClient } from '../mesh/client.js';
 import { defaultMeshConfig, meshConfigSchema, type MeshConfig } from '../mesh/config.js';
 import type { MeshErrorBody, MeshEvent } from '../mesh/contracts.js';
@@ -19,11 +22,12 @@ const KINDS: ReadonlySet<string> = new Set<UpstreamErrorKind>([
   'content_policy', 'auth', 'not_found', 'malformed', 'stream_interrupted', 'aborted', 'unsupported',
 ]);
 
-export async function createMeshProvider(name: string, cfg: ProviderConfig, env: Record<string, string | undefined> = process.env): Promise<MeshProvider> {
+export async function createMeshProvider(name: string, cfg: ProviderConfig, ctx: ProviderContext = {}): Promise<MeshProvider> {
   const opts = cfg.options ?? {};
-  const redisUrl = typeof opts.redis_url === 'string' ? opts.redis_url : env.REDIS_URL;
-  if (!redisUrl) throw new Error(`provider ${name}: type mesh needs options.redis_url (or REDIS_URL)`);
-  const mesh = meshConfigSchema.parse({ ...(typeof opts.key_prefix === 'string' ? { key_prefix: opts.key_prefix } : {}) });
+  const redisUrl = typeof opts.redis_url === 'string' ? opts.redis_url : ctx.redisUrl;
+  if (!redisUrl) throw new Error(`provider ${name}: type mesh needs a Redis: options.redis_url, or the gateway's redis.url (REDIS_URL, REDIS_HOST or REDIS_CLUSTER_NODES)`);
+  const base = ctx.mesh ?? defaultMeshConfig();
+  const mesh = meshConfigSchema.parse({ ...base, ...(typeof opts.key_prefix === 'string' ? { key_prefix: opts.key_prefix } : {}) });
   const client = new MeshClient({ redisUrl, keyPrefix: mesh.key_prefix });
   await client.connect();
   return new MeshProvider(name, client, mesh);

@@ -1,6 +1,7 @@
 // Builds provider adapters from configuration, one instance per `providers:` entry, created once at
 // start-up. Heavy optional adapters (local llama.cpp) are loaded by dynamic import only when used.
-import type { ProviderConfig } from '../config/schema.js';
+import type { Config, ProviderConfig } from '../config/schema.js';
+import type { MeshConfig } from '../mesh/config.js';
 import { createAnthropicProvider } from './anthropic.js';
 import { createOpenAIProvider } from './openai.js';
 import { createCohereProvider } from './cohere.js';
@@ -9,7 +10,20 @@ import { createOllamaProvider } from './ollama.js';
 import { createSimulatorProvider } from './simulator.js';
 import type { ProviderAdapter } from './types.js';
 
-export async function createProvider(name: string, cfg: ProviderConfig): Promise<ProviderAdapter> {
+/** Gateway-wide settings some providers need besides their own `providers:` entry. */
+export interface ProviderContext {
+  /** The gateway's Redis (`redis.url`, which REDIS_URL, REDIS_HOST… or REDIS_CLUSTER_NODES set). */
+  redisUrl?: string;
+  /** `clusters.mesh` (config file plus MESH_* variables), for the `mesh` provider. */
+  mesh?: MeshConfig;
+}
+
+/** The provider context of a loaded configuration. */
+export function providerContext(config: Pick<Config, 'redis' | 'clusters'>): ProviderContext {
+  return { redisUrl: config.redis.url, mesh: config.clusters.mesh };
+}
+
+export async function createProvider(name: string, cfg: ProviderConfig, ctx: ProviderContext = {}): Promise<ProviderAdapter> {
   switch (cfg.type) {
     case 'simulator':
       return createSimulatorProvider(name, cfg.options);
@@ -31,15 +45,15 @@ export async function createProvider(name: string, cfg: ProviderConfig): Promise
     case 'mesh': {
       // Imported here so mesh code (and its Redis connections) load only when a mesh provider is configured.
       const { createMeshProvider } = await import('./mesh.js');
-      return createMeshProvider(name, cfg);
+      return createMeshProvider(name, cfg, ctx);
     }
     default:
       throw new Error(`provider ${name}: type "${cfg.type}" is not available in this build`);
   }
 }
 
-export async function createProviders(configs: Record<string, ProviderConfig>): Promise<Map<string, ProviderAdapter>> {
+export async function createProviders(configs: Record<string, ProviderConfig>, ctx: ProviderContext = {}): Promise<Map<string, ProviderAdapter>> {
   const out = new Map<string, ProviderAdapter>();
-  for (const [name, cfg] of Object.entries(configs)) out.set(name, await createProvider(name, cfg));
+  for (const [name, cfg] of Object.entries(configs)) out.set(name, await createProvider(name, cfg, ctx));
   return out;
 }

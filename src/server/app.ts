@@ -120,12 +120,18 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   app.setNotFoundHandler({}, (request, reply) => {
     const path = request.url.split('?')[0] ?? '';
-    const err = new GatewayError('not_found', { message: `No route for ${request.method} ${path}.` });
+    // A path served under other methods gets 405 with `Allow` listing them; an unknown path 404.
+    const allowed = ROUTE_METHODS.filter((method) => method !== request.method && app.findRoute({ method, url: path }) !== null);
+    const err = allowed.length
+      ? new GatewayError('method_not_allowed', { message: `${request.method} is not allowed on ${path}; use ${allowed.filter((m) => m !== 'HEAD' && m !== 'OPTIONS').join(' or ')}.` })
+      : new GatewayError('not_found', { message: `No route for ${request.method} ${path}.` });
+    reply.code(err.status);
+    if (allowed.length) reply.header('allow', allowed.join(', '));
     // An Anthropic client (its paths, or its version header) gets Anthropic's error shape, as on every other error.
     if (path.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined) {
-      return reply.code(err.status).send(anthropicErrorFromGateway(err));
+      return reply.send(anthropicErrorFromGateway(err));
     }
-    return reply.code(err.status).send(openAiErrorBody(err));
+    return reply.send(openAiErrorBody(err));
   });
 
   const routes: string[] = [];
@@ -142,6 +148,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   for (const p of opts.plugins ?? []) await app.register(p.plugin, p.options ?? {});
   return app;
 }
+
+/** Methods a route may be registered under, in the order `Allow` lists them. */
+const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
