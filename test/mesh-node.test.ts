@@ -125,10 +125,14 @@ describe.skipIf(!available)('mesh nodes in process', () => {
   it('spreads a burst the router reads in one batch over the healthy nodes, even with one prompt', async () => {
     // Two healthy nodes are up (late-joiner and blip). One prompt: the same affinity node for all,
     // so only the load the router counts per placement can send some to the other.
-    const live = [...(await nodes(redis, prefix)).keys()].sort();
-    expect(live).toEqual(['blip', 'late-joiner']);
-    // The router's cached view may predate blip's re-registration after the previous test's kill.
-    await waitFor('the router sees both nodes', async () => (await router.health()).length === 2, 5_000, 50);
+    // blip re-registers on its next heartbeat after the previous test's connection kill.
+    await waitFor('both nodes registered', async () => [...(await nodes(redis, prefix)).keys()].sort().join() === 'blip,late-joiner', 10_000, 50);
+    // The router's cached view may predate blip's re-registration too, and a heartbeat from the previous
+    // test's burst may still report work in flight: the split below needs both seen, idle.
+    await waitFor('the router sees both nodes idle', async () => {
+      const live = (await router.health()).filter((h) => h.node_id === 'blip' || h.node_id === 'late-joiner');
+      return live.length === 2 && live.every((h) => h.in_flight === 0);
+    }, 10_000, 50);
     const reqs = Array.from({ length: 40 }, () => chatRequest(prefix, 'simulator', 'the same question every time'));
     reqs.forEach((r) => (r.callback = `${prefix}burst-callback`));
     const reader = new CallbackReader(redis, reqs[0]!.callback);

@@ -77,8 +77,12 @@ export function chatRequest(prefix: string, model: string, content: string, opts
   };
 }
 
+/**
+ * Publishes requests in one MULTI/EXEC: a router blocked on the stream sees them all at once (a plain
+ * pipeline wakes it after the first XADD on a fast machine, and it reads the burst piecemeal).
+ */
 export async function publish(redis: Redis, prefix: string, reqs: MeshRequest[], stream = meshKeys(prefix).requests): Promise<void> {
-  const pipe = redis.pipeline();
+  const pipe = redis.multi();
   for (const r of reqs) pipe.xadd(stream, '*', FIELD, encodeRequest(r));
   await pipe.exec();
 }
