@@ -216,3 +216,58 @@ describe('current OpenAI parameters and answers sent back as history', () => {
     expect(sent.messages[1]).toEqual({ role: 'assistant', content: 'Hi!' });
   });
 });
+
+describe('the deprecated functions API (functions, function_call, role "function")', () => {
+  const functions = [{ name: 'get_weather', description: 'Weather now', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }];
+
+  it('answers with message.function_call and finish_reason function_call, then takes the result back', async () => {
+    const first = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Weather in Paris?' }], functions, function_call: { name: 'get_weather' } });
+    const choice = first.choices[0];
+    expect(choice?.finish_reason).toBe('function_call');
+    expect(choice?.message.function_call?.name).toBe('get_weather');
+    expect(JSON.parse(choice?.message.function_call?.arguments ?? '{}')).toHaveProperty('city');
+    expect(choice?.message.tool_calls ?? undefined).toBeUndefined();
+
+    const second = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      functions,
+      messages: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: null, function_call: choice!.message.function_call! },
+        { role: 'function', name: 'get_weather', content: '{"temp_c": 18}' },
+      ],
+    });
+    expect(second.choices[0]?.finish_reason).toBe('stop');
+    expect(second.choices[0]?.message.content).toBeTruthy();
+  });
+
+  it('streams function_call deltas the SDK reassembles', async () => {
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Weather in Oslo?' }], functions, function_call: { name: 'get_weather' } });
+    let name = '';
+    let args = '';
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      name += c?.delta.function_call?.name ?? '';
+      args += c?.delta.function_call?.arguments ?? '';
+      expect(c?.delta.tool_calls ?? undefined).toBeUndefined();
+      finish = c?.finish_reason ?? finish;
+    }
+    expect(name).toBe('get_weather');
+    expect(JSON.parse(args)).toHaveProperty('city');
+    expect(finish).toBe('function_call');
+  });
+
+  it('refuses functions together with tools, and a function result that answers no call', async () => {
+    const both = await client.chat.completions
+      .create({ model: 'm', messages: [{ role: 'user', content: 'x' }], functions, tools: [{ type: 'function', function: functions[0]! }] })
+      .catch((e: unknown) => e);
+    expect(both).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((both as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('functions');
+    const orphan = await client.chat.completions
+      .create({ model: 'm', messages: [{ role: 'user', content: 'x' }, { role: 'function', name: 'get_weather', content: '{}' }] })
+      .catch((e: unknown) => e);
+    expect(orphan).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((orphan as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('messages.1');
+  });
+});

@@ -44,14 +44,18 @@ const message = z.discriminatedUnion('role', [
   z
     .object({ role: z.literal('tool'), content: z.union([text, z.array(contentPart)]), tool_call_id: z.string().min(1) })
     .strict(),
+  // The deprecated function-calling API's result turn (see legacy-functions.ts).
+  z.object({ role: z.literal('function'), name: z.string().min(1), content: text.nullable() }).strict(),
 ]);
+
+const functionName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, underscores or dashes');
 
 const toolDefinition = z
   .object({
     type: z.literal('function'),
     function: z
       .object({
-        name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, underscores or dashes'),
+        name: functionName,
         description: z.string().optional(),
         parameters: z.record(z.string(), z.unknown()).optional(),
         strict: z.boolean().nullable().optional(),
@@ -59,6 +63,12 @@ const toolDefinition = z
       .strict(),
   })
   .strict();
+
+/** The deprecated `functions` / `function_call` parameters (OpenAI still accepts them); see legacy-functions.ts. */
+const legacyFunction = z
+  .object({ name: functionName, description: z.string().optional(), parameters: z.record(z.string(), z.unknown()).optional() })
+  .strict();
+const legacyFunctionCall = z.union([z.enum(['none', 'auto']), z.object({ name: z.string().min(1) }).strict()]);
 
 const toolChoice = z.union([
   z.enum(['none', 'auto', 'required']),
@@ -116,6 +126,8 @@ export const chatCompletionSchema = z
     tools: z.array(toolDefinition).max(128).optional(),
     tool_choice: toolChoice.optional(),
     parallel_tool_calls: z.boolean().optional(),
+    functions: z.array(legacyFunction).min(1).max(128).optional(),
+    function_call: legacyFunctionCall.optional(),
     response_format: responseFormat.optional(),
     logprobs: z.boolean().nullable().optional(),
     top_logprobs: z.number().int().min(0).max(20).nullable().optional(),

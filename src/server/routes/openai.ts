@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ChoiceLogprobs } from '../../canonical/chat.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
+import { fromLegacyFunctions, toLegacyChunk, toLegacyResult, usesLegacyFunctions } from '../legacy-functions.js';
 import { factHeaders } from '../headers.js';
 import { createRequestContext } from '../request-context.js';
 import { sendOutcome, type Renderer } from '../respond.js';
@@ -57,7 +58,15 @@ export function openAiResult<T extends ChatResult | ChatChunk>(r: T): T {
   return { ...r, choices: choices.map(({ stop_sequence: _stop, ...c }) => c) };
 }
 
-export function chatRenderer(includeUsage: boolean): Renderer<ChatResult> {
+/** `legacyFunctions`: the request declared `functions`, so tool calls go back as `function_call`. */
+export function chatRenderer(includeUsage: boolean, legacyFunctions = false): Renderer<ChatResult> {
+  if (legacyFunctions) {
+    return {
+      json: (r) => toLegacyResult(openAiResult(r)),
+      events: (chunks) => chatEvents(mapChunks(chunks, toLegacyChunk), includeUsage),
+      errorEvent: (err) => ({ data: JSON.stringify(openAiErrorBody(err)) }),
+    };
+  }
   return {
     json: openAiResult,
     events: (chunks) => chatEvents(chunks, includeUsage),
@@ -77,6 +86,10 @@ async function* chatEvents(chunks: AsyncIterable<ChatChunk>, includeUsage: boole
   yield { data: '[DONE]' };
 }
 
+async function* mapChunks(chunks: AsyncIterable<ChatChunk>, fn: (c: ChatChunk) => ChatChunk): AsyncGenerator<ChatChunk> {
+  for await (const c of chunks) yield fn(c);
+}
+
 function withoutUsage(chunk: ChatChunk): ChatChunk {
   if (chunk.usage === undefined) return chunk;
   const { usage: _usage, ...rest } = chunk;
@@ -93,12 +106,15 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
   app.post('/v1/chat/completions', chatDoc, async (request, reply) => {
     const parsed = chatCompletionSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
-    const { difficulty, priority, session_id, ...body } = parsed.data;
+    const { difficulty, priority, session_id, ...rest } = parsed.data;
+    // The deprecated functions API is served in tools form, and answered in its own form.
+    const legacy = usesLegacyFunctions(rest);
+    const body = legacy ? fromLegacyFunctions(rest) : rest;
     const req = chatRequestFrom(body);
     const ctx = createRequestContext(request, reply, 'chat', log, { difficulty, priority, session_id, metadata: body.metadata });
     request.ctx = ctx;
     const outcome = await gateway.handleChat(ctx, req);
-    return sendOutcome(reply, ctx, outcome, req.stream === true, chatRenderer(req.stream_options?.include_usage === true));
+    return sendOutcome(reply, ctx, outcome, req.stream === true, chatRenderer(req.stream_options?.include_usage === true, legacy && rest.functions !== undefined));
   });
 
   const completionDoc = describeRoute({ summary: 'Create a (legacy) text completion', tags: ['openai'], body: completionSchema });
