@@ -16,6 +16,8 @@ beforeAll(async () => {
       cache: { enabled: true, semantic: { enabled: false } },
       providers: {
         sim: { type: 'simulator' },
+        // The per-provider override: a simulator that says it cannot.
+        'sim-no-lp': { type: 'simulator', options: { logprobs: false } },
         // Never reached: an Anthropic deployment cannot return log-probabilities.
         claude: { type: 'anthropic', base_url: 'http://127.0.0.1:9', api_key: 'unused' },
       },
@@ -23,6 +25,13 @@ beforeAll(async () => {
         { name: 'sim-chat', deployments: [{ provider: 'sim', model: 'sim-model' }] },
         { name: 'claude-only', deployments: [{ provider: 'claude', model: 'claude-x' }] },
         { name: 'mixed', strategy: 'fallback', deployments: [{ provider: 'claude', model: 'claude-x', priority: 0 }, { provider: 'sim', model: 'sim-model', priority: 1 }] },
+        { name: 'no-lp', deployments: [{ provider: 'sim-no-lp', model: 'sim-model' }] },
+        // The capable deployment is too short for a long prompt: the context-window fallback answers.
+        {
+          name: 'short',
+          context_window_fallbacks: ['sim-chat'],
+          deployments: [{ provider: 'claude', model: 'claude-x' }, { provider: 'sim-no-lp', model: 'x' }, { provider: 'sim', model: 'sim-short', context_window: 64 }],
+        },
       ],
     },
   });
@@ -94,6 +103,19 @@ describe('log-probabilities through the gateway', () => {
     expect((err as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('unsupported_capability');
     expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('logprobs');
     expect((err as Error).message).toMatch(/log-probabilities/);
+  });
+
+  it('follow a provider\'s options.logprobs, and a too-short capable deployment takes the context-window path', async () => {
+    const err = await client.chat.completions.create({ model: 'no-lp', messages, logprobs: true }).catch((e: unknown) => e);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('unsupported_capability');
+    // The same provider serves requests that do not ask.
+    expect((await client.chat.completions.create({ model: 'no-lp', messages })).choices[0]?.message.content).toBeTruthy();
+
+    const long = [{ role: 'user' as const, content: 'word '.repeat(300) }];
+    const { data, response } = await client.chat.completions.create({ model: 'short', messages: long, logprobs: true, max_tokens: 16 }).withResponse();
+    // Answered by the fallback group's deployment, not refused for the incapable ones.
+    expect(response.headers.get('x-inferenceflow-model')).toBe('sim-model');
+    expect(data.choices[0]?.logprobs?.content?.length).toBeGreaterThan(0);
   });
 
   it('come back in the legacy shape on /v1/completions, JSON and stream', async () => {

@@ -16,6 +16,9 @@ export function canonicalJson(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
 }
 
+/** What a request for log-probabilities hashes as (changed when stored answers stopped dropping them). */
+const LOGPROBS_KEY = 'carried';
+
 function hash(s: string): string {
   return createHash('sha256').update(s).digest('base64url').slice(0, 32);
 }
@@ -44,7 +47,8 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
     presence_penalty: req.presence_penalty || undefined,
     frequency_penalty: req.frequency_penalty || undefined,
     logit_bias: req.logit_bias && Object.keys(req.logit_bias).length ? req.logit_bias : undefined,
-    logprobs: req.logprobs || undefined,
+    // Not `true`: entries stored before answers carried log-probabilities hold null ones.
+    logprobs: req.logprobs ? LOGPROBS_KEY : undefined,
     top_logprobs: req.logprobs ? req.top_logprobs : undefined,
     reasoning_effort: req.reasoning_effort,
     verbosity: req.verbosity,

@@ -49,8 +49,8 @@ export class ChunkFolder {
       }
       if (c.logprobs) {
         acc.logprobs ??= { content: null };
-        if (c.logprobs.content) acc.logprobs.content = [...(acc.logprobs.content ?? []), ...c.logprobs.content];
-        if (c.logprobs.refusal) acc.logprobs.refusal = [...(acc.logprobs.refusal ?? []), ...c.logprobs.refusal];
+        if (c.logprobs.content) (acc.logprobs.content ??= []).push(...c.logprobs.content);
+        if (c.logprobs.refusal) (acc.logprobs.refusal ??= []).push(...c.logprobs.refusal);
       }
       if (c.finish_reason) acc.finish = c.finish_reason;
       if (c.stop_sequence) acc.stopSequence = c.stop_sequence;

@@ -40,7 +40,11 @@ export function createGoogleProvider(name: string, cfg: ProviderConfig): GoogleP
 
 export class GoogleProvider implements ProviderAdapter {
   readonly type = 'google' as const;
-  readonly logprobs = true;
+  /**
+   * Off by default: Gemini 2.0 models return log-probabilities, 2.5 models answer 400 "Logprobs is not
+   * enabled"; `options.logprobs: true` turns it on for a provider whose models can.
+   */
+  readonly logprobs: boolean = false;
   private readonly http: UpstreamHttp;
   private readonly signatures = new ThoughtSignatureCache();
   private readonly configured: boolean;

@@ -26,8 +26,11 @@ const toolCallSchema = z.object({
 });
 const topLogprobSchema = z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number()).nullish() });
 const tokenLogprobSchema = topLogprobSchema.extend({ top_logprobs: z.array(topLogprobSchema).nullish() });
-/** `choice.logprobs` when the request asked for them (chat completions and stream chunks alike). */
-const logprobsSchema = z.object({ content: z.array(tokenLogprobSchema).nullish(), refusal: z.array(tokenLogprobSchema).nullish() });
+/**
+ * `choice.logprobs` when the request asked for them (chat completions and stream chunks alike). A
+ * shape of another kind (a server's own) reads as none rather than failing the answer.
+ */
+const logprobsSchema = z.object({ content: z.array(tokenLogprobSchema).nullish(), refusal: z.array(tokenLogprobSchema).nullish() }).nullish().catch(null);
 export const completionSchema = z.object({
   id: z.string(),
   created: z.number().nullish(),
@@ -42,7 +45,7 @@ export const completionSchema = z.object({
         refusal: z.string().nullish(),
       }),
       finish_reason: z.string().nullish(),
-      logprobs: logprobsSchema.nullish(),
+      logprobs: logprobsSchema,
     }),
   ),
   usage: usageSchema.nullish(),
@@ -72,7 +75,7 @@ export const chunkSchema = z.object({
         })
         .nullish(),
       finish_reason: z.string().nullish(),
-      logprobs: logprobsSchema.nullish(),
+      logprobs: logprobsSchema,
     }),
   )
     // Some compatible servers send `choices: null` on the usage chunk.
@@ -244,7 +247,7 @@ export class OpenAIProvider implements ProviderAdapter {
           ...(choice.message.refusal ? { refusal: choice.message.refusal } : {}),
         },
         finish_reason: finishReasonFromOpenAI(choice.finish_reason) ?? 'stop',
-        logprobs: toLogprobs(choice.logprobs),
+        logprobs: req.logprobs ? toLogprobs(choice.logprobs) : null,
       })),
       usage: c.usage ? toUsage(c.usage) : estimateUsage(req, c.choices.map((ch) => (ch.message.content ?? '') + (ch.message.tool_calls ? JSON.stringify(ch.message.tool_calls) : ''))),
     };
@@ -316,7 +319,7 @@ export class OpenAIProvider implements ProviderAdapter {
             if (text) output.set(choice.index, (output.get(choice.index) ?? '') + text);
             const finish = finishReasonFromOpenAI(choice.finish_reason);
             if (finish) finished.add(choice.index);
-            const logprobs = toLogprobs(choice.logprobs);
+            const logprobs = req.logprobs ? toLogprobs(choice.logprobs) : null;
             return logprobs ? { index: choice.index, delta, finish_reason: finish, logprobs } : { index: choice.index, delta, finish_reason: finish };
           }),
         };

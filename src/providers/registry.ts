@@ -24,6 +24,14 @@ export function providerContext(config: Pick<Config, 'redis' | 'clusters'>): Pro
 }
 
 export async function createProvider(name: string, cfg: ProviderConfig, ctx: ProviderContext = {}): Promise<ProviderAdapter> {
+  const adapter = await createAdapter(name, cfg, ctx);
+  // `options.logprobs` overrides the type's default: a compatible server or a model that cannot return
+  // log-probabilities (set false), a Gemini model that can, a mesh whose nodes' backends can (set true).
+  if (typeof cfg.options?.logprobs === 'boolean') Object.defineProperty(adapter, 'logprobs', { value: cfg.options.logprobs, enumerable: true });
+  return adapter;
+}
+
+async function createAdapter(name: string, cfg: ProviderConfig, ctx: ProviderContext): Promise<ProviderAdapter> {
   switch (cfg.type) {
     case 'simulator':
       return createSimulatorProvider(name, cfg.options);

@@ -72,6 +72,7 @@ statsFor: (id: string) => DeploymentStats,
   let cooling = 0;
   let earliest = Infinity;
   for (const d of deployments) {
+    // A deployment that cannot do what is asked counts as incapable, whether or not it fits.
     if (wantsLogprobs && !d.provider.logprobs) {
       incapable++;
       continue;

@@ -329,15 +329,16 @@ export class Router {
     const { eligible, tooLong, incapable, cooling, earliest } = eligibleDeployments(state, deployments, now, (id) => this.breakerFor(id), (id) => this.statsFor(id));
 
     if (eligible.length === 0) {
-      if (incapable > 0 && incapable + tooLong === deployments.length) {
+      if (incapable > 0 && incapable === deployments.length) {
         return this.fallBack(state, group, group.fallbacks, 'group', () =>
           new GatewayError('unsupported_capability', {
             param: 'logprobs',
-            message: `No deployment of "${group.name}" can return token log-probabilities (logprobs); OpenAI-compatible, Google and simulator deployments can.`,
+            message: `No deployment of "${group.name}" can return token log-probabilities (logprobs); OpenAI-compatible and simulator deployments can, and any provider with options.logprobs: true.`,
           }),
         );
       }
-      if (tooLong === deployments.length) {
+      // Every deployment that can take the request is too short for it: the context-window path.
+      if (tooLong > 0 && tooLong + incapable === deployments.length) {
         return this.fallBack(state, group, group.contextWindowFallbacks, 'context_window', () =>
           new GatewayError('context_length_exceeded', {
             message: `The prompt (${promptTokens(state)} tokens) plus max_tokens does not fit the context window of any deployment of "${group.name}".`,

@@ -2,8 +2,8 @@
 // `message.function_call` answers), which the OpenAI API still accepts and older clients still send.
 // A request in that form becomes the canonical tools form, so every provider serves it; an answer to
 // a request that declared `functions` goes back in the legacy form: one `function_call` per choice
-// (parallel calls are switched off, as legacy clients cannot take more) and finish reason
-// `function_call`.
+// (the first call, where a model made several) and finish reason `function_call`.
+// `parallel_tool_calls` is not set for them: reasoning models refuse the parameter.
 import type { ChatChunk, ChatResult } from '../canonical/chat.js';
 import { GatewayError } from './errors.js';
 import type { ChatCompletionBody } from './routes/openai-schema.js';
@@ -25,7 +25,6 @@ export function fromLegacyFunctions(body: ChatCompletionBody): ChatCompletionBod
   if (body.functions) {
     if (body.tools) throw new GatewayError('invalid_value', { param: 'functions', message: 'Send either `tools` or the deprecated `functions`, not both.' });
     out.tools = body.functions.map((f) => ({ type: 'function' as const, function: f }));
-    out.parallel_tool_calls = false;
     delete out.functions;
   }
   if (body.function_call !== undefined) {

@@ -21,6 +21,7 @@ describe('Responses input as a chat conversation', () => {
         { role: 'user', content: 'Thanks' },
       ],
       max_output_tokens: 50,
+      metadata: { team: 'search' },
       text: { format: { type: 'json_schema', name: 'w', schema: { type: 'object' }, strict: true }, verbosity: 'low' },
       reasoning: { effort: 'low' },
       tool_choice: { type: 'function', name: 'weather' },
@@ -43,8 +44,9 @@ describe('Responses input as a chat conversation', () => {
       { role: 'assistant', content: 'Cold and warm.' },
       { role: 'user', content: 'Thanks' },
     ]);
+    expect(req.metadata).toBeUndefined();
     expect(req).toMatchObject({
-      max_tokens: 50,
+      max_completion_tokens: 50,
       verbosity: 'low',
       reasoning_effort: 'low',
       response_format: { type: 'json_schema', json_schema: { name: 'w', schema: { type: 'object' }, strict: true } },
@@ -91,6 +93,22 @@ describe('Responses output', () => {
     expect(r.output.map((o) => o.type)).toEqual(['message', 'function_call']);
     expect(r.output[0]).toMatchObject({ content: [{ type: 'refusal', refusal: 'No.' }] });
     expect(r.usage).toMatchObject({ input_tokens: 1, output_tokens: 2, total_tokens: 3 });
+  });
+
+  it('keeps a call open until the answer ends, so arguments arriving after the next call began are not lost', async () => {
+    const base = { id: 'chatcmpl-z', object: 'chat.completion.chunk' as const, created: 1, model: 'm' };
+    const chunks: ChatChunk[] = [
+      { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'a', type: 'function', function: { name: 'f', arguments: '{"x"' } }] }, finish_reason: null }] },
+      { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 1, id: 'b', type: 'function', function: { name: 'g', arguments: '{}' } }] }, finish_reason: null }] },
+      { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: ':1}' } }] }, finish_reason: 'tool_calls' }] },
+    ];
+    const events: { type: string; arguments?: string; output_index?: number }[] = [];
+    for await (const e of new ResponseEventWriter(echo).events(iterate(chunks))) events.push(JSON.parse(e.data) as { type: string });
+    const done = events.filter((e) => e.type === 'response.function_call_arguments.done');
+    expect(done.map((e) => [e.output_index, e.arguments])).toEqual([[0, '{"x":1}'], [1, '{}']]);
+    // No delta after its call's done event.
+    const lastDelta = events.map((e) => e.type).lastIndexOf('response.function_call_arguments.delta');
+    expect(lastDelta).toBeLessThan(events.findIndex((e) => e.type === 'response.function_call_arguments.done'));
   });
 
   it('a stream that fails mid-way ends with an error event carrying the next sequence number', async () => {

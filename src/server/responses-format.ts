@@ -3,9 +3,9 @@
 // turns), and the answer becomes a Response object or Responses' streamed event sequence
 // (response.created … output_text.delta … response.completed) from canonical chunks. Nothing is
 // stored, so `store` is reported false and `previous_response_id` / `conversation` are refused.
-import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ContentPart, ResponseFormat, TokenLogprob, ToolChoice, Usage } from '../canonical/chat.js';
+import { randomHex } from '../gateway/ids.js';
 import { GatewayError } from './errors.js';
 import { extensionFields } from './routes/openai-schema.js';
 import type { SseEvent } from './sse.js';
@@ -193,7 +193,8 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
   const format = b.text?.format ? toResponseFormat(b.text.format) : undefined;
   if (format) req.response_format = format;
   if (b.text?.verbosity) req.verbosity = b.text.verbosity;
-  if (b.max_output_tokens) req.max_tokens = b.max_output_tokens;
+  // max_completion_tokens: reasoning models refuse max_tokens, and Responses clients cannot choose.
+  if (b.max_output_tokens) req.max_completion_tokens = b.max_output_tokens;
   if (b.temperature !== undefined && b.temperature !== null) req.temperature = b.temperature;
   if (b.top_p !== undefined && b.top_p !== null) req.top_p = b.top_p;
   const logprobs = b.include?.includes('message.output_text.logprobs') === true;
@@ -203,7 +204,7 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
   }
   if (b.reasoning?.effort) req.reasoning_effort = b.reasoning.effort;
   if (b.user) req.user = b.user;
-  if (b.metadata) req.metadata = b.metadata;
+  // metadata is the request context's and the echo's: OpenAI refuses it upstream without store.
   if (b.safety_identifier) req.safety_identifier = b.safety_identifier;
   if (b.prompt_cache_key) req.prompt_cache_key = b.prompt_cache_key;
   if (b.prompt_cache_retention) req.prompt_cache_retention = b.prompt_cache_retention;
@@ -314,12 +315,12 @@ type MessageOutput = { type: 'message'; id: string; status: 'in_progress' | 'com
 type FunctionCallOutput = { type: 'function_call'; id: string; call_id: string; name: string; arguments: string; status: 'in_progress' | 'completed' | 'incomplete' };
 type OutputItem = MessageOutput | FunctionCallOutput;
 
-const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`;
+const newId = (prefix: string) => `${prefix}_${randomHex(12)}`;
 
 /** `resp_…` from the canonical answer's id (a cache hit already has a fresh one). */
 function responseId(id: string): string {
   const bare = id.replace(/^chatcmpl-/, '').replace(/[^\w-]/g, '');
-  return `resp_${bare || randomBytes(12).toString('hex')}`;
+  return `resp_${bare || randomHex(12)}`;
 }
 
 function usageOf(u: Usage | undefined) {
@@ -416,6 +417,7 @@ export class ResponseEventWriter {
     if (!started) {
       this.id = newId('resp');
       yield* this.emit('response.created', { response: this.snapshot('in_progress') });
+      yield* this.emit('response.in_progress', { response: this.snapshot('in_progress') });
     }
     const { status, incomplete_details } = statusOf(this.finish);
     yield* this.closeMessage(status === 'completed' ? 'completed' : 'incomplete');
@@ -484,8 +486,7 @@ export class ResponseEventWriter {
     let call = this.calls.get(index);
     if (!call) {
       yield* this.closeMessage('completed');
-      // Calls stream one after another: a new one closes the one before.
-      yield* this.closeCalls();
+      // Earlier calls stay open until the answer ends: an upstream may still send their arguments.
       const item: FunctionCallOutput = { type: 'function_call', id: newId('fc'), call_id: callId ?? newId('call'), name: name ?? '', arguments: '', status: 'in_progress' };
       call = { item, index: this.output.length, open: true };
       this.calls.set(index, call);

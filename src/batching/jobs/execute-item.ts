@@ -7,8 +7,9 @@ import { collectStream } from '../../canonical/convert.js';
 import { defaultRequestOptions, newFacts, type RequestContext } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
-import { chatRequestFrom, openAiResult } from '../../server/routes/openai.js';
-import { chatCompletionSchema, embeddingSchema } from '../../server/routes/openai-schema.js';
+import { toLegacyResult } from '../../server/legacy-functions.js';
+import { openAiResult, parseChatBody } from '../../server/routes/openai.js';
+import { embeddingSchema } from '../../server/routes/openai-schema.js';
 import { validationError } from '../../server/validation.js';
 import { ledgerEntry } from '../../server/ledger-hook.js';
 import type { LedgerEntry } from '../../store/ledger.js';
@@ -50,16 +51,15 @@ export function gatewayItemExecutor(gateway: Gateway, log: Logger, record?: (ent
 }
 
 async function chat(gateway: Gateway, ctx: RequestContext, raw: Record<string, unknown>): Promise<unknown> {
-  const parsed = chatCompletionSchema.safeParse(raw);
-  if (!parsed.success) throw validationError(parsed.error, raw);
-  const { difficulty, priority, session_id, ...body } = parsed.data;
-  if (difficulty) ctx.options.difficulty = difficulty.toLowerCase();
-  if (priority) ctx.options.priority = priority;
-  if (session_id) ctx.options.sessionId = session_id;
-  const req = { ...chatRequestFrom(body), stream: false } as ChatRequest;
+  const { req: parsed, ext, legacyAnswer } = parseChatBody(raw);
+  if (ext.difficulty) ctx.options.difficulty = ext.difficulty.toLowerCase();
+  if (ext.priority) ctx.options.priority = ext.priority;
+  if (ext.session_id) ctx.options.sessionId = ext.session_id;
+  const req = { ...parsed, stream: false } as ChatRequest;
   delete req.stream_options;
   const outcome = await gateway.handleChat(ctx, req);
-  return openAiResult(outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream));
+  const result = openAiResult(outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream));
+  return legacyAnswer ? toLegacyResult(result) : result;
 }
 
 async function embed(gateway: Gateway, ctx: RequestContext, raw: Record<string, unknown>): Promise<unknown> {

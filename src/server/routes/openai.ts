@@ -20,6 +20,20 @@ export interface OpenAiRouteOptions {
   log: Logger;
 }
 
+/**
+ * A chat completions body (the route's, a batch line's) validated and made canonical: the gateway's
+ * extension fields apart, the deprecated functions API in tools form, and whether the answer goes
+ * back in that API's form (the request declared `functions`).
+ */
+export function parseChatBody(raw: unknown): { req: ChatRequest; ext: { difficulty?: string; priority?: 'low' | 'normal' | 'high'; session_id?: string }; legacyAnswer: boolean } {
+  const parsed = chatCompletionSchema.safeParse(raw);
+  if (!parsed.success) throw validationError(parsed.error, raw);
+  const { difficulty, priority, session_id, ...rest } = parsed.data;
+  const legacy = usesLegacyFunctions(rest);
+  const req = chatRequestFrom(legacy ? fromLegacyFunctions(rest) : rest);
+  return { req, ext: { difficulty, priority, session_id }, legacyAnswer: legacy && rest.functions !== undefined };
+}
+
 /** Drops null-valued fields: OpenAI accepts `null` for "unset", the canonical model uses absence. */
 export function withoutNulls<T extends object>(body: T): T {
   const out: Record<string, unknown> = {};
@@ -104,17 +118,11 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     body: chatCompletionSchema,
   });
   app.post('/v1/chat/completions', chatDoc, async (request, reply) => {
-    const parsed = chatCompletionSchema.safeParse(request.body);
-    if (!parsed.success) throw validationError(parsed.error, request.body);
-    const { difficulty, priority, session_id, ...rest } = parsed.data;
-    // The deprecated functions API is served in tools form, and answered in its own form.
-    const legacy = usesLegacyFunctions(rest);
-    const body = legacy ? fromLegacyFunctions(rest) : rest;
-    const req = chatRequestFrom(body);
-    const ctx = createRequestContext(request, reply, 'chat', log, { difficulty, priority, session_id, metadata: body.metadata });
+    const { req, ext, legacyAnswer } = parseChatBody(request.body);
+    const ctx = createRequestContext(request, reply, 'chat', log, { ...ext, metadata: req.metadata });
     request.ctx = ctx;
     const outcome = await gateway.handleChat(ctx, req);
-    return sendOutcome(reply, ctx, outcome, req.stream === true, chatRenderer(req.stream_options?.include_usage === true, legacy && rest.functions !== undefined));
+    return sendOutcome(reply, ctx, outcome, req.stream === true, chatRenderer(req.stream_options?.include_usage === true, legacyAnswer));
   });
 
   const completionDoc = describeRoute({ summary: 'Create a (legacy) text completion', tags: ['openai'], body: completionSchema });
