@@ -8,6 +8,8 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { meshBackendFor } from '../src/mesh/backend.js';
 import { meshConfigSchema, type MeshConfig } from '../src/mesh/config.js';
 import { StaticHealthSource, type HostHealth } from '../src/mesh/health.js';
+import type { NodeHealth } from '../src/mesh/contracts.js';
+import { HealthRegistry } from '../src/mesh/registry.js';
 import { MeshRouter } from '../src/mesh/router.js';
 import { WorkerAgent } from '../src/mesh/worker.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
@@ -68,6 +70,46 @@ describe.skipIf(!available)('mesh nodes in process', () => {
     expect(await redis.sismember(`${prefix}nodes`, 'leaver')).toBe(1);
     await leaver.stop();
     await waitFor('the stream to be forgotten', async () => (await redis.exists(stream)) === 0 && (await redis.sismember(`${prefix}nodes`, 'leaver')) === 0, 10_000, 50);
+  });
+
+  it('a stopping worker waits for a heartbeat in progress, which then publishes nothing: no record is left behind', async () => {
+    let release: (() => void) | undefined;
+    let holdNext = false;
+    let held = 0;
+    const source = {
+      collect: (): Promise<HostHealth> => {
+        if (!holdNext) return Promise.resolve(cool);
+        holdNext = false;
+        held++;
+        return new Promise<HostHealth>((resolve) => (release = () => resolve(cool)));
+      },
+    };
+    const w = new WorkerAgent({ nodeId: 'slow-beat', redisUrl: REDIS_URL, backend: meshBackendFor(createSimulatorProvider('sim-slow', {})), config, health: source, log, maxConcurrency: 1, version: 'test', blockMs: 200 });
+    await w.start();
+    expect((await nodes(redis, prefix)).has('slow-beat')).toBe(true);
+    // The next heartbeat (every 200 ms here) stalls collecting its reading.
+    holdNext = true;
+    await waitFor('a heartbeat collecting', async () => held === 1, 5_000, 10);
+    let stopped = false;
+    const stopping = w.stop().then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 400));
+    expect(stopped).toBe(false); // before the fix, it had left and the stalled beat published afterwards
+    release?.();
+    await stopping;
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await nodes(redis, prefix)).has('slow-beat')).toBe(false);
+  });
+
+  it('routers forget a node record silent for longer than forget_after_s, and keep fresh ones', async () => {
+    const registry = new HealthRegistry(redis, prefix);
+    const base: NodeHealth = { node_id: '', backend: 'simulator', backend_ok: true, models_installed: ['simulator'], models_loaded: ['simulator'], ...cool, in_flight: 0, max_concurrency: 4, draining: false, version: 'test', ts: 0 };
+    await registry.publish({ ...base, node_id: 'crashed-long-ago', ts: Date.now() - (config.forget_after_s + 60) * 1000 });
+    await registry.publish({ ...base, node_id: 'quiet-for-a-minute', ts: Date.now() - 60_000 });
+    await router.reclaim();
+    const left = await nodes(redis, prefix);
+    expect(left.has('crashed-long-ago')).toBe(false);
+    expect(left.has('quiet-for-a-minute')).toBe(true);
+    await registry.remove('quiet-for-a-minute');
   });
 
   it('routes around a node at 80 °C, one at 95 % RAM and one whose heartbeat stopped 16 s ago', async () => {

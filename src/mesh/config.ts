@@ -20,6 +20,11 @@ export const meshConfigSchema = z
       })
       .strict()
       .default({ max_temp_c: 75, max_ram_pct: 90, stale_after_s: 15 }),
+    /**
+     * A node record whose last heartbeat is older than this is deleted by the routers (a worker that
+     * crashed never removes its own): it leaves the dashboard, `/v1/cluster` and the routing view.
+     */
+    forget_after_s: z.number().positive().default(600),
     /** How often a worker publishes its health, ms. */
     heartbeat_interval_ms: z.number().int().positive().default(3_000),
     /** A request held (un-acknowledged) this long by a worker or router is reclaimed and run elsewhere. */

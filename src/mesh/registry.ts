@@ -22,6 +22,19 @@ export class HealthRegistry {
     await this.redis.hdel(this.key, nodeId);
   }
 
+  /**
+   * Deletes a node's record only if it is still the one read (`raw`): a node that heartbeats in
+   * between keeps its fresh record.
+   */
+  async forgetIfUnchanged(nodeId: string, raw: string): Promise<boolean> {
+    return (await this.redis.eval(FORGET_UNCHANGED, 1, this.key, nodeId, raw)) === 1;
+  }
+
+  /** Every node's record as stored (JSON text), by node id. */
+  async readRaw(): Promise<Record<string, string>> {
+    return this.redis.hgetall(this.key);
+  }
+
   /** Every node's record; malformed fields are skipped rather than failing the read. */
   async readAll(): Promise<NodeHealth[]> {
     const raw = await this.redis.hgetall(this.key);
@@ -33,3 +46,8 @@ export class HealthRegistry {
     return out;
   }
 }
+
+const FORGET_UNCHANGED = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;

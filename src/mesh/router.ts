@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
 import type { MeshConfig } from './config.js';
 import {
+  decodeHealth,
   decodeRequest,
   encodeRequest,
   entryData,
@@ -291,9 +292,10 @@ export class MeshRouter {
         await this.placeEntry({ stream: this.keys.requests, group: ROUTER_GROUP, id }, fields, undefined, false);
       }
 
+      const now = this.now();
+      await this.forgetSilentNodes(now);
       this.nodesReadAt = 0;
       const health = new Map((await this.health()).map((h) => [h.node_id, h]));
-      const now = this.now();
       for (const node of await this.commands.smembers(this.keys.nodeStreams)) {
         const stream = this.keys.nodeRequests(node);
         const held = await claimIdle(this.commands, stream, WORKER_GROUP, this.consumer, cfg.idle_reclaim_ms).catch((err: unknown) => {
@@ -312,6 +314,16 @@ export class MeshRouter {
       }
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'mesh router: reclaim pass failed (next tick retries)');
+    }
+  }
+
+  /** Deletes the records of nodes silent for longer than forget_after_s (crashed workers never leave). */
+  private async forgetSilentNodes(now: number): Promise<void> {
+    const limit = this.opts.config.forget_after_s * 1000;
+    for (const [node, raw] of Object.entries(await this.registry.readRaw())) {
+      const h = decodeHealth(raw);
+      if (h && now - h.ts <= limit) continue;
+      if (await this.registry.forgetIfUnchanged(node, raw)) this.opts.log.info({ node, lastHeartbeat: h ? new Date(h.ts).toISOString() : null }, 'mesh router: forgot a node silent for longer than forget_after_s');
     }
   }
 

@@ -50,6 +50,9 @@ export class WorkerAgent {
   private readonly inFlight = new Map<string, Promise<void>>();
   private slotFreed: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
+  /** Heartbeats in progress, and whether the node has left the registry (then they publish nothing). */
+  private readonly beats = new Set<Promise<void>>();
+  private left = false;
   private loop: Promise<void> | undefined;
   private stopping = false;
   private draining = false;
@@ -93,6 +96,10 @@ export class WorkerAgent {
     await this.loop;
     await Promise.allSettled([...this.inFlight.values()]);
     clearInterval(this.heartbeat);
+    // A heartbeat still collecting must not publish after the node has left: its record would stay
+    // behind (draining) with no one to remove it.
+    this.left = true;
+    await Promise.allSettled([...this.beats]);
     await this.registry.remove(this.opts.nodeId).catch((err: unknown) => this.opts.log.warn({ err }, 'mesh worker: could not leave the registry'));
     await Promise.all([this.commands.quit().catch(() => this.commands.disconnect()), this.reader.quit().catch(() => this.reader.disconnect())]);
     this.opts.log.info({ node: this.opts.nodeId, ...this.stats }, 'mesh worker stopped');
@@ -129,9 +136,17 @@ export class WorkerAgent {
   }
 
   /** One heartbeat: publish health and keep held entries fresh. Failures are logged, never fatal. */
-  private async beat(): Promise<void> {
+  private beat(): Promise<void> {
+    const p = this.beatOnce().finally(() => this.beats.delete(p));
+    this.beats.add(p);
+    return p;
+  }
+
+  private async beatOnce(): Promise<void> {
     try {
-      await this.registry.publish(await this.healthRecord());
+      const record = await this.healthRecord();
+      if (this.left) return;
+      await this.registry.publish(record);
       await touchPending(this.commands, this.stream, WORKER_GROUP, this.opts.nodeId, [...this.inFlight.keys()]);
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'mesh worker: heartbeat failed (will retry)');
