@@ -138,7 +138,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   plugins.push(routePlugin(seedRoutes, { gateway, log, inference: config.inference }));
   // Batch API (/v1/files, /v1/batches): jobs in the SQL store (shared with tenancy when it opened one),
   // resumed at start-up; `batch.*` events go to batch_jobs.webhook, else to the tenancy webhook sender.
-  const batchJobs = await assembleBatchJobs({ config, log, gateway, sql: tenancy.sql, ledger: tenancy.ledger, notifier: config.batch_jobs.webhook || !tenancy.webhooks.configured ? undefined : tenancy.webhooks });
+  const batchJobs = await assembleBatchJobs({ config, log, gateway, sql: tenancy.sql, ledger: tenancy.ledger, keys: tenancy.keys, notifier: config.batch_jobs.webhook || !tenancy.webhooks.configured ? undefined : tenancy.webhooks });
   if (batchJobs) {
     resources.push(batchJobs.resource);
     plugins.push(batchJobs.plugin);

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { ChatRequest } from '../../canonical/chat.js';
 import { collectStream } from '../../canonical/convert.js';
 import { defaultRequestOptions, newFacts, type RequestContext } from '../../gateway/context.js';
+import type { Tenant } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
 import { toLegacyResult } from '../../server/legacy-functions.js';
@@ -19,9 +20,10 @@ import type { ItemOutcome } from './store.js';
 /**
  * `record` receives one ledger entry per line that ran (answered or failed; not one handed back at a
  * shutdown), as the ledger hook records each HTTP request: batch spend shows in /v1/spend and seeds
- * budgets after a restart like any other.
+ * budgets after a restart like any other. `checkTenant` runs before each line and throws (the line
+ * fails with that error) when the batch's tenant may no longer spend: a revoked or expired API key.
  */
-export function gatewayItemExecutor(gateway: Gateway, log: Logger, record?: (entry: LedgerEntry) => void): ItemExecutor {
+export function gatewayItemExecutor(gateway: Gateway, log: Logger, record?: (entry: LedgerEntry) => void, checkTenant?: (tenant: Tenant) => Promise<void>): ItemExecutor {
   return async (item, signal) => {
     const at = new Date();
     const ctx: RequestContext = {
@@ -37,6 +39,8 @@ export function gatewayItemExecutor(gateway: Gateway, log: Logger, record?: (ent
     };
     const account = (status: number, errorCode: string | null) => record?.(ledgerEntry(ctx, at, status, errorCode, item.body.model));
     try {
+      // The key that created the batch may have been revoked or expired since: its lines stop spending.
+      await checkTenant?.(item.tenant);
       const body = item.endpoint === '/v1/embeddings' ? await embed(gateway, ctx, item.body) : await chat(gateway, ctx, item.body);
       account(200, null);
       return success(ctx, body);

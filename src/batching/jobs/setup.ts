@@ -5,7 +5,10 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { LedgerWriter } from '../../store/ledger.js';
 import type { Config } from '../../config/schema.js';
+import type { Tenant } from '../../gateway/context.js';
 import type { Gateway, ManagedResource } from '../../gateway/gateway.js';
+import type { ApiKeyStore } from '../../limits/keys.js';
+import { GatewayError } from '../../server/errors.js';
 import { WebhookSender } from '../../server/webhooks/sender.js';
 import { applyMigrations } from '../../store/migrations.js';
 import { openSql, type SqlDatabase } from '../../store/sql.js';
@@ -32,9 +35,33 @@ export interface BatchJobsDeps {
   notifier?: CompletionNotifier;
   /** The spend ledger: every line that runs is recorded, as every HTTP request is. */
   ledger?: LedgerWriter;
+  /** API keys: a line whose batch was created with a key revoked or expired since fails instead of running. */
+  keys?: Pick<ApiKeyStore, 'get'>;
 }
 
-export async function assembleBatchJobs({ config, log, gateway, sql, notifier, ledger }: BatchJobsDeps): Promise<BatchJobs | undefined> {
+/**
+ * The check each batch line passes before it runs: a batch created with an API key stops spending once
+ * the key is revoked or expires. Key states are read at most every few seconds per key.
+ */
+export function keyStillValid(keys: Pick<ApiKeyStore, 'get'>, ttlMs = 5_000): (tenant: Tenant) => Promise<void> {
+  const seen = new Map<string, { at: number; key: Awaited<ReturnType<ApiKeyStore['get']>> }>();
+  return async (tenant) => {
+    if (tenant.kind !== 'key' || !tenant.keyId) return;
+    const now = Date.now();
+    let entry = seen.get(tenant.keyId);
+    if (!entry || now - entry.at > ttlMs) {
+      entry = { at: now, key: await keys.get(tenant.keyId) };
+      if (seen.size > 10_000) seen.clear();
+      seen.set(tenant.keyId, entry);
+    }
+    const key = entry.key;
+    if (!key) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch no longer exists.' });
+    if (key.revoked_at) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch has been revoked.' });
+    if (key.expires_at && Date.parse(key.expires_at) <= now) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch has expired.' });
+  };
+}
+
+export async function assembleBatchJobs({ config, log, gateway, sql, notifier, ledger, keys }: BatchJobsDeps): Promise<BatchJobs | undefined> {
   const cfg = config.batch_jobs;
   if (!cfg.enabled) return undefined;
   const db = sql ?? (await openSql({ url: config.database.url, pglitePath: config.database.pglite_path, schema: config.database.schema }));
@@ -47,7 +74,7 @@ export async function assembleBatchJobs({ config, log, gateway, sql, notifier, l
     sender = new WebhookSender({ endpoints: [{ url: cfg.webhook.url, secret, events: [] }], log, maxAttempts: cfg.webhook.max_attempts, initialBackoffMs: 500, timeoutMs: 10_000 });
   }
   const store = new BatchStore(db);
-  const runner = new BatchRunner(store, gatewayItemExecutor(gateway, log, ledger ? (entry) => ledger.record(entry) : undefined), {
+  const runner = new BatchRunner(store, gatewayItemExecutor(gateway, log, ledger ? (entry) => ledger.record(entry) : undefined, keys ? keyStillValid(keys) : undefined), {
     concurrency: cfg.concurrency,
     leaseMs: cfg.lease_ms,
     pollMs: cfg.poll_ms,
