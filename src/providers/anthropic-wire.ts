@@ -261,12 +261,16 @@ export type InboundBlock =
  * One Messages API turn as canonical messages. A user turn's tool_result blocks become `tool`
  * messages placed before its remaining content (OpenAI wants tool answers right after the assistant
  * turn that asked); an assistant turn's tool_use blocks become `tool_calls`. Thinking blocks are dropped.
+ * A tool message holds text only, so a tool result's images follow in the user turn after all the
+ * tool messages (introduced by a line naming the call), and `is_error` becomes an `Error:` prefix:
+ * neither is lost on the way to any provider.
  */
 export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | readonly InboundBlock[]): ChatMessage[] {
   if (typeof content === 'string') return [{ role, content }];
   const out: ChatMessage[] = [];
   const parts: ContentPart[] = [];
   const toolCalls: ToolCall[] = [];
+  const toolImages: ContentPart[] = [];
   for (const block of content) {
     switch (block.type) {
       case 'text':
@@ -278,9 +282,16 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
       case 'tool_use':
         toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
         break;
-      case 'tool_result':
-        out.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultText(block.content) });
+      case 'tool_result': {
+        const text = toolResultText(block.content);
+        out.push({ role: 'tool', tool_call_id: block.tool_use_id, content: block.is_error ? `Error: ${text}` : text });
+        const images = typeof block.content === 'string' || !block.content ? [] : block.content.filter((b) => b.type === 'image');
+        if (images.length) {
+          toolImages.push({ type: 'text', text: `Images returned by tool call ${block.tool_use_id}:` });
+          for (const b of images) toolImages.push({ type: 'image_url', image_url: { url: imageUrl(b.source) } });
+        }
         break;
+      }
       default:
         break;
     }
@@ -290,8 +301,9 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
     const msg: ChatMessage = { role, content: text === '' && toolCalls.length > 0 ? null : (text ?? parts) };
     if (toolCalls.length > 0) msg.tool_calls = toolCalls;
     out.push(msg);
-  } else if (parts.length > 0) {
-    out.push({ role, content: parts.length === 1 && parts[0]?.type === 'text' ? parts[0].text : parts });
+  } else {
+    const all = [...toolImages, ...parts];
+    if (all.length > 0) out.push({ role, content: all.length === 1 && all[0]?.type === 'text' ? all[0].text : all });
   }
   return out;
 }

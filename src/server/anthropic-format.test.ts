@@ -99,6 +99,37 @@ describe('anthropicToCanonical', () => {
     } satisfies ChatRequest);
   });
 
+  it("keeps a tool result's images (after the tool messages, in the user turn) and is_error (as an Error: prefix)", () => {
+    const req = anthropicToCanonical({
+      model: 'claude-x',
+      max_tokens: 100,
+      messages: [
+        { role: 'user', content: 'Screenshot both pages' },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'shot', input: {} }, { type: 'tool_use', id: 't2', name: 'shot', input: {} }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: 'page one' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } }] },
+            { type: 'tool_result', tool_use_id: 't2', content: 'timed out', is_error: true },
+            { type: 'text', text: 'What do you see?' },
+          ],
+        },
+      ],
+    });
+    expect(req.messages.slice(2)).toEqual([
+      { role: 'tool', tool_call_id: 't1', content: 'page one' },
+      { role: 'tool', tool_call_id: 't2', content: 'Error: timed out' },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Images returned by tool call t1:' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+          { type: 'text', text: 'What do you see?' },
+        ],
+      },
+    ]);
+  });
+
   it('round-trips with the provider conversion: canonical -> Messages -> canonical', () => {
     const messages: ChatMessage[] = [
       { role: 'system', content: 'Sys' },
