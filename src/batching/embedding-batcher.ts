@@ -27,6 +27,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
   readonly name: string;
   readonly type: ProviderType;
   readonly logprobs: boolean;
+  readonly files: boolean;
   private readonly batchers = new Map<string, MicroBatcher<EmbedItem, EmbedOutput>>();
   /** Upstream embedding calls made; for benchmarks and tests. */
   upstreamCalls = 0;
@@ -38,6 +39,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     this.name = inner.name;
     this.type = inner.type;
     this.logprobs = inner.logprobs === true;
+    this.files = inner.files === true;
     if (inner.listModels) this.listModels = (opts) => (inner.listModels as (o: CallOptions) => Promise<string[]>)(opts);
   }
 

@@ -12,7 +12,21 @@ export interface ImagePart {
   type: 'image_url';
   image_url: { url: string; detail?: 'auto' | 'low' | 'high' };
 }
-export type ContentPart = TextPart | ImagePart;
+/**
+ * A document given inline (OpenAI's `file` content part): `file_data` is a data URL,
+ * `data:application/pdf;base64,…`. Served by providers that read documents (ProviderAdapter.files).
+ */
+export interface FilePart {
+  type: 'file';
+  file: { file_data: string; filename?: string };
+}
+export type ContentPart = TextPart | ImagePart | FilePart;
+
+/** Whether any message carries a document (a `file` part). */
+export function hasFileParts(messages: readonly ChatMessage[]): boolean {
+  for (const m of messages) if (Array.isArray(m.content) && m.content.some((p) => p.type === 'file')) return true;
+  return false;
+}
 
 export interface ToolCall {
   id: string;

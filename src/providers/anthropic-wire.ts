@@ -4,6 +4,7 @@
 // stop-reason tables and content-block rules exist once.
 import type { ChatMessage, ContentPart, FinishReason, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
 import { contentText } from '../canonical/chat.js';
+import { parseDataUrl } from './data-url.js';
 
 export type AnthropicStopReason =
   | 'end_turn'
@@ -34,7 +35,13 @@ export interface AnthropicToolResultBlock {
   content?: string | (AnthropicTextBlock | AnthropicImageBlock)[];
   is_error?: boolean;
 }
-export type AnthropicContentBlock = AnthropicTextBlock | AnthropicImageBlock | AnthropicToolUseBlock | AnthropicToolResultBlock;
+/** A PDF (base64) or plain-text document. */
+export interface AnthropicDocumentBlock {
+  type: 'document';
+  source: { type: 'base64'; media_type: 'application/pdf'; data: string } | { type: 'text'; media_type: 'text/plain'; data: string };
+  title?: string;
+}
+export type AnthropicContentBlock = AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock | AnthropicToolUseBlock | AnthropicToolResultBlock;
 
 export interface AnthropicMessage {
   role: 'user' | 'assistant';
@@ -190,11 +197,29 @@ function contentBlocks(content: ChatMessage['content']): AnthropicContentBlock[]
   for (const part of content) {
     if (part.type === 'text') {
       if (part.text) blocks.push({ type: 'text', text: part.text });
+    } else if (part.type === 'file') {
+      blocks.push(documentBlock(part.file.file_data, part.file.filename));
     } else {
       blocks.push(imageBlock(part.image_url.url));
     }
   }
   return blocks;
+}
+
+/** A file part as a document block: PDFs as they are, plain text decoded; other types are refused. */
+export function documentBlock(fileData: string, filename?: string): AnthropicDocumentBlock {
+  const inline = parseDataUrl(fileData) ?? { mimeType: 'application/pdf', data: fileData };
+  const title = filename ? { title: filename } : {};
+  if (inline.mimeType === 'application/pdf') return { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: inline.data }, ...title };
+  if (inline.mimeType === 'text/plain') return { type: 'document', source: { type: 'text', media_type: 'text/plain', data: Buffer.from(inline.data, 'base64').toString('utf8') }, ...title };
+  throw new DocumentTypeError(inline.mimeType);
+}
+
+/** A document of a media type the upstream cannot read. */
+export class DocumentTypeError extends Error {
+  constructor(readonly mediaType: string) {
+    super(`documents of type ${mediaType} cannot be sent to Anthropic (PDF and plain text can)`);
+  }
 }
 
 function imageBlock(url: string): AnthropicImageBlock {
@@ -254,6 +279,12 @@ export type InboundBlock =
   | { type: 'text'; text: string }
   | { type: 'image'; source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string } }
   | { type: 'tool_use'; id: string; name: string; input: unknown }
+  | {
+      type: 'document';
+      source: { type: 'base64'; media_type: 'application/pdf'; data: string } | { type: 'text'; data: string } | { type: 'content'; content: string | { type: 'text'; text: string }[] };
+      title?: string | null;
+      context?: string | null;
+    }
   | { type: 'tool_result'; tool_use_id: string; content?: string | InboundBlock[]; is_error?: boolean }
   | { type: 'thinking' | 'redacted_thinking' };
 
@@ -282,6 +313,9 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
       case 'tool_use':
         toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
         break;
+      case 'document':
+        parts.push(...documentParts(block));
+        break;
       case 'tool_result': {
         const text = toolResultText(block.content);
         out.push({ role: 'tool', tool_call_id: block.tool_use_id, content: block.is_error ? `Error: ${text}` : text });
@@ -306,6 +340,18 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
     if (all.length > 0) out.push({ role, content: all.length === 1 && all[0]?.type === 'text' ? all[0].text : all });
   }
   return out;
+}
+
+/**
+ * A document block as canonical parts: a PDF as a `file` part (read by providers that take
+ * documents), text and content documents as text (every model reads it), titled and with context.
+ */
+function documentParts(block: Extract<InboundBlock, { type: 'document' }>): ContentPart[] {
+  const s = block.source;
+  if (s.type === 'base64') return [{ type: 'file', file: { file_data: `data:application/pdf;base64,${s.data}`, ...(block.title ? { filename: block.title } : {}) } }];
+  const body = s.type === 'text' ? s.data : typeof s.content === 'string' ? s.content : s.content.map((b) => b.text).join('\n');
+  const head = [block.title ? `Document: ${block.title}` : 'Document:', block.context ?? ''].filter(Boolean).join('\n');
+  return [{ type: 'text', text: `${head}\n\n${body}` }];
 }
 
 function imageUrl(source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string }): string {

@@ -125,6 +125,37 @@ describe('anthropic provider: request mapping', () => {
     expect(toAnthropicToolChoice(undefined, undefined)).toBeUndefined();
   });
 
+  it('sends file parts as document blocks (PDF as base64, plain text decoded) and refuses other types', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    const pdf = Buffer.from('%PDF-1.4 tiny').toString('base64');
+    await provider.chat(
+      {
+        ...baseReq,
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'file', file: { file_data: `data:application/pdf;base64,${pdf}`, filename: 'report.pdf' } },
+              { type: 'file', file: { file_data: `data:text/plain;base64,${Buffer.from('plain notes').toString('base64')}` } },
+              { type: 'text', text: 'Summarise both.' },
+            ],
+          },
+        ],
+      },
+      opts(),
+    );
+    expect((sentBody().messages as { content: unknown }[])[0]?.content).toEqual([
+      { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: pdf }, title: 'report.pdf' },
+      { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'plain notes' } },
+      { type: 'text', text: 'Summarise both.' },
+    ]);
+    const err = await provider
+      .chat({ ...baseReq, messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: 'data:application/zip;base64,UEsD' } }] }] }, opts())
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect((err as UpstreamError).kind).toBe('unsupported');
+  });
+
   it('uses options.default_max_tokens when configured', async () => {
     const p = createAnthropicProvider('small', { type: 'anthropic', base_url: server.url, api_key: 'k', options: { default_max_tokens: 256 } });
     try {

@@ -19,6 +19,7 @@ import {
   fromAnthropicContent,
   statusForAnthropicErrorType,
   toAnthropicMessages,
+  DocumentTypeError,
   toAnthropicToolChoice,
   toAnthropicTools,
 } from './anthropic-wire.js';
@@ -87,6 +88,8 @@ export function createAnthropicProvider(name: string, cfg: ProviderConfig): Anth
 
 export class AnthropicProvider implements ProviderAdapter {
   readonly type = 'anthropic' as const;
+  /** PDF and plain-text documents (document blocks). */
+  readonly files = true;
   private readonly http: UpstreamHttp;
   private readonly configured: boolean;
 
@@ -108,9 +111,18 @@ export class AnthropicProvider implements ProviderAdapter {
     });
   }
 
+  private messages(req: ChatRequest): ReturnType<typeof toAnthropicMessages> {
+    try {
+      return toAnthropicMessages(req.messages);
+    } catch (err) {
+      if (err instanceof DocumentTypeError) throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: ${err.message}` });
+      throw err;
+    }
+  }
+
   /** The Messages API request body for a canonical request (exported through the class for tests). */
   buildBody(req: ChatRequest, stream: boolean): Record<string, unknown> {
-    const { system, messages } = toAnthropicMessages(req.messages);
+    const { system, messages } = this.messages(req);
     const stop = stopList(req.stop);
     const toolChoice = req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
     const body: Record<string, unknown> = {

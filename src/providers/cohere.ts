@@ -356,9 +356,10 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
       if (typeof m.content === 'string' || m.content == null) return { role: 'user', content: m.content ?? '' };
       return {
         role: 'user',
-        content: m.content.map((p) =>
-          p.type === 'text' ? { type: 'text', text: p.text } : { type: 'image_url', image_url: { url: p.image_url.url } },
-        ),
+        content: m.content.map((p) => {
+          if (p.type === 'file') throw new Error('documents cannot be sent to Cohere (the router does not send them here)');
+          return p.type === 'text' ? { type: 'text', text: p.text } : { type: 'image_url', image_url: { url: p.image_url.url } };
+        }),
       };
     case 'assistant': {
       const out: Record<string, unknown> = { role: 'assistant' };

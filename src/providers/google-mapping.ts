@@ -182,6 +182,10 @@ function userParts(m: ChatMessage): GeminiPart[] {
       if (p.text) parts.push({ text: p.text });
       continue;
     }
+    if (p.type === 'file') {
+      parts.push({ inlineData: parseDataUrl(p.file.file_data) ?? { mimeType: 'application/pdf', data: p.file.file_data } });
+      continue;
+    }
     const inline = parseDataUrl(p.image_url.url);
     if (inline) parts.push({ inlineData: inline });
     else parts.push({ fileData: { mimeType: guessImageType(p.image_url.url), fileUri: p.image_url.url } });

@@ -26,6 +26,15 @@ const ask = (over: Partial<ChatRequest> = {}): ChatRequest => ({
 });
 
 
+describe('google documents', () => {
+  it('sends a file part inline with its media type', async () => {
+    upstream.reply(json(fixture('google-chat.json')));
+    await google.chat(ask({ messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'a.pdf' } }, { type: 'text', text: 'Summarise' }] }] }), callOptions());
+    const body = upstream.requests[0]?.json as { contents: { parts: unknown[] }[] };
+    expect(body.contents[0]?.parts).toEqual([{ inlineData: { mimeType: 'application/pdf', data: 'JVBERi0x' } }, { text: 'Summarise' }]);
+  });
+});
+
 describe('google log-probabilities', () => {
   it('asks for them in generationConfig and maps logprobsResult to OpenAI\'s shape', async () => {
     upstream.reply(json(fixture('google-chat-logprobs.json')));

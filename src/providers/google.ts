@@ -45,6 +45,8 @@ export class GoogleProvider implements ProviderAdapter {
    * enabled"; `options.logprobs: true` turns it on for a provider whose models can.
    */
   readonly logprobs: boolean = false;
+  /** Documents go inline (`inlineData` with their media type). */
+  readonly files = true;
   private readonly http: UpstreamHttp;
   private readonly signatures = new ThoughtSignatureCache();
   private readonly configured: boolean;

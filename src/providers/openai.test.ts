@@ -127,6 +127,17 @@ describe('openai provider: chat (JSON)', () => {
   });
 });
 
+describe('openai provider: documents', () => {
+  it('passes file content parts through as OpenAI defines them', async () => {
+    server.reply({ body: await fixture('openai-chat.json') });
+    const file = { type: 'file' as const, file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'a.pdf' } };
+    await provider.chat({ ...baseReq, messages: [{ role: 'user', content: [file, { type: 'text', text: 'Summarise' }] }] }, opts());
+    const body = JSON.parse(server.requests[0]?.body ?? '{}');
+    expect(body.messages[0].content[0]).toEqual(file);
+    expectValidAgainstSpec('CreateChatCompletionRequest', body);
+  });
+});
+
 describe('openai provider: log-probabilities', () => {
   it('returns the upstream\'s logprobs on a completion (fixture valid per the OpenAI response schema)', async () => {
     const body = await fixture('openai-chat-logprobs.json');

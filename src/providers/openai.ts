@@ -187,6 +187,8 @@ export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIP
 export class OpenAIProvider implements ProviderAdapter {
   readonly type = 'openai' as const;
   readonly logprobs = true;
+  /** `file` parts pass through as they are (OpenAI reads PDFs; `options.files: false` for a server that cannot). */
+  readonly files = true;
   private readonly http: UpstreamHttp;
 
   constructor(

@@ -25,9 +25,12 @@ export function providerContext(config: Pick<Config, 'redis' | 'clusters'>): Pro
 
 export async function createProvider(name: string, cfg: ProviderConfig, ctx: ProviderContext = {}): Promise<ProviderAdapter> {
   const adapter = await createAdapter(name, cfg, ctx);
-  // `options.logprobs` overrides the type's default: a compatible server or a model that cannot return
-  // log-probabilities (set false), a Gemini model that can, a mesh whose nodes' backends can (set true).
-  if (typeof cfg.options?.logprobs === 'boolean') Object.defineProperty(adapter, 'logprobs', { value: cfg.options.logprobs, enumerable: true });
+  // `options.logprobs` / `options.files` override the type's defaults: a compatible server or a model
+  // that cannot (set false), a Gemini model or a mesh whose nodes' backends can (set true).
+  for (const capability of ['logprobs', 'files'] as const) {
+    const value = cfg.options?.[capability];
+    if (typeof value === 'boolean') Object.defineProperty(adapter, capability, { value, enumerable: true });
+  }
   return adapter;
 }
 

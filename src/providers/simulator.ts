@@ -75,6 +75,8 @@ export function createSimulatorProvider(name: string, options: Record<string, un
 export class SimulatorProvider implements ProviderAdapter {
   readonly type = 'simulator' as const;
   readonly logprobs = true;
+  /** Documents are accepted (and, like images, not read). */
+  readonly files = true;
   private rngState: number;
   private oracleState: number;
 

@@ -36,6 +36,11 @@ export interface ProviderAdapter {
    * request that asks for them is routed only to such deployments.
    */
   readonly logprobs?: boolean;
+  /**
+   * True when it reads documents given inline (`file` content parts: PDFs and the like). A request
+   * carrying one is routed only to such deployments.
+   */
+  readonly files?: boolean;
   /** Non-streaming chat. `req.model` is already the upstream's model name. */
   chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult>;
   /**

@@ -4,7 +4,7 @@
 // (token log-probabilities), the breaker lets calls through, and the deployment is not cooling down
 // after a Retry-After.
 import type { Context as TraceContext } from '@opentelemetry/api';
-import { contentText, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
+import { contentText, hasFileParts, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
 import type { RequestContext } from '../gateway/context.js';
 import { countPromptTokens } from '../providers/tokens.js';
 import type { CircuitBreaker } from './breaker.js';
@@ -23,6 +23,8 @@ export interface RequestState {
   promptChars?: number;
   /** A semantic decision that sent the request to another group, kept in the route header. */
   routePrefix?: string;
+  /** Whether a message carries a document (a `file` part), checked once per request. */
+  hasFiles?: boolean;
   /** The route span's context; attempt spans are its children. */
   trace?: TraceContext;
 }
@@ -68,13 +70,18 @@ statsFor: (id: string) => DeploymentStats,
   const eligible: Deployment[] = [];
   let tooLong = 0;
   let incapable = 0;
+  /** The capability the first incapable deployment lacked, for the error. */
+  let missing: 'logprobs' | 'files' | undefined;
   const wantsLogprobs = state.req.logprobs === true;
+  const wantsFiles = (state.hasFiles ??= hasFileParts(state.req.messages));
   let cooling = 0;
   let earliest = Infinity;
   for (const d of deployments) {
     // A deployment that cannot do what is asked counts as incapable, whether or not it fits.
-    if (wantsLogprobs && !d.provider.logprobs) {
+    const lacks = wantsLogprobs && !d.provider.logprobs ? 'logprobs' : wantsFiles && !d.provider.files ? 'files' : undefined;
+    if (lacks) {
       incapable++;
+      missing ??= lacks;
       continue;
     }
     if (!fits(state, d)) {
@@ -94,5 +101,5 @@ statsFor: (id: string) => DeploymentStats,
     }
     eligible.push(d);
   }
-  return { eligible, tooLong, incapable, cooling, earliest };
+  return { eligible, tooLong, incapable, missing, cooling, earliest };
 }

@@ -326,15 +326,20 @@ export class Router {
       }
     }
 
-    const { eligible, tooLong, incapable, cooling, earliest } = eligibleDeployments(state, deployments, now, (id) => this.breakerFor(id), (id) => this.statsFor(id));
+    const { eligible, tooLong, incapable, missing, cooling, earliest } = eligibleDeployments(state, deployments, now, (id) => this.breakerFor(id), (id) => this.statsFor(id));
 
     if (eligible.length === 0) {
       if (incapable > 0 && incapable === deployments.length) {
         return this.fallBack(state, group, group.fallbacks, 'group', () =>
-          new GatewayError('unsupported_capability', {
-            param: 'logprobs',
-            message: `No deployment of "${group.name}" can return token log-probabilities (logprobs); OpenAI-compatible and simulator deployments can, and any provider with options.logprobs: true.`,
-          }),
+          missing === 'files'
+            ? new GatewayError('unsupported_capability', {
+                param: 'messages',
+                message: `No deployment of "${group.name}" reads documents (file content parts); OpenAI, Anthropic, Google and simulator deployments do, and any provider with options.files: true.`,
+              })
+            : new GatewayError('unsupported_capability', {
+                param: 'logprobs',
+                message: `No deployment of "${group.name}" can return token log-probabilities (logprobs); OpenAI-compatible and simulator deployments can, and any provider with options.logprobs: true.`,
+              }),
         );
       }
       // Every deployment that can take the request is too short for it: the context-window path.

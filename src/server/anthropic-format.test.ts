@@ -130,6 +130,29 @@ describe('anthropicToCanonical', () => {
     ]);
   });
 
+  it('turns a PDF document into a file part and a text document into titled text', () => {
+    const req = anthropicToCanonical({
+      model: 'claude-x',
+      max_tokens: 10,
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' }, title: 'Q3', cache_control: { type: 'ephemeral' } },
+            { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'Revenue grew.' }, title: 'notes', context: 'From the CFO' },
+            { type: 'text', text: 'What changed?' },
+          ],
+        },
+      ],
+    });
+    expect(req.messages[0]?.content).toEqual([
+      { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'Q3' } },
+      { type: 'text', text: 'Document: notes\nFrom the CFO\n\nRevenue grew.' },
+      { type: 'text', text: 'What changed?' },
+    ]);
+    expect(() => anthropicToCanonical({ model: 'c', max_tokens: 1, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'url', url: 'https://x/a.pdf' } }] }] })).toThrow();
+  });
+
   it('round-trips with the provider conversion: canonical -> Messages -> canonical', () => {
     const messages: ChatMessage[] = [
       { role: 'system', content: 'Sys' },

@@ -24,6 +24,17 @@ const imageBlock = z.object({
     z.object({ type: z.literal('url'), url: z.url() }),
   ]),
 });
+/** Documents: a base64 PDF, plain text, or content blocks; by URL they would have to be fetched, so they are refused. */
+const documentBlock = z.object({
+  type: z.literal('document'),
+  source: z.discriminatedUnion('type', [
+    z.object({ type: z.literal('base64'), media_type: z.literal('application/pdf'), data: z.string().min(1) }),
+    z.object({ type: z.literal('text'), media_type: z.literal('text/plain').optional(), data: z.string() }),
+    z.object({ type: z.literal('content'), content: z.union([z.string(), z.array(textBlock)]) }),
+  ]),
+  title: z.string().nullish(),
+  context: z.string().nullish(),
+});
 const toolUseBlock = z.object({ type: z.literal('tool_use'), id: z.string().min(1), name: z.string().min(1), input: z.unknown() });
 const toolResultBlock = z.object({
   type: z.literal('tool_result'),
@@ -33,7 +44,7 @@ const toolResultBlock = z.object({
 });
 // Clients send earlier thinking back in the history; it carries nothing the canonical model keeps.
 const thinkingBlock = z.object({ type: z.enum(['thinking', 'redacted_thinking']) });
-const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, toolUseBlock, toolResultBlock, thinkingBlock]);
+const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, documentBlock, toolUseBlock, toolResultBlock, thinkingBlock]);
 
 /** The Messages API request as the gateway accepts it. Unknown keys (cache_control, thinking, …) are ignored. */
 export const anthropicMessagesRequestSchema = z.object({

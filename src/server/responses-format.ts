@@ -18,7 +18,13 @@ const inputImage = z.object({
   file_id: z.string().nullish(),
   detail: z.enum(['auto', 'low', 'high']).nullish(),
 });
-const inputFile = z.object({ type: z.literal('input_file') }).passthrough();
+const inputFile = z.object({
+  type: z.literal('input_file'),
+  file_data: z.string().nullish(),
+  file_id: z.string().nullish(),
+  file_url: z.string().nullish(),
+  filename: z.string().nullish(),
+});
 /** Assistant turns sent back as history carry output parts. */
 const outputText = z.object({ type: z.literal('output_text'), text: z.string() }).passthrough();
 const refusalPart = z.object({ type: z.literal('refusal'), refusal: z.string() });
@@ -272,8 +278,12 @@ function inputPart(p: z.infer<typeof contentPart>, path: string): ContentPart {
     case 'input_image':
       if (!p.image_url) throw refuse(`${path}.file_id`, 'Images by file_id are not supported by this gateway: send `image_url` (a URL or a data: URL).');
       return { type: 'image_url', image_url: { url: p.image_url, ...(p.detail ? { detail: p.detail } : {}) } };
-    case 'input_file':
-      throw refuse(`${path}.type`, 'File inputs (input_file) are not supported by this gateway.');
+    case 'input_file': {
+      // Inline documents only: by id or URL they would have to be fetched from elsewhere.
+      if (!p.file_data) throw refuse(`${path}.file_data`, 'Send the document inline as `file_data` (a base64 data: URL); files by id or URL are not supported by this gateway.');
+      const data = p.file_data.startsWith('data:') ? p.file_data : `data:application/pdf;base64,${p.file_data}`;
+      return { type: 'file', file: { file_data: data, ...(p.filename ? { filename: p.filename } : {}) } };
+    }
     case 'refusal':
       return { type: 'text', text: p.refusal };
   }

@@ -5,6 +5,21 @@ import { z } from 'zod';
 
 const text = z.string();
 
+/** A document inline: `file_data` a base64 data URL (`data:application/pdf;base64,…`). Files by id are refused. */
+const filePart = z
+  .object({
+    type: z.literal('file'),
+    file: z
+      .object({
+        file_data: z.string().regex(/^data:[\w.+-]+\/[\w.+-]+;base64,/, 'must be a base64 data: URL (data:application/pdf;base64,…)').optional(),
+        filename: z.string().optional(),
+        file_id: z.string().optional(),
+      })
+      .strict()
+      .refine((f) => f.file_data !== undefined, { message: 'send the document as `file_data` (files by `file_id` are not supported by this gateway)' }),
+  })
+  .strict();
+
 const contentPart = z.discriminatedUnion('type', [
   z.object({ type: z.literal('text'), text }).strict(),
   z
@@ -14,6 +29,8 @@ const contentPart = z.discriminatedUnion('type', [
     })
     .strict(),
 ]);
+/** User turns may also carry documents (as in OpenAI's API). */
+const userContentPart = z.discriminatedUnion('type', [...contentPart.options, filePart]);
 
 const toolCall = z
   .object({
@@ -26,7 +43,7 @@ const toolCall = z
 const message = z.discriminatedUnion('role', [
   z.object({ role: z.literal('system'), content: z.union([text, z.array(contentPart)]), name: z.string().optional() }).strict(),
   z.object({ role: z.literal('developer'), content: z.union([text, z.array(contentPart)]), name: z.string().optional() }).strict(),
-  z.object({ role: z.literal('user'), content: z.union([text, z.array(contentPart)]), name: z.string().optional() }).strict(),
+  z.object({ role: z.literal('user'), content: z.union([text, z.array(userContentPart)]), name: z.string().optional() }).strict(),
   z
     .object({
       role: z.literal('assistant'),
