@@ -19,10 +19,13 @@ beforeAll(async () => {
         sim: { type: 'simulator' },
         // Never reached: it does not read documents.
         cohere: { type: 'cohere', base_url: 'http://127.0.0.1:9', api_key: 'unused' },
+        // Never reached by a CSV: Anthropic reads PDFs and plain text only.
+        claude: { type: 'anthropic', base_url: 'http://127.0.0.1:9', api_key: 'unused' },
       },
       models: [
         { name: 'reader', deployments: [{ provider: 'cohere', model: 'command-r', priority: 0 }, { provider: 'sim', model: 'sim-model', priority: 1 }] },
         { name: 'text-only', deployments: [{ provider: 'cohere', model: 'command-r' }] },
+        { name: 'csv', deployments: [{ provider: 'claude', model: 'claude-x', priority: 0 }, { provider: 'sim', model: 'sim-model', priority: 1 }] },
       ],
     },
   });
@@ -63,6 +66,22 @@ describe('documents through the gateway', () => {
   it('a Responses input_file too', async () => {
     const r = await openai.responses.create({ model: 'reader', input: [{ role: 'user', content: [{ type: 'input_file', file_data: `data:application/pdf;base64,${pdf}`, filename: 'r.pdf' }, { type: 'input_text', text: 'Summarise' }] }] });
     expect(r.status).toBe('completed');
+  });
+
+  it('goes past a deployment that reads documents but not of this type', async () => {
+    const csv = Buffer.from('region,revenue\nnorth,10\n').toString('base64');
+    const { response } = await openai.chat.completions
+      .create({ model: 'csv', messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: `data:text/csv;base64,${csv}`, filename: 'r.csv' } }, { type: 'text', text: 'Total?' }] }] })
+      .withResponse();
+    expect(response.headers.get('x-inferenceflow-provider')).toBe('sim');
+  });
+
+  it('a Responses input_file in a developer message is refused (documents belong to user turns)', async () => {
+    const err = await openai.responses
+      .create({ model: 'reader', input: [{ role: 'developer', content: [{ type: 'input_file', file_data: `data:application/pdf;base64,${pdf}`, filename: 'a.pdf' }] }, { role: 'user', content: 'Summarise' }] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('input.0.content');
   });
 
   it('is refused with 400 when no deployment reads documents, and by file id', async () => {

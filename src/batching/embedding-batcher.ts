@@ -27,7 +27,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
   readonly name: string;
   readonly type: ProviderType;
   readonly logprobs: boolean;
-  readonly files: boolean;
+  readonly files: boolean | readonly string[];
   private readonly batchers = new Map<string, MicroBatcher<EmbedItem, EmbedOutput>>();
   /** Upstream embedding calls made; for benchmarks and tests. */
   upstreamCalls = 0;
@@ -39,7 +39,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     this.name = inner.name;
     this.type = inner.type;
     this.logprobs = inner.logprobs === true;
-    this.files = inner.files === true;
+    this.files = inner.files ?? false;
     if (inner.listModels) this.listModels = (opts) => (inner.listModels as (o: CallOptions) => Promise<string[]>)(opts);
   }
 

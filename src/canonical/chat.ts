@@ -22,10 +22,20 @@ export interface FilePart {
 }
 export type ContentPart = TextPart | ImagePart | FilePart;
 
-/** Whether any message carries a document (a `file` part). */
-export function hasFileParts(messages: readonly ChatMessage[]): boolean {
-  for (const m of messages) if (Array.isArray(m.content) && m.content.some((p) => p.type === 'file')) return true;
-  return false;
+/** The media types of the documents (`file` parts) the messages carry; empty for none. */
+export function fileMediaTypes(messages: readonly ChatMessage[]): string[] {
+  const out: string[] = [];
+  for (const m of messages) {
+    if (!Array.isArray(m.content)) continue;
+    for (const p of m.content) if (p.type === 'file') out.push(fileMediaType(p.file.file_data));
+  }
+  return out;
+}
+
+/** A file part's media type from its data URL (`application/pdf` when it carries none). */
+export function fileMediaType(fileData: string): string {
+  const m = /^data:([^;,]+)/i.exec(fileData);
+  return m ? (m[1] as string).toLowerCase() : 'application/pdf';
 }
 
 export interface ToolCall {

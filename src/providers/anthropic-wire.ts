@@ -292,9 +292,9 @@ export type InboundBlock =
  * One Messages API turn as canonical messages. A user turn's tool_result blocks become `tool`
  * messages placed before its remaining content (OpenAI wants tool answers right after the assistant
  * turn that asked); an assistant turn's tool_use blocks become `tool_calls`. Thinking blocks are dropped.
- * A tool message holds text only, so a tool result's images follow in the user turn after all the
- * tool messages (introduced by a line naming the call), and `is_error` becomes an `Error:` prefix:
- * neither is lost on the way to any provider.
+ * A tool message holds text only, so a tool result's images and documents follow in the user turn
+ * after all the tool messages (introduced by a line naming the call), and `is_error` becomes an
+ * `Error:` prefix: neither is lost on the way to any provider.
  */
 export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | readonly InboundBlock[]): ChatMessage[] {
   if (typeof content === 'string') return [{ role, content }];
@@ -319,10 +319,16 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
       case 'tool_result': {
         const text = toolResultText(block.content);
         out.push({ role: 'tool', tool_call_id: block.tool_use_id, content: block.is_error ? `Error: ${text}` : text });
-        const images = typeof block.content === 'string' || !block.content ? [] : block.content.filter((b) => b.type === 'image');
+        const blocks = typeof block.content === 'string' || !block.content ? [] : block.content;
+        const images = blocks.filter((b) => b.type === 'image');
         if (images.length) {
           toolImages.push({ type: 'text', text: `Images returned by tool call ${block.tool_use_id}:` });
           for (const b of images) toolImages.push({ type: 'image_url', image_url: { url: imageUrl(b.source) } });
+        }
+        const documents = blocks.filter((b) => b.type === 'document');
+        if (documents.length) {
+          toolImages.push({ type: 'text', text: `Documents returned by tool call ${block.tool_use_id}:` });
+          for (const b of documents) toolImages.push(...documentParts(b));
         }
         break;
       }
@@ -348,7 +354,12 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
  */
 function documentParts(block: Extract<InboundBlock, { type: 'document' }>): ContentPart[] {
   const s = block.source;
-  if (s.type === 'base64') return [{ type: 'file', file: { file_data: `data:application/pdf;base64,${s.data}`, ...(block.title ? { filename: block.title } : {}) } }];
+  if (s.type === 'base64') {
+    // OpenAI needs a filename for inline files; the title is one, with the extension its type implies.
+    const filename = block.title ? (/\.pdf$/i.test(block.title) ? block.title : `${block.title}.pdf`) : 'document.pdf';
+    const file: ContentPart = { type: 'file', file: { file_data: `data:application/pdf;base64,${s.data}`, filename } };
+    return block.context ? [{ type: 'text', text: `Context for ${filename}: ${block.context}` }, file] : [file];
+  }
   const body = s.type === 'text' ? s.data : typeof s.content === 'string' ? s.content : s.content.map((b) => b.text).join('\n');
   const head = [block.title ? `Document: ${block.title}` : 'Document:', block.context ?? ''].filter(Boolean).join('\n');
   return [{ type: 'text', text: `${head}\n\n${body}` }];

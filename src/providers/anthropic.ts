@@ -89,7 +89,7 @@ export function createAnthropicProvider(name: string, cfg: ProviderConfig): Anth
 export class AnthropicProvider implements ProviderAdapter {
   readonly type = 'anthropic' as const;
   /** PDF and plain-text documents (document blocks). */
-  readonly files = true;
+  readonly files = ['application/pdf', 'text/plain'] as const;
   private readonly http: UpstreamHttp;
   private readonly configured: boolean;
 

@@ -136,6 +136,14 @@ describe('openai provider: documents', () => {
     expect(body.messages[0].content[0]).toEqual(file);
     expectValidAgainstSpec('CreateChatCompletionRequest', body);
   });
+
+  it('says it reads documents for api.openai.com only, unless options.files says otherwise', async () => {
+    expect(createOpenAIProvider('o', { type: 'openai', api_key: 'k' }).files).toBe(true);
+    expect(provider.files).toBe(false); // a compatible server (here the fixture server)
+    const vllm = await createProvider('vllm', { type: 'openai', base_url: 'http://vllm:8000/v1', options: { files: true } });
+    expect(vllm.files).toBe(true);
+    await vllm.close();
+  });
 });
 
 describe('openai provider: log-probabilities', () => {

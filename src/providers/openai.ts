@@ -187,8 +187,11 @@ export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIP
 export class OpenAIProvider implements ProviderAdapter {
   readonly type = 'openai' as const;
   readonly logprobs = true;
-  /** `file` parts pass through as they are (OpenAI reads PDFs; `options.files: false` for a server that cannot). */
-  readonly files = true;
+  /**
+   * `file` parts pass through as they are. On by default for api.openai.com only: most compatible
+   * servers answer 400 or drop the part; `options.files: true` turns it on for one that reads them.
+   */
+  readonly files: boolean;
   private readonly http: UpstreamHttp;
 
   constructor(
@@ -196,6 +199,7 @@ export class OpenAIProvider implements ProviderAdapter {
     cfg: ProviderConfig,
     readonly options: OpenAIOptions,
   ) {
+    this.files = new URL(cfg.base_url ?? DEFAULT_BASE_URL).hostname === 'api.openai.com';
     this.http = new UpstreamHttp({
       provider: name,
       baseUrl: cfg.base_url ?? DEFAULT_BASE_URL,

@@ -14,6 +14,9 @@ export function countPromptTokens(messages: readonly ChatMessage[], tools?: unkn
   let total = 3;
   for (const m of messages) {
     total += 3 + countTextTokens(contentText(m.content));
+    // A document (`file` part) as about one token per four bytes: a rough size, so context windows
+    // and token limits see it at all.
+    if (Array.isArray(m.content)) for (const p of m.content) if (p.type === 'file') total += Math.ceil((p.file.file_data.length * 3) / 16);
     if (m.name) total += 1 + countTextTokens(m.name);
     if (m.tool_calls) total += countTextTokens(JSON.stringify(m.tool_calls));
   }

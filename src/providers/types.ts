@@ -40,7 +40,7 @@ export interface ProviderAdapter {
    * True when it reads documents given inline (`file` content parts: PDFs and the like). A request
    * carrying one is routed only to such deployments.
    */
-  readonly files?: boolean;
+  readonly files?: boolean | readonly string[];
   /** Non-streaming chat. `req.model` is already the upstream's model name. */
   chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult>;
   /**

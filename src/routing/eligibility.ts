@@ -4,7 +4,7 @@
 // (token log-probabilities), the breaker lets calls through, and the deployment is not cooling down
 // after a Retry-After.
 import type { Context as TraceContext } from '@opentelemetry/api';
-import { contentText, hasFileParts, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
+import { contentText, fileMediaTypes, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
 import type { RequestContext } from '../gateway/context.js';
 import { countPromptTokens } from '../providers/tokens.js';
 import type { CircuitBreaker } from './breaker.js';
@@ -23,8 +23,8 @@ export interface RequestState {
   promptChars?: number;
   /** A semantic decision that sent the request to another group, kept in the route header. */
   routePrefix?: string;
-  /** Whether a message carries a document (a `file` part), checked once per request. */
-  hasFiles?: boolean;
+  /** The media types of the documents (`file` parts) the messages carry, found once per request. */
+  fileTypes?: string[];
   /** The route span's context; attempt spans are its children. */
   trace?: TraceContext;
 }
@@ -52,13 +52,21 @@ export function promptUpperBound(state: RequestState): number {
     for (const m of state.req.messages) chars += contentText(m.content).length + (m.name?.length ?? 0) + (m.tool_calls ? JSON.stringify(m.tool_calls).length : 0);
     state.promptChars = chars;
   }
-  if (state.req.tools) return Infinity;
+  // Tools and documents are counted exactly (a document's size says little about its tokens).
+  if (state.req.tools || (state.fileTypes ??= fileMediaTypes(state.req.messages)).length > 0) return Infinity;
   return 3 + state.req.messages.length * 5 + state.promptChars * 3;
 }
 
+/** Whether a provider's `files` capability covers every one of these media types. */
+function readsFiles(files: boolean | readonly string[] | undefined, types: readonly string[]): boolean {
+  if (files === true) return true;
+  if (!files) return false;
+  return types.every((t) => files.includes(t));
+}
+
 /**
- * The deployments a request may go to now: able to do what it asks (log-probabilities), context
- * window fits, breaker allows, not cooling.
+ * The deployments a request may go to now: able to do what it asks (log-probabilities, documents of
+ * its types), context window fits, breaker allows, not cooling.
  */
 export function eligibleDeployments(
 state: RequestState,
@@ -73,12 +81,12 @@ statsFor: (id: string) => DeploymentStats,
   /** The capability the first incapable deployment lacked, for the error. */
   let missing: 'logprobs' | 'files' | undefined;
   const wantsLogprobs = state.req.logprobs === true;
-  const wantsFiles = (state.hasFiles ??= hasFileParts(state.req.messages));
+  const fileTypes = (state.fileTypes ??= fileMediaTypes(state.req.messages));
   let cooling = 0;
   let earliest = Infinity;
   for (const d of deployments) {
     // A deployment that cannot do what is asked counts as incapable, whether or not it fits.
-    const lacks = wantsLogprobs && !d.provider.logprobs ? 'logprobs' : wantsFiles && !d.provider.files ? 'files' : undefined;
+    const lacks = wantsLogprobs && !d.provider.logprobs ? 'logprobs' : fileTypes.length > 0 && !readsFiles(d.provider.files, fileTypes) ? 'files' : undefined;
     if (lacks) {
       incapable++;
       missing ??= lacks;

@@ -138,7 +138,7 @@ describe('anthropicToCanonical', () => {
         {
           role: 'user',
           content: [
-            { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' }, title: 'Q3', cache_control: { type: 'ephemeral' } },
+            { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' }, title: 'Q3', context: 'Board pack', cache_control: { type: 'ephemeral' } },
             { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'Revenue grew.' }, title: 'notes', context: 'From the CFO' },
             { type: 'text', text: 'What changed?' },
           ],
@@ -146,11 +146,25 @@ describe('anthropicToCanonical', () => {
       ],
     });
     expect(req.messages[0]?.content).toEqual([
-      { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'Q3' } },
+      { type: 'text', text: 'Context for Q3.pdf: Board pack' },
+      { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'Q3.pdf' } },
       { type: 'text', text: 'Document: notes\nFrom the CFO\n\nRevenue grew.' },
       { type: 'text', text: 'What changed?' },
     ]);
     expect(() => anthropicToCanonical({ model: 'c', max_tokens: 1, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'url', url: 'https://x/a.pdf' } }] }] })).toThrow();
+    // Untitled, and returned by a tool: moved into the user turn after the tool messages, named document.pdf.
+    const fromTool = anthropicToCanonical({
+      model: 'c',
+      max_tokens: 1,
+      messages: [
+        { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'fetch', input: {} }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: 'fetched' }, { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' } }] }] },
+      ],
+    });
+    expect(fromTool.messages.slice(1)).toEqual([
+      { role: 'tool', tool_call_id: 't1', content: 'fetched' },
+      { role: 'user', content: [{ type: 'text', text: 'Documents returned by tool call t1:' }, { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'document.pdf' } }] },
+    ]);
   });
 
   it('round-trips with the provider conversion: canonical -> Messages -> canonical', () => {

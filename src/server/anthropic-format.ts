@@ -24,6 +24,7 @@ const imageBlock = z.object({
     z.object({ type: z.literal('url'), url: z.url() }),
   ]),
 });
+const toolUseBlock = z.object({ type: z.literal('tool_use'), id: z.string().min(1), name: z.string().min(1), input: z.unknown() });
 /** Documents: a base64 PDF, plain text, or content blocks; by URL they would have to be fetched, so they are refused. */
 const documentBlock = z.object({
   type: z.literal('document'),
@@ -35,11 +36,10 @@ const documentBlock = z.object({
   title: z.string().nullish(),
   context: z.string().nullish(),
 });
-const toolUseBlock = z.object({ type: z.literal('tool_use'), id: z.string().min(1), name: z.string().min(1), input: z.unknown() });
 const toolResultBlock = z.object({
   type: z.literal('tool_result'),
   tool_use_id: z.string().min(1),
-  content: z.union([z.string(), z.array(z.discriminatedUnion('type', [textBlock, imageBlock]))]).optional(),
+  content: z.union([z.string(), z.array(z.discriminatedUnion('type', [textBlock, imageBlock, documentBlock]))]).optional(),
   is_error: z.boolean().optional(),
 });
 // Clients send earlier thinking back in the history; it carries nothing the canonical model keeps.

@@ -245,7 +245,12 @@ function addItem(messages: ChatMessage[], item: z.infer<typeof inputItem>, path:
       messages.push({ role: 'assistant', content: text });
       return;
     }
-    messages.push({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p, k) => inputPart(p, `${path}.content.${k}`)) });
+    const content = typeof m.content === 'string' ? m.content : m.content.map((p, k) => inputPart(p, `${path}.content.${k}`));
+    // As in Chat Completions, documents belong to user turns (providers read system prompts as text).
+    if (m.role !== 'user' && Array.isArray(content) && content.some((p) => p.type === 'file')) {
+      throw refuse(`${path}.content`, `A ${m.role} message cannot carry input_file; put documents in a user message.`);
+    }
+    messages.push({ role: m.role, content });
     return;
   }
   switch (item.type) {
@@ -282,7 +287,7 @@ function inputPart(p: z.infer<typeof contentPart>, path: string): ContentPart {
       // Inline documents only: by id or URL they would have to be fetched from elsewhere.
       if (!p.file_data) throw refuse(`${path}.file_data`, 'Send the document inline as `file_data` (a base64 data: URL); files by id or URL are not supported by this gateway.');
       const data = p.file_data.startsWith('data:') ? p.file_data : `data:application/pdf;base64,${p.file_data}`;
-      return { type: 'file', file: { file_data: data, ...(p.filename ? { filename: p.filename } : {}) } };
+      return { type: 'file', file: { file_data: data, filename: p.filename || 'document.pdf' } };
     }
     case 'refusal':
       return { type: 'text', text: p.refusal };

@@ -63,3 +63,19 @@ describe('a batch created with an API key', () => {
     expect(reads).toBe(1);
   });
 });
+
+describe('the batch key check when the database is unreachable', () => {
+  const keyTenant = { id: 'key:k2', kind: 'key' as const, keyId: 'k2', limits: {} };
+  it('keeps the last known state, and lets a line run when none is known', async () => {
+    let fail = false;
+    let revoked = false;
+    const check = keyStillValid({ get: async () => { if (fail) throw new Error('connection refused'); return { id: 'k2', revoked_at: revoked ? 'now' : null, expires_at: null } as never; } }, 0);
+    fail = true;
+    await expect(check(keyTenant)).resolves.toBeUndefined();
+    fail = false;
+    revoked = true;
+    await expect(check(keyTenant)).rejects.toThrow(/revoked/);
+    fail = true;
+    await expect(check(keyTenant)).rejects.toThrow(/revoked/);
+  });
+});

@@ -50,15 +50,28 @@ export function keyStillValid(keys: Pick<ApiKeyStore, 'get'>, ttlMs = 5_000): (t
     const now = Date.now();
     let entry = seen.get(tenant.keyId);
     if (!entry || now - entry.at > ttlMs) {
-      entry = { at: now, key: await keys.get(tenant.keyId) };
+      let key: Awaited<ReturnType<ApiKeyStore['get']>>;
+      try {
+        key = await keys.get(tenant.keyId);
+      } catch {
+        // The database is briefly unreachable: the last known state holds (a line must not fail for
+        // good over a failover); with none known, the line runs.
+        if (entry) return check(entry.key, now);
+        return;
+      }
+      entry = { at: now, key };
       if (seen.size > 10_000) seen.clear();
       seen.set(tenant.keyId, entry);
     }
-    const key = entry.key;
-    if (!key) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch no longer exists.' });
-    if (key.revoked_at) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch has been revoked.' });
-    if (key.expires_at && Date.parse(key.expires_at) <= now) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch has expired.' });
+    check(entry.key, now);
   };
+}
+
+/** Throws invalid_api_key for a key that is gone, revoked or expired at `now`. */
+function check(key: Awaited<ReturnType<ApiKeyStore['get']>>, now: number): void {
+  if (!key) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch no longer exists.' });
+  if (key.revoked_at) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch has been revoked.' });
+  if (key.expires_at && Date.parse(key.expires_at) <= now) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch has expired.' });
 }
 
 export async function assembleBatchJobs({ config, log, gateway, sql, notifier, ledger, keys }: BatchJobsDeps): Promise<BatchJobs | undefined> {

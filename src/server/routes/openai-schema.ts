@@ -11,7 +11,7 @@ const filePart = z
     type: z.literal('file'),
     file: z
       .object({
-        file_data: z.string().regex(/^data:[\w.+-]+\/[\w.+-]+;base64,/, 'must be a base64 data: URL (data:application/pdf;base64,…)').optional(),
+        file_data: z.string().regex(/^data:[\w.+-]+\/[\w.+-]+(;[^;,]+)*;base64,/, 'must be a base64 data: URL (data:application/pdf;base64,…)').optional(),
         filename: z.string().optional(),
         file_id: z.string().optional(),
       })
