@@ -156,6 +156,31 @@ describe('anthropic provider: request mapping', () => {
     expect((err as UpstreamError).kind).toBe('unsupported');
   });
 
+  it('serves response_format (json_schema, json_object) with one forced tool whose input is the answer', async () => {
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+    server.reply({ body: await fixture('anthropic-message-json.json') });
+    const result = await provider.chat({ ...baseReq, response_format: { type: 'json_schema', json_schema: { name: 'city', schema, strict: true } } }, opts());
+    const sent = sentBody();
+    expect(sent.tools).toEqual([{ name: 'json_response', description: 'Give the answer as JSON (city).', input_schema: schema }]);
+    expect(sent.tool_choice).toEqual({ type: 'tool', name: 'json_response' });
+    expect(JSON.parse(result.choices[0]?.message.content ?? '')).toEqual({ city: 'Paris', population_millions: 2.1 });
+    expect(result.choices[0]?.message.tool_calls).toBeUndefined();
+    expect(result.choices[0]?.finish_reason).toBe('stop');
+
+    server.reply({ headers: sse, body: await fixture('anthropic-json-stream.chunks.txt') });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true, response_format: { type: 'json_object' } }, opts()));
+    expect((sentBody(1).tools as { input_schema: unknown }[])[0]?.input_schema).toEqual({ type: 'object' });
+    expect(JSON.parse(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''))).toEqual({ city: 'Paris' });
+    expect(chunks.some((c) => c.choices[0]?.delta.tool_calls)).toBe(false);
+    expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason).toBe('stop');
+  });
+
+  it('leaves response_format aside when the request brings its own tools', async () => {
+    server.reply({ body: await fixture('anthropic-message-tool.json') });
+    await provider.chat({ ...baseReq, response_format: { type: 'json_object' }, tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }] }, opts());
+    expect((sentBody().tools as { name: string }[]).map((t) => t.name)).toEqual(['get_weather']);
+  });
+
   it('uses options.default_max_tokens when configured', async () => {
     const p = createAnthropicProvider('small', { type: 'anthropic', base_url: server.url, api_key: 'k', options: { default_max_tokens: 256 } });
     try {

@@ -124,7 +124,8 @@ export class AnthropicProvider implements ProviderAdapter {
   buildBody(req: ChatRequest, stream: boolean): Record<string, unknown> {
     const { system, messages } = this.messages(req);
     const stop = stopList(req.stop);
-    const toolChoice = req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
+    const json = jsonTool(req);
+    const toolChoice = json ? { type: 'tool', name: JSON_TOOL } : req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
     const body: Record<string, unknown> = {
       model: req.model,
       max_tokens: requestedMaxTokens(req) ?? this.options.default_max_tokens,
@@ -134,7 +135,7 @@ export class AnthropicProvider implements ProviderAdapter {
       temperature: req.temperature === undefined ? undefined : Math.min(1, req.temperature),
       top_p: req.top_p,
       stop_sequences: stop.length > 0 ? stop : undefined,
-      tools: req.tools?.length ? toAnthropicTools(req.tools) : undefined,
+      tools: json ? [json] : req.tools?.length ? toAnthropicTools(req.tools) : undefined,
       tool_choice: toolChoice,
       metadata: req.user ? { user_id: req.user } : undefined,
       stream: stream || undefined,
@@ -163,7 +164,15 @@ export class AnthropicProvider implements ProviderAdapter {
     const parsed = messageSchema.safeParse(res.body);
     if (!parsed.success) throw this.malformed('a Messages response', parsed.error, res.body);
     const msg = parsed.data;
-    const { text, toolCalls } = fromAnthropicContent(msg.content);
+    let { text, toolCalls } = fromAnthropicContent(msg.content);
+    let finish = finishReasonFromAnthropic(msg.stop_reason) ?? 'stop';
+    if (jsonTool(req)) {
+      // JSON mode: the forced tool's input is the answer.
+      const answer = toolCalls.find((c) => c.function.name === JSON_TOOL);
+      text = answer ? answer.function.arguments : text;
+      toolCalls = [];
+      if (finish === 'tool_calls') finish = 'stop';
+    }
     return {
       id: msg.id,
       object: 'chat.completion',
@@ -173,7 +182,7 @@ export class AnthropicProvider implements ProviderAdapter {
         {
           index: 0,
           message: { role: 'assistant', content: text, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-          finish_reason: finishReasonFromAnthropic(msg.stop_reason) ?? 'stop',
+          finish_reason: finish,
           logprobs: null,
           ...(msg.stop_sequence ? { stop_sequence: msg.stop_sequence } : {}),
         },
@@ -187,10 +196,10 @@ export class AnthropicProvider implements ProviderAdapter {
       throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: Anthropic cannot stream more than one choice (n > 1)` });
     }
     const res = await this.http.stream('POST', '/v1/messages', this.buildBody(req, true), opts, { accept: 'text/event-stream' });
-    return this.chunks(res.body, req.model);
+    return this.chunks(res.body, req.model, jsonTool(req) !== undefined);
   }
 
-  private async *chunks(body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void }, requestedModel: string): AsyncGenerator<ChatChunk> {
+  private async *chunks(body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void }, requestedModel: string, jsonMode = false): AsyncGenerator<ChatChunk> {
     const created = Math.floor(Date.now() / 1000);
     let id = '';
     let model = requestedModel;
@@ -238,6 +247,10 @@ export class AnthropicProvider implements ProviderAdapter {
             const block = event.content_block;
             if (block.type === 'text' && block.text) {
               yield chunk([{ index: 0, delta: { content: block.text }, finish_reason: null }]);
+            } else if (block.type === 'tool_use' && jsonMode) {
+              // JSON mode: the forced tool's input streams as the answer's text.
+              toolIndexOfBlock.set(event.index, -1);
+              toolStartInput.set(event.index, block.input);
             } else if (block.type === 'tool_use') {
               const toolIndex = toolIndexOfBlock.size;
               toolIndexOfBlock.set(event.index, toolIndex);
@@ -260,7 +273,8 @@ export class AnthropicProvider implements ProviderAdapter {
               const toolIndex = toolIndexOfBlock.get(event.index);
               if (toolIndex === undefined) break;
               toolGotDelta.add(event.index);
-              yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: d.partial_json } }] }, finish_reason: null }]);
+              if (toolIndex < 0) yield chunk([{ index: 0, delta: { content: d.partial_json }, finish_reason: null }]);
+              else yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: d.partial_json } }] }, finish_reason: null }]);
             }
             break;
           }
@@ -269,7 +283,8 @@ export class AnthropicProvider implements ProviderAdapter {
             const toolIndex = toolIndexOfBlock.get(event.index);
             const input = toolStartInput.get(event.index);
             if (toolIndex !== undefined && !toolGotDelta.has(event.index) && input && typeof input === 'object' && Object.keys(input).length > 0) {
-              yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: JSON.stringify(input) } }] }, finish_reason: null }]);
+              if (toolIndex < 0) yield chunk([{ index: 0, delta: { content: JSON.stringify(input) }, finish_reason: null }]);
+              else yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: JSON.stringify(input) } }] }, finish_reason: null }]);
             }
             break;
           }
@@ -277,6 +292,7 @@ export class AnthropicProvider implements ProviderAdapter {
             // message_delta usage is cumulative; fields it carries replace the message_start values.
             for (const [k, v] of Object.entries(event.usage ?? {})) if (v != null) usage[k as keyof AnthropicUsage] = v;
             finish = finishReasonFromAnthropic(event.delta.stop_reason) ?? finish;
+            if (jsonMode && finish === 'tool_calls') finish = 'stop';
             if (finish) yield chunk([{ index: 0, delta: {}, finish_reason: finish, ...(event.delta.stop_sequence ? { stop_sequence: event.delta.stop_sequence } : {}) }]);
             break;
           case 'message_stop':
@@ -346,4 +362,23 @@ function toUsage(u: AnthropicUsage): Usage {
   const prompt = (u.input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0) + (u.cache_read_input_tokens ?? 0);
   const completion = u.output_tokens ?? 0;
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** The tool JSON mode forces: its input is the answer. */
+const JSON_TOOL = 'json_response';
+
+/**
+ * JSON mode for the Messages API, which has none: `response_format` json_object or json_schema, on
+ * a request without tools of its own, becomes one tool whose input schema is the requested one,
+ * forced with tool_choice; the tool's input is returned as the message text. With the client's own
+ * tools the format is not applied (a forced tool would stop them being called).
+ */
+function jsonTool(req: ChatRequest): { name: string; description: string; input_schema: Record<string, unknown> } | undefined {
+  const f = req.response_format;
+  if (!f || f.type === 'text' || req.tools?.length) return undefined;
+  if (f.type === 'json_object') return { name: JSON_TOOL, description: 'Give the answer as a JSON object.', input_schema: { type: 'object' } };
+  // A root object, as OpenAI's structured outputs require too.
+  const input_schema = f.json_schema.schema ?? { type: 'object' };
+  const about = f.json_schema.description ? `: ${f.json_schema.description}` : '';
+  return { name: JSON_TOOL, description: `Give the answer as JSON (${f.json_schema.name}${about}).`, input_schema };
 }
