@@ -16,6 +16,9 @@ export function canonicalJson(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
 }
 
+/** Part of a response_format's key (changed when Anthropic started applying the format). */
+const RESPONSE_FORMAT_KEY = 2;
+
 /** What a request for log-probabilities hashes as (changed when stored answers stopped dropping them). */
 const LOGPROBS_KEY = 'carried';
 
@@ -43,7 +46,8 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
     tools: req.tools?.length ? req.tools : undefined,
     tool_choice: req.tool_choice,
     parallel_tool_calls: req.parallel_tool_calls,
-    response_format: req.response_format?.type === 'text' ? undefined : req.response_format,
+    // Versioned: answers stored before every provider applied the format (Anthropic answered prose) are not served.
+    response_format: req.response_format?.type === 'text' || !req.response_format ? undefined : { ...req.response_format, key: RESPONSE_FORMAT_KEY },
     presence_penalty: req.presence_penalty || undefined,
     frequency_penalty: req.frequency_penalty || undefined,
     logit_bias: req.logit_bias && Object.keys(req.logit_bias).length ? req.logit_bias : undefined,

@@ -162,7 +162,7 @@ describe('anthropic provider: request mapping', () => {
     const result = await provider.chat({ ...baseReq, response_format: { type: 'json_schema', json_schema: { name: 'city', schema, strict: true } } }, opts());
     const sent = sentBody();
     expect(sent.tools).toEqual([{ name: 'json_response', description: 'Give the answer as JSON (city).', input_schema: schema }]);
-    expect(sent.tool_choice).toEqual({ type: 'tool', name: 'json_response' });
+    expect(sent.tool_choice).toEqual({ type: 'tool', name: 'json_response', disable_parallel_tool_use: true });
     expect(JSON.parse(result.choices[0]?.message.content ?? '')).toEqual({ city: 'Paris', population_millions: 2.1 });
     expect(result.choices[0]?.message.tool_calls).toBeUndefined();
     expect(result.choices[0]?.finish_reason).toBe('stop');
@@ -173,6 +173,13 @@ describe('anthropic provider: request mapping', () => {
     expect(JSON.parse(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''))).toEqual({ city: 'Paris' });
     expect(chunks.some((c) => c.choices[0]?.delta.tool_calls)).toBe(false);
     expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason).toBe('stop');
+
+    // An empty object, streamed with no input deltas, is still JSON; a schema without a type gets one.
+    const empty = (await fixture('anthropic-json-stream.chunks.txt')).replace(/event: content_block_delta\ndata: .*\n\n/g, '');
+    server.reply({ headers: sse, body: empty });
+    const none = await collect(await provider.streamChat({ ...baseReq, stream: true, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { properties: {} } } } }, opts()));
+    expect(none.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('{}');
+    expect((sentBody(2).tools as { input_schema: unknown }[])[0]?.input_schema).toEqual({ type: 'object', properties: {} });
   });
 
   it('leaves response_format aside when the request brings its own tools', async () => {

@@ -125,7 +125,8 @@ export class AnthropicProvider implements ProviderAdapter {
     const { system, messages } = this.messages(req);
     const stop = stopList(req.stop);
     const json = jsonTool(req);
-    const toolChoice = json ? { type: 'tool', name: JSON_TOOL } : req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
+    // One call of the forced tool: with parallel calls a streamed answer would be two objects back to back.
+    const toolChoice = json ? { type: 'tool', name: JSON_TOOL, disable_parallel_tool_use: true } : req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
     const body: Record<string, unknown> = {
       model: req.model,
       max_tokens: requestedMaxTokens(req) ?? this.options.default_max_tokens,
@@ -248,9 +249,11 @@ export class AnthropicProvider implements ProviderAdapter {
             if (block.type === 'text' && block.text) {
               yield chunk([{ index: 0, delta: { content: block.text }, finish_reason: null }]);
             } else if (block.type === 'tool_use' && jsonMode) {
-              // JSON mode: the forced tool's input streams as the answer's text.
-              toolIndexOfBlock.set(event.index, -1);
-              toolStartInput.set(event.index, block.input);
+              // JSON mode: the forced tool's input streams as the answer's text (its first call only).
+              if (![...toolIndexOfBlock.values()].includes(-1)) {
+                toolIndexOfBlock.set(event.index, -1);
+                toolStartInput.set(event.index, block.input);
+              }
             } else if (block.type === 'tool_use') {
               const toolIndex = toolIndexOfBlock.size;
               toolIndexOfBlock.set(event.index, toolIndex);
@@ -282,9 +285,11 @@ export class AnthropicProvider implements ProviderAdapter {
             // A proxy that sends the whole input in content_block_start and no deltas still yields arguments.
             const toolIndex = toolIndexOfBlock.get(event.index);
             const input = toolStartInput.get(event.index);
-            if (toolIndex !== undefined && !toolGotDelta.has(event.index) && input && typeof input === 'object' && Object.keys(input).length > 0) {
-              if (toolIndex < 0) yield chunk([{ index: 0, delta: { content: JSON.stringify(input) }, finish_reason: null }]);
-              else yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: JSON.stringify(input) } }] }, finish_reason: null }]);
+            if (toolIndex !== undefined && toolIndex < 0 && !toolGotDelta.has(event.index)) {
+              // The JSON answer arrived whole (or empty): it is the text, `{}` at the least.
+              yield chunk([{ index: 0, delta: { content: JSON.stringify(input && typeof input === 'object' ? input : {}) }, finish_reason: null }]);
+            } else if (toolIndex !== undefined && !toolGotDelta.has(event.index) && input && typeof input === 'object' && Object.keys(input).length > 0) {
+              yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: JSON.stringify(input) } }] }, finish_reason: null }]);
             }
             break;
           }
@@ -377,8 +382,9 @@ function jsonTool(req: ChatRequest): { name: string; description: string; input_
   const f = req.response_format;
   if (!f || f.type === 'text' || req.tools?.length) return undefined;
   if (f.type === 'json_object') return { name: JSON_TOOL, description: 'Give the answer as a JSON object.', input_schema: { type: 'object' } };
-  // A root object, as OpenAI's structured outputs require too.
-  const input_schema = f.json_schema.schema ?? { type: 'object' };
+  // A root object, as OpenAI's structured outputs require too; Anthropic wants the type said.
+  const schema = f.json_schema.schema ?? {};
+  const input_schema = schema.type === undefined ? { type: 'object', ...schema } : schema;
   const about = f.json_schema.description ? `: ${f.json_schema.description}` : '';
   return { name: JSON_TOOL, description: `Give the answer as JSON (${f.json_schema.name}${about}).`, input_schema };
 }

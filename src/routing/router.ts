@@ -334,7 +334,7 @@ export class Router {
           missing === 'files'
             ? new GatewayError('unsupported_capability', {
                 param: 'messages',
-                message: `No deployment of "${group.name}" reads documents (file content parts); OpenAI, Anthropic, Google and simulator deployments do, and any provider with options.files: true.`,
+                message: `No deployment of "${group.name}" reads documents of these types (file content parts); api.openai.com, Anthropic (PDF, plain text), Google and simulator deployments do, and any provider with options.files: true.`,
               })
             : new GatewayError('unsupported_capability', {
                 param: 'logprobs',
