@@ -8,7 +8,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { meshBackendFor } from '../src/mesh/backend.js';
 import { meshConfigSchema, type MeshConfig } from '../src/mesh/config.js';
 import { StaticHealthSource, type HostHealth } from '../src/mesh/health.js';
-import type { NodeHealth } from '../src/mesh/contracts.js';
+import { meshKeys, type NodeHealth } from '../src/mesh/contracts.js';
 import { HealthRegistry } from '../src/mesh/registry.js';
 import { MeshRouter } from '../src/mesh/router.js';
 import { WorkerAgent } from '../src/mesh/worker.js';
@@ -105,10 +105,15 @@ describe.skipIf(!available)('mesh nodes in process', () => {
     const base: NodeHealth = { node_id: '', backend: 'simulator', backend_ok: true, models_installed: ['simulator'], models_loaded: ['simulator'], ...cool, in_flight: 0, max_concurrency: 4, draining: false, version: 'test', ts: 0 };
     await registry.publish({ ...base, node_id: 'crashed-long-ago', ts: Date.now() - (config.forget_after_s + 60) * 1000 });
     await registry.publish({ ...base, node_id: 'quiet-for-a-minute', ts: Date.now() - 60_000 });
+    // A record of another version (unreadable here): kept on the first pass, forgotten once unchanged.
+    await redis.hset(meshKeys(prefix).health, 'other-version', '{"node":"x"}');
     await router.reclaim();
     const left = await nodes(redis, prefix);
     expect(left.has('crashed-long-ago')).toBe(false);
     expect(left.has('quiet-for-a-minute')).toBe(true);
+    expect(await redis.hexists(meshKeys(prefix).health, 'other-version')).toBe(1);
+    await router.reclaim();
+    expect(await redis.hexists(meshKeys(prefix).health, 'other-version')).toBe(0);
     await registry.remove('quiet-for-a-minute');
   });
 

@@ -66,6 +66,8 @@ export class MeshRouter {
   private nodesReadAt = 0;
   /** Placement times per node since its last heartbeat: load the heartbeat does not show yet. */
   private readonly placed = new Map<string, number[]>();
+  /** Unreadable registry records seen on the last reclaim pass (forgotten if still unchanged on the next). */
+  private unreadableSeen = new Map<string, string>();
   private readonly waiting = new Map<string, Waiting>();
   private loop: Promise<void> | undefined;
   private reclaimTimer: NodeJS.Timeout | undefined;
@@ -317,14 +319,24 @@ export class MeshRouter {
     }
   }
 
-  /** Deletes the records of nodes silent for longer than forget_after_s (crashed workers never leave). */
+  /**
+   * Deletes the records of nodes silent for longer than forget_after_s (crashed workers never leave).
+   * A record this router cannot read (another version's) is forgotten only once it has stayed the
+   * same for a whole reclaim interval: a live node rewrites its record every heartbeat.
+   */
   private async forgetSilentNodes(now: number): Promise<void> {
     const limit = this.opts.config.forget_after_s * 1000;
+    const unreadable = new Map<string, string>();
     for (const [node, raw] of Object.entries(await this.registry.readRaw())) {
       const h = decodeHealth(raw);
       if (h && now - h.ts <= limit) continue;
+      if (!h) {
+        unreadable.set(node, raw);
+        if (this.unreadableSeen.get(node) !== raw) continue;
+      }
       if (await this.registry.forgetIfUnchanged(node, raw)) this.opts.log.info({ node, lastHeartbeat: h ? new Date(h.ts).toISOString() : null }, 'mesh router: forgot a node silent for longer than forget_after_s');
     }
+    this.unreadableSeen = unreadable;
   }
 
   /** Moves entries queued on a node that left (or went silent) to other nodes; forgets empty streams. */
