@@ -45,6 +45,16 @@ describe('/v1/messages through the Anthropic SDK', () => {
     expect(final.usage.output_tokens).toBeGreaterThan(0);
   });
 
+  it('answers structured outputs (output_config.format) with JSON of the schema, from any provider', async () => {
+    const schema = { type: 'object', properties: { city: { type: 'string' }, population: { type: 'integer' } }, required: ['city', 'population'], additionalProperties: false };
+    const msg = await client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 200, messages: [{ role: 'user', content: 'A big city?' }], output_config: { format: { type: 'json_schema', schema } } } as never);
+    const block = (msg as Anthropic.Message).content[0];
+    expect(block?.type).toBe('text');
+    const parsed = JSON.parse((block as Anthropic.TextBlock).text) as Record<string, unknown>;
+    expect(Object.keys(parsed).sort()).toEqual(['city', 'population']);
+    expect(typeof parsed.population).toBe('number');
+  });
+
   it('maps max_tokens to stop_reason max_tokens', async () => {
     const res = await client.messages.create({ model: 'm', max_tokens: 3, messages: [{ role: 'user', content: 'long please' }] });
     expect(res.stop_reason).toBe('max_tokens');

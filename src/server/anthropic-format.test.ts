@@ -167,6 +167,14 @@ describe('anthropicToCanonical', () => {
     ]);
   });
 
+  it('maps structured outputs (output_config.format, or the beta output_format) to the canonical response format', () => {
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false };
+    for (const extra of [{ output_config: { format: { type: 'json_schema', schema } } }, { output_format: { type: 'json_schema', schema } }]) {
+      const req = anthropicToCanonical({ model: 'c', max_tokens: 50, messages: [{ role: 'user', content: 'A city?' }], ...extra });
+      expect(req.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'output', schema, strict: true } });
+    }
+  });
+
   it('round-trips with the provider conversion: canonical -> Messages -> canonical', () => {
     const messages: ChatMessage[] = [
       { role: 'system', content: 'Sys' },

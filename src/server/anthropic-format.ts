@@ -46,6 +46,8 @@ const toolResultBlock = z.object({
 const thinkingBlock = z.object({ type: z.enum(['thinking', 'redacted_thinking']) });
 const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, documentBlock, toolUseBlock, toolResultBlock, thinkingBlock]);
 
+const outputFormat = z.object({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) });
+
 /** The Messages API request as the gateway accepts it. Unknown keys (cache_control, thinking, …) are ignored. */
 export const anthropicMessagesRequestSchema = z.object({
   model: z.string().min(1),
@@ -76,6 +78,9 @@ export const anthropicMessagesRequestSchema = z.object({
     .optional(),
   metadata: z.object({ user_id: z.string().nullish() }).optional(),
   stream: z.boolean().optional(),
+  /** Structured outputs: `output_config.format` (GA) or the beta's `output_format`; other output_config fields are ignored. */
+  output_config: z.object({ format: outputFormat.nullish() }).nullish(),
+  output_format: outputFormat.nullish(),
 });
 
 export type AnthropicMessagesRequest = z.infer<typeof anthropicMessagesRequestSchema>;
@@ -105,6 +110,9 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
     }));
   }
   Object.assign(req, fromAnthropicToolChoice(b.tool_choice));
+  // Structured outputs become the canonical response format, which every provider applies.
+  const format = b.output_config?.format ?? b.output_format;
+  if (format) req.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema, strict: true } };
   return req;
 }
 
