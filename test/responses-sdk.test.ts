@@ -46,7 +46,7 @@ describe('POST /v1/responses through the OpenAI SDK', () => {
     expect(data.id).toMatch(/^resp_/);
     expect(data.status).toBe('completed');
     expect(data.instructions).toBe('Be brief.');
-    expect((data as unknown as { store: boolean }).store).toBe(false);
+    expect((data as unknown as { store: boolean }).store).toBe(true);
     expect(data.output_text).toContain('Say hello to the river');
     expect(data.output[0]).toMatchObject({ type: 'message', role: 'assistant', status: 'completed' });
     expect(data.usage?.total_tokens).toBe((data.usage?.input_tokens ?? 0) + (data.usage?.output_tokens ?? 0));
@@ -147,7 +147,7 @@ describe('POST /v1/responses through the OpenAI SDK', () => {
 describe('what a stateless gateway refuses, with clear 4xx errors', () => {
   it('previous_response_id, hosted tools and unknown parameters', async () => {
     const cases: [OpenAI.Responses.ResponseCreateParamsNonStreaming, string][] = [
-      [{ model: 'm', input: 'hi', previous_response_id: 'resp_123' }, 'previous_response_id'],
+      [{ model: 'm', input: 'hi', previous_response_id: 'resp_unknown' }, 'previous_response_id'],
       [{ model: 'm', input: 'hi', tools: [{ type: 'web_search' }] }, 'tools.0.type'],
       [{ model: 'm', input: 'hi', ...({ temprature: 1 } as object) }, 'temprature'],
       [{ model: 'm', input: [{ type: 'item_reference', id: 'msg_1' }] }, 'input.0.id'],
@@ -159,9 +159,64 @@ describe('what a stateless gateway refuses, with clear 4xx errors', () => {
     }
   });
 
-  it('retrieving a response id is a 404 that says responses are not stored', async () => {
+  it('retrieving an unknown response id is a 404', async () => {
     const err = await client.responses.retrieve('resp_abc').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
-    expect((err as Error).message).toMatch(/does not store responses/);
+    expect((err as Error).message).toMatch(/No response with id 'resp_abc'/);
+  });
+});
+
+describe('stored responses: previous_response_id, retrieve and delete', () => {
+  it('continues a conversation from a stored response, JSON and streamed, without the old instructions', async () => {
+    const first = await client.responses.create({ model: 'gpt-4o-mini', instructions: 'Answer in French.', input: 'My name is Ada.' });
+    const second = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: first.id, input: 'What is my name?' });
+    expect(second.previous_response_id).toBe(first.id);
+    // The simulator's answer counts the turns it was given: the earlier turn and its answer came along.
+    const withHistory = await client.responses.create({ model: 'gpt-4o-mini', input: [{ role: 'user', content: 'My name is Ada.' }, { role: 'assistant', content: first.output_text }, { role: 'user', content: 'What is my name?' }] });
+    expect(second.output_text).toBe(withHistory.output_text);
+    expect(second.usage?.input_tokens).toBe(withHistory.usage?.input_tokens);
+
+    const stream = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: second.id, input: 'And again?', stream: true });
+    let completed: OpenAI.Responses.Response | undefined;
+    for await (const e of stream) if (e.type === 'response.completed') completed = e.response;
+    expect(completed?.previous_response_id).toBe(second.id);
+    // A streamed answer is stored too.
+    await expect.poll(async () => (await client.responses.retrieve(completed?.id ?? '').catch(() => undefined))?.id, { timeout: 2000, interval: 20 }).toBe(completed?.id);
+  });
+
+  it('continues after a function call with only the function output as input', async () => {
+    const first = await client.responses.create({ model: 'gpt-4o-mini', input: 'What is the weather in Paris?', tools: [weatherTool], tool_choice: 'required' });
+    const call = first.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call');
+    const next = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: first.id, tools: [weatherTool], input: [{ type: 'function_call_output', call_id: call?.call_id ?? '', output: '{"temp_c": 18}' }] });
+    expect(next.output[0]?.type).toBe('message');
+  });
+
+  it('retrieves and deletes a stored response; store: false keeps nothing', async () => {
+    const r = await client.responses.create({ model: 'gpt-4o-mini', input: 'Keep this one.' });
+    expect((await client.responses.retrieve(r.id)).output_text).toBe(r.output_text);
+    await client.responses.delete(r.id);
+    expect(await client.responses.retrieve(r.id).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
+    const unstored = await client.responses.create({ model: 'gpt-4o-mini', input: 'Do not keep this.', store: false });
+    expect((unstored as unknown as { store: boolean }).store).toBe(false);
+    expect(await client.responses.retrieve(unstored.id).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
+    const err = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: unstored.id, input: 'hi' }).catch((e: unknown) => e);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('previous_response_id');
+  });
+});
+
+describe('stored responses belong to their tenant', () => {
+  it("another tenant can neither read, delete nor continue them", async () => {
+    const gw = await startTestGateway({ config: { server: { host: '127.0.0.1' }, auth: { tokens: ['tenant-a-token-123456', 'tenant-b-token-123456'] } } });
+    try {
+      const a = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'tenant-a-token-123456', maxRetries: 0 });
+      const b = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'tenant-b-token-123456', maxRetries: 0 });
+      const mine = await a.responses.create({ model: 'gpt-4o-mini', input: 'A secret of tenant A.' });
+      expect((await a.responses.retrieve(mine.id)).id).toBe(mine.id);
+      expect(await b.responses.retrieve(mine.id).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
+      expect(await b.responses.delete(mine.id).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
+      expect(await b.responses.create({ model: 'gpt-4o-mini', previous_response_id: mine.id, input: 'What was the secret?' }).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.BadRequestError);
+    } finally {
+      await gw.close();
+    }
   });
 });

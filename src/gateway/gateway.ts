@@ -13,6 +13,7 @@ import { createProviders, providerContext } from '../providers/registry.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
+import { MemoryResponseStore, RedisResponseStore, type ResponseStore } from '../server/response-store.js';
 import type { RequestContext } from './context.js';
 import type { Router } from '../routing/router.js';
 import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
@@ -68,6 +69,8 @@ export class Gateway {
     stages: ChatStage[],
     readonly resources: ManagedResource[],
     private readonly observer: AttemptObserver,
+    /** Stored Responses API answers (`previous_response_id`, GET /v1/responses/{id}). */
+    readonly responses: ResponseStore,
   ) {
     this.chat = composeStages(stages, router.handler);
   }
@@ -79,7 +82,8 @@ export class Gateway {
     const observer = opts.attemptObserver ?? noAttemptObserver;
     const router = createRouter(catalog, log, loaded.config.routing, { redis: opts.redis, keyPrefix: loaded.config.redis.key_prefix, embedder: opts.embedder, observer });
     await router.start();
-    return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? [], observer);
+    const responses = opts.redis ? new RedisResponseStore(opts.redis, loaded.config.redis.key_prefix) : new MemoryResponseStore();
+    return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? [], observer, responses);
   }
 
   async handleChat(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {

@@ -1,8 +1,8 @@
-// OpenAI's Responses API (POST /v1/responses) over the canonical chat model, stateless: the request's
-// input items become chat messages (instructions first, function calls and their outputs as tool
-// turns), and the answer becomes a Response object or Responses' streamed event sequence
-// (response.created … output_text.delta … response.completed) from canonical chunks. Nothing is
-// stored, so `store` is reported false and `previous_response_id` / `conversation` are refused.
+// OpenAI's Responses API (POST /v1/responses) over the canonical chat model: the request's input
+// items become chat messages (instructions first, function calls and their outputs as tool turns),
+// and the answer becomes a Response object or Responses' streamed event sequence (response.created …
+// output_text.delta … response.completed) from canonical chunks. Stored responses (response-store.ts)
+// let `previous_response_id` continue a conversation; `conversation` objects are not kept.
 import { z } from 'zod';
 import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ContentPart, ResponseFormat, TokenLogprob, ToolChoice, Usage } from '../canonical/chat.js';
 import { randomHex } from '../gateway/ids.js';
@@ -156,6 +156,8 @@ export interface ResponseEcho {
   user: string | null;
   truncation: 'auto' | 'disabled';
   reasoning: { effort: string | null; summary: string | null };
+  store: boolean;
+  previous_response_id: string | null;
   /** `include` asked for the output text's log-probabilities. */
   logprobs: boolean;
 }
@@ -163,19 +165,23 @@ export interface ResponseEcho {
 const refuse = (param: string, message: string) => new GatewayError('invalid_value', { param, message });
 
 /** A Responses body as a canonical chat request, with what the Response object echoes back. */
-export function responsesToCanonical(body: unknown): { body: CreateResponseBody; req: ChatRequest; echo: ResponseEcho } {
+/**
+ * The request as canonical: `req` (instructions first, then the input), plus the instructions and
+ * the input apart, so a stored conversation can go between them.
+ */
+export function responsesToCanonical(body: unknown): { body: CreateResponseBody; req: ChatRequest; echo: ResponseEcho; instructions?: ChatMessage; input: ChatMessage[] } {
   const parsed = createResponseSchema.safeParse(body);
   if (!parsed.success) throw validationError(parsed.error, body);
   const b = parsed.data;
-  if (b.previous_response_id) throw refuse('previous_response_id', 'This gateway does not store responses: send the whole conversation in `input` instead of `previous_response_id`.');
   if (b.conversation !== undefined && b.conversation !== null) throw refuse('conversation', 'This gateway does not store conversations: send the whole conversation in `input`.');
   if (b.background) throw refuse('background', 'Background responses are not supported by this gateway.');
   if (b.prompt !== undefined && b.prompt !== null) throw refuse('prompt', 'Stored prompt templates are not supported by this gateway.');
 
-  const messages: ChatMessage[] = [];
-  if (b.instructions) messages.push({ role: 'system', content: b.instructions });
-  if (typeof b.input === 'string') messages.push({ role: 'user', content: b.input });
-  else b.input.forEach((item, i) => addItem(messages, item, `input.${i}`));
+  const input: ChatMessage[] = [];
+  if (typeof b.input === 'string') input.push({ role: 'user', content: b.input });
+  else b.input.forEach((item, i) => addItem(input, item, `input.${i}`));
+  const instructions: ChatMessage | undefined = b.instructions ? { role: 'system', content: b.instructions } : undefined;
+  const messages = instructions ? [instructions, ...input] : [...input];
 
   const tools = (b.tools ?? []).map((t, i) => {
     if (t.type !== 'function') throw refuse(`tools.${i}.type`, `The built-in tool "${t.type}" is not supported by this gateway; only function tools are.`);
@@ -232,9 +238,11 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
     user: b.user ?? null,
     truncation: b.truncation ?? 'disabled',
     reasoning: { effort: b.reasoning?.effort ?? null, summary: b.reasoning?.summary ?? null },
+    store: b.store ?? true,
+    previous_response_id: b.previous_response_id ?? null,
     logprobs,
   };
-  return { body: b, req, echo };
+  return { body: b, req, echo, ...(instructions ? { instructions } : {}), input };
 }
 
 function addItem(messages: ChatMessage[], item: z.infer<typeof inputItem>, path: string): void {
@@ -332,10 +340,12 @@ type OutputItem = MessageOutput | FunctionCallOutput;
 
 const newId = (prefix: string) => `${prefix}_${randomHex(12)}`;
 
-/** `resp_…` from the canonical answer's id (a cache hit already has a fresh one). */
-function responseId(id: string): string {
-  const bare = id.replace(/^chatcmpl-/, '').replace(/[^\w-]/g, '');
-  return `resp_${bare || randomHex(12)}`;
+/**
+ * A new `resp_…` id for every answer: stored responses are looked up by it, and an upstream's own id
+ * need not be unique (a cache hit, the simulator's per-prompt ids, servers that send none).
+ */
+function responseId(_upstreamId: string): string {
+  return `resp_${randomHex(16)}`;
 }
 
 function usageOf(u: Usage | undefined) {
@@ -370,11 +380,23 @@ function responseObject(
     output: state.output,
     // Absent while in progress (the published schema has no null usage).
     ...(state.usage ? { usage: state.usage } : {}),
-    previous_response_id: null,
-    store: false,
     ...(user ? { user } : {}),
     ...echoed,
   };
+}
+
+export type ResponseObject = ReturnType<typeof responseObject>;
+
+/** A Response's output as the assistant turn of a stored conversation (text and function calls). */
+export function assistantTurn(output: readonly OutputItem[]): ChatMessage | undefined {
+  let text = '';
+  const calls: NonNullable<ChatMessage['tool_calls']> = [];
+  for (const item of output) {
+    if (item.type === 'message') for (const c of item.content) text += c.type === 'output_text' ? c.text : c.refusal;
+    else calls.push({ id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } });
+  }
+  if (!text && calls.length === 0) return undefined;
+  return { role: 'assistant', content: text || null, ...(calls.length ? { tool_calls: calls } : {}) };
 }
 
 /** The Response object of a finished answer (its first choice: Responses has no `n`). */
@@ -406,7 +428,11 @@ export class ResponseEventWriter {
   private usage: Usage | undefined;
   private finish: string | null = null;
 
-  constructor(private readonly echo: ResponseEcho) {
+  constructor(
+    private readonly echo: ResponseEcho,
+    /** Called with the finished Response (to store it). */
+    private readonly onDone?: (response: ResponseObject) => void,
+  ) {
     this.model = echo.model;
   }
 
@@ -438,6 +464,7 @@ export class ResponseEventWriter {
     yield* this.closeMessage(status === 'completed' ? 'completed' : 'incomplete');
     yield* this.closeCalls();
     const response = responseObject(this.id, this.createdAt, this.model, this.echo, { status, incomplete_details, output: this.output, usage: usageOf(this.usage) });
+    this.onDone?.(response);
     yield* this.emit(status === 'completed' ? 'response.completed' : 'response.incomplete', { response });
   }
 

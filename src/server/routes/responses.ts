@@ -1,13 +1,17 @@
-// OpenAI's Responses API (POST /v1/responses), stateless, over any provider behind the gateway: the
-// official SDK's `client.responses.create` (JSON and stream) works unmodified. Nothing is stored:
-// GET and DELETE of a response id answer 404 saying so.
-import type { FastifyPluginAsync } from 'fastify';
+// OpenAI's Responses API (POST /v1/responses) over any provider behind the gateway: the official
+// SDK's `client.responses.create` (JSON and stream) works unmodified. Responses are stored unless
+// `store: false` (response-store.ts: Redis when configured, else this process), so
+// `previous_response_id` continues a conversation and GET / DELETE /v1/responses/{id} work, within
+// the tenant that made them.
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { ChatMessage } from '../../canonical/chat.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { GatewayError } from '../errors.js';
 import { createRequestContext } from '../request-context.js';
 import { sendOutcome } from '../respond.js';
-import { ResponseEventWriter, canonicalToResponse, createResponseSchema, responsesToCanonical } from '../responses-format.js';
+import { RESPONSE_TTL_S } from '../response-store.js';
+import { ResponseEventWriter, assistantTurn, canonicalToResponse, createResponseSchema, responsesToCanonical, type ResponseObject } from '../responses-format.js';
 import { describeRoute } from './docs.js';
 
 export interface ResponsesRouteOptions {
@@ -15,32 +19,63 @@ export interface ResponsesRouteOptions {
   log: Logger;
 }
 
+const tenantOf = (request: FastifyRequest) => request.tenant?.id ?? 'anonymous';
+
 export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async (app, { gateway, log }) => {
+  const store = gateway.responses;
   const doc = describeRoute({
-    summary: 'Create a model response (OpenAI Responses API, stateless)',
-    description: 'Input items become a chat conversation for whichever provider serves the model; JSON or SSE (`stream: true`) with the Responses event sequence. `previous_response_id`, `conversation` and hosted tools are refused: nothing is stored.',
+    summary: 'Create a model response (OpenAI Responses API)',
+    description: `Input items become a chat conversation for whichever provider serves the model; JSON or SSE (\`stream: true\`) with the Responses event sequence. Stored for ${RESPONSE_TTL_S / 3600} h unless \`store: false\`, so \`previous_response_id\` continues a conversation. \`conversation\` objects and hosted tools are refused.`,
     tags: ['openai'],
     body: createResponseSchema,
   });
+
   app.post('/v1/responses', doc, async (request, reply) => {
-    const { body, req, echo } = responsesToCanonical(request.body);
+    const { body, req, echo, instructions, input } = responsesToCanonical(request.body);
+    const tenant = tenantOf(request);
+    // The earlier conversation goes between this request's instructions and its input (the earlier
+    // instructions are not carried over, as in OpenAI's API).
+    let history: ChatMessage[] = [];
+    if (body.previous_response_id) {
+      const previous = await store.get(body.previous_response_id);
+      if (!previous || previous.tenant !== tenant) {
+        throw new GatewayError('invalid_value', { param: 'previous_response_id', message: `Previous response with id '${body.previous_response_id}' not found.` });
+      }
+      history = previous.messages;
+      req.messages = [...(instructions ? [instructions] : []), ...history, ...input];
+    }
     const ctx = createRequestContext(request, reply, 'responses', log, { difficulty: body.difficulty, priority: body.priority, session_id: body.session_id, metadata: body.metadata });
     request.ctx = ctx;
     const outcome = await gateway.handleChat(ctx, req);
-    const writer = new ResponseEventWriter(echo);
+
+    const save = (response: ResponseObject) => {
+      if (!echo.store) return;
+      const answer = assistantTurn(response.output);
+      const messages = [...history, ...input, ...(answer ? [answer] : [])];
+      store.put(response.id, { tenant, messages, response }).catch((err: unknown) => ctx.log.warn({ err: (err as Error).message, response: response.id }, 'could not store a response'));
+    };
+    const writer = new ResponseEventWriter(echo, save);
     return sendOutcome(reply, ctx, outcome, req.stream === true, {
-      json: (result) => canonicalToResponse(result, echo),
+      json: (result) => {
+        const response = canonicalToResponse(result, echo);
+        save(response);
+        return response;
+      },
       events: (chunks) => writer.events(chunks),
       errorEvent: (err) => writer.error(err),
     });
   });
 
-  const notStored = (id: string) =>
-    new GatewayError('not_found', { param: 'response_id', message: `No response "${id}": this gateway does not store responses (they are answered with store: false).` });
+  const notFound = (id: string) => new GatewayError('not_found', { param: 'response_id', message: `No response with id '${id}' (responses are kept ${RESPONSE_TTL_S / 3600} h, and not at all with store: false).` });
   app.get<{ Params: { id: string } }>('/v1/responses/:id', async (request) => {
-    throw notStored(request.params.id);
+    const stored = await store.get(request.params.id);
+    if (!stored || stored.tenant !== tenantOf(request)) throw notFound(request.params.id);
+    return stored.response;
   });
   app.delete<{ Params: { id: string } }>('/v1/responses/:id', async (request) => {
-    throw notStored(request.params.id);
+    const stored = await store.get(request.params.id);
+    if (!stored || stored.tenant !== tenantOf(request)) throw notFound(request.params.id);
+    await store.delete(request.params.id);
+    return { id: request.params.id, object: 'response', deleted: true };
   });
 };
