@@ -144,7 +144,7 @@ describe('POST /v1/responses through the OpenAI SDK', () => {
   });
 });
 
-describe('what a stateless gateway refuses, with clear 4xx errors', () => {
+describe('what the gateway refuses, with clear 4xx errors', () => {
   it('previous_response_id, hosted tools and unknown parameters', async () => {
     const cases: [OpenAI.Responses.ResponseCreateParamsNonStreaming, string][] = [
       [{ model: 'm', input: 'hi', previous_response_id: 'resp_unknown' }, 'previous_response_id'],
@@ -187,6 +187,9 @@ describe('stored responses: previous_response_id, retrieve and delete', () => {
   it('continues after a function call with only the function output as input', async () => {
     const first = await client.responses.create({ model: 'gpt-4o-mini', input: 'What is the weather in Paris?', tools: [weatherTool], tool_choice: 'required' });
     const call = first.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call');
+    // Without the call's output, the continuation is refused as OpenAI refuses it.
+    const missing = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: first.id, input: 'Never mind.' }).catch((e: unknown) => e);
+    expect((missing as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('input');
     const next = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: first.id, tools: [weatherTool], input: [{ type: 'function_call_output', call_id: call?.call_id ?? '', output: '{"temp_c": 18}' }] });
     expect(next.output[0]?.type).toBe('message');
   });
@@ -201,6 +204,7 @@ describe('stored responses: previous_response_id, retrieve and delete', () => {
     expect(await client.responses.retrieve(unstored.id).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
     const err = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: unstored.id, input: 'hi' }).catch((e: unknown) => e);
     expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('previous_response_id');
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('previous_response_not_found');
   });
 });
 

@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   invalid_signature: { status: 401, type: 'authentication_error', message: 'The webhook signature is missing, malformed, stale or does not match.' },
   duplicate_webhook: { status: 409, type: 'invalid_request_error', message: 'This webhook id was already received.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'No such route.' },
+  previous_response_not_found: { status: 400, type: 'invalid_request_error', message: 'The previous response was not found.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist.' },
   method_not_allowed: { status: 405, type: 'invalid_request_error', message: 'Method not allowed on this route.' },
   payload_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is larger than the server accepts.' },

@@ -40,3 +40,17 @@ describe.each(targets.map((t) => [t.name, t] as const))('redis response store on
     await expect.poll(async () => a.get('resp_2'), { timeout: 3_000, interval: 100 }).toBeUndefined();
   });
 });
+
+describe('memory response store budget', () => {
+  it('evicts the oldest entries to stay within its byte budget, and skips an entry larger than it', async () => {
+    const big: StoredResponse = { ...value, messages: [{ role: 'user', content: 'x'.repeat(4_000) }] };
+    const store = new MemoryResponseStore(60_000, 20_000); // about two such entries (UTF-16 bytes)
+    await store.put('r1', big);
+    await store.put('r2', big);
+    await store.put('r3', big);
+    expect(await store.get('r1')).toBeUndefined();
+    expect(await store.get('r3')).toEqual(big);
+    await store.put('huge', { ...value, messages: [{ role: 'user', content: 'x'.repeat(20_000) }] });
+    expect(await store.get('huge')).toBeUndefined();
+  });
+});

@@ -7,6 +7,8 @@ import type { RedisClient } from '../store/redis.js';
 
 export const RESPONSE_TTL_S = 86_400;
 const MEMORY_MAX = 10_000;
+/** The in-process store's budget (inline images and documents make entries large). */
+const MEMORY_MAX_BYTES = 64 * 1024 * 1024;
 
 export interface StoredResponse {
   tenant: string;
@@ -23,28 +25,48 @@ export interface ResponseStore {
 }
 
 export class MemoryResponseStore implements ResponseStore {
-  private readonly entries = new Map<string, { value: StoredResponse; expires: number }>();
+  private readonly entries = new Map<string, { value: StoredResponse; expires: number; bytes: number }>();
+  private bytes = 0;
 
-  constructor(private readonly ttlMs = RESPONSE_TTL_S * 1000) {}
+  constructor(
+    private readonly ttlMs = RESPONSE_TTL_S * 1000,
+    private readonly maxBytes = MEMORY_MAX_BYTES,
+  ) {}
 
   async get(id: string): Promise<StoredResponse | undefined> {
     const e = this.entries.get(id);
     if (!e) return undefined;
     if (e.expires <= Date.now()) {
-      this.entries.delete(id);
+      this.drop(id);
       return undefined;
     }
     return e.value;
   }
 
   async put(id: string, value: StoredResponse): Promise<void> {
-    // Oldest first out when full (a Map iterates in insertion order).
-    if (this.entries.size >= MEMORY_MAX) this.entries.delete(this.entries.keys().next().value as string);
-    this.entries.set(id, { value, expires: Date.now() + this.ttlMs });
+    const bytes = JSON.stringify(value).length * 2;
+    this.drop(id);
+    // Expired entries, then the oldest, go first (a Map iterates in insertion order).
+    const now = Date.now();
+    for (const [key, e] of this.entries) {
+      if (e.expires > now && this.entries.size < MEMORY_MAX && this.bytes + bytes <= this.maxBytes) break;
+      this.drop(key);
+    }
+    if (bytes > this.maxBytes) return;
+    this.entries.set(id, { value, expires: now + this.ttlMs, bytes });
+    this.bytes += bytes;
   }
 
   async delete(id: string): Promise<boolean> {
-    return this.entries.delete(id);
+    return this.drop(id);
+  }
+
+  private drop(id: string): boolean {
+    const e = this.entries.get(id);
+    if (!e) return false;
+    this.entries.delete(id);
+    this.bytes -= e.bytes;
+    return true;
   }
 }
 

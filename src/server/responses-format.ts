@@ -129,7 +129,8 @@ export const createResponseSchema = z
     service_tier: z.string().nullish(),
     truncation: z.enum(['auto', 'disabled']).nullish(),
     max_tool_calls: z.number().int().min(1).nullish(),
-    // Server-side state this gateway does not keep: refused below when set.
+    // Continues a stored response (routes/responses.ts); the rest is server-side state this gateway
+    // does not keep, refused below when set.
     previous_response_id: z.string().nullish(),
     conversation: z.unknown().optional(),
     background: z.boolean().nullish(),
@@ -164,9 +165,8 @@ export interface ResponseEcho {
 
 const refuse = (param: string, message: string) => new GatewayError('invalid_value', { param, message });
 
-/** A Responses body as a canonical chat request, with what the Response object echoes back. */
 /**
- * The request as canonical: `req` (instructions first, then the input), plus the instructions and
+ * A Responses body as a canonical chat request, with what the Response object echoes back. The request as canonical: `req` (instructions first, then the input), plus the instructions and
  * the input apart, so a stored conversation can go between them.
  */
 export function responsesToCanonical(body: unknown): { body: CreateResponseBody; req: ChatRequest; echo: ResponseEcho; instructions?: ChatMessage; input: ChatMessage[] } {
@@ -279,7 +279,7 @@ function addItem(messages: ChatMessage[], item: z.infer<typeof inputItem>, path:
     case 'reasoning':
       return;
     case 'item_reference':
-      throw refuse(`${path}.id`, 'This gateway does not store responses, so items cannot be referenced by id: send the item itself.');
+      throw refuse(`${path}.id`, 'Items cannot be referenced by id here: send the item itself (or continue with previous_response_id).');
   }
 }
 
@@ -430,8 +430,8 @@ export class ResponseEventWriter {
 
   constructor(
     private readonly echo: ResponseEcho,
-    /** Called with the finished Response (to store it). */
-    private readonly onDone?: (response: ResponseObject) => void,
+    /** Called with the finished Response (to store it), awaited before response.completed goes out. */
+    private readonly onDone?: (response: ResponseObject) => Promise<void>,
   ) {
     this.model = echo.model;
   }
@@ -456,7 +456,7 @@ export class ResponseEventWriter {
       if (c.finish_reason) this.finish = c.finish_reason;
     }
     if (!started) {
-      this.id = newId('resp');
+      this.id = responseId('');
       yield* this.emit('response.created', { response: this.snapshot('in_progress') });
       yield* this.emit('response.in_progress', { response: this.snapshot('in_progress') });
     }
@@ -464,7 +464,7 @@ export class ResponseEventWriter {
     yield* this.closeMessage(status === 'completed' ? 'completed' : 'incomplete');
     yield* this.closeCalls();
     const response = responseObject(this.id, this.createdAt, this.model, this.echo, { status, incomplete_details, output: this.output, usage: usageOf(this.usage) });
-    this.onDone?.(response);
+    await this.onDone?.(response);
     yield* this.emit(status === 'completed' ? 'response.completed' : 'response.incomplete', { response });
   }
 

@@ -39,26 +39,38 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
     if (body.previous_response_id) {
       const previous = await store.get(body.previous_response_id);
       if (!previous || previous.tenant !== tenant) {
-        throw new GatewayError('invalid_value', { param: 'previous_response_id', message: `Previous response with id '${body.previous_response_id}' not found.` });
+        throw new GatewayError('previous_response_not_found', { param: 'previous_response_id', message: `Previous response with id '${body.previous_response_id}' not found.` });
       }
       history = previous.messages;
+      // A response that ended in function calls continues with their outputs, as OpenAI requires.
+      const calls = history[history.length - 1]?.tool_calls ?? [];
+      const answered = new Set(input.filter((m) => m.role === 'tool').map((m) => m.tool_call_id));
+      const missing = calls.find((c) => !answered.has(c.id));
+      if (missing) throw new GatewayError('invalid_value', { param: 'input', message: `No tool output found for function call ${missing.id}.` });
       req.messages = [...(instructions ? [instructions] : []), ...history, ...input];
     }
     const ctx = createRequestContext(request, reply, 'responses', log, { difficulty: body.difficulty, priority: body.priority, session_id: body.session_id, metadata: body.metadata });
     request.ctx = ctx;
     const outcome = await gateway.handleChat(ctx, req);
 
-    const save = (response: ResponseObject) => {
+    // Stored before the client hears of the response, so an immediate continuation (on any replica)
+    // finds it; a failed write answers store: false.
+    const save = async (response: ResponseObject) => {
       if (!echo.store) return;
       const answer = assistantTurn(response.output);
       const messages = [...history, ...input, ...(answer ? [answer] : [])];
-      store.put(response.id, { tenant, messages, response }).catch((err: unknown) => ctx.log.warn({ err: (err as Error).message, response: response.id }, 'could not store a response'));
+      try {
+        await store.put(response.id, { tenant, messages, response });
+      } catch (err) {
+        ctx.log.warn({ err: (err as Error).message, response: response.id }, 'could not store a response');
+        response.store = false;
+      }
     };
     const writer = new ResponseEventWriter(echo, save);
     return sendOutcome(reply, ctx, outcome, req.stream === true, {
-      json: (result) => {
+      json: async (result) => {
         const response = canonicalToResponse(result, echo);
-        save(response);
+        await save(response);
         return response;
       },
       events: (chunks) => writer.events(chunks),
