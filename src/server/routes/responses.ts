@@ -79,12 +79,12 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
   });
 
   const notFound = (id: string) => new GatewayError('not_found', { param: 'response_id', message: `No response with id '${id}' (responses are kept ${RESPONSE_TTL_S / 3600} h, and not at all with store: false).` });
-  app.get<{ Params: { id: string } }>('/v1/responses/:id', async (request) => {
+  app.get<{ Params: { id: string } }>('/v1/responses/:id', describeRoute({ summary: 'Retrieve a stored response', tags: ['openai'] }), async (request) => {
     const stored = await store.get(request.params.id);
     if (!stored || stored.tenant !== tenantOf(request)) throw notFound(request.params.id);
     return stored.response;
   });
-  app.delete<{ Params: { id: string } }>('/v1/responses/:id', async (request) => {
+  app.delete<{ Params: { id: string } }>('/v1/responses/:id', describeRoute({ summary: 'Delete a stored response', tags: ['openai'] }), async (request) => {
     const stored = await store.get(request.params.id);
     if (!stored || stored.tenant !== tenantOf(request)) throw notFound(request.params.id);
     await store.delete(request.params.id);
