@@ -1,22 +1,17 @@
 // OpenAI's Responses API through the gateway with the official `openai` package, unmodified:
 // `client.responses.create` as JSON and as a stream (every event checked against OpenAI's published
-// schema), function tools round trip, structured output, log-probabilities, and the stateless
-// gateway's clear refusals of what it cannot do (stored responses, hosted tools).
+// schema), function tools round trip, structured output, log-probabilities, stored responses
+// (previous_response_id, retrieve, delete, per tenant), and clear refusals of what it cannot do.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
-import { loadOpenAISpec, openAISpecAvailable, OPENAI_SPEC_PATH, type OpenAISpec } from '../src/providers/__fixtures__/openai-spec.js';
+import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
 import { startTestGateway } from './helpers/gateway.js';
 
-const specReady = openAISpecAvailable();
-if (!specReady && !process.env.CI) console.warn(`responses-sdk.test: ${OPENAI_SPEC_PATH} missing; answers are not checked against the OpenAPI spec`);
-const spec: OpenAISpec | undefined = specReady || process.env.CI ? loadOpenAISpec() : undefined;
+const spec = specForTests('responses-sdk.test');
 
 function expectValid(schemaName: string, value: unknown): void {
-  if (!spec) return;
-  const validate = spec.validator(schemaName);
-  const ok = validate(JSON.parse(JSON.stringify(value)));
-  expect(ok ? [] : validate.errors, `${schemaName}: ${JSON.stringify(value).slice(0, 300)}`).toEqual([]);
+  if (spec) expect(spec.errors(schemaName, JSON.parse(JSON.stringify(value))), `${schemaName}: ${JSON.stringify(value).slice(0, 300)}`).toEqual([]);
 }
 
 let server: RunningServer;
