@@ -24,11 +24,12 @@ export function providerContext(config: Pick<Config, 'redis' | 'clusters'>): Pro
 }
 
 export async function createProvider(name: string, cfg: ProviderConfig, ctx: ProviderContext = {}): Promise<ProviderAdapter> {
-  const adapter = await createAdapter(name, cfg, ctx);
-  // `options.logprobs` / `options.files` override the type's defaults: a compatible server or a model
-  // that cannot (set false), a Gemini model or a mesh whose nodes' backends can (set true).
-  for (const capability of ['logprobs', 'files'] as const) {
-    const value = cfg.options?.[capability];
+  // `options.logprobs` / `options.files` override the type's defaults on every type: a compatible
+  // server or a model that cannot (false), a Gemini model or a mesh whose nodes' backends can (true).
+  // They are taken out first, so a type that checks its own options strictly never sees them.
+  const { logprobs, files, ...own } = cfg.options ?? {};
+  const adapter = await createAdapter(name, cfg.options ? { ...cfg, options: own } : cfg, ctx);
+  for (const [capability, value] of [['logprobs', logprobs], ['files', files]] as const) {
     if (typeof value === 'boolean') Object.defineProperty(adapter, capability, { value, enumerable: true });
   }
   return adapter;
