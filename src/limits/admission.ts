@@ -30,7 +30,8 @@ interface Reserved {
   tokens: boolean;
 }
 
-function dimensionValue(d: LimitDimension, ctx: RequestContext, req: ChatRequest): string | undefined {
+/** The value a rule's dimension counts by, for this request (undefined: the rule does not apply). */
+export function dimensionValue(d: LimitDimension, ctx: RequestContext, req: ChatRequest): string | undefined {
   const t: Tenant = ctx.tenant;
   switch (d) {
     case 'tenant':
@@ -42,8 +43,9 @@ function dimensionValue(d: LimitDimension, ctx: RequestContext, req: ChatRequest
     case 'team':
       return t.teamId;
     case 'session':
-      // Session ids come from the client: another tenant could send the same one.
-      return ctx.options.sessionId === undefined ? undefined : `${t.id}/${ctx.options.sessionId}`;
+      // Session ids come from the client: another tenant could send the same one. Both parts are
+      // escaped before the join, so no tenant id or session id containing `/` aliases another pair.
+      return ctx.options.sessionId === undefined ? undefined : `${encodeURIComponent(t.id)}/${encodeURIComponent(ctx.options.sessionId)}`;
     case 'ip':
       return ctx.clientIp;
     case 'endpoint':
