@@ -5,17 +5,12 @@ import type { ChatChunk, ChatResult } from '../canonical/chat.js';
 import { foldChunks, resultToChunks } from '../canonical/convert.js';
 import type { CachedAnswer } from './entry.js';
 
-/** Folds stream chunks into the ChatResult a non-streaming call would have returned. */
-export const aggregateChunks = foldChunks;
-
 /** The answer as a result, under a new response id. */
 export function answerToResult(answer: CachedAnswer, id: string): ChatResult {
-  const result = answer.kind === 'result' ? structuredClone(answer.result) : aggregateChunks(answer.chunks);
+  const result = answer.kind === 'result' ? structuredClone(answer.result) : foldChunks(answer.chunks);
   result.id = id;
   return result;
 }
-
-export { resultToChunks };
 
 /** Replays the answer as a stream under a new response id, chunk for chunk. */
 export async function* answerToStream(answer: CachedAnswer, id: string): AsyncGenerator<ChatChunk> {

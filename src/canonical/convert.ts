@@ -2,7 +2,7 @@
 // other form: a cache hit replayed as a stream, a stream collected for a JSON client, aggregated
 // passes streamed once chosen. One folder and one replay, so every field (refusals, tool calls, stop
 // sequences, log-probabilities) survives both directions alike.
-import type { ChatChoice, ChatChunk, ChatResult, ChoiceLogprobs, TokenLogprob, ToolCall, Usage } from './chat.js';
+import type { ChatChoice, ChatChunk, ChatResult, TokenLogprob, ToolCall, Usage } from './chat.js';
 
 interface ChoiceAcc {
   content: string;
@@ -15,7 +15,7 @@ interface ChoiceAcc {
 }
 
 /** Folds stream chunks, in order, into the result a non-streaming call would have returned. */
-export class ChunkFolder {
+class ChunkFolder {
   private id = '';
   private created = 0;
   private model = '';
@@ -100,26 +100,18 @@ export function foldChunks(chunks: Iterable<ChatChunk>): ChatResult {
 }
 
 /**
- * Replays a result as chunks: per choice the role, the content (in pieces of about `pieceChars`, or
- * whole), a refusal, the tool calls, the finish; then usage. Log-probabilities go with the piece of
- * content their token starts in.
+ * Replays a result as chunks: per choice the role, the content (its log-probabilities with it), a
+ * refusal, the tool calls, the finish; then usage.
  */
-export function resultToChunks(result: ChatResult, pieceChars = 0): ChatChunk[] {
+export function resultToChunks(result: ChatResult): ChatChunk[] {
   const base = { id: result.id, object: 'chat.completion.chunk' as const, created: result.created, model: result.model, ...(result.system_fingerprint ? { system_fingerprint: result.system_fingerprint } : {}) };
   const out: ChatChunk[] = [];
   for (const choice of result.choices) {
     const index = choice.index;
     out.push({ ...base, choices: [{ index, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
-    const content = choice.message.content ?? '';
-    if (content) {
-      const size = pieceChars > 0 ? pieceChars : content.length;
-      const pieces: string[] = [];
-      for (let i = 0; i < content.length; i += size) pieces.push(content.slice(i, i + size));
-      const tokens = splitTokens(choice.logprobs?.content ?? null, pieces);
-      pieces.forEach((piece, k) => {
-        const lp = tokens?.[k];
-        out.push({ ...base, choices: [{ index, delta: { content: piece }, finish_reason: null, ...(lp ? { logprobs: { content: lp } } : {}) }] });
-      });
+    if (choice.message.content) {
+      const lp = choice.logprobs?.content;
+      out.push({ ...base, choices: [{ index, delta: { content: choice.message.content }, finish_reason: null, ...(lp?.length ? { logprobs: { content: lp } } : {}) }] });
     }
     if (choice.message.refusal) {
       const lp = choice.logprobs?.refusal;
@@ -136,26 +128,6 @@ export function resultToChunks(result: ChatResult, pieceChars = 0): ChatChunk[] 
   out.push({ ...base, choices: [], usage: result.usage });
   return out;
 }
-
-/**
- * Log-probabilities per content piece: each token goes with the piece its text starts in (tokens
- * whose texts do not add up to the content end up with the last piece). Undefined without any.
- */
-function splitTokens(tokens: TokenLogprob[] | null, pieces: readonly string[]): TokenLogprob[][] | undefined {
-  if (!tokens?.length) return undefined;
-  const out: TokenLogprob[][] = pieces.map(() => []);
-  let pieceEnd = pieces[0]?.length ?? 0;
-  let k = 0;
-  let offset = 0;
-  for (const t of tokens) {
-    while (k < pieces.length - 1 && offset >= pieceEnd) pieceEnd += pieces[++k]?.length ?? 0;
-    out[k]?.push(t);
-    offset += t.token.length;
-  }
-  return out;
-}
-
-export type { ChoiceLogprobs };
 
 export async function* iterate<T>(items: readonly T[]): AsyncGenerator<T> {
   for (const item of items) yield item;

@@ -8,8 +8,7 @@ import { defaultRequestOptions, newFacts, type RequestContext } from '../../gate
 import type { Tenant } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
-import { toLegacyResult } from '../../server/legacy-functions.js';
-import { openAiResult, parseChatBody } from '../../server/routes/openai.js';
+import { chatRenderer, parseChatBody } from '../../server/routes/openai.js';
 import { embeddingSchema } from '../../server/routes/openai-schema.js';
 import { validationError } from '../../server/validation.js';
 import { ledgerEntry } from '../../server/ledger-hook.js';
@@ -62,8 +61,8 @@ async function chat(gateway: Gateway, ctx: RequestContext, raw: Record<string, u
   const req = { ...parsed, stream: false } as ChatRequest;
   delete req.stream_options;
   const outcome = await gateway.handleChat(ctx, req);
-  const result = openAiResult(outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream));
-  return legacyAnswer ? toLegacyResult(result) : result;
+  // Rendered as the chat route renders a JSON answer.
+  return chatRenderer(false, legacyAnswer).json(outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream));
 }
 
 async function embed(gateway: Gateway, ctx: RequestContext, raw: Record<string, unknown>): Promise<unknown> {
