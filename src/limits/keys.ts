@@ -113,6 +113,8 @@ export interface ApiKeyStoreOptions {
 
 export class ApiKeyStore {
   private readonly cache = new Map<string, CachedKey>();
+  /** Rows by id for ensureActive (work that outlives its request: batch lines). */
+  private readonly byId = new Map<string, { row: ApiKeyRow | undefined; at: number }>();
 
   constructor(private readonly opts: ApiKeyStoreOptions) {}
 
@@ -172,6 +174,31 @@ export class ApiKeyStore {
     return `${this.opts.redisPrefix ?? ''}revoked-key:${id}`;
   }
 
+  /**
+   * Throws invalid_api_key when the key with this id no longer exists, was revoked (every replica sees
+   * the Redis marker at once) or has expired: for work a key started that runs after its request, such
+   * as batch lines. Rows are read at most every cacheTtlMs; while the database is unreachable the last
+   * row read holds, and with none the key is taken as usable (a failover must not fail work for good).
+   */
+  async ensureActive(id: string): Promise<void> {
+    const what = 'The API key that created this work';
+    if (this.opts.redis && (await this.opts.redis.exists(this.marker(id))) === 1) throw new GatewayError('invalid_api_key', { message: `${what} has been revoked.` });
+    const now = Date.now();
+    let entry = this.byId.get(id);
+    if (!entry || now - entry.at > this.opts.cacheTtlMs) {
+      try {
+        const [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.id, id));
+        entry = { row, at: now };
+        if (this.byId.size > 10_000) this.byId.clear();
+        this.byId.set(id, entry);
+      } catch {
+        if (!entry) return;
+      }
+    }
+    if (!entry.row) throw new GatewayError('invalid_api_key', { message: `${what} no longer exists.` });
+    unusable(entry.row, now, what);
+  }
+
   /** The tenant for a presented key, or invalid_api_key / permission_denied. */
   async verify(key: string, ip?: string): Promise<Tenant> {
     const hash = hashKey(key);
@@ -191,8 +218,7 @@ export class ApiKeyStore {
       this.cache.set(hash, cached);
     }
     const { row } = cached;
-    if (row.revokedAt) throw new GatewayError('invalid_api_key', { message: 'This API key has been revoked.' });
-    if (row.expiresAt && row.expiresAt.getTime() <= now) throw new GatewayError('invalid_api_key', { message: 'This API key has expired.' });
+    unusable(row, now, 'This API key');
     if (cached.allow && !allowed(cached.allow, ip)) {
       throw new GatewayError('permission_denied', { message: 'This API key may not be used from this address.' });
     }
@@ -212,6 +238,12 @@ export class ApiKeyStore {
       },
     };
   }
+}
+
+/** Throws invalid_api_key for a revoked or expired key (`what` names it in the message). */
+function unusable(row: ApiKeyRow, now: number, what: string): void {
+  if (row.revokedAt) throw new GatewayError('invalid_api_key', { message: `${what} has been revoked.` });
+  if (row.expiresAt && row.expiresAt.getTime() <= now) throw new GatewayError('invalid_api_key', { message: `${what} has expired.` });
 }
 
 function blockList(cidrs: readonly string[]): BlockList {

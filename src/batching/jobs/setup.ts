@@ -8,7 +8,6 @@ import type { Config } from '../../config/schema.js';
 import type { Tenant } from '../../gateway/context.js';
 import type { Gateway, ManagedResource } from '../../gateway/gateway.js';
 import type { ApiKeyStore } from '../../limits/keys.js';
-import { GatewayError } from '../../server/errors.js';
 import { WebhookSender } from '../../server/webhooks/sender.js';
 import { applyMigrations } from '../../store/migrations.js';
 import { openSql, type SqlDatabase } from '../../store/sql.js';
@@ -36,42 +35,14 @@ export interface BatchJobsDeps {
   /** The spend ledger: every line that runs is recorded, as every HTTP request is. */
   ledger?: LedgerWriter;
   /** API keys: a line whose batch was created with a key revoked or expired since fails instead of running. */
-  keys?: Pick<ApiKeyStore, 'get'>;
+  keys?: Pick<ApiKeyStore, 'ensureActive'>;
 }
 
-/**
- * The check each batch line passes before it runs: a batch created with an API key stops spending once
- * the key is revoked or expires. Key states are read at most every few seconds per key.
- */
-export function keyStillValid(keys: Pick<ApiKeyStore, 'get'>, ttlMs = 5_000): (tenant: Tenant) => Promise<void> {
-  const seen = new Map<string, { at: number; key: Awaited<ReturnType<ApiKeyStore['get']>> }>();
+/** The check each batch line passes before it runs: a batch created with an API key stops spending once the key is revoked or expires. */
+export function keyStillValid(keys: Pick<ApiKeyStore, 'ensureActive'>): (tenant: Tenant) => Promise<void> {
   return async (tenant) => {
-    if (tenant.kind !== 'key' || !tenant.keyId) return;
-    const now = Date.now();
-    let entry = seen.get(tenant.keyId);
-    if (!entry || now - entry.at > ttlMs) {
-      let key: Awaited<ReturnType<ApiKeyStore['get']>>;
-      try {
-        key = await keys.get(tenant.keyId);
-      } catch {
-        // The database is briefly unreachable: the last known state holds (a line must not fail for
-        // good over a failover); with none known, the line runs.
-        if (entry) return check(entry.key, now);
-        return;
-      }
-      entry = { at: now, key };
-      if (seen.size > 10_000) seen.clear();
-      seen.set(tenant.keyId, entry);
-    }
-    check(entry.key, now);
+    if (tenant.kind === 'key' && tenant.keyId) await keys.ensureActive(tenant.keyId);
   };
-}
-
-/** Throws invalid_api_key for a key that is gone, revoked or expired at `now`. */
-function check(key: Awaited<ReturnType<ApiKeyStore['get']>>, now: number): void {
-  if (!key) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch no longer exists.' });
-  if (key.revoked_at) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch has been revoked.' });
-  if (key.expires_at && Date.parse(key.expires_at) <= now) throw new GatewayError('invalid_api_key', { message: 'The API key that created this batch has expired.' });
 }
 
 export async function assembleBatchJobs({ config, log, gateway, sql, notifier, ledger, keys }: BatchJobsDeps): Promise<BatchJobs | undefined> {
