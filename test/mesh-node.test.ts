@@ -63,7 +63,7 @@ describe.skipIf(!available)('mesh nodes in process', () => {
     started.push(router);
   });
 
-  it('forgets the request stream of a node that left once it is empty (checked and deleted in one script)', async () => {
+  it('forgets the request stream of a node that left once it is empty', async () => {
     const stream = `${prefix}requests:leaver`;
     const leaver = worker('leaver', cool);
     await leaver.start();

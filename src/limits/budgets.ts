@@ -303,8 +303,9 @@ export class BudgetManager {
   private seed(l: BudgetLine): Promise<void> {
     let p = this.seeding.get(l.key);
     if (!p) {
-      const spentSince = this.opts.spentSince;
-      p = (spentSince ? spentSince(l.scope, l.id, l.periodStart) : Promise.resolve(0))
+      // Only called for counters the reserve script named missing, which it does only with a ledger.
+      const spentSince = this.opts.spentSince as NonNullable<typeof this.opts.spentSince>;
+      p = spentSince(l.scope, l.id, l.periodStart)
         .catch((err: unknown) => {
           // Counted from zero rather than refusing every request while the ledger is unreachable.
           this.opts.log.warn({ err: (err as Error).message, budget: l.key }, 'could not seed a budget from the ledger');

@@ -37,9 +37,8 @@ export class HealthRegistry {
 
   /** Every node's record; malformed fields are skipped rather than failing the read. */
   async readAll(): Promise<NodeHealth[]> {
-    const raw = await this.redis.hgetall(this.key);
     const out: NodeHealth[] = [];
-    for (const value of Object.values(raw)) {
+    for (const value of Object.values(await this.readRaw())) {
       const h = decodeHealth(value);
       if (h) out.push(h);
     }

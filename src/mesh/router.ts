@@ -295,9 +295,11 @@ export class MeshRouter {
       }
 
       const now = this.now();
-      await this.forgetSilentNodes(now);
-      this.nodesReadAt = 0;
-      const health = new Map((await this.health()).map((h) => [h.node_id, h]));
+      // One read of the registry: silent records are forgotten, the rest become the routing view.
+      this.nodes = await this.forgetSilentNodes(now);
+      this.nodesReadAt = now;
+      this.prunePlaced();
+      const health = new Map(this.nodes.map((h) => [h.node_id, h]));
       for (const node of await this.commands.smembers(this.keys.nodeStreams)) {
         const stream = this.keys.nodeRequests(node);
         const held = await claimIdle(this.commands, stream, WORKER_GROUP, this.consumer, cfg.idle_reclaim_ms).catch((err: unknown) => {
@@ -322,14 +324,19 @@ export class MeshRouter {
   /**
    * Deletes the records of nodes silent for longer than forget_after_s (crashed workers never leave).
    * A record this router cannot read (another version's) is forgotten only once it has stayed the
-   * same for a whole reclaim interval: a live node rewrites its record every heartbeat.
+   * same for a whole reclaim interval: a live node rewrites its record every heartbeat. Returns the
+   * readable records it kept.
    */
-  private async forgetSilentNodes(now: number): Promise<void> {
+  private async forgetSilentNodes(now: number): Promise<NodeHealth[]> {
     const limit = this.opts.config.forget_after_s * 1000;
     const unreadable = new Map<string, string>();
+    const kept: NodeHealth[] = [];
     for (const [node, raw] of Object.entries(await this.registry.readRaw())) {
       const h = decodeHealth(raw);
-      if (h && now - h.ts <= limit) continue;
+      if (h && now - h.ts <= limit) {
+        kept.push(h);
+        continue;
+      }
       if (!h) {
         unreadable.set(node, raw);
         if (this.unreadableSeen.get(node) !== raw) continue;
@@ -337,6 +344,7 @@ export class MeshRouter {
       if (await this.registry.forgetIfUnchanged(node, raw)) this.opts.log.info({ node, lastHeartbeat: h ? new Date(h.ts).toISOString() : null }, 'mesh router: forgot a node silent for longer than forget_after_s');
     }
     this.unreadableSeen = unreadable;
+    return kept;
   }
 
   /** Moves entries queued on a node that left (or went silent) to other nodes; forgets empty streams. */
