@@ -212,6 +212,8 @@ export class AnthropicProvider implements ProviderAdapter {
     const toolIndexOfBlock = new Map<number, number>();
     const toolStartInput = new Map<number, unknown>();
     const toolGotDelta = new Set<number>();
+    /** JSON mode: whether the forced tool's (first) call has started; later calls are not streamed. */
+    let jsonBlockSeen = false;
     const chunk = (choices: ChatChunk['choices'], extra: Partial<ChatChunk> = {}): ChatChunk => ({
       id,
       object: 'chat.completion.chunk',
@@ -250,7 +252,8 @@ export class AnthropicProvider implements ProviderAdapter {
               yield chunk([{ index: 0, delta: { content: block.text }, finish_reason: null }]);
             } else if (block.type === 'tool_use' && jsonMode) {
               // JSON mode: the forced tool's input streams as the answer's text (its first call only).
-              if (![...toolIndexOfBlock.values()].includes(-1)) {
+              if (!jsonBlockSeen) {
+                jsonBlockSeen = true;
                 toolIndexOfBlock.set(event.index, -1);
                 toolStartInput.set(event.index, block.input);
               }

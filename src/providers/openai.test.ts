@@ -183,7 +183,9 @@ describe('openai provider: log-probabilities', () => {
     const second = chunks.find((c) => c.choices[0]?.delta.content === ' wörld');
     expect(second?.choices[0]?.logprobs?.content?.map((t) => t.token)).toEqual([' w', 'örld']);
     // A chunk the upstream sent with logprobs null has none.
-    expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.logprobs).toBeUndefined();
+    const finishing = chunks.find((c) => c.choices[0]?.finish_reason);
+    expect(finishing).toBeDefined();
+    expect(finishing?.choices[0]?.logprobs).toBeUndefined();
   });
 
   it('a completion without logprobs reports null', async () => {

@@ -139,7 +139,7 @@ export const createResponseSchema = z
   })
   .strict();
 
-export type CreateResponseBody = z.infer<typeof createResponseSchema>;
+type CreateResponseBody = z.infer<typeof createResponseSchema>;
 
 /** The request's settings a Response object reports back (OpenAI echoes them). */
 export interface ResponseEcho {
@@ -266,8 +266,7 @@ function addItem(messages: ChatMessage[], item: z.infer<typeof inputItem>, path:
       const call = { id: item.call_id, type: 'function' as const, function: { name: item.name, arguments: item.arguments } };
       // Parallel calls arrive as consecutive items: one assistant turn carries them all.
       const last = messages[messages.length - 1];
-      if (last?.role === 'assistant' && (last.tool_calls?.length || !last.content)) last.tool_calls = [...(last.tool_calls ?? []), call];
-      else if (last?.role === 'assistant') last.tool_calls = [call];
+      if (last?.role === 'assistant') last.tool_calls = [...(last.tool_calls ?? []), call];
       else messages.push({ role: 'assistant', content: null, tool_calls: [call] });
       return;
     }
@@ -344,7 +343,7 @@ const newId = (prefix: string) => `${prefix}_${randomHex(12)}`;
  * A new `resp_…` id for every answer: stored responses are looked up by it, and an upstream's own id
  * need not be unique (a cache hit, the simulator's per-prompt ids, servers that send none).
  */
-function responseId(_upstreamId: string): string {
+function responseId(): string {
   return `resp_${randomHex(16)}`;
 }
 
@@ -413,13 +412,13 @@ export function canonicalToResponse(result: ChatResult, echo: ResponseEcho) {
       output.push({ type: 'function_call', id: newId('fc'), call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
     }
   }
-  return responseObject(responseId(result.id), result.created, result.model, echo, { status, incomplete_details, output, usage: usageOf(result.usage) });
+  return responseObject(responseId(), result.created, result.model, echo, { status, incomplete_details, output, usage: usageOf(result.usage) });
 }
 
 /** The Responses event sequence for a chunk stream; `error()` renders a failure after it started. */
 export class ResponseEventWriter {
   private seq = 0;
-  private id = '';
+  private readonly id = responseId();
   private createdAt = Math.floor(Date.now() / 1000);
   private model: string;
   private readonly output: OutputItem[] = [];
@@ -441,11 +440,9 @@ export class ResponseEventWriter {
     for await (const chunk of chunks) {
       if (!started) {
         started = true;
-        this.id = responseId(chunk.id);
         this.createdAt = chunk.created || this.createdAt;
         this.model = chunk.model || this.model;
-        yield* this.emit('response.created', { response: this.snapshot('in_progress') });
-        yield* this.emit('response.in_progress', { response: this.snapshot('in_progress') });
+        yield* this.start();
       }
       if (chunk.usage) this.usage = chunk.usage;
       const c = chunk.choices.find((x) => x.index === 0);
@@ -455,17 +452,18 @@ export class ResponseEventWriter {
       for (const t of c.delta.tool_calls ?? []) yield* this.toolCall(t.index, t.id, t.function?.name, t.function?.arguments);
       if (c.finish_reason) this.finish = c.finish_reason;
     }
-    if (!started) {
-      this.id = responseId('');
-      yield* this.emit('response.created', { response: this.snapshot('in_progress') });
-      yield* this.emit('response.in_progress', { response: this.snapshot('in_progress') });
-    }
+    if (!started) yield* this.start();
     const { status, incomplete_details } = statusOf(this.finish);
     yield* this.closeMessage(status === 'completed' ? 'completed' : 'incomplete');
     yield* this.closeCalls();
     const response = responseObject(this.id, this.createdAt, this.model, this.echo, { status, incomplete_details, output: this.output, usage: usageOf(this.usage) });
     await this.onDone?.(response);
     yield* this.emit(status === 'completed' ? 'response.completed' : 'response.incomplete', { response });
+  }
+
+  private *start(): Generator<SseEvent> {
+    yield* this.emit('response.created', { response: this.snapshot('in_progress') });
+    yield* this.emit('response.in_progress', { response: this.snapshot('in_progress') });
   }
 
   /** A failure after the stream started: Responses' `error` event (the SDK raises it). */

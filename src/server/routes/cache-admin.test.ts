@@ -67,7 +67,7 @@ describe('cache admin routes', () => {
   });
 
   it('without an admin token, a tenant invalidates its own namespace only', async () => {
-    const { app, cache } = await setup({ id: 'acme', kind: 'api_key' });
+    const { app, cache } = await setup({ id: 'acme', kind: 'key' });
     const everything = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { pattern: '*' } });
     expect([everything.statusCode, everything.json().error.code]).toEqual([403, 'permission_denied']);
     const foreign = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { namespace: 'globex' } });
