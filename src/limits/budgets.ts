@@ -75,13 +75,24 @@ end
 return out
 `;
 
-type BudgetRedis = RedisClient & { ifBudgetReserve(...args: (string | number)[]): Promise<number[]> };
+// KEYS: the counters; ARGV[1]: the change in micro-dollars. Returns the new values. A script, not
+// MULTI: ioredis builds a heavy Pipeline object per MULTI, and this runs once per request.
+const ADJUST_LUA = `
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('INCRBY', KEYS[i], ARGV[1]) end
+return out
+`;
+
+type BudgetRedis = RedisClient & {
+  ifBudgetReserve(...args: (string | number)[]): Promise<number[]>;
+  ifBudgetAdjust(...args: (string | number)[]): Promise<number[]>;
+};
 
 export class RedisBudgetStore implements BudgetStore {
   private readonly redis: BudgetRedis;
   /**
    * One hash tag for every budget counter (`{<prefix>budgets:}budget:…`): one reservation checks the
-   * key's, the user's and the team's counters in one script (and adjusts them in one MULTI), so on
+   * key's, the user's and the team's counters in one script (and adjusts them in another), so on
    * Redis Cluster they must share a slot; a team's counter is shared by its users and keys, so no
    * narrower per-identity tag keeps every line of a request together.
    */
@@ -90,6 +101,7 @@ export class RedisBudgetStore implements BudgetStore {
   constructor(redis: RedisClient, prefix: string) {
     this.prefix = hashTagged(`${prefix}budgets:`);
     if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });
+    if (!('ifBudgetAdjust' in redis)) redis.defineCommand('ifBudgetAdjust', { lua: ADJUST_LUA });
     this.redis = redis as BudgetRedis;
   }
 
@@ -103,10 +115,8 @@ export class RedisBudgetStore implements BudgetStore {
   }
 
   async adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]> {
-    const multi = this.redis.multi();
-    for (const l of lines) multi.incrby(this.prefix + l.key, deltaMicros);
-    const res = (await multi.exec()) ?? [];
-    return res.map(([, v]) => Number(v));
+    const out = await this.redis.ifBudgetAdjust(lines.length, ...lines.map((l) => this.prefix + l.key), deltaMicros);
+    return out.map(Number);
   }
 
   async seed(key: string, valueMicros: number, ttlMs: number): Promise<void> {

@@ -52,6 +52,46 @@ function deliverCommand(redis: Redis): DeliverFn {
   return (redis as unknown as WithDeliver).meshDeliverFinal.bind(redis);
 }
 
+// KEYS: the source stream. ARGV: group, entry id. Acknowledges and deletes one entry.
+const RETIRE_SCRIPT = `
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])
+`;
+
+// KEYS: the node's request stream, the set of node streams, the source stream. ARGV: the encoded
+// request, the node id, the source's group, the source entry id. Hands a request to a node and
+// retires the entry it came from, atomically (as a MULTI would, without ioredis building one).
+const PLACE_SCRIPT = `
+redis.call('XADD', KEYS[1], '*', '${FIELD}', ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
+return redis.call('XDEL', KEYS[3], ARGV[4])
+`;
+
+interface WithMeshScripts {
+  meshRetire(source: string, group: string, id: string): Promise<number>;
+  meshPlace(target: string, nodeStreams: string, source: string, body: string, node: string, group: string, id: string): Promise<number>;
+}
+
+// Scripts rather than MULTI: an ioredis Pipeline (what multi() builds) is a heavy object whose
+// per-instance accessor kept it alive past the young generation, once per request (bench/RESULTS.md).
+function meshScripts(redis: Redis): WithMeshScripts {
+  const r = redis as unknown as Partial<WithMeshScripts>;
+  if (!r.meshRetire) redis.defineCommand('meshRetire', { numberOfKeys: 1, lua: RETIRE_SCRIPT });
+  if (!r.meshPlace) redis.defineCommand('meshPlace', { numberOfKeys: 3, lua: PLACE_SCRIPT });
+  return redis as unknown as WithMeshScripts;
+}
+
+/** Acknowledges and deletes a stream entry (a request that needs no answer from this process). */
+export async function retireEntry(redis: Redis, source: SourceEntry): Promise<void> {
+  await meshScripts(redis).meshRetire(source.stream, source.group, source.id);
+}
+
+/** Appends a request to a node's stream, records the stream, and retires its source entry. */
+export async function placeOnNode(redis: Redis, target: string, nodeStreams: string, node: string, body: string, source: SourceEntry): Promise<void> {
+  await meshScripts(redis).meshPlace(target, nodeStreams, source.stream, body, node, source.group, source.id);
+}
+
 /** Where the request came from, so delivering its answer also retires the stream entry. */
 export interface SourceEntry {
   stream: string;
@@ -86,7 +126,7 @@ export async function deliverFinal(
     await redis.xadd(req.callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, body);
     await redis.pexpire(req.callback, CALLBACK_TTL_MS);
   }
-  if (source) await redis.multi().xack(source.stream, source.group, source.id).xdel(source.stream, source.id).exec();
+  if (source) await retireEntry(redis, source);
   return won;
 }
 

@@ -13,7 +13,6 @@ import {
   encodeRequest,
   entryData,
   ErrNoAvailableNodes,
-  FIELD,
   meshKeys,
   ROUTER_GROUP,
   WORKER_GROUP,
@@ -21,7 +20,7 @@ import {
   type MeshRequest,
   type NodeHealth,
 } from './contracts.js';
-import { claimIdle, deliverFinal, isDone, touchPending, type SourceEntry } from './delivery.js';
+import { claimIdle, deliverFinal, isDone, placeOnNode, retireEntry, touchPending, type SourceEntry } from './delivery.js';
 import { HealthRegistry } from './registry.js';
 import { affinityKeyOf, chooseNode, exclusionReason, type RouteDecision } from './sticky.js';
 
@@ -191,13 +190,7 @@ export class MeshRouter {
     const decision = await this.decide(req, avoid);
     if (!(decision instanceof ErrNoAvailableNodes)) {
       const target = this.keys.nodeRequests(decision.node);
-      await this.commands
-        .multi()
-        .xadd(target, '*', FIELD, encodeRequest(req))
-        .sadd(this.keys.nodeStreams, decision.node)
-        .xack(source.stream, source.group, source.id)
-        .xdel(source.stream, source.id)
-        .exec();
+      await placeOnNode(this.commands, target, this.keys.nodeStreams, decision.node, encodeRequest(req), source);
       this.stats.decisions[decision.reason]++;
       if (avoid !== undefined || req.attempt > 1) this.stats.rerouted++;
       else this.stats.routed++;
@@ -275,7 +268,7 @@ export class MeshRouter {
   }
 
   private async retire(source: SourceEntry): Promise<void> {
-    await this.commands.multi().xack(source.stream, source.group, source.id).xdel(source.stream, source.id).exec();
+    await retireEntry(this.commands, source);
   }
 
   /**

@@ -11,7 +11,7 @@ import { isUpstreamError } from '../providers/errors.js';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
 import type { MeshConfig } from './config.js';
 import { decodeRequest, entryData, meshKeys, WORKER_GROUP, type MeshErrorBody, type MeshEvent, type MeshKeys, type MeshRequest, type NodeHealth } from './contracts.js';
-import { appendChunk, deliverFinal, isDone, touchPending, type SourceEntry } from './delivery.js';
+import { appendChunk, deliverFinal, isDone, retireEntry, touchPending, type SourceEntry } from './delivery.js';
 import type { MeshBackend } from './backend.js';
 import type { HealthSource, HostHealth } from './health.js';
 import { HealthRegistry } from './registry.js';
@@ -204,7 +204,7 @@ export class WorkerAgent {
     const req = raw === undefined ? undefined : decodeRequest(raw);
     if (!req) {
       this.opts.log.error({ entryId }, 'mesh worker: dropping a malformed request entry');
-      await this.commands.multi().xack(this.stream, WORKER_GROUP, entryId).xdel(this.stream, entryId).exec();
+      await retireEntry(this.commands, source);
       return;
     }
     const exec = `${this.opts.nodeId}:${req.attempt}:${randomHex(3)}`;
@@ -212,7 +212,7 @@ export class WorkerAgent {
     if (await isDone(this.commands, this.keys, req.id)) {
       // Answered by another execution, or its requester gave up: nothing to run.
       this.stats.skipped++;
-      await this.commands.multi().xack(this.stream, WORKER_GROUP, entryId).xdel(this.stream, entryId).exec();
+      await retireEntry(this.commands, source);
       return;
     }
     const remaining = req.deadline - this.now();

@@ -83,6 +83,9 @@ end
 return #gone
 `;
 
+/** How often a replica writes the cache statistics it summed, ms. */
+const STATS_FLUSH_MS = 1_000;
+
 /** Longest stretch the change-stream follower applies events without yielding to requests, ms. */
 const FOLLOW_SLICE_MS = 2;
 /** Further behind the stream than this, the follower stops yielding until it has caught up, ms. */
@@ -118,6 +121,8 @@ export class RedisCacheStore implements CacheStore {
   private lastId = '$';
   private sweeper: NodeJS.Timeout | undefined;
   private readonly streamMaxLen: number;
+  private pendingStats = new Map<string, number>();
+  private statsTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: RedisStoreOptions) {
     if (opts.client) {
@@ -155,13 +160,12 @@ export class RedisCacheStore implements CacheStore {
 
   async get(key: string): Promise<StoredEntry | undefined> {
     const ek = `${this.p}e:${key}`;
-    const res = await this.redis
-      .pipeline()
-      .hmgetBuffer(ek, 'm', 'd', 'v')
-      .zadd(`${this.p}lru`, 'XX', Date.now(), key)
-      .exec();
-    if (res?.[0]?.[0]) throw res[0][0];
-    const [m, d, v] = (res?.[0]?.[1] ?? []) as (Buffer | null)[];
+    // Two plain commands, not a pipeline: they leave in one socket write all the same, and an
+    // ioredis Pipeline object (a per-instance accessor, a copy of every defined script) outlived the
+    // young generation, most of the cache's share of old-space garbage in a soak (bench/RESULTS.md).
+    // The use-order touch is best effort, as before.
+    this.redis.zadd(`${this.p}lru`, 'XX', Date.now(), key).catch(() => undefined);
+    const [m, d, v] = await this.redis.hmgetBuffer(ek, 'm', 'd', 'v');
     if (!m || !d) return undefined;
     const entry: StoredEntry = { meta: JSON.parse(m.toString('utf8')) as EntryMeta, payload: d };
     if (v && v.length) entry.vector = vectorFromBuffer(v);
@@ -233,26 +237,44 @@ export class RedisCacheStore implements CacheStore {
     return { entries: Number(entries ?? 0), bytes: Number(bytes ?? 0), evictions: Number(evictions ?? 0) };
   }
 
+  /**
+   * Adds to the shared statistics. Increments are summed here and written once per
+   * STATS_FLUSH_MS (and before this replica reads them, and at close): a round trip per request
+   * cost Redis a command and this process a pipeline per request for numbers nobody reads that often.
+   */
   incrementStats(delta: StatCounters): void {
-    const pipe = this.redis.pipeline();
-    for (const [k, v] of Object.entries(delta)) {
-      if (Number.isInteger(v)) pipe.hincrby(`${this.p}stats`, k, v);
-      else pipe.hincrbyfloat(`${this.p}stats`, k, v);
+    for (const k in delta) this.pendingStats.set(k, (this.pendingStats.get(k) ?? 0) + (delta[k] as number));
+    if (!this.statsTimer) {
+      this.statsTimer = setTimeout(() => void this.flushStats(), STATS_FLUSH_MS);
+      this.statsTimer.unref();
     }
-    // Statistics are best effort: a lost increment must never fail a request.
-    pipe.exec().catch(() => undefined);
+  }
+
+  /** Writes the summed increments; statistics are best effort, so a failed write is dropped. */
+  private async flushStats(): Promise<void> {
+    clearTimeout(this.statsTimer);
+    this.statsTimer = undefined;
+    if (this.pendingStats.size === 0) return;
+    const pending = this.pendingStats;
+    this.pendingStats = new Map();
+    // HINCRBYFLOAT for every field: a sum of fractions can come out whole, and HINCRBY on a field
+    // that holds a fraction is an error; Redis prints whole results without a decimal point.
+    await Promise.all([...pending].map(([k, v]) => this.redis.hincrbyfloat(`${this.p}stats`, k, v))).catch(() => undefined);
   }
 
   async readStats(): Promise<StatCounters> {
+    await this.flushStats();
     const raw = await this.redis.hgetall(`${this.p}stats`);
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]));
   }
 
   async clearStats(): Promise<void> {
+    this.pendingStats.clear();
     await this.redis.del(`${this.p}stats`, `${this.p}evictions`);
   }
 
   async close(): Promise<void> {
+    await this.flushStats();
     this.following = false;
     if (this.sweeper) clearInterval(this.sweeper);
     this.follower?.disconnect();
@@ -295,16 +317,14 @@ export class RedisCacheStore implements CacheStore {
         // The oldest entry still in the stream, read just before the blocking read: if it is newer
         // than the last one applied, the trim overtook this replica and the events in between are
         // gone (its index may hold deleted entries or miss new ones): listeners reconcile.
-        const replies = await this.follower
-          .pipeline()
-          .xrange(`${this.p}events`, '-', '+', 'COUNT', 1)
-          .xreadBuffer('COUNT', 500, 'BLOCK', 1000, 'STREAMS', `${this.p}events`, this.lastId)
-          .exec();
-        const [first, read] = replies ?? [];
-        if (first?.[0] || read?.[0]) throw first?.[0] ?? read?.[0];
-        const firstId = (first?.[1] as [string, string[]][] | undefined)?.[0]?.[0];
+        // Both on the follower's own connection, so Redis runs them in this order.
+        const [first, read] = await Promise.all([
+          this.follower.xrange(`${this.p}events`, '-', '+', 'COUNT', 1),
+          this.follower.xreadBuffer('COUNT', 500, 'BLOCK', 1000, 'STREAMS', `${this.p}events`, this.lastId),
+        ]);
+        const firstId = first[0]?.[0];
         if (firstId !== undefined && compareIds(this.lastId, firstId) < 0) this.emit({ op: 'resync' });
-        res = read?.[1] as [Buffer, [Buffer, Buffer[]][]][] | null;
+        res = read as [Buffer, [Buffer, Buffer[]][]][] | null;
       } catch {
         if (!this.following) return;
         await new Promise((r) => setTimeout(r, 500));

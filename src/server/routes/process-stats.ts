@@ -3,6 +3,7 @@
 // first call (nothing runs until someone asks) and `?reset=true` starts a new measuring window.
 import { readdir } from 'node:fs/promises';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
 import type { FastifyPluginAsync } from 'fastify';
 
 const NS_PER_MS = 1e6;
@@ -31,6 +32,9 @@ export const processStatsRoutes: FastifyPluginAsync = async (app) => {
       heap_used_bytes: mem.heapUsed,
       heap_total_bytes: mem.heapTotal,
       external_bytes: mem.external,
+      array_buffers_bytes: mem.arrayBuffers,
+      // Used bytes per V8 heap space (new_space, old_space, large_object_space…): which one grows.
+      heap_spaces: Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, s.space_used_size])),
       event_loop_delay_ms: {
         window_s: Math.round((performance.now() - windowStart) / 100) / 10,
         samples: h.count,
