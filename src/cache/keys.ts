@@ -2,7 +2,7 @@
 // (model group, messages, tools, sampling and output parameters) and nothing that does not (stream,
 // user, metadata…). The semantic key splits the same request into the text that is embedded (the
 // last user turn) and a fingerprint of the rest, which must match exactly for a semantic hit.
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { contentText, stopList, type ChatMessage, type ChatRequest } from '../canonical/chat.js';
 
 /** JSON with sorted keys and undefined fields dropped, so equal requests serialise equally. */
@@ -23,7 +23,7 @@ const RESPONSE_FORMAT_KEY = 2;
 const LOGPROBS_KEY = 'carried';
 
 function hash(s: string): string {
-  return createHash('sha256').update(s).digest('base64url').slice(0, 32);
+  return digest('sha256', s, 'base64url').slice(0, 32);
 }
 
 function canonicalMessage(m: ChatMessage): unknown {

@@ -2,7 +2,7 @@
 // last user turn, search its partition's index, demand similarity >= threshold and agreeing guard
 // features), and storing answers with what they saved. One instance per process; with the Redis
 // store, every instance's index follows the others' writes.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ChatRequest } from '../canonical/chat.js';
 import type { Embedder } from './embedders/types.js';
 import { decodeAnswer, encodeAnswer, type CachedAnswer, type EntryMeta, type StoredEntry } from './entry.js';
@@ -211,10 +211,7 @@ export class ResponseCache {
 
   private partition(namespace: string, fingerprint: string): string {
     // The embedder id is part of the partition: vectors from different models never meet.
-    return createHash('sha256')
-      .update(`${namespace}\u0000${fingerprint}\u0000${this.semantic?.embedder.id ?? ''}`)
-      .digest('base64url')
-      .slice(0, 24);
+    return hash('sha256', `${namespace}\u0000${fingerprint}\u0000${this.semantic?.embedder.id ?? ''}`, 'base64url').slice(0, 24);
   }
 
   private async semanticLookup(probe: Probe, minCreatedAt: number): Promise<CacheHit | undefined> {

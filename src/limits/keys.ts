@@ -2,7 +2,7 @@
 // visible prefix, each with allowed models, limits, a budget, metadata, an IP allowlist, expiry and
 // revocation. Lookups are cached per replica for `cache_ttl_ms`; a revocation is seen at once on
 // every replica through a Redis marker checked on each cache hit (without Redis: one process).
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import { desc, eq } from 'drizzle-orm';
 import type { RedisClient } from '../store/redis.js';
@@ -83,7 +83,7 @@ export function keyView(r: ApiKeyRow): ApiKeyView {
   };
 }
 
-export const hashKey = (key: string): string => createHash('sha256').update(key).digest('hex');
+export const hashKey = (key: string): string => hash('sha256', key, 'hex');
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 function randomToken(length: number): string {

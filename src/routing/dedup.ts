@@ -3,14 +3,14 @@
 // every chunk from the first (late joiners replay what was already sent). The shared call is
 // cancelled only when every client has gone. Every client is billed the answer's cost, as if it had
 // been called alone: dedup saves upstream load, it does not make a tenant's bill depend on timing.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import { Cancellation } from '../providers/cancel.js';
 
 export function dedupKey(ctx: RequestContext, req: ChatRequest): string {
-  return createHash('sha256').update(ctx.tenant.id).update('\u0000').update(JSON.stringify(req)).digest('base64url');
+  return hash('sha256', `${ctx.tenant.id}\u0000${JSON.stringify(req)}`, 'base64url');
 }
 
 /** Buffers one stream's chunks for any number of readers; pumps the source once. */

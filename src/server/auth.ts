@@ -1,7 +1,7 @@
 // Who is calling. The baseline authenticator checks static bearer tokens in constant time; it takes
 // the key from `Authorization: Bearer` or `x-api-key` (the Anthropic SDK's header). With no token
 // configured every caller is the anonymous tenant (and the server stays on loopback).
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { ANONYMOUS, type Tenant } from '../gateway/context.js';
 import { GatewayError } from './errors.js';
 
@@ -30,7 +30,7 @@ export function presentedKey(headers: AuthRequest['headers']): string | undefine
 }
 
 function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
+  return hash('sha256', value, 'buffer');
 }
 
 export function createTokenAuthenticator(tokens: readonly string[]): Authenticator {

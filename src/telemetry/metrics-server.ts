@@ -1,7 +1,7 @@
 // The separate metrics listener of seed 002 (`PROMETHEUS_PORT`): a bare node:http server answering
 // GET /metrics on its own port, so Prometheus can scrape without touching the API port. It is a
 // managed resource of the gateway: closed on shutdown with everything else.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { presentedKey } from '../server/auth.js';
@@ -54,7 +54,7 @@ export function metricsAuthorized(token: string | undefined, headers: Record<str
   if (!token) return true;
   const presented = presentedKey(headers);
   if (!presented) return false;
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(token).digest();
+  const a = hash('sha256', presented, 'buffer');
+  const b = hash('sha256', token, 'buffer');
   return timingSafeEqual(a, b);
 }

@@ -1,6 +1,6 @@
 // The admin API for virtual keys, guarded by the admin token (auth.admin_token): create (the
 // plaintext key is shown once), list, show and revoke. `inferenceflow keys` talks to these routes.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ApiKeyStore } from '../../limits/keys.js';
 import { createKeySchema } from '../../limits/keys.js';
@@ -15,11 +15,11 @@ export interface AdminRouteOptions {
 
 /** A check of the admin token in constant time; used by the admin routes and /v1/spend. */
 export function adminTokenCheck(adminToken: string | undefined): (request: FastifyRequest) => boolean {
-  const want = adminToken ? createHash('sha256').update(adminToken).digest() : undefined;
+  const want = adminToken ? hash('sha256', adminToken, 'buffer') : undefined;
   return (request) => {
     const key = presentedKey(request.headers);
     if (!want || !key) return false;
-    return timingSafeEqual(createHash('sha256').update(key).digest(), want);
+    return timingSafeEqual(hash('sha256', key, 'buffer'), want);
   };
 }
 
