@@ -174,25 +174,56 @@ const QUOTED = /"([^"]+)"|“([^”]+)”|`([^`]+)`|«([^»]+)»|(?:^|[\s(])'([^
 const WORD = /\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|[\p{L}\p{M}\p{N}][\p{L}\p{M}\p{N}_'’.\-/+#]*[\p{L}\p{M}\p{N}+#]|[\p{L}\p{M}\p{N}]|[$€£¥%°]/gu;
 const NUMERIC = /^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$/;
 
+// The per-word patterns, built once: a regex literal is a new RegExp object each time it is evaluated.
+const CURLY_APOSTROPHE = /’/g;
+const ABBREVIATION = /^(?:\p{Lu}\.)+$/u;
+const HAS_DIGIT = /\d/;
+const STARTS_UPPER = /^\p{Lu}/u;
+const CODE_PUNCT = /[_./#+-]/;
+const CAMEL = /\p{Ll}\p{Lu}/u;
+const ALL_CAPS = /^[\p{Lu}\p{N}]+$/u;
+const FROM_APOSTROPHE = /'.*$/;
+const SENTENCE_GAP = /[\s"'“‘([*_-]/;
+const SENTENCE_END = /[.!?:\n]/;
+
 function normaliseNumber(s: string): string {
   const n = Number(s.replace(/,/g, ''));
   return Number.isFinite(n) ? String(n) : s;
 }
 
+/** Script tests, in order; built once (a regex literal inside the loop made a RegExp per character). */
+const SCRIPTS: readonly (readonly [RegExp, string])[] = [
+  [/\p{Script=Latin}/u, 'latin'],
+  [/\p{Script=Cyrillic}/u, 'cyrillic'],
+  [/\p{Script=Han}/u, 'han'],
+  [/\p{Script=Hiragana}|\p{Script=Katakana}/u, 'kana'],
+  [/\p{Script=Hangul}/u, 'hangul'],
+  [/\p{Script=Arabic}/u, 'arabic'],
+  [/\p{Script=Greek}/u, 'greek'],
+  [/\p{Script=Hebrew}/u, 'hebrew'],
+  [/\p{Script=Devanagari}/u, 'devanagari'],
+  [/\p{Script=Thai}/u, 'thai'],
+];
+
 function scriptOf(text: string): string {
   const counts: Record<string, number> = {};
-  for (const ch of text) {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
     let s: string | undefined;
-    if (/\p{Script=Latin}/u.test(ch)) s = 'latin';
-    else if (/\p{Script=Cyrillic}/u.test(ch)) s = 'cyrillic';
-    else if (/\p{Script=Han}/u.test(ch)) s = 'han';
-    else if (/\p{Script=Hiragana}|\p{Script=Katakana}/u.test(ch)) s = 'kana';
-    else if (/\p{Script=Hangul}/u.test(ch)) s = 'hangul';
-    else if (/\p{Script=Arabic}/u.test(ch)) s = 'arabic';
-    else if (/\p{Script=Greek}/u.test(ch)) s = 'greek';
-    else if (/\p{Script=Hebrew}/u.test(ch)) s = 'hebrew';
-    else if (/\p{Script=Devanagari}/u.test(ch)) s = 'devanagari';
-    else if (/\p{Script=Thai}/u.test(ch)) s = 'thai';
+    if (code < 0x80) {
+      // ASCII: only its letters belong to a script (Latin).
+      if ((code >= 65 && code <= 90) || (code >= 97 && code <= 122)) s = 'latin';
+    } else {
+      const cp = text.codePointAt(i) as number;
+      if (cp > 0xffff) i++;
+      const ch = String.fromCodePoint(cp);
+      for (const [re, name] of SCRIPTS) {
+        if (re.test(ch)) {
+          s = name;
+          break;
+        }
+      }
+    }
     if (s) counts[s] = (counts[s] ?? 0) + 1;
   }
   // Japanese mixes kana and Han: any kana makes it Japanese.
@@ -219,8 +250,8 @@ function guessLatinLanguage(words: string[]): string {
 function opensSentence(text: string, at: number): boolean {
   for (let i = at - 1; i >= 0; i--) {
     const ch = text[i] as string;
-    if (/[\s"'“‘([*_-]/.test(ch) && ch !== '\n') continue;
-    return /[.!?:\n]/.test(ch);
+    if (ch !== '\n' && SENTENCE_GAP.test(ch)) continue;
+    return SENTENCE_END.test(ch);
   }
   return true;
 }
@@ -241,10 +272,10 @@ export function extractFeatures(text: string): PromptFeatures {
   const lowerWords: string[] = [];
   const content = new Set<string>();
   for (const m of text.matchAll(WORD)) {
-    let w = m[0].replace(/’/g, "'");
+    let w = m[0].replace(CURLY_APOSTROPHE, "'");
     const atStart = opensSentence(text, m.index ?? 0);
     // Trailing sentence punctuation glued on by the pattern ("2.5." or "U.S.") stays with abbreviations only.
-    if (/[.]$/.test(w) && !/^(?:\p{Lu}\.)+$/u.test(w)) w = w.slice(0, -1);
+    if (w.endsWith('.') && !ABBREVIATION.test(w)) w = w.slice(0, -1);
     const lower = w.toLowerCase();
     lowerWords.push(lower);
     if (NUMERIC.test(w)) {
@@ -252,7 +283,7 @@ export function extractFeatures(text: string): PromptFeatures {
       continue;
     }
     // Mixed expressions like 2+2, 3x5, 10/2, 1e6, 3rd, 5km: keep digit runs and their unit suffix.
-    if (/\d/.test(w)) {
+    if (HAS_DIGIT.test(w)) {
       const ord = /^(\d+)(st|nd|rd|th)$/i.exec(w);
       if (ord) {
         numbers.push(`#${ord[1]}`);
@@ -281,14 +312,14 @@ export function extractFeatures(text: string): PromptFeatures {
     if (unit) units.push(unit);
     const cw = contentWord(lower);
     if (cw && !unit) content.add(cw);
-    if (NEGATIONS.has(lower) || /n't$/.test(lower)) negations++;
+    if (NEGATIONS.has(lower) || lower.endsWith("n't")) negations++;
     const p = POLAR[lower];
     if (p) polar.add(p);
-    const capitalised = /^\p{Lu}/u.test(w);
-    const code = /[_./#+-]/.test(w.slice(1)) || /\p{Ll}\p{Lu}/u.test(w);
-    const allCaps = w.length > 1 && /^[\p{Lu}\p{N}]+$/u.test(w);
+    const capitalised = STARTS_UPPER.test(w);
+    const code = CODE_PUNCT.test(w.slice(1)) || CAMEL.test(w);
+    const allCaps = w.length > 1 && ALL_CAPS.test(w);
     // A capital opening a sentence says nothing, so only capitals elsewhere mark names.
-    if (code || allCaps || (capitalised && !atStart && !STARTERS.has(lower.replace(/'.*$/, '')))) {
+    if (code || allCaps || (capitalised && !atStart && !STARTERS.has(lower.replace(FROM_APOSTROPHE, '')))) {
       if (!unit && !p) entities.add(lower);
     }
   }
