@@ -30,12 +30,15 @@ import { chatBody, openLoop, summarize, type ShotResult } from './lib/mixed-load
 import { ROOT, startProcess, type Proc } from './lib/processes.js';
 
 export const BENCH_TOKEN = 'bench-token-0123456789';
+/** Reads the admin routes (`/v1/cache/stats`); the load itself uses BENCH_TOKEN. */
+export const BENCH_ADMIN_TOKEN = 'bench-admin-token-0123456789';
 const OTLP_SINK = '__OTLP_SINK__';
 
 /** The config sections of every capability on main; add each landed capability's section here. */
 export const PIPELINE_SECTIONS = `
 auth:
   tokens: [${BENCH_TOKEN}]
+  admin_token: ${BENCH_ADMIN_TOKEN}
 logging:
   level: info
 rate_limiting:
@@ -65,6 +68,8 @@ export interface PipelineGatewayOptions {
   otlpSink?: string;
   /** Serve `bench` through the inference mesh (provider type `mesh`) instead of calling the upstream. */
   mesh?: { redisUrl: string; keyPrefix: string };
+  /** Environment for the gateway process (overrides, e.g. CACHE_MAX_BYTES). */
+  env?: Record<string, string>;
 }
 
 /** Starts `inferenceflow serve` (built, from dist/) with the full pipeline in front of the upstream. */
@@ -91,7 +96,7 @@ ${opts.extraConfig ?? ''}`
     .replaceAll('__DATA_DIR__', dir);
   writeFileSync(file, yaml);
   const ready = workers > 1 ? /"url":"http:\/\/127\.0\.0\.1:(\d+)","workers"/ : /"url":"http:\/\/127\.0\.0\.1:(\d+)"/;
-  return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info' }, ready);
+  return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info', ...opts.env }, ready);
 }
 
 /** Accepts OTLP/HTTP trace exports and drops them, so tracing costs what it costs in production. */

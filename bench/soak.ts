@@ -8,11 +8,14 @@
 //          [--sample 5] [--latency 20] [--word-delay 5] [--workers 1] [--redis redis://…] [--database postgres://…]
 //          [--connections 256] (client connections: a request waiting for one counts in its latency;
 //          a thousand new connections at once would overflow the listen backlog and time out)
+//          [--cache-max-bytes N] (the cache's budget; default the product's 256 MiB. The cache grows
+//          until it reaches it — a soak that is to show no leak should fill it during warm-up; each
+//          sample prints the cache's entries and bytes, so growth can be set against the cache's own)
 //          [--out bench/results/soak.json]
 // The gateway reports its own event-loop delay and memory on GET /debug/process; RSS and
 // descriptors are also read from /proc/<pid> for the process and its cluster workers.
 import { request as httpRequest } from 'node:http';
-import { BENCH_TOKEN, flag, machine, startPipelineGateway, writeResults } from './full-pipeline.js';
+import { BENCH_ADMIN_TOKEN, BENCH_TOKEN, flag, machine, startPipelineGateway, writeResults } from './full-pipeline.js';
 import { chatBody, openLoop, summarize, type Shot, type ShotResult } from './lib/mixed-load.js';
 import { startProcess } from './lib/processes.js';
 import { sampleTree } from './lib/proc-stats.js';
@@ -32,6 +35,9 @@ interface Sample {
   /** Cumulative since warm-up, worst worker. */
   lagP99Ms: number;
   lagMaxMs: number;
+  /** The response cache's entries and counted bytes (shared with Redis), when it answered. */
+  cacheEntries: number | null;
+  cacheBytes: number | null;
   /** Completed requests per second since the previous sample. */
   rps: number;
   failedSinceLast: number;
@@ -41,9 +47,9 @@ interface Sample {
  * One authenticated GET on a fresh connection (so with several workers successive calls reach
  * different ones); the JSON body of a 200, else undefined.
  */
-function getJson<T>(port: number, path: string): Promise<T | undefined> {
+function getJson<T>(port: number, path: string, token = BENCH_TOKEN): Promise<T | undefined> {
   return new Promise((resolve) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${BENCH_TOKEN}`, connection: 'close' } }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${token}`, connection: 'close' } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
@@ -107,7 +113,14 @@ async function main() {
   const seconds = MINUTES * 60;
 
   const upstream = await startProcess(['bench/lib/upstream.ts', '0', String(num('word-delay', 5)), String(num('latency', 20))]);
-  const gateway = await startPipelineGateway({ upstreamPort: upstream.port, workers: WORKERS, redisUrl: flag(args, 'redis'), databaseUrl: flag(args, 'database') });
+  const cacheMaxBytes = flag(args, 'cache-max-bytes');
+  const gateway = await startPipelineGateway({
+    upstreamPort: upstream.port,
+    workers: WORKERS,
+    redisUrl: flag(args, 'redis'),
+    databaseUrl: flag(args, 'database'),
+    env: cacheMaxBytes ? { CACHE_MAX_BYTES: cacheMaxBytes } : {},
+  });
   const pid = gateway.child.pid as number;
   const target = { url: `http://127.0.0.1:${gateway.port}/v1/chat/completions`, headers: { authorization: `Bearer ${BENCH_TOKEN}` }, connections: num('connections', 256) };
 
@@ -147,6 +160,7 @@ async function main() {
       // With workers the primary only supervises: count the workers (the primary's own RSS is small and flat).
       const procs = WORKERS > 1 ? tree.filter((p) => p.pid !== pid) : tree;
       const stats = await allWorkers(gateway.port, WORKERS, false);
+      const cacheStats = await getJson<{ entries: number; bytes: number }>(gateway.port, '/v1/cache/stats', BENCH_ADMIN_TOKEN);
       const now = performance.now();
       const done = results.length;
       samples.push({
@@ -155,6 +169,8 @@ async function main() {
         fds: procs.reduce((s, p) => s + p.fds, 0),
         lagP99Ms: Math.max(0, ...[...stats.values()].map((s) => s.event_loop_delay_ms.p99)),
         lagMaxMs: Math.max(0, ...[...stats.values()].map((s) => s.event_loop_delay_ms.max)),
+        cacheEntries: cacheStats?.entries ?? null,
+        cacheBytes: cacheStats?.bytes ?? null,
         rps: (done - completedAtLastSample) / ((now - lastSampleAt) / 1000),
         failedSinceLast: failedTotal - failedAtLastSample,
       });
@@ -164,7 +180,7 @@ async function main() {
       const s = samples[samples.length - 1] as Sample;
       if (samples.length % Math.max(1, Math.round(60 / SAMPLE)) === 0 || t < WARMUP + SAMPLE * 2) {
         console.log(
-          `  t=${s.t.toFixed(0).padStart(4)} s  ${s.rps.toFixed(0).padStart(5)} req/s  rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB  fds ${s.fds}  loop p99 ${s.lagP99Ms.toFixed(1)} ms  unexpected failures since last ${s.failedSinceLast}${warm ? '' : '  (warm-up)'}`,
+          `  t=${s.t.toFixed(0).padStart(4)} s  ${s.rps.toFixed(0).padStart(5)} req/s  rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB  fds ${s.fds}  loop p99 ${s.lagP99Ms.toFixed(1)} ms  cache ${s.cacheEntries ?? '?'} entries ${s.cacheBytes === null ? '?' : (s.cacheBytes / 2 ** 20).toFixed(1)} MiB  unexpected failures since last ${s.failedSinceLast}${warm ? '' : '  (warm-up)'}`,
         );
       }
     })().finally(() => (sampling = false));
@@ -188,6 +204,7 @@ async function main() {
     const rssBase = median(first.map((s) => s.rssBytes));
     const rssEnd = median(last.map((s) => s.rssBytes));
     const rssGrowth = rssEnd / rssBase - 1;
+    const cacheAt = (xs: Sample[]) => median(xs.map((s) => s.cacheBytes ?? NaN));
     const fdBase = Math.max(...first.map((s) => s.fds));
     const fdEnd = median(last.map((s) => s.fds));
     const lagP99 = Math.max(0, ...(after.length ? [after[after.length - 1]!.lagP99Ms] : []));
@@ -223,6 +240,9 @@ async function main() {
     console.log(`\n${sent} requests in ${elapsedS.toFixed(0)} s (${(results.length / elapsedS).toFixed(0)} req/s achieved); mix ${JSON.stringify(Object.fromEntries(byKind))}; cache ${JSON.stringify(Object.fromEntries(cache)) || 'off'}`);
     console.log(`after warm-up: p50 ${sum.p50Ms.toFixed(2)} ms  p95 ${sum.p95Ms.toFixed(2)} ms  p99 ${sum.p99Ms.toFixed(2)} ms  unexpected failures ${sum.unexpected}`);
     console.log(`  RSS ${(rssBase / 2 ** 20).toFixed(1)} -> ${(rssEnd / 2 ** 20).toFixed(1)} MiB: growth ${(rssGrowth * 100).toFixed(1)}% (target <= 10%) ${verdicts.rssGrowth.pass ? 'PASS' : 'FAIL'}`);
+    console.log(
+      `  the cache (budget ${cacheMaxBytes ?? 'default'}) held ${(cacheAt(first) / 2 ** 20).toFixed(1)} -> ${(cacheAt(last) / 2 ** 20).toFixed(1)} MiB over the same minutes (counted bytes; every worker indexes every entry)`,
+    );
     console.log(`  event-loop delay p99 ${lagP99.toFixed(1)} ms (target <= 20 ms) ${verdicts.eventLoopP99Ms.pass ? 'PASS' : 'FAIL'}`);
     console.log(`  open descriptors ${fdBase} (first-minute peak) -> ${fdEnd} (last-minute median) ${verdicts.openFds.pass ? 'PASS' : 'FAIL'}`);
     console.log(`  success ${(sum.successRate * 100).toFixed(3)}% (target >= 99.9%) ${verdicts.successRate.pass ? 'PASS' : 'FAIL'}`);
