@@ -274,9 +274,9 @@ export class RedisCacheStore implements CacheStore {
   }
 
   async close(): Promise<void> {
-    await this.flushStats();
     this.following = false;
     if (this.sweeper) clearInterval(this.sweeper);
+    await this.flushStats();
     this.follower?.disconnect();
     this.follower = undefined;
     if (this.owned) await this.redis.quit().catch(() => undefined);
