@@ -34,6 +34,28 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
       storeContract(({ maxBytes }) => make(maxBytes), () => !available);
     });
 
+    it('sums statistics per replica and writes them within a second, at close, and before reading them', async (t) => {
+      if (!available) return t.skip();
+      const a = await make(1e6, 'stats');
+      const b = await make(1e6, 'stats');
+      a.incrementStats({ exact_hits: 2, usd_saved: 0.25 });
+      a.incrementStats({ exact_hits: 1, usd_saved: 0.75 });
+      // The writer sees its own at once (it writes what is pending before reading).
+      expect(await a.readStats()).toMatchObject({ exact_hits: 3, usd_saved: 1 });
+      // A sum that came out whole on a field that held a fraction is still added (HINCRBYFLOAT).
+      a.incrementStats({ usd_saved: 0.5 });
+      a.incrementStats({ usd_saved: 0.5 });
+      await expect.poll(async () => (await b.readStats()).usd_saved, { timeout: 2500, interval: 100 }).toBe(2);
+      // Cleared: what was pending is dropped too.
+      a.incrementStats({ misses: 5 });
+      await a.clearStats();
+      expect(await b.readStats()).toEqual({});
+      // Closing writes what is pending.
+      a.incrementStats({ stores: 4 });
+      await a.close();
+      expect(await b.readStats()).toEqual({ stores: 4 });
+    });
+
     it('tells a second replica about adds and deletes through the event stream', async (t) => {
       if (!available) return t.skip();
       const a = await make(1e6, 'pair');

@@ -85,6 +85,8 @@ return #gone
 
 /** How often a replica writes the cache statistics it summed, ms. */
 const STATS_FLUSH_MS = 1_000;
+/** How long closing waits for that last write, ms. */
+const STATS_CLOSE_WAIT_MS = 1_000;
 
 /** Longest stretch the change-stream follower applies events without yielding to requests, ms. */
 const FOLLOW_SLICE_MS = 2;
@@ -276,7 +278,8 @@ export class RedisCacheStore implements CacheStore {
   async close(): Promise<void> {
     this.following = false;
     if (this.sweeper) clearInterval(this.sweeper);
-    await this.flushStats();
+    // The last second of statistics, but shutdown never waits long on a Redis that is gone.
+    await Promise.race([this.flushStats(), new Promise((r) => setTimeout(r, STATS_CLOSE_WAIT_MS).unref())]);
     this.follower?.disconnect();
     this.follower = undefined;
     if (this.owned) await this.redis.quit().catch(() => undefined);
