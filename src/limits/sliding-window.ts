@@ -65,23 +65,30 @@ for i = 1, #KEYS do
     local oldest = cur - nb + 1
     local h = redis.call('HGETALL', KEYS[i])
     local sum = 0
-    local list = {}
+    local first = nil
     for j = 1, #h, 2 do
       local b = tonumber(h[j])
       local c = tonumber(h[j + 1])
       if b < oldest then redis.call('HDEL', KEYS[i], h[j])
       else
         sum = sum + c
-        if c > 0 then table.insert(list, {b, c}) end
+        if c > 0 and (first == nil or b < first) then first = b end
       end
     end
-    table.sort(list, function(x, y) return x[1] < y[1] end)
     used[i] = sum
     resets[i] = win
-    if #list > 0 then resets[i] = (list[1][1] + nb) * bms - now end
+    if first ~= nil then resets[i] = (first + nb) * bms - now end
     if sum + cost > limit then
       admitted = 0
       local r = -1
+      -- Only a refusal needs the live buckets in order (when enough of them will have left the window).
+      local list = {}
+      for j = 1, #h, 2 do
+        local b = tonumber(h[j])
+        local c = tonumber(h[j + 1])
+        if b >= oldest and c > 0 then table.insert(list, {b, c}) end
+      end
+      table.sort(list, function(x, y) return x[1] < y[1] end)
       if cost <= limit then
         local freed = 0
         for _, e in ipairs(list) do

@@ -162,13 +162,13 @@ export class RedisCacheStore implements CacheStore {
 
   async get(key: string): Promise<StoredEntry | undefined> {
     const ek = `${this.p}e:${key}`;
-    // Two plain commands, not a pipeline: they leave in one socket write all the same, and an
-    // ioredis Pipeline object (a per-instance accessor, a copy of every defined script) outlived the
-    // young generation, most of the cache's share of old-space garbage in a soak (bench/RESULTS.md).
-    // The use-order touch is best effort, as before.
-    this.redis.zadd(`${this.p}lru`, 'XX', Date.now(), key).catch(() => undefined);
+    // Plain commands, not a pipeline: an ioredis Pipeline object (a per-instance accessor, a copy of
+    // every defined script) outlived the young generation, most of the cache's share of old-space
+    // garbage in a soak (bench/RESULTS.md). The use-order touch is best effort and only for a hit
+    // (most lookups miss, and a miss has nothing to touch).
     const [m, d, v] = await this.redis.hmgetBuffer(ek, 'm', 'd', 'v');
     if (!m || !d) return undefined;
+    this.redis.zadd(`${this.p}lru`, 'XX', Date.now(), key).catch(() => undefined);
     const entry: StoredEntry = { meta: JSON.parse(m.toString('utf8')) as EntryMeta, payload: d };
     if (v && v.length) entry.vector = vectorFromBuffer(v);
     return entry;
