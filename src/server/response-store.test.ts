@@ -52,5 +52,7 @@ describe('memory response store budget', () => {
     expect(await store.get('r3')).toEqual(big);
     await store.put('huge', { ...value, messages: [{ role: 'user', content: 'x'.repeat(20_000) }] });
     expect(await store.get('huge')).toBeUndefined();
+    // …and storing nothing for it evicted nothing.
+    expect(await store.get('r3')).toEqual(big);
   });
 });

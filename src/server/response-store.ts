@@ -46,13 +46,14 @@ export class MemoryResponseStore implements ResponseStore {
   async put(id: string, value: StoredResponse): Promise<void> {
     const bytes = JSON.stringify(value).length * 2;
     this.drop(id);
+    // Larger than the whole budget: not stored, and nothing else is evicted for it.
+    if (bytes > this.maxBytes) return;
     // Expired entries, then the oldest, go first (a Map iterates in insertion order).
     const now = Date.now();
     for (const [key, e] of this.entries) {
       if (e.expires > now && this.entries.size < MEMORY_MAX && this.bytes + bytes <= this.maxBytes) break;
       this.drop(key);
     }
-    if (bytes > this.maxBytes) return;
     this.entries.set(id, { value, expires: now + this.ttlMs, bytes });
     this.bytes += bytes;
   }
