@@ -32,5 +32,27 @@ describe('ApiKeyStore.ensureActive', () => {
     await expect(store.ensureActive(record.id)).resolves.toBeUndefined();
     const failing = new ApiKeyStore({ sql: { ...sql, db: { select: () => { throw new Error('connection refused'); } } } as unknown as SqlDatabase, prefix: 'sk-if-', cacheTtlMs: 0 });
     await expect(failing.ensureActive(record.id)).resolves.toBeUndefined(); // nothing known: the work runs
+
+    // A row read before the database went away holds, even past the cache interval.
+    let down = false;
+    const db = new Proxy(sql.db, {
+      get(target, prop) {
+        if (prop === 'select' && down) return () => { throw new Error('connection refused'); };
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const flaky = new ApiKeyStore({ sql: { ...sql, db } as unknown as SqlDatabase, prefix: 'sk-if-', cacheTtlMs: 0 });
+    await expect(flaky.ensureActive(record.id)).rejects.toThrow(/revoked/);
+    down = true;
+    await expect(flaky.ensureActive(record.id)).rejects.toThrow(/revoked/);
+  });
+
+  it('refuses a key revoked through this store at once, whatever it had cached', async () => {
+    const store = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 60_000 });
+    const { record } = await store.create({ name: 'revoked-here' });
+    await store.ensureActive(record.id);
+    await store.revoke(record.id);
+    await expect(store.ensureActive(record.id)).rejects.toThrow(/revoked/);
   });
 });

@@ -167,6 +167,7 @@ export class ApiKeyStore {
     // The marker outlives any replica's cached copy of the row.
     await this.opts.redis?.set(this.marker(id), '1', 'PX', this.opts.cacheTtlMs + 60_000);
     for (const [hash, c] of this.cache) if (c.row.id === id) this.cache.delete(hash);
+    this.byId.delete(id);
     return keyView(row);
   }
 
