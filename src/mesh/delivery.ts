@@ -29,29 +29,6 @@ end
 return delivered
 `;
 
-type DeliverFn = (
-  done: string,
-  callback: string,
-  source: string,
-  value: string,
-  ttl: string,
-  event: string,
-  group: string,
-  entryId: string,
-  maxlen: string,
-  cbTtl: string,
-) => Promise<number>;
-
-interface WithDeliver {
-  meshDeliverFinal: DeliverFn;
-}
-
-function deliverCommand(redis: Redis): DeliverFn {
-  const r = redis as unknown as Partial<WithDeliver>;
-  if (!r.meshDeliverFinal) redis.defineCommand('meshDeliverFinal', { numberOfKeys: 3, lua: FINAL_SCRIPT });
-  return (redis as unknown as WithDeliver).meshDeliverFinal.bind(redis);
-}
-
 // KEYS: the source stream. ARGV: group, entry id. Acknowledges and deletes one entry.
 const RETIRE_SCRIPT = `
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -69,14 +46,28 @@ return redis.call('XDEL', KEYS[3], ARGV[4])
 `;
 
 interface WithMeshScripts {
+  meshDeliverFinal(
+    done: string,
+    callback: string,
+    source: string,
+    value: string,
+    ttl: string,
+    event: string,
+    group: string,
+    entryId: string,
+    maxlen: string,
+    cbTtl: string,
+  ): Promise<number>;
   meshRetire(source: string, group: string, id: string): Promise<number>;
   meshPlace(target: string, nodeStreams: string, source: string, body: string, node: string, group: string, id: string): Promise<number>;
 }
 
-// Scripts rather than MULTI: an ioredis Pipeline (what multi() builds) is a heavy object whose
-// per-instance accessor kept it alive past the young generation, once per request (bench/RESULTS.md).
+// The mesh's scripts, defined on a client the first time it needs them (EVALSHA thereafter). Scripts
+// rather than MULTI: an ioredis Pipeline (what multi() builds) is a heavy object whose per-instance
+// accessor kept it alive past the young generation, once per request (bench/RESULTS.md).
 function meshScripts(redis: Redis): WithMeshScripts {
   const r = redis as unknown as Partial<WithMeshScripts>;
+  if (!r.meshDeliverFinal) redis.defineCommand('meshDeliverFinal', { numberOfKeys: 3, lua: FINAL_SCRIPT });
   if (!r.meshRetire) redis.defineCommand('meshRetire', { numberOfKeys: 1, lua: RETIRE_SCRIPT });
   if (!r.meshPlace) redis.defineCommand('meshPlace', { numberOfKeys: 3, lua: PLACE_SCRIPT });
   return redis as unknown as WithMeshScripts;
@@ -113,7 +104,7 @@ export async function deliverFinal(
   const value = `${event.type}:${event.exec}`;
   const body = JSON.stringify(event);
   try {
-    const delivered = await deliverCommand(redis)(doneKey, req.callback, source?.stream ?? req.callback, value, String(ttl), body, source?.group ?? '', source?.id ?? '', String(CALLBACK_MAXLEN), String(CALLBACK_TTL_MS));
+    const delivered = await meshScripts(redis).meshDeliverFinal(doneKey, req.callback, source?.stream ?? req.callback, value, String(ttl), body, source?.group ?? '', source?.id ?? '', String(CALLBACK_MAXLEN), String(CALLBACK_TTL_MS));
     return delivered === 1;
   } catch (err) {
     if (!isCrossSlotError(err)) throw err;
