@@ -1,6 +1,6 @@
 // One budget-store contract, three stores: in process, Redis and Redis Cluster. A reservation
 // checks the key's, the user's and the team's counters at once (one script) and an adjustment
-// corrects them together (one MULTI), which a cluster only allows within one slot.
+// corrects them together (another script), which a cluster only allows within one slot.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';

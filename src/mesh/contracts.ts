@@ -28,7 +28,7 @@ export interface MeshKeys {
 /**
  * The mesh's key names under `prefix`. On Redis Cluster (`cluster`) the prefix becomes a hash tag
  * (`{orion:inference:}requests`), so the final-delivery script (done-key, callback stream, source
- * stream) and the MULTIs over a node stream and the node set stay in one slot. On a single server
+ * stream) and the placement script over a node stream and the node set stay in one slot. On a single server
  * the names stay the seed's (`orion:inference:requests`), which outside producers write to.
  */
 export function meshKeys(rawPrefix: string, cluster = false): MeshKeys {
