@@ -101,19 +101,35 @@ describe.skipIf(!available)('mesh nodes in process', () => {
   });
 
   it('routers forget a node record silent for longer than forget_after_s, and keep fresh ones', async () => {
-    const registry = new HealthRegistry(redis, prefix);
+    // Its own key prefix and router, whose clock the test moves with no reclaim timer: the shared
+    // router's passes would race these, and the jumps would forget the other tests' live nodes.
+    const own = `${prefix}forget:`;
+    const registry = new HealthRegistry(redis, own);
     const base: NodeHealth = { node_id: '', backend: 'simulator', backend_ok: true, models_installed: ['simulator'], models_loaded: ['simulator'], ...cool, in_flight: 0, max_concurrency: 4, draining: false, version: 'test', ts: 0 };
     await registry.publish({ ...base, node_id: 'crashed-long-ago', ts: Date.now() - (config.forget_after_s + 60) * 1000 });
     await registry.publish({ ...base, node_id: 'quiet-for-a-minute', ts: Date.now() - 60_000 });
-    // A record of another version (unreadable here): kept on the first pass, forgotten once unchanged.
-    await redis.hset(meshKeys(prefix).health, 'other-version', '{"node":"x"}');
-    await router.reclaim();
-    const left = await nodes(redis, prefix);
+    // A record of another version (unreadable here): kept while it changes, or until it has stayed the
+    // same for forget_after_s.
+    let clock = Date.now();
+    const watcher = new MeshRouter({ routerId: 'forgetting', redisUrl: REDIS_URL, config: { ...config, key_prefix: own, reclaim_interval_ms: 3_600_000 }, log, blockMs: 200, now: () => clock });
+    await watcher.start();
+    const health = meshKeys(own).health;
+    await redis.hset(health, 'other-version', '{"node":"x"}');
+    await watcher.reclaim();
+    const left = await nodes(redis, own);
     expect(left.has('crashed-long-ago')).toBe(false);
     expect(left.has('quiet-for-a-minute')).toBe(true);
-    expect(await redis.hexists(meshKeys(prefix).health, 'other-version')).toBe(1);
-    await router.reclaim();
-    expect(await redis.hexists(meshKeys(prefix).health, 'other-version')).toBe(0);
+    clock += config.forget_after_s * 1000 - 1000;
+    await watcher.reclaim();
+    expect(await redis.hexists(health, 'other-version')).toBe(1); // unchanged, but not for long enough
+    await redis.hset(health, 'other-version', '{"node":"x","beat":2}'); // a live node of that version
+    clock += 2000;
+    await watcher.reclaim();
+    expect(await redis.hexists(health, 'other-version')).toBe(1);
+    clock += config.forget_after_s * 1000 + 1000;
+    await watcher.reclaim();
+    expect(await redis.hexists(health, 'other-version')).toBe(0);
+    await watcher.stop();
     await registry.remove('quiet-for-a-minute');
   });
 

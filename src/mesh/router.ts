@@ -65,8 +65,8 @@ export class MeshRouter {
   private nodesReadAt = 0;
   /** Placement times per node since its last heartbeat: load the heartbeat does not show yet. */
   private readonly placed = new Map<string, number[]>();
-  /** Unreadable registry records seen on the last reclaim pass (forgotten if still unchanged on the next). */
-  private unreadableSeen = new Map<string, string>();
+  /** Unreadable registry records (another version's) and since when each has stayed unchanged. */
+  private unreadableSeen = new Map<string, { raw: string; since: number }>();
   private readonly waiting = new Map<string, Waiting>();
   private loop: Promise<void> | undefined;
   private reclaimTimer: NodeJS.Timeout | undefined;
@@ -316,13 +316,14 @@ export class MeshRouter {
 
   /**
    * Deletes the records of nodes silent for longer than forget_after_s (crashed workers never leave).
-   * A record this router cannot read (another version's) is forgotten only once it has stayed the
-   * same for a whole reclaim interval: a live node rewrites its record every heartbeat. Returns the
-   * readable records it kept.
+   * A record this router cannot read (another version's, during a rolling upgrade) has no timestamp
+   * it understands: it is forgotten once it has stayed the same for forget_after_s, as long as this
+   * router has watched it (a live node rewrites its record every heartbeat). Returns the readable
+   * records it kept.
    */
   private async forgetSilentNodes(now: number): Promise<NodeHealth[]> {
     const limit = this.opts.config.forget_after_s * 1000;
-    const unreadable = new Map<string, string>();
+    const unreadable = new Map<string, { raw: string; since: number }>();
     const kept: NodeHealth[] = [];
     for (const [node, raw] of Object.entries(await this.registry.readRaw())) {
       const h = decodeHealth(raw);
@@ -331,8 +332,10 @@ export class MeshRouter {
         continue;
       }
       if (!h) {
-        unreadable.set(node, raw);
-        if (this.unreadableSeen.get(node) !== raw) continue;
+        const seen = this.unreadableSeen.get(node);
+        const since = seen?.raw === raw ? seen.since : now;
+        unreadable.set(node, { raw, since });
+        if (now - since <= limit) continue;
       }
       if (await this.registry.forgetIfUnchanged(node, raw)) this.opts.log.info({ node, lastHeartbeat: h ? new Date(h.ts).toISOString() : null }, 'mesh router: forgot a node silent for longer than forget_after_s');
     }
