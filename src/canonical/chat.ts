@@ -33,7 +33,7 @@ export function fileMediaTypes(messages: readonly ChatMessage[]): string[] {
 }
 
 /** A file part's media type from its data URL (`application/pdf` when it carries none). */
-export function fileMediaType(fileData: string): string {
+function fileMediaType(fileData: string): string {
   const m = /^data:([^;,]+)/i.exec(fileData);
   return m ? (m[1] as string).toLowerCase() : 'application/pdf';
 }

@@ -4,7 +4,7 @@
 // stop-reason tables and content-block rules exist once.
 import type { ChatMessage, ContentPart, FinishReason, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
 import { contentText } from '../canonical/chat.js';
-import { parseDataUrl } from './data-url.js';
+import { documentData, parseDataUrl } from './data-url.js';
 
 export type AnthropicStopReason =
   | 'end_turn'
@@ -207,8 +207,8 @@ function contentBlocks(content: ChatMessage['content']): AnthropicContentBlock[]
 }
 
 /** A file part as a document block: PDFs as they are, plain text decoded; other types are refused. */
-export function documentBlock(fileData: string, filename?: string): AnthropicDocumentBlock {
-  const inline = parseDataUrl(fileData) ?? { mimeType: 'application/pdf', data: fileData };
+function documentBlock(fileData: string, filename?: string): AnthropicDocumentBlock {
+  const inline = documentData(fileData);
   const title = filename ? { title: filename } : {};
   if (inline.mimeType === 'application/pdf') return { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: inline.data }, ...title };
   if (inline.mimeType === 'text/plain') return { type: 'document', source: { type: 'text', media_type: 'text/plain', data: Buffer.from(inline.data, 'base64').toString('utf8') }, ...title };
@@ -223,8 +223,8 @@ export class DocumentTypeError extends Error {
 }
 
 function imageBlock(url: string): AnthropicImageBlock {
-  const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
-  if (data) return { type: 'image', source: { type: 'base64', media_type: data[1] as string, data: data[2] as string } };
+  const inline = parseDataUrl(url);
+  if (inline) return { type: 'image', source: { type: 'base64', media_type: inline.mimeType, data: inline.data } };
   return { type: 'image', source: { type: 'url', url } };
 }
 

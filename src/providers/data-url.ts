@@ -15,3 +15,13 @@ export function parseDataUrl(url: string): InlineData | null {
   if (!m) return null;
   return { mimeType: (m[1] ?? 'application/octet-stream').toLowerCase(), data: url.slice(m[0].length) };
 }
+
+/**
+ * The document of a canonical `file` part. Every ingress (the chat schema, the Anthropic and Responses
+ * adapters) admits only base64 data URLs there, so anything else is a bug upstream of the adapter.
+ */
+export function documentData(fileData: string): InlineData {
+  const inline = parseDataUrl(fileData);
+  if (!inline) throw new Error('a file part without a base64 data: URL reached a provider adapter');
+  return inline;
+}

@@ -14,7 +14,7 @@ import {
   type ToolCall,
   type Usage,
 } from '../canonical/chat.js';
-import { parseDataUrl } from './data-url.js';
+import { documentData, parseDataUrl } from './data-url.js';
 
 export interface GeminiPart {
   text?: string;
@@ -183,7 +183,7 @@ function userParts(m: ChatMessage): GeminiPart[] {
       continue;
     }
     if (p.type === 'file') {
-      parts.push({ inlineData: parseDataUrl(p.file.file_data) ?? { mimeType: 'application/pdf', data: p.file.file_data } });
+      parts.push({ inlineData: documentData(p.file.file_data) });
       continue;
     }
     const inline = parseDataUrl(p.image_url.url);

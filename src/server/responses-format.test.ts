@@ -70,6 +70,11 @@ describe('Responses input as a chat conversation', () => {
     expect(param({ input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'file-1' }] }] })).toBe('input.0.content.0.file_id');
     expect(param({ input: [] })).toBe('input');
     expect(param({ store: true, metadata: { a: 'b' } })).toBe('accepted');
+    // Documents: a base64 data URL or bare base64; a data URL of another encoding never reaches an adapter.
+    const file = (file_data: string) => param({ input: [{ role: 'user', content: [{ type: 'input_file', file_data }] }] });
+    expect(file('data:application/pdf;base64,JVBERi0=')).toBe('accepted');
+    expect(file('JVBERi0=')).toBe('accepted');
+    expect(file('data:application/pdf,%25PDF-1.4')).toBe('input.0.content.0.file_data');
   });
 });
 

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ContentPart, ResponseFormat, TokenLogprob, ToolChoice, Usage } from '../canonical/chat.js';
 import { randomHex } from '../gateway/ids.js';
+import { parseDataUrl } from '../providers/data-url.js';
 import { GatewayError } from './errors.js';
 import { extensionFields } from './routes/openai-schema.js';
 import type { SseEvent } from './sse.js';
@@ -293,6 +294,8 @@ function inputPart(p: z.infer<typeof contentPart>, path: string): ContentPart {
     case 'input_file': {
       // Inline documents only: by id or URL they would have to be fetched from elsewhere.
       if (!p.file_data) throw refuse(`${path}.file_data`, 'Send the document inline as `file_data` (a base64 data: URL); files by id or URL are not supported by this gateway.');
+      // A data: URL must be a base64 one (what every adapter sends on); bare base64 is taken as a PDF.
+      if (p.file_data.startsWith('data:') && !parseDataUrl(p.file_data)) throw refuse(`${path}.file_data`, 'must be a base64 data: URL (data:application/pdf;base64,…) or bare base64.');
       const data = p.file_data.startsWith('data:') ? p.file_data : `data:application/pdf;base64,${p.file_data}`;
       return { type: 'file', file: { file_data: data, filename: p.filename || 'document.pdf' } };
     }
