@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { callOptions, collect, failure, fixture, fixtureJson, json, sse, ReplayServer } from './__fixtures__/replay-server.js';
-import { CohereProvider, createCohereProvider } from './cohere.js';
+import { CohereProvider, createCohereProvider, toCohereRequest } from './cohere.js';
+import { UpstreamError } from './errors.js';
 
 let upstream: ReplayServer;
 let cohere: CohereProvider;
@@ -292,6 +293,20 @@ describe('cohere embeddings and models', () => {
     upstream.reply(json(fixture('cohere-models.json')));
     expect(await cohere.listModels(callOptions())).toEqual(['command-a-03-2025', 'embed-v4.0']);
     expect(upstream.requests[0]).toMatchObject({ method: 'GET', pathname: '/v1/models' });
+  });
+});
+
+describe('cohere documents', () => {
+  it('refuses a document as an unsupported request, not an internal error', () => {
+    const req: ChatRequest = { model: 'command-r', messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0=' } }] }] };
+    let err: unknown;
+    try {
+      toCohereRequest(req, false);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect(err).toMatchObject({ kind: 'unsupported', retryable: false });
   });
 });
 

@@ -357,7 +357,8 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
       return {
         role: 'user',
         content: m.content.map((p) => {
-          if (p.type === 'file') throw new Error('documents cannot be sent to Cohere (the router does not send them here)');
+          // Only with `options.files: true` does the router send documents here: a 400, not a crash.
+          if (p.type === 'file') throw new UpstreamError({ provider: 'cohere', kind: 'unsupported', message: 'cohere: documents cannot be sent to Cohere chat' });
           return p.type === 'text' ? { type: 'text', text: p.text } : { type: 'image_url', image_url: { url: p.image_url.url } };
         }),
       };
