@@ -61,11 +61,26 @@ describe('documents through the gateway', () => {
       ],
     });
     expect(msg.content[0]?.type).toBe('text');
+    // The conversion kept the PDF: a group that reads no documents refuses it (dropped, it would have
+    // gone to that group's unreachable upstream). The text document became text: that one goes there.
+    const pdfOnly = await anthropic.messages
+      .create({ model: 'text-only', max_tokens: 16, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: pdf } }] }] })
+      .catch((e: unknown) => e);
+    expect(pdfOnly).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((pdfOnly as Error).message).toMatch(/documents/);
+    const textOnly = await anthropic.messages
+      .create({ model: 'text-only', max_tokens: 16, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'Revenue grew.' } }] }] })
+      .catch((e: unknown) => e);
+    expect((textOnly as InstanceType<typeof Anthropic.APIError>).status).toBeGreaterThanOrEqual(500);
   });
 
   it('a Responses input_file too', async () => {
     const r = await openai.responses.create({ model: 'reader', input: [{ role: 'user', content: [{ type: 'input_file', file_data: `data:application/pdf;base64,${pdf}`, filename: 'r.pdf' }, { type: 'input_text', text: 'Summarise' }] }] });
     expect(r.status).toBe('completed');
+    const refused = await openai.responses
+      .create({ model: 'text-only', input: [{ role: 'user', content: [{ type: 'input_file', file_data: `data:application/pdf;base64,${pdf}`, filename: 'r.pdf' }] }] })
+      .catch((e: unknown) => e);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('unsupported_capability');
   });
 
   it('goes past a deployment that reads documents but not of this type', async () => {
@@ -91,7 +106,7 @@ describe('documents through the gateway', () => {
     expect(none).toBeInstanceOf(OpenAI.BadRequestError);
     expect((none as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('unsupported_capability');
     expect((none as Error).message).toMatch(/documents/);
-    // The same group still answers text.
+    // A document by file id is refused, naming the parameter.
     const byId = await openai.chat.completions.create({ model: 'reader', messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'file-abc' } }] }] }).catch((e: unknown) => e);
     expect(byId).toBeInstanceOf(OpenAI.BadRequestError);
     expect((byId as InstanceType<typeof OpenAI.BadRequestError>).param).toMatch(/^messages\.0\.content\.0\.file/);
