@@ -347,7 +347,7 @@ const newId = (prefix: string) => `${prefix}_${randomHex(12)}`;
  * need not be unique (a cache hit, the simulator's per-prompt ids, servers that send none).
  */
 function responseId(): string {
-  return `resp_${randomHex(16)}`;
+  return `resp_${randomHex(16)}`; // longer than newId's: a stored response's id is its only key
 }
 
 function usageOf(u: Usage | undefined) {

@@ -6,6 +6,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { ChatMessage } from '../../canonical/chat.js';
+import { ANONYMOUS } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { GatewayError } from '../errors.js';
 import { createRequestContext } from '../request-context.js';
@@ -19,10 +20,15 @@ export interface ResponsesRouteOptions {
   log: Logger;
 }
 
-const tenantOf = (request: FastifyRequest) => request.tenant?.id ?? 'anonymous';
+const tenantOf = (request: FastifyRequest) => (request.tenant ?? ANONYMOUS).id;
 
 export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async (app, { gateway, log }) => {
   const store = gateway.responses;
+  /** A stored response, if it exists and belongs to this tenant (another tenant's reads as missing). */
+  const ownStored = async (id: string, tenant: string) => {
+    const stored = await store.get(id);
+    return stored && stored.tenant === tenant ? stored : undefined;
+  };
   const doc = describeRoute({
     summary: 'Create a model response (OpenAI Responses API)',
     description: `Input items become a chat conversation for whichever provider serves the model; JSON or SSE (\`stream: true\`) with the Responses event sequence. Stored for ${RESPONSE_TTL_S / 3600} h unless \`store: false\`, so \`previous_response_id\` continues a conversation. \`conversation\` objects and hosted tools are refused.`,
@@ -37,8 +43,8 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
     // instructions are not carried over, as in OpenAI's API).
     let history: ChatMessage[] = [];
     if (body.previous_response_id) {
-      const previous = await store.get(body.previous_response_id);
-      if (!previous || previous.tenant !== tenant) {
+      const previous = await ownStored(body.previous_response_id, tenant);
+      if (!previous) {
         throw new GatewayError('previous_response_not_found', { param: 'previous_response_id', message: `Previous response with id '${body.previous_response_id}' not found.` });
       }
       history = previous.messages;
@@ -80,13 +86,13 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
 
   const notFound = (id: string) => new GatewayError('not_found', { param: 'response_id', message: `No response with id '${id}' (responses are kept ${RESPONSE_TTL_S / 3600} h, and not at all with store: false).` });
   app.get<{ Params: { id: string } }>('/v1/responses/:id', describeRoute({ summary: 'Retrieve a stored response', tags: ['openai'] }), async (request) => {
-    const stored = await store.get(request.params.id);
-    if (!stored || stored.tenant !== tenantOf(request)) throw notFound(request.params.id);
+    const stored = await ownStored(request.params.id, tenantOf(request));
+    if (!stored) throw notFound(request.params.id);
     return stored.response;
   });
   app.delete<{ Params: { id: string } }>('/v1/responses/:id', describeRoute({ summary: 'Delete a stored response', tags: ['openai'] }), async (request) => {
-    const stored = await store.get(request.params.id);
-    if (!stored || stored.tenant !== tenantOf(request)) throw notFound(request.params.id);
+    const stored = await ownStored(request.params.id, tenantOf(request));
+    if (!stored) throw notFound(request.params.id);
     await store.delete(request.params.id);
     return { id: request.params.id, object: 'response', deleted: true };
   });
