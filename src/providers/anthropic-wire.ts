@@ -301,34 +301,30 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
   const out: ChatMessage[] = [];
   const parts: ContentPart[] = [];
   const toolCalls: ToolCall[] = [];
-  const toolImages: ContentPart[] = [];
+  const toolMedia: ContentPart[] = [];
   for (const block of content) {
     switch (block.type) {
       case 'text':
         parts.push({ type: 'text', text: block.text });
         break;
       case 'image':
-        parts.push({ type: 'image_url', image_url: { url: imageUrl(block.source) } });
+      case 'document':
+        parts.push(...mediaParts(block));
         break;
       case 'tool_use':
         toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
         break;
-      case 'document':
-        parts.push(...documentParts(block));
-        break;
       case 'tool_result': {
         const text = toolResultText(block.content);
         out.push({ role: 'tool', tool_call_id: block.tool_use_id, content: block.is_error ? `Error: ${text}` : text });
+        // Images and documents a tool returned follow the tool messages in the user turn (a tool
+        // message carries text only), each kind under a line naming the call.
         const blocks = typeof block.content === 'string' || !block.content ? [] : block.content;
-        const images = blocks.filter((b) => b.type === 'image');
-        if (images.length) {
-          toolImages.push({ type: 'text', text: `Images returned by tool call ${block.tool_use_id}:` });
-          for (const b of images) toolImages.push({ type: 'image_url', image_url: { url: imageUrl(b.source) } });
-        }
-        const documents = blocks.filter((b) => b.type === 'document');
-        if (documents.length) {
-          toolImages.push({ type: 'text', text: `Documents returned by tool call ${block.tool_use_id}:` });
-          for (const b of documents) toolImages.push(...documentParts(b));
+        for (const [kind, label] of [['image', 'Images'], ['document', 'Documents']] as const) {
+          const media = blocks.filter((b): b is MediaBlock => b.type === kind);
+          if (media.length === 0) continue;
+          toolMedia.push({ type: 'text', text: `${label} returned by tool call ${block.tool_use_id}:` });
+          for (const b of media) toolMedia.push(...mediaParts(b));
         }
         break;
       }
@@ -342,7 +338,7 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
     if (toolCalls.length > 0) msg.tool_calls = toolCalls;
     out.push(msg);
   } else {
-    const all = [...toolImages, ...parts];
+    const all = [...toolMedia, ...parts];
     if (all.length > 0) out.push({ role, content: all.length === 1 && all[0]?.type === 'text' ? all[0].text : all });
   }
   return out;
@@ -352,6 +348,13 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
  * A document block as canonical parts: a PDF as a `file` part (read by providers that take
  * documents), text and content documents as text (every model reads it), titled and with context.
  */
+type MediaBlock = Extract<InboundBlock, { type: 'image' | 'document' }>;
+
+/** An image or document block as canonical content parts. */
+function mediaParts(block: MediaBlock): ContentPart[] {
+  return block.type === 'image' ? [{ type: 'image_url', image_url: { url: imageUrl(block.source) } }] : documentParts(block);
+}
+
 function documentParts(block: Extract<InboundBlock, { type: 'document' }>): ContentPart[] {
   const s = block.source;
   if (s.type === 'base64') {
