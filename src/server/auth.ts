@@ -33,6 +33,18 @@ function digest(value: string): Buffer {
   return hash('sha256', value, 'buffer');
 }
 
+/**
+ * A constant-time check of the key a request presents against one secret (the admin token, the
+ * metrics token); the secret's digest is made once.
+ */
+export function presentedTokenCheck(token: string): (headers: AuthRequest['headers']) => boolean {
+  const want = digest(token);
+  return (headers) => {
+    const key = presentedKey(headers);
+    return key !== undefined && timingSafeEqual(digest(key), want);
+  };
+}
+
 export function createTokenAuthenticator(tokens: readonly string[]): Authenticator {
   const digests = tokens.map((t) => ({ digest: digest(t), id: `token:${digest(t).toString('hex').slice(0, 12)}` }));
   return {

@@ -1,10 +1,9 @@
 // The separate metrics listener of seed 002 (`PROMETHEUS_PORT`): a bare node:http server answering
 // GET /metrics on its own port, so Prometheus can scrape without touching the API port. It is a
 // managed resource of the gateway: closed on shutdown with everything else.
-import { hash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { presentedKey } from '../server/auth.js';
+import { presentedTokenCheck } from '../server/auth.js';
 import type { GatewayMetrics } from './metrics.js';
 
 export interface MetricsServer {
@@ -15,13 +14,14 @@ export interface MetricsServer {
 }
 
 export async function startMetricsServer(metrics: GatewayMetrics, opts: { host: string; port: number; token?: string }): Promise<MetricsServer> {
+  const authorized = metricsAuthorizer(opts.token);
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' || (path !== '/metrics' && path !== '/')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
       return;
     }
-    if (!metricsAuthorized(opts.token, req.headers)) {
+    if (!authorized(req.headers)) {
       res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized\n');
       return;
     }
@@ -49,12 +49,8 @@ export async function startMetricsServer(metrics: GatewayMetrics, opts: { host: 
   };
 }
 
-/** True when the request may read metrics: no token configured, or the configured one presented. */
-export function metricsAuthorized(token: string | undefined, headers: Record<string, string | string[] | undefined>): boolean {
-  if (!token) return true;
-  const presented = presentedKey(headers);
-  if (!presented) return false;
-  const a = hash('sha256', presented, 'buffer');
-  const b = hash('sha256', token, 'buffer');
-  return timingSafeEqual(a, b);
+/** Whether a request may read metrics: always with no token configured, else when it presents that token. */
+export function metricsAuthorizer(token: string | undefined): (headers: Record<string, string | string[] | undefined>) => boolean {
+  const check = token ? presentedTokenCheck(token) : undefined;
+  return (headers) => !check || check(headers);
 }

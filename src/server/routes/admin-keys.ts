@@ -1,10 +1,9 @@
 // The admin API for virtual keys, guarded by the admin token (auth.admin_token): create (the
 // plaintext key is shown once), list, show and revoke. `inferenceflow keys` talks to these routes.
-import { hash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ApiKeyStore } from '../../limits/keys.js';
 import { createKeySchema } from '../../limits/keys.js';
-import { presentedKey } from '../auth.js';
+import { presentedKey, presentedTokenCheck } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { validationError } from '../validation.js';
 
@@ -15,12 +14,8 @@ export interface AdminRouteOptions {
 
 /** A check of the admin token in constant time; used by the admin routes and /v1/spend. */
 export function adminTokenCheck(adminToken: string | undefined): (request: FastifyRequest) => boolean {
-  const want = adminToken ? hash('sha256', adminToken, 'buffer') : undefined;
-  return (request) => {
-    const key = presentedKey(request.headers);
-    if (!want || !key) return false;
-    return timingSafeEqual(hash('sha256', key, 'buffer'), want);
-  };
+  const check = adminToken ? presentedTokenCheck(adminToken) : undefined;
+  return (request) => check?.(request.headers) ?? false;
 }
 
 export const adminKeyRoutes: FastifyPluginAsync<AdminRouteOptions> = async (app, { keys, adminToken }) => {

@@ -3,7 +3,7 @@
 // `get_performance_summary`), which the dashboard polls. None of them counts as API traffic.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Gateway } from '../../gateway/gateway.js';
-import { metricsAuthorized } from '../../telemetry/metrics-server.js';
+import { metricsAuthorizer } from '../../telemetry/metrics-server.js';
 import type { Telemetry } from '../../telemetry/telemetry.js';
 import { presentedKey } from '../auth.js';
 import { GatewayError } from '../errors.js';
@@ -28,8 +28,9 @@ export const monitoringRoutes: FastifyPluginAsync<MonitoringRouteOptions> = asyn
       }),
       config: { public: true, monitoring: true },
     };
+    const authorized = metricsAuthorizer(settings.metrics.token);
     const handler = async (request: { headers: Record<string, string | string[] | undefined> }, reply: import('fastify').FastifyReply) => {
-      if (!metricsAuthorized(settings.metrics.token, request.headers)) {
+      if (!authorized(request.headers)) {
         throw new GatewayError(presentedKey(request.headers) ? 'invalid_api_key' : 'missing_api_key');
       }
       reply.header('content-type', metrics.contentType).header('cache-control', 'no-store');
