@@ -204,7 +204,12 @@ async function main() {
     const rssBase = median(first.map((s) => s.rssBytes));
     const rssEnd = median(last.map((s) => s.rssBytes));
     const rssGrowth = rssEnd / rssBase - 1;
-    const cacheAt = (xs: Sample[]) => median(xs.map((s) => s.cacheBytes ?? NaN));
+    // The median of the samples in which the cache answered; undefined when none did.
+    const cacheAt = (xs: Sample[]) => {
+      const answered = xs.flatMap((s) => (s.cacheBytes === null ? [] : [s.cacheBytes]));
+      return answered.length ? median(answered) : undefined;
+    };
+    const mib = (b: number | undefined) => (b === undefined ? 'unknown (the cache stats never answered)' : `${(b / 2 ** 20).toFixed(1)} MiB`);
     const fdBase = Math.max(...first.map((s) => s.fds));
     const fdEnd = median(last.map((s) => s.fds));
     const lagP99 = Math.max(0, ...(after.length ? [after[after.length - 1]!.lagP99Ms] : []));
@@ -241,7 +246,7 @@ async function main() {
     console.log(`after warm-up: p50 ${sum.p50Ms.toFixed(2)} ms  p95 ${sum.p95Ms.toFixed(2)} ms  p99 ${sum.p99Ms.toFixed(2)} ms  unexpected failures ${sum.unexpected}`);
     console.log(`  RSS ${(rssBase / 2 ** 20).toFixed(1)} -> ${(rssEnd / 2 ** 20).toFixed(1)} MiB: growth ${(rssGrowth * 100).toFixed(1)}% (target <= 10%) ${verdicts.rssGrowth.pass ? 'PASS' : 'FAIL'}`);
     console.log(
-      `  the cache (budget ${cacheMaxBytes ?? 'default'}) held ${(cacheAt(first) / 2 ** 20).toFixed(1)} -> ${(cacheAt(last) / 2 ** 20).toFixed(1)} MiB over the same minutes (counted bytes; every worker indexes every entry)`,
+      `  the cache (budget ${cacheMaxBytes ?? 'default'}) held ${mib(cacheAt(first))} -> ${mib(cacheAt(last))} over the same minutes (counted bytes; every worker indexes every entry)`,
     );
     console.log(`  event-loop delay p99 ${lagP99.toFixed(1)} ms (target <= 20 ms) ${verdicts.eventLoopP99Ms.pass ? 'PASS' : 'FAIL'}`);
     console.log(`  open descriptors ${fdBase} (first-minute peak) -> ${fdEnd} (last-minute median) ${verdicts.openFds.pass ? 'PASS' : 'FAIL'}`);

@@ -185,9 +185,14 @@ const ALL_CAPS = /^[\p{Lu}\p{N}]+$/u;
 const FROM_APOSTROPHE = /'.*$/;
 const SENTENCE_GAP = /[\s"'“‘([*_-]/;
 const SENTENCE_END = /[.!?:\n]/;
+const ORDINAL = /^(\d+)(st|nd|rd|th)$/i;
+const WITH_UNIT = /^(\d+(?:[.,]\d+)?)([a-z°%]+)$/i;
+const DIGIT_RUNS = /\d+(?:\.\d+)?/g;
+const HAS_LETTER = /\p{L}/u;
+const THOUSANDS = /,/g;
 
 function normaliseNumber(s: string): string {
-  const n = Number(s.replace(/,/g, ''));
+  const n = Number(s.replace(THOUSANDS, ''));
   return Number.isFinite(n) ? String(n) : s;
 }
 
@@ -284,20 +289,20 @@ export function extractFeatures(text: string): PromptFeatures {
     }
     // Mixed expressions like 2+2, 3x5, 10/2, 1e6, 3rd, 5km: keep digit runs and their unit suffix.
     if (HAS_DIGIT.test(w)) {
-      const ord = /^(\d+)(st|nd|rd|th)$/i.exec(w);
+      const ord = ORDINAL.exec(w);
       if (ord) {
         numbers.push(`#${ord[1]}`);
         continue;
       }
-      const withUnit = /^(\d+(?:[.,]\d+)?)([a-z°%]+)$/i.exec(w);
+      const withUnit = WITH_UNIT.exec(w);
       if (withUnit && UNITS[(withUnit[2] as string).toLowerCase()]) {
         numbers.push(normaliseNumber(withUnit[1] as string));
         units.push(UNITS[(withUnit[2] as string).toLowerCase()] as string);
         continue;
       }
-      for (const d of w.match(/\d+(?:\.\d+)?/g) ?? []) numbers.push(normaliseNumber(d));
+      for (const d of w.match(DIGIT_RUNS) ?? []) numbers.push(normaliseNumber(d));
       // An identifier with digits (gpt-4, python3, e2e) is also a name.
-      if (/\p{L}/u.test(w)) entities.add(lower);
+      if (HAS_LETTER.test(w)) entities.add(lower);
       continue;
     }
     if (lower in NUMBER_WORDS) {
