@@ -121,10 +121,9 @@ export class AnthropicProvider implements ProviderAdapter {
   }
 
   /** The Messages API request body for a canonical request (exported through the class for tests). */
-  buildBody(req: ChatRequest, stream: boolean): Record<string, unknown> {
+  buildBody(req: ChatRequest, stream: boolean, json = jsonTool(req)): Record<string, unknown> {
     const { system, messages } = this.messages(req);
     const stop = stopList(req.stop);
-    const json = jsonTool(req);
     // One call of the forced tool: with parallel calls a streamed answer would be two objects back to back.
     const toolChoice = json ? { type: 'tool', name: JSON_TOOL, disable_parallel_tool_use: true } : req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
     const body: Record<string, unknown> = {
@@ -161,13 +160,14 @@ export class AnthropicProvider implements ProviderAdapter {
   }
 
   private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
-    const res = await this.http.json<unknown>('POST', '/v1/messages', this.buildBody(req, false), opts);
+    const json = jsonTool(req);
+    const res = await this.http.json<unknown>('POST', '/v1/messages', this.buildBody(req, false, json), opts);
     const parsed = messageSchema.safeParse(res.body);
     if (!parsed.success) throw this.malformed('a Messages response', parsed.error, res.body);
     const msg = parsed.data;
     let { text, toolCalls } = fromAnthropicContent(msg.content);
     let finish = finishReasonFromAnthropic(msg.stop_reason) ?? 'stop';
-    if (jsonTool(req)) {
+    if (json) {
       // JSON mode: the forced tool's input is the answer.
       const answer = toolCalls.find((c) => c.function.name === JSON_TOOL);
       text = answer ? answer.function.arguments : text;
@@ -196,8 +196,9 @@ export class AnthropicProvider implements ProviderAdapter {
     if ((req.n ?? 1) > 1) {
       throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: Anthropic cannot stream more than one choice (n > 1)` });
     }
-    const res = await this.http.stream('POST', '/v1/messages', this.buildBody(req, true), opts, { accept: 'text/event-stream' });
-    return this.chunks(res.body, req.model, jsonTool(req) !== undefined);
+    const json = jsonTool(req);
+    const res = await this.http.stream('POST', '/v1/messages', this.buildBody(req, true, json), opts, { accept: 'text/event-stream' });
+    return this.chunks(res.body, req.model, json !== undefined);
   }
 
   private async *chunks(body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void }, requestedModel: string, jsonMode = false): AsyncGenerator<ChatChunk> {
