@@ -284,6 +284,22 @@ describe('anthropic provider: streaming', () => {
     expect(chunks[chunks.length - 1]?.usage).toEqual({ prompt_tokens: 472, completion_tokens: 89, total_tokens: 561 });
   });
 
+  it('gives a streamed call to a tool without input the arguments "{}", as the non-streamed answer does', async () => {
+    // A no-input tool streams as content_block_start (input {}), one empty input_json_delta, content_block_stop.
+    server.reply({ headers: sse, body: await fixture('anthropic-tool-noargs-stream.chunks.txt') });
+    const chunks = await collect(await provider.streamChat(baseReq, opts()));
+    const deltas = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
+    expect(deltas[0]).toMatchObject({ index: 0, id: 'toolu_01NoArgs', function: { name: 'get_time' } });
+    const streamed = deltas.map((d) => d.function?.arguments ?? '').join('');
+    expect(streamed).toBe('{}');
+
+    const message = JSON.parse(await fixture('anthropic-message-tool.json')) as { content: { type: string; input?: unknown }[] };
+    const noInput = { ...message, content: message.content.map((b) => (b.type === 'tool_use' ? { ...b, input: {} } : b)) };
+    server.reply({ body: JSON.stringify(noInput) });
+    const whole = await provider.chat(baseReq, opts());
+    expect(whole.choices[0]?.message.tool_calls?.[0]?.function.arguments).toBe(streamed);
+  });
+
   it('skips event types it does not know, as Anthropic versioning asks', async () => {
     const text = await fixture('anthropic-text-stream.chunks.txt');
     const withNew = text.replace('event: ping', 'event: future_event\ndata: {"type":"future_event","x":1}\n\nevent: ping');

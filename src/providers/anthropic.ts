@@ -286,15 +286,17 @@ export class AnthropicProvider implements ProviderAdapter {
             break;
           }
           case 'content_block_stop': {
-            // A proxy that sends the whole input in content_block_start and no deltas still yields arguments.
+            // No argument text was streamed for this tool block: a tool without input (Anthropic sends
+            // input {} and one empty input_json_delta), or a proxy that put the whole input in
+            // content_block_start. The start input is then the arguments, `{}` at the least, as the
+            // non-streamed answer gives them.
             const toolIndex = toolIndexOfBlock.get(event.index);
+            if (toolIndex === undefined || toolGotDelta.has(event.index)) break;
             const input = toolStartInput.get(event.index);
-            if (toolIndex !== undefined && toolIndex < 0 && !toolGotDelta.has(event.index)) {
-              // The JSON answer arrived whole (or empty): it is the text, `{}` at the least.
-              yield chunk([{ index: 0, delta: { content: JSON.stringify(input && typeof input === 'object' ? input : {}) }, finish_reason: null }]);
-            } else if (toolIndex !== undefined && !toolGotDelta.has(event.index) && input && typeof input === 'object' && Object.keys(input).length > 0) {
-              yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: JSON.stringify(input) } }] }, finish_reason: null }]);
-            }
+            const whole = JSON.stringify(input && typeof input === 'object' ? input : {});
+            // JSON mode (toolIndex -1): the forced tool's input is the answer's text.
+            if (toolIndex < 0) yield chunk([{ index: 0, delta: { content: whole }, finish_reason: null }]);
+            else yield chunk([{ index: 0, delta: { tool_calls: [{ index: toolIndex, function: { arguments: whole } }] }, finish_reason: null }]);
             break;
           }
           case 'message_delta':
