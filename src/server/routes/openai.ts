@@ -3,7 +3,8 @@
 // and renders the canonical outcome back in OpenAI's shapes.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ChoiceLogprobs } from '../../canonical/chat.js';
+import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs } from '../../canonical/chat.js';
+import { deriveContext, newFacts, type ResponseFacts } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 import { fromLegacyFunctions, toLegacyChunk, toLegacyResult, usesLegacyFunctions } from '../legacy-functions.js';
@@ -141,28 +142,34 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     }
     const ctx = createRequestContext(request, reply, 'completions', log, { difficulty, priority, session_id });
     request.ctx = ctx;
-    const renderer = completionRenderer(body.stream_options?.include_usage === true, echo ? prompts[0] : undefined);
+    const includeUsage = body.stream_options?.include_usage === true;
     if (prompts.length === 1) {
       const req = { ...body, messages: [{ role: 'user', content: prompts[0] as string }] } as ChatRequest;
       const outcome = await gateway.handleChat(ctx, req);
-      return sendOutcome(reply, ctx, outcome, req.stream === true, renderer);
+      return sendOutcome(reply, ctx, outcome, req.stream === true, completionRenderer(includeUsage, echo ? () => prompts[0] as string : undefined));
     }
-    // Several prompts: one call each, choices numbered across prompts as OpenAI does.
+    // Several prompts: one call each, choices numbered across prompts as OpenAI does. Each call is
+    // admitted, limited and charged on its own facts (a shared one would charge each settle the
+    // running total), which then add up into the request's for its headers and its ledger row.
     const results: ChatResult[] = [];
+    const echoOf: string[] = [];
     for (const p of prompts) {
-      const outcome = await gateway.handleChat(ctx, { ...body, stream: false, messages: [{ role: 'user', content: p }] } as ChatRequest);
-      if (outcome.kind !== 'result') throw new Error('expected a JSON outcome');
-      results.push(outcome.result);
+      const facts = newFacts();
+      try {
+        const outcome = await gateway.handleChat(deriveContext(ctx, { facts }), { ...body, stream: false, messages: [{ role: 'user', content: p }] } as ChatRequest);
+        if (outcome.kind !== 'result') throw new Error('expected a JSON outcome');
+        results.push(outcome.result);
+        for (let i = 0; i < outcome.result.choices.length; i++) echoOf.push(p);
+      } finally {
+        addFacts(ctx.facts, facts);
+      }
     }
     const merged: ChatResult = {
       ...(results[0] as ChatResult),
       choices: results.flatMap((r) => r.choices).map((c, index) => ({ ...c, index })),
-      usage: results.reduce(
-        (u, r) => ({ prompt_tokens: u.prompt_tokens + r.usage.prompt_tokens, completion_tokens: u.completion_tokens + r.usage.completion_tokens, total_tokens: u.total_tokens + r.usage.total_tokens }),
-        { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
-      ),
+      usage: results.reduce((u, r) => addUsage(u, r.usage), { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }),
     };
-    return sendOutcome(reply, ctx, { kind: 'result', result: merged }, false, renderer);
+    return sendOutcome(reply, ctx, { kind: 'result', result: merged }, false, completionRenderer(includeUsage, echo ? (index) => echoOf[index] ?? '' : undefined));
   });
 
   app.post('/v1/embeddings', describeRoute({ summary: 'Create embeddings', tags: ['openai'], body: embeddingSchema }), async (request, reply) => {
@@ -192,20 +199,40 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
   });
 };
 
-function completionRenderer(includeUsage: boolean, echoPrompt?: string): Renderer<unknown> {
-  const text = (t: string | null | undefined) => (echoPrompt ?? '') + (t ?? '');
+/**
+ * Facts of one of several calls made for a request, added into the request's: cost, attempts,
+ * latency and usage summed; who answered, the last call's; a cache hit only if every call was one.
+ */
+function addFacts(total: ResponseFacts, f: ResponseFacts): void {
+  total.costUsd += f.costUsd;
+  total.attempts += f.attempts;
+  if (f.latencyMs !== undefined) total.latencyMs = (total.latencyMs ?? 0) + f.latencyMs;
+  if (f.usage) total.usage = total.usage ? addUsage(total.usage, f.usage) : { ...f.usage };
+  if (f.savedUsd !== undefined) total.savedUsd = (total.savedUsd ?? 0) + f.savedUsd;
+  if (f.cache !== undefined) total.cache = total.cache === undefined || total.cache === f.cache ? f.cache : 'miss';
+  if (f.provider !== undefined) total.provider = f.provider;
+  if (f.model !== undefined) total.model = f.model;
+  if (f.deployment !== undefined) total.deployment = f.deployment;
+  if (f.route !== undefined) total.route = f.route;
+  if (f.headers) total.headers = { ...total.headers, ...f.headers };
+}
+
+/** `echoOf(index)`: the prompt that choice `index` answers, put in front of its text (`echo: true`). */
+function completionRenderer(includeUsage: boolean, echoOf?: (index: number) => string): Renderer<unknown> {
+  const text = (index: number, t: string | null | undefined) => (echoOf ? echoOf(index) : '') + (t ?? '');
   return {
     json: (r) => ({
       id: r.id.replace(/^chatcmpl-/, 'cmpl-'),
       object: 'text_completion',
       created: r.created,
       model: r.model,
-      choices: r.choices.map((c) => ({ text: text(c.message.content), index: c.index, logprobs: legacyLogprobs(c.logprobs, 0), finish_reason: c.finish_reason })),
+      choices: r.choices.map((c) => ({ text: text(c.index, c.message.content), index: c.index, logprobs: legacyLogprobs(c.logprobs, 0), finish_reason: c.finish_reason })),
       usage: r.usage,
       ...(r.system_fingerprint ? { system_fingerprint: r.system_fingerprint } : {}),
     }),
     async *events(chunks) {
-      let first = true;
+      // The choices whose first piece went out (each starts with the echoed prompt).
+      const started = new Set<number>();
       // Per choice, where its next piece starts in the text (the legacy logprobs' text_offset).
       const offsets = new Map<number, number>();
       for await (const chunk of chunks) {
@@ -224,10 +251,10 @@ function completionRenderer(includeUsage: boolean, echoPrompt?: string): Rendere
               object: 'text_completion',
               created: chunk.created,
               model: chunk.model,
-              choices: [{ text: first ? text(piece) : piece, index: c.index, logprobs: legacyLogprobs(c.logprobs, offset), finish_reason: c.finish_reason }],
+              choices: [{ text: started.has(c.index) ? piece : text(c.index, piece), index: c.index, logprobs: legacyLogprobs(c.logprobs, offset), finish_reason: c.finish_reason }],
             }),
           };
-          first = false;
+          started.add(c.index);
         }
       }
       yield { data: '[DONE]' };
