@@ -72,8 +72,12 @@ async function main() {
     gateway: `http://127.0.0.1:${gateway.port}/v1/chat/completions`,
   };
   try {
-    // Warm up every path (JIT, pools).
-    for (const url of Object.values(targets)) await fixedRate(url, chatBody, 200, 2);
+    // Warm up every path (JIT, pools), streams included: the TTFB step comes last, and a stream's
+    // code (SSE parsing and writing) would otherwise meet the JIT only there.
+    for (const url of Object.values(targets)) {
+      await fixedRate(url, chatBody, 200, 2);
+      await fixedRate(url, streamBody, 200, 2);
+    }
 
     const sat: Record<string, Awaited<ReturnType<typeof saturate>>> = {};
     const pids: Record<string, number | undefined> = { direct: upstream.child.pid, proxy: proxy.child.pid, gateway: gateway.child.pid };
