@@ -83,6 +83,39 @@ describe('CircuitBreaker', () => {
     expect(b.canPass()).toBe(false);
   });
 
+  it('while half-open, only probes decide: calls let through before it opened change nothing', () => {
+    const { b, advance } = setup({ open_ms: 15_000 });
+    // Calls taken while closed hang through the outage (attempt timeout 30 s > open_ms)…
+    const hung = Array.from({ length: 5 }, () => b.acquire()!);
+    expect(hung.every((t) => t === 'normal')).toBe(true);
+    for (let i = 0; i < 5; i++) b.record(false, 'normal');
+    expect(b.state).toBe('open');
+    advance(15_000);
+    expect(b.state).toBe('half_open');
+    const probe = b.acquire()!;
+    expect(probe).toBe('probe');
+    // …and time out while the probe is out: the breaker stays half-open, the probe slot stays taken.
+    for (const t of hung) b.record(false, t);
+    expect(b.state).toBe('half_open');
+    expect(b.acquire()).toBeUndefined();
+    b.record(true, probe);
+    expect(b.state).toBe('closed');
+  });
+
+  it('a remote open (shared breaker) is not re-opened here by local calls that hung through it', () => {
+    const { b, advance, transitions } = setup({ open_ms: 15_000 });
+    const hung = [b.acquire()!, b.acquire()!];
+    b.forceOpen(1_000_000 + 15_000, 'shared: 10 consecutive failures');
+    advance(15_000);
+    expect(b.state).toBe('half_open');
+    const probe = b.acquire()!;
+    for (const t of hung) b.record(false, t);
+    b.record(true, probe);
+    expect(b.state).toBe('closed');
+    // No local open was published for the others to follow.
+    expect(transitions.filter((t) => t.to === 'open' && t.source === 'local')).toEqual([]);
+  });
+
   it('frees a probe slot when the probe is cancelled', () => {
     const { b, advance } = setup();
     for (let i = 0; i < 5; i++) b.record(false, 'normal');

@@ -1,6 +1,7 @@
 // One circuit breaker per deployment: closed -> open on a failure rate over a rolling window (with a
 // minimum number of requests) or on consecutive failures -> half-open after `open_ms`, letting a few
-// probes through -> closed when they succeed, open again when one fails. Pure in-process state; the
+// probes through -> closed when they succeed, open again when one fails (while half-open only the
+// probes' outcomes count, not calls let through before it opened). Pure in-process state; the
 // shared (Redis) view is layered on top by BreakerSync, which calls forceOpen/forceClose.
 import type { BreakerConfig } from '../config/schema.js';
 
@@ -120,13 +121,14 @@ export class CircuitBreaker {
     const now = this.now();
     if (token === 'probe') this.probesInFlight = Math.max(0, this.probesInFlight - 1);
     if (this.stateValue === 'half_open') {
+      // Only the probes decide: a 'normal' pass was issued while still closed (a call that hung
+      // through the outage and times out now), so it says nothing about the deployment today.
+      if (token !== 'probe') return;
       if (!ok) {
         this.open('a half-open probe failed', now);
         return;
       }
-      if (token === 'probe' && ++this.probeSuccesses >= this.cfg.half_open_probes) {
-        this.close('half-open probes succeeded', 'local');
-      }
+      if (++this.probeSuccesses >= this.cfg.half_open_probes) this.close('half-open probes succeeded', 'local');
       return;
     }
     if (this.stateValue === 'open') return; // a straggler from before the breaker opened
