@@ -49,11 +49,21 @@ export async function dropSchema(schema: string): Promise<void> {
   }
 }
 
+/**
+ * Deletes every key a gateway with `redis.key_prefix: prefix` wrote: plain `<prefix>…` keys and the
+ * hash-tagged namespaces (`{<prefix>limits:}…`, `{<prefix>budgets:}…`) that scripts touch together.
+ */
 export async function dropRedisPrefix(prefix: string): Promise<void> {
   const r = new Redis(REDIS_URL);
   try {
-    const keys = await r.keys(`${prefix}*`);
-    if (keys.length) await r.del(...keys);
+    for (const pattern of [`${prefix}*`, `{${prefix}*`]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+        cursor = next;
+        if (keys.length) await r.del(...keys);
+      } while (cursor !== '0');
+    }
   } finally {
     r.disconnect();
   }
