@@ -165,7 +165,10 @@ function toGenerationConfig(req: ChatRequest): Record<string, unknown> {
   }
   if (req.presence_penalty !== undefined) g.presencePenalty = req.presence_penalty;
   if (req.frequency_penalty !== undefined) g.frequencyPenalty = req.frequency_penalty;
-  const format = req.response_format;
+  // Gemini refuses a JSON response MIME type beside function declarations ("Function calling with a
+  // response mime type: 'application/json' is unsupported"): with the client's own tools the format
+  // is not applied, as the Anthropic adapter does.
+  const format = req.tools?.length ? undefined : req.response_format;
   if (format?.type === 'json_object' || format?.type === 'json_schema') g.responseMimeType = 'application/json';
   if (format?.type === 'json_schema' && format.json_schema.schema) {
     g.responseSchema = toGeminiSchema(format.json_schema.schema);
@@ -222,27 +225,73 @@ function toolResponse(text: string): Record<string, unknown> {
 }
 
 // Gemini's Schema is an OpenAPI 3.0 subset; it rejects additionalProperties, $schema, $ref and the
-// like with a 400, so schemas keep only the keys it knows.
+// like with a 400, so schemas keep only the keys it knows. Local `$ref`s are resolved inline first
+// (responseJsonSchema would take them as they are, but only newer models read it).
 const SCHEMA_KEYS = new Set([
   'type', 'format', 'title', 'description', 'nullable', 'enum', 'maxItems', 'minItems', 'properties',
   'required', 'minProperties', 'maxProperties', 'minLength', 'maxLength', 'pattern', 'example',
   'anyOf', 'propertyOrdering', 'default', 'items', 'minimum', 'maximum',
 ]);
 
-export function toGeminiSchema(schema: unknown): Record<string, unknown> {
-  if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return {};
-  const s = schema as Record<string, unknown>;
-  const out: Record<string, unknown> = {};
+/** How many times one `$ref` is expanded inside itself before a recursive schema is cut off there. */
+const REF_UNROLL = 3;
+
+type Schema = Record<string, unknown>;
+
+function isSchema(v: unknown): v is Schema {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+export function toGeminiSchema(schema: unknown): Schema {
+  return cleanSchema(schema, isSchema(schema) ? schema : {}, []) ?? {};
+}
+
+/**
+ * One schema node in Gemini's subset, with local `$ref`s (`#/$defs/…`, `#/definitions/…`, `#`)
+ * replaced by what they point at. A recursive `$ref` is unrolled REF_UNROLL times and then cut off:
+ * the node is undefined and its parent leaves it out (the property and its `required` entry, the
+ * array whose items it is, the anyOf branch), since Gemini rejects an object schema without properties.
+ */
+function cleanSchema(schema: unknown, root: Schema, open: readonly string[]): Schema | undefined {
+  if (!isSchema(schema)) return {};
+  let s = schema;
+  // `allOf: [{$ref}]` beside a description is how Pydantic v1 writes a described nested model.
+  if (Array.isArray(s.allOf) && s.allOf.length === 1 && isSchema(s.allOf[0])) {
+    const { allOf, ...rest } = s;
+    s = { ...(allOf as Schema[])[0], ...rest };
+  }
+  if (typeof s.$ref === 'string') {
+    const ref = s.$ref;
+    const { $ref: _, ...siblings } = s;
+    const target = localRef(root, ref);
+    if (target) {
+      if (open.filter((r) => r === ref).length >= REF_UNROLL) return undefined;
+      // Keywords beside the $ref (a field's description) win over the definition's own.
+      return cleanSchema({ ...target, ...siblings }, root, [...open, ref]);
+    }
+    s = siblings;
+  }
+  const out: Schema = {};
+  const cut = new Set<string>();
   for (const [key, value] of Object.entries(s)) {
     if (!SCHEMA_KEYS.has(key)) continue;
-    if (key === 'properties' && value && typeof value === 'object') {
-      const props: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value as Record<string, unknown>)) props[k] = toGeminiSchema(v);
+    if (key === 'properties' && isSchema(value)) {
+      const props: Schema = {};
+      for (const [k, v] of Object.entries(value)) {
+        const clean = cleanSchema(v, root, open);
+        if (clean) props[k] = clean;
+        else cut.add(k);
+      }
+      if (cut.size > 0 && Object.keys(props).length === 0) return undefined;
       out.properties = props;
     } else if (key === 'items') {
-      out.items = toGeminiSchema(value);
+      const items = cleanSchema(value, root, open);
+      if (!items) return undefined;
+      out.items = items;
     } else if (key === 'anyOf' && Array.isArray(value)) {
-      out.anyOf = value.map(toGeminiSchema);
+      const branches = value.map((v) => cleanSchema(v, root, open)).filter((b) => b !== undefined);
+      if (branches.length === 0) return undefined;
+      out.anyOf = branches;
     } else if (key === 'type' && Array.isArray(value)) {
       // JSON Schema's ["string", "null"] is OpenAPI's type + nullable.
       const types = value.filter((t) => t !== 'null');
@@ -252,8 +301,27 @@ export function toGeminiSchema(schema: unknown): Record<string, unknown> {
       out[key] = value;
     }
   }
+  if (cut.size > 0 && Array.isArray(out.required)) out.required = out.required.filter((name) => !cut.has(name as string));
   if ('const' in s && out.enum === undefined) out.enum = [s.const];
   return out;
+}
+
+/** The schema a local `$ref` (a JSON pointer into the root schema) names; undefined for any other ref. */
+function localRef(root: Schema, ref: string): Schema | undefined {
+  if (ref === '#') return root;
+  if (!ref.startsWith('#/')) return undefined;
+  let node: unknown = root;
+  for (const token of ref.slice(2).split('/')) {
+    let key: string;
+    try {
+      key = decodeURIComponent(token).replace(/~1/g, '/').replace(/~0/g, '~');
+    } catch {
+      return undefined;
+    }
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, key)) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return isSchema(node) ? node : undefined;
 }
 
 function isEmptyObjectSchema(s: Record<string, unknown>): boolean {

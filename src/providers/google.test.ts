@@ -165,10 +165,86 @@ describe('google chat', () => {
         maxOutputTokens: 128,
         stopSequences: ['END'],
         seed: 7,
-        responseMimeType: 'application/json',
-        responseSchema: { type: 'object', properties: { a: { enum: ['x'] } } },
       },
     });
+  });
+
+  it('applies response_format only to a request without tools of its own (Gemini refuses a JSON MIME type beside function calling)', async () => {
+    const format: ChatRequest['response_format'] = {
+      type: 'json_schema',
+      json_schema: { name: 'answer', schema: { type: 'object', additionalProperties: false, properties: { a: { const: 'x' } } } },
+    };
+    upstream.reply(json(fixture('google-chat.json')), json(fixture('google-chat.json')), json(fixture('google-chat.json')));
+    await google.chat(ask({ response_format: format }), callOptions());
+    await google.chat(ask({ response_format: { type: 'json_object' } }), callOptions());
+    await google.chat(ask({ response_format: format, tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }] }), callOptions());
+    const sent = (i: number) => upstream.requests[i]?.json as { generationConfig?: Record<string, unknown>; tools?: { functionDeclarations: { name: string }[] }[] };
+    expect(sent(0).generationConfig).toEqual({ responseMimeType: 'application/json', responseSchema: { type: 'object', properties: { a: { enum: ['x'] } } } });
+    expect(sent(1).generationConfig).toEqual({ responseMimeType: 'application/json' });
+    expect(sent(2).generationConfig).toBeUndefined();
+    expect(sent(2).tools?.[0]?.functionDeclarations.map((d) => d.name)).toEqual(['lookup']);
+  });
+
+  it('inlines local $ref schemas ($defs or definitions, as Pydantic writes nested models) in the response schema and tool parameters', async () => {
+    const address = { title: 'Address', type: 'object', additionalProperties: false, properties: { city: { type: 'string' }, zip: { type: 'string' } }, required: ['city'] };
+    // Pydantic v2: $defs, and a described field as $ref with a sibling description.
+    const person = {
+      $defs: { Address: address },
+      title: 'Person',
+      type: 'object',
+      properties: { name: { type: 'string' }, home: { $ref: '#/$defs/Address', description: 'Where they live' }, past: { type: 'array', items: { $ref: '#/$defs/Address' } } },
+      required: ['name', 'home'],
+    };
+    // Draft-07 / Pydantic v1: definitions, and a described field as allOf around the $ref.
+    const personV1 = {
+      definitions: { Address: address },
+      title: 'Person',
+      type: 'object',
+      properties: { name: { type: 'string' }, home: { allOf: [{ $ref: '#/definitions/Address' }], description: 'Where they live' }, past: { type: 'array', items: { $ref: '#/definitions/Address' } } },
+      required: ['name', 'home'],
+    };
+    const cleanAddress = { title: 'Address', type: 'object', properties: { city: { type: 'string' }, zip: { type: 'string' } }, required: ['city'] };
+    const expected = {
+      title: 'Person',
+      type: 'object',
+      properties: { name: { type: 'string' }, home: { ...cleanAddress, description: 'Where they live' }, past: { type: 'array', items: cleanAddress } },
+      required: ['name', 'home'],
+    };
+    upstream.reply(json(fixture('google-chat.json')), json(fixture('google-chat.json')));
+    await google.chat(ask({ response_format: { type: 'json_schema', json_schema: { name: 'person', schema: person } } }), callOptions());
+    await google.chat(ask({ tools: [{ type: 'function', function: { name: 'save', parameters: personV1 } }] }), callOptions());
+    expect((upstream.requests[0]?.json as { generationConfig: { responseSchema: unknown } }).generationConfig.responseSchema).toEqual(expected);
+    expect((upstream.requests[1]?.json as { tools: { functionDeclarations: { parameters: unknown }[] }[] }).tools[0]?.functionDeclarations[0]?.parameters).toEqual(expected);
+  });
+
+  it('unrolls a recursive $ref a few levels, then leaves the recursive property out (Gemini rejects an object without properties)', async () => {
+    const tree = {
+      $defs: { Node: { type: 'object', properties: { label: { type: 'string' }, children: { type: 'array', items: { $ref: '#/$defs/Node' } } }, required: ['label', 'children'] } },
+      $ref: '#/$defs/Node',
+    };
+    const chain = { type: 'object', properties: { name: { type: 'string' }, parent: { $ref: '#' } } };
+    upstream.reply(json(fixture('google-chat.json')), json(fixture('google-chat.json')));
+    await google.chat(ask({ response_format: { type: 'json_schema', json_schema: { name: 'tree', schema: tree } } }), callOptions());
+    await google.chat(ask({ response_format: { type: 'json_schema', json_schema: { name: 'chain', schema: chain } } }), callOptions());
+    type Node = { type: string; properties: Record<string, Node>; required?: string[]; items?: Node };
+    const schema = (i: number) => (upstream.requests[i]?.json as { generationConfig: { responseSchema: Node } }).generationConfig.responseSchema;
+
+    let node = schema(0);
+    let levels = 0;
+    while (node.properties.children) {
+      expect(node).toMatchObject({ type: 'object', properties: { label: { type: 'string' } }, required: ['label', 'children'] });
+      node = node.properties.children.items as Node;
+      levels++;
+    }
+    expect(levels).toBeGreaterThanOrEqual(2);
+    expect(node).toEqual({ type: 'object', properties: { label: { type: 'string' } }, required: ['label'] });
+
+    let link = schema(1);
+    let depth = 0;
+    while (link.properties.parent) [link, depth] = [link.properties.parent, depth + 1];
+    expect(depth).toBeGreaterThanOrEqual(2);
+    expect(link).toEqual({ type: 'object', properties: { name: { type: 'string' } } });
+    expect(JSON.stringify([schema(0), schema(1)])).not.toContain('$ref');
   });
 
   it('maps a text answer, its usage and id', async () => {

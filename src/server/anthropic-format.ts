@@ -110,7 +110,8 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
     }));
   }
   Object.assign(req, fromAnthropicToolChoice(b.tool_choice));
-  // Structured outputs become the canonical response format, which every provider applies.
+  // Structured outputs become the canonical response format, which every provider applies (the
+  // Anthropic and Gemini adapters not beside the client's own tools: docs/providers.md).
   const format = b.output_config?.format ?? b.output_format;
   if (format) req.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema, strict: true } };
   return req;
