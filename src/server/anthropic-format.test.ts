@@ -2,7 +2,12 @@ import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatMessage, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { collect, startFixtureServer, type FixtureServer } from '../providers/__fixtures__/fixture-server.js';
+import { specForTests } from '../providers/__fixtures__/openai-spec.js';
+import { createAnthropicProvider } from '../providers/anthropic.js';
 import { toAnthropicMessages } from '../providers/anthropic-wire.js';
+import { toCohereRequest } from '../providers/cohere.js';
+import { ThoughtSignatureCache, toGeminiRequest } from '../providers/google-mapping.js';
+import { createOpenAIProvider } from '../providers/openai.js';
 import { UpstreamError } from '../providers/errors.js';
 import { createSimulatorProvider } from '../providers/simulator.js';
 import {
@@ -73,7 +78,7 @@ describe('anthropicToCanonical', () => {
     });
     expect(req).toEqual({
       model: 'claude-x',
-      max_tokens: 500,
+      max_completion_tokens: 500,
       messages: [
         { role: 'system', content: 'Be terse.\n\nEnglish only.' },
         {
@@ -173,6 +178,24 @@ describe('anthropicToCanonical', () => {
       const req = anthropicToCanonical({ model: 'c', max_tokens: 50, messages: [{ role: 'user', content: 'A city?' }], ...extra });
       expect(req.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'output', schema, strict: true } });
     }
+  });
+
+  it('asks for max_tokens as max_completion_tokens, which OpenAI reasoning models accept and every adapter reads', () => {
+    const req = anthropicToCanonical({ model: 'gpt-5', max_tokens: 256, messages: [{ role: 'user', content: 'Think briefly.' }] });
+    // OpenAI's o-series and gpt-5 answer 400 to max_tokens ("use max_completion_tokens instead").
+    const openai = createOpenAIProvider('o', { type: 'openai', api_key: 'k' }).buildBody(req, false);
+    expect(openai.max_completion_tokens).toBe(256);
+    expect(openai).not.toHaveProperty('max_tokens');
+    const spec = specForTests('anthropic-format.test');
+    if (spec) {
+      expect(spec.errors('CreateChatCompletionRequest', openai)).toEqual([]);
+      const known = spec.properties('CreateChatCompletionRequest');
+      expect(Object.keys(openai).filter((k) => !known.has(k))).toEqual([]);
+    }
+    // The other adapters still send the client's budget, each in its own field.
+    expect(createAnthropicProvider('a', { type: 'anthropic', api_key: 'k' }).buildBody(req, false).max_tokens).toBe(256);
+    expect(toGeminiRequest(req, new ThoughtSignatureCache()).generationConfig?.maxOutputTokens).toBe(256);
+    expect(toCohereRequest(req, false).max_tokens).toBe(256);
   });
 
   it('round-trips with the provider conversion: canonical -> Messages -> canonical', () => {

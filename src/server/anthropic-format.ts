@@ -97,7 +97,9 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
   const system = typeof b.system === 'string' ? b.system : b.system?.map((s) => s.text).join('\n\n');
   if (system) messages.push({ role: 'system', content: system });
   for (const turn of b.messages) messages.push(...fromAnthropicTurn(turn.role, turn.content as string | InboundBlock[]));
-  const req: ChatRequest = { model: b.model, messages, max_tokens: b.max_tokens };
+  // max_completion_tokens, as the Responses route does: OpenAI's reasoning models (o-series, gpt-5)
+  // refuse max_tokens, and every adapter reads either field (requestedMaxTokens).
+  const req: ChatRequest = { model: b.model, messages, max_completion_tokens: b.max_tokens };
   if (b.temperature !== undefined) req.temperature = b.temperature;
   if (b.top_p !== undefined) req.top_p = b.top_p;
   if (b.stop_sequences?.length) req.stop = b.stop_sequences;
