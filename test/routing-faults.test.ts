@@ -14,6 +14,10 @@ const FAULTS: Record<string, Fault> = {
   e500: { kind: 'status', status: 500 },
   e503: { kind: 'status', status: 503 },
   e408: { kind: 'status', status: 408 },
+  e400: { kind: 'status', status: 400 },
+  e401: { kind: 'status', status: 401 },
+  e403: { kind: 'status', status: 403 },
+  e404: { kind: 'status', status: 404 },
   r429: { kind: 'status', status: 429, retryAfterS: 7 },
   hang: { kind: 'hang' },
   reset: { kind: 'reset' },
@@ -33,7 +37,7 @@ const dep = (model: string, extra: Record<string, unknown> = {}) => ({ provider:
 
 const MODELS = [
   // one faulty deployment first, the healthy one behind it
-  ...['e500', 'e503', 'e408', 'r429', 'hang', 'reset', 'malformed', 'cutfirst'].map((f) => ({ name: `survive-${f}`, deployments: [dep(f), dep('ok', { priority: 1 })], retry: { max_retries: 0 } })),
+  ...['e500', 'e503', 'e408', 'r429', 'hang', 'reset', 'malformed', 'cutfirst', 'e401', 'e403', 'e404', 'e400'].map((f) => ({ name: `survive-${f}`, deployments: [dep(f), dep('ok', { priority: 1 })], retry: { max_retries: 0 } })),
   // only the faulty one
   ...['e500', 'r429', 'hang', 'malformed', 'truncated', 'trickle', 'stall'].map((f) => ({ name: `only-${f}`, deployments: [dep(f, { id: `only/${f}` })], retry: { max_retries: 0 } })),
   { name: 'hedged', hedging: { enabled: true, delay_ms: 50 }, deployments: [dep('slow', { timeout_ms: 5_000, price: { input: 1, output: 1 } }), dep('ok', { priority: 1, price: { input: 1, output: 1 } })] },
@@ -107,7 +111,8 @@ function sseContent(body: string): { content: string; done: boolean; error?: { c
 }
 
 describe('each fault is survived when a healthy deployment exists', () => {
-  for (const fault of ['e500', 'e503', 'e408', 'r429', 'hang', 'reset', 'malformed', 'cutfirst']) {
+  // 401/403 (our key revoked) and 404 (the model gone) are that deployment's problem, not the request's.
+  for (const fault of ['e500', 'e503', 'e408', 'r429', 'hang', 'reset', 'malformed', 'cutfirst', 'e401', 'e403', 'e404']) {
     it(`${fault}: JSON and stream both answered by the healthy deployment`, async () => {
       const json = await chat(`survive-${fault}`);
       expect(json.status).toBe(200);
@@ -120,6 +125,19 @@ describe('each fault is survived when a healthy deployment exists', () => {
       expect(sse.content).toBe('w0 w1 w2 w3 w4');
     });
   }
+});
+
+describe('a request the upstream rejects (400) goes straight back to the client', () => {
+  it('is not sent to the healthy deployment behind, nor held against the one that rejected it', async () => {
+    const healthy = upstream.stats('ok').calls;
+    const res = await chat('survive-e400');
+    expect(res.status).toBe(400);
+    expect(res.json().error?.code).toBe('upstream_rejected_request');
+    expect(upstream.stats('ok').calls).toBe(healthy);
+    const providers = await request(`${server.url}/v1/providers`, { dispatcher: agent });
+    const body = (await providers.body.json()) as { data: { id: string; group: string; error_rate: number }[] };
+    expect(body.data.find((d) => d.id === 'fault/e400')?.error_rate).toBe(0);
+  });
 });
 
 describe('with no healthy deployment the client gets the right error', () => {

@@ -1,5 +1,6 @@
 // The attempt loop of one model group: every eligible deployment once in the strategy's order
-// (moving on at once after a retryable failure), then budgeted retries after a full-jitter backoff
+// (moving on at once after a retryable failure or a deployment fault: auth, 404, unsupported), then
+// budgeted retries after a full-jitter backoff
 // that honours Retry-After; slots from admission (queueing by priority when all are full); each
 // call possibly hedged. The router supplies its breakers, statistics and budget through the deps.
 import type { ChatOutcome } from '../gateway/pipeline.js';
@@ -12,7 +13,7 @@ import type { CircuitBreaker } from './breaker.js';
 import type { Deployment, ModelGroup } from './catalog.js';
 import type { RequestState } from './eligibility.js';
 import type { RoutingEvents } from './events.js';
-import { backoffMs, delay, isRetryable, type RetryBudget } from './retry.js';
+import { backoffMs, delay, isDeploymentFault, isRetryable, type RetryBudget } from './retry.js';
 import type { SemanticRouter } from './semantic.js';
 import type { DeploymentStats, LatencyRing } from './stats.js';
 import type { RoutingStrategy } from './strategies.js';
@@ -42,13 +43,18 @@ export interface AttemptLoopDeps {
 type Pick = { d: Deployment; token: 'normal' | 'probe' };
 
 /**
- * Every eligible deployment in order once (falling back on a retryable failure), then up to
+ * Every eligible deployment in order once (falling back on a retryable failure or a deployment
+ * fault), then up to
  * `max_retries` more attempts after a jittered backoff, each paid from the retry budget.
  */
 export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt: GroupRuntime, order: Deployment[]): Promise<ChatOutcome> {
   const retry = { ...deps.config.retry, ...group.retry };
   const untried = [...order];
   let lastError: unknown;
+  /** Whether some attempt failed in a way worth retrying (after backoff). */
+  let retryable = false;
+  /** Deployments that failed with a deployment fault: not retried for this request. */
+  const faulted = new Set<string>();
   let retries = 0;
   let previous: Deployment | undefined;
   while (true) {
@@ -62,14 +68,14 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
         deps.events.emit('fallback', { from: previous.id, to: pick.d.id, kind: 'deployment' });
       }
     } else {
-      if (retries >= (retry.max_retries ?? 0) || !isRetryable(lastError)) break;
+      if (retries >= (retry.max_retries ?? 0) || !retryable) break;
       if (!deps.budget.tryWithdraw()) {
         deps.events.counters.retryBudgetExhausted++;
         deps.events.emit('retry_budget_exhausted', { group: group.name });
         state.ctx.log.warn({ group: group.name }, 'retry budget exhausted; not retrying');
         break;
       }
-      const candidates = order.filter((d) => deps.breakerFor(d.id).canPass());
+      const candidates = order.filter((d) => !faulted.has(d.id) && deps.breakerFor(d.id).canPass());
       if (candidates.length === 0) break;
       // Honour Retry-After: wait until the first candidate stops cooling, if that is within the deadline.
       const now = Date.now();
@@ -95,7 +101,9 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
     } catch (err) {
       if (state.signal.aborted) throw state.signal.reason as Error;
       lastError = err;
-      if (!isRetryable(err)) throw err;
+      if (isRetryable(err)) retryable = true;
+      else if (isDeploymentFault(err)) faulted.add(pick.d.id);
+      else throw err; // the request itself was refused (400): any deployment would refuse it
       state.ctx.log.warn({ deployment: pick.d.id, kind: isUpstreamError(err) ? err.kind : undefined, status: isUpstreamError(err) ? err.status : undefined }, 'upstream attempt failed');
     }
   }

@@ -13,10 +13,21 @@ export function backoffMs(retry: number, baseMs: number, maxMs: number, random: 
 /**
  * Whether another deployment (or a later attempt) may take the request after this failure:
  * connect errors, timeouts, 408, 429, 5xx and malformed answers — the upstream error's own verdict.
- * Client mistakes (400, context length, content policy, auth) and cancellations are not retried.
+ * Client mistakes (400, context length, content policy) and cancellations are not retried; for
+ * auth, 404 and unsupported see isDeploymentFault.
  */
 export function isRetryable(err: unknown): boolean {
   return isUpstreamError(err) && err.retryable;
+}
+
+/**
+ * Failures of one deployment that another may not share, so the request moves on to the next one
+ * (no backoff retry: asking the same deployment again gives the same answer): our credentials
+ * refused (401/403), the model missing there (404), or the adapter unable to do what was asked. A
+ * 400 any deployment would give (bad_request, context length, content policy) is not one of them.
+ */
+export function isDeploymentFault(err: unknown): boolean {
+  return isUpstreamError(err) && (err.kind === 'auth' || err.kind === 'not_found' || err.kind === 'unsupported');
 }
 
 /**

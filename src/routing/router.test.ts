@@ -167,6 +167,59 @@ describe('Router: fallbacks and retries', () => {
     const err = await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e);
     expect((err as GatewayError).code).toBe('upstream_rejected_request');
     expect(p.calls).toEqual(['a']);
+    // Nor is it held against the deployment.
+    expect(router.breakerFor('fake/a').errorRate()).toMatchObject({ rate: 0 });
+  });
+
+  it('moves on from a deployment whose credentials are refused (401/403) or that lacks the model (404), and opens its breaker', async () => {
+    for (const [kind, status] of [['auth', 401], ['auth', 403], ['not_found', 404]] as const) {
+      const p = new ScriptedProvider().on('a', fail(kind, { status }));
+      const router = build([group('g', ['a', 'b'])], p, { breaker: { consecutive_failures: 5, open_ms: 60_000 } });
+      for (let i = 0; i < 20; i++) {
+        const ctx = ctxFor();
+        expect(await text(await router.handler(ctx, chat('g', { seed: i })))).toBe('answer from b');
+        expect(ctx.facts.deployment).toBe('fake/b');
+      }
+      // Five different requests failed on a: its breaker opened and it is no longer called.
+      expect(p.calls.filter((m) => m === 'a').length).toBe(5);
+      const a = router.status().data.find((d) => d.id === 'fake/a')!;
+      expect(a.breaker.state).toBe('open');
+      expect(a.error_rate).toBeGreaterThan(0);
+    }
+  });
+
+  it('does not retry a deployment fault after backoff, and answers with it when no deployment is left', async () => {
+    const p = new ScriptedProvider().on('a', fail('auth', { status: 401 })).on('b', fail('server', { status: 500 }));
+    const router = build([group('g', ['a', 'b'], { retry: { max_retries: 2, base_delay_ms: 1, max_delay_ms: 2 } })], p);
+    await expect(router.handler(ctxFor(), chat('g'))).rejects.toMatchObject({ code: 'upstream_error' });
+    // a once; b once and twice more after backoff; a (refused credentials) never again.
+    expect(p.calls).toEqual(['a', 'b', 'b', 'b']);
+    const only = new ScriptedProvider().on('a', fail('auth', { status: 401 }));
+    const lone = build([group('g', ['a'])], only);
+    await expect(lone.handler(ctxFor(), chat('g'))).rejects.toMatchObject({ code: 'upstream_auth_failed', status: 502 });
+    expect(only.calls).toEqual(['a']);
+  });
+
+  it('falls back to another group when every deployment of the group refuses our credentials', async () => {
+    const p = new ScriptedProvider().on('a', fail('auth', { status: 401 }));
+    const router = build([group('main', ['a'], { fallbacks: ['backup'] }), group('backup', ['b'])], p);
+    expect(await text(await router.handler(ctxFor(), chat('main')))).toBe('answer from b');
+  });
+
+  it('moves on from a deployment that cannot do what this request asks, without holding it against its breaker', async () => {
+    const p = new ScriptedProvider().on('a', fail('unsupported'));
+    const router = build([group('g', ['a', 'b'])], p, { breaker: { consecutive_failures: 2 } });
+    for (let i = 0; i < 5; i++) expect(await text(await router.handler(ctxFor(), chat('g', { seed: i })))).toBe('answer from b');
+    expect(router.breakerFor('fake/a').state).toBe('closed');
+    expect(p.calls.filter((m) => m === 'a').length).toBe(5);
+  });
+
+  it('a 404 for a passthrough model name is the client\'s, not the deployment\'s', async () => {
+    const p = new ScriptedProvider().on('no-such-model', fail('not_found', { status: 404 }));
+    const router = build([group('g', ['a'])], p, { breaker: { consecutive_failures: 2 } }, 'fake');
+    for (let i = 0; i < 4; i++) await expect(router.handler(ctxFor(), chat('no-such-model', { seed: i }))).rejects.toMatchObject({ code: 'upstream_error' });
+    expect(router.breakerFor('fake/no-such-model').state).toBe('closed');
+    expect(p.calls.length).toBe(4);
   });
 
   it('retries after a jittered backoff when every deployment failed once', async () => {

@@ -21,7 +21,7 @@ import { BreakerSync } from './breaker-sync.js';
 import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
 import { Deduplicator, dedupKey } from './dedup.js';
 import { RoutingEvents } from './events.js';
-import { isRetryable, RetryBudget } from './retry.js';
+import { isDeploymentFault, isRetryable, RetryBudget } from './retry.js';
 import { routingText, SemanticRouter } from './semantic.js';
 import { DeploymentStats, LatencyRing } from './stats.js';
 import { eligibleDeployments, promptTokens, promptUpperBound, type RequestState } from './eligibility.js';
@@ -381,7 +381,7 @@ export class Router {
       if (isUpstreamError(err) && err.kind === 'content_policy') {
         return this.fallBack(state, group, group.contentPolicyFallbacks, 'content_policy', () => err);
       }
-      if (isRetryable(err) || (err instanceof GatewayError && err.code === 'no_healthy_deployment')) {
+      if (isRetryable(err) || isDeploymentFault(err) || (err instanceof GatewayError && err.code === 'no_healthy_deployment')) {
         return this.fallBack(state, group, group.fallbacks, 'group', () => err);
       }
       throw err;
@@ -442,15 +442,15 @@ export class Router {
       this.runtimeByName(d.group)?.latency.add(latencyMs);
       b.record(true, spec.token);
     } else {
-      const counts = isRetryable(err) || !isUpstreamError(err);
-      if (counts) {
+      if (countsAgainst(err, this.runtimeByName(d.group)?.passthrough === true)) {
         s.observeFailure(latencyMs);
         let failed = this.failedHere.get(spec.ctx);
         if (!failed) this.failedHere.set(spec.ctx, (failed = new Set()));
         b.record(false, spec.token, failed.has(d.id));
         failed.add(d.id);
       } else {
-        // The upstream answered; the request itself was the problem (400, context length, policy).
+        // The upstream answered; the request itself was the problem (400, context length, policy,
+        // a feature this adapter lacks).
         b.record(true, spec.token);
       }
       if (isUpstreamError(err) && err.retryAfterMs !== undefined && (err.kind === 'rate_limited' || err.kind === 'overloaded')) {
@@ -484,6 +484,19 @@ export class Router {
       }
     }
   }
+}
+
+/**
+ * Whether a failed attempt counts against its deployment's breaker: upstream failures, and refused
+ * credentials or a model missing there (every request to it fails the same way). Not a 400 the
+ * request earned, nor `unsupported` (what this request asks, e.g. n > 1 on a stream: a client must
+ * not be able to open a healthy deployment's breaker), nor a 404 for a passthrough name (the client
+ * made the name up).
+ */
+function countsAgainst(err: unknown, passthrough: boolean): boolean {
+  if (!isUpstreamError(err)) return true;
+  if (err.retryable || err.kind === 'auth') return true;
+  return err.kind === 'not_found' && !passthrough;
 }
 
 /** Runs `fn` once when the stream ends, fails or is abandoned by its reader. */
