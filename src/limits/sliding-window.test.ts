@@ -65,11 +65,26 @@ for (const [name, make, available] of stores) {
       expect(probe.states[0]?.remaining).toBe(50 - 4);
     });
 
+    it('tells a caller refused by a concurrency limit to retry in a second, not when the oldest lease would expire', async () => {
+      const rule = { kind: 'concurrency' as const, key: `conc-retry:${name}`, limit: 1, leaseMs: 600_000 };
+      expect((await store.acquire([rule], 'r1')).admitted).toBe(true);
+      const refused = await store.acquire([rule], 'r2');
+      expect(refused.admitted).toBe(false);
+      expect(refused.retryAfterMs).toBe(1000);
+      // With a window rule refusing too, the later of the two is the answer.
+      const window = { kind: 'window' as const, key: `conc-retry-w:${name}`, limit: 1, windowMs: 60_000, cost: 1 };
+      expect((await store.acquire([window], 'w1')).admitted).toBe(true);
+      const both = await store.acquire([rule, window], 'r3');
+      expect(both.retryAfterMs).toBeGreaterThan(1000);
+      expect(both.retryAfterMs).toBeLessThanOrEqual(61_000);
+    });
+
     it('holds concurrency slots until released', async () => {
       const rule = { kind: 'concurrency' as const, key: `conc:${name}`, limit: 2, leaseMs: 60_000 };
       expect((await store.acquire([rule], 'c1')).admitted).toBe(true);
       expect((await store.acquire([rule], 'c2')).admitted).toBe(true);
-      expect((await store.acquire([rule], 'c3')).admitted).toBe(false);
+      const refused = await store.acquire([rule], 'c3');
+      expect(refused.admitted).toBe(false);
       await store.release(rule.key, 'c1');
       expect((await store.acquire([rule], 'c4')).admitted).toBe(true);
     });

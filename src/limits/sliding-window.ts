@@ -20,7 +20,10 @@ export interface RuleState {
 
 export interface AcquireResult {
   admitted: boolean;
-  /** When refused: ms until every refusing rule could admit the request; -1 if it never can. */
+  /**
+   * When refused: ms until every refusing rule could admit the request (a concurrency rule: a short
+   * CONCURRENCY_RETRY_MS, as its slots free when requests end); -1 if it never can.
+   */
   retryAfterMs: number;
   /** The store's clock at the check, ms; pass it back to `adjust`. */
   at: number;
@@ -37,6 +40,13 @@ export interface LimiterStore {
 }
 
 const BUCKETS = 60;
+
+/**
+ * Retry-After for a concurrency refusal. A slot frees when one of the caller's requests in flight
+ * ends, which nothing here can foresee; the oldest lease's expiry (`concurrency_lease_s`, 10 minutes
+ * by default) is only a crash backstop and would tell a client to wait that long for nothing.
+ */
+export const CONCURRENCY_RETRY_MS = 1000;
 
 export function bucketMs(windowMs: number): number {
   return Math.max(10, Math.ceil(windowMs / BUCKETS));
@@ -105,10 +115,7 @@ for i = 1, #KEYS do
     resets[i] = 0
     if n + 1 > limit then
       admitted = 0
-      local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-      local r = 1000
-      if first[2] then r = math.max(1, tonumber(first[2]) - now) end
-      if retry >= 0 and r > retry then retry = r end
+      if retry >= 0 and ${CONCURRENCY_RETRY_MS} > retry then retry = ${CONCURRENCY_RETRY_MS} end
     end
   end
 end
@@ -258,8 +265,7 @@ export class MemoryLimiterStore implements LimiterStore {
         resets.push(0);
         if (n + 1 > r.limit) {
           admitted = false;
-          const soonest = held ? Math.min(...held.values()) - now : 1000;
-          if (retry >= 0) retry = Math.max(retry, Math.max(1, soonest));
+          if (retry >= 0) retry = Math.max(retry, CONCURRENCY_RETRY_MS);
         }
       }
     }
