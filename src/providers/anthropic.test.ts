@@ -113,9 +113,27 @@ describe('anthropic provider: request mapping', () => {
       tool_choice: { type: 'any', disable_parallel_tool_use: true },
       stop_sequences: ['END'],
       temperature: 1,
-      top_p: 0.9,
       metadata: { user_id: 'user-42' },
     });
+  });
+
+  it('leaves out whitespace-only stop sequences, which the Messages API refuses', async () => {
+    // OpenAI clients commonly send stop: ["\n"]; Anthropic answers 400 "each stop sequence must contain non-whitespace".
+    server.reply({ body: await fixture('anthropic-message.json') });
+    await provider.chat({ ...baseReq, stop: ['\n', 'END', ' \t', '\nUser:'] }, opts());
+    expect(sentBody(0).stop_sequences).toEqual(['END', '\nUser:']);
+    await provider.chat({ ...baseReq, stop: '\n\n' }, opts());
+    expect(sentBody(1)).not.toHaveProperty('stop_sequences');
+  });
+
+  it('sends temperature or top_p, never both (newer Claude models refuse the pair): temperature wins', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    await provider.chat({ ...baseReq, temperature: 0.3, top_p: 0.9 }, opts());
+    expect(sentBody(0)).toMatchObject({ temperature: 0.3 });
+    expect(sentBody(0)).not.toHaveProperty('top_p');
+    await provider.chat({ ...baseReq, top_p: 0.9 }, opts());
+    expect(sentBody(1)).toMatchObject({ top_p: 0.9 });
+    expect(sentBody(1)).not.toHaveProperty('temperature');
   });
 
   it('maps tool_choice auto, none and a named function', () => {

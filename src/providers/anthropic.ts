@@ -123,7 +123,9 @@ export class AnthropicProvider implements ProviderAdapter {
   /** The Messages API request body for a canonical request (exported through the class for tests). */
   buildBody(req: ChatRequest, stream: boolean, json = jsonTool(req)): Record<string, unknown> {
     const { system, messages } = this.messages(req);
-    const stop = stopList(req.stop);
+    // Anthropic refuses a stop sequence that is only whitespace ("each stop sequence must contain
+    // non-whitespace"), which OpenAI clients send (stop: ["\n"]): those are left out, not applied.
+    const stop = stopList(req.stop).filter((s) => s.trim() !== '');
     // One call of the forced tool: with parallel calls a streamed answer would be two objects back to back.
     const toolChoice = json ? { type: 'tool', name: JSON_TOOL, disable_parallel_tool_use: true } : req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
     const body: Record<string, unknown> = {
@@ -133,7 +135,8 @@ export class AnthropicProvider implements ProviderAdapter {
       system,
       // OpenAI's temperature runs 0..2, Anthropic's 0..1: clamp instead of letting the upstream 400.
       temperature: req.temperature === undefined ? undefined : Math.min(1, req.temperature),
-      top_p: req.top_p,
+      // Newer Claude models refuse temperature and top_p together: with both, temperature alone is sent.
+      top_p: req.temperature === undefined ? req.top_p : undefined,
       stop_sequences: stop.length > 0 ? stop : undefined,
       tools: json ? [json] : req.tools?.length ? toAnthropicTools(req.tools) : undefined,
       tool_choice: toolChoice,
