@@ -85,6 +85,37 @@ for (const [name, make, available] of stores) {
       expect(await a.reserve([have, lost], 500, true)).toEqual({ ok: true, values: [1_500, 2_500] });
     });
 
+    it('leaves a counter that does not exist missing when adjusting, so it is seeded again rather than restarted from the delta', async () => {
+      const { a, b } = make();
+      const gone = line('key', `gone-${name}`, 10_000);
+      const kept = line('team', `kept-${name}`, 10_000);
+      await a.reserve([kept], 3_000);
+      expect(await b.adjust([gone, kept], -1_000)).toEqual([0, 2_000]);
+      expect(await a.reserve([gone, kept], 100, true)).toEqual({ ok: false, values: [], missing: [0] });
+    });
+
+    it('a counter lost while a request is in flight is seeded from the ledger by the next reservation, with the settled spend', async () => {
+      const { a } = make();
+      let ledgerUsd = 8;
+      const manager = new BudgetManager({
+        store: a,
+        config: budgetsSchema.parse({ default_user: { limit_usd: 10, period: 'month' }, alert_thresholds: [0.9] }),
+        log: createLogger('silent'),
+        spentSince: async () => ledgerUsd,
+      });
+      const tenant = { id: `bob-${name}-${run}`, userId: `bob-${name}-${run}` } as Tenant;
+      const [l] = manager.linesFor(tenant);
+      const reservation = await manager.reserve(tenant, 1.5); // $9.50 of $10 reserved
+      // Redis loses the counter (restart, failover, eviction) while the request runs.
+      if (a instanceof MemoryBudgetStore) (a as unknown as { values: Map<string, unknown> }).values.delete(l!.key);
+      else await (a as unknown as { redis: { del(k: string): Promise<number> } }).redis.del(`${(a as unknown as { prefix: string }).prefix}${l!.key}`);
+      ledgerUsd += 0.5; // the request cost $0.50: its ledger row lands as it settles
+      await manager.settle(reservation!, 0.5);
+      // $8.50 spent: one more $1 request fits, the next does not.
+      await expect(manager.reserve(tenant, 1)).resolves.toBeDefined();
+      await expect(manager.reserve(tenant, 1)).rejects.toMatchObject({ code: 'budget_exceeded' });
+    });
+
     it('a budget whose counter is lost mid-period is re-seeded from the ledger, not restarted from zero', async () => {
       const { a, b } = make();
       // The ledger: what was really spent this period, as spentSince reads it.

@@ -38,6 +38,11 @@ export interface BudgetStore {
    * caller can seed them from the ledger first.
    */
   reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting?: boolean): Promise<ReserveResult>;
+  /**
+   * Adds `deltaMicros` to the counters that exist and returns them (0 for a missing one). A counter
+   * that does not exist is left missing: recreated from this delta alone it would forget the spend
+   * before it (and have no expiry); the next reservation seeds it from the ledger instead.
+   */
   adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]>;
   /** Sets a counter only if it does not exist (seeding from the ledger). */
   seed(key: string, valueMicros: number, ttlMs: number): Promise<void>;
@@ -75,11 +80,14 @@ end
 return out
 `;
 
-// KEYS: the counters; ARGV[1]: the change in micro-dollars. Returns the new values. A script, not
-// MULTI: ioredis builds a heavy Pipeline object per MULTI, and this runs once per request.
+// KEYS: the counters; ARGV[1]: the change in micro-dollars. Returns the new values (0 for a counter
+// that does not exist, which stays missing). A script, not MULTI: ioredis builds a heavy Pipeline
+// object per MULTI, and this runs once per request.
 const ADJUST_LUA = `
 local out = {}
-for i = 1, #KEYS do out[i] = redis.call('INCRBY', KEYS[i], ARGV[1]) end
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then out[i] = redis.call('INCRBY', KEYS[i], ARGV[1]) else out[i] = 0 end
+end
 return out
 `;
 
@@ -164,6 +172,7 @@ export class MemoryBudgetStore implements BudgetStore {
 
   async adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]> {
     return lines.map((l) => {
+      if (!this.has(l.key)) return 0;
       const v = this.get(l.key) + deltaMicros;
       this.set(l.key, v, l.ttlMs);
       return v;
