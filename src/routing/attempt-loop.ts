@@ -23,7 +23,11 @@ export interface GroupRuntime {
   byPriority: Deployment[];
   strategy: RoutingStrategy;
   queue: AdmissionQueue;
-  latency: LatencyRing;
+  /**
+   * Recent latencies for the hedge delay, kept apart because they measure different things: streams
+   * to their first chunk, JSON answers to the whole answer.
+   */
+  latency: { stream: LatencyRing; json: LatencyRing };
   semantic?: SemanticRouter;
   passthrough: boolean;
 }
@@ -154,7 +158,8 @@ async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime
 async function call(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt: GroupRuntime, pick: Pick, untried: Deployment[]): Promise<AttemptResult> {
   const spec: AttemptSpec = { ctx: state.ctx, req: state.req, d: pick.d, token: pick.token, signal: state.signal, timeoutMs: timeoutFor(state, pick.d), hedge: false, trace: state.trace };
   const hedging = group.hedging;
-  const delayMs = hedging?.enabled ? (hedging.delay_ms ?? (rt.latency.size >= hedging.min_samples ? rt.latency.quantile(hedging.percentile) : undefined)) : undefined;
+  const latency = state.req.stream ? rt.latency.stream : rt.latency.json;
+  const delayMs = hedging?.enabled ? (hedging.delay_ms ?? (latency.size >= hedging.min_samples ? latency.quantile(hedging.percentile) : undefined)) : undefined;
   if (delayMs === undefined || untried.length === 0) return runAttempt(spec, deps.hooks);
   let hedgeTo: Deployment | undefined;
   return runHedged(spec, deps.hooks, {

@@ -502,6 +502,25 @@ describe('Router: hedging', () => {
     expect(p.calls.every((m) => m === 'a')).toBe(true);
     expect(router.events.counters.hedges).toBe(0);
   });
+
+  it('keeps stream and JSON latencies apart: fast first chunks do not make every JSON answer look slow', async () => {
+    let jsonDelay = 300;
+    const p = new ScriptedProvider().on('a', async (r, o) => {
+      if (r.stream) return chunksOf(answer('a')); // first chunk at once
+      await sleep(jsonDelay, o.signal);
+      return answer('a');
+    });
+    const router = build([{ name: 'g', hedging: { enabled: true, min_samples: 5 }, deployments: [{ provider: 'fake', model: 'a' }, { provider: 'fake', model: 'b', priority: 1 }] }], p);
+    // Mostly streams, a few JSON answers that take ~300 ms in full.
+    for (let i = 0; i < 100; i++) await text(await router.handler(ctxFor(), chat('g', { stream: true, seed: i })));
+    for (let i = 0; i < 5; i++) await router.handler(ctxFor(), chat('g', { seed: 1_000 + i }));
+    expect(router.events.counters.hedges).toBe(0);
+    // JSON answers well inside the JSON p95 (≥ 300 ms) are not hedged, however fast the streams start.
+    jsonDelay = 20;
+    for (let i = 0; i < 5; i++) expect(await text(await router.handler(ctxFor(), chat('g', { seed: 2_000 + i })))).toBe('answer from a');
+    expect(router.events.counters.hedges).toBe(0);
+    expect(p.calls.includes('b')).toBe(false);
+  });
 });
 
 describe('Router: streams', () => {

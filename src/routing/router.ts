@@ -274,7 +274,7 @@ export class Router {
         byPriority: [...group.deployments].sort((a, b) => a.priority - b.priority),
         strategy: createStrategy(group.strategy, { exploration: cfg.latency.exploration }),
         queue,
-        latency: new LatencyRing(),
+        latency: { stream: new LatencyRing(), json: new LatencyRing() },
         semantic: group.semantic && this.opts.embedder ? new SemanticRouter(group.semantic, this.opts.embedder) : undefined,
         passthrough: group.passthrough,
       };
@@ -439,7 +439,8 @@ export class Router {
     if (ok) {
       s.successes++;
       s.observeLatency(latencyMs);
-      this.runtimeByName(d.group)?.latency.add(latencyMs);
+      const rt = this.runtimeByName(d.group);
+      if (rt) (spec.req.stream ? rt.latency.stream : rt.latency.json).add(latencyMs);
       b.record(true, spec.token);
     } else {
       if (countsAgainst(err, this.runtimeByName(d.group)?.passthrough === true)) {

@@ -1,6 +1,7 @@
 // Live numbers the strategies read: per deployment the in-flight count, a latency EWMA, and a
-// "cooling until" time set by an upstream's Retry-After; per group a ring of recent latencies whose
-// percentile drives hedging. All O(1) to update; the percentile is recomputed at most every 16 samples.
+// "cooling until" time set by an upstream's Retry-After; per group rings of recent latencies (one
+// for streams, one for JSON answers) whose percentile drives hedging. All O(1) to update; the
+// percentile is recomputed at most every 16 samples.
 
 export class DeploymentStats {
   inFlight = 0;
@@ -35,7 +36,7 @@ export class DeploymentStats {
   }
 }
 
-/** Recent latencies of one group, for its hedge delay. */
+/** Recent latencies of one group (streams and JSON answers apart), for its hedge delay. */
 export class LatencyRing {
   private readonly samples: Float64Array;
   private count = 0;
