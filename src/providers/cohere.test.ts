@@ -107,6 +107,18 @@ describe('cohere chat', () => {
     });
   });
 
+  it('clamps top_p and the penalties into the ranges Cohere v2 accepts (p 0.01..0.99, penalties 0..1)', async () => {
+    // OpenAI allows top_p 0..1 and penalties -2..2; Cohere answers 400 outside its own ranges.
+    upstream.reply(json(fixture('cohere-chat.json')), json(fixture('cohere-chat.json')), json(fixture('cohere-chat.json')));
+    await cohere.chat(ask({ top_p: 1, frequency_penalty: 2, presence_penalty: -1.5 }), callOptions());
+    await cohere.chat(ask({ top_p: 0, frequency_penalty: -0.5, presence_penalty: 0.4 }), callOptions());
+    await cohere.chat(ask({ top_p: 0.8, frequency_penalty: 0.7, presence_penalty: 0 }), callOptions());
+    const sent = (i: number) => upstream.requests[i]?.json as Record<string, unknown>;
+    expect(sent(0)).toMatchObject({ p: 0.99, frequency_penalty: 1, presence_penalty: 0 });
+    expect(sent(1)).toMatchObject({ p: 0.01, frequency_penalty: 0, presence_penalty: 0.4 });
+    expect(sent(2)).toMatchObject({ p: 0.8, frequency_penalty: 0.7, presence_penalty: 0 });
+  });
+
   it('maps a text answer with billed usage', async () => {
     upstream.reply(json(fixture('cohere-chat.json')));
     const res = await cohere.chat(ask({ response_format: { type: 'json_object' }, tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 'none' }), callOptions());

@@ -333,18 +333,24 @@ export function toCohereRequest(req: ChatRequest, stream: boolean): Record<strin
   const max = requestedMaxTokens(req);
   if (max !== undefined) body.max_tokens = max;
   if (req.temperature !== undefined) body.temperature = req.temperature;
-  if (req.top_p !== undefined) body.p = req.top_p;
+  // Cohere v2 takes p in 0.01..0.99 and both penalties in 0..1 (OpenAI: top_p 0..1, penalties
+  // -2..2) and answers 400 outside them: values are clamped, so a negative penalty becomes none.
+  if (req.top_p !== undefined) body.p = clamp(req.top_p, 0.01, 0.99);
   const stop = stopList(req.stop);
   if (stop.length > 0) body.stop_sequences = stop;
   if (req.seed !== undefined) body.seed = req.seed;
-  if (req.frequency_penalty !== undefined) body.frequency_penalty = req.frequency_penalty;
-  if (req.presence_penalty !== undefined) body.presence_penalty = req.presence_penalty;
+  if (req.frequency_penalty !== undefined) body.frequency_penalty = clamp(req.frequency_penalty, 0, 1);
+  if (req.presence_penalty !== undefined) body.presence_penalty = clamp(req.presence_penalty, 0, 1);
   const format = req.response_format;
   if (format?.type === 'json_object') body.response_format = { type: 'json_object' };
   else if (format?.type === 'json_schema') {
     body.response_format = { type: 'json_object', ...(format.json_schema.schema ? { json_schema: format.json_schema.schema } : {}) };
   }
   return body;
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, value));
 }
 
 function toCohereMessage(m: ChatMessage): Record<string, unknown> {
