@@ -1,7 +1,7 @@
 // One upstream attempt on one deployment, and the hedged race of two. An attempt has its own
 // cancellation (the request's deadline and client, a lost hedge race, or its own timeout end it); a
 // stream counts as answered once its first chunk is in, and is then wrapped so a silent upstream
-// trips the idle timeout and the deployment's slot is freed when the stream ends.
+// (not a slow reader) trips the idle timeout and the deployment's slot is freed when the stream ends.
 import { primeStream } from '../providers/stream-priming.js';
 import type { Context as TraceContext } from '@opentelemetry/api';
 import type { ChatChunk, ChatRequest, Usage } from '../canonical/chat.js';
@@ -164,8 +164,8 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
 }
 
 /**
- * Wraps a primed stream: usage settles cost into ctx.facts, a gap longer than idleMs between chunks
- * aborts the attempt with a (non-retryable: bytes already went out) timeout, and the slot is freed
+ * Wraps a primed stream: usage settles cost into ctx.facts, waiting longer than idleMs on the
+ * upstream for a chunk (time the reader takes between chunks does not count) aborts the attempt with a (non-retryable: bytes already went out) timeout, and the slot is freed
  * exactly once when the stream ends, fails or is abandoned.
  */
 function guardStream(
@@ -203,6 +203,9 @@ function guardStream(
       try {
         while (true) {
           const next = await idle.race(it.next());
+          // From here until the reader asks for the next chunk (a slow client draining the last
+          // one keeps the generator paused at yield) the upstream is not being waited on.
+          idle.pause();
           if (next.done) return;
           if (next.value.usage) {
             usage = next.value.usage;
@@ -226,7 +229,9 @@ function guardStream(
 /**
  * One idle timer per stream, re-armed (Timeout.refresh, no allocation) for every chunk: a timer and a
  * promise per chunk were a large share of a stream's garbage. `race` fails with the expiry's error
- * when no chunk came within `idleMs`, even from a source that ignores the abort. Not Promise.race
+ * when no chunk came within `idleMs`, even from a source that ignores the abort. Only the time a
+ * `race` is pending counts: between `pause` and the next `race` (the reader is busy) an expiry is
+ * ignored, and the next `race` starts a full `idleMs` again. Not Promise.race
  * against one pending "expired" promise: each race would add a reaction to it that lives as long as
  * the stream, keeping every chunk it resolved with reachable until the stream ends.
  */
@@ -237,8 +242,9 @@ class IdleWatchdog {
 
   constructor(idleMs: number, onExpiry: () => Error) {
     this.timer = setTimeout(() => {
+      if (!this.fail) return; // nothing is waiting on the upstream
       this.expiredWith = onExpiry();
-      this.fail?.(this.expiredWith);
+      this.fail(this.expiredWith);
     }, idleMs);
   }
 
@@ -249,6 +255,11 @@ class IdleWatchdog {
       this.fail = reject;
       next.then(resolve, reject);
     });
+  }
+
+  /** The pending race settled: silence from now on is the reader's, not the upstream's. */
+  pause(): void {
+    this.fail = undefined;
   }
 
   stop(): void {

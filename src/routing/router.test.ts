@@ -554,6 +554,24 @@ describe('Router: streams', () => {
     // The silent stream counts against the deployment (one success at the first chunk, then a failure).
     expect(row.error_rate).toBe(0.5);
   });
+
+  it('does not count a slow reader\'s pauses as upstream silence', async () => {
+    const p = new ScriptedProvider().on('a', async () => chunksOf(answer('a', 'one two three four')));
+    const router = build([group('g', ['a'])], p, { stream_idle_timeout_ms: 50 });
+    const out = await router.handler(ctxFor(), chat('g', { stream: true }));
+    let received = '';
+    // The client drains slowly (writeSse waits for it): every chunk sits with the reader for far
+    // longer than the idle timeout, while the upstream always has the next one ready.
+    for await (const chunk of (out as { stream: AsyncIterable<ChatChunk> }).stream) {
+      received += chunk.choices[0]?.delta.content ?? '';
+      await sleep(150);
+    }
+    expect(received).toBe('one two three four ');
+    expect(p.cancelled).toEqual([]);
+    const row = router.status().data[0]!;
+    expect(row.error_rate).toBe(0);
+    expect(row.in_flight).toBe(0);
+  });
 });
 
 describe('Router: admission', () => {
