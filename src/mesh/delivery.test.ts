@@ -1,17 +1,22 @@
-// Chunk appends on the real Redis and Redis Cluster: a turn's chunks for a callback stream land in
-// order (they leave in one socket write: store/redis.test.ts checks the coalescing), and a refused
-// append rejects.
+// The delivery scripts on the real Redis and Redis Cluster. Chunk appends: a turn's chunks for a
+// callback stream land in order (they leave in one socket write: store/redis.test.ts checks the
+// coalescing), and a refused append rejects. Placement and final delivery: a router that stalled past
+// idle_reclaim_ms while another took its entry over can neither place the request a second time nor
+// answer it with its own "no node" error.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
-import { appendChunk } from './delivery.js';
-import { decodeEvent, entryData, type MeshEvent } from './contracts.js';
+import { appendChunk, deliverFinal, placeOnNode } from './delivery.js';
+import { decodeEvent, entryData, FIELD, meshKeys, ROUTER_GROUP, type MeshEvent } from './contracts.js';
 
 const targets = await redisTargets();
 const run = randomBytes(4).toString('hex');
 
 afterAll(async () => {
-  for (const t of targets) await t.cleanup(`{append-test:${run}}*`);
+  for (const t of targets) {
+    await t.cleanup(`{append-test:${run}}*`);
+    await t.cleanup(`*place-test:${run}:*`);
+  }
 });
 
 const chunk = (i: number): MeshEvent => ({ type: 'chunk', id: 'r1', exec: 'n1:1:abc', node: 'n1', chunk: { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: `w${i}` }, finish_reason: null }] } });
@@ -37,5 +42,72 @@ describe.each(targets.map((t) => [t.name, t] as const))('appendChunk on %s', (_n
     const key = `{append-test:${run}}:${target.name}:not-a-stream`;
     await redis.set(key, 'a string');
     await expect(appendChunk(redis, key, chunk(0))).rejects.toThrow(/WRONGTYPE/);
+  });
+});
+
+describe.each(targets.map((t) => [t.name, t] as const))('placement and final delivery on %s', (_name, target) => {
+  const it_ = target.available ? it : it.skip;
+  const keys = meshKeys(`place-test:${run}:${target.name}:`, target.name === 'redis-cluster');
+
+  /** An ingress entry read by router A, then reclaimed by router B (A stalled past idle_reclaim_ms). */
+  async function takenOver(redis: ReturnType<typeof target.connect>, name: string) {
+    const stream = `${keys.requests}:${name}`;
+    await redis.xgroup('CREATE', stream, ROUTER_GROUP, '0', 'MKSTREAM');
+    const id = (await redis.xadd(stream, '*', FIELD, '{}'))!;
+    await redis.xreadgroup('GROUP', ROUTER_GROUP, 'A', 'COUNT', 1, 'STREAMS', stream, '>');
+    await redis.xautoclaim(stream, ROUTER_GROUP, 'B', 0, '0-0');
+    return { stream, group: ROUTER_GROUP, id };
+  }
+
+  it_('places an entry once: the router that stalled finds it taken and writes nothing', async () => {
+    const redis = target.connect();
+    const source = await takenOver(redis, 'place');
+    const [n1, n2] = [keys.nodeRequests('n1'), keys.nodeRequests('n2')];
+    const placed = await placeOnNode(redis, n2, keys.nodeStreams, 'n2', '{"by":"B"}', source);
+    expect(placed).toMatch(/^\d+-\d+$/);
+    expect(await placeOnNode(redis, n1, keys.nodeStreams, 'n1', '{"by":"A"}', source)).toBeUndefined();
+    expect(await redis.xlen(n1)).toBe(0);
+    expect(await redis.xlen(n2)).toBe(1);
+    expect(await redis.smembers(keys.nodeStreams)).toEqual(['n2']);
+    expect(await redis.xlen(source.stream)).toBe(0);
+  });
+
+  it_('the first of two routers to place wins, whichever it is', async () => {
+    const redis = target.connect();
+    const source = await takenOver(redis, 'place-a-first');
+    const [n1, n2] = [keys.nodeRequests('a1'), keys.nodeRequests('a2')];
+    expect(await placeOnNode(redis, n1, keys.nodeStreams, 'a1', '{"by":"A"}', source)).toMatch(/^\d+-\d+$/);
+    expect(await placeOnNode(redis, n2, keys.nodeStreams, 'a2', '{"by":"B"}', source)).toBeUndefined();
+    expect([await redis.xlen(n1), await redis.xlen(n2)]).toEqual([1, 0]);
+  });
+
+  // A callback stream outside the mesh's hash tag (an outside requester's) takes the step-by-step path on a cluster.
+  it_.each([['its own callback stream', keys.callbacks('requester')], ['an outside callback stream', `place-test:${run}:${target.name}:outside-cb`]])('a "no node" answer that requires the entry is not delivered once another router placed it; an answer is (%s)', async (_what, callback) => {
+    const redis = target.connect();
+    const source = await takenOver(redis, `final-${callback.length}`);
+    await placeOnNode(redis, keys.nodeRequests('n3'), keys.nodeStreams, 'n3', '{}', source);
+    const req = { id: `req-final-${callback.length}`, callback, deadline: Date.now() };
+    const error: MeshEvent = { type: 'error', id: req.id, exec: 'router:A', node: '', error: { kind: 'no_available_nodes', message: 'none', status: 503 } };
+    expect(await deliverFinal(redis, keys, req, error, source, Date.now(), { requireHeld: true })).toBe(false);
+    expect(await redis.exists(keys.done(req.id))).toBe(0);
+    expect(await redis.exists(req.callback)).toBe(0);
+    // A node's answer does not need the entry (its run is as good as any): it is delivered once.
+    const result: MeshEvent = { type: 'done', id: req.id, exec: 'n1:1:abc', node: 'n1' };
+    expect(await deliverFinal(redis, keys, req, result, source)).toBe(true);
+    expect(await deliverFinal(redis, keys, req, { ...result, exec: 'n3:2:def' }, source)).toBe(false);
+    expect(await redis.xlen(req.callback)).toBe(1);
+  });
+
+  it_('a "no node" answer from the router still holding the entry is delivered', async () => {
+    const redis = target.connect();
+    const stream = `${keys.requests}:held`;
+    await redis.xgroup('CREATE', stream, ROUTER_GROUP, '0', 'MKSTREAM');
+    const id = (await redis.xadd(stream, '*', FIELD, '{}'))!;
+    await redis.xreadgroup('GROUP', ROUTER_GROUP, 'A', 'COUNT', 1, 'STREAMS', stream, '>');
+    const req = { id: 'req-held', callback: keys.callbacks('requester-2'), deadline: Date.now() };
+    const error: MeshEvent = { type: 'error', id: req.id, exec: 'router:A', node: '', error: { kind: 'no_available_nodes', message: 'none', status: 503 } };
+    expect(await deliverFinal(redis, keys, req, error, { stream, group: ROUTER_GROUP, id }, Date.now(), { requireHeld: true })).toBe(true);
+    expect(await redis.xlen(req.callback)).toBe(1);
+    expect(await redis.xlen(stream)).toBe(0);
   });
 });

@@ -14,18 +14,20 @@ const CALLBACK_TTL_MS = 60 * 60 * 1000;
 const CALLBACK_MAXLEN = 100_000;
 
 // KEYS: done-key, callback stream, source stream. ARGV: done value, done ttl ms, event JSON, group,
-// entry id ('' for none), callback maxlen, callback ttl ms. Returns 1 if this call delivered.
+// entry id ('' for none), callback maxlen, callback ttl ms, '1' if the caller must still hold the entry.
+// Returns 1 if this call delivered, 0 if another execution already had, -1 if the caller required the
+// entry and no longer held it (someone else acknowledged it: the request is theirs now).
 const FINAL_SCRIPT = `
+if ARGV[5] ~= '' then
+  if redis.call('XACK', KEYS[3], ARGV[4], ARGV[5]) == 0 and ARGV[8] == '1' then return -1 end
+end
 local delivered = 0
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', '${FIELD}', ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[7])
   delivered = 1
 end
-if ARGV[5] ~= '' then
-  redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
-  redis.call('XDEL', KEYS[3], ARGV[5])
-end
+if ARGV[5] ~= '' then redis.call('XDEL', KEYS[3], ARGV[5]) end
 return delivered
 `;
 
@@ -38,11 +40,15 @@ return redis.call('XDEL', KEYS[1], ARGV[2])
 // KEYS: the node's request stream, the set of node streams, the source stream. ARGV: the encoded
 // request, the node id, the source's group, the source entry id. Hands a request to a node and
 // retires the entry it came from, atomically (as a MULTI would, without ioredis building one).
+// The source entry is acknowledged first: if that acknowledges nothing, another router already
+// placed (or answered) the request — it reclaimed the entry while this one stalled — and nothing is
+// added. Returns the new entry's id, or 0 when the entry was no longer pending.
 const PLACE_SCRIPT = `
-redis.call('XADD', KEYS[1], '*', '${FIELD}', ARGV[1])
+if redis.call('XACK', KEYS[3], ARGV[3], ARGV[4]) == 0 then return 0 end
+local id = redis.call('XADD', KEYS[1], '*', '${FIELD}', ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
-return redis.call('XDEL', KEYS[3], ARGV[4])
+redis.call('XDEL', KEYS[3], ARGV[4])
+return id
 `;
 
 interface WithMeshScripts {
@@ -57,9 +63,10 @@ interface WithMeshScripts {
     entryId: string,
     maxlen: string,
     cbTtl: string,
+    requireHeld: string,
   ): Promise<number>;
   meshRetire(source: string, group: string, id: string): Promise<number>;
-  meshPlace(target: string, nodeStreams: string, source: string, body: string, node: string, group: string, id: string): Promise<number>;
+  meshPlace(target: string, nodeStreams: string, source: string, body: string, node: string, group: string, id: string): Promise<string | number>;
 }
 
 // The mesh's scripts, defined on a client the first time it needs them (EVALSHA thereafter). Scripts
@@ -78,9 +85,14 @@ export async function retireEntry(redis: Redis, source: SourceEntry): Promise<vo
   await meshScripts(redis).meshRetire(source.stream, source.group, source.id);
 }
 
-/** Appends a request to a node's stream, records the stream, and retires its source entry. */
-export async function placeOnNode(redis: Redis, target: string, nodeStreams: string, node: string, body: string, source: SourceEntry): Promise<void> {
-  await meshScripts(redis).meshPlace(target, nodeStreams, source.stream, body, node, source.group, source.id);
+/**
+ * Appends a request to a node's stream, records the stream, and retires its source entry. Returns the
+ * node stream entry's id, or undefined when the source entry was no longer pending — another router
+ * took it over and placed or answered it — in which case nothing was written: drop it.
+ */
+export async function placeOnNode(redis: Redis, target: string, nodeStreams: string, node: string, body: string, source: SourceEntry): Promise<string | undefined> {
+  const id = await meshScripts(redis).meshPlace(target, nodeStreams, source.stream, body, node, source.group, source.id);
+  return typeof id === 'string' ? id : undefined;
 }
 
 /** Where the request came from, so delivering its answer also retires the stream entry. */
@@ -90,7 +102,19 @@ export interface SourceEntry {
   id: string;
 }
 
-/** Writes the request's one final event; false when another execution already did (a duplicate). */
+export interface DeliverOptions {
+  /**
+   * Deliver only while the source entry is still pending (acknowledging it acknowledges something).
+   * For answers that are not results — a router's "no node until the deadline" — which must not
+   * pre-empt a run another router started after taking the entry over.
+   */
+  requireHeld?: boolean;
+}
+
+/**
+ * Writes the request's one final event; false when another execution already did (a duplicate), or,
+ * with `requireHeld`, when the source entry had been taken over by someone else.
+ */
 export async function deliverFinal(
   redis: Redis,
   keys: MeshKeys,
@@ -98,13 +122,14 @@ export async function deliverFinal(
   event: MeshEvent,
   source: SourceEntry | undefined,
   now = Date.now(),
+  opts: DeliverOptions = {},
 ): Promise<boolean> {
   const ttl = Math.max(0, req.deadline - now) + DONE_GRACE_MS;
   const doneKey = keys.done(req.id);
   const value = `${event.type}:${event.exec}`;
   const body = JSON.stringify(event);
   try {
-    const delivered = await meshScripts(redis).meshDeliverFinal(doneKey, req.callback, source?.stream ?? req.callback, value, String(ttl), body, source?.group ?? '', source?.id ?? '', String(CALLBACK_MAXLEN), String(CALLBACK_TTL_MS));
+    const delivered = await meshScripts(redis).meshDeliverFinal(doneKey, req.callback, source?.stream ?? req.callback, value, String(ttl), body, source?.group ?? '', source?.id ?? '', String(CALLBACK_MAXLEN), String(CALLBACK_TTL_MS), opts.requireHeld ? '1' : '0');
     return delivered === 1;
   } catch (err) {
     if (!isCrossSlotError(err)) throw err;
@@ -112,6 +137,7 @@ export async function deliverFinal(
   // Redis Cluster and a callback stream outside the mesh's hash tag (named by an outside requester):
   // the same steps one by one. The SET NX still elects exactly one deliverer; a crash between it
   // and the XADD would lose that answer, which the one script rules out.
+  if (source && opts.requireHeld && (await redis.xack(source.stream, source.group, source.id)) === 0) return false;
   const won = (await redis.set(doneKey, value, 'PX', ttl, 'NX')) === 'OK';
   if (won) {
     await redis.xadd(req.callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, body);

@@ -39,6 +39,8 @@ export interface RouterStats {
   reclaimed: number;
   waiting: number;
   expired: number;
+  /** Entries this router was about to place that another router had taken over (and placed) meanwhile. */
+  taken: number;
   decisions: Record<RouteDecision['reason'], number>;
 }
 
@@ -72,7 +74,7 @@ export class MeshRouter {
   private reclaimTimer: NodeJS.Timeout | undefined;
   private reclaiming: Promise<void> | undefined;
   private stopping = false;
-  readonly stats: RouterStats = { routed: 0, rerouted: 0, reclaimed: 0, waiting: 0, expired: 0, decisions: { imbalance: 0, loaded: 0, affinity: 0, least_loaded: 0 } };
+  readonly stats: RouterStats = { routed: 0, rerouted: 0, reclaimed: 0, waiting: 0, expired: 0, taken: 0, decisions: { imbalance: 0, loaded: 0, affinity: 0, least_loaded: 0 } };
 
   constructor(private readonly opts: RouterOptions) {
     this.keys = meshKeys(opts.config.key_prefix, isClusterUrl(opts.redisUrl));
@@ -190,7 +192,14 @@ export class MeshRouter {
     const decision = await this.decide(req, avoid);
     if (!(decision instanceof ErrNoAvailableNodes)) {
       const target = this.keys.nodeRequests(decision.node);
-      await placeOnNode(this.commands, target, this.keys.nodeStreams, decision.node, encodeRequest(req), source);
+      const placed = await placeOnNode(this.commands, target, this.keys.nodeStreams, decision.node, encodeRequest(req), source);
+      if (placed === undefined) {
+        // Another router took the entry over while this one stalled and has placed or answered it.
+        this.unnotePlaced(decision.node);
+        this.stats.taken++;
+        this.opts.log.warn({ request: req.id, entry: source.id, stream: source.stream }, 'mesh router: the entry was taken over by another router; dropped here');
+        return;
+      }
       this.stats.decisions[decision.reason]++;
       if (avoid !== undefined || req.attempt > 1) this.stats.rerouted++;
       else this.stats.routed++;
@@ -198,14 +207,15 @@ export class MeshRouter {
     }
     const now = this.now();
     if (now >= req.deadline) {
-      this.stats.expired++;
-      await deliverFinal(this.commands, this.keys, req, {
+      // Only while this router still holds the entry: one that took it over may have placed it.
+      const delivered = await deliverFinal(this.commands, this.keys, req, {
         type: 'error',
         id: req.id,
         exec: `router:${this.opts.routerId}`,
         node: '',
         error: { kind: 'no_available_nodes', message: decision.message, status: 503 },
-      }, source, now);
+      }, source, now, { requireHeld: true });
+      if (delivered) this.stats.expired++;
       return;
     }
     // ErrNoAvailableNodes: the entry stays pending (un-acked) and is tried again after a backoff.
@@ -256,6 +266,12 @@ export class MeshRouter {
     let times = this.placed.get(node);
     if (!times) this.placed.set(node, (times = []));
     times.push(this.now());
+  }
+
+  private unnotePlaced(node: string): void {
+    const times = this.placed.get(node);
+    times?.pop();
+    if (times?.length === 0) this.placed.delete(node);
   }
 
   private prunePlaced(): void {
