@@ -404,6 +404,32 @@ describe('google errors', () => {
       expect(err.message).toContain((bodies[key] as { error: { message: string } }).error.message);
     }
   });
+
+  // Gemini can answer 200 and put the error in the stream; it must be classed as the same error over HTTP.
+  it.each([
+    [400, '400', 'bad_request', false, undefined],
+    [400, '400-key', 'auth', false, undefined],
+    [400, '400-context', 'context_length', false, undefined],
+    [401, '401', 'auth', false, undefined],
+    [403, '403', 'auth', false, undefined],
+    [404, '404', 'not_found', false, undefined],
+    [429, '429', 'rate_limited', true, 34_000],
+    [500, '500', 'server', true, undefined],
+    [503, '503', 'overloaded', true, undefined],
+  ] as const)('%i (%s) as the first stream event becomes %s, retryable as over HTTP', async (status, key, kind, retryable, retryAfterMs) => {
+    upstream.reply(sse(`data: ${JSON.stringify(bodies[key])}\r\n\r\n`));
+    const err = await failure(google.streamChat(ask(), callOptions()));
+    expect(err).toMatchObject({ provider: 'my-gemini', kind, status, retryable, retryAfterMs });
+    expect(err.message).toContain((bodies[key] as { error: { message: string } }).error.message);
+  });
+
+  it('keeps the kind of an error event after the first chunk but never retries it', async () => {
+    const midstream = fixture('google-stream-error.chunks.txt').replace(/data: \{"error".*/, `data: ${JSON.stringify(bodies['429'])}`);
+    upstream.reply(sse(midstream));
+    const { chunks, error } = await drain(await google.streamChat(ask(), callOptions()));
+    expect(text(chunks)).toBe('Once upon');
+    expect(error).toMatchObject({ kind: 'rate_limited', status: 429, retryable: false });
+  });
 });
 
 describe('google stream', () => {

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { ChatChunk, ChatChoice, ChatRequest, ChatResult, ChunkChoice, Usage } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
-import { UpstreamError, type UpstreamErrorKind } from './errors.js';
+import { UpstreamError, kindForStatus, type UpstreamErrorKind } from './errors.js';
 import {
   GeminiMappingError,
   ThoughtSignatureCache,
@@ -184,7 +184,7 @@ export class GoogleProvider implements ProviderAdapter {
           throw this.error('malformed', 'streamed an event that is not JSON', 0, !stream.yielded, cause);
         }
         const streamed = (json as { error?: { code?: number; message?: string; status?: string } }).error;
-        if (streamed) throw this.streamedError(streamed, !stream.yielded);
+        if (streamed) throw this.streamedError(streamed, stream.yielded);
         const parsed = geminiResponseSchema.safeParse(json);
         if (!parsed.success) throw this.error('malformed', 'streamed an event of an unexpected shape', 0, !stream.yielded);
         const blocked = parsed.data.promptFeedback?.blockReason;
@@ -200,11 +200,19 @@ export class GoogleProvider implements ProviderAdapter {
     }
   }
 
-  private streamedError(e: { code?: number; message?: string; status?: string }, retryable: boolean): UpstreamError {
-    const status = e.code ?? 0;
-    const kind: UpstreamErrorKind =
-      status === 429 ? 'rate_limited' : status === 503 ? 'overloaded' : status >= 500 ? 'server' : 'bad_request';
-    return this.error(kind, `streamed an error: ${e.message ?? e.status ?? 'unknown'}`, status, retryable);
+  /**
+   * An `{error}` event in the stream, classed as the same error in an HTTP error body is (status,
+   * then what Gemini's body says). Before the first chunk it stays as retryable as its kind; once
+   * something was yielded it is never retried.
+   */
+  private streamedError(e: { code?: number; message?: string; status?: string }, yielded: boolean): UpstreamError {
+    const status = typeof e.code === 'number' ? e.code : 0;
+    const message = e.message ?? e.status ?? 'unknown';
+    const err = refineGoogleError(
+      new UpstreamError({ provider: this.name, kind: kindForStatus(status, message), status, message: `${this.name} streamed an error: ${message}`, body: { error: e } }),
+    );
+    if (!yielded) return err;
+    return new UpstreamError({ provider: err.provider, kind: err.kind, status: err.status, message: err.message, retryAfterMs: err.retryAfterMs, body: err.body, retryable: false });
   }
 
   /** Runs one HTTP call and sharpens UpstreamHttp's error with what Gemini's error body says. */
