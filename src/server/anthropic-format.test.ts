@@ -1,6 +1,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatMessage, ChatRequest, ChatResult } from '../canonical/chat.js';
+import { foldChunks } from '../canonical/convert.js';
 import { collect, startFixtureServer, type FixtureServer } from '../providers/__fixtures__/fixture-server.js';
 import { specForTests } from '../providers/__fixtures__/openai-spec.js';
 import { createAnthropicProvider } from '../providers/anthropic.js';
@@ -270,6 +271,22 @@ describe('canonicalToAnthropicMessage', () => {
     const lengthCut = canonicalToAnthropicMessage({ ...result, id: 'msg_keep', choices: [{ index: 0, message: { role: 'assistant', content: 'abc' }, finish_reason: 'length', logprobs: null }] }, 'm');
     expect(lengthCut).toMatchObject({ id: 'msg_keep', stop_reason: 'max_tokens', content: [{ type: 'text', text: 'abc' }] });
   });
+
+  it('renders an upstream refusal (OpenAI message.refusal) as a text block with stop_reason refusal', () => {
+    const result: ChatResult = {
+      id: 'chatcmpl-r',
+      object: 'chat.completion',
+      created: 1,
+      model: 'gpt-4o',
+      choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: "I'm sorry, I can't help with that." }, finish_reason: 'stop', logprobs: null }],
+      usage: { prompt_tokens: 20, completion_tokens: 9, total_tokens: 29 },
+    };
+    expect(canonicalToAnthropicMessage(result, 'm')).toMatchObject({
+      content: [{ type: 'text', text: "I'm sorry, I can't help with that." }],
+      stop_reason: 'refusal',
+      stop_sequence: null,
+    });
+  });
 });
 
 describe('anthropicStreamEvents', () => {
@@ -331,6 +348,16 @@ describe('anthropicStreamEvents', () => {
     expect(events[11]?.data).toMatchObject({ delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 20 } });
   });
 
+  it('renders a streamed refusal (OpenAI delta.refusal) as a text block and ends with stop_reason refusal', async () => {
+    const events = await collect(
+      anthropicStreamEvents(fromArray([chunk({ role: 'assistant', content: '' }), chunk({ refusal: "I'm sorry, " }), chunk({ refusal: "I can't help." }), chunk({}, 'stop'), usageChunk(20, 6)]), 'm', 20),
+    );
+    expect(events.map((e) => e.event)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
+    expect(events[1]?.data).toEqual({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    expect(events[2]?.data).toEqual({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: "I'm sorry, " } });
+    expect(events[5]?.data).toMatchObject({ delta: { stop_reason: 'refusal', stop_sequence: null } });
+  });
+
   it('ends with an Anthropic error event when the chunk stream fails', async () => {
     async function* failing(): AsyncGenerator<ChatChunk> {
       yield chunk({ role: 'assistant', content: 'Part' });
@@ -385,6 +412,17 @@ describe('the official @anthropic-ai/sdk reads what these functions produce', ()
     expect(final.stop_reason).toBe('tool_use');
     // The hint (3) in message_start is replaced by the upstream's count carried in message_delta.
     expect(final.usage.input_tokens).toBe(expected.usage.input_tokens);
+  });
+
+  it('accumulates a streamed refusal into the same message the JSON path renders', async () => {
+    const chunks = [chunk({ role: 'assistant', content: '' }), chunk({ refusal: "I can't " }), chunk({ refusal: 'assist with that.' }), chunk({}, 'stop'), usageChunk(15, 5)];
+    const expected = canonicalToAnthropicMessage(foldChunks(chunks), 'm');
+    await serveStream(anthropicStreamEvents(fromArray(chunks), 'm', 15));
+    const final = await client.messages.stream({ model: 'm', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] }).finalMessage();
+    expect(final.content).toEqual([{ type: 'text', text: "I can't assist with that." }]);
+    expect(final.content).toEqual(expected.content);
+    expect(final.stop_reason).toBe('refusal');
+    expect(expected.stop_reason).toBe('refusal');
   });
 
   it('surfaces an error body as the SDK error class for its status', async () => {

@@ -136,6 +136,9 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
   const content: AnthropicMessageObject['content'] = [];
   const text = choice?.message.content;
   if (text) content.push({ type: 'text', text });
+  // An upstream refusal (OpenAI's message.refusal) is the answer's text, and the stop reason says so.
+  const refusal = choice?.message.refusal;
+  if (refusal) content.push({ type: 'text', text: refusal });
   for (const call of choice?.message.tool_calls ?? []) {
     content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseInput(call.function.arguments) });
   }
@@ -145,7 +148,7 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
     role: 'assistant',
     model,
     content,
-    stop_reason: choice?.stop_sequence ? 'stop_sequence' : anthropicStopReason(choice?.finish_reason),
+    stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, Boolean(refusal)),
     stop_sequence: choice?.stop_sequence ?? null,
     usage: { input_tokens: result.usage.prompt_tokens, output_tokens: result.usage.completion_tokens },
   };
@@ -173,6 +176,7 @@ export async function* anthropicStreamEvents(
   const blockOfTool = new Map<number, number>();
   let finish: FinishReason | null = null;
   let stopSequence: string | undefined;
+  let refused = false;
   let inputTokens = inputTokensHint;
   let outputTokens: number | undefined;
   let counted = false;
@@ -213,15 +217,18 @@ export async function* anthropicStreamEvents(
       }
       const choice = chunk.choices.find((c) => c.index === 0);
       if (!choice) continue;
-      const { content, tool_calls: toolCalls } = choice.delta;
-      if (content) {
+      const { content, refusal, tool_calls: toolCalls } = choice.delta;
+      // A streamed refusal (OpenAI's delta.refusal) is text too; the message then ends with stop_reason refusal.
+      if (refusal) refused = true;
+      for (const text of [content, refusal]) {
+        if (!text) continue;
         if (open?.kind !== 'text') {
           yield* close();
           blockIndex++;
           open = { kind: 'text' };
           yield { event: 'content_block_start', data: { type: 'content_block_start', index: blockIndex, content_block: { type: 'text', text: '' } } };
         }
-        yield { event: 'content_block_delta', data: { type: 'content_block_delta', index: blockIndex, delta: { type: 'text_delta', text: content } } };
+        yield { event: 'content_block_delta', data: { type: 'content_block_delta', index: blockIndex, delta: { type: 'text_delta', text } } };
       }
       for (const call of toolCalls ?? []) {
         let index = blockOfTool.get(call.index);
@@ -257,7 +264,7 @@ export async function* anthropicStreamEvents(
     event: 'message_delta',
     data: {
       type: 'message_delta',
-      delta: { stop_reason: stopSequence ? 'stop_sequence' : anthropicStopReason(finish), stop_sequence: stopSequence ?? null },
+      delta: { stop_reason: stopReason(finish, stopSequence, refused), stop_sequence: stopSequence ?? null },
       // The upstream's count replaces the hint sent in message_start (the SDK takes it from here).
       usage: { ...(counted ? { input_tokens: inputTokens } : {}), output_tokens: outputTokens ?? 0 },
     },
@@ -273,6 +280,12 @@ export function anthropicErrorBody(type: string, message: string): { type: 'erro
 /** Serialises one event as SSE text, the way Anthropic frames it. */
 export function formatAnthropicSse(e: AnthropicSseEvent): string {
   return `event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
+}
+
+/** Anthropic's stop reason for a canonical finish: `refusal` when the upstream refused, `stop_sequence` when one matched. */
+function stopReason(finish: FinishReason | null | undefined, stopSequence: string | undefined, refused: boolean): AnthropicStopReason {
+  if (refused) return 'refusal';
+  return stopSequence ? 'stop_sequence' : anthropicStopReason(finish);
 }
 
 function messageId(id: string): string {
