@@ -16,6 +16,8 @@ export interface MeshClientOptions {
   /** Names this requester's callback stream; random by default. */
   requesterId?: string;
   log?: Logger;
+  /** How long after a request's deadline its call is given up (the router's own timeout answer may come), ms. */
+  deadlineGraceMs?: number;
 }
 
 export interface SubmitOptions {
@@ -77,13 +79,20 @@ export class MeshCall implements AsyncIterable<MeshEvent> {
 /** Grace after a request's deadline for the router's own timeout answer to arrive. */
 const DEADLINE_GRACE_MS = 2_000;
 
+/** A call this client still routes events to, with what must be undone when it is forgotten. */
+interface Tracked {
+  call: MeshCall;
+  timer: NodeJS.Timeout;
+  signal?: CancelSignal;
+  onAbort?: () => void;
+}
+
 export class MeshClient {
   readonly keys: MeshKeys;
   readonly callback: string;
   private commands!: RedisClient;
   private reader!: RedisClient;
-  private readonly calls = new Map<string, MeshCall>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly calls = new Map<string, Tracked>();
   private loop: Promise<void> | undefined;
   private closing = false;
   private lastId = '$';
@@ -127,31 +136,41 @@ export class MeshClient {
       created: now,
     };
     const call = new MeshCall(req, () => this.forget(req.id));
-    this.calls.set(req.id, call);
-    this.timers.set(
-      req.id,
-      setTimeout(() => {
-        call.end();
-        void markAbandoned(this.commands, this.keys, req.id, 'timed_out').catch(() => undefined);
-      }, Math.max(0, opts.deadline - now) + DEADLINE_GRACE_MS),
-    );
-    opts.signal?.addEventListener(
-      'abort',
-      () => {
-        call.end();
-        void markAbandoned(this.commands, this.keys, req.id, 'cancelled').catch(() => undefined);
-      },
-      { once: true },
-    );
-    // Submits of one event-loop turn leave in one socket write (createRedis coalesces writes).
-    await this.commands.xadd(this.keys.requests, '*', FIELD, encodeRequest(req));
+    // Given up at the deadline (plus grace) or on abort: the call ends, and is forgotten here even if
+    // nobody iterates it to its end.
+    const giveUp = (why: 'timed_out' | 'cancelled') => {
+      call.end();
+      this.forget(req.id);
+      void markAbandoned(this.commands, this.keys, req.id, why).catch(() => undefined);
+    };
+    const tracked: Tracked = { call, timer: setTimeout(() => giveUp('timed_out'), Math.max(0, opts.deadline - now) + (this.opts.deadlineGraceMs ?? DEADLINE_GRACE_MS)) };
+    this.calls.set(req.id, tracked);
+    if (opts.signal) {
+      tracked.signal = opts.signal;
+      tracked.onAbort = () => giveUp('cancelled');
+      opts.signal.addEventListener('abort', tracked.onAbort, { once: true });
+    }
+    if (opts.signal?.aborted) {
+      // Cancelled before it left: never published (an aborted signal calls no listener).
+      giveUp('cancelled');
+      return call;
+    }
+    try {
+      // Submits of one event-loop turn leave in one socket write (createRedis coalesces writes).
+      await this.commands.xadd(this.keys.requests, '*', FIELD, encodeRequest(req));
+    } catch (err) {
+      this.forget(req.id);
+      throw err;
+    }
     return call;
   }
 
   private forget(id: string): void {
+    const tracked = this.calls.get(id);
+    if (!tracked) return;
     this.calls.delete(id);
-    clearTimeout(this.timers.get(id));
-    this.timers.delete(id);
+    clearTimeout(tracked.timer);
+    if (tracked.onAbort) tracked.signal?.removeEventListener('abort', tracked.onAbort);
   }
 
   private async read(): Promise<void> {
@@ -166,7 +185,7 @@ export class MeshClient {
           this.lastId = id;
           const raw = entryData(fields);
           const event = raw === undefined ? undefined : decodeEvent(raw);
-          if (event) this.calls.get(event.id)?.push(event);
+          if (event) this.calls.get(event.id)?.call.push(event);
         }
         // Events once read are not needed again: trim behind the reader now and then.
         if (entries.length && ++reads % 20 === 0) await this.commands.xtrim(this.callback, 'MINID', '~', this.lastId);
@@ -182,8 +201,10 @@ export class MeshClient {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const call of this.calls.values()) call.end();
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const tracked of [...this.calls.values()]) {
+      tracked.call.end();
+      this.forget(tracked.call.request.id);
+    }
     this.reader.disconnect();
     await this.loop;
     await this.commands.del(this.callback).catch(() => undefined);

@@ -10,6 +10,10 @@ import { Redis } from 'ioredis';
 import { decodeEvent, encodeRequest, entryData, FIELD, meshKeys, type MeshEvent, type MeshRequest, type NodeHealth } from '../../src/mesh/contracts.js';
 import { HealthRegistry } from '../../src/mesh/registry.js';
 import type { RedisClient } from '../../src/store/redis.js';
+import type { ChatChunk, ChatRequest, ChatResult } from '../../src/canonical/chat.js';
+import type { EmbeddingResult } from '../../src/canonical/embeddings.js';
+import type { CallOptions, ProviderAdapter } from '../../src/providers/types.js';
+import { UpstreamError } from '../../src/providers/errors.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -114,4 +118,103 @@ export class CallbackReader {
 /** The attempt number an execution id (`node:attempt:nonce`) carries. */
 export function attemptOf(e: MeshEvent): number {
   return Number(e.exec.split(':')[1]);
+}
+
+/** What one call to a ScriptedAdapter saw, and how it ended. */
+export interface ScriptedCall {
+  prompt: string;
+  opts: CallOptions;
+  /** Settles when the call's signal aborts (never, if it does not). */
+  aborted: Promise<void>;
+}
+
+/**
+ * A worker backend whose streams the test drives: a prompt starting `fail` fails before its first
+ * token; any other streams one chunk per `release()` (or `releaseAll`), and ends on `finish()`, or
+ * fails when its signal aborts. Serves the model `scripted`. Every call is recorded with its options.
+ */
+export class ScriptedAdapter implements ProviderAdapter {
+  readonly name = 'scripted';
+  readonly type = 'simulator' as const;
+  readonly calls: ScriptedCall[] = [];
+  private readonly waiters: (() => void)[] = [];
+  private readonly gates = new Map<string, { tokens: number; done: boolean; wake?: () => void }>();
+
+  async listModels(): Promise<string[]> {
+    return ['scripted'];
+  }
+
+  /** Resolves once a call for this prompt has started. */
+  async started(prompt: string): Promise<ScriptedCall> {
+    for (;;) {
+      const call = this.calls.find((c) => c.prompt === prompt);
+      if (call) return call;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** Lets the stream of `prompt` send `n` more chunks. */
+  release(prompt: string, n = 1): void {
+    const g = this.gate(prompt);
+    g.tokens += n;
+    g.wake?.();
+  }
+
+  /** Lets the stream of `prompt` end (after the chunks released so far). */
+  finish(prompt: string): void {
+    const g = this.gate(prompt);
+    g.done = true;
+    g.wake?.();
+  }
+
+  private gate(prompt: string) {
+    let g = this.gates.get(prompt);
+    if (!g) this.gates.set(prompt, (g = { tokens: 0, done: false }));
+    return g;
+  }
+
+  private record(req: ChatRequest, opts: CallOptions): ScriptedCall {
+    const prompt = String(req.messages.at(-1)?.content ?? '');
+    const aborted = new Promise<void>((resolve) => {
+      if (opts.signal.aborted) resolve();
+      else opts.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    const call = { prompt, opts, aborted };
+    this.calls.push(call);
+    for (const w of this.waiters.splice(0)) w();
+    return call;
+  }
+
+  async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    const call = this.record(req, opts);
+    if (call.prompt.startsWith('fail')) throw new UpstreamError({ provider: this.name, kind: 'server', status: 500, message: 'scripted failure before the first token' });
+    const gate = this.gate(call.prompt);
+    const name = this.name;
+    return (async function* () {
+      for (let i = 0; ; i++) {
+        while (gate.tokens === 0 && !gate.done && !opts.signal.aborted) {
+          await Promise.race([new Promise<void>((resolve) => (gate.wake = resolve)), call.aborted]);
+        }
+        if (opts.signal.aborted) throw new UpstreamError({ provider: name, kind: 'aborted', message: 'aborted' });
+        if (gate.tokens === 0) return;
+        gate.tokens--;
+        yield { id: 'scripted', object: 'chat.completion.chunk', created: 0, model: req.model, choices: [{ index: 0, delta: { content: `t${i} ` }, finish_reason: null }] } satisfies ChatChunk;
+      }
+    })();
+  }
+
+  async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    this.record(req, opts);
+    throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: 'scripted streams only' });
+  }
+
+  async embed(): Promise<EmbeddingResult> {
+    throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: 'no embeddings' });
+  }
+
+  async ready(): Promise<boolean> {
+    return true;
+  }
+
+  async close(): Promise<void> {}
 }

@@ -1,0 +1,86 @@
+// A request's life through the mesh as the gateway's `mesh` provider sees it, against real Redis with
+// a router and a worker in this process and a backend the test drives (ScriptedAdapter): what the
+// requester keeps track of (nothing, once a call is over, however it ended).
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { meshBackendFor } from '../src/mesh/backend.js';
+import { MeshClient } from '../src/mesh/client.js';
+import { meshConfigSchema, type MeshConfig } from '../src/mesh/config.js';
+import { StaticHealthSource } from '../src/mesh/health.js';
+import { MeshRouter } from '../src/mesh/router.js';
+import { WorkerAgent } from '../src/mesh/worker.js';
+import { Cancellation } from '../src/providers/cancel.js';
+import { MeshProvider } from '../src/providers/mesh.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { deleteKeys, redisAvailable, REDIS_URL, ScriptedAdapter, uniquePrefix, waitFor } from './helpers/mesh.js';
+
+const available = await redisAvailable();
+const prefix = uniquePrefix();
+const redis = new Redis(REDIS_URL);
+const log = createLogger('silent');
+const config: MeshConfig = meshConfigSchema.parse({
+  key_prefix: prefix,
+  heartbeat_interval_ms: 200,
+  idle_reclaim_ms: 5_000,
+  reclaim_interval_ms: 200,
+  retry_initial_ms: 50,
+  retry_max_ms: 200,
+});
+const host = { cpu_temp_c: 50, ram_used_pct: 30, ram_total_bytes: 8e9, load1: 0.1, gpus: [] };
+const started: { stop?(): Promise<void>; close?(): Promise<void> }[] = [];
+const chat = (content: string) => ({ model: 'scripted', messages: [{ role: 'user' as const, content }] });
+
+afterAll(async () => {
+  for (const s of started.reverse()) await (s.stop ?? s.close)?.call(s).catch(() => undefined);
+  await deleteKeys(redis, prefix);
+  redis.disconnect();
+});
+
+describe.skipIf(!available)('mesh requests through the provider', () => {
+  const backend = new ScriptedAdapter();
+  let client: MeshClient;
+  let provider: MeshProvider;
+
+  beforeAll(async () => {
+    const router = new MeshRouter({ routerId: 'requests', redisUrl: REDIS_URL, config, log, blockMs: 200 });
+    started.push(router);
+    await router.start();
+    const worker = new WorkerAgent({ nodeId: 'scripted-1', redisUrl: REDIS_URL, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 8, version: 'test', blockMs: 200 });
+    started.push(worker);
+    await worker.start();
+    client = new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log, deadlineGraceMs: 0 });
+    started.push(client);
+    await client.connect();
+    provider = new MeshProvider('mesh', client, config);
+  });
+
+  it('a stream that fails before its first token rejects, and the client keeps nothing of it', async () => {
+    const signal = new Cancellation();
+    const base = client.pending;
+    await expect(provider.streamChat(chat('fail at once'), { signal, timeoutMs: 20_000, requestId: 'fails' })).rejects.toMatchObject({ kind: 'server' });
+    expect(client.pending).toBe(base);
+  });
+
+  it('a call nobody reads is forgotten when it is given up at its deadline', async () => {
+    // No node serves this model: nothing answers before the deadline (plus no grace, here).
+    const base = client.pending;
+    await client.submit({ model: 'nobody-serves-this', messages: [{ role: 'user', content: 'anyone?' }] }, { stream: true, deadline: Date.now() + 100 });
+    expect(client.pending).toBe(base + 1);
+    await waitFor('the call to be given up', async () => client.pending === base, 10_000, 20);
+  });
+
+  it('a call nobody reads is forgotten at once when it is aborted, and an aborted signal publishes nothing', async () => {
+    const signal = new Cancellation();
+    const base = client.pending;
+    const call = await client.submit({ model: 'nobody-serves-this', messages: [{ role: 'user', content: 'never mind' }] }, { stream: true, deadline: Date.now() + 60_000, signal });
+    expect(client.pending).toBe(base + 1);
+    signal.abort();
+    expect(client.pending).toBe(base);
+    await waitFor('the request marked cancelled', async () => (await redis.get(client.keys.done(call.request.id))) === 'cancelled', 10_000, 20);
+
+    const before = await redis.xlen(client.keys.requests);
+    await client.submit(chat('too late'), { stream: true, deadline: Date.now() + 60_000, signal });
+    expect(client.pending).toBe(base);
+    expect(await redis.xlen(client.keys.requests)).toBe(before);
+  });
+});
