@@ -47,6 +47,47 @@ describe('semantic cache guards', () => {
   });
 });
 
+describe('operators and signs', () => {
+  it.each([
+    ['What is -5 + 3?', 'What is 5 + 3?', 'numbers'],
+    ['What is 3 * -2?', 'What is 3 * 2?', 'numbers'],
+    ['What is 2+2?', 'What is 2-2?', 'operators'],
+    ['Is 7 > 5?', 'Is 7 < 5?', 'operators'],
+    ['What is 2^10?', 'What is 2*10?', 'operators'],
+    ['Is 5 <= 5?', 'Is 5 < 5?', 'operators'],
+    ['What is (2 + 3) * 4?', 'What is 2 + (3 * 4)?', 'operators'],
+    ['What is 5 plus 3?', 'What is 5 minus 3?', 'operators'],
+  ])('%s / %s disagree on %s', (a, b, reason) => {
+    expect(agree(a, b)).toEqual({ ok: false, reason });
+  });
+
+  it.each([
+    ['What is 5 plus 3?', 'What is 5 + 3?'],
+    ['What is 10 divided by 2?', 'What is 10/2?'],
+    ['What is 2 to the power of 10?', 'What is 2^10?'],
+    ['What is 3 × 4?', 'What is 3 * 4?'],
+    ['What is 10 -5?', 'What is 10 - 5?'],
+  ])('%s / %s agree', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: true });
+  });
+
+  it('reads a minus as a sign only where no operand precedes it, and hyphens, dashes and arrows as no operator', () => {
+    expect(extractFeatures('What is -5 + 3?')).toMatchObject({ numbers: ['-5', '3'], operators: ['+'] });
+    expect(extractFeatures('Is (-2)^2 = 4?')).toMatchObject({ numbers: ['-2', '2', '4'], operators: ['(', ')', '^', '='] });
+    expect(extractFeatures('What is 10-3?')).toMatchObject({ numbers: ['10', '3'], operators: ['-'] });
+    expect(extractFeatures('Is gpt-4 a state-of-the-art model?').operators).toEqual([]);
+    expect(extractFeatures('Python - how do I sort a list? A -> B').operators).toEqual([]);
+    expect(extractFeatures('Is C++ faster than C?').operators).toEqual([]);
+    expect(extractFeatures('How many times a day should I eat?').operators).toEqual([]);
+  });
+
+  it('treats an entry stored without operators as having none', () => {
+    const { operators: _, ...old } = extractFeatures('What is 2+2?');
+    expect(featuresAgree(extractFeatures('What is 2-2?'), old)).toEqual({ ok: false, reason: 'operators' });
+    expect(featuresAgree(extractFeatures('How many days are in 2 weeks?'), { ...extractFeatures('How many days are in 2 weeks?'), operators: undefined })).toEqual({ ok: true });
+  });
+});
+
 describe('content-word guard', () => {
   it.each([
     ['Write a poem about the ocean.', 'Write a poem about the desert.'],

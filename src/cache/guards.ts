@@ -4,8 +4,13 @@
 // documented in docs/caching.md ("What a semantic hit must agree on").
 
 export interface PromptFeatures {
-  /** Numbers in order, normalised ("1,000" -> "1000", "two" -> "2", "3rd" -> "#3"). */
+  /** Numbers in order, normalised ("1,000" -> "1000", "two" -> "2", "3rd" -> "#3", "-5" keeps its sign). */
   numbers: string[];
+  /**
+   * Arithmetic operators and comparison signs between operands, in order, canonical ("×" -> "*",
+   * "plus" -> "+", "<=" and "≤" -> "<="). Absent on entries stored before this feature existed.
+   */
+  operators?: string[];
   /** Quoted strings, lower-cased, sorted. */
   quoted: string[];
   /** Names and identifiers (capitalised words, ALLCAPS, words with digits or inner punctuation), sorted. */
@@ -261,6 +266,104 @@ function opensSentence(text: string, at: number): boolean {
   return true;
 }
 
+// Operators and signs. A binary operator counts only between two operands (a number, a number word,
+// a one-letter variable, a bracket), so hyphens in words (gpt-4, state-of-the-art), dashes in prose
+// ("Python - sorting") and arrows (->, =>) are not operators. A minus directly before a number, where
+// no operand precedes it, is the number's sign ("What is -5 + 3?").
+const OPERATOR_SYMBOLS: Record<string, string> = {
+  '+': '+', '-': '-', '−': '-', '–': '-', '*': '*', '×': '*', '·': '*', '/': '/', '÷': '/', '^': '^', '**': '^',
+  '<': '<', '>': '>', '<=': '<=', '>=': '>=', '≤': '<=', '≥': '>=', '=': '=', '==': '=', '!=': '!=', '≠': '!=',
+  '<>': '!=',
+};
+// Word operators count between two number operands only ("5 plus 3", not "plus size"); `by` and
+// `to the power of` are read as part of the operator.
+const OPERATOR_WORDS: Record<string, string> = {
+  plus: '+', minus: '-', times: '*', x: '*', multiplied: '*', divided: '/', mod: '%', modulo: '%', equals: '=', equal: '=',
+  power: '^', raised: '^',
+};
+const MATH_TOKEN = /\d+(?:[.,]\d+)*|[\p{L}\p{M}]+|\*\*|<=|>=|==|!=|<>|[-+−–*×·/÷^<>=≤≥≠]|[()[\]]|\S/gu;
+const MINUS = new Set(['-', '−', '–']);
+const DIGIT_START = /^\d/;
+const WORD_START = /^[\p{L}\p{M}]/u;
+const OPERATOR_FILLER = new Set(['by', 'to', 'the', 'of']);
+
+interface MathToken {
+  text: string;
+  start: number;
+  end: number;
+}
+
+function isNumberToken(t: MathToken | undefined): boolean {
+  if (!t) return false;
+  return DIGIT_START.test(t.text) || t.text.toLowerCase() in NUMBER_WORDS;
+}
+
+/** Operand on the left of an operator: a number, a one-letter variable or a closing bracket. */
+function leftOperand(t: MathToken | undefined): boolean {
+  if (!t) return false;
+  return isNumberToken(t) || t.text === ')' || t.text === ']' || (t.text.length === 1 && WORD_START.test(t.text));
+}
+
+/** Operand on the right: as on the left, an opening bracket, or a signed number. */
+function rightOperand(tokens: MathToken[], i: number): boolean {
+  const t = tokens[i];
+  if (!t) return false;
+  if (isNumberToken(t) || t.text === '(' || t.text === '[' || (t.text.length === 1 && WORD_START.test(t.text))) return true;
+  return MINUS.has(t.text) && tokens[i + 1]?.start === t.end && DIGIT_START.test(tokens[i + 1]?.text ?? '');
+}
+
+/**
+ * The operators of a text in order, the start offsets of numbers that carry a minus sign, and of
+ * words read as operators. A minus is a sign when it touches the number and nothing that could be an
+ * operand precedes it.
+ */
+function scanOperators(text: string): { operators: string[]; negative: Set<number>; operatorWords: Set<number> } {
+  const tokens: MathToken[] = [];
+  for (const m of text.matchAll(MATH_TOKEN)) tokens.push({ text: m[0], start: m.index, end: m.index + m[0].length });
+  const operators: string[] = [];
+  const negative = new Set<number>();
+  const operatorWords = new Set<number>();
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i] as MathToken;
+    const prev = tokens[i - 1];
+    const symbol = OPERATOR_SYMBOLS[t.text];
+    if (symbol) {
+      const next = tokens[i + 1];
+      const touchesNext = next !== undefined && next.start === t.end && DIGIT_START.test(next.text);
+      // A sign: "-5", "(-5", "3 * -5", "is -5"; but not "10 -5", "2-5" (binary) or "gpt-4" (a word).
+      const touchesWord = prev !== undefined && prev.end === t.start && WORD_START.test(prev.text);
+      if ((symbol === '-' || symbol === '+') && touchesNext && !touchesWord && !leftOperand(prev)) {
+        if (symbol === '-') negative.add(next.start);
+        continue;
+      }
+      if (touchesWord && symbol === '-') continue;
+      if (leftOperand(prev) && rightOperand(tokens, i + 1)) operators.push(symbol);
+      continue;
+    }
+    if (t.text === '(' || t.text === '[') {
+      // Brackets group: "(2+3)*4" is not "2+(3*4)".
+      if (rightOperand(tokens, i + 1)) operators.push('(');
+      continue;
+    }
+    if (t.text === ')' || t.text === ']') {
+      if (leftOperand(prev)) operators.push(')');
+      continue;
+    }
+    const word = OPERATOR_WORDS[t.text.toLowerCase()];
+    if (!word) continue;
+    let before = i - 1;
+    while (tokens[before] && OPERATOR_FILLER.has((tokens[before] as MathToken).text.toLowerCase())) before--;
+    let after = i + 1;
+    while (tokens[after] && OPERATOR_FILLER.has((tokens[after] as MathToken).text.toLowerCase())) after++;
+    const signedAfter = MINUS.has(tokens[after]?.text ?? '') && DIGIT_START.test(tokens[after + 1]?.text ?? '');
+    if (isNumberToken(tokens[before]) && (isNumberToken(tokens[after]) || signedAfter)) {
+      operators.push(word);
+      operatorWords.add(t.start);
+    }
+  }
+  return { operators, negative, operatorWords };
+}
+
 export function extractFeatures(text: string): PromptFeatures {
   const numbers: string[] = [];
   const units: string[] = [];
@@ -274,17 +377,22 @@ export function extractFeatures(text: string): PromptFeatures {
     if (q) quoted.add(q);
   }
 
+  const { operators, negative, operatorWords } = scanOperators(text);
+  // A number keeps its minus sign: "-5" is not "5".
+  const signed = (n: string, at: number) => (negative.has(at) && n !== '0' ? `-${n}` : n);
+
   const lowerWords: string[] = [];
   const content = new Set<string>();
   for (const m of text.matchAll(WORD)) {
     let w = m[0].replace(CURLY_APOSTROPHE, "'");
-    const atStart = opensSentence(text, m.index ?? 0);
+    const at = m.index ?? 0;
+    const atStart = opensSentence(text, at);
     // Trailing sentence punctuation glued on by the pattern ("2.5." or "U.S.") stays with abbreviations only.
     if (w.endsWith('.') && !ABBREVIATION.test(w)) w = w.slice(0, -1);
     const lower = w.toLowerCase();
     lowerWords.push(lower);
     if (NUMERIC.test(w)) {
-      numbers.push(normaliseNumber(w));
+      numbers.push(signed(normaliseNumber(w), at));
       continue;
     }
     // Mixed expressions like 2+2, 3x5, 10/2, 1e6, 3rd, 5km: keep digit runs and their unit suffix.
@@ -296,15 +404,17 @@ export function extractFeatures(text: string): PromptFeatures {
       }
       const withUnit = WITH_UNIT.exec(w);
       if (withUnit && UNITS[(withUnit[2] as string).toLowerCase()]) {
-        numbers.push(normaliseNumber(withUnit[1] as string));
+        numbers.push(signed(normaliseNumber(withUnit[1] as string), at));
         units.push(UNITS[(withUnit[2] as string).toLowerCase()] as string);
         continue;
       }
-      for (const d of w.match(DIGIT_RUNS) ?? []) numbers.push(normaliseNumber(d));
+      for (const d of w.matchAll(DIGIT_RUNS)) numbers.push(signed(normaliseNumber(d[0]), at + d.index));
       // An identifier with digits (gpt-4, python3, e2e) is also a name.
       if (HAS_LETTER.test(w)) entities.add(lower);
       continue;
     }
+    // An operator word between numbers ("5 plus 3") is in `operators`, not a content word.
+    if (operatorWords.has(at)) continue;
     if (lower in NUMBER_WORDS) {
       numbers.push(String(NUMBER_WORDS[lower]));
       continue;
@@ -332,6 +442,7 @@ export function extractFeatures(text: string): PromptFeatures {
   const language = script === 'latin' ? `latin:${guessLatinLanguage(lowerWords)}` : script;
   return {
     numbers,
+    operators,
     quoted: [...quoted].sort(),
     entities: [...entities].sort(),
     negations,
@@ -367,6 +478,8 @@ function contentCompatible(a: readonly string[], b: readonly string[]): boolean 
  */
 export function featuresAgree(a: PromptFeatures, b: PromptFeatures): GuardResult {
   if (!sameList(a.numbers, b.numbers)) return { ok: false, reason: 'numbers' };
+  // Entries stored before operators were extracted have none recorded: they match operator-free prompts only.
+  if (!sameList(a.operators ?? [], b.operators ?? [])) return { ok: false, reason: 'operators' };
   if (!sameList(a.quoted, b.quoted)) return { ok: false, reason: 'quoted' };
   if (!sameList(a.entities, b.entities)) return { ok: false, reason: 'entities' };
   if (a.negations !== b.negations) return { ok: false, reason: 'negations' };
