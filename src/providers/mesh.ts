@@ -59,10 +59,11 @@ export class MeshProvider implements ProviderAdapter {
     const events = call[Symbol.asyncIterator]();
     // Wait for the first event so that failures before the first token reject here (retryable).
     const first = await events.next();
-    if (first.done || first.value.type === 'error') {
+    if (first.done) throw this.deadlineError(opts);
+    if (first.value.type === 'error') {
       // The call's iterator is paused at its yield: finish it, so the client forgets the call.
-      await events.return?.();
-      throw first.done ? this.deadlineError(opts) : this.error(first.value.error);
+      await events.return(undefined);
+      throw this.error(first.value.error);
     }
     return this.chunks(first.value, events, opts);
   }
