@@ -91,13 +91,36 @@ describe('openai provider: chat (JSON)', () => {
     };
     const result = await provider.chat(req, opts());
     const body = JSON.parse(server.requests[0]?.body ?? '{}');
-    expect(body).toEqual(JSON.parse(JSON.stringify(req)));
+    // A compatible server (not api.openai.com) gets the token limit as max_tokens.
+    const { max_completion_tokens: limit, ...rest } = req;
+    expect(body).toEqual(JSON.parse(JSON.stringify({ ...rest, max_tokens: limit })));
     expectValidAgainstSpec('CreateChatCompletionRequest', body);
     expect(result.choices[0]?.message.content).toBeNull();
     expect(result.choices[0]?.message.tool_calls).toEqual([
       { id: 'call_abc123', type: 'function', function: { name: 'get_current_weather', arguments: '{\n"location": "Boston, MA"\n}' } },
     ]);
     expect(result.choices[0]?.finish_reason).toBe('tool_calls');
+  });
+
+  it('sends the token limit as max_completion_tokens to api.openai.com and as max_tokens elsewhere, whichever field the client used', async () => {
+    expect(createOpenAIProvider('official', { type: 'openai' }).options.max_tokens_field).toBe('max_completion_tokens');
+    expect(createOpenAIProvider('vllm', { type: 'openai', base_url: `${server.url}/v1` }).options.max_tokens_field).toBe('max_tokens');
+    const official = createOpenAIProvider('as-official', { type: 'openai', base_url: `${server.url}/v1`, options: { max_tokens_field: 'max_completion_tokens' } });
+    try {
+      server.reply({ body: await fixture('openai-chat.json') });
+      await official.chat({ model: 'o3-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 64 }, opts());
+      const body = JSON.parse(server.requests[0]?.body ?? '{}');
+      expect(body.max_completion_tokens).toBe(64);
+      expect(body).not.toHaveProperty('max_tokens');
+      expectValidAgainstSpec('CreateChatCompletionRequest', body);
+    } finally {
+      await official.close();
+    }
+    server.reply({ body: await fixture('openai-chat.json') });
+    await provider.chat({ model: 'llama', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 32 }, opts());
+    const compatible = JSON.parse(server.requests[1]?.body ?? '{}');
+    expect(compatible.max_tokens).toBe(32);
+    expect(compatible).not.toHaveProperty('max_completion_tokens');
   });
 
   it('sends no Authorization header when no key is configured, and developer messages as system to compatible servers', async () => {

@@ -3,7 +3,7 @@
 // with undefined fields dropped; responses are read through a small zod schema of what we use, and a
 // stream always ends with a usage chunk (counted locally when the upstream sends none).
 import { z } from 'zod';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ChoiceLogprobs, FinishReason, TokenLogprob, Usage } from '../canonical/chat.js';
+import { requestedMaxTokens, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type FinishReason, type TokenLogprob, type Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { UpstreamError, kindForStatus } from './errors.js';
@@ -172,15 +172,26 @@ export interface OpenAIOptions {
    * since most compatible servers only know the older role.
    */
   developer_as_system: boolean;
+  /**
+   * The field a token limit goes out in, whichever the client used. Default: `max_completion_tokens`
+   * for api.openai.com (its o-series and gpt-5 models reject `max_tokens`), `max_tokens` elsewhere
+   * (what every compatible server reads; not all of them know the newer field).
+   */
+  max_tokens_field: 'max_tokens' | 'max_completion_tokens';
 }
 
 export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIProvider {
   const options = cfg.options ?? {};
-  const baseUrl = cfg.base_url ?? DEFAULT_BASE_URL;
+  const official = new URL(cfg.base_url ?? DEFAULT_BASE_URL).hostname === 'api.openai.com';
   return new OpenAIProvider(name, cfg, {
     stream_include_usage: options.stream_include_usage !== false,
-    developer_as_system:
-      typeof options.developer_as_system === 'boolean' ? options.developer_as_system : new URL(baseUrl).hostname !== 'api.openai.com',
+    developer_as_system: typeof options.developer_as_system === 'boolean' ? options.developer_as_system : !official,
+    max_tokens_field:
+      options.max_tokens_field === 'max_tokens' || options.max_tokens_field === 'max_completion_tokens'
+        ? options.max_tokens_field
+        : official
+          ? 'max_completion_tokens'
+          : 'max_tokens',
   });
 }
 
@@ -213,6 +224,10 @@ export class OpenAIProvider implements ProviderAdapter {
     const body: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(req)) if (value !== undefined) body[key] = value;
     body.messages = req.messages.map((m) => this.wireMessage(m));
+    const limit = requestedMaxTokens(req);
+    delete body.max_tokens;
+    delete body.max_completion_tokens;
+    if (limit !== undefined) body[this.options.max_tokens_field] = limit;
     delete body.stream;
     delete body.stream_options;
     if (stream) {
