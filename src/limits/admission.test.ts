@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import { budgetsSchema, rateLimitingSchema } from '../config/schema.js';
 import { defaultRequestOptions, newFacts, type RequestContext, type Tenant } from '../gateway/context.js';
-import { dimensionValue } from './admission.js';
+import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
+import { Cancellation } from '../providers/cancel.js';
+import { countTextTokens } from '../providers/tokens.js';
+import { createLogger } from '../telemetry/logger.js';
+import { createAdmissionStage, dimensionValue } from './admission.js';
+import { BudgetManager, MemoryBudgetStore } from './budgets.js';
+import { MemoryLimiterStore } from './sliding-window.js';
 
 const ctx = (tenant: Tenant, sessionId: string): RequestContext =>
   ({ id: 'r', tenant, options: { ...defaultRequestOptions(), sessionId }, facts: newFacts() }) as unknown as RequestContext;
@@ -12,5 +20,138 @@ describe('per-session limit keys', () => {
     const b = dimensionValue('session', ctx({ id: 'jwt:a', kind: 'jwt' } as Tenant, 'b/c'), req);
     expect(a).not.toBe(b);
     expect(dimensionValue('session', ctx({ id: 'key:k', kind: 'key' } as Tenant, 's1'), req)).toBe('key%3Ak/s1');
+  });
+});
+
+const log = createLogger('silent');
+/** $0.001 per completion token, prompts free: max_tokens 100 reserves $0.10. */
+const PRICE = { input: 0, output: 1000 };
+const REQ: ChatRequest = { model: 'm', max_tokens: 100, stream: true, messages: [{ role: 'user', content: 'hello' }] };
+
+function chunk(content: string): ChatChunk {
+  return { id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta: { content }, finish_reason: null }] };
+}
+
+/** An upstream stream of words without a usage chunk, recording whether it was closed. */
+function upstream(words: string[], gate?: Promise<void>) {
+  const seen = { closed: false, read: 0 };
+  const stream: AsyncIterable<ChatChunk> = {
+    [Symbol.asyncIterator]() {
+      let i = 0;
+      return {
+        async next() {
+          if (gate && i === 1) await gate;
+          if (i >= words.length) return { done: true, value: undefined };
+          seen.read++;
+          return { done: false, value: chunk(words[i++] as string) };
+        },
+        async return() {
+          seen.closed = true;
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
+  return { stream, seen };
+}
+
+/** An admission stage with a concurrency limit of 1 and a $0.15 budget (one $0.10 estimate at a time). */
+function setup() {
+  const budgets = new BudgetManager({ store: new MemoryBudgetStore(), config: budgetsSchema.parse({ alert_thresholds: [] }), log });
+  const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({}), budgets, priceOf: () => PRICE });
+  const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: { maxConcurrency: 1, budgetUsd: 0.15, budgetPeriod: 'day' } };
+  const request = () => {
+    const signal = new Cancellation();
+    const c = { id: 'r', startedAt: 0, endpoint: 'chat', tenant, signal, log, options: defaultRequestOptions(), facts: newFacts(), headers: {} } as RequestContext;
+    return { ctx: c, signal };
+  };
+  const answering = (stream: AsyncIterable<ChatChunk>): ChatHandler => async (c) => {
+    c.facts.model = 'm';
+    return { kind: 'stream', stream };
+  };
+  const json: ChatHandler = async (c) => {
+    c.facts.model = 'm';
+    c.facts.usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+    return { kind: 'result', result: { id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: c.facts.usage } };
+  };
+  return { stage, request, answering, json };
+}
+
+const settled = () => new Promise((r) => setTimeout(r, 20));
+
+describe('admission of a stream whose client goes away', () => {
+  it('gives back the concurrency slot and the budget reservation even when nobody ever reads or closes the stream', async () => {
+    const { stage, request, answering, json } = setup();
+    const first = request();
+    const { stream, seen } = upstream(['a', 'b']);
+    const outcome = await stage(first.ctx, REQ, answering(stream));
+    expect(outcome.kind).toBe('stream');
+    // The client hung up before the gateway started writing, and the writer never closed the stream.
+    first.signal.abort();
+    await settled();
+    expect(seen.closed).toBe(true);
+    expect(first.ctx.facts.costUsd).toBe(0);
+    // The slot and the $0.10 estimate are free again: another request fits both.
+    const second = request();
+    await expect(stage(second.ctx, { ...REQ, stream: false }, json)).resolves.toMatchObject({ kind: 'result' });
+  });
+
+  it('settles once, with the text that went out, when the client leaves mid-stream and the stream is closed later', async () => {
+    const { stage, request, answering, json } = setup();
+    const first = request();
+    const { stream, seen } = upstream(['one ', 'two ', 'three ', 'four']);
+    const outcome = (await stage(first.ctx, REQ, answering(stream))) as Extract<ChatOutcome, { kind: 'stream' }>;
+    const it = outcome.stream[Symbol.asyncIterator]();
+    await it.next();
+    await it.next();
+    first.signal.abort();
+    await settled();
+    const charged = countTextTokens('one two ') * 0.001;
+    expect(first.ctx.facts.costUsd).toBeCloseTo(charged, 9);
+    expect(first.ctx.facts.usage?.completion_tokens).toBe(countTextTokens('one two '));
+    // The writer notices later and closes it: nothing more is counted or settled.
+    await expect(it.next()).resolves.toEqual({ done: true, value: undefined });
+    await it.return?.();
+    expect(first.ctx.facts.costUsd).toBeCloseTo(charged, 9);
+    expect(seen.closed).toBe(true);
+    expect(seen.read).toBe(2);
+    // The slot is free and only what went out stays on the budget: another $0.10 estimate fits.
+    const second = request();
+    await expect(stage(second.ctx, { ...REQ, stream: false }, json)).resolves.toMatchObject({ kind: 'result' });
+  });
+
+  it('ends the stream when a chunk awaited while the client left arrives', async () => {
+    const { stage, request, answering } = setup();
+    const first = request();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const { stream, seen } = upstream(['one ', 'two ', 'three '], gate);
+    const outcome = (await stage(first.ctx, REQ, answering(stream))) as Extract<ChatOutcome, { kind: 'stream' }>;
+    const it = outcome.stream[Symbol.asyncIterator]();
+    await it.next();
+    const pending = it.next();
+    first.signal.abort();
+    open();
+    await expect(pending).resolves.toMatchObject({ done: false });
+    await settled();
+    expect(seen.closed).toBe(true);
+    expect(first.ctx.facts.usage?.completion_tokens).toBe(countTextTokens('one two '));
+    await expect(it.next()).resolves.toMatchObject({ done: true });
+  });
+
+  it('reserves and runs nothing for a client that left before admission', async () => {
+    const { stage, request, json } = setup();
+    const gone = request();
+    gone.signal.abort();
+    let ran = false;
+    await expect(
+      stage(gone.ctx, REQ, async (c, r) => {
+        ran = true;
+        return json(c, r);
+      }),
+    ).rejects.toMatchObject({ code: 'client_closed_request' });
+    expect(ran).toBe(false);
+    const next = request();
+    await expect(stage(next.ctx, { ...REQ, stream: false }, json)).resolves.toMatchObject({ kind: 'result' });
   });
 });

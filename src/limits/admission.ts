@@ -3,13 +3,13 @@
 // the seed defaults per identity, the identity's own RPM/TPM/concurrency), reserves one request and
 // the estimated tokens (real tokenizer prompt count plus max_tokens) in one atomic check, reserves
 // the estimated cost on the identity's budgets, and corrects both once usage is known — for a
-// stream, when it ends. Rate-limit state goes out as headers on success and on 429.
+// stream, when it ends or its client goes away. Rate-limit state goes out as headers on success and on 429.
 import { randomUUID } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { contentText, requestedMaxTokens } from '../canonical/chat.js';
 import type { LimitDimension, RateLimitingConfig } from '../config/schema.js';
 import type { RequestContext, Tenant } from '../gateway/context.js';
-import { observeStream, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
+import type { ChatOutcome, ChatStage } from '../gateway/pipeline.js';
 import { costUsd, type Price } from '../providers/pricing.js';
 import { countPromptTokens, countTextTokens } from '../providers/tokens.js';
 import { GatewayError } from '../server/errors.js';
@@ -83,6 +83,9 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
   }
 
   return async function admission(ctx: RequestContext, req: ChatRequest, next): Promise<ChatOutcome> {
+    // The client left before its request got here (while it was authenticated, say): nothing is
+    // reserved or run for it.
+    if (ctx.signal.aborted) throw new GatewayError('client_closed_request');
     if (!config.enabled && !budgets) return next(ctx, req);
     const needsTokens = config.tokens !== undefined || config.rules.some((r) => r.tokens) || ctx.tenant.limits?.tpm !== undefined;
     const budgetLines = budgets?.linesFor(ctx.tenant) ?? [];
@@ -173,26 +176,73 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     /**
      * A stream settles when it ends; if it ends without a usage chunk (client gone, upstream cut),
      * the completion is counted from the text that went out, so the ledger and budget still agree.
+     * It also ends when the client goes away (ctx.signal), whether or not whoever consumes it ever
+     * closes it: at once when no chunk is awaited, else as soon as the awaited one arrives (the
+     * upstream call is cancelled by the same signal). The source is then closed. So a stream the
+     * client abandoned — even before it started — never keeps its concurrency lease or its budget
+     * reservation; `onEnd` runs once whichever comes first.
      */
     function countStreamUsage(stream: AsyncIterable<ChatChunk>, onEnd: () => void): AsyncIterable<ChatChunk> {
       let streamed = '';
-      return observeStream(
-        stream,
-        (chunk) => {
-          for (const c of chunk.choices) if (c.delta.content) streamed += contentText(c.delta.content);
-        },
-        () => {
-          if (!ctx.facts.usage && ctx.facts.model) {
-            const completion = countTextTokens(streamed);
-            const usage = { prompt_tokens: promptTokens || countPromptTokens(req.messages, req.tools), completion_tokens: completion, total_tokens: 0 };
-            usage.total_tokens = usage.prompt_tokens + completion;
-            ctx.facts.usage = usage;
-            const price = opts.priceOf(req.model);
-            if (price) ctx.facts.costUsd += costUsd(usage, price);
-          }
-          onEnd();
-        },
+      let source: AsyncIterator<ChatChunk> | undefined;
+      let awaiting = false;
+      let ended = false;
+      const open = () => (source ??= stream[Symbol.asyncIterator]());
+      const end = () => {
+        if (ended) return false;
+        ended = true;
+        ctx.signal.removeEventListener('abort', onAbort);
+        if (!ctx.facts.usage && ctx.facts.model) {
+          const completion = countTextTokens(streamed);
+          const usage = { prompt_tokens: promptTokens || countPromptTokens(req.messages, req.tools), completion_tokens: completion, total_tokens: 0 };
+          usage.total_tokens = usage.prompt_tokens + completion;
+          ctx.facts.usage = usage;
+          const price = opts.priceOf(req.model);
+          if (price) ctx.facts.costUsd += costUsd(usage, price);
+        }
+        onEnd();
+        return true;
+      };
+      const close = () => Promise.resolve(open().return?.()).then(
+        () => undefined,
+        () => undefined,
       );
+      const abandon = () => {
+        if (end()) void close();
+      };
+      function onAbort() {
+        if (!awaiting) abandon();
+      }
+      if (ctx.signal.aborted) abandon();
+      else ctx.signal.addEventListener('abort', onAbort);
+      const iterator: AsyncIterator<ChatChunk> = {
+        async next(): Promise<IteratorResult<ChatChunk>> {
+          if (ended) return { done: true, value: undefined };
+          awaiting = true;
+          let r: IteratorResult<ChatChunk>;
+          try {
+            r = await open().next();
+          } catch (err) {
+            end();
+            throw err;
+          } finally {
+            awaiting = false;
+          }
+          if (r.done) {
+            end();
+            return r;
+          }
+          for (const c of r.value.choices) if (c.delta.content) streamed += contentText(c.delta.content);
+          // The client left while this chunk was on its way: it is counted, and the stream ends here.
+          if (ctx.signal.aborted) abandon();
+          return r;
+        },
+        async return(): Promise<IteratorResult<ChatChunk>> {
+          if (end()) await close();
+          return { done: true, value: undefined };
+        },
+      };
+      return { [Symbol.asyncIterator]: () => iterator };
     }
   };
 }

@@ -39,6 +39,9 @@ export function createRequestContext(request: FastifyRequest, reply: FastifyRepl
     if (!res.writableEnded) controller.abort();
   };
   res.once('close', onClose);
+  // The client may have left already (while the request was authenticated or its body read): its
+  // `close` has fired, so the signal fires now.
+  if (res.destroyed && !res.writableEnded) controller.abort();
   const options = defaultRequestOptions();
   const priority = ext.priority ?? (headerValue(request.headers, 'x-inferenceflow-priority') as Priority | undefined);
   if (priority === 'low' || priority === 'normal' || priority === 'high') options.priority = priority;

@@ -20,42 +20,52 @@ export interface SseOptions {
 
 /**
  * Streams events to `res`. Returns when the source ends, fails or the client disconnects (then the
- * source iterator is closed, which cancels the upstream).
+ * source iterator is closed, which cancels the upstream and lets the stages behind it settle what
+ * the request reserved). A client may be gone before this is called — it left while the gateway
+ * waited on authentication, a limit or the cache — and its `close` event has then fired already:
+ * such a response counts as closed from the start, and the source is closed without being read.
  */
 export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEvent>, opts: SseOptions): Promise<void> {
-  const trailerNames = opts.trailers ? Object.keys(opts.trailers()) : [];
-  res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-    ...(trailerNames.length ? { trailer: trailerNames.join(', ') } : {}),
-    ...opts.headers,
-  });
-  // Corked until the end of this turn: the headers leave with the first events.
-  const turn = turnCork(res);
-  const write = (chunk: string): boolean => {
-    turn.hold();
-    return res.write(chunk);
-  };
-  write('');
-  let closed = false;
+  const iterator = events[Symbol.asyncIterator]();
+  let closed = res.destroyed || res.writableEnded;
   const onClose = () => {
     closed = true;
   };
   res.once('close', onClose);
-  const iterator = events[Symbol.asyncIterator]();
+  const gone = () => closed || res.destroyed;
+  let exhausted = false;
   try {
-    while (!closed) {
+    if (gone()) return;
+    const trailerNames = opts.trailers ? Object.keys(opts.trailers()) : [];
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+      ...(trailerNames.length ? { trailer: trailerNames.join(', ') } : {}),
+      ...opts.headers,
+    });
+    // Corked until the end of this turn: the headers leave with the first events.
+    const turn = turnCork(res);
+    const write = (chunk: string): boolean => {
+      turn.hold();
+      return res.write(chunk);
+    };
+    write('');
+    while (!gone()) {
       let next: IteratorResult<SseEvent>;
       try {
         next = await iterator.next();
       } catch (err) {
         const last = opts.onError(err);
-        if (last && !closed) write(format(last));
+        if (last && !gone()) write(format(last));
         break;
       }
-      if (next.done || closed) break;
+      if (next.done) {
+        exhausted = true;
+        break;
+      }
+      if (gone()) break;
       if (!write(format(next.value))) {
         // A full buffer never drains while corked.
         turn.release();
@@ -64,10 +74,10 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
     }
   } finally {
     res.off('close', onClose);
-    if (closed) {
-      // Client gone: close the source so the upstream request is cancelled.
-      await iterator.return?.(undefined)?.catch(() => undefined);
-    } else {
+    // Whatever ended the loop short of the source's end (the client gone, a failed write), the source
+    // is closed: that cancels the upstream request and runs the stages' end-of-stream accounting.
+    if (!exhausted) await Promise.resolve(iterator.return?.(undefined)).catch(() => undefined);
+    if (!gone()) {
       if (opts.trailers) res.addTrailers(opts.trailers());
       res.end();
     }
@@ -78,7 +88,9 @@ function format(e: SseEvent): string {
   return e.event ? `event: ${e.event}\ndata: ${e.data}\n\n` : `data: ${e.data}\n\n`;
 }
 
+/** Resolves when the buffer drained or the response is gone (a destroyed response never drains). */
 function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);
