@@ -43,6 +43,8 @@ const MODELS = [
   { name: 'hedged', hedging: { enabled: true, delay_ms: 50 }, deployments: [dep('slow', { timeout_ms: 5_000, price: { input: 1, output: 1 } }), dep('ok', { priority: 1, price: { input: 1, output: 1 } })] },
   { name: 'dedup', deployments: [dep('delayed')] },
   { name: 'limited', queue_size: 0, deployments: [dep('busy', { max_concurrency: 1, timeout_ms: 5_000 })] },
+  // One deployment (one id, one slot) in two groups, as with a fallback group.
+  ...['shared-a', 'shared-b'].map((name) => ({ name, deployments: [dep('busy', { id: 'shared/busy', max_concurrency: 1, timeout_ms: 5_000 })] })),
   // Zero-latency faults; generous timeouts so a busy test machine cannot turn a slow answer into a failure.
   { name: 'flaky', strategy: 'round_robin', deployments: [dep('flaky1', { timeout_ms: 10_000 }), dep('flaky2', { timeout_ms: 10_000 }), dep('ok', { id: 'healthy', timeout_ms: 10_000 })] },
 ];
@@ -207,6 +209,12 @@ describe('load and tail latency', () => {
     const rejected = a.status === 429 ? a : b;
     expect(rejected.json().error?.code).toBe('queue_full');
     expect(Number(rejected.headers['retry-after'])).toBeGreaterThan(0);
+  });
+
+  it('two groups sharing a deployment with one slot take turns on it: the second waits, then is answered', async () => {
+    const [a, b] = await Promise.all([chat('shared-a', { content: 'first' }), chat('shared-b', { content: 'second' })]);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect([a.headers['x-inferenceflow-deployment'], b.headers['x-inferenceflow-deployment']]).toEqual(['shared/busy', 'shared/busy']);
   });
 
   it('GET /v1/providers reports breaker state, latency, in-flight, error rate and queue per deployment', async () => {

@@ -1,7 +1,9 @@
 // Admission to deployments with a concurrency limit (`max_concurrency`): a request takes a slot when
 // one is free; otherwise it waits in its group's bounded queue, ordered by priority (high, normal,
 // low) then arrival. A freed slot is handed straight to the first waiter that can use it, so a new
-// arrival never overtakes the queue. A full queue answers 429 queue_full with Retry-After.
+// arrival never overtakes a waiter on a deployment that waiter can use (it may take any other). A
+// full queue answers 429 queue_full with Retry-After. Deployments are matched by id: the same id in
+// two groups is one deployment (one slot count, one breaker), though each group has its own object.
 import type { Priority } from '../gateway/context.js';
 import { GatewayError } from '../server/errors.js';
 import type { CancelSignal } from '../providers/cancel.js';
@@ -10,7 +12,8 @@ import type { DeploymentStats } from './stats.js';
 
 interface Waiter {
   priority: Priority;
-  accepts: (d: Deployment) => boolean;
+  /** Ids of the deployments this waiter can use. */
+  accepts: ReadonlySet<string>;
   resolve: (d: Deployment) => void;
   reject: (err: unknown) => void;
   done: boolean;
@@ -20,7 +23,6 @@ const ORDER: readonly Priority[] = ['high', 'normal', 'low'];
 
 export class AdmissionQueue {
   private readonly lanes: Record<Priority, Waiter[]> = { high: [], normal: [], low: [] };
-  private waiting = 0;
 
   constructor(
     readonly group: string,
@@ -29,33 +31,36 @@ export class AdmissionQueue {
     private readonly onDepth: (group: string, depth: number) => void = () => {},
   ) {}
 
+  /** Requests waiting (a cancelled or timed-out waiter leaves its lane at once). */
   get depth(): number {
-    return this.waiting;
+    return this.lanes.high.length + this.lanes.normal.length + this.lanes.low.length;
   }
 
   /**
-   * Waits for a slot on one of the deployments `accepts` allows. Rejects with queue_full when the
-   * queue is full, no_healthy_deployment when the wait passes maxWaitMs, or the signal's reason.
+   * Waits for a slot on one of the deployments whose ids `accepts` holds. Rejects with queue_full
+   * when the queue is full, no_healthy_deployment when the wait passes maxWaitMs, or the signal's
+   * reason. Admission.wait also offers the slots free right now; prefer it.
    */
-  wait(priority: Priority, accepts: (d: Deployment) => boolean, signal: CancelSignal): Promise<Deployment> {
-    if (this.waiting >= this.maxSize) {
+  wait(priority: Priority, accepts: ReadonlySet<string>, signal: CancelSignal): Promise<Deployment> {
+    if (this.depth >= this.maxSize) {
       return Promise.reject(
         new GatewayError('queue_full', { message: `Every deployment of "${this.group}" is at its concurrency limit and the queue (${this.maxSize}) is full.`, retryAfterMs: 1_000 }),
       );
     }
     if (signal.aborted) return Promise.reject(signal.reason as Error);
     return new Promise<Deployment>((resolve, reject) => {
+      const lane = this.lanes[priority];
       const finish = () => {
         waiter.done = true;
-        this.waiting--;
-        this.onDepth(this.group, this.waiting);
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
+        this.onDepth(this.group, this.depth);
       };
       const waiter: Waiter = {
         priority,
         accepts,
         done: false,
+        // handOff and rejectAll take the waiter out of its lane themselves.
         resolve: (d) => {
           finish();
           resolve(d);
@@ -65,27 +70,38 @@ export class AdmissionQueue {
           reject(err);
         },
       };
-      const onAbort = () => waiter.reject(signal.reason);
+      // Cancelled or timed out: out of the lane now, not at some later hand-off (with every slot
+      // held by hung calls, there may be none for a long time).
+      const leave = (err: unknown) => {
+        if (waiter.done) return;
+        const i = lane.indexOf(waiter);
+        if (i >= 0) lane.splice(i, 1);
+        waiter.reject(err);
+      };
+      const onAbort = () => leave(signal.reason);
       const timer = setTimeout(
-        () => waiter.reject(new GatewayError('no_healthy_deployment', { message: `No deployment of "${this.group}" had a free slot within ${this.maxWaitMs} ms.`, retryAfterMs: 1_000 })),
+        () => leave(new GatewayError('no_healthy_deployment', { message: `No deployment of "${this.group}" had a free slot within ${this.maxWaitMs} ms.`, retryAfterMs: 1_000 })),
         this.maxWaitMs,
       );
       signal.addEventListener('abort', onAbort, { once: true });
-      this.lanes[priority].push(waiter);
-      this.waiting++;
-      this.onDepth(this.group, this.waiting);
+      lane.push(waiter);
+      this.onDepth(this.group, this.depth);
     });
   }
 
-  /** Hands a freed slot on `d` to the first waiter that can use it; false when none can. */
+  /** Whether some waiter can use a slot on `d`. */
+  wants(d: Deployment): boolean {
+    for (const p of ORDER) for (const w of this.lanes[p]) if (w.accepts.has(d.id)) return true;
+    return false;
+  }
+
+  /** Hands a slot on `d` to the first waiter that can use it; false when none can. */
   handOff(d: Deployment): boolean {
     for (const p of ORDER) {
       const lane = this.lanes[p];
-      // Drop finished waiters from the front as we go; they were cancelled or timed out.
-      while (lane.length > 0 && (lane[0] as Waiter).done) lane.shift();
       for (let i = 0; i < lane.length; i++) {
         const w = lane[i] as Waiter;
-        if (w.done || !w.accepts(d)) continue;
+        if (!w.accepts.has(d.id)) continue;
         lane.splice(i, 1);
         w.resolve(d);
         return true;
@@ -131,13 +147,48 @@ export class Admission {
     this.queuesByDeployment.delete(id);
   }
 
+  /** Whether a request of any group waits for a slot on `d` (new arrivals leave it to them). */
+  waitedFor(d: Deployment): boolean {
+    const queues = this.queuesByDeployment.get(d.id);
+    if (!queues) return false;
+    for (const q of queues) if (q.depth > 0 && q.wants(d)) return true;
+    return false;
+  }
+
+  /**
+   * Queues for a slot on one of `from` (by id). A slot already free on one of them (released while
+   * no waiter could use it, say, or skipped by breaker state) is handed out at once, to the first
+   * waiter in line for it, rather than at the next release.
+   */
+  wait(queue: AdmissionQueue, priority: Priority, from: readonly Deployment[], signal: CancelSignal): Promise<Deployment> {
+    const waiting = queue.wait(priority, new Set(from.map((d) => d.id)), signal);
+    for (const d of from) this.offer(d);
+    return waiting;
+  }
+
   /** Frees a slot: handed to a waiter when one can use it, else the in-flight count drops. */
   release(d: Deployment): void {
-    const queues = this.queuesByDeployment.get(d.id);
-    if (queues && d.maxConcurrency !== undefined) {
-      for (const q of queues) if (q.depth > 0 && q.handOff(d)) return;
-    }
+    if (d.maxConcurrency !== undefined && this.handToWaiter(d)) return;
     const s = this.stats(d.id);
     s.inFlight = Math.max(0, s.inFlight - 1);
+  }
+
+  /** Gives the free slots of `d` to waiters that can use them. */
+  private offer(d: Deployment): void {
+    if (d.maxConcurrency === undefined) return;
+    while (this.hasFreeSlot(d)) {
+      const s = this.stats(d.id);
+      s.inFlight++;
+      if (!this.handToWaiter(d)) {
+        s.inFlight--;
+        return;
+      }
+    }
+  }
+
+  private handToWaiter(d: Deployment): boolean {
+    const queues = this.queuesByDeployment.get(d.id);
+    if (queues) for (const q of queues) if (q.depth > 0 && q.handOff(d)) return true;
+    return false;
   }
 }

@@ -48,8 +48,9 @@ type Pick = { d: Deployment; token: 'normal' | 'probe' };
 
 /**
  * Every eligible deployment in order once (falling back on a retryable failure or a deployment
- * fault), then up to
- * `max_retries` more attempts after a jittered backoff, each paid from the retry budget.
+ * fault), then up to `max_retries` more attempts after a jittered backoff, each paid from the retry
+ * budget. A request that already failed somewhere and would now have to queue for its untried
+ * deployments takes the retry path at once when a deployment it tried has a free slot.
  */
 export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt: GroupRuntime, order: Deployment[]): Promise<ChatOutcome> {
   const retry = { ...deps.config.retry, ...group.retry };
@@ -64,7 +65,8 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
   while (true) {
     if (state.signal.aborted) throw state.signal.reason as Error;
     let pick: Pick | undefined;
-    if (untried.length > 0) {
+    const maxRetries = retry.max_retries ?? 0;
+    if (untried.length > 0 && !(retryable && retries < maxRetries && retryRatherThanQueue(deps, order, untried, faulted))) {
       pick = await take(deps, state, rt, untried);
       if (!pick) break;
       if (previous) {
@@ -72,7 +74,7 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
         deps.events.emit('fallback', { from: previous.id, to: pick.d.id, kind: 'deployment' });
       }
     } else {
-      if (retries >= (retry.max_retries ?? 0) || !retryable) break;
+      if (retries >= maxRetries || !retryable) break;
       if (!deps.budget.tryWithdraw()) {
         deps.events.counters.retryBudgetExhausted++;
         deps.events.emit('retry_budget_exhausted', { group: group.name });
@@ -115,9 +117,28 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
 }
 
 /**
- * Takes the first deployment of `from` whose breaker allows a call and which has a free slot
- * (removing it from `from` when it is the untried list); when all have limits and none is free,
- * waits in the group's priority queue.
+ * Whether a request that failed somewhere should retry (after backoff) rather than queue: every
+ * untried deployment it could use is full (or left to waiters), while one it already tried has a
+ * free slot, and the retry budget has room. Queueing for the one deployment left while another
+ * sits idle would end in a 503 once the queue wait passes.
+ */
+function retryRatherThanQueue(deps: AttemptLoopDeps, order: readonly Deployment[], untried: readonly Deployment[], faulted: ReadonlySet<string>): boolean {
+  const { admission } = deps;
+  for (const d of untried) {
+    if (!deps.breakerFor(d.id).canPass()) continue;
+    if (d.maxConcurrency === undefined || (admission.hasFreeSlot(d) && !admission.waitedFor(d))) return false;
+  }
+  const now = Date.now();
+  const idle = order.some(
+    (d) => !untried.includes(d) && !faulted.has(d.id) && deps.breakerFor(d.id).canPass() && !deps.statsFor(d.id).cooling(now) && admission.hasFreeSlot(d) && !admission.waitedFor(d),
+  );
+  return idle && deps.budget.canWithdraw();
+}
+
+/**
+ * Takes the first deployment of `from` whose breaker allows a call and which has a free slot that
+ * no waiter (of any group) is in line for, removing it from `from`; when every one it could use has
+ * a limit and none is free, waits in the group's priority queue for a slot on one of them.
  */
 async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime, from: Deployment[]): Promise<Pick | undefined> {
   while (from.length > 0) {
@@ -125,7 +146,8 @@ async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime
       const d = from[i] as Deployment;
       const b = deps.breakerFor(d.id);
       if (!b.canPass()) continue;
-      if (rt.queue.depth > 0 && d.maxConcurrency !== undefined) continue; // waiters go first
+      // Waiters go first, but only on deployments they can use.
+      if (d.maxConcurrency !== undefined && deps.admission.waitedFor(d)) continue;
       if (!deps.admission.tryAcquire(d)) continue;
       const token = b.acquire() as 'normal' | 'probe';
       from.splice(i, 1);
@@ -134,9 +156,9 @@ async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime
     const allowed = from.filter((d) => deps.breakerFor(d.id).canPass());
     if (allowed.length === 0) return undefined;
     if (allowed.some((d) => d.maxConcurrency === undefined)) return undefined;
-    let d: Deployment;
+    let given: Deployment;
     try {
-      d = await rt.queue.wait(state.ctx.options.priority, (x) => from.includes(x), state.signal);
+      given = await deps.admission.wait(rt.queue, state.ctx.options.priority, allowed, state.signal);
     } catch (err) {
       if (err instanceof GatewayError) {
         deps.events.counters.queueRejections++;
@@ -144,12 +166,16 @@ async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime
       }
       throw err;
     }
+    // The slot may come from another group's release of the same deployment id: use our own
+    // deployment object (its group, limits and timeout), matched by id.
+    const i = from.findIndex((x) => x.id === given.id);
+    const d = from[i] ?? given;
     const token = deps.breakerFor(d.id).acquire();
     if (!token) {
       deps.admission.release(d);
       continue;
     }
-    from.splice(from.indexOf(d), 1);
+    if (i >= 0) from.splice(i, 1);
     return { d, token };
   }
   return undefined;

@@ -62,11 +62,15 @@ export class RetryBudget {
   /** Tries to spend one retry; false when the budget is used up. */
   tryWithdraw(): boolean {
     const now = this.now();
-    const { requests, retries } = this.totals(now);
-    const allowed = requests * this.ratio + (this.minPerSecond * this.windowMs) / 1000;
-    if (retries + 1 > allowed) return false;
+    if (!this.canWithdraw(now)) return false;
     this.withdrawals[this.bucket(now)]! += 1;
     return true;
+  }
+
+  /** Whether a retry would be allowed now (spends nothing). */
+  canWithdraw(now = this.now()): boolean {
+    const { requests, retries } = this.totals(now);
+    return retries + 1 <= requests * this.ratio + (this.minPerSecond * this.windowMs) / 1000;
   }
 
   totals(now = this.now()): { requests: number; retries: number } {

@@ -605,6 +605,90 @@ describe('Router: admission', () => {
   });
 });
 
+describe('Router: admission across groups and waiters', () => {
+  /** A provider call that answers only when the test says so. */
+  function gate() {
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    return { open, opened };
+  }
+  const queued = (router: Router, n: number) => expect.poll(() => router.queueDepth(), { timeout: 5_000, interval: 2 }).toBe(n);
+
+  it('a slot freed by one group goes to the other group waiting for the same deployment', async () => {
+    const held = gate();
+    const p = new ScriptedProvider().on('m', async (_r, _o, n) => {
+      if (n === 0) await held.opened;
+      return answer('m');
+    });
+    const dep = { provider: 'fake', model: 'm', max_concurrency: 1 };
+    const router = build([{ name: 'A', deployments: [dep] }, { name: 'B', deployments: [dep] }], p, { queue: { max_wait_ms: 2_000 } });
+    const first = router.handler(ctxFor(), chat('A'));
+    await expect.poll(() => p.calls.length).toBe(1);
+    const second = router.handler(ctxFor(), chat('B'));
+    await queued(router, 1);
+    held.open();
+    expect(await text(await first)).toBe('answer from m');
+    // B's waiter is served as soon as A is done (before: 503 once its wait passed).
+    expect(await text(await second)).toBe('answer from m');
+    expect(router.queueDepth()).toBe(0);
+    expect(router.status().data.every((d) => d.in_flight === 0)).toBe(true);
+  });
+
+  it('a new arrival takes an idle deployment that no waiter can use, rather than queueing behind them', async () => {
+    const held = gate();
+    const p = new ScriptedProvider()
+      .on('a', async (_r, _o, n) => {
+        if (n === 0) await held.opened;
+        return answer('a');
+      })
+      .on('b', async (_r, _o, n) => {
+        if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'server', status: 500, message: 'once' });
+        return answer('b');
+      });
+    const router = build(
+      [{ name: 'g', retry: { max_retries: 0 }, deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }, { provider: 'fake', model: 'b', priority: 1, max_concurrency: 4 }] }],
+      p,
+      { queue: { max_wait_ms: 2_000 } },
+    );
+    const r1 = router.handler(ctxFor(), chat('g', { seed: 1 })); // holds a
+    await expect.poll(() => p.calls.length).toBe(1);
+    const r2 = router.handler(ctxFor(), chat('g', { seed: 2 })); // fails on b, then waits for a
+    await queued(router, 1);
+    const ctx3 = ctxFor();
+    expect(await text(await router.handler(ctx3, chat('g', { seed: 3 })))).toBe('answer from b');
+    expect(ctx3.facts.deployment).toBe('fake/b');
+    held.open();
+    expect(await text(await r1)).toBe('answer from a');
+    expect(await text(await r2)).toBe('answer from a');
+  });
+
+  it('a request that failed on an idle deployment retries there rather than queueing for a busy one', async () => {
+    const held = gate();
+    const p = new ScriptedProvider()
+      .on('a', async (_r, _o, n) => {
+        if (n === 0) await held.opened;
+        return answer('a');
+      })
+      .on('b', async (_r, _o, n) => {
+        if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'server', status: 500, message: 'once' });
+        return answer('b');
+      });
+    const router = build(
+      [{ name: 'g', retry: { max_retries: 1, base_delay_ms: 1, max_delay_ms: 2 }, deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }, { provider: 'fake', model: 'b', priority: 1, max_concurrency: 4 }] }],
+      p,
+      { queue: { max_wait_ms: 2_000 } },
+    );
+    const r1 = router.handler(ctxFor(), chat('g', { seed: 1 }));
+    await expect.poll(() => p.calls.length).toBe(1);
+    const ctx2 = ctxFor();
+    expect(await text(await router.handler(ctx2, chat('g', { seed: 2 })))).toBe('answer from b');
+    expect(ctx2.facts.attempts).toBe(2);
+    expect(router.events.counters.retries).toBe(1);
+    held.open();
+    await r1;
+  });
+});
+
 describe('Router: passthrough model names', () => {
   it('routes any model name to the passthrough provider and keeps bounded state for them', async () => {
     const p = new ScriptedProvider();
