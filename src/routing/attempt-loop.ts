@@ -160,9 +160,10 @@ async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime
     try {
       given = await deps.admission.wait(rt.queue, state.ctx.options.priority, allowed, state.signal);
     } catch (err) {
-      if (err instanceof GatewayError) {
+      const reason = queueRejection(err, state);
+      if (reason) {
         deps.events.counters.queueRejections++;
-        deps.events.emit('queue_rejected', { group: rt.queue.group, reason: err.code === 'queue_full' ? 'full' : 'timeout' });
+        deps.events.emit('queue_rejected', { group: rt.queue.group, reason });
       }
       throw err;
     }
@@ -178,6 +179,18 @@ async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime
     if (i >= 0) from.splice(i, 1);
     return { d, token };
   }
+  return undefined;
+}
+
+/**
+ * Why the queue gave up on a waiter, for the queue_rejected count: full, its wait passed, or the
+ * gateway is shutting down. The request's own end (deadline, client gone) is not a queue rejection.
+ */
+function queueRejection(err: unknown, state: RequestState): 'full' | 'timeout' | 'shutdown' | undefined {
+  if (!(err instanceof GatewayError) || (state.signal.aborted && err === state.signal.reason)) return undefined;
+  if (err.code === 'queue_full') return 'full';
+  if (err.code === 'no_healthy_deployment') return 'timeout';
+  if (err.code === 'shutting_down') return 'shutdown';
   return undefined;
 }
 

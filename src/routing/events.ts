@@ -23,7 +23,8 @@ export interface RoutingEventMap {
   fallback: [{ from: string; to: string; kind: 'deployment' | 'group' | 'context_window' | 'content_policy' }];
   hedge: [{ group: string; primary: string; hedge: string; winner?: string }];
   dedup: [{ group: string; stream: boolean }];
-  queue_rejected: [{ group: string; reason: 'full' | 'timeout' }];
+  /** A queued request given up on: the queue was full, its wait passed, or the gateway is shutting down. */
+  queue_rejected: [{ group: string; reason: 'full' | 'timeout' | 'shutdown' }];
   /** A group's admission queue grew or shrank. */
   queue_depth: [{ group: string; depth: number }];
   retry_budget_exhausted: [{ group: string }];

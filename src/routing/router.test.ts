@@ -687,6 +687,33 @@ describe('Router: admission across groups and waiters', () => {
     held.open();
     await r1;
   });
+
+  it('counts queue rejections by their cause: not a request whose deadline passed, and shutdown as shutdown', async () => {
+    const held = gate();
+    const p = new ScriptedProvider().on('a', async (_r, _o, n) => {
+      if (n === 0) await held.opened;
+      return answer('a');
+    });
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }] }], p, { deadline_ms: 100, queue: { max_wait_ms: 30_000 } });
+    const reasons: string[] = [];
+    router.events.on('queue_rejected', (e) => reasons.push(e.reason));
+    const r1 = router.handler(ctxFor(), chat('g', { seed: 1 })).catch((e: unknown) => e);
+    await expect.poll(() => p.calls.length).toBe(1);
+    const late = (await router.handler(ctxFor(), chat('g', { seed: 2 })).catch((e: unknown) => e)) as GatewayError;
+    expect(late.code).toBe('upstream_timeout');
+    expect(router.events.counters.queueRejections).toBe(0);
+    const patient = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }] }], new ScriptedProvider().on('a', () => held.opened.then(() => answer('a'))), { queue: { max_wait_ms: 30_000 } });
+    patient.events.on('queue_rejected', (e) => reasons.push(e.reason));
+    const holder = patient.handler(ctxFor(), chat('g', { seed: 1 }));
+    await new Promise((r) => setImmediate(r));
+    const waiting = patient.handler(ctxFor(), chat('g', { seed: 2 })).catch((e: unknown) => e);
+    await queued(patient, 1);
+    await patient.close();
+    expect(((await waiting) as GatewayError).code).toBe('shutting_down');
+    expect(reasons).toEqual(['shutdown']);
+    held.open();
+    await Promise.all([r1, holder]);
+  });
 });
 
 describe('Router: passthrough model names', () => {
