@@ -27,8 +27,8 @@ describe('semantic cache guards', () => {
   });
 
   it.each([
-    ['What is the capital of France?', "What's the capital city of France?"],
-    ['How do I reset my password?', 'What are the steps to change my login password?'],
+    ['What is the capital of France?', "What's the capital of France?"],
+    ['How do I reset my password?', 'What are the steps to change my password?'],
     ['What is 2 + 2?', 'Calculate 2+2'],
     ['How many days are in two weeks?', 'Number of days in 2 weeks?'],
     ['Which planet is the biggest?', "What's the largest planet?"],
@@ -97,8 +97,24 @@ describe('content-word guard', () => {
     expect(agree(a, b)).toEqual({ ok: false, reason: 'content' });
   });
 
-  it('allows words added on one side and folds plurals, verb forms and listed synonyms', () => {
-    expect(agree('What is the capital of France?', 'What is the capital city of France?')).toEqual({ ok: true });
+  it.each([
+    ['Give me a recipe for pancakes.', 'Give me a vegan recipe for pancakes.'],
+    ['Write a SQL query that selects all inactive users.', 'Write a SQL query that selects all users.'],
+    ['List the prime numbers below 20.', 'List the odd prime numbers below 20.'],
+    ['What are the side effects of ibuprofen?', 'What are the side effects of ibuprofen in pregnancy?'],
+    ['Translate into French: apples and pears', 'Translate into French: apples'],
+    ['What is the capital of France?', 'What is the capital city of France?'],
+  ])('refuses a content word added on one side: %s / %s', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: false, reason: 'content' });
+    expect(agree(b, a)).toEqual({ ok: false, reason: 'content' });
+  });
+
+  it('allows politeness, filler and inflected request words on one side, and folds plurals, verb forms and listed synonyms', () => {
+    expect(agree('Hi! What is the capital of Italy?', 'What is the capital of Italy?')).toEqual({ ok: true });
+    expect(agree('Where is the Eiffel Tower located?', 'Where is the Eiffel Tower?')).toEqual({ ok: true });
+    expect(agree('How long does it usually take to boil an egg?', 'How long does it take to boil an egg?')).toEqual({ ok: true });
+    expect(agree('How many days does a leap year have?', 'How many days are in a leap year?')).toEqual({ ok: true });
+    expect(agree('How is the area of a circle calculated?', 'How do I calculate the area of a circle?')).toEqual({ ok: true });
     expect(agree('How do vaccines work?', 'How does a vaccine work?')).toEqual({ ok: true });
     expect(agree('Why do leaves change color in the fall?', 'Why do leaves change colour in autumn?')).toEqual({ ok: true });
     expect(extractFeatures('How do I delete my accounts?').content).toEqual(['account', 'remove']);

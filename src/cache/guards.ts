@@ -41,7 +41,10 @@ const FRAME_WORDS = new Set(
     'write compose create generate provide suggest recommend find show tell teach learn understand calculate compute ' +
     'work works working happen happens difference differ different versus vs ' +
     'between same similar other another each every all both either more most less least new old time times ' +
-    'done stand short called call name named info information question answer anybody somebody ever').split(' '),
+    'done stand short called call name named info information question answer anybody somebody ever ' +
+    'have has had having number ' +
+    // Politeness and filler: they change how a request sounds, not what it asks.
+    'hi hello hey thanks thank kindly pls plz located currently usually typically generally basically roughly approximately').split(' '),
 );
 
 // Common spelling and word-choice variants that do not change a request.
@@ -77,7 +80,8 @@ function contentWord(lower: string): string | undefined {
   if (FRAME_WORDS.has(lower) || !/\p{L}/u.test(lower)) return undefined;
   const canon = SYNONYMS[lower] ?? POLAR[lower] ?? lower;
   const stemmed = stem(canon);
-  if (FRAME_WORDS.has(stemmed)) return undefined;
+  // Inflected frame words too: "explained" -> explain, "calculated" -> calculat(e).
+  if (FRAME_WORDS.has(stemmed) || FRAME_WORDS.has(`${stemmed}e`)) return undefined;
   return SYNONYMS[stemmed] ?? stemmed;
 }
 
@@ -460,16 +464,15 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /**
- * Content words may be added on one side (a paraphrase that says more about the same thing: "the
- * capital *city* of France"), but not swapped: a word only in A together with a word only in B is a
- * substitution ("a poem about the ocean" / "about the desert"), and embeddings rate those as close.
+ * Both prompts must have the same content words. A word on one side only is either a substitution
+ * ("a poem about the ocean" / "about the desert") or an added qualifier ("recipe for pancakes" /
+ * "*vegan* recipe for pancakes"), and embeddings rate both as close. Politeness and filler words
+ * never become content words (FRAME_WORDS), so they may come and go.
  */
 function contentCompatible(a: readonly string[], b: readonly string[]): boolean {
   const sb = new Set(b);
   const sa = new Set(a);
-  const onlyA = a.some((w) => !sb.has(w));
-  const onlyB = b.some((w) => !sa.has(w));
-  return !(onlyA && onlyB);
+  return !a.some((w) => !sb.has(w)) && !b.some((w) => !sa.has(w));
 }
 
 /**

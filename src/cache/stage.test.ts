@@ -137,10 +137,10 @@ describe.skipIf(!hasWink)('cache stage', () => {
 
   it('answers a paraphrase semantically and reports the similarity', async () => {
     const { handler, terminal, settle, cache } = await setup();
-    const first = result(await handler(testContext(), userRequest('What is the capital of France?')));
+    const first = result(await handler(testContext(), userRequest('What is the tallest mountain in the world?')));
     await settle(1);
     const ctx = testContext();
-    const second = result(await handler(ctx, userRequest('What is the capital city of France?')));
+    const second = result(await handler(ctx, userRequest('Which mountain is the tallest in the world?')));
     expect(ctx.facts.cache).toBe('semantic');
     expect(ctx.facts.similarity).toBeGreaterThanOrEqual(0.85);
     expect(second.choices[0]?.message.content).toBe(first.choices[0]?.message.content);
@@ -163,10 +163,10 @@ describe.skipIf(!hasWink)('cache stage', () => {
 
   it('requires the system prompt to match for a semantic hit', async () => {
     const { handler, settle } = await setup();
-    await handler(testContext(), userRequest('What is the capital of France?'));
+    await handler(testContext(), userRequest('What is the tallest mountain in the world?'));
     await settle(1);
     const ctx = testContext();
-    const req = userRequest('What is the capital city of France?');
+    const req = userRequest('Which mountain is the tallest in the world?');
     req.messages[0] = { role: 'system', content: 'Answer like a pirate.' };
     await handler(ctx, req);
     expect(ctx.facts.cache).toBe('miss');
@@ -174,27 +174,27 @@ describe.skipIf(!hasWink)('cache stage', () => {
 
   it('skips semantic lookups above the temperature bound unless the tenant opts in', async () => {
     const { handler, settle } = await setup({ maxTemperature: 0.5 });
-    await handler(testContext(), userRequest('What is the capital of France?', { temperature: 0.2 }));
+    await handler(testContext(), userRequest('What is the tallest mountain in the world?', { temperature: 0.2 }));
     await settle(1);
     const hot = testContext();
-    await handler(hot, userRequest('What is the capital city of France?', { temperature: 0.9 }));
+    await handler(hot, userRequest('Which mountain is the tallest in the world?', { temperature: 0.9 }));
     expect(hot.facts.cache).toBe('miss');
     // The hot answer is stored too (exact hits ignore the bound): wait for it, and ask at another
     // temperature so only a semantic lookup can answer.
     await settle(2);
     const optedIn = testContext({ id: 'acme', kind: 'token', metadata: { semantic_cache_any_temperature: true } });
-    await handler(optedIn, userRequest('What is the capital city of France?', { temperature: 0.8 }));
+    await handler(optedIn, userRequest('Which mountain is the tallest in the world?', { temperature: 0.8 }));
     expect(optedIn.facts.cache).toBe('semantic');
   });
 
   it('forgets invalidated entries, exact and semantic', async () => {
     const { handler, terminal, settle, cache } = await setup();
-    await handler(testContext(), userRequest('What is the capital of France?'));
+    await handler(testContext(), userRequest('What is the tallest mountain in the world?'));
     await settle(1);
     expect(await cache.invalidate({ namespace: 'acme', model: 'gpt-4o-mini' })).toBe(1);
     expect(cache.indexedEntries).toBe(0);
     const ctx = testContext();
-    await handler(ctx, userRequest('What is the capital of France?'));
+    await handler(ctx, userRequest('What is the tallest mountain in the world?'));
     expect(ctx.facts.cache).toBe('miss');
     expect(terminal.calls).toBe(2);
   });
@@ -232,25 +232,25 @@ describe.skipIf(!hasWink)('cache stage', () => {
     // Lost events: a delete and an add this replica never hears of.
     muted = true;
     await inner.delete([plants!]);
-    await handler(testContext(), userRequest('What is the capital of France?'));
+    await handler(testContext(), userRequest('What is the tallest mountain in the world?'));
     await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(2);
     muted = false;
     const before = testContext();
     before.options.cache = { noCache: false, noStore: true }; // look, but store nothing
-    await handler(before, userRequest('What is the capital city of France?'));
+    await handler(before, userRequest('Which mountain is the tallest in the world?'));
     expect(before.facts.cache).toBe('miss'); // the lost add is not in this replica's index
     listener?.({ op: 'resync' });
     await expect.poll(() => cache.reconciles, { timeout: 2000, interval: 5 }).toBe(1);
     expect(cache.indexedEntries).toBe((await keys()).length);
     const fresh = testContext();
-    await handler(fresh, userRequest('What is the capital city of France?'));
+    await handler(fresh, userRequest('Which mountain is the tallest in the world?'));
     expect(fresh.facts.cache).toBe('semantic');
   });
 
   it('drops evicted entries from the semantic index too', async () => {
     // Room for two semantic entries (each ~3.3 KB with its vector and index overhead): the third evicts the first.
     const { handler, settle, cache } = await setup({ maxBytes: 7000 });
-    await handler(testContext(), userRequest('What is the capital of France?'));
+    await handler(testContext(), userRequest('What is the tallest mountain in the world?'));
     await settle(1);
     await handler(testContext(), userRequest('How do plants make food from sunlight?'));
     await handler(testContext(), userRequest('Why is the sky blue during the day?'));
@@ -258,7 +258,7 @@ describe.skipIf(!hasWink)('cache stage', () => {
     const stats = await cache.stats();
     expect(cache.indexedEntries).toBe(stats.entries);
     const ctx = testContext();
-    await handler(ctx, userRequest('What is the capital city of France?'));
+    await handler(ctx, userRequest('Which mountain is the tallest in the world?'));
     expect(ctx.facts.cache).toBe('miss');
   });
 
