@@ -1,6 +1,7 @@
 // A request's life through the mesh as the gateway's `mesh` provider sees it, against real Redis with
 // a router and a worker in this process and a backend the test drives (ScriptedAdapter): what the
-// requester keeps track of (nothing, once a call is over, however it ended).
+// requester keeps track of (nothing, once a call is over, however it ended), and a cancelled request
+// stopping on the node that runs it.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { meshBackendFor } from '../src/mesh/backend.js';
@@ -30,6 +31,16 @@ const host = { cpu_temp_c: 50, ram_used_pct: 30, ram_total_bytes: 8e9, load1: 0.
 const started: { stop?(): Promise<void>; close?(): Promise<void> }[] = [];
 const chat = (content: string) => ({ model: 'scripted', messages: [{ role: 'user' as const, content }] });
 
+/** Resolves with `p`, or fails the test after a generous wait instead of hanging it. */
+async function within<T>(what: string, p: Promise<T>, ms = 20_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 afterAll(async () => {
   for (const s of started.reverse()) await (s.stop ?? s.close)?.call(s).catch(() => undefined);
   await deleteKeys(redis, prefix);
@@ -40,12 +51,13 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
   const backend = new ScriptedAdapter();
   let client: MeshClient;
   let provider: MeshProvider;
+  let worker: WorkerAgent;
 
   beforeAll(async () => {
     const router = new MeshRouter({ routerId: 'requests', redisUrl: REDIS_URL, config, log, blockMs: 200 });
     started.push(router);
     await router.start();
-    const worker = new WorkerAgent({ nodeId: 'scripted-1', redisUrl: REDIS_URL, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 8, version: 'test', blockMs: 200 });
+    worker = new WorkerAgent({ nodeId: 'scripted-1', redisUrl: REDIS_URL, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 8, version: 'test', blockMs: 200 });
     started.push(worker);
     await worker.start();
     client = new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log, deadlineGraceMs: 0 });
@@ -82,5 +94,33 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
     await client.submit(chat('too late'), { stream: true, deadline: Date.now() + 60_000, signal });
     expect(client.pending).toBe(base);
     expect(await redis.xlen(client.keys.requests)).toBe(before);
+  });
+
+  it('cancelling a streamed request stops the node that is running it', async () => {
+    const signal = new Cancellation();
+    backend.release('a long story');
+    const stream = await provider.streamChat(chat('a long story'), { signal, timeoutMs: 20_000, requestId: 'cancelled' });
+    const it = stream[Symbol.asyncIterator]();
+    expect((await it.next()).value).toMatchObject({ choices: [{ delta: { content: 't0 ' } }] });
+    const run = await backend.started('a long story');
+    const cancelledBefore = worker.stats.cancelled;
+    signal.abort(new Error('client went away'));
+    // The node sees the done-key on its next heartbeat (every 200 ms here) and aborts the backend call.
+    await within('the node to abort the run', run.aborted);
+    await waitFor('the run counted as cancelled', async () => worker.stats.cancelled === cancelledBefore + 1, 10_000, 20);
+    await it.return?.(undefined);
+  });
+
+  it('closing the client stops the nodes running its requests', async () => {
+    const other = new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log });
+    await other.connect();
+    backend.release('left behind');
+    const call = await other.submit(chat('left behind'), { stream: true, deadline: Date.now() + 60_000 });
+    const events = call[Symbol.asyncIterator]();
+    expect((await within('the first chunk', events.next())).value).toMatchObject({ type: 'chunk' });
+    const run = await backend.started('left behind');
+    await other.close();
+    expect(await redis.get(client.keys.done(call.request.id))).toBe('cancelled');
+    await within('the node to abort the run', run.aborted);
   });
 });

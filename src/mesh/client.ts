@@ -198,14 +198,18 @@ export class MeshClient {
     }
   }
 
+  /** Stops reading; requests still in flight are marked abandoned, so nodes stop (or never start) them. */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    const abandoned: Promise<unknown>[] = [];
     for (const tracked of [...this.calls.values()]) {
       tracked.call.end();
       this.forget(tracked.call.request.id);
+      abandoned.push(markAbandoned(this.commands, this.keys, tracked.call.request.id, 'cancelled').catch(() => undefined));
     }
     this.reader.disconnect();
+    await Promise.all(abandoned);
     await this.loop;
     await this.commands.del(this.callback).catch(() => undefined);
     await this.commands.quit().catch(() => this.commands.disconnect());

@@ -37,6 +37,8 @@ export interface WorkerStats {
   failed: number;
   duplicates: number;
   skipped: number;
+  /** Runs stopped because their request was cancelled (or answered elsewhere) while they ran. */
+  cancelled: number;
 }
 
 export class WorkerAgent {
@@ -48,6 +50,8 @@ export class WorkerAgent {
   private reader!: RedisClient;
   private registry!: HealthRegistry;
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Requests running on the backend now, by entry id: checked every heartbeat for cancellation. */
+  private readonly running = new Map<string, { requestId: string; controller: AbortController }>();
   private slotFreed: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   /** Heartbeats in progress, and whether the node has left the registry (then they publish nothing). */
@@ -57,7 +61,7 @@ export class WorkerAgent {
   private stopping = false;
   private draining = false;
   private lastHost: HostHealth | undefined;
-  readonly stats: WorkerStats = { completed: 0, failed: 0, duplicates: 0, skipped: 0 };
+  readonly stats: WorkerStats = { completed: 0, failed: 0, duplicates: 0, skipped: 0, cancelled: 0 };
 
   constructor(private readonly opts: WorkerOptions) {
     this.keys = meshKeys(opts.config.key_prefix, isClusterUrl(opts.redisUrl));
@@ -143,14 +147,32 @@ export class WorkerAgent {
   }
 
   private async beatOnce(): Promise<void> {
-    try {
-      const record = await this.healthRecord();
-      if (this.left) return;
-      await this.registry.publish(record);
-      await touchPending(this.commands, this.stream, WORKER_GROUP, this.opts.nodeId, [...this.inFlight.keys()]);
-    } catch (err) {
-      this.opts.log.warn({ err: (err as Error).message }, 'mesh worker: heartbeat failed (will retry)');
-    }
+    await Promise.all([
+      (async () => {
+        const record = await this.healthRecord();
+        if (this.left) return;
+        await this.registry.publish(record);
+        await touchPending(this.commands, this.stream, WORKER_GROUP, this.opts.nodeId, [...this.inFlight.keys()]);
+      })().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'mesh worker: heartbeat failed (will retry)')),
+      this.stopCancelled().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'mesh worker: checking for cancelled requests failed (will retry)')),
+    ]);
+  }
+
+  /**
+   * Aborts the runs whose request has its done-key set meanwhile: the requester cancelled or gave up
+   * (or another execution answered). One MGET per heartbeat; on Redis Cluster every done-key carries
+   * the mesh prefix's hash tag, so they share one slot.
+   */
+  private async stopCancelled(): Promise<void> {
+    const runs = [...this.running.values()];
+    if (runs.length === 0) return;
+    const done = await this.commands.mget(...runs.map((r) => this.keys.done(r.requestId)));
+    runs.forEach((r, i) => {
+      if (done[i] === null || r.controller.signal.aborted) return;
+      this.stats.cancelled++;
+      this.opts.log.info({ request: r.requestId, why: done[i] }, 'mesh worker: stopping a request that was cancelled or answered elsewhere');
+      r.controller.abort(new RequestCancelled(done[i]!));
+    });
   }
 
   private async consume(): Promise<void> {
@@ -222,6 +244,7 @@ export class WorkerAgent {
     }
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), remaining);
+    this.running.set(entryId, { requestId: req.id, controller });
     const callOpts = { signal: controller.signal, timeoutMs: remaining, requestId: req.id };
     const payload = { ...req.payload, model: req.model };
     try {
@@ -234,10 +257,16 @@ export class WorkerAgent {
         await this.finish(req, { ...base, type: 'result', result }, source);
       }
     } catch (err) {
+      if (controller.signal.reason instanceof RequestCancelled) {
+        // Its done-key is set: no answer is wanted any more; the entry is only retired.
+        await retireEntry(this.commands, source);
+        return;
+      }
       this.stats.failed++;
       await this.finish(req, { ...base, type: 'error', error: errorBody(err, controller.signal.aborted) }, source);
     } finally {
       clearTimeout(timer);
+      this.running.delete(entryId);
     }
   }
 
@@ -246,6 +275,13 @@ export class WorkerAgent {
     const delivered = await deliverFinal(this.commands, this.keys, req, event, source, this.now());
     if (!delivered) this.stats.duplicates++;
     else if (event.type !== 'error') this.stats.completed++;
+  }
+}
+
+/** The abort reason of a run whose request was marked done (cancelled, timed out, answered) meanwhile. */
+class RequestCancelled extends Error {
+  constructor(readonly why: string) {
+    super(`request done elsewhere (${why})`);
   }
 }
 
