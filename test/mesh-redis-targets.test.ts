@@ -15,7 +15,8 @@ import { WorkerAgent } from '../src/mesh/worker.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
 import { scanKeys } from '../src/store/redis.js';
 import { createLogger } from '../src/telemetry/logger.js';
-import { CallbackReader, chatRequest, waitFor } from './helpers/mesh.js';
+import { Cancellation } from '../src/providers/cancel.js';
+import { CallbackReader, chatRequest, ScriptedAdapter, waitFor } from './helpers/mesh.js';
 import { redisTargets } from './helpers/redis.js';
 
 const targets = await redisTargets();
@@ -75,6 +76,28 @@ for (const t of targets) {
       await reader.poll();
       expect(reader.finals()).toHaveLength(1);
       expect(reader.finals()[0]).toMatchObject({ id: req.id, type: 'result' });
+    }, 30_000);
+
+    it('stops the runs of cancelled requests (the done-keys of a node\'s runs read in one MGET)', async () => {
+      const router = new MeshRouter({ routerId: `r-cancel-${t.name}`, redisUrl: t.url, config, log, blockMs: 200 });
+      started.push(router);
+      await router.start();
+      const backend = new ScriptedAdapter();
+      const w = new WorkerAgent({ nodeId: `${t.name}-scripted`, redisUrl: t.url, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 4, version: 'test', blockMs: 200 });
+      started.push(w);
+      await w.start();
+      const client = new MeshClient({ redisUrl: t.url, keyPrefix: prefix, log });
+      started.push(client);
+      await client.connect();
+      const prompts = ['cancel me', 'cancel me too', 'and me'];
+      const signals = prompts.map(() => new Cancellation());
+      for (const p of prompts) backend.release(p);
+      const calls = await Promise.all(prompts.map((p, i) => client.submit({ model: 'scripted', messages: [{ role: 'user', content: p }] }, { stream: true, deadline: Date.now() + 60_000, signal: signals[i] })));
+      for (const call of calls) expect((await call[Symbol.asyncIterator]().next()).value).toMatchObject({ type: 'chunk' });
+      const runs = await Promise.all(prompts.map((p) => backend.started(p)));
+      for (const s of signals) s.abort();
+      await Promise.all(runs.map((r) => r.aborted));
+      await waitFor('the runs counted as cancelled', async () => w.stats.cancelled === prompts.length, 10_000, 20);
     }, 30_000);
   });
 }
