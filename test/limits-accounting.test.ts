@@ -6,6 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
@@ -73,6 +75,40 @@ class PausableProxy {
   }
 }
 
+/** A streamed chat request read until `events` SSE events arrived, then abandoned by the client. */
+async function abandonStream(url: string, key: string, body: Record<string, unknown>, events = 3): Promise<{ requestId: string; received: string }> {
+  const controller = new AbortController();
+  const res = await request(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true }),
+    signal: controller.signal,
+  });
+  expect(res.statusCode).toBe(200);
+  let received = '';
+  try {
+    for await (const chunk of res.body) {
+      received += (chunk as Buffer).toString();
+      if (received.split('\n\n').length > events) break;
+    }
+  } finally {
+    controller.abort();
+  }
+  return { requestId: res.headers['x-request-id'] as string, received };
+}
+
+
+/** Polls `read` until it returns a value, or fails after `timeoutMs`. */
+async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await sleep(50);
+  }
+}
+
 describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the ledger on abandoned and refused requests', () => {
   const id = runId();
   const schema = `limits_${id}`;
@@ -80,6 +116,27 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
   let dir: string;
   let gw: RunningServer;
   const redis = new PausableProxy();
+
+  /** The ledger row of one request, once written. */
+  const ledgerRow = async (requestId: string) => {
+    const c = new pg.Client({ connectionString: POSTGRES_URL });
+    await c.connect();
+    try {
+      const { rows } = await c.query(`SELECT status, error_code, prompt_tokens, completion_tokens, cost_usd, cache FROM "${schema}".ledger WHERE request_id = $1`, [requestId]);
+      return rows[0] as { status: number; error_code: string | null; prompt_tokens: number; completion_tokens: number; cost_usd: string | number; cache: string | null } | undefined;
+    } finally {
+      await c.end();
+    }
+  };
+  /** What a key's daily budget counter holds, in micro-dollars (0 when it does not exist). */
+  const budgetMicros = async (keyId: string) => {
+    const r = new Redis(REDIS_URL);
+    try {
+      return Number((await r.get(`{${prefix}budgets:}budget:key:${keyId}:${new Date().toISOString().slice(0, 10)}`)) ?? 0);
+    } finally {
+      r.disconnect();
+    }
+  };
 
   const createKey = async (body: Record<string, unknown>) => {
     const res = await call(gw.url, '/admin/keys', { key: ADMIN, body });
@@ -164,5 +221,58 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     // Nothing of the abandoned request stays held: not its slot (429 for the lease's 10 minutes), not
     // its estimate (402: $0.02 spent + $0.02 held + $0.02 asked > $0.05).
     await expect.poll(async () => (await call(gw.url, '/v1/chat/completions', { key, body })).status, { timeout: 5_000, interval: 100 }).toBe(200);
+  });
+
+  it('records a stream its client abandoned as 499 with the tokens that went out, at the cost its budget was charged', async () => {
+    const { key, id: keyId } = await createKey({ budget_usd: 5, budget_period: 'day' });
+    const { requestId, received } = await abandonStream(gw.url, key, { model: 'slow', max_tokens: 150, messages: [{ role: 'user', content: `Tell me a long story (${id}).` }] }, 6);
+    expect(received).not.toContain('[DONE]');
+    const row = await eventually(() => ledgerRow(requestId));
+    expect(row).toMatchObject({ status: 499, error_code: 'client_closed_request' });
+    expect(row.completion_tokens).toBeGreaterThan(0);
+    expect(Number(row.cost_usd)).toBeCloseTo(row.completion_tokens * 0.001, 9);
+    // The budget was charged exactly what the ledger says (nothing else ran on this key).
+    expect(await budgetMicros(keyId)).toBe(Math.round(Number(row.cost_usd) * 1e6));
+  });
+
+  it('writes the settled row of a stream still running at shutdown, once, even when settling is slow', async () => {
+    // A second gateway on the same database and Redis, stopped while a stream is in flight.
+    const slowRedis = new PausableProxy();
+    await slowRedis.start(REDIS_URL);
+    const stopping = await startTestGateway({
+      config: {
+        auth: { admin_token: ADMIN, api_keys: { cache_ttl_ms: 0 } },
+        redis: { url: slowRedis.url, key_prefix: prefix },
+        database: { url: POSTGRES_URL, schema },
+        ledger: { enabled: true, flush_interval_ms: 60_000, spool_path: join(dir, 'spool-stopping.jsonl') },
+        server: { shutdown_timeout_ms: 300 },
+        providers: { slow: { type: 'simulator', options: { tokens_per_second: 20, answer_words: 200 } } },
+        models: [{ name: 'slow', deployments: [{ provider: 'slow', model: 'slow', price: PRICE }] }],
+      },
+    });
+    const { key, id: keyId } = await createKey({ budget_usd: 5, budget_period: 'day' });
+    const res = await request(`${stopping.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'slow', max_tokens: 150, stream: true, messages: [{ role: 'user', content: `A story cut by a shutdown (${id}).` }] }),
+    });
+    const requestId = res.headers['x-request-id'] as string;
+    const reading = res.body.text().catch(() => '');
+    await sleep(300);
+    // The drain deadline passes with the stream still running: its connection is closed, and settling
+    // it waits on a Redis that answers only a second later.
+    slowRedis.pause();
+    setTimeout(() => slowRedis.resume(), 1_000);
+    await stopping.close();
+    await reading;
+    await slowRedis.close();
+    const c = new pg.Client({ connectionString: POSTGRES_URL });
+    await c.connect();
+    const { rows } = await c.query(`SELECT status, completion_tokens, cost_usd FROM "${schema}".ledger WHERE request_id = $1`, [requestId]);
+    await c.end();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ status: 499 });
+    expect(rows[0].completion_tokens).toBeGreaterThan(0);
+    expect(await budgetMicros(keyId)).toBe(Math.round(Number(rows[0].cost_usd) * 1e6));
   });
 });

@@ -42,7 +42,7 @@ describe('LazyLogContext', () => {
     expect(derived.signal).toBe(signal);
     expect(derived.facts).toBe(facts);
     expect(ctx.facts).not.toBe(facts);
-    for (const key of ['id', 'startedAt', 'endpoint', 'tenant', 'options', 'headers'] as const) expect(derived[key]).toBe(ctx[key]);
+    for (const key of ['id', 'startedAt', 'endpoint', 'tenant', 'options', 'headers', 'settlements'] as const) expect(derived[key]).toBe(ctx[key]);
     derived.log.info('from the copy');
     await new Promise((r) => setImmediate(r));
     expect(lines[0]).toMatchObject({ reqId: 'req-1', tenant: 'acme', msg: 'from the copy' });
@@ -57,5 +57,30 @@ describe('LazyLogContext', () => {
     const derived = deriveContext(plain, { signal });
     expect(derived).toEqual({ ...plain, signal });
     expect(derived.log).toBe(log);
+  });
+});
+
+describe('Settlements', () => {
+  it('owes nothing until work is tracked, then waits for it and for work tracked meanwhile, shared by derived contexts', async () => {
+    const { log } = capture();
+    const ctx = context(log);
+    expect(ctx.settlements.done()).toBeUndefined();
+    const order: string[] = [];
+    let first!: () => void;
+    ctx.settlements.track(new Promise<void>((r) => (first = r)));
+    const done = ctx.settlements.done()!.then(() => order.push('done'));
+    // A stage working on a derived context (a scaling pass, say) adds to the same settlements.
+    let second!: () => void;
+    deriveContext(ctx, { facts: newFacts() }).settlements!.track(new Promise<void>((r) => (second = r)));
+    first();
+    await new Promise((r) => setTimeout(r, 5));
+    order.push('first settled');
+    second();
+    await done;
+    expect(order).toEqual(['first settled', 'done']);
+    expect(ctx.settlements.done()).toBeUndefined();
+    // Failed work counts as settled.
+    ctx.settlements.track(Promise.reject(new Error('x')));
+    await expect(ctx.settlements.done()).resolves.toBeUndefined();
   });
 });

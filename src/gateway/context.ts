@@ -69,6 +69,33 @@ export interface ResponseFacts {
   headers?: Record<string, string>;
 }
 
+/**
+ * Work a request still owes after its response is over: admission settling what it reserved, which
+ * for a stream happens when the stream ends — after the socket's `close` when the client left
+ * mid-stream. Whoever records the request (the ledger) waits for it, so the record shows what the
+ * limits and budgets were charged. Shared by every context derived from the request's.
+ */
+export class Settlements {
+  private pending: Set<Promise<unknown>> | undefined = undefined;
+
+  /** Tracks `work` until it settles (it must not be left pending forever). */
+  track(work: Promise<unknown>): void {
+    const pending = (this.pending ??= new Set());
+    pending.add(work);
+    const drop = () => pending.delete(work);
+    work.then(drop, drop);
+  }
+
+  /** undefined when nothing is owed; else resolves once everything tracked, also meanwhile, has settled. */
+  done(): Promise<void> | undefined {
+    if (!this.pending?.size) return undefined;
+    const pending = this.pending;
+    return (async () => {
+      while (pending.size > 0) await Promise.allSettled([...pending]);
+    })();
+  }
+}
+
 export interface RequestContext {
   readonly id: string;
   /** performance.now() at arrival. */
@@ -84,6 +111,8 @@ export interface RequestContext {
   readonly headers: Record<string, string | string[] | undefined>;
   /** The OpenTelemetry context of the request's span; stage and attempt spans are its children. */
   readonly traceContext?: TraceContext;
+  /** What the request owes after its response is over (contexts made without one owe nothing trackable). */
+  readonly settlements?: Settlements;
 }
 
 /**
@@ -107,6 +136,7 @@ export class LazyLogContext implements RequestContext {
   readonly clientIp?: string;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly traceContext?: TraceContext;
+  readonly settlements: Settlements;
   private child: Logger | undefined = undefined;
 
   constructor(
@@ -123,6 +153,7 @@ export class LazyLogContext implements RequestContext {
     this.clientIp = init.clientIp;
     this.headers = init.headers;
     this.traceContext = init.traceContext;
+    this.settlements = init.settlements ?? new Settlements();
   }
 
   get log(): Logger {

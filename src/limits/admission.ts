@@ -171,7 +171,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       await settle();
       return outcome;
     }
-    return { kind: 'stream', stream: countStreamUsage(outcome.stream, () => void settle()) };
+    return { kind: 'stream', stream: countStreamUsage(outcome.stream, settle) };
 
     /**
      * A stream settles when it ends; if it ends without a usage chunk (client gone, upstream cut),
@@ -180,9 +180,12 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
      * closes it: at once when no chunk is awaited, else as soon as the awaited one arrives (the
      * upstream call is cancelled by the same signal). The source is then closed. So a stream the
      * client abandoned — even before it started — never keeps its concurrency lease or its budget
-     * reservation; `onEnd` runs once whichever comes first.
+     * reservation; `onEnd` runs once whichever comes first. Until what it returns has settled, the
+     * request owes it (ctx.settlements): the ledger records the request after it.
      */
-    function countStreamUsage(stream: AsyncIterable<ChatChunk>, onEnd: () => void): AsyncIterable<ChatChunk> {
+    function countStreamUsage(stream: AsyncIterable<ChatChunk>, onEnd: () => Promise<void> | void): AsyncIterable<ChatChunk> {
+      let owed: () => void = () => undefined;
+      ctx.settlements?.track(new Promise<void>((resolve) => (owed = resolve)));
       let streamed = '';
       let source: AsyncIterator<ChatChunk> | undefined;
       let awaiting = false;
@@ -200,7 +203,16 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
           const price = opts.priceOf(req.model);
           if (price) ctx.facts.costUsd += costUsd(usage, price);
         }
-        onEnd();
+        let settling: Promise<void> | void;
+        try {
+          settling = onEnd();
+        } catch (err) {
+          settling = Promise.reject(err);
+        }
+        Promise.resolve(settling).then(owed, (err: unknown) => {
+          ctx.log.error({ err: (err as Error).message }, 'admission: could not settle a stream');
+          owed();
+        });
         return true;
       };
       const close = () => Promise.resolve(open().return?.()).then(

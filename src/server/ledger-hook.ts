@@ -1,6 +1,9 @@
 // Records every inference request in the ledger — successes, errors, rejections by limits or budget,
-// cache hits and streams — when its response is over (the socket-level `close`, which also fires for
-// streamed and aborted responses, after the stream's usage has been settled into ctx.facts).
+// cache hits and streams — once its response is over (the socket-level `close`, which also fires for
+// streamed and aborted responses) and what the request owes has been settled: a stream abandoned by
+// its client is settled (its usage counted from the text that went out, its reservations corrected)
+// after that `close`, so the row waits for it (ctx.settlements) and shows what the budget was charged.
+// A response that did not finish is status 499 client_closed_request, as in the access log.
 // A request is recorded once it has a RequestContext, i.e. it passed authentication and validation.
 import type { FastifyPluginAsync } from 'fastify';
 import type { RequestContext } from '../gateway/context.js';
@@ -8,7 +11,9 @@ import type { LedgerEntry, LedgerWriter } from '../store/ledger.js';
 import { GatewayError } from './errors.js';
 
 export interface LedgerHookOptions {
-  ledger: LedgerWriter;
+  ledger: Pick<LedgerWriter, 'record'>;
+  /** How long a row waits for its request's settlement (SETTLEMENT_WAIT_MS). */
+  settlementWaitMs?: number;
 }
 
 declare module 'fastify' {
@@ -22,7 +27,7 @@ declare module 'fastify' {
  * who, what the context's facts say it used and cost, and how it ended. `model` is the one the
  * client asked for, used when no deployment answered.
  */
-export function ledgerEntry(ctx: RequestContext, at: Date, status: number, errorCode: string | null, model: unknown): LedgerEntry {
+export function ledgerEntry(ctx: RequestContext, at: Date, status: number, errorCode: string | null, model: unknown, endedAt = performance.now()): LedgerEntry {
   const f = ctx.facts;
   const t = ctx.tenant;
   return {
@@ -40,14 +45,23 @@ export function ledgerEntry(ctx: RequestContext, at: Date, status: number, error
     promptTokens: f.usage?.prompt_tokens ?? 0,
     completionTokens: f.usage?.completion_tokens ?? 0,
     costUsd: f.costUsd,
-    latencyMs: Math.round((performance.now() - ctx.startedAt) * 100) / 100,
+    latencyMs: Math.round((endedAt - ctx.startedAt) * 100) / 100,
     cache: f.cache ?? null,
     status,
     errorCode,
   };
 }
 
-const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger }) => {
+/**
+ * How long a row waits for its request's settlement before it is written with the facts as they are.
+ * Settling is a Redis round trip once the stream has ended or its client left; this bounds a request
+ * whose stream nobody ends (and shutdown), so no row is ever lost to a wait.
+ */
+export const SETTLEMENT_WAIT_MS = 5_000;
+
+const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, settlementWaitMs = SETTLEMENT_WAIT_MS }) => {
+  /** Rows waiting for their request's settlement; shutdown writes them before the ledger closes. */
+  const waiting = new Set<Promise<void>>();
   app.addHook('onError', async (request, _reply, error) => {
     request.ledgerErrorCode = error instanceof GatewayError ? error.code : 'internal_error';
   });
@@ -56,10 +70,31 @@ const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger }) =>
     reply.raw.once('close', () => {
       const ctx = request.ctx;
       if (!ctx) return;
-      const status = reply.raw.headersSent ? reply.raw.statusCode : 499;
+      const endedAt = performance.now();
+      // 499 (nginx's "client closed request") when the client left before the response was complete.
+      const status = reply.raw.writableFinished ? reply.raw.statusCode : 499;
+      const errorCode = status === 499 ? 'client_closed_request' : (request.ledgerErrorCode ?? (status >= 400 ? 'error' : null));
       const body = request.body as { model?: unknown } | undefined;
-      ledger.record(ledgerEntry(ctx, at, status, request.ledgerErrorCode ?? (status >= 400 ? 'error' : null), body?.model));
+      const record = () => ledger.record(ledgerEntry(ctx, at, status, errorCode, body?.model, endedAt));
+      const owed = ctx.settlements?.done();
+      if (!owed) return record();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          ctx.log.warn({ waitedMs: settlementWaitMs }, 'ledger: the request did not settle in time; recording it as it stands');
+          resolve();
+        }, settlementWaitMs);
+      });
+      const row = Promise.race([owed, late]).then(() => {
+        clearTimeout(timer);
+        waiting.delete(row);
+        record();
+      });
+      waiting.add(row);
     });
+  });
+  app.addHook('onClose', async () => {
+    while (waiting.size > 0) await Promise.all([...waiting]);
   });
 };
 // Not encapsulated: the hooks must see the routes of every other plugin.
