@@ -2,6 +2,7 @@
 // test/helpers/redis.ts) under a unique key prefix per run.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import { entryBytes } from '../entry.js';
 import { entryKey } from '../keys.js';
 import { RedisCacheStore } from './redis.js';
 import { entry, storeContract } from './store-contract.js';
@@ -131,6 +132,65 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
       await a.set(entry('t', 'm', 'after'), 60_000);
       await new Promise((r) => setTimeout(r, 1200));
       expect(own.some((e) => e.op === 'resync')).toBe(false);
+    });
+
+    it('tells every replica about evicted keys Redis had already expired, so no index keeps them', async (t) => {
+      if (!available) return t.skip();
+      const size = entryBytes(entry('t', 'm', 'old-0', { vector: Float32Array.from([1, 0]) }));
+      const opts = { url: REDIS_URL, keyPrefix: `${prefix}evict-expired:`, maxBytes: 4 * size, maxTtlMs: 60_000 };
+      const a = new RedisCacheStore(opts);
+      const b = new RedisCacheStore(opts);
+      open.push(a, b);
+      await a.start();
+      await b.start();
+      // What a replica's vector index would hold: every add with a vector, minus every delete.
+      const indexed = new Set<string>();
+      const expiredEvents: string[] = [];
+      b.subscribe((e) => {
+        if (e.op === 'add' && e.vector) indexed.add(e.meta.key);
+        else if (e.op === 'delete') {
+          for (const k of e.keys) indexed.delete(k);
+          if (e.reason === 'expired') expiredEvents.push(...e.keys);
+        }
+      });
+      const olds = [0, 1, 2].map((i) => entry('t', 'm', `old-${i}`, { vector: Float32Array.from([1, i]) }));
+      for (const e of olds) await a.set(e, 20);
+      await expect.poll(() => indexed.size, { timeout: 2000, interval: 20 }).toBe(3);
+      // Redis expires them; the use-order set still lists them, oldest first.
+      for (const e of olds) await expect.poll(() => a.get(e.meta.key), { timeout: 2000, interval: 20 }).toBeUndefined();
+      // Four fit the budget: the 2nd to 4th new entry pop the three expired ones, the 5th evicts new-0.
+      const news = [0, 1, 2, 3, 4].map((i) => entry('t', 'm', `new-${i}`, { vector: Float32Array.from([2, i]) }));
+      for (const e of news) await a.set(e, 60_000);
+      const live = news.slice(1).map((e) => e.meta.key);
+      await expect.poll(() => [...indexed].sort(), { timeout: 2000, interval: 20 }).toEqual(live);
+      expect(expiredEvents.sort()).toEqual(olds.map((e) => e.meta.key));
+      // Only a real deletion counts as an eviction.
+      expect(await a.counters()).toEqual({ entries: 4, bytes: 4 * size, evictions: 1 });
+    });
+
+    it('sweeps until no stale use-order record is left, stepping over entries that still exist', async (t) => {
+      if (!available) return t.skip();
+      const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}sweep-all:`, maxBytes: 1e8, maxTtlMs: 10 });
+      open.push(s);
+      const deleted = new Set<string>();
+      s.subscribe((e) => {
+        if (e.op === 'delete') for (const k of e.keys) deleted.add(k);
+      });
+      // More expired entries than one sweep step (1,000) takes, with entries that outlive maxTtlMs
+      // (so their records are in the stale range but their hashes exist) among the first ones.
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < 1100; i++) {
+        if (i % 20 === 0) writes.push(s.set(entry('t', 'm', `kept-${i}`), 60_000));
+        writes.push(s.set(entry('t', 'm', `gone-${i}`), 10));
+      }
+      await Promise.all(writes);
+      await expect.poll(() => s.get(entryKey('t', 'm', 'gone-1099')), { timeout: 2000, interval: 20 }).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await s.sweep()).toBe(1100);
+      expect(deleted.size).toBe(1100);
+      expect([...deleted].some((k) => k.includes('kept-'))).toBe(false);
+      expect((await s.counters()).entries).toBe(55);
+      expect(await s.sweep()).toBe(0);
     });
 
     it('sweeps use-order records of entries Redis expired, giving their bytes back', async (t) => {

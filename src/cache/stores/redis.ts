@@ -23,11 +23,17 @@ export interface RedisStoreOptions {
   /** Events kept in the stream (approximate trim). */
   streamMaxLen?: number;
   sweepIntervalMs?: number;
+  /** Use-order records a sweep step looks at; a sweep takes steps until none is stale (default 1,000). */
+  sweepBatch?: number;
 }
 
 // Sets an entry, then evicts least recently used entries while the byte total is over budget.
 // KEYS[1] (the use-order set) routes the script to the node owning the cache's hash tag on a
 // cluster; the keys the script builds from ARGV[1] share that tag, so they live on the same node.
+// Every key popped from the use-order set goes into a `del` event, so every replica's index drops
+// it: those whose hash Redis still held as `evicted` (and counted as evictions), those Redis had
+// already expired as `expired` (nothing else would report them: the sweep looks in the use-order
+// set, which no longer has them). Returns { evicted, expired }.
 const SET_SCRIPT = `
 local p = ARGV[1]
 local k = ARGV[2]
@@ -47,6 +53,7 @@ redis.call('ZADD', p .. 'lru', ARGV[8], k)
 redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[10], '*', 'op', 'add', 'o', ARGV[11], 'm', ARGV[3], 'v', ARGV[5])
 local max = tonumber(ARGV[9])
 local evicted = {}
+local expired = {}
 while total > max do
   local popped = redis.call('ZPOPMIN', p .. 'lru', 1)
   if #popped == 0 then break end
@@ -54,13 +61,16 @@ while total > max do
   local sz = tonumber(redis.call('HGET', p .. 'sizes', victim) or '0')
   redis.call('HDEL', p .. 'sizes', victim)
   total = redis.call('DECRBY', p .. 'bytes', sz)
-  if redis.call('DEL', p .. 'e:' .. victim) == 1 then table.insert(evicted, victim) end
+  if redis.call('DEL', p .. 'e:' .. victim) == 1 then table.insert(evicted, victim) else table.insert(expired, victim) end
 end
 if #evicted > 0 then
   redis.call('INCRBY', p .. 'evictions', #evicted)
   redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[10], '*', 'op', 'del', 'o', ARGV[11], 'r', 'evicted', 'k', table.concat(evicted, '\\n'))
 end
-return evicted
+if #expired > 0 then
+  redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[10], '*', 'op', 'del', 'o', ARGV[11], 'r', 'expired', 'k', table.concat(expired, '\\n'))
+end
+return { evicted, expired }
 `;
 
 // Deletes the given keys (ARGV[4..]) with their bookkeeping; ARGV[3] names the reason.
@@ -125,6 +135,8 @@ export class RedisCacheStore implements CacheStore {
   private readonly streamMaxLen: number;
   private pendingStats = new Map<string, number>();
   private statsTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<number> | undefined;
+  private closed = false;
 
   constructor(private readonly opts: RedisStoreOptions) {
     if (opts.client) {
@@ -181,7 +193,7 @@ export class RedisCacheStore implements CacheStore {
     // shared budget has to bound what each replica spends on an entry, not only what Redis holds.
     const bytes = entryBytes(entry);
     if (bytes > this.opts.maxBytes) return;
-    const evicted = (await this.scripts.ifCacheSet(
+    const [evicted = [], expired = []] = (await this.scripts.ifCacheSet(
       `${this.p}lru`,
       this.p,
       entry.meta.key,
@@ -194,9 +206,10 @@ export class RedisCacheStore implements CacheStore {
       this.opts.maxBytes,
       this.streamMaxLen,
       this.origin,
-    )) as string[];
+    )) as [string[]?, string[]?];
     this.emit(entry.vector ? { op: 'add', meta: entry.meta, vector: entry.vector } : { op: 'add', meta: entry.meta });
     if (evicted.length) this.emit({ op: 'delete', keys: evicted, reason: 'evicted' });
+    if (expired.length) this.emit({ op: 'delete', keys: expired, reason: 'expired' });
   }
 
   async delete(keys: string[], reason: 'invalidated' | 'expired' = 'invalidated'): Promise<number> {
@@ -276,6 +289,7 @@ export class RedisCacheStore implements CacheStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.following = false;
     if (this.sweeper) clearInterval(this.sweeper);
     // The last second of statistics, but shutdown never waits long on a Redis that is gone.
@@ -285,16 +299,36 @@ export class RedisCacheStore implements CacheStore {
     if (this.owned) await this.redis.quit().catch(() => undefined);
   }
 
-  /** Drops use-order records of entries Redis has already expired (they still count bytes). */
-  async sweep(): Promise<number> {
+  /**
+   * Drops use-order records of entries Redis has already expired (they still count bytes) and tells
+   * every index. Works in steps of `sweepBatch` records (one range read, one pipeline of EXISTS, one
+   * delete script per 500), yielding between steps so neither Redis nor this process is held, and
+   * goes on until no stale record is left. Records in the range whose entry still exists (a TTL
+   * longer than `maxTtlMs`) are stepped over, not read again. One sweep at a time.
+   */
+  sweep(): Promise<number> {
+    this.sweeping ??= this.sweepAll().finally(() => (this.sweeping = undefined));
+    return this.sweeping;
+  }
+
+  private async sweepAll(): Promise<number> {
+    const batch = this.opts.sweepBatch ?? 1_000;
     const cutoff = Date.now() - this.opts.maxTtlMs;
-    const stale = await this.redis.zrangebyscore(`${this.p}lru`, '-inf', cutoff, 'LIMIT', 0, 1000);
-    if (stale.length === 0) return 0;
-    const pipe = this.redis.pipeline();
-    for (const k of stale) pipe.exists(`${this.p}e:${k}`);
-    const exists = (await pipe.exec()) as [Error | null, number][];
-    const gone = stale.filter((_, i) => exists[i]?.[1] === 0);
-    return gone.length ? this.delete(gone, 'expired') : 0;
+    let removed = 0;
+    let kept = 0;
+    for (;;) {
+      const stale = await this.redis.zrangebyscore(`${this.p}lru`, '-inf', cutoff, 'LIMIT', kept, batch);
+      if (stale.length === 0) break;
+      const pipe = this.redis.pipeline();
+      for (const k of stale) pipe.exists(`${this.p}e:${k}`);
+      const exists = (await pipe.exec()) as [Error | null, number][];
+      const gone = stale.filter((_, i) => exists[i]?.[1] === 0);
+      kept += stale.length - gone.length;
+      if (gone.length) removed += await this.delete(gone, 'expired');
+      if (stale.length < batch || this.closed) break;
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    return removed;
   }
 
   private async *scanKeys(glob: string): AsyncIterable<string[]> {
