@@ -200,7 +200,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     const { key } = await createKey({ max_concurrency: 1, budget_usd: 0.05, budget_period: 'day' });
     const body = { model: 'metered', max_tokens: 20, stream: true, messages: [{ role: 'user', content: `Stream this once, then from the cache (${id}).` }] };
     const first = await call(gw.url, '/v1/chat/completions', { key, body });
-    expect(first.status).toBe(200); // 20 tokens: $0.02
+    expect(first.status).toBe(200); // at most 20 tokens: $0.02
     await expect.poll(async () => (await call(gw.url, '/v1/cache/stats', { key: ADMIN })).json.stores, { timeout: 5_000, interval: 20 }).toBeGreaterThanOrEqual(1);
 
     // Redis stalls; the client gives up on its (cached) stream before the gateway could start it.
@@ -274,5 +274,35 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     expect(rows[0]).toMatchObject({ status: 499 });
     expect(rows[0].completion_tokens).toBeGreaterThan(0);
     expect(await budgetMicros(keyId)).toBe(Math.round(Number(rows[0].cost_usd) * 1e6));
+  });
+
+  it('charges a streamed cache hit nothing and counts none of its tokens, as a JSON hit', async () => {
+    const { key, id: keyId } = await createKey({ tpm: 100_000, budget_usd: 5, budget_period: 'day' });
+    const body = { model: 'metered', max_tokens: 20, stream: true, messages: [{ role: 'user', content: `Answer once, then from the cache (${id}, hits).` }] };
+    const stream = async () => {
+      const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const text = await res.body.text();
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+      return { requestId: res.headers['x-request-id'] as string, cache: res.headers['x-inferenceflow-cache'], remainingTokens: Number(res.headers['x-ratelimit-remaining-tokens']), cost: res.trailers['x-inferenceflow-cost-usd'] };
+    };
+    const stores = Number((await call(gw.url, '/v1/cache/stats', { key: ADMIN })).json.stores);
+    const miss = await stream();
+    expect(miss.cache).toBe('miss');
+    expect(Number(miss.cost)).toBeGreaterThan(0);
+    await expect.poll(async () => Number((await call(gw.url, '/v1/cache/stats', { key: ADMIN })).json.stores), { timeout: 5_000, interval: 20 }).toBeGreaterThan(stores);
+
+    const hit = await stream();
+    expect([hit.cache, hit.cost]).toEqual(['exact', '0']);
+    const again = await stream();
+    expect(again.cache).toBe('exact');
+    // The first hit's token reservation was given back whole: the next request sees the same room.
+    expect(again.remainingTokens).toBe(hit.remainingTokens);
+
+    const row = await eventually(() => ledgerRow(hit.requestId));
+    expect(row).toMatchObject({ status: 200, cache: 'exact', prompt_tokens: 0, completion_tokens: 0 });
+    expect(Number(row.cost_usd)).toBe(0);
+    // The budget holds the miss alone, as the ledger does.
+    await eventually(() => ledgerRow(again.requestId));
+    expect(await budgetMicros(keyId)).toBe(Math.round(Number(miss.cost) * 1e6));
   });
 });

@@ -175,7 +175,8 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
 
     /**
      * A stream settles when it ends; if it ends without a usage chunk (client gone, upstream cut),
-     * the completion is counted from the text that went out, so the ledger and budget still agree.
+     * the completion is counted from the text that went out, so the ledger and budget still agree
+     * (not for a cache hit's replay, which costs nothing).
      * It also ends when the client goes away (ctx.signal), whether or not whoever consumes it ever
      * closes it: at once when no chunk is awaited, else as soon as the awaited one arrives (the
      * upstream call is cancelled by the same signal). The source is then closed. So a stream the
@@ -195,7 +196,10 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
         if (ended) return false;
         ended = true;
         ctx.signal.removeEventListener('abort', onAbort);
-        if (!ctx.facts.usage && ctx.facts.model) {
+        // A cache hit ran nothing upstream: like a JSON hit it uses no tokens and costs nothing, so its
+        // replayed text is not counted.
+        const hit = ctx.facts.cache === 'exact' || ctx.facts.cache === 'semantic';
+        if (!ctx.facts.usage && ctx.facts.model && !hit) {
           const completion = countTextTokens(streamed);
           const usage = { prompt_tokens: promptTokens || countPromptTokens(req.messages, req.tools), completion_tokens: completion, total_tokens: 0 };
           usage.total_tokens = usage.prompt_tokens + completion;
