@@ -99,6 +99,7 @@ describe.skipIf(!available)('the gateway mesh provider', () => {
     const mesh = provider as MeshProvider;
     expect(mesh.mesh.key_prefix).toBe(prefix);
     expect(mesh.mesh.health.max_temp_c).toBe(60);
+    expect(mesh.mesh.stream_deadline_ms).toBe(600_000);
 
     // A node at 65 °C is routable by the default 75 °C, not by MESH_MAX_TEMP_C=60.
     const registry = new HealthRegistry(redis, prefix);
@@ -109,16 +110,17 @@ describe.skipIf(!available)('the gateway mesh provider', () => {
     expect(await mesh.listModels()).toEqual(['model-of-cool']);
   });
 
-  it('lets options.redis_url and options.key_prefix override the gateway settings', async () => {
+  it('lets options.redis_url, options.key_prefix and options.stream_deadline_ms override the gateway settings', async () => {
     const other = `${prefix}other:`;
     const server = await startTestGateway({
-      config: { providers: { pis: { type: 'mesh', options: { redis_url: REDIS_URL, key_prefix: other } } }, models: [{ name: 'pi', deployments: [{ provider: 'pis', model: 'm' }] }] },
+      config: { providers: { pis: { type: 'mesh', options: { redis_url: REDIS_URL, key_prefix: other, stream_deadline_ms: 120_000 } } }, models: [{ name: 'pi', deployments: [{ provider: 'pis', model: 'm' }] }] },
       // The gateway itself has no Redis here: only the provider's own option connects.
       env: { MESH_KEY_PREFIX: prefix, MESH_MAX_TEMP_C: '60' },
     });
     servers.push(server);
     const mesh = server.gateway.providers.get('pis') as MeshProvider;
     expect(mesh.mesh.key_prefix).toBe(other);
+    expect(mesh.mesh.stream_deadline_ms).toBe(120_000);
     expect(mesh.mesh.health.max_temp_c).toBe(60);
     await new HealthRegistry(redis, other).publish(health('elsewhere', 40));
     expect((await mesh.snapshot()).nodes.map((n) => n.node_id)).toEqual(['elsewhere']);

@@ -123,4 +123,34 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
     expect(await redis.get(client.keys.done(call.request.id))).toBe('cancelled');
     await within('the node to abort the run', run.aborted);
   });
+
+  it("a stream outlives the attempt's timeout, which only bounds the wait for its first token", async () => {
+    const long = new MeshProvider('mesh', client, { ...config, stream_deadline_ms: 60_000 });
+    const signal = new Cancellation();
+    backend.release('a stream longer than its timeout');
+    const stream = await long.streamChat(chat('a stream longer than its timeout'), { signal, timeoutMs: 300, requestId: 'long' });
+    const run = await backend.started('a stream longer than its timeout');
+    // The node got the whole stream deadline, not the 300 ms to the first token.
+    expect(run.opts.timeoutMs).toBeGreaterThan(30_000);
+    const texts: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of stream) texts.push(chunk.choices[0]?.delta.content ?? '');
+    })();
+    // Well past the 300 ms (when the node used to abort the run), more tokens, then the end.
+    await new Promise((r) => setTimeout(r, 1_000));
+    backend.release('a stream longer than its timeout', 2);
+    backend.finish('a stream longer than its timeout');
+    await within('the stream to end', reading);
+    expect(texts).toEqual(['t0 ', 't1 ', 't2 ']);
+  });
+
+  it('a stream whose first token does not come within timeoutMs is given up, and stopped on the node', async () => {
+    const base = client.pending;
+    const signal = new Cancellation();
+    const attempt = provider.streamChat(chat('a slow start'), { signal, timeoutMs: 300, requestId: 'slow-start' });
+    const run = await backend.started('a slow start');
+    await expect(attempt).rejects.toMatchObject({ kind: 'timeout', message: expect.stringContaining('no first token within 300 ms') });
+    expect(client.pending).toBe(base);
+    await within('the node to abort the run', run.aborted);
+  });
 });

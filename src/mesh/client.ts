@@ -83,6 +83,7 @@ const DEADLINE_GRACE_MS = 2_000;
 interface Tracked {
   call: MeshCall;
   timer: NodeJS.Timeout;
+  giveUp: (why: 'timed_out' | 'cancelled') => void;
   signal?: CancelSignal;
   onAbort?: () => void;
 }
@@ -143,7 +144,7 @@ export class MeshClient {
       this.forget(req.id);
       void markAbandoned(this.commands, this.keys, req.id, why).catch(() => undefined);
     };
-    const tracked: Tracked = { call, timer: setTimeout(() => giveUp('timed_out'), Math.max(0, opts.deadline - now) + (this.opts.deadlineGraceMs ?? DEADLINE_GRACE_MS)) };
+    const tracked: Tracked = { call, giveUp, timer: setTimeout(() => giveUp('timed_out'), Math.max(0, opts.deadline - now) + (this.opts.deadlineGraceMs ?? DEADLINE_GRACE_MS)) };
     this.calls.set(req.id, tracked);
     if (opts.signal) {
       tracked.signal = opts.signal;
@@ -163,6 +164,14 @@ export class MeshClient {
       throw err;
     }
     return call;
+  }
+
+  /**
+   * Gives a call up before its deadline (the requester stopped waiting): its events end, and the
+   * request is marked done so no node starts it and a node running it stops.
+   */
+  abandon(id: string, why: 'timed_out' | 'cancelled' = 'cancelled'): void {
+    this.calls.get(id)?.giveUp(why);
   }
 
   private forget(id: string): void {

@@ -34,6 +34,12 @@ export const meshConfigSchema = z
     /** Router backoff while no node can take a request: first wait and cap, ms (until the request's deadline). */
     retry_initial_ms: z.number().int().positive().default(200),
     retry_max_ms: z.number().int().positive().default(5_000),
+    /**
+     * The gateway's `mesh` provider: the deadline a streamed request gets on the mesh, ms. A stream's
+     * `timeout_ms` is only the wait for its first token (the gateway's idle timeout bounds silences
+     * after it), so the run itself may last this long; a cancelled or abandoned stream stops sooner.
+     */
+    stream_deadline_ms: z.number().int().positive().default(600_000),
     scoring: z
       .object({
         /** Score for a node that already has the model in memory (avoids a cold load). */

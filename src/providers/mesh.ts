@@ -2,8 +2,9 @@
 // to the mesh's ingress stream; a router places it on a node; the answer (or its tokens, as they come)
 // arrives on this process's callback stream. Redis: `options.redis_url`, else the gateway's own
 // `redis.url` (REDIS_URL, REDIS_HOST…, REDIS_CLUSTER_NODES). Mesh settings: the gateway's
-// `clusters.mesh` (file and MESH_* variables), `options.key_prefix` overriding its prefix.
-// Aborts mark the request done so no node starts it afterwards.
+// `clusters.mesh` (file and MESH_* variables), `options.key_prefix` overriding its prefix and
+// `options.stream_deadline_ms` its stream deadline. Aborts mark the request done so no node starts it
+// afterwards and a node running it stops.
 import { randomHex } from '../gateway/ids.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
@@ -27,7 +28,11 @@ export async function createMeshProvider(name: string, cfg: ProviderConfig, ctx:
   const redisUrl = typeof opts.redis_url === 'string' ? opts.redis_url : ctx.redisUrl;
   if (!redisUrl) throw new Error(`provider ${name}: type mesh needs a Redis: options.redis_url, or the gateway's redis.url (REDIS_URL, REDIS_HOST or REDIS_CLUSTER_NODES)`);
   const base = ctx.mesh ?? defaultMeshConfig();
-  const mesh = meshConfigSchema.parse({ ...base, ...(typeof opts.key_prefix === 'string' ? { key_prefix: opts.key_prefix } : {}) });
+  const mesh = meshConfigSchema.parse({
+    ...base,
+    ...(typeof opts.key_prefix === 'string' ? { key_prefix: opts.key_prefix } : {}),
+    ...(opts.stream_deadline_ms !== undefined ? { stream_deadline_ms: opts.stream_deadline_ms } : {}),
+  });
   const client = new MeshClient({ redisUrl, keyPrefix: mesh.key_prefix });
   await client.connect();
   return new MeshProvider(name, client, mesh);
@@ -51,15 +56,26 @@ export class MeshProvider implements ProviderAdapter {
       if (event.type === 'result') return event.result;
       if (event.type === 'error') throw this.error(event.error);
     }
-    throw this.deadlineError(opts);
+    throw this.deadlineError(opts, `no answer within ${opts.timeoutMs} ms`);
   }
 
+  /**
+   * A stream's `timeoutMs` is the time to its first token (CallOptions): that is how long this waits
+   * for the first event; the run on the mesh gets the whole stream deadline (`stream_deadline_ms`,
+   * or `timeoutMs` if longer), so a long answer is not cut off at `timeoutMs`.
+   */
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
     const call = await this.submit(req, true, opts);
     const events = call[Symbol.asyncIterator]();
     // Wait for the first event so that failures before the first token reject here (retryable).
-    const first = await events.next();
-    if (first.done) throw this.deadlineError(opts);
+    const firstTimer = setTimeout(() => this.client.abandon(call.request.id, 'timed_out'), opts.timeoutMs);
+    let first: IteratorResult<MeshEvent>;
+    try {
+      first = await events.next();
+    } finally {
+      clearTimeout(firstTimer);
+    }
+    if (first.done) throw this.deadlineError(opts, `no first token within ${opts.timeoutMs} ms`);
     if (first.value.type === 'error') {
       // The call's iterator is paused at its yield: finish it, so the client forgets the call.
       await events.return(undefined);
@@ -96,7 +112,7 @@ export class MeshProvider implements ProviderAdapter {
         const next = await events.next();
         event = next.done ? undefined : next.value;
       }
-      throw this.deadlineError(opts);
+      throw this.deadlineError(opts, `the stream did not end within its ${Math.max(opts.timeoutMs, this.mesh.stream_deadline_ms)} ms deadline`);
     } finally {
       await events.return?.();
     }
@@ -104,7 +120,8 @@ export class MeshProvider implements ProviderAdapter {
 
   private async submit(req: ChatRequest, stream: boolean, opts: CallOptions) {
     try {
-      return await this.client.submit(req, { stream, deadline: Date.now() + opts.timeoutMs, id: meshRequestId(opts.requestId), signal: opts.signal });
+      const budget = stream ? Math.max(opts.timeoutMs, this.mesh.stream_deadline_ms) : opts.timeoutMs;
+      return await this.client.submit(req, { stream, deadline: Date.now() + budget, id: meshRequestId(opts.requestId), signal: opts.signal });
     } catch (err) {
       throw new UpstreamError({ provider: this.name, kind: 'connect', message: `${this.name}: could not publish to the mesh: ${(err as Error).message}`, cause: err });
     }
@@ -122,9 +139,9 @@ export class MeshProvider implements ProviderAdapter {
     return new UpstreamError({ provider: this.name, kind: 'stream_interrupted', message: `${this.name}: the node streaming this answer died; it was rerun elsewhere` });
   }
 
-  private deadlineError(opts: CallOptions): UpstreamError {
+  private deadlineError(opts: CallOptions, what: string): UpstreamError {
     if (opts.signal.aborted) return new UpstreamError({ provider: this.name, kind: 'aborted', message: `${this.name}: request aborted` });
-    return new UpstreamError({ provider: this.name, kind: 'timeout', message: `${this.name}: no answer from the mesh within ${opts.timeoutMs} ms` });
+    return new UpstreamError({ provider: this.name, kind: 'timeout', message: `${this.name}: ${what}` });
   }
 
   async embed(_req: EmbeddingRequest): Promise<EmbeddingResult> {
