@@ -44,6 +44,22 @@ describe('exactKey', () => {
   });
 });
 
+describe('the requested difficulty', () => {
+  it('is part of the exact key and the semantic fingerprint, canonical, and absent when not asked for', () => {
+    const k = exactKey(base);
+    const s = semanticKey(base)?.fingerprint;
+    expect(exactKey(base, {})).toBe(k);
+    const levels = ['easy', 'medium', 'hard', 'expert', 'auto'];
+    const keys = levels.map((difficulty) => exactKey(base, { difficulty }));
+    const prints = levels.map((difficulty) => semanticKey(base, { difficulty })?.fingerprint);
+    expect(new Set([k, ...keys]).size).toBe(levels.length + 1);
+    expect(new Set([s, ...prints]).size).toBe(levels.length + 1);
+    expect(exactKey(base, { difficulty: 'EXPERT' })).toBe(exactKey(base, { difficulty: 'expert' }));
+    expect(exactKey(base, { difficulty: '4' })).toBe(exactKey(base, { difficulty: 'expert' }));
+    expect(semanticKey(base, { difficulty: ' Auto' })?.fingerprint).toBe(semanticKey(base, { difficulty: 'auto' })?.fingerprint);
+  });
+});
+
 describe('semanticKey', () => {
   it('embeds the last user turn and fingerprints the rest without temperature', () => {
     const s = semanticKey(base);

@@ -1,9 +1,10 @@
 // Cache keys from the canonical request. The exact key covers everything that changes the answer
-// (model group, messages, tools, sampling and output parameters) and nothing that does not (stream,
-// user, metadata…). The semantic key splits the same request into the text that is embedded (the
+// (model group, messages, tools, sampling and output parameters, the requested difficulty) and
+// nothing that does not (stream, user, metadata…). The semantic key splits the same request into the text that is embedded (the
 // last user turn) and a fingerprint of the rest, which must match exactly for a semantic hit.
 import { hash as digest } from 'node:crypto';
 import { contentText, stopList, type ChatMessage, type ChatRequest } from '../canonical/chat.js';
+import { parseDifficulty } from '../scaling/levels.js';
 
 /** JSON with sorted keys and undefined fields dropped, so equal requests serialise equally. */
 export function canonicalJson(value: unknown): string {
@@ -64,9 +65,27 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
   };
 }
 
+/** What the gateway does to a request after the cache, beside the request body. */
+export interface KeyOptions {
+  /**
+   * The difficulty the client asked for (`difficulty` field or `x-inferenceflow-difficulty`).
+   * Test-time scaling runs after the cache and turns it into passes, a token budget and a
+   * temperature, so answers to different levels are different answers.
+   */
+  difficulty?: string;
+}
+
+/** The requested level, canonical (`EASY`, `1` -> `easy`); `auto` and unknown values as given, lower-cased. */
+function difficultyPart(opts: KeyOptions): string | undefined {
+  if (opts.difficulty === undefined) return undefined;
+  return parseDifficulty(opts.difficulty) ?? opts.difficulty.trim().toLowerCase();
+}
+
 /** Hash of the canonical request; `model` is the model group the client named. */
-export function exactKey(req: ChatRequest): string {
-  return hash(canonicalJson({ model: req.model, messages: req.messages.map(canonicalMessage), ...outputParameters(req, true) }));
+export function exactKey(req: ChatRequest, opts: KeyOptions = {}): string {
+  return hash(
+    canonicalJson({ model: req.model, messages: req.messages.map(canonicalMessage), ...outputParameters(req, true), difficulty: difficultyPart(opts) }),
+  );
 }
 
 export interface SemanticKey {
@@ -80,14 +99,14 @@ export interface SemanticKey {
 }
 
 /** Undefined when the request does not end with a text user turn (tool results, images). */
-export function semanticKey(req: ChatRequest): SemanticKey | undefined {
+export function semanticKey(req: ChatRequest, opts: KeyOptions = {}): SemanticKey | undefined {
   const last = req.messages[req.messages.length - 1];
   if (!last || last.role !== 'user') return undefined;
   if (Array.isArray(last.content) && last.content.some((p) => p.type !== 'text')) return undefined;
   const text = contentText(last.content).trim();
   if (!text) return undefined;
   const context = req.messages.slice(0, -1).map(canonicalMessage);
-  return { text, fingerprint: hash(canonicalJson({ model: req.model, context, ...outputParameters(req, false) })) };
+  return { text, fingerprint: hash(canonicalJson({ model: req.model, context, ...outputParameters(req, false), difficulty: difficultyPart(opts) })) };
 }
 
 /** Store key `<namespace>:<model>:<hash>`; the parts are escaped so invalidation globs can split on `:`. */

@@ -7,7 +7,7 @@ import type { ChatRequest } from '../canonical/chat.js';
 import type { Embedder } from './embedders/types.js';
 import { decodeAnswer, encodeAnswer, type CachedAnswer, type EntryMeta, type StoredEntry } from './entry.js';
 import { extractFeatures, featuresAgree, type PromptFeatures } from './guards.js';
-import { entryKey, exactKey, semanticKey } from './keys.js';
+import { entryKey, exactKey, semanticKey, type KeyOptions } from './keys.js';
 import type { CacheStore, InvalidateFilter, StoreEvent } from './stores/types.js';
 import { PartitionedVectorIndex, type AnnFactory } from './vector-index.js';
 
@@ -40,6 +40,8 @@ export interface LookupOptions {
   skipRead?: boolean;
   /** The tenant opted in to semantic hits at any temperature. */
   semanticAnyTemperature?: boolean;
+  /** The difficulty the client asked for; part of both keys (test-time scaling runs after the cache). */
+  difficulty?: string;
 }
 
 /** Everything worked out about a request during lookup, reused when its answer is stored. */
@@ -119,7 +121,8 @@ export class ResponseCache {
   }
 
   async lookup(namespace: string, req: ChatRequest, opts: LookupOptions = {}): Promise<{ probe: Probe; hit?: CacheHit }> {
-    const probe: Probe = { namespace, model: req.model, key: entryKey(namespace, req.model, exactKey(req)) };
+    const keyOpts: KeyOptions = opts.difficulty !== undefined ? { difficulty: opts.difficulty } : {};
+    const probe: Probe = { namespace, model: req.model, key: entryKey(namespace, req.model, exactKey(req, keyOpts)) };
     const minCreatedAt = opts.maxAgeS !== undefined ? Date.now() - opts.maxAgeS * 1000 : 0;
     if (!opts.skipRead) {
       const entry = await this.store.get(probe.key);
@@ -129,7 +132,7 @@ export class ResponseCache {
     }
     const s = this.semantic;
     const temperature = req.temperature ?? 1;
-    const sk = s && (temperature <= s.maxTemperature || opts.semanticAnyTemperature) ? semanticKey(req) : undefined;
+    const sk = s && (temperature <= s.maxTemperature || opts.semanticAnyTemperature) ? semanticKey(req, keyOpts) : undefined;
     if (s && sk && this.index) {
       const [vector] = await s.embedder.embed([sk.text]);
       if (vector) {

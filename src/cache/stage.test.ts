@@ -1,7 +1,9 @@
 // The cache stage end to end in-process: real static embedder, memory store, the simulator upstream.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ChatResult } from '../canonical/chat.js';
-import { composeStages, type ChatOutcome } from '../gateway/pipeline.js';
+import { requestedMaxTokens, type ChatResult } from '../canonical/chat.js';
+import { composeStages, type ChatHandler, type ChatOutcome } from '../gateway/pipeline.js';
+import { testTimeScalingSchema } from '../scaling/config.js';
+import { createScalingStage } from '../scaling/stage.js';
 import { StaticEmbedder } from './embedders/static.js';
 import { winkJsonPath } from './embedders/static-table.js';
 import { ResponseCache } from './response-cache.js';
@@ -260,6 +262,59 @@ describe.skipIf(!hasWink)('cache stage', () => {
     const ctx = testContext();
     await handler(ctx, userRequest('Which mountain is the tallest in the world?'));
     expect(ctx.facts.cache).toBe('miss');
+  });
+
+  it('keys answers by the requested difficulty: test-time scaling after the cache answers each level differently', async () => {
+    const store = new MemoryCacheStore({ maxBytes: 1e7 });
+    const cache = await ResponseCache.create({
+      store,
+      ttlMs: 60_000,
+      compressMinBytes: 256,
+      semantic: { embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() },
+    });
+    caches.push(cache);
+    // An upstream that spends the whole token budget the scaling stage gives it.
+    const budgets: number[] = [];
+    const upstream: ChatHandler = async (_ctx, req) => {
+      const max = requestedMaxTokens(req) ?? 0;
+      budgets.push(max);
+      return {
+        kind: 'result',
+        result: {
+          id: 'chatcmpl-x',
+          object: 'chat.completion',
+          created: 1,
+          model: req.model,
+          choices: [{ index: 0, message: { role: 'assistant', content: `an answer cut at ${max} tokens` }, finish_reason: 'length', logprobs: null }],
+          usage: { prompt_tokens: 5, completion_tokens: max, total_tokens: 5 + max },
+        },
+      };
+    };
+    const scaling = createScalingStage({ config: testTimeScalingSchema.parse({ aggregation: 'first' }) });
+    const handler = composeStages([createCacheStage({ cache }), scaling], upstream);
+    const ask = async (text: string, difficulty?: string) => {
+      const ctx = testContext();
+      if (difficulty !== undefined) ctx.options.difficulty = difficulty;
+      const out = result(await handler(ctx, userRequest(text)));
+      return { cache: ctx.facts.cache, content: out.choices[0]?.message.content };
+    };
+    const settle = (n: number) => expect.poll(async () => (await store.counters()).entries, { timeout: 2000, interval: 5 }).toBe(n);
+
+    expect(await ask('How do I reverse a list in Python?', 'easy')).toEqual({ cache: 'miss', content: 'an answer cut at 256 tokens' });
+    await settle(1);
+    // Not the easy level's cut-off answer, neither exactly nor as a paraphrase.
+    expect(await ask('How do I reverse a list in Python?', 'expert')).toEqual({ cache: 'miss', content: 'an answer cut at 2048 tokens' });
+    await settle(2);
+    expect(await ask('How can I reverse a Python list?', 'hard')).toMatchObject({ cache: 'miss' });
+    await settle(3);
+    expect(await ask('How do I reverse a list in Python?')).toMatchObject({ cache: 'miss' });
+    await settle(4);
+    expect(budgets).toEqual([256, 2048, 1024, 0]);
+    // The same level hits, whichever way it is spelled.
+    expect(await ask('How do I reverse a list in Python?', 'EXPERT')).toEqual({ cache: 'exact', content: 'an answer cut at 2048 tokens' });
+    expect(await ask('How do I reverse a list in Python?', '1')).toEqual({ cache: 'exact', content: 'an answer cut at 256 tokens' });
+    expect(await ask('How can I reverse a Python list?', 'expert')).toEqual({ cache: 'semantic', content: 'an answer cut at 2048 tokens' });
+    expect(budgets).toHaveLength(4);
   });
 
   it('treats a failing cache as a miss', async () => {

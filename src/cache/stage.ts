@@ -39,6 +39,8 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
         semanticAnyTemperature: ctx.tenant.metadata?.[optIn] === true,
       };
       if (directives.maxAgeS !== undefined) lookupOpts.maxAgeS = directives.maxAgeS;
+      // Scaling runs inside the cache and answers by the requested level: easy and expert are different answers.
+      if (ctx.options.difficulty !== undefined) lookupOpts.difficulty = ctx.options.difficulty;
       const found = await cache.lookup(ctx.tenant.id, req, lookupOpts);
       probe = found.probe;
       if (found.hit) {
