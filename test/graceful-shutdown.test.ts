@@ -1,12 +1,18 @@
 // Graceful shutdown under load: SIGTERM while 200 requests are in flight, a quarter of them streams.
 // None is cut: every JSON answer arrives whole and every stream ends with [DONE]; new connections
-// are refused while draining; the process then exits 0.
+// are refused while draining; the process then exits 0. With a shutdown delay (Kubernetes), the
+// gateway reports not-ready but keeps serving new connections before its listener closes. A request
+// that still arrives on a kept-alive connection while draining gets 503 shutting_down with
+// Retry-After, in its route's error shape.
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Agent, request } from 'undici';
+import { Agent, Client, request } from 'undici';
+import type { RunningServer } from '../src/cli/serve.js';
 import { startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
+import { startTestGateway } from './helpers/gateway.js';
 
 describe('graceful shutdown', () => {
   let child: ChildGateway | undefined;
@@ -63,4 +69,141 @@ describe('graceful shutdown', () => {
     expect(settled.filter((r) => r.status !== 200 || !r.complete)).toEqual([]);
     expect(await child.exited).toBe(0);
   }, 120_000);
+
+  it('with a shutdown delay, reports not-ready yet serves new connections until the listener closes, and finishes in-flight work', async () => {
+    dir ??= await mkdtemp(join(tmpdir(), 'routing-drain-'));
+    const delayed = await startChildGateway(
+      dir,
+      'drain-delay',
+      {
+        ledger: { enabled: false },
+        server: { shutdown_timeout_ms: 20_000 },
+        providers: { sim: { type: 'simulator', options: { latency_ms: 1_500, tokens_per_second: 50, answer_words: 5 } }, quick: { type: 'simulator', options: { latency_ms: 0 } } },
+        models: [
+          { name: 'slow', deployments: [{ provider: 'sim', model: 'slow' }] },
+          { name: 'fast', deployments: [{ provider: 'quick', model: 'fast' }] },
+        ],
+      },
+      { INFERENCEFLOW_SHUTDOWN_DELAY_MS: '6000' },
+    );
+    const base = delayed.url;
+    // Each call on a connection of its own, as a client arriving through the Service would.
+    const fresh = async <T>(fn: (c: Client) => Promise<T>): Promise<T> => {
+      const c = new Client(base);
+      try {
+        return await fn(c);
+      } finally {
+        await c.close().catch(() => undefined);
+      }
+    };
+    const chatOn = (c: Client, model: string, stream = false) =>
+      c.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'hi' }] }) });
+    const inflight = Array.from({ length: 8 }, (_, i) =>
+      fresh(async (c) => {
+        const res = await chatOn(c, 'slow', i % 2 === 0);
+        const text = await res.body.text();
+        return { status: res.statusCode, complete: i % 2 === 0 ? text.trimEnd().endsWith('data: [DONE]') && !text.includes('"error"') : text.includes('"finish_reason":"stop"') };
+      }),
+    );
+    await expect
+      .poll(
+        () => fresh(async (c) => ((await (await c.request({ path: '/v1/providers', method: 'GET' })).body.json()) as { data: { in_flight: number }[] }).data.reduce((n, d) => n + d.in_flight, 0)),
+        { timeout: 20_000, interval: 50 },
+      )
+      .toBe(8);
+    delayed.process.kill('SIGTERM');
+    await expect.poll(() => fresh(async (c) => (await c.request({ path: '/ready', method: 'GET' })).statusCode), { timeout: 5_000, interval: 20 }).toBe(503);
+    // Not ready, but a new connection is still served while the pod leaves the endpoints.
+    const during = await fresh(async (c) => {
+      const res = await chatOn(c, 'fast');
+      return { status: res.statusCode, body: (await res.body.json()) as { choices?: unknown[] } };
+    });
+    expect(during.status).toBe(200);
+    expect(during.body.choices?.length).toBe(1);
+    // Then the listener closes.
+    await expect
+      .poll(
+        () =>
+          request(`${base}/health`, { reset: true }).then(
+            (r) => r.body.text().then(() => 'accepted'),
+            () => 'refused',
+          ),
+        { timeout: 20_000, interval: 100 },
+      )
+      .toBe('refused');
+    const settled = await Promise.all(inflight);
+    expect(settled.filter((r) => r.status !== 200 || !r.complete)).toEqual([]);
+    expect(await delayed.exited).toBe(0);
+  }, 120_000);
+});
+
+describe('requests on kept-alive connections while draining', () => {
+  let server: RunningServer | undefined;
+  const sockets: Socket[] = [];
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await server?.close();
+  });
+
+  /** One raw HTTP/1.1 connection: requests are written as they come, every byte read is kept. */
+  function rawConnection(port: number) {
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (received += d));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const send = (path: string, body: unknown, headers: Record<string, string> = {}) => {
+      const json = JSON.stringify(body);
+      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      socket.write(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\n${extra}\r\n${json}`);
+    };
+    /** The responses read so far, in order: status, lower-case headers, body. */
+    const responses = () =>
+      received
+        .split(/(?=HTTP\/1\.1 \d{3} )/)
+        .filter(Boolean)
+        .map((raw) => {
+          const [head = '', body = ''] = raw.split('\r\n\r\n');
+          const [statusLine = '', ...lines] = head.split('\r\n');
+          const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+          return { status: Number(statusLine.split(' ')[1]), headers, body };
+        });
+    return { send, responses, ended };
+  }
+
+  it('answers 503 shutting_down with Retry-After, in the OpenAI shape on OpenAI routes and the Anthropic shape on /v1/messages', async () => {
+    server = await startTestGateway({
+      config: {
+        providers: { sim: { type: 'simulator', options: { latency_ms: 3_000 } } },
+        models: [{ name: 'slow', deployments: [{ provider: 'sim', model: 'slow' }] }],
+      },
+    });
+    const port = Number(new URL(server.url).port);
+    const openai = rawConnection(port);
+    const anthropic = rawConnection(port);
+    // A slow request in flight on each connection keeps it open through the drain.
+    openai.send('/v1/chat/completions', { model: 'slow', messages: [{ role: 'user', content: 'one' }] });
+    anthropic.send('/v1/chat/completions', { model: 'slow', messages: [{ role: 'user', content: 'two' }] });
+    const running = server;
+    await expect.poll(() => running.gateway.router.inFlight, { timeout: 10_000, interval: 10 }).toBe(2);
+    const closed = running.close();
+    await expect.poll(() => running.app.server.listening, { timeout: 10_000, interval: 5 }).toBe(false);
+    // The next request on each kept-alive connection arrives after the listener closed.
+    openai.send('/v1/chat/completions', { model: 'slow', messages: [{ role: 'user', content: 'three' }] });
+    anthropic.send('/v1/messages', { model: 'slow', max_tokens: 10, messages: [{ role: 'user', content: 'four' }] }, { 'anthropic-version': '2023-06-01' });
+    await Promise.all([openai.ended, anthropic.ended, closed]);
+
+    const [firstA, refusedA] = openai.responses();
+    const [firstB, refusedB] = anthropic.responses();
+    // The requests in flight finished normally.
+    expect([firstA?.status, firstB?.status]).toEqual([200, 200]);
+    for (const refused of [refusedA, refusedB]) {
+      expect(refused?.status).toBe(503);
+      expect(refused?.headers['retry-after']).toBe('1');
+      expect(refused?.headers.connection).toBe('close');
+    }
+    expect(JSON.parse(refusedA!.body)).toEqual({ error: expect.objectContaining({ code: 'shutting_down', type: 'server_error' }) });
+    expect(JSON.parse(refusedB!.body)).toEqual({ type: 'error', error: expect.objectContaining({ code: 'shutting_down', type: 'overloaded_error' }) });
+  }, 60_000);
 });

@@ -1,6 +1,7 @@
 // `inferenceflow serve`: load config, build the gateway and the HTTP app, listen, and shut down
-// gracefully on SIGTERM/SIGINT (stop accepting, report not-ready, drain, close pools). With several
-// workers the primary process (cluster.ts) forks copies of this server that share the port.
+// gracefully on SIGTERM/SIGINT (report not-ready, after shutdown_delay_ms stop accepting, drain,
+// close pools). With several workers the primary process (cluster.ts) forks copies of this server
+// that share the port.
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
@@ -87,12 +88,19 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   }
   log.info({ url, providers: [...gateway.providers.keys()], models: gateway.catalog.groupNames(), version: VERSION }, 'inferenceflow listening');
 
-  // Graceful drain: report not-ready and stop accepting (new requests on kept-alive connections get
-  // 503), let in-flight requests and streams finish within the drain deadline, then close pools.
+  // Graceful drain: report not-ready at once but keep serving for `server.shutdown_delay_ms` (a load
+  // balancer or the Kubernetes endpoints still send new connections here until they see it), then
+  // stop accepting (new requests on kept-alive connections get 503 shutting_down), let in-flight
+  // requests and streams finish within the drain deadline, then close pools.
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       gateway.markClosing();
+      const delayMs = config.server.shutdown_delay_ms;
+      if (delayMs > 0) {
+        log.info({ delayMs }, 'not ready; still serving until the listener closes');
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
       const deadline = config.server.shutdown_timeout_ms;
       const started = Date.now();
       const timer = setTimeout(() => {
@@ -121,7 +129,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     if (plan.note) log.warn(plan.note);
     if (plan.workers > 1) {
       if (!config.redis.url) log.warn({ workers: plan.workers }, 'no Redis: each worker keeps its own stored Responses API answers, so previous_response_id and GET /v1/responses/{id} find only those of the worker that answered (docs/scaling.md)');
-      runPrimary({ workers: plan.workers, log, shutdownTimeoutMs: config.server.shutdown_timeout_ms, host: opts.host ?? config.server.host });
+      runPrimary({ workers: plan.workers, log, shutdownTimeoutMs: config.server.shutdown_delay_ms + config.server.shutdown_timeout_ms, host: opts.host ?? config.server.host });
       return;
     }
   }

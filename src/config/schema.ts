@@ -16,8 +16,13 @@ export const serverSchema = z
     port: z.number().int().min(0).max(65535).default(8080),
     /** Largest accepted request body, bytes. */
     body_limit_bytes: z.number().int().positive().default(4 * 1024 * 1024),
-    /** Drain deadline on SIGTERM, ms. */
+    /** Drain deadline on SIGTERM, ms, counted from when the listener closes. */
     shutdown_timeout_ms: z.number().int().positive().default(30_000),
+    /**
+     * On SIGTERM, how long to report not-ready while still serving before the listener closes, ms:
+     * the time a load balancer (Kubernetes: the Service endpoints) takes to stop sending here.
+     */
+    shutdown_delay_ms: z.number().int().min(0).max(600_000).default(0),
     /** Allow binding a non-loopback address with no auth configured (not recommended). */
     allow_unauthenticated: z.boolean().default(false),
     /** Processes sharing the port (`serve --workers`); 0 or unset: the usable core count. */

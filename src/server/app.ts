@@ -44,7 +44,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const id = Array.isArray(incoming) ? incoming[0] : incoming;
       return id && REQUEST_ID.test(id) ? id : randomUUID();
     },
-    return503OnClosing: true,
+    // Our onRequest hook answers shutting_down in the route's own error shape instead of
+    // Fastify's bare 503 (no code, no Retry-After).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
   });
@@ -58,6 +60,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }
   });
 
+  // Set once app.close() starts (the listener is closing): a request that still arrives on a
+  // kept-alive connection is answered 503 shutting_down with Retry-After, so the client retries on
+  // another replica; Fastify adds `Connection: close`. Probes and scrapes are still answered.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
   app.addHook('onRequest', async (request, reply) => {
     request.startedAt = performance.now();
     reply.header('x-request-id', request.id);
@@ -68,6 +78,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // 'close' fires once whether the response finished or the client went away mid-stream (Fastify's
     // onResponse only fires on finish), so every request gets its log line and its metrics.
     reply.raw.once('close', () => finishRequest(request, reply, trace));
+    if (closing && !config?.public && !config?.monitoring) throw new GatewayError('shutting_down', { retryAfterMs: 1_000 });
     if (config?.public) return;
     request.tenant = await withSpan('auth', request.traceContext, () => opts.authenticator.authenticate({ headers: request.headers, ip: request.ip }));
   });
