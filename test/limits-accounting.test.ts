@@ -164,6 +164,14 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
         models: [
           { name: 'metered', deployments: [{ provider: 'sim', model: 'metered', price: PRICE }] },
           { name: 'slow', deployments: [{ provider: 'slow', model: 'slow', price: PRICE }] },
+          // Served by the cheap deployment (first by priority); the dear one is only its fallback.
+          {
+            name: 'pair',
+            deployments: [
+              { provider: 'slow', model: 'pair-cheap', id: 'cheap', priority: 0, price: PRICE },
+              { provider: 'slow', model: 'pair-dear', id: 'dear', priority: 1, price: { input: 0, output: 5000 } },
+            ],
+          },
         ],
       },
     });
@@ -304,5 +312,16 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     // The budget holds the miss alone, as the ledger does.
     await eventually(() => ledgerRow(again.requestId));
     expect(await budgetMicros(keyId)).toBe(Math.round(Number(miss.cost) * 1e6));
+  });
+
+  it('charges a stream that ended without a usage chunk at the price of the deployment that served it', async () => {
+    const { key, id: keyId } = await createKey({ budget_usd: 5, budget_period: 'day' });
+    const { requestId } = await abandonStream(gw.url, key, { model: 'pair', max_tokens: 150, messages: [{ role: 'user', content: `Tell me a long story (${id}, pair).` }] }, 6);
+    const row = await eventually(() => ledgerRow(requestId));
+    expect(row.status).toBe(499);
+    expect(row.completion_tokens).toBeGreaterThan(0);
+    // $0.001 a token (the cheap deployment's price), not $0.005 (the dearest in the group).
+    expect(Number(row.cost_usd)).toBeCloseTo(row.completion_tokens * 0.001, 9);
+    expect(await budgetMicros(keyId)).toBe(Math.round(Number(row.cost_usd) * 1e6));
   });
 });

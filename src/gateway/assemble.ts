@@ -74,7 +74,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   // Tenancy (docs/tenancy.md): tokens + API keys + JWT, limits, budgets, ledger, webhooks.
   // Cost estimates need the catalog, which the Gateway builds below: reached through a late binding.
   const built: { gateway?: Gateway } = {};
-  const tenancy = await assembleTenancy({ config, log, redis, priceOf: (model) => (built.gateway ? highestPrice(built.gateway, model) : undefined) });
+  const tenancy = await assembleTenancy({ config, log, redis, priceOf: (model, deployment) => (built.gateway ? priceOf(built.gateway, model, deployment) : undefined) });
   resources.push(...tenancy.resources);
   const authenticator = tenancy.authenticator;
 
@@ -158,10 +158,24 @@ function routePlugin<O extends object>(plugin: FastifyPluginAsync<O>, options: O
   return { plugin: plugin as unknown as Assembly['plugins'][number]['plugin'], options: options as Record<string, unknown> };
 }
 
-function highestPrice(gateway: Gateway, model: string): Price | undefined {
+/**
+ * The price of the deployment `deployment` names when it is known — in the model's group, else in any
+ * group (a fallback may have served) — otherwise the highest among the model's deployments.
+ */
+function priceOf(gateway: Gateway, model: string, deployment?: string): Price | undefined {
   try {
+    const group = gateway.catalog.resolve(model);
+    if (deployment !== undefined) {
+      const served =
+        group.deployments.find((d) => d.id === deployment) ??
+        gateway.catalog
+          .groupNames()
+          .flatMap((name) => gateway.catalog.get(name)?.deployments ?? [])
+          .find((d) => d.id === deployment);
+      if (served) return served.price;
+    }
     let best: Price | undefined;
-    for (const d of gateway.catalog.resolve(model).deployments) if (!best || d.price.input + d.price.output > best.input + best.output) best = d.price;
+    for (const d of group.deployments) if (!best || d.price.input + d.price.output > best.input + best.output) best = d.price;
     return best;
   } catch {
     return undefined;

@@ -41,8 +41,11 @@ export interface TenancyDeps {
   config: Config;
   log: Logger;
   redis?: RedisClient;
-  /** Highest price among a model's deployments, for cost estimates before routing. */
-  priceOf(model: string): Price | undefined;
+  /**
+   * Highest price among a model's deployments, for cost estimates before routing; with `deployment`,
+   * that deployment's price when known (what a stream without a usage chunk is charged at).
+   */
+  priceOf(model: string, deployment?: string): Price | undefined;
 }
 
 function plugin<T extends FastifyPluginOptions>(p: FastifyPluginAsync<T>, options: T): Plugin {

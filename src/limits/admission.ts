@@ -20,8 +20,12 @@ export interface AdmissionOptions {
   limiter: LimiterStore;
   config: RateLimitingConfig;
   budgets?: BudgetManager;
-  /** The highest price among the model's deployments (a conservative estimate before routing). */
-  priceOf(model: string): Price | undefined;
+  /**
+   * Without `deployment`: the highest price among the model's deployments (a conservative estimate
+   * before routing). With it: that deployment's price when it is known (the one that served the
+   * request), else the highest.
+   */
+  priceOf(model: string, deployment?: string): Price | undefined;
 }
 
 interface Reserved {
@@ -204,7 +208,8 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
           const usage = { prompt_tokens: promptTokens || countPromptTokens(req.messages, req.tools), completion_tokens: completion, total_tokens: 0 };
           usage.total_tokens = usage.prompt_tokens + completion;
           ctx.facts.usage = usage;
-          const price = opts.priceOf(req.model);
+          // Priced as the deployment that served it charges, when routing recorded one.
+          const price = opts.priceOf(req.model, ctx.facts.deployment);
           if (price) ctx.facts.costUsd += costUsd(usage, price);
         }
         let settling: Promise<void> | void;
