@@ -572,6 +572,29 @@ describe('Router: streams', () => {
     expect(row.error_rate).toBe(0);
     expect(row.in_flight).toBe(0);
   });
+
+  it('still ends a stream whose upstream goes silent after the reader paused', async () => {
+    const p = new ScriptedProvider().on('a', async (_r, o) => ({
+      async *[Symbol.asyncIterator]() {
+        yield { id: 'x', object: 'chat.completion.chunk' as const, created: 1, model: 'a', choices: [{ index: 0, delta: { content: 'one' }, finish_reason: null }] };
+        yield { id: 'x', object: 'chat.completion.chunk' as const, created: 1, model: 'a', choices: [{ index: 0, delta: { content: ' two' }, finish_reason: null }] };
+        await sleep(5_000, o.signal);
+      },
+    }));
+    const router = build([group('g', ['a'])], p, { stream_idle_timeout_ms: 50 });
+    const out = await router.handler(ctxFor(), chat('g', { stream: true }));
+    let received = '';
+    const err = await (async () => {
+      for await (const chunk of (out as { stream: AsyncIterable<ChatChunk> }).stream) {
+        received += chunk.choices[0]?.delta.content ?? '';
+        await sleep(150); // the reader's pause does not count…
+      }
+    })().catch((e: unknown) => e);
+    // …but the upstream's silence afterwards does.
+    expect(received).toBe('one two');
+    expect((err as UpstreamError).kind).toBe('timeout');
+    expect(p.cancelled).toEqual(['a']);
+  });
 });
 
 describe('Router: admission', () => {
