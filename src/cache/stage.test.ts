@@ -317,6 +317,24 @@ describe.skipIf(!hasWink)('cache stage', () => {
     expect(budgets).toHaveLength(4);
   });
 
+  it('keeps no answer a fallback group gave in place of the group asked for', async () => {
+    const { handler, terminal, settle, cache } = await setup({ semantic: false });
+    const fellBack = composeStages([createCacheStage({ cache })], async (ctx, req) => {
+      const outcome = await terminal(ctx, req);
+      ctx.facts.fallbackGroup = 'backup';
+      return outcome;
+    });
+    result(await fellBack(testContext(), userRequest('Which group answers this?')));
+    await drain(await fellBack(testContext(), userRequest('Which group answers this stream?', { stream: true })));
+    // An answer from the group itself is kept: once it is in, only it is.
+    result(await handler(testContext(), userRequest('An answer of the group itself.')));
+    await settle(1);
+    const again = testContext();
+    result(await handler(again, userRequest('Which group answers this?')));
+    expect(again.facts.cache).toBe('miss');
+    expect(terminal.calls).toBe(4);
+  });
+
   it('treats a failing cache as a miss', async () => {
     const { handler, store, terminal } = await setup();
     store.get = async () => {

@@ -58,7 +58,8 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
     }
     ctx.facts.cache = directives.noCache ? 'bypass' : 'miss';
     const outcome = await next(ctx, req);
-    if (directives.noStore || !probe) return outcome;
+    // A fallback group's answer stands in for this group's while it is down: not one to keep for the TTL.
+    if (directives.noStore || !probe || ctx.facts.fallbackGroup !== undefined) return outcome;
     const p = probe;
     const storeFailed = (err: unknown) => ctx.log.warn({ err }, 'cache store failed');
     if (outcome.kind === 'result') {

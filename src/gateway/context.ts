@@ -61,6 +61,8 @@ export interface ResponseFacts {
   /** On a cache hit: what the original call cost, i.e. what this answer saved. */
   savedUsd?: number;
   route?: string;
+  /** The model group that answered in place of the one asked for (a fallback); the cache keeps no such answer. */
+  fallbackGroup?: string;
   passes?: number;
   /** What test-time scaling did (level, its source, aggregation, votes), for seed response metadata. */
   scaling?: Record<string, unknown>;

@@ -178,6 +178,7 @@ function copyFacts(from: ResponseFacts, to: ResponseFacts, leader: boolean): voi
   to.deployment = from.deployment;
   to.latencyMs = from.latencyMs;
   to.route = from.route;
+  if (from.fallbackGroup !== undefined) to.fallbackGroup = from.fallbackGroup;
   to.attempts = leader ? from.attempts : 0;
   to.costUsd = from.costUsd;
   to.usage = from.usage;

@@ -203,7 +203,13 @@ describe('Router: fallbacks and retries', () => {
   it('falls back to another group when every deployment of the group refuses our credentials', async () => {
     const p = new ScriptedProvider().on('a', fail('auth', { status: 401 }));
     const router = build([group('main', ['a'], { fallbacks: ['backup'] }), group('backup', ['b'])], p);
-    expect(await text(await router.handler(ctxFor(), chat('main')))).toBe('answer from b');
+    const ctx = ctxFor();
+    expect(await text(await router.handler(ctx, chat('main')))).toBe('answer from b');
+    // The facts name the group that stood in (the cache keeps no such answer).
+    expect(ctx.facts.fallbackGroup).toBe('backup');
+    const direct = ctxFor();
+    await text(await router.handler(direct, chat('backup')));
+    expect(direct.facts.fallbackGroup).toBeUndefined();
   });
 
   it('moves on from a deployment that cannot do what this request asks, without holding it against its breaker', async () => {

@@ -412,7 +412,10 @@ export class Router {
       this.events.emit('fallback', { from: from.name, to: name, kind });
       state.ctx.log.warn({ from: from.name, to: name, kind }, 'falling back to another model group');
       try {
-        return await this.routeGroup(state, target);
+        const outcome = await this.routeGroup(state, target);
+        // The innermost fallback names the group that answered.
+        state.ctx.facts.fallbackGroup ??= name;
+        return outcome;
       } catch (err) {
         last = err;
         if (state.signal.aborted) throw err;
