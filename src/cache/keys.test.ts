@@ -58,6 +58,15 @@ describe('the requested difficulty', () => {
     expect(exactKey(base, { difficulty: '4' })).toBe(exactKey(base, { difficulty: 'expert' }));
     expect(semanticKey(base, { difficulty: ' Auto' })?.fingerprint).toBe(semanticKey(base, { difficulty: 'auto' })?.fingerprint);
   });
+
+  it('keys the aggregation the client asked for too, beside the level', () => {
+    const voted = exactKey(base, { difficulty: 'hard', aggregation: 'self_consistency' });
+    const judged = exactKey(base, { difficulty: 'hard', aggregation: 'best_of_n' });
+    expect(voted).not.toBe(judged);
+    expect(voted).not.toBe(exactKey(base, { difficulty: 'hard' }));
+    expect(exactKey(base, { difficulty: 'hard', aggregation: ' Best_of_N' })).toBe(judged);
+    expect(semanticKey(base, { aggregation: 'best_of_n' })?.fingerprint).not.toBe(semanticKey(base)?.fingerprint);
+  });
 });
 
 describe('semanticKey', () => {

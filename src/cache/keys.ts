@@ -73,6 +73,8 @@ export interface KeyOptions {
    * temperature, so answers to different levels are different answers.
    */
   difficulty?: string;
+  /** How the client asked test-time scaling to combine passes (`x-inferenceflow-aggregation`): it changes the passes and the answer. */
+  aggregation?: string;
 }
 
 /** The requested level, canonical (`EASY`, `1` -> `easy`); `auto` and unknown values as given, lower-cased. */
@@ -81,10 +83,15 @@ function difficultyPart(opts: KeyOptions): string | undefined {
   return parseDifficulty(opts.difficulty) ?? opts.difficulty.trim().toLowerCase();
 }
 
+/** The scaling parts of a key: level and aggregation as asked, absent when not asked for. */
+function scalingParts(opts: KeyOptions): { difficulty?: string; aggregation?: string } {
+  return { difficulty: difficultyPart(opts), aggregation: opts.aggregation?.trim().toLowerCase() };
+}
+
 /** Hash of the canonical request; `model` is the model group the client named. */
 export function exactKey(req: ChatRequest, opts: KeyOptions = {}): string {
   return hash(
-    canonicalJson({ model: req.model, messages: req.messages.map(canonicalMessage), ...outputParameters(req, true), difficulty: difficultyPart(opts) }),
+    canonicalJson({ model: req.model, messages: req.messages.map(canonicalMessage), ...outputParameters(req, true), ...scalingParts(opts) }),
   );
 }
 
@@ -106,7 +113,7 @@ export function semanticKey(req: ChatRequest, opts: KeyOptions = {}): SemanticKe
   const text = contentText(last.content).trim();
   if (!text) return undefined;
   const context = req.messages.slice(0, -1).map(canonicalMessage);
-  return { text, fingerprint: hash(canonicalJson({ model: req.model, context, ...outputParameters(req, false), difficulty: difficultyPart(opts) })) };
+  return { text, fingerprint: hash(canonicalJson({ model: req.model, context, ...outputParameters(req, false), ...scalingParts(opts) })) };
 }
 
 /** Store key `<namespace>:<model>:<hash>`; the parts are escaped so invalidation globs can split on `:`. */

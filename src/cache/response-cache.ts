@@ -42,6 +42,8 @@ export interface LookupOptions {
   semanticAnyTemperature?: boolean;
   /** The difficulty the client asked for; part of both keys (test-time scaling runs after the cache). */
   difficulty?: string;
+  /** The aggregation the client asked for; part of both keys like the difficulty. */
+  aggregation?: string;
 }
 
 /** Everything worked out about a request during lookup, reused when its answer is stored. */
@@ -121,7 +123,9 @@ export class ResponseCache {
   }
 
   async lookup(namespace: string, req: ChatRequest, opts: LookupOptions = {}): Promise<{ probe: Probe; hit?: CacheHit }> {
-    const keyOpts: KeyOptions = opts.difficulty !== undefined ? { difficulty: opts.difficulty } : {};
+    const keyOpts: KeyOptions = {};
+    if (opts.difficulty !== undefined) keyOpts.difficulty = opts.difficulty;
+    if (opts.aggregation !== undefined) keyOpts.aggregation = opts.aggregation;
     const probe: Probe = { namespace, model: req.model, key: entryKey(namespace, req.model, exactKey(req, keyOpts)) };
     const minCreatedAt = opts.maxAgeS !== undefined ? Date.now() - opts.maxAgeS * 1000 : 0;
     if (!opts.skipRead) {

@@ -41,6 +41,7 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
       if (directives.maxAgeS !== undefined) lookupOpts.maxAgeS = directives.maxAgeS;
       // Scaling runs inside the cache and answers by the requested level: easy and expert are different answers.
       if (ctx.options.difficulty !== undefined) lookupOpts.difficulty = ctx.options.difficulty;
+      if (ctx.options.aggregation !== undefined) lookupOpts.aggregation = ctx.options.aggregation;
       const found = await cache.lookup(ctx.tenant.id, req, lookupOpts);
       probe = found.probe;
       if (found.hit) {
