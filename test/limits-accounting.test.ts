@@ -324,4 +324,27 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     expect(Number(row.cost_usd)).toBeCloseTo(row.completion_tokens * 0.001, 9);
     expect(await budgetMicros(keyId)).toBe(Math.round(Number(row.cost_usd) * 1e6));
   });
+
+  it('keeps 30 concurrent expert-difficulty requests within a budget: each reserves every pass it may run', async () => {
+    // Expert runs 5 passes; with max_tokens 20 each request may use 100 tokens: $0.10 of a $0.50 budget.
+    const { key, id: keyId } = await createKey({ budget_usd: 0.5, budget_period: 'day' });
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        call(gw.url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model: 'metered', max_tokens: 20, messages: [{ role: 'user', content: `Question ${i} (${id}).` }] } }),
+      ),
+    );
+    const ok = results.filter((r) => r.status === 200);
+    expect(ok.length).toBeGreaterThanOrEqual(1);
+    expect(ok.every((r) => r.headers['x-inferenceflow-passes'] === '5')).toBe(true);
+    expect(results.filter((r) => r.status !== 200).every((r) => r.status === 402 && r.json.error.code === 'budget_exceeded')).toBe(true);
+    // What the passes cost stays within the budget, in the ledger and on the counter alike.
+    const spent = await eventually(async () => {
+      const spend = await call(gw.url, '/v1/spend?group_by=key', { key: ADMIN });
+      const line = (spend.json.data as { group: string; requests: number; cost_usd: number }[]).find((d) => d.group === keyId);
+      return line?.requests === 30 ? line.cost_usd : undefined;
+    });
+    expect(spent).toBeGreaterThan(0);
+    expect(spent).toBeLessThanOrEqual(0.5 + 1e-9);
+    expect(await budgetMicros(keyId)).toBe(Math.round(spent * 1e6));
+  });
 });

@@ -31,7 +31,8 @@ import { capacityRoutes } from '../server/routes/capacity.js';
 import { observeStream, type ChatStage } from './pipeline.js';
 import { processStatsRoutes } from '../server/routes/process-stats.js';
 import { assembleTenancy, type Tenancy } from './tenancy.js';
-import { createScaling } from '../scaling/setup.js';
+import { scalingOptions } from '../scaling/setup.js';
+import { createScalingStage, plannedUsage } from '../scaling/stage.js';
 import { seedRoutes } from '../server/routes/seed.js';
 import { withEmbeddingBatching } from '../batching/embedding-batcher.js';
 import { createProviders, providerContext } from '../providers/registry.js';
@@ -74,7 +75,16 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   // Tenancy (docs/tenancy.md): tokens + API keys + JWT, limits, budgets, ledger, webhooks.
   // Cost estimates need the catalog, which the Gateway builds below: reached through a late binding.
   const built: { gateway?: Gateway } = {};
-  const tenancy = await assembleTenancy({ config, log, redis, priceOf: (model, deployment) => (built.gateway ? priceOf(built.gateway, model, deployment) : undefined) });
+  // Test-time scaling's options are made first: admission reserves what a request's plan may use
+  // (every pass and the judge), planned as the scaling stage will plan it.
+  const scaling = await scalingOptions(config.inference, () => built.gateway?.catalog);
+  const tenancy = await assembleTenancy({
+    config,
+    log,
+    redis,
+    priceOf: (model, deployment) => (built.gateway ? priceOf(built.gateway, model, deployment) : undefined),
+    plannedUsage: (ctx, req, promptTokens) => plannedUsage(scaling, ctx, req, promptTokens),
+  });
   resources.push(...tenancy.resources);
   const authenticator = tenancy.authenticator;
 
@@ -99,7 +109,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   }
   // Test-time scaling (seed 000): difficulty -> passes, tokens, deadline; passes combined into one
   // answer. Inside the cache: a hit skips every pass, and the passes never answer each other.
-  stages.push(await createScaling(config.inference, () => built.gateway?.catalog));
+  stages.push(createScalingStage(scaling));
 
   // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
   const capacity = await createCapacityServices({

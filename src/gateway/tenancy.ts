@@ -5,7 +5,7 @@ import type { FastifyPluginAsync, FastifyPluginOptions } from 'fastify';
 import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { createAdmissionStage } from '../limits/admission.js';
+import { createAdmissionStage, type AdmissionOptions } from '../limits/admission.js';
 import { BudgetManager, FailoverBudgetStore, MemoryBudgetStore, RedisBudgetStore, type BudgetStore } from '../limits/budgets.js';
 import { ApiKeyStore } from '../limits/keys.js';
 import { FailoverLimiterStore, MemoryLimiterStore, RedisLimiterStore, type LimiterStore } from '../limits/sliding-window.js';
@@ -46,6 +46,8 @@ export interface TenancyDeps {
    * that deployment's price when known (what a stream without a usage chunk is charged at).
    */
   priceOf(model: string, deployment?: string): Price | undefined;
+  /** What a request may use upstream under test-time scaling (its plan's passes and judge). */
+  plannedUsage?: AdmissionOptions['plannedUsage'];
 }
 
 function plugin<T extends FastifyPluginOptions>(p: FastifyPluginAsync<T>, options: T): Plugin {
@@ -57,7 +59,7 @@ export function needsDatabase(config: Config): boolean {
   return config.ledger.enabled || Boolean(config.auth.admin_token) || Boolean(config.webhooks.secret);
 }
 
-export async function assembleTenancy({ config, log, redis, priceOf }: TenancyDeps): Promise<Tenancy> {
+export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage }: TenancyDeps): Promise<Tenancy> {
   const resources: ManagedResource[] = [];
   const plugins: Plugin[] = [];
   const prefix = config.redis.key_prefix;
@@ -124,7 +126,7 @@ export async function assembleTenancy({ config, log, redis, priceOf }: TenancyDe
         },
       })
     : undefined;
-  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf });
+  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage });
 
   if (keys && adminToken) plugins.push(plugin(adminKeyRoutes, { keys, adminToken }));
   if (sql && ledger) plugins.push(plugin(spendRoutes, { sql, ledger, authenticator, adminToken }));

@@ -1,8 +1,8 @@
 // Admission: the chat stage that runs first after authentication, before the cache and routing.
 // It builds the request's limit rules (configured rules per key/user/session/IP/endpoint/model,
 // the seed defaults per identity, the identity's own RPM/TPM/concurrency), reserves one request and
-// the estimated tokens (real tokenizer prompt count plus max_tokens) in one atomic check, reserves
-// the estimated cost on the identity's budgets, and corrects both once usage is known — for a
+// the estimated tokens (real tokenizer prompt count plus max_tokens, for every call a test-time
+// scaling plan may make) in one atomic check, reserves the estimated cost on the identity's budgets, and corrects both once usage is known — for a
 // stream, when it ends or its client goes away. Rate-limit state goes out as headers on success and on 429.
 import { randomUUID } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
@@ -13,6 +13,7 @@ import type { ChatOutcome, ChatStage } from '../gateway/pipeline.js';
 import { costUsd, type Price } from '../providers/pricing.js';
 import { countPromptTokens, countTextTokens } from '../providers/tokens.js';
 import { GatewayError } from '../server/errors.js';
+import type { PlannedUsage } from '../scaling/stage.js';
 import type { BudgetManager, BudgetReservation } from './budgets.js';
 import type { LimitRule, LimiterStore, RuleState } from './sliding-window.js';
 
@@ -20,6 +21,11 @@ export interface AdmissionOptions {
   limiter: LimiterStore;
   config: RateLimitingConfig;
   budgets?: BudgetManager;
+  /**
+   * What a request may use upstream under test-time scaling — every pass and the judge, each with
+   * its model and tokens — or undefined when it runs once as sent (src/scaling/stage.ts plannedUsage).
+   */
+  plannedUsage?(ctx: RequestContext, req: ChatRequest, promptTokens: number): PlannedUsage[] | undefined;
   /**
    * Without `deployment`: the highest price among the model's deployments (a conservative estimate
    * before routing). With it: that deployment's price when it is known (the one that served the
@@ -94,12 +100,16 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     const needsTokens = config.tokens !== undefined || config.rules.some((r) => r.tokens) || ctx.tenant.limits?.tpm !== undefined;
     const budgetLines = budgets?.linesFor(ctx.tenant) ?? [];
     let promptTokens = 0;
-    let estCompletion = 0;
+    // Every upstream call the request may make: one as sent, or its scaling plan's passes and judge.
+    let calls: PlannedUsage[] = [];
+    let scaled = false;
     if (needsTokens || budgetLines.length > 0) {
       promptTokens = countPromptTokens(req.messages, req.tools);
-      estCompletion = (requestedMaxTokens(req) ?? config.default_completion_tokens) * (req.n ?? 1);
+      const planned = opts.plannedUsage?.(ctx, req, promptTokens);
+      scaled = planned !== undefined;
+      calls = planned ?? [{ model: req.model, promptTokens, completionTokens: (requestedMaxTokens(req) ?? config.default_completion_tokens) * (req.n ?? 1) }];
     }
-    const estTokens = promptTokens + estCompletion;
+    const estTokens = calls.reduce((sum, c) => sum + c.promptTokens + c.completionTokens, 0);
 
     const reserved = config.enabled ? rulesFor(ctx, req, estTokens) : [];
     if (reserved.length === 0 && budgetLines.length === 0) {
@@ -118,7 +128,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
         const tooBig = result.retryAfterMs < 0;
         throw new GatewayError('rate_limit_exceeded', {
           message: tooBig
-            ? `This request (about ${estTokens} tokens) is larger than a token limit allows in one window; lower max_tokens.`
+            ? `This request (about ${estTokens} tokens${scaled ? ' over the passes its difficulty plans' : ''}) is larger than a token limit allows in one window; lower max_tokens${scaled ? ' or the difficulty' : ''}.`
             : 'Rate limit exceeded; retry after the time in Retry-After.',
           retryAfterMs: tooBig ? defaultWindowMs : Math.max(1, result.retryAfterMs),
           headers,
@@ -143,8 +153,11 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
 
     let reservation: BudgetReservation | undefined;
     if (budgets && budgetLines.length > 0) {
-      const price = opts.priceOf(req.model);
-      const estimate = price ? costUsd({ prompt_tokens: promptTokens, completion_tokens: estCompletion, total_tokens: estTokens }, price) : 0;
+      let estimate = 0;
+      for (const c of calls) {
+        const price = opts.priceOf(c.model);
+        if (price) estimate += costUsd({ prompt_tokens: c.promptTokens, completion_tokens: c.completionTokens, total_tokens: c.promptTokens + c.completionTokens }, price);
+      }
       try {
         reservation = await budgets.reserve(ctx.tenant, estimate);
       } catch (err) {

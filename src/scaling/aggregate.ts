@@ -58,13 +58,18 @@ const JUDGE_INSTRUCTIONS =
   'Reply with exactly one line per candidate in the form "Candidate <number>: <score>" and nothing else.';
 
 /** The judge's request: the question and every candidate, numbered from 1. */
+/** The judge's answer budget: a short score line per candidate. */
+export function judgeMaxTokens(candidates: number): number {
+  return 16 * candidates + 32;
+}
+
 export function judgeRequest(model: string, question: ChatMessage[], candidates: readonly Candidate[]): ChatRequest {
   const asked = question.filter((m) => m.role !== 'system').map((m) => `${m.role}: ${contentText(m.content)}`).join('\n');
   const listed = candidates.map((c, i) => `Candidate ${i + 1}:\n${c.text}`).join('\n\n');
   return {
     model,
     temperature: 0,
-    max_tokens: 16 * candidates.length + 32,
+    max_tokens: judgeMaxTokens(candidates.length),
     messages: [
       { role: 'system', content: JUDGE_INSTRUCTIONS },
       { role: 'user', content: `Question:\n${asked}\n\n${listed}` },

@@ -1,13 +1,12 @@
-// Builds the scaling stage from the `inference:` config at start-up: loads the estimator's labelled
-// prototypes once (off the request path) and decides per model whether passes can share one call
-// with `n` (the upstream samples n choices natively) or must be separate calls.
+// The scaling stage's options from the `inference:` config, made once at start-up: loads the
+// estimator's labelled prototypes (off the request path) and decides per model whether passes can
+// share one call with `n` (the upstream samples n choices natively) or must be separate calls.
 import { readFile } from 'node:fs/promises';
-import type { ChatStage } from '../gateway/pipeline.js';
 import type { ProviderType } from '../providers/types.js';
 import type { ModelCatalog } from '../routing/catalog.js';
 import type { InferenceConfig, TestTimeScalingConfig } from './config.js';
 import { DifficultyEstimator, parseLabelledExamples } from './estimator.js';
-import { createScalingStage } from './stage.js';
+import type { ScalingStageOptions } from './stage.js';
 
 /** Upstreams that sample `n` choices in one call; the others would fan out, so passes go separately. */
 const NATIVE_N: ReadonlySet<ProviderType> = new Set(['openai', 'simulator', 'google']);
@@ -20,11 +19,14 @@ export async function loadEstimator(config: TestTimeScalingConfig): Promise<Diff
   return new DifficultyEstimator(parseLabelledExamples(text), { prototypeWeight: config.estimator.prototype_weight });
 }
 
-/** `catalog` is read lazily (the gateway builds it after the stages). */
-export async function createScaling(config: InferenceConfig, catalog: () => ModelCatalog | undefined): Promise<ChatStage> {
+/**
+ * The scaling stage's options: the stage and admission (which reserves what a plan may use) plan with
+ * the same ones. `catalog` is read lazily (the gateway builds it after the stages).
+ */
+export async function scalingOptions(config: InferenceConfig, catalog: () => ModelCatalog | undefined): Promise<ScalingStageOptions> {
   const tts = config.test_time_scaling;
   const estimator = await loadEstimator(tts);
-  return createScalingStage({
+  return {
     config: tts,
     retries: config.retries,
     estimator,
@@ -36,5 +38,6 @@ export async function createScaling(config: InferenceConfig, catalog: () => Mode
         return false;
       }
     },
-  });
+  };
 }
+

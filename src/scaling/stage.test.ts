@@ -8,7 +8,8 @@ import { GatewayError } from '../server/errors.js';
 import { createLogger } from '../telemetry/logger.js';
 import { testTimeScalingSchema, type TestTimeScalingConfig } from './config.js';
 import { DifficultyEstimator } from './estimator.js';
-import { createScalingStage } from './stage.js';
+import { countPromptTokens } from '../providers/tokens.js';
+import { createScalingStage, plannedUsage, type PlannedUsage } from './stage.js';
 
 const log = createLogger('silent');
 
@@ -237,5 +238,55 @@ describe('scaling stage', () => {
     if (out.kind !== 'result') throw new Error('expected a result');
     expect(out.result.choices[0]?.message.content).toContain('The answer is 42.');
     expect(ctx.facts.scaling).toMatchObject({ votes: { '42': 5 } });
+  });
+});
+
+describe('planned usage (what admission reserves for a scaled request)', () => {
+  const sum = (calls: PlannedUsage[]) => calls.reduce((t, c) => ({ prompt: t.prompt + c.promptTokens, completion: t.completion + c.completionTokens }), { prompt: 0, completion: 0 });
+  const prompt = countPromptTokens(ask.messages);
+
+  it('is undefined when scaling does not apply, so the request is reserved as sent', () => {
+    expect(plannedUsage({ config: config() }, context(), ask, prompt)).toBeUndefined();
+    expect(plannedUsage({ config: config({ enabled: false }) }, context({ difficulty: 'expert' }), ask, prompt)).toBeUndefined();
+  });
+
+  it('counts every pass at the plan’s max_tokens: the client’s, else the level’s', () => {
+    expect(plannedUsage({ config: config() }, context({ difficulty: 'expert' }), { ...ask, max_tokens: 20 }, prompt)).toEqual(Array.from({ length: 5 }, () => ({ model: 'm', promptTokens: prompt, completionTokens: 20 })));
+    // One call answering five choices reads the prompt once.
+    expect(plannedUsage({ config: config(), supportsN: () => true }, context({ difficulty: 'expert' }), ask, prompt)).toEqual([{ model: 'm', promptTokens: prompt, completionTokens: 5 * 2048 }]);
+    // Tool calls get one pass, with the level's budget.
+    const tools = [{ type: 'function' as const, function: { name: 'f', parameters: {} } }];
+    expect(plannedUsage({ config: config() }, context({ difficulty: 'hard' }), { ...ask, tools }, prompt)).toEqual([{ model: 'm', promptTokens: prompt, completionTokens: 1024 }]);
+  });
+
+  it('adds the judge for best_of_n, at the judge’s model', () => {
+    const calls = plannedUsage({ config: config({ judge_model: 'judge' }) }, context({ difficulty: 'hard', aggregation: 'best_of_n' }), { ...ask, max_tokens: 50 }, prompt)!;
+    expect(calls).toHaveLength(4);
+    expect(calls[3]).toMatchObject({ model: 'judge', completionTokens: 16 * 3 + 32 });
+    expect(calls[3]!.promptTokens).toBeGreaterThan(3 * 50);
+  });
+
+  it('covers what the stage then uses, whatever the aggregation and however the passes run', async () => {
+    for (const aggregation of ['self_consistency', 'best_of_n', 'adaptive', 'first']) {
+      for (const n of [true, false]) {
+        const opts = { config: config(), supportsN: () => n };
+        const req = { ...ask, max_tokens: 40 };
+        // An upstream that uses every token it may (answers of ~40 tokens), all distinct (no early stop, a full judge prompt).
+        let i = 0;
+        const handler: ChatHandler = async (_ctx, r) => {
+          const choices = Array.from({ length: r.n ?? 1 }, (_, k) => ({ index: k, message: { role: 'assistant' as const, content: `answer ${i++} ${'word '.repeat(36)}` }, finish_reason: 'stop' as const, logprobs: null }));
+          const completion = (r.max_tokens ?? 0) * choices.length;
+          const promptTokens = countPromptTokens(r.messages);
+          return { kind: 'result', result: { ...result(''), choices, usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion } } };
+        };
+        const ctx = context({ difficulty: 'expert', aggregation });
+        const planned = sum(plannedUsage(opts, ctx, req, prompt)!);
+        const out = await createScalingStage(opts)(ctx, req, handler);
+        if (out.kind !== 'result') throw new Error('expected a result');
+        // The answer's usage is the sum over every call made, the judge's included.
+        expect(out.result.usage.completion_tokens, `${aggregation}, n ${n}`).toBeLessThanOrEqual(planned.completion);
+        expect(out.result.usage.prompt_tokens, `${aggregation}, n ${n}`).toBeLessThanOrEqual(planned.prompt);
+      }
+    }
   });
 });

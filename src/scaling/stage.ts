@@ -9,7 +9,8 @@ import { collectStream } from '../canonical/convert.js';
 import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
-import { judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
+import { judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
+import { countPromptTokens, countTextTokens } from '../providers/tokens.js';
 import { AGGREGATIONS, type Aggregation, type TestTimeScalingConfig } from './config.js';
 import type { DifficultyEstimate, DifficultyEstimator } from './estimator.js';
 import { DifficultyLevel, parseDifficulty, type LevelBudget } from './levels.js';
@@ -77,6 +78,40 @@ export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: Cha
   if (requestedMaxTokens(req) === undefined) request.max_tokens = budget.max_tokens;
   if (passes > 1 && req.temperature === undefined) request.temperature = config.pass_temperature;
   return { level, source, estimate, budget, aggregation, passes, request, judgeModel: group.judge_model ?? config.judge_model ?? req.model };
+}
+
+/** What one upstream call of a plan may use at most: its model and its tokens. */
+export interface PlannedUsage {
+  model: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/**
+ * Everything a request may use upstream under its plan, at most, for admission to reserve before it
+ * runs: every pass (one call answering `passes` choices where the upstream samples `n`, else a call
+ * per pass, each with the plan's max_tokens — the level's when the client set none), and for
+ * best_of_n the judge call, which reads the question and every candidate. `promptTokens` is the
+ * request's own prompt. undefined when scaling does not apply: the request runs once as sent.
+ * Retried passes are not counted (a failed call is not charged).
+ */
+export function plannedUsage(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest, promptTokens: number): PlannedUsage[] | undefined {
+  const plan = planFor(opts, ctx, req);
+  if (!plan) return undefined;
+  const perPass = requestedMaxTokens(plan.request) ?? plan.budget.max_tokens;
+  if (plan.passes === 1) return [{ model: req.model, promptTokens, completionTokens: perPass }];
+  const calls: PlannedUsage[] =
+    plan.aggregation !== 'adaptive' && opts.supportsN?.(req.model)
+      ? [{ model: req.model, promptTokens, completionTokens: perPass * plan.passes }]
+      : Array.from({ length: plan.passes }, () => ({ model: req.model, promptTokens, completionTokens: perPass }));
+  if (plan.aggregation === 'best_of_n') {
+    // The judge's prompt: its instructions and the question, then each candidate under a short label
+    // (2 tokens more each, for tokens that merge differently where the texts are joined).
+    const judge = judgeRequest(plan.judgeModel, req.messages, []);
+    const candidates = plan.passes * (perPass + countTextTokens(`Candidate ${plan.passes}:\n\n\n`) + 2);
+    calls.push({ model: plan.judgeModel, promptTokens: countPromptTokens(judge.messages) + candidates, completionTokens: judgeMaxTokens(plan.passes) });
+  }
+  return calls;
 }
 
 export function createScalingStage(opts: ScalingStageOptions): ChatStage {
