@@ -135,6 +135,8 @@ export class MeshClient {
       deadline: opts.deadline,
       attempt: 1,
       created: now,
+      // The same deadline without this machine's clock: nodes count it on the mesh's.
+      budget_ms: Math.max(0, opts.deadline - now),
     };
     const call = new MeshCall(req, () => this.forget(req.id));
     // Given up at the deadline (plus grace) or on abort: the call ends, and is forgotten here even if

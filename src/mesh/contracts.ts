@@ -4,6 +4,7 @@
 // a consumer in any language can read it; the zod schemas check what comes back off the wire.
 import { z } from 'zod';
 import { hashTagged } from '../store/redis.js';
+import { entryIdMs } from './clock.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 
 /** Consumer groups: routers share the ingress stream, a node's workers share its stream. */
@@ -53,11 +54,21 @@ export interface MeshRequest {
   stream: boolean;
   /** Stream the worker writes events to. */
   callback: string;
-  /** Epoch ms after which nobody should start the request; an error is delivered instead. */
+  /**
+   * Epoch ms after which nobody should start the request; an error is delivered instead. On the
+   * requester's clock: used only when `budget_ms` is absent (older or outside requesters).
+   */
   deadline: number;
   attempt: number;
-  /** Epoch ms of publication. */
+  /** Epoch ms of publication (requester's clock; informational). */
   created: number;
+  /**
+   * The time the requester allows, ms from publication: the deadline without anyone's clock. Routers
+   * and workers count it from `enqueued_at` on the mesh (Redis) clock.
+   */
+  budget_ms?: number;
+  /** Mesh-clock ms of the request's ingress entry (its id's time), stamped by the first router. */
+  enqueued_at?: number;
 }
 
 export const meshRequestSchema = z.object({
@@ -69,7 +80,20 @@ export const meshRequestSchema = z.object({
   deadline: z.number(),
   attempt: z.number().int().min(1),
   created: z.number(),
+  budget_ms: z.number().optional(),
+  enqueued_at: z.number().optional(),
 });
+
+/**
+ * A request's deadline on the mesh (Redis) clock: `budget_ms` after its ingress entry was written
+ * (`enqueued_at`, else the time of `entryId`, the entry it was read from). A request without a budget
+ * (an older or outside requester) has only its absolute `deadline`, which assumes the clocks agree.
+ */
+export function meshDeadline(req: Pick<MeshRequest, 'deadline' | 'budget_ms' | 'enqueued_at'>, entryId?: string): number {
+  if (req.budget_ms === undefined) return req.deadline;
+  const from = req.enqueued_at ?? (entryId === undefined ? undefined : entryIdMs(entryId));
+  return from === undefined ? req.deadline : from + req.budget_ms;
+}
 
 export interface MeshErrorBody {
   /** UpstreamError kind (`server`, `timeout`, `connect`, …) or `no_available_nodes`. */
@@ -123,8 +147,13 @@ export interface NodeHealth {
   /** Set while a node finishes its work before leaving: routable no more. */
   draining: boolean;
   version: string;
-  /** Epoch ms of this record. */
+  /** Epoch ms of this record, on the mesh (Redis) clock; older workers stamp their own clock. */
   ts: number;
+  /**
+   * Id of the newest entry the node has read from its request stream when it counted `in_flight`:
+   * entries placed after it are load the record does not show yet. Absent from older workers.
+   */
+  read_id?: string;
 }
 
 export interface GpuHealth {
@@ -159,6 +188,7 @@ export const nodeHealthSchema = z.object({
   draining: z.boolean(),
   version: z.string(),
   ts: z.number(),
+  read_id: z.string().optional(),
 });
 
 /** Returned (never thrown across the wire) when no node passes the health filter. */

@@ -86,9 +86,9 @@ describe.each(targets.map((t) => [t.name, t] as const))('placement and final del
     const redis = target.connect();
     const source = await takenOver(redis, `final-${callback.length}`);
     await placeOnNode(redis, keys.nodeRequests('n3'), keys.nodeStreams, 'n3', '{}', source);
-    const req = { id: `req-final-${callback.length}`, callback, deadline: Date.now() };
+    const req = { id: `req-final-${callback.length}`, callback };
     const error: MeshEvent = { type: 'error', id: req.id, exec: 'router:A', node: '', error: { kind: 'no_available_nodes', message: 'none', status: 503 } };
-    expect(await deliverFinal(redis, keys, req, error, source, Date.now(), { requireHeld: true })).toBe(false);
+    expect(await deliverFinal(redis, keys, req, error, source, 0, { requireHeld: true })).toBe(false);
     expect(await redis.exists(keys.done(req.id))).toBe(0);
     expect(await redis.exists(req.callback)).toBe(0);
     // A node's answer does not need the entry (its run is as good as any): it is delivered once.
@@ -104,9 +104,9 @@ describe.each(targets.map((t) => [t.name, t] as const))('placement and final del
     await redis.xgroup('CREATE', stream, ROUTER_GROUP, '0', 'MKSTREAM');
     const id = (await redis.xadd(stream, '*', FIELD, '{}'))!;
     await redis.xreadgroup('GROUP', ROUTER_GROUP, 'A', 'COUNT', 1, 'STREAMS', stream, '>');
-    const req = { id: 'req-held', callback: keys.callbacks('requester-2'), deadline: Date.now() };
+    const req = { id: 'req-held', callback: keys.callbacks('requester-2') };
     const error: MeshEvent = { type: 'error', id: req.id, exec: 'router:A', node: '', error: { kind: 'no_available_nodes', message: 'none', status: 503 } };
-    expect(await deliverFinal(redis, keys, req, error, { stream, group: ROUTER_GROUP, id }, Date.now(), { requireHeld: true })).toBe(true);
+    expect(await deliverFinal(redis, keys, req, error, { stream, group: ROUTER_GROUP, id }, 0, { requireHeld: true })).toBe(true);
     expect(await redis.xlen(req.callback)).toBe(1);
     expect(await redis.xlen(stream)).toBe(0);
   });

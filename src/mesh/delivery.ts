@@ -118,13 +118,14 @@ export interface DeliverOptions {
 export async function deliverFinal(
   redis: Redis,
   keys: MeshKeys,
-  req: Pick<MeshRequest, 'id' | 'callback' | 'deadline'>,
+  req: Pick<MeshRequest, 'id' | 'callback'>,
   event: MeshEvent,
   source: SourceEntry | undefined,
-  now = Date.now(),
+  /** Time left until the request's deadline, ms: the done-key outlives it by an hour. */
+  remainingMs = 0,
   opts: DeliverOptions = {},
 ): Promise<boolean> {
-  const ttl = Math.max(0, req.deadline - now) + DONE_GRACE_MS;
+  const ttl = Math.max(0, remainingMs) + DONE_GRACE_MS;
   const doneKey = keys.done(req.id);
   const value = `${event.type}:${event.exec}`;
   const body = JSON.stringify(event);

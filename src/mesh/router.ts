@@ -13,6 +13,7 @@ import {
   encodeRequest,
   entryData,
   ErrNoAvailableNodes,
+  meshDeadline,
   meshKeys,
   ROUTER_GROUP,
   WORKER_GROUP,
@@ -21,6 +22,7 @@ import {
   type NodeHealth,
 } from './contracts.js';
 import { claimIdle, deliverFinal, isDone, placeOnNode, retireEntry, touchPending, type SourceEntry } from './delivery.js';
+import { compareEntryIds, entryIdMs, MeshClock } from './clock.js';
 import { HealthRegistry } from './registry.js';
 import { affinityKeyOf, chooseNode, exclusionReason, type RouteDecision } from './sticky.js';
 
@@ -29,8 +31,17 @@ export interface RouterOptions {
   redisUrl: string;
   config: MeshConfig;
   log: Logger;
+  /** This machine's clock (injectable in tests), for durations; heartbeats and deadlines go by the mesh's (Redis) clock. */
   now?: () => number;
   blockMs?: number;
+}
+
+/** One placement this router made: load the node's heartbeat may not show yet. */
+interface Placement {
+  /** This machine's clock when it was decided. */
+  at: number;
+  /** The node stream entry's id, once written. */
+  id?: string;
 }
 
 export interface RouterStats {
@@ -63,10 +74,13 @@ export class MeshRouter {
   private commands!: RedisClient;
   private reader!: RedisClient;
   private registry!: HealthRegistry;
+  private clock!: MeshClock;
   private nodes: NodeHealth[] = [];
   private nodesReadAt = 0;
-  /** Placement times per node since its last heartbeat: load the heartbeat does not show yet. */
-  private readonly placed = new Map<string, number[]>();
+  /** Placements per node that its last heartbeat does not count yet. */
+  private readonly placed = new Map<string, Placement[]>();
+  /** Per node, the heartbeat (its ts) this router last saw and when it first saw it (its own clock). */
+  private readonly observed = new Map<string, { ts: number; at: number }>();
   /** Unreadable registry records (another version's) and since when each has stayed unchanged. */
   private unreadableSeen = new Map<string, { raw: string; since: number }>();
   private readonly waiting = new Map<string, Waiting>();
@@ -93,6 +107,8 @@ export class MeshRouter {
     await connectOrFail(this.reader);
     for (const c of [this.commands, this.reader]) c.on('error', (err: Error) => this.opts.log.debug({ err: err.message }, 'mesh router: redis connection error'));
     this.registry = new HealthRegistry(this.commands, this.opts.config.key_prefix);
+    this.clock = new MeshClock(this.commands, this.keys.health, this.now);
+    await this.clock.sync();
     await ensureGroup(this.commands, this.keys.requests, ROUTER_GROUP);
     this.loop = this.consume();
     this.reclaimTimer = setInterval(() => {
@@ -122,9 +138,7 @@ export class MeshRouter {
       // One read for every placement of a batch that finds the view stale.
       this.refreshing ??= this.registry.readAll().then(
         (nodes) => {
-          this.nodes = nodes;
-          this.nodesReadAt = now;
-          this.prunePlaced();
+          this.view(nodes, now);
           this.refreshing = undefined;
         },
         (err: unknown) => {
@@ -180,6 +194,8 @@ export class MeshRouter {
       return;
     }
     if (reroute) req.attempt += 1;
+    // Where its budget is counted from, on the mesh clock: when its ingress entry was written.
+    if (req.enqueued_at === undefined && source.stream === this.keys.requests) req.enqueued_at = entryIdMs(source.id);
     await this.place(req, source, avoid, 0);
   }
 
@@ -189,13 +205,20 @@ export class MeshRouter {
       await this.retire(source);
       return;
     }
-    const decision = await this.decide(req, avoid);
+    const { decision, placement } = await this.decide(req, avoid);
     if (!(decision instanceof ErrNoAvailableNodes)) {
       const target = this.keys.nodeRequests(decision.node);
-      const placed = await placeOnNode(this.commands, target, this.keys.nodeStreams, decision.node, encodeRequest(req), source);
+      let placed: string | undefined;
+      try {
+        placed = await placeOnNode(this.commands, target, this.keys.nodeStreams, decision.node, encodeRequest(req), source);
+      } catch (err) {
+        this.unnotePlaced(decision.node, placement);
+        throw err;
+      }
+      if (placed !== undefined && placement) placement.id = placed;
       if (placed === undefined) {
         // Another router took the entry over while this one stalled and has placed or answered it.
-        this.unnotePlaced(decision.node);
+        this.unnotePlaced(decision.node, placement);
         this.stats.taken++;
         this.opts.log.warn({ request: req.id, entry: source.id, stream: source.stream }, 'mesh router: the entry was taken over by another router; dropped here');
         return;
@@ -205,8 +228,10 @@ export class MeshRouter {
       else this.stats.routed++;
       return;
     }
-    const now = this.now();
-    if (now >= req.deadline) {
+    // Deadlines are on the mesh clock (see meshDeadline): this machine's may be off.
+    const now = this.clock.now();
+    const deadline = meshDeadline(req, source.id);
+    if (now >= deadline) {
       // Only while this router still holds the entry: one that took it over may have placed it.
       const delivered = await deliverFinal(this.commands, this.keys, req, {
         type: 'error',
@@ -214,12 +239,12 @@ export class MeshRouter {
         exec: `router:${this.opts.routerId}`,
         node: '',
         error: { kind: 'no_available_nodes', message: decision.message, status: 503 },
-      }, source, now, { requireHeld: true });
+      }, source, deadline - now, { requireHeld: true });
       if (delivered) this.stats.expired++;
       return;
     }
     // ErrNoAvailableNodes: the entry stays pending (un-acked) and is tried again after a backoff.
-    const delay = Math.min(this.opts.config.retry_initial_ms * 2 ** failures, this.opts.config.retry_max_ms, Math.max(0, req.deadline - now));
+    const delay = Math.min(this.opts.config.retry_initial_ms * 2 ** failures, this.opts.config.retry_max_ms, Math.max(0, deadline - now));
     if (failures === 0) this.opts.log.info({ request: req.id, model: req.model, reason: decision.message }, 'mesh router: no available node; retrying until the deadline');
     const timer = setTimeout(() => {
       this.waiting.delete(waitKey(source.stream, source.id));
@@ -233,13 +258,14 @@ export class MeshRouter {
     this.stats.waiting = this.waiting.size;
   }
 
-  private async decide(req: MeshRequest, avoid: string | undefined): Promise<RouteDecision | ErrNoAvailableNodes> {
+  private async decide(req: MeshRequest, avoid: string | undefined): Promise<{ decision: RouteDecision | ErrNoAvailableNodes; placement?: Placement }> {
     const all = await this.health();
     const nodes = avoid === undefined ? all : all.filter((h) => h.node_id !== avoid);
     const opts = {
       thresholds: this.opts.config.health,
       scoring: this.opts.config.scoring,
-      now: this.now(),
+      // Heartbeat ages on the mesh clock, which stamped them.
+      now: this.clock.now(),
       extraLoad: (node: string) => this.extraLoad(node),
     };
     const input = { model: req.model, affinityKey: affinityKeyOf(req.payload.messages, this.opts.config.scoring.prefix_chars) };
@@ -247,37 +273,67 @@ export class MeshRouter {
     // The node it came from is better than none.
     if (decision instanceof ErrNoAvailableNodes && avoid !== undefined) decision = chooseNode(all, input, opts);
     // Counted now, in the same synchronous step as the choice, so the placements of a batch that
-    // are decided meanwhile see it in extraLoad (the count is an estimate until the node's next
-    // heartbeat either way; a write that then fails leaves the entry pending for a retry).
-    if (!(decision instanceof ErrNoAvailableNodes)) this.notePlaced(decision.node);
-    return decision;
+    // are decided meanwhile see it in extraLoad (until the node's heartbeat shows it has read the
+    // entry; a write that fails or finds the entry taken over un-counts it).
+    if (decision instanceof ErrNoAvailableNodes) return { decision };
+    return { decision, placement: this.notePlaced(decision.node) };
+  }
+
+  /** Takes a registry read as the routing view. */
+  private view(nodes: NodeHealth[], now: number): void {
+    this.nodes = nodes;
+    this.nodesReadAt = now;
+    const seen = new Set<string>();
+    for (const h of nodes) {
+      seen.add(h.node_id);
+      if (this.observed.get(h.node_id)?.ts !== h.ts) this.observed.set(h.node_id, { ts: h.ts, at: now });
+    }
+    for (const node of this.observed.keys()) if (!seen.has(node)) this.observed.delete(node);
+    this.prunePlaced();
+  }
+
+  /**
+   * Whether the node's current heartbeat leaves out a placement. A heartbeat names the newest entry
+   * the node had read when it counted `in_flight` (`read_id`): entries after it (or not yet written)
+   * are extra. A record without it (an older worker) is taken to count what was placed before this
+   * router first saw it — no clock but this router's own is compared.
+   */
+  private unseen(p: Placement, h: NodeHealth | undefined): boolean {
+    if (!h) return false;
+    if (h.read_id !== undefined) return p.id === undefined || compareEntryIds(p.id, h.read_id) > 0;
+    return p.at >= (this.observed.get(h.node_id)?.at ?? 0);
   }
 
   private extraLoad(node: string): number {
-    const times = this.placed.get(node);
-    if (!times) return 0;
-    const since = this.nodes.find((h) => h.node_id === node)?.ts ?? 0;
+    const placements = this.placed.get(node);
+    if (!placements) return 0;
+    const h = this.nodes.find((n) => n.node_id === node);
     let n = 0;
-    for (let i = times.length - 1; i >= 0 && times[i]! > since; i--) n++;
+    for (const p of placements) if (this.unseen(p, h)) n++;
     return n;
   }
 
-  private notePlaced(node: string): void {
-    let times = this.placed.get(node);
-    if (!times) this.placed.set(node, (times = []));
-    times.push(this.now());
+  private notePlaced(node: string): Placement {
+    let placements = this.placed.get(node);
+    if (!placements) this.placed.set(node, (placements = []));
+    const p: Placement = { at: this.now() };
+    placements.push(p);
+    return p;
   }
 
-  private unnotePlaced(node: string): void {
-    const times = this.placed.get(node);
-    times?.pop();
-    if (times?.length === 0) this.placed.delete(node);
+  private unnotePlaced(node: string, p: Placement | undefined): void {
+    const placements = this.placed.get(node);
+    if (!placements || !p) return;
+    const i = placements.indexOf(p);
+    if (i >= 0) placements.splice(i, 1);
+    if (placements.length === 0) this.placed.delete(node);
   }
 
+  /** Forgets placements the nodes' heartbeats now count, and those of nodes no longer registered. */
   private prunePlaced(): void {
-    for (const [node, times] of this.placed) {
-      const since = this.nodes.find((h) => h.node_id === node)?.ts ?? 0;
-      const keep = times.filter((t) => t > since);
+    for (const [node, placements] of this.placed) {
+      const h = this.nodes.find((n) => n.node_id === node);
+      const keep = placements.filter((p) => this.unseen(p, h));
       if (keep.length) this.placed.set(node, keep);
       else this.placed.delete(node);
     }
@@ -303,11 +359,10 @@ export class MeshRouter {
         await this.placeEntry({ stream: this.keys.requests, group: ROUTER_GROUP, id }, fields, undefined, false);
       }
 
-      const now = this.now();
+      await this.clock.sync().catch((err: unknown) => this.opts.log.debug({ err: (err as Error).message }, 'mesh router: could not read the Redis clock (keeping the last offset)'));
+      const now = this.clock.now();
       // One read of the registry: silent records are forgotten, the rest become the routing view.
-      this.nodes = await this.forgetSilentNodes(now);
-      this.nodesReadAt = now;
-      this.prunePlaced();
+      this.view(await this.forgetSilentNodes(now, this.now()), this.now());
       const health = new Map(this.nodes.map((h) => [h.node_id, h]));
       for (const node of await this.commands.smembers(this.keys.nodeStreams)) {
         const stream = this.keys.nodeRequests(node);
@@ -334,10 +389,11 @@ export class MeshRouter {
    * Deletes the records of nodes silent for longer than forget_after_s (crashed workers never leave).
    * A record this router cannot read (another version's, during a rolling upgrade) has no timestamp
    * it understands: it is forgotten once it has stayed the same for forget_after_s, as long as this
-   * router has watched it (a live node rewrites its record every heartbeat). Returns the readable
-   * records it kept.
+   * router has watched it (a live node rewrites its record every heartbeat). `now` is the mesh clock
+   * (heartbeats are stamped with it), `localNow` this router's (how long it has watched a record).
+   * Returns the readable records it kept.
    */
-  private async forgetSilentNodes(now: number): Promise<NodeHealth[]> {
+  private async forgetSilentNodes(now: number, localNow: number): Promise<NodeHealth[]> {
     const limit = this.opts.config.forget_after_s * 1000;
     const unreadable = new Map<string, { raw: string; since: number }>();
     const kept: NodeHealth[] = [];
@@ -349,9 +405,9 @@ export class MeshRouter {
       }
       if (!h) {
         const seen = this.unreadableSeen.get(node);
-        const since = seen?.raw === raw ? seen.since : now;
+        const since = seen?.raw === raw ? seen.since : localNow;
         unreadable.set(node, { raw, since });
-        if (now - since <= limit) continue;
+        if (localNow - since <= limit) continue;
       }
       if (await this.registry.forgetIfUnchanged(node, raw)) this.opts.log.info({ node, lastHeartbeat: h ? new Date(h.ts).toISOString() : null }, 'mesh router: forgot a node silent for longer than forget_after_s');
     }

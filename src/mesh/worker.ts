@@ -10,7 +10,8 @@ import type { ChatChunk } from '../canonical/chat.js';
 import { isUpstreamError } from '../providers/errors.js';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
 import type { MeshConfig } from './config.js';
-import { decodeRequest, entryData, meshKeys, WORKER_GROUP, type MeshErrorBody, type MeshEvent, type MeshKeys, type MeshRequest, type NodeHealth } from './contracts.js';
+import { compareEntryIds, MeshClock } from './clock.js';
+import { decodeRequest, entryData, meshDeadline, meshKeys, WORKER_GROUP, type MeshErrorBody, type MeshEvent, type MeshKeys, type MeshRequest, type NodeHealth } from './contracts.js';
 import { appendChunk, deliverFinal, isDone, retireEntry, touchPending, type SourceEntry } from './delivery.js';
 import type { MeshBackend } from './backend.js';
 import type { HealthSource, HostHealth } from './health.js';
@@ -26,7 +27,7 @@ export interface WorkerOptions {
   /** Requests run at once (local llama.cpp: its max_sequences). */
   maxConcurrency: number;
   version: string;
-  /** Injectable clock (tests). */
+  /** This machine's clock (injectable in tests); heartbeats and deadlines go by the mesh's (Redis) clock. */
   now?: () => number;
   /** How long one blocking read waits before the loop looks around again, ms. */
   blockMs?: number;
@@ -49,6 +50,9 @@ export class WorkerAgent {
   private commands!: RedisClient;
   private reader!: RedisClient;
   private registry!: HealthRegistry;
+  private clock!: MeshClock;
+  /** The newest entry read from this node's stream (reported in heartbeats with `in_flight`). */
+  private readId: string | undefined;
   private readonly inFlight = new Map<string, Promise<void>>();
   /** Requests running on the backend now, by entry id: checked every heartbeat for cancellation. */
   private readonly running = new Map<string, { requestId: string; controller: AbortController }>();
@@ -82,6 +86,8 @@ export class WorkerAgent {
     await connectOrFail(this.reader);
     for (const c of [this.commands, this.reader]) c.on('error', (err: Error) => this.opts.log.debug({ err: err.message }, 'mesh worker: redis connection error'));
     this.registry = new HealthRegistry(this.commands, this.opts.config.key_prefix);
+    this.clock = new MeshClock(this.commands, this.keys.health, this.now);
+    await this.clock.sync();
     await ensureGroup(this.commands, this.stream, WORKER_GROUP);
     await this.commands.sadd(this.keys.nodeStreams, this.opts.nodeId);
     await this.beat();
@@ -114,6 +120,8 @@ export class WorkerAgent {
     const [host, models] = await Promise.all([
       this.opts.health.collect().catch(() => this.lastHost ?? emptyHost()),
       this.modelLists(),
+      // The heartbeat's stamp is on the mesh clock: this machine's may be anything (no RTC).
+      this.clock.sync().catch((err: unknown) => this.opts.log.debug({ err: (err as Error).message }, 'mesh worker: could not read the Redis clock (keeping the last offset)')),
     ]);
     this.lastHost = host;
     return {
@@ -125,7 +133,8 @@ export class WorkerAgent {
       max_concurrency: this.opts.maxConcurrency,
       draining: this.draining,
       version: this.opts.version,
-      ts: this.now(),
+      ts: this.clock.now(),
+      ...(this.readId !== undefined ? { read_id: this.readId } : {}),
     };
   }
 
@@ -196,7 +205,10 @@ export class WorkerAgent {
         const entries: StreamEntries = reply?.[0]?.[1] ?? [];
         // Reading history: walk on past what was read; once it is exhausted, take new entries.
         if (cursor !== '>') cursor = entries.length ? entries[entries.length - 1]![0] : '>';
-        for (const [id, fields] of entries) if (!this.inFlight.has(id)) this.run(id, fields);
+        for (const [id, fields] of entries) {
+          if (this.readId === undefined || compareEntryIds(id, this.readId) > 0) this.readId = id;
+          if (!this.inFlight.has(id)) this.run(id, fields);
+        }
       } catch (err) {
         if (this.stopping) break;
         if (isNoGroupError(err)) await ensureGroup(this.commands, this.stream, WORKER_GROUP).catch(() => undefined);
@@ -237,9 +249,12 @@ export class WorkerAgent {
       await retireEntry(this.commands, source);
       return;
     }
-    const remaining = req.deadline - this.now();
+    // The deadline on this machine's clock: what is left of the request's budget on the mesh clock
+    // (its time on the ingress stream and here so far counted in Redis time), from now.
+    const deadline = meshDeadline(req, entryId);
+    const remaining = deadline - this.clock.now();
     if (remaining <= 0) {
-      await this.finish(req, { ...base, type: 'error', error: { kind: 'timeout', message: 'the request passed its deadline before a node could start it', status: 504 } }, source);
+      await this.finish(req, { ...base, type: 'error', error: { kind: 'timeout', message: 'the request passed its deadline before a node could start it', status: 504 } }, source, deadline);
       return;
     }
     const controller = new AbortController();
@@ -251,10 +266,10 @@ export class WorkerAgent {
       if (req.stream) {
         const chunks = await this.opts.backend.adapter.streamChat({ ...payload, stream: true }, callOpts);
         for await (const chunk of chunks) await appendChunk(this.commands, req.callback, { ...base, type: 'chunk', chunk: chunk as ChatChunk });
-        await this.finish(req, { ...base, type: 'done' }, source);
+        await this.finish(req, { ...base, type: 'done' }, source, deadline);
       } else {
         const result = await this.opts.backend.adapter.chat({ ...payload, stream: false }, callOpts);
-        await this.finish(req, { ...base, type: 'result', result }, source);
+        await this.finish(req, { ...base, type: 'result', result }, source, deadline);
       }
     } catch (err) {
       if (controller.signal.reason instanceof RequestCancelled) {
@@ -263,16 +278,16 @@ export class WorkerAgent {
         return;
       }
       this.stats.failed++;
-      await this.finish(req, { ...base, type: 'error', error: errorBody(err, controller.signal.aborted) }, source);
+      await this.finish(req, { ...base, type: 'error', error: errorBody(err, controller.signal.aborted) }, source, deadline);
     } finally {
       clearTimeout(timer);
       this.running.delete(entryId);
     }
   }
 
-  private async finish(req: MeshRequest, event: MeshEvent, source: SourceEntry): Promise<void> {
+  private async finish(req: MeshRequest, event: MeshEvent, source: SourceEntry, deadline: number): Promise<void> {
     // The answer must reach Redis even through a disconnect: the connection queues and retries.
-    const delivered = await deliverFinal(this.commands, this.keys, req, event, source, this.now());
+    const delivered = await deliverFinal(this.commands, this.keys, req, event, source, deadline - this.clock.now());
     if (!delivered) this.stats.duplicates++;
     else if (event.type !== 'error') this.stats.completed++;
   }

@@ -11,6 +11,7 @@ import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.
 import type { ProviderConfig } from '../config/schema.js';
 import type { ProviderContext } from './registry.js';
 import { MeshClient } from '../mesh/client.js';
+import { redisTimeMs } from '../mesh/clock.js';
 import { defaultMeshConfig, meshConfigSchema, type MeshConfig } from '../mesh/config.js';
 import type { MeshErrorBody, MeshEvent } from '../mesh/contracts.js';
 import { HealthRegistry } from '../mesh/registry.js';
@@ -164,7 +165,9 @@ export class MeshProvider implements ProviderAdapter {
 
   /** Nodes, their health and routability, for the dashboard and metrics. */
   async snapshot(): Promise<MeshSnapshot> {
-    return meshSnapshot(await this.registry.readAll(), this.mesh.health);
+    // Heartbeat ages on the mesh (Redis) clock that stamped them, not this machine's.
+    const [nodes, now] = await Promise.all([this.registry.readAll(), redisTimeMs(this.client.redis, this.client.keys.health)]);
+    return meshSnapshot(nodes, this.mesh.health, now);
   }
 
   async close(): Promise<void> {

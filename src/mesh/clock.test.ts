@@ -1,0 +1,56 @@
+// The mesh clock: Redis TIME (on the node holding the mesh's keys), this machine's offset from it,
+// deadlines counted from a request's budget on it, and stream entry ids as its timestamps.
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { redisTargets } from '../../test/helpers/redis.js';
+import { compareEntryIds, entryIdMs, MeshClock, redisTimeMs } from './clock.js';
+import { meshDeadline, meshKeys } from './contracts.js';
+
+const targets = await redisTargets();
+const run = randomBytes(4).toString('hex');
+
+afterAll(async () => {
+  for (const t of targets) await t.cleanup(`*clock-test:${run}:*`);
+});
+
+describe('stream entry ids as mesh time', () => {
+  it('reads the time of an id and orders ids as Redis does', () => {
+    expect(entryIdMs('1700000000123-4')).toBe(1_700_000_000_123);
+    expect(entryIdMs('1700000000123')).toBe(1_700_000_000_123);
+    expect(entryIdMs('not-an-id')).toBeUndefined();
+    expect(compareEntryIds('1700000000123-4', '1700000000123-10')).toBeLessThan(0);
+    expect(compareEntryIds('1700000000124-0', '1700000000123-10')).toBeGreaterThan(0);
+    expect(compareEntryIds('5-5', '5-5')).toBe(0);
+  });
+});
+
+describe('meshDeadline', () => {
+  const base = { deadline: 42 };
+  it('counts the budget from the ingress entry on the mesh clock, whatever the requester\'s clock said', () => {
+    expect(meshDeadline({ ...base, budget_ms: 30_000, enqueued_at: 1_000_000 })).toBe(1_030_000);
+    // Not stamped by a router yet (or an older one): from the entry it was read from.
+    expect(meshDeadline({ ...base, budget_ms: 30_000 }, '2000000-0')).toBe(2_030_000);
+  });
+  it('falls back to the absolute deadline for requests without a budget (older or outside requesters)', () => {
+    expect(meshDeadline(base, '2000000-0')).toBe(42);
+    expect(meshDeadline({ ...base, budget_ms: 30_000 })).toBe(42);
+  });
+});
+
+describe.each(targets.map((t) => [t.name, t] as const))('MeshClock on %s', (_name, target) => {
+  const it_ = target.available ? it : it.skip;
+
+  it_('tells mesh time on a machine whose clock is a year off', async () => {
+    const redis = target.connect();
+    const key = meshKeys(`clock-test:${run}:${target.name}:`, target.name === 'redis-cluster').health;
+    const yearAgo = () => Date.now() - 365 * 24 * 3_600_000;
+    const clock = new MeshClock(redis, key, yearAgo);
+    await clock.sync();
+    const before = await redisTimeMs(redis, key);
+    const now = clock.now();
+    const after = await redisTimeMs(redis, key);
+    // Within the round trips of a loaded machine: a year's error would be 3e10 ms.
+    expect(now).toBeGreaterThan(before - 5_000);
+    expect(now).toBeLessThan(after + 5_000);
+  });
+});
