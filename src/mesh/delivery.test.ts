@@ -37,6 +37,17 @@ describe.each(targets.map((t) => [t.name, t] as const))('appendChunk on %s', (_n
     expect(texts).toEqual(Array.from({ length: 200 }, (_, i) => `w${i}`));
   });
 
+  it_('gives a callback stream an expiry on every append, so one recreated after its requester deleted it goes away', async () => {
+    const redis = target.connect();
+    const stream = `{append-test:${run}}:${target.name}:deleted-cb`;
+    await appendChunk(redis, stream, chunk(0));
+    await redis.del(stream); // the requester closed (MeshClient.close deletes its stream)
+    await appendChunk(redis, stream, chunk(1)); // a run still streaming
+    const ttl = await redis.pttl(stream);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(60 * 60 * 1000);
+  });
+
   it_('rejects an append Redis refuses', async () => {
     const redis = target.connect();
     const key = `{append-test:${run}}:${target.name}:not-a-stream`;

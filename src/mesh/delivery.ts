@@ -9,7 +9,7 @@ import type { StreamEntries } from './connection.js';
 
 /** Done-keys outlive the request's deadline by this much, so late duplicates are still recognised. */
 const DONE_GRACE_MS = 60 * 60 * 1000;
-/** Callback streams expire this long after their last final write (abandoned requesters). */
+/** Callback streams expire this long after their last write (abandoned requesters). */
 const CALLBACK_TTL_MS = 60 * 60 * 1000;
 const CALLBACK_MAXLEN = 100_000;
 
@@ -51,6 +51,14 @@ redis.call('XDEL', KEYS[3], ARGV[4])
 return id
 `;
 
+// KEYS: a callback stream. ARGV: maxlen, event JSON, ttl ms. Appends a chunk and (re)sets the
+// stream's expiry, so a stream recreated by chunks after its requester deleted it does not stay forever.
+const APPEND_SCRIPT = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '${FIELD}', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return id
+`;
+
 interface WithMeshScripts {
   meshDeliverFinal(
     done: string,
@@ -66,6 +74,7 @@ interface WithMeshScripts {
     requireHeld: string,
   ): Promise<number>;
   meshRetire(source: string, group: string, id: string): Promise<number>;
+  meshAppend(callback: string, maxlen: string, event: string, ttl: string): Promise<string>;
   meshPlace(target: string, nodeStreams: string, source: string, body: string, node: string, group: string, id: string): Promise<string | number>;
 }
 
@@ -77,6 +86,7 @@ function meshScripts(redis: Redis): WithMeshScripts {
   if (!r.meshDeliverFinal) redis.defineCommand('meshDeliverFinal', { numberOfKeys: 3, lua: FINAL_SCRIPT });
   if (!r.meshRetire) redis.defineCommand('meshRetire', { numberOfKeys: 1, lua: RETIRE_SCRIPT });
   if (!r.meshPlace) redis.defineCommand('meshPlace', { numberOfKeys: 3, lua: PLACE_SCRIPT });
+  if (!r.meshAppend) redis.defineCommand('meshAppend', { numberOfKeys: 1, lua: APPEND_SCRIPT });
   return redis as unknown as WithMeshScripts;
 }
 
@@ -149,12 +159,14 @@ export async function deliverFinal(
 }
 
 /**
- * Appends a streamed chunk (not final: the done-key is not touched). A worker streaming hundreds of
- * answers appends thousands of chunks a second; the appends of one event-loop turn leave in one
- * socket write because every mesh client coalesces its writes (store/redis.ts `coalesceWrites`).
+ * Appends a streamed chunk (not final: the done-key is not touched) and sets the stream's expiry, as
+ * every write to a callback stream does. A worker streaming hundreds of answers appends thousands of
+ * chunks a second; the appends of one event-loop turn leave in one socket write because every mesh
+ * client coalesces its writes (store/redis.ts `coalesceWrites`). One key: fine on a cluster wherever
+ * the callback stream lives.
  */
 export async function appendChunk(redis: Redis, callback: string, event: MeshEvent): Promise<void> {
-  await redis.xadd(callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, JSON.stringify(event));
+  await meshScripts(redis).meshAppend(callback, String(CALLBACK_MAXLEN), JSON.stringify(event), String(CALLBACK_TTL_MS));
 }
 
 /** Whether a request already has its final response (or was cancelled by its requester). */
