@@ -286,6 +286,8 @@ export class WorkerAgent {
   }
 
   private async finish(req: MeshRequest, event: MeshEvent, source: SourceEntry, deadline: number): Promise<void> {
+    // Its run is over: the done-key this sets is not a cancellation for the heartbeat to act on.
+    this.running.delete(source.id);
     // The answer must reach Redis even through a disconnect: the connection queues and retries.
     const delivered = await deliverFinal(this.commands, this.keys, req, event, source, deadline - this.clock.now());
     if (!delivered) this.stats.duplicates++;
