@@ -95,6 +95,18 @@ describe('scaling stage', () => {
     expect(ctx.facts.latencyMs).toBe(3);
   });
 
+  it('reports the fallback group that answered the winning pass, so the cache keeps no such answer', async () => {
+    const { handler } = scripted(['The answer is 5.', 'The answer is 5.', 'The answer is 6.']);
+    const ctx = context({ difficulty: 'hard' });
+    const fellBack: ChatHandler = async (c, req) => {
+      const out = await handler(c, req);
+      c.facts.fallbackGroup = 'backup';
+      return out;
+    };
+    await createScalingStage({ config: config() })(ctx, ask, fellBack);
+    expect(ctx.facts.fallbackGroup).toBe('backup');
+  });
+
   it('asks for n choices in one call where the upstream supports n', async () => {
     const { calls, handler } = scripted(['answer: 7', 'answer: 7', 'answer: 8', 'answer: 8', 'answer: 7']);
     const ctx = context({ difficulty: 'expert' });

@@ -302,7 +302,7 @@ function deadlineError(plan: ScalingPlan): GatewayError {
 /** Who answered is whoever produced the winning pass. */
 function adoptAnswerer(total: ResponseFacts, winner: ResponseFacts | undefined): void {
   if (!winner) return;
-  for (const key of ['provider', 'model', 'deployment', 'route', 'cache', 'similarity'] as const) {
+  for (const key of ['provider', 'model', 'deployment', 'route', 'fallbackGroup', 'cache', 'similarity'] as const) {
     if (winner[key] !== undefined) (total as unknown as Record<string, unknown>)[key] = winner[key];
   }
 }
