@@ -6,11 +6,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
+import { createLogger } from '../src/telemetry/logger.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
 
@@ -116,6 +118,14 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
   let dir: string;
   let gw: RunningServer;
   const redis = new PausableProxy();
+  /** The gateway's log lines (request lines among them). */
+  const logLines: Record<string, unknown>[] = [];
+  const logStream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) logLines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
 
   /** The ledger row of one request, once written. */
   const ledgerRow = async (requestId: string) => {
@@ -148,6 +158,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     dir = await mkdtemp(join(tmpdir(), 'if-limits-'));
     await redis.start(REDIS_URL);
     gw = await startTestGateway({
+      logger: createLogger('info', logStream),
       config: {
         // Keys are read from Postgres on every request (no per-replica cache, so no Redis revocation
         // check): a stalled Redis then holds a request inside admission, after its context exists.
@@ -241,6 +252,10 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     expect(Number(row.cost_usd)).toBeCloseTo(row.completion_tokens * 0.001, 9);
     // The budget was charged exactly what the ledger says (nothing else ran on this key).
     expect(await budgetMicros(keyId)).toBe(Math.round(Number(row.cost_usd) * 1e6));
+    // The request's log line says the same (it waits for the settlement, like the row).
+    const line = await eventually(async () => logLines.find((l) => l.msg === 'request' && l.reqId === requestId));
+    expect(line).toMatchObject({ status: 499, outcome: 'client_closed', tokens: { output: row.completion_tokens } });
+    expect(line.costUsd as number).toBeCloseTo(Number(row.cost_usd), 9);
   });
 
   it('writes the settled row of a stream still running at shutdown, once, even when settling is slow', async () => {

@@ -98,6 +98,31 @@ export class Settlements {
   }
 }
 
+/**
+ * How long a request's ledger row, log line and metrics wait for its settlement before they are
+ * written with the facts as they are. Settling is a Redis round trip once the stream has ended or its
+ * client left; this bounds a request whose stream nobody ends (and shutdown), so no row is ever lost
+ * to a wait.
+ */
+export const SETTLEMENT_WAIT_MS = 5_000;
+
+/**
+ * Resolves once what `ctx` still owes (a stream's settlement after its client left) has settled, or
+ * after `capMs` with `onLate` called; undefined when nothing is owed, so the caller goes on at once.
+ */
+export function afterSettlement(ctx: Pick<RequestContext, 'settlements'>, capMs: number, onLate: () => void): Promise<void> | undefined {
+  const owed = ctx.settlements?.done();
+  if (!owed) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      onLate();
+      resolve();
+    }, capMs);
+  });
+  return Promise.race([owed, late]).then(() => clearTimeout(timer));
+}
+
 export interface RequestContext {
   readonly id: string;
   /** performance.now() at arrival. */

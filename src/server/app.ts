@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { SETTLEMENT_WAIT_MS, afterSettlement } from '../gateway/context.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { RequestTrace, Telemetry } from '../telemetry/telemetry.js';
 import { withSpan } from '../telemetry/tracing.js';
@@ -77,17 +78,28 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (trace) request.traceContext = trace.context;
     // 'close' fires once whether the response finished or the client went away mid-stream (Fastify's
     // onResponse only fires on finish), so every request gets its log line and its metrics.
-    reply.raw.once('close', () => finishRequest(request, reply, trace));
+    reply.raw.once('close', () => closed(request, reply, trace));
     if (closing && !config?.public && !config?.monitoring) throw new GatewayError('shutting_down', { retryAfterMs: 1_000 });
     if (config?.public) return;
     request.tenant = await withSpan('auth', request.traceContext, () => opts.authenticator.authenticate({ headers: request.headers, ip: request.ip }));
   });
 
-  function finishRequest(request: FastifyRequest, reply: FastifyReply, trace: RequestTrace | undefined): void {
-    const ctx = request.ctx;
+  /**
+   * Status and latency as the connection closed; the log line and the request's metrics once what
+   * it still owes has settled (a stream whose client left is charged after this 'close'), so they
+   * show the tokens and cost its budget and ledger row got.
+   */
+  function closed(request: FastifyRequest, reply: FastifyReply, trace: RequestTrace | undefined): void {
     const latency = performance.now() - (request.startedAt ?? performance.now());
     // 499 (nginx's "client closed request") when the client left before the response was complete.
     const status = reply.raw.writableFinished ? reply.statusCode : 499;
+    const settled = request.ctx && afterSettlement(request.ctx, SETTLEMENT_WAIT_MS, () => undefined);
+    if (!settled) return finishRequest(request, trace, status, latency);
+    void settled.then(() => finishRequest(request, trace, status, latency));
+  }
+
+  function finishRequest(request: FastifyRequest, trace: RequestTrace | undefined, status: number, latency: number): void {
+    const ctx = request.ctx;
     const route = request.routeOptions.url;
     trace?.end(
       { route: route ?? 'unmatched', method: request.method, status, durationMs: latency, model: ctx?.facts.model, provider: ctx?.facts.provider, cache: ctx?.facts.cache, costUsd: ctx?.facts.costUsd },

@@ -6,7 +6,7 @@
 // A response that did not finish is status 499 client_closed_request, as in the access log.
 // A request is recorded once it has a RequestContext, i.e. it passed authentication and validation.
 import type { FastifyPluginAsync } from 'fastify';
-import type { RequestContext } from '../gateway/context.js';
+import { SETTLEMENT_WAIT_MS, afterSettlement, type RequestContext } from '../gateway/context.js';
 import type { LedgerEntry, LedgerWriter } from '../store/ledger.js';
 import { GatewayError } from './errors.js';
 
@@ -52,12 +52,6 @@ export function ledgerEntry(ctx: RequestContext, at: Date, status: number, error
   };
 }
 
-/**
- * How long a row waits for its request's settlement before it is written with the facts as they are.
- * Settling is a Redis round trip once the stream has ended or its client left; this bounds a request
- * whose stream nobody ends (and shutdown), so no row is ever lost to a wait.
- */
-export const SETTLEMENT_WAIT_MS = 5_000;
 
 const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, settlementWaitMs = SETTLEMENT_WAIT_MS }) => {
   /** Rows waiting for their request's settlement; shutdown writes them before the ledger closes. */
@@ -76,17 +70,11 @@ const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, sett
       const errorCode = status === 499 ? 'client_closed_request' : (request.ledgerErrorCode ?? (status >= 400 ? 'error' : null));
       const body = request.body as { model?: unknown } | undefined;
       const record = () => ledger.record(ledgerEntry(ctx, at, status, errorCode, body?.model, endedAt));
-      const owed = ctx.settlements?.done();
-      if (!owed) return record();
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          ctx.log.warn({ waitedMs: settlementWaitMs }, 'ledger: the request did not settle in time; recording it as it stands');
-          resolve();
-        }, settlementWaitMs);
-      });
-      const row = Promise.race([owed, late]).then(() => {
-        clearTimeout(timer);
+      const settled = afterSettlement(ctx, settlementWaitMs, () =>
+        ctx.log.warn({ waitedMs: settlementWaitMs }, 'ledger: the request did not settle in time; recording it as it stands'),
+      );
+      if (!settled) return record();
+      const row = settled.then(() => {
         waiting.delete(row);
         record();
       });
