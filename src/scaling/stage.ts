@@ -257,7 +257,9 @@ class PassRunner {
   private async callOnce(req: ChatRequest): Promise<{ done?: { result: ChatResult; facts: ResponseFacts }; error?: unknown }> {
     const facts = newFacts();
     try {
-      const outcome = await this.next({ ...this.ctx, signal: this.deadline.signal, facts }, req);
+      // deriveContext, not a spread: a spread would drop the context's `log` getter, which routing uses
+      // when an attempt fails over to the next deployment.
+      const outcome = await this.next(deriveContext(this.ctx, { signal: this.deadline.signal, facts }), req);
       const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
       this.usage = addUsage(this.usage, result.usage);
       return { done: { result, facts } };
