@@ -154,6 +154,23 @@ describe('what the gateway refuses, with clear 4xx errors', () => {
     }
   });
 
+  it('a malformed function tool is a 400 naming the field, never a 500 or a call upstream', async () => {
+    const cases: [unknown, string, string][] = [
+      [{ type: 'function' }, 'tools.0.name', 'missing_required_parameter'],
+      [{ type: 'function', name: 5 }, 'tools.0.name', 'invalid_type'],
+      [{ type: 'function', name: 'x'.repeat(300) }, 'tools.0.name', 'invalid_value'],
+      [{ type: 'function', name: 'f', parameters: 'x' }, 'tools.0.parameters', 'invalid_type'],
+      [{ type: 'function', name: 'f', description: 5 }, 'tools.0.description', 'invalid_type'],
+      [{ type: 'function', name: 'f', strict: 'yes' }, 'tools.0.strict', 'invalid_type'],
+    ];
+    for (const [tool, param, code] of cases) {
+      const err = await client.responses.create({ model: 'gpt-4o-mini', input: 'hi', tools: [tool as OpenAI.Responses.FunctionTool] }).catch((e: unknown) => e);
+      expect(err, param).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as InstanceType<typeof OpenAI.BadRequestError>).param, JSON.stringify(tool).slice(0, 60)).toBe(param);
+      expect((err as InstanceType<typeof OpenAI.BadRequestError>).code).toBe(code);
+    }
+  });
+
   it('retrieving an unknown response id is a 404', async () => {
     const err = await client.responses.retrieve('resp_abc').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);

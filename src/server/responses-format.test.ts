@@ -76,6 +76,33 @@ describe('Responses input as a chat conversation', () => {
     expect(file('JVBERi0=')).toBe('accepted');
     expect(file('data:application/pdf,%25PDF-1.4')).toBe('input.0.content.0.file_data');
   });
+
+  it('a malformed function tool or function tool_choice fails validation at its own path (never taken for a hosted tool)', () => {
+    const error = (body: object) => {
+      try {
+        responsesToCanonical({ model: 'm', input: 'hi', ...body });
+      } catch (err) {
+        const e = err as GatewayError;
+        return { status: e.status, code: e.code, param: e.param };
+      }
+      return 'accepted';
+    };
+    const tool = (t: object) => error({ tools: [{ type: 'function', name: 'f', ...t }] });
+    expect(error({ tools: [{ type: 'function' }] })).toEqual({ status: 400, code: 'missing_required_parameter', param: 'tools.0.name' });
+    expect(tool({ name: 5 })).toEqual({ status: 400, code: 'invalid_type', param: 'tools.0.name' });
+    expect(tool({ name: 'x'.repeat(300) })).toEqual({ status: 400, code: 'invalid_value', param: 'tools.0.name' });
+    expect(tool({ parameters: 'x' })).toEqual({ status: 400, code: 'invalid_type', param: 'tools.0.parameters' });
+    expect(tool({ description: 5 })).toEqual({ status: 400, code: 'invalid_type', param: 'tools.0.description' });
+    expect(tool({ strict: 'yes' })).toEqual({ status: 400, code: 'invalid_type', param: 'tools.0.strict' });
+    expect(tool({ colour: 'red' })).toEqual({ status: 400, code: 'unknown_parameter', param: 'tools.0.colour' });
+    expect(tool({})).toBe('accepted');
+    expect(error({ tools: [{ type: 'web_search' }] })).toMatchObject({ status: 400, param: 'tools.0.type' });
+    expect(error({ tool_choice: { type: 'function' } })).toEqual({ status: 400, code: 'missing_required_parameter', param: 'tool_choice.name' });
+    expect(error({ tool_choice: { type: 'function', name: 'f', colour: 'red' } })).toEqual({ status: 400, code: 'unknown_parameter', param: 'tool_choice.colour' });
+    expect(error({ tool_choice: 'sometimes' })).toEqual({ status: 400, code: 'invalid_value', param: 'tool_choice' });
+    expect(error({ tool_choice: { type: 'web_search' } })).toMatchObject({ status: 400, param: 'tool_choice' });
+    expect(error({ tool_choice: 'required' })).toBe('accepted');
+  });
 });
 
 describe('Responses output', () => {

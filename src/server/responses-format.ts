@@ -74,13 +74,21 @@ const functionTool = z
     strict: z.boolean().nullish(),
   })
   .strict();
+/**
+ * Any type but "function": a function tool must pass `functionTool` (or fail with that schema's
+ * precise path), never slip through as a hosted tool.
+ */
+const notFunction = z.string().refine((t) => t !== 'function', { message: 'a function tool must match the function tool schema', abort: true });
 /** Hosted tools (web search, file search, code interpreter, MCP, …) are accepted by shape and refused with a clear message. */
-const hostedTool = z.object({ type: z.string() }).passthrough();
+const hostedTool = z.object({ type: notFunction }).passthrough();
 
+// The objects first: a malformed function choice is reported at its own path (tool_choice.name), not
+// as "expected none, auto or required".
 const toolChoice = z.union([
-  z.enum(['none', 'auto', 'required']),
   z.object({ type: z.literal('function'), name: z.string().min(1) }).strict(),
-  z.object({ type: z.string() }).passthrough(),
+  // Hosted tool choices, refused by toToolChoice; a malformed function choice fails the one above.
+  z.object({ type: notFunction }).passthrough(),
+  z.enum(['none', 'auto', 'required']),
 ]);
 
 const textFormat = z.discriminatedUnion('type', [
@@ -185,8 +193,8 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
   const messages = instructions ? [instructions, ...input] : [...input];
 
   const tools = (b.tools ?? []).map((t, i) => {
-    if (t.type !== 'function') throw refuse(`tools.${i}.type`, `The built-in tool "${t.type}" is not supported by this gateway; only function tools are.`);
-    const f = t as z.infer<typeof functionTool>;
+    if (!isFunctionTool(t)) throw refuse(`tools.${i}.type`, `The built-in tool "${t.type}" is not supported by this gateway; only function tools are.`);
+    const f = t;
     return {
       type: 'function' as const,
       function: {
@@ -316,9 +324,14 @@ function outputPartText(p: z.infer<typeof contentPart>, path: string): string {
   throw refuse(`${path}.type`, 'A function call output may carry text only here.');
 }
 
+/** Only a tool that passed `functionTool` has type "function" (`hostedTool` excludes it). */
+function isFunctionTool(t: z.infer<typeof functionTool> | z.infer<typeof hostedTool>): t is z.infer<typeof functionTool> {
+  return t.type === 'function';
+}
+
 function toToolChoice(c: z.infer<typeof toolChoice>): ToolChoice {
   if (typeof c === 'string') return c;
-  if (c.type === 'function' && typeof (c as { name?: unknown }).name === 'string') return { type: 'function', function: { name: (c as { name: string }).name } };
+  if (c.type === 'function' && typeof c.name === 'string') return { type: 'function', function: { name: c.name } };
   throw refuse('tool_choice', `tool_choice of type "${c.type}" is not supported by this gateway; use none, auto, required or a function.`);
 }
 
