@@ -1,5 +1,6 @@
 // Test-time scaling's passes against a real gateway: each pass goes through routing like any request
-// (a failing deployment fails over to the next one).
+// (a failing deployment fails over to the next one); the aggregation a header asks for is the one the
+// cache keys on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
@@ -31,5 +32,42 @@ describe('scaled passes fail over like any request', () => {
     expect(body.response).toContain('42');
     expect(body.metadata.passes).toBe(3);
     expect(body.metadata.scaling.votes).toEqual({ '42': 3 });
+  });
+});
+
+describe('the aggregation header and the cache', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startTestGateway({
+      config: {
+        cache: { enabled: true, semantic: { enabled: false } },
+        providers: { sim: { type: 'simulator', options: { oracle: { p: 1, seed: 3 } } } },
+        models: [{ name: 'm', deployments: [{ provider: 'sim', model: 'm' }] }],
+      },
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  async function stores(): Promise<number> {
+    return ((await (await fetch(`${server.url}/v1/cache/stats`)).json()) as { stores: number }).stores;
+  }
+
+  it('keys the answer by the aggregation the header chose: another aggregation is a miss, the same one a hit', async () => {
+    const body = { model: 'm', temperature: 0, difficulty: 'hard', messages: [{ role: 'user', content: 'What is 7+8?' }] };
+    const first = await post(server, '/v1/chat/completions', body, { 'x-inferenceflow-aggregation': 'first' });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-inferenceflow-cache')).toBe('miss');
+    expect(first.headers.get('x-inferenceflow-passes')).toBe('1');
+    await expect.poll(stores, { timeout: 5000, interval: 20 }).toBe(1);
+
+    const other = await post(server, '/v1/chat/completions', body, { 'x-inferenceflow-aggregation': 'self_consistency' });
+    expect(other.headers.get('x-inferenceflow-cache')).toBe('miss');
+    expect(other.headers.get('x-inferenceflow-passes')).toBe('3');
+    await expect.poll(stores, { timeout: 5000, interval: 20 }).toBe(2);
+
+    const again = await post(server, '/v1/chat/completions', body, { 'x-inferenceflow-aggregation': 'first' });
+    expect(again.headers.get('x-inferenceflow-cache')).toBe('exact');
   });
 });

@@ -168,11 +168,19 @@ describe('scaling stage', () => {
 
   it('first runs one pass with the level’s budget', async () => {
     const { calls, handler } = scripted(['x']);
-    const ctx = context({ difficulty: 'expert', headers: { 'x-inferenceflow-aggregation': 'first' } });
+    const ctx = context({ difficulty: 'expert', aggregation: 'first' });
     await createScalingStage({ config: config() })(ctx, ask, handler);
     expect(calls).toHaveLength(1);
     expect(calls[0]?.max_tokens).toBe(2048);
     expect(ctx.facts.passes).toBe(1);
+  });
+
+  it('plans with the aggregation in the options only (the header is read into them with the context, where the cache keys on it too)', async () => {
+    const { calls, handler } = scripted(['answer: 1']);
+    const ctx = context({ difficulty: 'hard', headers: { 'x-inferenceflow-aggregation': 'first' } });
+    await createScalingStage({ config: config() })(ctx, ask, handler);
+    expect(calls).toHaveLength(3);
+    expect(ctx.facts.scaling).toMatchObject({ aggregation: 'self_consistency' });
   });
 
   it('the deadline covers every pass: late passes are dropped, the finished ones vote', async () => {

@@ -37,8 +37,6 @@ export interface ScalingPlan {
   judgeModel: string;
 }
 
-export const AGGREGATION_HEADER = 'x-inferenceflow-aggregation';
-
 /** The plan for a request, or undefined when scaling does not apply to it. */
 export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest): ScalingPlan | undefined {
   const { config } = opts;
@@ -65,7 +63,9 @@ export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: Cha
     source = 'default';
   }
 
-  const rawAggregation = ctx.options.aggregation ?? headerValue(ctx, AGGREGATION_HEADER) ?? group.aggregation ?? config.aggregation;
+  // The client's choice (body field or `x-inferenceflow-aggregation`, set into the options when the
+  // context is made), the same value the cache keys on.
+  const rawAggregation = ctx.options.aggregation ?? group.aggregation ?? config.aggregation;
   if (!(AGGREGATIONS as readonly string[]).includes(rawAggregation)) {
     throw new GatewayError('invalid_value', { param: 'aggregation', message: `Invalid value for 'aggregation': "${rawAggregation}" is not one of ${AGGREGATIONS.join(', ')}.` });
   }
@@ -315,12 +315,6 @@ function promptText(req: ChatRequest): string {
     if (m?.role === 'user') return contentText(m.content);
   }
   return contentText(req.messages[req.messages.length - 1]?.content ?? '');
-}
-
-function headerValue(ctx: RequestContext, name: string): string | undefined {
-  const v = ctx.headers[name];
-  const s = Array.isArray(v) ? v[0] : v;
-  return s ? s.trim().toLowerCase() : undefined;
 }
 
 function round(x: number): number {

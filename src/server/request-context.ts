@@ -1,5 +1,5 @@
 // Builds the RequestContext for one HTTP request: request id, tenant, gateway options from extension
-// fields and headers (priority, difficulty, session, Cache-Control), and an AbortSignal that fires
+// fields and headers (priority, difficulty, aggregation, session, Cache-Control), and an AbortSignal that fires
 // when the client goes away before the answer is complete (a Cancellation: an AbortController per
 // request costs several microseconds).
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -9,6 +9,8 @@ import { Cancellation } from '../providers/cancel.js';
 
 export interface ExtensionFields {
   difficulty?: string;
+  /** How test-time scaling combines passes (seed bodies); else the `x-inferenceflow-aggregation` header. */
+  aggregation?: string;
   priority?: Priority;
   session_id?: string;
   metadata?: Record<string, unknown> | null;
@@ -47,6 +49,9 @@ export function createRequestContext(request: FastifyRequest, reply: FastifyRepl
   if (priority === 'low' || priority === 'normal' || priority === 'high') options.priority = priority;
   const difficulty = ext.difficulty ?? headerValue(request.headers, 'x-inferenceflow-difficulty');
   if (difficulty) options.difficulty = difficulty.toLowerCase();
+  // Read once, here: the scaling stage plans with it and the cache keys on it, so both see the same value.
+  const aggregation = (ext.aggregation ?? headerValue(request.headers, 'x-inferenceflow-aggregation'))?.trim();
+  if (aggregation) options.aggregation = aggregation.toLowerCase();
   const session = ext.session_id ?? headerValue(request.headers, 'x-session-id');
   if (session) options.sessionId = session;
   if (ext.metadata) options.metadata = ext.metadata;

@@ -37,8 +37,7 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const body = parsed.data;
     if (stream || body.stream) refuseStream();
-    const ctx = createRequestContext(request, reply, 'infer', log, { difficulty: difficultyOf(body.difficulty), priority: body.priority, session_id: body.session_id });
-    if (body.aggregation) ctx.options.aggregation = body.aggregation;
+    const ctx = createRequestContext(request, reply, 'infer', log, { difficulty: difficultyOf(body.difficulty), aggregation: body.aggregation, priority: body.priority, session_id: body.session_id });
     request.ctx = ctx;
     const req = inferToChat(body, stream || body.stream === true);
     const outcome = await gateway.handleChat(ctx, req);
@@ -54,8 +53,7 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const body = parsed.data;
     if (body.stream) refuseStream();
-    const ctx = createRequestContext(request, reply, 'inference', log, { difficulty: difficultyOf(body.difficulty), priority: body.priority, session_id: body.session_id, metadata: body.metadata });
-    if (body.aggregation) ctx.options.aggregation = body.aggregation;
+    const ctx = createRequestContext(request, reply, 'inference', log, { difficulty: difficultyOf(body.difficulty), aggregation: body.aggregation, priority: body.priority, session_id: body.session_id, metadata: body.metadata });
     request.ctx = ctx;
     const req = inferenceToChat(body, defaultModel, inference.temperature);
     const outcome = await gateway.handleChat(ctx, req);
@@ -114,7 +112,10 @@ async function runBatchItem(gateway: Gateway, parent: RequestContext, request: F
   }
 }
 
-/** A batch item's own context: its own id, options and facts; the batch's tenant and signal. */
+/**
+ * A batch item's own context: its own id, options and facts; the batch's tenant and signal. The
+ * item's `aggregation` wins over the batch request's `x-inferenceflow-aggregation` header.
+ */
 function itemContext(parent: RequestContext, request: FastifyRequest, index: number, body: InferenceRequestBody, difficulty: string): RequestContext {
   return {
     ...parent,
@@ -127,7 +128,7 @@ function itemContext(parent: RequestContext, request: FastifyRequest, index: num
       cache: parseCacheControl(request.headers),
       metadata: body.metadata,
       difficulty,
-      ...(body.aggregation ? { aggregation: body.aggregation } : {}),
+      ...((body.aggregation ?? parent.options.aggregation) ? { aggregation: body.aggregation ?? parent.options.aggregation } : {}),
       ...(body.session_id ? { sessionId: body.session_id } : {}),
     },
     facts: newFacts(),
