@@ -1,12 +1,19 @@
 // The deployment files agree with the gateway they deploy: one port everywhere (the config default),
 // probes on the gateway's health routes, only variables the gateway reads, a config file the
 // gateway's schema accepts, and scaling targets that name the Deployments that exist.
-import { readdir, readFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { isBuiltin } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_VARS } from '../src/config/env.js';
 import { configSchema, serverSchema } from '../src/config/schema.js';
 import { CAPACITY_ENV_VARS, capacitySections } from '../src/capacity/config.js';
+import { packageImports, reproduceImage, type ImageLayout } from './helpers/dockerfile.js';
 
 const root = new URL('../', import.meta.url);
 const read = (path: string) => readFile(new URL(path, root), 'utf8');
@@ -142,6 +149,72 @@ describe('Dockerfile', () => {
     const healthcheck = text.slice(text.indexOf('HEALTHCHECK'));
     expect(healthcheck).toContain(`'${LIVENESS_PATH}'`);
     expect(text).toMatch(/^ENTRYPOINT \["node", "dist\/cli\/main\.js"\]$/m);
+  });
+});
+
+// What `docker build` would produce, reproduced in a temporary directory (test/helpers/dockerfile.ts):
+// the build stage runs the real `npm run build`, the runtime stage gets exactly what its COPY lines
+// copy, and the gateway must start from it the way the image starts it.
+describe('the image the Dockerfile builds', () => {
+  let tmp: string;
+  let image: ImageLayout;
+  beforeAll(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'inferenceflow-image-'));
+    image = await reproduceImage({ context: fileURLToPath(root), dockerfile: 'Dockerfile', into: tmp, nodeModules: fileURLToPath(new URL('node_modules', root)) });
+  }, 240_000);
+  afterAll(async () => {
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('runs `serve` from the runtime stage alone: it listens, is healthy and ready, and serves the dashboard', async () => {
+    expect(image.command.slice(0, 2)).toEqual(['node', 'dist/cli/main.js']);
+    expect(image.command.slice(2)).toEqual(['serve']);
+    const token = 'image-test-token-0123456789';
+    // The image's environment only (no REDIS_URL or keys from this shell); loopback and any free port.
+    const child = spawn(process.execPath, image.command.slice(1), {
+      cwd: image.workdir,
+      env: { PATH: process.env.PATH, HOME: image.workdir, ...image.env, HOST: '127.0.0.1', PORT: '0', TRUTHGPT_API_TOKEN: token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: child.stdout }).on('line', (line) => {
+          output += `${line}\n`;
+          try {
+            const rec = JSON.parse(line) as { msg?: string; url?: string };
+            if (rec.msg === 'inferenceflow listening' && rec.url) resolve(rec.url);
+          } catch {
+            // not a log record
+          }
+        });
+        void exited.then((code) => reject(new Error(`the gateway exited (${code}) before listening:\n${output}`)));
+      });
+      expect((await fetch(`${url}/health`)).status).toBe(200);
+      expect((await fetch(`${url}/ready`)).status).toBe(200);
+      const page = await fetch(`${url}/dashboard`);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toMatch(/text\/html/);
+      expect(await page.text()).toContain('<html');
+      const models = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${token}` } });
+      expect(models.status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }, 60_000);
+
+  it('loads at start-up only production dependencies (the image prunes dev dependencies and omits optional ones)', async () => {
+    const pkg = JSON.parse(await read('package.json')) as { dependencies: Record<string, string>; optionalDependencies: Record<string, string> };
+    const imports = packageImports(join(image.workdir, 'dist/cli/main.js'));
+    const bad = [...imports]
+      .filter(([name]) => !isBuiltin(name))
+      .filter(([name, kind]) => !(name in pkg.dependencies) && !(kind === 'dynamic' && name in pkg.optionalDependencies))
+      .map(([name, kind]) => `${name} (${kind})`);
+    expect(bad).toEqual([]);
+    expect(imports.get('fastify')).toBe('static');
   });
 });
 
