@@ -1,8 +1,11 @@
 // Test-time scaling's passes against a real gateway: each pass goes through routing like any request
-// (a failing deployment fails over to the next one); the aggregation a header asks for is the one the
-// cache keys on.
+// (a failing deployment fails over to the next one) yet is never joined with another by dedup; the
+// aggregation a header asks for is the one the cache keys on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChatRequest } from '../src/canonical/chat.js';
 import type { RunningServer } from '../src/cli/serve.js';
+import { createSimulatorProvider } from '../src/providers/simulator.js';
+import type { ProviderAdapter } from '../src/providers/types.js';
 import { startTestGateway } from './helpers/gateway.js';
 
 async function post(server: RunningServer, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
@@ -69,5 +72,61 @@ describe('the aggregation header and the cache', () => {
 
     const again = await post(server, '/v1/chat/completions', body, { 'x-inferenceflow-aggregation': 'first' });
     expect(again.headers.get('x-inferenceflow-cache')).toBe('exact');
+  });
+});
+
+describe('passes are independent upstream calls', () => {
+  let server: RunningServer;
+  const seen: ChatRequest[] = [];
+  beforeAll(async () => {
+    // An upstream without native `n` (so passes are separate calls), slow enough that they overlap.
+    const sim = createSimulatorProvider('slow', { latency_ms: 100 });
+    const slow: ProviderAdapter = {
+      name: 'slow',
+      type: 'ollama',
+      chat: (req, opts) => {
+        seen.push(req);
+        return sim.chat(req, opts);
+      },
+      streamChat: (req, opts) => sim.streamChat(req, opts),
+      embed: (req, opts) => sim.embed(req, opts),
+      ready: async () => true,
+      close: async () => undefined,
+    };
+    server = await startTestGateway({
+      config: {
+        // dedup stays at its default, `deterministic`: a seed or temperature 0 would join identical requests.
+        providers: { slow: { type: 'ollama', base_url: 'http://127.0.0.1:9' } },
+        models: [{ name: 'm', deployments: [{ provider: 'slow', model: 'm' }] }],
+      },
+      providers: new Map([['slow', slow]]),
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  type InferAnswer = { passes: number; usage: { total_tokens: number }; scaling: { votes: Record<string, number> } };
+
+  it('a seed gives each pass its own seed (seed + k) and its own call', async () => {
+    seen.length = 0;
+    const res = await post(server, '/v1/infer', { model: 'm', prompt: 'Name a colour', params: { seed: 7, max_new_tokens: 8 }, difficulty: 'expert' });
+    const body = (await res.json()) as InferAnswer;
+    expect(res.status).toBe(200);
+    expect(body.passes).toBe(5);
+    expect(seen.map((r) => r.seed ?? -1).sort((a, b) => a - b)).toEqual([7, 8, 9, 10, 11]);
+    expect(Object.values(body.scaling.votes).reduce((a, b) => a + b, 0)).toBe(5);
+    expect(res.headers.get('x-inferenceflow-route') ?? '').not.toContain('dedup=joined');
+  });
+
+  it('temperature 0 passes are not joined into one call either', async () => {
+    seen.length = 0;
+    const res = await post(server, '/v1/infer', { model: 'm', prompt: 'Name a shape', params: { do_sample: false, max_new_tokens: 8 }, difficulty: 'hard' });
+    const body = (await res.json()) as InferAnswer;
+    expect(res.status).toBe(200);
+    expect(body.passes).toBe(3);
+    expect(seen).toHaveLength(3);
+    expect(seen.every((r) => r.temperature === 0 && r.seed === undefined)).toBe(true);
+    expect(res.headers.get('x-inferenceflow-route') ?? '').not.toContain('dedup=joined');
   });
 });

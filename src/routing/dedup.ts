@@ -3,13 +3,21 @@
 // every chunk from the first (late joiners replay what was already sent). The shared call is
 // cancelled only when every client has gone. Every client is billed the answer's cost, as if it had
 // been called alone: dedup saves upstream load, it does not make a tenant's bill depend on timing.
-import { hash } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import { Cancellation } from '../providers/cancel.js';
 
+/** Requests (by their facts) that make their own call whatever `dedup` says: test-time scaling's passes are independent samples. */
+const alone = new WeakSet<ResponseFacts>();
+export function callAlone(ctx: RequestContext): RequestContext {
+  alone.add(ctx.facts);
+  return ctx;
+}
+
 export function dedupKey(ctx: RequestContext, req: ChatRequest): string {
+  if (alone.has(ctx.facts)) return randomUUID();
   return hash('sha256', `${ctx.tenant.id}\u0000${JSON.stringify(req)}`, 'base64url');
 }
 

@@ -166,6 +166,14 @@ describe('scaling stage', () => {
     expect(ctx.facts.scaling).toMatchObject({ stopped_early: false, votes: { '1': 3, '2': 2 } });
   });
 
+  it('gives each separate pass its own seed (seed + k), adaptive passes too', async () => {
+    for (const aggregation of ['self_consistency', 'adaptive']) {
+      const { calls, handler } = scripted(['answer: 1', 'answer: 2']);
+      await createScalingStage({ config: config() })(context({ difficulty: 'hard', aggregation }), { ...ask, seed: 7 }, handler);
+      expect(calls.map((c) => c.seed).sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual([7, 8, 9]);
+    }
+  });
+
   it('first runs one pass with the level’s budget', async () => {
     const { calls, handler } = scripted(['x']);
     const ctx = context({ difficulty: 'expert', aggregation: 'first' });

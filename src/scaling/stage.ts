@@ -7,6 +7,7 @@ import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { addUsage, contentText, emptyUsage, requestedMaxTokens, type ChatRequest, type ChatResult, type Usage } from '../canonical/chat.js';
 import { collectStream } from '../canonical/convert.js';
 import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
+import { callAlone } from '../routing/dedup.js';
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
@@ -213,8 +214,8 @@ class PassRunner {
   async parallel(n: number): Promise<Candidate[]> {
     const out: Candidate[] = [];
     await Promise.all(
-      Array.from({ length: n }, async () => {
-        const done = await this.call(this.req);
+      Array.from({ length: n }, async (_, i) => {
+        const done = await this.call(passRequest(this.req, i));
         if (done) out.push(toCandidate(done.result, 0, this.finished++, done.facts));
       }),
     );
@@ -225,7 +226,7 @@ class PassRunner {
   async adaptive(max: number, confidence: number): Promise<{ candidates: Candidate[]; stoppedEarly: boolean }> {
     const out: Candidate[] = [];
     for (let i = 0; i < max && !this.deadline.signal.aborted; i++) {
-      const done = await this.call(this.req);
+      const done = await this.call(passRequest(this.req, i));
       if (!done) {
         if (this.deadline.signal.aborted) break;
         continue;
@@ -258,8 +259,10 @@ class PassRunner {
     const facts = newFacts();
     try {
       // deriveContext, not a spread: a spread would drop the context's `log` getter, which routing uses
-      // when an attempt fails over to the next deployment.
-      const outcome = await this.next(deriveContext(this.ctx, { signal: this.deadline.signal, facts }), req);
+      // when an attempt fails over to the next deployment. Each pass makes its own upstream call: passes
+      // are identical requests, which dedup would otherwise join into one call (temperature 0, a seed,
+      // or `dedup: all`) — one sample voting several times and billed once per pass.
+      const outcome = await this.next(callAlone(deriveContext(this.ctx, { signal: this.deadline.signal, facts })), req);
       const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
       this.usage = addUsage(this.usage, result.usage);
       return { done: { result, facts } };
@@ -274,6 +277,14 @@ class PassRunner {
       if (facts.latencyMs !== undefined) total.latencyMs = (total.latencyMs ?? 0) + facts.latencyMs;
     }
   }
+}
+
+/**
+ * Pass `k`'s request when passes are separate calls: a client's `seed` becomes `seed + k`, so passes
+ * stay reproducible yet are different samples (one seed would give every pass the same answer).
+ */
+function passRequest(req: ChatRequest, k: number): ChatRequest {
+  return req.seed === undefined || k === 0 ? req : { ...req, seed: req.seed + k };
 }
 
 /** One deadline over all passes: aborts when it passes or when the client goes away. */
