@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
@@ -135,6 +135,27 @@ describe('docker-compose.yml agrees with the gateway', () => {
     expect(gw.environment.DATABASE_URL).toMatch(/@postgres:5432\//);
     expect(compose.services['mesh-worker'].command.slice(0, 1)).toEqual(['worker']);
     expect(compose.services.prometheus.volumes).toContain('./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro');
+  });
+
+  it("mounts every file Prometheus's config names (rule files resolve beside the config inside the container)", async () => {
+    const compose = parse(await read('docker-compose.yml'), { merge: true }) as any;
+    const mounts = new Map<string, string>(
+      (compose.services.prometheus.volumes as string[])
+        .map((v) => v.split(':'))
+        .filter(([host]) => host?.startsWith('./'))
+        .map(([host, container]) => [container as string, host as string]),
+    );
+    const configPath = '/etc/prometheus/prometheus.yml';
+    const configHost = mounts.get(configPath) as string;
+    expect(configHost).toBe('./deploy/prometheus.yml');
+    const prom = parse(await read(configHost)) as { rule_files?: string[] };
+    expect(prom.rule_files?.length).toBeGreaterThan(0);
+    for (const rules of prom.rule_files ?? []) {
+      const inContainer = posix.resolve(posix.dirname(configPath), rules);
+      const host = mounts.get(inContainer);
+      expect(host, `${rules} (${inContainer}) is not mounted`).toBeDefined();
+      await expect(read(host as string), host).resolves.toMatch(/groups:/);
+    }
   });
 });
 
