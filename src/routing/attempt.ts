@@ -121,9 +121,13 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
       clearTimeout(timer);
       const latencyMs = performance.now() - started;
       hooks.settled(spec, true, latencyMs, undefined);
-      const wrapped = guardStream(primed, controller, hooks.streamIdleTimeoutMs, d, ctx, release, (err) => hooks.streamFailed(spec, err), (error, usage) =>
-        finish({ ok: error === undefined, durationMs: performance.now() - started, ttftMs: latencyMs, error, usage, costUsd: usage ? costUsd(usage, d.price) : undefined }),
-      );
+      const wrapped = guardStream(primed, controller, hooks.streamIdleTimeoutMs, d, ctx, release, (err) => hooks.streamFailed(spec, err), (error, usage, completed) => {
+        const end = { durationMs: performance.now() - started, ttftMs: latencyMs, usage, costUsd: usage ? costUsd(usage, d.price) : undefined };
+        // Ended by us (hedge lost, client gone, deadline) before its last chunk: a cancellation, however
+        // the source reported it (an abort error, or nothing when the reader just stopped).
+        if (cancelledByUs(error, completed, controller)) finish({ ...end, ok: false, error: cancelledError(d, controller.reason ?? error) });
+        else finish({ ...end, ok: error === undefined, error });
+      });
       return {
         outcome: { kind: 'stream', stream: wrapped.stream },
         d,
@@ -154,13 +158,28 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     }
     if (spec.signal.aborted || reason instanceof AttemptCancelled || (isUpstreamError(raw) && raw.kind === 'aborted')) {
       hooks.cancelled(spec, latencyMs);
-      finish({ ok: false, durationMs: latencyMs, error: new UpstreamError({ provider: d.providerName, kind: 'aborted', message: 'attempt cancelled', cause: reason ?? raw }) });
+      finish({ ok: false, durationMs: latencyMs, error: cancelledError(d, reason ?? raw) });
       throw spec.signal.aborted ? (spec.signal.reason as unknown) : raw;
     }
     hooks.settled(spec, false, latencyMs, raw);
     finish({ ok: false, durationMs: latencyMs, error: raw });
     throw raw;
   }
+}
+
+/** How a cancelled attempt is reported to the observer: kind `aborted`, which metrics count apart from errors. */
+function cancelledError(d: Deployment, cause: unknown): UpstreamError {
+  return new UpstreamError({ provider: d.providerName, kind: 'aborted', message: 'attempt cancelled', cause });
+}
+
+/**
+ * Whether a stream attempt ended because the gateway ended it: an abort error, or — short of its last
+ * chunk — its signal aborted for any reason but the idle timeout (the only UpstreamError reason, and
+ * a real failure of the upstream).
+ */
+function cancelledByUs(error: unknown, completed: boolean, controller: Cancellation): boolean {
+  if (error instanceof AttemptCancelled || (isUpstreamError(error) && error.kind === 'aborted')) return true;
+  return !completed && controller.aborted && !(controller.reason instanceof UpstreamError);
 }
 
 /**
@@ -176,18 +195,19 @@ function guardStream(
   ctx: RequestContext,
   release: () => void,
   onFailure: (err: UpstreamError) => void,
-  onEnd: (error: unknown, usage: Usage | undefined) => void,
+  onEnd: (error: unknown, usage: Usage | undefined, completed: boolean) => void,
 ): { stream: AsyncIterable<ChatChunk>; close(): void } {
   const it = primed[Symbol.asyncIterator]();
   let iterated = false;
   let ended = false;
+  let completed = false;
   let usage: Usage | undefined;
   let failure: unknown;
   const close = () => {
     release();
     if (!ended) {
       ended = true;
-      onEnd(failure, usage);
+      onEnd(failure, usage, completed);
     }
     void Promise.resolve(it.return?.()).catch(() => undefined);
   };
@@ -206,7 +226,10 @@ function guardStream(
           // From here until the reader asks for the next chunk (a slow client draining the last
           // one keeps the generator paused at yield) the upstream is not being waited on.
           idle.pause();
-          if (next.done) return;
+          if (next.done) {
+            completed = true;
+            return;
+          }
           if (next.value.usage) {
             usage = next.value.usage;
             settleUsage(ctx, d, usage);

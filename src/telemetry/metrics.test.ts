@@ -62,8 +62,8 @@ describe('GatewayMetrics', () => {
 
   it('records upstream attempts: latency by outcome, error kinds, TTFT, tokens and cost', async () => {
     const m = new GatewayMetrics({ processMetrics: false });
-    m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', ok: true, durationMs: 800, ttftMs: 120, inputTokens: 12, outputTokens: 30, costUsd: 0.0005 });
-    m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', ok: false, durationMs: 30_000, errorKind: 'timeout' });
+    m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', outcome: 'ok', durationMs: 800, ttftMs: 120, inputTokens: 12, outputTokens: 30, costUsd: 0.0005 });
+    m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', outcome: 'error', durationMs: 30_000, errorKind: 'timeout' });
     const text = await m.render();
     expect(text).toContain('inference_provider_latency_ms_count{provider="openai",model="gpt-4o",outcome="ok"} 1');
     expect(text).toContain('inference_provider_latency_ms_count{provider="openai",model="gpt-4o",outcome="error"} 1');
@@ -72,6 +72,17 @@ describe('GatewayMetrics', () => {
     expect(text).toContain('inference_tokens_total{provider="openai",model="gpt-4o",type="input"} 12');
     expect(text).toContain('inference_tokens_total{provider="openai",model="gpt-4o",type="output"} 30');
     expect(text).toContain('inference_cost_usd_total{provider="openai",model="gpt-4o"} 0.0005');
+  });
+
+  it('counts cancelled attempts apart: no error, no latency sample', async () => {
+    const m = new GatewayMetrics({ processMetrics: false });
+    m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', outcome: 'cancelled', durationMs: 9_000, ttftMs: 300 });
+    const text = await m.render();
+    expect(text).toContain('inference_provider_cancelled_total{provider="openai"} 1');
+    expect(samples(text, 'inference_provider_errors_total')).toEqual([]);
+    expect(samples(text, 'inference_provider_latency_ms_count')).toEqual([]);
+    expect(text).toContain('inference_time_to_first_token_ms_count{provider="openai",model="gpt-4o"} 1');
+    expect(m.summary().providers[0]).toMatchObject({ calls: 1, errors: 0, cancelled: 1, error_rate: 0 });
   });
 
   it('gives each capability one call that lands in Prometheus and in /v1/stats', async () => {

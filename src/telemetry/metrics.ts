@@ -59,6 +59,7 @@ export class GatewayMetrics {
   private inFlightCount = 0;
   readonly providerLatency: FastHistogram<'provider' | 'model' | 'outcome'>;
   readonly providerErrors: Counter<'provider' | 'kind'>;
+  readonly providerCancelled: Counter<'provider'>;
   readonly timeToFirstToken: FastHistogram<'provider' | 'model'>;
   readonly tokens: FastCounter<'provider' | 'model' | 'type'>;
   readonly cost: FastCounter<'provider' | 'model'>;
@@ -146,7 +147,7 @@ export class GatewayMetrics {
     });
     this.providerLatency = new FastHistogram({
       name: 'inference_provider_latency_ms',
-      help: 'Duration of one upstream attempt (streams: to the last chunk), ms, by outcome ok or error.',
+      help: 'Duration of one upstream attempt (streams: to the last chunk), ms, by outcome ok or error (cancelled attempts are not observed).',
       labelNames: ['provider', 'model', 'outcome'],
       buckets: LATENCY_BUCKETS_MS,
       registers,
@@ -155,6 +156,12 @@ export class GatewayMetrics {
       name: 'inference_provider_errors_total',
       help: 'Failed upstream attempts, by provider and error kind (timeout, server, rate_limited, …).',
       labelNames: ['provider', 'kind'],
+      registers,
+    });
+    this.providerCancelled = new Counter({
+      name: 'inference_provider_cancelled_total',
+      help: 'Upstream attempts the gateway cancelled (a lost hedge race, the client gone, the deadline): not errors.',
+      labelNames: ['provider'],
       registers,
     });
     this.timeToFirstToken = new FastHistogram({
@@ -243,12 +250,18 @@ export class GatewayMetrics {
     this.stats.request(r);
   }
 
-  /** One upstream attempt, successful or not (called by the executor through its observer). */
+  /**
+   * One upstream attempt, successful or not (called by the executor through its observer). A
+   * cancelled one is counted apart: not an error, and its cut-short duration is no provider latency.
+   */
   recordAttempt(a: AttemptRecord): void {
     const provider = this.provider.value(a.provider);
     const model = this.model.value(a.model);
-    this.providerLatency.observe({ provider, model, outcome: a.ok ? 'ok' : 'error' }, a.durationMs);
-    if (!a.ok) this.providerErrors.inc({ provider, kind: a.errorKind ?? 'unknown' });
+    if (a.outcome === 'cancelled') this.providerCancelled.inc({ provider });
+    else {
+      this.providerLatency.observe({ provider, model, outcome: a.outcome }, a.durationMs);
+      if (a.outcome === 'error') this.providerErrors.inc({ provider, kind: a.errorKind ?? 'unknown' });
+    }
     if (a.ttftMs !== undefined) this.timeToFirstToken.observe({ provider, model }, a.ttftMs);
     if (a.inputTokens) this.tokens.inc({ provider, model, type: 'input' }, a.inputTokens);
     if (a.outputTokens) this.tokens.inc({ provider, model, type: 'output' }, a.outputTokens);

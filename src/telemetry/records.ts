@@ -15,16 +15,22 @@ export interface RequestRecord {
   costUsd?: number;
 }
 
+/**
+ * How an upstream attempt ended: it answered, it failed, or the gateway cancelled it (a lost hedge
+ * race, the client gone, the request's deadline) — no verdict on the provider, so never an error.
+ */
+export type AttemptOutcome = 'ok' | 'error' | 'cancelled';
+
 export interface AttemptRecord {
   provider: string;
   model: string;
   deployment: string;
-  ok: boolean;
+  outcome: AttemptOutcome;
   /** Attempt start to its end (a stream: to its last chunk). */
   durationMs: number;
   /** Streams only: attempt start to the first chunk. */
   ttftMs?: number;
-  /** UpstreamError kind when the attempt failed (`timeout`, `server`, …). */
+  /** UpstreamError kind when the attempt failed (`timeout`, `server`, …); not set for a cancellation. */
   errorKind?: string;
   inputTokens?: number;
   outputTokens?: number;

@@ -84,9 +84,9 @@ describe('RollingStats', () => {
 
   it('keeps per-provider error rates, latencies, time to first token, tokens and cost', () => {
     const stats = new RollingStats();
-    stats.attempt({ provider: 'a', model: 'm', deployment: 'a/m', ok: true, durationMs: 100, ttftMs: 20, inputTokens: 10, outputTokens: 5, costUsd: 0.002 });
-    stats.attempt({ provider: 'a', model: 'm', deployment: 'a/m', ok: false, durationMs: 50, errorKind: 'timeout' });
-    stats.attempt({ provider: 'b', model: 'm', deployment: 'b/m', ok: true, durationMs: 10, inputTokens: 1, outputTokens: 1, costUsd: 0.001 });
+    stats.attempt({ provider: 'a', model: 'm', deployment: 'a/m', outcome: 'ok', durationMs: 100, ttftMs: 20, inputTokens: 10, outputTokens: 5, costUsd: 0.002 });
+    stats.attempt({ provider: 'a', model: 'm', deployment: 'a/m', outcome: 'error', durationMs: 50, errorKind: 'timeout' });
+    stats.attempt({ provider: 'b', model: 'm', deployment: 'b/m', outcome: 'ok', durationMs: 10, inputTokens: 1, outputTokens: 1, costUsd: 0.001 });
     stats.request({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs: 160 });
     stats.request({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs: 12 });
     const s = stats.summary();
@@ -97,6 +97,17 @@ describe('RollingStats', () => {
     expect(s.cost.per_request_usd).toBeCloseTo(0.0015, 10);
     expect(s.cost.input_tokens).toBe(11);
     expect(s.cost.output_tokens).toBe(6);
+  });
+
+  it('keeps cancelled attempts out of the error rate and the latency percentiles', () => {
+    const stats = new RollingStats();
+    stats.attempt({ provider: 'a', model: 'm', deployment: 'a/m', outcome: 'ok', durationMs: 100 });
+    stats.attempt({ provider: 'a', model: 'm', deployment: 'a/m', outcome: 'cancelled', durationMs: 5_000 });
+    stats.attempt({ provider: 'a', model: 'm', deployment: 'a/m', outcome: 'error', durationMs: 50, errorKind: 'server' });
+    const a = stats.summary().providers[0];
+    expect(a).toMatchObject({ provider: 'a', calls: 3, errors: 1, cancelled: 1, error_rate: 0.5 });
+    expect(a?.latency_ms.count).toBe(2);
+    expect(a?.latency_ms.max).toBeLessThan(1_000);
   });
 
   it('marks a capability section enabled once it reports, and computes its figures', () => {

@@ -7,6 +7,7 @@ import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRe
 interface ProviderSlot {
   calls: number;
   errors: number;
+  cancelled: number;
   latency: LogHistogram;
   ttft: LogHistogram;
   costUsd: number;
@@ -36,7 +37,7 @@ class Slot {
   provider(name: string): ProviderSlot {
     let p = this.providers.get(name);
     if (!p) {
-      p = { calls: 0, errors: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 };
+      p = { calls: 0, errors: 0, cancelled: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 };
       this.providers.set(name, p);
     }
     return p;
@@ -64,8 +65,12 @@ export interface PerformanceSummary {
   latency_ms: Percentiles;
   providers: {
     provider: string;
+    /** Every attempt, cancelled ones included. */
     calls: number;
     errors: number;
+    /** Attempts the gateway cancelled (hedge lost, client gone): neither errors nor latency samples. */
+    cancelled: number;
+    /** errors / (calls - cancelled). */
     error_rate: number;
     latency_ms: Percentiles;
     ttft_ms: Percentiles;
@@ -144,8 +149,11 @@ export class RollingStats {
     const s = this.slot();
     const p = s.provider(a.provider);
     p.calls++;
-    if (!a.ok) p.errors++;
-    p.latency.record(a.durationMs);
+    if (a.outcome === 'cancelled') p.cancelled++;
+    else {
+      if (a.outcome === 'error') p.errors++;
+      p.latency.record(a.durationMs);
+    }
     if (a.ttftMs !== undefined) p.ttft.record(a.ttftMs);
     if (a.costUsd) {
       p.costUsd += a.costUsd;
@@ -268,11 +276,12 @@ export class RollingStats {
       for (const [name, p] of s.providers) {
         let agg = providers.get(name);
         if (!agg) {
-          agg = { calls: 0, errors: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 };
+          agg = { calls: 0, errors: 0, cancelled: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 };
           providers.set(name, agg);
         }
         agg.calls += p.calls;
         agg.errors += p.errors;
+        agg.cancelled += p.cancelled;
         agg.latency.merge(p.latency);
         agg.ttft.merge(p.ttft);
         agg.costUsd += p.costUsd;
@@ -309,7 +318,8 @@ export class RollingStats {
           provider,
           calls: p.calls,
           errors: p.errors,
-          error_rate: ratio(p.errors, p.calls),
+          cancelled: p.cancelled,
+          error_rate: ratio(p.errors, p.calls - p.cancelled),
           latency_ms: p.latency.percentiles(),
           ttft_ms: p.ttft.percentiles(),
           cost_usd: p.costUsd,

@@ -74,16 +74,21 @@ export class Telemetry implements AttemptObserver {
     };
   }
 
-  /** AttemptObserver: one upstream attempt's metrics. */
+  /**
+   * AttemptObserver: one upstream attempt's metrics. An attempt that ended with an `aborted`
+   * UpstreamError was cancelled by the gateway (hedge lost, client gone, deadline): outcome
+   * `cancelled`, not an error.
+   */
   attemptEnded(_ctx: RequestContext, d: Deployment, end: AttemptEnd): void {
+    const outcome = end.ok ? 'ok' : isUpstreamError(end.error) && end.error.kind === 'aborted' ? 'cancelled' : 'error';
     this.metrics.recordAttempt({
       provider: d.providerName,
       model: d.model,
       deployment: d.id,
-      ok: end.ok,
+      outcome,
       durationMs: end.durationMs,
       ttftMs: end.ttftMs,
-      errorKind: end.ok ? undefined : isUpstreamError(end.error) ? end.error.kind : 'internal',
+      errorKind: outcome !== 'error' ? undefined : isUpstreamError(end.error) ? end.error.kind : 'internal',
       inputTokens: end.usage?.prompt_tokens,
       outputTokens: end.usage?.completion_tokens,
       costUsd: end.costUsd,
