@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_VARS } from '../src/config/env.js';
 import { configSchema, serverSchema } from '../src/config/schema.js';
 import { CAPACITY_ENV_VARS, capacitySections } from '../src/capacity/config.js';
+import { meshConfigSchema } from '../src/mesh/config.js';
+import { ROUTER_GROUP, meshKeys } from '../src/mesh/contracts.js';
 import { packageImports, reproduceImage, type ImageLayout } from './helpers/dockerfile.js';
 
 const root = new URL('../', import.meta.url);
@@ -38,6 +40,7 @@ const find = (kind: string, name: string) => {
 const gateway = find('Deployment', 'inferenceflow');
 const gatewayContainer = gateway.spec.template.spec.containers[0];
 const worker = find('Deployment', 'inferenceflow-mesh-worker');
+const router = find('Deployment', 'inferenceflow-mesh-router');
 const envConfigMap = find('ConfigMap', 'inferenceflow-env');
 const secret = find('Secret', 'inferenceflow-secrets');
 
@@ -49,6 +52,19 @@ function containerVars(container: any): string[] {
     if (from.secretRef) names.push(...Object.keys(find('Secret', from.secretRef.name).stringData ?? find('Secret', from.secretRef.name).data));
   }
   return names;
+}
+
+/** A variable's value in a container: a literal env entry, a ConfigMap key it references, or a ConfigMap it loads whole. */
+function containerValue(container: any, name: string): string | undefined {
+  const entry = (container.env ?? []).find((e: any) => e.name === name);
+  if (entry?.value !== undefined) return entry.value;
+  const ref = entry?.valueFrom?.configMapKeyRef;
+  if (ref) return find('ConfigMap', ref.name).data[ref.key];
+  for (const from of container.envFrom ?? []) {
+    const data = from.configMapRef ? find('ConfigMap', from.configMapRef.name).data : undefined;
+    if (data && name in data) return data[name];
+  }
+  return undefined;
 }
 
 /** Variables only there to be expanded in args as $(NAME) (the downward API's pod name). */
@@ -78,6 +94,7 @@ describe('kubernetes/ agrees with the gateway', () => {
     for (const [name, container] of [
       ['gateway', gatewayContainer],
       ['mesh worker', worker.spec.template.spec.containers[0]],
+      ['mesh router', router.spec.template.spec.containers[0]],
     ] as const) {
       const unknown = containerVars(container).filter((v) => !KNOWN_VARS.has(v) && !argOnly(container, v));
       expect(unknown, name).toEqual([]);
@@ -113,10 +130,38 @@ describe('kubernetes/ agrees with the gateway', () => {
     expect(gateway.spec.template.spec.serviceAccountName).toBe(find('RoleBinding', 'inferenceflow-autoscaler').subjects[0].name);
   });
 
-  it('runs the mesh worker with the CLI the gateway ships', () => {
+  it('runs the mesh worker and router with the CLI the gateway ships', () => {
     const args: string[] = worker.spec.template.spec.containers[0].args;
     expect(args[0]).toBe('worker');
     expect(args).toEqual(expect.arrayContaining(['--node-id', '--redis-url', '--backend']));
+    const routerArgs: string[] = router.spec.template.spec.containers[0].args;
+    expect(routerArgs[0]).toBe('router');
+    expect(routerArgs).toEqual(expect.arrayContaining(['--redis-url']));
+  });
+
+  it("KEDA watches the stream and group the mesh's routers consume, on the Redis everyone uses", () => {
+    const keda = find('ScaledObject', 'inferenceflow-mesh-worker');
+    const trigger = keda.spec.triggers[0];
+    expect(trigger.type).toBe('redis-streams');
+    // The prefix every mesh party uses: MESH_KEY_PREFIX where set (they must agree), else the gateway
+    // config file's clusters.mesh.key_prefix, else the schema default.
+    const configMap = find('ConfigMap', 'inferenceflow-config');
+    const fileMesh = (parse(configMap.data['config.yaml']) as any).clusters?.mesh?.key_prefix as string | undefined;
+    const prefixes = [gatewayContainer, worker.spec.template.spec.containers[0], router.spec.template.spec.containers[0]].map(
+      (c) => containerValue(c, 'MESH_KEY_PREFIX') ?? (c === gatewayContainer ? fileMesh : undefined) ?? meshConfigSchema.parse({}).key_prefix,
+    );
+    expect(new Set(prefixes).size, `mesh key prefixes disagree: ${prefixes.join(', ')}`).toBe(1);
+    expect(trigger.metadata.stream).toBe(meshKeys(prefixes[0] as string).requests);
+    expect(trigger.metadata.consumerGroup).toBe(ROUTER_GROUP);
+    expect(Number(trigger.metadata.pendingEntriesCount)).toBeGreaterThan(0);
+    // The Redis: REDIS_URL's service and port, named from KEDA's namespace.
+    const redisUrl = new URL(containerValue(router.spec.template.spec.containers[0], 'REDIS_URL') as string);
+    expect(containerValue(worker.spec.template.spec.containers[0], 'REDIS_URL')).toBe(redisUrl.href);
+    expect(containerValue(gatewayContainer, 'REDIS_URL')).toBe(redisUrl.href);
+    const [host, port] = (trigger.metadata.address as string).split(':');
+    expect(host?.split('.')[0]).toBe(redisUrl.hostname);
+    expect(port).toBe(redisUrl.port || '6379');
+    expect(trigger.metadata.databaseIndex ?? '0').toBe(redisUrl.pathname.slice(1) || '0');
   });
 });
 

@@ -44,6 +44,7 @@ describe('kubernetes/*.yaml against the Kubernetes schemas', () => {
       expect.arrayContaining([
         'ConfigMap/inferenceflow-config',
         'Deployment/inferenceflow',
+        'Deployment/inferenceflow-mesh-router',
         'Deployment/inferenceflow-mesh-worker',
         'HorizontalPodAutoscaler/inferenceflow-hpa',
         'Secret/inferenceflow-secrets',
