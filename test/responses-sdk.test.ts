@@ -220,6 +220,61 @@ describe('stored responses: previous_response_id, retrieve and delete', () => {
   });
 });
 
+describe('what is stored, and what is not', () => {
+  const image = (mib: number) => ({ type: 'input_image' as const, detail: 'auto' as const, image_url: `data:image/png;base64,${'A'.repeat(mib * 1024 * 1024)}` });
+
+  it('a response whose entry is over the per-entry limit answers store: false, JSON and streamed, and is not kept', async () => {
+    const first = await client.responses.create({ model: 'gpt-4o-mini', input: [{ role: 'user', content: [{ type: 'input_text', text: 'Describe this.' }, image(2.5)] }] });
+    expect((first as unknown as { store: boolean }).store).toBe(true);
+    // The continuation's entry holds both images: over the 4 MiB an entry may take.
+    const next = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: first.id, input: [{ role: 'user', content: [{ type: 'input_text', text: 'And this?' }, image(2)] }] });
+    expect((next as unknown as { store: boolean }).store).toBe(false);
+    expect(await client.responses.retrieve(next.id).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
+    const stream = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: first.id, input: [{ role: 'user', content: [{ type: 'input_text', text: 'And this?' }, image(2)] }], stream: true });
+    let completed: OpenAI.Responses.Response | undefined;
+    for await (const e of stream) if (e.type === 'response.completed') completed = e.response;
+    expect((completed as unknown as { store: boolean }).store).toBe(false);
+    expect(await client.responses.retrieve(completed?.id ?? '').catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
+    // The first, small enough, is still there.
+    expect((await client.responses.retrieve(first.id)).id).toBe(first.id);
+  });
+
+  it('truncation "auto" drops the oldest turns to fit the context window; "disabled" refuses what does not fit', async () => {
+    const WINDOW = 400;
+    const gw = await startTestGateway({
+      config: {
+        providers: { sim: { type: 'simulator', options: { latency_ms: 0 } } },
+        models: [{ name: 'small', deployments: [{ provider: 'sim', model: 'small', context_window: WINDOW }] }],
+      },
+    });
+    try {
+      const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const turn = (i: number) => `Turn ${i}: ${'the river runs past the old mill '.repeat(12)}`;
+      const input: OpenAI.Responses.ResponseInputItem[] = [];
+      for (let i = 0; i < 6; i++) input.push({ role: 'user', content: turn(i) }, { role: 'assistant', content: `Answer ${i}.` });
+      input.push({ role: 'user', content: 'What was the last turn about?' });
+      const refused = await c.responses.create({ model: 'small', input, truncation: 'disabled' }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((refused as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('context_length_exceeded');
+      const cut = await c.responses.create({ model: 'small', input, truncation: 'auto' });
+      expect(cut.status).toBe('completed');
+      expect(cut.truncation).toBe('auto');
+      expect(cut.usage?.input_tokens).toBeLessThanOrEqual(WINDOW);
+      expect(cut.output_text).toContain('What was the last turn about?');
+
+      // A chain continued with previous_response_id keeps fitting: what is stored is what was sent.
+      let previous: string | undefined;
+      for (let i = 0; i < 8; i++) {
+        const r = await c.responses.create({ model: 'small', input: turn(i), truncation: 'auto', ...(previous ? { previous_response_id: previous } : {}) });
+        expect(r.usage?.input_tokens, `turn ${i}`).toBeLessThanOrEqual(WINDOW);
+        previous = r.id;
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('stored responses belong to their tenant', () => {
   it("another tenant can neither read, delete nor continue them", async () => {
     const gw = await startTestGateway({ config: { server: { host: '127.0.0.1' }, auth: { tokens: ['tenant-a-token-123456', 'tenant-b-token-123456'] } } });

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { ChatChunk } from '../canonical/chat.js';
 import { iterate } from '../canonical/convert.js';
 import { GatewayError } from './errors.js';
-import { ResponseEventWriter, canonicalToResponse, responsesToCanonical } from './responses-format.js';
+import type { ChatMessage } from '../canonical/chat.js';
+import { ResponseEventWriter, canonicalToResponse, responsesToCanonical, truncateConversation } from './responses-format.js';
 
 describe('Responses input as a chat conversation', () => {
   it('maps instructions, messages, images, parallel function calls, their outputs, and drops reasoning', () => {
@@ -102,6 +103,33 @@ describe('Responses input as a chat conversation', () => {
     expect(error({ tool_choice: 'sometimes' })).toEqual({ status: 400, code: 'invalid_value', param: 'tool_choice' });
     expect(error({ tool_choice: { type: 'web_search' } })).toMatchObject({ status: 400, param: 'tool_choice' });
     expect(error({ tool_choice: 'required' })).toBe('accepted');
+  });
+});
+
+describe('truncation "auto"', () => {
+  const call = { id: 'c1', type: 'function' as const, function: { name: 'f', arguments: '{}' } };
+  const conversation: ChatMessage[] = [
+    { role: 'user', content: 'one' },
+    { role: 'assistant', content: 'ONE' },
+    { role: 'user', content: 'two' },
+    { role: 'assistant', content: null, tool_calls: [call] },
+    { role: 'tool', tool_call_id: 'c1', content: 'result' },
+    { role: 'assistant', content: 'TWO' },
+    { role: 'user', content: 'three' },
+  ];
+  const upTo = (n: number) => (tail: ChatMessage[]) => tail.length <= n;
+
+  it('drops whole turns from the start until the rest fits, never parting a call from its output', () => {
+    expect(truncateConversation(conversation, upTo(7))).toBe(conversation);
+    expect(truncateConversation(conversation, upTo(6))).toEqual(conversation.slice(2));
+    // Four would fit from the tool output on, but a cut falls only before a user message.
+    expect(truncateConversation(conversation, upTo(4))).toEqual(conversation.slice(6));
+  });
+
+  it('keeps the last user turn when nothing fits, and a conversation with no later user turn whole', () => {
+    expect(truncateConversation(conversation, () => false)).toEqual([{ role: 'user', content: 'three' }]);
+    const calls: ChatMessage[] = [{ role: 'user', content: 'go' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'c1', content: 'r' }];
+    expect(truncateConversation(calls, () => false)).toBe(calls);
   });
 });
 

@@ -254,6 +254,31 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
   return { body: b, req, echo, ...(instructions ? { instructions } : {}), input };
 }
 
+/**
+ * `truncation: "auto"`: the longest tail of `conversation` that `fits`, dropping whole turns from the
+ * start — each cut falls just before a user message, so a function call never loses its output. The
+ * last user turn onwards is always kept (when even that does not fit, routing answers
+ * context_length_exceeded); a conversation without a user message after its first is kept whole.
+ * `fits` is monotone in the tail's length, so the cut is found by binary search.
+ */
+export function truncateConversation(conversation: ChatMessage[], fits: (tail: ChatMessage[]) => boolean): ChatMessage[] {
+  if (fits(conversation)) return conversation;
+  const cuts: number[] = [];
+  conversation.forEach((m, i) => {
+    if (i > 0 && m.role === 'user') cuts.push(i);
+  });
+  if (cuts.length === 0) return conversation;
+  // The first cut whose tail fits; the last cut when none does.
+  let lo = 0;
+  let hi = cuts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (fits(conversation.slice(cuts[mid]))) hi = mid;
+    else lo = mid + 1;
+  }
+  return conversation.slice(cuts[lo]);
+}
+
 function addItem(messages: ChatMessage[], item: z.infer<typeof inputItem>, path: string): void {
   if (!('type' in item) || item.type === undefined || item.type === 'message') {
     const m = item as z.infer<typeof messageItem>;

@@ -2,17 +2,19 @@
 // SDK's `client.responses.create` (JSON and stream) works unmodified. Responses are stored unless
 // `store: false` (response-store.ts: Redis when configured, else this process), so
 // `previous_response_id` continues a conversation and GET / DELETE /v1/responses/{id} work, within
-// the tenant that made them.
+// the tenant that made them. `truncation: "auto"` drops the oldest turns to fit the model's context
+// window when its deployments declare one.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { ChatMessage } from '../../canonical/chat.js';
+import { requestedMaxTokens, type ChatMessage } from '../../canonical/chat.js';
 import { ANONYMOUS } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
+import { countPromptTokens } from '../../providers/tokens.js';
 import { GatewayError } from '../errors.js';
 import { createRequestContext } from '../request-context.js';
 import { sendOutcome } from '../respond.js';
-import { RESPONSE_TTL_S } from '../response-store.js';
-import { ResponseEventWriter, assistantTurn, canonicalToResponse, createResponseSchema, responsesToCanonical, type ResponseObject } from '../responses-format.js';
+import { MAX_ENTRY_BYTES, RESPONSE_TTL_S } from '../response-store.js';
+import { ResponseEventWriter, assistantTurn, canonicalToResponse, createResponseSchema, responsesToCanonical, truncateConversation, type ResponseObject } from '../responses-format.js';
 import { describeRoute } from './docs.js';
 
 export interface ResponsesRouteOptions {
@@ -21,6 +23,25 @@ export interface ResponsesRouteOptions {
 }
 
 const tenantOf = (request: FastifyRequest) => (request.tenant ?? ANONYMOUS).id;
+
+/**
+ * The largest context window among the model's deployments (routing may pick any that fits), or
+ * undefined when one declares none (it takes any prompt) or the model is unknown (handleChat says so).
+ */
+function contextWindowOf(gateway: Gateway, model: string): number | undefined {
+  let deployments;
+  try {
+    deployments = gateway.catalog.resolve(model).deployments;
+  } catch {
+    return undefined;
+  }
+  let window = 0;
+  for (const d of deployments) {
+    if (d.contextWindow === undefined) return undefined;
+    window = Math.max(window, d.contextWindow);
+  }
+  return window || undefined;
+}
 
 export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async (app, { gateway, log }) => {
   const store = gateway.responses;
@@ -31,7 +52,7 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
   };
   const doc = describeRoute({
     summary: 'Create a model response (OpenAI Responses API)',
-    description: `Input items become a chat conversation for whichever provider serves the model; JSON or SSE (\`stream: true\`) with the Responses event sequence. Stored for ${RESPONSE_TTL_S / 3600} h unless \`store: false\`, so \`previous_response_id\` continues a conversation. \`conversation\` objects and hosted tools are refused.`,
+    description: `Input items become a chat conversation for whichever provider serves the model; JSON or SSE (\`stream: true\`) with the Responses event sequence. Stored for ${RESPONSE_TTL_S / 3600} h unless \`store: false\` (an entry over ${MAX_ENTRY_BYTES / 1024 / 1024} MiB is not stored and answers \`store: false\`), so \`previous_response_id\` continues a conversation; \`truncation: "auto"\` drops the oldest turns to fit the model's context window. \`conversation\` objects and hosted tools are refused.`,
     tags: ['openai'],
     body: createResponseSchema,
   });
@@ -53,24 +74,37 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
       const answered = new Set(input.filter((m) => m.role === 'tool').map((m) => m.tool_call_id));
       const missing = calls.find((c) => !answered.has(c.id));
       if (missing) throw new GatewayError('invalid_value', { param: 'input', message: `No tool output found for function call ${missing.id}.` });
-      req.messages = [...(instructions ? [instructions] : []), ...history, ...input];
     }
+    const lead = instructions ? [instructions] : [];
+    let conversation = [...history, ...input];
+    const window = body.truncation === 'auto' ? contextWindowOf(gateway, req.model) : undefined;
+    if (window !== undefined) {
+      // As routing counts it (routing/eligibility.ts): the prompt with its tools, plus max tokens.
+      const budget = window - (requestedMaxTokens(req) ?? 0);
+      conversation = truncateConversation(conversation, (tail) => countPromptTokens([...lead, ...tail], req.tools) <= budget);
+    }
+    // What is stored is what the model saw: a truncated chain stays within the window.
+    req.messages = [...lead, ...conversation];
     const ctx = createRequestContext(request, reply, 'responses', log, { difficulty: body.difficulty, priority: body.priority, session_id: body.session_id, metadata: body.metadata });
     request.ctx = ctx;
     const outcome = await gateway.handleChat(ctx, req);
 
     // Stored before the client hears of the response, so an immediate continuation (on any replica)
-    // finds it; a failed write answers store: false.
+    // finds it; an entry the store refused (too large) or a failed write answers store: false.
     const save = async (response: ResponseObject) => {
       if (!echo.store) return;
       const answer = assistantTurn(response.output);
-      const messages = [...history, ...input, ...(answer ? [answer] : [])];
+      const messages = [...conversation, ...(answer ? [answer] : [])];
+      let reason: string | undefined;
       try {
-        await store.put(response.id, { tenant, messages, response });
+        const put = await store.put(response.id, { tenant, messages, response });
+        if (!put.stored) reason = put.reason;
       } catch (err) {
-        ctx.log.warn({ err: (err as Error).message, response: response.id }, 'could not store a response');
-        response.store = false;
+        reason = (err as Error).message;
       }
+      if (reason === undefined) return;
+      ctx.log.warn({ err: reason, response: response.id }, 'could not store a response');
+      response.store = false;
     };
     const writer = new ResponseEventWriter(echo, save);
     return sendOutcome(reply, ctx, outcome, req.stream === true, {
