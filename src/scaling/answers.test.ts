@@ -18,6 +18,49 @@ describe('final answer extraction', () => {
     expect(extractAnswer(text)).toEqual({ value, kind });
   });
 
+  it.each([
+    // A marker is a whole word, and one in a closing remark is not an answer.
+    ['12 + 30 = 42. I hope this answers your question.', '42', 'number'],
+    ['The answer is 42. I hope this answer is helpful!', '42', 'marker'],
+    ['The total is 42. Let me know if the answer is unclear.', '42', 'number'],
+    ['This answer is based on the 2020 census: about 8 million.', '8', 'number'],
+    // The marked sentence's last number, or the number after its last "=".
+    ['The answer is 12 + 30 = 42.', '42', 'marker'],
+    ['The answer is 3 apples and 4 pears, 7 in all.', '7', 'marker'],
+    ['The answer is 42 (6 × 7).', '42', 'marker'],
+    ['The answer is 42 because 40 + 2 makes it.', '42', 'marker'],
+    ['The answer is 42. Then 7 more would be 49 but that is not asked.', '42', 'marker'],
+    ['The answer to 2+3 is 5.', '5', 'marker'],
+    ['The answer is x = 3, y = 4.', 'x=3,y=4', 'marker'],
+    // Unicode minus is a minus; a hyphen is not.
+    ['The answer is −3.', '-3', 'marker'],
+    ['So x = −3', '-3', 'number'],
+    ['Patients with COVID-19 and 7 days', '7', 'number'],
+    // An article is no choice letter; a letter alone, in brackets or before a reason is.
+    ['The answer is a dog.', 'dog', 'marker'],
+    ['The answer is a cat.', 'cat', 'marker'],
+    ['The answer is B.', 'b', 'marker'],
+    ['Answer: C because the others fail.', 'c', 'marker'],
+    ['The answer is [d]', 'd', 'marker'],
+    // Tuples vote whole.
+    ['The answer is (3, 4).', '(3,4)', 'marker'],
+    ['The point is at (3, -5)', '(3,-5)', 'number'],
+    ['Final answer: [1, 2.50, 3]', '(1,2.5,3)', 'marker'],
+  ])('%j -> %s (%s)', (text, value, kind) => {
+    expect(extractAnswer(text)).toEqual({ value, kind });
+  });
+
+  it('keeps different answers apart', () => {
+    const differ = (a: string, b: string) => expect(extractAnswer(a).value).not.toBe(extractAnswer(b).value);
+    differ('The answer is a dog.', 'The answer is a cat.');
+    differ('The answer is −3.', 'The answer is 3.');
+    differ('The answer is (3, 4).', 'The answer is (3, 5).');
+    differ('The answer is (3,4).', 'The answer is 34.');
+    differ('\\boxed{3,4}', '\\boxed{34}');
+    expect(extractAnswer('The answer is 12 + 30 = 42.').value).toBe(extractAnswer('The answer is 42.').value);
+    expect(extractAnswer('The answer is (3, 4).').value).toBe(extractAnswer('Final answer: (3,4)').value);
+  });
+
   it('makes equal answers in different dress vote together', () => {
     expect(extractAnswer('The answer is 42.0').value).toBe(extractAnswer('answer: 42').value);
     expect(normaliseAnswer('  The Eiffel Tower. ')).toBe(normaliseAnswer('eiffel tower'));

@@ -1,6 +1,12 @@
 // Final-answer extraction for voting: a pass's text is reduced to the answer it commits to (an
 // explicit marker, a boxed value, a choice letter, or the last number), normalised so that "42",
 // "42.0" and "$42" vote together. Texts with none of these vote by their whole normalised text.
+//
+// Answers that differ must not vote together: markers are whole words ("this answers your question"
+// is no marker) and closing remarks ("I hope this answer helps") are not read as answers; a marked
+// sentence's answer is its last number, or the number after its last "=" ("12 + 30 = 42" is 42);
+// "−3" (Unicode minus) is -3; an article is not a choice letter ("a dog" is not choice a); and a
+// tuple votes whole ("(3, 4)" is not "(3, 5)").
 
 export type AnswerKind = 'marker' | 'boxed' | 'choice' | 'number' | 'text';
 
@@ -10,48 +16,125 @@ export interface ExtractedAnswer {
   kind: AnswerKind;
 }
 
-const MARKER = /(?:final answer|the answer is|answer is|answer)\s*(?:is)?\s*[:：=]?\s*([^\n]+)/gi;
+// "final answer" (its own marker, with or without "is" or a colon), or "answer" followed by "is"/"was"/
+// a colon or "=" — "the answer to the question is" too. \b keeps "answers", "answered" out.
+const MARKER =
+  /\b(?:final\s+answer\b\s*(?:(?:is|was)\b\s*)?[:：=]?|answer\b(?:\s+to\s+[^.!?\n:]{1,80}?)?\s*(?:(?:is|was|would\s+be|should\s+be|will\s+be)\b\s*[:：=]?|[:：=]))\s*([^\n]*)/gi;
+/** Words before "answer" that make it a remark about an answer, not one: "this answer is based on …". */
+const REMARK_DETERMINER = /\b(?:this|that|these|those|above|previous|another|an|any|your|such)\s+(?:final\s+)?$/i;
+/** A closing remark's opening: the marker in it is about the reply, not the question. */
+const CLOSING_REMARK = /^\s*(?:i\s+hope|hope|hopefully|let\s+me\s+know|feel\s+free|if\s+you\s+(?:have|need|want|would|'d|are|'re)|i'?d\s+be\s+(?:happy|glad)|i\s+am\s+(?:happy|glad)|i'm\s+(?:happy|glad)|happy\s+to|glad\s+to|please|thanks|thank\s+you|i\s+trust|does\s+this|is\s+there\s+anything)\b/i;
 const BOXED = /\\boxed\{([^{}]*)\}/g;
 const GSM_MARKER = /####\s*([^\n]+)/g;
-const NUMBER = /-?\d[\d,]*(?:\.\d+)?(?:\/\d+)?/g;
-const CHOICE_AT_START = /^\(?([a-e])\)?(?:[\s.,:;)]|$)/i;
+/** A number: thousands groups of three, decimals, fractions; a minus sign only where it cannot be a hyphen ("12-5", "COVID-19"). */
+const NUMBER = /(?:(?<![\w)\]])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\/\d+)?/g;
+/** A parenthesised or bracketed list of numbers: "(3, 4)", "[1, -2, 5]". */
+const TUPLE = /[([]\s*-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?)+\s*[)\]]/g;
+/** "x = 3": a variable's value, for answers that give several ("x = 3, y = 4"). */
+const ASSIGNMENT = /\b([a-z])\s*=\s*(-?\d+(?:\.\d+)?(?:\/\d+)?)/gi;
+/** Where a marked answer's explanation starts: its numbers are not the answer. */
+const EXPLANATION = /\s(?:because|since|given\s+that|due\s+to|which|where)\b/i;
+/** A choice letter at the start of a marked answer: "(b)", "[B]", "B.", "B" alone, "B because …" — not the article in "a dog". */
+const CHOICE_AT_START = /^(?:[([]([a-eA-E])[)\]]|([A-E])(?=[.):,;]|$|\s+(?:because|since|as)\b|\s+[-–—(])|([a-e])$)/;
 const CHOICE_ALONE = /(?:^|\n)\s*\(?([A-E])\)\s*$|(?:^|\s)\(([A-E])\)(?=[\s.]*$)/;
 
 export function extractAnswer(text: string): ExtractedAnswer {
-  const t = text.trim();
+  const t = unicodeMinus(text).trim();
   const boxed = lastMatch(BOXED, t);
   if (boxed !== undefined) return { value: normaliseAnswer(boxed), kind: 'boxed' };
   const gsm = lastMatch(GSM_MARKER, t);
-  if (gsm !== undefined) return { value: reduceMarked(gsm), kind: 'marker' };
-  const marked = lastMatch(MARKER, t);
-  if (marked !== undefined && marked.trim() !== '') return { value: reduceMarked(marked), kind: 'marker' };
+  if (gsm !== undefined) {
+    const value = reduceMarked(gsm);
+    if (value !== '') return { value, kind: 'marker' };
+  }
+  const marked = lastMarked(t);
+  if (marked !== undefined) return { value: marked, kind: 'marker' };
   const choice = CHOICE_ALONE.exec(t);
   if (choice) return { value: (choice[1] ?? choice[2] ?? '').toLowerCase(), kind: 'choice' };
-  const numbers = t.match(NUMBER);
-  if (numbers && numbers.length > 0) return { value: normaliseNumber(numbers[numbers.length - 1] as string), kind: 'number' };
+  const number = numberAnswer(t);
+  if (number !== undefined) return { value: number, kind: 'number' };
   return { value: normaliseAnswer(t), kind: 'text' };
 }
 
-/** What follows an answer marker, up to the end of its sentence, as a letter, number or text. */
+/** The answer after the last marker that is one (not in a closing remark, not about "this answer"), reduced. */
+function lastMarked(t: string): string | undefined {
+  let found: string | undefined;
+  for (const m of t.matchAll(MARKER)) {
+    const at = m.index;
+    const before = t.slice(sentenceStart(t, at), at);
+    if (CLOSING_REMARK.test(before) || REMARK_DETERMINER.test(before)) continue;
+    const value = reduceMarked(m[1] ?? '');
+    if (value !== '') found = value;
+  }
+  return found;
+}
+
+function sentenceStart(t: string, at: number): number {
+  let start = 0;
+  for (const m of t.slice(0, at).matchAll(/[.!?](?=\s)|\n/g)) start = m.index + 1;
+  return start;
+}
+
+/**
+ * What follows an answer marker, up to the end of its sentence: a choice letter; a tuple; several
+ * variables' values; the number after the last "="; else the last number; else the text.
+ */
 function reduceMarked(raw: string): string {
-  const sentence = (raw.split(/(?<=[^\d])\.(?:\s|$)|;/)[0] ?? raw).trim();
+  const sentence = (raw.split(/[.!?](?=\s|$)|;/)[0] ?? raw).replace(/[*_`]/g, '').trim();
   const letter = CHOICE_AT_START.exec(sentence);
-  if (letter) return (letter[1] as string).toLowerCase();
-  const numbers = sentence.match(NUMBER);
-  if (numbers && numbers.length > 0) return normaliseNumber(numbers[0] as string);
+  if (letter) return (letter[1] ?? letter[2] ?? letter[3] ?? '').toLowerCase();
+  const clause = sentence.split(EXPLANATION)[0] ?? sentence;
+  const tuple = tupleAtLastNumber(clause);
+  if (tuple !== undefined) return tuple;
+  // Asides in parentheses ("42 (6 × 7)") are not the answer.
+  const plain = clause.replace(/\([^()]*\)/g, ' ');
+  const assignments = [...plain.matchAll(ASSIGNMENT)];
+  if (new Set(assignments.map((a) => (a[1] as string).toLowerCase())).size > 1) {
+    return assignments.map((a) => `${(a[1] as string).toLowerCase()}=${normaliseNumber(a[2] as string)}`).join(',');
+  }
+  const eq = plain.lastIndexOf('=');
+  if (eq >= 0) {
+    const after = plain.slice(eq + 1).match(NUMBER);
+    if (after?.[0] !== undefined) return normaliseNumber(after[0]);
+  }
+  const numbers = plain.match(NUMBER);
+  if (numbers && numbers.length > 0) return normaliseNumber(numbers[numbers.length - 1] as string);
   return normaliseAnswer(sentence);
+}
+
+/** The text's last number — the whole tuple when that number is in one. */
+function numberAnswer(t: string): string | undefined {
+  const tuple = tupleAtLastNumber(t);
+  if (tuple !== undefined) return tuple;
+  const numbers = t.match(NUMBER);
+  return numbers && numbers.length > 0 ? normaliseNumber(numbers[numbers.length - 1] as string) : undefined;
+}
+
+/** "(3, 4)" -> "(3,4)" when the last number of `t` lies inside a tuple. */
+function tupleAtLastNumber(t: string): string | undefined {
+  let last: RegExpMatchArray | undefined;
+  for (const m of t.matchAll(NUMBER)) last = m;
+  if (!last) return undefined;
+  const at = last.index ?? 0;
+  for (const m of t.matchAll(TUPLE)) {
+    if (m.index <= at && at < m.index + m[0].length) {
+      const parts = m[0].slice(1, -1).split(',').map((p) => normaliseNumber(p.trim()));
+      return `(${parts.join(',')})`;
+    }
+  }
+  return undefined;
 }
 
 /** Lower case, no markup, no surrounding punctuation or articles, single spaces. */
 export function normaliseAnswer(s: string): string {
-  const n = s
+  const n = unicodeMinus(s)
     .toLowerCase()
     .replace(/[*_`$\\]/g, '')
     .replace(/\s+/g, ' ')
     .trim()
     .replace(/^(?:the|a|an)\s+/, '')
     .replace(/^[\s"'([{]+|[\s"')\]}.,!?:;]+$/g, '');
-  return /^-?\d[\d,]*(?:\.\d+)?$/.test(n) ? normaliseNumber(n) : n;
+  return /^-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$/.test(n) ? normaliseNumber(n) : n;
 }
 
 /** "1,000.50" -> "1000.5"; "-0" -> "0"; fractions kept as written. */
@@ -61,6 +144,11 @@ export function normaliseNumber(s: string): string {
   const v = Number(plain);
   if (!Number.isFinite(v)) return plain;
   return String(v === 0 ? 0 : v);
+}
+
+/** U+2212 (and the small and full-width forms) as an ASCII minus. */
+function unicodeMinus(s: string): string {
+  return s.replace(/[\u2212\uFE63\uFF0D]/g, '-');
 }
 
 function lastMatch(re: RegExp, text: string): string | undefined {
