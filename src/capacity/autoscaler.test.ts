@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { ScalerState, decide, requiredReplicas, splitCapacity, type Load } from './autoscaler.js';
 import { costOptimizationSchema, scalingSchema } from './config.js';
-import { Autoscaler, type ScaleApplier } from './scaler-service.js';
+import { Autoscaler, forecastWindow, type ScaleApplier } from './scaler-service.js';
 import { TrafficRecorder } from './traffic.js';
 import { diurnalWeek, seededRandom, diurnalRate } from './traffic-fixture.js';
 
@@ -143,5 +143,44 @@ describe('Autoscaler over a simulated day', () => {
     expect(calls).toEqual([]);
     expect(logs.join('\n')).toContain('(dry run): would scale default/inferenceflow 3 -> 7');
     expect(scaler.report()).toMatchObject({ dryRun: true, decision: { target: 7 } });
+  });
+});
+
+describe('the forecast window the autoscaler provisions for', () => {
+  it('reaches lead_time_s past now: the first forecast value is the bucket already open', () => {
+    // Buckets of 300 s; the open one started 290 s ago (firstAt = 0, now = 290 s), lead 600 s: the
+    // window [290 s, 890 s] overlaps buckets 0, 1 and 2.
+    expect(forecastWindow(0, 300_000, 290_000, 600_000, 12)).toEqual({ from: 0, to: 3 });
+    expect(forecastWindow(0, 300_000, 0, 600_000, 12)).toEqual({ from: 0, to: 2 });
+    expect(forecastWindow(0, 300_000, 10_000, 0, 12)).toEqual({ from: 0, to: 1 });
+    // Clamped to the forecast's length; a stale series (now past its first bucket) skips the past.
+    expect(forecastWindow(0, 300_000, 290_000, 7_200_000, 12)).toEqual({ from: 0, to: 12 });
+    expect(forecastWindow(0, 300_000, 650_000, 600_000, 12)).toEqual({ from: 2, to: 5 });
+  });
+
+  it('provisions for a daily spike that starts 310 s from now (lead time 600 s)', async () => {
+    const bucketS = 300;
+    const bucketMs = bucketS * 1000;
+    const open = Date.UTC(2025, 0, 6, 12); // start of the open bucket
+    const now = open + 290_000; // 290 s into it: the bucket after next starts 310 s from now
+    const spikeStart = open + 2 * bucketMs;
+    const recorder = new TrafficRecorder({ bucketMs, historyBuckets: 2_304, now: () => now });
+    // Three recorded days at 100 req/s with one 1000 req/s bucket a day, at the spike's time of day.
+    const days = 3;
+    const points = Array.from({ length: days * 288 }, (_, i) => {
+      const start = open - (days * 288 - i) * bucketMs;
+      const spike = (spikeStart - start) % 86_400_000 === 0;
+      return { start, requestsPerS: spike ? 1_000 : 100, tokensPerS: 0, queueDepth: 0 };
+    });
+    recorder.load(points);
+    const s = { ...scaling, lead_time_s: 600, dry_run: true };
+    const scaler = new Autoscaler({ scaling: s, cost: costOptimizationSchema.parse({}), recorder, now: () => now });
+    const decision = await scaler.tick();
+    const report = scaler.report();
+    const spikePoint = report.forecast?.points.find((p) => p.at === new Date(spikeStart).toISOString());
+    expect(spikePoint?.requestsPerS).toBeGreaterThan(900);
+    expect(report.forecast?.points[0]?.at).toBe(new Date(open).toISOString());
+    expect(decision?.load.predictedPeak.requestsPerS).toBeGreaterThan(900);
+    expect(decision?.desired).toBe(s.max_replicas);
   });
 });

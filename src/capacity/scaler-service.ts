@@ -48,6 +48,17 @@ export interface AutoscalerOptions {
 
 const HISTORY = 50;
 
+/**
+ * The forecast values (`values[i]` covering `[firstAt + i·bucketMs, firstAt + (i+1)·bucketMs)`) that
+ * overlap `[now, now + leadMs]`: indexes `from` (inclusive) to `to` (exclusive), at least one value,
+ * within the `length` forecast.
+ */
+export function forecastWindow(firstAt: number, bucketMs: number, now: number, leadMs: number, length: number): { from: number; to: number } {
+  const from = Math.min(Math.max(0, Math.floor((now - firstAt) / bucketMs)), Math.max(0, length - 1));
+  const to = Math.min(length, Math.max(from + 1, Math.ceil((now + leadMs - firstAt) / bucketMs)));
+  return { from, to };
+}
+
 export class Autoscaler {
   private readonly scaling: ScalingConfig;
   private readonly cost: CostOptimizationConfig;
@@ -120,7 +131,11 @@ export class Autoscaler {
     const series = await this.source.series();
     const season = f.season_s / f.bucket_s;
     const horizon = Math.max(1, Math.round(f.horizon_s / f.bucket_s));
-    const lastStart = series.length > 0 ? (series[series.length - 1] as { start: number }).start : Math.floor(this.now() / (f.bucket_s * 1000)) * f.bucket_s * 1000;
+    const bucketMs = f.bucket_s * 1000;
+    const now = this.now();
+    // The forecast's first value is the bucket after the last closed one: the bucket open now.
+    const lastStart = series.length > 0 ? (series[series.length - 1] as { start: number }).start : Math.floor(now / bucketMs) * bucketMs - bucketMs;
+    const firstAt = lastStart + bucketMs;
     // The series only changes when a bucket closes; ticks in between reuse the fitted forecast.
     if (!this.fitted || this.fitted.lastStart !== lastStart || this.fitted.length !== series.length) {
       this.fitted = {
@@ -137,17 +152,19 @@ export class Autoscaler {
       params: rps.params,
       rmse: rps.rmse,
       points: rps.values.map((v, i) => ({
-        at: new Date(lastStart + (i + 1) * f.bucket_s * 1000).toISOString(),
+        at: new Date(firstAt + i * bucketMs).toISOString(),
         requestsPerS: v,
         tokensPerS: tps.values[i] ?? 0,
       })),
     };
-    // Provision now for the peak of the window a new replica needs to become useful.
-    const lead = Math.min(horizon, Math.max(1, Math.ceil(this.scaling.lead_time_s / f.bucket_s)));
+    // Provision now for the peak of the window a new replica needs to become useful: every forecast
+    // bucket that overlaps [now, now + lead_time_s]. values[i] covers [firstAt + i·bucket, firstAt + (i+1)·bucket),
+    // and values[0] is the bucket already open, so the window reaches past lead_time_s / bucket_s values.
+    const { from, to } = forecastWindow(firstAt, bucketMs, now, this.scaling.lead_time_s * 1000, rps.values.length);
     const current = await this.source.current();
     const predictedPeak: Load = {
-      requestsPerS: Math.max(0, ...rps.values.slice(0, lead)),
-      tokensPerS: Math.max(0, ...tps.values.slice(0, lead)),
+      requestsPerS: Math.max(0, ...rps.values.slice(from, to)),
+      tokensPerS: Math.max(0, ...tps.values.slice(from, to)),
       queueDepth: current.queueDepth,
     };
 
@@ -161,7 +178,7 @@ export class Autoscaler {
         this.lastError = `reading replicas failed: ${(err as Error).message}`;
       }
     }
-    const decision = decide({ now: this.now(), current: this.known, load: current, predictedPeak }, this.state, this.scaling, this.cost);
+    const decision = decide({ now, current: this.known, load: current, predictedPeak }, this.state, this.scaling, this.cost);
     this.history.push(decision);
     if (this.history.length > HISTORY) this.history.shift();
 
