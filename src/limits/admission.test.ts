@@ -6,7 +6,7 @@ import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
 import { Cancellation } from '../providers/cancel.js';
 import { countTextTokens } from '../providers/tokens.js';
 import { createLogger } from '../telemetry/logger.js';
-import { createAdmissionStage, dimensionValue } from './admission.js';
+import { createAdmissionStage, dimensionValue, refusedBy } from './admission.js';
 import { BudgetManager, MemoryBudgetStore } from './budgets.js';
 import { MemoryLimiterStore } from './sliding-window.js';
 
@@ -153,5 +153,56 @@ describe('admission of a stream whose client goes away', () => {
     expect(ran).toBe(false);
     const next = request();
     await expect(stage(next.ctx, { ...REQ, stream: false }, json)).resolves.toMatchObject({ kind: 'result' });
+  });
+});
+
+describe('which limit refused a request', () => {
+  /** Runs JSON requests through one admission stage until one is refused; returns that error. */
+  async function refusal(config: Record<string, unknown>, tenantLimits: Tenant['limits'] = {}, withBudgets = false): Promise<unknown> {
+    const budgets = withBudgets ? new BudgetManager({ store: new MemoryBudgetStore(), config: budgetsSchema.parse({ alert_thresholds: [] }), log }) : undefined;
+    const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse(config), budgets, priceOf: () => PRICE });
+    const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: tenantLimits };
+    // Requests left in flight (never answered) hold their concurrency slots.
+    const hold = new Promise<never>(() => undefined);
+    for (let i = 0; i < 10; i++) {
+      const c = { id: `r${i}`, startedAt: 0, endpoint: 'chat', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} } as RequestContext;
+      let started!: () => void;
+      const running = new Promise<undefined>((r) => (started = () => r(undefined)));
+      const run = stage(c, { ...REQ, stream: false }, async (ctx) => {
+        started();
+        if (tenantLimits.maxConcurrency) return hold;
+        // Each answer uses 150 tokens and costs $0.10.
+        ctx.facts.model = 'm';
+        ctx.facts.usage = { prompt_tokens: 50, completion_tokens: 100, total_tokens: 150 };
+        ctx.facts.costUsd += 0.1;
+        return { kind: 'result', result: { id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: ctx.facts.usage } };
+      }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      // A request held in flight counts once it runs; any other once it is settled.
+      const admitted = await (tenantLimits.maxConcurrency ? Promise.race([running, run]) : run);
+      if (admitted !== undefined) return admitted;
+    }
+    throw new Error('nothing was refused');
+  }
+
+  it('names the request window, the token window, the concurrency limit or the budget', async () => {
+    const requests = await refusal({ requests: 2 });
+    expect(requests).toMatchObject({ code: 'rate_limit_exceeded', status: 429, param: null });
+    expect(refusedBy(requests)).toBe('requests');
+    // 150 tokens used per request: the third does not fit 300.
+    expect(refusedBy(await refusal({ tokens: 300 }))).toBe('tokens');
+    // Larger than the token window allows at all.
+    expect(refusedBy(await refusal({ tokens: 50 }))).toBe('tokens');
+    expect(refusedBy(await refusal({ requests: 100, tokens: 300 }))).toBe('tokens');
+    expect(refusedBy(await refusal({}, { tpm: 300 }))).toBe('tokens');
+    expect(refusedBy(await refusal({ rules: [{ per: 'key', requests: 1 }] }))).toBe('requests');
+    expect(refusedBy(await refusal({}, { maxConcurrency: 2 }))).toBe('concurrency');
+    // $0.10 per request against a $0.25 daily budget: the third gets 402.
+    const budget = await refusal({}, { budgetUsd: 0.25, budgetPeriod: 'day' }, true);
+    expect(budget).toMatchObject({ code: 'budget_exceeded', status: 402 });
+    expect(refusedBy(budget)).toBe('budget');
+    expect(refusedBy(new Error('other'))).toBeUndefined();
   });
 });

@@ -12,7 +12,7 @@ import type { RequestContext, Tenant } from '../gateway/context.js';
 import type { ChatOutcome, ChatStage } from '../gateway/pipeline.js';
 import { costUsd, type Price } from '../providers/pricing.js';
 import { countPromptTokens, countTextTokens } from '../providers/tokens.js';
-import { GatewayError } from '../server/errors.js';
+import { GatewayError, type GatewayErrorOptions } from '../server/errors.js';
 import type { PlannedUsage } from '../scaling/stage.js';
 import type { BudgetManager, BudgetReservation } from './budgets.js';
 import type { LimitRule, LimiterStore, RuleState } from './sliding-window.js';
@@ -32,6 +32,29 @@ export interface AdmissionOptions {
    * request), else the highest.
    */
   priceOf(model: string, deployment?: string): Price | undefined;
+}
+
+/** The kind of limit that refused a request: a request or token window, concurrency, or a budget (402). */
+export type RefusingLimit = 'requests' | 'tokens' | 'concurrency' | 'budget';
+
+/** Admission's 429, saying which kind of rule refused the request (the client sees a plain rate_limit_exceeded). */
+export class RateLimitRefusal extends GatewayError {
+  constructor(
+    readonly limit: Exclude<RefusingLimit, 'budget'>,
+    opts: GatewayErrorOptions,
+  ) {
+    super('rate_limit_exceeded', opts);
+  }
+}
+
+/**
+ * The limit behind a refusal that admission threw — `requests`, `tokens`, `concurrency`, or `budget`
+ * for a budget_exceeded (402) — else undefined (the `limit` label of inference_rate_limited_total).
+ */
+export function refusedBy(err: unknown): RefusingLimit | undefined {
+  if (err instanceof RateLimitRefusal) return err.limit;
+  if (err instanceof GatewayError && err.code === 'budget_exceeded') return 'budget';
+  return undefined;
 }
 
 interface Reserved {
@@ -126,7 +149,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       const headers = rateHeaders(reserved, result.states);
       if (!result.admitted) {
         const tooBig = result.retryAfterMs < 0;
-        throw new GatewayError('rate_limit_exceeded', {
+        throw new RateLimitRefusal(refusingRule(reserved, result.states) ?? (tooBig ? 'tokens' : 'requests'), {
           message: tooBig
             ? `This request (about ${estTokens} tokens${scaled ? ' over the passes its difficulty plans' : ''}) is larger than a token limit allows in one window; lower max_tokens${scaled ? ' or the difficulty' : ''}.`
             : 'Rate limit exceeded; retry after the time in Retry-After.',
@@ -279,6 +302,21 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       return { [Symbol.asyncIterator]: () => iterator };
     }
   };
+}
+
+/**
+ * The kind of the first rule that refused, read from the states of a refused check (nothing was taken
+ * then, so a window refused when fewer than its cost remain, a concurrency rule when no slot does).
+ */
+function refusingRule(reserved: readonly Reserved[], states: readonly RuleState[]): Exclude<RefusingLimit, 'budget'> | undefined {
+  for (const [i, r] of reserved.entries()) {
+    const s = states[i];
+    if (!s) continue;
+    if (r.rule.kind === 'concurrency') {
+      if (s.remaining < 1) return 'concurrency';
+    } else if (s.remaining < r.rule.cost) return r.tokens ? 'tokens' : 'requests';
+  }
+  return undefined;
 }
 
 /** X-RateLimit-* for the tightest request rule, and -Tokens variants for the tightest token rule. */
