@@ -3,7 +3,9 @@
 // disconnects mid-stream cancels the upstream call.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import type { RunningServer } from '../src/cli/serve.js';
+import { startServer, type RunningServer } from '../src/cli/serve.js';
+import { buildConfig } from '../src/config/load.js';
+import { createLogger } from '../src/telemetry/logger.js';
 import { createSimulatorProvider, SimulatorProvider } from '../src/providers/simulator.js';
 import type { CancelSignal } from '../src/providers/cancel.js';
 import type { CallOptions } from '../src/providers/types.js';
@@ -190,4 +192,30 @@ describe('client disconnect', () => {
       await server.close();
     }
   });
+});
+
+describe('a cluster worker names itself on every answer', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    // What `serve --workers` does in each worker (cluster.ts): startServer with the worker's id.
+    const loaded = buildConfig({ ledger: { enabled: false }, cache: { enabled: false }, batch_jobs: { enabled: false } }, {});
+    server = await startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('silent'), worker: '7' });
+  });
+  afterAll(() => server.close());
+
+  const cases: [string, string, string][] = [
+    ['a JSON chat completion', '/v1/chat/completions', '{"model":"m","messages":[{"role":"user","content":"hi"}]}'],
+    ['a streamed chat completion', '/v1/chat/completions', '{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'],
+    ['a streamed Responses answer', '/v1/responses', '{"model":"m","stream":true,"input":"hi"}'],
+    ['a streamed Anthropic message', '/v1/messages', '{"model":"m","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}'],
+    ['an error', '/v1/chat/completions', '{"model":"m"}'],
+  ];
+  for (const [name, path, body] of cases) {
+    it(`on ${name}, with x-request-id`, async () => {
+      const res = await request(`${server.url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-request-id': 'req-worker-7' } });
+      await res.body.text();
+      expect(res.headers['x-inferenceflow-worker']).toBe('7');
+      expect(res.headers['x-request-id']).toBe('req-worker-7');
+    });
+  }
 });

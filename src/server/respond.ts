@@ -2,6 +2,7 @@
 // an SSE stream whose events a route adapter renders in its own dialect. A stream outcome for a JSON
 // client is collected; a JSON outcome (a cache hit, an aggregated answer) for a streaming client is
 // replayed as chunks.
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import type { ChatChunk, ChatResult } from '../canonical/chat.js';
 import { collectStream, iterate, resultToChunks } from '../canonical/convert.js';
@@ -24,9 +25,12 @@ export async function sendOutcome<J>(reply: FastifyReply, ctx: RequestContext, o
     return render.json(result);
   }
   const chunks = outcome.kind === 'stream' ? outcome.stream : iterate(resultToChunks(outcome.result));
+  // Headers set on the reply before this point (x-request-id and x-inferenceflow-worker in the
+  // onRequest hook) go with the head writeSse writes itself: after hijack Fastify sends nothing.
+  const before = reply.getHeaders() as OutgoingHttpHeaders;
   reply.hijack();
   await writeSse(reply.raw, render.events(chunks), {
-    headers: { 'x-request-id': ctx.id, ...factHeaders(ctx.facts, false) },
+    headers: { ...before, 'x-request-id': ctx.id, ...factHeaders(ctx.facts, false) },
     trailers: () => streamTrailers(ctx.facts),
     onError: (err) => {
       const e = toGatewayError(err);

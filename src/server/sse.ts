@@ -2,7 +2,7 @@
 // backpressure honoured, and the upstream cancelled when the client goes away. Events that become
 // ready in the same turn of the event loop (several chunks parsed from one upstream read) leave in
 // one socket write: the response is corked from the first write of a turn until setImmediate.
-import type { ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { turnCork } from '../gateway/turn-cork.js';
 
 export interface SseEvent {
@@ -11,7 +11,8 @@ export interface SseEvent {
 }
 
 export interface SseOptions {
-  headers: Record<string, string>;
+  /** Response headers besides the event-stream ones (a Fastify reply's `getHeaders()` fits). */
+  headers: OutgoingHttpHeaders;
   /** Trailer fields sent after the last event (final cost and latency of a stream). */
   trailers?: () => Record<string, string>;
   /** Called with the error when the source fails after the headers went out; returns a last event. */
