@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AllocationConfig } from './config.js';
 import type { GpuModelCatalog, GpuModelSpec } from './catalog.js';
-import type { GpuPool, Lease, PoolSnapshot } from './pool.js';
+import { hasRoom, type GpuPool, type Lease, type PoolSnapshot } from './pool.js';
 import { CapacityMetrics, type CapacityFigures } from './metrics.js';
 
 export interface AllocationRequest {
@@ -217,9 +217,7 @@ function summarise(snap: PoolSnapshot, figures: CapacityFigures, models: GpuMode
   const allocatedMemoryGb = sum((d) => d.allocatedMemoryGb);
   const usedMemoryGb = sum((d) => d.usedMemoryGb);
   const smallest = models.reduce((m, x) => Math.min(m, x.memoryGb), Infinity);
-  const anyRoom = snap.devices.some((d) =>
-    d.kind === 'slice' ? d.leases === 0 : d.memoryGb - d.allocatedMemoryGb >= smallest,
-  );
+  const anyRoom = snap.devices.some((d) => hasRoom(d, smallest));
   return {
     status: snap.devices.length === 0 ? 'empty' : anyRoom ? 'ok' : 'saturated',
     totals: {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GpuAllocator } from './allocator.js';
 import { GpuModelCatalog } from './catalog.js';
 import { allocationSchema, hostedGpuCloudSchema } from './config.js';
-import { HostedGpuPool, HttpHostedGpuCloud } from './hosted.js';
+import { HostedGpuPool, HttpHostedGpuCloud, type HostedGpuCloud, type HostedPools } from './hosted.js';
 
 let server: Server;
 let base: string;
@@ -136,5 +136,31 @@ describe('HostedGpuPool under the allocator', () => {
     await expect(allocator.run({ model: 'giant' }, async () => 1)).rejects.toThrow(/no device in the pool/);
     expect(live.size).toBe(0);
     await c.close();
+  });
+});
+
+describe('HostedGpuPool in the cluster status', () => {
+  const statusOf = async (pools: HostedPools) => {
+    const cloud: HostedGpuCloud = {
+      allocate: async () => undefined,
+      heartbeat: async () => false,
+      release: async () => undefined,
+      pools: async () => pools,
+    };
+    const allocator = new GpuAllocator({ pool: new HostedGpuPool(cloud), catalog: new GpuModelCatalog(), allocation: allocationSchema.parse({}) });
+    return allocator.clusterStatus();
+  };
+  const l40s = { id: 'l40s', memory_gb: 48, tflops: 90, total: 10 };
+
+  it('has room while a provider pool has a GPU available (one row stands for all its GPUs)', async () => {
+    const status = await statusOf([{ ...l40s, available: 9 }]);
+    expect(status.status).toBe('ok');
+    expect(status.devices[0]).toMatchObject({ units: 10, leases: 1, memoryGb: 480, allocatedMemoryGb: 48 });
+    expect((await statusOf([{ ...l40s, available: 1 }])).status).toBe('ok');
+  });
+
+  it('is saturated when every pool is fully taken, or its GPUs hold no catalog model', async () => {
+    expect((await statusOf([{ ...l40s, available: 0 }])).status).toBe('saturated');
+    expect((await statusOf([{ id: 'tiny', memory_gb: 1, tflops: 5, total: 10, available: 10 }])).status).toBe('saturated');
   });
 });

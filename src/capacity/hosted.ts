@@ -179,8 +179,8 @@ export class HostedGpuPool implements GpuPool {
 
   async snapshot(): Promise<PoolSnapshot> {
     const pools = await this.cloud.pools();
-    // One row per provider pool: its devices summed, its load from total − available.
-    const devices = pools.map((p) => {
+    // One row per provider pool: its `total` GPUs summed (units), its load from total − available.
+    const devices = pools.map((p): PoolSnapshot['devices'][number] => {
       const busy = p.total - p.available;
       return {
         id: p.id,
@@ -196,6 +196,7 @@ export class HostedGpuPool implements GpuPool {
         allocatedTflops: p.tflops * busy,
         leases: busy,
         warmModels: [],
+        units: p.total,
       };
     });
     return { devices, leases: [] };

@@ -58,6 +58,19 @@ export interface DeviceStatus extends GpuDevice {
   allocatedTflops: number;
   leases: number;
   warmModels: string[];
+  /**
+   * Identical devices this row stands for, its memory and compute their sum (a hosted provider's pool
+   * of `total` GPUs, each held whole by one lease); absent for a single device.
+   */
+  units?: number;
+}
+
+/** Whether a device row can take one more model of `memoryGb` now. */
+export function hasRoom(d: DeviceStatus, memoryGb: number): boolean {
+  const units = d.units ?? 1;
+  // A slice (or each unit of a row of slices) is held whole: room while some unit has no lease.
+  if (d.kind === 'slice') return d.leases < units && d.memoryGb / units >= memoryGb;
+  return d.memoryGb - d.allocatedMemoryGb >= memoryGb;
 }
 
 export interface PoolSnapshot {
