@@ -66,6 +66,8 @@ export const hostedGpuCloudSchema = z
     /** Environment variable holding the bearer key (seed 004: HOSTED_AI_API_KEY). */
     api_key_env: z.string().default('HOSTED_AI_API_KEY'),
     timeout_ms: z.number().int().positive().default(10_000),
+    /** The provider's price of one GPU-hour, for cost per inference (its allocation answers carry none). */
+    cost_per_gpu_hour: z.number().min(0).default(0),
     /** Paths under base_url; `{id}` is replaced by the allocation id. */
     endpoints: z
       .object({

@@ -6,8 +6,9 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GpuAllocator } from './allocator.js';
 import { GpuModelCatalog } from './catalog.js';
-import { allocationSchema, hostedGpuCloudSchema } from './config.js';
+import { allocationSchema, clustersSchema, costOptimizationSchema, hostedGpuCloudSchema, scalingSchema } from './config.js';
 import { HostedGpuPool, HttpHostedGpuCloud, type HostedGpuCloud, type HostedPools } from './hosted.js';
+import { createCapacityServices } from './service.js';
 
 let server: Server;
 let base: string;
@@ -136,6 +137,23 @@ describe('HostedGpuPool under the allocator', () => {
     await expect(allocator.run({ model: 'giant' }, async () => 1)).rejects.toThrow(/no device in the pool/);
     expect(live.size).toBe(0);
     await c.close();
+  });
+});
+
+describe('the hosted pool the capacity services build', () => {
+  it('prices its leases at clusters.hosted.cost_per_gpu_hour (cost per inference was always 0)', async () => {
+    const clusters = clustersSchema.parse({
+      hosted: { base_url: base, cost_per_gpu_hour: 2.5, endpoints: { allocate: '/api/alloc', heartbeat: '/api/alloc/{id}/beat', release: '/api/alloc/{id}', pools: '/api/pools' } },
+    });
+    const services = await createCapacityServices({ clusters, scaling: scalingSchema.parse({}), cost: costOptimizationSchema.parse({}), env: { HOSTED_AI_API_KEY: 'hk-test' } });
+    try {
+      const price = await services.allocator?.run({ model: 'gemma-2b' }, async ({ lease }) => lease.costPerGpuHour);
+      expect(price).toBe(2.5);
+      expect(services.allocator?.metrics.figures().models['gemma-2b']?.inferences).toBe(1);
+    } finally {
+      await services.close();
+    }
+    expect(hostedGpuCloudSchema.parse({ base_url: base }).cost_per_gpu_hour).toBe(0);
   });
 });
 

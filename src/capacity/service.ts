@@ -66,7 +66,7 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
   } else if (clusters.hosted) {
     const cloud = new HttpHostedGpuCloud(clusters.hosted, env);
     closers.push(() => cloud.close());
-    pool = new HostedGpuPool(cloud);
+    pool = new HostedGpuPool(cloud, Date.now, clusters.hosted.cost_per_gpu_hour);
   }
   const allocator = pool
     ? new GpuAllocator({
