@@ -219,3 +219,47 @@ describe('a cluster worker names itself on every answer', () => {
     });
   }
 });
+
+describe('errors carry the x-inferenceflow-* facts that are known', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startTestGateway({
+      config: {
+        providers: { broken: { type: 'simulator', options: { error_rate: 1 } } },
+        models: [{ name: 'broken', deployments: [{ provider: 'broken', model: 'broken' }], retry: { max_retries: 0 } }],
+      },
+    });
+  });
+  afterAll(() => server.close());
+
+  it('an upstream failure: the upstream time and the cost', async () => {
+    const res = await post(`${server.url}/v1/chat/completions`, '{"model":"broken","messages":[{"role":"user","content":"hi"}]}');
+    expect(res.status).toBe(502);
+    expect(res.json?.error.code).toBe('upstream_error');
+    expect(Number(res.headers['x-inferenceflow-latency-ms'])).toBeGreaterThanOrEqual(0);
+    expect(res.headers['x-inferenceflow-cost-usd']).toBe('0');
+    expect(res.headers['x-request-id']).toBeTruthy();
+  });
+
+  it('on the Responses and Anthropic routes too', async () => {
+    for (const [path, body] of [
+      ['/v1/responses', '{"model":"broken","input":"hi"}'],
+      ['/v1/messages', '{"model":"broken","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}'],
+    ] as const) {
+      const res = await post(`${server.url}${path}`, body);
+      expect(res.status, path).toBe(502);
+      expect(res.headers['x-inferenceflow-latency-ms'], path).toBeDefined();
+      expect(res.headers['x-inferenceflow-cost-usd'], path).toBe('0');
+    }
+  });
+
+  it('no upstream reached: no made-up latency; rejected before handling: no facts at all', async () => {
+    const unknown = await post(`${server.url}/v1/chat/completions`, '{"model":"nope","messages":[{"role":"user","content":"hi"}]}');
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers['x-inferenceflow-cost-usd']).toBe('0');
+    expect(unknown.headers['x-inferenceflow-latency-ms']).toBeUndefined();
+    const invalid = await post(`${server.url}/v1/chat/completions`, '{"model":"broken"}');
+    expect(invalid.status).toBe(400);
+    expect(Object.keys(invalid.headers).filter((h) => h.startsWith('x-inferenceflow-') && h !== 'x-inferenceflow-worker')).toEqual([]);
+  });
+});

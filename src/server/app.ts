@@ -11,6 +11,7 @@ import type { Authenticator } from './auth.js';
 import { AccessLogger } from '../telemetry/logger.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
 import { anthropicErrorFromGateway } from './anthropic-format.js';
+import { FACT_HEADERS, factHeaders } from './headers.js';
 import { anthropicRoutes } from './routes/anthropic.js';
 import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -134,7 +135,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const err = gone && !(error instanceof GatewayError && error.code === 'client_closed_request') ? new GatewayError('client_closed_request', { cause: error }) : fastifyToGatewayError(error);
     if (err.status >= 500) opts.log.error({ reqId: request.id, err: error, code: err.code }, 'request failed');
     else if (gone) opts.log.debug({ reqId: request.id, code: err.code, cause: (error as Error).message }, 'client closed the request');
-    reply.code(err.status).headers(errorHeaders(err));
+    reply.code(err.status);
+    // A request the gateway began handling answers with the facts it has, as a success does: who
+    // was tried, the upstream time when an upstream was called, what was spent. Latency is left out
+    // when no upstream was reached (factHeaders would say 0); the error's own headers come last.
+    if (request.ctx) {
+      const facts = factHeaders(request.ctx.facts);
+      if (request.ctx.facts.latencyMs === undefined) delete facts[FACT_HEADERS.latency];
+      reply.headers(facts);
+    }
+    reply.headers(errorHeaders(err));
     if (request.routeOptions.config?.dialect === 'anthropic') {
       return reply.send(anthropicErrorFromGateway(err));
     }
