@@ -206,3 +206,51 @@ describe('which limit refused a request', () => {
     expect(refusedBy(new Error('other'))).toBeUndefined();
   });
 });
+
+describe('a stream charged an estimate', () => {
+  function stageWith(estimates: [string, number, number][]) {
+    const budgets = new BudgetManager({ store: new MemoryBudgetStore(), config: budgetsSchema.parse({ alert_thresholds: [] }), log });
+    return createAdmissionStage({
+      limiter: new MemoryLimiterStore(),
+      config: rateLimitingSchema.parse({}),
+      budgets,
+      priceOf: () => PRICE,
+      onUsageEstimated: (c, usage, cost) => estimates.push([c.id, usage.completion_tokens, cost]),
+    });
+  }
+  const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: { budgetUsd: 1, budgetPeriod: 'day' } };
+  const newCtx = () => ({ id: 'r', startedAt: 0, endpoint: 'chat', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} }) as RequestContext;
+
+  it('tells its listener the estimated usage and exactly the cost it added, once', async () => {
+    const estimates: [string, number, number][] = [];
+    const stage = stageWith(estimates);
+    const c = newCtx();
+    c.facts.costUsd = 0.5; // charged earlier (a hedge loser's prompt, say): not part of the estimate
+    const { stream } = upstream(['one ', 'two']);
+    const outcome = (await stage(c, REQ, async (x) => ((x.facts.model = 'm'), { kind: 'stream', stream }))) as Extract<ChatOutcome, { kind: 'stream' }>;
+    for await (const _ of outcome.stream) void _;
+    const tokens = countTextTokens('one two');
+    expect(estimates).toEqual([['r', tokens, tokens * 0.001]]);
+    expect(c.facts.costUsd).toBeCloseTo(0.5 + tokens * 0.001, 9);
+  });
+
+  it('is silent when the upstream reported usage, and for a cache hit', async () => {
+    const estimates: [string, number, number][] = [];
+    const stage = stageWith(estimates);
+    const reported = newCtx();
+    const out = (await stage(reported, REQ, async (x) => {
+      x.facts.model = 'm';
+      x.facts.usage = { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 };
+      return { kind: 'stream', stream: upstream(['a']).stream };
+    })) as Extract<ChatOutcome, { kind: 'stream' }>;
+    for await (const _ of out.stream) void _;
+    const hit = newCtx();
+    const replay = (await stage(hit, REQ, async (x) => {
+      x.facts.model = 'm';
+      x.facts.cache = 'exact';
+      return { kind: 'stream', stream: upstream(['a']).stream };
+    })) as Extract<ChatOutcome, { kind: 'stream' }>;
+    for await (const _ of replay.stream) void _;
+    expect(estimates).toEqual([]);
+  });
+});

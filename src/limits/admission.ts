@@ -5,7 +5,7 @@
 // scaling plan may make) in one atomic check, reserves the estimated cost on the identity's budgets, and corrects both once usage is known — for a
 // stream, when it ends or its client goes away. Rate-limit state goes out as headers on success and on 429.
 import { randomUUID } from 'node:crypto';
-import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import type { ChatChunk, ChatRequest, Usage } from '../canonical/chat.js';
 import { contentText, requestedMaxTokens } from '../canonical/chat.js';
 import type { LimitDimension, RateLimitingConfig } from '../config/schema.js';
 import type { RequestContext, Tenant } from '../gateway/context.js';
@@ -32,6 +32,13 @@ export interface AdmissionOptions {
    * request), else the highest.
    */
   priceOf(model: string, deployment?: string): Price | undefined;
+  /**
+   * Told when a stream's usage is estimated here because it ended without a usage chunk (client
+   * gone, upstream cut): the estimated usage and the cost it added to the request. No upstream
+   * reported these tokens, so no attempt recorded them — telemetry's `usageEstimated` records them
+   * (inference_tokens_total, inference_cost_usd_total, /v1/stats cost) as the budget and ledger got them.
+   */
+  onUsageEstimated?(ctx: RequestContext, usage: Usage, costUsd: number): void;
 }
 
 /** The kind of limit that refused a request: a request or token window, concurrency, or a budget (402). */
@@ -246,7 +253,9 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
           ctx.facts.usage = usage;
           // Priced as the deployment that served it charges, when routing recorded one.
           const price = opts.priceOf(req.model, ctx.facts.deployment);
-          if (price) ctx.facts.costUsd += costUsd(usage, price);
+          const cost = price ? costUsd(usage, price) : 0;
+          ctx.facts.costUsd += cost;
+          opts.onUsageEstimated?.(ctx, usage, cost);
         }
         let settling: Promise<void> | void;
         try {

@@ -3,7 +3,7 @@
 // the rolling window behind /v1/stats. Label values are bounded: free-form ones (model, provider,
 // deployment, node, device) keep their first `maxLabelValues` distinct values, later ones read `other`.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section } from './records.js';
+import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section, SpendRecord } from './records.js';
 import { RollingStats, type PerformanceSummary } from './rolling-stats.js';
 import { FastCounter, FastHistogram } from './series.js';
 
@@ -267,6 +267,19 @@ export class GatewayMetrics {
     if (a.outputTokens) this.tokens.inc({ provider, model, type: 'output' }, a.outputTokens);
     if (a.costUsd) this.cost.inc({ provider, model }, a.costUsd);
     this.stats.attempt({ ...a, provider });
+  }
+
+  /**
+   * Tokens and cost no attempt recorded: a stream that ended without a usage chunk, as admission
+   * estimated and charged it. Counted with the provider and model that served it, like an attempt's.
+   */
+  recordSpend(s: SpendRecord): void {
+    const provider = this.provider.value(s.provider);
+    const model = this.model.value(s.model);
+    if (s.inputTokens) this.tokens.inc({ provider, model, type: 'input' }, s.inputTokens);
+    if (s.outputTokens) this.tokens.inc({ provider, model, type: 'output' }, s.outputTokens);
+    if (s.costUsd) this.cost.inc({ provider, model }, s.costUsd);
+    this.stats.spend(provider, s);
   }
 
   cacheHit(kind: CacheHitKind, savedUsd = 0): void {

@@ -37,6 +37,15 @@ export interface AttemptRecord {
   costUsd?: number;
 }
 
+/** Tokens and spend no attempt reported (a stream without a usage chunk, estimated by admission). */
+export interface SpendRecord {
+  provider?: string;
+  model?: string;
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number;
+}
+
 export type BreakerState = 'closed' | 'half_open' | 'open';
 export type HedgeOutcome = 'launched' | 'won' | 'cancelled';
 export type CacheHitKind = 'exact' | 'semantic';

@@ -2,7 +2,7 @@
 // for the last `windowS` seconds, each holding counts and log-histograms, summed on demand. Gauges the
 // capabilities publish (queue depth, breaker states, mesh nodes, GPUs) are kept as latest values.
 import { LogHistogram, type Percentiles } from './log-histogram.js';
-import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section } from './records.js';
+import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section, SpendRecord } from './records.js';
 
 interface ProviderSlot {
   calls: number;
@@ -161,6 +161,17 @@ export class RollingStats {
     }
     s.inputTokens += a.inputTokens ?? 0;
     s.outputTokens += a.outputTokens ?? 0;
+  }
+
+  /** Tokens and cost without an attempt of their own (metrics.recordSpend): no call is counted. */
+  spend(provider: string, r: SpendRecord): void {
+    const s = this.slot();
+    if (r.costUsd) {
+      s.provider(provider).costUsd += r.costUsd;
+      s.costUsd += r.costUsd;
+    }
+    s.inputTokens += r.inputTokens;
+    s.outputTokens += r.outputTokens;
   }
 
   cacheHit(kind: CacheHitKind, savedUsd = 0): void {

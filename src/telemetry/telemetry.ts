@@ -3,6 +3,7 @@
 // Built once in assemble(); the HTTP layer, the executor and the capabilities all hold this object.
 import type { Context, Span } from '@opentelemetry/api';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
+import type { Usage } from '../canonical/chat.js';
 import type { MonitoringConfig } from '../config/schema.js';
 import type { RequestContext } from '../gateway/context.js';
 import type { AttemptEnd, AttemptObserver } from '../gateway/execute.js';
@@ -94,6 +95,14 @@ export class Telemetry implements AttemptObserver {
       costUsd: end.costUsd,
     });
   }
+
+  /**
+   * Admission's `onUsageEstimated`: a stream that ended without a usage chunk (client gone, upstream
+   * cut) was charged an estimate no attempt recorded — tokens and cost go to the metrics as charged.
+   */
+  readonly usageEstimated = (ctx: RequestContext, usage: Usage, costUsd: number): void => {
+    this.metrics.recordSpend({ provider: ctx.facts.provider, model: ctx.facts.model, inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens, costUsd });
+  };
 
   /** The /v1/stats document with the configured alert thresholds evaluated. */
   summary(): PerformanceSummary & { alerts: AlertState[] } {
