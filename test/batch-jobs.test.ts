@@ -77,7 +77,8 @@ for (const backend of backends) {
           providers,
           models,
           database: backend.shared ? { url: POSTGRES_URL, schema } : { pglite_path: join(dir, 'db') },
-          batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 5_000, webhook: { url: `http://127.0.0.1:${port}/hook`, secret: SECRET } },
+          // Tiny file parts: every output and error file below is written, stored and served in several.
+          batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 5_000, file_part_bytes: 256, webhook: { url: `http://127.0.0.1:${port}/hook`, secret: SECRET } },
         },
       });
       client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -117,7 +118,11 @@ for (const backend of backends) {
       expect(done.request_counts).toEqual({ total: 4, completed: 3, failed: 1 });
       expect(done.completed_at).toBeGreaterThanOrEqual(done.created_at);
 
-      const output = (await (await client.files.content(done.output_file_id as string)).text()).trim().split('\n').map((l) => JSON.parse(l) as { custom_id: string; response: { status_code: number; body: { choices: { message: { content: string } }[]; usage: { completion_tokens: number } } } });
+      const outputText = await (await client.files.content(done.output_file_id as string)).text();
+      // Longer than a part: streamed from several, whole and in order.
+      expect(Buffer.byteLength(outputText)).toBeGreaterThan(3 * 256);
+      expect((await client.files.retrieve(done.output_file_id as string)).bytes).toBe(Buffer.byteLength(outputText));
+      const output = outputText.trim().split('\n').map((l) => JSON.parse(l) as { custom_id: string; response: { status_code: number; body: { choices: { message: { content: string } }[]; usage: { completion_tokens: number } } } });
       expect(output.map((o) => o.custom_id)).toEqual(['q-1', 'q-2', 'q-4']);
       expect(output[0]?.response.status_code).toBe(200);
       expect(output[0]?.response.body.choices[0]?.message.content).toContain('first question');
@@ -183,6 +188,9 @@ for (const backend of backends) {
       await expect(client.batches.retrieve('batch_nope')).rejects.toMatchObject({ status: 404 });
       await expect(client.batches.create({ input_file_id: 'file-nope', endpoint: '/v1/chat/completions', completion_window: '24h' })).rejects.toMatchObject({ status: 404 });
       await expect(client.files.create({ file: await toFile(Buffer.from('x'), 'x.jsonl'), purpose: 'fine-tune' })).rejects.toMatchObject({ status: 400 });
+      const outputFile = (await client.files.list({ purpose: 'batch_output' })).data[0];
+      expect(outputFile).toBeDefined();
+      await expect(client.batches.create({ input_file_id: outputFile?.id as string, endpoint: '/v1/chat/completions', completion_window: '24h' })).rejects.toMatchObject({ status: 400, param: 'input_file_id' });
       const fileId = await upload([line('z', { model: 'm', messages: [{ role: 'user', content: 'x' }] })]);
       expect(await client.files.delete(fileId)).toMatchObject({ id: fileId, deleted: true });
       await expect(client.files.retrieve(fileId)).rejects.toMatchObject({ status: 404 });

@@ -82,6 +82,54 @@ for (const backend of backends) {
       expect(sent.map((s) => s.type)).toEqual(['batch.completed']);
     });
 
+    it('writes output files in parts of about file_part_bytes and reads them back a part at a time', async () => {
+      const job = await create(12);
+      const outputId = `file-${job.id}-output`;
+      // A part a finaliser that died midway left behind: the finaliser that completes the job drops it.
+      await store.writeFilePart(outputId, 'dead-finaliser', 0, 'torn');
+      const runner = new BatchRunner(store, async (item) => ok(item.line), { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, filePartBytes: 200 });
+      runner.start();
+      const done = await finished(job.id);
+      await runner.stop();
+      expect(done.output_file_id).toBe(outputId);
+
+      const parts = await sql.query<{ writer: string; content: string }>(`SELECT writer, content FROM batch_file_parts WHERE file_id = $1 ORDER BY part`, [outputId]);
+      expect(new Set(parts.map((p) => p.writer)).size).toBe(1);
+      expect(parts.length).toBeGreaterThanOrEqual(4);
+      const longestLine = Math.max(...parts.flatMap((p) => p.content.split('\n').map((l) => Buffer.byteLength(l) + 1)));
+      for (const p of parts) {
+        // Whole lines only, and a part stops at the line that reaches the part size.
+        expect(p.content.endsWith('\n')).toBe(true);
+        expect(Buffer.byteLength(p.content)).toBeLessThan(200 + longestLine);
+      }
+
+      // Read back lazily: the file row, then one query per part as the reader asks for it.
+      let queries = 0;
+      const counting = new BatchStore({
+        ...sql,
+        query: <T>(text: string, params?: unknown[]) => {
+          queries++;
+          return sql.query<T>(text, params);
+        },
+      });
+      const chunks = (await counting.fileChunks(outputId, ANONYMOUS.id)) as AsyncIterable<string>;
+      const reader = chunks[Symbol.asyncIterator]();
+      const got = [(await reader.next()).value as string];
+      expect(queries).toBe(2);
+      for (let r = await reader.next(); !r.done; r = await reader.next()) got.push(r.value);
+      expect(got).toEqual(parts.map((p) => p.content));
+      const lines = got.join('').trim().split('\n').map((l) => JSON.parse(l) as { custom_id: string });
+      expect(lines.map((l) => l.custom_id)).toEqual(items(12).map((i) => i.custom_id));
+      expect((await store.getFile(outputId, ANONYMOUS.id))?.bytes).toBe(Buffer.byteLength(got.join('')));
+
+      // A finaliser that comes second adopts nothing; the files stand.
+      expect((await store.complete(job.id, 'completed', 'late', { output: { id: outputId, bytes: 1 } }, [outputId])).adopted).toBe(false);
+      expect(await store.fileContent(outputId, ANONYMOUS.id)).toBe(got.join(''));
+      // Deleting the file deletes its parts.
+      expect(await store.deleteFile(outputId, ANONYMOUS.id)).toBe(true);
+      expect(await sql.query(`SELECT 1 FROM batch_file_parts WHERE file_id = $1`, [outputId])).toHaveLength(0);
+    });
+
     it('takes over a crashed worker’s lines after its lease; lines it recorded never run again', async () => {
       const job = await create(10);
       const runsA: number[] = [];

@@ -32,6 +32,8 @@ export const batchJobsSchema = z
     lease_ms: z.number().int().positive().default(60_000),
     /** How often idle workers look for new work, ms. */
     poll_ms: z.number().int().positive().default(1_000),
+    /** Output and error files are stored (and served) in parts of about this size, bytes. */
+    file_part_bytes: z.number().int().positive().default(4 * 1024 * 1024),
     /** Signed completion webhook (Standard Webhooks); unset sends none. */
     webhook: z
       .object({

@@ -1,5 +1,5 @@
 // Tables of the Batch API: uploaded files (contents kept in the database, so every replica sees
-// them), batch jobs and one row per request line. Applied with the store's migration runner after
+// them; output and error files in parts), batch jobs and one row per request line. Applied with the store's migration runner after
 // the shared list (the ids are recorded in schema_migrations like every other migration).
 import type { Migration } from '../../store/migrations.js';
 
@@ -55,6 +55,22 @@ export const BATCH_JOB_MIGRATIONS: Migration[] = [
         PRIMARY KEY (batch_id, line)
       )`,
       `CREATE INDEX IF NOT EXISTS batch_items_open ON batch_items (batch_id, status)`,
+    ],
+  },
+  {
+    // Output and error files are written in parts: one string of a large job's whole output would
+    // pass V8's string limit (~512 MB). `writer` is the finaliser that wrote a part; the file row names
+    // the one whose parts it adopted (`parts_writer`), and the others' parts are deleted.
+    id: '0003_batch_file_parts',
+    statements: [
+      `ALTER TABLE batch_files ADD COLUMN IF NOT EXISTS parts_writer text`,
+      `CREATE TABLE IF NOT EXISTS batch_file_parts (
+        file_id text NOT NULL,
+        writer text NOT NULL,
+        part integer NOT NULL,
+        content text NOT NULL,
+        PRIMARY KEY (file_id, writer, part)
+      )`,
     ],
   },
 ];

@@ -3,6 +3,7 @@
 // belong to the identity that created them; another identity gets 404. The official `openai` SDK
 // drives these routes unmodified (test/batch-jobs.test.ts).
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ANONYMOUS, type Tenant } from '../../gateway/context.js';
@@ -79,10 +80,11 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
   app.get<{ Params: { id: string } }>('/v1/files/:id', doc('Retrieve a file', { id: true }), async (request) => fileObject(await requireFile(store, request.params.id, tenantOf(request))));
 
   app.get<{ Params: { id: string } }>('/v1/files/:id/content', doc('Download a file', { id: true }), async (request, reply) => {
-    const content = await store.fileContent(request.params.id, tenantOf(request).id);
-    if (content === undefined) throw noSuchFile(request.params.id);
+    // Streamed part by part: an output file can be larger than one string may be.
+    const chunks = await store.fileChunks(request.params.id, tenantOf(request).id);
+    if (!chunks) throw noSuchFile(request.params.id);
     reply.header('content-type', 'application/octet-stream');
-    return reply.send(Buffer.from(content, 'utf8'));
+    return reply.send(Readable.from(utf8(chunks)));
   });
 
   app.delete<{ Params: { id: string } }>('/v1/files/:id', doc('Delete a file', { id: true }), async (request) => {
@@ -95,7 +97,9 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const body = parsed.data;
     const tenant = tenantOf(request);
-    await requireFile(store, body.input_file_id, tenant, 'input_file_id');
+    const input = await requireFile(store, body.input_file_id, tenant, 'input_file_id');
+    // An output or error file is no input (and may be larger than one string may be).
+    if (input.purpose !== 'batch') throw new GatewayError('invalid_value', { param: 'input_file_id', message: `File ${input.id} has purpose "${input.purpose}"; a batch's input file is uploaded with purpose "batch".` });
     const content = (await store.fileContent(body.input_file_id, tenant.id)) ?? '';
     const { items, errors } = parseBatchInput(content, body.endpoint, config.max_requests);
     const job = await store.createBatch({
@@ -141,6 +145,10 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     return batchObject(store, (await store.getBatch(before.id, tenant.id)) as BatchRow);
   });
 };
+
+async function* utf8(chunks: AsyncIterable<string>): AsyncGenerator<Buffer> {
+  for await (const c of chunks) yield Buffer.from(c, 'utf8');
+}
 
 function tenantOf(request: FastifyRequest): Tenant {
   return request.tenant ?? ANONYMOUS;

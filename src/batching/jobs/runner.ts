@@ -1,11 +1,16 @@
 // Runs batch jobs: claims open lines by lease (up to `concurrency` at a time across all jobs), runs
 // each through the gateway, records its result, and once a job has no open line writes its output
-// and error files, sets its final status and sends the signed completion webhook. Any number of
-// replicas can run one; after a crash the dead worker's lines are taken over when their leases end,
+// and error files (in parts, a page of lines at a time: never a whole file in memory), sets its
+// final status and sends the signed completion webhook. Any number of replicas can run one; after a crash the dead worker's lines are taken over when their leases end,
 // and a line whose result was recorded never runs again.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { BatchRow, BatchStore, ClaimedItem, ItemOutcome } from './store.js';
+import type { BatchRow, BatchStore, ClaimedItem, ItemOutcome, WrittenFile } from './store.js';
+
+/** Size of one stored part of an output or error file (a part ends at the line that reaches it). */
+export const DEFAULT_FILE_PART_BYTES = 4 * 1024 * 1024;
+/** Finished lines read from the database at a time while a file is written. */
+const FILE_PAGE_ROWS = 500;
 
 /** Runs one line; undefined means "not run" (the runner is stopping) and the line is released. */
 export type ItemExecutor = (item: ClaimedItem, signal: AbortSignal) => Promise<ItemOutcome | undefined>;
@@ -25,6 +30,8 @@ export interface BatchRunnerOptions {
   describe?: (job: BatchRow) => Promise<unknown>;
   /** Worker id; a fresh one per process by default. */
   owner?: string;
+  /** Size of the parts output and error files are stored in (`batch_jobs.file_part_bytes`). */
+  filePartBytes?: number;
 }
 
 export class BatchRunner {
@@ -168,23 +175,53 @@ export class BatchRunner {
   }
 
   private async finalize(job: BatchRow): Promise<void> {
-    const items = await this.store.finishedItems(job.id);
-    const lines = (status: string) =>
-      items
-        .filter((i) => i.status === status)
-        .map((i) => JSON.stringify({ id: `batch_req_${job.id.replace(/^batch_/, '')}_${i.line}`, custom_id: i.custom_id, response: i.response, error: null }))
-        .join('\n');
-    const out = lines('succeeded');
-    const err = lines('failed');
+    // Written part by part (a page of lines read at a time): a large job's whole output as one string
+    // would pass V8's string limit, and the job would stay finalizing with every sweep failing again.
+    // The parts are this finaliser's own until `complete` adopts them with the final status.
+    const writer = randomUUID();
+    const ids = { output: `file-${job.id}-output`, error: `file-${job.id}-errors` };
+    const output = await this.writeFile(job, 'succeeded', ids.output, writer);
+    const error = await this.writeFile(job, 'failed', ids.error, writer);
     const final = job.cancelling_at ? 'cancelled' : 'completed';
-    const done = await this.store.complete(job.id, final, {
-      ...(out ? { output: { id: `file-${job.id}-output`, content: `${out}\n` } } : {}),
-      ...(err ? { error: { id: `file-${job.id}-errors`, content: `${err}\n` } } : {}),
-    });
+    const { job: done, adopted } = await this.store.complete(job.id, final, writer, { ...(output ? { output } : {}), ...(error ? { error } : {}) }, [ids.output, ids.error]);
+    if (!adopted) {
+      // Another finaliser finished the job first; its files stand.
+      for (const id of [ids.output, ids.error]) await this.store.discardFileParts(id, writer);
+      return;
+    }
     if (!done || (done.status !== 'completed' && done.status !== 'cancelled')) return;
     this.opts.log.info({ batch: job.id, status: done.status }, 'batch finished');
     if (this.opts.notifier && (await this.store.markNotified(job.id))) {
       this.opts.notifier.send(`batch.${done.status}`, this.opts.describe ? await this.opts.describe(done) : { id: done.id, status: done.status });
     }
+  }
+
+  /** Writes the job's lines of one status as a file's parts of about `filePartBytes`; undefined when it has none. */
+  private async writeFile(job: BatchRow, status: 'succeeded' | 'failed', fileId: string, writer: string): Promise<WrittenFile | undefined> {
+    const partBytes = this.opts.filePartBytes ?? DEFAULT_FILE_PART_BYTES;
+    const prefix = `batch_req_${job.id.replace(/^batch_/, '')}_`;
+    let part = 0;
+    let bytes = 0;
+    let pending: string[] = [];
+    let pendingBytes = 0;
+    const flush = async () => {
+      await this.store.writeFilePart(fileId, writer, part++, pending.join(''));
+      bytes += pendingBytes;
+      pending = [];
+      pendingBytes = 0;
+    };
+    for (let after = 0; ; ) {
+      const rows = await this.store.finishedItemsPage(job.id, status, after, FILE_PAGE_ROWS);
+      for (const i of rows) {
+        const line = `${JSON.stringify({ id: `${prefix}${i.line}`, custom_id: i.custom_id, response: i.response, error: null })}\n`;
+        pending.push(line);
+        pendingBytes += Buffer.byteLength(line);
+        if (pendingBytes >= partBytes) await flush();
+      }
+      if (rows.length < FILE_PAGE_ROWS) break;
+      after = (rows[rows.length - 1] as { line: number }).line;
+    }
+    if (pending.length > 0) await flush();
+    return part > 0 ? { id: fileId, bytes } : undefined;
   }
 }

@@ -62,6 +62,7 @@ export async function assembleBatchJobs({ config, log, gateway, sql, notifier, l
     concurrency: cfg.concurrency,
     leaseMs: cfg.lease_ms,
     pollMs: cfg.poll_ms,
+    filePartBytes: cfg.file_part_bytes,
     log,
     notifier: notifier ?? sender,
     describe: (job) => batchObject(store, job),

@@ -61,6 +61,12 @@ export interface ItemOutcome {
   response: Record<string, unknown>;
 }
 
+/** An output or error file whose parts a finaliser has written. */
+export interface WrittenFile {
+  id: string;
+  bytes: number;
+}
+
 export interface RequestCounts {
   total: number;
   completed: number;
@@ -93,9 +99,37 @@ export class BatchStore {
     return rows[0];
   }
 
+  /**
+   * A whole file as one string: for input files (at most `max_file_bytes`). Output and error files
+   * can be larger than a string may be: read those with `fileChunks`.
+   */
   async fileContent(id: string, tenantId: string): Promise<string | undefined> {
-    const rows = await this.sql.query<{ content: string }>(`SELECT content FROM batch_files WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
-    return rows[0]?.content;
+    const chunks = await this.fileChunks(id, tenantId);
+    if (!chunks) return undefined;
+    const parts: string[] = [];
+    for await (const c of chunks) parts.push(c);
+    return parts.join('');
+  }
+
+  /**
+   * A file's content in pieces, read from the database one at a time as they are consumed: an
+   * uploaded file's content, then the parts of an output or error file in order. undefined when the
+   * tenant has no such file.
+   */
+  async fileChunks(id: string, tenantId: string): Promise<AsyncIterable<string> | undefined> {
+    const rows = await this.sql.query<{ content: string; parts_writer: string | null }>(`SELECT content, parts_writer FROM batch_files WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+    const row = rows[0];
+    if (!row) return undefined;
+    const sql = this.sql;
+    return (async function* () {
+      if (row.content) yield row.content;
+      if (row.parts_writer === null) return;
+      for (let part = 0; ; part++) {
+        const got = await sql.query<{ content: string }>(`SELECT content FROM batch_file_parts WHERE file_id = $1 AND writer = $2 AND part = $3`, [id, row.parts_writer, part]);
+        if (!got[0]) return;
+        yield got[0].content;
+      }
+    })();
   }
 
   async listFiles(tenantId: string, purpose?: string): Promise<FileRow[]> {
@@ -106,8 +140,11 @@ export class BatchStore {
   }
 
   async deleteFile(id: string, tenantId: string): Promise<boolean> {
-    const rows = await this.sql.query(`DELETE FROM batch_files WHERE id = $1 AND tenant_id = $2 RETURNING id`, [id, tenantId]);
-    return rows.length > 0;
+    return this.sql.transaction(async (q) => {
+      const rows = await q(`DELETE FROM batch_files WHERE id = $1 AND tenant_id = $2 RETURNING id`, [id, tenantId]);
+      if (rows.length > 0) await q(`DELETE FROM batch_file_parts WHERE file_id = $1`, [id]);
+      return rows.length > 0;
+    });
   }
 
   /** Creates a job with its lines in one transaction: in progress, or failed with `errors`. */
@@ -265,34 +302,60 @@ export class BatchStore {
     return rows.map((r) => r.id);
   }
 
-  /** Finished lines in input order, for the output and error files. */
-  async finishedItems(batchId: string): Promise<{ line: number; custom_id: string; status: ItemStatus; response: Record<string, unknown> }[]> {
-    return this.sql.query(`SELECT line, custom_id, status, response FROM batch_items WHERE batch_id = $1 AND status IN ('succeeded', 'failed') ORDER BY line`, [batchId]);
+  /** Up to `limit` finished lines of one status after line `afterLine`, in input order: a page of an output or error file. */
+  async finishedItemsPage(batchId: string, status: 'succeeded' | 'failed', afterLine: number, limit: number): Promise<{ line: number; custom_id: string; response: Record<string, unknown> }[]> {
+    return this.sql.query(`SELECT line, custom_id, response FROM batch_items WHERE batch_id = $1 AND status = $2 AND line > $3 ORDER BY line LIMIT $4`, [batchId, status, afterLine, limit]);
   }
 
-  /** Writes the output/error files and the final status in one transaction (idempotent by file id). */
-  async complete(id: string, final: 'completed' | 'cancelled', files: { output?: { id: string; content: string }; error?: { id: string; content: string } }): Promise<BatchRow | undefined> {
+  /** Stores part `part` of a file being written by `writer` (a finaliser); writing it again replaces it. */
+  async writeFilePart(fileId: string, writer: string, part: number, content: string): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO batch_file_parts (file_id, writer, part, content) VALUES ($1,$2,$3,$4) ON CONFLICT (file_id, writer, part) DO UPDATE SET content = EXCLUDED.content`,
+      [fileId, writer, part, content],
+    );
+  }
+
+  /** Drops the parts `writer` wrote for a file that did not adopt them. */
+  async discardFileParts(fileId: string, writer: string): Promise<void> {
+    await this.sql.query(`DELETE FROM batch_file_parts WHERE file_id = $1 AND writer = $2`, [fileId, writer]);
+  }
+
+  /**
+   * Adopts the output/error files whose parts `writer` (a finaliser) wrote and sets the final status,
+   * in one transaction, only while the job is still finalizing. `adopted` is false when another
+   * finaliser finished the job first: the caller's parts are then its own to discard. Parts other
+   * finalisers left under any of `fileIds` (one that died midway) are deleted.
+   */
+  async complete(
+    id: string,
+    final: 'completed' | 'cancelled',
+    writer: string,
+    files: { output?: WrittenFile; error?: WrittenFile },
+    fileIds: readonly string[],
+  ): Promise<{ job: BatchRow | undefined; adopted: boolean }> {
     const now = Math.floor(nowS());
-    await this.sql.transaction(async (q) => {
+    const adopted = await this.sql.transaction(async (q) => {
       const job = (await q<BatchRow>(`SELECT * FROM batch_jobs WHERE id = $1 FOR UPDATE`, [id]))[0];
-      if (!job || job.status !== 'finalizing') return;
+      if (!job || job.status !== 'finalizing') return false;
       for (const f of [files.output, files.error]) {
         if (!f) continue;
-        await q(`INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, content, created_at) VALUES ($1,$2,'batch_output',$3,$4,$5,$6) ON CONFLICT (id) DO NOTHING`, [
+        await q(`INSERT INTO batch_files (id, tenant_id, purpose, filename, bytes, content, parts_writer, created_at) VALUES ($1,$2,'batch_output',$3,$4,'',$5,$6) ON CONFLICT (id) DO NOTHING`, [
           f.id,
           job.tenant_id,
           `${f.id}.jsonl`,
-          Buffer.byteLength(f.content),
-          f.content,
+          f.bytes,
+          writer,
           now,
         ]);
       }
+      for (const fileId of fileIds) await q(`DELETE FROM batch_file_parts WHERE file_id = $1 AND writer <> $2`, [fileId, writer]);
       await q(
         `UPDATE batch_jobs SET status = $2, output_file_id = $3, error_file_id = $4, ${final === 'completed' ? 'completed_at' : 'cancelled_at'} = $5 WHERE id = $1`,
         [id, final, files.output?.id ?? null, files.error?.id ?? null, now],
       );
+      return true;
     });
-    return this.getBatch(id);
+    return { job: await this.getBatch(id), adopted };
   }
 
   /** Marks the completion webhook as sent; true for the one caller that marks it. */
