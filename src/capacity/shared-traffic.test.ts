@@ -8,7 +8,7 @@ import { replicaName } from './service.js';
 import { RedisLeaderLock, RedisTrafficStore } from './shared-traffic.js';
 import { TrafficRecorder } from './traffic.js';
 import { redisTargets } from '../../test/helpers/redis.js';
-import type { RedisClient } from '../store/redis.js';
+import { hashTagged, type RedisClient } from '../store/redis.js';
 
 // On a single server and on a Redis Cluster (test/helpers/redis.ts).
 const targets = await redisTargets();
@@ -60,6 +60,26 @@ describe.each(targets.map((t) => [t.name, t] as const))('RedisTrafficStore and R
     expect(series[0]?.tokensPerS).toBe(9_000 / 300);
     // a's open-bucket counts are pushed when b reads (a reads through its own store here).
     expect((await a.store.current()).requestsPerS).toBe(120 / 60);
+  });
+
+  it('keeps the counts of a push that failed and sends them with the next one', async () => {
+    const now = BUCKET_MS * 20_000 + 60_000;
+    const recorder = new TrafficRecorder({ bucketMs: BUCKET_MS, historyBuckets: 12, now: () => now, trackPending: true });
+    const keyPrefix = `${prefix}flush-retry:`;
+    // The same replica's store over a connection whose transaction fails, then over a working one.
+    const tx = { hincrbyfloat: () => tx, hset: () => tx, expire: () => tx, exec: async () => Promise.reject(new Error('Connection is closed.')) };
+    const gone = { multi: () => tx } as unknown as RedisClient;
+    const broken = new RedisTrafficStore({ redis: gone, keyPrefix, recorder, historyBuckets: 12, replica: 'r', now: () => now });
+    const working = new RedisTrafficStore({ redis, keyPrefix, recorder, historyBuckets: 12, replica: 'r', now: () => now });
+    recorder.record(120, 1_200);
+    recorder.observeQueueDepth(5);
+    await expect(broken.flush()).rejects.toThrow();
+    recorder.record(60, 600); // recorded between the failed push and the next
+    recorder.observeQueueDepth(3);
+    await working.flush();
+    const h = await redis.hgetall(`${hashTagged(keyPrefix)}traffic:${Math.floor(now / BUCKET_MS)}`);
+    expect(h).toEqual({ requests: '180', tokens: '1800', 'queue:r': '5' });
+    expect(recorder.takePending()).toEqual([]);
   });
 
   it('two workers of one pod (same HOSTNAME) are two replicas: only one of them leads', async () => {

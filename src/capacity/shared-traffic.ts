@@ -44,12 +44,16 @@ export class RedisTrafficStore implements TrafficSource {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Pushes what this replica recorded since the last push (call every few seconds and before reading). */
+  /**
+   * Pushes what this replica recorded since the last push (call every few seconds and before
+   * reading). One MULTI (the bucket keys share a hash tag): when it does not run — Redis unreachable,
+   * the transaction refused — the counts go back to the recorder for the next push, not lost.
+   */
   async flush(): Promise<void> {
     const deltas = this.recorder.takePending();
     if (deltas.length === 0) return;
     const ttlS = Math.ceil(((this.historyBuckets + 2) * this.recorder.bucketMs) / 1000);
-    const tx = this.redis.pipeline();
+    const tx = this.redis.multi();
     for (const d of deltas) {
       const key = this.key(d.index);
       if (d.requests) tx.hincrbyfloat(key, 'requests', d.requests);
@@ -57,8 +61,19 @@ export class RedisTrafficStore implements TrafficSource {
       tx.hset(key, `queue:${this.replica}`, d.queueDepth);
       tx.expire(key, ttlS);
     }
-    const results = await tx.exec();
-    const failed = results?.find(([err]) => err);
+    let results: Awaited<ReturnType<typeof tx.exec>>;
+    try {
+      results = await tx.exec();
+    } catch (err) {
+      this.recorder.restorePending(deltas);
+      throw err;
+    }
+    if (!results) {
+      this.recorder.restorePending(deltas);
+      throw new Error('pushing traffic counts: the transaction was aborted');
+    }
+    // A command that failed inside an executed transaction left the others applied: resending would count them twice.
+    const failed = results.find(([err]) => err);
     if (failed) throw failed[0] as Error;
   }
 

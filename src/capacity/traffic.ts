@@ -82,6 +82,24 @@ export class TrafficRecorder {
     return out;
   }
 
+  /**
+   * Puts back what takePending() returned when pushing it failed, merged with anything recorded
+   * since, so the next push sends it again.
+   */
+  restorePending(deltas: readonly BucketDelta[]): void {
+    if (!this.pending) return;
+    for (const d of deltas) {
+      const now = this.pending.get(d.index);
+      if (!now) {
+        this.pending.set(d.index, { ...d });
+        continue;
+      }
+      now.requests += d.requests;
+      now.tokens += d.tokens;
+      now.queueDepth = Math.max(now.queueDepth, d.queueDepth);
+    }
+  }
+
   private delta(b: Bucket): BucketDelta {
     const pending = this.pending as Map<number, BucketDelta>;
     let d = pending.get(b.index);
