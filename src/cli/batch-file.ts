@@ -3,7 +3,7 @@
 // file) as it arrives, so an interrupted run resumes where it stopped: lines already recorded in
 // either file are skipped. 429, 5xx and network failures are retried with backoff first.
 import { createReadStream } from 'node:fs';
-import { open, readFile, stat, truncate } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { BATCH_ENDPOINTS } from '../batching/jobs/input.js';
 
@@ -100,30 +100,55 @@ async function readInput(path: string): Promise<Line[]> {
   return lines;
 }
 
-/** custom_ids already in a results file; a torn last line (an interrupted write) is cut off. */
-async function recordedIds(path: string): Promise<string[]> {
-  let text: string;
+/**
+ * custom_ids already in a results file, read line by line (the file can be larger than one string
+ * may be); a torn last line (an interrupted write) is cut off first. A missing file holds none; any
+ * other failure to read it is thrown — taken for empty, it would have every line run again.
+ * `chunkBytes` is the read size (tests make it tiny).
+ */
+export async function recordedIds(path: string, opts: { chunkBytes?: number } = {}): Promise<string[]> {
+  const chunkBytes = opts.chunkBytes ?? 64 * 1024;
+  let handle: FileHandle;
   try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return [];
-  }
-  if (text.length > 0 && !text.endsWith('\n')) {
-    const keep = text.lastIndexOf('\n') + 1;
-    await truncate(path, Buffer.byteLength(text.slice(0, keep)));
-    text = text.slice(0, keep);
+    handle = await open(path, 'r+');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
   }
   const ids: string[] = [];
-  for (const l of text.split('\n')) {
-    if (!l.trim()) continue;
-    try {
-      const id = (JSON.parse(l) as { custom_id?: unknown }).custom_id;
-      if (typeof id === 'string') ids.push(id);
-    } catch {
-      // not a results line: ignored
+  try {
+    await cutTornLine(handle, chunkBytes);
+    const input = handle.createReadStream({ start: 0, highWaterMark: chunkBytes, autoClose: false });
+    for await (const l of createInterface({ input, crlfDelay: Infinity })) {
+      if (!l.trim()) continue;
+      try {
+        const id = (JSON.parse(l) as { custom_id?: unknown }).custom_id;
+        if (typeof id === 'string') ids.push(id);
+      } catch {
+        // not a results line: ignored
+      }
     }
+  } finally {
+    await handle.close();
   }
   return ids;
+}
+
+/** Truncates the file after its last newline, scanning back from the end `block` bytes at a time. */
+async function cutTornLine(handle: FileHandle, block: number): Promise<void> {
+  const { size } = await handle.stat();
+  const buf = Buffer.alloc(block);
+  for (let end = size; end > 0; ) {
+    const start = Math.max(0, end - block);
+    const { bytesRead } = await handle.read(buf, 0, end - start, start);
+    const at = buf.subarray(0, bytesRead).lastIndexOf(0x0a);
+    if (at >= 0) {
+      if (start + at + 1 < size) await handle.truncate(start + at + 1);
+      return;
+    }
+    end = start;
+  }
+  if (size > 0) await handle.truncate(0);
 }
 
 async function call(doFetch: typeof fetch, opts: BatchFileOptions, line: Line): Promise<{ status: number; requestId: string; body: unknown }> {

@@ -1,0 +1,48 @@
+// The CLI's results files: what --resume reads back from them.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordedIds } from './batch-file.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'batch-file-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const record = (id: string) => `${JSON.stringify({ id: `batch_req_${id}`, custom_id: id, response: { status_code: 200, request_id: 'r', body: { text: 'x'.repeat(100) } }, error: null })}\n`;
+
+describe('recordedIds (what --resume skips)', () => {
+  it('reads the file line by line in small chunks, each line whole', async () => {
+    const path = join(dir, 'many.jsonl');
+    const ids = Array.from({ length: 50 }, (_, i) => `id-${i}`);
+    await writeFile(path, ids.map(record).join(''));
+    // 16-byte reads: every record spans many chunks.
+    expect(await recordedIds(path, { chunkBytes: 16 })).toEqual(ids);
+  });
+
+  it('cuts a torn last line off, also when its start is many chunks back', async () => {
+    const path = join(dir, 'torn.jsonl');
+    const whole = record('a') + record('b');
+    await writeFile(path, `${whole}${record('c').slice(0, 90)}`);
+    expect(await recordedIds(path, { chunkBytes: 16 })).toEqual(['a', 'b']);
+    expect(await readFile(path, 'utf8')).toBe(whole);
+    // A file that is one torn line is emptied; a file that ends with its newline is left alone.
+    await writeFile(path, record('d').slice(0, 50));
+    expect(await recordedIds(path, { chunkBytes: 16 })).toEqual([]);
+    expect(await readFile(path, 'utf8')).toBe('');
+    await writeFile(path, whole);
+    expect(await recordedIds(path, { chunkBytes: 16 })).toEqual(['a', 'b']);
+    expect(await readFile(path, 'utf8')).toBe(whole);
+  });
+
+  it('takes a missing file for empty and fails loudly on any other error', async () => {
+    expect(await recordedIds(join(dir, 'missing.jsonl'))).toEqual([]);
+    const notAFile = join(dir, 'a-directory.jsonl');
+    await mkdir(notAFile);
+    await expect(recordedIds(notAFile)).rejects.toMatchObject({ code: 'EISDIR' });
+  });
+});
