@@ -55,7 +55,23 @@ describe('tenant isolation', () => {
     const res = await fetch(`${gw.url}/v1/spend?group_by=tenant`, { headers: { authorization: `Bearer ${globex}` } });
     const body = (await res.json()) as { data: { group: string; requests: number }[] };
     expect(res.status).toBe(200);
-    expect(body.data).toEqual([expect.objectContaining({ group: 'jwt:globex', requests: 1 })]);
+    expect(body.data).toEqual([expect.objectContaining({ group: 'jwt:t:globex', requests: 1 })]);
+  });
+
+  it('a tenant claim and a lone subject of the same name are different tenants (stored responses, spend)', async () => {
+    const member = await token({ sub: 'alice', tenant: 'initech' });
+    const lone = await token({ sub: 'initech' });
+    const call = (bearer: string, path: string, init: RequestInit = {}) =>
+      fetch(`${gw.url}${path}`, { ...init, headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` } });
+    const created = await call(member, '/v1/responses', { method: 'POST', body: JSON.stringify({ model: 'sim', input: 'A secret of initech.' }) });
+    expect(created.status).toBe(200);
+    const { id } = (await created.json()) as { id: string };
+    expect((await call(member, `/v1/responses/${id}`)).status).toBe(200);
+    expect((await call(lone, `/v1/responses/${id}`)).status).toBe(404);
+    // Once the ledger has the member's row, the lone subject still has none.
+    const spendOf = async (bearer: string) => ((await (await call(bearer, '/v1/spend?group_by=tenant')).json()) as { data: { group: string }[] }).data;
+    await expect.poll(async () => (await spendOf(member)).map((r) => r.group), { timeout: 5_000, interval: 50 }).toEqual(['jwt:t:initech']);
+    expect(await spendOf(lone)).toEqual([]);
   });
 
   it('a session limit counts one tenant’s session, not every tenant that sends the same session id', async () => {

@@ -21,7 +21,16 @@ describe('HS256 JWTs', () => {
 
   it('maps claims to the tenant, user, team, models and limits', async () => {
     const tenant = await verify(await good().sign(key));
-    expect(tenant).toEqual({ id: 'jwt:alice', kind: 'jwt', userId: 'alice', teamId: 'red', allowedModels: ['gpt-4o-mini'], limits: { rpm: 7 } });
+    expect(tenant).toEqual({ id: 'jwt:u:alice', kind: 'jwt', userId: 'alice', teamId: 'red', allowedModels: ['gpt-4o-mini'], limits: { rpm: 7 } });
+  });
+
+  it('keeps a tenant claim and a lone subject of the same name apart', async () => {
+    const sign = (claims: Record<string, unknown>) => hs(claims).setIssuer('https://issuer.test').setAudience('inferenceflow').setExpirationTime('5m').sign(key);
+    const member = await verify(await sign({ tenant: 'acme', sub: 'alice' }));
+    const lone = await verify(await sign({ sub: 'acme' }));
+    expect(member).toMatchObject({ id: 'jwt:t:acme', userId: 'acme/alice' });
+    expect(lone).toMatchObject({ id: 'jwt:u:acme', userId: 'acme' });
+    expect(await verify(await sign({ tenant: 'acme' }))).toMatchObject({ id: 'jwt:t:acme' });
   });
 
   const rejected: [string, () => Promise<string>, RegExp][] = [
@@ -83,7 +92,7 @@ describe('asymmetric JWTs', () => {
     it('accepts a token signed by a key in the set and rejects one from an unknown key', async () => {
       const verify = await createJwtVerifier(jwtSchema.parse({ algorithm: 'RS256', jwks_url: url }));
       const ok = await new SignJWT({ sub: 'carol', tenant: 'acme' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setExpirationTime('5m').sign(privateKey);
-      expect(await verify(ok)).toMatchObject({ id: 'jwt:acme', userId: 'acme/carol' });
+      expect(await verify(ok)).toMatchObject({ id: 'jwt:t:acme', userId: 'acme/carol' });
       const stranger = (await generateKeyPair('RS256')).privateKey;
       const bad = await new SignJWT({ sub: 'eve' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setExpirationTime('5m').sign(stranger);
       await expect(verify(bad)).rejects.toMatchObject({ code: 'invalid_api_key' });

@@ -46,13 +46,16 @@ export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
     const within = (name: string | undefined) => (name && tenantClaim ? `${tenantClaim}/${name}` : name);
     const userId = within(str(c.user));
     const teamId = within(str(c.team));
-    const tenantName = tenantClaim ?? userId;
-    if (!tenantName) throw new GatewayError('invalid_api_key', { message: `The bearer token was rejected: it names no user (claim "${c.user}").` });
+    if (!tenantClaim && !userId) throw new GatewayError('invalid_api_key', { message: `The bearer token was rejected: it names no user (claim "${c.user}").` });
+    // Tenants named by the tenant claim and users standing alone live in separate namespaces, so
+    // {tenant: "acme", sub: "alice"} and {sub: "acme"} never share stored responses, cache entries,
+    // batches, spend or limits.
+    const id = tenantClaim ? `jwt:t:${tenantClaim}` : `jwt:u:${userId as string}`;
     const models = Array.isArray(payload[c.models]) ? (payload[c.models] as unknown[]).filter((m): m is string => typeof m === 'string') : undefined;
     const rpm = num(c.rpm);
     const tpm = num(c.tpm);
     return {
-      id: `jwt:${tenantName}`,
+      id,
       kind: 'jwt',
       ...(userId ? { userId } : {}),
       ...(teamId ? { teamId } : {}),
