@@ -60,6 +60,60 @@ describe('GatewayMetrics', () => {
     expect(lines.find((l) => l.includes('model="other"'))).toMatch(/ 45$/);
   });
 
+  it('labels models and deployments from the catalog: configured names stay themselves however many passthrough names came first', async () => {
+    const m = new GatewayMetrics({ processMetrics: false, maxLabelValues: 5 });
+    m.useCatalog({ groupNames: () => ['chat'], allDeployments: () => [{ id: 'openai/gpt-4o', model: 'gpt-4o' }] });
+    for (let i = 0; i < 50; i++) {
+      // A passthrough group per name a client sends: its deployment is `<provider>/<that name>`.
+      m.recordRequest({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs: 1, model: `junk-${i}`, provider: 'openai' });
+      m.recordAttempt({ provider: 'openai', model: `junk-${i}`, deployment: `openai/junk-${i}`, outcome: 'ok', durationMs: 1, inputTokens: 1 });
+      m.breakerOpened(`openai/junk-${i}`);
+    }
+    m.recordRequest({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs: 1, model: 'gpt-4o', provider: 'openai' });
+    m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', outcome: 'ok', durationMs: 1, inputTokens: 7 });
+    m.breakerOpened('openai/gpt-4o');
+    m.fallback('openai/gpt-4o', 'openai/junk-1');
+    m.fallback('chat', 'junk-2');
+    const text = await m.render();
+    expect(samples(text, 'inference_requests_total')).toEqual([
+      'inference_requests_total{model="passthrough",provider="openai",route="/v1/chat/completions",status="200"} 50',
+      'inference_requests_total{model="gpt-4o",provider="openai",route="/v1/chat/completions",status="200"} 1',
+    ]);
+    expect(samples(text, 'inference_tokens_total')).toEqual([
+      'inference_tokens_total{provider="openai",model="passthrough",type="input"} 50',
+      'inference_tokens_total{provider="openai",model="gpt-4o",type="input"} 7',
+    ]);
+    expect(samples(text, 'circuit_breaker_open_total')).toEqual(['circuit_breaker_open_total{deployment="passthrough"} 50', 'circuit_breaker_open_total{deployment="openai/gpt-4o"} 1']);
+    expect(samples(text, 'inference_fallbacks_total')).toEqual([
+      'inference_fallbacks_total{from="openai/gpt-4o",to="passthrough"} 1',
+      'inference_fallbacks_total{from="chat",to="passthrough"} 1',
+    ]);
+    expect(text).not.toContain('"other"');
+    expect(text).not.toContain('junk');
+    // GPU pool models are not catalog models: they keep their names.
+    m.gpuAllocation({ model: 'mistral-7b', ok: true, latencyMs: 3 });
+    expect(await m.render()).toContain('inference_gpu_allocation_latency_ms_count{model="mistral-7b",outcome="ok"} 1');
+  });
+
+  it('keeps only the live mesh nodes, each under its own id, however many have come and gone', async () => {
+    const m = new GatewayMetrics({ processMetrics: false, maxLabelValues: 5 });
+    for (let pod = 0; pod < 50; pod++) m.setMeshNodes([{ node: `worker-${pod}`, health: 1, state: 'healthy' }]);
+    m.setMeshNodes([
+      { node: 'worker-live-a', health: 1, state: 'healthy' },
+      { node: 'worker-live-b', health: 0, state: 'heartbeat stale' },
+    ]);
+    expect(samples(await m.render(), 'inference_mesh_node_health')).toEqual(['inference_mesh_node_health{node="worker-live-a"} 1', 'inference_mesh_node_health{node="worker-live-b"} 0']);
+    const s = m.summary().mesh;
+    expect(s.nodes.map((n) => [n.node, n.state])).toEqual([
+      ['worker-live-a', 'healthy'],
+      ['worker-live-b', 'heartbeat stale'],
+    ]);
+    expect(s.healthy).toBe(1);
+    m.setMeshNodes([]);
+    expect(samples(await m.render(), 'inference_mesh_node_health')).toEqual([]);
+    expect(m.summary().mesh).toMatchObject({ enabled: true, nodes: [] });
+  });
+
   it('records upstream attempts: latency by outcome, error kinds, TTFT, tokens and cost', async () => {
     const m = new GatewayMetrics({ processMetrics: false });
     m.recordAttempt({ provider: 'openai', model: 'gpt-4o', deployment: 'openai/gpt-4o', outcome: 'ok', durationMs: 800, ttftMs: 120, inputTokens: 12, outputTokens: 30, costUsd: 0.0005 });

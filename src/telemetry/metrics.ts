@@ -1,7 +1,9 @@
 // Every Prometheus metric the gateway exports, defined once, with small typed recording functions the
 // capabilities call (`metrics.cacheHit('exact')`, `metrics.breakerOpened(id)`, …). Each call also feeds
-// the rolling window behind /v1/stats. Label values are bounded: free-form ones (model, provider,
-// deployment, node, device) keep their first `maxLabelValues` distinct values, later ones read `other`.
+// the rolling window behind /v1/stats. Label values are bounded: model and deployment labels are the
+// configured catalog's names (anything else — a passthrough model a client named — reads
+// `passthrough`), mesh node labels are the live nodes only, and the other free-form ones (provider,
+// route, device) keep their first `maxLabelValues` distinct values, later ones read `other`.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section, SpendRecord } from './records.js';
 import { RollingStats, type PerformanceSummary } from './rolling-stats.js';
@@ -36,13 +38,47 @@ export class BoundedLabel {
   }
 }
 
+/**
+ * A model or deployment label: once the gateway has declared its catalog, only the catalog's names
+ * are values (a passthrough model is named by the client: any string) and everything else reads
+ * `passthrough`; before that, a BoundedLabel.
+ */
+class CatalogLabel {
+  private known: ReadonlySet<string> | undefined;
+  constructor(private readonly fallback: BoundedLabel) {}
+
+  declare(names: Iterable<string>): void {
+    this.known = new Set(names);
+  }
+
+  value(raw: string | undefined, empty = 'none'): string {
+    if (raw === undefined || raw === '') return empty;
+    if (this.known) return this.known.has(raw) ? raw : 'passthrough';
+    return this.fallback.value(raw, empty);
+  }
+}
+
+/** What GatewayMetrics reads of the model catalog (ModelCatalog satisfies it). */
+export interface LabelCatalog {
+  groupNames(): string[];
+  allDeployments(): readonly { id: string; model: string }[];
+}
+
+export interface MeshNodeState {
+  node: string;
+  /** 0 (down) .. 1 (healthy). */
+  health: number;
+  /** `healthy`, `degraded`, `draining`, `down`, or why routing excludes it. */
+  state: string;
+}
+
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly stats: RollingStats;
-  private readonly model: BoundedLabel;
+  private readonly model: CatalogLabel;
   private readonly provider: BoundedLabel;
-  private readonly deployment: BoundedLabel;
-  private readonly node: BoundedLabel;
+  private readonly deployment: CatalogLabel;
+  private readonly gpuModel: BoundedLabel;
   private readonly device: BoundedLabel;
   private readonly route: BoundedLabel;
   private readonly limit: BoundedLabel;
@@ -77,10 +113,10 @@ export class GatewayMetrics {
 
   constructor(opts: MetricsOptions = {}) {
     const max = opts.maxLabelValues ?? 100;
-    this.model = new BoundedLabel(max);
+    this.model = new CatalogLabel(new BoundedLabel(max));
     this.provider = new BoundedLabel(max);
-    this.deployment = new BoundedLabel(max);
-    this.node = new BoundedLabel(max);
+    this.deployment = new CatalogLabel(new BoundedLabel(max));
+    this.gpuModel = new BoundedLabel(max);
     this.device = new BoundedLabel(max);
     this.route = new BoundedLabel(max);
     this.limit = new BoundedLabel(32);
@@ -228,6 +264,18 @@ export class GatewayMetrics {
     return this.stats.summary();
   }
 
+  /**
+   * The configured catalog, declared once the gateway has built it: its deployments' models and its
+   * group names are the only `model` label values, its deployment ids and group names the only
+   * `deployment`/`from`/`to` values; a passthrough model or deployment reads `passthrough`.
+   */
+  useCatalog(catalog: LabelCatalog): void {
+    const groups = catalog.groupNames();
+    const deployments = catalog.allDeployments();
+    this.model.declare([...groups, ...deployments.map((d) => d.model)]);
+    this.deployment.declare([...groups, ...deployments.map((d) => d.id)]);
+  }
+
   /** A capability announces itself so its dashboard section shows before its first event. */
   declare(section: Section): void {
     this.stats.declare(section);
@@ -333,20 +381,30 @@ export class GatewayMetrics {
     this.stats.hedge(outcome);
   }
 
-  /** A mesh node's health (0..1) and state (`healthy`, `degraded`, `draining`, `down`). */
+  /**
+   * A mesh node's health (0..1) and state (`healthy`, `degraded`, `draining`, `down`). Labelled with
+   * its id as it is: whoever sets a node removes it when it leaves (removeMeshNode), or sets the whole
+   * live set at once (setMeshNodes), so the label holds the live nodes only.
+   */
   setMeshNodeHealth(node: string, health: number, state = health > 0 ? 'healthy' : 'down'): void {
-    const n = this.node.value(node);
-    this.meshNodeHealth.set({ node: n }, health);
-    this.stats.meshNode(n, health, state);
+    this.meshNodeHealth.set({ node }, health);
+    this.stats.meshNode(node, health, state);
   }
 
   removeMeshNode(node: string): void {
-    this.meshNodeHealth.remove({ node: this.node.value(node) });
+    this.meshNodeHealth.remove({ node });
     this.stats.removeMeshNode(node);
   }
 
+  /** The live mesh nodes, all of them: nodes not in `nodes` (departed pods) lose their series. */
+  setMeshNodes(nodes: readonly MeshNodeState[]): void {
+    this.meshNodeHealth.reset();
+    this.stats.clearMeshNodes();
+    for (const n of nodes) this.setMeshNodeHealth(n.node, n.health, n.state);
+  }
+
   gpuAllocation(a: { model: string; ok: boolean; latencyMs: number }): void {
-    this.gpuAllocationLatency.observe({ model: this.model.value(a.model), outcome: a.ok ? 'ok' : 'failed' }, a.latencyMs);
+    this.gpuAllocationLatency.observe({ model: this.gpuModel.value(a.model), outcome: a.ok ? 'ok' : 'failed' }, a.latencyMs);
     this.stats.gpuAllocation(a.ok, a.latencyMs);
   }
 

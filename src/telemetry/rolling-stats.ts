@@ -232,6 +232,11 @@ export class RollingStats {
     this.meshNodes.delete(node);
   }
 
+  clearMeshNodes(): void {
+    this.enabled.add('mesh');
+    this.meshNodes.clear();
+  }
+
   gpuAllocation(ok: boolean, latencyMs: number): void {
     this.enabled.add('gpu');
     const s = this.slot();
