@@ -66,6 +66,29 @@ describe('runBatchFile', () => {
     expect(ids.sort()).toEqual(Array.from({ length: 8 }, (_, i) => `r${i}`).sort());
   });
 
+  it('writes records larger than a write chunk (512 KiB) whole at concurrency above 1', async () => {
+    const input = join(dir, 'big.jsonl');
+    const ids = Array.from({ length: 6 }, (_, i) => `big${i}`);
+    await writeFile(input, ids.map((id) => chat(id)).join('\n'));
+    // Every answer at once, each about 700 KB of its own letter: concurrent appends of one handle
+    // would interleave their 512 KiB pieces.
+    const big: typeof fetch = async (_url, init) => {
+      const n = Number(/question big(\d)/.exec(String(init?.body))?.[1]);
+      const text = String.fromCharCode(97 + n).repeat(700_000);
+      return new Response(JSON.stringify({ text }), { status: n === 5 ? 500 : 200, headers: { 'content-type': 'application/json' } });
+    };
+    const output = join(dir, 'big.out.jsonl');
+    const summary = await runBatchFile({ input, output, url: 'http://gateway.invalid', concurrency: 4, resume: false, retries: 0, fetch: big });
+    expect(summary).toMatchObject({ succeeded: 5, failed: 1 });
+    const lines = (await readFile(output, 'utf8')).split('\n').filter(Boolean);
+    expect(lines).toHaveLength(5);
+    for (const l of lines) {
+      const rec = JSON.parse(l) as { custom_id: string; response: { body: { text: string } } };
+      const letter = String.fromCharCode(97 + Number(rec.custom_id.slice(3)));
+      expect(rec.response.body.text).toBe(letter.repeat(700_000));
+    }
+  });
+
   it('refuses a malformed input file with the line named', async () => {
     const input = join(dir, 'c.jsonl');
     await writeFile(input, `${chat('x')}\n${JSON.stringify({ custom_id: 'x', url: '/v1/chat/completions', body: {} })}\n`);

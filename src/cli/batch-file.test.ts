@@ -1,9 +1,9 @@
-// The CLI's results files: what --resume reads back from them.
+// The CLI's results files: one writer each, and what --resume reads back from them.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordedIds } from './batch-file.js';
+import { recordedIds, SerialAppender } from './batch-file.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -44,5 +44,39 @@ describe('recordedIds (what --resume skips)', () => {
     const notAFile = join(dir, 'a-directory.jsonl');
     await mkdir(notAFile);
     await expect(recordedIds(notAFile)).rejects.toMatchObject({ code: 'EISDIR' });
+  });
+});
+
+describe('SerialAppender', () => {
+  it('writes appends one after another in call order, each only after the one before has ended', async () => {
+    const writes: string[] = [];
+    let active = 0;
+    const file = {
+      appendFile: async (data: string | Uint8Array) => {
+        active++;
+        expect(active).toBe(1);
+        await new Promise((r) => setTimeout(r, 1));
+        writes.push(String(data));
+        active--;
+      },
+    };
+    const w = new SerialAppender(file);
+    await Promise.all(['1', '2', '3', '4'].map((r) => w.append(r)));
+    expect(writes).toEqual(['1', '2', '3', '4']);
+  });
+
+  it('fails every append after a failed one and settles either way', async () => {
+    const writes: string[] = [];
+    const file = {
+      appendFile: async (data: string | Uint8Array) => {
+        if (data === 'bad') throw new Error('disk full');
+        writes.push(String(data));
+      },
+    };
+    const w = new SerialAppender(file);
+    const results = await Promise.allSettled([w.append('ok'), w.append('bad'), w.append('after')]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected']);
+    expect(writes).toEqual(['ok']);
+    await expect(w.settled()).resolves.toBeUndefined();
   });
 });

@@ -44,8 +44,13 @@ export async function runBatchFile(opts: BatchFileOptions): Promise<BatchFileSum
   const lines = await readInput(opts.input);
   const done = opts.resume ? new Set([...(await recordedIds(opts.output)), ...(await recordedIds(errorsPath))]) : new Set<string>();
   const todo = lines.filter((l) => !done.has(l.custom_id));
-  const out = await open(opts.output, opts.resume ? 'a' : 'w');
-  const err = await open(errorsPath, opts.resume ? 'a' : 'w');
+  const outFile = await open(opts.output, opts.resume ? 'a' : 'w');
+  const errFile = await open(errorsPath, opts.resume ? 'a' : 'w').catch(async (e: unknown) => {
+    await outFile.close();
+    throw e;
+  });
+  const out = new SerialAppender(outFile);
+  const err = new SerialAppender(errFile);
   const doFetch = opts.fetch ?? fetch;
   let succeeded = 0;
   let failed = 0;
@@ -60,10 +65,10 @@ export async function runBatchFile(opts: BatchFileOptions): Promise<BatchFileSum
           const { status, requestId, body } = await call(doFetch, opts, line);
           const record = `${JSON.stringify({ id: `batch_req_${line.custom_id}`, custom_id: line.custom_id, response: { status_code: status, request_id: requestId, body }, error: null })}\n`;
           if (status >= 200 && status < 300) {
-            await out.appendFile(record);
+            await out.append(record);
             succeeded++;
           } else {
-            await err.appendFile(record);
+            await err.append(record);
             failed++;
           }
           progress();
@@ -71,10 +76,37 @@ export async function runBatchFile(opts: BatchFileOptions): Promise<BatchFileSum
       }),
     );
   } finally {
-    await out.close();
-    await err.close();
+    // A failed worker ends the run while others may still be writing: let their writes end first.
+    await Promise.all([out.settled(), err.settled()]);
+    await outFile.close();
+    await errFile.close();
   }
   return { total: lines.length, skipped: lines.length - todo.length, succeeded, failed, output: opts.output, errors: errorsPath };
+}
+
+/**
+ * One writer per results file: records are appended one after another. Concurrent appendFile calls
+ * on one handle interleave, since each writes a record larger than its chunk size (512 KiB) in
+ * several writes. After a failed write every later append fails too (nothing is written after a torn
+ * record).
+ */
+export class SerialAppender {
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly file: Pick<FileHandle, 'appendFile'>) {}
+
+  append(record: string): Promise<void> {
+    this.tail = this.tail.then(() => this.file.appendFile(record));
+    return this.tail;
+  }
+
+  /** Resolves once every append made so far has ended, however it ended. */
+  settled(): Promise<void> {
+    return this.tail.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
 }
 
 async function readInput(path: string): Promise<Line[]> {
