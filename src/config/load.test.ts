@@ -2,6 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createTokenAuthenticator } from '../server/auth.js';
 import { buildConfig, ConfigError, loadConfig } from './load.js';
 
 describe('configuration', () => {
@@ -40,6 +41,20 @@ models:
     expect(config.server).toMatchObject({ port: 7070, host: '0.0.0.0' });
     expect(config.logging.level).toBe('debug');
     expect(config.auth.tokens).toEqual(['token-123456']);
+  });
+
+  it('trims tokens from the environment and the file, as the key a client presents is trimmed', async () => {
+    const { config } = buildConfig(
+      { auth: { tokens: [' file-token-1234\n'], admin_token: 'admin-token-0123456789\n' } },
+      { TRUTHGPT_API_TOKEN: 'token-123456\n', INFERENCEFLOW_API_TOKENS: ' listed-123456 ,\tother-123456\n' },
+    );
+    expect(config.auth.tokens).toEqual(['file-token-1234', 'token-123456', 'listed-123456', 'other-123456']);
+    expect(config.auth.admin_token).toBe('admin-token-0123456789');
+    const auth = createTokenAuthenticator(config.auth.tokens);
+    await expect(auth.authenticate({ headers: { authorization: 'Bearer token-123456' } })).resolves.toMatchObject({ kind: 'token' });
+    // Only whitespace is no token at all; the length rule applies to what is left.
+    expect(buildConfig({}, { TRUTHGPT_API_TOKEN: '\n' }).config.auth.tokens).toEqual([]);
+    expect(() => buildConfig({ auth: { tokens: ['short   \n'] } }, {})).toThrow(/at least 8 characters/);
   });
 
   it('registers providers from the usual variables, the first one serving unclaimed models', () => {

@@ -110,7 +110,9 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
     setPath(target, 'redis.url', `redis+cluster://${auth}${nodes}`);
   }
   const tokens: string[] = [];
-  if (env.TRUTHGPT_API_TOKEN) tokens.push(env.TRUTHGPT_API_TOKEN);
+  // Trimmed like the key a client presents (a token read from a mounted secret ends in a newline).
+  const single = env.TRUTHGPT_API_TOKEN?.trim();
+  if (single) tokens.push(single);
   if (env.INFERENCEFLOW_API_TOKENS) tokens.push(...env.INFERENCEFLOW_API_TOKENS.split(',').map((t) => t.trim()).filter(Boolean));
   if (tokens.length > 0) {
     const auth = (target.auth ??= {}) as Record<string, unknown>;

@@ -80,9 +80,11 @@ export const apiKeysSchema = z
 
 export const authSchema = z
   .object({
-    tokens: z.array(z.string().min(8, 'tokens must be at least 8 characters')).default([]),
+    // Trimmed, as the presented key is (src/server/auth.ts presentedKey): a token with a stray
+    // newline or space would otherwise never match.
+    tokens: z.array(z.string().trim().min(8, 'tokens must be at least 8 characters')).default([]),
     /** Guards the admin API (`/admin/keys`) and the CLI `inferenceflow keys`; setting it enables API keys. */
-    admin_token: z.string().min(16, 'the admin token must be at least 16 characters').optional(),
+    admin_token: z.string().trim().min(16, 'the admin token must be at least 16 characters').optional(),
     jwt: jwtSchema.optional(),
     api_keys: apiKeysSchema.default(apiKeysSchema.parse({})),
   })
