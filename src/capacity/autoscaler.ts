@@ -29,11 +29,28 @@ export interface ScalingDecision {
   split: CapacitySplit;
 }
 
+/** ScalerState as JSON (kept in Redis so a new leader inherits the cooldown and the scale-down window). */
+export interface ScalerStateSnapshot {
+  /** Epoch ms of the last change; null for none. */
+  lastChangeAt: number | null;
+  wishes: Array<{ at: number; desired: number }>;
+}
+
 /** What the decision remembers between ticks. */
 export class ScalerState {
   lastChangeAt = -Infinity;
   /** Recent desired counts, for the scale-down stabilisation window. */
   readonly wishes: Array<{ at: number; desired: number }> = [];
+
+  snapshot(): ScalerStateSnapshot {
+    return { lastChangeAt: Number.isFinite(this.lastChangeAt) ? this.lastChangeAt : null, wishes: this.wishes.map((w) => ({ ...w })) };
+  }
+
+  /** Takes over a snapshot (another leader's), replacing what this one remembered. */
+  restore(s: ScalerStateSnapshot): void {
+    this.lastChangeAt = s.lastChangeAt ?? -Infinity;
+    this.wishes.splice(0, this.wishes.length, ...s.wishes.filter((w) => Number.isFinite(w.at) && Number.isFinite(w.desired)).sort((a, b) => a.at - b.at));
+  }
 }
 
 /** Replicas the load needs: the busiest dimension, with headroom, rounded up. */

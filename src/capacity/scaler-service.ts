@@ -3,7 +3,7 @@
 // in dry-run mode. `report()` is what `GET /v1/scaling` shows: forecast, decision and reasons.
 import type { Logger } from 'pino';
 import type { CostOptimizationConfig, ScalingConfig } from './config.js';
-import { ScalerState, decide, type Load, type ScalingDecision } from './autoscaler.js';
+import { ScalerState, decide, type Load, type ScalerStateSnapshot, type ScalingDecision } from './autoscaler.js';
 import { forecast, type Forecast } from './forecasting.js';
 import type { TrafficRecorder } from './traffic.js';
 import { localTrafficSource, type RedisLeaderLock, type TrafficSource } from './shared-traffic.js';
@@ -39,14 +39,24 @@ export interface AutoscalerOptions {
   recorder: TrafficRecorder;
   /** Where traffic is read from; the local recorder by default, the shared Redis store with replicas. */
   source?: TrafficSource;
-  /** With several replicas: only the lock holder decides and applies. */
-  leader?: Pick<RedisLeaderLock, 'isLeader' | 'publish' | 'lastReport'>;
+  /**
+   * With several replicas: only the lock holder decides and applies. It keeps its decision state
+   * beside its report, and a replica that becomes leader takes both over (cooldown, scale-down
+   * window, replica count, history) instead of starting afresh; stop() releases the lock.
+   */
+  leader?: Pick<RedisLeaderLock, 'isLeader' | 'publish' | 'lastReport' | 'saveState' | 'lastState' | 'release'>;
   applier?: ScaleApplier;
   logger?: Pick<Logger, 'info' | 'warn'>;
   now?: () => number;
 }
 
 const HISTORY = 50;
+
+/** What a leader hands over to the next one (`<lock>:state` in Redis). */
+export interface LeaderState extends ScalerStateSnapshot {
+  /** Replicas as last applied or read. */
+  known: number;
+}
 
 /**
  * The forecast values (`values[i]` covering `[firstAt + i·bucketMs, firstAt + (i+1)·bucketMs)`) that
@@ -78,6 +88,8 @@ export class Autoscaler {
   private known: number;
   private timer?: NodeJS.Timeout;
   private ticking = false;
+  private inFlight?: Promise<unknown>;
+  private stopped = false;
 
   constructor(opts: AutoscalerOptions) {
     this.scaling = opts.scaling;
@@ -97,33 +109,75 @@ export class Autoscaler {
     this.timer.unref();
   }
 
-  stop(): void {
+  /**
+   * Stops the loop; waits for a round in progress, then releases the leader lock if this replica
+   * holds it, so another replica leads from its next tick rather than after the lock's TTL.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
+    await this.inFlight;
+    if (this.leader && (await this.leader.release().catch(() => false))) this.role = 'follower';
   }
 
   /** One forecast-decide-apply round. */
   async tick(): Promise<ScalingDecision | undefined> {
-    if (this.ticking) return undefined;
+    if (this.ticking || this.stopped) return undefined;
     this.ticking = true;
+    const round = this.tickOnce();
+    this.inFlight = round.catch(() => undefined);
+    try {
+      return await round;
+    } finally {
+      this.ticking = false;
+      this.inFlight = undefined;
+    }
+  }
+
+  private async tickOnce(): Promise<ScalingDecision | undefined> {
     try {
       if (this.leader) {
+        const was = this.role;
         this.role = (await this.leader.isLeader()) ? 'leader' : 'follower';
         if (this.role === 'follower') {
           this.leaderReport = await this.leader.lastReport<ScalingReport>();
           return undefined;
         }
+        if (was !== 'leader') await this.takeOver();
       }
       const decision = await this.round();
-      if (this.leader) await this.leader.publish(this.report());
+      if (this.leader) {
+        await this.leader.saveState(this.handover(), this.stateTtlMs());
+        await this.leader.publish(this.report());
+      }
       return decision;
     } catch (err) {
       this.lastError = `autoscaler round failed: ${(err as Error).message}`;
       this.logger?.warn({ err }, this.lastError);
       throw err;
-    } finally {
-      this.ticking = false;
     }
+  }
+
+  /** Just became leader: continue from the previous leader's state and history, if it left any. */
+  private async takeOver(): Promise<void> {
+    const leader = this.leader as NonNullable<AutoscalerOptions['leader']>;
+    const [state, report] = await Promise.all([leader.lastState<LeaderState>(), leader.lastReport<ScalingReport>()]);
+    if (state) {
+      this.state.restore(state);
+      if (Number.isFinite(state.known)) this.known = state.known;
+    }
+    if (report?.history) this.history.splice(0, this.history.length, ...report.history.slice(-HISTORY));
+  }
+
+  private handover(): LeaderState {
+    return { ...this.state.snapshot(), known: this.known };
+  }
+
+  /** The state matters for as long as a cooldown or the scale-down window can still hold a decision. */
+  private stateTtlMs(): number {
+    const c = this.scaling.cooldown;
+    return (Math.max(c.scale_up_s, c.scale_down_s) + this.scaling.interval_s * 3) * 1000;
   }
 
   private async round(): Promise<ScalingDecision> {

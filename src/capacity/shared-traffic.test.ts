@@ -3,7 +3,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { costOptimizationSchema, scalingSchema } from './config.js';
-import { Autoscaler } from './scaler-service.js';
+import { Autoscaler, type ScaleApplier } from './scaler-service.js';
+import type { TrafficSource } from './shared-traffic.js';
 import { replicaName } from './service.js';
 import { RedisLeaderLock, RedisTrafficStore } from './shared-traffic.js';
 import { TrafficRecorder } from './traffic.js';
@@ -90,6 +91,83 @@ describe.each(targets.map((t) => [t.name, t] as const))('RedisTrafficStore and R
     const key = `${prefix}pod-leader`;
     const held = await Promise.all([w1, w2].map((name) => new RedisLeaderLock(redis, key, name, 5_000).isLeader()));
     expect(held.filter(Boolean)).toHaveLength(1);
+  });
+
+  describe('leader failover', () => {
+    const scaling = scalingSchema.parse({ enabled: true, dry_run: false, interval_s: 60, per_replica: { requests_per_s: 50 }, headroom: 0.2 });
+    const cost = costOptimizationSchema.parse({});
+    // One Deployment both replicas patch, and a load every replica sees the same way (the shared store's role).
+    const make = (key: string, name: string, clock: { now: number }, deployment: { replicas: number; patches: Array<[number, number]> }, load: { rps: number }) => {
+      const applier: ScaleApplier = {
+        getReplicas: async () => deployment.replicas,
+        setReplicas: async (_d, n) => {
+          deployment.replicas = n;
+          deployment.patches.push([clock.now, n]);
+        },
+      };
+      const source: TrafficSource = { series: async () => [], current: async () => ({ requestsPerS: load.rps, tokensPerS: 0, queueDepth: 0 }) };
+      const recorder = new TrafficRecorder({ bucketMs: BUCKET_MS, historyBuckets: 12 });
+      return new Autoscaler({ scaling, cost, recorder, source, applier, leader: new RedisLeaderLock(redis, key, name, 180_000), now: () => clock.now });
+    };
+
+    it('a leader that stops releases the lock: the next replica leads at its next tick, not after the TTL', async () => {
+      const key = `${prefix}release`;
+      const clock = { now: 1_000_000 };
+      const deployment = { replicas: 3, patches: [] as Array<[number, number]> };
+      const load = { rps: 0 };
+      const a = make(key, 'a', clock, deployment, load);
+      const b = make(key, 'b', clock, deployment, load);
+      expect(await a.tick()).toBeDefined();
+      expect(await b.tick()).toBeUndefined();
+      await a.stop();
+      expect(await redis.get(key)).toBeNull();
+      expect(await b.tick()).toBeDefined();
+      expect(b.report().role).toBe('leader');
+      expect(await a.tick()).toBeUndefined(); // stopped for good
+      // Releasing is compare-and-delete: a replica that lost the lock cannot delete the new holder's.
+      expect(await new RedisLeaderLock(redis, key, 'a', 180_000).release()).toBe(false);
+      expect(await redis.get(key)).toBe('b');
+      await b.stop();
+    });
+
+    it('the new leader keeps the cooldown: no scale-down 60 s after the old leader scaled up', async () => {
+      const key = `${prefix}cooldown`;
+      const clock = { now: 2_000_000 };
+      const deployment = { replicas: 3, patches: [] as Array<[number, number]> };
+      const load = { rps: 280 }; // 280 / 50 × 1.2 = 6.72 -> 7 replicas
+      const a = make(key, 'a', clock, deployment, load);
+      expect((await a.tick())?.target).toBe(7);
+      await a.stop(); // a rolling update replaces the leader
+      clock.now += 60_000;
+      load.rps = 20; // the load dips at once
+      const b = make(key, 'b', clock, deployment, load);
+      const d = await b.tick();
+      expect(d).toMatchObject({ current: 7, desired: 3, target: 7, direction: 'hold' });
+      expect(d?.reasons.join('; ')).toContain('scale-down held: 60 s since the last change');
+      expect(deployment.patches).toEqual([[2_000_000, 7]]);
+      // It also continues the old leader's history.
+      expect(b.report().history.map((h) => h.target)).toEqual([7, 7]);
+      await b.stop();
+    });
+
+    it("the new leader keeps the scale-down window: the old leader's recent wish for 7 holds the fleet", async () => {
+      const key = `${prefix}window`;
+      const clock = { now: 3_000_000 };
+      const deployment = { replicas: 3, patches: [] as Array<[number, number]> };
+      const load = { rps: 280 };
+      const a = make(key, 'a', clock, deployment, load);
+      await a.tick(); // 3 -> 7
+      clock.now += 550_000;
+      expect((await a.tick())?.desired).toBe(7); // still wanted 550 s later
+      await a.stop();
+      clock.now += 70_000; // 620 s after the change: past the cooldown, within 600 s of that wish
+      load.rps = 20;
+      const b = make(key, 'b', clock, deployment, load);
+      const d = await b.tick();
+      expect(d).toMatchObject({ current: 7, desired: 3, target: 7, direction: 'hold' });
+      expect(d?.reasons.join('; ')).toContain('load asked for 7 replicas within the last 600 s');
+      await b.stop();
+    });
   });
 
   it('lets one replica lead; the other shows the leader report and takes over when the lock lapses', async () => {

@@ -127,7 +127,17 @@ end
 return 0
 `;
 
-/** One replica at a time applies scaling decisions; the lock lapses if the leader dies. */
+// Delete the lock only if we still hold it (a lock that lapsed may be another replica's by now).
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * One replica at a time applies scaling decisions; the lock lapses if the leader dies, and a leader
+ * that stops releases it. Beside it the leader keeps its last report (which followers serve) and
+ * its decision state (`<key>:state`), which the next leader takes over.
+ */
 export class RedisLeaderLock {
   constructor(
     private readonly redis: RedisClient,
@@ -140,12 +150,27 @@ export class RedisLeaderLock {
     return (await this.redis.eval(LEADER, 1, this.key, this.holder, this.ttlMs)) === 1;
   }
 
+  /** Gives up the lock if this replica holds it; true when it did. */
+  async release(): Promise<boolean> {
+    return (await this.redis.eval(RELEASE, 1, this.key, this.holder)) === 1;
+  }
+
   async publish(report: unknown): Promise<void> {
     await this.redis.set(`${this.key}:report`, JSON.stringify(report), 'PX', this.ttlMs * 10);
   }
 
   async lastReport<T>(): Promise<T | undefined> {
     const raw = await this.redis.get(`${this.key}:report`);
+    return raw ? (JSON.parse(raw) as T) : undefined;
+  }
+
+  /** Stores the leader's decision state for `ttlMs` (at least as long as the report). */
+  async saveState(state: unknown, ttlMs: number): Promise<void> {
+    await this.redis.set(`${this.key}:state`, JSON.stringify(state), 'PX', Math.max(ttlMs, this.ttlMs * 10));
+  }
+
+  async lastState<T>(): Promise<T | undefined> {
+    const raw = await this.redis.get(`${this.key}:state`);
     return raw ? (JSON.parse(raw) as T) : undefined;
   }
 }
