@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { UpstreamError } from '../providers/errors.js';
 import { createSimulatorProvider } from '../providers/simulator.js';
+import type { ProviderAdapter } from '../providers/types.js';
 import { EmbeddingBatchingProvider } from './embedding-batcher.js';
 
 const opts = (signal = new AbortController().signal) => ({ signal, timeoutMs: 5_000, requestId: 'r' });
@@ -50,5 +52,43 @@ describe('embedding micro-batching', () => {
     const batching = new EmbeddingBatchingProvider(sim, { maxSize: 32, flushTimeoutMs: 5 });
     const results = await Promise.allSettled([batching.embed({ model: 'e', input: 'a' }, opts()), batching.embed({ model: 'e', input: 'b' }, opts())]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+  });
+
+  it('a batch the upstream refuses for one bad input is sent again a request at a time: only that request fails', async () => {
+    const sim = createSimulatorProvider('sim', {});
+    // Refuses any batch holding an input it cannot take, as an upstream answering 400 would.
+    const picky: ProviderAdapter = {
+      ...sim,
+      name: 'picky',
+      type: 'openai',
+      embed: async (req, o) => {
+        const inputs = Array.isArray(req.input) ? req.input : [req.input];
+        if (inputs.some((i) => String(i).includes('BAD'))) throw new UpstreamError({ provider: 'picky', kind: 'bad_request', status: 400, message: 'input 1 is invalid' });
+        return sim.embed(req, o);
+      },
+      chat: (req, o) => sim.chat(req, o),
+      streamChat: (req, o) => sim.streamChat(req, o),
+      ready: async () => true,
+      close: async () => undefined,
+    };
+    const batching = new EmbeddingBatchingProvider(picky, { maxSize: 32, flushTimeoutMs: 5 });
+    const results = await Promise.allSettled([
+      batching.embed({ model: 'e', input: 'fine' }, opts()),
+      batching.embed({ model: 'e', input: ['also fine', 'BAD input'] }, opts()),
+      batching.embed({ model: 'e', input: ['one', 'two'] }, opts()),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ kind: 'bad_request', status: 400 });
+    const direct = await sim.embed({ model: 'e', input: ['one', 'two'] }, opts());
+    expect((results[2] as PromiseFulfilledResult<Awaited<ReturnType<typeof sim.embed>>>).value.data.map((d) => d.embedding)).toEqual(direct.data.map((d) => d.embedding));
+    // The batch, then one call per request.
+    expect(batching.upstreamCalls).toBe(4);
+  });
+
+  it('a batch that fails upstream (5xx) is not retried request by request', async () => {
+    const sim = createSimulatorProvider('sim', { error_rate: 1, seed: 1 });
+    const batching = new EmbeddingBatchingProvider(sim, { maxSize: 32, flushTimeoutMs: 5 });
+    await Promise.allSettled([batching.embed({ model: 'e', input: 'a' }, opts()), batching.embed({ model: 'e', input: 'b' }, opts())]);
+    expect(batching.upstreamCalls).toBe(1);
   });
 });

@@ -1,22 +1,28 @@
 // Dynamic batching for embeddings (seed 001): a provider wrapper whose `embed` hands each input to a
 // MicroBatcher per (model, dimensions), so concurrent requests become one upstream call of up to
 // BATCH_MAX_SIZE inputs, flushed after BATCH_FLUSH_TIMEOUT_MS. Each request gets its own vectors and
-// its share of the batch's token usage. Everything else passes straight through.
+// its share of the batch's token usage; a batch the upstream refuses for a bad input is sent again
+// one request at a time, so only that request fails. Everything else passes straight through.
 import type { CancelSignal } from '../providers/cancel.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
-import { UpstreamError } from '../providers/errors.js';
+import { isUpstreamError, UpstreamError, type UpstreamErrorKind } from '../providers/errors.js';
 import { countTextTokens } from '../providers/tokens.js';
 import type { CallOptions, ProviderAdapter, ProviderType } from '../providers/types.js';
 import { MicroBatcher, type MicroBatcherOptions } from './micro-batcher.js';
 
 interface EmbedItem {
   text: string;
+  /** The embed() call the input came with: its inputs are retried together. */
+  caller: object;
 }
 interface EmbedOutput {
   embedding: number[];
   tokens: number;
 }
+
+/** Upstream refusals of the request itself: one input in a batch can cause them. */
+const REQUEST_FAULTS: ReadonlySet<UpstreamErrorKind> = new Set(['bad_request', 'context_length', 'content_policy']);
 
 export interface EmbeddingBatchingOptions extends MicroBatcherOptions {
   /** Deadline of one batched upstream call, ms. */
@@ -58,7 +64,8 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     // Token-array inputs and base64 output go straight through: the batch is built from text.
     if (!inputs || inputs.length === 0 || req.encoding_format === 'base64') return this.inner.embed(req, opts);
     const batcher = this.batcherFor(req.model, req.dimensions);
-    const outputs = await abortable(batcher.submitMany(inputs.map((text) => ({ text }))), opts.signal, this.name);
+    const caller = {};
+    const outputs = await abortable(batcher.submitMany(inputs.map((text) => ({ text, caller }))), opts.signal, this.name);
     const tokens = outputs.reduce((s, o) => s + o.tokens, 0);
     return {
       object: 'list',
@@ -81,7 +88,14 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     const key = `${model}\u0000${dimensions ?? ''}`;
     let batcher = this.batchers.get(key);
     if (!batcher) {
-      batcher = new MicroBatcher<EmbedItem, EmbedOutput>((items) => this.embedBatch(model, dimensions, items), this.options);
+      batcher = new MicroBatcher<EmbedItem, EmbedOutput>((items) => this.embedBatch(model, dimensions, items), {
+        ...this.options,
+        // The upstream refused an input (a 4xx such as 400, 413 or 422): each request's inputs go again
+        // on their own, so only the request at fault fails. Not on 401/403/404/429, 5xx or transport
+        // failures: those are not one input's doing, and a call per request would only multiply them.
+        retryApart: (err) => isUpstreamError(err) && REQUEST_FAULTS.has(err.kind),
+        groupOf: (item) => item.caller,
+      });
       this.batchers.set(key, batcher);
     }
     return batcher;

@@ -87,4 +87,36 @@ describe('MicroBatcher', () => {
     b.close();
     await expect(b.submit(1)).rejects.toThrow(/closed/);
   });
+
+  it('retryApart: a batch failure one item caused is retried a group at a time, so only that group fails', async () => {
+    const calls: string[][] = [];
+    const run = async (xs: { v: string; g: string }[]) => {
+      calls.push(xs.map((x) => x.v));
+      if (xs.some((x) => x.v === 'bad')) throw Object.assign(new Error('refused'), { fault: 'input' });
+      return xs.map((x) => x.v.toUpperCase());
+    };
+    const b = new MicroBatcher(run, { maxSize: 8, flushTimeoutMs: 1, retryApart: (e) => (e as { fault?: string }).fault === 'input', groupOf: (x) => x.g });
+    const [a, bad, c] = await Promise.allSettled([
+      b.submitMany([{ v: 'a1', g: 'A' }, { v: 'a2', g: 'A' }]),
+      b.submitMany([{ v: 'ok', g: 'B' }, { v: 'bad', g: 'B' }]),
+      b.submit({ v: 'c', g: 'C' }),
+    ]);
+    expect(a).toEqual({ status: 'fulfilled', value: ['A1', 'A2'] });
+    expect(bad).toMatchObject({ status: 'rejected', reason: { message: 'refused' } });
+    expect(c).toEqual({ status: 'fulfilled', value: 'C' });
+    // The batch, then one call per group (a group's items together).
+    expect(calls).toEqual([['a1', 'a2', 'ok', 'bad', 'c'], ['a1', 'a2'], ['ok', 'bad'], ['c']]);
+    expect(b.retried).toBe(5);
+  });
+
+  it('retryApart leaves other failures to fail the whole batch, with no retry', async () => {
+    let calls = 0;
+    const b = new MicroBatcher<number, number>(async () => {
+      calls++;
+      throw new Error('upstream down');
+    }, { maxSize: 4, flushTimeoutMs: 1, retryApart: () => false });
+    const results = await Promise.allSettled([b.submit(1), b.submit(2), b.submit(3)]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(calls).toBe(1);
+  });
 });

@@ -2,16 +2,27 @@
 // call of a batch function, flushed when the batch is full or when the oldest item has waited the
 // flush timeout. The embedders use it; the local model and the mesh reuse it (seed 001 BATCH_*).
 
-export interface MicroBatcherOptions {
+export interface MicroBatcherOptions<I = unknown> {
   /** Largest batch handed to the batch function (seed 001 BATCH_MAX_SIZE, default 32). */
   maxSize: number;
   /** Longest time the first item of a batch waits for company, ms (BATCH_FLUSH_TIMEOUT_MS, 20). */
   flushTimeoutMs: number;
   /** Batches allowed in flight at once; further full batches wait their turn. */
   maxConcurrency?: number;
+  /**
+   * True for a batch failure that one item (or one caller's items) may have caused — the upstream
+   * refused an input — rather than the batch's upstream call as such. Such a batch is run again
+   * apart, one call per group, so only the group at fault fails. Unset: a failure fails the batch.
+   */
+  retryApart?: (err: unknown) => boolean;
+  /** The group an item is retried with (a caller's items belong together); default: each item alone. */
+  groupOf?: (item: I) => unknown;
 }
 
-/** Resolves one output per input, in input order; a rejection fails every item of that batch. */
+/**
+ * Resolves one output per input, in input order; a rejection fails every item of that batch (unless
+ * `retryApart` sends its groups again one by one).
+ */
 export type BatchFunction<I, O> = (items: I[]) => Promise<O[]>;
 
 interface Pending<I, O> {
@@ -24,22 +35,28 @@ export class MicroBatcher<I, O> {
   private readonly maxSize: number;
   private readonly flushTimeoutMs: number;
   private readonly maxConcurrency: number;
+  private readonly retryApart: ((err: unknown) => boolean) | undefined;
+  private readonly groupOf: (item: I) => unknown;
   private queue: Pending<I, O>[] = [];
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
   private closed = false;
   /** Batches run so far; for tests and stats. */
   batches = 0;
+  /** Items sent again apart after their batch failed (`retryApart`); for tests and stats. */
+  retried = 0;
 
   constructor(
     private readonly run: BatchFunction<I, O>,
-    options: MicroBatcherOptions,
+    options: MicroBatcherOptions<I>,
   ) {
     if (!(options.maxSize >= 1)) throw new RangeError('maxSize must be at least 1');
     if (!(options.flushTimeoutMs >= 0)) throw new RangeError('flushTimeoutMs must be >= 0');
     this.maxSize = Math.floor(options.maxSize);
     this.flushTimeoutMs = options.flushTimeoutMs;
     this.maxConcurrency = Math.max(1, options.maxConcurrency ?? Number.POSITIVE_INFINITY);
+    this.retryApart = options.retryApart;
+    this.groupOf = options.groupOf ?? ((item) => item);
   }
 
   /** Items waiting for a batch. */
@@ -94,17 +111,39 @@ export class MicroBatcher<I, O> {
     }
   }
 
+  /** Runs `batch` through the batch function and resolves its items; throws what the call threw. */
+  private async settle(batch: Pending<I, O>[]): Promise<void> {
+    const out = await this.run(batch.map((p) => p.item));
+    if (!Array.isArray(out) || out.length !== batch.length) {
+      throw new Error(`batch function returned ${Array.isArray(out) ? out.length : typeof out} results for ${batch.length} items`);
+    }
+    for (let i = 0; i < batch.length; i++) (batch[i] as Pending<I, O>).resolve(out[i] as O);
+  }
+
+  /** The batch's items by `groupOf`, groups in order of first appearance. */
+  private groups(batch: Pending<I, O>[]): Pending<I, O>[][] {
+    const by = new Map<unknown, Pending<I, O>[]>();
+    for (const p of batch) {
+      const key = this.groupOf(p.item);
+      const group = by.get(key);
+      if (group) group.push(p);
+      else by.set(key, [p]);
+    }
+    return [...by.values()];
+  }
+
   private async execute(batch: Pending<I, O>[]): Promise<void> {
     this.inFlight++;
     this.batches++;
     try {
-      const out = await this.run(batch.map((p) => p.item));
-      if (!Array.isArray(out) || out.length !== batch.length) {
-        throw new Error(`batch function returned ${Array.isArray(out) ? out.length : typeof out} results for ${batch.length} items`);
-      }
-      for (let i = 0; i < batch.length; i++) (batch[i] as Pending<I, O>).resolve(out[i] as O);
+      await this.settle(batch);
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      const groups = this.retryApart?.(err) ? this.groups(batch) : [batch];
+      if (groups.length > 1) {
+        // One bad input must not fail its neighbours: each group goes again on its own.
+        this.retried += batch.length;
+        await Promise.all(groups.map((group) => this.settle(group).catch((e: unknown) => group.forEach((p) => p.reject(e)))));
+      } else for (const p of batch) p.reject(err);
     } finally {
       this.inFlight--;
       // Items that queued while every slot was busy go out now.
