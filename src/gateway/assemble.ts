@@ -22,15 +22,16 @@ import type { Config } from '../config/schema.js';
 import { startCollectors } from '../telemetry/collectors.js';
 import { startMetricsServer } from '../telemetry/metrics-server.js';
 import { MeshProvider } from '../providers/mesh.js';
-import { GatewayError } from '../server/errors.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { Gateway, type ManagedResource } from './gateway.js';
 import { createCapacityServices } from '../capacity/service.js';
+import { registrySource, type MeshNodeSource } from '../capacity/mesh-devices.js';
 import type { TrafficRecorder } from '../capacity/traffic.js';
 import { capacityRoutes } from '../server/routes/capacity.js';
 import { observeStream, type ChatStage } from './pipeline.js';
 import { processStatsRoutes } from '../server/routes/process-stats.js';
 import { assembleTenancy, type Tenancy } from './tenancy.js';
+import { refusedBy } from '../limits/admission.js';
 import { scalingOptions } from '../scaling/setup.js';
 import { createScalingStage, plannedUsage } from '../scaling/stage.js';
 import { seedRoutes } from '../server/routes/seed.js';
@@ -84,6 +85,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     redis,
     priceOf: (model, deployment) => (built.gateway ? priceOf(built.gateway, model, deployment) : undefined),
     plannedUsage: (ctx, req, promptTokens) => plannedUsage(scaling, ctx, req, promptTokens),
+    onUsageEstimated: telemetry.usageEstimated,
   });
   resources.push(...tenancy.resources);
   const authenticator = tenancy.authenticator;
@@ -140,6 +142,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   const gateway = await Gateway.create({ loaded, log, providers, stages, resources, attemptObserver: telemetry, redis, embedder });
   built.gateway = gateway;
+  // Model and deployment labels take the catalog's names only (a client's passthrough name is `passthrough`).
+  telemetry.metrics.useCatalog(gateway.catalog);
   // Routing (docs/routing.md): breaker changes, retries, fallbacks, hedges and queue depth to metrics;
   // GET /v1/providers (seed 002 get_provider_status) for each deployment's breaker, latency and load.
   reportRoutingMetrics(gateway.router, telemetry.metrics);
@@ -155,6 +159,10 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   }
   // Gauges read every few seconds: GPU pool devices and mesh node health.
   const meshProviders = [...gateway.providers.values()].filter((p): p is MeshProvider => p instanceof MeshProvider);
+  // clusters.from_mesh: the GPU pool follows the GPUs of the routable mesh nodes, read from the node
+  // registry the mesh providers watch, else from the registry on the gateway's Redis (clusters.mesh).
+  const meshSources: MeshNodeSource[] = meshProviders.length > 0 ? meshProviders : redis ? [registrySource(redis, config.clusters.mesh)] : [];
+  await capacity.followMesh(() => meshSources);
   const collectors = startCollectors(telemetry.metrics, { allocator: capacity.allocator, mesh: meshProviders });
   resources.push({ name: 'collectors', check: async () => true, close: async () => collectors.stop() });
   // Operational routes: /metrics, /v1/metrics, /v1/stats, /dashboard.
@@ -212,14 +220,15 @@ function trafficRecorderStage(recorder: TrafficRecorder): ChatStage {
   };
 }
 
-/** Counts requests the admission stage turns away with 429 (`inference_rate_limited_total`). */
+/** Counts requests the admission stage turns away, 429 and 402 (`inference_rate_limited_total`, by refusing limit). */
 function countRateLimited(admission: ChatStage, telemetry: Telemetry): ChatStage {
   telemetry.metrics.declare('limits');
   return async function admit(ctx, req, next) {
     try {
       return await admission(ctx, req, next);
     } catch (err) {
-      if (err instanceof GatewayError && err.code === 'rate_limit_exceeded') telemetry.metrics.rateLimited(err.param ?? 'requests');
+      const limit = refusedBy(err);
+      if (limit) telemetry.metrics.rateLimited(limit);
       throw err;
     }
   };

@@ -48,6 +48,8 @@ export interface TenancyDeps {
   priceOf(model: string, deployment?: string): Price | undefined;
   /** What a request may use upstream under test-time scaling (its plan's passes and judge). */
   plannedUsage?: AdmissionOptions['plannedUsage'];
+  /** Told the usage and cost admission estimated for a stream without a usage chunk (the metrics count it). */
+  onUsageEstimated?: AdmissionOptions['onUsageEstimated'];
 }
 
 function plugin<T extends FastifyPluginOptions>(p: FastifyPluginAsync<T>, options: T): Plugin {
@@ -59,7 +61,7 @@ export function needsDatabase(config: Config): boolean {
   return config.ledger.enabled || Boolean(config.auth.admin_token) || Boolean(config.webhooks.secret);
 }
 
-export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage }: TenancyDeps): Promise<Tenancy> {
+export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage, onUsageEstimated }: TenancyDeps): Promise<Tenancy> {
   const resources: ManagedResource[] = [];
   const plugins: Plugin[] = [];
   const prefix = config.redis.key_prefix;
@@ -126,7 +128,7 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
         },
       })
     : undefined;
-  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage });
+  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated });
 
   if (keys && adminToken) plugins.push(plugin(adminKeyRoutes, { keys, adminToken }));
   if (sql && ledger) plugins.push(plugin(spendRoutes, { sql, ledger, authenticator, adminToken }));

@@ -1,0 +1,56 @@
+// The gateway's metrics as assembled: model labels take only the catalog's names (a client's
+// passthrough name reads `passthrough`), a refusal is counted by the limit that refused, and a
+// stream its client abandoned shows the cost admission charged it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import type { RunningServer } from '../src/cli/serve.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+const CHAT = '/v1/chat/completions';
+const post = (url: string, body: Record<string, unknown>) => request(url + CHAT, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hello there' }], ...body }), headers: { 'content-type': 'application/json' } });
+const metrics = async (s: RunningServer) => (await request(`${s.url}/metrics`)).body.text();
+
+describe('metrics wiring in the assembled gateway', () => {
+  let pass: RunningServer;
+  let conf: RunningServer;
+  beforeAll(async () => {
+    pass = await startTestGateway({ config: { rate_limiting: { tokens: 2000 } } });
+    conf = await startTestGateway({
+      config: {
+        providers: { sim: { type: 'simulator', options: { tokens_per_second: 50, answer_words: 200 } } },
+        models: [{ name: 'chat', deployments: [{ provider: 'sim', model: 'sim-chat', price: { input: 1, output: 2 } }] }],
+        rate_limiting: { tokens: 100000 },
+      },
+    });
+  });
+  afterAll(async () => {
+    await pass.close();
+    await conf.close();
+  });
+
+  it('labels a passthrough model name `passthrough`, and counts a request over the token limit as limit="tokens"', async () => {
+    for (const m of ['junk-a', 'junk-b']) expect((await post(pass.url, { model: m })).statusCode).toBe(200);
+    expect((await post(pass.url, { model: 'junk-c', max_tokens: 5000 })).statusCode).toBe(429);
+    const t = await metrics(pass);
+    expect(t).toContain('model="passthrough"');
+    expect(t).not.toContain('junk');
+    expect(t).toContain('inference_rate_limited_total{limit="tokens"} 1');
+  });
+
+  it('shows the cost of a stream its client abandoned (499) in /metrics and /v1/stats', async () => {
+    const res = await post(conf.url, { model: 'chat', stream: true });
+    const it = res.body[Symbol.asyncIterator]();
+    await it.next();
+    await it.next();
+    res.body.destroy();
+    let t = '';
+    for (let i = 0; i < 100; i++) {
+      t = await metrics(conf);
+      if (t.includes('status="499"')) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(t).toMatch(/inference_cost_usd_total\{provider="sim",model="sim-chat"\} [0-9.e-]+/);
+    const stats = (await (await request(`${conf.url}/v1/stats`)).body.json()) as { cost: { total_usd: number } };
+    expect(stats.cost.total_usd).toBeGreaterThan(0);
+  });
+});
