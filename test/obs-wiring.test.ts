@@ -37,6 +37,22 @@ describe('metrics wiring in the assembled gateway', () => {
     expect(t).toContain('inference_rate_limited_total{limit="tokens"} 1');
   });
 
+  it('counts a cache miss whose upstream call then failed', async () => {
+    const failing = await startTestGateway({
+      config: {
+        cache: { enabled: true, semantic: { enabled: false } },
+        providers: { sim: { type: 'simulator', options: { error_rate: 1 } } },
+        models: [{ name: 'chat', deployments: [{ provider: 'sim', model: 'sim-chat' }] }],
+      },
+    });
+    try {
+      for (let i = 0; i < 3; i++) expect((await post(failing.url, { model: 'chat', messages: [{ role: 'user', content: `fails ${i}` }] })).statusCode).toBeGreaterThanOrEqual(500);
+      expect(await metrics(failing)).toMatch(/^inference_cache_misses_total(\{[^}]*\})? 3$/m);
+    } finally {
+      await failing.close();
+    }
+  });
+
   it('shows the cost of a stream its client abandoned (499) in /metrics and /v1/stats', async () => {
     const res = await post(conf.url, { model: 'chat', stream: true });
     const it = res.body[Symbol.asyncIterator]();

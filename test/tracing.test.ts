@@ -108,6 +108,8 @@ describe('OpenTelemetry traces', () => {
     expect(route?.parentSpanContext?.spanId).toBe(root.spanContext().spanId);
     expect(attempt?.parentSpanContext?.spanId).toBe(route?.spanContext().spanId);
     expect(attempt?.attributes['inferenceflow.deployment']).toBe('relay/relay-1');
+    // The pipeline's stages span their part too, in the request's trace.
+    for (const stage of ['limits', 'scaling']) expect(byName.get(stage)?.parentSpanContext?.spanId, stage).toBe(root.spanContext().spanId);
     expect(root.attributes['http.response.status_code']).toBe(200);
     expect(root.attributes['inferenceflow.provider']).toBe('relay');
 

@@ -21,6 +21,7 @@ import { cacheAdminRoutes } from '../server/routes/cache-admin.js';
 import type { Config } from '../config/schema.js';
 import { startCollectors } from '../telemetry/collectors.js';
 import { startMetricsServer } from '../telemetry/metrics-server.js';
+import { tracedStage } from '../telemetry/tracing.js';
 import { MeshProvider } from '../providers/mesh.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { Gateway, type ManagedResource } from './gateway.js';
@@ -92,7 +93,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   // Chat stages, outermost first (the executor is the terminal handler).
   // Admission (rate limits, budgets) comes first: before any cache lookup or routing.
-  const stages: ChatStage[] = [countRateLimited(tenancy.admission, telemetry)];
+  // Each stage spans its part of the request (`limits`, `cache`, `scaling`) when tracing records it.
+  const stages: ChatStage[] = [tracedStage('limits', countRateLimited(tenancy.admission, telemetry))];
 
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
@@ -105,13 +107,13 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     const cache = await createCacheService(config, redis, log, embedder);
     if (cache) {
       resources.push({ name: 'cache', check: async () => true, close: () => cache.close() });
-      stages.push(countCacheOutcome(createCacheStage({ cache }), telemetry));
+      stages.push(tracedStage('cache', countCacheOutcome(createCacheStage({ cache }), telemetry)));
       plugins.push(routePlugin(cacheAdminRoutes, { cache, adminToken: config.auth.admin_token }));
     }
   }
   // Test-time scaling (seed 000): difficulty -> passes, tokens, deadline; passes combined into one
   // answer. Inside the cache: a hit skips every pass, and the passes never answer each other.
-  stages.push(createScalingStage(scaling));
+  stages.push(tracedStage('scaling', createScalingStage(scaling)));
 
   // Capacity: GPU pool allocation and the forecasting autoscaler (GET /v1/cluster, /v1/scaling).
   const capacity = await createCapacityServices({
@@ -264,10 +266,13 @@ async function createRoutingEmbedder(config: Config, log: Logger): Promise<Embed
 function countCacheOutcome(stage: ChatStage, telemetry: Telemetry): ChatStage {
   telemetry.metrics.declare('cache');
   return async function cache(ctx, req, next) {
-    const outcome = await stage(ctx, req, next);
-    const kind = ctx.facts.cache;
-    if (kind === 'exact' || kind === 'semantic') telemetry.metrics.cacheHit(kind, ctx.facts.savedUsd ?? 0);
-    else if (kind === 'miss') telemetry.metrics.cacheMiss();
-    return outcome;
+    // Counted however the request ends: a miss whose upstream call then failed is still a miss.
+    try {
+      return await stage(ctx, req, next);
+    } finally {
+      const kind = ctx.facts.cache;
+      if (kind === 'exact' || kind === 'semantic') telemetry.metrics.cacheHit(kind, ctx.facts.savedUsd ?? 0);
+      else if (kind === 'miss') telemetry.metrics.cacheMiss();
+    }
   };
 }
