@@ -1,6 +1,9 @@
 // The seeds' own endpoints against a real gateway on the simulator: seed 001 /v1/infer and its SSE
 // stream, seed 002 /v1/inference with exactly the InferenceResponse fields, and /v1/batch where one
 // bad item never fails the batch. Difficulty reaches the scaling stage from every one of them.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
@@ -142,5 +145,54 @@ describe('seed 001 POST /v1/infer and /v1/infer/stream', () => {
     const text = events.filter((e) => e.event === 'token').map((e) => (JSON.parse(e.data) as { text: string }).text).join('');
     expect(text).toContain('The answer is 11.');
     expect((JSON.parse(events.at(-1)?.data ?? '{}') as { passes: number }).passes).toBe(3);
+  });
+});
+
+describe('seed 002 POST /v1/batch in the ledger', () => {
+  const ADMIN = 'admin-token-for-seed-batch-0123456789';
+  let gw: RunningServer;
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'seed-batch-ledger-'));
+    gw = await startTestGateway({
+      config: {
+        auth: { admin_token: ADMIN },
+        database: { pglite_path: join(dir, 'db') },
+        ledger: { enabled: true, flush_interval_ms: 50, spool_path: join(dir, 'spool.jsonl') },
+        providers: { sim: { type: 'simulator' } },
+        models: [{ name: 'metered', deployments: [{ provider: 'sim', model: 'metered', price: { input: 2, output: 4 } }] }],
+      },
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await gw?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const call = async (path: string, key: string, body?: unknown) =>
+    fetch(`${gw.url}${path}`, { method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+
+  it('records the batch with its items’ summed tokens and cost, and their model', async () => {
+    const key = ((await (await call('/admin/keys', ADMIN, { name: 'batcher' })).json()) as { key: string }).key;
+    const res = await call('/v1/batch', key, [
+      { prompt: 'first question', model_preference: 'metered', difficulty: 'easy' },
+      { prompt: 'second, longer question about things', model_preference: 'metered', difficulty: 'medium' },
+      { prompt: '' },
+    ]);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { succeeded: number; results: { result?: { cost: number; metadata: { usage: { prompt_tokens: number; completion_tokens: number } } } }[] };
+    expect(body.succeeded).toBe(2);
+    const ok = body.results.flatMap((r) => (r.result ? [r.result] : []));
+    const prompt = ok.reduce((s, r) => s + r.metadata.usage.prompt_tokens, 0);
+    const completion = ok.reduce((s, r) => s + r.metadata.usage.completion_tokens, 0);
+    const cost = ok.reduce((s, r) => s + r.cost, 0);
+    expect(prompt).toBeGreaterThan(0);
+    expect(Number(res.headers.get('x-inferenceflow-cost-usd'))).toBeCloseTo(cost, 8);
+
+    await expect.poll(async () => ((await (await call('/v1/spend?group_by=model', key)).json()) as { total: { requests: number } }).total.requests, { timeout: 5_000 }).toBe(1);
+    const spend = (await (await call('/v1/spend?group_by=model', key)).json()) as { data: { group: string | null; requests: number; prompt_tokens: number; completion_tokens: number; cost_usd: number }[] };
+    expect(spend.data).toHaveLength(1);
+    expect(spend.data[0]).toMatchObject({ group: 'metered', requests: 1, prompt_tokens: prompt, completion_tokens: completion });
+    expect(spend.data[0]?.cost_usd).toBeCloseTo(cost, 8);
   });
 });

@@ -5,12 +5,13 @@
 // from the prompt), seed 000's automatic adjustment.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult } from '../../canonical/chat.js';
+import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type Usage } from '../../canonical/chat.js';
 import { collectStream } from '../../canonical/convert.js';
-import { newFacts, type RequestContext } from '../../gateway/context.js';
+import { newFacts, type RequestContext, type ResponseFacts } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import type { InferenceConfig } from '../../scaling/config.js';
 import { GatewayError, openAiErrorBody, toGatewayError } from '../errors.js';
+import { factHeaders } from '../headers.js';
 import { createRequestContext, parseCacheControl } from '../request-context.js';
 import { sendOutcome, type Renderer } from '../respond.js';
 import type { SseEvent } from '../sse.js';
@@ -72,16 +73,18 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
     const parent = createRequestContext(request, reply, 'batch', log);
     request.ctx = parent;
     const results: BatchItemResult[] = new Array<BatchItemResult>(items.length);
+    const itemFacts: ResponseFacts[] = [];
     let nextIndex = 0;
     const worker = async () => {
       while (nextIndex < items.length) {
         const index = nextIndex++;
-        results[index] = await runBatchItem(gateway, parent, request, index, items[index], { model: defaultModel, temperature: inference.temperature, difficultyOf });
+        results[index] = await runBatchItem(gateway, parent, request, index, items[index], { model: defaultModel, temperature: inference.temperature, difficultyOf }, itemFacts);
       }
     };
     await Promise.all(Array.from({ length: Math.min(inference.batch.concurrency, items.length) }, worker));
     const failed = results.filter((r) => r.status === 'error').length;
-    parent.facts.costUsd = results.reduce((s, r) => s + (r.status === 'success' ? r.result.cost : 0), 0);
+    sumItemFacts(parent.facts, itemFacts);
+    reply.headers(factHeaders(parent.facts));
     return { object: 'batch.result', request_id: parent.id, total: items.length, succeeded: items.length - failed, failed, results };
   });
 };
@@ -96,12 +99,40 @@ interface ItemDefaults {
   difficultyOf: (value: string | number | undefined) => string;
 }
 
-async function runBatchItem(gateway: Gateway, parent: RequestContext, request: FastifyRequest, index: number, item: unknown, defaults: ItemDefaults): Promise<BatchItemResult> {
+/**
+ * The batch request's own facts (its ledger row, its x-inferenceflow-* headers): every item's usage,
+ * cost, attempts and upstream latency summed, and the model and provider that answered — the distinct names comma-separated
+ * when items went to several.
+ */
+function sumItemFacts(total: ResponseFacts, items: readonly ResponseFacts[]): void {
+  total.costUsd = items.reduce((s, f) => s + f.costUsd, 0);
+  total.attempts = items.reduce((s, f) => s + f.attempts, 0);
+  if (items.some((f) => f.latencyMs !== undefined)) total.latencyMs = items.reduce((s, f) => s + (f.latencyMs ?? 0), 0);
+  const usage = items.reduce<Usage | undefined>((s, f) => (f.usage ? (s ? addUsage(s, f.usage) : { ...f.usage }) : s), undefined);
+  if (usage) total.usage = usage;
+  const names = (pick: (f: ResponseFacts) => string | undefined) => [...new Set(items.map(pick).filter((v): v is string => !!v))].sort().join(',') || undefined;
+  const model = names((f) => f.model);
+  const provider = names((f) => f.provider);
+  if (model) total.model = model;
+  if (provider) total.provider = provider;
+}
+
+async function runBatchItem(
+  gateway: Gateway,
+  parent: RequestContext,
+  request: FastifyRequest,
+  index: number,
+  item: unknown,
+  defaults: ItemDefaults,
+  facts: ResponseFacts[],
+): Promise<BatchItemResult> {
   try {
     const parsed = inferenceRequestSchema.safeParse(item);
     if (!parsed.success) throw validationError(parsed.error, item);
     const body = { ...parsed.data, stream: false };
     const ctx = itemContext(parent, request, index, body, defaults.difficultyOf(body.difficulty));
+    // Whatever the item spent counts for the batch, also when it fails after spending.
+    facts.push(ctx.facts);
     const outcome = await gateway.handleChat(ctx, inferenceToChat(body, defaults.model, defaults.temperature));
     const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
     return { index, status: 'success', result: toInferenceResponse(ctx, result, body) };
