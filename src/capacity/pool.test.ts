@@ -132,6 +132,22 @@ describe.each(factories)('%s', (_name, make, enabled) => {
     expect(results.filter((r) => r.status === 'busy')).toHaveLength(16);
     for (const r of granted) if (r.status === 'granted') await other.release(r.lease.leaseId, 0);
   });
+
+  test("replaces one source's devices at a time: a replica writing the configured list keeps the mesh GPUs", async () => {
+    const ids = async () => (await pool.snapshot()).devices.map((d) => d.id).sort();
+    await pool.setDevices([gpu('cfg-24', 24)]);
+    await pool.setDevices([gpu('node-1/gpu0', 16)], 'mesh');
+    // Another replica starts and writes the configured devices (the same config, one more GPU).
+    await second().setDevices([gpu('cfg-24', 24), gpu('cfg-8', 8)]);
+    expect(await ids()).toEqual(['cfg-24', 'cfg-8', 'node-1/gpu0']);
+    const lease = await pool.acquire(req('qwen-like', 14, 1));
+    expect(lease.status === 'granted' && lease.lease.deviceId).toBe('node-1/gpu0');
+    if (lease.status === 'granted') await pool.release(lease.lease.leaseId, 0);
+    expect(Object.keys((await pool.snapshot()).devices[0] ?? {})).not.toContain('source');
+    // The node leaves the mesh: only the mesh list changes.
+    await second().setDevices([], 'mesh');
+    expect(await ids()).toEqual(['cfg-24', 'cfg-8']);
+  });
 });
 
 describe('device lists', () => {

@@ -78,9 +78,16 @@ export interface PoolSnapshot {
   leases: Lease[];
 }
 
+/**
+ * Where devices come from. Each source's list is replaced on its own: every replica writes the
+ * configured devices at start, and mesh devices follow the mesh's node registry, so a replica
+ * starting does not wipe the mesh GPUs the others have written to a shared pool.
+ */
+export type DeviceSource = 'config' | 'mesh';
+
 export interface GpuPool {
-  /** Replaces the device list (config or mesh reports); live leases stay. */
-  setDevices(devices: GpuDevice[]): Promise<void>;
+  /** Replaces the devices of one source (default `config`); the other source's devices and live leases stay. */
+  setDevices(devices: GpuDevice[], source?: DeviceSource): Promise<void>;
   acquire(req: LeaseRequest): Promise<AcquireResult>;
   /** Extends a live lease; false when it has already expired (the holder lost its GPU). */
   heartbeat(leaseId: string, ttlMs: number): Promise<boolean>;
@@ -217,6 +224,7 @@ function splitWarmKey(key: string): [string, string | undefined] {
 
 /** The pool of one process: correct for a single replica, and the fallback when Redis is not configured. */
 export class InMemoryGpuPool implements GpuPool {
+  private readonly bySource = new Map<DeviceSource, GpuDevice[]>();
   private devices: GpuDevice[] = [];
   private readonly leases = new Map<string, Lease>();
   private readonly warmUntil = new Map<string, number>();
@@ -225,11 +233,13 @@ export class InMemoryGpuPool implements GpuPool {
     devices: GpuDevice[] = [],
     private readonly now: () => number = Date.now,
   ) {
+    this.bySource.set('config', [...devices]);
     this.devices = [...devices];
   }
 
-  async setDevices(devices: GpuDevice[]): Promise<void> {
-    this.devices = [...devices];
+  async setDevices(devices: GpuDevice[], source: DeviceSource = 'config'): Promise<void> {
+    this.bySource.set(source, [...devices]);
+    this.devices = [...this.bySource.values()].flat();
   }
 
   async acquire(req: LeaseRequest): Promise<AcquireResult> {

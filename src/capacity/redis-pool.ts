@@ -6,6 +6,7 @@ import { hashTagged, type RedisClient } from '../store/redis.js';
 import {
   describeDevices,
   type AcquireResult,
+  type DeviceSource,
   type GpuDevice,
   type GpuPool,
   type Lease,
@@ -100,6 +101,17 @@ elseif op == 'release' then
   local keep = tonumber(ARGV[3])
   if keep > 0 then redis.call('HSET', KEYS[3], l.deviceId .. '|' .. l.model, now + keep) end
   return 1
+elseif op == 'set_devices' then
+  -- Replace the devices of one source (ARGV[2]); ARGV[3..] are id, JSON pairs. Devices written
+  -- before sources existed carry none and count as configured.
+  local source = ARGV[2]
+  local raw = redis.call('HGETALL', KEYS[1])
+  for i = 1, #raw, 2 do
+    local d = cjson.decode(raw[i + 1])
+    if (d.source or 'config') == source then redis.call('HDEL', KEYS[1], raw[i]) end
+  end
+  for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  return 1
 elseif op == 'snapshot' then
   local leases = live_leases()
   local warm = redis.call('HGETALL', KEYS[3])
@@ -135,11 +147,10 @@ export class RedisGpuPool implements GpuPool {
     this.run = cmd.bind(this.redis);
   }
 
-  async setDevices(devices: GpuDevice[]): Promise<void> {
-    // Every replica writes the same list from the same config; MULTI keeps readers off a half list.
-    const tx = this.redis.multi().del(this.keys[0]);
-    if (devices.length > 0) tx.hset(this.keys[0], Object.fromEntries(devices.map((d) => [d.id, JSON.stringify(d)])));
-    await tx.exec();
+  async setDevices(devices: GpuDevice[], source: DeviceSource = 'config'): Promise<void> {
+    // One script: readers never see a half list, and the other source's devices stay (every replica
+    // writes the configured list at start; mesh devices come from whichever replica saw the registry last).
+    await this.run(...this.keys, 'set_devices', source, ...devices.flatMap((d) => [d.id, JSON.stringify({ ...d, source })]));
   }
 
   async acquire(req: LeaseRequest): Promise<AcquireResult> {
@@ -176,7 +187,10 @@ export class RedisGpuPool implements GpuPool {
     const pairs = (v: string[] | Record<string, never>): string[] => (Array.isArray(v) ? v : []);
     const devices: GpuDevice[] = [];
     const d = pairs(raw.devices);
-    for (let i = 0; i < d.length; i += 2) devices.push(JSON.parse(d[i + 1] as string) as GpuDevice);
+    for (let i = 0; i < d.length; i += 2) {
+      const { source: _source, ...device } = JSON.parse(d[i + 1] as string) as GpuDevice & { source?: DeviceSource };
+      devices.push(device);
+    }
     devices.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const warm = new Map<string, number>();
     const w = pairs(raw.warm);

@@ -9,6 +9,7 @@ import { GpuModelCatalog } from './catalog.js';
 import type { ClustersConfig, CostOptimizationConfig, ScalingConfig } from './config.js';
 import { HostedGpuPool, HttpHostedGpuCloud } from './hosted.js';
 import { KubernetesScaleClient, resolveKubernetesConnection } from './kubernetes.js';
+import { meshNodeGpus, type MeshNodeSource } from './mesh-devices.js';
 import { InMemoryGpuPool, devicesFromConfig, devicesFromMeshNodes, type GpuPool, type MeshNodeGpus } from './pool.js';
 import { RedisGpuPool } from './redis-pool.js';
 import { Autoscaler } from './scaler-service.js';
@@ -22,8 +23,14 @@ export interface CapacityServices {
   recorder: TrafficRecorder;
   /** Undefined when scaling.enabled is false. */
   autoscaler?: Autoscaler;
-  /** Replaces the mesh-reported devices (call on each mesh registry change when clusters.from_mesh). */
+  /** Replaces the mesh-reported devices (configured ones stay); a no-op unless clusters.from_mesh. */
   updateMeshDevices(nodes: readonly MeshNodeGpus[]): Promise<void>;
+  /**
+   * With clusters.from_mesh: reads the GPUs of the routable mesh nodes from `sources` now and then
+   * every `clusters.mesh.heartbeat_interval_ms`, and makes them the pool's mesh devices. A failed read
+   * keeps the devices of the last good one. Resolves after the first read.
+   */
+  followMesh(sources: () => readonly MeshNodeSource[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -109,14 +116,38 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
     closers.push(async () => autoscaler?.stop());
   }
 
+  const updateMeshDevices = async (nodes: readonly MeshNodeGpus[]) => {
+    if (!pool || !clusters.from_mesh) return;
+    await pool.setDevices(devicesFromMeshNodes(nodes), 'mesh');
+  };
+  let meshTimer: NodeJS.Timeout | undefined;
+  closers.push(async () => clearInterval(meshTimer));
+
   return {
     catalog,
     allocator,
     recorder,
     autoscaler,
-    async updateMeshDevices(nodes) {
-      if (!pool || !clusters.from_mesh) return;
-      await pool.setDevices([...configured, ...devicesFromMeshNodes(nodes)]);
+    updateMeshDevices,
+    async followMesh(sources) {
+      if (!pool || !clusters.from_mesh || meshTimer) return;
+      let failing: string | undefined;
+      if (sources().length === 0) opts.logger?.warn('clusters.from_mesh: no mesh to read GPUs from (no mesh provider and no redis.url); the pool has only the configured devices');
+      const refresh = async () => {
+        const list = sources();
+        if (list.length === 0) return;
+        try {
+          await updateMeshDevices(await meshNodeGpus(list));
+          failing = undefined;
+        } catch (err) {
+          const message = (err as Error).message;
+          if (message !== failing) opts.logger?.warn({ err }, 'reading the mesh nodes for the GPU pool failed; keeping the last mesh devices');
+          failing = message;
+        }
+      };
+      await refresh();
+      meshTimer = setInterval(() => void refresh(), clusters.mesh.heartbeat_interval_ms);
+      meshTimer.unref();
     },
     async close() {
       for (const c of closers.reverse()) await c().catch(() => undefined);

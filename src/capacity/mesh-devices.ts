@@ -1,0 +1,43 @@
+// The GPU pool's mesh devices (`clusters.from_mesh`): the GPUs mesh nodes report in their health
+// records, read from the node registry the gateway already follows (its `mesh` providers' snapshots,
+// or the registry on the gateway's own Redis when it has no mesh provider). Only routable nodes count:
+// a stale, draining, overheated or backend-less node's GPUs are not offered to the allocator.
+import { Cluster } from 'ioredis';
+import { redisTimeMs } from '../mesh/clock.js';
+import type { MeshConfig } from '../mesh/config.js';
+import { meshKeys } from '../mesh/contracts.js';
+import { HealthRegistry } from '../mesh/registry.js';
+import { meshSnapshot, type MeshSnapshot } from '../mesh/snapshot.js';
+import type { RedisClient } from '../store/redis.js';
+import type { MeshNodeGpus } from './pool.js';
+
+/** Anything that gives a view of the mesh's nodes (a MeshProvider, or registrySource()). */
+export interface MeshNodeSource {
+  snapshot(): Promise<MeshSnapshot>;
+}
+
+/** The mesh's node registry on `redis` under the mesh config's prefix, judged on the Redis clock. */
+export function registrySource(redis: RedisClient, mesh: Pick<MeshConfig, 'key_prefix' | 'health'>): MeshNodeSource {
+  const registry = new HealthRegistry(redis, mesh.key_prefix);
+  const key = meshKeys(mesh.key_prefix, redis instanceof Cluster).health;
+  return {
+    async snapshot() {
+      const [nodes, now] = await Promise.all([registry.readAll(), redisTimeMs(redis, key)]);
+      return meshSnapshot(nodes, mesh.health, now);
+    },
+  };
+}
+
+/** The GPUs of the routable nodes of every source, one entry per node id (the first source wins). */
+export async function meshNodeGpus(sources: readonly MeshNodeSource[]): Promise<MeshNodeGpus[]> {
+  const snapshots = await Promise.all(sources.map((s) => s.snapshot()));
+  const byNode = new Map<string, MeshNodeGpus>();
+  for (const snap of snapshots) {
+    for (const node of snap.nodes) {
+      if (!node.routable || byNode.has(node.node_id)) continue;
+      const gpus = node.gpus.filter((g) => g.memory_total_mb > 0).map((g) => ({ memoryGb: Math.round((g.memory_total_mb / 1024) * 100) / 100, name: g.name }));
+      if (gpus.length > 0) byNode.set(node.node_id, { nodeId: node.node_id, gpus });
+    }
+  }
+  return [...byNode.values()];
+}
