@@ -121,4 +121,21 @@ describe('OvershootInferenceWorker', () => {
     const w = new OvershootInferenceWorker({ endpoint: 'http://127.0.0.1:1', maxRetries: 1, initialBackoffMs: 1 });
     await expect(w.infer({ prompt: 'x' })).rejects.toMatchObject({ status: 0, code: 'network_error' });
   });
+
+  it('throws stream_interrupted when a stream ends without [DONE], after the tokens that did arrive', async () => {
+    const sse = (events: string[]) => new Response(events.map((e) => `data: ${e}\n\n`).join(''), { status: 200, headers: { 'content-type': 'text/event-stream', 'x-request-id': 'req-cut' } });
+    const piece = (text: string) => JSON.stringify({ choices: [{ index: 0, delta: { content: text } }] });
+    const cut = new OvershootInferenceWorker({ endpoint: server.url, fetch: async () => sse([piece('Once '), piece('upon')]) });
+    const got: string[] = [];
+    const run = async () => {
+      for await (const t of cut.inferStream({ prompt: 'story' })) got.push(t);
+    };
+    await expect(run()).rejects.toMatchObject({ name: 'InferenceFlowError', code: 'stream_interrupted', requestId: 'req-cut' });
+    expect(got).toEqual(['Once ', 'upon']);
+
+    const whole = new OvershootInferenceWorker({ endpoint: server.url, fetch: async () => sse([piece('The '), piece('end'), '[DONE]']) });
+    const all: string[] = [];
+    for await (const t of whole.inferStream({ prompt: 'story' })) all.push(t);
+    expect(all).toEqual(['The ', 'end']);
+  });
 });

@@ -113,7 +113,14 @@ export class OvershootInferenceWorker {
     try {
       while (!finished) {
         const { done, value } = await reader.read();
-        if (done) break;
+        if (done) {
+          // The answer is complete only with its [DONE]: a stream that just stops was cut short.
+          parser.feed(decoder.decode());
+          while (queue.length > 0) yield queue.shift() as string;
+          if (failure) throw failure;
+          if (!finished) throw new InferenceFlowError('the stream ended before the answer was complete (no [DONE])', { status: 0, code: 'stream_interrupted', requestId: res.headers.get('x-request-id') ?? undefined });
+          break;
+        }
         parser.feed(decoder.decode(value, { stream: true }));
         while (queue.length > 0) yield queue.shift() as string;
         if (failure) throw failure;
