@@ -1,6 +1,7 @@
 // The TypeScript SDK (`inferenceflow/client`) against a running gateway: infer with and without
 // test-time scaling, token streaming, batchInfer with a failing item, clusterStatus, configuration
 // from OVERSHOOT_* variables, and retry with backoff on retryable answers only.
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { DifficultyLevel, InferenceFlowError, OvershootInferenceWorker } from '../src/client/index.js';
@@ -137,5 +138,54 @@ describe('OvershootInferenceWorker', () => {
     const all: string[] = [];
     for await (const t of whole.inferStream({ prompt: 'story' })) all.push(t);
     expect(all).toEqual(['The ', 'end']);
+  });
+
+  it('batchInfer never sends a batch again that may have run (timeout, 5xx, a connection lost after sending); a 429 or a connection never made is retried', async () => {
+    const items = [{ prompt: 'What is 1+1?', difficulty: DifficultyLevel.EASY }];
+    const attempt = async (fail: (call: number) => Response | Error | undefined, opts: { endpoint?: string } = {}) => {
+      let calls = 0;
+      const f: typeof fetch = async (input, init) => {
+        const failure = fail(++calls);
+        if (failure instanceof Error) throw failure;
+        return failure ?? fetch(input, init);
+      };
+      const w = new OvershootInferenceWorker({ endpoint: opts.endpoint ?? server.url, apiKey: TOKEN, fetch: f, maxRetries: 2, initialBackoffMs: 1 });
+      const result = await w.batchInfer(items).then(
+        (r) => ({ ok: true as const, r }),
+        (e: unknown) => ({ ok: false as const, e }),
+      );
+      return { calls, result };
+    };
+    const busy = new Response(JSON.stringify({ error: { message: 'boom', code: 'internal_error' } }), { status: 500 });
+    const five = await attempt((n) => (n === 1 ? busy : undefined));
+    expect(five.calls).toBe(1);
+    expect(five.result).toMatchObject({ ok: false, e: { status: 500, code: 'internal_error' } });
+
+    const timeout = await attempt((n) => (n === 1 ? new DOMException('The operation was aborted due to timeout', 'TimeoutError') : undefined));
+    expect(timeout.calls).toBe(1);
+    expect(timeout.result).toMatchObject({ ok: false, e: { code: 'timeout' } });
+
+    const reset = await attempt((n) => (n === 1 ? new TypeError('fetch failed', { cause: Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }) }) : undefined));
+    expect(reset.calls).toBe(1);
+    expect(reset.result).toMatchObject({ ok: false, e: { code: 'network_error' } });
+
+    const limited = await attempt((n) => (n === 1 ? new Response(JSON.stringify({ error: { message: 'slow down', code: 'rate_limit_exceeded' } }), { status: 429, headers: { 'retry-after': '0' } }) : undefined));
+    expect(limited.calls).toBe(2);
+    expect(limited.result.ok && limited.result.r[0]?.ok).toBe(true);
+
+    // A port nothing listens on: ECONNREFUSED, the request never left.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const refused = await attempt(() => undefined, { endpoint: `http://127.0.0.1:${port}` });
+    expect(refused.calls).toBe(3);
+    expect(refused.result).toMatchObject({ ok: false, e: { code: 'network_error' } });
+
+    // infer (one request) still retries a 5xx.
+    let calls = 0;
+    const w = new OvershootInferenceWorker({ endpoint: server.url, apiKey: TOKEN, initialBackoffMs: 1, fetch: async (input, init) => (++calls === 1 ? new Response('{}', { status: 500 }) : fetch(input, init)) });
+    await w.infer({ prompt: 'hi' });
+    expect(calls).toBe(2);
   });
 });

@@ -138,7 +138,9 @@ export class OvershootInferenceWorker {
     const out: BatchResult[] = [];
     for (let start = 0; start < requests.length; start += BATCH_CHUNK) {
       const chunk = requests.slice(start, start + BATCH_CHUNK);
-      const res = await this.send('POST', '/v1/batch', { requests: chunk.map((r) => this.seedItem(r)) });
+      // Not idempotent: a batch that may have run (a timeout, a 5xx) is not sent again — its requests
+      // would run and be paid for twice. Only a 429 or a connection never made is retried.
+      const res = await this.send('POST', '/v1/batch', { requests: chunk.map((r) => this.seedItem(r)) }, {}, [], 'unsent');
       const body = (await res.json()) as { results: ({ index: number; status: 'success'; result: SeedResponse } | { index: number; status: 'error'; error: { message: string; code: string; type?: string; param?: string | null; status: number } })[] };
       for (const r of body.results) {
         if (r.status === 'success') out.push({ ok: true, response: fromSeed(r.result) });
@@ -196,11 +198,16 @@ export class OvershootInferenceWorker {
     return r.aggregation ? { 'x-inferenceflow-aggregation': r.aggregation } : {};
   }
 
-  /** One call with retries: network errors, 408, 429 and 5xx back off and try again. */
-  private async send(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, accept: number[] = []): Promise<Response> {
+  /**
+   * One call with retries. `any`: network errors, timeouts, 408, 429 and 5xx back off and try again.
+   * `unsent` (calls that must not run twice): only a 429 (refused before any work) and a connection
+   * that was never made.
+   */
+  private async send(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, accept: number[] = [], retry: 'any' | 'unsent' = 'any'): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
       let res: Response | undefined;
       let error: InferenceFlowError;
+      let unsent = false;
       try {
         res = await this.fetchImpl(`${this.endpoint}${path}`, {
           method,
@@ -216,9 +223,11 @@ export class OvershootInferenceWorker {
         error = await errorFromResponse(res);
       } catch (err) {
         const timedOut = (err as Error).name === 'TimeoutError';
+        unsent = !timedOut && neverConnected(err);
         error = new InferenceFlowError(timedOut ? `no answer within ${this.timeoutMs} ms` : `could not reach ${this.endpoint}: ${(err as Error).message}`, { status: 0, code: timedOut ? 'timeout' : 'network_error', cause: err });
       }
-      if (!error.retryable || attempt >= this.maxRetries) throw error;
+      const again = retry === 'any' ? error.retryable : error.status === 429 || unsent;
+      if (!again || attempt >= this.maxRetries) throw error;
       await sleep(this.backoff(attempt, res?.headers.get('retry-after')));
     }
   }
@@ -249,6 +258,18 @@ function fromSeed(r: SeedResponse): InferenceResponse {
     cacheHit: r.cache_hit,
     finishReason: r.metadata.finish_reason ?? null,
   };
+}
+
+/** Connection failures that happen before a request is written (fetch's cause codes in Node). */
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** True when the error says the connection was never made, so the request was never sent. */
+function neverConnected(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && CONNECT_CODES.has(code)) return true;
+  }
+  return false;
 }
 
 function now(): number {
