@@ -27,9 +27,9 @@ import { Telemetry } from '../telemetry/telemetry.js';
 import { Gateway, type ManagedResource } from './gateway.js';
 import { createCapacityServices } from '../capacity/service.js';
 import { registrySource, type MeshNodeSource } from '../capacity/mesh-devices.js';
-import type { TrafficRecorder } from '../capacity/traffic.js';
+import { trafficRecorderStage } from '../capacity/traffic-stage.js';
 import { capacityRoutes } from '../server/routes/capacity.js';
-import { observeStream, type ChatStage } from './pipeline.js';
+import type { ChatStage } from './pipeline.js';
 import { processStatsRoutes } from '../server/routes/process-stats.js';
 import { assembleTenancy, type Tenancy } from './tenancy.js';
 import { refusedBy } from '../limits/admission.js';
@@ -200,26 +200,6 @@ function priceOf(gateway: Gateway, model: string, deployment?: string): Price | 
   } catch {
     return undefined;
   }
-}
-
-/** Feeds the autoscaler's traffic series: one request and its tokens per answered chat. */
-function trafficRecorderStage(recorder: TrafficRecorder): ChatStage {
-  return async function recordTraffic(ctx, req, next) {
-    const outcome = await next(ctx, req);
-    if (outcome.kind === 'result') {
-      recorder.recordRequest(outcome.result.usage.total_tokens);
-      return outcome;
-    }
-    let tokens = 0;
-    const stream = observeStream(
-      outcome.stream,
-      (chunk) => {
-        if (chunk.usage) tokens = chunk.usage.total_tokens;
-      },
-      () => recorder.recordRequest(tokens),
-    );
-    return { kind: 'stream', stream };
-  };
 }
 
 /** Counts requests the admission stage turns away, 429 and 402 (`inference_rate_limited_total`, by refusing limit). */

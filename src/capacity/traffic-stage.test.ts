@@ -1,0 +1,46 @@
+// What the gateway feeds the traffic recorder: every request through the chat stages (answered,
+// streamed, refused or failed).
+import { describe, expect, it } from 'vitest';
+import type { ChatChunk, ChatResult } from '../canonical/chat.js';
+import type { RequestContext } from '../gateway/context.js';
+import type { ChatHandler } from '../gateway/pipeline.js';
+import { GatewayError } from '../server/errors.js';
+import { trafficRecorderStage } from './traffic-stage.js';
+
+const ctx = {} as RequestContext;
+const req = { model: 'm', messages: [{ role: 'user', content: 'hi' }] } as never;
+
+function recorder() {
+  const calls: number[] = [];
+  return { recordRequest: (tokens = 0) => void calls.push(tokens), calls };
+}
+
+describe('trafficRecorderStage', () => {
+  it('counts an answer with its tokens', async () => {
+    const r = recorder();
+    const next: ChatHandler = async () => ({ kind: 'result', result: { usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } } as ChatResult });
+    await trafficRecorderStage(r)(ctx, req, next);
+    expect(r.calls).toEqual([7]);
+  });
+
+  it('counts a refused (429) or failed request as demand, with no tokens, and rethrows', async () => {
+    const r = recorder();
+    const refused = new GatewayError('rate_limit_exceeded');
+    await expect(trafficRecorderStage(r)(ctx, req, async () => Promise.reject(refused))).rejects.toBe(refused);
+    await expect(trafficRecorderStage(r)(ctx, req, async () => Promise.reject(new Error('upstream broke')))).rejects.toThrow('upstream broke');
+    expect(r.calls).toEqual([0, 0]);
+  });
+
+  it('counts a stream when it ends, with the usage chunk tokens', async () => {
+    const r = recorder();
+    async function* chunks(): AsyncIterable<ChatChunk> {
+      yield { choices: [] } as unknown as ChatChunk;
+      yield { choices: [], usage: { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 } } as unknown as ChatChunk;
+    }
+    const out = await trafficRecorderStage(r)(ctx, req, async () => ({ kind: 'stream', stream: chunks() }));
+    expect(r.calls).toEqual([]);
+    if (out.kind !== 'stream') throw new Error('expected a stream');
+    for await (const _ of out.stream) void _;
+    expect(r.calls).toEqual([5]);
+  });
+});
