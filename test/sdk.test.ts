@@ -188,4 +188,51 @@ describe('OvershootInferenceWorker', () => {
     await w.infer({ prompt: 'hi' });
     expect(calls).toBe(2);
   });
+
+  it('turns failures while reading an answer (the timeout, bad JSON) into InferenceFlowError, not a raw DOMException', async () => {
+    const timeout = () => new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+    // A body that sends a first piece, then fails as a fetch whose timeout fired mid-body does.
+    let sent = false;
+    const failing = (first: string, contentType = 'application/json') => {
+      sent = false;
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          // The first read gets the piece, the next one the failure (error() in start would drop the piece).
+          pull(c) {
+            if (sent) return c.error(timeout());
+            sent = true;
+            c.enqueue(new TextEncoder().encode(first));
+          },
+        }),
+        { status: 200, headers: { 'content-type': contentType, 'x-request-id': 'req-slow' } },
+      );
+    };
+    const slow = (first: string, contentType?: string) => new OvershootInferenceWorker({ endpoint: server.url, maxRetries: 0, fetch: async () => failing(first, contentType) });
+    const isWrapped = (e: unknown) => e instanceof InferenceFlowError;
+
+    const inferred = await slow('{"choices": [').infer({ prompt: 'x' }).catch((e: unknown) => e);
+    expect(isWrapped(inferred)).toBe(true);
+    expect(inferred).toMatchObject({ code: 'timeout', status: 0, requestId: 'req-slow' });
+
+    const batched = await slow('{"results": [').batchInfer([{ prompt: 'x' }]).catch((e: unknown) => e);
+    expect(isWrapped(batched)).toBe(true);
+    expect(batched).toMatchObject({ code: 'timeout' });
+
+    const got: string[] = [];
+    const streamed = await (async () => {
+      for await (const t of slow(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'Once' } }] })}\n\n`, 'text/event-stream').inferStream({ prompt: 'x' })) got.push(t);
+    })().catch((e: unknown) => e);
+    expect(got).toEqual(['Once']);
+    expect(isWrapped(streamed)).toBe(true);
+    expect(streamed).toMatchObject({ code: 'timeout' });
+
+    const garbled = new OvershootInferenceWorker({ endpoint: server.url, fetch: async () => new Response('<html>proxy error</html>', { status: 200 }) });
+    const bad = await garbled.infer({ prompt: 'x' }).catch((e: unknown) => e);
+    expect(isWrapped(bad)).toBe(true);
+    expect(bad).toMatchObject({ code: 'malformed_response', status: 200 });
+    const badEvent = await (async () => {
+      for await (const _ of new OvershootInferenceWorker({ endpoint: server.url, fetch: async () => new Response('data: {not json\n\n', { status: 200 }) }).inferStream({ prompt: 'x' })) void _;
+    })().catch((e: unknown) => e);
+    expect(badEvent).toMatchObject({ name: 'InferenceFlowError', code: 'malformed_response' });
+  });
 });

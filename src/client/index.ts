@@ -63,7 +63,7 @@ export class OvershootInferenceWorker {
   async infer(request: InferenceRequest): Promise<InferenceResponse> {
     const started = now();
     const res = await this.send('POST', '/v1/chat/completions', this.chatBody(request, false), this.scalingHeaders(request));
-    const body = (await res.json()) as ChatBody;
+    const body = await this.json<ChatBody>(res);
     const h = res.headers;
     const usage = body.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
     const provider = h.get('x-inferenceflow-provider') ?? 'unknown';
@@ -91,6 +91,7 @@ export class OvershootInferenceWorker {
     const res = await this.send('POST', '/v1/chat/completions', this.chatBody(request, true), this.scalingHeaders(request));
     if (!res.body) throw new InferenceFlowError('the gateway sent no stream body', { status: res.status, code: 'empty_stream' });
     const queue: string[] = [];
+    const timeoutMs = this.timeoutMs;
     let failure: InferenceFlowError | undefined;
     let finished = false;
     const parser = createParser({
@@ -99,7 +100,13 @@ export class OvershootInferenceWorker {
           finished = true;
           return;
         }
-        const chunk = JSON.parse(event.data) as { choices?: { delta?: { content?: string | null } }[]; error?: { message: string; code: string; type?: string } };
+        let chunk: { choices?: { delta?: { content?: string | null } }[]; error?: { message: string; code: string; type?: string } };
+        try {
+          chunk = JSON.parse(event.data) as typeof chunk;
+        } catch (err) {
+          failure ??= readError(err, res, timeoutMs);
+          return;
+        }
         if (chunk.error) {
           failure = new InferenceFlowError(chunk.error.message, { status: 502, code: chunk.error.code, type: chunk.error.type });
           return;
@@ -112,7 +119,13 @@ export class OvershootInferenceWorker {
     const reader = res.body.getReader();
     try {
       while (!finished) {
-        const { done, value } = await reader.read();
+        let next: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          next = await reader.read();
+        } catch (err) {
+          throw readError(err, res, timeoutMs, 'stream_interrupted');
+        }
+        const { done, value } = next;
         if (done) {
           // The answer is complete only with its [DONE]: a stream that just stops was cut short.
           parser.feed(decoder.decode());
@@ -141,7 +154,7 @@ export class OvershootInferenceWorker {
       // Not idempotent: a batch that may have run (a timeout, a 5xx) is not sent again — its requests
       // would run and be paid for twice. Only a 429 or a connection never made is retried.
       const res = await this.send('POST', '/v1/batch', { requests: chunk.map((r) => this.seedItem(r)) }, {}, [], 'unsent');
-      const body = (await res.json()) as { results: ({ index: number; status: 'success'; result: SeedResponse } | { index: number; status: 'error'; error: { message: string; code: string; type?: string; param?: string | null; status: number } })[] };
+      const body = await this.json<{ results: ({ index: number; status: 'success'; result: SeedResponse } | { index: number; status: 'error'; error: { message: string; code: string; type?: string; param?: string | null; status: number } })[] }>(res);
       for (const r of body.results) {
         if (r.status === 'success') out.push({ ok: true, response: fromSeed(r.result) });
         else out.push({ ok: false, error: new InferenceFlowError(r.error.message, { status: r.error.status, code: r.error.code, type: r.error.type, param: r.error.param }) });
@@ -153,7 +166,7 @@ export class OvershootInferenceWorker {
   /** Whether the gateway can serve, its dependency checks, and its GPU/mesh capacity where known. */
   async clusterStatus(): Promise<ClusterStatus> {
     const ready = await this.send('GET', '/ready', undefined, {}, [503]);
-    const body = (await ready.json()) as { status: string; checks: ClusterStatus['checks'] };
+    const body = await this.json<{ status: string; checks: ClusterStatus['checks'] }>(ready);
     let cluster: unknown;
     try {
       const res = await this.send('GET', '/v1/cluster', undefined, {}, [404]);
@@ -162,6 +175,15 @@ export class OvershootInferenceWorker {
       cluster = undefined;
     }
     return { ready: body.status === 'ready', checks: body.checks ?? [], ...(cluster !== undefined ? { cluster } : {}) };
+  }
+
+  /** An answer's JSON body; a failure while reading it (the call's timeout, a cut connection, bad JSON) is an InferenceFlowError. */
+  private async json<T>(res: Response): Promise<T> {
+    try {
+      return (await res.json()) as T;
+    } catch (err) {
+      throw readError(err, res, this.timeoutMs);
+    }
   }
 
   private chatBody(r: InferenceRequest, stream: boolean): Record<string, unknown> {
@@ -258,6 +280,19 @@ function fromSeed(r: SeedResponse): InferenceResponse {
     cacheHit: r.cache_hit,
     finishReason: r.metadata.finish_reason ?? null,
   };
+}
+
+/**
+ * What went wrong while an answer's body was read, as an InferenceFlowError: the call's timeout
+ * (`timeout`), a body that is not JSON (`malformed_response`), or the connection lost (`cut`).
+ */
+function readError(err: unknown, res: Response, timeoutMs: number, cut: 'network_error' | 'stream_interrupted' = 'network_error'): InferenceFlowError {
+  if (err instanceof InferenceFlowError) return err;
+  const e = err instanceof Error ? err : new Error(String(err));
+  const requestId = res.headers.get('x-request-id') ?? undefined;
+  if (e.name === 'TimeoutError') return new InferenceFlowError(`the answer did not arrive in full within ${timeoutMs} ms`, { status: 0, code: 'timeout', requestId, cause: err });
+  if (e.name === 'SyntaxError') return new InferenceFlowError(`the gateway's answer could not be read: ${e.message}`, { status: res.status, code: 'malformed_response', requestId, cause: err });
+  return new InferenceFlowError(`the answer was cut short: ${e.message}`, { status: 0, code: cut, requestId, cause: err });
 }
 
 /** Connection failures that happen before a request is written (fetch's cause codes in Node). */
