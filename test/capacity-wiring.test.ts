@@ -1,5 +1,6 @@
-// The capacity layer as the assembled gateway feeds it, over the real Redis (unique key prefix): every
-// chat request — answered or failed — reaches the autoscaler's shared traffic buckets, and with clusters.from_mesh the GPU pool lists the GPUs of the mesh's routable
+// The capacity layer as the assembled gateway feeds it, over the real Redis (unique key prefix): the
+// router's queue depth and every chat request — answered or failed — reach the autoscaler's shared
+// traffic buckets, and with clusters.from_mesh the GPU pool lists the GPUs of the mesh's routable
 // nodes. Nothing here waits on a timer: each check polls a state that holds until the test changes it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
@@ -121,5 +122,21 @@ describe.skipIf(!available)('capacity wiring of the assembled gateway', () => {
     const answers = await Promise.all([1, 2, 3].map((i) => chat('broken', `fail ${i}`)));
     expect(answers.map((r) => r.status).every((s) => s >= 500)).toBe(true);
     await expect.poll(async () => (await shared()).requests, { timeout: 15_000, interval: 100 }).toBeGreaterThanOrEqual(3);
+  });
+
+  it("samples the router's admission queue into the autoscaler's series and sizes on it", async () => {
+    // One slot: the first request holds it, the next two wait in the group's queue.
+    const pending = [1, 2, 3].map((i) => chat('m', `question ${i}`));
+    await expect.poll(() => gated.started(), { timeout: 15_000, interval: 20 }).toBe(1);
+    await expect.poll(async () => (await shared()).queueDepth, { timeout: 15_000, interval: 100 }).toBe(2);
+    // The autoscaler's decision sees it: 2 queued / 0.5 per replica = 4, 5 with the 20 % headroom.
+    await expect
+      .poll(async () => ((await (await fetch(`${server.url}/v1/scaling`)).json()) as { decision?: { reasons: string[] } }).decision?.reasons.join('; ') ?? '', {
+        timeout: 15_000,
+        interval: 100,
+      })
+      .toContain('queue depth needs 4.00 replicas, 5 with 20% headroom');
+    gated.open();
+    expect((await Promise.all(pending)).map((r) => r.status)).toEqual([200, 200, 200]);
   });
 });

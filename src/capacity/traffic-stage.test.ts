@@ -1,11 +1,13 @@
 // What the gateway feeds the traffic recorder: every request through the chat stages (answered,
-// streamed, refused or failed).
+// streamed, refused or failed) and the router's admission-queue depth.
 import { describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatResult } from '../canonical/chat.js';
 import type { RequestContext } from '../gateway/context.js';
 import type { ChatHandler } from '../gateway/pipeline.js';
+import { RoutingEvents } from '../routing/events.js';
 import { GatewayError } from '../server/errors.js';
-import { trafficRecorderStage } from './traffic-stage.js';
+import { sampleQueueDepth, trafficRecorderStage } from './traffic-stage.js';
+import { TrafficRecorder } from './traffic.js';
 
 const ctx = {} as RequestContext;
 const req = { model: 'm', messages: [{ role: 'user', content: 'hi' }] } as never;
@@ -42,5 +44,25 @@ describe('trafficRecorderStage', () => {
     if (out.kind !== 'stream') throw new Error('expected a stream');
     for await (const _ of out.stream) void _;
     expect(r.calls).toEqual([5]);
+  });
+});
+
+describe('sampleQueueDepth', () => {
+  it("records the router's total queue depth at every change; the bucket keeps the deepest", () => {
+    const now = 300_000 * 5_000 + 60_000;
+    const rec = new TrafficRecorder({ bucketMs: 300_000, historyBuckets: 12, now: () => now });
+    const events = new RoutingEvents();
+    let depth = 0;
+    const stop = sampleQueueDepth(rec, { queueDepth: () => depth, events });
+    for (const d of [1, 3, 2]) {
+      depth = d;
+      events.emit('queue_depth', { group: 'g', depth: d });
+    }
+    expect(rec.current().queueDepth).toBe(3);
+    stop();
+    depth = 9;
+    events.emit('queue_depth', { group: 'g', depth: 9 });
+    expect(rec.current().queueDepth).toBe(3);
+    expect(events.listenerCount('queue_depth')).toBe(0);
   });
 });

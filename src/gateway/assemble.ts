@@ -27,7 +27,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
 import { Gateway, type ManagedResource } from './gateway.js';
 import { createCapacityServices } from '../capacity/service.js';
 import { registrySource, type MeshNodeSource } from '../capacity/mesh-devices.js';
-import { trafficRecorderStage } from '../capacity/traffic-stage.js';
+import { sampleQueueDepth, trafficRecorderStage } from '../capacity/traffic-stage.js';
 import { capacityRoutes } from '../server/routes/capacity.js';
 import type { ChatStage } from './pipeline.js';
 import { processStatsRoutes } from '../server/routes/process-stats.js';
@@ -149,6 +149,9 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   // Routing (docs/routing.md): breaker changes, retries, fallbacks, hedges and queue depth to metrics;
   // GET /v1/providers (seed 002 get_provider_status) for each deployment's breaker, latency and load.
   reportRoutingMetrics(gateway.router, telemetry.metrics);
+  // The same queue depth feeds the autoscaler (scaling.per_replica.queue_depth).
+  const stopQueueSampling = sampleQueueDepth(capacity.recorder, gateway.router);
+  resources.push({ name: 'queue-depth-sampler', check: async () => true, close: async () => stopQueueSampling() });
   plugins.push(routePlugin(providersRoutes, { router: gateway.router }));
   // Seed endpoints: /v1/infer, /v1/infer/stream (seed 001), /v1/inference, /v1/batch (seed 002).
   plugins.push(routePlugin(seedRoutes, { gateway, log, inference: config.inference }));
