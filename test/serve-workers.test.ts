@@ -83,6 +83,26 @@ describe('serve --workers 2 with the embedded database', () => {
   }, 60_000);
 });
 
+describe('serve --workers 2 with the autoscaler and no Redis', () => {
+  it('refuses to start, naming REDIS_URL, and exits 1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'if-workers-capacity-'));
+    const config = join(dir, 'gateway.yaml');
+    writeFileSync(config, 'ledger: { enabled: false }\nbatch_jobs: { enabled: false }\nscaling: { enabled: true }\n');
+    const env: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: 'info' };
+    for (const name of ['REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_PASSWORD', 'REDIS_CLUSTER_NODES', 'INFERENCEFLOW_AUTOSCALER']) delete env[name];
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', config, '--port', '0', '--workers', '2'], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/--workers 2: without Redis the autoscaler \(scaling\.enabled\).*REDIS_URL/);
+  }, 60_000);
+});
+
 describe('serve --workers 2', () => {
   let child: ChildProcess;
   let logs: LogWatcher;

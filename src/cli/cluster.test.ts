@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../telemetry/logger.js';
-import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, planWorkers, runPrimary, workerExecArgv, type PrimaryOptions } from './cluster.js';
+import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, localCapacityState, planWorkers, runPrimary, workerExecArgv, type PrimaryOptions } from './cluster.js';
 
 function files(map: Record<string, string>) {
   return (path: string) => {
@@ -49,6 +49,29 @@ describe('planWorkers', () => {
     expect(plan.note).toMatch(/DATABASE_URL/);
     expect(planWorkers(1, true, cores)).toEqual({ workers: 1 });
     expect(() => planWorkers(2, true, cores)).toThrow(/PGlite.*DATABASE_URL/);
+  });
+
+  it('keeps one process for the GPU pool and the autoscaler without Redis: one by default, more refused', () => {
+    const config = (over: { redis?: string; scaling?: boolean; devices?: number; fromMesh?: boolean } = {}) => ({
+      redis: { url: over.redis },
+      scaling: { enabled: over.scaling ?? false },
+      clusters: { pools: [{ devices: Array.from({ length: over.devices ?? 0 }, () => ({})) }], from_mesh: over.fromMesh ?? false },
+    });
+    expect(localCapacityState(config())).toBeUndefined();
+    expect(localCapacityState(config({ scaling: true, devices: 2, redis: 'redis://r:6379' }))).toBeUndefined();
+    expect(localCapacityState(config({ scaling: true }))).toBe('the autoscaler (scaling.enabled)');
+    expect(localCapacityState(config({ devices: 1 }))).toMatch(/GPU pool/);
+    expect(localCapacityState(config({ fromMesh: true, scaling: true }))).toMatch(/GPU pool .* and the autoscaler/);
+
+    const localCapacity = localCapacityState(config({ scaling: true, devices: 1 }));
+    const plan = planWorkers(undefined, { embeddedDatabase: false, localCapacity }, cores);
+    expect(plan.workers).toBe(1);
+    expect(plan.note).toMatch(/one worker, not 8: without Redis the GPU pool .* REDIS_URL/);
+    expect(() => planWorkers(4, { embeddedDatabase: false, localCapacity }, cores)).toThrow(/--workers 4: without Redis .* lease the same GPUs .* set REDIS_URL/);
+    expect(planWorkers(1, { embeddedDatabase: false, localCapacity }, cores)).toEqual({ workers: 1 });
+    expect(planWorkers(undefined, { embeddedDatabase: false }, cores)).toEqual({ workers: 8 });
+    // Both reasons at once are both named.
+    expect(planWorkers(undefined, { embeddedDatabase: true, localCapacity }, cores).note).toMatch(/PGlite.*DATABASE_URL.*REDIS_URL/);
   });
 });
 

@@ -44,21 +44,60 @@ export interface WorkerPlan {
   note?: string;
 }
 
+/** What keeps the gateway to one process (each is per process state that must not be duplicated). */
+export interface SingleProcessNeeds {
+  /** The embedded PGlite database is in use. */
+  embeddedDatabase: boolean;
+  /** The capacity state that lives in the process without Redis, as localCapacityState() says; undefined when none. */
+  localCapacity?: string;
+}
+
+/**
+ * Capacity features whose state is per process without Redis: the GPU pool (`clusters.pools` devices
+ * or `clusters.from_mesh`), where each worker's own pool would lease the same GPU memory, and the
+ * autoscaler (`scaling.enabled`), where each worker would forecast from its share of the traffic and,
+ * with `dry_run: false`, patch the Deployment on its own. Undefined with Redis or without them.
+ */
+export function localCapacityState(config: {
+  redis: { url?: string };
+  scaling: { enabled: boolean };
+  clusters: { pools: ReadonlyArray<{ devices: readonly unknown[] }>; from_mesh: boolean };
+}): string | undefined {
+  if (config.redis.url) return undefined;
+  const what: string[] = [];
+  if (config.clusters.pools.some((p) => p.devices.length > 0) || config.clusters.from_mesh) what.push('the GPU pool (clusters.pools / clusters.from_mesh)');
+  if (config.scaling.enabled) what.push('the autoscaler (scaling.enabled)');
+  return what.length > 0 ? what.join(' and ') : undefined;
+}
+
 /**
  * How many workers to run. `explicit` is `--workers`, INFERENCEFLOW_WORKERS or `server.workers`.
- * The embedded PGlite database is one process's file: with it, the default drops to one worker and
- * an explicit count above one is refused (two processes opening the file corrupt it).
+ * State that only one process may hold keeps the gateway to one worker: the embedded PGlite database
+ * (two processes opening the file corrupt it), and without Redis the GPU pool and the autoscaler
+ * (every worker would lease the same GPUs and decide alone). With any of them the default drops to
+ * one worker (with a note saying why) and an explicit count above one is refused. A boolean
+ * `needs` is the embedded-database flag alone.
  */
-export function planWorkers(explicit: number | undefined, embeddedDatabase: boolean, cores: () => number = defaultWorkerCount): WorkerPlan {
+export function planWorkers(explicit: number | undefined, needs: boolean | SingleProcessNeeds, cores: () => number = defaultWorkerCount): WorkerPlan {
+  const { embeddedDatabase, localCapacity } = typeof needs === 'boolean' ? { embeddedDatabase: needs, localCapacity: undefined } : needs;
   if (explicit !== undefined && explicit > 1 && embeddedDatabase) {
     throw new Error(
       `--workers ${explicit}: the embedded PGlite database (database.pglite_path) can only be opened by one process; set DATABASE_URL (Postgres) so every worker shares it, or run one worker`,
     );
   }
+  if (explicit !== undefined && explicit > 1 && localCapacity) {
+    throw new Error(
+      `--workers ${explicit}: without Redis ${localCapacity} keep their state in each process, so every worker would lease the same GPUs and scale from its own share of the traffic; set REDIS_URL so the workers share the pool and elect one autoscaler, or run one worker`,
+    );
+  }
   if (explicit !== undefined) return { workers: explicit };
   const n = cores();
-  if (n > 1 && embeddedDatabase) {
-    return { workers: 1, note: `one worker, not ${n}: the embedded PGlite database is single-process; set DATABASE_URL (Postgres) to use every core` };
+  if (n > 1 && (embeddedDatabase || localCapacity)) {
+    const why = [
+      ...(embeddedDatabase ? ['the embedded PGlite database is single-process; set DATABASE_URL (Postgres)'] : []),
+      ...(localCapacity ? [`without Redis ${localCapacity} keep their state in the process; set REDIS_URL`] : []),
+    ];
+    return { workers: 1, note: `one worker, not ${n}: ${why.join('; ')} to use every core` };
   }
   return { workers: n };
 }

@@ -14,7 +14,7 @@ import { isLoopback } from '../server/auth.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { needsDatabase } from '../gateway/tenancy.js';
-import { planWorkers, runPrimary } from './cluster.js';
+import { localCapacityState, planWorkers, runPrimary } from './cluster.js';
 
 /** Pending connections the listening socket holds (see listen below). */
 const LISTEN_BACKLOG = 4096;
@@ -124,7 +124,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (cluster.isPrimary) {
     // Loading the config here validates it once, before any worker starts.
     const { config } = await loadConfig({ file: opts.config });
-    const plan = planWorkers(opts.workers ?? (config.server.workers || undefined), !config.database.url && (needsDatabase(config) || config.batch_jobs.enabled));
+    const plan = planWorkers(opts.workers ?? (config.server.workers || undefined), {
+      embeddedDatabase: !config.database.url && (needsDatabase(config) || config.batch_jobs.enabled),
+      localCapacity: localCapacityState(config),
+    });
     const log = createLogger(config.logging.level);
     if (plan.note) log.warn(plan.note);
     if (plan.workers > 1) {
