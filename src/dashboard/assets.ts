@@ -1,5 +1,6 @@
 // The live status page's files (plain HTML, JS and CSS under public/, no build step), read once at
-// start-up. Looked up beside this module (tsx, tests) and, from a compiled dist/, in the source tree.
+// start-up. Looked up beside this module: under src/ (tsx, tests), or in dist/, where `npm run build`
+// copies them (the image has no src/); a dist/ built by tsc alone falls back to the source tree.
 import { readFile } from 'node:fs/promises';
 
 export interface DashboardAsset {
