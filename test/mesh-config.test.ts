@@ -48,6 +48,10 @@ clusters:
     const a = await meshSettings({}, { ...env, REDIS_URL: 'redis://from-env:6379' });
     expect([a.mesh.key_prefix, a.mesh.heartbeat_interval_ms, a.redisUrl]).toEqual(['env:', 500, 'redis://from-env:6379']);
     expect((await meshSettings({}, { REDIS_HOST: 'cache', REDIS_PORT: '6380' })).redisUrl).toBe('redis://cache:6380');
+    // The log level as the gateway reads it (LOG_LEVEL), the flag on top.
+    expect((await meshSettings({}, { REDIS_URL: 'redis://r:6379', LOG_LEVEL: 'WARN' })).logLevel).toBe('warn');
+    expect((await meshSettings({ logLevel: 'debug' }, { REDIS_URL: 'redis://r:6379', LOG_LEVEL: 'warn' })).logLevel).toBe('debug');
+    expect((await meshSettings({}, { REDIS_URL: 'redis://r:6379' })).logLevel).toBe('info');
     expect((await meshSettings({}, { REDIS_CLUSTER_NODES: 'n1:7001, n2:7002' })).redisUrl).toBe('redis+cluster://n1:7001,n2:7002');
   });
 

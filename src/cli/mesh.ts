@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
+import type { LevelWithSilent } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { meshBackendFor } from '../mesh/backend.js';
@@ -47,7 +48,7 @@ function sharedOptions(cmd: Command): Command {
     .option('--idle-reclaim-ms <ms>', 'reclaim requests held this long', positiveInt)
     .option('--reclaim-interval-ms <ms>', 'how often routers look for requests to reclaim', positiveInt)
     .option('--stale-after-s <s>', 'nodes silent this long are not routed to', positiveNumber)
-    .option('--log-level <level>', 'pino log level', 'info');
+    .option('--log-level <level>', 'pino log level (default: LOG_LEVEL or the config\'s logging.level, else info)');
 }
 
 /**
@@ -55,7 +56,7 @@ function sharedOptions(cmd: Command): Command {
  * gateway loads (file named by --config, INFERENCEFLOW_CONFIG or TRUTHGPT_CONFIG, then environment
  * overrides: MESH_*, REDIS_URL, REDIS_HOST…, REDIS_CLUSTER_NODES), then the flags.
  */
-export async function meshSettings(flags: SharedFlags, env: Record<string, string | undefined> = process.env): Promise<{ mesh: MeshConfig; redisUrl: string }> {
+export async function meshSettings(flags: SharedFlags, env: Record<string, string | undefined> = process.env): Promise<{ mesh: MeshConfig; redisUrl: string; logLevel: LevelWithSilent }> {
   const { config } = await loadConfig({ file: flags.config, env });
   const mesh = config.clusters.mesh;
   if (flags.keyPrefix) mesh.key_prefix = flags.keyPrefix;
@@ -65,7 +66,9 @@ export async function meshSettings(flags: SharedFlags, env: Record<string, strin
   if (flags.staleAfterS) mesh.health.stale_after_s = flags.staleAfterS;
   const redisUrl = flags.redisUrl ?? config.redis.url;
   if (!redisUrl) throw new Error('a Redis URL is needed: --redis-url, REDIS_URL (or REDIS_HOST, REDIS_CLUSTER_NODES) or redis.url in the config file');
-  return { mesh, redisUrl };
+  // The flag, else LOG_LEVEL or logging.level as the gateway reads them.
+  const logLevel = (flags.logLevel?.toLowerCase() ?? config.logging.level) as LevelWithSilent;
+  return { mesh, redisUrl, logLevel };
 }
 
 /** Reads the host, then lays a JSON file's fields over the reading (operators' and tests' override). */
@@ -131,8 +134,8 @@ export function registerMeshCommands(program: Command): void {
       .option('--max-concurrency <n>', 'requests run at once (default: local max-sequences, else 4)', positiveInt)
       .option('--health-override <file>', 'JSON fields laid over each host health reading (testing, maintenance)'),
   ).action(async (flags: WorkerFlags) => {
-    const { mesh, redisUrl } = await meshSettings(flags);
-    const log = createLogger(flags.logLevel as 'info');
+    const { mesh, redisUrl, logLevel } = await meshSettings(flags);
+    const log = createLogger(logLevel);
     const providerCfg: ProviderConfig = { type: flags.backend as ProviderConfig['type'], ...(flags.baseUrl ? { base_url: flags.baseUrl } : {}), ...(flags.apiKey ? { api_key: flags.apiKey } : {}) };
     if (flags.backend === 'local') {
       if (!flags.modelsDir) throw new Error('--backend local needs --models-dir');
@@ -178,8 +181,8 @@ export function registerMeshCommands(program: Command): void {
       .description('run a mesh router: place requests from the ingress stream on nodes (several may run)')
       .option('--router-id <id>', 'consumer name in the routers group (default: host name and pid)'),
   ).action(async (flags: SharedFlags & { routerId?: string }) => {
-    const { mesh, redisUrl } = await meshSettings(flags);
-    const log = createLogger(flags.logLevel as 'info');
+    const { mesh, redisUrl, logLevel } = await meshSettings(flags);
+    const log = createLogger(logLevel);
     const router = new MeshRouter({ routerId: flags.routerId ?? `${os.hostname()}-${process.pid}`, redisUrl, config: mesh, log });
     await router.start();
     onSignals(() => router.stop(), log);
