@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { meshBackendFor } from '../src/mesh/backend.js';
 import { MeshClient } from '../src/mesh/client.js';
-import { meshConfigSchema, type MeshConfig } from '../src/mesh/config.js';
+import type { MeshConfig } from '../src/mesh/config.js';
 import { redisTimeMs } from '../src/mesh/clock.js';
 import { meshKeys, type MeshEvent, type NodeHealth } from '../src/mesh/contracts.js';
 import { StaticHealthSource } from '../src/mesh/health.js';
@@ -16,26 +16,19 @@ import { WorkerAgent } from '../src/mesh/worker.js';
 import { MeshProvider } from '../src/providers/mesh.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
 import { createLogger } from '../src/telemetry/logger.js';
-import { CallbackReader, chatRequest, deleteKeys, nodes, publish, redisAvailable, REDIS_URL, ScriptedAdapter, uniquePrefix, waitFor } from './helpers/mesh.js';
+import { CallbackReader, chatRequest, deleteKeys, nodes, publish, REDIS_URL, redisAvailable, ScriptedAdapter, StartedParts, TEST_HOST, testMeshConfig, uniquePrefix, waitFor } from './helpers/mesh.js';
 
 const available = await redisAvailable();
 const prefix = uniquePrefix();
 const redis = new Redis(REDIS_URL);
 const log = createLogger('silent');
 const HOUR = 3_600_000;
-const config: MeshConfig = meshConfigSchema.parse({
-  key_prefix: prefix,
-  heartbeat_interval_ms: 200,
-  idle_reclaim_ms: 5_000,
-  reclaim_interval_ms: 200,
-  retry_initial_ms: 50,
-  retry_max_ms: 200,
-});
-const host = { cpu_temp_c: 50, ram_used_pct: 30, ram_total_bytes: 8e9, load1: 0.1, gpus: [] };
-const started: { stop?(): Promise<void>; close?(): Promise<void> }[] = [];
+const config: MeshConfig = testMeshConfig(prefix, 5_000);
+const host = TEST_HOST;
+const started = new StartedParts();
 
 afterAll(async () => {
-  for (const s of started.reverse()) await (s.stop ?? s.close)?.call(s).catch(() => undefined);
+  await started.stopAll();
   await deleteKeys(redis, prefix);
   redis.disconnect();
 });
@@ -45,10 +38,10 @@ describe.skipIf(!available)('mesh machines whose clocks disagree', () => {
   let client: MeshClient;
 
   beforeAll(async () => {
-    started.push(router);
+    started.add(router);
     await router.start();
     client = new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log });
-    started.push(client);
+    started.add(client);
     await client.connect();
   });
 
@@ -60,7 +53,7 @@ describe.skipIf(!available)('mesh machines whose clocks disagree', () => {
     await new Promise((r) => setTimeout(r, 1_500));
     const backend = new ScriptedAdapter();
     const worker = new WorkerAgent({ nodeId: 'an-hour-behind', redisUrl: REDIS_URL, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 4, version: 'test', blockMs: 200, now: () => Date.now() - HOUR });
-    started.push(worker);
+    started.add(worker);
     await worker.start();
     const run = await backend.started('a late clock');
     const waited = Date.now() - submitted;
@@ -86,7 +79,7 @@ describe.skipIf(!available)('mesh machines whose clocks disagree', () => {
   it('a burst read in one batch is spread over nodes two hours ahead (load counted by entry, not by time)', async () => {
     for (const id of ['ahead-1', 'ahead-2']) {
       const w = new WorkerAgent({ nodeId: id, redisUrl: REDIS_URL, backend: meshBackendFor(createSimulatorProvider(`sim-${id}`, { latency_ms: 5 })), config, health: new StaticHealthSource(host), log, maxConcurrency: 4, version: 'test', blockMs: 200, now: () => Date.now() + 2 * HOUR });
-      started.push(w);
+      started.add(w);
       await w.start();
     }
     await waitFor('the router sees both nodes idle', async () => {

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { meshBackendFor } from '../src/mesh/backend.js';
-import { meshConfigSchema, type MeshConfig } from '../src/mesh/config.js';
+import type { MeshConfig } from '../src/mesh/config.js';
 import { StaticHealthSource, type HostHealth } from '../src/mesh/health.js';
 import { meshKeys, type NodeHealth } from '../src/mesh/contracts.js';
 import { redisTimeMs } from '../src/mesh/clock.js';
@@ -16,20 +16,13 @@ import { WorkerAgent } from '../src/mesh/worker.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { startTestGateway } from './helpers/gateway.js';
-import { CallbackReader, chatRequest, deleteKeys, nodes, publish, redisAvailable, REDIS_URL, uniquePrefix, waitFor } from './helpers/mesh.js';
+import { CallbackReader, chatRequest, deleteKeys, nodes, publish, REDIS_URL, redisAvailable, testMeshConfig, uniquePrefix, waitFor } from './helpers/mesh.js';
 
 const available = await redisAvailable();
 const prefix = uniquePrefix();
 const redis = new Redis(REDIS_URL);
 const log = createLogger('silent');
-const config: MeshConfig = meshConfigSchema.parse({
-  key_prefix: prefix,
-  heartbeat_interval_ms: 200,
-  idle_reclaim_ms: 1_500,
-  reclaim_interval_ms: 200,
-  retry_initial_ms: 50,
-  retry_max_ms: 200,
-});
+const config: MeshConfig = testMeshConfig(prefix);
 const cool: HostHealth = { cpu_temp_c: 55, ram_used_pct: 40, ram_total_bytes: 8e9, load1: 0.2, gpus: [] };
 const started: { stop(): Promise<void> }[] = [];
 

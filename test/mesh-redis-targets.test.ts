@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { meshBackendFor } from '../src/mesh/backend.js';
 import { MeshClient } from '../src/mesh/client.js';
-import { meshConfigSchema } from '../src/mesh/config.js';
 import { encodeRequest, FIELD, meshKeys } from '../src/mesh/contracts.js';
 import { StaticHealthSource } from '../src/mesh/health.js';
 import { MeshRouter } from '../src/mesh/router.js';
@@ -16,36 +15,36 @@ import { createSimulatorProvider } from '../src/providers/simulator.js';
 import { scanKeys } from '../src/store/redis.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { Cancellation } from '../src/providers/cancel.js';
-import { CallbackReader, chatRequest, ScriptedAdapter, waitFor } from './helpers/mesh.js';
+import { CallbackReader, chatRequest, ScriptedAdapter, StartedParts, TEST_HOST, testMeshConfig, waitFor } from './helpers/mesh.js';
 import { redisTargets } from './helpers/redis.js';
 
 const targets = await redisTargets();
 const run = randomBytes(4).toString('hex');
 const log = createLogger('silent');
-const started: { stop?(): Promise<void>; close?(): Promise<void> }[] = [];
+const started = new StartedParts();
 
 afterAll(async () => {
-  for (const s of started.reverse()) await (s.stop ?? s.close)?.call(s).catch(() => undefined);
+  await started.stopAll();
   for (const t of targets) await t.cleanup(`*ifmesh-test:${run}:*`);
 });
 
 for (const t of targets) {
   describe.skipIf(!t.available)(`mesh on ${t.name}`, () => {
     const prefix = `ifmesh-test:${run}:${t.name}:`;
-    const config = meshConfigSchema.parse({ key_prefix: prefix, heartbeat_interval_ms: 200, idle_reclaim_ms: 1_500, reclaim_interval_ms: 200, retry_initial_ms: 50, retry_max_ms: 200 });
-    const host = { cpu_temp_c: 50, ram_used_pct: 30, ram_total_bytes: 8e9, load1: 0.1, gpus: [] };
+    const config = testMeshConfig(prefix);
+    const host = TEST_HOST;
 
     it('answers plain and streamed requests exactly once through router and workers', async () => {
       const router = new MeshRouter({ routerId: `r-${t.name}`, redisUrl: t.url, config, log, blockMs: 200 });
-      started.push(router);
+      started.add(router);
       await router.start();
       for (const id of ['a', 'b']) {
         const w = new WorkerAgent({ nodeId: `${t.name}-${id}`, redisUrl: t.url, backend: meshBackendFor(createSimulatorProvider(`sim-${id}`, { latency_ms: 5 })), config, health: new StaticHealthSource(host), log, maxConcurrency: 4, version: 'test', blockMs: 200 });
-        started.push(w);
+        started.add(w);
         await w.start();
       }
       const client = new MeshClient({ redisUrl: t.url, keyPrefix: prefix, log });
-      started.push(client);
+      started.add(client);
       await client.connect();
 
       const calls = await Promise.all(
@@ -80,14 +79,14 @@ for (const t of targets) {
 
     it('stops the runs of cancelled requests (the done-keys of a node\'s runs read in one MGET)', async () => {
       const router = new MeshRouter({ routerId: `r-cancel-${t.name}`, redisUrl: t.url, config, log, blockMs: 200 });
-      started.push(router);
+      started.add(router);
       await router.start();
       const backend = new ScriptedAdapter();
       const w = new WorkerAgent({ nodeId: `${t.name}-scripted`, redisUrl: t.url, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 4, version: 'test', blockMs: 200 });
-      started.push(w);
+      started.add(w);
       await w.start();
       const client = new MeshClient({ redisUrl: t.url, keyPrefix: prefix, log });
-      started.push(client);
+      started.add(client);
       await client.connect();
       const prompts = ['cancel me', 'cancel me too', 'and me'];
       const signals = prompts.map(() => new Cancellation());

@@ -6,29 +6,22 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { meshBackendFor } from '../src/mesh/backend.js';
 import { MeshClient } from '../src/mesh/client.js';
-import { meshConfigSchema, type MeshConfig } from '../src/mesh/config.js';
+import type { MeshConfig } from '../src/mesh/config.js';
 import { StaticHealthSource } from '../src/mesh/health.js';
 import { MeshRouter } from '../src/mesh/router.js';
 import { WorkerAgent } from '../src/mesh/worker.js';
 import { Cancellation } from '../src/providers/cancel.js';
 import { MeshProvider } from '../src/providers/mesh.js';
 import { createLogger } from '../src/telemetry/logger.js';
-import { deleteKeys, redisAvailable, REDIS_URL, ScriptedAdapter, uniquePrefix, waitFor } from './helpers/mesh.js';
+import { deleteKeys, REDIS_URL, redisAvailable, ScriptedAdapter, StartedParts, TEST_HOST, testMeshConfig, uniquePrefix, waitFor } from './helpers/mesh.js';
 
 const available = await redisAvailable();
 const prefix = uniquePrefix();
 const redis = new Redis(REDIS_URL);
 const log = createLogger('silent');
-const config: MeshConfig = meshConfigSchema.parse({
-  key_prefix: prefix,
-  heartbeat_interval_ms: 200,
-  idle_reclaim_ms: 5_000,
-  reclaim_interval_ms: 200,
-  retry_initial_ms: 50,
-  retry_max_ms: 200,
-});
-const host = { cpu_temp_c: 50, ram_used_pct: 30, ram_total_bytes: 8e9, load1: 0.1, gpus: [] };
-const started: { stop?(): Promise<void>; close?(): Promise<void> }[] = [];
+const config: MeshConfig = testMeshConfig(prefix, 5_000);
+const host = TEST_HOST;
+const started = new StartedParts();
 const chat = (content: string) => ({ model: 'scripted', messages: [{ role: 'user' as const, content }] });
 
 /** Resolves with `p`, or fails the test after a generous wait instead of hanging it. */
@@ -42,7 +35,7 @@ async function within<T>(what: string, p: Promise<T>, ms = 20_000): Promise<T> {
 }
 
 afterAll(async () => {
-  for (const s of started.reverse()) await (s.stop ?? s.close)?.call(s).catch(() => undefined);
+  await started.stopAll();
   await deleteKeys(redis, prefix);
   redis.disconnect();
 });
@@ -55,13 +48,13 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
 
   beforeAll(async () => {
     const router = new MeshRouter({ routerId: 'requests', redisUrl: REDIS_URL, config, log, blockMs: 200 });
-    started.push(router);
+    started.add(router);
     await router.start();
     worker = new WorkerAgent({ nodeId: 'scripted-1', redisUrl: REDIS_URL, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 8, version: 'test', blockMs: 200 });
-    started.push(worker);
+    started.add(worker);
     await worker.start();
     client = new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log, deadlineGraceMs: 0 });
-    started.push(client);
+    started.add(client);
     await client.connect();
     provider = new MeshProvider('mesh', client, config);
   });

@@ -663,7 +663,8 @@ describe('Router: admission across groups and waiters', () => {
     expect(router.status().data.every((d) => d.in_flight === 0)).toBe(true);
   });
 
-  it('a new arrival takes an idle deployment that no waiter can use, rather than queueing behind them', async () => {
+  /** `a`'s first call waits for `held`; `b`'s first call fails once (a 500), later calls answer. */
+  function busyAThenFailingB() {
     const held = gate();
     const p = new ScriptedProvider()
       .on('a', async (_r, _o, n) => {
@@ -674,6 +675,11 @@ describe('Router: admission across groups and waiters', () => {
         if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'server', status: 500, message: 'once' });
         return answer('b');
       });
+    return { held, p };
+  }
+
+  it('a new arrival takes an idle deployment that no waiter can use, rather than queueing behind them', async () => {
+    const { held, p } = busyAThenFailingB();
     const router = build(
       [{ name: 'g', retry: { max_retries: 0 }, deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }, { provider: 'fake', model: 'b', priority: 1, max_concurrency: 4 }] }],
       p,
@@ -692,16 +698,7 @@ describe('Router: admission across groups and waiters', () => {
   });
 
   it('a request that failed on an idle deployment retries there rather than queueing for a busy one', async () => {
-    const held = gate();
-    const p = new ScriptedProvider()
-      .on('a', async (_r, _o, n) => {
-        if (n === 0) await held.opened;
-        return answer('a');
-      })
-      .on('b', async (_r, _o, n) => {
-        if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'server', status: 500, message: 'once' });
-        return answer('b');
-      });
+    const { held, p } = busyAThenFailingB();
     const router = build(
       [{ name: 'g', retry: { max_retries: 1, base_delay_ms: 1, max_delay_ms: 2 }, deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }, { provider: 'fake', model: 'b', priority: 1, max_concurrency: 4 }] }],
       p,

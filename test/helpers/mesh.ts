@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { decodeEvent, encodeRequest, entryData, FIELD, meshKeys, type MeshEvent, type MeshRequest, type NodeHealth } from '../../src/mesh/contracts.js';
+import { meshConfigSchema, type MeshConfig } from '../../src/mesh/config.js';
 import { HealthRegistry } from '../../src/mesh/registry.js';
 import type { RedisClient } from '../../src/store/redis.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../../src/canonical/chat.js';
@@ -33,6 +34,34 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
     cursor = next;
     if (keys.length) await redis.del(...keys);
   } while (cursor !== '0');
+}
+
+/** Mesh settings quick enough for tests: 200 ms heartbeats and reclaim passes, short retries. */
+export function testMeshConfig(prefix: string, idleReclaimMs = 1_500): MeshConfig {
+  return meshConfigSchema.parse({
+    key_prefix: prefix,
+    heartbeat_interval_ms: 200,
+    idle_reclaim_ms: idleReclaimMs,
+    reclaim_interval_ms: 200,
+    retry_initial_ms: 50,
+    retry_max_ms: 200,
+  });
+}
+
+/** A healthy node's host reading, for StaticHealthSource. */
+export const TEST_HOST = { cpu_temp_c: 50, ram_used_pct: 30, ram_total_bytes: 8e9, load1: 0.1, gpus: [] };
+
+/** Routers, workers and clients a test file started; `stopAll` stops them newest first. */
+export class StartedParts {
+  private readonly parts: { stop?(): Promise<void>; close?(): Promise<void> }[] = [];
+  add<T extends { stop?(): Promise<void>; close?(): Promise<void> }>(part: T): T {
+    this.parts.push(part);
+    return part;
+  }
+  async stopAll(): Promise<void> {
+    for (const s of this.parts.reverse()) await (s.stop ?? s.close)?.call(s).catch(() => undefined);
+    this.parts.length = 0;
+  }
 }
 
 export interface MeshProcess {
