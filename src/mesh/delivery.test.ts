@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
-import { appendChunk, deliverFinal, placeOnNode } from './delivery.js';
+import { appendChunk, deliverFinal, expireCallback, placeOnNode } from './delivery.js';
 import { decodeEvent, entryData, FIELD, meshKeys, ROUTER_GROUP, type MeshEvent } from './contracts.js';
 
 const targets = await redisTargets();
@@ -37,12 +37,14 @@ describe.each(targets.map((t) => [t.name, t] as const))('appendChunk on %s', (_n
     expect(texts).toEqual(Array.from({ length: 200 }, (_, i) => `w${i}`));
   });
 
-  it_('gives a callback stream an expiry on every append, so one recreated after its requester deleted it goes away', async () => {
+  it_('gives a callback stream recreated by a cancelled run an expiry', async () => {
     const redis = target.connect();
     const stream = `{append-test:${run}}:${target.name}:deleted-cb`;
     await appendChunk(redis, stream, chunk(0));
     await redis.del(stream); // the requester closed (MeshClient.close deletes its stream)
-    await appendChunk(redis, stream, chunk(1)); // a run still streaming
+    await appendChunk(redis, stream, chunk(1)); // the run, still streaming, recreates it
+    expect(await redis.pttl(stream)).toBe(-1);
+    await expireCallback(redis, stream); // the worker, once the run is cancelled
     const ttl = await redis.pttl(stream);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(60 * 60 * 1000);

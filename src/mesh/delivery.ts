@@ -51,13 +51,6 @@ redis.call('XDEL', KEYS[3], ARGV[4])
 return id
 `;
 
-// KEYS: a callback stream. ARGV: maxlen, event JSON, ttl ms. Appends a chunk and (re)sets the
-// stream's expiry, so a stream recreated by chunks after its requester deleted it does not stay forever.
-const APPEND_SCRIPT = `
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '${FIELD}', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return id
-`;
 
 interface WithMeshScripts {
   meshDeliverFinal(
@@ -74,7 +67,6 @@ interface WithMeshScripts {
     requireHeld: string,
   ): Promise<number>;
   meshRetire(source: string, group: string, id: string): Promise<number>;
-  meshAppend(callback: string, maxlen: string, event: string, ttl: string): Promise<string>;
   meshPlace(target: string, nodeStreams: string, source: string, body: string, node: string, group: string, id: string): Promise<string | number>;
 }
 
@@ -86,7 +78,6 @@ function meshScripts(redis: Redis): WithMeshScripts {
   if (!r.meshDeliverFinal) redis.defineCommand('meshDeliverFinal', { numberOfKeys: 3, lua: FINAL_SCRIPT });
   if (!r.meshRetire) redis.defineCommand('meshRetire', { numberOfKeys: 1, lua: RETIRE_SCRIPT });
   if (!r.meshPlace) redis.defineCommand('meshPlace', { numberOfKeys: 3, lua: PLACE_SCRIPT });
-  if (!r.meshAppend) redis.defineCommand('meshAppend', { numberOfKeys: 1, lua: APPEND_SCRIPT });
   return redis as unknown as WithMeshScripts;
 }
 
@@ -159,14 +150,22 @@ export async function deliverFinal(
 }
 
 /**
- * Appends a streamed chunk (not final: the done-key is not touched) and sets the stream's expiry, as
- * every write to a callback stream does. A worker streaming hundreds of answers appends thousands of
- * chunks a second; the appends of one event-loop turn leave in one socket write because every mesh
- * client coalesces its writes (store/redis.ts `coalesceWrites`). One key: fine on a cluster wherever
- * the callback stream lives.
+ * Appends a streamed chunk (not final: the done-key is not touched). A worker streaming hundreds of
+ * answers appends thousands of chunks a second; the appends of one event-loop turn leave in one socket
+ * write because every mesh client coalesces its writes (store/redis.ts `coalesceWrites`). The stream's
+ * expiry is set by the run's last write — the final delivery, or `expireCallback` for a cancelled run —
+ * not per chunk. One key: fine on a cluster wherever the callback stream lives.
  */
 export async function appendChunk(redis: Redis, callback: string, event: MeshEvent): Promise<void> {
-  await meshScripts(redis).meshAppend(callback, String(CALLBACK_MAXLEN), JSON.stringify(event), String(CALLBACK_TTL_MS));
+  await redis.xadd(callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, JSON.stringify(event));
+}
+
+/**
+ * Gives a callback stream its expiry after a run that ends without a final delivery (cancelled by its
+ * requester): its chunks may have recreated a stream the requester had already deleted.
+ */
+export async function expireCallback(redis: Redis, callback: string): Promise<void> {
+  await redis.pexpire(callback, CALLBACK_TTL_MS);
 }
 
 /** Whether a request already has its final response (or was cancelled by its requester). */

@@ -12,7 +12,7 @@ import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError,
 import type { MeshConfig } from './config.js';
 import { compareEntryIds, MeshClock } from './clock.js';
 import { decodeRequest, entryData, meshDeadline, meshKeys, WORKER_GROUP, type MeshErrorBody, type MeshEvent, type MeshKeys, type MeshRequest, type NodeHealth } from './contracts.js';
-import { appendChunk, deliverFinal, isDone, retireEntry, touchPending, type SourceEntry } from './delivery.js';
+import { appendChunk, deliverFinal, expireCallback, isDone, retireEntry, touchPending, type SourceEntry } from './delivery.js';
 import type { MeshBackend } from './backend.js';
 import type { HealthSource, HostHealth } from './health.js';
 import { HealthRegistry } from './registry.js';
@@ -273,8 +273,9 @@ export class WorkerAgent {
       }
     } catch (err) {
       if (controller.signal.reason instanceof RequestCancelled) {
-        // Its done-key is set: no answer is wanted any more; the entry is only retired.
-        await retireEntry(this.commands, source);
+        // Its done-key is set: no answer is wanted any more; the entry is only retired, and the
+        // chunks it wrote expire (they may have recreated a stream its requester deleted).
+        await Promise.all([retireEntry(this.commands, source), expireCallback(this.commands, req.callback)]);
         return;
       }
       this.stats.failed++;
