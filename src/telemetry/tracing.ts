@@ -248,8 +248,12 @@ export async function withSpan<T>(name: string, parent: Context | undefined, fn:
  * span lasts until the stream ends, so it covers the whole answer.
  */
 export function tracedStage(name: string, stage: ChatStage): ChatStage {
+  // Spans are only ever recorded in 'record' mode, fixed when telemetry is set up (before the
+  // pipeline is assembled): otherwise the stage runs as it is, with no wrapper on the request path.
+  if (mode !== 'record') return stage;
+  const attributes = { 'inferenceflow.stage': name };
   const traced: ChatStage = async (ctx, req, next) => {
-    const { span } = startSpan(name, contextOf(ctx), { 'inferenceflow.stage': name });
+    const { span } = startSpan(name, contextOf(ctx), attributes);
     if (span === NO_SPAN) return stage(ctx, req, next);
     let outcome: ChatOutcome;
     try {
