@@ -3,7 +3,7 @@
 // every chunk from the first (late joiners replay what was already sent). The shared call is
 // cancelled only when every client has gone. Every client is billed the answer's cost, as if it had
 // been called alone: dedup saves upstream load, it does not make a tenant's bill depend on timing.
-import { hash, randomUUID } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
@@ -16,8 +16,12 @@ export function callAlone(ctx: RequestContext): RequestContext {
   return ctx;
 }
 
+/** Whether `ctx` was marked to make its own call (the router then skips deduplication). */
+export function callsAlone(ctx: RequestContext): boolean {
+  return alone.has(ctx.facts);
+}
+
 export function dedupKey(ctx: RequestContext, req: ChatRequest): string {
-  if (alone.has(ctx.facts)) return randomUUID();
   return hash('sha256', `${ctx.tenant.id}\u0000${JSON.stringify(req)}`, 'base64url');
 }
 

@@ -19,7 +19,7 @@ import { CircuitBreaker, type BreakerTransition } from './breaker.js';
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { BreakerSync } from './breaker-sync.js';
 import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
-import { Deduplicator, dedupKey } from './dedup.js';
+import { Deduplicator, callsAlone, dedupKey } from './dedup.js';
 import { RoutingEvents } from './events.js';
 import { isDeploymentFault, isRetryable, RetryBudget } from './retry.js';
 import { routingText, SemanticRouter } from './semantic.js';
@@ -203,7 +203,7 @@ export class Router {
     this.active++;
     let streaming = false;
     try {
-      const outcome = this.dedupes(req)
+      const outcome = this.dedupes(req) && !callsAlone(ctx)
         ? await this.dedup.run(dedupKey(ctx, req), req.model, ctx, req.stream === true, (shared, cancel) => this.route(shared, req, cancel))
         : await this.route(ctx, req, ctx.signal);
       if (outcome.kind === 'stream') {
