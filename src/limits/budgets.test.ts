@@ -33,6 +33,19 @@ const stores: [string, Factory, boolean][] = [
   ]),
 ];
 
+/**
+ * Deletes a budget counter behind the store's back (Redis restarted, failed over or evicted it), and
+ * checks it was there to delete: a wrong key would leave the counter and the test would prove nothing.
+ */
+async function dropCounter(store: BudgetStore, key: string): Promise<void> {
+  if (store instanceof MemoryBudgetStore) {
+    expect((store as unknown as { values: Map<string, unknown> }).values.delete(key)).toBe(true);
+  } else {
+    const { redis, prefix } = store as unknown as { redis: { del(k: string): Promise<number> }; prefix: string };
+    expect(await redis.del(`${prefix}${key}`)).toBe(1);
+  }
+}
+
 function line(scope: BudgetLine['scope'], id: string, limitMicros: number): BudgetLine {
   return { scope, id, period: 'day', periodStart: new Date(0), key: `budget:${scope}:${id}:2026-01-01`, limitMicros, ttlMs: 60_000 };
 }
@@ -107,8 +120,7 @@ for (const [name, make, available] of stores) {
       const [l] = manager.linesFor(tenant);
       const reservation = await manager.reserve(tenant, 1.5); // $9.50 of $10 reserved
       // Redis loses the counter (restart, failover, eviction) while the request runs.
-      if (a instanceof MemoryBudgetStore) (a as unknown as { values: Map<string, unknown> }).values.delete(l!.key);
-      else await (a as unknown as { redis: { del(k: string): Promise<number> } }).redis.del(`${(a as unknown as { prefix: string }).prefix}${l!.key}`);
+      await dropCounter(a, l!.key);
       ledgerUsd += 0.5; // the request cost $0.50: its ledger row lands as it settles
       await manager.settle(reservation!, 0.5);
       // $8.50 spent: one more $1 request fits, the next does not.
@@ -137,8 +149,7 @@ for (const [name, make, available] of stores) {
       await spend(replicaA); // $9.50 of $10
       // The counter vanishes (Redis restarted without persistence, failed over, or evicted it).
       const [l] = replicaA.linesFor(tenant);
-      if (a instanceof MemoryBudgetStore) (a as unknown as { values: Map<string, unknown> }).values.delete(l!.key);
-      else await (a as unknown as { redis: { del(k: string): Promise<number> } }).redis.del(`${(a as unknown as { prefix: string }).prefix}${l!.key}`);
+      await dropCounter(a, l!.key);
       await spend(replicaA); // $10.00: the last half dollar the budget had
       await expect(replicaB.reserve(tenant, 0.5)).rejects.toMatchObject({ code: 'budget_exceeded' });
       await expect(replicaA.reserve(tenant, 0.01)).rejects.toMatchObject({ code: 'budget_exceeded' });
