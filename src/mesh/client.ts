@@ -83,7 +83,8 @@ const DEADLINE_GRACE_MS = 2_000;
 interface Tracked {
   call: MeshCall;
   timer: NodeJS.Timeout;
-  giveUp: (why: 'timed_out' | 'cancelled') => void;
+  /** Ends the call, forgets it, and marks the request abandoned (the promise never rejects). */
+  giveUp: (why: 'timed_out' | 'cancelled') => Promise<void>;
   signal?: CancelSignal;
   onAbort?: () => void;
 }
@@ -141,21 +142,21 @@ export class MeshClient {
     const call = new MeshCall(req, () => this.forget(req.id));
     // Given up at the deadline (plus grace) or on abort: the call ends, and is forgotten here even if
     // nobody iterates it to its end.
-    const giveUp = (why: 'timed_out' | 'cancelled') => {
+    const giveUp = (why: 'timed_out' | 'cancelled'): Promise<void> => {
       call.end();
       this.forget(req.id);
-      void markAbandoned(this.commands, this.keys, req.id, why).catch(() => undefined);
+      return markAbandoned(this.commands, this.keys, req.id, why).catch(() => undefined);
     };
-    const tracked: Tracked = { call, giveUp, timer: setTimeout(() => giveUp('timed_out'), Math.max(0, opts.deadline - now) + (this.opts.deadlineGraceMs ?? DEADLINE_GRACE_MS)) };
+    const tracked: Tracked = { call, giveUp, timer: setTimeout(() => void giveUp('timed_out'), Math.max(0, opts.deadline - now) + (this.opts.deadlineGraceMs ?? DEADLINE_GRACE_MS)) };
     this.calls.set(req.id, tracked);
     if (opts.signal) {
       tracked.signal = opts.signal;
-      tracked.onAbort = () => giveUp('cancelled');
+      tracked.onAbort = () => void giveUp('cancelled');
       opts.signal.addEventListener('abort', tracked.onAbort, { once: true });
     }
     if (opts.signal?.aborted) {
       // Cancelled before it left: never published (an aborted signal calls no listener).
-      giveUp('cancelled');
+      void giveUp('cancelled');
       return call;
     }
     try {
@@ -173,7 +174,7 @@ export class MeshClient {
    * request is marked done so no node starts it and a node running it stops.
    */
   abandon(id: string, why: 'timed_out' | 'cancelled' = 'cancelled'): void {
-    this.calls.get(id)?.giveUp(why);
+    void this.calls.get(id)?.giveUp(why);
   }
 
   private forget(id: string): void {
@@ -213,12 +214,7 @@ export class MeshClient {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    const abandoned: Promise<unknown>[] = [];
-    for (const tracked of [...this.calls.values()]) {
-      tracked.call.end();
-      this.forget(tracked.call.request.id);
-      abandoned.push(markAbandoned(this.commands, this.keys, tracked.call.request.id, 'cancelled').catch(() => undefined));
-    }
+    const abandoned = [...this.calls.values()].map((tracked) => tracked.giveUp('cancelled'));
     this.reader.disconnect();
     await Promise.all(abandoned);
     await this.loop;
