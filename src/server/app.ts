@@ -11,7 +11,7 @@ import type { Authenticator } from './auth.js';
 import { AccessLogger } from '../telemetry/logger.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
 import { anthropicErrorFromGateway } from './anthropic-format.js';
-import { FACT_HEADERS, factHeaders } from './headers.js';
+import { factHeaders } from './headers.js';
 import { anthropicRoutes } from './routes/anthropic.js';
 import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -138,12 +138,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.code(err.status);
     // A request the gateway began handling answers with the facts it has, as a success does: who
     // was tried, the upstream time when an upstream was called, what was spent. Latency is left out
-    // when no upstream was reached (factHeaders would say 0); the error's own headers come last.
-    if (request.ctx) {
-      const facts = factHeaders(request.ctx.facts);
-      if (request.ctx.facts.latencyMs === undefined) delete facts[FACT_HEADERS.latency];
-      reply.headers(facts);
-    }
+    // when no upstream was reached; the error's own headers come last.
+    if (request.ctx) reply.headers(factHeaders(request.ctx.facts, true, 'known'));
     reply.headers(errorHeaders(err));
     if (request.routeOptions.config?.dialect === 'anthropic') {
       return reply.send(anthropicErrorFromGateway(err));

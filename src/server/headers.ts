@@ -17,13 +17,17 @@ export function formatCost(usd: number): string {
   return usd === 0 ? '0' : usd.toFixed(8).replace(/0+$/, '').replace(/\.$/, '');
 }
 
-/** Headers describing who answered and what it took. `final` false for a stream's opening headers. */
-export function factHeaders(facts: ResponseFacts, final = true): Record<string, string> {
+/**
+ * Headers describing who answered and what it took. `final` false for a stream's opening headers;
+ * `latency` 'known' leaves the latency out when no upstream was called (an error answered before any
+ * attempt), where an answer always carries it (0 for a cache hit).
+ */
+export function factHeaders(facts: ResponseFacts, final = true, latency: 'always' | 'known' = 'always'): Record<string, string> {
   const h: Record<string, string> = {};
   if (facts.provider) h[FACT_HEADERS.provider] = facts.provider;
   if (facts.model) h[FACT_HEADERS.model] = facts.model;
   if (facts.deployment) h[FACT_HEADERS.deployment] = facts.deployment;
-  h[FACT_HEADERS.latency] = String(Math.round(facts.latencyMs ?? 0));
+  if (latency === 'always' || facts.latencyMs !== undefined) h[FACT_HEADERS.latency] = String(Math.round(facts.latencyMs ?? 0));
   if (final) h[FACT_HEADERS.cost] = formatCost(facts.costUsd);
   if (facts.cache) h[FACT_HEADERS.cache] = facts.cache;
   if (facts.similarity !== undefined) h[FACT_HEADERS.similarity] = facts.similarity.toFixed(4);
