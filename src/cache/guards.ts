@@ -76,12 +76,15 @@ function stem(word: string): string {
   return w;
 }
 
+// A stem matches a frame word as it is or without its final e ("calculat" -> calculate).
+const FRAME_STEMS = new Set([...FRAME_WORDS].flatMap((w) => (w.endsWith('e') ? [w, w.slice(0, -1)] : [w])));
+
 function contentWord(lower: string): string | undefined {
   if (FRAME_WORDS.has(lower) || !/\p{L}/u.test(lower)) return undefined;
   const canon = SYNONYMS[lower] ?? POLAR[lower] ?? lower;
   const stemmed = stem(canon);
   // Inflected frame words too: "explained" -> explain, "calculated" -> calculat(e).
-  if (FRAME_WORDS.has(stemmed) || FRAME_WORDS.has(`${stemmed}e`)) return undefined;
+  if (FRAME_STEMS.has(stemmed)) return undefined;
   return SYNONYMS[stemmed] ?? stemmed;
 }
 
@@ -287,6 +290,12 @@ const OPERATOR_WORDS: Record<string, string> = {
 };
 const MATH_TOKEN = /\d+(?:[.,]\d+)*|[\p{L}\p{M}]+|\*\*|<=|>=|==|!=|<>|[-+−–*×·/÷^<>=≤≥≠]|[()[\]]|\S/gu;
 const MINUS = new Set(['-', '−', '–']);
+// Whether a text may hold an operator at all: one of the symbols, a bracket, or an operator word as a
+// whole letter run (as MATH_TOKEN cuts it). Most prompts have none and skip the token scan.
+const MAY_HAVE_OPERATOR = new RegExp(
+  `[-+−–*×·/÷^<>=≤≥≠()[\\]]|(?<![\\p{L}\\p{M}])(?:${Object.keys(OPERATOR_WORDS).join('|')})(?![\\p{L}\\p{M}])`,
+  'iu',
+);
 const DIGIT_START = /^\d/;
 const WORD_START = /^[\p{L}\p{M}]/u;
 const OPERATOR_FILLER = new Set(['by', 'to', 'the', 'of']);
@@ -322,6 +331,7 @@ function rightOperand(tokens: MathToken[], i: number): boolean {
  * operand precedes it.
  */
 function scanOperators(text: string): { operators: string[]; negative: Set<number>; operatorWords: Set<number> } {
+  if (!MAY_HAVE_OPERATOR.test(text)) return { operators: [], negative: new Set(), operatorWords: new Set() };
   const tokens: MathToken[] = [];
   for (const m of text.matchAll(MATH_TOKEN)) tokens.push({ text: m[0], start: m.index, end: m.index + m[0].length });
   const operators: string[] = [];
