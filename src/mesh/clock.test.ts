@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
-import { compareEntryIds, entryIdMs, MeshClock, redisTimeMs } from './clock.js';
+import { compareEntryIds, entryIdMs } from '../store/redis.js';
+import { MeshClock, redisTimeMs } from './clock.js';
 import { meshDeadline, meshKeys } from './contracts.js';
 
 const targets = await redisTargets();

@@ -46,17 +46,3 @@ export class MeshClock {
     return this.local() + this.offset;
   }
 }
-
-/** The time part of a stream entry id (`<ms>-<seq>`, stamped by Redis), or undefined if it has none. */
-export function entryIdMs(id: string): number | undefined {
-  const dash = id.indexOf('-');
-  const ms = Number(dash < 0 ? id : id.slice(0, dash));
-  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
-}
-
-/** Orders two stream entry ids (`<ms>-<seq>`) as Redis does: negative, zero or positive. */
-export function compareEntryIds(a: string, b: string): number {
-  const [am = 0, as = 0] = a.split('-').map(Number);
-  const [bm = 0, bs = 0] = b.split('-').map(Number);
-  return am !== bm ? am - bm : as - bs;
-}

@@ -3,8 +3,7 @@
 // and the health record each node publishes. Everything on Redis is one JSON field per entry so that
 // a consumer in any language can read it; the zod schemas check what comes back off the wire.
 import { z } from 'zod';
-import { hashTagged } from '../store/redis.js';
-import { entryIdMs } from './clock.js';
+import { entryIdMs, hashTagged } from '../store/redis.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 
 /** Consumer groups: routers share the ingress stream, a node's workers share its stream. */

@@ -3,7 +3,7 @@
 // mesh's promise that nothing is lost. While no node can take a request it stays pending here and is
 // retried with backoff until its deadline (then an error is delivered); entries abandoned by a dead
 // router or worker are reclaimed (XAUTOCLAIM) and placed again, away from the node that held them.
-import { isClusterUrl, type RedisClient } from '../store/redis.js';
+import { compareEntryIds, entryIdMs, isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
 import type { MeshConfig } from './config.js';
@@ -22,7 +22,7 @@ import {
   type NodeHealth,
 } from './contracts.js';
 import { claimIdle, deliverFinal, isDone, placeOnNode, retireEntry, touchPending, type SourceEntry } from './delivery.js';
-import { compareEntryIds, entryIdMs, MeshClock } from './clock.js';
+import { MeshClock } from './clock.js';
 import { HealthRegistry } from './registry.js';
 import { affinityKeyOf, chooseNode, exclusionReason, type RouteDecision } from './sticky.js';
 

@@ -4,13 +4,13 @@
 // down it keeps heartbeating (empty model list) and answers with errors, so it recovers in place.
 // On stop it drains: marks itself draining, stops reading, finishes what it holds, then leaves.
 import { randomHex } from '../gateway/ids.js';
-import { isClusterUrl, type RedisClient } from '../store/redis.js';
+import { compareEntryIds, isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { ChatChunk } from '../canonical/chat.js';
 import { isUpstreamError } from '../providers/errors.js';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
 import type { MeshConfig } from './config.js';
-import { compareEntryIds, MeshClock } from './clock.js';
+import { MeshClock } from './clock.js';
 import { decodeRequest, entryData, meshDeadline, meshKeys, WORKER_GROUP, type MeshErrorBody, type MeshEvent, type MeshKeys, type MeshRequest, type NodeHealth } from './contracts.js';
 import { appendChunk, deliverFinal, expireCallback, isDone, retireEntry, touchPending, type SourceEntry } from './delivery.js';
 import type { MeshBackend } from './backend.js';

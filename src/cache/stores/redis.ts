@@ -5,7 +5,7 @@
 // Every key shares one hash tag, so the scripts also run on Redis Cluster (docs/scaling.md).
 import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ioredis';
-import { createRedis, hashTagged, masters, type RedisClient } from '../../store/redis.js';
+import { compareEntryIds, createRedis, entryIdMs, hashTagged, masters, type RedisClient } from '../../store/redis.js';
 import { entryBytes, vectorFromBuffer, type EntryMeta, type StoredEntry } from '../entry.js';
 import { escapePart } from '../keys.js';
 import { filterGlob, type CacheStore, type InvalidateFilter, type StatCounters, type StoreCounters, type StoreEvent } from './types.js';
@@ -102,18 +102,6 @@ const STATS_CLOSE_WAIT_MS = 1_000;
 const FOLLOW_SLICE_MS = 2;
 /** Further behind the stream than this, the follower stops yielding until it has caught up, ms. */
 const FOLLOW_MAX_LAG_MS = 500;
-
-/** The millisecond part of a stream entry id (`<ms>-<seq>`). */
-function idTime(id: string): number {
-  return Number(id.slice(0, id.indexOf('-')));
-}
-
-/** Orders two stream entry ids. */
-function compareIds(a: string, b: string): number {
-  const [am = 0, as = 0] = a.split('-').map(Number);
-  const [bm = 0, bs = 0] = b.split('-').map(Number);
-  return am !== bm ? am - bm : as - bs;
-}
 
 /** The store's scripts, defined on its client (one key: the LRU set; the rest are arguments). */
 interface CacheScripts {
@@ -360,7 +348,7 @@ export class RedisCacheStore implements CacheStore {
           this.follower.xreadBuffer('COUNT', 500, 'BLOCK', 1000, 'STREAMS', `${this.p}events`, this.lastId),
         ]);
         const firstId = first[0]?.[0];
-        if (firstId !== undefined && compareIds(this.lastId, firstId) < 0) this.emit({ op: 'resync' });
+        if (firstId !== undefined && compareEntryIds(this.lastId, firstId) < 0) this.emit({ op: 'resync' });
         res = read as [Buffer, [Buffer, Buffer[]][]][] | null;
       } catch {
         if (!this.following) return;
@@ -377,7 +365,7 @@ export class RedisCacheStore implements CacheStore {
           // the event loop for ~100 ms in a soak. Requests get the loop back every FOLLOW_SLICE_MS,
           // unless this replica is more than FOLLOW_MAX_LAG_MS behind the stream: yielding to a
           // saturated loop then starved the follower until the stream's trim overtook it.
-          if (performance.now() - sliceStart >= FOLLOW_SLICE_MS && Date.now() - idTime(this.lastId) < FOLLOW_MAX_LAG_MS) {
+          if (performance.now() - sliceStart >= FOLLOW_SLICE_MS && Date.now() - (entryIdMs(this.lastId) ?? 0) < FOLLOW_MAX_LAG_MS) {
             await new Promise<void>((r) => setImmediate(r));
             if (!this.following) return;
             sliceStart = performance.now();
