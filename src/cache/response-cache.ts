@@ -33,17 +33,14 @@ export interface ResponseCacheOptions {
   onError?: (err: unknown, what: string) => void;
 }
 
-export interface LookupOptions {
+/** The difficulty and aggregation the client asked for (KeyOptions) are part of both keys: test-time scaling runs after the cache. */
+export interface LookupOptions extends KeyOptions {
   /** Accept only entries younger than this (request `Cache-Control: max-age`). */
   maxAgeS?: number;
   /** Do not read the cache (`no-cache`); still prepares the probe so the answer can be stored. */
   skipRead?: boolean;
   /** The tenant opted in to semantic hits at any temperature. */
   semanticAnyTemperature?: boolean;
-  /** The difficulty the client asked for; part of both keys (test-time scaling runs after the cache). */
-  difficulty?: string;
-  /** The aggregation the client asked for; part of both keys like the difficulty. */
-  aggregation?: string;
 }
 
 /** Everything worked out about a request during lookup, reused when its answer is stored. */
@@ -123,10 +120,7 @@ export class ResponseCache {
   }
 
   async lookup(namespace: string, req: ChatRequest, opts: LookupOptions = {}): Promise<{ probe: Probe; hit?: CacheHit }> {
-    const keyOpts: KeyOptions = {};
-    if (opts.difficulty !== undefined) keyOpts.difficulty = opts.difficulty;
-    if (opts.aggregation !== undefined) keyOpts.aggregation = opts.aggregation;
-    const probe: Probe = { namespace, model: req.model, key: entryKey(namespace, req.model, exactKey(req, keyOpts)) };
+    const probe: Probe = { namespace, model: req.model, key: entryKey(namespace, req.model, exactKey(req, opts)) };
     const minCreatedAt = opts.maxAgeS !== undefined ? Date.now() - opts.maxAgeS * 1000 : 0;
     if (!opts.skipRead) {
       const entry = await this.store.get(probe.key);
@@ -136,7 +130,7 @@ export class ResponseCache {
     }
     const s = this.semantic;
     const temperature = req.temperature ?? 1;
-    const sk = s && (temperature <= s.maxTemperature || opts.semanticAnyTemperature) ? semanticKey(req, keyOpts) : undefined;
+    const sk = s && (temperature <= s.maxTemperature || opts.semanticAnyTemperature) ? semanticKey(req, opts) : undefined;
     if (s && sk && this.index) {
       const [vector] = await s.embedder.embed([sk.text]);
       if (vector) {

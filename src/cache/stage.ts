@@ -37,11 +37,11 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
       const lookupOpts: Parameters<ResponseCache['lookup']>[2] = {
         skipRead: directives.noCache,
         semanticAnyTemperature: ctx.tenant.metadata?.[optIn] === true,
+        // Scaling runs inside the cache and answers by the requested level: easy and expert are different answers.
+        difficulty: ctx.options.difficulty,
+        aggregation: ctx.options.aggregation,
       };
       if (directives.maxAgeS !== undefined) lookupOpts.maxAgeS = directives.maxAgeS;
-      // Scaling runs inside the cache and answers by the requested level: easy and expert are different answers.
-      if (ctx.options.difficulty !== undefined) lookupOpts.difficulty = ctx.options.difficulty;
-      if (ctx.options.aggregation !== undefined) lookupOpts.aggregation = ctx.options.aggregation;
       const found = await cache.lookup(ctx.tenant.id, req, lookupOpts);
       probe = found.probe;
       if (found.hit) {
