@@ -663,8 +663,12 @@ describe('Router: admission across groups and waiters', () => {
     expect(router.status().data.every((d) => d.in_flight === 0)).toBe(true);
   });
 
-  /** `a`'s first call waits for `held`; `b`'s first call fails once (a 500), later calls answer. */
-  function busyAThenFailingB() {
+  /**
+   * Group `g` over `a` (one slot) and `b` (priority 1, four slots) with the given retry setting:
+   * `a`'s first call waits for `held`; `b`'s first call fails once (a 500), later calls answer.
+   * Returns once the first request (`r1`) holds `a`.
+   */
+  async function busyAThenFailingB(retry: Record<string, unknown>) {
     const held = gate();
     const p = new ScriptedProvider()
       .on('a', async (_r, _o, n) => {
@@ -675,18 +679,18 @@ describe('Router: admission across groups and waiters', () => {
         if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'server', status: 500, message: 'once' });
         return answer('b');
       });
-    return { held, p };
-  }
-
-  it('a new arrival takes an idle deployment that no waiter can use, rather than queueing behind them', async () => {
-    const { held, p } = busyAThenFailingB();
     const router = build(
-      [{ name: 'g', retry: { max_retries: 0 }, deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }, { provider: 'fake', model: 'b', priority: 1, max_concurrency: 4 }] }],
+      [{ name: 'g', retry, deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }, { provider: 'fake', model: 'b', priority: 1, max_concurrency: 4 }] }],
       p,
       { queue: { max_wait_ms: 2_000 } },
     );
     const r1 = router.handler(ctxFor(), chat('g', { seed: 1 })); // holds a
     await expect.poll(() => p.calls.length).toBe(1);
+    return { held, p, router, r1 };
+  }
+
+  it('a new arrival takes an idle deployment that no waiter can use, rather than queueing behind them', async () => {
+    const { held, router, r1 } = await busyAThenFailingB({ max_retries: 0 });
     const r2 = router.handler(ctxFor(), chat('g', { seed: 2 })); // fails on b, then waits for a
     await queued(router, 1);
     const ctx3 = ctxFor();
@@ -698,20 +702,15 @@ describe('Router: admission across groups and waiters', () => {
   });
 
   it('a request that failed on an idle deployment retries there rather than queueing for a busy one', async () => {
-    const { held, p } = busyAThenFailingB();
-    const router = build(
-      [{ name: 'g', retry: { max_retries: 1, base_delay_ms: 1, max_delay_ms: 2 }, deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }, { provider: 'fake', model: 'b', priority: 1, max_concurrency: 4 }] }],
-      p,
-      { queue: { max_wait_ms: 2_000 } },
-    );
-    const r1 = router.handler(ctxFor(), chat('g', { seed: 1 }));
-    await expect.poll(() => p.calls.length).toBe(1);
+    const { held, p, router, r1 } = await busyAThenFailingB({ max_retries: 1, base_delay_ms: 1, max_delay_ms: 2 });
     const ctx2 = ctxFor();
     expect(await text(await router.handler(ctx2, chat('g', { seed: 2 })))).toBe('answer from b');
     expect(ctx2.facts.attempts).toBe(2);
     expect(router.events.counters.retries).toBe(1);
     held.open();
-    await r1;
+    expect(await text(await r1)).toBe('answer from a');
+    // The retry went back to b; a served only the first request.
+    expect(p.calls).toEqual(['a', 'b', 'b']);
   });
 
   it('counts queue rejections by their cause: not a request whose deadline passed, and shutdown as shutdown', async () => {
