@@ -3,7 +3,7 @@
 // cost), which the route adapters surface as x-inferenceflow-* headers and in seed response bodies.
 import type { Context as TraceContext } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import type { Usage } from '../canonical/chat.js';
+import { addUsage, type Usage } from '../canonical/chat.js';
 import type { CancelSignal } from '../providers/cancel.js';
 
 export type TenantKind = 'anonymous' | 'token' | 'key' | 'jwt';
@@ -210,4 +210,12 @@ export function defaultRequestOptions(): RequestOptions {
 
 export function newFacts(): ResponseFacts {
   return { costUsd: 0, attempts: 0 };
+}
+
+/** Adds what one of several calls made for a request spent into the request's facts: cost, attempts, upstream latency and usage. */
+export function addSpend(total: ResponseFacts, f: ResponseFacts): void {
+  total.costUsd += f.costUsd;
+  total.attempts += f.attempts;
+  if (f.latencyMs !== undefined) total.latencyMs = (total.latencyMs ?? 0) + f.latencyMs;
+  if (f.usage) total.usage = total.usage ? addUsage(total.usage, f.usage) : { ...f.usage };
 }

@@ -4,7 +4,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs } from '../../canonical/chat.js';
-import { deriveContext, newFacts, type ResponseFacts } from '../../gateway/context.js';
+import { addSpend, deriveContext, newFacts, type ResponseFacts } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 import { fromLegacyFunctions, toLegacyChunk, toLegacyResult, usesLegacyFunctions } from '../legacy-functions.js';
@@ -204,10 +204,7 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
  * latency and usage summed; who answered, the last call's; a cache hit only if every call was one.
  */
 function addFacts(total: ResponseFacts, f: ResponseFacts): void {
-  total.costUsd += f.costUsd;
-  total.attempts += f.attempts;
-  if (f.latencyMs !== undefined) total.latencyMs = (total.latencyMs ?? 0) + f.latencyMs;
-  if (f.usage) total.usage = total.usage ? addUsage(total.usage, f.usage) : { ...f.usage };
+  addSpend(total, f);
   if (f.savedUsd !== undefined) total.savedUsd = (total.savedUsd ?? 0) + f.savedUsd;
   if (f.cache !== undefined) total.cache = total.cache === undefined || total.cache === f.cache ? f.cache : 'miss';
   if (f.provider !== undefined) total.provider = f.provider;

@@ -5,9 +5,9 @@
 // from the prompt), seed 000's automatic adjustment.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type Usage } from '../../canonical/chat.js';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult } from '../../canonical/chat.js';
 import { collectStream } from '../../canonical/convert.js';
-import { newFacts, type RequestContext, type ResponseFacts } from '../../gateway/context.js';
+import { addSpend, newFacts, type RequestContext, type ResponseFacts } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import type { InferenceConfig } from '../../scaling/config.js';
 import { GatewayError, openAiErrorBody, toGatewayError } from '../errors.js';
@@ -105,11 +105,7 @@ interface ItemDefaults {
  * when items went to several.
  */
 function sumItemFacts(total: ResponseFacts, items: readonly ResponseFacts[]): void {
-  total.costUsd = items.reduce((s, f) => s + f.costUsd, 0);
-  total.attempts = items.reduce((s, f) => s + f.attempts, 0);
-  if (items.some((f) => f.latencyMs !== undefined)) total.latencyMs = items.reduce((s, f) => s + (f.latencyMs ?? 0), 0);
-  const usage = items.reduce<Usage | undefined>((s, f) => (f.usage ? (s ? addUsage(s, f.usage) : { ...f.usage }) : s), undefined);
-  if (usage) total.usage = usage;
+  for (const f of items) addSpend(total, f);
   const names = (pick: (f: ResponseFacts) => string | undefined) => [...new Set(items.map(pick).filter((v): v is string => !!v))].sort().join(',') || undefined;
   const model = names((f) => f.model);
   const provider = names((f) => f.provider);
