@@ -90,12 +90,17 @@ describe('MicroBatcher', () => {
 
   it('retryApart: a batch failure one item caused is retried a group at a time, so only that group fails', async () => {
     const calls: string[][] = [];
+    let active = 0;
+    let mostActive = 0;
     const run = async (xs: { v: string; g: string }[]) => {
       calls.push(xs.map((x) => x.v));
+      mostActive = Math.max(mostActive, ++active);
+      await new Promise((r) => setTimeout(r, 1));
+      active--;
       if (xs.some((x) => x.v === 'bad')) throw Object.assign(new Error('refused'), { fault: 'input' });
       return xs.map((x) => x.v.toUpperCase());
     };
-    const b = new MicroBatcher(run, { maxSize: 8, flushTimeoutMs: 1, retryApart: (e) => (e as { fault?: string }).fault === 'input', groupOf: (x) => x.g });
+    const b = new MicroBatcher(run, { maxSize: 8, flushTimeoutMs: 1, maxConcurrency: 1, retryApart: (e) => (e as { fault?: string }).fault === 'input', groupOf: (x) => x.g });
     const [a, bad, c] = await Promise.allSettled([
       b.submitMany([{ v: 'a1', g: 'A' }, { v: 'a2', g: 'A' }]),
       b.submitMany([{ v: 'ok', g: 'B' }, { v: 'bad', g: 'B' }]),
@@ -106,7 +111,8 @@ describe('MicroBatcher', () => {
     expect(c).toEqual({ status: 'fulfilled', value: 'C' });
     // The batch, then one call per group (a group's items together).
     expect(calls).toEqual([['a1', 'a2', 'ok', 'bad', 'c'], ['a1', 'a2'], ['ok', 'bad'], ['c']]);
-    expect(b.retried).toBe(5);
+    // The groups go one after another: maxConcurrency holds for the retries too.
+    expect(mostActive).toBe(1);
   });
 
   it('retryApart leaves other failures to fail the whole batch, with no retry', async () => {

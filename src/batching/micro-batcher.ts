@@ -43,8 +43,6 @@ export class MicroBatcher<I, O> {
   private closed = false;
   /** Batches run so far; for tests and stats. */
   batches = 0;
-  /** Items sent again apart after their batch failed (`retryApart`); for tests and stats. */
-  retried = 0;
 
   constructor(
     private readonly run: BatchFunction<I, O>,
@@ -140,9 +138,11 @@ export class MicroBatcher<I, O> {
     } catch (err) {
       const groups = this.retryApart?.(err) ? this.groups(batch) : [batch];
       if (groups.length > 1) {
-        // One bad input must not fail its neighbours: each group goes again on its own.
-        this.retried += batch.length;
-        await Promise.all(groups.map((group) => this.settle(group).catch((e: unknown) => group.forEach((p) => p.reject(e)))));
+        // One bad input must not fail its neighbours: each group goes again on its own, one after
+        // another in the batch's slot (maxConcurrency still bounds the calls in flight).
+        for (const group of groups) {
+          await this.settle(group).catch((e: unknown) => group.forEach((p) => p.reject(e)));
+        }
       } else for (const p of batch) p.reject(err);
     } finally {
       this.inFlight--;
