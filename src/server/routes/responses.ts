@@ -80,8 +80,11 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
     const window = body.truncation === 'auto' ? contextWindowOf(gateway, req.model) : undefined;
     if (window !== undefined) {
       // As routing counts it (routing/eligibility.ts): the prompt with its tools, plus max tokens.
-      const budget = window - (requestedMaxTokens(req) ?? 0);
-      conversation = truncateConversation(conversation, (tail) => countPromptTokens([...lead, ...tail], req.tools) <= budget);
+      // The count is a sum over messages: each is tokenized once, and a tail's count is a suffix sum.
+      const budget = window - (requestedMaxTokens(req) ?? 0) - countPromptTokens(lead, req.tools);
+      const fromEnd = [0];
+      for (let i = conversation.length - 1; i >= 0; i--) fromEnd.push((fromEnd[fromEnd.length - 1] as number) + countPromptTokens([conversation[i] as ChatMessage]) - 3);
+      conversation = truncateConversation(conversation, (tail) => (fromEnd[tail.length] as number) <= budget);
     }
     // What is stored is what the model saw: a truncated chain stays within the window.
     req.messages = [...lead, ...conversation];
