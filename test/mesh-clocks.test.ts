@@ -16,7 +16,7 @@ import { WorkerAgent } from '../src/mesh/worker.js';
 import { MeshProvider } from '../src/providers/mesh.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
 import { createLogger } from '../src/telemetry/logger.js';
-import { CallbackReader, chatRequest, deleteKeys, nodes, publish, REDIS_URL, redisAvailable, ScriptedAdapter, StartedParts, TEST_HOST, testMeshConfig, uniquePrefix, waitFor } from './helpers/mesh.js';
+import { CallbackReader, chatRequest, deleteKeys, nodes, publish, REDIS_URL, redisAvailable, ScriptedAdapter, StartedParts, TEST_HOST, testMeshConfig, uniquePrefix, waitFor, within } from './helpers/mesh.js';
 
 const available = await redisAvailable();
 const prefix = uniquePrefix();
@@ -55,7 +55,7 @@ describe.skipIf(!available)('mesh machines whose clocks disagree', () => {
     const worker = new WorkerAgent({ nodeId: 'an-hour-behind', redisUrl: REDIS_URL, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 4, version: 'test', blockMs: 200, now: () => Date.now() - HOUR });
     started.add(worker);
     await worker.start();
-    const run = await backend.started('a late clock');
+    const run = await within('the node to start the run', backend.started('a late clock'));
     const waited = Date.now() - submitted;
     backend.release('a late clock', 2);
     backend.finish('a late clock');

@@ -13,7 +13,7 @@ import { WorkerAgent } from '../src/mesh/worker.js';
 import { Cancellation } from '../src/providers/cancel.js';
 import { MeshProvider } from '../src/providers/mesh.js';
 import { createLogger } from '../src/telemetry/logger.js';
-import { deleteKeys, REDIS_URL, redisAvailable, ScriptedAdapter, StartedParts, TEST_HOST, testMeshConfig, uniquePrefix, waitFor } from './helpers/mesh.js';
+import { deleteKeys, REDIS_URL, redisAvailable, ScriptedAdapter, StartedParts, TEST_HOST, testMeshConfig, uniquePrefix, waitFor, within } from './helpers/mesh.js';
 
 const available = await redisAvailable();
 const prefix = uniquePrefix();
@@ -23,16 +23,6 @@ const config: MeshConfig = testMeshConfig(prefix, 5_000);
 const host = TEST_HOST;
 const started = new StartedParts();
 const chat = (content: string) => ({ model: 'scripted', messages: [{ role: 'user' as const, content }] });
-
-/** Resolves with `p`, or fails the test after a generous wait instead of hanging it. */
-async function within<T>(what: string, p: Promise<T>, ms = 20_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 afterAll(async () => {
   await started.stopAll();
@@ -95,7 +85,7 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
     const stream = await provider.streamChat(chat('a long story'), { signal, timeoutMs: 20_000, requestId: 'cancelled' });
     const it = stream[Symbol.asyncIterator]();
     expect((await it.next()).value).toMatchObject({ choices: [{ delta: { content: 't0 ' } }] });
-    const run = await backend.started('a long story');
+    const run = await within('the node to start the run', backend.started('a long story'));
     const cancelledBefore = worker.stats.cancelled;
     signal.abort(new Error('client went away'));
     // The node sees the done-key on its next heartbeat (every 200 ms here) and aborts the backend call.
@@ -111,7 +101,7 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
     const call = await other.submit(chat('left behind'), { stream: true, deadline: Date.now() + 60_000 });
     const events = call[Symbol.asyncIterator]();
     expect((await within('the first chunk', events.next())).value).toMatchObject({ type: 'chunk' });
-    const run = await backend.started('left behind');
+    const run = await within('the node to start the run', backend.started('left behind'));
     await other.close();
     expect(await redis.get(client.keys.done(call.request.id))).toBe('cancelled');
     await within('the node to abort the run', run.aborted);
@@ -122,7 +112,7 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
     const signal = new Cancellation();
     backend.release('a stream longer than its timeout');
     const stream = await long.streamChat(chat('a stream longer than its timeout'), { signal, timeoutMs: 300, requestId: 'long' });
-    const run = await backend.started('a stream longer than its timeout');
+    const run = await within('the node to start the run', backend.started('a stream longer than its timeout'));
     // The node got the whole stream deadline, not the 300 ms to the first token.
     expect(run.opts.timeoutMs).toBeGreaterThan(30_000);
     const texts: string[] = [];
@@ -141,7 +131,7 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
     const base = client.pending;
     const signal = new Cancellation();
     const attempt = provider.streamChat(chat('a slow start'), { signal, timeoutMs: 300, requestId: 'slow-start' });
-    const run = await backend.started('a slow start');
+    const run = await within('the node to start the run', backend.started('a slow start'));
     await expect(attempt).rejects.toMatchObject({ kind: 'timeout', message: expect.stringContaining('no first token within 300 ms') });
     expect(client.pending).toBe(base);
     await within('the node to abort the run', run.aborted);

@@ -93,6 +93,16 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** Resolves with `p`, or fails the test after a generous wait instead of hanging it. */
+export async function within<T>(what: string, p: Promise<T>, ms = 20_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function nodes(redis: Redis, prefix: string): Promise<Map<string, NodeHealth>> {
   return new Map((await new HealthRegistry(redis, prefix).readAll()).map((h) => [h.node_id, h]));
 }
