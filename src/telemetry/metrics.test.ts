@@ -182,8 +182,6 @@ describe('GatewayMetrics', () => {
     expect(s.routing).toMatchObject({ retries: 1, fallbacks: 1 });
     expect(s.mesh.nodes[0]).toMatchObject({ node: 'node-a', health: 0.9, state: 'healthy' });
     expect(s.gpu).toMatchObject({ allocations: 1, active_allocations: 2 });
-    m.removeMeshNode('node-a');
-    expect(await m.render()).not.toContain('node="node-a"');
   });
 
   it('tracks requests in flight', async () => {

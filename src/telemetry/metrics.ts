@@ -383,17 +383,12 @@ export class GatewayMetrics {
 
   /**
    * A mesh node's health (0..1) and state (`healthy`, `degraded`, `draining`, `down`). Labelled with
-   * its id as it is: whoever sets a node removes it when it leaves (removeMeshNode), or sets the whole
-   * live set at once (setMeshNodes), so the label holds the live nodes only.
+   * its id as it is: the collector sets the whole live set at once (setMeshNodes), which drops the
+   * nodes that left, so the label holds the live nodes only.
    */
   setMeshNodeHealth(node: string, health: number, state = health > 0 ? 'healthy' : 'down'): void {
     this.meshNodeHealth.set({ node }, health);
     this.stats.meshNode(node, health, state);
-  }
-
-  removeMeshNode(node: string): void {
-    this.meshNodeHealth.remove({ node });
-    this.stats.removeMeshNode(node);
   }
 
   /** The live mesh nodes, all of them: nodes not in `nodes` (departed pods) lose their series. */

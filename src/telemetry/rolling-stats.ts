@@ -228,10 +228,6 @@ export class RollingStats {
     this.meshNodes.set(node, { health, state, at: this.now() });
   }
 
-  removeMeshNode(node: string): void {
-    this.meshNodes.delete(node);
-  }
-
   clearMeshNodes(): void {
     this.enabled.add('mesh');
     this.meshNodes.clear();
