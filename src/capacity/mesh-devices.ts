@@ -2,12 +2,8 @@
 // records, read from the node registry the gateway already follows (its `mesh` providers' snapshots,
 // or the registry on the gateway's own Redis when it has no mesh provider). Only routable nodes count:
 // a stale, draining, overheated or backend-less node's GPUs are not offered to the allocator.
-import { Cluster } from 'ioredis';
-import { redisTimeMs } from '../mesh/clock.js';
 import type { MeshConfig } from '../mesh/config.js';
-import { meshKeys } from '../mesh/contracts.js';
-import { HealthRegistry } from '../mesh/registry.js';
-import { meshSnapshot, type MeshSnapshot } from '../mesh/snapshot.js';
+import { RegistrySnapshots, type MeshSnapshot } from '../mesh/snapshot.js';
 import type { RedisClient } from '../store/redis.js';
 import type { MeshNodeGpus } from './pool.js';
 
@@ -18,14 +14,8 @@ export interface MeshNodeSource {
 
 /** The mesh's node registry on `redis` under the mesh config's prefix, judged on the Redis clock. */
 export function registrySource(redis: RedisClient, mesh: Pick<MeshConfig, 'key_prefix' | 'health'>): MeshNodeSource {
-  const registry = new HealthRegistry(redis, mesh.key_prefix);
-  const key = meshKeys(mesh.key_prefix, redis instanceof Cluster).health;
-  return {
-    async snapshot() {
-      const [nodes, now] = await Promise.all([registry.readAll(), redisTimeMs(redis, key)]);
-      return meshSnapshot(nodes, mesh.health, now);
-    },
-  };
+  const snapshots = new RegistrySnapshots(redis, mesh.key_prefix, mesh.health);
+  return { snapshot: () => snapshots.take() };
 }
 
 /** The GPUs of the routable nodes of every source, one entry per node id (the first source wins). */

@@ -1,11 +1,14 @@
 // The mesh clock: Redis TIME (on the node holding the mesh's keys), this machine's offset from it,
 // deadlines counted from a request's budget on it, and stream entry ids as its timestamps.
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
 import { compareEntryIds, entryIdMs } from '../store/redis.js';
 import { MeshClock, redisTimeMs } from './clock.js';
+import { defaultMeshConfig } from './config.js';
 import { meshDeadline, meshKeys } from './contracts.js';
+import { HealthRegistry } from './registry.js';
+import { CLOCK_RESYNC_MS, RegistrySnapshots } from './snapshot.js';
 
 const targets = await redisTargets();
 const run = randomBytes(4).toString('hex');
@@ -53,5 +56,28 @@ describe.each(targets.map((t) => [t.name, t] as const))('MeshClock on %s', (_nam
     // Within the round trips of a loaded machine: a year's error would be 3e10 ms.
     expect(now).toBeGreaterThan(before - 5_000);
     expect(now).toBeLessThan(after + 5_000);
+  });
+
+  it_('judges snapshots on it, reading Redis TIME once and again every CLOCK_RESYNC_MS, not per snapshot', async () => {
+    const redis = target.connect();
+    const prefix = `clock-test:${run}:${target.name}:snap:`;
+    const key = meshKeys(prefix, target.name === 'redis-cluster').health;
+    let local = Date.now() - 365 * 24 * 3_600_000;
+    const snapshots = new RegistrySnapshots(redis, prefix, defaultMeshConfig().health, () => local);
+    const ts = await redisTimeMs(redis, key);
+    await new HealthRegistry(redis, prefix).publish({
+      node_id: 'pi', backend: 'simulator', backend_ok: true, models_installed: ['m'], models_loaded: [], cpu_temp_c: null, ram_used_pct: 20,
+      ram_total_bytes: 8e9, load1: 0.1, gpus: [], in_flight: 0, max_concurrency: 4, draining: false, version: 'test', ts,
+    });
+    const evals = vi.spyOn(redis, 'eval');
+    const first = await snapshots.take();
+    expect(first.nodes[0]).toMatchObject({ node_id: 'pi', routable: true });
+    expect(Math.abs(first.nodes[0]!.heartbeat_age_ms)).toBeLessThan(5_000);
+    await snapshots.take();
+    await snapshots.take();
+    expect(evals).toHaveBeenCalledTimes(1);
+    local += CLOCK_RESYNC_MS;
+    await snapshots.take();
+    expect(evals).toHaveBeenCalledTimes(2);
   });
 });

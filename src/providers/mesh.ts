@@ -11,11 +11,9 @@ import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.
 import type { ProviderConfig } from '../config/schema.js';
 import type { ProviderContext } from './registry.js';
 import { MeshClient } from '../mesh/client.js';
-import { redisTimeMs } from '../mesh/clock.js';
 import { defaultMeshConfig, meshConfigSchema, type MeshConfig } from '../mesh/config.js';
 import type { MeshErrorBody, MeshEvent } from '../mesh/contracts.js';
-import { HealthRegistry } from '../mesh/registry.js';
-import { meshSnapshot, type MeshSnapshot } from '../mesh/snapshot.js';
+import { RegistrySnapshots, type MeshSnapshot } from '../mesh/snapshot.js';
 import { UpstreamError, type UpstreamErrorKind } from './errors.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 
@@ -41,14 +39,14 @@ export async function createMeshProvider(name: string, cfg: ProviderConfig, ctx:
 
 export class MeshProvider implements ProviderAdapter {
   readonly type = 'mesh' as const;
-  private readonly registry: HealthRegistry;
+  private readonly snapshots: RegistrySnapshots;
 
   constructor(
     readonly name: string,
     readonly client: MeshClient,
     readonly mesh: MeshConfig = defaultMeshConfig(),
   ) {
-    this.registry = new HealthRegistry(client.redis, mesh.key_prefix);
+    this.snapshots = new RegistrySnapshots(client.redis, mesh.key_prefix, mesh.health);
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
@@ -166,8 +164,7 @@ export class MeshProvider implements ProviderAdapter {
   /** Nodes, their health and routability, for the dashboard and metrics. */
   async snapshot(): Promise<MeshSnapshot> {
     // Heartbeat ages on the mesh (Redis) clock that stamped them, not this machine's.
-    const [nodes, now] = await Promise.all([this.registry.readAll(), redisTimeMs(this.client.redis, this.client.keys.health)]);
-    return meshSnapshot(nodes, this.mesh.health, now);
+    return this.snapshots.take();
   }
 
   async close(): Promise<void> {
