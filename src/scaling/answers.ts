@@ -69,10 +69,16 @@ function lastMarked(t: string): string | undefined {
   return found;
 }
 
+const WHITESPACE = /\s/;
+
+/** Where the sentence holding `at` starts: after the last newline, or . ! ? followed by a space, before `at`. */
 function sentenceStart(t: string, at: number): number {
-  let start = 0;
-  for (const m of t.slice(0, at).matchAll(/[.!?](?=\s)|\n/g)) start = m.index + 1;
-  return start;
+  for (let i = at - 1; i >= 0; i--) {
+    const ch = t[i];
+    if (ch === '\n') return i + 1;
+    if ((ch === '.' || ch === '!' || ch === '?') && i + 1 < at && WHITESPACE.test(t[i + 1] as string)) return i + 1;
+  }
+  return 0;
 }
 
 /**
@@ -84,7 +90,8 @@ function reduceMarked(raw: string): string {
   const letter = CHOICE_AT_START.exec(sentence);
   if (letter) return (letter[1] ?? letter[2] ?? letter[3] ?? '').toLowerCase();
   const clause = sentence.split(EXPLANATION)[0] ?? sentence;
-  const tuple = tupleAtLastNumber(clause);
+  const clauseLast = lastNumber(clause);
+  const tuple = tupleAt(clause, clauseLast);
   if (tuple !== undefined) return tuple;
   // Asides in parentheses ("42 (6 × 7)") are not the answer.
   const plain = clause.replace(/\([^()]*\)/g, ' ');
@@ -97,23 +104,27 @@ function reduceMarked(raw: string): string {
     const after = plain.slice(eq + 1).match(NUMBER);
     if (after?.[0] !== undefined) return normaliseNumber(after[0]);
   }
-  const numbers = plain.match(NUMBER);
-  if (numbers && numbers.length > 0) return normaliseNumber(numbers[numbers.length - 1] as string);
+  // Without asides the clause's numbers are the plain text's: its last one is already known.
+  const last = plain === clause ? clauseLast : lastNumber(plain);
+  if (last) return normaliseNumber(last[0]);
   return normaliseAnswer(sentence);
 }
 
 /** The text's last number — the whole tuple when that number is in one. */
 function numberAnswer(t: string): string | undefined {
-  const tuple = tupleAtLastNumber(t);
-  if (tuple !== undefined) return tuple;
-  const numbers = t.match(NUMBER);
-  return numbers && numbers.length > 0 ? normaliseNumber(numbers[numbers.length - 1] as string) : undefined;
+  const last = lastNumber(t);
+  if (!last) return undefined;
+  return tupleAt(t, last) ?? normaliseNumber(last[0]);
 }
 
-/** "(3, 4)" -> "(3,4)" when the last number of `t` lies inside a tuple. */
-function tupleAtLastNumber(t: string): string | undefined {
+function lastNumber(t: string): RegExpMatchArray | undefined {
   let last: RegExpMatchArray | undefined;
   for (const m of t.matchAll(NUMBER)) last = m;
+  return last;
+}
+
+/** "(3, 4)" -> "(3,4)" when `last`, the last number of `t`, lies inside a tuple. */
+function tupleAt(t: string, last: RegExpMatchArray | undefined): string | undefined {
   if (!last) return undefined;
   const at = last.index ?? 0;
   for (const m of t.matchAll(TUPLE)) {
