@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { winkJsonPath } from '../src/cache/embedders/static-table.js';
+import { isCI } from './helpers/services.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `iftest:${randomBytes(6).toString('hex')}:`;
@@ -70,7 +71,7 @@ beforeAll(async () => {
     await probe.connect();
     available = true;
   } catch (err) {
-    if (process.env.CI === 'true') throw new Error(`Redis is required in CI: ${(err as Error).message}`);
+    if (isCI) throw new Error(`Redis is required in CI: ${(err as Error).message}`);
     console.warn(`skipping replica cache tests: ${REDIS_URL} unreachable`);
   } finally {
     probe.disconnect();

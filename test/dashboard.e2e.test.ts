@@ -9,10 +9,11 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { isCI } from './helpers/services.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const available = existsSync(CHROMIUM);
-if (!available && process.env.CI === 'true') throw new Error(`CI=true but ${CHROMIUM} is missing: apt-get install -y chromium`);
+if (!available && isCI) throw new Error(`CI=true but ${CHROMIUM} is missing: apt-get install -y chromium`);
 if (!available) console.warn(`skipping the dashboard browser test: ${CHROMIUM} not found (apt-get install -y chromium)`);
 
 describe.skipIf(!available)('dashboard in headless Chromium', () => {

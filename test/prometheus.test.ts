@@ -12,12 +12,13 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { isCI } from './helpers/services.js';
 
 const run = promisify(execFile);
 const PROMETHEUS = process.env.PROMETHEUS_PATH ?? '/usr/bin/prometheus';
 const PROMTOOL = process.env.PROMTOOL_PATH ?? '/usr/bin/promtool';
 const available = existsSync(PROMETHEUS) && existsSync(PROMTOOL);
-if (!available && process.env.CI === 'true') throw new Error(`CI=true but ${PROMETHEUS} or ${PROMTOOL} is missing: apt-get install -y prometheus`);
+if (!available && isCI) throw new Error(`CI=true but ${PROMETHEUS} or ${PROMTOOL} is missing: apt-get install -y prometheus`);
 if (!available) console.warn('skipping the Prometheus tests: prometheus/promtool not found (apt-get install -y prometheus)');
 
 const DEPLOY = resolve('deploy');

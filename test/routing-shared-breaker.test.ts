@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { FaultUpstream } from './helpers/fault-upstream.js';
 import { startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
+import { isCI } from './helpers/services.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -25,7 +26,7 @@ async function redisReachable(): Promise<boolean> {
 }
 
 const reachable = await redisReachable();
-if (!reachable && process.env.CI === 'true') throw new Error(`Redis at ${REDIS_URL} is required when CI=true`);
+if (!reachable && isCI) throw new Error(`Redis at ${REDIS_URL} is required when CI=true`);
 if (!reachable) console.warn(`skipping shared-breaker tests: Redis at ${REDIS_URL} is unreachable`);
 
 describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {

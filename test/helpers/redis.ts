@@ -4,6 +4,7 @@
 // where it fails the run. Clients are built by the gateway's own createRedis().
 //   describe.each(await redisTargets())('%s', (_name, target) => { … target.connect() … })
 import { createRedis, scanKeys, type RedisClient } from '../../src/store/redis.js';
+import { isCI as CI } from './services.js';
 
 export interface RedisTarget {
   name: 'redis' | 'redis-cluster';
@@ -18,7 +19,6 @@ export interface RedisTarget {
 
 const STANDALONE_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const CLUSTER_NODES = process.env.REDIS_CLUSTER_NODES;
-const CI = Boolean(process.env.CI);
 
 async function probe(url: string): Promise<boolean> {
   const client = createRedis(url, 'test-probe', { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null });

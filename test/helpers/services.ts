@@ -5,6 +5,13 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 
+/**
+ * Running under CI: CI=true as the workflow sets it, or any other value but '', 'false' and '0'. There
+ * every service and optional tool a test uses must be present, and a missing one fails the run instead
+ * of skipping its tests. The one reading of CI for the test helpers and files.
+ */
+export const isCI = !['', 'false', '0'].includes(process.env.CI ?? '');
+
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const POSTGRES_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -17,7 +24,7 @@ export async function redisAvailable(): Promise<boolean> {
     await r.ping();
     return true;
   } catch {
-    if (process.env.CI) throw new Error(`Redis at ${REDIS_URL} is required when CI=true`);
+    if (isCI) throw new Error(`Redis at ${REDIS_URL} is required when CI=true`);
     console.warn(`skipping: Redis at ${REDIS_URL} is unreachable`);
     return false;
   } finally {
@@ -31,7 +38,7 @@ export async function postgresAvailable(): Promise<boolean> {
     await c.connect();
     return true;
   } catch {
-    if (process.env.CI) throw new Error(`Postgres at ${POSTGRES_URL} is required when CI=true`);
+    if (isCI) throw new Error(`Postgres at ${POSTGRES_URL} is required when CI=true`);
     console.warn(`skipping: Postgres at ${POSTGRES_URL} is unreachable`);
     return false;
   } finally {
