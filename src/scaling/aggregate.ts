@@ -3,6 +3,7 @@
 // winner's full text is what the client gets; the vote or the scores go into the response metadata.
 import { contentText, type ChatMessage, type ChatRequest, type ChatResult } from '../canonical/chat.js';
 import type { ResponseFacts } from '../gateway/context.js';
+import { countPromptTokens } from '../providers/tokens.js';
 import { extractAnswer } from './answers.js';
 import type { Aggregation } from './config.js';
 import { tally } from './vote.js';
@@ -76,6 +77,9 @@ export function judgeRequest(model: string, question: ChatMessage[], candidates:
     ],
   };
 }
+
+/** The judge's prompt without the question or any candidate: its instructions, labels and framing. */
+export const JUDGE_FRAME_TOKENS = countPromptTokens(judgeRequest('', [], []).messages);
 
 /** "Candidate 2: 7" lines -> scores by candidate (null where the judge gave none). */
 export function parseJudgeScores(text: string, count: number): (number | null)[] {

@@ -247,6 +247,24 @@ describe('scaling stage', () => {
     expect(calls).toHaveLength(5);
   });
 
+  it('plans a request once: admission’s plan is the stage’s, the estimator runs once', async () => {
+    const { calls, handler } = scripted(['x']);
+    const estimator = new DifficultyEstimator([]);
+    let estimates = 0;
+    const estimate = estimator.estimate.bind(estimator);
+    estimator.estimate = (text) => (estimates++, estimate(text));
+    const opts = { config: config(), estimator };
+    const ctx = context({ difficulty: 'auto' });
+    const req = { ...ask };
+    plannedUsage(opts, ctx, req, countPromptTokens(req.messages));
+    await createScalingStage(opts)(ctx, req, handler);
+    expect(estimates).toBe(1);
+    expect(calls.length).toBeGreaterThan(0);
+    // Another context is another plan.
+    plannedUsage(opts, context({ difficulty: 'auto' }), req, countPromptTokens(req.messages));
+    expect(estimates).toBe(2);
+  });
+
   it('streams a one-pass plan straight through', async () => {
     const sim = createSimulatorProvider('sim', {});
     const handler: ChatHandler = async (ctx, req) => ({ kind: 'stream', stream: await sim.streamChat(req, { signal: ctx.signal, timeoutMs: 1000, requestId: ctx.id }) });

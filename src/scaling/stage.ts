@@ -10,8 +10,8 @@ import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from
 import { callAlone } from '../routing/dedup.js';
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
-import { judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
-import { countPromptTokens, countTextTokens } from '../providers/tokens.js';
+import { JUDGE_FRAME_TOKENS, judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
+import { countTextTokens } from '../providers/tokens.js';
 import { AGGREGATIONS, type Aggregation, type TestTimeScalingConfig } from './config.js';
 import type { DifficultyEstimate, DifficultyEstimator } from './estimator.js';
 import { DifficultyLevel, parseDifficulty, type LevelBudget } from './levels.js';
@@ -38,8 +38,23 @@ export interface ScalingPlan {
   judgeModel: string;
 }
 
+/**
+ * Plans already made, by request: admission (plannedUsage) and the scaling stage plan the same
+ * request object under the same context, and with `auto` a plan runs the estimator. Reused only for
+ * the same options and context.
+ */
+const plans = new WeakMap<ChatRequest, { opts: ScalingStageOptions; ctx: RequestContext; plan: ScalingPlan | undefined }>();
+
 /** The plan for a request, or undefined when scaling does not apply to it. */
 export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest): ScalingPlan | undefined {
+  const known = plans.get(req);
+  if (known && known.opts === opts && known.ctx === ctx) return known.plan;
+  const plan = makePlan(opts, ctx, req);
+  plans.set(req, { opts, ctx, plan });
+  return plan;
+}
+
+function makePlan(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest): ScalingPlan | undefined {
   const { config } = opts;
   if (!config.enabled) return undefined;
   const group = config.groups[req.model] ?? {};
@@ -106,11 +121,11 @@ export function plannedUsage(opts: ScalingStageOptions, ctx: RequestContext, req
       ? [{ model: req.model, promptTokens, completionTokens: perPass * plan.passes }]
       : Array.from({ length: plan.passes }, () => ({ model: req.model, promptTokens, completionTokens: perPass }));
   if (plan.aggregation === 'best_of_n') {
-    // The judge's prompt: its instructions and the question, then each candidate under a short label
+    // The judge's prompt: its instructions and the question (the request's prompt, whose framing
+    // covers the role labels the judge puts before each turn), then each candidate under a short label
     // (2 tokens more each, for tokens that merge differently where the texts are joined).
-    const judge = judgeRequest(plan.judgeModel, req.messages, []);
     const candidates = plan.passes * (perPass + countTextTokens(`Candidate ${plan.passes}:\n\n\n`) + 2);
-    calls.push({ model: plan.judgeModel, promptTokens: countPromptTokens(judge.messages) + candidates, completionTokens: judgeMaxTokens(plan.passes) });
+    calls.push({ model: plan.judgeModel, promptTokens: promptTokens + JUDGE_FRAME_TOKENS + candidates, completionTokens: judgeMaxTokens(plan.passes) });
   }
   return calls;
 }
