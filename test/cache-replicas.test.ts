@@ -6,8 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { winkJsonPath } from '../src/cache/embedders/static-table.js';
-import { isCI } from './helpers/services.js';
+import { isCI, winkAvailable } from './helpers/services.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `iftest:${randomBytes(6).toString('hex')}:`;
@@ -91,7 +90,7 @@ afterAll(async () => {
   await r.quit();
 });
 
-describe.skipIf(!winkJsonPath())('two gateway replicas sharing Redis', () => {
+describe.skipIf(!winkAvailable('the replica cache tests'))('two gateway replicas sharing Redis', () => {
   it('share exact and semantic entries within a second, and a restart keeps them', async (t) => {
     if (!available) return t.skip();
     const a = start();

