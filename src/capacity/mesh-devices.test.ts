@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it as vitestIt, vi } from 'vitest';
 import { clustersSchema, costOptimizationSchema, scalingSchema } from './config.js';
 import { meshNodeGpus, registrySource, type MeshNodeSource } from './mesh-devices.js';
+import { RedisGpuPool } from './redis-pool.js';
 import { createCapacityServices } from './service.js';
 import { defaultMeshConfig } from '../mesh/config.js';
 import { HealthRegistry } from '../mesh/registry.js';
@@ -78,6 +79,8 @@ describe.each(targets.map((t) => [t.name, t] as const))('the pool follows the me
 
     const first = await make();
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const writes = vi.spyOn(RedisGpuPool.prototype, 'setDevices');
+    const meshWrites = () => writes.mock.calls.filter(([, source]) => source === 'mesh').length;
     try {
       await first.followMesh(() => [registrySource(redis, mesh)]);
       const ids = async () => ((await first.allocator?.clusterStatus())?.devices ?? []).map((d) => [d.id, d.memoryGb]);
@@ -85,6 +88,10 @@ describe.each(targets.map((t) => [t.name, t] as const))('the pool follows the me
         ['cfg-a10', 24],
         ['gpu-box/gpu0', 48],
       ]);
+      // A read that finds the same GPUs writes nothing.
+      expect(meshWrites()).toBe(1);
+      await vi.advanceTimersByTimeAsync(mesh.heartbeat_interval_ms);
+      expect(meshWrites()).toBe(1);
       // A second replica starts and writes the configured devices: the mesh GPU stays.
       const second = await make();
       expect(await ids()).toEqual([
@@ -95,8 +102,10 @@ describe.each(targets.map((t) => [t.name, t] as const))('the pool follows the me
       await registry.remove('gpu-box');
       await vi.advanceTimersByTimeAsync(mesh.heartbeat_interval_ms);
       await vi.waitFor(async () => expect(await ids()).toEqual([['cfg-a10', 24]]));
+      expect(meshWrites()).toBe(2);
       await second.close();
     } finally {
+      writes.mockRestore();
       vi.useRealTimers();
       await first.close();
     }

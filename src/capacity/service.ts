@@ -116,9 +116,16 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
     closers.push(async () => autoscaler?.stop());
   }
 
+  // The list this replica last wrote: a read that finds the same GPUs (most do) writes nothing, rather
+  // than have every replica rewrite every mesh device every heartbeat interval.
+  let meshWritten: string | undefined;
   const updateMeshDevices = async (nodes: readonly MeshNodeGpus[]) => {
     if (!pool || !clusters.from_mesh) return;
-    await pool.setDevices(devicesFromMeshNodes(nodes), 'mesh');
+    const devices = devicesFromMeshNodes(nodes);
+    const json = JSON.stringify(devices);
+    if (json === meshWritten) return;
+    await pool.setDevices(devices, 'mesh');
+    meshWritten = json;
   };
   let meshTimer: NodeJS.Timeout | undefined;
   closers.push(async () => clearInterval(meshTimer));

@@ -40,6 +40,7 @@ export async function createMeshProvider(name: string, cfg: ProviderConfig, ctx:
 export class MeshProvider implements ProviderAdapter {
   readonly type = 'mesh' as const;
   private readonly snapshots: RegistrySnapshots;
+  private last?: { at: number; snap: Promise<MeshSnapshot> };
 
   constructor(
     readonly name: string,
@@ -161,10 +162,23 @@ export class MeshProvider implements ProviderAdapter {
     }
   }
 
-  /** Nodes, their health and routability, for the dashboard and metrics. */
+  /**
+   * Nodes, their health and routability, for the dashboard and metrics. A snapshot taken (or being
+   * taken) less than a heartbeat interval ago is reused: nodes report no more often than that, and the
+   * gateway's readers — the metrics collectors, the GPU pool following the mesh, readiness — share
+   * one registry read rather than each making its own.
+   */
   async snapshot(): Promise<MeshSnapshot> {
+    const now = Date.now();
+    if (this.last && now - this.last.at < this.mesh.heartbeat_interval_ms) return this.last.snap;
     // Heartbeat ages on the mesh (Redis) clock that stamped them, not this machine's.
-    return this.snapshots.take();
+    const last = { at: now, snap: this.snapshots.take() };
+    this.last = last;
+    // A failed read is not reused: the next caller tries again.
+    last.snap.catch(() => {
+      if (this.last === last) this.last = undefined;
+    });
+    return last.snap;
   }
 
   async close(): Promise<void> {
