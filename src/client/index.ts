@@ -118,7 +118,8 @@ export class OvershootInferenceWorker {
     const decoder = new TextDecoder();
     const reader = res.body.getReader();
     try {
-      while (!finished) {
+      let ended = false;
+      while (!finished && !ended) {
         let next: Awaited<ReturnType<typeof reader.read>>;
         try {
           next = await reader.read();
@@ -126,18 +127,13 @@ export class OvershootInferenceWorker {
           throw readError(err, res, timeoutMs, 'stream_interrupted');
         }
         const { done, value } = next;
-        if (done) {
-          // The answer is complete only with its [DONE]: a stream that just stops was cut short.
-          parser.feed(decoder.decode());
-          while (queue.length > 0) yield queue.shift() as string;
-          if (failure) throw failure;
-          if (!finished) throw new InferenceFlowError('the stream ended before the answer was complete (no [DONE])', { status: 0, code: 'stream_interrupted', requestId: res.headers.get('x-request-id') ?? undefined });
-          break;
-        }
-        parser.feed(decoder.decode(value, { stream: true }));
+        ended = done;
+        parser.feed(done ? decoder.decode() : decoder.decode(value, { stream: true }));
         while (queue.length > 0) yield queue.shift() as string;
         if (failure) throw failure;
       }
+      // The answer is complete only with its [DONE]: a stream that just stops was cut short.
+      if (!finished) throw new InferenceFlowError('the stream ended before the answer was complete (no [DONE])', { status: 0, code: 'stream_interrupted', requestId: res.headers.get('x-request-id') ?? undefined });
     } finally {
       await reader.cancel().catch(() => undefined);
     }
