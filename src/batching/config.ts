@@ -3,6 +3,9 @@
 // OpenAI-compatible Batch API (files, jobs, the completion webhook).
 import { z } from 'zod';
 
+/** Size of one stored part of a batch job's output or error file (a part ends at the line that reaches it). */
+export const DEFAULT_FILE_PART_BYTES = 4 * 1024 * 1024;
+
 export const batchingSchema = z
   .object({
     enabled: z.boolean().default(true),
@@ -33,7 +36,7 @@ export const batchJobsSchema = z
     /** How often idle workers look for new work, ms. */
     poll_ms: z.number().int().positive().default(1_000),
     /** Output and error files are stored (and served) in parts of about this size, bytes. */
-    file_part_bytes: z.number().int().positive().default(4 * 1024 * 1024),
+    file_part_bytes: z.number().int().positive().default(DEFAULT_FILE_PART_BYTES),
     /** Signed completion webhook (Standard Webhooks); unset sends none. */
     webhook: z
       .object({

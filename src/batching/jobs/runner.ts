@@ -5,10 +5,9 @@
 // and a line whose result was recorded never runs again.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { DEFAULT_FILE_PART_BYTES } from '../config.js';
 import type { BatchRow, BatchStore, ClaimedItem, ItemOutcome, WrittenFile } from './store.js';
 
-/** Size of one stored part of an output or error file (a part ends at the line that reaches it). */
-export const DEFAULT_FILE_PART_BYTES = 4 * 1024 * 1024;
 /** Finished lines read from the database at a time while a file is written. */
 const FILE_PAGE_ROWS = 500;
 
