@@ -58,12 +58,12 @@ const JUDGE_INSTRUCTIONS =
   'You are a strict grader. Score each candidate answer to the question from 0 to 10 for correctness and completeness. ' +
   'Reply with exactly one line per candidate in the form "Candidate <number>: <score>" and nothing else.';
 
-/** The judge's request: the question and every candidate, numbered from 1. */
 /** The judge's answer budget: a short score line per candidate. */
 export function judgeMaxTokens(candidates: number): number {
   return 16 * candidates + 32;
 }
 
+/** The judge's request: the question and every candidate, numbered from 1. */
 export function judgeRequest(model: string, question: ChatMessage[], candidates: readonly Candidate[]): ChatRequest {
   const asked = question.filter((m) => m.role !== 'system').map((m) => `${m.role}: ${contentText(m.content)}`).join('\n');
   const listed = candidates.map((c, i) => `Candidate ${i + 1}:\n${c.text}`).join('\n\n');
