@@ -40,11 +40,11 @@ export interface AutoscalerOptions {
   /** Where traffic is read from; the local recorder by default, the shared Redis store with replicas. */
   source?: TrafficSource;
   /**
-   * With several replicas: only the lock holder decides and applies. It keeps its decision state
-   * beside its report, and a replica that becomes leader takes both over (cooldown, scale-down
-   * window, replica count, history) instead of starting afresh; stop() releases the lock.
+   * With several replicas: only the lock holder decides and applies. It publishes its decision state
+   * inside its report, and a replica that becomes leader takes it over (cooldown, scale-down window,
+   * replica count, history) instead of starting afresh; stop() releases the lock.
    */
-  leader?: Pick<RedisLeaderLock, 'isLeader' | 'publish' | 'lastReport' | 'saveState' | 'lastState' | 'release'>;
+  leader?: Pick<RedisLeaderLock, 'isLeader' | 'publish' | 'lastReport' | 'release'>;
   applier?: ScaleApplier;
   logger?: Pick<Logger, 'info' | 'warn'>;
   now?: () => number;
@@ -52,11 +52,14 @@ export interface AutoscalerOptions {
 
 const HISTORY = 50;
 
-/** What a leader hands over to the next one (`<lock>:state` in Redis). */
+/** What a leader hands over to the next one, inside the report it publishes. */
 export interface LeaderState extends ScalerStateSnapshot {
   /** Replicas as last applied or read. */
   known: number;
 }
+
+/** The report as a leader publishes it (`<lock>:report`): what followers show, plus its handover state. */
+type PublishedReport = ScalingReport & { handover?: LeaderState };
 
 /**
  * The forecast values (`values[i]` covering `[firstAt + i·bucketMs, firstAt + (i+1)·bucketMs)`) that
@@ -75,7 +78,7 @@ export class Autoscaler {
   private readonly source: TrafficSource;
   private readonly leader?: AutoscalerOptions['leader'];
   private role: ScalingReport['role'];
-  private leaderReport?: ScalingReport;
+  private leaderReport?: PublishedReport;
   private readonly applier?: ScaleApplier;
   private readonly logger?: Pick<Logger, 'info' | 'warn'>;
   private readonly now: () => number;
@@ -141,15 +144,15 @@ export class Autoscaler {
         const was = this.role;
         this.role = (await this.leader.isLeader()) ? 'leader' : 'follower';
         if (this.role === 'follower') {
-          this.leaderReport = await this.leader.lastReport<ScalingReport>();
+          this.leaderReport = await this.leader.lastReport<PublishedReport>();
           return undefined;
         }
         if (was !== 'leader') await this.takeOver();
       }
       const decision = await this.round();
       if (this.leader) {
-        await this.leader.saveState(this.handover(), this.stateTtlMs());
-        await this.leader.publish(this.report());
+        const published: PublishedReport = { ...this.report(), handover: this.handover() };
+        await this.leader.publish(published, this.stateTtlMs());
       }
       return decision;
     } catch (err) {
@@ -159,10 +162,15 @@ export class Autoscaler {
     }
   }
 
-  /** Just became leader: continue from the previous leader's state and history, if it left any. */
+  /**
+   * Just became leader: continue from the previous leader's state and history, if it left any. Read
+   * afresh rather than the report this replica last read as a follower: the old leader may have
+   * published once more since (its last round before it released the lock).
+   */
   private async takeOver(): Promise<void> {
     const leader = this.leader as NonNullable<AutoscalerOptions['leader']>;
-    const [state, report] = await Promise.all([leader.lastState<LeaderState>(), leader.lastReport<ScalingReport>()]);
+    const report = await leader.lastReport<PublishedReport>();
+    const state = report?.handover;
     if (state) {
       this.state.restore(state);
       if (Number.isFinite(state.known)) this.known = state.known;
@@ -174,7 +182,7 @@ export class Autoscaler {
     return { ...this.state.snapshot(), known: this.known };
   }
 
-  /** The state matters for as long as a cooldown or the scale-down window can still hold a decision. */
+  /** The handover matters for as long as a cooldown or the scale-down window can still hold a decision. */
   private stateTtlMs(): number {
     const c = this.scaling.cooldown;
     return (Math.max(c.scale_up_s, c.scale_down_s) + this.scaling.interval_s * 3) * 1000;
@@ -260,7 +268,10 @@ export class Autoscaler {
   }
 
   report(): ScalingReport {
-    if (this.role === 'follower' && this.leaderReport) return { ...this.leaderReport, role: 'follower' };
+    if (this.role === 'follower' && this.leaderReport) {
+      const { handover: _handover, ...shown } = this.leaderReport;
+      return { ...shown, role: 'follower' };
+    }
     const k = this.scaling.kubernetes;
     const spot = this.cost.spot_instances.enabled ? this.cost.spot_instances.deployment : undefined;
     return {

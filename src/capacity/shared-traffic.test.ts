@@ -137,6 +137,9 @@ describe.each(targets.map((t) => [t.name, t] as const))('RedisTrafficStore and R
       const load = { rps: 280 }; // 280 / 50 × 1.2 = 6.72 -> 7 replicas
       const a = make(key, 'a', clock, deployment, load);
       expect((await a.tick())?.target).toBe(7);
+      // One key beside the lock: the report, with the state the next leader takes over inside.
+      expect(await redis.exists(`${key}:state`)).toBe(0);
+      expect(JSON.parse((await redis.get(`${key}:report`))!)).toMatchObject({ role: 'leader', handover: { known: 7 } });
       await a.stop(); // a rolling update replaces the leader
       clock.now += 60_000;
       load.rps = 20; // the load dips at once
@@ -187,6 +190,7 @@ describe.each(targets.map((t) => [t.name, t] as const))('RedisTrafficStore and R
     const shown = second.report();
     expect(shown.role).toBe('follower');
     expect(shown.decision).toEqual(first.report().decision);
+    expect(shown).not.toHaveProperty('handover');
     // The leader stops renewing (it died); after the TTL the follower takes over.
     await new Promise((r) => setTimeout(r, 1_200));
     expect(await second.tick()).toBeDefined();

@@ -135,8 +135,8 @@ return 0
 
 /**
  * One replica at a time applies scaling decisions; the lock lapses if the leader dies, and a leader
- * that stops releases it. Beside it the leader keeps its last report (which followers serve) and
- * its decision state (`<key>:state`), which the next leader takes over.
+ * that stops releases it. Beside it the leader keeps its last report (`<key>:report`), which followers
+ * serve and which carries the decision state the next leader takes over.
  */
 export class RedisLeaderLock {
   constructor(
@@ -155,22 +155,13 @@ export class RedisLeaderLock {
     return (await this.redis.eval(RELEASE, 1, this.key, this.holder)) === 1;
   }
 
-  async publish(report: unknown): Promise<void> {
-    await this.redis.set(`${this.key}:report`, JSON.stringify(report), 'PX', this.ttlMs * 10);
+  /** Stores the leader's report for `ttlMs`, and at least ten lock TTLs. */
+  async publish(report: unknown, ttlMs = 0): Promise<void> {
+    await this.redis.set(`${this.key}:report`, JSON.stringify(report), 'PX', Math.max(ttlMs, this.ttlMs * 10));
   }
 
   async lastReport<T>(): Promise<T | undefined> {
     const raw = await this.redis.get(`${this.key}:report`);
-    return raw ? (JSON.parse(raw) as T) : undefined;
-  }
-
-  /** Stores the leader's decision state for `ttlMs` (at least as long as the report). */
-  async saveState(state: unknown, ttlMs: number): Promise<void> {
-    await this.redis.set(`${this.key}:state`, JSON.stringify(state), 'PX', Math.max(ttlMs, this.ttlMs * 10));
-  }
-
-  async lastState<T>(): Promise<T | undefined> {
-    const raw = await this.redis.get(`${this.key}:state`);
     return raw ? (JSON.parse(raw) as T) : undefined;
   }
 }
