@@ -110,9 +110,9 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
     setPath(target, 'redis.url', `redis+cluster://${auth}${nodes}`);
   }
   const tokens: string[] = [];
-  // Trimmed like the key a client presents (a token read from a mounted secret ends in a newline).
-  const single = env.TRUTHGPT_API_TOKEN?.trim();
-  if (single) tokens.push(single);
+  // The schema trims auth.tokens like the key a client presents (a token read from a mounted secret
+  // ends in a newline); an all-whitespace value sets no token at all.
+  if (env.TRUTHGPT_API_TOKEN?.trim()) tokens.push(env.TRUTHGPT_API_TOKEN);
   if (env.INFERENCEFLOW_API_TOKENS) tokens.push(...env.INFERENCEFLOW_API_TOKENS.split(',').map((t) => t.trim()).filter(Boolean));
   if (tokens.length > 0) {
     const auth = (target.auth ??= {}) as Record<string, unknown>;
