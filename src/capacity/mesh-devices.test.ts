@@ -82,7 +82,7 @@ describe.each(targets.map((t) => [t.name, t] as const))('the pool follows the me
     const writes = vi.spyOn(RedisGpuPool.prototype, 'setDevices');
     const meshWrites = () => writes.mock.calls.filter(([, source]) => source === 'mesh').length;
     try {
-      await first.followMesh(() => [registrySource(redis, mesh)]);
+      await first.followMesh([registrySource(redis, mesh)]);
       const ids = async () => ((await first.allocator?.clusterStatus())?.devices ?? []).map((d) => [d.id, d.memoryGb]);
       expect(await ids()).toEqual([
         ['cfg-a10', 24],

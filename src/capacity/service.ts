@@ -23,14 +23,12 @@ export interface CapacityServices {
   recorder: TrafficRecorder;
   /** Undefined when scaling.enabled is false. */
   autoscaler?: Autoscaler;
-  /** Replaces the mesh-reported devices (configured ones stay); a no-op unless clusters.from_mesh. */
-  updateMeshDevices(nodes: readonly MeshNodeGpus[]): Promise<void>;
   /**
    * With clusters.from_mesh: reads the GPUs of the routable mesh nodes from `sources` now and then
    * every `clusters.mesh.heartbeat_interval_ms`, and makes them the pool's mesh devices. A failed read
    * keeps the devices of the last good one. Resolves after the first read.
    */
-  followMesh(sources: () => readonly MeshNodeSource[]): Promise<void>;
+  followMesh(sources: readonly MeshNodeSource[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -116,8 +114,9 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
     closers.push(async () => autoscaler?.stop());
   }
 
-  // The list this replica last wrote: a read that finds the same GPUs (most do) writes nothing, rather
-  // than have every replica rewrite every mesh device every heartbeat interval.
+  // Replaces the mesh-reported devices (configured ones stay). The list this replica last wrote: a
+  // read that finds the same GPUs (most do) writes nothing, rather than have every replica rewrite
+  // every mesh device every heartbeat interval.
   let meshWritten: string | undefined;
   const updateMeshDevices = async (nodes: readonly MeshNodeGpus[]) => {
     if (!pool || !clusters.from_mesh) return;
@@ -135,16 +134,16 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
     allocator,
     recorder,
     autoscaler,
-    updateMeshDevices,
     async followMesh(sources) {
       if (!pool || !clusters.from_mesh || meshTimer) return;
       let failing: string | undefined;
-      if (sources().length === 0) opts.logger?.warn('clusters.from_mesh: no mesh to read GPUs from (no mesh provider and no redis.url); the pool has only the configured devices');
+      if (sources.length === 0) {
+        opts.logger?.warn('clusters.from_mesh: no mesh to read GPUs from (no mesh provider and no redis.url); the pool has only the configured devices');
+        return;
+      }
       const refresh = async () => {
-        const list = sources();
-        if (list.length === 0) return;
         try {
-          await updateMeshDevices(await meshNodeGpus(list));
+          await updateMeshDevices(await meshNodeGpus(sources));
           failing = undefined;
         } catch (err) {
           const message = (err as Error).message;

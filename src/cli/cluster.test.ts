@@ -38,17 +38,19 @@ describe('defaultWorkerCount', () => {
 
 describe('planWorkers', () => {
   const cores = () => 8;
+  const none = { embeddedDatabase: false };
+  const pglite = { embeddedDatabase: true };
   it('uses the explicit count, else the cores', () => {
-    expect(planWorkers(3, false, cores)).toEqual({ workers: 3 });
-    expect(planWorkers(undefined, false, cores)).toEqual({ workers: 8 });
+    expect(planWorkers(3, none, cores)).toEqual({ workers: 3 });
+    expect(planWorkers(undefined, none, cores)).toEqual({ workers: 8 });
   });
 
   it('keeps one process on the embedded database: the default drops to one, an explicit count above one is refused', () => {
-    const plan = planWorkers(undefined, true, cores);
+    const plan = planWorkers(undefined, pglite, cores);
     expect(plan.workers).toBe(1);
     expect(plan.note).toMatch(/DATABASE_URL/);
-    expect(planWorkers(1, true, cores)).toEqual({ workers: 1 });
-    expect(() => planWorkers(2, true, cores)).toThrow(/PGlite.*DATABASE_URL/);
+    expect(planWorkers(1, pglite, cores)).toEqual({ workers: 1 });
+    expect(() => planWorkers(2, pglite, cores)).toThrow(/PGlite.*DATABASE_URL/);
   });
 
   it('keeps one process for the GPU pool and the autoscaler without Redis: one by default, more refused', () => {

@@ -75,11 +75,10 @@ export function localCapacityState(config: {
  * State that only one process may hold keeps the gateway to one worker: the embedded PGlite database
  * (two processes opening the file corrupt it), and without Redis the GPU pool and the autoscaler
  * (every worker would lease the same GPUs and decide alone). With any of them the default drops to
- * one worker (with a note saying why) and an explicit count above one is refused. A boolean
- * `needs` is the embedded-database flag alone.
+ * one worker (with a note saying why) and an explicit count above one is refused.
  */
-export function planWorkers(explicit: number | undefined, needs: boolean | SingleProcessNeeds, cores: () => number = defaultWorkerCount): WorkerPlan {
-  const { embeddedDatabase, localCapacity } = typeof needs === 'boolean' ? { embeddedDatabase: needs, localCapacity: undefined } : needs;
+export function planWorkers(explicit: number | undefined, needs: SingleProcessNeeds, cores: () => number = defaultWorkerCount): WorkerPlan {
+  const { embeddedDatabase, localCapacity } = needs;
   if (explicit !== undefined && explicit > 1 && embeddedDatabase) {
     throw new Error(
       `--workers ${explicit}: the embedded PGlite database (database.pglite_path) can only be opened by one process; set DATABASE_URL (Postgres) so every worker shares it, or run one worker`,

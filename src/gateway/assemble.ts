@@ -167,7 +167,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   // clusters.from_mesh: the GPU pool follows the GPUs of the routable mesh nodes, read from the node
   // registry the mesh providers watch, else from the registry on the gateway's Redis (clusters.mesh).
   const meshSources: MeshNodeSource[] = meshProviders.length > 0 ? meshProviders : redis ? [registrySource(redis, config.clusters.mesh)] : [];
-  await capacity.followMesh(() => meshSources);
+  await capacity.followMesh(meshSources);
   const collectors = startCollectors(telemetry.metrics, { allocator: capacity.allocator, mesh: meshProviders });
   resources.push({ name: 'collectors', check: async () => true, close: async () => collectors.stop() });
   // Operational routes: /metrics, /v1/metrics, /v1/stats, /dashboard.
