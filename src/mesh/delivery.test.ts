@@ -1,8 +1,10 @@
 // The delivery scripts on the real Redis and Redis Cluster. Chunk appends: a turn's chunks for a
 // callback stream land in order (they leave in one socket write: store/redis.test.ts checks the
-// coalescing), and a refused append rejects. Placement and final delivery: a router that stalled past
-// idle_reclaim_ms while another took its entry over can neither place the request a second time nor
-// answer it with its own "no node" error.
+// coalescing), and a refused append rejects. Placement and final delivery go by whether the source
+// entry is still pending in the router group — whichever router's consumer it is under (XACK does
+// not check the consumer): an entry is placed once, a "no node" answer is not delivered once the
+// entry was placed, and when a stalled router's entry was taken over but not yet placed, the first
+// of the two to act wins and the other writes nothing.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
@@ -62,46 +64,36 @@ describe.each(targets.map((t) => [t.name, t] as const))('placement and final del
   const it_ = target.available ? it : it.skip;
   const keys = meshKeys(`place-test:${run}:${target.name}:`, target.name === 'redis-cluster');
 
-  /** An ingress entry read by router A, then reclaimed by router B (A stalled past idle_reclaim_ms). */
-  async function takenOver(redis: ReturnType<typeof target.connect>, name: string) {
+  /** An ingress entry read by router A: pending in the router group under A's consumer. */
+  async function readByA(redis: ReturnType<typeof target.connect>, name: string) {
     const stream = `${keys.requests}:${name}`;
     await redis.xgroup('CREATE', stream, ROUTER_GROUP, '0', 'MKSTREAM');
     const id = (await redis.xadd(stream, '*', FIELD, '{}'))!;
     await redis.xreadgroup('GROUP', ROUTER_GROUP, 'A', 'COUNT', 1, 'STREAMS', stream, '>');
-    await redis.xautoclaim(stream, ROUTER_GROUP, 'B', 0, '0-0');
     return { stream, group: ROUTER_GROUP, id };
   }
 
-  it_('places an entry once: the router that stalled finds it taken and writes nothing', async () => {
+  const noNode = (id: string): MeshEvent => ({ type: 'error', id, exec: 'router:A', node: '', error: { kind: 'no_available_nodes', message: 'none', status: 503 } });
+
+  it_('places an entry once: the second placement finds it no longer pending and writes nothing', async () => {
     const redis = target.connect();
-    const source = await takenOver(redis, 'place');
+    const source = await readByA(redis, 'place');
     const [n1, n2] = [keys.nodeRequests('n1'), keys.nodeRequests('n2')];
-    const placed = await placeOnNode(redis, n2, keys.nodeStreams, 'n2', '{"by":"B"}', source);
-    expect(placed).toMatch(/^\d+-\d+$/);
-    expect(await placeOnNode(redis, n1, keys.nodeStreams, 'n1', '{"by":"A"}', source)).toBeUndefined();
+    expect(await placeOnNode(redis, n2, keys.nodeStreams, 'n2', '{"by":"first"}', source)).toMatch(/^\d+-\d+$/);
+    expect(await placeOnNode(redis, n1, keys.nodeStreams, 'n1', '{"by":"second"}', source)).toBeUndefined();
     expect(await redis.xlen(n1)).toBe(0);
     expect(await redis.xlen(n2)).toBe(1);
     expect(await redis.smembers(keys.nodeStreams)).toEqual(['n2']);
     expect(await redis.xlen(source.stream)).toBe(0);
   });
 
-  it_('the first of two routers to place wins, whichever it is', async () => {
-    const redis = target.connect();
-    const source = await takenOver(redis, 'place-a-first');
-    const [n1, n2] = [keys.nodeRequests('a1'), keys.nodeRequests('a2')];
-    expect(await placeOnNode(redis, n1, keys.nodeStreams, 'a1', '{"by":"A"}', source)).toMatch(/^\d+-\d+$/);
-    expect(await placeOnNode(redis, n2, keys.nodeStreams, 'a2', '{"by":"B"}', source)).toBeUndefined();
-    expect([await redis.xlen(n1), await redis.xlen(n2)]).toEqual([1, 0]);
-  });
-
   // A callback stream outside the mesh's hash tag (an outside requester's) takes the step-by-step path on a cluster.
-  it_.each([['its own callback stream', keys.callbacks('requester')], ['an outside callback stream', `place-test:${run}:${target.name}:outside-cb`]])('a "no node" answer that requires the entry is not delivered once another router placed it; an answer is (%s)', async (_what, callback) => {
+  it_.each([['its own callback stream', keys.callbacks('requester')], ['an outside callback stream', `place-test:${run}:${target.name}:outside-cb`]])('a "no node" answer that requires the entry is not delivered once the entry was placed; an answer is (%s)', async (_what, callback) => {
     const redis = target.connect();
-    const source = await takenOver(redis, `final-${callback.length}`);
+    const source = await readByA(redis, `final-${callback.length}`);
     await placeOnNode(redis, keys.nodeRequests('n3'), keys.nodeStreams, 'n3', '{}', source);
     const req = { id: `req-final-${callback.length}`, callback };
-    const error: MeshEvent = { type: 'error', id: req.id, exec: 'router:A', node: '', error: { kind: 'no_available_nodes', message: 'none', status: 503 } };
-    expect(await deliverFinal(redis, keys, req, error, source, 0, { requireHeld: true })).toBe(false);
+    expect(await deliverFinal(redis, keys, req, noNode(req.id), source, 0, { requireHeld: true })).toBe(false);
     expect(await redis.exists(keys.done(req.id))).toBe(0);
     expect(await redis.exists(req.callback)).toBe(0);
     // A node's answer does not need the entry (its run is as good as any): it is delivered once.
@@ -113,14 +105,31 @@ describe.each(targets.map((t) => [t.name, t] as const))('placement and final del
 
   it_('a "no node" answer from the router still holding the entry is delivered', async () => {
     const redis = target.connect();
-    const stream = `${keys.requests}:held`;
-    await redis.xgroup('CREATE', stream, ROUTER_GROUP, '0', 'MKSTREAM');
-    const id = (await redis.xadd(stream, '*', FIELD, '{}'))!;
-    await redis.xreadgroup('GROUP', ROUTER_GROUP, 'A', 'COUNT', 1, 'STREAMS', stream, '>');
+    const source = await readByA(redis, 'held');
     const req = { id: 'req-held', callback: keys.callbacks('requester-2') };
-    const error: MeshEvent = { type: 'error', id: req.id, exec: 'router:A', node: '', error: { kind: 'no_available_nodes', message: 'none', status: 503 } };
-    expect(await deliverFinal(redis, keys, req, error, { stream, group: ROUTER_GROUP, id }, 0, { requireHeld: true })).toBe(true);
+    expect(await deliverFinal(redis, keys, req, noNode(req.id), source, 0, { requireHeld: true })).toBe(true);
     expect(await redis.xlen(req.callback)).toBe(1);
-    expect(await redis.xlen(stream)).toBe(0);
+    expect(await redis.xlen(source.stream)).toBe(0);
   });
+
+  it_.each([['its own callback stream', keys.callbacks('requester-3')], ['an outside callback stream', `place-test:${run}:${target.name}:outside-cb-3`]])(
+    'a stalled router whose entry was taken over but not yet placed still delivers its "no node" answer; the taker\'s placement then writes nothing (%s)',
+    async (_what, callback) => {
+      const redis = target.connect();
+      const source = await readByA(redis, `taken-${callback.length}`);
+      // Router B reclaims the entry (A stalled past idle_reclaim_ms): it is pending under B now.
+      await redis.xautoclaim(source.stream, ROUTER_GROUP, 'B', 0, '0-0');
+      const pending = (await redis.xpending(source.stream, ROUTER_GROUP, '-', '+', 10)) as [string, string, number, number][];
+      expect(pending.map(([id, consumer]) => [id, consumer])).toEqual([[source.id, 'B']]);
+      // A, waking, answers "no node": still pending in the group is "held", whoever's consumer it is under.
+      const req = { id: `req-taken-${callback.length}`, callback };
+      expect(await deliverFinal(redis, keys, req, noNode(req.id), source, 0, { requireHeld: true })).toBe(true);
+      expect(await redis.xlen(req.callback)).toBe(1);
+      // B places it afterwards: the entry is no longer pending, so nothing reaches a node.
+      const n4 = keys.nodeRequests(`n4-${callback.length}`);
+      expect(await placeOnNode(redis, n4, keys.nodeStreams, 'n4', '{"by":"B"}', source)).toBeUndefined();
+      expect(await redis.xlen(n4)).toBe(0);
+      expect(await redis.xlen(source.stream)).toBe(0);
+    },
+  );
 });

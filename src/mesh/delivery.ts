@@ -105,9 +105,13 @@ export interface SourceEntry {
 
 export interface DeliverOptions {
   /**
-   * Deliver only while the source entry is still pending (acknowledging it acknowledges something).
-   * For answers that are not results — a router's "no node until the deadline" — which must not
-   * pre-empt a run another router started after taking the entry over.
+   * Deliver only while the source entry is "held": still pending in its group (acknowledging it
+   * acknowledges something) — under any consumer, not necessarily the caller's: XACK does not check
+   * the consumer. For answers that are not results — a router's "no node until the deadline" — which
+   * must not pre-empt a run another router started after taking the entry over: once that router
+   * placed it (acknowledged it) the answer is dropped. If it took the entry over but has not placed it
+   * yet, this answer is delivered and that router's placement then finds the entry gone and writes
+   * nothing (placeOnNode returns undefined).
    */
   requireHeld?: boolean;
 }
