@@ -33,6 +33,22 @@ describe('HS256 JWTs', () => {
     expect(await verify(await sign({ tenant: 'acme' }))).toMatchObject({ id: 'jwt:t:acme' });
   });
 
+  it('never gives a lone user, or another tenant, the user and team ids of a tenant member', async () => {
+    const sign = (claims: Record<string, unknown>) => hs(claims).setIssuer('https://issuer.test').setAudience('inferenceflow').setExpirationTime('5m').sign(key);
+    const member = await verify(await sign({ tenant: 'acme', sub: 'alice', team: 'red' }));
+    const lone = await verify(await sign({ sub: 'acme/alice', team: 'acme/red' }));
+    const nested = await verify(await sign({ tenant: 'acme/alice', sub: 'x' }));
+    const sibling = await verify(await sign({ tenant: 'acme', sub: 'alice/x' }));
+    expect(member).toMatchObject({ userId: 'acme/alice', teamId: 'acme/red' });
+    expect(lone).toMatchObject({ id: 'jwt:u:acme%2Falice', userId: 'acme%2Falice', teamId: 'acme%2Fred' });
+    // The tenant "acme/alice" with user "x" is not tenant "acme" with user "alice/x".
+    expect(nested.userId).toBe('acme%2Falice/x');
+    expect(sibling.userId).toBe('acme/alice/x');
+    // Ordinary names (e-mail addresses included) are untouched.
+    expect(await verify(await sign({ sub: 'bob@example.com' }))).toMatchObject({ userId: 'bob@example.com' });
+    expect(await verify(await sign({ sub: '100%' }))).toMatchObject({ userId: '100%25' });
+  });
+
   const rejected: [string, () => Promise<string>, RegExp][] = [
     ['an expired token', () => good().setExpirationTime(now() - 10).sign(key), /expired/],
     ['a not-yet-valid token', () => good().setNotBefore(now() + 600).sign(key), /not valid yet/],

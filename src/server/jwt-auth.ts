@@ -42,8 +42,11 @@ export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
     const num = (name: string) => (typeof payload[name] === 'number' && (payload[name] as number) > 0 ? Math.floor(payload[name] as number) : undefined);
     const tenantClaim = str(c.tenant);
     // Within a tenant claim, user and team names are the tenant's own ("alice" of acme is not "alice"
-    // of globex): they are qualified by it, for budgets, rate limits and the ledger alike.
-    const within = (name: string | undefined) => (name && tenantClaim ? `${tenantClaim}/${name}` : name);
+    // of globex): they are qualified by it, `<tenant>/<name>`, for budgets, rate limits and the ledger
+    // alike. A `/` (and `%`) in the tenant, or in a name standing alone, is percent-escaped, so the
+    // first `/` always ends the tenant and a lone `{sub: "acme/alice"}` (→ `acme%2Falice`) is never
+    // acme's alice.
+    const within = (name: string | undefined) => (name === undefined ? undefined : tenantClaim ? `${escapeSlash(tenantClaim)}/${name}` : escapeSlash(name));
     const userId = within(str(c.user));
     const teamId = within(str(c.team));
     if (!tenantClaim && !userId) throw new GatewayError('invalid_api_key', { message: `The bearer token was rejected: it names no user (claim "${c.user}").` });
@@ -63,6 +66,11 @@ export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
       limits: { ...(rpm ? { rpm } : {}), ...(tpm ? { tpm } : {}) },
     };
   };
+}
+
+/** `%` → `%25`, `/` → `%2F`: a name that cannot be mistaken for a tenant-qualified one. */
+function escapeSlash(name: string): string {
+  return /[%/]/.test(name) ? name.replace(/%/g, '%25').replace(/\//g, '%2F') : name;
 }
 
 function reason(err: unknown): string {
