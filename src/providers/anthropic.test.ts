@@ -126,6 +126,35 @@ describe('anthropic provider: request mapping', () => {
     expect(sentBody(1)).not.toHaveProperty('stop_sequences');
   });
 
+  it('applies whitespace-only stop sequences to the answer itself, JSON and streamed', async () => {
+    // JSON: the text ends before the first stop, and the finish says which stop ended it.
+    server.reply({ body: await fixture('anthropic-message.json') });
+    const cut = await provider.chat({ ...baseReq, stop: ['END', ' '] }, opts());
+    expect(cut.choices[0]).toMatchObject({ message: { content: 'Hi!' }, finish_reason: 'stop', stop_sequence: ' ' });
+    expect(cut.usage.completion_tokens).toBe(503); // the upstream generated (and billed) all of it
+    server.reply({ body: await fixture('anthropic-message.json') });
+    expect((await provider.chat({ ...baseReq, stop: ['\n'] }, opts())).choices[0]?.message.content).toBe('Hi! My name is Claude. How can I help?');
+
+    // Streamed: the stop spans two deltas; the text before it goes out, the stream ends with a stop
+    // finish and usage at once, without waiting for the rest of the generation (the upstream hangs).
+    const events = (await fixture('anthropic-text-stream.chunks.txt')).split('\n\n').filter((e) => e.trim() !== '');
+    const delta = (text: string) => `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } })}`;
+    const head = events.slice(0, 3); // message_start, content_block_start, ping
+    server.reply({ headers: sse, hang: true, body: [...head, delta('Line one\n'), delta('\nLine two'), ''].join('\n\n') });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true, stop: '\n\n' }, opts()));
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Line one');
+    expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]).toMatchObject({ finish_reason: 'stop', stop_sequence: '\n\n' });
+    const usage = chunks.at(-1)?.usage;
+    expect(usage?.prompt_tokens).toBe(28);
+    expect(usage?.completion_tokens).toBeGreaterThanOrEqual(3);
+
+    // Text held back as a possible stop start goes out when its block ends without the stop.
+    server.reply({ headers: sse, body: [...head, delta('Ends with\n'), ...events.slice(5)].join('\n\n') + '\n\n' });
+    const whole = await collect(await provider.streamChat({ ...baseReq, stream: true, stop: ['\n\n'] }, opts()));
+    expect(whole.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Ends with\n');
+    expect(whole.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason).toBe('length');
+  });
+
   it('sends temperature or top_p, never both (newer Claude models refuse the pair): temperature wins', async () => {
     server.reply({ body: await fixture('anthropic-message.json') });
     await provider.chat({ ...baseReq, temperature: 0.3, top_p: 0.9 }, opts());

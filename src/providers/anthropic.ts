@@ -25,7 +25,9 @@ import {
 } from './anthropic-wire.js';
 import { UpstreamError, kindForStatus } from './errors.js';
 import { UpstreamHttp } from './http.js';
+import { StopSequenceScanner } from './stop-sequences.js';
 import { sseEvents } from './stream-parsers.js';
+import { countTextTokens } from './tokens.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
@@ -124,7 +126,8 @@ export class AnthropicProvider implements ProviderAdapter {
   buildBody(req: ChatRequest, stream: boolean, json = jsonTool(req)): Record<string, unknown> {
     const { system, messages } = this.messages(req);
     // Anthropic refuses a stop sequence that is only whitespace ("each stop sequence must contain
-    // non-whitespace"), which OpenAI clients send (stop: ["\n"]): those are left out, not applied.
+    // non-whitespace"), which OpenAI clients send (stop: ["\n"]): those are left out of the request
+    // and applied here to the answer's text (whitespaceStops).
     const stop = stopList(req.stop).filter((s) => s.trim() !== '');
     // One call of the forced tool: with parallel calls a streamed answer would be two objects back to back.
     const toolChoice = json ? { type: 'tool', name: JSON_TOOL, disable_parallel_tool_use: true } : req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
@@ -170,6 +173,19 @@ export class AnthropicProvider implements ProviderAdapter {
     const msg = parsed.data;
     let { text, toolCalls } = fromAnthropicContent(msg.content);
     let finish = finishReasonFromAnthropic(msg.stop_reason) ?? 'stop';
+    let stopSequence = msg.stop_sequence ?? undefined;
+    const scanner = json ? undefined : whitespaceStops(req);
+    if (scanner && text) {
+      // A whitespace-only stop the upstream could not apply: the answer ends before it, and nothing
+      // generated after it (a later tool call included) is part of the answer.
+      const kept = scanner.push(text);
+      if (scanner.stopped) {
+        text = kept;
+        toolCalls = [];
+        finish = 'stop';
+        stopSequence = scanner.matched;
+      }
+    }
     if (json) {
       // JSON mode: the forced tool's input is the answer.
       const answer = toolCalls.find((c) => c.function.name === JSON_TOOL);
@@ -188,7 +204,7 @@ export class AnthropicProvider implements ProviderAdapter {
           message: { role: 'assistant', content: text, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
           finish_reason: finish,
           logprobs: null,
-          ...(msg.stop_sequence ? { stop_sequence: msg.stop_sequence } : {}),
+          ...(stopSequence ? { stop_sequence: stopSequence } : {}),
         },
       ],
       usage: toUsage(msg.usage),
@@ -201,10 +217,16 @@ export class AnthropicProvider implements ProviderAdapter {
     }
     const json = jsonTool(req);
     const res = await this.http.stream('POST', '/v1/messages', this.buildBody(req, true, json), opts, { accept: 'text/event-stream' });
-    return this.chunks(res.body, req.model, json !== undefined);
+    return this.chunks(res.body, req.model, json !== undefined, json ? undefined : whitespaceStops(req));
   }
 
-  private async *chunks(body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void }, requestedModel: string, jsonMode = false): AsyncGenerator<ChatChunk> {
+  private async *chunks(
+    body: AsyncIterable<Uint8Array> & { destroy(err?: Error): void },
+    requestedModel: string,
+    jsonMode = false,
+    /** Whitespace-only stops, applied to the text here: on one the stream ends, the upstream call is cut. */
+    scanner?: StopSequenceScanner,
+  ): AsyncGenerator<ChatChunk> {
     const created = Math.floor(Date.now() / 1000);
     let id = '';
     let model = requestedModel;
@@ -218,6 +240,15 @@ export class AnthropicProvider implements ProviderAdapter {
     const toolGotDelta = new Set<number>();
     /** JSON mode: whether the forced tool's (first) call has started; later calls are not streamed. */
     let jsonBlockSeen = false;
+    /** With a scanner: the text that went out, to count the output tokens of a stream cut at a stop. */
+    let emitted = '';
+    /** The text chunk for `text`, passed through the scanner when there is one ('' = nothing to send). */
+    const textOut = (text: string): string => {
+      if (!scanner) return text;
+      const out = scanner.push(text);
+      emitted += out;
+      return out;
+    };
     const chunk = (choices: ChatChunk['choices'], extra: Partial<ChatChunk> = {}): ChatChunk => ({
       id,
       object: 'chat.completion.chunk',
@@ -253,7 +284,8 @@ export class AnthropicProvider implements ProviderAdapter {
           case 'content_block_start': {
             const block = event.content_block;
             if (block.type === 'text' && block.text) {
-              yield chunk([{ index: 0, delta: { content: block.text }, finish_reason: null }]);
+              const out = textOut(block.text);
+              if (out) yield chunk([{ index: 0, delta: { content: out }, finish_reason: null }]);
             } else if (block.type === 'tool_use' && jsonMode) {
               // JSON mode: the forced tool's input streams as the answer's text (its first call only).
               if (!jsonBlockSeen) {
@@ -278,7 +310,8 @@ export class AnthropicProvider implements ProviderAdapter {
           case 'content_block_delta': {
             const d = event.delta;
             if (d.type === 'text_delta' && d.text) {
-              yield chunk([{ index: 0, delta: { content: d.text }, finish_reason: null }]);
+              const out = textOut(d.text);
+              if (out) yield chunk([{ index: 0, delta: { content: out }, finish_reason: null }]);
             } else if (d.type === 'input_json_delta' && d.partial_json) {
               const toolIndex = toolIndexOfBlock.get(event.index);
               if (toolIndex === undefined) break;
@@ -289,6 +322,12 @@ export class AnthropicProvider implements ProviderAdapter {
             break;
           }
           case 'content_block_stop': {
+            // The end of a text block: text held back as the possible start of a stop goes out.
+            const held = scanner?.flush();
+            if (held) {
+              emitted += held;
+              yield chunk([{ index: 0, delta: { content: held }, finish_reason: null }]);
+            }
             // No argument text was streamed for this tool block: a tool without input (Anthropic sends
             // input {} and one empty input_json_delta), or a proxy that put the whole input in
             // content_block_start. The start input is then the arguments, `{}` at the least, as the
@@ -327,6 +366,14 @@ export class AnthropicProvider implements ProviderAdapter {
               ...(produced ? { retryable: false } : {}),
             });
           }
+        }
+        if (scanner?.stopped) {
+          // A whitespace-only stop was reached: the answer ends here and the rest is not generated
+          // for nothing. Usage: the prompt as Anthropic counted it, the output counted from the text
+          // sent plus the stop itself (the upstream's final count never comes).
+          usage = { ...usage, output_tokens: Math.max(usage.output_tokens ?? 0, countTextTokens(emitted) + 1) };
+          yield chunk([{ index: 0, delta: {}, finish_reason: 'stop', ...(scanner.matched ? { stop_sequence: scanner.matched } : {}) }]);
+          stopped = true;
         }
         if (stopped) break;
       }
@@ -396,4 +443,10 @@ function jsonTool(req: ChatRequest): { name: string; description: string; input_
   const input_schema = schema.type === undefined ? { type: 'object', ...schema } : schema;
   const about = f.json_schema.description ? `: ${f.json_schema.description}` : '';
   return { name: JSON_TOOL, description: `Give the answer as JSON (${f.json_schema.name}${about}).`, input_schema };
+}
+
+/** A scanner for the request's whitespace-only stop sequences (the ones not sent upstream), if any. */
+function whitespaceStops(req: ChatRequest): StopSequenceScanner | undefined {
+  const stops = stopList(req.stop).filter((s) => s !== '' && s.trim() === '');
+  return stops.length > 0 ? new StopSequenceScanner(stops) : undefined;
 }

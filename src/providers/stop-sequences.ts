@@ -7,6 +7,8 @@ export class StopSequenceScanner {
   private readonly stops: string[];
   private pending = '';
   private found = false;
+  /** The stop sequence that ended the text, once one has. */
+  matched: string | undefined;
 
   constructor(stops: readonly string[]) {
     this.stops = stops.filter((s) => s.length > 0);
@@ -24,7 +26,10 @@ export class StopSequenceScanner {
     let first = -1;
     for (const stop of this.stops) {
       const at = buffer.indexOf(stop);
-      if (at >= 0 && (first < 0 || at < first)) first = at;
+      if (at >= 0 && (first < 0 || at < first)) {
+        first = at;
+        this.matched = stop;
+      }
     }
     if (first >= 0) {
       this.found = true;
