@@ -1,6 +1,6 @@
 // The legacy /v1/completions endpoint with several prompts and with `echo`: each choice carries its
 // own prompt in front, in JSON and in a stream of several choices, and a request of several prompts
-// is charged to a key's budget, its headers and the ledger exactly once per prompt.
+// is charged to a key's budget, its headers and the ledger exactly once per prompt, and takes one request of a requests-per-minute limit.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,5 +96,19 @@ describe('/v1/completions with several prompts and a budget', () => {
       .toBeCloseTo(sum + single, 6);
     const spend = await call('/v1/spend?group_by=model', { key });
     expect(spend.json.total).toMatchObject({ requests: 3, prompt_tokens: promptTokens + countPromptTokens([{ role: 'user', content: 'one more' }]) });
+  });
+});
+
+describe('/v1/completions with several prompts and a request-rate limit', () => {
+  it('counts a request of several prompts once against the key\'s requests per minute', async () => {
+    const created = await call('/admin/keys', { key: ADMIN, body: { name: 'rpm-2', rpm: 2 } });
+    const key = created.json.key as string;
+    const several = await call('/v1/completions', { key, body: { model: 'metered', prompt: PROMPTS, max_tokens: 3 } });
+    expect(several.status).toBe(200);
+    expect(several.json.choices).toHaveLength(3);
+    // One request taken of two: one more fits, the third is refused.
+    expect((await call('/v1/completions', { key, body: { model: 'metered', prompt: 'one more', max_tokens: 3 } })).status).toBe(200);
+    const refused = await call('/v1/completions', { key, body: { model: 'metered', prompt: PROMPTS.slice(0, 2), max_tokens: 3 } });
+    expect([refused.status, refused.json.error.code]).toEqual([429, 'rate_limit_exceeded']);
   });
 });

@@ -46,6 +46,11 @@ export interface RequestOptions {
   metadata?: Record<string, unknown>;
   /** How test-time scaling combines passes (`x-inferenceflow-aggregation` or a seed body field). */
   aggregation?: string;
+  /**
+   * A later call of a request made of several (a legacy completion with several prompts): the
+   * request was already counted by the request-rate limits, so its calls reserve tokens only.
+   */
+  requestCounted?: boolean;
 }
 
 export interface ResponseFacts {
@@ -197,7 +202,7 @@ export class LazyLogContext implements RequestContext {
   }
 }
 
-export type ContextPatch = Partial<Pick<RequestContext, 'signal' | 'facts'>>;
+export type ContextPatch = Partial<Pick<RequestContext, 'signal' | 'facts' | 'options'>>;
 
 /** `ctx` with `patch` applied. Use this, not `{ ...ctx }`: a spread drops a class's `log` getter. */
 export function deriveContext(ctx: RequestContext, patch: ContextPatch): RequestContext {

@@ -103,7 +103,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
   function rulesFor(ctx: RequestContext, req: ChatRequest, estTokens: number): Reserved[] {
     const out: Reserved[] = [];
     const window = (key: string, limit: number, windowMs: number, tokens: boolean) =>
-      out.push({ rule: { kind: 'window', key, limit, windowMs, cost: tokens ? estTokens : 1 }, tokens });
+      out.push({ rule: { kind: 'window', key, limit, windowMs, cost: tokens ? estTokens : ctx.options.requestCounted ? 0 : 1 }, tokens });
     if (config.requests) window(`rl:default:req:${ctx.tenant.id}`, config.requests, defaultWindowMs, false);
     if (config.tokens) window(`rl:default:tok:${ctx.tenant.id}`, config.tokens, defaultWindowMs, true);
     for (const [i, r] of config.rules.entries()) {
@@ -175,7 +175,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
         reserved.map(({ rule, tokens }) => {
           if (rule.kind === 'concurrency') return limiter.release(rule.key, leaseId);
           if (tokens && actualTokens !== undefined) return limiter.adjust(rule.key, rule.windowMs, at, actualTokens - rule.cost);
-          if (!tokens && refundRequest) return limiter.adjust(rule.key, rule.windowMs, at, -1);
+          if (!tokens && refundRequest && rule.cost > 0) return limiter.adjust(rule.key, rule.windowMs, at, -1);
           return undefined;
         }),
       ).catch((err: unknown) => ctx.log.warn({ err: (err as Error).message }, 'rate limiter: could not settle a reservation'));

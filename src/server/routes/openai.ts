@@ -150,13 +150,17 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     }
     // Several prompts: one call each, choices numbered across prompts as OpenAI does. Each call is
     // admitted, limited and charged on its own facts (a shared one would charge each settle the
-    // running total), which then add up into the request's for its headers and its ledger row.
+    // running total), which then add up into the request's for its headers and its ledger row. The
+    // request counts once against request-rate limits, as at OpenAI (several prompts in one request
+    // is how a client fits more work under its RPM): the first call takes it, the rest tokens only.
     const results: ChatResult[] = [];
     const echoOf: string[] = [];
-    for (const p of prompts) {
+    const counted = { ...ctx.options, requestCounted: true };
+    for (const [i, p] of prompts.entries()) {
       const facts = newFacts();
       try {
-        const outcome = await gateway.handleChat(deriveContext(ctx, { facts }), { ...body, stream: false, messages: [{ role: 'user', content: p }] } as ChatRequest);
+        const part = deriveContext(ctx, i === 0 ? { facts } : { facts, options: counted });
+        const outcome = await gateway.handleChat(part, { ...body, stream: false, messages: [{ role: 'user', content: p }] } as ChatRequest);
         if (outcome.kind !== 'result') throw new Error('expected a JSON outcome');
         results.push(outcome.result);
         for (let i = 0; i < outcome.result.choices.length; i++) echoOf.push(p);
