@@ -59,3 +59,26 @@ describe('ledger spool', () => {
     expect(rows.map((r) => r.request_id)).toEqual(['legacy-1', 'legacy-2', 'legacy-3', 'legacy-4']);
   });
 });
+
+describe('ledger rows the database would refuse', () => {
+  it('a NUL character in a client-sent model name or a fractional token count does not block the rows queued after it', async () => {
+    const w = new LedgerWriter(db, log, { flushIntervalMs: 600_000, batchSize: 100 });
+    // A client can send any JSON string as `model` (a passthrough name is recorded as sent), and an
+    // OpenAI-compatible upstream can report usage that is not a whole number.
+    w.record({ ...entry('poison-nul'), model: 'gpt\u0000x', userId: 'u\u0000' });
+    w.record({ ...entry('poison-fraction'), promptTokens: 1.5, completionTokens: 2.25 });
+    w.record({ ...entry('poison-nonfinite'), costUsd: Number.NaN, latencyMs: Number.POSITIVE_INFINITY });
+    w.record(entry('poison-after'));
+    await w.flush();
+    expect(w.pending).toBe(0);
+    await w.close();
+    const rows = await db.query<{ request_id: string; model: string | null; user_id: string | null; prompt_tokens: number; completion_tokens: number; cost_usd: number; latency_ms: number }>(
+      `SELECT request_id, model, user_id, prompt_tokens, completion_tokens, cost_usd, latency_ms FROM ledger WHERE request_id LIKE 'poison-%' ORDER BY request_id`,
+    );
+    expect(rows.map((r) => r.request_id)).toEqual(['poison-after', 'poison-fraction', 'poison-nonfinite', 'poison-nul']);
+    const byId = Object.fromEntries(rows.map((r) => [r.request_id, r]));
+    expect(byId['poison-nul']).toMatchObject({ model: 'gpt\uFFFDx', user_id: 'u\uFFFD' });
+    expect(byId['poison-fraction']).toMatchObject({ prompt_tokens: 2, completion_tokens: 2 });
+    expect(byId['poison-nonfinite']).toMatchObject({ cost_usd: 0, latency_ms: 0 });
+  });
+});

@@ -30,27 +30,36 @@ SELECT id, request_id, ts, tenant_id, tenant_kind, key_id, user_id, team_id, end
 FROM json_populate_recordset(NULL::ledger, $1::json)
 ON CONFLICT (id) DO NOTHING`;
 
+// Values the database refuses would fail their whole batch on every retry and hold back every row
+// queued after it: Postgres text (and its json parser) cannot hold U+0000, which a client can put in
+// any string it sends (a passthrough `model` is recorded as sent); the integer columns refuse a
+// fraction (an OpenAI-compatible upstream's usage is not checked to be whole); a non-finite number
+// becomes JSON null, which the NOT NULL columns refuse.
+const text = (v: string | null | undefined): string | null => (v == null ? null : v.includes('\u0000') ? v.replaceAll('\u0000', '\uFFFD') : v);
+const whole = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? Math.round(v) : 0);
+const finite = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? v : 0);
+
 function toColumns(r: LedgerRow): Record<string, unknown> {
   return {
     id: r.id,
-    request_id: r.requestId,
+    request_id: text(r.requestId),
     ts: r.ts instanceof Date ? r.ts.toISOString() : r.ts,
-    tenant_id: r.tenantId,
-    tenant_kind: r.tenantKind,
-    key_id: r.keyId ?? null,
-    user_id: r.userId ?? null,
-    team_id: r.teamId ?? null,
-    endpoint: r.endpoint,
-    model: r.model ?? null,
-    provider: r.provider ?? null,
-    deployment: r.deployment ?? null,
-    prompt_tokens: r.promptTokens ?? 0,
-    completion_tokens: r.completionTokens ?? 0,
-    cost_usd: r.costUsd ?? 0,
-    latency_ms: r.latencyMs ?? 0,
-    cache: r.cache ?? null,
-    status: r.status,
-    error_code: r.errorCode ?? null,
+    tenant_id: text(r.tenantId),
+    tenant_kind: text(r.tenantKind),
+    key_id: text(r.keyId),
+    user_id: text(r.userId),
+    team_id: text(r.teamId),
+    endpoint: text(r.endpoint),
+    model: text(r.model),
+    provider: text(r.provider),
+    deployment: text(r.deployment),
+    prompt_tokens: whole(r.promptTokens),
+    completion_tokens: whole(r.completionTokens),
+    cost_usd: finite(r.costUsd),
+    latency_ms: finite(r.latencyMs),
+    cache: text(r.cache),
+    status: whole(r.status),
+    error_code: text(r.errorCode),
   };
 }
 
