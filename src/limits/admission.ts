@@ -126,8 +126,10 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     // The client left before its request got here (while it was authenticated, say): nothing is
     // reserved or run for it.
     if (ctx.signal.aborted) throw new GatewayError('client_closed_request');
-    if (!config.enabled && !budgets) return next(ctx, req);
-    const needsTokens = config.tokens !== undefined || config.rules.some((r) => r.tokens) || ctx.tenant.limits?.tpm !== undefined;
+    // With limits and budgets both off nothing is reserved, but a stream still goes through
+    // countStreamUsage below: one abandoned by its client is counted from the text that went out, so
+    // the ledger, the metrics and the log line record what the upstream generated (and billed).
+    const needsTokens = config.enabled && (config.tokens !== undefined || config.rules.some((r) => r.tokens) || ctx.tenant.limits?.tpm !== undefined);
     const budgetLines = budgets?.linesFor(ctx.tenant) ?? [];
     let promptTokens = 0;
     // Every upstream call the request may make: one as sent, or its scaling plan's passes and judge.
