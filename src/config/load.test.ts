@@ -76,4 +76,14 @@ models:
     expect(() => buildConfig({ sever: {} }, {})).toThrow(ConfigError);
     expect(() => buildConfig({}, { PORT: 'abc' })).toThrow(/PORT: expected a whole number/);
   });
+
+  it('refuses two model groups of one name instead of keeping only the last', () => {
+    const providers = { a: { type: 'simulator' }, b: { type: 'simulator' } };
+    const models = [
+      { name: 'chat', deployments: [{ provider: 'a', model: 'm1' }] },
+      { name: 'other', deployments: [{ provider: 'a', model: 'm2' }] },
+      { name: 'chat', deployments: [{ provider: 'b', model: 'm3' }] },
+    ];
+    expect(() => buildConfig({ providers, models }, {})).toThrow(/models\[2\]\.name: "chat" is already the name of models\[0\]/);
+  });
 });

@@ -65,6 +65,13 @@ export function buildConfig(raw: Record<string, unknown>, env: Env, file?: strin
       throw new ConfigError(`providers.${name}: an openai provider needs base_url or an API key`);
     }
   }
+  // The catalog keys groups by name: a second group of one name would replace the first unseen.
+  const groupIndex = new Map<string, number>();
+  for (const [gi, group] of config.models.entries()) {
+    const first = groupIndex.get(group.name);
+    if (first !== undefined) throw new ConfigError(`models[${gi}].name: "${group.name}" is already the name of models[${first}]`);
+    groupIndex.set(group.name, gi);
+  }
   for (const group of config.models) {
     for (const [i, d] of group.deployments.entries()) {
       if (!config.providers[d.provider]) {
