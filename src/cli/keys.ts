@@ -35,9 +35,28 @@ async function call(opts: Common, method: 'GET' | 'POST', path: string, body?: u
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.body.text();
-  const json = text ? (JSON.parse(text) as { error?: { message?: string } }) : {};
+  let json: { error?: { message?: string } } = {};
+  try {
+    if (text) json = JSON.parse(text) as typeof json;
+  } catch {
+    // Not the gateway's JSON (a proxy's error page, a wrong --url): say what came back instead.
+    const excerpt = text.replace(/\s+/g, ' ').trim().slice(0, 200);
+    if (res.statusCode >= 400) throw new Error(`${res.statusCode}: ${excerpt}`);
+    throw new Error(`${res.statusCode}: the answer from ${opts.url} is not JSON (is it the gateway?): ${excerpt}`);
+  }
   if (res.statusCode >= 400) throw new Error(`${res.statusCode}: ${json.error?.message ?? text}`);
   return json;
+}
+
+function jsonObject(value: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new InvalidArgumentError('expected a JSON object, e.g. \'{"owner":"ci"}\'');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('expected a JSON object, e.g. \'{"owner":"ci"}\'');
+  return parsed as Record<string, unknown>;
 }
 
 type KeyView = { id: string; name: string; prefix: string; user_id: string | null; team_id: string | null; revoked_at: string | null; expires_at: string | null; budget_usd: number | null; rpm: number | null };
@@ -67,7 +86,7 @@ export function keysCommand(): Command {
     .option('--budget-period <period>', 'day or month', 'month')
     .option('--ip <list>', 'comma-separated allowed IPs or CIDR blocks', list)
     .option('--expires-in <seconds>', 'lifetime in seconds', positiveInt)
-    .option('--metadata <json>', 'JSON object stored with the key')
+    .option('--metadata <json>', 'JSON object stored with the key', jsonObject)
     .action(async (o: Common & Record<string, unknown>) => {
       const body = {
         ...(o.name ? { name: o.name } : {}),
@@ -80,7 +99,7 @@ export function keysCommand(): Command {
         ...(o.budget ? { budget_usd: o.budget, budget_period: o.budgetPeriod } : {}),
         ...(o.ip ? { ip_allowlist: o.ip } : {}),
         ...(o.expiresIn ? { expires_in_s: o.expiresIn } : {}),
-        ...(o.metadata ? { metadata: JSON.parse(o.metadata as string) as unknown } : {}),
+        ...(o.metadata ? { metadata: o.metadata } : {}),
       };
       const created = (await call(o, 'POST', '/admin/keys', body)) as KeyView & { key: string };
       if (o.json) console.log(JSON.stringify(created, null, 2));
