@@ -19,11 +19,15 @@ export const IMAGE_NODE_OPTIONS = `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}
 /**
  * Starts `node --import tsx <args>`. InferenceFlow's own processes (`dist/…`) run with the Docker
  * image's NODE_OPTIONS unless the environment sets NODE_OPTIONS; the stand-ins run with Node's defaults.
+ * BENCH_NODE_FLAGS adds node flags to InferenceFlow's processes only (flags NODE_OPTIONS refuses, such
+ * as `--cpu-prof --cpu-prof-dir=/tmp/prof`; `serve --workers N` passes them on to its workers).
  */
 export function startProcess(args: string[], env: Record<string, string> = {}, ready = /READY (\d+)/): Promise<Proc> {
-  const image = args[0]?.startsWith('dist/') && process.env.NODE_OPTIONS === undefined ? { NODE_OPTIONS: IMAGE_NODE_OPTIONS } : {};
+  const own = args[0]?.startsWith('dist/') === true;
+  const image = own && process.env.NODE_OPTIONS === undefined ? { NODE_OPTIONS: IMAGE_NODE_OPTIONS } : {};
+  const flags = own ? (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean) : [];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env: { ...process.env, ...image, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...flags, '--import', 'tsx', ...args], { cwd: ROOT, env: { ...process.env, ...image, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const onData = (d: Buffer) => {
       out += d.toString();
@@ -68,6 +72,17 @@ function descendants(pid: number): number[] {
  */
 function killTree(child: ChildProcess): void {
   const kids = child.pid === undefined ? [] : descendants(child.pid);
+  if (process.env.BENCH_NODE_FLAGS && child.exitCode === null && child.signalCode === null) {
+    // Profiling: a graceful stop (the serve primary stops its workers), so --cpu-prof and the like
+    // write their files on exit; killed outright only if it has not exited in 20 s.
+    child.kill('SIGTERM');
+    setTimeout(() => kill(child, kids), 20_000).unref();
+    return;
+  }
+  kill(child, kids);
+}
+
+function kill(child: ChildProcess, kids: number[]): void {
   child.kill('SIGKILL');
   for (const pid of kids) {
     try {
