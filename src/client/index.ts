@@ -5,7 +5,7 @@
 // It uses only fetch, so it runs in Node 20+, Deno, Bun and browsers.
 import { createParser } from 'eventsource-parser';
 import { DifficultyLevel } from '../scaling/levels.js';
-import { errorFromResponse, InferenceFlowError } from './errors.js';
+import { errorFromResponse, InferenceFlowError, streamErrorStatus } from './errors.js';
 import type { BatchResult, ClientOptions, ClusterStatus, InferenceRequest, InferenceResponse } from './types.js';
 
 export { DifficultyLevel, InferenceFlowError };
@@ -100,7 +100,7 @@ export class OvershootInferenceWorker {
           finished = true;
           return;
         }
-        let chunk: { choices?: { delta?: { content?: string | null } }[]; error?: { message: string; code: string; type?: string } };
+        let chunk: { choices?: { delta?: { content?: string | null } }[]; error?: { message: string; code: string; type?: string; param?: string | null } };
         try {
           chunk = JSON.parse(event.data) as typeof chunk;
         } catch (err) {
@@ -108,7 +108,13 @@ export class OvershootInferenceWorker {
           return;
         }
         if (chunk.error) {
-          failure = new InferenceFlowError(chunk.error.message, { status: 502, code: chunk.error.code, type: chunk.error.type });
+          failure = new InferenceFlowError(chunk.error.message, {
+            status: streamErrorStatus(chunk.error.code),
+            code: chunk.error.code,
+            type: chunk.error.type,
+            param: chunk.error.param,
+            requestId: res.headers.get('x-request-id') ?? undefined,
+          });
           return;
         }
         const piece = chunk.choices?.[0]?.delta?.content;

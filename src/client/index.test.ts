@@ -1,0 +1,42 @@
+// The SDK's stream reading: an error event that ends a started stream keeps what the gateway said.
+import { describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../server/errors.js';
+import { InferenceFlowError, OvershootInferenceWorker } from './index.js';
+import { STATUS_OF_CODE } from './errors.js';
+
+const sse = (events: unknown[]) =>
+  new Response(events.map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`).join(''), {
+    status: 200,
+    headers: { 'content-type': 'text/event-stream', 'x-request-id': 'req-mid' },
+  });
+const piece = (text: string) => ({ choices: [{ index: 0, delta: { content: text } }] });
+
+async function failureOf(code: string, type: string): Promise<InferenceFlowError> {
+  const worker = new OvershootInferenceWorker({ endpoint: 'http://gateway.test', fetch: async () => sse([piece('Once '), { error: { message: 'it failed', type, code, param: null } }]) });
+  try {
+    for await (const token of worker.inferStream({ prompt: 'story' })) expect(token).toBe('Once ');
+  } catch (err) {
+    return err as InferenceFlowError;
+  }
+  throw new Error('the stream did not fail');
+}
+
+describe('inferStream: an error event after the stream started', () => {
+  it('carries the status the code has (docs/errors.md), so retryable is right, and the request id', async () => {
+    const timeout = await failureOf('upstream_timeout', 'upstream_error');
+    expect(timeout).toBeInstanceOf(InferenceFlowError);
+    expect(timeout).toMatchObject({ status: 504, code: 'upstream_timeout', type: 'upstream_error', requestId: 'req-mid' });
+    expect(timeout.retryable).toBe(true);
+
+    const policy = await failureOf('content_policy_violation', 'invalid_request_error');
+    expect(policy).toMatchObject({ status: 400, code: 'content_policy_violation' });
+    expect(policy.retryable).toBe(false);
+
+    // A code the client does not know keeps the old reading: an upstream failure.
+    expect(await failureOf('something_new', 'upstream_error')).toMatchObject({ status: 502, code: 'something_new' });
+  });
+
+  it("knows every code of the gateway's error table with its status", () => {
+    expect(STATUS_OF_CODE).toEqual(Object.fromEntries(Object.entries(ERROR_CODES).map(([code, spec]) => [code, spec.status])));
+  });
+});
