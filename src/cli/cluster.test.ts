@@ -105,6 +105,48 @@ describe('runPrimary', () => {
     expect(await primary.exited).toBe(0);
   });
 
+  it('answers a metrics scrape of any worker with every worker’s report, process metrics by slot; a replacement takes the dead worker’s slot', async () => {
+    const primary = start('listen');
+    try {
+      const { url, pids } = await primary.listening;
+      const get = (path: string) =>
+        new Promise<string>((resolve, reject) => {
+          httpGet(`${url}${path}`, { agent: false }, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve(body));
+          }).on('error', reject);
+        });
+      const answeredBy = new Set<string>();
+      for (let i = 0; i < 10; i++) answeredBy.add(await get('/'));
+      expect(answeredBy.size).toBe(2);
+      for (let i = 0; i < 6; i++) {
+        const text = await get('/metrics');
+        expect(text).toContain('fixture_requests_total 10');
+        expect(text).toContain('inference_metrics_workers{state="answered"} 2');
+        expect(text).toMatch(new RegExp(`nodejs_fixture_pid\\{worker="0"\\} (${pids.join('|')})\n`));
+        expect(text).toMatch(new RegExp(`nodejs_fixture_pid\\{worker="1"\\} (${pids.join('|')})\n`));
+      }
+      // The first worker's slot, and whose pid it was: its replacement takes that slot.
+      const before = await get('/metrics');
+      const slot0 = /nodejs_fixture_pid\{worker="0"\} (\d+)/.exec(before)?.[1];
+      process.kill(Number(slot0), 'SIGKILL');
+      let after = '';
+      await expect
+        .poll(async () => {
+          after = await get('/metrics');
+          return /inference_metrics_workers\{state="answered"\} 2/.test(after) && !after.includes(`} ${slot0}\n`);
+        }, { timeout: 15_000 })
+        .toBe(true);
+      expect(after).toMatch(/nodejs_fixture_pid\{worker="0"\} \d+/);
+      expect(after).toMatch(/nodejs_fixture_pid\{worker="1"\} \d+/);
+      expect(after).not.toMatch(/worker="2"/);
+    } finally {
+      primary.stop();
+      await primary.exited;
+    }
+  }, 30_000);
+
   it('starts workers with a 64 MiB young-generation semi-space unless the operator chose one', async () => {
     expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`]);
     expect(workerExecArgv(['--max-semi-space-size=8'], '')).toEqual(['--max-semi-space-size=8']);

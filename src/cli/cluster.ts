@@ -1,9 +1,11 @@
 // `inferenceflow serve --workers N`: the primary process forks N workers (node:cluster) that each run
 // the ordinary single-process server on the one shared port, restarts a worker that dies (unless it
-// crash-loops), forwards SIGTERM/SIGINT so every worker drains, and exits once all have exited.
+// crash-loops), forwards SIGTERM/SIGINT so every worker drains, and exits once all have exited. It
+// also answers the workers' metrics scrapes with the whole cluster's metrics (telemetry/cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { CLUSTER_METRICS_TIMEOUT_MS, ClusterMetricsCollector, type MetricsPeer } from '../telemetry/cluster-metrics.js';
 import type { Logger } from '../telemetry/logger.js';
 
 /** A worker that dies this many times within RESTART_WINDOW_MS means something is wrong: stop. */
@@ -135,6 +137,13 @@ export interface PrimaryOptions {
   exit?: (code: number) => void;
   /** Install SIGTERM/SIGINT handlers that drain the cluster (default true). */
   handleSignals?: boolean;
+  /**
+   * The workers' separate metrics listener (PROMETHEUS_PORT), if any: its `listening` events are not
+   * the API's (a worker starts it before the API listens), so they neither count nor name the URL.
+   */
+  metricsPort?: number;
+  /** How long a metrics scrape waits for the workers' reports (default CLUSTER_METRICS_TIMEOUT_MS). */
+  metricsTimeoutMs?: number;
 }
 
 export interface Primary {
@@ -157,6 +166,9 @@ export function runPrimary(opts: PrimaryOptions): Primary {
   const windowMs = opts.restartWindowMs ?? RESTART_WINDOW_MS;
   const listening = new Set<number>(); // ids of workers that have bound the port
   const mine = new Set<number>(); // ids of the workers this primary forked
+  // Each worker's slot 0..N-1, the lowest free one (so a replacement takes the dead worker's): the
+  // `worker` label of its process metrics, which stays bounded however often workers are replaced.
+  const slots = new Map<number, number>();
   const restarts: number[] = [];
   let announced = false;
   let stopping = false;
@@ -173,14 +185,33 @@ export function runPrimary(opts: PrimaryOptions): Primary {
 
   cluster.setupPrimary({ execArgv: workerExecArgv(), ...(opts.exec ? { exec: opts.exec } : {}) });
   const fork = (): Worker => {
+    const taken = new Set(slots.values());
+    let free = 0;
+    while (taken.has(free)) free++;
     const w = cluster.fork(opts.env);
     mine.add(w.id);
+    slots.set(w.id, free);
     return w;
   };
   const alive = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && mine.has(w.id));
 
+  // Metrics scrapes: a worker asks, every listening worker reports, the primary aggregates.
+  const peer = (w: Worker): MetricsPeer => ({
+    id: w.id,
+    slot: slots.get(w.id) ?? -1,
+    send: (message, callback) => {
+      if (w.isConnected()) w.send(message, callback);
+      else callback(new Error('the worker has disconnected'));
+    },
+  });
+  const metrics = new ClusterMetricsCollector(() => alive().filter((w) => listening.has(w.id)).map(peer), opts.metricsTimeoutMs ?? CLUSTER_METRICS_TIMEOUT_MS);
+  const onMessage = (worker: Worker, message: unknown) => {
+    if (mine.has(worker.id)) metrics.handle(peer(worker), message);
+  };
+
   const onListening = (worker: Worker, address: { port: number }) => {
     if (!mine.has(worker.id)) return;
+    if (opts.metricsPort !== undefined && opts.metricsPort !== 0 && address.port === opts.metricsPort) return;
     listening.add(worker.id);
     if (announced) {
       log.info({ pid: worker.process.pid, port: address.port }, 'replacement worker listening');
@@ -199,6 +230,8 @@ export function runPrimary(opts: PrimaryOptions): Primary {
     if (!mine.has(worker.id)) return;
     mine.delete(worker.id);
     const started = listening.delete(worker.id);
+    slots.delete(worker.id);
+    metrics.forget(worker.id);
     const remaining = alive().length;
     if (stopping) {
       if (code !== 0) exitCode = 1;
@@ -249,6 +282,7 @@ export function runPrimary(opts: PrimaryOptions): Primary {
   const finish = () => {
     cluster.off('listening', onListening);
     cluster.off('exit', onExit);
+    cluster.off('message', onMessage);
     if (opts.handleSignals !== false) {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
@@ -262,6 +296,7 @@ export function runPrimary(opts: PrimaryOptions): Primary {
 
   cluster.on('listening', onListening);
   cluster.on('exit', onExit);
+  cluster.on('message', onMessage);
   if (opts.handleSignals !== false) {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);

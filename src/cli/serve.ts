@@ -132,7 +132,13 @@ export async function serve(opts: ServeOptions): Promise<void> {
     if (plan.note) log.warn(plan.note);
     if (plan.workers > 1) {
       if (!config.redis.url) log.warn({ workers: plan.workers }, 'no Redis: each worker keeps its own stored Responses API answers, so previous_response_id and GET /v1/responses/{id} find only those of the worker that answered (docs/scaling.md)');
-      runPrimary({ workers: plan.workers, log, shutdownTimeoutMs: config.server.shutdown_delay_ms + config.server.shutdown_timeout_ms, host: opts.host ?? config.server.host });
+      runPrimary({
+        workers: plan.workers,
+        log,
+        shutdownTimeoutMs: config.server.shutdown_delay_ms + config.server.shutdown_timeout_ms,
+        host: opts.host ?? config.server.host,
+        metricsPort: config.monitoring.metrics.enabled ? config.monitoring.metrics.port : undefined,
+      });
       return;
     }
   }

@@ -1,6 +1,7 @@
 // The separate metrics listener of seed 002 (`PROMETHEUS_PORT`): a bare node:http server answering
 // GET /metrics on its own port, so Prometheus can scrape without touching the API port. It is a
-// managed resource of the gateway: closed on shutdown with everything else.
+// managed resource of the gateway: closed on shutdown with everything else. With `serve --workers N`
+// every worker listens on it (the port is shared) and answers with the whole cluster's metrics.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { presentedTokenCheck } from '../server/auth.js';
@@ -27,7 +28,8 @@ export async function startMetricsServer(metrics: GatewayMetrics, opts: { host: 
     }
     metrics.render().then(
       (text) => res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' }).end(text),
-      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(err as Error).message}\n`),
+      // 503 when a cluster's primary cannot answer for every worker (cluster-metrics.ts), else 500.
+      (err: unknown) => res.writeHead((err as { status?: number }).status === 503 ? 503 : 500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(err as Error).message}\n`),
     );
   });
   await new Promise<void>((resolve, reject) => {

@@ -5,6 +5,7 @@
 // `passthrough`), mesh node labels are the live nodes only, and the other free-form ones (provider,
 // route, device) keep their first `maxLabelValues` distinct values, later ones read `other`.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ClusterMetricsLink, type IpcChannel } from './cluster-metrics.js';
 import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section, SpendRecord } from './records.js';
 import { RollingStats, type PerformanceSummary } from './rolling-stats.js';
 import { FastCounter, FastHistogram } from './series.js';
@@ -22,6 +23,11 @@ export interface MetricsOptions {
   statsWindowS?: number;
   /** Clock for the rolling window (tests). */
   now?: () => number;
+  /**
+   * A `serve --workers N` worker's IPC channel to the primary: scrapes then render the whole
+   * cluster's metrics (cluster-metrics.ts), and this registry reports to the primary when asked.
+   */
+  cluster?: IpcChannel;
 }
 
 /** Keeps a label's cardinality bounded: the first N distinct values pass, the rest become `other`. */
@@ -72,8 +78,28 @@ export interface MeshNodeState {
   state: string;
 }
 
+/**
+ * How the gauges add up over the workers of `serve --workers N` (counters and histograms are summed;
+ * prom-client's default for a gauge is a sum too). Per-process quantities add up; state that every
+ * worker reads from the same shared place (the GPU pool and the mesh registry need Redis with more
+ * than one worker) would be counted N times by a sum.
+ */
+export const GAUGE_AGGREGATORS = {
+  /** Requests each worker is serving, waiting in each worker's admission queue: sum. */
+  inference_requests_in_flight: 'sum',
+  inference_queue_depth: 'sum',
+  /** Each worker's breaker (shared over Redis, else per worker): the worst state any worker has. */
+  circuit_breaker_state: 'max',
+  /** The same shared mesh registry read by every worker every 5 s: the least healthy reading. */
+  inference_mesh_node_health: 'min',
+  /** The shared GPU pool as every worker reads it: one copy, not N. */
+  inference_gpu_utilization_ratio: 'max',
+  inference_gpu_allocations_active: 'max',
+} as const;
+
 export class GatewayMetrics {
   readonly registry = new Registry();
+  private readonly cluster: ClusterMetricsLink | undefined;
   readonly stats: RollingStats;
   private readonly model: CatalogLabel;
   private readonly provider: BoundedLabel;
@@ -158,7 +184,13 @@ export class GatewayMetrics {
       labelNames: ['kind'],
       registers,
     });
-    this.queueDepth = new Gauge({ name: 'inference_queue_depth', help: 'Requests waiting in the admission queue.', labelNames: ['queue'], registers });
+    this.queueDepth = new Gauge({
+      name: 'inference_queue_depth',
+      help: 'Requests waiting in the admission queue.',
+      labelNames: ['queue'],
+      registers,
+      aggregator: GAUGE_AGGREGATORS.inference_queue_depth,
+    });
     this.breakerOpen = new Counter({
       name: 'circuit_breaker_open_total',
       help: 'Times a deployment circuit breaker opened.',
@@ -170,6 +202,7 @@ export class GatewayMetrics {
       help: 'Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.',
       labelNames: ['deployment'],
       registers,
+      aggregator: GAUGE_AGGREGATORS.circuit_breaker_state,
     });
     // Counted in a field; the gauge reads it when scraped.
     const inFlight = () => this.inFlightCount;
@@ -177,6 +210,7 @@ export class GatewayMetrics {
       name: 'inference_requests_in_flight',
       help: 'Requests being served right now.',
       registers,
+      aggregator: GAUGE_AGGREGATORS.inference_requests_in_flight,
       collect() {
         this.set(inFlight());
       },
@@ -238,6 +272,7 @@ export class GatewayMetrics {
       help: 'Health score of each mesh inference node, 0 (down) to 1 (healthy).',
       labelNames: ['node'],
       registers,
+      aggregator: GAUGE_AGGREGATORS.inference_mesh_node_health,
     });
     this.gpuAllocationLatency = new Histogram({
       name: 'inference_gpu_allocation_latency_ms',
@@ -246,17 +281,37 @@ export class GatewayMetrics {
       buckets: ALLOCATION_BUCKETS_MS,
       registers,
     });
-    this.gpuUtilization = new Gauge({ name: 'inference_gpu_utilization_ratio', help: 'GPU utilisation, 0 to 1, by device.', labelNames: ['device'], registers });
-    this.gpuActiveAllocations = new Gauge({ name: 'inference_gpu_allocations_active', help: 'GPU allocations currently held.', registers });
+    this.gpuUtilization = new Gauge({
+      name: 'inference_gpu_utilization_ratio',
+      help: 'GPU utilisation, 0 to 1, by device.',
+      labelNames: ['device'],
+      registers,
+      aggregator: GAUGE_AGGREGATORS.inference_gpu_utilization_ratio,
+    });
+    this.gpuActiveAllocations = new Gauge({
+      name: 'inference_gpu_allocations_active',
+      help: 'GPU allocations currently held.',
+      registers,
+      aggregator: GAUGE_AGGREGATORS.inference_gpu_allocations_active,
+    });
+    this.cluster = opts.cluster ? new ClusterMetricsLink(this.registry, opts.cluster) : undefined;
   }
 
   get contentType(): string {
     return this.registry.contentType;
   }
 
-  /** The Prometheus text exposition of every metric. */
+  /**
+   * The Prometheus text exposition of every metric: this process's, or in a `serve --workers N`
+   * worker the whole cluster's (rejects with a 503 GatewayError when the primary cannot answer).
+   */
   render(): Promise<string> {
-    return this.registry.metrics();
+    return this.cluster ? this.cluster.render() : this.registry.metrics();
+  }
+
+  /** Stops answering the cluster primary (shutdown). */
+  close(): void {
+    this.cluster?.close();
   }
 
   /** The /v1/stats document. */

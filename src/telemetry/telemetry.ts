@@ -1,6 +1,7 @@
 // One process's telemetry: the metrics registry (with its /v1/stats window), the tracer provider,
 // and the two places the spine reports to it — each finished HTTP request and each upstream attempt.
 // Built once in assemble(); the HTTP layer, the executor and the capabilities all hold this object.
+import nodeCluster from 'node:cluster';
 import type { Context, Span } from '@opentelemetry/api';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { Usage } from '../canonical/chat.js';
@@ -9,6 +10,7 @@ import type { RequestContext } from '../gateway/context.js';
 import type { AttemptEnd, AttemptObserver } from '../gateway/execute.js';
 import { isUpstreamError } from '../providers/errors.js';
 import type { Deployment } from '../routing/catalog.js';
+import type { IpcChannel } from './cluster-metrics.js';
 import { GatewayMetrics } from './metrics.js';
 import type { RequestRecord } from './records.js';
 import type { PerformanceSummary } from './rolling-stats.js';
@@ -20,6 +22,11 @@ export interface TelemetryOptions {
   spanExporter?: SpanExporter;
   /** Clock for the stats window (tests). */
   now?: () => number;
+  /**
+   * The channel to a `serve --workers N` primary, whose scrapes aggregate the cluster; default: this
+   * process's IPC channel when it is a cluster worker, none otherwise (one process, tests).
+   */
+  cluster?: IpcChannel;
 }
 
 /** What the server holds for one request between its arrival and its end. */
@@ -48,6 +55,7 @@ export class Telemetry implements AttemptObserver {
       processMetrics: settings.metrics.process_metrics,
       statsWindowS: settings.stats.window_s,
       now: opts.now,
+      cluster: opts.cluster ?? (nodeCluster.isWorker ? process : undefined),
     });
   }
 
@@ -118,6 +126,7 @@ export class Telemetry implements AttemptObserver {
   }
 
   async close(): Promise<void> {
+    this.metrics.close();
     await this.tracing.shutdown();
   }
 }

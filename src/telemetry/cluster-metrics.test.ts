@@ -1,0 +1,191 @@
+// The cluster's scrape without processes: how each kind of metric adds up over the workers, and the
+// primary's collection over an in-memory stand-in for the IPC channels (JSON, as Node's is), with a
+// worker that never answers. test/cluster-metrics.test.ts does the same with a real `serve --workers 2`.
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { GatewayError } from '../server/errors.js';
+import { ClusterMetricsCollector, ClusterMetricsLink, aggregateCluster, type IpcChannel, type MetricJson, type MetricsPeer } from './cluster-metrics.js';
+import { GatewayMetrics } from './metrics.js';
+
+function samples(text: string, name: string): string[] {
+  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+}
+
+const json = async (m: GatewayMetrics) => (await m.registry.getMetricsAsJSON()) as unknown as MetricJson[];
+const chat = (durationMs: number) => ({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs, model: 'm', provider: 'sim' });
+
+describe('aggregateCluster', () => {
+  it('sums counters and histograms: two workers read as one process that saw every request', async () => {
+    const [a, b, both] = [0, 1, 2].map(() => new GatewayMetrics({ processMetrics: false })) as [GatewayMetrics, GatewayMetrics, GatewayMetrics];
+    const durations = [3, 40, 40, 700, 9000];
+    durations.forEach((d, i) => {
+      (i % 2 ? a : b).recordRequest(chat(d));
+      both.recordRequest(chat(d));
+    });
+    a.recordRequest({ ...chat(20), status: 502 });
+    both.recordRequest({ ...chat(20), status: 502 });
+    const text = await aggregateCluster([
+      { slot: 0, metrics: await json(a), state: 'answered' },
+      { slot: 1, metrics: await json(b), state: 'answered' },
+    ]).metrics();
+    const expected = await both.render();
+    for (const name of ['inference_requests_total', 'inference_request_duration_ms_bucket', 'inference_request_duration_ms_sum', 'inference_request_duration_ms_count', 'inference_errors_5xx_total']) {
+      expect(samples(text, name), name).toEqual(samples(expected, name));
+    }
+    expect(samples(text, 'inference_request_duration_ms_bucket')).toContain('inference_request_duration_ms_bucket{le="50",model="m",provider="sim",route="/v1/chat/completions"} 4');
+    expect(samples(text, 'inference_metrics_workers')).toEqual([
+      'inference_metrics_workers{state="answered"} 2',
+      'inference_metrics_workers{state="stale"} 0',
+      'inference_metrics_workers{state="missing"} 0',
+    ]);
+  });
+
+  it('adds up each gauge as it means: in-flight and queues summed, breaker state the worst, shared readings once', async () => {
+    const a = new GatewayMetrics({ processMetrics: false });
+    const b = new GatewayMetrics({ processMetrics: false });
+    a.requestStarted();
+    a.requestStarted();
+    b.requestStarted();
+    a.setQueueDepth(3);
+    b.setQueueDepth(4);
+    a.breakerOpened('d1');
+    b.breakerOpened('d1');
+    a.setBreakerState('d2', 'half_open');
+    b.setBreakerState('d2', 'closed');
+    a.setBreakerState('d3', 'closed');
+    b.setBreakerState('d3', 'half_open');
+    a.setMeshNodes([{ node: 'n1', health: 1, state: 'healthy' }]);
+    b.setMeshNodes([{ node: 'n1', health: 0, state: 'down' }]);
+    a.setGpuActiveAllocations(5);
+    b.setGpuActiveAllocations(5);
+    a.setGpuUtilization('gpu0', 0.5);
+    b.setGpuUtilization('gpu0', 0.5);
+    const text = await aggregateCluster([
+      { slot: 0, metrics: await json(a), state: 'answered' },
+      { slot: 1, metrics: await json(b), state: 'answered' },
+    ]).metrics();
+    expect(samples(text, 'inference_requests_in_flight')).toEqual(['inference_requests_in_flight 3']);
+    expect(samples(text, 'inference_queue_depth')).toEqual(['inference_queue_depth{queue="admission"} 7']);
+    expect(samples(text, 'circuit_breaker_state')).toEqual([
+      'circuit_breaker_state{deployment="d1"} 2',
+      'circuit_breaker_state{deployment="d2"} 1',
+      'circuit_breaker_state{deployment="d3"} 1',
+    ]);
+    expect(samples(text, 'circuit_breaker_open_total')).toEqual(['circuit_breaker_open_total{deployment="d1"} 2']);
+    expect(samples(text, 'inference_mesh_node_health')).toEqual(['inference_mesh_node_health{node="n1"} 0']);
+    expect(samples(text, 'inference_gpu_allocations_active')).toEqual(['inference_gpu_allocations_active 5']);
+    expect(samples(text, 'inference_gpu_utilization_ratio')).toEqual(['inference_gpu_utilization_ratio{device="gpu0"} 0.5']);
+  });
+
+  it('keeps process metrics per worker, labelled with its slot, even those prom-client would omit', async () => {
+    const a = new GatewayMetrics();
+    const b = new GatewayMetrics();
+    const text = await aggregateCluster([
+      { slot: 0, metrics: await json(a), state: 'answered' },
+      { slot: 1, metrics: await json(b), state: 'stale' },
+    ], 1).metrics();
+    const rss = samples(text, 'process_resident_memory_bytes');
+    expect(rss.map((l) => l.split(' ')[0])).toEqual(['process_resident_memory_bytes{worker="0"}', 'process_resident_memory_bytes{worker="1"}']);
+    expect(samples(text, 'process_start_time_seconds')).toHaveLength(2);
+    expect(samples(text, 'nodejs_version_info').every((l) => /worker="[01]"/.test(l))).toBe(true);
+    expect(samples(text, 'inference_metrics_workers')).toEqual([
+      'inference_metrics_workers{state="answered"} 1',
+      'inference_metrics_workers{state="stale"} 1',
+      'inference_metrics_workers{state="missing"} 1',
+    ]);
+  });
+});
+
+/** A worker's end of an IPC channel whose messages cross as JSON, asynchronously, as Node's do. */
+class Channel extends EventEmitter implements IpcChannel {
+  connected = true;
+  toPrimary: (message: unknown) => void = () => undefined;
+  send(message: object, callback: (err: Error | null) => void): boolean {
+    const copy: unknown = JSON.parse(JSON.stringify(message));
+    setImmediate(() => this.toPrimary(copy));
+    callback(null);
+    return true;
+  }
+}
+
+/** N workers (GatewayMetrics joined to a channel each) and the primary's collector. `hung` workers get nothing. */
+function cluster(n: number, timeoutMs: number) {
+  const hung = new Set<number>();
+  const channels = Array.from({ length: n }, () => new Channel());
+  const workers = channels.map((cluster) => new GatewayMetrics({ processMetrics: false, cluster }));
+  const peers: MetricsPeer[] = channels.map((channel, id) => ({
+    id,
+    slot: id,
+    send: (message, callback) => {
+      const copy: unknown = JSON.parse(JSON.stringify(message));
+      if (!hung.has(id)) setImmediate(() => channel.emit('message', copy));
+      callback(null);
+    },
+  }));
+  let alive = [...peers];
+  const collector = new ClusterMetricsCollector(() => alive, timeoutMs);
+  channels.forEach((c, id) => (c.toPrimary = (m) => collector.handle(peers[id] as MetricsPeer, m)));
+  return { workers, channels, collector, hung, remove: (id: number) => (alive = alive.filter((p) => p.id !== id)) };
+}
+
+describe('ClusterMetricsCollector and the workers’ link', () => {
+  it('answers a scrape of any worker with the sum over all of them', async () => {
+    const c = cluster(3, 5_000);
+    c.workers.forEach((w, i) => {
+      for (let k = 0; k <= i; k++) w.recordRequest(chat(10));
+    });
+    for (const w of c.workers) {
+      expect(samples(await w.render(), 'inference_requests_total')).toEqual(['inference_requests_total{model="m",provider="sim",route="/v1/chat/completions",status="200"} 6']);
+    }
+    c.workers.forEach((w) => w.close());
+  });
+
+  it('carries values JSON cannot (NaN, infinities) across the channel', async () => {
+    const c = cluster(2, 5_000);
+    (c.workers[0] as GatewayMetrics).setGpuUtilization('gpu0', Number.NaN);
+    (c.workers[1] as GatewayMetrics).setGpuUtilization('gpu1', Infinity);
+    const text = await (c.workers[0] as GatewayMetrics).render();
+    expect(samples(text, 'inference_gpu_utilization_ratio')).toEqual(['inference_gpu_utilization_ratio{device="gpu0"} Nan', 'inference_gpu_utilization_ratio{device="gpu1"} +Inf']);
+  });
+
+  it('does not wait past the timeout for a hung worker: its last report stands in, or it is counted missing', async () => {
+    const c = cluster(2, 100);
+    const [a, b] = c.workers as [GatewayMetrics, GatewayMetrics];
+    a.recordRequest(chat(10));
+    b.recordRequest(chat(10));
+    b.recordRequest(chat(10));
+    // Never heard from: missing, and its requests are not in the scrape.
+    c.hung.add(1);
+    let text = await a.render();
+    expect(samples(text, 'inference_requests_total')).toEqual([expect.stringMatching(/ 1$/)]);
+    expect(samples(text, 'inference_metrics_workers{state="missing"}')).toEqual(['inference_metrics_workers{state="missing"} 1']);
+    // It answers once, then hangs: its counters stay at its last report rather than dropping out.
+    c.hung.delete(1);
+    expect(samples(await a.render(), 'inference_requests_total')).toEqual([expect.stringMatching(/ 3$/)]);
+    b.recordRequest(chat(10));
+    c.hung.add(1);
+    text = await a.render();
+    expect(samples(text, 'inference_requests_total')).toEqual([expect.stringMatching(/ 3$/)]);
+    expect(samples(text, 'inference_metrics_workers{state="stale"}')).toEqual(['inference_metrics_workers{state="stale"} 1']);
+    // It exits: forgotten, so a collection under way stops waiting and its last report is gone.
+    const pending = a.render();
+    c.remove(1);
+    c.collector.forget(1);
+    text = await pending;
+    expect(samples(text, 'inference_requests_total')).toEqual([expect.stringMatching(/ 1$/)]);
+    expect(samples(await a.render(), 'inference_metrics_workers{state="answered"}')).toEqual(['inference_metrics_workers{state="answered"} 1']);
+  });
+
+  it('rejects with a 503 when the primary does not answer or is gone, never with one worker’s numbers', async () => {
+    const channel = new Channel(); // nothing on the other end
+    const metrics = new GatewayMetrics({ processMetrics: false });
+    const link = new ClusterMetricsLink(metrics.registry, channel, 50);
+    const err = await link.render().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayError);
+    expect((err as GatewayError).status).toBe(503);
+    expect((err as Error).message).toMatch(/did not answer within 50 ms/);
+    channel.connected = false;
+    await expect(link.render()).rejects.toThrow(/primary is gone/);
+    link.close();
+  });
+});
