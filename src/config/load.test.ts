@@ -65,6 +65,15 @@ models:
     expect(passthroughProvider).toBe('openai');
   });
 
+  it('reads INFERENCEFLOW_LOCAL_THREADS as the other variables: empty is unset, a non-number names the variable', () => {
+    const threads = (env: Record<string, string>) => buildConfig({}, { INFERENCEFLOW_MODELS_DIR: '/models', ...env }).config.providers.local?.options?.threads;
+    expect(threads({})).toBe(1);
+    expect(threads({ INFERENCEFLOW_LOCAL_THREADS: '4' })).toBe(4);
+    expect(threads({ INFERENCEFLOW_LOCAL_THREADS: '' })).toBe(1);
+    expect(() => threads({ INFERENCEFLOW_LOCAL_THREADS: 'four' })).toThrow(/INFERENCEFLOW_LOCAL_THREADS: expected a whole number of at least 1, got "four"/);
+    expect(() => threads({ INFERENCEFLOW_LOCAL_THREADS: '0' })).toThrow(/INFERENCEFLOW_LOCAL_THREADS/);
+  });
+
   it('builds REDIS_URL from the seed form', () => {
     const { config } = buildConfig({}, { REDIS_HOST: 'cache', REDIS_PORT: '6380', REDIS_PASSWORD: 'p w' });
     expect(config.redis.url).toBe('redis://:p%20w@cache:6380');

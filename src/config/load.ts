@@ -162,11 +162,18 @@ function registerEnvProviders(target: Record<string, unknown>, env: Env): string
       type: 'local',
       options: {
         models_dir: env.INFERENCEFLOW_MODELS_DIR,
-        threads: Number(env.INFERENCEFLOW_LOCAL_THREADS ?? '1'),
+        threads: localThreads(env.INFERENCEFLOW_LOCAL_THREADS),
       },
     });
   }
   return added;
+}
+
+/** INFERENCEFLOW_LOCAL_THREADS: unset or empty (as every variable) is the default, 1. */
+function localThreads(value: string | undefined): number {
+  if (value === undefined || value === '') return 1;
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new ConfigError(`INFERENCEFLOW_LOCAL_THREADS: expected a whole number of at least 1, got "${value}"`);
+  return Number(value);
 }
 
 function convert(name: string, kind: string, value: string): unknown {
