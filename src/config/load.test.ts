@@ -74,6 +74,14 @@ models:
     expect(() => threads({ INFERENCEFLOW_LOCAL_THREADS: '0' })).toThrow(/INFERENCEFLOW_LOCAL_THREADS/);
   });
 
+  it('refuses a blank or non-decimal value of a number variable instead of reading it as 0 or hex', () => {
+    expect(buildConfig({}, { SIMILARITY_THRESHOLD: '0.9' }).config.cache.semantic.threshold).toBe(0.9);
+    expect(buildConfig({}, { RATE_LIMIT_WINDOW: ' 30 ' }).config.rate_limiting.window_s).toBe(30);
+    // Number(' ') is 0: a semantic threshold of 0 would make every lookup a hit.
+    expect(() => buildConfig({}, { SIMILARITY_THRESHOLD: ' ' })).toThrow(/SIMILARITY_THRESHOLD: expected a number/);
+    expect(() => buildConfig({}, { RATE_LIMIT_WINDOW: '0x10' })).toThrow(/RATE_LIMIT_WINDOW: expected a number/);
+  });
+
   it('builds REDIS_URL from the seed form', () => {
     const { config } = buildConfig({}, { REDIS_HOST: 'cache', REDIS_PORT: '6380', REDIS_PASSWORD: 'p w' });
     expect(config.redis.url).toBe('redis://:p%20w@cache:6380');

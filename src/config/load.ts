@@ -183,9 +183,9 @@ function convert(name: string, kind: string, value: string): unknown {
       return Number(value);
     }
     case 'number': {
-      const n = Number(value);
-      if (Number.isNaN(n)) throw new ConfigError(`${name}: expected a number, got "${value}"`);
-      return n;
+      // Decimal only: Number() reads a blank value as 0 and accepts hex, binary and Infinity.
+      if (!/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(value.trim())) throw new ConfigError(`${name}: expected a number, got "${value}"`);
+      return Number(value);
     }
     case 'bool': {
       const v = value.trim().toLowerCase();
