@@ -63,6 +63,20 @@ describe('passthrough to an OpenAI-compatible server', () => {
     expect(usage?.total_tokens).toBe(22);
   });
 
+  it('answers a model name that cannot go in a header as it is (control characters, non-Latin), JSON and streamed', async () => {
+    for (const model of ['a\u0000b', 'модель-7b', 'line\nbreak', 'emoji-🦙']) {
+      const { data, response } = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+      expect(response.status).toBe(200);
+      expect(data.choices[0]?.message.content).toBe('The quick brown fox jumps over the lazy dog.');
+      // The header names the deployment, percent-encoded where a header could not carry it.
+      expect(decodeURIComponent(response.headers.get('x-inferenceflow-deployment') ?? '')).toBe(`openai/${model}`);
+      const stream = await client.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content: 'hi' }] });
+      let text = '';
+      for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+      expect(text).toBe('The quick brown fox jumps over the lazy dog . ');
+    }
+  });
+
   it('answers 502 naming the provider when the upstream fails', async () => {
     const err = (await client.chat.completions.create({ model: 'fragile', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
     expect(err.status).toBe(502);

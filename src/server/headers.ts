@@ -17,6 +17,18 @@ export function formatCost(usd: number): string {
   return usd === 0 ? '0' : usd.toFixed(8).replace(/0+$/, '').replace(/\.$/, '');
 }
 
+/** Anything but tab and printable ASCII: what a header value should not carry (Node refuses controls and non-Latin-1). */
+const NOT_HEADER_SAFE = /[^\t\x20-\x7e]/;
+
+/**
+ * A name for a header: as it is when a header can carry it, else percent-encoded whole
+ * (encodeURIComponent), so a passthrough model named "модель" or one with a control character in it
+ * is answered instead of failing the response (Node throws on such a header value).
+ */
+export function headerValue(v: string): string {
+  return NOT_HEADER_SAFE.test(v) ? encodeURIComponent(v) : v;
+}
+
 /**
  * Headers describing who answered and what it took. `final` false for a stream's opening headers;
  * `latency` 'known' leaves the latency out when no upstream was called (an error answered before any
@@ -24,14 +36,14 @@ export function formatCost(usd: number): string {
  */
 export function factHeaders(facts: ResponseFacts, final = true, latency: 'always' | 'known' = 'always'): Record<string, string> {
   const h: Record<string, string> = {};
-  if (facts.provider) h[FACT_HEADERS.provider] = facts.provider;
-  if (facts.model) h[FACT_HEADERS.model] = facts.model;
-  if (facts.deployment) h[FACT_HEADERS.deployment] = facts.deployment;
+  if (facts.provider) h[FACT_HEADERS.provider] = headerValue(facts.provider);
+  if (facts.model) h[FACT_HEADERS.model] = headerValue(facts.model);
+  if (facts.deployment) h[FACT_HEADERS.deployment] = headerValue(facts.deployment);
   if (latency === 'always' || facts.latencyMs !== undefined) h[FACT_HEADERS.latency] = String(Math.round(facts.latencyMs ?? 0));
   if (final) h[FACT_HEADERS.cost] = formatCost(facts.costUsd);
   if (facts.cache) h[FACT_HEADERS.cache] = facts.cache;
   if (facts.similarity !== undefined) h[FACT_HEADERS.similarity] = facts.similarity.toFixed(4);
-  if (facts.route) h[FACT_HEADERS.route] = facts.route;
+  if (facts.route) h[FACT_HEADERS.route] = headerValue(facts.route);
   if (facts.passes !== undefined) h[FACT_HEADERS.passes] = String(facts.passes);
   if (facts.headers) Object.assign(h, facts.headers);
   return h;
