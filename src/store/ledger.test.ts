@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from '../../test/helpers/services.js';
 import { createLogger } from '../telemetry/logger.js';
 import { LedgerWriter, type LedgerEntry } from './ledger.js';
 import { openSql, type SqlDatabase } from './sql.js';
@@ -10,8 +11,15 @@ import { openSql, type SqlDatabase } from './sql.js';
 const log = createLogger('silent');
 const dir = await mkdtemp(join(tmpdir(), 'ledger-spool-'));
 const db = await openSql({ pglitePath: 'memory://' });
+// The real Postgres too (a schema of its own, dropped afterwards): it must be there under CI=true.
+const pgSchema = `ledger_${runId()}`;
+const pgDb = (await postgresAvailable()) ? await openSql({ url: POSTGRES_URL, pglitePath: '', schema: pgSchema }) : undefined;
 afterAll(async () => {
   await db.close();
+  if (pgDb) {
+    await pgDb.close();
+    await dropSchema(pgSchema);
+  }
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -80,5 +88,139 @@ describe('ledger rows the database would refuse', () => {
     expect(byId['poison-nul']).toMatchObject({ model: 'gpt\uFFFDx', user_id: 'u\uFFFD' });
     expect(byId['poison-fraction']).toMatchObject({ prompt_tokens: 2, completion_tokens: 2 });
     expect(byId['poison-nonfinite']).toMatchObject({ cost_usd: 0, latency_ms: 0 });
+  });
+});
+
+/** The lines of a dead-letter file, parsed. */
+async function deadLetters(path: string): Promise<Array<LedgerEntry & { refused: { code?: string; reason: string } }>> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LedgerEntry & { refused: { code?: string; reason: string } });
+}
+
+const backends = [
+  { name: 'PGlite', db: (): SqlDatabase | undefined => db },
+  { name: 'Postgres', db: (): SqlDatabase | undefined => pgDb },
+];
+
+for (const backend of backends) {
+  describe.skipIf(!backend.db())(`ledger rows ${backend.name} refuses for reasons the sanitiser does not know`, () => {
+    it('are set aside (dead-letter file, counted); every other row of their batch and every row after it is written', async () => {
+      const sql = backend.db()!;
+      const tag = `dl-${runId()}`;
+      const spoolPath = join(dir, `dl-${backend.name}`, 'spool.jsonl');
+      const w = new LedgerWriter(sql, log, { flushIntervalMs: 600_000, batchSize: 8, spoolPath });
+      for (let n = 0; n < 5; n++) w.record(entry(`${tag}-good-${n}`));
+      // A token count beyond Postgres's integer (an upstream's usage is not checked): SQLSTATE 22003.
+      w.record({ ...entry(`${tag}-bad-range`), promptTokens: 3_000_000_000 });
+      for (let n = 5; n < 10; n++) w.record(entry(`${tag}-good-${n}`));
+      // A lone UTF-16 surrogate in a client-sent model name: the json parser refuses it (22P02).
+      w.record({ ...entry(`${tag}-bad-surrogate`), model: 'gpt\ud800x' });
+      for (let n = 10; n < 20; n++) w.record(entry(`${tag}-good-${n}`));
+      await w.flush();
+      expect(w.pending).toBe(0);
+      expect(w.rejected).toBe(2);
+      expect(w.written).toBe(20);
+      await w.close();
+      const rows = await sql.query<{ request_id: string }>(`SELECT request_id FROM ledger WHERE request_id LIKE $1 ORDER BY request_id`, [`${tag}-%`]);
+      expect(rows.map((r) => r.request_id).sort()).toEqual(Array.from({ length: 20 }, (_, n) => `${tag}-good-${n}`).sort());
+
+      const refused = await deadLetters(`${spoolPath}-rejected.jsonl`);
+      expect(refused.map((r) => r.requestId).sort()).toEqual([`${tag}-bad-range`, `${tag}-bad-surrogate`]);
+      const range = refused.find((r) => r.requestId === `${tag}-bad-range`)!;
+      expect(range).toMatchObject({ promptTokens: 3_000_000_000, refused: { code: '22003' } });
+      expect(range.refused.reason).toMatch(/out of range/);
+      expect(refused.find((r) => r.requestId === `${tag}-bad-surrogate`)).toMatchObject({ model: 'gpt\ud800x', refused: { code: '22P02' } });
+      // Nothing was left to spool: the refused rows do not come back at the next start.
+      expect((await readdir(join(dir, `dl-${backend.name}`))).sort()).toEqual(['spool.jsonl-rejected.jsonl']);
+    });
+
+    it('a spool file holding a refused row is replayed whole but that row; the dead-letter file is never replayed', async () => {
+      const sql = backend.db()!;
+      const tag = `dls-${runId()}`;
+      const spoolPath = join(dir, `dls-${backend.name}`, 'spool.jsonl');
+      const down1 = new LedgerWriter(down, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
+      down1.record(entry(`${tag}-a`));
+      down1.record({ ...entry(`${tag}-bad`), completionTokens: -3_000_000_000 });
+      down1.record(entry(`${tag}-b`));
+      await down1.close();
+
+      const next = new LedgerWriter(sql, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
+      expect(await next.replaySpool()).toBe(3);
+      await next.close();
+      expect(next.rejected).toBe(1);
+      const rows = await sql.query<{ request_id: string }>(`SELECT request_id FROM ledger WHERE request_id LIKE $1 ORDER BY request_id`, [`${tag}-%`]);
+      expect(rows.map((r) => r.request_id)).toEqual([`${tag}-a`, `${tag}-b`]);
+      expect(await readdir(join(dir, `dls-${backend.name}`))).toEqual(['spool.jsonl-rejected.jsonl']);
+
+      const again = new LedgerWriter(sql, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
+      expect(await again.replaySpool()).toBe(0);
+      await again.close();
+      expect((await deadLetters(`${spoolPath}-rejected.jsonl`)).map((r) => r.requestId)).toEqual([`${tag}-bad`]);
+    });
+  });
+}
+
+describe('ledger write failures that are not the rows\' fault', () => {
+  it('a connection error (no data-error SQLSTATE) keeps every row queued and sets none aside', async () => {
+    const spoolPath = join(dir, 'conn', 'spool.jsonl');
+    for (const code of ['08006', '57P01', '53300', 'ECONNREFUSED', undefined]) {
+      const failing = { kind: 'postgres', query: async () => Promise.reject(Object.assign(new Error('terminating connection'), { code })) } as unknown as SqlDatabase;
+      const w = new LedgerWriter(failing, log, { flushIntervalMs: 600_000, batchSize: 2, spoolPath });
+      for (let n = 0; n < 5; n++) w.record(entry(`conn-${n}`));
+      await expect(w.flush()).rejects.toThrow('terminating connection');
+      expect(w.pending).toBe(5);
+      expect(w.rejected).toBe(0);
+    }
+    expect(await readdir(join(dir, 'conn')).catch(() => [])).toEqual([]);
+  });
+
+  it('a connection lost while a refused batch is being split keeps the rows not yet written; the retry finishes the job', async () => {
+    const tag = `split-${runId()}`;
+    const spoolPath = join(dir, 'split', 'spool.jsonl');
+    let calls = 0;
+    let connected = true;
+    // The real database, but the connection drops at the third statement (part-way through the split).
+    const flaky = {
+      kind: 'pglite',
+      query: async (text: string, params?: unknown[]) => {
+        if (++calls === 3) connected = false;
+        if (!connected) throw Object.assign(new Error('connection lost'), { code: '08006' });
+        return db.query(text, params);
+      },
+    } as unknown as SqlDatabase;
+    const w = new LedgerWriter(flaky, log, { flushIntervalMs: 600_000, batchSize: 16, spoolPath });
+    for (let n = 0; n < 16; n++) w.record(n === 13 ? { ...entry(`${tag}-bad`), status: 2 ** 40 } : entry(`${tag}-${String(n).padStart(2, '0')}`));
+    await expect(w.flush()).rejects.toThrow('connection lost');
+    expect(w.pending).toBe(8); // the first half was written before the connection dropped
+    expect(w.rejected).toBe(0);
+    connected = true;
+    await w.flush();
+    expect(w.pending).toBe(0);
+    expect(w.rejected).toBe(1);
+    await w.close();
+    const rows = await db.query<{ request_id: string }>(`SELECT request_id FROM ledger WHERE request_id LIKE $1 ORDER BY request_id`, [`${tag}-%`]);
+    expect(rows).toHaveLength(15);
+    expect(rows.map((r) => r.request_id)).not.toContain(`${tag}-bad`);
+    expect((await deadLetters(`${spoolPath}-rejected.jsonl`)).map((r) => r.requestId)).toEqual([`${tag}-bad`]);
+  });
+});
+
+describe('ledger rows that cannot even be made into a statement', () => {
+  it('a row whose time is not a date (a hand-edited spool line) is set aside, not retried forever', async () => {
+    const tag = `baddate-${runId()}`;
+    const spoolPath = join(dir, 'baddate', 'spool.jsonl');
+    const w = new LedgerWriter(db, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
+    w.record(entry(`${tag}-a`));
+    w.record({ ...entry(`${tag}-bad`), ts: new Date('not a date') });
+    w.record(entry(`${tag}-b`));
+    await w.flush();
+    expect([w.pending, w.rejected, w.written]).toEqual([0, 1, 2]);
+    await w.close();
+    const [line] = await deadLetters(`${spoolPath}-rejected.jsonl`);
+    expect(line).toMatchObject({ requestId: `${tag}-bad`, ts: null });
+    expect(line?.refused.reason).toMatch(/Invalid time value/);
   });
 });

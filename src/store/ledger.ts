@@ -1,11 +1,14 @@
 // The spend ledger: one row per request (who, which model and deployment, tokens, cost, latency,
 // cache hit, status). `record` only appends to memory; a timer writes batches off the hot path.
-// A failed batch stays queued and is retried; at shutdown everything is flushed, and whatever the
-// database still refuses goes to a spool file that the next start replays — no record is lost.
+// A batch that fails because the database is unreachable stays queued and is retried; at shutdown
+// everything is flushed, and whatever the database still cannot take goes to a spool file that the
+// next start replays — no record is lost. A batch the database refuses for its data (SQLSTATE class
+// 22 or 23: the same rows would fail on every retry) is split until every good row is written; the
+// rows it refuses are set aside in a dead-letter file (`<spool_path>-rejected.jsonl`), logged and counted.
 // Each process writes its own spool file (`<spool_path>.<pid>-<time>`): workers sharing the setting
 // never interleave their lines, and a start replays every spool file it finds.
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { and, count, gte, lt, sql as dsql, sum, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
@@ -39,6 +42,15 @@ const text = (v: string | null | undefined): string | null => (v == null ? null 
 const whole = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? Math.round(v) : 0);
 const finite = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? v : 0);
 
+/** A row's columns as JSON, or the error making them threw (an invalid Date's toISOString) — for that row alone. */
+function prepare(row: LedgerRow): Prepared {
+  try {
+    return { row, json: JSON.stringify(toColumns(row)) };
+  } catch (error) {
+    return { row, error };
+  }
+}
+
 function toColumns(r: LedgerRow): Record<string, unknown> {
   return {
     id: r.id,
@@ -63,6 +75,28 @@ function toColumns(r: LedgerRow): Record<string, unknown> {
   };
 }
 
+/**
+ * Did the database refuse the statement for the data it carried — SQLSTATE class 22 (data exception:
+ * a number out of range, text its json parser refuses…) or 23 (integrity constraint violation: a NULL
+ * in a NOT NULL column…)? Such a batch fails the same way on every retry; anything else (no code, a
+ * connection error, 08…, 57P01 shutdown, 53… resources) is the database's state and is retried.
+ * Postgres (`pg`) and PGlite both put the SQLSTATE in `code`.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
+/** The file rows the database refuses are set aside in, next to the spool files but never replayed. */
+export const rejectedPath = (spoolPath: string): string => `${spoolPath}-rejected.jsonl`;
+
+/** A queued row with its columns as JSON, or why it has none (a value the mapping or JSON cannot take). */
+interface Prepared {
+  row: LedgerRow;
+  json?: string;
+  error?: unknown;
+}
+
 export class LedgerWriter {
   private queue: LedgerRow[] = [];
   private flushing?: Promise<void>;
@@ -71,6 +105,8 @@ export class LedgerWriter {
   private failures = 0;
   /** Rows written since start (tests and /metrics read it). */
   written = 0;
+  /** Rows the database refused since start, set aside in the dead-letter file (or only logged without a spool path). */
+  rejected = 0;
 
   constructor(
     private readonly sql: SqlDatabase,
@@ -90,7 +126,10 @@ export class LedgerWriter {
     if (this.queue.length >= this.opts.batchSize && !this.flushing) void this.flush().catch(() => undefined);
   }
 
-  /** Writes everything queued now; rejects (keeping the rows queued) if the database fails. */
+  /**
+   * Writes everything queued now; rejects (keeping the rows not yet written queued) if the database
+   * fails. Rows the database refuses for their data are set aside, not kept: they resolve the flush.
+   */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing.then(() => (this.queue.length ? this.flush() : undefined));
     if (this.queue.length === 0) return Promise.resolve();
@@ -98,10 +137,12 @@ export class LedgerWriter {
       try {
         while (this.queue.length > 0) {
           const batch = this.queue.slice(0, this.opts.batchSize);
-          // Ids make a retried batch idempotent (a commit whose answer was lost is not doubled).
-          await this.sql.query(INSERT_BATCH, [JSON.stringify(batch.map(toColumns))]);
-          this.queue.splice(0, batch.length);
-          this.written += batch.length;
+          const done = new Set<LedgerRow>();
+          try {
+            await this.write(batch.map(prepare), done);
+          } finally {
+            this.settle(batch, done);
+          }
           this.failures = 0;
         }
       } catch (err) {
@@ -112,6 +153,72 @@ export class LedgerWriter {
       }
     })();
     return this.flushing;
+  }
+
+  /**
+   * Writes `rows` in one statement; if the database refuses it for its data, writes each half on its
+   * own (down to single rows, which are set aside), so one bad row costs itself only and the split
+   * costs about 2·log2(batch) statements per bad row. Rows written or set aside are added to `done`;
+   * any other failure is thrown with the rest not done (the flush keeps them queued for the retry).
+   */
+  private async write(rows: Prepared[], done: Set<LedgerRow>): Promise<void> {
+    const ready: Prepared[] = [];
+    for (const p of rows) {
+      if (p.json !== undefined) ready.push(p);
+      else await this.setAside(p.row, p.error, done);
+    }
+    if (ready.length === 0) return;
+    try {
+      // Ids make a retried batch idempotent (a commit whose answer was lost is not doubled).
+      await this.sql.query(INSERT_BATCH, [`[${ready.map((p) => p.json).join(',')}]`]);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      if (ready.length === 1) return this.setAside(ready[0]!.row, err, done);
+      const half = Math.ceil(ready.length / 2);
+      await this.write(ready.slice(0, half), done);
+      await this.write(ready.slice(half), done);
+      return;
+    }
+    for (const p of ready) done.add(p.row);
+    this.written += ready.length;
+  }
+
+  /** Takes the rows written or set aside out of the queue; the others stay at its head, in order. */
+  private settle(batch: LedgerRow[], done: Set<LedgerRow>): void {
+    if (done.size === 0) return;
+    if (this.queue[0] === batch[0]) this.queue.splice(0, batch.length, ...batch.filter((r) => !done.has(r)));
+    else this.queue = this.queue.filter((r) => !done.has(r)); // close() spooled the queue meanwhile
+  }
+
+  /**
+   * A row the database refuses: logged with its request id and the reason, appended to the
+   * dead-letter file (one JSON line, the row as the spool holds it plus `refused: {code, reason, at}`;
+   * an operator who fixes it can replay it by moving the file to `<spool_path>.<anything>`), counted.
+   */
+  private async setAside(row: LedgerRow, err: unknown, done: Set<LedgerRow>): Promise<void> {
+    const e = err as { message?: string; code?: unknown; detail?: unknown };
+    const code = typeof e?.code === 'string' ? e.code : undefined;
+    const reason = `${e?.message ?? String(err)}${typeof e?.detail === 'string' && e.detail ? ` (${e.detail})` : ''}`;
+    const refused = { code, reason, at: new Date().toISOString() };
+    const file = this.opts.spoolPath ? rejectedPath(this.opts.spoolPath) : undefined;
+    let kept = false;
+    if (file) {
+      try {
+        await mkdir(dirname(file), { recursive: true });
+        // One append per row, under O_APPEND: workers sharing the file never tear each other's lines.
+        await appendFile(file, JSON.stringify({ ...row, refused }) + '\n');
+        kept = true;
+      } catch (writeErr) {
+        this.log.error({ file, err: (writeErr as Error).message }, 'ledger: could not write the dead-letter file');
+      }
+    }
+    this.rejected++;
+    done.add(row);
+    // Without the file the log line carries the row itself, so it is not lost.
+    this.log.error(
+      { requestId: row.requestId, id: row.id, code, reason, ...(kept ? { file } : { row }) },
+      'ledger: row refused by the database; set aside, the rows around it are written',
+    );
   }
 
   /**
