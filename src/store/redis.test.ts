@@ -61,6 +61,18 @@ describe('hash-tagged namespaces', () => {
     expect(hashTagged('inferenceflow:gpu:')).toBe('{inferenceflow:gpu:}');
     expect(hashTagged('{tenant-7}:rl:')).toBe('{tenant-7}:rl:');
   });
+
+  it('follows Redis Cluster: only the first `{` and the first `}` after it make the tag, and only if not empty', () => {
+    // The first pair is empty: Redis hashes the whole key, whatever `{c}` comes later.
+    expect(hashTagged('a{}b{c}:')).toBe('{a{}b{c}:}');
+    expect(hashTagged('{}x{y}:')).toBe('{{}x{y}:}');
+    // A `{` with no `}` after it, or a `}` before the first `{`, is no tag of its own.
+    expect(hashTagged('a{b:')).toBe('{a{b:}');
+    // Tags Redis does use are kept: `b{c` (from the first `{` to the first `}`), `b`, `b` then an empty pair.
+    expect(hashTagged('a{b{c}:')).toBe('a{b{c}:');
+    expect(hashTagged('a}{b}:')).toBe('a}{b}:');
+    expect(hashTagged('a{b}c{}:')).toBe('a{b}c{}:');
+  });
 });
 
 const targets = await redisTargets();
@@ -79,6 +91,13 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
     expect(await redis.eval(swap, 2, `${ns}a`, `${ns}b`, 'x', 'y')).toEqual(['x', 'y']);
     const tx = await redis.multi().incr(`${ns}a-count`).incr(`${ns}b-count`).exec();
     expect(tx?.map(([, v]) => v)).toEqual([1, 1]);
+  });
+
+  it_('runs one script over keys of a namespace whose first braces are empty (`a{}b{c}:`)', async () => {
+    const redis = target.connect();
+    const ns = hashTagged(`test:${run}:${target.name}:e{}b{c}:`);
+    const pair = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[2]); return redis.call('MGET', KEYS[1], KEYS[2])";
+    expect(await redis.eval(pair, 2, `${ns}first`, `${ns}second`, 'x', 'y')).toEqual(['x', 'y']);
   });
 
   it_('says when a script\'s keys span slots, whether Redis or the client refuses it', async () => {

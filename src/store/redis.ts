@@ -140,12 +140,26 @@ export async function scanKeys(client: RedisClient, pattern: string, count = 500
 }
 
 /**
+ * The part of a key Redis Cluster hashes instead of the whole key: what lies between the FIRST `{`
+ * and the first `}` after it, only if that is not empty (`a{}b{c}` has none: the whole key is
+ * hashed). Undefined when the key has no such tag.
+ */
+export function hashTagOf(key: string): string | undefined {
+  const open = key.indexOf('{');
+  if (open < 0) return undefined;
+  const close = key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
+}
+
+/**
  * The key namespace for keys that one script, MULTI or pipeline touches together: wrapped in a
  * hash tag, so on a cluster they all live in one slot (`{inferenceflow:gpu:}leases`). On a single
- * server the braces are just characters. A namespace that already holds a tag is kept as it is.
+ * server the braces are just characters. A namespace that already holds a tag (by Redis Cluster's
+ * rule, `hashTagOf`) is kept as it is; any other is wrapped, even if a later pair of braces in it
+ * looks like a tag.
  */
 export function hashTagged(namespace: string): string {
-  return /\{[^}]+\}/.test(namespace) ? namespace : `{${namespace}}`;
+  return hashTagOf(namespace) !== undefined ? namespace : `{${namespace}}`;
 }
 
 /** The time part of a stream entry id (`<ms>-<seq>`, stamped by Redis), or undefined if it has none. */
