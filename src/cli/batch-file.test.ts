@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordedIds, SerialAppender } from './batch-file.js';
+import { recordedIds, runBatchFile, SerialAppender } from './batch-file.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -78,5 +78,31 @@ describe('SerialAppender', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected']);
     expect(writes).toEqual(['ok']);
     await expect(w.settled()).resolves.toBeUndefined();
+  });
+});
+
+describe('runBatchFile input', () => {
+  it('reads a file that starts with a UTF-8 byte-order mark (as Windows editors save it)', async () => {
+    const input = join(dir, 'bom.jsonl');
+    const line = (id: string) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model: 'm', messages: [] } });
+    await writeFile(input, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`${line('first')}\n${line('second')}\n`)]));
+    const sent: string[] = [];
+    const fetchStub = (async (_url: string, init: RequestInit) => {
+      sent.push(String(init.body));
+      return new Response(JSON.stringify({ ok: true }), { status: 200, headers: { 'x-request-id': 'r' } });
+    }) as unknown as typeof fetch;
+    const output = join(dir, 'bom-out.jsonl');
+    const summary = await runBatchFile({ input, output, url: 'http://gateway.invalid', concurrency: 1, resume: false, retries: 0, fetch: fetchStub });
+    expect(summary).toMatchObject({ total: 2, succeeded: 2, failed: 0 });
+    expect(sent).toHaveLength(2);
+    expect(await recordedIds(output)).toEqual(['first', 'second']);
+  });
+
+  it('still names line 1 when it is not JSON after the mark', async () => {
+    const input = join(dir, 'bom-bad.jsonl');
+    await writeFile(input, '\uFEFF{oops\n');
+    await expect(runBatchFile({ input, output: join(dir, 'bom-bad-out.jsonl'), url: 'http://gateway.invalid', concurrency: 1, resume: false, retries: 0, fetch: (async () => new Response('{}')) as unknown as typeof fetch })).rejects.toThrow(
+      `${input}:1: not valid JSON`,
+    );
   });
 });

@@ -113,8 +113,10 @@ async function readInput(path: string): Promise<Line[]> {
   const lines: Line[] = [];
   const seen = new Set<string>();
   let n = 0;
-  for await (const text of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
+  for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
     n++;
+    // A UTF-8 byte-order mark (as some Windows editors save a file) is no part of line 1's JSON.
+    const text = n === 1 && line.startsWith('\uFEFF') ? line.slice(1) : line;
     if (!text.trim()) continue;
     let row: { custom_id?: unknown; method?: unknown; url?: unknown; body?: unknown };
     try {
