@@ -67,7 +67,8 @@ export function batchCommand(): Command {
           output: opts.output,
           errors: opts.errors,
           url,
-          apiKey: opts.apiKey ?? process.env.INFERENCEFLOW_API_KEY ?? process.env.OVERSHOOT_API_KEY,
+          // A variable set empty is unset, as everywhere else: INFERENCEFLOW_API_KEY='' does not hide OVERSHOOT_API_KEY.
+          apiKey: opts.apiKey ?? (process.env.INFERENCEFLOW_API_KEY || undefined) ?? (process.env.OVERSHOOT_API_KEY || undefined),
           concurrency: opts.concurrency,
           resume: opts.resume === true,
           retries: opts.retries,

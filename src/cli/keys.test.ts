@@ -74,3 +74,19 @@ describe('inferenceflow keys on bad input', () => {
     expect(JSON.parse(seen.at(-1)?.body ?? '{}')).toEqual({ metadata: { team: 'x' } });
   });
 });
+
+describe('inferenceflow keys environment', () => {
+  it('INFERENCEFLOW_URL set empty means unset: --url defaults to the local gateway, not to ""', () => {
+    const saved = process.env.INFERENCEFLOW_URL;
+    try {
+      process.env.INFERENCEFLOW_URL = '';
+      const cmd = keysCommand();
+      for (const sub of cmd.commands) expect(sub.getOptionValue('url')).toBe('http://127.0.0.1:8080');
+      process.env.INFERENCEFLOW_URL = 'http://gateway.example:9000';
+      expect(keysCommand().commands[0]?.getOptionValue('url')).toBe('http://gateway.example:9000');
+    } finally {
+      if (saved === undefined) delete process.env.INFERENCEFLOW_URL;
+      else process.env.INFERENCEFLOW_URL = saved;
+    }
+  });
+});

@@ -70,7 +70,8 @@ export function keysCommand(): Command {
   const cmd = new Command('keys').description('manage virtual API keys through the admin API');
   const common = (c: Command) =>
     c
-      .option('--url <url>', 'gateway base URL', process.env.INFERENCEFLOW_URL ?? 'http://127.0.0.1:8080')
+      // INFERENCEFLOW_URL set empty is unset, as every other variable.
+      .option('--url <url>', 'gateway base URL', process.env.INFERENCEFLOW_URL || 'http://127.0.0.1:8080')
       .option('--admin-token <token>', 'admin token (or INFERENCEFLOW_ADMIN_TOKEN)')
       .option('--json', 'print JSON');
 
