@@ -75,6 +75,35 @@ describe('inferenceflow keys on bad input', () => {
   });
 });
 
+describe('inferenceflow keys create budget flags', () => {
+  const create = (...args: string[]) => run(['create', '--url', url, '--admin-token', 'admin-token-0123456789', ...args]);
+
+  it('refuses --budget-period without --budget, naming both flags, before calling the gateway', async () => {
+    const before = seen.length;
+    for (const period of ['day', 'month']) {
+      const { error, stderr } = await create('--name', 'ci', '--budget-period', period);
+      expect(error).toBeDefined();
+      expect(`${error?.message} ${stderr}`).toMatch(/--budget-period/);
+      expect(`${error?.message} ${stderr}`).toMatch(/--budget\b(?!-)/);
+    }
+    expect(seen.length).toBe(before);
+  });
+
+  it('sends the period with the budget (the gateway\'s default month when none is given); refuses a period but day or month', async () => {
+    expect((await create('--budget', '5', '--budget-period', 'day')).error).toBeUndefined();
+    expect(JSON.parse(seen.at(-1)?.body ?? '{}')).toEqual({ budget_usd: 5, budget_period: 'day' });
+    expect((await create('--budget', '5')).error).toBeUndefined();
+    expect(JSON.parse(seen.at(-1)?.body ?? '{}')).toMatchObject({ budget_usd: 5 });
+    expect(JSON.parse(seen.at(-1)?.body ?? '{}').budget_period ?? 'month').toBe('month');
+    expect((await create()).error).toBeUndefined();
+    expect(JSON.parse(seen.at(-1)?.body ?? '{}')).toEqual({});
+    const before = seen.length;
+    const week = await create('--budget', '5', '--budget-period', 'week');
+    expect(`${week.error?.message} ${week.stderr}`).toMatch(/--budget-period/);
+    expect(seen.length).toBe(before);
+  });
+});
+
 describe('inferenceflow keys environment', () => {
   it('INFERENCEFLOW_URL set empty means unset: --url defaults to the local gateway, not to ""', () => {
     const saved = process.env.INFERENCEFLOW_URL;

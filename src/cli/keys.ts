@@ -1,7 +1,7 @@
 // `inferenceflow keys create | list | revoke`: manages virtual keys through a running gateway's
 // admin API (so it works with the embedded PGlite file, which only the gateway process may open),
 // authenticated by the admin token (--admin-token or INFERENCEFLOW_ADMIN_TOKEN).
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { request } from 'undici';
 
 interface Common {
@@ -84,11 +84,13 @@ export function keysCommand(): Command {
     .option('--tpm <n>', 'tokens per minute', positiveInt)
     .option('--max-concurrency <n>', 'requests in flight at once', positiveInt)
     .option('--budget <usd>', 'budget in USD', positiveNumber)
-    .option('--budget-period <period>', 'day or month', 'month')
+    .addOption(new Option('--budget-period <period>', 'period of --budget (default month)').choices(['day', 'month']))
     .option('--ip <list>', 'comma-separated allowed IPs or CIDR blocks', list)
     .option('--expires-in <seconds>', 'lifetime in seconds', positiveInt)
     .option('--metadata <json>', 'JSON object stored with the key', jsonObject)
     .action(async (o: Common & Record<string, unknown>) => {
+      // The gateway keeps a period only with a budget: alone it would be dropped without a word.
+      if (o.budgetPeriod !== undefined && o.budget === undefined) throw new Error('--budget-period needs --budget (the USD limit per period); pass both, or neither');
       const body = {
         ...(o.name ? { name: o.name } : {}),
         ...(o.user ? { user_id: o.user } : {}),
@@ -97,7 +99,7 @@ export function keysCommand(): Command {
         ...(o.rpm ? { rpm: o.rpm } : {}),
         ...(o.tpm ? { tpm: o.tpm } : {}),
         ...(o.maxConcurrency ? { max_concurrency: o.maxConcurrency } : {}),
-        ...(o.budget ? { budget_usd: o.budget, budget_period: o.budgetPeriod } : {}),
+        ...(o.budget ? { budget_usd: o.budget, ...(o.budgetPeriod ? { budget_period: o.budgetPeriod } : {}) } : {}),
         ...(o.ip ? { ip_allowlist: o.ip } : {}),
         ...(o.expiresIn ? { expires_in_s: o.expiresIn } : {}),
         ...(o.metadata ? { metadata: o.metadata } : {}),
