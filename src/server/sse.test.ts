@@ -59,6 +59,32 @@ describe('writeSse', () => {
     expect(seen.returned).toBe(false);
   });
 
+  it('sends the headers and the first event at once, before the next event is even asked for', async () => {
+    // A burst (a cache replay, a whole answer in one upstream read): every event is ready at once.
+    // The later ones of the turn leave together, but the first must not wait for them.
+    let pending: { corked: number; buffered: number } | undefined;
+    let target: ServerResponse | undefined;
+    const events: AsyncIterable<SseEvent> = {
+      [Symbol.asyncIterator]() {
+        let i = 0;
+        return {
+          async next() {
+            if (i === 1) pending = { corked: target!.socket!.writableCorked, buffered: target!.socket!.writableLength };
+            return i < 50 ? { done: false, value: { data: `event ${i++}` } } : { done: true, value: undefined };
+          },
+        };
+      },
+    };
+    const url = await serve((_req, res) => {
+      target = res;
+      void writeSse(res, events, opts);
+    });
+    const text = await (await request(url)).body.text();
+    expect(text.split('\n\n').filter(Boolean)).toHaveLength(50);
+    // When the second event was asked for, the headers and the first event had left the socket.
+    expect(pending).toEqual({ corked: 0, buffered: 0 });
+  });
+
   it('returns and closes the source at once when the client left before the stream started', async () => {
     const { events, seen } = source(10_000, 4096);
     let finished!: Promise<void>;

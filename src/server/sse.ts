@@ -1,7 +1,8 @@
 // Server-Sent Events out to the client: headers once, each event written and flushed as it arrives,
 // backpressure honoured, and the upstream cancelled when the client goes away. Events that become
 // ready in the same turn of the event loop (several chunks parsed from one upstream read) leave in
-// one socket write: the response is corked from the first write of a turn until setImmediate.
+// one socket write: the response is corked from the first write of a turn until setImmediate —
+// except the first event, which leaves at once with the headers.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { turnCork } from '../gateway/turn-cork.js';
 
@@ -46,13 +47,17 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
       ...(trailerNames.length ? { trailer: trailerNames.join(', ') } : {}),
       ...opts.headers,
     });
-    // Corked until the end of this turn: the headers leave with the first events.
+    // Corked until the first event or the end of this turn: the headers leave with the first event.
+    // The first event goes at once (its turn's later events follow in one more write): a burst — a
+    // cache replay, an upstream that sends the whole answer in one read — would otherwise reach the
+    // client only once every event of it had been through the pipeline.
     const turn = turnCork(res);
     const write = (chunk: string): boolean => {
       turn.hold();
       return res.write(chunk);
     };
     write('');
+    let first = true;
     while (!gone()) {
       let next: IteratorResult<SseEvent>;
       try {
@@ -67,7 +72,12 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
         break;
       }
       if (gone()) break;
-      if (!write(format(next.value))) {
+      const room = write(format(next.value));
+      if (first) {
+        first = false;
+        turn.release();
+      }
+      if (!room) {
         // A full buffer never drains while corked.
         turn.release();
         await drained(res);
