@@ -92,6 +92,8 @@ describe('metrics and stats on a running gateway', () => {
     expect(s.cache.enabled).toBe(false);
     expect(s.gateway.providers).toEqual(['failing', 'sim']);
     expect(s.alerts.find((a: { name: string }) => a.name === 'error_rate')).toMatchObject({ firing: true, threshold: 0.05 });
+    // One process: its own window, no cluster to account for.
+    expect(s).not.toHaveProperty('workers');
   });
 
   it('writes one request line per request with id, tenant, model, provider, latency and outcome, and no credentials', async () => {

@@ -1,7 +1,8 @@
 // `inferenceflow serve --workers N`: the primary process forks N workers (node:cluster) that each run
 // the ordinary single-process server on the one shared port, restarts a worker that dies (unless it
 // crash-loops), forwards SIGTERM/SIGINT so every worker drains, and exits once all have exited. It
-// also answers the workers' metrics scrapes with the whole cluster's metrics (telemetry/cluster-metrics.ts).
+// also answers the workers' metrics scrapes and /v1/stats polls with the whole cluster's metrics and
+// stats window (telemetry/cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -195,7 +196,7 @@ export function runPrimary(opts: PrimaryOptions): Primary {
   };
   const alive = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && mine.has(w.id));
 
-  // Metrics scrapes: a worker asks, every listening worker reports, the primary aggregates.
+  // Metrics scrapes and /v1/stats: a worker asks, every listening worker reports, the primary aggregates.
   const peer = (w: Worker): MetricsPeer => ({
     id: w.id,
     slot: slots.get(w.id) ?? -1,

@@ -111,6 +111,7 @@ class Channel extends EventEmitter implements IpcChannel {
 /** N workers (GatewayMetrics joined to a channel each) and the primary's collector. `hung` workers get nothing. */
 function cluster(n: number, timeoutMs: number) {
   const hung = new Set<number>();
+  const collects: unknown[] = []; // every `collect` the primary sent
   const channels = Array.from({ length: n }, () => new Channel());
   const workers = channels.map((cluster) => new GatewayMetrics({ processMetrics: false, cluster }));
   const peers: MetricsPeer[] = channels.map((channel, id) => ({
@@ -118,6 +119,7 @@ function cluster(n: number, timeoutMs: number) {
     slot: id,
     send: (message, callback) => {
       const copy: unknown = JSON.parse(JSON.stringify(message));
+      if ((copy as { type?: string }).type === 'inferenceflow:metrics-collect') collects.push(copy);
       if (!hung.has(id)) setImmediate(() => channel.emit('message', copy));
       callback(null);
     },
@@ -125,7 +127,7 @@ function cluster(n: number, timeoutMs: number) {
   let alive = [...peers];
   const collector = new ClusterMetricsCollector(() => alive, timeoutMs);
   channels.forEach((c, id) => (c.toPrimary = (m) => collector.handle(peers[id] as MetricsPeer, m)));
-  return { workers, channels, collector, hung, remove: (id: number) => (alive = alive.filter((p) => p.id !== id)) };
+  return { workers, channels, collector, hung, collects, remove: (id: number) => (alive = alive.filter((p) => p.id !== id)) };
 }
 
 describe('ClusterMetricsCollector and the workers’ link', () => {
@@ -175,6 +177,76 @@ describe('ClusterMetricsCollector and the workers’ link', () => {
     expect(samples(text, 'inference_requests_total')).toEqual([expect.stringMatching(/ 1$/)]);
     expect(samples(await a.render(), 'inference_metrics_workers{state="answered"}')).toEqual(['inference_metrics_workers{state="answered"} 1']);
   });
+
+  it('answers /v1/stats of any worker with every worker’s window merged, and says how many answered', async () => {
+    const c = cluster(3, 5_000);
+    const durations = [5, 50, 500, 5_000, 12, 120];
+    durations.forEach((d, i) => (c.workers[i % 3] as GatewayMetrics).recordRequest(chat(d)));
+    (c.workers[0] as GatewayMetrics).setQueueDepth(2);
+    (c.workers[2] as GatewayMetrics).setQueueDepth(3);
+    const at = Date.now();
+    const one = new GatewayMetrics({ processMetrics: false, now: () => at });
+    for (const d of durations) one.recordRequest(chat(d));
+    for (const w of c.workers) {
+      const s = await w.clusterSummary();
+      expect(s.workers).toEqual({ answered: 3, stale: 0, missing: 0 });
+      expect(s.requests).toEqual(one.summary().requests);
+      expect(s.latency_ms).toEqual(one.summary().latency_ms);
+      expect(s.queue).toEqual({ enabled: true, depth: 5, queues: { admission: 5 } });
+    }
+    // One process, no channel: its own summary, no `workers`.
+    expect(await one.clusterSummary()).toEqual(one.summary());
+    c.workers.forEach((w) => w.close());
+  });
+
+  it('lets polls that arrive while a stats collection is under way share it', async () => {
+    const c = cluster(2, 5_000);
+    c.workers.forEach((w) => w.recordRequest(chat(10)));
+    const all = await Promise.all([...c.workers, ...c.workers].map((w) => w.clusterSummary()));
+    expect(all.map((s) => s.requests.total)).toEqual([2, 2, 2, 2]);
+    expect(c.collects.filter((m) => (m as { kind?: string }).kind === 'stats')).toHaveLength(2); // one collection: one `collect` per worker
+    // Once it is done, the next poll collects afresh.
+    c.workers[0]?.recordRequest(chat(10));
+    expect((await (c.workers[1] as GatewayMetrics).clusterSummary()).requests.total).toBe(3);
+    expect(c.collects.filter((m) => (m as { kind?: string }).kind === 'stats')).toHaveLength(4);
+    c.workers.forEach((w) => w.close());
+  });
+
+  it('does not wait past the timeout for a hung worker’s window: its last window stands in, or it is counted missing', async () => {
+    const c = cluster(2, 100);
+    const [a, b] = c.workers as [GatewayMetrics, GatewayMetrics];
+    a.recordRequest(chat(10));
+    b.recordRequest(chat(10));
+    b.recordRequest(chat(10));
+    c.hung.add(1);
+    let s = await a.clusterSummary();
+    expect(s.requests.total).toBe(1);
+    expect(s.workers).toEqual({ answered: 1, stale: 0, missing: 1 });
+    c.hung.delete(1);
+    expect((await a.clusterSummary()).requests.total).toBe(3);
+    b.recordRequest(chat(10));
+    c.hung.add(1);
+    s = await a.clusterSummary();
+    expect(s.requests.total).toBe(3);
+    expect(s.workers).toEqual({ answered: 1, stale: 1, missing: 0 });
+    // A scrape keeps its own last reports: a worker seen by /v1/stats only is missing from it.
+    expect(samples(await a.render(), 'inference_metrics_workers{state="missing"}')).toEqual(['inference_metrics_workers{state="missing"} 1']);
+    c.remove(1);
+    c.collector.forget(1);
+    expect((await a.clusterSummary()).workers).toEqual({ answered: 1, stale: 0, missing: 0 });
+    c.workers.forEach((w) => w.close());
+  });
+
+  it('rejects /v1/stats with a 503 when the primary does not answer, never with one worker’s window', async () => {
+    const channel = new Channel(); // nothing on the other end
+    const metrics = new GatewayMetrics({ processMetrics: false, cluster: channel });
+    metrics.recordRequest(chat(10));
+    const err = await metrics.clusterSummary().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayError);
+    expect((err as GatewayError).status).toBe(503);
+    expect((err as Error).message).toMatch(/^Stats unavailable: the cluster primary did not answer within/);
+    metrics.close();
+  }, 10_000);
 
   it('rejects with a 503 when the primary does not answer or is gone, never with one worker’s numbers', async () => {
     const channel = new Channel(); // nothing on the other end

@@ -19,8 +19,17 @@
 // its slot 0..N-1 (a replacement takes the slot of the worker it replaces, so the label set stays
 // bounded). Adding event-loop lag or heap percentages of several processes means nothing, and a
 // leak shows in one worker's memory.
+//
+// GET /v1/stats goes the same way with `kind: 'stats'` on every message: each worker reports its
+// rolling window's raw state (rolling-stats.ts StatsWindow: per-second counts, sums, histogram
+// buckets, gauges), and the primary, with the same timeout and stale/missing rules, adds the windows
+// up and computes the summary once (RollingStats.summaryOf: percentiles from the merged histograms),
+// over the window and series length the asking worker names; the worker adds its alerts. The primary
+// serves no requests, so the merging costs the workers nothing but their report; polls that arrive
+// while a collection is under way share it. A message without `kind` is a Prometheus scrape's.
 import { AggregatorRegistry, Gauge, type PrometheusContentType, type Registry } from 'prom-client';
 import { GatewayError } from '../server/errors.js';
+import { RollingStats, type PerformanceSummary, type StatsWindow } from './rolling-stats.js';
 
 /** How long the primary waits for the workers' reports. Well under Prometheus' 10 s scrape timeout. */
 export const CLUSTER_METRICS_TIMEOUT_MS = 3_000;
@@ -88,13 +97,53 @@ function decode(metrics: MetricJson[]): MetricJson[] {
   return metrics.map((m) => ({ ...m, values: m.values.map((v) => (typeof v.value === 'string' ? { ...v, value: Number(v.value) } : v)) }));
 }
 
+/** What is collected: the Prometheus registries (`metrics`, the default) or the /v1/stats windows. */
+export type CollectKind = 'metrics' | 'stats';
+
+/** How complete a cluster-wide answer is (as `inference_metrics_workers{state}` says for a scrape). */
+export interface WorkerCounts {
+  /** Workers that reported within the timeout. */
+  answered: number;
+  /** Workers that did not: their last report was used. */
+  stale: number;
+  /** Workers that did not and had never reported: left out. */
+  missing: number;
+}
+
+/** The cluster's /v1/stats summary, as the primary computed it from every worker's window, and how many it covers. */
+export interface ClusterStats {
+  summary: PerformanceSummary;
+  workers: WorkerCounts;
+}
+
+/** The window and chart width the summary covers (the asking worker's `monitoring.stats`). */
+export interface StatsSpan {
+  windowS: number;
+  seriesS: number;
+}
+
+/** The schema's bounds of `monitoring.stats.window_s`: a span from a message is kept within them. */
+const MAX_WINDOW_S = 3_600;
+const spanOf = (m: Message): StatsSpan => {
+  const clamp = (v: unknown, fallback: number) => (typeof v === 'number' && Number.isFinite(v) ? Math.min(MAX_WINDOW_S, Math.max(1, Math.floor(v))) : fallback);
+  return { windowS: clamp(m.windowS, 300), seriesS: clamp(m.seriesS, 120) };
+};
+
 interface Message {
   type: string;
   id: number;
+  kind?: CollectKind;
   text?: string;
   error?: string;
   metrics?: MetricJson[];
+  window?: StatsWindow;
+  windowS?: number;
+  seriesS?: number;
+  summary?: PerformanceSummary;
+  workers?: WorkerCounts;
 }
+
+const kindOf = (m: Message): CollectKind => (m.kind === 'stats' ? 'stats' : 'metrics');
 
 function isMessage(m: unknown): m is Message {
   return typeof m === 'object' && m !== null && typeof (m as Message).type === 'string' && (m as Message).type.startsWith('inferenceflow:metrics-') && typeof (m as Message).id === 'number';
@@ -114,16 +163,26 @@ export interface MetricsPeer {
 }
 
 interface Collection {
+  kind: CollectKind;
   waiting: Set<number>;
-  reports: Map<number, MetricJson[]>;
+  /** Each answering worker's report: MetricJson[] for `metrics`, a StatsWindow for `stats`. */
+  reports: Map<number, unknown>;
   done(): void;
+}
+
+/** One worker's part of a collection: its fresh report, or its last one (stale). */
+interface Gathered<T> {
+  reports: Array<{ slot: number; report: T; state: 'answered' | 'stale' }>;
+  missing: number;
 }
 
 export class ClusterMetricsCollector {
   private seq = 0;
   private readonly collections = new Map<number, Collection>();
-  /** Each worker's last report, for a scrape it does not answer in time. */
-  private readonly last = new Map<number, { slot: number; metrics: MetricJson[] }>();
+  /** Each worker's last report of each kind, for a collection it does not answer in time. */
+  private readonly last: Record<CollectKind, Map<number, { slot: number; report: unknown }>> = { metrics: new Map(), stats: new Map() };
+  /** Stats collections under way, by span: later polls join them. */
+  private readonly statsUnderWay = new Map<string, Promise<ClusterStats>>();
 
   /** `peers`: the workers to ask (those listening); `timeoutMs`: how long to wait for them. */
   constructor(
@@ -136,14 +195,15 @@ export class ClusterMetricsCollector {
     if (!isMessage(message)) return false;
     if (message.type === REQUEST) {
       const { id } = message;
-      this.collect().then(
-        (text) => safeSend(from, { type: ANSWER, id, text }),
-        (err: unknown) => safeSend(from, { type: ANSWER, id, error: (err as Error).message }),
-      );
+      const fail = (err: unknown) => safeSend(from, { type: ANSWER, id, kind: kindOf(message), error: (err as Error).message });
+      if (kindOf(message) === 'stats') this.collectStats(spanOf(message)).then(({ summary, workers }) => safeSend(from, { type: ANSWER, id, kind: 'stats', summary, workers }), fail);
+      else this.collect().then((text) => safeSend(from, { type: ANSWER, id, text }), fail);
     } else if (message.type === REPORT) {
       const c = this.collections.get(message.id);
       if (!c || !c.waiting.delete(from.id)) return true; // late (after the timeout) or not asked
-      if (message.metrics) c.reports.set(from.id, decode(message.metrics));
+      if (c.kind === 'stats') {
+        if (isWindow(message.window)) c.reports.set(from.id, message.window);
+      } else if (message.metrics) c.reports.set(from.id, decode(message.metrics));
       if (c.waiting.size === 0) c.done();
     }
     return true;
@@ -151,9 +211,40 @@ export class ClusterMetricsCollector {
 
   /** Asks every worker, waits for them (at most the timeout) and renders the aggregate. */
   async collect(): Promise<string> {
+    const { reports, missing } = await this.gather<MetricJson[]>('metrics');
+    return aggregateCluster(
+      reports.map(({ slot, report, state }) => ({ slot, metrics: report, state })),
+      missing,
+    ).metrics();
+  }
+
+  /**
+   * Asks every worker for its /v1/stats window, waits for them (at most the timeout) and computes the
+   * summary of them all. A poll that arrives while one for the same span is under way shares it.
+   */
+  collectStats(span: StatsSpan): Promise<ClusterStats> {
+    const key = `${span.windowS}/${span.seriesS}`;
+    let pending = this.statsUnderWay.get(key);
+    if (!pending) {
+      pending = this.gather<StatsWindow>('stats')
+        .then(({ reports, missing }) => ({
+          summary: new RollingStats(span).summaryOf(reports.map((r) => r.report)),
+          workers: { answered: reports.filter((r) => r.state === 'answered').length, stale: reports.filter((r) => r.state === 'stale').length, missing },
+        }))
+        .finally(() => this.statsUnderWay.delete(key));
+      this.statsUnderWay.set(key, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * Sends `collect` of this kind to every worker and waits until each has reported or the timeout:
+   * a worker that has not is answered for with its last report of the kind (stale), or is missing.
+   */
+  private async gather<T>(kind: CollectKind): Promise<Gathered<T>> {
     const peers = [...this.peers()];
     const id = ++this.seq;
-    const reports = new Map<number, MetricJson[]>();
+    const reports = new Map<number, unknown>();
     await new Promise<void>((resolve) => {
       const waiting = new Set(peers.map((p) => p.id));
       const done = () => {
@@ -162,35 +253,45 @@ export class ClusterMetricsCollector {
         resolve();
       };
       const timer = setTimeout(done, this.timeoutMs);
-      this.collections.set(id, { waiting, reports, done });
+      this.collections.set(id, { kind, waiting, reports, done });
       // A worker whose channel has closed (it is exiting) is not waited for.
       const gone = (peer: MetricsPeer) => {
         if (waiting.delete(peer.id) && waiting.size === 0) done();
       };
-      for (const p of peers) safeSend(p, { type: COLLECT, id }, (err) => err && gone(p));
+      // A Prometheus scrape's `collect` carries no kind, as before (a worker reads none as `metrics`).
+      const collect = kind === 'metrics' ? { type: COLLECT, id } : { type: COLLECT, id, kind };
+      for (const p of peers) safeSend(p, collect, (err) => err && gone(p));
       if (waiting.size === 0) done();
     });
-    const out: WorkerReport[] = [];
-    let missing = 0;
+    const last = this.last[kind];
+    const out: Gathered<T> = { reports: [], missing: 0 };
     for (const p of peers) {
       const fresh = reports.get(p.id);
-      if (fresh) {
-        this.last.set(p.id, { slot: p.slot, metrics: fresh });
-        out.push({ slot: p.slot, metrics: fresh, state: 'answered' });
+      if (fresh !== undefined) {
+        last.set(p.id, { slot: p.slot, report: fresh });
+        out.reports.push({ slot: p.slot, report: fresh as T, state: 'answered' });
         continue;
       }
-      const last = this.last.get(p.id);
-      if (last) out.push({ slot: last.slot, metrics: last.metrics, state: 'stale' });
-      else missing++;
+      const before = last.get(p.id);
+      if (before) out.reports.push({ slot: before.slot, report: before.report as T, state: 'stale' });
+      else out.missing++;
     }
-    return aggregateCluster(out, missing).metrics();
+    return out;
   }
 
-  /** A worker exited: stop waiting for it and drop its last report (its replacement starts at zero). */
+  /** A worker exited: stop waiting for it and drop its last reports (its replacement starts at zero). */
   forget(id: number): void {
-    this.last.delete(id);
+    this.last.metrics.delete(id);
+    this.last.stats.delete(id);
     for (const c of this.collections.values()) if (c.waiting.delete(id) && c.waiting.size === 0) c.done();
   }
+}
+
+/** The shape of a window report (from this gateway's own workers: a light check, not a validation of every field). */
+function isWindow(w: unknown): w is StatsWindow {
+  if (typeof w !== 'object' || w === null) return false;
+  const x = w as Partial<Record<keyof StatsWindow, unknown>>;
+  return Array.isArray(x.sections) && Array.isArray(x.slots) && Array.isArray(x.queues) && Array.isArray(x.breakers) && Array.isArray(x.meshNodes) && Array.isArray(x.gpuUtilization) && typeof x.gpuActive === 'number';
 }
 
 function safeSend(peer: MetricsPeer, message: object, onError: (err: Error | null) => void = () => undefined): void {
@@ -213,18 +314,20 @@ export interface IpcChannel {
 }
 
 /**
- * A worker's side: reports its registry when the primary collects, and renders a scrape by asking
- * the primary for the cluster's aggregate.
+ * A worker's side: reports its registry (and its /v1/stats window) when the primary collects, and
+ * renders a scrape (or the cluster's stats window) by asking the primary for the aggregate.
  */
 export class ClusterMetricsLink {
   private seq = 0;
-  private readonly waiting = new Map<number, { resolve(text: string): void; reject(err: Error): void; timer: NodeJS.Timeout }>();
+  private readonly waiting = new Map<number, { kind: CollectKind; resolve(answer: Message): void; reject(err: Error): void; timer: NodeJS.Timeout }>();
 
   constructor(
     private readonly registry: Registry,
     private readonly channel: IpcChannel = process,
     /** How long a scrape waits for the primary: its collection timeout and some margin. */
     private readonly timeoutMs = CLUSTER_METRICS_TIMEOUT_MS + 2_000,
+    /** This worker's /v1/stats window (RollingStats.window), reported when the primary collects stats. */
+    private readonly statsWindow?: () => StatsWindow,
   ) {
     channel.on('message', this.onMessage);
   }
@@ -233,6 +336,17 @@ export class ClusterMetricsLink {
     if (!isMessage(message)) return;
     if (message.type === COLLECT) {
       const { id } = message;
+      if (kindOf(message) === 'stats') {
+        let window: StatsWindow | undefined;
+        let error = 'this worker keeps no stats window';
+        try {
+          window = this.statsWindow?.();
+        } catch (err) {
+          error = (err as Error).message;
+        }
+        this.send(window ? { type: REPORT, id, kind: 'stats', window } : { type: REPORT, id, kind: 'stats', error });
+        return;
+      }
       this.registry.getMetricsAsJSON().then(
         (metrics) => this.send({ type: REPORT, id, metrics: encode(metrics as unknown as MetricJson[]) }),
         (err: unknown) => this.send({ type: REPORT, id, error: (err as Error).message }),
@@ -242,8 +356,7 @@ export class ClusterMetricsLink {
       if (!w) return;
       this.waiting.delete(message.id);
       clearTimeout(w.timer);
-      if (message.text !== undefined) w.resolve(message.text);
-      else w.reject(unavailable(`the cluster primary could not aggregate the workers' metrics: ${message.error ?? 'no answer'}`));
+      w.resolve(message);
     }
   };
 
@@ -256,31 +369,45 @@ export class ClusterMetricsLink {
     }
   }
 
-  /** The whole cluster's metrics, as the primary aggregates them. */
-  render(): Promise<string> {
-    if (this.channel.connected === false || !this.channel.send) return Promise.reject(unavailable('the cluster primary is gone'));
+  /** Asks the primary for the cluster's aggregate of this kind: its answer message. */
+  private ask(kind: CollectKind, extra: object = {}): Promise<Message> {
+    if (this.channel.connected === false || !this.channel.send) return Promise.reject(unavailable(kind, 'the cluster primary is gone'));
     const id = ++this.seq;
-    return new Promise<string>((resolve, reject) => {
+    return new Promise<Message>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(unavailable(`the cluster primary did not answer within ${this.timeoutMs} ms`));
+        reject(unavailable(kind, `the cluster primary did not answer within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
-      this.waiting.set(id, { resolve, reject, timer });
-      this.send({ type: REQUEST, id });
+      this.waiting.set(id, { kind, resolve, reject, timer });
+      this.send(kind === 'metrics' ? { type: REQUEST, id } : { type: REQUEST, id, kind, ...extra });
     });
+  }
+
+  /** The whole cluster's metrics, as the primary aggregates them. */
+  async render(): Promise<string> {
+    const answer = await this.ask('metrics');
+    if (answer.text !== undefined) return answer.text;
+    throw unavailable('metrics', `the cluster primary could not aggregate the workers' metrics: ${answer.error ?? 'no answer'}`);
+  }
+
+  /** The whole cluster's /v1/stats summary over this span, as the primary computed it from every worker's window. */
+  async stats(span: StatsSpan): Promise<ClusterStats> {
+    const answer = await this.ask('stats', { windowS: span.windowS, seriesS: span.seriesS });
+    if (answer.summary && answer.workers) return { summary: answer.summary, workers: answer.workers };
+    throw unavailable('stats', `the cluster primary could not merge the workers' stats: ${answer.error ?? 'no answer'}`);
   }
 
   close(): void {
     this.channel.off('message', this.onMessage);
     for (const w of this.waiting.values()) {
       clearTimeout(w.timer);
-      w.reject(unavailable('the worker is shutting down'));
+      w.reject(unavailable(w.kind, 'the worker is shutting down'));
     }
     this.waiting.clear();
   }
 }
 
-/** A scrape that cannot be answered for the whole cluster: 503, never one worker's numbers alone. */
-function unavailable(why: string): GatewayError {
-  return new GatewayError('not_ready', { message: `Metrics unavailable: ${why}.` });
+/** A scrape or stats that cannot be answered for the whole cluster: 503, never one worker's numbers alone. */
+function unavailable(kind: CollectKind, why: string): GatewayError {
+  return new GatewayError('not_ready', { message: `${kind === 'stats' ? 'Stats' : 'Metrics'} unavailable: ${why}.` });
 }

@@ -1,6 +1,7 @@
 // A sparse log-scale histogram for latency percentiles in the rolling stats window: buckets grow by
 // 2 % so any percentile is within about 1 % of the true value, memory stays bounded whatever the
-// traffic, and merging two histograms (one per second of the window) is a sum of counts.
+// traffic, and merging two histograms (one per second of the window, or one per worker of a
+// cluster) is a sum of counts.
 
 const GROWTH = 1.02;
 const LOG_GROWTH = Math.log(GROWTH);
@@ -14,6 +15,18 @@ export interface Percentiles {
   mean: number;
   max: number;
   count: number;
+}
+
+/**
+ * A histogram as plain JSON (what a `serve --workers N` worker reports of its /v1/stats window):
+ * `buckets` is [index, count, index, count, …]; an empty histogram has count 0 and min = max = 0.
+ */
+export interface LogHistogramState {
+  buckets: number[];
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
 }
 
 export class LogHistogram {
@@ -39,6 +52,28 @@ export class LogHistogram {
     this.sum += other.sum;
     if (other.min < this.min) this.min = other.min;
     if (other.max > this.max) this.max = other.max;
+  }
+
+  /** This histogram as plain JSON (no infinities), for another process to merge (`mergeState`). */
+  state(): LogHistogramState {
+    if (this.count === 0) return { buckets: [], count: 0, sum: 0, min: 0, max: 0 };
+    const buckets: number[] = [];
+    for (const [i, c] of this.buckets) buckets.push(i, c);
+    return { buckets, count: this.count, sum: this.sum, min: this.min, max: this.max };
+  }
+
+  /** Adds a histogram given as `state()` made it: as merge() does. */
+  mergeState(state: LogHistogramState): void {
+    if (!(state.count > 0)) return;
+    const b = state.buckets;
+    for (let k = 0; k + 1 < b.length; k += 2) {
+      const i = b[k] as number;
+      this.buckets.set(i, (this.buckets.get(i) ?? 0) + (b[k + 1] as number));
+    }
+    this.count += state.count;
+    this.sum += state.sum;
+    if (state.min < this.min) this.min = state.min;
+    if (state.max > this.max) this.max = state.max;
   }
 
   /** The value at quantile q (0..1): the geometric middle of its bucket, clamped to the seen range. */

@@ -5,7 +5,7 @@
 // `passthrough`), mesh node labels are the live nodes only, and the other free-form ones (provider,
 // route, device) keep their first `maxLabelValues` distinct values, later ones read `other`.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ClusterMetricsLink, type IpcChannel } from './cluster-metrics.js';
+import { ClusterMetricsLink, type IpcChannel, type WorkerCounts } from './cluster-metrics.js';
 import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section, SpendRecord } from './records.js';
 import { RollingStats, type PerformanceSummary } from './rolling-stats.js';
 import { FastCounter, FastHistogram } from './series.js';
@@ -25,7 +25,8 @@ export interface MetricsOptions {
   now?: () => number;
   /**
    * A `serve --workers N` worker's IPC channel to the primary: scrapes then render the whole
-   * cluster's metrics (cluster-metrics.ts), and this registry reports to the primary when asked.
+   * cluster's metrics and clusterSummary() the whole cluster's /v1/stats (cluster-metrics.ts); this
+   * registry and stats window report to the primary when asked.
    */
   cluster?: IpcChannel;
 }
@@ -294,7 +295,7 @@ export class GatewayMetrics {
       registers,
       aggregator: GAUGE_AGGREGATORS.inference_gpu_allocations_active,
     });
-    this.cluster = opts.cluster ? new ClusterMetricsLink(this.registry, opts.cluster) : undefined;
+    this.cluster = opts.cluster ? new ClusterMetricsLink(this.registry, opts.cluster, undefined, () => this.stats.window()) : undefined;
   }
 
   get contentType(): string {
@@ -314,9 +315,21 @@ export class GatewayMetrics {
     this.cluster?.close();
   }
 
-  /** The /v1/stats document. */
+  /** This process's /v1/stats document. */
   summary(): PerformanceSummary {
     return this.stats.summary();
+  }
+
+  /**
+   * The /v1/stats document: in a `serve --workers N` worker the whole cluster's, which the primary
+   * computes from every worker's window, with `workers` (how many it covers); rejects with a 503
+   * GatewayError when the primary cannot answer. Otherwise this process's summary(), no IPC.
+   */
+  async clusterSummary(): Promise<PerformanceSummary & { workers?: WorkerCounts }> {
+    if (!this.cluster) return this.summary();
+    const { summary, workers } = await this.cluster.stats({ windowS: this.stats.windowS, seriesS: this.stats.seriesS });
+    const { generated_at, window_s, ...rest } = summary;
+    return { generated_at, window_s, workers, ...rest };
   }
 
   /**

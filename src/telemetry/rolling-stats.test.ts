@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LogHistogram } from './log-histogram.js';
-import { RollingStats } from './rolling-stats.js';
+import { RollingStats, type StatsWindow } from './rolling-stats.js';
 
 function exactQuantile(sorted: number[], q: number): number {
   return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] as number;
@@ -154,5 +154,151 @@ describe('RollingStats', () => {
     expect(series.at(-1)).toMatchObject({ requests: 1, errors: 1 });
     expect(series.at(-3)).toMatchObject({ requests: 1, errors: 0 });
     expect(series.reduce((n, p) => n + p.requests, 0)).toBe(2);
+  });
+});
+
+describe('the windows of several workers (serve --workers N)', () => {
+  const START = 1_700_000_000_000;
+  /** A window's state as it crosses the IPC channel. */
+  const wire = (w: StatsWindow): StatsWindow => JSON.parse(JSON.stringify(w)) as StatsWindow;
+
+  /** Equal, numbers to 9 decimals (sums of costs may differ in the last bit when added in another order). */
+  function expectSameSummary(actual: unknown, expected: unknown, path = 'summary'): void {
+    if (typeof expected === 'number') {
+      expect(typeof actual, path).toBe('number');
+      expect(actual as number, path).toBeCloseTo(expected, 9);
+    } else if (Array.isArray(expected)) {
+      expect(Array.isArray(actual), path).toBe(true);
+      expect((actual as unknown[]).length, path).toBe(expected.length);
+      expected.forEach((v, i) => expectSameSummary((actual as unknown[])[i], v, `${path}[${i}]`));
+    } else if (expected !== null && typeof expected === 'object') {
+      expect(Object.keys(actual as object), path).toEqual(Object.keys(expected));
+      for (const [k, v] of Object.entries(expected)) expectSameSummary((actual as Record<string, unknown>)[k], v, `${path}.${k}`);
+    } else expect(actual, path).toEqual(expected);
+  }
+
+  it('merged, give the summary of one window that saw every request, percentiles included', () => {
+    let now = START;
+    const clock = () => now;
+    const workers = [new RollingStats({ windowS: 60, now: clock }), new RollingStats({ windowS: 60, now: clock }), new RollingStats({ windowS: 60, now: clock })];
+    const one = new RollingStats({ windowS: 60, now: clock });
+    const latencies: number[] = [];
+    let x = 987_654;
+    const random = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    // 40 s of traffic: each event goes to one worker (at random, as connections are shared out) and to `one`.
+    for (let i = 0; i < 1_200; i++) {
+      now = START + Math.floor(i * 33.3);
+      const w = workers[Math.floor(random() * workers.length)] as RollingStats;
+      const durationMs = 1 + random() ** 3 * 8_000;
+      latencies.push(durationMs);
+      const status = i % 50 === 0 ? 502 : i % 37 === 0 ? 429 : 200;
+      const provider = i % 3 ? 'openai' : 'anthropic';
+      const outcome = status === 502 ? 'error' : i % 41 === 0 ? 'cancelled' : 'ok';
+      const attempt = { provider, model: 'm', deployment: `${provider}/m`, outcome, durationMs: durationMs * 0.9, ttftMs: i % 2 ? durationMs / 4 : undefined, inputTokens: 12, outputTokens: 30, costUsd: 0.000_37 * (1 + (i % 5)) } as const;
+      for (const s of [w, one]) {
+        s.request({ route: '/v1/chat/completions', method: 'POST', status, durationMs });
+        s.attempt(attempt);
+        if (i % 4 === 0) s.cacheHit(i % 8 ? 'exact' : 'semantic', 0.001);
+        else s.cacheMiss();
+        if (status === 429) s.rateLimited('requests');
+        if (i % 23 === 0) s.retry();
+        if (i % 29 === 0) s.hedge('launched');
+        if (i % 31 === 0) s.spend(provider, { inputTokens: 3, outputTokens: 4, costUsd: 0.000_01 });
+        if (i % 97 === 0) s.gpuAllocation(i % 2 === 0, 20 + i);
+      }
+    }
+    // Gauges each worker publishes: the same shared readings (breakers over Redis, GPU pool, mesh).
+    for (const s of [...workers, one]) {
+      s.breakerState('openai/m', 'open', true);
+      s.gpuUtilization('gpu0', 0.5);
+      s.gpuActiveAllocations(3);
+      s.meshNode('node-1', 1, 'healthy');
+    }
+    workers.forEach((w, i) => w.queueDepth('admission', i + 1));
+    one.queueDepth('admission', 1 + 2 + 3);
+    now += 1_500;
+
+    const summary = one.summaryOf(workers.map((w) => wire(w.window())));
+    const expected = one.summary();
+    // Everything but `opened_total` (each worker saw its breaker open: three openings, one in `one`).
+    expect(summary.breakers.deployments[0]?.opened_total).toBe(3);
+    summary.breakers.deployments[0]!.opened_total = 1;
+    expectSameSummary(summary, expected);
+    expect(summary.requests.total).toBe(1_200);
+    expect(summary.queue.depth).toBe(6);
+    expect(summary.gpu).toMatchObject({ active_allocations: 3, utilization: { gpu0: 0.5 } });
+    expect(summary.series.reduce((n, p) => n + p.requests, 0)).toBe(1_200);
+    // And the percentiles are the true ones within the histogram's precision (2 % buckets).
+    latencies.sort((a, b) => a - b);
+    for (const [q, p] of [[0.5, summary.latency_ms.p50], [0.95, summary.latency_ms.p95], [0.99, summary.latency_ms.p99]] as const) {
+      const exact = exactQuantile(latencies, q);
+      expect(Math.abs(p - exact) / exact, `p${q * 100}`).toBeLessThan(0.02);
+    }
+    // Whereas averaging the workers' own p95s is not the cluster's p95 in general: it is not what is done.
+    expect(summary.latency_ms.count).toBe(1_200);
+  });
+
+  it('takes each gauge as the cluster’s scrape does: queues summed, the worst breaker, the least healthy node, one GPU pool reading', () => {
+    let now = START;
+    const clock = () => now;
+    const [a, b] = [new RollingStats({ now: clock }), new RollingStats({ now: clock })] as [RollingStats, RollingStats];
+    a.queueDepth('admission', 2);
+    b.queueDepth('admission', 5);
+    b.queueDepth('batch', 1);
+    a.breakerState('d1', 'half_open', false);
+    now += 1_000;
+    b.breakerState('d1', 'open', true);
+    a.breakerState('d2', 'open', true);
+    now += 1_000;
+    b.breakerState('d2', 'open', true);
+    a.meshNode('n1', 1, 'healthy');
+    b.meshNode('n1', 0.2, 'degraded');
+    b.meshNode('n2', 1, 'healthy');
+    a.gpuUtilization('gpu0', 0.4);
+    b.gpuUtilization('gpu0', 0.6);
+    a.gpuActiveAllocations(4);
+    b.gpuActiveAllocations(2);
+    b.cacheMiss();
+    const s = a.summaryOf([wire(a.window()), wire(b.window())]);
+    expect(s.queue).toEqual({ enabled: true, depth: 8, queues: { admission: 7, batch: 1 } });
+    expect(s.breakers.open).toBe(2);
+    expect(s.breakers.deployments).toEqual([
+      { deployment: 'd1', state: 'open', opened_total: 1, since: new Date(START + 1_000).toISOString() },
+      { deployment: 'd2', state: 'open', opened_total: 2, since: new Date(START + 1_000).toISOString() },
+    ]);
+    expect(s.mesh.healthy).toBe(1);
+    expect(s.mesh.nodes.map((n) => [n.node, n.health, n.state])).toEqual([['n1', 0.2, 'degraded'], ['n2', 1, 'healthy']]);
+    expect(s.gpu).toMatchObject({ enabled: true, active_allocations: 4, utilization: { gpu0: 0.6 } });
+    // A section is enabled when any worker's capability reported.
+    expect(s.cache.enabled).toBe(true);
+    expect([s.limits.enabled, s.routing.enabled]).toEqual([false, false]);
+  });
+
+  it('sums the workers’ requests of one second into that second of the series, and ages them out as one window does', () => {
+    let now = START;
+    const clock = () => now;
+    const [a, b] = [new RollingStats({ windowS: 10, seriesS: 10, now: clock }), new RollingStats({ windowS: 10, seriesS: 10, now: clock })] as [RollingStats, RollingStats];
+    a.request({ route: '/x', method: 'GET', status: 200, durationMs: 10 });
+    b.request({ route: '/x', method: 'GET', status: 503, durationMs: 1_000 });
+    now += 3_000;
+    b.request({ route: '/x', method: 'GET', status: 200, durationMs: 20 });
+    const windows = [wire(a.window()), wire(b.window())];
+    let s = a.summaryOf(windows);
+    expect(s.series.at(-4)).toMatchObject({ requests: 2, errors: 1, p50_ms: 10 });
+    expect(s.series.at(-4)?.p95_ms).toBeCloseTo(1_000, -1);
+    expect(s.series.at(-1)).toMatchObject({ requests: 1, errors: 0 });
+    expect(s.requests).toMatchObject({ total: 3, errors_5xx: 1 });
+    // A stale report (a worker that did not answer this time) ages out of the window all the same.
+    now += 8_000;
+    s = a.summaryOf(windows);
+    expect(s.requests.total).toBe(1);
+    expect(s.latency_ms.count).toBe(1);
+  });
+
+  it('gives an empty summary for no windows, and its own window back unchanged', () => {
+    const stats = new RollingStats({ now: () => START });
+    expect(stats.summaryOf([]).requests.total).toBe(0);
+    stats.request({ route: '/x', method: 'GET', status: 200, durationMs: 7 });
+    expect(stats.summaryOf([wire(stats.window())])).toEqual(stats.summary());
   });
 });

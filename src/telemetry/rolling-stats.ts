@@ -1,7 +1,13 @@
 // The rolling window behind GET /v1/stats (seed 002 `get_performance_summary`): one slot per second
 // for the last `windowS` seconds, each holding counts and log-histograms, summed on demand. Gauges the
 // capabilities publish (queue depth, breaker states, mesh nodes, GPUs) are kept as latest values.
-import { LogHistogram, type Percentiles } from './log-histogram.js';
+//
+// With `serve --workers N` each worker has its own window. `window()` gives its raw, mergeable state
+// as JSON (per-second counts, sums and histogram buckets, the gauges), and `summaryOf(windows)` adds
+// several up (slots of the same second summed; gauges as the Prometheus aggregation in metrics.ts's
+// GAUGE_AGGREGATORS does) and computes the summary from the sum the same way `summary()` does from
+// this process's slots: percentiles from the merged histograms, never averaged.
+import { LogHistogram, type LogHistogramState, type Percentiles } from './log-histogram.js';
 import type { AttemptRecord, BreakerState, CacheHitKind, HedgeOutcome, RequestRecord, Section, SpendRecord } from './records.js';
 
 interface ProviderSlot {
@@ -12,6 +18,8 @@ interface ProviderSlot {
   ttft: LogHistogram;
   costUsd: number;
 }
+
+const newProvider = (): ProviderSlot => ({ calls: 0, errors: 0, cancelled: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 });
 
 class Slot {
   requests = 0;
@@ -37,11 +45,201 @@ class Slot {
   provider(name: string): ProviderSlot {
     let p = this.providers.get(name);
     if (!p) {
-      p = { calls: 0, errors: 0, cancelled: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 };
+      p = newProvider();
       this.providers.set(name, p);
     }
     return p;
   }
+
+  /** Adds another slot's counts (another second of the window, or another worker's same second). */
+  merge(s: Slot): void {
+    this.requests += s.requests;
+    this.errors5xx += s.errors5xx;
+    this.errors4xx += s.errors4xx;
+    this.latency.merge(s.latency);
+    this.cacheHits.exact += s.cacheHits.exact;
+    this.cacheHits.semantic += s.cacheHits.semantic;
+    this.cacheMisses += s.cacheMisses;
+    this.savedUsd += s.savedUsd;
+    this.costUsd += s.costUsd;
+    this.inputTokens += s.inputTokens;
+    this.outputTokens += s.outputTokens;
+    this.retries += s.retries;
+    this.fallbacks += s.fallbacks;
+    for (const k of Object.keys(this.hedges) as HedgeOutcome[]) this.hedges[k] += s.hedges[k];
+    for (const [k, v] of s.rateLimited) this.rateLimited.set(k, (this.rateLimited.get(k) ?? 0) + v);
+    this.gpuAllocations += s.gpuAllocations;
+    this.gpuFailures += s.gpuFailures;
+    this.gpuLatency.merge(s.gpuLatency);
+    for (const [name, p] of s.providers) {
+      const agg = this.provider(name);
+      agg.calls += p.calls;
+      agg.errors += p.errors;
+      agg.cancelled += p.cancelled;
+      agg.latency.merge(p.latency);
+      agg.ttft.merge(p.ttft);
+      agg.costUsd += p.costUsd;
+    }
+  }
+
+  state(): SlotState {
+    return {
+      second: this.second,
+      requests: this.requests,
+      errors5xx: this.errors5xx,
+      errors4xx: this.errors4xx,
+      latency: this.latency.state(),
+      cacheHits: { ...this.cacheHits },
+      cacheMisses: this.cacheMisses,
+      savedUsd: this.savedUsd,
+      costUsd: this.costUsd,
+      inputTokens: this.inputTokens,
+      outputTokens: this.outputTokens,
+      rateLimited: [...this.rateLimited],
+      retries: this.retries,
+      fallbacks: this.fallbacks,
+      hedges: { ...this.hedges },
+      providers: [...this.providers].map(([name, p]) => [name, { ...p, latency: p.latency.state(), ttft: p.ttft.state() }]),
+      gpuAllocations: this.gpuAllocations,
+      gpuFailures: this.gpuFailures,
+      gpuLatency: this.gpuLatency.state(),
+    };
+  }
+
+  /** Adds a slot given as `state()` made it (another worker's same second): as merge() does. */
+  mergeState(st: SlotState): void {
+    this.requests += st.requests;
+    this.errors5xx += st.errors5xx;
+    this.errors4xx += st.errors4xx;
+    this.latency.mergeState(st.latency);
+    this.cacheHits.exact += st.cacheHits.exact;
+    this.cacheHits.semantic += st.cacheHits.semantic;
+    this.cacheMisses += st.cacheMisses;
+    this.savedUsd += st.savedUsd;
+    this.costUsd += st.costUsd;
+    this.inputTokens += st.inputTokens;
+    this.outputTokens += st.outputTokens;
+    this.retries += st.retries;
+    this.fallbacks += st.fallbacks;
+    for (const k of Object.keys(this.hedges) as HedgeOutcome[]) this.hedges[k] += st.hedges[k];
+    for (const [k, v] of st.rateLimited) this.rateLimited.set(k, (this.rateLimited.get(k) ?? 0) + v);
+    this.gpuAllocations += st.gpuAllocations;
+    this.gpuFailures += st.gpuFailures;
+    this.gpuLatency.mergeState(st.gpuLatency);
+    for (const [name, p] of st.providers) {
+      const agg = this.provider(name);
+      agg.calls += p.calls;
+      agg.errors += p.errors;
+      agg.cancelled += p.cancelled;
+      agg.latency.mergeState(p.latency);
+      agg.ttft.mergeState(p.ttft);
+      agg.costUsd += p.costUsd;
+    }
+  }
+}
+
+/** One second of a window as plain JSON. Maps are [key, value] lists (a key may be any string). */
+export interface SlotState {
+  second: number;
+  requests: number;
+  errors5xx: number;
+  errors4xx: number;
+  latency: LogHistogramState;
+  cacheHits: Record<CacheHitKind, number>;
+  cacheMisses: number;
+  savedUsd: number;
+  costUsd: number;
+  inputTokens: number;
+  outputTokens: number;
+  rateLimited: [string, number][];
+  retries: number;
+  fallbacks: number;
+  hedges: Record<HedgeOutcome, number>;
+  providers: [string, { calls: number; errors: number; cancelled: number; latency: LogHistogramState; ttft: LogHistogramState; costUsd: number }][];
+  gpuAllocations: number;
+  gpuFailures: number;
+  gpuLatency: LogHistogramState;
+}
+
+interface BreakerEntry {
+  state: BreakerState;
+  /** Times it opened. */
+  opened: number;
+  /** When it entered `state`, ms. */
+  since: number;
+}
+
+interface MeshEntry {
+  health: number;
+  state: string;
+  /** When it was read, ms. */
+  at: number;
+}
+
+/**
+ * A rolling window's raw, mergeable state as plain JSON: what a `serve --workers N` worker reports
+ * for the cluster's /v1/stats (RollingStats.window, mergeWindows, RollingStats.summaryOf).
+ */
+export interface StatsWindow {
+  /** The capabilities that have reported (their sections are `enabled`). */
+  sections: Section[];
+  /** The live seconds, oldest first. */
+  slots: SlotState[];
+  queues: [string, number][];
+  breakers: [string, BreakerEntry][];
+  meshNodes: [string, MeshEntry][];
+  gpuUtilization: [string, number][];
+  gpuActive: number;
+}
+
+/** The latest values the capabilities published, as the summary reads them. */
+interface Gauges {
+  enabled: ReadonlySet<Section>;
+  queues: ReadonlyMap<string, number>;
+  breakers: ReadonlyMap<string, BreakerEntry>;
+  meshNodes: ReadonlyMap<string, MeshEntry>;
+  gpuUtil: ReadonlyMap<string, number>;
+  gpuActive: number;
+}
+
+const BREAKER_RANK: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+
+/**
+ * The gauges of several workers' windows as one, as the cluster's Prometheus scrape adds them up
+ * (GAUGE_AGGREGATORS in metrics.ts): queue depths summed per queue (each worker has its own admission
+ * queue); a breaker in its worst state on any worker (since the earliest worker entered it), its
+ * openings summed; a mesh node at its least healthy reading; GPU utilisation and active allocations
+ * at their maximum (the shared pool read by every worker: one copy, not N); a section enabled when
+ * any worker's capability reported.
+ */
+function mergeGauges(windows: readonly StatsWindow[]): Gauges {
+  const enabled = new Set<Section>();
+  const queues = new Map<string, number>();
+  const breakers = new Map<string, BreakerEntry>();
+  const meshNodes = new Map<string, MeshEntry>();
+  const gpuUtil = new Map<string, number>();
+  let gpuActive = 0;
+  for (const w of windows) {
+    for (const s of w.sections) enabled.add(s);
+    for (const [q, depth] of w.queues) queues.set(q, (queues.get(q) ?? 0) + depth);
+    for (const [d, b] of w.breakers) {
+      const prev = breakers.get(d);
+      if (!prev) breakers.set(d, { ...b });
+      else {
+        const rank = BREAKER_RANK[b.state] - BREAKER_RANK[prev.state];
+        const opened = prev.opened + b.opened;
+        if (rank > 0) breakers.set(d, { state: b.state, opened, since: b.since });
+        else breakers.set(d, { state: prev.state, opened, since: rank === 0 ? Math.min(prev.since, b.since) : prev.since });
+      }
+    }
+    for (const [node, n] of w.meshNodes) {
+      const prev = meshNodes.get(node);
+      if (!prev || n.health < prev.health || (n.health === prev.health && n.at > prev.at)) meshNodes.set(node, { ...n });
+    }
+    for (const [device, ratio] of w.gpuUtilization) gpuUtil.set(device, Math.max(gpuUtil.get(device) ?? -Infinity, ratio));
+    gpuActive = Math.max(gpuActive, w.gpuActive);
+  }
+  return { enabled, queues, breakers, meshNodes, gpuUtil, gpuActive };
 }
 
 export interface BreakerView {
@@ -105,13 +303,14 @@ export interface RollingStatsOptions {
 
 export class RollingStats {
   readonly windowS: number;
-  private readonly seriesS: number;
+  /** Seconds of per-second series in the summary. */
+  readonly seriesS: number;
   private readonly now: () => number;
   private readonly slots: (Slot | undefined)[];
   private readonly enabled = new Set<Section>();
   private readonly queues = new Map<string, number>();
-  private readonly breakers = new Map<string, { state: BreakerState; opened: number; since: number }>();
-  private readonly meshNodes = new Map<string, { health: number; state: string; at: number }>();
+  private readonly breakers = new Map<string, BreakerEntry>();
+  private readonly meshNodes = new Map<string, MeshEntry>();
   private readonly gpuUtil = new Map<string, number>();
   private gpuActive = 0;
 
@@ -251,60 +450,75 @@ export class RollingStats {
     this.gpuActive = n;
   }
 
+  /** The live slots of the window, oldest first. */
+  private live(current: number, slots: Iterable<Slot | undefined>): Slot[] {
+    const live: Slot[] = [];
+    for (const s of slots) if (s !== undefined && current - s.second < this.windowS) live.push(s);
+    return live.sort((a, b) => a.second - b.second);
+  }
+
+  private gauges(): Gauges {
+    return { enabled: this.enabled, queues: this.queues, breakers: this.breakers, meshNodes: this.meshNodes, gpuUtil: this.gpuUtil, gpuActive: this.gpuActive };
+  }
+
   /** Sums the live slots of the window into the /v1/stats document. */
   summary(): PerformanceSummary {
     const nowMs = this.now();
-    const current = Math.floor(nowMs / 1000);
-    const live = this.slots.filter((s): s is Slot => s !== undefined && current - s.second < this.windowS);
-    live.sort((a, b) => a.second - b.second);
+    return this.summarize(nowMs, this.live(Math.floor(nowMs / 1000), this.slots), this.gauges());
+  }
 
-    const latency = new LogHistogram();
-    const gpuLatency = new LogHistogram();
-    const providers = new Map<string, ProviderSlot>();
-    const rateLimited: Record<string, number> = {};
-    const hits: Record<CacheHitKind, number> = { exact: 0, semantic: 0 };
-    const hedges: Record<HedgeOutcome, number> = { launched: 0, won: 0, cancelled: 0 };
-    let requests = 0, e5 = 0, e4 = 0, misses = 0, saved = 0, cost = 0, inTok = 0, outTok = 0;
-    let retries = 0, fallbacks = 0, gpuAllocs = 0, gpuFails = 0;
-    for (const s of live) {
-      requests += s.requests;
-      e5 += s.errors5xx;
-      e4 += s.errors4xx;
-      latency.merge(s.latency);
-      hits.exact += s.cacheHits.exact;
-      hits.semantic += s.cacheHits.semantic;
-      misses += s.cacheMisses;
-      saved += s.savedUsd;
-      cost += s.costUsd;
-      inTok += s.inputTokens;
-      outTok += s.outputTokens;
-      retries += s.retries;
-      fallbacks += s.fallbacks;
-      for (const k of Object.keys(hedges) as HedgeOutcome[]) hedges[k] += s.hedges[k];
-      for (const [k, v] of s.rateLimited) rateLimited[k] = (rateLimited[k] ?? 0) + v;
-      gpuAllocs += s.gpuAllocations;
-      gpuFails += s.gpuFailures;
-      gpuLatency.merge(s.gpuLatency);
-      for (const [name, p] of s.providers) {
-        let agg = providers.get(name);
-        if (!agg) {
-          agg = { calls: 0, errors: 0, cancelled: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 };
-          providers.set(name, agg);
+  /**
+   * This window's raw state as plain JSON (live seconds and gauges), for a cluster's /v1/stats:
+   * `mergeWindows` adds several up, `summaryOf` makes the summary.
+   */
+  window(): StatsWindow {
+    const g = this.gauges();
+    return {
+      sections: [...g.enabled],
+      slots: this.live(Math.floor(this.now() / 1000), this.slots).map((s) => s.state()),
+      queues: [...g.queues],
+      breakers: [...g.breakers].map(([d, b]) => [d, { ...b }]),
+      meshNodes: [...g.meshNodes].map(([n, m]) => [n, { ...m }]),
+      gpuUtilization: [...g.gpuUtil],
+      gpuActive: g.gpuActive,
+    };
+  }
+
+  /**
+   * The /v1/stats document of several windows (a cluster's workers' `window()`s) added up, over this
+   * window's length and clock: slots of the same second summed, then summarised as summary() does
+   * this process's own slots. Seconds that have left the window by now (a stale report's) are left out.
+   */
+  summaryOf(windows: readonly StatsWindow[]): PerformanceSummary {
+    const nowMs = this.now();
+    const current = Math.floor(nowMs / 1000);
+    const slots = new Map<number, Slot>();
+    for (const w of windows) {
+      for (const st of w.slots) {
+        if (current - st.second >= this.windowS) continue;
+        let slot = slots.get(st.second);
+        if (!slot) {
+          slot = new Slot(st.second);
+          slots.set(st.second, slot);
         }
-        agg.calls += p.calls;
-        agg.errors += p.errors;
-        agg.cancelled += p.cancelled;
-        agg.latency.merge(p.latency);
-        agg.ttft.merge(p.ttft);
-        agg.costUsd += p.costUsd;
+        slot.mergeState(st);
       }
     }
+    return this.summarize(nowMs, this.live(current, slots.values()), mergeGauges(windows));
+  }
+
+  private summarize(nowMs: number, live: readonly Slot[], g: Gauges): PerformanceSummary {
+    const current = Math.floor(nowMs / 1000);
+    const all = new Slot(current);
+    for (const s of live) all.merge(s);
+    const { requests, errors5xx: e5, errors4xx: e4, latency, providers, cacheHits: hits, cacheMisses: misses, costUsd: cost, retries, fallbacks, hedges } = all;
     // Throughput over the part of the window that has seen traffic, so a fresh process is not diluted.
     const firstSecond = live[0]?.second ?? current;
     const spanS = Math.max(1, Math.min(this.windowS, current - firstSecond + 1));
     const lookups = hits.exact + hits.semantic + misses;
+    const rateLimited = Object.fromEntries(all.rateLimited) as Record<string, number>;
     const rateLimitedTotal = Object.values(rateLimited).reduce((a, b) => a + b, 0);
-    const queues = Object.fromEntries(this.queues);
+    const queues = Object.fromEntries(g.queues) as Record<string, number>;
     const bySecond = new Map(live.map((s) => [s.second, s]));
     const series: PerformanceSummary['series'] = [];
     for (let t = current - this.seriesS + 1; t <= current; t++) {
@@ -336,32 +550,32 @@ export class RollingStats {
           ttft_ms: p.ttft.percentiles(),
           cost_usd: p.costUsd,
         })),
-      cost: { total_usd: cost, per_request_usd: requests ? cost / requests : 0, input_tokens: inTok, output_tokens: outTok },
-      cache: { enabled: this.enabled.has('cache'), lookups, hits, hit_rate: ratio(hits.exact + hits.semantic, lookups), saved_usd: saved },
-      queue: { enabled: this.enabled.has('queue'), depth: Object.values(queues).reduce((a, b) => a + b, 0), queues },
+      cost: { total_usd: cost, per_request_usd: requests ? cost / requests : 0, input_tokens: all.inputTokens, output_tokens: all.outputTokens },
+      cache: { enabled: g.enabled.has('cache'), lookups, hits, hit_rate: ratio(hits.exact + hits.semantic, lookups), saved_usd: all.savedUsd },
+      queue: { enabled: g.enabled.has('queue'), depth: Object.values(queues).reduce((a, b) => a + b, 0), queues },
       breakers: {
-        enabled: this.enabled.has('breakers'),
-        open: [...this.breakers.values()].filter((b) => b.state === 'open').length,
-        deployments: [...this.breakers]
+        enabled: g.enabled.has('breakers'),
+        open: [...g.breakers.values()].filter((b) => b.state === 'open').length,
+        deployments: [...g.breakers]
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([deployment, b]) => ({ deployment, state: b.state, opened_total: b.opened, since: new Date(b.since).toISOString() })),
       },
-      limits: { enabled: this.enabled.has('limits'), rate_limited: rateLimitedTotal, by_limit: rateLimited },
-      routing: { enabled: this.enabled.has('routing'), retries, fallbacks, hedges },
+      limits: { enabled: g.enabled.has('limits'), rate_limited: rateLimitedTotal, by_limit: rateLimited },
+      routing: { enabled: g.enabled.has('routing'), retries, fallbacks, hedges },
       mesh: {
-        enabled: this.enabled.has('mesh'),
-        healthy: [...this.meshNodes.values()].filter((n) => n.state === 'healthy').length,
-        nodes: [...this.meshNodes]
+        enabled: g.enabled.has('mesh'),
+        healthy: [...g.meshNodes.values()].filter((n) => n.state === 'healthy').length,
+        nodes: [...g.meshNodes]
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([node, n]) => ({ node, health: n.health, state: n.state, updated_at: new Date(n.at).toISOString() })),
       },
       gpu: {
-        enabled: this.enabled.has('gpu'),
-        allocations: gpuAllocs,
-        failures: gpuFails,
-        allocation_latency_ms: gpuLatency.percentiles(),
-        active_allocations: this.gpuActive,
-        utilization: Object.fromEntries(this.gpuUtil),
+        enabled: g.enabled.has('gpu'),
+        allocations: all.gpuAllocations,
+        failures: all.gpuFailures,
+        allocation_latency_ms: all.gpuLatency.percentiles(),
+        active_allocations: g.gpuActive,
+        utilization: Object.fromEntries(g.gpuUtil),
       },
       series,
     };

@@ -10,7 +10,7 @@ import type { RequestContext } from '../gateway/context.js';
 import type { AttemptEnd, AttemptObserver } from '../gateway/execute.js';
 import { isUpstreamError } from '../providers/errors.js';
 import type { Deployment } from '../routing/catalog.js';
-import type { IpcChannel } from './cluster-metrics.js';
+import type { IpcChannel, WorkerCounts } from './cluster-metrics.js';
 import { GatewayMetrics } from './metrics.js';
 import type { RequestRecord } from './records.js';
 import type { PerformanceSummary } from './rolling-stats.js';
@@ -112,9 +112,21 @@ export class Telemetry implements AttemptObserver {
     this.metrics.recordSpend({ provider: ctx.facts.provider, model: ctx.facts.model, inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens, costUsd });
   };
 
-  /** The /v1/stats document with the configured alert thresholds evaluated. */
+  /** This process's /v1/stats document with the configured alert thresholds evaluated. */
   summary(): PerformanceSummary & { alerts: AlertState[] } {
-    const s = this.metrics.summary();
+    return this.withAlerts(this.metrics.summary());
+  }
+
+  /**
+   * The /v1/stats document with the alerts evaluated: in a `serve --workers N` worker the whole
+   * cluster's, with `workers` (answered, stale, missing); otherwise summary(). Rejects with a 503
+   * GatewayError when a cluster's primary cannot answer.
+   */
+  async clusterSummary(): Promise<PerformanceSummary & { workers?: WorkerCounts; alerts: AlertState[] }> {
+    return this.withAlerts(await this.metrics.clusterSummary());
+  }
+
+  private withAlerts<S extends PerformanceSummary>(s: S): S & { alerts: AlertState[] } {
     const t = this.settings.alerts;
     const alerts: AlertState[] = [
       { name: 'error_rate', value: s.requests.error_rate, threshold: t.error_rate, firing: s.requests.total > 0 && s.requests.error_rate > t.error_rate },

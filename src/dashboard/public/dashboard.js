@@ -242,7 +242,10 @@
           .join('')
       : off('GPU pool');
 
-    setText('updated', new Date(s.generated_at).toLocaleTimeString());
+    // With `serve --workers N` the figures cover every worker; say so, and which did not answer in time.
+    const w = s.workers;
+    const cover = w ? ` (${w.answered + w.stale} workers${w.stale ? `, ${w.stale} from their last report` : ''}${w.missing ? `, ${w.missing} missing` : ''})` : '';
+    setText('updated', new Date(s.generated_at).toLocaleTimeString() + cover);
   }
 
   // ---- polling ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Operational endpoints: Prometheus metrics at /metrics and /v1/metrics (seed 001, 002), optionally
 // behind their own bearer token, and the rolling performance summary at /v1/stats (seed 002
-// `get_performance_summary`), which the dashboard polls. None of them counts as API traffic.
+// `get_performance_summary`), which the dashboard polls. With `serve --workers N` both report the
+// whole cluster (telemetry/cluster-metrics.ts). None of them counts as API traffic.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Gateway } from '../../gateway/gateway.js';
 import { metricsAuthorizer } from '../../telemetry/metrics-server.js';
@@ -47,15 +48,18 @@ export const monitoringRoutes: FastifyPluginAsync<MonitoringRouteOptions> = asyn
         summary: 'Performance summary',
         description:
           'Latency p50/p95/p99, throughput, error rate by provider, cache hit rate and savings, cost per request, queue depth, ' +
-          'breakers, limits, mesh nodes and the GPU pool over the rolling window (`monitoring.stats.window_s`), with per-second series.',
+          'breakers, limits, mesh nodes and the GPU pool over the rolling window (`monitoring.stats.window_s`), with per-second series. ' +
+          'With `serve --workers N` it covers every worker, and `workers` says how many answered (`answered`, `stale`, `missing`).',
         tags: ['monitoring'],
       }),
       config: { monitoring: true },
     },
     async (_request, reply) => {
+      // With `serve --workers N`: the whole cluster, summarised by the primary from every worker's window (503 if it cannot answer).
+      const summary = await telemetry.clusterSummary();
       reply.header('cache-control', 'no-store');
       return {
-        ...telemetry.summary(),
+        ...summary,
         gateway: {
           version,
           providers: [...gateway.providers.keys()].sort(),
