@@ -173,6 +173,11 @@ export const ledgerSchema = z
     batch_size: z.number().int().positive().default(200),
     /** Records that could not be written at shutdown go here and are replayed at the next start. */
     spool_path: z.string().default('./data/ledger-spool.jsonl'),
+    /**
+     * Rows queued in memory at most while the database does not take them: beyond it the oldest go to
+     * a spool file (replayed once the database answers), or without a spool path are dropped.
+     */
+    max_pending_rows: z.number().int().positive().default(50_000),
   })
   .strict();
 

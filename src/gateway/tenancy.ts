@@ -74,8 +74,15 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
     sql = await openSql({ url: config.database.url, pglitePath: config.database.pglite_path, schema: config.database.schema });
     const db = sql;
     if (config.ledger.enabled) {
-      ledger = new LedgerWriter(db, log, { flushIntervalMs: config.ledger.flush_interval_ms, batchSize: config.ledger.batch_size, spoolPath: config.ledger.spool_path });
-      await ledger.replaySpool().catch((err: unknown) => log.error({ err: (err as Error).message }, 'ledger: could not replay the spool file'));
+      ledger = new LedgerWriter(db, log, {
+        flushIntervalMs: config.ledger.flush_interval_ms,
+        batchSize: config.ledger.batch_size,
+        spoolPath: config.ledger.spool_path,
+        maxPendingRows: config.ledger.max_pending_rows,
+      });
+      // A database that fails here leaves the file it was replaying as this process's own spool
+      // (replayed once the database answers) and the others for the next start.
+      await ledger.replaySpool().catch((err: unknown) => log.error({ err: (err as Error).message }, 'ledger: could not replay the spool files'));
       plugins.push(plugin(ledgerHook, { ledger }));
     }
     const writer = ledger;

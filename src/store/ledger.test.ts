@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from '../../test/helpers/services.js';
 import { createLogger } from '../telemetry/logger.js';
 import { LedgerWriter, type LedgerEntry } from './ledger.js';
@@ -223,4 +224,134 @@ describe('ledger rows that cannot even be made into a statement', () => {
     expect(line).toMatchObject({ requestId: `${tag}-bad`, ts: null });
     expect(line?.refused.reason).toMatch(/Invalid time value/);
   });
+});
+
+/** The spool files (not the dead-letter file, not a half-written one) in a directory, by name. */
+async function spoolFiles(spoolDir: string): Promise<string[]> {
+  return (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.startsWith('spool.jsonl.')).sort();
+}
+
+/** How many rows the spool files in `spoolDir` hold, and how many distinct ids. */
+async function spooledRows(spoolDir: string, files: string[]): Promise<{ rows: number; ids: Set<string> }> {
+  const ids = new Set<string>();
+  let rows = 0;
+  for (const f of files) {
+    for (const line of (await readFile(join(spoolDir, f), 'utf8')).split('\n').filter(Boolean)) {
+      rows++;
+      ids.add((JSON.parse(line) as { id: string }).id);
+    }
+  }
+  return { rows, ids };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `sql` behind a switch: while `state.up` is false every statement fails as an unreachable server does. */
+function switchable(sql: SqlDatabase, state: { up: boolean }): SqlDatabase {
+  return {
+    kind: sql.kind,
+    query: async (text: string, params?: unknown[]) => {
+      if (!state.up) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+      return sql.query(text, params);
+    },
+  } as unknown as SqlDatabase;
+}
+
+for (const backend of backends) {
+  describe.skipIf(!backend.db())(`the ledger's queue during a ${backend.name} outage`, () => {
+    it('stays at ledger.max_pending_rows, the oldest rows going to spool files; once the database answers every row reaches it exactly once, without a restart', async () => {
+      const sql = backend.db()!;
+      const tag = `bound-${runId()}`;
+      const spoolDir = join(dir, `bound-${backend.name}`);
+      const spoolPath = join(spoolDir, 'spool.jsonl');
+      const state = { up: false };
+      const w = new LedgerWriter(switchable(sql, state), log, { flushIntervalMs: 10, batchSize: 50, spoolPath, maxPendingRows: 100 });
+      // Traffic during the outage: 1000 rows, 100 at a time, the writer's timer running in between.
+      for (let n = 0; n < 1000; n++) {
+        w.record(entry(`${tag}-${String(n).padStart(4, '0')}`));
+        if (n % 100 === 99) await sleep(30);
+      }
+      await vi.waitFor(() => expect(w.pending).toBeLessThanOrEqual(100), { timeout: 5_000 });
+      await sleep(50); // a spill under way has finished its file
+      const files = await spoolFiles(spoolDir);
+      expect(files.length).toBeGreaterThan(0);
+      const spooled = await spooledRows(spoolDir, files);
+      expect(spooled.rows + w.pending).toBe(1000);
+      expect(spooled.ids.size).toBe(spooled.rows);
+      expect(w.spooled).toBe(spooled.rows);
+      expect(w.written).toBe(0);
+
+      // Another process's spool file in the same place is not this one's to replay while running.
+      const other = 'spool.jsonl.999999-1-abcdef01';
+      await writeFile(join(spoolDir, other), `${JSON.stringify({ ...entry(`${tag}-other`), id: randomUUID() })}\n`);
+
+      state.up = true;
+      await vi.waitFor(async () => expect(await spoolFiles(spoolDir)).toEqual([other]), { timeout: 10_000 });
+      expect(w.pending).toBe(0);
+      const [row] = await sql.query<{ n: number; ids: number; requests: number }>(
+        `SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids, count(DISTINCT request_id)::int AS requests FROM ledger WHERE request_id LIKE $1 AND request_id <> $2`,
+        [`${tag}-%`, `${tag}-other`],
+      );
+      expect(row).toEqual({ n: 1000, ids: 1000, requests: 1000 });
+      expect(w.written).toBe(1000);
+      expect([w.rejected, w.dropped]).toEqual([0, 0]);
+      await w.close();
+      expect(await spoolFiles(spoolDir)).toEqual([other]);
+    }, 30_000);
+  });
+}
+
+describe("the ledger's queue without a spool path", () => {
+  it('keeps the newest rows up to the bound and drops the oldest, counted and logged at error level', async () => {
+    const tag = `drop-${runId()}`;
+    const lines: Array<{ level: string; msg: string; dropped?: number }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as (typeof lines)[number]);
+        done();
+      },
+    });
+    const state = { up: false };
+    const w = new LedgerWriter(switchable(db, state), createLogger('error', sink), { flushIntervalMs: 10, batchSize: 50, spoolPath: '', maxPendingRows: 100 });
+    for (let n = 0; n < 500; n++) {
+      w.record(entry(`${tag}-${String(n).padStart(4, '0')}`));
+      if (n % 100 === 99) await sleep(30);
+    }
+    await vi.waitFor(() => expect(w.pending).toBeLessThanOrEqual(100), { timeout: 5_000 });
+    expect(w.dropped).toBe(500 - w.pending);
+    state.up = true;
+    await vi.waitFor(() => expect(w.pending).toBe(0), { timeout: 5_000 });
+    await w.close();
+    const rows = await db.query<{ request_id: string }>(`SELECT request_id FROM ledger WHERE request_id LIKE $1 ORDER BY request_id`, [`${tag}-%`]);
+    // The newest rows are the ones kept: what was dropped is the oldest.
+    expect(rows.map((r) => r.request_id)).toEqual(Array.from({ length: rows.length }, (_, i) => `${tag}-${String(500 - rows.length + i).padStart(4, '0')}`));
+    expect(rows.length + w.dropped).toBe(500);
+    expect(w.written).toBe(rows.length);
+    const dropLog = lines.find((l) => l.level === 'error' && /dropped/.test(l.msg));
+    expect(dropLog?.dropped).toBeGreaterThan(0);
+  }, 30_000);
+});
+
+describe('a start while the database is down', () => {
+  it('keeps the spool files it claimed as its own and replays them once the database answers, without loading them into the queue', async () => {
+    const tag = `startdown-${runId()}`;
+    const spoolDir = join(dir, 'startdown');
+    const spoolPath = join(spoolDir, 'spool.jsonl');
+    const before = new LedgerWriter(down, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
+    for (let n = 0; n < 300; n++) before.record(entry(`${tag}-${n}`));
+    await before.close();
+    expect(await spoolFiles(spoolDir)).toHaveLength(1);
+
+    const state = { up: false };
+    const w = new LedgerWriter(switchable(db, state), log, { flushIntervalMs: 10, batchSize: 100, spoolPath, maxPendingRows: 100 });
+    await expect(w.replaySpool()).rejects.toThrow('ECONNREFUSED');
+    expect(w.pending).toBe(0);
+    const kept = await spoolFiles(spoolDir);
+    expect((await spooledRows(spoolDir, kept)).rows).toBe(300);
+    state.up = true;
+    await vi.waitFor(async () => expect(await spoolFiles(spoolDir)).toEqual([]), { timeout: 10_000 });
+    await w.close();
+    const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ledger WHERE request_id LIKE $1`, [`${tag}-%`]);
+    expect(row?.n).toBe(300);
+  }, 30_000);
 });

@@ -7,6 +7,10 @@
 // rows it refuses are set aside in a dead-letter file (`<spool_path>-rejected.jsonl`), logged and counted.
 // Each process writes its own spool file (`<spool_path>.<pid>-<time>`): workers sharing the setting
 // never interleave their lines, and a start replays every spool file it finds.
+// The queue is bounded (`maxPendingRows`): while the database is down, the timer moves the oldest
+// queued rows beyond the bound to a spool file of this process's (or, without a spool path, drops
+// them: the newest rows are kept), and once a flush has drained the queue this process replays the
+// spool files it wrote itself, so the rows reach the database without a restart.
 import { randomUUID } from 'node:crypto';
 import { appendFile, mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -21,7 +25,20 @@ export interface LedgerOptions {
   flushIntervalMs: number;
   batchSize: number;
   spoolPath?: string;
+  /**
+   * Rows kept in memory at most (checked at every tick of the flush timer, never per request): beyond
+   * it the oldest queued rows go to a spool file, or without a spool path are dropped. Default 50,000.
+   */
+  maxPendingRows?: number;
 }
+
+export const DEFAULT_MAX_PENDING_ROWS = 50_000;
+/** A spill leaves this share of the bound queued, so each spool file holds at least a quarter of it. */
+const SPILL_TO = 0.75;
+/** After a replay of this process's spool files failed, the next try waits this long. */
+const REPLAY_RETRY_MS = 5_000;
+/** Dropped rows are logged at once, then summed into a line at most this often. */
+const DROP_LOG_EVERY_MS = 30_000;
 
 // One statement and one JSON parameter per batch: Postgres expands the rows itself. Building a
 // drizzle insert of hundreds of rows × 18 columns cost more JS time than the write (measured: the
@@ -100,23 +117,39 @@ interface Prepared {
 export class LedgerWriter {
   private queue: LedgerRow[] = [];
   private flushing?: Promise<void>;
+  /** How many rows at the queue's head a write is working on (a spill leaves them in place). */
+  private inFlight = 0;
+  private spilling?: Promise<void>;
+  private replaying?: Promise<void>;
+  private replayNotBefore = 0;
+  /** Spool files this process wrote while running, not yet replayed (oldest first). */
+  private readonly ownSpools: string[] = [];
   private readonly timer: NodeJS.Timeout;
+  private readonly maxPending: number;
   private closed = false;
   private failures = 0;
+  private droppedUnlogged = 0;
+  private lastDropLog = 0;
   /** Rows written since start (tests and /metrics read it). */
   written = 0;
   /** Rows the database refused since start, set aside in the dead-letter file (or only logged without a spool path). */
   rejected = 0;
+  /** Rows this process moved from its queue to a spool file: over the bound while running, or at shutdown. */
+  spooled = 0;
+  /** Rows dropped over the bound because there is no spool path (or its file could not be written). */
+  dropped = 0;
 
   constructor(
     private readonly sql: SqlDatabase,
     private readonly log: Logger,
     private readonly opts: LedgerOptions,
   ) {
-    this.timer = setInterval(() => void this.flush().catch(() => undefined), opts.flushIntervalMs);
+    this.maxPending = Math.max(1, opts.maxPendingRows ?? DEFAULT_MAX_PENDING_ROWS);
+    this.timer = setInterval(() => void this.tick(), opts.flushIntervalMs);
     this.timer.unref();
   }
 
+  /** Rows queued in memory. */
   get pending(): number {
     return this.queue.length;
   }
@@ -124,6 +157,18 @@ export class LedgerWriter {
   record(entry: LedgerEntry): void {
     this.queue.push({ ...entry, id: entry.id ?? randomUUID() });
     if (this.queue.length >= this.opts.batchSize && !this.flushing) void this.flush().catch(() => undefined);
+  }
+
+  /**
+   * What the timer does: bounds the queue (a spill to a spool file, or drops), flushes, and once the
+   * queue has drained after a successful flush replays this process's spool files. Resolves when all
+   * three are done; never rejects.
+   */
+  async tick(): Promise<void> {
+    this.bound();
+    await Promise.all([this.spilling, this.flush().catch(() => undefined)]);
+    this.replayOwnSpools();
+    await this.replaying;
   }
 
   /**
@@ -138,10 +183,12 @@ export class LedgerWriter {
         while (this.queue.length > 0) {
           const batch = this.queue.slice(0, this.opts.batchSize);
           const done = new Set<LedgerRow>();
+          this.inFlight = batch.length;
           try {
             await this.write(batch.map(prepare), done);
           } finally {
             this.settle(batch, done);
+            this.inFlight = 0;
           }
           this.failures = 0;
         }
@@ -222,11 +269,159 @@ export class LedgerWriter {
   }
 
   /**
+   * Keeps the queue at the bound: past it, the oldest rows (after those a write is working on) go to
+   * a new spool file of this process's, down to three quarters of the bound so that files are not
+   * tiny; without a spool path the oldest rows beyond the bound are dropped, keeping the newest.
+   */
+  private bound(): void {
+    if (this.queue.length <= this.maxPending || this.spilling) return;
+    const spool = Boolean(this.opts.spoolPath);
+    const keep = spool ? Math.floor(this.maxPending * SPILL_TO) : this.maxPending;
+    const take = Math.min(this.queue.length - keep, this.queue.length - this.inFlight);
+    if (take <= 0) return;
+    const rows = this.queue.splice(this.inFlight, take);
+    if (!spool) return this.drop(rows.length, 'no spool path');
+    this.spilling = this.spill(rows).finally(() => (this.spilling = undefined));
+  }
+
+  private async spill(rows: LedgerRow[]): Promise<void> {
+    try {
+      const file = await this.writeSpool(rows);
+      this.ownSpools.push(file);
+      this.spooled += rows.length;
+      this.log.warn(
+        { rows: rows.length, pending: this.queue.length, maxPendingRows: this.maxPending, spool: file },
+        'ledger: database not taking rows; oldest queued rows beyond ledger.max_pending_rows spooled to file (replayed once it answers)',
+      );
+    } catch (err) {
+      // Back at the queue's head (after a write's rows) as far as the bound allows; the oldest beyond it are lost.
+      const room = Math.max(0, this.maxPending - this.queue.length);
+      const back = rows.slice(Math.max(0, rows.length - room));
+      this.queue = this.queue.slice(0, this.inFlight).concat(back, this.queue.slice(this.inFlight));
+      this.log.error({ err: (err as Error).message }, 'ledger: could not write a spool file');
+      if (back.length < rows.length) this.drop(rows.length - back.length, 'spool file could not be written');
+    }
+  }
+
+  private drop(rows: number, reason: string): void {
+    this.dropped += rows;
+    this.droppedUnlogged += rows;
+    const now = Date.now();
+    if (now - this.lastDropLog >= DROP_LOG_EVERY_MS) this.logDropped(reason, now);
+  }
+
+  private logDropped(reason: string, now = Date.now()): void {
+    this.log.error(
+      { dropped: this.droppedUnlogged, droppedTotal: this.dropped, pending: this.queue.length, maxPendingRows: this.maxPending, reason },
+      'ledger: queue over ledger.max_pending_rows; oldest rows dropped (LOST: not written to the database)',
+    );
+    this.droppedUnlogged = 0;
+    this.lastDropLog = now;
+  }
+
+  /**
+   * Writes rows to a new spool file of this process's, `<spool_path>.<pid>-<time>-<random>`: under a
+   * name no replay claims, then renamed, so a start never reads a half-written file.
+   */
+  private async writeSpool(rows: readonly LedgerRow[]): Promise<string> {
+    const spoolPath = this.opts.spoolPath!;
+    const dir = dirname(spoolPath);
+    const name = `${basename(spoolPath)}.${process.pid}-${Date.now()}-${randomUUID().slice(0, 8)}`;
+    const file = join(dir, name);
+    const partial = join(dir, `.${name}.partial`);
+    await mkdir(dir, { recursive: true });
+    try {
+      await writeFile(partial, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      await rename(partial, file);
+    } catch (err) {
+      await unlink(partial).catch(() => undefined);
+      throw err;
+    }
+    return file;
+  }
+
+  /** Starts replaying this process's spool files when the queue has drained after a successful flush. */
+  private replayOwnSpools(): void {
+    if (this.replaying || this.ownSpools.length === 0 || this.queue.length > 0 || this.failures > 0 || Date.now() < this.replayNotBefore) return;
+    this.replaying = (async () => {
+      let replayed = 0;
+      while (this.ownSpools.length > 0) {
+        const file = this.ownSpools.shift()!;
+        const claimed = this.claimName();
+        try {
+          await rename(file, claimed);
+        } catch {
+          continue; // a process starting meanwhile claimed it: that one replays it
+        }
+        try {
+          replayed += await this.replayFile(claimed, basename(file));
+        } catch (err) {
+          // The rows not written are in a spool file of ours again: tried once the database answers.
+          this.replayNotBefore = Date.now() + REPLAY_RETRY_MS;
+          this.log.warn({ err: (err as Error).message, files: this.ownSpools.length }, 'ledger: replaying this process\'s spool files failed; kept for the next try');
+          break;
+        }
+      }
+      if (replayed > 0) this.log.info({ rows: replayed }, 'ledger: database answering again; replayed the rows this process had spooled');
+    })().finally(() => (this.replaying = undefined));
+  }
+
+  private claimName(): string {
+    const path = this.opts.spoolPath!;
+    return join(dirname(path), `${basename(path)}.replaying-${process.pid}-${randomUUID().slice(0, 8)}`);
+  }
+
+  /**
+   * Writes a claimed spool file's rows straight to the database, batch by batch (not through the
+   * queue, so a large file never counts against the bound), and deletes it. If the database fails,
+   * the rows not written yet go back to a spool file of this process's (the claimed file itself,
+   * renamed, when none was written), which is replayed once the database answers, and the error is
+   * thrown. Returns how many rows the file held (lines that do not parse are skipped and logged).
+   */
+  private async replayFile(claimed: string, name: string): Promise<number> {
+    const text = await readFile(claimed, 'utf8');
+    const rows: LedgerRow[] = [];
+    let skipped = 0;
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      try {
+        const r = JSON.parse(line) as LedgerRow & { ts: string };
+        rows.push({ ...r, ts: new Date(r.ts) });
+      } catch {
+        skipped++;
+      }
+    }
+    if (skipped > 0) this.log.warn({ file: name, skipped }, 'ledger: spool lines that do not parse were skipped');
+    for (let i = 0; i < rows.length; i += this.opts.batchSize) {
+      const batch = rows.slice(i, i + this.opts.batchSize);
+      const done = new Set<LedgerRow>();
+      try {
+        await this.write(batch.map(prepare), done);
+      } catch (err) {
+        const rest = batch.filter((r) => !done.has(r)).concat(rows.slice(i + this.opts.batchSize));
+        if (rest.length === rows.length && skipped === 0) {
+          const back = join(dirname(claimed), `${basename(this.opts.spoolPath!)}.${process.pid}-${Date.now()}-${randomUUID().slice(0, 8)}`);
+          await rename(claimed, back);
+          this.ownSpools.push(back);
+        } else {
+          this.ownSpools.push(await this.writeSpool(rest));
+          await unlink(claimed).catch(() => undefined);
+        }
+        throw err;
+      }
+    }
+    await unlink(claimed).catch(() => undefined);
+    return rows.length;
+  }
+
+  /**
    * Replays the spool files left by earlier shutdowns: `spool_path` itself (older versions), every
    * `<spool_path>.*` a process wrote, and any claimed by a replay that did not finish. Each file is
    * claimed by renaming it, so concurrent starts do not both take it (a row replayed twice would be
-   * ignored anyway: rows keep their ids). A line that does not parse is skipped and counted; a file
-   * whose rows cannot be written stays for the next start.
+   * ignored anyway: rows keep their ids). A line that does not parse is skipped and counted. If the
+   * database fails, the rows of the file being replayed not yet written become a spool file of this
+   * process's (replayed once the database answers, like a spill), the files not reached yet stay for
+   * the next start, and the error is thrown.
    */
   async replaySpool(): Promise<number> {
     const path = this.opts.spoolPath;
@@ -236,28 +431,13 @@ export class LedgerWriter {
     const names = await readdir(dir).catch(() => [] as string[]);
     let total = 0;
     for (const name of names.filter((n) => n === base || n.startsWith(`${base}.`))) {
-      const claimed = join(dir, `${base}.replaying-${process.pid}-${randomUUID().slice(0, 8)}`);
-      let text: string;
+      const claimed = this.claimName();
       try {
         await rename(join(dir, name), claimed);
-        text = await readFile(claimed, 'utf8');
       } catch {
         continue; // another process claimed it first
       }
-      let skipped = 0;
-      for (const line of text.split('\n')) {
-        if (!line) continue;
-        try {
-          const r = JSON.parse(line) as LedgerRow & { ts: string };
-          this.queue.push({ ...r, ts: new Date(r.ts) });
-          total++;
-        } catch {
-          skipped++;
-        }
-      }
-      if (skipped > 0) this.log.warn({ file: name, skipped }, 'ledger: spool lines that do not parse were skipped');
-      await this.flush();
-      await unlink(claimed).catch(() => undefined);
+      total += await this.replayFile(claimed, name);
     }
     if (total > 0) this.log.info({ rows: total }, 'ledger: replayed the spool files');
     return total;
@@ -267,6 +447,7 @@ export class LedgerWriter {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    await this.spilling;
     for (let attempt = 0; attempt < 3 && this.queue.length > 0; attempt++) {
       try {
         await this.flush();
@@ -274,18 +455,18 @@ export class LedgerWriter {
         await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
       }
     }
+    // The database answered and the queue drained: this process's spool files, if any, go now.
+    this.replayOwnSpools();
+    await this.replaying;
+    if (this.droppedUnlogged > 0) this.logDropped('no spool path');
     if (this.queue.length > 0 && this.opts.spoolPath) {
-      const dir = dirname(this.opts.spoolPath);
-      const name = `${basename(this.opts.spoolPath)}.${process.pid}-${Date.now()}-${randomUUID().slice(0, 8)}`;
-      const file = join(dir, name);
-      await mkdir(dir, { recursive: true });
-      // Written under a name no replay claims, then renamed: a start never reads a half-written file.
-      const partial = join(dir, `.${name}.partial`);
-      await writeFile(partial, this.queue.map((r) => JSON.stringify(r)).join('\n') + '\n');
-      await rename(partial, file);
-      this.log.warn({ rows: this.queue.length, spool: file }, 'ledger: database unavailable at shutdown; records spooled to file');
+      const rows = this.queue.length;
+      const file = await this.writeSpool(this.queue);
+      this.spooled += rows;
+      this.log.warn({ rows, spool: file }, 'ledger: database unavailable at shutdown; records spooled to file');
       this.queue = [];
     }
+    if (this.ownSpools.length > 0) this.log.warn({ files: this.ownSpools.length }, 'ledger: spool files written while running are left for the next start');
   }
 }
 
