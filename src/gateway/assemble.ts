@@ -89,6 +89,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     onUsageEstimated: telemetry.usageEstimated,
   });
   resources.push(...tenancy.resources);
+  // The ledger's queue and row counts, read at each scrape (inference_ledger_*).
+  if (tenancy.ledger) telemetry.metrics.watchLedger(tenancy.ledger);
   const authenticator = tenancy.authenticator;
 
   // Chat stages, outermost first (the executor is the terminal handler).

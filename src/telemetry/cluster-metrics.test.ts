@@ -77,6 +77,24 @@ describe('aggregateCluster', () => {
     expect(samples(text, 'inference_gpu_utilization_ratio')).toEqual(['inference_gpu_utilization_ratio{device="gpu0"} 0.5']);
   });
 
+  it('sums the ledger: rows queued in each worker and each outcome counter', async () => {
+    const a = new GatewayMetrics({ processMetrics: false });
+    const b = new GatewayMetrics({ processMetrics: false });
+    a.watchLedger({ pending: 30, written: 100, rejected: 1, spooled: 0, dropped: 0 });
+    b.watchLedger({ pending: 12, written: 7, rejected: 0, spooled: 500, dropped: 3 });
+    const text = await aggregateCluster([
+      { slot: 0, metrics: await json(a), state: 'answered' },
+      { slot: 1, metrics: await json(b), state: 'answered' },
+    ]).metrics();
+    expect(samples(text, 'inference_ledger_pending_rows')).toEqual(['inference_ledger_pending_rows 42']);
+    expect(samples(text, 'inference_ledger_rows_total')).toEqual([
+      'inference_ledger_rows_total{outcome="written"} 107',
+      'inference_ledger_rows_total{outcome="rejected"} 1',
+      'inference_ledger_rows_total{outcome="spooled"} 500',
+      'inference_ledger_rows_total{outcome="dropped"} 3',
+    ]);
+  });
+
   it('keeps process metrics per worker, labelled with its slot, even those prom-client would omit', async () => {
     const a = new GatewayMetrics();
     const b = new GatewayMetrics();

@@ -1,4 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { LedgerWriter } from '../store/ledger.js';
+import { openSql, type SqlDatabase } from '../store/sql.js';
+import { createLogger } from './logger.js';
 import { GatewayMetrics } from './metrics.js';
 
 /** Sample lines of one metric from the Prometheus text output. */
@@ -192,4 +198,66 @@ describe('GatewayMetrics', () => {
     m.recordRequest({ route: '/x', method: 'GET', status: 200, durationMs: 1 });
     expect(await m.render()).toContain('inference_requests_in_flight 1');
   });
+});
+
+describe('ledger metrics', () => {
+  /** `sql` behind a switch: while `state.up` is false every statement fails as an unreachable server does. */
+  const switchable = (sql: SqlDatabase, state: { up: boolean }) =>
+    ({
+      kind: sql.kind,
+      query: async (text: string, params?: unknown[]) => {
+        if (!state.up) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+        return sql.query(text, params);
+      },
+    }) as unknown as SqlDatabase;
+  const row = (requestId: string) => ({ requestId, ts: new Date(), tenantId: 't', tenantKind: 'token', endpoint: 'chat', status: 200, costUsd: 0.001, promptTokens: 3, completionTokens: 4 });
+  const ledgerLines = async (m: GatewayMetrics) => {
+    const text = await m.render();
+    return [...samples(text, 'inference_ledger_pending_rows'), ...samples(text, 'inference_ledger_rows_total')];
+  };
+  const counts = (pending: number, written: number, rejected: number, spooled: number, dropped: number) => [
+    `inference_ledger_pending_rows ${pending}`,
+    `inference_ledger_rows_total{outcome="written"} ${written}`,
+    `inference_ledger_rows_total{outcome="rejected"} ${rejected}`,
+    `inference_ledger_rows_total{outcome="spooled"} ${spooled}`,
+    `inference_ledger_rows_total{outcome="dropped"} ${dropped}`,
+  ];
+
+  it('read the writer when scraped: rows queued, and rows written, rejected, spooled and dropped', async () => {
+    const db = await openSql({ pglitePath: 'memory://' });
+    const dir = await mkdtemp(join(tmpdir(), 'ledger-metrics-'));
+    const log = createLogger('silent');
+    try {
+      const m = new GatewayMetrics({ processMetrics: false });
+      // Zero series before any ledger, so rate() and the alerts read 0 rather than nothing.
+      expect(await ledgerLines(m)).toEqual(counts(0, 0, 0, 0, 0));
+      const state = { up: false };
+      const w = new LedgerWriter(switchable(db, state), log, { flushIntervalMs: 600_000, batchSize: 50, spoolPath: join(dir, 'spool.jsonl'), maxPendingRows: 100 });
+      m.watchLedger(w);
+      for (let n = 0; n < 250; n++) w.record(row(`m-${n}`));
+      expect(await ledgerLines(m)).toEqual(counts(250, 0, 0, 0, 0));
+      await w.tick(); // the database is down: the oldest rows beyond 3/4 of the bound go to a spool file
+      expect(await ledgerLines(m)).toEqual(counts(75, 0, 0, 175, 0));
+      state.up = true;
+      w.record({ ...row('m-bad'), promptTokens: 3_000_000_000 }); // beyond integer: refused, set aside
+      await w.tick(); // the queue drains, then the spool file is replayed
+      expect(await ledgerLines(m)).toEqual(counts(0, 250, 1, 175, 0));
+      await w.close();
+
+      const m2 = new GatewayMetrics({ processMetrics: false });
+      const state2 = { up: false };
+      const noSpool = new LedgerWriter(switchable(db, state2), log, { flushIntervalMs: 600_000, batchSize: 50, spoolPath: '', maxPendingRows: 100 });
+      m2.watchLedger(noSpool);
+      for (let n = 0; n < 150; n++) noSpool.record(row(`m2-${n}`));
+      await noSpool.tick();
+      expect(await ledgerLines(m2)).toEqual(counts(100, 0, 0, 0, 50));
+      state2.up = true;
+      await noSpool.tick();
+      expect(await ledgerLines(m2)).toEqual(counts(0, 100, 0, 0, 50));
+      await noSpool.close();
+    } finally {
+      await db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

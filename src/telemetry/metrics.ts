@@ -96,7 +96,22 @@ export const GAUGE_AGGREGATORS = {
   /** The shared GPU pool as every worker reads it: one copy, not N. */
   inference_gpu_utilization_ratio: 'max',
   inference_gpu_allocations_active: 'max',
+  /** Ledger rows queued in each worker's own writer: sum. */
+  inference_ledger_pending_rows: 'sum',
 } as const;
+
+/** What the ledger metrics read of the ledger writer when scraped (LedgerWriter satisfies it). */
+export interface LedgerCounts {
+  /** Rows queued in memory. */
+  readonly pending: number;
+  /** Rows written, set aside as refused, moved to a spool file, dropped over the bound: since start. */
+  readonly written: number;
+  readonly rejected: number;
+  readonly spooled: number;
+  readonly dropped: number;
+}
+
+export const LEDGER_OUTCOMES = ['written', 'rejected', 'spooled', 'dropped'] as const;
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -137,6 +152,10 @@ export class GatewayMetrics {
   readonly gpuAllocationLatency: Histogram<'model' | 'outcome'>;
   readonly gpuUtilization: Gauge<'device'>;
   readonly gpuActiveAllocations: Gauge;
+  // The spend ledger: read from its writer when scraped (watchLedger), nothing per request.
+  readonly ledgerPending: Gauge;
+  readonly ledgerRows: Counter<'outcome'>;
+  private ledger: LedgerCounts | undefined;
 
   constructor(opts: MetricsOptions = {}) {
     const max = opts.maxLabelValues ?? 100;
@@ -295,6 +314,34 @@ export class GatewayMetrics {
       registers,
       aggregator: GAUGE_AGGREGATORS.inference_gpu_allocations_active,
     });
+    const ledger = () => this.ledger;
+    this.ledgerPending = new Gauge({
+      name: 'inference_ledger_pending_rows',
+      help: 'Ledger rows queued in memory, not yet written (at most ledger.max_pending_rows; the rest spooled to disk).',
+      registers,
+      aggregator: GAUGE_AGGREGATORS.inference_ledger_pending_rows,
+      collect() {
+        this.set(ledger()?.pending ?? 0);
+      },
+    });
+    // The writer counts in plain fields; a scrape adds what they grew by since the last one.
+    const seen: Record<(typeof LEDGER_OUTCOMES)[number], number> = { written: 0, rejected: 0, spooled: 0, dropped: 0 };
+    this.ledgerRows = new Counter({
+      name: 'inference_ledger_rows_total',
+      help: 'Ledger rows by outcome: written to the database, rejected (refused for their data, set aside), spooled (moved to a spool file), dropped (over the bound without a spool path).',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        const source = ledger();
+        if (!source) return;
+        for (const outcome of LEDGER_OUTCOMES) {
+          const delta = source[outcome] - seen[outcome];
+          if (delta > 0) this.inc({ outcome }, delta);
+          seen[outcome] = source[outcome];
+        }
+      },
+    });
+    for (const outcome of LEDGER_OUTCOMES) this.ledgerRows.inc({ outcome }, 0);
     this.cluster = opts.cluster ? new ClusterMetricsLink(this.registry, opts.cluster, undefined, () => this.stats.window()) : undefined;
   }
 
@@ -342,6 +389,11 @@ export class GatewayMetrics {
     const deployments = catalog.allDeployments();
     this.model.declare([...groups, ...deployments.map((d) => d.model)]);
     this.deployment.declare([...groups, ...deployments.map((d) => d.id)]);
+  }
+
+  /** The ledger writer whose queue and row counts the ledger metrics read at each scrape. */
+  watchLedger(ledger: LedgerCounts): void {
+    this.ledger = ledger;
   }
 
   /** A capability announces itself so its dashboard section shows before its first event. */
