@@ -272,7 +272,7 @@ for (const backend of backends) {
         if (n % 100 === 99) await sleep(30);
       }
       await vi.waitFor(() => expect(w.pending).toBeLessThanOrEqual(100), { timeout: 5_000 });
-      await sleep(50); // a spill under way has finished its file
+      await vi.waitFor(() => expect(w.spooled + w.pending).toBe(1000), { timeout: 5_000 }); // a spill under way has written its file
       const files = await spoolFiles(spoolDir);
       expect(files.length).toBeGreaterThan(0);
       const spooled = await spooledRows(spoolDir, files);

@@ -379,7 +379,12 @@ export class LedgerWriter {
    * thrown. Returns how many rows the file held (lines that do not parse are skipped and logged).
    */
   private async replayFile(claimed: string, name: string): Promise<number> {
-    const text = await readFile(claimed, 'utf8');
+    let text: string;
+    try {
+      text = await readFile(claimed, 'utf8');
+    } catch {
+      return 0; // a process starting meanwhile claimed it from us (claims match `<spool_path>.*`): that one replays it
+    }
     const rows: LedgerRow[] = [];
     let skipped = 0;
     for (const line of text.split('\n')) {
