@@ -178,6 +178,26 @@ describe('ledger write failures that are not the rows\' fault', () => {
     expect(await readdir(join(dir, 'conn')).catch(() => [])).toEqual([]);
   });
 
+  it('while the database is down, traffic does not start a write per batch of requests: the timer retries', async () => {
+    let attempts = 0;
+    const failing = { kind: 'postgres', query: async () => (attempts++, Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))) } as unknown as SqlDatabase;
+    const w = new LedgerWriter(failing, log, { flushIntervalMs: 600_000, batchSize: 2, spoolPath: join(dir, 'storm', 'spool.jsonl') });
+    w.record(entry('storm-0'));
+    w.record(entry('storm-1')); // a full batch: the first write, which fails
+    await new Promise((r) => setTimeout(r, 20));
+    expect(attempts).toBe(1);
+    // 500 requests later (250 batches' worth), still the one attempt: the next is the timer's.
+    for (let n = 2; n < 502; n++) {
+      w.record(entry(`storm-${n}`));
+      if (n % 50 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await new Promise((r) => setTimeout(r, 20));
+    expect(attempts).toBe(1);
+    expect(w.pending).toBe(502);
+    await expect(w.flush()).rejects.toThrow('ECONNREFUSED');
+    expect(attempts).toBe(2);
+  });
+
   it('a connection lost while a refused batch is being split keeps the rows not yet written; the retry finishes the job', async () => {
     const tag = `split-${runId()}`;
     const spoolPath = join(dir, 'split', 'spool.jsonl');

@@ -156,7 +156,9 @@ export class LedgerWriter {
 
   record(entry: LedgerEntry): void {
     this.queue.push({ ...entry, id: entry.id ?? randomUUID() });
-    if (this.queue.length >= this.opts.batchSize && !this.flushing) void this.flush().catch(() => undefined);
+    // A full batch is written at once — unless writes are failing (the database is down): then the
+    // timer's retry, every flush_interval_ms, is the only one, not a new attempt per batch of traffic.
+    if (this.queue.length >= this.opts.batchSize && !this.flushing && this.failures === 0) void this.flush().catch(() => undefined);
   }
 
   /**
