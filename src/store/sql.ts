@@ -29,14 +29,22 @@ export interface SqlOptions {
   /** Postgres schema to use (created if missing); tests use one per run. */
   schema?: string;
   migrations?: readonly Migration[];
+  /**
+   * How long connecting to Postgres may take (TCP and the startup handshake), ms; default 10 s. A
+   * server that drops packets would otherwise hold a ledger flush, a key lookup or the start-up for
+   * the operating system's TCP timeout (about two minutes).
+   */
+  connectTimeoutMs?: number;
 }
+
+const CONNECT_TIMEOUT_MS = 10_000;
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Opens the database and applies pending migrations. */
 export async function openSql(opts: SqlOptions): Promise<SqlDatabase> {
   if (opts.schema !== undefined && !SCHEMA_NAME.test(opts.schema)) throw new Error(`invalid database schema name "${opts.schema}"`);
-  const sql = opts.url ? await openPostgres(opts.url, opts.schema) : await openPglite(opts.pglitePath, opts.schema);
+  const sql = opts.url ? await openPostgres(opts.url, opts.schema, opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS) : await openPglite(opts.pglitePath, opts.schema);
   try {
     await applyMigrations(sql, opts.migrations);
   } catch (err) {
@@ -46,11 +54,11 @@ export async function openSql(opts: SqlOptions): Promise<SqlDatabase> {
   return sql;
 }
 
-async function openPostgres(url: string, schema?: string): Promise<SqlDatabase> {
+async function openPostgres(url: string, schema: string | undefined, connectionTimeoutMillis: number): Promise<SqlDatabase> {
   const { default: pg } = await import('pg');
   const { drizzle } = await import('drizzle-orm/node-postgres');
   if (schema) {
-    const admin = new pg.Client({ connectionString: url });
+    const admin = new pg.Client({ connectionString: url, connectionTimeoutMillis });
     await admin.connect();
     try {
       // Serialised with every other replica's schema changes (see applyMigrations).
@@ -62,7 +70,7 @@ async function openPostgres(url: string, schema?: string): Promise<SqlDatabase> 
       await admin.end();
     }
   }
-  const pool = new pg.Pool({ connectionString: url, max: 10, ...(schema ? { options: `-c search_path="${schema}"` } : {}) });
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis, ...(schema ? { options: `-c search_path="${schema}"` } : {}) });
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   const db = drizzle({ client: pool }) as unknown as Drizzle;
