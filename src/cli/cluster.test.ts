@@ -6,7 +6,8 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../telemetry/logger.js';
-import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, localCapacityState, planWorkers, runPrimary, workerExecArgv, type PrimaryOptions } from './cluster.js';
+import cluster from 'node:cluster';
+import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, localCapacityState, planWorkers, runPrimary, schedulingPolicy, workerExecArgv, type PrimaryOptions } from './cluster.js';
 
 function files(map: Record<string, string>) {
   return (path: string) => {
@@ -33,6 +34,14 @@ describe('defaultWorkerCount', () => {
   it('reads a cgroup v1 quota when v2 is absent; -1 means none', () => {
     expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '100000', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(1);
     expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(cores);
+  });
+});
+
+describe('schedulingPolicy', () => {
+  it('has workers accept connections themselves unless the operator asks for round-robin', () => {
+    expect(schedulingPolicy({})).toBe('none');
+    expect(schedulingPolicy({ NODE_CLUSTER_SCHED_POLICY: 'none' })).toBe('none');
+    expect(schedulingPolicy({ NODE_CLUSTER_SCHED_POLICY: 'rr' })).toBe('rr');
   });
 });
 
@@ -96,6 +105,8 @@ describe('runPrimary', () => {
   it('starts the workers on one shared port, then drains them all and exits 0', async () => {
     const primary = start('listen');
     const { url, pids } = await primary.listening;
+    // Set before the first fork: the workers accept from the shared socket themselves.
+    expect(cluster.schedulingPolicy).toBe(process.env.NODE_CLUSTER_SCHED_POLICY === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE);
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(new Set(pids).size).toBe(2);
     const seen = new Set<string>();
