@@ -304,13 +304,23 @@ export class MeshRouter {
     return p.at >= (this.observed.get(h.node_id)?.at ?? 0);
   }
 
+  /**
+   * Placements the node's heartbeat does not count yet. They are kept in placement order, which is
+   * also their entry ids' order on the node's stream (and their `at` order), so the ones the
+   * heartbeat counts are a prefix: dropped here as they are met, which keeps each decision's cost to
+   * the placements still outstanding (counting them all on every decision cost the router half of
+   * its CPU with a thousand streams in flight). prunePlaced, at each registry read, does a full pass.
+   */
   private extraLoad(node: string): number {
     const placements = this.placed.get(node);
     if (!placements) return 0;
     const h = this.nodes.find((n) => n.node_id === node);
-    let n = 0;
-    for (const p of placements) if (this.unseen(p, h)) n++;
-    return n;
+    let seen = 0;
+    while (seen < placements.length && !this.unseen(placements[seen] as Placement, h)) seen++;
+    if (seen === 0) return placements.length;
+    placements.splice(0, seen);
+    if (placements.length === 0) this.placed.delete(node);
+    return placements.length;
   }
 
   private notePlaced(node: string): Placement {

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildConfig } from '../config/load.js';
-import { createRedis, hashTagged, isClusterUrl, isCrossSlotError, masters, parseClusterUrl, scanKeys } from './redis.js';
+import { compareEntryIds, createRedis, hashTagged, isClusterUrl, isCrossSlotError, masters, parseClusterUrl, scanKeys } from './redis.js';
 import { redisTargets } from '../../test/helpers/redis.js';
 
 describe('Redis Cluster URLs', () => {
@@ -53,6 +53,15 @@ describe('Redis Cluster URLs', () => {
       c.disconnect();
       r.disconnect();
     }
+  });
+});
+
+describe('compareEntryIds', () => {
+  it('orders stream entry ids as Redis does: by time, then sequence, numerically', () => {
+    const ids = ['1700000000000-10', '1700000000000-9', '999999999999-5', '1700000000001-0', '1700000000000-9', '1700000000000'];
+    expect([...ids].sort(compareEntryIds)).toEqual(['999999999999-5', '1700000000000', '1700000000000-9', '1700000000000-9', '1700000000000-10', '1700000000001-0']);
+    expect(compareEntryIds('5-1', '5-1')).toBe(0);
+    expect(Math.sign(compareEntryIds('10-0', '9-99'))).toBe(1);
   });
 });
 
