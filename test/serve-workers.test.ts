@@ -6,6 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -152,6 +153,25 @@ batch_jobs: { enabled: false }
       seen.add(res.worker);
     }
     expect([...seen].sort()).toEqual(pids.map(String).sort());
+  });
+
+  it('closes a kept-alive connection after 100 requests, so long-lived clients spread over the workers again', async () => {
+    const client = new Client(url, { pipelining: 1 });
+    try {
+      const connection: string[] = [];
+      for (let i = 0; i < 101; i++) {
+        const res = await client.request({ method: 'GET', path: '/health' });
+        await res.body.dump();
+        expect(res.statusCode).toBe(200);
+        connection.push(String(res.headers.connection));
+      }
+      // The 100th answer closes its connection (every one before keeps it); the client reconnected for the 101st.
+      expect(connection.slice(0, 99).every((c) => c === 'keep-alive')).toBe(true);
+      expect(connection[99]).toBe('close');
+      expect(connection[100]).toBe('keep-alive');
+    } finally {
+      await client.close();
+    }
   });
 
   it('replaces a worker that dies, and keeps serving', async () => {

@@ -157,6 +157,15 @@ export interface Primary {
 }
 
 /**
+ * Requests a kept-alive connection carries in a cluster worker before `Connection: close`
+ * (server.max_requests_per_connection unset): connections stay with the worker that accepted them,
+ * and a worker that took more of a burst of clients than its share would keep them; reconnecting
+ * every hundred requests (a TCP handshake on a LAN, well under 1% of a request's cost) lets the
+ * shares even out, since the busier worker gets to `accept` less often.
+ */
+export const WORKER_MAX_REQUESTS_PER_CONNECTION = 100;
+
+/**
  * How workers get connections: `none` (each worker accepts from the shared socket) unless
  * NODE_CLUSTER_SCHED_POLICY says `rr`. With Node's round-robin default the primary hands each new
  * connection to the next worker that acknowledged its last one, so while clients connect in a burst

@@ -14,7 +14,7 @@ import { isLoopback } from '../server/auth.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { needsDatabase } from '../gateway/tenancy.js';
-import { localCapacityState, planWorkers, runPrimary } from './cluster.js';
+import { WORKER_MAX_REQUESTS_PER_CONNECTION, localCapacityState, planWorkers, runPrimary } from './cluster.js';
 
 /** Pending connections the listening socket holds (see listen below). */
 const LISTEN_BACKLOG = 4096;
@@ -72,7 +72,19 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       `refusing to listen on ${config.server.host} without authentication: set auth.tokens (or TRUTHGPT_API_TOKEN), or bind 127.0.0.1`,
     );
   }
-  const app = await buildApp({ gateway, authenticator, log, version: VERSION, bodyLimit: config.server.body_limit_bytes, plugins, telemetry, worker: opts.worker });
+  const app = await buildApp({
+    gateway,
+    authenticator,
+    log,
+    version: VERSION,
+    bodyLimit: config.server.body_limit_bytes,
+    plugins,
+    telemetry,
+    worker: opts.worker,
+    // Under several workers a client's connection stays with the worker that accepted it: after this
+    // many requests it reconnects and lands on whichever worker accepts first (docs/scaling.md).
+    maxRequestsPerConnection: config.server.max_requests_per_connection ?? (opts.worker ? WORKER_MAX_REQUESTS_PER_CONNECTION : 0),
+  });
   // Connections not yet accepted wait in the listen backlog; Node's 511 overflowed when a thousand
   // clients connected at once to a busy process (dropped SYNs retry after 1, 3, 7 s). The kernel
   // caps it at net.core.somaxconn.

@@ -22,6 +22,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'HOST', path: 'server.host', kind: 'string', default: '127.0.0.1', description: 'Address to bind.' },
   { name: 'PORT', path: 'server.port', kind: 'int', default: '8080', description: 'Port to listen on.' },
   { name: 'INFERENCEFLOW_WORKERS', path: 'server.workers', kind: 'int', description: 'Processes sharing the port (same as `serve --workers`); unset or 0: the usable core count, capped by a container CPU quota.' },
+  { name: 'INFERENCEFLOW_MAX_REQUESTS_PER_CONNECTION', path: 'server.max_requests_per_connection', kind: 'int', description: 'Requests one kept-alive connection carries before the gateway answers `Connection: close` and the client reconnects; unset: 100 with several workers (their shares of long-lived clients even out), unlimited with one; 0: unlimited.' },
   { name: 'INFERENCEFLOW_SHUTDOWN_DELAY_MS', path: 'server.shutdown_delay_ms', kind: 'int', default: '0', description: 'On SIGTERM, keep serving while `/ready` reports not-ready for this long before the listener closes (then the drain deadline `server.shutdown_timeout_ms` starts): give a load balancer time to stop sending new connections. The Kubernetes manifests set 5000.' },
   { name: 'INFERENCEFLOW_BODY_LIMIT_BYTES', path: 'server.body_limit_bytes', kind: 'int', default: '4194304', description: 'Largest accepted request body (413 above it).' },
   { name: 'TRUTHGPT_API_TOKEN', kind: 'special', description: 'Adds one bearer token to `auth.tokens` (seed 001).' },

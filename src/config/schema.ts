@@ -27,6 +27,13 @@ export const serverSchema = z
     allow_unauthenticated: z.boolean().default(false),
     /** Processes sharing the port (`serve --workers`); 0 or unset: the usable core count. */
     workers: z.number().int().min(0).max(1024).optional(),
+    /**
+     * Requests one kept-alive connection carries before the gateway answers with `Connection: close`
+     * and the client reconnects. Unset: 100 under `serve --workers` with more than one worker (a
+     * reconnecting client lands on whichever worker accepts first, so the workers' shares of
+     * long-lived clients even out), unlimited otherwise; 0: unlimited.
+     */
+    max_requests_per_connection: z.number().int().min(0).optional(),
   })
   .strict();
 

@@ -31,6 +31,8 @@ export interface AppOptions {
   telemetry?: Telemetry;
   /** In a cluster worker: sent as `x-inferenceflow-worker` so a client can see which process answered. */
   worker?: string;
+  /** Requests a kept-alive connection carries before `Connection: close` (server.max_requests_per_connection); 0 or unset: no limit. */
+  maxRequestsPerConnection?: number;
 }
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
@@ -50,6 +52,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // Fastify's bare 503 (no code, no Retry-After).
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    ...(opts.maxRequestsPerConnection ? { maxRequestsPerSocket: opts.maxRequestsPerConnection } : {}),
     routerOptions: { ignoreTrailingSlash: true },
   });
 
