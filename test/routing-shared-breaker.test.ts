@@ -86,6 +86,16 @@ describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {
     // …and no longer calls the dead deployment at all.
     for (let i = 0; i < 5; i++) expect(await chat(b.url)).toEqual({ status: 200, deployment: 'fault/ok' });
     expect(upstream.stats('dead').calls).toBe(deadCalls);
+    // One opening, counted once: by A, which saw the failures. B shows the state without counting it
+    // again, so the counter summed over replicas (or workers) is the number of openings.
+    const metric = async (base: string, name: string) => {
+      const text = await (await request(`${base}/metrics`)).body.text();
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes('deployment="fault/dead"'));
+      return line === undefined ? 0 : Number(line.split(' ').pop());
+    };
+    expect(await metric(a.url, 'circuit_breaker_open_total')).toBe(1);
+    expect(await metric(b.url, 'circuit_breaker_open_total')).toBe(0);
+    expect(await metric(b.url, 'circuit_breaker_state')).toBe(2);
   });
 
   it('a replica started later picks up the open breaker from Redis', async () => {

@@ -466,11 +466,16 @@ export class GatewayMetrics {
     this.stats.queueDepth(queue, depth);
   }
 
-  breakerOpened(deployment: string): void {
+  /**
+   * A breaker opened. `counted` false when another replica opened it and this one follows (shared
+   * breakers): the state is set, but the opening is counted once, by the process that saw the
+   * failures, so `circuit_breaker_open_total` summed over workers and pods is the number of openings.
+   */
+  breakerOpened(deployment: string, counted = true): void {
     const d = this.deployment.value(deployment);
-    this.breakerOpen.inc({ deployment: d });
+    if (counted) this.breakerOpen.inc({ deployment: d });
     this.breakerState.set({ deployment: d }, BREAKER_STATE_VALUE.open);
-    this.stats.breakerState(d, 'open', true);
+    this.stats.breakerState(d, 'open', counted);
   }
 
   /** Half-open and closed transitions (opening goes through breakerOpened, which counts it). */
