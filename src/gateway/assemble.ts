@@ -87,6 +87,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     priceOf: (model, deployment) => (built.gateway ? priceOf(built.gateway, model, deployment) : undefined),
     plannedUsage: (ctx, req, promptTokens) => plannedUsage(scaling, ctx, req, promptTokens),
     onUsageEstimated: telemetry.usageEstimated,
+    hedges: (model) => built.gateway?.catalog.get(model)?.hedging?.enabled === true,
   });
   resources.push(...tenancy.resources);
   // The ledger's queue and row counts, read at each scrape (inference_ledger_*).

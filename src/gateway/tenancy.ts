@@ -50,6 +50,8 @@ export interface TenancyDeps {
   plannedUsage?: AdmissionOptions['plannedUsage'];
   /** Told the usage and cost admission estimated for a stream without a usage chunk (the metrics count it). */
   onUsageEstimated?: AdmissionOptions['onUsageEstimated'];
+  /** Whether a model's group hedges (its calls are reserved twice). */
+  hedges?: AdmissionOptions['hedges'];
 }
 
 function plugin<T extends FastifyPluginOptions>(p: FastifyPluginAsync<T>, options: T): Plugin {
@@ -61,7 +63,7 @@ export function needsDatabase(config: Config): boolean {
   return config.ledger.enabled || Boolean(config.auth.admin_token) || Boolean(config.webhooks.secret);
 }
 
-export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage, onUsageEstimated }: TenancyDeps): Promise<Tenancy> {
+export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage, onUsageEstimated, hedges }: TenancyDeps): Promise<Tenancy> {
   const resources: ManagedResource[] = [];
   const plugins: Plugin[] = [];
   const prefix = config.redis.key_prefix;
@@ -135,7 +137,7 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
         },
       })
     : undefined;
-  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated });
+  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated, hedges });
 
   if (keys && adminToken) plugins.push(plugin(adminKeyRoutes, { keys, adminToken }));
   if (sql && ledger) plugins.push(plugin(spendRoutes, { sql, ledger, authenticator, adminToken }));

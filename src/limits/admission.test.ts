@@ -156,6 +156,26 @@ describe('admission of a stream whose client goes away', () => {
   });
 });
 
+describe('admission of a request to a hedging group', () => {
+  it('reserves a hedged call twice: the hedge may run and is costed too', async () => {
+    const budgets = () => new BudgetManager({ store: new MemoryBudgetStore(), config: budgetsSchema.parse({ alert_thresholds: [] }), log });
+    const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: { budgetUsd: 0.15, budgetPeriod: 'day' } };
+    const ctx = () => ({ id: 'r', startedAt: 0, endpoint: 'chat', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} }) as RequestContext;
+    const answer: ChatHandler = async (c) => {
+      c.facts.model = 'm';
+      c.facts.usage = { prompt_tokens: 1, completion_tokens: 10, total_tokens: 11 };
+      c.facts.costUsd += 0.01;
+      return { kind: 'result', result: { id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: c.facts.usage } };
+    };
+    const json = { ...REQ, stream: false };
+    // $0.10 of max_tokens fits a $0.15 budget once, not twice.
+    const hedged = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({}), budgets: budgets(), priceOf: () => PRICE, hedges: (m) => m === 'm' });
+    await expect(hedged(ctx(), json, answer)).rejects.toMatchObject({ code: 'budget_exceeded' });
+    const other = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({}), budgets: budgets(), priceOf: () => PRICE, hedges: (m) => m === 'other' });
+    await expect(other(ctx(), json, answer)).resolves.toMatchObject({ kind: 'result' });
+  });
+});
+
 describe('which limit refused a request', () => {
   /** Runs JSON requests through one admission stage until one is refused; returns that error. */
   async function refusal(config: Record<string, unknown>, tenantLimits: Tenant['limits'] = {}, withBudgets = false): Promise<unknown> {

@@ -39,6 +39,11 @@ export interface AdmissionOptions {
    * (inference_tokens_total, inference_cost_usd_total, /v1/stats cost) as the budget and ledger got them.
    */
   onUsageEstimated?(ctx: RequestContext, usage: Usage, costUsd: number): void;
+  /**
+   * Whether the model's group hedges (`hedging.enabled`): a hedged call may run twice, both costed,
+   * so its tokens and cost are reserved twice (settled to what ran).
+   */
+  hedges?(model: string): boolean;
 }
 
 /** The kind of limit that refused a request: a request or token window, concurrency, or a budget (402). */
@@ -140,6 +145,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       const planned = opts.plannedUsage?.(ctx, req, promptTokens);
       scaled = planned !== undefined;
       calls = planned ?? [{ model: req.model, promptTokens, completionTokens: (requestedMaxTokens(req) ?? config.default_completion_tokens) * (req.n ?? 1) }];
+      if (opts.hedges) calls = calls.flatMap((c) => (opts.hedges?.(c.model) ? [c, c] : [c]));
     }
     const estTokens = calls.reduce((sum, c) => sum + c.promptTokens + c.completionTokens, 0);
 
