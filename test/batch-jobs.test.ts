@@ -195,6 +195,11 @@ for (const backend of backends) {
       expect(await client.files.delete(fileId)).toMatchObject({ id: fileId, deleted: true });
       await expect(client.files.retrieve(fileId)).rejects.toMatchObject({ status: 404 });
     });
+
+    it('refuses an upload holding a NUL byte with 400, not a server error', async () => {
+      // No JSONL text holds a raw 0x00 byte, and a text column cannot store one.
+      await expect(client.files.create({ file: await toFile(Buffer.from('{"custom_id":"a"}\u0000\n'), 'nul.jsonl'), purpose: 'batch' })).rejects.toMatchObject({ status: 400, param: 'file' });
+    });
   });
 }
 

@@ -60,6 +60,8 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     if (!purpose) throw new GatewayError('missing_required_parameter', { param: 'purpose', message: "Missing required parameter: 'purpose'." });
     if (purpose !== 'batch') throw new GatewayError('invalid_value', { param: 'purpose', message: `This gateway stores files for purpose "batch" only, not "${purpose}".` });
     if (!file) throw new GatewayError('missing_required_parameter', { param: 'file', message: "Missing required parameter: 'file'." });
+    // No JSONL text holds a raw NUL byte, and the database's text column cannot store one.
+    if (file.data.includes(0)) throw new GatewayError('invalid_request', { param: 'file', message: 'The file holds a NUL (0x00) byte: upload a UTF-8 JSONL text file.' });
     const row = await store.createFile({
       id: `file-${randomBytes(12).toString('hex')}`,
       tenant_id: tenantOf(request).id,
