@@ -176,6 +176,13 @@ for (const backend of backends) {
       expect(b.errors?.data?.map((e) => [e.code, e.line])).toEqual([['duplicate_custom_id', 2], ['invalid_json_line', 3]]);
     });
 
+    it('fails a batch whose line holds a \\u0000 escape, naming the line, instead of answering 500', async () => {
+      const fileId = await upload([line('a', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] }), line('b', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x\u0000y' }] })]);
+      const b = await client.batches.create({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      expect(b.status).toBe('failed');
+      expect(b.errors?.data?.map((e) => [e.code, e.line])).toEqual([['invalid_request', 2]]);
+    });
+
     it('documents the routes in the OpenAPI document with their path parameters', async () => {
       const doc = (await (await fetch(`${server.url}/docs/json`)).json()) as { paths: Record<string, Record<string, { parameters?: { name: string; in: string }[] }>> };
       expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/files', '/v1/files/{id}/content', '/v1/batches', '/v1/batches/{id}/cancel', '/v1/inference', '/v1/batch']));

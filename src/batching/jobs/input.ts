@@ -1,7 +1,7 @@
 // Reads a Batch API input file: one JSON request per line, `{"custom_id", "method": "POST", "url",
 // "body"}`. A structural problem (bad JSON, a missing or repeated custom_id, a line for another
-// endpoint) fails the whole batch at creation with the line named, as OpenAI does; a body the
-// endpoint would reject is found when the line runs and lands in the error file.
+// endpoint, a NUL character the database cannot store) fails the whole batch at creation with the
+// line named, as OpenAI does; a body the endpoint would reject is found when the line runs and lands in the error file.
 import type { ItemInput } from './store.js';
 
 export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings'] as const;
@@ -27,10 +27,22 @@ export function parseBatchInput(content: string, endpoint: string, maxRequests: 
       if (errors.length < 100) errors.push({ code, message, line, param });
     };
     let row: unknown;
+    let nul = false;
     try {
-      row = JSON.parse(text);
+      // A NUL character (`\u0000`) in any key or string: Postgres cannot store it in jsonb or text.
+      // The reviver (slower) only for a line with that escape somewhere in its text.
+      row = text.includes('\\u0000')
+        ? JSON.parse(text, (key, value: unknown) => {
+            if (key.includes('\0') || (typeof value === 'string' && value.includes('\0'))) nul = true;
+            return value;
+          })
+        : JSON.parse(text);
     } catch {
       fail('invalid_json_line', 'This line is not valid JSON.');
+      continue;
+    }
+    if (nul) {
+      fail('invalid_request', 'This line holds a NUL character (\\u0000), which cannot be stored.');
       continue;
     }
     if (!row || typeof row !== 'object' || Array.isArray(row)) {

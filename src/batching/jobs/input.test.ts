@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { parseBatchInput } from './input.js';
+
+const line = (custom_id: string, body: Record<string, unknown>) => JSON.stringify({ custom_id, method: 'POST', url: '/v1/chat/completions', body });
+
+describe('parseBatchInput', () => {
+  it('names a line whose JSON holds a \\u0000 escape (jsonb cannot store it) instead of accepting it', () => {
+    const content = [
+      line('ok', { model: 'm', messages: [{ role: 'user', content: 'fine' }] }),
+      line('nul-body', { model: 'm', messages: [{ role: 'user', content: 'a\u0000b' }] }),
+      line('nul\u0000id', { model: 'm', messages: [] }),
+      // A backslash followed by "u0000" is ordinary text, not a NUL.
+      line('escaped', { model: 'm', messages: [{ role: 'user', content: 'literal \\u0000' }] }),
+    ].join('\n');
+    const { items, errors } = parseBatchInput(content, '/v1/chat/completions', 100);
+    expect(errors.map((e) => [e.code, e.line])).toEqual([
+      ['invalid_request', 2],
+      ['invalid_request', 3],
+    ]);
+    expect(items.map((i) => i.custom_id)).toEqual(['ok', 'escaped']);
+  });
+});
