@@ -159,6 +159,24 @@ for (const backend of backends) {
       expect(attempts.map((a) => a.attempts)).toEqual([1, 1, 1, 1, 1, 2, 2, 2, 1, 1]);
     });
 
+    it('records an answer holding a NUL character (jsonb cannot store one): the job completes, the line runs once', async () => {
+      const job = await create(3);
+      const runs: number[] = [];
+      const runner = new BatchRunner(store, async (item) => {
+        runs.push(item.line);
+        // A model's text with a NUL in it, and a literal backslash-u0000 that is ordinary text.
+        return item.line === 2 ? { status: 'succeeded', statusCode: 200, response: { status_code: 200, request_id: 'r2', body: { text: 'a\u0000b \\u0000', ['k\u0000']: 1 } } } : ok(item.line);
+      }, { concurrency: 2, leaseMs: 300, pollMs: 20, log });
+      runner.start();
+      const done = await finished(job.id);
+      await runner.stop();
+      expect(done.status).toBe('completed');
+      expect(runs.sort((a, b) => a - b)).toEqual([1, 2, 3]);
+      const out = (await store.fileContent(done.output_file_id as string, ANONYMOUS.id))?.trim().split('\n').map((l) => JSON.parse(l) as { custom_id: string; response: { body: Record<string, unknown> } });
+      expect(out?.map((l) => l.custom_id)).toEqual(['req-1', 'req-2', 'req-3']);
+      expect(out?.[1]?.response.body).toEqual({ text: 'a\ufffdb \\u0000', ['k\ufffd']: 1 });
+    });
+
     it('cancel drops queued lines, lets running ones finish, and ends cancelled with what was done', async () => {
       const job = await create(20);
       let release: () => void = () => undefined;

@@ -234,7 +234,7 @@ export class BatchStore {
     const rows = await this.sql.query(
       `UPDATE batch_items SET status = $4, status_code = $5, response = $6::jsonb, finished_at = $7, lease_owner = NULL, lease_until = NULL
        WHERE batch_id = $1 AND line = $2 AND lease_owner = $3 AND status = 'running' RETURNING line`,
-      [batchId, line, owner, outcome.status, outcome.statusCode, JSON.stringify(outcome.response), nowS()],
+      [batchId, line, owner, outcome.status, outcome.statusCode, storableJson(outcome.response), nowS()],
     );
     return rows.length > 0;
   }
@@ -363,6 +363,17 @@ export class BatchStore {
     const rows = await this.sql.query(`UPDATE batch_jobs SET notified_at = $2 WHERE id = $1 AND notified_at IS NULL RETURNING id`, [id, nowS()]);
     return rows.length > 0;
   }
+}
+
+/**
+ * JSON that jsonb accepts: a NUL character (`\u0000`, in an answer's text or keys) is stored as
+ * U+FFFD. jsonb refuses `\u0000`, and a result that cannot be recorded would run again at every
+ * lease end and keep its job from ever finishing. Only a real escape is replaced (one preceded by an
+ * even run of backslashes), not an escaped backslash followed by the text "u0000".
+ */
+export function storableJson(value: unknown): string {
+  const json = JSON.stringify(value);
+  return json.includes('\\u0000') ? json.replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\ufffd') : json;
 }
 
 async function insertItems(q: RawQuery, batchId: string, items: ItemInput[]): Promise<void> {
