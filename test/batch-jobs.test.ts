@@ -203,6 +203,12 @@ for (const backend of backends) {
       await expect(client.files.retrieve(fileId)).rejects.toMatchObject({ status: 404 });
     });
 
+    it('refuses an upload that is not UTF-8 with 400 instead of storing other bytes than were sent', async () => {
+      // Latin-1 "é" (0xe9): stored as U+FFFD it would run altered prompts and download unlike the upload.
+      const latin1 = Buffer.concat([Buffer.from(line('l', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'caf' }] }).slice(0, -5)), Buffer.from([0xe9]), Buffer.from('"}]}}\n')]);
+      await expect(client.files.create({ file: await toFile(latin1, 'latin1.jsonl'), purpose: 'batch' })).rejects.toMatchObject({ status: 400, param: 'file' });
+    });
+
     it('refuses an upload holding a NUL byte with 400, not a server error', async () => {
       // No JSONL text holds a raw 0x00 byte, and a text column cannot store one.
       await expect(client.files.create({ file: await toFile(Buffer.from('{"custom_id":"a"}\u0000\n'), 'nul.jsonl'), purpose: 'batch' })).rejects.toMatchObject({ status: 400, param: 'file' });

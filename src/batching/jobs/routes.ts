@@ -2,6 +2,7 @@
 // `POST /v1/batches`, `GET /v1/batches[/{id}]`, `POST /v1/batches/{id}/cancel`. Files and jobs
 // belong to the identity that created them; another identity gets 404. The official `openai` SDK
 // drives these routes unmodified (test/batch-jobs.test.ts).
+import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -62,6 +63,9 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     if (!file) throw new GatewayError('missing_required_parameter', { param: 'file', message: "Missing required parameter: 'file'." });
     // No JSONL text holds a raw NUL byte, and the database's text column cannot store one.
     if (file.data.includes(0)) throw new GatewayError('invalid_request', { param: 'file', message: 'The file holds a NUL (0x00) byte: upload a UTF-8 JSONL text file.' });
+    // Stored as text: other bytes than UTF-8 would be replaced (U+FFFD), the lines run altered and the
+    // content downloaded would differ from the upload and from its `bytes`.
+    if (!isUtf8(file.data)) throw new GatewayError('invalid_request', { param: 'file', message: 'The file is not valid UTF-8: upload a UTF-8 JSONL text file.' });
     const row = await store.createFile({
       id: `file-${randomBytes(12).toString('hex')}`,
       tenant_id: tenantOf(request).id,
