@@ -24,12 +24,15 @@ export interface BatchRouteOptions {
   notifier?: CompletionNotifier;
 }
 
+const noNul = (s: string) => !s.includes('\0');
+
 const createBatchSchema = z
   .object({
     input_file_id: z.string().min(1),
     endpoint: z.enum(BATCH_ENDPOINTS),
     completion_window: z.literal('24h'),
-    metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
+    // No NUL character (`\u0000`): the jsonb column cannot store one.
+    metadata: z.record(z.string().max(64).refine(noNul, 'must not hold a NUL character'), z.string().max(512).refine(noNul, 'must not hold a NUL character')).nullable().optional(),
     output_expires_after: z.object({ anchor: z.literal('created_at'), seconds: z.number().int().min(1) }).strict().optional(),
   })
   .strict();
@@ -70,7 +73,8 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
       id: `file-${randomBytes(12).toString('hex')}`,
       tenant_id: tenantOf(request).id,
       purpose,
-      filename: (file.filename ?? 'upload.jsonl').slice(0, 255),
+      // A NUL (possible through `filename*=UTF-8''…%00…`) cannot be stored in the text column.
+      filename: (file.filename ?? 'upload.jsonl').replaceAll('\0', '').slice(0, 255),
       bytes: file.data.length,
       content: file.data.toString('utf8'),
     });
