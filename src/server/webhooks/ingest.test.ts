@@ -28,4 +28,14 @@ describe('webhook ingestion', () => {
     expect((await deliver()).statusCode).toBe(409);
     await app.close();
   });
+
+  it('stores a signed event whose JSON holds a \\u0000 (which jsonb refuses) instead of answering 500 to every retry', async () => {
+    const app = Fastify();
+    await app.register(webhookIngestRoutes, { secret: SECRET, toleranceS: 300, replay: memoryReplayGuard(), sql });
+    const body = JSON.stringify({ type: 'note\u0000.added', data: { text: 'a\u0000b', literal: '\\u0000' } });
+    const res = await app.inject({ method: 'POST', url: '/webhooks/ingest', headers: { 'content-type': 'application/json', ...signWebhook(SECRET, 'msg_nul_1', body) }, payload: body });
+    expect(res.statusCode).toBe(202);
+    expect(await sql.query(`SELECT type, payload FROM webhook_events WHERE id = 'msg_nul_1'`)).toEqual([{ type: 'note\ufffd.added', payload: { type: 'note\ufffd.added', data: { text: 'a\ufffdb', literal: '\\u0000' } } }]);
+    await app.close();
+  });
 });

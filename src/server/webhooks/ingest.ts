@@ -72,6 +72,10 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
     } catch {
       throw new GatewayError('invalid_json');
     }
+    // jsonb and text refuse a NUL character (`\u0000`): stored as U+FFFD, or the insert fails and the
+    // sender's every retry of a correctly signed event would be answered 500. Only a real escape is
+    // replaced (after an even run of backslashes), not an escaped backslash followed by "u0000".
+    if (raw.includes('\\u0000')) payload = JSON.parse(JSON.stringify(payload).replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\ufffd'));
     const { id, timestampS } = checked.webhook;
     // Older than twice the tolerance cannot pass the timestamp check, so the guard may forget it then.
     if (!(await opts.replay.firstSeen(id, opts.toleranceS * 2))) throw new GatewayError('duplicate_webhook');
