@@ -55,7 +55,9 @@ export class WebhookSender {
 
   private async deliver(e: WebhookEndpoint, id: string, body: string): Promise<DeliveryResult> {
     let status: number | undefined;
+    let attempts = 0;
     for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
+      attempts = attempt;
       try {
         // Signed per attempt: the same id (receivers dedupe on it) with a fresh timestamp.
         const res = await request(e.url, {
@@ -77,8 +79,8 @@ export class WebhookSender {
         await new Promise((r) => setTimeout(r, backoff / 2 + Math.random() * (backoff / 2)));
       }
     }
-    this.opts.log.warn({ url: e.url, id, status }, 'webhook delivery gave up');
-    return { url: e.url, ok: false, attempts: this.opts.maxAttempts, status };
+    this.opts.log.warn({ url: e.url, id, status, attempts }, 'webhook delivery gave up');
+    return { url: e.url, ok: false, attempts, status };
   }
 
   async close(deadlineMs = 5_000): Promise<void> {
