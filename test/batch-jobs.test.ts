@@ -21,6 +21,8 @@ import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/se
 
 const pgUp = await postgresAvailable();
 const SECRET = `whsec_${randomBytes(24).toString('base64')}`;
+/** The main gateways' `batch_jobs.max_file_bytes`: small, so the upload limit is tested at its edge. */
+const MAX_FILE_BYTES = 64 * 1024;
 const models = [
   { name: 'gpt-4o-mini', deployments: [{ provider: 'sim', model: 'gpt-4o-mini' }] },
   { name: 'slow', deployments: [{ provider: 'slow', model: 'slow' }] },
@@ -78,7 +80,7 @@ for (const backend of backends) {
           models,
           database: backend.shared ? { url: POSTGRES_URL, schema } : { pglite_path: join(dir, 'db') },
           // Tiny file parts: every output and error file below is written, stored and served in several.
-          batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 5_000, file_part_bytes: 256, webhook: { url: `http://127.0.0.1:${port}/hook`, secret: SECRET } },
+          batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 5_000, file_part_bytes: 256, max_file_bytes: MAX_FILE_BYTES, webhook: { url: `http://127.0.0.1:${port}/hook`, secret: SECRET } },
         },
       });
       client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -217,6 +219,16 @@ for (const backend of backends) {
       const res = await fetch(`${server.url}/v1/files`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${b}` }, body });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { filename: string }).filename).toBe('input.jsonl');
+    });
+
+    it('accepts a file of exactly max_file_bytes (the multipart envelope not counted) and refuses one byte more with 413', async () => {
+      const sized = (bytes: number) => {
+        const first = `${line('big', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })}\n`;
+        return Buffer.from(first + ' '.repeat(bytes - first.length - 1) + '\n');
+      };
+      const file = await client.files.create({ file: await toFile(sized(MAX_FILE_BYTES), 'max.jsonl'), purpose: 'batch' });
+      expect(file.bytes).toBe(MAX_FILE_BYTES);
+      await expect(client.files.create({ file: await toFile(sized(MAX_FILE_BYTES + 1), 'over.jsonl'), purpose: 'batch' })).rejects.toMatchObject({ status: 413 });
     });
 
     it('refuses an upload holding a NUL byte with 400, not a server error', async () => {

@@ -44,13 +44,18 @@ function doc(summary: string, opts: { body?: z.ZodType; id?: boolean } = {}) {
   return d;
 }
 
+/** Allowance over `max_file_bytes` for an upload's multipart boundaries, part headers and `purpose` field. */
+const MULTIPART_ENVELOPE_BYTES = 64 * 1024;
+
 const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), after: z.string().optional() });
 
 export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { store, runner, config, notifier }) => {
-  // Uploads arrive as multipart/form-data; kept whole (bounded by max_file_bytes) and parsed below.
-  app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer', bodyLimit: config.max_file_bytes }, (_req, body, done) => done(null, body));
+  // Uploads arrive as multipart/form-data; kept whole and parsed below. The limit is the file's
+  // (max_file_bytes, checked on the file part) plus room for the multipart envelope around it.
+  const bodyLimit = config.max_file_bytes + MULTIPART_ENVELOPE_BYTES;
+  app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
 
-  app.post('/v1/files', { ...doc('Upload a JSONL file (multipart/form-data: purpose=batch, file)'), bodyLimit: config.max_file_bytes }, async (request) => {
+  app.post('/v1/files', { ...doc('Upload a JSONL file (multipart/form-data: purpose=batch, file)'), bodyLimit }, async (request) => {
     const boundary = multipartBoundary(request.headers['content-type']);
     if (!boundary || !Buffer.isBuffer(request.body)) throw new GatewayError('unsupported_media_type', { message: 'Upload the file as multipart/form-data with fields `purpose` and `file`.' });
     let parts;
@@ -64,6 +69,7 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     if (!purpose) throw new GatewayError('missing_required_parameter', { param: 'purpose', message: "Missing required parameter: 'purpose'." });
     if (purpose !== 'batch') throw new GatewayError('invalid_value', { param: 'purpose', message: `This gateway stores files for purpose "batch" only, not "${purpose}".` });
     if (!file) throw new GatewayError('missing_required_parameter', { param: 'file', message: "Missing required parameter: 'file'." });
+    if (file.data.length > config.max_file_bytes) throw new GatewayError('payload_too_large', { param: 'file', message: `The file is ${file.data.length} bytes; this gateway accepts files of up to ${config.max_file_bytes}.` });
     // No JSONL text holds a raw NUL byte, and the database's text column cannot store one.
     if (file.data.includes(0)) throw new GatewayError('invalid_request', { param: 'file', message: 'The file holds a NUL (0x00) byte: upload a UTF-8 JSONL text file.' });
     // Stored as text: other bytes than UTF-8 would be replaced (U+FFFD), the lines run altered and the
