@@ -214,6 +214,7 @@ for (const backend of backends) {
     it('answers 400, not 500, for a NUL character in batch metadata or a file name', async () => {
       const fileId = await upload([line('m', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })]);
       await expect(client.batches.create({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { k: 'a\u0000b' } })).rejects.toMatchObject({ status: 400 });
+      await expect(client.batches.create({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { k: 'a\ud800b' } })).rejects.toMatchObject({ status: 400 });
       const b = 'nulname';
       const body = `--${b}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--${b}\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8''in%00put.jsonl\r\n\r\n${line('n', { model: 'gpt-4o-mini', messages: [] })}\n\r\n--${b}--\r\n`;
       const res = await fetch(`${server.url}/v1/files`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${b}` }, body });

@@ -177,6 +177,17 @@ for (const backend of backends) {
       expect(out?.[1]?.response.body).toEqual({ text: 'a\ufffdb \\u0000', ['k\ufffd']: 1 });
     });
 
+    it('records an answer holding an unpaired surrogate (jsonb refuses one): the job completes', async () => {
+      const job = await create(2);
+      const runner = new BatchRunner(store, async (item) => (item.line === 1 ? { status: 'succeeded', statusCode: 200, response: { status_code: 200, request_id: 'r1', body: { text: 'a\ud800b\udc00 \u{1F600} \\ud800' } } } : ok(item.line)), { concurrency: 2, leaseMs: 300, pollMs: 20, log });
+      runner.start();
+      const done = await finished(job.id);
+      await runner.stop();
+      expect(done.status).toBe('completed');
+      const out = (await store.fileContent(done.output_file_id as string, ANONYMOUS.id))?.trim().split('\n').map((l) => JSON.parse(l) as { response: { body: { text?: string } } });
+      expect(out?.[0]?.response.body.text).toBe('a\ufffdb\ufffd \u{1F600} \\ud800');
+    });
+
     it('cancel drops queued lines, lets running ones finish, and ends cancelled with what was done', async () => {
       const job = await create(20);
       let release: () => void = () => undefined;

@@ -19,4 +19,19 @@ describe('parseBatchInput', () => {
     ]);
     expect(items.map((i) => i.custom_id)).toEqual(['ok', 'escaped']);
   });
+
+  it('names a line holding an unpaired surrogate escape (jsonb refuses it); a surrogate pair is fine', () => {
+    const content = [
+      '{"custom_id":"lone","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"a\\uD800b"}]}}',
+      '{"custom_id":"low","method":"POST","url":"/v1/chat/completions","body":{"model":"m","x\\udc00":1}}',
+      '{"custom_id":"pair","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"\\ud83d\\ude00"}]}}',
+    ].join('\n');
+    const { items, errors } = parseBatchInput(content, '/v1/chat/completions', 100);
+    expect(errors.map((e) => [e.code, e.line])).toEqual([
+      ['invalid_request', 1],
+      ['invalid_request', 2],
+    ]);
+    expect(items.map((i) => i.custom_id)).toEqual(['pair']);
+    expect((items[0]?.body.messages as { content: string }[])[0]?.content).toBe('\u{1F600}');
+  });
 });

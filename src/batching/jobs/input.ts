@@ -1,6 +1,6 @@
 // Reads a Batch API input file: one JSON request per line, `{"custom_id", "method": "POST", "url",
 // "body"}`. A structural problem (bad JSON, a missing or repeated custom_id, a line for another
-// endpoint, a NUL character the database cannot store) fails the whole batch at creation with the
+// endpoint, a NUL character or unpaired surrogate the database cannot store) fails the whole batch at creation with the
 // line named, as OpenAI does; a body the endpoint would reject is found when the line runs and lands in the error file.
 import type { ItemInput } from './store.js';
 
@@ -12,6 +12,15 @@ export interface InputError {
   message: string;
   line: number | null;
   param: string | null;
+}
+
+/** A `\u0000` or surrogate escape in a line's JSON text: only then are its strings checked one by one. */
+const ESCAPE_TO_CHECK = /\\u(?:0000|[dD][89a-fA-F])/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** False for a string Postgres cannot store in text or jsonb: one holding a NUL or an unpaired surrogate. */
+export function storableText(s: string): boolean {
+  return !s.includes('\0') && !LONE_SURROGATE.test(s);
 }
 
 export function parseBatchInput(content: string, endpoint: string, maxRequests: number): { items: ItemInput[]; errors: InputError[] } {
@@ -27,13 +36,13 @@ export function parseBatchInput(content: string, endpoint: string, maxRequests: 
       if (errors.length < 100) errors.push({ code, message, line, param });
     };
     let row: unknown;
-    let nul = false;
+    let unstorable = false;
     try {
-      // A NUL character (`\u0000`) in any key or string: Postgres cannot store it in jsonb or text.
-      // The reviver (slower) only for a line with that escape somewhere in its text.
-      row = text.includes('\\u0000')
+      // A NUL character (`\u0000`) or an unpaired surrogate (`\ud800`) in any key or string: Postgres
+      // cannot store either in jsonb or text. The reviver (slower) only for a line with such an escape.
+      row = ESCAPE_TO_CHECK.test(text)
         ? JSON.parse(text, (key, value: unknown) => {
-            if (key.includes('\0') || (typeof value === 'string' && value.includes('\0'))) nul = true;
+            if (!storableText(key) || (typeof value === 'string' && !storableText(value))) unstorable = true;
             return value;
           })
         : JSON.parse(text);
@@ -41,8 +50,8 @@ export function parseBatchInput(content: string, endpoint: string, maxRequests: 
       fail('invalid_json_line', 'This line is not valid JSON.');
       continue;
     }
-    if (nul) {
-      fail('invalid_request', 'This line holds a NUL character (\\u0000), which cannot be stored.');
+    if (unstorable) {
+      fail('invalid_request', 'This line holds a NUL character (\\u0000) or an unpaired surrogate (\\ud800-\\udfff), which cannot be stored.');
       continue;
     }
     if (!row || typeof row !== 'object' || Array.isArray(row)) {

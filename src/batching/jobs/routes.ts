@@ -12,7 +12,7 @@ import { GatewayError } from '../../server/errors.js';
 import { validationError } from '../../server/validation.js';
 import { describeRoute } from '../../server/routes/docs.js';
 import type { BatchJobsConfig } from '../config.js';
-import { BATCH_ENDPOINTS, parseBatchInput } from './input.js';
+import { BATCH_ENDPOINTS, parseBatchInput, storableText } from './input.js';
 import { MultipartError, multipartBoundary, parseMultipart } from './multipart.js';
 import type { BatchRunner, CompletionNotifier } from './runner.js';
 import type { BatchRow, BatchStore, FileRow } from './store.js';
@@ -24,15 +24,16 @@ export interface BatchRouteOptions {
   notifier?: CompletionNotifier;
 }
 
-const noNul = (s: string) => !s.includes('\0');
-
 const createBatchSchema = z
   .object({
     input_file_id: z.string().min(1),
     endpoint: z.enum(BATCH_ENDPOINTS),
     completion_window: z.literal('24h'),
-    // No NUL character (`\u0000`): the jsonb column cannot store one.
-    metadata: z.record(z.string().max(64).refine(noNul, 'must not hold a NUL character'), z.string().max(512).refine(noNul, 'must not hold a NUL character')).nullable().optional(),
+    // No NUL character (`\u0000`) or unpaired surrogate: the jsonb column cannot store either.
+    metadata: z
+      .record(z.string().max(64).refine(storableText, 'must not hold a NUL character or an unpaired surrogate'), z.string().max(512).refine(storableText, 'must not hold a NUL character or an unpaired surrogate'))
+      .nullable()
+      .optional(),
     output_expires_after: z.object({ anchor: z.literal('created_at'), seconds: z.number().int().min(1) }).strict().optional(),
   })
   .strict();

@@ -366,15 +366,19 @@ export class BatchStore {
 }
 
 /**
- * JSON that jsonb accepts: a NUL character (`\u0000`, in an answer's text or keys) is stored as
- * U+FFFD. jsonb refuses `\u0000`, and a result that cannot be recorded would run again at every
- * lease end and keep its job from ever finishing. Only a real escape is replaced (one preceded by an
- * even run of backslashes), not an escaped backslash followed by the text "u0000".
+ * JSON that jsonb accepts: a NUL character or an unpaired surrogate (in an answer's text or keys) is
+ * stored as U+FFFD. jsonb refuses `\u0000` and `\ud800`, and a result that cannot be recorded would
+ * run again at every lease end and keep its job from ever finishing. JSON.stringify writes both as
+ * lowercase escapes (a surrogate pair as the character itself); only a real escape is replaced (one
+ * preceded by an even run of backslashes), not an escaped backslash followed by the text "u0000".
  */
 export function storableJson(value: unknown): string {
   const json = JSON.stringify(value);
-  return json.includes('\\u0000') ? json.replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\ufffd') : json;
+  return UNSTORABLE_ESCAPE.test(json) ? json.replace(UNSTORABLE_ESCAPES, '$1\\ufffd') : json;
 }
+
+const UNSTORABLE_ESCAPE = /\\u(?:0000|d[89a-f])/;
+const UNSTORABLE_ESCAPES = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;
 
 async function insertItems(q: RawQuery, batchId: string, items: ItemInput[]): Promise<void> {
   for (let start = 0; start < items.length; start += INSERT_CHUNK) {
