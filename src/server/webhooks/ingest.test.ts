@@ -38,4 +38,14 @@ describe('webhook ingestion', () => {
     expect(await sql.query(`SELECT type, payload FROM webhook_events WHERE id = 'msg_nul_1'`)).toEqual([{ type: 'note\ufffd.added', payload: { type: 'note\ufffd.added', data: { text: 'a\ufffdb', literal: '\\u0000' } } }]);
     await app.close();
   });
+
+  it('stores a signed event holding an unpaired surrogate (which jsonb refuses) as U+FFFD', async () => {
+    const app = Fastify();
+    await app.register(webhookIngestRoutes, { secret: SECRET, toleranceS: 300, replay: memoryReplayGuard(), sql });
+    const body = '{"type":"note.added","data":{"text":"a\\uD800b","pair":"\\ud83d\\ude00"}}';
+    const res = await app.inject({ method: 'POST', url: '/webhooks/ingest', headers: { 'content-type': 'application/json', ...signWebhook(SECRET, 'msg_surrogate_1', body) }, payload: body });
+    expect(res.statusCode).toBe(202);
+    expect(await sql.query(`SELECT payload FROM webhook_events WHERE id = 'msg_surrogate_1'`)).toEqual([{ payload: { type: 'note.added', data: { text: 'a\ufffdb', pair: '\u{1F600}' } } }]);
+    await app.close();
+  });
 });

@@ -72,10 +72,13 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
     } catch {
       throw new GatewayError('invalid_json');
     }
-    // jsonb and text refuse a NUL character (`\u0000`): stored as U+FFFD, or the insert fails and the
-    // sender's every retry of a correctly signed event would be answered 500. Only a real escape is
-    // replaced (after an even run of backslashes), not an escaped backslash followed by "u0000".
-    if (raw.includes('\\u0000')) payload = JSON.parse(JSON.stringify(payload).replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\ufffd'));
+    // jsonb and text refuse a NUL character (`\u0000`) and an unpaired surrogate (`\ud800`): stored
+    // as U+FFFD, or the insert fails and the sender's every retry of a correctly signed event would be
+    // answered 500. JSON.stringify writes both as lowercase escapes (a pair as the character itself);
+    // only a real escape is replaced (after an even run of backslashes), not an escaped backslash.
+    if (/\\u(?:0000|[dD][89a-fA-F])/.test(raw.toString('latin1'))) {
+      payload = JSON.parse(JSON.stringify(payload).replace(/(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g, '$1\\ufffd'));
+    }
     const { id, timestampS } = checked.webhook;
     // Older than twice the tolerance cannot pass the timestamp check, so the guard may forget it then.
     if (!(await opts.replay.firstSeen(id, opts.toleranceS * 2))) throw new GatewayError('duplicate_webhook');
