@@ -209,6 +209,21 @@ for (const backend of backends) {
       expect(await store.counts(job.id)).toEqual({ total: 20, completed: 3, failed: 0 });
     });
 
+    it("pages a tenant's batch list only by its own batch ids: another tenant's id as the cursor tells nothing", async () => {
+      const mk = (tenantId: string) =>
+        // Failed at creation: no open lines for the runners of the other tests to pick up.
+        store.createBatch({ id: `batch_${runId()}`, tenant: { id: tenantId, kind: 'key' }, endpoint: '/v1/chat/completions', inputFileId: 'file-x', completionWindow: '24h', metadata: null, items: [], errors: { object: 'list', data: [] } });
+      const a = `tenant-a-${runId()}`;
+      const b = `tenant-b-${runId()}`;
+      const aOld = await mk(a);
+      await sql.query(`UPDATE batch_jobs SET created_at = created_at - 100 WHERE id = $1`, [aOld.id]);
+      const bJob = await mk(b);
+      await mk(a);
+      // B's id (when it was created, whether it exists) must not shape A's page: the same as an unknown id.
+      expect((await store.listBatches(a, 10, bJob.id)).map((r) => r.id)).toEqual((await store.listBatches(a, 10, 'batch_unknown')).map((r) => r.id));
+      expect((await store.listBatches(b, 10, bJob.id)).map((r) => r.id)).toEqual([]);
+    });
+
     it('a graceful stop hands leases back at once', async () => {
       const job = await create(3);
       const runner = new BatchRunner(store, async (_item, signal) => {

@@ -184,7 +184,8 @@ export class BatchStore {
 
   async listBatches(tenantId: string, limit: number, after?: string): Promise<BatchRow[]> {
     return this.sql.query<BatchRow>(
-      `SELECT * FROM batch_jobs WHERE tenant_id = $1 AND ($2::text IS NULL OR created_at < (SELECT created_at FROM batch_jobs WHERE id = $2) OR (created_at = (SELECT created_at FROM batch_jobs WHERE id = $2) AND id < $2))
+      // The cursor is one of the tenant's own batches: another tenant's id must not reveal when it was made.
+      `SELECT * FROM batch_jobs WHERE tenant_id = $1 AND ($2::text IS NULL OR created_at < (SELECT created_at FROM batch_jobs WHERE id = $2 AND tenant_id = $1) OR (created_at = (SELECT created_at FROM batch_jobs WHERE id = $2 AND tenant_id = $1) AND id < $2))
        ORDER BY created_at DESC, id DESC LIMIT $3`,
       [tenantId, after ?? null, limit],
     );
