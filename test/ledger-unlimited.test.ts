@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { abandonStream } from './helpers/streams.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const PRICE = { input: 0, output: 1000 }; // $0.001 per output token
@@ -46,23 +47,7 @@ afterAll(async () => {
 
 describe('a stream abandoned with rate limits and budgets off', () => {
   it('is in the ledger with the tokens that went out and their cost', async () => {
-    const controller = new AbortController();
-    const res = await request(`${gw.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'slow', stream: true, max_tokens: 150, messages: [{ role: 'user', content: 'Tell me a long story.' }] }),
-      signal: controller.signal,
-    });
-    expect(res.statusCode).toBe(200);
-    let received = '';
-    try {
-      for await (const chunk of res.body) {
-        received += (chunk as Buffer).toString();
-        if (received.split('\n\n').length > 6) break;
-      }
-    } finally {
-      controller.abort();
-    }
+    const { received } = await abandonStream(gw.url, key, { model: 'slow', max_tokens: 150, messages: [{ role: 'user', content: 'Tell me a long story.' }] }, 6);
     expect(received).not.toContain('[DONE]');
     const spend = async () => {
       const r = await request(`${gw.url}/v1/spend?group_by=model`, { headers: { authorization: `Bearer ${key}` } });

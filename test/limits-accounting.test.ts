@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { abandonStream } from './helpers/streams.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -76,29 +77,6 @@ class PausableProxy {
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }
-
-/** A streamed chat request read until `events` SSE events arrived, then abandoned by the client. */
-async function abandonStream(url: string, key: string, body: Record<string, unknown>, events = 3): Promise<{ requestId: string; received: string }> {
-  const controller = new AbortController();
-  const res = await request(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ ...body, stream: true }),
-    signal: controller.signal,
-  });
-  expect(res.statusCode).toBe(200);
-  let received = '';
-  try {
-    for await (const chunk of res.body) {
-      received += (chunk as Buffer).toString();
-      if (received.split('\n\n').length > events) break;
-    }
-  } finally {
-    controller.abort();
-  }
-  return { requestId: res.headers['x-request-id'] as string, received };
-}
-
 
 /** Polls `read` until it returns a value, or fails after `timeoutMs`. */
 async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
