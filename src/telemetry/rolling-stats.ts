@@ -19,6 +19,8 @@ interface ProviderSlot {
   costUsd: number;
 }
 
+const mergeHistogram = (h: LogHistogram, other: LogHistogram | LogHistogramState): void => (other instanceof LogHistogram ? h.merge(other) : h.mergeState(other));
+
 const newProvider = (): ProviderSlot => ({ calls: 0, errors: 0, cancelled: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 });
 
 class Slot {
@@ -51,12 +53,15 @@ class Slot {
     return p;
   }
 
-  /** Adds another slot's counts (another second of the window, or another worker's same second). */
-  merge(s: Slot): void {
+  /**
+   * Adds another slot's counts: another second of the window (a Slot), or another worker's same
+   * second as `state()` made it (a SlotState). Maps and [key, value] lists iterate alike.
+   */
+  merge(s: Slot | SlotState): void {
     this.requests += s.requests;
     this.errors5xx += s.errors5xx;
     this.errors4xx += s.errors4xx;
-    this.latency.merge(s.latency);
+    mergeHistogram(this.latency, s.latency);
     this.cacheHits.exact += s.cacheHits.exact;
     this.cacheHits.semantic += s.cacheHits.semantic;
     this.cacheMisses += s.cacheMisses;
@@ -70,14 +75,14 @@ class Slot {
     for (const [k, v] of s.rateLimited) this.rateLimited.set(k, (this.rateLimited.get(k) ?? 0) + v);
     this.gpuAllocations += s.gpuAllocations;
     this.gpuFailures += s.gpuFailures;
-    this.gpuLatency.merge(s.gpuLatency);
+    mergeHistogram(this.gpuLatency, s.gpuLatency);
     for (const [name, p] of s.providers) {
       const agg = this.provider(name);
       agg.calls += p.calls;
       agg.errors += p.errors;
       agg.cancelled += p.cancelled;
-      agg.latency.merge(p.latency);
-      agg.ttft.merge(p.ttft);
+      mergeHistogram(agg.latency, p.latency);
+      mergeHistogram(agg.ttft, p.ttft);
       agg.costUsd += p.costUsd;
     }
   }
@@ -104,37 +109,6 @@ class Slot {
       gpuFailures: this.gpuFailures,
       gpuLatency: this.gpuLatency.state(),
     };
-  }
-
-  /** Adds a slot given as `state()` made it (another worker's same second): as merge() does. */
-  mergeState(st: SlotState): void {
-    this.requests += st.requests;
-    this.errors5xx += st.errors5xx;
-    this.errors4xx += st.errors4xx;
-    this.latency.mergeState(st.latency);
-    this.cacheHits.exact += st.cacheHits.exact;
-    this.cacheHits.semantic += st.cacheHits.semantic;
-    this.cacheMisses += st.cacheMisses;
-    this.savedUsd += st.savedUsd;
-    this.costUsd += st.costUsd;
-    this.inputTokens += st.inputTokens;
-    this.outputTokens += st.outputTokens;
-    this.retries += st.retries;
-    this.fallbacks += st.fallbacks;
-    for (const k of Object.keys(this.hedges) as HedgeOutcome[]) this.hedges[k] += st.hedges[k];
-    for (const [k, v] of st.rateLimited) this.rateLimited.set(k, (this.rateLimited.get(k) ?? 0) + v);
-    this.gpuAllocations += st.gpuAllocations;
-    this.gpuFailures += st.gpuFailures;
-    this.gpuLatency.mergeState(st.gpuLatency);
-    for (const [name, p] of st.providers) {
-      const agg = this.provider(name);
-      agg.calls += p.calls;
-      agg.errors += p.errors;
-      agg.cancelled += p.cancelled;
-      agg.latency.mergeState(p.latency);
-      agg.ttft.mergeState(p.ttft);
-      agg.costUsd += p.costUsd;
-    }
   }
 }
 
@@ -501,7 +475,7 @@ export class RollingStats {
           slot = new Slot(st.second);
           slots.set(st.second, slot);
         }
-        slot.mergeState(st);
+        slot.merge(st);
       }
     }
     return this.summarize(nowMs, this.live(current, slots.values()), mergeGauges(windows));
