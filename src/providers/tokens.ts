@@ -12,14 +12,18 @@ export function countTextTokens(text: string): number {
 /** Prompt tokens of a chat: content plus OpenAI's per-message framing overhead (3 + 3 priming). */
 export function countPromptTokens(messages: readonly ChatMessage[], tools?: unknown): number {
   let total = 3;
-  for (const m of messages) {
-    total += 3 + countTextTokens(contentText(m.content));
-    // A document (`file` part) as about one token per four bytes: a rough size, so context windows
-    // and token limits see it at all.
-    if (Array.isArray(m.content)) for (const p of m.content) if (p.type === 'file') total += Math.ceil((p.file.file_data.length * 3) / 16);
-    if (m.name) total += 1 + countTextTokens(m.name);
-    if (m.tool_calls) total += countTextTokens(JSON.stringify(m.tool_calls));
-  }
+  for (const m of messages) total += countMessageTokens(m);
   if (tools) total += countTextTokens(JSON.stringify(tools));
+  return total;
+}
+
+/** One message's share of countPromptTokens: its content and its framing, without the priming. */
+export function countMessageTokens(m: ChatMessage): number {
+  let total = 3 + countTextTokens(contentText(m.content));
+  // A document (`file` part) as about one token per four bytes: a rough size, so context windows
+  // and token limits see it at all.
+  if (Array.isArray(m.content)) for (const p of m.content) if (p.type === 'file') total += Math.ceil((p.file.file_data.length * 3) / 16);
+  if (m.name) total += 1 + countTextTokens(m.name);
+  if (m.tool_calls) total += countTextTokens(JSON.stringify(m.tool_calls));
   return total;
 }

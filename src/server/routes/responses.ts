@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { requestedMaxTokens, type ChatMessage } from '../../canonical/chat.js';
 import { ANONYMOUS } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
-import { countPromptTokens } from '../../providers/tokens.js';
+import { countMessageTokens, countPromptTokens } from '../../providers/tokens.js';
 import { GatewayError } from '../errors.js';
 import { createRequestContext } from '../request-context.js';
 import { sendOutcome } from '../respond.js';
@@ -83,7 +83,7 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
       // The count is a sum over messages: each is tokenized once, and a tail's count is a suffix sum.
       const budget = window - (requestedMaxTokens(req) ?? 0) - countPromptTokens(lead, req.tools);
       const fromEnd = [0];
-      for (let i = conversation.length - 1; i >= 0; i--) fromEnd.push((fromEnd[fromEnd.length - 1] as number) + countPromptTokens([conversation[i] as ChatMessage]) - 3);
+      for (let i = conversation.length - 1; i >= 0; i--) fromEnd.push((fromEnd[fromEnd.length - 1] as number) + countMessageTokens(conversation[i] as ChatMessage));
       conversation = truncateConversation(conversation, (tail) => (fromEnd[tail.length] as number) <= budget);
     }
     // What is stored is what the model saw: a truncated chain stays within the window.
