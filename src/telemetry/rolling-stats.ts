@@ -152,7 +152,7 @@ interface MeshEntry {
 
 /**
  * A rolling window's raw, mergeable state as plain JSON: what a `serve --workers N` worker reports
- * for the cluster's /v1/stats (RollingStats.window, mergeWindows, RollingStats.summaryOf).
+ * for the cluster's /v1/stats (RollingStats.window, added up by RollingStats.summaryOf).
  */
 export interface StatsWindow {
   /** The capabilities that have reported (their sections are `enabled`). */
@@ -443,7 +443,7 @@ export class RollingStats {
 
   /**
    * This window's raw state as plain JSON (live seconds and gauges), for a cluster's /v1/stats:
-   * `mergeWindows` adds several up, `summaryOf` makes the summary.
+   * `summaryOf` adds several up and makes the summary.
    */
   window(): StatsWindow {
     const g = this.gauges();
