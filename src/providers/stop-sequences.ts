@@ -6,9 +6,7 @@
 export class StopSequenceScanner {
   private readonly stops: string[];
   private pending = '';
-  private found = false;
-  /** The stop sequence that ended the text, once one has. */
-  matched: string | undefined;
+  private found: string | undefined;
 
   constructor(stops: readonly string[]) {
     this.stops = stops.filter((s) => s.length > 0);
@@ -16,23 +14,29 @@ export class StopSequenceScanner {
 
   /** True once a stop sequence has been seen; later text is discarded. */
   get stopped(): boolean {
+    return this.found !== undefined;
+  }
+
+  /** The stop sequence that ended the text, once one has. */
+  get matched(): string | undefined {
     return this.found;
   }
 
   /** Takes the next piece of output and returns the text that is safe to emit now. */
   push(text: string): string {
-    if (this.found) return '';
+    if (this.stopped) return '';
     const buffer = this.pending + text;
     let first = -1;
+    let match: string | undefined;
     for (const stop of this.stops) {
       const at = buffer.indexOf(stop);
       if (at >= 0 && (first < 0 || at < first)) {
         first = at;
-        this.matched = stop;
+        match = stop;
       }
     }
-    if (first >= 0) {
-      this.found = true;
+    if (match !== undefined) {
+      this.found = match;
       this.pending = '';
       return buffer.slice(0, first);
     }
@@ -43,7 +47,7 @@ export class StopSequenceScanner {
 
   /** At the end of generation: whatever was held back, since no stop completed it. */
   flush(): string {
-    const rest = this.found ? '' : this.pending;
+    const rest = this.stopped ? '' : this.pending;
     this.pending = '';
     return rest;
   }
