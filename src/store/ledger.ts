@@ -326,11 +326,9 @@ export class LedgerWriter {
    * name no replay claims, then renamed, so a start never reads a half-written file.
    */
   private async writeSpool(rows: readonly LedgerRow[]): Promise<string> {
-    const spoolPath = this.opts.spoolPath!;
-    const dir = dirname(spoolPath);
-    const name = `${basename(spoolPath)}.${process.pid}-${Date.now()}-${randomUUID().slice(0, 8)}`;
-    const file = join(dir, name);
-    const partial = join(dir, `.${name}.partial`);
+    const file = this.newSpoolName();
+    const dir = dirname(file);
+    const partial = join(dir, `.${basename(file)}.partial`);
     await mkdir(dir, { recursive: true });
     try {
       await writeFile(partial, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
@@ -366,6 +364,12 @@ export class LedgerWriter {
       }
       if (replayed > 0) this.log.info({ rows: replayed }, 'ledger: database answering again; replayed the rows this process had spooled');
     })().finally(() => (this.replaying = undefined));
+  }
+
+  /** A new name for a spool file of this process's, `<spool_path>.<pid>-<time>-<random>`. */
+  private newSpoolName(): string {
+    const path = this.opts.spoolPath!;
+    return join(dirname(path), `${basename(path)}.${process.pid}-${Date.now()}-${randomUUID().slice(0, 8)}`);
   }
 
   private claimName(): string {
@@ -407,7 +411,7 @@ export class LedgerWriter {
       } catch (err) {
         const rest = batch.filter((r) => !done.has(r)).concat(rows.slice(i + this.opts.batchSize));
         if (rest.length === rows.length && skipped === 0) {
-          const back = join(dirname(claimed), `${basename(this.opts.spoolPath!)}.${process.pid}-${Date.now()}-${randomUUID().slice(0, 8)}`);
+          const back = this.newSpoolName();
           await rename(claimed, back);
           this.ownSpools.push(back);
         } else {
