@@ -172,8 +172,9 @@ function registerEnvProviders(target: Record<string, unknown>, env: Env): string
 /** INFERENCEFLOW_LOCAL_THREADS: unset or empty (as every variable) is the default, 1. */
 function localThreads(value: string | undefined): number {
   if (value === undefined || value === '') return 1;
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new ConfigError(`INFERENCEFLOW_LOCAL_THREADS: expected a whole number of at least 1, got "${value}"`);
-  return Number(value);
+  const n = convert('INFERENCEFLOW_LOCAL_THREADS', 'int', value) as number;
+  if (n < 1) throw new ConfigError(`INFERENCEFLOW_LOCAL_THREADS: expected at least 1, got "${value}"`);
+  return n;
 }
 
 function convert(name: string, kind: string, value: string): unknown {
