@@ -5,13 +5,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { freePort } from './helpers/serve-cluster.js';
 import { isCI } from './helpers/services.js';
 
 const run = promisify(execFile);
@@ -22,17 +22,6 @@ if (!available && isCI) throw new Error(`CI=true but ${PROMETHEUS} or ${PROMTOOL
 if (!available) console.warn('skipping the Prometheus tests: prometheus/promtool not found (apt-get install -y prometheus)');
 
 const DEPLOY = resolve('deploy');
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => res(port));
-    });
-  });
-}
 
 describe.skipIf(!available)('promtool', () => {
   it('accepts deploy/prometheus.yml and its rule file', async () => {

@@ -54,6 +54,7 @@ export function total(text: string, name: string, match: Record<string, string>)
   return sum;
 }
 
+/** A TCP port of 127.0.0.1 free right now (the OS picks one; the listener is closed before resolving). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
