@@ -51,7 +51,6 @@ redis.call('XDEL', KEYS[3], ARGV[4])
 return id
 `;
 
-
 interface WithMeshScripts {
   meshDeliverFinal(
     done: string,
