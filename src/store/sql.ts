@@ -134,3 +134,18 @@ export function sqlResource(sql: SqlDatabase): ManagedResource {
     close: () => sql.close(),
   };
 }
+
+/**
+ * JSON that jsonb accepts (a batch line's answer, a webhook event's payload): jsonb refuses `\u0000`
+ * and `\ud800`, so a NUL character or an unpaired surrogate in any string or key is stored as U+FFFD.
+ * JSON.stringify writes both as lowercase escapes (a surrogate pair as the character itself); only a
+ * real escape is replaced (one preceded by an even run of backslashes), not an escaped backslash
+ * followed by the text "u0000".
+ */
+export function storableJson(value: unknown): string {
+  const json = JSON.stringify(value);
+  return UNSTORABLE_ESCAPE.test(json) ? json.replace(UNSTORABLE_ESCAPES, '$1\\ufffd') : json;
+}
+
+const UNSTORABLE_ESCAPE = /\\u(?:0000|d[89a-f])/;
+const UNSTORABLE_ESCAPES = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;

@@ -3,7 +3,7 @@
 // deadline it keeps extending), and a result is recorded only by the lease holder, so a line's
 // result is written at most once; lines of a worker that died become claimable when its lease ends.
 import type { Tenant } from '../../gateway/context.js';
-import type { RawQuery, SqlDatabase } from '../../store/sql.js';
+import { storableJson, type RawQuery, type SqlDatabase } from '../../store/sql.js';
 
 export type BatchStatus = 'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expired' | 'cancelling' | 'cancelled';
 export type ItemStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -235,6 +235,7 @@ export class BatchStore {
     const rows = await this.sql.query(
       `UPDATE batch_items SET status = $4, status_code = $5, response = $6::jsonb, finished_at = $7, lease_owner = NULL, lease_until = NULL
        WHERE batch_id = $1 AND line = $2 AND lease_owner = $3 AND status = 'running' RETURNING line`,
+      // Storable as jsonb: a result that could not be recorded would run again at every lease end.
       [batchId, line, owner, outcome.status, outcome.statusCode, storableJson(outcome.response), nowS()],
     );
     return rows.length > 0;
@@ -365,21 +366,6 @@ export class BatchStore {
     return rows.length > 0;
   }
 }
-
-/**
- * JSON that jsonb accepts: a NUL character or an unpaired surrogate (in an answer's text or keys) is
- * stored as U+FFFD. jsonb refuses `\u0000` and `\ud800`, and a result that cannot be recorded would
- * run again at every lease end and keep its job from ever finishing. JSON.stringify writes both as
- * lowercase escapes (a surrogate pair as the character itself); only a real escape is replaced (one
- * preceded by an even run of backslashes), not an escaped backslash followed by the text "u0000".
- */
-export function storableJson(value: unknown): string {
-  const json = JSON.stringify(value);
-  return UNSTORABLE_ESCAPE.test(json) ? json.replace(UNSTORABLE_ESCAPES, '$1\\ufffd') : json;
-}
-
-const UNSTORABLE_ESCAPE = /\\u(?:0000|d[89a-f])/;
-const UNSTORABLE_ESCAPES = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;
 
 async function insertItems(q: RawQuery, batchId: string, items: ItemInput[]): Promise<void> {
   for (let start = 0; start < items.length; start += INSERT_CHUNK) {
