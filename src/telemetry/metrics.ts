@@ -100,6 +100,19 @@ export const GAUGE_AGGREGATORS = {
   inference_ledger_pending_rows: 'sum',
 } as const;
 
+/** An unlabelled gauge that reads its value when scraped, aggregated over workers as GAUGE_AGGREGATORS says. */
+function sampledGauge(name: keyof typeof GAUGE_AGGREGATORS, help: string, registers: Registry[], read: () => number): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers,
+    aggregator: GAUGE_AGGREGATORS[name],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
 /** What the ledger metrics read of the ledger writer when scraped (LedgerWriter satisfies it). */
 export interface LedgerCounts {
   /** Rows queued in memory. */
@@ -225,16 +238,7 @@ export class GatewayMetrics {
       aggregator: GAUGE_AGGREGATORS.circuit_breaker_state,
     });
     // Counted in a field; the gauge reads it when scraped.
-    const inFlight = () => this.inFlightCount;
-    this.inFlight = new Gauge({
-      name: 'inference_requests_in_flight',
-      help: 'Requests being served right now.',
-      registers,
-      aggregator: GAUGE_AGGREGATORS.inference_requests_in_flight,
-      collect() {
-        this.set(inFlight());
-      },
-    });
+    this.inFlight = sampledGauge('inference_requests_in_flight', 'Requests being served right now.', registers, () => this.inFlightCount);
     this.providerLatency = new FastHistogram({
       name: 'inference_provider_latency_ms',
       help: 'Duration of one upstream attempt (streams: to the last chunk), ms, by outcome ok or error (cancelled attempts are not observed).',
@@ -315,15 +319,12 @@ export class GatewayMetrics {
       aggregator: GAUGE_AGGREGATORS.inference_gpu_allocations_active,
     });
     const ledger = () => this.ledger;
-    this.ledgerPending = new Gauge({
-      name: 'inference_ledger_pending_rows',
-      help: 'Ledger rows queued in memory, not yet written (at most ledger.max_pending_rows; the rest spooled to disk).',
+    this.ledgerPending = sampledGauge(
+      'inference_ledger_pending_rows',
+      'Ledger rows queued in memory, not yet written (at most ledger.max_pending_rows; the rest spooled to disk).',
       registers,
-      aggregator: GAUGE_AGGREGATORS.inference_ledger_pending_rows,
-      collect() {
-        this.set(ledger()?.pending ?? 0);
-      },
-    });
+      () => ledger()?.pending ?? 0,
+    );
     // The writer counts in plain fields; a scrape adds what they grew by since the last one.
     const seen: Record<(typeof LEDGER_OUTCOMES)[number], number> = { written: 0, rejected: 0, spooled: 0, dropped: 0 };
     this.ledgerRows = new Counter({
