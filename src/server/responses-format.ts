@@ -192,9 +192,8 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
   const instructions: ChatMessage | undefined = b.instructions ? { role: 'system', content: b.instructions } : undefined;
   const messages = instructions ? [instructions, ...input] : [...input];
 
-  const tools = (b.tools ?? []).map((t, i) => {
-    if (!isFunctionTool(t)) throw refuse(`tools.${i}.type`, `The built-in tool "${t.type}" is not supported by this gateway; only function tools are.`);
-    const f = t;
+  const tools = (b.tools ?? []).map((f, i) => {
+    if (!isFunctionTool(f)) throw refuse(`tools.${i}.type`, `The built-in tool "${f.type}" is not supported by this gateway; only function tools are.`);
     return {
       type: 'function' as const,
       function: {
