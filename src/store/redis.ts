@@ -162,22 +162,24 @@ export function hashTagged(namespace: string): string {
   return hashTagOf(namespace) !== undefined ? namespace : `{${namespace}}`;
 }
 
+/** A stream entry id's two numbers (`<ms>-<seq>`, stamped by Redis); an id without a dash has sequence 0. */
+function entryIdParts(id: string): [ms: number, seq: number] {
+  const dash = id.indexOf('-');
+  return dash < 0 ? [Number(id), 0] : [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
+}
+
 /** The time part of a stream entry id (`<ms>-<seq>`, stamped by Redis), or undefined if it has none. */
 export function entryIdMs(id: string): number | undefined {
-  const dash = id.indexOf('-');
-  const ms = Number(dash < 0 ? id : id.slice(0, dash));
+  const [ms] = entryIdParts(id);
   return Number.isFinite(ms) && ms > 0 ? ms : undefined;
 }
 
 /** Orders two stream entry ids (`<ms>-<seq>`) as Redis does: negative, zero or positive. */
 export function compareEntryIds(a: string, b: string): number {
   if (a === b) return 0;
-  const ad = a.indexOf('-');
-  const bd = b.indexOf('-');
-  const am = Number(ad < 0 ? a : a.slice(0, ad));
-  const bm = Number(bd < 0 ? b : b.slice(0, bd));
-  if (am !== bm) return am - bm;
-  return (ad < 0 ? 0 : Number(a.slice(ad + 1))) - (bd < 0 ? 0 : Number(b.slice(bd + 1)));
+  const [am, as] = entryIdParts(a);
+  const [bm, bs] = entryIdParts(b);
+  return am !== bm ? am - bm : as - bs;
 }
 
 export function redisResource(client: RedisClient, name = 'redis'): ManagedResource {
