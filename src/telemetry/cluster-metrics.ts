@@ -82,10 +82,13 @@ export function aggregateCluster(reports: readonly WorkerReport[], missing = 0):
     labelNames: ['state'],
     registers: [registry],
   });
-  workers.set({ state: 'answered' }, reports.filter((r) => r.state === 'answered').length);
-  workers.set({ state: 'stale' }, reports.filter((r) => r.state === 'stale').length);
-  workers.set({ state: 'missing' }, missing);
+  for (const [state, n] of Object.entries(workerCounts(reports, missing))) workers.set({ state }, n);
   return registry;
+}
+
+/** How many reports answered and stood in stale, and how many workers are missing. */
+function workerCounts(reports: readonly { state: 'answered' | 'stale' }[], missing: number): WorkerCounts {
+  return { answered: reports.filter((r) => r.state === 'answered').length, stale: reports.filter((r) => r.state === 'stale').length, missing };
 }
 
 // IPC messages are JSON: NaN and ±Infinity (a gauge before its first reading) travel as strings.
@@ -229,7 +232,7 @@ export class ClusterMetricsCollector {
       pending = this.gather<StatsWindow>('stats')
         .then(({ reports, missing }) => ({
           summary: new RollingStats(span).summaryOf(reports.map((r) => r.report)),
-          workers: { answered: reports.filter((r) => r.state === 'answered').length, stale: reports.filter((r) => r.state === 'stale').length, missing },
+          workers: workerCounts(reports, missing),
         }))
         .finally(() => this.statsUnderWay.delete(key));
       this.statsUnderWay.set(key, pending);
