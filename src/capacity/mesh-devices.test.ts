@@ -12,27 +12,12 @@ import { HealthRegistry } from '../mesh/registry.js';
 import { redisTimeMs } from '../mesh/clock.js';
 import { meshKeys, type NodeHealth } from '../mesh/contracts.js';
 import { meshSnapshot } from '../mesh/snapshot.js';
+import { nodeHealth } from '../../test/helpers/mesh.js';
 import { redisTargets } from '../../test/helpers/redis.js';
 
 function node(id: string, gpusMb: number[], extra: Partial<NodeHealth> = {}): NodeHealth {
-  return {
-    node_id: id,
-    backend: 'simulator',
-    backend_ok: true,
-    models_installed: ['m'],
-    models_loaded: [],
-    cpu_temp_c: null,
-    ram_used_pct: 20,
-    ram_total_bytes: 8e9,
-    load1: 0.1,
-    gpus: gpusMb.map((mb, i) => ({ name: `gpu${i}`, memory_used_mb: 0, memory_total_mb: mb, utilization_pct: null, temp_c: null })),
-    in_flight: 0,
-    max_concurrency: 4,
-    draining: false,
-    version: 'test',
-    ts: 1_000_000,
-    ...extra,
-  };
+  const gpus = gpusMb.map((mb, i) => ({ name: `gpu${i}`, memory_used_mb: 0, memory_total_mb: mb, utilization_pct: null, temp_c: null }));
+  return nodeHealth(id, { gpus, ts: 1_000_000, ...extra });
 }
 
 const thresholds = defaultMeshConfig().health;

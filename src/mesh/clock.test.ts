@@ -2,6 +2,7 @@
 // deadlines counted from a request's budget on it, and stream entry ids as its timestamps.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { nodeHealth } from '../../test/helpers/mesh.js';
 import { redisTargets } from '../../test/helpers/redis.js';
 import { compareEntryIds, entryIdMs } from '../store/redis.js';
 import { MeshClock, redisTimeMs } from './clock.js';
@@ -65,10 +66,7 @@ describe.each(targets.map((t) => [t.name, t] as const))('MeshClock on %s', (_nam
     let local = Date.now() - 365 * 24 * 3_600_000;
     const snapshots = new RegistrySnapshots(redis, prefix, defaultMeshConfig().health, () => local);
     const ts = await redisTimeMs(redis, key);
-    await new HealthRegistry(redis, prefix).publish({
-      node_id: 'pi', backend: 'simulator', backend_ok: true, models_installed: ['m'], models_loaded: [], cpu_temp_c: null, ram_used_pct: 20,
-      ram_total_bytes: 8e9, load1: 0.1, gpus: [], in_flight: 0, max_concurrency: 4, draining: false, version: 'test', ts,
-    });
+    await new HealthRegistry(redis, prefix).publish(nodeHealth('pi', { ts }));
     const evals = vi.spyOn(redis, 'eval');
     const first = await snapshots.take();
     expect(first.nodes[0]).toMatchObject({ node_id: 'pi', routable: true });

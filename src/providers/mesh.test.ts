@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { MeshClient } from '../mesh/client.js';
 import { defaultMeshConfig } from '../mesh/config.js';
 import { MeshProvider } from './mesh.js';
+import { nodeHealth } from '../../test/helpers/mesh.js';
 
 /** A Redis with one node in its registry, counting registry reads (HGETALL) and clock reads (EVAL of TIME). */
 function fakeRedis() {
@@ -13,7 +14,7 @@ function fakeRedis() {
     async hgetall() {
       calls.hgetall++;
       if (fail) throw new Error('connection lost');
-      return { pi: JSON.stringify({ node_id: 'pi', backend: 'simulator', backend_ok: true, models_installed: ['m'], models_loaded: [], cpu_temp_c: null, ram_used_pct: 20, ram_total_bytes: 8e9, load1: 0.1, gpus: [], in_flight: 0, max_concurrency: 4, draining: false, version: 'test', ts: Date.now() }) };
+      return { pi: JSON.stringify(nodeHealth('pi')) };
     },
     async eval() {
       calls.eval++;

@@ -51,6 +51,28 @@ export function testMeshConfig(prefix: string, idleReclaimMs = 1_500): MeshConfi
 /** A healthy node's host reading, for StaticHealthSource. */
 export const TEST_HOST = { cpu_temp_c: 50, ram_used_pct: 30, ram_total_bytes: 8e9, load1: 0.1, gpus: [] };
 
+/** A routable node's health record (model `m`, no GPUs, stamped now unless `over` says otherwise). */
+export function nodeHealth(id: string, over: Partial<NodeHealth> = {}): NodeHealth {
+  return {
+    node_id: id,
+    backend: 'simulator',
+    backend_ok: true,
+    models_installed: ['m'],
+    models_loaded: [],
+    cpu_temp_c: null,
+    ram_used_pct: 20,
+    ram_total_bytes: 8e9,
+    load1: 0.1,
+    gpus: [],
+    in_flight: 0,
+    max_concurrency: 4,
+    draining: false,
+    version: 'test',
+    ts: Date.now(),
+    ...over,
+  };
+}
+
 /** Routers, workers and clients a test file started; `stopAll` stops them newest first. */
 export class StartedParts {
   private readonly parts: { stop?(): Promise<void>; close?(): Promise<void> }[] = [];
