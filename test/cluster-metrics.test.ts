@@ -2,9 +2,8 @@
 // /metrics, /v1/metrics and the PROMETHEUS_PORT listener reports the whole cluster (counters and
 // histograms summed over both workers), whichever worker accepted the scrape. A worker that hangs
 // does not hang the scrape: it answers after the collection timeout, with that worker's last report.
-import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, send as sendTo, startServeCluster, total, type ServeCluster } from './helpers/serve-cluster.js';
+import { connectionTo, freePort, send as sendTo, startServeCluster, total, type ServeCluster } from './helpers/serve-cluster.js';
 
 /** METRICS_TOKEN: the scrapes present it (the API has no auth on loopback and ignores it). */
 const TOKEN = 'cluster-metrics-token';
@@ -83,23 +82,14 @@ describe('serve --workers 2: one scrape, the whole cluster', () => {
 
   it('answers a scrape while the other worker hangs, with that worker’s last report', async () => {
     // A kept-alive connection that is known to reach one worker; the other one is then stopped.
-    let agent: Agent | undefined;
-    let live = '';
-    for (let i = 0; i < 20 && !agent; i++) {
-      const candidate = new Agent({ keepAlive: true, maxSockets: 1 });
-      const res = await send(`${url}/health`, { agent: candidate });
-      if (res.worker === String(pids[0])) {
-        agent = candidate;
-        live = res.worker;
-      } else candidate.destroy();
-    }
+    const agent = await connectionTo(url, pids[0] as number);
     expect(agent, 'a connection to the first worker').toBeDefined();
     const hung = pids[1] as number;
     process.kill(hung, 'SIGSTOP');
     try {
       const res = await send(`${url}/metrics`, { agent });
       expect(res.status).toBe(200);
-      expect(res.worker).toBe(live);
+      expect(res.worker).toBe(String(pids[0]));
       expect(total(res.text, 'inference_requests_total', { route, status: '200' })).toBe(K);
       expect(total(res.text, 'inference_metrics_workers', { state: 'answered' })).toBe(1);
       expect(total(res.text, 'inference_metrics_workers', { state: 'stale' })).toBe(1);

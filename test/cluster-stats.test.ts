@@ -3,9 +3,8 @@
 // per-second series summed), whichever worker answered the poll, and says how many workers it covers.
 // A worker that hangs does not hang the poll: it is answered after the collection timeout, with that
 // worker's last window (stale).
-import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { send, startServeCluster, type ServeCluster } from './helpers/serve-cluster.js';
+import { connectionTo, send, startServeCluster, type ServeCluster } from './helpers/serve-cluster.js';
 
 interface Stats {
   requests: { total: number; errors_5xx: number };
@@ -58,13 +57,7 @@ describe('serve --workers 2: every /v1/stats poll, the whole cluster', () => {
 
   it('answers while the other worker hangs, with that worker’s last window', async () => {
     // A kept-alive connection that is known to reach one worker; the other one is then stopped.
-    let agent: Agent | undefined;
-    for (let i = 0; i < 20 && !agent; i++) {
-      const candidate = new Agent({ keepAlive: true, maxSockets: 1 });
-      const res = await send(`${cluster.url}/health`, { agent: candidate });
-      if (res.worker === String(cluster.pids[0])) agent = candidate;
-      else candidate.destroy();
-    }
+    const agent = await connectionTo(cluster.url, cluster.pids[0] as number);
     expect(agent, 'a connection to the first worker').toBeDefined();
     const hung = cluster.pids[1] as number;
     process.kill(hung, 'SIGSTOP');

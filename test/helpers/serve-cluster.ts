@@ -4,7 +4,7 @@
 // read Prometheus text, stop it — SIGCONT first, for a test that stopped a worker.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { type Agent, request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +40,21 @@ export function send(url: string, opts: { method?: string; body?: object; agent?
     req.on('error', reject);
     req.end(opts.body ? JSON.stringify(opts.body) : undefined);
   });
+}
+
+/**
+ * A kept-alive connection known to reach the worker `pid` (tried up to 20 times, since the cluster
+ * hands each new connection to any worker), for a test that then stops the other worker; undefined
+ * when none reached it.
+ */
+export async function connectionTo(url: string, pid: number): Promise<Agent | undefined> {
+  for (let i = 0; i < 20; i++) {
+    const candidate = new Agent({ keepAlive: true, maxSockets: 1 });
+    const res = await send(`${url}/health`, { agent: candidate });
+    if (res.worker === String(pid)) return candidate;
+    candidate.destroy();
+  }
+  return undefined;
 }
 
 /** The sum of a Prometheus metric's samples whose labels include every pair in `match`. */
