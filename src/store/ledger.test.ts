@@ -70,11 +70,12 @@ describe('ledger spool', () => {
 });
 
 describe('ledger rows the database would refuse', () => {
-  it('a NUL character in a client-sent model name or a fractional token count does not block the rows queued after it', async () => {
+  it('a NUL character or an unpaired surrogate in a client-sent model name, or a fractional token count, does not block the rows queued after it', async () => {
     const w = new LedgerWriter(db, log, { flushIntervalMs: 600_000, batchSize: 100 });
     // A client can send any JSON string as `model` (a passthrough name is recorded as sent), and an
     // OpenAI-compatible upstream can report usage that is not a whole number.
     w.record({ ...entry('poison-nul'), model: 'gpt\u0000x', userId: 'u\u0000' });
+    w.record({ ...entry('poison-surrogate'), model: 'gpt\ud800x' });
     w.record({ ...entry('poison-fraction'), promptTokens: 1.5, completionTokens: 2.25 });
     w.record({ ...entry('poison-nonfinite'), costUsd: Number.NaN, latencyMs: Number.POSITIVE_INFINITY });
     w.record(entry('poison-after'));
@@ -84,9 +85,10 @@ describe('ledger rows the database would refuse', () => {
     const rows = await db.query<{ request_id: string; model: string | null; user_id: string | null; prompt_tokens: number; completion_tokens: number; cost_usd: number; latency_ms: number }>(
       `SELECT request_id, model, user_id, prompt_tokens, completion_tokens, cost_usd, latency_ms FROM ledger WHERE request_id LIKE 'poison-%' ORDER BY request_id`,
     );
-    expect(rows.map((r) => r.request_id)).toEqual(['poison-after', 'poison-fraction', 'poison-nonfinite', 'poison-nul']);
+    expect(rows.map((r) => r.request_id)).toEqual(['poison-after', 'poison-fraction', 'poison-nonfinite', 'poison-nul', 'poison-surrogate']);
     const byId = Object.fromEntries(rows.map((r) => [r.request_id, r]));
     expect(byId['poison-nul']).toMatchObject({ model: 'gpt\uFFFDx', user_id: 'u\uFFFD' });
+    expect(byId['poison-surrogate']).toMatchObject({ model: 'gpt\uFFFDx' });
     expect(byId['poison-fraction']).toMatchObject({ prompt_tokens: 2, completion_tokens: 2 });
     expect(byId['poison-nonfinite']).toMatchObject({ cost_usd: 0, latency_ms: 0 });
   });
@@ -117,8 +119,8 @@ for (const backend of backends) {
       // A token count beyond Postgres's integer (an upstream's usage is not checked): SQLSTATE 22003.
       w.record({ ...entry(`${tag}-bad-range`), promptTokens: 3_000_000_000 });
       for (let n = 5; n < 10; n++) w.record(entry(`${tag}-good-${n}`));
-      // A lone UTF-16 surrogate in a client-sent model name: the json parser refuses it (22P02).
-      w.record({ ...entry(`${tag}-bad-surrogate`), model: 'gpt\ud800x' });
+      // A row without a tenant, which the NOT NULL column refuses (23502).
+      w.record({ ...entry(`${tag}-bad-null`), tenantId: null as unknown as string });
       for (let n = 10; n < 20; n++) w.record(entry(`${tag}-good-${n}`));
       await w.flush();
       expect(w.pending).toBe(0);
@@ -129,11 +131,11 @@ for (const backend of backends) {
       expect(rows.map((r) => r.request_id).sort()).toEqual(Array.from({ length: 20 }, (_, n) => `${tag}-good-${n}`).sort());
 
       const refused = await deadLetters(`${spoolPath}-rejected.jsonl`);
-      expect(refused.map((r) => r.requestId).sort()).toEqual([`${tag}-bad-range`, `${tag}-bad-surrogate`]);
+      expect(refused.map((r) => r.requestId).sort()).toEqual([`${tag}-bad-null`, `${tag}-bad-range`]);
       const range = refused.find((r) => r.requestId === `${tag}-bad-range`)!;
       expect(range).toMatchObject({ promptTokens: 3_000_000_000, refused: { code: '22003' } });
       expect(range.refused.reason).toMatch(/out of range/);
-      expect(refused.find((r) => r.requestId === `${tag}-bad-surrogate`)).toMatchObject({ model: 'gpt\ud800x', refused: { code: '22P02' } });
+      expect(refused.find((r) => r.requestId === `${tag}-bad-null`)).toMatchObject({ refused: { code: '23502' } });
       // Nothing was left to spool: the refused rows do not come back at the next start.
       expect((await readdir(join(dir, `dl-${backend.name}`))).sort()).toEqual(['spool.jsonl-rejected.jsonl']);
     });

@@ -16,7 +16,7 @@ import { appendFile, mkdir, readdir, readFile, rename, unlink, writeFile } from 
 import { basename, dirname, join } from 'node:path';
 import { and, count, gte, lt, sql as dsql, sum, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { SqlDatabase } from './sql.js';
+import { storableJson, type SqlDatabase } from './sql.js';
 import { ledger, type LedgerRow } from './tables.js';
 
 export type LedgerEntry = Omit<LedgerRow, 'id'> & { id?: string };
@@ -51,18 +51,19 @@ FROM json_populate_recordset(NULL::ledger, $1::json)
 ON CONFLICT (id) DO NOTHING`;
 
 // Values the database refuses would fail their whole batch on every retry and hold back every row
-// queued after it: Postgres text (and its json parser) cannot hold U+0000, which a client can put in
-// any string it sends (a passthrough `model` is recorded as sent); the integer columns refuse a
-// fraction (an OpenAI-compatible upstream's usage is not checked to be whole); a non-finite number
-// becomes JSON null, which the NOT NULL columns refuse.
-const text = (v: string | null | undefined): string | null => (v == null ? null : v.includes('\u0000') ? v.replaceAll('\u0000', '\uFFFD') : v);
+// queued after it: Postgres text (and its json parser) cannot hold U+0000 or an unpaired surrogate,
+// which a client can put in any string it sends (a passthrough `model` is recorded as sent) —
+// storableJson writes both as U+FFFD; the integer columns refuse a fraction (an OpenAI-compatible
+// upstream's usage is not checked to be whole); a non-finite number becomes JSON null, which the
+// NOT NULL columns refuse.
+const text = (v: string | null | undefined): string | null => v ?? null;
 const whole = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? Math.round(v) : 0);
 const finite = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? v : 0);
 
 /** A row's columns as JSON, or the error making them threw (an invalid Date's toISOString) — for that row alone. */
 function prepare(row: LedgerRow): Prepared {
   try {
-    return { row, json: JSON.stringify(toColumns(row)) };
+    return { row, json: storableJson(toColumns(row)) };
   } catch (error) {
     return { row, error };
   }
