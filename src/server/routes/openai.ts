@@ -163,7 +163,7 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
         const outcome = await gateway.handleChat(part, { ...body, stream: false, messages: [{ role: 'user', content: p }] } as ChatRequest);
         if (outcome.kind !== 'result') throw new Error('expected a JSON outcome');
         results.push(outcome.result);
-        for (let i = 0; i < outcome.result.choices.length; i++) echoOf.push(p);
+        echoOf.push(...outcome.result.choices.map(() => p));
       } finally {
         addFacts(ctx.facts, facts);
       }
