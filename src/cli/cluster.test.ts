@@ -93,9 +93,10 @@ describe('runPrimary', () => {
     runPrimary({ workers: 2, log, shutdownTimeoutMs: 2_000, host: '127.0.0.1', exec, env: { FIXTURE_MODE: mode }, exit: () => undefined, handleSignals: false, ...extra });
 
   /** The pid that answers on a fresh connection. */
-  const whoAnswers = (url: string) =>
+  /** A GET's body, on its own connection (the fixture's `/` answers with the worker's pid). */
+  const getText = (url: string, path = '/') =>
     new Promise<string>((resolve, reject) => {
-      httpGet(`${url}/`, { agent: false }, (res) => {
+      httpGet(`${url}${path}`, { agent: false }, (res) => {
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
         res.on('end', () => resolve(body));
@@ -110,7 +111,7 @@ describe('runPrimary', () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(new Set(pids).size).toBe(2);
     const seen = new Set<string>();
-    for (let i = 0; i < 20 && seen.size < 2; i++) seen.add(await whoAnswers(url));
+    for (let i = 0; i < 20 && seen.size < 2; i++) seen.add(await getText(url));
     expect([...seen].sort()).toEqual(pids.map(String).sort());
     primary.stop();
     expect(await primary.exited).toBe(0);
@@ -120,14 +121,7 @@ describe('runPrimary', () => {
     const primary = start('listen');
     try {
       const { url, pids } = await primary.listening;
-      const get = (path: string) =>
-        new Promise<string>((resolve, reject) => {
-          httpGet(`${url}${path}`, { agent: false }, (res) => {
-            let body = '';
-            res.on('data', (d: Buffer) => (body += d.toString()));
-            res.on('end', () => resolve(body));
-          }).on('error', reject);
-        });
+      const get = (path: string) => getText(url, path);
       const answeredBy = new Set<string>();
       for (let i = 0; i < 10; i++) answeredBy.add(await get('/'));
       expect(answeredBy.size).toBe(2);
