@@ -70,7 +70,7 @@ export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
 
 /** `%` → `%25`, `/` → `%2F`: a name that cannot be mistaken for a tenant-qualified one. */
 function escapeSlash(name: string): string {
-  return /[%/]/.test(name) ? name.replace(/%/g, '%25').replace(/\//g, '%2F') : name;
+  return name.replace(/[%/]/g, encodeURIComponent);
 }
 
 function reason(err: unknown): string {
