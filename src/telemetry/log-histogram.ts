@@ -46,15 +46,7 @@ export class LogHistogram {
     if (value > this.max) this.max = value;
   }
 
-  merge(other: LogHistogram): void {
-    for (const [i, c] of other.buckets) this.buckets.set(i, (this.buckets.get(i) ?? 0) + c);
-    this.count += other.count;
-    this.sum += other.sum;
-    if (other.min < this.min) this.min = other.min;
-    if (other.max > this.max) this.max = other.max;
-  }
-
-  /** This histogram as plain JSON (no infinities), for another process to merge (`mergeState`). */
+  /** This histogram as plain JSON (no infinities), for another process to merge. */
   state(): LogHistogramState {
     if (this.count === 0) return { buckets: [], count: 0, sum: 0, min: 0, max: 0 };
     const buckets: number[] = [];
@@ -62,18 +54,22 @@ export class LogHistogram {
     return { buckets, count: this.count, sum: this.sum, min: this.min, max: this.max };
   }
 
-  /** Adds a histogram given as `state()` made it: as merge() does. */
-  mergeState(state: LogHistogramState): void {
-    if (!(state.count > 0)) return;
-    const b = state.buckets;
-    for (let k = 0; k + 1 < b.length; k += 2) {
-      const i = b[k] as number;
-      this.buckets.set(i, (this.buckets.get(i) ?? 0) + (b[k + 1] as number));
+  /** Adds another histogram's counts: a LogHistogram, or one given as `state()` made it (another process's). */
+  merge(other: LogHistogram | LogHistogramState): void {
+    if (!(other.count > 0)) return;
+    if (other instanceof LogHistogram) {
+      for (const [i, c] of other.buckets) this.buckets.set(i, (this.buckets.get(i) ?? 0) + c);
+    } else {
+      const b = other.buckets;
+      for (let k = 0; k + 1 < b.length; k += 2) {
+        const i = b[k] as number;
+        this.buckets.set(i, (this.buckets.get(i) ?? 0) + (b[k + 1] as number));
+      }
     }
-    this.count += state.count;
-    this.sum += state.sum;
-    if (state.min < this.min) this.min = state.min;
-    if (state.max > this.max) this.max = state.max;
+    this.count += other.count;
+    this.sum += other.sum;
+    if (other.min < this.min) this.min = other.min;
+    if (other.max > this.max) this.max = other.max;
   }
 
   /** The value at quantile q (0..1): the geometric middle of its bucket, clamped to the seen range. */

@@ -19,8 +19,6 @@ interface ProviderSlot {
   costUsd: number;
 }
 
-const mergeHistogram = (h: LogHistogram, other: LogHistogram | LogHistogramState): void => (other instanceof LogHistogram ? h.merge(other) : h.mergeState(other));
-
 const newProvider = (): ProviderSlot => ({ calls: 0, errors: 0, cancelled: 0, latency: new LogHistogram(), ttft: new LogHistogram(), costUsd: 0 });
 
 class Slot {
@@ -61,7 +59,7 @@ class Slot {
     this.requests += s.requests;
     this.errors5xx += s.errors5xx;
     this.errors4xx += s.errors4xx;
-    mergeHistogram(this.latency, s.latency);
+    this.latency.merge(s.latency);
     this.cacheHits.exact += s.cacheHits.exact;
     this.cacheHits.semantic += s.cacheHits.semantic;
     this.cacheMisses += s.cacheMisses;
@@ -75,14 +73,14 @@ class Slot {
     for (const [k, v] of s.rateLimited) this.rateLimited.set(k, (this.rateLimited.get(k) ?? 0) + v);
     this.gpuAllocations += s.gpuAllocations;
     this.gpuFailures += s.gpuFailures;
-    mergeHistogram(this.gpuLatency, s.gpuLatency);
+    this.gpuLatency.merge(s.gpuLatency);
     for (const [name, p] of s.providers) {
       const agg = this.provider(name);
       agg.calls += p.calls;
       agg.errors += p.errors;
       agg.cancelled += p.cancelled;
-      mergeHistogram(agg.latency, p.latency);
-      mergeHistogram(agg.ttft, p.ttft);
+      agg.latency.merge(p.latency);
+      agg.ttft.merge(p.ttft);
       agg.costUsd += p.costUsd;
     }
   }
