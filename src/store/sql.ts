@@ -144,8 +144,16 @@ export function sqlResource(sql: SqlDatabase): ManagedResource {
  */
 export function storableJson(value: unknown): string {
   const json = JSON.stringify(value);
-  return UNSTORABLE_ESCAPE.test(json) ? json.replace(UNSTORABLE_ESCAPES, '$1\\ufffd') : json;
+  return mayHoldUnstorable(json) ? json.replace(UNSTORABLE_ESCAPES, '$1\\ufffd') : json;
 }
 
-const UNSTORABLE_ESCAPE = /\\u(?:0000|d[89a-f])/;
+/**
+ * Whether JSON text may hold a NUL or an unpaired surrogate: a `\u0000` or `\uD8xx`–`\uDFxx` escape
+ * (any case, as a client may write it). A cheap test before the slower exact check.
+ */
+export function mayHoldUnstorable(json: string): boolean {
+  return UNSTORABLE_ESCAPE.test(json);
+}
+
+const UNSTORABLE_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
 const UNSTORABLE_ESCAPES = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;

@@ -3,6 +3,7 @@
 // endpoint, a NUL character or unpaired surrogate the database cannot store) fails the whole batch at creation with the
 // line named, as OpenAI does; a body the endpoint would reject is found when the line runs and lands in the error file.
 import type { ItemInput } from './store.js';
+import { mayHoldUnstorable } from '../../store/sql.js';
 
 export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings'] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
@@ -14,8 +15,6 @@ export interface InputError {
   param: string | null;
 }
 
-/** A `\u0000` or surrogate escape in a line's JSON text: only then are its strings checked one by one. */
-const ESCAPE_TO_CHECK = /\\u(?:0000|[dD][89a-fA-F])/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** False for a string Postgres cannot store in text or jsonb: one holding a NUL or an unpaired surrogate. */
@@ -40,7 +39,7 @@ export function parseBatchInput(content: string, endpoint: string, maxRequests: 
     try {
       // A NUL character (`\u0000`) or an unpaired surrogate (`\ud800`) in any key or string: Postgres
       // cannot store either in jsonb or text. The reviver (slower) only for a line with such an escape.
-      row = ESCAPE_TO_CHECK.test(text)
+      row = mayHoldUnstorable(text)
         ? JSON.parse(text, (key, value: unknown) => {
             if (!storableText(key) || (typeof value === 'string' && !storableText(value))) unstorable = true;
             return value;

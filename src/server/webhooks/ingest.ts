@@ -3,7 +3,7 @@
 // Redis or memory first, and by the events table's primary key for good); accepted events are stored.
 import type { FastifyPluginAsync } from 'fastify';
 import type { RedisClient } from '../../store/redis.js';
-import { storableJson, type SqlDatabase } from '../../store/sql.js';
+import { mayHoldUnstorable, storableJson, type SqlDatabase } from '../../store/sql.js';
 import { webhookEvents } from '../../store/tables.js';
 import { GatewayError } from '../errors.js';
 import { verifyWebhook, type VerifyFailure } from './signature.js';
@@ -75,7 +75,7 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
     // jsonb and text refuse a NUL character (`\u0000`) and an unpaired surrogate (`\ud800`): stored
     // as U+FFFD, or the insert fails and the sender's every retry of a correctly signed event would be
     // answered 500. Only a body holding such an escape (in either case) is rewritten.
-    if (/\\u(?:0000|[dD][89a-fA-F])/.test(raw.toString('latin1'))) payload = JSON.parse(storableJson(payload));
+    if (mayHoldUnstorable(raw.toString('latin1'))) payload = JSON.parse(storableJson(payload));
     const { id, timestampS } = checked.webhook;
     // Older than twice the tolerance cannot pass the timestamp check, so the guard may forget it then.
     if (!(await opts.replay.firstSeen(id, opts.toleranceS * 2))) throw new GatewayError('duplicate_webhook');
