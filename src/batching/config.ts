@@ -37,6 +37,13 @@ export const batchJobsSchema = z
     poll_ms: z.number().int().positive().default(1_000),
     /** Output and error files are stored (and served) in parts of about this size, bytes. */
     file_part_bytes: z.number().int().positive().default(DEFAULT_FILE_PART_BYTES),
+    /**
+     * How long a new job may run before it expires, ms; unset: its `completion_window` (24 h, the only
+     * value the API accepts). For tests and operators: the API still shows `completion_window: "24h"`.
+     */
+    completion_window_ms: z.number().int().positive().optional(),
+    /** Runs of one line (each claim counts) before it is recorded as failed with `max_attempts_exceeded`. */
+    max_attempts: z.number().int().min(1).max(100).default(3),
     /** Signed completion webhook (Standard Webhooks); unset sends none. */
     webhook: z
       .object({
