@@ -87,7 +87,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     priceOf: (model, deployment) => (built.gateway ? priceOf(built.gateway, model, deployment) : undefined),
     plannedUsage: (ctx, req, promptTokens) => plannedUsage(scaling, ctx, req, promptTokens),
     onUsageEstimated: telemetry.usageEstimated,
-    hedges: (model) => built.gateway?.catalog.get(model)?.hedging?.enabled === true,
+    hedges: (model) => (built.gateway ? hedges(built.gateway, model) : false),
   });
   resources.push(...tenancy.resources);
   // The ledger's queue and row counts, read at each scrape (inference_ledger_*).
@@ -186,14 +186,16 @@ function routePlugin<O extends object>(plugin: FastifyPluginAsync<O>, options: O
 
 /**
  * The price of the deployment `deployment` names when it is known — in the model's group, else in any
- * group (a fallback may have served) — otherwise the highest among the model's deployments.
+ * group (a fallback may have served) — otherwise the highest among the deployments that may answer
+ * the model: its group's and those of the groups routing may fall back to (a call that fails on its
+ * group is answered there, at that price).
  */
 function priceOf(gateway: Gateway, model: string, deployment?: string): Price | undefined {
   try {
-    const group = gateway.catalog.resolve(model);
+    const groups = gateway.catalog.reachable(model);
     if (deployment !== undefined) {
       const served =
-        group.deployments.find((d) => d.id === deployment) ??
+        groups[0]?.deployments.find((d) => d.id === deployment) ??
         gateway.catalog
           .groupNames()
           .flatMap((name) => gateway.catalog.get(name)?.deployments ?? [])
@@ -201,10 +203,19 @@ function priceOf(gateway: Gateway, model: string, deployment?: string): Price | 
       if (served) return served.price;
     }
     let best: Price | undefined;
-    for (const d of group.deployments) if (!best || d.price.input + d.price.output > best.input + best.output) best = d.price;
+    for (const g of groups) for (const d of g.deployments) if (!best || d.price.input + d.price.output > best.input + best.output) best = d.price;
     return best;
   } catch {
     return undefined;
+  }
+}
+
+/** Whether a call for `model` may be hedged: its group or a group it may fall back to hedges. */
+function hedges(gateway: Gateway, model: string): boolean {
+  try {
+    return gateway.catalog.reachable(model).some((g) => g.hedging?.enabled === true);
+  } catch {
+    return false;
   }
 }
 

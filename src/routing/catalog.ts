@@ -130,6 +130,29 @@ export class ModelCatalog {
     });
   }
 
+  /**
+   * The groups that may answer a request for `model`: its own first, then every group routing may
+   * pass it on to — `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks` and semantic
+   * targets that are groups — and theirs in turn. A call that fails on its own group is answered by
+   * one of these, at that group's price; admission reserves for the dearest. Throws like `resolve`.
+   */
+  reachable(model: string): ModelGroup[] {
+    const out: ModelGroup[] = [];
+    const seen = new Set<string>();
+    const visit = (g: ModelGroup) => {
+      if (seen.has(g.name)) return;
+      seen.add(g.name);
+      out.push(g);
+      const semantic = g.semantic ? [...g.semantic.routes.map((r) => r.target), ...(g.semantic.default ? [g.semantic.default] : [])] : [];
+      for (const name of [...g.fallbacks, ...g.contextWindowFallbacks, ...g.contentPolicyFallbacks, ...semantic]) {
+        const next = this.groups.get(name);
+        if (next) visit(next);
+      }
+    };
+    visit(this.resolve(model));
+    return out;
+  }
+
   /** Only configured groups (no passthrough). */
   get(model: string): ModelGroup | undefined {
     return this.groups.get(model);

@@ -38,6 +38,14 @@ export async function scalingOptions(config: InferenceConfig, catalog: () => Mod
         return false;
       }
     },
+    promptPerChoice(model) {
+      // A group that may answer in the model's place (a fallback) and fans `n` out into n calls.
+      try {
+        return (catalog()?.reachable(model) ?? []).some((g) => g.deployments.some((d) => !NATIVE_N.has(d.provider.type)));
+      } catch {
+        return false;
+      }
+    },
   };
 }
 

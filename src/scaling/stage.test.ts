@@ -305,6 +305,11 @@ describe('planned usage (what admission reserves for a scaled request)', () => {
     expect(plannedUsage({ config: config() }, context({ difficulty: 'hard' }), { ...ask, tools }, prompt)).toEqual([{ model: 'm', promptTokens: prompt, completionTokens: 1024 }]);
   });
 
+  it('reads the prompt once per pass in a call with n that a fallback group may fan out into n calls', () => {
+    const opts = { config: config(), supportsN: () => true, promptPerChoice: () => true };
+    expect(plannedUsage(opts, context({ difficulty: 'hard' }), { ...ask, max_tokens: 20 }, prompt)).toEqual([{ model: 'm', promptTokens: 3 * prompt, completionTokens: 3 * 20 }]);
+  });
+
   it('adds the judge for best_of_n, at the judge’s model', () => {
     const calls = plannedUsage({ config: config({ judge_model: 'judge' }) }, context({ difficulty: 'hard', aggregation: 'best_of_n' }), { ...ask, max_tokens: 50 }, prompt)!;
     expect(calls).toHaveLength(4);

@@ -25,6 +25,12 @@ export interface ScalingStageOptions {
   estimator?: DifficultyEstimator;
   /** True when every deployment of the model answers `n` choices in one call. */
   supportsN?: (model: string) => boolean;
+  /**
+   * True when a call with `n` for the model may be answered by a deployment that fans it out into n
+   * calls, each reading the prompt (a fallback group of another provider type): admission then
+   * reserves the prompt once per choice.
+   */
+  promptPerChoice?: (model: string) => boolean;
 }
 
 export interface ScalingPlan {
@@ -109,7 +115,9 @@ export interface PlannedUsage {
  * per pass, each with the plan's max_tokens — the level's when the client set none), and for
  * best_of_n the judge call, which reads the question and every candidate. `promptTokens` is the
  * request's own prompt. undefined when scaling does not apply: the request runs once as sent.
- * Retried passes are not counted (a failed call is not charged).
+ * A pass tried again is not counted twice: a call that failed upstream is charged nothing (no
+ * upstream reports usage for it), so a pass costs at most its one call that answered — though that
+ * call may be answered by a fallback group, which admission prices (and hedges) each call for.
  */
 export function plannedUsage(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest, promptTokens: number): PlannedUsage[] | undefined {
   const plan = planFor(opts, ctx, req);
@@ -118,7 +126,7 @@ export function plannedUsage(opts: ScalingStageOptions, ctx: RequestContext, req
   if (plan.passes === 1) return [{ model: req.model, promptTokens, completionTokens: perPass }];
   const calls: PlannedUsage[] =
     plan.aggregation !== 'adaptive' && opts.supportsN?.(req.model)
-      ? [{ model: req.model, promptTokens, completionTokens: perPass * plan.passes }]
+      ? [{ model: req.model, promptTokens: promptTokens * (opts.promptPerChoice?.(req.model) ? plan.passes : 1), completionTokens: perPass * plan.passes }]
       : Array.from({ length: plan.passes }, () => ({ model: req.model, promptTokens, completionTokens: perPass }));
   if (plan.aggregation === 'best_of_n') {
     // The judge's prompt: its instructions and the question (the request's prompt, whose framing
