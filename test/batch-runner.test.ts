@@ -209,6 +209,75 @@ for (const backend of backends) {
       expect(await store.counts(job.id)).toEqual({ total: 20, completed: 3, failed: 0 });
     });
 
+    const fileLines = async (id: string | null) => (id ? ((await store.fileContent(id, ANONYMOUS.id)) ?? '').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; custom_id: string; response: { status_code: number } | null; error: { code: string; message: string } | null }) : []);
+    const ended = (id: string) => until(async () => {
+      const b = await store.getBatch(id);
+      return b && ['completed', 'cancelled', 'expired'].includes(b.status) ? b : undefined;
+    }, `batch ${id} to end`);
+    const expireNow = (id: string) => sql.query(`UPDATE batch_jobs SET expires_at = $2 WHERE id = $1`, [id, Date.now() / 1000 - 1]);
+
+    it('expires a job whose window passes: the running line finishes, the others never run and land in the error file as batch_expired', async () => {
+      const job = await create(6);
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((r) => (release = r));
+      const runs: number[] = [];
+      const sent: { type: string; data: unknown }[] = [];
+      const runner = new BatchRunner(store, async (item) => {
+        runs.push(item.line);
+        if (item.line === 3) await gate;
+        return ok(item.line);
+      }, { concurrency: 1, leaseMs: 5_000, pollMs: 20, log, notifier: { send: (type, data) => sent.push({ type, data }) }, describe: async (b) => ({ id: b.id, status: b.status }) });
+      runner.start();
+      await until(async () => ((await store.counts(job.id)).completed === 2 && runs.includes(3) ? true : undefined), 'two lines done and the third running');
+      await expireNow(job.id);
+      // The window is over while line 3 runs: the job is expiring until that line ends.
+      const expiring = await until(async () => {
+        const b = await store.getBatch(job.id);
+        return b?.status === 'expiring' ? b : undefined;
+      }, 'the job to be expiring');
+      expect(expiring.expired_at).toBeNull();
+      release();
+      const done = await ended(job.id);
+      await runner.stop();
+      expect(done.status).toBe('expired');
+      expect(done.expired_at).not.toBeNull();
+      expect(done.completed_at).toBeNull();
+      expect(runs).toEqual([1, 2, 3]);
+      expect(await store.counts(job.id)).toEqual({ total: 6, completed: 3, failed: 3 });
+      expect((await fileLines(done.output_file_id)).map((l) => [l.custom_id, l.response?.status_code, l.error])).toEqual([['req-1', 200, null], ['req-2', 200, null], ['req-3', 200, null]]);
+      const prefix = `batch_req_${job.id.replace(/^batch_/, '')}_`;
+      expect(await fileLines(done.error_file_id)).toEqual([4, 5, 6].map((n) => ({ id: `${prefix}${n}`, custom_id: `req-${n}`, response: null, error: { code: 'batch_expired', message: expect.any(String) } })));
+      expect(sent).toEqual([{ type: 'batch.expired', data: { id: job.id, status: 'expired' } }]);
+    });
+
+    it('expires a job once when two workers sweep it together, and a dead worker’s running line expires instead of running again', async () => {
+      const job = await create(4);
+      const hang = new Promise<never>(() => undefined);
+      const runnerA = new BatchRunner(store, async (item) => (item.line === 1 ? ok(1) : hang), { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner: 'A' });
+      runnerA.start();
+      await until(async () => ((await store.counts(job.id)).completed === 1 && Number((await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM batch_items WHERE batch_id = $1 AND status = 'running'`, [job.id]))[0]?.n) === 3 ? true : undefined), 'one line done, three running');
+      await runnerA.abandon(); // killed with three lines under way
+      await expireNow(job.id);
+      const sent: string[] = [];
+      const runs: number[] = [];
+      const mk = (owner: string) => new BatchRunner(store, async (item) => {
+        runs.push(item.line);
+        return ok(item.line);
+      }, { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner, notifier: { send: (type) => sent.push(type) } });
+      const [b, c] = [mk('B'), mk('C')];
+      b.start();
+      c.start();
+      const done = await ended(job.id);
+      // Let both sweep again: nothing changes once the job has expired.
+      await new Promise((r) => setTimeout(r, 2_500));
+      await Promise.all([b.stop(), c.stop()]);
+      expect(done.status).toBe('expired');
+      expect(runs).toEqual([]);
+      expect(sent).toEqual(['batch.expired']);
+      expect((await fileLines(done.error_file_id)).map((l) => [l.custom_id, l.error?.code])).toEqual([['req-2', 'batch_expired'], ['req-3', 'batch_expired'], ['req-4', 'batch_expired']]);
+      expect(await store.getBatch(job.id)).toMatchObject({ status: 'expired', expired_at: done.expired_at });
+    });
+
     it("pages a tenant's batch list only by its own batch ids: another tenant's id as the cursor tells nothing", async () => {
       const mk = (tenantId: string) =>
         // Failed at creation: no open lines for the runners of the other tests to pick up.

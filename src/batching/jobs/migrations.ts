@@ -73,4 +73,14 @@ export const BATCH_JOB_MIGRATIONS: Migration[] = [
       )`,
     ],
   },
+  {
+    // completion_window expiry: a job past `expires_at` is `expiring` while its running lines end,
+    // then `expired`. A line that never ran (expired) keeps OpenAI's error-file `error` object here.
+    id: '0004_batch_expiry',
+    statements: [
+      `ALTER TABLE batch_jobs ADD COLUMN IF NOT EXISTS expiring_at double precision`,
+      `ALTER TABLE batch_jobs ADD COLUMN IF NOT EXISTS expired_at double precision`,
+      `ALTER TABLE batch_items ADD COLUMN IF NOT EXISTS error jsonb`,
+    ],
+  },
 ];

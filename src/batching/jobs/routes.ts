@@ -127,6 +127,8 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
       completionWindow: body.completion_window,
       metadata: body.metadata ?? null,
       items,
+      // The API accepts "24h" only; an operator (or a test) may shorten or lengthen it.
+      ...(config.completion_window_ms ? { windowMs: config.completion_window_ms } : {}),
       ...(errors.length > 0 ? { errors: { object: 'list' as const, data: errors } } : {}),
     });
     if (job.status === 'failed') {
@@ -227,7 +229,7 @@ export async function batchObject(store: BatchStore, b: BatchRow): Promise<Recor
     finalizing_at: t(b.finalizing_at),
     completed_at: t(b.completed_at),
     failed_at: t(b.failed_at),
-    expired_at: null,
+    expired_at: t(b.expired_at),
     cancelling_at: t(b.cancelling_at),
     cancelled_at: t(b.cancelled_at),
     request_counts: counts,

@@ -2,7 +2,8 @@
 // each through the gateway, records its result, and once a job has no open line writes its output
 // and error files (in parts, a page of lines at a time: never a whole file in memory), sets its
 // final status and sends the signed completion webhook. Any number of replicas can run one; after a crash the dead worker's lines are taken over when their leases end,
-// and a line whose result was recorded never runs again.
+// and a line whose result was recorded never runs again. A job whose completion window ends first
+// expires: its lines that have not started never run (the error file's `batch_expired`).
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DEFAULT_FILE_PART_BYTES } from '../config.js';
@@ -134,12 +135,18 @@ export class BatchRunner {
     }
   }
 
-  /** Every few seconds: finish jobs whose finalisation was lost (a crash between last line and files). */
+  /**
+   * Every few seconds: move jobs whose completion window is over to `expiring`, end the lines of
+   * cancelling and expiring jobs that will not run, and finish jobs whose finalisation was lost (a
+   * crash between last line and files). Every step is safe when several workers sweep at once.
+   */
   private async sweep(): Promise<void> {
     const now = Date.now();
     if (now - this.lastSweep < Math.max(this.opts.pollMs * 5, 2_000)) return;
     this.lastSweep = now;
-    await this.store.dropCancelled();
+    const expiring = await this.store.expireDue();
+    if (expiring.length > 0) this.opts.log.info({ batches: expiring }, 'batch: completion window over; expiring');
+    await this.store.dropUnrunnable();
     for (const id of await this.store.unfinalized()) await this.settle(id);
     for (const id of await this.store.staleFinalizing(Math.ceil(this.opts.leaseMs / 1000))) {
       const job = await this.store.getBatch(id);
@@ -179,24 +186,24 @@ export class BatchRunner {
     // The parts are this finaliser's own until `complete` adopts them with the final status.
     const writer = randomUUID();
     const ids = { output: `file-${job.id}-output`, error: `file-${job.id}-errors` };
-    const output = await this.writeFile(job, 'succeeded', ids.output, writer);
-    const error = await this.writeFile(job, 'failed', ids.error, writer);
-    const final = job.cancelling_at ? 'cancelled' : 'completed';
+    const output = await this.writeFile(job, 'output', ids.output, writer);
+    const error = await this.writeFile(job, 'error', ids.error, writer);
+    const final = job.expiring_at ? 'expired' : job.cancelling_at ? 'cancelled' : 'completed';
     const { job: done, adopted } = await this.store.complete(job.id, final, writer, { ...(output ? { output } : {}), ...(error ? { error } : {}) }, [ids.output, ids.error]);
     if (!adopted) {
       // Another finaliser finished the job first; its files stand.
       for (const id of [ids.output, ids.error]) await this.store.discardFileParts(id, writer);
       return;
     }
-    if (!done || (done.status !== 'completed' && done.status !== 'cancelled')) return;
+    if (!done || (done.status !== 'completed' && done.status !== 'cancelled' && done.status !== 'expired')) return;
     this.opts.log.info({ batch: job.id, status: done.status }, 'batch finished');
     if (this.opts.notifier && (await this.store.markNotified(job.id))) {
       this.opts.notifier.send(`batch.${done.status}`, this.opts.describe ? await this.opts.describe(done) : { id: done.id, status: done.status });
     }
   }
 
-  /** Writes the job's lines of one status as a file's parts of about `filePartBytes`; undefined when it has none. */
-  private async writeFile(job: BatchRow, status: 'succeeded' | 'failed', fileId: string, writer: string): Promise<WrittenFile | undefined> {
+  /** Writes the job's output or error file as parts of about `filePartBytes`; undefined when it has no line. */
+  private async writeFile(job: BatchRow, file: 'output' | 'error', fileId: string, writer: string): Promise<WrittenFile | undefined> {
     const partBytes = this.opts.filePartBytes ?? DEFAULT_FILE_PART_BYTES;
     const prefix = `batch_req_${job.id.replace(/^batch_/, '')}_`;
     let part = 0;
@@ -210,9 +217,11 @@ export class BatchRunner {
       pendingBytes = 0;
     };
     for (let after = 0; ; ) {
-      const rows = await this.store.finishedItemsPage(job.id, status, after, FILE_PAGE_ROWS);
+      const rows = await this.store.finishedItemsPage(job.id, file, after, FILE_PAGE_ROWS);
       for (const i of rows) {
-        const line = `${JSON.stringify({ id: `${prefix}${i.line}`, custom_id: i.custom_id, response: i.response, error: null })}\n`;
+        // An answer (or an upstream's error answer) is the `response`; a line that never got one
+        // (expired) has `response: null` and its `error`, as OpenAI writes them.
+        const line = `${JSON.stringify({ id: `${prefix}${i.line}`, custom_id: i.custom_id, response: i.response, error: i.error ?? null })}\n`;
         pending.push(line);
         pendingBytes += Buffer.byteLength(line);
         if (pendingBytes >= partBytes) await flush();

@@ -5,8 +5,15 @@
 import type { Tenant } from '../../gateway/context.js';
 import { storableJson, type RawQuery, type SqlDatabase } from '../../store/sql.js';
 
-export type BatchStatus = 'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expired' | 'cancelling' | 'cancelled';
-export type ItemStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type BatchStatus = 'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expiring' | 'expired' | 'cancelling' | 'cancelled';
+/** `expired`: never ran, its job's completion window ended first (in the error file as `batch_expired`). */
+export type ItemStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'expired';
+
+/** The error-file `error` of a line its job's completion window ended before it ran (OpenAI's code and wording). */
+export const EXPIRED_LINE_ERROR = { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' } as const;
+
+/** The default (and only API) completion window, "24h". */
+export const COMPLETION_WINDOW_MS = 24 * 3600 * 1000;
 
 export interface FileRow {
   id: string;
@@ -39,6 +46,9 @@ export interface BatchRow {
   cancelling_at: number | null;
   cancelled_at: number | null;
   notified_at: number | null;
+  /** When the expiry sweep found the window over (internal; the API shows `status: "expiring"`). */
+  expiring_at: number | null;
+  expired_at: number | null;
 }
 
 export interface ItemInput {
@@ -147,8 +157,11 @@ export class BatchStore {
     });
   }
 
-  /** Creates a job with its lines in one transaction: in progress, or failed with `errors`. */
-  async createBatch(b: { id: string; tenant: Tenant; endpoint: string; inputFileId: string; completionWindow: string; metadata: Record<string, string> | null; items: ItemInput[]; errors?: BatchRow['errors'] }): Promise<BatchRow> {
+  /**
+   * Creates a job with its lines in one transaction: in progress, or failed with `errors`. It expires
+   * `windowMs` after its `created_at` (whole seconds, as OpenAI's `expires_at`): 24 h by default.
+   */
+  async createBatch(b: { id: string; tenant: Tenant; endpoint: string; inputFileId: string; completionWindow: string; metadata: Record<string, string> | null; items: ItemInput[]; errors?: BatchRow['errors']; windowMs?: number }): Promise<BatchRow> {
     const now = nowS();
     const failed = !!b.errors;
     await this.sql.transaction(async (q) => {
@@ -168,7 +181,7 @@ export class BatchStore {
           failed ? 0 : b.items.length,
           Math.floor(now),
           failed ? null : Math.floor(now),
-          Math.floor(now) + 24 * 3600,
+          Math.floor(now) + (b.windowMs ?? COMPLETION_WINDOW_MS) / 1000,
           failed ? Math.floor(now) : null,
         ],
       );
@@ -195,10 +208,14 @@ export class BatchStore {
     const rows = await this.sql.query<{ status: ItemStatus; n: number }>(`SELECT status, count(*)::int AS n FROM batch_items WHERE batch_id = $1 GROUP BY status`, [batchId]);
     const by = Object.fromEntries(rows.map((r) => [r.status, Number(r.n)])) as Partial<Record<ItemStatus, number>>;
     const total = rows.reduce((s, r) => s + Number(r.n), 0);
-    return { total, completed: by.succeeded ?? 0, failed: by.failed ?? 0 };
+    // Expired lines are in the error file: they count as failed, so completed + failed = total once a job has expired.
+    return { total, completed: by.succeeded ?? 0, failed: (by.failed ?? 0) + (by.expired ?? 0) };
   }
 
-  /** Hands out up to `limit` open lines of running jobs, oldest job first; expired leases included. */
+  /**
+   * Hands out up to `limit` open lines of running jobs, oldest job first; expired leases included.
+   * Nothing of a job whose window is over, even before the sweep has marked it expiring.
+   */
   async claim(owner: string, leaseMs: number, limit: number): Promise<ClaimedItem[]> {
     if (limit <= 0) return [];
     const now = Date.now();
@@ -206,12 +223,12 @@ export class BatchStore {
       `UPDATE batch_items SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1
        WHERE (batch_id, line) IN (
          SELECT i.batch_id, i.line FROM batch_items i JOIN batch_jobs j ON j.id = i.batch_id
-         WHERE j.status = 'in_progress' AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3))
+         WHERE j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $5) AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3))
          ORDER BY j.created_at, i.batch_id, i.line
          LIMIT $4
          FOR UPDATE OF i SKIP LOCKED)
        RETURNING batch_id, line, custom_id, body, attempts`,
-      [owner, now + leaseMs, now, limit],
+      [owner, now + leaseMs, now, limit, now / 1000],
     );
     if (rows.length === 0) return [];
     const jobs = new Map<string, BatchRow>();
@@ -243,26 +260,40 @@ export class BatchStore {
 
   /** Graceful stop: this worker's unfinished lines go back to the queue at once. */
   async releaseOwner(owner: string): Promise<void> {
-    // A line of a job cancelled while it ran is cancelled, not queued again: nothing claims lines of
-    // a cancelling job, so a pending one would keep the job from ever finishing.
+    // A line of a job cancelled (or expired) while it ran is cancelled (expired), not queued again:
+    // nothing claims lines of such a job, so a pending one would keep it from ever finishing.
     await this.sql.query(
-      `UPDATE batch_items i SET status = CASE WHEN j.status = 'cancelling' THEN 'cancelled' ELSE 'pending' END, lease_owner = NULL, lease_until = NULL
+      `UPDATE batch_items i SET status = CASE j.status WHEN 'cancelling' THEN 'cancelled' WHEN 'expiring' THEN 'expired' ELSE 'pending' END,
+         error = CASE WHEN j.status = 'expiring' THEN $2::jsonb ELSE i.error END, lease_owner = NULL, lease_until = NULL
        FROM batch_jobs j WHERE j.id = i.batch_id AND i.lease_owner = $1 AND i.status = 'running'`,
-      [owner],
+      [owner, JSON.stringify(EXPIRED_LINE_ERROR)],
     );
   }
 
   /**
-   * Cancels the lines of cancelling jobs that will never run: queued ones (handed back after the
-   * cancel) and running ones whose lease ended (their worker died). The sweep's `unfinalized()`
-   * then finds those jobs and finishes them.
+   * Moves running jobs whose window is over to `expiring`; returns their ids. One UPDATE: when two
+   * workers sweep at once, each job is moved by one of them.
    */
-  async dropCancelled(): Promise<void> {
+  async expireDue(): Promise<string[]> {
+    const now = nowS();
+    const rows = await this.sql.query<{ id: string }>(`UPDATE batch_jobs SET status = 'expiring', expiring_at = $1 WHERE status = 'in_progress' AND expires_at <= $1 RETURNING id`, [now]);
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Ends the lines of cancelling and expiring jobs that will never run: queued ones and running ones
+   * whose lease ended (their worker died). A cancelled job's are cancelled; an expiring job's expire
+   * (the error file's `batch_expired`). The sweep's `unfinalized()` then finds those jobs and
+   * finishes them. Idempotent: workers sweeping together change each line once.
+   */
+  async dropUnrunnable(): Promise<void> {
     await this.sql.query(
-      `UPDATE batch_items SET status = 'cancelled', lease_owner = NULL, lease_until = NULL
-       WHERE batch_id IN (SELECT id FROM batch_jobs WHERE status = 'cancelling')
-         AND (status = 'pending' OR (status = 'running' AND lease_until < $1))`,
-      [Date.now()],
+      `UPDATE batch_items i SET status = CASE WHEN j.status = 'cancelling' THEN 'cancelled' ELSE 'expired' END,
+         error = CASE WHEN j.status = 'expiring' THEN $2::jsonb ELSE i.error END, lease_owner = NULL, lease_until = NULL
+       FROM batch_jobs j
+       WHERE j.id = i.batch_id AND j.status IN ('cancelling', 'expiring')
+         AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $1))`,
+      [Date.now(), JSON.stringify(EXPIRED_LINE_ERROR)],
     );
   }
 
@@ -282,7 +313,7 @@ export class BatchStore {
   async beginFinalizing(id: string): Promise<BatchRow | undefined> {
     const rows = await this.sql.query<{ id: string }>(
       `UPDATE batch_jobs SET status = 'finalizing', finalizing_at = $2
-       WHERE id = $1 AND status IN ('in_progress', 'cancelling')
+       WHERE id = $1 AND status IN ('in_progress', 'cancelling', 'expiring')
          AND NOT EXISTS (SELECT 1 FROM batch_items WHERE batch_id = $1 AND status IN ('pending', 'running'))
        RETURNING id`,
       [id, Math.floor(nowS())],
@@ -296,17 +327,30 @@ export class BatchStore {
     return rows.map((r) => r.id);
   }
 
-  /** Running or cancelling jobs with no open lines (a finalisation that never happened). */
+  /** Running, cancelling or expiring jobs with no open lines (a finalisation that never happened). */
   async unfinalized(): Promise<string[]> {
     const rows = await this.sql.query<{ id: string }>(
-      `SELECT j.id FROM batch_jobs j WHERE j.status IN ('in_progress', 'cancelling') AND NOT EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = j.id AND i.status IN ('pending', 'running'))`,
+      `SELECT j.id FROM batch_jobs j WHERE j.status IN ('in_progress', 'cancelling', 'expiring') AND NOT EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = j.id AND i.status IN ('pending', 'running'))`,
     );
     return rows.map((r) => r.id);
   }
 
-  /** Up to `limit` finished lines of one status after line `afterLine`, in input order: a page of an output or error file. */
-  async finishedItemsPage(batchId: string, status: 'succeeded' | 'failed', afterLine: number, limit: number): Promise<{ line: number; custom_id: string; response: Record<string, unknown> }[]> {
-    return this.sql.query(`SELECT line, custom_id, response FROM batch_items WHERE batch_id = $1 AND status = $2 AND line > $3 ORDER BY line LIMIT $4`, [batchId, status, afterLine, limit]);
+  /**
+   * Up to `limit` lines of one file after line `afterLine`, in input order: a page of the output file
+   * (answered lines) or of the error file (failed and expired ones).
+   */
+  async finishedItemsPage(
+    batchId: string,
+    file: 'output' | 'error',
+    afterLine: number,
+    limit: number,
+  ): Promise<{ line: number; custom_id: string; response: Record<string, unknown> | null; error: { code: string; message: string } | null }[]> {
+    return this.sql.query(`SELECT line, custom_id, response, error FROM batch_items WHERE batch_id = $1 AND status = ANY($2::text[]) AND line > $3 ORDER BY line LIMIT $4`, [
+      batchId,
+      file === 'output' ? ['succeeded'] : ['failed', 'expired'],
+      afterLine,
+      limit,
+    ]);
   }
 
   /** Stores part `part` of a file being written by `writer` (a finaliser); writing it again replaces it. */
@@ -330,7 +374,7 @@ export class BatchStore {
    */
   async complete(
     id: string,
-    final: 'completed' | 'cancelled',
+    final: 'completed' | 'cancelled' | 'expired',
     writer: string,
     files: { output?: WrittenFile; error?: WrittenFile },
     fileIds: readonly string[],
@@ -352,7 +396,7 @@ export class BatchStore {
       }
       for (const fileId of fileIds) await q(`DELETE FROM batch_file_parts WHERE file_id = $1 AND writer <> $2`, [fileId, writer]);
       await q(
-        `UPDATE batch_jobs SET status = $2, output_file_id = $3, error_file_id = $4, ${final === 'completed' ? 'completed_at' : 'cancelled_at'} = $5 WHERE id = $1`,
+        `UPDATE batch_jobs SET status = $2, output_file_id = $3, error_file_id = $4, ${final}_at = $5 WHERE id = $1`,
         [id, final, files.output?.id ?? null, files.error?.id ?? null, now],
       );
       return true;
