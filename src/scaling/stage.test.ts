@@ -223,6 +223,35 @@ describe('scaling stage', () => {
     expect(ctx.facts.attempts).toBe(3);
   });
 
+  it('adds a failed pass’s spend like any call’s: the cost and the tokens its call recorded, its attempt and latency', async () => {
+    // Each call records what it used in its facts, as routing does; the first consumed 7 tokens
+    // upstream before it failed (and was charged for them), and its pass is tried again.
+    let calls = 0;
+    const handler: ChatHandler = async (ctx) => {
+      calls++;
+      ctx.facts.attempts++;
+      ctx.facts.latencyMs = (ctx.facts.latencyMs ?? 0) + 2;
+      if (calls === 1) {
+        ctx.facts.usage = { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 };
+        ctx.facts.costUsd += 0.007;
+        throw new GatewayError('upstream_error');
+      }
+      const answer = result('answer: 4');
+      ctx.facts.usage = answer.usage;
+      ctx.facts.costUsd += 0.01;
+      return { kind: 'result', result: answer };
+    };
+    const ctx = context({ difficulty: 'medium' });
+    const out = await createScalingStage({ config: config(), retries: 1 })(ctx, ask, handler);
+    if (out.kind !== 'result') throw new Error('expected a result');
+    expect(calls).toBe(3);
+    expect(ctx.facts).toMatchObject({ passes: 2, attempts: 3, latencyMs: 6 });
+    expect(ctx.facts.costUsd).toBeCloseTo(0.027, 12);
+    // The tokens that were charged are the tokens recorded (the ledger row) and answered (the body).
+    expect(ctx.facts.usage).toEqual({ prompt_tokens: 15, completion_tokens: 27, total_tokens: 42 });
+    expect(out.result.usage).toEqual(ctx.facts.usage);
+  });
+
   it('scales every request under apply: always, with the default difficulty', async () => {
     const { calls, handler } = scripted(['x']);
     const ctx = context();

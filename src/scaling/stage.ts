@@ -2,11 +2,12 @@
 // estimated), turn it into a plan (passes, token budget, one deadline over every pass), run the passes
 // through the rest of the pipeline — in one call with `n` where the upstream takes it, else as
 // parallel calls, or one at a time for `adaptive` — and combine them into one answer. Usage, cost,
-// latency and attempts are summed over every internal call, the judge's included.
+// latency and attempts are summed over every internal call, the judge's and failed ones included,
+// into the request's facts with addSpend, the helper every request made of several calls uses.
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
-import { addUsage, contentText, emptyUsage, requestedMaxTokens, type ChatRequest, type ChatResult, type Usage } from '../canonical/chat.js';
+import { contentText, emptyUsage, requestedMaxTokens, type ChatRequest, type ChatResult } from '../canonical/chat.js';
 import { collectStream } from '../canonical/convert.js';
-import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
+import { addSpend, deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import { callAlone } from '../routing/dedup.js';
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
@@ -191,7 +192,6 @@ export function createScalingStage(opts: ScalingStageOptions): ChatStage {
 
       const winner = selection.winner;
       adoptAnswerer(ctx.facts, winner.facts);
-      ctx.facts.usage = runner.usage;
       ctx.facts.passes = candidates.length;
       describe({
         passes: candidates.length,
@@ -204,7 +204,9 @@ export function createScalingStage(opts: ScalingStageOptions): ChatStage {
         ...(plan.aggregation === 'adaptive' ? { stopped_early: stoppedEarly } : {}),
         ...(deadline.expired ? { deadline_reached: true } : {}),
       });
-      const result: ChatResult = { ...winner.result, usage: runner.usage };
+      // The answer's usage is what the request's facts hold — what the ledger records and the budget
+      // was charged — summed over every call by addSpend.
+      const result: ChatResult = { ...winner.result, usage: ctx.facts.usage ?? emptyUsage() };
       return { kind: 'result', result };
     } finally {
       deadline.clear();
@@ -212,9 +214,13 @@ export function createScalingStage(opts: ScalingStageOptions): ChatStage {
   };
 }
 
-/** Runs passes through the rest of the pipeline, each with its own facts, summing what they cost. */
+/**
+ * Runs passes through the rest of the pipeline, each with its own facts, which are added into the
+ * request's as each call ends (addSpend): a failed call's too — its attempts, upstream latency, and
+ * whatever cost and tokens it was charged (routing charges a call that failed upstream nothing: no
+ * upstream reports usage for it; tokens a call did consume before failing are charged like any).
+ */
 class PassRunner {
-  usage: Usage = emptyUsage();
   firstError: unknown;
   private finished = 0;
 
@@ -287,17 +293,16 @@ class PassRunner {
       // or `dedup: all`) — one sample voting several times and billed once per pass.
       const outcome = await this.next(callAlone(deriveContext(this.ctx, { signal: this.deadline.signal, facts })), req);
       const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
-      this.usage = addUsage(this.usage, result.usage);
+      // Routing put the answer's usage in the facts with its cost; a handler that did not is taken
+      // at its answer's word.
+      facts.usage ??= result.usage;
       return { done: { result, facts } };
     } catch (err) {
       this.firstError ??= err;
       if (!this.deadline.signal.aborted) this.ctx.log.warn({ err: (err as Error).message }, 'a scaling pass failed');
       return { error: err };
     } finally {
-      const total = this.ctx.facts;
-      total.costUsd += facts.costUsd;
-      total.attempts += facts.attempts;
-      if (facts.latencyMs !== undefined) total.latencyMs = (total.latencyMs ?? 0) + facts.latencyMs;
+      addSpend(this.ctx.facts, facts);
     }
   }
 }
