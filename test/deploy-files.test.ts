@@ -15,6 +15,7 @@ import { configSchema, serverSchema } from '../src/config/schema.js';
 import { CAPACITY_ENV_VARS, capacitySections } from '../src/capacity/config.js';
 import { meshConfigSchema } from '../src/mesh/config.js';
 import { ROUTER_GROUP, meshKeys } from '../src/mesh/contracts.js';
+import { MESH_BACKLOG_METRICS } from '../src/mesh/metrics.js';
 import { packageImports, reproduceImage, type ImageLayout } from './helpers/dockerfile.js';
 
 const root = new URL('../', import.meta.url);
@@ -139,10 +140,43 @@ describe('kubernetes/ agrees with the gateway', () => {
     expect(routerArgs).toEqual(expect.arrayContaining(['--redis-url']));
   });
 
-  it("KEDA watches the stream and group the mesh's routers consume, on the Redis everyone uses", () => {
+  it('KEDA scales the workers on the demand the routers export, one worker per request a worker runs at once', () => {
     const keda = find('ScaledObject', 'inferenceflow-mesh-worker');
-    const trigger = keda.spec.triggers[0];
-    expect(trigger.type).toBe('redis-streams');
+    const trigger = keda.spec.triggers.find((t: any) => t.type === 'prometheus');
+    expect(trigger, 'a prometheus trigger').toBeDefined();
+    // The query reads what the routers export (src/mesh/metrics.ts), taking max over routers: each
+    // reports the whole mesh. test/mesh-backlog.test.ts runs it through a real Prometheus.
+    const query: string = trigger.metadata.query;
+    const names = [...query.matchAll(/\binference_[a-z0-9_]+/g)].map(([name]) => name);
+    expect(names.length).toBeGreaterThan(0);
+    for (const name of names) expect(Object.values(MESH_BACKLOG_METRICS), name).toContain(name);
+    expect(query).toMatch(/\bmax\b/);
+    // AverageValue (the default): the HPA asks for ceil(demand / threshold) workers, so the threshold
+    // is what one worker runs at once — its --max-concurrency (the CLI's default for an HTTP backend: 4).
+    expect(trigger.metricType ?? 'AverageValue').toBe('AverageValue');
+    const workerArgs: string[] = worker.spec.template.spec.containers[0].args;
+    const flag = workerArgs.indexOf('--max-concurrency');
+    const concurrency = flag >= 0 ? Number(workerArgs[flag + 1]) : 4;
+    expect(Number(trigger.metadata.threshold)).toBe(concurrency);
+    // An empty answer (routers not scraped) is an error, never a demand of zero that scales down.
+    expect(trigger.metadata.ignoreNullValues).toBe('false');
+    expect(new URL(trigger.metadata.serverAddress).protocol).toMatch(/^https?:$/);
+    // The routers serve the metrics: the flag, the container port and a Service in front of them.
+    const routerContainer = router.spec.template.spec.containers[0];
+    const routerArgs: string[] = routerContainer.args;
+    const port = Number(routerArgs[routerArgs.indexOf('--metrics-port') + 1]);
+    expect(port).toBeGreaterThan(0);
+    expect(routerContainer.ports).toEqual([{ name: 'metrics', containerPort: port, protocol: 'TCP' }]);
+    const service = find('Service', 'inferenceflow-mesh-router');
+    expect(service.spec.selector).toEqual(router.spec.template.metadata.labels);
+    expect(service.spec.ports).toEqual([{ name: 'metrics', port, targetPort: 'metrics', protocol: 'TCP' }]);
+    expect(router.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port) });
+  });
+
+  it("KEDA also watches the stream and group the mesh's routers consume, on the Redis everyone uses", () => {
+    const keda = find('ScaledObject', 'inferenceflow-mesh-worker');
+    const trigger = keda.spec.triggers.find((t: any) => t.type === 'redis-streams');
+    expect(trigger, 'a redis-streams trigger').toBeDefined();
     // The prefix every mesh party uses: MESH_KEY_PREFIX where set (they must agree), else the gateway
     // config file's clusters.mesh.key_prefix, else the schema default.
     const configMap = find('ConfigMap', 'inferenceflow-config');

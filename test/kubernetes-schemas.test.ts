@@ -49,6 +49,7 @@ describe('kubernetes/*.yaml against the Kubernetes schemas', () => {
         'HorizontalPodAutoscaler/inferenceflow-hpa',
         'Secret/inferenceflow-secrets',
         'Service/inferenceflow',
+        'Service/inferenceflow-mesh-router',
         'ScaledObject/inferenceflow-mesh-worker',
       ]),
     );
@@ -66,5 +67,11 @@ describe('kubernetes/*.yaml against the Kubernetes schemas', () => {
     };
     (deployment.spec.template.spec.containers[0] as { ports: Array<{ containerPort: unknown }> }).ports[0] = { containerPort: 'eighty' };
     expect(() => new Deployment(deployment as never).validate()).toThrow(/containerPort/);
+  });
+
+  it("rejects a ScaledObject trigger whose metadata is not all strings (KEDA's CRD schema is live too)", () => {
+    const scaled = structuredClone(docs.find(({ doc }) => doc.kind === 'ScaledObject')?.doc) as unknown as { spec: { triggers: Array<{ metadata: Record<string, unknown> }> } };
+    (scaled.spec.triggers[0] as { metadata: Record<string, unknown> }).metadata.threshold = 4;
+    expect(() => new ScaledObject(scaled as never).validate()).toThrow(/threshold|string/);
   });
 });

@@ -98,5 +98,30 @@ for (const t of targets) {
       await Promise.all(runs.map((r) => r.aborted));
       await waitFor('the runs counted as cancelled', async () => w.stats.cancelled === prompts.length, 10_000, 20);
     }, 30_000);
+
+    it("reads the backlog in one script: what waits on a node behind the requests it runs, and its capacity", async () => {
+      // A mesh of its own: the other cases' workers serve the same model.
+      const own = testMeshConfig(`${prefix}backlog:`);
+      const router = new MeshRouter({ routerId: `r-backlog-${t.name}`, redisUrl: t.url, config: own, log, blockMs: 200 });
+      started.add(router);
+      await router.start();
+      const backend = new ScriptedAdapter();
+      const node = `${t.name}-one-at-a-time`;
+      const w = new WorkerAgent({ nodeId: node, redisUrl: t.url, backend: meshBackendFor(backend), config: own, health: new StaticHealthSource(host), log, maxConcurrency: 1, version: 'test', blockMs: 200 });
+      started.add(w);
+      await w.start();
+      const client = new MeshClient({ redisUrl: t.url, keyPrefix: own.key_prefix, log });
+      started.add(client);
+      await client.connect();
+      const prompts = ['first in line', 'second in line', 'third in line'];
+      for (const p of prompts) await client.submit({ model: 'scripted', messages: [{ role: 'user', content: p }] }, { stream: true, deadline: Date.now() + 60_000 });
+      await backend.started('first in line');
+      const backlog = await waitFor('two queued behind the running one', async () => {
+        const b = await router.backlog();
+        return b.totals.queued === 2 && b;
+      }, 10_000, 50);
+      expect(backlog).toEqual({ unplaced: 0, nodes: [{ node, queued: 2, in_flight: 1, capacity: 1 }], totals: { unplaced: 0, queued: 2, in_flight: 1, capacity: 1 } });
+      for (const p of prompts) backend.finish(p);
+    }, 30_000);
   });
 }

@@ -11,15 +11,22 @@ import type { ProviderConfig } from '../config/schema.js';
 import { meshBackendFor } from '../mesh/backend.js';
 import type { MeshConfig } from '../mesh/config.js';
 import { ProcHealthSource, type HealthSource, type HostHealth } from '../mesh/health.js';
+import { MeshBacklogMetrics } from '../mesh/metrics.js';
 import { MeshRouter } from '../mesh/router.js';
 import { WorkerAgent } from '../mesh/worker.js';
 import { createProvider } from '../providers/registry.js';
 import { createLogger } from '../telemetry/logger.js';
+import { startMetricsServer } from '../telemetry/metrics-server.js';
 import { VERSION } from './serve.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidArgumentError('expected a port number');
   return n;
 }
 function positiveNumber(value: string): number {
@@ -56,7 +63,10 @@ function sharedOptions(cmd: Command): Command {
  * gateway loads (file named by --config, INFERENCEFLOW_CONFIG or TRUTHGPT_CONFIG, then environment
  * overrides: MESH_*, REDIS_URL, REDIS_HOST…, REDIS_CLUSTER_NODES), then the flags.
  */
-export async function meshSettings(flags: SharedFlags, env: Record<string, string | undefined> = process.env): Promise<{ mesh: MeshConfig; redisUrl: string; logLevel: LevelWithSilent }> {
+export async function meshSettings(
+  flags: SharedFlags,
+  env: Record<string, string | undefined> = process.env,
+): Promise<{ mesh: MeshConfig; redisUrl: string; logLevel: LevelWithSilent; metricsToken?: string }> {
   const { config } = await loadConfig({ file: flags.config, env });
   const mesh = config.clusters.mesh;
   if (flags.keyPrefix) mesh.key_prefix = flags.keyPrefix;
@@ -68,7 +78,9 @@ export async function meshSettings(flags: SharedFlags, env: Record<string, strin
   if (!redisUrl) throw new Error('a Redis URL is needed: --redis-url, REDIS_URL (or REDIS_HOST, REDIS_CLUSTER_NODES) or redis.url in the config file');
   // The flag, else LOG_LEVEL or logging.level as the gateway reads them.
   const logLevel = (flags.logLevel?.toLowerCase() ?? config.logging.level) as LevelWithSilent;
-  return { mesh, redisUrl, logLevel };
+  // A router's metrics listener wants the gateway's METRICS_TOKEN (monitoring.metrics.token) when set.
+  const metricsToken = config.monitoring.metrics.token;
+  return { mesh, redisUrl, logLevel, ...(metricsToken ? { metricsToken } : {}) };
 }
 
 /** Reads the host, then lays a JSON file's fields over the reading (operators' and tests' override). */
@@ -179,12 +191,22 @@ export function registerMeshCommands(program: Command): void {
     program
       .command('router')
       .description('run a mesh router: place requests from the ingress stream on nodes (several may run)')
-      .option('--router-id <id>', 'consumer name in the routers group (default: host name and pid)'),
-  ).action(async (flags: SharedFlags & { routerId?: string }) => {
-    const { mesh, redisUrl, logLevel } = await meshSettings(flags);
+      .option('--router-id <id>', 'consumer name in the routers group (default: host name and pid)')
+      .option('--metrics-port <port>', "serve the mesh's backlog as Prometheus metrics on GET /metrics at this port (default: none)", portNumber)
+      .option('--metrics-host <host>', 'address of the metrics listener', '0.0.0.0'),
+  ).action(async (flags: SharedFlags & { routerId?: string; metricsPort?: number; metricsHost: string }) => {
+    const { mesh, redisUrl, logLevel, metricsToken } = await meshSettings(flags);
     const log = createLogger(logLevel);
     const router = new MeshRouter({ routerId: flags.routerId ?? `${os.hostname()}-${process.pid}`, redisUrl, config: mesh, log });
     await router.start();
-    onSignals(() => router.stop(), log);
+    const metrics =
+      flags.metricsPort === undefined
+        ? undefined
+        : await startMetricsServer(new MeshBacklogMetrics(() => router.backlog()), { host: flags.metricsHost, port: flags.metricsPort, token: metricsToken });
+    if (metrics) log.info({ port: metrics.port, host: flags.metricsHost }, 'mesh router: serving backlog metrics on /metrics');
+    onSignals(async () => {
+      await metrics?.close();
+      await router.stop();
+    }, log);
   });
 }

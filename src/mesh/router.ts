@@ -21,6 +21,7 @@ import {
   type MeshRequest,
   type NodeHealth,
 } from './contracts.js';
+import { readMeshBacklog, type MeshBacklog } from './backlog.js';
 import { claimIdle, deliverFinal, isDone, placeOnNode, retireEntry, touchPending, type SourceEntry } from './delivery.js';
 import { MeshClock } from './clock.js';
 import { HealthRegistry } from './registry.js';
@@ -149,6 +150,16 @@ export class MeshRouter {
       await this.refreshing;
     }
     return this.nodes;
+  }
+
+  /**
+   * The whole mesh's backlog as Redis holds it now (src/mesh/backlog.ts): requests not placed yet,
+   * queued on each node and started there, and the routable nodes' capacity — what the router's
+   * metrics listener exports, read fresh (registry included) at every scrape. Every router reads the
+   * same, so any one of them answers for the mesh.
+   */
+  async backlog(): Promise<MeshBacklog> {
+    return readMeshBacklog(this.commands, this.keys, this.opts.config.health, await this.registry.readAll(), this.clock.now());
   }
 
   private async consume(): Promise<void> {

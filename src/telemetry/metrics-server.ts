@@ -1,7 +1,8 @@
 // The separate metrics listener of seed 002 (`PROMETHEUS_PORT`): a bare node:http server answering
 // GET /metrics on its own port, so Prometheus can scrape without touching the API port. It is a
 // managed resource of the gateway: closed on shutdown with everything else. With `serve --workers N`
-// every worker listens on it (the port is shared) and answers with the whole cluster's metrics.
+// every worker listens on it (the port is shared) and answers with the whole cluster's metrics. A mesh
+// router serves its backlog metrics (src/mesh/metrics.ts) with the same listener.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { presentedTokenCheck } from '../server/auth.js';
@@ -14,7 +15,7 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(metrics: GatewayMetrics, opts: { host: string; port: number; token?: string }): Promise<MetricsServer> {
+export async function startMetricsServer(metrics: Pick<GatewayMetrics, 'render' | 'contentType'>, opts: { host: string; port: number; token?: string }): Promise<MetricsServer> {
   const authorized = metricsAuthorizer(opts.token);
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
