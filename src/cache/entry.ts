@@ -47,10 +47,18 @@ const GZIP = 0x01;
  */
 const INLINE_ZLIB_MAX_BYTES = 64 * 1024;
 
+/**
+ * gzip level 1: a stored answer is mostly the same JSON keys over and over (a streamed answer repeats
+ * its chunk envelope every few dozen bytes), which the fastest level already compresses 20–70×. The
+ * default level 6 took twice the CPU for payloads ~20% smaller, and every cache miss pays it: it was
+ * ~5% of a gateway's CPU with 1,000 streaming clients (bench/RESULTS.md). Inflating is the same.
+ */
+const GZIP_OPTIONS = { level: 1 };
+
 export async function encodeAnswer(answer: CachedAnswer, compressMinBytes: number): Promise<Buffer> {
   const json = Buffer.from(JSON.stringify(answer), 'utf8');
   if (compressMinBytes > 0 && json.length >= compressMinBytes) {
-    const z = json.length <= INLINE_ZLIB_MAX_BYTES ? gzipSync(json) : await gzipAsync(json);
+    const z = json.length <= INLINE_ZLIB_MAX_BYTES ? gzipSync(json, GZIP_OPTIONS) : await gzipAsync(json, GZIP_OPTIONS);
     if (z.length < json.length) return Buffer.concat([Buffer.from([GZIP]), z]);
   }
   return Buffer.concat([Buffer.from([PLAIN]), json]);
