@@ -11,7 +11,8 @@ import type { LimitDimension, RateLimitingConfig } from '../config/schema.js';
 import type { RequestContext, Tenant } from '../gateway/context.js';
 import type { ChatOutcome, ChatStage } from '../gateway/pipeline.js';
 import { costUsd, type Price } from '../providers/pricing.js';
-import { countPromptTokens, countTextTokens } from '../providers/tokens.js';
+import { countTextTokens } from '../providers/tokens.js';
+import { promptTokensOf } from '../routing/prompt-tokens.js';
 import { GatewayError, type GatewayErrorOptions } from '../server/errors.js';
 import type { PlannedUsage } from '../scaling/stage.js';
 import type { BudgetManager, BudgetReservation } from './budgets.js';
@@ -141,7 +142,8 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     let calls: PlannedUsage[] = [];
     let scaled = false;
     if (needsTokens || budgetLines.length > 0) {
-      promptTokens = countPromptTokens(req.messages, req.tools);
+      // Counted once for the request: routing's context-window check reads the same count.
+      promptTokens = promptTokensOf(req);
       const planned = opts.plannedUsage?.(ctx, req, promptTokens);
       scaled = planned !== undefined;
       calls = planned ?? [{ model: req.model, promptTokens, completionTokens: (requestedMaxTokens(req) ?? config.default_completion_tokens) * (req.n ?? 1) }];
@@ -256,7 +258,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
         const hit = ctx.facts.cache === 'exact' || ctx.facts.cache === 'semantic';
         if (!ctx.facts.usage && ctx.facts.model && !hit) {
           const completion = countTextTokens(streamed);
-          const usage = { prompt_tokens: promptTokens || countPromptTokens(req.messages, req.tools), completion_tokens: completion, total_tokens: 0 };
+          const usage = { prompt_tokens: promptTokens || promptTokensOf(req), completion_tokens: completion, total_tokens: 0 };
           usage.total_tokens = usage.prompt_tokens + completion;
           ctx.facts.usage = usage;
           // Priced as the deployment that served it charges, when routing recorded one.

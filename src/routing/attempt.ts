@@ -7,13 +7,13 @@ import type { Context as TraceContext } from '@opentelemetry/api';
 import type { ChatChunk, ChatRequest, Usage } from '../canonical/chat.js';
 import { UpstreamError, isUpstreamError } from '../providers/errors.js';
 import { costUsd } from '../providers/pricing.js';
-import { countPromptTokens } from '../providers/tokens.js';
 import type { RequestContext } from '../gateway/context.js';
 import type { AttemptEnd } from '../gateway/execute.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import type { Deployment } from './catalog.js';
+import { promptTokensOf } from './prompt-tokens.js';
 
 /** What the attempt runner needs from the router, kept narrow so it is testable on its own. */
 export interface AttemptHooks {
@@ -370,6 +370,6 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
 
 function chargePrompt(spec: AttemptSpec, d: Deployment): void {
   if (d.price.input === 0) return;
-  const prompt = countPromptTokens(spec.req.messages, spec.req.tools);
+  const prompt = promptTokensOf(spec.req);
   spec.ctx.facts.costUsd += costUsd({ prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt }, d.price);
 }

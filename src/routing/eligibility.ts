@@ -6,11 +6,11 @@
 import type { Context as TraceContext } from '@opentelemetry/api';
 import { contentText, fileMediaTypes, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
 import type { RequestContext } from '../gateway/context.js';
-import { countPromptTokens } from '../providers/tokens.js';
 import type { CircuitBreaker } from './breaker.js';
 import type { Cancellation } from '../providers/cancel.js';
 import type { Deployment } from './catalog.js';
 import type { DeploymentStats } from './stats.js';
+import { carriedPromptTokens, promptTokensOf } from './prompt-tokens.js';
 
 /** Per request: the deadline, what was tried, the exact prompt size once counted. */
 export interface RequestState {
@@ -29,9 +29,9 @@ export interface RequestState {
   trace?: TraceContext;
 }
 
-/** Exact prompt tokens (o200k), counted once per request. */
+/** Exact prompt tokens (o200k), counted once per request: the count carried with it when a stage before made one. */
 export function promptTokens(state: RequestState): number {
-  state.promptTokens ??= countPromptTokens(state.req.messages, state.req.tools);
+  state.promptTokens ??= promptTokensOf(state.req);
   return state.promptTokens;
 }
 
@@ -39,8 +39,10 @@ export function promptTokens(state: RequestState): number {
 export function fits(state: RequestState, d: Deployment): boolean {
   if (d.contextWindow === undefined) return true;
   const budget = d.contextWindow - (requestedMaxTokens(state.req) ?? 0);
-  // A token is at least one UTF-8 byte (at most 3 per UTF-16 unit): a short prompt fits without
-  // running the tokenizer; only prompts near the window are counted exactly.
+  // A count carried with the request (admission's, a truncation's) is used as it is. Else a token is
+  // at least one UTF-8 byte (at most 3 per UTF-16 unit): a short prompt fits without running the
+  // tokenizer; only prompts near the window are counted exactly.
+  state.promptTokens ??= carriedPromptTokens(state.req);
   if (state.promptTokens === undefined && promptUpperBound(state) <= budget) return true;
   return promptTokens(state) <= budget;
 }

@@ -10,6 +10,7 @@ import { requestedMaxTokens, type ChatMessage } from '../../canonical/chat.js';
 import { ANONYMOUS } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { countMessageTokens, countPromptTokens } from '../../providers/tokens.js';
+import { carryPromptTokens } from '../../routing/prompt-tokens.js';
 import { GatewayError } from '../errors.js';
 import { createRequestContext } from '../request-context.js';
 import { sendOutcome } from '../respond.js';
@@ -78,16 +79,23 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
     const lead = instructions ? [instructions] : [];
     let conversation = [...history, ...input];
     const window = body.truncation === 'auto' ? contextWindowOf(gateway, req.model) : undefined;
+    /** The prompt's tokens, when truncation counted them. */
+    let promptTokens: number | undefined;
     if (window !== undefined) {
       // As routing counts it (routing/eligibility.ts): the prompt with its tools, plus max tokens.
       // The count is a sum over messages: each is tokenized once, and a tail's count is a suffix sum.
-      const budget = window - (requestedMaxTokens(req) ?? 0) - countPromptTokens(lead, req.tools);
+      const leadTokens = countPromptTokens(lead, req.tools);
+      const budget = window - (requestedMaxTokens(req) ?? 0) - leadTokens;
       const fromEnd = [0];
       for (let i = conversation.length - 1; i >= 0; i--) fromEnd.push((fromEnd[fromEnd.length - 1] as number) + countMessageTokens(conversation[i] as ChatMessage));
       conversation = truncateConversation(conversation, (tail) => (fromEnd[tail.length] as number) <= budget);
+      // countPromptTokens is that same sum, so the kept prompt's count is known without tokenizing it again.
+      promptTokens = leadTokens + (fromEnd[conversation.length] as number);
     }
     // What is stored is what the model saw: a truncated chain stays within the window.
     req.messages = [...lead, ...conversation];
+    // Admission's reservation and routing's context-window check use this count (src/routing/prompt-tokens.ts).
+    if (promptTokens !== undefined) carryPromptTokens(req, promptTokens);
     const ctx = createRequestContext(request, reply, 'responses', log, { difficulty: body.difficulty, priority: body.priority, session_id: body.session_id, metadata: body.metadata });
     request.ctx = ctx;
     const outcome = await gateway.handleChat(ctx, req);
