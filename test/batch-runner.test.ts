@@ -278,6 +278,65 @@ for (const backend of backends) {
       expect(await store.getBatch(job.id)).toMatchObject({ status: 'expired', expired_at: done.expired_at });
     });
 
+    it('a line whose result cannot be saved runs max_attempts times, then is failed as max_attempts_exceeded and the job completes', async () => {
+      const job = await create(3);
+      // A lasting refusal of one line's result (as Postgres refuses a jsonb over 255 MB): every other statement works.
+      const refusing = new BatchStore({
+        ...sql,
+        query: <T>(text: string, params?: unknown[]) =>
+          text.startsWith('UPDATE batch_items SET status = $4') && params?.[0] === job.id && params[1] === 2
+            ? Promise.reject(new Error('total size of jsonb object elements exceeds the maximum of 268435455 bytes'))
+            : sql.query<T>(text, params),
+      });
+      const runs: number[] = [];
+      const runner = new BatchRunner(refusing, async (item) => {
+        runs.push(item.line);
+        return ok(item.line);
+      }, { concurrency: 3, leaseMs: 300, pollMs: 20, log, maxAttempts: 3 });
+      runner.start();
+      const done = await ended(job.id);
+      await runner.stop();
+      expect(done.status).toBe('completed');
+      expect(runs.filter((l) => l === 2)).toHaveLength(3);
+      expect(await store.counts(job.id)).toEqual({ total: 3, completed: 2, failed: 1 });
+      const [failed] = await fileLines(done.error_file_id);
+      expect(failed).toMatchObject({ custom_id: 'req-2', response: null, error: { code: 'max_attempts_exceeded' } });
+      // The message says why: the last error recorded for the line.
+      expect(failed?.error?.message).toContain('3');
+      expect(failed?.error?.message).toContain('exceeds the maximum');
+      expect((await fileLines(done.output_file_id)).map((l) => l.custom_id)).toEqual(['req-1', 'req-3']);
+    });
+
+    it('a line whose call takes its worker down every time is not run after max_attempts; the job completes', async () => {
+      const job = await create(3);
+      const hang = new Promise<never>(() => undefined);
+      const crashing = (owner: string, runs: number[]) =>
+        new BatchRunner(store, async (item) => {
+          runs.push(item.line);
+          return item.line === 1 ? hang : ok(item.line);
+        }, { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner, maxAttempts: 2 });
+      const attemptsOf1 = async () => (await sql.query<{ attempts: number; status: string }>(`SELECT attempts, status FROM batch_items WHERE batch_id = $1 AND line = 1`, [job.id]))[0];
+      // Two workers in turn take line 1 and die with it (killed: their leases stay until they end).
+      for (const owner of ['A', 'B']) {
+        const runs: number[] = [];
+        const runner = crashing(owner, runs);
+        runner.start();
+        await until(async () => (runs.includes(1) ? true : undefined), `worker ${owner} to take line 1`);
+        await runner.abandon();
+      }
+      expect(await attemptsOf1()).toEqual({ attempts: 2, status: 'running' });
+      const runsC: number[] = [];
+      const c = crashing('C', runsC);
+      c.start();
+      const done = await ended(job.id);
+      await c.stop();
+      expect(done.status).toBe('completed');
+      expect(runsC).not.toContain(1);
+      const [failed] = await fileLines(done.error_file_id);
+      expect(failed).toMatchObject({ custom_id: 'req-1', response: null, error: { code: 'max_attempts_exceeded' } });
+      expect(await store.counts(job.id)).toEqual({ total: 3, completed: 2, failed: 1 });
+    });
+
     it("pages a tenant's batch list only by its own batch ids: another tenant's id as the cursor tells nothing", async () => {
       const mk = (tenantId: string) =>
         // Failed at creation: no open lines for the runners of the other tests to pick up.
@@ -305,8 +364,10 @@ for (const backend of backends) {
         return Number(rows[0]?.n) === 3 ? true : undefined;
       }, 'three running lines');
       await runner.stop();
-      const rows = await sql.query<{ status: string }>(`SELECT status FROM batch_items WHERE batch_id = $1`, [job.id]);
+      const rows = await sql.query<{ status: string; attempts: number }>(`SELECT status, attempts FROM batch_items WHERE batch_id = $1`, [job.id]);
       expect(rows.map((r) => r.status)).toEqual(['pending', 'pending', 'pending']);
+      // A run cut short by a shutdown is not one of the line's attempts.
+      expect(rows.map((r) => r.attempts)).toEqual([0, 0, 0]);
     });
 
     it('a job cancelled while a stopping worker ran its lines still ends cancelled', async () => {

@@ -6,6 +6,9 @@ import { z } from 'zod';
 /** Size of one stored part of a batch job's output or error file (a part ends at the line that reaches it). */
 export const DEFAULT_FILE_PART_BYTES = 4 * 1024 * 1024;
 
+/** Runs of one batch line before it is recorded as failed (`batch_jobs.max_attempts`). */
+export const DEFAULT_MAX_ATTEMPTS = 3;
+
 export const batchingSchema = z
   .object({
     enabled: z.boolean().default(true),
@@ -43,7 +46,7 @@ export const batchJobsSchema = z
      */
     completion_window_ms: z.number().int().positive().optional(),
     /** Runs of one line (each claim counts) before it is recorded as failed with `max_attempts_exceeded`. */
-    max_attempts: z.number().int().min(1).max(100).default(3),
+    max_attempts: z.number().int().min(1).max(100).default(DEFAULT_MAX_ATTEMPTS),
     /** Signed completion webhook (Standard Webhooks); unset sends none. */
     webhook: z
       .object({

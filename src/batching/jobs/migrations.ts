@@ -83,4 +83,10 @@ export const BATCH_JOB_MIGRATIONS: Migration[] = [
       `ALTER TABLE batch_items ADD COLUMN IF NOT EXISTS error jsonb`,
     ],
   },
+  {
+    // Why a line's last run recorded nothing (its result could not be saved), for the message of the
+    // `max_attempts_exceeded` error it gets once `attempts` reaches `batch_jobs.max_attempts`.
+    id: '0005_batch_line_attempts',
+    statements: [`ALTER TABLE batch_items ADD COLUMN IF NOT EXISTS last_error text`],
+  },
 ];

@@ -6,7 +6,7 @@
 // expires: its lines that have not started never run (the error file's `batch_expired`).
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { DEFAULT_FILE_PART_BYTES } from '../config.js';
+import { DEFAULT_FILE_PART_BYTES, DEFAULT_MAX_ATTEMPTS } from '../config.js';
 import type { BatchRow, BatchStore, ClaimedItem, ItemOutcome, WrittenFile } from './store.js';
 
 /** Finished lines read from the database at a time while a file is written. */
@@ -32,6 +32,8 @@ export interface BatchRunnerOptions {
   owner?: string;
   /** Size of the parts output and error files are stored in (`batch_jobs.file_part_bytes`). */
   filePartBytes?: number;
+  /** Runs of one line before it is failed with `max_attempts_exceeded` (`batch_jobs.max_attempts`). */
+  maxAttempts?: number;
 }
 
 export class BatchRunner {
@@ -43,6 +45,8 @@ export class BatchRunner {
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly controller = new AbortController();
   private readonly tasks = new Set<Promise<void>>();
+  /** The lines this worker is running, whose leases the heartbeat extends. */
+  private readonly held = new Map<string, { batch_id: string; line: number }>();
   private lastSweep = 0;
   /** Lines run by this worker (tests and stats). */
   executed = 0;
@@ -60,7 +64,7 @@ export class BatchRunner {
     if (this.running) return;
     this.running = true;
     this.heartbeat = setInterval(() => {
-      if (this.inFlight > 0) this.store.extendLeases(this.owner, this.opts.leaseMs).catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'batch: could not extend leases'));
+      if (this.held.size > 0) this.store.extendLeases(this.owner, this.opts.leaseMs, [...this.held.values()]).catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'batch: could not extend leases'));
     }, Math.max(50, Math.floor(this.opts.leaseMs / 3)));
     this.heartbeat.unref();
     this.loop = this.run();
@@ -107,7 +111,7 @@ export class BatchRunner {
       try {
         await this.sweep();
         const free = this.opts.concurrency - this.inFlight;
-        const items = free > 0 ? await this.store.claim(this.owner, this.opts.leaseMs, free) : [];
+        const items = free > 0 ? await this.store.claim(this.owner, this.opts.leaseMs, free, this.maxAttempts) : [];
         // Stopped while claiming: the lines stay leased to this worker and stop() hands them back.
         if (!this.running) break;
         for (const item of items) this.spawn(item);
@@ -147,6 +151,7 @@ export class BatchRunner {
     const expiring = await this.store.expireDue();
     if (expiring.length > 0) this.opts.log.info({ batches: expiring }, 'batch: completion window over; expiring');
     await this.store.dropUnrunnable();
+    await this.store.exhaustAttempts(this.maxAttempts);
     for (const id of await this.store.unfinalized()) await this.settle(id);
     for (const id of await this.store.staleFinalizing(Math.ceil(this.opts.leaseMs / 1000))) {
       const job = await this.store.getBatch(id);
@@ -154,9 +159,16 @@ export class BatchRunner {
     }
   }
 
+  private get maxAttempts(): number {
+    return this.opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  }
+
   private spawn(item: ClaimedItem): void {
     this.inFlight++;
+    const key = `${item.batch_id}\n${item.line}`;
+    this.held.set(key, { batch_id: item.batch_id, line: item.line });
     const task = this.runItem(item).finally(() => {
+      this.held.delete(key);
       this.inFlight--;
       this.tasks.delete(task);
       this.kick();
@@ -176,7 +188,12 @@ export class BatchRunner {
       }
       await this.settle(item.batch_id);
     } catch (err) {
-      this.opts.log.error({ batch: item.batch_id, line: item.line, err: (err as Error).message }, 'batch: recording a line failed; it will run again when its lease ends');
+      // Its lease ends now: the line runs again (another attempt), or once out of attempts is failed
+      // with this error in its message. Should this fail too, the lease runs out on its own.
+      const message = (err as Error).message;
+      this.opts.log.error({ batch: item.batch_id, line: item.line, attempt: item.attempts, err: message }, 'batch: recording a line failed; it runs again unless it is out of attempts');
+      this.held.delete(`${item.batch_id}\n${item.line}`);
+      await this.store.abandonItem(item.batch_id, item.line, this.owner, message).catch(() => undefined);
     }
   }
 

@@ -63,6 +63,7 @@ export async function assembleBatchJobs({ config, log, gateway, sql, notifier, l
     leaseMs: cfg.lease_ms,
     pollMs: cfg.poll_ms,
     filePartBytes: cfg.file_part_bytes,
+    maxAttempts: cfg.max_attempts,
     log,
     notifier: notifier ?? sender,
     describe: (job) => batchObject(store, job),

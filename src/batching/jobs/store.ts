@@ -4,6 +4,7 @@
 // result is written at most once; lines of a worker that died become claimable when its lease ends.
 import type { Tenant } from '../../gateway/context.js';
 import { storableJson, type RawQuery, type SqlDatabase } from '../../store/sql.js';
+import { DEFAULT_MAX_ATTEMPTS } from '../config.js';
 
 export type BatchStatus = 'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expiring' | 'expired' | 'cancelling' | 'cancelled';
 /** `expired`: never ran, its job's completion window ended first (in the error file as `batch_expired`). */
@@ -213,22 +214,24 @@ export class BatchStore {
   }
 
   /**
-   * Hands out up to `limit` open lines of running jobs, oldest job first; expired leases included.
-   * Nothing of a job whose window is over, even before the sweep has marked it expiring.
+   * Hands out up to `limit` open lines of running jobs, oldest job first; expired leases included,
+   * unless the line has had `maxAttempts` runs already (`exhaustAttempts` fails it instead). Each
+   * claim is an attempt. Nothing of a job whose window is over, even before the sweep has marked it
+   * expiring.
    */
-  async claim(owner: string, leaseMs: number, limit: number): Promise<ClaimedItem[]> {
+  async claim(owner: string, leaseMs: number, limit: number, maxAttempts = DEFAULT_MAX_ATTEMPTS): Promise<ClaimedItem[]> {
     if (limit <= 0) return [];
     const now = Date.now();
     const rows = await this.sql.query<{ batch_id: string; line: number; custom_id: string; body: Record<string, unknown>; attempts: number }>(
       `UPDATE batch_items SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1
        WHERE (batch_id, line) IN (
          SELECT i.batch_id, i.line FROM batch_items i JOIN batch_jobs j ON j.id = i.batch_id
-         WHERE j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $5) AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3))
+         WHERE j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $5) AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3 AND i.attempts < $6))
          ORDER BY j.created_at, i.batch_id, i.line
          LIMIT $4
          FOR UPDATE OF i SKIP LOCKED)
        RETURNING batch_id, line, custom_id, body, attempts`,
-      [owner, now + leaseMs, now, limit, now / 1000],
+      [owner, now + leaseMs, now, limit, now / 1000, maxAttempts],
     );
     if (rows.length === 0) return [];
     const jobs = new Map<string, BatchRow>();
@@ -242,9 +245,47 @@ export class BatchStore {
     });
   }
 
-  /** Keeps this worker's leases alive while its lines run. */
-  async extendLeases(owner: string, leaseMs: number): Promise<void> {
-    await this.sql.query(`UPDATE batch_items SET lease_until = $2 WHERE lease_owner = $1 AND status = 'running'`, [owner, Date.now() + leaseMs]);
+  /**
+   * Keeps the leases of the lines this worker is running alive. Only those: a line whose result it
+   * could not record is no longer its own to keep, even if handing it back failed too.
+   */
+  async extendLeases(owner: string, leaseMs: number, lines: readonly { batch_id: string; line: number }[]): Promise<void> {
+    if (lines.length === 0) return;
+    await this.sql.query(
+      `UPDATE batch_items SET lease_until = $2 WHERE lease_owner = $1 AND status = 'running' AND (batch_id, line) IN (SELECT * FROM unnest($3::text[], $4::int[]))`,
+      [owner, Date.now() + leaseMs, lines.map((l) => l.batch_id), lines.map((l) => l.line)],
+    );
+  }
+
+  /**
+   * A line that ran but whose result could not be recorded: its lease ends now, so it runs again at
+   * once (another attempt) or, out of attempts, is failed by `exhaustAttempts` with `error` in its message.
+   */
+  async abandonItem(batchId: string, line: number, owner: string, error: string): Promise<void> {
+    await this.sql.query(`UPDATE batch_items SET last_error = $4, lease_owner = NULL, lease_until = 0 WHERE batch_id = $1 AND line = $2 AND lease_owner = $3 AND status = 'running'`, [
+      batchId,
+      line,
+      owner,
+      error.slice(0, 500),
+    ]);
+  }
+
+  /**
+   * Fails the lines of running jobs that had `maxAttempts` runs and none recorded a result (their
+   * result could not be saved, or their worker died each time), with `max_attempts_exceeded` in the
+   * error file, so their jobs can finish. Only lines whose last lease has ended: one still held may
+   * yet record its result.
+   */
+  async exhaustAttempts(maxAttempts: number): Promise<void> {
+    await this.sql.query(
+      `UPDATE batch_items i SET status = 'failed', response = NULL, status_code = NULL, finished_at = $3, lease_owner = NULL, lease_until = NULL,
+         error = jsonb_build_object('code', 'max_attempts_exceeded', 'message',
+           'This request was run ' || i.attempts || ' times without its result being recorded ' ||
+           COALESCE('(last error: ' || i.last_error || ').', '(each time the worker running it stopped first).'))
+       FROM batch_jobs j
+       WHERE j.id = i.batch_id AND j.status = 'in_progress' AND i.status = 'running' AND i.lease_until < $1 AND i.attempts >= $2`,
+      [Date.now(), maxAttempts, nowS()],
+    );
   }
 
   /** Records a line's result if this worker still holds its lease; false means someone else took it over. */
@@ -263,8 +304,10 @@ export class BatchStore {
     // A line of a job cancelled (or expired) while it ran is cancelled (expired), not queued again:
     // nothing claims lines of such a job, so a pending one would keep it from ever finishing.
     await this.sql.query(
+      // A run cut short by a shutdown is not one of the line's attempts.
       `UPDATE batch_items i SET status = CASE j.status WHEN 'cancelling' THEN 'cancelled' WHEN 'expiring' THEN 'expired' ELSE 'pending' END,
-         error = CASE WHEN j.status = 'expiring' THEN $2::jsonb ELSE i.error END, lease_owner = NULL, lease_until = NULL
+         error = CASE WHEN j.status = 'expiring' THEN $2::jsonb ELSE i.error END, lease_owner = NULL, lease_until = NULL,
+         attempts = GREATEST(i.attempts - 1, 0)
        FROM batch_jobs j WHERE j.id = i.batch_id AND i.lease_owner = $1 AND i.status = 'running'`,
       [owner, JSON.stringify(EXPIRED_LINE_ERROR)],
     );
