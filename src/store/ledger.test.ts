@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -116,8 +116,8 @@ for (const backend of backends) {
       const spoolPath = join(dir, `dl-${backend.name}`, 'spool.jsonl');
       const w = new LedgerWriter(sql, log, { flushIntervalMs: 600_000, batchSize: 8, spoolPath });
       for (let n = 0; n < 5; n++) w.record(entry(`${tag}-good-${n}`));
-      // A token count beyond Postgres's integer (an upstream's usage is not checked): SQLSTATE 22003.
-      w.record({ ...entry(`${tag}-bad-range`), promptTokens: 3_000_000_000 });
+      // A status beyond Postgres's integer (the gateway's own value, not clamped: a bug): SQLSTATE 22003.
+      w.record({ ...entry(`${tag}-bad-range`), status: 3_000_000_000 });
       for (let n = 5; n < 10; n++) w.record(entry(`${tag}-good-${n}`));
       // A row without a tenant, which the NOT NULL column refuses (23502).
       w.record({ ...entry(`${tag}-bad-null`), tenantId: null as unknown as string });
@@ -133,7 +133,7 @@ for (const backend of backends) {
       const refused = await deadLetters(`${spoolPath}-rejected.jsonl`);
       expect(refused.map((r) => r.requestId).sort()).toEqual([`${tag}-bad-null`, `${tag}-bad-range`]);
       const range = refused.find((r) => r.requestId === `${tag}-bad-range`)!;
-      expect(range).toMatchObject({ promptTokens: 3_000_000_000, refused: { code: '22003' } });
+      expect(range).toMatchObject({ status: 3_000_000_000, refused: { code: '22003' } });
       expect(range.refused.reason).toMatch(/out of range/);
       expect(refused.find((r) => r.requestId === `${tag}-bad-null`)).toMatchObject({ refused: { code: '23502' } });
       // Nothing was left to spool: the refused rows do not come back at the next start.
@@ -146,7 +146,7 @@ for (const backend of backends) {
       const spoolPath = join(dir, `dls-${backend.name}`, 'spool.jsonl');
       const down1 = new LedgerWriter(down, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
       down1.record(entry(`${tag}-a`));
-      down1.record({ ...entry(`${tag}-bad`), completionTokens: -3_000_000_000 });
+      down1.record({ ...entry(`${tag}-bad`), status: -3_000_000_000 });
       down1.record(entry(`${tag}-b`));
       await down1.close();
 
@@ -162,6 +162,90 @@ for (const backend of backends) {
       expect(await again.replaySpool()).toBe(0);
       await again.close();
       expect((await deadLetters(`${spoolPath}-rejected.jsonl`)).map((r) => r.requestId)).toEqual([`${tag}-bad`]);
+    });
+  });
+}
+
+/** `sql` whose next statement runs but whose answer is lost: the commit lands, the caller sees a dropped connection. */
+function answerLostOnce(sql: SqlDatabase): SqlDatabase {
+  let lose = true;
+  return {
+    kind: sql.kind,
+    query: async (text: string, params?: unknown[]) => {
+      const rows = await sql.query(text, params);
+      if (lose) {
+        lose = false;
+        throw Object.assign(new Error('Connection terminated unexpectedly'), { code: '08006' });
+      }
+      return rows;
+    },
+  } as unknown as SqlDatabase;
+}
+
+for (const backend of backends) {
+  describe.skipIf(!backend.db())(`ledger row counts on ${backend.name}`, () => {
+    it('a batch retried after a write that landed but whose answer was lost counts its rows as duplicate, not written', async () => {
+      const sql = backend.db()!;
+      const tag = `lost-${runId()}`;
+      const w = new LedgerWriter(answerLostOnce(sql), log, { flushIntervalMs: 600_000, batchSize: 100 });
+      for (let n = 0; n < 5; n++) w.record(entry(`${tag}-${n}`));
+      await expect(w.flush()).rejects.toThrow('Connection terminated');
+      expect(w.pending).toBe(5); // no answer: kept for the retry
+      await w.flush();
+      expect(w.pending).toBe(0);
+      const [row] = await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM ledger WHERE request_id LIKE $1`, [`${tag}-%`]);
+      expect(row?.n).toBe(5);
+      // The retry inserted nothing: the rows were there already. `written` counts what a statement
+      // was confirmed to insert; every row is counted once, as one or the other.
+      expect([w.written, w.duplicate]).toEqual([0, 5]);
+      await w.close();
+    });
+
+    it('a spool file replayed again (a replay cut short after some of its rows went in) counts only its new rows as written', async () => {
+      const sql = backend.db()!;
+      const tag = `again-${runId()}`;
+      const spoolPath = join(dir, `again-${backend.name}`, 'spool.jsonl');
+      const rows = Array.from({ length: 5 }, (_, n) => ({ ...entry(`${tag}-${n}`), id: randomUUID() }));
+      // A process replaying this file wrote its first three rows, then died before deleting it.
+      const first = new LedgerWriter(sql, log, { flushIntervalMs: 600_000, batchSize: 100 });
+      for (const r of rows.slice(0, 3)) first.record(r);
+      await first.close();
+      expect(first.written).toBe(3);
+      await mkdir(join(dir, `again-${backend.name}`), { recursive: true });
+      await writeFile(`${spoolPath}.replaying-999999-deadbeef`, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+
+      const next = new LedgerWriter(sql, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
+      expect(await next.replaySpool()).toBe(5);
+      await next.close();
+      expect([next.written, next.duplicate]).toEqual([2, 3]);
+      // Over both processes, `written` is the rows the table holds: none counted twice.
+      const [row] = await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM ledger WHERE request_id LIKE $1`, [`${tag}-%`]);
+      expect(first.written + next.written).toBe(row?.n);
+    });
+
+    it('a token count beyond the integer column is clamped into it: the row and its cost are written, not set aside', async () => {
+      const sql = backend.db()!;
+      const tag = `clamp-${runId()}`;
+      const spoolPath = join(dir, `clamp-${backend.name}`, 'spool.jsonl');
+      const w = new LedgerWriter(sql, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
+      // An upstream's usage is not checked: a count past Postgres's integer, or below zero.
+      w.record({ ...entry(`${tag}-huge`), promptTokens: 3_000_000_000, completionTokens: 1e300, costUsd: 0.25 });
+      w.record({ ...entry(`${tag}-negative`), promptTokens: -3_000_000_000, completionTokens: -7, costUsd: 0.5 });
+      w.record(entry(`${tag}-after`));
+      await w.flush();
+      expect([w.pending, w.written, w.rejected]).toEqual([0, 3, 0]);
+      await w.close();
+      const stored = await sql.query<{ request_id: string; prompt_tokens: number; completion_tokens: number; cost_usd: number }>(
+        `SELECT request_id, prompt_tokens, completion_tokens, cost_usd FROM ledger WHERE request_id LIKE $1 ORDER BY request_id`,
+        [`${tag}-%`],
+      );
+      expect(stored).toEqual([
+        { request_id: `${tag}-after`, prompt_tokens: 3, completion_tokens: 4, cost_usd: 0.001 },
+        { request_id: `${tag}-huge`, prompt_tokens: 2_147_483_647, completion_tokens: 2_147_483_647, cost_usd: 0.25 },
+        { request_id: `${tag}-negative`, prompt_tokens: 0, completion_tokens: 0, cost_usd: 0.5 },
+      ]);
+      // Nothing was set aside: no dead-letter file.
+      expect(await readdir(join(dir, `clamp-${backend.name}`)).catch(() => [])).toEqual([]);
     });
   });
 }

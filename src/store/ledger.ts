@@ -42,22 +42,33 @@ const DROP_LOG_EVERY_MS = 30_000;
 
 // One statement and one JSON parameter per batch: Postgres expands the rows itself. Building a
 // drizzle insert of hundreds of rows × 18 columns cost more JS time than the write (measured: the
-// ledger was the largest cost on the request path at saturation).
-const INSERT_BATCH = `INSERT INTO ledger (id, request_id, ts, tenant_id, tenant_kind, key_id, user_id, team_id, endpoint, model,
+// ledger was the largest cost on the request path at saturation). It answers how many rows it
+// inserted: a row whose id is there already (an earlier attempt whose answer was lost, a spool file
+// replayed again) is skipped, and counted as a duplicate rather than as written.
+const INSERT_BATCH = `WITH inserted AS (
+INSERT INTO ledger (id, request_id, ts, tenant_id, tenant_kind, key_id, user_id, team_id, endpoint, model,
   provider, deployment, prompt_tokens, completion_tokens, cost_usd, latency_ms, cache, status, error_code)
 SELECT id, request_id, ts, tenant_id, tenant_kind, key_id, user_id, team_id, endpoint, model,
   provider, deployment, prompt_tokens, completion_tokens, cost_usd, latency_ms, cache, status, error_code
 FROM json_populate_recordset(NULL::ledger, $1::json)
-ON CONFLICT (id) DO NOTHING`;
+ON CONFLICT (id) DO NOTHING
+RETURNING 1)
+SELECT count(*)::int AS n FROM inserted`;
 
 // Values the database refuses would fail their whole batch on every retry and hold back every row
 // queued after it: Postgres text (and its json parser) cannot hold U+0000 or an unpaired surrogate,
 // which a client can put in any string it sends (a passthrough `model` is recorded as sent) —
 // storableJson writes both as U+FFFD; the integer columns refuse a fraction (an OpenAI-compatible
-// upstream's usage is not checked to be whole); a non-finite number becomes JSON null, which the
-// NOT NULL columns refuse.
+// upstream's usage is not checked to be whole) and a count beyond their range (SQLSTATE 22003); a
+// non-finite number becomes JSON null, which the NOT NULL columns refuse. A token count is clamped to
+// 0 … 2,147,483,647 rather than sending the row, and the cost it carries, to the dead-letter file:
+// the count was wrong either way, and the saturated value says so. The status is the gateway's own:
+// one out of range is a bug, left for the dead-letter file to show.
 const text = (v: string | null | undefined): string | null => v ?? null;
 const whole = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? Math.round(v) : 0);
+/** The largest value of a Postgres `integer` column. */
+const INTEGER_MAX = 2_147_483_647;
+const tokenCount = (v: number | null | undefined): number => Math.min(INTEGER_MAX, Math.max(0, whole(v)));
 const finite = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? v : 0);
 
 /** A row's columns as JSON, or the error making them threw (an invalid Date's toISOString) — for that row alone. */
@@ -83,8 +94,8 @@ function toColumns(r: LedgerRow): Record<string, unknown> {
     model: text(r.model),
     provider: text(r.provider),
     deployment: text(r.deployment),
-    prompt_tokens: whole(r.promptTokens),
-    completion_tokens: whole(r.completionTokens),
+    prompt_tokens: tokenCount(r.promptTokens),
+    completion_tokens: tokenCount(r.completionTokens),
     cost_usd: finite(r.costUsd),
     latency_ms: finite(r.latencyMs),
     cache: text(r.cache),
@@ -131,8 +142,14 @@ export class LedgerWriter {
   private failures = 0;
   private droppedUnlogged = 0;
   private lastDropLog = 0;
-  /** Rows written since start (tests and /metrics read it). */
+  /** Rows a statement inserted since start (tests and /metrics read it). */
   written = 0;
+  /**
+   * Rows whose write found them in the database already, since start: an earlier attempt that landed
+   * though its answer was lost (a timeout after the commit), or a spool file replayed again. Each row
+   * a write settles counts once, as written or as duplicate.
+   */
+  duplicate = 0;
   /** Rows the database refused since start, set aside in the dead-letter file (or only logged without a spool path). */
   rejected = 0;
   /** Rows this process moved from its queue to a spool file: over the bound while running, or at shutdown. */
@@ -218,9 +235,11 @@ export class LedgerWriter {
       else await this.setAside(p.row, p.error, done);
     }
     if (ready.length === 0) return;
+    let inserted: number;
     try {
       // Ids make a retried batch idempotent (a commit whose answer was lost is not doubled).
-      await this.sql.query(INSERT_BATCH, [`[${ready.map((p) => p.json).join(',')}]`]);
+      const [answer] = await this.sql.query<{ n: number }>(INSERT_BATCH, [`[${ready.map((p) => p.json).join(',')}]`]);
+      inserted = Number(answer?.n ?? 0);
     } catch (err) {
       if (!isDataError(err)) throw err;
       if (ready.length === 1) return this.setAside(ready[0]!.row, err, done);
@@ -230,7 +249,8 @@ export class LedgerWriter {
       return;
     }
     for (const p of ready) done.add(p.row);
-    this.written += ready.length;
+    this.written += inserted;
+    this.duplicate += ready.length - inserted;
   }
 
   /** Takes the rows written or set aside out of the queue; the others stay at its head, in order. */

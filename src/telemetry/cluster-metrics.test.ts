@@ -80,8 +80,8 @@ describe('aggregateCluster', () => {
   it('sums the ledger: rows queued in each worker and each outcome counter', async () => {
     const a = new GatewayMetrics({ processMetrics: false });
     const b = new GatewayMetrics({ processMetrics: false });
-    a.watchLedger({ pending: 30, written: 100, rejected: 1, spooled: 0, dropped: 0 });
-    b.watchLedger({ pending: 12, written: 7, rejected: 0, spooled: 500, dropped: 3 });
+    a.watchLedger({ pending: 30, written: 100, rejected: 1, spooled: 0, dropped: 0, duplicate: 2 });
+    b.watchLedger({ pending: 12, written: 7, rejected: 0, spooled: 500, dropped: 3, duplicate: 0 });
     const text = await aggregateCluster([
       { slot: 0, metrics: await json(a), state: 'answered' },
       { slot: 1, metrics: await json(b), state: 'answered' },
@@ -92,6 +92,7 @@ describe('aggregateCluster', () => {
       'inference_ledger_rows_total{outcome="rejected"} 1',
       'inference_ledger_rows_total{outcome="spooled"} 500',
       'inference_ledger_rows_total{outcome="dropped"} 3',
+      'inference_ledger_rows_total{outcome="duplicate"} 2',
     ]);
   });
 

@@ -215,15 +215,16 @@ describe('ledger metrics', () => {
     const text = await m.render();
     return [...samples(text, 'inference_ledger_pending_rows'), ...samples(text, 'inference_ledger_rows_total')];
   };
-  const counts = (pending: number, written: number, rejected: number, spooled: number, dropped: number) => [
+  const counts = (pending: number, written: number, rejected: number, spooled: number, dropped: number, duplicate = 0) => [
     `inference_ledger_pending_rows ${pending}`,
     `inference_ledger_rows_total{outcome="written"} ${written}`,
     `inference_ledger_rows_total{outcome="rejected"} ${rejected}`,
     `inference_ledger_rows_total{outcome="spooled"} ${spooled}`,
     `inference_ledger_rows_total{outcome="dropped"} ${dropped}`,
+    `inference_ledger_rows_total{outcome="duplicate"} ${duplicate}`,
   ];
 
-  it('read the writer when scraped: rows queued, and rows written, rejected, spooled and dropped', async () => {
+  it('read the writer when scraped: rows queued, and rows written, rejected, spooled, dropped and found there already', async () => {
     const db = await openSql({ pglitePath: 'memory://' });
     const dir = await mkdtemp(join(tmpdir(), 'ledger-metrics-'));
     const log = createLogger('silent');
@@ -239,9 +240,14 @@ describe('ledger metrics', () => {
       await w.tick(); // the database is down: the oldest rows beyond 3/4 of the bound go to a spool file
       expect(await ledgerLines(m)).toEqual(counts(75, 0, 0, 175, 0));
       state.up = true;
-      w.record({ ...row('m-bad'), promptTokens: 3_000_000_000 }); // beyond integer: refused, set aside
+      w.record({ ...row('m-bad'), status: 2 ** 40 }); // beyond integer: refused, set aside
       await w.tick(); // the queue drains, then the spool file is replayed
       expect(await ledgerLines(m)).toEqual(counts(0, 250, 1, 175, 0));
+      // A row the database holds already (its earlier write's answer was lost): not written twice.
+      const [again] = await db.query<Record<string, unknown>>(`SELECT id FROM ledger WHERE request_id = 'm-0'`);
+      w.record({ ...row('m-0'), id: again?.id as string });
+      await w.flush();
+      expect(await ledgerLines(m)).toEqual(counts(0, 250, 1, 175, 0, 1));
       await w.close();
 
       const m2 = new GatewayMetrics({ processMetrics: false });

@@ -117,14 +117,18 @@ function sampledGauge(name: keyof typeof GAUGE_AGGREGATORS, help: string, regist
 export interface LedgerCounts {
   /** Rows queued in memory. */
   readonly pending: number;
-  /** Rows written, set aside as refused, moved to a spool file, dropped over the bound: since start. */
+  /**
+   * Rows inserted, set aside as refused, moved to a spool file, dropped over the bound, and found in
+   * the database already when written (a lost answer's retry, a spool replayed again): since start.
+   */
   readonly written: number;
   readonly rejected: number;
   readonly spooled: number;
   readonly dropped: number;
+  readonly duplicate: number;
 }
 
-export const LEDGER_OUTCOMES = ['written', 'rejected', 'spooled', 'dropped'] as const;
+export const LEDGER_OUTCOMES = ['written', 'rejected', 'spooled', 'dropped', 'duplicate'] as const;
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -326,10 +330,10 @@ export class GatewayMetrics {
       () => ledger()?.pending ?? 0,
     );
     // The writer counts in plain fields; a scrape adds what they grew by since the last one.
-    const seen: Record<(typeof LEDGER_OUTCOMES)[number], number> = { written: 0, rejected: 0, spooled: 0, dropped: 0 };
+    const seen: Record<(typeof LEDGER_OUTCOMES)[number], number> = { written: 0, rejected: 0, spooled: 0, dropped: 0, duplicate: 0 };
     this.ledgerRows = new Counter({
       name: 'inference_ledger_rows_total',
-      help: 'Ledger rows by outcome: written to the database, rejected (refused for their data, set aside), spooled (moved to a spool file), dropped (over the bound without a spool path).',
+      help: 'Ledger rows by outcome: written (inserted into the database), duplicate (in the database already when written: a retry after a lost answer, a spool file replayed again), rejected (refused for their data, set aside), spooled (moved to a spool file), dropped (over the bound without a spool path).',
       labelNames: ['outcome'],
       registers,
       collect() {
