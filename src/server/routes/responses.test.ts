@@ -128,7 +128,8 @@ describe('a count carried with a request', () => {
   it('goes with copies of the request, not with other messages, more of them or other tools', () => {
     const real = countPromptTokens(req.messages);
     carryPromptTokens(req, real);
-    expect(carriedPromptTokens({ ...req, seed: 3 })).toBe(real);
+    const copy: ChatRequest = { ...req, seed: 3 };
+    expect(carriedPromptTokens(copy)).toBe(real);
     expect(carriedPromptTokens({ ...req, messages: [...req.messages] })).toBeUndefined();
     expect(carriedPromptTokens({ ...req, tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] })).toBeUndefined();
     const grown: ChatRequest = { model: 'm', messages: [{ role: 'user', content: 'Hello' }] };
