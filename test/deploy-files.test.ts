@@ -202,17 +202,31 @@ describe('kubernetes/ agrees with the gateway', () => {
 describe('docker-compose.yml agrees with the gateway', () => {
   it('maps the gateway port, wires known variables only, and runs one mesh worker', async () => {
     const compose = parse(await read('docker-compose.yml'), { merge: true }) as any;
-    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'grafana', 'mesh-worker', 'postgres', 'prometheus', 'redis']);
+    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'grafana', 'mesh-router', 'mesh-worker', 'postgres', 'prometheus', 'redis']);
     const gw = compose.services.gateway;
     expect(gw.ports.map((p: string) => p.split(':').at(-1))).toEqual([String(PORT)]);
     expect(gw.environment.PORT).toBe(String(PORT));
-    for (const svc of ['gateway', 'mesh-worker']) {
+    for (const svc of ['gateway', 'mesh-worker', 'mesh-router']) {
       const unknown = Object.keys(compose.services[svc].environment).filter((v) => !KNOWN_VARS.has(v));
       expect(unknown, svc).toEqual([]);
     }
     expect(gw.environment.REDIS_URL).toMatch(/^redis:\/\/redis:6379/);
     expect(gw.environment.DATABASE_URL).toMatch(/@postgres:5432\//);
     expect(compose.services['mesh-worker'].command.slice(0, 1)).toEqual(['worker']);
+  });
+
+  it('runs a mesh router (without one nothing sent to the mesh is placed) that Prometheus scrapes', async () => {
+    const compose = parse(await read('docker-compose.yml'), { merge: true }) as any;
+    const router = compose.services['mesh-router'];
+    const args = router.command as string[];
+    expect(args[0]).toBe('router');
+    const flag = (name: string) => args[args.indexOf(name) + 1];
+    // The same Redis (and so the same streams) as the worker and the gateway.
+    expect(flag('--redis-url')).toBe(compose.services['mesh-worker'].command[compose.services['mesh-worker'].command.indexOf('--redis-url') + 1]);
+    expect(flag('--redis-url')).toBe(compose.services.gateway.environment.REDIS_URL);
+    const prom = parse(await read('deploy/prometheus.yml')) as { scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] };
+    const targets = prom.scrape_configs.flatMap((j) => j.static_configs.flatMap((c) => c.targets));
+    expect(targets).toContain(`mesh-router:${flag('--metrics-port')}`);
     expect(compose.services.prometheus.volumes).toContain('./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro');
   });
 
