@@ -43,6 +43,14 @@ function samples(text: string, name: string): string[] {
   return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
 }
 
+/** The sum of a metric's samples (those whose labels contain `label`, if given) over several scrapes. */
+function sumOver(texts: string[], name: string, label?: string): number {
+  return texts
+    .flatMap((t) => samples(t, name))
+    .filter((l) => !label || l.includes(label))
+    .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+}
+
 async function scrape(url: string): Promise<string> {
   const res = await fetch(`${url}/metrics`);
   expect(res.status).toBe(200);
@@ -112,6 +120,11 @@ describe.skipIf(!available)('the mesh backlog the routers export', () => {
       ]);
       expect(samples(text, 'inference_mesh_node_capacity')).toEqual([`inference_mesh_node_capacity{node="busy-1"} ${CONCURRENCY}`]);
     }
+    // Each router counts its own placements: summed over the two, every request placed once.
+    const texts = await Promise.all(routers.map(({ url }) => scrape(url)));
+    expect(sumOver(texts, 'inference_mesh_router_events_total', 'event="routed"')).toBe(10);
+    expect(sumOver(texts, 'inference_mesh_router_events_total', 'event="rerouted"')).toBe(0);
+    expect(sumOver(texts, 'inference_mesh_router_placements_total')).toBe(10);
   }, 30_000);
 
   it('counts requests no node can take as unplaced: they wait on the ingress stream', async () => {
@@ -125,6 +138,10 @@ describe.skipIf(!available)('the mesh backlog the routers export', () => {
       'inference_mesh_requests{state="queued"} 8',
       'inference_mesh_requests{state="unplaced"} 3',
     ]);
+    // Held by the routers between tries: the routers' own waiting gauges add up to them.
+    const texts = await Promise.all(routers.map(({ url }) => scrape(url)));
+    expect(sumOver(texts, 'inference_mesh_router_waiting')).toBe(3);
+    expect(sumOver(texts, 'inference_mesh_router_events_total', 'event="expired"')).toBe(0);
   }, 30_000);
 
   describe.skipIf(!prometheusAvailable)('through a real Prometheus scraping both routers', () => {

@@ -202,7 +202,7 @@ export function registerMeshCommands(program: Command): void {
     const metrics =
       flags.metricsPort === undefined
         ? undefined
-        : await startMetricsServer(new MeshBacklogMetrics(() => router.backlog()), { host: flags.metricsHost, port: flags.metricsPort, token: metricsToken });
+        : await startMetricsServer(new MeshBacklogMetrics(() => router.backlog(), () => router.stats), { host: flags.metricsHost, port: flags.metricsPort, token: metricsToken });
     if (metrics) log.info({ port: metrics.port, host: flags.metricsHost }, 'mesh router: serving backlog metrics on /metrics');
     onSignals(async () => {
       await metrics?.close();

@@ -5,8 +5,9 @@
 // alert and the mesh dashboard do). A scrape whose read fails fails (500): Prometheus marks the
 // series stale rather than reading a backlog of zero. Node labels are the live node set of each read:
 // a node that left loses its series.
-import { Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { MeshBacklog } from './backlog.js';
+import type { RouterStats } from './router.js';
 
 /** The metric names, for the manifests' and dashboards' tests. */
 export const MESH_BACKLOG_METRICS = {
@@ -18,7 +19,16 @@ export const MESH_BACKLOG_METRICS = {
   nodeRequests: 'inference_mesh_node_requests',
   /** Per `node`: its `max_concurrency` while routable, else 0. */
   nodeCapacity: 'inference_mesh_node_capacity',
+  /** This router's placements by the decision's `reason` (imbalance, loaded, affinity, least_loaded). */
+  placements: 'inference_mesh_router_placements_total',
+  /** This router's outcomes by `event`: routed, rerouted, reclaimed, expired, taken. */
+  routerEvents: 'inference_mesh_router_events_total',
+  /** Requests this router holds because no node could take them yet (retried until their deadline). */
+  waiting: 'inference_mesh_router_waiting',
 } as const;
+
+/** Router outcomes, as `inference_mesh_router_events_total{event}`. */
+export const MESH_ROUTER_EVENTS = ['routed', 'rerouted', 'reclaimed', 'expired', 'taken'] as const;
 
 export const MESH_REQUEST_STATES = ['unplaced', 'queued', 'in_flight'] as const;
 
@@ -26,9 +36,47 @@ export class MeshBacklogMetrics {
   readonly registry = new Registry();
   private reading: Promise<MeshBacklog> | undefined;
 
-  constructor(private readonly source: () => Promise<MeshBacklog>) {
+  /**
+   * `source` reads the whole mesh's backlog; `stats`, when given, is this router's own counters
+   * (`MeshRouter.stats`), exported per router: sum them over routers.
+   */
+  constructor(
+    private readonly source: () => Promise<MeshBacklog>,
+    stats?: () => RouterStats,
+  ) {
     const read = () => this.read();
     const registers = [this.registry];
+    if (stats) {
+      new Counter({
+        name: MESH_BACKLOG_METRICS.placements,
+        help: "Requests this router placed on a node, by the routing decision's reason. Per router: sum over routers.",
+        labelNames: ['reason'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [reason, n] of Object.entries(stats().decisions)) this.inc({ reason }, n);
+        },
+      });
+      new Counter({
+        name: MESH_BACKLOG_METRICS.routerEvents,
+        help: 'Outcomes of this router: routed (a request placed for the first time), rerouted (placed again after a reclaim, or a later attempt), reclaimed (taken back from a silent node or an idle execution), expired (answered 503: no node before its deadline), taken (another router had already placed it). Per router: sum over routers.',
+        labelNames: ['event'],
+        registers,
+        collect() {
+          const s = stats();
+          this.reset();
+          for (const event of MESH_ROUTER_EVENTS) this.inc({ event }, s[event]);
+        },
+      });
+      new Gauge({
+        name: MESH_BACKLOG_METRICS.waiting,
+        help: 'Requests this router holds because no node could take them yet; it retries them with backoff until their deadline.',
+        registers,
+        collect() {
+          this.set(stats().waiting);
+        },
+      });
+    }
     new Gauge({
       name: MESH_BACKLOG_METRICS.requests,
       help: 'Mesh requests by state: unplaced (on the ingress stream, no node yet), queued (placed on a node, not started), in_flight (started, not finished). The backlog is unplaced + queued. Each router reports the whole mesh: take max over routers.',
