@@ -88,6 +88,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     plannedUsage: (ctx, req, promptTokens) => plannedUsage(scaling, ctx, req, promptTokens),
     onUsageEstimated: telemetry.usageEstimated,
     hedges: (model) => (built.gateway ? hedges(built.gateway, model) : false),
+    promptPerChoice: (model) => scaling.promptPerChoice?.(model) ?? false,
   });
   resources.push(...tenancy.resources);
   // The ledger's queue and row counts, read at each scrape (inference_ledger_*).

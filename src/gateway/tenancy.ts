@@ -52,6 +52,8 @@ export interface TenancyDeps {
   onUsageEstimated?: AdmissionOptions['onUsageEstimated'];
   /** Whether a model's group hedges (its calls are reserved twice). */
   hedges?: AdmissionOptions['hedges'];
+  /** Whether a call with `n` choices may be sent as one upstream call per choice (the prompt is reserved n times). */
+  promptPerChoice?: AdmissionOptions['promptPerChoice'];
 }
 
 function plugin<T extends FastifyPluginOptions>(p: FastifyPluginAsync<T>, options: T): Plugin {
@@ -63,7 +65,7 @@ export function needsDatabase(config: Config): boolean {
   return config.ledger.enabled || Boolean(config.auth.admin_token) || Boolean(config.webhooks.secret);
 }
 
-export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage, onUsageEstimated, hedges }: TenancyDeps): Promise<Tenancy> {
+export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage, onUsageEstimated, hedges, promptPerChoice }: TenancyDeps): Promise<Tenancy> {
   const resources: ManagedResource[] = [];
   const plugins: Plugin[] = [];
   const prefix = config.redis.key_prefix;
@@ -137,7 +139,7 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
         },
       })
     : undefined;
-  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated, hedges });
+  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated, hedges, promptPerChoice });
 
   if (keys && adminToken) plugins.push(plugin(adminKeyRoutes, { keys, adminToken }));
   if (sql && ledger) plugins.push(plugin(spendRoutes, { sql, ledger, authenticator, adminToken }));

@@ -176,6 +176,30 @@ describe('admission of a request to a hedging group', () => {
   });
 });
 
+describe('n choices', () => {
+  it('reserves the prompt once per choice where the answer may come from one upstream call per choice', async () => {
+    const budgets = () => new BudgetManager({ store: new MemoryBudgetStore(), config: budgetsSchema.parse({ alert_thresholds: [] }), log });
+    const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: { budgetUsd: 0.5, budgetPeriod: 'day' } };
+    const ctx = () => ({ id: 'r', startedAt: 0, endpoint: 'chat', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} }) as RequestContext;
+    const answer: ChatHandler = async (c) => {
+      c.facts.model = 'm';
+      c.facts.usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+      return { kind: 'result', result: { id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: c.facts.usage } };
+    };
+    // A prompt of ~200 tokens at $1,000 per million input tokens: $0.20 each time it is read; 3
+    // choices of 1 token at $1,000 per million output: $0.003.
+    const req: ChatRequest = { model: 'm', n: 3, max_tokens: 1, stream: false, messages: [{ role: 'user', content: 'word '.repeat(200) }] };
+    const price = { input: 1000, output: 1000 };
+    const perChoice = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({}), budgets: budgets(), priceOf: () => price, promptPerChoice: (m) => m === 'm' });
+    await expect(perChoice(ctx(), req, answer)).rejects.toMatchObject({ code: 'budget_exceeded' });
+    // Native n (one call reads the prompt once): $0.20 + $0.003 fits the $0.50 budget.
+    const native = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({}), budgets: budgets(), priceOf: () => price, promptPerChoice: () => false });
+    await expect(native(ctx(), req, answer)).resolves.toMatchObject({ kind: 'result' });
+    // One choice is one call either way.
+    await expect(perChoice(ctx(), { ...req, n: 1 }, answer)).resolves.toMatchObject({ kind: 'result' });
+  });
+});
+
 describe('which limit refused a request', () => {
   /** Runs JSON requests through one admission stage until one is refused; returns that error. */
   async function refusal(config: Record<string, unknown>, tenantLimits: Tenant['limits'] = {}, withBudgets = false): Promise<unknown> {

@@ -45,6 +45,12 @@ export interface AdmissionOptions {
    * so its tokens and cost are reserved twice (settled to what ran).
    */
   hedges?(model: string): boolean;
+  /**
+   * Whether a call with `n` choices may be answered by a deployment that makes one upstream call per
+   * choice (Anthropic, Cohere, Ollama, local, mesh — in the model's group or one it may fall back
+   * to): each of those calls reads the prompt, so the prompt is reserved n times.
+   */
+  promptPerChoice?(model: string): boolean;
 }
 
 /** The kind of limit that refused a request: a request or token window, concurrency, or a budget (402). */
@@ -146,7 +152,14 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       promptTokens = promptTokensOf(req);
       const planned = opts.plannedUsage?.(ctx, req, promptTokens);
       scaled = planned !== undefined;
-      calls = planned ?? [{ model: req.model, promptTokens, completionTokens: (requestedMaxTokens(req) ?? config.default_completion_tokens) * (req.n ?? 1) }];
+      const n = req.n ?? 1;
+      calls = planned ?? [
+        {
+          model: req.model,
+          promptTokens: n > 1 && opts.promptPerChoice?.(req.model) ? promptTokens * n : promptTokens,
+          completionTokens: (requestedMaxTokens(req) ?? config.default_completion_tokens) * n,
+        },
+      ];
       if (opts.hedges) calls = calls.flatMap((c) => (opts.hedges?.(c.model) ? [c, c] : [c]));
     }
     const estTokens = calls.reduce((sum, c) => sum + c.promptTokens + c.completionTokens, 0);
