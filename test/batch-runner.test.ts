@@ -3,7 +3,7 @@
 // lease while lines it recorded never run again, cancel stops queued lines, one webhook per job.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BATCH_JOB_MIGRATIONS } from '../src/batching/jobs/migrations.js';
-import { BatchRunner, type ItemExecutor } from '../src/batching/jobs/runner.js';
+import { BatchRunner, type CompletionNotifier, type ItemExecutor } from '../src/batching/jobs/runner.js';
 import { BatchStore, type BatchRow, type ItemInput } from '../src/batching/jobs/store.js';
 import { ANONYMOUS } from '../src/gateway/context.js';
 import { applyMigrations } from '../src/store/migrations.js';
@@ -38,6 +38,22 @@ async function until<T>(probe: () => Promise<T | undefined>, what: string, ms = 
   }
 }
 
+/** A webhook endpoint that takes every event at once and records it (each recorder its own URL: outbox rows are per endpoint). */
+function recorder(sent: { type: string; data: unknown }[]): CompletionNotifier {
+  const url = `http://receiver-${runId()}.invalid/hook`;
+  return {
+    targets: () => [{ url, secret: 'unused', events: [] }],
+    attempt: async (_endpoint, _id, body) => {
+      const event = JSON.parse(body) as { type: string; data: unknown };
+      sent.push({ type: event.type, data: event.data });
+      return { ok: true, status: 204, retry: false };
+    },
+    backoffMs: () => 10,
+    maxAttempts: 3,
+    timeoutMs: 1_000,
+  };
+}
+
 const ok = (line: number) => ({ status: 'succeeded' as const, statusCode: 200, response: { status_code: 200, request_id: `r${line}`, body: { line } } });
 
 for (const backend of backends) {
@@ -68,9 +84,10 @@ for (const backend of backends) {
         runs.push(item.line);
         return item.line % 3 === 0 ? { status: 'failed', statusCode: 400, response: { status_code: 400, request_id: 'x', body: { error: { code: 'invalid_value' } } } } : ok(item.line);
       };
-      const runner = new BatchRunner(store, exec, { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier: { send: (type, data) => sent.push({ type, data }) } });
+      const runner = new BatchRunner(store, exec, { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier: recorder(sent) });
       runner.start();
       const done = await finished(job.id);
+      await until(async () => (sent.length > 0 ? true : undefined), 'the webhook');
       await runner.stop();
       expect(done.status).toBe('completed');
       expect(runs.sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
@@ -226,7 +243,7 @@ for (const backend of backends) {
         runs.push(item.line);
         if (item.line === 3) await gate;
         return ok(item.line);
-      }, { concurrency: 1, leaseMs: 5_000, pollMs: 20, log, notifier: { send: (type, data) => sent.push({ type, data }) }, describe: async (b) => ({ id: b.id, status: b.status }) });
+      }, { concurrency: 1, leaseMs: 5_000, pollMs: 20, log, notifier: recorder(sent), describe: (b) => ({ id: b.id, status: b.status }) });
       runner.start();
       await until(async () => ((await store.counts(job.id)).completed === 2 && runs.includes(3) ? true : undefined), 'two lines done and the third running');
       await expireNow(job.id);
@@ -238,6 +255,7 @@ for (const backend of backends) {
       expect(expiring.expired_at).toBeNull();
       release();
       const done = await ended(job.id);
+      await until(async () => (sent.length > 0 ? true : undefined), 'the webhook');
       await runner.stop();
       expect(done.status).toBe('expired');
       expect(done.expired_at).not.toBeNull();
@@ -258,12 +276,14 @@ for (const backend of backends) {
       await until(async () => ((await store.counts(job.id)).completed === 1 && Number((await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM batch_items WHERE batch_id = $1 AND status = 'running'`, [job.id]))[0]?.n) === 3 ? true : undefined), 'one line done, three running');
       await runnerA.abandon(); // killed with three lines under way
       await expireNow(job.id);
-      const sent: string[] = [];
+      const sent: { type: string; data: unknown }[] = [];
       const runs: number[] = [];
+      // Both workers deliver to the same endpoint.
+      const endpoint = recorder(sent);
       const mk = (owner: string) => new BatchRunner(store, async (item) => {
         runs.push(item.line);
         return ok(item.line);
-      }, { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner, notifier: { send: (type) => sent.push(type) } });
+      }, { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner, notifier: endpoint });
       const [b, c] = [mk('B'), mk('C')];
       b.start();
       c.start();
@@ -273,7 +293,7 @@ for (const backend of backends) {
       await Promise.all([b.stop(), c.stop()]);
       expect(done.status).toBe('expired');
       expect(runs).toEqual([]);
-      expect(sent).toEqual(['batch.expired']);
+      expect(sent.map((s) => s.type)).toEqual(['batch.expired']);
       expect((await fileLines(done.error_file_id)).map((l) => [l.custom_id, l.error?.code])).toEqual([['req-2', 'batch_expired'], ['req-3', 'batch_expired'], ['req-4', 'batch_expired']]);
       expect(await store.getBatch(job.id)).toMatchObject({ status: 'expired', expired_at: done.expired_at });
     });

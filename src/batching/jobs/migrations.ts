@@ -89,4 +89,30 @@ export const BATCH_JOB_MIGRATIONS: Migration[] = [
     id: '0005_batch_line_attempts',
     statements: [`ALTER TABLE batch_items ADD COLUMN IF NOT EXISTS last_error text`],
   },
+  {
+    // The completion webhook's outbox: one row per event and endpoint, written in the transaction that
+    // sets the job's final status, delivered from here (at least once, under the stable `id`, the
+    // `webhook-id`). `body` is the exact text signed and sent. `next_attempt_at` (epoch ms) is when it
+    // is due, or while `lease_owner` is sending it, when that lease ends; the other times are seconds.
+    id: '0006_batch_webhook_outbox',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS batch_webhook_outbox (
+        id text NOT NULL,
+        url text NOT NULL,
+        batch_id text NOT NULL,
+        type text NOT NULL,
+        body text NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at double precision NOT NULL,
+        lease_owner text,
+        last_status integer,
+        last_error text,
+        created_at double precision NOT NULL,
+        delivered_at double precision,
+        PRIMARY KEY (id, url)
+      )`,
+      `CREATE INDEX IF NOT EXISTS batch_webhook_outbox_due ON batch_webhook_outbox (status, next_attempt_at)`,
+    ],
+  },
 ];

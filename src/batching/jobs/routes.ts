@@ -14,14 +14,13 @@ import { describeRoute } from '../../server/routes/docs.js';
 import type { BatchJobsConfig } from '../config.js';
 import { BATCH_ENDPOINTS, parseBatchInput, storableText } from './input.js';
 import { MultipartError, multipartBoundary, parseMultipart } from './multipart.js';
-import type { BatchRunner, CompletionNotifier } from './runner.js';
-import type { BatchRow, BatchStore, FileRow } from './store.js';
+import type { BatchRunner } from './runner.js';
+import type { BatchRow, BatchStore, FileRow, RequestCounts } from './store.js';
 
 export interface BatchRouteOptions {
   store: BatchStore;
   runner: BatchRunner;
   config: BatchJobsConfig;
-  notifier?: CompletionNotifier;
 }
 
 const createBatchSchema = z
@@ -50,7 +49,7 @@ const MULTIPART_ENVELOPE_BYTES = 64 * 1024;
 
 const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), after: z.string().optional() });
 
-export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { store, runner, config, notifier }) => {
+export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { store, runner, config }) => {
   // Uploads arrive as multipart/form-data; kept whole and parsed below. The limit is the file's
   // (max_file_bytes, checked on the file part) plus room for the multipart envelope around it.
   const bodyLimit = config.max_file_bytes + MULTIPART_ENVELOPE_BYTES;
@@ -130,10 +129,11 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
       // The API accepts "24h" only; an operator (or a test) may shorten or lengthen it.
       ...(config.completion_window_ms ? { windowMs: config.completion_window_ms } : {}),
       ...(errors.length > 0 ? { errors: { object: 'list' as const, data: errors } } : {}),
+      // A batch failed at creation stores its `batch.failed` webhook with it.
+      ...(errors.length > 0 ? { events: runner.eventsFor('batch.failed') } : {}),
     });
-    if (job.status === 'failed') {
-      if (notifier && (await store.markNotified(job.id))) notifier.send('batch.failed', await batchObject(store, job));
-    } else runner.kick();
+    if (job.status === 'failed') runner.kickWebhooks();
+    else runner.kick();
     return batchObject(store, job);
   });
 
@@ -211,7 +211,11 @@ export function fileObject(f: FileRow): Record<string, unknown> {
 }
 
 export async function batchObject(store: BatchStore, b: BatchRow): Promise<Record<string, unknown> & { id: string }> {
-  const counts = b.status === 'failed' ? { total: 0, completed: 0, failed: 0 } : await store.counts(b.id);
+  return renderBatch(b, b.status === 'failed' ? { total: 0, completed: 0, failed: 0 } : await store.counts(b.id));
+}
+
+/** A job as the API shows it, from its row and request counts (also the completion webhook's `data`). */
+export function renderBatch(b: BatchRow, counts: RequestCounts): Record<string, unknown> & { id: string } {
   const t = (v: number | null) => (v === null ? null : Math.floor(v));
   return {
     id: b.id,

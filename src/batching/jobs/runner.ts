@@ -1,13 +1,16 @@
 // Runs batch jobs: claims open lines by lease (up to `concurrency` at a time across all jobs), runs
 // each through the gateway, records its result, and once a job has no open line writes its output
 // and error files (in parts, a page of lines at a time: never a whole file in memory), sets its
-// final status and sends the signed completion webhook. Any number of replicas can run one; after a crash the dead worker's lines are taken over when their leases end,
+// final status with the signed completion webhook stored in the outbox, and delivers it (outbox.ts). Any number of replicas can run one; after a crash the dead worker's lines are taken over when their leases end,
 // and a line whose result was recorded never runs again. A job whose completion window ends first
 // expires: its lines that have not started never run (the error file's `batch_expired`).
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DEFAULT_FILE_PART_BYTES, DEFAULT_MAX_ATTEMPTS } from '../config.js';
-import type { BatchRow, BatchStore, ClaimedItem, ItemOutcome, WrittenFile } from './store.js';
+import { completionEvents, WebhookOutbox, type CompletionNotifier } from './outbox.js';
+import type { BatchRow, BatchStore, ClaimedItem, CompletionEvents, ItemOutcome, RequestCounts, WrittenFile } from './store.js';
+
+export type { CompletionNotifier } from './outbox.js';
 
 /** Finished lines read from the database at a time while a file is written. */
 const FILE_PAGE_ROWS = 500;
@@ -15,19 +18,17 @@ const FILE_PAGE_ROWS = 500;
 /** Runs one line; undefined means "not run" (the runner is stopping) and the line is released. */
 export type ItemExecutor = (item: ClaimedItem, signal: AbortSignal) => Promise<ItemOutcome | undefined>;
 
-/** Where the completion event goes: the Standard Webhooks sender, or anything with its `send`. */
-export interface CompletionNotifier {
-  send(type: string, data: unknown): unknown;
-}
-
 export interface BatchRunnerOptions {
   concurrency: number;
   leaseMs: number;
   pollMs: number;
   log: Logger;
+  /** Where completion webhooks go; none are stored without one. */
   notifier?: CompletionNotifier;
-  /** Renders a job as the API shows it (for the webhook payload). */
-  describe?: (job: BatchRow) => Promise<unknown>;
+  /** Renders a job as the API shows it (the webhook's `data`), from the row and counts its final transaction sees. */
+  describe?: (job: BatchRow, counts: RequestCounts) => unknown;
+  /** How long a webhook delivery is this worker's before another may take it over, ms (tests; default from the sender's timeout). */
+  webhookLeaseMs?: number;
   /** Worker id; a fresh one per process by default. */
   owner?: string;
   /** Size of the parts output and error files are stored in (`batch_jobs.file_part_bytes`). */
@@ -51,6 +52,7 @@ export class BatchRunner {
   /** Lines run by this worker (tests and stats). */
   executed = 0;
   private kicked = false;
+  private readonly outbox: WebhookOutbox | undefined;
 
   constructor(
     private readonly store: BatchStore,
@@ -58,11 +60,15 @@ export class BatchRunner {
     private readonly opts: BatchRunnerOptions,
   ) {
     this.owner = opts.owner ?? `worker-${randomUUID()}`;
+    this.outbox = opts.notifier
+      ? new WebhookOutbox(store.sql, opts.notifier, { log: opts.log, owner: this.owner, idleMs: this.sweepEveryMs, ...(opts.webhookLeaseMs ? { leaseMs: opts.webhookLeaseMs } : {}) })
+      : undefined;
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.outbox?.start();
     this.heartbeat = setInterval(() => {
       if (this.held.size > 0) this.store.extendLeases(this.owner, this.opts.leaseMs, [...this.held.values()]).catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'batch: could not extend leases'));
     }, Math.max(50, Math.floor(this.opts.leaseMs / 3)));
@@ -86,14 +92,40 @@ export class BatchRunner {
     await this.loop;
     await Promise.allSettled([...this.tasks]);
     await this.store.releaseOwner(this.owner).catch(() => undefined);
+    await this.outbox?.stop();
   }
 
   /** Stops without handing leases back, as a crash would (tests). */
   async abandon(): Promise<void> {
     this.running = false;
     clearInterval(this.heartbeat);
+    this.outbox?.abandon();
     this.kick();
     await this.loop;
+  }
+
+  /**
+   * The outbox rows of a job's final event `type` (`batch.completed`, …), for the transaction that
+   * sets that status; undefined when no webhook is configured.
+   */
+  eventsFor(type: string): CompletionEvents | undefined {
+    const notifier = this.opts.notifier;
+    if (!notifier) return undefined;
+    return (job, counts) => completionEvents(notifier, job.id, type, this.opts.describe ? this.opts.describe(job, counts) : { id: job.id, status: job.status });
+  }
+
+  /** Sends the completion webhooks that are due now (also done in the background); returns how many were tried. */
+  async deliverWebhooks(): Promise<number> {
+    return this.outbox ? this.outbox.deliverDue() : 0;
+  }
+
+  /** A completion webhook was just stored: send it now. */
+  kickWebhooks(): void {
+    this.outbox?.kick();
+  }
+
+  private get sweepEveryMs(): number {
+    return Math.max(this.opts.pollMs * 5, 2_000);
   }
 
   /** Finalises a job if nothing of it is open (after a cancel). */
@@ -146,7 +178,7 @@ export class BatchRunner {
    */
   private async sweep(): Promise<void> {
     const now = Date.now();
-    if (now - this.lastSweep < Math.max(this.opts.pollMs * 5, 2_000)) return;
+    if (now - this.lastSweep < this.sweepEveryMs) return;
     this.lastSweep = now;
     const expiring = await this.store.expireDue();
     if (expiring.length > 0) this.opts.log.info({ batches: expiring }, 'batch: completion window over; expiring');
@@ -206,7 +238,14 @@ export class BatchRunner {
     const output = await this.writeFile(job, 'output', ids.output, writer);
     const error = await this.writeFile(job, 'error', ids.error, writer);
     const final = job.expiring_at ? 'expired' : job.cancelling_at ? 'cancelled' : 'completed';
-    const { job: done, adopted } = await this.store.complete(job.id, final, writer, { ...(output ? { output } : {}), ...(error ? { error } : {}) }, [ids.output, ids.error]);
+    const { job: done, adopted } = await this.store.complete(
+      job.id,
+      final,
+      writer,
+      { ...(output ? { output } : {}), ...(error ? { error } : {}) },
+      [ids.output, ids.error],
+      this.eventsFor(`batch.${final}`),
+    );
     if (!adopted) {
       // Another finaliser finished the job first; its files stand.
       for (const id of [ids.output, ids.error]) await this.store.discardFileParts(id, writer);
@@ -214,9 +253,7 @@ export class BatchRunner {
     }
     if (!done || (done.status !== 'completed' && done.status !== 'cancelled' && done.status !== 'expired')) return;
     this.opts.log.info({ batch: job.id, status: done.status }, 'batch finished');
-    if (this.opts.notifier && (await this.store.markNotified(job.id))) {
-      this.opts.notifier.send(`batch.${done.status}`, this.opts.describe ? await this.opts.describe(done) : { id: done.id, status: done.status });
-    }
+    this.outbox?.kick();
   }
 
   /** Writes the job's output or error file as parts of about `filePartBytes`; undefined when it has no line. */

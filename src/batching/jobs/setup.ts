@@ -1,6 +1,6 @@
 // Wires the Batch API for assemble.ts: the SQL store (shared when given, else opened here: Postgres
 // at DATABASE_URL or the embedded PGlite file), its migration, the runner that resumes unfinished
-// jobs at start-up, the signed completion webhook and the routes.
+// jobs at start-up, the signed completion webhook (stored in an outbox, delivered by the runner) and the routes.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { LedgerWriter } from '../../store/ledger.js';
@@ -13,7 +13,7 @@ import { applyMigrations } from '../../store/migrations.js';
 import { openSql, type SqlDatabase } from '../../store/sql.js';
 import { gatewayItemExecutor } from './execute-item.js';
 import { BATCH_JOB_MIGRATIONS } from './migrations.js';
-import { batchObject, batchRoutes } from './routes.js';
+import { batchRoutes, renderBatch } from './routes.js';
 import { BatchRunner, type CompletionNotifier } from './runner.js';
 import { BatchStore } from './store.js';
 
@@ -66,13 +66,13 @@ export async function assembleBatchJobs({ config, log, gateway, sql, notifier, l
     maxAttempts: cfg.max_attempts,
     log,
     notifier: notifier ?? sender,
-    describe: (job) => batchObject(store, job),
+    describe: renderBatch,
   });
   runner.start();
   return {
     store,
     runner,
-    plugin: { plugin: batchRoutes as unknown as FastifyPluginAsync<Record<string, unknown>>, options: { store, runner, config: cfg, notifier: notifier ?? sender } },
+    plugin: { plugin: batchRoutes as unknown as FastifyPluginAsync<Record<string, unknown>>, options: { store, runner, config: cfg } },
     resource: {
       name: 'batch-jobs',
       check: async () => (await db.query('SELECT 1')).length === 1,

@@ -72,6 +72,20 @@ export interface ItemOutcome {
   response: Record<string, unknown>;
 }
 
+/** One completion webhook to one endpoint, as the outbox stores it (src/batching/jobs/outbox.ts). */
+export interface OutboxEvent {
+  /** The `webhook-id`: the same on every attempt and for every endpoint of one event. */
+  id: string;
+  url: string;
+  batch_id: string;
+  type: string;
+  /** The exact JSON text sent and signed. */
+  body: string;
+}
+
+/** The webhook rows of a job's final status, built from the job as it is then (in the same transaction). */
+export type CompletionEvents = (job: BatchRow, counts: RequestCounts) => OutboxEvent[];
+
 /** An output or error file whose parts a finaliser has written. */
 export interface WrittenFile {
   id: string;
@@ -161,8 +175,20 @@ export class BatchStore {
   /**
    * Creates a job with its lines in one transaction: in progress, or failed with `errors`. It expires
    * `windowMs` after its `created_at` (whole seconds, as OpenAI's `expires_at`): 24 h by default.
+   * A job failed at creation stores its `batch.failed` webhook (`events`) in the same transaction.
    */
-  async createBatch(b: { id: string; tenant: Tenant; endpoint: string; inputFileId: string; completionWindow: string; metadata: Record<string, string> | null; items: ItemInput[]; errors?: BatchRow['errors']; windowMs?: number }): Promise<BatchRow> {
+  async createBatch(b: {
+    id: string;
+    tenant: Tenant;
+    endpoint: string;
+    inputFileId: string;
+    completionWindow: string;
+    metadata: Record<string, string> | null;
+    items: ItemInput[];
+    errors?: BatchRow['errors'];
+    windowMs?: number;
+    events?: CompletionEvents;
+  }): Promise<BatchRow> {
     const now = nowS();
     const failed = !!b.errors;
     await this.sql.transaction(async (q) => {
@@ -187,6 +213,7 @@ export class BatchStore {
         ],
       );
       if (!failed) await insertItems(q, b.id, b.items);
+      else if (b.events) await storeEvents(q, b.id, b.events);
     });
     return (await this.getBatch(b.id)) as BatchRow;
   }
@@ -206,11 +233,7 @@ export class BatchStore {
   }
 
   async counts(batchId: string): Promise<RequestCounts> {
-    const rows = await this.sql.query<{ status: ItemStatus; n: number }>(`SELECT status, count(*)::int AS n FROM batch_items WHERE batch_id = $1 GROUP BY status`, [batchId]);
-    const by = Object.fromEntries(rows.map((r) => [r.status, Number(r.n)])) as Partial<Record<ItemStatus, number>>;
-    const total = rows.reduce((s, r) => s + Number(r.n), 0);
-    // Expired lines are in the error file: they count as failed, so completed + failed = total once a job has expired.
-    return { total, completed: by.succeeded ?? 0, failed: (by.failed ?? 0) + (by.expired ?? 0) };
+    return countsWith((text, params) => this.sql.query(text, params), batchId);
   }
 
   /**
@@ -411,9 +434,10 @@ export class BatchStore {
 
   /**
    * Adopts the output/error files whose parts `writer` (a finaliser) wrote and sets the final status,
-   * in one transaction, only while the job is still finalizing. `adopted` is false when another
-   * finaliser finished the job first: the caller's parts are then its own to discard. Parts other
-   * finalisers left under any of `fileIds` (one that died midway) are deleted.
+   * in one transaction, only while the job is still finalizing; the completion webhooks (`events`) are
+   * stored in the outbox in that transaction too, so a job never ends without them. `adopted` is false
+   * when another finaliser finished the job first: the caller's parts are then its own to discard.
+   * Parts other finalisers left under any of `fileIds` (one that died midway) are deleted.
    */
   async complete(
     id: string,
@@ -421,6 +445,7 @@ export class BatchStore {
     writer: string,
     files: { output?: WrittenFile; error?: WrittenFile },
     fileIds: readonly string[],
+    events?: CompletionEvents,
   ): Promise<{ job: BatchRow | undefined; adopted: boolean }> {
     const now = Math.floor(nowS());
     const adopted = await this.sql.transaction(async (q) => {
@@ -442,16 +467,43 @@ export class BatchStore {
         `UPDATE batch_jobs SET status = $2, output_file_id = $3, error_file_id = $4, ${final}_at = $5 WHERE id = $1`,
         [id, final, files.output?.id ?? null, files.error?.id ?? null, now],
       );
+      if (events) await storeEvents(q, id, events);
       return true;
     });
     return { job: await this.getBatch(id), adopted };
   }
 
-  /** Marks the completion webhook as sent; true for the one caller that marks it. */
-  async markNotified(id: string): Promise<boolean> {
-    const rows = await this.sql.query(`UPDATE batch_jobs SET notified_at = $2 WHERE id = $1 AND notified_at IS NULL RETURNING id`, [id, nowS()]);
-    return rows.length > 0;
+}
+
+async function countsWith(q: RawQuery, batchId: string): Promise<RequestCounts> {
+  const rows = await q<{ status: ItemStatus; n: number }>(`SELECT status, count(*)::int AS n FROM batch_items WHERE batch_id = $1 GROUP BY status`, [batchId]);
+  const by = Object.fromEntries(rows.map((r) => [r.status, Number(r.n)])) as Partial<Record<ItemStatus, number>>;
+  const total = rows.reduce((s, r) => s + Number(r.n), 0);
+  // Expired lines are in the error file: they count as failed, so completed + failed = total once a job has expired.
+  return { total, completed: by.succeeded ?? 0, failed: (by.failed ?? 0) + (by.expired ?? 0) };
+}
+
+/**
+ * Stores a job's completion webhooks in the outbox, inside the transaction that sets its final
+ * status, from the job as that transaction sees it; `notified_at` says when. Once per job.
+ */
+async function storeEvents(q: RawQuery, batchId: string, events: CompletionEvents): Promise<void> {
+  const job = (await q<BatchRow>(`SELECT * FROM batch_jobs WHERE id = $1`, [batchId]))[0];
+  if (!job || job.notified_at !== null) return;
+  const rows = events(job, job.status === 'failed' ? { total: 0, completed: 0, failed: 0 } : await countsWith(q, batchId));
+  const now = Date.now();
+  for (const e of rows) {
+    await q(`INSERT INTO batch_webhook_outbox (id, url, batch_id, type, body, next_attempt_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id, url) DO NOTHING`, [
+      e.id,
+      e.url,
+      e.batch_id,
+      e.type,
+      e.body,
+      now,
+      now / 1000,
+    ]);
   }
+  if (rows.length > 0) await q(`UPDATE batch_jobs SET notified_at = $2 WHERE id = $1`, [batchId, now / 1000]);
 }
 
 async function insertItems(q: RawQuery, batchId: string, items: ItemInput[]): Promise<void> {

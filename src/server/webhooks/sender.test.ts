@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../telemetry/logger.js';
-import { WebhookSender } from './sender.js';
+import { WebhookSender, type WebhookEndpoint } from './sender.js';
 import { verifyWebhook } from './signature.js';
 
 const SECRET = `whsec_${Buffer.from('sender test secret, 32 bytes long').toString('base64')}`;
@@ -46,5 +46,17 @@ describe('WebhookSender', () => {
     expect(r.got).toHaveLength(1);
     expect(result).toMatchObject({ ok: false, attempts: 1, status: 400 });
     await sender.close();
+  });
+
+  it('says of one attempt whether another is worth making: yes for 5xx, 408, 429 and no answer, no for another 4xx', async () => {
+    const r = await receiver([503, 408, 429, 404, 204]);
+    const sender = new WebhookSender({ endpoints: [{ url: r.url, secret: SECRET, events: ['batch.completed'] }], log, maxAttempts: 5, initialBackoffMs: 10, timeoutMs: 2_000 });
+    const endpoint = sender.targets('batch.completed')[0] as WebhookEndpoint;
+    expect(sender.targets('budget.threshold')).toEqual([]);
+    const results = [];
+    for (let i = 0; i < 5; i++) results.push(await sender.attempt(endpoint, 'msg_1', '{}'));
+    expect(results.map((x) => [x.status, x.ok, x.retry])).toEqual([[503, false, true], [408, false, true], [429, false, true], [404, false, false], [204, true, false]]);
+    expect(await sender.attempt({ url: 'http://127.0.0.1:1/hook', secret: SECRET, events: [] }, 'msg_2', '{}')).toMatchObject({ ok: false, retry: true, error: expect.any(String) });
+    expect(new Set(r.got.map((g) => g.headers['webhook-id']))).toEqual(new Set(['msg_1']));
   });
 });

@@ -1,7 +1,8 @@
 // Outgoing webhooks, signed in the Standard Webhooks format and retried with exponential backoff
-// and jitter on network errors, 5xx and 429. Used for budget thresholds; the batch-jobs capability
-// sends `batch.completed` through the same sender. Deliveries run in the background; `close` waits
-// (up to a deadline) for those under way.
+// and jitter on network errors, 5xx, 408 and 429. Budget thresholds go through `send` (delivered in
+// the background, retried in memory; `close` waits, up to a deadline, for those under way). Batch
+// completion events are durable instead: the batch runner stores them in its outbox and delivers each
+// with `attempt`, `backoffMs` and `maxAttempts` (src/batching/jobs/outbox.ts).
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import type { Logger } from 'pino';
@@ -29,6 +30,20 @@ export interface DeliveryResult {
   status?: number;
 }
 
+/** What one POST to a receiver came to. */
+export interface AttemptResult {
+  /** The receiver answered 2xx. */
+  ok: boolean;
+  status?: number;
+  /** A network error or timeout, when there was no answer. */
+  error?: string;
+  /** Worth another attempt: no answer, 5xx, 408 or 429. Any other answer is the receiver's refusal. */
+  retry: boolean;
+}
+
+/** Longest wait between two attempts, however many came before. */
+const MAX_BACKOFF_MS = 3_600_000;
+
 export class WebhookSender {
   private readonly inFlight = new Set<Promise<DeliveryResult>>();
   private closed = false;
@@ -39,18 +54,61 @@ export class WebhookSender {
     return this.opts.endpoints.length > 0;
   }
 
+  get maxAttempts(): number {
+    return this.opts.maxAttempts;
+  }
+
+  /** How long one attempt may wait for the answer's headers, and again for its body. */
+  get timeoutMs(): number {
+    return this.opts.timeoutMs;
+  }
+
+  /** The endpoints that take events of `type`; every endpoint without one. */
+  targets(type?: string): WebhookEndpoint[] {
+    return this.opts.endpoints.filter((e) => type === undefined || e.events.length === 0 || e.events.includes(type));
+  }
+
+  /** The wait after failed attempt number `attempt` (1-based): doubling from `initialBackoffMs`, half of it jitter, at most an hour. */
+  backoffMs(attempt: number): number {
+    const backoff = Math.min(MAX_BACKOFF_MS, this.opts.initialBackoffMs * 2 ** (attempt - 1));
+    return backoff / 2 + Math.random() * (backoff / 2);
+  }
+
   /** Queues `type` to every endpoint that wants it; returns the deliveries (tests await them). */
   send(type: string, data: unknown): Promise<DeliveryResult>[] {
     if (this.closed) return [];
     const body = JSON.stringify({ type, timestamp: new Date().toISOString(), data });
     const id = `msg_${randomUUID()}`;
-    return this.opts.endpoints
-      .filter((e) => e.events.length === 0 || e.events.includes(type))
-      .map((e) => {
-        const p = this.deliver(e, id, body).finally(() => this.inFlight.delete(p));
-        this.inFlight.add(p);
-        return p;
+    return this.targets(type).map((e) => {
+      const p = this.deliver(e, id, body).finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+      return p;
+    });
+  }
+
+  /**
+   * One POST of `body` to `e`, signed with a fresh timestamp under message id `id` (the same id on
+   * every attempt of one message, so receivers dedupe on it).
+   */
+  async attempt(e: WebhookEndpoint, id: string, body: string, signal?: AbortSignal): Promise<AttemptResult> {
+    try {
+      const res = await request(e.url, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json', 'user-agent': 'inferenceflow-webhooks', ...signWebhook(e.secret, id, body) },
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+        ...(signal ? { signal } : {}),
       });
+      const status = res.statusCode;
+      await res.body.dump();
+      if (status >= 200 && status < 300) return { ok: true, status, retry: false };
+      // Any other 4xx is the receiver refusing it: retrying will not help.
+      return { ok: false, status, retry: status >= 500 || status === 429 || status === 408 };
+    } catch (err) {
+      this.opts.log.debug({ url: e.url, id, err: (err as Error).message }, 'webhook delivery failed');
+      return { ok: false, error: (err as Error).message, retry: true };
+    }
   }
 
   private async deliver(e: WebhookEndpoint, id: string, body: string): Promise<DeliveryResult> {
@@ -58,26 +116,11 @@ export class WebhookSender {
     let attempts = 0;
     for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
       attempts = attempt;
-      try {
-        // Signed per attempt: the same id (receivers dedupe on it) with a fresh timestamp.
-        const res = await request(e.url, {
-          method: 'POST',
-          body,
-          headers: { 'content-type': 'application/json', 'user-agent': 'inferenceflow-webhooks', ...signWebhook(e.secret, id, body) },
-          headersTimeout: this.opts.timeoutMs,
-          bodyTimeout: this.opts.timeoutMs,
-        });
-        status = res.statusCode;
-        await res.body.dump();
-        if (status >= 200 && status < 300) return { url: e.url, ok: true, attempts: attempt, status };
-        if (status < 500 && status !== 429 && status !== 408) break; // the receiver refuses it: retrying will not help
-      } catch (err) {
-        this.opts.log.debug({ url: e.url, attempt, err: (err as Error).message }, 'webhook delivery failed');
-      }
-      if (attempt < this.opts.maxAttempts && !this.closed) {
-        const backoff = this.opts.initialBackoffMs * 2 ** (attempt - 1);
-        await new Promise((r) => setTimeout(r, backoff / 2 + Math.random() * (backoff / 2)));
-      }
+      const result = await this.attempt(e, id, body);
+      status = result.status;
+      if (result.ok) return { url: e.url, ok: true, attempts: attempt, status };
+      if (!result.retry) break;
+      if (attempt < this.opts.maxAttempts && !this.closed) await new Promise((r) => setTimeout(r, this.backoffMs(attempt)));
     }
     this.opts.log.warn({ url: e.url, id, status, attempts }, 'webhook delivery gave up');
     return { url: e.url, ok: false, attempts, status };

@@ -1,0 +1,257 @@
+// The completion webhook is durable: stored in an outbox in the transaction that sets a job's final
+// status, delivered from there with backoff, marked delivered only after a 2xx, given up after
+// max_attempts or a refusing 4xx, and sent by a new runner (or a new gateway after SIGKILL) when the
+// process that stored it died first — at least once, always under the same `webhook-id`. A real
+// receiver in-process, real SQL (PGlite and Postgres).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { BATCH_JOB_MIGRATIONS } from '../src/batching/jobs/migrations.js';
+import { renderBatch } from '../src/batching/jobs/routes.js';
+import { BatchRunner, type CompletionNotifier } from '../src/batching/jobs/runner.js';
+import { BatchStore } from '../src/batching/jobs/store.js';
+import { ANONYMOUS } from '../src/gateway/context.js';
+import { WebhookSender } from '../src/server/webhooks/sender.js';
+import { verifyWebhook } from '../src/server/webhooks/signature.js';
+import { applyMigrations } from '../src/store/migrations.js';
+import { openSql, type SqlDatabase } from '../src/store/sql.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { startChildGateway } from './helpers/child-gateway.js';
+import { startTestGateway } from './helpers/gateway.js';
+import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
+
+const log = createLogger('silent');
+const pgUp = await postgresAvailable();
+const SECRET = `whsec_${Buffer.from('outbox test secret, 32 bytes long!').toString('base64')}`;
+
+interface Received {
+  headers: IncomingHttpHeaders;
+  body: string;
+  status: number;
+}
+
+/** A webhook receiver whose answer the test sets (`answer`); it records every request and its answer. */
+class Receiver {
+  readonly got: Received[] = [];
+  answer = 204;
+  private server: Server | undefined;
+  url = '';
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        const status = this.answer;
+        this.got.push({ headers: req.headers, body, status });
+        res.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((r) => this.server?.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}/hook`;
+    return this;
+  }
+  for(batchId: string): Received[] {
+    return this.got.filter((g) => (JSON.parse(g.body) as { data: { id: string } }).data.id === batchId);
+  }
+  async close(): Promise<void> {
+    await new Promise((r) => (this.server ? this.server.close(r) : r(undefined)));
+  }
+}
+
+async function until<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const ok = (line: number) => ({ status: 'succeeded' as const, statusCode: 200, response: { status_code: 200, request_id: `r${line}`, body: { line } } });
+const sender = (url: string, maxAttempts = 5) => new WebhookSender({ endpoints: [{ url, secret: SECRET, events: [] }], log, maxAttempts, initialBackoffMs: 20, timeoutMs: 2_000 });
+
+const backends = [
+  { name: 'PGlite', available: true, open: () => openSql({ pglitePath: 'memory://' }) },
+  { name: 'Postgres', available: pgUp, open: (schema: string) => openSql({ url: POSTGRES_URL, pglitePath: '', schema }) },
+];
+
+for (const backend of backends) {
+  describe.skipIf(!backend.available)(`completion webhook outbox on ${backend.name}`, () => {
+    const schema = `batch_outbox_${runId()}`;
+    let sql: SqlDatabase;
+    let store: BatchStore;
+    let receiver: Receiver;
+    const runners: BatchRunner[] = [];
+    beforeAll(async () => {
+      sql = await backend.open(schema);
+      await applyMigrations(sql, BATCH_JOB_MIGRATIONS);
+      store = new BatchStore(sql);
+    });
+    afterEach(async () => {
+      await Promise.all(runners.splice(0).map((r) => r.stop()));
+      await receiver?.close();
+    });
+    afterAll(async () => {
+      await sql?.close();
+      if (backend.name === 'Postgres') await dropSchema(schema);
+    });
+
+    const create = () => store.createBatch({ id: `batch_${runId()}`, tenant: ANONYMOUS, endpoint: '/v1/chat/completions', inputFileId: 'file-x', completionWindow: '24h', metadata: null, items: [1, 2].map((n) => ({ line: n, custom_id: `req-${n}`, body: {} })) });
+    const runner = (notifier: CompletionNotifier, opts: { owner?: string; webhookLeaseMs?: number } = {}) => {
+      // The webhook's data is the batch as the API shows it, as the gateway sets the runner up.
+      const r = new BatchRunner(store, async (item) => ok(item.line), { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier, describe: renderBatch, ...opts });
+      runners.push(r);
+      r.start();
+      return r;
+    };
+    const outbox = (batchId: string) => sql.query<{ id: string; status: string; attempts: number; last_status: number | null; lease_owner: string | null }>(`SELECT id, status, attempts, last_status, lease_owner FROM batch_webhook_outbox WHERE batch_id = $1`, [batchId]);
+    const finalStatus = (batchId: string) =>
+      until(async () => {
+        const b = await store.getBatch(batchId);
+        return b && b.status === 'completed' ? b : undefined;
+      }, 'the job to complete');
+
+    it('stores the event with the final status and delivers it after retries, under one webhook-id, each attempt signed', async () => {
+      receiver = await new Receiver().start();
+      receiver.answer = 503;
+      const job = await create();
+      runner(sender(receiver.url, 10));
+      await finalStatus(job.id);
+      // Stored with the final status: there is no moment when the job is completed and the event is not.
+      expect(await outbox(job.id)).toHaveLength(1);
+      await until(async () => (receiver.for(job.id).length >= 2 ? true : undefined), 'two refused attempts');
+      receiver.answer = 200;
+      const [row] = await until(async () => {
+        const rows = await outbox(job.id);
+        return rows[0]?.status === 'delivered' ? rows : undefined;
+      }, 'the delivery');
+      const got = receiver.for(job.id);
+      expect(got.map((g) => g.status).slice(-1)).toEqual([200]);
+      expect(new Set(got.map((g) => g.headers['webhook-id']))).toEqual(new Set([row?.id]));
+      for (const g of got) expect(verifyWebhook(SECRET, g.headers, g.body).ok).toBe(true);
+      expect(JSON.parse(got[0]?.body as string)).toMatchObject({ type: 'batch.completed', data: { id: job.id, status: 'completed', request_counts: { total: 2, completed: 2, failed: 0 } } });
+      expect(row).toMatchObject({ attempts: got.length, last_status: 200 });
+      // Delivered: nothing is sent again, by this runner or another.
+      const before = receiver.got.length;
+      await runner(sender(receiver.url), { owner: 'other' }).deliverWebhooks();
+      expect(receiver.got.length).toBe(before);
+    });
+
+    it('stops at a 4xx the receiver refuses (not 408 or 429), and a restart does not send it again', async () => {
+      receiver = await new Receiver().start();
+      receiver.answer = 400;
+      const job = await create();
+      runner(sender(receiver.url));
+      await finalStatus(job.id);
+      await until(async () => ((await outbox(job.id))[0]?.status === 'failed' ? true : undefined), 'the delivery to be given up');
+      expect(receiver.for(job.id)).toHaveLength(1);
+      expect((await outbox(job.id))[0]).toMatchObject({ attempts: 1, last_status: 400 });
+      receiver.answer = 204;
+      await runner(sender(receiver.url), { owner: 'restarted' }).deliverWebhooks();
+      expect(receiver.for(job.id)).toHaveLength(1);
+    });
+
+    it('tries max_attempts times at most, then gives up', async () => {
+      receiver = await new Receiver().start();
+      receiver.answer = 503;
+      const job = await create();
+      runner(sender(receiver.url, 3));
+      await finalStatus(job.id);
+      await until(async () => ((await outbox(job.id))[0]?.status === 'failed' ? true : undefined), 'the delivery to be given up');
+      expect(receiver.for(job.id).map((g) => g.status)).toEqual([503, 503, 503]);
+      await runner(sender(receiver.url, 3), { owner: 'restarted' }).deliverWebhooks();
+      expect(receiver.for(job.id)).toHaveLength(3);
+    });
+
+    it('is delivered by a new runner over the same database when the one that stored it died mid-delivery', async () => {
+      receiver = await new Receiver().start();
+      const job = await create();
+      // The first process dies while its delivery is under way: the POST never completes.
+      const real = sender(receiver.url);
+      const dying: CompletionNotifier = { targets: (t) => real.targets(t), backoffMs: (a) => real.backoffMs(a), maxAttempts: 5, timeoutMs: 2_000, attempt: () => new Promise<never>(() => undefined) };
+      const a = new BatchRunner(store, async (item) => ok(item.line), { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier: dying, owner: 'A', webhookLeaseMs: 400 });
+      a.start();
+      await finalStatus(job.id);
+      await until(async () => ((await outbox(job.id))[0]?.lease_owner === 'A' ? true : undefined), 'the first delivery to be under way');
+      await a.abandon();
+      expect(receiver.for(job.id)).toHaveLength(0);
+
+      runner(sender(receiver.url), { owner: 'B', webhookLeaseMs: 400 });
+      const [row] = await until(async () => {
+        const rows = await outbox(job.id);
+        return rows[0]?.status === 'delivered' ? rows : undefined;
+      }, 'the new runner to deliver it');
+      const got = receiver.for(job.id);
+      expect(got).toHaveLength(1);
+      expect(got[0]?.headers['webhook-id']).toBe(row?.id);
+      expect(verifyWebhook(SECRET, got[0]?.headers ?? {}, got[0]?.body ?? '').ok).toBe(true);
+    });
+  });
+}
+
+describe.skipIf(!pgUp)('the completion webhook survives its gateway being killed (Postgres)', () => {
+  const schema = `batch_outbox_kill_${runId()}`;
+  let dir: string;
+  let survivor: RunningServer | undefined;
+  const receiver = new Receiver();
+  afterAll(async () => {
+    await survivor?.close();
+    await receiver.close();
+    await dropSchema(schema);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is sent by the next gateway after SIGKILL, under the webhook-id the first one used', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'batch-outbox-kill-'));
+    await receiver.start();
+    receiver.answer = 503; // the receiver is down while the first gateway lives
+    const config = {
+      providers: { sim: { type: 'simulator', options: { latency_ms: 2 } } },
+      models: [{ name: 'm', deployments: [{ provider: 'sim', model: 'm' }] }],
+      database: { url: POSTGRES_URL, schema },
+      ledger: { enabled: false },
+      batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 5_000, webhook: { url: receiver.url, secret: SECRET, max_attempts: 20 } },
+    };
+    const child = await startChildGateway(dir, 'doomed', config);
+    const line = (i: number) => JSON.stringify({ custom_id: `w-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'm', messages: [{ role: 'user', content: `q${i}` }] } });
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    form.append('file', new Blob([`${[1, 2, 3].map(line).join('\n')}\n`]), 'hook.jsonl');
+    const file = (await (await fetch(`${child.url}/v1/files`, { method: 'POST', body: form })).json()) as { id: string };
+    const batch = (await (await fetch(`${child.url}/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' }) })).json()) as { id: string };
+
+    const db = new pg.Client({ connectionString: POSTGRES_URL });
+    await db.connect();
+    try {
+      await until(async () => (receiver.for(batch.id).length > 0 ? true : undefined), 'a first, refused attempt', 60_000);
+      // Killed between attempts (a kill during one would leave that attempt's lease to run out first).
+      await until(async () => {
+        const { rows } = await db.query<{ lease_owner: string | null; attempts: number }>(`SELECT lease_owner, attempts FROM "${schema}".batch_webhook_outbox WHERE batch_id = $1`, [batch.id]);
+        return rows[0] && rows[0].attempts > 0 && rows[0].lease_owner === null ? true : undefined;
+      }, 'the refused attempt to be recorded');
+      child.process.kill('SIGKILL');
+      await child.exited;
+      const refused = receiver.for(batch.id);
+      expect(refused.every((g) => g.status === 503)).toBe(true);
+
+      receiver.answer = 204;
+      survivor = await startTestGateway({ config });
+      const delivered = await until(async () => receiver.for(batch.id).find((g) => g.status === 204), 'the next gateway to deliver the webhook', 30_000);
+      expect(delivered.headers['webhook-id']).toBe(refused[0]?.headers['webhook-id']);
+      expect(verifyWebhook(SECRET, delivered.headers, delivered.body).ok).toBe(true);
+      expect(JSON.parse(delivered.body)).toMatchObject({ type: 'batch.completed', data: { id: batch.id, status: 'completed', request_counts: { total: 3, completed: 3, failed: 0 } } });
+      // Recorded as delivered once the receiver's answer is in.
+      await until(async () => {
+        const { rows } = await db.query<{ status: string }>(`SELECT status FROM "${schema}".batch_webhook_outbox WHERE batch_id = $1`, [batch.id]);
+        return rows.length === 1 && rows[0]?.status === 'delivered' ? true : undefined;
+      }, 'the delivery to be recorded');
+    } finally {
+      await db.end();
+    }
+  }, 180_000);
+});
