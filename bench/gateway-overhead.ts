@@ -4,7 +4,9 @@
 // Usage: npm run build && tsx bench/gateway-overhead.ts [--seconds 8] [--rate 1000] [--rounds 1]
 // --rounds N > 1 adds N - 1 more saturation rounds of proxy then gateway and prints every round's
 // ratio and the median: the VM's speed drifts between runs (the proxy alone 8,400 to 11,800 req/s),
-// so one pair of measurements can flatter or wrong either side.
+// so one pair of measurements can flatter or wrong either side (bench/lib/rounds.ts, shared with
+// bench/full-pipeline.ts). Fixed-rate latency counts from each request's intended send time
+// (bench/lib/load.ts), and the load generator's own send lag is printed beside it.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +14,7 @@ import autocannon from 'autocannon';
 import { fixedRate, percentile, type LoadResult } from './lib/load.js';
 import { cpuTimeMs } from './lib/proc-stats.js';
 import { startProcess, type Proc } from './lib/processes.js';
+import { alternateRounds, printRounds, ratioSummary } from './lib/rounds.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: number) => {
@@ -82,12 +85,7 @@ async function main() {
     const sat: Record<string, Awaited<ReturnType<typeof saturate>>> = {};
     const pids: Record<string, number | undefined> = { direct: upstream.child.pid, proxy: proxy.child.pid, gateway: gateway.child.pid };
     for (const [name, url] of Object.entries(targets)) sat[name] = await saturate(url, pids[name]);
-    const rounds: { proxy: number; gateway: number }[] = [{ proxy: sat.proxy?.rps ?? 0, gateway: sat.gateway?.rps ?? 0 }];
-    for (let i = 1; i < ROUNDS; i++) {
-      const p = await saturate(targets.proxy, pids.proxy);
-      const g = await saturate(targets.gateway, pids.gateway);
-      rounds.push({ proxy: p.rps, gateway: g.rps });
-    }
+    const rounds = ratioSummary(await alternateRounds({ proxy: sat.proxy?.rps ?? 0, gateway: sat.gateway?.rps ?? 0 }, ROUNDS, async (t) => (await saturate(targets[t], pids[t])).rps));
 
     const fixed: Record<string, LoadResult> = {};
     for (const [name, url] of Object.entries(targets)) fixed[name] = await fixedRate(url, chatBody, RATE, SECONDS);
@@ -103,19 +101,16 @@ async function main() {
     }
     const ratio = (sat.gateway?.rps ?? 0) / (sat.proxy?.rps ?? 1);
     console.log(`  gateway / proxy throughput: ${ratio.toFixed(2)} (target >= 0.70)`);
-    if (rounds.length > 1) {
-      const ratios = rounds.map((r) => r.gateway / r.proxy);
-      for (const [i, r] of rounds.entries()) console.log(`    round ${i + 1}: proxy ${r.proxy.toFixed(0)}, gateway ${r.gateway.toFixed(0)} req/s = ${(ratios[i] as number).toFixed(2)}`);
-      const sorted = [...ratios].sort((a, b) => a - b);
-      console.log(`  median over ${rounds.length} rounds: ${(sorted[Math.floor((sorted.length - 1) / 2)] as number).toFixed(2)} (min ${(sorted[0] as number).toFixed(2)}, max ${(sorted[sorted.length - 1] as number).toFixed(2)})`);
-    }
+    printRounds(rounds);
     // The process's own CPU per request (direct: the stand-in's; proxy and gateway: theirs, not the stand-in's).
     const cpuRatio = (sat.proxy?.cpuUsPerRequest ?? NaN) / (sat.gateway?.cpuUsPerRequest ?? NaN);
     console.log(`  proxy / gateway CPU per request: ${cpuRatio.toFixed(2)} (the throughput ratio one core each would give)`);
 
-    console.log(`\nfixed rate ${RATE} req/s for ${SECONDS} s (open loop, latency to last byte):`);
+    console.log(`\nfixed rate ${RATE} req/s for ${SECONDS} s (open loop, latency from the intended send time to last byte; send lag = how late the generator sent):`);
     for (const [name, r] of Object.entries(fixed)) {
-      console.log(`  ${name.padEnd(8)} achieved ${r.achievedRps.toFixed(0)} req/s  ok ${r.ok}  failed ${r.failed}  p50 ${fmt(percentile(r.latencies, 50))}  p99 ${fmt(percentile(r.latencies, 99))}`);
+      console.log(
+        `  ${name.padEnd(8)} achieved ${r.achievedRps.toFixed(0)} req/s  ok ${r.ok}  failed ${r.failed}  p50 ${fmt(percentile(r.latencies, 50))}  p99 ${fmt(percentile(r.latencies, 99))}  send lag p50 ${fmt(percentile(r.sendLag, 50))} p99 ${fmt(percentile(r.sendLag, 99))}  max in flight ${r.maxInFlight}`,
+      );
     }
     const added50 = percentile(fixed.gateway?.latencies ?? [], 50) - percentile(fixed.direct?.latencies ?? [], 50);
     const added99 = percentile(fixed.gateway?.latencies ?? [], 99) - percentile(fixed.direct?.latencies ?? [], 99);
@@ -124,6 +119,7 @@ async function main() {
     const ttfbOver50 = percentile(ttfbGateway.ttfb, 50) - percentile(ttfbDirect.ttfb, 50);
     const ttfbOver99 = percentile(ttfbGateway.ttfb, 99) - percentile(ttfbDirect.ttfb, 99);
     console.log(`\nstreaming time to first byte at ${streamRate} req/s: direct p50 ${fmt(percentile(ttfbDirect.ttfb, 50))}, gateway p50 ${fmt(percentile(ttfbGateway.ttfb, 50))}`);
+    console.log(`  send lag p99: direct ${fmt(percentile(ttfbDirect.sendLag, 99))}, gateway ${fmt(percentile(ttfbGateway.sendLag, 99))}`);
     console.log(`  overhead: p50 ${fmt(ttfbOver50)}  p99 ${fmt(ttfbOver99)} (target <= 1 ms)`);
   } finally {
     gateway.stop();
