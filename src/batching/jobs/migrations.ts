@@ -115,4 +115,9 @@ export const BATCH_JOB_MIGRATIONS: Migration[] = [
       `CREATE INDEX IF NOT EXISTS batch_webhook_outbox_due ON batch_webhook_outbox (status, next_attempt_at)`,
     ],
   },
+  {
+    // GET /v1/files pages a tenant's files by (created_at, id), either way.
+    id: '0007_batch_files_list',
+    statements: [`CREATE INDEX IF NOT EXISTS batch_files_tenant_created ON batch_files (tenant_id, created_at, id)`],
+  },
 ];

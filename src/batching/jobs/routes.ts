@@ -49,6 +49,14 @@ const MULTIPART_ENVELOPE_BYTES = 64 * 1024;
 
 const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20), after: z.string().optional() });
 
+/** OpenAI's file list: up to 10,000 a page (also the default), newest first unless `order=asc`. */
+const fileListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(10_000).default(10_000),
+  after: z.string().min(1).optional(),
+  order: z.enum(['asc', 'desc']).default('desc'),
+  purpose: z.string().min(1).optional(),
+});
+
 export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { store, runner, config }) => {
   // Uploads arrive as multipart/form-data; kept whole and parsed below. The limit is the file's
   // (max_file_bytes, checked on the file part) plus room for the multipart envelope around it.
@@ -88,9 +96,16 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
   });
 
   app.get('/v1/files', doc('List files'), async (request) => {
-    const purpose = (request.query as { purpose?: string }).purpose;
-    const rows = await store.listFiles(tenantOf(request).id, purpose);
-    return { object: 'list', data: rows.map(fileObject), has_more: false };
+    const q = fileListQuery.safeParse(request.query);
+    if (!q.success) throw validationError(q.error, request.query);
+    const { limit, after, order, purpose } = q.data;
+    // One more than the page, to know whether there is a next one.
+    const rows = await store.listFiles(tenantOf(request).id, { limit: limit + 1, order, ...(after ? { after } : {}), ...(purpose ? { purpose } : {}) });
+    // A cursor that is none of the caller's files (deleted since, or never theirs): an empty page would
+    // end a client's pagination early without a word.
+    if (!rows) throw new GatewayError('invalid_value', { param: 'after', message: `No such File object: ${after}. \`after\` is the id of a file of a previous page.` });
+    const data = rows.slice(0, limit).map(fileObject);
+    return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: rows.length > limit };
   });
 
   app.get<{ Params: { id: string } }>('/v1/files/:id', doc('Retrieve a file', { id: true }), async (request) => fileObject(await requireFile(store, request.params.id, tenantOf(request))));

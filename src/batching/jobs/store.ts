@@ -157,10 +157,23 @@ export class BatchStore {
     })();
   }
 
-  async listFiles(tenantId: string, purpose?: string): Promise<FileRow[]> {
+  /**
+   * Up to `limit` of a tenant's files in (created_at, id) order, `desc` or `asc`, of one `purpose` if
+   * given, after the file `after`. undefined when `after` is none of the tenant's files: another
+   * tenant's id is treated as an unknown one, so it tells nothing about that file.
+   */
+  async listFiles(tenantId: string, q: { limit: number; order: 'asc' | 'desc'; after?: string; purpose?: string }): Promise<FileRow[] | undefined> {
+    let cursor: { created_at: number; id: string } | undefined;
+    if (q.after !== undefined) {
+      cursor = (await this.sql.query<{ created_at: number; id: string }>(`SELECT created_at, id FROM batch_files WHERE id = $1 AND tenant_id = $2`, [q.after, tenantId]))[0];
+      if (!cursor) return undefined;
+    }
+    const [cmp, dir] = q.order === 'asc' ? ['>', 'ASC'] : ['<', 'DESC'];
     return this.sql.query<FileRow>(
-      `SELECT id, tenant_id, purpose, filename, bytes, created_at FROM batch_files WHERE tenant_id = $1 AND ($2::text IS NULL OR purpose = $2) ORDER BY created_at DESC, id LIMIT 10000`,
-      [tenantId, purpose ?? null],
+      `SELECT id, tenant_id, purpose, filename, bytes, created_at FROM batch_files
+       WHERE tenant_id = $1 AND ($2::text IS NULL OR purpose = $2) AND ($3::double precision IS NULL OR (created_at, id) ${cmp} ($3::double precision, $4::text))
+       ORDER BY created_at ${dir}, id ${dir} LIMIT $5`,
+      [tenantId, q.purpose ?? null, cursor?.created_at ?? null, cursor?.id ?? null, q.limit],
     );
   }
 
