@@ -1,7 +1,13 @@
 // Semantic cache quality: over the labelled pairs in bench/cache-eval/pairs.json, prints for each
 // embedder and threshold the share of paraphrases that hit and of near misses that falsely hit, with
-// the false-hit guards (what the cache does) and without them (the embedder alone).
-// Usage: tsx bench/cache-eval.ts [--embedders=static,transformers] [--openai=<base url>,<model>]
+// the false-hit guards (what the cache does) and without them (the embedder alone); then, at the default
+// threshold with the guards, the false-hit rate with its 95% upper bound and the paraphrase hit rate with
+// its 95% interval (exact Clopper-Pearson bounds).
+// Usage: tsx bench/cache-eval.ts [--set pairs|<name>|<file>.json] [--embedders=static,transformers] [--openai=<base url>,<model>] [--verbose]
+// --set (or --set=) names a file in bench/cache-eval/ (default `pairs`) or, ending in .json, a path
+// (relative to the working directory). A set file is JSON: { "paraphrases": [[a, b], ...],
+// "near_misses": [{ "kind": ..., "a": ..., "b": ... }, ...] }; other fields are ignored.
+// bench/cache-eval/heldout.json is a held-out set written blind to the guards (notes in heldout-notes.json).
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,7 +36,12 @@ const sharedModel = [
   .filter((p): p is string => !!p && existsSync(join(p, 'static-glove-minilm', 'config.json')))
   .map((p) => join(p, 'static-glove-minilm'))[0];
 
-const pairs = JSON.parse(await readFile(new URL('./cache-eval/pairs.json', import.meta.url), 'utf8')) as Pairs;
+const setAt = process.argv.indexOf('--set');
+const setNext = setAt >= 0 ? process.argv[setAt + 1] : undefined;
+if (setAt >= 0 && (!setNext || setNext.startsWith('--'))) throw new Error('--set needs a set name or a .json path');
+const set = (setAt >= 0 ? setNext : arg('set')) ?? 'pairs';
+const setFile = set.endsWith('.json') ? set : new URL(`./cache-eval/${set}.json`, import.meta.url);
+const pairs = JSON.parse(await readFile(setFile, 'utf8')) as Pairs;
 
 const embedders: Embedder[] = [];
 if (wanted.includes('static')) embedders.push(await StaticEmbedder.create());
@@ -60,7 +71,35 @@ const missList = pairs.near_misses.map((m): [string, string] => [m.a, m.b]);
 const missGuard = missList.map(([a, b]) => guardOk(a, b));
 const pct = (n: number, d: number) => `${((100 * n) / d).toFixed(1)}%`.padStart(6);
 
-console.log(`pairs: ${pairs.paraphrases.length} paraphrases, ${pairs.near_misses.length} near misses`);
+// Exact (Clopper-Pearson) binomial bounds: the p at which k or fewer successes of n (upper bound) or k
+// or more (lower bound) have probability alpha, found by bisection on the binomial distribution function.
+function binomCdf(k: number, n: number, p: number): number {
+  if (k < 0) return 0;
+  if (k >= n) return 1;
+  let logC = 0; // log C(n, i)
+  let s = 0;
+  for (let i = 0; i <= k; i++) {
+    if (i > 0) logC += Math.log(n - i + 1) - Math.log(i);
+    s += Math.exp(logC + i * Math.log(p) + (n - i) * Math.log1p(-p));
+  }
+  return Math.min(1, s);
+}
+function bisect(f: (p: number) => number): number {
+  // f decreasing in p on (0, 1): the p where it crosses 0
+  let lo = 0;
+  let hi = 1;
+  for (let i = 0; i < 100; i++) {
+    const mid = (lo + hi) / 2;
+    if (f(mid) > 0) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+const cpUpper = (k: number, n: number, alpha: number) => (k >= n ? 1 : bisect((p) => binomCdf(k, n, p) - alpha));
+const cpLower = (k: number, n: number, alpha: number) => (k <= 0 ? 0 : bisect((p) => alpha - 1 + binomCdf(k - 1, n, p)));
+const pc2 = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+console.log(`set ${set}: ${pairs.paraphrases.length} paraphrases, ${pairs.near_misses.length} near misses`);
 console.log(`guards alone: pass ${pct(paraGuard.filter(Boolean).length, paraGuard.length)} of paraphrases, ${pct(missGuard.filter(Boolean).length, missGuard.length)} of near misses`);
 for (const e of embedders) {
   const ps = await similarities(e, pairs.paraphrases);
@@ -76,6 +115,14 @@ for (const e of embedders) {
       `${t.toFixed(2).padStart(9)} | ${pct(hit, ps.length).padStart(24)} | ${pct(fh, ms.length).padStart(19)} | ${pct(hitRaw, ps.length).padStart(20)} | ${pct(fhRaw, ms.length).padStart(15)}`,
     );
   }
+  const hitAt = ps.filter((s, i) => s >= DEFAULT_THRESHOLD && paraGuard[i]).length;
+  const fhAt = ms.filter((s, i) => s >= DEFAULT_THRESHOLD && missGuard[i]).length;
+  console.log(
+    `at ${DEFAULT_THRESHOLD} (guarded): false hits ${fhAt}/${ms.length} = ${pc2(fhAt / ms.length)}, 95% upper bound ${pc2(cpUpper(fhAt, ms.length, 0.05))} (one-sided Clopper-Pearson)`,
+  );
+  console.log(
+    `at ${DEFAULT_THRESHOLD} (guarded): paraphrase hits ${hitAt}/${ps.length} = ${pc2(hitAt / ps.length)}, 95% interval ${pc2(cpLower(hitAt, ps.length, 0.025))} to ${pc2(cpUpper(hitAt, ps.length, 0.025))} (two-sided Clopper-Pearson)`,
+  );
   const leaks = pairs.near_misses.filter((_, i) => (ms[i] as number) >= DEFAULT_THRESHOLD && missGuard[i]);
   for (const m of leaks) console.log(`  false hit at ${DEFAULT_THRESHOLD}: [${m.kind}] ${m.a} | ${m.b}`);
   if (process.argv.includes('--verbose')) {
