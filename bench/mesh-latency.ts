@@ -1,8 +1,12 @@
 // Added latency of the mesh path (client -> ingress stream -> router -> node stream -> worker ->
 // callback stream) against calling the same backend directly: non-streaming total time and time to
 // first token. One llama.cpp backend on stories260K (threads 1), real Redis, worker and router in
-// this process. Short by design: `npx tsx bench/mesh-latency.ts [requests]` (default 30 each way).
+// this process. Short by design: `npx tsx bench/mesh-latency.ts [requests]` (default 100 each way).
+// The two paths share one llama.cpp sequence, which keeps the last prompt it evaluated: each request
+// has a prompt of its own (neither path can reuse the other's evaluated prompt), and the order of the
+// two calls alternates from one pair to the next (neither path always runs second).
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,9 +21,13 @@ import { WorkerAgent } from '../src/mesh/worker.js';
 import { createLocalProvider } from '../src/providers/local.js';
 import { createLogger } from '../src/telemetry/logger.js';
 
-const N = Number(process.argv[2] ?? 30);
+const N = Number(process.argv[2] ?? 100);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const modelsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../shared/models/stories260K');
+/** `<clone>/../shared/models/stories260K`, or one or two levels further up from a git worktree. */
+const modelsDir = [1, 2, 3]
+  .map((up) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', ...new Array<string>(up).fill('..'), 'shared/models/stories260K'))
+  .find((dir) => existsSync(path.join(dir, 'stories260K.gguf')));
+if (!modelsDir) throw new Error('stories260K.gguf not found under ../shared/models');
 const prefix = `ifmesh-bench:${randomBytes(4).toString('hex')}:`;
 const log = createLogger('silent');
 const config = meshConfigSchema.parse({ key_prefix: prefix, heartbeat_interval_ms: 500 });
@@ -71,18 +79,26 @@ const results: Record<string, unknown> = {};
 // Load the model on both paths before measuring (the first call is a cold load).
 await direct(0, false);
 await viaMesh(0, false);
+let prompt = 1;
 for (const stream of [false, true]) {
   const d: number[] = [];
   const m: number[] = [];
   for (let i = 1; i <= N; i++) {
-    d.push(await direct(i, stream));
-    m.push(await viaMesh(i, stream));
+    if (i % 2) {
+      d.push(await direct(prompt++, stream));
+      m.push(await viaMesh(prompt++, stream));
+    } else {
+      m.push(await viaMesh(prompt++, stream));
+      d.push(await direct(prompt++, stream));
+    }
   }
   const name = stream ? 'ttft' : 'non_stream';
   results[name] = {
     direct_p50_ms: +p(d, 0.5).toFixed(2),
     mesh_p50_ms: +p(m, 0.5).toFixed(2),
     added_p50_ms: +(p(m, 0.5) - p(d, 0.5)).toFixed(2),
+    // Median of each pair's difference (the two calls of a pair run back to back).
+    added_paired_p50_ms: +p(m.map((x, k) => x - d[k]!), 0.5).toFixed(2),
     direct_p90_ms: +p(d, 0.9).toFixed(2),
     mesh_p90_ms: +p(m, 0.9).toFixed(2),
   };
