@@ -218,7 +218,6 @@ export class BatchRunner {
         this.opts.log.warn({ batch: item.batch_id, line: item.line }, 'batch: lease lost before the result was recorded; the result is dropped');
         return;
       }
-      await this.settle(item.batch_id);
     } catch (err) {
       // Its lease ends now: the line runs again (another attempt), or once out of attempts is failed
       // with this error in its message. Should this fail too, the lease runs out on its own.
@@ -226,7 +225,9 @@ export class BatchRunner {
       this.opts.log.error({ batch: item.batch_id, line: item.line, attempt: item.attempts, err: message }, 'batch: recording a line failed; it runs again unless it is out of attempts');
       this.held.delete(`${item.batch_id}\n${item.line}`);
       await this.store.abandonItem(item.batch_id, item.line, this.owner, message).catch(() => undefined);
+      return;
     }
+    await this.settle(item.batch_id).catch((err: unknown) => this.opts.log.error({ batch: item.batch_id, err: (err as Error).message }, 'batch: finishing the job failed; the sweep finishes it'));
   }
 
   private async finalize(job: BatchRow): Promise<void> {
