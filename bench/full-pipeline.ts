@@ -4,10 +4,23 @@
 // loads (for bench/plot.ts), and the cache-hit path against the miss path. Targets on a 2-core box:
 // gateway >= 0.7 × proxy throughput; p99 added latency <= 2 ms at 1,000 req/s; hit path >= 2 × miss.
 //
-// Usage: npm run build && tsx bench/full-pipeline.ts [--seconds 8] [--rate 1000]
+// Usage: npm run build && tsx bench/full-pipeline.ts [--seconds 8] [--rate 1000] [--rounds 1]
 //          [--sweep 250,500,1000,2000,4000] [--sweep-seconds 5] [--workers 1] [--redis redis://…]
 //          [--database postgres://…]
 //          [--extra-config more.yaml] [--out bench/results/full-pipeline.json]
+// --rounds N > 1 adds N - 1 more saturation rounds of proxy then gateway and judges the median
+// gateway / proxy ratio (bench/lib/rounds.ts, as gateway-overhead.ts does): this VM's speed drifts
+// 2× within minutes, so one proxy run and one gateway run after it can flatter or wrong either side.
+//
+// MISSES ARE MISSES: the gateway's cache keeps every answer of the run, so each phase (warm-up, each
+// saturation round, the fixed-rate run, each sweep step; per target) has its own prompt prefix, and
+// every phase's `x-inferenceflow-cache` answers are counted and printed. A phase meant to be all
+// misses that got a hit (exact or semantic) makes the run fail (exit 1, "INVALID RUN") after the
+// results are written: its throughput and latency would be the cache's, not the pipeline's. Before
+// this, every phase numbered its prompts from 0 with one run id, so the fixed run and each sweep step
+// replayed the warm-up's and each other's prompts as cache hits.
+// Fixed-rate and sweep latency counts from each request's intended send time, failures included at
+// their elapsed time (bench/lib/mixed-load.ts); the load generator's send lag is printed beside it.
 //
 // WHAT IS SWITCHED ON (PIPELINE_SECTIONS below; pass --extra-config to try more):
 //   [on]  auth: bearer token (auth.tokens) — an API key from the key store is the same path after lookup
@@ -26,8 +39,9 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import autocannon from 'autocannon';
 import { percentile } from './lib/load.js';
-import { chatBody, openLoop, summarize, type ShotResult } from './lib/mixed-load.js';
+import { cacheCounts, cacheHits, chatBody, openLoop, summarize, type Shot, type ShotResult } from './lib/mixed-load.js';
 import { ROOT, startProcess, type Proc } from './lib/processes.js';
+import { alternateRounds, median, printRounds, ratioSummary } from './lib/rounds.js';
 
 export const BENCH_TOKEN = 'bench-token-0123456789';
 /** Reads the admin routes (`/v1/cache/stats`); the load itself uses BENCH_TOKEN. */
@@ -135,11 +149,25 @@ export function flag(args: string[], name: string): string | undefined {
 
 const ms = (v: number) => `${v.toFixed(3)} ms`;
 
+/** One phase's `x-inferenceflow-cache` answers, against what the phase is meant to get. */
+interface PhaseCache {
+  phase: string;
+  target: string;
+  expect: 'miss' | 'hit';
+  counts: Record<string, number>;
+}
+
+const countsText = (c: Record<string, number>) =>
+  Object.entries(c)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+
 async function main() {
   const args = process.argv.slice(2);
   const num = (name: string, def: number) => Number(flag(args, name) ?? def);
   const SECONDS = num('seconds', 8);
   const RATE = num('rate', 1000);
+  const ROUNDS = Math.max(1, num('rounds', 1));
   const CONNECTIONS = num('connections', 50);
   const SWEEP = (flag(args, 'sweep') ?? '250,500,1000,2000,4000').split(',').map(Number).filter((n) => n > 0);
   const SWEEP_SECONDS = num('sweep-seconds', 5);
@@ -164,19 +192,39 @@ async function main() {
     proxy: { url: `http://127.0.0.1:${proxy.port}/v1/chat/completions`, headers: {} },
     gateway: { url: `http://127.0.0.1:${gateway.port}/v1/chat/completions`, headers: auth },
   };
-  // Every prompt unique (cache misses) unless a test wants the same one again.
+  // Unique prompts (cache misses): each phase its own prefix, so no phase replays another's prompts.
   const run = Date.now().toString(36);
-  const unique = (i: number) => ({ kind: 'miss', body: chatBody(`Say something short. ${run}-${i}`, false), stream: false });
-  let missCounter = 0;
-  const nextMiss = () => chatBody(`Say something short. ${run}-ac-${missCounter++}`, false);
+  const prompt = (phase: string, i: number) => chatBody(`Say something short. ${run}-${phase}-${i}`, false);
+  const missShots = (phase: string) => (i: number): Shot => ({ kind: 'miss', body: prompt(phase, i), stream: false });
   const hitBody = chatBody('Say something short, the same every time.', false);
 
-  try {
-    for (const t of Object.values(targets)) await openLoop(t, 200, 2, unique, () => undefined); // warm-up (JIT, pools)
+  const phases: PhaseCache[] = [];
+  const record = (phase: string, target: string, expect: 'miss' | 'hit', counts: Record<string, number>) => {
+    phases.push({ phase, target, expect, counts });
+    if (target === 'gateway' && expect === 'miss' && cacheHits(counts) > 0) {
+      console.error(`  !! ${phase}: ${cacheHits(counts)} cache hits in a phase meant to be all misses (${countsText(counts)}) — its numbers are the cache's`);
+    }
+  };
 
-    // `body` fixed, or a function for a fresh body per request (unique prompts: cache misses).
-    const saturate = async (t: { url: string; headers: Record<string, string> }, body: string | (() => string)) => {
-      const requests = typeof body === 'function' ? [{ setupRequest: (req: { body?: string }) => ({ ...req, body: body() }) }] : undefined;
+  try {
+    // Warm-up (JIT, pools), with prompts of its own: it must not pre-store the measured phases' prompts.
+    for (const [name, t] of Object.entries(targets)) {
+      const results: ShotResult[] = [];
+      await openLoop(t, 200, 2, missShots(`warm-${name}`), (r) => results.push(r));
+      record('warm-up', name, 'miss', cacheCounts(results));
+    }
+
+    // `body` fixed, or a prompt phase for a fresh unique body per request (cache misses).
+    const saturate = async (t: { url: string; headers: Record<string, string> }, body: string | { phase: string }) => {
+      const counts: Record<string, number> = {};
+      let n = 0;
+      const onResponse = (_status: number, _body: string, _ctx: unknown, headers: Record<string, string | string[]>) => {
+        const key = Object.keys(headers).find((k) => k.toLowerCase() === 'x-inferenceflow-cache');
+        const v = key === undefined ? 'none' : String(headers[key]);
+        counts[v] = (counts[v] ?? 0) + 1;
+      };
+      const requests =
+        typeof body === 'string' ? [{ body, onResponse }] : [{ setupRequest: (req: { body?: string }) => ({ ...req, body: prompt(body.phase, n++) }), onResponse }];
       const r = await autocannon({
         url: t.url,
         method: 'POST',
@@ -186,10 +234,22 @@ async function main() {
         connections: CONNECTIONS,
         duration: SECONDS,
       });
-      return { rps: r.requests.average, p50Ms: r.latency.p50, p97_5Ms: r.latency.p97_5, p99Ms: r.latency.p99, errors: r.errors + r.non2xx };
+      return { rps: r.requests.average, p50Ms: r.latency.p50, p97_5Ms: r.latency.p97_5, p99Ms: r.latency.p99, errors: r.errors + r.non2xx, cache: counts };
     };
-    const sat: Record<string, Awaited<ReturnType<typeof saturate>>> = {};
-    for (const [name, t] of Object.entries(targets)) sat[name] = await saturate(t, nextMiss);
+    type Sat = Awaited<ReturnType<typeof saturate>>;
+    const satRounds: Array<{ target: string; round: number } & Sat> = [];
+    const roundOf: Record<string, number> = {};
+    const saturateMisses = async (name: string) => {
+      const round = (roundOf[name] = (roundOf[name] ?? 0) + 1);
+      const phase = `sat-${name}-r${round}`;
+      const r = await saturate(targets[name]!, { phase });
+      record(`saturation round ${round}`, name, 'miss', r.cache);
+      satRounds.push({ target: name, round, ...r });
+      return r;
+    };
+    const sat: Record<string, Sat> = {};
+    for (const name of Object.keys(targets)) sat[name] = await saturateMisses(name);
+    const rounds = ratioSummary(await alternateRounds({ proxy: sat.proxy?.rps ?? 0, gateway: sat.gateway?.rps ?? 0 }, ROUNDS, async (t) => (await saturateMisses(t)).rps));
 
     // The cache-hit path: one prompt, answered once by the upstream, then (with the cache on) from the cache.
     const probe = await fetch(targets.gateway!.url, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: hitBody });
@@ -198,41 +258,76 @@ async function main() {
     await again.text();
     const cacheState = again.headers.get('x-inferenceflow-cache') ?? 'off';
     const hit = await saturate(targets.gateway!, hitBody);
+    record('cache-hit path', 'gateway', 'hit', hit.cache);
 
-    const fixed: Record<string, ReturnType<typeof summarize> & { raw: number[] }> = {};
+    const fixed: Record<string, ReturnType<typeof summarize> & { raw: number[]; cache: Record<string, number> }> = {};
     for (const [name, t] of Object.entries(targets)) {
       const results: ShotResult[] = [];
-      const { elapsedS } = await openLoop(t, RATE, SECONDS, unique, (r) => results.push(r));
-      fixed[name] = { ...summarize(results, elapsedS), raw: results.filter((r) => r.ok).map((r) => r.latencyUs).sort((a, b) => a - b) };
+      const { elapsedS } = await openLoop(t, RATE, SECONDS, missShots(`fixed-${name}`), (r) => results.push(r));
+      const cache = cacheCounts(results);
+      record('fixed rate', name, 'miss', cache);
+      // Every request's latency from its intended send time, failures at their elapsed time.
+      fixed[name] = { ...summarize(results, elapsedS), raw: results.map((r) => r.latencyUs).sort((a, b) => a - b), cache };
     }
 
-    const sweep: Array<{ target: string; offered: number; achieved: number; ok: number; failed: number; p50Ms: number; p95Ms: number; p99Ms: number }> = [];
+    const sweep: Array<{
+      target: string;
+      offered: number;
+      achieved: number;
+      ok: number;
+      failed: number;
+      p50Ms: number;
+      p95Ms: number;
+      p99Ms: number;
+      sendLagP50Ms: number;
+      sendLagP99Ms: number;
+      cache: Record<string, number>;
+    }> = [];
     for (const offered of SWEEP) {
       for (const [name, t] of Object.entries(targets)) {
         const results: ShotResult[] = [];
-        const { elapsedS } = await openLoop(t, offered, SWEEP_SECONDS, unique, (r) => results.push(r));
+        const { elapsedS } = await openLoop(t, offered, SWEEP_SECONDS, missShots(`sweep${offered}-${name}`), (r) => results.push(r));
         const s = summarize(results, elapsedS);
-        sweep.push({ target: name, offered, achieved: s.ok / elapsedS, ok: s.ok, failed: s.count - s.ok, p50Ms: s.p50Ms, p95Ms: s.p95Ms, p99Ms: s.p99Ms });
-        console.log(`  sweep ${String(offered).padStart(5)} req/s ${name.padEnd(8)} achieved ${(s.ok / elapsedS).toFixed(0).padStart(6)}  p50 ${ms(s.p50Ms)}  p99 ${ms(s.p99Ms)}  failed ${s.count - s.ok}`);
+        const cache = cacheCounts(results);
+        record(`sweep ${offered} req/s`, name, 'miss', cache);
+        sweep.push({ target: name, offered, achieved: s.ok / elapsedS, ok: s.ok, failed: s.count - s.ok, p50Ms: s.p50Ms, p95Ms: s.p95Ms, p99Ms: s.p99Ms, sendLagP50Ms: s.sendLagP50Ms, sendLagP99Ms: s.sendLagP99Ms, cache });
+        console.log(
+          `  sweep ${String(offered).padStart(5)} req/s ${name.padEnd(8)} achieved ${(s.ok / elapsedS).toFixed(0).padStart(6)}  p50 ${ms(s.p50Ms)}  p99 ${ms(s.p99Ms)}  failed ${s.count - s.ok}  send lag p99 ${ms(s.sendLagP99Ms)}${name === 'gateway' ? `  cache: ${countsText(cache)}` : ''}`,
+        );
       }
     }
 
     console.log(`\nmachine: ${machine()}; gateway workers: ${WORKERS}`);
     console.log(`\nsaturation (autocannon, ${CONNECTIONS} connections, ${SECONDS} s, unique prompts):`);
     for (const [name, s] of Object.entries(sat)) console.log(`  ${name.padEnd(8)} ${s.rps.toFixed(0).padStart(7)} req/s   p50 ${s.p50Ms} ms  p97.5 ${s.p97_5Ms} ms  p99 ${s.p99Ms} ms  errors ${s.errors}`);
-    const ratio = (sat.gateway?.rps ?? 0) / (sat.proxy?.rps || 1);
-    console.log(`  gateway / proxy throughput: ${ratio.toFixed(2)} (target >= 0.70) ${ratio >= 0.7 ? 'PASS' : 'FAIL'}`);
+    printRounds(rounds);
+    const ratio = rounds.median;
+    const ratioWhat = rounds.rounds.length > 1 ? `median over ${rounds.rounds.length} alternating rounds` : 'one round; --rounds 5 for the median of alternating rounds';
+    console.log(`  gateway / proxy throughput: ${ratio.toFixed(2)} (${ratioWhat}; target >= 0.70) ${ratio >= 0.7 ? 'PASS' : 'FAIL'}`);
 
-    console.log(`\nfixed rate ${RATE} req/s for ${SECONDS} s (open loop, unique prompts, latency to last byte):`);
-    for (const [name, r] of Object.entries(fixed)) console.log(`  ${name.padEnd(8)} achieved ${r.rps.toFixed(0)} req/s  ok ${r.ok}  failed ${r.count - r.ok}  p50 ${ms(r.p50Ms)}  p95 ${ms(r.p95Ms)}  p99 ${ms(r.p99Ms)}`);
+    console.log(`\nfixed rate ${RATE} req/s for ${SECONDS} s (open loop, unique prompts, from the intended send time to last byte, failures included):`);
+    for (const [name, r] of Object.entries(fixed)) {
+      console.log(
+        `  ${name.padEnd(8)} achieved ${r.rps.toFixed(0)} req/s  ok ${r.ok}  failed ${r.count - r.ok}  p50 ${ms(r.p50Ms)}  p95 ${ms(r.p95Ms)}  p99 ${ms(r.p99Ms)}  send lag p50 ${ms(r.sendLagP50Ms)} p99 ${ms(r.sendLagP99Ms)}`,
+      );
+    }
     const added = (p: number) => (percentile(fixed.gateway?.raw ?? [], p) - percentile(fixed.direct?.raw ?? [], p)) / 1000;
     const added99 = added(99);
     console.log(`  gateway added latency: p50 ${ms(added(50))}  p95 ${ms(added(95))}  p99 ${ms(added99)} (target p99 <= 2 ms) ${added99 <= 2 ? 'PASS' : 'FAIL'}`);
 
-    const hitRatio = hit.rps / (sat.gateway?.rps || 1);
+    // Against the gateway's median miss throughput over its saturation rounds (the first, with one).
+    const gatewayMiss = median(rounds.rounds.map((r) => r.gateway));
+    const hitRatio = hit.rps / (gatewayMiss || 1);
     console.log(`\ncache-hit path (one prompt, x-inferenceflow-cache: ${cacheState}): ${hit.rps.toFixed(0)} req/s  p50 ${hit.p50Ms} ms  p99 ${hit.p99Ms} ms`);
     if (cacheState === 'off' || cacheState === 'miss') console.log(`  hit / miss throughput: ${hitRatio.toFixed(2)} — the cache is not switched on in this build (see the list at the top)`);
     else console.log(`  hit / miss throughput: ${hitRatio.toFixed(2)} (target >= 2) ${hitRatio >= 2 ? 'PASS' : 'FAIL'}`);
+
+    console.log('\nthe gateway\'s x-inferenceflow-cache answers per phase:');
+    for (const p of phases.filter((x) => x.target === 'gateway')) {
+      const bad = p.expect === 'miss' && cacheHits(p.counts) > 0;
+      console.log(`  ${p.phase.padEnd(22)} expect ${p.expect.padEnd(4)}  ${countsText(p.counts)}${bad ? '  <-- HITS IN A MISS PHASE' : ''}`);
+    }
+    const invalid = phases.filter((p) => p.target === 'gateway' && p.expect === 'miss' && cacheHits(p.counts) > 0).map((p) => `${p.phase}: ${cacheHits(p.counts)} hits`);
 
     writeResults(OUT, {
       benchmark: 'full-pipeline',
@@ -241,12 +336,19 @@ async function main() {
       workers: WORKERS,
       command: `tsx bench/full-pipeline.ts ${args.join(' ')}`.trim(),
       saturation: sat,
+      saturationRounds: satRounds,
       throughputRatio: ratio,
+      throughputRatios: { ratios: rounds.ratios, median: rounds.median, min: rounds.min, max: rounds.max },
       fixedRate: { rate: RATE, seconds: SECONDS, ...Object.fromEntries(Object.entries(fixed).map(([k, v]) => [k, { ...v, raw: undefined }])) },
       addedLatencyMs: { p50: added(50), p95: added(95), p99: added99 },
       cache: { state: cacheState, hit, hitOverMiss: hitRatio },
+      cachePhases: phases,
+      invalid,
       sweep,
     });
+    if (invalid.length > 0) {
+      throw new Error(`INVALID RUN: phases meant to be all cache misses got hits (${invalid.join('; ')}); their throughput and latency are the cache's`);
+    }
   } finally {
     gateway.stop();
     proxy.stop();

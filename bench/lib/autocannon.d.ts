@@ -9,8 +9,15 @@ declare module 'autocannon' {
     duration?: number;
     overallRate?: number;
     pipelining?: number;
-    /** Each connection loops over these; setupRequest may rewrite a request (e.g. a fresh body). */
-    requests?: Array<{ body?: string; setupRequest?: (req: { body?: string }) => { body?: string } }>;
+    /**
+     * Each connection loops over these; setupRequest may rewrite a request (e.g. a fresh body);
+     * onResponse sees each answer's status, body and headers (names as the server sent them).
+     */
+    requests?: Array<{
+      body?: string;
+      setupRequest?: (req: { body?: string }) => { body?: string };
+      onResponse?: (status: number, body: string, context: Record<string, unknown>, headers: Record<string, string | string[]>) => void;
+    }>;
   }
   interface Histogram {
     average: number;

@@ -34,12 +34,16 @@ export async function alternateRounds(first: PairRound, rounds: number, measure:
   return out;
 }
 
+/** The median (the mean of the middle two for an even count); NaN for none. */
+export function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = (sorted.length - 1) / 2;
+  return sorted.length ? ((sorted[Math.floor(mid)] as number) + (sorted[Math.ceil(mid)] as number)) / 2 : NaN;
+}
+
 export function ratioSummary(rounds: PairRound[]): RatioSummary {
   const ratios = rounds.map((r) => r.gateway / (r.proxy || 1));
-  const sorted = [...ratios].sort((a, b) => a - b);
-  const mid = (sorted.length - 1) / 2;
-  const median = sorted.length ? ((sorted[Math.floor(mid)] as number) + (sorted[Math.ceil(mid)] as number)) / 2 : NaN;
-  return { rounds, ratios, median, min: sorted[0] ?? NaN, max: sorted[sorted.length - 1] ?? NaN };
+  return { rounds, ratios, median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
 }
 
 /** Every round's pair and ratio, then the median (printed only with more than one round). */
