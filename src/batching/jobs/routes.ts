@@ -172,7 +172,7 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     const before = await store.getBatch(request.params.id, tenant.id);
     if (!before) throw noSuchBatch(request.params.id);
     if (!['validating', 'in_progress', 'cancelling', 'cancelled'].includes(before.status)) {
-      throw new GatewayError('invalid_request', { message: `Cannot cancel a batch with status "${before.status}".` });
+      throw new GatewayError('invalid_request', { message: `Cannot cancel a batch with status "${publicStatus(before.status)}".` });
     }
     await store.cancel(before.id, tenant.id);
     await runner.settle(before.id);
@@ -229,9 +229,20 @@ export async function batchObject(store: BatchStore, b: BatchRow): Promise<Recor
   return renderBatch(b, b.status === 'failed' ? { total: 0, completed: 0, failed: 0 } : await store.counts(b.id));
 }
 
+/**
+ * The status a job shows: its own, except `expiring` (window over, running lines finishing), which is
+ * not among the eight statuses of OpenAI's Batch object and is shown as `finalizing` — no line will
+ * start any more and the files are on their way — so a client with a closed enum of statuses can
+ * read every batch object.
+ */
+export function publicStatus(status: BatchRow['status']): Exclude<BatchRow['status'], 'expiring'> {
+  return status === 'expiring' ? 'finalizing' : status;
+}
+
 /** A job as the API shows it, from its row and request counts (also the completion webhook's `data`). */
 export function renderBatch(b: BatchRow, counts: RequestCounts): Record<string, unknown> & { id: string } {
   const t = (v: number | null) => (v === null ? null : Math.floor(v));
+  const expiring = b.status === 'expiring';
   return {
     id: b.id,
     object: 'batch',
@@ -239,13 +250,13 @@ export function renderBatch(b: BatchRow, counts: RequestCounts): Record<string, 
     errors: b.errors,
     input_file_id: b.input_file_id,
     completion_window: b.completion_window,
-    status: b.status,
+    status: publicStatus(b.status),
     output_file_id: b.output_file_id,
     error_file_id: b.error_file_id,
     created_at: t(b.created_at),
     in_progress_at: t(b.in_progress_at),
     expires_at: t(b.expires_at),
-    finalizing_at: t(b.finalizing_at),
+    finalizing_at: t(expiring ? (b.finalizing_at ?? b.expiring_at) : b.finalizing_at),
     completed_at: t(b.completed_at),
     failed_at: t(b.failed_at),
     expired_at: t(b.expired_at),

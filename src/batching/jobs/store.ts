@@ -47,7 +47,7 @@ export interface BatchRow {
   cancelling_at: number | null;
   cancelled_at: number | null;
   notified_at: number | null;
-  /** When the expiry sweep found the window over (internal; the API shows `status: "expiring"`). */
+  /** When the expiry sweep found the window over (internal: the API shows `status: "finalizing"` until `expired`). */
   expiring_at: number | null;
   expired_at: number | null;
 }
