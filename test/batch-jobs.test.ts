@@ -141,6 +141,8 @@ for (const backend of backends) {
 
       const list = await client.batches.list({ limit: 10 });
       expect(list.data.map((b) => b.id)).toContain(created.id);
+      // A cursor that is not one of the caller's batches is refused, not answered with an empty page.
+      await expect(client.batches.list({ after: 'batch_unknown' })).rejects.toMatchObject({ status: 400, code: 'invalid_value', param: 'after' });
     });
 
     it('runs an embeddings batch', async () => {

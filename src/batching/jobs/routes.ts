@@ -156,6 +156,8 @@ export const batchRoutes: FastifyPluginAsync<BatchRouteOptions> = async (app, { 
     const q = listQuery.safeParse(request.query);
     if (!q.success) throw validationError(q.error, request.query);
     const rows = await store.listBatches(tenantOf(request).id, q.data.limit + 1, q.data.after);
+    // An unknown cursor would give an empty page, which ends a client's pagination early and silently.
+    if (!rows) throw new GatewayError('invalid_value', { param: 'after', message: `No such Batch object: ${q.data.after}. \`after\` is the id of a batch of a previous page.` });
     const page = rows.slice(0, q.data.limit);
     const data = await Promise.all(page.map((r) => batchObject(store, r)));
     return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: rows.length > q.data.limit };

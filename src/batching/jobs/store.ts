@@ -236,12 +236,20 @@ export class BatchStore {
     return rows[0];
   }
 
-  async listBatches(tenantId: string, limit: number, after?: string): Promise<BatchRow[]> {
+  /**
+   * A page of the tenant's batches, newest first, after the batch `after`; undefined when `after` is
+   * not one of the tenant's batches (unknown, or another tenant's: refused alike, so it tells nothing).
+   */
+  async listBatches(tenantId: string, limit: number, after?: string): Promise<BatchRow[] | undefined> {
+    let cursor: { created_at: number; id: string } | undefined;
+    if (after !== undefined) {
+      cursor = (await this.sql.query<{ created_at: number; id: string }>(`SELECT created_at, id FROM batch_jobs WHERE id = $1 AND tenant_id = $2`, [after, tenantId]))[0];
+      if (!cursor) return undefined;
+    }
     return this.sql.query<BatchRow>(
-      // The cursor is one of the tenant's own batches: another tenant's id must not reveal when it was made.
-      `SELECT * FROM batch_jobs WHERE tenant_id = $1 AND ($2::text IS NULL OR created_at < (SELECT created_at FROM batch_jobs WHERE id = $2 AND tenant_id = $1) OR (created_at = (SELECT created_at FROM batch_jobs WHERE id = $2 AND tenant_id = $1) AND id < $2))
-       ORDER BY created_at DESC, id DESC LIMIT $3`,
-      [tenantId, after ?? null, limit],
+      `SELECT * FROM batch_jobs WHERE tenant_id = $1 AND ($2::double precision IS NULL OR (created_at, id) < ($2::double precision, $3::text))
+       ORDER BY created_at DESC, id DESC LIMIT $4`,
+      [tenantId, cursor?.created_at ?? null, cursor?.id ?? null, limit],
     );
   }
 
