@@ -11,6 +11,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { BATCH_JOB_MIGRATIONS } from '../src/batching/jobs/migrations.js';
+import { WebhookOutbox } from '../src/batching/jobs/outbox.js';
 import { renderBatch } from '../src/batching/jobs/routes.js';
 import { BatchRunner, type CompletionNotifier } from '../src/batching/jobs/runner.js';
 import { BatchStore } from '../src/batching/jobs/store.js';
@@ -166,6 +167,27 @@ for (const backend of backends) {
       expect(receiver.for(job.id).map((g) => g.status)).toEqual([503, 503, 503]);
       await runner(sender(receiver.url, 3), { owner: 'restarted' }).deliverWebhooks();
       expect(receiver.for(job.id)).toHaveLength(3);
+    });
+
+    it('deletes delivered and given-up rows after the retention, never a pending one', async () => {
+      const now = Date.now();
+      const day = 24 * 3600_000;
+      const insert = (id: string, status: string, ageMs: number) =>
+        sql.query(`INSERT INTO batch_webhook_outbox (id, url, batch_id, type, body, status, next_attempt_at, created_at) VALUES ($1, 'http://x/hook', 'b', 'batch.completed', '{}', $2, $3, $4)`, [
+          id,
+          status,
+          now,
+          (now - ageMs) / 1000,
+        ]);
+      const tag = runId();
+      await insert(`old-delivered-${tag}`, 'delivered', 8 * day);
+      await insert(`old-failed-${tag}`, 'failed', 8 * day);
+      await insert(`old-pending-${tag}`, 'pending', 30 * day);
+      await insert(`new-delivered-${tag}`, 'delivered', 6 * day);
+      const box = new WebhookOutbox(sql, sender('http://x/hook'), { log, owner: 'pruner', idleMs: 1_000 });
+      expect(await box.prune(now)).toBe(2);
+      const left = await sql.query<{ id: string }>(`SELECT id FROM batch_webhook_outbox WHERE id LIKE $1 ORDER BY id`, [`%-${tag}`]);
+      expect(left.map((r) => r.id)).toEqual([`new-delivered-${tag}`, `old-pending-${tag}`]);
     });
 
     it('is delivered by a new runner over the same database when the one that stored it died mid-delivery', async () => {

@@ -4,7 +4,8 @@
 // the row's stable id (the `webhook-id`), marks it delivered only after a 2xx, and otherwise schedules
 // the next attempt with backoff — until `max_attempts`, or at once on a refusing 4xx (not 408 or 429).
 // A row whose sender died is taken over when its lease ends, so an event survives a crash or a restart
-// and is delivered at least once; receivers dedupe on `webhook-id`.
+// and is delivered at least once; receivers dedupe on `webhook-id`. Delivered and given-up rows are
+// deleted after `retentionMs` (7 days), at most hourly by each process.
 import type { Logger } from 'pino';
 import type { AttemptResult, WebhookEndpoint } from '../../server/webhooks/sender.js';
 import type { SqlDatabase } from '../../store/sql.js';
@@ -40,7 +41,14 @@ export interface WebhookOutboxOptions {
   idleMs: number;
   /** How long a row being sent is this process's before another may send it, ms; by default well past an attempt's timeouts. */
   leaseMs?: number;
+  /** How long delivered and given-up rows are kept (for inspection) before they are deleted, ms; by default 7 days. */
+  retentionMs?: number;
 }
+
+/** Delivered and given-up rows older than this are deleted, by default. */
+export const OUTBOX_RETENTION_MS = 7 * 24 * 3600_000;
+/** How often a process deletes old rows. */
+const PRUNE_EVERY_MS = 3600_000;
 
 /** Rows sent at once. */
 const CLAIM_ROWS = 8;
@@ -61,6 +69,7 @@ export class WebhookOutbox {
   private kicked = false;
   private controller = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
+  private prunedAt = 0;
 
   constructor(
     private readonly sql: SqlDatabase,
@@ -140,6 +149,16 @@ export class WebhookOutbox {
     return rows.length;
   }
 
+  /**
+   * Deletes delivered and given-up rows stored more than `retentionMs` ago (pending ones stay, however
+   * old: an endpoint may come back into a replica's config); returns how many.
+   */
+  async prune(now = Date.now()): Promise<number> {
+    const before = (now - (this.opts.retentionMs ?? OUTBOX_RETENTION_MS)) / 1000;
+    const rows = await this.sql.query(`DELETE FROM batch_webhook_outbox WHERE status IN ('delivered', 'failed') AND created_at < $1 RETURNING id`, [before]);
+    return rows.length;
+  }
+
   private async deliver(row: Claimed): Promise<void> {
     const endpoint = this.notifier.targets().find((t) => t.url === row.url);
     if (!endpoint) return;
@@ -169,6 +188,11 @@ export class WebhookOutbox {
     while (this.running) {
       let waitMs = this.opts.idleMs;
       try {
+        if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS) {
+          this.prunedAt = Date.now();
+          const pruned = await this.prune();
+          if (pruned > 0) this.opts.log.debug({ pruned }, 'batch webhook: old outbox rows deleted');
+        }
         await this.deliverDue();
         // Sleep until the next attempt falls due (a retry's backoff), or the idle interval.
         const next = await this.nextDue();
