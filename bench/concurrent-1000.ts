@@ -1,10 +1,22 @@
 // Seed 002's load test: 1,000 concurrent clients streaming chat completions through the gateway,
 // against an upstream with a realistic latency (first byte after a few hundred ms, then words
-// streamed). Targets: P95 under 2 s, at least 99.9% success. The clients join over a short ramp, as
-// k6's does; the verdict is taken on the steady part: requests sent after the ramp, once every client
-// has had its first answer.
+// streamed). Targets: P95 under 2 s, at least 99.9% success.
 //
-// Usage: npm run build && tsx bench/concurrent-1000.ts [--clients 1000] [--seconds 30] [--ramp 5]
+// Judged as bench/k6/load-test.js judges it: k6's threshold `http_req_duration p(95)<2000` is over
+// every request of the run — the ramp included, failed requests included at the time they took — so
+// the verdict here is the whole run's P95 (from bench/lib/mixed-load.ts's summarize, which counts
+// failures at their elapsed time) and the whole run's success rate. The steady part (requests sent
+// after the ramp, once every client has had its first answer) is printed too, as a diagnosis, not as
+// the verdict: judged on it alone, a run whose late-joining clients waited many seconds would pass.
+//
+// The default ramp is k6's (RAMP 30s, HOLD 1m): clients join evenly over 30 s, then all of them send
+// for 60 more (--seconds 90). A shorter --seconds without --ramp keeps k6's proportion (the ramp a
+// third of the run, so `--seconds 10` ramps over 3.3 s). Two differences remain: k6 then ramps down
+// over 15 s (gracefulRampDown 10s), whose lighter requests count in its P95 and which this run does
+// not have (so this verdict is, if anything, stricter); and k6 gives a request 30 s before it fails
+// it, this client 60 s.
+//
+// Usage: npm run build && tsx bench/concurrent-1000.ts [--clients 1000] [--seconds 90] [--ramp 30]
 //          [--latency 300] [--word-delay 20] [--workers 1] [--redis redis://…] [--database postgres://…]
 //          [--mesh] [--mesh-workers 1] [--out bench/results/concurrent-1000.json]
 // --mesh: the same load through the inference mesh: gateway (provider type `mesh`) → ingress stream →
@@ -22,8 +34,9 @@ async function main() {
   const args = process.argv.slice(2);
   const num = (name: string, def: number) => Number(flag(args, name) ?? def);
   const CLIENTS = num('clients', 1000);
-  const SECONDS = num('seconds', 30);
-  const RAMP = num('ramp', 5);
+  const SECONDS = num('seconds', 90);
+  // k6's 30 s ramp before its 1 min hold: a third of the run (header comment).
+  const RAMP = num('ramp', Math.min(30, SECONDS / 3));
   const LATENCY = num('latency', 300);
   const WORD_DELAY = num('word-delay', 20);
   const WORKERS = num('workers', 1);
@@ -76,11 +89,10 @@ async function main() {
       (r) => results.push(r),
       RAMP,
     );
-    // Steady: requests sent once every client is in, i.e. after the ramp and after the last client
-    // got its first answer. A saturated process accepts one connection per event-loop turn (libuv
-    // >= 1.45), so clients that connect into a busy gateway can wait many seconds for their first
-    // answer while the others go on; counting from the ramp alone would measure fewer clients than
-    // asked. The whole run is printed too.
+    // The verdict is the whole run's (as k6's). Steady, printed beside it: requests sent once every
+    // client is in, i.e. after the ramp and after the last client got its first answer. A saturated
+    // process accepts one connection per event-loop turn (libuv >= 1.45), so clients that connect
+    // into a busy gateway can wait many seconds for their first answer while the others go on.
     const firstAnswer = new Map<number, number>();
     for (const r of results) if (r.client !== undefined && r.ok) firstAnswer.set(r.client, Math.min(firstAnswer.get(r.client) ?? Infinity, r.at));
     const allIn = firstAnswer.size === CLIENTS ? Math.max(...firstAnswer.values()) : Infinity;
@@ -88,20 +100,24 @@ async function main() {
     const steady = results.filter((r) => r.at - r.latencyUs / 1e6 >= steadyFrom);
     const all = summarize(results, elapsedS);
     const s = summarize(steady, Math.max(0.001, SECONDS - steadyFrom));
-    // A verdict needs a steady window worth the name (a third of the sending time with every client
-    // in), and a P95 over answers only is optimistic unless that window also kept its success rate.
-    const pass = Number.isFinite(allIn) && SECONDS - steadyFrom >= SECONDS / 3 && s.count > 0 && s.p95Ms < 2000 && s.successRate >= 0.999;
+    // k6's thresholds: http_req_duration p(95) < 2000 over the whole run, and >= 99.9% succeeding.
+    const p95Pass = all.count > 0 && all.p95Ms < 2000;
+    const successPass = all.successRate >= 0.999;
     const errors = new Map<string, number>();
     for (const r of results) if (!r.ok) errors.set(r.error ?? `HTTP ${r.status}`, (errors.get(r.error ?? `HTTP ${r.status}`) ?? 0) + 1);
 
     console.log(`\nmachine: ${machine()}; gateway workers: ${WORKERS}${MESH ? '; through the mesh' : ''}`);
     console.log(`upstream: first byte after ${LATENCY} ms, then 10 words ${WORD_DELAY} ms apart (streamed)`);
-    console.log(`${CLIENTS} concurrent clients for ${SECONDS} s (ramp ${RAMP} s): ${all.count} requests, ${all.rps.toFixed(0)} req/s`);
-    console.log(`  whole run: p50 ${all.p50Ms.toFixed(0)} ms  p95 ${all.p95Ms.toFixed(0)} ms  p99 ${all.p99Ms.toFixed(0)} ms`);
+    console.log(`${CLIENTS} concurrent clients for ${SECONDS} s (ramp ${Number(RAMP.toFixed(1))} s): ${all.count} requests, ${all.rps.toFixed(0)} req/s`);
+    console.log(
+      `  whole run (the verdict, as k6's): ${all.count} requests  p50 ${all.p50Ms.toFixed(0)} ms  p95 ${all.p95Ms.toFixed(0)} ms  p99 ${all.p99Ms.toFixed(0)} ms (${all.failed} failed, counted at the time they took; successes only p95 ${all.okP95Ms.toFixed(0)} ms)`,
+    );
     console.log(`  every client had its first answer ${Number.isFinite(allIn) ? `after ${allIn.toFixed(1)} s` : `— never: ${CLIENTS - firstAnswer.size} clients got none`}`);
-    console.log(`  steady part (sent after ${steadyFrom.toFixed(1)} s): ${s.count} requests  p50 ${s.p50Ms.toFixed(0)} ms  p95 ${s.p95Ms.toFixed(0)} ms  p99 ${s.p99Ms.toFixed(0)} ms  first byte p50 ${s.ttfbP50Ms.toFixed(0)} ms`);
-    console.log(`  P95 ${s.p95Ms.toFixed(0)} ms with all ${CLIENTS} clients in (target < 2000 ms) ${pass ? 'PASS' : 'FAIL'}`);
-    console.log(`  success ${(all.successRate * 100).toFixed(3)}% (target >= 99.9%) ${all.successRate >= 0.999 ? 'PASS' : 'FAIL'}`);
+    console.log(
+      `  steady part (sent after ${steadyFrom.toFixed(1)} s, every client in; not the verdict): ${s.count} requests  p50 ${s.p50Ms.toFixed(0)} ms  p95 ${s.p95Ms.toFixed(0)} ms  p99 ${s.p99Ms.toFixed(0)} ms  first byte p50 ${s.ttfbP50Ms.toFixed(0)} ms`,
+    );
+    console.log(`  P95 ${all.p95Ms.toFixed(0)} ms over the whole run (steady ${s.count > 0 ? `${s.p95Ms.toFixed(0)} ms` : 'none'}) (target < 2000 ms) ${p95Pass ? 'PASS' : 'FAIL'}`);
+    console.log(`  success ${(all.successRate * 100).toFixed(3)}% (target >= 99.9%) ${successPass ? 'PASS' : 'FAIL'}`);
     for (const [e, n] of errors) console.log(`  failure: ${e} × ${n}`);
 
     writeResults(OUT, {
@@ -116,6 +132,7 @@ async function main() {
       seconds: SECONDS,
       rampS: RAMP,
       all,
+      verdict: { on: 'whole run (k6: http_req_duration p(95) over every request)', p95Ms: all.p95Ms, p95Pass, successRate: all.successRate, successPass, pass: p95Pass && successPass },
       allClientsAnsweredAfterS: Number.isFinite(allIn) ? allIn : null,
       steadyFromS: steadyFrom,
       steady: s,
