@@ -77,6 +77,8 @@ export class MeshRouter {
   private registry!: HealthRegistry;
   private clock!: MeshClock;
   private nodes: NodeHealth[] = [];
+  /** `nodes` by id: extraLoad looks a node up for every candidate of every decision. */
+  private nodeById = new Map<string, NodeHealth>();
   private nodesReadAt = 0;
   /** Placements per node that its last heartbeat does not count yet. */
   private readonly placed = new Map<string, Placement[]>();
@@ -293,6 +295,7 @@ export class MeshRouter {
   /** Takes a registry read as the routing view. */
   private view(nodes: NodeHealth[], now: number): void {
     this.nodes = nodes;
+    this.nodeById = new Map(nodes.map((h) => [h.node_id, h]));
     this.nodesReadAt = now;
     const seen = new Set<string>();
     for (const h of nodes) {
@@ -325,7 +328,7 @@ export class MeshRouter {
   private extraLoad(node: string): number {
     const placements = this.placed.get(node);
     if (!placements) return 0;
-    const h = this.nodes.find((n) => n.node_id === node);
+    const h = this.nodeById.get(node);
     let seen = 0;
     while (seen < placements.length && !this.unseen(placements[seen] as Placement, h)) seen++;
     if (seen === 0) return placements.length;
@@ -353,7 +356,7 @@ export class MeshRouter {
   /** Forgets placements the nodes' heartbeats now count, and those of nodes no longer registered. */
   private prunePlaced(): void {
     for (const [node, placements] of this.placed) {
-      const h = this.nodes.find((n) => n.node_id === node);
+      const h = this.nodeById.get(node);
       const keep = placements.filter((p) => this.unseen(p, h));
       if (keep.length) this.placed.set(node, keep);
       else this.placed.delete(node);
@@ -384,7 +387,7 @@ export class MeshRouter {
       const now = this.clock.now();
       // One read of the registry: silent records are forgotten, the rest become the routing view.
       this.view(await this.forgetSilentNodes(now, this.now()), this.now());
-      const health = new Map(this.nodes.map((h) => [h.node_id, h]));
+      const health = this.nodeById;
       for (const node of await this.commands.smembers(this.keys.nodeStreams)) {
         const stream = this.keys.nodeRequests(node);
         const held = await claimIdle(this.commands, stream, WORKER_GROUP, this.consumer, cfg.idle_reclaim_ms).catch((err: unknown) => {
