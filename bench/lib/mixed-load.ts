@@ -89,6 +89,8 @@ function client(target: LoadTarget) {
         sendLagUs,
         cache: typeof cache === 'string' ? cache : undefined,
         at: (t1 - start) / 1000,
+        // Which error it was (an error body is small: its last piece holds its code).
+        ...(res.statusCode >= 400 ? { error: `HTTP ${res.statusCode} ${(last ?? Buffer.alloc(0)).toString('utf8').slice(0, 160)}` } : {}),
       };
     } catch (err) {
       const t1 = performance.now();
