@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { extractFeatures, featuresAgree } from './guards.js';
+import { extractFeatures, featuresAgree, FEATURES_VERSION } from './guards.js';
 
 function agree(a: string, b: string) {
   return featuresAgree(extractFeatures(a), extractFeatures(b));
@@ -28,7 +28,7 @@ describe('semantic cache guards', () => {
 
   it.each([
     ['What is the capital of France?', "What's the capital of France?"],
-    ['How do I reset my password?', 'What are the steps to change my password?'],
+    ['How do I change my password?', 'What are the steps to change my password?'],
     ['What is 2 + 2?', 'Calculate 2+2'],
     ['How many days are in two weeks?', 'Number of days in 2 weeks?'],
     ['Which planet is the biggest?', "What's the largest planet?"],
@@ -117,6 +117,195 @@ describe('content-word guard', () => {
     expect(agree('How is the area of a circle calculated?', 'How do I calculate the area of a circle?')).toEqual({ ok: true });
     expect(agree('How do vaccines work?', 'How does a vaccine work?')).toEqual({ ok: true });
     expect(agree('Why do leaves change color in the fall?', 'Why do leaves change colour in autumn?')).toEqual({ ok: true });
-    expect(extractFeatures('How do I delete my accounts?').content).toEqual(['account', 'remove']);
+    expect(extractFeatures('How do I delete my accounts?').content).toEqual(extractFeatures('How do I remove my account?').content);
+  });
+});
+
+describe('version', () => {
+  it('refuses entries whose features were extracted by other rules, or before rules had versions', () => {
+    const now = extractFeatures('How do I reset my router?');
+    expect(now.version).toBe(FEATURES_VERSION);
+    const { version: _, ...unversioned } = now;
+    expect(featuresAgree(now, unversioned)).toEqual({ ok: false, reason: 'version' });
+    expect(featuresAgree(now, { ...now, version: FEATURES_VERSION - 1 })).toEqual({ ok: false, reason: 'version' });
+    expect(featuresAgree(now, { ...now })).toEqual({ ok: true });
+  });
+});
+
+describe('order: direction, comparison, sequence', () => {
+  it.each([
+    ['Translate this sentence from English to German', 'Translate this sentence from German to English'],
+    ['Convert this Python code to JavaScript', 'Convert this JavaScript code to Python'],
+    ['How do I convert a string to an integer in Java?', 'How do I convert an integer to a string in Java?'],
+    ['How do I migrate from MySQL to PostgreSQL?', 'How do I migrate from PostgreSQL to MySQL?'],
+    ['How long is the flight from London to New York?', 'How long is the flight from New York to London?'],
+    ['Write an email from a tenant to a landlord.', 'Write an email from a landlord to a tenant.'],
+    ['How do I merge the develop branch into main?', 'How do I merge main into the develop branch?'],
+    ['Convert 3pm EST to PST.', 'Convert 3pm PST to EST.'],
+    ['english to spanish translation of hello', 'spanish to english translation of hello'],
+    ['Rewrite this Java code in Kotlin.', 'Rewrite this Kotlin code in Java.'],
+    ['Map A -> B', 'Map B -> A'],
+    ['Do you ship to Mexico?', 'Do you ship from Mexico?'],
+    ['How do I remove a user from a group?', 'How do I remove a group from a user?'],
+    ['How many hours ahead is Tokyo from London?', 'How many hours ahead is London from Tokyo?'],
+    ['Is Python faster than Java?', 'Is Java faster than Python?'],
+    ['Is Canada bigger than Russia?', 'Is Russia bigger than Canada?'],
+    ['Why choose PostgreSQL over MySQL?', 'Why choose MySQL over PostgreSQL?'],
+    ['Should I use React instead of Angular?', 'Should I use Angular instead of React?'],
+    ['Should I learn Python before JavaScript?', 'Should I learn JavaScript before Python?'],
+    ['Did the French Revolution happen before the American Revolution?', 'Did the American Revolution happen before the French Revolution?'],
+    ['Find customers without orders.', 'Find orders without customers.'],
+    ['Is a square a rectangle?', 'Is a rectangle a square?'],
+    ['Does stress cause insomnia?', 'Does insomnia cause stress?'],
+  ])('refuses a reversal: %s / %s', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: false, reason: 'order' });
+  });
+
+  it.each([
+    ['Translate this sentence from English to German: I love reading.', 'Translate this sentence to German from English: I love reading.'],
+    ['How do I get from the airport to downtown?', 'How do I get downtown from the airport?'],
+    ['How do I convert a string to an integer in Python?', 'In Python, how do I convert a string into an integer?'],
+    ['How do I move my contacts from iPhone to Android?', 'How do I move my iPhone contacts to Android?'],
+    ['Which is faster, Python or Java?', 'Is Python faster than Java?'],
+    ['What is the difference between TCP and UDP?', 'What is the difference between UDP and TCP?'],
+    ['What should I eat before a workout?', 'Before a workout, what should I eat?'],
+    ['How can I get my dog to stop barking?', 'How do I stop my dog from barking?'],
+    ['How long does it take to boil an egg?', 'How long does it usually take to boil an egg?'],
+  ])('keeps paraphrases with the same order, or order on one side only: %s / %s', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: true });
+  });
+
+  it('reads an infinitive "to" as no direction, and tags sides only around markers', () => {
+    expect(extractFeatures('How to reset my password').order).toEqual([]);
+    expect(extractFeatures('I want to learn Python').order).toEqual([]);
+    expect(extractFeatures('Convert this Python code to JavaScript').order).toEqual(['ds:code', 'ds:convert', 'ds:python', 'dt:javascript']);
+    expect(extractFeatures('Translate from English to German, please').order).toEqual(['ds:english', 'dt:german']);
+  });
+});
+
+describe('verbs grouped by outcome', () => {
+  // Each leads to a different answer; none may be folded into another.
+  const verbs = ['reset', 'update', 'restart', 'delete', 'deactivate', 'install', 'uninstall', 'cancel', 'renew', 'pause',
+    'buy', 'sell', 'upgrade', 'downgrade', 'import', 'export', 'encrypt', 'decrypt', 'encode', 'decode', 'upload',
+    'download', 'insert', 'append', 'swap', 'switch', 'finish', 'stop', 'start', 'lock', 'unlock', 'back up', 'restore'];
+  const pairs = verbs.flatMap((v, i) => verbs.slice(i + 1).map((u) => [v, u]));
+  it.each(pairs)('How do I %s my files? / How do I %s my files?', (v, u) => {
+    expect(agree(`How do I ${v} my files?`, `How do I ${u} my files?`).ok).toBe(false);
+  });
+
+  it.each([
+    ['How do I reset my router?', 'How do I update my router?'],
+    ['How do I reset my password?', 'How do I change my password?'],
+    ['How do I swap the values of two columns?', 'How do I update the values of two columns?'],
+    ['How do I finish a Git rebase?', 'How do I stop a Git rebase?'],
+    ['How do I end a novel?', 'How do I finish a novel?'],
+    ['How do I back up my phone?', 'How do I back up my contacts?'],
+    ["What's the fastest way to mail documents?", "What's the fastest way to email documents?"],
+    ['How do I encode a string in Python?', 'How do I encrypt a string in Python?'],
+    ['How do I append an item to a list?', 'How do I insert an item into a list?'],
+    ['What is the tallest animal?', 'What is the largest animal?'],
+    ['What is the deepest lake?', 'What is the largest lake?'],
+    ['Who is the youngest president?', 'Who is the latest president?'],
+    ['Does Jupiter have more moons than Saturn?', 'Does Jupiter have bigger moons than Saturn?'],
+    ['Is it warm in Madrid in March?', 'Is it hot in Madrid in March?'],
+    ['Who is the shortest NBA player?', 'Who is the lightest NBA player?'],
+    ['How do I update my router?', 'How do I change my router?'],
+    ['How do I edit my profile picture?', 'How do I change my profile picture?'],
+    ['How do I reach the airport?', 'How do I contact the airport?'],
+    ['How do I create a role in PostgreSQL?', 'How do I create a function in PostgreSQL?'],
+    ['How do I drop a course?', 'How do I delete a course?'],
+    ['Which laptop is better for gaming?', 'Which laptop is best for gaming?'],
+    ['What is the oldest tree?', 'What is the earliest tree?'],
+    ['What are the risks of coffee?', 'What are the drawbacks of coffee?'],
+  ])('refuses verbs and contrast words that the old tables folded together: %s / %s', (a, b) => {
+    expect(agree(a, b).ok).toBe(false);
+  });
+
+  it.each([
+    ['How do I edit my profile?', 'How do I modify my profile?'],
+    ['How do I delete my account?', 'How do I remove my account?'],
+    ['How do I enable two-factor authentication?', 'How can I turn on two-factor authentication?'],
+    ['How do I turn off notifications?', 'How do I disable notifications?'],
+    ['How do I sign in to Gmail?', 'How do I log in to Gmail?'],
+    ['Which planet is the biggest?', "What's the largest planet?"],
+    ['How do I sort a dict by value in Python?', 'How do I sort a dictionary by value in Python?'],
+    ['How do I reverse an array in JS?', 'How do I reverse an array in JavaScript?'],
+  ])('keeps verbs and words that lead to the same answer together: %s / %s', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: true });
+  });
+});
+
+describe('request verbs and the form of the answer', () => {
+  it.each([
+    ["What's the best way to learn French?", "What's the best way to teach French?", 'request'],
+    ['Write a SQL query that finds duplicate emails.', 'Explain a SQL query that finds duplicate emails.', 'request'],
+    ['Explain the causes of World War I.', 'Summarize the causes of World War I.', 'request'],
+    ['List the planets in the solar system.', 'Describe the planets in the solar system.', 'request'],
+    ['Calculate the compound interest on 1,000 dollars at 5% for 3 years.', 'Explain the compound interest on 1,000 dollars at 5% for 3 years.', 'request'],
+    ['Give me a simple explanation of quantum physics.', 'Give me a detailed explanation of quantum physics.', 'form'],
+    ['Explain recursion briefly.', 'Explain recursion in detail.', 'form'],
+    ['Explain photosynthesis simply.', 'Explain photosynthesis.', 'form'],
+    ['Give me an example of a metaphor.', 'Explain what a metaphor is.', 'form'],
+    ['Explain chess to a beginner.', 'Explain chess to an expert.', 'form'],
+    ['Write a short poem about the sea.', 'Write a poem about the sea.', 'form'],
+  ])('%s / %s disagree on %s', (a, b, reason) => {
+    expect(agree(a, b)).toEqual({ ok: false, reason });
+  });
+
+  it.each([
+    ['Explain how photosynthesis works.', 'How does photosynthesis work?'],
+    ['Describe the water cycle.', 'Explain the water cycle.'],
+    ['Teach me the basics of chess.', 'Explain the basics of chess.'],
+    ['Write a haiku about autumn leaves.', 'Compose a haiku about autumn leaves.'],
+    ['Summarize the plot of Hamlet.', 'Give me a summary of the plot of Hamlet.'],
+    ['Give me a list of healthy snacks.', 'List some healthy snacks.'],
+    ['Explain black holes in simple terms.', 'Explain black holes simply.'],
+    ['Explain recursion briefly.', 'Give me a brief explanation of recursion.'],
+    ['What is machine learning?', 'Can you explain machine learning?'],
+    ['What does HTTP stand for?', 'What is HTTP short for?'],
+    ['How do I reverse a list in Python?', 'How can I reverse a Python list?'],
+  ])('keeps requests that ask for the same answer: %s / %s', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: true });
+  });
+
+  it('reads "list" as a request only where it is a verb, and a capitalised form word as a name', () => {
+    expect(extractFeatures('List the planets').request).toEqual(['list']);
+    expect(extractFeatures('How do I reverse a list in Python?').request).toEqual([]);
+    expect(extractFeatures('How do I reverse a list in Python?').content).toContain('list');
+    expect(extractFeatures('How much is the Basic plan?')).toMatchObject({ form: [], entities: ['basic'] });
+  });
+
+  it('makes similar, same, old, sort and call content words', () => {
+    expect(agree('How are processes and threads similar?', 'How are processes and threads different?')).toEqual({ ok: false, reason: 'content' });
+    expect(agree('How do I call a function in Python?', 'How do I name a function in Python?')).toEqual({ ok: false, reason: 'content' });
+    expect(agree('What sort of database should I use?', 'What kind of database should I use?')).toEqual({ ok: true });
+  });
+});
+
+describe('symbols, tense and filler', () => {
+  it.each([
+    ['What is the difference between == and === in JavaScript?', 'What is the difference between = and == in JavaScript?', 'symbols'],
+    ['What does the && operator do in Bash?', 'What does the || operator do in Bash?', 'symbols'],
+    ['What does the ?? operator do in C#?', 'What does the ?. operator do in C#?', 'symbols'],
+    ['Who is the CEO of Twitter?', 'Who was the CEO of Twitter?', 'tense'],
+  ])('%s / %s disagree on %s', (a, b, reason) => {
+    expect(agree(a, b)).toEqual({ ok: false, reason });
+  });
+
+  it('ignores sentence punctuation, dashes and emphasis as symbols', () => {
+    expect(extractFeatures('What?! Really... -- **Note:** is it true?').symbols).toEqual([]);
+    expect(extractFeatures('What does a ?? b do, and x != y?').symbols).toEqual(['!=', '??']);
+  });
+
+  it.each([
+    ['How do I check if a key exists in a dictionary?', 'How can I check whether a key exists in a dictionary?'],
+    ['What time is it in Tokyo right now?', 'What time is it in Tokyo?'],
+    ['How many days are left until Christmas?', 'How many days until Christmas?'],
+    ['How do I make a cup of tea?', 'What is the best way to make a cup of tea?'],
+    ['How long does shipping to Canada take?', 'How long does it take to ship to Canada?'],
+    ['Write an email declining an invitation.', 'Write an email to decline an invitation.'],
+    ['Convert 100 degrees Fahrenheit to Celsius.', 'Convert 100 Fahrenheit to Celsius.'],
+  ])('allows filler and inflections the old rules refused: %s / %s', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: true });
   });
 });

@@ -1,20 +1,39 @@
 // False-hit guards for the semantic cache. Embeddings blur exactly the details that change an
-// answer: numbers, names, quoted strings, negation, units, opposites and language. Before a semantic
-// hit is served, these features are extracted from both prompts and must agree; the rule is
+// answer: numbers, names, quoted strings, code symbols, which way a conversion or comparison goes,
+// negation, units, opposites, tense, language, the request verb and the answer's form. Before a
+// semantic hit is served, these features are extracted from both prompts and must agree; the rule is
 // documented in docs/caching.md ("What a semantic hit must agree on").
 
 export interface PromptFeatures {
+  /**
+   * Which rules extracted these features (FEATURES_VERSION). Features of other versions are not
+   * comparable: a cached entry whose features predate the current rules is never a semantic hit.
+   */
+  version?: number;
   /** Numbers in order, normalised ("1,000" -> "1000", "two" -> "2", "3rd" -> "#3", "-5" keeps its sign). */
   numbers: string[];
   /**
    * Arithmetic operators and comparison signs between operands, in order, canonical ("×" -> "*",
-   * "plus" -> "+", "<=" and "≤" -> "<="). Absent on entries stored before this feature existed.
+   * "plus" -> "+", "<=" and "≤" -> "<=").
    */
   operators?: string[];
+  /** Code symbols of two or more characters standing between words ("==", "===", "&&", "??"), sorted. */
+  symbols?: string[];
   /** Quoted strings, lower-cased, sorted. */
   quoted: string[];
   /** Names and identifiers (capitalised words, ALLCAPS, words with digits or inner punctuation), sorted. */
   entities: string[];
+  /**
+   * Words on one side of a direction, comparison or sequence construction, as `<family><side>:<word>`:
+   * `ds`/`dt` source and target ("from X to Y", "convert X to Y", "X into Y", "X -> Y"), `ca`/`cb`
+   * the two sides of a comparison ("X than Y", "X over Y", "X instead of Y"), `tp`/`tq` earlier and
+   * later ("X before Y", "Y after X"), `wa`/`wb` the two sides of "X without Y" and "X per Y", `qs`/`qo`
+   * subject and object of a yes/no question ("is X a Y"). What comes before a `from` that no `to`
+   * follows is a target too ("remove X from Y", "get downtown from the airport"). Sorted.
+   */
+  order?: string[];
+  /** "past" when the prompt's auxiliaries are all past (was, were, did), "present" when all present, else "". */
+  tense?: string;
   /** How many negation markers (not, no, never, n't, without…). */
   negations: number;
   /** Units and currencies in order, canonical ("kilometres" -> "km", "$" -> "usd"). */
@@ -23,56 +42,131 @@ export interface PromptFeatures {
   polar: string[];
   /** Script and, for Latin script, a guessed language ("latin:en", "cyrillic", "han"…). */
   language: string;
+  /** What the request asks to be done (explain, write, summarize, list, learn, teach, compute), sorted. */
+  request?: string[];
+  /** Requested shape and level of the answer (simple, brief, detailed, example, beginner, expert), sorted. */
+  form?: string[];
   /** Content words (stop and request words removed), lightly stemmed, synonyms folded, sorted. */
   content: string[];
 }
 
+/** Version of the extraction rules; bump it whenever a change would extract different features. */
+export const FEATURES_VERSION = 2;
+
 // Words that frame a request rather than say what it is about; paraphrases add and drop these freely.
+// Words that change the answer are not here even when they look like framing: request verbs
+// (explain, write, summarize, list, learn, teach, calculate…) are in REQUEST, the answer's shape and
+// level (simple, brief, detailed, example, beginner…) in FORM, and `similar`, `same`, `old`, `sort`
+// and `call` are content words ("how are X and Y similar" is not "…different").
 const FRAME_WORDS = new Set(
   ('a an the of to in on at for with by from about into onto over than then that this these those there here ' +
     'and or but if so as is are was were be been being am do does did done doing can could would should will shall ' +
     'may might must i me my mine you your yours we us our it its they them their he him his she her what what\'s how ' +
-    'why when where which who whom whose whats hows please tell give show explain describe list help know want need ' +
+    'why when where which who whom whose whats hows please tell give show help know want need ' +
     'like some any way ways best good steps step tips tip possible really actually exactly just also very much many ' +
-    "get let make made go going try able kind sort type thing things someone something anyone anything one's one " +
+    "get let make made go going try able kind type thing things someone something anyone anything one's one " +
     "i'm i'd i'll i've you're it's that's there's can't don't doesn't isn't aren't won't didn't " +
-    'simple simply quick quickly short briefly brief detail detailed example examples use using used mean means ' +
-    'meaning should proper properly correct correctly right actual main basic basics overview summary summarize summarise ' +
-    'write compose create generate provide suggest recommend find show tell teach learn understand calculate compute ' +
-    'work works working happen happens difference differ different versus vs ' +
-    'between same similar other another each every all both either more most less least new old time times ' +
-    'done stand short called call name named info information question answer anybody somebody ever ' +
+    'quick quickly use using used mean means meaning should proper properly correct correctly right actual main ' +
+    'provide suggest recommend work works working happen happens difference differ different versus vs ' +
+    'between other another each every all both either more most less least new time times ' +
+    'done stand called name named info information question answer anybody somebody ever whether ' +
     'have has had having number ' +
     // Politeness and filler: they change how a request sounds, not what it asks.
-    'hi hello hey thanks thank kindly pls plz located currently usually typically generally basically roughly approximately').split(' '),
+    'hi hello hey thanks thank kindly pls plz located currently current now usually typically generally basically ' +
+    'roughly approximately').split(' '),
 );
 
-// Common spelling and word-choice variants that do not change a request.
-const SYNONYMS: Record<string, string> = {
-  colour: 'color', colours: 'color', autumn: 'fall', centre: 'center', favourite: 'favorite', organise: 'organize',
-  modify: 'change', update: 'change', alter: 'change', reset: 'change', edit: 'change', swap: 'change',
-  delete: 'remove', erase: 'remove', erasing: 'remove', purchase: 'buy', begin: 'start', commence: 'start',
-  finish: 'end', halt: 'stop', automobile: 'car', cars: 'car', kids: 'child', kid: 'child', children: 'child',
-  people: 'person', persons: 'person', username: 'user', login: 'account', signin: 'account', faster: 'fast',
-  quick: 'fast', speed: 'fast', speedy: 'fast', rapid: 'fast', big: 'large', huge: 'large', tiny: 'small',
-  little: 'small', fix: 'repair', repair: 'repair', mend: 'repair', leaky: 'leak', leaking: 'leak',
-  safely: 'safe', safety: 'safe', purpose: 'function', role: 'function', turn: 'enable', activate: 'enable',
-  switch: 'enable', reach: 'contact', phone: 'contact', email: 'email', mail: 'email', distinguish: 'differ',
-};
+// Request verbs grouped by what the answer does: two prompts that both name one must name the same
+// group ("explain X" / "summarize X", "write a query" / "explain a query", "learn" / "teach"). A prompt
+// that names none ("what is X?") matches any. "teach me" is read as explain. Forms are listed, not
+// stemmed: "machine learning", "quantum computing" and "creative writing" are subjects, not requests.
+const REQUEST = new Map<string, string>();
+for (const [canon, words] of Object.entries({
+  explain: 'explain explains explained explaining explanation describe describes described describing understand clarify',
+  write: 'write writes wrote written compose composes composed create creates created generate generates generated',
+  summarize: 'summarize summarise summarizes summarises summarized summarised summary overview recap tldr',
+  list: 'list enumerate',
+  learn: 'learn learns learned learnt',
+  teach: 'teach teaches taught',
+  compute: 'calculate calculates calculated calculation compute computes computed find finds solve solves solved determine',
+})) {
+  for (const w of words.split(' ')) REQUEST.set(w, canon);
+}
 
-/** A light suffix stripper: enough to fold plurals and verb forms (vaccines/vaccine, boiling/boil). */
+// The answer's shape and level: both prompts must ask for the same ("simple" / "detailed", "brief" /
+// none, "for beginners" / "for experts", "an example of X" / "X").
+const FORM = new Map<string, string>();
+for (const [canon, words] of Object.entries({
+  simple: 'simple simply simpler simplest simplified easy easier easiest easily layman laymans layperson eli5',
+  brief: 'brief briefly short concise concisely succinct succinctly nutshell',
+  detailed: 'detailed detail details thorough thoroughly comprehensive comprehensively depth in-depth elaborate extensive extensively exhaustive lengthy',
+  example: 'example examples',
+  beginner: 'beginner beginners novice novices newbie newbies basic basics fundamentals',
+  expert: 'expert experts advanced',
+})) {
+  for (const w of words.split(' ')) FORM.set(w, canon);
+}
+
+// Spelling variants, abbreviations and words that lead to the same answer. Verbs are grouped by
+// outcome, and a word that leads elsewhere in some common use is not folded: `modify`, `alter` and
+// `edit` are one group, but `change` (also: replace), `update` (also: install a new version), `reset`
+// (back to a default), `swap`, `switch`, `erase` (wipe), `finish` (complete), `reach` (also: travel
+// to) and `role` (CREATE ROLE is not CREATE FUNCTION) each keep their own word.
+const SYNONYMS = new Map<string, string>(
+  Object.entries({
+    colour: 'color', colours: 'color', autumn: 'fall', centre: 'center', favourite: 'favorite', organise: 'organize',
+    alter: 'modify', edit: 'modify',
+    delete: 'remove', purchase: 'buy', begin: 'start', commence: 'start',
+    halt: 'stop', automobile: 'car', cars: 'car', kids: 'child', kid: 'child', children: 'child',
+    people: 'person', persons: 'person', username: 'user', signin: 'login', faster: 'fast',
+    speed: 'fast', speedy: 'fast', rapid: 'fast', big: 'large', huge: 'large', tiny: 'small',
+    little: 'small', fix: 'repair', repair: 'repair', mend: 'repair', leaky: 'leak', leaking: 'leak',
+    safely: 'safe', safety: 'safe', purpose: 'function', activate: 'enable', distinguish: 'differ',
+    // Abbreviations (applied to names too: "JS" is "JavaScript").
+    js: 'javascript', ts: 'typescript', py: 'python', k8s: 'kubernetes', postgres: 'postgresql', mongo: 'mongodb',
+    dict: 'dictionary', dicts: 'dictionary', int: 'integer', ints: 'integer', str: 'string', repo: 'repository',
+    db: 'database',
+  }),
+);
+
+// Two-word verbs read as one word before the rules above ("turn on" is enable, "log in" is login).
+const PHRASES = new Map<string, string>();
+for (const [first, seconds] of Object.entries({
+  turn: 'on:enable off:disable',
+  switch: 'on:enable off:disable',
+  log: 'in:login on:login out:logout off:logout',
+  sign: 'in:login on:login out:logout off:logout up:signup',
+})) {
+  for (const pair of seconds.split(' ')) {
+    const [second, canon] = pair.split(':') as [string, string];
+    PHRASES.set(`${first} ${second}`, canon);
+  }
+}
+
+const SIBILANT_PLURAL = /(ches|shes|xes|sses|zes)$/;
+// A doubled final consonant left by -ing/-ed ("shipping" -> shipp -> ship); not ll, ss, zz, ff.
+const DOUBLED = /([bdgmnprt])\1$/;
+
+/** A light suffix stripper: enough to fold plurals and verb forms (vaccines/vaccine, boiling/boil, declining/decline). */
 function stem(word: string): string {
-  let w = word.replace(/'s$/, '');
+  let w = word.endsWith("'s") ? word.slice(0, -2) : word;
   if (w.length > 4) {
     if (w.endsWith('ies')) w = `${w.slice(0, -3)}y`;
-    else if (/(ches|shes|xes|sses|zes)$/.test(w)) w = w.slice(0, -2);
+    else if (w.endsWith('es') && SIBILANT_PLURAL.test(w)) w = w.slice(0, -2);
     else if (w.endsWith('s') && !w.endsWith('ss') && !w.endsWith('us') && !w.endsWith('is')) w = w.slice(0, -1);
   }
   if (w.length > 5) {
-    if (w.endsWith('ing')) w = w.slice(0, -3);
-    else if (w.endsWith('ed')) w = w.slice(0, -2);
+    let cut = 0;
+    if (w.endsWith('ing')) cut = 3;
+    else if (w.endsWith('ed')) cut = 2;
     else if (w.endsWith('ly')) w = w.slice(0, -2);
+    if (cut) {
+      w = w.slice(0, -cut);
+      if (DOUBLED.test(w)) w = w.slice(0, -1);
+    }
   }
+  // "decline" and "declin(ing)" meet without their final e.
+  if (w.length > 4 && w.endsWith('e')) w = w.slice(0, -1);
   return w;
 }
 
@@ -80,27 +174,32 @@ function stem(word: string): string {
 const FRAME_STEMS = new Set([...FRAME_WORDS].flatMap((w) => (w.endsWith('e') ? [w, w.slice(0, -1)] : [w])));
 
 function contentWord(lower: string): string | undefined {
-  if (FRAME_WORDS.has(lower) || !/\p{L}/u.test(lower)) return undefined;
-  const canon = SYNONYMS[lower] ?? POLAR[lower] ?? lower;
+  if (FRAME_WORDS.has(lower) || !HAS_LETTER.test(lower)) return undefined;
+  const canon = SYNONYMS.get(lower) ?? POLAR.get(lower) ?? lower;
   const stemmed = stem(canon);
   // Inflected frame words too: "explained" -> explain, "calculated" -> calculat(e).
   if (FRAME_STEMS.has(stemmed)) return undefined;
-  return SYNONYMS[stemmed] ?? stemmed;
+  return SYNONYMS.get(stemmed) ?? stemmed;
 }
 
 export type GuardResult = { ok: true } | { ok: false; reason: keyof PromptFeatures };
 
-const NUMBER_WORDS: Record<string, number> = {
-  zero: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10,
-  eleven: 11, twelve: 12, thirteen: 13, fourteen: 14, fifteen: 15, sixteen: 16, seventeen: 17,
-  eighteen: 18, nineteen: 19, twenty: 20, thirty: 30, forty: 40, fifty: 50, sixty: 60, seventy: 70,
-  eighty: 80, ninety: 90, hundred: 100, thousand: 1000, million: 1e6, billion: 1e9, trillion: 1e12,
-  dozen: 12, half: 0.5, twice: 2, double: 2, triple: 3, once: 1,
-};
-const ORDINAL_WORDS: Record<string, number> = {
-  first: 1, second: 2, third: 3, fourth: 4, fifth: 5, sixth: 6, seventh: 7, eighth: 8, ninth: 9,
-  tenth: 10, eleventh: 11, twelfth: 12, twentieth: 20, hundredth: 100,
-};
+// Maps, not object literals: a lookup of "constructor" in an object finds Object.prototype's.
+const NUMBER_WORDS = new Map<string, number>(
+  Object.entries({
+    zero: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10,
+    eleven: 11, twelve: 12, thirteen: 13, fourteen: 14, fifteen: 15, sixteen: 16, seventeen: 17,
+    eighteen: 18, nineteen: 19, twenty: 20, thirty: 30, forty: 40, fifty: 50, sixty: 60, seventy: 70,
+    eighty: 80, ninety: 90, hundred: 100, thousand: 1000, million: 1e6, billion: 1e9, trillion: 1e12,
+    dozen: 12, half: 0.5, twice: 2, double: 2, triple: 3, once: 1,
+  }),
+);
+const ORDINAL_WORDS = new Map<string, number>(
+  Object.entries({
+    first: 1, second: 2, third: 3, fourth: 4, fifth: 5, sixth: 6, seventh: 7, eighth: 8, ninth: 9,
+    tenth: 10, eleventh: 11, twelfth: 12, twentieth: 20, hundredth: 100,
+  }),
+);
 
 const NEGATIONS = new Set([
   'not', 'no', 'never', "n't", 'without', 'none', 'nothing', 'nobody', 'nowhere', 'neither', 'nor',
@@ -108,7 +207,7 @@ const NEGATIONS = new Set([
 ]);
 
 // Canonical unit per spelling; order matters ("5 km to miles" is not "5 miles to km").
-const UNITS: Record<string, string> = {};
+const UNITS = new Map<string, string>();
 for (const [canon, spellings] of Object.entries({
   km: 'km kilometer kilometers kilometre kilometres', mile: 'mi mile miles', m: 'meter meters metre metres',
   cm: 'cm centimeter centimeters centimetre centimetres', mm: 'mm millimeter millimeters millimetre millimetres',
@@ -123,39 +222,49 @@ for (const [canon, spellings] of Object.entries({
   jpy: 'jpy yen ¥', percent: '% percent percentage', degree: 'degree degrees °', calorie: 'calorie calories kcal',
   watt: 'watt watts w kw kilowatt kilowatts', volt: 'volt volts', acre: 'acre acres', hectare: 'hectare hectares ha',
 })) {
-  for (const s of spellings.split(' ')) UNITS[s] = canon;
+  for (const s of spellings.split(' ')) UNITS.set(s, canon);
 }
 
-// Contrast lexicon: words whose swap for a near neighbour flips the answer. Synonyms share a key.
-const POLAR: Record<string, string> = {};
+// Contrast lexicon: words whose swap for a near neighbour flips the answer. Synonyms share a key; a
+// group holds only words that lead to the same answer (the tallest animal is not the largest, the
+// youngest president not the latest, encoding is not encryption, appending is not inserting), and a
+// comparative is not its superlative ("a better laptop" is not "the best laptop").
+const POLAR = new Map<string, string>();
 for (const [canon, spellings] of Object.entries({
-  max: 'largest biggest greatest maximum max highest tallest most longest heaviest deepest',
-  min: 'smallest tiniest least minimum min lowest shortest fewest lightest shallowest',
-  fast: 'fastest quickest faster quicker', slow: 'slowest slower', best: 'best better', worst: 'worst worse',
-  first: 'earliest oldest', last: 'latest newest youngest', before: 'before prior earlier', after: 'after later',
-  above: 'above over', below: 'below under beneath', more: 'more greater larger bigger higher', less: 'less fewer smaller lower',
-  up: 'increase raise grow upgrade', down: 'decrease reduce shrink downgrade', hot: 'hot warm hotter warmer',
-  cold: 'cold cool colder cooler coldest coolest', north: 'north northern', south: 'south southern', east: 'east eastern',
-  west: 'west western', left: 'left', right: 'right', buy: 'buy purchase', sell: 'sell', add: 'add insert append',
-  remove: 'remove delete drop', enable: 'enable activate', disable: 'disable deactivate', open: 'open', close: 'close',
-  import: 'import', export: 'export', encrypt: 'encrypt encode', decrypt: 'decrypt decode',
-  compress: 'compress zip', decompress: 'decompress unzip', pro: 'advantages pros benefits', con: 'disadvantages cons drawbacks risks',
-  cheap: 'cheap cheapest cheaper', expensive: 'expensive priciest costly', true: 'true', false: 'false',
-  start: 'start begin', end: 'stop end finish', input: 'input', output: 'output', upload: 'upload', download: 'download',
-  push: 'push', pull: 'pull', win: 'win', lose: 'lose', yesterday: 'yesterday', today: 'today', tomorrow: 'tomorrow',
-  past: 'past', future: 'future', male: 'male men man', female: 'female women woman', positive: 'positive', negative: 'negative',
-  legal: 'legal', illegal: 'illegal', safe: 'safe', unsafe: 'unsafe dangerous', healthy: 'healthy', unhealthy: 'unhealthy',
+  max: 'largest biggest greatest maximum max', most: 'most', highest: 'highest tallest', longest: 'longest',
+  heaviest: 'heaviest', deepest: 'deepest',
+  min: 'smallest tiniest minimum min', least: 'least fewest', lowest: 'lowest', shortest: 'shortest',
+  lightest: 'lightest', shallowest: 'shallowest',
+  fastest: 'fastest quickest', faster: 'faster quicker', slowest: 'slowest', slower: 'slower', best: 'best',
+  better: 'better', worst: 'worst', worse: 'worse', earliest: 'earliest', oldest: 'oldest', last: 'latest newest', youngest: 'youngest', before: 'before prior earlier',
+  after: 'after later', above: 'above over', below: 'below under beneath', more: 'more', larger: 'greater larger bigger',
+  higher: 'higher', less: 'less fewer', smaller: 'smaller', lower: 'lower',
+  up: 'increase raise', grow: 'grow', down: 'decrease reduce shrink', upgrade: 'upgrade', downgrade: 'downgrade',
+  hot: 'hot', hotter: 'hotter', hottest: 'hottest', warm: 'warm', warmer: 'warmer', warmest: 'warmest', cold: 'cold',
+  colder: 'colder', coldest: 'coldest', cool: 'cool', cooler: 'cooler', coolest: 'coolest',
+  north: 'north northern', south: 'south southern', east: 'east eastern',
+  west: 'west western', left: 'left', right: 'right', buy: 'buy purchase', sell: 'sell', add: 'add append',
+  insert: 'insert', remove: 'remove delete', drop: 'drop', erase: 'erase wipe', enable: 'enable activate', disable: 'disable deactivate',
+  open: 'open', close: 'close', import: 'import', export: 'export', encrypt: 'encrypt', encode: 'encode',
+  decrypt: 'decrypt', decode: 'decode',
+  compress: 'compress zip', decompress: 'decompress unzip', pro: 'advantages pros benefits', con: 'disadvantages cons drawbacks',
+  risk: 'risks', cheap: 'cheap', cheaper: 'cheaper', cheapest: 'cheapest', expensive: 'expensive costly', priciest: 'priciest', true: 'true', false: 'false',
+  start: 'start begin', end: 'stop end', finish: 'finish', input: 'input', output: 'output', upload: 'upload',
+  download: 'download', push: 'push', pull: 'pull', win: 'win', lose: 'lose', yesterday: 'yesterday', today: 'today',
+  tomorrow: 'tomorrow', past: 'past', future: 'future', male: 'male men man', female: 'female women woman',
+  positive: 'positive', negative: 'negative', legal: 'legal', illegal: 'illegal', safe: 'safe', unsafe: 'unsafe dangerous',
+  healthy: 'healthy', unhealthy: 'unhealthy',
   monday: 'monday', tuesday: 'tuesday', wednesday: 'wednesday', thursday: 'thursday', friday: 'friday', saturday: 'saturday',
   sunday: 'sunday', january: 'january', february: 'february', march: 'march', april: 'april', june: 'june', july: 'july',
   august: 'august', september: 'september', october: 'october', november: 'november', december: 'december',
-  spring: 'spring', summer: 'summer', autumn: 'autumn fall', winter: 'winter', morning: 'morning', evening: 'evening night',
-  cat: 'cat cats', dog: 'dog dogs', mother: 'mother mom', father: 'father dad', brother: 'brother', sister: 'sister',
-  synchronous: 'synchronous sync', asynchronous: 'asynchronous async', client: 'client', server: 'server',
-  frontend: 'frontend', backend: 'backend', read: 'read', write: 'write', send: 'send', receive: 'receive',
+  spring: 'spring', summer: 'summer', autumn: 'autumn fall', winter: 'winter', morning: 'morning', evening: 'evening',
+  night: 'night', cat: 'cat cats', dog: 'dog dogs', mother: 'mother mom mum', father: 'father dad', brother: 'brother',
+  sister: 'sister', synchronous: 'synchronous sync', asynchronous: 'asynchronous async', client: 'client', server: 'server',
+  frontend: 'frontend', backend: 'backend', read: 'read', send: 'send', receive: 'receive',
   import_: 'importing', export_: 'exporting', inner: 'inner', outer: 'outer', union: 'union', intersection: 'intersection',
   ascending: 'ascending', descending: 'descending', horizontal: 'horizontal horizontally', vertical: 'vertical vertically',
 })) {
-  for (const s of spellings.split(' ')) POLAR[s] = canon;
+  for (const s of spellings.split(' ')) POLAR.set(s, canon);
 }
 
 // Capitalised words that open sentences without naming anything.
@@ -277,23 +386,27 @@ function opensSentence(text: string, at: number): boolean {
 // a one-letter variable, a bracket), so hyphens in words (gpt-4, state-of-the-art), dashes in prose
 // ("Python - sorting") and arrows (->, =>) are not operators. A minus directly before a number, where
 // no operand precedes it, is the number's sign ("What is -5 + 3?").
-const OPERATOR_SYMBOLS: Record<string, string> = {
-  '+': '+', '-': '-', '−': '-', '–': '-', '*': '*', '×': '*', '·': '*', '/': '/', '÷': '/', '^': '^', '**': '^',
-  '<': '<', '>': '>', '<=': '<=', '>=': '>=', '≤': '<=', '≥': '>=', '=': '=', '==': '=', '!=': '!=', '≠': '!=',
-  '<>': '!=',
-};
+const OPERATOR_SYMBOLS = new Map<string, string>(
+  Object.entries({
+    '+': '+', '-': '-', '−': '-', '–': '-', '*': '*', '×': '*', '·': '*', '/': '/', '÷': '/', '^': '^', '**': '^',
+    '<': '<', '>': '>', '<=': '<=', '>=': '>=', '≤': '<=', '≥': '>=', '=': '=', '==': '=', '!=': '!=', '≠': '!=',
+    '<>': '!=',
+  }),
+);
 // Word operators count between two number operands only ("5 plus 3", not "plus size"); `by` and
 // `to the power of` are read as part of the operator.
-const OPERATOR_WORDS: Record<string, string> = {
-  plus: '+', minus: '-', times: '*', x: '*', multiplied: '*', divided: '/', mod: '%', modulo: '%', equals: '=', equal: '=',
-  power: '^', raised: '^',
-};
+const OPERATOR_WORDS = new Map<string, string>(
+  Object.entries({
+    plus: '+', minus: '-', times: '*', x: '*', multiplied: '*', divided: '/', mod: '%', modulo: '%', equals: '=', equal: '=',
+    power: '^', raised: '^',
+  }),
+);
 const MATH_TOKEN = /\d+(?:[.,]\d+)*|[\p{L}\p{M}]+|\*\*|<=|>=|==|!=|<>|[-+−–*×·/÷^<>=≤≥≠]|[()[\]]|\S/gu;
 const MINUS = new Set(['-', '−', '–']);
 // Whether a text may hold an operator at all: one of the symbols, a bracket, or an operator word as a
 // whole letter run (as MATH_TOKEN cuts it). Most prompts have none and skip the token scan.
 const MAY_HAVE_OPERATOR = new RegExp(
-  `[-+−–*×·/÷^<>=≤≥≠()[\\]]|(?<![\\p{L}\\p{M}])(?:${Object.keys(OPERATOR_WORDS).join('|')})(?![\\p{L}\\p{M}])`,
+  `[-+−–*×·/÷^<>=≤≥≠()[\\]]|(?<![\\p{L}\\p{M}])(?:${[...OPERATOR_WORDS.keys()].join('|')})(?![\\p{L}\\p{M}])`,
   'iu',
 );
 const DIGIT_START = /^\d/;
@@ -308,7 +421,7 @@ interface MathToken {
 
 function isNumberToken(t: MathToken | undefined): boolean {
   if (!t) return false;
-  return DIGIT_START.test(t.text) || t.text.toLowerCase() in NUMBER_WORDS;
+  return DIGIT_START.test(t.text) || NUMBER_WORDS.has(t.text.toLowerCase());
 }
 
 /** Operand on the left of an operator: a number, a one-letter variable or a closing bracket. */
@@ -340,7 +453,7 @@ function scanOperators(text: string): { operators: string[]; negative: Set<numbe
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i] as MathToken;
     const prev = tokens[i - 1];
-    const symbol = OPERATOR_SYMBOLS[t.text];
+    const symbol = OPERATOR_SYMBOLS.get(t.text);
     if (symbol) {
       const next = tokens[i + 1];
       const touchesNext = next !== undefined && next.start === t.end && DIGIT_START.test(next.text);
@@ -363,7 +476,7 @@ function scanOperators(text: string): { operators: string[]; negative: Set<numbe
       if (leftOperand(prev)) operators.push(')');
       continue;
     }
-    const word = OPERATOR_WORDS[t.text.toLowerCase()];
+    const word = OPERATOR_WORDS.get(t.text.toLowerCase());
     if (!word) continue;
     let before = i - 1;
     while (tokens[before] && OPERATOR_FILLER.has((tokens[before] as MathToken).text.toLowerCase())) before--;
@@ -378,92 +491,435 @@ function scanOperators(text: string): { operators: string[]; negative: Set<numbe
   return { operators, negative, operatorWords };
 }
 
+// Order constructions (PromptFeatures.order). `to` is a direction only after `from`, after a
+// direction word in the same clause ("convert", "migrate", "ship", "letter"…) or between two names
+// ("EST to PST"); otherwise it is an infinitive ("how to reset").
+const TO_MARKERS = new Set(['to', 'into', 'onto', 'towards', 'toward']);
+const DIRECTION_WORDS = new Set(
+  (
+    'convert conversion converter translate translation port migrate migration switch move transfer cast map ' +
+    'rewrite turn redirect send copy merge rebase upgrade downgrade export import upload download ship shipping ' +
+    'deliver delivery fly flight travel drive commute route forward sync compile transpile save push pull ' +
+    'email mail letter message note reply text'
+  )
+    .split(' ')
+    .map((w) => contentWord(w) ?? w),
+);
+// Names people type in lower case on both sides of a bare "X to Y" ("english to spanish", "csv to json").
+const LOWERCASE_NAMES = new Set(
+  ('english spanish french german italian portuguese dutch russian chinese mandarin japanese korean arabic hindi ' +
+    'urdu turkish polish greek hebrew swedish norwegian danish finnish vietnamese thai indonesian ' +
+    'python javascript typescript java kotlin swift rust golang ruby php perl scala haskell c c++ c# sql bash ' +
+    'json yaml xml csv tsv html markdown pdf word excel docx xlsx png jpg jpeg gif webp svg mp3 mp4 wav ' +
+    'binary decimal hex hexadecimal octal celsius fahrenheit kelvin utc gmt est pst cet').split(' '),
+);
+// Transparent inside a run of names ("this Python code", "my bank account"): they neither end it nor join it.
+const DETERMINERS = new Set('a an the this that these those my your our their his her its some any'.split(' '));
+const AUXILIARIES = new Set('is are was were am does do did can could should would will has have had'.split(' '));
+// A yes/no question about the speaker or the listener has no subject worth ordering.
+const PRONOUNS = new Set("i you we it they he she there this that these those i'm you're it's".split(' '));
+// Tense of the prompt's auxiliaries: "who is the CEO" asks for now, "who was the CEO" for before.
+const PRESENT = new Set(
+  "is are am does do isn't aren't doesn't don't what's who's where's when's how's that's it's there's".split(' '),
+);
+const PAST = new Set("was were did wasn't weren't didn't".split(' '));
+const LIST_VERB_AFTER = new Set(['please', 'pls', 'kindly', 'you', 'and', 'then', 'just', 'also']);
+// "left" meaning remaining: "how many days are left".
+const LEFT_REMAINING_AFTER = new Set(['is', 'are', 'was', 'were', 'have', 'has', 'had', 'anything', 'nothing', "what's"]);
+const RIGHT_NOT_DIRECTION = new Set(['now', 'away', 'way']);
+const TEMPERATURE_UNITS = new Set(['c', 'f', 'k']);
+
+// Characters of code symbols and of the punctuation between words, for the scan of the gaps between tokens.
+const GAP_SYMBOL = new Uint8Array(128);
+for (const ch of '=!<>&|?:~^*+-/\\@.,;') GAP_SYMBOL[ch.charCodeAt(0)] = 1;
+const GAP_PROSE = new Uint8Array(128);
+// Markdown emphasis counts as prose punctuation: "**Note:**".
+for (const ch of '.?!:;,-*') GAP_PROSE[ch.charCodeAt(0)] = 1;
+const GAP_BOUNDARY = new Uint8Array(128);
+for (const ch of '.?!:;,') GAP_BOUNDARY[ch.charCodeAt(0)] = 1;
+const ARROW = 0x2192; // →
+const FLAG_BOUNDARY = 1;
+const FLAG_ARROW = 2;
+
+/**
+ * Scans the text between two words: clause boundaries (. ? ! : ; , or a newline), arrows (->, =>, →)
+ * and code symbols. A run of symbol characters is a code symbol when it has two or more characters
+ * and is not sentence punctuation: not only dots, dashes or asterisks, and not only punctuation
+ * glued to the word before it ("what?!", "wait...").
+ */
+function scanGap(text: string, from: number, to: number, symbols: string[]): number {
+  let flags = 0;
+  let i = from;
+  while (i < to) {
+    const ch = text.charCodeAt(i);
+    if (ch === 10) {
+      flags |= FLAG_BOUNDARY;
+      i++;
+      continue;
+    }
+    if (ch === ARROW) {
+      flags |= FLAG_ARROW;
+      i++;
+      continue;
+    }
+    if (ch >= 128 || GAP_SYMBOL[ch] === 0) {
+      i++;
+      continue;
+    }
+    let j = i + 1;
+    let prose = GAP_PROSE[ch] === 1;
+    let boundary = GAP_BOUNDARY[ch] === 1;
+    let same = true;
+    while (j < to) {
+      const c = text.charCodeAt(j);
+      if (c >= 128 || GAP_SYMBOL[c] === 0) break;
+      if (GAP_PROSE[c] === 0) prose = false;
+      if (GAP_BOUNDARY[c] === 1) boundary = true;
+      if (c !== ch) same = false;
+      j++;
+    }
+    const glued = i === from && from > 0;
+    if (j - i === 1) {
+      if (boundary) flags |= FLAG_BOUNDARY;
+    } else if ((ch === 45 || ch === 61) && j - i === 2 && text.charCodeAt(i + 1) === 62) {
+      flags |= FLAG_ARROW; // -> or =>
+    } else if ((prose && glued) || (same && (ch === 46 || ch === 45 || ch === 42))) {
+      if (boundary) flags |= FLAG_BOUNDARY;
+    } else {
+      symbols.push(text.slice(i, j));
+    }
+    i = j;
+  }
+  return flags;
+}
+
+// Words whose meaning the next word decides; only these (and a clause's first word) look ahead.
+const LOOKS_AHEAD = new Set([
+  'turn', 'switch', 'log', 'sign', ...TO_MARKERS, 'in', 'sort', 'kind', 'short', 'right', 'best', 'teach', 'list', 'degree', 'degrees',
+]);
+
+/**
+ * Order state of one extraction, kept at module level and reset per call (extraction is synchronous)
+ * so a call allocates no closures: the run of names just before the current word (`run`, the source of
+ * "X to Y"), the names since the clause began or the last marker (`segment`, the left side of "X than
+ * Y" and "X before Y"), and the side given to the names after a marker (`side`).
+ */
+const O = {
+  tags: [] as string[],
+  run: [] as string[],
+  runTagged: false,
+  segment: [] as string[],
+  side: '',
+  sideTagged: 0,
+  sideSkipped: 0,
+  fromSeen: false,
+  directionSeen: false,
+  targetSeen: false,
+  // The run before a "from": a target at the clause's end unless one followed ("get downtown from the airport").
+  fromLeft: [] as string[],
+  // Yes/no question ("is X a Y?", "does X cause Y?"): -1 at a clause's first word, 0 none, 1 before
+  // its subject (the first name after the auxiliary), 2 after it.
+  question: -1,
+};
+
+function addUnique(list: string[], v: string): void {
+  if (!list.includes(v)) list.push(v);
+}
+
+function tagAll(words: readonly string[], role: string): void {
+  for (const w of words) addUnique(O.tags, `${role}:${w}`);
+}
+
+function endClause(): void {
+  if (O.fromLeft.length > 0 && !O.targetSeen) tagAll(O.fromLeft, 'dt');
+  O.fromLeft.length = 0;
+  O.run.length = 0;
+  O.segment.length = 0;
+  O.runTagged = false;
+  O.side = '';
+  O.fromSeen = false;
+  O.directionSeen = false;
+  O.targetSeen = false;
+  O.question = -1;
+}
+
+/** A marker word: the words before it take `left` (from the run or the segment), those after it `right`. */
+function marker(left: string, fromRun: boolean, right: string): void {
+  if (left) {
+    if (!fromRun) tagAll(O.segment, left);
+    else if (!O.runTagged) tagAll(O.run, left);
+  }
+  O.side = right;
+  O.sideTagged = 0;
+  O.sideSkipped = 0;
+  O.run.length = 0;
+  O.runTagged = false;
+  O.segment.length = 0;
+}
+
+/** A word that is not a name: ends the run, and a side that has its names. */
+function breakRun(): void {
+  O.run.length = 0;
+  O.runTagged = false;
+  if (O.side && (O.sideTagged > 0 || ++O.sideSkipped > 2)) O.side = '';
+}
+
+function anchor(a: string): void {
+  if (O.side) {
+    addUnique(O.tags, `${O.side}:${a}`);
+    O.sideTagged++;
+    O.runTagged = true;
+  }
+  O.run.push(a);
+  O.segment.push(a);
+  if (O.question === 1) {
+    addUnique(O.tags, `qs:${a}`);
+    O.question = 2;
+  } else if (O.question === 2) addUnique(O.tags, `qo:${a}`);
+}
+
 export function extractFeatures(text: string): PromptFeatures {
   const numbers: string[] = [];
   const units: string[] = [];
-  const entities = new Set<string>();
-  const polar = new Set<string>();
-  const quoted = new Set<string>();
+  const entities: string[] = [];
+  const polar: string[] = [];
+  const quoted: string[] = [];
+  const request: string[] = [];
+  const form: string[] = [];
+  const symbols: string[] = [];
+  const content: string[] = [];
   let negations = 0;
+  let present = false;
+  let past = false;
+  O.fromLeft.length = 0;
+  endClause();
+  O.tags = [];
 
   for (const m of text.matchAll(QUOTED)) {
     const q = (m[1] ?? m[2] ?? m[3] ?? m[4] ?? m[5] ?? '').trim().toLowerCase();
-    if (q) quoted.add(q);
+    if (q) addUnique(quoted, q);
   }
 
   const { operators, negative, operatorWords } = scanOperators(text);
-  // A number keeps its minus sign: "-5" is not "5".
-  const signed = (n: string, at: number) => (negative.has(at) && n !== '0' ? `-${n}` : n);
 
+  const matches = Array.from(text.matchAll(WORD));
   const lowerWords: string[] = [];
-  const content = new Set<string>();
-  for (const m of text.matchAll(WORD)) {
-    let w = m[0].replace(CURLY_APOSTROPHE, "'");
-    const at = m.index ?? 0;
+  let prevEnd = 0;
+  let prev = '';
+  let prevForm = false;
+  let skip = false;
+  for (let i = 0; i < matches.length; i++) {
+    const m = matches[i] as RegExpExecArray;
+    const at = m.index;
+    const flags = scanGap(text, prevEnd, at, symbols);
+    prevEnd = at + m[0].length;
+    if (flags & FLAG_BOUNDARY) endClause();
+    if (flags & FLAG_ARROW) marker('ds', true, 'dt');
+    let w = m[0];
+    if (w.includes('’')) w = w.replace(CURLY_APOSTROPHE, "'");
     const atStart = opensSentence(text, at);
     // Trailing sentence punctuation glued on by the pattern ("2.5." or "U.S.") stays with abbreviations only.
     if (w.endsWith('.') && !ABBREVIATION.test(w)) w = w.slice(0, -1);
-    const lower = w.toLowerCase();
+    let lower = w.toLowerCase();
     lowerWords.push(lower);
+    const before = prev;
+    prev = lower;
+    const afterForm = prevForm;
+    prevForm = false;
+    if (skip) {
+      skip = false;
+      continue;
+    }
+    const next = O.question === -1 || LOOKS_AHEAD.has(lower) ? matches[i + 1]?.[0] : undefined;
+    const nextLower = next?.toLowerCase() ?? '';
+    if (O.question === -1) O.question = AUXILIARIES.has(lower) && !PRONOUNS.has(nextLower) ? 1 : 0;
     if (NUMERIC.test(w)) {
-      numbers.push(signed(normaliseNumber(w), at));
+      numbers.push(negative.has(at) && w !== '0' ? `-${normaliseNumber(w)}` : normaliseNumber(w));
+      breakRun();
       continue;
     }
     // Mixed expressions like 2+2, 3x5, 10/2, 1e6, 3rd, 5km: keep digit runs and their unit suffix.
     if (HAS_DIGIT.test(w)) {
+      breakRun();
       const ord = ORDINAL.exec(w);
       if (ord) {
         numbers.push(`#${ord[1]}`);
         continue;
       }
       const withUnit = WITH_UNIT.exec(w);
-      if (withUnit && UNITS[(withUnit[2] as string).toLowerCase()]) {
-        numbers.push(signed(normaliseNumber(withUnit[1] as string), at));
-        units.push(UNITS[(withUnit[2] as string).toLowerCase()] as string);
+      const suffixUnit = withUnit ? UNITS.get((withUnit[2] as string).toLowerCase()) : undefined;
+      if (suffixUnit) {
+        const n = normaliseNumber((withUnit as RegExpExecArray)[1] as string);
+        numbers.push(negative.has(at) && n !== '0' ? `-${n}` : n);
+        units.push(suffixUnit);
         continue;
       }
-      for (const d of w.matchAll(DIGIT_RUNS)) numbers.push(signed(normaliseNumber(d[0]), at + d.index));
+      if (lower === 'eli5') {
+        addUnique(form, 'simple');
+        continue;
+      }
+      for (const d of w.matchAll(DIGIT_RUNS)) {
+        const n = normaliseNumber(d[0]);
+        numbers.push(negative.has(at + d.index) && n !== '0' ? `-${n}` : n);
+      }
       // An identifier with digits (gpt-4, python3, e2e) is also a name.
-      if (HAS_LETTER.test(w)) entities.add(lower);
+      if (HAS_LETTER.test(w)) {
+        const id = SYNONYMS.get(lower) ?? lower;
+        addUnique(entities, id);
+        anchor(id);
+      }
       continue;
     }
     // An operator word between numbers ("5 plus 3") is in `operators`, not a content word.
-    if (operatorWords.has(at)) continue;
-    if (lower in NUMBER_WORDS) {
-      numbers.push(String(NUMBER_WORDS[lower]));
+    if (operatorWords.has(at)) {
+      breakRun();
       continue;
     }
-    if (lower in ORDINAL_WORDS) {
-      numbers.push(`#${ORDINAL_WORDS[lower]}`);
+    const numberWord = NUMBER_WORDS.get(lower);
+    if (numberWord !== undefined) {
+      numbers.push(String(numberWord));
+      breakRun();
       continue;
     }
-    const unit = UNITS[lower];
-    if (unit) units.push(unit);
-    const cw = contentWord(lower);
-    if (cw && !unit) content.add(cw);
+    const ordinalWord = ORDINAL_WORDS.get(lower);
+    if (ordinalWord !== undefined) {
+      numbers.push(`#${ordinalWord}`);
+      breakRun();
+      continue;
+    }
     if (NEGATIONS.has(lower) || lower.endsWith("n't")) negations++;
-    const p = POLAR[lower];
-    if (p) polar.add(p);
+    if (PRESENT.has(lower)) present = true;
+    else if (PAST.has(lower)) past = true;
+
+    if (next !== undefined) {
+      // Two-word verbs and the few words whose neighbour decides what they mean.
+      const phrase = PHRASES.get(`${lower} ${nextLower}`);
+      if (phrase) {
+        lower = phrase;
+        skip = true;
+      } else if ((lower === 'sort' || lower === 'kind') && nextLower === 'of') {
+        skip = true;
+        breakRun();
+        continue;
+      } else if (
+        (lower === 'short' && nextLower === 'for') ||
+        (lower === 'right' && RIGHT_NOT_DIRECTION.has(nextLower)) ||
+        (lower === 'best' && (nextLower === 'way' || nextLower === 'ways'))
+      ) {
+        breakRun();
+        continue;
+      }
+    }
+    if (
+      (lower === 'left' && LEFT_REMAINING_AFTER.has(before)) ||
+      // "in simple terms", "in plain words" say no more than "simply".
+      (afterForm && (lower === 'terms' || lower === 'words'))
+    ) {
+      breakRun();
+      continue;
+    }
+
+    // Order markers.
+    if (lower === 'from') {
+      O.fromSeen = true;
+      if (O.run.length > 0 && !O.runTagged) O.fromLeft = O.run.slice();
+      marker('', true, 'ds');
+      continue;
+    }
+    if (TO_MARKERS.has(lower) || lower === 'in') {
+      const nameNext =
+        next !== undefined && next !== 'I' && (STARTS_UPPER.test(next) || HAS_DIGIT.test(next) || LOWERCASE_NAMES.has(nextLower));
+      if (lower === 'in') {
+        // "rewrite this Java code in Kotlin", "translate this in Spanish": the target.
+        if (O.directionSeen && !O.targetSeen && nameNext && O.run.length > 0) {
+          marker('ds', true, 'dt');
+          O.targetSeen = true;
+          continue;
+        }
+      } else if (lower !== 'to' || O.fromSeen || O.directionSeen || (O.run.length > 0 && nameNext)) {
+        marker('ds', true, 'dt');
+        O.targetSeen = true;
+        continue;
+      }
+    } else if (lower === 'than' || lower === 'instead' || (lower === 'over' && O.segment.length > 0)) {
+      marker('ca', false, 'cb');
+      if (lower === 'over') addUnique(polar, 'above');
+      continue;
+    } else if (lower === 'without' || lower === 'per') {
+      marker('wa', false, 'wb');
+      addUnique(content, lower);
+      continue;
+    } else if (lower === 'before' || lower === 'after') {
+      if (lower === 'before') marker('tp', false, 'tq');
+      else marker('tq', false, 'tp');
+      addUnique(polar, lower);
+      addUnique(content, stem(lower));
+      continue;
+    }
+
+    // Request verbs and the answer's form are not content words.
+    const req =
+      lower === 'list'
+        ? atStart || LIST_VERB_AFTER.has(before) || (nextLower === 'of' && (before === 'a' || before === 'the'))
+          ? 'list'
+          : undefined
+        : lower === 'teach' && (nextLower === 'me' || nextLower === 'us')
+          ? 'explain'
+          : REQUEST.get(lower);
+    if (req) {
+      addUnique(request, req);
+      breakRun();
+      continue;
+    }
     const capitalised = STARTS_UPPER.test(w);
+    const fm = FORM.get(lower);
+    // Capitalised inside a sentence it is a name ("the Basic plan", "Advanced Settings").
+    if (fm && !(capitalised && !atStart)) {
+      addUnique(form, fm);
+      prevForm = true;
+      continue;
+    }
+
+    const isUnit = UNITS.get(lower);
+    // "100 degrees Fahrenheit" is 100 °F: the degree is part of the temperature unit.
+    if (isUnit && !(isUnit === 'degree' && TEMPERATURE_UNITS.has(UNITS.get(nextLower) ?? ''))) units.push(isUnit);
+    const cw = isUnit ? undefined : contentWord(lower);
+    if (cw) addUnique(content, cw);
+    const p = POLAR.get(lower);
+    if (p) addUnique(polar, p);
+    if (cw && DIRECTION_WORDS.has(cw)) O.directionSeen = true;
     const code = CODE_PUNCT.test(w.slice(1)) || CAMEL.test(w);
     const allCaps = w.length > 1 && ALL_CAPS.test(w);
     // A capital opening a sentence says nothing, so only capitals elsewhere mark names.
+    let entity: string | undefined;
     if (code || allCaps || (capitalised && !atStart && !STARTERS.has(lower.replace(FROM_APOSTROPHE, '')))) {
-      if (!unit && !p) entities.add(lower);
+      if (!isUnit && !p) addUnique(entities, (entity = SYNONYMS.get(lower) ?? lower));
     }
+    // A name's own spelling where it has one: "HTTPS" is not "HTTP", though both stem to http.
+    const name = entity ?? cw;
+    if (name) anchor(name);
+    else if (!DETERMINERS.has(lower)) breakRun();
   }
+  scanGap(text, prevEnd, text.length, symbols);
+  endClause();
   const script = scriptOf(text);
   const language = script === 'latin' ? `latin:${guessLatinLanguage(lowerWords)}` : script;
   return {
+    version: FEATURES_VERSION,
     numbers,
     operators,
-    quoted: [...quoted].sort(),
-    entities: [...entities].sort(),
+    symbols: symbols.sort(),
+    quoted: quoted.sort(),
+    entities: entities.sort(),
+    order: O.tags.sort(),
+    tense: present === past ? '' : present ? 'present' : 'past',
     negations,
     units,
-    polar: [...polar].sort(),
+    polar: polar.sort(),
     language,
-    content: [...content].sort(),
+    request: request.sort(),
+    form: form.sort(),
+    content: content.sort(),
   };
 }
 
@@ -480,21 +936,64 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
  * never become content words (FRAME_WORDS), so they may come and go.
  */
 function contentCompatible(a: readonly string[], b: readonly string[]): boolean {
-  const sb = new Set(b);
-  const sa = new Set(a);
-  return !a.some((w) => !sb.has(w)) && !b.some((w) => !sa.has(w));
+  // Both are sorted and without repeats, so the same set is the same list.
+  return sameList(a, b);
+}
+
+/** Whether two `role:word` entries name the same family and word (`ds:x` and `dt:x`). */
+function sameFamilyWord(x: string, y: string): boolean {
+  if (x.length !== y.length || x.charCodeAt(0) !== y.charCodeAt(0)) return false;
+  for (let i = 2; i < x.length; i++) if (x.charCodeAt(i) !== y.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * Order agrees unless a word that both prompts place in the same construction is on different sides
+ * ("from English to German" / "from German to English", "Python than Java" / "Java than Python").
+ * A construction on one side only says nothing ("convert X to Y" / "X as Y"): the content guard
+ * already compares the words.
+ */
+function orderCompatible(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length === 0 || b.length === 0) return true;
+  for (const x of a) {
+    let shared = false;
+    let same = false;
+    for (const y of b) {
+      if (!sameFamilyWord(x, y)) continue;
+      shared = true;
+      if (x === y) same = true;
+    }
+    if (shared && !same) return false;
+  }
+  for (const y of b) {
+    let shared = false;
+    let same = false;
+    for (const x of a) {
+      if (!sameFamilyWord(x, y)) continue;
+      shared = true;
+      if (x === y) same = true;
+    }
+    if (shared && !same) return false;
+  }
+  return true;
 }
 
 /**
  * Whether a cached prompt's features allow serving its answer for a new prompt. Everything must
- * match exactly except the language, where an undetermined Latin-script guess matches any Latin one.
+ * match exactly except: the language, where an undetermined Latin-script guess matches any Latin
+ * one; the request verbs, compared only when both prompts name one; and order, where only a word
+ * placed on different sides refuses. Features extracted by other rules (another FEATURES_VERSION,
+ * or none: entries stored before versions) never match.
  */
 export function featuresAgree(a: PromptFeatures, b: PromptFeatures): GuardResult {
+  if ((a.version ?? 1) !== (b.version ?? 1)) return { ok: false, reason: 'version' };
   if (!sameList(a.numbers, b.numbers)) return { ok: false, reason: 'numbers' };
-  // Entries stored before operators were extracted have none recorded: they match operator-free prompts only.
   if (!sameList(a.operators ?? [], b.operators ?? [])) return { ok: false, reason: 'operators' };
+  if (!sameList(a.symbols ?? [], b.symbols ?? [])) return { ok: false, reason: 'symbols' };
   if (!sameList(a.quoted, b.quoted)) return { ok: false, reason: 'quoted' };
   if (!sameList(a.entities, b.entities)) return { ok: false, reason: 'entities' };
+  if (!orderCompatible(a.order ?? [], b.order ?? [])) return { ok: false, reason: 'order' };
+  if (a.tense && b.tense && a.tense !== b.tense) return { ok: false, reason: 'tense' };
   if (a.negations !== b.negations) return { ok: false, reason: 'negations' };
   if (!sameList(a.units, b.units)) return { ok: false, reason: 'units' };
   if (!sameList(a.polar, b.polar)) return { ok: false, reason: 'polar' };
@@ -502,6 +1001,10 @@ export function featuresAgree(a: PromptFeatures, b: PromptFeatures): GuardResult
     const und = a.language === 'latin:und' || b.language === 'latin:und';
     if (!(und && a.language.startsWith('latin') && b.language.startsWith('latin'))) return { ok: false, reason: 'language' };
   }
+  const ra = a.request ?? [];
+  const rb = b.request ?? [];
+  if (ra.length > 0 && rb.length > 0 && !sameList(ra, rb)) return { ok: false, reason: 'request' };
+  if (!sameList(a.form ?? [], b.form ?? [])) return { ok: false, reason: 'form' };
   if (!contentCompatible(a.content, b.content)) return { ok: false, reason: 'content' };
   return { ok: true };
 }
