@@ -2,7 +2,7 @@
 // 5xx; auth by bearer token or x-api-key; body limits; health and readiness; and a client that
 // disconnects mid-stream cancels the upstream call.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'undici';
+import { Pool, request } from 'undici';
 import { startServer, type RunningServer } from '../src/cli/serve.js';
 import { buildConfig } from '../src/config/load.js';
 import { createLogger } from '../src/telemetry/logger.js';
@@ -261,5 +261,43 @@ describe('errors carry the x-inferenceflow-* facts that are known', () => {
     const invalid = await post(`${server.url}/v1/chat/completions`, '{"model":"broken"}');
     expect(invalid.status).toBe(400);
     expect(Object.keys(invalid.headers).filter((h) => h.startsWith('x-inferenceflow-') && h !== 'x-inferenceflow-worker')).toEqual([]);
+  });
+});
+
+describe('connection rotation (server.max_requests_per_connection)', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startTestGateway({ config: { server: { max_requests_per_connection: 2 } } });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('closes a kept-alive connection after its last request — streams too — so the next request is served on a new one', async () => {
+    // One connection, requests back to back: the 2nd answer of each connection must say
+    // `Connection: close`. A stream's answer used to say `keep-alive` (set by the SSE writer), so the
+    // client reused the connection and Node answered its next request with a bare 503.
+    const pool = new Pool(server.url, { connections: 1, pipelining: 1 });
+    const statuses: number[] = [];
+    const connection: (string | undefined)[] = [];
+    try {
+      for (let i = 0; i < 6; i++) {
+        const stream = i % 2 === 1;
+        const res = await pool.request({
+          method: 'POST',
+          path: '/v1/chat/completions',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'simulator', stream, messages: [{ role: 'user', content: `rotation ${i}` }] }),
+        });
+        const text = await res.body.text();
+        statuses.push(res.statusCode);
+        connection.push(res.headers.connection as string | undefined);
+        if (stream) expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+      }
+    } finally {
+      await pool.close();
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(connection.filter((_, i) => i % 2 === 1)).toEqual(['close', 'close', 'close']);
   });
 });

@@ -77,6 +77,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     request.startedAt = performance.now();
     reply.header('x-request-id', request.id);
     if (opts.worker) reply.header('x-inferenceflow-worker', opts.worker);
+    // The connection's last request (server.max_requests_per_connection): Node would only say
+    // `Connection: close` and leave the socket open, answering a request that still came on it with a
+    // bare 503 (no body, never logged). Said here, Node also closes the socket after this answer.
+    if ((reply.raw as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached) reply.header('connection', 'close');
     const config = request.routeOptions.config;
     const trace = opts.telemetry?.startRequest(request.method, request.routeOptions.url, request.headers, !config?.public && !config?.monitoring);
     if (trace) request.traceContext = trace.context;

@@ -42,7 +42,8 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
+      // No `connection` header: Node says keep-alive itself, and `close` on a connection's last
+      // request (server.max_requests_per_connection), which a fixed keep-alive here overrode.
       'x-accel-buffering': 'no',
       ...(trailerNames.length ? { trailer: trailerNames.join(', ') } : {}),
       ...opts.headers,
