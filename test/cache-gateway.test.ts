@@ -10,7 +10,7 @@ let server: RunningServer;
 let client: OpenAI;
 
 beforeAll(async () => {
-  server = await startTestGateway({ config: { cache: { enabled: true } } });
+  server = await startTestGateway({ config: { cache: { enabled: true, semantic: { enabled: true } } } });
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'k', maxRetries: 0 });
 }, 120_000);
 afterAll(() => server?.close());

@@ -6,7 +6,7 @@ import type { EnvVar } from '../config/env.js';
 
 export const semanticCacheSchema = z
   .object({
-    enabled: z.boolean().default(true),
+    enabled: z.boolean().default(false),
     /** Cosine similarity a semantic hit needs. */
     threshold: z.number().min(0).max(1).default(0.85),
     embedder: z.enum(['static', 'transformers', 'openai']).default('static'),
@@ -68,7 +68,7 @@ export const CACHE_ENV_VARS: readonly EnvVar[] = [
   { name: 'CACHE_TTL', path: 'cache.ttl_s', kind: 'int', default: '3600', description: 'Response cache entry lifetime, seconds.' },
   { name: 'CACHE_MAX_BYTES', path: 'cache.max_bytes', kind: 'int', default: '268435456', description: 'Response cache memory budget, bytes; least recently used entries go first.' },
   { name: 'SIMILARITY_THRESHOLD', path: 'cache.semantic.threshold', kind: 'number', default: '0.85', description: 'Cosine similarity a semantic cache hit needs.' },
-  { name: 'SEMANTIC_CACHE_ENABLED', path: 'cache.semantic.enabled', kind: 'bool', default: 'true', description: 'Semantic (similar-prompt) cache lookups on or off.' },
+  { name: 'SEMANTIC_CACHE_ENABLED', path: 'cache.semantic.enabled', kind: 'bool', default: 'false', description: 'Semantic (similar-prompt) cache lookups on or off.' },
   { name: 'CACHE_EMBEDDER', path: 'cache.semantic.embedder', kind: 'string', default: 'static', description: 'Embedder for the semantic cache: `static`, `transformers` or `openai`.' },
   { name: 'BATCH_MAX_SIZE', path: 'cache.batch.max_size', kind: 'int', default: '32', description: 'Largest micro-batch of embedding calls (seed 001).' },
   { name: 'BATCH_FLUSH_TIMEOUT_MS', path: 'cache.batch.flush_timeout_ms', kind: 'number', default: '20', description: 'Longest wait to fill a micro-batch, ms (seed 001).' },

@@ -18,7 +18,7 @@ describe('createResponseCache', () => {
   });
 
   it('uses a given embedder behind the micro-batcher and the chosen index', async () => {
-    const cfg = cacheConfigSchema.parse({ semantic: { index: { implementation: 'typescript' } } });
+    const cfg = cacheConfigSchema.parse({ semantic: { enabled: true, index: { implementation: 'typescript' } } });
     const cache = await createResponseCache(cfg, { embedder: fake });
     const stats = await cache.stats();
     expect(stats.semantic).toMatchObject({ enabled: true, embedder: 'fake', threshold: 0.85, index: 'typescript-hnsw' });
@@ -26,6 +26,19 @@ describe('createResponseCache', () => {
     expect(probe.semantic?.vector).toEqual(Float32Array.from([1, 0]));
     await cache.close();
     expect(new BatchedEmbedder(fake, { maxSize: 2, flushTimeoutMs: 1 }).id).toBe('fake');
+  });
+
+  it('serves exact hits only unless semantic lookups are switched on', async () => {
+    // Off by default: on prompts it was not tuned on, the static embedder and guards served 4.6% of
+    // near misses (bench/cache-eval/heldout.json) — wrong answers, silently.
+    const cfg = cacheConfigSchema.parse({});
+    expect(cfg.enabled).toBe(true);
+    expect(cfg.semantic.enabled).toBe(false);
+    const cache = await createResponseCache(cfg, { embedder: fake });
+    expect((await cache.stats()).semantic).toMatchObject({ enabled: false });
+    const { probe } = await cache.lookup('t', userRequest('hello'));
+    expect(probe.semantic).toBeUndefined();
+    await cache.close();
   });
 
   it('refuses a Redis backend without Redis and unknown keys in the section', async () => {
