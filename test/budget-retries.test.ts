@@ -3,10 +3,10 @@
 // group's price. Admission must have reserved that much, or the budget ends above its limit. Runs one
 // gateway on the real Postgres (keys, ledger, spend) and Redis (budget counters).
 import { Redis } from 'ioredis';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { call } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -16,18 +16,6 @@ const CHEAP = { input: 0, output: 1000 };
 const DEAR = { input: 0, output: 5000 };
 
 const services = { redis: await redisAvailable(), postgres: await postgresAvailable() };
-
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function call(url: string, path: string, opts: { key?: string; body?: unknown; headers?: Record<string, string> } = {}) {
-  const res = await request(`${url}${path}`, {
-    method: opts.body === undefined ? 'GET' : 'POST',
-    headers: { ...(opts.key ? { authorization: `Bearer ${opts.key}` } : {}), ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers },
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text, json: (text.startsWith('{') ? JSON.parse(text) : undefined) as Json };
-}
 
 describe.skipIf(!(services.redis && services.postgres))('budgets hold when failed calls are answered by a fallback group', () => {
   const id = runId();

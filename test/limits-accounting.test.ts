@@ -15,6 +15,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { abandonStream } from './helpers/streams.js';
+import { call } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -22,18 +23,6 @@ const ADMIN = 'admin-token-for-tests-0123456789';
 const PRICE = { input: 0, output: 1000 };
 
 const services = { redis: await redisAvailable(), postgres: await postgresAvailable() };
-
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function call(url: string, path: string, opts: { key?: string; body?: unknown; headers?: Record<string, string> } = {}) {
-  const res = await request(`${url}${path}`, {
-    method: opts.body === undefined ? 'GET' : 'POST',
-    headers: { ...(opts.key ? { authorization: `Bearer ${opts.key}` } : {}), ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers },
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text, json: (text.startsWith('{') ? JSON.parse(text) : undefined) as Json };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -4,7 +4,6 @@
 // (keys, ledger, spend) and Redis (budget counters).
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Usage } from '../src/canonical/chat.js';
 import type { RunningServer } from '../src/cli/serve.js';
@@ -12,6 +11,7 @@ import { UpstreamError } from '../src/providers/errors.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
 import type { ProviderAdapter } from '../src/providers/types.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { call } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -19,18 +19,6 @@ const ADMIN = 'admin-token-for-tests-0123456789';
 const PRICE = { input: 1000, output: 2000 };
 
 const services = { redis: await redisAvailable(), postgres: await postgresAvailable() };
-
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function call(url: string, path: string, opts: { key?: string; body?: unknown; headers?: Record<string, string> } = {}) {
-  const res = await request(`${url}${path}`, {
-    method: opts.body === undefined ? 'GET' : 'POST',
-    headers: { ...(opts.key ? { authorization: `Bearer ${opts.key}` } : {}), ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers },
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text, json: (text.startsWith('{') ? JSON.parse(text) : undefined) as Json };
-}
 
 describe.skipIf(!(services.redis && services.postgres))('a scaled request with a failed and retried pass', () => {
   const id = runId();

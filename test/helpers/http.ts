@@ -1,0 +1,23 @@
+// A JSON call to a gateway in a test: GET without a body, POST with one, an optional bearer key.
+import { request } from 'undici';
+
+// Test answers are read field by field; their shape is what the test asserts.
+export type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  /** The body parsed, when it is a JSON object. */
+  json: Json;
+}
+
+export async function call(url: string, path: string, opts: { key?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Answer> {
+  const res = await request(`${url}${path}`, {
+    method: opts.body === undefined ? 'GET' : 'POST',
+    headers: { ...(opts.key ? { authorization: `Bearer ${opts.key}` } : {}), ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers },
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: (text.startsWith('{') ? JSON.parse(text) : undefined) as Json };
+}
