@@ -6,7 +6,6 @@
 // the API still says "24h".
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
@@ -15,6 +14,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { verifyWebhook } from '../src/server/webhooks/signature.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
+import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
 const pgUp = await postgresAvailable();
 const SECRET = `whsec_${randomBytes(24).toString('base64')}`;
@@ -37,20 +37,13 @@ for (const backend of backends) {
     const schema = `batch_expiry_${runId()}`;
     let dir: string;
     let server: RunningServer;
-    let receiver: Server;
-    const hooks: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
+    const receiver = new WebhookReceiver();
+    const hooks = receiver.got;
 
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'batch-expiry-'));
-      receiver = createServer((req, res) => {
-        let body = '';
-        req.on('data', (d: Buffer) => (body += d.toString()));
-        req.on('end', () => {
-          hooks.push({ headers: req.headers, body });
-          res.writeHead(200).end();
-        });
-      });
-      await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+      receiver.answer = 200;
+      await receiver.start();
       server = await startTestGateway({
         config: {
           // Slow enough that 30 lines one at a time cannot finish inside the window.
@@ -63,14 +56,14 @@ for (const backend of backends) {
             poll_ms: 50,
             lease_ms: 5_000,
             completion_window_ms: WINDOW_MS,
-            webhook: { url: `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`, secret: SECRET },
+            webhook: { url: receiver.url, secret: SECRET },
           },
         },
       });
     });
     afterAll(async () => {
       await server?.close();
-      await new Promise((r) => receiver?.close(r));
+      await receiver.close();
       if (backend.shared) await dropSchema(schema);
       await rm(dir, { recursive: true, force: true });
     });

@@ -4,7 +4,6 @@
 // and another started on the same database finishes it with no line lost or recorded twice.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
@@ -18,6 +17,7 @@ import { startChildGateway } from './helpers/child-gateway.js';
 import { FaultUpstream } from './helpers/fault-upstream.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
+import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
 const pgUp = await postgresAvailable();
 const SECRET = `whsec_${randomBytes(24).toString('base64')}`;
@@ -28,11 +28,6 @@ const models = [
   { name: 'slow', deployments: [{ provider: 'slow', model: 'slow' }] },
 ];
 const providers = { sim: { type: 'simulator', options: { latency_ms: 2 } }, slow: { type: 'simulator', options: { latency_ms: 300 } } };
-
-interface Hook {
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
 
 function line(custom_id: string, body: Record<string, unknown>, url = '/v1/chat/completions'): string {
   return JSON.stringify({ custom_id, method: 'POST', url, body });
@@ -59,35 +54,26 @@ for (const backend of backends) {
     let dir: string;
     let server: RunningServer;
     let client: OpenAI;
-    let receiver: Server;
-    const hooks: Hook[] = [];
+    const receiver = new WebhookReceiver();
+    const hooks = receiver.got;
 
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'batch-api-'));
-      receiver = createServer((req, res) => {
-        let body = '';
-        req.on('data', (d: Buffer) => (body += d.toString()));
-        req.on('end', () => {
-          hooks.push({ headers: req.headers, body });
-          res.writeHead(204).end();
-        });
-      });
-      await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
-      const port = (receiver.address() as { port: number }).port;
+      await receiver.start();
       server = await startTestGateway({
         config: {
           providers,
           models,
           database: backend.shared ? { url: POSTGRES_URL, schema } : { pglite_path: join(dir, 'db') },
           // Tiny file parts: every output and error file below is written, stored and served in several.
-          batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 5_000, file_part_bytes: 256, max_file_bytes: MAX_FILE_BYTES, webhook: { url: `http://127.0.0.1:${port}/hook`, secret: SECRET } },
+          batch_jobs: { enabled: true, poll_ms: 50, lease_ms: 5_000, file_part_bytes: 256, max_file_bytes: MAX_FILE_BYTES, webhook: { url: receiver.url, secret: SECRET } },
         },
       });
       client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     });
     afterAll(async () => {
       await server?.close();
-      await new Promise((r) => receiver?.close(r));
+      await receiver.close();
       if (backend.shared) await dropSchema(schema);
       await rm(dir, { recursive: true, force: true });
     });

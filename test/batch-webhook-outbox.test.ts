@@ -4,7 +4,6 @@
 // process that stored it died first — at least once, always under the same `webhook-id`. A real
 // receiver in-process, real SQL (PGlite and Postgres).
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -24,44 +23,11 @@ import { createLogger } from '../src/telemetry/logger.js';
 import { startChildGateway } from './helpers/child-gateway.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
+import { WebhookReceiver as Receiver } from './helpers/webhook-receiver.js';
 
 const log = createLogger('silent');
 const pgUp = await postgresAvailable();
 const SECRET = `whsec_${Buffer.from('outbox test secret, 32 bytes long!').toString('base64')}`;
-
-interface Received {
-  headers: IncomingHttpHeaders;
-  body: string;
-  status: number;
-}
-
-/** A webhook receiver whose answer the test sets (`answer`); it records every request and its answer. */
-class Receiver {
-  readonly got: Received[] = [];
-  answer = 204;
-  private server: Server | undefined;
-  url = '';
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        const status = this.answer;
-        this.got.push({ headers: req.headers, body, status });
-        res.writeHead(status).end();
-      });
-    });
-    await new Promise<void>((r) => this.server?.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}/hook`;
-    return this;
-  }
-  for(batchId: string): Received[] {
-    return this.got.filter((g) => (JSON.parse(g.body) as { data: { id: string } }).data.id === batchId);
-  }
-  async close(): Promise<void> {
-    await new Promise((r) => (this.server ? this.server.close(r) : r(undefined)));
-  }
-}
 
 async function until<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
