@@ -5,6 +5,29 @@ function agree(a: string, b: string) {
   return featuresAgree(extractFeatures(a), extractFeatures(b));
 }
 
+describe('prompts whose capitals mark nothing', () => {
+  it.each([
+    ['HOW DO I RESET MY ROUTER', 'how do i reset my router'],
+    ['How Do I Reset My Router', 'how do i reset my router'],
+    ['WHAT IS THE CAPITAL OF FRANCE?', 'WHAT IS THE CAPITAL OF FRANCE'],
+  ])('%s / %s agree: every word would otherwise read as a name', (a, b) => {
+    expect(agree(a, b)).toEqual({ ok: true });
+  });
+
+  it.each([
+    ['HOW DO I INSTALL PYTHON ON WINDOWS', 'HOW DO I INSTALL PYTHON ON UBUNTU'],
+    ['How Do I Install Python On Windows', 'How Do I Install Python On Ubuntu'],
+    ['HOW DO I RESET MY ROUTER', 'HOW DO I DELETE MY ROUTER'],
+  ])('%s / %s still disagree on what they ask', (a, b) => {
+    expect(agree(a, b).ok).toBe(false);
+  });
+
+  it('keeps names in ordinary prompts, and an acronym among lower-case words', () => {
+    expect(extractFeatures('How do I install Python on Windows?').entities).toEqual(['python', 'windows']);
+    expect(extractFeatures('what does the HTTP header do').entities).toContain('http');
+  });
+});
+
 describe('semantic cache guards', () => {
   it.each([
     ['What is 2+2?', 'What is 3+5?', 'numbers'],

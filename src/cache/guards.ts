@@ -51,7 +51,7 @@ export interface PromptFeatures {
 }
 
 /** Version of the extraction rules; bump it whenever a change would extract different features. */
-export const FEATURES_VERSION = 2;
+export const FEATURES_VERSION = 3;
 
 // Words that frame a request rather than say what it is about; paraphrases add and drop these freely.
 // Words that change the answer are not here even when they look like framing: request verbs
@@ -678,6 +678,26 @@ function anchor(a: string): void {
   } else if (O.question === 2) addUnique(O.tags, `qo:${a}`);
 }
 
+/**
+ * Whether a prompt's capitals mark nothing: at least three words with letters and most of them all
+ * capitals (shouted), or at least four and nearly all capitalised (Title Case).
+ */
+function capitalsCarryNothing(words: RegExpExecArray[]): boolean {
+  let lettered = 0;
+  let caps = 0;
+  let initial = 0;
+  for (const m of words) {
+    const w = m[0];
+    if (!HAS_LETTER.test(w)) continue;
+    lettered++;
+    if (STARTS_UPPER.test(w)) {
+      initial++;
+      if (w.length > 1 && ALL_CAPS.test(w)) caps++;
+    }
+  }
+  return (lettered >= 3 && caps >= 0.7 * lettered) || (lettered >= 4 && initial >= 0.85 * lettered);
+}
+
 export function extractFeatures(text: string): PromptFeatures {
   const numbers: string[] = [];
   const units: string[] = [];
@@ -703,6 +723,9 @@ export function extractFeatures(text: string): PromptFeatures {
   const { operators, negative, operatorWords } = scanOperators(text);
 
   const matches = Array.from(text.matchAll(WORD));
+  // A prompt written all in capitals or in Title Case says nothing by its capitals: "HOW DO I RESET MY
+  // ROUTER" names no more than "how do i reset my router" (every word would read as a name).
+  const caseless = capitalsCarryNothing(matches);
   const lowerWords: string[] = [];
   let prevEnd = 0;
   let prev = '';
@@ -871,7 +894,7 @@ export function extractFeatures(text: string): PromptFeatures {
       breakRun();
       continue;
     }
-    const capitalised = STARTS_UPPER.test(w);
+    const capitalised = !caseless && STARTS_UPPER.test(w);
     const fm = FORM.get(lower);
     // Capitalised inside a sentence it is a name ("the Basic plan", "Advanced Settings").
     if (fm && !(capitalised && !atStart)) {
@@ -889,7 +912,7 @@ export function extractFeatures(text: string): PromptFeatures {
     if (p) addUnique(polar, p);
     if (cw && DIRECTION_WORDS.has(cw)) O.directionSeen = true;
     const code = CODE_PUNCT.test(w.slice(1)) || CAMEL.test(w);
-    const allCaps = w.length > 1 && ALL_CAPS.test(w);
+    const allCaps = !caseless && w.length > 1 && ALL_CAPS.test(w);
     // A capital opening a sentence says nothing, so only capitals elsewhere mark names.
     let entity: string | undefined;
     if (code || allCaps || (capitalised && !atStart && !STARTERS.has(lower.replace(FROM_APOSTROPHE, '')))) {
