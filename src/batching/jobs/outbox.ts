@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { AttemptResult, WebhookEndpoint } from '../../server/webhooks/sender.js';
 import type { SqlDatabase } from '../../store/sql.js';
 import type { OutboxEvent } from './store.js';
+import { Wakeup } from './wakeup.js';
 
 /** Where completion events go: the Standard Webhooks sender (`batch_jobs.webhook`, or the tenancy `webhooks.endpoints`). */
 export interface CompletionNotifier {
@@ -65,8 +66,7 @@ interface Claimed {
 export class WebhookOutbox {
   private running = false;
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
-  private kicked = false;
+  private readonly wakeup = new Wakeup();
   private controller = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
   private prunedAt = 0;
@@ -90,8 +90,7 @@ export class WebhookOutbox {
 
   /** Looks for due events now (one was just stored). */
   kick(): void {
-    if (this.wake) this.wake();
-    else this.kicked = true;
+    this.wakeup.kick();
   }
 
   /**
@@ -200,19 +199,8 @@ export class WebhookOutbox {
       } catch (err) {
         this.opts.log.error({ err: (err as Error).message }, 'batch webhook: delivering from the outbox failed');
       }
-      if (this.kicked) {
-        this.kicked = false;
-        continue;
-      }
       if (!this.running) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, waitMs);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
+      await this.wakeup.sleep(waitMs);
     }
   }
 

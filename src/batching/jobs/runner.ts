@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_FILE_PART_BYTES, DEFAULT_MAX_ATTEMPTS } from '../config.js';
 import { completionEvents, WebhookOutbox, type CompletionNotifier } from './outbox.js';
 import type { BatchRow, BatchStore, ClaimedItem, CompletionEvents, ItemOutcome, RequestCounts, WrittenFile } from './store.js';
+import { Wakeup } from './wakeup.js';
 
 export type { CompletionNotifier } from './outbox.js';
 
@@ -41,7 +42,7 @@ export class BatchRunner {
   readonly owner: string;
   private running = false;
   private inFlight = 0;
-  private wake: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
   private loop: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly controller = new AbortController();
@@ -51,7 +52,6 @@ export class BatchRunner {
   private lastSweep = 0;
   /** Lines run by this worker (tests and stats). */
   executed = 0;
-  private kicked = false;
   private readonly outbox: WebhookOutbox | undefined;
 
   constructor(
@@ -78,8 +78,7 @@ export class BatchRunner {
 
   /** Looks for work now (a job was just created or cancelled). */
   kick(): void {
-    if (this.wake) this.wake();
-    else this.kicked = true;
+    this.wakeup.kick();
   }
 
   /** Graceful stop: no new lines, cancel the ones under way and hand their leases back at once. */
@@ -153,21 +152,8 @@ export class BatchRunner {
         this.opts.log.error({ err: (err as Error).message }, 'batch: polling for work failed');
       }
       const waitMs = this.opts.pollMs * Math.min(8, 2 ** Math.max(0, idlePolls - 1));
-      // Work announced while this loop was busy claiming: look again at once.
-      if (this.kicked) {
-        this.kicked = false;
-        idlePolls = 0;
-        continue;
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, waitMs);
-        this.wake = () => {
-          clearTimeout(timer);
-          idlePolls = 0;
-          resolve();
-        };
-      });
-      this.wake = undefined;
+      // Work announced (also while this loop was busy claiming): look again at once.
+      if (await this.wakeup.sleep(waitMs)) idlePolls = 0;
     }
   }
 
