@@ -6,6 +6,12 @@ import { decodeHealth, meshKeys, type NodeHealth } from './contracts.js';
 
 export class HealthRegistry {
   private readonly key: string;
+  /**
+   * The last read's records, decoded, by node: a record whose text has not changed since (a node
+   * heartbeats every few seconds, a router reads every 250 ms) is not parsed and validated again.
+   * The decoded objects are frozen, since reads share them.
+   */
+  private decoded = new Map<string, { raw: string; health: NodeHealth | undefined }>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -38,10 +44,14 @@ export class HealthRegistry {
   /** Every node's record; malformed fields are skipped rather than failing the read. */
   async readAll(): Promise<NodeHealth[]> {
     const out: NodeHealth[] = [];
-    for (const value of Object.values(await this.readRaw())) {
-      const h = decodeHealth(value);
-      if (h) out.push(h);
+    const decoded = new Map<string, { raw: string; health: NodeHealth | undefined }>();
+    for (const [node, raw] of Object.entries(await this.readRaw())) {
+      const last = this.decoded.get(node);
+      const health = last?.raw === raw ? last.health : freeze(decodeHealth(raw));
+      decoded.set(node, { raw, health });
+      if (health) out.push(health);
     }
+    this.decoded = decoded;
     return out;
   }
 }
@@ -50,3 +60,8 @@ const FORGET_UNCHANGED = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 `;
+
+function freeze(h: NodeHealth | undefined): NodeHealth | undefined {
+  if (h) Object.freeze(h);
+  return h;
+}
