@@ -303,7 +303,8 @@ export class BatchStore {
 
   /**
    * A line that ran but whose result could not be recorded: its lease ends now, so it runs again at
-   * once (another attempt) or, out of attempts, is failed by `exhaustAttempts` with `error` in its message.
+   * once (another attempt) or, out of attempts, is failed by `exhaustAttempts`. `error` stays in the
+   * database (`last_error`) and the log, not in the tenant's error file: it is the database's text.
    */
   async abandonItem(batchId: string, line: number, owner: string, error: string): Promise<void> {
     await this.sql.query(`UPDATE batch_items SET last_error = $4, lease_owner = NULL, lease_until = 0 WHERE batch_id = $1 AND line = $2 AND lease_owner = $3 AND status = 'running'`, [
@@ -325,7 +326,8 @@ export class BatchStore {
       `UPDATE batch_items i SET status = 'failed', response = NULL, status_code = NULL, finished_at = $3, lease_owner = NULL, lease_until = NULL,
          error = jsonb_build_object('code', 'max_attempts_exceeded', 'message',
            'This request was run ' || i.attempts || ' times without its result being recorded ' ||
-           COALESCE('(last error: ' || i.last_error || ').', '(each time the worker running it stopped first).'))
+           CASE WHEN i.last_error IS NULL THEN '(each time the worker running it stopped first).'
+                ELSE '(the gateway could not save it; its log has the error for this batch and line).' END)
        FROM batch_jobs j
        WHERE j.id = i.batch_id AND j.status = 'in_progress' AND i.status = 'running' AND i.lease_until < $1 AND i.attempts >= $2`,
       [Date.now(), maxAttempts, nowS()],
