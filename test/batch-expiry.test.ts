@@ -15,6 +15,7 @@ import { verifyWebhook } from '../src/server/webhooks/signature.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
+import { pollUntil as waitFor } from './helpers/wait.js';
 
 const pgUp = await postgresAvailable();
 const SECRET = `whsec_${randomBytes(24).toString('base64')}`;
@@ -114,12 +115,3 @@ async function lines(client: OpenAI, fileId: string | null | undefined): Promise
   return text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
 }
 
-async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -18,6 +18,7 @@ import { FaultUpstream } from './helpers/fault-upstream.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
+import { pollUntil as waitFor } from './helpers/wait.js';
 
 const pgUp = await postgresAvailable();
 const SECRET = `whsec_${randomBytes(24).toString('base64')}`;
@@ -31,16 +32,6 @@ const providers = { sim: { type: 'simulator', options: { latency_ms: 2 } }, slow
 
 function line(custom_id: string, body: Record<string, unknown>, url = '/v1/chat/completions'): string {
   return JSON.stringify({ custom_id, method: 'POST', url, body });
-}
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const backends = [

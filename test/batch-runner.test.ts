@@ -10,6 +10,7 @@ import { applyMigrations } from '../src/store/migrations.js';
 import { openSql, type SqlDatabase } from '../src/store/sql.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
+import { pollUntil as until } from './helpers/wait.js';
 
 const log = createLogger('silent');
 const pgUp = await postgresAvailable();
@@ -26,16 +27,6 @@ afterAll(async () => {
 
 function items(n: number): ItemInput[] {
   return Array.from({ length: n }, (_, i) => ({ line: i + 1, custom_id: `req-${i + 1}`, body: { n: i + 1 } }));
-}
-
-async function until<T>(probe: () => Promise<T | undefined>, what: string, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** A webhook endpoint that takes every event at once and records it (each recorder its own URL: outbox rows are per endpoint). */

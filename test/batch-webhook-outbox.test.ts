@@ -24,20 +24,11 @@ import { startChildGateway } from './helpers/child-gateway.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
 import { WebhookReceiver as Receiver } from './helpers/webhook-receiver.js';
+import { pollUntil as until } from './helpers/wait.js';
 
 const log = createLogger('silent');
 const pgUp = await postgresAvailable();
 const SECRET = `whsec_${Buffer.from('outbox test secret, 32 bytes long!').toString('base64')}`;
-
-async function until<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const ok = (line: number) => ({ status: 'succeeded' as const, statusCode: 200, response: { status_code: 200, request_id: `r${line}`, body: { line } } });
 const sender = (url: string, maxAttempts = 5) => new WebhookSender({ endpoints: [{ url, secret: SECRET, events: [] }], log, maxAttempts, initialBackoffMs: 20, timeoutMs: 2_000 });

@@ -15,6 +15,7 @@ import type { ChatChunk, ChatRequest, ChatResult } from '../../src/canonical/cha
 import type { EmbeddingResult } from '../../src/canonical/embeddings.js';
 import type { CallOptions, ProviderAdapter } from '../../src/providers/types.js';
 import { UpstreamError } from '../../src/providers/errors.js';
+import { pollUntil } from './wait.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -105,14 +106,8 @@ export function timingFlags(prefix: string): string[] {
   return ['--redis-url', REDIS_URL, '--key-prefix', prefix, '--heartbeat-ms', '300', '--stale-after-s', '2', '--idle-reclaim-ms', '1500', '--reclaim-interval-ms', '300', '--log-level', 'warn'];
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+export function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  return pollUntil(probe, what, timeoutMs, everyMs);
 }
 
 /** Resolves with `p`, or fails the test after a generous wait instead of hanging it. */
