@@ -14,9 +14,9 @@ export interface LoadResult {
   sent: number;
   ok: number;
   failed: number;
-  /** Latency to the last byte of successful requests, µs, sorted, from the intended send time. */
+  /** Latency to the last byte (or the failure) of every request, µs, sorted, from the intended send time. */
   latencies: number[];
-  /** Time to the first body byte of successful requests, µs, sorted, from the intended send time. */
+  /** Time to the first body byte (the end, when none came) of every answered request, µs, sorted, from the intended send time. */
   ttfb: number[];
   /** How late each request was sent (actual − intended), µs, sorted: the generator's own lag. */
   sendLag: number[];
@@ -27,7 +27,7 @@ export interface LoadResult {
 
 export async function fixedRate(url: string, body: string, rps: number, seconds: number, connections = 64): Promise<LoadResult> {
   const u = new URL(url);
-  const pool = new Pool(u.origin, { connections, keepAliveTimeout: 60_000 });
+  const pool = new Pool(u.origin, { connections, keepAliveTimeout: 60_000, headersTimeout: 60_000, bodyTimeout: 60_000 });
   const latencies: number[] = [];
   const ttfb: number[] = [];
   const sendLag: number[] = [];
@@ -48,12 +48,13 @@ export async function fixedRate(url: string, body: string, rps: number, seconds:
       let first = 0;
       for await (const _piece of res.body) if (!first) first = performance.now();
       const t1 = performance.now();
-      if (res.statusCode === 200) {
-        ok++;
-        latencies.push((t1 - intended) * 1000);
-        ttfb.push(((first || t1) - intended) * 1000);
-      } else failed++;
+      // Failures count in the percentiles at the time they took, as k6's http_req_duration does.
+      latencies.push((t1 - intended) * 1000);
+      ttfb.push(((first || t1) - intended) * 1000);
+      if (res.statusCode === 200) ok++;
+      else failed++;
     } catch {
+      latencies.push((performance.now() - intended) * 1000);
       failed++;
     }
   };

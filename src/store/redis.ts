@@ -164,7 +164,8 @@ export function hashTagged(namespace: string): string {
 
 /** The number written in `id` from `from` to `to` (digits only, as Redis stamps them), without a substring. */
 function digitsOf(id: string, from: number, to: number): number {
-  if (from >= to) return Number.NaN;
+  // Nothing there reads as 0, as Number('') does (an id ending in a dash has sequence 0).
+  if (from >= to) return 0;
   let n = 0;
   for (let i = from; i < to; i++) {
     const d = id.charCodeAt(i) - 48;
