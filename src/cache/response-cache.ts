@@ -6,7 +6,7 @@ import { hash } from 'node:crypto';
 import type { ChatRequest } from '../canonical/chat.js';
 import type { Embedder } from './embedders/types.js';
 import { decodeAnswer, encodeAnswer, type CachedAnswer, type EntryMeta, type StoredEntry } from './entry.js';
-import { extractFeatures, featuresAgree, type PromptFeatures } from './guards.js';
+import { extractFeatures, featuresAgree, FEATURES_VERSION, type PromptFeatures } from './guards.js';
 import { entryKey, exactKey, semanticKey, type KeyOptions } from './keys.js';
 import type { CacheStore, InvalidateFilter, StoreEvent } from './stores/types.js';
 import { PartitionedVectorIndex, type AnnFactory } from './vector-index.js';
@@ -302,6 +302,9 @@ export class ResponseCache {
   private indexEntry(meta: EntryMeta, vector: Float32Array): void {
     const s = this.semantic;
     if (!s || !this.index || !meta.semantic || meta.semantic.embedder !== s.embedder.id) return;
+    // Features of other guard rules never agree (featuresAgree): indexed, such an entry would only
+    // take a candidate's place from one that can answer. It still answers exact lookups.
+    if ((meta.semantic.features.version ?? 1) !== FEATURES_VERSION) return;
     this.index.add(meta.semantic.partition, meta.key, vector);
     this.indexed.set(meta.key, { features: meta.semantic.features });
     this.seenDuringReconcile?.add(meta.key);

@@ -5,6 +5,7 @@ import { composeStages, type ChatHandler, type ChatOutcome } from '../gateway/pi
 import { testTimeScalingSchema } from '../scaling/config.js';
 import { createScalingStage } from '../scaling/stage.js';
 import { StaticEmbedder } from './embedders/static.js';
+import { extractFeatures, FEATURES_VERSION } from './guards.js';
 import { ResponseCache } from './response-cache.js';
 import { createCacheStage } from './stage.js';
 import { MemoryCacheStore } from './stores/memory.js';
@@ -187,6 +188,20 @@ describe.skipIf(!hasWink)('cache stage', () => {
     const optedIn = testContext({ id: 'acme', kind: 'token', metadata: { semantic_cache_any_temperature: true } });
     await handler(optedIn, userRequest('Which mountain is the tallest in the world?', { temperature: 0.8 }));
     expect(optedIn.facts.cache).toBe('semantic');
+  });
+
+  it('does not index entries whose guard features come from other rules (they can never be a semantic hit)', async () => {
+    const store = new MemoryCacheStore({ maxBytes: 1e7 });
+    const make = async (version: number, key: string) => {
+      const features = { ...extractFeatures('What is the tallest mountain in the world?'), version };
+      const meta = { key, namespace: 'acme', model: 'gpt-4o-mini', createdAt: Date.now(), tokens: 1, costUsd: 0, semantic: { partition: 'p', embedder: embedder.id, features } };
+      await store.set({ meta, payload: Buffer.from([0]), vector: embedder.embedOne('What is the tallest mountain in the world?') }, 60_000);
+    };
+    await make(FEATURES_VERSION - 1, 'old');
+    await make(FEATURES_VERSION, 'current');
+    const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, semantic: { embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() } });
+    caches.push(cache);
+    expect(cache.indexedEntries).toBe(1);
   });
 
   it('forgets invalidated entries, exact and semantic', async () => {
