@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../telemetry/logger.js';
 import cluster from 'node:cluster';
-import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, localCapacityState, planWorkers, runPrimary, schedulingPolicy, workerExecArgv, type PrimaryOptions } from './cluster.js';
+import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, localCapacityState, planWorkers, runPrimary, workerExecArgv, type PrimaryOptions } from './cluster.js';
 
 function files(map: Record<string, string>) {
   return (path: string) => {
@@ -34,14 +34,6 @@ describe('defaultWorkerCount', () => {
   it('reads a cgroup v1 quota when v2 is absent; -1 means none', () => {
     expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '100000', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(1);
     expect(defaultWorkerCount(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(cores);
-  });
-});
-
-describe('schedulingPolicy', () => {
-  it('has workers accept connections themselves unless the operator asks for round-robin', () => {
-    expect(schedulingPolicy({})).toBe('none');
-    expect(schedulingPolicy({ NODE_CLUSTER_SCHED_POLICY: 'none' })).toBe('none');
-    expect(schedulingPolicy({ NODE_CLUSTER_SCHED_POLICY: 'rr' })).toBe('rr');
   });
 });
 
@@ -92,7 +84,6 @@ describe('runPrimary', () => {
   const start = (mode: string, extra: Partial<PrimaryOptions> = {}) =>
     runPrimary({ workers: 2, log, shutdownTimeoutMs: 2_000, host: '127.0.0.1', exec, env: { FIXTURE_MODE: mode }, exit: () => undefined, handleSignals: false, ...extra });
 
-  /** The pid that answers on a fresh connection. */
   /** A GET's body, on its own connection (the fixture's `/` answers with the worker's pid). */
   const getText = (url: string, path = '/') =>
     new Promise<string>((resolve, reject) => {

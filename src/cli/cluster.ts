@@ -166,19 +166,6 @@ export interface Primary {
 export const WORKER_MAX_REQUESTS_PER_CONNECTION = 100;
 
 /**
- * How workers get connections: `none` (each worker accepts from the shared socket) unless
- * NODE_CLUSTER_SCHED_POLICY says `rr`. With Node's round-robin default the primary hands each new
- * connection to the next worker that acknowledged its last one, so while clients connect in a burst
- * the more responsive worker collects more of them, and keeps them for as long as they are kept
- * alive: measured with 1,000 streaming clients and two workers, 587 / 413 connections and a P95 of
- * 2.44 s against 1.45 s on the lighter worker; accepting themselves, 481 / 519 and 1.25 / 1.42 s
- * (docs/decisions.md).
- */
-export function schedulingPolicy(env: NodeJS.ProcessEnv = process.env): 'none' | 'rr' {
-  return env.NODE_CLUSTER_SCHED_POLICY === 'rr' ? 'rr' : 'none';
-}
-
-/**
  * Runs the primary until every worker has exited, then exits: 0 after a requested shutdown in
  * which every worker drained cleanly, 1 otherwise (start-up failure, crash loop, a worker that had
  * to be killed).
@@ -206,9 +193,15 @@ export function runPrimary(opts: PrimaryOptions): Primary {
   let resolveExited!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExited = resolve));
 
-  // Workers accept connections themselves unless the operator chose Node's round-robin (see
-  // schedulingPolicy); settable only before the first fork.
-  if (Object.keys(cluster.workers ?? {}).length === 0) cluster.schedulingPolicy = schedulingPolicy() === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
+  // How workers get connections: `none` (each worker accepts from the shared socket) unless
+  // NODE_CLUSTER_SCHED_POLICY, which Node itself reads, says `rr`; Node fixes the policy at the first
+  // setupPrimary. With Node's round-robin default the primary hands each new
+  // connection to the next worker that acknowledged its last one, so while clients connect in a burst
+  // the more responsive worker collects more of them, and keeps them for as long as they are kept
+  // alive: measured with 1,000 streaming clients and two workers, 587 / 413 connections and a P95 of
+  // 2.44 s against 1.45 s on the lighter worker; accepting themselves, 481 / 519 and 1.25 / 1.42 s
+  // (docs/decisions.md).
+  if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ execArgv: workerExecArgv(), ...(opts.exec ? { exec: opts.exec } : {}) });
   const fork = (): Worker => {
     const taken = new Set(slots.values());
