@@ -157,11 +157,12 @@ export class MeshRouter {
   /**
    * The whole mesh's backlog as Redis holds it now (src/mesh/backlog.ts): requests not placed yet,
    * queued on each node and started there, and the routable nodes' capacity — what the router's
-   * metrics listener exports, read fresh (registry included) at every scrape. Every router reads the
-   * same, so any one of them answers for the mesh.
+   * metrics listener exports, read at every scrape; the registry through the routing view (`health()`,
+   * at most 250 ms old and shared with the routing loop). Every router reads the same, so any one of
+   * them answers for the mesh.
    */
   async backlog(): Promise<MeshBacklog> {
-    return readMeshBacklog(this.commands, this.keys, this.opts.config.health, await this.registry.readAll(), this.clock.now());
+    return readMeshBacklog(this.commands, this.keys, this.opts.config.health, await this.health(), this.clock.now());
   }
 
   private async consume(): Promise<void> {
