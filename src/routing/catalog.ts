@@ -49,9 +49,21 @@ export interface ModelInfo {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 
+/** The groups a group's own failures may pass a request on to: `fallbacks`, then the context-window and content-policy ones. */
+export function fallbackGroupNames(g: ModelGroup): string[] {
+  return [...g.fallbacks, ...g.contextWindowFallbacks, ...g.contentPolicyFallbacks];
+}
+
+/** A semantic group's route targets and its default (deployment ids of the group, or other groups). */
+export function semanticTargets(g: ModelGroup): string[] {
+  return g.semantic ? [...g.semantic.routes.map((r) => r.target), ...(g.semantic.default ? [g.semantic.default] : [])] : [];
+}
+
 export class ModelCatalog {
   private readonly groups = new Map<string, ModelGroup>();
   private readonly passthroughCache = new Map<string, ModelGroup>();
+  /** `reachable` of each configured group, once asked. */
+  private readonly reach = new Map<string, ModelGroup[]>();
   private readonly created = Math.floor(Date.now() / 1000);
 
   constructor(
@@ -137,19 +149,23 @@ export class ModelCatalog {
    * one of these, at that group's price; admission reserves for the dearest. Throws like `resolve`.
    */
   reachable(model: string): ModelGroup[] {
+    // Admission asks for every call of every request; configured groups never change, so their walk
+    // is kept (a passthrough name, which clients choose, is its own group alone).
+    const known = this.reach.get(model);
+    if (known) return known;
     const out: ModelGroup[] = [];
     const seen = new Set<string>();
     const visit = (g: ModelGroup) => {
       if (seen.has(g.name)) return;
       seen.add(g.name);
       out.push(g);
-      const semantic = g.semantic ? [...g.semantic.routes.map((r) => r.target), ...(g.semantic.default ? [g.semantic.default] : [])] : [];
-      for (const name of [...g.fallbacks, ...g.contextWindowFallbacks, ...g.contentPolicyFallbacks, ...semantic]) {
+      for (const name of [...fallbackGroupNames(g), ...semanticTargets(g)]) {
         const next = this.groups.get(name);
         if (next) visit(next);
       }
     };
     visit(this.resolve(model));
+    if (this.groups.has(model)) this.reach.set(model, out);
     return out;
   }
 

@@ -18,7 +18,7 @@ import type { AttemptHooks, AttemptSpec } from './attempt.js';
 import { CircuitBreaker, type BreakerTransition } from './breaker.js';
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { BreakerSync } from './breaker-sync.js';
-import type { Deployment, ModelCatalog, ModelGroup } from './catalog.js';
+import { fallbackGroupNames, semanticTargets, type Deployment, type ModelCatalog, type ModelGroup } from './catalog.js';
 import { Deduplicator, callsAlone, dedupKey } from './dedup.js';
 import { RoutingEvents } from './events.js';
 import { isDeploymentFault, isRetryable, RetryBudget } from './retry.js';
@@ -477,13 +477,13 @@ export class Router {
   }
 
   private validateGroup(group: ModelGroup): void {
-    for (const name of [...group.fallbacks, ...group.contextWindowFallbacks, ...group.contentPolicyFallbacks]) {
+    for (const name of fallbackGroupNames(group)) {
       if (!this.catalog.get(name)) throw new Error(`models[${group.name}]: fallback group "${name}" is not configured`);
     }
     if (group.strategy === 'semantic') {
       if (!group.semantic) throw new Error(`models[${group.name}]: strategy semantic needs a \`semantic:\` section with routes`);
       const ids = new Set(group.deployments.map((d) => d.id));
-      for (const target of [...group.semantic.routes.map((r) => r.target), ...(group.semantic.default ? [group.semantic.default] : [])]) {
+      for (const target of semanticTargets(group)) {
         if (!ids.has(target) && !this.catalog.get(target)) throw new Error(`models[${group.name}].semantic: target "${target}" is neither a deployment id of the group nor a model group`);
       }
     }
