@@ -64,7 +64,6 @@ SELECT count(*)::int AS n FROM inserted`;
 // 0 … 2,147,483,647 rather than sending the row, and the cost it carries, to the dead-letter file:
 // the count was wrong either way, and the saturated value says so. The status is the gateway's own:
 // one out of range is a bug, left for the dead-letter file to show.
-const text = (v: string | null | undefined): string | null => v ?? null;
 const whole = (v: number | null | undefined): number => (v != null && Number.isFinite(v) ? Math.round(v) : 0);
 /** The largest value of a Postgres `integer` column. */
 const INTEGER_MAX = 2_147_483_647;
@@ -80,27 +79,28 @@ function prepare(row: LedgerRow): Prepared {
   }
 }
 
+/** Text columns go as they are: an absent value is left out of the JSON, which the insert reads as NULL. */
 function toColumns(r: LedgerRow): Record<string, unknown> {
   return {
     id: r.id,
-    request_id: text(r.requestId),
+    request_id: r.requestId,
     ts: r.ts instanceof Date ? r.ts.toISOString() : r.ts,
-    tenant_id: text(r.tenantId),
-    tenant_kind: text(r.tenantKind),
-    key_id: text(r.keyId),
-    user_id: text(r.userId),
-    team_id: text(r.teamId),
-    endpoint: text(r.endpoint),
-    model: text(r.model),
-    provider: text(r.provider),
-    deployment: text(r.deployment),
+    tenant_id: r.tenantId,
+    tenant_kind: r.tenantKind,
+    key_id: r.keyId,
+    user_id: r.userId,
+    team_id: r.teamId,
+    endpoint: r.endpoint,
+    model: r.model,
+    provider: r.provider,
+    deployment: r.deployment,
     prompt_tokens: tokenCount(r.promptTokens),
     completion_tokens: tokenCount(r.completionTokens),
     cost_usd: finite(r.costUsd),
     latency_ms: finite(r.latencyMs),
-    cache: text(r.cache),
+    cache: r.cache,
     status: whole(r.status),
-    error_code: text(r.errorCode),
+    error_code: r.errorCode,
   };
 }
 
