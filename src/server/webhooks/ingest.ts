@@ -66,16 +66,17 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const checked = verifyWebhook(opts.secret, request.headers, raw, opts.toleranceS);
     if (!checked.ok) throw new GatewayError('invalid_signature', { message: MESSAGES[checked.reason] });
+    const text = raw.toString('utf8');
     let payload: unknown;
     try {
-      payload = JSON.parse(raw.toString('utf8'));
+      payload = JSON.parse(text);
     } catch {
       throw new GatewayError('invalid_json');
     }
     // jsonb and text refuse a NUL character (`\u0000`) and an unpaired surrogate (`\ud800`): stored
     // as U+FFFD, or the insert fails and the sender's every retry of a correctly signed event would be
     // answered 500. Only a body holding such an escape (in either case) is rewritten.
-    if (mayHoldUnstorable(raw.toString('latin1'))) payload = JSON.parse(storableJson(payload));
+    if (mayHoldUnstorable(text)) payload = JSON.parse(storableJson(payload));
     const { id, timestampS } = checked.webhook;
     // Older than twice the tolerance cannot pass the timestamp check, so the guard may forget it then.
     if (!(await opts.replay.firstSeen(id, opts.toleranceS * 2))) throw new GatewayError('duplicate_webhook');
