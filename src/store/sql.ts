@@ -135,6 +135,13 @@ export function sqlResource(sql: SqlDatabase): ManagedResource {
   };
 }
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** False for a string Postgres cannot store in text or jsonb: one holding a NUL or an unpaired surrogate. */
+export function storableText(s: string): boolean {
+  return !s.includes('\0') && !LONE_SURROGATE.test(s);
+}
+
 /**
  * JSON that jsonb accepts (a batch line's answer, a webhook event's payload): jsonb refuses `\u0000`
  * and `\ud800`, so a NUL character or an unpaired surrogate in any string or key is stored as U+FFFD.

@@ -3,7 +3,7 @@
 // endpoint, a NUL character or unpaired surrogate the database cannot store) fails the whole batch at creation with the
 // line named, as OpenAI does; a body the endpoint would reject is found when the line runs and lands in the error file.
 import type { ItemInput } from './store.js';
-import { mayHoldUnstorable } from '../../store/sql.js';
+import { mayHoldUnstorable, storableText } from '../../store/sql.js';
 
 export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings'] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
@@ -13,13 +13,6 @@ export interface InputError {
   message: string;
   line: number | null;
   param: string | null;
-}
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** False for a string Postgres cannot store in text or jsonb: one holding a NUL or an unpaired surrogate. */
-export function storableText(s: string): boolean {
-  return !s.includes('\0') && !LONE_SURROGATE.test(s);
 }
 
 export function parseBatchInput(content: string, endpoint: string, maxRequests: number): { items: ItemInput[]; errors: InputError[] } {
