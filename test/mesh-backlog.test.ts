@@ -18,7 +18,7 @@ import { StaticHealthSource } from '../src/mesh/health.js';
 import { WorkerAgent } from '../src/mesh/worker.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { chatRequest, deleteKeys, publish, REDIS_URL, redisAvailable, ROOT, ScriptedAdapter, spawnMesh, TEST_HOST, testMeshConfig, uniquePrefix, waitFor, type MeshProcess } from './helpers/mesh.js';
-import { freePort } from './helpers/serve-cluster.js';
+import { freePort, total } from './helpers/serve-cluster.js';
 import { isCI } from './helpers/services.js';
 
 const PROMETHEUS = process.env.PROMETHEUS_PATH ?? '/usr/bin/prometheus';
@@ -43,13 +43,8 @@ function samples(text: string, name: string): string[] {
   return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
 }
 
-/** The sum of a metric's samples (those whose labels contain `label`, if given) over several scrapes. */
-function sumOver(texts: string[], name: string, label?: string): number {
-  return texts
-    .flatMap((t) => samples(t, name))
-    .filter((l) => !label || l.includes(label))
-    .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
-}
+/** A metric summed over several scrapes (each router reports its own counters). */
+const sumOver = (texts: string[], name: string, labels: Record<string, string>) => texts.reduce((sum, t) => sum + total(t, name, labels), 0);
 
 async function scrape(url: string): Promise<string> {
   const res = await fetch(`${url}/metrics`);
@@ -122,9 +117,9 @@ describe.skipIf(!available)('the mesh backlog the routers export', () => {
     }
     // Each router counts its own placements: summed over the two, every request placed once.
     const texts = await Promise.all(routers.map(({ url }) => scrape(url)));
-    expect(sumOver(texts, 'inference_mesh_router_events_total', 'event="routed"')).toBe(10);
-    expect(sumOver(texts, 'inference_mesh_router_events_total', 'event="rerouted"')).toBe(0);
-    expect(sumOver(texts, 'inference_mesh_router_placements_total')).toBe(10);
+    expect(sumOver(texts, 'inference_mesh_router_events_total', { event: 'routed' })).toBe(10);
+    expect(sumOver(texts, 'inference_mesh_router_events_total', { event: 'rerouted' })).toBe(0);
+    expect(sumOver(texts, 'inference_mesh_router_placements_total', {})).toBe(10);
   }, 30_000);
 
   it('counts requests no node can take as unplaced: they wait on the ingress stream', async () => {
@@ -140,8 +135,8 @@ describe.skipIf(!available)('the mesh backlog the routers export', () => {
     ]);
     // Held by the routers between tries: the routers' own waiting gauges add up to them.
     const texts = await Promise.all(routers.map(({ url }) => scrape(url)));
-    expect(sumOver(texts, 'inference_mesh_router_waiting')).toBe(3);
-    expect(sumOver(texts, 'inference_mesh_router_events_total', 'event="expired"')).toBe(0);
+    expect(sumOver(texts, 'inference_mesh_router_waiting', {})).toBe(3);
+    expect(sumOver(texts, 'inference_mesh_router_events_total', { event: 'expired' })).toBe(0);
   }, 30_000);
 
   describe.skipIf(!prometheusAvailable)('through a real Prometheus scraping both routers', () => {
@@ -197,9 +192,11 @@ describe.skipIf(!available)('the mesh backlog the routers export', () => {
       expect(r.data.result).toHaveLength(1);
       const demand = Number(r.data.result[0]!.value[1]);
       expect(demand).toBe(13);
-      // KEDA's default AverageValue target: the HPA asks for ceil(demand / threshold) workers.
+      // KEDA's default AverageValue target: the HPA asks for ceil(demand / threshold) workers, which
+      // the Deployment's bounds must allow.
       const threshold = Number(trigger!.metadata.threshold);
       expect(Math.ceil(demand / threshold)).toBeGreaterThan(1);
+      expect(Math.ceil(demand / threshold)).toBeLessThanOrEqual(scaled.spec.maxReplicaCount);
     });
 
     it('runs every query of the mesh dashboard over metrics the routers export', async () => {
