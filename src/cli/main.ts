@@ -6,12 +6,7 @@ import { registerMeshCommands } from './mesh.js';
 import { keysCommand } from './keys.js';
 import { batchCommand } from './batch.js';
 import { serve, VERSION } from './serve.js';
-
-function port(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number');
-  return n;
-}
+import { portNumber } from './args.js';
 
 function workers(value: string): number {
   const n = Number(value);
@@ -29,7 +24,7 @@ program
   .description('run the gateway')
   .option('-c, --config <file>', 'YAML config file (or INFERENCEFLOW_CONFIG)')
   .option('--host <host>', 'address to bind (overrides HOST and the config)')
-  .option('-p, --port <port>', 'port to listen on (overrides PORT and the config)', port)
+  .option('-p, --port <port>', 'port to listen on (overrides PORT and the config)', portNumber)
   .option('-w, --workers <n>', 'processes sharing the port (overrides INFERENCEFLOW_WORKERS; default: the usable core count)', workers)
   .action(async (opts: { config?: string; host?: string; port?: number; workers?: number }) => {
     await serve(opts);

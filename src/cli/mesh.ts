@@ -4,7 +4,7 @@
 // SIGTERM/SIGINT (a worker drains and leaves the registry; a router leaves its pending work in Redis).
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import type { LevelWithSilent } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { ProviderConfig } from '../config/schema.js';
@@ -18,22 +18,7 @@ import { createProvider } from '../providers/registry.js';
 import { createLogger } from '../telemetry/logger.js';
 import { startMetricsServer } from '../telemetry/metrics-server.js';
 import { VERSION } from './serve.js';
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-function portNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidArgumentError('expected a port number');
-  return n;
-}
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
-  return n;
-}
+import { portNumber, positiveInt, positiveNumber } from './args.js';
 
 export interface SharedFlags {
   config?: string;
