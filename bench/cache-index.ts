@@ -15,6 +15,8 @@
 // Tuning from cache.semantic.index's defaults, overridden by EF_ADD, EF_SEARCH, M (connectivity),
 // QUANT (usearch: i8 | f16 | f32) and CANDIDATES.
 import { semanticCacheSchema } from '../src/cache/config.js';
+import { seededRandom } from '../src/capacity/traffic-fixture.js';
+import { percentile } from './lib/load.js';
 import { StaticEmbedder } from '../src/cache/embedders/static.js';
 import { HnswIndex } from '../src/cache/hnsw.js';
 import { loadUsearch, usearchFactory, type AnnIndex } from '../src/cache/vector-index.js';
@@ -25,17 +27,11 @@ const Q = Number(process.argv[3] ?? 1000);
 const kind = process.argv.includes('--prompts') ? 'prompts' : process.argv.includes('--clustered') ? 'clustered' : 'uniform';
 const D = 100;
 
-// mulberry32: a full 2^32 period in 32-bit integer arithmetic. (The float LCG used before,
+// A full-period generator (seededRandom, mulberry32). The float LCG used before,
 // `seed * 1103515245 + 12345`, overflowed 2^53, lost its low bits and cycled after ~10,500 draws: its
 // "100,000 vectors" were ~5,000 overlapping windows of one sequence, and every query was one of
-// them, so recall@1 was 1.00 by construction.)
-let seed = 12345;
-function rand(): number {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = Math.imul(seed ^ (seed >>> 15), seed | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
+// them, so recall@1 was 1.00 by construction.
+const rand = seededRandom(12345);
 function gauss(): number {
   return Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
 }
@@ -99,10 +95,7 @@ const t = performance.now();
 data.forEach((v, i) => index.add(String(i), v));
 const buildS = (performance.now() - t) / 1000;
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
-}
+const pct = (xs: number[], p: number) => percentile([...xs].sort((a, b) => a - b), p);
 
 const exactTimes: number[] = [];
 function exact(q: Float32Array): { label: number; sim: number } {

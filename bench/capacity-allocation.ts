@@ -14,6 +14,7 @@ import { allocationSchema } from '../src/capacity/config.js';
 import { CapacityMetrics } from '../src/capacity/metrics.js';
 import { InMemoryGpuPool, devicesFromConfig, type GpuPool } from '../src/capacity/pool.js';
 import { RedisGpuPool } from '../src/capacity/redis-pool.js';
+import { percentile } from './lib/load.js';
 
 const iterations = Number(process.argv[2] ?? 2000);
 const devices = devicesFromConfig([
@@ -30,10 +31,6 @@ class AllSamples extends CapacityMetrics {
 }
 
 /** Nearest rank, as CapacityMetrics computes it. */
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] as number;
-}
-
 async function measure(name: string, pool: GpuPool, concurrency: number): Promise<void> {
   await pool.setDevices(devices);
   const metrics = new AllSamples();
@@ -52,7 +49,7 @@ async function measure(name: string, pool: GpuPool, concurrency: number): Promis
   const window = Math.min(all.length, 1024);
   console.log(
     `${name.padEnd(9)} concurrency ${String(concurrency).padStart(2)}: ${Math.round(iterations / seconds)} runs/s; allocation over all ${all.length}: ` +
-      `p50 ${pct(all, 0.5).toFixed(3)} ms, p95 ${pct(all, 0.95).toFixed(3)} ms, p99 ${pct(all, 0.99).toFixed(3)} ms, max ${(all[all.length - 1] as number).toFixed(2)} ms ` +
+      `p50 ${percentile(all, 50).toFixed(3)} ms, p95 ${percentile(all, 95).toFixed(3)} ms, p99 ${percentile(all, 99).toFixed(3)} ms, max ${(all[all.length - 1] as number).toFixed(2)} ms ` +
       `(allocator's figures, last ${window} of ${f.count}: p50 ${f.p50Ms.toFixed(3)}, p95 ${f.p95Ms.toFixed(3)} ms)`,
   );
 }
