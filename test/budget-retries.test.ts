@@ -2,12 +2,11 @@
 // (and a plain request) that fail on their model's group are answered by its fallback group, at that
 // group's price. Admission must have reserved that much, or the budget ends above its limit. Runs one
 // gateway on the real Postgres (keys, ledger, spend) and Redis (budget counters).
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { call } from './helpers/http.js';
-import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
+import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 /** Output-priced only, so a request's cost is its completion tokens times the price: $0.001 a token. */
@@ -23,15 +22,8 @@ describe.skipIf(!(services.redis && services.postgres))('budgets hold when faile
   const prefix = `test:${id}:`;
   let gw: RunningServer;
 
-  /** What a key's daily budget counter holds, in micro-dollars (0 when it does not exist). */
-  const budgetMicros = async (keyId: string) => {
-    const r = new Redis(REDIS_URL);
-    try {
-      return Number((await r.get(`{${prefix}budgets:}budget:key:${keyId}:${new Date().toISOString().slice(0, 10)}`)) ?? 0);
-    } finally {
-      r.disconnect();
-    }
-  };
+  const budgetMicros = (keyId: string) => keyBudgetMicros(prefix, keyId);
+
   /** The key's spend from the ledger, once `requests` rows are in. */
   const ledgerSpend = async (keyId: string, requests: number): Promise<number> => {
     const until = Date.now() + 10_000;

@@ -7,7 +7,6 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +15,7 @@ import { createLogger } from '../src/telemetry/logger.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { abandonStream } from './helpers/streams.js';
 import { call } from './helpers/http.js';
-import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
+import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 /** Output-priced only: $0.001 a completion token, so max_tokens 100 reserves $0.10 and the prompt costs nothing. */
@@ -105,15 +104,8 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
       await c.end();
     }
   };
-  /** What a key's daily budget counter holds, in micro-dollars (0 when it does not exist). */
-  const budgetMicros = async (keyId: string) => {
-    const r = new Redis(REDIS_URL);
-    try {
-      return Number((await r.get(`{${prefix}budgets:}budget:key:${keyId}:${new Date().toISOString().slice(0, 10)}`)) ?? 0);
-    } finally {
-      r.disconnect();
-    }
-  };
+  const budgetMicros = (keyId: string) => keyBudgetMicros(prefix, keyId);
+
 
   const createKey = async (body: Record<string, unknown>) => {
     const res = await call(gw.url, '/admin/keys', { key: ADMIN, body });

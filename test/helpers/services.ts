@@ -87,3 +87,16 @@ export async function dropRedisPrefix(prefix: string): Promise<void> {
     r.disconnect();
   }
 }
+
+/**
+ * What an API key's daily budget counter holds today, in micro-dollars (0 when it does not exist),
+ * under the gateway's Redis key prefix `prefix` (the counters of src/limits/budgets.ts).
+ */
+export async function keyBudgetMicros(prefix: string, keyId: string): Promise<number> {
+  const r = new Redis(REDIS_URL);
+  try {
+    return Number((await r.get(`{${prefix}budgets:}budget:key:${keyId}:${new Date().toISOString().slice(0, 10)}`)) ?? 0);
+  } finally {
+    r.disconnect();
+  }
+}
