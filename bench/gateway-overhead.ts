@@ -1,5 +1,6 @@
 // Issue 2's benchmark: the gateway against the same upstream stand-in called directly and through a
-// minimal Node pass-through proxy, in one run. Prints saturation throughput (autocannon), latency
+// minimal Node pass-through proxy, in one run, with a fourth reference beside them: the parsing floor
+// (bench/lib/parsing-floor.ts), the proxy plus the JSON work no OpenAI-compatible gateway can skip. Prints saturation throughput (autocannon), latency
 // at a fixed 1,000 requests/s and streaming time to first byte, with the ratios and the overheads.
 // Usage: npm run build && tsx bench/gateway-overhead.ts [--seconds 8] [--rate 1000] [--rounds 1]
 // --rounds N > 1 adds N - 1 more saturation rounds of proxy then gateway and prints every round's
@@ -66,24 +67,27 @@ function fmt(us: number): string {
 async function main() {
   const upstream = await startProcess(['bench/lib/upstream.ts', '0']);
   const proxy = await startProcess(['bench/lib/proxy.ts', '0', `http://127.0.0.1:${upstream.port}`]);
+  const floor = await startProcess(['bench/lib/parsing-floor.ts', '0', `http://127.0.0.1:${upstream.port}`]);
   // The core path of issue 2: no response cache (every identical bench request would be a hit) and no
   // ledger; routing, metrics and tracing at their defaults. bench/full-pipeline.ts switches everything on.
   const gateway = await startGatewayProcess(upstream.port, 'cache: { enabled: false }\nledger: { enabled: false }\n');
   const targets = {
     direct: `http://127.0.0.1:${upstream.port}/v1/chat/completions`,
     proxy: `http://127.0.0.1:${proxy.port}/v1/chat/completions`,
+    floor: `http://127.0.0.1:${floor.port}/v1/chat/completions`,
     gateway: `http://127.0.0.1:${gateway.port}/v1/chat/completions`,
   };
   try {
     // Warm up every path (JIT, pools), streams included: the TTFB step comes last, and a stream's
     // code (SSE parsing and writing) would otherwise meet the JIT only there.
-    for (const url of Object.values(targets)) {
+    for (const [name, url] of Object.entries(targets)) {
       await fixedRate(url, chatBody, 200, 2);
-      await fixedRate(url, streamBody, 200, 2);
+      // The floor forwards JSON requests only: it is a reference for the saturation step.
+      if (name !== 'floor') await fixedRate(url, streamBody, 200, 2);
     }
 
     const sat: Record<string, Awaited<ReturnType<typeof saturate>>> = {};
-    const pids: Record<string, number | undefined> = { direct: upstream.child.pid, proxy: proxy.child.pid, gateway: gateway.child.pid };
+    const pids: Record<string, number | undefined> = { direct: upstream.child.pid, proxy: proxy.child.pid, floor: floor.child.pid, gateway: gateway.child.pid };
     for (const [name, url] of Object.entries(targets)) sat[name] = await saturate(url, pids[name]);
     const rounds = ratioSummary(await alternateRounds({ proxy: sat.proxy?.rps ?? 0, gateway: sat.gateway?.rps ?? 0 }, ROUNDS, async (t) => (await saturate(targets[t], pids[t])).rps));
 
@@ -105,6 +109,9 @@ async function main() {
     // The process's own CPU per request (direct: the stand-in's; proxy and gateway: theirs, not the stand-in's).
     const cpuRatio = (sat.proxy?.cpuUsPerRequest ?? NaN) / (sat.gateway?.cpuUsPerRequest ?? NaN);
     console.log(`  proxy / gateway CPU per request: ${cpuRatio.toFixed(2)} (the throughput ratio one core each would give)`);
+    // What parsing itself costs: the floor parses the request and the answer and writes both anew,
+    // with no framework or features; the gateway's distance from it is the price of its own work.
+    console.log(`  parsing floor / proxy throughput: ${((sat.floor?.rps ?? 0) / (sat.proxy?.rps ?? 1)).toFixed(2)}; gateway / parsing floor: ${((sat.gateway?.rps ?? 0) / (sat.floor?.rps ?? 1)).toFixed(2)}`);
 
     console.log(`\nfixed rate ${RATE} req/s for ${SECONDS} s (open loop, latency from the intended send time to last byte; send lag = how late the generator sent):`);
     for (const [name, r] of Object.entries(fixed)) {
@@ -115,6 +122,8 @@ async function main() {
     const added50 = percentile(fixed.gateway?.latencies ?? [], 50) - percentile(fixed.direct?.latencies ?? [], 50);
     const added99 = percentile(fixed.gateway?.latencies ?? [], 99) - percentile(fixed.direct?.latencies ?? [], 99);
     console.log(`  gateway added latency: p50 ${fmt(added50)}  p99 ${fmt(added99)} (target p99 <= 1 ms)`);
+    const floor99 = percentile(fixed.floor?.latencies ?? [], 99) - percentile(fixed.direct?.latencies ?? [], 99);
+    console.log(`  parsing floor added latency: p99 ${fmt(floor99)}`);
 
     const ttfbOver50 = percentile(ttfbGateway.ttfb, 50) - percentile(ttfbDirect.ttfb, 50);
     const ttfbOver99 = percentile(ttfbGateway.ttfb, 99) - percentile(ttfbDirect.ttfb, 99);
@@ -123,6 +132,7 @@ async function main() {
     console.log(`  overhead: p50 ${fmt(ttfbOver50)}  p99 ${fmt(ttfbOver99)} (target <= 1 ms)`);
   } finally {
     gateway.stop();
+    floor.stop();
     proxy.stop();
     upstream.stop();
   }

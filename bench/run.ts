@@ -8,7 +8,7 @@ import { IMAGE_NODE_OPTIONS } from './lib/processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // The soak (bench/soak.ts, ten minutes) runs only when named: `npm run bench -- soak`.
-const ALL = ['gateway-overhead', 'routing-decision', 'full-pipeline', 'concurrent-1000', 'tts-aggregation', 'embedding-batching', 'forecast-mape'];
+const ALL = ['gateway-overhead', 'app-overhead', 'routing-decision', 'full-pipeline', 'concurrent-1000', 'tts-aggregation', 'embedding-batching', 'forecast-mape'];
 // Names first, then options passed to every named benchmark: `npm run bench -- concurrent-1000 --workers 2`.
 const firstOption = process.argv.slice(2).findIndex((a) => a.startsWith('-'));
 const wanted = firstOption < 0 ? process.argv.slice(2) : process.argv.slice(2, 2 + firstOption);
