@@ -18,7 +18,7 @@ import { StaticHealthSource } from '../src/mesh/health.js';
 import { WorkerAgent } from '../src/mesh/worker.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { chatRequest, deleteKeys, publish, REDIS_URL, redisAvailable, ROOT, ScriptedAdapter, spawnMesh, TEST_HOST, testMeshConfig, uniquePrefix, waitFor, type MeshProcess } from './helpers/mesh.js';
-import { freePort, total } from './helpers/serve-cluster.js';
+import { freePort, samples, total } from './helpers/serve-cluster.js';
 import { isCI } from './helpers/services.js';
 
 const PROMETHEUS = process.env.PROMETHEUS_PATH ?? '/usr/bin/prometheus';
@@ -37,11 +37,6 @@ const CONCURRENCY = 2;
 const worker = new WorkerAgent({ nodeId: 'busy-1', redisUrl: REDIS_URL, backend: meshBackendFor(backend), config, health: new StaticHealthSource(TEST_HOST), log, maxConcurrency: CONCURRENCY, version: 'test', blockMs: 200 });
 const routers: Array<{ proc: MeshProcess; url: string }> = [];
 const prompts: string[] = [];
-
-/** The samples of one metric in a Prometheus text exposition, as `name{labels} value` lines. */
-function samples(text: string, name: string): string[] {
-  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-}
 
 /** A metric summed over several scrapes (each router reports its own counters). */
 const sumOver = (texts: string[], name: string, labels: Record<string, string>) => texts.reduce((sum, t) => sum + total(t, name, labels), 0);

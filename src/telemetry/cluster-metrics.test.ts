@@ -3,13 +3,10 @@
 // worker that never answers. test/cluster-metrics.test.ts does the same with a real `serve --workers 2`.
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
+import { samples } from '../../test/helpers/serve-cluster.js';
 import { GatewayError } from '../server/errors.js';
 import { ClusterMetricsCollector, ClusterMetricsLink, aggregateCluster, type IpcChannel, type MetricJson, type MetricsPeer } from './cluster-metrics.js';
 import { GatewayMetrics } from './metrics.js';
-
-function samples(text: string, name: string): string[] {
-  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-}
 
 const json = async (m: GatewayMetrics) => (await m.registry.getMetricsAsJSON()) as unknown as MetricJson[];
 const chat = (durationMs: number) => ({ route: '/v1/chat/completions', method: 'POST', status: 200, durationMs, model: 'm', provider: 'sim' });

@@ -2,15 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { samples } from '../../test/helpers/serve-cluster.js';
 import { LedgerWriter } from '../store/ledger.js';
 import { openSql, type SqlDatabase } from '../store/sql.js';
 import { createLogger } from './logger.js';
 import { GatewayMetrics } from './metrics.js';
-
-/** Sample lines of one metric from the Prometheus text output. */
-function samples(text: string, name: string): string[] {
-  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-}
 
 describe('GatewayMetrics', () => {
   it('defines every metric the seeds name, with help text and the expected labels', async () => {

@@ -57,6 +57,11 @@ export async function connectionTo(url: string, pid: number): Promise<Agent | un
   return undefined;
 }
 
+/** The samples of one metric in a Prometheus text exposition, as `name{labels} value` lines. */
+export function samples(text: string, name: string): string[] {
+  return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+}
+
 /** The sum of a Prometheus metric's samples whose labels include every pair in `match`. */
 export function total(text: string, name: string, match: Record<string, string>): number {
   let sum = 0;
