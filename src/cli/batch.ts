@@ -5,18 +5,13 @@ import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../telemetry/logger.js';
+import { positiveInt } from './args.js';
 import { fileExists, runBatchFile } from './batch-file.js';
 import { startServer, type RunningServer } from './serve.js';
 
 function wholeNumber(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
-  return n;
-}
-
-function positive(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of at least 1');
   return n;
 }
 
@@ -40,7 +35,7 @@ export function batchCommand(): Command {
     .option('-e, --errors <file>', 'failed lines (default <output>.errors.jsonl)')
     .option('-u, --url <url>', 'gateway URL (or INFERENCEFLOW_URL); unset: start one in this process from the config')
     .option('-k, --api-key <key>', 'bearer token (or INFERENCEFLOW_API_KEY / OVERSHOOT_API_KEY)')
-    .option('-n, --concurrency <n>', 'requests in flight at once', positive, 8)
+    .option('-n, --concurrency <n>', 'requests in flight at once', positiveInt, 8)
     .option('-r, --resume', 'keep the output files and skip the lines they already hold')
     .option('--retries <n>', 'tries after the first on 429, 5xx or network errors', wholeNumber, 3)
     .option('-c, --config <file>', 'config for the in-process gateway (or INFERENCEFLOW_CONFIG)')

@@ -3,23 +3,12 @@
 // authenticated by the admin token (--admin-token or INFERENCEFLOW_ADMIN_TOKEN).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { request } from 'undici';
+import { positiveInt, positiveNumber } from './args.js';
 
 interface Common {
   url: string;
   adminToken?: string;
   json?: boolean;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number');
-  return n;
-}
-
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
-  return n;
 }
 
 function list(value: string): string[] {
