@@ -42,8 +42,9 @@ export async function writeSse(res: ServerResponse, events: AsyncIterable<SseEve
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      // No `connection` header: Node says keep-alive itself, and `close` on a connection's last
-      // request (server.max_requests_per_connection), which a fixed keep-alive here overrode.
+      // No `connection` header of its own: Node says keep-alive, and on a connection's last request
+      // (server.max_requests_per_connection) the onRequest hook in app.ts has set `close`, which
+      // arrives in opts.headers.
       'x-accel-buffering': 'no',
       ...(trailerNames.length ? { trailer: trailerNames.join(', ') } : {}),
       ...opts.headers,
