@@ -978,27 +978,10 @@ function sameFamilyWord(x: string, y: string): boolean {
  */
 function orderCompatible(a: readonly string[], b: readonly string[]): boolean {
   if (a.length === 0 || b.length === 0) return true;
-  for (const x of a) {
-    let shared = false;
-    let same = false;
-    for (const y of b) {
-      if (!sameFamilyWord(x, y)) continue;
-      shared = true;
-      if (x === y) same = true;
-    }
-    if (shared && !same) return false;
-  }
-  for (const y of b) {
-    let shared = false;
-    let same = false;
-    for (const x of a) {
-      if (!sameFamilyWord(x, y)) continue;
-      shared = true;
-      if (x === y) same = true;
-    }
-    if (shared && !same) return false;
-  }
-  return true;
+  // Every word of `xs` that `ys` places in the same construction, `ys` places on the same side too.
+  const covers = (xs: readonly string[], ys: readonly string[]) =>
+    xs.every((x) => ys.includes(x) || !ys.some((y) => sameFamilyWord(x, y)));
+  return covers(a, b) && covers(b, a);
 }
 
 /**
