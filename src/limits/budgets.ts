@@ -50,6 +50,11 @@ export interface BudgetStore {
   markOnce(key: string, ttlMs: number): Promise<boolean>;
 }
 
+/** The one hash-tagged namespace of every budget counter under the Redis key prefix `prefix`: `{<prefix>budgets:}`. */
+export const budgetNamespace = (prefix: string): string => hashTagged(`${prefix}budgets:`);
+/** A budget line's store key, unique per scope, id and period (`label`, from `periodOf`). */
+export const budgetLineKey = (scope: BudgetScope, id: string, label: string): string => `budget:${scope}:${id}:${label}`;
+
 export const toMicros = (usd: number): number => Math.round(usd * 1_000_000);
 export const fromMicros = (micros: number): number => micros / 1_000_000;
 
@@ -107,7 +112,7 @@ export class RedisBudgetStore implements BudgetStore {
   private readonly prefix: string;
 
   constructor(redis: RedisClient, prefix: string) {
-    this.prefix = hashTagged(`${prefix}budgets:`);
+    this.prefix = budgetNamespace(prefix);
     if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });
     if (!('ifBudgetAdjust' in redis)) redis.defineCommand('ifBudgetAdjust', { lua: ADJUST_LUA });
     this.redis = redis as BudgetRedis;
@@ -270,7 +275,7 @@ export class BudgetManager {
     const add = (scope: BudgetScope, id: string | undefined, b: BudgetConfig | undefined) => {
       if (!id || !b) return;
       const p = periodOf(b.period, now);
-      out.push({ scope, id, period: b.period, periodStart: p.start, key: `budget:${scope}:${id}:${p.label}`, limitMicros: toMicros(b.limit_usd), ttlMs: p.ttlMs });
+      out.push({ scope, id, period: b.period, periodStart: p.start, key: budgetLineKey(scope, id, p.label), limitMicros: toMicros(b.limit_usd), ttlMs: p.ttlMs });
     };
     if (tenant.keyId && tenant.limits?.budgetUsd !== undefined) add('key', tenant.keyId, { limit_usd: tenant.limits.budgetUsd, period: tenant.limits.budgetPeriod ?? 'month' });
     if (tenant.userId) add('user', tenant.userId, config.users[tenant.userId] ?? config.default_user);
