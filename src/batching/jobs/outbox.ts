@@ -68,7 +68,6 @@ export class WebhookOutbox {
   private loop: Promise<void> | undefined;
   private readonly wakeup = new Wakeup();
   private controller = new AbortController();
-  private readonly inFlight = new Set<Promise<void>>();
   private prunedAt = 0;
 
   constructor(
@@ -101,8 +100,8 @@ export class WebhookOutbox {
     if (!this.running) return;
     this.running = false;
     this.kick();
-    const settled = Promise.allSettled([...this.inFlight]);
-    await Promise.race([settled, new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
+    // The loop ends once the deliveries under way are settled (deliverDue waits for each it starts).
+    await Promise.race([this.loop, new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
     this.controller.abort();
     await this.loop;
     await this.sql
@@ -138,13 +137,10 @@ export class WebhookOutbox {
        RETURNING id, url, body, attempts`,
       [this.opts.owner, now + this.leaseMs, now, max, urls, CLAIM_ROWS],
     );
-    await Promise.all(
-      rows.map((row) => {
-        const p = this.deliver(row).finally(() => this.inFlight.delete(p));
-        this.inFlight.add(p);
-        return p;
-      }),
-    );
+    // Every delivery settles before this returns, even when one fails: stop() relies on it.
+    const results = await Promise.allSettled(rows.map((row) => this.deliver(row)));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return rows.length;
   }
 
