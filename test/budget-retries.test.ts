@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
-import { call } from './helpers/http.js';
+import { call, createKey } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -34,11 +34,6 @@ describe.skipIf(!(services.redis && services.postgres))('budgets hold when faile
       if (Date.now() > until) throw new Error(`the ledger has ${line?.requests ?? 0} of ${requests} rows`);
       await new Promise((r) => setTimeout(r, 50));
     }
-  };
-  const createKey = async (body: Record<string, unknown>) => {
-    const res = await call(gw.url, '/admin/keys', { key: ADMIN, body });
-    expect(res.status).toBe(201);
-    return res.json as { key: string; id: string };
   };
 
   beforeAll(async () => {
@@ -70,7 +65,7 @@ describe.skipIf(!(services.redis && services.postgres))('budgets hold when faile
 
   it('keeps concurrent expert requests whose passes fail over to a dearer group within the budget', async () => {
     // Expert: 5 passes of 20 tokens. On `flaky` that would be $0.10; answered by `dear`, $0.50.
-    const { key, id: keyId } = await createKey({ budget_usd: 1, budget_period: 'day' });
+    const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 1, budget_period: 'day' });
     const results = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
         call(gw.url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model: 'flaky', max_tokens: 20, messages: [{ role: 'user', content: `Question ${i} (${id}).` }] } }),
@@ -87,7 +82,7 @@ describe.skipIf(!(services.redis && services.postgres))('budgets hold when faile
 
   it('refuses a plain request its fallback group could make cost more than the budget has', async () => {
     // 100 tokens: $0.10 on `flaky`, $0.50 on `dear`; the budget has $0.30.
-    const { key, id: keyId } = await createKey({ budget_usd: 0.3, budget_period: 'day' });
+    const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 0.3, budget_period: 'day' });
     const res = await call(gw.url, '/v1/chat/completions', { key, body: { model: 'flaky', max_tokens: 100, messages: [{ role: 'user', content: `Plain (${id}).` }] } });
     expect([res.status, res.json.error?.code]).toEqual([402, 'budget_exceeded']);
     expect(await ledgerSpend(keyId, 1)).toBe(0);

@@ -14,7 +14,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { abandonStream } from './helpers/streams.js';
-import { call } from './helpers/http.js';
+import { call, createKey } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -106,13 +106,6 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
   };
   const budgetMicros = (keyId: string) => keyBudgetMicros(prefix, keyId);
 
-
-  const createKey = async (body: Record<string, unknown>) => {
-    const res = await call(gw.url, '/admin/keys', { key: ADMIN, body });
-    expect(res.status).toBe(201);
-    return res.json as { key: string; id: string };
-  };
-
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'if-limits-'));
     await redis.start(REDIS_URL);
@@ -156,7 +149,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
   });
 
   it('refuses a request over a concurrency limit with a short Retry-After, and admits one once the slot is free', async () => {
-    const { key } = await createKey({ max_concurrency: 1 });
+    const { key } = await createKey(gw.url, ADMIN, { max_concurrency: 1 });
     const controller = new AbortController();
     const held = await request(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
@@ -175,7 +168,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
 
   it('gives back the concurrency slot and the budget reservation of a stream whose client left while Redis was slow', async () => {
     // One request at a time, and a budget with room for the first answer and one $0.02 estimate.
-    const { key } = await createKey({ max_concurrency: 1, budget_usd: 0.05, budget_period: 'day' });
+    const { key } = await createKey(gw.url, ADMIN, { max_concurrency: 1, budget_usd: 0.05, budget_period: 'day' });
     const body = { model: 'metered', max_tokens: 20, stream: true, messages: [{ role: 'user', content: `Stream this once, then from the cache (${id}).` }] };
     const first = await call(gw.url, '/v1/chat/completions', { key, body });
     expect(first.status).toBe(200); // at most 20 tokens: $0.02
@@ -202,7 +195,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
   });
 
   it('records a stream its client abandoned as 499 with the tokens that went out, at the cost its budget was charged', async () => {
-    const { key, id: keyId } = await createKey({ budget_usd: 5, budget_period: 'day' });
+    const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 5, budget_period: 'day' });
     const { requestId, received } = await abandonStream(gw.url, key, { model: 'slow', max_tokens: 150, messages: [{ role: 'user', content: `Tell me a long story (${id}).` }] }, 6);
     expect(received).not.toContain('[DONE]');
     const row = await eventually(() => ledgerRow(requestId));
@@ -232,7 +225,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
         models: [{ name: 'slow', deployments: [{ provider: 'slow', model: 'slow', price: PRICE }] }],
       },
     });
-    const { key, id: keyId } = await createKey({ budget_usd: 5, budget_period: 'day' });
+    const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 5, budget_period: 'day' });
     const res = await request(`${stopping.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
@@ -259,7 +252,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
   });
 
   it('charges a streamed cache hit nothing and counts none of its tokens, as a JSON hit', async () => {
-    const { key, id: keyId } = await createKey({ tpm: 100_000, budget_usd: 5, budget_period: 'day' });
+    const { key, id: keyId } = await createKey(gw.url, ADMIN, { tpm: 100_000, budget_usd: 5, budget_period: 'day' });
     const body = { model: 'metered', max_tokens: 20, stream: true, messages: [{ role: 'user', content: `Answer once, then from the cache (${id}, hits).` }] };
     const stream = async () => {
       const res = await request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -289,7 +282,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
   });
 
   it('charges a stream that ended without a usage chunk at the price of the deployment that served it', async () => {
-    const { key, id: keyId } = await createKey({ budget_usd: 5, budget_period: 'day' });
+    const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 5, budget_period: 'day' });
     const { requestId } = await abandonStream(gw.url, key, { model: 'pair', max_tokens: 150, messages: [{ role: 'user', content: `Tell me a long story (${id}, pair).` }] }, 6);
     const row = await eventually(() => ledgerRow(requestId));
     expect(row.status).toBe(499);
@@ -301,7 +294,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
 
   it('keeps 30 concurrent expert-difficulty requests within a budget: each reserves every pass it may run', async () => {
     // Expert runs 5 passes; with max_tokens 20 each request may use 100 tokens: $0.10 of a $0.50 budget.
-    const { key, id: keyId } = await createKey({ budget_usd: 0.5, budget_period: 'day' });
+    const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 0.5, budget_period: 'day' });
     const results = await Promise.all(
       Array.from({ length: 30 }, (_, i) =>
         call(gw.url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model: 'metered', max_tokens: 20, messages: [{ role: 'user', content: `Question ${i} (${id}).` }] } }),

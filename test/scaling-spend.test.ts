@@ -10,7 +10,7 @@ import { UpstreamError } from '../src/providers/errors.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
 import type { ProviderAdapter } from '../src/providers/types.js';
 import { startTestGateway } from './helpers/gateway.js';
-import { call } from './helpers/http.js';
+import { call, createKey } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -71,9 +71,7 @@ describe.skipIf(!(services.redis && services.postgres))('a scaled request with a
   });
 
   it('is charged the calls that answered, and the header, body, ledger row, spend and budget agree', async () => {
-    const created = await call(gw.url, '/admin/keys', { key: ADMIN, body: { budget_usd: 5, budget_period: 'day' } });
-    expect(created.status).toBe(201);
-    const { key, id: keyId } = created.json as { key: string; id: string };
+    const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 5, budget_period: 'day' });
 
     const res = await call(gw.url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'hard' }, body: { model: 'm', max_tokens: 30, messages: [{ role: 'user', content: `Name a colour (${id}).` }] } });
     expect(res.status, res.text).toBe(200);

@@ -14,6 +14,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { countPromptTokens } from '../src/providers/tokens.js';
 import { signWebhook, verifyWebhook } from '../src/server/webhooks/signature.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { createKey } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -41,11 +42,6 @@ async function call(url: string, path: string, opts: { method?: string; key?: st
 }
 
 const chat = (url: string, key: string, model = 'metered') => call(url, '/v1/chat/completions', { key, body: { model, messages: MESSAGES } });
-const createKey = async (url: string, body: Record<string, unknown>) => {
-  const res = await call(url, '/admin/keys', { key: ADMIN, body });
-  expect(res.status).toBe(201);
-  return res.json as { key: string; id: string };
-};
 
 const backends = [
   { name: 'Postgres + Redis', available: services.redis && services.postgres, shared: true },
@@ -103,7 +99,7 @@ for (const backend of backends) {
     it('guards the admin API with the admin token and never shows a stored key', async () => {
       expect((await call(gw.url, '/admin/keys')).status).toBe(401);
       expect((await call(gw.url, '/admin/keys', { key: 'not-the-admin-token' })).json.error.code).toBe('invalid_api_key');
-      const created = await createKey(gw.url, { name: 'listing', user_id: 'u-list' });
+      const created = await createKey(gw.url, ADMIN, { name: 'listing', user_id: 'u-list' });
       expect(created.key).toMatch(/^sk-if-[A-Za-z0-9]{40}$/);
       const list = await call(gw.url, '/admin/keys', { key: ADMIN });
       const row = (list.json.data as Record<string, unknown>[]).find((k) => k.id === created.id);
@@ -114,14 +110,14 @@ for (const backend of backends) {
 
     it('rejects unknown keys, and keys used for other models, from other addresses, after expiry or revocation', async () => {
       expect((await chat(gw.url, 'sk-if-doesnotexist')).status).toBe(401);
-      const limited = await createKey(gw.url, { models: ['metered'] });
+      const limited = await createKey(gw.url, ADMIN, { models: ['metered'] });
       expect((await chat(gw.url, limited.key, 'metered')).status).toBe(200);
       expect((await chat(gw.url, limited.key, 'other')).json.error.code).toBe('permission_denied');
-      const fenced = await createKey(gw.url, { ip_allowlist: ['10.0.0.0/8'] });
+      const fenced = await createKey(gw.url, ADMIN, { ip_allowlist: ['10.0.0.0/8'] });
       expect((await chat(gw.url, fenced.key)).status).toBe(403);
-      const local = await createKey(gw.url, { ip_allowlist: ['127.0.0.0/8', '::1'] });
+      const local = await createKey(gw.url, ADMIN, { ip_allowlist: ['127.0.0.0/8', '::1'] });
       expect((await chat(gw.url, local.key)).status).toBe(200);
-      const expired = await createKey(gw.url, { expires_at: new Date(Date.now() - 1000).toISOString() });
+      const expired = await createKey(gw.url, ADMIN, { expires_at: new Date(Date.now() - 1000).toISOString() });
       expect((await chat(gw.url, expired.key)).json.error.message).toMatch(/expired/);
       expect((await call(gw.url, `/admin/keys/${limited.id}/revoke`, { method: 'POST', key: ADMIN })).status).toBe(200);
       const after = await chat(gw.url, limited.key);
@@ -129,7 +125,7 @@ for (const backend of backends) {
     });
 
     it('answers 429 with Retry-After and X-RateLimit-* once a key has used its RPM', async () => {
-      const { key } = await createKey(gw.url, { rpm: 3 });
+      const { key } = await createKey(gw.url, ADMIN, { rpm: 3 });
       const remaining: string[] = [];
       for (let i = 0; i < 3; i++) {
         const res = await chat(gw.url, key);
@@ -147,7 +143,7 @@ for (const backend of backends) {
     });
 
     it('lets at most 10 of 50 concurrent requests through a budget that fits 10, and the ledger agrees to the cent', async () => {
-      const { key, id: keyId } = await createKey(gw.url, { budget_usd: 1, budget_period: 'day' });
+      const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 1, budget_period: 'day' });
       const results = await Promise.all(Array.from({ length: 50 }, () => chat(gw.url, key)));
       const ok = results.filter((r) => r.status === 200);
       expect(ok.length).toBe(10);
@@ -220,7 +216,7 @@ describe.skipIf(!(services.redis && services.postgres))('two replicas sharing Po
   });
 
   it('rejects a revoked key at once on the replica that did not revoke it (even with it cached)', async () => {
-    const { key, id: keyId } = await createKey(a.url, {});
+    const { key, id: keyId } = await createKey(a.url, ADMIN, {});
     expect((await chat(b.url, key, 'any-model')).status).toBe(200); // b now caches the key for 10 min
     expect((await call(a.url, `/admin/keys/${keyId}/revoke`, { method: 'POST', key: ADMIN })).status).toBe(200);
     const res = await chat(b.url, key, 'any-model');

@@ -21,3 +21,13 @@ export async function call(url: string, path: string, opts: { key?: string; body
   const text = await res.body.text();
   return { status: res.statusCode, headers: res.headers, text, json: (text.startsWith('{') ? JSON.parse(text) : undefined) as Json };
 }
+
+/**
+ * Creates an API key through the admin API (POST /admin/keys with the admin token) and gives back its
+ * secret and id; any answer but 201 throws, with the status and body.
+ */
+export async function createKey(url: string, adminToken: string, body: Record<string, unknown>): Promise<{ key: string; id: string }> {
+  const res = await call(url, '/admin/keys', { key: adminToken, body });
+  if (res.status !== 201) throw new Error(`POST /admin/keys answered ${res.status}, not 201: ${res.text}`);
+  return res.json as { key: string; id: string };
+}
