@@ -76,12 +76,18 @@ const FRAME_WORDS = new Set(
     'roughly approximately').split(' '),
 );
 
+/** Each space-separated spelling of a group to the group's canonical word (a later group wins a shared spelling). */
+function lexicon(groups: Record<string, string>): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const [canon, spellings] of Object.entries(groups)) for (const w of spellings.split(' ')) map.set(w, canon);
+  return map;
+}
+
 // Request verbs grouped by what the answer does: two prompts that both name one must name the same
 // group ("explain X" / "summarize X", "write a query" / "explain a query", "learn" / "teach"). A prompt
 // that names none ("what is X?") matches any. "teach me" is read as explain. Forms are listed, not
 // stemmed: "machine learning", "quantum computing" and "creative writing" are subjects, not requests.
-const REQUEST = new Map<string, string>();
-for (const [canon, words] of Object.entries({
+const REQUEST = lexicon({
   explain: 'explain explains explained explaining explanation describe describes described describing understand clarify',
   write: 'write writes wrote written compose composes composed create creates created generate generates generated',
   summarize: 'summarize summarise summarizes summarises summarized summarised summary overview recap tldr',
@@ -89,23 +95,18 @@ for (const [canon, words] of Object.entries({
   learn: 'learn learns learned learnt',
   teach: 'teach teaches taught',
   compute: 'calculate calculates calculated calculation compute computes computed find finds solve solves solved determine',
-})) {
-  for (const w of words.split(' ')) REQUEST.set(w, canon);
-}
+});
 
 // The answer's shape and level: both prompts must ask for the same ("simple" / "detailed", "brief" /
 // none, "for beginners" / "for experts", "an example of X" / "X").
-const FORM = new Map<string, string>();
-for (const [canon, words] of Object.entries({
+const FORM = lexicon({
   simple: 'simple simply simpler simplest simplified easy easier easiest easily layman laymans layperson eli5',
   brief: 'brief briefly short concise concisely succinct succinctly nutshell',
   detailed: 'detailed detail details thorough thoroughly comprehensive comprehensively depth in-depth elaborate extensive extensively exhaustive lengthy',
   example: 'example examples',
   beginner: 'beginner beginners novice novices newbie newbies basic basics fundamentals',
   expert: 'expert experts advanced',
-})) {
-  for (const w of words.split(' ')) FORM.set(w, canon);
-}
+});
 
 // Spelling variants, abbreviations and words that lead to the same answer. Verbs are grouped by
 // outcome, and a word that leads elsewhere in some common use is not folded: `modify`, `alter` and
@@ -207,8 +208,7 @@ const NEGATIONS = new Set([
 ]);
 
 // Canonical unit per spelling; order matters ("5 km to miles" is not "5 miles to km").
-const UNITS = new Map<string, string>();
-for (const [canon, spellings] of Object.entries({
+const UNITS = lexicon({
   km: 'km kilometer kilometers kilometre kilometres', mile: 'mi mile miles', m: 'meter meters metre metres',
   cm: 'cm centimeter centimeters centimetre centimetres', mm: 'mm millimeter millimeters millimetre millimetres',
   ft: 'ft foot feet', inch: 'inch inches', yard: 'yd yard yards', kg: 'kg kilo kilos kilogram kilograms',
@@ -221,16 +221,13 @@ for (const [canon, spellings] of Object.entries({
   tb: 'tb tib terabyte terabytes', usd: 'usd dollar dollars $', eur: 'eur euro euros €', gbp: 'gbp £ sterling',
   jpy: 'jpy yen ¥', percent: '% percent percentage', degree: 'degree degrees °', calorie: 'calorie calories kcal',
   watt: 'watt watts w kw kilowatt kilowatts', volt: 'volt volts', acre: 'acre acres', hectare: 'hectare hectares ha',
-})) {
-  for (const s of spellings.split(' ')) UNITS.set(s, canon);
-}
+});
 
 // Contrast lexicon: words whose swap for a near neighbour flips the answer. Synonyms share a key; a
 // group holds only words that lead to the same answer (the tallest animal is not the largest, the
 // youngest president not the latest, encoding is not encryption, appending is not inserting), and a
 // comparative is not its superlative ("a better laptop" is not "the best laptop").
-const POLAR = new Map<string, string>();
-for (const [canon, spellings] of Object.entries({
+const POLAR = lexicon({
   max: 'largest biggest greatest maximum max', most: 'most', highest: 'highest tallest', longest: 'longest',
   heaviest: 'heaviest', deepest: 'deepest',
   min: 'smallest tiniest minimum min', least: 'least fewest', lowest: 'lowest', shortest: 'shortest',
@@ -263,9 +260,7 @@ for (const [canon, spellings] of Object.entries({
   frontend: 'frontend', backend: 'backend', read: 'read', send: 'send', receive: 'receive',
   import_: 'importing', export_: 'exporting', inner: 'inner', outer: 'outer', union: 'union', intersection: 'intersection',
   ascending: 'ascending', descending: 'descending', horizontal: 'horizontal horizontally', vertical: 'vertical vertically',
-})) {
-  for (const s of spellings.split(' ')) POLAR.set(s, canon);
-}
+});
 
 // Capitalised words that open sentences without naming anything.
 const STARTERS = new Set(
@@ -315,6 +310,11 @@ const THOUSANDS = /,/g;
 function normaliseNumber(s: string): string {
   const n = Number(s.replace(THOUSANDS, ''));
   return Number.isFinite(n) ? String(n) : s;
+}
+
+/** A normalised number with the minus sign it carries in the text; zero has no sign. */
+function signed(n: string, minus: boolean): string {
+  return minus && n !== '0' ? `-${n}` : n;
 }
 
 /** Script tests, in order; built once (a regex literal inside the loop made a RegExp per character). */
@@ -757,6 +757,8 @@ export function extractFeatures(text: string): PromptFeatures {
     const nextLower = next?.toLowerCase() ?? '';
     if (O.question === -1) O.question = AUXILIARIES.has(lower) && !PRONOUNS.has(nextLower) ? 1 : 0;
     if (NUMERIC.test(w)) {
+      // Not signed(): the word as written is compared with '0', so "-0.0" and "-00" keep their sign
+      // ("-0"); changing that would change the features of FEATURES_VERSION 3.
       numbers.push(negative.has(at) && w !== '0' ? `-${normaliseNumber(w)}` : normaliseNumber(w));
       breakRun();
       continue;
@@ -773,7 +775,7 @@ export function extractFeatures(text: string): PromptFeatures {
       const suffixUnit = withUnit ? UNITS.get((withUnit[2] as string).toLowerCase()) : undefined;
       if (suffixUnit) {
         const n = normaliseNumber((withUnit as RegExpExecArray)[1] as string);
-        numbers.push(negative.has(at) && n !== '0' ? `-${n}` : n);
+        numbers.push(signed(n, negative.has(at)));
         units.push(suffixUnit);
         continue;
       }
@@ -783,7 +785,7 @@ export function extractFeatures(text: string): PromptFeatures {
       }
       for (const d of w.matchAll(DIGIT_RUNS)) {
         const n = normaliseNumber(d[0]);
-        numbers.push(negative.has(at + d.index) && n !== '0' ? `-${n}` : n);
+        numbers.push(signed(n, negative.has(at + d.index)));
       }
       // An identifier with digits (gpt-4, python3, e2e) is also a name.
       if (HAS_LETTER.test(w)) {
