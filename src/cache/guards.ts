@@ -954,17 +954,6 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
-/**
- * Both prompts must have the same content words. A word on one side only is either a substitution
- * ("a poem about the ocean" / "about the desert") or an added qualifier ("recipe for pancakes" /
- * "*vegan* recipe for pancakes"), and embeddings rate both as close. Politeness and filler words
- * never become content words (FRAME_WORDS), so they may come and go.
- */
-function contentCompatible(a: readonly string[], b: readonly string[]): boolean {
-  // Both are sorted and without repeats, so the same set is the same list.
-  return sameList(a, b);
-}
-
 /** Whether two `role:word` entries name the same family and word (`ds:x` and `dt:x`). */
 function sameFamilyWord(x: string, y: string): boolean {
   if (x.length !== y.length || x.charCodeAt(0) !== y.charCodeAt(0)) return false;
@@ -1013,6 +1002,10 @@ export function featuresAgree(a: PromptFeatures, b: PromptFeatures): GuardResult
   const rb = b.request ?? [];
   if (ra.length > 0 && rb.length > 0 && !sameList(ra, rb)) return { ok: false, reason: 'request' };
   if (!sameList(a.form ?? [], b.form ?? [])) return { ok: false, reason: 'form' };
-  if (!contentCompatible(a.content, b.content)) return { ok: false, reason: 'content' };
+  // The same content words (sorted, without repeats: the same set is the same list). A word on one
+  // side only is either a substitution ("a poem about the ocean" / "about the desert") or an added
+  // qualifier ("recipe for pancakes" / "*vegan* recipe for pancakes"), and embeddings rate both as
+  // close. Politeness and filler words never become content words (FRAME_WORDS), so they may come and go.
+  if (!sameList(a.content, b.content)) return { ok: false, reason: 'content' };
   return { ok: true };
 }
