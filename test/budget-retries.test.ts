@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
-import { call, createKey } from './helpers/http.js';
+import { call, createKey, keySpend } from './helpers/http.js';
+import { pollUntil } from './helpers/wait.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -26,14 +27,11 @@ describe.skipIf(!(services.redis && services.postgres))('budgets hold when faile
 
   /** The key's spend from the ledger, once `requests` rows are in. */
   const ledgerSpend = async (keyId: string, requests: number): Promise<number> => {
-    const until = Date.now() + 10_000;
-    for (;;) {
-      const spend = await call(gw.url, '/v1/spend?group_by=key', { key: ADMIN });
-      const line = (spend.json.data as { group: string; requests: number; cost_usd: number }[]).find((d) => d.group === keyId);
-      if (line?.requests === requests) return line.cost_usd;
-      if (Date.now() > until) throw new Error(`the ledger has ${line?.requests ?? 0} of ${requests} rows`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const line = await pollUntil(async () => {
+      const l = await keySpend(gw.url, ADMIN, keyId);
+      return l?.requests === requests && l;
+    }, `${requests} ledger rows of key ${keyId}`, 10_000, 50);
+    return line.cost_usd;
   };
 
   beforeAll(async () => {

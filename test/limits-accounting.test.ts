@@ -14,7 +14,8 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { abandonStream } from './helpers/streams.js';
-import { call, createKey } from './helpers/http.js';
+import { call, createKey, keySpend } from './helpers/http.js';
+import { pollUntil } from './helpers/wait.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -305,11 +306,10 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     expect(ok.every((r) => r.headers['x-inferenceflow-passes'] === '5')).toBe(true);
     expect(results.filter((r) => r.status !== 200).every((r) => r.status === 402 && r.json.error.code === 'budget_exceeded')).toBe(true);
     // What the passes cost stays within the budget, in the ledger and on the counter alike.
-    const spent = await eventually(async () => {
-      const spend = await call(gw.url, '/v1/spend?group_by=key', { key: ADMIN });
-      const line = (spend.json.data as { group: string; requests: number; cost_usd: number }[]).find((d) => d.group === keyId);
-      return line?.requests === 30 ? line.cost_usd : undefined;
-    });
+    const { cost_usd: spent } = await pollUntil(async () => {
+      const line = await keySpend(gw.url, ADMIN, keyId);
+      return line?.requests === 30 && line;
+    }, `30 ledger rows of key ${keyId}`, 5_000, 50);
     expect(spent).toBeGreaterThan(0);
     expect(spent).toBeLessThanOrEqual(0.5 + 1e-9);
     expect(await budgetMicros(keyId)).toBe(Math.round(spent * 1e6));

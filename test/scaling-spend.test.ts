@@ -10,7 +10,7 @@ import { UpstreamError } from '../src/providers/errors.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
 import type { ProviderAdapter } from '../src/providers/types.js';
 import { startTestGateway } from './helpers/gateway.js';
-import { call, createKey } from './helpers/http.js';
+import { call, createKey, keySpend } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -104,8 +104,7 @@ describe.skipIf(!(services.redis && services.postgres))('a scaled request with a
     expect(Number(row?.cost_usd)).toBeCloseTo(header, 9);
 
     // The spend endpoint and the budget counter.
-    const spend = await call(gw.url, '/v1/spend?group_by=key', { key: ADMIN });
-    const line = (spend.json.data as { group: string; requests: number; cost_usd: number }[]).find((d) => d.group === keyId);
+    const line = await keySpend(gw.url, ADMIN, keyId);
     expect(line?.requests).toBe(1);
     expect(line?.cost_usd).toBeCloseTo(header, 9);
     expect(await keyBudgetMicros(prefix, keyId)).toBe(Math.round(header * 1e6));

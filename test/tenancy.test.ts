@@ -14,7 +14,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { countPromptTokens } from '../src/providers/tokens.js';
 import { signWebhook, verifyWebhook } from '../src/server/webhooks/signature.js';
 import { startTestGateway } from './helpers/gateway.js';
-import { createKey } from './helpers/http.js';
+import { createKey, keySpend } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
@@ -152,8 +152,7 @@ for (const backend of backends) {
       const charged = ok.reduce((s, r) => s + Number(r.headers['x-inferenceflow-cost-usd']), 0);
       expect(charged).toBeLessThanOrEqual(1 + 1e-9);
 
-      const spend = await call(gw.url, '/v1/spend?group_by=key', { key: ADMIN });
-      const line = (spend.json.data as { group: string; cost_usd: number; requests: number }[]).find((d) => d.group === keyId);
+      const line = await keySpend(gw.url, ADMIN, keyId);
       expect(line?.cost_usd.toFixed(2)).toBe(charged.toFixed(2));
       expect(line?.requests).toBe(50); // refusals are recorded too, at no cost
 

@@ -1,5 +1,6 @@
 // A JSON call to a gateway in a test: GET without a body, POST with one, an optional bearer key.
 import { request } from 'undici';
+import type { SpendRow } from '../../src/store/ledger.js';
 
 // Test answers are read field by field; their shape is what the test asserts.
 export type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -30,4 +31,14 @@ export async function createKey(url: string, adminToken: string, body: Record<st
   const res = await call(url, '/admin/keys', { key: adminToken, body });
   if (res.status !== 201) throw new Error(`POST /admin/keys answered ${res.status}, not 201: ${res.text}`);
   return res.json as { key: string; id: string };
+}
+
+/**
+ * A key's line of the ledger's spend by key (GET /v1/spend?group_by=key with the admin token), or
+ * undefined while the ledger holds none of its requests.
+ */
+export async function keySpend(url: string, adminToken: string, keyId: string): Promise<SpendRow | undefined> {
+  const res = await call(url, '/v1/spend?group_by=key', { key: adminToken });
+  if (res.status !== 200) throw new Error(`GET /v1/spend answered ${res.status}: ${res.text}`);
+  return (res.json.data as SpendRow[]).find((d) => d.group === keyId);
 }
