@@ -69,12 +69,18 @@ export class WebhookOutbox {
   private readonly wakeup = new Wakeup();
   private controller = new AbortController();
   private prunedAt = 0;
+  /** This process's endpoints by URL (fixed configuration); the first of a URL, should one repeat. */
+  private readonly endpoints: ReadonlyMap<string, WebhookEndpoint>;
+  private readonly urls: string[];
 
   constructor(
     private readonly sql: SqlDatabase,
     private readonly notifier: CompletionNotifier,
     private readonly opts: WebhookOutboxOptions,
-  ) {}
+  ) {
+    this.endpoints = new Map([...notifier.targets()].reverse().map((t) => [t.url, t]));
+    this.urls = [...this.endpoints.keys()];
+  }
 
   private get leaseMs(): number {
     return this.opts.leaseMs ?? 3 * this.notifier.timeoutMs + 5_000;
@@ -117,7 +123,7 @@ export class WebhookOutbox {
 
   /** Sends the events that are due (those of endpoints this process has); returns how many it tried. */
   async deliverDue(): Promise<number> {
-    const urls = [...new Set(this.notifier.targets().map((t) => t.url))];
+    const urls = this.urls;
     if (urls.length === 0) return 0;
     const now = Date.now();
     const max = this.notifier.maxAttempts;
@@ -155,8 +161,8 @@ export class WebhookOutbox {
   }
 
   private async deliver(row: Claimed): Promise<void> {
-    const endpoint = this.notifier.targets().find((t) => t.url === row.url);
-    if (!endpoint) return;
+    const endpoint = this.endpoints.get(row.url);
+    if (!endpoint) return; // not claimed: the queries take only these URLs
     const result = await this.notifier.attempt(endpoint, row.id, row.body, this.controller.signal);
     if (this.controller.signal.aborted && !result.ok) return; // cut short by a stop: handed back by stop()
     const now = Date.now();
@@ -202,7 +208,7 @@ export class WebhookOutbox {
 
   /** When the next pending event of this process's endpoints is due (epoch ms). */
   private async nextDue(): Promise<number | undefined> {
-    const urls = [...new Set(this.notifier.targets().map((t) => t.url))];
+    const urls = this.urls;
     if (urls.length === 0) return undefined;
     const rows = await this.sql.query<{ next: number | null }>(`SELECT min(next_attempt_at) AS next FROM batch_webhook_outbox WHERE status = 'pending' AND url = ANY($1::text[])`, [urls]);
     const next = rows[0]?.next;
