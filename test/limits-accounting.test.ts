@@ -67,17 +67,6 @@ class PausableProxy {
   }
 }
 
-/** Polls `read` until it returns a value, or fails after `timeoutMs`. */
-async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error('timed out waiting');
-    await sleep(50);
-  }
-}
-
 describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the ledger on abandoned and refused requests', () => {
   const id = runId();
   const schema = `limits_${id}`;
@@ -199,14 +188,14 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 5, budget_period: 'day' });
     const { requestId, received } = await abandonStream(gw.url, key, { model: 'slow', max_tokens: 150, messages: [{ role: 'user', content: `Tell me a long story (${id}).` }] }, 6);
     expect(received).not.toContain('[DONE]');
-    const row = await eventually(() => ledgerRow(requestId));
+    const row = await pollUntil(() => ledgerRow(requestId), `the ledger row of ${requestId}`, 5_000, 50);
     expect(row).toMatchObject({ status: 499, error_code: 'client_closed_request' });
     expect(row.completion_tokens).toBeGreaterThan(0);
     expect(Number(row.cost_usd)).toBeCloseTo(row.completion_tokens * 0.001, 9);
     // The budget was charged exactly what the ledger says (nothing else ran on this key).
     expect(await budgetMicros(keyId)).toBe(Math.round(Number(row.cost_usd) * 1e6));
     // The request's log line says the same (it waits for the settlement, like the row).
-    const line = await eventually(async () => logLines.find((l) => l.msg === 'request' && l.reqId === requestId));
+    const line = await pollUntil(async () => logLines.find((l) => l.msg === 'request' && l.reqId === requestId), `the request line of ${requestId}`, 5_000, 50);
     expect(line).toMatchObject({ status: 499, outcome: 'client_closed', tokens: { output: row.completion_tokens } });
     expect(line.costUsd as number).toBeCloseTo(Number(row.cost_usd), 9);
   });
@@ -274,18 +263,18 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     // The first hit's token reservation was given back whole: the next request sees the same room.
     expect(again.remainingTokens).toBe(hit.remainingTokens);
 
-    const row = await eventually(() => ledgerRow(hit.requestId));
+    const row = await pollUntil(() => ledgerRow(hit.requestId), `the ledger row of ${hit.requestId}`, 5_000, 50);
     expect(row).toMatchObject({ status: 200, cache: 'exact', prompt_tokens: 0, completion_tokens: 0 });
     expect(Number(row.cost_usd)).toBe(0);
     // The budget holds the miss alone, as the ledger does.
-    await eventually(() => ledgerRow(again.requestId));
+    await pollUntil(() => ledgerRow(again.requestId), `the ledger row of ${again.requestId}`, 5_000, 50);
     expect(await budgetMicros(keyId)).toBe(Math.round(Number(miss.cost) * 1e6));
   });
 
   it('charges a stream that ended without a usage chunk at the price of the deployment that served it', async () => {
     const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 5, budget_period: 'day' });
     const { requestId } = await abandonStream(gw.url, key, { model: 'pair', max_tokens: 150, messages: [{ role: 'user', content: `Tell me a long story (${id}, pair).` }] }, 6);
-    const row = await eventually(() => ledgerRow(requestId));
+    const row = await pollUntil(() => ledgerRow(requestId), `the ledger row of ${requestId}`, 5_000, 50);
     expect(row.status).toBe(499);
     expect(row.completion_tokens).toBeGreaterThan(0);
     // $0.001 a token (the cheap deployment's price), not $0.005 (the dearest in the group).
