@@ -113,11 +113,6 @@ export class BatchRunner {
     return (job, counts) => completionEvents(notifier, job.id, type, this.opts.describe ? this.opts.describe(job, counts) : { id: job.id, status: job.status });
   }
 
-  /** Sends the completion webhooks that are due now (also done in the background); returns how many were tried. */
-  async deliverWebhooks(): Promise<number> {
-    return this.outbox ? this.outbox.deliverDue() : 0;
-  }
-
   /** A completion webhook was just stored: send it now. */
   kickWebhooks(): void {
     this.outbox?.kick();
