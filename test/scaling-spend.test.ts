@@ -2,7 +2,6 @@
 // an operator reads it: the x-inferenceflow-cost-usd header and the body's usage, the ledger row, the
 // spend endpoint and the budget counter must all say the same. Runs one gateway on the real Postgres
 // (keys, ledger, spend) and Redis (budget counters).
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Usage } from '../src/canonical/chat.js';
 import type { RunningServer } from '../src/cli/serve.js';
@@ -11,7 +10,8 @@ import { createSimulatorProvider } from '../src/providers/simulator.js';
 import type { ProviderAdapter } from '../src/providers/types.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { call, createKey, keySpend } from './helpers/http.js';
-import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
+import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros, ledgerRow } from './helpers/services.js';
+import { pollUntil } from './helpers/wait.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 /** $0.001 a prompt token, $0.002 a completion token. */
@@ -89,19 +89,9 @@ describe.skipIf(!(services.redis && services.postgres))('a scaled request with a
 
     // The ledger row: the same tokens and cost.
     const requestId = res.headers['x-request-id'] as string;
-    const c = new pg.Client({ connectionString: POSTGRES_URL });
-    await c.connect();
-    let row: { prompt_tokens: number; completion_tokens: number; cost_usd: string | number; status: number } | undefined;
-    try {
-      for (let i = 0; i < 200 && !row; i++) {
-        row = (await c.query(`SELECT prompt_tokens, completion_tokens, cost_usd, status FROM "${schema}".ledger WHERE request_id = $1`, [requestId])).rows[0];
-        if (!row) await new Promise((r) => setTimeout(r, 50));
-      }
-    } finally {
-      await c.end();
-    }
+    const row = await pollUntil(() => ledgerRow(schema, requestId), `the ledger row of ${requestId}`, 10_000, 50);
     expect(row).toMatchObject({ status: 200, prompt_tokens: upstream.prompt, completion_tokens: upstream.completion });
-    expect(Number(row?.cost_usd)).toBeCloseTo(header, 9);
+    expect(Number(row.cost_usd)).toBeCloseTo(header, 9);
 
     // The spend endpoint and the budget counter.
     const line = await keySpend(gw.url, ADMIN, keyId);
