@@ -43,18 +43,21 @@ for (const backend of backends) {
     const schema = `batch_outbox_${runId()}`;
     let sql: SqlDatabase;
     let store: BatchStore;
-    let receiver: Receiver;
+    // One receiver for every test: each reads only its own job's deliveries (`receiver.for`).
+    const receiver = new Receiver();
     const runners: BatchRunner[] = [];
     beforeAll(async () => {
       sql = await backend.open(schema);
       await applyMigrations(sql, BATCH_JOB_MIGRATIONS);
       store = new BatchStore(sql);
+      await receiver.start();
     });
     afterEach(async () => {
       await Promise.all(runners.splice(0).map((r) => r.stop()));
-      await receiver?.close();
+      receiver.answer = 204;
     });
     afterAll(async () => {
+      await receiver.close();
       await sql?.close();
       if (backend.name === 'Postgres') await dropSchema(schema);
     });
@@ -75,54 +78,51 @@ for (const backend of backends) {
         const b = await store.getBatch(batchId);
         return b && b.status === 'completed' ? b : undefined;
       }, 'the job to complete');
+    /** A new job run to completion by a runner that sends its event to the receiver, which answers `answer`. */
+    const completedJob = async (answer: number, maxAttempts?: number) => {
+      receiver.answer = answer;
+      const job = await create();
+      runner(sender(receiver.url, maxAttempts));
+      await finalStatus(job.id);
+      return job;
+    };
+    /** The job's outbox row, once it has `status`. */
+    const outboxStatus = (batchId: string, status: string) =>
+      until(async () => {
+        const [row] = await outbox(batchId);
+        return row?.status === status ? row : undefined;
+      }, `the outbox row to be ${status}`);
 
     it('stores the event with the final status and delivers it after retries, under one webhook-id, each attempt signed', async () => {
-      receiver = await new Receiver().start();
-      receiver.answer = 503;
-      const job = await create();
-      runner(sender(receiver.url, 10));
-      await finalStatus(job.id);
+      const job = await completedJob(503, 10);
       // Stored with the final status: there is no moment when the job is completed and the event is not.
       expect(await outbox(job.id)).toHaveLength(1);
       await until(async () => (receiver.for(job.id).length >= 2 ? true : undefined), 'two refused attempts');
       receiver.answer = 200;
-      const [row] = await until(async () => {
-        const rows = await outbox(job.id);
-        return rows[0]?.status === 'delivered' ? rows : undefined;
-      }, 'the delivery');
+      const row = await outboxStatus(job.id, 'delivered');
       const got = receiver.for(job.id);
       expect(got.map((g) => g.status).slice(-1)).toEqual([200]);
-      expect(new Set(got.map((g) => g.headers['webhook-id']))).toEqual(new Set([row?.id]));
+      expect(new Set(got.map((g) => g.headers['webhook-id']))).toEqual(new Set([row.id]));
       for (const g of got) expect(verifyWebhook(SECRET, g.headers, g.body).ok).toBe(true);
       expect(JSON.parse(got[0]?.body as string)).toMatchObject({ type: 'batch.completed', data: { id: job.id, status: 'completed', request_counts: { total: 2, completed: 2, failed: 0 } } });
       expect(row).toMatchObject({ attempts: got.length, last_status: 200 });
       // Delivered: nothing is sent again, by this runner or another.
-      const before = receiver.got.length;
       expect(await deliverDue(sender(receiver.url), 'other')).toBe(0);
-      expect(receiver.got.length).toBe(before);
+      expect(receiver.for(job.id)).toHaveLength(got.length);
     });
 
     it('stops at a 4xx the receiver refuses (not 408 or 429), and a restart does not send it again', async () => {
-      receiver = await new Receiver().start();
-      receiver.answer = 400;
-      const job = await create();
-      runner(sender(receiver.url));
-      await finalStatus(job.id);
-      await until(async () => ((await outbox(job.id))[0]?.status === 'failed' ? true : undefined), 'the delivery to be given up');
+      const job = await completedJob(400);
+      expect(await outboxStatus(job.id, 'failed')).toMatchObject({ attempts: 1, last_status: 400 });
       expect(receiver.for(job.id)).toHaveLength(1);
-      expect((await outbox(job.id))[0]).toMatchObject({ attempts: 1, last_status: 400 });
       receiver.answer = 204;
       expect(await deliverDue(sender(receiver.url), 'restarted')).toBe(0);
       expect(receiver.for(job.id)).toHaveLength(1);
     });
 
     it('tries max_attempts times at most, then gives up', async () => {
-      receiver = await new Receiver().start();
-      receiver.answer = 503;
-      const job = await create();
-      runner(sender(receiver.url, 3));
-      await finalStatus(job.id);
-      await until(async () => ((await outbox(job.id))[0]?.status === 'failed' ? true : undefined), 'the delivery to be given up');
+      const job = await completedJob(503, 3);
+      await outboxStatus(job.id, 'failed');
       expect(receiver.for(job.id).map((g) => g.status)).toEqual([503, 503, 503]);
       expect(await deliverDue(sender(receiver.url, 3), 'restarted')).toBe(0);
       expect(receiver.for(job.id)).toHaveLength(3);
@@ -150,7 +150,6 @@ for (const backend of backends) {
     });
 
     it('is delivered by a new runner over the same database when the one that stored it died mid-delivery', async () => {
-      receiver = await new Receiver().start();
       const job = await create();
       // The first process dies while its delivery is under way: the POST never completes.
       const real = sender(receiver.url);
@@ -163,13 +162,10 @@ for (const backend of backends) {
       expect(receiver.for(job.id)).toHaveLength(0);
 
       runner(sender(receiver.url), { owner: 'B', webhookLeaseMs: 400 });
-      const [row] = await until(async () => {
-        const rows = await outbox(job.id);
-        return rows[0]?.status === 'delivered' ? rows : undefined;
-      }, 'the new runner to deliver it');
+      const row = await outboxStatus(job.id, 'delivered');
       const got = receiver.for(job.id);
       expect(got).toHaveLength(1);
-      expect(got[0]?.headers['webhook-id']).toBe(row?.id);
+      expect(got[0]?.headers['webhook-id']).toBe(row.id);
       expect(verifyWebhook(SECRET, got[0]?.headers ?? {}, got[0]?.body ?? '').ok).toBe(true);
     });
   });
