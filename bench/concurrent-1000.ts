@@ -26,13 +26,14 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createRedis, hashTagged, isClusterUrl, scanKeys } from '../src/store/redis.js';
-import { BENCH_TOKEN, flag, machine, startPipelineGateway, writeResults } from './full-pipeline.js';
+import { flag, numberFlag } from './lib/args.js';
+import { BENCH_TOKEN, machine, startPipelineGateway, writeResults } from './full-pipeline.js';
 import { chatBody, closedLoop, summarize, type ShotResult } from './lib/mixed-load.js';
 import { startProcess, type Proc } from './lib/processes.js';
 
 async function main() {
   const args = process.argv.slice(2);
-  const num = (name: string, def: number) => Number(flag(args, name) ?? def);
+  const num = (name: string, def: number) => numberFlag(args, name, def);
   const CLIENTS = num('clients', 1000);
   const SECONDS = num('seconds', 90);
   // k6's 30 s ramp before its 1 min hold: a third of the run (header comment).

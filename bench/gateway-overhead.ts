@@ -12,16 +12,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { numberFlag } from './lib/args.js';
 import { fixedRate, percentile, type LoadResult } from './lib/load.js';
 import { cpuTimeMs } from './lib/proc-stats.js';
 import { startProcess, type Proc } from './lib/processes.js';
 import { alternateRounds, printRounds, ratioSummary } from './lib/rounds.js';
 
 const args = process.argv.slice(2);
-const arg = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
+const arg = (name: string, def: number) => numberFlag(args, name, def);
 const SECONDS = arg('seconds', 8);
 const RATE = arg('rate', 1000);
 const ROUNDS = Math.max(1, arg('rounds', 1));
@@ -89,7 +87,11 @@ async function main() {
     const sat: Record<string, Awaited<ReturnType<typeof saturate>>> = {};
     const pids: Record<string, number | undefined> = { direct: upstream.child.pid, proxy: proxy.child.pid, floor: floor.child.pid, gateway: gateway.child.pid };
     for (const [name, url] of Object.entries(targets)) sat[name] = await saturate(url, pids[name]);
-    const rounds = ratioSummary(await alternateRounds({ proxy: sat.proxy?.rps ?? 0, gateway: sat.gateway?.rps ?? 0 }, ROUNDS, async (t) => (await saturate(targets[t], pids[t])).rps));
+    // The floor alternates with the proxy and the gateway: its ratio is a median of rounds too.
+    const measured = await alternateRounds({ proxy: sat.proxy?.rps ?? 0, floor: sat.floor?.rps ?? 0, gateway: sat.gateway?.rps ?? 0 }, ROUNDS, async (t) => (await saturate(targets[t], pids[t])).rps);
+    const rounds = ratioSummary(measured);
+    const floorRounds = ratioSummary(measured, 'floor', 'proxy');
+    const gatewayOverFloor = ratioSummary(measured, 'gateway', 'floor');
 
     const fixed: Record<string, LoadResult> = {};
     for (const [name, url] of Object.entries(targets)) fixed[name] = await fixedRate(url, chatBody, RATE, SECONDS);
@@ -111,7 +113,7 @@ async function main() {
     console.log(`  proxy / gateway CPU per request: ${cpuRatio.toFixed(2)} (the throughput ratio one core each would give)`);
     // What parsing itself costs: the floor parses the request and the answer and writes both anew,
     // with no framework or features; the gateway's distance from it is the price of its own work.
-    console.log(`  parsing floor / proxy throughput: ${((sat.floor?.rps ?? 0) / (sat.proxy?.rps ?? 1)).toFixed(2)}; gateway / parsing floor: ${((sat.gateway?.rps ?? 0) / (sat.floor?.rps ?? 1)).toFixed(2)}`);
+    console.log(`  parsing floor / proxy throughput: median ${floorRounds.median.toFixed(2)} (min ${floorRounds.min.toFixed(2)}, max ${floorRounds.max.toFixed(2)}); gateway / parsing floor: median ${gatewayOverFloor.median.toFixed(2)}`);
 
     console.log(`\nfixed rate ${RATE} req/s for ${SECONDS} s (open loop, latency from the intended send time to last byte; send lag = how late the generator sent):`);
     for (const [name, r] of Object.entries(fixed)) {
@@ -122,6 +124,10 @@ async function main() {
     const added50 = percentile(fixed.gateway?.latencies ?? [], 50) - percentile(fixed.direct?.latencies ?? [], 50);
     const added99 = percentile(fixed.gateway?.latencies ?? [], 99) - percentile(fixed.direct?.latencies ?? [], 99);
     console.log(`  gateway added latency: p50 ${fmt(added50)}  p99 ${fmt(added99)} (target p99 <= 1 ms)`);
+    // The same from the actual send: without the generator's own timer lag, which differs between
+    // the runs being compared (see LoadResult.sinceSend; the line above is the verdict).
+    const sinceSend = (name: string, p: number) => percentile(fixed[name]?.sinceSend ?? [], p);
+    console.log(`    from the actual send: p50 ${fmt(sinceSend('gateway', 50) - sinceSend('direct', 50))}  p99 ${fmt(sinceSend('gateway', 99) - sinceSend('direct', 99))}`);
     const floor99 = percentile(fixed.floor?.latencies ?? [], 99) - percentile(fixed.direct?.latencies ?? [], 99);
     console.log(`  parsing floor added latency: p99 ${fmt(floor99)}`);
 

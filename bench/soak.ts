@@ -29,9 +29,11 @@
 // themselves (scheduling policy `none`), unevenly: a busy worker gets to `accept` less often. So the
 // bench asks on several fresh connections at once until every worker pid it sees in /proc answered.
 import { request as httpRequest } from 'node:http';
-import { BENCH_ADMIN_TOKEN, BENCH_TOKEN, flag, machine, startPipelineGateway, writeResults } from './full-pipeline.js';
+import { flag, numberFlag } from './lib/args.js';
+import { BENCH_ADMIN_TOKEN, BENCH_TOKEN, machine, startPipelineGateway, writeResults } from './full-pipeline.js';
 import { chatBody, openLoop, summarize, type Shot, type ShotResult } from './lib/mixed-load.js';
 import { startProcess } from './lib/processes.js';
+import { median } from './lib/rounds.js';
 import { sampleTree } from './lib/proc-stats.js';
 import { FAIL_MARKER } from './lib/upstream.js';
 
@@ -128,14 +130,10 @@ async function probeWorkers(port: number, pids: readonly number[], reset: boolea
   return byPid;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : NaN;
-};
 
 async function main() {
   const args = process.argv.slice(2);
-  const num = (name: string, def: number) => Number(flag(args, name) ?? def);
+  const num = (name: string, def: number) => numberFlag(args, name, def);
   const MINUTES = num('minutes', 10);
   const RATE = num('rate', 1000);
   const WARMUP = num('warmup', 60);
@@ -173,7 +171,9 @@ async function main() {
   let failedTotal = 0;
   const samples: Sample[] = [];
   let warm = false;
-  const started = performance.now();
+  // Restarted just before the load begins, so samples (t) and results (`at`, from openLoop's own
+  // start) share one clock: the warm-up split of both is the same WARMUP seconds.
+  let started = performance.now();
   let lastSampleAt = started;
 
   // Each worker's warm-up reset: when its /debug/process window restarted (performance.now()).
@@ -235,6 +235,7 @@ async function main() {
     await probeWorkers(gateway.port, await servingPids(pid, WORKERS), false, 10_000);
     // The ledger's clock, less a second of slack: every request of this run is after it.
     const runStart = new Date(Date.now() - 1000).toISOString();
+    started = lastSampleAt = performance.now();
     const { sent, elapsedS } = await openLoop(target, RATE, seconds, shot, (r) => {
       results.push(r);
       if (!(r.expectFail ? !r.ok && r.status !== 0 : r.ok)) failedTotal++;

@@ -8,7 +8,7 @@
 // a burst; timing from the actual send would leave that wait out and hide a server that stalled the
 // generator. So latency counts from the intended time, and how late each request left is kept apart
 // (`sendLag`), so a late generator shows as such instead of as server latency alone.
-import { Pool } from 'undici';
+import { openLoop } from './mixed-load.js';
 
 export interface LoadResult {
   sent: number;
@@ -20,63 +20,41 @@ export interface LoadResult {
   ttfb: number[];
   /** How late each request was sent (actual − intended), µs, sorted: the generator's own lag. */
   sendLag: number[];
+  /**
+   * Latency from the actual send, µs, sorted. Beside `latencies`, not instead: it leaves out the
+   * generator's lag, which differs between runs (its 1 ms timers fire 0.4–0.8 ms late at p50) and
+   * so skews a difference of two targets' percentiles, but it also leaves out a stall the server
+   * caused the generator (coordinated omission).
+   */
+  sinceSend: number[];
   /** The most requests in flight at once (undici queues those beyond `connections`). */
   maxInFlight: number;
   achievedRps: number;
 }
 
+/**
+ * `body` POSTed to `url` at `rps` for `seconds`: mixed-load's open loop (one scheduler for every
+ * fixed-rate benchmark) with every request alike, its results sorted.
+ */
 export async function fixedRate(url: string, body: string, rps: number, seconds: number, connections = 64): Promise<LoadResult> {
-  const u = new URL(url);
-  const pool = new Pool(u.origin, { connections, keepAliveTimeout: 60_000, headersTimeout: 60_000, bodyTimeout: 60_000 });
+  const shot = { kind: 'fixed', body, stream: (JSON.parse(body) as { stream?: unknown }).stream === true };
   const latencies: number[] = [];
   const ttfb: number[] = [];
   const sendLag: number[] = [];
+  const sinceSend: number[] = [];
   let ok = 0;
   let failed = 0;
-  let sent = 0;
-  const total = rps * seconds;
-  const interval = 1000 / rps;
-  const start = performance.now();
-  // Every request in flight, however many: no cap that would stop sending until they finish (a
-  // stall would then pause the schedule and go unmeasured).
-  const inflight = new Set<Promise<void>>();
-  let maxInFlight = 0;
-  const one = async (intended: number) => {
-    sendLag.push((performance.now() - intended) * 1000);
-    try {
-      const res = await pool.request({ method: 'POST', path: u.pathname, headers: { 'content-type': 'application/json' }, body });
-      let first = 0;
-      for await (const _piece of res.body) if (!first) first = performance.now();
-      const t1 = performance.now();
-      // Failures count in the percentiles at the time they took, as k6's http_req_duration does.
-      latencies.push((t1 - intended) * 1000);
-      ttfb.push(((first || t1) - intended) * 1000);
-      if (res.statusCode === 200) ok++;
-      else failed++;
-    } catch {
-      latencies.push((performance.now() - intended) * 1000);
-      failed++;
-    }
-  };
-  while (sent < total) {
-    const due = start + sent * interval;
-    const now = performance.now();
-    if (due > now) await new Promise((r) => setTimeout(r, Math.max(0, due - now - 0.5)));
-    // Send every request whose time has come (timers are coarse; catch up in a burst).
-    while (sent < total && start + sent * interval <= performance.now()) {
-      const p: Promise<void> = one(start + sent * interval).then(() => void inflight.delete(p));
-      inflight.add(p);
-      sent++;
-    }
-    if (inflight.size > maxInFlight) maxInFlight = inflight.size;
-  }
-  await Promise.all(inflight);
-  const elapsed = (performance.now() - start) / 1000;
-  await pool.close();
-  latencies.sort((a, b) => a - b);
-  ttfb.sort((a, b) => a - b);
-  sendLag.sort((a, b) => a - b);
-  return { sent, ok, failed, latencies, ttfb, sendLag, maxInFlight, achievedRps: ok / elapsed };
+  const run = await openLoop({ url, connections }, rps, seconds, () => shot, (r) => {
+    // Failures count in the percentiles at the time they took, as k6's http_req_duration does.
+    latencies.push(r.latencyUs);
+    sinceSend.push(r.latencyUs - r.sendLagUs);
+    sendLag.push(r.sendLagUs);
+    if (r.status !== 0) ttfb.push(r.ttfbUs || r.latencyUs);
+    if (r.ok) ok++;
+    else failed++;
+  });
+  for (const xs of [latencies, ttfb, sendLag, sinceSend]) xs.sort((a, b) => a - b);
+  return { sent: run.sent, ok, failed, latencies, ttfb, sendLag, sinceSend, maxInFlight: run.maxInFlight, achievedRps: ok / run.elapsedS };
 }
 
 export function percentile(sorted: readonly number[], p: number): number {
