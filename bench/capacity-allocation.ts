@@ -30,7 +30,6 @@ class AllSamples extends CapacityMetrics {
   }
 }
 
-/** Nearest rank, as CapacityMetrics computes it. */
 async function measure(name: string, pool: GpuPool, concurrency: number): Promise<void> {
   await pool.setDevices(devices);
   const metrics = new AllSamples();

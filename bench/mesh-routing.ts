@@ -9,7 +9,7 @@
 //     unread; each placement gets its stream entry id right after its decision, as place() does.
 //   So a node carries `queued` placements plus what was placed on it since its last heartbeat; the
 //   run prints the mean it saw. Scenarios: 100 nodes with no placements outstanding (the decision
-//   alone), ~10 per node (1,000 in flight), ~70 per node, and one node with ~1,000 (the shape of the
+//   alone), ~10 per node (1,000 in flight), ~80 per node, and one node with ~1,000 (the shape of the
 //   1,000-client mesh bench, where the regression was found).
 // A row `chooseNode only` times the pure function with a Map-backed extraLoad, as this bench did
 // before (it missed the router's counting entirely).
@@ -23,6 +23,7 @@ import { MeshRouter } from '../src/mesh/router.js';
 import { affinityKeyOf, chooseNode } from '../src/mesh/sticky.js';
 import type { RedisClient } from '../src/store/redis.js';
 import { createLogger } from '../src/telemetry/logger.js';
+import { percentile } from './lib/load.js';
 
 const DECISIONS = Number(process.argv[2] ?? 20_000);
 const cfg = defaultMeshConfig();
@@ -55,16 +56,19 @@ function fixture(count: number, now: number): NodeHealth[] {
   }));
 }
 
-const q = (xs: Float64Array, p: number) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
-function summary(samples: Float64Array): Record<string, number> {
-  samples.sort();
+/** The p99 target of issue 8: a routing decision within 1 ms. */
+const TARGET_P99_MS = 1;
+
+function summary(samples: Float64Array): Record<string, number | boolean> {
+  const sorted = Array.from(samples).sort((a, b) => a - b);
   let sum = 0;
-  for (const x of samples) sum += x;
-  return { mean_ms: +(sum / samples.length).toFixed(4), p50_ms: +q(samples, 0.5).toFixed(4), p99_ms: +q(samples, 0.99).toFixed(4), max_ms: +samples[samples.length - 1]!.toFixed(4) };
+  for (const x of sorted) sum += x;
+  const p99 = percentile(sorted, 99);
+  return { mean_ms: +(sum / sorted.length).toFixed(4), p50_ms: +percentile(sorted, 50).toFixed(4), p99_ms: +p99.toFixed(4), max_ms: +sorted[sorted.length - 1]!.toFixed(4), pass: p99 <= TARGET_P99_MS };
 }
 
 /** The pure function, with the Map lookup this bench used to stand in for the router's count. */
-function chooseNodeOnly(): Record<string, number> {
+function chooseNodeOnly(): Record<string, number | boolean> {
   const nodes = fixture(100, T0);
   const extra = new Map<string, number>();
   const opts = { thresholds: cfg.health, scoring: cfg.scoring, now: T0, extraLoad: (id: string) => extra.get(id) ?? 0 };
@@ -197,7 +201,7 @@ console.log(
     {
       benchmark: 'mesh-routing',
       decisions_per_scenario: DECISIONS,
-      target_p99_ms: 1,
+      target_p99_ms: TARGET_P99_MS,
       results,
       machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, load ${os.loadavg()[0]!.toFixed(1)}`,
     },
