@@ -9,10 +9,8 @@ import { redisTimeMs } from '../src/mesh/clock.js';
 import { meshKeys, type NodeHealth } from '../src/mesh/contracts.js';
 import { HealthRegistry } from '../src/mesh/registry.js';
 import { UpstreamError } from '../src/providers/errors.js';
-import { createSimulatorProvider } from '../src/providers/simulator.js';
-import type { ProviderAdapter } from '../src/providers/types.js';
 import { hashTagged } from '../src/store/redis.js';
-import { startTestGateway } from './helpers/gateway.js';
+import { simulatorAdapter, startTestGateway } from './helpers/gateway.js';
 import { REDIS_URL, dropRedisPrefix, redisAvailable, runId } from './helpers/services.js';
 
 const available = await redisAvailable();
@@ -21,24 +19,15 @@ const meshPrefix = `${prefix}mesh:`;
 
 /** A provider whose calls wait until `open()`; `broken` calls fail like a 5xx upstream. */
 function gatedProvider() {
-  const sim = createSimulatorProvider('gated');
   let open!: () => void;
   const gate = new Promise<void>((r) => (open = r));
   let started = 0;
-  const provider: ProviderAdapter = {
-    name: 'gated',
-    type: 'ollama',
-    chat: async (req, opts) => {
-      if (req.model === 'broken') throw new UpstreamError({ provider: 'gated', kind: 'server', status: 500, message: 'upstream broke' });
-      started++;
-      await gate;
-      return sim.chat(req, opts);
-    },
-    streamChat: (req, opts) => sim.streamChat(req, opts),
-    embed: (req, opts) => sim.embed(req, opts),
-    ready: async () => true,
-    close: async () => undefined,
-  };
+  const provider = simulatorAdapter('gated', async (req, opts, sim) => {
+    if (req.model === 'broken') throw new UpstreamError({ provider: 'gated', kind: 'server', status: 500, message: 'upstream broke' });
+    started++;
+    await gate;
+    return sim.chat(req, opts);
+  });
   return { provider, open: () => open(), started: () => started };
 }
 

@@ -4,9 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatRequest } from '../src/canonical/chat.js';
 import type { RunningServer } from '../src/cli/serve.js';
-import { createSimulatorProvider } from '../src/providers/simulator.js';
-import type { ProviderAdapter } from '../src/providers/types.js';
-import { startTestGateway } from './helpers/gateway.js';
+import { simulatorAdapter, startTestGateway } from './helpers/gateway.js';
 
 async function post(server: RunningServer, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
@@ -80,19 +78,14 @@ describe('passes are independent upstream calls', () => {
   const seen: ChatRequest[] = [];
   beforeAll(async () => {
     // An upstream without native `n` (so passes are separate calls), slow enough that they overlap.
-    const sim = createSimulatorProvider('slow', { latency_ms: 100 });
-    const slow: ProviderAdapter = {
-      name: 'slow',
-      type: 'ollama',
-      chat: (req, opts) => {
+    const slow = simulatorAdapter(
+      'slow',
+      (req, opts, sim) => {
         seen.push(req);
         return sim.chat(req, opts);
       },
-      streamChat: (req, opts) => sim.streamChat(req, opts),
-      embed: (req, opts) => sim.embed(req, opts),
-      ready: async () => true,
-      close: async () => undefined,
-    };
+      { latency_ms: 100 },
+    );
     server = await startTestGateway({
       config: {
         // dedup stays at its default, `deterministic`: a seed or temperature 0 would join identical requests.

@@ -6,9 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Usage } from '../src/canonical/chat.js';
 import type { RunningServer } from '../src/cli/serve.js';
 import { UpstreamError } from '../src/providers/errors.js';
-import { createSimulatorProvider } from '../src/providers/simulator.js';
-import type { ProviderAdapter } from '../src/providers/types.js';
-import { startTestGateway } from './helpers/gateway.js';
+import { simulatorAdapter, startTestGateway } from './helpers/gateway.js';
 import { call, createKey, keySpend } from './helpers/http.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros, ledgerRow } from './helpers/services.js';
 import { pollUntil } from './helpers/wait.js';
@@ -31,25 +29,16 @@ describe.skipIf(!(services.redis && services.postgres))('a scaled request with a
   beforeAll(async () => {
     // An upstream answering one choice per call (so passes are separate calls) whose second call fails
     // with a 500; the group does not retry, so the scaling stage tries that pass again.
-    const sim = createSimulatorProvider('flaky', {});
     let calls = 0;
-    const flaky: ProviderAdapter = {
-      name: 'flaky',
-      type: 'ollama',
-      chat: async (req, opts) => {
-        if (++calls === 2) {
-          failed++;
-          throw new UpstreamError({ provider: 'flaky', kind: 'server', status: 500, message: 'flaky returned 500' });
-        }
-        const result = await sim.chat(req, opts);
-        answered.push(result.usage);
-        return result;
-      },
-      streamChat: (req, opts) => sim.streamChat(req, opts),
-      embed: (req, opts) => sim.embed(req, opts),
-      ready: async () => true,
-      close: async () => undefined,
-    };
+    const flaky = simulatorAdapter('flaky', async (req, opts, sim) => {
+      if (++calls === 2) {
+        failed++;
+        throw new UpstreamError({ provider: 'flaky', kind: 'server', status: 500, message: 'flaky returned 500' });
+      }
+      const result = await sim.chat(req, opts);
+      answered.push(result.usage);
+      return result;
+    });
     gw = await startTestGateway({
       config: {
         auth: { admin_token: ADMIN, api_keys: { cache_ttl_ms: 0 } },

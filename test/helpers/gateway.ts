@@ -3,7 +3,9 @@
 import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import { buildConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
-import type { ProviderAdapter } from '../../src/providers/types.js';
+import type { ChatRequest, ChatResult } from '../../src/canonical/chat.js';
+import { createSimulatorProvider, type SimulatorProvider } from '../../src/providers/simulator.js';
+import type { CallOptions, ProviderAdapter } from '../../src/providers/types.js';
 import { createLogger, type Logger } from '../../src/telemetry/logger.js';
 
 export interface TestGatewayOptions {
@@ -23,4 +25,23 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<R
   const config = { ledger: { enabled: false }, cache: { enabled: false }, batch_jobs: { enabled: false }, ...opts.config };
   const loaded = buildConfig(config, opts.env ?? {});
   return startServer({ loaded, host: '127.0.0.1', port: 0, logger: opts.logger ?? createLogger('silent'), providers: opts.providers, spanExporter: opts.spanExporter });
+}
+
+/**
+ * The simulator `name` (with `simOptions`) as a custom adapter for `providers`: typed `ollama`, an
+ * upstream without native `n`, so scaled passes are separate calls. Its non-streaming chat is `chat`
+ * (given the simulator to answer with), or the simulator's own; streaming and embeddings are the
+ * simulator's.
+ */
+export function simulatorAdapter(name: string, chat?: (req: ChatRequest, opts: CallOptions, sim: SimulatorProvider) => Promise<ChatResult>, simOptions: Record<string, unknown> = {}): ProviderAdapter {
+  const sim = createSimulatorProvider(name, simOptions);
+  return {
+    name,
+    type: 'ollama',
+    chat: (req, opts) => (chat ? chat(req, opts, sim) : sim.chat(req, opts)),
+    streamChat: (req, opts) => sim.streamChat(req, opts),
+    embed: (req, opts) => sim.embed(req, opts),
+    ready: async () => true,
+    close: async () => undefined,
+  };
 }
