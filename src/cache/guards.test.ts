@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { extractFeatures, featuresAgree, FEATURES_VERSION } from './guards.js';
+import { extractFeatures, featuresAgree, FEATURES_VERSION, isCurrent } from './guards.js';
 
 function agree(a: string, b: string) {
   return featuresAgree(extractFeatures(a), extractFeatures(b));
@@ -103,12 +103,6 @@ describe('operators and signs', () => {
     expect(extractFeatures('Is C++ faster than C?').operators).toEqual([]);
     expect(extractFeatures('How many times a day should I eat?').operators).toEqual([]);
   });
-
-  it('treats an entry stored without operators as having none', () => {
-    const { operators: _, ...old } = extractFeatures('What is 2+2?');
-    expect(featuresAgree(extractFeatures('What is 2-2?'), old)).toEqual({ ok: false, reason: 'operators' });
-    expect(featuresAgree(extractFeatures('How many days are in 2 weeks?'), { ...extractFeatures('How many days are in 2 weeks?'), operators: undefined })).toEqual({ ok: true });
-  });
 });
 
 describe('content-word guard', () => {
@@ -154,6 +148,10 @@ describe('version', () => {
     expect(featuresAgree(now, unversioned)).toEqual({ ok: false, reason: 'version' });
     expect(featuresAgree(now, { ...now, version: FEATURES_VERSION - 1 })).toEqual({ ok: false, reason: 'version' });
     expect(featuresAgree(now, { ...now })).toEqual({ ok: true });
+    // Old features are refused on either side, even against features of their own old version.
+    const old = { ...now, version: FEATURES_VERSION - 1 };
+    expect(featuresAgree(old, old)).toEqual({ ok: false, reason: 'version' });
+    expect([isCurrent(now), isCurrent(unversioned), isCurrent(old)]).toEqual([true, false, false]);
   });
 });
 

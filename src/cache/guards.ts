@@ -4,6 +4,11 @@
 // semantic hit is served, these features are extracted from both prompts and must agree; the rule is
 // documented in docs/caching.md ("What a semantic hit must agree on").
 
+/**
+ * Guard features as stored with a cache entry, by whichever rules extracted them: fields the rules
+ * gained after version 1 may be absent from older entries. Only features of the current rules are
+ * indexed and compared, and those have every field (CurrentFeatures, told apart by isCurrent).
+ */
 export interface PromptFeatures {
   /**
    * Which rules extracted these features (FEATURES_VERSION). Features of other versions are not
@@ -52,6 +57,17 @@ export interface PromptFeatures {
 
 /** Version of the extraction rules; bump it whenever a change would extract different features. */
 export const FEATURES_VERSION = 3;
+
+/** Features extracted by the current rules (FEATURES_VERSION): every field present. */
+export type CurrentFeatures = Required<PromptFeatures>;
+
+/**
+ * Whether features were extracted by the current rules (those stored before rules had versions count
+ * as version 1). Features of other rules are neither indexed nor compared.
+ */
+export function isCurrent(features: PromptFeatures): features is CurrentFeatures {
+  return (features.version ?? 1) === FEATURES_VERSION;
+}
 
 // Words that frame a request rather than say what it is about; paraphrases add and drop these freely.
 // Words that change the answer are not here even when they look like framing: request verbs
@@ -698,7 +714,7 @@ function capitalsCarryNothing(words: RegExpExecArray[]): boolean {
   return (lettered >= 3 && caps >= 0.7 * lettered) || (lettered >= 4 && initial >= 0.85 * lettered);
 }
 
-export function extractFeatures(text: string): PromptFeatures {
+export function extractFeatures(text: string): CurrentFeatures {
   const numbers: string[] = [];
   const units: string[] = [];
   const entities: string[] = [];
@@ -983,13 +999,13 @@ function orderCompatible(a: readonly string[], b: readonly string[]): boolean {
  * or none: entries stored before versions) never match.
  */
 export function featuresAgree(a: PromptFeatures, b: PromptFeatures): GuardResult {
-  if ((a.version ?? 1) !== (b.version ?? 1)) return { ok: false, reason: 'version' };
+  if (!isCurrent(a) || !isCurrent(b)) return { ok: false, reason: 'version' };
   if (!sameList(a.numbers, b.numbers)) return { ok: false, reason: 'numbers' };
-  if (!sameList(a.operators ?? [], b.operators ?? [])) return { ok: false, reason: 'operators' };
-  if (!sameList(a.symbols ?? [], b.symbols ?? [])) return { ok: false, reason: 'symbols' };
+  if (!sameList(a.operators, b.operators)) return { ok: false, reason: 'operators' };
+  if (!sameList(a.symbols, b.symbols)) return { ok: false, reason: 'symbols' };
   if (!sameList(a.quoted, b.quoted)) return { ok: false, reason: 'quoted' };
   if (!sameList(a.entities, b.entities)) return { ok: false, reason: 'entities' };
-  if (!orderCompatible(a.order ?? [], b.order ?? [])) return { ok: false, reason: 'order' };
+  if (!orderCompatible(a.order, b.order)) return { ok: false, reason: 'order' };
   if (a.tense && b.tense && a.tense !== b.tense) return { ok: false, reason: 'tense' };
   if (a.negations !== b.negations) return { ok: false, reason: 'negations' };
   if (!sameList(a.units, b.units)) return { ok: false, reason: 'units' };
@@ -998,10 +1014,8 @@ export function featuresAgree(a: PromptFeatures, b: PromptFeatures): GuardResult
     const und = a.language === 'latin:und' || b.language === 'latin:und';
     if (!(und && a.language.startsWith('latin') && b.language.startsWith('latin'))) return { ok: false, reason: 'language' };
   }
-  const ra = a.request ?? [];
-  const rb = b.request ?? [];
-  if (ra.length > 0 && rb.length > 0 && !sameList(ra, rb)) return { ok: false, reason: 'request' };
-  if (!sameList(a.form ?? [], b.form ?? [])) return { ok: false, reason: 'form' };
+  if (a.request.length > 0 && b.request.length > 0 && !sameList(a.request, b.request)) return { ok: false, reason: 'request' };
+  if (!sameList(a.form, b.form)) return { ok: false, reason: 'form' };
   // The same content words (sorted, without repeats: the same set is the same list). A word on one
   // side only is either a substitution ("a poem about the ocean" / "about the desert") or an added
   // qualifier ("recipe for pancakes" / "*vegan* recipe for pancakes"), and embeddings rate both as

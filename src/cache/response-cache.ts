@@ -6,7 +6,7 @@ import { hash } from 'node:crypto';
 import type { ChatRequest } from '../canonical/chat.js';
 import type { Embedder } from './embedders/types.js';
 import { decodeAnswer, encodeAnswer, type CachedAnswer, type EntryMeta, type StoredEntry } from './entry.js';
-import { extractFeatures, featuresAgree, FEATURES_VERSION, type PromptFeatures } from './guards.js';
+import { extractFeatures, featuresAgree, isCurrent, type CurrentFeatures } from './guards.js';
 import { entryKey, exactKey, semanticKey, type KeyOptions } from './keys.js';
 import type { CacheStore, InvalidateFilter, StoreEvent } from './stores/types.js';
 import { PartitionedVectorIndex, type AnnFactory } from './vector-index.js';
@@ -48,7 +48,7 @@ export interface Probe {
   namespace: string;
   model: string;
   key: string;
-  semantic?: { partition: string; text: string; features: PromptFeatures; vector: Float32Array };
+  semantic?: { partition: string; text: string; features: CurrentFeatures; vector: Float32Array };
 }
 
 export interface CacheHit {
@@ -80,7 +80,7 @@ export interface CacheStats {
 }
 
 interface IndexedInfo {
-  features: PromptFeatures;
+  features: CurrentFeatures;
 }
 
 export class ResponseCache {
@@ -304,7 +304,7 @@ export class ResponseCache {
     if (!s || !this.index || !meta.semantic || meta.semantic.embedder !== s.embedder.id) return;
     // Features of other guard rules never agree (featuresAgree): indexed, such an entry would only
     // take a candidate's place from one that can answer. It still answers exact lookups.
-    if ((meta.semantic.features.version ?? 1) !== FEATURES_VERSION) return;
+    if (!isCurrent(meta.semantic.features)) return;
     this.index.add(meta.semantic.partition, meta.key, vector);
     this.indexed.set(meta.key, { features: meta.semantic.features });
     this.seenDuringReconcile?.add(meta.key);
