@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
-import { call, createKey, keySpend } from './helpers/http.js';
+import { call, createKey, expertBurst, keySpend } from './helpers/http.js';
 import { pollUntil } from './helpers/wait.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros } from './helpers/services.js';
 
@@ -64,15 +64,10 @@ describe.skipIf(!(services.redis && services.postgres))('budgets hold when faile
   it('keeps concurrent expert requests whose passes fail over to a dearer group within the budget', async () => {
     // Expert: 5 passes of 20 tokens. On `flaky` that would be $0.10; answered by `dear`, $0.50.
     const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 1, budget_period: 'day' });
-    const results = await Promise.all(
-      Array.from({ length: 8 }, (_, i) =>
-        call(gw.url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model: 'flaky', max_tokens: 20, messages: [{ role: 'user', content: `Question ${i} (${id}).` }] } }),
-      ),
-    );
-    const ok = results.filter((r) => r.status === 200);
+    const { ok, refused } = await expertBurst(gw.url, key, 'flaky', 8, id);
     expect(ok.length).toBeGreaterThanOrEqual(1);
     expect(ok.every((r) => r.headers['x-inferenceflow-passes'] === '5' && r.headers['x-inferenceflow-model'] === 'dear')).toBe(true);
-    expect(results.filter((r) => r.status !== 200).every((r) => r.status === 402 && r.json.error.code === 'budget_exceeded')).toBe(true);
+    expect(refused.every((r) => r.status === 402 && r.json.error.code === 'budget_exceeded')).toBe(true);
     const spent = await ledgerSpend(keyId, 8);
     expect(spent).toBeLessThanOrEqual(1 + 1e-9);
     expect(await budgetMicros(keyId)).toBe(Math.round(spent * 1e6));

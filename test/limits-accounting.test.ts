@@ -14,7 +14,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { abandonStream } from './helpers/streams.js';
-import { call, createKey, keySpend } from './helpers/http.js';
+import { call, createKey, expertBurst, keySpend } from './helpers/http.js';
 import { pollUntil } from './helpers/wait.js';
 import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros, ledgerRow } from './helpers/services.js';
 
@@ -274,15 +274,10 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
   it('keeps 30 concurrent expert-difficulty requests within a budget: each reserves every pass it may run', async () => {
     // Expert runs 5 passes; with max_tokens 20 each request may use 100 tokens: $0.10 of a $0.50 budget.
     const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 0.5, budget_period: 'day' });
-    const results = await Promise.all(
-      Array.from({ length: 30 }, (_, i) =>
-        call(gw.url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model: 'metered', max_tokens: 20, messages: [{ role: 'user', content: `Question ${i} (${id}).` }] } }),
-      ),
-    );
-    const ok = results.filter((r) => r.status === 200);
+    const { ok, refused } = await expertBurst(gw.url, key, 'metered', 30, id);
     expect(ok.length).toBeGreaterThanOrEqual(1);
     expect(ok.every((r) => r.headers['x-inferenceflow-passes'] === '5')).toBe(true);
-    expect(results.filter((r) => r.status !== 200).every((r) => r.status === 402 && r.json.error.code === 'budget_exceeded')).toBe(true);
+    expect(refused.every((r) => r.status === 402 && r.json.error.code === 'budget_exceeded')).toBe(true);
     // What the passes cost stays within the budget, in the ledger and on the counter alike.
     const { cost_usd: spent } = await pollUntil(async () => {
       const line = await keySpend(gw.url, ADMIN, keyId);
