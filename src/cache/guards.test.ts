@@ -332,3 +332,14 @@ describe('symbols, tense and filler', () => {
     expect(agree(a, b)).toEqual({ ok: true });
   });
 });
+
+describe('extraction state', () => {
+  it('leaves the features it returned untouched by the next extraction', () => {
+    const a = extractFeatures('Remove the Docker image from the registry, then go from Paris to Berlin');
+    const copy = structuredClone(a);
+    expect(a.order.length).toBeGreaterThan(0);
+    extractFeatures('How do I get downtown from the airport? Is Rust faster than Go?');
+    extractFeatures('Convert this Python script to TypeScript');
+    expect(a).toEqual(copy);
+  });
+});

@@ -646,8 +646,14 @@ function tagAll(words: readonly string[], role: string): void {
   for (const w of words) addUnique(O.tags, `${role}:${w}`);
 }
 
+/** A clause ends: the run before a `from` that no target followed is the target; then a new clause. */
 function endClause(): void {
   if (O.fromLeft.length > 0 && !O.targetSeen) tagAll(O.fromLeft, 'dt');
+  startClause();
+}
+
+/** Clears the clause state (tags nothing). */
+function startClause(): void {
   O.fromLeft.length = 0;
   O.run.length = 0;
   O.segment.length = 0;
@@ -727,9 +733,10 @@ export function extractFeatures(text: string): CurrentFeatures {
   let negations = 0;
   let present = false;
   let past = false;
-  O.fromLeft.length = 0;
-  endClause();
+  // A fresh array each call: the last call returned its own as `order`, and that one is the caller's
+  // (indexed with a cache entry), never to be written again.
   O.tags = [];
+  startClause();
 
   for (const m of text.matchAll(QUOTED)) {
     const q = (m[1] ?? m[2] ?? m[3] ?? m[4] ?? m[5] ?? '').trim().toLowerCase();
