@@ -611,7 +611,9 @@ function scanGap(text: string, from: number, to: number, symbols: string[]): num
 
 // Words whose meaning the next word decides; only these (and a clause's first word) look ahead.
 const LOOKS_AHEAD = new Set([
-  'turn', 'switch', 'log', 'sign', ...TO_MARKERS, 'in', 'sort', 'kind', 'short', 'right', 'best', 'teach', 'list', 'degree', 'degrees',
+  // The first words of PHRASES ("turn" of "turn on").
+  ...[...PHRASES.keys()].map((phrase) => phrase.slice(0, phrase.indexOf(' '))),
+  ...TO_MARKERS, 'in', 'sort', 'kind', 'short', 'right', 'best', 'teach', 'list', 'degree', 'degrees',
 ]);
 
 /**
