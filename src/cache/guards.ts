@@ -137,7 +137,7 @@ const SYNONYMS = new Map<string, string>(
     halt: 'stop', automobile: 'car', cars: 'car', kids: 'child', kid: 'child', children: 'child',
     people: 'person', persons: 'person', username: 'user', signin: 'login', faster: 'fast',
     speed: 'fast', speedy: 'fast', rapid: 'fast', big: 'large', huge: 'large', tiny: 'small',
-    little: 'small', fix: 'repair', repair: 'repair', mend: 'repair', leaky: 'leak', leaking: 'leak',
+    little: 'small', fix: 'repair', mend: 'repair', leaky: 'leak', leaking: 'leak',
     safely: 'safe', safety: 'safe', purpose: 'function', activate: 'enable', distinguish: 'differ',
     // Abbreviations (applied to names too: "JS" is "JavaScript").
     js: 'javascript', ts: 'typescript', py: 'python', k8s: 'kubernetes', postgres: 'postgresql', mongo: 'mongodb',
@@ -218,8 +218,9 @@ const ORDINAL_WORDS = new Map<string, number>(
   }),
 );
 
+// Negation words; any word ending in n't (isn't, can't, a lone n't) counts by its ending.
 const NEGATIONS = new Set([
-  'not', 'no', 'never', "n't", 'without', 'none', 'nothing', 'nobody', 'nowhere', 'neither', 'nor',
+  'not', 'no', 'never', 'without', 'none', 'nothing', 'nobody', 'nowhere', 'neither', 'nor',
   'cannot', 'non', 'ne', 'pas', 'nicht', 'kein', 'keine', 'nunca', 'jamais', 'nie', 'niet',
 ]);
 
