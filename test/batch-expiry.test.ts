@@ -39,7 +39,6 @@ for (const backend of backends) {
     let dir: string;
     let server: RunningServer;
     const receiver = new WebhookReceiver();
-    const hooks = receiver.got;
 
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'batch-expiry-'));
@@ -98,7 +97,7 @@ for (const backend of backends) {
       expect(errors.map((l) => ids.indexOf(l.custom_id))).toEqual([...errors.map((l) => ids.indexOf(l.custom_id))].sort((a, b) => a - b));
       expect(done.request_counts).toEqual({ total: 30, completed: output.length, failed: errors.length });
 
-      const hook = await waitFor(async () => hooks.find((h) => (JSON.parse(h.body) as { data: { id: string } }).data.id === created.id), 'the expiry webhook');
+      const hook = await waitFor(async () => receiver.for(created.id)[0], 'the expiry webhook');
       expect(verifyWebhook(SECRET, hook.headers, hook.body).ok).toBe(true);
       expect(JSON.parse(hook.body)).toMatchObject({ type: 'batch.expired', data: { id: created.id, status: 'expired', expired_at: done.expired_at, request_counts: done.request_counts } });
 

@@ -46,7 +46,6 @@ for (const backend of backends) {
     let server: RunningServer;
     let client: OpenAI;
     const receiver = new WebhookReceiver();
-    const hooks = receiver.got;
 
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'batch-api-'));
@@ -110,7 +109,7 @@ for (const backend of backends) {
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ custom_id: 'bad', response: { status_code: 400, body: { error: { param: 'temperature' } } } });
 
-      const hook = await waitFor(async () => hooks.find((h) => (JSON.parse(h.body) as { data: { id: string } }).data.id === created.id), 'the completion webhook');
+      const hook = await waitFor(async () => receiver.for(created.id)[0], 'the completion webhook');
       expect(verifyWebhook(SECRET, hook.headers, hook.body).ok).toBe(true);
       const event = JSON.parse(hook.body) as { type: string; data: { status: string; request_counts: unknown } };
       expect(event.type).toBe('batch.completed');
@@ -146,7 +145,7 @@ for (const backend of backends) {
       expect(done.cancelled_at).not.toBeNull();
       expect(done.request_counts?.completed).toBeLessThan(40);
       // The webhook leaves after the job is marked cancelled: wait for it as the completion test does.
-      const hook = await waitFor(async () => hooks.find((h) => (JSON.parse(h.body) as { data: { id: string } }).data.id === created.id && h.body.includes('"batch.cancelled"')), 'the cancel webhook');
+      const hook = await waitFor(async () => receiver.for(created.id).find((h) => h.body.includes('"batch.cancelled"')), 'the cancel webhook');
       expect((JSON.parse(hook.body) as { type: string }).type).toBe('batch.cancelled');
     });
 
