@@ -12,19 +12,20 @@
 // candidate), and the table also says how many queries of each kind took their intended path.
 // The cache is built as the gateway builds it from `cache:`'s defaults (src/cache/config.ts):
 // threshold, candidates, max_temperature, ttl, compression, the index implementation (`auto`:
-// usearch when installed) and its tuning (connectivity, ef_construction, ef_search, quantization),
-// as src/cache/create.ts does. Only the store's byte budget is raised (--max-bytes, default 4 GB) so
-// that all N entries stay: the default 256 MiB would evict part of them.
+// usearch when installed) and its tuning (connectivity, ef_construction, ef_search, quantization)
+// by src/cache/create.ts's annFromConfig. Only the store's byte budget is raised (--max-bytes,
+// default 4 GB) so that all N entries stay: the default 256 MiB would evict part of them.
 // Usage: tsx bench/cache-lookup.ts [N=100000] [queries per kind=2000] [--usearch[=<path>] | --typescript] [--max-bytes=<n>]
 import os from 'node:os';
 import type { ChatRequest } from '../src/canonical/chat.js';
 import { cacheConfigSchema } from '../src/cache/config.js';
+import { annFromConfig } from '../src/cache/create.js';
 import { StaticEmbedder } from '../src/cache/embedders/static.js';
 import type { Embedder } from '../src/cache/embedders/types.js';
 import { ResponseCache } from '../src/cache/response-cache.js';
 import { MemoryCacheStore } from '../src/cache/stores/memory.js';
-import { defaultAnnFactory, loadUsearch, typescriptHnswFactory, usearchFactory, type AnnFactory, type IndexTuning } from '../src/cache/vector-index.js';
 import { seededRandom } from '../src/capacity/traffic-fixture.js';
+import { percentile } from './lib/load.js';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const N = Number(positional[0] ?? 100_000);
@@ -34,19 +35,9 @@ const flagValue = (name: string) => flag(name)?.split('=').slice(1).join('=') ||
 
 const cfg = cacheConfigSchema.parse({});
 const maxBytes = Number(flagValue('max-bytes') ?? 4e9);
-const tuning: IndexTuning = {
-  connectivity: cfg.semantic.index.connectivity,
-  efConstruction: cfg.semantic.index.ef_construction,
-  efSearch: cfg.semantic.index.ef_search,
-  quantization: cfg.semantic.index.quantization,
-};
-let ann: { kind: string; factory: AnnFactory };
-if (flag('typescript')) ann = { kind: 'typescript-hnsw', factory: typescriptHnswFactory(tuning) };
-else if (flag('usearch')) {
-  const mod = loadUsearch(flagValue('usearch'));
-  if (!mod) throw new Error('usearch not found');
-  ann = { kind: 'usearch', factory: usearchFactory(mod, tuning) };
-} else ann = defaultAnnFactory(tuning); // the gateway's `implementation: auto`
+// The gateway's choice (`implementation: auto` by default) unless --typescript or --usearch names one.
+const implementation = flag('typescript') ? 'typescript' : flag('usearch') ? 'usearch' : cfg.semantic.index.implementation;
+const ann = annFromConfig({ ...cfg.semantic.index, implementation }, flagValue('usearch'));
 
 // Prompts over a few hundred words, so entries are mostly distinct and some share their words.
 const verbs = 'fix clean explain compare choose repair describe protect improve measure cancel renew update install configure export import share delete reset move paint sell test sort'.split(' ');
@@ -156,14 +147,17 @@ for (const q of queries) {
   if (path === intended[q.kind]) a.ok++;
   a.got[path] = (a.got[path] ?? 0) + 1;
 }
-const pct = (xs: number[], p: number) => +([...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] as number).toFixed(3);
 const byPath = Object.fromEntries(
-  Object.entries(times).map(([path, xs]) => [path, xs.length ? { n: xs.length, p50Ms: pct(xs, 0.5), p95Ms: pct(xs, 0.95), p99Ms: pct(xs, 0.99), maxMs: pct(xs, 1) } : { n: 0 }]),
+  Object.entries(times).map(([path, xs]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const ms = (p: number) => +percentile(sorted, p).toFixed(3);
+    return [path, xs.length ? { n: xs.length, p50Ms: ms(50), p95Ms: ms(95), p99Ms: ms(99), maxMs: ms(100) } : { n: 0 }];
+  }),
 );
 const s = await cache.stats();
 
 console.log(JSON.stringify({
-  bench: 'cache-lookup', index: ann.kind, tuning, threshold: cfg.semantic.threshold, candidates: cfg.semantic.candidates,
+  bench: 'cache-lookup', index: ann.kind, tuning: ann.tuning, threshold: cfg.semantic.threshold, candidates: cfg.semantic.candidates,
   entries: N, queriesPerKind: Q, buildSeconds: +buildS.toFixed(1), storeMB: +(s.bytes / 1e6).toFixed(1), evictions: s.evictions,
   byPath, asIntended, meanSimilarity: s.semantic.meanSimilarity === null ? null : +s.semantic.meanSimilarity.toFixed(3), guardRejections: s.semantic.guardRejections,
   machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, load ${os.loadavg()[0]?.toFixed(1)}`,

@@ -10,7 +10,7 @@ import { ResponseCache, type ResponseCacheOptions, type SemanticSettings } from 
 import { MemoryCacheStore } from './stores/memory.js';
 import { RedisCacheStore } from './stores/redis.js';
 import type { CacheStore } from './stores/types.js';
-import { defaultAnnFactory, loadUsearch, typescriptHnswFactory, usearchFactory, type IndexTuning } from './vector-index.js';
+import { defaultAnnFactory, loadUsearch, typescriptHnswFactory, usearchFactory, type AnnFactory, type IndexTuning } from './vector-index.js';
 
 export interface CacheDeps {
   /** Shared Redis client (backend `redis`); or `redisUrl` to open one. */
@@ -55,6 +55,29 @@ export async function createEmbedder(cfg: CacheConfig['semantic'], deps: CacheDe
   }
 }
 
+/**
+ * The vector index `cache.semantic.index` names, with its tuning: `typescript`, `usearch` (which must
+ * be installed; `usearchPath` loads it from elsewhere) or `auto` (usearch when installed).
+ */
+export function annFromConfig(
+  index: CacheConfig['semantic']['index'],
+  usearchPath?: string,
+): { kind: 'usearch' | 'typescript-hnsw'; factory: AnnFactory; tuning: IndexTuning } {
+  const tuning: IndexTuning = {
+    connectivity: index.connectivity,
+    efConstruction: index.ef_construction,
+    efSearch: index.ef_search,
+    quantization: index.quantization,
+  };
+  if (index.implementation === 'typescript') return { kind: 'typescript-hnsw', factory: typescriptHnswFactory(tuning), tuning };
+  if (index.implementation === 'usearch') {
+    const mod = loadUsearch(usearchPath);
+    if (!mod) throw new Error('cache.semantic.index.implementation is usearch but the usearch package is not installed');
+    return { kind: 'usearch', factory: usearchFactory(mod, tuning), tuning };
+  }
+  return { ...defaultAnnFactory(tuning), tuning };
+}
+
 export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}): Promise<ResponseCache> {
   let store: CacheStore;
   if (cfg.backend === 'redis') {
@@ -73,19 +96,7 @@ export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}
   let semantic: SemanticSettings | undefined;
   if (cfg.semantic.enabled) {
     const inner = deps.embedder ?? (await createEmbedder(cfg.semantic, deps));
-    const tuning: IndexTuning = {
-      connectivity: cfg.semantic.index.connectivity,
-      efConstruction: cfg.semantic.index.ef_construction,
-      efSearch: cfg.semantic.index.ef_search,
-      quantization: cfg.semantic.index.quantization,
-    };
-    let ann: ReturnType<typeof defaultAnnFactory>;
-    if (cfg.semantic.index.implementation === 'typescript') ann = { kind: 'typescript-hnsw', factory: typescriptHnswFactory(tuning) };
-    else if (cfg.semantic.index.implementation === 'usearch') {
-      const mod = loadUsearch();
-      if (!mod) throw new Error('cache.semantic.index.implementation is usearch but the usearch package is not installed');
-      ann = { kind: 'usearch', factory: usearchFactory(mod, tuning) };
-    } else ann = defaultAnnFactory(tuning);
+    const ann = annFromConfig(cfg.semantic.index);
     // The static embedder answers in microseconds in this process; waiting up to the flush timeout
     // to fill a batch would only add latency. Model and HTTP embedders are batched.
     const embedder =
