@@ -238,11 +238,9 @@ describe.skipIf(!pgUp)('a batch survives its gateway being killed (Postgres)', (
     };
     const child = await startChildGateway(dir, 'doomed', config);
     const lines = Array.from({ length: 40 }, (_, i) => line(`k-${i}`, { model: 'm', messages: [{ role: 'user', content: `question ${i}` }] }));
-    const form = new FormData();
-    form.append('purpose', 'batch');
-    form.append('file', new Blob([`${lines.join('\n')}\n`]), 'kill.jsonl');
-    const file = (await (await fetch(`${child.url}/v1/files`, { method: 'POST', body: form })).json()) as { id: string };
-    const batch = (await (await fetch(`${child.url}/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' }) })).json()) as { id: string };
+    const client = new OpenAI({ baseURL: `${child.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const file = await client.files.create({ file: await toFile(Buffer.from(`${lines.join('\n')}\n`), 'kill.jsonl'), purpose: 'batch' });
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
 
     const db = new pg.Client({ connectionString: POSTGRES_URL });
     await db.connect();

@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import OpenAI, { toFile } from 'openai';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
@@ -196,11 +197,9 @@ describe.skipIf(!pgUp)('the completion webhook survives its gateway being killed
     };
     const child = await startChildGateway(dir, 'doomed', config);
     const line = (i: number) => JSON.stringify({ custom_id: `w-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'm', messages: [{ role: 'user', content: `q${i}` }] } });
-    const form = new FormData();
-    form.append('purpose', 'batch');
-    form.append('file', new Blob([`${[1, 2, 3].map(line).join('\n')}\n`]), 'hook.jsonl');
-    const file = (await (await fetch(`${child.url}/v1/files`, { method: 'POST', body: form })).json()) as { id: string };
-    const batch = (await (await fetch(`${child.url}/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' }) })).json()) as { id: string };
+    const client = new OpenAI({ baseURL: `${child.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const file = await client.files.create({ file: await toFile(Buffer.from(`${[1, 2, 3].map(line).join('\n')}\n`), 'hook.jsonl'), purpose: 'batch' });
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
 
     const db = new pg.Client({ connectionString: POSTGRES_URL });
     await db.connect();
