@@ -78,7 +78,11 @@ for (const backend of backends) {
       const runner = new BatchRunner(store, exec, { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier: recorder(sent) });
       runner.start();
       const done = await finished(job.id);
-      await until(async () => (sent.length > 0 ? true : undefined), 'the webhook');
+      // Every outbox row of the job delivered before the runner stops: a duplicate would have been sent by then.
+      await until(async () => {
+        const rows = await sql.query<{ status: string }>(`SELECT status FROM batch_webhook_outbox WHERE batch_id = $1`, [job.id]);
+        return rows.length > 0 && rows.every((r) => r.status === 'delivered') ? true : undefined;
+      }, 'the webhook to be delivered');
       await runner.stop();
       expect(done.status).toBe('completed');
       expect(runs.sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
