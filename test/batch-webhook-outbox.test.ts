@@ -4,6 +4,7 @@
 // process that stored it died first — at least once, always under the same `webhook-id`. A real
 // receiver in-process, real SQL (PGlite and Postgres).
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
@@ -148,6 +149,41 @@ for (const backend of backends) {
       expect(await box.prune(now)).toBe(2);
       const left = await sql.query<{ id: string }>(`SELECT id FROM batch_webhook_outbox WHERE id LIKE $1 ORDER BY id`, [`%-${tag}`]);
       expect(left.map((r) => r.id)).toEqual([`new-delivered-${tag}`, `old-pending-${tag}`]);
+    });
+
+    it('stops gracefully: a delivery that finishes within the grace is delivered; one that does not is cut short and handed back, that attempt not counted', async () => {
+      // A receiver that answers after `delayMs` (or never, for Infinity).
+      let delayMs = 0;
+      const slow = createServer((req, res) => {
+        req.resume();
+        if (Number.isFinite(delayMs)) setTimeout(() => res.writeHead(204).end(), delayMs);
+      });
+      await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+      const url = `http://127.0.0.1:${(slow.address() as { port: number }).port}/hook`;
+      // The sender's own timeout is well beyond the outbox's 2 s grace: stop() is what ends the wait.
+      const patient = new WebhookSender({ endpoints: [{ url, secret: SECRET, events: [] }], log, maxAttempts: 5, initialBackoffMs: 20, timeoutMs: 30_000 });
+      const runUntilSending = async () => {
+        const job = await create();
+        const r = new BatchRunner(store, async (item) => ok(item.line), { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier: patient, owner: `stopper-${runId()}` });
+        r.start();
+        await finalStatus(job.id);
+        await until(async () => ((await outbox(job.id))[0]?.attempts === 1 ? true : undefined), 'the delivery to be under way');
+        return { job, r };
+      };
+      try {
+        delayMs = 300;
+        const quick = await runUntilSending();
+        await quick.r.stop();
+        expect((await outbox(quick.job.id))[0]).toMatchObject({ status: 'delivered', attempts: 1, last_status: 204 });
+
+        delayMs = Infinity;
+        const hung = await runUntilSending();
+        await hung.r.stop();
+        expect((await outbox(hung.job.id))[0]).toMatchObject({ status: 'pending', attempts: 0, lease_owner: null });
+      } finally {
+        slow.closeAllConnections();
+        await new Promise((r) => slow.close(r));
+      }
     });
 
     it('is delivered by a new runner over the same database when the one that stored it died mid-delivery', async () => {
