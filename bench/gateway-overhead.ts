@@ -4,7 +4,8 @@
 // at a fixed 1,000 requests/s and streaming time to first byte, with the ratios and the overheads.
 // Usage: npm run build && tsx bench/gateway-overhead.ts [--seconds 8] [--rate 1000] [--rounds 1]
 // --rounds N > 1 adds N - 1 more saturation rounds of proxy then gateway and prints every round's
-// ratio and the median: the VM's speed drifts between runs (the proxy alone 8,400 to 11,800 req/s),
+// ratio and the median, and runs the fixed-rate and time-to-first-byte steps N times in turn, judging
+// their medians: the VM's speed drifts between runs (the proxy alone 8,400 to 11,800 req/s),
 // so one pair of measurements can flatter or wrong either side (bench/lib/rounds.ts, shared with
 // bench/full-pipeline.ts). Fixed-rate latency counts from each request's intended send time
 // (bench/lib/load.ts), and the load generator's own send lag is printed beside it.
@@ -16,7 +17,7 @@ import { numberFlag } from './lib/args.js';
 import { fixedRate, percentile, type LoadResult } from './lib/load.js';
 import { cpuTimeMs } from './lib/proc-stats.js';
 import { startProcess, type Proc } from './lib/processes.js';
-import { alternateRounds, printRounds, ratioSummary } from './lib/rounds.js';
+import { alternateRounds, median, printRounds, ratioSummary } from './lib/rounds.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: number) => numberFlag(args, name, def);
@@ -93,12 +94,20 @@ async function main() {
     const floorRounds = ratioSummary(measured, 'floor', 'proxy');
     const gatewayOverFloor = ratioSummary(measured, 'gateway', 'floor');
 
-    const fixed: Record<string, LoadResult> = {};
-    for (const [name, url] of Object.entries(targets)) fixed[name] = await fixedRate(url, chatBody, RATE, SECONDS);
-
+    // The latency steps alternate too: one 8 s run's p99 is its 80th-worst request, which one GC pause
+    // or one stall of the VM decides, so with --rounds N each target runs N times in turn and the
+    // verdicts are the medians of each round's overhead over that round's direct run.
     const streamRate = Math.min(RATE, 500);
-    const ttfbDirect = await fixedRate(targets.direct, streamBody, streamRate, SECONDS);
-    const ttfbGateway = await fixedRate(targets.gateway, streamBody, streamRate, SECONDS);
+    const fixedRounds: Record<string, LoadResult>[] = [];
+    const ttfbRounds: { direct: LoadResult; gateway: LoadResult }[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const round: Record<string, LoadResult> = {};
+      for (const [name, url] of Object.entries(targets)) round[name] = await fixedRate(url, chatBody, RATE, SECONDS);
+      fixedRounds.push(round);
+      ttfbRounds.push({ direct: await fixedRate(targets.direct, streamBody, streamRate, SECONDS), gateway: await fixedRate(targets.gateway, streamBody, streamRate, SECONDS) });
+    }
+    const fixed = fixedRounds[0] as Record<string, LoadResult>;
+    const { direct: ttfbDirect, gateway: ttfbGateway } = ttfbRounds[0] as { direct: LoadResult; gateway: LoadResult };
 
     console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
     console.log(`\nsaturation (autocannon, ${CONNECTIONS} connections, ${SECONDS} s, non-streaming):`);
@@ -130,12 +139,27 @@ async function main() {
     console.log(`    from the actual send: p50 ${fmt(sinceSend('gateway', 50) - sinceSend('direct', 50))}  p99 ${fmt(sinceSend('gateway', 99) - sinceSend('direct', 99))}`);
     const floor99 = percentile(fixed.floor?.latencies ?? [], 99) - percentile(fixed.direct?.latencies ?? [], 99);
     console.log(`  parsing floor added latency: p99 ${fmt(floor99)}`);
+    if (ROUNDS > 1) {
+      // Each round's p99 over that round's direct run, for the gateway and for the two references.
+      const added = (name: string) => fixedRounds.map((r) => percentile(r[name]?.latencies ?? [], 99) - percentile(r.direct?.latencies ?? [], 99));
+      console.log(`  p99 added over ${ROUNDS} alternating rounds (each over its round's direct run):`);
+      for (const name of ['proxy', 'floor', 'gateway']) {
+        const xs = added(name);
+        console.log(`    ${name.padEnd(8)} median ${fmt(median(xs))}  (${xs.map((x) => (x / 1000).toFixed(2)).join(' ')} ms)`);
+      }
+      console.log(`  gateway added latency p99, median of rounds: ${fmt(median(added('gateway')))} (target <= 1 ms)`);
+    }
 
     const ttfbOver50 = percentile(ttfbGateway.ttfb, 50) - percentile(ttfbDirect.ttfb, 50);
     const ttfbOver99 = percentile(ttfbGateway.ttfb, 99) - percentile(ttfbDirect.ttfb, 99);
     console.log(`\nstreaming time to first byte at ${streamRate} req/s: direct p50 ${fmt(percentile(ttfbDirect.ttfb, 50))}, gateway p50 ${fmt(percentile(ttfbGateway.ttfb, 50))}`);
     console.log(`  send lag p99: direct ${fmt(percentile(ttfbDirect.sendLag, 99))}, gateway ${fmt(percentile(ttfbGateway.sendLag, 99))}`);
     console.log(`  overhead: p50 ${fmt(ttfbOver50)}  p99 ${fmt(ttfbOver99)} (target <= 1 ms)`);
+    if (ROUNDS > 1) {
+      const over = (p: number) => ttfbRounds.map((r) => percentile(r.gateway.ttfb, p) - percentile(r.direct.ttfb, p));
+      const [o50, o99] = [over(50), over(99)];
+      console.log(`  overhead over ${ROUNDS} alternating rounds: p50 median ${fmt(median(o50))} (${o50.map((x) => (x / 1000).toFixed(2)).join(' ')} ms), p99 median ${fmt(median(o99))} (${o99.map((x) => (x / 1000).toFixed(2)).join(' ')} ms)`);
+    }
   } finally {
     gateway.stop();
     floor.stop();
