@@ -40,8 +40,11 @@ async function saturate(url: string, pid: number | undefined): Promise<{ rps: nu
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, cpuUsPerRequest: (cpuMs * 1000) / Math.max(1, r.requests.total) };
 }
 
-/** `workers` 1 (the default) keeps the issue-2 comparison: one gateway process against one proxy process. */
-export async function startGatewayProcess(upstreamPort: number, extraConfig = '', workers = 1): Promise<Proc> {
+/**
+ * `workers` 1 (the default) keeps the issue-2 comparison: one gateway process against one proxy
+ * process. `env` is added to the process's environment (bench/perf-attribution.ts sets NODE_OPTIONS).
+ */
+export async function startGatewayProcess(upstreamPort: number, extraConfig = '', workers = 1, env: Record<string, string> = {}): Promise<Proc> {
   const dir = mkdtempSync(join(tmpdir(), 'if-bench-'));
   const file = join(dir, 'bench.yaml');
   writeFileSync(
@@ -56,7 +59,7 @@ ${extraConfig}`,
   );
   // With several workers, wait for the primary's line that says all of them are listening.
   const ready = workers > 1 ? /"url":"http:\/\/127\.0\.0\.1:(\d+)","workers"/ : /"url":"http:\/\/127\.0\.0\.1:(\d+)"/;
-  return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info' }, ready);
+  return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info', ...env }, ready);
 }
 
 function fmt(us: number): string {
