@@ -31,7 +31,7 @@ const TOP = numberFlag(args, 'top', 30);
 const chatBody = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 32 });
 
 /** Who a sample's CPU belongs to, from its stack (innermost frame first), as `perf script` prints it. */
-export function ownerOf(frames: readonly string[]): string {
+function ownerOf(frames: readonly string[]): string {
   for (const f of frames) {
     const js = /JS:[*^~+]?\S* (\S+)/.exec(f);
     if (!js) continue;
