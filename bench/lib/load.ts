@@ -10,6 +10,8 @@
 // (`sendLag`), so a late generator shows as such instead of as server latency alone.
 import { openLoop } from './mixed-load.js';
 
+export { percentile } from './stats.js';
+
 export interface LoadResult {
   sent: number;
   ok: number;
@@ -57,8 +59,3 @@ export async function fixedRate(url: string, body: string, rps: number, seconds:
   return { sent: run.sent, ok, failed, latencies, ttfb, sendLag, sinceSend, maxInFlight: run.maxInFlight, achievedRps: ok / run.elapsedS };
 }
 
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] as number;
-}

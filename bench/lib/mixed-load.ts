@@ -6,7 +6,7 @@
 // the generator got round to sending it, and keeps the difference as `sendLagUs` (see lib/load.ts:
 // coordinated omission).
 import { Pool } from 'undici';
-import { percentile } from './load.js';
+import { percentile } from './stats.js';
 
 export interface Shot {
   /** A label to group results by: `plain`, `stream`, `cache-hit`, `fail`… */
