@@ -152,31 +152,39 @@ for (const backend of backends) {
     });
 
     it('stops gracefully: a delivery that finishes within the grace is delivered; one that does not is cut short and handed back, that attempt not counted', async () => {
-      // A receiver that answers after `delayMs` (or never, for Infinity).
-      let delayMs = 0;
+      // A receiver that records each arrival and holds its reply until the test releases it (`held`).
+      const held: (() => void)[] = [];
       const slow = createServer((req, res) => {
         req.resume();
-        if (Number.isFinite(delayMs)) setTimeout(() => res.writeHead(204).end(), delayMs);
+        held.push(() => res.writeHead(204).end());
       });
       await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
       const url = `http://127.0.0.1:${(slow.address() as { port: number }).port}/hook`;
       // The sender's own timeout is well beyond the outbox's 2 s grace: stop() is what ends the wait.
       const patient = new WebhookSender({ endpoints: [{ url, secret: SECRET, events: [] }], log, maxAttempts: 5, initialBackoffMs: 20, timeoutMs: 30_000 });
+      /** Runs a new job to completion; returns it, its runner and the release of its delivery's reply, once that delivery has reached the receiver. */
       const runUntilSending = async () => {
+        const arrival = held.length; // this job's delivery is the receiver's next arrival
         const job = await create();
-        const r = new BatchRunner(store, async (item) => ok(item.line), { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier: patient, owner: `stopper-${runId()}` });
-        r.start();
+        const r = runner(patient);
         await finalStatus(job.id);
-        await until(async () => ((await outbox(job.id))[0]?.attempts === 1 ? true : undefined), 'the delivery to be under way');
-        return { job, r };
+        const release = await until(async () => held[arrival], 'the delivery to reach the receiver');
+        return { job, r, release };
       };
       try {
-        delayMs = 300;
+        // Answered 500 ms into the stop, well within the grace: stop() waits for it.
         const quick = await runUntilSending();
-        await quick.r.stop();
+        let released = false;
+        const stopping = quick.r.stop();
+        setTimeout(() => {
+          released = true;
+          quick.release();
+        }, 500);
+        await stopping;
+        expect(released).toBe(true);
         expect((await outbox(quick.job.id))[0]).toMatchObject({ status: 'delivered', attempts: 1, last_status: 204 });
 
-        delayMs = Infinity;
+        // Never answered: cut short at the end of the grace and handed back.
         const hung = await runUntilSending();
         await hung.r.stop();
         expect((await outbox(hung.job.id))[0]).toMatchObject({ status: 'pending', attempts: 0, lease_owner: null });
