@@ -65,6 +65,8 @@ interface Claimed {
 
 export class WebhookOutbox {
   private running = false;
+  /** Set by stop() and abandon(): a claim under way when one lands sends nothing (stop() hands its rows back). */
+  private stopping = false;
   private loop: Promise<void> | undefined;
   private readonly wakeup = new Wakeup();
   private controller = new AbortController();
@@ -89,6 +91,7 @@ export class WebhookOutbox {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.stopping = false;
     this.controller = new AbortController();
     this.loop = this.run();
   }
@@ -105,6 +108,7 @@ export class WebhookOutbox {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.stopping = true;
     this.kick();
     // The loop ends once the deliveries under way are settled (deliverDue waits for each it starts).
     await Promise.race([this.loop, new Promise((r) => setTimeout(r, STOP_GRACE_MS).unref())]);
@@ -118,6 +122,7 @@ export class WebhookOutbox {
   /** Stops looking without handing anything back, as a crash would (tests). */
   abandon(): void {
     this.running = false;
+    this.stopping = true;
     this.kick();
   }
 
@@ -133,6 +138,8 @@ export class WebhookOutbox {
        WHERE status = 'pending' AND next_attempt_at <= $1 AND attempts >= $2 AND url = ANY($3::text[])`,
       [now, max, urls],
     );
+    // A stop (or an abandon) that landed during the query above: no new attempt.
+    if (this.stopping) return 0;
     const rows = await this.sql.query<Claimed>(
       `UPDATE batch_webhook_outbox SET lease_owner = $1, next_attempt_at = $2, attempts = attempts + 1
        WHERE (id, url) IN (
@@ -143,6 +150,9 @@ export class WebhookOutbox {
        RETURNING id, url, body, attempts`,
       [this.opts.owner, now + this.leaseMs, now, max, urls, CLAIM_ROWS],
     );
+    // One that landed during the claim: the rows stay leased to this process, and stop() hands them
+    // back (due at once, the attempt not counted); after an abandon they wait out the lease, as after a crash.
+    if (this.stopping) return 0;
     // Every delivery settles before this returns, even when one fails: stop() relies on it.
     const results = await Promise.allSettled(rows.map((row) => this.deliver(row)));
     const failed = results.find((r) => r.status === 'rejected');
@@ -194,7 +204,10 @@ export class WebhookOutbox {
           const pruned = await this.prune();
           if (pruned > 0) this.opts.log.debug({ pruned }, 'batch webhook: old outbox rows deleted');
         }
+        // stop() promises no new attempt: one that landed during a query ends the loop here.
+        if (!this.running) break;
         await this.deliverDue();
+        if (!this.running) break;
         // Sleep until the next attempt falls due (a retry's backoff), or the idle interval.
         const next = await this.nextDue();
         if (next !== undefined) waitMs = Math.min(waitMs, Math.max(10, next - Date.now()));
