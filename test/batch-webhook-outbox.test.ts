@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { BATCH_JOB_MIGRATIONS } from '../src/batching/jobs/migrations.js';
 import { WebhookOutbox } from '../src/batching/jobs/outbox.js';
@@ -45,14 +45,20 @@ for (const backend of backends) {
     const schema = `batch_outbox_${runId()}`;
     let sql: SqlDatabase;
     let store: BatchStore;
-    // One receiver for every test: each reads only its own job's deliveries (`receiver.for`).
+    // One receiver for every test, each test under its own path of it (`hookUrl`; the receiver records
+    // whatever the path): the outbox claims rows by URL, so a test's `deliverDue` sees only that test's
+    // rows. Each test reads only its own job's deliveries (`receiver.for`).
     const receiver = new Receiver();
+    let hookUrl = '';
     const runners: BatchRunner[] = [];
     beforeAll(async () => {
       sql = await backend.open(schema);
       await applyMigrations(sql, BATCH_JOB_MIGRATIONS);
       store = new BatchStore(sql);
       await receiver.start();
+    });
+    beforeEach(() => {
+      hookUrl = `${receiver.url}/${runId()}`;
     });
     afterEach(async () => {
       await Promise.all(runners.splice(0).map((r) => r.stop()));
@@ -84,7 +90,7 @@ for (const backend of backends) {
     const completedJob = async (answer: number, maxAttempts?: number) => {
       receiver.answer = answer;
       const job = await create();
-      runner(sender(receiver.url, maxAttempts));
+      runner(sender(hookUrl, maxAttempts));
       await finalStatus(job.id);
       return job;
     };
@@ -109,7 +115,7 @@ for (const backend of backends) {
       expect(JSON.parse(got[0]?.body as string)).toMatchObject({ type: 'batch.completed', data: { id: job.id, status: 'completed', request_counts: { total: 2, completed: 2, failed: 0 } } });
       expect(row).toMatchObject({ attempts: got.length, last_status: 200 });
       // Delivered: nothing is sent again, by this runner or another.
-      expect(await deliverDue(sender(receiver.url), 'other')).toBe(0);
+      expect(await deliverDue(sender(hookUrl), 'other')).toBe(0);
       expect(receiver.for(job.id)).toHaveLength(got.length);
     });
 
@@ -118,7 +124,7 @@ for (const backend of backends) {
       expect(await outboxStatus(job.id, 'failed')).toMatchObject({ attempts: 1, last_status: 400 });
       expect(receiver.for(job.id)).toHaveLength(1);
       receiver.answer = 204;
-      expect(await deliverDue(sender(receiver.url), 'restarted')).toBe(0);
+      expect(await deliverDue(sender(hookUrl), 'restarted')).toBe(0);
       expect(receiver.for(job.id)).toHaveLength(1);
     });
 
@@ -126,7 +132,7 @@ for (const backend of backends) {
       const job = await completedJob(503, 3);
       await outboxStatus(job.id, 'failed');
       expect(receiver.for(job.id).map((g) => g.status)).toEqual([503, 503, 503]);
-      expect(await deliverDue(sender(receiver.url, 3), 'restarted')).toBe(0);
+      expect(await deliverDue(sender(hookUrl, 3), 'restarted')).toBe(0);
       expect(receiver.for(job.id)).toHaveLength(3);
     });
 
@@ -197,7 +203,7 @@ for (const backend of backends) {
     it('is delivered by a new runner over the same database when the one that stored it died mid-delivery', async () => {
       const job = await create();
       // The first process dies while its delivery is under way: the POST never completes.
-      const real = sender(receiver.url);
+      const real = sender(hookUrl);
       const dying: CompletionNotifier = { targets: (t) => real.targets(t), backoffMs: (a) => real.backoffMs(a), maxAttempts: 5, timeoutMs: 2_000, attempt: () => new Promise<never>(() => undefined) };
       const a = new BatchRunner(store, async (item) => ok(item.line), { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier: dying, owner: 'A', webhookLeaseMs: 400 });
       a.start();
@@ -206,7 +212,7 @@ for (const backend of backends) {
       await a.abandon();
       expect(receiver.for(job.id)).toHaveLength(0);
 
-      runner(sender(receiver.url), { owner: 'B', webhookLeaseMs: 400 });
+      runner(sender(hookUrl), { owner: 'B', webhookLeaseMs: 400 });
       const row = await outboxStatus(job.id, 'delivered');
       const got = receiver.for(job.id);
       expect(got).toHaveLength(1);
