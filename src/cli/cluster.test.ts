@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../telemetry/logger.js';
 import cluster from 'node:cluster';
-import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, localCapacityState, planWorkers, runPrimary, workerExecArgv, type PrimaryOptions } from './cluster.js';
+import { WORKER_SEMI_SPACE_MB, defaultWorkerCount, localCapacityState, planWorkers, runPrimary, schedulingPolicyFor, workerExecArgv, type PrimaryOptions } from './cluster.js';
 
 function files(map: Record<string, string>) {
   return (path: string) => {
@@ -75,6 +75,13 @@ describe('planWorkers', () => {
     expect(planWorkers(undefined, { embeddedDatabase: false }, cores)).toEqual({ workers: 8 });
     // Both reasons at once are both named.
     expect(planWorkers(undefined, { embeddedDatabase: true, localCapacity }, cores).note).toMatch(/PGlite.*DATABASE_URL.*REDIS_URL/);
+  });
+});
+
+describe('schedulingPolicyFor', () => {
+  it('is round-robin for `rr` only: unset, empty (a templated manifest), `none` or anything else, the workers accept themselves', () => {
+    expect(schedulingPolicyFor('rr')).toBe(cluster.SCHED_RR);
+    for (const value of [undefined, '', 'none', 'RR', ' rr', 'round-robin']) expect(schedulingPolicyFor(value)).toBe(cluster.SCHED_NONE);
   });
 });
 

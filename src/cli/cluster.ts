@@ -166,6 +166,21 @@ export interface Primary {
 export const WORKER_MAX_REQUESTS_PER_CONNECTION = 100;
 
 /**
+ * How the workers get connections, from NODE_CLUSTER_SCHED_POLICY (which Node itself also reads):
+ * `rr`, Node's round-robin, in which the primary hands each new connection to the next worker that
+ * acknowledged its last one; unset or anything else (an empty value from a templated manifest, `none`,
+ * a typo), `none`: each worker accepts from the shared socket. Round-robin is uneven where it matters:
+ * while clients connect in a burst the more responsive worker collects more of them, and keeps them
+ * for as long as they are kept alive: measured with 1,000 streaming clients and two workers,
+ * 587 / 413 connections and a P95 of 2.44 s against 1.45 s on the lighter worker; accepting
+ * themselves, 481 / 519 and 1.25 / 1.42 s (docs/decisions.md). Node's own parsing would take any
+ * value but `none` for round-robin.
+ */
+export function schedulingPolicyFor(value: string | undefined): number {
+  return value === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+}
+
+/**
  * Runs the primary until every worker has exited, then exits: 0 after a requested shutdown in
  * which every worker drained cleanly, 1 otherwise (start-up failure, crash loop, a worker that had
  * to be killed).
@@ -193,15 +208,8 @@ export function runPrimary(opts: PrimaryOptions): Primary {
   let resolveExited!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExited = resolve));
 
-  // How workers get connections: `none` (each worker accepts from the shared socket) unless
-  // NODE_CLUSTER_SCHED_POLICY, which Node itself reads, says `rr`; Node fixes the policy at the first
-  // setupPrimary. With Node's round-robin default the primary hands each new
-  // connection to the next worker that acknowledged its last one, so while clients connect in a burst
-  // the more responsive worker collects more of them, and keeps them for as long as they are kept
-  // alive: measured with 1,000 streaming clients and two workers, 587 / 413 connections and a P95 of
-  // 2.44 s against 1.45 s on the lighter worker; accepting themselves, 481 / 519 and 1.25 / 1.42 s
-  // (docs/decisions.md).
-  if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
+  // Set before the first setupPrimary, which fixes it (schedulingPolicyFor).
+  cluster.schedulingPolicy = schedulingPolicyFor(process.env.NODE_CLUSTER_SCHED_POLICY);
   cluster.setupPrimary({ execArgv: workerExecArgv(), ...(opts.exec ? { exec: opts.exec } : {}) });
   const fork = (): Worker => {
     const taken = new Set(slots.values());
