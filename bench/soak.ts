@@ -180,7 +180,8 @@ async function main() {
   const resetAt = new Map<number, number>();
   let resetPids: number[] = [];
   let sampling = false;
-  const sampler = setInterval(() => {
+  let sampler: NodeJS.Timeout | undefined;
+  const sample = () => {
     // A slow sample (busy machine) must not overlap the next one.
     if (sampling) return;
     sampling = true;
@@ -227,7 +228,7 @@ async function main() {
         );
       }
     })().finally(() => (sampling = false));
-  }, SAMPLE * 1000);
+  };
 
   try {
     console.log(`soak: ${RATE} req/s for ${MINUTES} min (warm-up ${WARMUP} s), gateway workers ${WORKERS}, machine ${machine()}`);
@@ -236,6 +237,8 @@ async function main() {
     // The ledger's clock, less a second of slack: every request of this run is after it.
     const runStart = new Date(Date.now() - 1000).toISOString();
     started = lastSampleAt = performance.now();
+    // Sampling starts on the run's clock, after the probe (a tick during it would be stamped on the old one).
+    sampler = setInterval(sample, SAMPLE * 1000);
     const { sent, elapsedS } = await openLoop(target, RATE, seconds, shot, (r) => {
       results.push(r);
       if (!(r.expectFail ? !r.ok && r.status !== 0 : r.ok)) failedTotal++;
