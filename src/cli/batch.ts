@@ -1,19 +1,13 @@
 // `inferenceflow batch input.jsonl -o output.jsonl`: runs an OpenAI-Batch-format file through a
 // gateway (`--url`, or one started in this process from the config) with a progress bar,
 // `--concurrency` requests in flight and `--resume` to continue an interrupted run.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../telemetry/logger.js';
-import { positiveInt } from './args.js';
+import { nonNegativeInt, positiveInt } from './args.js';
 import { fileExists, runBatchFile } from './batch-file.js';
 import { startServer, type RunningServer } from './serve.js';
-
-function wholeNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
-  return n;
-}
 
 interface BatchCliOptions {
   output: string;
@@ -37,7 +31,7 @@ export function batchCommand(): Command {
     .option('-k, --api-key <key>', 'bearer token (or INFERENCEFLOW_API_KEY / OVERSHOOT_API_KEY)')
     .option('-n, --concurrency <n>', 'requests in flight at once', positiveInt, 8)
     .option('-r, --resume', 'keep the output files and skip the lines they already hold')
-    .option('--retries <n>', 'tries after the first on 429, 5xx or network errors', wholeNumber, 3)
+    .option('--retries <n>', 'tries after the first on 429, 5xx or network errors', nonNegativeInt, 3)
     .option('-c, --config <file>', 'config for the in-process gateway (or INFERENCEFLOW_CONFIG)')
     .option('--no-progress', 'no progress bar (a summary line only)')
     .action(async (input: string, opts: BatchCliOptions) => {
