@@ -12,6 +12,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { numberFlag } from './lib/args.js';
+import { floorAnswer, floorHeaders, floorRequest, type Answer } from './lib/parsing-floor.js';
 import { ROOT } from './lib/processes.js';
 import { median } from './lib/rounds.js';
 
@@ -78,18 +79,11 @@ async function bareApp(): Promise<{ app: FastifyInstance; close(): Promise<void>
   let sink = 0;
   app.post('/v1/chat/completions', async (request, reply) => {
     const started = performance.now();
-    const body = request.body as { model?: unknown; messages?: unknown; max_tokens?: unknown };
-    if (typeof body.model !== 'string' || !Array.isArray(body.messages) || body.messages.length === 0) return reply.code(400).send({ error: { message: 'model and messages are required' } });
-    sink += JSON.stringify({ model: 'bench-model', messages: body.messages, max_tokens: body.max_tokens }).length;
-    const up = JSON.parse(upstreamAnswer) as ReturnType<typeof answer>;
-    reply.headers({
-      'x-request-id': crypto.randomUUID(),
-      'x-inferenceflow-provider': 'upstream',
-      'x-inferenceflow-model': 'bench-model',
-      'x-inferenceflow-latency-ms': (performance.now() - started).toFixed(1),
-      'x-inferenceflow-cost-usd': '0',
-    });
-    return { id: `chatcmpl-${crypto.randomUUID()}`, object: 'chat.completion', created: Math.floor(Date.now() / 1000), model: body.model, choices: up.choices, usage: up.usage };
+    const req = floorRequest(request.body);
+    if (!req) return reply.code(400).send({ error: { message: 'model and messages are required' } });
+    sink += req.upstream.length;
+    const text = floorAnswer(req.model, JSON.parse(upstreamAnswer) as Answer);
+    return reply.headers(floorHeaders(started)).type('application/json').send(text);
   });
   await app.ready();
   return { app, close: async () => void (await app.close(), sink) };

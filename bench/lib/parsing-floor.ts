@@ -13,9 +13,42 @@ interface ChatBody {
   messages?: unknown;
   max_tokens?: unknown;
 }
-interface Answer {
+export interface Answer {
   choices: { index: number; message: { role: string; content: string }; finish_reason: string }[];
   usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+}
+
+/**
+ * The floor's request step, shared with bench/app-overhead.ts's floor route: the parsed client body
+ * checked (a model, some messages) and the upstream body written; undefined for a body it refuses.
+ */
+export function floorRequest(parsed: unknown): { model: string; upstream: string } | undefined {
+  const body = parsed as ChatBody | null;
+  if (!body || typeof body.model !== 'string' || !Array.isArray(body.messages) || body.messages.length === 0) return undefined;
+  return { model: body.model, upstream: JSON.stringify({ model: 'bench-model', messages: body.messages, max_tokens: body.max_tokens }) };
+}
+
+/** The floor's answer step: the client's answer, rebuilt from the upstream's parsed one. */
+export function floorAnswer(model: string, answer: Answer): string {
+  return JSON.stringify({
+    id: `chatcmpl-${randomUUID()}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: answer.choices.map((c) => ({ index: c.index, message: { role: c.message.role, content: c.message.content }, finish_reason: c.finish_reason, logprobs: null })),
+    usage: answer.usage,
+  });
+}
+
+/** The gateway's five response headers, as the floor sends them. */
+export function floorHeaders(startedMs: number): Record<string, string> {
+  return {
+    'x-request-id': randomUUID(),
+    'x-inferenceflow-provider': 'upstream',
+    'x-inferenceflow-model': 'bench-model',
+    'x-inferenceflow-latency-ms': (performance.now() - startedMs).toFixed(1),
+    'x-inferenceflow-cost-usd': '0',
+  };
 }
 
 export function startParsingFloor(port: number, upstream: string) {
@@ -31,35 +64,19 @@ export function startParsingFloor(port: number, upstream: string) {
     req.on('data', (d: Buffer) => parts.push(d));
     req.on('end', () => {
       const started = performance.now();
-      let body: ChatBody;
+      let parsed: unknown;
       try {
-        body = JSON.parse(Buffer.concat(parts).toString('utf8')) as ChatBody;
+        parsed = JSON.parse(Buffer.concat(parts).toString('utf8'));
       } catch {
         return fail(res, 400, 'body is not JSON');
       }
-      if (typeof body.model !== 'string' || !Array.isArray(body.messages) || body.messages.length === 0) return fail(res, 400, 'model and messages are required');
-      const out = JSON.stringify({ model: 'bench-model', messages: body.messages, max_tokens: body.max_tokens });
+      const request = floorRequest(parsed);
+      if (!request) return fail(res, 400, 'model and messages are required');
       pool
-        .request({ method: 'POST', path: '/v1/chat/completions', headers: upstreamHeaders, body: out })
+        .request({ method: 'POST', path: '/v1/chat/completions', headers: upstreamHeaders, body: request.upstream })
         .then(async (up) => {
-          const answer = JSON.parse(await up.body.text()) as Answer;
-          const text = JSON.stringify({
-            id: `chatcmpl-${randomUUID()}`,
-            object: 'chat.completion',
-            created: Math.floor(Date.now() / 1000),
-            model: body.model,
-            choices: answer.choices.map((c) => ({ index: c.index, message: { role: c.message.role, content: c.message.content }, finish_reason: c.finish_reason, logprobs: null })),
-            usage: answer.usage,
-          });
-          res.writeHead(up.statusCode, {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(text),
-            'x-request-id': randomUUID(),
-            'x-inferenceflow-provider': 'upstream',
-            'x-inferenceflow-model': 'bench-model',
-            'x-inferenceflow-latency-ms': (performance.now() - started).toFixed(1),
-            'x-inferenceflow-cost-usd': '0',
-          });
+          const text = floorAnswer(request.model, JSON.parse(await up.body.text()) as Answer);
+          res.writeHead(up.statusCode, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...floorHeaders(started) });
           res.end(text);
         })
         .catch(() => fail(res, 502, 'upstream failed'));
