@@ -1,4 +1,7 @@
-// A JSON call to a gateway in a test: GET without a body, POST with one, an optional bearer key.
+// Calling a gateway in a test: `call` (a JSON call: GET without a body, POST with one, an optional
+// bearer key), and what tests build on it: `createKey` (an API key through the admin API), `keySpend`
+// (a key's line of GET /v1/spend) and `expertBurst` (concurrent expert-difficulty requests against a
+// budget).
 import { request } from 'undici';
 import type { SpendRow } from '../../src/store/ledger.js';
 
@@ -44,13 +47,13 @@ export async function keySpend(url: string, adminToken: string, keyId: string): 
 }
 
 /**
- * `count` expert-difficulty chat requests to `model` with `key`, all at once (max_tokens 20 each, each
- * its own question, tagged `tag`), split into those answered 200 and the rest: a burst against a budget.
+ * `count` expert-difficulty chat requests to `model` with `key`, all at once (`maxTokens` each, each its
+ * own question, tagged `tag`), split into those answered 200 and the rest: a burst against a budget.
  */
-export async function expertBurst(url: string, key: string, model: string, count: number, tag: string): Promise<{ ok: Answer[]; refused: Answer[] }> {
+export async function expertBurst(url: string, key: string, model: string, count: number, maxTokens: number, tag: string): Promise<{ ok: Answer[]; refused: Answer[] }> {
   const results = await Promise.all(
     Array.from({ length: count }, (_, i) =>
-      call(url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model, max_tokens: 20, messages: [{ role: 'user', content: `Question ${i} (${tag}).` }] } }),
+      call(url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model, max_tokens: maxTokens, messages: [{ role: 'user', content: `Question ${i} (${tag}).` }] } }),
     ),
   );
   return { ok: results.filter((r) => r.status === 200), refused: results.filter((r) => r.status !== 200) };
