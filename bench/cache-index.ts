@@ -18,8 +18,8 @@ import { semanticCacheSchema } from '../src/cache/config.js';
 import { seededRandom } from '../src/capacity/traffic-fixture.js';
 import { percentile } from './lib/load.js';
 import { StaticEmbedder } from '../src/cache/embedders/static.js';
+import { annFromConfig } from '../src/cache/create.js';
 import { HnswIndex } from '../src/cache/hnsw.js';
-import { loadUsearch, usearchFactory, type AnnIndex } from '../src/cache/vector-index.js';
 import { dot, normalizeInPlace } from '../src/cache/embedders/types.js';
 
 const N = Number(process.argv[2] ?? 100_000);
@@ -75,22 +75,28 @@ function near(v: Float32Array, sim: number): Float32Array {
 const data = Array.from({ length: N }, vec);
 const queries = Array.from({ length: Q }, vec);
 const nearQueries = Array.from({ length: Q }, () => near(data[Math.floor(rand() * N)] as Float32Array, 0.9));
-const usearchArg = process.argv.find((a) => a.startsWith('--usearch'));
-const usearchMod = usearchArg ? loadUsearch(usearchArg.includes('=') ? usearchArg.slice('--usearch='.length) : undefined) : undefined;
-if (usearchArg && !usearchMod) throw new Error('usearch not found');
-const impl = usearchMod ? 'usearch' : 'typescript-hnsw';
+// The index as the gateway builds it (annFromConfig), with the overrides above: --usearch[=<path>]
+// for usearch (from that path, else the installed package), the TypeScript HNSW otherwise (grown
+// from the gateway's small initial capacity as entries arrive, as in the gateway).
+const usearchArg = process.argv.find((a) => a === '--usearch' || a.startsWith('--usearch='));
 const cfg = semanticCacheSchema.parse({});
 const defaults = cfg.index;
 const env = (name: string) => (process.env[name] ? Number(process.env[name]) : undefined);
-const tuning = {
-  efConstruction: env('EF_ADD') ?? defaults.ef_construction,
-  efSearch: env('EF_SEARCH') ?? defaults.ef_search,
-  connectivity: env('M') ?? defaults.connectivity,
-  quantization: (process.env.QUANT ?? defaults.quantization) as 'i8' | 'f16' | 'f32',
-};
+const ann = annFromConfig(
+  {
+    implementation: usearchArg ? 'usearch' : 'typescript',
+    ef_construction: env('EF_ADD') ?? defaults.ef_construction,
+    ef_search: env('EF_SEARCH') ?? defaults.ef_search,
+    connectivity: env('M') ?? defaults.connectivity,
+    quantization: (process.env.QUANT ?? defaults.quantization) as 'i8' | 'f16' | 'f32',
+  },
+  usearchArg?.includes('=') ? usearchArg.slice('--usearch='.length) : undefined,
+);
+const { kind: impl, tuning } = ann;
+const index = ann.factory(D);
+// The TypeScript HNSW is also searched at each of EF_LIST's ef values (the efSearch of one search).
+const tsIndex = index instanceof HnswIndex ? index : undefined;
 const candidates = env('CANDIDATES') ?? cfg.candidates;
-const tsIndex = new HnswIndex({ dimensions: D, initialCapacity: N, M: tuning.connectivity, efConstruction: tuning.efConstruction, efSearch: tuning.efSearch });
-const index: AnnIndex = usearchMod ? usearchFactory(usearchMod, tuning)(D) : tsIndex;
 const t = performance.now();
 data.forEach((v, i) => index.add(String(i), v));
 const buildS = (performance.now() - t) / 1000;
@@ -117,7 +123,7 @@ const nearTruth = nearQueries.map(exact);
 
 /** The cache's lookup: `candidates` from the index, re-scored at full precision, best first. */
 function lookup(q: Float32Array, ef: number): { label: string; similarity: number } | undefined {
-  const found = usearchMod ? index.search(q, candidates) : tsIndex.search(q, candidates, ef);
+  const found = tsIndex ? tsIndex.search(q, candidates, ef) : index.search(q, candidates);
   let best: { label: string; similarity: number } | undefined;
   for (const n of found) {
     const similarity = dot(q, data[Number(n.label)] as Float32Array);
@@ -137,7 +143,7 @@ function recall(qs: Float32Array[], want: { label: number; sim: number }[], ef: 
   return agree / qs.length;
 }
 
-const efs = usearchMod ? [tuning.efSearch] : (process.env.EF_LIST ?? '16,32,64').split(',').map(Number);
+const efs = tsIndex ? (process.env.EF_LIST ?? '16,32,64').split(',').map(Number) : [tuning.efSearch as number];
 const byEf = efs.map((ef) => {
   const times: number[] = [];
   const recallAt1 = recall(queries, truth, ef, times);
@@ -145,7 +151,7 @@ const byEf = efs.map((ef) => {
   return { ef, p50Ms: +pct(times, 50).toFixed(3), p99Ms: +pct(times, 99).toFixed(3), recallAt1, nearRecallAt1 };
 });
 console.log(JSON.stringify({
-  bench: 'cache-index', impl, n: N, dims: D, queries: Q, vectors: kind, tuning: usearchMod ? tuning : { ...tuning, quantization: 'f32' }, candidates,
+  bench: 'cache-index', impl, n: N, dims: D, queries: Q, vectors: kind, tuning: tsIndex ? { ...tuning, quantization: 'f32' } : tuning, candidates,
   buildSeconds: +buildS.toFixed(1), hnsw: byEf,
   exact: { p50Ms: +pct(exactTimes, 50).toFixed(3), p99Ms: +pct(exactTimes, 99).toFixed(3) },
   heapMB: Math.round(process.memoryUsage().heapUsed / 1e6),

@@ -72,7 +72,13 @@ export function annFromConfig(
   if (index.implementation === 'typescript') return { kind: 'typescript-hnsw', factory: typescriptHnswFactory(tuning), tuning };
   if (index.implementation === 'usearch') {
     const mod = loadUsearch(usearchPath);
-    if (!mod) throw new Error('cache.semantic.index.implementation is usearch but the usearch package is not installed');
+    if (!mod) {
+      throw new Error(
+        usearchPath
+          ? `cache.semantic.index.implementation is usearch but usearch could not be loaded from ${usearchPath}`
+          : 'cache.semantic.index.implementation is usearch but the usearch package is not installed',
+      );
+    }
     return { kind: 'usearch', factory: usearchFactory(mod, tuning), tuning };
   }
   return { ...defaultAnnFactory(tuning), tuning };
