@@ -29,16 +29,15 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<R
 
 /**
  * The simulator `name` (with `simOptions`) as a custom adapter for `providers`: typed `ollama`, an
- * upstream without native `n`, so scaled passes are separate calls. Its non-streaming chat is `chat`
- * (given the simulator to answer with), or the simulator's own; streaming and embeddings are the
- * simulator's.
+ * upstream without native `n`, so scaled passes are separate calls. Its non-streaming chat is `chat`,
+ * given the simulator to answer with; streaming and embeddings are the simulator's.
  */
-export function simulatorAdapter(name: string, chat?: (req: ChatRequest, opts: CallOptions, sim: SimulatorProvider) => Promise<ChatResult>, simOptions: Record<string, unknown> = {}): ProviderAdapter {
+export function simulatorAdapter(name: string, chat: (req: ChatRequest, opts: CallOptions, sim: SimulatorProvider) => Promise<ChatResult>, simOptions: Record<string, unknown> = {}): ProviderAdapter {
   const sim = createSimulatorProvider(name, simOptions);
   return {
     name,
     type: 'ollama',
-    chat: (req, opts) => (chat ? chat(req, opts, sim) : sim.chat(req, opts)),
+    chat: (req, opts) => chat(req, opts, sim),
     streamChat: (req, opts) => sim.streamChat(req, opts),
     embed: (req, opts) => sim.embed(req, opts),
     ready: async () => true,
