@@ -7,7 +7,7 @@ import { redisTargets } from '../../test/helpers/redis.js';
 import { budgetsSchema } from '../config/schema.js';
 import type { Tenant } from '../gateway/context.js';
 import { createLogger } from '../telemetry/logger.js';
-import { BudgetManager, MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
+import { BudgetManager, budgetRedisKey, MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
 
 const targets = await redisTargets();
 const run = randomBytes(4).toString('hex');
@@ -42,7 +42,7 @@ async function dropCounter(store: BudgetStore, key: string): Promise<void> {
     expect((store as unknown as { values: Map<string, unknown> }).values.delete(key)).toBe(true);
   } else {
     const { redis, prefix } = store as unknown as { redis: { del(k: string): Promise<number> }; prefix: string };
-    expect(await redis.del(`${prefix}${key}`)).toBe(1);
+    expect(await redis.del(budgetRedisKey(prefix, key))).toBe(1);
   }
 }
 

@@ -50,10 +50,24 @@ export interface BudgetStore {
   markOnce(key: string, ttlMs: number): Promise<boolean>;
 }
 
-/** The one hash-tagged namespace of every budget counter under the Redis key prefix `prefix`: `{<prefix>budgets:}`. */
-export const budgetNamespace = (prefix: string): string => hashTagged(`${prefix}budgets:`);
-/** A budget line's store key, unique per scope, id and period (`label`, from `periodOf`). */
-export const budgetLineKey = (scope: BudgetScope, id: string, label: string): string => `budget:${scope}:${id}:${label}`;
+/** What names a budget counter: whose it is (`scope`, `id`) and its period (`label`, from `periodOf`). */
+export interface BudgetCounter {
+  scope: BudgetScope;
+  id: string;
+  label: string;
+}
+
+/** A budget line's store key, unique per scope, id and period. */
+const budgetLineKey = ({ scope, id, label }: BudgetCounter): string => `budget:${scope}:${id}:${label}`;
+
+/**
+ * The Redis key, under the gateway's Redis key prefix `prefix`, of a budget counter or of any other
+ * store key (a line's `key`, an alert marker): `{<prefix>budgets:}budget:<scope>:<id>:<label>…`, in
+ * the one hash-tagged namespace of every budget key. Every key RedisBudgetStore touches is built here.
+ */
+export function budgetRedisKey(prefix: string, key: string | BudgetCounter): string {
+  return hashTagged(`${prefix}budgets:`) + (typeof key === 'string' ? key : budgetLineKey(key));
+}
 
 export const toMicros = (usd: number): number => Math.round(usd * 1_000_000);
 export const fromMicros = (micros: number): number => micros / 1_000_000;
@@ -104,7 +118,8 @@ type BudgetRedis = RedisClient & {
 export class RedisBudgetStore implements BudgetStore {
   private readonly redis: BudgetRedis;
   /**
-   * One hash tag for every budget counter (`{<prefix>budgets:}budget:…`): one reservation checks the
+   * The gateway's Redis key prefix; every key here is `budgetRedisKey(prefix, …)`, under one hash tag
+   * for every budget counter (`{<prefix>budgets:}budget:…`): one reservation checks the
    * key's, the user's and the team's counters in one script (and adjusts them in another), so on
    * Redis Cluster they must share a slot; a team's counter is shared by its users and keys, so no
    * narrower per-identity tag keeps every line of a request together.
@@ -112,7 +127,7 @@ export class RedisBudgetStore implements BudgetStore {
   private readonly prefix: string;
 
   constructor(redis: RedisClient, prefix: string) {
-    this.prefix = budgetNamespace(prefix);
+    this.prefix = prefix;
     if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });
     if (!('ifBudgetAdjust' in redis)) redis.defineCommand('ifBudgetAdjust', { lua: ADJUST_LUA });
     this.redis = redis as BudgetRedis;
@@ -122,22 +137,22 @@ export class RedisBudgetStore implements BudgetStore {
     const args: (string | number)[] = [costMicros];
     for (const l of lines) args.push(l.limitMicros, l.ttlMs);
     args.push(onlyExisting ? 1 : 0);
-    const out = await this.redis.ifBudgetReserve(lines.length, ...lines.map((l) => this.prefix + l.key), ...args);
+    const out = await this.redis.ifBudgetReserve(lines.length, ...lines.map((l) => budgetRedisKey(this.prefix, l.key)), ...args);
     if (out[0] === -1) return { ok: false, values: [], missing: out.slice(1).map(Number) };
     return { ok: out[0] === 1, values: out.slice(1).map(Number) };
   }
 
   async adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]> {
-    const out = await this.redis.ifBudgetAdjust(lines.length, ...lines.map((l) => this.prefix + l.key), deltaMicros);
+    const out = await this.redis.ifBudgetAdjust(lines.length, ...lines.map((l) => budgetRedisKey(this.prefix, l.key)), deltaMicros);
     return out.map(Number);
   }
 
   async seed(key: string, valueMicros: number, ttlMs: number): Promise<void> {
-    await this.redis.set(this.prefix + key, valueMicros, 'PX', ttlMs, 'NX');
+    await this.redis.set(budgetRedisKey(this.prefix, key), valueMicros, 'PX', ttlMs, 'NX');
   }
 
   async markOnce(key: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.set(this.prefix + key, '1', 'PX', ttlMs, 'NX')) === 'OK';
+    return (await this.redis.set(budgetRedisKey(this.prefix, key), '1', 'PX', ttlMs, 'NX')) === 'OK';
   }
 }
 
@@ -275,7 +290,7 @@ export class BudgetManager {
     const add = (scope: BudgetScope, id: string | undefined, b: BudgetConfig | undefined) => {
       if (!id || !b) return;
       const p = periodOf(b.period, now);
-      out.push({ scope, id, period: b.period, periodStart: p.start, key: budgetLineKey(scope, id, p.label), limitMicros: toMicros(b.limit_usd), ttlMs: p.ttlMs });
+      out.push({ scope, id, period: b.period, periodStart: p.start, key: budgetLineKey({ scope, id, label: p.label }), limitMicros: toMicros(b.limit_usd), ttlMs: p.ttlMs });
     };
     if (tenant.keyId && tenant.limits?.budgetUsd !== undefined) add('key', tenant.keyId, { limit_usd: tenant.limits.budgetUsd, period: tenant.limits.budgetPeriod ?? 'month' });
     if (tenant.userId) add('user', tenant.userId, config.users[tenant.userId] ?? config.default_user);

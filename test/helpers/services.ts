@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { WINK_PACKAGE, winkJsonPath } from '../../src/cache/embedders/static-table.js';
-import { budgetLineKey, budgetNamespace, periodOf } from '../../src/limits/budgets.js';
+import { budgetRedisKey, periodOf } from '../../src/limits/budgets.js';
 
 /**
  * Running under CI: CI=true as the workflow sets it, or any other value but '', 'false' and '0'. There
@@ -91,13 +91,13 @@ export async function dropRedisPrefix(prefix: string): Promise<void> {
 
 /**
  * What an API key's daily budget counter holds today, in micro-dollars (0 when it does not exist),
- * under the gateway's Redis key prefix `prefix`: its Redis key built by src/limits/budgets.ts's own
- * functions, as RedisBudgetStore builds it.
+ * under the gateway's Redis key prefix `prefix`: its Redis key built by `budgetRedisKey`, as
+ * RedisBudgetStore builds it.
  */
 export async function keyBudgetMicros(prefix: string, keyId: string): Promise<number> {
   const r = new Redis(REDIS_URL);
   try {
-    return Number((await r.get(budgetNamespace(prefix) + budgetLineKey('key', keyId, periodOf('day').label))) ?? 0);
+    return Number((await r.get(budgetRedisKey(prefix, { scope: 'key', id: keyId, label: periodOf('day').label }))) ?? 0);
   } finally {
     r.disconnect();
   }
