@@ -104,19 +104,19 @@ export async function keyBudgetMicros(prefix: string, keyId: string): Promise<nu
 }
 
 /** A request's row in the ledger of the gateway on Postgres schema `schema`; undefined until it is written. */
-export async function ledgerRow(schema: string, requestId: string): Promise<LedgerRow | undefined> {
+export async function ledgerRow(schema: string, requestId: string): Promise<LedgerColumns | undefined> {
   const c = new pg.Client({ connectionString: POSTGRES_URL });
   await c.connect();
   try {
     const { rows } = await c.query(`SELECT status, error_code, prompt_tokens, completion_tokens, cost_usd, cache FROM "${schema}".ledger WHERE request_id = $1`, [requestId]);
-    return rows[0] as LedgerRow | undefined;
+    return rows[0] as LedgerColumns | undefined;
   } finally {
     await c.end();
   }
 }
 
 /** The columns of a ledger row that tests read (cost_usd is a numeric, a string from pg). */
-export interface LedgerRow {
+interface LedgerColumns {
   status: number;
   error_code: string | null;
   prompt_tokens: number;
