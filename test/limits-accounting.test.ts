@@ -16,7 +16,7 @@ import { startTestGateway } from './helpers/gateway.js';
 import { abandonStream } from './helpers/streams.js';
 import { call, createKey, expertBurst, keySpend } from './helpers/http.js';
 import { pollUntil } from './helpers/wait.js';
-import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros, ledgerRow } from './helpers/services.js';
+import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros, settledLedgerRow } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 /** Output-priced only: $0.001 a completion token, so max_tokens 100 reserves $0.10 and the prompt costs nothing. */
@@ -177,7 +177,7 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 5, budget_period: 'day' });
     const { requestId, received } = await abandonStream(gw.url, key, { model: 'slow', max_tokens: 150, messages: [{ role: 'user', content: `Tell me a long story (${id}).` }] }, 6);
     expect(received).not.toContain('[DONE]');
-    const row = await pollUntil(() => ledgerRow(schema, requestId), `the ledger row of ${requestId}`, 5_000, 50);
+    const row = await settledLedgerRow(schema, requestId);
     expect(row).toMatchObject({ status: 499, error_code: 'client_closed_request' });
     expect(row.completion_tokens).toBeGreaterThan(0);
     expect(Number(row.cost_usd)).toBeCloseTo(row.completion_tokens * 0.001, 9);
@@ -252,18 +252,18 @@ describe.skipIf(!(services.redis && services.postgres))('limits, budgets and the
     // The first hit's token reservation was given back whole: the next request sees the same room.
     expect(again.remainingTokens).toBe(hit.remainingTokens);
 
-    const row = await pollUntil(() => ledgerRow(schema, hit.requestId), `the ledger row of ${hit.requestId}`, 5_000, 50);
+    const row = await settledLedgerRow(schema, hit.requestId);
     expect(row).toMatchObject({ status: 200, cache: 'exact', prompt_tokens: 0, completion_tokens: 0 });
     expect(Number(row.cost_usd)).toBe(0);
     // The budget holds the miss alone, as the ledger does.
-    await pollUntil(() => ledgerRow(schema, again.requestId), `the ledger row of ${again.requestId}`, 5_000, 50);
+    await settledLedgerRow(schema, again.requestId);
     expect(await budgetMicros(keyId)).toBe(Math.round(Number(miss.cost) * 1e6));
   });
 
   it('charges a stream that ended without a usage chunk at the price of the deployment that served it', async () => {
     const { key, id: keyId } = await createKey(gw.url, ADMIN, { budget_usd: 5, budget_period: 'day' });
     const { requestId } = await abandonStream(gw.url, key, { model: 'pair', max_tokens: 150, messages: [{ role: 'user', content: `Tell me a long story (${id}, pair).` }] }, 6);
-    const row = await pollUntil(() => ledgerRow(schema, requestId), `the ledger row of ${requestId}`, 5_000, 50);
+    const row = await settledLedgerRow(schema, requestId);
     expect(row.status).toBe(499);
     expect(row.completion_tokens).toBeGreaterThan(0);
     // $0.001 a token (the cheap deployment's price), not $0.005 (the dearest in the group).

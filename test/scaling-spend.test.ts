@@ -8,8 +8,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { UpstreamError } from '../src/providers/errors.js';
 import { simulatorAdapter, startTestGateway } from './helpers/gateway.js';
 import { call, createKey, keySpend } from './helpers/http.js';
-import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros, ledgerRow } from './helpers/services.js';
-import { pollUntil } from './helpers/wait.js';
+import { POSTGRES_URL, REDIS_URL, dropRedisPrefix, dropSchema, postgresAvailable, redisAvailable, runId, keyBudgetMicros, settledLedgerRow } from './helpers/services.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 /** $0.001 a prompt token, $0.002 a completion token. */
@@ -78,7 +77,7 @@ describe.skipIf(!(services.redis && services.postgres))('a scaled request with a
 
     // The ledger row: the same tokens and cost.
     const requestId = res.headers['x-request-id'] as string;
-    const row = await pollUntil(() => ledgerRow(schema, requestId), `the ledger row of ${requestId}`, 10_000, 50);
+    const row = await settledLedgerRow(schema, requestId);
     expect(row).toMatchObject({ status: 200, prompt_tokens: upstream.prompt, completion_tokens: upstream.completion });
     expect(Number(row.cost_usd)).toBeCloseTo(header, 9);
 

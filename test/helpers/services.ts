@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { WINK_PACKAGE, winkJsonPath } from '../../src/cache/embedders/static-table.js';
 import { budgetRedisKey, periodOf } from '../../src/limits/budgets.js';
+import { pollUntil } from './wait.js';
 
 /**
  * Running under CI: CI=true as the workflow sets it, or any other value but '', 'false' and '0'. There
@@ -103,13 +104,23 @@ export async function keyBudgetMicros(prefix: string, keyId: string): Promise<nu
   }
 }
 
-/** A request's row in the ledger of the gateway on Postgres schema `schema`; undefined until it is written. */
-export async function ledgerRow(schema: string, requestId: string): Promise<LedgerColumns | undefined> {
+/**
+ * A request's row in the ledger of the gateway on Postgres schema `schema`, once it is written (the
+ * ledger writes after the answer, in batches): polled over one connection, failing after `timeoutMs`.
+ */
+export async function settledLedgerRow(schema: string, requestId: string, timeoutMs = 10_000): Promise<LedgerColumns> {
   const c = new pg.Client({ connectionString: POSTGRES_URL });
   await c.connect();
   try {
-    const { rows } = await c.query(`SELECT status, error_code, prompt_tokens, completion_tokens, cost_usd, cache FROM "${schema}".ledger WHERE request_id = $1`, [requestId]);
-    return rows[0] as LedgerColumns | undefined;
+    return await pollUntil(
+      async () => {
+        const { rows } = await c.query<LedgerColumns>(`SELECT status, error_code, prompt_tokens, completion_tokens, cost_usd, cache FROM "${schema}".ledger WHERE request_id = $1`, [requestId]);
+        return rows[0];
+      },
+      `the ledger row of ${requestId}`,
+      timeoutMs,
+      50,
+    );
   } finally {
     await c.end();
   }
