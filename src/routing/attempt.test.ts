@@ -3,6 +3,7 @@
 // while a silent stream is still an error, and the breaker hooks are called as before.
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
+import { samples } from '../../test/helpers/serve-cluster.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { monitoringSchema } from '../config/schema.js';
 import { ANONYMOUS, defaultRequestOptions, newFacts, type RequestContext } from '../gateway/context.js';
@@ -111,8 +112,6 @@ function setup(streamIdleTimeoutMs = 60_000) {
   const spec = (d: Deployment, stream = false): AttemptSpec => ({ ctx, req: { model: 'g', stream, messages: [{ role: 'user', content: 'hi' }] }, d, signal: request, timeoutMs: 60_000, hedge: false, token: 'normal' });
   return { telemetry, hooks, seen, ended, request, spec };
 }
-
-const samples = (text: string, name: string) => text.split('\n').filter((l) => l.startsWith(`${name}{`));
 
 describe('cancelled attempts are not provider errors', () => {
   it('a hedge race: the loser is counted as cancelled, the providers show no errors and error rate 0', async () => {
