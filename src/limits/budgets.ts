@@ -125,9 +125,12 @@ export class RedisBudgetStore implements BudgetStore {
    * narrower per-identity tag keeps every line of a request together.
    */
   private readonly prefix: string;
+  /** `budgetRedisKey(prefix, '')`, made once: each key below is it plus the store key (no hash-tag scan per request). */
+  private readonly namespace: string;
 
   constructor(redis: RedisClient, prefix: string) {
     this.prefix = prefix;
+    this.namespace = budgetRedisKey(prefix, '');
     if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });
     if (!('ifBudgetAdjust' in redis)) redis.defineCommand('ifBudgetAdjust', { lua: ADJUST_LUA });
     this.redis = redis as BudgetRedis;
@@ -137,22 +140,22 @@ export class RedisBudgetStore implements BudgetStore {
     const args: (string | number)[] = [costMicros];
     for (const l of lines) args.push(l.limitMicros, l.ttlMs);
     args.push(onlyExisting ? 1 : 0);
-    const out = await this.redis.ifBudgetReserve(lines.length, ...lines.map((l) => budgetRedisKey(this.prefix, l.key)), ...args);
+    const out = await this.redis.ifBudgetReserve(lines.length, ...lines.map((l) => this.namespace + l.key), ...args);
     if (out[0] === -1) return { ok: false, values: [], missing: out.slice(1).map(Number) };
     return { ok: out[0] === 1, values: out.slice(1).map(Number) };
   }
 
   async adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]> {
-    const out = await this.redis.ifBudgetAdjust(lines.length, ...lines.map((l) => budgetRedisKey(this.prefix, l.key)), deltaMicros);
+    const out = await this.redis.ifBudgetAdjust(lines.length, ...lines.map((l) => this.namespace + l.key), deltaMicros);
     return out.map(Number);
   }
 
   async seed(key: string, valueMicros: number, ttlMs: number): Promise<void> {
-    await this.redis.set(budgetRedisKey(this.prefix, key), valueMicros, 'PX', ttlMs, 'NX');
+    await this.redis.set(this.namespace + key, valueMicros, 'PX', ttlMs, 'NX');
   }
 
   async markOnce(key: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.set(budgetRedisKey(this.prefix, key), '1', 'PX', ttlMs, 'NX')) === 'OK';
+    return (await this.redis.set(this.namespace + key, '1', 'PX', ttlMs, 'NX')) === 'OK';
   }
 }
 
