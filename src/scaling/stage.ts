@@ -54,6 +54,9 @@ const plans = new WeakMap<ChatRequest, { opts: ScalingStageOptions; ctx: Request
 
 /** The plan for a request, or undefined when scaling does not apply to it. */
 export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest): ScalingPlan | undefined {
+  // Most requests: scaling off, or nothing asks for it. Answered before the WeakMap, whose entry per
+  // request every young-generation GC then has to visit.
+  if (!applies(opts.config, ctx, req)) return undefined;
   const known = plans.get(req);
   if (known && known.opts === opts && known.ctx === ctx) return known.plan;
   const plan = makePlan(opts, ctx, req);
@@ -61,12 +64,16 @@ export function planFor(opts: ScalingStageOptions, ctx: RequestContext, req: Cha
   return plan;
 }
 
+/** Whether scaling may apply to the request at all: on, and a difficulty asked for or applied to every request of its group. */
+function applies(config: ScalingStageOptions['config'], ctx: RequestContext, req: ChatRequest): boolean {
+  if (!config.enabled) return false;
+  return ctx.options.difficulty !== undefined || (config.groups[req.model]?.apply ?? config.apply) === 'always';
+}
+
+/** The plan of a request scaling applies to (planFor checked that). */
 function makePlan(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest): ScalingPlan | undefined {
   const { config } = opts;
-  if (!config.enabled) return undefined;
   const group = config.groups[req.model] ?? {};
-  const apply = group.apply ?? config.apply;
-  if (ctx.options.difficulty === undefined && apply !== 'always') return undefined;
   const asked = ctx.options.difficulty ?? config.default_difficulty;
   // A client asking for several choices gets them as asked; scaling would fold them into one.
   if ((req.n ?? 1) > 1) return undefined;
