@@ -15,7 +15,7 @@ import { countTextTokens } from '../providers/tokens.js';
 import { promptTokensOf } from '../routing/prompt-tokens.js';
 import { GatewayError, type GatewayErrorOptions } from '../server/errors.js';
 import type { PlannedUsage } from '../scaling/stage.js';
-import type { BudgetManager, BudgetReservation } from './budgets.js';
+import type { BudgetLine, BudgetManager, BudgetReservation } from './budgets.js';
 import type { LimitRule, LimiterStore, RuleState } from './sliding-window.js';
 
 export interface AdmissionOptions {
@@ -107,6 +107,10 @@ export function dimensionValue(d: LimitDimension, ctx: RequestContext, req: Chat
   }
 }
 
+const NO_LINES: readonly BudgetLine[] = Object.freeze([]);
+const NO_CALLS: readonly PlannedUsage[] = Object.freeze([]);
+const NO_RULES: readonly Reserved[] = Object.freeze([]);
+
 export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
   const { config, limiter, budgets } = opts;
   const leaseMs = config.concurrency_lease_s * 1000;
@@ -134,20 +138,24 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     return out;
   }
 
+  /** Whether a configured rule can apply to anyone (an identity's own limits come with its tenant). */
+  const anyRule = config.enabled && (config.requests !== undefined || config.tokens !== undefined || config.rules.length > 0);
+  const rulesCountTokens = config.enabled && (config.tokens !== undefined || config.rules.some((r) => r.tokens));
+
   return async function admission(ctx: RequestContext, req: ChatRequest, next): Promise<ChatOutcome> {
     // The client left before its request got here (while it was authenticated, say): nothing is
     // reserved or run for it.
     if (ctx.signal.aborted) throw new GatewayError('client_closed_request');
-    // With limits and budgets both off nothing is reserved, but a stream still goes through
-    // countStreamUsage below: one abandoned by its client is counted from the text that went out, so
-    // the ledger, the metrics and the log line record what the upstream generated (and billed).
-    const needsTokens = config.enabled && (config.tokens !== undefined || config.rules.some((r) => r.tokens) || ctx.tenant.limits?.tpm !== undefined);
-    const budgetLines = budgets?.linesFor(ctx.tenant) ?? [];
+    const budgetLines = budgets?.linesFor(ctx.tenant) ?? NO_LINES;
+    // Whether anything may be reserved for this caller: most gateways limit nobody, and then nothing
+    // is estimated or allocated here.
+    const limited = budgetLines.length > 0 || anyRule || (config.enabled && ctx.tenant.limits !== undefined);
+    const needsTokens = rulesCountTokens || (config.enabled && ctx.tenant.limits?.tpm !== undefined);
     let promptTokens = 0;
     // Every upstream call the request may make: one as sent, or its scaling plan's passes and judge.
-    let calls: PlannedUsage[] = [];
+    let calls: readonly PlannedUsage[] = NO_CALLS;
     let scaled = false;
-    if (needsTokens || budgetLines.length > 0) {
+    if (limited && (needsTokens || budgetLines.length > 0)) {
       // Counted once for the request: routing's context-window check reads the same count.
       promptTokens = promptTokensOf(req);
       const planned = opts.plannedUsage?.(ctx, req, promptTokens);
@@ -162,12 +170,14 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       ];
       if (opts.hedges) calls = calls.flatMap((c) => (opts.hedges?.(c.model) ? [c, c] : [c]));
     }
-    const estTokens = calls.reduce((sum, c) => sum + c.promptTokens + c.completionTokens, 0);
+    let estTokens = 0;
+    for (const c of calls) estTokens += c.promptTokens + c.completionTokens;
 
-    const reserved = config.enabled ? rulesFor(ctx, req, estTokens) : [];
+    const reserved = limited && config.enabled ? rulesFor(ctx, req, estTokens) : NO_RULES;
     if (reserved.length === 0 && budgetLines.length === 0) {
-      // Nothing to reserve or settle (no rule applies to this caller): only a stream's usage may
-      // need counting at its end.
+      // Nothing to reserve or settle (no rule applies to this caller), but a stream still goes
+      // through countStreamUsage: one abandoned by its client is counted from the text that went
+      // out, so the ledger, the metrics and the log line record what the upstream generated (and billed).
       const outcome = await next(ctx, req);
       return outcome.kind === 'result' ? outcome : { kind: 'stream', stream: countStreamUsage(outcome.stream, () => undefined) };
     }

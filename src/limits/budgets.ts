@@ -287,12 +287,15 @@ export class BudgetManager {
   constructor(private readonly opts: BudgetManagerOptions) {}
 
   /** The budgets that apply to an identity: its key's, its user's and its team's. */
-  linesFor(tenant: Tenant, now = new Date()): BudgetLine[] {
+  linesFor(tenant: Tenant, now?: Date): BudgetLine[] {
     const { config } = this.opts;
     const out: BudgetLine[] = [];
+    // Most callers have no budget: no clock is read for them.
+    if (!tenant.keyId && !tenant.userId && !tenant.teamId) return out;
+    const at = now ?? new Date();
     const add = (scope: BudgetScope, id: string | undefined, b: BudgetConfig | undefined) => {
       if (!id || !b) return;
-      const p = periodOf(b.period, now);
+      const p = periodOf(b.period, at);
       out.push({ scope, id, period: b.period, periodStart: p.start, key: budgetLineKey({ scope, id, label: p.label }), limitMicros: toMicros(b.limit_usd), ttlMs: p.ttlMs });
     };
     if (tenant.keyId && tenant.limits?.budgetUsd !== undefined) add('key', tenant.keyId, { limit_usd: tenant.limits.budgetUsd, period: tenant.limits.budgetPeriod ?? 'month' });
