@@ -3,10 +3,10 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { SETTLEMENT_WAIT_MS, afterSettlement } from '../gateway/context.js';
+import { ANONYMOUS, SETTLEMENT_WAIT_MS, afterSettlement } from '../gateway/context.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { RequestTrace, Telemetry } from '../telemetry/telemetry.js';
-import { withSpan } from '../telemetry/tracing.js';
+import { startSpan, withSpan } from '../telemetry/tracing.js';
 import type { Authenticator } from './auth.js';
 import { AccessLogger } from '../telemetry/logger.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
@@ -73,7 +73,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     closing = true;
   });
 
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook rather than an async one: with no credential required (every caller anonymous)
+  // the request goes on without a promise made and awaited for it.
+  app.addHook('onRequest', (request, reply, done) => {
     request.startedAt = performance.now();
     reply.header('x-request-id', request.id);
     if (opts.worker) reply.header('x-inferenceflow-worker', opts.worker);
@@ -87,9 +89,19 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // 'close' fires once whether the response finished or the client went away mid-stream (Fastify's
     // onResponse only fires on finish), so every request gets its log line and its metrics.
     reply.raw.once('close', () => closed(request, reply, trace));
-    if (closing && !config?.public && !config?.monitoring) throw new GatewayError('shutting_down', { retryAfterMs: 1_000 });
-    if (config?.public) return;
-    request.tenant = await withSpan('auth', request.traceContext, () => opts.authenticator.authenticate({ headers: request.headers, ip: request.ip }));
+    if (closing && !config?.public && !config?.monitoring) return done(new GatewayError('shutting_down', { retryAfterMs: 1_000 }));
+    if (config?.public) return done();
+    if (!opts.authenticator.required) {
+      request.tenant = ANONYMOUS;
+      // Its (empty) span still, as for any authentication, when traces are recorded.
+      startSpan('auth', request.traceContext).span.end();
+      return done();
+    }
+    withSpan('auth', request.traceContext, () => opts.authenticator.authenticate({ headers: request.headers, ip: request.ip })).then((tenant) => {
+      request.tenant = tenant;
+      done();
+      // Never a falsy reason, which `done` would take for success: the request would go on unauthenticated.
+    }, (err: unknown) => done(err instanceof Error ? err : new GatewayError('internal_error', { cause: err })));
   });
 
   /**

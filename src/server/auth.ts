@@ -11,7 +11,10 @@ export interface AuthRequest {
 }
 
 export interface Authenticator {
-  /** True when some credential is required (tokens, keys or JWT configured). */
+  /**
+   * True when some credential is required (tokens, keys or JWT configured). When false, every caller
+   * is the anonymous tenant: the server assigns it without calling `authenticate`.
+   */
   readonly required: boolean;
   authenticate(req: AuthRequest): Promise<Tenant>;
 }
