@@ -32,7 +32,6 @@ import { capacityRoutes } from '../server/routes/capacity.js';
 import type { ChatStage } from './pipeline.js';
 import { processStatsRoutes } from '../server/routes/process-stats.js';
 import { assembleTenancy, type Tenancy } from './tenancy.js';
-import { refusedBy } from '../limits/admission.js';
 import { scalingOptions } from '../scaling/setup.js';
 import { createScalingStage, plannedUsage } from '../scaling/stage.js';
 import { seedRoutes } from '../server/routes/seed.js';
@@ -87,6 +86,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     priceOf: (model, deployment) => (built.gateway ? priceOf(built.gateway, model, deployment) : undefined),
     plannedUsage: (ctx, req, promptTokens) => plannedUsage(scaling, ctx, req, promptTokens),
     onUsageEstimated: telemetry.usageEstimated,
+    // Requests a limit or budget refuses, 429 and 402 (`inference_rate_limited_total`, by refusing limit).
+    onRefused: (limit) => telemetry.metrics.rateLimited(limit),
     hedges: (model) => (built.gateway ? hedges(built.gateway, model) : false),
     promptPerChoice: (model) => scaling.promptPerChoice?.(model) ?? false,
   });
@@ -98,7 +99,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   // Chat stages, outermost first (the executor is the terminal handler).
   // Admission (rate limits, budgets) comes first: before any cache lookup or routing.
   // Each stage spans its part of the request (`limits`, `cache`, `scaling`) when tracing records it.
-  const stages: ChatStage[] = [tracedStage('limits', countRateLimited(tenancy.admission, telemetry))];
+  telemetry.metrics.declare('limits');
+  const stages: ChatStage[] = [tracedStage('limits', tenancy.admission)];
 
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
@@ -218,20 +220,6 @@ function hedges(gateway: Gateway, model: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** Counts requests the admission stage turns away, 429 and 402 (`inference_rate_limited_total`, by refusing limit). */
-function countRateLimited(admission: ChatStage, telemetry: Telemetry): ChatStage {
-  telemetry.metrics.declare('limits');
-  return async function admit(ctx, req, next) {
-    try {
-      return await admission(ctx, req, next);
-    } catch (err) {
-      const limit = refusedBy(err);
-      if (limit) telemetry.metrics.rateLimited(limit);
-      throw err;
-    }
-  };
 }
 
 /**

@@ -50,6 +50,7 @@ export interface TenancyDeps {
   plannedUsage?: AdmissionOptions['plannedUsage'];
   /** Told the usage and cost admission estimated for a stream without a usage chunk (the metrics count it). */
   onUsageEstimated?: AdmissionOptions['onUsageEstimated'];
+  onRefused?: AdmissionOptions['onRefused'];
   /** Whether a model's group hedges (its calls are reserved twice). */
   hedges?: AdmissionOptions['hedges'];
   /** Whether a call with `n` choices may be sent as one upstream call per choice (the prompt is reserved n times). */
@@ -65,7 +66,7 @@ export function needsDatabase(config: Config): boolean {
   return config.ledger.enabled || Boolean(config.auth.admin_token) || Boolean(config.webhooks.secret);
 }
 
-export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage, onUsageEstimated, hedges, promptPerChoice }: TenancyDeps): Promise<Tenancy> {
+export async function assembleTenancy({ config, log, redis, priceOf, plannedUsage, onUsageEstimated, onRefused, hedges, promptPerChoice }: TenancyDeps): Promise<Tenancy> {
   const resources: ManagedResource[] = [];
   const plugins: Plugin[] = [];
   const prefix = config.redis.key_prefix;
@@ -139,7 +140,7 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
         },
       })
     : undefined;
-  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated, hedges, promptPerChoice });
+  const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated, onRefused, hedges, promptPerChoice });
 
   if (keys && adminToken) plugins.push(plugin(adminKeyRoutes, { keys, adminToken }));
   if (sql && ledger) plugins.push(plugin(spendRoutes, { sql, ledger, authenticator, adminToken }));

@@ -40,6 +40,8 @@ export interface AdmissionOptions {
    * (inference_tokens_total, inference_cost_usd_total, /v1/stats cost) as the budget and ledger got them.
    */
   onUsageEstimated?(ctx: RequestContext, usage: Usage, costUsd: number): void;
+  /** Told of every request a limit or budget refuses, with the kind of limit (inference_rate_limited_total). */
+  onRefused?(limit: RefusingLimit): void;
   /**
    * Whether the model's group hedges (`hedging.enabled`): a hedged call may run twice, both costed,
    * so its tokens and cost are reserved twice (settled to what ran).
@@ -189,7 +191,9 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       const headers = rateHeaders(reserved, result.states);
       if (!result.admitted) {
         const tooBig = result.retryAfterMs < 0;
-        throw new RateLimitRefusal(refusingRule(reserved, result.states) ?? (tooBig ? 'tokens' : 'requests'), {
+        const limit = refusingRule(reserved, result.states) ?? (tooBig ? 'tokens' : 'requests');
+        opts.onRefused?.(limit);
+        throw new RateLimitRefusal(limit, {
           message: tooBig
             ? `This request (about ${estTokens} tokens${scaled ? ' over the passes its difficulty plans' : ''}) is larger than a token limit allows in one window; lower max_tokens${scaled ? ' or the difficulty' : ''}.`
             : 'Rate limit exceeded; retry after the time in Retry-After.',
@@ -226,6 +230,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       } catch (err) {
         // Refused by a budget: the request did not happen, so it takes nothing from the rate limits.
         await releaseLimits(0, true);
+        if (refusedBy(err) === 'budget') opts.onRefused?.('budget');
         throw err;
       }
     }
