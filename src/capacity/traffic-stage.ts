@@ -3,21 +3,18 @@
 // with 429 is a replica short of capacity, not one with less demand), with its tokens when it was
 // answered; and the depth of the router's admission queues, the figure `scaling.per_replica.queue_depth`
 // sizes on (the same one /v1/providers and `inference_queue_depth` show).
-import type { ChatStage } from '../gateway/pipeline.js';
+import type { ChatOutcome, ChatStage } from '../gateway/pipeline.js';
 import { observeStream } from '../gateway/pipeline.js';
 import type { RoutingEvents } from '../routing/events.js';
 import type { TrafficRecorder } from './traffic.js';
 
-/** The outermost chat stage: one request per call, its tokens from the answer (0 when there is none). */
+/**
+ * The outermost chat stage: one request per call, its tokens from the answer (0 when there is none).
+ * Not an async function: the answer passes through one `then` with handlers made once, not a
+ * promise and an await of this stage's own per request.
+ */
 export function trafficRecorderStage(recorder: Pick<TrafficRecorder, 'recordRequest'>): ChatStage {
-  return async function recordTraffic(ctx, req, next) {
-    let outcome;
-    try {
-      outcome = await next(ctx, req);
-    } catch (err) {
-      recorder.recordRequest(0);
-      throw err;
-    }
+  const answered = (outcome: ChatOutcome): ChatOutcome => {
     if (outcome.kind === 'result') {
       recorder.recordRequest(outcome.result.usage.total_tokens);
       return outcome;
@@ -31,6 +28,20 @@ export function trafficRecorderStage(recorder: Pick<TrafficRecorder, 'recordRequ
       () => recorder.recordRequest(tokens),
     );
     return { kind: 'stream', stream };
+  };
+  const failed = (err: unknown): never => {
+    recorder.recordRequest(0);
+    throw err;
+  };
+  return function recordTraffic(ctx, req, next) {
+    let pending: Promise<ChatOutcome>;
+    try {
+      pending = next(ctx, req);
+    } catch (err) {
+      recorder.recordRequest(0);
+      return Promise.reject(err);
+    }
+    return pending.then(answered, failed);
   };
 }
 

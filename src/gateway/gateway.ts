@@ -86,9 +86,14 @@ export class Gateway {
     return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? [], observer, responses);
   }
 
-  async handleChat(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
-    if (req.model !== undefined) ensureAllowed(ctx, req.model);
-    return this.chat(ctx, req);
+  /** Not an async function: the pipeline's promise is returned as it is, not wrapped in another. */
+  handleChat(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
+    try {
+      if (req.model !== undefined) ensureAllowed(ctx, req.model);
+      return this.chat(ctx, req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   async embed(ctx: RequestContext, req: EmbeddingRequest): Promise<EmbeddingResult> {

@@ -147,78 +147,89 @@ export function plannedUsage(opts: ScalingStageOptions, ctx: RequestContext, req
 }
 
 export function createScalingStage(opts: ScalingStageOptions): ChatStage {
-  return async function testTimeScaling(ctx: RequestContext, req: ChatRequest, next: ChatHandler): Promise<ChatOutcome> {
-    const plan = planFor(opts, ctx, req);
-    if (!plan) return next(ctx, req);
-    const deadline = new Deadline(ctx.signal, plan.budget.timeout_ms);
-    const describe = (extra: Record<string, unknown>) => {
-      ctx.facts.scaling = {
-        difficulty: plan.level,
-        difficulty_source: plan.source,
-        ...(plan.estimate ? { difficulty_score: round(plan.estimate.score) } : {}),
-        aggregation: plan.aggregation,
-        max_tokens: requestedMaxTokens(plan.request),
-        timeout_ms: plan.budget.timeout_ms,
-        ...extra,
-      };
-    };
-
-    if (plan.passes === 1) {
-      try {
-        const outcome = await next(deriveContext(ctx, { signal: deadline.signal }), plan.request);
-        ctx.facts.passes = 1;
-        describe({ passes: 1 });
-        if (outcome.kind === 'result') {
-          deadline.clear();
-          return outcome;
-        }
-        // The deadline keeps running over the stream and is cleared when it ends.
-        return { kind: 'stream', stream: observeStream(outcome.stream, () => undefined, () => deadline.clear()) };
-      } catch (err) {
-        deadline.clear();
-        throw deadline.expired ? deadlineError(plan) : err;
-      }
-    }
-
-    const runner = new PassRunner(ctx, next, deadline, { ...plan.request, stream: false }, opts.retries ?? 0);
+  // Not an async function: a request nothing scales goes to `next` as it is, with no promise of this
+  // stage's own wrapped around its answer.
+  return function testTimeScaling(ctx: RequestContext, req: ChatRequest, next: ChatHandler): Promise<ChatOutcome> {
+    let plan: ScalingPlan | undefined;
     try {
-      let candidates: Candidate[];
-      let stoppedEarly = false;
-      if (plan.aggregation === 'adaptive') {
-        ({ candidates, stoppedEarly } = await runner.adaptive(plan.passes, opts.config.adaptive_confidence));
-      } else if (opts.supportsN?.(req.model)) {
-        candidates = await runner.withN(plan.passes);
-      } else {
-        candidates = await runner.parallel(plan.passes);
-      }
-      if (candidates.length === 0) throw deadline.expired ? deadlineError(plan) : toGatewayError(runner.firstError ?? new GatewayError('no_healthy_deployment'));
-
-      let selection: Selection;
-      if (plan.aggregation === 'best_of_n' && candidates.length > 1) selection = await runner.judge(plan.judgeModel, req, candidates);
-      else selection = select(plan.aggregation === 'best_of_n' ? 'self_consistency' : plan.aggregation, candidates);
-
-      const winner = selection.winner;
-      adoptAnswerer(ctx.facts, winner.facts);
-      ctx.facts.passes = candidates.length;
-      describe({
-        passes: candidates.length,
-        passes_planned: plan.passes,
-        winner_pass: winner.pass,
-        answer: winner.answer,
-        ...(selection.votes ? { votes: selection.votes } : {}),
-        ...(selection.scores ? { scores: selection.scores } : {}),
-        ...(selection.judgeFallback ? { judge_fallback: selection.judgeFallback } : {}),
-        ...(plan.aggregation === 'adaptive' ? { stopped_early: stoppedEarly } : {}),
-        ...(deadline.expired ? { deadline_reached: true } : {}),
-      });
-      // The answer's usage is what the request's facts hold — what the ledger records and the budget
-      // was charged — summed over every call by addSpend.
-      const result: ChatResult = { ...winner.result, usage: ctx.facts.usage ?? emptyUsage() };
-      return { kind: 'result', result };
-    } finally {
-      deadline.clear();
+      plan = planFor(opts, ctx, req);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    return plan ? runPlan(opts, plan, ctx, req, next) : next(ctx, req);
   };
+}
+
+/** A request under its scaling plan: one pass with the level's budget, or several combined into one answer. */
+async function runPlan(opts: ScalingStageOptions, plan: ScalingPlan, ctx: RequestContext, req: ChatRequest, next: ChatHandler): Promise<ChatOutcome> {
+  const deadline = new Deadline(ctx.signal, plan.budget.timeout_ms);
+  const describe = (extra: Record<string, unknown>) => {
+    ctx.facts.scaling = {
+      difficulty: plan.level,
+      difficulty_source: plan.source,
+      ...(plan.estimate ? { difficulty_score: round(plan.estimate.score) } : {}),
+      aggregation: plan.aggregation,
+      max_tokens: requestedMaxTokens(plan.request),
+      timeout_ms: plan.budget.timeout_ms,
+      ...extra,
+    };
+  };
+
+  if (plan.passes === 1) {
+    try {
+      const outcome = await next(deriveContext(ctx, { signal: deadline.signal }), plan.request);
+      ctx.facts.passes = 1;
+      describe({ passes: 1 });
+      if (outcome.kind === 'result') {
+        deadline.clear();
+        return outcome;
+      }
+      // The deadline keeps running over the stream and is cleared when it ends.
+      return { kind: 'stream', stream: observeStream(outcome.stream, () => undefined, () => deadline.clear()) };
+    } catch (err) {
+      deadline.clear();
+      throw deadline.expired ? deadlineError(plan) : err;
+    }
+  }
+
+  const runner = new PassRunner(ctx, next, deadline, { ...plan.request, stream: false }, opts.retries ?? 0);
+  try {
+    let candidates: Candidate[];
+    let stoppedEarly = false;
+    if (plan.aggregation === 'adaptive') {
+      ({ candidates, stoppedEarly } = await runner.adaptive(plan.passes, opts.config.adaptive_confidence));
+    } else if (opts.supportsN?.(req.model)) {
+      candidates = await runner.withN(plan.passes);
+    } else {
+      candidates = await runner.parallel(plan.passes);
+    }
+    if (candidates.length === 0) throw deadline.expired ? deadlineError(plan) : toGatewayError(runner.firstError ?? new GatewayError('no_healthy_deployment'));
+
+    let selection: Selection;
+    if (plan.aggregation === 'best_of_n' && candidates.length > 1) selection = await runner.judge(plan.judgeModel, req, candidates);
+    else selection = select(plan.aggregation === 'best_of_n' ? 'self_consistency' : plan.aggregation, candidates);
+
+    const winner = selection.winner;
+    adoptAnswerer(ctx.facts, winner.facts);
+    ctx.facts.passes = candidates.length;
+    describe({
+      passes: candidates.length,
+      passes_planned: plan.passes,
+      winner_pass: winner.pass,
+      answer: winner.answer,
+      ...(selection.votes ? { votes: selection.votes } : {}),
+      ...(selection.scores ? { scores: selection.scores } : {}),
+      ...(selection.judgeFallback ? { judge_fallback: selection.judgeFallback } : {}),
+      ...(plan.aggregation === 'adaptive' ? { stopped_early: stoppedEarly } : {}),
+      ...(deadline.expired ? { deadline_reached: true } : {}),
+    });
+    // The answer's usage is what the request's facts hold — what the ledger records and the budget
+    // was charged — summed over every call by addSpend.
+    const result: ChatResult = { ...winner.result, usage: ctx.facts.usage ?? emptyUsage() };
+    return { kind: 'result', result };
+  } finally {
+    deadline.clear();
+  }
 }
 
 /**
