@@ -194,7 +194,8 @@ function queueRejection(err: unknown, state: RequestState): 'full' | 'timeout' |
   return undefined;
 }
 
-async function call(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt: GroupRuntime, pick: Pick, untried: Deployment[]): Promise<AttemptResult> {
+/** The attempt on `pick`, hedged when the group hedges. Not async: it returns the attempt's own promise. */
+function call(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt: GroupRuntime, pick: Pick, untried: Deployment[]): Promise<AttemptResult> {
   const spec: AttemptSpec = { ctx: state.ctx, req: state.req, d: pick.d, token: pick.token, signal: state.signal, timeoutMs: timeoutFor(state, pick.d), hedge: false, trace: state.trace };
   const hedging = group.hedging;
   const latency = state.req.stream ? rt.latency.stream : rt.latency.json;

@@ -198,23 +198,35 @@ export class Router {
     this.sync?.publish(t);
   }
 
-  private async handle(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
+  /**
+   * Counts the request in flight until its answer is over (a stream: until it ends). Not an async
+   * function: the answer passes through one `then` with handlers made once per router.
+   */
+  private handle(ctx: RequestContext, req: ChatRequest): Promise<ChatOutcome> {
     this.budget.deposit();
     this.active++;
-    let streaming = false;
+    let pending: Promise<ChatOutcome>;
     try {
-      const outcome = this.dedupes(req) && !callsAlone(ctx)
-        ? await this.dedup.run(dedupKey(ctx, req), req.model, ctx, req.stream === true, (shared, cancel) => this.route(shared, req, cancel))
-        : await this.route(ctx, req, ctx.signal);
-      if (outcome.kind === 'stream') {
-        streaming = true;
-        return { kind: 'stream', stream: this.trackStream(outcome.stream) };
-      }
-      return outcome;
-    } finally {
-      if (!streaming) this.done();
+      pending = this.dedupes(req) && !callsAlone(ctx)
+        ? this.dedup.run(dedupKey(ctx, req), req.model, ctx, req.stream === true, (shared, cancel) => this.route(shared, req, cancel))
+        : this.route(ctx, req, ctx.signal);
+    } catch (err) {
+      this.done();
+      return Promise.reject(err);
     }
+    return pending.then(this.answered, this.failed);
   }
+
+  private readonly answered = (outcome: ChatOutcome): ChatOutcome => {
+    if (outcome.kind === 'stream') return { kind: 'stream', stream: this.trackStream(outcome.stream) };
+    this.done();
+    return outcome;
+  };
+
+  private readonly failed = (err: unknown): never => {
+    this.done();
+    throw err;
+  };
 
   /**
    * Sampling requests (temperature above 0, no seed) are not coalesced by default: a client sending

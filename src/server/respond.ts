@@ -18,12 +18,24 @@ export interface Renderer<J> {
   errorEvent(err: GatewayError): SseEvent;
 }
 
-export async function sendOutcome<J>(reply: FastifyReply, ctx: RequestContext, outcome: ChatOutcome, wantStream: boolean, render: Renderer<J>): Promise<J | undefined> {
+/**
+ * What a route handler returns: the JSON body (at once for a JSON outcome, so the common answer
+ * makes no promise here), or a promise of it for a collected stream; undefined once a stream was written.
+ */
+export function sendOutcome<J>(reply: FastifyReply, ctx: RequestContext, outcome: ChatOutcome, wantStream: boolean, render: Renderer<J>): J | Promise<J | undefined> {
   if (!wantStream) {
-    const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
-    reply.headers(factHeaders(ctx.facts));
-    return render.json(result);
+    if (outcome.kind === 'result') return jsonAnswer(reply, ctx, outcome.result, render);
+    return collectStream(outcome.stream).then((result) => jsonAnswer(reply, ctx, result, render));
   }
+  return sendStream(reply, ctx, outcome, render);
+}
+
+function jsonAnswer<J>(reply: FastifyReply, ctx: RequestContext, result: ChatResult, render: Renderer<J>): J {
+  reply.headers(factHeaders(ctx.facts));
+  return render.json(result);
+}
+
+async function sendStream<J>(reply: FastifyReply, ctx: RequestContext, outcome: ChatOutcome, render: Renderer<J>): Promise<undefined> {
   const chunks = outcome.kind === 'stream' ? outcome.stream : iterate(resultToChunks(outcome.result));
   // Headers set on the reply before this point (x-request-id and x-inferenceflow-worker in the
   // onRequest hook) go with the head writeSse writes itself: after hijack Fastify sends nothing.
