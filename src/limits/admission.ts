@@ -9,7 +9,7 @@ import type { ChatChunk, ChatRequest, Usage } from '../canonical/chat.js';
 import { contentText, requestedMaxTokens } from '../canonical/chat.js';
 import type { LimitDimension, RateLimitingConfig } from '../config/schema.js';
 import type { RequestContext, Tenant } from '../gateway/context.js';
-import type { ChatOutcome, ChatStage } from '../gateway/pipeline.js';
+import type { ChatHandler, ChatOutcome, ChatStage } from '../gateway/pipeline.js';
 import { costUsd, type Price } from '../providers/pricing.js';
 import { countTextTokens } from '../providers/tokens.js';
 import { promptTokensOf } from '../routing/prompt-tokens.js';
@@ -144,20 +144,39 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
   const anyRule = config.enabled && (config.requests !== undefined || config.tokens !== undefined || config.rules.length > 0);
   const rulesCountTokens = config.enabled && (config.tokens !== undefined || config.rules.some((r) => r.tokens));
 
-  return async function admission(ctx: RequestContext, req: ChatRequest, next): Promise<ChatOutcome> {
+  /**
+   * Nothing to reserve or settle for this request, but a stream still goes through countStreamUsage:
+   * one abandoned by its client is counted from the text that went out, so the ledger, the metrics
+   * and the log line record what the upstream generated (and billed).
+   */
+  function unreserved(ctx: RequestContext, req: ChatRequest, next: ChatHandler, promptTokens: number): Promise<ChatOutcome> {
+    let pending: Promise<ChatOutcome>;
+    try {
+      pending = next(ctx, req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return pending.then((outcome) => (outcome.kind === 'result' ? outcome : { kind: 'stream', stream: countStreamUsage(opts, ctx, req, promptTokens, outcome.stream, () => undefined) }));
+  }
+
+  // Not an async function: a caller nothing limits (most gateways limit nobody) goes on with one
+  // then() and nothing estimated or allocated; admit() does the rest.
+  return function admission(ctx: RequestContext, req: ChatRequest, next: ChatHandler): Promise<ChatOutcome> {
     // The client left before its request got here (while it was authenticated, say): nothing is
     // reserved or run for it.
-    if (ctx.signal.aborted) throw new GatewayError('client_closed_request');
+    if (ctx.signal.aborted) return Promise.reject(new GatewayError('client_closed_request'));
     const budgetLines = budgets?.linesFor(ctx.tenant) ?? NO_LINES;
-    // Whether anything may be reserved for this caller: most gateways limit nobody, and then nothing
-    // is estimated or allocated here.
-    const limited = budgetLines.length > 0 || anyRule || (config.enabled && ctx.tenant.limits !== undefined);
+    if (budgetLines.length === 0 && !anyRule && !(config.enabled && ctx.tenant.limits !== undefined)) return unreserved(ctx, req, next, 0);
+    return admit(ctx, req, next, budgetLines);
+  };
+
+  async function admit(ctx: RequestContext, req: ChatRequest, next: ChatHandler, budgetLines: readonly BudgetLine[]): Promise<ChatOutcome> {
     const needsTokens = rulesCountTokens || (config.enabled && ctx.tenant.limits?.tpm !== undefined);
     let promptTokens = 0;
     // Every upstream call the request may make: one as sent, or its scaling plan's passes and judge.
     let calls: readonly PlannedUsage[] = NO_CALLS;
     let scaled = false;
-    if (limited && (needsTokens || budgetLines.length > 0)) {
+    if (needsTokens || budgetLines.length > 0) {
       // Counted once for the request: routing's context-window check reads the same count.
       promptTokens = promptTokensOf(req);
       const planned = opts.plannedUsage?.(ctx, req, promptTokens);
@@ -175,14 +194,9 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     let estTokens = 0;
     for (const c of calls) estTokens += c.promptTokens + c.completionTokens;
 
-    const reserved = limited && config.enabled ? rulesFor(ctx, req, estTokens) : NO_RULES;
-    if (reserved.length === 0 && budgetLines.length === 0) {
-      // Nothing to reserve or settle (no rule applies to this caller), but a stream still goes
-      // through countStreamUsage: one abandoned by its client is counted from the text that went
-      // out, so the ledger, the metrics and the log line record what the upstream generated (and billed).
-      const outcome = await next(ctx, req);
-      return outcome.kind === 'result' ? outcome : { kind: 'stream', stream: countStreamUsage(outcome.stream, () => undefined) };
-    }
+    const reserved = config.enabled ? rulesFor(ctx, req, estTokens) : NO_RULES;
+    // No rule applies to this caller.
+    if (reserved.length === 0 && budgetLines.length === 0) return unreserved(ctx, req, next, promptTokens);
     const leaseId = randomUUID();
     let at = 0;
     if (reserved.length > 0) {
@@ -256,99 +270,106 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       await settle();
       return outcome;
     }
-    return { kind: 'stream', stream: countStreamUsage(outcome.stream, settle) };
+    return { kind: 'stream', stream: countStreamUsage(opts, ctx, req, promptTokens, outcome.stream, settle) };
+  }
+}
 
-    /**
-     * A stream settles when it ends; if it ends without a usage chunk (client gone, upstream cut),
-     * the completion is counted from the text that went out, so the ledger and budget still agree
-     * (not for a cache hit's replay, which costs nothing).
-     * It also ends when the client goes away (ctx.signal), whether or not whoever consumes it ever
-     * closes it: at once when no chunk is awaited, else as soon as the awaited one arrives (the
-     * upstream call is cancelled by the same signal). The source is then closed. So a stream the
-     * client abandoned — even before it started — never keeps its concurrency lease or its budget
-     * reservation; `onEnd` runs once whichever comes first. Until what it returns has settled, the
-     * request owes it (ctx.settlements): the ledger records the request after it.
-     */
-    function countStreamUsage(stream: AsyncIterable<ChatChunk>, onEnd: () => Promise<void> | void): AsyncIterable<ChatChunk> {
-      let owed: () => void = () => undefined;
-      ctx.settlements?.track(new Promise<void>((resolve) => (owed = resolve)));
-      let streamed = '';
-      let source: AsyncIterator<ChatChunk> | undefined;
-      let awaiting = false;
-      let ended = false;
-      const open = () => (source ??= stream[Symbol.asyncIterator]());
-      const end = () => {
-        if (ended) return false;
-        ended = true;
-        ctx.signal.removeEventListener('abort', onAbort);
-        // A cache hit ran nothing upstream: like a JSON hit it uses no tokens and costs nothing, so its
-        // replayed text is not counted.
-        const hit = ctx.facts.cache === 'exact' || ctx.facts.cache === 'semantic';
-        if (!ctx.facts.usage && ctx.facts.model && !hit) {
-          const completion = countTextTokens(streamed);
-          const usage = { prompt_tokens: promptTokens || promptTokensOf(req), completion_tokens: completion, total_tokens: 0 };
-          usage.total_tokens = usage.prompt_tokens + completion;
-          ctx.facts.usage = usage;
-          // Priced as the deployment that served it charges, when routing recorded one.
-          const price = opts.priceOf(req.model, ctx.facts.deployment);
-          const cost = price ? costUsd(usage, price) : 0;
-          ctx.facts.costUsd += cost;
-          opts.onUsageEstimated?.(ctx, usage, cost);
-        }
-        let settling: Promise<void> | void;
-        try {
-          settling = onEnd();
-        } catch (err) {
-          settling = Promise.reject(err);
-        }
-        Promise.resolve(settling).then(owed, (err: unknown) => {
-          ctx.log.error({ err: (err as Error).message }, 'admission: could not settle a stream');
-          owed();
-        });
-        return true;
-      };
-      const close = () => Promise.resolve(open().return?.()).then(
-        () => undefined,
-        () => undefined,
-      );
-      const abandon = () => {
-        if (end()) void close();
-      };
-      function onAbort() {
-        if (!awaiting) abandon();
-      }
-      if (ctx.signal.aborted) abandon();
-      else ctx.signal.addEventListener('abort', onAbort);
-      const iterator: AsyncIterator<ChatChunk> = {
-        async next(): Promise<IteratorResult<ChatChunk>> {
-          if (ended) return { done: true, value: undefined };
-          awaiting = true;
-          let r: IteratorResult<ChatChunk>;
-          try {
-            r = await open().next();
-          } catch (err) {
-            end();
-            throw err;
-          } finally {
-            awaiting = false;
-          }
-          if (r.done) {
-            end();
-            return r;
-          }
-          for (const c of r.value.choices) if (c.delta.content) streamed += contentText(c.delta.content);
-          // The client left while this chunk was on its way: it is counted, and the stream ends here.
-          if (ctx.signal.aborted) abandon();
-          return r;
-        },
-        async return(): Promise<IteratorResult<ChatChunk>> {
-          if (end()) await close();
-          return { done: true, value: undefined };
-        },
-      };
-      return { [Symbol.asyncIterator]: () => iterator };
+/**
+ * A stream settles when it ends; if it ends without a usage chunk (client gone, upstream cut),
+ * the completion is counted from the text that went out, so the ledger and budget still agree
+ * (not for a cache hit's replay, which costs nothing).
+ * It also ends when the client goes away (ctx.signal), whether or not whoever consumes it ever
+ * closes it: at once when no chunk is awaited, else as soon as the awaited one arrives (the
+ * upstream call is cancelled by the same signal). The source is then closed. So a stream the
+ * client abandoned — even before it started — never keeps its concurrency lease or its budget
+ * reservation; `onEnd` runs once whichever comes first. Until what it returns has settled, the
+ * request owes it (ctx.settlements): the ledger records the request after it.
+ */
+function countStreamUsage(
+  opts: AdmissionOptions,
+  ctx: RequestContext,
+  req: ChatRequest,
+  promptTokens: number,
+  stream: AsyncIterable<ChatChunk>,
+  onEnd: () => Promise<void> | void,
+): AsyncIterable<ChatChunk> {
+  let owed: () => void = () => undefined;
+  ctx.settlements?.track(new Promise<void>((resolve) => (owed = resolve)));
+  let streamed = '';
+  let source: AsyncIterator<ChatChunk> | undefined;
+  let awaiting = false;
+  let ended = false;
+  const open = () => (source ??= stream[Symbol.asyncIterator]());
+  const end = () => {
+    if (ended) return false;
+    ended = true;
+    ctx.signal.removeEventListener('abort', onAbort);
+    // A cache hit ran nothing upstream: like a JSON hit it uses no tokens and costs nothing, so its
+    // replayed text is not counted.
+    const hit = ctx.facts.cache === 'exact' || ctx.facts.cache === 'semantic';
+    if (!ctx.facts.usage && ctx.facts.model && !hit) {
+      const completion = countTextTokens(streamed);
+      const usage = { prompt_tokens: promptTokens || promptTokensOf(req), completion_tokens: completion, total_tokens: 0 };
+      usage.total_tokens = usage.prompt_tokens + completion;
+      ctx.facts.usage = usage;
+      // Priced as the deployment that served it charges, when routing recorded one.
+      const price = opts.priceOf(req.model, ctx.facts.deployment);
+      const cost = price ? costUsd(usage, price) : 0;
+      ctx.facts.costUsd += cost;
+      opts.onUsageEstimated?.(ctx, usage, cost);
     }
+    let settling: Promise<void> | void;
+    try {
+      settling = onEnd();
+    } catch (err) {
+      settling = Promise.reject(err);
+    }
+    Promise.resolve(settling).then(owed, (err: unknown) => {
+      ctx.log.error({ err: (err as Error).message }, 'admission: could not settle a stream');
+      owed();
+    });
+    return true;
   };
+  const close = () => Promise.resolve(open().return?.()).then(
+    () => undefined,
+    () => undefined,
+  );
+  const abandon = () => {
+    if (end()) void close();
+  };
+  function onAbort() {
+    if (!awaiting) abandon();
+  }
+  if (ctx.signal.aborted) abandon();
+  else ctx.signal.addEventListener('abort', onAbort);
+  const iterator: AsyncIterator<ChatChunk> = {
+    async next(): Promise<IteratorResult<ChatChunk>> {
+      if (ended) return { done: true, value: undefined };
+      awaiting = true;
+      let r: IteratorResult<ChatChunk>;
+      try {
+        r = await open().next();
+      } catch (err) {
+        end();
+        throw err;
+      } finally {
+        awaiting = false;
+      }
+      if (r.done) {
+        end();
+        return r;
+      }
+      for (const c of r.value.choices) if (c.delta.content) streamed += contentText(c.delta.content);
+      // The client left while this chunk was on its way: it is counted, and the stream ends here.
+      if (ctx.signal.aborted) abandon();
+      return r;
+    },
+    async return(): Promise<IteratorResult<ChatChunk>> {
+      if (end()) await close();
+      return { done: true, value: undefined };
+    },
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
 }
 
 /**
