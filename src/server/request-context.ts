@@ -16,8 +16,12 @@ export interface ExtensionFields {
   metadata?: Record<string, unknown> | null;
 }
 
+/** No Cache-Control and no bypass header (nearly every request): one shared, frozen answer. */
+const NO_DIRECTIVES: RequestOptions['cache'] = Object.freeze({ noCache: false, noStore: false });
+
 export function parseCacheControl(headers: FastifyRequest['headers']): RequestOptions['cache'] {
   const raw = headers['cache-control'];
+  if (raw === undefined && headers['x-inferenceflow-cache-bypass'] === undefined) return NO_DIRECTIVES;
   const cc = (Array.isArray(raw) ? raw.join(',') : (raw ?? '')).toLowerCase();
   const bypass = headers['x-inferenceflow-cache-bypass'];
   const bypassOn = bypass !== undefined && !/^(0|false|no)$/i.test(String(bypass));

@@ -88,6 +88,9 @@ describe('plainChatBody', () => {
     expect(Object.keys(out ?? {})).toEqual(['model', 'messages', 'temperature', 'stream', 'stream_options', 'max_tokens']);
     // A message already in the schema's key order is the parsed object itself (no copy).
     expect(out?.messages[0]).toBe(python.messages[0]);
+    // A body whose keys already come in the schema's order is returned as it is.
+    const inOrder = { model: 'chat', messages: [{ role: 'user', content: 'Hi' }], temperature: 0, max_tokens: 8 };
+    expect(plainChatBody(inOrder)).toBe(inOrder);
     const reordered = { model: 'chat', messages: [{ content: 'Hi', role: 'user' }] };
     expect(plainChatBody(reordered)?.messages[0]).toEqual({ role: 'user', content: 'Hi' });
     expect(Object.keys(plainChatBody(reordered)?.messages[0] ?? {})).toEqual(['role', 'content']);

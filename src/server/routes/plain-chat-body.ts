@@ -4,8 +4,8 @@
 // own garbage on the hot path. Only an accept path: anything else (tools, content parts, extension
 // fields, a value out of range, an unknown key) returns undefined and goes through the schema, which
 // also words the errors. Accepts only what chatCompletionSchema accepts, and returns what it returns:
-// the same keys in the schema's order (the dedup key and the upstream body are serialised from it),
-// a message object reused when its keys are already in order.
+// the same keys in the schema's order (the dedup key and the upstream body are serialised from it).
+// A body or message whose keys already come in that order is returned as it is, not copied.
 import { chatCompletionSchema, type ChatCompletionBody } from './openai-schema.js';
 
 type Check = (v: unknown) => boolean;
@@ -47,6 +47,7 @@ const FIELDS: Record<string, Check> = {
 
 /** The schema's keys in its order: zod returns an object's keys in this order, whatever the input's. */
 const KEY_ORDER = Object.keys(chatCompletionSchema.shape);
+const RANK = new Map(KEY_ORDER.map((k, i) => [k, i]));
 
 /** Roles whose turn here is `content` text and an optional `name`. */
 const TEXT_ROLES = new Set(['system', 'developer', 'user', 'assistant']);
@@ -76,9 +77,14 @@ export function plainChatBody(raw: unknown): ChatCompletionBody | undefined {
   if (!isRecord(raw) || typeof raw.model !== 'string' || raw.model.length === 0) return undefined;
   const messages = raw.messages;
   if (!Array.isArray(messages) || messages.length === 0) return undefined;
+  // Whether the keys already come in the schema's order (then the body is returned as it is).
+  let rank = -1;
+  let ordered = true;
   for (const k in raw) {
-    if (k === 'model' || k === 'messages') continue;
-    if (!Object.hasOwn(FIELDS, k) || !(FIELDS[k] as Check)(raw[k])) return undefined;
+    if (k !== 'model' && k !== 'messages' && (!Object.hasOwn(FIELDS, k) || !(FIELDS[k] as Check)(raw[k]))) return undefined;
+    const r = RANK.get(k) as number;
+    if (r < rank) ordered = false;
+    rank = r;
   }
   let out = messages as unknown[];
   for (let i = 0; i < messages.length; i++) {
@@ -90,6 +96,7 @@ export function plainChatBody(raw: unknown): ChatCompletionBody | undefined {
       out[i] = plain;
     }
   }
+  if (ordered && out === messages) return raw as ChatCompletionBody;
   const body: Record<string, unknown> = {};
   for (const k of KEY_ORDER) if (k in raw) body[k] = k === 'messages' ? out : raw[k];
   return body as ChatCompletionBody;
