@@ -30,6 +30,8 @@ export interface GroupRuntime {
   latency: { stream: LatencyRing; json: LatencyRing };
   semantic?: SemanticRouter;
   passthrough: boolean;
+  /** The routing retry settings with the group's own over them, merged once. */
+  retry: RoutingConfig['retry'];
 }
 
 export interface AttemptLoopDeps {
@@ -53,7 +55,7 @@ type Pick = { d: Deployment; token: 'normal' | 'probe' };
  * deployments takes the retry path at once when a deployment it tried has a free slot.
  */
 export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt: GroupRuntime, order: Deployment[]): Promise<ChatOutcome> {
-  const retry = { ...deps.config.retry, ...group.retry };
+  const retry = rt.retry;
   const untried = [...order];
   let lastError: unknown;
   /** Whether some attempt failed in a way worth retrying (after backoff). */

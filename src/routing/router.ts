@@ -256,7 +256,9 @@ export class Router {
     let streaming = false;
     try {
       const outcome = await this.routeGroup(state, this.catalog.resolve(req.model));
-      span.span.setAttributes({ 'inferenceflow.route': ctx.facts.route ?? '', 'inferenceflow.deployment': ctx.facts.deployment ?? '', 'inferenceflow.attempts': ctx.facts.attempts });
+      if (span.span.isRecording()) {
+        span.span.setAttributes({ 'inferenceflow.route': ctx.facts.route ?? '', 'inferenceflow.deployment': ctx.facts.deployment ?? '', 'inferenceflow.attempts': ctx.facts.attempts });
+      }
       span.span.end();
       if (outcome.kind === 'result') return outcome;
       // The client can still cancel a running stream; unlink once it ends.
@@ -284,6 +286,7 @@ export class Router {
       this.admission.watch(queue, group.deployments);
       g = {
         byPriority: [...group.deployments].sort((a, b) => a.priority - b.priority),
+        retry: { ...cfg.retry, ...group.retry },
         strategy: createStrategy(group.strategy, { exploration: cfg.latency.exploration }),
         queue,
         latency: { stream: new LatencyRing(), json: new LatencyRing() },
