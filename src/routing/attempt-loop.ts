@@ -87,7 +87,9 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
       if (candidates.length === 0) break;
       // Honour Retry-After: wait until the first candidate stops cooling, if that is within the deadline.
       const now = Date.now();
-      const coolWait = Math.min(...candidates.map((d) => Math.max(0, deps.statsFor(d.id).coolingUntil - now)));
+      // A millisecond more than the cooling left: a timer measured on the monotonic clock can end a
+      // fraction of a Date.now() millisecond early, which would retry a deployment still cooling.
+      const coolWait = Math.min(...candidates.map((d) => Math.max(0, deps.statsFor(d.id).coolingUntil - now + 1)));
       const wait = Math.max(coolWait, backoffMs(retries, retry.base_delay_ms ?? 100, retry.max_delay_ms ?? 2_000, deps.random));
       if (now + wait >= state.deadlineAt) break;
       deps.events.counters.retries++;
