@@ -9,6 +9,11 @@ export type ChatOutcome =
   | { kind: 'stream'; stream: AsyncIterable<ChatChunk> };
 
 export type ChatHandler = (ctx: RequestContext, req: ChatRequest) => Promise<ChatOutcome>;
+/**
+ * A stage fails by rejecting, never by throwing: one that is not an async function (the common
+ * request's stages pass it on without a promise of their own) turns its synchronous failures into a
+ * rejected promise, so every caller may chain on what a handler returns.
+ */
 export type ChatStage = (ctx: RequestContext, req: ChatRequest, next: ChatHandler) => Promise<ChatOutcome>;
 
 /** Composes stages around a terminal handler, outermost first. */
