@@ -65,6 +65,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }
   });
 
+  // Own fields of every request from its construction (Fastify's request decorators), so each
+  // request keeps one shape whichever of them its route sets.
+  for (const field of ['startedAt', 'tenant', 'ctx', 'traceContext', 'routeUrl', 'routeConfig'] as const) app.decorateRequest(field, undefined);
+
   // Set once app.close() starts (the listener is closing): a request that still arrives on a
   // kept-alive connection is answered 503 shutting_down with Retry-After, so the client retries on
   // another replica; Fastify adds `Connection: close`. Probes and scrapes are still answered.
@@ -83,8 +87,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // `Connection: close` and leave the socket open, answering a request that still came on it with a
     // bare 503 (no body, never logged). Said here, Node also closes the socket after this answer.
     if ((reply.raw as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached) reply.header('connection', 'close');
-    const config = request.routeOptions.config;
-    const trace = opts.telemetry?.startRequest(request.method, request.routeOptions.url, request.headers, !config?.public && !config?.monitoring);
+    // Read once: Fastify builds a new routeOptions object on every access.
+    const { url, config } = request.routeOptions;
+    request.routeUrl = url;
+    request.routeConfig = config;
+    const trace = opts.telemetry?.startRequest(request.method, url, request.headers, !config?.public && !config?.monitoring);
     if (trace) request.traceContext = trace.context;
     // 'close' fires once whether the response finished or the client went away mid-stream (Fastify's
     // onResponse only fires on finish), so every request gets its log line and its metrics.
@@ -120,13 +127,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   function finishRequest(request: FastifyRequest, trace: RequestTrace | undefined, status: number, latency: number): void {
     const ctx = request.ctx;
-    const route = request.routeOptions.url;
+    const route = request.routeUrl;
     trace?.end(
       { route: route ?? 'unmatched', method: request.method, status, durationMs: latency, model: ctx?.facts.model, provider: ctx?.facts.provider, cache: ctx?.facts.cache, costUsd: ctx?.facts.costUsd },
       { tenant: request.tenant?.id, requestId: request.id },
     );
     // Health probes, scrapes and dashboard polls are logged only when they fail.
-    const quiet = request.routeOptions.config?.public || request.routeOptions.config?.monitoring;
+    const quiet = request.routeConfig?.public || request.routeConfig?.monitoring;
     if (quiet && status < 400) return;
     accessLog.request({
       reqId: request.id,
@@ -160,7 +167,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // when no upstream was reached; the error's own headers come last.
     if (request.ctx) reply.headers(factHeaders(request.ctx.facts, true, 'known'));
     reply.headers(errorHeaders(err));
-    if (request.routeOptions.config?.dialect === 'anthropic') {
+    // An error raised before the onRequest hook ran (none is known) would find routeConfig unset.
+    if ((request.routeConfig ?? request.routeOptions.config)?.dialect === 'anthropic') {
       return reply.send(anthropicErrorFromGateway(err));
     }
     return reply.send(openAiErrorBody(err));

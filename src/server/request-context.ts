@@ -84,6 +84,9 @@ declare module 'fastify' {
     ctx?: RequestContext;
     /** OpenTelemetry context of this request's SERVER span (set when tracing is on). */
     traceContext?: import('@opentelemetry/api').Context;
+    /** The matched route's path and config, read once from Fastify's routeOptions (the onRequest hook). */
+    routeUrl?: string;
+    routeConfig?: FastifyContextConfig;
   }
   interface FastifyContextConfig {
     /** Routes anyone may call (health, root). */
