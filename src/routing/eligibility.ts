@@ -18,7 +18,8 @@ export interface RequestState {
   req: ChatRequest;
   signal: Cancellation;
   deadlineAt: number;
-  visited: Set<string>;
+  /** Model groups already tried (a few at most: an array, not a Set, for the common request's one). */
+  visited: string[];
   promptTokens?: number;
   promptChars?: number;
   /** A semantic decision that sent the request to another group, kept in the route header. */

@@ -252,7 +252,7 @@ export class Router {
     const unlink = signal.follow(cancel);
     const timer = setTimeout(() => signal.abort(new DeadlineExceeded(deadlineMs)), deadlineMs);
     const span = startSpan('route', contextOf(ctx), { 'inferenceflow.model_group': req.model });
-    const state: RequestState = { ctx, req, signal, deadlineAt: Date.now() + deadlineMs, visited: new Set(), trace: span.context };
+    const state: RequestState = { ctx, req, signal, deadlineAt: Date.now() + deadlineMs, visited: [], trace: span.context };
     let streaming = false;
     try {
       const outcome = await this.routeGroup(state, this.catalog.resolve(req.model));
@@ -318,7 +318,7 @@ export class Router {
   }
 
   private async routeGroup(state: RequestState, group: ModelGroup): Promise<ChatOutcome> {
-    state.visited.add(group.name);
+    state.visited.push(group.name);
     const rt = this.runtime(group);
     const now = Date.now();
     let deployments: readonly Deployment[] = rt.byPriority;
@@ -334,7 +334,7 @@ export class Router {
       if (match?.target) {
         const inGroup = group.deployments.find((d) => d.id === match.target);
         if (inGroup) deployments = [inGroup, ...rt.byPriority.filter((d) => d !== inGroup)];
-        else if (!state.visited.has(match.target)) {
+        else if (!state.visited.includes(match.target)) {
           state.routePrefix = `strategy=semantic; ${routeNote}; group=${match.target}`;
           return this.routeGroup(state, this.catalog.resolve(match.target));
         }
@@ -410,7 +410,7 @@ export class Router {
   decide(req: ChatRequest): { group: string; order: Deployment[]; reason: string } {
     const group = this.catalog.resolve(req.model);
     const rt = this.runtime(group);
-    const state: RequestState = { ctx: undefined as never, req, signal: new Cancellation(), deadlineAt: Infinity, visited: new Set() };
+    const state: RequestState = { ctx: undefined as never, req, signal: new Cancellation(), deadlineAt: Infinity, visited: [] };
     const { eligible } = eligibleDeployments(state, rt.byPriority, Date.now(), (id) => this.breakerFor(id), (id) => this.statsFor(id));
     const choice = rt.strategy.order(eligible, this.strategyInput(state));
     return { group: group.name, order: choice.order, reason: choice.reason };
@@ -420,7 +420,7 @@ export class Router {
   private async fallBack(state: RequestState, from: ModelGroup, names: readonly string[], kind: 'group' | 'context_window' | 'content_policy', original: () => unknown): Promise<ChatOutcome> {
     let last: unknown;
     for (const name of names) {
-      if (state.visited.has(name) || state.signal.aborted) continue;
+      if (state.visited.includes(name) || state.signal.aborted) continue;
       const target = this.catalog.get(name);
       if (!target) continue;
       this.events.counters.fallbacks++;
