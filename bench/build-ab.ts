@@ -1,0 +1,97 @@
+// Two builds of the gateway against each other: this checkout's dist/ and another checkout's (an
+// earlier commit: `git worktree add ../base <commit> && (cd ../base && ln -s "$PWD/../main/node_modules"
+// node_modules && npx tsc -p tsconfig.build.json)`), at saturation on the core path of
+// gateway-overhead (cache and ledger off), in rounds. On this VM a change of a few per cent is below
+// the noise of one run, and three biases were found measuring this way: the process started second
+// ran ~5% faster, the one measured second in a round too, and a slow phase of the machine can last a
+// round. So each round starts both builds afresh, in alternating order, measures them in that order,
+// and stops them; the verdict is the geometric mean of the rounds' ratios (an even number of rounds
+// cancels the order). --pin puts each gateway on CPU 1 and the load generator and the upstream
+// stand-in on CPU 0 (taskset), which steadies the numbers; both builds run with the image's node flags.
+// Usage: npm run build && tsx bench/build-ab.ts --base ../base [--rounds 6] [--seconds 5] [--pin]
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { numberFlag } from './lib/args.js';
+import { IMAGE_NODE_OPTIONS, startProcess, type Proc } from './lib/processes.js';
+import { median } from './lib/rounds.js';
+import { saturate } from './gateway-overhead.js';
+
+const args = process.argv.slice(2);
+const baseAt = args.indexOf('--base');
+const BASE = baseAt >= 0 ? args[baseAt + 1] : undefined;
+const ROUNDS = Math.max(2, numberFlag(args, 'rounds', 6));
+const SECONDS = numberFlag(args, 'seconds', 5);
+const PIN = args.includes('--pin');
+
+type Build = 'base' | 'this';
+
+function pin(pid: number | undefined, cpu: number): void {
+  if (PIN && pid !== undefined) execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+}
+
+async function main() {
+  if (!BASE) {
+    console.error('usage: tsx bench/build-ab.ts --base <other checkout, built> [--rounds 6] [--seconds 5] [--pin]');
+    process.exit(2);
+  }
+  const upstream = await startProcess(['bench/lib/upstream.ts', '0']);
+  const dir = mkdtempSync(join(tmpdir(), 'if-ab-'));
+  const config = join(dir, 'bench.yaml');
+  writeFileSync(
+    config,
+    `providers:\n  upstream: { type: openai, base_url: "http://127.0.0.1:${upstream.port}/v1", api_key: bench }\nmodels:\n  - name: bench\n    deployments:\n      - { provider: upstream, model: bench-model }\ncache: { enabled: false }\nledger: { enabled: false }\n`,
+  );
+  const mains: Record<Build, string> = { base: resolve(BASE, 'dist/cli/main.js'), this: 'dist/cli/main.js' };
+  const start = async (b: Build): Promise<Proc> => {
+    // Both with the image's flags (startProcess gives them only to this checkout's dist/).
+    const p = await startProcess([mains[b], 'serve', '--config', config, '--port', '0', '--workers', '1'], { LOG_LEVEL: 'info', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/);
+    pin(p.child.pid, 1);
+    return p;
+  };
+  pin(upstream.child.pid, 0);
+  pin(process.pid, 0);
+  const rps: Record<Build, number[]> = { base: [], this: [] };
+  const cpu: Record<Build, number[]> = { base: [], this: [] };
+  const ratios: number[] = [];
+  try {
+    for (let r = 0; r < ROUNDS; r++) {
+      const order: Build[] = r % 2 === 0 ? ['base', 'this'] : ['this', 'base'];
+      const procs = new Map<Build, Proc>();
+      try {
+        for (const b of order) procs.set(b, await start(b));
+        const url = (b: Build) => `http://127.0.0.1:${procs.get(b)?.port}/v1/chat/completions`;
+        // Warm-up: the JIT has compiled both request paths before either is measured.
+        for (const b of order) await saturate(url(b), undefined, 2);
+        for (const b of order) {
+          const s = await saturate(url(b), procs.get(b)?.child.pid, SECONDS);
+          if (s.errors) throw new Error(`${b}: ${s.errors} of ${s.requests} requests failed`);
+          rps[b].push(s.rps);
+          cpu[b].push(s.cpuUsPerRequest);
+        }
+      } finally {
+        for (const p of procs.values()) p.stop();
+      }
+      ratios.push((rps.this.at(-1) as number) / (rps.base.at(-1) as number));
+      console.log(`  round ${r + 1} (${order.join(' then ')}): base ${rps.base.at(-1)?.toFixed(0)} req/s, this ${rps.this.at(-1)?.toFixed(0)} req/s = ${ratios.at(-1)?.toFixed(3)}`);
+    }
+  } finally {
+    upstream.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const geomean = Math.exp(ratios.reduce((s, x) => s + Math.log(x), 0) / ratios.length);
+  console.log(`\nbase ${resolve(BASE)} against this checkout, ${ROUNDS} rounds of ${SECONDS} s${PIN ? ', pinned (gateway CPU 1, load and stand-in CPU 0)' : ''}:`);
+  for (const b of ['base', 'this'] as const) {
+    console.log(`  ${b.padEnd(4)}  median ${median(rps[b]).toFixed(0)} req/s, CPU ${median(cpu[b]).toFixed(1)} µs/request`);
+  }
+  console.log(`  this / base throughput: geometric mean of rounds ${geomean.toFixed(3)} (rounds ${ratios.map((x) => x.toFixed(3)).join(' ')})`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
