@@ -143,6 +143,14 @@ function plainUsage(u: unknown): boolean {
   return isRecord(u) && typeof u.prompt_tokens === 'number' && optional(u.completion_tokens, 'number') && optional(u.total_tokens, 'number');
 }
 
+/** An answer's message in the canonical shape: tool calls and a refusal only when there are some. */
+function answerMessage(m: Completion['choices'][number]['message']): ChatResult['choices'][number]['message'] {
+  const out: ChatResult['choices'][number]['message'] = { role: 'assistant', content: m.content ?? null };
+  if (m.tool_calls?.length) out.tool_calls = m.tool_calls.map((t) => ({ id: t.id, type: 'function' as const, function: t.function }));
+  if (m.refusal) out.refusal = m.refusal;
+  return out;
+}
+
 export function finishReasonFromOpenAI(reason: string | null | undefined): FinishReason | null {
   switch (reason) {
     case 'stop':
@@ -222,7 +230,11 @@ export class OpenAIProvider implements ProviderAdapter {
   /** The /chat/completions body: the canonical request minus undefined fields. */
   buildBody(req: ChatRequest, stream: boolean): Record<string, unknown> {
     const body: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(req)) if (value !== undefined) body[key] = value;
+    // for…in, not Object.entries: no [key, value] array per field (a request's own keys, from JSON or a spread).
+    for (const key in req) {
+      const value = (req as unknown as Record<string, unknown>)[key];
+      if (value !== undefined) body[key] = value;
+    }
     body.messages = req.messages.map((m) => this.wireMessage(m));
     const limit = requestedMaxTokens(req);
     delete body.max_tokens;
@@ -239,7 +251,10 @@ export class OpenAIProvider implements ProviderAdapter {
 
   private wireMessage(m: ChatMessage): Record<string, unknown> {
     const out: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(m)) if (value !== undefined) out[key] = value;
+    for (const key in m) {
+      const value = (m as unknown as Record<string, unknown>)[key];
+      if (value !== undefined) out[key] = value;
+    }
     if (m.role === 'developer' && this.options.developer_as_system) out.role = 'system';
     return out;
   }
@@ -259,14 +274,7 @@ export class OpenAIProvider implements ProviderAdapter {
       model: c.model ?? req.model,
       choices: c.choices.map((choice, i) => ({
         index: choice.index ?? i,
-        message: {
-          role: 'assistant',
-          content: choice.message.content ?? null,
-          ...(choice.message.tool_calls?.length
-            ? { tool_calls: choice.message.tool_calls.map((t) => ({ id: t.id, type: 'function' as const, function: t.function })) }
-            : {}),
-          ...(choice.message.refusal ? { refusal: choice.message.refusal } : {}),
-        },
+        message: answerMessage(choice.message),
         finish_reason: finishReasonFromOpenAI(choice.finish_reason) ?? 'stop',
         logprobs: req.logprobs ? toLogprobs(choice.logprobs) : null,
       })),

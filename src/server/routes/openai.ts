@@ -43,7 +43,10 @@ function schemaParsed(raw: unknown): ChatCompletionBody {
 /** Drops null-valued fields: OpenAI accepts `null` for "unset", the canonical model uses absence. */
 export function withoutNulls<T extends object>(body: T): T {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(body)) if (v !== null && v !== undefined) out[k] = v;
+  for (const k in body) {
+    const v = (body as Record<string, unknown>)[k];
+    if (v !== null && v !== undefined) out[k] = v;
+  }
   return out as T;
 }
 
