@@ -144,7 +144,8 @@ export class Telemetry implements AttemptObserver {
 }
 
 function finishServerSpan(span: Span, r: RequestRecord, extra?: { tenant?: string; requestId?: string; error?: unknown }): void {
-  span.setAttributes({
+  // A span that records nothing (propagation only, not sampled) gets no attributes built for it.
+  if (span.isRecording()) span.setAttributes({
     'http.response.status_code': r.status,
     ...(r.model ? { 'gen_ai.response.model': r.model } : {}),
     ...(r.provider ? { 'inferenceflow.provider': r.provider } : {}),
