@@ -68,8 +68,8 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
 /**
  * Asynchronous, buffered stdout (sonic-boom): a request line must not block the event loop on a slow
  * pipe, and lines go out in writes of 12 KiB rather than one write per line (a write per request
- * cost ~20 µs of CPU under load; 12 KiB rather than 4 took ~9% off a core request's CPU, bench/build-ab.ts;
- * sonic-boom needs minLength below its 16 KiB maxWrite). A quarter-second timer flushes a partial buffer, so a quiet gateway's
+ * cost ~20 µs of CPU under load; 12 KiB makes a third as many writes as 4 KiB did, a gain within this
+ * VM's noise in bench/build-ab.ts; sonic-boom needs minLength below its 16 KiB maxWrite). A quarter-second timer flushes a partial buffer, so a quiet gateway's
  * lines still appear at once; pino flushes synchronously on exit, so only a SIGKILL can lose the last
  * quarter second of lines.
  */
