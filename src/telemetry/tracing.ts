@@ -54,6 +54,42 @@ let sampleRoot: () => boolean = () => true;
 /** The one span handed out where no span is made: ending or annotating it does nothing. */
 const NO_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
+/** The key the OpenTelemetry API keeps a context's span under (`createContextKey` is `Symbol.for`). */
+const SPAN_KEY = Symbol.for('OpenTelemetry Context Key SPAN');
+/** Checked once: should a later API keep spans elsewhere, `propagate` mode uses its own contexts again. */
+const SPAN_KEY_HOLDS = trace.getSpan(ROOT_CONTEXT.setValue(SPAN_KEY, NO_SPAN)) === NO_SPAN;
+
+/**
+ * `propagate` mode's request context: the span context the request passes on and nothing else.
+ * OpenTelemetry's own context copies a Map for every value set (~0.8 KB per request with its span);
+ * this one answers the span key, which `trace.getSpan` and `getSpanContext` read, becomes an
+ * OpenTelemetry context only if something sets another value, and builds its `traceparent` once.
+ */
+export class PropagatedContext implements Context {
+  private span: Span | undefined;
+  private header: string | undefined;
+
+  constructor(readonly spanContext: SpanContext) {}
+
+  getValue(key: symbol): unknown {
+    return key === SPAN_KEY ? (this.span ??= trace.wrapSpanContext(this.spanContext)) : undefined;
+  }
+
+  setValue(key: symbol, value: unknown): Context {
+    return ROOT_CONTEXT.setValue(SPAN_KEY, this.getValue(SPAN_KEY)).setValue(key, value);
+  }
+
+  deleteValue(key: symbol): Context {
+    return key === SPAN_KEY ? ROOT_CONTEXT : this;
+  }
+
+  /** W3C `traceparent` naming this request's span. */
+  traceparent(): string {
+    const sc = this.spanContext;
+    return (this.header ??= `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}`);
+  }
+}
+
 export interface TracingSettings {
   enabled: boolean;
   service_name: string;
@@ -179,7 +215,10 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 /** The SERVER span of one HTTP request, continuing the caller's trace when it sent `traceparent`. */
 export function startServerSpan(name: string, headers: Record<string, string | string[] | undefined>, attributes?: Attributes): StartedSpan {
   if (mode === 'off') return { span: NO_SPAN, context: ROOT_CONTEXT };
-  if (mode === 'propagate') return { span: NO_SPAN, context: trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext(propagatedSpanContext(headers))) };
+  if (mode === 'propagate') {
+    const sc = propagatedSpanContext(headers);
+    return { span: NO_SPAN, context: SPAN_KEY_HOLDS ? new PropagatedContext(sc) : trace.setSpan(ROOT_CONTEXT, trace.wrapSpanContext(sc)) };
+  }
   const parent = propagation.extract(ROOT_CONTEXT, headers, {
     get: (carrier, key) => carrier[key],
     keys: (carrier) => Object.keys(carrier),
@@ -207,9 +246,9 @@ export function traceHeaders(ctx: Context): Record<string, string> {
   const carrier: Record<string, string> = {};
   if (mode === 'off') return carrier;
   if (mode === 'propagate') {
-    const sc = trace.getSpanContext(ctx);
+    const sc = ctx instanceof PropagatedContext ? ctx.spanContext : trace.getSpanContext(ctx);
     if (!sc) return carrier;
-    carrier.traceparent = `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}`;
+    carrier.traceparent = ctx instanceof PropagatedContext ? ctx.traceparent() : `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}`;
     const state = sc.traceState?.serialize();
     if (state) carrier.tracestate = state;
     return carrier;
