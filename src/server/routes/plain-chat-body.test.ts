@@ -14,7 +14,7 @@ function rng(seed: number): () => number {
 }
 
 const NUMBERS = [0, 1, 2, 0.5, -1, -2.5, 3, 20, 21, 128, 129, 1.5, 2 ** 53, -(2 ** 53), 1e300, -0];
-const VALUES = [...NUMBERS, null, true, false, '', 'x', 'stop', [], ['a'], ['a', 'b', 'c', 'd', 'e'], [1], {}, { include_usage: true }, { include_usage: 'yes' }, { other: true }];
+const VALUES = [...NUMBERS, null, true, false, '', 'x', 'stop', [], ['a'], ['a', 'b', 'c', 'd', 'e'], [1], {}, { include_usage: true }, { include_usage: true, include_obfuscation: false }, { include_obfuscation: false, include_usage: true }, { include_usage: 'yes' }, { other: true }];
 const KEYS = [
   'temperature', 'top_p', 'n', 'stop', 'seed', 'user', 'presence_penalty', 'frequency_penalty', 'stream', 'stream_options',
   'max_tokens', 'max_completion_tokens', 'parallel_tool_calls', 'logprobs', 'top_logprobs', 'store',
@@ -111,6 +111,8 @@ describe('plainChatBody', () => {
       { ...base, messages: [] },
       { ...base, model: '' },
       { ...base, unknown: 1 },
+      // The schema returns stream_options' keys in its own order.
+      { ...base, stream_options: { include_obfuscation: false, include_usage: true } },
       JSON.parse('{"model":"chat","messages":[{"role":"user","content":"Hi"}],"__proto__":{"x":1}}'),
     ]) {
       expect(plainChatBody(b), JSON.stringify(b)).toBeUndefined();

@@ -18,10 +18,16 @@ const intIn = (min: number, max: number): Check => (v) => Number.isSafeInteger(v
 const isString: Check = (v) => typeof v === 'string';
 const isBoolean: Check = (v) => typeof v === 'boolean';
 const stop: Check = (v) => v === null || typeof v === 'string' || (Array.isArray(v) && v.length <= 4 && v.every(isString));
+/** Its keys also in the schema's order (include_usage first), as zod would return them. */
 const streamOptions: Check = (v) => {
   if (v === null) return true;
   if (!isRecord(v)) return false;
-  for (const k in v) if ((k !== 'include_usage' && k !== 'include_obfuscation') || !isBoolean(v[k])) return false;
+  let obfuscation = false;
+  for (const k in v) {
+    if ((k !== 'include_usage' && k !== 'include_obfuscation') || !isBoolean(v[k])) return false;
+    if (k === 'include_obfuscation') obfuscation = true;
+    else if (obfuscation) return false;
+  }
   return true;
 };
 
