@@ -10,17 +10,14 @@
 // stand-in on CPU 0 (taskset), which steadies the numbers; both builds run with the image's node flags.
 // Usage: npm run build && tsx bench/build-ab.ts --base ../base [--rounds 6] [--seconds 5] [--pin]
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { numberFlag } from './lib/args.js';
-import { IMAGE_NODE_OPTIONS, startProcess, type Proc } from './lib/processes.js';
+import { resolve } from 'node:path';
+import { flag, numberFlag } from './lib/args.js';
+import { startProcess, type Proc } from './lib/processes.js';
 import { median } from './lib/rounds.js';
-import { saturate } from './gateway-overhead.js';
+import { CORE_PATH_CONFIG, saturate, startGatewayProcess } from './gateway-overhead.js';
 
 const args = process.argv.slice(2);
-const baseAt = args.indexOf('--base');
-const BASE = baseAt >= 0 ? args[baseAt + 1] : undefined;
+const BASE = flag(args, 'base');
 const ROUNDS = Math.max(2, numberFlag(args, 'rounds', 6));
 const SECONDS = numberFlag(args, 'seconds', 5);
 const PIN = args.includes('--pin');
@@ -37,16 +34,9 @@ async function main() {
     process.exit(2);
   }
   const upstream = await startProcess(['bench/lib/upstream.ts', '0']);
-  const dir = mkdtempSync(join(tmpdir(), 'if-ab-'));
-  const config = join(dir, 'bench.yaml');
-  writeFileSync(
-    config,
-    `providers:\n  upstream: { type: openai, base_url: "http://127.0.0.1:${upstream.port}/v1", api_key: bench }\nmodels:\n  - name: bench\n    deployments:\n      - { provider: upstream, model: bench-model }\ncache: { enabled: false }\nledger: { enabled: false }\n`,
-  );
   const mains: Record<Build, string> = { base: resolve(BASE, 'dist/cli/main.js'), this: 'dist/cli/main.js' };
   const start = async (b: Build): Promise<Proc> => {
-    // Both with the image's flags (startProcess gives them only to this checkout's dist/).
-    const p = await startProcess([mains[b], 'serve', '--config', config, '--port', '0', '--workers', '1'], { LOG_LEVEL: 'info', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, /"url":"http:\/\/127\.0\.0\.1:(\d+)"/);
+    const p = await startGatewayProcess(upstream.port, CORE_PATH_CONFIG, 1, {}, mains[b]);
     pin(p.child.pid, 1);
     return p;
   };
@@ -54,7 +44,6 @@ async function main() {
   pin(process.pid, 0);
   const rps: Record<Build, number[]> = { base: [], this: [] };
   const cpu: Record<Build, number[]> = { base: [], this: [] };
-  const ratios: number[] = [];
   try {
     for (let r = 0; r < ROUNDS; r++) {
       const order: Build[] = r % 2 === 0 ? ['base', 'this'] : ['this', 'base'];
@@ -73,13 +62,12 @@ async function main() {
       } finally {
         for (const p of procs.values()) p.stop();
       }
-      ratios.push((rps.this.at(-1) as number) / (rps.base.at(-1) as number));
-      console.log(`  round ${r + 1} (${order.join(' then ')}): base ${rps.base.at(-1)?.toFixed(0)} req/s, this ${rps.this.at(-1)?.toFixed(0)} req/s = ${ratios.at(-1)?.toFixed(3)}`);
+      console.log(`  round ${r + 1} (${order.join(' then ')}): base ${rps.base[r]?.toFixed(0)} req/s, this ${rps.this[r]?.toFixed(0)} req/s = ${((rps.this[r] as number) / (rps.base[r] as number)).toFixed(3)}`);
     }
   } finally {
     upstream.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
+  const ratios = rps.this.map((x, i) => x / (rps.base[i] as number));
   const geomean = Math.exp(ratios.reduce((s, x) => s + Math.log(x), 0) / ratios.length);
   console.log(`\nbase ${resolve(BASE)} against this checkout, ${ROUNDS} rounds of ${SECONDS} s${PIN ? ', pinned (gateway CPU 1, load and stand-in CPU 0)' : ''}:`);
   for (const b of ['base', 'this'] as const) {

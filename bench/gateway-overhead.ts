@@ -46,11 +46,15 @@ export async function saturate(
   return { rps: r.requests.average, requests, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, cpuUsPerRequest: (cpuMs * 1000) / Math.max(1, requests) };
 }
 
+/** Issue 2's core path: no response cache (every identical bench request would be a hit) and no ledger. */
+export const CORE_PATH_CONFIG = 'cache: { enabled: false }\nledger: { enabled: false }\n';
+
 /**
  * `workers` 1 (the default) keeps the issue-2 comparison: one gateway process against one proxy
- * process. `env` is added to the process's environment (bench/perf-attribution.ts sets NODE_OPTIONS).
+ * process. `env` is added to the process's environment (bench/perf-attribution.ts sets NODE_OPTIONS);
+ * `main` is the entry point to run (bench/build-ab.ts runs another checkout's).
  */
-export async function startGatewayProcess(upstreamPort: number, extraConfig = '', workers = 1, env: Record<string, string> = {}): Promise<Proc> {
+export async function startGatewayProcess(upstreamPort: number, extraConfig = '', workers = 1, env: Record<string, string> = {}, main = 'dist/cli/main.js'): Promise<Proc> {
   const dir = mkdtempSync(join(tmpdir(), 'if-bench-'));
   const file = join(dir, 'bench.yaml');
   writeFileSync(
@@ -67,7 +71,7 @@ ${extraConfig}`,
   const ready = workers > 1 ? /"url":"http:\/\/127\.0\.0\.1:(\d+)","workers"/ : /"url":"http:\/\/127\.0\.0\.1:(\d+)"/;
   // The config's folder goes when the process does (or fails to start).
   const removeDir = () => rmSync(dir, { recursive: true, force: true });
-  const proc = await startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info', ...env }, ready).catch((err: unknown) => {
+  const proc = await startProcess([main, 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info', ...env }, ready).catch((err: unknown) => {
     removeDir();
     throw err;
   });
@@ -90,7 +94,7 @@ async function main() {
   const floor = await startProcess(['bench/lib/parsing-floor.ts', '0', `http://127.0.0.1:${upstream.port}`]);
   // The core path of issue 2: no response cache (every identical bench request would be a hit) and no
   // ledger; routing, metrics and tracing at their defaults. bench/full-pipeline.ts switches everything on.
-  const gateway = await startGatewayProcess(upstream.port, 'cache: { enabled: false }\nledger: { enabled: false }\n');
+  const gateway = await startGatewayProcess(upstream.port, CORE_PATH_CONFIG);
   const targets = {
     direct: `http://127.0.0.1:${upstream.port}/v1/chat/completions`,
     proxy: `http://127.0.0.1:${proxy.port}/v1/chat/completions`,

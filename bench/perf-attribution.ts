@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { numberFlag } from './lib/args.js';
 import { IMAGE_NODE_OPTIONS, startProcess, type Proc } from './lib/processes.js';
-import { saturate, startGatewayProcess } from './gateway-overhead.js';
+import { CORE_PATH_CONFIG, saturate, startGatewayProcess } from './gateway-overhead.js';
 
 const args = process.argv.slice(2);
 const SECONDS = numberFlag(args, 'seconds', 8);
@@ -129,7 +129,7 @@ async function main() {
   let gateway: Proc | undefined;
   try {
     floor = await startProcess(['bench/lib/parsing-floor.ts', '0', upstreamUrl], { NODE_OPTIONS: nodeOptions });
-    gateway = await startGatewayProcess(upstream.port, 'cache: { enabled: false }\nledger: { enabled: false }\n', 1, { NODE_OPTIONS: nodeOptions });
+    gateway = await startGatewayProcess(upstream.port, CORE_PATH_CONFIG, 1, { NODE_OPTIONS: nodeOptions });
     const floorRun = await measure('floor', floor, `http://127.0.0.1:${floor.port}/v1/chat/completions`, dir);
     const gatewayRun = await measure('gateway', gateway, `http://127.0.0.1:${gateway.port}/v1/chat/completions`, dir);
 

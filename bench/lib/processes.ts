@@ -23,7 +23,8 @@ export const IMAGE_NODE_OPTIONS = `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}
  * as `--cpu-prof --cpu-prof-dir=/tmp/prof`; `serve --workers N` passes them on to its workers).
  */
 export function startProcess(args: string[], env: Record<string, string> = {}, ready = /READY (\d+)/): Promise<Proc> {
-  const own = args[0]?.startsWith('dist/') === true;
+  // This checkout's dist/ or another's (bench/build-ab.ts): both get the image's flags.
+  const own = /(^|\/)dist\//.test(args[0] ?? '');
   const image = own && process.env.NODE_OPTIONS === undefined ? { NODE_OPTIONS: IMAGE_NODE_OPTIONS } : {};
   const flags = own ? (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean) : [];
   return new Promise((resolve, reject) => {
