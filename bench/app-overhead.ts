@@ -10,6 +10,7 @@
 // included) and prints bytes allocated per request by the innermost gateway frame.
 import { createWriteStream, existsSync } from 'node:fs';
 import { Session } from 'node:inspector';
+import type { ChatResult } from '../src/canonical/chat.js';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { numberFlag } from './lib/args.js';
 import { floorAnswer, floorHeaders, floorRequest, type Answer } from './lib/parsing-floor.js';
@@ -23,7 +24,8 @@ const ROUNDS = Math.max(1, arg('rounds', 5));
 const CONCURRENCY = 8;
 
 const payload = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 32 });
-const answer = () => ({
+/** The upstream's answer as both the gateway's provider stand-in and the floor route parse it. */
+const answerText = JSON.stringify({
   id: 'chatcmpl-bench',
   object: 'chat.completion' as const,
   created: 1700000000,
@@ -39,14 +41,13 @@ async function gatewayApp(): Promise<{ app: FastifyInstance; close(): Promise<vo
   const { createLogger } = (await import(`${ROOT}/dist/telemetry/logger.js`)) as typeof import('../src/telemetry/logger.js');
   // The provider does the JSON work an adapter does on the wire — write the upstream body, parse the
   // answer — as the floor route does, so the difference between the two is the gateway's own code.
-  const answerText = JSON.stringify(answer());
   let written = 0;
   const provider = {
     name: 'upstream',
     type: 'openai' as const,
     chat: async (req: unknown) => {
       written += JSON.stringify(req).length;
-      return JSON.parse(answerText) as ReturnType<typeof answer>;
+      return JSON.parse(answerText) as ChatResult;
     },
     streamChat: async () => Promise.reject(new Error('not used')),
     embed: async () => Promise.reject(new Error('not used')),
@@ -75,14 +76,13 @@ async function gatewayApp(): Promise<{ app: FastifyInstance; close(): Promise<vo
  */
 async function bareApp(): Promise<{ app: FastifyInstance; close(): Promise<void> }> {
   const app = Fastify({ logger: false });
-  const upstreamAnswer = JSON.stringify(answer());
   let sink = 0;
   app.post('/v1/chat/completions', async (request, reply) => {
     const started = performance.now();
     const req = floorRequest(request.body);
     if (!req) return reply.code(400).send({ error: { message: 'model and messages are required' } });
     sink += req.upstream.length;
-    const text = floorAnswer(req.model, JSON.parse(upstreamAnswer) as Answer);
+    const text = floorAnswer(req.model, JSON.parse(answerText) as Answer);
     return reply.headers(floorHeaders(started)).type('application/json').send(text);
   });
   await app.ready();

@@ -47,13 +47,13 @@ export async function keySpend(url: string, adminToken: string, keyId: string): 
 }
 
 /**
- * `count` expert-difficulty chat requests to `model` with `key`, all at once (`maxTokens` each, each its
+ * `count` expert-difficulty chat requests to `model` with `key`, all at once (max_tokens 20, each its
  * own question, tagged `tag`), split into those answered 200 and the rest: a burst against a budget.
  */
-export async function expertBurst(url: string, key: string, model: string, count: number, maxTokens: number, tag: string): Promise<{ ok: Answer[]; refused: Answer[] }> {
+export async function expertBurst(url: string, key: string, model: string, count: number, tag: string): Promise<{ ok: Answer[]; refused: Answer[] }> {
   const results = await Promise.all(
     Array.from({ length: count }, (_, i) =>
-      call(url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model, max_tokens: maxTokens, messages: [{ role: 'user', content: `Question ${i} (${tag}).` }] } }),
+      call(url, '/v1/chat/completions', { key, headers: { 'x-inferenceflow-difficulty': 'expert' }, body: { model, max_tokens: 20, messages: [{ role: 'user', content: `Question ${i} (${tag}).` }] } }),
     ),
   );
   return { ok: results.filter((r) => r.status === 200), refused: results.filter((r) => r.status !== 200) };

@@ -15,7 +15,7 @@ import type { FastifyPluginAsync } from 'fastify';
 
 const NS_PER_MS = 1e6;
 /** The event-loop histogram's sampling interval, ms: the length of a tick on an idle loop. */
-export const EVENT_LOOP_RESOLUTION_MS = 10;
+const EVENT_LOOP_RESOLUTION_MS = 10;
 
 export const processStatsRoutes: FastifyPluginAsync = async (app) => {
   let histogram: IntervalHistogram | undefined;
