@@ -34,14 +34,7 @@ export function trafficRecorderStage(recorder: Pick<TrafficRecorder, 'recordRequ
     throw err;
   };
   return function recordTraffic(ctx, req, next) {
-    let pending: Promise<ChatOutcome>;
-    try {
-      pending = next(ctx, req);
-    } catch (err) {
-      recorder.recordRequest(0);
-      return Promise.reject(err);
-    }
-    return pending.then(answered, failed);
+    return next(ctx, req).then(answered, failed);
   };
 }
 

@@ -10,21 +10,35 @@ export type ChatOutcome =
 
 export type ChatHandler = (ctx: RequestContext, req: ChatRequest) => Promise<ChatOutcome>;
 /**
- * A stage fails by rejecting, never by throwing: one that is not an async function (the common
- * request's stages pass it on without a promise of their own) turns its synchronous failures into a
- * rejected promise, so every caller may chain on what a handler returns.
+ * A stage fails by rejecting, never by throwing. It need not guard `next`: composeStages turns any
+ * synchronous throw into a rejection, so a stage that is not an async function (the common request's
+ * stages pass it on without a promise of their own) may chain on what `next` returns.
  */
 export type ChatStage = (ctx: RequestContext, req: ChatRequest, next: ChatHandler) => Promise<ChatOutcome>;
 
-/** Composes stages around a terminal handler, outermost first. */
+/**
+ * Composes stages around a terminal handler, outermost first. A stage that throws instead of
+ * rejecting is turned into a rejection here, once, so every `next` a stage is given returns a
+ * promise and never throws.
+ */
 export function composeStages(stages: readonly ChatStage[], terminal: ChatHandler): ChatHandler {
-  let handler = terminal;
+  let handler = rejectingThrows(terminal);
   for (let i = stages.length - 1; i >= 0; i--) {
     const stage = stages[i] as ChatStage;
     const next = handler;
-    handler = (ctx, req) => stage(ctx, req, next);
+    handler = rejectingThrows((ctx, req) => stage(ctx, req, next));
   }
   return handler;
+}
+
+function rejectingThrows(handler: ChatHandler): ChatHandler {
+  return (ctx, req) => {
+    try {
+      return handler(ctx, req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  };
 }
 
 /**

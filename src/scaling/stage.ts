@@ -154,6 +154,7 @@ export function createScalingStage(opts: ScalingStageOptions): ChatStage {
     try {
       plan = planFor(opts, ctx, req);
     } catch (err) {
+      // An invalid difficulty or aggregation: a stage fails by rejecting.
       return Promise.reject(err);
     }
     return plan ? runPlan(opts, plan, ctx, req, next) : next(ctx, req);
