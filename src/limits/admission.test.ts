@@ -201,10 +201,14 @@ describe('n choices', () => {
 });
 
 describe('which limit refused a request', () => {
-  /** Runs JSON requests through one admission stage until one is refused; returns that error. */
+  /**
+   * Runs JSON requests through one admission stage until one is refused; returns that error, after
+   * checking the stage told its onRefused listener of that one refusal, by the same limit.
+   */
   async function refusal(config: Record<string, unknown>, tenantLimits: Tenant['limits'] = {}, withBudgets = false): Promise<unknown> {
     const budgets = withBudgets ? new BudgetManager({ store: new MemoryBudgetStore(), config: budgetsSchema.parse({ alert_thresholds: [] }), log }) : undefined;
-    const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse(config), budgets, priceOf: () => PRICE });
+    const told: string[] = [];
+    const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse(config), budgets, priceOf: () => PRICE, onRefused: (limit) => told.push(limit) });
     const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: tenantLimits };
     // Requests left in flight (never answered) hold their concurrency slots.
     const hold = new Promise<never>(() => undefined);
@@ -226,7 +230,11 @@ describe('which limit refused a request', () => {
       );
       // A request held in flight counts once it runs; any other once it is settled.
       const admitted = await (tenantLimits.maxConcurrency ? Promise.race([running, run]) : run);
-      if (admitted !== undefined) return admitted;
+      if (admitted !== undefined) {
+        expect(told).toEqual([refusedBy(admitted)]);
+        return admitted;
+      }
+      expect(told).toEqual([]);
     }
     throw new Error('nothing was refused');
   }

@@ -150,13 +150,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
    * and the log line record what the upstream generated (and billed).
    */
   function unreserved(ctx: RequestContext, req: ChatRequest, next: ChatHandler, promptTokens: number): Promise<ChatOutcome> {
-    let pending: Promise<ChatOutcome>;
-    try {
-      pending = next(ctx, req);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return pending.then((outcome) => (outcome.kind === 'result' ? outcome : { kind: 'stream', stream: countStreamUsage(opts, ctx, req, promptTokens, outcome.stream, () => undefined) }));
+    return next(ctx, req).then((outcome) => (outcome.kind === 'result' ? outcome : { kind: 'stream', stream: countStreamUsage(opts, ctx, req, promptTokens, outcome.stream, () => undefined) }));
   }
 
   // Not an async function: a caller nothing limits (most gateways limit nobody) goes on with one
@@ -240,7 +234,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
         if (price) estimate += costUsd({ prompt_tokens: c.promptTokens, completion_tokens: c.completionTokens, total_tokens: c.promptTokens + c.completionTokens }, price);
       }
       try {
-        reservation = await budgets.reserve(ctx.tenant, estimate);
+        reservation = await budgets.reserve(budgetLines, estimate);
       } catch (err) {
         // Refused by a budget: the request did not happen, so it takes nothing from the rate limits.
         await releaseLimits(0, true);

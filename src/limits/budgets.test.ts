@@ -118,14 +118,14 @@ for (const [name, make, available] of stores) {
       });
       const tenant = { id: `bob-${name}-${run}`, userId: `bob-${name}-${run}` } as Tenant;
       const [l] = manager.linesFor(tenant);
-      const reservation = await manager.reserve(tenant, 1.5); // $9.50 of $10 reserved
+      const reservation = await manager.reserve(manager.linesFor(tenant), 1.5); // $9.50 of $10 reserved
       // Redis loses the counter (restart, failover, eviction) while the request runs.
       await dropCounter(a, l!.key);
       ledgerUsd += 0.5; // the request cost $0.50: its ledger row lands as it settles
       await manager.settle(reservation!, 0.5);
       // $8.50 spent: one more $1 request fits, the next does not.
-      await expect(manager.reserve(tenant, 1)).resolves.toBeDefined();
-      await expect(manager.reserve(tenant, 1)).rejects.toMatchObject({ code: 'budget_exceeded' });
+      await expect(manager.reserve(manager.linesFor(tenant), 1)).resolves.toBeDefined();
+      await expect(manager.reserve(manager.linesFor(tenant), 1)).rejects.toMatchObject({ code: 'budget_exceeded' });
     });
 
     it('a budget whose counter is lost mid-period is re-seeded from the ledger, not restarted from zero', async () => {
@@ -142,7 +142,7 @@ for (const [name, make, available] of stores) {
       const [replicaA, replicaB] = [manager(a), manager(b)];
       const tenant = { id: `alice-${name}-${run}`, userId: `alice-${name}-${run}` } as Tenant;
       const spend = async (m: BudgetManager) => {
-        const r = await m.reserve(tenant, 0.5);
+        const r = await m.reserve(m.linesFor(tenant), 0.5);
         await m.settle(r!, 0.5);
         ledgerUsd += 0.5;
       };
@@ -151,8 +151,8 @@ for (const [name, make, available] of stores) {
       const [l] = replicaA.linesFor(tenant);
       await dropCounter(a, l!.key);
       await spend(replicaA); // $10.00: the last half dollar the budget had
-      await expect(replicaB.reserve(tenant, 0.5)).rejects.toMatchObject({ code: 'budget_exceeded' });
-      await expect(replicaA.reserve(tenant, 0.01)).rejects.toMatchObject({ code: 'budget_exceeded' });
+      await expect(replicaB.reserve(replicaB.linesFor(tenant), 0.5)).rejects.toMatchObject({ code: 'budget_exceeded' });
+      await expect(replicaA.reserve(replicaA.linesFor(tenant), 0.01)).rejects.toMatchObject({ code: 'budget_exceeded' });
     });
   });
 }

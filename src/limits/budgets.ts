@@ -267,7 +267,7 @@ export interface BudgetAlert {
 }
 
 export interface BudgetReservation {
-  lines: BudgetLine[];
+  lines: readonly BudgetLine[];
   reservedMicros: number;
 }
 
@@ -287,12 +287,12 @@ export class BudgetManager {
   constructor(private readonly opts: BudgetManagerOptions) {}
 
   /** The budgets that apply to an identity: its key's, its user's and its team's. */
-  linesFor(tenant: Tenant, now?: Date): BudgetLine[] {
+  linesFor(tenant: Tenant): BudgetLine[] {
     const { config } = this.opts;
     const out: BudgetLine[] = [];
     // Most callers have no budget: no clock is read for them.
     if (!tenant.keyId && !tenant.userId && !tenant.teamId) return out;
-    const at = now ?? new Date();
+    const at = new Date();
     const add = (scope: BudgetScope, id: string | undefined, b: BudgetConfig | undefined) => {
       if (!id || !b) return;
       const p = periodOf(b.period, at);
@@ -304,9 +304,8 @@ export class BudgetManager {
     return out;
   }
 
-  /** Reserves the estimate on every budget of the identity, or throws budget_exceeded. */
-  async reserve(tenant: Tenant, estimateUsd: number): Promise<BudgetReservation | undefined> {
-    const lines = this.linesFor(tenant);
+  /** Reserves the estimate on every budget line (an identity's, from linesFor), or throws budget_exceeded. */
+  async reserve(lines: readonly BudgetLine[], estimateUsd: number): Promise<BudgetReservation | undefined> {
     if (lines.length === 0) return undefined;
     const cost = toMicros(estimateUsd);
     // Whether a counter exists is asked of the store on every reservation (in the same script), not
