@@ -14,7 +14,7 @@ import { sendOutcome, type Renderer } from '../respond.js';
 import type { SseEvent } from '../sse.js';
 import { validationError } from '../validation.js';
 import { describeRoute } from './docs.js';
-import { chatCompletionSchema, completionSchema, embeddingSchema, type ChatCompletionBody } from './openai-schema.js';
+import { chatCompletionSchema, completionSchema, embeddingSchema } from './openai-schema.js';
 import { plainChatBody } from './plain-chat-body.js';
 
 export interface OpenAiRouteOptions {
@@ -28,16 +28,15 @@ export interface OpenAiRouteOptions {
  * back in that API's form (the request declared `functions`).
  */
 export function parseChatBody(raw: unknown): { req: ChatRequest; ext: { difficulty?: string; priority?: 'low' | 'normal' | 'high'; session_id?: string }; legacyAnswer: boolean } {
-  const { difficulty, priority, session_id, ...rest } = plainChatBody(raw) ?? schemaParsed(raw);
+  // A plain body has no extension fields and no functions: it is made canonical as it is (one copy, dropping nulls).
+  const plain = plainChatBody(raw);
+  if (plain) return { req: chatRequestFrom(plain), ext: {}, legacyAnswer: false };
+  const parsed = chatCompletionSchema.safeParse(raw);
+  if (!parsed.success) throw validationError(parsed.error, raw);
+  const { difficulty, priority, session_id, ...rest } = parsed.data;
   const legacy = usesLegacyFunctions(rest);
   const req = chatRequestFrom(legacy ? fromLegacyFunctions(rest) : rest);
   return { req, ext: { difficulty, priority, session_id }, legacyAnswer: legacy && rest.functions !== undefined };
-}
-
-function schemaParsed(raw: unknown): ChatCompletionBody {
-  const parsed = chatCompletionSchema.safeParse(raw);
-  if (!parsed.success) throw validationError(parsed.error, raw);
-  return parsed.data;
 }
 
 /** Drops null-valued fields: OpenAI accepts `null` for "unset", the canonical model uses absence. */
