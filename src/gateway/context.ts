@@ -209,8 +209,11 @@ export function deriveContext(ctx: RequestContext, patch: ContextPatch): Request
   return ctx instanceof LazyLogContext ? ctx.derive(patch) : { ...ctx, ...patch };
 }
 
+/** No Cache-Control directive and no bypass (nearly every request): one shared, frozen object. */
+export const NO_CACHE_DIRECTIVES: RequestOptions['cache'] = Object.freeze({ noCache: false, noStore: false });
+
 export function defaultRequestOptions(): RequestOptions {
-  return { priority: 'normal', cache: { noCache: false, noStore: false } };
+  return { priority: 'normal', cache: NO_CACHE_DIRECTIVES };
 }
 
 export function newFacts(): ResponseFacts {

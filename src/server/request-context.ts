@@ -3,7 +3,7 @@
 // when the client goes away before the answer is complete (a Cancellation: an AbortController per
 // request costs several microseconds).
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ANONYMOUS, LazyLogContext, defaultRequestOptions, newFacts, type Priority, type RequestContext, type RequestOptions } from '../gateway/context.js';
+import { ANONYMOUS, LazyLogContext, NO_CACHE_DIRECTIVES, defaultRequestOptions, newFacts, type Priority, type RequestContext, type RequestOptions } from '../gateway/context.js';
 import type { Logger } from 'pino';
 import { Cancellation } from '../providers/cancel.js';
 
@@ -16,12 +16,9 @@ export interface ExtensionFields {
   metadata?: Record<string, unknown> | null;
 }
 
-/** No Cache-Control and no bypass header (nearly every request): one shared, frozen answer. */
-const NO_DIRECTIVES: RequestOptions['cache'] = Object.freeze({ noCache: false, noStore: false });
-
 export function parseCacheControl(headers: FastifyRequest['headers']): RequestOptions['cache'] {
   const raw = headers['cache-control'];
-  if (raw === undefined && headers['x-inferenceflow-cache-bypass'] === undefined) return NO_DIRECTIVES;
+  if (raw === undefined && headers['x-inferenceflow-cache-bypass'] === undefined) return NO_CACHE_DIRECTIVES;
   const cc = (Array.isArray(raw) ? raw.join(',') : (raw ?? '')).toLowerCase();
   const bypass = headers['x-inferenceflow-cache-bypass'];
   const bypassOn = bypass !== undefined && !/^(0|false|no)$/i.test(String(bypass));
