@@ -63,11 +63,10 @@ const SPAN_KEY_HOLDS = trace.getSpan(ROOT_CONTEXT.setValue(SPAN_KEY, NO_SPAN)) =
  * `propagate` mode's request context: the span context the request passes on and nothing else.
  * OpenTelemetry's own context copies a Map for every value set (~0.8 KB per request with its span);
  * this one answers the span key, which `trace.getSpan` and `getSpanContext` read, becomes an
- * OpenTelemetry context only if something sets another value, and builds its `traceparent` once.
+ * OpenTelemetry context only if something sets another value.
  */
 export class PropagatedContext implements Context {
   private span: Span | undefined;
-  private header: string | undefined;
 
   constructor(readonly spanContext: SpanContext) {}
 
@@ -82,12 +81,11 @@ export class PropagatedContext implements Context {
   deleteValue(key: symbol): Context {
     return key === SPAN_KEY ? ROOT_CONTEXT : this;
   }
+}
 
-  /** W3C `traceparent` naming this request's span. */
-  traceparent(): string {
-    const sc = this.spanContext;
-    return (this.header ??= `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}`);
-  }
+/** W3C `traceparent` naming a span. */
+function traceparentOf(sc: SpanContext): string {
+  return `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}`;
 }
 
 export interface TracingSettings {
@@ -248,7 +246,7 @@ export function traceHeaders(ctx: Context): Record<string, string> {
   if (mode === 'propagate') {
     const sc = ctx instanceof PropagatedContext ? ctx.spanContext : trace.getSpanContext(ctx);
     if (!sc) return carrier;
-    carrier.traceparent = ctx instanceof PropagatedContext ? ctx.traceparent() : `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}`;
+    carrier.traceparent = traceparentOf(sc);
     const state = sc.traceState?.serialize();
     if (state) carrier.tracestate = state;
     return carrier;
