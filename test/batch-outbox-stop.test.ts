@@ -4,32 +4,15 @@
 // has been called, so where the stop lands is fixed, not raced. PGlite, no network.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BATCH_JOB_MIGRATIONS } from '../src/batching/jobs/migrations.js';
-import { WebhookOutbox, type CompletionNotifier } from '../src/batching/jobs/outbox.js';
-import type { AttemptResult, WebhookEndpoint } from '../src/server/webhooks/sender.js';
+import { WebhookOutbox } from '../src/batching/jobs/outbox.js';
 import { applyMigrations } from '../src/store/migrations.js';
 import { openSql, type SqlDatabase } from '../src/store/sql.js';
 import { createLogger } from '../src/telemetry/logger.js';
+import { recordingNotifier } from './helpers/notifier.js';
 import { runId } from './helpers/services.js';
 import { pollUntil } from './helpers/wait.js';
 
 const log = createLogger('silent');
-
-/** A notifier for one endpoint that records its attempts and answers 204 at once. */
-function recordingNotifier(url: string): CompletionNotifier & { attempts: string[] } {
-  const endpoint: WebhookEndpoint = { url, secret: 'unused', events: [] };
-  const attempts: string[] = [];
-  return {
-    attempts,
-    targets: () => [endpoint],
-    attempt: async (_e, id): Promise<AttemptResult> => {
-      attempts.push(id);
-      return { ok: true, status: 204, retry: false };
-    },
-    backoffMs: () => 10,
-    maxAttempts: 5,
-    timeoutMs: 1_000,
-  };
-}
 
 /** `sql` with the first query matching `pattern` held until `release()`; `reached` resolves when it is. */
 function holdQuery(sql: SqlDatabase, pattern: RegExp): { sql: SqlDatabase; reached: Promise<void>; release: () => void } {
@@ -86,7 +69,7 @@ describe('WebhookOutbox.stop() during a query of the loop', () => {
       const stopped = box.stop();
       held.release();
       await stopped;
-      expect(notifier.attempts).toEqual([]);
+      expect(notifier.sent).toEqual([]);
       expect(await row(id)).toEqual({ status: 'pending', attempts: 0, lease_owner: null });
     });
   }
@@ -101,7 +84,7 @@ describe('WebhookOutbox.stop() during a query of the loop', () => {
     held.release();
     await pollUntil(async () => (await row(id))?.status === 'delivered', 'the event to be delivered');
     await box.stop();
-    expect(notifier.attempts).toEqual([id]);
+    expect(notifier.sent.map((a) => a.id)).toEqual([id]);
     expect(await row(id)).toMatchObject({ status: 'delivered', attempts: 1, lease_owner: null });
   });
 });

@@ -3,12 +3,13 @@
 // lease while lines it recorded never run again, cancel stops queued lines, one webhook per job.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BATCH_JOB_MIGRATIONS } from '../src/batching/jobs/migrations.js';
-import { BatchRunner, type CompletionNotifier, type ItemExecutor } from '../src/batching/jobs/runner.js';
+import { BatchRunner, type ItemExecutor } from '../src/batching/jobs/runner.js';
 import { BatchStore, type BatchRow, type ItemInput } from '../src/batching/jobs/store.js';
 import { ANONYMOUS } from '../src/gateway/context.js';
 import { applyMigrations } from '../src/store/migrations.js';
 import { openSql, type SqlDatabase } from '../src/store/sql.js';
 import { createLogger } from '../src/telemetry/logger.js';
+import { recordingNotifier } from './helpers/notifier.js';
 import { dropSchema, POSTGRES_URL, postgresAvailable, runId } from './helpers/services.js';
 import { pollUntil as until } from './helpers/wait.js';
 
@@ -27,22 +28,6 @@ afterAll(async () => {
 
 function items(n: number): ItemInput[] {
   return Array.from({ length: n }, (_, i) => ({ line: i + 1, custom_id: `req-${i + 1}`, body: { n: i + 1 } }));
-}
-
-/** A webhook endpoint that takes every event at once and records it (each recorder its own URL: outbox rows are per endpoint). */
-function recorder(sent: { type: string; data: unknown }[]): CompletionNotifier {
-  const url = `http://receiver-${runId()}.invalid/hook`;
-  return {
-    targets: () => [{ url, secret: 'unused', events: [] }],
-    attempt: async (_endpoint, _id, body) => {
-      const event = JSON.parse(body) as { type: string; data: unknown };
-      sent.push({ type: event.type, data: event.data });
-      return { ok: true, status: 204, retry: false };
-    },
-    backoffMs: () => 10,
-    maxAttempts: 3,
-    timeoutMs: 1_000,
-  };
 }
 
 const ok = (line: number) => ({ status: 'succeeded' as const, statusCode: 200, response: { status_code: 200, request_id: `r${line}`, body: { line } } });
@@ -70,12 +55,13 @@ for (const backend of backends) {
     it('runs every line once, writes output and error files in line order and notifies once', async () => {
       const job = await create(9);
       const runs: number[] = [];
-      const sent: { type: string; data: unknown }[] = [];
+      const notifier = recordingNotifier();
+      const sent = notifier.sent;
       const exec: ItemExecutor = async (item) => {
         runs.push(item.line);
         return item.line % 3 === 0 ? { status: 'failed', statusCode: 400, response: { status_code: 400, request_id: 'x', body: { error: { code: 'invalid_value' } } } } : ok(item.line);
       };
-      const runner = new BatchRunner(store, exec, { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier: recorder(sent) });
+      const runner = new BatchRunner(store, exec, { concurrency: 4, leaseMs: 5_000, pollMs: 20, log, notifier });
       runner.start();
       const done = await finished(job.id);
       // Every outbox row of the job delivered before the runner stops: a duplicate would have been sent by then.
@@ -233,12 +219,13 @@ for (const backend of backends) {
       let release: () => void = () => undefined;
       const gate = new Promise<void>((r) => (release = r));
       const runs: number[] = [];
-      const sent: { type: string; data: unknown }[] = [];
+      const notifier = recordingNotifier();
+      const sent = notifier.sent;
       const runner = new BatchRunner(store, async (item) => {
         runs.push(item.line);
         if (item.line === 3) await gate;
         return ok(item.line);
-      }, { concurrency: 1, leaseMs: 5_000, pollMs: 20, log, notifier: recorder(sent), describe: (b) => ({ id: b.id, status: b.status }) });
+      }, { concurrency: 1, leaseMs: 5_000, pollMs: 20, log, notifier, describe: (b) => ({ id: b.id, status: b.status }) });
       runner.start();
       await until(async () => ((await store.counts(job.id)).completed === 2 && runs.includes(3) ? true : undefined), 'two lines done and the third running');
       await expireNow(job.id);
@@ -260,7 +247,7 @@ for (const backend of backends) {
       expect((await fileLines(done.output_file_id)).map((l) => [l.custom_id, l.response?.status_code, l.error])).toEqual([['req-1', 200, null], ['req-2', 200, null], ['req-3', 200, null]]);
       const prefix = `batch_req_${job.id.replace(/^batch_/, '')}_`;
       expect(await fileLines(done.error_file_id)).toEqual([4, 5, 6].map((n) => ({ id: `${prefix}${n}`, custom_id: `req-${n}`, response: null, error: { code: 'batch_expired', message: expect.any(String) } })));
-      expect(sent).toEqual([{ type: 'batch.expired', data: { id: job.id, status: 'expired' } }]);
+      expect(sent.map(({ type, data }) => ({ type, data }))).toEqual([{ type: 'batch.expired', data: { id: job.id, status: 'expired' } }]);
     });
 
     it('expires a job once when two workers sweep it together, and a dead worker’s running line expires instead of running again', async () => {
@@ -271,14 +258,14 @@ for (const backend of backends) {
       await until(async () => ((await store.counts(job.id)).completed === 1 && Number((await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM batch_items WHERE batch_id = $1 AND status = 'running'`, [job.id]))[0]?.n) === 3 ? true : undefined), 'one line done, three running');
       await runnerA.abandon(); // killed with three lines under way
       await expireNow(job.id);
-      const sent: { type: string; data: unknown }[] = [];
+      const notifier = recordingNotifier();
+      const sent = notifier.sent;
       const runs: number[] = [];
       // Both workers deliver to the same endpoint.
-      const endpoint = recorder(sent);
       const mk = (owner: string) => new BatchRunner(store, async (item) => {
         runs.push(item.line);
         return ok(item.line);
-      }, { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner, notifier: endpoint });
+      }, { concurrency: 20, leaseMs: 300, pollMs: 20, log, owner, notifier });
       const [b, c] = [mk('B'), mk('C')];
       b.start();
       c.start();
