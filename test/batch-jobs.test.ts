@@ -148,6 +148,9 @@ for (const backend of backends) {
       // test does. The job's one final event is the cancel, not a completion as well.
       const hook = await waitFor(async () => receiver.for(created.id)[0], 'the cancel webhook');
       expect((JSON.parse(hook.body) as { type: string }).type).toBe('batch.cancelled');
+      // A wrong second event would leave the outbox later: wait past its idle sweep (2 s at poll_ms 50)
+      // before saying none came.
+      await new Promise((r) => setTimeout(r, 2_500));
       expect(receiver.for(created.id)).toHaveLength(1);
     });
 
