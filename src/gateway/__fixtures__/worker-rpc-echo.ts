@@ -1,0 +1,20 @@
+// A worker for ../worker-rpc.test.ts: echoes, fails with a coded error, waits, or exits.
+import { serveWorker } from '../worker-rpc.js';
+
+let posted = 0;
+serveWorker((m) => {
+  switch (m.op) {
+    case 'echo':
+      return { echo: m.value, posted };
+    case 'post':
+      posted++;
+      return undefined;
+    case 'fail':
+      throw Object.assign(new Error('refused'), { code: '23505', detail: { nested: true } });
+    case 'wait':
+      return new Promise((resolve) => setTimeout(() => resolve(m.value), Number(m.ms)));
+    case 'exit':
+      process.exit(3);
+  }
+  throw new Error(`unknown op ${String(m.op)}`);
+});

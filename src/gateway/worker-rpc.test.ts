@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { startModuleWorker, WorkerClient } from './worker-rpc.js';
+
+const start = () => new WorkerClient(startModuleWorker(import.meta.url, '__fixtures__/worker-rpc-echo'), 'fixture');
+
+describe('WorkerClient over a module worker', () => {
+  it('answers calls, keeps posts in order with them, and carries an error with its code', async () => {
+    const w = start();
+    try {
+      w.post({ op: 'post' });
+      w.post({ op: 'post' });
+      expect(await w.call({ op: 'echo', value: [1, 'two'] })).toEqual({ echo: [1, 'two'], posted: 2 });
+      const err = await w.call({ op: 'fail' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(err).toMatchObject({ message: 'refused', code: '23505' });
+      // Object-valued properties are not carried (they may not clone); the code is what callers read.
+      expect((err as { detail?: unknown }).detail).toBeUndefined();
+    } finally {
+      await w.terminate();
+    }
+  });
+
+  it('answers asynchronous handlers as they finish, not in the order asked', async () => {
+    const w = start();
+    try {
+      const order: string[] = [];
+      await Promise.all([
+        w.call({ op: 'wait', ms: 60, value: 'slow' }).then((v) => order.push(String(v))),
+        w.call({ op: 'wait', ms: 1, value: 'fast' }).then((v) => order.push(String(v))),
+      ]);
+      expect(order).toEqual(['fast', 'slow']);
+    } finally {
+      await w.terminate();
+    }
+  });
+
+  it('rejects unanswered and later calls once the worker is gone', async () => {
+    const w = start();
+    const pending = w.call({ op: 'wait', ms: 10_000, value: 'never' });
+    const exited = w.call({ op: 'exit' });
+    await expect(pending).rejects.toThrow(/fixture worker exited \(code 3\)/);
+    await expect(exited).rejects.toThrow(/exited/);
+    await expect(w.call({ op: 'echo', value: 1 })).rejects.toThrow(/exited/);
+    expect(w.failed?.message).toMatch(/exited/);
+    await w.terminate();
+  });
+});
