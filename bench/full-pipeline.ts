@@ -146,6 +146,28 @@ export function writeResults(path: string, data: unknown): void {
 
 const ms = (v: number) => `${v.toFixed(3)} ms`;
 
+/** The gateway's event-loop delay beyond its sampling interval over a phase, ms (`/debug/process`). */
+interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+  samples: number;
+}
+
+async function loopDelay(port: number, reset: boolean): Promise<LoopDelay | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/debug/process${reset ? '?reset=true' : ''}`, { headers: { authorization: `Bearer ${BENCH_TOKEN}` } });
+    const body = (await res.json()) as { event_loop_delay_ms?: LoopDelay };
+    if (!res.ok || !body.event_loop_delay_ms) throw new Error(`HTTP ${res.status}: ${JSON.stringify(body).slice(0, 200)}`);
+    return body.event_loop_delay_ms;
+  } catch (err) {
+    console.error(`  !! /debug/process: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+const loopText = (l: LoopDelay | undefined) => (l ? `  loop delay p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms` : '');
+
 /** One phase's `x-inferenceflow-cache` answers, against what the phase is meant to get. */
 interface PhaseCache {
   phase: string;
@@ -268,14 +290,34 @@ async function main() {
     const hit = await saturate(targets.gateway!, hitBody);
     record('cache-hit path', 'gateway', 'hit', hit.cache);
 
-    const fixed: Record<string, ReturnType<typeof summarize> & { raw: number[]; cache: Record<string, number> }> = {};
+    /**
+     * The gateway's own event-loop delay over a phase (`/debug/process`, beyond its 10 ms sampling
+     * interval; with several workers, whichever one answers): what the gateway held every request
+     * behind, apart from waiting for a core on this shared machine.
+     */
+    const loopWindow = async (name: string, run: () => Promise<void>): Promise<LoopDelay | undefined> => {
+      if (name !== 'gateway') {
+        await run();
+        return undefined;
+      }
+      await loopDelay(gateway.port, true);
+      await run();
+      return loopDelay(gateway.port, false);
+    };
+
+    const fixed: Record<string, ReturnType<typeof summarize> & { raw: number[]; cache: Record<string, number>; loop?: LoopDelay }> = {};
+    let fixedLoop: LoopDelay | undefined;
     for (const [name, t] of Object.entries(targets)) {
       const results: ShotResult[] = [];
-      const { elapsedS } = await openLoop(t, RATE, SECONDS, missShots(`fixed-${name}`), (r) => results.push(r));
+      let elapsedS = 0;
+      const loop = await loopWindow(name, async () => {
+        ({ elapsedS } = await openLoop(t, RATE, SECONDS, missShots(`fixed-${name}`), (r) => results.push(r)));
+      });
+      if (loop) fixedLoop = loop;
       const cache = cacheCounts(results);
       record('fixed rate', name, 'miss', cache);
       // Every request's latency from its intended send time, failures at their elapsed time.
-      fixed[name] = { ...summarize(results, elapsedS), raw: results.map((r) => r.latencyUs).sort((a, b) => a - b), cache };
+      fixed[name] = { ...summarize(results, elapsedS), raw: results.map((r) => r.latencyUs).sort((a, b) => a - b), cache, ...(loop ? { loop } : {}) };
     }
 
     const sweep: Array<{
@@ -290,17 +332,21 @@ async function main() {
       sendLagP50Ms: number;
       sendLagP99Ms: number;
       cache: Record<string, number>;
+      loop?: LoopDelay;
     }> = [];
     for (const offered of SWEEP) {
       for (const [name, t] of Object.entries(targets)) {
         const results: ShotResult[] = [];
-        const { elapsedS } = await openLoop(t, offered, SWEEP_SECONDS, missShots(`sweep${offered}-${name}`), (r) => results.push(r));
+        let elapsedS = 0;
+        const loop = await loopWindow(name, async () => {
+          ({ elapsedS } = await openLoop(t, offered, SWEEP_SECONDS, missShots(`sweep${offered}-${name}`), (r) => results.push(r)));
+        });
         const s = summarize(results, elapsedS);
         const cache = cacheCounts(results);
         record(`sweep ${offered} req/s`, name, 'miss', cache);
-        sweep.push({ target: name, offered, achieved: s.ok / elapsedS, ok: s.ok, failed: s.count - s.ok, p50Ms: s.p50Ms, p95Ms: s.p95Ms, p99Ms: s.p99Ms, sendLagP50Ms: s.sendLagP50Ms, sendLagP99Ms: s.sendLagP99Ms, cache });
+        sweep.push({ target: name, offered, achieved: s.ok / elapsedS, ok: s.ok, failed: s.count - s.ok, p50Ms: s.p50Ms, p95Ms: s.p95Ms, p99Ms: s.p99Ms, sendLagP50Ms: s.sendLagP50Ms, sendLagP99Ms: s.sendLagP99Ms, cache, ...(loop ? { loop } : {}) });
         console.log(
-          `  sweep ${String(offered).padStart(5)} req/s ${name.padEnd(8)} achieved ${(s.ok / elapsedS).toFixed(0).padStart(6)}  p50 ${ms(s.p50Ms)}  p99 ${ms(s.p99Ms)}  failed ${s.count - s.ok}  send lag p99 ${ms(s.sendLagP99Ms)}${name === 'gateway' ? `  cache: ${countsText(cache)}` : ''}`,
+          `  sweep ${String(offered).padStart(5)} req/s ${name.padEnd(8)} achieved ${(s.ok / elapsedS).toFixed(0).padStart(6)}  p50 ${ms(s.p50Ms)}  p99 ${ms(s.p99Ms)}  failed ${s.count - s.ok}  send lag p99 ${ms(s.sendLagP99Ms)}${name === 'gateway' ? `  cache: ${countsText(cache)}${loopText(loop)}` : ''}`,
         );
       }
     }
@@ -322,6 +368,7 @@ async function main() {
     const added = (p: number) => (percentile(fixed.gateway?.raw ?? [], p) - percentile(fixed.direct?.raw ?? [], p)) / 1000;
     const added99 = added(99);
     console.log(`  gateway added latency: p50 ${ms(added(50))}  p95 ${ms(added(95))}  p99 ${ms(added99)} (target p99 <= 2 ms) ${added99 <= 2 ? 'PASS' : 'FAIL'}`);
+    if (fixedLoop) console.log(`  gateway event loop meanwhile:${loopText(fixedLoop)}`);
 
     // Against the gateway's median miss throughput over its saturation rounds (the first, with one).
     const gatewayMiss = median(rounds.rounds.map((r) => r.gateway ?? 0));
