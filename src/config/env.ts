@@ -67,6 +67,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', kind: 'special', description: 'OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); traces go to `<url>/v1/traces`.' },
   { name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', path: 'monitoring.tracing.otlp_endpoint', kind: 'string', description: 'Full OTLP/HTTP traces URL; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`.' },
   { name: 'OTEL_EXPORTER_OTLP_HEADERS', kind: 'special', description: 'Headers for the OTLP exporter (`key=value,…`), read by the exporter itself.' },
+  { name: 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', kind: 'special', default: '64', description: 'Spans per OTLP export (the SDK default is 512; each batch is serialised on the event loop, ~5 ms for 512). `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE` and `OTEL_BSP_EXPORT_TIMEOUT` are read by the SDK as usual.' },
   { name: 'OTEL_TRACES_EXPORTER', path: 'monitoring.tracing.exporter', kind: 'string', description: '`otlp`, `console` or `none`; default `otlp` when an endpoint is set, else `none` (no spans; trace context still propagates).' },
   { name: 'OTEL_TRACES_SAMPLER', path: 'monitoring.tracing.sampler', kind: 'string', default: 'parentbased_always_on', description: 'Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_*`.' },
   { name: 'OTEL_TRACES_SAMPLER_ARG', path: 'monitoring.tracing.sampler_arg', kind: 'number', description: 'Sampling ratio (0..1) for the ratio samplers.' },
