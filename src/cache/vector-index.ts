@@ -221,8 +221,25 @@ export class CompactingAnn implements AnnIndex {
   }
 }
 
+/**
+ * What the response cache needs from its partitioned index: PartitionedVectorIndex in this thread,
+ * or ThreadedVectorIndex (threaded-index.ts), whose searches are answered by a worker thread. What
+ * the cache reads synchronously (size, has, partitions) is answered in this thread either way.
+ */
+export interface SemanticIndex {
+  readonly size: number;
+  readonly partitions: number;
+  has(label: string): boolean;
+  add(partition: string, label: string, vector: Float32Array): void;
+  remove(label: string): boolean;
+  search(partition: string, query: Float32Array, k?: number): Neighbour[] | Promise<Neighbour[]>;
+  clear(): void;
+  /** Releases what the index holds outside this heap (a worker thread). */
+  close?(): Promise<void>;
+}
+
 /** One index per partition; labels are unique across partitions. */
-export class PartitionedVectorIndex {
+export class PartitionedVectorIndex implements SemanticIndex {
   private readonly parts = new Map<string, CompactingAnn>();
   private readonly partOf = new Map<string, string>();
 

@@ -1,0 +1,57 @@
+// The index worker's logic, run in this thread (what runs inside a worker thread is not covered).
+import { describe, expect, it } from 'vitest';
+import { seededVectors } from '../../test/helpers/vectors.js';
+import { annFactoryFor, IndexHost, isPostFailure, postFailure, type IndexMessage } from './index-host.js';
+import { loadUsearch } from './vector-index.js';
+
+const { vec } = seededVectors(23);
+
+describe('IndexHost', () => {
+  it('applies adds, removes and clears to partitions and answers searches from the asked one', () => {
+    const host = new IndexHost({ dimensions: 8, kind: 'typescript-hnsw', tuning: { efSearch: 32 } });
+    const a = vec(8);
+    const b = vec(8);
+    expect(host.handle({ op: 'add', partition: 'acme', label: 'k1', vector: a })).toBeUndefined();
+    host.handle({ op: 'add', partition: 'globex', label: 'k2', vector: a });
+    host.handle({ op: 'add', partition: 'acme', label: 'k3', vector: b });
+    expect(host.handle({ op: 'search', partition: 'acme', vector: a, k: 4 })?.map((n) => n.label)).toEqual(['k1', 'k3']);
+    expect(host.handle({ op: 'search', partition: 'globex', vector: b, k: 4 })?.map((n) => n.label)).toEqual(['k2']);
+    expect(host.handle({ op: 'search', partition: 'initech', vector: a, k: 4 })).toEqual([]);
+    host.handle({ op: 'remove', label: 'k1' });
+    expect(host.handle({ op: 'search', partition: 'acme', vector: a, k: 4 })?.map((n) => n.label)).toEqual(['k3']);
+    expect(host.index.size).toBe(2);
+    host.handle({ op: 'clear' });
+    expect(host.index.size).toBe(0);
+    expect(host.handle({ op: 'search', partition: 'acme', vector: b, k: 4 })).toEqual([]);
+  });
+
+  it('refuses a message it does not know', () => {
+    const host = new IndexHost({ dimensions: 8, kind: 'typescript-hnsw', tuning: {} });
+    expect(() => host.handle({ op: 'compact' } as unknown as IndexMessage)).toThrow(/unknown semantic index message "compact"/);
+  });
+
+  it('builds the implementation the cache resolved, and says when usearch cannot be loaded from a path', () => {
+    expect(annFactoryFor({ dimensions: 4, kind: 'typescript-hnsw', tuning: {} })(4).size).toBe(0);
+    expect(() => annFactoryFor({ dimensions: 4, kind: 'usearch', tuning: {}, usearchPath: '/nonexistent/usearch' })).toThrow(/could not load usearch from \/nonexistent/);
+  });
+
+  it.skipIf(!loadUsearch())('builds usearch with the tuning it is given', () => {
+    const host = new IndexHost({ dimensions: 8, kind: 'usearch', tuning: { quantization: 'i8', efConstruction: 48 } });
+    const v = vec(8);
+    host.handle({ op: 'add', partition: 'p', label: 'k', vector: v });
+    expect(host.handle({ op: 'search', partition: 'p', vector: v, k: 1 })?.[0]?.label).toBe('k');
+  });
+});
+
+describe('postFailure', () => {
+  it('carries an unanswered message’s error back under id 0, and is recognised as such', () => {
+    const err = postFailure(new Error('no room'));
+    expect(err).toMatchObject({ id: 0, postError: { message: 'no room' } });
+    expect(err.postError.stack).toMatch(/no room/);
+    expect(postFailure('plain')).toEqual({ id: 0, postError: { message: 'plain' } });
+    expect(isPostFailure(err)).toBe(true);
+    expect(isPostFailure({ id: 0, ok: true })).toBe(false);
+    expect(isPostFailure({ id: 3, postError: {} })).toBe(false);
+    expect(isPostFailure(null)).toBe(false);
+  });
+});

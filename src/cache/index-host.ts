@@ -1,0 +1,74 @@
+// The semantic index's worker-thread side: a PartitionedVectorIndex that applies the messages the
+// cache posts to it. It lives here rather than in index-worker.ts so that tests run it in their own
+// thread (coverage does not see code run inside worker threads); the worker only feeds it messages.
+import { loadUsearch, PartitionedVectorIndex, typescriptHnswFactory, usearchFactory, type AnnFactory, type IndexTuning, type Neighbour } from './vector-index.js';
+
+/**
+ * How the worker builds its index. A factory is a function, which cannot be posted to a thread, so
+ * the worker gets the settings the cache's own factory was made from and makes its own.
+ */
+export interface IndexSettings {
+  dimensions: number;
+  /** The implementation the cache resolved (`auto` already decided in the cache's thread). */
+  kind: 'usearch' | 'typescript-hnsw';
+  tuning: IndexTuning;
+  /** Where usearch is loaded from when not from node_modules (benchmarks). */
+  usearchPath?: string;
+}
+
+export type IndexMessage =
+  | { op: 'add'; partition: string; label: string; vector: Float32Array }
+  | { op: 'remove'; label: string }
+  | { op: 'clear' }
+  | { op: 'search'; partition: string; vector: Float32Array; k: number };
+
+export function annFactoryFor(settings: IndexSettings): AnnFactory {
+  if (settings.kind === 'typescript-hnsw') return typescriptHnswFactory(settings.tuning);
+  const mod = loadUsearch(settings.usearchPath);
+  if (!mod) throw new Error(`the semantic index worker could not load usearch${settings.usearchPath ? ` from ${settings.usearchPath}` : ''}`);
+  return usearchFactory(mod, settings.tuning);
+}
+
+export class IndexHost {
+  readonly index: PartitionedVectorIndex;
+
+  constructor(settings: IndexSettings) {
+    this.index = new PartitionedVectorIndex(settings.dimensions, annFactoryFor(settings));
+  }
+
+  /** Applies one message; a search answers with its neighbours, the rest with nothing. */
+  handle(m: IndexMessage): Neighbour[] | undefined {
+    switch (m.op) {
+      case 'add':
+        this.index.add(m.partition, m.label, m.vector);
+        return undefined;
+      case 'remove':
+        this.index.remove(m.label);
+        return undefined;
+      case 'clear':
+        this.index.clear();
+        return undefined;
+      case 'search':
+        return this.index.search(m.partition, m.vector, m.k);
+    }
+    throw new Error(`unknown semantic index message ${JSON.stringify((m as { op?: unknown }).op)}`);
+  }
+}
+
+/**
+ * What the worker sends back when an add or remove it was posted fails: such a message gets no
+ * answer, so its failure travels on its own, with id 0, which no call has (WorkerClient ignores it).
+ */
+export interface PostFailure {
+  id: 0;
+  postError: { message: string; stack?: string };
+}
+
+export function postFailure(err: unknown): PostFailure {
+  if (!(err instanceof Error)) return { id: 0, postError: { message: String(err) } };
+  return { id: 0, postError: err.stack === undefined ? { message: err.message } : { message: err.message, stack: err.stack } };
+}
+
+export function isPostFailure(m: unknown): m is PostFailure {
+  return typeof m === 'object' && m !== null && (m as { id?: unknown }).id === 0 && 'postError' in m;
+}

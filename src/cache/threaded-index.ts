@@ -1,0 +1,127 @@
+// The semantic index in a worker thread. A usearch search and insert cost ~50 µs each at 30k
+// entries, and every cache miss does both: on the event loop that was a third of a saturated
+// gateway's busy time. Here the graph lives in index-worker.ts; this thread posts it adds and removes
+// (~2 µs, no answer awaited) and awaits searches. One port carries both in order, so a search sees
+// every add posted before it: a put followed by a lookup hits as it did in-thread. What the cache
+// reads synchronously (label → partition, for size, has and partitions) is kept here.
+import type { Worker } from 'node:worker_threads';
+import { startModuleWorker, WorkerClient } from '../gateway/worker-rpc.js';
+import { isPostFailure, type IndexMessage, type IndexSettings } from './index-host.js';
+import type { Neighbour, SemanticIndex } from './vector-index.js';
+
+export interface ThreadedIndexEvents {
+  /** The worker is gone (an error, an exit): called once, never after close(). */
+  onFailure(err: Error): void;
+  /** A posted add or remove failed in the worker; the worker carries on. */
+  onError(err: Error): void;
+}
+
+/** A view into a larger buffer (a pooled Buffer, a batch's output) would be cloned whole. */
+function compact(v: Float32Array): Float32Array {
+  return v.byteOffset === 0 && v.byteLength === v.buffer.byteLength ? v : v.slice();
+}
+
+export class ThreadedVectorIndex implements SemanticIndex {
+  private readonly client: WorkerClient;
+  private readonly partOf = new Map<string, string>();
+  /** Labels per partition, so a search of a partition this thread knows is empty skips the round trip. */
+  private readonly counts = new Map<string, number>();
+  private closed = false;
+  private down = false;
+
+  constructor(
+    private readonly settings: IndexSettings,
+    events: ThreadedIndexEvents,
+  ) {
+    // Vectors are cloned, not transferred: the probe and the memory store keep theirs, and a copy of
+    // a few hundred bytes costs less than the port.
+    this.client = new WorkerClient(startModuleWorker(import.meta.url, 'index-worker', { workerData: settings }), 'semantic index');
+    const worker = this.client.worker;
+    // WorkerClient's own listeners ran first: `failed` says why, and unanswered searches are rejected.
+    const died = (err?: unknown) => {
+      if (this.closed || this.down) return;
+      this.down = true;
+      events.onFailure(this.client.failed ?? (err instanceof Error ? err : new Error('semantic index worker failed')));
+    };
+    worker.on('error', died);
+    worker.on('exit', () => died());
+    worker.on('message', (m: unknown) => {
+      if (!isPostFailure(m)) return;
+      const err = new Error(m.postError.message);
+      if (m.postError.stack !== undefined) err.stack = m.postError.stack;
+      events.onError(err);
+    });
+  }
+
+  /** The thread the index runs in (tests stop it to see the cache fall back). */
+  get worker(): Worker {
+    return this.client.worker;
+  }
+
+  get size(): number {
+    return this.partOf.size;
+  }
+  get partitions(): number {
+    return this.counts.size;
+  }
+  has(label: string): boolean {
+    return this.partOf.has(label);
+  }
+
+  add(partition: string, label: string, vector: Float32Array): void {
+    // As PartitionedVectorIndex does (the worker checks again): the count here must match its own.
+    if (vector.length !== this.settings.dimensions) return;
+    const prev = this.partOf.get(label);
+    if (prev !== partition) {
+      if (prev !== undefined) this.forget(label, prev);
+      this.partOf.set(label, partition);
+      this.counts.set(partition, (this.counts.get(partition) ?? 0) + 1);
+    }
+    this.post({ op: 'add', partition, label, vector: compact(vector) });
+  }
+
+  remove(label: string): boolean {
+    const partition = this.partOf.get(label);
+    if (partition === undefined) return false;
+    this.forget(label, partition);
+    this.post({ op: 'remove', label });
+    return true;
+  }
+
+  /**
+   * The worker's answer. A search the worker died before answering finds nothing (a miss): the
+   * cache falls back to an index in its own thread meanwhile (onFailure).
+   */
+  search(partition: string, query: Float32Array, k = 1): Neighbour[] | Promise<Neighbour[]> {
+    // This thread has posted every add the worker will have applied before this search.
+    if (!this.counts.has(partition)) return [];
+    const m: IndexMessage = { op: 'search', partition, vector: compact(query), k };
+    return this.client.call<Neighbour[]>(m).catch((err: unknown) => {
+      if (this.client.failed) return [];
+      throw err;
+    });
+  }
+
+  clear(): void {
+    this.partOf.clear();
+    this.counts.clear();
+    this.post({ op: 'clear' });
+  }
+
+  /** Stops the worker; it is not reported as a failure. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.client.terminate();
+  }
+
+  private post(m: IndexMessage): void {
+    this.client.post(m);
+  }
+
+  private forget(label: string, partition: string): void {
+    this.partOf.delete(label);
+    const n = (this.counts.get(partition) ?? 1) - 1;
+    if (n > 0) this.counts.set(partition, n);
+    else this.counts.delete(partition);
+  }
+}
