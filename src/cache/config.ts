@@ -34,9 +34,11 @@ export const semanticCacheSchema = z
         ef_search: z.number().int().min(8).default(64),
         /** usearch's in-graph vector precision; candidates are re-scored at full precision. */
         quantization: z.enum(['f32', 'f16', 'i8']).default('i8'),
+        /** Search and insert in a worker thread, off the event loop; false keeps the index in the gateway's thread. */
+        thread: z.boolean().default(true),
       })
       .strict()
-      .default({ implementation: 'auto', connectivity: 16, ef_construction: 48, ef_search: 64, quantization: 'i8' }),
+      .default({ implementation: 'auto', connectivity: 16, ef_construction: 48, ef_search: 64, quantization: 'i8', thread: true }),
   })
   .strict();
 

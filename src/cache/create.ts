@@ -60,7 +60,7 @@ export async function createEmbedder(cfg: CacheConfig['semantic'], deps: CacheDe
  * be installed; `usearchPath` loads it from elsewhere) or `auto` (usearch when installed).
  */
 export function annFromConfig(
-  index: CacheConfig['semantic']['index'],
+  index: Omit<CacheConfig['semantic']['index'], 'thread'>,
   usearchPath?: string,
 ): { kind: 'usearch' | 'typescript-hnsw'; factory: AnnFactory; tuning: IndexTuning } {
   const tuning: IndexTuning = {
@@ -117,6 +117,9 @@ export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}
       annFactory: ann.factory,
       indexKind: ann.kind,
     };
+    // The worker builds its own index from the implementation resolved here (so `auto` means the
+    // same in both threads); ann.factory stays for the fallback if the worker dies.
+    if (cfg.semantic.index.thread) semantic.indexThread = { kind: ann.kind, tuning: ann.tuning };
   }
   const opts: ResponseCacheOptions = {
     store,

@@ -3,13 +3,16 @@
 // features), and storing answers with what they saved. One instance per process; with the Redis
 // store, every instance's index follows the others' writes.
 import { hash } from 'node:crypto';
+import type { Worker } from 'node:worker_threads';
 import type { ChatRequest } from '../canonical/chat.js';
 import type { Embedder } from './embedders/types.js';
 import { decodeAnswer, encodeAnswer, type CachedAnswer, type EntryMeta, type StoredEntry } from './entry.js';
 import { extractFeatures, featuresAgree, isCurrent, type CurrentFeatures } from './guards.js';
 import { entryKey, exactKey, semanticKey, type KeyOptions } from './keys.js';
 import type { CacheStore, InvalidateFilter, StoreEvent } from './stores/types.js';
-import { PartitionedVectorIndex, type AnnFactory } from './vector-index.js';
+import type { IndexSettings } from './index-host.js';
+import { ThreadedVectorIndex } from './threaded-index.js';
+import { PartitionedVectorIndex, type AnnFactory, type SemanticIndex } from './vector-index.js';
 
 export interface SemanticSettings {
   embedder: Embedder;
@@ -22,6 +25,12 @@ export interface SemanticSettings {
   annFactory: AnnFactory;
   /** Name of the index implementation, for stats. */
   indexKind?: string;
+  /**
+   * Runs the index in a worker thread, which builds it from these settings (a factory cannot be
+   * posted to a thread); `annFactory` then builds the index in this thread that the cache falls
+   * back to if the worker dies. Absent: the index runs in this thread.
+   */
+  indexThread?: Omit<IndexSettings, 'dimensions'>;
 }
 
 export interface ResponseCacheOptions {
@@ -29,7 +38,7 @@ export interface ResponseCacheOptions {
   ttlMs: number;
   compressMinBytes: number;
   semantic?: SemanticSettings;
-  /** Reports background failures (a store write that failed, a bad event). */
+  /** Reports background failures (a store write that failed, a bad event, the index worker's death). */
   onError?: (err: unknown, what: string) => void;
 }
 
@@ -85,7 +94,7 @@ interface IndexedInfo {
 
 export class ResponseCache {
   private readonly store: CacheStore;
-  private readonly index: PartitionedVectorIndex | undefined;
+  private index: SemanticIndex | undefined;
   private readonly indexed = new Map<string, IndexedInfo>();
   private readonly semantic: SemanticSettings | undefined;
   private seenDuringReconcile: Set<string> | undefined;
@@ -96,7 +105,15 @@ export class ResponseCache {
   private constructor(private readonly opts: ResponseCacheOptions) {
     this.store = opts.store;
     this.semantic = opts.semantic;
-    if (this.semantic) this.index = new PartitionedVectorIndex(this.semantic.embedder.dimensions, this.semantic.annFactory);
+    const s = this.semantic;
+    if (!s) return;
+    const dimensions = s.embedder.dimensions;
+    this.index = s.indexThread
+      ? new ThreadedVectorIndex(
+          { ...s.indexThread, dimensions },
+          { onFailure: (err) => this.indexFailed(err), onError: (err) => this.opts.onError?.(err, 'cache index update') },
+        )
+      : new PartitionedVectorIndex(dimensions, s.annFactory);
   }
 
   /** Builds the service: follows the store's changes, then rebuilds the index from its entries. */
@@ -117,6 +134,11 @@ export class ResponseCache {
   /** Entries in this process's vector index. */
   get indexedEntries(): number {
     return this.index?.size ?? 0;
+  }
+
+  /** The thread the vector index runs in, while it runs in one (tests stop it to see the cache fall back). */
+  get indexWorker(): Worker | undefined {
+    return this.index instanceof ThreadedVectorIndex ? this.index.worker : undefined;
   }
 
   async lookup(namespace: string, req: ChatRequest, opts: LookupOptions = {}): Promise<{ probe: Probe; hit?: CacheHit }> {
@@ -207,7 +229,11 @@ export class ResponseCache {
   }
 
   async close(): Promise<void> {
-    await this.store.close();
+    try {
+      await this.index?.close?.();
+    } finally {
+      await this.store.close();
+    }
   }
 
   private partition(namespace: string, fingerprint: string): string {
@@ -218,7 +244,7 @@ export class ResponseCache {
   private async semanticLookup(probe: Probe, minCreatedAt: number): Promise<CacheHit | undefined> {
     const s = this.semantic as SemanticSettings;
     const q = probe.semantic as NonNullable<Probe['semantic']>;
-    const found = (this.index as PartitionedVectorIndex).search(q.partition, q.vector, s.candidates ?? 4);
+    const found = await (this.index as SemanticIndex).search(q.partition, q.vector, s.candidates ?? 4);
     for (const n of found) {
       if (n.similarity < s.threshold) break;
       const info = this.indexed.get(n.label);
@@ -297,6 +323,19 @@ export class ResponseCache {
           this.reconcile();
         }
       });
+  }
+
+  /**
+   * The index worker died: serve from an index in this thread instead, built again from the store
+   * (what the worker held is gone with it, so nothing counts as indexed until the store says so).
+   * Lookups meanwhile miss what is not re-indexed yet; none fails.
+   */
+  private indexFailed(err: Error): void {
+    const s = this.semantic as SemanticSettings;
+    this.opts.onError?.(err, 'cache index worker');
+    this.index = new PartitionedVectorIndex(s.embedder.dimensions, s.annFactory);
+    this.indexed.clear();
+    this.reconcile();
   }
 
   private indexEntry(meta: EntryMeta, vector: Float32Array): void {
