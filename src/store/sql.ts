@@ -1,10 +1,12 @@
 // The SQL connection: Postgres (`DATABASE_URL`, shared by replicas) or the embedded PGlite file (the
-// single-process default). Both are Postgres dialects, so one drizzle schema and one list of SQL
-// migrations serve them. Opened once at start-up (PGlite takes seconds), closed at shutdown.
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+// single-process default, run in a worker thread). Both are Postgres dialects, so one drizzle schema
+// and one list of SQL migrations serve them. Opened once at start-up (PGlite takes seconds), closed
+// at shutdown.
+import type { Worker } from 'node:worker_threads';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import type { ManagedResource } from '../gateway/gateway.js';
+import { startModuleWorker, WorkerClient } from '../gateway/worker-rpc.js';
+import type { PgliteRequest } from './pglite-host.js';
 import { MIGRATION_LOCK, applyMigrations, type Migration } from './migrations.js';
 
 export type Drizzle = PgDatabase<PgQueryResultHKT>;
@@ -100,26 +102,59 @@ async function openPostgres(url: string, schema: string | undefined, connectionT
   };
 }
 
-async function openPglite(path: string, schema?: string): Promise<SqlDatabase> {
-  const { PGlite } = await import('@electric-sql/pglite');
-  const { drizzle } = await import('drizzle-orm/pglite');
-  if (path !== 'memory://') await mkdir(dirname(path), { recursive: true });
-  const pg = await PGlite.create(path === 'memory://' ? undefined : path);
-  if (schema) {
-    await pg.exec(`CREATE SCHEMA IF NOT EXISTS "${schema}"; SET search_path TO "${schema}"`);
+/** Starts the thread the embedded database runs in (tests substitute one they can stop). */
+export type StartPgliteWorker = () => Worker;
+
+const startPgliteWorker: StartPgliteWorker = () => startModuleWorker(import.meta.url, 'pglite-worker');
+
+/**
+ * PGlite in a worker thread (pglite-host.ts): its WASM runs synchronously, and a ledger flush of a
+ * few milliseconds in this thread held every request arriving meanwhile. Each query is a message;
+ * a transaction is begun, used and ended by messages carrying its id.
+ */
+export async function openPglite(path: string, schema?: string, start: StartPgliteWorker = startPgliteWorker): Promise<SqlDatabase> {
+  const { drizzle } = await import('drizzle-orm/pg-proxy');
+  const worker = new WorkerClient(start(), 'PGlite');
+  let closing: Promise<void> | undefined;
+  const call = <T>(m: PgliteRequest): Promise<T> => (closing ? Promise.reject(new Error('the PGlite database is closed')) : worker.call<T>(m));
+  try {
+    await call({ op: 'open', path, ...(schema ? { schema } : {}) });
+  } catch (err) {
+    await worker.terminate();
+    throw err;
   }
-  const db = drizzle({ client: pg }) as unknown as Drizzle;
+  const rawQuery: RawQuery = <T>(text: string, params?: unknown[]) => call<T[]>({ op: 'query', text, ...(params ? { params } : {}) });
+  // drizzle's PGlite driver, through messages: 'all' (a typed select or returning) wants rows as
+  // arrays by column position, 'execute' (untyped) objects; dates stay text for drizzle to map.
+  // Unlike that driver, pg-proxy has no db.transaction (it throws; use `transaction`) and its
+  // db.execute resolves to the rows alone, not PGlite's result object.
+  const db = drizzle(async (text, params, method) => ({
+    rows: await call<unknown[]>({ op: 'query', text, params, rows: method === 'all' ? 'arrays' : 'drizzle-objects' }),
+  })) as unknown as Drizzle;
   return {
     kind: 'pglite',
     db,
-    async query<T>(text: string, params?: unknown[]) {
-      return (await pg.query<T>(text, params)).rows;
-    },
+    query: rawQuery,
     async transaction<T>(fn: (q: RawQuery) => Promise<T>) {
-      return pg.transaction(async (tx) => fn(async <R>(text: string, params?: unknown[]) => (await tx.query<R>(text, params)).rows));
+      const tx = await call<number>({ op: 'begin' });
+      let result: T;
+      try {
+        result = await fn(<R>(text: string, params?: unknown[]) => call<R[]>({ op: 'query', text, tx, ...(params ? { params } : {}) }));
+      } catch (err) {
+        // The caller's error is the one to report (as on Postgres); a rollback refused because the
+        // worker died has nothing left to undo.
+        await call({ op: 'rollback', tx }).catch(() => undefined);
+        throw err;
+      }
+      await call({ op: 'commit', tx });
+      return result;
     },
-    async close() {
-      if (!pg.closed) await pg.close();
+    close() {
+      closing ??= (async () => {
+        await worker.call({ op: 'close' } satisfies PgliteRequest).catch(() => undefined);
+        await worker.terminate();
+      })();
+      return closing;
     },
   };
 }
