@@ -20,6 +20,17 @@ describe('WorkerClient over a module worker', () => {
     }
   });
 
+  it('rejects a call whose message cannot be cloned, and goes on answering others', async () => {
+    const w = start();
+    try {
+      await expect(w.call({ op: 'echo', value: () => 1 })).rejects.toThrow(/could not be cloned/);
+      expect(await w.call({ op: 'echo', value: 'after' })).toEqual({ echo: 'after', posted: 0 });
+      expect(w.failed).toBeUndefined();
+    } finally {
+      await w.terminate();
+    }
+  });
+
   it('answers asynchronous handlers as they finish, not in the order asked', async () => {
     const w = start();
     try {

@@ -1,8 +1,9 @@
 // Work that would block the event loop (the embedded database, the semantic cache's vector index)
 // runs in a worker thread: the request path posts it a message and awaits the answer, so a 5 ms
 // database write or a 100 µs graph insert no longer holds every other request behind it.
-// One small request/answer protocol for every such worker: calls carry an id and are answered in
-// the order they were posted (one port, FIFO); `post` sends without an answer, ordered with calls.
+// One small request/answer protocol for every such worker: calls carry an id and are delivered in
+// the order they were posted (one port, FIFO), `post`s among them; a synchronous handler answers in
+// that order, an asynchronous one when it finishes (answers are matched by id).
 import { parentPort, Worker, type Transferable, type WorkerOptions } from 'node:worker_threads';
 
 /**
@@ -10,6 +11,8 @@ import { parentPort, Worker, type Transferable, type WorkerOptions } from 'node:
  * built `.js` in dist/, or the `.ts` source through tsx when running from source (tests, `npm run dev`).
  */
 export function startModuleWorker(from: string, name: string, options: WorkerOptions = {}): Worker {
+  // A worker inherits the process's node flags; `--input-type` (for `node -e`) would refuse its module.
+  options = { execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')), ...options };
   if (!from.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, from), options);
   // From source: `--import tsx` in a worker's execArgv does not reach its loader on Node 20, so
   // the worker registers tsx itself and then imports the module (messages wait in its port meanwhile).
@@ -90,7 +93,14 @@ export class WorkerClient {
     return new Promise<T>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.worker.postMessage({ ...message, id }, transfer);
+      try {
+        this.worker.postMessage({ ...message, id }, transfer);
+      } catch (err) {
+        // A value structured clone refuses (a function, a socket): this call fails, the worker lives on.
+        this.pending.delete(id);
+        if (this.pending.size === 0) this.worker.unref();
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
     });
   }
 
