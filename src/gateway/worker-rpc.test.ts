@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { startModuleWorker, WorkerClient } from './worker-rpc.js';
 
@@ -54,5 +56,26 @@ describe('WorkerClient over a module worker', () => {
     await expect(w.call({ op: 'echo', value: 1 })).rejects.toThrow(/exited/);
     expect(w.failed?.message).toMatch(/exited/);
     await w.terminate();
+  });
+});
+
+describe('startModuleWorker', () => {
+  // Node refuses V8 flags in a worker's explicit execArgv; a gateway started with them (the Docker
+  // image's young-generation size, --trace-gc) or from `node --input-type=module -e` must still start
+  // its workers. Run in a child process, from the module's source, with those flags.
+  it('starts a worker under V8 flags and an inherited --input-type', () => {
+    const rpc = JSON.stringify(new URL('./worker-rpc.ts', import.meta.url).href);
+    const script = `import { register } from 'tsx/esm/api'; register();
+      const { startModuleWorker, WorkerClient } = await import(${rpc});
+      const w = new WorkerClient(startModuleWorker(${rpc}, '__fixtures__/worker-rpc-echo'), 'fixture');
+      console.log(JSON.stringify(await w.call({ op: 'echo', value: 'ok' })));
+      await w.terminate();`;
+    const r = spawnSync(process.execPath, ['--max-semi-space-size=16', '--trace-gc', '--input-type=module', '-e', script], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.stdout).toContain('{"echo":"ok","posted":0}');
   });
 });

@@ -9,15 +9,16 @@ import { parentPort, Worker, type Transferable, type WorkerOptions } from 'node:
 /**
  * Starts the worker module `name` beside the caller's module (`from`: its `import.meta.url`): the
  * built `.js` in dist/, or the `.ts` source through tsx when running from source (tests, `npm run dev`).
+ * The worker inherits the process's node flags (Node checks only flags given explicitly, and refuses
+ * V8 ones such as `--max-semi-space-size` there). It starts from a one-line script that imports the
+ * module, not from the module's file: an inherited `--input-type` (a `node -e` caller) refuses a
+ * file as a worker's entry, and from source tsx must be registered first (`--import tsx` in a
+ * worker's execArgv does not reach its loader on Node 20). Messages wait in its port meanwhile.
  */
 export function startModuleWorker(from: string, name: string, options: WorkerOptions = {}): Worker {
-  // A worker inherits the process's node flags; `--input-type` (for `node -e`) would refuse its module.
-  options = { execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')), ...options };
-  if (!from.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, from), options);
-  // From source: `--import tsx` in a worker's execArgv does not reach its loader on Node 20, so
-  // the worker registers tsx itself and then imports the module (messages wait in its port meanwhile).
-  const url = new URL(`./${name}.ts`, from).href;
-  const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
+  const fromSource = from.endsWith('.ts');
+  const url = JSON.stringify(new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, from).href);
+  const boot = fromSource ? `import('tsx/esm/api').then((m) => { m.register(); return import(${url}); })` : `import(${url})`;
   return new Worker(boot, { ...options, eval: true });
 }
 
