@@ -25,6 +25,36 @@ describe('IndexHost', () => {
     expect(host.handle({ op: 'search', partition: 'acme', vector: b, k: 4 })).toEqual([]);
   });
 
+  it('applies a batch in order, each add with its own slice of the packed vectors, and goes on past an update that fails', () => {
+    const host = new IndexHost({ dimensions: 8, kind: 'typescript-hnsw', tuning: { efSearch: 32 } });
+    const [a, b, c] = [vec(8), vec(8), vec(8)];
+    const vectors = new Float32Array(24);
+    [a, b, c].forEach((v, i) => vectors.set(v, i * 8));
+    host.handle({
+      op: 'batch',
+      updates: [
+        { op: 'add', partition: 'acme', label: 'k1' },
+        { op: 'add', partition: 'acme', label: 'k2' },
+        { op: 'remove', label: 'k1' },
+        { op: 'add', partition: 'globex', label: 'k3' },
+      ],
+      vectors,
+    });
+    expect(host.handle({ op: 'search', partition: 'acme', vector: b, k: 4 })?.map((n) => n.label)).toEqual(['k2']);
+    const [hit] = host.handle({ op: 'search', partition: 'globex', vector: c, k: 1 }) ?? [];
+    expect(hit?.label).toBe('k3');
+    expect(hit?.similarity).toBeCloseTo(1, 5);
+    // The stored vectors are copies: the batch's buffer can be reused or freed.
+    vectors.fill(0);
+    expect(host.handle({ op: 'search', partition: 'globex', vector: c, k: 1 })?.[0]?.similarity).toBeCloseTo(1, 5);
+
+    const broken = { op: 'batch', updates: [{ op: 'add', partition: 'acme', label: 'k4' }, { op: 'bogus' }, { op: 'add', partition: 'acme', label: 'k5' }], vectors: new Float32Array(16) };
+    broken.vectors.set(a, 0);
+    broken.vectors.set(c, 8);
+    expect(() => host.handle(broken as unknown as IndexMessage)).toThrow(/unknown semantic index message "bogus"/);
+    expect(host.index.has('k4') && host.index.has('k5')).toBe(true);
+  });
+
   it('refuses a message it does not know', () => {
     const host = new IndexHost({ dimensions: 8, kind: 'typescript-hnsw', tuning: {} });
     expect(() => host.handle({ op: 'compact' } as unknown as IndexMessage)).toThrow(/unknown semantic index message "compact"/);

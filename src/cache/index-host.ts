@@ -16,11 +16,20 @@ export interface IndexSettings {
   usearchPath?: string;
 }
 
-export type IndexMessage =
-  | { op: 'add'; partition: string; label: string; vector: Float32Array }
-  | { op: 'remove'; label: string }
-  | { op: 'clear' }
-  | { op: 'search'; partition: string; vector: Float32Array; k: number };
+export type IndexUpdate = { op: 'add'; partition: string; label: string; vector: Float32Array } | { op: 'remove'; label: string } | { op: 'clear' };
+
+/**
+ * Updates posted together: the adds' vectors packed in one array (`vectors`, `dimensions` floats
+ * each, in the order of the adds), so a batch is one message and one buffer to clone, not one of
+ * each per update.
+ */
+export interface IndexBatch {
+  op: 'batch';
+  updates: Array<{ op: 'add'; partition: string; label: string } | { op: 'remove'; label: string } | { op: 'clear' }>;
+  vectors: Float32Array;
+}
+
+export type IndexMessage = IndexUpdate | IndexBatch | { op: 'search'; partition: string; vector: Float32Array; k: number };
 
 export function annFactoryFor(settings: IndexSettings): AnnFactory {
   if (settings.kind === 'typescript-hnsw') return typescriptHnswFactory(settings.tuning);
@@ -32,7 +41,10 @@ export function annFactoryFor(settings: IndexSettings): AnnFactory {
 export class IndexHost {
   readonly index: PartitionedVectorIndex;
 
+  private readonly dimensions: number;
+
   constructor(settings: IndexSettings) {
+    this.dimensions = settings.dimensions;
     this.index = new PartitionedVectorIndex(settings.dimensions, annFactoryFor(settings));
   }
 
@@ -50,8 +62,28 @@ export class IndexHost {
         return undefined;
       case 'search':
         return this.index.search(m.partition, m.vector, m.k);
+      case 'batch':
+        this.applyBatch(m);
+        return undefined;
     }
     throw new Error(`unknown semantic index message ${JSON.stringify((m as { op?: unknown }).op)}`);
+  }
+
+  /** Every update of a batch is applied, each on its own: one that fails does not stop the rest; the first failure is thrown after. */
+  private applyBatch(b: IndexBatch): void {
+    const d = this.dimensions;
+    let at = 0;
+    let failure: unknown;
+    for (const u of b.updates) {
+      try {
+        // A copy: the index keeps the vector (for re-scoring), which must not hold the whole batch's buffer.
+        if (u.op === 'add') this.handle({ ...u, vector: b.vectors.slice(at * d, ++at * d) });
+        else this.handle(u);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
   }
 }
 

@@ -1,12 +1,14 @@
 // The semantic index in a worker thread. A usearch search and insert cost ~50 µs each at 30k
 // entries, and every cache miss does both: on the event loop that was a third of a saturated
-// gateway's busy time. Here the graph lives in index-worker.ts; this thread posts it adds and removes
-// (~2 µs, no answer awaited) and awaits searches. One port carries both in order, so a search sees
-// every add posted before it: a put followed by a lookup hits as it did in-thread. What the cache
-// reads synchronously (label → partition, for size, has and partitions) is kept here.
+// gateway's busy time. Here the graph lives in index-worker.ts; this thread queues adds and removes
+// and posts them as one batch per turn of the event loop (no answer awaited; a message per update
+// cost the worker more in receiving than the insert itself), and awaits searches. One port carries
+// both in order and a search first posts what is queued, so it sees every add made before it: a put
+// followed by a lookup hits as it did in-thread. What the cache reads synchronously (label →
+// partition, for size, has and partitions) is kept here.
 import type { Worker } from 'node:worker_threads';
 import { startModuleWorker, WorkerClient } from '../gateway/worker-rpc.js';
-import { isPostFailure, type IndexMessage, type IndexSettings } from './index-host.js';
+import { isPostFailure, type IndexBatch, type IndexMessage, type IndexSettings } from './index-host.js';
 import type { Neighbour, SemanticIndex } from './vector-index.js';
 
 export interface ThreadedIndexEvents {
@@ -28,6 +30,10 @@ export class ThreadedVectorIndex implements SemanticIndex {
   private readonly counts = new Map<string, number>();
   private closed = false;
   private down = false;
+  /** Updates not yet posted: sent as one batch at the end of this turn of the event loop, or before a search. */
+  private queued: IndexBatch['updates'] = [];
+  private queuedVectors: Float32Array[] = [];
+  private flushScheduled: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly settings: IndexSettings,
@@ -77,14 +83,17 @@ export class ThreadedVectorIndex implements SemanticIndex {
       this.partOf.set(label, partition);
       this.counts.set(partition, (this.counts.get(partition) ?? 0) + 1);
     }
-    this.post({ op: 'add', partition, label, vector: compact(vector) });
+    this.queued.push({ op: 'add', partition, label });
+    this.queuedVectors.push(vector);
+    this.scheduleFlush();
   }
 
   remove(label: string): boolean {
     const partition = this.partOf.get(label);
     if (partition === undefined) return false;
     this.forget(label, partition);
-    this.post({ op: 'remove', label });
+    this.queued.push({ op: 'remove', label });
+    this.scheduleFlush();
     return true;
   }
 
@@ -95,6 +104,7 @@ export class ThreadedVectorIndex implements SemanticIndex {
   search(partition: string, query: Float32Array, k = 1): Neighbour[] | Promise<Neighbour[]> {
     // This thread has posted every add the worker will have applied before this search.
     if (!this.counts.has(partition)) return [];
+    this.flush();
     const m: IndexMessage = { op: 'search', partition, vector: compact(query), k };
     return this.client.call<Neighbour[]>(m).catch((err: unknown) => {
       if (this.client.failed) return [];
@@ -105,7 +115,8 @@ export class ThreadedVectorIndex implements SemanticIndex {
   clear(): void {
     this.partOf.clear();
     this.counts.clear();
-    this.post({ op: 'clear' });
+    this.queued.push({ op: 'clear' });
+    this.scheduleFlush();
   }
 
   /** Stops the worker; it is not reported as a failure. */
@@ -114,8 +125,27 @@ export class ThreadedVectorIndex implements SemanticIndex {
     await this.client.terminate();
   }
 
-  private post(m: IndexMessage): void {
-    this.client.post(m);
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    // After this turn's I/O callbacks: every answer completed in one turn goes in one message.
+    this.flushScheduled = setImmediate(() => this.flush());
+    this.flushScheduled.unref();
+  }
+
+  /** Posts the queued updates as one batch (a search calls it first, so it sees them). */
+  private flush(): void {
+    if (this.flushScheduled) {
+      clearImmediate(this.flushScheduled);
+      this.flushScheduled = undefined;
+    }
+    if (this.queued.length === 0) return;
+    const d = this.settings.dimensions;
+    const vectors = new Float32Array(this.queuedVectors.length * d);
+    this.queuedVectors.forEach((v, i) => vectors.set(v, i * d));
+    const batch: IndexBatch = { op: 'batch', updates: this.queued, vectors };
+    this.queued = [];
+    this.queuedVectors = [];
+    this.client.post(batch as unknown as Record<string, unknown>, [vectors.buffer]);
   }
 
   private forget(label: string, partition: string): void {
