@@ -227,7 +227,10 @@ function hedges(gateway: Gateway, model: string): boolean {
  * missing): then the exact cache runs alone and the log says why.
  */
 async function createCacheService(config: Config, redis: RedisClient | undefined, log: Logger, embedder?: Embedder): Promise<ResponseCache | undefined> {
-  const deps = { redis, keyPrefix: config.redis.key_prefix, ...(embedder ? { embedder } : {}) };
+  // Background failures (a store write, a lost index worker the cache fell back from) are logged;
+  // the request that caused none of them is not failed for them.
+  const onError = (err: unknown, what: string) => log.warn({ err: err instanceof Error ? err.message : String(err), what }, 'cache: background failure');
+  const deps = { redis, keyPrefix: config.redis.key_prefix, onError, ...(embedder ? { embedder } : {}) };
   try {
     return await createResponseCache(config.cache, deps);
   } catch (err) {
