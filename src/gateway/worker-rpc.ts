@@ -12,14 +12,15 @@ import { parentPort, Worker, type Transferable, type WorkerOptions } from 'node:
  * The worker inherits the process's node flags (Node checks only flags given explicitly, and refuses
  * V8 ones such as `--max-semi-space-size` there). It starts from a one-line script that imports the
  * module, not from the module's file: an inherited `--input-type` (a `node -e` caller) refuses a
- * file as a worker's entry, and from source tsx must be registered first (`--import tsx` in a
- * worker's execArgv does not reach its loader on Node 20). Messages wait in its port meanwhile.
+ * file as a worker's entry. From source tsx must be registered first (`--import tsx` in a worker's
+ * execArgv does not reach its loader on Node 20). Messages wait in its port meanwhile.
  */
 export function startModuleWorker(from: string, name: string, options: WorkerOptions = {}): Worker {
-  const fromSource = from.endsWith('.ts');
-  const url = JSON.stringify(new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, from).href);
-  const boot = fromSource ? `import('tsx/esm/api').then((m) => { m.register(); return import(${url}); })` : `import(${url})`;
-  return new Worker(boot, { ...options, eval: true });
+  if (!from.endsWith('.ts')) return new Worker(`import(${JSON.stringify(new URL(`./${name}.js`, from).href)})`, { ...options, eval: true });
+  // From source: scripts/ts-worker.mjs (not part of the build, nor of the image) registers tsx and
+  // imports the module named by its last argument.
+  const boot = new URL('../../scripts/ts-worker.mjs', import.meta.url).href;
+  return new Worker(`import(${JSON.stringify(boot)})`, { ...options, eval: true, argv: [...(options.argv ?? []), new URL(`./${name}.ts`, from).href] });
 }
 
 interface Answer {
