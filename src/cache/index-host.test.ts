@@ -55,6 +55,19 @@ describe('IndexHost', () => {
     expect(host.index.has('k4') && host.index.has('k5')).toBe(true);
   });
 
+  it('applies the updates a search carries before searching, and still answers when one of them fails', () => {
+    const failures: unknown[] = [];
+    const host = new IndexHost({ dimensions: 8, kind: 'typescript-hnsw', tuning: { efSearch: 32 } }, (err) => failures.push(err));
+    const a = vec(8);
+    const vectors = new Float32Array(8);
+    vectors.set(a);
+    const batch = { op: 'batch' as const, updates: [{ op: 'add' as const, partition: 'acme', label: 'k1' }, { op: 'bogus' }], vectors };
+    const found = host.handle({ op: 'search', partition: 'acme', vector: a, k: 1, batch: batch as never });
+    expect(found?.map((n) => n.label)).toEqual(['k1']);
+    expect(failures).toHaveLength(1);
+    expect(String(failures[0])).toMatch(/unknown semantic index message "bogus"/);
+  });
+
   it('refuses a message it does not know', () => {
     const host = new IndexHost({ dimensions: 8, kind: 'typescript-hnsw', tuning: {} });
     expect(() => host.handle({ op: 'compact' } as unknown as IndexMessage)).toThrow(/unknown semantic index message "compact"/);

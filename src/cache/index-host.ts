@@ -29,7 +29,16 @@ export interface IndexBatch {
   vectors: Float32Array;
 }
 
-export type IndexMessage = IndexUpdate | IndexBatch | { op: 'search'; partition: string; vector: Float32Array; k: number };
+/** A search; `batch`, the updates queued before it, is applied first (one message instead of two). */
+export interface IndexSearch {
+  op: 'search';
+  partition: string;
+  vector: Float32Array;
+  k: number;
+  batch?: IndexBatch;
+}
+
+export type IndexMessage = IndexUpdate | IndexBatch | IndexSearch;
 
 export function annFactoryFor(settings: IndexSettings): AnnFactory {
   if (settings.kind === 'typescript-hnsw') return typescriptHnswFactory(settings.tuning);
@@ -43,7 +52,11 @@ export class IndexHost {
 
   private readonly dimensions: number;
 
-  constructor(settings: IndexSettings) {
+  /** `onUpdateError`: where an update that came with a search and failed is reported (the search still answers). */
+  constructor(
+    settings: IndexSettings,
+    private readonly onUpdateError: (err: unknown) => void = () => undefined,
+  ) {
     this.dimensions = settings.dimensions;
     this.index = new PartitionedVectorIndex(settings.dimensions, annFactoryFor(settings));
   }
@@ -61,6 +74,13 @@ export class IndexHost {
         this.index.clear();
         return undefined;
       case 'search':
+        if (m.batch) {
+          try {
+            this.applyBatch(m.batch);
+          } catch (err) {
+            this.onUpdateError(err);
+          }
+        }
         return this.index.search(m.partition, m.vector, m.k);
       case 'batch':
         this.applyBatch(m);

@@ -4,8 +4,6 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { serveWorker } from '../gateway/worker-rpc.js';
 import { IndexHost, postFailure, type IndexMessage, type IndexSettings } from './index-host.js';
 
-const host = new IndexHost(workerData as IndexSettings);
-serveWorker(
-  (m) => host.handle(m as unknown as IndexMessage),
-  (err) => parentPort?.postMessage(postFailure(err)),
-);
+const report = (err: unknown) => parentPort?.postMessage(postFailure(err));
+const host = new IndexHost(workerData as IndexSettings, report);
+serveWorker((m) => host.handle(m as unknown as IndexMessage), report);

@@ -3,12 +3,12 @@
 // gateway's busy time. Here the graph lives in index-worker.ts; this thread queues adds and removes
 // and posts them as one batch per turn of the event loop (no answer awaited; a message per update
 // cost the worker more in receiving than the insert itself), and awaits searches. One port carries
-// both in order and a search first posts what is queued, so it sees every add made before it: a put
+// both in order and a search carries what is queued, applied first, so it sees every add made before it: a put
 // followed by a lookup hits as it did in-thread. What the cache reads synchronously (label →
 // partition, for size, has and partitions) is kept here.
 import type { Worker } from 'node:worker_threads';
 import { startModuleWorker, WorkerClient } from '../gateway/worker-rpc.js';
-import { isPostFailure, type IndexBatch, type IndexMessage, type IndexSettings } from './index-host.js';
+import { isPostFailure, type IndexBatch, type IndexSearch, type IndexSettings } from './index-host.js';
 import type { Neighbour, SemanticIndex } from './vector-index.js';
 
 export interface ThreadedIndexEvents {
@@ -104,9 +104,10 @@ export class ThreadedVectorIndex implements SemanticIndex {
   search(partition: string, query: Float32Array, k = 1): Neighbour[] | Promise<Neighbour[]> {
     // This thread has posted every add the worker will have applied before this search.
     if (!this.counts.has(partition)) return [];
-    this.flush();
-    const m: IndexMessage = { op: 'search', partition, vector: compact(query), k };
-    return this.client.call<Neighbour[]>(m).catch((err: unknown) => {
+    // What is queued goes with the search, applied before it.
+    const batch = this.takeQueued();
+    const m: IndexSearch = { op: 'search', partition, vector: compact(query), k, ...(batch ? { batch } : {}) };
+    return this.client.call<Neighbour[]>(m as unknown as Record<string, unknown>, batch ? [batch.vectors.buffer as ArrayBuffer] : undefined).catch((err: unknown) => {
       if (this.client.failed) return [];
       throw err;
     });
@@ -132,20 +133,26 @@ export class ThreadedVectorIndex implements SemanticIndex {
     this.flushScheduled.unref();
   }
 
-  /** Posts the queued updates as one batch (a search calls it first, so it sees them). */
+  /** Posts the queued updates as one batch. */
   private flush(): void {
+    const batch = this.takeQueued();
+    if (batch) this.client.post(batch as unknown as Record<string, unknown>, [batch.vectors.buffer as ArrayBuffer]);
+  }
+
+  /** The queued updates as one batch (their vectors packed), the queue emptied; undefined when none. */
+  private takeQueued(): IndexBatch | undefined {
     if (this.flushScheduled) {
       clearImmediate(this.flushScheduled);
       this.flushScheduled = undefined;
     }
-    if (this.queued.length === 0) return;
+    if (this.queued.length === 0) return undefined;
     const d = this.settings.dimensions;
     const vectors = new Float32Array(this.queuedVectors.length * d);
     this.queuedVectors.forEach((v, i) => vectors.set(v, i * d));
     const batch: IndexBatch = { op: 'batch', updates: this.queued, vectors };
     this.queued = [];
     this.queuedVectors = [];
-    this.client.post(batch as unknown as Record<string, unknown>, [vectors.buffer]);
+    return batch;
   }
 
   private forget(label: string, partition: string): void {
