@@ -137,6 +137,27 @@ describe('graceful shutdown', () => {
   }, 120_000);
 });
 
+describe('stopping with stdout gone', () => {
+  // A log shipper that died, `| head`, a killed cluster primary: the gateway's stdout has no reader
+  // (EPIPE). It must still exit on SIGTERM — pino's synchronous flush at exit, on sonic-boom 4,
+  // retried the failed write every 100 ms forever.
+  it('exits 0 on SIGTERM after its stdout reader is gone', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'epipe-'));
+    const gw = await startChildGateway(tmp, 'epipe', { ledger: { enabled: false } });
+    try {
+      // Lines the gateway buffers after the reader is gone: each request writes an access line.
+      gw.process.stdout?.destroy();
+      for (let i = 0; i < 5; i++) await (await request(`${gw.url}/health`)).body.text();
+      gw.process.kill('SIGTERM');
+      const code = await Promise.race([gw.exited, new Promise((r) => setTimeout(() => r('still running 15 s after SIGTERM'), 15_000))]);
+      expect(code).toBe(0);
+    } finally {
+      if (gw.process.exitCode === null) gw.process.kill('SIGKILL');
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 describe('requests on kept-alive connections while draining', () => {
   let server: RunningServer | undefined;
   const sockets: Socket[] = [];

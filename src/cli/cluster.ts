@@ -7,7 +7,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { CLUSTER_METRICS_TIMEOUT_MS, ClusterMetricsCollector, type MetricsPeer } from '../telemetry/cluster-metrics.js';
-import type { Logger } from '../telemetry/logger.js';
+import { exitAfterFlush, type Logger } from '../telemetry/logger.js';
 
 /** A worker that dies this many times within RESTART_WINDOW_MS means something is wrong: stop. */
 export const MAX_RESTARTS = 5;
@@ -317,7 +317,7 @@ export function runPrimary(opts: PrimaryOptions): Primary {
     log.info({ code: exitCode }, 'cluster stopped');
     resolveExited(exitCode);
     // Let pino's asynchronous stdout flush the last lines before the process goes.
-    const exit = opts.exit ?? ((code: number) => log.flush(() => process.exit(code)));
+    const exit = opts.exit ?? ((code: number) => exitAfterFlush(log, code));
     exit(exitCode);
   };
 

@@ -15,7 +15,7 @@ import { MeshBacklogMetrics } from '../mesh/metrics.js';
 import { MeshRouter } from '../mesh/router.js';
 import { WorkerAgent } from '../mesh/worker.js';
 import { createProvider } from '../providers/registry.js';
-import { createLogger } from '../telemetry/logger.js';
+import { createLogger, exitAfterFlush } from '../telemetry/logger.js';
 import { startMetricsServer } from '../telemetry/metrics-server.js';
 import { VERSION } from './serve.js';
 import { portNumber, positiveInt, positiveNumber } from './args.js';
@@ -84,17 +84,17 @@ class OverriddenHealthSource implements HealthSource {
   }
 }
 
-function onSignals(stop: () => Promise<void>, log: { info(o: object, m: string): void; error(o: object, m: string): void }): void {
+function onSignals(stop: () => Promise<void>, log: { info(o: object, m: string): void; error(o: object, m: string): void; flush(cb?: (err?: Error) => void): void }): void {
   let stopping = false;
   const handler = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
     stop().then(
-      () => process.exit(0),
+      () => exitAfterFlush(log, 0),
       (err: unknown) => {
         log.error({ err }, 'stop failed');
-        process.exit(1);
+        exitAfterFlush(log, 1);
       },
     );
   };

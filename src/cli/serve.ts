@@ -11,7 +11,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import { assemble } from '../gateway/assemble.js';
 import { buildApp } from '../server/app.js';
 import { isLoopback } from '../server/auth.js';
-import { createLogger, type Logger } from '../telemetry/logger.js';
+import { createLogger, exitAfterFlush, type Logger } from '../telemetry/logger.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { needsDatabase } from '../gateway/tenancy.js';
 import { WORKER_MAX_REQUESTS_PER_CONNECTION, localCapacityState, planWorkers, runPrimary } from './cluster.js';
@@ -161,11 +161,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
     server.close().then(
       () => {
         log.info('shutdown complete');
-        process.exit(0);
+        exitAfterFlush(log, 0);
       },
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exitAfterFlush(log, 1);
       },
     );
   };

@@ -65,6 +65,32 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
   );
 }
 
+/** How long an exit waits for buffered lines to reach a reader that is slow but still there, ms. */
+const EXIT_FLUSH_WAIT_MS = 2_000;
+
+/**
+ * Exits once the log's buffered lines are written — asynchronously. pino flushes a buffered
+ * destination synchronously on exit, and sonic-boom 4's synchronous flush retries a failed write
+ * forever, every 100 ms, unless the failure is EAGAIN: with stdout's reader gone (EPIPE — a log
+ * shipper that died, `| head`, a killed cluster primary) a process told to stop never exited. An
+ * asynchronous write reports EPIPE instead, and pino then stops writing to that stream, so the exit
+ * that follows does not loop. `flush` must be the logger's (pino's `flush(cb)`).
+ */
+export function exitAfterFlush(log: { flush(cb?: (err?: Error) => void): void }, code: number, exit: (code: number) => void = (c) => process.exit(c)): void {
+  let done = false;
+  const go = () => {
+    if (done) return;
+    done = true;
+    exit(code);
+  };
+  setTimeout(go, EXIT_FLUSH_WAIT_MS).unref();
+  try {
+    log.flush(go);
+  } catch {
+    go();
+  }
+}
+
 /**
  * Asynchronous, buffered stdout (sonic-boom): a request line must not block the event loop on a slow
  * pipe, and lines go out in writes of 12 KiB rather than one write per line (a write per request
