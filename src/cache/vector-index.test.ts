@@ -51,6 +51,34 @@ describe.skipIf(!usearch)('usearch with quantized vectors (skipped: the optional
     expect(rawOff).toBeGreaterThan(50);
   });
 
+  it('never calls usearch remove (it can loop forever), yet never returns a removed entry and finds the live ones among the dead', () => {
+    // usearch with its remove made to fail: a removal must not reach it.
+    const guarded = {
+      Index: class extends usearch!.Index {
+        remove(): number {
+          throw new Error('usearch remove must not be called');
+        }
+      },
+    };
+    const ann = new CompactingAnn(() => usearchFactory(guarded, { quantization: 'i8' })(d), 1 << 30);
+    data.forEach((v, i) => ann.add(`v${i}`, v));
+    // Half removed, as many as CompactingAnn lets pile up before it rebuilds (here the threshold is
+    // out of reach): the graph keeps them.
+    data.forEach((_, i) => i % 2 !== 0 && ann.remove(`v${i}`));
+    expect(ann.size).toBe(750);
+    let found = 0;
+    for (let i = 0; i < data.length; i += 2) {
+      const got = ann.search(near(data[i] as Float32Array, 0.95), 4);
+      expect(got.length).toBe(4);
+      for (const n of got) expect(Number(n.label.slice(1)) % 2).toBe(0);
+      if (got[0]?.label === `v${i}`) found++;
+    }
+    expect(found).toBeGreaterThanOrEqual(742);
+    // Re-adding a removed label brings it back.
+    ann.add('v1', data[1] as Float32Array);
+    expect(ann.search(data[1] as Float32Array, 1)[0]?.label).toBe('v1');
+  });
+
   it('keeps f32 similarities exact without re-scoring when asked for f32', () => {
     const idx = usearchFactory(usearch!, { quantization: 'f32' })(d);
     data.forEach((v, i) => idx.add(`v${i}`, v));

@@ -46,7 +46,6 @@ interface UsearchMatches {
 }
 interface UsearchIndexInstance {
   add(key: bigint, vector: Float32Array, threads?: number): void;
-  remove(key: bigint): number;
   search(vector: Float32Array, k: number, threads: number): UsearchMatches;
   size(): number;
   capacity(): number;
@@ -69,12 +68,23 @@ export function loadUsearch(from?: string): UsearchModule | undefined {
   }
 }
 
-/** usearch behind the AnnIndex contract; it keys by uint64, so labels map to counters. */
+/**
+ * usearch behind the AnnIndex contract; it keys by uint64, so labels map to counters.
+ *
+ * A removed entry is only forgotten here, never removed from usearch's graph: usearch's own
+ * `remove` can loop forever inside its native code (a soak here at 1,000 req/s, the cache evicting
+ * an entry for every one it stored, left the index's thread spinning in `index_dense_gt::remove`
+ * for minutes, and others report the same). The graph keeps the dead node until CompactingAnn
+ * rebuilds the index from the live vectors (after as many removals as it holds), and a search asks
+ * for enough neighbours that `k` live ones come back.
+ */
 class UsearchAnn implements AnnIndex {
   private readonly index: UsearchIndexInstance;
   private readonly keyOf = new Map<string, bigint>();
   private readonly labelOf = new Map<bigint, string>();
   private next = 1n;
+  /** Nodes still in the graph whose entries were removed. */
+  private dead = 0;
 
   constructor(mod: UsearchModule, dimensions: number, t: IndexTuning) {
     this.index = new mod.Index({
@@ -107,14 +117,21 @@ class UsearchAnn implements AnnIndex {
     if (key === undefined) return false;
     this.keyOf.delete(label);
     this.labelOf.delete(key);
-    this.index.remove(key);
+    this.dead++;
     return true;
   }
   search(query: Float32Array, k: number): Neighbour[] {
-    if (this.keyOf.size === 0) return [];
-    const m = this.index.search(query, Math.min(k, this.keyOf.size), 1);
+    const live = this.keyOf.size;
+    if (live === 0) return [];
+    const total = live + this.dead;
+    // Dead nodes take candidates' places in proportion to their share (at most half: CompactingAnn
+    // rebuilds by then), and near-duplicates of a query (its evicted older copies) most of all:
+    // three times the proportional count, and four more. Up to usearch's ef_search this costs
+    // about what k does.
+    const want = this.dead === 0 ? Math.min(k, live) : Math.min(total, 3 * Math.ceil((k * total) / live) + 4);
+    const m = this.index.search(query, want, 1);
     const out: Neighbour[] = [];
-    for (let i = 0; i < m.keys.length; i++) {
+    for (let i = 0; i < m.keys.length && out.length < k; i++) {
       const label = this.labelOf.get(m.keys[i] as bigint);
       // Inner-product distance is 1 - dot.
       if (label !== undefined) out.push({ label, similarity: 1 - (m.distances[i] as number) });
@@ -140,8 +157,9 @@ const REBUILD_SLICE_MS = 2;
  * Rebuilds an index in the background once as many entries were removed from it as it holds (at
  * least `minRemovals`). A cache at its byte budget removes an entry for every one it adds, and
  * neither index copes with that for long: the TypeScript HNSW keeps every deleted node (memory and
- * search cost grow without bound), and usearch 2.x's `remove` slows down and, after a few times its
- * size in removals, spins at 100% CPU (a 10-minute soak hung both workers in it). The rebuild adds
+ * search cost grow without bound), and so does UsearchAnn — usearch 2.x's own `remove` slows down
+ * and can spin at 100% CPU forever (a 10-minute soak hung both workers in it, and later the index's
+ * thread), so it is never called. The rebuild adds
  * the live vectors to a fresh index in slices of REBUILD_SLICE_MS, applies adds and removes to
  * both meanwhile, and swaps when done; searches use the old index until then.
  */
