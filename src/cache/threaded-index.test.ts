@@ -3,6 +3,7 @@
 // lost events are reconciled) holds with the index threaded and in-thread alike, and a worker that
 // dies leaves a cache that keeps answering and rebuilds its index from the store.
 import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededVectors } from '../../test/helpers/vectors.js';
 import { winkAvailable } from '../../test/helpers/services.js';
@@ -275,5 +276,26 @@ describe('ThreadedVectorIndex', () => {
       await idx.close();
     }
     expect(failures).toEqual([]);
+  });
+
+  it('ends searches a stuck worker leaves unanswered as misses, and reports it gone once', async () => {
+    // A worker that takes every message and answers none (as one spinning in native code would).
+    const silent = () => new Worker("require('node:worker_threads').parentPort.on('message', () => {})", { eval: true });
+    const gone: Error[] = [];
+    const idx = new ThreadedVectorIndex({ dimensions: 8, kind: 'typescript-hnsw', tuning: {} }, { onFailure: (e) => gone.push(e), onError: (e) => gone.push(e) }, { stuckAfterMs: 200, start: silent });
+    try {
+      const v = vec(8);
+      idx.add('a', 'k1', v);
+      const started = performance.now();
+      expect(await Promise.all([idx.search('a', v, 4), idx.search('a', v, 1)])).toEqual([[], []]);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(150);
+      expect(gone).toHaveLength(1);
+      expect(gone[0]?.message).toMatch(/left a search unanswered for 200 ms/);
+      // Later searches are misses at once (the worker is stopped), and nothing more is reported.
+      expect(await idx.search('a', v, 1)).toEqual([]);
+      expect(gone).toHaveLength(1);
+    } finally {
+      await idx.close();
+    }
   });
 });

@@ -23,6 +23,16 @@ function compact(v: Float32Array): Float32Array {
   return v.byteOffset === 0 && v.byteLength === v.buffer.byteLength ? v : v.slice();
 }
 
+/** A search unanswered this long means the worker is stuck (see `stuck`). */
+const STUCK_AFTER_MS = 1_000;
+
+export interface ThreadedIndexOptions {
+  /** How long a search may wait for the worker before it is declared stuck, ms (default 1 s). */
+  stuckAfterMs?: number;
+  /** Starts the worker (tests substitute one); default index-worker.ts with the settings. */
+  start?: (settings: IndexSettings) => Worker;
+}
+
 export class ThreadedVectorIndex implements SemanticIndex {
   private readonly client: WorkerClient;
   private readonly partOf = new Map<string, string>();
@@ -34,21 +44,25 @@ export class ThreadedVectorIndex implements SemanticIndex {
   private queued: IndexBatch['updates'] = [];
   private queuedVectors: Float32Array[] = [];
   private flushScheduled: NodeJS.Immediate | undefined;
+  /** Searches the worker has not answered, oldest first, each with when it was asked and how to end it as a miss. */
+  private readonly waiting = new Map<number, { since: number; miss(): void }>();
+  private nextSearch = 1;
+  private watchdog: NodeJS.Timeout | undefined;
+  private readonly stuckAfterMs: number;
 
   constructor(
     private readonly settings: IndexSettings,
-    events: ThreadedIndexEvents,
+    private readonly events: ThreadedIndexEvents,
+    opts: ThreadedIndexOptions = {},
   ) {
+    this.stuckAfterMs = opts.stuckAfterMs ?? STUCK_AFTER_MS;
     // Vectors are cloned, not transferred: the probe and the memory store keep theirs, and a copy of
     // a few hundred bytes costs less than the port.
-    this.client = new WorkerClient(startModuleWorker(import.meta.url, 'index-worker', { workerData: settings }), 'semantic index');
+    const start = opts.start ?? ((s: IndexSettings) => startModuleWorker(import.meta.url, 'index-worker', { workerData: s }));
+    this.client = new WorkerClient(start(settings), 'semantic index');
     const worker = this.client.worker;
     // WorkerClient's own listeners ran first: `failed` says why, and unanswered searches are rejected.
-    const died = (err?: unknown) => {
-      if (this.closed || this.down) return;
-      this.down = true;
-      events.onFailure(this.client.failed ?? (err instanceof Error ? err : new Error('semantic index worker failed')));
-    };
+    const died = (err?: unknown) => this.failed(this.client.failed ?? (err instanceof Error ? err : new Error('semantic index worker failed')));
     worker.on('error', died);
     worker.on('exit', () => died());
     worker.on('message', (m: unknown) => {
@@ -57,6 +71,13 @@ export class ThreadedVectorIndex implements SemanticIndex {
       if (m.postError.stack !== undefined) err.stack = m.postError.stack;
       events.onError(err);
     });
+  }
+
+  /** Reports the worker gone, once, never after close(). */
+  private failed(err: Error): void {
+    if (this.closed || this.down) return;
+    this.down = true;
+    this.events.onFailure(err);
   }
 
   /** The thread the index runs in (tests stop it to see the cache fall back). */
@@ -99,7 +120,8 @@ export class ThreadedVectorIndex implements SemanticIndex {
 
   /**
    * The worker's answer. A search the worker died before answering finds nothing (a miss): the
-   * cache falls back to an index in its own thread meanwhile (onFailure).
+   * cache falls back to an index in its own thread meanwhile (onFailure). So does one it leaves
+   * unanswered for `stuckAfterMs` (see `stuck`).
    */
   search(partition: string, query: Float32Array, k = 1): Neighbour[] | Promise<Neighbour[]> {
     // This thread has posted every add the worker will have applied before this search.
@@ -107,10 +129,47 @@ export class ThreadedVectorIndex implements SemanticIndex {
     // What is queued goes with the search, applied before it.
     const batch = this.takeQueued();
     const m: IndexSearch = { op: 'search', partition, vector: compact(query), k, ...(batch ? { batch } : {}) };
-    return this.client.call<Neighbour[]>(m as unknown as Record<string, unknown>, batch ? [batch.vectors.buffer as ArrayBuffer] : undefined).catch((err: unknown) => {
-      if (this.client.failed) return [];
-      throw err;
+    const id = this.nextSearch++;
+    return new Promise<Neighbour[]>((resolve, reject) => {
+      this.waiting.set(id, { since: performance.now(), miss: () => resolve([]) });
+      this.watch();
+      this.client.call<Neighbour[]>(m as unknown as Record<string, unknown>, batch ? [batch.vectors.buffer as ArrayBuffer] : undefined).then(
+        (found) => {
+          if (this.waiting.delete(id)) resolve(found);
+        },
+        (err: unknown) => {
+          if (!this.waiting.delete(id)) return;
+          if (this.client.failed) resolve([]);
+          else reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
     });
+  }
+
+  /** Checks every 100 ms, while searches wait, that the oldest has not waited `stuckAfterMs`. */
+  private watch(): void {
+    if (this.watchdog) return;
+    this.watchdog = setInterval(() => {
+      const oldest = this.waiting.values().next();
+      if (oldest.done) {
+        clearInterval(this.watchdog);
+        this.watchdog = undefined;
+      } else if (performance.now() - oldest.value.since >= this.stuckAfterMs) this.stuck();
+    }, Math.min(100, this.stuckAfterMs));
+    this.watchdog.unref();
+  }
+
+  /**
+   * The worker answers nothing: stuck in native code (usearch's remove once looped forever) or
+   * starved. Its searches end as misses and it is reported gone, so the cache falls back to an
+   * index in its own thread; it is told to stop (a thread stuck in native code may not).
+   */
+  private stuck(): void {
+    const waiting = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const w of waiting) w.miss();
+    this.failed(new Error(`the semantic index worker left a search unanswered for ${this.stuckAfterMs} ms`));
+    void this.client.terminate().catch(() => undefined);
   }
 
   clear(): void {
@@ -123,6 +182,8 @@ export class ThreadedVectorIndex implements SemanticIndex {
   /** Stops the worker; it is not reported as a failure. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
     await this.client.terminate();
   }
 
