@@ -8,19 +8,44 @@
 // and stops them; the verdict is the geometric mean of the rounds' ratios (an even number of rounds
 // cancels the order). --pin puts each gateway on CPU 1 and the load generator and the upstream
 // stand-in on CPU 0 (taskset), which steadies the numbers; both builds run with the image's node flags.
-// Usage: npm run build && tsx bench/build-ab.ts --base ../base [--rounds 6] [--seconds 5] [--pin]
+// --pipeline compares them with issue 10's full pipeline instead (full-pipeline.ts's configuration,
+// every request a unique prompt, so a cache miss; the CPU counted is the whole process's, its worker
+// threads included).
+// Usage: npm run build && tsx bench/build-ab.ts --base ../base [--rounds 6] [--seconds 5] [--pin] [--pipeline]
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { flag, numberFlag } from './lib/args.js';
 import { startProcess, type Proc } from './lib/processes.js';
 import { median } from './lib/rounds.js';
+import autocannon from 'autocannon';
 import { CORE_PATH_CONFIG, saturate, startGatewayProcess } from './gateway-overhead.js';
+import { BENCH_TOKEN, startOtlpSink, startPipelineGateway } from './full-pipeline.js';
+import { chatBody } from './lib/mixed-load.js';
+import { cpuTimeMs } from './lib/proc-stats.js';
 
 const args = process.argv.slice(2);
 const BASE = flag(args, 'base');
 const ROUNDS = Math.max(2, numberFlag(args, 'rounds', 6));
 const SECONDS = numberFlag(args, 'seconds', 5);
 const PIN = args.includes('--pin');
+const PIPELINE = args.includes('--pipeline');
+
+/** Saturation with a unique prompt per request (full pipeline: every one a cache miss). */
+async function saturateMisses(url: string, pid: number | undefined, seconds: number, tag: string): Promise<Awaited<ReturnType<typeof saturate>>> {
+  const before = pid === undefined ? 0 : await cpuTimeMs(pid);
+  let n = 0;
+  const r = await autocannon({
+    url,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${BENCH_TOKEN}` },
+    requests: [{ setupRequest: (req: { body?: string }) => ({ ...req, body: chatBody(`Say something short. ${tag}-${n++}`, false) }) }],
+    connections: 50,
+    duration: seconds,
+  });
+  const cpuMs = pid === undefined ? NaN : (await cpuTimeMs(pid)) - before;
+  const requests = r.requests.total;
+  return { rps: r.requests.average, requests, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, cpuUsPerRequest: (cpuMs * 1000) / Math.max(1, requests) };
+}
 
 type Build = 'base' | 'this';
 
@@ -35,8 +60,12 @@ async function main() {
   }
   const upstream = await startProcess(['bench/lib/upstream.ts', '0']);
   const mains: Record<Build, string> = { base: resolve(BASE, 'dist/cli/main.js'), this: 'dist/cli/main.js' };
+  const sink = PIPELINE ? await startOtlpSink() : undefined;
+  const run = Date.now().toString(36);
   const start = async (b: Build): Promise<Proc> => {
-    const p = await startGatewayProcess(upstream.port, CORE_PATH_CONFIG, 1, {}, mains[b]);
+    const p = sink
+      ? await startPipelineGateway({ upstreamPort: upstream.port, otlpSink: sink.url, main: mains[b] })
+      : await startGatewayProcess(upstream.port, CORE_PATH_CONFIG, 1, {}, mains[b]);
     pin(p.child.pid, 1);
     return p;
   };
@@ -52,9 +81,11 @@ async function main() {
         for (const b of order) procs.set(b, await start(b));
         const url = (b: Build) => `http://127.0.0.1:${procs.get(b)?.port}/v1/chat/completions`;
         // Warm-up: the JIT has compiled both request paths before either is measured.
-        for (const b of order) await saturate(url(b), undefined, 2);
+        const load = (b: Build, pid: number | undefined, seconds: number, phase: string) =>
+          PIPELINE ? saturateMisses(url(b), pid, seconds, `${run}-${r}-${b}-${phase}`) : saturate(url(b), pid, seconds);
+        for (const b of order) await load(b, undefined, 2, 'warm');
         for (const b of order) {
-          const s = await saturate(url(b), procs.get(b)?.child.pid, SECONDS);
+          const s = await load(b, procs.get(b)?.child.pid, SECONDS, 'measured');
           if (s.errors) throw new Error(`${b}: ${s.errors} of ${s.requests} requests failed`);
           rps[b].push(s.rps);
           cpu[b].push(s.cpuUsPerRequest);
@@ -66,10 +97,11 @@ async function main() {
     }
   } finally {
     upstream.stop();
+    sink?.close();
   }
   const ratios = rps.this.map((x, i) => x / (rps.base[i] as number));
   const geomean = Math.exp(ratios.reduce((s, x) => s + Math.log(x), 0) / ratios.length);
-  console.log(`\nbase ${resolve(BASE)} against this checkout, ${ROUNDS} rounds of ${SECONDS} s${PIN ? ', pinned (gateway CPU 1, load and stand-in CPU 0)' : ''}:`);
+  console.log(`\nbase ${resolve(BASE)} against this checkout, ${PIPELINE ? 'full pipeline (unique prompts), ' : ''}${ROUNDS} rounds of ${SECONDS} s${PIN ? ', pinned (gateway CPU 1, load and stand-in CPU 0)' : ''}:`);
   for (const b of ['base', 'this'] as const) {
     console.log(`  ${b.padEnd(4)}  median ${median(rps[b]).toFixed(0)} req/s, CPU ${median(cpu[b]).toFixed(1)} µs/request`);
   }

@@ -86,6 +86,8 @@ export interface PipelineGatewayOptions {
   mesh?: { redisUrl: string; keyPrefix: string };
   /** Environment for the gateway process (overrides, e.g. CACHE_MAX_BYTES). */
   env?: Record<string, string>;
+  /** The entry point to run (bench/build-ab.ts runs another checkout's); default this checkout's dist/. */
+  main?: string;
 }
 
 /** Starts `inferenceflow serve` (built, from dist/) with the full pipeline in front of the upstream. */
@@ -112,7 +114,7 @@ ${opts.extraConfig ?? ''}`
     .replaceAll('__DATA_DIR__', dir);
   writeFileSync(file, yaml);
   const ready = workers > 1 ? /"url":"http:\/\/127\.0\.0\.1:(\d+)","workers"/ : /"url":"http:\/\/127\.0\.0\.1:(\d+)"/;
-  return startProcess(['dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info', ...opts.env }, ready);
+  return startProcess([opts.main ?? 'dist/cli/main.js', 'serve', '--config', file, '--port', '0', '--workers', String(workers)], { LOG_LEVEL: 'info', ...opts.env }, ready);
 }
 
 /** Accepts OTLP/HTTP trace exports and drops them, so tracing costs what it costs in production. */
