@@ -9,8 +9,7 @@ import { extractFeatures, FEATURES_VERSION } from './guards.js';
 import { ResponseCache } from './response-cache.js';
 import { createCacheStage } from './stage.js';
 import { MemoryCacheStore } from './stores/memory.js';
-import type { StoreEvent } from './stores/types.js';
-import { drain, simulatorTerminal, testContext, userRequest } from './test-helpers.js';
+import { drain, laggingStore, simulatorTerminal, testContext, userRequest } from './test-helpers.js';
 import { typescriptHnswFactory } from './vector-index.js';
 import { winkAvailable } from '../../test/helpers/services.js';
 
@@ -217,20 +216,8 @@ describe.skipIf(!hasWink)('cache stage', () => {
   });
 
   it('reconciles its index with the store after lost change events (a replica that fell behind)', async () => {
-    const inner = new MemoryCacheStore({ maxBytes: 1e7 });
-    // The cache's listener only hears what the test lets through, as a lagging Redis follower would.
-    let listener: ((e: StoreEvent) => void) | undefined;
-    let muted = false;
-    inner.subscribe((e) => {
-      if (!muted) listener?.(e);
-    });
-    const store = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'subscribe') return (l: (e: StoreEvent) => void) => (listener = l);
-        const v = Reflect.get(target, prop) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    // The cache hears only what the test lets through, as a lagging Redis follower would.
+    const { inner, store, mute, deliver } = laggingStore();
     const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, semantic: { embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() } });
     caches.push(cache);
     const handler = composeStages([createCacheStage({ cache })], simulatorTerminal());
@@ -247,16 +234,16 @@ describe.skipIf(!hasWink)('cache stage', () => {
     await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(2);
     expect(cache.indexedEntries).toBe(2);
     // Lost events: a delete and an add this replica never hears of.
-    muted = true;
+    mute(true);
     await inner.delete([plants!]);
     await handler(testContext(), userRequest('What is the tallest mountain in the world?'));
     await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(2);
-    muted = false;
+    mute(false);
     const before = testContext();
     before.options.cache = { noCache: false, noStore: true }; // look, but store nothing
     await handler(before, userRequest('Which mountain is the tallest in the world?'));
     expect(before.facts.cache).toBe('miss'); // the lost add is not in this replica's index
-    listener?.({ op: 'resync' });
+    deliver({ op: 'resync' });
     await expect.poll(() => cache.reconciles, { timeout: 2000, interval: 5 }).toBe(1);
     expect(cache.indexedEntries).toBe((await keys()).length);
     const fresh = testContext();

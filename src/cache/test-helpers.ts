@@ -5,6 +5,8 @@ import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { defaultRequestOptions, newFacts, type RequestContext, type Tenant } from '../gateway/context.js';
 import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
 import { createSimulatorProvider } from '../providers/simulator.js';
+import { MemoryCacheStore } from './stores/memory.js';
+import type { CacheStore, StoreEvent } from './stores/types.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -47,4 +49,25 @@ export async function drain(outcome: ChatOutcome): Promise<ChatChunk[]> {
 
 export function userRequest(text: string, extra: Partial<ChatRequest> = {}): ChatRequest {
   return { model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are helpful.' }, { role: 'user', content: text }], temperature: 0, ...extra };
+}
+
+/**
+ * A memory store whose change events reach the cache only while `muted` is false, as a lagging
+ * Redis follower's would; `deliver` hands the cache an event directly (a `resync`).
+ */
+export function laggingStore(maxBytes = 1e7): { inner: MemoryCacheStore; store: CacheStore; mute(on: boolean): void; deliver(e: StoreEvent): void } {
+  const inner = new MemoryCacheStore({ maxBytes });
+  let listener: ((e: StoreEvent) => void) | undefined;
+  let muted = false;
+  inner.subscribe((e) => {
+    if (!muted) listener?.(e);
+  });
+  const store = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'subscribe') return (l: (e: StoreEvent) => void) => (listener = l);
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { inner, store, mute: (on) => (muted = on), deliver: (e) => listener?.(e) };
 }

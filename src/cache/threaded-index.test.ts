@@ -12,8 +12,8 @@ import { annFromConfig, createResponseCache } from './create.js';
 import { StaticEmbedder } from './embedders/static.js';
 import { ResponseCache, type SemanticSettings } from './response-cache.js';
 import { MemoryCacheStore } from './stores/memory.js';
-import type { CacheStore, StoreEvent } from './stores/types.js';
-import { userRequest } from './test-helpers.js';
+import type { CacheStore } from './stores/types.js';
+import { laggingStore, userRequest } from './test-helpers.js';
 import { ThreadedVectorIndex } from './threaded-index.js';
 import { loadUsearch } from './vector-index.js';
 
@@ -99,28 +99,17 @@ describe.skipIf(!hasWink).each([true, false])('the semantic cache with cache.sem
   });
 
   it('reconciles its index with the store after lost change events', async () => {
-    const inner = new MemoryCacheStore({ maxBytes: 1e7 });
-    let listener: ((e: StoreEvent) => void) | undefined;
-    let muted = false;
-    inner.subscribe((e) => {
-      if (!muted) listener?.(e);
-    });
-    const store = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'subscribe') return (l: (e: StoreEvent) => void) => (listener = l);
-        const v = Reflect.get(target, prop) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    // The cache hears only what the test lets through, as a lagging Redis follower would.
+    const { inner, store, mute, deliver } = laggingStore();
     const { cache, ask } = await setup({ thread, store });
     await ask('How do plants make food from sunlight?');
-    muted = true;
+    mute(true);
     await inner.invalidate({ namespace: 'acme' });
     await ask('What is the tallest mountain in the world?');
-    muted = false;
+    mute(false);
     expect(cache.indexedEntries).toBe(1); // the lost delete
     expect(await ask('Which mountain is the tallest in the world?', 'acme', false)).toMatchObject({ kind: 'miss' }); // the lost add
-    listener?.({ op: 'resync' });
+    deliver({ op: 'resync' });
     await expect.poll(() => cache.reconciles, { timeout: 2000, interval: 5 }).toBe(1);
     expect(cache.indexedEntries).toBe(1);
     expect(await ask('Which mountain is the tallest in the world?', 'acme', false)).toMatchObject({ kind: 'semantic' });
