@@ -14,6 +14,12 @@ export interface IndexSettings {
   tuning: IndexTuning;
   /** Where usearch is loaded from when not from node_modules (benchmarks). */
   usearchPath?: string;
+  /**
+   * A counter shared with the cache's thread (one Int32 over a SharedArrayBuffer), advanced on
+   * start and after every update and search: how the cache tells a worker working through a
+   * backlog from one stuck (threaded-index.ts).
+   */
+  progress?: Int32Array;
 }
 
 export type IndexUpdate = { op: 'add'; partition: string; label: string; vector: Float32Array } | { op: 'remove'; label: string } | { op: 'clear' };
@@ -51,6 +57,7 @@ export class IndexHost {
   readonly index: PartitionedVectorIndex;
 
   private readonly dimensions: number;
+  private readonly progress: Int32Array | undefined;
 
   /** `onUpdateError`: where an update that came with a search and failed is reported (the search still answers). */
   constructor(
@@ -59,6 +66,12 @@ export class IndexHost {
   ) {
     this.dimensions = settings.dimensions;
     this.index = new PartitionedVectorIndex(settings.dimensions, annFactoryFor(settings));
+    this.progress = settings.progress;
+    this.advance();
+  }
+
+  private advance(): void {
+    if (this.progress) Atomics.add(this.progress, 0, 1);
   }
 
   /** Applies one message; a search answers with its neighbours, the rest with nothing. */
@@ -81,7 +94,11 @@ export class IndexHost {
             this.onUpdateError(err);
           }
         }
-        return this.index.search(m.partition, m.vector, m.k);
+        try {
+          return this.index.search(m.partition, m.vector, m.k);
+        } finally {
+          this.advance();
+        }
       case 'batch':
         this.applyBatch(m);
         return undefined;
@@ -102,6 +119,7 @@ export class IndexHost {
       } catch (err) {
         failure ??= err;
       }
+      this.advance();
     }
     if (failure !== undefined) throw failure;
   }

@@ -268,8 +268,12 @@ describe('ThreadedVectorIndex', () => {
   });
 
   it('ends searches a stuck worker leaves unanswered as misses, and reports it gone once', async () => {
-    // A worker that takes every message and answers none (as one spinning in native code would).
-    const silent = () => new Worker("require('node:worker_threads').parentPort.on('message', () => {})", { eval: true });
+    // A worker that starts, then takes every message and answers none (as one spinning in native code would).
+    const silent = (settings: object) =>
+      new Worker("const { parentPort, workerData } = require('node:worker_threads'); Atomics.add(workerData.progress, 0, 1); parentPort.on('message', () => {})", {
+        eval: true,
+        workerData: settings,
+      });
     const gone: Error[] = [];
     const idx = new ThreadedVectorIndex({ dimensions: 8, kind: 'typescript-hnsw', tuning: {} }, { onFailure: (e) => gone.push(e), onError: (e) => gone.push(e) }, { stuckAfterMs: 200, start: silent });
     try {
@@ -283,6 +287,32 @@ describe('ThreadedVectorIndex', () => {
       // Later searches are misses at once (the worker is stopped), and nothing more is reported.
       expect(await idx.search('a', v, 1)).toEqual([]);
       expect(gone).toHaveLength(1);
+    } finally {
+      await idx.close();
+    }
+  });
+
+  it('waits as long as it takes for a worker that is working through a backlog', async () => {
+    // A worker busy for 600 ms before it answers, advancing its progress counter meanwhile (as one
+    // indexing the store's entries at start does): not stuck, though stuckAfterMs is 200.
+    const busy = (settings: object) =>
+      new Worker(
+        `const { parentPort, workerData } = require('node:worker_threads');
+        Atomics.add(workerData.progress, 0, 1);
+        parentPort.on('message', (m) => {
+          if (!m.id) return;
+          const tick = setInterval(() => Atomics.add(workerData.progress, 0, 1), 50);
+          setTimeout(() => { clearInterval(tick); parentPort.postMessage({ id: m.id, ok: true, result: [{ label: 'k1', similarity: 0.99 }] }); }, 600);
+        });`,
+        { eval: true, workerData: settings },
+      );
+    const gone: Error[] = [];
+    const idx = new ThreadedVectorIndex({ dimensions: 8, kind: 'typescript-hnsw', tuning: {} }, { onFailure: (e) => gone.push(e), onError: (e) => gone.push(e) }, { stuckAfterMs: 200, start: busy });
+    try {
+      const v = vec(8);
+      idx.add('a', 'k1', v);
+      expect(await idx.search('a', v, 1)).toEqual([{ label: 'k1', similarity: 0.99 }]);
+      expect(gone).toEqual([]);
     } finally {
       await idx.close();
     }

@@ -23,11 +23,13 @@ function compact(v: Float32Array): Float32Array {
   return v.byteOffset === 0 && v.byteLength === v.buffer.byteLength ? v : v.slice();
 }
 
-/** A search unanswered this long means the worker is stuck (see `stuck`). */
+/** A search waiting this long while the worker makes no progress at all means it is stuck (see `stuck`). */
 const STUCK_AFTER_MS = 1_000;
+/** While the worker has not started (loading its modules), only this long a wait counts as stuck. */
+const NOT_STARTED_AFTER_MS = 10_000;
 
 export interface ThreadedIndexOptions {
-  /** How long a search may wait for the worker before it is declared stuck, ms (default 1 s). */
+  /** How long a search may wait while the worker makes no progress before it is declared stuck, ms (default 1 s). */
   stuckAfterMs?: number;
   /** Starts the worker (tests substitute one); default index-worker.ts with the settings. */
   start?: (settings: IndexSettings) => Worker;
@@ -49,6 +51,10 @@ export class ThreadedVectorIndex implements SemanticIndex {
   private nextSearch = 1;
   private watchdog: NodeJS.Timeout | undefined;
   private readonly stuckAfterMs: number;
+  /** The worker's progress counter (IndexSettings.progress), last value seen and when it last moved. */
+  private readonly progress = new Int32Array(new SharedArrayBuffer(4));
+  private progressSeen = 0;
+  private progressAt = performance.now();
 
   constructor(
     private readonly settings: IndexSettings,
@@ -56,10 +62,10 @@ export class ThreadedVectorIndex implements SemanticIndex {
     opts: ThreadedIndexOptions = {},
   ) {
     this.stuckAfterMs = opts.stuckAfterMs ?? STUCK_AFTER_MS;
-    // Vectors are cloned, not transferred: the probe and the memory store keep theirs, and a copy of
-    // a few hundred bytes costs less than the port.
+    // Vectors are copied, never handed over: the probe and the memory store keep theirs (a batch's
+    // vectors are packed into a new buffer, which is transferred; a search's query is cloned).
     const start = opts.start ?? ((s: IndexSettings) => startModuleWorker(import.meta.url, 'index-worker', { workerData: s }));
-    this.client = new WorkerClient(start(settings), 'semantic index');
+    this.client = new WorkerClient(start({ ...settings, progress: this.progress }), 'semantic index');
     const worker = this.client.worker;
     // WorkerClient's own listeners ran first: `failed` says why, and unanswered searches are rejected.
     const died = (err?: unknown) => this.failed(this.client.failed ?? (err instanceof Error ? err : new Error('semantic index worker failed')));
@@ -146,7 +152,13 @@ export class ThreadedVectorIndex implements SemanticIndex {
     });
   }
 
-  /** Checks every 100 ms, while searches wait, that the oldest has not waited `stuckAfterMs`. */
+  /**
+   * Checks every 100 ms, while searches wait, that the worker moves: stuck means a search has waited
+   * `stuckAfterMs` and the worker has applied no update and answered no search for as long. A worker
+   * working through a backlog (the store's entries indexed at start, a burst of updates) advances
+   * its counter all along however long a search waits behind it. One not started yet (loading its
+   * modules) gets NOT_STARTED_AFTER_MS.
+   */
   private watch(): void {
     if (this.watchdog) return;
     this.watchdog = setInterval(() => {
@@ -154,7 +166,16 @@ export class ThreadedVectorIndex implements SemanticIndex {
       if (oldest.done) {
         clearInterval(this.watchdog);
         this.watchdog = undefined;
-      } else if (performance.now() - oldest.value.since >= this.stuckAfterMs) this.stuck();
+        return;
+      }
+      const now = performance.now();
+      const seen = Atomics.load(this.progress, 0);
+      if (seen !== this.progressSeen) {
+        this.progressSeen = seen;
+        this.progressAt = now;
+      }
+      const limit = seen === 0 ? Math.max(NOT_STARTED_AFTER_MS, this.stuckAfterMs) : this.stuckAfterMs;
+      if (now - oldest.value.since >= limit && now - this.progressAt >= limit) this.stuck();
     }, Math.min(100, this.stuckAfterMs));
     this.watchdog.unref();
   }
