@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { startModuleWorker, WorkerClient } from './worker-rpc.js';
+import { startModuleWorker, wedgedWorkers, WorkerClient } from './worker-rpc.js';
 
 const start = () => new WorkerClient(startModuleWorker(import.meta.url, '__fixtures__/worker-rpc-echo'), 'fixture');
 
@@ -57,6 +57,38 @@ describe('WorkerClient over a module worker', () => {
     expect(w.failed?.message).toMatch(/exited/);
     await w.terminate();
   });
+});
+
+describe('a worker stuck in native code', () => {
+  it('is counted as wedged when terminate() cannot stop it, until it ends', async () => {
+    const w = start();
+    void w.call({ op: 'block', seconds: 3 }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300)); // it is inside the blocking call
+    const started = performance.now();
+    await w.terminate();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1_900);
+    expect(wedgedWorkers()).toBe(1);
+    await expect.poll(() => wedgedWorkers(), { timeout: 5_000, interval: 50 }).toBe(0);
+  }, 15_000);
+
+  it('makes exitAfterFlush kill the process rather than wait for it for ever', () => {
+    const rpc = JSON.stringify(new URL('./worker-rpc.ts', import.meta.url).href);
+    const logger = JSON.stringify(new URL('../telemetry/logger.ts', import.meta.url).href);
+    const script = `import { register } from 'tsx/esm/api'; register();
+      const { startModuleWorker, WorkerClient } = await import(${rpc});
+      const { exitAfterFlush } = await import(${logger});
+      const w = new WorkerClient(startModuleWorker(${rpc}, '__fixtures__/worker-rpc-echo'), 'fixture');
+      void w.call({ op: 'block', seconds: 8 }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 500));
+      await w.terminate();
+      exitAfterFlush({ flush: (cb) => cb() }, 0);`;
+    const started = performance.now();
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)), encoding: 'utf8', timeout: 20_000 });
+    // Killed once terminate() gave up (2 s), not when the blocking call ended (8 s).
+    expect(performance.now() - started).toBeLessThan(7_000);
+    expect(r.signal).toBe('SIGKILL');
+    expect(r.stderr).toContain('stuck in native code do not stop; exiting with SIGKILL');
+  }, 30_000);
 });
 
 describe('startModuleWorker', () => {

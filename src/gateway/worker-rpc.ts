@@ -23,6 +23,19 @@ export function startModuleWorker(from: string, name: string, options: WorkerOpt
   return new Worker(`import(${JSON.stringify(boot)})`, { ...options, eval: true, argv: [...(options.argv ?? []), new URL(`./${name}.ts`, from).href] });
 }
 
+/** How long a stopped worker may take to end before it counts as wedged, ms. */
+const TERMINATE_WAIT_MS = 2_000;
+const wedged = new Set<Worker>();
+
+/**
+ * Workers told to stop that did not: a thread looping in native code ignores `terminate()`, and
+ * Node's `process.exit()` waits for every worker thread to end — for ever, for such a one.
+ * exitAfterFlush (telemetry/logger.ts) kills the process instead while there is one.
+ */
+export function wedgedWorkers(): number {
+  return wedged.size;
+}
+
 interface Answer {
   id: number;
   ok: boolean;
@@ -112,16 +125,35 @@ export class WorkerClient {
     this.worker.postMessage({ ...message, id: 0 }, transfer);
   }
 
-  /** Stops the worker; unanswered calls reject. */
+  /**
+   * Stops the worker; unanswered calls reject. Resolves once it has ended, or after
+   * TERMINATE_WAIT_MS if it has not (it is then counted by wedgedWorkers until it does).
+   */
   async terminate(): Promise<void> {
     if (!this.failure) this.fail(new Error(`${this.what} worker stopped`));
-    await this.worker.terminate();
+    const worker = this.worker;
+    const ended = worker.terminate().then(
+      () => wedged.delete(worker),
+      () => wedged.delete(worker),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        wedged.add(worker);
+        resolve();
+      }, TERMINATE_WAIT_MS);
+      timer.unref();
+    });
+    await Promise.race([ended, late]);
+    clearTimeout(timer);
   }
 
   private fail(err: Error): void {
     this.failure ??= err;
     for (const p of this.pending.values()) p.reject(this.failure);
     this.pending.clear();
+    // Nothing is waiting for it any more: it must not keep the process alive.
+    this.worker.unref();
   }
 }
 

@@ -1,6 +1,7 @@
 // Structured JSON logs (pino). Secrets never reach a log line: credentials in headers, keys, tokens,
 // passwords and webhook secrets are redacted by key name at any depth of a logged object (plain
 // objects and arrays), on top of pino's path redaction for the usual places.
+import { wedgedWorkers } from '../gateway/worker-rpc.js';
 import { destination as pinoDestination, pino, symbols as pinoSymbols, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
 
 export const REDACT_PATHS = [
@@ -65,6 +66,16 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
   );
 }
 
+/**
+ * process.exit — unless a worker thread told to stop is stuck in native code (wedgedWorkers), which
+ * process.exit would wait for forever: then the process kills itself, saying so on stderr.
+ */
+function exitProcess(code: number): void {
+  if (wedgedWorkers() === 0) process.exit(code);
+  process.stderr.write(`inferenceflow: ${wedgedWorkers()} worker thread(s) stuck in native code do not stop; exiting with SIGKILL\n`);
+  process.kill(process.pid, 'SIGKILL');
+}
+
 /** How long an exit waits for buffered lines to reach a reader that is slow but still there, ms. */
 const EXIT_FLUSH_WAIT_MS = 2_000;
 
@@ -76,7 +87,7 @@ const EXIT_FLUSH_WAIT_MS = 2_000;
  * asynchronous write reports EPIPE instead, and pino then stops writing to that stream, so the exit
  * that follows does not loop. `flush` must be the logger's (pino's `flush(cb)`).
  */
-export function exitAfterFlush(log: { flush(cb?: (err?: Error) => void): void }, code: number, exit: (code: number) => void = (c) => process.exit(c)): void {
+export function exitAfterFlush(log: { flush(cb?: (err?: Error) => void): void }, code: number, exit: (code: number) => void = exitProcess): void {
   let done = false;
   const go = () => {
     if (done) return;

@@ -1,4 +1,5 @@
-// A worker for ../worker-rpc.test.ts: echoes, fails with a coded error, waits, or exits.
+// A worker for ../worker-rpc.test.ts: echoes, fails with a coded error, waits, blocks in native code, or exits.
+import { execSync } from 'node:child_process';
 import { serveWorker } from '../worker-rpc.js';
 
 let posted = 0;
@@ -13,6 +14,10 @@ serveWorker((m) => {
       throw Object.assign(new Error('refused'), { code: '23505', detail: { nested: true } });
     case 'wait':
       return new Promise((resolve) => setTimeout(() => resolve(m.value), Number(m.ms)));
+    case 'block':
+      // Blocks in native code (a child process waited for synchronously): terminate() cannot stop it.
+      execSync(`sleep ${Number(m.seconds)}`);
+      return 'unblocked';
     case 'exit':
       process.exit(3);
   }
