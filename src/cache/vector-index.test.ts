@@ -79,6 +79,25 @@ describe.skipIf(!usearch)('usearch with quantized vectors (skipped: the optional
     expect(ann.search(data[1] as Float32Array, 1)[0]?.label).toBe('v1');
   });
 
+  it('rebuilds a small index once its dead nodes outnumber its live ones, counting those removed while a rebuild ran', async () => {
+    const ann = new CompactingAnn(() => usearchFactory(usearch!, {})(d));
+    const settle = () => new Promise((r) => setTimeout(r, 50));
+    // Ten live entries, a churn of 290 removals: far fewer than the 1,024 a fixed minimum would wait for.
+    for (let i = 0; i < 300; i++) {
+      ann.add(`v${i}`, data[i] as Float32Array);
+      if (i >= 10) ann.remove(`v${i - 10}`);
+    }
+    await settle();
+    expect(ann.rebuilds).toBe(1);
+    // The removals made while that rebuild ran are dead nodes of the new index: one more is enough.
+    ann.add('v300', data[300] as Float32Array);
+    ann.remove('v290');
+    await settle();
+    expect(ann.rebuilds).toBe(2);
+    expect(ann.size).toBe(10);
+    for (let i = 291; i <= 300; i++) expect(ann.search(data[i] as Float32Array, 1)[0]?.label).toBe(`v${i}`);
+  });
+
   it('keeps f32 similarities exact without re-scoring when asked for f32', () => {
     const idx = usearchFactory(usearch!, { quantization: 'f32' })(d);
     data.forEach((v, i) => idx.add(`v${i}`, v));

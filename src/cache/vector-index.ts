@@ -16,6 +16,8 @@ export interface AnnIndex {
   has(label: string): boolean;
   /** The k most similar entries, most similar first, similarity = cosine. */
   search(query: Float32Array, k: number): Neighbour[];
+  /** Removed entries the index still holds (its graph keeps them until rebuilt), where it keeps them. */
+  readonly dead?: number;
 }
 
 export type AnnFactory = (dimensions: number) => AnnIndex;
@@ -84,7 +86,7 @@ class UsearchAnn implements AnnIndex {
   private readonly labelOf = new Map<bigint, string>();
   private next = 1n;
   /** Nodes still in the graph whose entries were removed. */
-  private dead = 0;
+  dead = 0;
 
   constructor(mod: UsearchModule, dimensions: number, t: IndexTuning) {
     this.index = new mod.Index({
@@ -124,10 +126,10 @@ class UsearchAnn implements AnnIndex {
     const live = this.keyOf.size;
     if (live === 0) return [];
     const total = live + this.dead;
-    // Dead nodes take candidates' places in proportion to their share (at most half: CompactingAnn
-    // rebuilds by then), and near-duplicates of a query (its evicted older copies) most of all:
-    // three times the proportional count, and four more. Up to usearch's ef_search this costs
-    // about what k does.
+    // Dead nodes take candidates' places in proportion to their share (about half at most:
+    // CompactingAnn rebuilds once there are as many dead as live, and at least 64), and
+    // near-duplicates of a query (its evicted older copies) most of all: three times the
+    // proportional count, and four more. Up to usearch's ef_search this costs about what k does.
     const want = this.dead === 0 ? Math.min(k, live) : Math.min(total, 3 * Math.ceil((k * total) / live) + 4);
     const m = this.index.search(query, want, 1);
     const out: Neighbour[] = [];
@@ -154,8 +156,8 @@ export function defaultAnnFactory(t: IndexTuning = {}): { kind: 'usearch' | 'typ
 const REBUILD_SLICE_MS = 2;
 
 /**
- * Rebuilds an index in the background once as many entries were removed from it as it holds (at
- * least `minRemovals`). A cache at its byte budget removes an entry for every one it adds, and
+ * Rebuilds an index in the background once it holds as many removed entries as live ones (at least
+ * `minRemovals`, default 64; counted by the index itself where it keeps them, as usearch's does). A cache at its byte budget removes an entry for every one it adds, and
  * neither index copes with that for long: the TypeScript HNSW keeps every deleted node (memory and
  * search cost grow without bound), and so does UsearchAnn — usearch 2.x's own `remove` slows down
  * and can spin at 100% CPU forever (a 10-minute soak hung both workers in it, and later the index's
@@ -173,7 +175,7 @@ export class CompactingAnn implements AnnIndex {
 
   constructor(
     private readonly make: () => AnnIndex,
-    private readonly minRemovals = 1024,
+    private readonly minRemovals = 64,
   ) {
     this.current = make();
   }
@@ -194,7 +196,10 @@ export class CompactingAnn implements AnnIndex {
     if (!this.vectors.delete(label)) return false;
     this.current.remove(label);
     if (this.next?.has(label)) this.next.remove(label);
-    if (++this.removedSinceBuild >= Math.max(this.minRemovals, this.vectors.size) && !this.next) this.rebuild();
+    // The index's own count of what it still holds when it keeps one (usearch: it counts the nodes
+    // removed while a rebuild ran too, which land in the new index), else the removals since the last build.
+    ++this.removedSinceBuild;
+    if ((this.current.dead ?? this.removedSinceBuild) >= Math.max(this.minRemovals, this.vectors.size) && !this.next) this.rebuild();
     return true;
   }
   /**
