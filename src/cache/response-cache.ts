@@ -119,10 +119,16 @@ export class ResponseCache {
   /** Builds the service: follows the store's changes, then rebuilds the index from its entries. */
   static async create(opts: ResponseCacheOptions): Promise<ResponseCache> {
     const cache = new ResponseCache(opts);
-    opts.store.subscribe((e) => cache.onStoreEvent(e));
-    await opts.store.start();
-    if (cache.index) {
-      for await (const { meta, vector } of opts.store.scanVectors()) cache.indexEntry(meta, vector);
+    try {
+      opts.store.subscribe((e) => cache.onStoreEvent(e));
+      await opts.store.start();
+      if (cache.index) {
+        for await (const { meta, vector } of opts.store.scanVectors()) cache.indexEntry(meta, vector);
+      }
+    } catch (err) {
+      // The index's worker thread would otherwise outlive the cache that failed to start.
+      await cache.index?.close?.();
+      throw err;
     }
     return cache;
   }

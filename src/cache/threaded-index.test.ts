@@ -4,7 +4,7 @@
 // dies leaves a cache that keeps answering and rebuilds its index from the store.
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { seededVectors } from '../../test/helpers/vectors.js';
 import { winkAvailable } from '../../test/helpers/services.js';
 import { cacheConfigSchema } from './config.js';
@@ -180,6 +180,18 @@ describe.skipIf(!hasWink)('a semantic index worker that dies', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^cache index worker: .*could not load usearch from \/nonexistent\/usearch/);
     expect((await cache.lookup('acme', userRequest('Which mountain is the tallest in the world?'))).hit?.kind).toBe('semantic');
+  });
+
+  it('is stopped when the cache it was started for fails to start', async () => {
+    const store = new MemoryCacheStore({ maxBytes: 1e7 });
+    store.start = () => Promise.reject(new Error('store unavailable'));
+    const closed = vi.spyOn(ThreadedVectorIndex.prototype, 'close');
+    try {
+      await expect(setup({ thread: true, store })).rejects.toThrow(/store unavailable/);
+      expect(closed).toHaveBeenCalledTimes(1);
+    } finally {
+      closed.mockRestore();
+    }
   });
 
   it('is stopped by close() without being reported', async () => {
