@@ -26,6 +26,8 @@ describe('WorkerClient over a module worker', () => {
     const w = start();
     try {
       await expect(w.call({ op: 'echo', value: () => 1 })).rejects.toThrow(/could not be cloned/);
+      // Nor an answer: that call fails, the worker goes on.
+      await expect(w.call({ op: 'uncloneable' })).rejects.toThrow(/could not be cloned/);
       expect(await w.call({ op: 'echo', value: 'after' })).toEqual({ echo: 'after', posted: 0 });
       expect(w.failed).toBeUndefined();
     } finally {

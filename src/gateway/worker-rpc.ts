@@ -167,7 +167,13 @@ export function serveWorker(handle: (message: Record<string, unknown>) => unknow
   const port = parentPort;
   if (!port) throw new Error('serveWorker must run in a worker thread');
   const answer = (id: number, result: unknown) => {
-    if (id !== 0) port.postMessage({ id, ok: true, result } satisfies Answer);
+    if (id === 0) return;
+    try {
+      port.postMessage({ id, ok: true, result } satisfies Answer);
+    } catch (err) {
+      // An answer structured clone refuses: the call fails, the worker lives on.
+      port.postMessage({ id, ok: false, error: serializeError(err) } satisfies Answer);
+    }
   };
   const refuse = (id: number, err: unknown) => {
     if (id !== 0) port.postMessage({ id, ok: false, error: serializeError(err) } satisfies Answer);

@@ -5,6 +5,8 @@ import { serveWorker } from '../worker-rpc.js';
 let posted = 0;
 serveWorker((m) => {
   switch (m.op) {
+    case 'uncloneable':
+      return { f: () => 1 };
     case 'echo':
       return { echo: m.value, posted };
     case 'post':
