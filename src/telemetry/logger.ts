@@ -76,6 +76,12 @@ function exitProcess(code: number): void {
   process.kill(process.pid, 'SIGKILL');
 }
 
+/** Turns the synchronous flush of a pino logger's destination into a no-op (see exitAfterFlush). */
+function noSyncFlush(log: object): void {
+  const stream = (log as Record<symbol, unknown>)[pinoSymbols.streamSym] as { flushSync?: () => void } | undefined;
+  if (stream && typeof stream.flushSync === 'function') stream.flushSync = () => undefined;
+}
+
 /** How long an exit waits for buffered lines to reach a reader that is slow but still there, ms. */
 const EXIT_FLUSH_WAIT_MS = 2_000;
 
@@ -96,7 +102,12 @@ export function exitAfterFlush(log: { flush(cb?: (err?: Error) => void): void },
   };
   setTimeout(go, EXIT_FLUSH_WAIT_MS).unref();
   try {
-    log.flush(go);
+    log.flush((err) => {
+      // pino stops writing after EPIPE itself; after any other failure (a full disk) its exit hook's
+      // synchronous flush would retry for ever: there is nothing more to be written.
+      if (err) noSyncFlush(log);
+      go();
+    });
   } catch {
     go();
   }
