@@ -1,28 +1,18 @@
 // The cache stage end to end in-process: real static embedder, memory store, the simulator upstream.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { requestedMaxTokens, type ChatResult } from '../canonical/chat.js';
 import { composeStages, type ChatHandler, type ChatOutcome } from '../gateway/pipeline.js';
 import { testTimeScalingSchema } from '../scaling/config.js';
 import { createScalingStage } from '../scaling/stage.js';
-import { StaticEmbedder } from './embedders/static.js';
 import { extractFeatures, FEATURES_VERSION } from './guards.js';
 import { ResponseCache } from './response-cache.js';
 import { createCacheStage } from './stage.js';
 import { MemoryCacheStore } from './stores/memory.js';
-import { drain, laggingStore, simulatorTerminal, testContext, userRequest } from './test-helpers.js';
+import { drain, laggingStore, simulatorTerminal, staticEmbedderSuite, testContext, userRequest } from './test-helpers.js';
 import { typescriptHnswFactory } from './vector-index.js';
-import { winkAvailable } from '../../test/helpers/services.js';
 
-const hasWink = winkAvailable('the cache stage tests');
-let embedder: StaticEmbedder;
-const caches: ResponseCache[] = [];
-
-beforeAll(async () => {
-  if (hasWink) embedder = await StaticEmbedder.create();
-}, 120_000);
-afterAll(async () => {
-  for (const c of caches) await c.close();
-});
+const suite = staticEmbedderSuite('the cache stage tests');
+const { hasWink, caches } = suite;
 
 async function setup(opts: { semantic?: boolean; threshold?: number; maxTemperature?: number; maxBytes?: number } = {}) {
   const store = new MemoryCacheStore({ maxBytes: opts.maxBytes ?? 1e7 });
@@ -34,7 +24,7 @@ async function setup(opts: { semantic?: boolean; threshold?: number; maxTemperat
       ? {}
       : {
           semantic: {
-            embedder,
+            embedder: suite.embedder,
             threshold: opts.threshold ?? 0.85,
             maxTemperature: opts.maxTemperature ?? 1,
             annFactory: typescriptHnswFactory(),
@@ -193,12 +183,12 @@ describe.skipIf(!hasWink)('cache stage', () => {
     const store = new MemoryCacheStore({ maxBytes: 1e7 });
     const make = async (version: number, key: string) => {
       const features = { ...extractFeatures('What is the tallest mountain in the world?'), version };
-      const meta = { key, namespace: 'acme', model: 'gpt-4o-mini', createdAt: Date.now(), tokens: 1, costUsd: 0, semantic: { partition: 'p', embedder: embedder.id, features } };
-      await store.set({ meta, payload: Buffer.from([0]), vector: embedder.embedOne('What is the tallest mountain in the world?') }, 60_000);
+      const meta = { key, namespace: 'acme', model: 'gpt-4o-mini', createdAt: Date.now(), tokens: 1, costUsd: 0, semantic: { partition: 'p', embedder: suite.embedder.id, features } };
+      await store.set({ meta, payload: Buffer.from([0]), vector: suite.embedder.embedOne('What is the tallest mountain in the world?') }, 60_000);
     };
     await make(FEATURES_VERSION - 1, 'old');
     await make(FEATURES_VERSION, 'current');
-    const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, semantic: { embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() } });
+    const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, semantic: { embedder: suite.embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() } });
     caches.push(cache);
     expect(cache.indexedEntries).toBe(1);
   });
@@ -218,7 +208,7 @@ describe.skipIf(!hasWink)('cache stage', () => {
   it('reconciles its index with the store after lost change events (a replica that fell behind)', async () => {
     // The cache hears only what the test lets through, as a lagging Redis follower would.
     const { inner, store, mute, deliver } = laggingStore();
-    const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, semantic: { embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() } });
+    const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, semantic: { embedder: suite.embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() } });
     caches.push(cache);
     const handler = composeStages([createCacheStage({ cache })], simulatorTerminal());
     const entries = async () => (await inner.counters()).entries;
@@ -272,7 +262,7 @@ describe.skipIf(!hasWink)('cache stage', () => {
       store,
       ttlMs: 60_000,
       compressMinBytes: 256,
-      semantic: { embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() },
+      semantic: { embedder: suite.embedder, threshold: 0.85, maxTemperature: 1, annFactory: typescriptHnswFactory() },
     });
     caches.push(cache);
     // An upstream that spends the whole token budget the scaling stage gives it.

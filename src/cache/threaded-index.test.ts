@@ -4,29 +4,19 @@
 // dies leaves a cache that keeps answering and rebuilds its index from the store.
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { seededVectors } from '../../test/helpers/vectors.js';
-import { winkAvailable } from '../../test/helpers/services.js';
 import { cacheConfigSchema } from './config.js';
 import { annFromConfig, createResponseCache } from './create.js';
-import { StaticEmbedder } from './embedders/static.js';
 import { ResponseCache, type SemanticSettings } from './response-cache.js';
 import { MemoryCacheStore } from './stores/memory.js';
 import type { CacheStore } from './stores/types.js';
-import { laggingStore, userRequest } from './test-helpers.js';
+import { laggingStore, staticEmbedderSuite, userRequest } from './test-helpers.js';
 import { ThreadedVectorIndex } from './threaded-index.js';
 import { loadUsearch } from './vector-index.js';
 
-const hasWink = winkAvailable('the threaded semantic index tests');
-let embedder: StaticEmbedder;
-const caches: ResponseCache[] = [];
-
-beforeAll(async () => {
-  if (hasWink) embedder = await StaticEmbedder.create();
-}, 120_000);
-afterAll(async () => {
-  for (const c of caches) await c.close();
-});
+const suite = staticEmbedderSuite('the threaded semantic index tests');
+const { hasWink, caches } = suite;
 
 const answer = (text: string) => ({ kind: 'result' as const, result: { id: 'x', object: 'chat.completion' as const, created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant' as const, content: text }, finish_reason: 'stop' as const, logprobs: null }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } } });
 
@@ -41,7 +31,7 @@ interface Setup {
 async function setup(o: Setup) {
   const cfg = cacheConfigSchema.parse({ semantic: { enabled: true, threshold: o.threshold ?? 0.85, index: { thread: o.thread } } });
   const ann = annFromConfig(cfg.semantic.index);
-  const semantic: SemanticSettings = { embedder, threshold: cfg.semantic.threshold, maxTemperature: 1, annFactory: ann.factory, indexKind: ann.kind };
+  const semantic: SemanticSettings = { embedder: suite.embedder, threshold: cfg.semantic.threshold, maxTemperature: 1, annFactory: ann.factory, indexKind: ann.kind };
   if (cfg.semantic.index.thread) semantic.indexThread = { kind: ann.kind, tuning: ann.tuning };
   const errors: { err: unknown; what: string }[] = [];
   const store = o.store ?? new MemoryCacheStore({ maxBytes: o.maxBytes ?? 1e7 });
@@ -164,7 +154,7 @@ describe.skipIf(!hasWink)('a semantic index worker that dies', () => {
       ttlMs: 60_000,
       compressMinBytes: 256,
       semantic: {
-        embedder,
+        embedder: suite.embedder,
         threshold: 0.85,
         maxTemperature: 1,
         annFactory: annFromConfig({ ...cacheConfigSchema.parse({}).semantic.index, implementation: 'typescript' }).factory,
