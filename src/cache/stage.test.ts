@@ -1,5 +1,6 @@
 // The cache stage end to end in-process: real static embedder, memory store, the simulator upstream.
 import { describe, expect, it } from 'vitest';
+import { staticEmbedderSuite } from '../../test/helpers/static-embedder.js';
 import { requestedMaxTokens, type ChatResult } from '../canonical/chat.js';
 import { composeStages, type ChatHandler, type ChatOutcome } from '../gateway/pipeline.js';
 import { testTimeScalingSchema } from '../scaling/config.js';
@@ -8,7 +9,7 @@ import { extractFeatures, FEATURES_VERSION } from './guards.js';
 import { ResponseCache } from './response-cache.js';
 import { createCacheStage } from './stage.js';
 import { MemoryCacheStore } from './stores/memory.js';
-import { drain, laggingStore, simulatorTerminal, staticEmbedderSuite, testContext, userRequest } from './test-helpers.js';
+import { drain, laggingStore, simulatorTerminal, testContext, userRequest } from './test-helpers.js';
 import { typescriptHnswFactory } from './vector-index.js';
 
 const suite = staticEmbedderSuite('the cache stage tests');

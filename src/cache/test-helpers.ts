@@ -1,14 +1,10 @@
 // Test scaffolding for the cache: a request context, a simulator-backed terminal handler that counts
 // upstream calls, and a static embedder created once per test file.
 import pino from 'pino';
-import { afterAll, beforeAll } from 'vitest';
-import { winkAvailable } from '../../test/helpers/services.js';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { defaultRequestOptions, newFacts, type RequestContext, type Tenant } from '../gateway/context.js';
 import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
 import { createSimulatorProvider } from '../providers/simulator.js';
-import { StaticEmbedder } from './embedders/static.js';
-import type { ResponseCache } from './response-cache.js';
 import { MemoryCacheStore } from './stores/memory.js';
 import type { CacheStore, StoreEvent } from './stores/types.js';
 
@@ -76,27 +72,3 @@ export function laggingStore(maxBytes = 1e7): { inner: MemoryCacheStore; store: 
   return { inner, store, mute: (on) => (muted = on), deliver: (e) => listener?.(e) };
 }
 
-/**
- * For a test file that needs the static embedder: `hasWink` says whether its optional word table is
- * installed (the tests skip without it, and fail with CI=true); the embedder is loaded once before
- * the tests (read `embedder` inside them), and the caches they push are closed after.
- */
-export function staticEmbedderSuite(tests: string): { readonly hasWink: boolean; readonly embedder: StaticEmbedder; readonly caches: ResponseCache[] } {
-  const hasWink = winkAvailable(tests);
-  let embedder: StaticEmbedder | undefined;
-  const caches: ResponseCache[] = [];
-  beforeAll(async () => {
-    if (hasWink) embedder = await StaticEmbedder.create();
-  }, 120_000);
-  afterAll(async () => {
-    for (const c of caches) await c.close();
-  });
-  return {
-    hasWink,
-    get embedder() {
-      if (!embedder) throw new Error('the static embedder is loaded before the tests run (staticEmbedderSuite)');
-      return embedder;
-    },
-    caches,
-  };
-}

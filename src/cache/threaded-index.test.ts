@@ -5,13 +5,14 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it, vi } from 'vitest';
+import { staticEmbedderSuite } from '../../test/helpers/static-embedder.js';
 import { seededVectors } from '../../test/helpers/vectors.js';
 import { cacheConfigSchema } from './config.js';
 import { annFromConfig, createResponseCache } from './create.js';
 import { ResponseCache, type SemanticSettings } from './response-cache.js';
 import { MemoryCacheStore } from './stores/memory.js';
 import type { CacheStore } from './stores/types.js';
-import { laggingStore, staticEmbedderSuite, userRequest } from './test-helpers.js';
+import { laggingStore, userRequest } from './test-helpers.js';
 import { ThreadedVectorIndex } from './threaded-index.js';
 import { loadUsearch } from './vector-index.js';
 
