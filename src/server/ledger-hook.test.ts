@@ -10,7 +10,7 @@ import { ANONYMOUS, LazyLogContext, defaultRequestOptions, newFacts } from '../g
 import { Cancellation } from '../providers/cancel.js';
 import type { LedgerEntry } from '../store/ledger.js';
 import { createLogger } from '../telemetry/logger.js';
-import { ledgerHook } from './ledger-hook.js';
+import { ledgerHook, PendingLedgerRows } from './ledger-hook.js';
 import './request-context.js';
 
 const log = createLogger('silent');
@@ -26,11 +26,11 @@ afterEach(async () => {
  * A server whose /stream route starts an SSE response that never ends by itself, with a settlement
  * the test completes (`settle`), as admission does when the stream ends or its client leaves.
  */
-async function server(settlementWaitMs?: number) {
+async function server(settlementWaitMs?: number, pending?: PendingLedgerRows) {
   const rows: LedgerEntry[] = [];
   let settle: (() => void) | undefined;
   app = Fastify();
-  await app.register(ledgerHook, { ledger: { record: (e: LedgerEntry) => void rows.push(e) }, settlementWaitMs });
+  await app.register(ledgerHook, { ledger: { record: (e: LedgerEntry) => void rows.push(e) }, settlementWaitMs, ...(pending ? { pending } : {}) });
   app.get('/stream', async (req, reply) => {
     const ctx = new LazyLogContext({ id: req.id, startedAt: performance.now(), endpoint: 'chat', tenant: ANONYMOUS, signal: new Cancellation(), options: defaultRequestOptions(), facts: newFacts(), headers: {} }, log);
     req.ctx = ctx;
@@ -70,6 +70,20 @@ describe('ledger hook', () => {
     await sleep(10);
     expect(s.rows).toHaveLength(1);
     expect(s.rows[0]).toMatchObject({ status: 499, errorCode: 'client_closed_request', promptTokens: 3, completionTokens: 7, costUsd: 0.007, model: 'm' });
+  });
+
+  it('lets a reader wait for the rows of answered requests still waiting for their settlement (GET /v1/spend does)', async () => {
+    const pending = new PendingLedgerRows();
+    const s = await server(undefined, pending);
+    await s.abandon();
+    let recorded = false;
+    const reading = pending.recorded().then(() => (recorded = true));
+    await sleep(20);
+    expect([recorded, s.rows.length]).toEqual([false, 0]);
+    s.settle();
+    await reading;
+    expect(s.rows).toHaveLength(1);
+    await pending.recorded(); // nothing waiting: at once
   });
 
   it('writes rows still waiting for their settlement before close returns', async () => {

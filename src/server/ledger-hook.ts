@@ -14,6 +14,8 @@ export interface LedgerHookOptions {
   ledger: Pick<LedgerWriter, 'record'>;
   /** How long a row waits for its request's settlement (SETTLEMENT_WAIT_MS). */
   settlementWaitMs?: number;
+  /** Where rows waiting for settlement are kept (shared with the spend route). */
+  pending?: PendingLedgerRows;
 }
 
 declare module 'fastify' {
@@ -53,9 +55,21 @@ export function ledgerEntry(ctx: RequestContext, at: Date, status: number, error
 }
 
 
-const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, settlementWaitMs = SETTLEMENT_WAIT_MS }) => {
-  /** Rows waiting for their request's settlement; shutdown writes them before the ledger closes. */
-  const waiting = new Set<Promise<void>>();
+/**
+ * Rows waiting for their request's settlement: shutdown writes them before the ledger closes, and
+ * `GET /v1/spend` waits for them before it reads (read-your-writes: a client that has its answer
+ * finds it in its spend, though the row is recorded only once the request's budget has settled).
+ */
+export class PendingLedgerRows {
+  readonly rows = new Set<Promise<void>>();
+  /** Resolves once the rows waiting now are recorded (each waits at most settlement_wait). */
+  async recorded(): Promise<void> {
+    if (this.rows.size > 0) await Promise.all([...this.rows]);
+  }
+}
+
+const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, settlementWaitMs = SETTLEMENT_WAIT_MS, pending = new PendingLedgerRows() }) => {
+  const waiting = pending.rows;
   app.addHook('onError', async (request, _reply, error) => {
     request.ledgerErrorCode = error instanceof GatewayError ? error.code : 'internal_error';
   });
