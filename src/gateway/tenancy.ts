@@ -12,7 +12,7 @@ import { FailoverLimiterStore, MemoryLimiterStore, RedisLimiterStore, type Limit
 import type { Price } from '../providers/pricing.js';
 import { createCompositeAuthenticator, type Authenticator } from '../server/auth.js';
 import { createJwtVerifier } from '../server/jwt-auth.js';
-import { ledgerHook, PendingLedgerRows } from '../server/ledger-hook.js';
+import { ledgerHook } from '../server/ledger-hook.js';
 import { adminKeyRoutes } from '../server/routes/admin-keys.js';
 import { spendRoutes } from '../server/routes/spend.js';
 import { memoryReplayGuard, redisReplayGuard, webhookIngestRoutes } from '../server/webhooks/ingest.js';
@@ -75,7 +75,6 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
   // The database: opened once at start-up (PGlite takes seconds), only when something needs it.
   let sql: SqlDatabase | undefined;
   let ledger: LedgerWriter | undefined;
-  const pendingRows = new PendingLedgerRows();
   if (needsDatabase(config)) {
     sql = await openSql({ url: config.database.url, pglitePath: config.database.pglite_path, schema: config.database.schema });
     const db = sql;
@@ -89,7 +88,7 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
       // A database that fails here leaves the file it was replaying as this process's own spool
       // (replayed once the database answers) and the others for the next start.
       await ledger.replaySpool().catch((err: unknown) => log.error({ err: (err as Error).message }, 'ledger: could not replay the spool files'));
-      plugins.push(plugin(ledgerHook, { ledger, pending: pendingRows }));
+      plugins.push(plugin(ledgerHook, { ledger }));
     }
     const writer = ledger;
     resources.push({
@@ -144,7 +143,7 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
   const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated, onRefused, hedges, promptPerChoice });
 
   if (keys && adminToken) plugins.push(plugin(adminKeyRoutes, { keys, adminToken }));
-  if (sql && ledger) plugins.push(plugin(spendRoutes, { sql, ledger, pending: pendingRows, authenticator, adminToken }));
+  if (sql && ledger) plugins.push(plugin(spendRoutes, { sql, ledger, authenticator, adminToken }));
   if (config.webhooks.secret) {
     const replay = redis ? redisReplayGuard(redis, prefix) : memoryReplayGuard();
     plugins.push(plugin(webhookIngestRoutes, { secret: config.webhooks.secret, toleranceS: config.webhooks.tolerance_s, replay, sql }));

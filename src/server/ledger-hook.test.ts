@@ -8,9 +8,10 @@ import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ANONYMOUS, LazyLogContext, defaultRequestOptions, newFacts } from '../gateway/context.js';
 import { Cancellation } from '../providers/cancel.js';
-import type { LedgerEntry } from '../store/ledger.js';
+import { LedgerWriter, type LedgerEntry } from '../store/ledger.js';
+import type { SqlDatabase } from '../store/sql.js';
 import { createLogger } from '../telemetry/logger.js';
-import { ledgerHook, PendingLedgerRows } from './ledger-hook.js';
+import { ledgerHook } from './ledger-hook.js';
 import './request-context.js';
 
 const log = createLogger('silent');
@@ -26,11 +27,23 @@ afterEach(async () => {
  * A server whose /stream route starts an SSE response that never ends by itself, with a settlement
  * the test completes (`settle`), as admission does when the stream ends or its client leaves.
  */
-async function server(settlementWaitMs?: number, pending?: PendingLedgerRows) {
-  const rows: LedgerEntry[] = [];
+/** The real writer's recordAfter and recorded, with the rows it records kept here instead of queued for the database. */
+class CapturingLedger extends LedgerWriter {
+  readonly rows: LedgerEntry[] = [];
+  constructor() {
+    super({} as SqlDatabase, log, { flushIntervalMs: 60_000, batchSize: 200 });
+  }
+  override record(entry: LedgerEntry): void {
+    this.rows.push(entry);
+  }
+}
+
+async function server(settlementWaitMs?: number) {
+  const ledger = new CapturingLedger();
+  const rows = ledger.rows;
   let settle: (() => void) | undefined;
   app = Fastify();
-  await app.register(ledgerHook, { ledger: { record: (e: LedgerEntry) => void rows.push(e) }, settlementWaitMs, ...(pending ? { pending } : {}) });
+  await app.register(ledgerHook, { ledger, settlementWaitMs });
   app.get('/stream', async (req, reply) => {
     const ctx = new LazyLogContext({ id: req.id, startedAt: performance.now(), endpoint: 'chat', tenant: ANONYMOUS, signal: new Cancellation(), options: defaultRequestOptions(), facts: newFacts(), headers: {} }, log);
     req.ctx = ctx;
@@ -58,7 +71,7 @@ async function server(settlementWaitMs?: number, pending?: PendingLedgerRows) {
     controller.abort();
     await sleep(50);
   };
-  return { rows, abandon, settle: () => settle?.() };
+  return { ledger, rows, abandon, settle: () => settle?.() };
 }
 
 describe('ledger hook', () => {
@@ -73,17 +86,16 @@ describe('ledger hook', () => {
   });
 
   it('lets a reader wait for the rows of answered requests still waiting for their settlement (GET /v1/spend does)', async () => {
-    const pending = new PendingLedgerRows();
-    const s = await server(undefined, pending);
+    const s = await server();
     await s.abandon();
     let recorded = false;
-    const reading = pending.recorded().then(() => (recorded = true));
+    const reading = s.ledger.recorded().then(() => (recorded = true));
     await sleep(20);
     expect([recorded, s.rows.length]).toEqual([false, 0]);
     s.settle();
     await reading;
     expect(s.rows).toHaveLength(1);
-    await pending.recorded(); // nothing waiting: at once
+    await s.ledger.recorded(); // nothing waiting: at once
   });
 
   it('writes rows still waiting for their settlement before close returns', async () => {

@@ -11,11 +11,9 @@ import type { LedgerEntry, LedgerWriter } from '../store/ledger.js';
 import { GatewayError } from './errors.js';
 
 export interface LedgerHookOptions {
-  ledger: Pick<LedgerWriter, 'record'>;
+  ledger: Pick<LedgerWriter, 'record' | 'recordAfter' | 'recorded'>;
   /** How long a row waits for its request's settlement (SETTLEMENT_WAIT_MS). */
   settlementWaitMs?: number;
-  /** Where rows waiting for settlement are kept (shared with the spend route). */
-  pending?: PendingLedgerRows;
 }
 
 declare module 'fastify' {
@@ -55,21 +53,7 @@ export function ledgerEntry(ctx: RequestContext, at: Date, status: number, error
 }
 
 
-/**
- * Rows waiting for their request's settlement: shutdown writes them before the ledger closes, and
- * `GET /v1/spend` waits for them before it reads (read-your-writes: a client that has its answer
- * finds it in its spend, though the row is recorded only once the request's budget has settled).
- */
-export class PendingLedgerRows {
-  readonly rows = new Set<Promise<void>>();
-  /** Resolves once the rows waiting now are recorded (each waits at most settlement_wait). */
-  async recorded(): Promise<void> {
-    if (this.rows.size > 0) await Promise.all([...this.rows]);
-  }
-}
-
-const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, settlementWaitMs = SETTLEMENT_WAIT_MS, pending = new PendingLedgerRows() }) => {
-  const waiting = pending.rows;
+const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, settlementWaitMs = SETTLEMENT_WAIT_MS }) => {
   app.addHook('onError', async (request, _reply, error) => {
     request.ledgerErrorCode = error instanceof GatewayError ? error.code : 'internal_error';
   });
@@ -83,21 +67,16 @@ const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, sett
       const status = reply.raw.writableFinished ? reply.raw.statusCode : 499;
       const errorCode = status === 499 ? 'client_closed_request' : (request.ledgerErrorCode ?? (status >= 400 ? 'error' : null));
       const body = request.body as { model?: unknown } | undefined;
-      const record = () => ledger.record(ledgerEntry(ctx, at, status, errorCode, body?.model, endedAt));
+      const entry = () => ledgerEntry(ctx, at, status, errorCode, body?.model, endedAt);
       const settled = afterSettlement(ctx, settlementWaitMs, () =>
         ctx.log.warn({ waitedMs: settlementWaitMs }, 'ledger: the request did not settle in time; recording it as it stands'),
       );
-      if (!settled) return record();
-      const row = settled.then(() => {
-        waiting.delete(row);
-        record();
-      });
-      waiting.add(row);
+      if (!settled) ledger.record(entry());
+      else ledger.recordAfter(settled, entry);
     });
   });
-  app.addHook('onClose', async () => {
-    while (waiting.size > 0) await Promise.all([...waiting]);
-  });
+  // Rows still waiting for their settlement are written before the ledger closes.
+  app.addHook('onClose', () => ledger.recorded());
 };
 // Not encapsulated: the hooks must see the routes of every other plugin.
 (plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;

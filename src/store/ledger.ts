@@ -138,6 +138,8 @@ const preparedOf = (row: QueuedRow): Prepared => row[PREPARED] ?? prepare(row);
 
 export class LedgerWriter {
   private queue: QueuedRow[] = [];
+  /** Rows recordAfter promised and has not recorded yet. */
+  private readonly promised = new Set<Promise<void>>();
   private flushing?: Promise<void>;
   /** How many rows at the queue's head a write is working on (a spill leaves them in place). */
   private inFlight = 0;
@@ -180,6 +182,26 @@ export class LedgerWriter {
   /** Rows queued in memory. */
   get pending(): number {
     return this.queue.length;
+  }
+
+  /**
+   * Records a row once `settled` resolves (a request whose budget settles after its answer went
+   * out); `recorded()` waits for such rows. `settled` must not reject.
+   */
+  recordAfter(settled: Promise<unknown>, entry: () => LedgerEntry): void {
+    const row: Promise<void> = settled.then(() => {
+      this.promised.delete(row);
+      this.record(entry());
+    });
+    this.promised.add(row);
+  }
+
+  /**
+   * Resolves once every row promised by recordAfter is recorded, those promised meanwhile included:
+   * a reader flushes after it (read-your-writes: `GET /v1/spend`), as does shutdown.
+   */
+  async recorded(): Promise<void> {
+    while (this.promised.size > 0) await Promise.all([...this.promised]);
   }
 
   record(entry: LedgerEntry): void {

@@ -8,13 +8,10 @@ import { querySpend, SPEND_GROUPS, type SpendGroup } from '../../store/ledger.js
 import type { SqlDatabase } from '../../store/sql.js';
 import { validationError } from '../validation.js';
 import { adminTokenCheck } from './admin-keys.js';
-import type { PendingLedgerRows } from '../ledger-hook.js';
 
 export interface SpendRouteOptions {
   sql: SqlDatabase;
   ledger: LedgerWriter;
-  /** Rows of answered requests still waiting for their settlement (ledger-hook.ts). */
-  pending?: PendingLedgerRows;
   authenticator: Authenticator;
   adminToken?: string;
 }
@@ -38,7 +35,7 @@ export const spendRoutes: FastifyPluginAsync<SpendRouteOptions> = async (app, op
     const start = parsed.data.start ? new Date(parsed.data.start) : new Date(end.getTime() - 30 * 86_400_000);
     // Read-your-writes on this replica: rows still waiting for their request's settlement, then
     // what is queued, go in first.
-    await opts.pending?.recorded();
+    await opts.ledger.recorded();
     await opts.ledger.flush().catch(() => undefined);
     // A caller sees its own spend: its key's, else its tenant's (narrowed to its user). Never a user id
     // alone: a JWT's subject is unique only within its tenant, and API keys of another tenant can
