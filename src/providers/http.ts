@@ -57,36 +57,40 @@ export class UpstreamHttp {
     opts: CallOptions,
     headers?: Record<string, string>,
   ): Promise<UpstreamResponse<T>> {
+    let res: CollectedResponse;
     try {
-      const res = await this.pool.request({
-        method,
-        path: this.basePath + path,
-        headers: { ...this.headers, ...opts.headers, ...headers },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        // undici takes any EventTarget-like signal (see cancel.ts); its types only name AbortSignal.
-        signal: opts.signal as AbortSignal,
-        headersTimeout: opts.timeoutMs,
-        bodyTimeout: opts.timeoutMs,
+      res = await new Promise<CollectedResponse>((resolve, reject) => {
+        this.pool.dispatch(
+          {
+            method,
+            path: this.basePath + path,
+            headers: { ...this.headers, ...opts.headers, ...headers },
+            body: body === undefined ? undefined : JSON.stringify(body),
+            headersTimeout: opts.timeoutMs,
+            bodyTimeout: opts.timeoutMs,
+          },
+          new CollectingHandler(opts.signal, resolve, reject),
+        );
       });
-      if (res.statusCode >= 400) throw await this.errorFrom(res);
-      const text = await res.body.text();
-      let parsed: T;
-      try {
-        parsed = JSON.parse(text) as T;
-      } catch (cause) {
-        throw new UpstreamError({
-          provider: this.provider,
-          kind: 'malformed',
-          message: `${this.provider} answered with a body that is not JSON`,
-          status: res.statusCode,
-          body: text.slice(0, 500),
-          cause,
-        });
-      }
-      return { status: res.statusCode, headers: res.headers, body: parsed };
     } catch (err) {
       throw this.toUpstreamError(err, opts.signal);
     }
+    const text = res.text();
+    if (res.status >= 400) throw this.errorFromText(res.status, text, res.headers());
+    let parsed: T;
+    try {
+      parsed = JSON.parse(text) as T;
+    } catch (cause) {
+      throw new UpstreamError({
+        provider: this.provider,
+        kind: 'malformed',
+        message: `${this.provider} answered with a body that is not JSON`,
+        status: res.status,
+        body: text.slice(0, 500),
+        cause,
+      });
+    }
+    return { status: res.status, get headers() { return res.headers(); }, body: parsed };
   }
 
   /**
@@ -161,20 +165,23 @@ export class UpstreamHttp {
   }
 
   private async errorFrom(res: Dispatcher.ResponseData): Promise<UpstreamError> {
-    const text = await res.body.text().catch(() => '');
+    return this.errorFromText(res.statusCode, await res.body.text().catch(() => ''), res.headers);
+  }
+
+  private errorFromText(status: number, text: string, headers: UpstreamResponse<unknown>['headers']): UpstreamError {
     let parsed: unknown = text;
     try {
       parsed = JSON.parse(text);
     } catch {
       // keep the raw text
     }
-    const message = upstreamErrorMessage(parsed) ?? (text.slice(0, 300) || `HTTP ${res.statusCode}`);
+    const message = upstreamErrorMessage(parsed) ?? (text.slice(0, 300) || `HTTP ${status}`);
     return new UpstreamError({
       provider: this.provider,
-      kind: kindForStatus(res.statusCode, message),
-      status: res.statusCode,
-      message: `${this.provider} returned ${res.statusCode}: ${message}`,
-      retryAfterMs: parseRetryAfter(res.headers['retry-after'], res.headers['retry-after-ms']),
+      kind: kindForStatus(status, message),
+      status,
+      message: `${this.provider} returned ${status}: ${message}`,
+      retryAfterMs: parseRetryAfter(headers['retry-after'], headers['retry-after-ms']),
       body: parsed,
     });
   }
@@ -219,6 +226,107 @@ export function upstreamErrorMessage(body: unknown): string | undefined {
   if (typeof b.message === 'string') return b.message;
   if (typeof b.detail === 'string') return b.detail;
   return undefined;
+}
+
+interface CollectedResponse {
+  status: number;
+  /** The body as text (UTF-8). */
+  text(): string;
+  /** The response headers, lower-cased, parsed on first use (a JSON answer's are rarely read). */
+  headers(): UpstreamResponse<unknown>['headers'];
+}
+
+/**
+ * An undici dispatch handler that collects a whole response body. What `pool.request()` then
+ * `body.text()` did, without what that pays per request for a body read whole: a Readable stream,
+ * an async resource, the headers parsed into an object and a promise to consume the stream
+ * (docs/decisions.md, "JSON upstream calls use undici's dispatch"). Speaks undici's handler
+ * protocol (onConnect, onHeaders, onData, onComplete, onError), which `request()` itself uses.
+ */
+class CollectingHandler {
+  private status = 0;
+  private raw: Buffer[] | null = null;
+  private chunks: Buffer[] = [];
+  private length = 0;
+  private abort: ((err: Error) => void) | null = null;
+  private readonly onAbort: (() => void) | null = null;
+
+  constructor(
+    private readonly signal: CancelSignal,
+    private readonly resolve: (res: CollectedResponse) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    if (!signal.aborted) {
+      this.onAbort = () => this.abort?.(abortReason(signal));
+      signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+  }
+
+  onConnect(abort: (err: Error) => void): void {
+    // Aborted before the request left (or before this handler listened): undici ends it with onError.
+    if (this.signal.aborted) abort(abortReason(this.signal));
+    else this.abort = abort;
+  }
+
+  onHeaders(status: number, raw: Buffer[]): boolean {
+    // 1xx (100 Continue, 103 Early Hints): the final status follows.
+    if (status < 200) return true;
+    this.status = status;
+    this.raw = raw;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    return true;
+  }
+
+  onComplete(): void {
+    this.unlisten();
+    const { status, chunks, length, raw } = this;
+    let headers: UpstreamResponse<unknown>['headers'] | undefined;
+    this.resolve({
+      status,
+      // One chunk (a small answer) is decoded as it is; several are joined first, so a character
+      // split between two chunks is decoded whole.
+      text: () => (chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, length).toString('utf8')),
+      headers: () => (headers ??= parseRawHeaders(raw ?? [])),
+    });
+  }
+
+  onError(err: Error): void {
+    this.unlisten();
+    this.reject(err);
+  }
+
+  private unlisten(): void {
+    if (this.onAbort) this.signal.removeEventListener('abort', this.onAbort);
+    this.abort = null;
+  }
+}
+
+function abortReason(signal: CancelSignal): Error {
+  const r = signal.reason;
+  if (r instanceof Error) return r;
+  const err = new Error('request aborted');
+  err.name = 'AbortError';
+  return err;
+}
+
+/** undici's raw header list ([name, value, name, value…] as bytes) as an object; repeated names collect into arrays. */
+export function parseRawHeaders(raw: readonly Buffer[]): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as Buffer).toString('latin1').toLowerCase();
+    if (name === '__proto__') continue;
+    const value = (raw[i + 1] as Buffer).toString('latin1');
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[name] = [prev, value];
+  }
+  return out;
 }
 
 const DRAIN_MS = 50;
