@@ -22,7 +22,7 @@ async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => 
   return http;
 }
 
-const call = (timeoutMs = 5_000, signal = new Cancellation()) => ({ signal, timeoutMs });
+const call = (timeoutMs = 5_000, signal = new Cancellation()) => ({ signal, timeoutMs, requestId: "req-1" });
 
 async function failure(p: Promise<unknown>): Promise<UpstreamError> {
   const err = await p.then(
