@@ -34,7 +34,7 @@ import { BENCH_ADMIN_TOKEN, BENCH_TOKEN, machine, startPipelineGateway, writeRes
 import { chatBody, openLoop, summarize, type Shot, type ShotResult } from './lib/mixed-load.js';
 import { startProcess } from './lib/processes.js';
 import { median } from './lib/rounds.js';
-import { sampleTree } from './lib/proc-stats.js';
+import { fdKinds, sampleTree, type FdKinds } from './lib/proc-stats.js';
 import { FAIL_MARKER } from './lib/upstream.js';
 
 interface ProcessStats {
@@ -49,6 +49,8 @@ interface Sample {
   t: number;
   rssBytes: number;
   fds: number;
+  /** The same descriptors by kind (client, upstream, redis, postgres, … — proc-stats.ts fdKinds). */
+  fdKinds: FdKinds;
   /** Cumulative since warm-up, worst worker that answered; beyond the 10 ms sampling interval. */
   lagP99Ms: number;
   lagMaxMs: number;
@@ -152,6 +154,13 @@ async function main() {
     env: cacheMaxBytes ? { CACHE_MAX_BYTES: cacheMaxBytes } : {},
   });
   const pid = gateway.child.pid as number;
+  // What each descriptor is, by the port at one end: the count follows connections, and these say which.
+  const portNames = new Map<number, string>([
+    [gateway.port, 'client'],
+    [upstream.port, 'upstream'],
+    ...(flag(args, 'redis') ? [[Number(new URL(flag(args, 'redis') as string).port || 6379), 'redis'] as [number, string]] : []),
+    ...(flag(args, 'database') ? [[Number(new URL(flag(args, 'database') as string).port || 5432), 'postgres'] as [number, string]] : []),
+  ]);
   const target = { url: `http://127.0.0.1:${gateway.port}/v1/chat/completions`, headers: { authorization: `Bearer ${BENCH_TOKEN}` }, connections: num('connections', 256) };
 
   // The mix, by request number: 5% injected failures, 30% streams, 25% repeats of 50 prompts
@@ -202,12 +211,14 @@ async function main() {
       const seen = WORKERS > 1 ? procs.map((p) => p.pid) : [pid];
       const stats = new Map([...(await probeWorkers(gateway.port, seen, false, 3_000))].map(([p, a]) => [p, a.stats]));
       const cacheStats = await getJson<{ entries: number; bytes: number }>(gateway.port, '/v1/cache/stats', BENCH_ADMIN_TOKEN);
+      const kinds = await fdKinds(procs.map((p) => p.pid), portNames);
       const now = performance.now();
       const done = results.length;
       samples.push({
         t: (now - started) / 1000,
         rssBytes: procs.reduce((s, p) => s + p.rssBytes, 0),
         fds: procs.reduce((s, p) => s + p.fds, 0),
+        fdKinds: kinds,
         lagP99Ms: Math.max(0, ...[...stats.values()].map((s) => s.event_loop_delay_ms.p99)),
         lagMaxMs: Math.max(0, ...[...stats.values()].map((s) => s.event_loop_delay_ms.max)),
         lagRawP99Ms: Math.max(0, ...[...stats.values()].map((s) => s.event_loop_delay_ms.raw?.p99 ?? NaN).filter(Number.isFinite)),
@@ -224,7 +235,7 @@ async function main() {
       const s = samples[samples.length - 1] as Sample;
       if (samples.length % Math.max(1, Math.round(60 / SAMPLE)) === 0 || t < WARMUP + SAMPLE * 2) {
         console.log(
-          `  t=${s.t.toFixed(0).padStart(4)} s  ${s.rps.toFixed(0).padStart(5)} req/s  rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB  fds ${s.fds}  loop p99 ${s.lagP99Ms.toFixed(1)} ms (${s.workersAnswered}/${s.workersSeen} workers)  cache ${s.cacheEntries ?? '?'} entries ${s.cacheBytes === null ? '?' : (s.cacheBytes / 2 ** 20).toFixed(1)} MiB  unexpected failures since last ${s.failedSinceLast}${warm ? '' : '  (warm-up)'}`,
+          `  t=${s.t.toFixed(0).padStart(4)} s  ${s.rps.toFixed(0).padStart(5)} req/s  rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB  fds ${s.fds} ${JSON.stringify(s.fdKinds)}  loop p99 ${s.lagP99Ms.toFixed(1)} ms (${s.workersAnswered}/${s.workersSeen} workers)  cache ${s.cacheEntries ?? '?'} entries ${s.cacheBytes === null ? '?' : (s.cacheBytes / 2 ** 20).toFixed(1)} MiB  unexpected failures since last ${s.failedSinceLast}${warm ? '' : '  (warm-up)'}`,
         );
       }
     })().finally(() => (sampling = false));
@@ -359,6 +370,16 @@ async function main() {
       `  event-loop delay p99 ${lagP99.toFixed(1)} ms beyond the 10 ms sampling interval, worst of ${perWorker.length} workers (raw tick-to-tick ${lagRawP99.toFixed(1)} ms) (target <= 20 ms) ${verdicts.eventLoopP99Ms.pass ? 'PASS' : 'FAIL'}`,
     );
     console.log(`  open descriptors, median ${fdBase} (first minute) -> ${fdEnd} (last minute); peaks ${fdBasePeak} -> ${fdEndPeak} ${verdicts.openFds.pass ? 'PASS' : 'FAIL'}`);
+    // Which kinds moved: each kind's median over the same minutes, and its range over the whole run after warm-up.
+    const kindNames = [...new Set(after.flatMap((s) => Object.keys(s.fdKinds)))].sort();
+    console.log(
+      `    by kind, median first -> last minute (min-max after warm-up): ${kindNames
+        .map((k) => {
+          const of = (xs: Sample[]) => xs.map((s) => s.fdKinds[k] ?? 0);
+          return `${k} ${median(of(first))} -> ${median(of(last))} (${Math.min(...of(after))}-${Math.max(...of(after))})`;
+        })
+        .join(', ')}`,
+    );
     console.log(
       `  success ${(sumAll.successRate * 100).toFixed(3)}% of all ${sumAll.count} requests (warm-up ${(sumWarm.successRate * 100).toFixed(3)}% of ${sumWarm.count}, after ${(sum.successRate * 100).toFixed(3)}% of ${sum.count}) (target >= 99.9%) ${verdicts.successRate.pass ? 'PASS' : 'FAIL'}`,
     );

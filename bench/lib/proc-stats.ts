@@ -1,6 +1,6 @@
 // What the kernel says about a benchmarked process and its children (cluster workers): resident
 // memory from /proc/<pid>/status and open descriptors from /proc/<pid>/fd. Linux only.
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 
 export interface ProcSample {
   pid: number;
@@ -53,4 +53,49 @@ export async function cpuTimeMs(pid: number): Promise<number> {
     ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
   }
   return (ticks * 1000) / TICKS_PER_S;
+}
+
+/** A process tree's descriptors by what they are: TCP sockets by the port at either end, the rest. */
+export type FdKinds = Record<string, number>;
+
+/** Inode → [local port, remote port] of every TCP socket on the machine (IPv4 and IPv6). */
+async function tcpSockets(): Promise<Map<string, [number, number]>> {
+  const out = new Map<string, [number, number]>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const raw = await readFile(table, 'utf8').catch(() => '');
+    for (const line of raw.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const port = (addr: string | undefined) => parseInt(addr?.slice(addr.lastIndexOf(':') + 1) ?? '', 16);
+      out.set(f[9] as string, [port(f[1]), port(f[2])]);
+    }
+  }
+  return out;
+}
+
+/**
+ * Counts the processes' descriptors by kind: a TCP socket is named by `byPort` (its local port
+ * first, so a listening or accepted socket of the gateway's own port is the gateway's, then its
+ * remote port), else `tcp other`; other sockets `socket`; the rest `other` (files, pipes, eventfds).
+ * Shows which of a descriptor count's parts come and go with the load (bench/soak.ts).
+ */
+export async function fdKinds(pids: readonly number[], byPort: ReadonlyMap<number, string>): Promise<FdKinds> {
+  const tcp = await tcpSockets();
+  const kinds: FdKinds = {};
+  const add = (k: string) => (kinds[k] = (kinds[k] ?? 0) + 1);
+  for (const pid of pids) {
+    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+    for (const fd of fds) {
+      const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+      const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+      if (inode === undefined) {
+        add('other');
+        continue;
+      }
+      const ports = tcp.get(inode);
+      if (!ports) add('socket');
+      else add(byPort.get(ports[0]) ?? byPort.get(ports[1]) ?? 'tcp other');
+    }
+  }
+  return kinds;
 }
