@@ -61,6 +61,27 @@ describe('WorkerClient over a module worker', () => {
   });
 });
 
+describe('a message that cannot be read', () => {
+  it('from the worker: fails the client, rejects what waits and what comes, and stops the worker', async () => {
+    const w = start();
+    const pending = w.call({ op: 'wait', ms: 10_000, value: 'never' });
+    const exited = new Promise((resolve) => w.worker.once('exit', resolve));
+    w.worker.emit('messageerror', new Error('bad bytes'));
+    await expect(pending).rejects.toThrow(/fixture worker sent a message that could not be read: bad bytes/);
+    await expect(w.call({ op: 'echo', value: 1 })).rejects.toThrow(/could not be read/);
+    await exited;
+    await w.terminate();
+  });
+
+  it('in the worker: it exits, so its caller fails every call instead of waiting for one that is lost', async () => {
+    const w = start();
+    const pending = w.call({ op: 'wait', ms: 10_000, value: 'never' });
+    await w.call({ op: 'messageerror' }).catch(() => undefined);
+    await expect(pending).rejects.toThrow(/fixture worker exited \(code 70\)/);
+    await w.terminate();
+  });
+});
+
 describe('a worker stuck in native code', () => {
   it('is counted as wedged when terminate() cannot stop it, until it ends', async () => {
     const w = start();

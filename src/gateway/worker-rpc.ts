@@ -93,6 +93,13 @@ export class WorkerClient {
       else p.reject(deserializeError(m.error as SerializedError));
     });
     worker.on('error', (err) => this.fail(err instanceof Error ? err : new Error(String(err))));
+    // An answer that cannot be deserialised names no call: it would leave one waiting for ever.
+    // The worker counts as failed (every call rejects) and is stopped, so its 'exit' reaches
+    // whoever falls back on it (the semantic cache rebuilds its index in this thread).
+    worker.on('messageerror', (err: Error) => {
+      this.fail(new Error(`${what} worker sent a message that could not be read: ${err.message}`));
+      void worker.terminate().catch(() => undefined);
+    });
     worker.on('exit', (code) => this.fail(new Error(`${what} worker exited (code ${code})`)));
   }
 
@@ -179,6 +186,12 @@ export function serveWorker(handle: (message: Record<string, unknown>) => unknow
     if (id !== 0) port.postMessage({ id, ok: false, error: serializeError(err) } satisfies Answer);
     else onPostError(err);
   };
+  // A request that cannot be deserialised names no call to refuse: its caller would wait for ever.
+  // The worker ends instead, so the caller sees it exit and fails every call it has waiting.
+  port.on('messageerror', (err: Error) => {
+    onPostError(err);
+    process.exit(70);
+  });
   port.on('message', (m: Record<string, unknown> & { id: number }) => {
     let result: unknown;
     try {

@@ -1,5 +1,7 @@
-// A worker for ../worker-rpc.test.ts: echoes, fails with a coded error, waits, blocks in native code, or exits.
+// A worker for ../worker-rpc.test.ts: echoes, fails with a coded error, waits, blocks in native code,
+// exits, or acts as if a message could not be read.
 import { execSync } from 'node:child_process';
+import { parentPort } from 'node:worker_threads';
 import { serveWorker } from '../worker-rpc.js';
 
 let posted = 0;
@@ -20,6 +22,10 @@ serveWorker((m) => {
       // Blocks in native code (a child process waited for synchronously): terminate() cannot stop it.
       execSync(`sleep ${Number(m.seconds)}`);
       return 'unblocked';
+    // What the port does with a message it cannot deserialise.
+    case 'messageerror':
+      parentPort?.emit('messageerror', new Error('unreadable'));
+      return 'emitted';
     case 'exit':
       process.exit(3);
   }
