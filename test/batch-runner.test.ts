@@ -190,12 +190,16 @@ for (const backend of backends) {
       const job = await create(20);
       let release: () => void = () => undefined;
       const gate = new Promise<void>((r) => (release = r));
+      let thirdStarted = false;
       const runner = new BatchRunner(store, async (item) => {
+        if (item.line === 3) thirdStarted = true;
         if (item.line > 2) await gate;
         return ok(item.line);
       }, { concurrency: 1, leaseMs: 5_000, pollMs: 20, log });
       runner.start();
       await until(async () => ((await store.counts(job.id)).completed === 2 ? true : undefined), 'two lines');
+      // Cancelled once line 3 is under way (on a slow machine the runner may not have taken it yet).
+      await until(async () => (thirdStarted ? true : undefined), 'line 3 started');
       const cancelling = (await store.cancel(job.id, ANONYMOUS.id)) as BatchRow;
       expect(cancelling.status).toBe('cancelling');
       release();
