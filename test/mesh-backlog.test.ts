@@ -128,8 +128,17 @@ describe.skipIf(!available)('the mesh backlog the routers export', () => {
       'inference_mesh_requests{state="queued"} 8',
       'inference_mesh_requests{state="unplaced"} 3',
     ]);
-    // Held by the routers between tries: the routers' own waiting gauges add up to them.
-    const texts = await Promise.all(routers.map(({ url }) => scrape(url)));
+    // Held by the routers between tries: the routers' own waiting gauges add up to them (a router
+    // counts a request as waiting once its first try has found no node, which can come after the
+    // group's pending list shows it read).
+    const texts = await waitFor(
+      "the routers' waiting gauges",
+      async () => {
+        const t = await Promise.all(routers.map(({ url }) => scrape(url)));
+        return sumOver(t, 'inference_mesh_router_waiting', {}) === 3 ? t : undefined;
+      },
+      20_000,
+    );
     expect(sumOver(texts, 'inference_mesh_router_waiting', {})).toBe(3);
     expect(sumOver(texts, 'inference_mesh_router_events_total', { event: 'expired' })).toBe(0);
   }, 30_000);
