@@ -128,9 +128,9 @@ describe.skipIf(!available)('the mesh backlog the routers export', () => {
       'inference_mesh_requests{state="queued"} 8',
       'inference_mesh_requests{state="unplaced"} 3',
     ]);
-    // Held by the routers between tries: the routers' own waiting gauges add up to them (a router
-    // counts a request as waiting once its first try has found no node, which can come after the
-    // group's pending list shows it read).
+    // Held by the routers between tries: the routers' own waiting gauges add up to them. A router
+    // counts a request as waiting only between tries (from a try that found no node until the next
+    // try starts), so one scrape can fall inside a try: read until they add up.
     const texts = await waitFor(
       "the routers' waiting gauges",
       async () => {
