@@ -84,10 +84,12 @@ export const SEMANTIC_ENTRY_OVERHEAD_BYTES = 1800;
  * Bytes an entry costs against the memory budget: payload and metadata, and for a semantic entry its
  * vector twice (the entry's copy and the vector index's) plus SEMANTIC_ENTRY_OVERHEAD_BYTES, so
  * `max_bytes` bounds what the semantic cache really holds. Exact-only entries count payload and
- * metadata.
+ * metadata. The metadata counts as its JSON's length; a store that has serialised it already passes
+ * that length rather than have it serialised again (a semantic entry's guard features make it the
+ * larger part of the work).
  */
-export function entryBytes(e: StoredEntry): number {
-  return e.payload.length + (e.vector ? 2 * e.vector.byteLength + SEMANTIC_ENTRY_OVERHEAD_BYTES : 0) + JSON.stringify(e.meta).length;
+export function entryBytes(e: StoredEntry, metaJsonLength = JSON.stringify(e.meta).length): number {
+  return e.payload.length + (e.vector ? 2 * e.vector.byteLength + SEMANTIC_ENTRY_OVERHEAD_BYTES : 0) + metaJsonLength;
 }
 
 export function vectorToBase64(v: Float32Array): string {

@@ -179,7 +179,7 @@ export class RedisCacheStore implements CacheStore {
     const vec = entry.vector ? Buffer.from(entry.vector.buffer, entry.vector.byteOffset, entry.vector.byteLength) : '';
     // The same count as the memory store: every replica keeps the vector in its own index, so the
     // shared budget has to bound what each replica spends on an entry, not only what Redis holds.
-    const bytes = entryBytes(entry);
+    const bytes = entryBytes(entry, meta.length);
     if (bytes > this.opts.maxBytes) return;
     const [evicted = [], expired = []] = (await this.scripts.ifCacheSet(
       `${this.p}lru`,
