@@ -14,6 +14,9 @@ import type { IndexSettings } from './index-host.js';
 import { ThreadedVectorIndex } from './threaded-index.js';
 import { PartitionedVectorIndex, type AnnFactory, type SemanticIndex } from './vector-index.js';
 
+
+/** Partitions remembered (ResponseCache.partition); the map starts over when it reaches this many. */
+const PARTITION_MEMO_MAX = 4096;
 export interface SemanticSettings {
   embedder: Embedder;
   /** Cosine similarity a hit needs (default 0.85). */
@@ -97,6 +100,8 @@ export class ResponseCache {
   private index: SemanticIndex | undefined;
   private readonly indexed = new Map<string, IndexedInfo>();
   private readonly semantic: SemanticSettings | undefined;
+  /** namespace + context fingerprint → partition: a digest per lookup saved, since the same few recur. */
+  private readonly partitions = new Map<string, string>();
   private seenDuringReconcile: Set<string> | undefined;
   private reconcileAgain = false;
   /** Completed index resyncs after lost store events (for tests and diagnostics). */
@@ -244,7 +249,15 @@ export class ResponseCache {
 
   private partition(namespace: string, fingerprint: string): string {
     // The embedder id is part of the partition: vectors from different models never meet.
-    return hash('sha256', `${namespace}\u0000${fingerprint}\u0000${this.semantic?.embedder.id ?? ''}`, 'base64url').slice(0, 24);
+    const input = `${namespace}\u0000${fingerprint}\u0000${this.semantic?.embedder.id ?? ''}`;
+    let p = this.partitions.get(input);
+    if (p === undefined) {
+      p = hash('sha256', input, 'base64url').slice(0, 24);
+      // Bounded: a caller varying its context on every request must not grow this without end.
+      if (this.partitions.size >= PARTITION_MEMO_MAX) this.partitions.clear();
+      this.partitions.set(input, p);
+    }
+    return p;
   }
 
   private async semanticLookup(probe: Probe, minCreatedAt: number): Promise<CacheHit | undefined> {
