@@ -14,9 +14,9 @@ import type { IndexSettings } from './index-host.js';
 import { ThreadedVectorIndex } from './threaded-index.js';
 import { PartitionedVectorIndex, type AnnFactory, type SemanticIndex } from './vector-index.js';
 
-
 /** Partitions remembered (ResponseCache.partition); the map starts over when it reaches this many. */
 const PARTITION_MEMO_MAX = 4096;
+
 export interface SemanticSettings {
   embedder: Embedder;
   /** Cosine similarity a hit needs (default 0.85). */
