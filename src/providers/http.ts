@@ -1,6 +1,6 @@
 // Raw HTTP to an upstream over an undici keep-alive pool: one pool per provider instance, created
 // once. Every failure leaves here as an UpstreamError; adapters only build bodies and map shapes.
-import { Pool, type Dispatcher } from 'undici';
+import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import type { CancelSignal } from './cancel.js';
 import type { CallOptions } from './types.js';
 import { UpstreamError, kindForStatus, parseRetryAfter, type UpstreamErrorKind } from './errors.js';
@@ -257,7 +257,6 @@ class CollectingHandler {
   /** The body as text (UTF-8). */
   text = '';
   private chunks: Buffer[] = [];
-  private length = 0;
   private abort: ((err: Error) => void) | null = null;
   private readonly onAbort: (() => void) | null = null;
 
@@ -282,13 +281,12 @@ class CollectingHandler {
     // 1xx (100 Continue, 103 Early Hints): the final status follows.
     if (status < 200) return true;
     this.status = status;
-    this.headers = parseRawHeaders(raw);
+    this.headers = undiciUtil.parseHeaders(raw);
     return true;
   }
 
   onData(chunk: Buffer): boolean {
     this.chunks.push(chunk);
-    this.length += chunk.length;
     return true;
   }
 
@@ -298,7 +296,7 @@ class CollectingHandler {
     this.chunks = NO_CHUNKS;
     // One chunk (a small answer) is decoded as it is; several are joined first, so a character
     // split between two chunks is decoded whole.
-    this.text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, this.length).toString('utf8');
+    this.text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
     this.resolve(this);
   }
 
@@ -324,21 +322,6 @@ function abortReason(signal: CancelSignal): Error {
   const err = new Error('request aborted');
   err.name = 'AbortError';
   return err;
-}
-
-/** undici's raw header list ([name, value, name, value…] as bytes) as an object; repeated names collect into arrays. */
-export function parseRawHeaders(raw: readonly Buffer[]): Record<string, string | string[] | undefined> {
-  const out: Record<string, string | string[] | undefined> = {};
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = (raw[i] as Buffer).toString('latin1').toLowerCase();
-    if (name === '__proto__') continue;
-    const value = (raw[i + 1] as Buffer).toString('latin1');
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else out[name] = [prev, value];
-  }
-  return out;
 }
 
 const DRAIN_MS = 50;
