@@ -71,4 +71,3 @@ export function laggingStore(maxBytes = 1e7): { inner: MemoryCacheStore; store: 
   });
   return { inner, store, mute: (on) => (muted = on), deliver: (e) => listener?.(e) };
 }
-

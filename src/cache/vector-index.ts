@@ -157,13 +157,13 @@ const REBUILD_SLICE_MS = 2;
 
 /**
  * Rebuilds an index in the background once it holds as many removed entries as live ones (at least
- * `minRemovals`, default 64; counted by the index itself where it keeps them, as usearch's does). A cache at its byte budget removes an entry for every one it adds, and
- * neither index copes with that for long: the TypeScript HNSW keeps every deleted node (memory and
- * search cost grow without bound), and so does UsearchAnn — usearch 2.x's own `remove` slows down
- * and can spin at 100% CPU forever (a 10-minute soak hung both workers in it, and later the index's
- * thread), so it is never called. The rebuild adds
- * the live vectors to a fresh index in slices of REBUILD_SLICE_MS, applies adds and removes to
- * both meanwhile, and swaps when done; searches use the old index until then.
+ * `minRemovals`, default 64; counted by the index itself where it keeps them, as usearch's does).
+ * A cache at its byte budget removes an entry for every one it adds, and neither index copes with
+ * that for long: the TypeScript HNSW keeps every deleted node (memory and search cost grow without
+ * bound), and so does UsearchAnn — usearch 2.x's own `remove` slows down and can spin at 100% CPU
+ * forever (a 10-minute soak hung both workers in it, and later the index's thread), so it is never
+ * called. The rebuild adds the live vectors to a fresh index in slices of REBUILD_SLICE_MS, applies
+ * adds and removes to both meanwhile, and swaps when done; searches use the old index until then.
  */
 export class CompactingAnn implements AnnIndex {
   private current: AnnIndex;
