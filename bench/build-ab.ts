@@ -17,11 +17,9 @@ import { resolve } from 'node:path';
 import { flag, numberFlag } from './lib/args.js';
 import { startProcess, type Proc } from './lib/processes.js';
 import { median } from './lib/rounds.js';
-import autocannon from 'autocannon';
 import { CORE_PATH_CONFIG, saturate, startGatewayProcess } from './gateway-overhead.js';
 import { BENCH_TOKEN, startOtlpSink, startPipelineGateway } from './full-pipeline.js';
 import { chatBody } from './lib/mixed-load.js';
-import { cpuTimeMs } from './lib/proc-stats.js';
 
 const args = process.argv.slice(2);
 const BASE = flag(args, 'base');
@@ -31,20 +29,12 @@ const PIN = args.includes('--pin');
 const PIPELINE = args.includes('--pipeline');
 
 /** Saturation with a unique prompt per request (full pipeline: every one a cache miss). */
-async function saturateMisses(url: string, pid: number | undefined, seconds: number, tag: string): Promise<Awaited<ReturnType<typeof saturate>>> {
-  const before = pid === undefined ? 0 : await cpuTimeMs(pid);
+function saturateMisses(url: string, pid: number | undefined, seconds: number, tag: string): ReturnType<typeof saturate> {
   let n = 0;
-  const r = await autocannon({
-    url,
-    method: 'POST',
+  return saturate(url, pid, seconds, 50, {
     headers: { 'content-type': 'application/json', authorization: `Bearer ${BENCH_TOKEN}` },
     requests: [{ setupRequest: (req: { body?: string }) => ({ ...req, body: chatBody(`Say something short. ${tag}-${n++}`, false) }) }],
-    connections: 50,
-    duration: seconds,
   });
-  const cpuMs = pid === undefined ? NaN : (await cpuTimeMs(pid)) - before;
-  const requests = r.requests.total;
-  return { rps: r.requests.average, requests, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, cpuUsPerRequest: (cpuMs * 1000) / Math.max(1, requests) };
 }
 
 type Build = 'base' | 'this';

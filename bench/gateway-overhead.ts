@@ -38,9 +38,11 @@ export async function saturate(
   pid: number | undefined,
   seconds = SECONDS,
   connections = CONNECTIONS,
+  /** Overrides of the request: other headers, or `requests` that vary each body (bench/build-ab.ts). */
+  request: Partial<Parameters<typeof autocannon>[0]> = {},
 ): Promise<{ rps: number; requests: number; p50: number; p99: number; errors: number; cpuUsPerRequest: number }> {
   const before = pid === undefined ? 0 : await cpuTimeMs(pid);
-  const r = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody, connections, duration: seconds });
+  const r = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody, connections, duration: seconds, ...request });
   const cpuMs = pid === undefined ? NaN : (await cpuTimeMs(pid)) - before;
   const requests = r.requests.total;
   return { rps: r.requests.average, requests, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, cpuUsPerRequest: (cpuMs * 1000) / Math.max(1, requests) };
