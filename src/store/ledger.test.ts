@@ -461,3 +461,39 @@ describe('a start while the database is down', () => {
     expect(row?.n).toBe(300);
   }, 30_000);
 });
+
+describe('rows recorded after their settlement', () => {
+  it('records the row when the settlement fails, and a row that cannot be made is logged and counted, not left as a rejection', async () => {
+    const tag = `after-${runId()}`;
+    const lines: Array<{ level: string; msg: string }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as (typeof lines)[number]);
+        done();
+      },
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const w = new LedgerWriter(db, createLogger('warn', sink), { flushIntervalMs: 600_000, batchSize: 100, spoolPath: '' });
+      w.recordAfter(Promise.resolve(), () => entry(`${tag}-settled`));
+      w.recordAfter(Promise.reject(new Error('settlement failed')), () => entry(`${tag}-failed-settlement`));
+      w.recordAfter(Promise.resolve(), () => {
+        throw new Error('no row');
+      });
+      await w.recorded();
+      await w.close();
+      // A turn for an unhandled rejection to be reported, had there been one.
+      await sleep(20);
+      const rows = await db.query<{ request_id: string }>(`SELECT request_id FROM ledger WHERE request_id LIKE $1 ORDER BY request_id`, [`${tag}-%`]);
+      expect(rows.map((r) => r.request_id)).toEqual([`${tag}-failed-settlement`, `${tag}-settled`]);
+      expect(w.dropped).toBe(1);
+      expect(unhandled).toEqual([]);
+      expect(lines.some((l) => l.level === 'warn' && /settlement failed/.test(l.msg))).toBe(true);
+      expect(lines.some((l) => l.level === 'error' && /could not be made/.test(l.msg))).toBe(true);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+});

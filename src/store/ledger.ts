@@ -166,7 +166,10 @@ export class LedgerWriter {
   rejected = 0;
   /** Rows this process moved from its queue to a spool file: over the bound while running, or at shutdown. */
   spooled = 0;
-  /** Rows dropped over the bound because there is no spool path (or its file could not be written). */
+  /**
+   * Rows dropped over the bound because there is no spool path (or its file could not be written),
+   * and rows recordAfter could not make (a bug, logged).
+   */
   dropped = 0;
 
   constructor(
@@ -185,13 +188,24 @@ export class LedgerWriter {
   }
 
   /**
-   * Records a row once `settled` resolves (a request whose budget settles after its answer went
-   * out); `recorded()` waits for such rows. `settled` must not reject.
+   * Records a row once `settled` is over (a request whose budget settles after its answer went out);
+   * `recorded()` waits for such rows. The row is recorded however `settled` ends: a settlement that
+   * failed still leaves a request that was served. Should making the row throw (a bug), the error is
+   * logged and counted as dropped, and neither `recorded()` nor the process is left with a rejection.
    */
   recordAfter(settled: Promise<unknown>, entry: () => LedgerEntry): void {
-    const row: Promise<void> = settled.then(() => {
+    const write = (): void => {
       this.promised.delete(row);
-      this.record(entry());
+      try {
+        this.record(entry());
+      } catch (err) {
+        this.dropped++;
+        this.log.error({ err }, 'ledger: a row could not be made; it is not recorded');
+      }
+    };
+    const row: Promise<void> = settled.then(write, (err: unknown) => {
+      this.log.warn({ err }, 'ledger: a request\'s settlement failed; recording the row as it stands');
+      write();
     });
     this.promised.add(row);
   }
