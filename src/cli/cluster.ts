@@ -7,7 +7,8 @@ import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { CLUSTER_METRICS_TIMEOUT_MS, ClusterMetricsCollector, type MetricsPeer } from '../telemetry/cluster-metrics.js';
-import { exitAfterFlush, type Logger } from '../telemetry/logger.js';
+import type { Logger } from '../telemetry/logger.js';
+import { exitAfterFlush } from './exit.js';
 
 /** A worker that dies this many times within RESTART_WINDOW_MS means something is wrong: stop. */
 export const MAX_RESTARTS = 5;

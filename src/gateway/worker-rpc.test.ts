@@ -99,10 +99,10 @@ describe('a worker stuck in native code', () => {
 
   it('makes exitAfterFlush kill the process rather than wait for it for ever', () => {
     const rpc = JSON.stringify(new URL('./worker-rpc.ts', import.meta.url).href);
-    const logger = JSON.stringify(new URL('../telemetry/logger.ts', import.meta.url).href);
+    const exit = JSON.stringify(new URL('../cli/exit.ts', import.meta.url).href);
     const script = `import { register } from 'tsx/esm/api'; register();
       const { startModuleWorker, WorkerClient } = await import(${rpc});
-      const { exitAfterFlush } = await import(${logger});
+      const { exitAfterFlush } = await import(${exit});
       const w = new WorkerClient(startModuleWorker(${rpc}, '__fixtures__/worker-rpc-echo'), 'fixture');
       await w.call({ op: 'echo', value: 'ready' });
       void w.call({ op: 'block', seconds: 8 }).catch(() => undefined);

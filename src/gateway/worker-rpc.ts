@@ -30,7 +30,7 @@ const wedged = new Set<Worker>();
 /**
  * Workers told to stop that did not: a thread looping in native code ignores `terminate()`, and
  * Node's `process.exit()` waits for every worker thread to end — for ever, for such a one.
- * exitAfterFlush (telemetry/logger.ts) kills the process instead while there is one.
+ * exitAfterFlush (cli/exit.ts) kills the process instead while there is one.
  */
 export function wedgedWorkers(): number {
   return wedged.size;

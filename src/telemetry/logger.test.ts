@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { multistream, pino } from 'pino';
-import { AccessLogger, createLogger, exitAfterFlush, scrubSecrets } from './logger.js';
+import { AccessLogger, createLogger, scrubSecrets } from './logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -96,25 +96,5 @@ describe('access logger', () => {
     expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
       { level: 'info', time: expect.any(String), service: 'inferenceflow', reqId: 'r2', method: 'GET', url: '/nope', status: 404, latencyMs: 0.5, outcome: 'client_error', msg: 'request' },
     ]);
-  });
-});
-
-describe('exitAfterFlush', () => {
-  it('exits once the lines are written, and after a failed write leaves nothing for the exit hook to retry', () => {
-    const state: { syncFlushes: number; fail?: Error } = { syncFlushes: 0 };
-    const stream = Object.assign(new Writable({ write: (_c, _e, cb) => cb() }), {
-      flush: (cb: (err?: Error) => void) => cb(state.fail),
-      flushSync: () => void state.syncFlushes++,
-    });
-    const log = pino(stream);
-    const exits: number[] = [];
-    exitAfterFlush(log, 0, (c) => exits.push(c));
-    stream.flushSync(); // what pino's exit hook calls
-    expect([exits, state.syncFlushes]).toEqual([[0], 1]);
-    // A write that failed (a full disk): the exit hook's flushSync would retry it for ever.
-    state.fail = Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
-    exitAfterFlush(log, 1, (c) => exits.push(c));
-    stream.flushSync();
-    expect([exits, state.syncFlushes]).toEqual([[0, 1], 1]);
   });
 });
