@@ -15,10 +15,10 @@ afterEach(async () => {
   server = http = undefined;
 });
 
-async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<UpstreamHttp> {
+async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => void, streamIdleTimeoutMs?: number): Promise<UpstreamHttp> {
   server = createServer(handler);
   await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
-  http = new UpstreamHttp({ provider: 'up', baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1` });
+  http = new UpstreamHttp({ provider: 'up', baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, streamIdleTimeoutMs });
   return http;
 }
 
@@ -122,5 +122,169 @@ describe('UpstreamHttp.json', () => {
     const err = await failure(http.json('GET', '/x', undefined, call()));
     expect(err.kind).toBe('connect');
     expect(err.message).toMatch(/could not reach gone/);
+  });
+});
+
+/** Reads a streamed body to its end (or its failure), as bytes. */
+async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const c of body) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** How many of the connections the upstream accepts from now on have closed. */
+function openSockets(): { closed: number } {
+  const counts = { closed: 0 };
+  server?.on('connection', (socket) => socket.on('close', () => counts.closed++));
+  return counts;
+}
+
+describe('UpstreamHttp.stream', () => {
+  it('hands over each chunk as it arrives, in order, with the status and headers first', async () => {
+    const up = await upstream((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'up-1' });
+        res.write('data: 1\n\n');
+        setTimeout(() => res.write('data: 2\n\n'), 20);
+        setTimeout(() => res.end('data: [DONE]\n\n'), 40);
+      });
+    });
+    const res = await up.stream('POST', '/chat/completions', { stream: true }, call());
+    expect(res.status).toBe(200);
+    expect(res.headers['x-request-id']).toBe('up-1');
+    const seen: string[] = [];
+    for await (const c of res.body) seen.push(Buffer.from(c).toString());
+    expect(seen.join('')).toBe('data: 1\n\ndata: 2\n\ndata: [DONE]\n\n');
+    // Three writes apart in time: three chunks, none held back for the next.
+    expect(seen.length).toBe(3);
+  });
+
+  it('carries a body far larger than its queue to a slow reader whole and in order', async () => {
+    const piece = Buffer.alloc(16 * 1024);
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      let i = 0;
+      const more = (): void => {
+        while (i < 256) {
+          piece.fill(i % 256);
+          const ok = res.write(Buffer.from(piece));
+          i++;
+          if (!ok) {
+            res.once('drain', more);
+            return;
+          }
+        }
+        res.end();
+      };
+      more();
+    });
+    const res = await up.stream('GET', '/big', undefined, call());
+    let total = 0;
+    let last = -1;
+    let ordered = true;
+    for await (const c of res.body) {
+      for (let k = 0; k < c.length; k += 4096) {
+        const block = Math.floor((total + k) / piece.length);
+        if (c[k] !== block % 256 || block < last) ordered = false;
+        last = block;
+      }
+      total += c.length;
+      // A slow reader: the upstream outruns it, so undici must stop reading until it catches up.
+      if (total % (256 * 1024) < c.length) await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(total).toBe(256 * piece.length);
+    expect(ordered).toBe(true);
+  });
+
+  it('turns an error status into an UpstreamError with the body message and Retry-After', async () => {
+    const up = await upstream((_req, res) => {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '3' });
+      res.write('{"error":{"message":"over');
+      setTimeout(() => res.end('loaded"}}'), 20);
+    });
+    const err = await failure(up.stream('POST', '/chat/completions', {}, call()));
+    expect(err.status).toBe(503);
+    expect(err.retryAfterMs).toBe(3000);
+    expect(err.message).toBe('up returned 503: overloaded');
+  });
+
+  it('fails the next read with a timeout when the body idles longer than the stream idle timeout', async () => {
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: 1\n\n');
+    }, 150);
+    const res = await up.stream('POST', '/chat/completions', {}, call());
+    const err = await failure(readAll(res.body));
+    expect(err.kind).toBe('timeout');
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/up stream broke/);
+  });
+
+  it('fails the next read as interrupted when the upstream connection breaks mid-body', async () => {
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: 1\n\n');
+      setTimeout(() => res.socket?.destroy(), 30);
+    });
+    const res = await up.stream('POST', '/chat/completions', {}, call());
+    const err = await failure(readAll(res.body));
+    expect(err.kind).toBe('stream_interrupted');
+  });
+
+  it('cancels mid-body: the waiting read fails as aborted and the upstream connection closes', async () => {
+    let closed!: Promise<void>;
+    const up = await upstream((_req, res) => {
+      closed = new Promise((r) => res.on('close', () => r()));
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: 1\n\n');
+    });
+    const signal = new Cancellation();
+    const res = await up.stream('POST', '/chat/completions', {}, call(5_000, signal));
+    const it = res.body[Symbol.asyncIterator]();
+    expect((await it.next()).done).toBe(false);
+    const waiting = it.next();
+    signal.abort(new Error('client went away'));
+    const err = await failure(waiting);
+    expect(err.kind).toBe('aborted');
+    await closed;
+  });
+
+  it('a reader that stops early keeps the connection when the rest comes at once, and closes it when the rest never comes', async () => {
+    const up = await upstream((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: [DONE]\n\n');
+      // /ends: the rest of the body follows at once; /hangs: it never comes.
+      if (req.url?.endsWith('/ends')) setTimeout(() => res.end('data: late\n\n'), 10);
+    });
+    const sockets = openSockets();
+    for (const path of ['/ends', '/ends']) {
+      const res = await up.stream('POST', path, {}, call());
+      for await (const c of res.body) if (Buffer.from(c).toString().includes('[DONE]')) break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    // Every connection the early stops used is still open, in the pool.
+    expect(sockets.closed).toBe(0);
+    const res = await up.stream('POST', '/hangs', {}, call());
+    const started = performance.now();
+    for await (const c of res.body) if (Buffer.from(c).toString().includes('[DONE]')) break;
+    // The wait for the rest is short, and then that connection is closed.
+    expect(performance.now() - started).toBeLessThan(1_000);
+    await expect.poll(() => sockets.closed, { timeout: 2_000 }).toBe(1);
+  });
+
+  it('destroy() mid-body closes the upstream connection', async () => {
+    let closed!: Promise<void>;
+    const up = await upstream((_req, res) => {
+      closed = new Promise((r) => res.on('close', () => r()));
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: 1\n\n');
+    });
+    const res = await up.stream('POST', '/chat/completions', {}, call());
+    const it = res.body[Symbol.asyncIterator]();
+    expect((await it.next()).done).toBe(false);
+    res.body.destroy();
+    await closed;
+    expect((await it.next()).done).toBe(true);
   });
 });

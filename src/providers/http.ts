@@ -60,7 +60,7 @@ export class UpstreamHttp {
     let res: CollectingHandler;
     try {
       const all = opts.headers === undefined && headers === undefined ? this.headers : { ...this.headers, ...opts.headers, ...headers };
-      const request = new JsonRequest(method, this.basePath + path, all, body === undefined ? undefined : JSON.stringify(body), opts.timeoutMs);
+      const request = new UpstreamRequest(method, this.basePath + path, all, body === undefined ? undefined : JSON.stringify(body), opts.timeoutMs);
       res = await new Promise<CollectingHandler>((resolve, reject) => {
         this.pool.dispatch(request, new CollectingHandler(opts.signal, resolve, reject));
       });
@@ -97,67 +97,22 @@ export class UpstreamHttp {
     opts: CallOptions,
     headers?: Record<string, string>,
   ): Promise<UpstreamResponse<StreamBody>> {
+    let res: StreamingHandler;
     try {
-      const res = await this.pool.request({
-        method,
-        path: this.basePath + path,
-        headers: { ...this.headers, ...opts.headers, ...headers },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        // undici takes any EventTarget-like signal (see cancel.ts); its types only name AbortSignal.
-        signal: opts.signal as AbortSignal,
-        headersTimeout: opts.timeoutMs,
-        bodyTimeout: this.idleMs,
+      const all = { ...this.headers, ...opts.headers, ...headers };
+      const request = new UpstreamRequest(method, this.basePath + path, all, body === undefined ? undefined : JSON.stringify(body), opts.timeoutMs, this.idleMs);
+      res = await new Promise<StreamingHandler>((resolve, reject) => {
+        this.pool.dispatch(request, new StreamingHandler(opts.signal, resolve, reject, (err) => this.streamBroke(err, opts.signal)));
       });
-      if (res.statusCode >= 400) throw await this.errorFrom(res);
-      const source = res.body;
-      const provider = this.provider;
-      const self = this;
-      const wrapped: StreamBody = {
-        destroy: (err?: Error) => source.destroy(err),
-        async *[Symbol.asyncIterator]() {
-          const it = source[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
-          let ended = false;
-          try {
-            while (true) {
-              const next = await it.next();
-              if (next.done) {
-                ended = true;
-                return;
-              }
-              yield next.value;
-            }
-          } catch (err) {
-            ended = true;
-            const e = self.toUpstreamError(err, opts.signal);
-            if (e.kind === 'aborted') throw e;
-            throw new UpstreamError({
-              provider,
-              kind: e.kind === 'timeout' ? 'timeout' : 'stream_interrupted',
-              message: `${provider} stream broke: ${e.message}`,
-              retryable: false,
-              cause: err,
-            });
-          } finally {
-            // The reader stopped early (an SSE stream's [DONE]): the rest of the body is usually already
-            // in, so read it to its end rather than destroy it, which builds an AbortError and formats
-            // its stack (~30 µs per stream). A body that does not end within 50 ms is destroyed as
-            // before; a cancelled request's body is already destroyed, so its read fails at once.
-            if (!ended) await drainOrDestroy(it, source);
-          }
-        },
-      };
-      return { status: res.statusCode, headers: res.headers, body: wrapped };
     } catch (err) {
       throw this.toUpstreamError(err, opts.signal);
     }
+    if (res.status >= 400) throw this.errorFromText(res.status, res.errorText, res.headers);
+    return { status: res.status, headers: res.headers, body: res };
   }
 
   async close(): Promise<void> {
     await this.pool.close().catch(() => this.pool.destroy());
-  }
-
-  private async errorFrom(res: Dispatcher.ResponseData): Promise<UpstreamError> {
-    return this.errorFromText(res.statusCode, await res.body.text().catch(() => ''), res.headers);
   }
 
   private errorFromText(status: number, text: string, headers: UpstreamResponse<unknown>['headers']): UpstreamError {
@@ -203,6 +158,19 @@ export class UpstreamHttp {
       cause: err,
     });
   }
+
+  /** What a streamed body's failure after its headers is: cancelled, timed out between chunks, or broken. */
+  private streamBroke(err: unknown, clientSignal: CancelSignal): UpstreamError {
+    const e = this.toUpstreamError(err, clientSignal);
+    if (e.kind === 'aborted') return e;
+    return new UpstreamError({
+      provider: this.provider,
+      kind: e.kind === 'timeout' ? 'timeout' : 'stream_interrupted',
+      message: `${this.provider} stream broke: ${e.message}`,
+      retryable: false,
+      cause: err,
+    });
+  }
 }
 
 /** The human message inside any provider's error body (OpenAI, Anthropic, Gemini, Cohere, Ollama). */
@@ -221,12 +189,14 @@ export function upstreamErrorMessage(body: unknown): string | undefined {
 }
 
 /**
- * A JSON call's dispatch options. A class, not an object literal: V8 decided to allocate one of this
- * path's literals straight into the old generation (allocation-site pretenuring), which quadrupled
- * what each request left there for the major collector (~190 → ~780 bytes at saturation, measured
- * with --trace-gc-nvp); instances of a class are not pretenured by site.
+ * An upstream call's dispatch options. A class, not an object literal: V8 decided to allocate one of
+ * the JSON path's literals straight into the old generation (allocation-site pretenuring), which
+ * quadrupled what each request left there for the major collector (~190 → ~780 bytes at saturation,
+ * measured with --trace-gc-nvp); instances of a class are not pretenured by site. `bodyTimeout` is
+ * the longest gap between two chunks of the body (a stream's idle timeout), by default the same as
+ * the wait for the headers.
  */
-class JsonRequest implements Dispatcher.DispatchOptions {
+class UpstreamRequest implements Dispatcher.DispatchOptions {
   readonly headersTimeout: number;
   readonly bodyTimeout: number;
   constructor(
@@ -235,16 +205,17 @@ class JsonRequest implements Dispatcher.DispatchOptions {
     readonly headers: Record<string, string>,
     readonly body: string | undefined,
     timeoutMs: number,
+    bodyTimeoutMs = timeoutMs,
   ) {
     this.headersTimeout = timeoutMs;
-    this.bodyTimeout = timeoutMs;
+    this.bodyTimeout = bodyTimeoutMs;
   }
 }
 
 /**
  * An undici dispatch handler that collects a whole response body. What `pool.request()` then
  * `body.text()` did, without what that pays per request for a body read whole: a Readable stream,
- * an async resource and a promise to consume the stream (docs/decisions.md, "JSON upstream calls use
+ * an async resource and a promise to consume the stream (docs/decisions.md, "Upstream calls use
  * undici's dispatch"). Speaks undici's handler protocol (onConnect, onHeaders, onData, onComplete,
  * onError), which `request()` itself uses. undici's header and body buffers are views of the
  * socket's read buffers: they are turned into strings as soon as they arrive, never kept, or every
@@ -324,22 +295,199 @@ function abortReason(signal: CancelSignal): Error {
   return err;
 }
 
+/** How long a body whose reader stopped early may take to end before its connection is closed, ms. */
 const DRAIN_MS = 50;
+/** Queued bytes at which a streamed body's reading pauses until its reader catches up. */
+const STREAM_HIGH_WATER = 64 * 1024;
 
-/** Reads what is left of a body whose reader stopped early; destroys it if it does not end soon. */
-async function drainOrDestroy(it: AsyncIterator<Uint8Array>, source: { destroy(err?: Error): unknown }): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const drained = (async () => {
-    for (let i = 0; i < 64; i++) if ((await it.next()).done) return true;
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+
+/**
+ * An undici dispatch handler for a body read as it arrives, and the body's iterator itself: what
+ * `pool.request()` gave before — a Readable, its async iterator and a generator around it — in one
+ * object (docs/decisions.md, "Upstream calls use undici's dispatch"). Resolves once the final status
+ * and headers are in; an error status's body is collected whole for its error. Chunks queue until
+ * read; past STREAM_HIGH_WATER bytes undici stops reading the socket until the reader catches up.
+ * A failure after the headers (cancelled, an idle timeout, a broken connection) is thrown from the
+ * next read, as `broke` describes it. A reader that stops early (`return()`, an SSE stream's
+ * [DONE]) leaves the rest to be read and dropped if it ends within DRAIN_MS — the connection then
+ * stays in the pool — else the request is aborted, which closes the connection.
+ */
+class StreamingHandler implements StreamBody, AsyncIterator<Uint8Array> {
+  status = 0;
+  headers: UpstreamResponse<unknown>['headers'] = NO_HEADERS;
+  private queue: Buffer[] = [];
+  private queued = 0;
+  /** Collected for an error status (>= 400), turned into `errorText` at the end. */
+  private errorChunks: Buffer[] | undefined;
+  errorText = '';
+  private answered = false;
+  /** undici's onComplete came. */
+  private ended = false;
+  private failure: Error | undefined;
+  /** The reader is gone (return or destroy): what still arrives is dropped. */
+  private dropping = false;
+  private reader: { resolve(r: IteratorResult<Uint8Array>): void; reject(err: unknown): void } | undefined;
+  private resumeReading: (() => void) | null = null;
+  private paused = false;
+  private abort: ((err: Error) => void) | null = null;
+  private onAbort: (() => void) | null = null;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    private readonly signal: CancelSignal,
+    private readonly resolve: (res: StreamingHandler) => void,
+    private readonly reject: (err: unknown) => void,
+    private readonly broke: (err: unknown) => Error,
+  ) {
+    if (!signal.aborted) {
+      this.onAbort = () => this.abort?.(abortReason(signal));
+      signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+  }
+
+  onConnect(abort: (err: Error) => void): void {
+    if (this.signal.aborted) abort(abortReason(this.signal));
+    else this.abort = abort;
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (status < 200) return true;
+    this.status = status;
+    this.headers = undiciUtil.parseHeaders(raw);
+    this.resumeReading = resume;
+    if (status >= 400) this.errorChunks = [];
+    else {
+      this.answered = true;
+      this.resolve(this);
+    }
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.errorChunks) {
+      this.errorChunks.push(chunk);
+      return true;
+    }
+    if (this.dropping) return true;
+    const reader = this.reader;
+    if (reader) {
+      this.reader = undefined;
+      reader.resolve({ done: false, value: chunk });
+      return true;
+    }
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    if (this.queued < STREAM_HIGH_WATER) return true;
+    this.paused = true;
     return false;
-  })().catch(() => false);
-  const timedOut = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), DRAIN_MS);
-  });
-  const ok = await Promise.race([drained, timedOut]);
-  clearTimeout(timer);
-  if (!ok) {
-    source.destroy();
-    await it.return?.().catch(() => undefined);
+  }
+
+  onComplete(): void {
+    this.unlisten();
+    this.ended = true;
+    if (this.errorChunks) {
+      this.errorText = Buffer.concat(this.errorChunks).toString('utf8');
+      this.errorChunks = undefined;
+      this.answered = true;
+      this.resolve(this);
+      return;
+    }
+    this.settleReader();
+    this.drained?.();
+  }
+
+  onError(err: Error): void {
+    this.unlisten();
+    if (!this.answered) {
+      // An error status whose body broke off is still that status (its text is what arrived whole: none).
+      if (this.errorChunks) {
+        this.errorChunks = undefined;
+        this.answered = true;
+        this.resolve(this);
+      } else this.reject(err);
+      return;
+    }
+    this.failure = err;
+    this.queue = [];
+    this.queued = 0;
+    this.settleReader();
+    this.drained?.();
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    const chunk = this.queue.shift();
+    if (chunk !== undefined) {
+      this.queued -= chunk.length;
+      if (this.paused && this.queued < STREAM_HIGH_WATER / 2) {
+        this.paused = false;
+        this.resumeReading?.();
+      }
+      return Promise.resolve({ done: false, value: chunk });
+    }
+    // A reader that gave the body up (return, destroy) is told it has ended, whatever ended it.
+    if (this.dropping) return Promise.resolve(DONE);
+    if (this.failure) return Promise.reject(this.broke(this.failure));
+    if (this.ended) return Promise.resolve(DONE);
+    return new Promise((resolve, reject) => {
+      this.reader = { resolve, reject };
+    });
+  }
+
+  /** The reader stopped early: the rest is dropped if it comes within DRAIN_MS, else the request is aborted. */
+  return(): Promise<IteratorResult<Uint8Array>> {
+    this.stopReading();
+    if (this.ended || this.failure) return Promise.resolve(DONE);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.abortRequest(), DRAIN_MS);
+      this.drained = () => {
+        clearTimeout(timer);
+        this.drained = undefined;
+        resolve(DONE);
+      };
+    });
+  }
+
+  destroy(err?: Error): void {
+    if (this.ended || this.failure) return;
+    this.stopReading();
+    this.abortRequest(err);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this;
+  }
+
+  private stopReading(): void {
+    this.dropping = true;
+    this.queue = [];
+    this.queued = 0;
+    if (this.paused) {
+      this.paused = false;
+      this.resumeReading?.();
+    }
+  }
+
+  private abortRequest(err?: Error): void {
+    const abort = this.abort;
+    if (!abort) return;
+    const e = err ?? new Error('the reader stopped before the body ended');
+    if (!err) e.name = 'AbortError';
+    abort(e);
+  }
+
+  /** Wakes a waiting read: with the failure, or the end. */
+  private settleReader(): void {
+    const reader = this.reader;
+    if (!reader) return;
+    this.reader = undefined;
+    if (this.failure) reader.reject(this.broke(this.failure));
+    else reader.resolve(DONE);
+  }
+
+  private unlisten(): void {
+    if (this.onAbort) this.signal.removeEventListener('abort', this.onAbort);
+    this.onAbort = null;
+    this.abort = null;
   }
 }
