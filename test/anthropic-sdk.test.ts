@@ -4,6 +4,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
+import { FaultUpstream } from './helpers/fault-upstream.js';
 import { startTestGateway } from './helpers/gateway.js';
 
 let server: RunningServer;
@@ -128,5 +129,42 @@ describe('/v1/messages through the Anthropic SDK', () => {
     const err = await client.messages.batches.retrieve('msgbatch_none').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Anthropic.NotFoundError);
     expect((err as InstanceType<typeof Anthropic.NotFoundError>).error).toMatchObject({ type: 'error', error: { type: 'not_found_error' } });
+  });
+});
+
+describe('/v1/messages when the upstream fails mid-stream', () => {
+  let upstream: FaultUpstream;
+  let gateway: RunningServer;
+  let sdk: Anthropic;
+
+  beforeAll(async () => {
+    upstream = new FaultUpstream();
+    upstream.set('cut', { kind: 'sse_truncated', after: 2 });
+    const url = await upstream.start();
+    gateway = await startTestGateway({
+      config: {
+        providers: { fault: { type: 'openai', base_url: url, api_key: 'k' } },
+        models: [{ name: 'cut', deployments: [{ provider: 'fault', model: 'cut' }], retry: { max_retries: 0 } }],
+      },
+    });
+    sdk = new Anthropic({ baseURL: gateway.url, apiKey: 'unused', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await upstream?.close();
+  });
+
+  it("ends the stream with the gateway's error mapped to Anthropic's error event, which the SDK raises", async () => {
+    const stream = sdk.messages.stream({ model: 'cut', max_tokens: 100, messages: [{ role: 'user', content: 'Hello there' }] });
+    const text: string[] = [];
+    stream.on('text', (t) => text.push(t));
+    const err = await stream.finalMessage().catch((e: unknown) => e);
+    // What arrived before the cut went out; then the error event, with the gateway's code.
+    expect(text.join('')).not.toBe('');
+    expect(err).toBeInstanceOf(Anthropic.APIError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).error).toEqual({
+      type: 'error',
+      error: { type: 'api_error', message: expect.stringMatching(/fault stream broke/), code: 'upstream_error' },
+    });
   });
 });

@@ -372,12 +372,16 @@ function imageUrl(source: { type: 'base64'; media_type: string; data: string } |
   return source.type === 'base64' ? `data:${source.media_type};base64,${source.data}` : source.url;
 }
 
+/**
+ * A tool result's text. The canonical tool message holds one string, so several text blocks (an MCP
+ * tool's result often has more than one) are joined one per line, not run together.
+ */
 function toolResultText(content: string | readonly InboundBlock[] | undefined): string {
   if (content === undefined) return '';
   if (typeof content === 'string') return content;
-  let text = '';
-  for (const block of content) if (block.type === 'text') text += block.text;
-  return text;
+  const texts: string[] = [];
+  for (const block of content) if (block.type === 'text') texts.push(block.text);
+  return texts.join('\n');
 }
 
 export function fromAnthropicToolChoice(

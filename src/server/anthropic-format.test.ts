@@ -12,7 +12,6 @@ import { createOpenAIProvider } from '../providers/openai.js';
 import { UpstreamError } from '../providers/errors.js';
 import { createSimulatorProvider } from '../providers/simulator.js';
 import {
-  anthropicErrorBody,
   anthropicErrorFromGateway,
   anthropicStreamEvents,
   anthropicToCanonical,
@@ -110,6 +109,19 @@ describe('anthropicToCanonical', () => {
       tool_choice: 'required',
       parallel_tool_calls: false,
     } satisfies ChatRequest);
+  });
+
+  it("joins a tool result's text blocks one per line rather than running them together", () => {
+    const req = anthropicToCanonical({
+      model: 'claude-x',
+      max_tokens: 100,
+      messages: [
+        { role: 'user', content: 'List the files' },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'ls', input: {} }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: 'Found 2 files:' }, { type: 'text', text: 'a.ts' }] }] },
+      ],
+    });
+    expect(req.messages[2]).toEqual({ role: 'tool', tool_call_id: 't1', content: 'Found 2 files:\na.ts' });
   });
 
   it("keeps a tool result's images (after the tool messages, in the user turn) and is_error (as an Error: prefix)", () => {
@@ -275,8 +287,12 @@ describe('canonicalToAnthropicMessage', () => {
       ],
       stop_reason: 'tool_use',
       stop_sequence: null,
-      usage: { input_tokens: 12, output_tokens: 7 },
+      // The cache counts are there, as in Anthropic's answers: null, since they are not broken out.
+      usage: { input_tokens: 12, output_tokens: 7, cache_creation_input_tokens: null, cache_read_input_tokens: null },
     });
+    // A forced call (OpenAI's finish_reason "stop" for a named tool_choice) is still tool_use.
+    const forced = canonicalToAnthropicMessage({ ...result, choices: [{ ...(result.choices[0] as ChatResult['choices'][number]), finish_reason: 'stop' }] }, 'm');
+    expect(forced.stop_reason).toBe('tool_use');
     const lengthCut = canonicalToAnthropicMessage({ ...result, id: 'msg_keep', choices: [{ index: 0, message: { role: 'assistant', content: 'abc' }, finish_reason: 'length', logprobs: null }] }, 'm');
     expect(lengthCut).toMatchObject({ id: 'msg_keep', stop_reason: 'max_tokens', content: [{ type: 'text', text: 'abc' }] });
   });
@@ -367,14 +383,41 @@ describe('anthropicStreamEvents', () => {
     expect(events[5]?.data).toMatchObject({ delta: { stop_reason: 'refusal', stop_sequence: null } });
   });
 
-  it('ends with an Anthropic error event when the chunk stream fails', async () => {
+  it('closes the open block and throws the failure on when the chunk stream fails (its writer renders the error event)', async () => {
+    const failure = new UpstreamError({ provider: 'p', kind: 'overloaded', message: 'p is overloaded' });
     async function* failing(): AsyncGenerator<ChatChunk> {
       yield chunk({ role: 'assistant', content: 'Part' });
-      throw new UpstreamError({ provider: 'p', kind: 'overloaded', message: 'p is overloaded' });
+      throw failure;
     }
-    const events = await collect(anthropicStreamEvents(failing(), 'm', 1));
-    expect(events.map((e) => e.event)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop', 'error']);
-    expect(events[4]?.data).toEqual(anthropicErrorBody('overloaded_error', 'p is overloaded'));
+    const events: AnthropicSseEvent[] = [];
+    const thrown = await (async () => {
+      for await (const e of anthropicStreamEvents(failing(), 'm', 1)) events.push(e);
+    })().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(thrown).toBe(failure);
+    expect(events.map((e) => e.event)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop']);
+  });
+
+  it('ends a forced tool call that the upstream finished with `stop` with stop_reason tool_use', async () => {
+    // OpenAI answers a named tool_choice (and `required`) with the call and finish_reason "stop".
+    const events = await collect(
+      anthropicStreamEvents(
+        fromArray([
+          chunk({ role: 'assistant', content: null }),
+          chunk({ tool_calls: [{ index: 0, id: 'call_w', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] }),
+          chunk({}, 'stop'),
+          usageChunk(30, 9),
+        ]),
+        'm',
+        0,
+      ),
+    );
+    expect(events.find((e) => e.event === 'message_delta')?.data).toMatchObject({ delta: { stop_reason: 'tool_use', stop_sequence: null } });
+    // Text alone with `stop` is still end_turn.
+    const text = await collect(anthropicStreamEvents(fromArray([chunk({ role: 'assistant', content: 'Hi' }), chunk({}, 'stop')]), 'm', 0));
+    expect(text.find((e) => e.event === 'message_delta')?.data).toMatchObject({ delta: { stop_reason: 'end_turn' } });
   });
 });
 

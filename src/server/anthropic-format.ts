@@ -127,8 +127,22 @@ export interface AnthropicMessageObject {
   content: ({ type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: unknown })[];
   stop_reason: AnthropicStopReason;
   stop_sequence: string | null;
-  usage: { input_tokens: number; output_tokens: number };
+  usage: AnthropicUsage;
 }
+
+/**
+ * Anthropic's usage. The cache counts are always there, as in Anthropic's answers: null, since the
+ * gateway's canonical usage counts cached prompt tokens in `input_tokens` and does not break them out
+ * (a client summing the fields gets the prompt's total, not NaN).
+ */
+export interface AnthropicUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_creation_input_tokens: number | null;
+  cache_read_input_tokens: number | null;
+}
+
+const usage = (input: number, output: number): AnthropicUsage => ({ input_tokens: input, output_tokens: output, cache_creation_input_tokens: null, cache_read_input_tokens: null });
 
 /** A canonical result as Anthropic's Message object (the first choice; Messages has no `n`). */
 export function canonicalToAnthropicMessage(result: ChatResult, model: string): AnthropicMessageObject {
@@ -148,9 +162,9 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
     role: 'assistant',
     model,
     content,
-    stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, Boolean(refusal)),
+    stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, Boolean(refusal), Boolean(choice?.message.tool_calls?.length)),
     stop_sequence: choice?.stop_sequence ?? null,
-    usage: { input_tokens: result.usage.prompt_tokens, output_tokens: result.usage.completion_tokens },
+    usage: usage(result.usage.prompt_tokens, result.usage.completion_tokens),
   };
 }
 
@@ -162,8 +176,9 @@ export interface AnthropicSseEvent {
 /**
  * A canonical chunk stream as Anthropic's SSE events: message_start, then for each text or tool_use
  * block content_block_start / content_block_delta… / content_block_stop, then message_delta (stop
- * reason, output tokens) and message_stop. Only choice 0 is rendered. If the chunk stream throws,
- * an `error` event (Anthropic's mid-stream error shape) is the last event.
+ * reason, output tokens) and message_stop. Only choice 0 is rendered. If the chunk stream throws, the
+ * open block is closed and the error is thrown on, for the stream's writer to end it with Anthropic's
+ * mid-stream `error` event (routes/anthropic.ts, errorEvent).
  */
 export async function* anthropicStreamEvents(
   chunks: AsyncIterable<ChatChunk>,
@@ -196,7 +211,7 @@ export async function* anthropicStreamEvents(
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: { input_tokens: inputTokens, output_tokens: 0 },
+          usage: usage(inputTokens, 0),
         },
       },
     };
@@ -251,12 +266,12 @@ export async function* anthropicStreamEvents(
       if (choice.stop_sequence) stopSequence = choice.stop_sequence;
     }
   } catch (err) {
+    // The blocks begun are closed; the failure goes on to whoever writes the stream (writeSse's
+    // onError), which renders it as an `error` event with the gateway's error mapping and logs it —
+    // the same type, message and code the error would have had before the stream began.
     yield* start('');
     yield* close();
-    const e = err as { status?: unknown; kind?: unknown; message?: unknown };
-    const type = e.kind === 'overloaded' ? 'overloaded_error' : e.kind === 'rate_limited' ? 'rate_limit_error' : 'api_error';
-    yield { event: 'error', data: anthropicErrorBody(type, typeof e.message === 'string' ? e.message : 'The upstream stream failed.') };
-    return;
+    throw err;
   }
   yield* start('');
   yield* close();
@@ -264,7 +279,7 @@ export async function* anthropicStreamEvents(
     event: 'message_delta',
     data: {
       type: 'message_delta',
-      delta: { stop_reason: stopReason(finish, stopSequence, refused), stop_sequence: stopSequence ?? null },
+      delta: { stop_reason: stopReason(finish, stopSequence, refused, blockOfTool.size > 0), stop_sequence: stopSequence ?? null },
       // The upstream's count replaces the hint sent in message_start (the SDK takes it from here).
       usage: { ...(counted ? { input_tokens: inputTokens } : {}), output_tokens: outputTokens ?? 0 },
     },
@@ -272,20 +287,22 @@ export async function* anthropicStreamEvents(
   yield { event: 'message_stop', data: { type: 'message_stop' } };
 }
 
-/** Anthropic's error body: `{"type":"error","error":{"type","message"}}`. */
-export function anthropicErrorBody(type: string, message: string): { type: 'error'; error: { type: string; message: string } } {
-  return { type: 'error', error: { type, message } };
-}
-
 /** Serialises one event as SSE text, the way Anthropic frames it. */
 export function formatAnthropicSse(e: AnthropicSseEvent): string {
   return `event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
 }
 
-/** Anthropic's stop reason for a canonical finish: `refusal` when the upstream refused, `stop_sequence` when one matched. */
-function stopReason(finish: FinishReason | null | undefined, stopSequence: string | undefined, refused: boolean): AnthropicStopReason {
+/**
+ * Anthropic's stop reason for a canonical finish: `refusal` when the upstream refused, `stop_sequence`
+ * when one matched, and `tool_use` whenever the answer calls a tool — OpenAI ends a call it was made
+ * to make (a named `tool_choice`, `required`) with finish_reason `stop`, and an Anthropic client's
+ * agent loop runs tools on `stop_reason === 'tool_use'`.
+ */
+function stopReason(finish: FinishReason | null | undefined, stopSequence: string | undefined, refused: boolean, calledTools: boolean): AnthropicStopReason {
   if (refused) return 'refusal';
-  return stopSequence ? 'stop_sequence' : anthropicStopReason(finish);
+  if (stopSequence) return 'stop_sequence';
+  if (calledTools && (finish === 'stop' || finish === null || finish === undefined)) return 'tool_use';
+  return anthropicStopReason(finish);
 }
 
 function messageId(id: string): string {
