@@ -273,6 +273,22 @@ describe('UpstreamHttp.stream', () => {
     await expect.poll(() => sockets.closed, { timeout: 2_000 }).toBe(1);
   });
 
+  it('return() while a read waits ends that read, and the unfinished body is closed', async () => {
+    let closed!: Promise<void>;
+    const up = await upstream((_req, res) => {
+      closed = new Promise((r) => res.on('close', () => r()));
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: 1\n\n');
+    });
+    const res = await up.stream('POST', '/chat/completions', {}, call());
+    const it = res.body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+    expect((await it.next()).done).toBe(false);
+    const waiting = it.next();
+    await it.return?.();
+    expect(await waiting).toEqual({ done: true, value: undefined });
+    await closed;
+  });
+
   it('destroy() mid-body closes the upstream connection', async () => {
     let closed!: Promise<void>;
     const up = await upstream((_req, res) => {

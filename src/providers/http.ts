@@ -415,6 +415,7 @@ class StreamingHandler implements StreamBody, AsyncIterator<Uint8Array> {
     this.drained?.();
   }
 
+  /** One read at a time, as `for await` reads: a second call while one waits is not supported. */
   next(): Promise<IteratorResult<Uint8Array>> {
     const chunk = this.queue.shift();
     if (chunk !== undefined) {
@@ -462,6 +463,10 @@ class StreamingHandler implements StreamBody, AsyncIterator<Uint8Array> {
     this.dropping = true;
     this.queue = [];
     this.queued = 0;
+    // A read still waiting (return() while a next() is pending) ends: the reader gave the body up.
+    const reader = this.reader;
+    this.reader = undefined;
+    reader?.resolve(DONE);
     if (this.paused) {
       this.paused = false;
       this.resumeReading?.();
