@@ -131,6 +131,14 @@ describe.skipIf(!MODELS_DIR)('local provider (llama.cpp, stories260K)', () => {
     const cut = await provider.chat(request({ max_tokens: 32, stop: [stop] }), callOptions());
     expect(cut.choices[0]!.finish_reason).toBe('stop');
     expect(cut.choices[0]!.message.content).toBe(full.slice(0, full.indexOf(stop)));
+    // Which sequence ended it (an Anthropic client's stop_reason "stop_sequence"), here and streamed;
+    // an answer no sequence ended names none.
+    expect(cut.choices[0]!.stop_sequence).toBe(stop);
+    const chunks = await provider.streamChat(request({ max_tokens: 32, stop: ['never-in-a-story', stop] }), callOptions());
+    const finishing: ChatChunk['choices'] = [];
+    for await (const c of chunks) finishing.push(...c.choices.filter((ch) => ch.finish_reason));
+    expect(finishing.map((ch) => [ch.finish_reason, ch.stop_sequence])).toEqual([['stop', stop]]);
+    expect((await provider.chat(request({ max_tokens: 4 }), callOptions())).choices[0]!.stop_sequence).toBeUndefined();
   });
 
   it('runs concurrent requests on the sequences of one context, queueing beyond max_sequences', async () => {

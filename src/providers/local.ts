@@ -108,6 +108,8 @@ interface ChoiceOutcome {
   text: string;
   finish: FinishReason;
   completionTokens: number;
+  /** The stop sequence that ended the text (Anthropic clients see it as stop_reason `stop_sequence`). */
+  stopSequence?: string;
 }
 
 export class LocalProvider implements ProviderAdapter {
@@ -150,6 +152,7 @@ export class LocalProvider implements ProviderAdapter {
           message: { role: 'assistant', content: o.text },
           finish_reason: o.finish,
           logprobs: null,
+          ...(o.stopSequence ? { stop_sequence: o.stopSequence } : {}),
         })),
         usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
       };
@@ -251,7 +254,7 @@ export class LocalProvider implements ProviderAdapter {
         for await (const text of texts) yield { ...base, choices: [{ index, delta: { content: text }, finish_reason: null }] };
         const outcome = await inFlight;
         completionTokens += outcome.completionTokens;
-        yield { ...base, choices: [{ index, delta: {}, finish_reason: outcome.finish }] };
+        yield { ...base, choices: [{ index, delta: {}, finish_reason: outcome.finish, ...(outcome.stopSequence ? { stop_sequence: outcome.stopSequence } : {}) }] };
       }
       const promptTokens = prepared.fullTokens.length;
       yield { ...base, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens } };
@@ -360,7 +363,7 @@ export class LocalProvider implements ProviderAdapter {
       emit(scanner.flush());
       const used = sequence.tokenMeter.diff(before);
       const finish: FinishReason = !scanner.stopped && result.metadata.stopReason === 'maxTokens' ? 'length' : 'stop';
-      return { text, finish, completionTokens: used.usedOutputTokens };
+      return { text, finish, completionTokens: used.usedOutputTokens, ...(scanner.matched !== undefined ? { stopSequence: scanner.matched } : {}) };
     } finally {
       completion.dispose({ disposeSequence: false });
       pool.release(sequence);
