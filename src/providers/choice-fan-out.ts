@@ -8,8 +8,9 @@ export async function chatWithChoices(
 ): Promise<ChatResult> {
   const n = req.n ?? 1;
   if (n <= 1) return callOne(req);
-  const single: ChatRequest = { ...req, n: 1 };
-  const results = await Promise.all(Array.from({ length: n }, () => callOne(single)));
+  // A seeded request gets seed, seed + 1, …: the same seed on every call would make every choice the
+  // same answer, and the set of choices is still reproducible.
+  const results = await Promise.all(Array.from({ length: n }, (_, i) => callOne({ ...req, n: 1, ...(req.seed !== undefined ? { seed: req.seed + i } : {}) })));
   const first = results[0] as ChatResult;
   let usage = emptyUsage();
   for (const r of results) usage = addUsage(usage, r.usage);

@@ -44,7 +44,7 @@ describe('cohere chat', () => {
           },
           {
             role: 'assistant',
-            content: null,
+            content: 'Let me look that up.',
             tool_calls: [{ id: 'get_weather_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
           },
           { role: 'tool', tool_call_id: 'get_weather_1', content: '{"temp":21}' },
@@ -83,8 +83,10 @@ describe('cohere chat', () => {
             { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
           ],
         },
+        // Cohere refuses text beside tool calls: the text goes as the call's tool_plan.
         {
           role: 'assistant',
+          tool_plan: 'Let me look that up.',
           tool_calls: [{ id: 'get_weather_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
         },
         { role: 'tool', tool_call_id: 'get_weather_1', content: '{"temp":21}' },
@@ -103,8 +105,19 @@ describe('cohere chat', () => {
       p: 0.8,
       stop_sequences: ['END', 'STOP'],
       seed: 42,
-      response_format: { type: 'json_object', json_schema: { type: 'object', properties: { a: { type: 'string' } } } },
+      // No response_format: Cohere refuses it beside tools.
     });
+  });
+
+  it('sends response_format (json_object, or json_schema as a json_object with its schema) only on a request without tools', async () => {
+    upstream.reply(json(fixture('cohere-chat.json')), json(fixture('cohere-chat.json')));
+    const schema = { type: 'object', properties: { a: { type: 'string' } } };
+    await cohere.chat(ask({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } }), callOptions());
+    await cohere.chat(ask({ response_format: { type: 'json_object' }, tools: [{ type: 'function', function: { name: 'f' } }] }), callOptions());
+    const sent = (i: number) => upstream.requests[i]?.json as Record<string, unknown>;
+    expect(sent(0).response_format).toEqual({ type: 'json_object', json_schema: schema });
+    expect(sent(1).response_format).toBeUndefined();
+    expect(sent(1).tools).toBeDefined();
   });
 
   it('clamps top_p and the penalties into the ranges Cohere v2 accepts (p 0.01..0.99, penalties 0..1)', async () => {
@@ -129,7 +142,7 @@ describe('cohere chat', () => {
       usage: { prompt_tokens: 12, completion_tokens: 7, total_tokens: 19 },
     });
     const body = upstream.requests[0]?.json as Record<string, unknown>;
-    expect(body.response_format).toEqual({ type: 'json_object' });
+    expect(body.response_format).toBeUndefined();
     expect(body.tool_choice).toBe('NONE');
   });
 
@@ -175,6 +188,12 @@ describe('cohere chat', () => {
     expect(res.choices.map((c) => c.index)).toEqual([0, 1, 2]);
     expect(res.choices.map((c) => c.finish_reason).sort()).toEqual(['stop', 'stop', 'tool_calls']);
     expect(res.usage).toEqual({ prompt_tokens: 143, completion_tokens: 66, total_tokens: 209 });
+  });
+
+  it('gives each of the n calls of a seeded request its own seed (seed, seed + 1, …), not n copies of one answer', async () => {
+    upstream.reply(json(fixture('cohere-chat.json')), json(fixture('cohere-chat.json')), json(fixture('cohere-chat.json')));
+    await cohere.chat(ask({ n: 3, seed: 7 }), callOptions());
+    expect(upstream.requests.map((r) => (r.json as Record<string, unknown>).seed).sort()).toEqual([7, 8, 9]);
   });
 
   it('reports a body that is not JSON as malformed', async () => {

@@ -341,7 +341,9 @@ export function toCohereRequest(req: ChatRequest, stream: boolean): Record<strin
   if (req.seed !== undefined) body.seed = req.seed;
   if (req.frequency_penalty !== undefined) body.frequency_penalty = clamp(req.frequency_penalty, 0, 1);
   if (req.presence_penalty !== undefined) body.presence_penalty = clamp(req.presence_penalty, 0, 1);
-  const format = req.response_format;
+  // Cohere refuses response_format beside tools ("not supported when used in combination with the
+  // documents or tools parameters"): with tools of the request's own it is left out, as for Gemini.
+  const format = body.tools ? undefined : req.response_format;
   if (format?.type === 'json_object') body.response_format = { type: 'json_object' };
   else if (format?.type === 'json_schema') {
     body.response_format = { type: 'json_object', ...(format.json_schema.schema ? { json_schema: format.json_schema.schema } : {}) };
@@ -371,8 +373,11 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
     case 'assistant': {
       const out: Record<string, unknown> = { role: 'assistant' };
       const text = contentText(m.content);
-      if (text) out.content = text;
-      if (m.tool_calls && m.tool_calls.length > 0) {
+      const calls = Boolean(m.tool_calls && m.tool_calls.length > 0);
+      // Cohere refuses text beside tool calls ("text content is not allowed when tool_calls are
+      // provided"): the text before a call is its `tool_plan` (a history from another provider).
+      if (text) out[calls ? 'tool_plan' : 'content'] = text;
+      if (m.tool_calls && calls) {
         out.tool_calls = m.tool_calls.map((c) => ({
           id: c.id,
           type: 'function',
