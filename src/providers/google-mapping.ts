@@ -163,8 +163,9 @@ function toGenerationConfig(req: ChatRequest): Record<string, unknown> {
     g.responseLogprobs = true;
     if (req.top_logprobs) g.logprobs = req.top_logprobs;
   }
-  if (req.presence_penalty !== undefined) g.presencePenalty = req.presence_penalty;
-  if (req.frequency_penalty !== undefined) g.frequencyPenalty = req.frequency_penalty;
+  // presence_penalty / frequency_penalty are not sent: Gemini 2.5 and later answer any non-zero
+  // penalty with 400 "Penalty is not enabled for models/…", a refusal no retry or fallback gets past,
+  // for what is only a sampling hint.
   // Gemini refuses a JSON response MIME type beside function declarations ("Function calling with a
   // response mime type: 'application/json' is unsupported"): with the client's own tools the format
   // is not applied, as the Anthropic adapter does.
@@ -302,8 +303,30 @@ function cleanSchema(schema: unknown, root: Schema, open: readonly string[]): Sc
     }
   }
   if (cut.size > 0 && Array.isArray(out.required)) out.required = out.required.filter((name) => !cut.has(name as string));
-  if ('const' in s && out.enum === undefined) out.enum = [s.const];
+  geminiEnum(out, Array.isArray(out.enum) ? out.enum : 'const' in s ? [s.const] : undefined);
   return out;
+}
+
+/**
+ * Gemini's `enum` is a list of strings, for STRING types only ("enum: only allowed for STRING type";
+ * a number in it is "Invalid value … (TYPE_STRING)"). Strings stay an enum, typed `string`; a null
+ * among them makes the node nullable; values of any other kind (numbers, booleans) cannot be said in
+ * Gemini's schema: the enum goes, and a node without a type gets the one its values share.
+ */
+function geminiEnum(out: Schema, values: unknown[] | undefined): void {
+  delete out.enum;
+  if (!values) return;
+  const present = values.filter((v) => v !== null);
+  if (present.length < values.length) out.nullable = true;
+  if (present.length === 0) return;
+  if (present.every((v) => typeof v === 'string') && (out.type === undefined || out.type === 'string')) {
+    out.type = 'string';
+    out.enum = present;
+    return;
+  }
+  if (out.type !== undefined) return;
+  if (present.every((v) => typeof v === 'number')) out.type = present.every((v) => Number.isInteger(v)) ? 'integer' : 'number';
+  else if (present.every((v) => typeof v === 'boolean')) out.type = 'boolean';
 }
 
 /** The schema a local `$ref` (a JSON pointer into the root schema) names; undefined for any other ref. */

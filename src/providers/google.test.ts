@@ -179,10 +179,40 @@ describe('google chat', () => {
     await google.chat(ask({ response_format: { type: 'json_object' } }), callOptions());
     await google.chat(ask({ response_format: format, tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }] }), callOptions());
     const sent = (i: number) => upstream.requests[i]?.json as { generationConfig?: Record<string, unknown>; tools?: { functionDeclarations: { name: string }[] }[] };
-    expect(sent(0).generationConfig).toEqual({ responseMimeType: 'application/json', responseSchema: { type: 'object', properties: { a: { enum: ['x'] } } } });
+    expect(sent(0).generationConfig).toEqual({ responseMimeType: 'application/json', responseSchema: { type: 'object', properties: { a: { type: 'string', enum: ['x'] } } } });
     expect(sent(1).generationConfig).toEqual({ responseMimeType: 'application/json' });
     expect(sent(2).generationConfig).toBeUndefined();
     expect(sent(2).tools?.[0]?.functionDeclarations.map((d) => d.name)).toEqual(['lookup']);
+  });
+
+  it("keeps only string enums (Gemini's enum is strings, for STRING types), and sends no penalties (Gemini 2.5+ refuse them)", async () => {
+    const schema = {
+      type: 'object',
+      properties: {
+        colour: { enum: ['red', 'green'] },
+        size: { type: 'integer', enum: [1, 2, 3] },
+        ratio: { enum: [0.5, 1.5] },
+        flag: { const: true },
+        maybe: { enum: ['yes', null] },
+        pinned: { const: 'v1' },
+      },
+    };
+    upstream.reply(json(fixture('google-chat.json')));
+    await google.chat(ask({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema } }, presence_penalty: 0.5, frequency_penalty: 0.3 }), callOptions());
+    const config = (upstream.requests[0]?.json as { generationConfig: Record<string, unknown> }).generationConfig;
+    expect(config.responseSchema).toEqual({
+      type: 'object',
+      properties: {
+        colour: { type: 'string', enum: ['red', 'green'] },
+        size: { type: 'integer' },
+        ratio: { type: 'number' },
+        flag: { type: 'boolean' },
+        maybe: { type: 'string', enum: ['yes'], nullable: true },
+        pinned: { type: 'string', enum: ['v1'] },
+      },
+    });
+    expect(config.presencePenalty).toBeUndefined();
+    expect(config.frequencyPenalty).toBeUndefined();
   });
 
   it('inlines local $ref schemas ($defs or definitions, as Pydantic writes nested models) in the response schema and tool parameters', async () => {
