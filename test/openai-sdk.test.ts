@@ -215,6 +215,21 @@ describe('current OpenAI parameters and answers sent back as history', () => {
     expect(sent).toMatchObject({ reasoning_effort: 'none', verbosity: 'low', prompt_cache_key: 'conversation-42', safety_identifier: 'user-hash-1' });
     expect(sent.messages[1]).toEqual({ role: 'assistant', content: 'Hi!' });
   });
+
+  it("accepts a tool turn's name (LangChain.js and LangGraph send it) and does not pass it on", async () => {
+    const res = await sdk.chat.completions.create({
+      model: 'gpt-5',
+      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } }],
+      messages: [
+        { role: 'user', content: 'weather?' },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{}' } }] },
+        { role: 'tool', tool_call_id: 'call_1', name: 'get_weather', content: 'sunny' } as never,
+      ],
+    });
+    expect(res.choices[0]?.message.content).toBe('ok');
+    const sent = received.at(-1) as { messages: Record<string, unknown>[] };
+    expect(sent.messages[2]).toEqual({ role: 'tool', tool_call_id: 'call_1', content: 'sunny' });
+  });
 });
 
 describe('the deprecated functions API (functions, function_call, role "function")', () => {

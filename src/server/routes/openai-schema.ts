@@ -59,7 +59,14 @@ const message = z.discriminatedUnion('role', [
     })
     .strict(),
   z
-    .object({ role: z.literal('tool'), content: z.union([text, z.array(contentPart)]), tool_call_id: z.string().min(1) })
+    .object({
+      role: z.literal('tool'),
+      content: z.union([text, z.array(contentPart)]),
+      tool_call_id: z.string().min(1),
+      // Not in the spec, but OpenAI accepts it and ignores it, and LangChain.js (every message's
+      // `name`) and LangGraph's ToolNode send it; dropped before any upstream sees it.
+      name: z.string().nullable().optional(),
+    })
     .strict(),
   // The deprecated function-calling API's result turn (see legacy-functions.ts).
   z.object({ role: z.literal('function'), name: z.string().min(1), content: text.nullable() }).strict(),

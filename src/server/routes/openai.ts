@@ -61,15 +61,18 @@ export function chatRequestFrom(body: object): ChatRequest {
 }
 
 function needsCleaning(m: ChatMessage): boolean {
+  // A tool turn's `name` (sent by LangChain.js and LangGraph) is accepted and not passed on.
+  if (m.role === 'tool') return 'name' in m;
   if (m.role !== 'assistant') return false; // the schema allows nulls and annotations on assistant turns only
   for (const k in m) if (k === 'annotations' || (k !== 'content' && (m as unknown as Record<string, unknown>)[k] === null)) return true;
   return false;
 }
 
-/** Without `annotations` and null fields; `content: null` stays (an assistant turn of tool calls). */
+/** Without `annotations` and null fields (and a tool turn's `name`); `content: null` stays (an assistant turn of tool calls). */
 function cleanMessage(m: ChatMessage): ChatMessage {
-  const clean = { ...withoutNulls(m), content: m.content } as ChatMessage & { annotations?: unknown };
+  const clean = { ...withoutNulls(m), content: m.content } as ChatMessage & { annotations?: unknown; name?: unknown };
   delete clean.annotations;
+  if (m.role === 'tool') delete clean.name;
   return clean;
 }
 
