@@ -71,6 +71,26 @@ describe('/v1/completions with echo', () => {
   });
 });
 
+describe('/v1/completions defaults and stream options', () => {
+  it('stops at 16 tokens when max_tokens is not set, as the legacy API does', async () => {
+    const res = await client.completions.create({ model: 'metered', prompt: 'Tell me a long story about a lighthouse keeper and the sea' });
+    expect(res.usage?.completion_tokens).toBeLessThanOrEqual(16);
+    expect(res.choices[0]?.finish_reason).toBe('length');
+  });
+
+  it('with include_usage: one id on every chunk, usage null on all but the last, which has the usage and no choices', async () => {
+    const stream = await client.completions.create({ model: 'metered', prompt: 'PROMPT-U', max_tokens: 4, stream: true, stream_options: { include_usage: true } });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const last = chunks.at(-1)!;
+    expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
+    expect(last.id).toMatch(/^cmpl-/);
+    expect(last.choices).toEqual([]);
+    expect(last.usage?.completion_tokens).toBeGreaterThan(0);
+    for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
+  });
+});
+
 describe('/v1/completions with several prompts and a budget', () => {
   it('charges the budget, the cost header and the ledger the sum of the prompts, once each', async () => {
     const sum = PROMPTS.reduce((s, p) => s + costOf(p), 0);

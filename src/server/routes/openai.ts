@@ -27,6 +27,9 @@ export interface OpenAiRouteOptions {
  * extension fields apart, the deprecated functions API in tools form, and whether the answer goes
  * back in that API's form (the request declared `functions`).
  */
+/** `max_tokens` of a legacy completion that sets none: OpenAI's documented default for /v1/completions. */
+const LEGACY_DEFAULT_MAX_TOKENS = 16;
+
 export function parseChatBody(raw: unknown): { req: ChatRequest; ext: { difficulty?: string; priority?: 'low' | 'normal' | 'high'; session_id?: string }; legacyAnswer: boolean } {
   // A plain body has no extension fields and no functions: it is made canonical as it is (one copy, dropping nulls).
   const plain = plainChatBody(raw);
@@ -146,7 +149,8 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     // The prompt's own log-probabilities (echo with logprobs) would need the legacy engine: chat models do not report them.
     if (wantsLogprobs && echo) throw new GatewayError('invalid_value', { param: 'logprobs', message: '`logprobs` with `echo` (log-probabilities of the prompt) is not supported by this gateway.' });
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
-    const body = { ...withoutNulls(rest), ...(wantsLogprobs ? { logprobs: true, top_logprobs: logprobs } : {}) };
+    // The legacy API's default length is 16 tokens (a chat model left without a limit writes a whole answer).
+    const body = { max_tokens: LEGACY_DEFAULT_MAX_TOKENS, ...withoutNulls(rest), ...(wantsLogprobs ? { logprobs: true, top_logprobs: logprobs } : {}) };
     if (body.stream && prompts.length > 1) {
       throw new GatewayError('invalid_value', { param: 'prompt', message: 'Streaming takes a single prompt.' });
     }
@@ -248,7 +252,7 @@ function completionRenderer(includeUsage: boolean, echoOf?: (index: number) => s
       const offsets = new Map<number, number>();
       for await (const chunk of chunks) {
         if (chunk.usage && chunk.choices.length === 0) {
-          if (includeUsage) yield { data: JSON.stringify({ id: chunk.id, object: 'text_completion', created: chunk.created, model: chunk.model, choices: [], usage: chunk.usage }) };
+          if (includeUsage) yield { data: JSON.stringify({ id: chunk.id.replace(/^chatcmpl-/, 'cmpl-'), object: 'text_completion', created: chunk.created, model: chunk.model, choices: [], usage: chunk.usage }) };
           continue;
         }
         for (const c of chunk.choices) {
@@ -263,6 +267,8 @@ function completionRenderer(includeUsage: boolean, echoOf?: (index: number) => s
               created: chunk.created,
               model: chunk.model,
               choices: [{ text: started.has(c.index) ? piece : text(c.index, piece), index: c.index, logprobs: legacyLogprobs(c.logprobs, offset), finish_reason: c.finish_reason }],
+              // As on the chat route: with include_usage every chunk but the last carries `usage: null`.
+              ...(includeUsage ? { usage: null } : {}),
             }),
           };
           started.add(c.index);
