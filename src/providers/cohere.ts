@@ -21,6 +21,7 @@ import type { ProviderConfig } from '../config/schema.js';
 import { chatWithChoices } from './choice-fan-out.js';
 import { UpstreamError, type UpstreamErrorKind } from './errors.js';
 import { UpstreamHttp, type StreamBody } from './http.js';
+import { embedInSlices } from './embedding-slices.js';
 import { primeStream } from './stream-priming.js';
 import { sseEvents } from './stream-parsers.js';
 import { countTextTokens } from './tokens.js';
@@ -83,6 +84,9 @@ const modelListSchema = z.object({
   next_page_token: z.string().nullish(),
 });
 
+/** Texts per embed call: Cohere answers 400 "total number of texts must be at most 96". */
+const COHERE_EMBED_BATCH = 96;
+
 export function createCohereProvider(name: string, cfg: ProviderConfig): CohereProvider {
   return new CohereProvider(name, cfg);
 }
@@ -118,23 +122,26 @@ export class CohereProvider implements ProviderAdapter {
   async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
     const texts = embeddingInputs(req.input);
     if (!texts) throw this.error('bad_request', 'embeds text inputs only, not token arrays');
-    const body = {
-      model: req.model,
-      texts,
-      input_type: 'search_document',
-      embedding_types: ['float'],
-      ...(req.dimensions ? { output_dimension: req.dimensions } : {}),
-    };
-    const res = await this.http.json<unknown>('POST', '/v2/embed', body, opts);
-    const parsed = embedResponseSchema.safeParse(res.body);
-    if (!parsed.success || parsed.data.embeddings.float.length !== texts.length) {
-      throw this.error('malformed', 'answered an embed body of an unexpected shape', res.status);
-    }
-    const tokens =
-      parsed.data.meta?.billed_units?.input_tokens ?? texts.reduce((sum, t) => sum + countTextTokens(t), 0);
+    const answer = await embedInSlices(texts, COHERE_EMBED_BATCH, async (slice) => {
+      const body = {
+        model: req.model,
+        texts: slice,
+        input_type: 'search_document',
+        embedding_types: ['float'],
+        ...(req.dimensions ? { output_dimension: req.dimensions } : {}),
+      };
+      const res = await this.http.json<unknown>('POST', '/v2/embed', body, opts);
+      const parsed = embedResponseSchema.safeParse(res.body);
+      if (!parsed.success || parsed.data.embeddings.float.length !== slice.length) {
+        throw this.error('malformed', 'answered an embed body of an unexpected shape', res.status);
+      }
+      const tokens = parsed.data.meta?.billed_units?.input_tokens ?? slice.reduce((sum, t) => sum + countTextTokens(t), 0);
+      return { items: parsed.data.embeddings.float, tokens };
+    });
+    const tokens = answer.tokens;
     return {
       object: 'list',
-      data: parsed.data.embeddings.float.map((embedding, index) => ({ object: 'embedding', index, embedding })),
+      data: answer.items.map((embedding, index) => ({ object: 'embedding', index, embedding })),
       model: req.model,
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     };

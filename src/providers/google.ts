@@ -21,6 +21,7 @@ import {
   type GeminiResponse,
 } from './google-mapping.js';
 import { UpstreamHttp, type StreamBody } from './http.js';
+import { embedInSlices } from './embedding-slices.js';
 import { primeStream } from './stream-priming.js';
 import { sseEvents } from './stream-parsers.js';
 import { countTextTokens } from './tokens.js';
@@ -33,6 +34,9 @@ const modelListSchema = z.object({
   models: z.array(z.object({ name: z.string() })).optional(),
   nextPageToken: z.string().optional(),
 });
+
+/** Inputs per batchEmbedContents call: Gemini answers 400 "at most 100 requests can be in one batch". */
+const GEMINI_EMBED_BATCH = 100;
 
 export function createGoogleProvider(name: string, cfg: ProviderConfig): GoogleProvider {
   return new GoogleProvider(name, cfg);
@@ -86,23 +90,26 @@ export class GoogleProvider implements ProviderAdapter {
     const inputs = embeddingInputs(req.input);
     if (!inputs) throw this.error('bad_request', 'embeds text inputs only, not token arrays');
     const model = modelResource(req.model);
-    const body = {
-      requests: inputs.map((text) => ({
-        model,
-        content: { parts: [{ text }] },
-        ...(req.dimensions ? { outputDimensionality: req.dimensions } : {}),
-      })),
-    };
-    const res = await this.call(() => this.http.json<unknown>('POST', `/v1beta/${model}:batchEmbedContents`, body, opts));
-    const parsed = embedResponseSchema.safeParse(res.body);
-    if (!parsed.success || parsed.data.embeddings.length !== inputs.length) {
-      throw this.error('malformed', 'answered a batchEmbedContents body of an unexpected shape', res.status);
-    }
-    // Gemini reports no token counts for embeddings; the local tokenizer's estimate stands in.
-    const tokens = inputs.reduce((sum, text) => sum + countTextTokens(text), 0);
+    const answer = await embedInSlices(inputs, GEMINI_EMBED_BATCH, async (slice) => {
+      const body = {
+        requests: slice.map((text) => ({
+          model,
+          content: { parts: [{ text }] },
+          ...(req.dimensions ? { outputDimensionality: req.dimensions } : {}),
+        })),
+      };
+      const res = await this.call(() => this.http.json<unknown>('POST', `/v1beta/${model}:batchEmbedContents`, body, opts));
+      const parsed = embedResponseSchema.safeParse(res.body);
+      if (!parsed.success || parsed.data.embeddings.length !== slice.length) {
+        throw this.error('malformed', 'answered a batchEmbedContents body of an unexpected shape', res.status);
+      }
+      // Gemini reports no token counts for embeddings; the local tokenizer's estimate stands in.
+      return { items: parsed.data.embeddings.map((e) => e.values), tokens: slice.reduce((sum, text) => sum + countTextTokens(text), 0) };
+    });
+    const tokens = answer.tokens;
     return {
       object: 'list',
-      data: parsed.data.embeddings.map((e, index) => ({ object: 'embedding', index, embedding: e.values })),
+      data: answer.items.map((embedding, index) => ({ object: 'embedding', index, embedding })),
       model: req.model,
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     };
