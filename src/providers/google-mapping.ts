@@ -398,6 +398,14 @@ export type GeminiCandidate = NonNullable<GeminiResponse['candidates']>[number];
 
 const FILTERED = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII', 'IMAGE_SAFETY', 'LANGUAGE']);
 
+/**
+ * Finish reasons of a candidate whose function call broke: Gemini ends it with no text and no call
+ * (MALFORMED_FUNCTION_CALL: the model wrote a call that does not parse; UNEXPECTED_TOOL_CALL: it
+ * called a tool it was not offered). Such an answer is a failure — usually a passing one — not an
+ * empty "stop".
+ */
+export const BROKEN_CALL_FINISHES: ReadonlySet<string> = new Set(['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL']);
+
 export function mapGeminiFinish(reason: string | undefined, calledTools: boolean): FinishReason | null {
   if (!reason || reason === 'FINISH_REASON_UNSPECIFIED') return null;
   if (reason === 'MAX_TOKENS') return 'length';

@@ -507,6 +507,19 @@ describe('google stream', () => {
     expect(err).toMatchObject({ kind: 'malformed', retryable: true });
   });
 
+  it('fails, retryably, an answer whose function call broke (MALFORMED_FUNCTION_CALL with no content), streamed or not', async () => {
+    // What Gemini sends then: a candidate with the finish reason and no parts.
+    const broken = { candidates: [{ finishReason: 'MALFORMED_FUNCTION_CALL', index: 0 }], usageMetadata: { promptTokenCount: 12, totalTokenCount: 12 }, modelVersion: 'gemini-2.5-flash' };
+    const tools = [{ type: 'function' as const, function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }];
+    upstream.reply(json(broken), sse(`data: ${JSON.stringify(broken)}\r\n\r\n`));
+    const err = await failure(google.chat(ask({ tools, tool_choice: 'required' }), callOptions()));
+    expect(err).toMatchObject({ kind: 'malformed', retryable: true });
+    expect(err.message).toMatch(/MALFORMED_FUNCTION_CALL/);
+    // Streamed, it fails before the first chunk: the stream is refused, so routing may retry it.
+    const streamed = await failure(google.streamChat(ask({ tools, tool_choice: 'required' }), callOptions()));
+    expect(streamed).toMatchObject({ kind: 'malformed', retryable: true });
+  });
+
   it('throws an error event that arrives mid-stream, not retryable once text went out', async () => {
     upstream.reply(sse(fixture('google-stream-error.chunks.txt')));
     const { chunks, error } = await drain(await google.streamChat(ask(), callOptions()));

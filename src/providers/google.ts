@@ -12,6 +12,7 @@ import {
   GeminiMappingError,
   ThoughtSignatureCache,
   geminiResponseSchema,
+  BROKEN_CALL_FINISHES,
   mapGeminiFinish,
   mapGeminiLogprobs,
   mapGeminiUsage,
@@ -158,6 +159,10 @@ export class GoogleProvider implements ProviderAdapter {
     }
     const choices: ChatChoice[] = candidates.map((c, i) => {
       const { text, toolCalls } = readParts(c.content?.parts, this.signatures);
+      if (!text && toolCalls.length === 0 && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
+        // Retryable (kind malformed): the same request usually gets a well-formed call next time.
+        throw this.error('malformed', `answered ${c.finishReason}: the model's function call could not be used`, 200);
+      }
       return {
         index: c.index ?? i,
         message: {
@@ -180,7 +185,7 @@ export class GoogleProvider implements ProviderAdapter {
   }
 
   private async *chunks(body: StreamBody, model: string): AsyncGenerator<ChatChunk> {
-    const stream = new GeminiStreamState(model, this.signatures);
+    const stream = new GeminiStreamState(model, this.signatures, this.name);
     try {
       for await (const event of sseEvents(body)) {
         if (!event.data || event.data === '[DONE]') continue;
@@ -243,12 +248,13 @@ class GeminiStreamState {
   private model: string;
   private usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
   private readonly created = Math.floor(Date.now() / 1000);
-  private readonly candidates = new Map<number, { toolCalls: number; finished: boolean }>();
+  private readonly candidates = new Map<number, { toolCalls: number; finished: boolean; produced: boolean }>();
   private sawFirst = false;
 
   constructor(
     model: string,
     private readonly signatures: ThoughtSignatureCache,
+    private readonly provider: string,
   ) {
     this.model = model;
   }
@@ -265,9 +271,15 @@ class GeminiStreamState {
       const index = c.index ?? position;
       const existing = this.candidates.get(index);
       const first = existing === undefined;
-      const state = existing ?? { toolCalls: 0, finished: false };
+      const state = existing ?? { toolCalls: 0, finished: false, produced: false };
       if (first) this.candidates.set(index, state);
       const { text, toolCalls } = readParts(c.content?.parts, this.signatures);
+      if (text || toolCalls.length > 0) state.produced = true;
+      if (!state.produced && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
+        // A candidate that ends so having said nothing fails the stream, retryably while nothing
+        // has gone to the client (an empty "stop" would be taken as the answer).
+        throw new UpstreamError({ provider: this.provider, kind: 'malformed', message: `${this.provider} answered ${c.finishReason}: the model's function call could not be used`, status: 200, retryable: !this.yielded });
+      }
       if (first || text || toolCalls.length > 0) {
         const delta: ChunkChoice['delta'] = first ? { role: 'assistant', content: text } : { content: text };
         if (toolCalls.length > 0) {
