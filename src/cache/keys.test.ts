@@ -28,6 +28,7 @@ describe('exactKey', () => {
     const variants: Partial<ChatRequest>[] = [
       { model: 'gpt-4o-mini' },
       { temperature: 0.7 },
+      { top_k: 5 },
       { verbosity: 'low' },
       { reasoning_effort: 'none' },
       { modalities: ['text', 'audio'] },

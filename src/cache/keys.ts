@@ -40,6 +40,7 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
   return {
     temperature: withSampling ? req.temperature : undefined,
     top_p: withSampling && req.top_p !== 1 ? req.top_p : undefined,
+    top_k: withSampling ? req.top_k : undefined,
     n: req.n === 1 ? undefined : req.n,
     max_tokens: req.max_completion_tokens ?? req.max_tokens,
     stop: stop.length ? stop : undefined,

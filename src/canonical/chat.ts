@@ -81,6 +81,12 @@ export interface ChatRequest {
   messages: ChatMessage[];
   temperature?: number;
   top_p?: number;
+  /**
+   * Sample from the k likeliest tokens only (Anthropic's `top_k`). Not in OpenAI's API: the Anthropic
+   * route sets it; Anthropic, Gemini (`topK`), Cohere (`k`), Ollama (`options.top_k`) and `local` get
+   * it, OpenAI-compatible upstreams do not (OpenAI refuses unknown parameters).
+   */
+  top_k?: number;
   n?: number;
   max_tokens?: number;
   max_completion_tokens?: number;

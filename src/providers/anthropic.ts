@@ -140,6 +140,7 @@ export class AnthropicProvider implements ProviderAdapter {
       temperature: req.temperature === undefined ? undefined : Math.min(1, req.temperature),
       // Newer Claude models refuse temperature and top_p together: with both, temperature alone is sent.
       top_p: req.temperature === undefined ? req.top_p : undefined,
+      top_k: req.top_k,
       stop_sequences: stop.length > 0 ? stop : undefined,
       tools: json ? [json] : req.tools?.length ? toAnthropicTools(req.tools) : undefined,
       tool_choice: toolChoice,

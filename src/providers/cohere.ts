@@ -343,6 +343,8 @@ export function toCohereRequest(req: ChatRequest, stream: boolean): Record<strin
   // Cohere v2 takes p in 0.01..0.99 and both penalties in 0..1 (OpenAI: top_p 0..1, penalties
   // -2..2) and answers 400 outside them: values are clamped, so a negative penalty becomes none.
   if (req.top_p !== undefined) body.p = clamp(req.top_p, 0.01, 0.99);
+  // Cohere's k runs 0..500.
+  if (req.top_k !== undefined) body.k = clamp(req.top_k, 0, 500);
   const stop = stopList(req.stop);
   if (stop.length > 0) body.stop_sequences = stop;
   if (req.seed !== undefined) body.seed = req.seed;

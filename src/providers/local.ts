@@ -99,6 +99,7 @@ interface PreparedRequest {
   templateStops: LlamaCpp.LlamaText[];
   temperature: number;
   topP?: number;
+  topK?: number;
   seed: number;
   grammar?: LlamaCpp.LlamaGrammar;
   repeatPenalty?: LlamaCpp.LLamaContextualRepeatPenalty;
@@ -311,6 +312,7 @@ export class LocalProvider implements ProviderAdapter {
       templateStops,
       temperature: req.temperature ?? this.options.default_temperature,
       topP: req.top_p,
+      topK: req.top_k,
       // node-llama-cpp's own default seed is the current second, which would make concurrent
       // unseeded requests (and n > 1 choices) identical.
       seed: req.seed ?? randomInt(0, 2 ** 31 - 1),
@@ -344,6 +346,7 @@ export class LocalProvider implements ProviderAdapter {
         maxTokens: p.maxTokens,
         temperature: p.temperature,
         ...(p.topP !== undefined ? { topP: p.topP } : {}),
+        ...(p.topK !== undefined ? { topK: p.topK } : {}),
         seed: p.seed + index,
         signal: stopOrCancel,
         stopOnAbortSignal: true,

@@ -51,6 +51,7 @@ describe('ollama chat', () => {
         max_tokens: 64,
         temperature: 0,
         top_p: 0.5,
+        top_k: 40,
         seed: 101,
         stop: '\n\n',
         response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'object', properties: { age: { type: 'integer' } } } } },
@@ -72,7 +73,7 @@ describe('ollama chat', () => {
       ],
       tools: [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
       format: { type: 'object', properties: { age: { type: 'integer' } } },
-      options: { num_predict: 64, temperature: 0, top_p: 0.5, seed: 101, stop: ['\n\n'] },
+      options: { num_predict: 64, temperature: 0, top_p: 0.5, top_k: 40, seed: 101, stop: ['\n\n'] },
       keep_alive: '30m',
     });
   });

@@ -259,6 +259,7 @@ export class OllamaProvider implements ProviderAdapter {
     if (max !== undefined) options.num_predict = max;
     if (req.temperature !== undefined) options.temperature = req.temperature;
     if (req.top_p !== undefined) options.top_p = req.top_p;
+    if (req.top_k !== undefined) options.top_k = req.top_k;
     if (req.seed !== undefined) options.seed = req.seed;
     const stop = stopList(req.stop);
     if (stop.length > 0) options.stop = stop;

@@ -242,6 +242,8 @@ export class OpenAIProvider implements ProviderAdapter {
     if (limit !== undefined) body[this.options.max_tokens_field] = limit;
     delete body.stream;
     delete body.stream_options;
+    // Not an OpenAI parameter (the Anthropic route's top_k): OpenAI refuses unknown ones.
+    delete body.top_k;
     if (stream) {
       body.stream = true;
       if (this.options.stream_include_usage) body.stream_options = { include_usage: true };

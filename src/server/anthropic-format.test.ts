@@ -103,6 +103,7 @@ describe('anthropicToCanonical', () => {
       stop: ['END'],
       temperature: 0.5,
       top_p: 0.9,
+      top_k: 40,
       user: 'u-1',
       stream: true,
       tools: [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }],
@@ -210,6 +211,17 @@ describe('anthropicToCanonical', () => {
     expect(createAnthropicProvider('a', { type: 'anthropic', api_key: 'k' }).buildBody(req, false).max_tokens).toBe(256);
     expect(toGeminiRequest(req, new ThoughtSignatureCache()).generationConfig?.maxOutputTokens).toBe(256);
     expect(toCohereRequest(req, false).max_tokens).toBe(256);
+  });
+
+  it('carries top_k to the providers that sample by it, and not to OpenAI, whose spec has no such field', () => {
+    const req = anthropicToCanonical({ model: 'm', max_tokens: 64, top_k: 5, messages: [{ role: 'user', content: 'Pick a word.' }] });
+    expect(req.top_k).toBe(5);
+    expect(createAnthropicProvider('a', { type: 'anthropic', api_key: 'k' }).buildBody(req, false).top_k).toBe(5);
+    expect(toGeminiRequest(req, new ThoughtSignatureCache()).generationConfig?.topK).toBe(5);
+    expect(toCohereRequest(req, false).k).toBe(5);
+    const openai = openAIBody(req);
+    expect(openai).not.toHaveProperty('top_k');
+    if (spec) expect(spec.errors('CreateChatCompletionRequest', openai)).toEqual([]);
   });
 
   it.skipIf(!spec)('sends that budget to OpenAI in a body its OpenAPI spec accepts, with no field the spec does not know', () => {

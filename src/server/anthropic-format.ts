@@ -87,7 +87,7 @@ export type AnthropicMessagesRequest = z.infer<typeof anthropicMessagesRequestSc
 
 /**
  * Validates a Messages request and converts it. Throws GatewayError with `param` set to the path of
- * the first problem (`messages.0.content.1.type`). `top_k` has no canonical field and is dropped.
+ * the first problem (`messages.0.content.1.type`).
  */
 export function anthropicToCanonical(body: unknown): ChatRequest {
   const parsed = anthropicMessagesRequestSchema.safeParse(body);
@@ -102,6 +102,7 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
   const req: ChatRequest = { model: b.model, messages, max_completion_tokens: b.max_tokens };
   if (b.temperature !== undefined) req.temperature = b.temperature;
   if (b.top_p !== undefined) req.top_p = b.top_p;
+  if (b.top_k !== undefined) req.top_k = b.top_k;
   if (b.stop_sequences?.length) req.stop = b.stop_sequences;
   if (b.metadata?.user_id) req.user = b.metadata.user_id;
   if (b.stream !== undefined) req.stream = b.stream;

@@ -171,6 +171,7 @@ function inferToChat(body: InferBody, stream: boolean): ChatRequest {
   if (p.temperature !== undefined) req.temperature = p.temperature;
   if (p.do_sample === false) req.temperature = 0;
   if (p.top_p !== undefined) req.top_p = p.top_p;
+  if (p.top_k !== undefined) req.top_k = p.top_k;
   if (p.stop !== undefined) req.stop = p.stop;
   if (p.seed !== undefined) req.seed = p.seed;
   if (p.presence_penalty !== undefined) req.presence_penalty = p.presence_penalty;
