@@ -71,13 +71,7 @@ describe('/v1/completions with echo', () => {
   });
 });
 
-describe('/v1/completions defaults and stream options', () => {
-  it('stops at 16 tokens when max_tokens is not set, as the legacy API does', async () => {
-    const res = await client.completions.create({ model: 'metered', prompt: 'Tell me a long story about a lighthouse keeper and the sea' });
-    expect(res.usage?.completion_tokens).toBeLessThanOrEqual(16);
-    expect(res.choices[0]?.finish_reason).toBe('length');
-  });
-
+describe('/v1/completions stream options', () => {
   it('with include_usage: one id on every chunk, usage null on all but the last, which has the usage and no choices', async () => {
     const stream = await client.completions.create({ model: 'metered', prompt: 'PROMPT-U', max_tokens: 4, stream: true, stream_options: { include_usage: true } });
     const chunks = [];

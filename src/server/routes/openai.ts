@@ -27,9 +27,6 @@ export interface OpenAiRouteOptions {
  * extension fields apart, the deprecated functions API in tools form, and whether the answer goes
  * back in that API's form (the request declared `functions`).
  */
-/** `max_tokens` of a legacy completion that sets none: OpenAI's documented default for /v1/completions. */
-const LEGACY_DEFAULT_MAX_TOKENS = 16;
-
 export function parseChatBody(raw: unknown): { req: ChatRequest; ext: { difficulty?: string; priority?: 'low' | 'normal' | 'high'; session_id?: string }; legacyAnswer: boolean } {
   // A plain body has no extension fields and no functions: it is made canonical as it is (one copy, dropping nulls).
   const plain = plainChatBody(raw);
@@ -149,8 +146,9 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     // The prompt's own log-probabilities (echo with logprobs) would need the legacy engine: chat models do not report them.
     if (wantsLogprobs && echo) throw new GatewayError('invalid_value', { param: 'logprobs', message: '`logprobs` with `echo` (log-probabilities of the prompt) is not supported by this gateway.' });
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
-    // The legacy API's default length is 16 tokens (a chat model left without a limit writes a whole answer).
-    const body = { max_tokens: LEGACY_DEFAULT_MAX_TOKENS, ...withoutNulls(rest), ...(wantsLogprobs ? { logprobs: true, top_logprobs: logprobs } : {}) };
+    // No default length (OpenAI's legacy API has 16): an absent max_tokens leaves the budget to the
+    // difficulty level when the request is scaled, as on /v1/inference (docs/compute.md).
+    const body = { ...withoutNulls(rest), ...(wantsLogprobs ? { logprobs: true, top_logprobs: logprobs } : {}) };
     if (body.stream && prompts.length > 1) {
       throw new GatewayError('invalid_value', { param: 'prompt', message: 'Streaming takes a single prompt.' });
     }
