@@ -95,6 +95,8 @@ interface PreparedRequest {
   maxTokens: number;
   /** The client's stop sequences (and the plain formats'), matched on text by StopSequenceScanner. */
   stops: string[];
+  /** The stops the client sent (`stops` adds the prompt format's own). */
+  clientStops: readonly string[];
   /** A chat template's own end-of-turn markers, matched by node-llama-cpp (they may be special tokens). */
   templateStops: LlamaCpp.LlamaText[];
   temperature: number;
@@ -309,6 +311,7 @@ export class LocalProvider implements ProviderAdapter {
       fullTokens,
       maxTokens: requestedMaxTokens(req) ?? this.options.default_max_tokens,
       stops,
+      clientStops: stopList(req.stop).filter((s) => s.length > 0),
       templateStops,
       temperature: req.temperature ?? this.options.default_temperature,
       topP: req.top_p,
@@ -366,7 +369,9 @@ export class LocalProvider implements ProviderAdapter {
       emit(scanner.flush());
       const used = sequence.tokenMeter.diff(before);
       const finish: FinishReason = !scanner.stopped && result.metadata.stopReason === 'maxTokens' ? 'length' : 'stop';
-      return { text, finish, completionTokens: used.usedOutputTokens, ...(scanner.matched !== undefined ? { stopSequence: scanner.matched } : {}) };
+      // Only a stop the client sent is reported: the transcript format's own turn marker is not one.
+      const stopSequence = scanner.matched !== undefined && p.clientStops.includes(scanner.matched) ? scanner.matched : undefined;
+      return { text, finish, completionTokens: used.usedOutputTokens, ...(stopSequence !== undefined ? { stopSequence } : {}) };
     } finally {
       completion.dispose({ disposeSequence: false });
       pool.release(sequence);
