@@ -27,6 +27,22 @@ describe('embedInSlices', () => {
     expect(answer.tokens).toBe(500);
   });
 
+  it('sends no further slice once one has failed, and fails with that error', async () => {
+    const inputs = Array.from({ length: 1000 }, (_, i) => `t${i}`);
+    const sent: number[] = [];
+    const failure = embedInSlices(inputs, 96, async (slice) => {
+      const first = Number(slice[0]?.slice(1));
+      sent.push(first);
+      await new Promise((r) => setTimeout(r, 5));
+      if (first === 0) throw new Error('429 slow down');
+      return { items: slice, tokens: 0 };
+    }, 4);
+    await expect(failure).rejects.toThrow('429 slow down');
+    await new Promise((r) => setTimeout(r, 30));
+    // The four first slices were in flight together; none started after the failure.
+    expect(sent.sort((a, b) => a - b)).toEqual([0, 96, 192, 288]);
+  });
+
   it('makes one call for inputs that fit in one slice', async () => {
     let calls = 0;
     const answer = await embedInSlices(['a', 'b'], 96, async (slice) => {

@@ -7,17 +7,27 @@ export interface SliceAnswer<R> {
   tokens: number;
 }
 
-/** Calls `call` on consecutive slices of at most `size` inputs, at most `concurrency` at once. */
+/**
+ * Calls `call` on consecutive slices of at most `size` inputs, at most `concurrency` at once. The
+ * first failure fails the whole and no further slice is sent (each call is billed, and a retry of
+ * the request sends them all again).
+ */
 export async function embedInSlices<R>(inputs: readonly string[], size: number, call: (slice: string[]) => Promise<SliceAnswer<R>>, concurrency = 4): Promise<SliceAnswer<R>> {
   if (inputs.length <= size) return call([...inputs]);
   const slices: string[][] = [];
   for (let i = 0; i < inputs.length; i += size) slices.push(inputs.slice(i, i + size));
   const answers: SliceAnswer<R>[] = new Array(slices.length);
   let next = 0;
+  let failed = false;
   const worker = async (): Promise<void> => {
-    while (next < slices.length) {
+    while (next < slices.length && !failed) {
       const i = next++;
-      answers[i] = await call(slices[i] as string[]);
+      try {
+        answers[i] = await call(slices[i] as string[]);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, slices.length) }, worker));
