@@ -153,7 +153,8 @@ function toGenerationConfig(req: ChatRequest): Record<string, unknown> {
   const g: Record<string, unknown> = {};
   if (req.temperature !== undefined) g.temperature = req.temperature;
   if (req.top_p !== undefined) g.topP = req.top_p;
-  if (req.top_k !== undefined) g.topK = req.top_k;
+  // top_k 0 means "no top-k" to the clients that send it (Hugging Face's convention): not sent.
+  if (req.top_k !== undefined && req.top_k >= 1) g.topK = req.top_k;
   const max = requestedMaxTokens(req);
   if (max !== undefined) g.maxOutputTokens = max;
   const stop = stopList(req.stop);

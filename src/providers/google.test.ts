@@ -518,6 +518,11 @@ describe('google stream', () => {
     // Streamed, it fails before the first chunk: the stream is refused, so routing may retry it.
     const streamed = await failure(google.streamChat(ask({ tools, tool_choice: 'required' }), callOptions()));
     expect(streamed).toMatchObject({ kind: 'malformed', retryable: true });
+    // With n > 1, a good candidate beside the broken one is still an answer (the broken one empty).
+    const good = fixtureJson<{ candidates: Record<string, unknown>[] }>('google-chat.json');
+    upstream.reply(json({ ...broken, candidates: [{ ...good.candidates[0], index: 0 }, { finishReason: 'MALFORMED_FUNCTION_CALL', index: 1 }] }));
+    const mixed = await google.chat(ask({ tools, n: 2 }), callOptions());
+    expect(mixed.choices.map((c) => [c.index, Boolean(c.message.content)])).toEqual([[0, true], [1, false]]);
   });
 
   it('throws an error event that arrives mid-stream, not retryable once text went out', async () => {

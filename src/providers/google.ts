@@ -19,6 +19,7 @@ import {
   readParts,
   toGeminiRequest,
   type GeminiRequest,
+  type GeminiCandidate,
   type GeminiResponse,
 } from './google-mapping.js';
 import { UpstreamHttp, type StreamBody } from './http.js';
@@ -157,12 +158,16 @@ export class GoogleProvider implements ProviderAdapter {
       if (reason) throw this.error('content_policy', `blocked the prompt (${reason})`);
       throw this.error('malformed', 'answered with no candidates');
     }
+    const read = candidates.map((c) => readParts(c.content?.parts, this.signatures));
+    const broken = (c: GeminiCandidate, i: number) => !read[i]?.text && !read[i]?.toolCalls.length && c.finishReason !== undefined && BROKEN_CALL_FINISHES.has(c.finishReason);
+    // Every candidate's function call broke (one, unless n > 1): retryable (kind malformed), since the
+    // same request usually gets a well-formed call next time. With good candidates beside it, a
+    // broken one is an empty choice, as before.
+    if (candidates.every(broken)) {
+      throw this.error('malformed', `answered ${candidates[0]?.finishReason}: the model's function call could not be used`, 200);
+    }
     const choices: ChatChoice[] = candidates.map((c, i) => {
-      const { text, toolCalls } = readParts(c.content?.parts, this.signatures);
-      if (!text && toolCalls.length === 0 && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
-        // Retryable (kind malformed): the same request usually gets a well-formed call next time.
-        throw this.error('malformed', `answered ${c.finishReason}: the model's function call could not be used`, 200);
-      }
+      const { text, toolCalls } = read[i] as ReturnType<typeof readParts>;
       return {
         index: c.index ?? i,
         message: {
@@ -275,10 +280,11 @@ class GeminiStreamState {
       if (first) this.candidates.set(index, state);
       const { text, toolCalls } = readParts(c.content?.parts, this.signatures);
       if (text || toolCalls.length > 0) state.produced = true;
-      if (!state.produced && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
-        // A candidate that ends so having said nothing fails the stream, retryably while nothing
-        // has gone to the client (an empty "stop" would be taken as the answer).
-        throw new UpstreamError({ provider: this.provider, kind: 'malformed', message: `${this.provider} answered ${c.finishReason}: the model's function call could not be used`, status: 200, retryable: !this.yielded });
+      if (!state.produced && !this.yielded && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
+        // A candidate that ends so having said nothing, before anything went to the client, fails the
+        // stream retryably (an empty "stop" would be taken as the answer). Once chunks went out (the
+        // other candidates of n > 1) it ends as an empty choice, as before.
+        throw new UpstreamError({ provider: this.provider, kind: 'malformed', message: `${this.provider} answered ${c.finishReason}: the model's function call could not be used`, status: 200, retryable: true });
       }
       if (first || text || toolCalls.length > 0) {
         const delta: ChunkChoice['delta'] = first ? { role: 'assistant', content: text } : { content: text };
