@@ -24,6 +24,20 @@ async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => 
 
 const call = (timeoutMs = 5_000, signal = new Cancellation()) => ({ signal, timeoutMs, requestId: "req-1" });
 
+/**
+ * An upstream that sends its headers and `first`, then holds the response open; `closed()` resolves
+ * once the response's connection has ended.
+ */
+async function holding(contentType: string, first: string, streamIdleTimeoutMs?: number): Promise<{ up: UpstreamHttp; closed: () => Promise<void> }> {
+  let closed: Promise<void> | undefined;
+  const up = await upstream((_req, res) => {
+    closed = new Promise((r) => res.on('close', () => r()));
+    res.writeHead(200, { 'content-type': contentType });
+    res.write(first);
+  }, streamIdleTimeoutMs);
+  return { up, closed: () => closed ?? Promise.reject(new Error('no request arrived')) };
+}
+
 async function failure(p: Promise<unknown>): Promise<UpstreamError> {
   const err = await p.then(
     () => undefined,
@@ -77,19 +91,14 @@ describe('UpstreamHttp.json', () => {
   });
 
   it('cancels a request mid-body: rejects as aborted and closes the upstream connection', async () => {
-    let closed!: Promise<void>;
-    const up = await upstream((_req, res) => {
-      closed = new Promise((r) => res.on('close', () => r()));
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.write('{"partial":');
-    });
+    const { up, closed } = await holding('application/json', '{"partial":');
     const signal = new Cancellation();
     const p = up.json('POST', '/chat/completions', {}, call(5_000, signal));
     await new Promise((r) => setTimeout(r, 50));
     signal.abort(new Error('client went away'));
     const err = await failure(p);
     expect(err.kind).toBe('aborted');
-    await closed; // the upstream sees its response's connection end
+    await closed(); // the upstream sees its response's connection end
   });
 
   it('sends nothing for a request already cancelled', async () => {
@@ -210,10 +219,7 @@ describe('UpstreamHttp.stream', () => {
   });
 
   it('fails the next read with a timeout when the body idles longer than the stream idle timeout', async () => {
-    const up = await upstream((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write('data: 1\n\n');
-    }, 150);
+    const { up } = await holding('text/event-stream', 'data: 1\n\n', 150);
     const res = await up.stream('POST', '/chat/completions', {}, call());
     const err = await failure(readAll(res.body));
     expect(err.kind).toBe('timeout');
@@ -233,12 +239,7 @@ describe('UpstreamHttp.stream', () => {
   });
 
   it('cancels mid-body: the waiting read fails as aborted and the upstream connection closes', async () => {
-    let closed!: Promise<void>;
-    const up = await upstream((_req, res) => {
-      closed = new Promise((r) => res.on('close', () => r()));
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write('data: 1\n\n');
-    });
+    const { up, closed } = await holding('text/event-stream', 'data: 1\n\n');
     const signal = new Cancellation();
     const res = await up.stream('POST', '/chat/completions', {}, call(5_000, signal));
     const it = res.body[Symbol.asyncIterator]();
@@ -247,7 +248,7 @@ describe('UpstreamHttp.stream', () => {
     signal.abort(new Error('client went away'));
     const err = await failure(waiting);
     expect(err.kind).toBe('aborted');
-    await closed;
+    await closed();
   });
 
   it('a reader that stops early keeps the connection when the rest comes at once, and closes it when the rest never comes', async () => {
@@ -274,33 +275,23 @@ describe('UpstreamHttp.stream', () => {
   });
 
   it('return() while a read waits ends that read, and the unfinished body is closed', async () => {
-    let closed!: Promise<void>;
-    const up = await upstream((_req, res) => {
-      closed = new Promise((r) => res.on('close', () => r()));
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write('data: 1\n\n');
-    });
+    const { up, closed } = await holding('text/event-stream', 'data: 1\n\n');
     const res = await up.stream('POST', '/chat/completions', {}, call());
     const it = res.body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
     expect((await it.next()).done).toBe(false);
     const waiting = it.next();
     await it.return?.();
     expect(await waiting).toEqual({ done: true, value: undefined });
-    await closed;
+    await closed();
   });
 
   it('destroy() mid-body closes the upstream connection', async () => {
-    let closed!: Promise<void>;
-    const up = await upstream((_req, res) => {
-      closed = new Promise((r) => res.on('close', () => r()));
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.write('data: 1\n\n');
-    });
+    const { up, closed } = await holding('text/event-stream', 'data: 1\n\n');
     const res = await up.stream('POST', '/chat/completions', {}, call());
     const it = res.body[Symbol.asyncIterator]();
     expect((await it.next()).done).toBe(false);
     res.body.destroy();
-    await closed;
+    await closed();
     expect((await it.next()).done).toBe(true);
   });
 });

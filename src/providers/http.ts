@@ -213,29 +213,15 @@ class UpstreamRequest implements Dispatcher.DispatchOptions {
 }
 
 /**
- * An undici dispatch handler that collects a whole response body. What `pool.request()` then
- * `body.text()` did, without what that pays per request for a body read whole: a Readable stream,
- * an async resource and a promise to consume the stream (docs/decisions.md, "Upstream calls use
- * undici's dispatch"). Speaks undici's handler protocol (onConnect, onHeaders, onData, onComplete,
- * onError), which `request()` itself uses. undici's header and body buffers are views of the
- * socket's read buffers: they are turned into strings as soon as they arrive, never kept, or every
- * answer held alive would hold a read buffer too.
+ * What both dispatch handlers share: the client's cancellation aborts the request through the abort
+ * function undici hands the handler (or, cancelled before that, ends it at once), and the listener
+ * goes when the response ends either way.
  */
-class CollectingHandler {
-  /** Set by the time the handler resolves with itself (no result object is made). */
-  status = 0;
-  headers: UpstreamResponse<unknown>['headers'] = NO_HEADERS;
-  /** The body as text (UTF-8). */
-  text = '';
-  private chunks: Buffer[] = [];
-  private abort: ((err: Error) => void) | null = null;
-  private readonly onAbort: (() => void) | null = null;
+abstract class CancellableHandler {
+  protected abort: ((err: Error) => void) | null = null;
+  private onAbort: (() => void) | null = null;
 
-  constructor(
-    private readonly signal: CancelSignal,
-    private readonly resolve: (res: CollectingHandler) => void,
-    private readonly reject: (err: unknown) => void,
-  ) {
+  constructor(protected readonly signal: CancelSignal) {
     if (!signal.aborted) {
       this.onAbort = () => this.abort?.(abortReason(signal));
       signal.addEventListener('abort', this.onAbort, { once: true });
@@ -246,6 +232,38 @@ class CollectingHandler {
     // Aborted before the request left (or before this handler listened): undici ends it with onError.
     if (this.signal.aborted) abort(abortReason(this.signal));
     else this.abort = abort;
+  }
+
+  protected unlisten(): void {
+    if (this.onAbort) this.signal.removeEventListener('abort', this.onAbort);
+    this.onAbort = null;
+    this.abort = null;
+  }
+}
+
+/**
+ * An undici dispatch handler that collects a whole response body. What `pool.request()` then
+ * `body.text()` did, without what that pays per request for a body read whole: a Readable stream,
+ * an async resource and a promise to consume the stream (docs/decisions.md, "Upstream calls use
+ * undici's dispatch"). Speaks undici's handler protocol (onConnect, onHeaders, onData, onComplete,
+ * onError), which `request()` itself uses. undici's header and body buffers are views of the
+ * socket's read buffers: they are turned into strings as soon as they arrive, never kept, or every
+ * answer held alive would hold a read buffer too.
+ */
+class CollectingHandler extends CancellableHandler {
+  /** Set by the time the handler resolves with itself (no result object is made). */
+  status = 0;
+  headers: UpstreamResponse<unknown>['headers'] = NO_HEADERS;
+  /** The body as text (UTF-8). */
+  text = '';
+  private chunks: Buffer[] = [];
+
+  constructor(
+    signal: CancelSignal,
+    private readonly resolve: (res: CollectingHandler) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    super(signal);
   }
 
   onHeaders(status: number, raw: Buffer[]): boolean {
@@ -275,11 +293,6 @@ class CollectingHandler {
     this.unlisten();
     this.chunks = NO_CHUNKS;
     this.reject(err);
-  }
-
-  private unlisten(): void {
-    if (this.onAbort) this.signal.removeEventListener('abort', this.onAbort);
-    this.abort = null;
   }
 }
 
@@ -313,7 +326,7 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
  * [DONE]) leaves the rest to be read and dropped if it ends within DRAIN_MS — the connection then
  * stays in the pool — else the request is aborted, which closes the connection.
  */
-class StreamingHandler implements StreamBody, AsyncIterator<Uint8Array> {
+class StreamingHandler extends CancellableHandler implements StreamBody, AsyncIterator<Uint8Array> {
   status = 0;
   headers: UpstreamResponse<unknown>['headers'] = NO_HEADERS;
   private queue: Buffer[] = [];
@@ -330,25 +343,15 @@ class StreamingHandler implements StreamBody, AsyncIterator<Uint8Array> {
   private reader: { resolve(r: IteratorResult<Uint8Array>): void; reject(err: unknown): void } | undefined;
   private resumeReading: (() => void) | null = null;
   private paused = false;
-  private abort: ((err: Error) => void) | null = null;
-  private onAbort: (() => void) | null = null;
   private drained: (() => void) | undefined;
 
   constructor(
-    private readonly signal: CancelSignal,
+    signal: CancelSignal,
     private readonly resolve: (res: StreamingHandler) => void,
     private readonly reject: (err: unknown) => void,
     private readonly broke: (err: unknown) => Error,
   ) {
-    if (!signal.aborted) {
-      this.onAbort = () => this.abort?.(abortReason(signal));
-      signal.addEventListener('abort', this.onAbort, { once: true });
-    }
-  }
-
-  onConnect(abort: (err: Error) => void): void {
-    if (this.signal.aborted) abort(abortReason(this.signal));
-    else this.abort = abort;
+    super(signal);
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
@@ -488,11 +491,5 @@ class StreamingHandler implements StreamBody, AsyncIterator<Uint8Array> {
     this.reader = undefined;
     if (this.failure) reader.reject(this.broke(this.failure));
     else reader.resolve(DONE);
-  }
-
-  private unlisten(): void {
-    if (this.onAbort) this.signal.removeEventListener('abort', this.onAbort);
-    this.onAbort = null;
-    this.abort = null;
   }
 }
