@@ -184,9 +184,13 @@ describe('current OpenAI parameters and answers sent back as history', () => {
       let body = '';
       req.on('data', (d: Buffer) => (body += d.toString()));
       req.on('end', () => {
-        received.push(JSON.parse(body) as Record<string, unknown>);
+        const parsed = JSON.parse(body) as Record<string, unknown>;
+        received.push(parsed);
+        // A spoken answer when audio was asked for, as OpenAI gives it: null content, message.audio.
+        const spoken = Array.isArray(parsed.modalities) && parsed.modalities.includes('audio');
+        const message = spoken ? { role: 'assistant', content: null, audio: { id: 'audio_1', data: 'UklGRg==', expires_at: 1900000000, transcript: 'ok' } } : { role: 'assistant', content: 'ok' };
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ id: 'chatcmpl-x', object: 'chat.completion', created: 1, model: 'gpt-5', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }));
+        res.end(JSON.stringify({ id: 'chatcmpl-x', object: 'chat.completion', created: 1, model: 'gpt-5', choices: [{ index: 0, message, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }));
       });
     });
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
@@ -214,6 +218,13 @@ describe('current OpenAI parameters and answers sent back as history', () => {
     const sent = received.at(-1) as { messages: Record<string, unknown>[] } & Record<string, unknown>;
     expect(sent).toMatchObject({ reasoning_effort: 'none', verbosity: 'low', prompt_cache_key: 'conversation-42', safety_identifier: 'user-hash-1' });
     expect(sent.messages[1]).toEqual({ role: 'assistant', content: 'Hi!' });
+  });
+
+  it("passes a spoken answer's message.audio back to the client, which it used to drop (the answer then had no content at all)", async () => {
+    const res = await sdk.chat.completions.create({ model: 'gpt-5', modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' }, messages: [{ role: 'user', content: 'say ok' }] });
+    expect(res.choices[0]?.message.content).toBeNull();
+    expect(res.choices[0]?.message.audio).toEqual({ id: 'audio_1', data: 'UklGRg==', expires_at: 1900000000, transcript: 'ok' });
+    expect(received.at(-1)).toMatchObject({ modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' } });
   });
 
   it("accepts a tool turn's name (LangChain.js and LangGraph send it) and does not pass it on", async () => {

@@ -134,6 +134,14 @@ export interface AssistantMessage {
   content: string | null;
   tool_calls?: ToolCall[];
   refusal?: string | null;
+  /**
+   * OpenAI's spoken answer (a request with `modalities: ["audio"]`): `{id, data, expires_at,
+   * transcript}` as the upstream sent it. Only OpenAI-compatible upstreams give one; the OpenAI
+   * route passes it on.
+   */
+  audio?: Record<string, unknown>;
+  /** OpenAI's annotations (`url_citation`s of a web-search model), as the upstream sent them. */
+  annotations?: unknown[];
 }
 
 /** One alternative at a token position (OpenAI's `top_logprobs` entry). */
@@ -191,7 +199,7 @@ export interface ToolCallDelta {
 
 export interface ChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string | null; tool_calls?: ToolCallDelta[]; refusal?: string | null };
+  delta: { role?: 'assistant'; content?: string | null; tool_calls?: ToolCallDelta[]; refusal?: string | null; audio?: Record<string, unknown>; annotations?: unknown[] };
   finish_reason: FinishReason | null;
   /** This chunk's tokens' log-probabilities (as ChatChoice.logprobs). */
   logprobs?: ChoiceLogprobs | null;

@@ -12,6 +12,18 @@ interface ChoiceAcc {
   finish: ChatChoice['finish_reason'];
   stopSequence?: string;
   logprobs?: { content: TokenLogprob[] | null; refusal?: TokenLogprob[] };
+  /** OpenAI's streamed audio: `data` and `transcript` arrive in pieces, the other fields whole. */
+  audio?: Record<string, unknown>;
+  annotations?: unknown[];
+}
+
+/** Adds one streamed audio delta to what came before it: text fields joined, the rest replaced. */
+function foldAudio(acc: Record<string, unknown> | undefined, delta: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...acc };
+  for (const [k, v] of Object.entries(delta)) {
+    out[k] = (k === 'data' || k === 'transcript') && typeof v === 'string' && typeof out[k] === 'string' ? (out[k] as string) + v : v;
+  }
+  return out;
 }
 
 /** Folds stream chunks, in order, into the result a non-streaming call would have returned. */
@@ -40,6 +52,8 @@ class ChunkFolder {
         acc.hasContent ||= c.delta.content.length > 0;
       }
       if (typeof c.delta.refusal === 'string') acc.refusal = (acc.refusal ?? '') + c.delta.refusal;
+      if (c.delta.audio) acc.audio = foldAudio(acc.audio, c.delta.audio);
+      if (c.delta.annotations?.length) (acc.annotations ??= []).push(...c.delta.annotations);
       for (const tc of c.delta.tool_calls ?? []) {
         const call = acc.calls.get(tc.index) ?? { id: '', type: 'function' as const, function: { name: '', arguments: '' } };
         if (tc.id) call.id = tc.id;
@@ -65,9 +79,11 @@ class ChunkFolder {
         message: {
           role: 'assistant',
           // A tool-call answer reports null content (its opening role chunk carried "").
-          content: acc.hasContent || (acc.calls.size === 0 && acc.refusal === undefined) ? acc.content : null,
+          content: acc.hasContent || (acc.calls.size === 0 && acc.refusal === undefined && acc.audio === undefined) ? acc.content : null,
           ...(acc.calls.size ? { tool_calls: [...acc.calls.entries()].sort((a, b) => a[0] - b[0]).map(([, c]) => c) } : {}),
           ...(acc.refusal !== undefined ? { refusal: acc.refusal } : {}),
+          ...(acc.audio ? { audio: acc.audio } : {}),
+          ...(acc.annotations ? { annotations: acc.annotations } : {}),
         },
         finish_reason: acc.finish ?? 'stop',
         logprobs: acc.logprobs ? { content: acc.logprobs.content, ...(acc.logprobs.refusal ? { refusal: acc.logprobs.refusal } : {}) } : null,
@@ -117,6 +133,8 @@ export function resultToChunks(result: ChatResult): ChatChunk[] {
       const lp = choice.logprobs?.refusal;
       out.push({ ...base, choices: [{ index, delta: { refusal: choice.message.refusal }, finish_reason: null, ...(lp ? { logprobs: { content: null, refusal: lp } } : {}) }] });
     }
+    const { audio, annotations } = choice.message;
+    if (audio || annotations?.length) out.push({ ...base, choices: [{ index, delta: { ...(audio ? { audio } : {}), ...(annotations?.length ? { annotations } : {}) }, finish_reason: null }] });
     for (const [i, call] of (choice.message.tool_calls ?? []).entries()) {
       out.push({
         ...base,

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import { foldChunks, resultToChunks } from '../canonical/convert.js';
 import { collect, fixture, rejection, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
 import { specForTests } from './__fixtures__/openai-spec.js';
 import { UpstreamError } from './errors.js';
@@ -497,5 +498,75 @@ describe('chat completion fast path', () => {
     for (const s of samples) if (plainCompletion(s) !== undefined) expect(completionSchema.safeParse(s).success, JSON.stringify(s)).toBe(true);
     expect(samples.slice(0, 4).every((s) => plainCompletion(s) !== undefined)).toBe(true);
     expect(samples.slice(4).every((s) => plainCompletion(s) === undefined)).toBe(true);
+  });
+});
+
+describe('openai provider: audio answers and annotations', () => {
+  // As OpenAI sends them (CreateChatCompletionResponse): a spoken answer has null content and
+  // message.audio; a web-search model's answer carries url_citation annotations.
+  const spoken = {
+    id: 'chatcmpl-audio1',
+    object: 'chat.completion',
+    created: 1,
+    model: 'gpt-4o-audio-preview',
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: null, refusal: null, annotations: [], audio: { id: 'audio_abc', data: 'UklGRg==', expires_at: 1900000000, transcript: 'Hello there!' } },
+        finish_reason: 'stop',
+        logprobs: null,
+      },
+    ],
+    usage: { prompt_tokens: 10, completion_tokens: 20, total_tokens: 30 },
+  };
+  const cited = {
+    ...spoken,
+    id: 'chatcmpl-cite1',
+    model: 'gpt-4o-search-preview',
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: 'assistant',
+          content: 'Paris is the capital of France.',
+          refusal: null,
+          annotations: [{ type: 'url_citation', url_citation: { start_index: 0, end_index: 5, title: 'Paris', url: 'https://example.org/paris' } }],
+        },
+        finish_reason: 'stop',
+        logprobs: null,
+      },
+    ],
+  };
+
+  it('keeps message.audio and annotations of a completion (fixtures valid per the OpenAI response schema)', async () => {
+    if (spec) {
+      expect(spec.errors('CreateChatCompletionResponse', spoken)).toEqual([]);
+      expect(spec.errors('CreateChatCompletionResponse', cited)).toEqual([]);
+    }
+    server.reply({ body: JSON.stringify(spoken) });
+    const audio = await provider.chat({ ...baseReq, modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' } }, opts());
+    expect(audio.choices[0]?.message).toEqual({ role: 'assistant', content: null, audio: spoken.choices[0]?.message.audio });
+    server.reply({ body: JSON.stringify(cited) });
+    const withCitations = await provider.chat({ ...baseReq, web_search_options: {} }, opts());
+    expect(withCitations.choices[0]?.message.annotations).toEqual(cited.choices[0]?.message.annotations);
+  });
+
+  it('passes streamed audio deltas on, and folding the stream joins the audio data and transcript', async () => {
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-a2', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-audio-preview', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const body =
+      chunk({ role: 'assistant', content: null }) +
+      chunk({ audio: { id: 'audio_x', transcript: 'Hel' } }) +
+      chunk({ audio: { data: 'AAAA', transcript: 'lo' } }) +
+      chunk({ audio: { data: 'BBBB', expires_at: 1900000000 } }) +
+      chunk({}, 'stop') +
+      'data: [DONE]\n\n';
+    server.reply({ headers: sse, body });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true, modalities: ['text', 'audio'] }, opts()));
+    expect(chunks.filter((c) => c.choices[0]?.delta.audio).length).toBe(3);
+    const folded = foldChunks(chunks);
+    expect(folded.choices[0]?.message).toEqual({ role: 'assistant', content: null, audio: { id: 'audio_x', data: 'AAAABBBB', transcript: 'Hello', expires_at: 1900000000 } });
+    // And a stored answer replayed as chunks carries it whole.
+    expect(foldChunks(resultToChunks(folded)).choices[0]?.message).toEqual(folded.choices[0]?.message);
   });
 });

@@ -43,6 +43,8 @@ export const completionSchema = z.object({
         content: z.string().nullish(),
         tool_calls: z.array(toolCallSchema).nullish(),
         refusal: z.string().nullish(),
+        audio: z.record(z.string(), z.unknown()).nullish(),
+        annotations: z.array(z.unknown()).nullish(),
       }),
       finish_reason: z.string().nullish(),
       logprobs: logprobsSchema,
@@ -63,6 +65,8 @@ export const chunkSchema = z.object({
           role: z.string().nullish(),
           content: z.string().nullish(),
           refusal: z.string().nullish(),
+          audio: z.record(z.string(), z.unknown()).nullish(),
+          annotations: z.array(z.unknown()).nullish(),
           tool_calls: z
             .array(
               z.object({
@@ -132,6 +136,8 @@ export function plainCompletion(json: unknown): Completion | undefined {
     const m = choice.message;
     if (!isRecord(m) || (m.tool_calls !== undefined && m.tool_calls !== null)) return undefined;
     if (!optional(m.content, 'string') || !optional(m.refusal, 'string')) return undefined;
+    // Audio and annotations are read by the schema.
+    if ((m.audio !== undefined && m.audio !== null) || (m.annotations !== undefined && m.annotations !== null)) return undefined;
   }
   if (!plainUsage(json.usage)) return undefined;
   return json as Completion;
@@ -148,6 +154,8 @@ function answerMessage(m: Completion['choices'][number]['message']): ChatResult[
   const out: ChatResult['choices'][number]['message'] = { role: 'assistant', content: m.content ?? null };
   if (m.tool_calls?.length) out.tool_calls = m.tool_calls.map((t) => ({ id: t.id, type: 'function' as const, function: t.function }));
   if (m.refusal) out.refusal = m.refusal;
+  if (m.audio) out.audio = m.audio;
+  if (m.annotations?.length) out.annotations = m.annotations;
   return out;
 }
 
@@ -339,6 +347,8 @@ export class OpenAIProvider implements ProviderAdapter {
             if (d.role === 'assistant') delta.role = 'assistant';
             if (d.content != null) delta.content = d.content;
             if (d.refusal != null) delta.refusal = d.refusal;
+            if (d.audio) delta.audio = d.audio;
+            if (d.annotations?.length) delta.annotations = d.annotations;
             if (d.tool_calls?.length) {
               delta.tool_calls = d.tool_calls.map((t) => ({
                 index: t.index,
