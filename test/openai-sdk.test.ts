@@ -220,6 +220,20 @@ describe('current OpenAI parameters and answers sent back as history', () => {
     expect(sent.messages[1]).toEqual({ role: 'assistant', content: 'Hi!' });
   });
 
+  it("accepts an assistant turn's refusal content part (OpenAI's own history shape) as that turn's refusal", async () => {
+    const res = await sdk.chat.completions.create({
+      model: 'gpt-5',
+      messages: [
+        { role: 'user', content: 'do the bad thing' },
+        { role: 'assistant', content: [{ type: 'refusal', refusal: "I can't help with that." }] },
+        { role: 'user', content: 'then say ok' },
+      ],
+    });
+    expect(res.choices[0]?.message.content).toBe('ok');
+    const sent = received.at(-1) as { messages: Record<string, unknown>[] };
+    expect(sent.messages[1]).toEqual({ role: 'assistant', content: null, refusal: "I can't help with that." });
+  });
+
   it("passes a spoken answer's message.audio back to the client, which it used to drop (the answer then had no content at all)", async () => {
     const res = await sdk.chat.completions.create({ model: 'gpt-5', modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' }, messages: [{ role: 'user', content: 'say ok' }] });
     expect(res.choices[0]?.message.content).toBeNull();

@@ -43,6 +43,13 @@ describe('exactKey', () => {
     for (const key of keys) expect(key).not.toBe(k);
     expect(new Set(keys).size).toBe(keys.length);
   });
+
+  it("counts an assistant turn's refusal in the history", () => {
+    const turn = (refusal?: string) => ({ role: 'assistant' as const, content: null, ...(refusal ? { refusal } : {}) });
+    const withHistory = (refusal?: string) => exactKey({ ...base, messages: [...base.messages, turn(refusal), { role: 'user', content: 'Then say ok.' }] });
+    expect(withHistory('I cannot.')).not.toBe(withHistory('I will not.'));
+    expect(withHistory('I cannot.')).not.toBe(withHistory());
+  });
 });
 
 describe('the requested difficulty', () => {

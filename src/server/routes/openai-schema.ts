@@ -31,6 +31,8 @@ const contentPart = z.discriminatedUnion('type', [
 ]);
 /** User turns may also carry documents (as in OpenAI's API). */
 const userContentPart = z.discriminatedUnion('type', [...contentPart.options, filePart]);
+/** An assistant turn sent back as history may hold its refusal as a part (OpenAI's `refusal` content part). */
+const assistantContentPart = z.discriminatedUnion('type', [...contentPart.options, z.object({ type: z.literal('refusal'), refusal: text }).strict()]);
 
 const toolCall = z
   .object({
@@ -47,7 +49,7 @@ const message = z.discriminatedUnion('role', [
   z
     .object({
       role: z.literal('assistant'),
-      content: z.union([text, z.array(contentPart)]).nullable().optional(),
+      content: z.union([text, z.array(assistantContentPart)]).nullable().optional(),
       // Nullable as in the spec: a previous answer sent back as it came (Python's `message.model_dump()`)
       // carries `tool_calls: null`, `name: null`, `audio: null`, `function_call: null`, `annotations: []`.
       name: z.string().nullable().optional(),

@@ -64,15 +64,30 @@ function needsCleaning(m: ChatMessage): boolean {
   // A tool turn's `name` (sent by LangChain.js and LangGraph) is accepted and not passed on.
   if (m.role === 'tool') return 'name' in m;
   if (m.role !== 'assistant') return false; // the schema allows nulls and annotations on assistant turns only
+  if (Array.isArray(m.content) && m.content.some(isRefusalPart)) return true;
   for (const k in m) if (k === 'annotations' || (k !== 'content' && (m as unknown as Record<string, unknown>)[k] === null)) return true;
   return false;
 }
 
-/** Without `annotations` and null fields (and a tool turn's `name`); `content: null` stays (an assistant turn of tool calls). */
+/** OpenAI's `refusal` content part of an assistant turn (the schema admits it there only). */
+const isRefusalPart = (p: { type: string }): boolean => p.type === 'refusal';
+
+/**
+ * Without `annotations` and null fields (and a tool turn's `name`); `content: null` stays (an
+ * assistant turn of tool calls). An assistant turn's refusal parts become its `refusal`, as OpenAI
+ * answers it: the canonical content holds text and images only.
+ */
 function cleanMessage(m: ChatMessage): ChatMessage {
-  const clean = { ...withoutNulls(m), content: m.content } as ChatMessage & { annotations?: unknown; name?: unknown };
+  const clean = { ...withoutNulls(m), content: m.content } as ChatMessage & { annotations?: unknown; name?: unknown; refusal?: string };
   delete clean.annotations;
   if (m.role === 'tool') delete clean.name;
+  if (Array.isArray(m.content) && m.content.some(isRefusalPart)) {
+    const parts = m.content as unknown as Array<{ type: string; refusal?: string }>;
+    const refusal = parts.filter(isRefusalPart).map((p) => p.refusal ?? '').join('');
+    const rest = m.content.filter((p) => !isRefusalPart(p));
+    clean.content = rest.length > 0 ? rest : null;
+    clean.refusal = [clean.refusal, refusal].filter(Boolean).join('');
+  }
   return clean;
 }
 
