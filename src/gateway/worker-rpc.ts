@@ -98,7 +98,7 @@ export class WorkerClient {
     // whoever falls back on it (the semantic cache rebuilds its index in this thread).
     worker.on('messageerror', (err: Error) => {
       this.fail(new Error(`${what} worker sent a message that could not be read: ${err.message}`));
-      void worker.terminate().catch(() => undefined);
+      void this.terminate();
     });
     worker.on('exit', (code) => this.fail(new Error(`${what} worker exited (code ${code})`)));
   }
