@@ -57,16 +57,7 @@ export class UpstreamHttp {
     opts: CallOptions,
     headers?: Record<string, string>,
   ): Promise<UpstreamResponse<T>> {
-    let res: CollectingHandler;
-    try {
-      const all = opts.headers === undefined && headers === undefined ? this.headers : { ...this.headers, ...opts.headers, ...headers };
-      const request = new UpstreamRequest(method, this.basePath + path, all, body === undefined ? undefined : JSON.stringify(body), opts.timeoutMs);
-      res = await new Promise<CollectingHandler>((resolve, reject) => {
-        this.pool.dispatch(request, new CollectingHandler(opts.signal, resolve, reject));
-      });
-    } catch (err) {
-      throw this.toUpstreamError(err, opts.signal);
-    }
+    const res = await this.dispatch<CollectingHandler>(method, path, body, opts, headers, opts.timeoutMs, (resolve, reject) => new CollectingHandler(opts.signal, resolve, reject));
     const { text } = res;
     if (res.status >= 400) throw this.errorFromText(res.status, text, res.headers);
     let parsed: T;
@@ -97,22 +88,40 @@ export class UpstreamHttp {
     opts: CallOptions,
     headers?: Record<string, string>,
   ): Promise<UpstreamResponse<StreamBody>> {
-    let res: StreamingHandler;
-    try {
-      const all = { ...this.headers, ...opts.headers, ...headers };
-      const request = new UpstreamRequest(method, this.basePath + path, all, body === undefined ? undefined : JSON.stringify(body), opts.timeoutMs, this.idleMs);
-      res = await new Promise<StreamingHandler>((resolve, reject) => {
-        this.pool.dispatch(request, new StreamingHandler(opts.signal, resolve, reject, (err) => this.streamBroke(err, opts.signal)));
-      });
-    } catch (err) {
-      throw this.toUpstreamError(err, opts.signal);
-    }
+    const res = await this.dispatch<StreamingHandler>(method, path, body, opts, headers, this.idleMs, (resolve, reject) => new StreamingHandler(opts.signal, resolve, reject, (err) => this.streamBroke(err, opts.signal)));
     if (res.status >= 400) throw this.errorFromText(res.status, res.errorText, res.headers);
     return { status: res.status, headers: res.headers, body: res };
   }
 
   async close(): Promise<void> {
     await this.pool.close().catch(() => this.pool.destroy());
+  }
+
+  /**
+   * Sends the request with the handler `handler` makes, which resolves with itself once its
+   * response is in (the whole body, or the headers of a stream); any failure until then is an
+   * UpstreamError. `bodyTimeoutMs` bounds each gap in the body.
+   */
+  private dispatch<H>(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    body: unknown,
+    opts: CallOptions,
+    headers: Record<string, string> | undefined,
+    bodyTimeoutMs: number,
+    handler: (resolve: (h: H) => void, reject: (err: unknown) => void) => Dispatcher.DispatchHandler,
+  ): Promise<H> {
+    // One promise per call, as on the hot path before this was shared: no async wrapper around it.
+    return new Promise<H>((resolve, reject) => {
+      const fail = (err: unknown) => reject(this.toUpstreamError(err, opts.signal));
+      try {
+        const all = opts.headers === undefined && headers === undefined ? this.headers : { ...this.headers, ...opts.headers, ...headers };
+        const request = new UpstreamRequest(method, this.basePath + path, all, body === undefined ? undefined : JSON.stringify(body), opts.timeoutMs, bodyTimeoutMs);
+        this.pool.dispatch(request, handler(resolve, fail));
+      } catch (err) {
+        fail(err);
+      }
+    });
   }
 
   private errorFromText(status: number, text: string, headers: UpstreamResponse<unknown>['headers']): UpstreamError {
@@ -193,8 +202,7 @@ export function upstreamErrorMessage(body: unknown): string | undefined {
  * the JSON path's literals straight into the old generation (allocation-site pretenuring), which
  * quadrupled what each request left there for the major collector (~190 → ~780 bytes at saturation,
  * measured with --trace-gc-nvp); instances of a class are not pretenured by site. `bodyTimeout` is
- * the longest gap between two chunks of the body (a stream's idle timeout), by default the same as
- * the wait for the headers.
+ * the longest gap between two chunks of the body (a stream's idle timeout; a JSON call's own timeout).
  */
 class UpstreamRequest implements Dispatcher.DispatchOptions {
   readonly headersTimeout: number;
@@ -205,7 +213,7 @@ class UpstreamRequest implements Dispatcher.DispatchOptions {
     readonly headers: Record<string, string>,
     readonly body: string | undefined,
     timeoutMs: number,
-    bodyTimeoutMs = timeoutMs,
+    bodyTimeoutMs: number,
   ) {
     this.headersTimeout = timeoutMs;
     this.bodyTimeout = bodyTimeoutMs;
@@ -218,6 +226,9 @@ class UpstreamRequest implements Dispatcher.DispatchOptions {
  * goes when the response ends either way.
  */
 abstract class CancellableHandler {
+  /** The final status and headers, once they are in (0 until then). */
+  status = 0;
+  headers: UpstreamResponse<unknown>['headers'] = NO_HEADERS;
   protected abort: ((err: Error) => void) | null = null;
   private onAbort: (() => void) | null = null;
 
@@ -232,6 +243,18 @@ abstract class CancellableHandler {
     // Aborted before the request left (or before this handler listened): undici ends it with onError.
     if (this.signal.aborted) abort(abortReason(this.signal));
     else this.abort = abort;
+  }
+
+  /**
+   * Takes a response's status and headers, parsed as they arrive (undici's buffers are views of the
+   * socket's read buffers, not to be kept); false for a 1xx (100 Continue, 103 Early Hints), whose
+   * final status follows.
+   */
+  protected finalHeaders(status: number, raw: Buffer[]): boolean {
+    if (status < 200) return false;
+    this.status = status;
+    this.headers = undiciUtil.parseHeaders(raw);
+    return true;
   }
 
   protected unlisten(): void {
@@ -251,10 +274,7 @@ abstract class CancellableHandler {
  * answer held alive would hold a read buffer too.
  */
 class CollectingHandler extends CancellableHandler {
-  /** Set by the time the handler resolves with itself (no result object is made). */
-  status = 0;
-  headers: UpstreamResponse<unknown>['headers'] = NO_HEADERS;
-  /** The body as text (UTF-8). */
+  /** The body as text (UTF-8), set by the time the handler resolves with itself (no result object is made). */
   text = '';
   private chunks: Buffer[] = [];
 
@@ -267,10 +287,7 @@ class CollectingHandler extends CancellableHandler {
   }
 
   onHeaders(status: number, raw: Buffer[]): boolean {
-    // 1xx (100 Continue, 103 Early Hints): the final status follows.
-    if (status < 200) return true;
-    this.status = status;
-    this.headers = undiciUtil.parseHeaders(raw);
+    this.finalHeaders(status, raw);
     return true;
   }
 
@@ -283,9 +300,7 @@ class CollectingHandler extends CancellableHandler {
     this.unlisten();
     const { chunks } = this;
     this.chunks = NO_CHUNKS;
-    // One chunk (a small answer) is decoded as it is; several are joined first, so a character
-    // split between two chunks is decoded whole.
-    this.text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    this.text = utf8(chunks);
     this.resolve(this);
   }
 
@@ -299,6 +314,11 @@ class CollectingHandler extends CancellableHandler {
 // Frozen: a chunk arriving after the end (undici never sends one) fails loudly instead of landing here.
 const NO_CHUNKS = Object.freeze([]) as unknown as Buffer[];
 const NO_HEADERS: UpstreamResponse<unknown>['headers'] = Object.freeze({});
+
+/** Chunks as UTF-8 text: one as it is, several joined first so a character split between two is decoded whole. */
+function utf8(chunks: readonly Buffer[]): string {
+  return chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+}
 
 function abortReason(signal: CancelSignal): Error {
   const r = signal.reason;
@@ -327,14 +347,11 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
  * stays in the pool — else the request is aborted, which closes the connection.
  */
 class StreamingHandler extends CancellableHandler implements StreamBody, AsyncIterator<Uint8Array> {
-  status = 0;
-  headers: UpstreamResponse<unknown>['headers'] = NO_HEADERS;
   private queue: Buffer[] = [];
   private queued = 0;
   /** Collected for an error status (>= 400), turned into `errorText` at the end. */
   private errorChunks: Buffer[] | undefined;
   errorText = '';
-  private answered = false;
   /** undici's onComplete came. */
   private ended = false;
   private failure: Error | undefined;
@@ -355,15 +372,10 @@ class StreamingHandler extends CancellableHandler implements StreamBody, AsyncIt
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
-    if (status < 200) return true;
-    this.status = status;
-    this.headers = undiciUtil.parseHeaders(raw);
+    if (!this.finalHeaders(status, raw)) return true;
     this.resumeReading = resume;
     if (status >= 400) this.errorChunks = [];
-    else {
-      this.answered = true;
-      this.resolve(this);
-    }
+    else this.resolve(this);
     return true;
   }
 
@@ -390,9 +402,8 @@ class StreamingHandler extends CancellableHandler implements StreamBody, AsyncIt
     this.unlisten();
     this.ended = true;
     if (this.errorChunks) {
-      this.errorText = Buffer.concat(this.errorChunks).toString('utf8');
+      this.errorText = utf8(this.errorChunks);
       this.errorChunks = undefined;
-      this.answered = true;
       this.resolve(this);
       return;
     }
@@ -402,14 +413,12 @@ class StreamingHandler extends CancellableHandler implements StreamBody, AsyncIt
 
   onError(err: Error): void {
     this.unlisten();
-    if (!this.answered) {
-      // An error status whose body broke off is still that status (its text is what arrived whole: none).
-      if (this.errorChunks) {
-        this.errorChunks = undefined;
-        this.answered = true;
-        this.resolve(this);
-      } else this.reject(err);
-      return;
+    // Before the final headers: the request failed.
+    if (this.status === 0) return this.reject(err);
+    // An error status whose body broke off is still that status (its text is what arrived whole: none).
+    if (this.errorChunks) {
+      this.errorChunks = undefined;
+      return this.resolve(this);
     }
     this.failure = err;
     this.queue = [];
