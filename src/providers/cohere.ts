@@ -382,12 +382,12 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
     case 'assistant': {
       const out: Record<string, unknown> = { role: 'assistant' };
       const text = contentText(m.content);
-      const calls = Boolean(m.tool_calls && m.tool_calls.length > 0);
+      const calls = m.tool_calls?.length ? m.tool_calls : undefined;
       // Cohere refuses text beside tool calls ("text content is not allowed when tool_calls are
       // provided"): the text before a call is its `tool_plan` (a history from another provider).
       if (text) out[calls ? 'tool_plan' : 'content'] = text;
-      if (m.tool_calls && calls) {
-        out.tool_calls = m.tool_calls.map((c) => ({
+      if (calls) {
+        out.tool_calls = calls.map((c) => ({
           id: c.id,
           type: 'function',
           function: { name: c.function.name, arguments: c.function.arguments },

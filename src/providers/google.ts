@@ -253,7 +253,7 @@ class GeminiStreamState {
   private model: string;
   private usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
   private readonly created = Math.floor(Date.now() / 1000);
-  private readonly candidates = new Map<number, { toolCalls: number; finished: boolean; produced: boolean }>();
+  private readonly candidates = new Map<number, { toolCalls: number; finished: boolean }>();
   private sawFirst = false;
 
   constructor(
@@ -276,12 +276,12 @@ class GeminiStreamState {
       const index = c.index ?? position;
       const existing = this.candidates.get(index);
       const first = existing === undefined;
-      const state = existing ?? { toolCalls: 0, finished: false, produced: false };
+      const state = existing ?? { toolCalls: 0, finished: false };
       if (first) this.candidates.set(index, state);
       const { text, toolCalls } = readParts(c.content?.parts, this.signatures);
-      if (text || toolCalls.length > 0) state.produced = true;
-      if (!state.produced && !this.yielded && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
-        // A candidate that ends so having said nothing, before anything went to the client, fails the
+      if (!text && toolCalls.length === 0 && !this.yielded && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
+        // A candidate that ends so having said nothing, before anything went to the client (a
+        // candidate that said something earlier made a chunk that went), fails the
         // stream retryably (an empty "stop" would be taken as the answer). Once chunks went out (the
         // other candidates of n > 1) it ends as an empty choice, as before.
         throw new UpstreamError({ provider: this.provider, kind: 'malformed', message: `${this.provider} answered ${c.finishReason}: the model's function call could not be used`, status: 200, retryable: true });
