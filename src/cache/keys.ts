@@ -32,8 +32,7 @@ function canonicalMessage(m: ChatMessage): unknown {
   const content =
     typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text') ? contentText(m.content) : m.content;
   // An assistant turn's refusal (history sent back) is part of what the model sees.
-  const refusal = (m as { refusal?: unknown }).refusal;
-  return { role: m.role === 'developer' ? 'system' : m.role, content, name: m.name, tool_calls: m.tool_calls, tool_call_id: m.tool_call_id, refusal: refusal || undefined };
+  return { role: m.role === 'developer' ? 'system' : m.role, content, name: m.name, tool_calls: m.tool_calls, tool_call_id: m.tool_call_id, refusal: m.refusal || undefined };
 }
 
 /** Parameters that change the output, with defaults folded so `n: 1` equals no `n`. */

@@ -50,6 +50,8 @@ export interface ChatMessage {
   name?: string;
   tool_calls?: ToolCall[];
   tool_call_id?: string;
+  /** An assistant turn's refusal, sent back as history (OpenAI's `refusal` field or content part). */
+  refusal?: string;
 }
 
 export interface ToolDefinition {

@@ -78,7 +78,7 @@ const isRefusalPart = (p: { type: string }): boolean => p.type === 'refusal';
  * answers it: the canonical content holds text and images only.
  */
 function cleanMessage(m: ChatMessage): ChatMessage {
-  const clean = { ...withoutNulls(m), content: m.content } as ChatMessage & { annotations?: unknown; name?: unknown; refusal?: string };
+  const clean = { ...withoutNulls(m), content: m.content } as ChatMessage & { annotations?: unknown };
   delete clean.annotations;
   if (m.role === 'tool') delete clean.name;
   if (Array.isArray(m.content) && m.content.some(isRefusalPart)) {
