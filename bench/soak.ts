@@ -217,7 +217,8 @@ async function main() {
       samples.push({
         t: (now - started) / 1000,
         rssBytes: procs.reduce((s, p) => s + p.rssBytes, 0),
-        fds: procs.reduce((s, p) => s + p.fds, 0),
+        // Every descriptor is counted once, by kind (one read of each process's fd directory per sample).
+        fds: Object.values(kinds).reduce((s, n) => s + n, 0),
         fdKinds: kinds,
         lagP99Ms: Math.max(0, ...[...stats.values()].map((s) => s.event_loop_delay_ms.p99)),
         lagMaxMs: Math.max(0, ...[...stats.values()].map((s) => s.event_loop_delay_ms.max)),

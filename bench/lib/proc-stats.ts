@@ -1,11 +1,11 @@
 // What the kernel says about a benchmarked process and its children (cluster workers): resident
-// memory from /proc/<pid>/status and open descriptors from /proc/<pid>/fd. Linux only.
+// memory from /proc/<pid>/status, CPU time from /proc/<pid>/stat, and open descriptors by kind from
+// /proc/<pid>/fd (fdKinds). Linux only.
 import { readdir, readFile, readlink } from 'node:fs/promises';
 
 export interface ProcSample {
   pid: number;
   rssBytes: number;
-  fds: number;
 }
 
 async function childrenOf(pid: number): Promise<number[]> {
@@ -22,8 +22,7 @@ export async function sampleProcess(pid: number): Promise<ProcSample | undefined
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
     const kb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
-    const fds = (await readdir(`/proc/${pid}/fd`)).length;
-    return { pid, rssBytes: kb * 1024, fds };
+    return { pid, rssBytes: kb * 1024 };
   } catch {
     return undefined;
   }
