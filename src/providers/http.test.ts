@@ -206,6 +206,38 @@ describe('UpstreamHttp.stream', () => {
     expect(ordered).toBe(true);
   });
 
+  it('stops reading the socket while its reader does not read (backpressure), and carries the rest once it does', async () => {
+    // 32 MiB: far more than the kernel's socket buffers hold, so an upstream that finished writing
+    // while nothing was read would mean the handler kept reading into memory.
+    const piece = Buffer.alloc(64 * 1024, 7);
+    const pieces = 512;
+    let finished = false;
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.on('finish', () => (finished = true));
+      let i = 0;
+      const more = (): void => {
+        while (i < pieces) {
+          i++;
+          if (!res.write(piece)) {
+            res.once('drain', more);
+            return;
+          }
+        }
+        res.end();
+      };
+      more();
+    });
+    const res = await up.stream('GET', '/big', undefined, call());
+    const it = res.body[Symbol.asyncIterator]();
+    let total = ((await it.next()).value as Uint8Array).length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(finished).toBe(false);
+    for (let r = await it.next(); !r.done; r = await it.next()) total += r.value.length;
+    expect(total).toBe(pieces * piece.length);
+    expect(finished).toBe(true);
+  });
+
   it('turns an error status into an UpstreamError with the body message and Retry-After', async () => {
     const up = await upstream((_req, res) => {
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '3' });
