@@ -22,6 +22,20 @@ function saved(ctx: RequestContext, tokens: number): { tokens: number; costUsd: 
   return { tokens, costUsd: ctx.facts.costUsd };
 }
 
+/**
+ * An answer short of what this request gets when it runs to the end, so not one to serve for the
+ * TTL: the client went away (test-time scaling then answers from the passes that had finished), or
+ * scaling answered from fewer passes than it planned without deciding to stop (its deadline, passes
+ * that failed), or by a vote because its judge failed (ctx.facts.scaling, src/scaling/stage.ts).
+ */
+function partial(ctx: RequestContext): boolean {
+  if (ctx.signal.aborted) return true;
+  const s = ctx.facts.scaling;
+  if (!s) return false;
+  if (s.deadline_reached === true || s.judge_fallback !== undefined) return true;
+  return typeof s.passes === 'number' && typeof s.passes_planned === 'number' && s.passes < s.passes_planned && s.stopped_early !== true;
+}
+
 export function createCacheStage(deps: CacheStageDeps): ChatStage {
   const { cache } = deps;
   const optIn = deps.semanticOptInFlag ?? 'semantic_cache_any_temperature';
@@ -64,6 +78,7 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
     const p = probe;
     const storeFailed = (err: unknown) => ctx.log.warn({ err }, 'cache store failed');
     if (outcome.kind === 'result') {
+      if (partial(ctx)) return outcome;
       void cache.put(p, { kind: 'result', result: outcome.result }, saved(ctx, outcome.result.usage.total_tokens)).catch(storeFailed);
       return outcome;
     }
@@ -73,7 +88,7 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
       (chunk) => chunks.push(chunk),
       ({ completed }) => {
         // Only a stream that ran to its end is an answer worth replaying.
-        if (!completed || ctx.signal.aborted || chunks.length === 0) return;
+        if (!completed || partial(ctx) || chunks.length === 0) return;
         const usage = chunks[chunks.length - 1]?.usage;
         void cache.put(p, { kind: 'stream', chunks }, saved(ctx, usage?.total_tokens ?? 0)).catch(storeFailed);
       },

@@ -1,0 +1,128 @@
+// What the cache stage keeps of a miss's answer, and what it leaves out: answers short of what the
+// request gets when it runs to the end. Memory store, exact cache only (no embedder needed).
+import { describe, expect, it } from 'vitest';
+import type { ChatResult } from '../canonical/chat.js';
+import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
+import { testTimeScalingSchema } from '../scaling/config.js';
+import { createScalingStage } from '../scaling/stage.js';
+import { ResponseCache } from './response-cache.js';
+import { createCacheStage } from './stage.js';
+import { MemoryCacheStore } from './stores/memory.js';
+import { testContext, userRequest } from './test-helpers.js';
+
+function answer(model: string, content: string): ChatResult {
+  return {
+    id: 'chatcmpl-x',
+    object: 'chat.completion',
+    created: 1,
+    model,
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop', logprobs: null }],
+    usage: { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 },
+  };
+}
+
+async function cacheWith(upstream: ChatHandler, inner: ChatStage[] = []) {
+  const store = new MemoryCacheStore({ maxBytes: 1e7 });
+  const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256 });
+  const handler = composeStages([createCacheStage({ cache }), ...inner], upstream);
+  const entries = async () => (await store.counters()).entries;
+  return { cache, store, handler, entries };
+}
+
+function content(o: ChatOutcome): string | null | undefined {
+  if (o.kind !== 'result') throw new Error('expected a result');
+  return o.result.choices[0]?.message.content;
+}
+
+describe('the cache stage keeps no answer from a scaling run cut short', () => {
+  // medium: 2 passes. The first pass answers at once; the second waits for the scaling deadline
+  // (0.3 s) unless `hang` is off, so the vote has one of its two passes.
+  function scaled(opts: { aggregation?: string; hang?: () => boolean; judgeFails?: boolean; passes?: number }) {
+    let calls = 0;
+    const upstream: ChatHandler = async (ctx, req) => {
+      calls++;
+      const isJudge = req.messages.some((m) => typeof m.content === 'string' && m.content.includes('Candidate 1'));
+      if (isJudge && opts.judgeFails) throw Object.assign(new Error('judge down'), { status: 400 });
+      if (calls > 1 && opts.hang?.()) {
+        await new Promise<void>((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+      }
+      return { kind: 'result', result: answer(req.model, 'The answer is 42.') };
+    };
+    const config = testTimeScalingSchema.parse({
+      aggregation: opts.aggregation ?? 'self_consistency',
+      difficulty_levels: { medium: { passes: opts.passes ?? 2, max_tokens: 64, timeout_s: 0.3 } },
+    });
+    return { upstream, scaling: createScalingStage({ config }) };
+  }
+
+  async function ask(handler: ChatHandler, text: string, ctx = testContext()) {
+    ctx.options.difficulty = 'medium';
+    const out = await handler(ctx, userRequest(text));
+    return { ctx, content: content(out) };
+  }
+
+  it('does not store a vote its deadline cut to fewer passes than planned; a complete one is stored', async () => {
+    let hang = true;
+    const { upstream, scaling } = scaled({ hang: () => hang });
+    const { handler, entries } = await cacheWith(upstream, [scaling]);
+    const cut = await ask(handler, 'What is 6 times 7?');
+    expect(cut.content).toBe('The answer is 42.');
+    expect(cut.ctx.facts.scaling).toMatchObject({ passes: 1, passes_planned: 2, deadline_reached: true });
+    hang = false;
+    const full = await ask(handler, 'What is 40 plus 2?');
+    expect(full.ctx.facts.scaling).toMatchObject({ passes: 2, passes_planned: 2 });
+    // Stores run in the background in request order: once the complete answer is in, the cut one would be too.
+    await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(1);
+    const again = await ask(handler, 'What is 6 times 7?');
+    expect(again.ctx.facts.cache).toBe('miss');
+    expect((await ask(handler, 'What is 40 plus 2?')).ctx.facts.cache).toBe('exact');
+  });
+
+  it('does not store a best_of_n answer picked by a vote because the judge failed', async () => {
+    const { upstream, scaling } = scaled({ aggregation: 'best_of_n', judgeFails: true });
+    const { handler, entries } = await cacheWith(upstream, [scaling]);
+    const first = await ask(handler, 'Which is the best answer?');
+    expect(first.ctx.facts.scaling).toMatchObject({ passes: 2, passes_planned: 2, judge_fallback: 'the judge call failed' });
+    const again = await ask(handler, 'Which is the best answer?');
+    expect(again.ctx.facts.cache).toBe('miss');
+    expect(await entries()).toBe(0);
+  });
+
+  it('stores an adaptive run that stopped early by its own rule', async () => {
+    const { upstream, scaling } = scaled({ aggregation: 'adaptive', passes: 16 });
+    const { handler, entries } = await cacheWith(upstream, [scaling]);
+    const first = await ask(handler, 'What is 6 times 7?');
+    expect(first.ctx.facts.scaling).toMatchObject({ stopped_early: true });
+    expect((first.ctx.facts.scaling?.passes as number) < 16).toBe(true);
+    await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(1);
+    expect((await ask(handler, 'What is 6 times 7?')).ctx.facts.cache).toBe('exact');
+  });
+
+  it('does not store what a client that went away was answered, scaled or not', async () => {
+    let hang = true;
+    const { upstream, scaling } = scaled({ hang: () => hang });
+    let leave: AbortController | undefined;
+    // The client leaves once the first pass has answered: scaling votes with what it has.
+    const leaving: ChatHandler = async (ctx, req) => {
+      const out = await upstream(ctx, req);
+      leave?.abort();
+      return out;
+    };
+    const { handler, entries } = await cacheWith(leaving, [scaling]);
+    leave = new AbortController();
+    const left = await ask(handler, 'What is 6 times 7?', { ...testContext(), signal: leave.signal });
+    expect(left.content).toBe('The answer is 42.');
+    expect(left.ctx.facts.scaling).not.toHaveProperty('deadline_reached');
+    // Unscaled: the answer came, but to no one.
+    hang = false;
+    leave = new AbortController();
+    await handler({ ...testContext(), signal: leave.signal }, userRequest('Anything at all?'));
+    leave = undefined;
+    await ask(handler, 'What is 40 plus 2?');
+    await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(1);
+    expect((await ask(handler, 'What is 6 times 7?')).ctx.facts.cache).toBe('miss');
+    const plain = testContext();
+    await handler(plain, userRequest('Anything at all?'));
+    expect(plain.facts.cache).toBe('miss');
+  });
+});
