@@ -92,6 +92,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     promptPerChoice: (model) => scaling.promptPerChoice?.(model) ?? false,
   });
   resources.push(...tenancy.resources);
+  // A Redis outage meets API-key revocation markers as it meets the limiter: fail open or closed.
+  tenancy.keys?.onRedisFailure(config.rate_limiting.on_redis_failure, log);
   // The ledger's queue and row counts, read at each scrape (inference_ledger_*).
   if (tenancy.ledger) telemetry.metrics.watchLedger(tenancy.ledger);
   const authenticator = tenancy.authenticator;

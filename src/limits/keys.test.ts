@@ -1,6 +1,12 @@
-// ApiKeyStore.ensureActive on the embedded database (in memory): what batch lines check before they run.
+// ApiKeyStore on the embedded database (in memory): ensureActive, what batch lines check before they
+// run, and both it and verify while Redis (the revocation markers) is down or up (the real Redis).
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REDIS_URL, redisAvailable } from '../../test/helpers/services.js';
+import { createRedis, type RedisClient } from '../store/redis.js';
 import { openSql, type SqlDatabase } from '../store/sql.js';
+import { createLogger } from '../telemetry/logger.js';
 import { ApiKeyStore } from './keys.js';
 
 let sql: SqlDatabase;
@@ -54,5 +60,71 @@ describe('ApiKeyStore.ensureActive', () => {
     await store.ensureActive(record.id);
     await store.revoke(record.id);
     await expect(store.ensureActive(record.id)).rejects.toThrow(/revoked/);
+  });
+});
+
+describe('API keys while Redis is down', () => {
+  const log = createLogger('silent');
+  let down: RedisClient;
+  let up: RedisClient | undefined;
+  const prefix = `test:keys:${randomBytes(4).toString('hex')}:`;
+  beforeAll(async () => {
+    // A port nothing listens on: every command fails, as against a Redis that is down (at once rather
+    // than after the gateway's reconnect attempts, which only make an outage slower to see).
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((r) => server.close(r));
+    down = createRedis(`redis://127.0.0.1:${port}`, 'test-down', { enableOfflineQueue: false });
+    down.on('error', () => undefined);
+    if (await redisAvailable()) up = createRedis(REDIS_URL, 'test-up');
+  });
+  afterAll(async () => {
+    down.disconnect();
+    if (up) for (const k of await up.keys(`${prefix}*`)) await up.del(k);
+    up?.disconnect();
+  });
+
+  it('fail open: a cached key keeps working, ensureActive still reads the row', async () => {
+    const store = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 60_000, redis: down, redisPrefix: prefix });
+    store.onRedisFailure('open', log);
+    const { key, record } = await store.create({ name: 'open' });
+    await expect(store.verify(key)).resolves.toMatchObject({ keyId: record.id });
+    // The second call is a cache hit, which checks the revocation marker.
+    await expect(store.verify(key)).resolves.toMatchObject({ keyId: record.id });
+    await expect(store.ensureActive(record.id)).resolves.toBeUndefined();
+    // A revocation another replica wrote to the database is seen once the cached row is read again.
+    await sql.query(`UPDATE api_keys SET revoked_at = now() WHERE id = $1`, [record.id]);
+    const fresh = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 0, redis: down, redisPrefix: prefix });
+    fresh.onRedisFailure('open', log);
+    await expect(fresh.ensureActive(record.id)).rejects.toMatchObject({ code: 'invalid_api_key' });
+  });
+
+  it('fail closed: 503 limiter_unavailable rather than a 500', async () => {
+    const store = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 60_000, redis: down, redisPrefix: prefix });
+    store.onRedisFailure('closed', log);
+    const { key, record } = await store.create({ name: 'closed' });
+    await store.verify(key);
+    await expect(store.verify(key)).rejects.toMatchObject({ code: 'limiter_unavailable', status: 503 });
+    await expect(store.ensureActive(record.id)).rejects.toMatchObject({ code: 'limiter_unavailable', status: 503 });
+  });
+
+  it('revoke succeeds, and this replica refuses the key at once, though the marker cannot be written', async () => {
+    const store = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 60_000, redis: down, redisPrefix: prefix });
+    store.onRedisFailure('open', log);
+    const { key, record } = await store.create({ name: 'revoked-in-outage' });
+    await store.verify(key);
+    await expect(store.revoke(record.id)).resolves.toMatchObject({ id: record.id, revoked_at: expect.any(String) });
+    await expect(store.verify(key)).rejects.toMatchObject({ code: 'invalid_api_key' });
+  });
+
+  it('with Redis up, a revocation is seen at once by another replica that cached the key', async () => {
+    if (!up) return;
+    const a = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 60_000, redis: up, redisPrefix: prefix });
+    const b = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 60_000, redis: up, redisPrefix: prefix });
+    const { key, record } = await a.create({ name: 'two-replicas' });
+    await b.verify(key);
+    await a.revoke(record.id);
+    await expect(b.verify(key)).rejects.toMatchObject({ code: 'invalid_api_key' });
   });
 });

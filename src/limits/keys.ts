@@ -2,15 +2,19 @@
 // visible prefix, each with allowed models, limits, a budget, metadata, an IP allowlist, expiry and
 // revocation. Lookups are cached per replica for `cache_ttl_ms`; a revocation is seen at once on
 // every replica through a Redis marker checked on each cache hit (without Redis: one process).
+// Redis failing follows rate_limiting.on_redis_failure: open goes on without the marker (the row, at
+// most cache_ttl_ms old, still says whether the key was revoked), closed answers 503.
 import { hash, randomBytes } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import { desc, eq } from 'drizzle-orm';
+import type { Logger } from 'pino';
 import type { RedisClient } from '../store/redis.js';
 import { z } from 'zod';
 import type { Tenant } from '../gateway/context.js';
 import { GatewayError } from '../server/errors.js';
 import type { SqlDatabase } from '../store/sql.js';
 import { apiKeys, type ApiKeyRow } from '../store/tables.js';
+import type { RedisFailurePolicy } from './sliding-window.js';
 
 function validCidr(value: string): boolean {
   const [addr, bits, extra] = value.split('/');
@@ -115,8 +119,18 @@ export class ApiKeyStore {
   private readonly cache = new Map<string, CachedKey>();
   /** Rows by id for ensureActive (work that outlives its request: batch lines). */
   private readonly byId = new Map<string, { row: ApiKeyRow | undefined; at: number }>();
+  private redisFailure: { policy: RedisFailurePolicy; log?: Logger } = { policy: 'open' };
+  private lastWarned = 0;
 
   constructor(private readonly opts: ApiKeyStoreOptions) {}
+
+  /**
+   * How a failing Redis is met (rate_limiting.on_redis_failure, 'open' until told) and where it is
+   * logged: set once at assembly, beside the limiter that follows the same policy.
+   */
+  onRedisFailure(policy: RedisFailurePolicy, log: Logger): void {
+    this.redisFailure = { policy, log };
+  }
 
   get prefix(): string {
     return this.opts.prefix;
@@ -164,15 +178,43 @@ export class ApiKeyStore {
   async revoke(id: string): Promise<ApiKeyView | undefined> {
     const [row] = await this.opts.sql.db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.id, id)).returning();
     if (!row) return undefined;
-    // The marker outlives any replica's cached copy of the row.
-    await this.opts.redis?.set(this.marker(id), '1', 'PX', this.opts.cacheTtlMs + 60_000);
+    // This replica stops accepting the key first, whatever Redis does next.
     for (const [hash, c] of this.cache) if (c.row.id === id) this.cache.delete(hash);
     this.byId.delete(id);
+    // The marker outlives any replica's cached copy of the row. The revocation is in the database
+    // already: without the marker the other replicas see it when their cached row expires
+    // (cache_ttl_ms), so a failed write is logged rather than failing a revoke that happened.
+    try {
+      await this.opts.redis?.set(this.marker(id), '1', 'PX', this.opts.cacheTtlMs + 60_000);
+    } catch (err) {
+      this.redisFailure.log?.error({ err: (err as Error).message, key: id }, `api keys: key revoked, but its Redis marker could not be written; other replicas refuse it within ${this.opts.cacheTtlMs} ms`);
+    }
     return keyView(row);
   }
 
   private marker(id: string): string {
     return `${this.opts.redisPrefix ?? ''}revoked-key:${id}`;
+  }
+
+  /**
+   * Whether the Redis revocation marker of a key is set. When Redis fails: fail open — false, the
+   * row (read at most cacheTtlMs ago) decides; fail closed — 503 limiter_unavailable, as admission
+   * answers. Logged at most every 30 s, so an outage does not flood the log.
+   */
+  private async revokedMarker(id: string): Promise<boolean> {
+    if (!this.opts.redis) return false;
+    try {
+      return (await this.opts.redis.exists(this.marker(id))) === 1;
+    } catch (err) {
+      const { policy, log } = this.redisFailure;
+      const now = Date.now();
+      if (now - this.lastWarned > 30_000) {
+        this.lastWarned = now;
+        log?.error({ err: (err as Error).message, policy }, policy === 'open' ? 'api keys: Redis failed; revocations by other replicas are seen when cached keys expire (fail open)' : 'api keys: Redis failed; refusing API keys (fail closed)');
+      }
+      if (policy === 'closed') throw new GatewayError('limiter_unavailable', { message: 'The shared store of API-key revocations is unreachable and the gateway is configured to fail closed.', retryAfterMs: 1000, cause: err });
+      return false;
+    }
   }
 
   /**
@@ -183,7 +225,7 @@ export class ApiKeyStore {
    */
   async ensureActive(id: string): Promise<void> {
     const what = 'The API key that created this work';
-    if (this.opts.redis && (await this.opts.redis.exists(this.marker(id))) === 1) throw new GatewayError('invalid_api_key', { message: `${what} has been revoked.` });
+    if (await this.revokedMarker(id)) throw new GatewayError('invalid_api_key', { message: `${what} has been revoked.` });
     const now = Date.now();
     let entry = this.byId.get(id);
     if (!entry || now - entry.at > this.opts.cacheTtlMs) {
@@ -206,7 +248,7 @@ export class ApiKeyStore {
     const now = Date.now();
     let cached = this.cache.get(hash);
     if (cached && now - cached.at < this.opts.cacheTtlMs) {
-      if (this.opts.redis && (await this.opts.redis.exists(this.marker(cached.row.id))) === 1) {
+      if (await this.revokedMarker(cached.row.id)) {
         this.cache.delete(hash);
         cached = undefined;
       }
