@@ -26,6 +26,11 @@ export const semanticCacheSchema = z
     max_temperature: z.number().min(0).default(1),
     /** Nearest neighbours checked against the guards. */
     candidates: z.number().int().min(1).max(32).default(4),
+    /**
+     * Longest a lookup waits for its prompt's embedding, ms; past it the request goes on with the
+     * exact lookup alone (a down HTTP embedder would otherwise hold every miss for its 10 s timeout).
+     */
+    embed_wait_ms: z.number().int().positive().default(1000),
     index: z
       .object({
         implementation: z.enum(['auto', 'usearch', 'typescript']).default('auto'),

@@ -114,6 +114,7 @@ export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}
       threshold: cfg.semantic.threshold,
       maxTemperature: cfg.semantic.max_temperature,
       candidates: cfg.semantic.candidates,
+      embedWaitMs: cfg.semantic.embed_wait_ms,
       annFactory: ann.factory,
       indexKind: ann.kind,
     };

@@ -25,6 +25,8 @@ export interface SemanticSettings {
   maxTemperature: number;
   /** Neighbours checked against the guards before giving up (default 4). */
   candidates?: number;
+  /** Longest a lookup waits for its embedding before going on with the exact lookup alone, ms; absent: no bound. */
+  embedWaitMs?: number;
   annFactory: AnnFactory;
   /** Name of the index implementation, for stats. */
   indexKind?: string;
@@ -152,31 +154,56 @@ export class ResponseCache {
     return this.index instanceof ThreadedVectorIndex ? this.index.worker : undefined;
   }
 
+  /**
+   * The exact part of a request's probe, from the request alone: worked out before anything is
+   * awaited, so an answer can be stored (and replace a bad entry) whatever the lookup then meets.
+   */
+  probe(namespace: string, req: ChatRequest, opts: KeyOptions = {}): Probe {
+    return { namespace, model: req.model, key: entryKey(namespace, req.model, exactKey(req, opts)) };
+  }
+
   async lookup(namespace: string, req: ChatRequest, opts: LookupOptions = {}): Promise<{ probe: Probe; hit?: CacheHit }> {
-    const probe: Probe = { namespace, model: req.model, key: entryKey(namespace, req.model, exactKey(req, opts)) };
+    const probe = this.probe(namespace, req, opts);
+    const hit = await this.read(probe, req, opts);
+    return hit ? { probe, hit } : { probe };
+  }
+
+  /**
+   * Looks up the request `probe` was made for, exactly, then semantically, adding the semantic part
+   * to the probe. Rejects only when the exact read fails (the store is down). The semantic part's
+   * failures (the embedder down or slower than `embedWaitMs`, the index) are reported and leave the
+   * probe without it: the answer is still stored for exact lookups. An entry whose payload cannot be
+   * read is dropped and counts as a miss, so the fresh answer takes its place.
+   */
+  async read(probe: Probe, req: ChatRequest, opts: LookupOptions = {}): Promise<CacheHit | undefined> {
     const minCreatedAt = opts.maxAgeS !== undefined ? Date.now() - opts.maxAgeS * 1000 : 0;
     if (!opts.skipRead) {
       const entry = await this.store.get(probe.key);
       if (entry && entry.meta.createdAt >= minCreatedAt) {
-        return { probe, hit: await this.hit('exact', entry) };
+        const hit = await this.hit('exact', entry);
+        if (hit) return hit;
       }
     }
     const s = this.semantic;
     const temperature = req.temperature ?? 1;
     const sk = s && (temperature <= s.maxTemperature || opts.semanticAnyTemperature) ? semanticKey(req, opts) : undefined;
     if (s && sk && this.index) {
-      const [vector] = await s.embedder.embed([sk.text]);
-      if (vector) {
-        const partition = this.partition(namespace, sk.fingerprint);
-        probe.semantic = { partition, text: sk.text, features: extractFeatures(sk.text), vector };
-        if (!opts.skipRead) {
-          const hit = await this.semanticLookup(probe, minCreatedAt);
-          if (hit) return { probe, hit };
+      try {
+        const vector = await this.embed(s, sk.text);
+        if (vector) {
+          const partition = this.partition(probe.namespace, sk.fingerprint);
+          probe.semantic = { partition, text: sk.text, features: extractFeatures(sk.text), vector };
+          if (!opts.skipRead) {
+            const hit = await this.semanticLookup(probe, minCreatedAt);
+            if (hit) return hit;
+          }
         }
+      } catch (err) {
+        this.opts.onError?.(err, 'cache semantic lookup');
       }
     }
     if (!opts.skipRead) this.store.incrementStats({ misses: 1 });
-    return { probe };
+    return undefined;
   }
 
   /** Stores an answer under the probe's key (and vector); `saved` is what a later hit saves. */
@@ -280,13 +307,44 @@ export class ResponseCache {
         continue;
       }
       if (entry.meta.createdAt < minCreatedAt) continue;
-      return this.hit('semantic', entry, n.similarity);
+      const hit = await this.hit('semantic', entry, n.similarity);
+      if (hit) return hit;
     }
     return undefined;
   }
 
-  private async hit(kind: 'exact' | 'semantic', entry: StoredEntry, similarity?: number): Promise<CacheHit> {
-    const answer = await decodeAnswer(entry.payload);
+  /**
+   * The lookup's embedding, waiting at most `embedWaitMs`: a slow or failing embedder (an HTTP
+   * embedder's own timeout is 10 s) must not hold every miss that long. The race keeps a late
+   * embedding's failure handled.
+   */
+  private async embed(s: SemanticSettings, text: string): Promise<Float32Array | undefined> {
+    const embedding = s.embedder.embed([text]).then(([v]) => v);
+    if (s.embedWaitMs === undefined) return embedding;
+    const ms = s.embedWaitMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the embedder took longer than ${ms} ms; looked up exactly only`)), ms);
+    });
+    try {
+      return await Promise.race([embedding, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The hit, or undefined when the entry's payload cannot be read: then the entry is dropped. */
+  private async hit(kind: 'exact' | 'semantic', entry: StoredEntry, similarity?: number): Promise<CacheHit | undefined> {
+    let answer: CachedAnswer;
+    try {
+      answer = await decodeAnswer(entry.payload);
+    } catch (err) {
+      this.opts.onError?.(err, 'cache entry unreadable');
+      // Deleted before the request goes on as a miss, so this request's answer is not the one deleted.
+      this.unindex(entry.meta.key);
+      await this.store.delete([entry.meta.key]).catch((e: unknown) => this.opts.onError?.(e, 'cache delete'));
+      return undefined;
+    }
     const delta: Record<string, number> = {
       [`${kind}_hits`]: 1,
       tokens_saved: entry.meta.tokens,

@@ -1,14 +1,17 @@
 // What the cache stage keeps of a miss's answer, and what it leaves out: answers short of what the
 // request gets when it runs to the end. Memory store, exact cache only (no embedder needed).
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { ChatResult } from '../canonical/chat.js';
 import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { testTimeScalingSchema } from '../scaling/config.js';
 import { createScalingStage } from '../scaling/stage.js';
-import { ResponseCache } from './response-cache.js';
+import type { Embedder } from './embedders/types.js';
+import { entryKey, exactKey } from './keys.js';
+import { ResponseCache, type SemanticSettings } from './response-cache.js';
 import { createCacheStage } from './stage.js';
 import { MemoryCacheStore } from './stores/memory.js';
-import { testContext, userRequest } from './test-helpers.js';
+import { simulatorTerminal, testContext, userRequest } from './test-helpers.js';
+import { typescriptHnswFactory } from './vector-index.js';
 
 function answer(model: string, content: string): ChatResult {
   return {
@@ -21,13 +24,19 @@ function answer(model: string, content: string): ChatResult {
   };
 }
 
-async function cacheWith(upstream: ChatHandler, inner: ChatStage[] = []) {
+async function cacheWith(upstream: ChatHandler, inner: ChatStage[] = [], semantic?: SemanticSettings) {
   const store = new MemoryCacheStore({ maxBytes: 1e7 });
-  const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256 });
+  const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, ...(semantic ? { semantic } : {}) });
+  caches.push(cache);
   const handler = composeStages([createCacheStage({ cache }), ...inner], upstream);
   const entries = async () => (await store.counters()).entries;
   return { cache, store, handler, entries };
 }
+
+const caches: ResponseCache[] = [];
+afterAll(async () => {
+  for (const c of caches.splice(0)) await c.close();
+});
 
 function content(o: ChatOutcome): string | null | undefined {
   if (o.kind !== 'result') throw new Error('expected a result');
@@ -124,5 +133,71 @@ describe('the cache stage keeps no answer from a scaling run cut short', () => {
     const plain = testContext();
     await handler(plain, userRequest('Anything at all?'));
     expect(plain.facts.cache).toBe('miss');
+  });
+});
+
+describe('the cache stage stores a miss whatever its lookup met', () => {
+  /** An embedder that is down (every call fails) or hangs (never answers). */
+  function brokenEmbedder(how: 'down' | 'hangs'): Embedder {
+    return {
+      id: `broken-${how}`,
+      dimensions: 4,
+      embed: () => (how === 'down' ? Promise.reject(new Error('embedder unreachable')) : new Promise<Float32Array[]>(() => undefined)),
+    };
+  }
+  const semantic = (embedder: Embedder, embedWaitMs?: number): SemanticSettings => ({
+    embedder,
+    threshold: 0.85,
+    maxTemperature: 1,
+    annFactory: typescriptHnswFactory(),
+    ...(embedWaitMs !== undefined ? { embedWaitMs } : {}),
+  });
+
+  it('keeps the exact cache working while the embedder is down', async () => {
+    const terminal = simulatorTerminal();
+    const { handler, entries } = await cacheWith(terminal, [], semantic(brokenEmbedder('down')));
+    const first = testContext();
+    await handler(first, userRequest('Name three primary colours.'));
+    expect(first.facts.cache).toBe('miss');
+    await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(1);
+    const second = testContext();
+    await handler(second, userRequest('Name three primary colours.'));
+    expect(second.facts.cache).toBe('exact');
+    expect(terminal.calls).toBe(1);
+  });
+
+  it('waits for a hanging embedder only embedWaitMs, then goes on and stores the answer for exact lookups', { timeout: 5000 }, async () => {
+    const terminal = simulatorTerminal();
+    const errors: string[] = [];
+    const store = new MemoryCacheStore({ maxBytes: 1e7 });
+    const cache = await ResponseCache.create({ store, ttlMs: 60_000, compressMinBytes: 256, semantic: semantic(brokenEmbedder('hangs'), 50), onError: (_e, what) => errors.push(what) });
+    caches.push(cache);
+    const handler = composeStages([createCacheStage({ cache })], terminal);
+    const first = testContext();
+    await handler(first, userRequest('Name three primary colours.'));
+    expect(first.facts.cache).toBe('miss');
+    expect(errors).toContain('cache semantic lookup');
+    await expect.poll(async () => (await store.counters()).entries, { timeout: 2000, interval: 5 }).toBe(1);
+    const second = testContext();
+    await handler(second, userRequest('Name three primary colours.'));
+    expect(second.facts.cache).toBe('exact');
+    expect(terminal.calls).toBe(1);
+  });
+
+  it('answers a request whose entry cannot be read as a miss, and its answer replaces the entry', async () => {
+    const terminal = simulatorTerminal();
+    const { handler, store } = await cacheWith(terminal);
+    const req = userRequest('Name three primary colours.');
+    const bad = { key: entryKey('acme', req.model, exactKey(req)), namespace: 'acme', model: req.model, createdAt: Date.now(), tokens: 1, costUsd: 0 };
+    await store.set({ meta: bad, payload: Buffer.concat([Buffer.from([0]), Buffer.from('{"kind":"result","res')]) }, 60_000);
+    const first = testContext();
+    const fresh = content(await handler(first, req));
+    expect(first.facts.cache).toBe('miss');
+    // The unreadable entry went during the lookup: the one that comes is the fresh answer.
+    await expect.poll(async () => (await store.counters()).entries, { timeout: 2000, interval: 5 }).toBe(1);
+    const second = testContext();
+    expect(content(await handler(second, req))).toBe(fresh);
+    expect(second.facts.cache).toBe('exact');
+    expect(terminal.calls).toBe(1);
   });
 });

@@ -56,17 +56,16 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
         aggregation: ctx.options.aggregation,
       };
       if (directives.maxAgeS !== undefined) lookupOpts.maxAgeS = directives.maxAgeS;
-      const found = await cache.lookup(ctx.tenant.id, req, lookupOpts);
-      probe = found.probe;
-      if (found.hit) {
-        ctx.facts.cache = found.hit.kind;
-        if (found.hit.similarity !== undefined) ctx.facts.similarity = found.hit.similarity;
-        ctx.facts.model = found.hit.meta.model;
-        ctx.facts.savedUsd = found.hit.meta.costUsd;
+      // Made before anything is awaited: a lookup that fails still leaves the key to store the answer under.
+      probe = cache.probe(ctx.tenant.id, req, lookupOpts);
+      const hit = await cache.read(probe, req, lookupOpts);
+      if (hit) {
+        ctx.facts.cache = hit.kind;
+        if (hit.similarity !== undefined) ctx.facts.similarity = hit.similarity;
+        ctx.facts.model = hit.meta.model;
+        ctx.facts.savedUsd = hit.meta.costUsd;
         const id = responseId();
-        return req.stream
-          ? { kind: 'stream', stream: answerToStream(found.hit.answer, id) }
-          : { kind: 'result', result: answerToResult(found.hit.answer, id) };
+        return req.stream ? { kind: 'stream', stream: answerToStream(hit.answer, id) } : { kind: 'result', result: answerToResult(hit.answer, id) };
       }
     } catch (err) {
       ctx.log.warn({ err }, 'cache lookup failed; treating as a miss');
