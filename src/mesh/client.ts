@@ -27,6 +27,11 @@ export interface SubmitOptions {
   id?: string;
   /** When aborted the request is marked done so no node starts it; events stop. */
   signal?: CancelSignal;
+  /**
+   * How long publishing may wait for Redis, ms (default and at most: until the deadline). Past it, or
+   * when `signal` aborts first, submit() rejects and the request is marked abandoned.
+   */
+  publishTimeoutMs?: number;
 }
 
 /** Events of one request, in order; ends after its final event (or when the deadline passes). */
@@ -78,6 +83,8 @@ export class MeshCall implements AsyncIterable<MeshEvent> {
 
 /** Grace after a request's deadline for the router's own timeout answer to arrive. */
 const DEADLINE_GRACE_MS = 2_000;
+/** setTimeout's largest delay (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A call this client still routes events to, with what must be undone when it is forgotten. */
 interface Tracked {
@@ -98,6 +105,8 @@ export class MeshClient {
   private loop: Promise<void> | undefined;
   private closing = false;
   private lastId = '$';
+  /** Ends the read in progress (close): disconnect() does not end one that waits for a connection that is down. */
+  private interruptRead: (() => void) | undefined;
 
   constructor(private readonly opts: MeshClientOptions) {
     this.keys = meshKeys(opts.keyPrefix, isClusterUrl(opts.redisUrl));
@@ -105,7 +114,9 @@ export class MeshClient {
   }
 
   async connect(): Promise<void> {
-    this.commands = createMeshRedis(this.opts.redisUrl, 'client');
+    // Commands fail rather than wait out a Redis outage: callers have deadlines and may leave. The
+    // reader may wait: its loop backs off and resumes by itself.
+    this.commands = createMeshRedis(this.opts.redisUrl, 'client', { failFast: true });
     this.reader = createMeshRedis(this.opts.redisUrl, 'client:reader');
     await connectOrFail(this.commands);
     await connectOrFail(this.reader);
@@ -160,13 +171,38 @@ export class MeshClient {
       return call;
     }
     try {
-      // Submits of one event-loop turn leave in one socket write (createRedis coalesces writes).
-      await this.commands.xadd(this.keys.requests, '*', FIELD, encodeRequest(req));
+      await this.publish(req, opts.signal, Math.min(opts.publishTimeoutMs ?? Infinity, req.budget_ms ?? 0, MAX_TIMER_MS));
     } catch (err) {
-      this.forget(req.id);
+      // Not published, or perhaps later (the XADD may still be queued for the connection): marked
+      // abandoned behind it, so no node runs it. An abort has done so already.
+      if (this.calls.has(req.id)) void giveUp('timed_out');
       throw err;
     }
     return call;
+  }
+
+  /**
+   * XADD of a request, waited for at most `withinMs` and until `signal` aborts: while Redis is away
+   * the command waits for the connection (a couple of reconnect attempts), its caller must not.
+   */
+  private async publish(req: MeshRequest, signal: CancelSignal | undefined, withinMs: number): Promise<void> {
+    // Submits of one event-loop turn leave in one socket write (createRedis coalesces writes).
+    const xadd = this.commands.xadd(this.keys.requests, '*', FIELD, encodeRequest(req));
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      await Promise.race([
+        xadd,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`Redis did not take the request within ${withinMs} ms`)), withinMs);
+          onAbort = () => reject(new Error('cancelled while waiting for Redis to take the request'));
+          signal?.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   /**
@@ -190,7 +226,9 @@ export class MeshClient {
     let reads = 0;
     while (!this.closing) {
       try {
-        const reply = (await this.reader.xread('COUNT', 500, 'BLOCK', 1_000, 'STREAMS', this.callback, this.lastId)) as StreamReply;
+        // A new promise per read (not one shared one): a race's reaction stays on its promises until they settle.
+        const interrupted = new Promise<null>((resolve) => (this.interruptRead = () => resolve(null)));
+        const reply = (await Promise.race([this.reader.xread('COUNT', 500, 'BLOCK', 1_000, 'STREAMS', this.callback, this.lastId), interrupted])) as StreamReply;
         failures = 0;
         const entries = reply?.[0]?.[1] ?? [];
         for (const [id, fields] of entries) {
@@ -216,6 +254,7 @@ export class MeshClient {
     this.closing = true;
     const abandoned = [...this.calls.values()].map((tracked) => tracked.giveUp('cancelled'));
     this.reader.disconnect();
+    this.interruptRead?.();
     await Promise.all(abandoned);
     await this.loop;
     await this.commands.del(this.callback).catch(() => undefined);

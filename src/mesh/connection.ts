@@ -3,11 +3,14 @@
 // and reconnects back off up to 2 s, so workers and routers resume by themselves when Redis returns.
 // A `redis+cluster://` URL gives a Redis Cluster client (createRedis); every blocking reader is its
 // own client, so a blocked XREADGROUP never holds up the commands of its process.
+// A requester's commands are the exception (`failFast`): a gateway request has a deadline and a client
+// that may leave, so they fail after a couple of reconnect attempts, as the gateway's other Redis
+// commands do, instead of queueing for as long as Redis is away.
 import { createRedis, type RedisClient } from '../store/redis.js';
 
-export function createMeshRedis(url: string, name: string): RedisClient {
+export function createMeshRedis(url: string, name: string, opts: { failFast?: boolean } = {}): RedisClient {
   return createRedis(url, `mesh:${name}`, {
-    maxRetriesPerRequest: null,
+    maxRetriesPerRequest: opts.failFast ? 2 : null,
     enableOfflineQueue: true,
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
     lazyConnect: true,

@@ -121,7 +121,9 @@ export class MeshProvider implements ProviderAdapter {
   private async submit(req: ChatRequest, stream: boolean, opts: CallOptions) {
     try {
       const budget = stream ? Math.max(opts.timeoutMs, this.mesh.stream_deadline_ms) : opts.timeoutMs;
-      return await this.client.submit(req, { stream, deadline: Date.now() + budget, id: meshRequestId(opts.requestId), signal: opts.signal });
+      // Publishing waits for Redis no longer than the attempt may take: during an outage the call
+      // fails (retryably) at its timeout or abort rather than wait for Redis to return.
+      return await this.client.submit(req, { stream, deadline: Date.now() + budget, id: meshRequestId(opts.requestId), signal: opts.signal, publishTimeoutMs: opts.timeoutMs });
     } catch (err) {
       throw new UpstreamError({ provider: this.name, kind: 'connect', message: `${this.name}: could not publish to the mesh: ${(err as Error).message}`, cause: err });
     }
