@@ -1,7 +1,8 @@
 // What the cache stage keeps of a miss's answer, and what it leaves out: answers short of what the
 // request gets when it runs to the end. Memory store, exact cache only (no embedder needed).
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ChatResult } from '../canonical/chat.js';
+import type { AssistantMessage, ChatResult, FinishReason } from '../canonical/chat.js';
+import { iterate, resultToChunks } from '../canonical/convert.js';
 import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { testTimeScalingSchema } from '../scaling/config.js';
 import { createScalingStage } from '../scaling/stage.js';
@@ -10,7 +11,7 @@ import { entryKey, exactKey } from './keys.js';
 import { ResponseCache, type SemanticSettings } from './response-cache.js';
 import { createCacheStage } from './stage.js';
 import { MemoryCacheStore } from './stores/memory.js';
-import { simulatorTerminal, testContext, userRequest } from './test-helpers.js';
+import { drain, simulatorTerminal, testContext, userRequest } from './test-helpers.js';
 import { typescriptHnswFactory } from './vector-index.js';
 
 function answer(model: string, content: string): ChatResult {
@@ -199,5 +200,41 @@ describe('the cache stage stores a miss whatever its lookup met', () => {
     expect(content(await handler(second, req))).toBe(fresh);
     expect(second.facts.cache).toBe('exact');
     expect(terminal.calls).toBe(1);
+  });
+});
+
+describe('the cache stage keeps no filtered, refused or empty answer', () => {
+  const answers: Record<string, { message: Omit<AssistantMessage, 'role'>; finish: FinishReason }> = {
+    // Gemini's SAFETY / RECITATION: the text cut where the filter stopped it.
+    'filtered': { message: { content: 'The first step is to' }, finish: 'content_filter' },
+    'refused': { message: { content: null, refusal: "I can't help with that." }, finish: 'stop' },
+    'empty': { message: { content: '' }, finish: 'length' },
+    'tool call': { message: { content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish: 'tool_calls' },
+    'spoken': { message: { content: null, audio: { id: 'audio_1', data: 'AAAA', expires_at: 1, transcript: 'Hi.' } }, finish: 'stop' },
+    'plain': { message: { content: 'Hello.' }, finish: 'stop' },
+  };
+  const upstream: ChatHandler = async (_ctx, req) => {
+    const text = req.messages[req.messages.length - 1]?.content as string;
+    const a = answers[text.replace(/ \(streamed\)$/, '')] as (typeof answers)[string];
+    const result: ChatResult = { ...answer(req.model, ''), choices: [{ index: 0, message: { role: 'assistant', ...a.message }, finish_reason: a.finish, logprobs: null }] };
+    return req.stream ? { kind: 'stream', stream: iterate(resultToChunks(result)) } : { kind: 'result', result };
+  };
+
+  it('stores answers that say something, and none filtered, refused or empty, JSON or streamed', async () => {
+    const { handler, entries } = await cacheWith(upstream);
+    const kept = ['tool call', 'spoken', 'plain'];
+    for (const prompt of Object.keys(answers)) {
+      await handler(testContext(), userRequest(prompt));
+      await drain(await handler(testContext(), userRequest(`${prompt} (streamed)`, { stream: true })));
+    }
+    await expect.poll(entries, { timeout: 2000, interval: 5 }).toBe(2 * kept.length);
+    for (const prompt of Object.keys(answers)) {
+      for (const [text, stream] of [[prompt, false], [`${prompt} (streamed)`, true]] as const) {
+        const ctx = testContext();
+        const out = await handler(ctx, userRequest(text, { stream }));
+        if (stream) await drain(out);
+        expect([text, ctx.facts.cache]).toEqual([text, kept.includes(prompt) ? 'exact' : 'miss']);
+      }
+    }
   });
 });

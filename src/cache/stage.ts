@@ -2,7 +2,8 @@
 // chunk) and stores what the rest of the pipeline answers on a miss. A cache failure never fails a
 // request: lookup errors count as a miss, store errors are logged.
 import { randomBase64Url } from '../gateway/ids.js';
-import type { ChatChunk } from '../canonical/chat.js';
+import type { ChatChunk, ChatResult } from '../canonical/chat.js';
+import { foldChunks } from '../canonical/convert.js';
 import type { RequestContext } from '../gateway/context.js';
 import { observeStream, type ChatStage } from '../gateway/pipeline.js';
 import { answerToResult, answerToStream } from './replay.js';
@@ -34,6 +35,19 @@ function partial(ctx: RequestContext): boolean {
   if (!s) return false;
   if (s.deadline_reached === true || s.judge_fallback !== undefined) return true;
   return typeof s.passes === 'number' && typeof s.passes_planned === 'number' && s.passes < s.passes_planned && s.stopped_early !== true;
+}
+
+/**
+ * Whether an answer is one to serve again for the TTL: not when a choice was filtered or refused
+ * (finish_reason content_filter: Gemini's SAFETY or RECITATION with the text cut, OpenAI's filter,
+ * Anthropic's refusal; OpenAI's `refusal` field), whose verdict another sample or a later model may
+ * not repeat, nor when a choice says nothing (no text, tool call or audio).
+ */
+function worthKeeping(result: ChatResult): boolean {
+  return (
+    result.choices.length > 0 &&
+    result.choices.every((c) => c.finish_reason !== 'content_filter' && !c.message.refusal && (!!c.message.content || !!c.message.tool_calls?.length || c.message.audio !== undefined))
+  );
 }
 
 export function createCacheStage(deps: CacheStageDeps): ChatStage {
@@ -77,7 +91,7 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
     const p = probe;
     const storeFailed = (err: unknown) => ctx.log.warn({ err }, 'cache store failed');
     if (outcome.kind === 'result') {
-      if (partial(ctx)) return outcome;
+      if (partial(ctx) || !worthKeeping(outcome.result)) return outcome;
       void cache.put(p, { kind: 'result', result: outcome.result }, saved(ctx, outcome.result.usage.total_tokens)).catch(storeFailed);
       return outcome;
     }
@@ -87,7 +101,7 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
       (chunk) => chunks.push(chunk),
       ({ completed }) => {
         // Only a stream that ran to its end is an answer worth replaying.
-        if (!completed || partial(ctx) || chunks.length === 0) return;
+        if (!completed || partial(ctx) || chunks.length === 0 || !worthKeeping(foldChunks(chunks))) return;
         const usage = chunks[chunks.length - 1]?.usage;
         void cache.put(p, { kind: 'stream', chunks }, saved(ctx, usage?.total_tokens ?? 0)).catch(storeFailed);
       },
