@@ -24,7 +24,8 @@ export interface SubmitOptions {
   stream: boolean;
   /** Epoch ms. */
   deadline: number;
-  id?: string;
+  /** The requester's id for the request (informational: the mesh id is always a fresh UUID). */
+  requestId?: string;
   /** When aborted the request is marked done so no node starts it; events stop. */
   signal?: CancelSignal;
   /**
@@ -139,7 +140,9 @@ export class MeshClient {
   async submit(payload: ChatRequest, opts: SubmitOptions): Promise<MeshCall> {
     const now = Date.now();
     const req: MeshRequest = {
-      id: opts.id ?? randomUUID(),
+      // Never from the caller: the id keys the request's done-key and its events here, so one a
+      // client could repeat would let its requests retire or answer each other.
+      id: randomUUID(),
       model: payload.model,
       payload,
       stream: opts.stream,
@@ -149,6 +152,7 @@ export class MeshClient {
       created: now,
       // The same deadline without this machine's clock: nodes count it on the mesh's.
       budget_ms: Math.max(0, opts.deadline - now),
+      ...(opts.requestId !== undefined ? { request_id: opts.requestId } : {}),
     };
     const call = new MeshCall(req, () => this.forget(req.id));
     // Given up at the deadline (plus grace) or on abort: the call ends, and is forgotten here even if

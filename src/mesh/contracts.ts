@@ -68,6 +68,11 @@ export interface MeshRequest {
   budget_ms?: number;
   /** Mesh-clock ms of the request's ingress entry (its id's time), stamped by the first router. */
   enqueued_at?: number;
+  /**
+   * The requester's own id for the request (the gateway's x-request-id), for logs and tracing only:
+   * it comes from the client and may repeat, so nothing is matched or keyed by it (`id` is).
+   */
+  request_id?: string;
 }
 
 export const meshRequestSchema = z.object({
@@ -81,6 +86,7 @@ export const meshRequestSchema = z.object({
   created: z.number(),
   budget_ms: z.number().optional(),
   enqueued_at: z.number().optional(),
+  request_id: z.string().optional(),
 });
 
 /**

@@ -5,7 +5,6 @@
 // `clusters.mesh` (file and MESH_* variables), `options.key_prefix` overriding its prefix and
 // `options.stream_deadline_ms` its stream deadline. Aborts mark the request done so no node starts it
 // afterwards and a node running it stops.
-import { randomHex } from '../gateway/ids.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
@@ -123,7 +122,7 @@ export class MeshProvider implements ProviderAdapter {
       const budget = stream ? Math.max(opts.timeoutMs, this.mesh.stream_deadline_ms) : opts.timeoutMs;
       // Publishing waits for Redis no longer than the attempt may take: during an outage the call
       // fails (retryably) at its timeout or abort rather than wait for Redis to return.
-      return await this.client.submit(req, { stream, deadline: Date.now() + budget, id: meshRequestId(opts.requestId), signal: opts.signal, publishTimeoutMs: opts.timeoutMs });
+      return await this.client.submit(req, { stream, deadline: Date.now() + budget, requestId: opts.requestId, signal: opts.signal, publishTimeoutMs: opts.timeoutMs });
     } catch (err) {
       throw new UpstreamError({ provider: this.name, kind: 'connect', message: `${this.name}: could not publish to the mesh: ${(err as Error).message}`, cause: err });
     }
@@ -186,9 +185,4 @@ export class MeshProvider implements ProviderAdapter {
   async close(): Promise<void> {
     await this.client.close();
   }
-}
-
-/** Unique per attempt: a gateway retry of the same request must not find the first attempt's done-key. */
-function meshRequestId(requestId: string): string {
-  return `${requestId}.${randomHex(4)}`;
 }
