@@ -4,13 +4,25 @@
 
 export type Role = 'system' | 'developer' | 'user' | 'assistant' | 'tool';
 
+/**
+ * A prompt-cache breakpoint (Anthropic's `cache_control`): the provider caches the prompt up to and
+ * including what carries it. Only the anthropic adapter sends it on; every other upstream caches by
+ * itself (OpenAI, Gemini) or not at all, and never sees it.
+ */
+export interface CacheControl {
+  type: 'ephemeral';
+  ttl?: '5m' | '1h';
+}
+
 export interface TextPart {
   type: 'text';
   text: string;
+  cache_control?: CacheControl;
 }
 export interface ImagePart {
   type: 'image_url';
   image_url: { url: string; detail?: 'auto' | 'low' | 'high' };
+  cache_control?: CacheControl;
 }
 /**
  * A document given inline (OpenAI's `file` content part): `file_data` is a data URL,
@@ -19,6 +31,7 @@ export interface ImagePart {
 export interface FilePart {
   type: 'file';
   file: { file_data: string; filename?: string };
+  cache_control?: CacheControl;
 }
 export type ContentPart = TextPart | ImagePart | FilePart;
 
@@ -52,6 +65,11 @@ export interface ChatMessage {
   tool_call_id?: string;
   /** An assistant turn's refusal, sent back as history (OpenAI's `refusal` field or content part). */
   refusal?: string;
+  /**
+   * A prompt-cache breakpoint after the whole message: on its last block when it goes to Anthropic
+   * (a tool result, a tool call, text given as a string). Parts carry their own.
+   */
+  cache_control?: CacheControl;
 }
 
 export interface ToolDefinition {
@@ -62,6 +80,8 @@ export interface ToolDefinition {
     parameters?: Record<string, unknown>;
     strict?: boolean;
   };
+  /** A prompt-cache breakpoint after the tool definitions up to this one (Anthropic). */
+  cache_control?: CacheControl;
 }
 
 export type ToolChoice =
@@ -129,6 +149,20 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /**
+   * Of `prompt_tokens`, those the provider read from its prompt cache (`cached_tokens`: OpenAI's
+   * `cached_tokens`, Anthropic's `cache_read_input_tokens`, Gemini's `cachedContentTokenCount`) and
+   * those it wrote to it (`cache_write_tokens`: Anthropic's `cache_creation_input_tokens`). Present
+   * only when the provider said; priced at the deployment's `cached_input` / `cache_write` prices.
+   */
+  prompt_tokens_details?: PromptTokensDetails;
+  /** Of `completion_tokens`, the model's hidden reasoning (OpenAI's `reasoning_tokens`, Gemini's thoughts), when the provider said. */
+  completion_tokens_details?: { reasoning_tokens: number };
+}
+
+export interface PromptTokensDetails {
+  cached_tokens: number;
+  cache_write_tokens?: number;
 }
 
 export interface AssistantMessage {
@@ -229,11 +263,35 @@ export function emptyUsage(): Usage {
 }
 
 export function addUsage(a: Usage, b: Usage): Usage {
-  return {
+  const out: Usage = {
     prompt_tokens: a.prompt_tokens + b.prompt_tokens,
     completion_tokens: a.completion_tokens + b.completion_tokens,
     total_tokens: a.total_tokens + b.total_tokens,
   };
+  // The details only when either side has them: a provider that reports none stays without.
+  const pa = a.prompt_tokens_details;
+  const pb = b.prompt_tokens_details;
+  if (pa || pb) {
+    out.prompt_tokens_details = { cached_tokens: (pa?.cached_tokens ?? 0) + (pb?.cached_tokens ?? 0) };
+    if (pa?.cache_write_tokens !== undefined || pb?.cache_write_tokens !== undefined) {
+      out.prompt_tokens_details.cache_write_tokens = (pa?.cache_write_tokens ?? 0) + (pb?.cache_write_tokens ?? 0);
+    }
+  }
+  const ca = a.completion_tokens_details;
+  const cb = b.completion_tokens_details;
+  if (ca || cb) out.completion_tokens_details = { reasoning_tokens: (ca?.reasoning_tokens ?? 0) + (cb?.reasoning_tokens ?? 0) };
+  return out;
+}
+
+/**
+ * Usage's prompt-cache details from a provider's counts (read, written), or none when the provider
+ * reported neither; `cache_write_tokens` only where the provider reports writes.
+ */
+export function promptCacheDetails(read: number | null | undefined, written?: number | null): PromptTokensDetails | undefined {
+  if (read == null && written == null) return undefined;
+  const d: PromptTokensDetails = { cached_tokens: read ?? 0 };
+  if (written != null) d.cache_write_tokens = written;
+  return d;
 }
 
 /** Plain text of a message's content (text parts joined; images dropped). */

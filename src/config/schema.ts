@@ -8,7 +8,9 @@ import { PROVIDER_TYPES } from '../providers/types.js';
 import { inferenceSchema } from '../scaling/config.js';
 import { batchingSchema, batchJobsSchema } from '../batching/config.js';
 
-const price = z.object({ input: z.number().min(0), output: z.number().min(0) }).strict();
+const price = z
+  .object({ input: z.number().min(0), output: z.number().min(0), cached_input: z.number().min(0).optional(), cache_write: z.number().min(0).optional() })
+  .strict();
 
 export const serverSchema = z
   .object({

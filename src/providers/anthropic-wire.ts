@@ -2,7 +2,7 @@
 // (canonical -> Messages request, Messages response -> canonical) and the gateway's own
 // `POST /v1/messages` route (Messages request -> canonical, canonical -> Messages response), so the
 // stop-reason tables and content-block rules exist once.
-import type { ChatMessage, ContentPart, FinishReason, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
+import type { CacheControl, ChatMessage, ContentPart, FinishReason, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
 import { contentText } from '../canonical/chat.js';
 import { documentData, parseDataUrl } from './data-url.js';
 
@@ -15,28 +15,32 @@ export type AnthropicStopReason =
   | 'refusal'
   | 'model_context_window_exceeded';
 
-export interface AnthropicTextBlock {
+/** Every content block, system block and tool may carry a prompt-cache breakpoint. */
+interface Cacheable {
+  cache_control?: CacheControl;
+}
+export interface AnthropicTextBlock extends Cacheable {
   type: 'text';
   text: string;
 }
-export interface AnthropicImageBlock {
+export interface AnthropicImageBlock extends Cacheable {
   type: 'image';
   source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string };
 }
-export interface AnthropicToolUseBlock {
+export interface AnthropicToolUseBlock extends Cacheable {
   type: 'tool_use';
   id: string;
   name: string;
   input: unknown;
 }
-export interface AnthropicToolResultBlock {
+export interface AnthropicToolResultBlock extends Cacheable {
   type: 'tool_result';
   tool_use_id: string;
   content?: string | (AnthropicTextBlock | AnthropicImageBlock)[];
   is_error?: boolean;
 }
 /** A PDF (base64) or plain-text document. */
-export interface AnthropicDocumentBlock {
+export interface AnthropicDocumentBlock extends Cacheable {
   type: 'document';
   source: { type: 'base64'; media_type: 'application/pdf'; data: string } | { type: 'text'; media_type: 'text/plain'; data: string };
   title?: string;
@@ -48,7 +52,7 @@ export interface AnthropicMessage {
   content: AnthropicContentBlock[];
 }
 
-export interface AnthropicTool {
+export interface AnthropicTool extends Cacheable {
   name: string;
   description?: string;
   input_schema: Record<string, unknown>;
@@ -152,12 +156,15 @@ export function anthropicStopReason(reason: FinishReason | null | undefined): An
  * Splits canonical messages into Anthropic's `system` text and alternating user/assistant turns:
  * system/developer messages are lifted out, `tool` messages become tool_result blocks at the head of
  * the next user turn, and consecutive same-role turns are merged (the API requires alternation).
+ * Prompt-cache breakpoints (`cache_control`) stay where the client put them: on a part's block, on
+ * a message's last block, on a system text (the system is then sent as blocks, else as one string).
  */
-export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?: string; messages: AnthropicMessage[] } {
-  const system: string[] = [];
+export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?: string | AnthropicTextBlock[]; messages: AnthropicMessage[] } {
+  const system: AnthropicTextBlock[] = [];
   const out: AnthropicMessage[] = [];
-  const push = (role: AnthropicMessage['role'], blocks: AnthropicContentBlock[]) => {
+  const push = (role: AnthropicMessage['role'], blocks: AnthropicContentBlock[], cache?: CacheControl) => {
     if (blocks.length === 0) return;
+    if (cache) (blocks[blocks.length - 1] as AnthropicContentBlock).cache_control = cache;
     const last = out[out.length - 1];
     if (last && last.role === role) last.content.push(...blocks);
     else out.push({ role, content: blocks });
@@ -165,28 +172,52 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?
   for (const m of messages) {
     switch (m.role) {
       case 'system':
-      case 'developer': {
-        const text = contentText(m.content);
-        if (text) system.push(text);
+      case 'developer':
+        system.push(...systemBlocks(m));
         break;
-      }
       case 'user':
-        push('user', contentBlocks(m.content));
+        push('user', contentBlocks(m.content), m.cache_control);
         break;
       case 'assistant': {
         const blocks = contentBlocks(m.content);
         for (const call of m.tool_calls ?? []) {
           blocks.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseArguments(call.function.arguments) });
         }
-        push('assistant', blocks);
+        push('assistant', blocks, m.cache_control);
         break;
       }
       case 'tool':
-        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content) }]);
+        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content) }], m.cache_control ?? partsCacheControl(m.content));
         break;
     }
   }
-  return { ...(system.length > 0 ? { system: system.join('\n\n') } : {}), messages: out };
+  if (system.length === 0) return { messages: out };
+  // Without a breakpoint the system goes as one string, joined as it always was.
+  return { system: system.some((b) => b.cache_control) ? system : system.map((b) => b.text).join('\n\n'), messages: out };
+}
+
+/**
+ * A system or developer message as system text blocks: one per message, or, when one of its parts
+ * carries a breakpoint, one per text part (the breakpoint must sit after exactly that text).
+ */
+function systemBlocks(m: ChatMessage): AnthropicTextBlock[] {
+  if (Array.isArray(m.content) && m.content.some((p) => p.cache_control)) {
+    const blocks: AnthropicTextBlock[] = [];
+    for (const p of m.content) if (p.type === 'text' && p.text) blocks.push(p.cache_control ? { type: 'text', text: p.text, cache_control: p.cache_control } : { type: 'text', text: p.text });
+    if (m.cache_control && blocks.length > 0) (blocks[blocks.length - 1] as AnthropicTextBlock).cache_control = m.cache_control;
+    return blocks;
+  }
+  const text = contentText(m.content);
+  if (!text) return [];
+  return [m.cache_control ? { type: 'text', text, cache_control: m.cache_control } : { type: 'text', text }];
+}
+
+/** The last breakpoint among a message's parts (a tool result is one block, so it takes that one). */
+function partsCacheControl(content: ChatMessage['content']): CacheControl | undefined {
+  if (!Array.isArray(content)) return undefined;
+  let found: CacheControl | undefined;
+  for (const p of content) if (p.cache_control) found = p.cache_control;
+  return found;
 }
 
 function contentBlocks(content: ChatMessage['content']): AnthropicContentBlock[] {
@@ -195,13 +226,17 @@ function contentBlocks(content: ChatMessage['content']): AnthropicContentBlock[]
   if (typeof content === 'string') return content ? [{ type: 'text', text: content }] : [];
   const blocks: AnthropicContentBlock[] = [];
   for (const part of content) {
+    let block: AnthropicContentBlock;
     if (part.type === 'text') {
-      if (part.text) blocks.push({ type: 'text', text: part.text });
+      if (!part.text) continue;
+      block = { type: 'text', text: part.text };
     } else if (part.type === 'file') {
-      blocks.push(documentBlock(part.file.file_data, part.file.filename));
+      block = documentBlock(part.file.file_data, part.file.filename);
     } else {
-      blocks.push(imageBlock(part.image_url.url));
+      block = imageBlock(part.image_url.url);
     }
+    if (part.cache_control) block.cache_control = part.cache_control;
+    blocks.push(block);
   }
   return blocks;
 }
@@ -244,6 +279,7 @@ export function toAnthropicTools(tools: readonly ToolDefinition[]): AnthropicToo
     name: t.function.name,
     ...(t.function.description ? { description: t.function.description } : {}),
     input_schema: t.function.parameters ?? { type: 'object', properties: {} },
+    ...(t.cache_control ? { cache_control: t.cache_control } : {}),
   }));
 }
 
@@ -275,7 +311,7 @@ export function fromAnthropicContent(content: readonly { type: string; text?: st
 // ---- Anthropic -> canonical (the gateway's /v1/messages route) ----
 
 /** A Messages API content block as the route accepts it (already validated). */
-export type InboundBlock =
+export type InboundBlock = (
   | { type: 'text'; text: string }
   | { type: 'image'; source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string } }
   | { type: 'tool_use'; id: string; name: string; input: unknown }
@@ -286,7 +322,8 @@ export type InboundBlock =
       context?: string | null;
     }
   | { type: 'tool_result'; tool_use_id: string; content?: string | InboundBlock[]; is_error?: boolean }
-  | { type: 'thinking' | 'redacted_thinking' };
+  | { type: 'thinking' | 'redacted_thinking' }
+) & { cache_control?: CacheControl | null };
 
 /**
  * One Messages API turn as canonical messages. A user turn's tool_result blocks become `tool`
@@ -302,21 +339,30 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
   const parts: ContentPart[] = [];
   const toolCalls: ToolCall[] = [];
   const toolMedia: ContentPart[] = [];
+  // A breakpoint on a tool call: the assistant message's last block when it goes back to Anthropic.
+  let callsCache: CacheControl | undefined;
   for (const block of content) {
+    const cache = block.cache_control ?? undefined;
     switch (block.type) {
       case 'text':
-        parts.push({ type: 'text', text: block.text });
+        parts.push(cache ? { type: 'text', text: block.text, cache_control: cache } : { type: 'text', text: block.text });
         break;
       case 'image':
-      case 'document':
-        parts.push(...mediaParts(block));
+      case 'document': {
+        const media = mediaParts(block);
+        if (cache && media.length > 0) (media[media.length - 1] as ContentPart).cache_control = cache;
+        parts.push(...media);
         break;
+      }
       case 'tool_use':
         toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+        if (cache) callsCache = cache;
         break;
       case 'tool_result': {
         const text = toolResultText(block.content);
-        out.push({ role: 'tool', tool_call_id: block.tool_use_id, content: block.is_error ? `Error: ${text}` : text });
+        const msg: ChatMessage = { role: 'tool', tool_call_id: block.tool_use_id, content: block.is_error ? `Error: ${text}` : text };
+        if (cache) msg.cache_control = cache;
+        out.push(msg);
         // Images and documents a tool returned follow the tool messages in the user turn (a tool
         // message carries text only), each kind under a line naming the call.
         const blocks = typeof block.content === 'string' || !block.content ? [] : block.content;
@@ -332,14 +378,17 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
         break;
     }
   }
+  // Parts join into one string only when no breakpoint sits among them (a string cannot carry one).
+  const marked = parts.some((p) => p.cache_control);
   if (role === 'assistant') {
-    const text = parts.every((p) => p.type === 'text') ? parts.map((p) => (p as { text: string }).text).join('') : null;
+    const text = !marked && parts.every((p) => p.type === 'text') ? parts.map((p) => (p as { text: string }).text).join('') : null;
     const msg: ChatMessage = { role, content: text === '' && toolCalls.length > 0 ? null : (text ?? parts) };
     if (toolCalls.length > 0) msg.tool_calls = toolCalls;
+    if (callsCache) msg.cache_control = callsCache;
     out.push(msg);
   } else {
     const all = [...toolMedia, ...parts];
-    if (all.length > 0) out.push({ role, content: all.length === 1 && all[0]?.type === 'text' ? all[0].text : all });
+    if (all.length > 0) out.push({ role, content: !marked && all.length === 1 && all[0]?.type === 'text' ? all[0].text : all });
   }
   return out;
 }

@@ -258,6 +258,8 @@ describe('anthropic provider: responses', () => {
       choices: [{ index: 0, message: { role: 'assistant', content: 'Hi! My name is Claude. How can I help?' }, finish_reason: 'stop' }],
       usage: { prompt_tokens: 2095 + 100 + 5, completion_tokens: 503, total_tokens: 2095 + 100 + 5 + 503 },
     });
+    // Which of them the prompt cache read and wrote, for pricing and for the routes to report.
+    expect(result.usage.prompt_tokens_details).toEqual({ cached_tokens: 5, cache_write_tokens: 100 });
   });
 
   it('keeps the stop sequence that ended the message', async () => {
@@ -300,6 +302,7 @@ describe('anthropic provider: responses', () => {
     expect(result.choices.map((c) => c.index)).toEqual([0, 1, 2]);
     expect(result.usage.completion_tokens).toBe(3 * 503);
     expect(result.usage.prompt_tokens).toBe(3 * 2200);
+    expect(result.usage.prompt_tokens_details).toEqual({ cached_tokens: 3 * 5, cache_write_tokens: 3 * 100 });
   });
 });
 
@@ -314,6 +317,8 @@ describe('anthropic provider: streaming', () => {
     expect(chunks.filter((c) => c.choices[0]?.finish_reason).map((c) => c.choices[0]?.finish_reason)).toEqual(['length']);
     const last = chunks[chunks.length - 1] as ChatChunk;
     expect(last).toMatchObject({ id: 'msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY', choices: [], usage: { prompt_tokens: 28, completion_tokens: 15, total_tokens: 43 } });
+    // message_start reported 3 tokens read from the prompt cache and no cache write count.
+    expect(last.usage?.prompt_tokens_details).toEqual({ cached_tokens: 3 });
     expect(chunks.filter((c) => c.usage).length).toBe(1);
   });
 

@@ -4,6 +4,9 @@
 // stream into canonical chunks that always end with a usage chunk.
 import { z } from 'zod';
 import {
+  addUsage,
+  emptyUsage,
+  promptCacheDetails,
   requestedMaxTokens,
   stopList,
   type ChatChunk,
@@ -157,12 +160,7 @@ export class AnthropicProvider implements ProviderAdapter {
     // The Messages API has no `n`: ask n times in parallel and number the choices.
     const results = await Promise.all(Array.from({ length: n }, () => this.chatOnce({ ...req, n: undefined }, opts)));
     const first = results[0] as ChatResult;
-    const usage: Usage = { prompt_tokens: first.usage.prompt_tokens, completion_tokens: 0, total_tokens: 0 };
-    for (const r of results) {
-      usage.completion_tokens += r.usage.completion_tokens;
-      if (r !== first) usage.prompt_tokens += r.usage.prompt_tokens;
-    }
-    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    const usage = results.reduce((u, r) => addUsage(u, r.usage), emptyUsage());
     return { ...first, choices: results.map((r, index) => ({ ...(r.choices[0] as ChatResult['choices'][number]), index })), usage };
   }
 
@@ -423,7 +421,10 @@ function toUsage(u: AnthropicUsage): Usage {
   // Cached prompt tokens are still prompt tokens; Anthropic reports them beside input_tokens.
   const prompt = (u.input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0) + (u.cache_read_input_tokens ?? 0);
   const completion = u.output_tokens ?? 0;
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  const cache = promptCacheDetails(u.cache_read_input_tokens, u.cache_creation_input_tokens);
+  if (cache) usage.prompt_tokens_details = cache;
+  return usage;
 }
 
 /** The tool JSON mode forces: its input is the answer. */

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import {
   contentText,
+  promptCacheDetails,
   requestedMaxTokens,
   stopList,
   type ChatMessage,
@@ -369,6 +370,8 @@ const usageSchema = z.object({
   promptTokenCount: z.number().optional(),
   candidatesTokenCount: z.number().optional(),
   thoughtsTokenCount: z.number().optional(),
+  // Of promptTokenCount, the tokens served from Gemini's context cache (implicit or explicit).
+  cachedContentTokenCount: z.number().optional(),
   totalTokenCount: z.number().optional(),
 });
 
@@ -431,7 +434,11 @@ export function mapGeminiUsage(u: GeminiResponse['usageMetadata']): Usage {
   const prompt = u?.promptTokenCount ?? 0;
   // Thinking tokens are billed as output, so they count as completion tokens.
   const completion = (u?.candidatesTokenCount ?? 0) + (u?.thoughtsTokenCount ?? 0);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: u?.totalTokenCount ?? prompt + completion };
+  const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: u?.totalTokenCount ?? prompt + completion };
+  const cache = promptCacheDetails(u?.cachedContentTokenCount);
+  if (cache) usage.prompt_tokens_details = cache;
+  if (u?.thoughtsTokenCount !== undefined) usage.completion_tokens_details = { reasoning_tokens: u.thoughtsTokenCount };
+  return usage;
 }
 
 /** Visible text and tool calls of one candidate's parts; thought parts are dropped. */

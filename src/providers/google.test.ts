@@ -316,7 +316,7 @@ describe('google chat', () => {
     ]);
     expect(calls[0]?.id).toMatch(/^call_/);
     expect(calls[0]?.id).not.toBe(calls[1]?.id);
-    expect(res.usage).toEqual({ prompt_tokens: 52, completion_tokens: 58, total_tokens: 110 });
+    expect(res.usage).toEqual({ prompt_tokens: 52, completion_tokens: 58, total_tokens: 110, completion_tokens_details: { reasoning_tokens: 40 } });
 
     await google.chat(
       ask({
@@ -410,6 +410,18 @@ describe('google chat', () => {
     const err = await failure(google.chat(ask(), callOptions()));
     expect(err.kind).toBe('malformed');
     expect(err.retryable).toBe(true);
+  });
+});
+
+describe('google usage', () => {
+  it('reports the prompt tokens served from the context cache and the thinking tokens', async () => {
+    const body = fixtureJson<Record<string, unknown>>('google-chat.json');
+    upstream.reply(json({ ...body, usageMetadata: { promptTokenCount: 4100, cachedContentTokenCount: 4096, candidatesTokenCount: 7, thoughtsTokenCount: 20, totalTokenCount: 4127 } }));
+    const res = await google.chat(ask(), callOptions());
+    expect(res.usage).toEqual({ prompt_tokens: 4100, completion_tokens: 27, total_tokens: 4127, prompt_tokens_details: { cached_tokens: 4096 }, completion_tokens_details: { reasoning_tokens: 20 } });
+    // Without the cache count the usage says nothing about the cache.
+    upstream.reply(json(fixture('google-chat.json')));
+    expect((await google.chat(ask(), callOptions())).usage).not.toHaveProperty('prompt_tokens_details');
   });
 });
 

@@ -62,7 +62,7 @@ describe('openai provider: chat (JSON)', () => {
     expect(result.model).toBe('gpt-4o-2024-08-06');
     expect(result.choices[0]?.message.content).toMatch(/^The image shows/);
     expect(result.choices[0]?.finish_reason).toBe('stop');
-    expect(result.usage).toEqual({ prompt_tokens: 1117, completion_tokens: 46, total_tokens: 1163 });
+    expect(result.usage).toEqual({ prompt_tokens: 1117, completion_tokens: 46, total_tokens: 1163, prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } });
     expect(result.system_fingerprint).toBe('fp_fc9f1d7035');
   });
 
@@ -219,6 +219,32 @@ describe('openai provider: log-probabilities', () => {
   });
 });
 
+describe('openai provider: prompt caching and reasoning in usage', () => {
+  const answer = (usage: Record<string, unknown>) =>
+    JSON.stringify({ id: 'chatcmpl-c', object: 'chat.completion', created: 1, model: 'gpt-4.1', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage });
+
+  it('keeps the cached prompt tokens and the reasoning tokens the upstream reported, JSON and streamed', async () => {
+    server.reply({ body: answer({ prompt_tokens: 2006, completion_tokens: 300, total_tokens: 2306, prompt_tokens_details: { cached_tokens: 1920, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 256 } }) });
+    const result = await provider.chat(baseReq, opts());
+    expect(result.usage).toEqual({ prompt_tokens: 2006, completion_tokens: 300, total_tokens: 2306, prompt_tokens_details: { cached_tokens: 1920 }, completion_tokens_details: { reasoning_tokens: 256 } });
+
+    const usage = { prompt_tokens: 2006, completion_tokens: 1, total_tokens: 2007, prompt_tokens_details: { cached_tokens: 1024 } };
+    server.reply({
+      headers: sse,
+      body: `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4.1","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\ndata: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1', choices: [], usage })}\n\ndata: [DONE]\n\n`,
+    });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()));
+    expect(chunks.at(-1)?.usage).toEqual({ ...usage, prompt_tokens_details: { cached_tokens: 1024 } });
+  });
+
+  it('reads a server that sends null details as having none, and refuses details that are not counts', async () => {
+    server.reply({ body: answer({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6, prompt_tokens_details: null, completion_tokens_details: null }) });
+    expect((await provider.chat(baseReq, opts())).usage).toEqual({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 });
+    server.reply({ body: answer({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6, prompt_tokens_details: { cached_tokens: 'many' } }) });
+    await expect(provider.chat(baseReq, opts())).rejects.toMatchObject({ kind: 'malformed' });
+  });
+});
+
 describe('openai provider: streaming', () => {
   it('asks for include_usage, parses chunks split anywhere, and ends with the usage chunk', async () => {
     server.reply({ headers: sse, body: await fixture('openai-chat-stream.chunks.txt') });
@@ -235,7 +261,7 @@ describe('openai provider: streaming', () => {
     expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason).toBe('length');
     const last = chunks[chunks.length - 1] as ChatChunk;
     expect(last.choices).toEqual([]);
-    expect(last.usage).toEqual({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 });
+    expect(last.usage).toEqual({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13, prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } });
     expect(chunks.filter((c) => c.usage).length).toBe(1);
     expect(last.id).toBe('chatcmpl-123');
     expect(last.system_fingerprint).toBe('fp_44709d6fcb');

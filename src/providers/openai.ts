@@ -3,7 +3,7 @@
 // with undefined fields dropped; responses are read through a small zod schema of what we use, and a
 // stream always ends with a usage chunk (counted locally when the upstream sends none).
 import { z } from 'zod';
-import { requestedMaxTokens, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type FinishReason, type TokenLogprob, type Usage } from '../canonical/chat.js';
+import { promptCacheDetails, requestedMaxTokens, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type FinishReason, type TokenLogprob, type Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { UpstreamError, kindForStatus } from './errors.js';
@@ -18,6 +18,9 @@ const usageSchema = z.object({
   prompt_tokens: z.number(),
   completion_tokens: z.number().nullish(),
   total_tokens: z.number().nullish(),
+  // OpenAI's automatic prompt caching; servers that have none send nothing, null or zeros.
+  prompt_tokens_details: z.looseObject({ cached_tokens: z.number().nullish(), cache_write_tokens: z.number().nullish() }).nullish(),
+  completion_tokens_details: z.looseObject({ reasoning_tokens: z.number().nullish() }).nullish(),
 });
 const toolCallSchema = z.object({
   id: z.string(),
@@ -146,7 +149,19 @@ export function plainCompletion(json: unknown): Completion | undefined {
 /** A usage object usageSchema accepts, or none. */
 function plainUsage(u: unknown): boolean {
   if (u === undefined || u === null) return true;
-  return isRecord(u) && typeof u.prompt_tokens === 'number' && optional(u.completion_tokens, 'number') && optional(u.total_tokens, 'number');
+  return (
+    isRecord(u) &&
+    typeof u.prompt_tokens === 'number' &&
+    optional(u.completion_tokens, 'number') &&
+    optional(u.total_tokens, 'number') &&
+    plainDetails(u.prompt_tokens_details, 'cached_tokens', 'cache_write_tokens') &&
+    plainDetails(u.completion_tokens_details, 'reasoning_tokens')
+  );
+}
+
+/** A usage details object whose read counts are numbers or absent, or none. */
+function plainDetails(d: unknown, ...counts: string[]): boolean {
+  return d === undefined || d === null || (isRecord(d) && counts.every((k) => optional(d[k], 'number')));
 }
 
 /** An answer's message in the canonical shape: tool calls and a refusal only when there are some. */
@@ -252,6 +267,8 @@ export class OpenAIProvider implements ProviderAdapter {
     delete body.stream_options;
     // Not an OpenAI parameter (the Anthropic route's top_k): OpenAI refuses unknown ones.
     delete body.top_k;
+    // Nor are prompt-cache breakpoints (OpenAI caches by itself): tools without them.
+    if (req.tools?.some((t) => t.cache_control)) body.tools = req.tools.map(({ cache_control: _, ...tool }) => tool);
     if (stream) {
       body.stream = true;
       if (this.options.stream_include_usage) body.stream_options = { include_usage: true };
@@ -266,6 +283,9 @@ export class OpenAIProvider implements ProviderAdapter {
       if (value !== undefined) out[key] = value;
     }
     if (m.role === 'developer' && this.options.developer_as_system) out.role = 'system';
+    // Prompt-cache breakpoints are Anthropic's; OpenAI refuses the unknown field.
+    delete out.cache_control;
+    if (Array.isArray(m.content) && m.content.some((p) => p.cache_control)) out.content = m.content.map(({ cache_control: _, ...part }) => part);
     return out;
   }
 
@@ -464,7 +484,12 @@ function toLogprobs(lp: z.infer<typeof logprobsSchema> | null | undefined): Choi
 
 function toUsage(u: z.infer<typeof usageSchema>): Usage {
   const completion = u.completion_tokens ?? 0;
-  return { prompt_tokens: u.prompt_tokens, completion_tokens: completion, total_tokens: u.total_tokens ?? u.prompt_tokens + completion };
+  const usage: Usage = { prompt_tokens: u.prompt_tokens, completion_tokens: completion, total_tokens: u.total_tokens ?? u.prompt_tokens + completion };
+  const cache = promptCacheDetails(u.prompt_tokens_details?.cached_tokens, u.prompt_tokens_details?.cache_write_tokens);
+  if (cache) usage.prompt_tokens_details = cache;
+  const reasoning = u.completion_tokens_details?.reasoning_tokens;
+  if (reasoning != null) usage.completion_tokens_details = { reasoning_tokens: reasoning };
+  return usage;
 }
 
 /** Local token counts for an upstream that reported none. */

@@ -87,7 +87,9 @@ describe('anthropicToCanonical', () => {
       model: 'claude-x',
       max_completion_tokens: 500,
       messages: [
-        { role: 'system', content: 'Be terse.\n\nEnglish only.' },
+        // The breakpoint keeps the system's blocks apart, one system message each.
+        { role: 'system', content: [{ type: 'text', text: 'Be terse.', cache_control: { type: 'ephemeral' } }] },
+        { role: 'system', content: 'English only.' },
         {
           role: 'user',
           content: [
@@ -110,6 +112,38 @@ describe('anthropicToCanonical', () => {
       tool_choice: 'required',
       parallel_tool_calls: false,
     } satisfies ChatRequest);
+  });
+
+  it('keeps every breakpoint where the client put it on the way to Anthropic and back to its wire format', () => {
+    const marked = { type: 'ephemeral' as const };
+    const req = anthropicToCanonical({
+      model: 'claude-x',
+      max_tokens: 100,
+      system: [{ type: 'text', text: 'Rules.' }, { type: 'text', text: 'Manual.', cache_control: { type: 'ephemeral', ttl: '1h' } }],
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'Look it up', cache_control: marked }, { type: 'image', source: { type: 'url', url: 'https://example.com/a.png' }, cache_control: marked }] },
+        { role: 'assistant', content: [{ type: 'text', text: 'Looking.' }, { type: 'tool_use', id: 't1', name: 'ls', input: {}, cache_control: marked }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'a.ts', cache_control: marked }, { type: 'text', text: 'And?' }] },
+      ],
+    });
+    const wire = toAnthropicMessages(req.messages);
+    expect(wire.system).toEqual([
+      { type: 'text', text: 'Rules.' },
+      { type: 'text', text: 'Manual.', cache_control: { type: 'ephemeral', ttl: '1h' } },
+    ]);
+    expect(wire.messages).toEqual([
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Look it up', cache_control: marked },
+          { type: 'image', source: { type: 'url', url: 'https://example.com/a.png' }, cache_control: marked },
+        ],
+      },
+      { role: 'assistant', content: [{ type: 'text', text: 'Looking.' }, { type: 'tool_use', id: 't1', name: 'ls', input: {}, cache_control: marked }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'a.ts', cache_control: marked }, { type: 'text', text: 'And?' }] },
+    ]);
+    // Without breakpoints the system is one string, as before.
+    expect(toAnthropicMessages(anthropicToCanonical({ model: 'm', max_tokens: 5, system: [{ type: 'text', text: 'A' }, { type: 'text', text: 'B' }], messages: [{ role: 'user', content: 'x' }] }).messages).system).toBe('A\n\nB');
   });
 
   it("joins a tool result's text blocks one per line rather than running them together", () => {
@@ -173,7 +207,8 @@ describe('anthropicToCanonical', () => {
     });
     expect(req.messages[0]?.content).toEqual([
       { type: 'text', text: 'Context for Q3.pdf: Board pack' },
-      { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'Q3.pdf' } },
+      // The document's breakpoint stays on its last part.
+      { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'Q3.pdf' }, cache_control: { type: 'ephemeral' } },
       { type: 'text', text: 'Document: notes\nFrom the CFO\n\nRevenue grew.' },
       { type: 'text', text: 'What changed?' },
     ]);
@@ -309,6 +344,21 @@ describe('canonicalToAnthropicMessage', () => {
     expect(lengthCut).toMatchObject({ id: 'msg_keep', stop_reason: 'max_tokens', content: [{ type: 'text', text: 'abc' }] });
   });
 
+  it("reports the upstream's prompt-cache counts as Anthropic does: input_tokens is the rest of the prompt", () => {
+    const result: ChatResult = {
+      id: 'chatcmpl-c',
+      object: 'chat.completion',
+      created: 1,
+      model: 'gpt-4.1',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', logprobs: null }],
+      usage: { prompt_tokens: 2200, completion_tokens: 7, total_tokens: 2207, prompt_tokens_details: { cached_tokens: 2048, cache_write_tokens: 100 } },
+    };
+    expect(canonicalToAnthropicMessage(result, 'm').usage).toEqual({ input_tokens: 52, output_tokens: 7, cache_creation_input_tokens: 100, cache_read_input_tokens: 2048 });
+    // OpenAI reports reads only: the write count is 0, not unknown.
+    const readOnly = { ...result, usage: { ...result.usage, prompt_tokens_details: { cached_tokens: 2048 } } };
+    expect(canonicalToAnthropicMessage(readOnly, 'm').usage).toEqual({ input_tokens: 152, output_tokens: 7, cache_creation_input_tokens: 0, cache_read_input_tokens: 2048 });
+  });
+
   it('renders an upstream refusal (OpenAI message.refusal) as a text block with stop_reason refusal', () => {
     const result: ChatResult = {
       id: 'chatcmpl-r',
@@ -347,6 +397,16 @@ describe('anthropicStreamEvents', () => {
     expect(events[5]?.data).toEqual({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { input_tokens: 11, output_tokens: 2 } });
     expect(events[6]?.data).toEqual({ type: 'message_stop' });
     for (const e of events) expect((e.data as { type: string }).type).toBe(e.event);
+  });
+
+  it("carries the upstream's prompt-cache counts in message_delta, where the SDK reads them", async () => {
+    const cached: ChatChunk = { ...base, choices: [], usage: { prompt_tokens: 3000, completion_tokens: 4, total_tokens: 3004, prompt_tokens_details: { cached_tokens: 2900, cache_write_tokens: 0 } } };
+    const events = await collect(anthropicStreamEvents(fromArray([chunk({ role: 'assistant', content: 'hi' }), chunk({}, 'stop'), cached]), 'm', 3000));
+    expect(events.at(-2)?.data).toEqual({
+      type: 'message_delta',
+      delta: { stop_reason: 'end_turn', stop_sequence: null },
+      usage: { input_tokens: 100, cache_creation_input_tokens: 0, cache_read_input_tokens: 2900, output_tokens: 4 },
+    });
   });
 
   it('emits the exact event sequence of a text + two tool_use stream', async () => {

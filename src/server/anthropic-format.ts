@@ -4,7 +4,7 @@
 // block and stop-reason rules are shared with the anthropic provider (providers/anthropic-wire.ts).
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason } from '../canonical/chat.js';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, Usage } from '../canonical/chat.js';
 import {
   anthropicErrorType,
   anthropicStopReason,
@@ -16,18 +16,22 @@ import {
 import type { GatewayError } from './errors.js';
 import { validationError } from './validation.js';
 
-const textBlock = z.object({ type: z.literal('text'), text: z.string() });
+/** A prompt-cache breakpoint: kept for Anthropic upstreams, ignored by the others. */
+const cacheControl = z.object({ type: z.literal('ephemeral'), ttl: z.enum(['5m', '1h']).optional() }).nullish();
+const textBlock = z.object({ type: z.literal('text'), text: z.string(), cache_control: cacheControl });
 const imageBlock = z.object({
   type: z.literal('image'),
+  cache_control: cacheControl,
   source: z.discriminatedUnion('type', [
     z.object({ type: z.literal('base64'), media_type: z.string().min(1), data: z.string() }),
     z.object({ type: z.literal('url'), url: z.url() }),
   ]),
 });
-const toolUseBlock = z.object({ type: z.literal('tool_use'), id: z.string().min(1), name: z.string().min(1), input: z.unknown() });
+const toolUseBlock = z.object({ type: z.literal('tool_use'), id: z.string().min(1), name: z.string().min(1), input: z.unknown(), cache_control: cacheControl });
 /** Documents: a base64 PDF, plain text, or content blocks; by URL they would have to be fetched, so they are refused. */
 const documentBlock = z.object({
   type: z.literal('document'),
+  cache_control: cacheControl,
   source: z.discriminatedUnion('type', [
     z.object({ type: z.literal('base64'), media_type: z.literal('application/pdf'), data: z.string().min(1) }),
     z.object({ type: z.literal('text'), media_type: z.literal('text/plain').optional(), data: z.string() }),
@@ -41,6 +45,7 @@ const toolResultBlock = z.object({
   tool_use_id: z.string().min(1),
   content: z.union([z.string(), z.array(z.discriminatedUnion('type', [textBlock, imageBlock, documentBlock]))]).optional(),
   is_error: z.boolean().optional(),
+  cache_control: cacheControl,
 });
 // Clients send earlier thinking back in the history; it carries nothing the canonical model keeps.
 const thinkingBlock = z.object({ type: z.enum(['thinking', 'redacted_thinking']) });
@@ -48,7 +53,7 @@ const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, docume
 
 const outputFormat = z.object({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) });
 
-/** The Messages API request as the gateway accepts it. Unknown keys (cache_control, thinking, …) are ignored. */
+/** The Messages API request as the gateway accepts it. Unknown keys (thinking, …) are ignored. */
 export const anthropicMessagesRequestSchema = z.object({
   model: z.string().min(1),
   max_tokens: z.number().int().positive(),
@@ -66,6 +71,7 @@ export const anthropicMessagesRequestSchema = z.object({
         name: z.string().min(1),
         description: z.string().optional(),
         input_schema: z.record(z.string(), z.unknown()),
+        cache_control: cacheControl,
       }),
     )
     .optional(),
@@ -94,8 +100,14 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
   if (!parsed.success) throw validationError(parsed.error, body);
   const b = parsed.data;
   const messages: ChatMessage[] = [];
-  const system = typeof b.system === 'string' ? b.system : b.system?.map((s) => s.text).join('\n\n');
-  if (system) messages.push({ role: 'system', content: system });
+  if (Array.isArray(b.system) && b.system.some((s) => s.cache_control)) {
+    // A breakpoint in the system prompt: one system message per block, so the breakpoint stays after
+    // its block (the anthropic adapter sends them as blocks again; others join them as before).
+    for (const s of b.system) messages.push({ role: 'system', content: s.cache_control ? [{ type: 'text', text: s.text, cache_control: s.cache_control }] : s.text });
+  } else {
+    const system = typeof b.system === 'string' ? b.system : b.system?.map((s) => s.text).join('\n\n');
+    if (system) messages.push({ role: 'system', content: system });
+  }
   for (const turn of b.messages) messages.push(...fromAnthropicTurn(turn.role, turn.content as string | InboundBlock[]));
   // max_completion_tokens, as the Responses route does: OpenAI's reasoning models (o-series, gpt-5)
   // refuse max_tokens, and every adapter reads either field (requestedMaxTokens).
@@ -110,6 +122,7 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
     req.tools = b.tools.map((t) => ({
       type: 'function',
       function: { name: t.name, ...(t.description ? { description: t.description } : {}), parameters: t.input_schema },
+      ...(t.cache_control ? { cache_control: t.cache_control } : {}),
     }));
   }
   Object.assign(req, fromAnthropicToolChoice(b.tool_choice));
@@ -132,9 +145,10 @@ export interface AnthropicMessageObject {
 }
 
 /**
- * Anthropic's usage. The cache counts are always there, as in Anthropic's answers: null, since the
- * gateway's canonical usage counts cached prompt tokens in `input_tokens` and does not break them out
- * (a client summing the fields gets the prompt's total, not NaN).
+ * Anthropic's usage. The cache counts are always there, as in Anthropic's answers. Where the
+ * upstream reported its prompt cache (Anthropic, OpenAI, Gemini), they are its counts and
+ * `input_tokens` is the rest of the prompt, as Anthropic counts; where it did not, they are null and
+ * `input_tokens` is the whole prompt (a client summing the fields gets the prompt's total, not NaN).
  */
 export interface AnthropicUsage {
   input_tokens: number;
@@ -143,7 +157,16 @@ export interface AnthropicUsage {
   cache_read_input_tokens: number | null;
 }
 
-const usage = (input: number, output: number): AnthropicUsage => ({ input_tokens: input, output_tokens: output, cache_creation_input_tokens: null, cache_read_input_tokens: null });
+/** The prompt's share of Anthropic's usage: input_tokens and the two cache counts. */
+function promptUsage(u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>): Omit<AnthropicUsage, 'output_tokens'> {
+  const d = u.prompt_tokens_details;
+  if (!d) return { input_tokens: u.prompt_tokens, cache_creation_input_tokens: null, cache_read_input_tokens: null };
+  const read = d.cached_tokens;
+  const written = d.cache_write_tokens ?? 0;
+  return { input_tokens: Math.max(0, u.prompt_tokens - read - written), cache_creation_input_tokens: written, cache_read_input_tokens: read };
+}
+
+const usage = (u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>, output: number): AnthropicUsage => ({ ...promptUsage(u), output_tokens: output });
 
 /** A canonical result as Anthropic's Message object (the first choice; Messages has no `n`). */
 export function canonicalToAnthropicMessage(result: ChatResult, model: string): AnthropicMessageObject {
@@ -165,7 +188,7 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
     content,
     stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, Boolean(refusal), Boolean(choice?.message.tool_calls?.length)),
     stop_sequence: choice?.stop_sequence ?? null,
-    usage: usage(result.usage.prompt_tokens, result.usage.completion_tokens),
+    usage: usage(result.usage, result.usage.completion_tokens),
   };
 }
 
@@ -193,9 +216,8 @@ export async function* anthropicStreamEvents(
   let finish: FinishReason | null = null;
   let stopSequence: string | undefined;
   let refused = false;
-  let inputTokens = inputTokensHint;
+  let promptCount: Usage | undefined;
   let outputTokens: number | undefined;
-  let counted = false;
 
   function* start(id: string): Generator<AnthropicSseEvent> {
     if (started) return;
@@ -212,7 +234,7 @@ export async function* anthropicStreamEvents(
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: usage(inputTokens, 0),
+          usage: usage({ prompt_tokens: inputTokensHint }, 0),
         },
       },
     };
@@ -227,9 +249,8 @@ export async function* anthropicStreamEvents(
     for await (const chunk of chunks) {
       yield* start(chunk.id);
       if (chunk.usage) {
-        inputTokens = chunk.usage.prompt_tokens;
+        promptCount = chunk.usage;
         outputTokens = chunk.usage.completion_tokens;
-        counted = true;
       }
       const choice = chunk.choices.find((c) => c.index === 0);
       if (!choice) continue;
@@ -281,11 +302,16 @@ export async function* anthropicStreamEvents(
     data: {
       type: 'message_delta',
       delta: { stop_reason: stopReason(finish, stopSequence, refused, blockOfTool.size > 0), stop_sequence: stopSequence ?? null },
-      // The upstream's count replaces the hint sent in message_start (the SDK takes it from here).
-      usage: { ...(counted ? { input_tokens: inputTokens } : {}), output_tokens: outputTokens ?? 0 },
+      // The upstream's count replaces the hint sent in message_start (the SDK takes it from here),
+      // the prompt cache's counts with it where the upstream reported them.
+      usage: { ...(promptCount ? withoutNulls(promptUsage(promptCount)) : {}), output_tokens: outputTokens ?? 0 },
     },
   };
   yield { event: 'message_stop', data: { type: 'message_stop' } };
+}
+
+function withoutNulls<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null)) as Partial<T>;
 }
 
 /** Serialises one event as SSE text, the way Anthropic frames it. */

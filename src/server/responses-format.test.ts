@@ -155,6 +155,21 @@ describe('Responses output', () => {
     expect(r.usage).toMatchObject({ input_tokens: 1, output_tokens: 2, total_tokens: 3 });
   });
 
+  it("reports the upstream's cached prompt tokens and reasoning tokens in the usage details", () => {
+    const r = canonicalToResponse(
+      {
+        id: 'chatcmpl-u',
+        object: 'chat.completion',
+        created: 5,
+        model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', logprobs: null }],
+        usage: { prompt_tokens: 2000, completion_tokens: 300, total_tokens: 2300, prompt_tokens_details: { cached_tokens: 1024 }, completion_tokens_details: { reasoning_tokens: 256 } },
+      },
+      echo,
+    );
+    expect(r.usage).toEqual({ input_tokens: 2000, input_tokens_details: { cached_tokens: 1024, cache_write_tokens: 0 }, output_tokens: 300, output_tokens_details: { reasoning_tokens: 256 }, total_tokens: 2300 });
+  });
+
   it('keeps a call open until the answer ends, so arguments arriving after the next call began are not lost', async () => {
     const base = { id: 'chatcmpl-z', object: 'chat.completion.chunk' as const, created: 1, model: 'm' };
     const chunks: ChatChunk[] = [

@@ -390,7 +390,15 @@ function responseId(): string {
 function usageOf(u: Usage | undefined) {
   const input = u?.prompt_tokens ?? 0;
   const output = u?.completion_tokens ?? 0;
-  return { input_tokens: input, input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, output_tokens: output, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: u?.total_tokens ?? input + output };
+  // The Responses API always carries the details: zero where the upstream reported none.
+  const cache = u?.prompt_tokens_details;
+  return {
+    input_tokens: input,
+    input_tokens_details: { cached_tokens: cache?.cached_tokens ?? 0, cache_write_tokens: cache?.cache_write_tokens ?? 0 },
+    output_tokens: output,
+    output_tokens_details: { reasoning_tokens: u?.completion_tokens_details?.reasoning_tokens ?? 0 },
+    total_tokens: u?.total_tokens ?? input + output,
+  };
 }
 
 function statusOf(finish: string | null | undefined): { status: 'completed' | 'incomplete'; incomplete_details: { reason: string } | null } {

@@ -4,6 +4,12 @@
 import { z } from 'zod';
 
 const text = z.string();
+/**
+ * A prompt-cache breakpoint on a part or a tool (Anthropic's `cache_control`, as LiteLLM and
+ * OpenRouter clients send it in OpenAI-shaped requests): kept for Anthropic upstreams, removed
+ * before any other upstream sees the request.
+ */
+const cacheControl = z.object({ type: z.literal('ephemeral'), ttl: z.enum(['5m', '1h']).optional() }).strict().optional();
 
 /** A document inline: `file_data` a base64 data URL (`data:application/pdf;base64,…`). Files by id are refused. */
 const filePart = z
@@ -17,15 +23,17 @@ const filePart = z
       })
       .strict()
       .refine((f) => f.file_data !== undefined, { message: 'send the document as `file_data` (files by `file_id` are not supported by this gateway)' }),
+    cache_control: cacheControl,
   })
   .strict();
 
 const contentPart = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('text'), text }).strict(),
+  z.object({ type: z.literal('text'), text, cache_control: cacheControl }).strict(),
   z
     .object({
       type: z.literal('image_url'),
       image_url: z.object({ url: z.string().min(1), detail: z.enum(['auto', 'low', 'high']).optional() }).strict(),
+      cache_control: cacheControl,
     })
     .strict(),
 ]);
@@ -87,6 +95,7 @@ const toolDefinition = z
         strict: z.boolean().nullable().optional(),
       })
       .strict(),
+    cache_control: cacheControl,
   })
   .strict();
 
