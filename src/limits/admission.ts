@@ -109,6 +109,20 @@ export function dimensionValue(d: LimitDimension, ctx: RequestContext, req: Chat
   }
 }
 
+/**
+ * Contexts of Batch API lines (src/batching/jobs/execute-item.ts). They pace themselves
+ * (`batch_jobs.concurrency`), as OpenAI's Batch API has limits apart from a key's, so no rate-limit
+ * rule — default, configured or the identity's own, window or concurrency — counts or refuses them:
+ * a batch neither loses its lines to 429s nor uses up its tenant's interactive window. Budgets
+ * still apply: a line spends money like any request.
+ */
+const selfPaced = new WeakSet<RequestContext>();
+
+/** Exempts a context from the rate limits (not the budgets): a batch line's. */
+export function exemptFromRateLimits(ctx: RequestContext): void {
+  selfPaced.add(ctx);
+}
+
 const NO_LINES: readonly BudgetLine[] = Object.freeze([]);
 const NO_CALLS: readonly PlannedUsage[] = Object.freeze([]);
 const NO_RULES: readonly Reserved[] = Object.freeze([]);
@@ -160,12 +174,13 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     // reserved or run for it.
     if (ctx.signal.aborted) return Promise.reject(new GatewayError('client_closed_request'));
     const budgetLines = budgets?.linesFor(ctx.tenant) ?? NO_LINES;
-    if (budgetLines.length === 0 && !anyRule && !(config.enabled && ctx.tenant.limits !== undefined)) return unreserved(ctx, req, next, 0);
-    return admit(ctx, req, next, budgetLines);
+    const limited = !selfPaced.has(ctx);
+    if (budgetLines.length === 0 && !(limited && (anyRule || (config.enabled && ctx.tenant.limits !== undefined)))) return unreserved(ctx, req, next, 0);
+    return admit(ctx, req, next, budgetLines, limited);
   };
 
-  async function admit(ctx: RequestContext, req: ChatRequest, next: ChatHandler, budgetLines: readonly BudgetLine[]): Promise<ChatOutcome> {
-    const needsTokens = rulesCountTokens || (config.enabled && ctx.tenant.limits?.tpm !== undefined);
+  async function admit(ctx: RequestContext, req: ChatRequest, next: ChatHandler, budgetLines: readonly BudgetLine[], limited: boolean): Promise<ChatOutcome> {
+    const needsTokens = limited && (rulesCountTokens || (config.enabled && ctx.tenant.limits?.tpm !== undefined));
     let promptTokens = 0;
     // Every upstream call the request may make: one as sent, or its scaling plan's passes and judge.
     let calls: readonly PlannedUsage[] = NO_CALLS;
@@ -188,7 +203,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     let estTokens = 0;
     for (const c of calls) estTokens += c.promptTokens + c.completionTokens;
 
-    const reserved = config.enabled ? rulesFor(ctx, req, estTokens) : NO_RULES;
+    const reserved = limited && config.enabled ? rulesFor(ctx, req, estTokens) : NO_RULES;
     // No rule applies to this caller.
     if (reserved.length === 0 && budgetLines.length === 0) return unreserved(ctx, req, next, promptTokens);
     const leaseId = randomUUID();

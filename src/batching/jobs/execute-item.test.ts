@@ -6,6 +6,12 @@ import { createLogger } from '../../telemetry/logger.js';
 import { gatewayItemExecutor } from './execute-item.js';
 import { keyStillValid } from './setup.js';
 import { GatewayError } from '../../server/errors.js';
+import { budgetsSchema, rateLimitingSchema } from '../../config/schema.js';
+import { defaultRequestOptions, newFacts, type RequestContext, type Tenant } from '../../gateway/context.js';
+import { createAdmissionStage } from '../../limits/admission.js';
+import { BudgetManager, MemoryBudgetStore } from '../../limits/budgets.js';
+import { MemoryLimiterStore } from '../../limits/sliding-window.js';
+import { Cancellation } from '../../providers/cancel.js';
 
 let gateway: Gateway;
 const log = createLogger('silent');
@@ -56,5 +62,34 @@ describe('a batch created with an API key', () => {
     // Lines of other tenants are not checked.
     await run({ ...line, tenant: { id: 'anonymous', kind: 'anonymous' } as never }, new AbortController().signal);
     expect(checked).toHaveLength(2);
+  });
+});
+
+describe('batch lines and the rate limits', () => {
+  // Two requests a window by default and one per tenant by rule, a TPM and a concurrency limit of the
+  // key's own, a $1.50 budget; a line (max_tokens 1000 at $0.001 a completion token) is estimated at $1.
+  const config = rateLimitingSchema.parse({ requests: 2, tokens: 100_000, rules: [{ per: 'tenant', requests: 1 }] });
+  const tenant: Tenant = { id: 'key:k9', kind: 'key', keyId: 'k9', limits: { rpm: 1, tpm: 5000, maxConcurrency: 1, budgetUsd: 1.5, budgetPeriod: 'day' } };
+  let limited: Gateway;
+  beforeAll(async () => {
+    const budgets = new BudgetManager({ store: new MemoryBudgetStore(), config: budgetsSchema.parse({ alert_thresholds: [] }), log });
+    const admission = createAdmissionStage({ limiter: new MemoryLimiterStore(), config, budgets, priceOf: () => ({ input: 0, output: 1000 }) });
+    limited = await Gateway.create({ loaded: buildConfig({ ledger: { enabled: false }, cache: { enabled: false }, batch_jobs: { enabled: false } }, {}), log, stages: [admission] });
+  });
+  afterAll(() => limited?.close());
+  const line = (i: number, maxTokens: number) => ({ batch_id: 'b3', line: i, custom_id: `c${i}`, endpoint: '/v1/chat/completions', tenant, attempts: 1, body: { model: 'm', max_tokens: maxTokens, messages: [{ role: 'user', content: `hi ${i}` }] } });
+
+  it('do not count against them nor get 429, however many run at once; budgets still apply', async () => {
+    const run = gatewayItemExecutor(limited, log);
+    // Ten lines at once, each far over the per-tenant rule and the key's RPM and concurrency, tiny enough for the budget.
+    const outs = await Promise.all(Array.from({ length: 10 }, (_, i) => run(line(i, 10), new AbortController().signal)));
+    expect(outs.map((o) => o?.statusCode)).toEqual(Array(10).fill(200));
+    // The tenant's interactive window is untouched: a request over HTTP is still admitted.
+    const ctx = { id: 'http', startedAt: 0, endpoint: 'chat', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} } as RequestContext;
+    await limited.handleChat(ctx, { model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] });
+    expect(ctx.facts.headers?.['x-ratelimit-remaining']).toBe('0');
+    // A line over the budget is refused by it, as a request is.
+    const over = await run(line(10, 2000), new AbortController().signal);
+    expect(over?.statusCode).toBe(402);
   });
 });

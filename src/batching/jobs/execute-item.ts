@@ -7,6 +7,7 @@ import { collectStream } from '../../canonical/convert.js';
 import { defaultRequestOptions, newFacts, type RequestContext } from '../../gateway/context.js';
 import type { Tenant } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
+import { exemptFromRateLimits } from '../../limits/admission.js';
 import { openAiErrorBody, toGatewayError } from '../../server/errors.js';
 import { chatRenderer, parseChatBody } from '../../server/routes/openai.js';
 import { embeddingSchema } from '../../server/routes/openai-schema.js';
@@ -36,6 +37,8 @@ export function gatewayItemExecutor(gateway: Gateway, log: Logger, record?: (ent
       facts: newFacts(),
       headers: {},
     };
+    // The runner paces lines (batch_jobs.concurrency): no rate limit counts or refuses them; budgets do.
+    exemptFromRateLimits(ctx);
     const account = (status: number, errorCode: string | null) => record?.(ledgerEntry(ctx, at, status, errorCode, item.body.model));
     try {
       // The key that created the batch may have been revoked or expired since: its lines stop spending.

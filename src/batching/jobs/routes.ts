@@ -195,7 +195,8 @@ function tenantOf(request: FastifyRequest): Tenant {
  * What a job remembers of its owner, so its lines run as them after a restart: identity, allowed
  * models and the key's budget (batch lines spend money like any request). Not the per-minute rates
  * or concurrency: the runner paces lines itself (`batch_jobs.concurrency`), as OpenAI's Batch API
- * has its own limits apart from a key's RPM.
+ * has its own limits apart from a key's RPM — no rate limit applies to a line at all
+ * (execute-item.ts exempts its context in admission).
  */
 function storedTenant(t: Tenant): Tenant {
   const budget = t.limits?.budgetUsd !== undefined ? { budgetUsd: t.limits.budgetUsd, ...(t.limits.budgetPeriod ? { budgetPeriod: t.limits.budgetPeriod } : {}) } : undefined;
