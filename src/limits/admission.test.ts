@@ -6,6 +6,7 @@ import type { ChatHandler, ChatOutcome } from '../gateway/pipeline.js';
 import { Cancellation } from '../providers/cancel.js';
 import { countTextTokens } from '../providers/tokens.js';
 import { createLogger } from '../telemetry/logger.js';
+import { errorHeaders } from '../server/errors.js';
 import { createAdmissionStage, dimensionValue, refusedBy } from './admission.js';
 import { BudgetManager, MemoryBudgetStore } from './budgets.js';
 import { MemoryLimiterStore } from './sliding-window.js';
@@ -304,5 +305,21 @@ describe('a stream charged an estimate', () => {
     })) as Extract<ChatOutcome, { kind: 'stream' }>;
     for await (const _ of replay.stream) void _;
     expect(estimates).toEqual([]);
+  });
+});
+
+describe('a request larger than a token limit allows in a whole window', () => {
+  it('is refused with 400 request_too_large and nothing that invites a retry, whatever the window', async () => {
+    for (const config of [{ tokens: 500 }, { rules: [{ per: 'tenant', tokens: 500, window_s: 10 }] }]) {
+      const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse(config), priceOf: () => PRICE });
+      const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: {} };
+      const c = { id: 'r', startedAt: 0, endpoint: 'chat', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} } as RequestContext;
+      const err = await stage(c, { ...REQ, stream: false, max_tokens: 1000 }, () => Promise.reject(new Error('must not run'))).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'request_too_large', status: 400 });
+      expect(refusedBy(err)).toBe('tokens');
+      const headers = errorHeaders(err as never);
+      expect(headers['retry-after']).toBeUndefined();
+      expect(headers['x-ratelimit-limit-tokens']).toBe('500');
+    }
   });
 });

@@ -58,13 +58,18 @@ export interface AdmissionOptions {
 /** The kind of limit that refused a request: a request or token window, concurrency, or a budget (402). */
 export type RefusingLimit = 'requests' | 'tokens' | 'concurrency' | 'budget';
 
-/** Admission's 429, saying which kind of rule refused the request (the client sees a plain rate_limit_exceeded). */
+/**
+ * Admission's refusal by a rate limit, saying which kind of rule refused the request: a 429
+ * rate_limit_exceeded the client may retry after Retry-After, or a 400 request_too_large for a
+ * request larger than a token limit allows in a whole window, which no retry can admit.
+ */
 export class RateLimitRefusal extends GatewayError {
   constructor(
     readonly limit: Exclude<RefusingLimit, 'budget'>,
     opts: GatewayErrorOptions,
+    code: 'rate_limit_exceeded' | 'request_too_large' = 'rate_limit_exceeded',
   ) {
-    super('rate_limit_exceeded', opts);
+    super(code, opts);
   }
 }
 
@@ -213,16 +218,18 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       at = result.at;
       const headers = rateHeaders(reserved, result.states);
       if (!result.admitted) {
-        const tooBig = result.retryAfterMs < 0;
-        const limit = refusingRule(reserved, result.states) ?? (tooBig ? 'tokens' : 'requests');
+        const limit = refusingRule(reserved, result.states) ?? (result.retryAfterMs < 0 ? 'tokens' : 'requests');
         opts.onRefused?.(limit);
-        throw new RateLimitRefusal(limit, {
-          message: tooBig
-            ? `This request (about ${estTokens} tokens${scaled ? ' over the passes its difficulty plans' : ''}) is larger than a token limit allows in one window; lower max_tokens${scaled ? ' or the difficulty' : ''}.`
-            : 'Rate limit exceeded; retry after the time in Retry-After.',
-          retryAfterMs: tooBig ? defaultWindowMs : Math.max(1, result.retryAfterMs),
-          headers,
-        });
+        // Larger than a token limit allows in a whole window: no wait can admit it, so nothing invites
+        // a retry (a client library retries a 429 after its Retry-After).
+        if (result.retryAfterMs < 0) {
+          throw new RateLimitRefusal(
+            limit,
+            { message: `This request (about ${estTokens} tokens${scaled ? ' over the passes its difficulty plans' : ''}) is larger than a token limit allows in one window, so it can never be admitted; lower max_tokens${scaled ? ' or the difficulty' : ''}.`, headers },
+            'request_too_large',
+          );
+        }
+        throw new RateLimitRefusal(limit, { message: 'Rate limit exceeded; retry after the time in Retry-After.', retryAfterMs: Math.max(1, result.retryAfterMs), headers });
       }
       ctx.facts.headers = { ...ctx.facts.headers, ...headers };
     }

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   context_length_exceeded: { status: 400, type: 'invalid_request_error', message: 'The prompt and max_tokens do not fit any deployment of this model.' },
   unsupported_capability: { status: 400, type: 'invalid_request_error', message: 'No deployment of this model supports the request.' },
   upstream_rejected_request: { status: 400, type: 'invalid_request_error', message: 'The upstream provider rejected the request.' },
+  request_too_large: { status: 400, type: 'invalid_request_error', message: 'The request needs more tokens than a token rate limit allows in a whole window, so no retry can admit it.' },
   content_policy_violation: { status: 400, type: 'invalid_request_error', message: 'The upstream provider refused the request on content policy grounds.' },
   missing_api_key: { status: 401, type: 'authentication_error', message: 'No API key was given. Send `Authorization: Bearer <key>` or `x-api-key: <key>`.' },
   invalid_api_key: { status: 401, type: 'authentication_error', message: 'The API key is not valid.' },
