@@ -94,6 +94,21 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
     await it.return?.(undefined);
   });
 
+  it('a stream whose reader stops early, without aborting, is given up and stopped on the node', async () => {
+    const base = client.pending;
+    const signal = new Cancellation();
+    backend.release('read no further');
+    const stream = await provider.streamChat(chat('read no further'), { signal, timeoutMs: 20_000, requestId: 'early-stop' });
+    const it = stream[Symbol.asyncIterator]();
+    expect((await it.next()).value).toMatchObject({ choices: [{ delta: { content: 't0 ' } }] });
+    const run = await within('the node to start the run', backend.started('read no further'));
+    // What the gateway does when it ends a stream itself (stream_interrupted) or its reader is gone.
+    await it.return?.(undefined);
+    expect(client.pending).toBe(base);
+    await within('the node to abort the run', run.aborted);
+    expect(signal.aborted).toBe(false);
+  });
+
   it('closing the client stops the nodes running its requests', async () => {
     const other = new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log });
     await other.connect();

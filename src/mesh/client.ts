@@ -39,17 +39,20 @@ export interface SubmitOptions {
 export class MeshCall implements AsyncIterable<MeshEvent> {
   private readonly items: MeshEvent[] = [];
   private ended = false;
+  /** Whether the request's final event arrived (the request is over on the mesh too). */
+  private answered = false;
   private wake: (() => void) | undefined;
 
   constructor(
     readonly request: MeshRequest,
-    private readonly onEnd: () => void,
+    /** Called when iteration stops, however it stops; `answered` is whether the final event arrived. */
+    private readonly onEnd: (answered: boolean) => void,
   ) {}
 
   push(e: MeshEvent): void {
     if (this.ended) return;
     this.items.push(e);
-    if (isFinalEvent(e)) this.ended = true;
+    if (isFinalEvent(e)) this.ended = this.answered = true;
     this.notify();
   }
 
@@ -77,7 +80,7 @@ export class MeshCall implements AsyncIterable<MeshEvent> {
         await new Promise<void>((resolve) => (this.wake = resolve));
       }
     } finally {
-      this.onEnd();
+      this.onEnd(this.answered);
     }
   }
 }
@@ -154,7 +157,9 @@ export class MeshClient {
       budget_ms: Math.max(0, opts.deadline - now),
       ...(opts.requestId !== undefined ? { request_id: opts.requestId } : {}),
     };
-    const call = new MeshCall(req, () => this.forget(req.id));
+    // A consumer that stops before the answer is complete (a stream ended as interrupted, a reader
+    // gone) gives the request up: otherwise a node would go on generating it for nobody.
+    const call = new MeshCall(req, (answered) => (answered ? this.forget(req.id) : this.abandon(req.id)));
     // Given up at the deadline (plus grace) or on abort: the call ends, and is forgotten here even if
     // nobody iterates it to its end.
     const giveUp = (why: 'timed_out' | 'cancelled'): Promise<void> => {
