@@ -2,7 +2,7 @@
 // test/helpers/redis.ts) under a unique key prefix per run.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { entryBytes } from '../entry.js';
+import { entryBytes, type StoredEntry } from '../entry.js';
 import { entryKey } from '../keys.js';
 import { RedisCacheStore } from './redis.js';
 import { entry, storeContract } from './store-contract.js';
@@ -191,6 +191,44 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
       expect([...deleted].some((k) => k.includes('kept-'))).toBe(false);
       expect((await s.counters()).entries).toBe(55);
       expect(await s.sweep()).toBe(0);
+    });
+
+    it('sweeps an entry read just before it expired once it has expired, not a TTL after that read', async (t) => {
+      if (!available) return t.skip();
+      const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}sweep-read:`, maxBytes: 1e6, maxTtlMs: 1000 });
+      open.push(s);
+      const deleted: string[] = [];
+      s.subscribe((e) => {
+        if (e.op === 'delete') deleted.push(...e.keys);
+      });
+      const read = entry('t', 'm', 'read');
+      await s.set(read, 1000);
+      await s.set(entry('t', 'm', 'live'), 60_000);
+      // Read late in its life: the read moves its last use, not its expiry.
+      await new Promise((r) => setTimeout(r, 800));
+      expect(await s.get(read.meta.key)).toBeDefined();
+      await expect.poll(() => s.get(read.meta.key), { timeout: 2000, interval: 20 }).toBeUndefined();
+      expect(await s.sweep()).toBe(1);
+      expect(deleted).toEqual([read.meta.key]);
+      expect(await s.counters()).toMatchObject({ entries: 1, bytes: entryBytes(entry('t', 'm', 'live')) });
+    });
+
+    it('over budget, drops an expired entry read just before it expired before any live one', async (t) => {
+      if (!available) return t.skip();
+      const size = entryBytes(entry('t', 'm', 'live'));
+      const s = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${prefix}evict-read:`, maxBytes: 3 * size, maxTtlMs: 60_000 });
+      open.push(s);
+      const [live, read, c, d] = ['live', 'read', 'cccc', 'dddd'].map((h) => entry('t', 'm', h)) as [StoredEntry, StoredEntry, StoredEntry, StoredEntry];
+      await s.set(live, 60_000);
+      await s.set(read, 1000);
+      await new Promise((r) => setTimeout(r, 800));
+      expect(await s.get(read.meta.key)).toBeDefined();
+      await expect.poll(() => s.get(read.meta.key), { timeout: 2000, interval: 20 }).toBeUndefined();
+      await s.set(c, 60_000);
+      await s.set(d, 60_000);
+      // The least recently used live entry stays: the expired one made the room.
+      for (const e of [live, c, d]) expect(await s.get(e.meta.key)).toBeDefined();
+      expect(await s.counters()).toEqual({ entries: 3, bytes: 3 * size, evictions: 0 });
     });
 
     it('sweeps use-order records of entries Redis expired, giving their bytes back', async (t) => {

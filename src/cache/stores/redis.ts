@@ -1,6 +1,6 @@
 // The shared cache store: entries live in Redis so every replica serves them and they survive a
 // restart. Each entry is a hash (metadata, payload, vector) with a TTL; a sorted set orders keys by
-// last use and a byte counter enforces the memory budget (Lua keeps both consistent). Every write and
+// last use, another by expiry, and a byte counter enforces the memory budget (Lua keeps them consistent). Every write and
 // delete is appended to a Redis stream that each replica follows to keep its vector index current.
 // Every key shares one hash tag, so the scripts also run on Redis Cluster (docs/scaling.md).
 import { randomBytes } from 'node:crypto';
@@ -18,7 +18,10 @@ export interface RedisStoreOptions {
   /** Prefix of every key, e.g. `inferenceflow:`; `cache:` is appended. */
   keyPrefix: string;
   maxBytes: number;
-  /** Longest entry TTL, for sweeping the use-order set of entries Redis expired. */
+  /**
+   * Longest entry TTL: a use-order record older than this belongs to an expired entry even when the
+   * expiry set has no record of it (entries written before the expiry set existed).
+   */
   maxTtlMs: number;
   /** Events kept in the stream (approximate trim). */
   streamMaxLen?: number;
@@ -27,7 +30,10 @@ export interface RedisStoreOptions {
   sweepBatch?: number;
 }
 
-// Sets an entry, then evicts least recently used entries while the byte total is over budget.
+// Sets an entry (its expiry in the expiry set: the hash's PEXPIRE, which a read does not move), then,
+// while the byte total is over budget, drops the records of entries already expired (by the writer's
+// clock) and then evicts least recently used entries: an entry read just before it expired is last
+// in the use order, and live entries would go before it.
 // KEYS[1] (the use-order set) routes the script to the node owning the cache's hash tag on a
 // cluster; the keys the script builds from ARGV[1] share that tag, so they live on the same node.
 // Every key popped from the use-order set goes into a `del` event, so every replica's index drops
@@ -50,14 +56,23 @@ redis.call('PEXPIRE', ek, ARGV[6])
 redis.call('HSET', p .. 'sizes', k, ARGV[7])
 local total = redis.call('INCRBY', p .. 'bytes', ARGV[7])
 redis.call('ZADD', p .. 'lru', ARGV[8], k)
+redis.call('ZADD', p .. 'exp', tonumber(ARGV[8]) + tonumber(ARGV[6]), k)
 redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[10], '*', 'op', 'add', 'o', ARGV[11], 'm', ARGV[3], 'v', ARGV[5])
 local max = tonumber(ARGV[9])
 local evicted = {}
 local expired = {}
 while total > max do
-  local popped = redis.call('ZPOPMIN', p .. 'lru', 1)
-  if #popped == 0 then break end
-  local victim = popped[1]
+  local victim
+  local due = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[8], 'LIMIT', 0, 1)
+  if #due > 0 then
+    victim = due[1]
+    redis.call('ZREM', p .. 'lru', victim)
+  else
+    local popped = redis.call('ZPOPMIN', p .. 'lru', 1)
+    if #popped == 0 then break end
+    victim = popped[1]
+  end
+  redis.call('ZREM', p .. 'exp', victim)
   local sz = tonumber(redis.call('HGET', p .. 'sizes', victim) or '0')
   redis.call('HDEL', p .. 'sizes', victim)
   total = redis.call('DECRBY', p .. 'bytes', sz)
@@ -85,6 +100,7 @@ for i = 4, #ARGV do
     redis.call('DECRBY', p .. 'bytes', sz)
   end
   redis.call('ZREM', p .. 'lru', k)
+  redis.call('ZREM', p .. 'exp', k)
   if redis.call('DEL', p .. 'e:' .. k) == 1 or sz then table.insert(gone, k) end
 end
 if #gone > 0 then
@@ -288,11 +304,15 @@ export class RedisCacheStore implements CacheStore {
   }
 
   /**
-   * Drops use-order records of entries Redis has already expired (they still count bytes) and tells
-   * every index. Works in steps of `sweepBatch` records (one range read, one pipeline of EXISTS, one
-   * delete script per 500), yielding between steps so neither Redis nor this process is held, and
-   * goes on until no stale record is left. Records in the range whose entry still exists (a TTL
-   * longer than `maxTtlMs`) are stepped over, not read again. One sweep at a time.
+   * Drops the records of entries Redis has already expired (they still count bytes and take a place
+   * in the use order) and tells every index. The expiry set says which: its score is when the entry's
+   * PEXPIRE runs out, which a read does not move (the use order's score, which a read does move, kept
+   * an entry read just before it expired counting for up to twice its TTL). Then, for records the
+   * expiry set lacks (written before it existed), the use order's records older than `maxTtlMs`.
+   * Works in steps of `sweepBatch` records (one range read, one pipeline of EXISTS, one delete script
+   * per 500), yielding between steps so neither Redis nor this process is held, and goes on until no
+   * stale record is left. Records in the range whose entry still exists (a replica's clock ahead of
+   * Redis's; a TTL longer than `maxTtlMs`) are stepped over, not read again. One sweep at a time.
    */
   sweep(): Promise<number> {
     this.sweeping ??= this.sweepAll().finally(() => (this.sweeping = undefined));
@@ -300,12 +320,18 @@ export class RedisCacheStore implements CacheStore {
   }
 
   private async sweepAll(): Promise<number> {
+    const now = Date.now();
+    const removed = await this.sweepRange(`${this.p}exp`, now);
+    return removed + (this.closed ? 0 : await this.sweepRange(`${this.p}lru`, now - this.opts.maxTtlMs));
+  }
+
+  /** Sweeps the records of `set` scored at most `cutoff` whose entries are gone. */
+  private async sweepRange(set: string, cutoff: number): Promise<number> {
     const batch = this.opts.sweepBatch ?? 1_000;
-    const cutoff = Date.now() - this.opts.maxTtlMs;
     let removed = 0;
     let kept = 0;
     for (;;) {
-      const stale = await this.redis.zrangebyscore(`${this.p}lru`, '-inf', cutoff, 'LIMIT', kept, batch);
+      const stale = await this.redis.zrangebyscore(set, '-inf', cutoff, 'LIMIT', kept, batch);
       if (stale.length === 0) break;
       const pipe = this.redis.pipeline();
       for (const k of stale) pipe.exists(`${this.p}e:${k}`);
