@@ -131,3 +131,28 @@ describe('chooseNode stickiness and balance', () => {
     expect(pick(plain)).toMatchObject({ node: 'y', reason: 'least_loaded' });
   });
 });
+
+describe("chooseNode and Ollama's implicit :latest tag", () => {
+  const route = (nodes: NodeHealth[], model: string) => chooseNode(nodes, { model }, opts());
+
+  it('routes an untagged model to nodes that list it as :latest, and the reverse', () => {
+    expect(route([node('ollama', { backend: 'ollama', models_installed: ['llama3.2:latest'] })], 'llama3.2')).toMatchObject({ node: 'ollama' });
+    expect(route([node('bare', { models_installed: ['llama3.2'] })], 'llama3.2:latest')).toMatchObject({ node: 'bare' });
+    // A host:port in the name is not a tag: that model is still the registry's :latest.
+    expect(route([node('reg', { models_installed: ['registry:5000/llama3.2:latest'] })], 'registry:5000/llama3.2')).toMatchObject({ node: 'reg' });
+  });
+
+  it('does not take another tag, or a longer name, for the model', () => {
+    expect(route([node('small', { models_installed: ['llama3.2:3b'] })], 'llama3.2')).toBeInstanceOf(ErrNoAvailableNodes);
+    expect(route([node('other', { models_installed: ['llama3.2-vision:latest'] })], 'llama3.2')).toBeInstanceOf(ErrNoAvailableNodes);
+    expect(route([node('bare', { models_installed: ['llama3'] })], 'llama3.2:latest')).toBeInstanceOf(ErrNoAvailableNodes);
+  });
+
+  it('scores a node that has the untagged model loaded as :latest as loaded', () => {
+    const nodes = [
+      node('a-cold', { models_installed: ['llama3.2:latest'] }),
+      node('b-warm', { models_installed: ['llama3.2:latest'], models_loaded: ['llama3.2:latest'] }),
+    ];
+    expect(route(nodes, 'llama3.2')).toMatchObject({ node: 'b-warm', reason: 'loaded' });
+  });
+});

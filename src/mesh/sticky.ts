@@ -40,12 +40,13 @@ export function exclusionReason(h: NodeHealth, t: MeshHealthThresholds, now: num
 
 export function chooseNode(nodes: readonly NodeHealth[], input: RouteInput, opts: DecisionOptions): RouteDecision | ErrNoAvailableNodes {
   const { thresholds, scoring, now } = opts;
+  const model = withTag(input.model);
   const candidates: NodeHealth[] = [];
   const loads: number[] = [];
   let minLoad = Infinity;
   let maxLoad = -Infinity;
   for (const h of nodes) {
-    if (exclusionReason(h, thresholds, now) !== undefined || !h.models_installed.includes(input.model)) continue;
+    if (exclusionReason(h, thresholds, now) !== undefined || !hasModel(h.models_installed, model)) continue;
     const load = h.in_flight + (opts.extraLoad?.(h.node_id) ?? 0);
     candidates.push(h);
     loads.push(load);
@@ -56,7 +57,7 @@ export function chooseNode(nodes: readonly NodeHealth[], input: RouteInput, opts
 
   if (candidates.length > 1 && maxLoad - minLoad > scoring.imbalance_abs && maxLoad > minLoad * scoring.imbalance_rel) {
     let best = 0;
-    for (let i = 1; i < candidates.length; i++) if (better(loads[i]!, candidates[i]!, loads[best]!, candidates[best]!, input.model)) best = i;
+    for (let i = 1; i < candidates.length; i++) if (better(loads[i]!, candidates[i]!, loads[best]!, candidates[best]!, model)) best = i;
     return { node: candidates[best]!.node_id, reason: 'imbalance', candidates: candidates.length };
   }
 
@@ -66,16 +67,16 @@ export function chooseNode(nodes: readonly NodeHealth[], input: RouteInput, opts
   for (let i = 0; i < candidates.length; i++) {
     const h = candidates[i]!;
     const score =
-      (h.models_loaded.includes(input.model) ? scoring.loaded_weight : 0) +
+      (hasModel(h.models_loaded, model) ? scoring.loaded_weight : 0) +
       (h.node_id === affinityNode ? scoring.affinity_weight : 0) -
       (scoring.load_weight * loads[i]!) / Math.max(1, h.max_concurrency);
-    if (score > bestScore || (score === bestScore && better(loads[i]!, h, loads[best]!, candidates[best]!, input.model))) {
+    if (score > bestScore || (score === bestScore && better(loads[i]!, h, loads[best]!, candidates[best]!, model))) {
       best = i;
       bestScore = score;
     }
   }
   const winner = candidates[best]!;
-  const reason: DecisionReason = winner.models_loaded.includes(input.model)
+  const reason: DecisionReason = hasModel(winner.models_loaded, model)
     ? 'loaded'
     : winner.node_id === affinityNode
       ? 'affinity'
@@ -86,9 +87,34 @@ export function chooseNode(nodes: readonly NodeHealth[], input: RouteInput, opts
 /** Lower load wins; then a loaded model; then the lower node id, so every router breaks ties alike. */
 function better(loadA: number, a: NodeHealth, loadB: number, b: NodeHealth, model: string): boolean {
   if (loadA !== loadB) return loadA < loadB;
-  const warmA = a.models_loaded.includes(model);
-  if (warmA !== b.models_loaded.includes(model)) return warmA;
+  const warmA = hasModel(a.models_loaded, model);
+  if (warmA !== hasModel(b.models_loaded, model)) return warmA;
   return a.node_id < b.node_id;
+}
+
+const LATEST = ':latest';
+
+/** Whether a model name carries a tag: a `:` after the last `/` (`host:5000/model` has none). */
+function tagged(name: string): boolean {
+  return name.lastIndexOf(':') > name.lastIndexOf('/');
+}
+
+/**
+ * A model name with Ollama's implicit tag: `llama3.2` is `llama3.2:latest`. Ollama lists its models
+ * with their tags (`/api/tags`, `/api/ps`), while deployments and clients name them either way.
+ */
+export function withTag(name: string): string {
+  return tagged(name) ? name : name + LATEST;
+}
+
+/** Whether a node's model list holds `model` (given `withTag`), untagged names read as `:latest`. */
+export function hasModel(list: readonly string[], model: string): boolean {
+  for (const m of list) {
+    if (m === model) return true;
+    // Compared without building `${m}:latest`: this runs for every candidate of every decision.
+    if (model.length === m.length + LATEST.length && model.endsWith(LATEST) && model.startsWith(m) && !tagged(m)) return true;
+  }
+  return false;
 }
 
 /**
