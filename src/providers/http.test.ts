@@ -259,6 +259,19 @@ describe('UpstreamHttp.stream', () => {
     expect(err.message).toMatch(/up stream broke/);
   });
 
+  it("takes the call's own body idle timeout over the provider's (the router's, from its configuration)", async () => {
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: 1\n\n');
+      setTimeout(() => res.end('data: 2\n\n'), 1_200);
+    }, 100);
+    // The provider's 100 ms would cut the 1.2 s pause (undici checks body timers about every half second); the call allows 5 s.
+    const res = await up.stream('POST', '/chat/completions', {}, { ...call(), streamIdleTimeoutMs: 5_000 });
+    expect((await readAll(res.body)).toString()).toBe('data: 1\n\ndata: 2\n\n');
+    const cut = await up.stream('POST', '/chat/completions', {}, call());
+    expect((await failure(readAll(cut.body))).kind).toBe('timeout');
+  });
+
   it('fails the next read as interrupted when the upstream connection breaks mid-body', async () => {
     const up = await upstream((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });

@@ -79,7 +79,7 @@ export class UpstreamHttp {
   /**
    * A request whose body is streamed. Resolves once the status line and headers are in (within
    * opts.timeoutMs); an error status rejects with the parsed error body. Between chunks the body may
-   * idle at most `streamIdleTimeoutMs`.
+   * idle at most the call's `streamIdleTimeoutMs`, else the provider's.
    */
   async stream(
     method: Dispatcher.HttpMethod,
@@ -88,7 +88,7 @@ export class UpstreamHttp {
     opts: CallOptions,
     headers?: Record<string, string>,
   ): Promise<UpstreamResponse<StreamBody>> {
-    const res = await this.dispatch<StreamingHandler>(method, path, body, opts, headers, this.idleMs, (resolve, reject) => new StreamingHandler(opts.signal, resolve, reject, (err) => this.streamBroke(err, opts.signal)));
+    const res = await this.dispatch<StreamingHandler>(method, path, body, opts, headers, opts.streamIdleTimeoutMs ?? this.idleMs, (resolve, reject) => new StreamingHandler(opts.signal, resolve, reject, (err) => this.streamBroke(err, opts.signal)));
     if (res.status >= 400) throw this.errorFromText(res.status, res.errorText, res.headers);
     return { status: res.status, headers: res.headers, body: res };
   }

@@ -22,6 +22,11 @@ export interface CallOptions {
   signal: CancelSignal;
   /** Time allowed for this one attempt, connect to last byte (streams: to the first byte). */
   timeoutMs: number;
+  /**
+   * Streams: the longest silence the transport allows in the body, first chunk included (the router
+   * sets it from its own idle and attempt timeouts, which it enforces itself); unset: 60 s.
+   */
+  streamIdleTimeoutMs?: number;
   requestId: string;
   /** Extra headers for the upstream (W3C traceparent and the like). */
   headers?: Record<string, string>;

@@ -64,8 +64,8 @@ class AttemptCancelled extends Error {
  * as a failed connect, whatever the adapter said (adapters mark mid-stream breaks not retryable).
  */
 function beforeFirstChunk(err: unknown): unknown {
-  if (!isUpstreamError(err) || err.retryable || err.kind !== 'stream_interrupted') return err;
-  return new UpstreamError({ provider: err.provider, kind: 'stream_interrupted', status: err.status, message: `${err.message} (before the first chunk)`, retryable: true, cause: err });
+  if (!isUpstreamError(err) || err.retryable || (err.kind !== 'stream_interrupted' && err.kind !== 'timeout')) return err;
+  return new UpstreamError({ provider: err.provider, kind: err.kind, status: err.status, message: `${err.message} (before the first chunk)`, retryable: true, cause: err });
 }
 
 export function settleUsage(ctx: RequestContext, d: Deployment, usage: Usage): void {
@@ -97,7 +97,10 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     ...(spec.hedge ? { 'inferenceflow.hedge': true } : {}),
   });
   const upstreamReq: ChatRequest = { ...req, model: d.model };
-  const opts = { signal: controller, timeoutMs: Math.max(1, spec.timeoutMs), requestId: ctx.id, headers: traceHeaders(attempt.context) };
+  const timeoutMs = Math.max(1, spec.timeoutMs);
+  // The transport's body timer is only a backstop: the first chunk may take the attempt's whole
+  // timeout, later silences the routing idle timeout, both enforced here (timer, IdleWatchdog).
+  const opts = { signal: controller, timeoutMs, streamIdleTimeoutMs: Math.max(timeoutMs, hooks.streamIdleTimeoutMs), requestId: ctx.id, headers: traceHeaders(attempt.context) };
   const finish = (end: AttemptEnd) => {
     hooks.ended(spec, end);
     if (end.error instanceof AttemptCancelled || (isUpstreamError(end.error) && end.error.kind === 'aborted')) {
@@ -114,7 +117,11 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
   };
   try {
     if (req.stream) {
-      const stream = await d.provider.streamChat(upstreamReq, opts);
+      // Adapters that read ahead (Gemini, Cohere, Ollama look at the first event) fail inside
+      // streamChat itself: either way nothing reached the client, so the failure is retryable.
+      const stream = await d.provider.streamChat(upstreamReq, opts).catch((err: unknown) => {
+        throw beforeFirstChunk(err);
+      });
       const primed = await primeStream(stream).catch((err: unknown) => {
         throw beforeFirstChunk(err);
       });

@@ -460,6 +460,22 @@ describe('Router: deduplication', () => {
     expect(p.calls).toEqual(['a']);
   });
 
+  it('neither starts nor holds a shared call for a client that left before routing', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(80, o.signal).then(() => answer('a')));
+    const router = build([group('g', ['a'])], p, { dedup: 'all' });
+    const gone = new AbortController();
+    gone.abort();
+    await expect(router.handler(ctxFor({}, gone.signal), chat('g'))).rejects.toMatchObject({ code: 'client_closed_request' });
+    expect(p.calls).toEqual([]);
+    // A live client's call, joined by one already gone, is cancelled when the live one leaves.
+    const leaving = new AbortController();
+    const live = router.handler(ctxFor({}, leaving.signal), chat('g')).catch((e: unknown) => e);
+    await expect(router.handler(ctxFor({}, gone.signal), chat('g'))).rejects.toMatchObject({ code: 'client_closed_request' });
+    leaving.abort();
+    await live;
+    expect(p.cancelled).toEqual(['a']);
+  });
+
   it('keeps the shared call alive while one client remains, and cancels it when all leave', async () => {
     const p = new ScriptedProvider().on('a', (_r, o) => sleep(80, o.signal).then(() => answer('a')));
     const router = build([group('g', ['a'])], p, { dedup: 'all' });
@@ -541,6 +557,39 @@ describe('Router: streams', () => {
     const out = await router.handler(ctxFor(), chat('g', { stream: true }));
     expect(out.kind).toBe('stream');
     expect(await text(out)).toBe('answer from b ');
+  });
+
+  it('retries a stream whose adapter failed while reading ahead to the first event, and counts it against the deployment', async () => {
+    // Gemini, Cohere and Ollama look at the first event inside streamChat: a reset there arrives as
+    // the transport's non-retryable stream_interrupted (or timeout) before any chunk was returned.
+    const p = new ScriptedProvider()
+      .on('reset', async () => {
+        throw new UpstreamError({ provider: 'fake', kind: 'stream_interrupted', message: 'fake stream broke: socket hang up', retryable: false });
+      })
+      .on('silent', async () => {
+        throw new UpstreamError({ provider: 'fake', kind: 'timeout', message: 'fake stream broke: no data', retryable: false });
+      });
+    const router = build([group('g', ['reset', 'silent', 'ok'], { strategy: 'fallback' })], p, { breaker: { consecutive_failures: 2, open_ms: 60_000 } });
+    for (let i = 0; i < 2; i++) expect(await text(await router.handler(ctxFor(), chat('g', { stream: true })))).toBe('answer from ok ');
+    // Both failures counted: after two each, neither deployment is called again.
+    for (const id of ['fake/reset', 'fake/silent']) expect(router.status().data.find((d) => d.id === id)?.breaker.state).toBe('open');
+    expect(await text(await router.handler(ctxFor(), chat('g', { stream: true })))).toBe('answer from ok ');
+    expect(p.calls.filter((m) => m !== 'ok')).toEqual(['reset', 'silent', 'reset', 'silent']);
+  });
+
+  it('gives the transport a body timeout no shorter than the attempt timeout and the routing idle timeout', async () => {
+    const seen: (number | undefined)[] = [];
+    const p = new ScriptedProvider().on('a', async (req, opts) => {
+      seen.push(opts.streamIdleTimeoutMs);
+      return answer(req.model);
+    });
+    const slow = (name: string) => ({ name, deployments: [{ provider: 'fake', model: 'a', timeout_ms: 200_000 }] });
+    const router = build([slow('g')], p, { stream_idle_timeout_ms: 300_000, deadline_ms: 600_000 });
+    await text(await router.handler(ctxFor(), chat('g', { stream: true })));
+    const short = build([slow('h')], p, { stream_idle_timeout_ms: 5_000, deadline_ms: 600_000 });
+    await text(await short.handler(ctxFor(), chat('h', { stream: true })));
+    // Before, the transport cut any silence at its fixed 60 s, whatever the configuration said.
+    expect(seen).toEqual([300_000, 200_000]);
   });
 
   it('ends a stream that goes silent longer than the idle timeout', async () => {
