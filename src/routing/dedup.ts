@@ -8,6 +8,7 @@ import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import { Cancellation } from '../providers/cancel.js';
+import { GatewayError } from '../server/errors.js';
 
 /** Requests (by their facts) that make their own call whatever `dedup` says: test-time scaling's passes are independent samples. */
 const alone = new WeakSet<ResponseFacts>();
@@ -110,6 +111,10 @@ export class Deduplicator {
 
   /** `label` names the request in the join event (its model). */
   async run(key: string, label: string, ctx: RequestContext, stream: boolean, runner: SharedRunner): Promise<ChatOutcome> {
+    // A client that left during the stages before routing: its abort listener would never fire (an
+    // aborted signal calls no new listener), so it would hold the shared call alive, or start one,
+    // for nobody.
+    if (ctx.signal.aborted) throw new GatewayError('client_closed_request');
     let call = this.inflight.get(key);
     const leader = !call;
     if (!call) call = this.start(key, ctx, runner);
