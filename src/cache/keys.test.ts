@@ -44,6 +44,17 @@ describe('exactKey', () => {
     expect(new Set(keys).size).toBe(keys.length);
   });
 
+  it("counts an assistant turn's spoken answer (its audio reference) in the history", () => {
+    const turn = (id?: string) => ({ role: 'assistant' as const, content: null, ...(id ? { audio: { id } } : {}) });
+    const withHistory = (id?: string) => exactKey({ ...base, messages: [...base.messages, turn(id), { role: 'user', content: 'And then?' }] });
+    expect(withHistory('audio_abc')).not.toBe(withHistory('audio_def'));
+    expect(withHistory('audio_abc')).toBe(withHistory('audio_abc'));
+    expect(withHistory('audio_abc')).not.toBe(withHistory());
+    // The semantic fingerprint covers the history the same way.
+    const fingerprint = (id: string) => semanticKey({ ...base, messages: [...base.messages, turn(id), { role: 'user', content: 'And then?' }] })?.fingerprint;
+    expect(fingerprint('audio_abc')).not.toBe(fingerprint('audio_def'));
+  });
+
   it("counts an assistant turn's refusal in the history", () => {
     const turn = (refusal?: string) => ({ role: 'assistant' as const, content: null, ...(refusal ? { refusal } : {}) });
     const withHistory = (refusal?: string) => exactKey({ ...base, messages: [...base.messages, turn(refusal), { role: 'user', content: 'Then say ok.' }] });

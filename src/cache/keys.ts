@@ -31,8 +31,20 @@ function canonicalMessage(m: ChatMessage): unknown {
   // Text-only content compares as a plain string whichever form the client sent.
   const content =
     typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text') ? contentText(m.content) : m.content;
-  // An assistant turn's refusal (history sent back) is part of what the model sees.
-  return { role: m.role === 'developer' ? 'system' : m.role, content, name: m.name, tool_calls: m.tool_calls, tool_call_id: m.tool_call_id, refusal: m.refusal || undefined };
+  // An assistant turn's refusal (history sent back) is part of what the model sees, and so is its
+  // spoken answer's reference (`audio: {id}`, sent on to OpenAI-compatible upstreams; the route
+  // passes it through undeclared on ChatMessage). Old entries keyed without it are only reachable by
+  // the same history with that turn empty.
+  const audio = (m as { audio?: unknown }).audio;
+  return {
+    role: m.role === 'developer' ? 'system' : m.role,
+    content,
+    name: m.name,
+    tool_calls: m.tool_calls,
+    tool_call_id: m.tool_call_id,
+    refusal: m.refusal || undefined,
+    audio: audio ?? undefined,
+  };
 }
 
 /** Parameters that change the output, with defaults folded so `n: 1` equals no `n`. */
