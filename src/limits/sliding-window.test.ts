@@ -49,6 +49,18 @@ for (const [name, make, available] of stores) {
       expect((await store.acquire([rule], 't3')).admitted).toBe(true);
     });
 
+    it('counts the overage of a reservation that outlasted its window (a long stream) in the current bucket', async () => {
+      // A one-second window: the reservation's bucket has left it by the time the stream settles.
+      const rule = { kind: 'window' as const, key: `long:${name}`, limit: 1000, windowMs: 1000, cost: 100 };
+      const first = await store.acquire([rule], 'l1');
+      expect(first.admitted).toBe(true);
+      await new Promise((r) => setTimeout(r, 1100));
+      await store.adjust(rule.key, rule.windowMs, first.at, 900 - 100); // 900 were used
+      const probe = await store.acquire([{ ...rule, cost: 300 }], 'l2');
+      expect(probe.admitted).toBe(false);
+      expect(probe.states[0]?.remaining).toBe(200);
+    });
+
     it('refuses a request larger than the whole limit with no retry time', async () => {
       const r = await store.acquire([{ kind: 'window', key: `big:${name}`, limit: 10, windowMs: 60_000, cost: 11 }], 'b');
       expect(r.admitted).toBe(false);

@@ -1,7 +1,7 @@
 // Sliding-window and concurrency limits, checked all-or-nothing in one step. A window is split into
 // ~60 buckets (1 s each for a minute), so "the last N seconds" slides with bucket precision and a
-// reservation can later be corrected in the bucket it landed in. Two stores share the semantics:
-// RedisLimiterStore (one Lua script per check, so any number of replicas enforce ONE limit) and
+// reservation can later be corrected: refunded in the bucket it landed in, an overage counted in the
+// current one. Two stores share the semantics: RedisLimiterStore (one Lua script per check, so any number of replicas enforce ONE limit) and
 // MemoryLimiterStore (one process). FailoverLimiterStore falls back to memory or fails closed.
 import { hashTagged, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
@@ -32,7 +32,12 @@ export interface AcquireResult {
 
 export interface LimiterStore {
   acquire(rules: readonly LimitRule[], leaseId: string): Promise<AcquireResult>;
-  /** Adds `delta` (may be negative) to the bucket a reservation taken at `at` landed in. */
+  /**
+   * Corrects a reservation taken at `at` by `delta`. A refund (negative) comes off the bucket the
+   * reservation landed in, where it was counted (nothing, once that bucket has left the window). An
+   * overage (positive) goes in the current bucket, on the store's clock: those tokens were used up
+   * to now, and a stream that outlasted the window would otherwise add them to a bucket already gone.
+   */
   adjust(key: string, windowMs: number, at: number, delta: number): Promise<void>;
   /** Ends a concurrency lease. */
   release(key: string, leaseId: string): Promise<void>;
@@ -145,14 +150,28 @@ end
 return out
 `;
 
+// KEYS: the rule's key. ARGV: the reservation's bucket, delta, windowMs. A refund comes off the
+// reservation's bucket, if the key still exists (never recreated without an expiry); an overage goes
+// in the current bucket, recreating the key if the window emptied meanwhile, with an expiry as
+// acquire sets it (from now, so never shorter than the one it had).
 const ADJUST_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2]) end
+local delta = tonumber(ARGV[2])
+if delta > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local win = tonumber(ARGV[3])
+  local bms = math.max(10, math.ceil(win / ${BUCKETS}))
+  redis.call('HINCRBY', KEYS[1], math.floor(now / bms), delta)
+  redis.call('PEXPIRE', KEYS[1], win + bms)
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], delta)
+end
 return 1
 `;
 
 type LimiterRedis = RedisClient & {
   ifAcquire(...args: (string | number)[]): Promise<number[]>;
-  ifAdjust(key: string, bucket: number, delta: number): Promise<number>;
+  ifAdjust(key: string, bucket: number, delta: number, windowMs: number): Promise<number>;
 };
 
 export class RedisLimiterStore implements LimiterStore {
@@ -187,7 +206,7 @@ export class RedisLimiterStore implements LimiterStore {
 
   async adjust(key: string, windowMs: number, at: number, delta: number): Promise<void> {
     if (delta === 0) return;
-    await this.redis.ifAdjust(this.prefix + key, Math.floor(at / bucketMs(windowMs)), Math.round(delta));
+    await this.redis.ifAdjust(this.prefix + key, Math.floor(at / bucketMs(windowMs)), Math.round(delta), windowMs);
   }
 
   async release(key: string, leaseId: string): Promise<void> {
@@ -293,10 +312,22 @@ export class MemoryLimiterStore implements LimiterStore {
   }
 
   async adjust(key: string, windowMs: number, at: number, delta: number): Promise<void> {
-    const entry = this.windows.get(key);
-    if (!entry || delta === 0) return;
-    const b = Math.floor(at / bucketMs(windowMs));
-    entry.buckets.set(b, (entry.buckets.get(b) ?? 0) + Math.round(delta));
+    const d = Math.round(delta);
+    if (d === 0) return;
+    const bms = bucketMs(windowMs);
+    let entry = this.windows.get(key);
+    if (d < 0) {
+      if (!entry) return;
+      const b = Math.floor(at / bms);
+      entry.buckets.set(b, (entry.buckets.get(b) ?? 0) + d);
+      return;
+    }
+    // An overage: in the current bucket, the window recreated if it emptied meanwhile.
+    const now = this.clock();
+    if (!entry) this.windows.set(key, (entry = { buckets: new Map(), expiresAt: 0 }));
+    const b = Math.floor(now / bms);
+    entry.buckets.set(b, (entry.buckets.get(b) ?? 0) + d);
+    entry.expiresAt = Math.max(entry.expiresAt, now + windowMs + bms);
   }
 
   async release(key: string, leaseId: string): Promise<void> {
