@@ -6,6 +6,7 @@ import { primeStream } from '../providers/stream-priming.js';
 import type { Context as TraceContext } from '@opentelemetry/api';
 import type { ChatChunk, ChatRequest, Usage } from '../canonical/chat.js';
 import { UpstreamError, isUpstreamError } from '../providers/errors.js';
+import { GatewayError } from '../server/errors.js';
 import { costUsd } from '../providers/pricing.js';
 import type { RequestContext } from '../gateway/context.js';
 import type { AttemptEnd } from '../gateway/execute.js';
@@ -63,6 +64,13 @@ class AttemptCancelled extends Error {
  * A stream that broke before its first chunk sent nothing to the client, so it is as safe to retry
  * as a failed connect, whatever the adapter said (adapters mark mid-stream breaks not retryable).
  */
+/** The request signal's reason when the request's deadline passes. */
+export class DeadlineExceeded extends GatewayError {
+  constructor(ms: number) {
+    super('upstream_timeout', { message: `No deployment answered within the request deadline of ${ms} ms.` });
+  }
+}
+
 function beforeFirstChunk(err: unknown): unknown {
   if (!isUpstreamError(err) || err.retryable || (err.kind !== 'stream_interrupted' && err.kind !== 'timeout')) return err;
   return new UpstreamError({ provider: err.provider, kind: err.kind, status: err.status, message: `${err.message} (before the first chunk)`, retryable: true, cause: err });
@@ -162,6 +170,15 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
       hooks.settled(spec, false, latencyMs, err);
       finish({ ok: false, durationMs: latencyMs, error: err });
       throw err;
+    }
+    if (spec.signal.reason instanceof DeadlineExceeded) {
+      // The request's deadline ended this attempt (it is the tighter limit whenever timeout_ms is
+      // not): the deployment did not answer in time, a verdict for its breaker and latency like its
+      // own timeout — else a hung deployment would never open its breaker. The request fails 504.
+      const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} did not answer within the request deadline`, cause: raw });
+      hooks.settled(spec, false, latencyMs, err);
+      finish({ ok: false, durationMs: latencyMs, error: err });
+      throw spec.signal.reason;
     }
     if (spec.signal.aborted || reason instanceof AttemptCancelled || (isUpstreamError(raw) && raw.kind === 'aborted')) {
       hooks.cancelled(spec, latencyMs);

@@ -294,6 +294,17 @@ describe('Router: fallbacks and retries', () => {
     expect(err.message).toContain('deadline');
   });
 
+  it('counts an attempt the deadline ended against its deployment: a hung deployment opens its breaker', async () => {
+    const p = new ScriptedProvider().on('hung', (_r, o) => sleep(10_000, o.signal).then(() => answer('hung')));
+    // timeout_ms (30 s by default) is longer than the deadline, so the deadline ends every attempt.
+    const router = build([group('g', ['hung'])], p, { deadline_ms: 80, breaker: { consecutive_failures: 2, open_ms: 60_000 } });
+    for (let i = 0; i < 2; i++) expect(((await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError).code).toBe('upstream_timeout');
+    expect(router.status().data.find((d) => d.id === 'fake/hung')?.breaker.state).toBe('open');
+    // The third request is not sent to it.
+    expect(((await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError).code).toBe('no_healthy_deployment');
+    expect(p.calls).toEqual(['hung', 'hung']);
+  });
+
   it('times out one attempt after timeout_ms and falls back', async () => {
     const p = new ScriptedProvider().on('a', (_r, o) => sleep(10_000, o.signal).then(() => answer('a')));
     const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', timeout_ms: 50 }, { provider: 'fake', model: 'b', priority: 1 }] }], p);

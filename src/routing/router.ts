@@ -14,7 +14,7 @@ import { isUpstreamError } from '../providers/errors.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { contextOf, endSpan, startSpan } from '../telemetry/tracing.js';
 import { Admission, AdmissionQueue } from './admission.js';
-import type { AttemptHooks, AttemptSpec } from './attempt.js';
+import { DeadlineExceeded, type AttemptHooks, type AttemptSpec } from './attempt.js';
 import { CircuitBreaker, type BreakerTransition } from './breaker.js';
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { BreakerSync } from './breaker-sync.js';
@@ -44,13 +44,6 @@ export interface RouterOptions {
 
 /** Passthrough groups (and their deployments' state) kept before idle ones are dropped. */
 const MAX_RUNTIMES = 1_024;
-
-/** Thrown when the request's deadline passes. */
-class DeadlineExceeded extends GatewayError {
-  constructor(ms: number) {
-    super('upstream_timeout', { message: `No deployment answered within the request deadline of ${ms} ms.` });
-  }
-}
 
 export class Router {
   /** Deployments each in-flight request has already failed on (for the breaker's consecutive rule). */
