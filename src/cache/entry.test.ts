@@ -24,10 +24,29 @@ describe('entry codec', () => {
   });
 
   it('leaves small payloads uncompressed', async () => {
-    const small = { kind: 'stream' as const, chunks: [] };
+    const small = { kind: 'stream' as const, chunks: [{ id: 'x', object: 'chat.completion.chunk' as const, created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'Hi.' }, finish_reason: null }] }] };
     const buf = await encodeAnswer(small, 1024);
     expect(buf[0]).toBe(0);
     expect(await decodeAnswer(buf)).toEqual(small);
+  });
+
+  it('refuses a payload that parses but is not an answer in the stored shape', async () => {
+    const shapes = [
+      null,
+      { kind: 'other' },
+      { kind: 'result', result: { choices: 'x', usage: {} } },
+      { kind: 'result', result: { choices: [{ message: null }], usage: {} } },
+      { kind: 'result', result: { choices: [{ message: { content: 'a', tool_calls: [{ function: 'f' }] } }], usage: {} } },
+      { kind: 'result', result: { choices: [] } },
+      { kind: 'stream', chunks: [] },
+      { kind: 'stream', chunks: [{ nope: 1 }] },
+      { kind: 'stream', chunks: [{ choices: [{ index: 0 }] }] },
+      { kind: 'stream', chunks: [{ choices: [{ index: 0, delta: { tool_calls: 'x' } }] }] },
+    ];
+    for (const shape of shapes) {
+      const buf = Buffer.concat([Buffer.from([0]), Buffer.from(JSON.stringify(shape))]);
+      await expect(decodeAnswer(buf), JSON.stringify(shape)).rejects.toThrow(/not an answer/);
+    }
   });
 
   it('round-trips vectors through bytes', () => {

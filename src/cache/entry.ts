@@ -65,11 +65,48 @@ export async function encodeAnswer(answer: CachedAnswer, compressMinBytes: numbe
   return Buffer.concat([Buffer.from([PLAIN]), json]);
 }
 
+/** Rejects a payload that is not an answer, or not one in the shape replay reads. */
 export async function decodeAnswer(buf: Buffer): Promise<CachedAnswer> {
   const body = buf.subarray(1);
   // A compressed payload inflates to a few times its size: the same bound, on the input.
   const json = buf[0] !== GZIP ? body : body.length <= INLINE_ZLIB_MAX_BYTES / 8 ? gunzipSync(body) : await gunzipAsync(body);
-  return JSON.parse(json.toString('utf8')) as CachedAnswer;
+  const answer: unknown = JSON.parse(json.toString('utf8'));
+  if (!isAnswer(answer)) throw new Error('cached payload is not an answer in the stored shape');
+  return answer;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isArrayOf = (v: unknown, each: (x: unknown) => boolean): boolean => Array.isArray(v) && v.every(each);
+const isToolCalls = (v: unknown, fn: (f: unknown) => boolean): boolean => v == null || isArrayOf(v, (c) => isObject(c) && fn(c.function));
+
+/**
+ * The structure replay and folding walk (choices, messages or deltas, tool calls, usage), checked
+ * when an entry is read: a payload that parses but has another shape (written by another version, or
+ * damaged) would otherwise fail a streamed hit after its headers went out.
+ */
+function isAnswer(a: unknown): a is CachedAnswer {
+  if (!isObject(a)) return false;
+  if (a.kind === 'result') {
+    const r = a.result;
+    return (
+      isObject(r) &&
+      isObject(r.usage) &&
+      isArrayOf(r.choices, (c) => isObject(c) && isObject(c.message) && isToolCalls(c.message.tool_calls, isObject))
+    );
+  }
+  if (a.kind === 'stream') {
+    const chunks = a.chunks;
+    return (
+      Array.isArray(chunks) &&
+      chunks.length > 0 &&
+      chunks.every(
+        (k) =>
+          isObject(k) &&
+          isArrayOf(k.choices, (c) => isObject(c) && isObject(c.delta) && isToolCalls(c.delta.tool_calls, (f) => f === undefined || isObject(f))),
+      )
+    );
+  }
+  return false;
 }
 
 /**

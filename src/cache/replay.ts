@@ -2,7 +2,7 @@
 // original chunking (new response id), a stored result becomes a short stream, and a stored stream
 // folds into a result for a non-streaming request with the same key.
 import type { ChatChunk, ChatResult } from '../canonical/chat.js';
-import { foldChunks, resultToChunks } from '../canonical/convert.js';
+import { foldChunks, iterate, resultToChunks } from '../canonical/convert.js';
 import type { CachedAnswer } from './entry.js';
 
 /** The answer as a result, under a new response id. */
@@ -12,8 +12,12 @@ export function answerToResult(answer: CachedAnswer, id: string): ChatResult {
   return result;
 }
 
-/** Replays the answer as a stream under a new response id, chunk for chunk. */
-export async function* answerToStream(answer: CachedAnswer, id: string): AsyncGenerator<ChatChunk> {
+/**
+ * Replays the answer as a stream under a new response id, chunk for chunk. The chunks are made here,
+ * not as the stream is read: an answer that cannot be replayed fails the lookup (a miss), not the
+ * response after its headers went out.
+ */
+export function answerToStream(answer: CachedAnswer, id: string): AsyncGenerator<ChatChunk> {
   const chunks = answer.kind === 'stream' ? answer.chunks : resultToChunks(answer.result);
-  for (const chunk of chunks) yield { ...chunk, id };
+  return iterate(chunks.map((chunk) => ({ ...chunk, id })));
 }

@@ -203,6 +203,27 @@ describe('the cache stage stores a miss whatever its lookup met', () => {
   });
 });
 
+describe('an entry of another shape', () => {
+  it('is a miss for a streaming request too (not a hit whose stream fails), and the fresh answer replaces it', async () => {
+    const terminal = simulatorTerminal();
+    const { handler, store } = await cacheWith(terminal);
+    const req = userRequest('Name three primary colours.', { stream: true });
+    const key = entryKey('acme', req.model, exactKey(req));
+    // Parses, but its chunks have no choices.
+    const payload = Buffer.concat([Buffer.from([0]), Buffer.from(JSON.stringify({ kind: 'stream', chunks: [{ id: 'x' }] }))]);
+    await store.set({ meta: { key, namespace: 'acme', model: req.model, createdAt: Date.now(), tokens: 1, costUsd: 0 }, payload }, 60_000);
+    const first = testContext();
+    const fresh = await drain(await handler(first, req));
+    expect(first.facts.cache).toBe('miss');
+    await expect.poll(async () => (await store.counters()).entries, { timeout: 2000, interval: 5 }).toBe(1);
+    const second = testContext();
+    const replayed = await drain(await handler(second, req));
+    expect(second.facts.cache).toBe('exact');
+    expect(replayed.map((c) => c.choices)).toEqual(fresh.map((c) => c.choices));
+    expect(terminal.calls).toBe(1);
+  });
+});
+
 describe('the cache stage keeps no filtered, refused or empty answer', () => {
   const answers: Record<string, { message: Omit<AssistantMessage, 'role'>; finish: FinishReason }> = {
     // Gemini's SAFETY / RECITATION: the text cut where the filter stopped it.

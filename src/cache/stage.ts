@@ -5,7 +5,7 @@ import { randomBase64Url } from '../gateway/ids.js';
 import type { ChatChunk, ChatResult } from '../canonical/chat.js';
 import { foldChunks } from '../canonical/convert.js';
 import type { RequestContext } from '../gateway/context.js';
-import { observeStream, type ChatStage } from '../gateway/pipeline.js';
+import { observeStream, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { answerToResult, answerToStream } from './replay.js';
 import type { Probe, ResponseCache } from './response-cache.js';
 
@@ -74,12 +74,14 @@ export function createCacheStage(deps: CacheStageDeps): ChatStage {
       probe = cache.probe(ctx.tenant.id, req, lookupOpts);
       const hit = await cache.read(probe, req, lookupOpts);
       if (hit) {
+        const id = responseId();
+        // Made in full before the facts say hit: an answer that cannot be replayed is a miss.
+        const answer: ChatOutcome = req.stream ? { kind: 'stream', stream: answerToStream(hit.answer, id) } : { kind: 'result', result: answerToResult(hit.answer, id) };
         ctx.facts.cache = hit.kind;
         if (hit.similarity !== undefined) ctx.facts.similarity = hit.similarity;
         ctx.facts.model = hit.meta.model;
         ctx.facts.savedUsd = hit.meta.costUsd;
-        const id = responseId();
-        return req.stream ? { kind: 'stream', stream: answerToStream(hit.answer, id) } : { kind: 'result', result: answerToResult(hit.answer, id) };
+        return answer;
       }
     } catch (err) {
       ctx.log.warn({ err }, 'cache lookup failed; treating as a miss');
