@@ -33,12 +33,12 @@ clusters:
   it('read the config file named by INFERENCEFLOW_CONFIG or TRUTHGPT_CONFIG, with MESH_* over it', async () => {
     const file = await configFile(yaml);
     for (const name of ['INFERENCEFLOW_CONFIG', 'TRUTHGPT_CONFIG']) {
-      const { mesh, redisUrl } = await meshSettings({}, { [name]: file, MESH_MAX_TEMP_C: '60', MESH_MAX_RAM_PCT: '80', MESH_STALE_AFTER_S: '7', MESH_IDLE_RECLAIM_MS: '9000' });
+      const { mesh, redisUrl } = await meshSettings({}, { [name]: file, MESH_MAX_TEMP_C: '60', MESH_MAX_RAM_PCT: '80', MESH_STALE_AFTER_S: '7', MESH_IDLE_RECLAIM_MS: '20000' });
       expect(redisUrl).toBe('redis://from-file:6379');
       expect(mesh.key_prefix).toBe('file:');
       expect(mesh.heartbeat_interval_ms).toBe(1000);
       expect(mesh.health).toEqual({ max_temp_c: 60, max_ram_pct: 80, stale_after_s: 7 });
-      expect(mesh.idle_reclaim_ms).toBe(9000);
+      expect(mesh.idle_reclaim_ms).toBe(20000);
     }
   });
 
@@ -68,6 +68,13 @@ clusters:
     await expect(meshSettings({}, {})).rejects.toThrow(/Redis URL is needed/);
     const bad = await configFile('clusters:\n  mesh:\n    heartbeat_ms: 5\n');
     await expect(meshSettings({ config: bad }, { REDIS_URL: 'redis://x:1' })).rejects.toThrow(/clusters\.mesh/);
+  });
+
+  it('refuse an idle_reclaim_ms that would reclaim requests still running', async () => {
+    // The default 3 s heartbeat and 5 s reclaim passes: 3 s of idleness is less than one tick.
+    await expect(meshSettings({}, { REDIS_URL: 'redis://x:1', MESH_IDLE_RECLAIM_MS: '3000' })).rejects.toThrow(
+      /clusters\.mesh\.idle_reclaim_ms.*idle_reclaim_ms \(3000\) must be at least 3 × the larger of heartbeat_interval_ms \(3000\) and reclaim_interval_ms \(5000\)/s,
+    );
   });
 });
 

@@ -61,7 +61,40 @@ export const meshConfigSchema = z
       .strict()
       .default({ loaded_weight: 100, affinity_weight: 20, load_weight: 40, prefix_chars: 256, imbalance_abs: 4, imbalance_rel: 1.5 }),
   })
-  .strict();
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const problem = meshTimingProblem(cfg);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['idle_reclaim_ms'], message: problem });
+  });
+
+/** How many holder ticks `idle_reclaim_ms` must span at least (a tick may come late: GC, a slow Redis). */
+export const IDLE_RECLAIM_TICKS = 3;
+
+/**
+ * Why these timings would reclaim live work, or undefined when they are sound. Holders refresh the
+ * entries they hold on their ticks — workers every heartbeat, routers (requests no node can take yet)
+ * every reclaim pass — and an entry idle longer than `idle_reclaim_ms` is taken over and run again:
+ * with too few ticks in it, requests still running are reclaimed and rerun on every pass.
+ */
+export function meshTimingProblem(cfg: Pick<MeshConfig, 'heartbeat_interval_ms' | 'reclaim_interval_ms' | 'idle_reclaim_ms'>): string | undefined {
+  const tick = Math.max(cfg.heartbeat_interval_ms, cfg.reclaim_interval_ms);
+  if (cfg.idle_reclaim_ms >= IDLE_RECLAIM_TICKS * tick) return undefined;
+  return (
+    `idle_reclaim_ms (${cfg.idle_reclaim_ms}) must be at least ${IDLE_RECLAIM_TICKS} × the larger of heartbeat_interval_ms (${cfg.heartbeat_interval_ms}) ` +
+    `and reclaim_interval_ms (${cfg.reclaim_interval_ms}), i.e. ${IDLE_RECLAIM_TICKS * tick}: running requests are refreshed on those ticks, ` +
+    'and shorter would reclaim and rerun them'
+  );
+}
+
+/**
+ * Refuses to start a router or worker on timings that reclaim live work: the command-line flags
+ * (`--idle-reclaim-ms`, `--heartbeat-ms`, `--reclaim-interval-ms`) are laid over settings the schema
+ * had already checked.
+ */
+export function assertMeshTiming(cfg: MeshConfig): void {
+  const problem = meshTimingProblem(cfg);
+  if (problem) throw new Error(`mesh settings: ${problem} (clusters.mesh, MESH_* or the --idle-reclaim-ms, --heartbeat-ms and --reclaim-interval-ms flags)`);
+}
 
 export type MeshConfig = z.infer<typeof meshConfigSchema>;
 export type MeshHealthThresholds = MeshConfig['health'];

@@ -6,7 +6,7 @@
 import { compareEntryIds, entryIdMs, isClusterUrl, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
-import type { MeshConfig } from './config.js';
+import { assertMeshTiming, type MeshConfig } from './config.js';
 import {
   decodeHealth,
   decodeRequest,
@@ -104,6 +104,7 @@ export class MeshRouter {
   }
 
   async start(): Promise<void> {
+    assertMeshTiming(this.opts.config);
     this.commands = createMeshRedis(this.opts.redisUrl, `router:${this.opts.routerId}`);
     this.reader = createMeshRedis(this.opts.redisUrl, `router:${this.opts.routerId}:reader`);
     await connectOrFail(this.commands);

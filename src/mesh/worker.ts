@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { ChatChunk } from '../canonical/chat.js';
 import { isUpstreamError } from '../providers/errors.js';
 import { backoffMs, connectOrFail, createMeshRedis, ensureGroup, isNoGroupError, sleep, type StreamEntries, type StreamReply } from './connection.js';
-import type { MeshConfig } from './config.js';
+import { assertMeshTiming, type MeshConfig } from './config.js';
 import { MeshClock } from './clock.js';
 import { decodeRequest, entryData, meshDeadline, meshKeys, WORKER_GROUP, type MeshErrorBody, type MeshEvent, type MeshKeys, type MeshRequest, type NodeHealth } from './contracts.js';
 import { appendChunk, deliverFinal, expireCallback, isDone, retireEntry, touchPending, type SourceEntry } from './delivery.js';
@@ -80,6 +80,7 @@ export class WorkerAgent {
 
   /** Connects (failing if Redis is unreachable), registers, and starts consuming. */
   async start(): Promise<void> {
+    assertMeshTiming(this.opts.config);
     this.commands = createMeshRedis(this.opts.redisUrl, `worker:${this.opts.nodeId}`);
     this.reader = createMeshRedis(this.opts.redisUrl, `worker:${this.opts.nodeId}:reader`);
     await connectOrFail(this.commands);
