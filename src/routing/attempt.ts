@@ -13,6 +13,7 @@ import type { AttemptEnd } from '../gateway/execute.js';
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
+import type { BreakerToken } from './breaker.js';
 import type { Deployment } from './catalog.js';
 import { promptTokensOf } from './prompt-tokens.js';
 
@@ -40,7 +41,7 @@ export interface AttemptSpec {
   timeoutMs: number;
   hedge: boolean;
   /** The breaker permission this attempt holds (a half-open probe or a normal pass). */
-  token: 'normal' | 'probe';
+  token: BreakerToken;
   /** The route span's context: the attempt span is its child. */
   trace?: TraceContext;
 }
@@ -319,7 +320,7 @@ export interface HedgePlan {
   /** When to start the hedge, ms after the primary. */
   delayMs: number;
   /** Takes another deployment for the hedge (slot and breaker permission held), or undefined. */
-  pick(): { d: Deployment; token: 'normal' | 'probe' } | undefined;
+  pick(): { d: Deployment; token: BreakerToken } | undefined;
   timeoutFor(d: Deployment): number;
   onHedge(primary: Deployment, hedge: Deployment): void;
   onWinner(winner: Deployment, hedged: boolean): void;
@@ -338,7 +339,7 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
     let pending = 0;
     let hedgeTimer: NodeJS.Timeout | undefined;
 
-    const start = (d: Deployment, token: 'normal' | 'probe', hedge: boolean) => {
+    const start = (d: Deployment, token: BreakerToken, hedge: boolean) => {
       const entry: (typeof running)[number] = { d, done: false, charged: false };
       running.push(entry);
       pending++;

@@ -65,7 +65,7 @@ describe('CircuitBreaker', () => {
     advance(1);
     expect(b.state).toBe('half_open');
     const probe = b.acquire();
-    expect(probe).toBe('probe');
+    expect(probe).toEqual({ round: 1 });
     expect(b.acquire()).toBeUndefined(); // one probe at a time
     b.record(true, probe!);
     expect(b.state).toBe('closed');
@@ -93,7 +93,7 @@ describe('CircuitBreaker', () => {
     advance(15_000);
     expect(b.state).toBe('half_open');
     const probe = b.acquire()!;
-    expect(probe).toBe('probe');
+    expect(probe).toEqual({ round: 1 });
     // …and time out while the probe is out: the breaker stays half-open, the probe slot stays taken.
     for (const t of hung) b.record(false, t);
     expect(b.state).toBe('half_open');
@@ -116,13 +116,48 @@ describe('CircuitBreaker', () => {
     expect(transitions.filter((t) => t.to === 'open' && t.source === 'local')).toEqual([]);
   });
 
+  it("counts a probe only in its own half-open round: a late one neither takes the next round's slots nor decides it", () => {
+    const { b, advance, transitions } = setup({ half_open_probes: 2, open_ms: 1_000 });
+    for (let i = 0; i < 5; i++) b.record(false, 'normal');
+    advance(1_000);
+    const p1 = b.acquire()!;
+    const p2 = b.acquire()!; // hangs past its round
+    b.record(false, p1); // reopens
+    expect(b.state).toBe('open');
+    advance(1_000);
+    const p3 = b.acquire()!;
+    const p4 = b.acquire()!;
+    expect(b.acquire()).toBeUndefined();
+    // p2 ends now: it frees no slot of this round (a fifth probe would go through) and decides nothing.
+    b.record(true, p2);
+    expect(b.acquire()).toBeUndefined();
+    expect(b.state).toBe('half_open');
+    b.record(true, p3);
+    b.record(true, p4);
+    expect(b.state).toBe('closed');
+    expect(transitions.map((t) => t.to)).toEqual(['open', 'half_open', 'open', 'half_open', 'closed']);
+  });
+
+  it("a probe out when another replica reopened the breaker does not close it for everyone when it succeeds", () => {
+    const { b, advance } = setup({ open_ms: 1_000 });
+    for (let i = 0; i < 5; i++) b.record(false, 'normal');
+    advance(1_000);
+    const late = b.acquire()!;
+    b.forceOpen(1_000_000 + 3_000, 'shared: a probe failed elsewhere');
+    advance(2_000);
+    expect(b.state).toBe('half_open');
+    b.record(true, late);
+    expect(b.state).toBe('half_open');
+    expect(b.acquire()).toEqual({ round: 2 });
+  });
+
   it('frees a probe slot when the probe is cancelled', () => {
     const { b, advance } = setup();
     for (let i = 0; i < 5; i++) b.record(false, 'normal');
     advance(1_000);
     const probe = b.acquire()!;
     b.release(probe);
-    expect(b.acquire()).toBe('probe');
+    expect(b.acquire()).toEqual({ round: 1 });
   });
 
   it('obeys a remote open until its time and a remote close', () => {

@@ -18,6 +18,14 @@ export interface BreakerTransition {
   retryAt?: number;
 }
 
+/**
+ * Permission for one attempt: `normal` while closed, or a half-open probe of one round (each
+ * half-open period is a round). A probe's outcome counts only in its own round: a probe still out
+ * when its round ended (it failed elsewhere, or another replica reopened the breaker) decides nothing
+ * about the next one.
+ */
+export type BreakerToken = 'normal' | { readonly round: number };
+
 /** Counts in one-second buckets over the window, so recording and reading are O(buckets). */
 class RollingCounts {
   private readonly successes: Int32Array;
@@ -69,6 +77,8 @@ export class CircuitBreaker {
   private openedUntil = 0;
   private probesInFlight = 0;
   private probeSuccesses = 0;
+  /** The half-open round: incremented each time the breaker goes half-open. */
+  private round = 0;
   private readonly counts: RollingCounts;
 
   constructor(
@@ -100,16 +110,21 @@ export class CircuitBreaker {
   }
 
   /**
-   * Claims permission for one attempt. Returns a release token: 'probe' when it took a half-open
-   * probe slot, 'normal' otherwise, undefined when the breaker refuses.
+   * Claims permission for one attempt. Returns a release token: a probe of the current round when
+   * it took a half-open probe slot, 'normal' otherwise, undefined when the breaker refuses.
    */
-  acquire(): 'normal' | 'probe' | undefined {
+  acquire(): BreakerToken | undefined {
     const s = this.state;
     if (s === 'closed') return 'normal';
     if (s === 'open') return undefined;
     if (this.probesInFlight >= this.cfg.half_open_probes) return undefined;
     this.probesInFlight++;
-    return 'probe';
+    return { round: this.round };
+  }
+
+  /** A probe of the half-open round now running (one from an earlier round frees and decides nothing). */
+  private current(token: BreakerToken): boolean {
+    return token !== 'normal' && token.round === this.round && this.stateValue === 'half_open';
   }
 
   /**
@@ -117,13 +132,16 @@ export class CircuitBreaker {
    * failure of a request that already failed here (`repeat`) feeds the rolling failure rate but not
    * the consecutive count: one bad request retried must not look like a dead deployment.
    */
-  record(ok: boolean, token: 'normal' | 'probe', repeat = false): void {
+  record(ok: boolean, token: BreakerToken, repeat = false): void {
     const now = this.now();
-    if (token === 'probe') this.probesInFlight = Math.max(0, this.probesInFlight - 1);
+    if (token !== 'normal') {
+      if (!this.current(token)) return; // a probe of a round that is over: it decides nothing now
+      this.probesInFlight = Math.max(0, this.probesInFlight - 1);
+    }
     if (this.stateValue === 'half_open') {
-      // Only the probes decide: a 'normal' pass was issued while still closed (a call that hung
-      // through the outage and times out now), so it says nothing about the deployment today.
-      if (token !== 'probe') return;
+      // Only this round's probes decide: a 'normal' pass was issued while still closed (a call that
+      // hung through the outage and times out now), so it says nothing about the deployment today.
+      if (token === 'normal') return;
       if (!ok) {
         this.open('a half-open probe failed', now);
         return;
@@ -149,8 +167,8 @@ export class CircuitBreaker {
   }
 
   /** An attempt that ended without a verdict (cancelled): frees its probe slot. */
-  release(token: 'normal' | 'probe'): void {
-    if (token === 'probe') this.probesInFlight = Math.max(0, this.probesInFlight - 1);
+  release(token: BreakerToken): void {
+    if (token !== 'normal' && this.current(token)) this.probesInFlight = Math.max(0, this.probesInFlight - 1);
   }
 
   /** Recent failure share over the rolling window (0 with no traffic). */
@@ -190,6 +208,7 @@ export class CircuitBreaker {
     if (from === to) return;
     this.stateValue = to;
     if (to === 'half_open') {
+      this.round++;
       this.probeSuccesses = 0;
       this.probesInFlight = 0;
     }
