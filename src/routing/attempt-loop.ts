@@ -9,7 +9,7 @@ import { isUpstreamError } from '../providers/errors.js';
 import { GatewayError } from '../server/errors.js';
 import type { Admission, AdmissionQueue } from './admission.js';
 import { runAttempt, runHedged, settleUsage, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
-import type { CircuitBreaker } from './breaker.js';
+import type { BreakerToken, CircuitBreaker } from './breaker.js';
 import type { Deployment, ModelGroup } from './catalog.js';
 import type { RequestState } from './eligibility.js';
 import type { RoutingEvents } from './events.js';
@@ -46,7 +46,7 @@ export interface AttemptLoopDeps {
 }
 
 /** A deployment taken for one attempt, with the breaker permission it holds. */
-type Pick = { d: Deployment; token: 'normal' | 'probe' };
+type Pick = { d: Deployment; token: BreakerToken };
 
 /**
  * Every eligible deployment in order once (falling back on a retryable failure or a deployment
@@ -77,7 +77,7 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
       }
     } else {
       if (retries >= maxRetries || !retryable) break;
-      if (!deps.budget.tryWithdraw()) {
+      if (!deps.budget.canWithdraw()) {
         deps.events.counters.retryBudgetExhausted++;
         deps.events.emit('retry_budget_exhausted', { group: group.name });
         state.ctx.log.warn({ group: group.name }, 'retry budget exhausted; not retrying');
@@ -92,6 +92,9 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
       const coolWait = Math.min(...candidates.map((d) => Math.max(0, deps.statsFor(d.id).coolingUntil - now + 1)));
       const wait = Math.max(coolWait, backoffMs(retries, retry.base_delay_ms ?? 100, retry.max_delay_ms ?? 2_000, deps.random));
       if (now + wait >= state.deadlineAt) break;
+      // Paid for only now that the retry will happen: a retry given up for want of a candidate or
+      // of time must not drain the process-wide budget other groups retry from.
+      deps.budget.tryWithdraw();
       deps.events.counters.retries++;
       deps.events.emit('retry', { group: group.name, deployment: candidates[0]?.id ?? '', delayMs: wait });
       retries++;
@@ -153,7 +156,7 @@ async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime
       // Waiters go first, but only on deployments they can use.
       if (d.maxConcurrency !== undefined && deps.admission.waitedFor(d)) continue;
       if (!deps.admission.tryAcquire(d)) continue;
-      const token = b.acquire() as 'normal' | 'probe';
+      const token = b.acquire() as BreakerToken;
       from.splice(i, 1);
       return { d, token };
     }
@@ -215,7 +218,7 @@ function call(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt:
         const b = deps.breakerFor(d.id);
         if (!b.canPass() || !deps.admission.tryAcquire(d)) continue;
         untried.splice(i, 1);
-        return { d, token: b.acquire() as 'normal' | 'probe' };
+        return { d, token: b.acquire() as BreakerToken };
       }
       return undefined;
     },

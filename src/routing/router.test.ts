@@ -251,6 +251,25 @@ describe('Router: fallbacks and retries', () => {
     expect(router.events.counters.retryBudgetExhausted).toBe(1);
   });
 
+  it('spends the retry budget only on retries it makes, not on one given up for want of time', async () => {
+    // One retry in the window. The first request's retry would have to wait past its deadline for a
+    // Retry-After, so it is given up: the budget still holds the one retry for the next request.
+    const p = new ScriptedProvider()
+      .on('cool', fail('rate_limited', { status: 429, retryAfterMs: 60_000 }))
+      .on('flaky', async (_r, _o, n) => {
+        if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'server', status: 500, message: 'blip' });
+        return answer('flaky');
+      });
+    const router = build([group('slow', ['cool'], { retry: { max_retries: 3, base_delay_ms: 0 } }), group('g', ['flaky'], { retry: { max_retries: 3, base_delay_ms: 0 } })], p, {
+      retry_budget: { ratio: 0, min_per_s: 0.1, window_ms: 10_000 },
+      deadline_ms: 1_000,
+      breaker: { consecutive_failures: 100, min_requests: 100 },
+    });
+    await expect(router.handler(ctxFor(), chat('slow'))).rejects.toMatchObject({ code: 'upstream_rate_limited' });
+    expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from flaky');
+    expect(router.events.counters.retryBudgetExhausted).toBe(0);
+  });
+
   it('honours Retry-After: skips a cooling deployment and waits for it when it is the only one', async () => {
     const p = new ScriptedProvider().on('a', async (_r, _o, n) => {
       if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'rate_limited', status: 429, retryAfterMs: 150, message: 'slow down' });
