@@ -16,7 +16,7 @@ import { promptTokensOf } from '../routing/prompt-tokens.js';
 import { GatewayError, type GatewayErrorOptions } from '../server/errors.js';
 import type { PlannedUsage } from '../scaling/stage.js';
 import type { BudgetLine, BudgetManager, BudgetReservation } from './budgets.js';
-import type { LimitRule, LimiterStore, RuleState } from './sliding-window.js';
+import type { LimitRule, LimiterStore, ReservationStore, RuleState } from './sliding-window.js';
 
 export interface AdmissionOptions {
   limiter: LimiterStore;
@@ -213,9 +213,12 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     if (reserved.length === 0 && budgetLines.length === 0) return unreserved(ctx, req, next, promptTokens);
     const leaseId = randomUUID();
     let at = 0;
+    // Where the reservation was taken: settled there (a fail-open limiter may have used either store).
+    let held: ReservationStore | undefined;
     if (reserved.length > 0) {
       const result = await limiter.acquire(reserved.map((r) => r.rule), leaseId);
       at = result.at;
+      held = result.store;
       const headers = rateHeaders(reserved, result.states);
       if (!result.admitted) {
         const limit = refusingRule(reserved, result.states) ?? (result.retryAfterMs < 0 ? 'tokens' : 'requests');
@@ -236,13 +239,14 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
 
     let released = false;
     const releaseLimits = async (actualTokens: number | undefined, refundRequest: boolean) => {
-      if (released) return;
+      if (released || !held) return;
       released = true;
+      const store = held;
       await Promise.all(
         reserved.map(({ rule, tokens }) => {
-          if (rule.kind === 'concurrency') return limiter.release(rule.key, leaseId);
-          if (tokens && actualTokens !== undefined) return limiter.adjust(rule.key, rule.windowMs, at, actualTokens - rule.cost);
-          if (!tokens && refundRequest && rule.cost > 0) return limiter.adjust(rule.key, rule.windowMs, at, -1);
+          if (rule.kind === 'concurrency') return store.release(rule.key, leaseId);
+          if (tokens && actualTokens !== undefined) return store.adjust(rule.key, rule.windowMs, at, actualTokens - rule.cost);
+          if (!tokens && refundRequest && rule.cost > 0) return store.adjust(rule.key, rule.windowMs, at, -1);
           return undefined;
         }),
       ).catch((err: unknown) => ctx.log.warn({ err: (err as Error).message }, 'rate limiter: could not settle a reservation'));

@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redisTargets } from '../../test/helpers/redis.js';
+import { redisTargets, type RedisTarget } from '../../test/helpers/redis.js';
+import { rateLimitingSchema } from '../config/schema.js';
+import { defaultRequestOptions, newFacts, type RequestContext, type Tenant } from '../gateway/context.js';
+import { Cancellation } from '../providers/cancel.js';
 import { createLogger } from '../telemetry/logger.js';
-import { FailoverLimiterStore, MemoryLimiterStore, RedisLimiterStore, type LimiterStore } from './sliding-window.js';
+import { createAdmissionStage } from './admission.js';
+import { FailoverLimiterStore, MemoryLimiterStore, RedisLimiterStore, type AcquireResult, type LimitRule, type LimiterStore, type ReservationStore } from './sliding-window.js';
 
 // The Redis store runs on a single server and on a Redis Cluster (test/helpers/redis.ts): one
 // acquire checks several rule keys in one script, which a cluster only allows within one slot.
@@ -45,7 +49,7 @@ for (const [name, make, available] of stores) {
       const first = await store.acquire([rule], 't1');
       expect(first.admitted).toBe(true);
       expect((await store.acquire([rule], 't2')).admitted).toBe(false);
-      await store.adjust(rule.key, rule.windowMs, first.at, 100 - 800); // only 100 were used
+      await first.store.adjust(rule.key, rule.windowMs, first.at, 100 - 800); // only 100 were used
       expect((await store.acquire([rule], 't3')).admitted).toBe(true);
     });
 
@@ -55,7 +59,7 @@ for (const [name, make, available] of stores) {
       const first = await store.acquire([rule], 'l1');
       expect(first.admitted).toBe(true);
       await new Promise((r) => setTimeout(r, 1100));
-      await store.adjust(rule.key, rule.windowMs, first.at, 900 - 100); // 900 were used
+      await first.store.adjust(rule.key, rule.windowMs, first.at, 900 - 100); // 900 were used
       const probe = await store.acquire([{ ...rule, cost: 300 }], 'l2');
       expect(probe.admitted).toBe(false);
       expect(probe.states[0]?.remaining).toBe(200);
@@ -93,11 +97,12 @@ for (const [name, make, available] of stores) {
 
     it('holds concurrency slots until released', async () => {
       const rule = { kind: 'concurrency' as const, key: `conc:${name}`, limit: 2, leaseMs: 60_000 };
-      expect((await store.acquire([rule], 'c1')).admitted).toBe(true);
+      const first = await store.acquire([rule], 'c1');
+      expect(first.admitted).toBe(true);
       expect((await store.acquire([rule], 'c2')).admitted).toBe(true);
       const refused = await store.acquire([rule], 'c3');
       expect(refused.admitted).toBe(false);
-      await store.release(rule.key, 'c1');
+      await first.store.release(rule.key, 'c1');
       expect((await store.acquire([rule], 'c4')).admitted).toBe(true);
     });
   });
@@ -122,11 +127,7 @@ describe('a window slides', () => {
 });
 
 describe('when Redis fails', () => {
-  const broken: LimiterStore = {
-    acquire: () => Promise.reject(new Error('connection refused')),
-    adjust: () => Promise.reject(new Error('connection refused')),
-    release: () => Promise.reject(new Error('connection refused')),
-  };
+  const broken: LimiterStore = { acquire: () => Promise.reject(new Error('connection refused')) };
   const log = createLogger('silent');
   const rule = { kind: 'window' as const, key: 'f', limit: 1, windowMs: 60_000, cost: 1 };
 
@@ -141,6 +142,72 @@ describe('when Redis fails', () => {
     const store = new FailoverLimiterStore(broken, new MemoryLimiterStore(), 'closed', log);
     await expect(store.acquire([rule], 'a')).rejects.toMatchObject({ code: 'limiter_unavailable', status: 503 });
     store.close();
+  });
+
+  /** The real Redis store behind a switch: while down, every call fails as against a Redis that is away. */
+  class Switchable implements LimiterStore, ReservationStore {
+    down = false;
+    constructor(private readonly inner: RedisLimiterStore) {}
+    private check(): void {
+      if (this.down) throw new Error('connection refused');
+    }
+    async acquire(rules: readonly LimitRule[], leaseId: string): Promise<AcquireResult> {
+      this.check();
+      return { ...(await this.inner.acquire(rules, leaseId)), store: this };
+    }
+    async adjust(key: string, windowMs: number, at: number, delta: number): Promise<void> {
+      this.check();
+      await this.inner.adjust(key, windowMs, at, delta);
+    }
+    async release(key: string, leaseId: string): Promise<void> {
+      this.check();
+      await this.inner.release(key, leaseId);
+    }
+  }
+  const redisTarget = targets.find((t) => t.name === 'redis');
+
+  describe.skipIf(!redisTarget?.available)('fail open, with Redis back (or gone) by the time a request settles', () => {
+    // A default limit of 1,000 tokens a window; each request reserves its prompt plus max_tokens 700 and uses 100.
+    const config = rateLimitingSchema.parse({ tokens: 1000 });
+    const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1' };
+    const key = `rl:default:tok:${tenant.id}`;
+    const remaining = async (store: LimiterStore) => (await store.acquire([{ kind: 'window', key, limit: 1000, windowMs: 60_000, cost: 0 }], 'probe')).states[0]?.remaining;
+
+    /** Runs one request through admission over `limiter`; `during` runs while it is in flight. */
+    async function request(limiter: LimiterStore, during: () => void): Promise<void> {
+      const stage = createAdmissionStage({ limiter, config, priceOf: () => undefined });
+      const ctx = { id: 'r', startedAt: 0, endpoint: 'chat', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} } as RequestContext;
+      await stage(ctx, { model: 'm', max_tokens: 700, messages: [{ role: 'user', content: 'hello' }] }, async (c) => {
+        during();
+        c.facts.usage = { prompt_tokens: 50, completion_tokens: 50, total_tokens: 100 };
+        return { kind: 'result', result: { id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: c.facts.usage } };
+      });
+    }
+
+    it('settles a reservation the local store took there, not in Redis', async () => {
+      const redis = new Switchable(new RedisLimiterStore((redisTarget as RedisTarget).connect(), `test:${run}:switch-a:`));
+      const local = new MemoryLimiterStore();
+      // Redis already counts 100 tokens of this identity's window.
+      expect((await redis.acquire([{ kind: 'window', key, limit: 1000, windowMs: 60_000, cost: 100 }], 'r0')).admitted).toBe(true);
+      redis.down = true;
+      await request(new FailoverLimiterStore(redis, local, 'open', log), () => (redis.down = false));
+      // Redis never got this request, and is not corrected for it; the local store is.
+      expect(await remaining(redis)).toBe(900);
+      expect(await remaining(local)).toBe(900);
+      local.close();
+    });
+
+    it('settles a reservation Redis took in Redis, never in the local store', async () => {
+      const redis = new Switchable(new RedisLimiterStore((redisTarget as RedisTarget).connect(), `test:${run}:switch-b:`));
+      const local = new MemoryLimiterStore();
+      // The local store counts 100 tokens of this identity from an earlier outage.
+      expect((await local.acquire([{ kind: 'window', key, limit: 1000, windowMs: 60_000, cost: 100 }], 'l0')).admitted).toBe(true);
+      // Redis is away when the request settles: its correction fails (logged), and the local store,
+      // which never held the reservation, is left as it was.
+      await request(new FailoverLimiterStore(redis, local, 'open', log), () => (redis.down = true));
+      expect(await remaining(local)).toBe(900);
+      local.close();
+    });
   });
 });
 

@@ -28,10 +28,21 @@ export interface AcquireResult {
   /** The store's clock at the check, ms; pass it back to `adjust`. */
   at: number;
   states: RuleState[];
+  /**
+   * The store that checked the rules and holds what was taken: the reservation is corrected and its
+   * leases ended there, whichever store would answer by then (a fail-open limiter may have admitted
+   * on its local store during a Redis outage that is over when the request settles, or the reverse).
+   */
+  store: ReservationStore;
 }
 
 export interface LimiterStore {
   acquire(rules: readonly LimitRule[], leaseId: string): Promise<AcquireResult>;
+  close?(): void;
+}
+
+/** Where a reservation lives (AcquireResult.store). */
+export interface ReservationStore {
   /**
    * Corrects a reservation taken at `at` by `delta`. A refund (negative) comes off the bucket the
    * reservation landed in, where it was counted (nothing, once that bucket has left the window). An
@@ -41,7 +52,6 @@ export interface LimiterStore {
   adjust(key: string, windowMs: number, at: number, delta: number): Promise<void>;
   /** Ends a concurrency lease. */
   release(key: string, leaseId: string): Promise<void>;
-  close?(): void;
 }
 
 const BUCKETS = 60;
@@ -174,7 +184,7 @@ type LimiterRedis = RedisClient & {
   ifAdjust(key: string, bucket: number, delta: number, windowMs: number): Promise<number>;
 };
 
-export class RedisLimiterStore implements LimiterStore {
+export class RedisLimiterStore implements LimiterStore, ReservationStore {
   private readonly redis: LimiterRedis;
   /**
    * Every limiter key shares one hash tag (`{<prefix>limits:}rl:…`): the rules of one request span
@@ -201,7 +211,7 @@ export class RedisLimiterStore implements LimiterStore {
     }
     const out = await this.redis.ifAcquire(keys.length, ...keys, ...args);
     const states: RuleState[] = rules.map((r, i) => ({ limit: r.limit, remaining: Number(out[3 + i * 2]), resetMs: Number(out[4 + i * 2]) }));
-    return { admitted: out[0] === 1, retryAfterMs: Number(out[1]), at: Number(out[2]), states };
+    return { admitted: out[0] === 1, retryAfterMs: Number(out[1]), at: Number(out[2]), states, store: this };
   }
 
   async adjust(key: string, windowMs: number, at: number, delta: number): Promise<void> {
@@ -220,7 +230,7 @@ interface WindowEntry {
 }
 
 /** The same semantics in one process (JavaScript runs each check to completion, so it is atomic). */
-export class MemoryLimiterStore implements LimiterStore {
+export class MemoryLimiterStore implements LimiterStore, ReservationStore {
   private readonly windows = new Map<string, WindowEntry>();
   private readonly leases = new Map<string, Map<string, number>>();
   private readonly sweeper: NodeJS.Timeout;
@@ -308,7 +318,7 @@ export class MemoryLimiterStore implements LimiterStore {
       }
       return { limit: r.limit, remaining: Math.max(0, r.limit - taken), resetMs: resets[i] as number };
     });
-    return { admitted, retryAfterMs: retry, at: now, states };
+    return { admitted, retryAfterMs: retry, at: now, states, store: this };
   }
 
   async adjust(key: string, windowMs: number, at: number, delta: number): Promise<void> {
@@ -351,7 +361,8 @@ export type RedisFailurePolicy = 'open' | 'closed';
 /**
  * Redis first; when Redis fails, either the local limiter takes over ('open': each replica then
  * enforces the limit on its own) or the request is refused with 503 ('closed'). Logged, at most
- * once every 30 s, so an outage does not flood the log.
+ * once every 30 s, so an outage does not flood the log. A reservation is settled in the store that
+ * took it (AcquireResult.store), not in whichever answers at settlement.
  */
 export class FailoverLimiterStore implements LimiterStore {
   private lastWarned = 0;
@@ -379,14 +390,6 @@ export class FailoverLimiterStore implements LimiterStore {
       this.failed(err);
       return this.local.acquire(rules, leaseId);
     }
-  }
-
-  async adjust(key: string, windowMs: number, at: number, delta: number): Promise<void> {
-    await this.primary.adjust(key, windowMs, at, delta).catch(() => this.local.adjust(key, windowMs, at, delta));
-  }
-
-  async release(key: string, leaseId: string): Promise<void> {
-    await Promise.all([this.primary.release(key, leaseId).catch(() => undefined), this.local.release(key, leaseId)]);
   }
 
   close(): void {
