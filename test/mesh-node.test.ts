@@ -105,7 +105,7 @@ describe.skipIf(!available)('mesh nodes in process', () => {
     // A record of another version (unreadable here): kept while it changes, or until it has stayed the
     // same for forget_after_s.
     let clock = Date.now();
-    const watcher = new MeshRouter({ routerId: 'forgetting', redisUrl: REDIS_URL, config: { ...config, key_prefix: own, reclaim_interval_ms: 3_600_000 }, log, blockMs: 200, now: () => clock });
+    const watcher = new MeshRouter({ routerId: 'forgetting', redisUrl: REDIS_URL, config: { ...config, key_prefix: own, reclaim_interval_ms: 3_600_000, idle_reclaim_ms: 3 * 3_600_000 }, log, blockMs: 200, now: () => clock });
     await watcher.start();
     const health = meshKeys(own).health;
     await redis.hset(health, 'other-version', '{"node":"x"}');
