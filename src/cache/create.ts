@@ -92,6 +92,7 @@ export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}
       maxBytes: cfg.max_bytes,
       maxTtlMs: cfg.ttl_s * 1000,
     };
+    if (deps.onError) opts.onError = deps.onError;
     if (deps.redis) opts.client = deps.redis;
     else if (deps.redisUrl) opts.url = deps.redisUrl;
     else throw new Error('cache.backend is redis but no Redis is configured (set REDIS_URL)');

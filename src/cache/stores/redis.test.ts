@@ -8,6 +8,7 @@ import { RedisCacheStore } from './redis.js';
 import { entry, storeContract } from './store-contract.js';
 import type { StoreEvent } from './types.js';
 import { redisTargets } from '../../../test/helpers/redis.js';
+import { hashTagged } from '../../store/redis.js';
 
 const targets = await redisTargets();
 const runId = randomBytes(6).toString('hex');
@@ -72,6 +73,26 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
       await a.invalidate({ namespace: 't' });
       await expect.poll(() => seen.some((x) => x.op === 'delete' && x.keys.includes(e.meta.key)), { timeout: 1000, interval: 20 }).toBe(true);
       expect(await b.get(entryKey('t', 'm', 'shared'))).toBeUndefined();
+    });
+
+    it('reports a change event it cannot read, tells its listeners to resync, and goes on following', async (t) => {
+      if (!available) return t.skip();
+      const errors: string[] = [];
+      const opts = { url: REDIS_URL, keyPrefix: `${prefix}bad-event:`, maxBytes: 1e6, maxTtlMs: 60_000 };
+      const a = new RedisCacheStore(opts);
+      const b = new RedisCacheStore({ ...opts, onError: (_err, what) => errors.push(what) });
+      open.push(a, b);
+      await a.start();
+      await b.start();
+      const seen: StoreEvent[] = [];
+      b.subscribe((e) => seen.push(e));
+      // An add whose metadata is not JSON, as another version or a damaged write could leave.
+      await target.connect().xadd(`${hashTagged(`${prefix}bad-event:cache:`)}events`, '*', 'op', 'add', 'o', 'elsewhere', 'm', '{not json', 'v', '');
+      const e = entry('t', 'm', 'after-bad');
+      await a.set(e, 60_000);
+      await expect.poll(() => seen.some((x) => x.op === 'add' && x.meta.key === e.meta.key), { timeout: 2000, interval: 20 }).toBe(true);
+      expect(seen.some((x) => x.op === 'resync')).toBe(true);
+      expect(errors).toEqual(['cache change event']);
     });
 
     it('applies a backlog of other replicas\' events in short slices, giving the event loop back between them', async (t) => {

@@ -28,6 +28,8 @@ export interface RedisStoreOptions {
   sweepIntervalMs?: number;
   /** Use-order records a sweep step looks at; a sweep takes steps until none is stale (default 1,000). */
   sweepBatch?: number;
+  /** Reports a change event that could not be applied (listeners are then told to resync). */
+  onError?: (err: unknown, what: string) => void;
 }
 
 // Sets an entry (its expiry in the expiry set: the hash's PEXPIRE, which a read does not move), then,
@@ -385,7 +387,14 @@ export class RedisCacheStore implements CacheStore {
       for (const [, entries] of res ?? []) {
         for (const [id, fields] of entries) {
           this.lastId = id.toString();
-          this.handleEvent(fields);
+          try {
+            this.handleEvent(fields);
+          } catch (err) {
+            // One bad event (another version's, damaged) must not end the follower, whose loop
+            // nothing awaits: what it carried is lost, so listeners reconcile with the store.
+            this.opts.onError?.(err, 'cache change event');
+            this.emit({ op: 'resync' });
+          }
           // Another replica's add costs this one an index insert (0.1-0.2 ms), and a read returns
           // everything that piled up since the last: applied in one go, a backlog of hundreds held
           // the event loop for ~100 ms in a soak. Requests get the loop back every FOLLOW_SLICE_MS,
