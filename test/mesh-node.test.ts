@@ -127,6 +127,38 @@ describe.skipIf(!available)('mesh nodes in process', () => {
     await registry.remove('quiet-for-a-minute');
   });
 
+  it("routers leave the queue of a live node whose record they cannot read (a rolling upgrade's) alone", async () => {
+    const own = `${prefix}upgrade:`;
+    const keys = meshKeys(own);
+    let clock = Date.now();
+    const watcher = new MeshRouter({ routerId: 'older', redisUrl: REDIS_URL, config: { ...config, key_prefix: own, reclaim_interval_ms: 3_600_000, idle_reclaim_ms: 3 * 3_600_000 }, log, blockMs: 200, now: () => clock });
+    await watcher.start();
+    // A node of a newer version: a record this router cannot decode, and a request queued for it.
+    const stream = keys.nodeRequests('newer');
+    await redis.hset(keys.health, 'newer', '{"node":"newer","beat":1}');
+    await redis.xgroup('CREATE', stream, 'workers', '0', 'MKSTREAM');
+    await redis.sadd(keys.nodeStreams, 'newer');
+    await publish(redis, own, [chatRequest(own, 'simulator', 'queued on a newer node')], stream);
+    const takenFromIt = async () => Number(((await redis.xpending(stream, 'workers')) as [number])[0]);
+
+    await watcher.reclaim();
+    expect(await takenFromIt()).toBe(0);
+    // Its record keeps changing (it heartbeats): still alive, however long this router watches.
+    await redis.hset(keys.health, 'newer', '{"node":"newer","beat":2}');
+    clock += config.health.stale_after_s * 1000 + 1000;
+    await watcher.reclaim();
+    expect(await takenFromIt()).toBe(0);
+    expect(await redis.sismember(keys.nodeStreams, 'newer')).toBe(1);
+    // Unchanged for longer than stale_after_s: the node went silent, its queue is moved (the stream
+    // stays while its record is registered).
+    clock += config.health.stale_after_s * 1000 + 1000;
+    await watcher.reclaim();
+    expect(await takenFromIt()).toBe(1);
+    expect(await redis.sismember(keys.nodeStreams, 'newer')).toBe(1);
+    await watcher.stop();
+    await deleteKeys(redis, own);
+  });
+
   it('routes around a node at 80 °C, one at 95 % RAM and one whose heartbeat stopped 16 s ago', async () => {
     const hot = worker('hot', { ...cool, cpu_temp_c: 80 });
     const full = worker('full', { ...cool, ram_used_pct: 95 });

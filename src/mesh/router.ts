@@ -387,9 +387,11 @@ export class MeshRouter {
 
       await this.clock.sync().catch((err: unknown) => this.opts.log.debug({ err: (err as Error).message }, 'mesh router: could not read the Redis clock (keeping the last offset)'));
       const now = this.clock.now();
+      const localNow = this.now();
       // One read of the registry: silent records are forgotten, the rest become the routing view.
-      this.view(await this.forgetSilentNodes(now, this.now()), this.now());
+      this.view(await this.forgetSilentNodes(now, localNow), localNow);
       const health = this.nodeById;
+      const staleMs = cfg.health.stale_after_s * 1000;
       for (const node of await this.commands.smembers(this.keys.nodeStreams)) {
         const stream = this.keys.nodeRequests(node);
         const held = await claimIdle(this.commands, stream, WORKER_GROUP, this.consumer, cfg.idle_reclaim_ms).catch((err: unknown) => {
@@ -403,8 +405,14 @@ export class MeshRouter {
           await this.placeEntry({ stream, group: WORKER_GROUP, id }, fields, node, true);
         }
         const h = health.get(node);
-        const gone = !h || h.draining || exclusionReason(h, cfg.health, now)?.startsWith('heartbeat') === true;
-        if (gone) await this.drainDeparted(node, stream, h === undefined);
+        // A record this router cannot read (another version's, in a rolling upgrade) has no heartbeat
+        // time it understands: its node is alive while the record changes, and gone once it has stayed
+        // the same for stale_after_s while this router watched it (its stream is kept: still registered).
+        const unreadable = h ? undefined : this.unreadableSeen.get(node);
+        const gone = h
+          ? h.draining || exclusionReason(h, cfg.health, now)?.startsWith('heartbeat') === true
+          : unreadable === undefined || localNow - unreadable.since > staleMs;
+        if (gone) await this.drainDeparted(node, stream, h === undefined && unreadable === undefined);
       }
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'mesh router: reclaim pass failed (next tick retries)');
