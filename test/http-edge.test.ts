@@ -301,3 +301,37 @@ describe('connection rotation (server.max_requests_per_connection)', () => {
     expect(connection.filter((_, i) => i % 2 === 1)).toEqual(['close', 'close', 'close']);
   });
 });
+
+describe('clients behind a proxy (server.trust_proxy)', () => {
+  const chat = (url: string, forwardedFor: string) =>
+    post(`${url}/v1/chat/completions`, JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }), { 'content-type': 'application/json', 'x-forwarded-for': forwardedFor });
+  const perIp = { rate_limiting: { rules: [{ per: 'ip', requests: 1, window_s: 60 }] } };
+
+  it('limits per client address from X-Forwarded-For when the proxy is trusted, and per peer when not', async () => {
+    const trusting = await startTestGateway({ config: { ...perIp, server: { trust_proxy: ['127.0.0.1'] } } });
+    try {
+      // Two clients behind the same load balancer each get their own limit…
+      expect((await chat(trusting.url, '203.0.113.7')).status).toBe(200);
+      expect((await chat(trusting.url, '198.51.100.9')).status).toBe(200);
+      // …and the same client is still limited.
+      expect((await chat(trusting.url, '203.0.113.7')).status).toBe(429);
+    } finally {
+      await trusting.close();
+    }
+    // Without it the header is ignored: every request is the proxy's (a client cannot forge an address).
+    const plain = await startTestGateway({ config: perIp });
+    try {
+      expect((await chat(plain.url, '203.0.113.7')).status).toBe(200);
+      expect((await chat(plain.url, '198.51.100.9')).status).toBe(429);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('reads INFERENCEFLOW_TRUST_PROXY as true, a hop count or a list of addresses', () => {
+    const trust = (value: string) => buildConfig({}, { INFERENCEFLOW_TRUST_PROXY: value }).config.server.trust_proxy;
+    expect(trust('true')).toBe(true);
+    expect(trust('2')).toBe(2);
+    expect(trust('10.0.0.0/8, 127.0.0.1')).toEqual(['10.0.0.0/8', '127.0.0.1']);
+  });
+});

@@ -79,6 +79,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     log,
     version: VERSION,
     bodyLimit: config.server.body_limit_bytes,
+    ...(config.server.trust_proxy === undefined ? {} : { trustProxy: config.server.trust_proxy }),
     plugins,
     telemetry,
     worker: opts.worker,

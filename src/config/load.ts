@@ -92,6 +92,16 @@ export function buildConfig(raw: Record<string, unknown>, env: Env, file?: strin
   return { config, passthroughProvider, simulatorDefault, file };
 }
 
+/** `true`/`false`, a hop count, or a comma-separated list of addresses and CIDRs. */
+function trustProxyFromEnv(value: string): boolean | number | string[] {
+  if (/^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
+  if (/^\d+$/.test(value)) return Number(value);
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
 function applyEnv(target: Record<string, unknown>, env: Env): void {
   for (const v of ENV_VARS) {
     if (!v.path) continue;
@@ -104,6 +114,8 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
     setPath(target, 'monitoring.tracing.otlp_endpoint', `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
   }
   if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') setPath(target, 'monitoring.tracing.enabled', false);
+  const trust = env.INFERENCEFLOW_TRUST_PROXY?.trim();
+  if (trust) setPath(target, 'server.trust_proxy', trustProxyFromEnv(trust));
   const level = env.LOG_LEVEL;
   if (level) setPath(target, 'logging.level', level.toLowerCase());
   if (!env.REDIS_URL && env.REDIS_HOST) {

@@ -36,6 +36,13 @@ export const serverSchema = z
      * long-lived clients even out), unlimited otherwise; 0: unlimited.
      */
     max_requests_per_connection: z.number().int().min(0).optional(),
+    /**
+     * Which proxies in front of the gateway to believe about the client's address
+     * (`X-Forwarded-For`): true (any), a hop count, or addresses and CIDRs. Per-IP rate limits and
+     * API keys' IP allowlists see the client's address only with it; unset, they see the peer's
+     * (the load balancer's, behind one).
+     */
+    trust_proxy: z.union([z.boolean(), z.number().int().min(0), z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
   })
   .strict();
 

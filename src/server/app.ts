@@ -1,7 +1,7 @@
 // The Fastify application: request ids, authentication, the error table rendered per dialect, and
 // the route plugins. Built once per process (or per test with app.inject); it holds no request state.
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Logger } from 'pino';
 import { ANONYMOUS, SETTLEMENT_WAIT_MS, afterSettlement } from '../gateway/context.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -33,6 +33,8 @@ export interface AppOptions {
   worker?: string;
   /** Requests a kept-alive connection carries before `Connection: close` (server.max_requests_per_connection); 0 or unset: no limit. */
   maxRequestsPerConnection?: number;
+  /** server.trust_proxy: whose X-Forwarded-For gives the client's address (`request.ip`). */
+  trustProxy?: boolean | number | string | string[];
 }
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
@@ -42,6 +44,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    // A hop count works at run time (Fastify's docs; proxy-addr) though its types leave numbers out.
+    ...(opts.trustProxy === undefined ? {} : { trustProxy: opts.trustProxy as FastifyServerOptions['trustProxy'] }),
     requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id'];
