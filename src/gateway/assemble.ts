@@ -8,6 +8,7 @@ import type { LoadedConfig } from '../config/load.js';
 import type { Price } from '../providers/pricing.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { Authenticator } from '../server/auth.js';
+import { jwtConfigWarnings } from '../server/jwt-auth.js';
 import { dashboardRoutes } from '../server/routes/dashboard.js';
 import { monitoringRoutes } from '../server/routes/monitoring.js';
 import { providersRoutes } from '../server/routes/providers.js';
@@ -94,6 +95,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   resources.push(...tenancy.resources);
   // A Redis outage meets API-key revocation markers as it meets the limiter: fail open or closed.
   tenancy.keys?.onRedisFailure(config.rate_limiting.on_redis_failure, log);
+  // A JWT key from an identity provider without an audience or issuer to check accepts too much.
+  for (const warning of config.auth.jwt ? jwtConfigWarnings(config.auth.jwt) : []) log.warn(warning);
   // The ledger's queue and row counts, read at each scrape (inference_ledger_*).
   if (tenancy.ledger) telemetry.metrics.watchLedger(tenancy.ledger);
   const authenticator = tenancy.authenticator;

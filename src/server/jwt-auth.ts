@@ -1,6 +1,7 @@
 // JWT bearer tokens (seed 002): HS256, RS256 or ES256 through jose, the algorithm pinned by config
-// (so `alg: none` and algorithm-confusion tokens fail), `exp`, `nbf`, `iss` and `aud` checked, and
-// claims mapped to tenant, user, team, allowed models and limits. Keys come from a shared secret,
+// (so `alg: none` and algorithm-confusion tokens fail), `exp` and `nbf` checked, `iss` and `aud` when
+// an issuer and an audience are configured (jwtConfigWarnings says at start-up when not), and claims
+// mapped to tenant, user, team, allowed models and limits. Keys come from a shared secret,
 // a PEM public key, or a JWKS URL (fetched and cached by jose).
 import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { JwtConfig } from '../config/schema.js';
@@ -12,6 +13,22 @@ export type JwtVerifier = (token: string) => Promise<Tenant>;
 /** A compact JWS: three base64url parts, the header starting `{"` (eyJ). */
 export function looksLikeJwt(token: string): boolean {
   return /^eyJ[\w-]*\.[\w-]*\.[\w-]*$/.test(token);
+}
+
+/**
+ * What start-up should warn about in a JWT configuration: a public key or key set (RS256, ES256)
+ * without an audience or an issuer. An identity provider signs the tokens of every application it
+ * serves with the same keys, so without `aud` a token it issued for another application is accepted
+ * here, and without `iss` a key set shared by several issuers accepts all of their tokens. (A
+ * shared HS256 secret is this gateway's own.) Not an error: configurations without them exist.
+ */
+export function jwtConfigWarnings(cfg: JwtConfig): string[] {
+  if (cfg.algorithm === 'HS256') return [];
+  const keys = cfg.jwks_url ? `the key set at ${cfg.jwks_url}` : 'the configured public key';
+  const out: string[] = [];
+  if (!cfg.audience) out.push(`auth.jwt: no audience (auth.jwt.audience, JWT_AUDIENCE) is configured, so "aud" is not checked: any token ${keys} verifies is accepted, including one its issuer made for another application. Set the audience this gateway's tokens carry.`);
+  if (!cfg.issuer) out.push(`auth.jwt: no issuer (auth.jwt.issuer, JWT_ISSUER) is configured, so "iss" is not checked: a token from any issuer whose keys ${keys} holds is accepted. Set the issuer.`);
+  return out;
 }
 
 export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
