@@ -213,10 +213,14 @@ function call(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt:
     delayMs,
     timeoutFor: (d) => timeoutFor(state, d),
     pick: () => {
+      // As take() and eligibility choose: not cooling down (a 429 may have come since the request
+      // began) and not a deployment queued requests are waiting for.
+      const now = Date.now();
       for (let i = 0; i < untried.length; i++) {
         const d = untried[i] as Deployment;
         const b = deps.breakerFor(d.id);
-        if (!b.canPass() || !deps.admission.tryAcquire(d)) continue;
+        if (!b.canPass() || deps.statsFor(d.id).cooling(now) || (d.maxConcurrency !== undefined && deps.admission.waitedFor(d))) continue;
+        if (!deps.admission.tryAcquire(d)) continue;
         untried.splice(i, 1);
         return { d, token: b.acquire() as BreakerToken };
       }

@@ -547,6 +547,29 @@ describe('Router: hedging', () => {
     expect(router.events.counters.hedgeWins).toBe(1);
   });
 
+  it('does not hedge to a deployment that started cooling down after the request began', async () => {
+    const p = new ScriptedProvider()
+      .on('slow', (_r, o) => sleep(300, o.signal).then(() => answer('slow')))
+      .on('limited', fail('rate_limited', { status: 429, retryAfterMs: 60_000 }))
+      .on('spare', (_r, o) => sleep(5, o.signal).then(() => answer('spare')));
+    const dep = (model: string, priority: number) => ({ provider: 'fake', model, priority });
+    const router = build(
+      [
+        { name: 'g', hedging: { enabled: true, delay_ms: 60 }, deployments: [dep('slow', 0), dep('limited', 1), dep('spare', 2)] },
+        // Another group on the same deployment: its request is what gets the 429.
+        { name: 'other', deployments: [dep('limited', 0)] },
+      ],
+      p,
+      // A deadline shorter than the Retry-After: the other request gives up at once instead of waiting.
+      { breaker: { consecutive_failures: 100, min_requests: 100 }, deadline_ms: 2_000 },
+    );
+    const hedged = router.handler(ctxFor(), chat('g'));
+    await new Promise((r) => setTimeout(r, 10));
+    await router.handler(ctxFor(), chat('other')).catch(() => undefined);
+    expect(await text(await hedged)).toBe('answer from spare');
+    expect(p.calls.filter((m) => m === 'limited')).toHaveLength(1);
+  });
+
   it('uses the group p95 once enough samples exist, and does not hedge a fast answer', async () => {
     const p = new ScriptedProvider().on('a', (_r, o) => sleep(1, o.signal).then(() => answer('a')));
     const router = build([{ name: 'g', hedging: { enabled: true, min_samples: 5 }, deployments: [{ provider: 'fake', model: 'a' }, { provider: 'fake', model: 'b', priority: 1 }] }], p);
