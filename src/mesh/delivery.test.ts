@@ -39,6 +39,23 @@ describe.each(targets.map((t) => [t.name, t] as const))('appendChunk on %s', (_n
     expect(texts).toEqual(Array.from({ length: 200 }, (_, i) => `w${i}`));
   });
 
+  it_('keeps every event its requester has not read, however far behind the reader is', async () => {
+    const redis = target.connect();
+    const stream = `{append-test:${run}}:${target.name}:backlog`;
+    // More than the 100,000 entries the stream was once capped at: a reader that fell that far behind
+    // (a thousand streams in flight and a reconnect) lost the oldest, unread, and the answer with them.
+    const backlog = 100_500;
+    for (let from = 0; from < backlog; from += 10_000) {
+      await Promise.all(Array.from({ length: Math.min(10_000, backlog - from) }, (_, i) => appendChunk(redis, stream, chunk(from + i))));
+    }
+    const keys = meshKeys(`{append-test:${run}}:${target.name}:`, false);
+    expect(await deliverFinal(redis, keys, { id: 'r1', callback: stream }, { type: 'done', id: 'r1', exec: 'n1:1:abc', node: 'n1' }, undefined)).toBe(true);
+    expect(await redis.xlen(stream)).toBe(backlog + 1);
+    const [oldest] = (await redis.xrange(stream, '-', '+', 'COUNT', 1)) as [string, string[]][];
+    expect(decodeEvent(entryData(oldest?.[1] ?? []) as string)).toMatchObject({ type: 'chunk', chunk: { choices: [{ delta: { content: 'w0' } }] } });
+    await redis.del(stream);
+  }, 60_000);
+
   it_('gives a callback stream recreated by a cancelled run an expiry', async () => {
     const redis = target.connect();
     const stream = `{append-test:${run}}:${target.name}:deleted-cb`;

@@ -9,22 +9,27 @@ import type { StreamEntries } from './connection.js';
 
 /** Done-keys outlive the request's deadline by this much, so late duplicates are still recognised. */
 const DONE_GRACE_MS = 60 * 60 * 1000;
-/** Callback streams expire this long after their last write (abandoned requesters). */
+/**
+ * Callback streams expire this long after their last write (abandoned requesters). They have no
+ * length cap: a cap evicts the oldest entries whether or not they were read, and a requester whose
+ * reader fell behind (a reconnect, a stalled loop with a thousand streams in flight) would lose
+ * tokens or a final answer. The requester trims what it has read (MeshClient: XTRIM MINID), and
+ * everything written is bounded by its requests' deadlines.
+ */
 const CALLBACK_TTL_MS = 60 * 60 * 1000;
-const CALLBACK_MAXLEN = 100_000;
 
 // KEYS: done-key, callback stream, source stream. ARGV: done value, done ttl ms, event JSON, group,
-// entry id ('' for none), callback maxlen, callback ttl ms, '1' if the caller must still hold the entry.
+// entry id ('' for none), callback ttl ms, '1' if the caller must still hold the entry.
 // Returns 1 if this call delivered, 0 if another execution already had, -1 if the caller required the
 // entry and no longer held it (someone else acknowledged it: the request is theirs now).
 const FINAL_SCRIPT = `
 if ARGV[5] ~= '' then
-  if redis.call('XACK', KEYS[3], ARGV[4], ARGV[5]) == 0 and ARGV[8] == '1' then return -1 end
+  if redis.call('XACK', KEYS[3], ARGV[4], ARGV[5]) == 0 and ARGV[7] == '1' then return -1 end
 end
 local delivered = 0
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', '${FIELD}', ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  redis.call('XADD', KEYS[2], '*', '${FIELD}', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
   delivered = 1
 end
 if ARGV[5] ~= '' then redis.call('XDEL', KEYS[3], ARGV[5]) end
@@ -61,7 +66,6 @@ interface WithMeshScripts {
     event: string,
     group: string,
     entryId: string,
-    maxlen: string,
     cbTtl: string,
     requireHeld: string,
   ): Promise<number>;
@@ -134,7 +138,7 @@ export async function deliverFinal(
   const value = `${event.type}:${event.exec}`;
   const body = JSON.stringify(event);
   try {
-    const delivered = await meshScripts(redis).meshDeliverFinal(doneKey, req.callback, source?.stream ?? req.callback, value, String(ttl), body, source?.group ?? '', source?.id ?? '', String(CALLBACK_MAXLEN), String(CALLBACK_TTL_MS), opts.requireHeld ? '1' : '0');
+    const delivered = await meshScripts(redis).meshDeliverFinal(doneKey, req.callback, source?.stream ?? req.callback, value, String(ttl), body, source?.group ?? '', source?.id ?? '', String(CALLBACK_TTL_MS), opts.requireHeld ? '1' : '0');
     return delivered === 1;
   } catch (err) {
     if (!isCrossSlotError(err)) throw err;
@@ -145,7 +149,7 @@ export async function deliverFinal(
   if (source && opts.requireHeld && (await redis.xack(source.stream, source.group, source.id)) === 0) return false;
   const won = (await redis.set(doneKey, value, 'PX', ttl, 'NX')) === 'OK';
   if (won) {
-    await redis.xadd(req.callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, body);
+    await redis.xadd(req.callback, '*', FIELD, body);
     await redis.pexpire(req.callback, CALLBACK_TTL_MS);
   }
   if (source) await retireEntry(redis, source);
@@ -160,7 +164,7 @@ export async function deliverFinal(
  * not per chunk. One key: fine on a cluster wherever the callback stream lives.
  */
 export async function appendChunk(redis: Redis, callback: string, event: MeshEvent): Promise<void> {
-  await redis.xadd(callback, 'MAXLEN', '~', CALLBACK_MAXLEN, '*', FIELD, JSON.stringify(event));
+  await redis.xadd(callback, '*', FIELD, JSON.stringify(event));
 }
 
 /**
