@@ -100,6 +100,16 @@ describe('semanticKey', () => {
     expect(withTools?.fingerprint).not.toBe(s?.fingerprint);
   });
 
+  it('fingerprints top_k: a greedy top_k: 1 answer is no semantic hit for a top_k: 40 request', () => {
+    const fingerprint = (top_k?: number) => semanticKey({ ...base, ...(top_k !== undefined ? { top_k } : {}) })?.fingerprint;
+    expect(fingerprint(1)).not.toBe(fingerprint(40));
+    expect(fingerprint(1)).not.toBe(fingerprint());
+    expect(fingerprint(40)).toBe(fingerprint(40));
+    // Versioned: a request without top_k no longer falls in the partition of entries stored with a
+    // top_k before it was fingerprinted (this was base's fingerprint then).
+    expect(fingerprint()).not.toBe('JS019hO8DPTbVF8xbQomFyaCJIcTlzVR');
+  });
+
   it('is undefined when the last turn is not a user text turn', () => {
     expect(semanticKey({ ...base, messages: [...base.messages, { role: 'assistant', content: 'Paris' }] })).toBeUndefined();
     expect(

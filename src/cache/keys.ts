@@ -23,6 +23,13 @@ const RESPONSE_FORMAT_KEY = 2;
 /** What a request for log-probabilities hashes as (changed when stored answers stopped dropping them). */
 const LOGPROBS_KEY = 'carried';
 
+/**
+ * Part of every semantic fingerprint (changed when top_k joined it): entries stored with a top_k
+ * under a fingerprint that left it out are in partitions no lookup reaches any more, rather than in
+ * the partition of requests that set none.
+ */
+const FINGERPRINT_KEY = 2;
+
 function hash(s: string): string {
   return digest('sha256', s, 'base64url').slice(0, 32);
 }
@@ -47,13 +54,17 @@ function canonicalMessage(m: ChatMessage): unknown {
   };
 }
 
-/** Parameters that change the output, with defaults folded so `n: 1` equals no `n`. */
+/**
+ * Parameters that change the output, with defaults folded so `n: 1` equals no `n`. Without
+ * `withSampling`, temperature and top_p are left out (semantic hits only happen at low temperature);
+ * top_k stays: a top_k: 1 answer is greedy, a top_k: 40 one is not.
+ */
 function outputParameters(req: ChatRequest, withSampling: boolean): Record<string, unknown> {
   const stop = stopList(req.stop);
   return {
     temperature: withSampling ? req.temperature : undefined,
     top_p: withSampling && req.top_p !== 1 ? req.top_p : undefined,
-    top_k: withSampling ? req.top_k : undefined,
+    top_k: req.top_k,
     n: req.n === 1 ? undefined : req.n,
     max_tokens: req.max_completion_tokens ?? req.max_tokens,
     stop: stop.length ? stop : undefined,
@@ -114,7 +125,8 @@ export interface SemanticKey {
   text: string;
   /**
    * Everything else that must match exactly: model, system prompt, earlier turns, tools and output
-   * parameters (temperature and top_p excepted: semantic hits only happen at low temperature).
+   * parameters, top_k included (temperature and top_p excepted: semantic hits only happen at low
+   * temperature).
    */
   fingerprint: string;
 }
@@ -127,7 +139,10 @@ export function semanticKey(req: ChatRequest, opts: KeyOptions = {}): SemanticKe
   const text = contentText(last.content).trim();
   if (!text) return undefined;
   const context = req.messages.slice(0, -1).map(canonicalMessage);
-  return { text, fingerprint: hash(canonicalJson({ model: req.model, context, ...outputParameters(req, false), ...scalingParts(opts) })) };
+  return {
+    text,
+    fingerprint: hash(canonicalJson({ model: req.model, context, ...outputParameters(req, false), ...scalingParts(opts), fingerprint: FINGERPRINT_KEY })),
+  };
 }
 
 /** Store key `<namespace>:<model>:<hash>`; the parts are escaped so invalidation globs can split on `:`. */
