@@ -44,6 +44,16 @@ describe('exactKey', () => {
     expect(new Set(keys).size).toBe(keys.length);
   });
 
+  it('ignores prompt-cache breakpoints, which change what the provider bills and not the answer', () => {
+    const marked = { type: 'ephemeral' as const };
+    const tool = { type: 'function' as const, function: { name: 'f', parameters: { type: 'object' } } };
+    const image = { type: 'image_url' as const, image_url: { url: 'https://example.com/a.png' } };
+    const plain: ChatRequest = { ...base, tools: [tool], messages: [{ role: 'user', content: [{ type: 'text', text: 'Look' }, image] }] };
+    const withBreakpoints: ChatRequest = { ...base, tools: [{ ...tool, cache_control: marked }], messages: [{ role: 'user', content: [{ type: 'text', text: 'Look', cache_control: marked }, { ...image, cache_control: marked }] }] };
+    expect(exactKey(withBreakpoints)).toBe(exactKey(plain));
+    expect(semanticKey(withBreakpoints)).toEqual(semanticKey(plain));
+  });
+
   it("counts an assistant turn's spoken answer (its audio reference) in the history", () => {
     const turn = (id?: string) => ({ role: 'assistant' as const, content: null, ...(id ? { audio: { id } } : {}) });
     const withHistory = (id?: string) => exactKey({ ...base, messages: [...base.messages, turn(id), { role: 'user', content: 'And then?' }] });

@@ -35,14 +35,18 @@ function hash(s: string): string {
 }
 
 function canonicalMessage(m: ChatMessage): unknown {
-  // Text-only content compares as a plain string whichever form the client sent.
+  // Text-only content compares as a plain string whichever form the client sent. Prompt-cache
+  // breakpoints (cache_control) change what the provider bills, not the answer: never in the key.
   const content =
-    typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text') ? contentText(m.content) : m.content;
+    typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text')
+      ? contentText(m.content)
+      : m.content.some((p) => p.cache_control)
+        ? m.content.map(({ cache_control: _, ...part }) => part)
+        : m.content;
   // An assistant turn's refusal (history sent back) is part of what the model sees, and so is its
-  // spoken answer's reference (`audio: {id}`, sent on to OpenAI-compatible upstreams; the route
-  // passes it through undeclared on ChatMessage). Old entries keyed without it are only reachable by
-  // the same history with that turn empty.
-  const audio = (m as { audio?: unknown }).audio;
+  // spoken answer's reference (`audio: {id}`, sent on to OpenAI-compatible upstreams). Old entries
+  // keyed without it are only reachable by the same history with that turn empty.
+  const audio = m.audio;
   return {
     role: m.role === 'developer' ? 'system' : m.role,
     content,
@@ -69,7 +73,7 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
     max_tokens: req.max_completion_tokens ?? req.max_tokens,
     stop: stop.length ? stop : undefined,
     seed: req.seed,
-    tools: req.tools?.length ? req.tools : undefined,
+    tools: req.tools?.length ? (req.tools.some((t) => t.cache_control) ? req.tools.map(({ cache_control: _, ...tool }) => tool) : req.tools) : undefined,
     tool_choice: req.tool_choice,
     parallel_tool_calls: req.parallel_tool_calls,
     // Versioned: answers stored before every provider applied the format (Anthropic answered prose) are not served.

@@ -65,6 +65,8 @@ export interface ChatMessage {
   tool_call_id?: string;
   /** An assistant turn's refusal, sent back as history (OpenAI's `refusal` field or content part). */
   refusal?: string;
+  /** An assistant turn's spoken answer, sent back by reference (OpenAI's `audio: {id}`); OpenAI-compatible upstreams get it. */
+  audio?: { id: string };
   /**
    * A prompt-cache breakpoint after the whole message: on its last block when it goes to Anthropic
    * (a tool result, a tool call, text given as a string). Parts carry their own.
