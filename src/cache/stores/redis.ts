@@ -30,6 +30,8 @@ export interface RedisStoreOptions {
   sweepBatch?: number;
   /** Reports a change event that could not be applied (listeners are then told to resync). */
   onError?: (err: unknown, what: string) => void;
+  /** How far behind the stream the follower may fall and still give the event loop back between slices (default 500 ms). */
+  followMaxLagMs?: number;
 }
 
 // Sets an entry (its expiry in the expiry set: the hash's PEXPIRE, which a read does not move), then,
@@ -400,7 +402,7 @@ export class RedisCacheStore implements CacheStore {
           // the event loop for ~100 ms in a soak. Requests get the loop back every FOLLOW_SLICE_MS,
           // unless this replica is more than FOLLOW_MAX_LAG_MS behind the stream: yielding to a
           // saturated loop then starved the follower until the stream's trim overtook it.
-          if (performance.now() - sliceStart >= FOLLOW_SLICE_MS && Date.now() - (entryIdMs(this.lastId) ?? 0) < FOLLOW_MAX_LAG_MS) {
+          if (performance.now() - sliceStart >= FOLLOW_SLICE_MS && Date.now() - (entryIdMs(this.lastId) ?? 0) < (this.opts.followMaxLagMs ?? FOLLOW_MAX_LAG_MS)) {
             await new Promise<void>((r) => setImmediate(r));
             if (!this.following) return;
             sliceStart = performance.now();
