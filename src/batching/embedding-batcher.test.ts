@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { UpstreamError } from '../providers/errors.js';
 import { createSimulatorProvider } from '../providers/simulator.js';
 import type { ProviderAdapter } from '../providers/types.js';
@@ -90,5 +90,63 @@ describe('embedding micro-batching', () => {
     const batching = new EmbeddingBatchingProvider(sim, { maxSize: 32, flushTimeoutMs: 5 });
     await Promise.allSettled([batching.embed({ model: 'e', input: 'a' }, opts()), batching.embed({ model: 'e', input: 'b' }, opts())]);
     expect(batching.upstreamCalls).toBe(1);
+  });
+
+  /** A simulator whose embedding calls are recorded and wait until the test releases them. */
+  function gated() {
+    const sim = createSimulatorProvider('sim', {});
+    const sent: string[][] = [];
+    const waiting: (() => void)[] = [];
+    const inner: ProviderAdapter = {
+      ...sim,
+      embed: async (req, o) => {
+        sent.push((Array.isArray(req.input) ? req.input : [req.input]).map(String));
+        await new Promise<void>((r) => waiting.push(r));
+        return sim.embed(req, o);
+      },
+      chat: (req, o) => sim.chat(req, o),
+      streamChat: (req, o) => sim.streamChat(req, o),
+      ready: async () => true,
+      close: async () => undefined,
+    };
+    return { inner, sent, releaseAll: () => waiting.splice(0).forEach((r) => r()) };
+  }
+
+  it('does not send upstream the inputs of a request cancelled while they waited for a batch', async () => {
+    const { inner, sent, releaseAll } = gated();
+    const batching = new EmbeddingBatchingProvider(inner, { maxSize: 32, flushTimeoutMs: 20 });
+    const gone = new AbortController();
+    const cancelled = batching.embed({ model: 'e', input: ['never', 'sent'] }, opts(gone.signal));
+    const kept = batching.embed({ model: 'e', input: 'kept' }, opts());
+    gone.abort();
+    await expect(cancelled).rejects.toMatchObject({ kind: 'aborted' });
+    await vi.waitFor(() => expect(sent).toHaveLength(1));
+    releaseAll();
+    expect((await kept).data).toHaveLength(1);
+    expect(sent).toEqual([['kept']]);
+  });
+
+  it('refuses work past its queue with a retryable 503 overloaded', async () => {
+    const { inner, sent, releaseAll } = gated();
+    const batching = new EmbeddingBatchingProvider(inner, { maxSize: 1, flushTimeoutMs: 1, maxConcurrency: 1, maxQueued: 1 });
+    const first = batching.embed({ model: 'e', input: 'in flight' }, opts());
+    await vi.waitFor(() => expect(sent).toHaveLength(1));
+    const second = batching.embed({ model: 'e', input: 'queued' }, opts());
+    await expect(batching.embed({ model: 'e', input: 'one too many' }, opts())).rejects.toMatchObject({ kind: 'overloaded', status: 503, retryable: true });
+    releaseAll();
+    await first;
+    await vi.waitFor(() => expect(sent).toHaveLength(2));
+    releaseAll();
+    await second;
+  });
+
+  it('lets a (model, dimensions) batcher go once its work is done', async () => {
+    const sim = createSimulatorProvider('sim', {});
+    const batching = new EmbeddingBatchingProvider(sim, { maxSize: 32, flushTimeoutMs: 1 });
+    await Promise.all(Array.from({ length: 50 }, (_, i) => batching.embed({ model: 'e', input: 'x', dimensions: i + 1 }, opts())));
+    await Promise.all(Array.from({ length: 50 }, (_, i) => batching.embed({ model: `passthrough-${i}`, input: 'x' }, opts())));
+    expect(batching.batchersAlive).toBe(0);
+    // A key used again gets a fresh batcher that works as before.
+    expect((await batching.embed({ model: 'e', input: 'x', dimensions: 8 }, opts())).data[0]?.embedding).toHaveLength(8);
   });
 });

@@ -3,13 +3,16 @@
 // BATCH_MAX_SIZE inputs, flushed after BATCH_FLUSH_TIMEOUT_MS. Each request gets its own vectors and
 // its share of the batch's token usage; a batch the upstream refuses for a bad input is sent again
 // one request at a time, so only that request fails. Everything else passes straight through.
+// Inputs of a caller that went away are dropped while still queued; a full queue refuses new work
+// (503 overloaded, retryable elsewhere); a (model, dimensions) batcher is let go once it is idle, so
+// clients naming ever new models or dimensions do not leave one behind each.
 import type { CancelSignal } from '../providers/cancel.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
 import { isUpstreamError, UpstreamError, type UpstreamErrorKind } from '../providers/errors.js';
 import { countTextTokens } from '../providers/tokens.js';
 import type { CallOptions, ProviderAdapter, ProviderType } from '../providers/types.js';
-import { MicroBatcher, type MicroBatcherOptions } from './micro-batcher.js';
+import { MicroBatcher, MicroBatcherFull, type MicroBatcherOptions } from './micro-batcher.js';
 
 interface EmbedItem {
   text: string;
@@ -29,6 +32,12 @@ export interface EmbeddingBatchingOptions extends MicroBatcherOptions {
   timeoutMs?: number;
 }
 
+/**
+ * Default queue cap per (model, dimensions), in rounds of full batches on every concurrent slot:
+ * work that waits longer than that many upstream calls is better refused and sent elsewhere.
+ */
+const QUEUED_ROUNDS = 16;
+
 export class EmbeddingBatchingProvider implements ProviderAdapter {
   readonly name: string;
   readonly type: ProviderType;
@@ -37,6 +46,11 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
   private readonly batchers = new Map<string, MicroBatcher<EmbedItem, EmbedOutput>>();
   /** Upstream embedding calls made; for benchmarks and tests. */
   upstreamCalls = 0;
+
+  /** (model, dimensions) batchers with work queued or in flight; for tests. */
+  get batchersAlive(): number {
+    return this.batchers.size;
+  }
 
   constructor(
     readonly inner: ProviderAdapter,
@@ -65,7 +79,14 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     if (!inputs || inputs.length === 0 || req.encoding_format === 'base64') return this.inner.embed(req, opts);
     const batcher = this.batcherFor(req.model, req.dimensions);
     const caller = {};
-    const outputs = await abortable(batcher.submitMany(inputs.map((text) => ({ text, caller }))), opts.signal, this.name);
+    let outputs: EmbedOutput[];
+    try {
+      // The signal drops this request's inputs still queued (not sent upstream for nobody).
+      outputs = await abortable(() => batcher.submitMany(inputs.map((text) => ({ text, caller })), opts.signal), opts.signal, this.name);
+    } catch (err) {
+      if (err instanceof MicroBatcherFull) throw new UpstreamError({ provider: this.name, kind: 'overloaded', status: 503, message: `${this.name}: the embedding batch queue for ${req.model} is full (${err.queued} inputs waiting)`, cause: err });
+      throw err;
+    }
     const tokens = outputs.reduce((s, o) => s + o.tokens, 0);
     return {
       object: 'list',
@@ -88,14 +109,21 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     const key = `${model}\u0000${dimensions ?? ''}`;
     let batcher = this.batchers.get(key);
     if (!batcher) {
-      batcher = new MicroBatcher<EmbedItem, EmbedOutput>((items) => this.embedBatch(model, dimensions, items), {
+      const made: MicroBatcher<EmbedItem, EmbedOutput> = new MicroBatcher<EmbedItem, EmbedOutput>((items) => this.embedBatch(model, dimensions, items), {
         ...this.options,
+        maxQueued: this.options.maxQueued ?? QUEUED_ROUNDS * this.options.maxSize * (this.options.maxConcurrency ?? 1),
         // The upstream refused an input (a 4xx such as 400, 413 or 422): each request's inputs go again
         // on their own, so only the request at fault fails. Not on 401/403/404/429, 5xx or transport
         // failures: those are not one input's doing, and a call per request would only multiply them.
         retryApart: (err) => isUpstreamError(err) && REQUEST_FAULTS.has(err.kind),
         groupOf: (item) => item.caller,
+        // Idle: nobody holds it (embed() submits in the same turn it looks a batcher up), so the next
+        // request for this key makes a new one.
+        onIdle: () => {
+          if (this.batchers.get(key) === made) this.batchers.delete(key);
+        },
       });
+      batcher = made;
       this.batchers.set(key, batcher);
     }
     return batcher;
@@ -128,8 +156,10 @@ export function withEmbeddingBatching(providers: Map<string, ProviderAdapter>, t
   return out;
 }
 
-function abortable<T>(p: Promise<T>, signal: CancelSignal, provider: string): Promise<T> {
+/** `start()`'s promise, rejected as soon as `signal` aborts (and not started if it already has). */
+function abortable<T>(start: () => Promise<T>, signal: CancelSignal, provider: string): Promise<T> {
   if (signal.aborted) return Promise.reject(new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
+  const p = start();
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
     signal.addEventListener('abort', onAbort, { once: true });

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { MicroBatcher } from './micro-batcher.js';
+import { MicroBatcher, MicroBatcherFull } from './micro-batcher.js';
 
 describe('MicroBatcher', () => {
   it('gathers concurrent submissions into one batch and keeps each caller its own result', async () => {
@@ -124,5 +124,52 @@ describe('MicroBatcher', () => {
     const results = await Promise.allSettled([b.submit(1), b.submit(2), b.submit(3)]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
     expect(calls).toBe(1);
+  });
+
+  it("drops an aborted caller's items that are still queued: they are never sent, the others are", async () => {
+    const calls: number[][] = [];
+    const b = new MicroBatcher<number, number>(async (xs) => (calls.push(xs), xs), { maxSize: 8, flushTimeoutMs: 20 });
+    const gone = new AbortController();
+    const left = b.submitMany([1, 2], gone.signal);
+    const stays = b.submit(3);
+    gone.abort(new Error('client went away'));
+    await expect(left).rejects.toThrow('client went away');
+    expect(await stays).toBe(3);
+    expect(calls).toEqual([[3]]);
+    await expect(b.submitMany([4], gone.signal)).rejects.toThrow('client went away');
+    expect(calls).toEqual([[3]]);
+  });
+
+  it('refuses a submission that would queue more than maxQueued items, but takes any into an empty queue', async () => {
+    const waiting: (() => void)[] = [];
+    /** Lets the batch in flight finish, once it has started. */
+    const finishBatch = async () => {
+      await vi.waitFor(() => expect(waiting).toHaveLength(1));
+      waiting.shift()?.();
+    };
+    const b = new MicroBatcher<number, number>(async (xs) => (await new Promise<void>((r) => waiting.push(r)), xs), { maxSize: 2, flushTimeoutMs: 1, maxConcurrency: 1, maxQueued: 3 });
+    const inFlight = b.submitMany([1, 2]); // a full batch, sent at once; the one slot is taken
+    const queued = b.submitMany([3, 4, 5]);
+    expect(b.pending).toBe(3);
+    await expect(b.submit(6)).rejects.toBeInstanceOf(MicroBatcherFull);
+    for (let i = 0; i < 3; i++) await finishBatch();
+    expect(await inFlight).toEqual([1, 2]);
+    expect(await queued).toEqual([3, 4, 5]);
+    const big = b.submitMany([7, 8, 9, 10, 11]);
+    for (let i = 0; i < 3; i++) await finishBatch();
+    expect(await big).toEqual([7, 8, 9, 10, 11]);
+  });
+
+  it('says when it is idle: after its last batch, and once aborted items leave it empty', async () => {
+    let idle = 0;
+    const b = new MicroBatcher<number, number>(async (xs) => xs, { maxSize: 8, flushTimeoutMs: 10, onIdle: () => idle++ });
+    expect(await b.submitMany([1, 2])).toEqual([1, 2]);
+    expect([idle, b.idle]).toEqual([1, true]);
+    const gone = new AbortController();
+    const dropped = b.submit(3, gone.signal);
+    expect(b.idle).toBe(false);
+    gone.abort(new Error('gone'));
+    await expect(dropped).rejects.toThrow('gone');
+    expect([idle, b.idle]).toEqual([2, true]);
   });
 });

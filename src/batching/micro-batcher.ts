@@ -1,6 +1,7 @@
 // A generic micro-batcher: single items submitted from many concurrent callers are gathered into one
 // call of a batch function, flushed when the batch is full or when the oldest item has waited the
 // flush timeout. The embedders use it; the local model and the mesh reuse it (seed 001 BATCH_*).
+import type { CancelSignal } from '../providers/cancel.js';
 
 export interface MicroBatcherOptions<I = unknown> {
   /** Largest batch handed to the batch function (seed 001 BATCH_MAX_SIZE, default 32). */
@@ -17,6 +18,22 @@ export interface MicroBatcherOptions<I = unknown> {
   retryApart?: (err: unknown) => boolean;
   /** The group an item is retried with (a caller's items belong together); default: each item alone. */
   groupOf?: (item: I) => unknown;
+  /**
+   * Most items waiting for a batch at once; a submission that would pass it while items wait is
+   * refused with MicroBatcherFull (one larger than this alone is taken into an empty queue). Default:
+   * no limit.
+   */
+  maxQueued?: number;
+  /** Called whenever nothing is left queued or in flight (a batch ended, or aborted items were dropped). */
+  onIdle?: () => void;
+}
+
+/** The queue holds `maxQueued` items already: the caller should shed or retry elsewhere. */
+export class MicroBatcherFull extends Error {
+  constructor(readonly queued: number) {
+    super(`the batch queue is full (${queued} items waiting)`);
+    this.name = 'MicroBatcherFull';
+  }
 }
 
 /**
@@ -37,6 +54,8 @@ export class MicroBatcher<I, O> {
   private readonly maxConcurrency: number;
   private readonly retryApart: ((err: unknown) => boolean) | undefined;
   private readonly groupOf: (item: I) => unknown;
+  private readonly maxQueued: number;
+  private readonly onIdle: (() => void) | undefined;
   private queue: Pending<I, O>[] = [];
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
@@ -55,6 +74,8 @@ export class MicroBatcher<I, O> {
     this.maxConcurrency = Math.max(1, options.maxConcurrency ?? Number.POSITIVE_INFINITY);
     this.retryApart = options.retryApart;
     this.groupOf = options.groupOf ?? ((item) => item);
+    this.maxQueued = options.maxQueued ?? Number.POSITIVE_INFINITY;
+    this.onIdle = options.onIdle;
   }
 
   /** Items waiting for a batch. */
@@ -62,10 +83,27 @@ export class MicroBatcher<I, O> {
     return this.queue.length;
   }
 
-  submit(item: I): Promise<O> {
+  /** Nothing queued and no batch in flight. */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.inFlight === 0;
+  }
+
+  submit(item: I, signal?: CancelSignal): Promise<O> {
+    return this.submitMany([item], signal).then((out) => out[0] as O);
+  }
+
+  /**
+   * Queues items of one caller. When `signal` aborts, those still queued are dropped — never sent —
+   * and rejected with its reason; those already in a batch in flight are not recalled.
+   */
+  submitMany(items: I[], signal?: CancelSignal): Promise<O[]> {
     if (this.closed) return Promise.reject(new Error('MicroBatcher is closed'));
-    return new Promise<O>((resolve, reject) => {
-      this.queue.push({ item, resolve, reject });
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.queue.length > 0 && this.queue.length + items.length > this.maxQueued) return Promise.reject(new MicroBatcherFull(this.queue.length));
+    const mine: Pending<I, O>[] = [];
+    const all = Promise.all(items.map((item) => new Promise<O>((resolve, reject) => mine.push({ item, resolve, reject }))));
+    for (const p of mine) {
+      this.queue.push(p);
       if (this.queue.length >= this.maxSize) this.drain();
       else if (this.timer === undefined) {
         this.timer = setTimeout(() => {
@@ -73,11 +111,28 @@ export class MicroBatcher<I, O> {
           this.drain(true);
         }, this.flushTimeoutMs);
       }
-    });
+    }
+    if (signal) {
+      const onAbort = () => this.drop(mine, signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      const unlink = () => signal.removeEventListener('abort', onAbort);
+      all.then(unlink, unlink);
+    }
+    return all;
   }
 
-  submitMany(items: I[]): Promise<O[]> {
-    return Promise.all(items.map((item) => this.submit(item)));
+  /** Takes the given items out of the queue (if still there) and rejects them. */
+  private drop(items: Pending<I, O>[], reason: unknown): void {
+    const gone = new Set(items);
+    const kept = this.queue.filter((p) => !gone.has(p));
+    if (kept.length === this.queue.length) return;
+    for (const p of this.queue) if (gone.has(p)) p.reject(reason);
+    this.queue = kept;
+    if (this.queue.length === 0 && this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.idle) this.onIdle?.();
   }
 
   /** Sends whatever is queued now, without waiting for the timeout. */
@@ -148,6 +203,7 @@ export class MicroBatcher<I, O> {
       this.inFlight--;
       // Items that queued while every slot was busy go out now.
       if (this.queue.length > 0) this.drain(this.queue.length >= this.maxSize ? false : this.timer === undefined);
+      else if (this.idle) this.onIdle?.();
     }
   }
 }
