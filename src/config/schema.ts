@@ -354,6 +354,12 @@ export const redisSchema = z
   .object({
     url: z.string().optional(),
     key_prefix: z.string().default('inferenceflow:'),
+    /**
+     * How long a shared-state command (limits, API keys, budgets, cache, breakers) may wait, queued
+     * while Redis is away included, before it fails and the caller's failure policy decides (fail
+     * open or closed). Without it a command waited out ioredis's reconnect attempts, up to ~15 s.
+     */
+    command_timeout_ms: z.number().int().positive().default(2_000),
   })
   .strict();
 

@@ -62,7 +62,10 @@ export interface AssembleOverrides {
 export async function assemble(loaded: LoadedConfig, log: Logger, overrides: AssembleOverrides = {}): Promise<Assembly> {
   const { config } = loaded;
   const resources: ManagedResource[] = [];
-  const redis = config.redis.url ? createRedis(config.redis.url, 'main') : undefined;
+  // Request-path commands fail after redis.command_timeout_ms, queued ones included: during an
+  // outage the failure policies (fail open or closed) apply at once, not after reconnect attempts.
+  // Its duplicates (the cache's change follower, BLOCK 1 s; the breaker subscriber) inherit it.
+  const redis = config.redis.url ? createRedis(config.redis.url, 'main', { commandTimeout: config.redis.command_timeout_ms }) : undefined;
   if (redis) resources.push(redisResource(redis));
 
   // Telemetry first: every capability below may report to it (telemetry.metrics.<record…>).

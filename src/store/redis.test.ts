@@ -1,6 +1,7 @@
 // The Redis connection settings: `redis+cluster://` URLs and REDIS_CLUSTER_NODES give a cluster
 // client, hash-tagged namespaces keep multi-key scripts in one slot, and SCAN reaches every master.
 import { randomUUID } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildConfig } from '../config/load.js';
@@ -168,5 +169,33 @@ describe.each(targets.map((t) => [t.name, t] as const))('on %s', (_name, target)
     for (const k of keys) await redis.set(k, '1');
     if (redis instanceof Cluster) expect(masters(redis).length).toBeGreaterThan(1);
     expect((await scanKeys(redis, `test:${run}:${target.name}:spread:*`)).sort()).toEqual([...keys].sort());
+  });
+});
+
+describe('createRedis while Redis is away', () => {
+  it('fails a command after commandTimeout, however long the reconnect backoff has grown', async () => {
+    // A port nothing listens on: the client keeps reconnecting with a backoff that grows to 5 s.
+    const closed = await new Promise<number>((resolve) => {
+      const srv = createServer();
+      srv.listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const client = createRedis(`redis://127.0.0.1:${closed}`, 'test-away', { commandTimeout: 300 });
+    client.on('error', () => undefined);
+    try {
+      // Long enough for the backoff to reach 1.6 s: a queued command would otherwise wait out two
+      // reconnect attempts (seconds, up to ~15 s once the backoff reaches its 5 s cap).
+      await new Promise((r) => setTimeout(r, 1_600));
+      await expect(client.get('k')).rejects.toThrow(/Command timed out/);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('gives the shared-state client the configured command timeout', () => {
+    expect(buildConfig({}, {}).config.redis.command_timeout_ms).toBe(2_000);
+    expect(buildConfig({ redis: { command_timeout_ms: 500 } }, {}).config.redis.command_timeout_ms).toBe(500);
   });
 });
