@@ -61,6 +61,11 @@ export interface ResponseFacts {
   latencyMs?: number;
   costUsd: number;
   usage?: Usage;
+  /**
+   * Tokens spent by calls whose answers were dropped (a hedge race's loser: its prompt, or all of
+   * it when it answered too). In `costUsd` already, not in `usage` (the answer's); token limits add them.
+   */
+  discardedTokens?: number;
   cache?: CacheKind;
   similarity?: number;
   /** On a cache hit: what the original call cost, i.e. what this answer saved. */
@@ -226,4 +231,5 @@ export function addSpend(total: ResponseFacts, f: ResponseFacts): void {
   total.attempts += f.attempts;
   if (f.latencyMs !== undefined) total.latencyMs = (total.latencyMs ?? 0) + f.latencyMs;
   if (f.usage) total.usage = total.usage ? addUsage(total.usage, f.usage) : { ...f.usage };
+  if (f.discardedTokens) total.discardedTokens = (total.discardedTokens ?? 0) + f.discardedTokens;
 }

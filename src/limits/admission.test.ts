@@ -177,6 +177,25 @@ describe('admission of a request to a hedging group', () => {
   });
 });
 
+describe('tokens of a hedge race', () => {
+  it("count the loser's tokens against token limits, as they count in the cost", async () => {
+    const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: {} };
+    const ctx = () => ({ id: 'r', startedAt: 0, endpoint: 'chat', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} }) as RequestContext;
+    const req: ChatRequest = { model: 'm', max_tokens: 15, stream: false, messages: [{ role: 'user', content: 'hi' }] };
+    const answer: ChatHandler = async (c) => {
+      c.facts.model = 'm';
+      c.facts.usage = { prompt_tokens: 5, completion_tokens: 15, total_tokens: 20 };
+      // The hedge that lost had read its prompt and answered in full: 70 tokens the upstream counted.
+      c.facts.discardedTokens = 70;
+      return { kind: 'result', result: { id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: c.facts.usage } };
+    };
+    const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({ tokens: 100, window_s: 60 }) });
+    await expect(stage(ctx(), req, answer)).resolves.toMatchObject({ kind: 'result' });
+    // 90 of 100 tokens are used: the next request's reservation (its prompt and 15) does not fit.
+    await expect(stage(ctx(), req, answer)).rejects.toMatchObject({ code: 'rate_limit_exceeded' });
+  });
+});
+
 describe('n choices', () => {
   it('reserves the prompt once per choice where the answer may come from one upstream call per choice', async () => {
     const budgets = () => new BudgetManager({ store: new MemoryBudgetStore(), config: budgetsSchema.parse({ alert_thresholds: [] }), log });

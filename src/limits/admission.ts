@@ -272,7 +272,9 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     let settledBudget = false;
     const settle = async () => {
       const used = ctx.facts.usage;
-      await releaseLimits(used ? used.prompt_tokens + used.completion_tokens : 0, false);
+      // A hedge race's loser read its prompt too (and maybe answered): the upstream counted those tokens.
+      const dropped = ctx.facts.discardedTokens ?? 0;
+      await releaseLimits(used ? used.prompt_tokens + used.completion_tokens + dropped : dropped, false);
       if (reservation && !settledBudget) {
         settledBudget = true;
         await budgets?.settle(reservation, ctx.facts.costUsd).catch((err: unknown) => ctx.log.error({ err: (err as Error).message }, 'budgets: could not settle a reservation'));

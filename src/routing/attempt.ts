@@ -350,8 +350,11 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
           if (winner) {
             // Both answered: keep the first, cost and drop the second (unless charged on cancel).
             if (!entry.charged) {
-              if (result.outcome.kind === 'result') spec.ctx.facts.costUsd += costUsd(result.outcome.result.usage, d.price);
-              else chargePrompt(spec, d);
+              if (result.outcome.kind === 'result') {
+                const u = result.outcome.result.usage;
+                spec.ctx.facts.costUsd += costUsd(u, d.price);
+                spec.ctx.facts.discardedTokens = (spec.ctx.facts.discardedTokens ?? 0) + u.prompt_tokens + u.completion_tokens;
+              } else chargePrompt(spec, d);
             }
             result.dispose();
             return;
@@ -393,8 +396,10 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
   });
 }
 
+/** A dropped attempt's prompt: the upstream read (and bills) it whether or not it answered. */
 function chargePrompt(spec: AttemptSpec, d: Deployment): void {
-  if (d.price.input === 0) return;
   const prompt = promptTokensOf(spec.req);
+  spec.ctx.facts.discardedTokens = (spec.ctx.facts.discardedTokens ?? 0) + prompt;
+  if (d.price.input === 0) return;
   spec.ctx.facts.costUsd += costUsd({ prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt }, d.price);
 }

@@ -199,4 +199,5 @@ function copyFacts(from: ResponseFacts, to: ResponseFacts, leader: boolean): voi
   to.attempts = leader ? from.attempts : 0;
   to.costUsd = from.costUsd;
   to.usage = from.usage;
+  if (from.discardedTokens !== undefined) to.discardedTokens = from.discardedTokens;
 }

@@ -541,8 +541,10 @@ describe('Router: hedging', () => {
     expect(ctx.facts.deployment).toBe('fake/fast');
     await new Promise((r) => setTimeout(r, 10));
     expect(p.cancelled).toContain('slow');
-    // Winner: 1000 in + 1000 out at $1/M = $0.002; the loser's prompt tokens are costed too.
+    // Winner: 1000 in + 1000 out at $1/M = $0.002; the loser's prompt tokens are costed too, and
+    // counted for token limits.
     expect(ctx.facts.costUsd).toBeGreaterThan(0.002);
+    expect(ctx.facts.discardedTokens).toBeGreaterThan(0);
     expect(router.events.counters.hedges).toBe(1);
     expect(router.events.counters.hedgeWins).toBe(1);
   });
