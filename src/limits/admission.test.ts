@@ -189,7 +189,7 @@ describe('tokens of a hedge race', () => {
       c.facts.discardedTokens = 70;
       return { kind: 'result', result: { id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: c.facts.usage } };
     };
-    const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({ tokens: 100, window_s: 60 }) });
+    const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({ tokens: 100, window_s: 60 }), priceOf: () => PRICE });
     await expect(stage(ctx(), req, answer)).resolves.toMatchObject({ kind: 'result' });
     // 90 of 100 tokens are used: the next request's reservation (its prompt and 15) does not fit.
     await expect(stage(ctx(), req, answer)).rejects.toMatchObject({ code: 'rate_limit_exceeded' });
