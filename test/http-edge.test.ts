@@ -302,6 +302,20 @@ describe('connection rotation (server.max_requests_per_connection)', () => {
   });
 });
 
+describe('embeddings input bounds', () => {
+  it('refuses an embedding size no model has, which would otherwise make a batcher of its own', async () => {
+    const server = await startTestGateway();
+    try {
+      const big = await post(`${server.url}/v1/embeddings`, JSON.stringify({ model: 'm', input: 'hi', dimensions: 100_000 }));
+      expect(big.status).toBe(400);
+      expect(big.json?.error.param).toBe('dimensions');
+      expect((await post(`${server.url}/v1/embeddings`, JSON.stringify({ model: 'm', input: 'hi', dimensions: 256 }))).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('clients behind a proxy (server.trust_proxy)', () => {
   const chat = (url: string, forwardedFor: string) =>
     post(`${url}/v1/chat/completions`, JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }), { 'content-type': 'application/json', 'x-forwarded-for': forwardedFor });

@@ -214,7 +214,8 @@ export const embeddingSchema = z
       z.array(z.array(z.number().int()).min(1)).min(1).max(2048),
     ]),
     encoding_format: z.enum(['float', 'base64']).optional(),
-    dimensions: z.number().int().min(1).optional(),
+    // No embedding model has more (the largest common ones: 3,072 to 4,096); bounded so a client cannot name endless sizes.
+    dimensions: z.number().int().min(1).max(8192).optional(),
     user: z.string().optional(),
   })
   .strict();
