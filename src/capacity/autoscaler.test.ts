@@ -46,6 +46,16 @@ describe('decide', () => {
     expect(big.reasons.join('; ')).toContain('capped at max_replicas 20');
   });
 
+  it('never goes below one replica: the scaled Deployment runs the autoscaler itself', () => {
+    expect(() => scalingSchema.parse({ min_replicas: 0 })).toThrow(/min_replicas must be at least 1/);
+    // A config built without the schema, no load at all and no forecast: still one replica, never -0.
+    const zero = { ...scaling, min_replicas: 0, cooldown: { scale_up_s: 0, scale_down_s: 0 }, max_step: 10 };
+    const d = decide({ now: 0, current: 3, load: load(0), predictedPeak: load(0) }, new ScalerState(), zero, cost);
+    expect([d.desired, d.target, d.direction]).toEqual([1, 1, 'down']);
+    expect(Object.is(requiredReplicas(load(0), zero).replicas, 0)).toBe(true);
+    expect(requiredReplicas(load(Number.NaN), zero).replicas).toBe(0);
+  });
+
   it('holds a scale-up within the cooldown after a change, and a scale-down until the load stayed low', () => {
     const state = new ScalerState();
     const up = decide({ now: 0, current: 3, load: load(200), predictedPeak: load(0) }, state, scaling, cost);

@@ -60,7 +60,9 @@ export function requiredReplicas(load: Load, scaling: ScalingConfig): { replicas
   if (cap.tokens_per_s) needs.push(['tokens/s', load.tokensPerS / cap.tokens_per_s]);
   if (cap.queue_depth) needs.push(['queue depth', load.queueDepth / cap.queue_depth]);
   const [name, need] = needs.reduce((a, b) => (b[1] > a[1] ? b : a));
-  const replicas = Math.ceil(need * (1 + scaling.headroom) - 1e-9);
+  // No load gives ceil(-1e-9) = -0, a bad load NaN: both count as no need (min_replicas raises it).
+  const raw = Math.ceil(need * (1 + scaling.headroom) - 1e-9);
+  const replicas = raw > 0 ? raw : 0;
   return { replicas, reason: `${name} needs ${need.toFixed(2)} replicas, ${replicas} with ${Math.round(scaling.headroom * 100)}% headroom` };
 }
 
@@ -93,9 +95,12 @@ export function decide(
   const need = requiredReplicas(demand, scaling);
   reasons.push(need.reason);
   let desired = need.replicas;
-  if (desired < scaling.min_replicas) {
-    reasons.push(`raised to min_replicas ${scaling.min_replicas}`);
-    desired = scaling.min_replicas;
+  // At least one replica even for a config built without the schema: the scaled Deployment runs
+  // the autoscaler itself (see min_replicas in config.ts).
+  const floor = Math.max(1, scaling.min_replicas);
+  if (desired < floor) {
+    reasons.push(`raised to min_replicas ${floor}`);
+    desired = floor;
   } else if (desired > scaling.max_replicas) {
     reasons.push(`capped at max_replicas ${scaling.max_replicas}`);
     desired = scaling.max_replicas;

@@ -114,7 +114,13 @@ export const scalingSchema = z
     /** Log decisions instead of applying them. */
     dry_run: z.boolean().default(true),
     interval_s: z.number().int().positive().default(60),
-    min_replicas: z.number().int().min(0).default(3),
+    // Never 0: the scaled Deployment (by default the gateway's own) runs the autoscaler and the
+    // traffic recorder, so once its last pod went nothing would ever scale it back up.
+    min_replicas: z
+      .number()
+      .int()
+      .min(1, { message: 'min_replicas must be at least 1: the Deployment the autoscaler scales runs the autoscaler itself, and at 0 replicas nothing scales it back up' })
+      .default(3),
     max_replicas: z.number().int().positive().default(20),
     /** What one replica sustains; the busiest dimension decides. */
     per_replica: perReplicaSchema.default(perReplicaSchema.parse({})),
