@@ -1,6 +1,6 @@
 // The router against scripted in-memory providers: fallbacks, retries, Retry-After, breakers,
 // context windows and fallback groups, deadlines, dedup, hedging and the stream idle timeout.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { collectStream } from '../canonical/convert.js';
@@ -854,5 +854,23 @@ describe('Router: passthrough model names', () => {
     expect(p.calls[1_099]).toBe('client-model-1099');
     expect(router.tracked.groups).toBeLessThanOrEqual(1_024);
     expect(router.tracked.deployments).toBeLessThanOrEqual(1_025);
+  });
+
+  it('forgets a dropped passthrough deployment kept for its open breaker once the breaker lets calls through', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const p = new ScriptedProvider();
+      for (let i = 0; i < 1_100; i++) p.on(`bad-${i}`, fail('server', { status: 500 }));
+      const router = build([group('g', ['a'])], p, { breaker: { consecutive_failures: 1, open_ms: 60_000 }, retry: { max_retries: 0 } }, 'fake');
+      for (let i = 0; i < 1_100; i++) await router.handler(ctxFor(), chat(`bad-${i}`)).catch(() => undefined);
+      // Open breakers outlive their dropped groups (a dead deployment stays skipped)…
+      expect(router.tracked.deployments).toBeGreaterThan(1_025);
+      vi.setSystemTime(Date.now() + 61_000);
+      for (let i = 0; i < 1_100; i++) await router.handler(ctxFor(), chat(`good-${i}`));
+      // …but not once they have closed: the table is bounded again.
+      expect(router.tracked.deployments).toBeLessThanOrEqual(1_025);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

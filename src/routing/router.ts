@@ -303,11 +303,20 @@ export class Router {
       this.groups.delete(name);
       for (const d of rt.byPriority) {
         if (configured.has(d.id) || this.breakers.get(d.id)?.state === 'open') continue;
-        this.breakers.delete(d.id);
-        this.stats.delete(d.id);
-        this.admission.forget(d.id);
+        this.forgetDeployment(d.id);
       }
     }
+    // A deployment kept above because its breaker was open belongs to no group any more: once its
+    // breaker lets calls through again, nothing needs its state (a new request rebuilds it).
+    const live = new Set<string>();
+    for (const rt of this.groups.values()) for (const d of rt.byPriority) live.add(d.id);
+    for (const [id, b] of this.breakers) if (!configured.has(id) && !live.has(id) && b.state !== 'open') this.forgetDeployment(id);
+  }
+
+  private forgetDeployment(id: string): void {
+    this.breakers.delete(id);
+    this.stats.delete(id);
+    this.admission.forget(id);
   }
 
   private async routeGroup(state: RequestState, group: ModelGroup): Promise<ChatOutcome> {
