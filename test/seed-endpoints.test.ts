@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
-import { startTestGateway } from './helpers/gateway.js';
+import { simulatorAdapter, startTestGateway } from './helpers/gateway.js';
 
 let server: RunningServer;
 
@@ -152,6 +152,17 @@ describe('seed 002 POST /v1/batch in the ledger', () => {
   const ADMIN = 'admin-token-for-seed-batch-0123456789';
   let gw: RunningServer;
   let dir: string;
+  // A prompt containing "hang" waits until its call is cancelled (the client left); `hung` says it started.
+  let hangStarted!: () => void;
+  const hung = new Promise<void>((resolve) => (hangStarted = resolve));
+  const sim = simulatorAdapter('sim', async (req, opts, simulator) => {
+    if (JSON.stringify(req.messages).includes('hang')) {
+      hangStarted();
+      await new Promise<void>((resolve) => opts.signal.addEventListener('abort', resolve));
+      throw opts.signal.reason;
+    }
+    return simulator.chat(req, opts);
+  });
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'seed-batch-ledger-'));
     gw = await startTestGateway({
@@ -159,9 +170,12 @@ describe('seed 002 POST /v1/batch in the ledger', () => {
         auth: { admin_token: ADMIN },
         database: { pglite_path: join(dir, 'db') },
         ledger: { enabled: true, flush_interval_ms: 50, spool_path: join(dir, 'spool.jsonl') },
-        providers: { sim: { type: 'simulator' } },
+        providers: { sim: { type: 'ollama', base_url: 'http://127.0.0.1:9' } },
         models: [{ name: 'metered', deployments: [{ provider: 'sim', model: 'metered', price: { input: 2, output: 4 } }] }],
+        // One item at a time: the first has ended (and spent) before the second starts.
+        inference: { batch: { concurrency: 1 } },
       },
+      providers: new Map([['sim', sim]]),
     });
   }, 120_000);
   afterAll(async () => {
@@ -194,5 +208,29 @@ describe('seed 002 POST /v1/batch in the ledger', () => {
     expect(spend.data).toHaveLength(1);
     expect(spend.data[0]).toMatchObject({ group: 'metered', requests: 1, prompt_tokens: prompt, completion_tokens: completion });
     expect(spend.data[0]?.cost_usd).toBeCloseTo(cost, 8);
+  });
+
+  it('records what the finished items spent when the client leaves mid-batch', async () => {
+    const key = ((await (await call('/admin/keys', ADMIN, { name: 'leaver' })).json()) as { key: string }).key;
+    const client = new AbortController();
+    const sent = fetch(`${gw.url}/v1/batch`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify([
+        { prompt: 'a question that is answered', model_preference: 'metered', difficulty: 'easy' },
+        { prompt: 'a question that will hang', model_preference: 'metered', difficulty: 'easy' },
+      ]),
+      signal: client.signal,
+    });
+    await hung;
+    client.abort();
+    await expect(sent).rejects.toThrow();
+
+    const spendOf = async () => (await (await call('/v1/spend?group_by=key', key)).json()) as { total: { requests: number; prompt_tokens: number; completion_tokens: number; cost_usd: number } };
+    await expect.poll(async () => (await spendOf()).total.requests, { timeout: 10_000 }).toBe(1);
+    const { total } = await spendOf();
+    expect(total.prompt_tokens).toBeGreaterThan(0);
+    expect(total.completion_tokens).toBeGreaterThan(0);
+    expect(total.cost_usd).toBeGreaterThan(0);
   });
 });

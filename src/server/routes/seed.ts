@@ -81,9 +81,14 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
         results[index] = await runBatchItem(gateway, parent, request, index, items[index], { model: defaultModel, temperature: inference.temperature, difficultyOf }, itemFacts);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(inference.batch.concurrency, items.length) }, worker));
+    // A client that leaves mid-batch closes the response before the items end (those running are
+    // cancelled by its signal): the batch owes its items until then, so its ledger row, log line and
+    // metrics wait for them and show what their budgets were charged, not $0.
+    const run = Promise.all(Array.from({ length: Math.min(inference.batch.concurrency, items.length) }, worker));
+    parent.settlements?.track(run);
+    await run;
     const failed = results.filter((r) => r.status === 'error').length;
-    sumItemFacts(parent.facts, itemFacts);
+    nameItemFacts(parent.facts, itemFacts);
     reply.headers(factHeaders(parent.facts));
     return { object: 'batch.result', request_id: parent.id, total: items.length, succeeded: items.length - failed, failed, results };
   });
@@ -100,12 +105,11 @@ interface ItemDefaults {
 }
 
 /**
- * The batch request's own facts (its ledger row, its x-inferenceflow-* headers): every item's usage,
- * cost, attempts and upstream latency summed, and the model and provider that answered — the distinct names comma-separated
- * when items went to several.
+ * The model and provider that answered the batch, for its own facts: the distinct names
+ * comma-separated when items went to several. (Usage, cost, attempts and upstream latency are added
+ * as each item ends.)
  */
-function sumItemFacts(total: ResponseFacts, items: readonly ResponseFacts[]): void {
-  for (const f of items) addSpend(total, f);
+function nameItemFacts(total: ResponseFacts, items: readonly ResponseFacts[]): void {
   const names = (pick: (f: ResponseFacts) => string | undefined) => [...new Set(items.map(pick).filter((v): v is string => !!v))].sort().join(',') || undefined;
   const model = names((f) => f.model);
   const provider = names((f) => f.provider);
@@ -122,12 +126,12 @@ async function runBatchItem(
   defaults: ItemDefaults,
   facts: ResponseFacts[],
 ): Promise<BatchItemResult> {
+  let ctx: RequestContext | undefined;
   try {
     const parsed = inferenceRequestSchema.safeParse(item);
     if (!parsed.success) throw validationError(parsed.error, item);
     const body = { ...parsed.data, stream: false };
-    const ctx = itemContext(parent, request, index, body, defaults.difficultyOf(body.difficulty));
-    // Whatever the item spent counts for the batch, also when it fails after spending.
+    ctx = itemContext(parent, request, index, body, defaults.difficultyOf(body.difficulty));
     facts.push(ctx.facts);
     const outcome = await gateway.handleChat(ctx, inferenceToChat(body, defaults.model, defaults.temperature));
     const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
@@ -136,6 +140,9 @@ async function runBatchItem(
     const e = toGatewayError(err);
     if (e.status >= 500) parent.log.warn({ index, code: e.code, err: e.message }, 'batch item failed');
     return { index, status: 'error', error: { ...openAiErrorBody(e).error, status: e.status } };
+  } finally {
+    // Whatever the item spent counts for the batch, also when it fails after spending.
+    if (ctx) addSpend(parent.facts, ctx.facts);
   }
 }
 
