@@ -58,19 +58,25 @@ describe('decide', () => {
 
   it('holds a scale-up within the cooldown after a change, and a scale-down until the load stayed low', () => {
     const state = new ScalerState();
-    const up = decide({ now: 0, current: 3, load: load(200), predictedPeak: load(0) }, state, scaling, cost);
+    // Every decision here is applied, as the autoscaler commits one whose patch succeeded.
+    const applied = (input: Parameters<typeof decide>[0]) => {
+      const d = decide(input, state, scaling, cost);
+      state.commit(d);
+      return d;
+    };
+    const up = applied({ now: 0, current: 3, load: load(200), predictedPeak: load(0) });
     expect(up.target).toBe(5);
-    const again = decide({ now: 60_000, current: 5, load: load(300), predictedPeak: load(0) }, state, scaling, cost);
+    const again = applied({ now: 60_000, current: 5, load: load(300), predictedPeak: load(0) });
     expect([again.desired, again.target]).toEqual([8, 5]);
     expect(again.reasons.join('; ')).toContain('scale-up held');
-    const later = decide({ now: 130_000, current: 5, load: load(300), predictedPeak: load(0) }, state, scaling, cost);
+    const later = applied({ now: 130_000, current: 5, load: load(300), predictedPeak: load(0) });
     expect(later.target).toBe(8);
     // Load drops at once: the fleet shrinks only after the 600 s window holds no higher wish.
     let t = 130_000;
     const targets: number[] = [];
     for (let i = 0; i < 30; i++) {
       t += 60_000;
-      targets.push(decide({ now: t, current: targets.at(-1) ?? 8, load: load(50), predictedPeak: load(0) }, state, scaling, cost).target);
+      targets.push(applied({ now: t, current: targets.at(-1) ?? 8, load: load(50), predictedPeak: load(0) }).target);
     }
     const firstDown = targets.findIndex((x) => x < 8);
     expect(130_000 + (firstDown + 1) * 60_000 - 130_000).toBeGreaterThanOrEqual(600_000);
@@ -153,6 +159,49 @@ describe('Autoscaler over a simulated day', () => {
     expect(calls).toEqual([]);
     expect(logs.join('\n')).toContain('(dry run): would scale default/inferenceflow 3 -> 7');
     expect(scaler.report()).toMatchObject({ dryRun: true, decision: { target: 7 } });
+  });
+});
+
+describe('a scale patch that fails', () => {
+  it('starts no cooldown: the next round retries, and the history marks the decision as not applied', async () => {
+    let now = 300_000 * 4_000;
+    const recorder = new TrafficRecorder({ bucketMs: 300_000, historyBuckets: 100, now: () => now });
+    const calls: number[] = [];
+    let fail = true;
+    let replicas = 3;
+    const scaler = new Autoscaler({
+      scaling: { ...scaling, dry_run: false },
+      cost: costOptimizationSchema.parse({}),
+      recorder,
+      applier: {
+        getReplicas: async () => replicas,
+        setReplicas: async (_d, n) => {
+          calls.push(n);
+          if (fail) throw new Error('503 from the API server');
+          replicas = n;
+        },
+      },
+      now: () => now,
+    });
+    recorder.record(500 * 60, 0);
+    now += 60_000;
+    const first = await scaler.tick();
+    expect(first).toMatchObject({ direction: 'up', target: 7 });
+    expect(first?.error).toContain('503 from the API server');
+    // One interval later, well within scale_up_s (120 s): the failed change did not happen, so it is retried.
+    fail = false;
+    recorder.record(500 * 60, 0);
+    now += 60_000;
+    const second = await scaler.tick();
+    expect(second).toMatchObject({ direction: 'up', current: 3, target: 7 });
+    expect(second?.error).toBeUndefined();
+    expect(calls).toEqual([7, 7]);
+    // The one that was applied starts the cooldown.
+    recorder.record(900 * 60, 0);
+    now += 60_000;
+    const third = await scaler.tick();
+    expect(third?.reasons.join('; ')).toContain('scale-up held');
+    expect(scaler.report().history.map((d) => d.error !== undefined)).toEqual([true, false, false]);
   });
 });
 

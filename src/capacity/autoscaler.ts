@@ -2,6 +2,7 @@
 // current and forecast load over the lead time, divided by per-replica capacity, times 1 + headroom;
 // clamped to min/max; a change waits out the cooldown since the last change and moves at most
 // max_step replicas; a scale-down takes the highest wish of its cooldown window so it never flaps.
+// decide() does not mark the change made: the caller commits it (ScalerState.commit) once applied.
 import type { CostOptimizationConfig, ScalingConfig } from './config.js';
 
 export interface Load {
@@ -27,6 +28,8 @@ export interface ScalingDecision {
   reasons: string[];
   load: { current: Load; predictedPeak: Load };
   split: CapacitySplit;
+  /** Set when applying this decision failed: the replicas stayed at `current`. */
+  error?: string;
 }
 
 /** ScalerState as JSON (kept in Redis so a new leader inherits the cooldown and the scale-down window). */
@@ -44,6 +47,14 @@ export class ScalerState {
 
   snapshot(): ScalerStateSnapshot {
     return { lastChangeAt: Number.isFinite(this.lastChangeAt) ? this.lastChangeAt : null, wishes: this.wishes.map((w) => ({ ...w })) };
+  }
+
+  /**
+   * Records a decision as carried out. Only an applied change starts the cooldown: decide() leaves
+   * the time alone, so a patch that failed is retried at the next round instead of a cooldown later.
+   */
+  commit(decision: ScalingDecision): void {
+    if (decision.direction !== 'hold') this.lastChangeAt = decision.at;
   }
 
   /** Takes over a snapshot (another leader's), replacing what this one remembered. */
@@ -132,7 +143,6 @@ export function decide(
     }
   }
   const direction = target > current ? 'up' : target < current ? 'down' : 'hold';
-  if (direction !== 'hold') state.lastChangeAt = now;
   const split = splitCapacity(target, cost);
   if (cost.spot_instances.enabled) reasons.push(`${split.onDemand} on-demand + ${split.spot} spot`);
   return { at: now, current, desired, target, direction, reasons, load: { current: input.load, predictedPeak: input.predictedPeak }, split };

@@ -248,6 +248,7 @@ export class Autoscaler {
     if (this.scaling.dry_run || !this.applier) {
       this.logger?.info({ decision }, `autoscaler (dry run): would scale ${k.namespace}/${k.deployment} ${decision.current} -> ${decision.target}`);
       this.known = decision.target;
+      this.state.commit(decision);
       return decision;
     }
     try {
@@ -258,10 +259,13 @@ export class Autoscaler {
         await this.applier.setReplicas(k.deployment, decision.target);
       }
       this.known = decision.target;
+      this.state.commit(decision);
       this.lastError = undefined;
       this.logger?.info({ decision }, `autoscaler: scaled ${k.namespace}/${k.deployment} ${decision.current} -> ${decision.target}`);
     } catch (err) {
+      // The cooldown does not start (nothing changed): the next round tries again.
       this.lastError = `applying ${decision.target} replicas failed: ${(err as Error).message}`;
+      decision.error = this.lastError;
       this.logger?.warn({ err }, this.lastError);
     }
     return decision;
