@@ -25,12 +25,22 @@ describe('trafficRecorderStage', () => {
     expect(r.calls).toEqual([7]);
   });
 
-  it('counts a refused (429) or failed request as demand, with no tokens, and rethrows', async () => {
+  it('counts a request turned away for want of capacity, or failed, as demand, with no tokens, and rethrows', async () => {
     const r = recorder();
-    const refused = new GatewayError('rate_limit_exceeded');
-    await expect(trafficRecorderStage(r)(ctx, req, async () => Promise.reject(refused))).rejects.toBe(refused);
+    const full = new GatewayError('queue_full');
+    await expect(trafficRecorderStage(r)(ctx, req, async () => Promise.reject(full))).rejects.toBe(full);
+    await expect(trafficRecorderStage(r)(ctx, req, async () => Promise.reject(new GatewayError('no_healthy_deployment')))).rejects.toThrow();
     await expect(trafficRecorderStage(r)(ctx, req, async () => Promise.reject(new Error('upstream broke')))).rejects.toThrow('upstream broke');
-    expect(r.calls).toEqual([0, 0]);
+    expect(r.calls).toEqual([0, 0, 0]);
+  });
+
+  it('does not count a refusal by policy or of the request: a tenant retrying its 429s scales nothing', async () => {
+    const r = recorder();
+    for (const code of ['rate_limit_exceeded', 'budget_exceeded', 'invalid_request', 'invalid_api_key', 'request_too_large', 'model_not_found'] as const) {
+      const refused = new GatewayError(code);
+      await expect(trafficRecorderStage(r)(ctx, req, async () => Promise.reject(refused))).rejects.toBe(refused);
+    }
+    expect(r.calls).toEqual([]);
   });
 
   it('counts a stream when it ends, with the usage chunk tokens', async () => {
