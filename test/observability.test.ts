@@ -1,6 +1,9 @@
 // Metrics, stats and request logs as an operator sees them on a running gateway: the seeds' metric
 // names at /metrics and /v1/metrics, the switch and the token, the separate PROMETHEUS_PORT listener,
 // /v1/stats moving with traffic, and one log line per request with its facts and no secrets.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -197,5 +200,37 @@ describe('metrics switches', () => {
       await server.close();
     }
     await expect(call(url)).rejects.toThrow();
+  });
+});
+
+describe('routes that check their own credential', () => {
+  const ADMIN = 'admin-token-for-obs-audit-0123456789';
+  let server: RunningServer;
+  let dir: string;
+  const logs = captureLogs();
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'obs-admin-'));
+    server = await startTestGateway({ config: { providers, models, auth: { admin_token: ADMIN }, database: { pglite_path: join(dir, 'db') } }, logger: logs.logger });
+  }, 120_000);
+  afterAll(async () => {
+    await server?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('logs and counts admin key creation and revocation (an audit line), while probes stay quiet and uncounted', async () => {
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    const created = await call(`${server.url}/admin/keys`, { method: 'POST', body: JSON.stringify({ name: 'audited' }), headers: { ...admin, 'x-request-id': 'create-key-1' } });
+    expect(created.status).toBe(201);
+    const id = (JSON.parse(created.text) as { id: string }).id;
+    expect((await call(`${server.url}/admin/keys/${id}/revoke`, { method: 'POST', body: '{}', headers: { ...admin, 'x-request-id': 'revoke-key-1' } })).status).toBe(200);
+    expect((await call(`${server.url}/health`)).status).toBe(200);
+    await expect.poll(() => logs.lines.find((l) => l.msg === 'request' && l.reqId === 'revoke-key-1')).toMatchObject({ status: 200, outcome: 'ok', route: '/admin/keys/:id/revoke', method: 'POST' });
+    expect(logs.lines.find((l) => l.msg === 'request' && l.reqId === 'create-key-1')).toMatchObject({ status: 201, outcome: 'ok', route: '/admin/keys' });
+    expect(logs.lines.some((l) => l.msg === 'request' && l.route === '/health')).toBe(false);
+    const text = (await call(`${server.url}/metrics`)).text;
+    expect(text).toMatch(/inference_requests_total\{[^}]*route="\/admin\/keys",status="201"\} 1/);
+    expect(text).toMatch(/inference_requests_total\{[^}]*route="\/admin\/keys\/:id\/revoke",status="200"\} 1/);
+    expect(text).not.toContain('route="/health"');
+    expect(logs.raw.join('\n')).not.toContain(ADMIN);
   });
 });

@@ -19,6 +19,17 @@ import { openAiRoutes } from './routes/openai.js';
 import { responsesRoutes } from './routes/responses.js';
 import './request-context.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * A route that checks its own credential (the admin token, a webhook signature) instead of the
+     * tenant authenticator's. Unlike `public` it is an ordinary route: counted in the request
+     * metrics and logged whatever its status (key creation and revocation leave an audit line).
+     */
+    skipAuth?: boolean;
+  }
+}
+
 export interface AppOptions {
   gateway: Gateway;
   authenticator: Authenticator;
@@ -101,7 +112,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // onResponse only fires on finish), so every request gets its log line and its metrics.
     reply.raw.once('close', () => closed(request, reply, trace));
     if (closing && !config?.public && !config?.monitoring) return done(new GatewayError('shutting_down', { retryAfterMs: 1_000 }));
-    if (config?.public) return done();
+    if (config?.public || config?.skipAuth) return done();
     if (!opts.authenticator.required) {
       request.tenant = ANONYMOUS;
       // Its (empty) span still, as for any authentication, when traces are recorded.

@@ -20,8 +20,8 @@ export function adminTokenCheck(adminToken: string | undefined): (request: Fasti
 
 export const adminKeyRoutes: FastifyPluginAsync<AdminRouteOptions> = async (app, { keys, adminToken }) => {
   const isAdmin = adminTokenCheck(adminToken);
-  // Public to the tenant authenticator: the admin token is checked here instead.
-  const config = { public: true };
+  // Skipped by the tenant authenticator: the admin token is checked here instead.
+  const config = { skipAuth: true };
   app.addHook('preHandler', async (request) => {
     if (!presentedKey(request.headers)) throw new GatewayError('missing_api_key');
     if (!isAdmin(request)) throw new GatewayError('invalid_api_key', { message: 'The admin token is not valid.' });

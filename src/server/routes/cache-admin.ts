@@ -34,7 +34,7 @@ export const cacheAdminRoutes: FastifyPluginAsync<CacheAdminOptions> = async (ap
   if (opts.adminToken) {
     const isAdmin = adminTokenCheck(opts.adminToken);
     app.addHook('onRoute', (route) => {
-      route.config = { ...(route.config as object), public: true };
+      route.config = { ...(route.config as object), skipAuth: true };
     });
     app.addHook('preHandler', async (request) => {
       if (!presentedKey(request.headers)) throw new GatewayError('missing_api_key');

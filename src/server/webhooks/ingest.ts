@@ -62,7 +62,8 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
-  app.post('/webhooks/ingest', { config: { public: true } }, async (request, reply) => {
+  // The signature, not a tenant credential, authenticates the sender.
+  app.post('/webhooks/ingest', { config: { skipAuth: true } }, async (request, reply) => {
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const checked = verifyWebhook(opts.secret, request.headers, raw, opts.toleranceS);
     if (!checked.ok) throw new GatewayError('invalid_signature', { message: MESSAGES[checked.reason] });
