@@ -41,10 +41,30 @@ export function toCandidate(result: ChatResult, choiceIndex: number, pass: numbe
   };
 }
 
-/** Majority vote; ties go to the answer that appeared first. */
+/**
+ * A pass that gives no usable answer: no text (a refusal, a content filter: null content becomes ''),
+ * or cut off — at the token limit (an intermediate answer) or by a content filter.
+ */
+export function isIncomplete(c: Candidate): boolean {
+  const reason = c.result.choices[0]?.finish_reason;
+  return c.text.trim() === '' || reason === 'length' || reason === 'content_filter';
+}
+
+/**
+ * The candidates that vote or are judged: the complete ones, or all of them when none is — then the
+ * vote still picks one, as before. Otherwise two empty refusals would outvote one real answer (and
+ * '' wins a tie when it came first), and a truncated pass would vote with a half-worked answer.
+ */
+export function voters(candidates: readonly Candidate[]): Candidate[] {
+  const complete = candidates.filter((c) => !isIncomplete(c));
+  return complete.length > 0 ? complete : [...candidates];
+}
+
+/** Majority vote over the voters; ties go to the answer that appeared first. */
 export function majority(candidates: readonly Candidate[]): Selection {
-  const t = tally(candidates.map((c) => c.answer));
-  const winner = candidates.find((c) => c.answer === t.leader) ?? (candidates[0] as Candidate);
+  const pool = voters(candidates);
+  const t = tally(pool.map((c) => c.answer));
+  const winner = pool.find((c) => c.answer === t.leader) ?? (pool[0] as Candidate);
   return { winner, votes: Object.fromEntries(t.counts) };
 }
 

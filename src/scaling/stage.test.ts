@@ -140,6 +140,16 @@ describe('scaling stage', () => {
     expect(ctx.facts.model).toBe('m');
   });
 
+  it('best_of_n does not show the judge an empty pass; its score is null', async () => {
+    const { calls, handler } = scripted(['', 'answer: 1', 'answer: 2', 'Candidate 1: 3\nCandidate 2: 9']);
+    const ctx = context({ difficulty: 'hard', aggregation: 'best_of_n' });
+    const out = await createScalingStage({ config: config() })(ctx, ask, handler);
+    expect(calls[3]?.messages[1]?.content).not.toContain('Candidate 3');
+    if (out.kind !== 'result') throw new Error('expected a result');
+    expect(out.result.choices[0]?.message.content).toBe('answer: 2');
+    expect(ctx.facts.scaling).toMatchObject({ scores: [null, 3, 9], passes: 3 });
+  });
+
   it('best_of_n falls back to the vote when the judge says nothing parsable', async () => {
     const { handler } = scripted(['answer: 1', 'answer: 2', 'answer: 2', 'They all look fine to me.']);
     const ctx = context({ difficulty: 'hard', aggregation: 'best_of_n' });

@@ -11,7 +11,7 @@ import { addSpend, deriveContext, newFacts, type RequestContext, type ResponseFa
 import { callAlone } from '../routing/dedup.js';
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
-import { JUDGE_FRAME_TOKENS, judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, type Candidate, type Selection } from './aggregate.js';
+import { JUDGE_FRAME_TOKENS, judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, voters, type Candidate, type Selection } from './aggregate.js';
 import { countTextTokens } from '../providers/tokens.js';
 import { AGGREGATIONS, type Aggregation, type TestTimeScalingConfig } from './config.js';
 import type { DifficultyEstimate, DifficultyEstimator } from './estimator.js';
@@ -207,7 +207,7 @@ async function runPlan(opts: ScalingStageOptions, plan: ScalingPlan, ctx: Reques
     if (candidates.length === 0) throw deadline.expired ? deadlineError(plan) : toGatewayError(runner.firstError ?? new GatewayError('no_healthy_deployment'));
 
     let selection: Selection;
-    if (plan.aggregation === 'best_of_n' && candidates.length > 1) selection = await runner.judge(plan.judgeModel, req, candidates);
+    if (plan.aggregation === 'best_of_n' && voters(candidates).length > 1) selection = await runner.judge(plan.judgeModel, req, candidates);
     else selection = select(plan.aggregation === 'best_of_n' ? 'self_consistency' : plan.aggregation, candidates);
 
     const winner = selection.winner;
@@ -280,18 +280,29 @@ class PassRunner {
         continue;
       }
       out.push(toCandidate(done.result, 0, this.finished++, done.facts));
-      const t = tally(out.map((c) => c.answer));
+      const t = tally(voters(out).map((c) => c.answer));
       if (out.length < max && shouldStop(t.v1, t.v2, confidence)) return { candidates: out, stoppedEarly: true };
     }
     return { candidates: out, stoppedEarly: false };
   }
 
-  /** Asks the judge model to score the candidates; a failed or unparsable judgement falls back to a vote. */
+  /**
+   * Asks the judge model to score the candidates that may vote (empty and truncated passes are left
+   * out; their score is null); a failed or unparsable judgement falls back to a vote.
+   */
   async judge(model: string, original: ChatRequest, candidates: Candidate[]): Promise<Selection> {
-    const done = await this.call(judgeRequest(model, original.messages, candidates));
+    const judged = voters(candidates);
+    const done = await this.call(judgeRequest(model, original.messages, judged));
     if (!done) return { ...select('self_consistency', candidates), judgeFallback: 'the judge call failed' };
     const text = done.result.choices[0]?.message.content ?? '';
-    return selectByScores(candidates, parseJudgeScores(text, candidates.length));
+    const scores = parseJudgeScores(text, judged.length);
+    return selectByScores(
+      candidates,
+      candidates.map((c) => {
+        const k = judged.indexOf(c);
+        return k < 0 ? null : (scores[k] ?? null);
+      }),
+    );
   }
 
   /** One pass, tried again on a server-side failure while retries and the deadline allow. */
