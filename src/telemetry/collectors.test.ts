@@ -1,5 +1,7 @@
-// The periodic collector: mesh nodes as the snapshots report them, live ones only, under their ids.
+// The periodic collector: mesh nodes as the snapshots report them, and the GPU pool's devices, live
+// ones only, under their ids.
 import { describe, expect, it } from 'vitest';
+import type { GpuAllocator } from '../capacity/allocator.js';
 import type { MeshSnapshot } from '../mesh/snapshot.js';
 import { startCollectors } from './collectors.js';
 import { GatewayMetrics } from './metrics.js';
@@ -49,6 +51,33 @@ describe('mesh node collector', () => {
       fail = true;
       await expect(collectors.collect()).rejects.toThrow('redis down');
       expect(health(await metrics.render())).toEqual(['inference_mesh_node_health{node="a"} 1']);
+    } finally {
+      collectors.stop();
+    }
+  });
+});
+
+describe('GPU device collector', () => {
+  const utilization = (text: string) => text.split('\n').filter((l) => l.startsWith('inference_gpu_utilization_ratio{'));
+
+  it('after many pods have come and gone, shows the live devices under their own ids and nothing else', async () => {
+    const metrics = new GatewayMetrics({ processMetrics: false, maxLabelValues: 10 });
+    let devices: { id: string; memoryGb: number; allocatedMemoryGb: number }[] = [];
+    const allocator = { clusterStatus: async () => ({ devices, totals: { activeLeases: 0 } }) } as unknown as Pick<GpuAllocator, 'clusterStatus'>;
+    const collectors = startCollectors(metrics, { allocator, mesh: [] }, 3_600_000);
+    try {
+      // Rolling restarts: 30 generations of pods with 2 GPUs each.
+      for (let gen = 0; gen < 30; gen++) {
+        devices = [0, 1].map((i) => ({ id: `pod-${gen}/gpu${i}`, memoryGb: 80, allocatedMemoryGb: 40 }));
+        await collectors.collect();
+      }
+      devices = [
+        { id: 'pod-live/gpu0', memoryGb: 80, allocatedMemoryGb: 20 },
+        { id: 'pod-live/gpu1', memoryGb: 80, allocatedMemoryGb: 80 },
+      ];
+      await collectors.collect();
+      expect(utilization(await metrics.render())).toEqual(['inference_gpu_utilization_ratio{device="pod-live/gpu0"} 0.25', 'inference_gpu_utilization_ratio{device="pod-live/gpu1"} 1']);
+      expect(metrics.summary().gpu.utilization).toEqual({ 'pod-live/gpu0': 0.25, 'pod-live/gpu1': 1 });
     } finally {
       collectors.stop();
     }

@@ -15,7 +15,8 @@ export function startCollectors(metrics: GatewayMetrics, sources: CollectorSourc
   const collect = async () => {
     if (sources.allocator) {
       const status = await sources.allocator.clusterStatus();
-      for (const d of status.devices) metrics.setGpuUtilization(d.id, d.memoryGb > 0 ? d.allocatedMemoryGb / d.memoryGb : 0);
+      // The live device set replaces the last one: a departed device's series goes.
+      metrics.setGpuDevices(status.devices.map((d) => ({ device: d.id, utilization: d.memoryGb > 0 ? d.allocatedMemoryGb / d.memoryGb : 0 })));
       metrics.setGpuActiveAllocations(status.totals.activeLeases);
     }
     if (sources.mesh.length === 0) return;

@@ -138,7 +138,6 @@ export class GatewayMetrics {
   private readonly provider: BoundedLabel;
   private readonly deployment: CatalogLabel;
   private readonly gpuModel: BoundedLabel;
-  private readonly device: BoundedLabel;
   private readonly route: BoundedLabel;
   private readonly limit: BoundedLabel;
 
@@ -180,7 +179,6 @@ export class GatewayMetrics {
     this.provider = new BoundedLabel(max);
     this.deployment = new CatalogLabel(new BoundedLabel(max));
     this.gpuModel = new BoundedLabel(max);
-    this.device = new BoundedLabel(max);
     this.route = new BoundedLabel(max);
     this.limit = new BoundedLabel(32);
     this.stats = new RollingStats({ windowS: opts.statsWindowS, now: opts.now });
@@ -533,10 +531,21 @@ export class GatewayMetrics {
     this.stats.gpuAllocation(a.ok, a.latencyMs);
   }
 
+  /**
+   * One GPU device's utilisation (0..1). Labelled with its id as it is: the collector sets the whole
+   * live set at once (setGpuDevices), which drops the devices that left, so the label holds the live
+   * devices only (a first-come bound would keep departed devices and put new ones under `other`).
+   */
   setGpuUtilization(device: string, ratio: number): void {
-    const d = this.device.value(device);
-    this.gpuUtilization.set({ device: d }, ratio);
-    this.stats.gpuUtilization(d, ratio);
+    this.gpuUtilization.set({ device }, ratio);
+    this.stats.gpuUtilization(device, ratio);
+  }
+
+  /** The pool's live GPU devices, all of them: devices not in `devices` (departed pods) lose their series. */
+  setGpuDevices(devices: readonly { device: string; utilization: number }[]): void {
+    this.gpuUtilization.reset();
+    this.stats.clearGpuUtilization();
+    for (const d of devices) this.setGpuUtilization(d.device, d.utilization);
   }
 
   setGpuActiveAllocations(n: number): void {

@@ -417,6 +417,11 @@ export class RollingStats {
     this.gpuUtil.set(device, ratio);
   }
 
+  clearGpuUtilization(): void {
+    this.enabled.add('gpu');
+    this.gpuUtil.clear();
+  }
+
   gpuActiveAllocations(n: number): void {
     this.enabled.add('gpu');
     this.gpuActive = n;
