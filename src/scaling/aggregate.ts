@@ -83,13 +83,16 @@ export function judgeMaxTokens(candidates: number): number {
   return 16 * candidates + 32;
 }
 
-/** The judge's request: the question and every candidate, numbered from 1. */
-export function judgeRequest(model: string, question: ChatMessage[], candidates: readonly Candidate[]): ChatRequest {
+/**
+ * The judge's request: the question and every candidate, numbered from 1. At temperature 0, unless
+ * the judge model accepts only its default (`fixedTemperature`: OpenAI's reasoning models).
+ */
+export function judgeRequest(model: string, question: ChatMessage[], candidates: readonly Candidate[], opts: { fixedTemperature?: boolean } = {}): ChatRequest {
   const asked = question.filter((m) => m.role !== 'system').map((m) => `${m.role}: ${contentText(m.content)}`).join('\n');
   const listed = candidates.map((c, i) => `Candidate ${i + 1}:\n${c.text}`).join('\n\n');
   return {
     model,
-    temperature: 0,
+    ...(opts.fixedTemperature ? {} : { temperature: 0 }),
     max_tokens: judgeMaxTokens(candidates.length),
     messages: [
       { role: 'system', content: JUDGE_INSTRUCTIONS },

@@ -6,6 +6,7 @@ import type { ProviderType } from '../providers/types.js';
 import type { ModelCatalog } from '../routing/catalog.js';
 import type { InferenceConfig, TestTimeScalingConfig } from './config.js';
 import { DifficultyEstimator, parseLabelledExamples } from './estimator.js';
+import { fixedTemperatureModel } from './fixed-temperature.js';
 import type { ScalingStageOptions } from './stage.js';
 
 /** Upstreams that sample `n` choices in one call; the others would fan out, so passes go separately. */
@@ -34,6 +35,15 @@ export async function scalingOptions(config: InferenceConfig, catalog: () => Mod
       try {
         const group = catalog()?.resolve(model);
         return !!group && group.deployments.length > 0 && group.deployments.every((d) => NATIVE_N.has(d.provider.type));
+      } catch {
+        return false;
+      }
+    },
+    fixedTemperature(model) {
+      // The public name, or the upstream model of any deployment that may answer it (fallbacks too).
+      if (fixedTemperatureModel(model)) return true;
+      try {
+        return (catalog()?.reachable(model) ?? []).some((g) => g.deployments.some((d) => fixedTemperatureModel(d.model)));
       } catch {
         return false;
       }

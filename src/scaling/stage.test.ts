@@ -125,6 +125,20 @@ describe('scaling stage', () => {
     expect(calls.map((c) => [c.max_tokens, c.temperature])).toEqual([[50, 0.2], [50, 0.2]]);
   });
 
+  it('sets no temperature for OpenAI reasoning models, which refuse any but the default: passes nor judge', async () => {
+    for (const model of ['o3-mini', 'gpt-5', 'openai/o1']) {
+      const { calls, handler } = scripted(['answer: 1', 'answer: 2', 'answer: 2', 'Candidate 1: 9\nCandidate 2: 3\nCandidate 3: 4']);
+      await createScalingStage({ config: config() })(context({ difficulty: 'hard', aggregation: 'best_of_n' }), { ...ask, model }, handler);
+      expect(calls, model).toHaveLength(4);
+      expect(calls.map((c) => c.temperature), model).toEqual([undefined, undefined, undefined, undefined]);
+    }
+    // A public name that maps onto such a model: the option (setup.ts reads the deployments) decides.
+    const { calls, handler } = scripted(['answer: 1', 'answer: 1', 'Candidate 1: 9\nCandidate 2: 3']);
+    const fixedTemperature = (m: string) => m === 'reasoner';
+    await createScalingStage({ config: config({ judge_model: 'reasoner' }), fixedTemperature })(context({ difficulty: 'medium', aggregation: 'best_of_n' }), ask, handler);
+    expect(calls.map((c) => [c.model, c.temperature])).toEqual([['m', 0.7], ['m', 0.7], ['reasoner', undefined]]);
+  });
+
   it('best_of_n: the judge’s highest score wins and the judge call is paid for', async () => {
     const { calls, handler } = scripted(['answer: 1', 'answer: 2', 'answer: 2', 'Candidate 1: 9\nCandidate 2: 3\nCandidate 3: 4']);
     const ctx = context({ difficulty: 'hard', aggregation: 'best_of_n' });

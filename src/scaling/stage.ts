@@ -14,6 +14,7 @@ import { GatewayError, toGatewayError } from '../server/errors.js';
 import { JUDGE_FRAME_TOKENS, judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, voters, type Candidate, type Selection } from './aggregate.js';
 import { countTextTokens } from '../providers/tokens.js';
 import { AGGREGATIONS, type Aggregation, type TestTimeScalingConfig } from './config.js';
+import { fixedTemperatureModel } from './fixed-temperature.js';
 import type { DifficultyEstimate, DifficultyEstimator } from './estimator.js';
 import { DifficultyLevel, parseDifficulty, type LevelBudget } from './levels.js';
 import { shouldStop, tally } from './vote.js';
@@ -32,6 +33,15 @@ export interface ScalingStageOptions {
    * reserves the prompt once per choice.
    */
   promptPerChoice?: (model: string) => boolean;
+  /**
+   * True when a deployment that may answer the model accepts only the default temperature (OpenAI's
+   * reasoning models, fixed-temperature.ts); by default the model name alone decides.
+   */
+  fixedTemperature?: (model: string) => boolean;
+}
+
+function fixedTemperature(opts: ScalingStageOptions, model: string): boolean {
+  return opts.fixedTemperature ? opts.fixedTemperature(model) : fixedTemperatureModel(model);
 }
 
 export interface ScalingPlan {
@@ -106,7 +116,9 @@ function makePlan(opts: ScalingStageOptions, ctx: RequestContext, req: ChatReque
   const passes = aggregation === 'first' || (req.tools?.length ?? 0) > 0 ? 1 : budget.passes;
   const request: ChatRequest = { ...req };
   if (requestedMaxTokens(req) === undefined) request.max_tokens = budget.max_tokens;
-  if (passes > 1 && req.temperature === undefined) request.temperature = config.pass_temperature;
+  // Passes need a temperature to differ, but a model that refuses any but the default (1, which
+  // samples anyway) would answer every pass 400.
+  if (passes > 1 && req.temperature === undefined && !fixedTemperature(opts, req.model)) request.temperature = config.pass_temperature;
   return { level, source, estimate, budget, aggregation, passes, request, judgeModel: group.judge_model ?? config.judge_model ?? req.model };
 }
 
@@ -207,8 +219,12 @@ async function runPlan(opts: ScalingStageOptions, plan: ScalingPlan, ctx: Reques
     if (candidates.length === 0) throw deadline.expired ? deadlineError(plan) : toGatewayError(runner.firstError ?? new GatewayError('no_healthy_deployment'));
 
     let selection: Selection;
-    if (plan.aggregation === 'best_of_n' && voters(candidates).length > 1) selection = await runner.judge(plan.judgeModel, req, candidates);
-    else selection = select(plan.aggregation === 'best_of_n' ? 'self_consistency' : plan.aggregation, candidates);
+    if (plan.aggregation === 'best_of_n' && voters(candidates).length > 1) {
+      selection = await runner.judge(plan.judgeModel, req, candidates, fixedTemperature(opts, plan.judgeModel));
+    }
+    else {
+      selection = select(plan.aggregation === 'best_of_n' ? 'self_consistency' : plan.aggregation, candidates);
+    }
 
     const winner = selection.winner;
     adoptAnswerer(ctx.facts, winner.facts);
@@ -290,9 +306,9 @@ class PassRunner {
    * Asks the judge model to score the candidates that may vote (empty and truncated passes are left
    * out; their score is null); a failed or unparsable judgement falls back to a vote.
    */
-  async judge(model: string, original: ChatRequest, candidates: Candidate[]): Promise<Selection> {
+  async judge(model: string, original: ChatRequest, candidates: Candidate[], fixedTemperature: boolean): Promise<Selection> {
     const judged = voters(candidates);
-    const done = await this.call(judgeRequest(model, original.messages, judged));
+    const done = await this.call(judgeRequest(model, original.messages, judged, { fixedTemperature }));
     if (!done) return { ...select('self_consistency', candidates), judgeFallback: 'the judge call failed' };
     const text = done.result.choices[0]?.message.content ?? '';
     const scores = parseJudgeScores(text, judged.length);
