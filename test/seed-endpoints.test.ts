@@ -170,12 +170,18 @@ describe('seed 002 POST /v1/batch in the ledger', () => {
         auth: { admin_token: ADMIN },
         database: { pglite_path: join(dir, 'db') },
         ledger: { enabled: true, flush_interval_ms: 50, spool_path: join(dir, 'spool.jsonl') },
-        providers: { sim: { type: 'ollama', base_url: 'http://127.0.0.1:9' } },
-        models: [{ name: 'metered', deployments: [{ provider: 'sim', model: 'metered', price: { input: 2, output: 4 } }] }],
+        providers: { sim: { type: 'ollama', base_url: 'http://127.0.0.1:9' }, other: { type: 'ollama', base_url: 'http://127.0.0.1:9' } },
+        models: [
+          { name: 'metered', deployments: [{ provider: 'sim', model: 'metered', price: { input: 2, output: 4 } }] },
+          { name: 'elsewhere', deployments: [{ provider: 'other', model: 'elsewhere', price: { input: 1, output: 1 } }] },
+        ],
         // One item at a time: the first has ended (and spent) before the second starts.
         inference: { batch: { concurrency: 1 } },
       },
-      providers: new Map([['sim', sim]]),
+      providers: new Map([
+        ['sim', sim],
+        ['other', simulatorAdapter('other', (req, opts, simulator) => simulator.chat(req, opts))],
+      ]),
     });
   }, 120_000);
   afterAll(async () => {
@@ -232,5 +238,32 @@ describe('seed 002 POST /v1/batch in the ledger', () => {
     expect(total.prompt_tokens).toBeGreaterThan(0);
     expect(total.completion_tokens).toBeGreaterThan(0);
     expect(total.cost_usd).toBeGreaterThan(0);
+  });
+
+  it('records a batch whose items went to several models and providers under none of them, never under joined names', async () => {
+    const key = ((await (await call('/admin/keys', ADMIN, { name: 'mixed' })).json()) as { key: string }).key;
+    const res = await call('/v1/batch', key, [
+      { prompt: 'one for the metered model', model_preference: 'metered', difficulty: 'easy' },
+      { prompt: 'one for the other provider', model_preference: 'elsewhere', difficulty: 'easy' },
+    ]);
+    const body = (await res.json()) as { succeeded: number; results: { result?: { provider: string; model: string; cost: number } }[] };
+    expect(body.succeeded).toBe(2);
+    // Each item's own provider and model are in its result.
+    expect(body.results.map((r) => [r.result?.provider, r.result?.model])).toEqual([
+      ['sim', 'metered'],
+      ['other', 'elsewhere'],
+    ]);
+    const cost = body.results.reduce((sum, r) => sum + (r.result?.cost ?? 0), 0);
+    type Spend = { data: { group: string | null; requests: number; cost_usd: number }[] };
+    await expect.poll(async () => ((await (await call('/v1/spend?group_by=key', key)).json()) as Spend).data[0]?.requests, { timeout: 5_000 }).toBe(1);
+    for (const groupBy of ['provider', 'model']) {
+      const spend = (await (await call(`/v1/spend?group_by=${groupBy}`, key)).json()) as Spend;
+      expect(spend.data).toHaveLength(1);
+      expect(spend.data[0]).toMatchObject({ group: null, requests: 1 });
+      expect(spend.data[0]?.cost_usd).toBeCloseTo(cost, 8);
+    }
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).not.toMatch(/provider="[^"]*,[^"]*"/);
+    expect(metrics).not.toMatch(/model="[^"]*,[^"]*"/);
   });
 });

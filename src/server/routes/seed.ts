@@ -73,12 +73,12 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
     const parent = createRequestContext(request, reply, 'batch', log);
     request.ctx = parent;
     const results: BatchItemResult[] = new Array<BatchItemResult>(items.length);
-    const itemFacts: ResponseFacts[] = [];
+    const mixed = new Set<NamedFact>();
     let nextIndex = 0;
     const worker = async () => {
       while (nextIndex < items.length) {
         const index = nextIndex++;
-        results[index] = await runBatchItem(gateway, parent, request, index, items[index], { model: defaultModel, temperature: inference.temperature, difficultyOf }, itemFacts);
+        results[index] = await runBatchItem(gateway, parent, request, index, items[index], { model: defaultModel, temperature: inference.temperature, difficultyOf }, mixed);
       }
     };
     // A client that leaves mid-batch closes the response before the items end (those running are
@@ -88,7 +88,6 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
     parent.settlements?.track(run);
     await run;
     const failed = results.filter((r) => r.status === 'error').length;
-    nameItemFacts(parent.facts, itemFacts);
     reply.headers(factHeaders(parent.facts));
     return { object: 'batch.result', request_id: parent.id, total: items.length, succeeded: items.length - failed, failed, results };
   });
@@ -104,17 +103,28 @@ interface ItemDefaults {
   difficultyOf: (value: string | number | undefined) => string;
 }
 
+type NamedFact = 'model' | 'provider' | 'deployment';
+
 /**
- * The model and provider that answered the batch, for its own facts: the distinct names
- * comma-separated when items went to several. (Usage, cost, attempts and upstream latency are added
- * as each item ends.)
+ * Adds what one item spent into the batch request's own facts (its ledger row, its request metrics
+ * and log line, its x-inferenceflow-* headers) as the item ends: usage, cost, attempts and upstream
+ * latency summed. Who answered is the batch's only while every item that answered agrees; once two
+ * differ it is left unset for good (`mixed`): a row or label names one model, provider or deployment,
+ * and joined names would be misattributed by /v1/spend and take slots of the bounded labels. Each
+ * item's own provider and model are in its result.
  */
-function nameItemFacts(total: ResponseFacts, items: readonly ResponseFacts[]): void {
-  const names = (pick: (f: ResponseFacts) => string | undefined) => [...new Set(items.map(pick).filter((v): v is string => !!v))].sort().join(',') || undefined;
-  const model = names((f) => f.model);
-  const provider = names((f) => f.provider);
-  if (model) total.model = model;
-  if (provider) total.provider = provider;
+function addItemFacts(total: ResponseFacts, f: ResponseFacts, mixed: Set<NamedFact>): void {
+  addSpend(total, f);
+  for (const name of ['model', 'provider', 'deployment'] as const) {
+    const value = f[name];
+    if (value === undefined || mixed.has(name) || total[name] === value) continue;
+    if (total[name] === undefined) {
+      total[name] = value;
+    } else {
+      delete total[name];
+      mixed.add(name);
+    }
+  }
 }
 
 async function runBatchItem(
@@ -124,7 +134,7 @@ async function runBatchItem(
   index: number,
   item: unknown,
   defaults: ItemDefaults,
-  facts: ResponseFacts[],
+  mixed: Set<NamedFact>,
 ): Promise<BatchItemResult> {
   let ctx: RequestContext | undefined;
   try {
@@ -132,7 +142,6 @@ async function runBatchItem(
     if (!parsed.success) throw validationError(parsed.error, item);
     const body = { ...parsed.data, stream: false };
     ctx = itemContext(parent, request, index, body, defaults.difficultyOf(body.difficulty));
-    facts.push(ctx.facts);
     const outcome = await gateway.handleChat(ctx, inferenceToChat(body, defaults.model, defaults.temperature));
     const result = outcome.kind === 'result' ? outcome.result : await collectStream(outcome.stream);
     return { index, status: 'success', result: toInferenceResponse(ctx, result, body) };
@@ -142,7 +151,7 @@ async function runBatchItem(
     return { index, status: 'error', error: { ...openAiErrorBody(e).error, status: e.status } };
   } finally {
     // Whatever the item spent counts for the batch, also when it fails after spending.
-    if (ctx) addSpend(parent.facts, ctx.facts);
+    if (ctx) addItemFacts(parent.facts, ctx.facts, mixed);
   }
 }
 
