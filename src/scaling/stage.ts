@@ -11,8 +11,7 @@ import { addSpend, deriveContext, newFacts, type RequestContext, type ResponseFa
 import { callAlone } from '../routing/dedup.js';
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
-import { JUDGE_FRAME_TOKENS, judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, voters, type Candidate, type Selection } from './aggregate.js';
-import { countTextTokens } from '../providers/tokens.js';
+import { JUDGE_FRAME_TOKENS, judgeCandidateFrameTokens, judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, voters, type Candidate, type Selection } from './aggregate.js';
 import { AGGREGATIONS, type Aggregation, type TestTimeScalingConfig } from './config.js';
 import { fixedTemperatureModel } from './fixed-temperature.js';
 import type { DifficultyEstimate, DifficultyEstimator } from './estimator.js';
@@ -151,8 +150,8 @@ export function plannedUsage(opts: ScalingStageOptions, ctx: RequestContext, req
   if (plan.aggregation === 'best_of_n') {
     // The judge's prompt: its instructions and the question (the request's prompt, whose framing
     // covers the role labels the judge puts before each turn), then each candidate under a short label
-    // (2 tokens more each, for tokens that merge differently where the texts are joined).
-    const candidates = plan.passes * (perPass + countTextTokens(`Candidate ${plan.passes}:\n\n\n`) + 2);
+    // between fences with a random nonce.
+    const candidates = plan.passes * (perPass + judgeCandidateFrameTokens(plan.passes));
     calls.push({ model: plan.judgeModel, promptTokens: promptTokens + JUDGE_FRAME_TOKENS + candidates, completionTokens: judgeMaxTokens(plan.passes) });
   }
   return calls;
