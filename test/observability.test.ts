@@ -8,8 +8,10 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { RunningServer } from '../src/cli/serve.js';
+import { UpstreamError } from '../src/providers/errors.js';
+import type { ProviderAdapter } from '../src/providers/types.js';
 import { createLogger } from '../src/telemetry/logger.js';
-import { startTestGateway } from './helpers/gateway.js';
+import { simulatorAdapter, startTestGateway } from './helpers/gateway.js';
 
 const CHAT = '/v1/chat/completions';
 const body = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'hello there' }], ...extra });
@@ -232,5 +234,42 @@ describe('routes that check their own credential', () => {
     expect(text).toMatch(/inference_requests_total\{[^}]*route="\/admin\/keys\/:id\/revoke",status="200"\} 1/);
     expect(text).not.toContain('route="/health"');
     expect(logs.raw.join('\n')).not.toContain(ADMIN);
+  });
+});
+
+describe('a stream that fails after it started', () => {
+  it('is logged and counted as the error it ended with, not as a success', async () => {
+    const logs = captureLogs();
+    const base = simulatorAdapter('cut', (req, opts, sim) => sim.chat(req, opts));
+    // Two chunks, then the upstream's connection breaks.
+    const cut: ProviderAdapter = {
+      ...base,
+      streamChat: async (req, opts) => {
+        const source = await base.streamChat(req, opts);
+        return (async function* () {
+          let n = 0;
+          for await (const chunk of source) {
+            yield chunk;
+            if (++n === 2) throw new UpstreamError({ provider: 'cut', kind: 'server', status: 500, message: 'connection reset mid-stream' });
+          }
+        })();
+      },
+    };
+    const gw = await startTestGateway({
+      config: { providers: { cut: { type: 'ollama', base_url: 'http://127.0.0.1:9' } }, models: [{ name: 'chat', retry: { max_retries: 0 }, deployments: [{ provider: 'cut', model: 'cut' }] }] },
+      providers: new Map([['cut', cut]]),
+      logger: logs.logger,
+    });
+    try {
+      const res = await call(gw.url + CHAT, { method: 'POST', body: body({ stream: true }), headers: { 'x-request-id': 'cut-stream-1' } });
+      expect(res.status).toBe(200);
+      expect(res.text).toContain('upstream_error');
+      await expect.poll(() => logs.lines.find((l) => l.msg === 'request' && l.reqId === 'cut-stream-1')).toMatchObject({ status: 502, outcome: 'error' });
+      const text = (await call(`${gw.url}/metrics`)).text;
+      expect(text).toMatch(/inference_errors_5xx_total\{provider="cut",route="\/v1\/chat\/completions",status="502"\} 1/);
+      expect(text).not.toMatch(/inference_requests_total\{[^}]*status="200"\}/);
+    } finally {
+      await gw.close();
+    }
   });
 });

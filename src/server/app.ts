@@ -12,6 +12,7 @@ import { AccessLogger } from '../telemetry/logger.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
 import { anthropicErrorFromGateway } from './anthropic-format.js';
 import { factHeaders } from './headers.js';
+import { recordedStatus } from './ledger-hook.js';
 import { anthropicRoutes } from './routes/anthropic.js';
 import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
@@ -133,8 +134,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
    */
   function closed(request: FastifyRequest, reply: FastifyReply, trace: RequestTrace | undefined): void {
     const latency = performance.now() - (request.startedAt ?? performance.now());
-    // 499 (nginx's "client closed request") when the client left before the response was complete.
-    const status = reply.raw.writableFinished ? reply.statusCode : 499;
+    // 499 (nginx's "client closed request") when the client left before the response was complete;
+    // a stream that failed after it started, with its error's status.
+    const status = recordedStatus(request, reply);
     const settled = request.ctx && afterSettlement(request.ctx, SETTLEMENT_WAIT_MS, () => undefined);
     if (!settled) return finishRequest(request, trace, status, latency);
     void settled.then(() => finishRequest(request, trace, status, latency));

@@ -11,8 +11,10 @@ import { Cancellation } from '../providers/cancel.js';
 import { LedgerWriter, type LedgerEntry } from '../store/ledger.js';
 import type { SqlDatabase } from '../store/sql.js';
 import { createLogger } from '../telemetry/logger.js';
+import { GatewayError } from './errors.js';
 import { ledgerHook } from './ledger-hook.js';
 import './request-context.js';
+import { sendOutcome } from './respond.js';
 
 const log = createLogger('silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -117,5 +119,32 @@ describe('ledger hook', () => {
     s.settle();
     await sleep(10);
     expect(s.rows).toHaveLength(1);
+  });
+
+  it('records a stream that failed after it started with its error, not as a success', async () => {
+    const ledger = new CapturingLedger();
+    app = Fastify();
+    await app.register(ledgerHook, { ledger });
+    app.get('/fails', async (req, reply) => {
+      const ctx = new LazyLogContext({ id: req.id, startedAt: performance.now(), endpoint: 'chat', tenant: ANONYMOUS, signal: new Cancellation(), options: defaultRequestOptions(), facts: newFacts(), headers: {} }, log);
+      req.ctx = ctx;
+      async function* chunks() {
+        yield { id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta: { content: 'hel' }, finish_reason: null }] } as never;
+        throw new GatewayError('upstream_error');
+      }
+      return sendOutcome(reply, ctx, { kind: 'stream', stream: chunks() }, true, {
+        json: () => ({}),
+        events: async function* (source) {
+          for await (const c of source) yield { data: JSON.stringify(c) };
+        },
+        errorEvent: (e) => ({ event: 'error', data: e.code }),
+      });
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const res = await request(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/fails`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toContain('event: error');
+    await expect.poll(() => ledger.rows.length).toBe(1);
+    expect(ledger.rows[0]).toMatchObject({ status: 502, errorCode: 'upstream_error' });
   });
 });

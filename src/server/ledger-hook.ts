@@ -5,7 +5,7 @@
 // after that `close`, so the row waits for it (ctx.settlements) and shows what the budget was charged.
 // A response that did not finish is status 499 client_closed_request, as in the access log.
 // A request is recorded once it has a RequestContext, i.e. it passed authentication and validation.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { SETTLEMENT_WAIT_MS, afterSettlement, type RequestContext } from '../gateway/context.js';
 import type { LedgerEntry, LedgerWriter } from '../store/ledger.js';
 import { GatewayError } from './errors.js';
@@ -19,7 +19,19 @@ export interface LedgerHookOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     ledgerErrorCode?: string;
+    /**
+     * The status of the error that ended a response whose head (200) had gone out already: a stream
+     * that failed after it started. Its ledger row, log line and request metrics carry it (as a
+     * client that left is 499), so the failure counts as one.
+     */
+    failedStatus?: number;
   }
+}
+
+/** The status a finished response is recorded with: 499 when it did not finish, a stream's failure's when it failed after it started. */
+export function recordedStatus(request: FastifyRequest, reply: FastifyReply): number {
+  if (!reply.raw.writableFinished) return 499;
+  return request.failedStatus ?? reply.raw.statusCode;
 }
 
 /**
@@ -64,7 +76,7 @@ const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, sett
       if (!ctx) return;
       const endedAt = performance.now();
       // 499 (nginx's "client closed request") when the client left before the response was complete.
-      const status = reply.raw.writableFinished ? reply.raw.statusCode : 499;
+      const status = recordedStatus(request, reply);
       const errorCode = status === 499 ? 'client_closed_request' : (request.ledgerErrorCode ?? (status >= 400 ? 'error' : null));
       const body = request.body as { model?: unknown } | undefined;
       const entry = () => ledgerEntry(ctx, at, status, errorCode, body?.model, endedAt);

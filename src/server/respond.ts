@@ -47,6 +47,9 @@ async function sendStream<J>(reply: FastifyReply, ctx: RequestContext, outcome: 
     onError: (err) => {
       const e = toGatewayError(err);
       ctx.log.warn({ code: e.code, err: e.message }, 'stream failed after it started');
+      // The head went out as 200: the ledger row, the log line and the request metrics record the failure.
+      reply.request.ledgerErrorCode = e.code;
+      reply.request.failedStatus = e.status;
       return render.errorEvent(e);
     },
   });
