@@ -226,6 +226,26 @@ describe('scaling stage', () => {
     expect(ctx.facts.scaling).toMatchObject({ deadline_reached: true, passes_planned: 5 });
   });
 
+  it('counts the prompt of a pass cut off by the deadline after it reached an upstream, not of one that never did', async () => {
+    let i = 0;
+    const handler: ChatHandler = async (ctx) => {
+      const k = i++;
+      if (k < 2) {
+        ctx.facts.attempts++;
+        return { kind: 'result', result: result('answer: 3') };
+      }
+      // Pass 2 is sent upstream and waits for its answer; pass 3 waits for a slot and never is.
+      if (k === 2) ctx.facts.attempts++;
+      return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(new GatewayError('upstream_timeout'))));
+    };
+    const ctx = context({ difficulty: 'hard' });
+    const levels = { hard: { passes: 4, max_tokens: 100, timeout_s: 0.1 } };
+    await createScalingStage({ config: config({ difficulty_levels: levels }) })(ctx, ask, handler);
+    expect(ctx.facts.scaling).toMatchObject({ deadline_reached: true, passes: 2 });
+    expect(ctx.facts.discardedTokens).toBe(countPromptTokens(ask.messages));
+    expect(ctx.facts.attempts).toBe(3);
+  });
+
   it('answers 504 when no pass finishes before the deadline', async () => {
     const { handler } = scripted(['answer: 3'], { delayMs: () => 10_000 });
     const levels = { hard: { passes: 3, max_tokens: 100, timeout_s: 0.05 } };

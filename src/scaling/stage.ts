@@ -9,6 +9,7 @@ import { contentText, emptyUsage, requestedMaxTokens, type ChatRequest, type Cha
 import { collectStream } from '../canonical/convert.js';
 import { addSpend, deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import { callAlone } from '../routing/dedup.js';
+import { promptTokensOf } from '../routing/prompt-tokens.js';
 import { observeStream, type ChatHandler, type ChatOutcome, type ChatStage } from '../gateway/pipeline.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { JUDGE_FRAME_TOKENS, judgeCandidateFrameTokens, judgeMaxTokens, judgeRequest, parseJudgeScores, select, selectByScores, toCandidate, voters, type Candidate, type Selection } from './aggregate.js';
@@ -345,6 +346,13 @@ class PassRunner {
     } catch (err) {
       this.firstError ??= err;
       if (!this.deadline.signal.aborted) this.ctx.log.warn({ err: (err as Error).message }, 'a scaling pass failed');
+      // Cancelled by the deadline or the client after its call reached an upstream (an attempt
+      // started) and before it answered: the upstream read the prompt, and bills it, as it does a
+      // hedge race's cancelled loser. Token limits count it at settle (discardedTokens); its cost
+      // needs the deployment's price, which only routing knows, so none is added here.
+      if (this.deadline.signal.aborted && facts.attempts > 0 && !facts.usage) {
+        facts.discardedTokens = (facts.discardedTokens ?? 0) + promptTokensOf(req);
+      }
       return { error: err };
     } finally {
       addSpend(this.ctx.facts, facts);
