@@ -148,7 +148,7 @@ describe('seed 001 POST /v1/infer and /v1/infer/stream', () => {
   });
 });
 
-describe('seed 002 POST /v1/batch in the ledger', () => {
+describe('seed 002 POST /v1/batch and /v1/inference in the ledger', () => {
   const ADMIN = 'admin-token-for-seed-batch-0123456789';
   let gw: RunningServer;
   let dir: string;
@@ -265,5 +265,13 @@ describe('seed 002 POST /v1/batch in the ledger', () => {
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
     expect(metrics).not.toMatch(/provider="[^"]*,[^"]*"/);
     expect(metrics).not.toMatch(/model="[^"]*,[^"]*"/);
+  });
+
+  it('records the model a refused /v1/inference asked for (model_preference)', async () => {
+    const key = ((await (await call('/admin/keys', ADMIN, { name: 'narrow', models: ['metered'] })).json()) as { key: string }).key;
+    const res = await call('/v1/inference', key, { prompt: 'not my model', model_preference: 'elsewhere', difficulty: 'easy' });
+    expect(res.status).toBe(403);
+    type Spend = { data: { group: string | null; requests: number }[] };
+    await expect.poll(async () => ((await (await call('/v1/spend?group_by=model', key)).json()) as Spend).data, { timeout: 5_000 }).toEqual([expect.objectContaining({ group: 'elsewhere', requests: 1 })]);
   });
 });

@@ -20,6 +20,12 @@ declare module 'fastify' {
   interface FastifyRequest {
     ledgerErrorCode?: string;
     /**
+     * The model the client asked for, as its route resolved it (seed 002's `model_preference`, or
+     * the default model): recorded when no deployment answered, e.g. a request refused before routing.
+     * Unset, the body's `model` is used.
+     */
+    ledgerModel?: string;
+    /**
      * The status of the error that ended a response whose head (200) had gone out already: a stream
      * that failed after it started. Its ledger row, log line and request metrics carry it (as a
      * client that left is 499), so the failure counts as one.
@@ -78,8 +84,8 @@ const plugin: FastifyPluginAsync<LedgerHookOptions> = async (app, { ledger, sett
       // 499 (nginx's "client closed request") when the client left before the response was complete.
       const status = recordedStatus(request, reply);
       const errorCode = status === 499 ? 'client_closed_request' : (request.ledgerErrorCode ?? (status >= 400 ? 'error' : null));
-      const body = request.body as { model?: unknown } | undefined;
-      const entry = () => ledgerEntry(ctx, at, status, errorCode, body?.model, endedAt);
+      const model = request.ledgerModel ?? (request.body as { model?: unknown } | undefined)?.model;
+      const entry = () => ledgerEntry(ctx, at, status, errorCode, model, endedAt);
       const settled = afterSettlement(ctx, settlementWaitMs, () =>
         ctx.log.warn({ waitedMs: settlementWaitMs }, 'ledger: the request did not settle in time; recording it as it stands'),
       );

@@ -57,6 +57,8 @@ export const seedRoutes: FastifyPluginAsync<SeedRouteOptions> = async (app, { ga
     const ctx = createRequestContext(request, reply, 'inference', log, { difficulty: difficultyOf(body.difficulty), aggregation: body.aggregation, priority: body.priority, session_id: body.session_id, metadata: body.metadata });
     request.ctx = ctx;
     const req = inferenceToChat(body, defaultModel, inference.temperature);
+    // The body has no `model`: the ledger records the one asked for when none answered (a refusal).
+    request.ledgerModel = req.model;
     const outcome = await gateway.handleChat(ctx, req);
     return sendOutcome(reply, ctx, outcome, body.stream, inferenceRenderer(ctx, body));
   });
