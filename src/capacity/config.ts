@@ -31,6 +31,11 @@ export const gpuDeviceSchema = z
   })
   .strict();
 
+/** The id of the `i`-th device of a `clusters.pools` entry that stands for `count` devices. */
+export function configuredDeviceId(id: string, count: number, i: number): string {
+  return count > 1 ? `${id}-${i}` : id;
+}
+
 export const gpuPoolSchema = z
   .object({
     name: z.string().min(1),
@@ -98,7 +103,30 @@ export const clustersSchema = z
     /** The inference mesh: node-health thresholds, intervals, delivery and routing (docs/mesh.md). */
     mesh: meshConfigSchema.default(meshConfigSchema.parse({})),
   })
-  .strict();
+  .strict()
+  .superRefine((c, issues) => {
+    // A device id is the pool's key (leases, the shared pool's hashes): two devices with one id
+    // would share leases in memory and overwrite each other in Redis.
+    const seen = new Map<string, string>();
+    const duplicates = new Set<string>();
+    for (const p of c.pools) {
+      for (const d of p.devices) {
+        for (let i = 0; i < d.count; i++) {
+          const id = configuredDeviceId(d.id, d.count, i);
+          const first = seen.get(id);
+          if (first === undefined) seen.set(id, p.name);
+          else duplicates.add(`'${id}' (${first === p.name ? `twice in pool ${first}` : `pools ${first} and ${p.name}`})`);
+        }
+      }
+    }
+    if (duplicates.size > 0) {
+      issues.addIssue({
+        code: 'custom',
+        path: ['pools'],
+        message: `device ids must be unique across clusters.pools (a device with count N > 1 is <id>-0 … <id>-<N-1>); duplicated: ${[...duplicates].join(', ')}`,
+      });
+    }
+  });
 
 const perReplicaSchema = z
   .object({

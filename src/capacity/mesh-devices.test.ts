@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it as vitestIt, vi } from 'vitest';
 import { clustersSchema, costOptimizationSchema, scalingSchema } from './config.js';
 import { meshNodeGpus, registrySource, type MeshNodeSource } from './mesh-devices.js';
+import { devicesFromMeshNodes } from './pool.js';
 import { RedisGpuPool } from './redis-pool.js';
 import { createCapacityServices } from './service.js';
 import { defaultMeshConfig } from '../mesh/config.js';
@@ -30,8 +31,14 @@ describe('meshNodeGpus', () => {
       fixed([node('a', [1_024]), node('b', [12_288])]),
     ]);
     expect(gpus).toEqual([
-      { nodeId: 'a', gpus: [{ memoryGb: 80, name: 'gpu0' }, { memoryGb: 24, name: 'gpu1' }] },
-      { nodeId: 'b', gpus: [{ memoryGb: 12, name: 'gpu0' }] },
+      { nodeId: 'a', gpus: [{ memoryGb: 80, name: 'gpu0', index: 0 }, { memoryGb: 24, name: 'gpu1', index: 1 }] },
+      { nodeId: 'b', gpus: [{ memoryGb: 12, name: 'gpu0', index: 0 }] },
+    ]);
+    // A GPU reporting no memory for a moment is left out without renumbering the ones after it.
+    const flaky = await meshNodeGpus([fixed([node('n', [16_384, 0, 24_576])])]);
+    expect(devicesFromMeshNodes(flaky).map((d) => [d.id, d.memoryGb])).toEqual([
+      ['n/gpu0', 16],
+      ['n/gpu2', 24],
     ]);
     // A node whose heartbeat is stale is not offered.
     expect(await meshNodeGpus([fixed([node('a', [8_192])], 1_000_000 + 60_000)])).toEqual([]);

@@ -25,7 +25,9 @@ export async function meshNodeGpus(sources: readonly MeshNodeSource[]): Promise<
   for (const snap of snapshots) {
     for (const node of snap.nodes) {
       if (!node.routable || byNode.has(node.node_id)) continue;
-      const gpus = node.gpus.filter((g) => g.memory_total_mb > 0).map((g) => ({ memoryGb: Math.round((g.memory_total_mb / 1024) * 100) / 100, name: g.name }));
+      // Each GPU keeps its index in the node's report: one left out here (memory 0 for a moment)
+      // must not shift the ids, and so the leases, of the GPUs after it.
+      const gpus = node.gpus.flatMap((g, index) => (g.memory_total_mb > 0 ? [{ memoryGb: Math.round((g.memory_total_mb / 1024) * 100) / 100, name: g.name, index }] : []));
       if (gpus.length > 0) byNode.set(node.node_id, { nodeId: node.node_id, gpus });
     }
   }

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InMemoryGpuPool, devicesFromConfig, devicesFromMeshNodes, type GpuDevice, type GpuPool, type LeaseRequest } from './pool.js';
+import { clustersSchema } from './config.js';
 import { RedisGpuPool } from './redis-pool.js';
 import { redisTargets } from '../../test/helpers/redis.js';
 
@@ -165,6 +166,20 @@ describe('device lists', () => {
       ['a100-0', 'a100', 'eu', true, 1.5],
       ['a100-1', 'a100', 'eu', true, 1.5],
     ]);
+  });
+
+  it('refuses a config where two devices get one id, naming them', () => {
+    const twoPools = {
+      pools: [
+        { name: 'eu', devices: [{ id: 'a100', memory_gb: 80, tflops: 312 }] },
+        { name: 'us', devices: [{ id: 'a100', memory_gb: 80, tflops: 312 }] },
+      ],
+    };
+    expect(() => clustersSchema.parse(twoPools)).toThrow(/device ids must be unique.*'a100' \(pools eu and us\)/);
+    // A counted entry's expanded ids collide with a listed one.
+    const expanded = { pools: [{ name: 'eu', devices: [{ id: 'l4', memory_gb: 24, tflops: 30, count: 2 }, { id: 'l4-1', memory_gb: 24, tflops: 30 }] }] };
+    expect(() => clustersSchema.parse(expanded)).toThrow(/'l4-1' \(twice in pool eu\)/);
+    expect(clustersSchema.parse({ pools: [{ name: 'eu', devices: [{ id: 'l4', memory_gb: 24, tflops: 30, count: 2 }, { id: 'l4-2', memory_gb: 24, tflops: 30 }] }] }).pools).toHaveLength(1);
   });
 
   it('turns the GPU memory mesh nodes report into devices', () => {

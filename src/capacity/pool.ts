@@ -2,7 +2,7 @@
 // them. A lease expires unless its holder renews it, so a crashed holder frees its GPU by itself.
 // This file holds the contract, the placement rule and the in-process pool; redis-pool.ts shares
 // one pool between gateway replicas with the same rule in Lua.
-import type { GpuPoolConfig } from './config.js';
+import { configuredDeviceId, type GpuPoolConfig } from './config.js';
 
 export interface GpuDevice {
   id: string;
@@ -104,7 +104,7 @@ export function devicesFromConfig(pools: readonly GpuPoolConfig[]): GpuDevice[] 
     for (const d of p.devices) {
       for (let i = 0; i < d.count; i++) {
         out.push({
-          id: d.count > 1 ? `${d.id}-${i}` : d.id,
+          id: configuredDeviceId(d.id, d.count, i),
           pool: p.name,
           region: p.region,
           kind: d.kind,
@@ -123,14 +123,19 @@ export function devicesFromConfig(pools: readonly GpuPoolConfig[]): GpuDevice[] 
 export interface MeshNodeGpus {
   nodeId: string;
   region?: string;
-  gpus: Array<{ memoryGb: number; tflops?: number; name?: string }>;
+  /**
+   * `index`: the GPU's place in the node's own report, which names the device (`<node>/gpu<index>`),
+   * so a GPU left out (one briefly reporting memory 0) does not renumber the others; by default its
+   * place in this list.
+   */
+  gpus: Array<{ memoryGb: number; tflops?: number; name?: string; index?: number }>;
 }
 
 /** One device per GPU a mesh node reports; compute defaults to a conservative figure when unknown. */
 export function devicesFromMeshNodes(nodes: readonly MeshNodeGpus[], costPerGpuHour = 0): GpuDevice[] {
   return nodes.flatMap((n) =>
     n.gpus.map((g, i) => ({
-      id: `${n.nodeId}/gpu${i}`,
+      id: `${n.nodeId}/gpu${g.index ?? i}`,
       pool: 'mesh',
       region: n.region ?? 'mesh',
       kind: 'gpu' as const,
