@@ -11,7 +11,7 @@ afterAll(async () => {
 });
 
 describe('webhook ingestion', () => {
-  it('accepts the retry of an event it could not store (the replay guard forgets it), and refuses a true replay', async () => {
+  it('accepts the retry of an event it could not store (the replay guard forgets it), and stores a redelivery only once', async () => {
     const app = Fastify();
     await app.register(webhookIngestRoutes, { secret: SECRET, toleranceS: 300, replay: memoryReplayGuard(), sql });
     const body = JSON.stringify({ type: 'order.paid', data: { id: 1 } });
@@ -25,7 +25,33 @@ describe('webhook ingestion', () => {
     const retried = await deliver();
     expect(retried.statusCode).toBe(202);
     expect(await sql.query(`SELECT id, type FROM webhook_events WHERE id = 'msg_retry_1'`)).toEqual([{ id: 'msg_retry_1', type: 'order.paid' }]);
-    expect((await deliver()).statusCode).toBe(409);
+    const again = await deliver();
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toEqual({ received: true, id: 'msg_retry_1', type: 'order.paid', duplicate: true });
+    expect(await sql.query(`SELECT count(*)::int AS n FROM webhook_events WHERE id = 'msg_retry_1'`)).toEqual([{ n: 1 }]);
+    await app.close();
+  });
+
+  it('answers a redelivery 2xx also when the replay guard has forgotten it (a restart): the table holds it once', async () => {
+    const body = JSON.stringify({ type: 'order.paid', data: { id: 2 } });
+    const headers = { 'content-type': 'application/json', ...signWebhook(SECRET, 'msg_restart_1', body) };
+    for (const expected of [202, 200]) {
+      const app = Fastify();
+      await app.register(webhookIngestRoutes, { secret: SECRET, toleranceS: 300, replay: memoryReplayGuard(), sql });
+      expect((await app.inject({ method: 'POST', url: '/webhooks/ingest', headers, payload: body })).statusCode).toBe(expected);
+      await app.close();
+    }
+    expect(await sql.query(`SELECT count(*)::int AS n FROM webhook_events WHERE id = 'msg_restart_1'`)).toEqual([{ n: 1 }]);
+  });
+
+  it('does not answer 2xx to a redelivery while the first is not stored yet, so the sender retries', async () => {
+    const replay = memoryReplayGuard();
+    await replay.firstSeen('msg_inflight_1', 600); // the first delivery is being stored
+    const app = Fastify();
+    await app.register(webhookIngestRoutes, { secret: SECRET, toleranceS: 300, replay, sql });
+    const body = JSON.stringify({ type: 'order.paid', data: { id: 3 } });
+    const res = await app.inject({ method: 'POST', url: '/webhooks/ingest', headers: { 'content-type': 'application/json', ...signWebhook(SECRET, 'msg_inflight_1', body) }, payload: body });
+    expect(res.statusCode).toBe(409);
     await app.close();
   });
 

@@ -1,6 +1,9 @@
 // POST /webhooks/ingest (seed 001): accepts Standard Webhooks-signed events. The raw body is kept for
-// the HMAC; a stale timestamp or a bad signature is 401, a webhook id seen before is 409 (checked in
-// Redis or memory first, and by the events table's primary key for good); accepted events are stored.
+// the HMAC; a stale timestamp or a bad signature is 401; accepted events are stored (202). A webhook
+// id seen before (checked in Redis or memory first, and by the events table's primary key for good)
+// is stored once: its redelivery is answered 200 `duplicate: true`, since a sender retries on any
+// other status until it disables the endpoint.
+import { eq } from 'drizzle-orm';
 import type { FastifyPluginAsync } from 'fastify';
 import type { RedisClient } from '../../store/redis.js';
 import { mayHoldUnstorable, storableJson, type SqlDatabase } from '../../store/sql.js';
@@ -79,9 +82,21 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
     // answered 500. Only a body holding such an escape (in either case) is rewritten.
     if (mayHoldUnstorable(text)) payload = JSON.parse(storableJson(payload));
     const { id, timestampS } = checked.webhook;
-    // Older than twice the tolerance cannot pass the timestamp check, so the guard may forget it then.
-    if (!(await opts.replay.firstSeen(id, opts.toleranceS * 2))) throw new GatewayError('duplicate_webhook');
     const type = payload && typeof payload === 'object' && typeof (payload as { type?: unknown }).type === 'string' ? (payload as { type: string }).type : null;
+    // A redelivery of an event already received: a success, or the sender keeps retrying it.
+    const duplicate = () => {
+      reply.code(200);
+      return { received: true, id, type, duplicate: true };
+    };
+    // Older than twice the tolerance cannot pass the timestamp check, so the guard may forget it then.
+    if (!(await opts.replay.firstSeen(id, opts.toleranceS * 2))) {
+      // Seen, but not stored (yet): the first delivery is still being stored, or storing it failed and
+      // the guard could not forget it. Not a success: the sender retries, and gets 200 once it is in.
+      if (opts.sql && (await opts.sql.db.select({ id: webhookEvents.id }).from(webhookEvents).where(eq(webhookEvents.id, id)).limit(1)).length === 0) {
+        throw new GatewayError('duplicate_webhook', { message: 'This webhook id is being received; retry later.' });
+      }
+      return duplicate();
+    }
     if (opts.sql) {
       let inserted: { id: string }[];
       try {
@@ -95,7 +110,7 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
         await opts.replay.forget(id).catch(() => undefined);
         throw err;
       }
-      if (inserted.length === 0) throw new GatewayError('duplicate_webhook');
+      if (inserted.length === 0) return duplicate();
     }
     reply.code(202);
     return { received: true, id, type };
