@@ -178,14 +178,18 @@ export const scalingSchema = z
       .refine((f) => f.season_s % f.bucket_s === 0, { message: 'season_s must be a multiple of bucket_s', path: ['season_s'] }),
     kubernetes: z
       .object({
-        namespace: z.string().min(1).default('default'),
+        /**
+         * Unset: the namespace that comes with the credentials (the service account's in a pod, the
+         * kubeconfig context's), else `default`. No schema default, which would hide those.
+         */
+        namespace: z.string().min(1).optional(),
         deployment: z.string().min(1).default('inferenceflow'),
         /** Path of a kubeconfig; unset: in-cluster service account, then $KUBECONFIG, then ~/.kube/config. */
         kubeconfig: z.string().optional(),
         context: z.string().optional(),
       })
       .strict()
-      .default({ namespace: 'default', deployment: 'inferenceflow' }),
+      .default({ deployment: 'inferenceflow' }),
   })
   .strict()
   .refine((s) => s.min_replicas <= s.max_replicas, { message: 'min_replicas must not exceed max_replicas', path: ['min_replicas'] });

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KubernetesApiError, KubernetesScaleClient, resolveKubernetesConnection } from './kubernetes.js';
+import { clustersSchema, costOptimizationSchema, scalingSchema } from './config.js';
+import { createCapacityServices } from './service.js';
 
 interface Seen {
   method?: string;
@@ -114,6 +116,27 @@ describe('KubernetesScaleClient', () => {
     await client.setReplicas('inferenceflow', 4);
     expect(seen.map((s) => s.headers.authorization)).toEqual(['Bearer sa-token-1', 'Bearer sa-token-2']);
     await client.close();
+  });
+
+  it("scales in the credentials' namespace when scaling.kubernetes.namespace is unset, else in the configured one", async () => {
+    const path = await kubeconfig();
+    const services = async (kubernetes: Record<string, unknown>) =>
+      createCapacityServices({
+        clusters: clustersSchema.parse({}),
+        scaling: scalingSchema.parse({ enabled: true, dry_run: false, interval_s: 3600, kubernetes: { kubeconfig: path, ...kubernetes } }),
+        cost: costOptimizationSchema.parse({}),
+        env: {},
+      });
+    const fromContext = await services({});
+    await fromContext.autoscaler?.tick();
+    expect(seen[0]?.url).toBe('/apis/apps/v1/namespaces/serving/deployments/inferenceflow/scale');
+    expect(fromContext.autoscaler?.report().target).toEqual({ namespace: 'serving', deployment: 'inferenceflow' });
+    await fromContext.close();
+    seen = [];
+    const configured = await services({ namespace: 'batch' });
+    await configured.autoscaler?.tick();
+    expect(seen[0]?.url).toBe('/apis/apps/v1/namespaces/batch/deployments/inferenceflow/scale');
+    await configured.close();
   });
 
   it('surfaces the API status message on failure', async () => {

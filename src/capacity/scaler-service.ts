@@ -10,6 +10,8 @@ import { localTrafficSource, type RedisLeaderLock, type TrafficSource } from './
 
 /** Where decisions go: reads and sets a Deployment's replica count. */
 export interface ScaleApplier {
+  /** The namespace it scales in, when it knows it (the Kubernetes client: config, else its credentials'). */
+  readonly namespace?: string;
   getReplicas(deployment: string): Promise<number>;
   setReplicas(deployment: string, replicas: number): Promise<void>;
 }
@@ -246,7 +248,7 @@ export class Autoscaler {
 
     if (decision.direction === 'hold') return decision;
     if (this.scaling.dry_run || !this.applier) {
-      this.logger?.info({ decision }, `autoscaler (dry run): would scale ${k.namespace}/${k.deployment} ${decision.current} -> ${decision.target}`);
+      this.logger?.info({ decision }, `autoscaler (dry run): would scale ${this.namespace()}/${k.deployment} ${decision.current} -> ${decision.target}`);
       this.known = decision.target;
       this.state.commit(decision);
       return decision;
@@ -261,7 +263,7 @@ export class Autoscaler {
       this.known = decision.target;
       this.state.commit(decision);
       this.lastError = undefined;
-      this.logger?.info({ decision }, `autoscaler: scaled ${k.namespace}/${k.deployment} ${decision.current} -> ${decision.target}`);
+      this.logger?.info({ decision }, `autoscaler: scaled ${this.namespace()}/${k.deployment} ${decision.current} -> ${decision.target}`);
     } catch (err) {
       // The cooldown does not start (nothing changed): the next round tries again.
       this.lastError = `applying ${decision.target} replicas failed: ${(err as Error).message}`;
@@ -269,6 +271,11 @@ export class Autoscaler {
       this.logger?.warn({ err }, this.lastError);
     }
     return decision;
+  }
+
+  /** Where the decisions go: the applier's namespace, else the configured one, else `default`. */
+  private namespace(): string {
+    return this.applier?.namespace ?? this.scaling.kubernetes.namespace ?? 'default';
   }
 
   report(): ScalingReport {
@@ -282,7 +289,7 @@ export class Autoscaler {
       enabled: this.scaling.enabled,
       role: this.role,
       dryRun: this.scaling.dry_run || !this.applier,
-      target: { namespace: k.namespace, deployment: k.deployment, ...(spot ? { spotDeployment: spot } : {}) },
+      target: { namespace: this.namespace(), deployment: k.deployment, ...(spot ? { spotDeployment: spot } : {}) },
       ...(this.lastForecast ? { forecast: this.lastForecast } : {}),
       ...(this.history.length > 0 ? { decision: this.history[this.history.length - 1] } : {}),
       ...(this.lastError ? { lastError: this.lastError } : {}),

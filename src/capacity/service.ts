@@ -104,7 +104,7 @@ export async function createCapacityServices(opts: CapacityServiceOptions): Prom
     if (!scaling.dry_run) {
       const k = scaling.kubernetes;
       const conn = await resolveKubernetesConnection({ kubeconfig: k.kubeconfig, context: k.context, env });
-      applier = new KubernetesScaleClient(conn, k.namespace);
+      applier = new KubernetesScaleClient(conn, k.namespace ?? conn.namespace ?? 'default');
       const client = applier;
       closers.push(() => client.close());
     }
