@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../telemetry/logger.js';
 import { WebhookSender, type WebhookEndpoint } from './sender.js';
@@ -58,5 +60,21 @@ describe('WebhookSender', () => {
     expect(results.map((x) => [x.status, x.ok, x.retry])).toEqual([[503, false, true], [408, false, true], [429, false, true], [404, false, false], [204, true, false]]);
     expect(await sender.attempt({ url: 'http://127.0.0.1:1/hook', secret: SECRET, events: [] }, 'msg_2', '{}')).toMatchObject({ ok: false, retry: true, error: expect.any(String) });
     expect(new Set(r.got.map((g) => g.headers['webhook-id']))).toEqual(new Set(['msg_1']));
+  });
+
+  it('never logs a receiver URL’s path or query, where tokens live: its origin and a fingerprint instead', async () => {
+    const lines: string[] = [];
+    const capture = createLogger('debug', new Writable({ write: (chunk: Buffer, _enc, cb) => (lines.push(chunk.toString()), cb()) }));
+    // Nothing listens on port 9: every attempt fails, and is logged, then the give-up.
+    const url = 'http://user:pass-secret@127.0.0.1:9/services/T0/B0/path-token-secret?token=query-token-secret';
+    const sender = new WebhookSender({ endpoints: [{ url, secret: SECRET, events: [] }], log: capture, maxAttempts: 2, initialBackoffMs: 1, timeoutMs: 2_000 });
+    const [result] = await Promise.all(sender.send('budget.threshold_crossed', {}));
+    expect(result).toMatchObject({ ok: false, attempts: 2 });
+    await sender.close();
+    await expect.poll(() => lines.join('').includes('webhook delivery gave up')).toBe(true);
+    const logged = lines.join('');
+    expect(logged).toContain('webhook delivery failed');
+    expect(logged).not.toMatch(/secret/);
+    expect(logged).toContain(`http://127.0.0.1:9 #${createHash('sha256').update(url).digest('hex').slice(0, 8)}`);
   });
 });

@@ -3,7 +3,7 @@
 // the background, retried in memory; `close` waits, up to a deadline, for those under way). Batch
 // completion events are durable instead: the batch runner stores them in its outbox and delivers each
 // with `attempt`, `backoffMs` and `maxAttempts` (src/batching/jobs/outbox.ts).
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import type { Logger } from 'pino';
 import { signWebhook } from './signature.js';
@@ -39,6 +39,23 @@ export interface AttemptResult {
   error?: string;
   /** Worth another attempt: no answer, 5xx, 408 or 429. Any other answer is the receiver's refusal. */
   retry: boolean;
+}
+
+/**
+ * An endpoint as logs name it: its origin and a fingerprint of its whole URL (the first 8 hex digits
+ * of its SHA-256), never the URL itself — receivers' URLs often carry a token in the query or in the
+ * path (Slack's do), and userinfo can hold a password. The fingerprint tells endpoints of one origin
+ * apart: `printf %s "$url" | sha256sum`.
+ */
+export function endpointForLog(url: string): string {
+  const fingerprint = createHash('sha256').update(url).digest('hex').slice(0, 8);
+  let origin = 'invalid-url';
+  try {
+    origin = new URL(url).origin;
+  } catch {
+    // Named by its fingerprint alone.
+  }
+  return `${origin} #${fingerprint}`;
 }
 
 /** Longest wait between two attempts, however many came before. */
@@ -106,7 +123,7 @@ export class WebhookSender {
       // Any other 4xx is the receiver refusing it: retrying will not help.
       return { ok: false, status, retry: status >= 500 || status === 429 || status === 408 };
     } catch (err) {
-      this.opts.log.debug({ url: e.url, id, err: (err as Error).message }, 'webhook delivery failed');
+      this.opts.log.debug({ endpoint: endpointForLog(e.url), id, err: (err as Error).message }, 'webhook delivery failed');
       return { ok: false, error: (err as Error).message, retry: true };
     }
   }
@@ -122,7 +139,7 @@ export class WebhookSender {
       if (!result.retry) break;
       if (attempt < this.opts.maxAttempts && !this.closed) await new Promise((r) => setTimeout(r, this.backoffMs(attempt)));
     }
-    this.opts.log.warn({ url: e.url, id, status, attempts }, 'webhook delivery gave up');
+    this.opts.log.warn({ endpoint: endpointForLog(e.url), id, status, attempts }, 'webhook delivery gave up');
     return { url: e.url, ok: false, attempts, status };
   }
 
