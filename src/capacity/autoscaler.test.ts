@@ -86,6 +86,9 @@ describe('decide', () => {
   it('mixes spot and on-demand by cost_optimization', () => {
     expect(splitCapacity(10, cost)).toEqual({ onDemand: 3, spot: 7, estimatedCostPerHour: 3 + 7 * 0.3 });
     expect(splitCapacity(2, cost)).toMatchObject({ onDemand: 2, spot: 0 });
+    // All-spot settings still keep one on-demand replica, which runs the autoscaler when spot capacity goes.
+    const allSpot = costOptimizationSchema.parse({ spot_instances: { enabled: true, max_fraction: 1, min_on_demand: 0, deployment: 'spot' } });
+    expect(splitCapacity(6, allSpot)).toMatchObject({ onDemand: 1, spot: 5 });
     const noSpot = costOptimizationSchema.parse({ on_demand_cost_per_replica_hour: 2 });
     expect(splitCapacity(5, noSpot)).toEqual({ onDemand: 5, spot: 0, estimatedCostPerHour: 10 });
   });

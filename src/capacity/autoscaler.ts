@@ -81,7 +81,10 @@ export function requiredReplicas(load: Load, scaling: ScalingConfig): { replicas
 export function splitCapacity(total: number, cost: CostOptimizationConfig): CapacitySplit {
   const s = cost.spot_instances;
   let onDemand = total;
-  if (s.enabled) onDemand = Math.min(total, Math.max(s.min_on_demand, Math.ceil(total * (1 - s.max_fraction) - 1e-9)));
+  // At least one on-demand replica whatever min_on_demand and max_fraction say: spot capacity can be
+  // taken back all at once, and the on-demand Deployment (scaling.kubernetes.deployment, by default
+  // the gateway's own) must keep a pod that runs the autoscaler to scale back up.
+  if (s.enabled) onDemand = Math.min(total, Math.max(s.min_on_demand, 1, Math.ceil(total * (1 - s.max_fraction) - 1e-9)));
   const spot = total - onDemand;
   return {
     onDemand,
