@@ -71,4 +71,26 @@ describe('metrics wiring in the assembled gateway', () => {
     const stats = (await (await request(`${conf.url}/v1/stats`)).body.json()) as { cost: { total_usd: number } };
     expect(stats.cost.total_usd).toBeGreaterThan(0);
   });
+
+  it('counts an attempt the request deadline ended as the deployment’s timeout, not as a cancellation', async () => {
+    const hung = await startTestGateway({
+      config: {
+        routing: { deadline_ms: 200 },
+        providers: { sim: { type: 'simulator', options: { latency_ms: 5_000 } } },
+        // The deployment's own timeout is above the deadline: the deadline ends the attempt.
+        models: [{ name: 'chat', retry: { max_retries: 0 }, deployments: [{ provider: 'sim', model: 'sim-hung', timeout_ms: 30_000 }] }],
+      },
+    });
+    try {
+      expect((await post(hung.url, { model: 'chat' })).statusCode).toBe(504);
+      const t = await metrics(hung);
+      expect(t).toContain('inference_provider_errors_total{provider="sim",kind="timeout"} 1');
+      expect(t).toContain('inference_provider_latency_ms_count{provider="sim",model="sim-hung",outcome="error"} 1');
+      expect(t).not.toMatch(/^inference_provider_cancelled_total\{[^}]*\} [1-9]/m);
+      // What the scrape says the counter holds agrees.
+      expect(t).not.toMatch(/^# HELP inference_provider_cancelled_total .*deadline\)/m);
+    } finally {
+      await hung.close();
+    }
+  });
 });

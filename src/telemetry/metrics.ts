@@ -256,7 +256,7 @@ export class GatewayMetrics {
     });
     this.providerCancelled = new Counter({
       name: 'inference_provider_cancelled_total',
-      help: 'Upstream attempts the gateway cancelled (a lost hedge race, the client gone, the deadline): not errors.',
+      help: 'Upstream attempts the gateway cancelled (a lost hedge race, the client gone): not errors. An attempt the request deadline ended is a timeout error.',
       labelNames: ['provider'],
       registers,
     });
