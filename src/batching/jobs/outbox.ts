@@ -7,7 +7,7 @@
 // and is delivered at least once; receivers dedupe on `webhook-id`. Delivered and given-up rows are
 // deleted after `retentionMs` (7 days), at most hourly by each process.
 import type { Logger } from 'pino';
-import type { AttemptResult, WebhookEndpoint } from '../../server/webhooks/sender.js';
+import { endpointForLog, type AttemptResult, type WebhookEndpoint } from '../../server/webhooks/sender.js';
 import type { SqlDatabase } from '../../store/sql.js';
 import type { OutboxEvent } from './store.js';
 import { Wakeup } from './wakeup.js';
@@ -192,7 +192,7 @@ export class WebhookOutbox {
        WHERE id = $1 AND url = $2 AND lease_owner = $3 AND status = 'pending'`,
       [row.id, row.url, this.opts.owner, giveUp ? 'failed' : 'pending', now + (giveUp ? 0 : this.notifier.backoffMs(row.attempts)), result.status ?? null, result.error ?? null],
     );
-    if (giveUp) this.opts.log.warn({ url: row.url, id: row.id, status: result.status, attempts: row.attempts, err: result.error }, 'batch webhook: delivery gave up');
+    if (giveUp) this.opts.log.warn({ url: endpointForLog(row.url), id: row.id, status: result.status, attempts: row.attempts, err: result.error }, 'batch webhook: delivery gave up');
   }
 
   private async run(): Promise<void> {
