@@ -139,7 +139,7 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
       hooks.settled(spec, true, latencyMs, undefined);
       const wrapped = guardStream(primed, controller, hooks.streamIdleTimeoutMs, d, ctx, release, (err) => hooks.streamFailed(spec, err), (error, usage, completed) => {
         const end = { durationMs: performance.now() - started, ttftMs: latencyMs, usage, costUsd: usage ? costUsd(usage, d.price) : undefined };
-        // Ended by us (hedge lost, client gone, deadline) before its last chunk: a cancellation, however
+        // Ended by us (hedge lost, client gone) before its last chunk: a cancellation, however
         // the source reported it (an abort error, or nothing when the reader just stopped).
         if (cancelledByUs(error, completed, controller)) finish({ ...end, ok: false, error: cancelledError(d, controller.reason ?? error) });
         else finish({ ...end, ok: error === undefined, error });
