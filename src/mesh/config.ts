@@ -111,5 +111,5 @@ export const MESH_ENV_VARS: readonly EnvVar[] = [
   { name: 'MESH_MAX_RAM_PCT', path: 'clusters.mesh.health.max_ram_pct', kind: 'number', default: '90', description: 'Mesh nodes using more RAM than this percentage are not routed to.' },
   { name: 'MESH_STALE_AFTER_S', path: 'clusters.mesh.health.stale_after_s', kind: 'number', default: '15', description: 'Mesh nodes silent for longer than this are not routed to.' },
   { name: 'MESH_HEARTBEAT_INTERVAL_MS', path: 'clusters.mesh.heartbeat_interval_ms', kind: 'int', default: '3000', description: 'How often a mesh worker publishes its health.' },
-  { name: 'MESH_IDLE_RECLAIM_MS', path: 'clusters.mesh.idle_reclaim_ms', kind: 'int', default: '30000', description: 'A mesh request held this long without progress is reclaimed and run elsewhere.' },
+  { name: 'MESH_IDLE_RECLAIM_MS', path: 'clusters.mesh.idle_reclaim_ms', kind: 'int', default: '30000', description: 'A mesh request held this long without progress is reclaimed and run elsewhere; at least 3 × the heartbeat and reclaim intervals (a shorter one is refused at start).' },
 ];
