@@ -279,12 +279,12 @@ export class OpenAIProvider implements ProviderAdapter {
   private wireMessage(m: ChatMessage): Record<string, unknown> {
     const out: Record<string, unknown> = {};
     for (const key in m) {
+      // Prompt-cache breakpoints are Anthropic's; OpenAI refuses the unknown field.
+      if (key === 'cache_control') continue;
       const value = (m as unknown as Record<string, unknown>)[key];
       if (value !== undefined) out[key] = value;
     }
     if (m.role === 'developer' && this.options.developer_as_system) out.role = 'system';
-    // Prompt-cache breakpoints are Anthropic's; OpenAI refuses the unknown field.
-    delete out.cache_control;
     if (Array.isArray(m.content) && m.content.some((p) => p.cache_control)) out.content = m.content.map(({ cache_control: _, ...part }) => part);
     return out;
   }
