@@ -525,6 +525,14 @@ describe('chat completion fast path', () => {
     expect(samples.slice(0, 4).every((s) => plainCompletion(s) !== undefined)).toBe(true);
     expect(samples.slice(4).every((s) => plainCompletion(s) === undefined)).toBe(true);
   });
+
+  it("takes OpenAI's own answer (annotations: [] on every message) on the fast path, and non-empty annotations to the schema", async () => {
+    const real = JSON.parse(await fixture('openai-chat.json')) as { choices: { message: Record<string, unknown> }[] };
+    expect(real.choices[0]?.message.annotations).toEqual([]);
+    expect(plainCompletion(real)).toBeDefined();
+    const cited = { ...real, choices: [{ ...real.choices[0], message: { ...real.choices[0]?.message, annotations: [{ type: 'url_citation' }] } }] };
+    expect(plainCompletion(cited)).toBeUndefined();
+  });
 });
 
 describe('openai provider: audio answers and annotations', () => {

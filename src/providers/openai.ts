@@ -139,11 +139,17 @@ export function plainCompletion(json: unknown): Completion | undefined {
     const m = choice.message;
     if (!isRecord(m) || (m.tool_calls !== undefined && m.tool_calls !== null)) return undefined;
     if (!optional(m.content, 'string') || !optional(m.refusal, 'string')) return undefined;
-    // Audio and annotations are read by the schema.
-    if ((m.audio !== undefined && m.audio !== null) || (m.annotations !== undefined && m.annotations !== null)) return undefined;
+    // Audio and annotations are read by the schema; OpenAI sends `annotations: []` on every message,
+    // which answerMessage drops, so only a non-empty list leaves the fast path.
+    if ((m.audio !== undefined && m.audio !== null) || !emptyList(m.annotations)) return undefined;
   }
   if (!plainUsage(json.usage)) return undefined;
   return json as Completion;
+}
+
+/** Absent, null or an empty array. */
+function emptyList(v: unknown): boolean {
+  return v === undefined || v === null || (Array.isArray(v) && v.length === 0);
 }
 
 /** A usage object usageSchema accepts, or none. */
