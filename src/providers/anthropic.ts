@@ -4,8 +4,6 @@
 // stream into canonical chunks that always end with a usage chunk.
 import { z } from 'zod';
 import {
-  addUsage,
-  emptyUsage,
   promptCacheDetails,
   requestedMaxTokens,
   stopList,
@@ -26,6 +24,7 @@ import {
   toAnthropicToolChoice,
   toAnthropicTools,
 } from './anthropic-wire.js';
+import { chatWithChoices } from './choice-fan-out.js';
 import { UpstreamError, kindForStatus } from './errors.js';
 import { UpstreamHttp } from './http.js';
 import { StopSequenceScanner } from './stop-sequences.js';
@@ -155,13 +154,8 @@ export class AnthropicProvider implements ProviderAdapter {
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
-    const n = req.n ?? 1;
-    if (n <= 1) return this.chatOnce(req, opts);
-    // The Messages API has no `n`: ask n times in parallel and number the choices.
-    const results = await Promise.all(Array.from({ length: n }, () => this.chatOnce({ ...req, n: undefined }, opts)));
-    const first = results[0] as ChatResult;
-    const usage = results.reduce((u, r) => addUsage(u, r.usage), emptyUsage());
-    return { ...first, choices: results.map((r, index) => ({ ...(r.choices[0] as ChatResult['choices'][number]), index })), usage };
+    // The Messages API has no `n`: n calls in parallel, choices numbered, usage summed.
+    return chatWithChoices(req, (one) => this.chatOnce(one, opts));
   }
 
   private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
