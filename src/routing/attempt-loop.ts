@@ -77,12 +77,6 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
       }
     } else {
       if (retries >= maxRetries || !retryable) break;
-      if (!deps.budget.canWithdraw()) {
-        deps.events.counters.retryBudgetExhausted++;
-        deps.events.emit('retry_budget_exhausted', { group: group.name });
-        state.ctx.log.warn({ group: group.name }, 'retry budget exhausted; not retrying');
-        break;
-      }
       const candidates = order.filter((d) => !faulted.has(d.id) && deps.breakerFor(d.id).canPass());
       if (candidates.length === 0) break;
       // Honour Retry-After: wait until the first candidate stops cooling, if that is within the deadline.
@@ -94,7 +88,12 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
       if (now + wait >= state.deadlineAt) break;
       // Paid for only now that the retry will happen: a retry given up for want of a candidate or
       // of time must not drain the process-wide budget other groups retry from.
-      deps.budget.tryWithdraw();
+      if (!deps.budget.tryWithdraw()) {
+        deps.events.counters.retryBudgetExhausted++;
+        deps.events.emit('retry_budget_exhausted', { group: group.name });
+        state.ctx.log.warn({ group: group.name }, 'retry budget exhausted; not retrying');
+        break;
+      }
       deps.events.counters.retries++;
       deps.events.emit('retry', { group: group.name, deployment: candidates[0]?.id ?? '', delayMs: wait });
       retries++;

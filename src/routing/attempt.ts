@@ -61,10 +61,6 @@ class AttemptCancelled extends Error {
   }
 }
 
-/**
- * A stream that broke before its first chunk sent nothing to the client, so it is as safe to retry
- * as a failed connect, whatever the adapter said (adapters mark mid-stream breaks not retryable).
- */
 /** The request signal's reason when the request's deadline passes. */
 export class DeadlineExceeded extends GatewayError {
   constructor(ms: number) {
@@ -72,6 +68,10 @@ export class DeadlineExceeded extends GatewayError {
   }
 }
 
+/**
+ * A stream that broke before its first chunk sent nothing to the client, so it is as safe to retry
+ * as a failed connect, whatever the adapter said (adapters mark mid-stream breaks not retryable).
+ */
 function beforeFirstChunk(err: unknown): unknown {
   if (!isUpstreamError(err) || err.retryable || (err.kind !== 'stream_interrupted' && err.kind !== 'timeout')) return err;
   return new UpstreamError({ provider: err.provider, kind: err.kind, status: err.status, message: `${err.message} (before the first chunk)`, retryable: true, cause: err });
@@ -166,20 +166,16 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     const latencyMs = performance.now() - started;
     release();
     const reason: unknown = controller.aborted ? controller.reason : undefined;
-    if (reason instanceof AttemptCancelled && reason.why === 'timeout' && !spec.signal.aborted) {
-      const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} did not answer within ${spec.timeoutMs} ms`, cause: raw });
+    // Its own timeout, or the request's deadline (the tighter limit whenever timeout_ms is not):
+    // either way the deployment did not answer in time, a verdict for its breaker and latency —
+    // else a hung deployment would never open its breaker. The deadline fails the request (504).
+    const deadline = spec.signal.reason instanceof DeadlineExceeded;
+    if (deadline || (reason instanceof AttemptCancelled && reason.why === 'timeout' && !spec.signal.aborted)) {
+      const within = deadline ? 'the request deadline' : `${spec.timeoutMs} ms`;
+      const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} did not answer within ${within}`, cause: raw });
       hooks.settled(spec, false, latencyMs, err);
       finish({ ok: false, durationMs: latencyMs, error: err });
-      throw err;
-    }
-    if (spec.signal.reason instanceof DeadlineExceeded) {
-      // The request's deadline ended this attempt (it is the tighter limit whenever timeout_ms is
-      // not): the deployment did not answer in time, a verdict for its breaker and latency like its
-      // own timeout — else a hung deployment would never open its breaker. The request fails 504.
-      const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} did not answer within the request deadline`, cause: raw });
-      hooks.settled(spec, false, latencyMs, err);
-      finish({ ok: false, durationMs: latencyMs, error: err });
-      throw spec.signal.reason;
+      throw deadline ? spec.signal.reason : err;
     }
     if (spec.signal.aborted || reason instanceof AttemptCancelled || (isUpstreamError(raw) && raw.kind === 'aborted')) {
       hooks.cancelled(spec, latencyMs);

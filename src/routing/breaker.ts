@@ -168,7 +168,7 @@ export class CircuitBreaker {
 
   /** An attempt that ended without a verdict (cancelled): frees its probe slot. */
   release(token: BreakerToken): void {
-    if (token !== 'normal' && this.current(token)) this.probesInFlight = Math.max(0, this.probesInFlight - 1);
+    if (this.current(token)) this.probesInFlight = Math.max(0, this.probesInFlight - 1);
   }
 
   /** Recent failure share over the rolling window (0 with no traffic). */
