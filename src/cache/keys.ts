@@ -3,7 +3,7 @@
 // nothing that does not (stream, user, metadata…). The semantic key splits the same request into the text that is embedded (the
 // last user turn) and a fingerprint of the rest, which must match exactly for a semantic hit.
 import { hash as digest } from 'node:crypto';
-import { contentText, stopList, type ChatMessage, type ChatRequest } from '../canonical/chat.js';
+import { contentText, stopList, withoutCacheControl, type ChatMessage, type ChatRequest } from '../canonical/chat.js';
 import { parseDifficulty } from '../scaling/levels.js';
 
 /** JSON with sorted keys and undefined fields dropped, so equal requests serialise equally. */
@@ -38,15 +38,10 @@ function canonicalMessage(m: ChatMessage): unknown {
   // Text-only content compares as a plain string whichever form the client sent. Prompt-cache
   // breakpoints (cache_control) change what the provider bills, not the answer: never in the key.
   const content =
-    typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text')
-      ? contentText(m.content)
-      : m.content.some((p) => p.cache_control)
-        ? m.content.map(({ cache_control: _, ...part }) => part)
-        : m.content;
+    typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text') ? contentText(m.content) : withoutCacheControl(m.content);
   // An assistant turn's refusal (history sent back) is part of what the model sees, and so is its
   // spoken answer's reference (`audio: {id}`, sent on to OpenAI-compatible upstreams). Old entries
   // keyed without it are only reachable by the same history with that turn empty.
-  const audio = m.audio;
   return {
     role: m.role === 'developer' ? 'system' : m.role,
     content,
@@ -54,7 +49,8 @@ function canonicalMessage(m: ChatMessage): unknown {
     tool_calls: m.tool_calls,
     tool_call_id: m.tool_call_id,
     refusal: m.refusal || undefined,
-    audio: audio ?? undefined,
+    // A history sent back as it came (`model_dump()`) carries `audio: null`: the same as none.
+    audio: m.audio ?? undefined,
   };
 }
 
@@ -73,7 +69,7 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
     max_tokens: req.max_completion_tokens ?? req.max_tokens,
     stop: stop.length ? stop : undefined,
     seed: req.seed,
-    tools: req.tools?.length ? (req.tools.some((t) => t.cache_control) ? req.tools.map(({ cache_control: _, ...tool }) => tool) : req.tools) : undefined,
+    tools: req.tools?.length ? withoutCacheControl(req.tools) : undefined,
     tool_choice: req.tool_choice,
     parallel_tool_calls: req.parallel_tool_calls,
     // Versioned: answers stored before every provider applied the format (Anthropic answered prose) are not served.

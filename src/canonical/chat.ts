@@ -296,6 +296,15 @@ export function promptCacheDetails(read: number | null | undefined, written?: nu
   return d;
 }
 
+/**
+ * Parts or tools without their prompt-cache breakpoints: the same array when none carries one (the
+ * common case allocates nothing). For upstreams that refuse the field, and for cache keys.
+ */
+export function withoutCacheControl<T extends { cache_control?: CacheControl }>(items: T[]): Omit<T, 'cache_control'>[] {
+  if (!items.some((i) => i.cache_control)) return items;
+  return items.map(({ cache_control: _, ...rest }) => rest);
+}
+
 /** Plain text of a message's content (text parts joined; images dropped). */
 export function contentText(content: ChatMessage['content']): string {
   if (content == null) return '';

@@ -3,7 +3,7 @@
 // with undefined fields dropped; responses are read through a small zod schema of what we use, and a
 // stream always ends with a usage chunk (counted locally when the upstream sends none).
 import { z } from 'zod';
-import { promptCacheDetails, requestedMaxTokens, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type FinishReason, type TokenLogprob, type Usage } from '../canonical/chat.js';
+import { promptCacheDetails, requestedMaxTokens, withoutCacheControl, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type FinishReason, type TokenLogprob, type Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { UpstreamError, kindForStatus } from './errors.js';
@@ -274,7 +274,7 @@ export class OpenAIProvider implements ProviderAdapter {
     // Not an OpenAI parameter (the Anthropic route's top_k): OpenAI refuses unknown ones.
     delete body.top_k;
     // Nor are prompt-cache breakpoints (OpenAI caches by itself): tools without them.
-    if (req.tools?.some((t) => t.cache_control)) body.tools = req.tools.map(({ cache_control: _, ...tool }) => tool);
+    if (req.tools) body.tools = withoutCacheControl(req.tools);
     if (stream) {
       body.stream = true;
       if (this.options.stream_include_usage) body.stream_options = { include_usage: true };
@@ -291,7 +291,7 @@ export class OpenAIProvider implements ProviderAdapter {
       if (value !== undefined) out[key] = value;
     }
     if (m.role === 'developer' && this.options.developer_as_system) out.role = 'system';
-    if (Array.isArray(m.content) && m.content.some((p) => p.cache_control)) out.content = m.content.map(({ cache_control: _, ...part }) => part);
+    if (Array.isArray(m.content)) out.content = withoutCacheControl(m.content);
     return out;
   }
 
