@@ -13,7 +13,7 @@ import { dashboardRoutes } from '../server/routes/dashboard.js';
 import { monitoringRoutes } from '../server/routes/monitoring.js';
 import { providersRoutes } from '../server/routes/providers.js';
 import { reportRoutingMetrics } from '../routing/metrics-bridge.js';
-import { createRedis, redisResource, type RedisClient } from '../store/redis.js';
+import { createSharedStateRedis, redisResource, type RedisClient } from '../store/redis.js';
 import { createEmbedder, createResponseCache } from '../cache/create.js';
 import type { Embedder } from '../cache/embedders/types.js';
 import type { ResponseCache } from '../cache/response-cache.js';
@@ -62,10 +62,7 @@ export interface AssembleOverrides {
 export async function assemble(loaded: LoadedConfig, log: Logger, overrides: AssembleOverrides = {}): Promise<Assembly> {
   const { config } = loaded;
   const resources: ManagedResource[] = [];
-  // Request-path commands fail after redis.command_timeout_ms, queued ones included: during an
-  // outage the failure policies (fail open or closed) apply at once, not after reconnect attempts.
-  // Its duplicates (the cache's change follower, BLOCK 1 s; the breaker subscriber) inherit it.
-  const redis = config.redis.url ? createRedis(config.redis.url, 'main', { commandTimeout: config.redis.command_timeout_ms }) : undefined;
+  const redis = config.redis.url ? createSharedStateRedis({ ...config.redis, url: config.redis.url }) : undefined;
   if (redis) resources.push(redisResource(redis));
 
   // Telemetry first: every capability below may report to it (telemetry.metrics.<record…>).

@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildConfig } from '../config/load.js';
-import { compareEntryIds, createRedis, hashTagged, isClusterUrl, isCrossSlotError, masters, parseClusterUrl, scanKeys } from './redis.js';
+import { compareEntryIds, createRedis, createSharedStateRedis, hashTagged, isClusterUrl, isCrossSlotError, masters, parseClusterUrl, scanKeys } from './redis.js';
 import { redisTargets } from '../../test/helpers/redis.js';
 
 describe('Redis Cluster URLs', () => {
@@ -194,8 +194,20 @@ describe('createRedis while Redis is away', () => {
     }
   });
 
-  it('gives the shared-state client the configured command timeout', () => {
-    expect(buildConfig({}, {}).config.redis.command_timeout_ms).toBe(2_000);
-    expect(buildConfig({ redis: { command_timeout_ms: 500 } }, {}).config.redis.command_timeout_ms).toBe(500);
+  it('gives the shared-state client the configured command timeout, 2 s by default', () => {
+    for (const [config, want] of [[{}, 2_000], [{ command_timeout_ms: 500 }, 500]] as const) {
+      const redis = buildConfig({ redis: { url: 'redis://127.0.0.1:1', ...config } }, {}).config.redis;
+      const client = createSharedStateRedis({ ...redis, url: redis.url as string }) as Redis;
+      client.on('error', () => undefined);
+      try {
+        expect(client.options.commandTimeout).toBe(want);
+        // Its duplicates (the cache's follower, the breaker subscriber) keep it.
+        const copy = client.duplicate();
+        expect(copy.options.commandTimeout).toBe(want);
+        copy.disconnect();
+      } finally {
+        client.disconnect();
+      }
+    }
   });
 });

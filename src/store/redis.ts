@@ -81,6 +81,16 @@ export function createRedis(url: string, name: string, extra: RedisOptions = {})
   return coalesceWrites(new Redis(url, { ...common, retryStrategy: retry, ...extra }));
 }
 
+/**
+ * The shared-state client (limits, API keys, budgets, cache, breakers): its commands fail after
+ * `redis.command_timeout_ms`, queued ones included, so during an outage the failure policies (fail
+ * open or closed) apply at once, not after reconnect attempts. Its duplicates (the cache's change
+ * follower, BLOCK 1 s; the breaker subscriber) inherit the timeout. The mesh's clients do not use it.
+ */
+export function createSharedStateRedis(redis: { url: string; command_timeout_ms: number }): RedisClient {
+  return createRedis(redis.url, 'main', { commandTimeout: redis.command_timeout_ms });
+}
+
 const COALESCED = Symbol('inferenceflow.coalescedWrites');
 
 /**
