@@ -67,14 +67,15 @@ describe.skipIf(!available)('the mesh provider while Redis is down', () => {
     const base = client.pending;
     const signal = new Cancellation();
     const call = provider.chat(chat('while redis is down'), { signal, timeoutMs: 300, requestId: 'outage-timeout' });
-    await expect(within('the call to fail', call)).rejects.toMatchObject({ kind: 'connect', retryable: true });
+    // Well before the queued command's own retries would give up (the reconnect backoff reaches 2 s).
+    await expect(within('the call to fail', call, 1_500)).rejects.toMatchObject({ kind: 'connect', retryable: true });
     expect(client.pending).toBe(base);
   });
 
   it('a stream fails the same way when its first token cannot come within its timeout', async () => {
     const signal = new Cancellation();
     const call = provider.streamChat(chat('a stream while redis is down'), { signal, timeoutMs: 300, requestId: 'outage-stream' });
-    await expect(within('the stream to fail', call)).rejects.toMatchObject({ kind: 'connect', retryable: true });
+    await expect(within('the stream to fail', call, 1_500)).rejects.toMatchObject({ kind: 'connect', retryable: true });
   });
 
   it('fails when its client goes away before the timeout', async () => {
@@ -82,7 +83,7 @@ describe.skipIf(!available)('the mesh provider while Redis is down', () => {
     const signal = new Cancellation();
     const call = provider.chat(chat('nobody waits for this'), { signal, timeoutMs: 600_000, requestId: 'outage-abort' });
     setTimeout(() => signal.abort(new Error('client went away')), 100);
-    await expect(within('the call to fail', call)).rejects.toMatchObject({ kind: 'connect' });
+    await expect(within('the call to fail', call, 1_500)).rejects.toMatchObject({ kind: 'connect' });
     expect(client.pending).toBe(base);
   });
 });
