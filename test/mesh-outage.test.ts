@@ -4,20 +4,14 @@
 // proxy the test cuts.
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { MeshClient } from '../src/mesh/client.js';
 import { Cancellation } from '../src/providers/cancel.js';
 import { MeshProvider } from '../src/providers/mesh.js';
-import { createLogger } from '../src/telemetry/logger.js';
-import { deleteKeys, REDIS_URL, redisAvailable, StartedParts, testMeshConfig, uniquePrefix, within } from './helpers/mesh.js';
+import { meshTestScope, REDIS_URL, redisAvailable, within } from './helpers/mesh.js';
 
 const available = await redisAvailable();
-const prefix = uniquePrefix();
-const redis = new Redis(REDIS_URL);
-const log = createLogger('silent');
-const config = testMeshConfig(prefix);
-const started = new StartedParts();
+const { prefix, config, started, log } = meshTestScope();
 const chat = (content: string) => ({ model: 'm', messages: [{ role: 'user' as const, content }] });
 
 /** A TCP proxy to the test Redis; `cut()` closes it and every connection through it. */
@@ -44,12 +38,6 @@ async function redisProxy(): Promise<{ url: string; cut: () => Promise<void> }> 
     },
   };
 }
-
-afterAll(async () => {
-  await started.stopAll();
-  await deleteKeys(redis, prefix);
-  redis.disconnect();
-});
 
 describe.skipIf(!available)('the mesh provider while Redis is down', () => {
   let client: MeshClient;

@@ -3,18 +3,11 @@
 // another's, which may be another tenant's). Real Redis, a router and a worker whose backend (the simulator)
 // quotes the prompt. The gateway's random-id helper is pinned here, so that a mesh id built from the
 // x-request-id plus a nonce from it (as one was) collides every time rather than once in 2^32.
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { meshBackendFor } from '../src/mesh/backend.js';
-import { MeshClient } from '../src/mesh/client.js';
-import { StaticHealthSource } from '../src/mesh/health.js';
-import { MeshRouter } from '../src/mesh/router.js';
-import { WorkerAgent } from '../src/mesh/worker.js';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { Cancellation } from '../src/providers/cancel.js';
-import { MeshProvider } from '../src/providers/mesh.js';
+import type { MeshProvider } from '../src/providers/mesh.js';
 import { createSimulatorProvider } from '../src/providers/simulator.js';
-import { createLogger } from '../src/telemetry/logger.js';
-import { deleteKeys, REDIS_URL, redisAvailable, StartedParts, TEST_HOST, testMeshConfig, uniquePrefix } from './helpers/mesh.js';
+import { meshTestScope, redisAvailable, startInProcessMesh } from './helpers/mesh.js';
 
 vi.mock('../src/gateway/ids.js', async (importOriginal) => ({
   ...(await importOriginal<typeof import('../src/gateway/ids.js')>()),
@@ -22,30 +15,14 @@ vi.mock('../src/gateway/ids.js', async (importOriginal) => ({
 }));
 
 const available = await redisAvailable();
-const prefix = uniquePrefix();
-const redis = new Redis(REDIS_URL);
-const log = createLogger('silent');
-const config = testMeshConfig(prefix);
-const started = new StartedParts();
+const scope = meshTestScope();
 const chat = (content: string) => ({ model: 'simulator', messages: [{ role: 'user' as const, content }] });
-
-afterAll(async () => {
-  await started.stopAll();
-  await deleteKeys(redis, prefix);
-  redis.disconnect();
-});
 
 describe.skipIf(!available)('mesh request ids', () => {
   let provider: MeshProvider;
 
   beforeAll(async () => {
-    const router = started.add(new MeshRouter({ routerId: 'ids', redisUrl: REDIS_URL, config, log, blockMs: 200 }));
-    await router.start();
-    const worker = started.add(new WorkerAgent({ nodeId: 'sim-ids-1', redisUrl: REDIS_URL, backend: meshBackendFor(createSimulatorProvider('sim-ids', {})), config, health: new StaticHealthSource(TEST_HOST), log, maxConcurrency: 4, version: 'test', blockMs: 200 }));
-    await worker.start();
-    const client = started.add(new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log, deadlineGraceMs: 0 }));
-    await client.connect();
-    provider = new MeshProvider('mesh', client, config);
+    ({ provider } = await startInProcessMesh(scope, createSimulatorProvider('sim-ids', {}), { name: 'ids', maxConcurrency: 4 }));
   });
 
   const ask = (content: string, requestId: string) => provider.chat(chat(content), { signal: new Cancellation(), timeoutMs: 5_000, requestId });

@@ -2,33 +2,17 @@
 // a router and a worker in this process and a backend the test drives (ScriptedAdapter): what the
 // requester keeps track of (nothing, once a call is over, however it ended), and a cancelled request
 // stopping on the node that runs it.
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { meshBackendFor } from '../src/mesh/backend.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { MeshClient } from '../src/mesh/client.js';
-import type { MeshConfig } from '../src/mesh/config.js';
-import { StaticHealthSource } from '../src/mesh/health.js';
-import { MeshRouter } from '../src/mesh/router.js';
-import { WorkerAgent } from '../src/mesh/worker.js';
+import type { WorkerAgent } from '../src/mesh/worker.js';
 import { Cancellation } from '../src/providers/cancel.js';
 import { MeshProvider } from '../src/providers/mesh.js';
-import { createLogger } from '../src/telemetry/logger.js';
-import { deleteKeys, REDIS_URL, redisAvailable, ScriptedAdapter, StartedParts, TEST_HOST, testMeshConfig, uniquePrefix, waitFor, within } from './helpers/mesh.js';
+import { meshTestScope, REDIS_URL, redisAvailable, ScriptedAdapter, startInProcessMesh, waitFor, within } from './helpers/mesh.js';
 
 const available = await redisAvailable();
-const prefix = uniquePrefix();
-const redis = new Redis(REDIS_URL);
-const log = createLogger('silent');
-const config: MeshConfig = testMeshConfig(prefix, 5_000);
-const host = TEST_HOST;
-const started = new StartedParts();
+const scope = meshTestScope(5_000);
+const { redis, config, prefix, log } = scope;
 const chat = (content: string) => ({ model: 'scripted', messages: [{ role: 'user' as const, content }] });
-
-afterAll(async () => {
-  await started.stopAll();
-  await deleteKeys(redis, prefix);
-  redis.disconnect();
-});
 
 describe.skipIf(!available)('mesh requests through the provider', () => {
   const backend = new ScriptedAdapter();
@@ -37,16 +21,7 @@ describe.skipIf(!available)('mesh requests through the provider', () => {
   let worker: WorkerAgent;
 
   beforeAll(async () => {
-    const router = new MeshRouter({ routerId: 'requests', redisUrl: REDIS_URL, config, log, blockMs: 200 });
-    started.add(router);
-    await router.start();
-    worker = new WorkerAgent({ nodeId: 'scripted-1', redisUrl: REDIS_URL, backend: meshBackendFor(backend), config, health: new StaticHealthSource(host), log, maxConcurrency: 8, version: 'test', blockMs: 200 });
-    started.add(worker);
-    await worker.start();
-    client = new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log, deadlineGraceMs: 0 });
-    started.add(client);
-    await client.connect();
-    provider = new MeshProvider('mesh', client, config);
+    ({ client, provider, worker } = await startInProcessMesh(scope, backend, { name: 'scripted', maxConcurrency: 8 }));
   });
 
   it('a stream that fails before its first token rejects, and the client keeps nothing of it', async () => {

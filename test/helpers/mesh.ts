@@ -15,6 +15,15 @@ import type { ChatChunk, ChatRequest, ChatResult } from '../../src/canonical/cha
 import type { EmbeddingResult } from '../../src/canonical/embeddings.js';
 import type { CallOptions, ProviderAdapter } from '../../src/providers/types.js';
 import { UpstreamError } from '../../src/providers/errors.js';
+import { afterAll } from 'vitest';
+import type { Logger } from 'pino';
+import { meshBackendFor } from '../../src/mesh/backend.js';
+import { MeshClient } from '../../src/mesh/client.js';
+import { StaticHealthSource } from '../../src/mesh/health.js';
+import { MeshRouter } from '../../src/mesh/router.js';
+import { WorkerAgent } from '../../src/mesh/worker.js';
+import { MeshProvider } from '../../src/providers/mesh.js';
+import { createLogger } from '../../src/telemetry/logger.js';
 import { pollUntil } from './wait.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -273,4 +282,36 @@ export class ScriptedAdapter implements ProviderAdapter {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * What an in-process mesh test file shares: a key prefix of its own, a Redis client, its config and
+ * the parts it starts — stopped, their keys deleted and the client closed after the file's tests.
+ */
+export function meshTestScope(idleReclaimMs?: number): { prefix: string; redis: Redis; config: MeshConfig; started: StartedParts; log: Logger } {
+  const prefix = uniquePrefix();
+  const redis = new Redis(REDIS_URL);
+  const started = new StartedParts();
+  afterAll(async () => {
+    await started.stopAll();
+    await deleteKeys(redis, prefix);
+    redis.disconnect();
+  });
+  return { prefix, redis, config: testMeshConfig(prefix, idleReclaimMs), started, log: createLogger('silent') };
+}
+
+/** A router and one worker over `adapter` in this process, and the gateway's mesh provider in front of them. */
+export async function startInProcessMesh(
+  scope: ReturnType<typeof meshTestScope>,
+  adapter: ProviderAdapter,
+  opts: { name: string; maxConcurrency: number },
+): Promise<{ client: MeshClient; provider: MeshProvider; worker: WorkerAgent }> {
+  const { config, started, log, prefix } = scope;
+  const router = started.add(new MeshRouter({ routerId: opts.name, redisUrl: REDIS_URL, config, log, blockMs: 200 }));
+  await router.start();
+  const worker = started.add(new WorkerAgent({ nodeId: `${opts.name}-1`, redisUrl: REDIS_URL, backend: meshBackendFor(adapter), config, health: new StaticHealthSource(TEST_HOST), log, maxConcurrency: opts.maxConcurrency, version: 'test', blockMs: 200 }));
+  await worker.start();
+  const client = started.add(new MeshClient({ redisUrl: REDIS_URL, keyPrefix: prefix, log, deadlineGraceMs: 0 }));
+  await client.connect();
+  return { client, provider: new MeshProvider('mesh', client, config), worker };
 }
