@@ -14,7 +14,15 @@ import type { Tenant } from '../gateway/context.js';
 import { GatewayError } from '../server/errors.js';
 import type { SqlDatabase } from '../store/sql.js';
 import { apiKeys, type ApiKeyRow } from '../store/tables.js';
-import type { RedisFailurePolicy } from './sliding-window.js';
+import { RedisFailurePolicyHandler, type RedisFailurePolicy } from './sliding-window.js';
+
+function keysFailureHandler(policy: RedisFailurePolicy, log?: Logger): RedisFailurePolicyHandler {
+  return new RedisFailurePolicyHandler(policy, log, {
+    open: 'api keys: Redis failed; revocations by other replicas are seen when cached keys expire (fail open)',
+    closed: 'api keys: Redis failed; refusing API keys (fail closed)',
+    refusal: 'The shared store of API-key revocations is unreachable and the gateway is configured to fail closed.',
+  });
+}
 
 function validCidr(value: string): boolean {
   const [addr, bits, extra] = value.split('/');
@@ -119,8 +127,7 @@ export class ApiKeyStore {
   private readonly cache = new Map<string, CachedKey>();
   /** Rows by id for ensureActive (work that outlives its request: batch lines). */
   private readonly byId = new Map<string, { row: ApiKeyRow | undefined; at: number }>();
-  private redisFailure: { policy: RedisFailurePolicy; log?: Logger } = { policy: 'open' };
-  private lastWarned = 0;
+  private redisFailure = keysFailureHandler('open');
 
   constructor(private readonly opts: ApiKeyStoreOptions) {}
 
@@ -129,7 +136,7 @@ export class ApiKeyStore {
    * logged: set once at assembly, beside the limiter that follows the same policy.
    */
   onRedisFailure(policy: RedisFailurePolicy, log: Logger): void {
-    this.redisFailure = { policy, log };
+    this.redisFailure = keysFailureHandler(policy, log);
   }
 
   get prefix(): string {
@@ -206,13 +213,7 @@ export class ApiKeyStore {
     try {
       return (await this.opts.redis.exists(this.marker(id))) === 1;
     } catch (err) {
-      const { policy, log } = this.redisFailure;
-      const now = Date.now();
-      if (now - this.lastWarned > 30_000) {
-        this.lastWarned = now;
-        log?.error({ err: (err as Error).message, policy }, policy === 'open' ? 'api keys: Redis failed; revocations by other replicas are seen when cached keys expire (fail open)' : 'api keys: Redis failed; refusing API keys (fail closed)');
-      }
-      if (policy === 'closed') throw new GatewayError('limiter_unavailable', { message: 'The shared store of API-key revocations is unreachable and the gateway is configured to fail closed.', retryAfterMs: 1000, cause: err });
+      this.redisFailure.failed(err);
       return false;
     }
   }

@@ -359,28 +359,53 @@ export class MemoryLimiterStore implements LimiterStore, ReservationStore {
 export type RedisFailurePolicy = 'open' | 'closed';
 
 /**
+ * How a shared-state user meets a failing Redis (rate_limiting.on_redis_failure): 'open' goes on
+ * without it, 'closed' throws 503 limiter_unavailable. Logged at most once every 30 s, so an outage
+ * does not flood the log.
+ */
+export class RedisFailurePolicyHandler {
+  private lastWarned = 0;
+
+  constructor(
+    readonly policy: RedisFailurePolicy,
+    readonly log: Logger | undefined,
+    private readonly messages: { open: string; closed: string; refusal?: string },
+  ) {}
+
+  /** Returns when failing open; throws when failing closed. */
+  failed(err: unknown): void {
+    const now = Date.now();
+    if (now - this.lastWarned > 30_000) {
+      this.lastWarned = now;
+      this.log?.error({ err: (err as Error).message, policy: this.policy }, this.policy === 'open' ? this.messages.open : this.messages.closed);
+    }
+    if (this.policy === 'closed') throw new GatewayError('limiter_unavailable', { ...(this.messages.refusal ? { message: this.messages.refusal } : {}), retryAfterMs: 1000, cause: err });
+  }
+}
+
+/**
  * Redis first; when Redis fails, either the local limiter takes over ('open': each replica then
  * enforces the limit on its own) or the request is refused with 503 ('closed'). Logged, at most
  * once every 30 s, so an outage does not flood the log. A reservation is settled in the store that
  * took it (AcquireResult.store), not in whichever answers at settlement.
  */
 export class FailoverLimiterStore implements LimiterStore {
-  private lastWarned = 0;
+  private readonly failure: RedisFailurePolicyHandler;
 
   constructor(
     private readonly primary: LimiterStore,
     private readonly local: MemoryLimiterStore,
-    private readonly policy: RedisFailurePolicy,
-    private readonly log: Logger,
-  ) {}
+    policy: RedisFailurePolicy,
+    log: Logger,
+  ) {
+    this.failure = new RedisFailurePolicyHandler(policy, log, {
+      open: 'rate limiter: Redis failed; using the local in-memory limiter (fail open)',
+      closed: 'rate limiter: Redis failed; refusing requests (fail closed)',
+    });
+  }
 
   private failed(err: unknown): void {
-    const now = Date.now();
-    if (now - this.lastWarned > 30_000) {
-      this.lastWarned = now;
-      this.log.error({ err: (err as Error).message, policy: this.policy }, this.policy === 'open' ? 'rate limiter: Redis failed; using the local in-memory limiter (fail open)' : 'rate limiter: Redis failed; refusing requests (fail closed)');
-    }
-    if (this.policy === 'closed') throw new GatewayError('limiter_unavailable', { retryAfterMs: 1000, cause: err });
+    this.failure.failed(err);
   }
 
   async acquire(rules: readonly LimitRule[], leaseId: string): Promise<AcquireResult> {
