@@ -142,23 +142,34 @@ function retryRatherThanQueue(deps: AttemptLoopDeps, order: readonly Deployment[
 }
 
 /**
+ * The first deployment of `from` whose breaker allows a call and which has a free slot no waiter (of
+ * any group) is in line for — with `coolingAt`, also not cooling down then — taken out of `from`
+ * with its slot and breaker permission; none when no such one is free now.
+ */
+function takeFree(deps: AttemptLoopDeps, from: Deployment[], coolingAt?: number): Pick | undefined {
+  for (let i = 0; i < from.length; i++) {
+    const d = from[i] as Deployment;
+    const b = deps.breakerFor(d.id);
+    if (!b.canPass()) continue;
+    if (coolingAt !== undefined && deps.statsFor(d.id).cooling(coolingAt)) continue;
+    // Waiters go first, but only on deployments they can use.
+    if (d.maxConcurrency !== undefined && deps.admission.waitedFor(d)) continue;
+    if (!deps.admission.tryAcquire(d)) continue;
+    from.splice(i, 1);
+    return { d, token: b.acquire() as BreakerToken };
+  }
+  return undefined;
+}
+
+/**
  * Takes the first deployment of `from` whose breaker allows a call and which has a free slot that
  * no waiter (of any group) is in line for, removing it from `from`; when every one it could use has
  * a limit and none is free, waits in the group's priority queue for a slot on one of them.
  */
 async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime, from: Deployment[]): Promise<Pick | undefined> {
   while (from.length > 0) {
-    for (let i = 0; i < from.length; i++) {
-      const d = from[i] as Deployment;
-      const b = deps.breakerFor(d.id);
-      if (!b.canPass()) continue;
-      // Waiters go first, but only on deployments they can use.
-      if (d.maxConcurrency !== undefined && deps.admission.waitedFor(d)) continue;
-      if (!deps.admission.tryAcquire(d)) continue;
-      const token = b.acquire() as BreakerToken;
-      from.splice(i, 1);
-      return { d, token };
-    }
+    const free = takeFree(deps, from);
+    if (free) return free;
     const allowed = from.filter((d) => deps.breakerFor(d.id).canPass());
     if (allowed.length === 0) return undefined;
     if (allowed.some((d) => d.maxConcurrency === undefined)) return undefined;
@@ -211,20 +222,8 @@ function call(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt:
   return runHedged(spec, deps.hooks, {
     delayMs,
     timeoutFor: (d) => timeoutFor(state, d),
-    pick: () => {
-      // As take() and eligibility choose: not cooling down (a 429 may have come since the request
-      // began) and not a deployment queued requests are waiting for.
-      const now = Date.now();
-      for (let i = 0; i < untried.length; i++) {
-        const d = untried[i] as Deployment;
-        const b = deps.breakerFor(d.id);
-        if (!b.canPass() || deps.statsFor(d.id).cooling(now) || (d.maxConcurrency !== undefined && deps.admission.waitedFor(d))) continue;
-        if (!deps.admission.tryAcquire(d)) continue;
-        untried.splice(i, 1);
-        return { d, token: b.acquire() as BreakerToken };
-      }
-      return undefined;
-    },
+    // As take() chooses, and not one cooling down: a 429 may have come since the request began.
+    pick: () => takeFree(deps, untried, Date.now()),
     onHedge: (primary, hedge) => {
       hedgeTo = hedge;
       deps.events.counters.hedges++;
