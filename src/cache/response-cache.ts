@@ -13,6 +13,7 @@ import type { CacheStore, InvalidateFilter, StoreEvent } from './stores/types.js
 import type { IndexSettings } from './index-host.js';
 import { ThreadedVectorIndex } from './threaded-index.js';
 import { PartitionedVectorIndex, type AnnFactory, type SemanticIndex } from './vector-index.js';
+import { withTimeout } from '../gateway/timeout.js';
 
 /** Partitions remembered (ResponseCache.partition); the map starts over when it reaches this many. */
 const PARTITION_MEMO_MAX = 4096;
@@ -321,16 +322,7 @@ export class ResponseCache {
   private async embed(s: SemanticSettings, text: string): Promise<Float32Array | undefined> {
     const embedding = s.embedder.embed([text]).then(([v]) => v);
     if (s.embedWaitMs === undefined) return embedding;
-    const ms = s.embedWaitMs;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the embedder took longer than ${ms} ms; looked up exactly only`)), ms);
-    });
-    try {
-      return await Promise.race([embedding, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withTimeout(embedding, s.embedWaitMs, `the embedder took longer than ${s.embedWaitMs} ms; looked up exactly only`);
   }
 
   /** The hit, or undefined when the entry's payload cannot be read: then the entry is dropped. */

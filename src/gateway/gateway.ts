@@ -19,6 +19,7 @@ import type { Router } from '../routing/router.js';
 import { endSpan, startSpan, traceHeaders } from '../telemetry/tracing.js';
 import { callOptions, createRouter, noAttemptObserver, type AttemptObserver } from './execute.js';
 import { composeStages, type ChatHandler, type ChatOutcome, type ChatStage } from './pipeline.js';
+import { withTimeout } from './timeout.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -194,18 +195,3 @@ function ensureAllowed(ctx: RequestContext, model: string): void {
   }
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('timeout')), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
