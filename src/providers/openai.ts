@@ -147,6 +147,13 @@ export function plainCompletion(json: unknown): Completion | undefined {
   return json as Completion;
 }
 
+/**
+ * Canonical fields buildBody does not copy as they are: set from the request in OpenAI's form
+ * (messages, tools, the token limit's field, stream and stream_options), or not OpenAI parameters at
+ * all (the Anthropic route's top_k, which OpenAI refuses).
+ */
+const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'stream', 'stream_options', 'top_k']);
+
 /** Absent, null or an empty array. */
 function emptyList(v: unknown): boolean {
   return v === undefined || v === null || (Array.isArray(v) && v.length === 0);
@@ -260,20 +267,17 @@ export class OpenAIProvider implements ProviderAdapter {
   buildBody(req: ChatRequest, stream: boolean): Record<string, unknown> {
     const body: Record<string, unknown> = {};
     // for…in, not Object.entries: no [key, value] array per field (a request's own keys, from JSON or a spread).
+    // The fields set below are skipped here rather than copied and deleted (a delete can turn the
+    // body into a slow dictionary-mode object just before it is serialised).
     for (const key in req) {
+      if (REWRITTEN_FIELDS.has(key)) continue;
       const value = (req as unknown as Record<string, unknown>)[key];
       if (value !== undefined) body[key] = value;
     }
     body.messages = req.messages.map((m) => this.wireMessage(m));
     const limit = requestedMaxTokens(req);
-    delete body.max_tokens;
-    delete body.max_completion_tokens;
     if (limit !== undefined) body[this.options.max_tokens_field] = limit;
-    delete body.stream;
-    delete body.stream_options;
-    // Not an OpenAI parameter (the Anthropic route's top_k): OpenAI refuses unknown ones.
-    delete body.top_k;
-    // Nor are prompt-cache breakpoints (OpenAI caches by itself): tools without them.
+    // Prompt-cache breakpoints are not OpenAI's (it caches by itself): tools without them.
     if (req.tools) body.tools = withoutCacheControl(req.tools);
     if (stream) {
       body.stream = true;
