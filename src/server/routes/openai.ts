@@ -245,12 +245,15 @@ function addFacts(total: ResponseFacts, f: ResponseFacts): void {
   if (f.headers) total.headers = { ...total.headers, ...f.headers };
 }
 
+/** A legacy completion's id: the chat answer's, with the `cmpl-` prefix legacy clients expect. */
+const completionId = (chatId: string) => chatId.replace(/^chatcmpl-/, 'cmpl-');
+
 /** `echoOf(index)`: the prompt that choice `index` answers, put in front of its text (`echo: true`). */
 function completionRenderer(includeUsage: boolean, echoOf?: (index: number) => string): Renderer<unknown> {
   const text = (index: number, t: string | null | undefined) => (echoOf ? echoOf(index) : '') + (t ?? '');
   return {
     json: (r) => ({
-      id: r.id.replace(/^chatcmpl-/, 'cmpl-'),
+      id: completionId(r.id),
       object: 'text_completion',
       created: r.created,
       model: r.model,
@@ -263,9 +266,12 @@ function completionRenderer(includeUsage: boolean, echoOf?: (index: number) => s
       const started = new Set<number>();
       // Per choice, where its next piece starts in the text (the legacy logprobs' text_offset).
       const offsets = new Map<number, number>();
+      // A stream keeps one id: worked out from its first chunk, not on every chunk.
+      let id: string | undefined;
       for await (const chunk of chunks) {
+        id ??= completionId(chunk.id);
         if (chunk.usage && chunk.choices.length === 0) {
-          if (includeUsage) yield { data: JSON.stringify({ id: chunk.id.replace(/^chatcmpl-/, 'cmpl-'), object: 'text_completion', created: chunk.created, model: chunk.model, choices: [], usage: chunk.usage }) };
+          if (includeUsage) yield { data: JSON.stringify({ id, object: 'text_completion', created: chunk.created, model: chunk.model, choices: [], usage: chunk.usage }) };
           continue;
         }
         for (const c of chunk.choices) {
@@ -275,7 +281,7 @@ function completionRenderer(includeUsage: boolean, echoOf?: (index: number) => s
           offsets.set(c.index, offset + piece.length);
           yield {
             data: JSON.stringify({
-              id: chunk.id.replace(/^chatcmpl-/, 'cmpl-'),
+              id,
               object: 'text_completion',
               created: chunk.created,
               model: chunk.model,
