@@ -107,6 +107,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const { url, config } = request.routeOptions;
     request.routeUrl = url;
     request.routeConfig = config;
+    // Anthropic's API names every answer's id `request-id`, which its SDK reports (`_request_id`,
+    // an error's `requestID`): the same id, on the Anthropic routes only.
+    if (url !== undefined && url.startsWith('/v1/messages')) reply.header('request-id', request.id);
     const trace = opts.telemetry?.startRequest(request.method, url, request.headers, !config?.public && !config?.monitoring);
     if (trace) request.traceContext = trace.context;
     // 'close' fires once whether the response finished or the client went away mid-stream (Fastify's
