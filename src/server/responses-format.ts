@@ -72,6 +72,12 @@ const functionTool = z
     description: z.string().nullish(),
     parameters: z.record(z.string(), z.unknown()).nullish(),
     strict: z.boolean().nullish(),
+    // In OpenAI's schema, and ignored here: `defer_loading` is for its hosted tool search (every
+    // function is loaded up front), `output_schema` describes string outputs, `allowed_callers` is for
+    // its programmatic tool calling.
+    defer_loading: z.boolean().optional(),
+    output_schema: z.record(z.string(), z.unknown()).nullish(),
+    allowed_callers: z.array(z.enum(['direct', 'programmatic'])).nullish(),
   })
   .strict();
 /**
@@ -121,9 +127,12 @@ export const createResponseSchema = z
     include: z.array(z.string()).nullish(),
     reasoning: z
       .object({
-        effort: z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh']).nullish(),
+        effort: z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullish(),
         summary: z.string().nullish(),
         generate_summary: z.string().nullish(),
+        // No chat equivalent: accepted and ignored (reasoning items are not replayed to the model anyway).
+        mode: z.string().nullish(),
+        context: z.enum(['auto', 'current_turn', 'all_turns']).nullish(),
       })
       .strict()
       .nullish(),
@@ -135,9 +144,19 @@ export const createResponseSchema = z
     safety_identifier: z.string().nullish(),
     prompt_cache_key: z.string().nullish(),
     prompt_cache_retention: z.string().nullish(),
+    // Forwarded as the chat route forwards them (OpenAI-compatible upstreams get them, others ignore them).
+    prompt_cache_options: z.record(z.string(), z.unknown()).nullish(),
+    moderation: z.unknown().optional(),
     service_tier: z.string().nullish(),
     truncation: z.enum(['auto', 'disabled']).nullish(),
+    // Limits calls to built-in (hosted) tools, which this gateway refuses: accepted and ignored.
     max_tool_calls: z.number().int().min(1).nullish(),
+    // Server-side compaction of a stored conversation: not done here (truncation: "auto" is the
+    // gateway's way to fit a window); accepted and ignored.
+    context_management: z
+      .array(z.object({ type: z.string(), compact_threshold: z.number().int().min(1000).nullish() }).strict())
+      .min(1)
+      .nullish(),
     // Continues a stored response (routes/responses.ts); the rest is server-side state this gateway
     // does not keep, refused below when set.
     previous_response_id: z.string().nullish(),
@@ -228,6 +247,8 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
   if (b.safety_identifier) req.safety_identifier = b.safety_identifier;
   if (b.prompt_cache_key) req.prompt_cache_key = b.prompt_cache_key;
   if (b.prompt_cache_retention) req.prompt_cache_retention = b.prompt_cache_retention;
+  if (b.prompt_cache_options) req.prompt_cache_options = b.prompt_cache_options;
+  if (b.moderation !== undefined && b.moderation !== null) req.moderation = b.moderation;
   if (b.service_tier) req.service_tier = b.service_tier;
   if (b.stream) req.stream = true;
 

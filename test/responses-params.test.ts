@@ -1,0 +1,117 @@
+// Parameters the official `openai` SDK (6.49) sends on `client.responses.create` that OpenAI's
+// published schema allows: accepted, and forwarded where the canonical request has a place for them
+// (as the chat route forwards `reasoning_effort`, `prompt_cache_options` and `moderation`); the rest
+// accepted and ignored (docs/providers.md, the Responses section). The upstream is a fake
+// OpenAI-compatible server, so what reaches it is seen on the wire.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+const spec = specForTests('responses-params.test');
+
+let upstream: Server;
+let server: RunningServer;
+let client: OpenAI;
+const bodies: Record<string, unknown>[] = [];
+
+beforeAll(async () => {
+  upstream = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (d) => (raw += d));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (req.method !== 'POST') {
+        res.end(JSON.stringify({ object: 'list', data: [] }));
+        return;
+      }
+      bodies.push(JSON.parse(raw) as Record<string, unknown>);
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-up',
+          object: 'chat.completion',
+          created: 1_700_000_000,
+          model: 'gpt-5',
+          choices: [{ index: 0, message: { role: 'assistant', content: 'hello', refusal: null }, finish_reason: 'stop', logprobs: null }],
+          usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
+        }),
+      );
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+  server = await startTestGateway({ env: { OPENAI_BASE_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` } });
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+afterAll(async () => {
+  await server?.close();
+  upstream?.close();
+});
+
+/** The one upstream body a create call sent. */
+async function sent(params: OpenAI.Responses.ResponseCreateParamsNonStreaming): Promise<{ response: OpenAI.Responses.Response; upstream: Record<string, unknown> }> {
+  bodies.length = 0;
+  const response = await client.responses.create(params);
+  expect(bodies).toHaveLength(1);
+  if (spec) expect(spec.errors('Response', JSON.parse(JSON.stringify(response)))).toEqual([]);
+  return { response, upstream: bodies[0] as Record<string, unknown> };
+}
+
+describe('POST /v1/responses takes what SDK 6.49 sends', () => {
+  it("forwards reasoning.effort 'max' as reasoning_effort, as the chat route does, and echoes it", async () => {
+    const { response, upstream } = await sent({ model: 'gpt-5', input: 'hi', reasoning: { effort: 'max' } });
+    expect(upstream.reasoning_effort).toBe('max');
+    expect(response.reasoning?.effort).toBe('max');
+  });
+
+  it('accepts reasoning.mode and reasoning.context and ignores them (no chat equivalent)', async () => {
+    const { upstream } = await sent({ model: 'gpt-5', input: 'hi', reasoning: { effort: 'low', mode: 'standard', context: 'auto' } } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    expect(upstream.reasoning_effort).toBe('low');
+    expect(upstream).not.toHaveProperty('mode');
+    expect(upstream).not.toHaveProperty('context');
+    expect(upstream).not.toHaveProperty('reasoning');
+  });
+
+  it('forwards prompt_cache_options and moderation, as the chat route does', async () => {
+    const { upstream } = await sent({
+      model: 'gpt-5',
+      input: 'hi',
+      prompt_cache_options: { ttl: '30m', mode: 'explicit' },
+      moderation: { model: 'omni-moderation-latest' },
+    } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    expect(upstream.prompt_cache_options).toEqual({ ttl: '30m', mode: 'explicit' });
+    expect(upstream.moderation).toEqual({ model: 'omni-moderation-latest' });
+  });
+
+  it('a null moderation is accepted and not forwarded', async () => {
+    const { upstream } = await sent({ model: 'gpt-5', input: 'hi', moderation: null } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    expect(upstream).not.toHaveProperty('moderation');
+  });
+
+  it('accepts context_management and a function tool with defer_loading (ignored), and max_tool_calls (ignored: it limits built-in tools)', async () => {
+    const { upstream } = await sent({
+      model: 'gpt-5',
+      input: 'hi',
+      context_management: [{ type: 'compaction', compact_threshold: 1000 }],
+      max_tool_calls: 2,
+      tools: [{ type: 'function', name: 'f', parameters: { type: 'object', properties: {} }, strict: true, defer_loading: false }],
+    } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    expect(upstream).not.toHaveProperty('context_management');
+    expect(upstream).not.toHaveProperty('max_tool_calls');
+    expect(upstream.tools).toEqual([{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: {} }, strict: true } }]);
+  });
+
+  it('still refuses what the spec does not allow', async () => {
+    const bad = async (params: Record<string, unknown>) => {
+      const err = (await client.responses.create({ model: 'gpt-5', input: 'hi', ...params } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      return err;
+    };
+    expect((await bad({ reasoning: { effort: 'maximum' } })).code).toBe('invalid_value');
+    expect((await bad({ reasoning: { context: 'everything' } })).code).toBe('invalid_value');
+    expect((await bad({ context_management: [{ type: 'compaction', compact_threshold: 10 }] })).code).toBe('invalid_value');
+    expect((await bad({ tools: [{ type: 'function', name: 'f', parameters: {}, strict: true, defer_loading: 'yes' }] })).code).toBe('invalid_type');
+  });
+});
