@@ -51,6 +51,33 @@ function fileMediaType(fileData: string): string {
   return m ? (m[1] as string).toLowerCase() : 'application/pdf';
 }
 
+/**
+ * Extended thinking as the client asked for it (Anthropic's `thinking`). Only the anthropic adapter
+ * sends it; other upstreams ignore it (docs/providers.md).
+ */
+export type ThinkingConfig = { type: 'enabled'; budget_tokens: number } | { type: 'disabled' };
+
+/**
+ * One block of a model's thinking as Anthropic returns it: the text with the signature that lets it be
+ * sent back, or an encrypted (redacted) block. Claude requires them back, unchanged and in order, in
+ * the assistant turn that produced them (before its tool calls) while thinking is on. Only the anthropic
+ * adapter sends them upstream; the portable form of the text is `reasoning_content`.
+ */
+export type ThinkingBlock = { type: 'thinking'; thinking: string; signature: string } | { type: 'redacted_thinking'; data: string };
+
+/**
+ * A streamed piece of a thinking block: `index` numbers the answer's thinking blocks (0, 1, …, apart
+ * from text and tool calls); the first piece of a block gives its `type`, later ones add to
+ * `thinking` / `signature` (a redacted block comes whole, `data` set).
+ */
+export interface ThinkingBlockDelta {
+  index: number;
+  type: ThinkingBlock['type'];
+  thinking?: string;
+  signature?: string;
+  data?: string;
+}
+
 export interface ToolCall {
   id: string;
   type: 'function';
@@ -65,6 +92,8 @@ export interface ChatMessage {
   tool_call_id?: string;
   /** An assistant turn's refusal, sent back as history (OpenAI's `refusal` field or content part). */
   refusal?: string;
+  /** An assistant turn's thinking sent back as history (Anthropic's signed blocks, in order); only the anthropic adapter sends it. */
+  thinking_blocks?: ThinkingBlock[];
   /** An assistant turn's spoken answer, sent back by reference (OpenAI's `audio: {id}`); OpenAI-compatible upstreams get it. */
   audio?: { id: string };
   /**
@@ -121,6 +150,8 @@ export interface ChatRequest {
   tool_choice?: ToolChoice;
   parallel_tool_calls?: boolean;
   response_format?: ResponseFormat;
+  /** Extended thinking (the Anthropic route's `thinking`): sent to Anthropic upstreams only. */
+  thinking?: ThinkingConfig;
   stream?: boolean;
   stream_options?: { include_usage?: boolean };
   presence_penalty?: number;
@@ -180,6 +211,13 @@ export interface AssistantMessage {
   audio?: Record<string, unknown>;
   /** OpenAI's annotations (`url_citation`s of a web-search model), as the upstream sent them. */
   annotations?: unknown[];
+  /**
+   * The model's thinking as text (Claude's thinking blocks joined), the field OpenAI-compatible
+   * gateways (LiteLLM, vLLM, DeepSeek) use; the OpenAI route passes it on.
+   */
+  reasoning_content?: string;
+  /** The thinking blocks themselves, signatures included, in order (Anthropic); the Anthropic route renders them. */
+  thinking_blocks?: ThinkingBlock[];
 }
 
 /** One alternative at a token position (OpenAI's `top_logprobs` entry). */
@@ -237,7 +275,18 @@ export interface ToolCallDelta {
 
 export interface ChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string | null; tool_calls?: ToolCallDelta[]; refusal?: string | null; audio?: Record<string, unknown>; annotations?: unknown[] };
+  delta: {
+    role?: 'assistant';
+    content?: string | null;
+    tool_calls?: ToolCallDelta[];
+    refusal?: string | null;
+    audio?: Record<string, unknown>;
+    annotations?: unknown[];
+    /** Thinking text, as AssistantMessage.reasoning_content. */
+    reasoning_content?: string;
+    /** The thinking blocks' pieces (the same text, with signatures and redacted blocks). */
+    thinking_blocks?: ThinkingBlockDelta[];
+  };
   finish_reason: FinishReason | null;
   /** This chunk's tokens' log-probabilities (as ChatChoice.logprobs). */
   logprobs?: ChoiceLogprobs | null;

@@ -2,7 +2,7 @@
 // other form: a cache hit replayed as a stream, a stream collected for a JSON client, aggregated
 // passes streamed once chosen. One folder and one replay, so every field (refusals, tool calls, stop
 // sequences, log-probabilities) survives both directions alike.
-import type { ChatChoice, ChatChunk, ChatResult, TokenLogprob, ToolCall, Usage } from './chat.js';
+import type { ChatChoice, ChatChunk, ChatResult, ThinkingBlock, ThinkingBlockDelta, TokenLogprob, ToolCall, Usage } from './chat.js';
 
 interface ChoiceAcc {
   content: string;
@@ -15,6 +15,22 @@ interface ChoiceAcc {
   /** OpenAI's streamed audio: `data` and `transcript` arrive in pieces, the other fields whole. */
   audio?: Record<string, unknown>;
   annotations?: unknown[];
+  reasoning?: string;
+  thinking: Map<number, ThinkingBlock>;
+}
+
+/** Adds a streamed thinking piece to its block (opened by its first piece). */
+function foldThinking(blocks: Map<number, ThinkingBlock>, d: ThinkingBlockDelta): void {
+  let block = blocks.get(d.index);
+  if (!block) {
+    block = d.type === 'redacted_thinking' ? { type: 'redacted_thinking', data: '' } : { type: 'thinking', thinking: '', signature: '' };
+    blocks.set(d.index, block);
+  }
+  if (block.type === 'redacted_thinking') block.data += d.data ?? '';
+  else {
+    block.thinking += d.thinking ?? '';
+    block.signature += d.signature ?? '';
+  }
 }
 
 /** Adds one streamed audio delta to what came before it: text fields joined, the rest replaced. */
@@ -44,7 +60,7 @@ class ChunkFolder {
     for (const c of chunk.choices) {
       let acc = this.choices.get(c.index);
       if (!acc) {
-        acc = { content: '', hasContent: false, calls: new Map(), finish: null };
+        acc = { content: '', hasContent: false, calls: new Map(), finish: null, thinking: new Map() };
         this.choices.set(c.index, acc);
       }
       if (typeof c.delta.content === 'string') {
@@ -54,6 +70,8 @@ class ChunkFolder {
       if (typeof c.delta.refusal === 'string') acc.refusal = (acc.refusal ?? '') + c.delta.refusal;
       if (c.delta.audio) acc.audio = foldAudio(acc.audio, c.delta.audio);
       if (c.delta.annotations?.length) (acc.annotations ??= []).push(...c.delta.annotations);
+      if (typeof c.delta.reasoning_content === 'string') acc.reasoning = (acc.reasoning ?? '') + c.delta.reasoning_content;
+      for (const t of c.delta.thinking_blocks ?? []) foldThinking(acc.thinking, t);
       for (const tc of c.delta.tool_calls ?? []) {
         const call = acc.calls.get(tc.index) ?? { id: '', type: 'function' as const, function: { name: '', arguments: '' } };
         if (tc.id) call.id = tc.id;
@@ -84,6 +102,8 @@ class ChunkFolder {
           ...(acc.refusal !== undefined ? { refusal: acc.refusal } : {}),
           ...(acc.audio ? { audio: acc.audio } : {}),
           ...(acc.annotations ? { annotations: acc.annotations } : {}),
+          ...(acc.reasoning !== undefined ? { reasoning_content: acc.reasoning } : {}),
+          ...(acc.thinking.size ? { thinking_blocks: [...acc.thinking.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b) } : {}),
         },
         finish_reason: acc.finish ?? 'stop',
         logprobs: acc.logprobs ? { content: acc.logprobs.content, ...(acc.logprobs.refusal ? { refusal: acc.logprobs.refusal } : {}) } : null,
@@ -116,7 +136,7 @@ export function foldChunks(chunks: Iterable<ChatChunk>): ChatResult {
 }
 
 /**
- * Replays a result as chunks: per choice the role, the content (its log-probabilities with it), a
+ * Replays a result as chunks: per choice the role, the thinking, the content (its log-probabilities with it), a
  * refusal, the tool calls, the finish; then usage.
  */
 export function resultToChunks(result: ChatResult): ChatChunk[] {
@@ -125,6 +145,14 @@ export function resultToChunks(result: ChatResult): ChatChunk[] {
   for (const choice of result.choices) {
     const index = choice.index;
     out.push({ ...base, choices: [{ index, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+    // Thinking first, as the model produced it: the text, and the blocks with their signatures.
+    const { reasoning_content: reasoning, thinking_blocks: thinking } = choice.message;
+    if (reasoning !== undefined || thinking?.length) {
+      const delta: ChatChunk['choices'][number]['delta'] = {};
+      if (reasoning !== undefined) delta.reasoning_content = reasoning;
+      if (thinking?.length) delta.thinking_blocks = thinking.map((b, i) => ({ index: i, ...b }));
+      out.push({ ...base, choices: [{ index, delta, finish_reason: null }] });
+    }
     if (choice.message.content) {
       const lp = choice.logprobs?.content;
       out.push({ ...base, choices: [{ index, delta: { content: choice.message.content }, finish_reason: null, ...(lp?.length ? { logprobs: { content: lp } } : {}) }] });

@@ -2,7 +2,7 @@
 // (canonical -> Messages request, Messages response -> canonical) and the gateway's own
 // `POST /v1/messages` route (Messages request -> canonical, canonical -> Messages response), so the
 // stop-reason tables and content-block rules exist once.
-import type { CacheControl, ChatMessage, ContentPart, FinishReason, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
+import type { CacheControl, ChatMessage, ContentPart, FinishReason, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
 import { contentText } from '../canonical/chat.js';
 import { documentData, parseDataUrl } from './data-url.js';
 
@@ -45,7 +45,9 @@ export interface AnthropicDocumentBlock extends Cacheable {
   source: { type: 'base64'; media_type: 'application/pdf'; data: string } | { type: 'text'; media_type: 'text/plain'; data: string };
   title?: string;
 }
-export type AnthropicContentBlock = AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock | AnthropicToolUseBlock | AnthropicToolResultBlock;
+/** Thinking sent back in an assistant turn: signed text or a redacted (encrypted) block, as Claude returned it. */
+export type AnthropicThinkingBlock = ThinkingBlock & Cacheable;
+export type AnthropicContentBlock = AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock | AnthropicToolUseBlock | AnthropicToolResultBlock | AnthropicThinkingBlock;
 
 export interface AnthropicMessage {
   role: 'user' | 'assistant';
@@ -179,7 +181,10 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?
         push('user', contentBlocks(m.content), m.cache_control);
         break;
       case 'assistant': {
-        const blocks = contentBlocks(m.content);
+        // Thinking first, as Claude produced it: with thinking on, a turn that used tools must start
+        // with its signed thinking block.
+        const blocks: AnthropicContentBlock[] = m.thinking_blocks?.map((b) => ({ ...b })) ?? [];
+        blocks.push(...contentBlocks(m.content));
         for (const call of m.tool_calls ?? []) {
           blocks.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseArguments(call.function.arguments) });
         }
@@ -292,21 +297,38 @@ export function toAnthropicToolChoice(choice: ToolChoice | undefined, parallel: 
   return { type: 'tool', name: choice.function.name, ...noParallel };
 }
 
-/** Joined text and tool calls of an Anthropic response's content (thinking and server-tool blocks are skipped). */
-export function fromAnthropicContent(content: readonly { type: string; text?: string; id?: string; name?: string; input?: unknown }[]): {
+/**
+ * Joined text, tool calls and thinking of an Anthropic response's content: thinking and
+ * redacted_thinking blocks in order (signatures kept) and their text joined as `reasoning` (none
+ * when there is no thinking text; server-tool blocks are skipped).
+ */
+export function fromAnthropicContent(
+  content: readonly { type: string; text?: string; id?: string; name?: string; input?: unknown; thinking?: string; signature?: string; data?: string }[],
+): {
   text: string | null;
   toolCalls: ToolCall[];
+  thinking: ThinkingBlock[];
+  reasoning: string | undefined;
 } {
   let text: string | null = null;
   const toolCalls: ToolCall[] = [];
+  const thinking: ThinkingBlock[] = [];
+  const texts: string[] = [];
   for (const block of content) {
     if (block.type === 'text' && typeof block.text === 'string') text = (text ?? '') + block.text;
+    else if (block.type === 'thinking') {
+      thinking.push({ type: 'thinking', thinking: block.thinking ?? '', signature: block.signature ?? '' });
+      if (block.thinking) texts.push(block.thinking);
+    } else if (block.type === 'redacted_thinking') thinking.push({ type: 'redacted_thinking', data: block.data ?? '' });
     else if (block.type === 'tool_use' && block.id && block.name) {
       toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
     }
   }
-  return { text, toolCalls };
+  return { text, toolCalls, thinking, reasoning: texts.length > 0 ? texts.join(THINKING_SEPARATOR) : undefined };
 }
+
+/** Between two thinking blocks' texts in `reasoning_content` (JSON and streamed alike). */
+export const THINKING_SEPARATOR = '\n\n';
 
 // ---- Anthropic -> canonical (the gateway's /v1/messages route) ----
 
@@ -322,13 +344,16 @@ export type InboundBlock = (
       context?: string | null;
     }
   | { type: 'tool_result'; tool_use_id: string; content?: string | InboundBlock[]; is_error?: boolean }
-  | { type: 'thinking' | 'redacted_thinking' }
+  | { type: 'thinking'; thinking?: string; signature?: string }
+  | { type: 'redacted_thinking'; data?: string }
 ) & { cache_control?: CacheControl | null };
 
 /**
  * One Messages API turn as canonical messages. A user turn's tool_result blocks become `tool`
  * messages placed before its remaining content (OpenAI wants tool answers right after the assistant
- * turn that asked); an assistant turn's tool_use blocks become `tool_calls`. Thinking blocks are dropped.
+ * turn that asked); an assistant turn's tool_use blocks become `tool_calls`, its thinking blocks
+ * `thinking_blocks` (in order; a thinking block without its signature, which Claude would refuse, is
+ * dropped), which only the anthropic adapter sends back.
  * A tool message holds text only, so a tool result's images and documents follow in the user turn
  * after all the tool messages (introduced by a line naming the call), and `is_error` becomes an
  * `Error:` prefix: neither is lost on the way to any provider.
@@ -339,6 +364,7 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
   const parts: ContentPart[] = [];
   const toolCalls: ToolCall[] = [];
   const toolMedia: ContentPart[] = [];
+  const thinking: ThinkingBlock[] = [];
   // A breakpoint on a tool call: the assistant message's last block when it goes back to Anthropic.
   let callsCache: CacheControl | undefined;
   for (const block of content) {
@@ -354,6 +380,14 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
         parts.push(...media);
         break;
       }
+      case 'thinking':
+        if (role === 'assistant' && typeof block.thinking === 'string' && typeof block.signature === 'string') {
+          thinking.push({ type: 'thinking', thinking: block.thinking, signature: block.signature });
+        }
+        break;
+      case 'redacted_thinking':
+        if (role === 'assistant' && typeof block.data === 'string') thinking.push({ type: 'redacted_thinking', data: block.data });
+        break;
       case 'tool_use':
         toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
         if (cache) callsCache = cache;
@@ -384,6 +418,7 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
     const text = !marked && parts.every((p) => p.type === 'text') ? parts.map((p) => (p as { text: string }).text).join('') : null;
     const msg: ChatMessage = { role, content: text === '' && toolCalls.length > 0 ? null : (text ?? parts) };
     if (toolCalls.length > 0) msg.tool_calls = toolCalls;
+    if (thinking.length > 0) msg.thinking_blocks = thinking;
     if (callsCache) msg.cache_control = callsCache;
     out.push(msg);
   } else {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import { foldChunks, resultToChunks } from '../canonical/convert.js';
 import { collect, fixture, rejection, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
 import { createAnthropicProvider, type AnthropicProvider } from './anthropic.js';
 import { anthropicStopReason, finishReasonFromAnthropic, toAnthropicToolChoice } from './anthropic-wire.js';
@@ -271,15 +272,76 @@ describe('anthropic provider: responses', () => {
     expect((await provider.chat(baseReq, opts())).choices[0]).not.toHaveProperty('stop_sequence');
   });
 
-  it('maps tool_use blocks to tool_calls with JSON arguments and skips thinking', async () => {
+  it('maps tool_use blocks to tool_calls with JSON arguments and keeps the thinking before them', async () => {
     server.reply({ body: await fixture('anthropic-message-tool.json') });
     const result = await provider.chat(baseReq, opts());
     expect(result.choices[0]?.message).toEqual({
       role: 'assistant',
       content: "I'll check the weather in San Francisco.",
       tool_calls: [{ id: 'toolu_01A09q90qw90lq917835lq9', type: 'function', function: { name: 'get_weather', arguments: '{"location":"San Francisco, CA","unit":"celsius"}' } }],
+      reasoning_content: 'The user wants the weather.',
+      thinking_blocks: [{ type: 'thinking', thinking: 'The user wants the weather.', signature: 'EqQBCgIYAhIM1gbcDa9GJwZA2b3h' }],
     });
     expect(result.choices[0]?.finish_reason).toBe('tool_calls');
+  });
+
+  it('sends thinking as the client asked, and history thinking blocks back in place before the turn\'s text and tool calls', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    const signed = { type: 'thinking' as const, thinking: 'The user wants the weather.', signature: 'EqQBCgIYAhIM1gbcDa9GJwZA2b3h' };
+    const redacted = { type: 'redacted_thinking' as const, data: 'EmwKAhgBEgy3va3pzix' };
+    await provider.chat(
+      {
+        ...baseReq,
+        max_completion_tokens: 16000,
+        thinking: { type: 'enabled', budget_tokens: 10000 },
+        messages: [
+          { role: 'user', content: 'Weather in Paris?' },
+          {
+            role: 'assistant',
+            content: 'Checking.',
+            thinking_blocks: [signed, redacted],
+            tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+          },
+          { role: 'tool', tool_call_id: 'toolu_1', content: '18C' },
+        ],
+      },
+      opts(),
+    );
+    const body = sentBody();
+    expect(body.thinking).toEqual({ type: 'enabled', budget_tokens: 10000 });
+    expect((body.messages as unknown[])[1]).toEqual({
+      role: 'assistant',
+      content: [signed, redacted, { type: 'text', text: 'Checking.' }, { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } }],
+    });
+    server.reply({ body: await fixture('anthropic-message.json') });
+    await provider.chat({ ...baseReq, thinking: { type: 'disabled' } }, opts());
+    expect(sentBody(1).thinking).toEqual({ type: 'disabled' });
+  });
+
+  it('returns thinking and redacted thinking in order, in JSON and streamed alike', async () => {
+    server.reply({ body: await fixture('anthropic-message-thinking.json') });
+    const json = await provider.chat(baseReq, opts());
+    const thinkingText = 'Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3';
+    const blocks = [
+      { type: 'thinking', thinking: thinkingText, signature: 'EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds' },
+      { type: 'redacted_thinking', data: 'EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP' },
+    ];
+    expect(json.choices[0]?.message).toEqual({ role: 'assistant', content: '27 * 453 = 12,231', reasoning_content: thinkingText, thinking_blocks: blocks });
+
+    server.reply({ headers: sse, body: await fixture('anthropic-thinking-stream.chunks.txt') });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()));
+    const deltas = chunks.flatMap((c) => c.choices.map((ch) => ch.delta)).filter((d) => d.thinking_blocks);
+    expect(deltas.map((d) => d.thinking_blocks)).toEqual([
+      [{ index: 0, type: 'thinking', thinking: '', signature: '' }],
+      [{ index: 0, type: 'thinking', thinking: 'Let me solve this step by step:\n\n1. First break down 27 * 453' }],
+      [{ index: 0, type: 'thinking', thinking: '\n2. 453 = 400 + 50 + 3' }],
+      [{ index: 0, type: 'thinking', signature: 'EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds' }],
+      [{ index: 1, type: 'redacted_thinking', data: 'EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP' }],
+    ]);
+    const folded = foldChunks(chunks);
+    expect(folded.choices[0]?.message).toEqual(json.choices[0]?.message);
+    // Replayed (a cache hit streamed) and folded again, nothing is lost.
+    expect(foldChunks(resultToChunks(folded)).choices[0]?.message).toEqual(json.choices[0]?.message);
   });
 
   it('maps every stop reason both ways', () => {

@@ -19,6 +19,7 @@ import {
   finishReasonFromAnthropic,
   fromAnthropicContent,
   statusForAnthropicErrorType,
+  THINKING_SEPARATOR,
   toAnthropicMessages,
   DocumentTypeError,
   toAnthropicToolChoice,
@@ -49,6 +50,9 @@ const blockSchema = z.looseObject({
   id: z.string().optional(),
   name: z.string().optional(),
   input: z.unknown().optional(),
+  thinking: z.string().optional(),
+  signature: z.string().optional(),
+  data: z.string().optional(),
 });
 const messageSchema = z.object({
   id: z.string(),
@@ -64,7 +68,13 @@ const streamEventSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('content_block_delta'),
     index: z.number(),
-    delta: z.looseObject({ type: z.string(), text: z.string().optional(), partial_json: z.string().optional() }),
+    delta: z.looseObject({
+      type: z.string(),
+      text: z.string().optional(),
+      partial_json: z.string().optional(),
+      thinking: z.string().optional(),
+      signature: z.string().optional(),
+    }),
   }),
   z.object({ type: z.literal('content_block_stop'), index: z.number() }),
   z.object({ type: z.literal('message_delta'), delta: z.object({ stop_reason: z.string().nullish(), stop_sequence: z.string().nullish() }), usage: usageSchema.optional() }),
@@ -146,6 +156,8 @@ export class AnthropicProvider implements ProviderAdapter {
       stop_sequences: stop.length > 0 ? stop : undefined,
       tools: json ? [json] : req.tools?.length ? toAnthropicTools(req.tools) : undefined,
       tool_choice: toolChoice,
+      // Extended thinking as the client asked (the Anthropic route's `thinking`).
+      thinking: req.thinking,
       metadata: req.user ? { user_id: req.user } : undefined,
       stream: stream || undefined,
     };
@@ -164,7 +176,9 @@ export class AnthropicProvider implements ProviderAdapter {
     const parsed = messageSchema.safeParse(res.body);
     if (!parsed.success) throw this.malformed('a Messages response', parsed.error, res.body);
     const msg = parsed.data;
-    let { text, toolCalls } = fromAnthropicContent(msg.content);
+    const read = fromAnthropicContent(msg.content);
+    const { thinking, reasoning } = read;
+    let { text, toolCalls } = read;
     let finish = finishReasonFromAnthropic(msg.stop_reason) ?? 'stop';
     let stopSequence = msg.stop_sequence ?? undefined;
     const scanner = json ? undefined : whitespaceStops(req);
@@ -194,7 +208,13 @@ export class AnthropicProvider implements ProviderAdapter {
       choices: [
         {
           index: 0,
-          message: { role: 'assistant', content: text, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+          message: {
+            role: 'assistant',
+            content: text,
+            ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+            ...(reasoning !== undefined ? { reasoning_content: reasoning } : {}),
+            ...(thinking.length > 0 ? { thinking_blocks: thinking } : {}),
+          },
           finish_reason: finish,
           logprobs: null,
           ...(stopSequence ? { stop_sequence: stopSequence } : {}),
@@ -231,6 +251,17 @@ export class AnthropicProvider implements ProviderAdapter {
     const toolIndexOfBlock = new Map<number, number>();
     const toolStartInput = new Map<number, unknown>();
     const toolGotDelta = new Set<number>();
+    // Thinking blocks, numbered 0, 1, … apart from text and tool calls, as the canonical deltas number them.
+    const thinkingIndexOfBlock = new Map<number, number>();
+    /** Whether thinking text has gone out: the next thinking block's text follows a separator. */
+    let reasoningSent = false;
+    let reasoningSeparator = false;
+    const reasoningOut = (text: string): string => {
+      const out = reasoningSeparator ? THINKING_SEPARATOR + text : text;
+      reasoningSeparator = false;
+      reasoningSent = true;
+      return out;
+    };
     /** JSON mode: whether the forced tool's (first) call has started; later calls are not streamed. */
     let jsonBlockSeen = false;
     /** With a scanner: the text that went out, to count the output tokens of a stream cut at a stop. */
@@ -279,6 +310,22 @@ export class AnthropicProvider implements ProviderAdapter {
             if (block.type === 'text' && block.text) {
               const out = textOut(block.text);
               if (out) yield chunk([{ index: 0, delta: { content: out }, finish_reason: null }]);
+            } else if (block.type === 'thinking' || block.type === 'redacted_thinking') {
+              const index = thinkingIndexOfBlock.size;
+              thinkingIndexOfBlock.set(event.index, index);
+              if (block.type === 'redacted_thinking') {
+                yield chunk([{ index: 0, delta: { thinking_blocks: [{ index, type: 'redacted_thinking', data: block.data ?? '' }] }, finish_reason: null }]);
+                break;
+              }
+              reasoningSeparator = reasoningSent;
+              const first = block.thinking ?? '';
+              yield chunk([
+                {
+                  index: 0,
+                  delta: { ...(first ? { reasoning_content: reasoningOut(first) } : {}), thinking_blocks: [{ index, type: 'thinking', thinking: first, signature: block.signature ?? '' }] },
+                  finish_reason: null,
+                },
+              ]);
             } else if (block.type === 'tool_use' && jsonMode) {
               // JSON mode: the forced tool's input streams as the answer's text (its first call only).
               if (!jsonBlockSeen) {
@@ -305,6 +352,14 @@ export class AnthropicProvider implements ProviderAdapter {
             if (d.type === 'text_delta' && d.text) {
               const out = textOut(d.text);
               if (out) yield chunk([{ index: 0, delta: { content: out }, finish_reason: null }]);
+            } else if (d.type === 'thinking_delta' && d.thinking) {
+              const index = thinkingIndexOfBlock.get(event.index);
+              if (index === undefined) break;
+              yield chunk([{ index: 0, delta: { reasoning_content: reasoningOut(d.thinking), thinking_blocks: [{ index, type: 'thinking', thinking: d.thinking }] }, finish_reason: null }]);
+            } else if (d.type === 'signature_delta' && d.signature) {
+              const index = thinkingIndexOfBlock.get(event.index);
+              if (index === undefined) break;
+              yield chunk([{ index: 0, delta: { thinking_blocks: [{ index, type: 'thinking', signature: d.signature }] }, finish_reason: null }]);
             } else if (d.type === 'input_json_delta' && d.partial_json) {
               const toolIndex = toolIndexOfBlock.get(event.index);
               if (toolIndex === undefined) break;

@@ -150,9 +150,9 @@ export function plainCompletion(json: unknown): Completion | undefined {
 /**
  * Canonical fields buildBody does not copy as they are: set from the request in OpenAI's form
  * (messages, tools, the token limit's field, stream and stream_options), or not OpenAI parameters at
- * all (the Anthropic route's top_k, which OpenAI refuses).
+ * all (the Anthropic route's top_k and thinking, which OpenAI refuses).
  */
-const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'stream', 'stream_options', 'top_k']);
+const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'stream', 'stream_options', 'top_k', 'thinking']);
 
 /** Absent, null or an empty array. */
 function emptyList(v: unknown): boolean {
@@ -289,8 +289,8 @@ export class OpenAIProvider implements ProviderAdapter {
   private wireMessage(m: ChatMessage): Record<string, unknown> {
     const out: Record<string, unknown> = {};
     for (const key in m) {
-      // Prompt-cache breakpoints are Anthropic's; OpenAI refuses the unknown field.
-      if (key === 'cache_control') continue;
+      // Prompt-cache breakpoints and signed thinking blocks are Anthropic's; OpenAI refuses the unknown fields.
+      if (key === 'cache_control' || key === 'thinking_blocks') continue;
       const value = (m as unknown as Record<string, unknown>)[key];
       if (value !== undefined) out[key] = value;
     }

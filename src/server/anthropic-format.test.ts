@@ -98,7 +98,13 @@ describe('anthropicToCanonical', () => {
             { type: 'image_url', image_url: { url: 'https://example.com/a.png' } },
           ],
         },
-        { role: 'assistant', content: 'Checking.', tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+        {
+          role: 'assistant',
+          content: 'Checking.',
+          tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+          // Kept for Anthropic upstreams, which need the signed thinking back.
+          thinking_blocks: [{ type: 'thinking', thinking: 'hmm', signature: 'sig' }],
+        },
         { role: 'tool', tool_call_id: 'toolu_1', content: '18C' },
         { role: 'user', content: 'Thanks' },
       ],

@@ -4,7 +4,7 @@
 // block and stop-reason rules are shared with the anthropic provider (providers/anthropic-wire.ts).
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, Usage } from '../canonical/chat.js';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, ThinkingBlock, Usage } from '../canonical/chat.js';
 import {
   anthropicErrorType,
   anthropicStopReason,
@@ -47,13 +47,15 @@ const toolResultBlock = z.object({
   is_error: z.boolean().optional(),
   cache_control: cacheControl,
 });
-// Clients send earlier thinking back in the history; it carries nothing the canonical model keeps.
-const thinkingBlock = z.object({ type: z.enum(['thinking', 'redacted_thinking']) });
-const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, documentBlock, toolUseBlock, toolResultBlock, thinkingBlock]);
+// Clients send earlier thinking back in the history: Claude needs it back, signed and in place
+// (the anthropic adapter sends it; other providers never see it).
+const thinkingBlock = z.object({ type: z.literal('thinking'), thinking: z.string().optional(), signature: z.string().optional() });
+const redactedThinkingBlock = z.object({ type: z.literal('redacted_thinking'), data: z.string().optional() });
+const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, documentBlock, toolUseBlock, toolResultBlock, thinkingBlock, redactedThinkingBlock]);
 
 const outputFormat = z.object({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) });
 
-/** The Messages API request as the gateway accepts it. Unknown keys (thinking, …) are ignored. */
+/** The Messages API request as the gateway accepts it. Unknown keys are ignored. */
 export const anthropicMessagesRequestSchema = z.object({
   model: z.string().min(1),
   max_tokens: z.number().int().positive(),
@@ -83,6 +85,10 @@ export const anthropicMessagesRequestSchema = z.object({
     ])
     .optional(),
   metadata: z.object({ user_id: z.string().nullish() }).optional(),
+  /** Extended thinking: passed on to Anthropic upstreams as given, ignored by the others. */
+  thinking: z
+    .discriminatedUnion('type', [z.object({ type: z.literal('enabled'), budget_tokens: z.number().int().positive() }), z.object({ type: z.literal('disabled') })])
+    .optional(),
   stream: z.boolean().optional(),
   /** Structured outputs: `output_config.format` (GA) or the beta's `output_format`; other output_config fields are ignored. */
   output_config: z.object({ format: outputFormat.nullish() }).nullish(),
@@ -118,6 +124,7 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
   if (b.stop_sequences?.length) req.stop = b.stop_sequences;
   if (b.metadata?.user_id) req.user = b.metadata.user_id;
   if (b.stream !== undefined) req.stream = b.stream;
+  if (b.thinking) req.thinking = b.thinking;
   if (b.tools?.length) {
     req.tools = b.tools.map((t) => ({
       type: 'function',
@@ -138,7 +145,7 @@ export interface AnthropicMessageObject {
   type: 'message';
   role: 'assistant';
   model: string;
-  content: ({ type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: unknown })[];
+  content: ({ type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: unknown } | ThinkingBlock)[];
   stop_reason: AnthropicStopReason;
   stop_sequence: string | null;
   usage: AnthropicUsage;
@@ -171,7 +178,8 @@ const usage = (u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>, output
 /** A canonical result as Anthropic's Message object (the first choice; Messages has no `n`). */
 export function canonicalToAnthropicMessage(result: ChatResult, model: string): AnthropicMessageObject {
   const choice = result.choices[0];
-  const content: AnthropicMessageObject['content'] = [];
+  // The upstream's thinking blocks first, in order, signatures kept (a client sends them back).
+  const content: AnthropicMessageObject['content'] = choice?.message.thinking_blocks?.map((b) => ({ ...b })) ?? [];
   const text = choice?.message.content;
   if (text) content.push({ type: 'text', text });
   // An upstream refusal (OpenAI's message.refusal) is the answer's text, and the stop reason says so.
@@ -198,8 +206,8 @@ export interface AnthropicSseEvent {
 }
 
 /**
- * A canonical chunk stream as Anthropic's SSE events: message_start, then for each text or tool_use
- * block content_block_start / content_block_delta… / content_block_stop, then message_delta (stop
+ * A canonical chunk stream as Anthropic's SSE events: message_start, then for each thinking, text or
+ * tool_use block content_block_start / content_block_delta… / content_block_stop, then message_delta (stop
  * reason, output tokens) and message_stop. Only choice 0 is rendered. If the chunk stream throws, the
  * open block is closed and the error is thrown on, for the stream's writer to end it with Anthropic's
  * mid-stream `error` event (routes/anthropic.ts, errorEvent).
@@ -211,8 +219,9 @@ export async function* anthropicStreamEvents(
 ): AsyncGenerator<AnthropicSseEvent> {
   let started = false;
   let blockIndex = -1;
-  let open: { kind: 'text' } | { kind: 'tool'; toolIndex: number } | null = null;
+  let open: { kind: 'text' } | { kind: 'tool'; toolIndex: number } | { kind: 'thinking' } | null = null;
   const blockOfTool = new Map<number, number>();
+  const blockOfThinking = new Map<number, number>();
   let finish: FinishReason | null = null;
   let stopSequence: string | undefined;
   let refused = false;
@@ -254,7 +263,22 @@ export async function* anthropicStreamEvents(
       }
       const choice = chunk.choices.find((c) => c.index === 0);
       if (!choice) continue;
-      const { content, refusal, tool_calls: toolCalls } = choice.delta;
+      const { content, refusal, tool_calls: toolCalls, thinking_blocks: thinking } = choice.delta;
+      // Thinking blocks, as Anthropic streams them: a start with empty thinking and signature, then
+      // thinking_delta and signature_delta events (a redacted block comes whole in its start).
+      for (const piece of thinking ?? []) {
+        let index = blockOfThinking.get(piece.index);
+        if (index === undefined) {
+          yield* close();
+          index = ++blockIndex;
+          blockOfThinking.set(piece.index, index);
+          open = { kind: 'thinking' };
+          const block = piece.type === 'redacted_thinking' ? { type: 'redacted_thinking', data: piece.data ?? '' } : { type: 'thinking', thinking: '', signature: '' };
+          yield { event: 'content_block_start', data: { type: 'content_block_start', index, content_block: block } };
+        }
+        if (piece.thinking) yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'thinking_delta', thinking: piece.thinking } } };
+        if (piece.signature) yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'signature_delta', signature: piece.signature } } };
+      }
       // A streamed refusal (OpenAI's delta.refusal) is text too; the message then ends with stop_reason refusal.
       if (refusal) refused = true;
       for (const text of [content, refusal]) {

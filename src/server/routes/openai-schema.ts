@@ -66,6 +66,8 @@ const message = z.discriminatedUnion('role', [
       audio: z.object({ id: z.string().min(1) }).strict().nullable().optional(),
       function_call: z.object({ name: z.string(), arguments: z.string() }).strict().nullable().optional(),
       annotations: z.array(z.unknown()).nullable().optional(),
+      // The gateway's own answers carry the thinking's text (as LiteLLM and vLLM answer); dropped.
+      reasoning_content: z.string().nullable().optional(),
     })
     .strict(),
   z

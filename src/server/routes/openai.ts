@@ -65,7 +65,7 @@ function needsCleaning(m: ChatMessage): boolean {
   if (m.role === 'tool') return 'name' in m;
   if (m.role !== 'assistant') return false; // the schema allows nulls and annotations on assistant turns only
   if (Array.isArray(m.content) && m.content.some(isRefusalPart)) return true;
-  for (const k in m) if (k === 'annotations' || (k !== 'content' && (m as unknown as Record<string, unknown>)[k] === null)) return true;
+  for (const k in m) if (k === 'annotations' || k === 'reasoning_content' || (k !== 'content' && (m as unknown as Record<string, unknown>)[k] === null)) return true;
   return false;
 }
 
@@ -73,13 +73,15 @@ function needsCleaning(m: ChatMessage): boolean {
 const isRefusalPart = (p: { type: string }): boolean => p.type === 'refusal';
 
 /**
- * Without `annotations` and null fields (and a tool turn's `name`); `content: null` stays (an
+ * Without `annotations`, `reasoning_content` and null fields (and a tool turn's `name`); `content: null` stays (an
  * assistant turn of tool calls). An assistant turn's refusal parts become its `refusal`, as OpenAI
  * answers it: the canonical content holds text and images only.
  */
 function cleanMessage(m: ChatMessage): ChatMessage {
   const clean = { ...withoutNulls(m), content: m.content } as ChatMessage & { annotations?: unknown };
   delete clean.annotations;
+  // An answer's thinking text sent back as it came (reasoning_content): not history any upstream reads.
+  delete (clean as { reasoning_content?: unknown }).reasoning_content;
   if (m.role === 'tool') delete clean.name;
   if (Array.isArray(m.content) && m.content.some(isRefusalPart)) {
     const parts = m.content as unknown as Array<{ type: string; refusal?: string }>;
@@ -91,11 +93,27 @@ function cleanMessage(m: ChatMessage): ChatMessage {
   return clean;
 }
 
-/** The OpenAI shape of a result or chunk: without `stop_sequence`, which only the Anthropic route reports. */
+/**
+ * The OpenAI shape of a result or chunk: without `stop_sequence` and Claude's signed `thinking_blocks`,
+ * which only the Anthropic route reports (the thinking's text stays, as `reasoning_content`).
+ */
 export function openAiResult<T extends ChatResult | ChatChunk>(r: T): T {
-  const choices: { stop_sequence?: string }[] = r.choices;
-  if (!choices.some((c) => c.stop_sequence !== undefined)) return r;
-  return { ...r, choices: choices.map(({ stop_sequence: _stop, ...c }) => c) };
+  const choices: { stop_sequence?: string; message?: { thinking_blocks?: unknown }; delta?: { thinking_blocks?: unknown } }[] = r.choices;
+  if (!choices.some((c) => c.stop_sequence !== undefined || (c.message ?? c.delta)?.thinking_blocks !== undefined)) return r;
+  return {
+    ...r,
+    choices: choices.map(({ stop_sequence: _stop, ...c }) => {
+      if (c.message?.thinking_blocks !== undefined) {
+        const { thinking_blocks: _t, ...message } = c.message;
+        return { ...c, message };
+      }
+      if (c.delta?.thinking_blocks !== undefined) {
+        const { thinking_blocks: _t, ...delta } = c.delta;
+        return { ...c, delta };
+      }
+      return c;
+    }),
+  };
 }
 
 /** `legacyFunctions`: the request declared `functions`, so tool calls go back as `function_call`. */

@@ -1,0 +1,188 @@
+// Claude's own features through the gateway's Anthropic route, with the official `@anthropic-ai/sdk`
+// as the client and a stand-in that speaks Anthropic's wire format (fixtures written from Anthropic's
+// API reference) and records what it receives: extended thinking both ways. Beside it an OpenAI
+// stand-in checks that none of it leaks to an OpenAI upstream (its bodies validate against OpenAI's
+// published spec), and the OpenAI route gives the thinking as `reasoning_content`.
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+const spec = specForTests('anthropic-claude-features.test');
+const fixture = (name: string) => readFile(new URL(`../src/providers/__fixtures__/${name}`, import.meta.url), 'utf8');
+
+interface Received {
+  headers: IncomingMessage['headers'];
+  body: Record<string, unknown>;
+}
+const claudeReceived: Received[] = [];
+const openaiReceived: Received[] = [];
+let claude: Server;
+let openai: Server;
+let gateway: RunningServer;
+let client: Anthropic;
+let openaiClient: OpenAI;
+
+function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => resolve(JSON.parse(body) as Record<string, unknown>));
+  });
+}
+
+/** Claude: answers with thinking (the fixtures) when the request enables it, plain text otherwise. */
+async function claudeStandIn(req: IncomingMessage, res: ServerResponse) {
+  const body = await readJson(req);
+  claudeReceived.push({ headers: req.headers, body });
+  // A deployment whose model name says so thinks whatever the request says (for the OpenAI route, which has no thinking parameter).
+  const thinking = (body.thinking as { type?: string } | undefined)?.type === 'enabled' || String(body.model).includes('thinking');
+  if (body.stream) {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.end(await fixture(thinking ? 'anthropic-thinking-stream.chunks.txt' : 'anthropic-text-stream.chunks.txt'));
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(await fixture(thinking ? 'anthropic-message-thinking.json' : 'anthropic-message.json'));
+}
+
+async function openaiStandIn(req: IncomingMessage, res: ServerResponse) {
+  const body = await readJson(req);
+  openaiReceived.push({ headers: req.headers, body });
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(
+    JSON.stringify({
+      id: 'chatcmpl-1',
+      object: 'chat.completion',
+      created: 1,
+      model: body.model,
+      choices: [{ index: 0, message: { role: 'assistant', content: 'Hi.', refusal: null }, finish_reason: 'stop', logprobs: null }],
+      usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
+    }),
+  );
+}
+
+const listen = (s: Server) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as { port: number }).port)));
+
+beforeAll(async () => {
+  claude = createServer((req, res) => void claudeStandIn(req, res));
+  openai = createServer((req, res) => void openaiStandIn(req, res));
+  const [claudePort, openaiPort] = await Promise.all([listen(claude), listen(openai)]);
+  gateway = await startTestGateway({
+    config: {
+      providers: {
+        claude: { type: 'anthropic', base_url: `http://127.0.0.1:${claudePort}`, api_key: 'sk-ant-test' },
+        gpt: { type: 'openai', base_url: `http://127.0.0.1:${openaiPort}/v1`, api_key: 'sk-test' },
+      },
+      models: [
+        { name: 'claude', deployments: [{ provider: 'claude', model: 'claude-sonnet-4-5-20250929' }] },
+        { name: 'claude-thinking', deployments: [{ provider: 'claude', model: 'claude-thinking' }] },
+        { name: 'gpt', deployments: [{ provider: 'gpt', model: 'gpt-4.1' }] },
+      ],
+    },
+  });
+  client = new Anthropic({ baseURL: gateway.url, apiKey: 'unused', maxRetries: 0 });
+  openaiClient = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+afterAll(async () => {
+  await gateway?.close();
+  claude?.close();
+  openai?.close();
+});
+beforeEach(() => {
+  claudeReceived.length = 0;
+  openaiReceived.length = 0;
+});
+
+const THINKING_TEXT = 'Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3';
+const SIGNATURE = 'EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds';
+const REDACTED = 'EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP';
+const THINKING_CONTENT = [
+  { type: 'thinking', thinking: THINKING_TEXT, signature: SIGNATURE },
+  { type: 'redacted_thinking', data: REDACTED },
+  expect.objectContaining({ type: 'text', text: '27 * 453 = 12,231' }),
+];
+
+/** A tool-using turn with thinking on, as a client sends it back: the signed thinking before the tool_use. */
+const toolHistory: Anthropic.MessageParam[] = [
+  { role: 'user', content: 'Weather in Paris?' },
+  {
+    role: 'assistant',
+    content: [
+      { type: 'thinking', thinking: 'The user wants the weather.', signature: 'EqQBCgIYAhIM1gbcDa9GJwZA2b3h' },
+      { type: 'redacted_thinking', data: 'EmwKAhgBEgy3va3pzix' },
+      { type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { city: 'Paris' } },
+    ],
+  },
+  { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: '18C' }] },
+];
+const weatherTool: Anthropic.Tool = { name: 'get_weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } };
+
+describe('extended thinking', () => {
+  it('passes thinking (enabled or disabled) to Claude unchanged', async () => {
+    await client.messages.create({ model: 'claude', max_tokens: 16000, thinking: { type: 'enabled', budget_tokens: 10000 }, messages: [{ role: 'user', content: '27 * 453?' }] });
+    await client.messages.create({ model: 'claude', max_tokens: 100, thinking: { type: 'disabled' }, messages: [{ role: 'user', content: 'Hi' }] });
+    expect(claudeReceived.map((r) => r.body.thinking)).toEqual([{ type: 'enabled', budget_tokens: 10000 }, { type: 'disabled' }]);
+  });
+
+  it("returns Claude's thinking and redacted thinking blocks, in order, in JSON", async () => {
+    const msg = await client.messages.create({ model: 'claude', max_tokens: 16000, thinking: { type: 'enabled', budget_tokens: 10000 }, messages: [{ role: 'user', content: '27 * 453?' }] });
+    expect(msg.content).toEqual(THINKING_CONTENT);
+  });
+
+  it('streams them as Anthropic does: thinking_delta and signature_delta, the redacted block whole in its start', async () => {
+    const stream = client.messages.stream({ model: 'claude', max_tokens: 16000, thinking: { type: 'enabled', budget_tokens: 10000 }, messages: [{ role: 'user', content: '27 * 453?' }] });
+    const events: Anthropic.MessageStreamEvent[] = [];
+    stream.on('streamEvent', (e) => events.push(e));
+    const final = await stream.finalMessage();
+    expect(events.filter((e) => e.type === 'content_block_start').map((e) => e.content_block)).toEqual([
+      { type: 'thinking', thinking: '', signature: '' },
+      { type: 'redacted_thinking', data: REDACTED },
+      expect.objectContaining({ type: 'text', text: '' }),
+    ]);
+    expect(events.filter((e) => e.type === 'content_block_delta').map((e) => e.delta.type)).toEqual(['thinking_delta', 'thinking_delta', 'signature_delta', 'text_delta']);
+    expect(final.content).toEqual(THINKING_CONTENT);
+  });
+
+  it('sends thinking blocks in the history back to Claude intact and in place, before the tool call', async () => {
+    await client.messages.create({ model: 'claude', max_tokens: 16000, thinking: { type: 'enabled', budget_tokens: 10000 }, tools: [weatherTool], messages: toolHistory });
+    const sent = claudeReceived[0]?.body.messages as { role: string; content: unknown[] }[];
+    expect(sent[1]).toEqual(toolHistory[1]);
+    // Streamed requests too.
+    await client.messages.stream({ model: 'claude', max_tokens: 16000, thinking: { type: 'enabled', budget_tokens: 10000 }, tools: [weatherTool], messages: toolHistory }).finalMessage();
+    expect((claudeReceived[1]?.body.messages as unknown[])[1]).toEqual(toolHistory[1]);
+  });
+
+  it('leaves thinking out for an OpenAI upstream: neither the config nor the history blocks reach it', async () => {
+    await client.messages.create({ model: 'gpt', max_tokens: 2000, thinking: { type: 'enabled', budget_tokens: 1024 }, tools: [weatherTool], messages: toolHistory });
+    const sent = openaiReceived[0]?.body as Record<string, unknown>;
+    expect(JSON.stringify(sent)).not.toMatch(/thinking|signature|EmwKAhgBEgy3va3pzix/);
+    if (spec) expect(spec.errors('CreateChatCompletionRequest', sent)).toEqual([]);
+  });
+
+  it("gives the OpenAI route Claude's thinking as reasoning_content, in JSON and streamed, and takes it back in history", async () => {
+    const reply = await openaiClient.chat.completions.create({ model: 'claude-thinking', messages: [{ role: 'user', content: '27 * 453?' }] });
+    const message = reply.choices[0]?.message as OpenAI.ChatCompletionMessage & { reasoning_content?: string };
+    expect(message.content).toBe('27 * 453 = 12,231');
+    expect(message.reasoning_content).toBe(THINKING_TEXT);
+    expect(message).not.toHaveProperty('thinking_blocks');
+
+    const stream = await openaiClient.chat.completions.create({ model: 'claude-thinking', stream: true, messages: [{ role: 'user', content: '27 * 453?' }] });
+    let reasoning = '';
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as (OpenAI.ChatCompletionChunk.Choice.Delta & { reasoning_content?: string }) | undefined;
+      expect(delta).not.toHaveProperty('thinking_blocks');
+      reasoning += delta?.reasoning_content ?? '';
+    }
+    expect(reasoning).toBe(THINKING_TEXT);
+
+    // A client that sends the answer back as it came (reasoning_content and all) is not refused.
+    claudeReceived.length = 0;
+    await openaiClient.chat.completions.create({ model: 'claude', messages: [{ role: 'user', content: '27 * 453?' }, message as OpenAI.ChatCompletionMessageParam, { role: 'user', content: 'And 28?' }] });
+    expect(JSON.stringify(claudeReceived[0]?.body)).not.toContain('reasoning_content');
+  });
+});
