@@ -3,6 +3,7 @@
 // for others.
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { contentText, type ChatMessage } from '../canonical/chat.js';
+import { imageTokens } from './image-tokens.js';
 
 export function countTextTokens(text: string): number {
   if (text.length === 0) return 0;
@@ -20,9 +21,14 @@ export function countPromptTokens(messages: readonly ChatMessage[], tools?: unkn
 /** One message's share of countPromptTokens: its content and its framing, without the priming. */
 export function countMessageTokens(m: ChatMessage): number {
   let total = 3 + countTextTokens(contentText(m.content));
-  // A document (`file` part) as about one token per four bytes: a rough size, so context windows
-  // and token limits see it at all.
-  if (Array.isArray(m.content)) for (const p of m.content) if (p.type === 'file') total += Math.ceil((p.file.file_data.length * 3) / 16);
+  if (Array.isArray(m.content)) {
+    for (const p of m.content) {
+      // A document (`file` part) as about one token per four bytes: a rough size, so context windows
+      // and token limits see it at all; an image by its pixels (image-tokens.ts).
+      if (p.type === 'file') total += Math.ceil((p.file.file_data.length * 3) / 16);
+      else if (p.type === 'image_url') total += imageTokens(p.image_url.url, p.image_url.detail);
+    }
+  }
   if (m.name) total += 1 + countTextTokens(m.name);
   if (m.tool_calls) total += countTextTokens(JSON.stringify(m.tool_calls));
   return total;
