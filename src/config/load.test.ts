@@ -31,7 +31,8 @@ models:
       const { config, simulatorDefault } = await loadConfig({ env: { [name]: file, MY_KEY: 'k-1' } });
       expect(config.server.port).toBe(9001);
       expect(config.providers['my-openai']?.api_key).toBe('k-1');
-      expect(config.models[0]?.deployments[0]?.timeout_ms).toBe(30000);
+      // Unset: the catalog gives the deployment its provider's timeout_ms, else 600 s.
+      expect(config.models[0]?.deployments[0]?.timeout_ms).toBeUndefined();
       expect(simulatorDefault).toBe(false);
     }
   });

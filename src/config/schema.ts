@@ -219,7 +219,8 @@ export const deploymentSchema = z
     weight: z.number().min(0).default(1),
     priority: z.number().int().default(0),
     price: price.optional(),
-    timeout_ms: z.number().int().positive().default(30_000),
+    /** Time allowed for one attempt (streams: to the first chunk), ms; unset: 600 s (src/routing/catalog.ts). */
+    timeout_ms: z.number().int().positive().optional(),
     context_window: z.number().int().positive().optional(),
     max_concurrency: z.number().int().positive().optional(),
   })

@@ -17,6 +17,10 @@ export interface Deployment {
   weight: number;
   priority: number;
   price: Price;
+  /**
+   * Time allowed for one attempt (streams: to the first chunk), capped by the request's deadline: the
+   * deployment's `timeout_ms`, else DEFAULT_TIMEOUT_MS.
+   */
   timeoutMs: number;
   contextWindow?: number;
   maxConcurrency?: number;
@@ -47,7 +51,13 @@ export interface ModelInfo {
   owned_by: string;
 }
 
-const DEFAULT_TIMEOUT_MS = 30_000;
+/**
+ * The attempt timeout of a deployment that sets none (and of a passthrough deployment): OpenAI's own
+ * SDK default, 10 minutes, since a long answer or a reasoning model's takes minutes and a cut attempt
+ * is paid for anyway. In practice the request's deadline (`routing.deadline_ms`) ends it sooner; a
+ * stream, once its first chunk is in, is bounded by `routing.stream_idle_timeout_ms` instead.
+ */
+export const DEFAULT_TIMEOUT_MS = 600_000;
 
 /** The groups a group's own failures may pass a request on to: `fallbacks`, then the context-window and content-policy ones. */
 export function fallbackGroupNames(g: ModelGroup): string[] {
@@ -93,7 +103,7 @@ export class ModelCatalog {
           weight: d.weight,
           priority: d.priority,
           price: priceFor(d.model, d.price),
-          timeoutMs: d.timeout_ms,
+          timeoutMs: d.timeout_ms ?? DEFAULT_TIMEOUT_MS,
           contextWindow: d.context_window,
           maxConcurrency: d.max_concurrency,
         })),

@@ -315,7 +315,7 @@ describe('Router: fallbacks and retries', () => {
 
   it('counts an attempt the deadline ended against its deployment: a hung deployment opens its breaker', async () => {
     const p = new ScriptedProvider().on('hung', (_r, o) => sleep(10_000, o.signal).then(() => answer('hung')));
-    // timeout_ms (30 s by default) is longer than the deadline, so the deadline ends every attempt.
+    // timeout_ms (600 s by default) is longer than the deadline, so the deadline ends every attempt.
     const router = build([group('g', ['hung'])], p, { deadline_ms: 80, breaker: { consecutive_failures: 2, open_ms: 60_000 } });
     for (let i = 0; i < 2; i++) expect(((await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError).code).toBe('upstream_timeout');
     expect(router.status().data.find((d) => d.id === 'fake/hung')?.breaker.state).toBe('open');
