@@ -1,6 +1,7 @@
 // Claude's own features through the gateway's Anthropic route, with the official `@anthropic-ai/sdk`
 // as the client and a stand-in that speaks Anthropic's wire format (fixtures written from Anthropic's
-// API reference) and records what it receives: extended thinking both ways. Beside it an OpenAI
+// API reference) and records what it receives: extended thinking both ways, the client's
+// anthropic-beta header. Beside it an OpenAI
 // stand-in checks that none of it leaks to an OpenAI upstream (its bodies validate against OpenAI's
 // published spec), and the OpenAI route gives the thinking as `reasoning_content`.
 import Anthropic from '@anthropic-ai/sdk';
@@ -76,11 +77,13 @@ beforeAll(async () => {
     config: {
       providers: {
         claude: { type: 'anthropic', base_url: `http://127.0.0.1:${claudePort}`, api_key: 'sk-ant-test' },
+        'claude-1m': { type: 'anthropic', base_url: `http://127.0.0.1:${claudePort}`, api_key: 'sk-ant-test', headers: { 'Anthropic-Beta': 'context-1m-2025-08-07' } },
         gpt: { type: 'openai', base_url: `http://127.0.0.1:${openaiPort}/v1`, api_key: 'sk-test' },
       },
       models: [
         { name: 'claude', deployments: [{ provider: 'claude', model: 'claude-sonnet-4-5-20250929' }] },
         { name: 'claude-thinking', deployments: [{ provider: 'claude', model: 'claude-thinking' }] },
+        { name: 'claude-1m', deployments: [{ provider: 'claude-1m', model: 'claude-sonnet-4-5-20250929' }] },
         { name: 'gpt', deployments: [{ provider: 'gpt', model: 'gpt-4.1' }] },
       ],
     },
@@ -184,5 +187,35 @@ describe('extended thinking', () => {
     claudeReceived.length = 0;
     await openaiClient.chat.completions.create({ model: 'claude', messages: [{ role: 'user', content: '27 * 453?' }, message as OpenAI.ChatCompletionMessageParam, { role: 'user', content: 'And 28?' }] });
     expect(JSON.stringify(claudeReceived[0]?.body)).not.toContain('reasoning_content');
+  });
+});
+
+describe('anthropic-beta', () => {
+  const ask = { max_tokens: 100, messages: [{ role: 'user' as const, content: 'Hi' }] };
+
+  it("forwards the client's header, and the SDK's betas, to Claude, JSON and streamed", async () => {
+    await client.messages.create({ model: 'claude', ...ask }, { headers: { 'anthropic-beta': 'token-efficient-tools-2025-02-19, interleaved-thinking-2025-05-14' } });
+    await client.beta.messages.create({ model: 'claude', ...ask, betas: ['interleaved-thinking-2025-05-14'] });
+    await client.beta.messages.stream({ model: 'claude', ...ask, betas: ['files-api-2025-04-14', 'interleaved-thinking-2025-05-14'] }).finalMessage();
+    await client.messages.create({ model: 'claude', ...ask });
+    expect(claudeReceived.map((r) => r.headers['anthropic-beta'])).toEqual([
+      'token-efficient-tools-2025-02-19,interleaved-thinking-2025-05-14',
+      'interleaved-thinking-2025-05-14',
+      'files-api-2025-04-14,interleaved-thinking-2025-05-14',
+      undefined,
+    ]);
+  });
+
+  it("merges them with the betas the provider's configuration sets, each once", async () => {
+    await client.beta.messages.create({ model: 'claude-1m', ...ask, betas: ['interleaved-thinking-2025-05-14', 'context-1m-2025-08-07'] });
+    await client.messages.create({ model: 'claude-1m', ...ask });
+    expect(claudeReceived.map((r) => r.headers['anthropic-beta'])).toEqual(['context-1m-2025-08-07,interleaved-thinking-2025-05-14', 'context-1m-2025-08-07']);
+  });
+
+  it('sends nothing of them to an OpenAI upstream', async () => {
+    await client.beta.messages.create({ model: 'gpt', ...ask, betas: ['interleaved-thinking-2025-05-14'] });
+    expect(openaiReceived[0]?.headers['anthropic-beta']).toBeUndefined();
+    expect(JSON.stringify(openaiReceived[0]?.body)).not.toContain('interleaved');
+    if (spec) expect(spec.errors('CreateChatCompletionRequest', openaiReceived[0]?.body)).toEqual([]);
   });
 });

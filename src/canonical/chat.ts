@@ -152,6 +152,11 @@ export interface ChatRequest {
   response_format?: ResponseFormat;
   /** Extended thinking (the Anthropic route's `thinking`): sent to Anthropic upstreams only. */
   thinking?: ThinkingConfig;
+  /**
+   * Anthropic beta features the client turned on (its `anthropic-beta` header, where the SDK's
+   * `betas` go): sent in that header to Anthropic upstreams only, beside the provider's own.
+   */
+  anthropic_beta?: string[];
   stream?: boolean;
   stream_options?: { include_usage?: boolean };
   presence_penalty?: number;

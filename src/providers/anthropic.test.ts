@@ -42,6 +42,15 @@ describe('anthropic provider: request mapping', () => {
     expect(sentBody()).toEqual({ model: 'claude-sonnet-4-5', max_tokens: 4096, messages: [{ role: 'user', content: [{ type: 'text', text: 'Say hello' }] }] });
   });
 
+  it("adds the request's betas to the configured anthropic-beta header, each once, JSON and streamed", async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    await provider.chat({ ...baseReq, anthropic_beta: ['interleaved-thinking-2025-05-14', 'x'] }, opts());
+    server.reply({ headers: sse, body: await fixture('anthropic-text-stream.chunks.txt') });
+    await collect(await provider.streamChat({ ...baseReq, stream: true, anthropic_beta: ['files-api-2025-04-14'] }, opts()));
+    expect(server.requests.map((r) => r.headers['anthropic-beta'])).toEqual(['x,interleaved-thinking-2025-05-14', 'x,files-api-2025-04-14']);
+    expect(sentBody()).not.toHaveProperty('anthropic_beta');
+  });
+
   it('lifts system messages, maps images and tool turns, merges same-role turns and maps every option', async () => {
     server.reply({ body: await fixture('anthropic-message.json') });
     const req: ChatRequest = {

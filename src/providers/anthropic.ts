@@ -106,6 +106,8 @@ export class AnthropicProvider implements ProviderAdapter {
   readonly files = ['application/pdf', 'text/plain'] as const;
   private readonly http: UpstreamHttp;
   private readonly configured: boolean;
+  /** The betas the provider's own `headers` turn on (`anthropic-beta`); a request's are added to them. */
+  private readonly betas: string[];
 
   constructor(
     readonly name: string,
@@ -113,6 +115,15 @@ export class AnthropicProvider implements ProviderAdapter {
     readonly options: AnthropicOptions,
   ) {
     this.configured = Boolean(cfg.api_key) || Boolean(cfg.base_url);
+    // The configured anthropic-beta (in whatever case it was written) is kept apart, so a request's
+    // betas join it in one header rather than a second one beside it.
+    const headers: Record<string, string> = {};
+    const betas: string[] = [];
+    for (const [k, v] of Object.entries(cfg.headers ?? {})) {
+      if (k.toLowerCase() === 'anthropic-beta') betas.push(...splitBetas(v));
+      else headers[k] = v;
+    }
+    this.betas = betas;
     this.http = new UpstreamHttp({
       provider: name,
       baseUrl: cfg.base_url ?? DEFAULT_BASE_URL,
@@ -120,9 +131,16 @@ export class AnthropicProvider implements ProviderAdapter {
       headers: {
         'anthropic-version': options.anthropic_version,
         ...(cfg.api_key ? { 'x-api-key': cfg.api_key } : {}),
-        ...cfg.headers,
+        ...headers,
       },
     });
+  }
+
+  /** The request's `anthropic-beta` header: the provider's betas and the client's, each once; none without any. */
+  private betaHeader(req: ChatRequest): Record<string, string> | undefined {
+    const all = [...this.betas];
+    for (const b of req.anthropic_beta ?? []) if (!all.includes(b)) all.push(b);
+    return all.length > 0 ? { 'anthropic-beta': all.join(',') } : undefined;
   }
 
   private messages(req: ChatRequest): ReturnType<typeof toAnthropicMessages> {
@@ -172,7 +190,7 @@ export class AnthropicProvider implements ProviderAdapter {
 
   private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
     const json = jsonTool(req);
-    const res = await this.http.json<unknown>('POST', '/v1/messages', this.buildBody(req, false, json), opts);
+    const res = await this.http.json<unknown>('POST', '/v1/messages', this.buildBody(req, false, json), opts, this.betaHeader(req));
     const parsed = messageSchema.safeParse(res.body);
     if (!parsed.success) throw this.malformed('a Messages response', parsed.error, res.body);
     const msg = parsed.data;
@@ -229,7 +247,7 @@ export class AnthropicProvider implements ProviderAdapter {
       throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: Anthropic cannot stream more than one choice (n > 1)` });
     }
     const json = jsonTool(req);
-    const res = await this.http.stream('POST', '/v1/messages', this.buildBody(req, true, json), opts, { accept: 'text/event-stream' });
+    const res = await this.http.stream('POST', '/v1/messages', this.buildBody(req, true, json), opts, { accept: 'text/event-stream', ...this.betaHeader(req) });
     return this.chunks(res.body, req.model, json !== undefined, json ? undefined : whitespaceStops(req));
   }
 
@@ -500,4 +518,12 @@ function jsonTool(req: ChatRequest): { name: string; description: string; input_
 function whitespaceStops(req: ChatRequest): StopSequenceScanner | undefined {
   const stops = stopList(req.stop).filter((s) => s !== '' && s.trim() === '');
   return stops.length > 0 ? new StopSequenceScanner(stops) : undefined;
+}
+
+/** The entries of a comma-separated `anthropic-beta` value. */
+function splitBetas(value: string): string[] {
+  return value
+    .split(',')
+    .map((b) => b.trim())
+    .filter(Boolean);
 }

@@ -150,9 +150,9 @@ export function plainCompletion(json: unknown): Completion | undefined {
 /**
  * Canonical fields buildBody does not copy as they are: set from the request in OpenAI's form
  * (messages, tools, the token limit's field, stream and stream_options), or not OpenAI parameters at
- * all (the Anthropic route's top_k and thinking, which OpenAI refuses).
+ * all (the Anthropic route's top_k, thinking and beta list, which OpenAI refuses).
  */
-const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'stream', 'stream_options', 'top_k', 'thinking']);
+const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'stream', 'stream_options', 'top_k', 'thinking', 'anthropic_beta']);
 
 /** Absent, null or an empty array. */
 function emptyList(v: unknown): boolean {

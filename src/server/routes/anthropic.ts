@@ -18,6 +18,8 @@ export interface AnthropicRouteOptions {
 export const anthropicRoutes: FastifyPluginAsync<AnthropicRouteOptions> = async (app, { gateway, log }) => {
   app.post('/v1/messages', { config: { dialect: 'anthropic' } }, async (request, reply) => {
     const req = anthropicToCanonical(request.body);
+    const betas = anthropicBetas(request.headers['anthropic-beta']);
+    if (betas.length > 0) req.anthropic_beta = betas;
     const ctx = createRequestContext(request, reply, 'messages', log);
     request.ctx = ctx;
     const outcome = await gateway.handleChat(ctx, req);
@@ -40,3 +42,19 @@ export const anthropicRoutes: FastifyPluginAsync<AnthropicRouteOptions> = async 
     return { input_tokens: countPromptTokens(req.messages, req.tools) };
   });
 };
+
+/**
+ * The beta features a client's `anthropic-beta` header turns on (comma-separated, possibly repeated;
+ * the SDK's `betas` parameter arrives as this header): passed on to Anthropic deployments.
+ */
+export function anthropicBetas(header: string | string[] | undefined): string[] {
+  if (header === undefined) return [];
+  const out: string[] = [];
+  for (const value of Array.isArray(header) ? header : [header]) {
+    for (const beta of value.split(',')) {
+      const b = beta.trim();
+      if (b && !out.includes(b)) out.push(b);
+    }
+  }
+  return out;
+}
