@@ -188,7 +188,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (request.ctx) reply.headers(factHeaders(request.ctx.facts, true, 'known'));
     reply.headers(errorHeaders(err));
     // An error raised before the onRequest hook ran (none is known) would find routeConfig unset.
-    if ((request.routeConfig ?? request.routeOptions.config)?.dialect === 'anthropic') {
+    const dialect = (request.routeConfig ?? request.routeOptions.config)?.dialect;
+    if (dialect === 'anthropic' || (dialect === 'by-header' && request.headers['anthropic-version'] !== undefined)) {
       return reply.send(anthropicErrorFromGateway(err));
     }
     return reply.send(openAiErrorBody(err));

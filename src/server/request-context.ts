@@ -88,8 +88,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Routes anyone may call (health, root). */
     public?: boolean;
-    /** Error body dialect for this route. */
-    dialect?: 'openai' | 'anthropic';
+    /** Error body dialect for this route; `by-header`: Anthropic's for a caller sending `anthropic-version`. */
+    dialect?: 'openai' | 'anthropic' | 'by-header';
     /** An operational endpoint (metrics, stats, dashboard, docs): not counted in request metrics. */
     monitoring?: boolean;
   }

@@ -1,11 +1,12 @@
 // The OpenAI-compatible routes: chat completions (JSON and SSE), legacy completions, embeddings and
 // models. Each validates its body, strips the gateway's extension fields into the request context,
 // and renders the canonical outcome back in OpenAI's shapes.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs } from '../../canonical/chat.js';
 import { addSpend, deriveContext, newFacts, type ResponseFacts } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
+import { anthropicModel, anthropicModelPage } from '../anthropic-models.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 import { fromLegacyFunctions, toLegacyChunk, toLegacyResult, usesLegacyFunctions } from '../legacy-functions.js';
 import { factHeaders } from '../headers.js';
@@ -234,17 +235,24 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     return result;
   });
 
-  app.get('/v1/models', describeRoute({ summary: 'List models', tags: ['openai'] }), async (request, reply) => {
+  // Both APIs' model routes share these paths: a caller sending `anthropic-version` (the Anthropic
+  // SDK) gets Anthropic's shapes, answers and errors alike (anthropic-models.ts).
+  const modelsRoute = (summary: string) => ({ ...describeRoute({ summary, tags: ['openai', 'anthropic'] }), config: { dialect: 'by-header' as const } });
+  const anthropicCaller = (request: FastifyRequest) => request.headers['anthropic-version'] !== undefined;
+
+  app.get('/v1/models', modelsRoute('List models'), async (request, reply) => {
     const ctx = createRequestContext(request, reply, 'models', log);
-    return { object: 'list', data: await gateway.listModels(ctx) };
+    const models = await gateway.listModels(ctx);
+    if (anthropicCaller(request)) return anthropicModelPage(models, request.query as Record<string, unknown>);
+    return { object: 'list', data: models };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/models/*', describeRoute({ summary: 'Retrieve a model (ids may contain slashes)', tags: ['openai'] }), async (request, reply) => {
+  app.get<{ Params: { id: string } }>('/v1/models/*', modelsRoute('Retrieve a model (ids may contain slashes)'), async (request, reply) => {
     const id = (request.params as Record<string, string>)['*'] ?? '';
     const ctx = createRequestContext(request, reply, 'models', log);
     const model = (await gateway.listModels(ctx)).find((m) => m.id === id);
     if (!model) throw new GatewayError('model_not_found', { param: 'model', message: `The model "${id}" does not exist.` });
-    return model;
+    return anthropicCaller(request) ? anthropicModel(model) : model;
   });
 };
 
