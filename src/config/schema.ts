@@ -204,6 +204,7 @@ export const providerSchema = z
     api_key: z.string().optional(),
     api_key_env: z.string().optional(),
     headers: z.record(z.string(), z.string()).optional(),
+    /** Attempt timeout of this provider's deployments that set no `timeout_ms` of their own, ms; unset: 600 s. */
     timeout_ms: z.number().int().positive().optional(),
     max_connections: z.number().int().positive().optional(),
     options: z.record(z.string(), z.unknown()).optional(),
@@ -219,7 +220,7 @@ export const deploymentSchema = z
     weight: z.number().min(0).default(1),
     priority: z.number().int().default(0),
     price: price.optional(),
-    /** Time allowed for one attempt (streams: to the first chunk), ms; unset: 600 s (src/routing/catalog.ts). */
+    /** Time allowed for one attempt (streams: to the first chunk), ms; unset: the provider's `timeout_ms`, else 600 s (src/routing/catalog.ts). */
     timeout_ms: z.number().int().positive().optional(),
     context_window: z.number().int().positive().optional(),
     max_concurrency: z.number().int().positive().optional(),

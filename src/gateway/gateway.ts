@@ -79,7 +79,7 @@ export class Gateway {
   static async create(opts: GatewayOptions): Promise<Gateway> {
     const { loaded, log } = opts;
     const providers = opts.providers ?? (await createProviders(loaded.config.providers, providerContext(loaded.config)));
-    const catalog = new ModelCatalog(loaded.config.models, providers, loaded.passthroughProvider);
+    const catalog = new ModelCatalog(loaded.config.models, providers, loaded.passthroughProvider, loaded.config.providers);
     const observer = opts.attemptObserver ?? noAttemptObserver;
     const router = createRouter(catalog, log, loaded.config.routing, { redis: opts.redis, keyPrefix: loaded.config.redis.key_prefix, embedder: opts.embedder, observer });
     await router.start();

@@ -88,6 +88,24 @@ describe('ModelCatalog: attempt timeouts', () => {
   });
 });
 
+describe('ModelCatalog: a provider\'s timeout_ms', () => {
+  it('is the default of its deployments; a deployment\'s own timeout_ms wins', () => {
+    const groups = [
+      modelGroupSchema.parse({
+        name: 'g',
+        deployments: [{ provider: 'slow', model: 'a' }, { provider: 'slow', model: 'b', timeout_ms: 2_500 }, { provider: 'plain', model: 'c' }],
+      }),
+    ];
+    const catalog = new ModelCatalog(groups, new Map([['slow', new SlowProvider('slow')], ['plain', new SlowProvider('plain')]]), undefined, { slow: { timeout_ms: 1_000 }, plain: {} });
+    expect(catalog.resolve('g').deployments.map((d) => d.timeoutMs)).toEqual([1_000, 2_500, 600_000]);
+  });
+
+  it('is the timeout of the passthrough deployment built from that provider', () => {
+    const catalog = new ModelCatalog([], new Map([['openai', new SlowProvider('openai')]]), 'openai', { openai: { timeout_ms: 45_000 } });
+    expect(catalog.resolve('o3').deployments[0]?.timeoutMs).toBe(45_000);
+  });
+});
+
 describe('Router: attempt timeouts of deployments without timeout_ms', () => {
   it('lets a passthrough attempt run to the request deadline (one upstream call), not 30 s', async () => {
     const p = new SlowProvider('openai');

@@ -2,7 +2,7 @@
 // timeout and limits). Model names no group claims go to the passthrough provider when there is one
 // (the first provider registered from the environment, or the simulator), else a 404 lists the names.
 import type { HedgingConfig, ModelGroupConfig, RetryConfig, SemanticRoutingConfig } from '../config/schema.js';
-import type { ProviderAdapter } from '../providers/types.js';
+import type { ProviderAdapter, ProviderSettings } from '../providers/types.js';
 import { priceFor, type Price } from '../providers/pricing.js';
 import { GatewayError } from '../server/errors.js';
 
@@ -19,7 +19,7 @@ export interface Deployment {
   price: Price;
   /**
    * Time allowed for one attempt (streams: to the first chunk), capped by the request's deadline: the
-   * deployment's `timeout_ms`, else DEFAULT_TIMEOUT_MS.
+   * deployment's `timeout_ms`, else its provider's, else DEFAULT_TIMEOUT_MS.
    */
   timeoutMs: number;
   contextWindow?: number;
@@ -52,7 +52,7 @@ export interface ModelInfo {
 }
 
 /**
- * The attempt timeout of a deployment that sets none (and of a passthrough deployment): OpenAI's own
+ * The attempt timeout of a deployment whose entry and provider set none (passthrough ones too): OpenAI's own
  * SDK default, 10 minutes, since a long answer or a reasoning model's takes minutes and a cut attempt
  * is paid for anyway. In practice the request's deadline (`routing.deadline_ms`) ends it sooner; a
  * stream, once its first chunk is in, is bounded by `routing.stream_idle_timeout_ms` instead.
@@ -80,6 +80,8 @@ export class ModelCatalog {
     groups: readonly ModelGroupConfig[],
     private readonly providers: ReadonlyMap<string, ProviderAdapter>,
     private readonly passthroughProvider?: string,
+    /** The `providers:` section: a provider's `timeout_ms` is the default of its deployments. */
+    private readonly providerSettings: Readonly<Record<string, Pick<ProviderSettings, 'timeout_ms'>>> = {},
   ) {
     for (const g of groups) {
       this.groups.set(g.name, {
@@ -103,7 +105,7 @@ export class ModelCatalog {
           weight: d.weight,
           priority: d.priority,
           price: priceFor(d.model, d.price),
-          timeoutMs: d.timeout_ms ?? DEFAULT_TIMEOUT_MS,
+          timeoutMs: d.timeout_ms ?? this.providerTimeout(d.provider),
           contextWindow: d.context_window,
           maxConcurrency: d.max_concurrency,
         })),
@@ -135,7 +137,7 @@ export class ModelCatalog {
               weight: 1,
               priority: 0,
               price: priceFor(model),
-              timeoutMs: DEFAULT_TIMEOUT_MS,
+              timeoutMs: this.providerTimeout(this.passthroughProvider),
             },
           ],
         };
@@ -210,6 +212,11 @@ export class ModelCatalog {
 
   get passthrough(): ProviderAdapter | undefined {
     return this.passthroughProvider ? this.providers.get(this.passthroughProvider) : undefined;
+  }
+
+  /** A deployment's attempt timeout when it sets none: its provider's `timeout_ms`, else the default. */
+  private providerTimeout(name: string): number {
+    return this.providerSettings[name]?.timeout_ms ?? DEFAULT_TIMEOUT_MS;
   }
 
   private provider(name: string): ProviderAdapter {
