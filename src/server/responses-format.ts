@@ -4,7 +4,7 @@
 // output_text.delta … response.completed) from canonical chunks. Stored responses (response-store.ts)
 // let `previous_response_id` continue a conversation; `conversation` objects are not kept.
 import { z } from 'zod';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ContentPart, ResponseFormat, TokenLogprob, ToolChoice, Usage } from '../canonical/chat.js';
+import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ContentPart, ResponseFormat, TokenLogprob, ToolChoice, ToolDefinition, Usage } from '../canonical/chat.js';
 import { randomHex } from '../gateway/ids.js';
 import { parseDataUrl } from '../providers/data-url.js';
 import { GatewayError } from './errors.js';
@@ -205,24 +205,10 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
   if (b.background) throw refuse('background', 'Background responses are not supported by this gateway.');
   if (b.prompt !== undefined && b.prompt !== null) throw refuse('prompt', 'Stored prompt templates are not supported by this gateway.');
 
-  const input: ChatMessage[] = [];
-  if (typeof b.input === 'string') input.push({ role: 'user', content: b.input });
-  else b.input.forEach((item, i) => addItem(input, item, `input.${i}`));
+  const input = inputMessages(b.input);
   const instructions: ChatMessage | undefined = b.instructions ? { role: 'system', content: b.instructions } : undefined;
   const messages = instructions ? [instructions, ...input] : [...input];
-
-  const tools = (b.tools ?? []).map((f, i) => {
-    if (!isFunctionTool(f)) throw refuse(`tools.${i}.type`, `The built-in tool "${f.type}" is not supported by this gateway; only function tools are.`);
-    return {
-      type: 'function' as const,
-      function: {
-        name: f.name,
-        ...(f.description ? { description: f.description } : {}),
-        ...(f.parameters ? { parameters: f.parameters } : {}),
-        ...(f.strict !== undefined && f.strict !== null ? { strict: f.strict } : {}),
-      },
-    };
-  });
+  const tools = functionTools(b.tools);
 
   const req: ChatRequest = { model: b.model, messages };
   if (tools.length) req.tools = tools;
@@ -272,6 +258,58 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
     logprobs,
   };
   return { body: b, req, echo, ...(instructions ? { instructions } : {}), input };
+}
+
+/** The request's input as chat messages (without instructions). */
+function inputMessages(input: CreateResponseBody['input'] | null | undefined): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  if (typeof input === 'string') messages.push({ role: 'user', content: input });
+  else input?.forEach((item, i) => addItem(messages, item, `input.${i}`));
+  return messages;
+}
+
+/** Function tools in the chat form; a hosted tool is refused. */
+function functionTools(tools: CreateResponseBody['tools']): ToolDefinition[] {
+  return (tools ?? []).map((f, i) => {
+    if (!isFunctionTool(f)) throw refuse(`tools.${i}.type`, `The built-in tool "${f.type}" is not supported by this gateway; only function tools are.`);
+    return {
+      type: 'function' as const,
+      function: {
+        name: f.name,
+        ...(f.description ? { description: f.description } : {}),
+        ...(f.parameters ? { parameters: f.parameters } : {}),
+        ...(f.strict !== undefined && f.strict !== null ? { strict: f.strict } : {}),
+      },
+    };
+  });
+}
+
+/**
+ * POST /v1/responses/input_tokens (`client.responses.inputTokens.count`): OpenAI's TokenCountsBody —
+ * the create request's input-side fields, every one optional.
+ */
+export const tokenCountsSchema = createResponseSchema
+  .pick({ input: true, previous_response_id: true, tools: true, text: true, reasoning: true, truncation: true, instructions: true, conversation: true, tool_choice: true, parallel_tool_calls: true })
+  .extend({
+    model: z.string().nullish(),
+    input: z.union([z.string(), z.array(inputItem)]).nullish(),
+    personality: z.string().max(64).nullish(),
+  })
+  .strict();
+
+/** A token-count body as what the model would be sent: its instructions, input messages and tools. */
+export function tokenCountsToCanonical(body: unknown): { previous_response_id?: string; instructions?: ChatMessage; input: ChatMessage[]; tools: ToolDefinition[] } {
+  const parsed = tokenCountsSchema.safeParse(body ?? {});
+  if (!parsed.success) throw validationError(parsed.error, body);
+  const b = parsed.data;
+  if (b.conversation !== undefined && b.conversation !== null) throw refuse('conversation', 'This gateway does not store conversations: send the whole conversation in `input`.');
+  if (b.tool_choice) toToolChoice(b.tool_choice); // refuses a hosted tool choice, as create does
+  return {
+    ...(b.previous_response_id ? { previous_response_id: b.previous_response_id } : {}),
+    ...(b.instructions ? { instructions: { role: 'system' as const, content: b.instructions } } : {}),
+    input: inputMessages(b.input),
+    tools: functionTools(b.tools),
+  };
 }
 
 /**
@@ -627,4 +665,106 @@ export class ResponseEventWriter {
   private *emit(type: string, fields: Record<string, unknown>): Generator<SseEvent> {
     yield { event: type, data: JSON.stringify({ type, ...fields, sequence_number: this.seq++ }) };
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored responses read back: their input items, and their event stream replayed.
+
+/** An input item as OpenAI lists it (`ItemResource`): with its id and a status. */
+export type InputItemResource = { id: string; type: string } & Record<string, unknown>;
+
+/**
+ * The ids of a request's input items as GET /v1/responses/{id}/input_items lists them: the id each
+ * came with, or a new one. Reasoning items are not listed (they are not given to the model); item
+ * references are refused.
+ */
+export function inputItemIds(input: CreateResponseBody['input']): string[] {
+  if (typeof input === 'string') return [newId('msg')];
+  const ids: string[] = [];
+  for (const item of input) {
+    if (!('type' in item) || item.type === undefined || item.type === 'message') ids.push((item as z.infer<typeof messageItem>).id ?? newId('msg'));
+    else if (item.type === 'function_call') ids.push(item.id ?? newId('fc'));
+    else if (item.type === 'function_call_output') ids.push(item.id ?? newId('fco'));
+  }
+  return ids;
+}
+
+const textOf = (content: ChatMessage['content']): string => (typeof content === 'string' ? content : (content ?? []).map((p) => (p.type === 'text' ? p.text : '')).join(''));
+
+function inputContent(content: ChatMessage['content']): Record<string, unknown>[] {
+  if (typeof content === 'string') return [{ type: 'input_text', text: content }];
+  return (content ?? []).map((p) => {
+    if (p.type === 'text') return { type: 'input_text', text: p.text };
+    if (p.type === 'image_url') return { type: 'input_image', image_url: p.image_url.url, file_id: null, detail: p.image_url.detail ?? 'auto' };
+    return { type: 'input_file', file_data: p.file.file_data, ...(p.file.filename ? { filename: p.file.filename } : {}) };
+  });
+}
+
+/**
+ * A request's input as listed items (`ItemResource`s), from the chat messages it became — the stored
+ * conversation holds them once, so an entry does not carry inline images and documents twice. Each
+ * input item became one message or one tool call of a turn, in order, so the items come back in
+ * the order they were given, with `ids` (inputItemIds) matched from the end: a conversation that
+ * `truncation: "auto"` cut keeps the input's tail. As the model saw them: an assistant message's
+ * parts as one text, a function output's parts as one text, a bare base64 document as a data URL.
+ */
+export function inputItemsOf(messages: readonly ChatMessage[], ids: readonly string[]): InputItemResource[] {
+  const items: ({ type: string } & Record<string, unknown>)[] = [];
+  for (const m of messages) {
+    if (m.role === 'assistant') {
+      if (m.content !== null && m.content !== undefined) {
+        items.push({ type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: textOf(m.content), annotations: [], logprobs: [] }] });
+      }
+      for (const call of m.tool_calls ?? []) items.push({ type: 'function_call', call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
+    } else if (m.role === 'tool') {
+      items.push({ type: 'function_call_output', call_id: m.tool_call_id ?? '', output: textOf(m.content), status: 'completed' });
+    } else {
+      items.push({ type: 'message', role: m.role, status: 'completed', content: inputContent(m.content) });
+    }
+  }
+  const skip = ids.length - items.length;
+  return items.map((item, i) => ({ id: ids[skip + i] ?? newId('item'), ...item }));
+}
+
+/**
+ * GET /v1/responses/{id}?stream=true: a stored response replayed as the event sequence a streamed
+ * create sends — each part's text and each call's arguments as one delta — numbered from 0; with
+ * `startingAfter`, only the events after that sequence number.
+ */
+export function* replayEvents(response: Record<string, unknown>, startingAfter = -1): Generator<SseEvent> {
+  let seq = 0;
+  function* emit(type: string, fields: Record<string, unknown>): Generator<SseEvent> {
+    const n = seq++;
+    if (n > startingAfter) yield { event: type, data: JSON.stringify({ type, ...fields, sequence_number: n }) };
+  }
+  const { usage: _usage, ...rest } = response;
+  const start = { ...rest, status: 'in_progress', completed_at: null, output: [] };
+  yield* emit('response.created', { response: start });
+  yield* emit('response.in_progress', { response: start });
+  const output = Array.isArray(response.output) ? (response.output as OutputItem[]) : [];
+  for (const [index, item] of output.entries()) {
+    if (item.type === 'function_call') {
+      yield* emit('response.output_item.added', { output_index: index, item: { ...item, arguments: '', status: 'in_progress' } });
+      const where = { item_id: item.id, output_index: index };
+      if (item.arguments) yield* emit('response.function_call_arguments.delta', { ...where, delta: item.arguments });
+      yield* emit('response.function_call_arguments.done', { ...where, name: item.name, arguments: item.arguments });
+    } else {
+      yield* emit('response.output_item.added', { output_index: index, item: { ...item, status: 'in_progress', content: [] } });
+      for (const [content, part] of item.content.entries()) {
+        const where = { item_id: item.id, output_index: index, content_index: content };
+        if (part.type === 'output_text') {
+          yield* emit('response.content_part.added', { ...where, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+          yield* emit('response.output_text.delta', { ...where, delta: part.text, logprobs: part.logprobs ?? [] });
+          yield* emit('response.output_text.done', { ...where, text: part.text, logprobs: part.logprobs ?? [] });
+        } else {
+          yield* emit('response.content_part.added', { ...where, part: { type: 'refusal', refusal: '' } });
+          yield* emit('response.refusal.delta', { ...where, delta: part.refusal });
+          yield* emit('response.refusal.done', { ...where, refusal: part.refusal });
+        }
+        yield* emit('response.content_part.done', { ...where, part });
+      }
+    }
+    yield* emit('response.output_item.done', { output_index: index, item });
+  }
+  yield* emit(response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
 }

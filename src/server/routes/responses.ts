@@ -1,11 +1,14 @@
 // OpenAI's Responses API (POST /v1/responses) over any provider behind the gateway: the official
 // SDK's `client.responses.create` (JSON and stream) works unmodified. Responses are stored unless
 // `store: false` (response-store.ts: Redis when configured, else this process), so
-// `previous_response_id` continues a conversation and GET / DELETE /v1/responses/{id} work, within
-// the tenant that made them. `truncation: "auto"` drops the oldest turns to fit the model's context
+// `previous_response_id` continues a conversation and GET / DELETE /v1/responses/{id} work (GET with
+// `stream=true` replays the stored answer as its event stream), as do GET /v1/responses/{id}/input_items
+// and POST /v1/responses/input_tokens (the gateway's tokenizer), within the tenant that made them. `truncation: "auto"` drops the oldest turns to fit the model's context
 // window when its deployments declare one.
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { requestedMaxTokens, type ChatMessage } from '../../canonical/chat.js';
 import { ANONYMOUS } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
@@ -14,8 +17,23 @@ import { carryPromptTokens } from '../../routing/prompt-tokens.js';
 import { GatewayError } from '../errors.js';
 import { createRequestContext } from '../request-context.js';
 import { sendOutcome } from '../respond.js';
-import { MAX_ENTRY_BYTES, RESPONSE_TTL_S } from '../response-store.js';
-import { ResponseEventWriter, assistantTurn, canonicalToResponse, createResponseSchema, responsesToCanonical, truncateConversation, type ResponseObject } from '../responses-format.js';
+import { MAX_ENTRY_BYTES, RESPONSE_TTL_S, type StoredResponse } from '../response-store.js';
+import {
+  ResponseEventWriter,
+  assistantTurn,
+  canonicalToResponse,
+  createResponseSchema,
+  inputItemIds,
+  inputItemsOf,
+  replayEvents,
+  responsesToCanonical,
+  tokenCountsSchema,
+  tokenCountsToCanonical,
+  truncateConversation,
+  type ResponseObject,
+} from '../responses-format.js';
+import { writeSse, type SseEvent } from '../sse.js';
+import { validationError } from '../validation.js';
 import { describeRoute } from './docs.js';
 
 export interface ResponsesRouteOptions {
@@ -24,6 +42,33 @@ export interface ResponsesRouteOptions {
 }
 
 const tenantOf = (request: FastifyRequest) => (request.tenant ?? ANONYMOUS).id;
+
+/**
+ * A stored entry as this route writes it, with where the request's own input is in `messages`
+ * (`from` to `to`) and its items' ids, for GET /v1/responses/{id}/input_items (the stores keep the
+ * whole JSON value; an entry written before this was kept lists no items).
+ */
+type StoredEntry = StoredResponse & { input?: { from: number; to: number; ids: string[] } };
+
+/** GET /v1/responses/{id}/input_items's query, as OpenAI's listInputItems defines it. */
+const inputItemsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).optional(),
+  order: z.enum(['asc', 'desc']).optional(),
+  after: z.string().optional(),
+  include: z.unknown().optional(),
+});
+
+/** GET /v1/responses/{id}'s query: `stream=true` replays the stored response as its event stream. */
+const retrieveQuery = z.object({
+  stream: z.enum(['true', 'false']).optional(),
+  starting_after: z.coerce.number().int().min(-1).optional(),
+  include_obfuscation: z.enum(['true', 'false']).optional(),
+  include: z.unknown().optional(),
+});
+
+async function* events(source: Iterable<SseEvent>): AsyncGenerator<SseEvent> {
+  yield* source;
+}
 
 /**
  * The largest context window among the model's deployments (routing may pick any that fits), or
@@ -47,8 +92,8 @@ function contextWindowOf(gateway: Gateway, model: string): number | undefined {
 export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async (app, { gateway, log }) => {
   const store = gateway.responses;
   /** A stored response, if it exists and belongs to this tenant (another tenant's reads as missing). */
-  const ownStored = async (id: string, tenant: string) => {
-    const stored = await store.get(id);
+  const ownStored = async (id: string, tenant: string): Promise<StoredEntry | undefined> => {
+    const stored: StoredEntry | undefined = await store.get(id);
     return stored && stored.tenant === tenant ? stored : undefined;
   };
   const doc = describeRoute({
@@ -78,6 +123,7 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
     }
     const lead = instructions ? [instructions] : [];
     let conversation = [...history, ...input];
+    const inputCount = input.length;
     const window = body.truncation === 'auto' ? contextWindowOf(gateway, req.model) : undefined;
     /** The prompt's tokens, when truncation counted them. */
     let promptTokens: number | undefined;
@@ -106,9 +152,12 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
       if (!echo.store) return;
       const answer = assistantTurn(response.output);
       const messages = [...conversation, ...(answer ? [answer] : [])];
+      // The input is the conversation's tail (truncation may have cut into it, never after it).
+      const input = { from: Math.max(0, conversation.length - inputCount), to: conversation.length, ids: inputItemIds(body.input) };
+      const entry: StoredEntry = { tenant, messages, response, input };
       let reason: string | undefined;
       try {
-        const put = await store.put(response.id, { tenant, messages, response });
+        const put = await store.put(response.id, entry);
         if (!put.stored) reason = put.reason;
       } catch (err) {
         reason = (err as Error).message;
@@ -130,10 +179,50 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
   });
 
   const notFound = (id: string) => new GatewayError('not_found', { param: 'response_id', message: `No response with id '${id}' (responses are kept ${RESPONSE_TTL_S / 3600} h, and not at all with store: false).` });
-  app.get<{ Params: { id: string } }>('/v1/responses/:id', describeRoute({ summary: 'Retrieve a stored response', tags: ['openai'] }), async (request) => {
+  app.get<{ Params: { id: string } }>(
+    '/v1/responses/:id',
+    describeRoute({ summary: 'Retrieve a stored response (`stream=true`: replayed as its event stream, `starting_after` a sequence number)', tags: ['openai'] }),
+    async (request, reply) => {
+      const parsed = retrieveQuery.safeParse(request.query ?? {});
+      if (!parsed.success) throw validationError(parsed.error, request.query);
+      const stored = await ownStored(request.params.id, tenantOf(request));
+      if (!stored) throw notFound(request.params.id);
+      if (parsed.data.stream !== 'true') return stored.response;
+      // The whole answer is known: its events go out at once, as a streamed create would have sent them.
+      const before = reply.getHeaders() as OutgoingHttpHeaders;
+      reply.hijack();
+      await writeSse(reply.raw, events(replayEvents(stored.response, parsed.data.starting_after)), { headers: before, onError: () => undefined });
+      return undefined;
+    },
+  );
+  app.get<{ Params: { id: string } }>('/v1/responses/:id/input_items', describeRoute({ summary: "List a stored response's input items", tags: ['openai'] }), async (request) => {
+    const parsed = inputItemsQuery.safeParse(request.query ?? {});
+    if (!parsed.success) throw validationError(parsed.error, request.query);
+    const { limit = 20, order = 'desc', after } = parsed.data;
     const stored = await ownStored(request.params.id, tenantOf(request));
     if (!stored) throw notFound(request.params.id);
-    return stored.response;
+    const items = stored.input ? inputItemsOf(stored.messages.slice(stored.input.from, stored.input.to), stored.input.ids) : [];
+    if (order === 'desc') items.reverse();
+    let from = 0;
+    if (after !== undefined) {
+      const at = items.findIndex((item) => item.id === after);
+      if (at < 0) throw new GatewayError('invalid_value', { param: 'after', message: `No input item with id '${after}' in response '${request.params.id}'.` });
+      from = at + 1;
+    }
+    const data = items.slice(from, from + limit);
+    return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null, has_more: from + limit < items.length };
+  });
+  app.post('/v1/responses/input_tokens', describeRoute({ summary: 'Count the input tokens of a Responses request', tags: ['openai'], body: tokenCountsSchema }), async (request) => {
+    const { previous_response_id, instructions, input, tools } = tokenCountsToCanonical(request.body);
+    let history: ChatMessage[] = [];
+    if (previous_response_id) {
+      const previous = await ownStored(previous_response_id, tenantOf(request));
+      if (!previous) throw new GatewayError('previous_response_not_found', { param: 'previous_response_id', message: `Previous response with id '${previous_response_id}' not found.` });
+      history = previous.messages;
+    }
+    // Counted as routing and /v1/messages/count_tokens count a prompt: the gateway's tokenizer.
+    const messages = [...(instructions ? [instructions] : []), ...history, ...input];
+    return { object: 'response.input_tokens', input_tokens: countPromptTokens(messages, tools.length ? tools : undefined) };
   });
   app.delete<{ Params: { id: string } }>('/v1/responses/:id', describeRoute({ summary: 'Delete a stored response', tags: ['openai'] }), async (request) => {
     const stored = await ownStored(request.params.id, tenantOf(request));
