@@ -219,3 +219,85 @@ describe('anthropic-beta', () => {
     if (spec) expect(spec.errors('CreateChatCompletionRequest', openaiReceived[0]?.body)).toEqual([]);
   });
 });
+
+describe('tool results', () => {
+  const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+  const history: Anthropic.MessageParam[] = [
+    { role: 'user', content: 'Screenshot the page, then read the log' },
+    {
+      role: 'assistant',
+      content: [
+        { type: 'tool_use', id: 'toolu_shot', name: 'screenshot', input: {} },
+        { type: 'tool_use', id: 'toolu_log', name: 'read_log', input: {} },
+      ],
+    },
+    {
+      role: 'user',
+      content: [
+        { type: 'tool_result', tool_use_id: 'toolu_shot', content: [{ type: 'text', text: 'The page:' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: PNG } }] },
+        { type: 'tool_result', tool_use_id: 'toolu_log', content: 'permission denied', is_error: true },
+        { type: 'text', text: 'What went wrong?' },
+      ],
+    },
+  ];
+  const tools: Anthropic.Tool[] = [
+    { name: 'screenshot', input_schema: { type: 'object', properties: {} } },
+    { name: 'read_log', input_schema: { type: 'object', properties: {} } },
+  ];
+
+  it('reach Claude as the client sent them: is_error kept, images inside the tool_result', async () => {
+    await client.messages.create({ model: 'claude', max_tokens: 100, tools, messages: history });
+    await client.messages.stream({ model: 'claude', max_tokens: 100, tools, messages: history }).finalMessage();
+    for (const received of claudeReceived) {
+      const sent = received.body.messages as { role: string; content: unknown[] }[];
+      expect(sent[2]).toEqual(history[2]);
+    }
+    expect(claudeReceived).toHaveLength(2);
+  });
+
+  it('reach an OpenAI upstream as before: an Error: prefix, and the images in the user turn after the tool messages', async () => {
+    await client.messages.create({ model: 'gpt', max_tokens: 100, tools, messages: history });
+    const sent = openaiReceived[0]?.body.messages as Record<string, unknown>[];
+    expect(sent.slice(2)).toEqual([
+      { role: 'tool', tool_call_id: 'toolu_shot', content: 'The page:' },
+      { role: 'tool', tool_call_id: 'toolu_log', content: 'Error: permission denied' },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Images returned by tool call toolu_shot:' },
+          { type: 'image_url', image_url: { url: `data:image/png;base64,${PNG}` } },
+          { type: 'text', text: 'What went wrong?' },
+        ],
+      },
+    ]);
+    if (spec) expect(spec.errors('CreateChatCompletionRequest', openaiReceived[0]?.body)).toEqual([]);
+  });
+});
+
+describe("the Anthropic route's answer shape", () => {
+  const ask = { max_tokens: 100, messages: [{ role: 'user' as const, content: 'Hi' }] };
+  const unknownUsage = { cache_creation: null, server_tool_use: null, service_tier: null };
+
+  it('gives text blocks citations: null and usage every field the SDK types declare, null where unknown — JSON and streamed', async () => {
+    for (const model of ['claude', 'gpt']) {
+      const msg = await client.messages.create({ model, ...ask });
+      expect(msg.content[0]).toEqual({ type: 'text', text: expect.any(String), citations: null });
+      expect(msg.usage).toMatchObject(unknownUsage);
+    }
+    const streamed = await client.messages.stream({ model: 'claude', ...ask }).finalMessage();
+    expect(streamed.content[0]).toEqual({ type: 'text', text: expect.any(String), citations: null });
+    expect(streamed.usage).toMatchObject(unknownUsage);
+  });
+
+  it("carries the request's id as request_id in Anthropic error bodies", async () => {
+    const bad = await client.messages.create({ model: 'claude', max_tokens: 0, messages: [] }).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(Anthropic.BadRequestError);
+    const err = bad as InstanceType<typeof Anthropic.BadRequestError>;
+    expect(err.requestID).toBeTruthy();
+    expect(err.error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' }, request_id: err.requestID });
+
+    const res = await fetch(`${gateway.url}/v1/messages/nowhere`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'req-from-client' }, body: '{}' });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'not_found_error' }, request_id: 'req-from-client' });
+  });
+});

@@ -165,6 +165,7 @@ describe('/v1/messages when the upstream fails mid-stream', () => {
     expect((err as InstanceType<typeof Anthropic.APIError>).error).toEqual({
       type: 'error',
       error: { type: 'api_error', message: expect.stringMatching(/fault stream broke/), code: 'upstream_error' },
+      request_id: expect.any(String),
     });
   });
 });

@@ -92,6 +92,15 @@ export interface ChatMessage {
   tool_call_id?: string;
   /** An assistant turn's refusal, sent back as history (OpenAI's `refusal` field or content part). */
   refusal?: string;
+  /**
+   * A tool message's result as the tool gave it, where text alone does not say it all (an error, or
+   * images and documents): for providers whose tool results carry them (Anthropic's `tool_result`
+   * with `is_error` and its content blocks). `content` stays the text every other provider reads
+   * (`Error: `-prefixed for an error), and the result's images and documents, for those providers,
+   * are the first `moved_parts` parts of the next user message; a provider that sends `parts` leaves
+   * those out.
+   */
+  tool_result?: { parts: ContentPart[]; is_error?: boolean; moved_parts: number };
   /** An assistant turn's thinking sent back as history (Anthropic's signed blocks, in order); only the anthropic adapter sends it. */
   thinking_blocks?: ThinkingBlock[];
   /** An assistant turn's spoken answer, sent back by reference (OpenAI's `audio: {id}`); OpenAI-compatible upstreams get it. */

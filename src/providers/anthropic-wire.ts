@@ -36,7 +36,7 @@ export interface AnthropicToolUseBlock extends Cacheable {
 export interface AnthropicToolResultBlock extends Cacheable {
   type: 'tool_result';
   tool_use_id: string;
-  content?: string | (AnthropicTextBlock | AnthropicImageBlock)[];
+  content?: string | (AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock)[];
   is_error?: boolean;
 }
 /** A PDF (base64) or plain-text document. */
@@ -164,6 +164,8 @@ export function anthropicStopReason(reason: FinishReason | null | undefined): An
 export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?: string | AnthropicTextBlock[]; messages: AnthropicMessage[] } {
   const system: AnthropicTextBlock[] = [];
   const out: AnthropicMessage[] = [];
+  /** Parts at the head of the next user message that the tool results just sent already carry. */
+  let carried = 0;
   const push = (role: AnthropicMessage['role'], blocks: AnthropicContentBlock[], cache?: CacheControl) => {
     if (blocks.length === 0) return;
     if (cache) (blocks[blocks.length - 1] as AnthropicContentBlock).cache_control = cache;
@@ -172,13 +174,15 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?
     else out.push({ role, content: blocks });
   };
   for (const m of messages) {
+    const skip = m.role === 'user' ? carried : 0;
+    if (m.role !== 'tool') carried = 0;
     switch (m.role) {
       case 'system':
       case 'developer':
         system.push(...systemBlocks(m));
         break;
       case 'user':
-        push('user', contentBlocks(m.content), m.cache_control);
+        push('user', contentBlocks(skip > 0 ? withoutCarriedParts(m.content, skip) : m.content), m.cache_control);
         break;
       case 'assistant': {
         // Thinking first, as Claude produced it: with thinking on, a turn that used tools must start
@@ -191,15 +195,43 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?
         push('assistant', blocks, m.cache_control);
         break;
       }
-      case 'tool':
-        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: contentText(m.content) }], m.cache_control ?? partsCacheControl(m.content));
+      case 'tool': {
+        // The result as the tool gave it when the route kept it (an error flag, images, documents):
+        // inside the tool_result, where Claude reads them; else the text.
+        const native = m.tool_result;
+        const block: AnthropicToolResultBlock = { type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: native ? toolResultContent(native.parts) : contentText(m.content) };
+        if (native?.is_error) block.is_error = true;
+        carried += native?.moved_parts ?? 0;
+        push('user', [block], m.cache_control ?? partsCacheControl(m.content));
         break;
+      }
     }
   }
   if (system.length === 0) return { messages: out };
   // Without a breakpoint the system goes as one string, joined as it always was.
   return { system: system.some((b) => b.cache_control) ? system : system.map((b) => b.text).join('\n\n'), messages: out };
 }
+
+/** A tool result's parts as its content: one string when they are all text (joined one per line), else blocks. */
+function toolResultContent(parts: ContentPart[]): AnthropicToolResultBlock['content'] {
+  if (parts.every((p) => p.type === 'text')) return parts.map((p) => (p as { text: string }).text).join('\n');
+  return contentBlocks(parts) as Exclude<AnthropicToolResultBlock['content'], string | undefined>;
+}
+
+/**
+ * A user message without its first `count` parts: the images and documents of the tool results
+ * before it, which went inside those results. Only when they are there as the route put them (the
+ * first is its `… returned by tool call …` line); otherwise nothing is left out.
+ */
+function withoutCarriedParts(content: ChatMessage['content'], count: number): ChatMessage['content'] {
+  if (!Array.isArray(content) || content.length < count) return content;
+  const first = content[0];
+  if (first?.type !== 'text' || !TOOL_MEDIA_LINE.test(first.text)) return content;
+  return content.slice(count);
+}
+
+/** The line that introduces a tool result's images or documents in the user turn after it. */
+const TOOL_MEDIA_LINE = /^(Images|Documents) returned by tool call \S+:$/;
 
 /**
  * A system or developer message as system text blocks: one per message, or, when one of its parts
@@ -356,7 +388,9 @@ export type InboundBlock = (
  * dropped), which only the anthropic adapter sends back.
  * A tool message holds text only, so a tool result's images and documents follow in the user turn
  * after all the tool messages (introduced by a line naming the call), and `is_error` becomes an
- * `Error:` prefix: neither is lost on the way to any provider.
+ * `Error:` prefix: neither is lost on the way to any provider. The result as given goes with the tool
+ * message too (`tool_result`), which the anthropic adapter sends instead: `is_error` and the media
+ * inside the tool_result, as Claude takes them.
  */
 export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | readonly InboundBlock[]): ChatMessage[] {
   if (typeof content === 'string') return [{ role, content }];
@@ -400,11 +434,23 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
         // Images and documents a tool returned follow the tool messages in the user turn (a tool
         // message carries text only), each kind under a line naming the call.
         const blocks = typeof block.content === 'string' || !block.content ? [] : block.content;
+        const before = toolMedia.length;
         for (const [kind, label] of [['image', 'Images'], ['document', 'Documents']] as const) {
           const media = blocks.filter((b): b is MediaBlock => b.type === kind);
           if (media.length === 0) continue;
           toolMedia.push({ type: 'text', text: `${label} returned by tool call ${block.tool_use_id}:` });
           for (const b of media) toolMedia.push(...mediaParts(b));
+        }
+        // The result as given, for Anthropic upstreams, which take the error flag and the media
+        // inside the tool_result (and leave out the parts moved into the user turn).
+        const moved = toolMedia.length - before;
+        if (block.is_error || moved > 0) {
+          const parts: ContentPart[] = typeof block.content === 'string' ? [{ type: 'text', text: block.content }] : [];
+          for (const b of blocks) {
+            if (b.type === 'text') parts.push({ type: 'text', text: b.text });
+            else if (b.type === 'image' || b.type === 'document') parts.push(...mediaParts(b));
+          }
+          msg.tool_result = { parts, ...(block.is_error ? { is_error: true } : {}), moved_parts: moved };
         }
         break;
       }

@@ -289,8 +289,8 @@ export class OpenAIProvider implements ProviderAdapter {
   private wireMessage(m: ChatMessage): Record<string, unknown> {
     const out: Record<string, unknown> = {};
     for (const key in m) {
-      // Prompt-cache breakpoints and signed thinking blocks are Anthropic's; OpenAI refuses the unknown fields.
-      if (key === 'cache_control' || key === 'thinking_blocks') continue;
+      // Prompt-cache breakpoints, signed thinking blocks and native tool results are Anthropic's; OpenAI refuses the unknown fields.
+      if (key === 'cache_control' || key === 'thinking_blocks' || key === 'tool_result') continue;
       const value = (m as unknown as Record<string, unknown>)[key];
       if (value !== undefined) out[key] = value;
     }

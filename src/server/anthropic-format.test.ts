@@ -165,7 +165,7 @@ describe('anthropicToCanonical', () => {
     expect(req.messages[2]).toEqual({ role: 'tool', tool_call_id: 't1', content: 'Found 2 files:\na.ts' });
   });
 
-  it("keeps a tool result's images (after the tool messages, in the user turn) and is_error (as an Error: prefix)", () => {
+  it("keeps a tool result's images and is_error: inside the tool_result for Claude, as the user turn's images and an Error: prefix for the others", () => {
     const req = anthropicToCanonical({
       model: 'claude-x',
       max_tokens: 100,
@@ -182,18 +182,29 @@ describe('anthropicToCanonical', () => {
         },
       ],
     });
+    const image = { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } } as const;
     expect(req.messages.slice(2)).toEqual([
+      { role: 'tool', tool_call_id: 't1', content: 'page one', tool_result: { parts: [{ type: 'text', text: 'page one' }, image], moved_parts: 2 } },
+      { role: 'tool', tool_call_id: 't2', content: 'Error: timed out', tool_result: { parts: [{ type: 'text', text: 'timed out' }], is_error: true, moved_parts: 0 } },
+      { role: 'user', content: [{ type: 'text', text: 'Images returned by tool call t1:' }, image, { type: 'text', text: 'What do you see?' }] },
+    ]);
+    // Claude gets the result as the tool gave it: the image inside the tool_result, is_error kept, no prefix.
+    expect(toAnthropicMessages(req.messages).messages[2]).toEqual({
+      role: 'user',
+      content: [
+        { type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: 'page one' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } }] },
+        { type: 'tool_result', tool_use_id: 't2', content: 'timed out', is_error: true },
+        { type: 'text', text: 'What do you see?' },
+      ],
+    });
+    // An OpenAI upstream gets today's mapping, and none of the native form.
+    const sent = openAIBody(req).messages as Record<string, unknown>[];
+    expect(sent.slice(2)).toEqual([
       { role: 'tool', tool_call_id: 't1', content: 'page one' },
       { role: 'tool', tool_call_id: 't2', content: 'Error: timed out' },
-      {
-        role: 'user',
-        content: [
-          { type: 'text', text: 'Images returned by tool call t1:' },
-          { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
-          { type: 'text', text: 'What do you see?' },
-        ],
-      },
+      { role: 'user', content: [{ type: 'text', text: 'Images returned by tool call t1:' }, image, { type: 'text', text: 'What do you see?' }] },
     ]);
+    if (spec) expect(spec.errors('CreateChatCompletionRequest', openAIBody(req))).toEqual([]);
   });
 
   it('turns a PDF document into a file part and a text document into titled text', () => {
@@ -228,10 +239,25 @@ describe('anthropicToCanonical', () => {
         { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: 'fetched' }, { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' } }] }] },
       ],
     });
+    const pdf = { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'document.pdf' } } as const;
     expect(fromTool.messages.slice(1)).toEqual([
-      { role: 'tool', tool_call_id: 't1', content: 'fetched' },
-      { role: 'user', content: [{ type: 'text', text: 'Documents returned by tool call t1:' }, { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0x', filename: 'document.pdf' } }] },
+      { role: 'tool', tool_call_id: 't1', content: 'fetched', tool_result: { parts: [{ type: 'text', text: 'fetched' }, pdf], moved_parts: 2 } },
+      { role: 'user', content: [{ type: 'text', text: 'Documents returned by tool call t1:' }, pdf] },
     ]);
+    // To Claude the document stays inside the tool_result.
+    expect(toAnthropicMessages(fromTool.messages).messages[1]).toEqual({
+      role: 'user',
+      content: [
+        {
+          type: 'tool_result',
+          tool_use_id: 't1',
+          content: [
+            { type: 'text', text: 'fetched' },
+            { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0x' }, title: 'document.pdf' },
+          ],
+        },
+      ],
+    });
   });
 
   it('maps structured outputs (output_config.format, or the beta output_format) to the canonical response format', () => {
@@ -335,13 +361,14 @@ describe('canonicalToAnthropicMessage', () => {
       role: 'assistant',
       model: 'claude-alias',
       content: [
-        { type: 'text', text: 'Let me check.' },
+        { type: 'text', text: 'Let me check.', citations: null },
         { type: 'tool_use', id: 'call_1', name: 'f', input: { a: 1 } },
       ],
       stop_reason: 'tool_use',
       stop_sequence: null,
-      // The cache counts are there, as in Anthropic's answers: null, since they are not broken out.
-      usage: { input_tokens: 12, output_tokens: 7, cache_creation_input_tokens: null, cache_read_input_tokens: null },
+      // The cache counts are there, as in Anthropic's answers: null, since they are not broken out;
+      // so are the other fields Anthropic's usage always has, null where the gateway cannot say.
+      usage: { input_tokens: 12, output_tokens: 7, cache_creation_input_tokens: null, cache_read_input_tokens: null, cache_creation: null, server_tool_use: null, service_tier: null },
     });
     // A forced call (OpenAI's finish_reason "stop" for a named tool_choice) is still tool_use.
     const forced = canonicalToAnthropicMessage({ ...result, choices: [{ ...(result.choices[0] as ChatResult['choices'][number]), finish_reason: 'stop' }] }, 'm');
@@ -359,10 +386,11 @@ describe('canonicalToAnthropicMessage', () => {
       choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', logprobs: null }],
       usage: { prompt_tokens: 2200, completion_tokens: 7, total_tokens: 2207, prompt_tokens_details: { cached_tokens: 2048, cache_write_tokens: 100 } },
     };
-    expect(canonicalToAnthropicMessage(result, 'm').usage).toEqual({ input_tokens: 52, output_tokens: 7, cache_creation_input_tokens: 100, cache_read_input_tokens: 2048 });
+    const unknown = { cache_creation: null, server_tool_use: null, service_tier: null };
+    expect(canonicalToAnthropicMessage(result, 'm').usage).toEqual({ input_tokens: 52, output_tokens: 7, cache_creation_input_tokens: 100, cache_read_input_tokens: 2048, ...unknown });
     // OpenAI reports reads only: the write count is 0, not unknown.
     const readOnly = { ...result, usage: { ...result.usage, prompt_tokens_details: { cached_tokens: 2048 } } };
-    expect(canonicalToAnthropicMessage(readOnly, 'm').usage).toEqual({ input_tokens: 152, output_tokens: 7, cache_creation_input_tokens: 0, cache_read_input_tokens: 2048 });
+    expect(canonicalToAnthropicMessage(readOnly, 'm').usage).toEqual({ input_tokens: 152, output_tokens: 7, cache_creation_input_tokens: 0, cache_read_input_tokens: 2048, ...unknown });
   });
 
   it('renders an upstream refusal (OpenAI message.refusal) as a text block with stop_reason refusal', () => {
@@ -397,7 +425,7 @@ describe('anthropicStreamEvents', () => {
       'message_stop',
     ]);
     expect(events[0]?.data).toMatchObject({ type: 'message_start', message: { type: 'message', role: 'assistant', model: 'claude-alias', content: [], stop_reason: null, usage: { input_tokens: 9, output_tokens: 0 } } });
-    expect(events[1]?.data).toEqual({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    expect(events[1]?.data).toEqual({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: null } });
     expect(events[2]?.data).toEqual({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hel' } });
     expect(events[4]?.data).toEqual({ type: 'content_block_stop', index: 0 });
     expect(events[5]?.data).toEqual({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { input_tokens: 11, output_tokens: 2 } });
@@ -456,7 +484,7 @@ describe('anthropicStreamEvents', () => {
       anthropicStreamEvents(fromArray([chunk({ role: 'assistant', content: '' }), chunk({ refusal: "I'm sorry, " }), chunk({ refusal: "I can't help." }), chunk({}, 'stop'), usageChunk(20, 6)]), 'm', 20),
     );
     expect(events.map((e) => e.event)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
-    expect(events[1]?.data).toEqual({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    expect(events[1]?.data).toEqual({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: null } });
     expect(events[2]?.data).toEqual({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: "I'm sorry, " } });
     expect(events[5]?.data).toMatchObject({ delta: { stop_reason: 'refusal', stop_sequence: null } });
   });
@@ -549,7 +577,7 @@ describe('the official @anthropic-ai/sdk reads what these functions produce', ()
     const expected = canonicalToAnthropicMessage(foldChunks(chunks), 'm');
     await serveStream(anthropicStreamEvents(fromArray(chunks), 'm', 15));
     const final = await client.messages.stream({ model: 'm', max_tokens: 100, messages: [{ role: 'user', content: 'x' }] }).finalMessage();
-    expect(final.content).toEqual([{ type: 'text', text: "I can't assist with that." }]);
+    expect(final.content).toEqual([{ type: 'text', text: "I can't assist with that.", citations: null }]);
     expect(final.content).toEqual(expected.content);
     expect(final.stop_reason).toBe('refusal');
     expect(expected.stop_reason).toBe('refusal');
@@ -557,9 +585,14 @@ describe('the official @anthropic-ai/sdk reads what these functions produce', ()
 
   it('surfaces an error body as the SDK error class for its status', async () => {
     const err = new GatewayError('rate_limit_exceeded');
-    server.reply({ status: err.status, body: JSON.stringify(anthropicErrorFromGateway(err)) });
+    server.reply({ status: err.status, body: JSON.stringify(anthropicErrorFromGateway(err, 'req_123')) });
     const thrown = await client.messages.create({ model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
     expect(thrown).toBeInstanceOf(Anthropic.RateLimitError);
-    expect((thrown as InstanceType<typeof Anthropic.RateLimitError>).error).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: err.message, code: 'rate_limit_exceeded' } });
+    // request_id as Anthropic's error bodies carry it (the SDK's ErrorResponse type).
+    expect((thrown as InstanceType<typeof Anthropic.RateLimitError>).error).toEqual({
+      type: 'error',
+      error: { type: 'rate_limit_error', message: err.message, code: 'rate_limit_exceeded' },
+      request_id: 'req_123',
+    });
   });
 });

@@ -145,7 +145,7 @@ export interface AnthropicMessageObject {
   type: 'message';
   role: 'assistant';
   model: string;
-  content: ({ type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: unknown } | ThinkingBlock)[];
+  content: ({ type: 'text'; text: string; citations: null } | { type: 'tool_use'; id: string; name: string; input: unknown } | ThinkingBlock)[];
   stop_reason: AnthropicStopReason;
   stop_sequence: string | null;
   usage: AnthropicUsage;
@@ -162,10 +162,14 @@ export interface AnthropicUsage {
   output_tokens: number;
   cache_creation_input_tokens: number | null;
   cache_read_input_tokens: number | null;
+  /** Present in Anthropic's usage and nullable there; null here: the canonical usage does not carry them. */
+  cache_creation: null;
+  server_tool_use: null;
+  service_tier: null;
 }
 
 /** The prompt's share of Anthropic's usage: input_tokens and the two cache counts. */
-function promptUsage(u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>): Omit<AnthropicUsage, 'output_tokens'> {
+function promptUsage(u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>): Pick<AnthropicUsage, 'input_tokens' | 'cache_creation_input_tokens' | 'cache_read_input_tokens'> {
   const d = u.prompt_tokens_details;
   if (!d) return { input_tokens: u.prompt_tokens, cache_creation_input_tokens: null, cache_read_input_tokens: null };
   const read = d.cached_tokens;
@@ -173,7 +177,13 @@ function promptUsage(u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>):
   return { input_tokens: Math.max(0, u.prompt_tokens - read - written), cache_creation_input_tokens: written, cache_read_input_tokens: read };
 }
 
-const usage = (u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>, output: number): AnthropicUsage => ({ ...promptUsage(u), output_tokens: output });
+const usage = (u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>, output: number): AnthropicUsage => ({
+  ...promptUsage(u),
+  output_tokens: output,
+  cache_creation: null,
+  server_tool_use: null,
+  service_tier: null,
+});
 
 /** A canonical result as Anthropic's Message object (the first choice; Messages has no `n`). */
 export function canonicalToAnthropicMessage(result: ChatResult, model: string): AnthropicMessageObject {
@@ -181,10 +191,11 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
   // The upstream's thinking blocks first, in order, signatures kept (a client sends them back).
   const content: AnthropicMessageObject['content'] = choice?.message.thinking_blocks?.map((b) => ({ ...b })) ?? [];
   const text = choice?.message.content;
-  if (text) content.push({ type: 'text', text });
+  // `citations` is always there in Anthropic's text blocks (null: the gateway requests none).
+  if (text) content.push({ type: 'text', text, citations: null });
   // An upstream refusal (OpenAI's message.refusal) is the answer's text, and the stop reason says so.
   const refusal = choice?.message.refusal;
-  if (refusal) content.push({ type: 'text', text: refusal });
+  if (refusal) content.push({ type: 'text', text: refusal, citations: null });
   for (const call of choice?.message.tool_calls ?? []) {
     content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseInput(call.function.arguments) });
   }
@@ -287,7 +298,7 @@ export async function* anthropicStreamEvents(
           yield* close();
           blockIndex++;
           open = { kind: 'text' };
-          yield { event: 'content_block_start', data: { type: 'content_block_start', index: blockIndex, content_block: { type: 'text', text: '' } } };
+          yield { event: 'content_block_start', data: { type: 'content_block_start', index: blockIndex, content_block: { type: 'text', text: '', citations: null } } };
         }
         yield { event: 'content_block_delta', data: { type: 'content_block_delta', index: blockIndex, delta: { type: 'text_delta', text } } };
       }
@@ -374,9 +385,13 @@ export { anthropicErrorType };
 
 /**
  * A GatewayError as Anthropic's error body, with the gateway's stable `code` beside Anthropic's
- * fields (docs/errors.md); the status stays the GatewayError's. Every Anthropic-dialect error uses it:
- * the error handler, the not-found handler and a stream's error event.
+ * fields (docs/errors.md) and the request's id as `request_id`, as Anthropic sends it; the status
+ * stays the GatewayError's. Every Anthropic-dialect error uses it: the error handler, the not-found
+ * handler and a stream's error event.
  */
-export function anthropicErrorFromGateway(err: GatewayError): { type: 'error'; error: { type: string; message: string; code: string } } {
-  return { type: 'error', error: { type: anthropicErrorType(err.status), message: err.message, code: err.code } };
+export function anthropicErrorFromGateway(
+  err: GatewayError,
+  requestId: string | null = null,
+): { type: 'error'; error: { type: string; message: string; code: string }; request_id: string | null } {
+  return { type: 'error', error: { type: anthropicErrorType(err.status), message: err.message, code: err.code }, request_id: requestId };
 }

@@ -190,7 +190,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // An error raised before the onRequest hook ran (none is known) would find routeConfig unset.
     const dialect = (request.routeConfig ?? request.routeOptions.config)?.dialect;
     if (dialect === 'anthropic' || (dialect === 'by-header' && request.headers['anthropic-version'] !== undefined)) {
-      return reply.send(anthropicErrorFromGateway(err));
+      return reply.send(anthropicErrorFromGateway(err, request.id));
     }
     return reply.send(openAiErrorBody(err));
   });
@@ -206,7 +206,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (allowed.length) reply.header('allow', allowed.join(', '));
     // An Anthropic client (its paths, or its version header) gets Anthropic's error shape, as on every other error.
     if (path.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined) {
-      return reply.send(anthropicErrorFromGateway(err));
+      return reply.send(anthropicErrorFromGateway(err, request.id));
     }
     return reply.send(openAiErrorBody(err));
   });

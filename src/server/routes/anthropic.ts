@@ -30,7 +30,7 @@ export const anthropicRoutes: FastifyPluginAsync<AnthropicRouteOptions> = async 
         const inputTokens = countPromptTokens(req.messages, req.tools);
         for await (const e of anthropicStreamEvents(chunks, model, inputTokens)) yield { event: e.event, data: JSON.stringify(e.data) } satisfies SseEvent;
       },
-      errorEvent: (err) => ({ event: 'error', data: JSON.stringify(anthropicErrorFromGateway(err)) }),
+      errorEvent: (err) => ({ event: 'error', data: JSON.stringify(anthropicErrorFromGateway(err, request.id)) }),
     });
   });
 
