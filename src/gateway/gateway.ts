@@ -124,7 +124,7 @@ export class Gateway {
         if (!isUpstreamError(err) || !err.retryable || ctx.signal.aborted) break;
       }
     }
-    throw toGatewayError(lastError);
+    throw toGatewayError(lastError, { passthrough: group.passthrough });
   }
 
   /** /v1/models: configured groups plus what the passthrough provider lists (cached a minute). */

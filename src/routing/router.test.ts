@@ -223,7 +223,7 @@ describe('Router: fallbacks and retries', () => {
   it('a 404 for a passthrough model name is the client\'s, not the deployment\'s', async () => {
     const p = new ScriptedProvider().on('no-such-model', fail('not_found', { status: 404 }));
     const router = build([group('g', ['a'])], p, { breaker: { consecutive_failures: 2 } }, 'fake');
-    for (let i = 0; i < 4; i++) await expect(router.handler(ctxFor(), chat('no-such-model', { seed: i }))).rejects.toMatchObject({ code: 'upstream_error' });
+    for (let i = 0; i < 4; i++) await expect(router.handler(ctxFor(), chat('no-such-model', { seed: i }))).rejects.toMatchObject({ code: 'model_not_found', status: 404 });
     expect(router.breakerFor('fake/no-such-model').state).toBe('closed');
     expect(p.calls.length).toBe(4);
   });

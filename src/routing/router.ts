@@ -247,8 +247,11 @@ export class Router {
     const span = startSpan('route', contextOf(ctx), { 'inferenceflow.model_group': req.model });
     const state: RequestState = { ctx, req, signal, deadlineAt: Date.now() + deadlineMs, visited: [], trace: span.context };
     let streaming = false;
+    let passthrough = false;
     try {
-      const outcome = await this.routeGroup(state, this.catalog.resolve(req.model));
+      const group = this.catalog.resolve(req.model);
+      passthrough = group.passthrough;
+      const outcome = await this.routeGroup(state, group);
       if (span.span.isRecording()) {
         span.span.setAttributes({ 'inferenceflow.route': ctx.facts.route ?? '', 'inferenceflow.deployment': ctx.facts.deployment ?? '', 'inferenceflow.attempts': ctx.facts.attempts });
       }
@@ -260,7 +263,7 @@ export class Router {
     } catch (err) {
       // A client that left is not a gateway failure (it was logged as internal_error before).
       const failure =
-        signal.reason instanceof DeadlineExceeded ? signal.reason : cancel.aborted ? new GatewayError('client_closed_request', { cause: err }) : toGatewayError(err);
+        signal.reason instanceof DeadlineExceeded ? signal.reason : cancel.aborted ? new GatewayError('client_closed_request', { cause: err }) : toGatewayError(err, { passthrough });
       endSpan(span.span, failure);
       throw failure;
     } finally {

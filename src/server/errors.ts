@@ -38,10 +38,21 @@ export class GatewayError extends Error {
   }
 }
 
+/** Where an upstream failure happened, as far as the client-facing error depends on it. */
+export interface UpstreamErrorSource {
+  /**
+   * The request went to the passthrough provider under the client's own model name: a 404 there
+   * means that name does not exist upstream (404 `model_not_found`), not a broken deployment (502).
+   */
+  passthrough?: boolean;
+}
+
 /** The client-facing error for an upstream failure. */
-export function fromUpstream(err: UpstreamError): GatewayError {
+export function fromUpstream(err: UpstreamError, source: UpstreamErrorSource = {}): GatewayError {
   const opts = { message: err.message, provider: err.provider, retryAfterMs: err.retryAfterMs, cause: err };
   switch (err.kind) {
+    case 'not_found':
+      return source.passthrough ? new GatewayError('model_not_found', { ...opts, param: 'model' }) : new GatewayError('upstream_error', opts);
     case 'timeout':
       return new GatewayError('upstream_timeout', opts);
     case 'rate_limited':
@@ -64,9 +75,9 @@ export function fromUpstream(err: UpstreamError): GatewayError {
 }
 
 /** Any thrown value as a GatewayError (unknown failures become internal_error). */
-export function toGatewayError(err: unknown): GatewayError {
+export function toGatewayError(err: unknown, source: UpstreamErrorSource = {}): GatewayError {
   if (err instanceof GatewayError) return err;
-  if (isUpstreamError(err)) return fromUpstream(err);
+  if (isUpstreamError(err)) return fromUpstream(err, source);
   return new GatewayError('internal_error', { cause: err });
 }
 

@@ -1,0 +1,111 @@
+// What a client gets when the upstream refuses: an OpenAI-compatible stand-in upstream answers each
+// model name with a scripted error body, behind the passthrough provider (OPENAI_BASE_URL) and a
+// configured group. The status, `code` and `param` a client (and its SDK's retry logic) relies on
+// must survive the gateway.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+type Reply = { status: number; json: unknown };
+
+const answer = (model: string): Reply => ({
+  status: 200,
+  json: {
+    id: 'chatcmpl-up',
+    object: 'chat.completion',
+    created: 1,
+    model,
+    choices: [{ index: 0, message: { role: 'assistant', content: `hello from ${model}` }, finish_reason: 'stop', logprobs: null }],
+    usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
+  },
+});
+
+const openAiError = (status: number, message: string, type: string, code: string | null, param: string | null = null): Reply => ({ status, json: { error: { message, type, param, code } } });
+
+/** Upstream replies by model name; anything else answers. */
+const REPLIES: Record<string, Reply> = {
+  'gpt-9': openAiError(404, 'The model `gpt-9` does not exist or you do not have access to it.', 'invalid_request_error', 'model_not_found'),
+  'cfg-missing': openAiError(404, 'The model `cfg-missing` does not exist or you do not have access to it.', 'invalid_request_error', 'model_not_found'),
+};
+
+describe('upstream errors reach the client with their meaning', () => {
+  let upstream: Server;
+  let server: RunningServer;
+  let client: OpenAI;
+  const calls: string[] = [];
+
+  beforeAll(async () => {
+    upstream = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (d: Buffer) => (raw += d));
+      req.on('end', () => {
+        if (req.method !== 'POST') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[]}');
+          return;
+        }
+        const model = (JSON.parse(raw) as { model: string }).model;
+        calls.push(model);
+        const r = REPLIES[model] ?? answer(model);
+        res.writeHead(r.status, { 'content-type': 'application/json' }).end(JSON.stringify(r.json));
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+    server = await startTestGateway({
+      env: { OPENAI_BASE_URL: base },
+      config: {
+        providers: { cfg: { type: 'openai', base_url: base } },
+        models: [{ name: 'configured', deployments: [{ provider: 'cfg', model: 'cfg-missing' }] }],
+      },
+    });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await new Promise<void>((resolve) => upstream?.close(() => resolve()));
+  });
+
+  beforeEach(() => {
+    calls.length = 0;
+  });
+
+  const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    return { status: res.status, headers: res.headers, body: (await res.json()) as { error: Record<string, unknown>; type?: string } };
+  };
+  const hi = [{ role: 'user' as const, content: 'hi' }];
+
+  describe('404 for a passthrough model name', () => {
+    it('is 404 model_not_found (param model), asked once, not a 502 the SDK retries', async () => {
+      const res = await post('/v1/chat/completions', { model: 'gpt-9', messages: hi });
+      expect(res.status).toBe(404);
+      expect(res.body.error).toMatchObject({ code: 'model_not_found', type: 'invalid_request_error', param: 'model', provider: 'openai' });
+      expect(res.body.error.message).toContain('gpt-9');
+      expect(calls).toEqual(['gpt-9']);
+
+      // The SDK with its default retries: a NotFoundError, no retry.
+      calls.length = 0;
+      const sdk = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused' });
+      const err = await sdk.chat.completions.create({ model: 'gpt-9', messages: hi }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+      expect(calls).toEqual(['gpt-9']);
+    });
+
+    it('is Anthropic\'s not_found_error on /v1/messages', async () => {
+      const res = await post('/v1/messages', { model: 'gpt-9', max_tokens: 16, messages: hi }, { 'anthropic-version': '2023-06-01' });
+      expect(res.status).toBe(404);
+      expect(res.body.type).toBe('error');
+      expect(res.body.error).toMatchObject({ type: 'not_found_error', code: 'model_not_found' });
+    });
+
+    it('is still 502 upstream_error for a configured group: the gateway\'s deployment is misconfigured, the client\'s model exists', async () => {
+      const err = (await client.chat.completions.create({ model: 'configured', messages: hi }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(err.status).toBe(502);
+      expect(err.code).toBe('upstream_error');
+    });
+  });
+});
