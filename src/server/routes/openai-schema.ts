@@ -11,6 +11,21 @@ const text = z.string();
  */
 const cacheControl = z.object({ type: z.literal('ephemeral'), ttl: z.enum(['5m', '1h']).optional() }).strict().optional();
 
+/**
+ * OpenAI's explicit prompt-cache breakpoint on a content part (`{mode: "explicit"}`, the spec's
+ * PromptCacheBreakpointParam): accepted and removed by `withoutBreakpoint`, so no upstream sees it.
+ * The canonical part has no field for it, and it is not turned into `cache_control`: OpenAI reads up
+ * to 80 breakpoints in a conversation, Anthropic refuses more than 4.
+ */
+const promptCacheBreakpoint = z.object({ mode: z.literal('explicit') }).strict().optional();
+
+/** The part without its `prompt_cache_breakpoint` (the same object when it has none). */
+function withoutBreakpoint<T extends { prompt_cache_breakpoint?: unknown }>(part: T): Omit<T, 'prompt_cache_breakpoint'> {
+  if (!('prompt_cache_breakpoint' in part)) return part;
+  const { prompt_cache_breakpoint: _breakpoint, ...rest } = part;
+  return rest;
+}
+
 /** A document inline: `file_data` a base64 data URL (`data:application/pdf;base64,…`). Files by id are refused. */
 const filePart = z
   .object({
@@ -24,18 +39,22 @@ const filePart = z
       .strict()
       .refine((f) => f.file_data !== undefined, { message: 'send the document as `file_data` (files by `file_id` are not supported by this gateway)' }),
     cache_control: cacheControl,
+    prompt_cache_breakpoint: promptCacheBreakpoint,
   })
-  .strict();
+  .strict()
+  .transform(withoutBreakpoint);
 
 const contentPart = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('text'), text, cache_control: cacheControl }).strict(),
+  z.object({ type: z.literal('text'), text, cache_control: cacheControl, prompt_cache_breakpoint: promptCacheBreakpoint }).strict().transform(withoutBreakpoint),
   z
     .object({
       type: z.literal('image_url'),
       image_url: z.object({ url: z.string().min(1), detail: z.enum(['auto', 'low', 'high']).optional() }).strict(),
       cache_control: cacheControl,
+      prompt_cache_breakpoint: promptCacheBreakpoint,
     })
-    .strict(),
+    .strict()
+    .transform(withoutBreakpoint),
 ]);
 /** User turns may also carry documents (as in OpenAI's API). */
 const userContentPart = z.discriminatedUnion('type', [...contentPart.options, filePart]);
@@ -139,12 +158,31 @@ export const extensionFields = {
   session_id: z.string().max(256).optional(),
 };
 
+/**
+ * The spec's int64 range. A JSON number beyond ±2^53 reaches the gateway already rounded to a double
+ * (JSON.parse), and goes upstream as JavaScript writes that double — its shortest decimal form
+ * (2^60 + 1 arrives as 2^60 and leaves as 1152921504606847000): an integer within int64, and the same
+ * for the same body, so a seed still repeats an answer, though it is not the digits the client sent.
+ * int64's limits parse to ±2^63, which would leave as ±9223372036854776000 — outside int64, refused
+ * by an upstream — so they go as the double next to them inside it, written ±9223372036854775000.
+ */
+const INT64_LIMIT = 2 ** 63;
+const LARGEST_INT64_DOUBLE = 2 ** 63 - 1024;
+const seed = z
+  .number()
+  .min(-INT64_LIMIT)
+  .max(INT64_LIMIT)
+  .superRefine((v, ctx) => {
+    if (!Number.isInteger(v)) ctx.addIssue({ code: 'invalid_type', expected: 'int', received: 'number', input: v, message: 'expected int, received number' });
+  })
+  .transform((v) => (v >= INT64_LIMIT ? LARGEST_INT64_DOUBLE : v <= -INT64_LIMIT ? -LARGEST_INT64_DOUBLE : v));
+
 const sampling = {
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().min(0).max(1).nullable().optional(),
   n: z.number().int().min(1).max(128).nullable().optional(),
   stop: stop.optional(),
-  seed: z.number().int().nullable().optional(),
+  seed: seed.nullable().optional(),
   user: z.string().optional(),
   presence_penalty: z.number().min(-2).max(2).nullable().optional(),
   frequency_penalty: z.number().min(-2).max(2).nullable().optional(),

@@ -1,0 +1,135 @@
+// Chat Completions parameters of OpenAI's published schema (and SDK 6.49's types) the gateway
+// refused: a content part's `prompt_cache_breakpoint` (accepted and removed before any upstream sees
+// it) and a `seed` anywhere in the spec's int64 range (beyond 2^53 JSON numbers arrive rounded to a
+// double, which goes upstream in its shortest decimal form; int64's limits, ±2^63 as doubles, as the
+// double next to them inside int64). Through the
+// official `openai` client, against a fake OpenAI-compatible upstream whose raw bodies are kept.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { chatCompletionSchema } from '../src/server/routes/openai-schema.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+let upstream: Server;
+let server: RunningServer;
+let client: OpenAI;
+const raw: string[] = [];
+
+beforeAll(async () => {
+  upstream = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (req.method !== 'POST') {
+        res.end(JSON.stringify({ object: 'list', data: [] }));
+        return;
+      }
+      raw.push(body);
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-up',
+          object: 'chat.completion',
+          created: 1_700_000_000,
+          model: 'gpt-4o-mini',
+          choices: [{ index: 0, message: { role: 'assistant', content: 'hello', refusal: null }, finish_reason: 'stop', logprobs: null }],
+          usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
+        }),
+      );
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+  server = await startTestGateway({ env: { OPENAI_BASE_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` } });
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+afterAll(async () => {
+  await server?.close();
+  upstream?.close();
+});
+
+/** The raw upstream body one create call sent. */
+async function sent(params: OpenAI.Chat.ChatCompletionCreateParamsNonStreaming): Promise<string> {
+  raw.length = 0;
+  await client.chat.completions.create(params);
+  expect(raw).toHaveLength(1);
+  return raw[0] as string;
+}
+
+/** A body sent as raw JSON text (integers beyond 2^53 as a client in a language with int64 writes them). */
+async function post(json: string): Promise<void> {
+  const res = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: json });
+  expect(res.status).toBe(200);
+}
+
+async function refused(params: Record<string, unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
+  const err = (await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...params } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+  expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+  return err;
+}
+
+describe('prompt_cache_breakpoint on a content part', () => {
+  it('is accepted on text and image parts (any role) and removed before the upstream', async () => {
+    const body = await sent({
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'system', content: [{ type: 'text', text: 'You are terse.', prompt_cache_breakpoint: { mode: 'explicit' } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'image_url', image_url: { url: 'https://example.com/a.png' }, prompt_cache_breakpoint: { mode: 'explicit' } },
+            { type: 'text', text: 'What is this?', prompt_cache_breakpoint: { mode: 'explicit' } },
+          ],
+        },
+      ],
+    });
+    expect(body).not.toContain('prompt_cache_breakpoint');
+    const messages = (JSON.parse(body) as { messages: unknown[] }).messages;
+    expect(messages).toEqual([
+      { role: 'system', content: [{ type: 'text', text: 'You are terse.' }] },
+      { role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }, { type: 'text', text: 'What is this?' }] },
+    ]);
+  });
+
+  it('is accepted on a file part too, and gone from the parsed request', () => {
+    const parsed = chatCompletionSchema.parse({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: [{ type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0=', filename: 'a.pdf' }, prompt_cache_breakpoint: { mode: 'explicit' } }] }],
+    });
+    expect(parsed.messages[0]?.content).toEqual([{ type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0=', filename: 'a.pdf' } }]);
+  });
+
+  it('must be the spec\'s {mode: "explicit"}', async () => {
+    const withBreakpoint = (b: unknown) => ({ messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', prompt_cache_breakpoint: b }] }] });
+    expect((await refused(withBreakpoint({ mode: 'implicit' }))).code).toBe('invalid_value');
+    expect((await refused(withBreakpoint({}))).code).toBe('invalid_value');
+    expect((await refused(withBreakpoint({ mode: 'explicit', ttl: '1h' }))).code).toBe('unknown_parameter');
+  });
+});
+
+describe('seed in the int64 range', () => {
+  it('forwards a seed above 2^53 as its JSON number parsed', async () => {
+    expect(await sent({ model: 'gpt-4o-mini', seed: 2 ** 53 + 2, messages: [{ role: 'user', content: 'hi' }] })).toContain('"seed":9007199254740994');
+    // 2^60 + 1 is 2^60 as a double, written in its shortest form: an integer within int64, the same every time.
+    raw.length = 0;
+    await post('{"model":"gpt-4o-mini","seed":1152921504606846977,"messages":[{"role":"user","content":"hi"}]}');
+    expect(raw[0]).toContain('"seed":1152921504606847000');
+  });
+
+  it("int64's limits (±2^63 as doubles) go upstream as the doubles next to them inside int64", async () => {
+    expect(await sent({ model: 'gpt-4o-mini', seed: -(2 ** 63), messages: [{ role: 'user', content: 'hi' }] })).toContain('"seed":-9223372036854775000');
+    // 9223372036854775807 as JSON text: what a client in a language with int64 sends.
+    raw.length = 0;
+    await post('{"model":"gpt-4o-mini","seed":9223372036854775807,"messages":[{"role":"user","content":"hi"}]}');
+    expect(raw[0]).toContain('"seed":9223372036854775000');
+    // The JS SDK sends the same number (2^63 is what it holds for int64's maximum).
+    expect(await sent({ model: 'gpt-4o-mini', seed: 2 ** 63, messages: [{ role: 'user', content: 'hi' }] })).toContain('"seed":9223372036854775000');
+  });
+
+  it('refuses a seed outside int64 or not an integer', async () => {
+    expect((await refused({ seed: 2 ** 64 })).code).toBe('invalid_value');
+    expect((await refused({ seed: -(2 ** 64) })).code).toBe('invalid_value');
+    expect((await refused({ seed: 1.5 })).code).toBe('invalid_type');
+  });
+});
