@@ -28,6 +28,9 @@ const openAiError = (status: number, message: string, type: string, code: string
 /** Upstream replies by model name; anything else answers. */
 const REPLIES: Record<string, Reply> = {
   'gpt-9': openAiError(404, 'The model `gpt-9` does not exist or you do not have access to it.', 'invalid_request_error', 'model_not_found'),
+  'bad-param': openAiError(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.", 'invalid_request_error', 'unsupported_parameter', 'response_format'),
+  'too-long': openAiError(400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 200000 tokens.", 'invalid_request_error', 'context_length_exceeded', 'messages'),
+  'bare-422': { status: 422, json: { detail: 'bad' } },
   'cfg-missing': openAiError(404, 'The model `cfg-missing` does not exist or you do not have access to it.', 'invalid_request_error', 'model_not_found'),
 };
 
@@ -78,6 +81,44 @@ describe('upstream errors reach the client with their meaning', () => {
     return { status: res.status, headers: res.headers, body: (await res.json()) as { error: Record<string, unknown>; type?: string } };
   };
   const hi = [{ role: 'user' as const, content: 'hi' }];
+
+  describe('400 from the upstream', () => {
+    it('keeps the upstream\'s param, and its code as upstream_code beside the gateway\'s stable code', async () => {
+      const res = await post('/v1/chat/completions', { model: 'bad-param', messages: hi });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'upstream_rejected_request', upstream_code: 'unsupported_parameter', param: 'response_format', type: 'invalid_request_error' });
+      const err = (await client.chat.completions.create({ model: 'bad-param', messages: hi }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      expect([err.code, err.param]).toEqual(['upstream_rejected_request', 'response_format']);
+      expect((err.error as { upstream_code?: string }).upstream_code).toBe('unsupported_parameter');
+    });
+
+    it('does the same for a stream refused before it began', async () => {
+      const res = await post('/v1/chat/completions', { model: 'bad-param', messages: hi, stream: true });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'upstream_rejected_request', upstream_code: 'unsupported_parameter', param: 'response_format' });
+    });
+
+    it('keeps param on a context-length refusal, whose gateway code is OpenAI\'s', async () => {
+      const res = await post('/v1/chat/completions', { model: 'too-long', messages: hi });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'context_length_exceeded', upstream_code: 'context_length_exceeded', param: 'messages' });
+    });
+
+    it('adds nothing when the upstream gave no code or param', async () => {
+      const res = await post('/v1/chat/completions', { model: 'bare-422', messages: hi });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'upstream_rejected_request', param: null });
+      expect(res.body.error).not.toHaveProperty('upstream_code');
+    });
+
+    it('renders on /v1/messages in Anthropic\'s body with the gateway\'s code', async () => {
+      const res = await post('/v1/messages', { model: 'bad-param', max_tokens: 16, messages: hi }, { 'anthropic-version': '2023-06-01' });
+      expect(res.status).toBe(400);
+      expect(res.body.type).toBe('error');
+      expect(res.body.error).toMatchObject({ type: 'invalid_request_error', code: 'upstream_rejected_request' });
+    });
+  });
 
   describe('404 for a passthrough model name', () => {
     it('is 404 model_not_found (param model), asked once, not a 502 the SDK retries', async () => {

@@ -83,6 +83,22 @@ function first(v: string | string[] | undefined): string | undefined {
 }
 
 /**
+ * The machine-readable fields of an upstream's error body in OpenAI's shape (`{"error": {"code",
+ * "param", …}}`, which OpenAI-compatible servers copy): the code when it is a string, the param
+ * when it names one. Other shapes (Anthropic's `type`, Gemini's numeric `code`) give neither.
+ */
+export function upstreamErrorFields(body: unknown): { code?: string; param?: string } {
+  if (body === null || typeof body !== 'object') return {};
+  const e = (body as { error?: unknown }).error;
+  if (e === null || typeof e !== 'object') return {};
+  const { code, param } = e as { code?: unknown; param?: unknown };
+  return {
+    ...(typeof code === 'string' && code !== '' ? { code } : {}),
+    ...(typeof param === 'string' && param !== '' ? { param } : {}),
+  };
+}
+
+/**
  * Classifies an HTTP error status from an upstream. `message` is whatever the upstream's error body
  * said, used to spot context-length and content-policy refusals that arrive as plain 400s.
  */

@@ -1,7 +1,7 @@
 // Gateway errors: the code table (error-codes.ts, documented in docs/errors.md) and GatewayError.
 // Route adapters render a GatewayError in their own dialect (OpenAI or Anthropic body); the code
 // is the same everywhere.
-import { isUpstreamError, type UpstreamError } from '../providers/errors.js';
+import { isUpstreamError, upstreamErrorFields, type UpstreamError } from '../providers/errors.js';
 import { ERROR_CODES, type ErrorCode } from './error-codes.js';
 
 export { ERROR_CODES, type ErrorCode, type ErrorSpec } from './error-codes.js';
@@ -13,6 +13,8 @@ export interface GatewayErrorOptions {
   retryAfterMs?: number;
   headers?: Record<string, string>;
   cause?: unknown;
+  /** The upstream's own error code, when the error came from an upstream that gave one. */
+  upstreamCode?: string;
 }
 
 export class GatewayError extends Error {
@@ -23,6 +25,11 @@ export class GatewayError extends Error {
   readonly provider?: string;
   readonly retryAfterMs?: number;
   readonly headers?: Record<string, string>;
+  /**
+   * The upstream's own `code` (e.g. `unsupported_parameter`), sent beside the gateway's as
+   * `upstream_code`: `code` stays one of the table's (docs/errors.md, docs/decisions.md).
+   */
+  readonly upstreamCode?: string;
 
   constructor(code: ErrorCode, opts: GatewayErrorOptions = {}) {
     const spec = ERROR_CODES[code];
@@ -35,6 +42,7 @@ export class GatewayError extends Error {
     this.provider = opts.provider;
     this.retryAfterMs = opts.retryAfterMs;
     this.headers = opts.headers;
+    if (opts.upstreamCode !== undefined) this.upstreamCode = opts.upstreamCode;
   }
 }
 
@@ -49,7 +57,9 @@ export interface UpstreamErrorSource {
 
 /** The client-facing error for an upstream failure. */
 export function fromUpstream(err: UpstreamError, source: UpstreamErrorSource = {}): GatewayError {
-  const opts = { message: err.message, provider: err.provider, retryAfterMs: err.retryAfterMs, cause: err };
+  // The upstream's `param` (what it rejected) is the client's too; its `code` travels beside ours.
+  const fields = upstreamErrorFields(err.body);
+  const opts: GatewayErrorOptions = { message: err.message, provider: err.provider, retryAfterMs: err.retryAfterMs, cause: err, param: fields.param, upstreamCode: fields.code };
   switch (err.kind) {
     case 'not_found':
       return source.passthrough ? new GatewayError('model_not_found', { ...opts, param: 'model' }) : new GatewayError('upstream_error', opts);
@@ -90,6 +100,7 @@ export function openAiErrorBody(err: GatewayError): { error: Record<string, unkn
       code: err.code,
       param: err.param,
       ...(err.provider ? { provider: err.provider } : {}),
+      ...(err.upstreamCode !== undefined ? { upstream_code: err.upstreamCode } : {}),
     },
   };
 }
