@@ -37,3 +37,14 @@ it('counts a 1000 × 1000 PNG as about 1,334 tokens beside its text', async () =
   });
   expect(byUrl.input_tokens - text.input_tokens).toBeGreaterThan(1000);
 });
+
+it('accepts a conversation carrying megabytes of images at the default body limit (32 MiB, as Anthropic)', async () => {
+  // ~6 MB of base64: over the old 4 MiB default, well under Anthropic's 32 MB request limit.
+  const png = readFileSync(new URL('../src/providers/__fixtures__/images/wide.png', import.meta.url));
+  const big = Buffer.concat([png, Buffer.alloc(4_500_000)]).toString('base64');
+  const counted = await client.messages.countTokens({
+    model: 'claude-sonnet-4-5',
+    messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: big } }, { type: 'text', text: 'Describe this' }] }],
+  });
+  expect(counted.input_tokens).toBeGreaterThan(1334);
+});

@@ -16,8 +16,12 @@ export const serverSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8080),
-    /** Largest accepted request body, bytes. */
-    body_limit_bytes: z.number().int().positive().default(4 * 1024 * 1024),
+    /**
+     * Largest accepted request body, bytes. 32 MiB, Anthropic's own limit for a Messages request: a
+     * gateway in front of it must not refuse what it accepts — a vision conversation resends its
+     * images on every turn (docs/decisions.md).
+     */
+    body_limit_bytes: z.number().int().positive().default(32 * 1024 * 1024),
     /** Drain deadline on SIGTERM, ms, counted from when the listener closes. */
     shutdown_timeout_ms: z.number().int().positive().default(30_000),
     /**

@@ -55,7 +55,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const accessLog = new AccessLogger(opts.log);
   const app = Fastify({
     logger: false,
-    bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
+    bodyLimit: opts.bodyLimit ?? 32 * 1024 * 1024,
     // A hop count works at run time (Fastify's docs; proxy-addr) though its types leave numbers out.
     ...(opts.trustProxy === undefined ? {} : { trustProxy: opts.trustProxy as FastifyServerOptions['trustProxy'] }),
     requestIdHeader: false,
