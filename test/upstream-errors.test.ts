@@ -31,6 +31,7 @@ const REPLIES: Record<string, Reply> = {
   'bad-param': openAiError(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.", 'invalid_request_error', 'unsupported_parameter', 'response_format'),
   'too-long': openAiError(400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 200000 tokens.", 'invalid_request_error', 'context_length_exceeded', 'messages'),
   'bare-422': { status: 422, json: { detail: 'bad' } },
+  'no-credit': openAiError(429, 'You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', 'insufficient_quota'),
   'cfg-missing': openAiError(404, 'The model `cfg-missing` does not exist or you do not have access to it.', 'invalid_request_error', 'model_not_found'),
 };
 
@@ -61,7 +62,12 @@ describe('upstream errors reach the client with their meaning', () => {
       env: { OPENAI_BASE_URL: base },
       config: {
         providers: { cfg: { type: 'openai', base_url: base } },
-        models: [{ name: 'configured', deployments: [{ provider: 'cfg', model: 'cfg-missing' }] }],
+        models: [
+          { name: 'configured', deployments: [{ provider: 'cfg', model: 'cfg-missing' }] },
+          // Two deployments: the first's account is out of credit.
+          { name: 'billed', deployments: [{ provider: 'cfg', model: 'no-credit' }, { provider: 'cfg', model: 'paid', priority: 1 }] },
+          { name: 'billed-only', deployments: [{ provider: 'cfg', model: 'no-credit', id: 'only/no-credit' }] },
+        ],
       },
     });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -117,6 +123,37 @@ describe('upstream errors reach the client with their meaning', () => {
       expect(res.status).toBe(400);
       expect(res.body.type).toBe('error');
       expect(res.body.error).toMatchObject({ type: 'invalid_request_error', code: 'upstream_rejected_request' });
+    });
+  });
+
+  describe('429 insufficient_quota (billing, not a rate limit)', () => {
+    it('moves on to the next deployment at once, without asking the exhausted one again', async () => {
+      const r = await client.chat.completions.create({ model: 'billed', messages: hi });
+      expect(r.choices[0]?.message.content).toBe('hello from paid');
+      expect(calls).toEqual(['no-credit', 'paid']);
+    });
+
+    it('with no other deployment, is 429 upstream_quota_exceeded, asked once, no Retry-After, marked not to be retried', async () => {
+      const res = await post('/v1/chat/completions', { model: 'billed-only', messages: hi });
+      expect(res.status).toBe(429);
+      expect(res.body.error).toMatchObject({ code: 'upstream_quota_exceeded', type: 'insufficient_quota', upstream_code: 'insufficient_quota' });
+      expect(res.headers.get('retry-after')).toBeNull();
+      expect(res.headers.get('x-should-retry')).toBe('false');
+      expect(calls).toEqual(['no-credit']);
+
+      // The SDK with its default retries does not retry it either.
+      calls.length = 0;
+      const sdk = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused' });
+      const err = (await sdk.chat.completions.create({ model: 'billed-only', messages: hi }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+      expect(err.code).toBe('upstream_quota_exceeded');
+      expect(calls).toEqual(['no-credit']);
+    });
+
+    it('is Anthropic\'s rate_limit_error on /v1/messages', async () => {
+      const res = await post('/v1/messages', { model: 'billed-only', max_tokens: 16, messages: hi }, { 'anthropic-version': '2023-06-01' });
+      expect(res.status).toBe(429);
+      expect(res.body.error).toMatchObject({ type: 'rate_limit_error', code: 'upstream_quota_exceeded' });
     });
   });
 

@@ -5,6 +5,7 @@ export type UpstreamErrorKind =
   | 'connect' // could not connect / connection reset before a response
   | 'timeout' // no response (or no first byte) within the attempt's time
   | 'rate_limited' // 429 from the upstream
+  | 'quota' // 429 insufficient_quota: the account's credit or quota is used up (billing), not a rate
   | 'overloaded' // 503/529 from the upstream
   | 'server' // other 5xx
   | 'bad_request' // 400/422: the upstream rejected the request itself
@@ -100,10 +101,12 @@ export function upstreamErrorFields(body: unknown): { code?: string; param?: str
 
 /**
  * Classifies an HTTP error status from an upstream. `message` is whatever the upstream's error body
- * said, used to spot context-length and content-policy refusals that arrive as plain 400s.
+ * said, used to spot context-length and content-policy refusals that arrive as plain 400s; `body`,
+ * the parsed error body, tells an exhausted quota from a rate limit (both 429).
  */
-export function kindForStatus(status: number, message = ''): UpstreamErrorKind {
-  if (status === 429) return 'rate_limited';
+export function kindForStatus(status: number, message = '', body?: unknown): UpstreamErrorKind {
+  // OpenAI answers an exhausted account 429 too: no wait will help, unlike a rate limit.
+  if (status === 429) return upstreamErrorFields(body).code === 'insufficient_quota' ? 'quota' : 'rate_limited';
   if (status === 401 || status === 403) return 'auth';
   if (status === 404) return 'not_found';
   if (status === 408) return 'timeout';

@@ -134,7 +134,7 @@ export class UpstreamHttp {
     const message = upstreamErrorMessage(parsed) ?? (text.slice(0, 300) || `HTTP ${status}`);
     return new UpstreamError({
       provider: this.provider,
-      kind: kindForStatus(status, message),
+      kind: kindForStatus(status, message, parsed),
       status,
       message: `${this.provider} returned ${status}: ${message}`,
       retryAfterMs: parseRetryAfter(headers['retry-after'], headers['retry-after-ms']),

@@ -23,11 +23,12 @@ export function isRetryable(err: unknown): boolean {
 /**
  * Failures of one deployment that another may not share, so the request moves on to the next one
  * (no backoff retry: asking the same deployment again gives the same answer): our credentials
- * refused (401/403), the model missing there (404), or the adapter unable to do what was asked. A
+ * refused (401/403), the model missing there (404), the account's quota used up (429
+ * insufficient_quota), or the adapter unable to do what was asked. A
  * 400 any deployment would give (bad_request, context length, content policy) is not one of them.
  */
 export function isDeploymentFault(err: unknown): boolean {
-  return isUpstreamError(err) && (err.kind === 'auth' || err.kind === 'not_found' || err.kind === 'unsupported');
+  return isUpstreamError(err) && (err.kind === 'auth' || err.kind === 'not_found' || err.kind === 'quota' || err.kind === 'unsupported');
 }
 
 /**

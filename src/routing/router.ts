@@ -512,14 +512,14 @@ export class Router {
 
 /**
  * Whether a failed attempt counts against its deployment's breaker: upstream failures, and refused
- * credentials or a model missing there (every request to it fails the same way). Not a 400 the
+ * credentials, an exhausted quota or a model missing there (every request to it fails the same way). Not a 400 the
  * request earned, nor `unsupported` (what this request asks, e.g. n > 1 on a stream: a client must
  * not be able to open a healthy deployment's breaker), nor a 404 for a passthrough name (the client
  * made the name up).
  */
 function countsAgainst(err: unknown, passthrough: boolean): boolean {
   if (!isUpstreamError(err)) return true;
-  if (err.retryable || err.kind === 'auth') return true;
+  if (err.retryable || err.kind === 'auth' || err.kind === 'quota') return true;
   return err.kind === 'not_found' && !passthrough;
 }
 

@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error', message: 'Rate limit exceeded; retry after the time in Retry-After.' },
   upstream_rate_limited: { status: 429, type: 'rate_limit_error', message: 'Every upstream for this model is rate limiting; retry after the time in Retry-After.' },
   queue_full: { status: 429, type: 'rate_limit_error', message: 'The gateway queue for this model is full; retry after the time in Retry-After.' },
+  upstream_quota_exceeded: { status: 429, type: 'insufficient_quota', message: "The upstream provider's quota or credit for the gateway's account is used up." },
   // nginx's 499: never seen by the client that left, it names the outcome in logs, spans and metrics.
   client_closed_request: { status: 499, type: 'invalid_request_error', message: 'The client closed the connection before the answer was complete.' },
   // 5xx: the gateway or the upstreams

@@ -65,6 +65,9 @@ export function fromUpstream(err: UpstreamError, source: UpstreamErrorSource = {
       return source.passthrough ? new GatewayError('model_not_found', { ...opts, param: 'model' }) : new GatewayError('upstream_error', opts);
     case 'timeout':
       return new GatewayError('upstream_timeout', opts);
+    case 'quota':
+      // Billing, not a rate limit: no Retry-After, and OpenAI's and Anthropic's SDKs are told not to retry.
+      return new GatewayError('upstream_quota_exceeded', { ...opts, retryAfterMs: undefined, headers: { 'x-should-retry': 'false' } });
     case 'rate_limited':
       return new GatewayError('upstream_rate_limited', { ...opts, retryAfterMs: err.retryAfterMs ?? 1000 });
     case 'overloaded':
