@@ -301,3 +301,70 @@ describe("the Anthropic route's answer shape", () => {
     expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'not_found_error' }, request_id: 'req-from-client' });
   });
 });
+
+describe('Anthropic-defined tools, server-tool blocks and documents by URL', () => {
+  const tools = [
+    { type: 'bash_20250124', name: 'bash' },
+    { name: 'get_weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } },
+    { type: 'text_editor_20250728', name: 'str_replace_based_edit_tool', max_characters: 10000 },
+    {
+      type: 'web_search_20250305',
+      name: 'web_search',
+      max_uses: 3,
+      allowed_domains: ['example.com'],
+      user_location: { type: 'approximate', city: 'Paris', country: 'FR', timezone: 'Europe/Paris' },
+      cache_control: { type: 'ephemeral' },
+    },
+  ] as Anthropic.ToolUnion[];
+  // A web search turn as Claude answered it (Anthropic's web search tool reference), sent back.
+  const searched: Anthropic.MessageParam[] = [
+    { role: 'user', content: 'What is new in Paris?' },
+    {
+      role: 'assistant',
+      content: [
+        { type: 'text', text: "I'll search for that." },
+        { type: 'server_tool_use', id: 'srvtoolu_01WYG3ziw53XMcoyKL4XcZmE', name: 'web_search', input: { query: 'Paris news' } },
+        {
+          type: 'web_search_tool_result',
+          tool_use_id: 'srvtoolu_01WYG3ziw53XMcoyKL4XcZmE',
+          content: [{ type: 'web_search_result', url: 'https://example.com/paris', title: 'Paris today', encrypted_content: 'EqgfCioIARgBIiQ3YTAwMjY1Mi1mZjM5LTQ1NGUtODgxNC1kNjNjNTk1ZWI3Y', page_age: 'April 30, 2025' }],
+        },
+        {
+          type: 'text',
+          text: 'A new bridge opened.',
+          citations: [{ type: 'web_search_result_location', url: 'https://example.com/paris', title: 'Paris today', encrypted_index: 'Eo8BCioIAhgBIiQyYjQ0OWJmZi1lNm', cited_text: 'A new bridge opened on the Seine.' }],
+        },
+      ],
+    },
+    { role: 'user', content: [{ type: 'document', source: { type: 'url', url: 'https://example.com/report.pdf' } }, { type: 'text', text: 'And this report?' }] },
+  ];
+
+  it('go to Claude as the client sent them, in order', async () => {
+    await client.messages.create({ model: 'claude', max_tokens: 1000, tools, tool_choice: { type: 'tool', name: 'bash' }, messages: [{ role: 'user', content: 'List the files' }] });
+    expect(claudeReceived[0]?.body.tools).toEqual(tools);
+    expect(claudeReceived[0]?.body.tool_choice).toEqual({ type: 'tool', name: 'bash' });
+    await client.messages.create({ model: 'claude', max_tokens: 1000, tools, messages: searched });
+    await client.messages.stream({ model: 'claude', max_tokens: 1000, tools, messages: searched }).finalMessage();
+    expect(claudeReceived[1]?.body.messages).toEqual(searched);
+    expect(claudeReceived[2]?.body.messages).toEqual(searched);
+    // A document by URL alone is enough to send the turns as they are.
+    const byUrl: Anthropic.MessageParam[] = [searched[2] as Anthropic.MessageParam];
+    await client.messages.create({ model: 'claude', max_tokens: 100, messages: byUrl });
+    expect(claudeReceived[3]?.body.messages).toEqual(byUrl);
+  });
+
+  it('are refused with 400 unsupported_capability for a model without an Anthropic deployment', async () => {
+    for (const params of [
+      { model: 'gpt', max_tokens: 100, tools, messages: [{ role: 'user' as const, content: 'List the files' }] },
+      { model: 'gpt', max_tokens: 100, messages: searched },
+    ]) {
+      const err = await client.messages.create(params).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((err as InstanceType<typeof Anthropic.BadRequestError>).error).toMatchObject({
+        type: 'error',
+        error: { type: 'invalid_request_error', code: 'unsupported_capability', message: expect.stringMatching(/Anthropic deployments only/) },
+      });
+    }
+    expect(openaiReceived).toHaveLength(0);
+  });
+});

@@ -166,6 +166,21 @@ export interface ChatRequest {
    * `betas` go): sent in that header to Anthropic upstreams only, beside the provider's own.
    */
   anthropic_beta?: string[];
+  /**
+   * Anthropic-defined tools (`bash_20250124`, `text_editor_*`, `web_search_20250305`, …) as the
+   * client gave them, each with its position among the request's tools (`tools` holds the function
+   * tools). Only Anthropic deployments can take them: such a request is routed to those alone
+   * (needsAnthropic), and 400 `unsupported_capability` when the model has none.
+   */
+  anthropic_tools?: { position: number; tool: Record<string, unknown> }[];
+  /**
+   * The client's Messages API turns as it sent them, when they hold what the canonical messages
+   * cannot carry (server-tool blocks such as `server_tool_use` / `web_search_tool_result`, a document
+   * by URL): sent to Anthropic unchanged in place of the conversion of `messages`, which stays the
+   * gateway's own view (token counts, cache keys; those blocks as JSON text). Routed as
+   * `anthropic_tools` are.
+   */
+  anthropic_messages?: unknown[];
   stream?: boolean;
   stream_options?: { include_usage?: boolean };
   presence_penalty?: number;
@@ -375,6 +390,11 @@ export function contentText(content: ChatMessage['content']): string {
   let out = '';
   for (const part of content) if (part.type === 'text') out += part.text;
   return out;
+}
+
+/** Whether the request carries what only an Anthropic deployment can take (Anthropic-defined tools, native history blocks). */
+export function needsAnthropic(req: ChatRequest): boolean {
+  return Boolean(req.anthropic_tools?.length || req.anthropic_messages);
 }
 
 /** The token budget the client asked for, whichever field it used. */

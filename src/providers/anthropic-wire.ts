@@ -371,13 +371,19 @@ export type InboundBlock = (
   | { type: 'tool_use'; id: string; name: string; input: unknown }
   | {
       type: 'document';
-      source: { type: 'base64'; media_type: 'application/pdf'; data: string } | { type: 'text'; data: string } | { type: 'content'; content: string | { type: 'text'; text: string }[] };
+      source:
+        | { type: 'base64'; media_type: 'application/pdf'; data: string }
+        | { type: 'text'; data: string }
+        | { type: 'content'; content: string | { type: 'text'; text: string }[] }
+        | { type: 'url'; url: string };
       title?: string | null;
       context?: string | null;
     }
   | { type: 'tool_result'; tool_use_id: string; content?: string | InboundBlock[]; is_error?: boolean }
   | { type: 'thinking'; thinking?: string; signature?: string }
   | { type: 'redacted_thinking'; data?: string }
+  /** A server tool's block (web search and the like): only Anthropic reads it; the route sends such turns as they came. */
+  | { type: 'server_tool_use' | 'web_search_tool_result' | 'web_fetch_tool_result' | 'code_execution_tool_result' }
 ) & { cache_control?: CacheControl | null };
 
 /**
@@ -421,6 +427,14 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
         break;
       case 'redacted_thinking':
         if (role === 'assistant' && typeof block.data === 'string') thinking.push({ type: 'redacted_thinking', data: block.data });
+        break;
+      case 'server_tool_use':
+      case 'web_search_tool_result':
+      case 'web_fetch_tool_result':
+      case 'code_execution_tool_result':
+        // Only Anthropic deployments get this request, with the turn as sent; the gateway's own view
+        // (token counts, cache keys) keeps the block as JSON text.
+        parts.push({ type: 'text', text: JSON.stringify(block) });
         break;
       case 'tool_use':
         toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
@@ -493,7 +507,8 @@ function documentParts(block: Extract<InboundBlock, { type: 'document' }>): Cont
     const file: ContentPart = { type: 'file', file: { file_data: `data:application/pdf;base64,${s.data}`, filename } };
     return block.context ? [{ type: 'text', text: `Context for ${filename}: ${block.context}` }, file] : [file];
   }
-  const body = s.type === 'text' ? s.data : typeof s.content === 'string' ? s.content : s.content.map((b) => b.text).join('\n');
+  // A document by URL goes to Anthropic as sent (the route passes such turns through); here, its address.
+  const body = s.type === 'url' ? s.url : s.type === 'text' ? s.data : typeof s.content === 'string' ? s.content : s.content.map((b) => b.text).join('\n');
   const head = [block.title ? `Document: ${block.title}` : 'Document:', block.context ?? ''].filter(Boolean).join('\n');
   return [{ type: 'text', text: `${head}\n\n${body}` }];
 }

@@ -154,13 +154,16 @@ export class AnthropicProvider implements ProviderAdapter {
 
   /** The Messages API request body for a canonical request (exported through the class for tests). */
   buildBody(req: ChatRequest, stream: boolean, json = jsonTool(req)): Record<string, unknown> {
-    const { system, messages } = this.messages(req);
+    const { system, messages: converted } = this.messages(req);
+    // Turns holding blocks only Anthropic reads (server tools', a document by URL) go as the client sent them.
+    const messages = req.anthropic_messages ?? converted;
+    const tools = json ? [json] : allTools(req);
     // Anthropic refuses a stop sequence that is only whitespace ("each stop sequence must contain
     // non-whitespace"), which OpenAI clients send (stop: ["\n"]): those are left out of the request
     // and applied here to the answer's text (whitespaceStops).
     const stop = stopList(req.stop).filter((s) => s.trim() !== '');
     // One call of the forced tool: with parallel calls a streamed answer would be two objects back to back.
-    const toolChoice = json ? { type: 'tool', name: JSON_TOOL, disable_parallel_tool_use: true } : req.tools?.length ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
+    const toolChoice = json ? { type: 'tool', name: JSON_TOOL, disable_parallel_tool_use: true } : tools ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
     const body: Record<string, unknown> = {
       model: req.model,
       max_tokens: requestedMaxTokens(req) ?? this.options.default_max_tokens,
@@ -172,7 +175,7 @@ export class AnthropicProvider implements ProviderAdapter {
       top_p: req.temperature === undefined ? req.top_p : undefined,
       top_k: req.top_k,
       stop_sequences: stop.length > 0 ? stop : undefined,
-      tools: json ? [json] : req.tools?.length ? toAnthropicTools(req.tools) : undefined,
+      tools,
       tool_choice: toolChoice,
       // Extended thinking as the client asked (the Anthropic route's `thinking`).
       thinking: req.thinking,
@@ -494,6 +497,18 @@ function toUsage(u: AnthropicUsage): Usage {
   return usage;
 }
 
+/**
+ * The request's tools in the client's order: its function tools converted, Anthropic-defined ones
+ * (bash, text_editor, web_search, …) as given, each at its position; none when there are none.
+ */
+function allTools(req: ChatRequest): Record<string, unknown>[] | undefined {
+  const functions: Record<string, unknown>[] = req.tools?.length ? (toAnthropicTools(req.tools) as unknown as Record<string, unknown>[]) : [];
+  if (!req.anthropic_tools?.length) return functions.length > 0 ? functions : undefined;
+  const out = [...functions];
+  for (const { position, tool } of [...req.anthropic_tools].sort((a, b) => a.position - b.position)) out.splice(Math.min(position, out.length), 0, tool);
+  return out;
+}
+
 /** The tool JSON mode forces: its input is the answer. */
 const JSON_TOOL = 'json_response';
 
@@ -505,7 +520,7 @@ const JSON_TOOL = 'json_response';
  */
 function jsonTool(req: ChatRequest): { name: string; description: string; input_schema: Record<string, unknown> } | undefined {
   const f = req.response_format;
-  if (!f || f.type === 'text' || req.tools?.length) return undefined;
+  if (!f || f.type === 'text' || req.tools?.length || req.anthropic_tools?.length) return undefined;
   if (f.type === 'json_object') return { name: JSON_TOOL, description: 'Give the answer as a JSON object.', input_schema: { type: 'object' } };
   // A root object, as OpenAI's structured outputs require too; Anthropic wants the type said.
   const schema = f.json_schema.schema ?? {};

@@ -152,7 +152,7 @@ export function plainCompletion(json: unknown): Completion | undefined {
  * (messages, tools, the token limit's field, stream and stream_options), or not OpenAI parameters at
  * all (the Anthropic route's top_k, thinking and beta list, which OpenAI refuses).
  */
-const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'stream', 'stream_options', 'top_k', 'thinking', 'anthropic_beta']);
+const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'stream', 'stream_options', 'top_k', 'thinking', 'anthropic_beta', 'anthropic_tools', 'anthropic_messages']);
 
 /** Absent, null or an empty array. */
 function emptyList(v: unknown): boolean {

@@ -4,7 +4,7 @@
 // (token log-probabilities), the breaker lets calls through, and the deployment is not cooling down
 // after a Retry-After.
 import type { Context as TraceContext } from '@opentelemetry/api';
-import { contentText, fileMediaTypes, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
+import { contentText, fileMediaTypes, needsAnthropic, requestedMaxTokens, type ChatRequest } from '../canonical/chat.js';
 import type { RequestContext } from '../gateway/context.js';
 import type { CircuitBreaker } from './breaker.js';
 import type { Cancellation } from '../providers/cancel.js';
@@ -69,7 +69,7 @@ function readsFiles(files: boolean | readonly string[] | undefined, types: reado
 
 /**
  * The deployments a request may go to now: able to do what it asks (log-probabilities, documents of
- * its types), context window fits, breaker allows, not cooling.
+ * its types, Anthropic's own tools and blocks), context window fits, breaker allows, not cooling.
  */
 export function eligibleDeployments(
 state: RequestState,
@@ -82,14 +82,23 @@ statsFor: (id: string) => DeploymentStats,
   let tooLong = 0;
   let incapable = 0;
   /** The capability the first incapable deployment lacked, for the error. */
-  let missing: 'logprobs' | 'files' | undefined;
+  let missing: 'logprobs' | 'files' | 'anthropic' | undefined;
   const wantsLogprobs = state.req.logprobs === true;
+  // Anthropic-defined tools and server-tool history blocks: Anthropic deployments only.
+  const wantsAnthropic = needsAnthropic(state.req);
   const fileTypes = (state.fileTypes ??= fileMediaTypes(state.req.messages));
   let cooling = 0;
   let earliest = Infinity;
   for (const d of deployments) {
     // A deployment that cannot do what is asked counts as incapable, whether or not it fits.
-    const lacks = wantsLogprobs && !d.provider.logprobs ? 'logprobs' : fileTypes.length > 0 && !readsFiles(d.provider.files, fileTypes) ? 'files' : undefined;
+    const lacks =
+      wantsLogprobs && !d.provider.logprobs
+        ? 'logprobs'
+        : fileTypes.length > 0 && !readsFiles(d.provider.files, fileTypes)
+          ? 'files'
+          : wantsAnthropic && d.provider.type !== 'anthropic'
+            ? 'anthropic'
+            : undefined;
     if (lacks) {
       incapable++;
       missing ??= lacks;

@@ -351,7 +351,12 @@ export class Router {
     if (eligible.length === 0) {
       if (incapable > 0 && incapable === deployments.length) {
         return this.fallBack(state, group, group.fallbacks, 'group', () =>
-          missing === 'files'
+          missing === 'anthropic'
+            ? new GatewayError('unsupported_capability', {
+                param: state.req.anthropic_tools?.length ? 'tools' : 'messages',
+                message: `No deployment of "${group.name}" is an Anthropic one: Anthropic-defined tools (bash, text_editor, web_search, …), server-tool blocks (server_tool_use, web_search_tool_result, …) and documents by URL are passed through to Anthropic deployments only.`,
+              })
+            : missing === 'files'
             ? new GatewayError('unsupported_capability', {
                 param: 'messages',
                 message: `No deployment of "${group.name}" reads documents of these types (file content parts); api.openai.com, Anthropic (PDF, plain text), Google and simulator deployments do, and any provider with options.files: true.`,

@@ -229,7 +229,11 @@ describe('anthropicToCanonical', () => {
       { type: 'text', text: 'Document: notes\nFrom the CFO\n\nRevenue grew.' },
       { type: 'text', text: 'What changed?' },
     ]);
-    expect(() => anthropicToCanonical({ model: 'c', max_tokens: 1, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'url', url: 'https://x/a.pdf' } }] }] })).toThrow();
+    // By URL: Anthropic fetches it, so the turns go to Anthropic deployments (only) as they were sent.
+    const byUrl = [{ role: 'user', content: [{ type: 'document', source: { type: 'url', url: 'https://x/a.pdf' } }] }];
+    const urlReq = anthropicToCanonical({ model: 'c', max_tokens: 1, messages: byUrl });
+    expect(urlReq.anthropic_messages).toBe(byUrl);
+    expect(createAnthropicProvider('a', { type: 'anthropic', api_key: 'k' }).buildBody(urlReq, false).messages).toEqual(byUrl);
     // Untitled, and returned by a tool: moved into the user turn after the tool messages, named document.pdf.
     const fromTool = anthropicToCanonical({
       model: 'c',

@@ -4,7 +4,7 @@
 // block and stop-reason rules are shared with the anthropic provider (providers/anthropic-wire.ts).
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, ThinkingBlock, Usage } from '../canonical/chat.js';
+import type { CacheControl, ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, ThinkingBlock, Usage } from '../canonical/chat.js';
 import {
   anthropicErrorType,
   anthropicStopReason,
@@ -28,7 +28,10 @@ const imageBlock = z.object({
   ]),
 });
 const toolUseBlock = z.object({ type: z.literal('tool_use'), id: z.string().min(1), name: z.string().min(1), input: z.unknown(), cache_control: cacheControl });
-/** Documents: a base64 PDF, plain text, or content blocks; by URL they would have to be fetched, so they are refused. */
+/**
+ * Documents: a base64 PDF, plain text, or content blocks; by URL only for Anthropic deployments,
+ * which fetch it themselves (the request then goes to them alone, its turns as sent).
+ */
 const documentBlock = z.object({
   type: z.literal('document'),
   cache_control: cacheControl,
@@ -36,6 +39,7 @@ const documentBlock = z.object({
     z.object({ type: z.literal('base64'), media_type: z.literal('application/pdf'), data: z.string().min(1) }),
     z.object({ type: z.literal('text'), media_type: z.literal('text/plain').optional(), data: z.string() }),
     z.object({ type: z.literal('content'), content: z.union([z.string(), z.array(textBlock)]) }),
+    z.object({ type: z.literal('url'), url: z.url() }),
   ]),
   title: z.string().nullish(),
   context: z.string().nullish(),
@@ -51,7 +55,13 @@ const toolResultBlock = z.object({
 // (the anthropic adapter sends it; other providers never see it).
 const thinkingBlock = z.object({ type: z.literal('thinking'), thinking: z.string().optional(), signature: z.string().optional() });
 const redactedThinkingBlock = z.object({ type: z.literal('redacted_thinking'), data: z.string().optional() });
-const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, documentBlock, toolUseBlock, toolResultBlock, thinkingBlock, redactedThinkingBlock]);
+/**
+ * Blocks of Anthropic's server tools in an assistant turn sent back (web search, web fetch, code
+ * execution): passed through to Anthropic deployments as they are, whatever fields they carry.
+ */
+const SERVER_TOOL_BLOCKS = ['server_tool_use', 'web_search_tool_result', 'web_fetch_tool_result', 'code_execution_tool_result'] as const;
+const serverToolBlocks = SERVER_TOOL_BLOCKS.map((type) => z.looseObject({ type: z.literal(type) }));
+const contentBlock = z.discriminatedUnion('type', [textBlock, imageBlock, documentBlock, toolUseBlock, toolResultBlock, thinkingBlock, redactedThinkingBlock, ...serverToolBlocks]);
 
 const outputFormat = z.object({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) });
 
@@ -69,12 +79,18 @@ export const anthropicMessagesRequestSchema = z.object({
   top_k: z.number().int().min(0).optional(),
   tools: z
     .array(
-      z.object({
-        name: z.string().min(1),
-        description: z.string().optional(),
-        input_schema: z.record(z.string(), z.unknown()),
-        cache_control: cacheControl,
-      }),
+      z.union([
+        z.object({
+          type: z.literal('custom').optional(),
+          name: z.string().min(1),
+          description: z.string().optional(),
+          input_schema: z.record(z.string(), z.unknown()),
+          cache_control: cacheControl,
+        }),
+        // Anthropic-defined tools (bash_20250124, text_editor_20250728, web_search_20250305, …): a
+        // versioned type and a name, and whatever fields that tool takes, passed on as they are.
+        z.looseObject({ type: z.string().regex(/^[a-z][a-z0-9_]*_\d{8}$/, 'a custom tool or an Anthropic-defined tool type (name_YYYYMMDD)'), name: z.string().min(1) }),
+      ]),
     )
     .optional(),
   tool_choice: z
@@ -96,6 +112,11 @@ export const anthropicMessagesRequestSchema = z.object({
 });
 
 export type AnthropicMessagesRequest = z.infer<typeof anthropicMessagesRequestSchema>;
+
+/** A block only Anthropic reads: a server tool's, or a document by URL. */
+function anthropicOnlyBlock(block: { type: string; source?: unknown }): boolean {
+  return (SERVER_TOOL_BLOCKS as readonly string[]).includes(block.type) || (block.type === 'document' && (block.source as { type?: string } | undefined)?.type === 'url');
+}
 
 /**
  * Validates a Messages request and converts it. Throws GatewayError with `param` set to the path of
@@ -125,12 +146,26 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
   if (b.metadata?.user_id) req.user = b.metadata.user_id;
   if (b.stream !== undefined) req.stream = b.stream;
   if (b.thinking) req.thinking = b.thinking;
+  // Blocks only Anthropic reads (server tools' blocks, a document by URL): the turns go to Anthropic as
+  // the client sent them, and the request to Anthropic deployments alone.
+  if (b.messages.some((t) => Array.isArray(t.content) && t.content.some(anthropicOnlyBlock))) {
+    req.anthropic_messages = (body as { messages: unknown[] }).messages;
+  }
   if (b.tools?.length) {
-    req.tools = b.tools.map((t) => ({
-      type: 'function',
-      function: { name: t.name, ...(t.description ? { description: t.description } : {}), parameters: t.input_schema },
-      ...(t.cache_control ? { cache_control: t.cache_control } : {}),
-    }));
+    const functions: NonNullable<ChatRequest['tools']> = [];
+    const native: NonNullable<ChatRequest['anthropic_tools']> = [];
+    for (const [position, t] of b.tools.entries()) {
+      if ('input_schema' in t && (t.type === undefined || t.type === 'custom')) {
+        const custom = t as { name: string; description?: string; input_schema: Record<string, unknown>; cache_control?: CacheControl | null };
+        functions.push({
+          type: 'function',
+          function: { name: custom.name, ...(custom.description ? { description: custom.description } : {}), parameters: custom.input_schema },
+          ...(custom.cache_control ? { cache_control: custom.cache_control } : {}),
+        });
+      } else native.push({ position, tool: t as Record<string, unknown> });
+    }
+    if (functions.length) req.tools = functions;
+    if (native.length) req.anthropic_tools = native;
   }
   Object.assign(req, fromAnthropicToolChoice(b.tool_choice));
   // Structured outputs become the canonical response format, which every provider applies (the
