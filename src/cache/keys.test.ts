@@ -71,6 +71,32 @@ describe('exactKey', () => {
     expect(withHistory('I cannot.')).not.toBe(withHistory('I will not.'));
     expect(withHistory('I cannot.')).not.toBe(withHistory());
   });
+
+  it("keys the Anthropic route's thinking, betas and Anthropic-defined tools, and thinking sent back", () => {
+    const plain = exactKey(base);
+    const thinking = exactKey({ ...base, thinking: { type: 'enabled', budget_tokens: 2000 } });
+    expect(thinking).not.toBe(plain);
+    expect(exactKey({ ...base, thinking: { type: 'enabled', budget_tokens: 4000 } })).not.toBe(thinking);
+    expect(exactKey({ ...base, anthropic_beta: ['context-1m-2025-08-07'] })).not.toBe(plain);
+    expect(exactKey({ ...base, anthropic_beta: ['b', 'a'] })).toBe(exactKey({ ...base, anthropic_beta: ['a', 'b'] }));
+    expect(exactKey({ ...base, anthropic_beta: [] })).toBe(plain);
+    const bash = exactKey({ ...base, anthropic_tools: [{ position: 0, tool: { type: 'bash_20250124', name: 'bash' } }] });
+    expect(bash).not.toBe(plain);
+    expect(exactKey({ ...base, anthropic_tools: [{ position: 0, tool: { type: 'text_editor_20250728', name: 'str_replace_based_edit_tool' } }] })).not.toBe(bash);
+    const history = (signature?: string) =>
+      exactKey({
+        ...base,
+        messages: [
+          ...base.messages,
+          { role: 'assistant', content: 'Paris.', ...(signature ? { thinking_blocks: [{ type: 'thinking' as const, thinking: 'Capital: Paris.', signature }] } : {}) },
+          { role: 'user', content: 'And Spain?' },
+        ],
+      });
+    expect(history('sig-1')).not.toBe(history());
+    expect(history('sig-1')).not.toBe(history('sig-2'));
+    // The semantic fingerprint too: a thinking answer is no semantic hit for a request without thinking.
+    expect(semanticKey({ ...base, thinking: { type: 'enabled', budget_tokens: 2000 } })?.fingerprint).not.toBe(semanticKey(base)?.fingerprint);
+  });
 });
 
 describe('the requested difficulty', () => {

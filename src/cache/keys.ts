@@ -51,6 +51,8 @@ function canonicalMessage(m: ChatMessage): unknown {
     refusal: m.refusal || undefined,
     // A history sent back as it came (`model_dump()`) carries `audio: null`: the same as none.
     audio: m.audio ?? undefined,
+    // Claude's signed thinking sent back: what an Anthropic deployment continues from.
+    thinking_blocks: m.thinking_blocks?.length ? m.thinking_blocks : undefined,
   };
 }
 
@@ -87,6 +89,11 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
     prediction: req.prediction,
     web_search_options: req.web_search_options,
     moderation: req.moderation,
+    // The Anthropic route's own: thinking changes the answer (its blocks are part of it), a beta can
+    // (a longer context, interleaved thinking), and so do Anthropic-defined tools.
+    thinking: req.thinking,
+    anthropic_beta: req.anthropic_beta?.length ? [...req.anthropic_beta].sort() : undefined,
+    anthropic_tools: req.anthropic_tools?.length ? req.anthropic_tools : undefined,
   };
 }
 
