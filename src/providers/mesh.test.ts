@@ -53,3 +53,38 @@ describe('MeshProvider.snapshot', () => {
     expect(calls.hgetall).toBe(4);
   });
 });
+
+describe("MeshProvider: a node's failure keeps its kind", () => {
+  /** A client whose every call yields one error event, as a node that failed reports it. */
+  function failingClient(error: { kind: string; message: string; status?: number }) {
+    return {
+      async submit() {
+        const call = {
+          request: { id: 'r1' },
+          async *[Symbol.asyncIterator]() {
+            yield { type: 'error', id: 'r1', exec: 'e1', node: 'pi', error };
+          },
+        };
+        return call;
+      },
+      abandon() {},
+    } as unknown as MeshClient;
+  }
+
+  it.each([
+    ['quota', 429, false],
+    ['rate_limited', 429, true],
+    ['context_length', 400, false],
+    ['server', 500, true],
+  ])('%s stays %s (retryable: %s)', async (kind, status, retryable) => {
+    const provider = new MeshProvider('mesh', failingClient({ kind, message: 'upstream said no', status }), defaultMeshConfig());
+    const err = await provider.streamChat({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { timeoutMs: 1_000, signal: new AbortController().signal }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind, retryable });
+  });
+
+  it('an unknown kind is a server error', async () => {
+    const provider = new MeshProvider('mesh', failingClient({ kind: 'gremlins', message: '?' }), defaultMeshConfig());
+    const err = await provider.streamChat({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { timeoutMs: 1_000, signal: new AbortController().signal }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'server' });
+  });
+});

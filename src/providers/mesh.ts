@@ -16,10 +16,15 @@ import { RegistrySnapshots, type MeshSnapshot } from '../mesh/snapshot.js';
 import { UpstreamError, type UpstreamErrorKind } from './errors.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 
-const KINDS: ReadonlySet<string> = new Set<UpstreamErrorKind>([
-  'connect', 'timeout', 'rate_limited', 'overloaded', 'server', 'bad_request', 'context_length',
-  'content_policy', 'auth', 'not_found', 'malformed', 'stream_interrupted', 'aborted', 'unsupported',
-]);
+// Every kind, by construction: a Record over the union fails to compile when a kind is added to
+// UpstreamErrorKind and not here (the list this replaced missed `quota`, so a node's exhausted
+// provider quota reached routing as a retryable 5xx).
+const KIND_TABLE: Record<UpstreamErrorKind, true> = {
+  connect: true, timeout: true, rate_limited: true, quota: true, overloaded: true, server: true, bad_request: true,
+  context_length: true, content_policy: true, auth: true, not_found: true, malformed: true, stream_interrupted: true,
+  aborted: true, unsupported: true,
+};
+const KINDS: ReadonlySet<string> = new Set(Object.keys(KIND_TABLE));
 
 export async function createMeshProvider(name: string, cfg: ProviderConfig, ctx: ProviderContext = {}): Promise<MeshProvider> {
   const opts = cfg.options ?? {};
