@@ -535,6 +535,36 @@ describe('chat completion fast path', () => {
   });
 });
 
+describe('openai provider: reasoning text of compatible servers (vLLM, DeepSeek)', () => {
+  it('reads message.reasoning_content (or vLLM\'s newer `reasoning`) into the answer\'s reasoning_content', async () => {
+    server.reply({ body: await fixture('openai-vllm-reasoning.json') });
+    const result = await provider.chat({ ...baseReq, model: 'qwq' }, opts());
+    expect(result.choices[0]?.message).toEqual({ role: 'assistant', content: '9.8 is greater than 9.11.', reasoning_content: 'The user asks for 9.11 vs 9.8. Compare the tenths: 1 < 8, so 9.8 is larger.' });
+    const newer = JSON.parse(await fixture('openai-vllm-reasoning.json')) as { choices: { message: Record<string, unknown> }[] };
+    const m = newer.choices[0]?.message as Record<string, unknown>;
+    m.reasoning = m.reasoning_content;
+    delete m.reasoning_content;
+    server.reply({ body: JSON.stringify(newer) });
+    expect((await provider.chat(baseReq, opts())).choices[0]?.message.reasoning_content).toBe(m.reasoning);
+    // DeepSeek's answer without thinking: reasoning_content null reads as none.
+    m.reasoning = null;
+    server.reply({ body: JSON.stringify(newer) });
+    expect((await provider.chat(baseReq, opts())).choices[0]?.message).not.toHaveProperty('reasoning_content');
+    expect(plainCompletion(newer)).toBeDefined();
+  });
+
+  it('passes streamed reasoning deltas on as reasoning_content; folding joins them', async () => {
+    server.reply({ headers: sse, body: await fixture('openai-vllm-reasoning-stream.chunks.txt') });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()));
+    expect(chunks.map((c) => c.choices[0]?.delta.reasoning_content).filter(Boolean)).toEqual(['Compare the tenths: ', '1 < 8.']);
+    expect(foldChunks(chunks).choices[0]?.message).toEqual({ role: 'assistant', content: '9.8 is greater.', reasoning_content: 'Compare the tenths: 1 < 8.' });
+    const newer = (await fixture('openai-vllm-reasoning-stream.chunks.txt')).replaceAll('"reasoning_content"', '"reasoning"');
+    server.reply({ headers: sse, body: newer });
+    expect(foldChunks(await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()))).choices[0]?.message.reasoning_content).toBe('Compare the tenths: 1 < 8.');
+    expect(plainChunk({ id: 'c', choices: [{ index: 0, delta: { reasoning: 'x' }, finish_reason: null }] })).toBeDefined();
+  });
+});
+
 describe('openai provider: audio answers and annotations', () => {
   // As OpenAI sends them (CreateChatCompletionResponse): a spoken answer has null content and
   // message.audio; a web-search model's answer carries url_citation annotations.

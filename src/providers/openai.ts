@@ -48,6 +48,9 @@ export const completionSchema = z.object({
         refusal: z.string().nullish(),
         audio: z.record(z.string(), z.unknown()).nullish(),
         annotations: z.array(z.unknown()).nullish(),
+        // The model's thinking as text: vLLM (with a reasoning parser) and DeepSeek; newer vLLM builds name it `reasoning`.
+        reasoning_content: z.string().nullish(),
+        reasoning: z.string().nullish(),
       }),
       finish_reason: z.string().nullish(),
       logprobs: logprobsSchema,
@@ -70,6 +73,8 @@ export const chunkSchema = z.object({
           refusal: z.string().nullish(),
           audio: z.record(z.string(), z.unknown()).nullish(),
           annotations: z.array(z.unknown()).nullish(),
+          reasoning_content: z.string().nullish(),
+          reasoning: z.string().nullish(),
           tool_calls: z
             .array(
               z.object({
@@ -119,6 +124,7 @@ export function plainChunk(json: unknown): StreamChunk | undefined {
     if (d === undefined || d === null) continue;
     if (!isRecord(d) || (d.tool_calls !== undefined && d.tool_calls !== null)) return undefined;
     if (!optional(d.role, 'string') || !optional(d.content, 'string') || !optional(d.refusal, 'string')) return undefined;
+    if (!optional(d.reasoning_content, 'string') || !optional(d.reasoning, 'string')) return undefined;
   }
   if (!plainUsage(json.usage)) return undefined;
   return json as StreamChunk;
@@ -137,8 +143,10 @@ export function plainCompletion(json: unknown): Completion | undefined {
     if (!isRecord(choice) || (choice.index !== undefined && typeof choice.index !== 'number') || !optional(choice.finish_reason, 'string')) return undefined;
     if (choice.logprobs !== undefined && choice.logprobs !== null) return undefined;
     const m = choice.message;
-    if (!isRecord(m) || (m.tool_calls !== undefined && m.tool_calls !== null)) return undefined;
+    // vLLM sends `tool_calls: []` on every text answer: only a non-empty list leaves the fast path.
+    if (!isRecord(m) || !emptyList(m.tool_calls)) return undefined;
     if (!optional(m.content, 'string') || !optional(m.refusal, 'string')) return undefined;
+    if (!optional(m.reasoning_content, 'string') || !optional(m.reasoning, 'string')) return undefined;
     // Audio and annotations are read by the schema; OpenAI sends `annotations: []` on every message,
     // which answerMessage drops, so only a non-empty list leaves the fast path.
     if ((m.audio !== undefined && m.audio !== null) || !emptyList(m.annotations)) return undefined;
@@ -184,6 +192,8 @@ function answerMessage(m: Completion['choices'][number]['message']): ChatResult[
   if (m.refusal) out.refusal = m.refusal;
   if (m.audio) out.audio = m.audio;
   if (m.annotations?.length) out.annotations = m.annotations;
+  const reasoning = m.reasoning_content || m.reasoning;
+  if (reasoning) out.reasoning_content = reasoning;
   return out;
 }
 
@@ -318,7 +328,7 @@ export class OpenAIProvider implements ProviderAdapter {
         finish_reason: finishReasonFromOpenAI(choice.finish_reason) ?? 'stop',
         logprobs: req.logprobs ? toLogprobs(choice.logprobs) : null,
       })),
-      usage: c.usage ? toUsage(c.usage) : estimateUsage(req, c.choices.map((ch) => (ch.message.content ?? '') + (ch.message.tool_calls ? JSON.stringify(ch.message.tool_calls) : ''))),
+      usage: c.usage ? toUsage(c.usage) : estimateUsage(req, c.choices.map((ch) => (ch.message.reasoning_content || ch.message.reasoning || '') + (ch.message.content ?? '') + (ch.message.tool_calls ? JSON.stringify(ch.message.tool_calls) : ''))),
     };
     if (c.system_fingerprint) result.system_fingerprint = c.system_fingerprint;
     return result;
@@ -379,6 +389,8 @@ export class OpenAIProvider implements ProviderAdapter {
             if (d.refusal != null) delta.refusal = d.refusal;
             if (d.audio) delta.audio = d.audio;
             if (d.annotations?.length) delta.annotations = d.annotations;
+            const reasoning = d.reasoning_content || d.reasoning;
+            if (reasoning) delta.reasoning_content = reasoning;
             if (d.tool_calls?.length) {
               delta.tool_calls = d.tool_calls.map((t) => ({
                 index: t.index,
@@ -386,7 +398,7 @@ export class OpenAIProvider implements ProviderAdapter {
                 ...(t.function ? { function: dropNullish(t.function) } : {}),
               }));
             }
-            const text = (d.content ?? '') + (d.tool_calls ?? []).map((t) => (t.function?.name ?? '') + (t.function?.arguments ?? '')).join('');
+            const text = (reasoning ?? '') + (d.content ?? '') + (d.tool_calls ?? []).map((t) => (t.function?.name ?? '') + (t.function?.arguments ?? '')).join('');
             if (text) output.set(choice.index, (output.get(choice.index) ?? '') + text);
             const finish = finishReasonFromOpenAI(choice.finish_reason);
             if (finish) finished.add(choice.index);

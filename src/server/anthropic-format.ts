@@ -225,6 +225,9 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
   const choice = result.choices[0];
   // The upstream's thinking blocks first, in order, signatures kept (a client sends them back).
   const content: AnthropicMessageObject['content'] = choice?.message.thinking_blocks?.map((b) => ({ ...b })) ?? [];
+  // Thinking text without blocks (an OpenAI-compatible upstream's reasoning_content): one unsigned block.
+  const reasoning = choice?.message.reasoning_content;
+  if (!choice?.message.thinking_blocks && reasoning) content.push(unsignedThinking(reasoning));
   const text = choice?.message.content;
   // `citations` is always there in Anthropic's text blocks (null: the gateway requests none).
   if (text) content.push({ type: 'text', text, citations: null });
@@ -271,6 +274,8 @@ export async function* anthropicStreamEvents(
   let finish: FinishReason | null = null;
   let stopSequence: string | undefined;
   let refused = false;
+  /** The key in blockOfThinking of the block unsigned reasoning text goes into while it stays open. */
+  let reasoningKey: number | undefined;
   let promptCount: Usage | undefined;
   let outputTokens: number | undefined;
 
@@ -309,7 +314,14 @@ export async function* anthropicStreamEvents(
       }
       const choice = chunk.choices.find((c) => c.index === 0);
       if (!choice) continue;
-      const { content, refusal, tool_calls: toolCalls, thinking_blocks: thinking } = choice.delta;
+      const { content, refusal, tool_calls: toolCalls, reasoning_content: reasoning } = choice.delta;
+      let thinking = choice.delta.thinking_blocks;
+      // Thinking text without blocks (an OpenAI-compatible upstream's reasoning_content): an unsigned
+      // thinking block, a new one (its own, negative, key) whenever another block came in between.
+      if (!thinking && reasoning) {
+        if (open?.kind !== 'thinking' || reasoningKey === undefined) reasoningKey = -2 - blockIndex;
+        thinking = [{ index: reasoningKey, type: 'thinking', thinking: reasoning }];
+      }
       // Thinking blocks, as Anthropic streams them: a start with empty thinking and signature, then
       // thinking_delta and signature_delta events (a redacted block comes whole in its start).
       for (const piece of thinking ?? []) {
@@ -378,6 +390,14 @@ export async function* anthropicStreamEvents(
     },
   };
   yield { event: 'message_stop', data: { type: 'message_stop' } };
+}
+
+/**
+ * Thinking text no signature came with, as a thinking block: `signature` is a string in the SDKs'
+ * types (and empty in Anthropic's own content_block_start), so it is there, empty.
+ */
+function unsignedThinking(thinking: string): ThinkingBlock {
+  return { type: 'thinking', thinking, signature: '' };
 }
 
 function withoutNulls<T extends object>(o: T): Partial<T> {

@@ -1,0 +1,105 @@
+// An OpenAI-compatible upstream (vLLM, DeepSeek, a LiteLLM or Azure endpoint) behind the gateway,
+// with the official SDKs as clients: what such a server adds to OpenAI's shapes (reasoning text,
+// vLLM's stop_reason, usage details) reaches each dialect's answer, and what the client sent reaches
+// the upstream as it was sent. The stand-in answers with wire fixtures or the bodies a test gives.
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { fixture } from '../src/providers/__fixtures__/fixture-server.js';
+import { startTestGateway } from './helpers/gateway.js';
+
+interface Reply {
+  status?: number;
+  headers?: Record<string, string>;
+  body: string;
+}
+
+let upstream: Server;
+let gateway: RunningServer;
+let openaiClient: OpenAI;
+let anthropicClient: Anthropic;
+/** What the upstream answers next (JSON unless headers say otherwise); a stream request gets `stream`. */
+let json: Reply;
+let stream: Reply;
+const bodies: Record<string, unknown>[] = [];
+
+function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => resolve(JSON.parse(body || '{}') as Record<string, unknown>));
+  });
+}
+
+async function standIn(req: IncomingMessage, res: ServerResponse) {
+  const body = await readJson(req);
+  bodies.push(body);
+  const reply = body.stream ? stream : json;
+  res.writeHead(reply.status ?? 200, reply.headers ?? { 'content-type': body.stream ? 'text/event-stream' : 'application/json' });
+  res.end(reply.body);
+}
+
+const listen = (s: Server) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as { port: number }).port)));
+
+beforeAll(async () => {
+  upstream = createServer((req, res) => void standIn(req, res));
+  const port = await listen(upstream);
+  gateway = await startTestGateway({
+    config: {
+      providers: { vllm: { type: 'openai', base_url: `http://127.0.0.1:${port}/v1`, api_key: 'sk-test' } },
+      models: [{ name: 'qwq', deployments: [{ provider: 'vllm', model: 'Qwen/QwQ-32B' }] }],
+    },
+  });
+  openaiClient = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  anthropicClient = new Anthropic({ baseURL: gateway.url, apiKey: 'unused', maxRetries: 0 });
+});
+afterAll(async () => {
+  await gateway?.close();
+  upstream?.close();
+});
+beforeEach(() => {
+  bodies.length = 0;
+});
+
+describe('reasoning text from a vLLM / DeepSeek upstream', () => {
+  beforeEach(async () => {
+    json = { body: await fixture('openai-vllm-reasoning.json') };
+    stream = { body: await fixture('openai-vllm-reasoning-stream.chunks.txt') };
+  });
+
+  it('reaches OpenAI clients as message.reasoning_content and delta.reasoning_content', async () => {
+    const res = await openaiClient.chat.completions.create({ model: 'qwq', messages: [{ role: 'user', content: '9.11 or 9.8?' }] });
+    const message = res.choices[0]?.message as OpenAI.ChatCompletionMessage & { reasoning_content?: string };
+    expect(message.content).toBe('9.8 is greater than 9.11.');
+    expect(message.reasoning_content).toBe('The user asks for 9.11 vs 9.8. Compare the tenths: 1 < 8, so 9.8 is larger.');
+    const chunks = await openaiClient.chat.completions.create({ model: 'qwq', stream: true, messages: [{ role: 'user', content: '9.11 or 9.8?' }] });
+    let reasoning = '';
+    let text = '';
+    for await (const chunk of chunks) {
+      const delta = chunk.choices[0]?.delta as (OpenAI.ChatCompletionChunk.Choice.Delta & { reasoning_content?: string }) | undefined;
+      reasoning += delta?.reasoning_content ?? '';
+      text += delta?.content ?? '';
+    }
+    expect(reasoning).toBe('Compare the tenths: 1 < 8.');
+    expect(text).toBe('9.8 is greater.');
+  });
+
+  it('reaches Anthropic clients as a thinking block (unsigned: signature "") before the text, JSON and streamed', async () => {
+    const message = await anthropicClient.messages.create({ model: 'qwq', max_tokens: 256, messages: [{ role: 'user', content: '9.11 or 9.8?' }] });
+    expect(message.content).toEqual([
+      { type: 'thinking', thinking: 'The user asks for 9.11 vs 9.8. Compare the tenths: 1 < 8, so 9.8 is larger.', signature: '' },
+      { type: 'text', text: '9.8 is greater than 9.11.', citations: null },
+    ]);
+    const events: string[] = [];
+    const s = anthropicClient.messages.stream({ model: 'qwq', max_tokens: 256, messages: [{ role: 'user', content: '9.11 or 9.8?' }] });
+    s.on('streamEvent', (e) => events.push(e.type === 'content_block_start' ? `start:${e.content_block.type}:${e.index}` : e.type));
+    const final = await s.finalMessage();
+    expect(final.content).toEqual([
+      { type: 'thinking', thinking: 'Compare the tenths: 1 < 8.', signature: '' },
+      { type: 'text', text: '9.8 is greater.', citations: null },
+    ]);
+    expect(events.filter((e) => e.startsWith('start:'))).toEqual(['start:thinking:0', 'start:text:1']);
+  });
+});
