@@ -103,3 +103,28 @@ describe('reasoning text from a vLLM / DeepSeek upstream', () => {
     expect(events.filter((e) => e.startsWith('start:'))).toEqual(['start:thinking:0', 'start:text:1']);
   });
 });
+
+describe("vLLM's stop_reason", () => {
+  beforeEach(async () => {
+    json = { body: await fixture('openai-vllm-stop-reason.json') };
+    stream = { body: await fixture('openai-vllm-stop-reason-stream.chunks.txt') };
+  });
+
+  it('answers Anthropic clients stop_reason "stop_sequence" with the matched string, JSON and streamed', async () => {
+    const params = { model: 'qwq', max_tokens: 64, stop_sequences: ['END'], messages: [{ role: 'user' as const, content: 'Count to three, then say END' }] };
+    const message = await anthropicClient.messages.create(params);
+    expect(message.stop_reason).toBe('stop_sequence');
+    expect(message.stop_sequence).toBe('END');
+    expect(bodies[0]?.stop).toEqual(['END']);
+    const final = await anthropicClient.messages.stream(params).finalMessage();
+    expect(final.stop_reason).toBe('stop_sequence');
+    expect(final.stop_sequence).toBe('END');
+  });
+
+  it('leaves OpenAI clients an answer without the field', async () => {
+    const res = await openaiClient.chat.completions.create({ model: 'qwq', stop: ['END'], messages: [{ role: 'user', content: 'Count' }] });
+    expect(res.choices[0]?.finish_reason).toBe('stop');
+    expect(Object.keys(res.choices[0] ?? {})).not.toContain('stop_sequence');
+    expect(Object.keys(res.choices[0] ?? {})).not.toContain('stop_reason');
+  });
+});

@@ -565,6 +565,28 @@ describe('openai provider: reasoning text of compatible servers (vLLM, DeepSeek)
   });
 });
 
+describe("openai provider: vLLM's stop_reason", () => {
+  it('reads the matched stop string into the choice\'s stop_sequence (JSON and the finishing chunk); a token id or null is none', async () => {
+    server.reply({ body: await fixture('openai-vllm-stop-reason.json') });
+    const result = await provider.chat({ ...baseReq, stop: ['END'] }, opts());
+    expect(result.choices[0]).toMatchObject({ finish_reason: 'stop', stop_sequence: 'END' });
+    server.reply({ headers: sse, body: await fixture('openai-vllm-stop-reason-stream.chunks.txt') });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stop: ['END'], stream: true }, opts()));
+    expect(chunks.flatMap((c) => c.choices).filter((c) => c.stop_sequence).map((c) => [c.finish_reason, c.stop_sequence])).toEqual([['stop', 'END']]);
+    expect(foldChunks(chunks).choices[0]?.stop_sequence).toBe('END');
+
+    const byToken = JSON.parse(await fixture('openai-vllm-stop-reason.json')) as { choices: Record<string, unknown>[] };
+    (byToken.choices[0] as Record<string, unknown>).stop_reason = 128009;
+    server.reply({ body: JSON.stringify(byToken) });
+    expect((await provider.chat(baseReq, opts())).choices[0]).not.toHaveProperty('stop_sequence');
+    expect(plainCompletion(byToken)).toBeDefined();
+    // A length cut names no stop string.
+    Object.assign(byToken.choices[0] as Record<string, unknown>, { finish_reason: 'length', stop_reason: 'END' });
+    server.reply({ body: JSON.stringify(byToken) });
+    expect((await provider.chat(baseReq, opts())).choices[0]).not.toHaveProperty('stop_sequence');
+  });
+});
+
 describe('openai provider: audio answers and annotations', () => {
   // As OpenAI sends them (CreateChatCompletionResponse): a spoken answer has null content and
   // message.audio; a web-search model's answer carries url_citation annotations.

@@ -34,6 +34,11 @@ const tokenLogprobSchema = topLogprobSchema.extend({ top_logprobs: z.array(topLo
  * shape of another kind (a server's own) reads as none rather than failing the answer.
  */
 const logprobsSchema = z.object({ content: z.array(tokenLogprobSchema).nullish(), refusal: z.array(tokenLogprobSchema).nullish() }).nullish().catch(null);
+/**
+ * vLLM's `choice.stop_reason`: the stop string that ended the answer, or the id of a stop token (a
+ * number), null otherwise. Read only as a string (stopSequence); anything else reads as none.
+ */
+const stopReasonSchema = z.union([z.string(), z.number()]).nullish().catch(null);
 export const completionSchema = z.object({
   id: z.string(),
   created: z.number().nullish(),
@@ -53,6 +58,7 @@ export const completionSchema = z.object({
         reasoning: z.string().nullish(),
       }),
       finish_reason: z.string().nullish(),
+      stop_reason: stopReasonSchema,
       logprobs: logprobsSchema,
     }),
   ),
@@ -87,6 +93,7 @@ export const chunkSchema = z.object({
         })
         .nullish(),
       finish_reason: z.string().nullish(),
+      stop_reason: stopReasonSchema,
       logprobs: logprobsSchema,
     }),
   )
@@ -195,6 +202,14 @@ function answerMessage(m: Completion['choices'][number]['message']): ChatResult[
   const reasoning = m.reasoning_content || m.reasoning;
   if (reasoning) out.reasoning_content = reasoning;
   return out;
+}
+
+/**
+ * The canonical stop_sequence of a choice that stopped on a stop string vLLM names (`stop_reason`, a
+ * string; a number is a stop token's id, not a sequence), or nothing.
+ */
+function stopSequence(choice: { finish_reason?: string | null; stop_reason?: unknown }): { stop_sequence?: string } {
+  return typeof choice.stop_reason === 'string' && choice.stop_reason && finishReasonFromOpenAI(choice.finish_reason) === 'stop' ? { stop_sequence: choice.stop_reason } : {};
 }
 
 export function finishReasonFromOpenAI(reason: string | null | undefined): FinishReason | null {
@@ -327,6 +342,7 @@ export class OpenAIProvider implements ProviderAdapter {
         message: answerMessage(choice.message),
         finish_reason: finishReasonFromOpenAI(choice.finish_reason) ?? 'stop',
         logprobs: req.logprobs ? toLogprobs(choice.logprobs) : null,
+        ...stopSequence(choice),
       })),
       usage: c.usage ? toUsage(c.usage) : estimateUsage(req, c.choices.map((ch) => (ch.message.reasoning_content || ch.message.reasoning || '') + (ch.message.content ?? '') + (ch.message.tool_calls ? JSON.stringify(ch.message.tool_calls) : ''))),
     };
@@ -403,7 +419,9 @@ export class OpenAIProvider implements ProviderAdapter {
             const finish = finishReasonFromOpenAI(choice.finish_reason);
             if (finish) finished.add(choice.index);
             const logprobs = req.logprobs ? toLogprobs(choice.logprobs) : null;
-            return logprobs ? { index: choice.index, delta, finish_reason: finish, logprobs } : { index: choice.index, delta, finish_reason: finish };
+            const out: ChatChunk['choices'][number] = logprobs ? { index: choice.index, delta, finish_reason: finish, logprobs } : { index: choice.index, delta, finish_reason: finish };
+            if (finish === 'stop' && typeof choice.stop_reason === 'string' && choice.stop_reason) out.stop_sequence = choice.stop_reason;
+            return out;
           }),
         };
         if (fingerprint) out.system_fingerprint = fingerprint;
