@@ -128,3 +128,18 @@ describe("vLLM's stop_reason", () => {
     expect(Object.keys(res.choices[0] ?? {})).not.toContain('stop_reason');
   });
 });
+
+describe('the token limit field', () => {
+  beforeEach(async () => {
+    json = { body: await fixture('openai-vllm-stop-reason.json') };
+  });
+
+  it("reaches the upstream in the field the OpenAI client used; the Anthropic route's max_tokens as max_tokens", async () => {
+    await openaiClient.chat.completions.create({ model: 'qwq', max_completion_tokens: 100, messages: [{ role: 'user', content: 'hi' }] });
+    await openaiClient.chat.completions.create({ model: 'qwq', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] });
+    await anthropicClient.messages.create({ model: 'qwq', max_tokens: 70, messages: [{ role: 'user', content: 'hi' }] });
+    const limits = bodies.map((b) => Object.fromEntries(Object.entries(b).filter(([k]) => k.startsWith('max_'))));
+    expect(limits).toEqual([{ max_completion_tokens: 100 }, { max_tokens: 50 }, { max_tokens: 70 }]);
+    expect(bodies.every((b) => !('token_limit_field' in b))).toBe(true);
+  });
+});

@@ -152,6 +152,12 @@ export interface ChatRequest {
   n?: number;
   max_tokens?: number;
   max_completion_tokens?: number;
+  /**
+   * Which of the two fields the client's own token limit came in (the OpenAI chat route sets it; a
+   * limit the gateway set — the Anthropic and Responses routes' — has none). The openai adapter sends
+   * the limit in that field to compatible servers unless the provider fixes one.
+   */
+  token_limit_field?: 'max_tokens' | 'max_completion_tokens';
   stop?: string | string[];
   seed?: number;
   user?: string;

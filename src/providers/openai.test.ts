@@ -103,9 +103,10 @@ describe('openai provider: chat (JSON)', () => {
     expect(result.choices[0]?.finish_reason).toBe('tool_calls');
   });
 
-  it('sends the token limit as max_completion_tokens to api.openai.com and as max_tokens elsewhere, whichever field the client used', async () => {
+  it('sends the token limit as max_completion_tokens to api.openai.com whichever field the client used, and a limit the gateway set as max_tokens elsewhere', async () => {
     expect(createOpenAIProvider('official', { type: 'openai' }).options.max_tokens_field).toBe('max_completion_tokens');
-    expect(createOpenAIProvider('vllm', { type: 'openai', base_url: `${server.url}/v1` }).options.max_tokens_field).toBe('max_tokens');
+    // Elsewhere nothing is fixed: the field the client used (the next test), max_tokens for a limit the gateway set.
+    expect(createOpenAIProvider('vllm', { type: 'openai', base_url: `${server.url}/v1` }).options.max_tokens_field).toBeUndefined();
     const official = createOpenAIProvider('as-official', { type: 'openai', base_url: `${server.url}/v1`, options: { max_tokens_field: 'max_completion_tokens' } });
     try {
       server.reply({ body: await fixture('openai-chat.json') });
@@ -122,6 +123,28 @@ describe('openai provider: chat (JSON)', () => {
     const compatible = JSON.parse(server.requests[1]?.body ?? '{}');
     expect(compatible.max_tokens).toBe(32);
     expect(compatible).not.toHaveProperty('max_completion_tokens');
+  });
+
+  it("keeps the field the OpenAI client used for a compatible server (Azure, OpenRouter, LiteLLM front reasoning models), unless options.max_tokens_field says", async () => {
+    const sent = async (p: OpenAIProvider, req: Partial<ChatRequest>) => {
+      server.requests.length = 0;
+      server.reply({ body: await fixture('openai-chat.json') });
+      await p.chat({ model: 'o3-mini', messages: [{ role: 'user', content: 'hi' }], ...req }, opts());
+      const body = JSON.parse(server.requests[0]?.body ?? '{}') as Record<string, unknown>;
+      expectValidAgainstSpec('CreateChatCompletionRequest', body);
+      return Object.keys(body).filter((k) => k.startsWith('max_')).map((k) => `${k}=${String(body[k])}`);
+    };
+    // The OpenAI route marks the field its client used (token_limit_field).
+    expect(await sent(provider, { max_completion_tokens: 32, token_limit_field: 'max_completion_tokens' })).toEqual(['max_completion_tokens=32']);
+    expect(await sent(provider, { max_tokens: 32, token_limit_field: 'max_tokens' })).toEqual(['max_tokens=32']);
+    // A limit the gateway set (the Anthropic and Responses routes' max_completion_tokens): max_tokens, as every compatible server reads it.
+    expect(await sent(provider, { max_completion_tokens: 32 })).toEqual(['max_tokens=32']);
+    const fixed = createOpenAIProvider('fixed', { type: 'openai', base_url: `${server.url}/v1`, options: { max_tokens_field: 'max_tokens' } });
+    try {
+      expect(await sent(fixed, { max_completion_tokens: 32, token_limit_field: 'max_completion_tokens' })).toEqual(['max_tokens=32']);
+    } finally {
+      await fixed.close();
+    }
   });
 
   it('sends no Authorization header when no key is configured, and developer messages as system to compatible servers', async () => {

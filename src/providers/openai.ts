@@ -167,7 +167,7 @@ export function plainCompletion(json: unknown): Completion | undefined {
  * (messages, tools, the token limit's field, stream and stream_options), or not OpenAI parameters at
  * all (the Anthropic route's top_k, thinking and beta list, which OpenAI refuses).
  */
-const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'stream', 'stream_options', 'top_k', 'thinking', 'anthropic_beta', 'anthropic_tools', 'anthropic_messages']);
+const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'token_limit_field', 'stream', 'stream_options', 'top_k', 'thinking', 'anthropic_beta', 'anthropic_tools', 'anthropic_messages']);
 
 /** Absent, null or an empty array. */
 function emptyList(v: unknown): boolean {
@@ -242,11 +242,14 @@ export interface OpenAIOptions {
    */
   developer_as_system: boolean;
   /**
-   * The field a token limit goes out in, whichever the client used. Default: `max_completion_tokens`
-   * for api.openai.com (its o-series and gpt-5 models reject `max_tokens`), `max_tokens` elsewhere
-   * (what every compatible server reads; not all of them know the newer field).
+   * The field every token limit goes out in, whichever the client used: `options.max_tokens_field`,
+   * or `max_completion_tokens` for api.openai.com (its o-series and gpt-5 models reject `max_tokens`).
+   * Unset (any other host): the field the client used (`token_limit_field`: an Azure, OpenRouter or
+   * LiteLLM endpoint in front of a reasoning model refuses `max_tokens`, and a server that knows only
+   * `max_tokens` gets what its client sent), and `max_tokens` — what every compatible server reads —
+   * for a limit the gateway set (the Anthropic and Responses routes').
    */
-  max_tokens_field: 'max_tokens' | 'max_completion_tokens';
+  max_tokens_field?: 'max_tokens' | 'max_completion_tokens';
 }
 
 export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIProvider {
@@ -255,12 +258,11 @@ export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIP
   return new OpenAIProvider(name, cfg, {
     stream_include_usage: options.stream_include_usage !== false,
     developer_as_system: typeof options.developer_as_system === 'boolean' ? options.developer_as_system : !official,
-    max_tokens_field:
-      options.max_tokens_field === 'max_tokens' || options.max_tokens_field === 'max_completion_tokens'
-        ? options.max_tokens_field
-        : official
-          ? 'max_completion_tokens'
-          : 'max_tokens',
+    ...(options.max_tokens_field === 'max_tokens' || options.max_tokens_field === 'max_completion_tokens'
+      ? { max_tokens_field: options.max_tokens_field }
+      : official
+        ? { max_tokens_field: 'max_completion_tokens' as const }
+        : {}),
   });
 }
 
@@ -301,7 +303,7 @@ export class OpenAIProvider implements ProviderAdapter {
     }
     body.messages = req.messages.map((m) => this.wireMessage(m));
     const limit = requestedMaxTokens(req);
-    if (limit !== undefined) body[this.options.max_tokens_field] = limit;
+    if (limit !== undefined) body[this.options.max_tokens_field ?? req.token_limit_field ?? 'max_tokens'] = limit;
     // Prompt-cache breakpoints are not OpenAI's (it caches by itself): tools without them.
     if (req.tools) body.tools = withoutCacheControl(req.tools);
     if (stream) {

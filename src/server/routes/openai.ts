@@ -56,6 +56,9 @@ export function withoutNulls<T extends object>(body: T): T {
  */
 export function chatRequestFrom(body: object): ChatRequest {
   const req = withoutNulls(body) as ChatRequest;
+  // The field the client's token limit came in, for an upstream that knows only one of the two (docs/providers.md).
+  if (req.max_completion_tokens !== undefined) req.token_limit_field = 'max_completion_tokens';
+  else if (req.max_tokens !== undefined) req.token_limit_field = 'max_tokens';
   // Only such a message is copied: the common request keeps its message objects as parsed.
   if (req.messages.some(needsCleaning)) req.messages = req.messages.map((m) => (needsCleaning(m) ? cleanMessage(m) : m));
   return req;
