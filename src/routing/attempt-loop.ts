@@ -5,7 +5,7 @@
 // call possibly hedged. The router supplies its breakers, statistics and budget through the deps.
 import type { ChatOutcome } from '../gateway/pipeline.js';
 import type { RoutingConfig } from '../config/schema.js';
-import { isUpstreamError } from '../providers/errors.js';
+import { isUpstreamError, UpstreamError } from '../providers/errors.js';
 import { GatewayError } from '../server/errors.js';
 import type { Admission, AdmissionQueue } from './admission.js';
 import { runAttempt, runHedged, settleUsage, type AttemptHooks, type AttemptResult, type AttemptSpec } from './attempt.js';
@@ -13,7 +13,7 @@ import type { BreakerToken, CircuitBreaker } from './breaker.js';
 import type { Deployment, ModelGroup } from './catalog.js';
 import type { RequestState } from './eligibility.js';
 import type { RoutingEvents } from './events.js';
-import { backoffMs, delay, isDeploymentFault, isRetryable, type RetryBudget } from './retry.js';
+import { backoffMs, delay, isDeploymentFault, isRateLimit, isRetryable, type RetryBudget } from './retry.js';
 import type { SemanticRouter } from './semantic.js';
 import type { DeploymentStats, LatencyRing } from './stats.js';
 import type { RoutingStrategy } from './strategies.js';
@@ -64,10 +64,15 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
   const faulted = new Set<string>();
   let retries = 0;
   let previous: Deployment | undefined;
+  /** The last rate limit (429) this request met: the answer when nothing else answers. */
+  let rateLimited: UpstreamError | undefined;
   while (true) {
     if (state.signal.aborted) throw state.signal.reason as Error;
     let pick: Pick | undefined;
     const maxRetries = retry.max_retries ?? 0;
+    // A deployment that started cooling since the request began (another request's 429) is not
+    // called: it asked for a pause.
+    dropCooling(deps, untried);
     if (untried.length > 0 && !(retryable && retries < maxRetries && retryRatherThanQueue(deps, order, untried, faulted))) {
       pick = await take(deps, state, rt, untried);
       if (!pick) break;
@@ -77,14 +82,12 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
       }
     } else {
       if (retries >= maxRetries || !retryable) break;
-      const candidates = order.filter((d) => !faulted.has(d.id) && deps.breakerFor(d.id).canPass());
-      if (candidates.length === 0) break;
-      // Honour Retry-After: wait until the first candidate stops cooling, if that is within the deadline.
+      // A deployment cooling down (its Retry-After) is not waited for: the client is told when the
+      // first one frees up (429 Retry-After below) and its SDK waits, not a request held open here.
       const now = Date.now();
-      // A millisecond more than the cooling left: a timer measured on the monotonic clock can end a
-      // fraction of a Date.now() millisecond early, which would retry a deployment still cooling.
-      const coolWait = Math.min(...candidates.map((d) => Math.max(0, deps.statsFor(d.id).coolingUntil - now + 1)));
-      const wait = Math.max(coolWait, backoffMs(retries, retry.base_delay_ms ?? 100, retry.max_delay_ms ?? 2_000, deps.random));
+      const candidates = order.filter((d) => !faulted.has(d.id) && deps.breakerFor(d.id).canPass() && !deps.statsFor(d.id).cooling(now));
+      if (candidates.length === 0) break;
+      const wait = backoffMs(retries, retry.base_delay_ms ?? 100, retry.max_delay_ms ?? 2_000, deps.random);
       if (now + wait >= state.deadlineAt) break;
       // Paid for only now that the retry will happen: a retry given up for want of a candidate or
       // of time must not drain the process-wide budget other groups retry from.
@@ -98,8 +101,9 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
       deps.events.emit('retry', { group: group.name, deployment: candidates[0]?.id ?? '', delayMs: wait });
       retries++;
       await delay(wait, state.signal);
+      // One may have started cooling during the backoff (another request's 429).
       const ready = candidates.filter((d) => !deps.statsFor(d.id).cooling(Date.now()));
-      pick = await take(deps, state, rt, ready.length > 0 ? ready : candidates);
+      pick = await take(deps, state, rt, ready);
       if (!pick) break;
     }
     previous = pick.d;
@@ -113,13 +117,44 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
     } catch (err) {
       if (state.signal.aborted) throw state.signal.reason as Error;
       lastError = err;
+      if (isRateLimit(err)) rateLimited = err;
       if (isRetryable(err)) retryable = true;
       else if (isDeploymentFault(err)) faulted.add(pick.d.id);
       else throw err; // the request itself was refused (400): any deployment would refuse it
       state.ctx.log.warn({ deployment: pick.d.id, kind: isUpstreamError(err) ? err.kind : undefined, status: isUpstreamError(err) ? err.status : undefined }, 'upstream attempt failed');
     }
   }
+  // Rate-limited somewhere (or every deployment began cooling before it was called): 429 saying
+  // when the first deployment frees up.
+  const freeIn = rateLimited || lastError === undefined ? untilFree(deps, order, faulted) : undefined;
+  if (freeIn !== undefined) {
+    throw rateLimited
+      ? new UpstreamError({ provider: rateLimited.provider, kind: 'rate_limited', status: rateLimited.status, message: rateLimited.message, retryAfterMs: freeIn, body: rateLimited.body, cause: rateLimited })
+      : new GatewayError('upstream_rate_limited', { message: `Every deployment of "${group.name}" asked to wait (Retry-After).`, retryAfterMs: freeIn });
+  }
   throw lastError ?? new GatewayError('no_healthy_deployment', { message: `No deployment of "${group.name}" could take the request.`, retryAfterMs: 1_000 });
+}
+
+function dropCooling(deps: AttemptLoopDeps, from: Deployment[]): void {
+  if (from.length === 0) return;
+  const now = Date.now();
+  for (let i = from.length - 1; i >= 0; i--) if (deps.statsFor((from[i] as Deployment).id).cooling(now)) from.splice(i, 1);
+}
+
+/**
+ * For a request no deployment answered: ms until the first deployment still able to take it (not
+ * faulted for this request, breaker closed) stops cooling — the client's Retry-After, not the last
+ * upstream's own wait, which may be longer. Undefined when none is cooling.
+ */
+function untilFree(deps: AttemptLoopDeps, order: readonly Deployment[], faulted: ReadonlySet<string>): number | undefined {
+  const now = Date.now();
+  let earliest = Infinity;
+  for (const d of order) {
+    if (faulted.has(d.id) || !deps.breakerFor(d.id).canPass()) continue;
+    const until = deps.statsFor(d.id).coolingUntil;
+    if (until > now) earliest = Math.min(earliest, until);
+  }
+  return Number.isFinite(earliest) ? earliest - now : undefined;
 }
 
 /**

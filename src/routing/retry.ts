@@ -1,7 +1,7 @@
 // When and how long to wait before another attempt: exponential backoff with full jitter (a random
 // delay between 0 and base * 2^n, capped), never shorter than an upstream's Retry-After; and a retry
 // budget shared by the process, so retries stay a bounded share of recent traffic during an outage.
-import { isUpstreamError } from '../providers/errors.js';
+import { isUpstreamError, type UpstreamError } from '../providers/errors.js';
 import type { CancelSignal } from '../providers/cancel.js';
 
 /** Full-jitter backoff for retry number `retry` (0 for the first retry). */
@@ -18,6 +18,18 @@ export function backoffMs(retry: number, baseMs: number, maxMs: number, random: 
  */
 export function isRetryable(err: unknown): boolean {
   return isUpstreamError(err) && err.retryable;
+}
+
+/** Cooldown of a deployment that answered 429 (a rate limit) without saying how long to wait. */
+export const DEFAULT_COOLDOWN_MS = 1_000;
+
+/**
+ * A plain rate limit (429 that is not `insufficient_quota`): the deployment is busy, not broken. It
+ * cools down for its Retry-After instead of counting against its breaker, other deployments take
+ * the request, and no request waits for it to cool (docs/decisions.md).
+ */
+export function isRateLimit(err: unknown): err is UpstreamError {
+  return isUpstreamError(err) && err.kind === 'rate_limited';
 }
 
 /**

@@ -270,16 +270,21 @@ describe('Router: fallbacks and retries', () => {
     expect(router.events.counters.retryBudgetExhausted).toBe(0);
   });
 
-  it('honours Retry-After: skips a cooling deployment and waits for it when it is the only one', async () => {
+  it('honours Retry-After without waiting for it: the only deployment rate-limited -> 429 after one call, then none while it cools', async () => {
     const p = new ScriptedProvider().on('a', async (_r, _o, n) => {
       if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'rate_limited', status: 429, retryAfterMs: 150, message: 'slow down' });
       return answer('a');
     });
     const router = build([group('g', ['a'], { retry: { base_delay_ms: 0 } })], p);
-    const started = Date.now();
-    const out = await router.handler(ctxFor(), chat('g'));
-    expect(await text(out)).toBe('answer from a');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+    expect(err.code).toBe('upstream_rate_limited');
+    expect(err.retryAfterMs).toBeGreaterThan(100);
+    expect(err.retryAfterMs).toBeLessThanOrEqual(150);
+    expect(p.calls).toEqual(['a']);
+    expect(router.status().data[0]!.cooling_until).toBeDefined();
+    // Once the wait is over, the deployment is called again.
+    await new Promise((r) => setTimeout(r, 160));
+    expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from a');
     expect(router.status().data[0]!.cooling_until).toBeUndefined();
   });
 
@@ -288,13 +293,69 @@ describe('Router: fallbacks and retries', () => {
     const router = build([group('g', ['a'])], p, { deadline_ms: 1_000 });
     const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
     expect(err.code).toBe('upstream_rate_limited');
-    expect(err.retryAfterMs).toBe(60_000);
+    expect(err.retryAfterMs).toBeGreaterThan(59_000);
+    expect(err.retryAfterMs).toBeLessThanOrEqual(60_000);
     expect(p.calls).toEqual(['a']);
     // While it cools down, the next request is refused without calling it.
     const next = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
     expect(next.code).toBe('upstream_rate_limited');
     expect(next.retryAfterMs).toBeGreaterThan(50_000);
     expect(p.calls).toEqual(['a']);
+  });
+
+  it('a rate limit cools the deployment, never opens its breaker; an insufficient_quota 429 still does', async () => {
+    const p = new ScriptedProvider()
+      .on('busy', fail('rate_limited', { status: 429, retryAfterMs: 5 }))
+      .on('broke', fail('quota', { status: 429 }));
+    const router = build([group('g', ['busy']), group('q', ['broke'])], p, { breaker: { consecutive_failures: 2, min_requests: 2, open_ms: 60_000 } });
+    for (let i = 0; i < 6; i++) {
+      const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+      expect(err.code).toBe('upstream_rate_limited');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // One call per request (not retried after backoff), and the breaker stays closed.
+    expect(p.calls.filter((m) => m === 'busy').length).toBe(6);
+    expect(router.breakerFor('fake/busy').state).toBe('closed');
+    expect(router.breakerFor('fake/busy').errorRate().requests).toBe(0);
+    for (let i = 0; i < 2; i++) await router.handler(ctxFor(), chat('q')).catch(() => undefined);
+    expect(router.breakerFor('fake/broke').state).toBe('open');
+  });
+
+  it('a 429 without Retry-After cools the deployment for 1 s; the request moves on to the next deployment at once', async () => {
+    const p = new ScriptedProvider().on('a', fail('rate_limited', { status: 429 }));
+    const router = build([group('g', ['a', 'b'])], p);
+    expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from b');
+    const a = router.status().data.find((d) => d.id === 'fake/a')!;
+    const left = Date.parse(a.cooling_until!) - Date.now();
+    expect(left).toBeGreaterThan(500);
+    expect(left).toBeLessThanOrEqual(1_000);
+    // While it cools, b takes the traffic without a to be called.
+    expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from b');
+    expect(p.calls).toEqual(['a', 'b', 'b']);
+  });
+
+  it('when every deployment is rate-limited, Retry-After is when the first one frees up, not the last one\'s wait', async () => {
+    const p = new ScriptedProvider()
+      .on('soon', fail('rate_limited', { status: 429, retryAfterMs: 5_000 }))
+      .on('late', fail('rate_limited', { status: 429, retryAfterMs: 30_000 }));
+    const router = build([group('g', ['soon', 'late'])], p);
+    const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+    expect(err.code).toBe('upstream_rate_limited');
+    expect(err.status).toBe(429);
+    expect(err.retryAfterMs).toBeGreaterThan(4_000);
+    expect(err.retryAfterMs).toBeLessThanOrEqual(5_000);
+    expect(p.calls).toEqual(['soon', 'late']);
+  });
+
+  it('a deployment rate-limited and one that failed: the failing one is retried, and the answer is the rate limit\'s 429', async () => {
+    const p = new ScriptedProvider()
+      .on('limited', fail('rate_limited', { status: 429, retryAfterMs: 5_000 }))
+      .on('broken', fail('server', { status: 500 }));
+    const router = build([group('g', ['limited', 'broken'], { retry: { max_retries: 2, base_delay_ms: 0 } })], p, { breaker: { consecutive_failures: 100, min_requests: 100 } });
+    const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+    expect(p.calls).toEqual(['limited', 'broken', 'broken', 'broken']);
+    expect(err.code).toBe('upstream_rate_limited');
+    expect(err.retryAfterMs).toBeGreaterThan(4_000);
   });
 
   it('falls back across model groups', async () => {

@@ -21,7 +21,7 @@ import { BreakerSync } from './breaker-sync.js';
 import { fallbackGroupNames, semanticTargets, type Deployment, type ModelCatalog, type ModelGroup } from './catalog.js';
 import { Deduplicator, callsAlone, dedupKey } from './dedup.js';
 import { RoutingEvents } from './events.js';
-import { isDeploymentFault, isRetryable, RetryBudget } from './retry.js';
+import { DEFAULT_COOLDOWN_MS, isDeploymentFault, isRateLimit, isRetryable, RetryBudget } from './retry.js';
 import { routingText, SemanticRouter } from './semantic.js';
 import { DeploymentStats, LatencyRing } from './stats.js';
 import { eligibleDeployments, promptTokens, promptUpperBound, type RequestState } from './eligibility.js';
@@ -406,7 +406,7 @@ export class Router {
       if (isUpstreamError(err) && err.kind === 'content_policy') {
         return this.fallBack(state, group, group.contentPolicyFallbacks, 'content_policy', () => err);
       }
-      if (isRetryable(err) || isDeploymentFault(err) || (err instanceof GatewayError && err.code === 'no_healthy_deployment')) {
+      if (isRetryable(err) || isDeploymentFault(err) || (err instanceof GatewayError && (err.code === 'no_healthy_deployment' || err.code === 'upstream_rate_limited'))) {
         return this.fallBack(state, group, group.fallbacks, 'group', () => err);
       }
       throw err;
@@ -470,6 +470,11 @@ export class Router {
       const rt = this.runtimeByName(d.group);
       if (rt) (spec.req.stream ? rt.latency.stream : rt.latency.json).add(latencyMs);
       b.record(true, spec.token);
+    } else if (isRateLimit(err)) {
+      // Busy, not broken: the deployment cools down for its Retry-After (1 s when it gave none) and
+      // the breaker learns nothing from it (a probe's slot is freed for the next one).
+      b.release(spec.token);
+      s.coolingUntil = Math.max(s.coolingUntil, Date.now() + (err.retryAfterMs ?? DEFAULT_COOLDOWN_MS));
     } else {
       if (countsAgainst(err, this.runtimeByName(d.group)?.passthrough === true)) {
         s.observeFailure(latencyMs);
@@ -482,7 +487,7 @@ export class Router {
         // a feature this adapter lacks).
         b.record(true, spec.token);
       }
-      if (isUpstreamError(err) && err.retryAfterMs !== undefined && (err.kind === 'rate_limited' || err.kind === 'overloaded')) {
+      if (isUpstreamError(err) && err.retryAfterMs !== undefined && err.kind === 'overloaded') {
         s.coolingUntil = Math.max(s.coolingUntil, Date.now() + err.retryAfterMs);
       }
     }
@@ -516,7 +521,8 @@ export class Router {
 }
 
 /**
- * Whether a failed attempt counts against its deployment's breaker: upstream failures, and refused
+ * Whether a failed attempt counts against its deployment's breaker: upstream failures (not a rate
+ * limit: see isRateLimit), and refused
  * credentials, an exhausted quota or a model missing there (every request to it fails the same way). Not a 400 the
  * request earned, nor `unsupported` (what this request asks, e.g. n > 1 on a stream: a client must
  * not be able to open a healthy deployment's breaker), nor a 404 for a passthrough name (the client

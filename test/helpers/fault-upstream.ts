@@ -1,13 +1,14 @@
 // A fault-injecting OpenAI-compatible upstream for tests (node:http): POST /v1/chat/completions in
 // JSON or SSE. The request's `model` picks the behaviour, and a test can change a model's behaviour
 // while running. Faults: 500, 503, 429 with Retry-After, 408, a hang (timeouts), a connection reset,
-// malformed JSON, an SSE stream cut before or after its first event, a slow trickle, a delay.
+// malformed JSON, an SSE stream cut before or after its first event, a slow trickle, a delay; a status
+// fault may send extra headers (OpenAI's x-ratelimit-reset-*, retry-after-ms).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 export type Fault =
   | { kind: 'ok'; delayMs?: number; words?: number }
-  | { kind: 'status'; status: number; retryAfterS?: number }
+  | { kind: 'status'; status: number; retryAfterS?: number; headers?: Record<string, string> }
   | { kind: 'flaky'; rate: number; status?: number } // deterministic share of calls that fail
   | { kind: 'hang' }
   | { kind: 'reset' }
@@ -90,7 +91,7 @@ export class FaultUpstream {
       res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(value));
     switch (fault.kind) {
       case 'status':
-        json(fault.status, { error: { message: `injected ${fault.status}`, type: 'server_error' } }, fault.retryAfterS !== undefined ? { 'retry-after': String(fault.retryAfterS) } : {});
+        json(fault.status, { error: { message: `injected ${fault.status}`, type: 'server_error' } }, { ...fault.headers, ...(fault.retryAfterS !== undefined ? { 'retry-after': String(fault.retryAfterS) } : {}) });
         return;
       case 'flaky':
         if (Math.floor((n + 1) * fault.rate) > Math.floor(n * fault.rate)) {
