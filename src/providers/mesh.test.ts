@@ -78,13 +78,13 @@ describe("MeshProvider: a node's failure keeps its kind", () => {
     ['server', 500, true],
   ])('%s stays %s (retryable: %s)', async (kind, status, retryable) => {
     const provider = new MeshProvider('mesh', failingClient({ kind, message: 'upstream said no', status }), defaultMeshConfig());
-    const err = await provider.streamChat({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { timeoutMs: 1_000, signal: new AbortController().signal }).catch((e: unknown) => e);
+    const err = await provider.streamChat({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { timeoutMs: 1_000, signal: new AbortController().signal, requestId: 'r1' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind, retryable });
   });
 
   it('an unknown kind is a server error', async () => {
     const provider = new MeshProvider('mesh', failingClient({ kind: 'gremlins', message: '?' }), defaultMeshConfig());
-    const err = await provider.streamChat({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { timeoutMs: 1_000, signal: new AbortController().signal }).catch((e: unknown) => e);
+    const err = await provider.streamChat({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { timeoutMs: 1_000, signal: new AbortController().signal, requestId: 'r1' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'server' });
   });
 });
