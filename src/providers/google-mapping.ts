@@ -177,7 +177,28 @@ function toGenerationConfig(req: ChatRequest): Record<string, unknown> {
   if (format?.type === 'json_schema' && format.json_schema.schema) {
     g.responseSchema = toGeminiSchema(format.json_schema.schema);
   }
+  const thinking = toThinkingConfig(req);
+  if (thinking) g.thinkingConfig = thinking;
   return g;
+}
+
+/**
+ * Thinking budgets for OpenAI's `reasoning_effort`, as Google's own OpenAI-compatible endpoint maps
+ * them (low 1,024, medium 8,192, high 24,576 tokens; none turns thinking off where the model allows).
+ */
+const EFFORT_BUDGET: Record<string, number> = { none: 0, minimal: 1_024, low: 1_024, medium: 8_192, high: 24_576, xhigh: 24_576, max: 24_576 };
+
+/**
+ * `generationConfig.thinkingConfig` from what the client asked for: Anthropic's `thinking` (its
+ * budget, and the thoughts returned, as Claude returns its thinking), else OpenAI's
+ * `reasoning_effort` (a budget only: OpenAI's API returns no reasoning text). Nothing asked: the
+ * model's own default.
+ */
+export function toThinkingConfig(req: ChatRequest): Record<string, unknown> | undefined {
+  if (req.thinking?.type === 'enabled') return { thinkingBudget: req.thinking.budget_tokens, includeThoughts: true };
+  if (req.thinking?.type === 'disabled') return { thinkingBudget: 0 };
+  const budget = req.reasoning_effort === undefined ? undefined : EFFORT_BUDGET[req.reasoning_effort];
+  return budget === undefined ? undefined : { thinkingBudget: budget };
 }
 
 function userParts(m: ChatMessage): GeminiPart[] {
@@ -441,12 +462,16 @@ export function mapGeminiUsage(u: GeminiResponse['usageMetadata']): Usage {
   return usage;
 }
 
-/** Visible text and tool calls of one candidate's parts; thought parts are dropped. */
+/**
+ * Visible text, thought summaries (parts marked `thought`, returned when thinkingConfig asks for
+ * them: the canonical `reasoning_content`) and tool calls of one candidate's parts.
+ */
 export function readParts(
   parts: z.infer<typeof partSchema>[] | undefined,
   signatures: ThoughtSignatureCache,
-): { text: string; toolCalls: ToolCall[] } {
+): { text: string; reasoning: string; toolCalls: ToolCall[] } {
   let text = '';
+  let reasoning = '';
   const toolCalls: ToolCall[] = [];
   for (const part of parts ?? []) {
     if (part.functionCall) {
@@ -457,9 +482,11 @@ export function readParts(
         type: 'function',
         function: { name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) },
       });
-    } else if (part.text && !part.thought) {
+    } else if (part.text && part.thought) {
+      reasoning += part.text;
+    } else if (part.text) {
       text += part.text;
     }
   }
-  return { text, toolCalls };
+  return { text, reasoning, toolCalls };
 }

@@ -475,7 +475,7 @@ describe('google errors', () => {
 });
 
 describe('google stream', () => {
-  it('streams text over SSE, dropping thoughts, and ends with a usage chunk', async () => {
+  it('streams text over SSE, thought summaries apart as reasoning_content, and ends with a usage chunk', async () => {
     upstream.reply(sse(fixture('google-stream.chunks.txt')));
     const stream = await google.streamChat(ask({ stream: true }), callOptions());
     const chunks = await collect(stream);
@@ -487,6 +487,7 @@ describe('google stream', () => {
 
     expect(chunks[0]?.choices[0]?.delta.role).toBe('assistant');
     expect(text(chunks)).toBe('The capital of France is Paris — «é».');
+    expect(chunks.flatMap((c) => c.choices.map((x) => x.delta.reasoning_content ?? '')).join('')).toBe('Comparing the two cities first.');
     expect(new Set(chunks.map((c) => c.id))).toEqual(new Set(['chatcmpl-sR7x-stream']));
     const finishes = chunks.flatMap((c) => c.choices.map((x) => x.finish_reason)).filter(Boolean);
     expect(finishes).toEqual(['stop']);
@@ -637,3 +638,39 @@ async function drain(stream: AsyncIterable<ChatChunk>): Promise<{ chunks: ChatCh
   }
   return { chunks, error: undefined };
 }
+
+describe('google thinking', () => {
+  const config = () => (upstream.requests[0]?.json as { generationConfig?: Record<string, unknown> }).generationConfig;
+
+  it("sends Anthropic's thinking as a budget with thoughts returned, and reasoning_effort as Google's own budgets", async () => {
+    const cases: Array<[Partial<ChatRequest>, unknown]> = [
+      [{ thinking: { type: 'enabled', budget_tokens: 2048 } }, { thinkingBudget: 2048, includeThoughts: true }],
+      [{ thinking: { type: 'disabled' } }, { thinkingBudget: 0 }],
+      [{ reasoning_effort: 'low' }, { thinkingBudget: 1024 }],
+      [{ reasoning_effort: 'medium' }, { thinkingBudget: 8192 }],
+      [{ reasoning_effort: 'high' }, { thinkingBudget: 24576 }],
+      [{ reasoning_effort: 'none' }, { thinkingBudget: 0 }],
+      [{}, undefined],
+    ];
+    for (const [over, expected] of cases) {
+      upstream.reset();
+      upstream.reply(json(fixture('google-chat.json')));
+      await google.chat(ask(over), callOptions());
+      expect(config()?.thinkingConfig, JSON.stringify(over)).toEqual(expected);
+    }
+  });
+
+  it('returns thought summaries as reasoning_content, apart from the answer', async () => {
+    upstream.reply(
+      json({
+        candidates: [{ content: { role: 'model', parts: [{ text: 'Paris is the seat of government.', thought: true }, { text: 'Paris.' }] }, finishReason: 'STOP', index: 0 }],
+        usageMetadata: { promptTokenCount: 8, candidatesTokenCount: 2, thoughtsTokenCount: 9, totalTokenCount: 19 },
+        modelVersion: 'gemini-2.5-flash',
+        responseId: 'think-1',
+      }),
+    );
+    const result = await google.chat(ask({ thinking: { type: 'enabled', budget_tokens: 1024 } }), callOptions());
+    expect(result.choices[0]?.message).toMatchObject({ content: 'Paris.', reasoning_content: 'Paris is the seat of government.' });
+    expect(result.usage.completion_tokens_details).toEqual({ reasoning_tokens: 9 });
+  });
+});

@@ -167,12 +167,13 @@ export class GoogleProvider implements ProviderAdapter {
       throw this.error('malformed', `answered ${candidates[0]?.finishReason}: the model's function call could not be used`, 200);
     }
     const choices: ChatChoice[] = candidates.map((c, i) => {
-      const { text, toolCalls } = read[i] as ReturnType<typeof readParts>;
+      const { text, reasoning, toolCalls } = read[i] as ReturnType<typeof readParts>;
       return {
         index: c.index ?? i,
         message: {
           role: 'assistant',
           content: text || (toolCalls.length > 0 ? null : ''),
+          ...(reasoning ? { reasoning_content: reasoning } : {}),
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
         },
         finish_reason: mapGeminiFinish(c.finishReason, toolCalls.length > 0) ?? 'stop',
@@ -278,16 +279,21 @@ class GeminiStreamState {
       const first = existing === undefined;
       const state = existing ?? { toolCalls: 0, finished: false };
       if (first) this.candidates.set(index, state);
-      const { text, toolCalls } = readParts(c.content?.parts, this.signatures);
-      if (!text && toolCalls.length === 0 && !this.yielded && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
+      const { text, reasoning, toolCalls } = readParts(c.content?.parts, this.signatures);
+      if (!text && !reasoning && toolCalls.length === 0 && !this.yielded && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
         // A candidate that ends so having said nothing, before anything went to the client (a
         // candidate that said something earlier made a chunk that went), fails the
         // stream retryably (an empty "stop" would be taken as the answer). Once chunks went out (the
         // other candidates of n > 1) it ends as an empty choice, as before.
         throw new UpstreamError({ provider: this.provider, kind: 'malformed', message: `${this.provider} answered ${c.finishReason}: the model's function call could not be used`, status: 200, retryable: true });
       }
-      if (first || text || toolCalls.length > 0) {
+      if (first || text || reasoning || toolCalls.length > 0) {
         const delta: ChunkChoice['delta'] = first ? { role: 'assistant', content: text } : { content: text };
+        if (reasoning) {
+          delta.reasoning_content = reasoning;
+          // A thought-only piece carries no answer text (the first chunk keeps its empty content).
+          if (!text && !first) delete delta.content;
+        }
         if (toolCalls.length > 0) {
           if (!text) delete delta.content;
           delta.tool_calls = toolCalls.map((call) => ({
