@@ -32,6 +32,8 @@ const REPLIES: Record<string, Reply> = {
   'too-long': openAiError(400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 200000 tokens.", 'invalid_request_error', 'context_length_exceeded', 'messages'),
   'bare-422': { status: 422, json: { detail: 'bad' } },
   'no-credit': openAiError(429, 'You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', 'insufficient_quota'),
+  'region-blocked': openAiError(403, 'Country, region, or territory not supported', 'request_forbidden', 'unsupported_country_region_territory'),
+  'bad-key': openAiError(401, 'Incorrect API key provided: sk-…', 'invalid_request_error', 'invalid_api_key'),
   'cfg-missing': openAiError(404, 'The model `cfg-missing` does not exist or you do not have access to it.', 'invalid_request_error', 'model_not_found'),
 };
 
@@ -184,6 +186,38 @@ describe('upstream errors reach the client with their meaning', () => {
       const err = (await client.chat.completions.create({ model: 'configured', messages: hi }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
       expect(err.status).toBe(502);
       expect(err.code).toBe('upstream_error');
+    });
+
+    it('that 502 is marked not to be retried (x-should-retry: false): the SDK with its default retries asks once', async () => {
+      const res = await post('/v1/chat/completions', { model: 'configured', messages: hi });
+      expect(res.headers.get('x-should-retry')).toBe('false');
+      calls.length = 0;
+      const sdk = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused' });
+      const err = (await sdk.chat.completions.create({ model: 'configured', messages: hi }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+      expect(calls).toEqual(['cfg-missing']);
+    });
+  });
+
+  describe('401/403: the upstream refused the gateway\'s own credentials', () => {
+    it.each([
+      ['region-blocked', 'unsupported_country_region_territory'],
+      ['bad-key', 'invalid_api_key'],
+    ])('%s is 502 upstream_auth_failed, marked not to be retried: the SDK with its default retries asks once', async (model, upstreamCode) => {
+      const res = await post('/v1/chat/completions', { model, messages: hi });
+      expect(res.status).toBe(502);
+      expect(res.body.error).toMatchObject({ code: 'upstream_auth_failed', upstream_code: upstreamCode });
+      expect(res.headers.get('x-should-retry')).toBe('false');
+      expect(res.headers.get('retry-after')).toBeNull();
+      expect(calls).toEqual([model]);
+
+      calls.length = 0;
+      const sdk = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused' });
+      const err = (await sdk.chat.completions.create({ model, messages: hi }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+      expect(err.status).toBe(502);
+      expect(err.code).toBe('upstream_auth_failed');
+      expect(calls).toEqual([model]);
     });
   });
 });

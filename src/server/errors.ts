@@ -55,6 +55,12 @@ export interface UpstreamErrorSource {
   passthrough?: boolean;
 }
 
+/**
+ * Tells OpenAI's and Anthropic's SDKs not to retry (they honour `x-should-retry`): for upstream
+ * failures no retry can cure, which they would otherwise retry by status (429, 5xx).
+ */
+const NO_RETRY: Readonly<Record<string, string>> = { 'x-should-retry': 'false' };
+
 /** The client-facing error for an upstream failure. */
 export function fromUpstream(err: UpstreamError, source: UpstreamErrorSource = {}): GatewayError {
   // The upstream's `param` (what it rejected) is the client's too; its `code` travels beside ours.
@@ -62,18 +68,21 @@ export function fromUpstream(err: UpstreamError, source: UpstreamErrorSource = {
   const opts: GatewayErrorOptions = { message: err.message, provider: err.provider, retryAfterMs: err.retryAfterMs, cause: err, param: fields.param, upstreamCode: fields.code };
   switch (err.kind) {
     case 'not_found':
-      return source.passthrough ? new GatewayError('model_not_found', { ...opts, param: 'model' }) : new GatewayError('upstream_error', opts);
+      // A configured deployment's model missing upstream is the gateway's misconfiguration: a retry
+      // cannot succeed, so the SDKs are told not to (their default retries 5xx).
+      return source.passthrough ? new GatewayError('model_not_found', { ...opts, param: 'model' }) : new GatewayError('upstream_error', { ...opts, headers: NO_RETRY });
     case 'timeout':
       return new GatewayError('upstream_timeout', opts);
     case 'quota':
       // Billing, not a rate limit: no Retry-After, and OpenAI's and Anthropic's SDKs are told not to retry.
-      return new GatewayError('upstream_quota_exceeded', { ...opts, retryAfterMs: undefined, headers: { 'x-should-retry': 'false' } });
+      return new GatewayError('upstream_quota_exceeded', { ...opts, retryAfterMs: undefined, headers: NO_RETRY });
     case 'rate_limited':
       return new GatewayError('upstream_rate_limited', { ...opts, retryAfterMs: err.retryAfterMs ?? 1000 });
     case 'overloaded':
       return new GatewayError('upstream_unavailable', opts);
     case 'auth':
-      return new GatewayError('upstream_auth_failed', opts);
+      // The gateway's own credentials refused (revoked key, region, permission): no retry helps.
+      return new GatewayError('upstream_auth_failed', { ...opts, headers: NO_RETRY });
     case 'context_length':
       return new GatewayError('context_length_exceeded', opts);
     case 'content_policy':
