@@ -293,3 +293,37 @@ async function drain(stream: AsyncIterable<ChatChunk>): Promise<{ chunks: ChatCh
   }
   return { chunks, error: undefined };
 }
+
+describe('ollama thinking', () => {
+  const sent = () => upstream.requests[0]?.json as Record<string, unknown>;
+
+  it('asks a thinking model to think as the client asked: on, off, or a gpt-oss level', async () => {
+    const cases: Array<[Partial<ChatRequest>, unknown]> = [
+      [{ thinking: { type: 'enabled', budget_tokens: 2048 } }, true],
+      [{ thinking: { type: 'disabled' } }, false],
+      [{ reasoning_effort: 'medium' }, true],
+      [{ reasoning_effort: 'none' }, false],
+      [{ model: 'gpt-oss:20b', reasoning_effort: 'minimal' }, 'low'],
+      [{ model: 'gpt-oss:20b', reasoning_effort: 'high' }, 'high'],
+      [{}, undefined],
+    ];
+    for (const [over, think] of cases) {
+      upstream.reset();
+      upstream.reply(json(fixture('ollama-chat.json')));
+      await ollama.chat(ask(over), callOptions());
+      expect(sent().think, JSON.stringify(over)).toEqual(think);
+    }
+  });
+
+  it("returns the model's thinking as reasoning_content, JSON and streamed", async () => {
+    upstream.reply(json(fixture('ollama-thinking.json')));
+    const result = await ollama.chat(ask({ model: 'qwen3', thinking: { type: 'enabled', budget_tokens: 1024 } }), callOptions());
+    expect(result.choices[0]?.message).toMatchObject({ content: 'Paris.', reasoning_content: 'The user asks for a capital.' });
+
+    upstream.reply(ndjson(fixture('ollama-thinking.ndjson')));
+    const chunks = await collect(await ollama.streamChat(ask({ model: 'qwen3', stream: true }), callOptions()));
+    expect(chunks.flatMap((c) => c.choices.map((x) => x.delta.reasoning_content ?? '')).join('')).toBe('The user asks for a capital.');
+    expect(text(chunks)).toBe('Paris.');
+    expect(finishes(chunks)).toEqual(['stop']);
+  });
+});

@@ -34,6 +34,8 @@ const chatLineSchema = z.object({
   message: z
     .object({
       content: z.string().nullish(),
+      /** A thinking model's reasoning (Ollama 0.9+, with `think`), apart from its answer. */
+      thinking: z.string().nullish(),
       tool_calls: z
         .array(
           z.object({
@@ -176,6 +178,7 @@ export class OllamaProvider implements ProviderAdapter {
           message: {
             role: 'assistant',
             content: line.message?.content || (toolCalls.length > 0 ? null : ''),
+            ...(line.message?.thinking ? { reasoning_content: line.message.thinking } : {}),
             ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
           },
           finish_reason: mapOllamaFinish(line.done_reason, toolCalls.length > 0),
@@ -214,6 +217,8 @@ export class OllamaProvider implements ProviderAdapter {
         const delta: ChunkChoice['delta'] = yielded ? {} : { role: 'assistant' };
         const content = line.message?.content;
         if (content || !yielded) delta.content = content ?? '';
+        const thinking = line.message?.thinking;
+        if (thinking) delta.reasoning_content = thinking;
         const calls = readToolCalls(line);
         if (calls.length > 0) {
           delta.tool_calls = calls.map((c) => ({ index: toolCount++, id: c.id, type: 'function' as const, function: c.function }));
@@ -266,6 +271,8 @@ export class OllamaProvider implements ProviderAdapter {
     if (req.presence_penalty !== undefined) options.presence_penalty = req.presence_penalty;
     if (req.frequency_penalty !== undefined) options.frequency_penalty = req.frequency_penalty;
     if (Object.keys(options).length > 0) body.options = options;
+    const think = ollamaThink(req);
+    if (think !== undefined) body.think = think;
     body.keep_alive = this.keepAlive;
     return body;
   }
@@ -350,4 +357,19 @@ function mapOllamaUsage(line: ChatLine): Usage {
   const prompt = line.prompt_eval_count ?? 0;
   const completion = line.eval_count ?? 0;
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/**
+ * Ollama's `think` from what the client asked for: the Anthropic route's `thinking` (on or off), else
+ * OpenAI's `reasoning_effort` — `none` turns thinking off, any other level on; gpt-oss models, the
+ * ones Ollama gives levels to, get the level itself (low, medium, high). Nothing asked: the model's
+ * own default.
+ */
+export function ollamaThink(req: ChatRequest): boolean | 'low' | 'medium' | 'high' | undefined {
+  if (req.thinking) return req.thinking.type === 'enabled';
+  const effort = req.reasoning_effort;
+  if (effort === undefined) return undefined;
+  if (effort === 'none') return false;
+  if (!/^gpt-oss/i.test(req.model)) return true;
+  return effort === 'minimal' || effort === 'low' ? 'low' : effort === 'medium' ? 'medium' : 'high';
 }
