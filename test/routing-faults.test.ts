@@ -25,7 +25,9 @@ const FAULTS: Record<string, Fault> = {
   cutfirst: { kind: 'sse_cut_before_first' },
   truncated: { kind: 'sse_truncated', after: 2 },
   trickle: { kind: 'trickle', intervalMs: 30, words: 4 },
-  stall: { kind: 'trickle', intervalMs: 400, words: 3 },
+  // Far apart from the 1 s idle timeout on both sides: a loaded machine (parallel test files) once
+  // stalled the event loop past a 200 ms idle timeout between the 30 ms trickle's chunks.
+  stall: { kind: 'trickle', intervalMs: 2_500, words: 3 },
   slow: { kind: 'ok', delayMs: 1_500 },
   delayed: { kind: 'ok', delayMs: 150 },
   flaky1: { kind: 'flaky', rate: 0.3 },
@@ -33,13 +35,17 @@ const FAULTS: Record<string, Fault> = {
   busy: { kind: 'ok', delayMs: 300 },
 };
 
-const dep = (model: string, extra: Record<string, unknown> = {}) => ({ provider: 'fault', model, timeout_ms: 300, ...extra });
+// A short attempt timeout only where a timeout is the fault under test (a hang): anywhere else, a
+// busy machine (parallel test files) delaying an answer past 300 ms turned a 429 or a healthy answer
+// into 504 upstream_timeout (the likely cause of the r429 case's flake).
+const dep = (model: string, extra: Record<string, unknown> = {}) => ({ provider: 'fault', model, timeout_ms: model === 'hang' ? 300 : 10_000, ...extra });
 
 const MODELS = [
   // one faulty deployment first, the healthy one behind it
   ...['e500', 'e503', 'e408', 'r429', 'hang', 'reset', 'malformed', 'cutfirst', 'e401', 'e403', 'e404', 'e400'].map((f) => ({ name: `survive-${f}`, deployments: [dep(f), dep('ok', { priority: 1 })], retry: { max_retries: 0 } })),
   // only the faulty one
-  ...['e500', 'r429', 'hang', 'malformed', 'truncated', 'trickle', 'stall'].map((f) => ({ name: `only-${f}`, deployments: [dep(f, { id: `only/${f}` })], retry: { max_retries: 0 } })),
+  // (r429 with retries allowed: a rate-limited deployment is still not retried within the request.)
+  ...['e500', 'r429', 'hang', 'malformed', 'truncated', 'trickle', 'stall'].map((f) => ({ name: `only-${f}`, deployments: [dep(f, { id: `only/${f}` })], retry: { max_retries: f === 'r429' ? 2 : 0 } })),
   { name: 'hedged', hedging: { enabled: true, delay_ms: 50 }, deployments: [dep('slow', { timeout_ms: 5_000, price: { input: 1, output: 1 } }), dep('ok', { priority: 1, price: { input: 1, output: 1 } })] },
   { name: 'dedup', deployments: [dep('delayed')] },
   { name: 'limited', queue_size: 0, deployments: [dep('busy', { max_concurrency: 1, timeout_ms: 5_000 })] },
@@ -69,7 +75,7 @@ beforeAll(async () => {
       // The real openai adapter, talking to the fault-injecting upstream.
       providers: { fault: { type: 'openai', base_url: url, api_key: 'test-key' } },
       models: MODELS,
-      routing: { stream_idle_timeout_ms: 200, breaker: { consecutive_failures: 50, min_requests: 1_000 } },
+      routing: { stream_idle_timeout_ms: 1_000, breaker: { consecutive_failures: 50, min_requests: 1_000 } },
     },
   });
   agent = new Agent({ connections: 64 });
@@ -154,10 +160,13 @@ describe('with no healthy deployment the client gets the right error', () => {
   });
 
   it('429 with Retry-After passes the upstream wait on to the client', async () => {
+    const before = upstream.stats('r429').calls;
     const res = await chat('only-r429');
     expect(res.status).toBe(429);
     expect(res.json().error?.code).toBe('upstream_rate_limited');
     expect(res.headers['retry-after']).toBe('7');
+    // One call, though the group may retry twice: the rate-limited deployment cools down instead.
+    expect(upstream.stats('r429').calls).toBe(before + 1);
     // While it cools down it is not called again: the gateway answers 429 itself.
     const calls = upstream.stats('r429').calls;
     const again = await chat('only-r429');
