@@ -358,3 +358,24 @@ async function drain(stream: AsyncIterable<ChatChunk>): Promise<{ chunks: ChatCh
   }
   return { chunks, error: undefined };
 }
+
+describe('cohere thinking', () => {
+  it('asks for thinking as the client did: a budget, off, or a reasoning effort', () => {
+    expect(toCohereRequest(ask({ thinking: { type: 'enabled', budget_tokens: 3000 } }), false).thinking).toEqual({ type: 'enabled', token_budget: 3000 });
+    expect(toCohereRequest(ask({ thinking: { type: 'disabled' } }), false).thinking).toEqual({ type: 'disabled' });
+    expect(toCohereRequest(ask({ reasoning_effort: 'medium' }), false).thinking).toEqual({ type: 'enabled', token_budget: 8192 });
+    expect(toCohereRequest(ask({ reasoning_effort: 'none' }), false).thinking).toEqual({ type: 'disabled' });
+    expect(toCohereRequest(ask(), false).thinking).toBeUndefined();
+  });
+
+  it("returns a reasoning model's thinking as reasoning_content, JSON and streamed", async () => {
+    upstream.reply(json(fixture('cohere-thinking.json')));
+    const result = await cohere.chat(ask({ model: 'command-a-reasoning-08-2025' }), callOptions());
+    expect(result.choices[0]?.message).toMatchObject({ content: "Alice's brother has 3 sisters.", reasoning_content: 'Alice is one of the sisters, so her brother has three.' });
+
+    upstream.reply(sse(fixture('cohere-thinking-stream.chunks.txt')));
+    const chunks = await collect(await cohere.streamChat(ask({ model: 'command-a-reasoning-08-2025', stream: true }), callOptions()));
+    expect(chunks.flatMap((c) => c.choices.map((x) => x.delta.reasoning_content ?? '')).join('')).toBe('Alice is one of the sisters.');
+    expect(chunks.flatMap((c) => c.choices.map((x) => x.delta.content ?? '')).join('')).toBe('3 sisters.');
+  });
+});

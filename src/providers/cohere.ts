@@ -26,6 +26,7 @@ import { primeStream } from './stream-priming.js';
 import { sseEvents } from './stream-parsers.js';
 import { countTextTokens } from './tokens.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
+import { effortBudget } from './thinking.js';
 
 export const COHERE_DEFAULT_BASE_URL = 'https://api.cohere.com';
 
@@ -35,7 +36,7 @@ const usageSchema = z.object({ billed_units: tokensSchema.nullish(), tokens: tok
 const chatResponseSchema = z.object({
   id: z.string().optional(),
   message: z.object({
-    content: z.array(z.object({ type: z.string(), text: z.string().optional() })).nullish(),
+    content: z.array(z.object({ type: z.string(), text: z.string().optional(), thinking: z.string().optional() })).nullish(),
     tool_calls: z
       .array(
         z.object({
@@ -58,7 +59,7 @@ const streamEventSchema = z.object({
       message: z
         .object({
           // message-start carries these as empty arrays; later events as single objects.
-          content: z.object({ text: z.string().optional() }).nullish().catch(null),
+          content: z.object({ text: z.string().optional(), thinking: z.string().optional() }).nullish().catch(null),
           tool_calls: z
             .object({
               id: z.string().nullish(),
@@ -177,6 +178,8 @@ export class CohereProvider implements ProviderAdapter {
     if (!parsed.success) throw this.error('malformed', 'answered a chat body of an unexpected shape', res.status);
     const body = parsed.data;
     const text = (body.message.content ?? []).map((c) => (c.type === 'text' ? (c.text ?? '') : '')).join('');
+    // A reasoning model's thinking items (on by default for those models): the canonical reasoning_content.
+    const reasoning = (body.message.content ?? []).map((c) => (c.type === 'thinking' ? (c.thinking ?? '') : '')).join('');
     const toolCalls: ToolCall[] = (body.message.tool_calls ?? []).map((c) => ({
       id: c.id || `call_${randomUUID()}`,
       type: 'function',
@@ -194,6 +197,7 @@ export class CohereProvider implements ProviderAdapter {
           message: {
             role: 'assistant',
             content: text || (toolCalls.length > 0 ? null : ''),
+            ...(reasoning ? { reasoning_content: reasoning } : {}),
             ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
           },
           finish_reason: finish,
@@ -245,6 +249,8 @@ export class CohereProvider implements ProviderAdapter {
           case 'content-delta': {
             const text = message?.content?.text;
             if (text) yield delta({ content: text });
+            const thinking = message?.content?.thinking;
+            if (thinking) yield delta({ reasoning_content: thinking });
             break;
           }
           case 'tool-call-start': {
@@ -357,6 +363,8 @@ export function toCohereRequest(req: ChatRequest, stream: boolean): Record<strin
   else if (format?.type === 'json_schema') {
     body.response_format = { type: 'json_object', ...(format.json_schema.schema ? { json_schema: format.json_schema.schema } : {}) };
   }
+  const thinking = cohereThinking(req);
+  if (thinking) body.thinking = thinking;
   return body;
 }
 
@@ -398,4 +406,17 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
     case 'tool':
       return { role: 'tool', tool_call_id: m.tool_call_id ?? '', content: contentText(m.content) };
   }
+}
+
+/**
+ * Cohere's `thinking` from what the client asked for: the Anthropic route's `thinking` (its budget as
+ * `token_budget`), else OpenAI's `reasoning_effort` (`none` turns thinking off, a level is a budget).
+ * Nothing asked: the model's default (reasoning models think).
+ */
+export function cohereThinking(req: ChatRequest): Record<string, unknown> | undefined {
+  if (req.thinking?.type === 'enabled') return { type: 'enabled', token_budget: req.thinking.budget_tokens };
+  if (req.thinking?.type === 'disabled') return { type: 'disabled' };
+  const budget = effortBudget(req.reasoning_effort);
+  if (budget === undefined) return undefined;
+  return budget === 0 ? { type: 'disabled' } : { type: 'enabled', token_budget: budget };
 }

@@ -16,6 +16,7 @@ import {
   type Usage,
 } from '../canonical/chat.js';
 import { documentData, parseDataUrl } from './data-url.js';
+import { effortBudget } from './thinking.js';
 
 export interface GeminiPart {
   text?: string;
@@ -183,12 +184,6 @@ function toGenerationConfig(req: ChatRequest): Record<string, unknown> {
 }
 
 /**
- * Thinking budgets for OpenAI's `reasoning_effort`, as Google's own OpenAI-compatible endpoint maps
- * them (low 1,024, medium 8,192, high 24,576 tokens; none turns thinking off where the model allows).
- */
-const EFFORT_BUDGET: Record<string, number> = { none: 0, minimal: 1_024, low: 1_024, medium: 8_192, high: 24_576, xhigh: 24_576, max: 24_576 };
-
-/**
  * `generationConfig.thinkingConfig` from what the client asked for: Anthropic's `thinking` (its
  * budget, and the thoughts returned, as Claude returns its thinking), else OpenAI's
  * `reasoning_effort` (a budget only: OpenAI's API returns no reasoning text). Nothing asked: the
@@ -197,7 +192,7 @@ const EFFORT_BUDGET: Record<string, number> = { none: 0, minimal: 1_024, low: 1_
 export function toThinkingConfig(req: ChatRequest): Record<string, unknown> | undefined {
   if (req.thinking?.type === 'enabled') return { thinkingBudget: req.thinking.budget_tokens, includeThoughts: true };
   if (req.thinking?.type === 'disabled') return { thinkingBudget: 0 };
-  const budget = req.reasoning_effort === undefined ? undefined : EFFORT_BUDGET[req.reasoning_effort];
+  const budget = effortBudget(req.reasoning_effort);
   return budget === undefined ? undefined : { thinkingBudget: budget };
 }
 
