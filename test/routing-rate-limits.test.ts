@@ -19,6 +19,7 @@ beforeAll(async () => {
   // OpenAI's own shape of a rate limit: Retry-After and the x-ratelimit-* headers.
   const openAiHeaders = { 'x-ratelimit-limit-requests': '500', 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1s' };
   upstream.set('gpt-limited', { kind: 'status', status: 429, retryAfterS: 1, headers: openAiHeaders });
+  upstream.set('gpt-now', { kind: 'status', status: 429, retryAfterS: 0 });
   upstream.set('gpt-reset-only', { kind: 'status', status: 429, headers: openAiHeaders });
   upstream.set('busy-long', { kind: 'status', status: 429, retryAfterS: 30 });
   upstream.set('busy-short', { kind: 'status', status: 429, retryAfterS: 3 });
@@ -71,6 +72,14 @@ describe('a single deployment (the passthrough) rate-limited', () => {
     const providers = (await (await fetch(`${server.url}/v1/providers`)).json()) as { counters: { breakerOpens: number } };
     expect(providers.counters.breakerOpens).toBe(0);
   }, 30_000);
+
+  it('Retry-After: 0 — one upstream call per SDK attempt still, the gateway adds no retries', async () => {
+    const before = upstream.stats('gpt-now').calls;
+    const err = await failure(sdk(), 'gpt-now');
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(err.headers?.get('retry-after')).toBe('1');
+    expect(upstream.stats('gpt-now').calls - before).toBe(3);
+  }, 15_000);
 
   it('a 429 without Retry-After (x-ratelimit-reset-* only) cools the deployment 1 s: 429 Retry-After 1, not retried by the gateway', async () => {
     const before = upstream.stats('gpt-reset-only').calls;

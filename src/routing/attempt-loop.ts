@@ -66,6 +66,11 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
   let previous: Deployment | undefined;
   /** The last rate limit (429) this request met: the answer when nothing else answers. */
   let rateLimited: UpstreamError | undefined;
+  /**
+   * Deployments that rate-limited this request: not retried for it even when their cooldown is
+   * over (a `Retry-After: 0`, or a wait shorter than the backoff) — the client's SDK retries.
+   */
+  const limited = new Set<string>();
   while (true) {
     if (state.signal.aborted) throw state.signal.reason as Error;
     let pick: Pick | undefined;
@@ -73,7 +78,7 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
     // A deployment that started cooling since the request began (another request's 429) is not
     // called: it asked for a pause.
     dropCooling(deps, untried);
-    if (untried.length > 0 && !(retryable && retries < maxRetries && retryRatherThanQueue(deps, order, untried, faulted))) {
+    if (untried.length > 0 && !(retryable && retries < maxRetries && retryRatherThanQueue(deps, order, untried, (id) => faulted.has(id) || limited.has(id)))) {
       pick = await take(deps, state, rt, untried);
       if (!pick) break;
       if (previous) {
@@ -85,7 +90,7 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
       // A deployment cooling down (its Retry-After) is not waited for: the client is told when the
       // first one frees up (429 Retry-After below) and its SDK waits, not a request held open here.
       const now = Date.now();
-      const candidates = order.filter((d) => !faulted.has(d.id) && deps.breakerFor(d.id).canPass() && !deps.statsFor(d.id).cooling(now));
+      const candidates = order.filter((d) => !faulted.has(d.id) && !limited.has(d.id) && deps.breakerFor(d.id).canPass() && !deps.statsFor(d.id).cooling(now));
       if (candidates.length === 0) break;
       const wait = backoffMs(retries, retry.base_delay_ms ?? 100, retry.max_delay_ms ?? 2_000, deps.random);
       if (now + wait >= state.deadlineAt) break;
@@ -117,7 +122,10 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
     } catch (err) {
       if (state.signal.aborted) throw state.signal.reason as Error;
       lastError = err;
-      if (isRateLimit(err)) rateLimited = err;
+      if (isRateLimit(err)) {
+        rateLimited = err;
+        limited.add(pick.d.id);
+      }
       if (isRetryable(err)) retryable = true;
       else if (isDeploymentFault(err)) faulted.add(pick.d.id);
       else throw err; // the request itself was refused (400): any deployment would refuse it
@@ -163,7 +171,7 @@ function untilFree(deps: AttemptLoopDeps, order: readonly Deployment[], faulted:
  * free slot, and the retry budget has room. Queueing for the one deployment left while another
  * sits idle would end in a 503 once the queue wait passes.
  */
-function retryRatherThanQueue(deps: AttemptLoopDeps, order: readonly Deployment[], untried: readonly Deployment[], faulted: ReadonlySet<string>): boolean {
+function retryRatherThanQueue(deps: AttemptLoopDeps, order: readonly Deployment[], untried: readonly Deployment[], notRetried: (id: string) => boolean): boolean {
   const { admission } = deps;
   for (const d of untried) {
     if (!deps.breakerFor(d.id).canPass()) continue;
@@ -171,7 +179,7 @@ function retryRatherThanQueue(deps: AttemptLoopDeps, order: readonly Deployment[
   }
   const now = Date.now();
   const idle = order.some(
-    (d) => !untried.includes(d) && !faulted.has(d.id) && deps.breakerFor(d.id).canPass() && !deps.statsFor(d.id).cooling(now) && admission.hasFreeSlot(d) && !admission.waitedFor(d),
+    (d) => !untried.includes(d) && !notRetried(d.id) && deps.breakerFor(d.id).canPass() && !deps.statsFor(d.id).cooling(now) && admission.hasFreeSlot(d) && !admission.waitedFor(d),
   );
   return idle && deps.budget.canWithdraw();
 }

@@ -321,6 +321,15 @@ describe('Router: fallbacks and retries', () => {
     expect(router.breakerFor('fake/broke').state).toBe('open');
   });
 
+  it('a 429 with Retry-After: 0 is not retried within the request either (the client retries), though it does not cool', async () => {
+    const p = new ScriptedProvider().on('a', fail('rate_limited', { status: 429, retryAfterMs: 0 }));
+    const router = build([group('g', ['a'], { retry: { max_retries: 2, base_delay_ms: 0 } })], p);
+    const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
+    expect(err.code).toBe('upstream_rate_limited');
+    expect(p.calls).toEqual(['a']);
+    expect(router.events.counters.retries).toBe(0);
+  });
+
   it('a 429 without Retry-After cools the deployment for 1 s; the request moves on to the next deployment at once', async () => {
     const p = new ScriptedProvider().on('a', fail('rate_limited', { status: 429 }));
     const router = build([group('g', ['a', 'b'])], p);
