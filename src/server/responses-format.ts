@@ -434,7 +434,14 @@ type OutputText = { type: 'output_text'; text: string; annotations: never[]; log
 type RefusalContent = { type: 'refusal'; refusal: string };
 type MessageOutput = { type: 'message'; id: string; status: 'in_progress' | 'completed' | 'incomplete'; role: 'assistant'; content: (OutputText | RefusalContent)[] };
 type FunctionCallOutput = { type: 'function_call'; id: string; call_id: string; name: string; arguments: string; status: 'in_progress' | 'completed' | 'incomplete' };
-type OutputItem = MessageOutput | FunctionCallOutput;
+type ReasoningText = { type: 'reasoning_text'; text: string };
+/**
+ * The model's reasoning where the upstream gives it as text (the canonical `reasoning_content`:
+ * vLLM, DeepSeek, Ollama, Gemini's and Cohere's thoughts, Claude's thinking): a `reasoning` item with
+ * `reasoning_text` content, as OpenAI's open-weight models answer. No summary, nothing encrypted.
+ */
+type ReasoningOutput = { type: 'reasoning'; id: string; summary: never[]; content: ReasoningText[]; status: 'in_progress' | 'completed' | 'incomplete' };
+type OutputItem = MessageOutput | FunctionCallOutput | ReasoningOutput;
 
 const newId = (prefix: string) => `${prefix}_${randomHex(12)}`;
 
@@ -499,6 +506,7 @@ export function assistantTurn(output: readonly OutputItem[]): ChatMessage | unde
   const calls: NonNullable<ChatMessage['tool_calls']> = [];
   for (const item of output) {
     if (item.type === 'message') for (const c of item.content) text += c.type === 'output_text' ? c.text : c.refusal;
+    else if (item.type === 'reasoning') continue; // not replayed to the model, as input reasoning items are not
     else calls.push({ id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } });
   }
   if (!text && calls.length === 0) return undefined;
@@ -511,6 +519,9 @@ export function canonicalToResponse(result: ChatResult, echo: ResponseEcho) {
   const output: OutputItem[] = [];
   const { status, incomplete_details } = statusOf(choice?.finish_reason);
   if (choice) {
+    if (choice.message.reasoning_content) {
+      output.push({ type: 'reasoning', id: newId('rs'), summary: [], content: [{ type: 'reasoning_text', text: choice.message.reasoning_content }], status: 'completed' });
+    }
     const content: (OutputText | RefusalContent)[] = [];
     if (choice.message.content) content.push({ type: 'output_text', text: choice.message.content, annotations: [], logprobs: echo.logprobs ? (choice.logprobs?.content ?? []) : [] });
     if (choice.message.refusal) content.push({ type: 'refusal', refusal: choice.message.refusal });
@@ -531,6 +542,7 @@ export class ResponseEventWriter {
   private readonly output: OutputItem[] = [];
   private message?: { item: MessageOutput; index: number; part?: { content: number; kind: 'text' | 'refusal'; value: string; logprobs: TokenLogprob[] } };
   private readonly calls = new Map<number, { item: FunctionCallOutput; index: number; open: boolean }>();
+  private reasoningItem?: { item: ReasoningOutput; index: number; text: string };
   private usage: Usage | undefined;
   private finish: string | null = null;
 
@@ -554,6 +566,7 @@ export class ResponseEventWriter {
       if (chunk.usage) this.usage = chunk.usage;
       const c = chunk.choices.find((x) => x.index === 0);
       if (!c) continue;
+      if (c.delta.reasoning_content) yield* this.reasoning(c.delta.reasoning_content);
       if (c.delta.content) yield* this.text('text', c.delta.content, c.logprobs?.content ?? []);
       if (c.delta.refusal) yield* this.text('refusal', c.delta.refusal, []);
       for (const t of c.delta.tool_calls ?? []) yield* this.toolCall(t.index, t.id, t.function?.name, t.function?.arguments);
@@ -561,6 +574,7 @@ export class ResponseEventWriter {
     }
     if (!started) yield* this.start();
     const { status, incomplete_details } = statusOf(this.finish);
+    yield* this.closeReasoning(status === 'completed' ? 'completed' : 'incomplete');
     yield* this.closeMessage(status === 'completed' ? 'completed' : 'incomplete');
     yield* this.closeCalls();
     const response = responseObject(this.id, this.createdAt, this.model, this.echo, { status, incomplete_details, output: this.output, usage: usageOf(this.usage) });
@@ -578,7 +592,37 @@ export class ResponseEventWriter {
     return { event: 'error', data: JSON.stringify({ type: 'error', code: err.code, message: err.message, param: err.param ?? null, sequence_number: this.seq++ }) };
   }
 
+  /** Reasoning text: one `reasoning` item, open until the answer's text or a call begins. */
+  private *reasoning(delta: string): Generator<SseEvent> {
+    if (!this.reasoningItem) {
+      yield* this.closeMessage('completed');
+      yield* this.closeCalls();
+      const item: ReasoningOutput = { type: 'reasoning', id: newId('rs'), summary: [], content: [], status: 'in_progress' };
+      this.reasoningItem = { item, index: this.output.length, text: '' };
+      this.output.push(item);
+      yield* this.emit('response.output_item.added', { output_index: this.reasoningItem.index, item: { ...item, content: [] } });
+      yield* this.emit('response.content_part.added', { item_id: item.id, output_index: this.reasoningItem.index, content_index: 0, part: { type: 'reasoning_text', text: '' } });
+    }
+    const r = this.reasoningItem;
+    r.text += delta;
+    yield* this.emit('response.reasoning_text.delta', { item_id: r.item.id, output_index: r.index, content_index: 0, delta });
+  }
+
+  private *closeReasoning(status: 'completed' | 'incomplete'): Generator<SseEvent> {
+    const r = this.reasoningItem;
+    if (!r) return;
+    this.reasoningItem = undefined;
+    const where = { item_id: r.item.id, output_index: r.index, content_index: 0 };
+    const part: ReasoningText = { type: 'reasoning_text', text: r.text };
+    yield* this.emit('response.reasoning_text.done', { ...where, text: r.text });
+    yield* this.emit('response.content_part.done', { ...where, part });
+    r.item.content.push(part);
+    r.item.status = status;
+    yield* this.emit('response.output_item.done', { output_index: r.index, item: r.item });
+  }
+
   private *text(kind: 'text' | 'refusal', delta: string, logprobs: TokenLogprob[]): Generator<SseEvent> {
+    yield* this.closeReasoning('completed');
     yield* this.closeCalls();
     if (!this.message) {
       const item: MessageOutput = { type: 'message', id: newId('msg'), status: 'in_progress', role: 'assistant', content: [] };
@@ -632,6 +676,7 @@ export class ResponseEventWriter {
   private *toolCall(index: number, callId: string | undefined, name: string | undefined, args: string | undefined): Generator<SseEvent> {
     let call = this.calls.get(index);
     if (!call) {
+      yield* this.closeReasoning('completed');
       yield* this.closeMessage('completed');
       // Earlier calls stay open until the answer ends: an upstream may still send their arguments.
       const item: FunctionCallOutput = { type: 'function_call', id: newId('fc'), call_id: callId ?? newId('call'), name: name ?? '', arguments: '', status: 'in_progress' };
@@ -748,6 +793,15 @@ export function* replayEvents(response: Record<string, unknown>, startingAfter =
       const where = { item_id: item.id, output_index: index };
       if (item.arguments) yield* emit('response.function_call_arguments.delta', { ...where, delta: item.arguments });
       yield* emit('response.function_call_arguments.done', { ...where, name: item.name, arguments: item.arguments });
+    } else if (item.type === 'reasoning') {
+      yield* emit('response.output_item.added', { output_index: index, item: { ...item, status: 'in_progress', content: [] } });
+      for (const [content, part] of (item.content ?? []).entries()) {
+        const where = { item_id: item.id, output_index: index, content_index: content };
+        yield* emit('response.content_part.added', { ...where, part: { type: 'reasoning_text', text: '' } });
+        yield* emit('response.reasoning_text.delta', { ...where, delta: part.text });
+        yield* emit('response.reasoning_text.done', { ...where, text: part.text });
+        yield* emit('response.content_part.done', { ...where, part });
+      }
     } else {
       yield* emit('response.output_item.added', { output_index: index, item: { ...item, status: 'in_progress', content: [] } });
       for (const [content, part] of item.content.entries()) {
