@@ -8,7 +8,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { fixture } from '../src/providers/__fixtures__/fixture-server.js';
+import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
 import { startTestGateway } from './helpers/gateway.js';
+
+const spec = specForTests('openai-compatible-upstream.test');
 
 interface Reply {
   status?: number;
@@ -141,5 +144,34 @@ describe('the token limit field', () => {
     const limits = bodies.map((b) => Object.fromEntries(Object.entries(b).filter(([k]) => k.startsWith('max_'))));
     expect(limits).toEqual([{ max_completion_tokens: 100 }, { max_tokens: 50 }, { max_tokens: 70 }]);
     expect(bodies.every((b) => !('token_limit_field' in b))).toBe(true);
+  });
+});
+
+describe("OpenAI's answer fields, passed on", () => {
+  it('gives OpenAI clients the upstream usage details, service_tier and refusal: null, valid per the spec, JSON and streamed', async () => {
+    json = { body: await fixture('openai-chat.json') };
+    const upstreamAnswer = JSON.parse(json.body) as { usage: unknown };
+    const res = await openaiClient.chat.completions.create({ model: 'qwq', messages: [{ role: 'user', content: 'hi' }] });
+    expect(res.usage).toEqual(upstreamAnswer.usage);
+    expect(res.service_tier).toBe('default');
+    expect(res.choices[0]?.message.refusal).toBeNull();
+    if (spec) expect(spec.errors('CreateChatCompletionResponse', res)).toEqual([]);
+
+    const usage = { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12, prompt_tokens_details: { cached_tokens: 0, audio_tokens: 2 }, completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 2, rejected_prediction_tokens: 1 } };
+    const chunk = (extra: Record<string, unknown>) => `data: ${JSON.stringify({ id: 'chatcmpl-s', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1', service_tier: 'priority', ...extra })}\n\n`;
+    stream = { body: chunk({ choices: [{ index: 0, delta: { role: 'assistant', content: 'ok' }, finish_reason: null }] }) + chunk({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }) + chunk({ choices: [], usage }) + 'data: [DONE]\n\n' };
+    const chunks = await openaiClient.chat.completions.create({ model: 'qwq', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] });
+    const seen: OpenAI.ChatCompletionChunk[] = [];
+    for await (const c of chunks) seen.push(c);
+    expect(seen.map((c) => c.service_tier)).toEqual(['priority', 'priority', 'priority']);
+    expect(seen.at(-1)?.usage).toEqual(usage);
+  });
+
+  it('leaves details and service_tier out when the upstream sent none', async () => {
+    json = { body: await fixture('openai-vllm-stop-reason.json') };
+    const res = await openaiClient.chat.completions.create({ model: 'qwq', messages: [{ role: 'user', content: 'hi' }] });
+    expect(res.usage).toEqual({ prompt_tokens: 18, completion_tokens: 7, total_tokens: 25 });
+    expect(res).not.toHaveProperty('service_tier');
+    expect(res.choices[0]?.message.refusal).toBeNull();
   });
 });

@@ -224,13 +224,36 @@ export interface Usage {
    * only when the provider said; priced at the deployment's `cached_input` / `cache_write` prices.
    */
   prompt_tokens_details?: PromptTokensDetails;
-  /** Of `completion_tokens`, the model's hidden reasoning (OpenAI's `reasoning_tokens`, Gemini's thoughts), when the provider said. */
-  completion_tokens_details?: { reasoning_tokens: number };
+  /**
+   * Of `completion_tokens`, the model's hidden reasoning (OpenAI's `reasoning_tokens`, Gemini's
+   * thoughts), when the provider said; OpenAI's other counts beside it when it sent them.
+   */
+  completion_tokens_details?: CompletionTokensDetails;
 }
 
 export interface PromptTokensDetails {
   cached_tokens: number;
   cache_write_tokens?: number;
+  /** OpenAI's audio input tokens, when the upstream sent the count. */
+  audio_tokens?: number;
+}
+
+export interface CompletionTokensDetails {
+  reasoning_tokens: number;
+  /** OpenAI's Predicted Outputs: prediction tokens that appeared in the answer, and those that did not (billed all the same). */
+  accepted_prediction_tokens?: number;
+  rejected_prediction_tokens?: number;
+  /** OpenAI's audio output tokens. Each of these three only when the upstream sent it. */
+  audio_tokens?: number;
+}
+
+/** The optional counts of two usage details, summed where either side has one. */
+function addOptionalCounts<T extends object>(out: T, a: T | undefined, b: T | undefined, keys: readonly (keyof T)[]): void {
+  for (const k of keys) {
+    const x = a?.[k] as number | undefined;
+    const y = b?.[k] as number | undefined;
+    if (x !== undefined || y !== undefined) (out[k] as number) = (x ?? 0) + (y ?? 0);
+  }
 }
 
 export interface AssistantMessage {
@@ -299,6 +322,8 @@ export interface ChatResult {
   choices: ChatChoice[];
   usage: Usage;
   system_fingerprint?: string;
+  /** The tier that served the answer (OpenAI's `service_tier`: default, flex, priority, …), when the upstream said. */
+  service_tier?: string;
 }
 
 export interface ToolCallDelta {
@@ -342,6 +367,8 @@ export interface ChatChunk {
   choices: ChunkChoice[];
   usage?: Usage | null;
   system_fingerprint?: string;
+  /** As ChatResult.service_tier. */
+  service_tier?: string;
 }
 
 export function emptyUsage(): Usage {
@@ -359,13 +386,14 @@ export function addUsage(a: Usage, b: Usage): Usage {
   const pb = b.prompt_tokens_details;
   if (pa || pb) {
     out.prompt_tokens_details = { cached_tokens: (pa?.cached_tokens ?? 0) + (pb?.cached_tokens ?? 0) };
-    if (pa?.cache_write_tokens !== undefined || pb?.cache_write_tokens !== undefined) {
-      out.prompt_tokens_details.cache_write_tokens = (pa?.cache_write_tokens ?? 0) + (pb?.cache_write_tokens ?? 0);
-    }
+    addOptionalCounts(out.prompt_tokens_details, pa, pb, ['cache_write_tokens', 'audio_tokens']);
   }
   const ca = a.completion_tokens_details;
   const cb = b.completion_tokens_details;
-  if (ca || cb) out.completion_tokens_details = { reasoning_tokens: (ca?.reasoning_tokens ?? 0) + (cb?.reasoning_tokens ?? 0) };
+  if (ca || cb) {
+    out.completion_tokens_details = { reasoning_tokens: (ca?.reasoning_tokens ?? 0) + (cb?.reasoning_tokens ?? 0) };
+    addOptionalCounts(out.completion_tokens_details, ca, cb, ['accepted_prediction_tokens', 'rejected_prediction_tokens', 'audio_tokens']);
+  }
   return out;
 }
 

@@ -48,6 +48,7 @@ class ChunkFolder {
   private created = 0;
   private model = '';
   private fingerprint: string | undefined;
+  private serviceTier: string | undefined;
   private usage: Usage | undefined;
   private readonly choices = new Map<number, ChoiceAcc>();
 
@@ -56,6 +57,7 @@ class ChunkFolder {
     this.created ||= chunk.created;
     this.model ||= chunk.model;
     this.fingerprint ??= chunk.system_fingerprint;
+    this.serviceTier ??= chunk.service_tier;
     if (chunk.usage) this.usage = chunk.usage;
     for (const c of chunk.choices) {
       let acc = this.choices.get(c.index);
@@ -117,6 +119,7 @@ class ChunkFolder {
       choices,
       usage: this.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
       ...(this.fingerprint ? { system_fingerprint: this.fingerprint } : {}),
+      ...(this.serviceTier ? { service_tier: this.serviceTier } : {}),
     };
   }
 }
@@ -140,7 +143,7 @@ export function foldChunks(chunks: Iterable<ChatChunk>): ChatResult {
  * refusal, the tool calls, the finish; then usage.
  */
 export function resultToChunks(result: ChatResult): ChatChunk[] {
-  const base = { id: result.id, object: 'chat.completion.chunk' as const, created: result.created, model: result.model, ...(result.system_fingerprint ? { system_fingerprint: result.system_fingerprint } : {}) };
+  const base = { id: result.id, object: 'chat.completion.chunk' as const, created: result.created, model: result.model, ...(result.system_fingerprint ? { system_fingerprint: result.system_fingerprint } : {}), ...(result.service_tier ? { service_tier: result.service_tier } : {}) };
   const out: ChatChunk[] = [];
   for (const choice of result.choices) {
     const index = choice.index;

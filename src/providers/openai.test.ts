@@ -62,8 +62,15 @@ describe('openai provider: chat (JSON)', () => {
     expect(result.model).toBe('gpt-4o-2024-08-06');
     expect(result.choices[0]?.message.content).toMatch(/^The image shows/);
     expect(result.choices[0]?.finish_reason).toBe('stop');
-    expect(result.usage).toEqual({ prompt_tokens: 1117, completion_tokens: 46, total_tokens: 1163, prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } });
+    expect(result.usage).toEqual({
+      prompt_tokens: 1117,
+      completion_tokens: 46,
+      total_tokens: 1163,
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    });
     expect(result.system_fingerprint).toBe('fp_fc9f1d7035');
+    expect(result.service_tier).toBe('default');
   });
 
   it('passes tools, tool_choice, response_format, n, stop, seed, user and logprobs through and maps tool calls', async () => {
@@ -249,7 +256,7 @@ describe('openai provider: prompt caching and reasoning in usage', () => {
   it('keeps the cached prompt tokens and the reasoning tokens the upstream reported, JSON and streamed', async () => {
     server.reply({ body: answer({ prompt_tokens: 2006, completion_tokens: 300, total_tokens: 2306, prompt_tokens_details: { cached_tokens: 1920, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 256 } }) });
     const result = await provider.chat(baseReq, opts());
-    expect(result.usage).toEqual({ prompt_tokens: 2006, completion_tokens: 300, total_tokens: 2306, prompt_tokens_details: { cached_tokens: 1920 }, completion_tokens_details: { reasoning_tokens: 256 } });
+    expect(result.usage).toEqual({ prompt_tokens: 2006, completion_tokens: 300, total_tokens: 2306, prompt_tokens_details: { cached_tokens: 1920, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 256 } });
 
     const usage = { prompt_tokens: 2006, completion_tokens: 1, total_tokens: 2007, prompt_tokens_details: { cached_tokens: 1024 } };
     server.reply({
@@ -258,6 +265,35 @@ describe('openai provider: prompt caching and reasoning in usage', () => {
     });
     const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()));
     expect(chunks.at(-1)?.usage).toEqual({ ...usage, prompt_tokens_details: { cached_tokens: 1024 } });
+  });
+
+  it("keeps predicted-output and audio token counts and the answer's service_tier, JSON and streamed; none when the upstream sent none", async () => {
+    const details = {
+      prompt_tokens: 40,
+      completion_tokens: 30,
+      total_tokens: 70,
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 12 },
+      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 5, accepted_prediction_tokens: 18, rejected_prediction_tokens: 4 },
+    };
+    const body = { ...JSON.parse(answer(details)), service_tier: 'flex' };
+    expect(plainCompletion(body)).toBeDefined();
+    server.reply({ body: JSON.stringify(body) });
+    const result = await provider.chat(baseReq, opts());
+    expect(result.usage).toEqual(details);
+    expect(result.service_tier).toBe('flex');
+    server.reply({ body: answer({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 }) });
+    const plain = await provider.chat(baseReq, opts());
+    expect(plain.usage).toEqual({ prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 });
+    expect(plain).not.toHaveProperty('service_tier');
+
+    const chunk = (extra: Record<string, unknown>) => `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1', service_tier: 'flex', ...extra })}\n\n`;
+    server.reply({ headers: sse, body: chunk({ choices: [{ index: 0, delta: { content: 'ok' }, finish_reason: 'stop' }] }) + chunk({ choices: [], usage: details }) + 'data: [DONE]\n\n' });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()));
+    expect(chunks.map((c) => c.service_tier)).toEqual(['flex', 'flex']);
+    expect(chunks.at(-1)?.usage).toEqual(details);
+    const folded = foldChunks(chunks);
+    expect(folded.service_tier).toBe('flex');
+    expect(foldChunks(resultToChunks(folded)).service_tier).toBe('flex');
   });
 
   it('reads a server that sends null details as having none, and refuses details that are not counts', async () => {

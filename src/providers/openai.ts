@@ -3,7 +3,7 @@
 // with undefined fields dropped; responses are read through a small zod schema of what we use, and a
 // stream always ends with a usage chunk (counted locally when the upstream sends none).
 import { z } from 'zod';
-import { promptCacheDetails, requestedMaxTokens, withoutCacheControl, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type FinishReason, type TokenLogprob, type Usage } from '../canonical/chat.js';
+import { promptCacheDetails, requestedMaxTokens, withoutCacheControl, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type CompletionTokensDetails, type FinishReason, type TokenLogprob, type Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { UpstreamError, kindForStatus } from './errors.js';
@@ -14,13 +14,17 @@ import type { CallOptions, ProviderAdapter } from './types.js';
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 
+/** A usage count passed on to the client only (audio, predicted outputs): one of another type reads as none rather than failing the answer. */
+const extraCount = z.number().nullish().catch(undefined);
 const usageSchema = z.object({
   prompt_tokens: z.number(),
   completion_tokens: z.number().nullish(),
   total_tokens: z.number().nullish(),
   // OpenAI's automatic prompt caching; servers that have none send nothing, null or zeros.
-  prompt_tokens_details: z.looseObject({ cached_tokens: z.number().nullish(), cache_write_tokens: z.number().nullish() }).nullish(),
-  completion_tokens_details: z.looseObject({ reasoning_tokens: z.number().nullish() }).nullish(),
+  prompt_tokens_details: z.looseObject({ cached_tokens: z.number().nullish(), cache_write_tokens: z.number().nullish(), audio_tokens: extraCount }).nullish(),
+  completion_tokens_details: z
+    .looseObject({ reasoning_tokens: z.number().nullish(), accepted_prediction_tokens: extraCount, rejected_prediction_tokens: extraCount, audio_tokens: extraCount })
+    .nullish(),
 });
 const toolCallSchema = z.object({
   id: z.string(),
@@ -44,6 +48,7 @@ export const completionSchema = z.object({
   created: z.number().nullish(),
   model: z.string().nullish(),
   system_fingerprint: z.string().nullish(),
+  service_tier: z.string().nullish().catch(undefined),
   choices: z.array(
     z.object({
       index: z.number().optional(),
@@ -69,6 +74,7 @@ export const chunkSchema = z.object({
   created: z.number().nullish(),
   model: z.string().nullish(),
   system_fingerprint: z.string().nullish(),
+  service_tier: z.string().nullish().catch(undefined),
   choices: z.array(
     z.object({
       index: z.number(),
@@ -124,6 +130,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function plainChunk(json: unknown): StreamChunk | undefined {
   if (!isRecord(json) || !Array.isArray(json.choices)) return undefined;
   if (!optional(json.id, 'string') || !optional(json.created, 'number') || !optional(json.model, 'string') || !optional(json.system_fingerprint, 'string')) return undefined;
+  if (!optional(json.service_tier, 'string')) return undefined;
   for (const choice of json.choices as unknown[]) {
     if (!isRecord(choice) || typeof choice.index !== 'number' || !optional(choice.finish_reason, 'string')) return undefined;
     if (choice.logprobs !== undefined && choice.logprobs !== null) return undefined;
@@ -145,7 +152,7 @@ export function plainChunk(json: unknown): StreamChunk | undefined {
  */
 export function plainCompletion(json: unknown): Completion | undefined {
   if (!isRecord(json) || typeof json.id !== 'string' || !Array.isArray(json.choices)) return undefined;
-  if (!optional(json.created, 'number') || !optional(json.model, 'string') || !optional(json.system_fingerprint, 'string')) return undefined;
+  if (!optional(json.created, 'number') || !optional(json.model, 'string') || !optional(json.system_fingerprint, 'string') || !optional(json.service_tier, 'string')) return undefined;
   for (const choice of json.choices as unknown[]) {
     if (!isRecord(choice) || (choice.index !== undefined && typeof choice.index !== 'number') || !optional(choice.finish_reason, 'string')) return undefined;
     if (choice.logprobs !== undefined && choice.logprobs !== null) return undefined;
@@ -182,8 +189,8 @@ function plainUsage(u: unknown): boolean {
     typeof u.prompt_tokens === 'number' &&
     optional(u.completion_tokens, 'number') &&
     optional(u.total_tokens, 'number') &&
-    plainDetails(u.prompt_tokens_details, 'cached_tokens', 'cache_write_tokens') &&
-    plainDetails(u.completion_tokens_details, 'reasoning_tokens')
+    plainDetails(u.prompt_tokens_details, 'cached_tokens', 'cache_write_tokens', 'audio_tokens') &&
+    plainDetails(u.completion_tokens_details, 'reasoning_tokens', 'accepted_prediction_tokens', 'rejected_prediction_tokens', 'audio_tokens')
   );
 }
 
@@ -349,6 +356,7 @@ export class OpenAIProvider implements ProviderAdapter {
       usage: c.usage ? toUsage(c.usage) : estimateUsage(req, c.choices.map((ch) => (ch.message.reasoning_content || ch.message.reasoning || '') + (ch.message.content ?? '') + (ch.message.tool_calls ? JSON.stringify(ch.message.tool_calls) : ''))),
     };
     if (c.system_fingerprint) result.system_fingerprint = c.system_fingerprint;
+    if (c.service_tier) result.service_tier = c.service_tier;
     return result;
   }
 
@@ -362,6 +370,7 @@ export class OpenAIProvider implements ProviderAdapter {
     let created = Math.floor(Date.now() / 1000);
     let model = req.model;
     let fingerprint: string | undefined;
+    let serviceTier: string | undefined;
     let usage: Usage | undefined;
     let done = false;
     let produced = false;
@@ -392,6 +401,7 @@ export class OpenAIProvider implements ProviderAdapter {
         created = c.created ?? created;
         model = c.model ?? model;
         fingerprint = c.system_fingerprint ?? fingerprint;
+        serviceTier = c.service_tier ?? serviceTier;
         if (c.usage) usage = toUsage(c.usage);
         if (c.choices.length === 0) continue; // the usage chunk; re-sent last, after every choice chunk
         const out: ChatChunk = {
@@ -427,6 +437,7 @@ export class OpenAIProvider implements ProviderAdapter {
           }),
         };
         if (fingerprint) out.system_fingerprint = fingerprint;
+        if (serviceTier) out.service_tier = serviceTier;
         produced = true;
         yield out;
       }
@@ -447,6 +458,7 @@ export class OpenAIProvider implements ProviderAdapter {
       usage: usage ?? estimateUsage(req, [...output.values()]),
     };
     if (fingerprint) final.system_fingerprint = fingerprint;
+    if (serviceTier) final.service_tier = serviceTier;
     yield final;
   }
 
@@ -527,10 +539,21 @@ function toLogprobs(lp: z.infer<typeof logprobsSchema> | null | undefined): Choi
 function toUsage(u: z.infer<typeof usageSchema>): Usage {
   const completion = u.completion_tokens ?? 0;
   const usage: Usage = { prompt_tokens: u.prompt_tokens, completion_tokens: completion, total_tokens: u.total_tokens ?? u.prompt_tokens + completion };
-  const cache = promptCacheDetails(u.prompt_tokens_details?.cached_tokens, u.prompt_tokens_details?.cache_write_tokens);
-  if (cache) usage.prompt_tokens_details = cache;
-  const reasoning = u.completion_tokens_details?.reasoning_tokens;
-  if (reasoning != null) usage.completion_tokens_details = { reasoning_tokens: reasoning };
+  const pd = u.prompt_tokens_details;
+  const cache = promptCacheDetails(pd?.cached_tokens, pd?.cache_write_tokens);
+  if (cache || pd?.audio_tokens != null) {
+    usage.prompt_tokens_details = cache ?? { cached_tokens: 0 };
+    if (pd?.audio_tokens != null) usage.prompt_tokens_details.audio_tokens = pd.audio_tokens;
+  }
+  const cd = u.completion_tokens_details;
+  if (cd && (cd.reasoning_tokens != null || cd.accepted_prediction_tokens != null || cd.rejected_prediction_tokens != null || cd.audio_tokens != null)) {
+    const details: CompletionTokensDetails = { reasoning_tokens: cd.reasoning_tokens ?? 0 };
+    // Passed on to the client as the upstream sent them (OpenAI's Predicted Outputs and audio), only those it sent.
+    if (cd.accepted_prediction_tokens != null) details.accepted_prediction_tokens = cd.accepted_prediction_tokens;
+    if (cd.rejected_prediction_tokens != null) details.rejected_prediction_tokens = cd.rejected_prediction_tokens;
+    if (cd.audio_tokens != null) details.audio_tokens = cd.audio_tokens;
+    usage.completion_tokens_details = details;
+  }
   return usage;
 }
 

@@ -99,17 +99,18 @@ function cleanMessage(m: ChatMessage): ChatMessage {
 
 /**
  * The OpenAI shape of a result or chunk: without `stop_sequence` and Claude's signed `thinking_blocks`,
- * which only the Anthropic route reports (the thinking's text stays, as `reasoning_content`).
+ * which only the Anthropic route reports (the thinking's text stays, as `reasoning_content`); an
+ * answer's message has `refusal` (null when there is none), which the spec's message requires.
  */
 export function openAiResult<T extends ChatResult | ChatChunk>(r: T): T {
-  const choices: { stop_sequence?: string; message?: { thinking_blocks?: unknown }; delta?: { thinking_blocks?: unknown } }[] = r.choices;
-  if (!choices.some((c) => c.stop_sequence !== undefined || (c.message ?? c.delta)?.thinking_blocks !== undefined)) return r;
+  const choices: { stop_sequence?: string; message?: { thinking_blocks?: unknown; refusal?: string | null }; delta?: { thinking_blocks?: unknown } }[] = r.choices;
+  if (!choices.some((c) => c.stop_sequence !== undefined || (c.message ?? c.delta)?.thinking_blocks !== undefined || (c.message && c.message.refusal === undefined))) return r;
   return {
     ...r,
     choices: choices.map(({ stop_sequence: _stop, ...c }) => {
-      if (c.message?.thinking_blocks !== undefined) {
+      if (c.message) {
         const { thinking_blocks: _t, ...message } = c.message;
-        return { ...c, message };
+        return { ...c, message: { ...message, refusal: message.refusal ?? null } };
       }
       if (c.delta?.thinking_blocks !== undefined) {
         const { thinking_blocks: _t, ...delta } = c.delta;
