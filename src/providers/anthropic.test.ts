@@ -497,6 +497,20 @@ describe('anthropic provider: upstream errors', () => {
     expect(err).toMatchObject({ kind: 'rate_limited', status: 429, retryable: true, retryAfterMs: 7000 });
   });
 
+  it("without Retry-After, a 429's wait is when the exhausted limit resets (anthropic-ratelimit-*-reset)", async () => {
+    const reset = new Date(Date.now() + 30_000).toISOString();
+    const later = new Date(Date.now() + 50_000).toISOString();
+    server.reply({
+      status: 429,
+      headers: { 'anthropic-ratelimit-requests-remaining': '40', 'anthropic-ratelimit-requests-reset': later, 'anthropic-ratelimit-input-tokens-remaining': '0', 'anthropic-ratelimit-input-tokens-reset': reset },
+      body: await fixture('anthropic-error-429.json'),
+    });
+    const err = (await rejection(provider.chat(baseReq, opts()))) as UpstreamError;
+    expect(err).toMatchObject({ kind: 'rate_limited', status: 429 });
+    expect(err.retryAfterMs).toBeGreaterThan(28_000);
+    expect(err.retryAfterMs).toBeLessThanOrEqual(30_000);
+  });
+
   it('rejects a 200 body that is not a Message as malformed', async () => {
     server.reply({ body: '{"id":"msg_1","type":"message","content":"oops"}' });
     const err = await rejection(provider.chat(baseReq, opts()));

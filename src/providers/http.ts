@@ -4,6 +4,7 @@ import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import type { CancelSignal } from './cancel.js';
 import type { CallOptions } from './types.js';
 import { UpstreamError, kindForStatus, parseRetryAfter, type UpstreamErrorKind } from './errors.js';
+import { rateLimitResetMs } from './rate-limit-headers.js';
 
 export interface UpstreamHttpOptions {
   provider: string;
@@ -137,7 +138,8 @@ export class UpstreamHttp {
       kind: kindForStatus(status, message, parsed),
       status,
       message: `${this.provider} returned ${status}: ${message}`,
-      retryAfterMs: parseRetryAfter(headers['retry-after'], headers['retry-after-ms']),
+      // No Retry-After on a 429: when the provider's own rate-limit headers say the limit resets.
+      retryAfterMs: parseRetryAfter(headers['retry-after'], headers['retry-after-ms']) ?? (status === 429 ? rateLimitResetMs(headers) : undefined),
       body: parsed,
     });
   }
