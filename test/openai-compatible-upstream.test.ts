@@ -175,3 +175,22 @@ describe("OpenAI's answer fields, passed on", () => {
     expect(res.choices[0]?.message.refusal).toBeNull();
   });
 });
+
+describe('an exhausted quota reported mid-stream', () => {
+  it('reaches the OpenAI client as 429 upstream_quota_exceeded, marked not to be retried, as the HTTP 429 does', async () => {
+    stream = { body: await fixture('openai-stream-midstream-quota.chunks.txt') };
+    const res = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'qwq', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    const body = (await res.json()) as { error: Record<string, unknown> };
+    expect(res.status).toBe(429);
+    expect(body.error).toMatchObject({ code: 'upstream_quota_exceeded', upstream_code: 'insufficient_quota' });
+    expect(res.headers.get('x-should-retry')).toBe('false');
+    expect(bodies.length).toBe(1);
+    const err = (await openaiClient.chat.completions.create({ model: 'qwq', stream: true, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(err.code).toBe('upstream_quota_exceeded');
+  });
+});

@@ -394,6 +394,20 @@ describe('openai provider: streaming', () => {
     expect((err as Error).message).toMatch(/server had an error/);
   });
 
+  it('classifies a mid-stream insufficient_quota error as an exhausted quota (as a 429 insufficient_quota is), not a rate limit or a server error', async () => {
+    const quota = await fixture('openai-stream-midstream-quota.chunks.txt');
+    server.reply({ headers: sse, body: quota });
+    const err = await rejection(collect(await provider.streamChat(baseReq, opts())));
+    expect(err).toMatchObject({ kind: 'quota', status: 429, retryable: false });
+    expect((err as Error).message).toMatch(/exceeded your current quota/);
+    // Its code beside a rate-limit type (as some OpenAI-compatible servers send it) is a quota too.
+    server.reply({ headers: sse, body: quota.replace('"type":"insufficient_quota"', '"type":"rate_limit_error"') });
+    expect(await rejection(collect(await provider.streamChat(baseReq, opts())))).toMatchObject({ kind: 'quota', status: 429 });
+    // A rate limit stays one.
+    server.reply({ headers: sse, body: 'data: {"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}\n\n' });
+    expect(await rejection(collect(await provider.streamChat(baseReq, opts())))).toMatchObject({ kind: 'rate_limited', status: 429 });
+  });
+
   it('reports a stream that ends without [DONE] or a finish reason as interrupted', async () => {
     server.reply({ headers: sse, body: await fixture('openai-stream-truncated.chunks.txt') });
     const err = await rejection(collect(await provider.streamChat(baseReq, opts())));

@@ -498,10 +498,13 @@ export class OpenAIProvider implements ProviderAdapter {
     const err = (body as { error: unknown }).error;
     const message = upstreamErrorMessage(body) ?? 'unknown error';
     const code = err && typeof err === 'object' ? (err as { code?: unknown; type?: unknown }) : {};
-    const status = typeof code.code === 'number' ? code.code : statusForErrorType(`${String(code.type ?? '')} ${String(code.code ?? '')}`);
+    const typeAndCode = `${String(code.type ?? '')} ${String(code.code ?? '')}`;
+    // An exhausted account (OpenAI's insufficient_quota, as code or type) is what its HTTP 429 is: a quota, not a rate limit.
+    const quota = /\binsufficient_quota\b/.test(typeAndCode);
+    const status = typeof code.code === 'number' ? code.code : quota ? 429 : statusForErrorType(typeAndCode);
     return new UpstreamError({
       provider: this.name,
-      kind: kindForStatus(status, message),
+      kind: quota ? 'quota' : kindForStatus(status, message, body),
       status,
       message: `${this.name} stream error: ${message}`,
       body,
