@@ -421,7 +421,9 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
         break;
       }
       case 'thinking':
-        if (role === 'assistant' && typeof block.thinking === 'string' && typeof block.signature === 'string') {
+        // An unsigned block (signature '': the gateway's rendering of another provider's reasoning
+        // text) is dropped: Claude refuses a thinking block it did not sign.
+        if (role === 'assistant' && typeof block.thinking === 'string' && typeof block.signature === 'string' && block.signature !== '') {
           thinking.push({ type: 'thinking', thinking: block.thinking, signature: block.signature });
         }
         break;

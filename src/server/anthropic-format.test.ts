@@ -600,3 +600,29 @@ describe('the official @anthropic-ai/sdk reads what these functions produce', ()
     });
   });
 });
+
+describe('thinking sent back', () => {
+  it("keeps Claude's signed blocks and drops unsigned ones (another provider's reasoning, rendered with signature '')", () => {
+    const req = anthropicToCanonical({
+      model: 'mixed',
+      max_tokens: 100,
+      messages: [
+        { role: 'user', content: 'Capital of France?' },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'thinking', thinking: 'From vLLM, unsigned.', signature: '' },
+            { type: 'thinking', thinking: 'From Claude.', signature: 'EqQBCkYIBx' },
+            { type: 'redacted_thinking', data: 'EmwKAhgBEgy3' },
+            { type: 'text', text: 'Paris.' },
+          ],
+        },
+        { role: 'user', content: 'And Spain?' },
+      ],
+    });
+    expect(req.messages[1]?.thinking_blocks).toEqual([
+      { type: 'thinking', thinking: 'From Claude.', signature: 'EqQBCkYIBx' },
+      { type: 'redacted_thinking', data: 'EmwKAhgBEgy3' },
+    ]);
+  });
+});
