@@ -12,6 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { readJsonBody } from './helpers/recording-upstream.js';
 
 const spec = specForTests('anthropic-claude-features.test');
 const fixture = (name: string) => readFile(new URL(`../src/providers/__fixtures__/${name}`, import.meta.url), 'utf8');
@@ -28,17 +29,9 @@ let gateway: RunningServer;
 let client: Anthropic;
 let openaiClient: OpenAI;
 
-function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => resolve(JSON.parse(body) as Record<string, unknown>));
-  });
-}
-
 /** Claude: answers with thinking (the fixtures) when the request enables it, plain text otherwise. */
 async function claudeStandIn(req: IncomingMessage, res: ServerResponse) {
-  const body = await readJson(req);
+  const body = await readJsonBody(req);
   claudeReceived.push({ headers: req.headers, body });
   // A deployment whose model name says so thinks whatever the request says (for the OpenAI route, which has no thinking parameter).
   const thinking = (body.thinking as { type?: string } | undefined)?.type === 'enabled' || String(body.model).includes('thinking');
@@ -52,7 +45,7 @@ async function claudeStandIn(req: IncomingMessage, res: ServerResponse) {
 }
 
 async function openaiStandIn(req: IncomingMessage, res: ServerResponse) {
-  const body = await readJson(req);
+  const body = await readJsonBody(req);
   openaiReceived.push({ headers: req.headers, body });
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(

@@ -4,49 +4,27 @@
 // double, which goes upstream in its shortest decimal form; int64's limits, ±2^63 as doubles, as the
 // double next to them inside int64). Through the
 // official `openai` client, against a fake OpenAI-compatible upstream whose raw bodies are kept.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { chatCompletionSchema } from '../src/server/routes/openai-schema.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { startRecordingUpstream, type RecordingUpstream } from './helpers/recording-upstream.js';
 
-let upstream: Server;
+let upstream: RecordingUpstream;
 let server: RunningServer;
 let client: OpenAI;
-const raw: string[] = [];
+let raw: string[] = [];
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => (body += d));
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      if (req.method !== 'POST') {
-        res.end(JSON.stringify({ object: 'list', data: [] }));
-        return;
-      }
-      raw.push(body);
-      res.end(
-        JSON.stringify({
-          id: 'chatcmpl-up',
-          object: 'chat.completion',
-          created: 1_700_000_000,
-          model: 'gpt-4o-mini',
-          choices: [{ index: 0, message: { role: 'assistant', content: 'hello', refusal: null }, finish_reason: 'stop', logprobs: null }],
-          usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
-        }),
-      );
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
-  server = await startTestGateway({ env: { OPENAI_BASE_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` } });
+  upstream = await startRecordingUpstream('gpt-4o-mini');
+  raw = upstream.raw;
+  server = await startTestGateway({ env: { OPENAI_BASE_URL: upstream.url } });
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 });
 afterAll(async () => {
   await server?.close();
-  upstream?.close();
+  await upstream?.close();
 });
 
 /** The raw upstream body one create call sent. */

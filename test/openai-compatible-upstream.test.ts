@@ -10,6 +10,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { fixture } from '../src/providers/__fixtures__/fixture-server.js';
 import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { readJsonBody } from './helpers/recording-upstream.js';
 
 const spec = specForTests('openai-compatible-upstream.test');
 
@@ -28,16 +29,8 @@ let json: Reply;
 let stream: Reply;
 const bodies: Record<string, unknown>[] = [];
 
-function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => resolve(JSON.parse(body || '{}') as Record<string, unknown>));
-  });
-}
-
 async function standIn(req: IncomingMessage, res: ServerResponse) {
-  const body = await readJson(req);
+  const body = await readJsonBody(req);
   bodies.push(body);
   const reply = body.stream ? stream : json;
   res.writeHead(reply.status ?? 200, reply.headers ?? { 'content-type': body.stream ? 'text/event-stream' : 'application/json' });

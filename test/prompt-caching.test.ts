@@ -11,6 +11,7 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
 import { costUsd, priceFor } from '../src/providers/pricing.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { readJsonBody } from './helpers/recording-upstream.js';
 
 const spec = specForTests('prompt-caching.test');
 
@@ -27,16 +28,8 @@ let gateway: RunningServer;
 let anthropicClient: Anthropic;
 let openaiClient: OpenAI;
 
-function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => resolve(JSON.parse(body) as Record<string, unknown>));
-  });
-}
-
 async function claudeStandIn(req: IncomingMessage, res: ServerResponse) {
-  const body = await readJson(req);
+  const body = await readJsonBody(req);
   claudeBodies.push(body);
   const message = { id: 'msg_cache1', type: 'message', role: 'assistant', model: body.model, content: [{ type: 'text', text: 'Cached hello.' }], stop_reason: 'end_turn', stop_sequence: null };
   if (!body.stream) {
@@ -59,7 +52,7 @@ async function claudeStandIn(req: IncomingMessage, res: ServerResponse) {
 }
 
 async function openaiStandIn(req: IncomingMessage, res: ServerResponse) {
-  const body = await readJson(req);
+  const body = await readJsonBody(req);
   openaiBodies.push(body);
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(

@@ -3,60 +3,36 @@
 // (as the chat route forwards `reasoning_effort`, `prompt_cache_options` and `moderation`); the rest
 // accepted and ignored (docs/providers.md, the Responses section). The upstream is a fake
 // OpenAI-compatible server, so what reaches it is seen on the wire.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { startRecordingUpstream, type RecordingUpstream } from './helpers/recording-upstream.js';
 
 const spec = specForTests('responses-params.test');
 
-let upstream: Server;
+let upstream: RecordingUpstream;
 let server: RunningServer;
 let client: OpenAI;
-const bodies: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (d) => (raw += d));
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      if (req.method !== 'POST') {
-        res.end(JSON.stringify({ object: 'list', data: [] }));
-        return;
-      }
-      bodies.push(JSON.parse(raw) as Record<string, unknown>);
-      res.end(
-        JSON.stringify({
-          id: 'chatcmpl-up',
-          object: 'chat.completion',
-          created: 1_700_000_000,
-          model: 'gpt-5',
-          choices: [{ index: 0, message: { role: 'assistant', content: 'hello', refusal: null }, finish_reason: 'stop', logprobs: null }],
-          usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
-        }),
-      );
-    });
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
-  server = await startTestGateway({ env: { OPENAI_BASE_URL: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1` } });
+  upstream = await startRecordingUpstream('gpt-5');
+  server = await startTestGateway({ env: { OPENAI_BASE_URL: upstream.url } });
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 });
 afterAll(async () => {
   await server?.close();
-  upstream?.close();
+  await upstream?.close();
 });
 
 /** The one upstream body a create call sent. */
 async function sent(params: OpenAI.Responses.ResponseCreateParamsNonStreaming): Promise<{ response: OpenAI.Responses.Response; upstream: Record<string, unknown> }> {
-  bodies.length = 0;
+  upstream.raw.length = 0;
   const response = await client.responses.create(params);
-  expect(bodies).toHaveLength(1);
+  expect(upstream.raw).toHaveLength(1);
   if (spec) expect(spec.errors('Response', JSON.parse(JSON.stringify(response)))).toEqual([]);
-  return { response, upstream: bodies[0] as Record<string, unknown> };
+  return { response, upstream: JSON.parse(upstream.raw[0] as string) as Record<string, unknown> };
 }
 
 describe('POST /v1/responses takes what SDK 6.49 sends', () => {
