@@ -78,6 +78,23 @@ export interface ThinkingBlockDelta {
   data?: string;
 }
 
+/**
+ * A streamed piece of an answer's `anthropic_content`: `index` is the block's place in Claude's
+ * answer. A block's first piece gives it (`block`: as Anthropic's content_block_start had it, or
+ * whole when a stored answer is replayed); later pieces add to it, as Anthropic's deltas do: text,
+ * input JSON (`partial_json`, joined and parsed into `input` at the end), a citation, thinking, a
+ * signature.
+ */
+export interface AnthropicContentDelta {
+  index: number;
+  block?: Record<string, unknown>;
+  text?: string;
+  partial_json?: string;
+  citation?: unknown;
+  thinking?: string;
+  signature?: string;
+}
+
 export interface ToolCall {
   id: string;
   type: 'function';
@@ -276,6 +293,14 @@ export interface AssistantMessage {
   reasoning_content?: string;
   /** The thinking blocks themselves, signatures included, in order (Anthropic); the Anthropic route renders them. */
   thinking_blocks?: ThinkingBlock[];
+  /**
+   * Claude's answer content as it sent it, every block in order — server-tool blocks
+   * (`server_tool_use`, `web_search_tool_result`, …) and text blocks' `citations`, which the fields
+   * above cannot carry, included. Set by the anthropic adapter only for a request that needsAnthropic
+   * (the Anthropic route's Anthropic-defined tools or native turns); only the Anthropic route renders
+   * it (in place of content, tool_calls and thinking_blocks), the OpenAI routes leave it out.
+   */
+  anthropic_content?: Record<string, unknown>[];
 }
 
 /** One alternative at a token position (OpenAI's `top_logprobs` entry). */
@@ -346,6 +371,8 @@ export interface ChunkChoice {
     reasoning_content?: string;
     /** The thinking blocks' pieces (the same text, with signatures and redacted blocks). */
     thinking_blocks?: ThinkingBlockDelta[];
+    /** Pieces of AssistantMessage.anthropic_content (beside the portable fields, which carry the same text). */
+    anthropic_content?: AnthropicContentDelta[];
   };
   finish_reason: FinishReason | null;
   /** This chunk's tokens' log-probabilities (as ChatChoice.logprobs). */

@@ -2,7 +2,7 @@
 // other form: a cache hit replayed as a stream, a stream collected for a JSON client, aggregated
 // passes streamed once chosen. One folder and one replay, so every field (refusals, tool calls, stop
 // sequences, log-probabilities) survives both directions alike.
-import type { ChatChoice, ChatChunk, ChatResult, ThinkingBlock, ThinkingBlockDelta, TokenLogprob, ToolCall, Usage } from './chat.js';
+import type { AnthropicContentDelta, ChatChoice, ChatChunk, ChatResult, ThinkingBlock, ThinkingBlockDelta, TokenLogprob, ToolCall, Usage } from './chat.js';
 
 interface ChoiceAcc {
   content: string;
@@ -17,6 +17,35 @@ interface ChoiceAcc {
   annotations?: unknown[];
   reasoning?: string;
   thinking: Map<number, ThinkingBlock>;
+  /** Claude's blocks as sent (`anthropic_content`), by index; `json` the input JSON streamed so far. */
+  native?: Map<number, { block: Record<string, unknown>; json: string }>;
+}
+
+/** Adds a streamed piece of `anthropic_content` to its block (opened by the piece that gives it). */
+function foldNative(blocks: Map<number, { block: Record<string, unknown>; json: string }>, d: AnthropicContentDelta): void {
+  if (d.block) blocks.set(d.index, { block: structuredClone(d.block), json: '' });
+  const entry = blocks.get(d.index);
+  if (!entry) return;
+  const b = entry.block;
+  if (d.text !== undefined) b.text = (typeof b.text === 'string' ? b.text : '') + d.text;
+  if (d.thinking !== undefined) b.thinking = (typeof b.thinking === 'string' ? b.thinking : '') + d.thinking;
+  if (d.signature !== undefined) b.signature = (typeof b.signature === 'string' ? b.signature : '') + d.signature;
+  if (d.citation !== undefined) b.citations = [...(Array.isArray(b.citations) ? b.citations : []), d.citation];
+  if (d.partial_json !== undefined) entry.json += d.partial_json;
+}
+
+/** The folded blocks in order, streamed input JSON parsed into `input` (a tool without input keeps its start's). */
+function nativeBlocks(blocks: Map<number, { block: Record<string, unknown>; json: string }>): Record<string, unknown>[] {
+  return [...blocks.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([, { block, json }]) => {
+      if (!json) return block;
+      try {
+        return { ...block, input: JSON.parse(json) as unknown };
+      } catch {
+        return { ...block, input: { _raw: json } };
+      }
+    });
 }
 
 /** Adds a streamed thinking piece to its block (opened by its first piece). */
@@ -74,6 +103,7 @@ class ChunkFolder {
       if (c.delta.annotations?.length) (acc.annotations ??= []).push(...c.delta.annotations);
       if (typeof c.delta.reasoning_content === 'string') acc.reasoning = (acc.reasoning ?? '') + c.delta.reasoning_content;
       for (const t of c.delta.thinking_blocks ?? []) foldThinking(acc.thinking, t);
+      for (const p of c.delta.anthropic_content ?? []) foldNative((acc.native ??= new Map()), p);
       for (const tc of c.delta.tool_calls ?? []) {
         const call = acc.calls.get(tc.index) ?? { id: '', type: 'function' as const, function: { name: '', arguments: '' } };
         if (tc.id) call.id = tc.id;
@@ -106,6 +136,7 @@ class ChunkFolder {
           ...(acc.annotations ? { annotations: acc.annotations } : {}),
           ...(acc.reasoning !== undefined ? { reasoning_content: acc.reasoning } : {}),
           ...(acc.thinking.size ? { thinking_blocks: [...acc.thinking.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b) } : {}),
+          ...(acc.native ? { anthropic_content: nativeBlocks(acc.native) } : {}),
         },
         finish_reason: acc.finish ?? 'stop',
         logprobs: acc.logprobs ? { content: acc.logprobs.content, ...(acc.logprobs.refusal ? { refusal: acc.logprobs.refusal } : {}) } : null,
@@ -139,7 +170,7 @@ export function foldChunks(chunks: Iterable<ChatChunk>): ChatResult {
 }
 
 /**
- * Replays a result as chunks: per choice the role, the thinking, the content (its log-probabilities with it), a
+ * Replays a result as chunks: per choice the role, Claude's blocks as sent (anthropic_content), the thinking, the content (its log-probabilities with it), a
  * refusal, the tool calls, the finish; then usage.
  */
 export function resultToChunks(result: ChatResult): ChatChunk[] {
@@ -148,6 +179,9 @@ export function resultToChunks(result: ChatResult): ChatChunk[] {
   for (const choice of result.choices) {
     const index = choice.index;
     out.push({ ...base, choices: [{ index, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+    // Claude's blocks as sent (the Anthropic route renders them in place of the fields below), each whole.
+    const native = choice.message.anthropic_content;
+    if (native) out.push({ ...base, choices: [{ index, delta: { anthropic_content: native.map((block, i) => ({ index: i, block })) }, finish_reason: null }] });
     // Thinking first, as the model produced it: the text, and the blocks with their signatures.
     const { reasoning_content: reasoning, thinking_blocks: thinking } = choice.message;
     if (reasoning !== undefined || thinking?.length) {

@@ -4,12 +4,14 @@
 // stream into canonical chunks that always end with a usage chunk.
 import { z } from 'zod';
 import {
+  needsAnthropic,
   promptCacheDetails,
   requestedMaxTokens,
   stopList,
   type ChatChunk,
   type ChatRequest,
   type ChatResult,
+  type AnthropicContentDelta,
   type FinishReason,
   type Usage,
 } from '../canonical/chat.js';
@@ -203,6 +205,8 @@ export class AnthropicProvider implements ProviderAdapter {
     let finish = finishReasonFromAnthropic(msg.stop_reason) ?? 'stop';
     let stopSequence = msg.stop_sequence ?? undefined;
     const scanner = json ? undefined : whitespaceStops(req);
+    // Claude's content as sent (server-tool blocks, citations), for the Anthropic route.
+    const native = nativeContent(req, json, scanner) ? msg.content : undefined;
     if (scanner && text) {
       // A whitespace-only stop the upstream could not apply: the answer ends before it, and nothing
       // generated after it (a later tool call included) is part of the answer.
@@ -235,6 +239,7 @@ export class AnthropicProvider implements ProviderAdapter {
             ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
             ...(reasoning !== undefined ? { reasoning_content: reasoning } : {}),
             ...(thinking.length > 0 ? { thinking_blocks: thinking } : {}),
+            ...(native ? { anthropic_content: native } : {}),
           },
           finish_reason: finish,
           logprobs: null,
@@ -251,7 +256,8 @@ export class AnthropicProvider implements ProviderAdapter {
     }
     const json = jsonTool(req);
     const res = await this.http.stream('POST', '/v1/messages', this.buildBody(req, true, json), opts, { accept: 'text/event-stream', ...this.betaHeader(req) });
-    return this.chunks(res.body, req.model, json !== undefined, json ? undefined : whitespaceStops(req));
+    const scanner = json ? undefined : whitespaceStops(req);
+    return this.chunks(res.body, req.model, json !== undefined, scanner, nativeContent(req, json, scanner));
   }
 
   private async *chunks(
@@ -260,6 +266,8 @@ export class AnthropicProvider implements ProviderAdapter {
     jsonMode = false,
     /** Whitespace-only stops, applied to the text here: on one the stream ends, the upstream call is cut. */
     scanner?: StopSequenceScanner,
+    /** Also stream every block as Anthropic sent it (`delta.anthropic_content`), for the Anthropic route. */
+    native = false,
   ): AsyncGenerator<ChatChunk> {
     const created = Math.floor(Date.now() / 1000);
     let id = '';
@@ -318,6 +326,8 @@ export class AnthropicProvider implements ProviderAdapter {
           throw this.malformed('a stream event', parsed.error, json, !produced);
         }
         const event = parsed.data;
+        const piece = native ? nativePiece(event) : undefined;
+        if (piece) yield chunk([{ index: 0, delta: { anthropic_content: [piece] }, finish_reason: null }]);
         switch (event.type) {
           case 'message_start':
             id = event.message.id;
@@ -507,6 +517,38 @@ function allTools(req: ChatRequest): Record<string, unknown>[] | undefined {
   const out = [...functions];
   for (const { position, tool } of [...req.anthropic_tools].sort((a, b) => a.position - b.position)) out.splice(Math.min(position, out.length), 0, tool);
   return out;
+}
+
+/**
+ * Whether the answer's content goes on as Claude sent it (`anthropic_content`): for a request only
+ * Anthropic can take (Anthropic-defined tools such as web search, native turns), whose answer may
+ * hold server-tool blocks and citations. Not in JSON mode (the answer is the forced tool's input)
+ * nor with a whitespace-only stop the gateway applies to the text itself.
+ */
+function nativeContent(req: ChatRequest, json: unknown, scanner: StopSequenceScanner | undefined): boolean {
+  return needsAnthropic(req) && json === undefined && scanner === undefined;
+}
+
+/** A stream event as a piece of `anthropic_content`: a block's start, or what a delta adds to it. */
+function nativePiece(event: { type: string; index?: number; content_block?: Record<string, unknown>; delta?: Record<string, unknown> }): AnthropicContentDelta | undefined {
+  if (event.index === undefined) return undefined;
+  if (event.type === 'content_block_start' && event.content_block) return { index: event.index, block: event.content_block };
+  if (event.type !== 'content_block_delta' || !event.delta) return undefined;
+  const d = event.delta;
+  switch (d.type) {
+    case 'text_delta':
+      return typeof d.text === 'string' ? { index: event.index, text: d.text } : undefined;
+    case 'input_json_delta':
+      return typeof d.partial_json === 'string' ? { index: event.index, partial_json: d.partial_json } : undefined;
+    case 'citations_delta':
+      return d.citation !== undefined ? { index: event.index, citation: d.citation } : undefined;
+    case 'thinking_delta':
+      return typeof d.thinking === 'string' ? { index: event.index, thinking: d.thinking } : undefined;
+    case 'signature_delta':
+      return typeof d.signature === 'string' ? { index: event.index, signature: d.signature } : undefined;
+    default:
+      return undefined;
+  }
 }
 
 /** The tool JSON mode forces: its input is the answer. */

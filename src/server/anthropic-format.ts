@@ -4,7 +4,7 @@
 // block and stop-reason rules are shared with the anthropic provider (providers/anthropic-wire.ts).
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { CacheControl, ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, ThinkingBlock, Usage } from '../canonical/chat.js';
+import type { AnthropicContentDelta, CacheControl, ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, ThinkingBlock, Usage } from '../canonical/chat.js';
 import {
   anthropicErrorType,
   anthropicStopReason,
@@ -180,7 +180,8 @@ export interface AnthropicMessageObject {
   type: 'message';
   role: 'assistant';
   model: string;
-  content: ({ type: 'text'; text: string; citations: null } | { type: 'tool_use'; id: string; name: string; input: unknown } | ThinkingBlock)[];
+  /** Claude's blocks as it sent them (anthropic_content: server-tool blocks, citations) are passed on as they are. */
+  content: ({ type: 'text'; text: string; citations: null } | { type: 'tool_use'; id: string; name: string; input: unknown } | ThinkingBlock | Record<string, unknown>)[];
   stop_reason: AnthropicStopReason;
   stop_sequence: string | null;
   usage: AnthropicUsage;
@@ -223,8 +224,22 @@ const usage = (u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>, output
 /** A canonical result as Anthropic's Message object (the first choice; Messages has no `n`). */
 export function canonicalToAnthropicMessage(result: ChatResult, model: string): AnthropicMessageObject {
   const choice = result.choices[0];
-  // The upstream's thinking blocks first, in order, signatures kept (a client sends them back).
-  const content: AnthropicMessageObject['content'] = choice?.message.thinking_blocks?.map((b) => ({ ...b })) ?? [];
+  const native = choice?.message.anthropic_content;
+  // Claude's answer as it sent it (server-tool blocks and citations in place), when the adapter kept it;
+  // else the upstream's thinking blocks first, in order, signatures kept (a client sends them back).
+  const content: AnthropicMessageObject['content'] = native ? native.map((b) => ({ ...b })) : (choice?.message.thinking_blocks?.map((b) => ({ ...b })) ?? []);
+  if (native) {
+    return {
+      id: messageId(result.id),
+      type: 'message',
+      role: 'assistant',
+      model,
+      content,
+      stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, false, native.some((b) => b.type === 'tool_use')),
+      stop_sequence: choice?.stop_sequence ?? null,
+      usage: usage(result.usage, result.usage.completion_tokens),
+    };
+  }
   // Thinking text without blocks (an OpenAI-compatible upstream's reasoning_content): one unsigned block.
   const reasoning = choice?.message.reasoning_content;
   if (!choice?.message.thinking_blocks && reasoning) content.push(unsignedThinking(reasoning));
@@ -268,7 +283,11 @@ export async function* anthropicStreamEvents(
 ): AsyncGenerator<AnthropicSseEvent> {
   let started = false;
   let blockIndex = -1;
-  let open: { kind: 'text' } | { kind: 'tool'; toolIndex: number } | { kind: 'thinking' } | null = null;
+  let open: { kind: 'text' } | { kind: 'tool'; toolIndex: number } | { kind: 'thinking' } | { kind: 'native' } | null = null;
+  /** Claude's blocks as sent (delta.anthropic_content): once they come, they are the answer and the portable fields are not rendered. */
+  let native = false;
+  let nativeCalledTool = false;
+  const blockOfNative = new Map<number, number>();
   const blockOfTool = new Map<number, number>();
   const blockOfThinking = new Map<number, number>();
   let finish: FinishReason | null = null;
@@ -314,6 +333,23 @@ export async function* anthropicStreamEvents(
       }
       const choice = chunk.choices.find((c) => c.index === 0);
       if (!choice) continue;
+      if (choice.finish_reason) finish = choice.finish_reason;
+      if (choice.stop_sequence) stopSequence = choice.stop_sequence;
+      for (const piece of choice.delta.anthropic_content ?? []) {
+        native = true;
+        let index = blockOfNative.get(piece.index);
+        if (piece.block) {
+          yield* close();
+          index = ++blockIndex;
+          blockOfNative.set(piece.index, index);
+          open = { kind: 'native' };
+          if (piece.block.type === 'tool_use') nativeCalledTool = true;
+          yield* nativeBlockEvents(index, piece.block);
+        } else if (index !== undefined) {
+          yield* nativeDeltaEvents(index, piece);
+        }
+      }
+      if (native) continue;
       const { content, refusal, tool_calls: toolCalls, reasoning_content: reasoning } = choice.delta;
       let thinking = choice.delta.thinking_blocks;
       // Thinking text without blocks (an OpenAI-compatible upstream's reasoning_content): an unsigned
@@ -366,8 +402,6 @@ export async function* anthropicStreamEvents(
         // A late delta for an earlier tool keeps that tool's index: the SDK accumulates by index.
         if (args) yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args } } };
       }
-      if (choice.finish_reason) finish = choice.finish_reason;
-      if (choice.stop_sequence) stopSequence = choice.stop_sequence;
     }
   } catch (err) {
     // The blocks begun are closed; the failure goes on to whoever writes the stream (writeSse's
@@ -383,13 +417,58 @@ export async function* anthropicStreamEvents(
     event: 'message_delta',
     data: {
       type: 'message_delta',
-      delta: { stop_reason: stopReason(finish, stopSequence, refused, blockOfTool.size > 0), stop_sequence: stopSequence ?? null },
+      delta: { stop_reason: stopReason(finish, stopSequence, refused, blockOfTool.size > 0 || nativeCalledTool), stop_sequence: stopSequence ?? null },
       // The upstream's count replaces the hint sent in message_start (the SDK takes it from here),
       // the prompt cache's counts with it where the upstream reported them.
       usage: { ...(promptCount ? withoutNulls(promptUsage(promptCount)) : {}), output_tokens: outputTokens ?? 0 },
     },
   };
   yield { event: 'message_stop', data: { type: 'message_stop' } };
+}
+
+/**
+ * One of Claude's blocks as Anthropic streams it: content_block_start with the block emptied (text
+ * '', thinking and signature '', a tool's input {}), then what it holds as deltas — citations_delta
+ * before the text's text_delta, input_json_delta, thinking_delta, signature_delta. A block with
+ * nothing to stream (a `web_search_tool_result`, a redacted thinking block) comes whole in its start.
+ * A live stream's starts are empty already; a replayed (cached) answer's are whole.
+ */
+function* nativeBlockEvents(index: number, block: Record<string, unknown>): Generator<AnthropicSseEvent> {
+  const start = (content_block: Record<string, unknown>): AnthropicSseEvent => ({ event: 'content_block_start', data: { type: 'content_block_start', index, content_block } });
+  switch (block.type) {
+    case 'text': {
+      const citations = Array.isArray(block.citations) ? block.citations : undefined;
+      yield start({ ...block, text: '', ...(citations ? { citations: [] } : {}) });
+      for (const citation of citations ?? []) yield* nativeDeltaEvents(index, { index, citation });
+      if (typeof block.text === 'string' && block.text) yield* nativeDeltaEvents(index, { index, text: block.text });
+      return;
+    }
+    case 'thinking':
+      yield start({ ...block, thinking: '', signature: '' });
+      if (typeof block.thinking === 'string' && block.thinking) yield* nativeDeltaEvents(index, { index, thinking: block.thinking });
+      if (typeof block.signature === 'string' && block.signature) yield* nativeDeltaEvents(index, { index, signature: block.signature });
+      return;
+    case 'tool_use':
+    case 'server_tool_use':
+    case 'mcp_tool_use': {
+      yield start({ ...block, input: {} });
+      const input = block.input;
+      if (input && typeof input === 'object' && Object.keys(input).length > 0) yield* nativeDeltaEvents(index, { index, partial_json: JSON.stringify(input) });
+      return;
+    }
+    default:
+      yield start(block);
+  }
+}
+
+/** A piece added to one of Claude's blocks, as Anthropic's content_block_delta. */
+function* nativeDeltaEvents(index: number, piece: AnthropicContentDelta): Generator<AnthropicSseEvent> {
+  const delta = (d: Record<string, unknown>): AnthropicSseEvent => ({ event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: d } });
+  if (piece.citation !== undefined) yield delta({ type: 'citations_delta', citation: piece.citation });
+  if (piece.text) yield delta({ type: 'text_delta', text: piece.text });
+  if (piece.partial_json) yield delta({ type: 'input_json_delta', partial_json: piece.partial_json });
+  if (piece.thinking) yield delta({ type: 'thinking_delta', thinking: piece.thinking });
+  if (piece.signature) yield delta({ type: 'signature_delta', signature: piece.signature });
 }
 
 /**

@@ -98,22 +98,25 @@ function cleanMessage(m: ChatMessage): ChatMessage {
 }
 
 /**
- * The OpenAI shape of a result or chunk: without `stop_sequence` and Claude's signed `thinking_blocks`,
- * which only the Anthropic route reports (the thinking's text stays, as `reasoning_content`); an
- * answer's message has `refusal` (null when there is none), which the spec's message requires.
+ * The OpenAI shape of a result or chunk: without `stop_sequence`, Claude's signed `thinking_blocks`
+ * and its blocks as sent (`anthropic_content`: server-tool blocks, citations), which only the
+ * Anthropic route reports (the thinking's text stays, as `reasoning_content`, and the answer's text
+ * as `content`); an answer's message has `refusal` (null when there is none), which the spec's
+ * message requires.
  */
 export function openAiResult<T extends ChatResult | ChatChunk>(r: T): T {
-  const choices: { stop_sequence?: string; message?: { thinking_blocks?: unknown; refusal?: string | null }; delta?: { thinking_blocks?: unknown } }[] = r.choices;
-  if (!choices.some((c) => c.stop_sequence !== undefined || (c.message ?? c.delta)?.thinking_blocks !== undefined || (c.message && c.message.refusal === undefined))) return r;
+  const choices: { stop_sequence?: string; message?: { thinking_blocks?: unknown; anthropic_content?: unknown; refusal?: string | null }; delta?: { thinking_blocks?: unknown; anthropic_content?: unknown } }[] = r.choices;
+  const anthropicOnly = (m: { thinking_blocks?: unknown; anthropic_content?: unknown } | undefined) => m?.thinking_blocks !== undefined || m?.anthropic_content !== undefined;
+  if (!choices.some((c) => c.stop_sequence !== undefined || anthropicOnly(c.message ?? c.delta) || (c.message && c.message.refusal === undefined))) return r;
   return {
     ...r,
     choices: choices.map(({ stop_sequence: _stop, ...c }) => {
       if (c.message) {
-        const { thinking_blocks: _t, ...message } = c.message;
+        const { thinking_blocks: _t, anthropic_content: _a, ...message } = c.message;
         return { ...c, message: { ...message, refusal: message.refusal ?? null } };
       }
-      if (c.delta?.thinking_blocks !== undefined) {
-        const { thinking_blocks: _t, ...delta } = c.delta;
+      if (anthropicOnly(c.delta)) {
+        const { thinking_blocks: _t, anthropic_content: _a, ...delta } = c.delta as NonNullable<typeof c.delta>;
         return { ...c, delta };
       }
       return c;
