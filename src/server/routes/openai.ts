@@ -97,6 +97,9 @@ function cleanMessage(m: ChatMessage): ChatMessage {
   return clean;
 }
 
+/** A message or delta carrying what only the Anthropic route reports (module scope: called per chunk). */
+const anthropicOnly = (m: { thinking_blocks?: unknown; anthropic_content?: unknown } | undefined): boolean => m?.thinking_blocks !== undefined || m?.anthropic_content !== undefined;
+
 /**
  * The OpenAI shape of a result or chunk: without `stop_sequence`, Claude's signed `thinking_blocks`
  * and its blocks as sent (`anthropic_content`: server-tool blocks, citations), which only the
@@ -106,7 +109,6 @@ function cleanMessage(m: ChatMessage): ChatMessage {
  */
 export function openAiResult<T extends ChatResult | ChatChunk>(r: T): T {
   const choices: { stop_sequence?: string; message?: { thinking_blocks?: unknown; anthropic_content?: unknown; refusal?: string | null }; delta?: { thinking_blocks?: unknown; anthropic_content?: unknown } }[] = r.choices;
-  const anthropicOnly = (m: { thinking_blocks?: unknown; anthropic_content?: unknown } | undefined) => m?.thinking_blocks !== undefined || m?.anthropic_content !== undefined;
   if (!choices.some((c) => c.stop_sequence !== undefined || anthropicOnly(c.message ?? c.delta) || (c.message && c.message.refusal === undefined))) return r;
   return {
     ...r,
