@@ -125,11 +125,12 @@ class Channel extends EventEmitter implements IpcChannel {
 }
 
 /** N workers (GatewayMetrics joined to a channel each) and the primary's collector. `hung` workers get nothing. */
-function cluster(n: number, timeoutMs: number) {
+/** `now`: the workers' clock (a test comparing per-second rates with another process's pins it). */
+function cluster(n: number, timeoutMs: number, now?: () => number) {
   const hung = new Set<number>();
   const collects: unknown[] = []; // every `collect` the primary sent
   const channels = Array.from({ length: n }, () => new Channel());
-  const workers = channels.map((cluster) => new GatewayMetrics({ processMetrics: false, cluster }));
+  const workers = channels.map((cluster) => new GatewayMetrics({ processMetrics: false, cluster, ...(now ? { now } : {}) }));
   const peers: MetricsPeer[] = channels.map((channel, id) => ({
     id,
     slot: id,
@@ -195,12 +196,14 @@ describe('ClusterMetricsCollector and the workers’ link', () => {
   });
 
   it('answers /v1/stats of any worker with every worker’s window merged, and says how many answered', async () => {
-    const c = cluster(3, 5_000);
+    // One clock for the three workers and the single process they are compared with: per_second
+    // counts the current second, which real time could leave between the two (per_second 3 against 6).
+    const at = Date.now();
+    const c = cluster(3, 5_000, () => at);
     const durations = [5, 50, 500, 5_000, 12, 120];
     durations.forEach((d, i) => (c.workers[i % 3] as GatewayMetrics).recordRequest(chat(d)));
     (c.workers[0] as GatewayMetrics).setQueueDepth(2);
     (c.workers[2] as GatewayMetrics).setQueueDepth(3);
-    const at = Date.now();
     const one = new GatewayMetrics({ processMetrics: false, now: () => at });
     for (const d of durations) one.recordRequest(chat(d));
     for (const w of c.workers) {
