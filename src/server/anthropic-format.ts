@@ -224,33 +224,31 @@ const usage = (u: Pick<Usage, 'prompt_tokens' | 'prompt_tokens_details'>, output
 /** A canonical result as Anthropic's Message object (the first choice; Messages has no `n`). */
 export function canonicalToAnthropicMessage(result: ChatResult, model: string): AnthropicMessageObject {
   const choice = result.choices[0];
-  const native = choice?.message.anthropic_content;
-  // Claude's answer as it sent it (server-tool blocks and citations in place), when the adapter kept it;
-  // else the upstream's thinking blocks first, in order, signatures kept (a client sends them back).
-  const content: AnthropicMessageObject['content'] = native ? native.map((b) => ({ ...b })) : (choice?.message.thinking_blocks?.map((b) => ({ ...b })) ?? []);
+  const message = choice?.message;
+  const native = message?.anthropic_content;
+  let content: AnthropicMessageObject['content'];
+  let refused = false;
+  let calledTools: boolean;
   if (native) {
-    return {
-      id: messageId(result.id),
-      type: 'message',
-      role: 'assistant',
-      model,
-      content,
-      stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, false, native.some((b) => b.type === 'tool_use')),
-      stop_sequence: choice?.stop_sequence ?? null,
-      usage: usage(result.usage, result.usage.completion_tokens),
-    };
-  }
-  // Thinking text without blocks (an OpenAI-compatible upstream's reasoning_content): one unsigned block.
-  const reasoning = choice?.message.reasoning_content;
-  if (!choice?.message.thinking_blocks && reasoning) content.push(unsignedThinking(reasoning));
-  const text = choice?.message.content;
-  // `citations` is always there in Anthropic's text blocks (null: the gateway requests none).
-  if (text) content.push({ type: 'text', text, citations: null });
-  // An upstream refusal (OpenAI's message.refusal) is the answer's text, and the stop reason says so.
-  const refusal = choice?.message.refusal;
-  if (refusal) content.push({ type: 'text', text: refusal, citations: null });
-  for (const call of choice?.message.tool_calls ?? []) {
-    content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseInput(call.function.arguments) });
+    // Claude's answer as it sent it (server-tool blocks and citations in place), when the adapter kept it.
+    content = native.map((b) => ({ ...b }));
+    calledTools = native.some((b) => b.type === 'tool_use');
+  } else {
+    // The upstream's thinking blocks first, in order, signatures kept (a client sends them back); thinking
+    // text without blocks (an OpenAI-compatible upstream's reasoning_content) as one unsigned block.
+    content = message?.thinking_blocks?.map((b) => ({ ...b })) ?? [];
+    if (!message?.thinking_blocks && message?.reasoning_content) content.push(unsignedThinking(message.reasoning_content));
+    // `citations` is always there in Anthropic's text blocks (null: the gateway requests none).
+    if (message?.content) content.push({ type: 'text', text: message.content, citations: null });
+    // An upstream refusal (OpenAI's message.refusal) is the answer's text, and the stop reason says so.
+    if (message?.refusal) {
+      content.push({ type: 'text', text: message.refusal, citations: null });
+      refused = true;
+    }
+    for (const call of message?.tool_calls ?? []) {
+      content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseInput(call.function.arguments) });
+    }
+    calledTools = Boolean(message?.tool_calls?.length);
   }
   return {
     id: messageId(result.id),
@@ -258,7 +256,7 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
     role: 'assistant',
     model,
     content,
-    stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, Boolean(refusal), Boolean(choice?.message.tool_calls?.length)),
+    stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, refused, calledTools),
     stop_sequence: choice?.stop_sequence ?? null,
     usage: usage(result.usage, result.usage.completion_tokens),
   };
