@@ -6,15 +6,12 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
-import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
 import { inputItemsOf } from '../src/server/responses-format.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { specChecker } from './helpers/spec-check.js';
 
-const spec = specForTests('responses-endpoints.test');
+const expectValid = specChecker('responses-endpoints.test');
 
-function expectValid(schemaName: string, value: unknown): void {
-  if (spec) expect(spec.errors(schemaName, JSON.parse(JSON.stringify(value))), `${schemaName}: ${JSON.stringify(value).slice(0, 300)}`).toEqual([]);
-}
 
 let server: RunningServer;
 let client: OpenAI;

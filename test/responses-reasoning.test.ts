@@ -8,13 +8,10 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
-import { specForTests } from '../src/providers/__fixtures__/openai-spec.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { specChecker } from './helpers/spec-check.js';
 
-const spec = specForTests('responses-reasoning.test');
-function expectValid(schemaName: string, value: unknown): void {
-  if (spec) expect(spec.errors(schemaName, JSON.parse(JSON.stringify(value))), `${schemaName}: ${JSON.stringify(value).slice(0, 300)}`).toEqual([]);
-}
+const expectValid = specChecker('responses-reasoning.test');
 
 const REASONING = ['The user wants', ' a capital.'];
 let upstream: Server;
