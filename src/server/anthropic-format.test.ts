@@ -510,6 +510,35 @@ describe('anthropicStreamEvents', () => {
     expect(events.map((e) => e.event)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop']);
   });
 
+  it('sends unsigned reasoning text after a thinking block into the open block, not an earlier closed one', async () => {
+    const events = await collect(
+      anthropicStreamEvents(
+        fromArray([
+          chunk({ role: 'assistant', reasoning_content: 'a' }),
+          chunk({ thinking_blocks: [{ index: 0, type: 'thinking', thinking: 't', signature: 's' }] }),
+          chunk({ reasoning_content: 'b' }),
+          chunk({ content: 'x' }),
+          chunk({}, 'stop'),
+        ]),
+        'm',
+        0,
+      ),
+    );
+    expect(events.slice(1, -2).map((e) => e.data)).toEqual([
+      { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } },
+      { type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'a' } },
+      { type: 'content_block_stop', index: 0 },
+      { type: 'content_block_start', index: 1, content_block: { type: 'thinking', thinking: '', signature: '' } },
+      { type: 'content_block_delta', index: 1, delta: { type: 'thinking_delta', thinking: 't' } },
+      { type: 'content_block_delta', index: 1, delta: { type: 'signature_delta', signature: 's' } },
+      { type: 'content_block_delta', index: 1, delta: { type: 'thinking_delta', thinking: 'b' } },
+      { type: 'content_block_stop', index: 1 },
+      { type: 'content_block_start', index: 2, content_block: { type: 'text', text: '', citations: null } },
+      { type: 'content_block_delta', index: 2, delta: { type: 'text_delta', text: 'x' } },
+      { type: 'content_block_stop', index: 2 },
+    ]);
+  });
+
   it('ends a forced tool call that the upstream finished with `stop` with stop_reason tool_use', async () => {
     // OpenAI answers a named tool_choice (and `required`) with the call and finish_reason "stop".
     const events = await collect(

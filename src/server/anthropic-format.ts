@@ -291,8 +291,6 @@ export async function* anthropicStreamEvents(
   let finish: FinishReason | null = null;
   let stopSequence: string | undefined;
   let refused = false;
-  /** The key in blockOfThinking of the block unsigned reasoning text goes into while it stays open. */
-  let reasoningKey: number | undefined;
   let promptCount: Usage | undefined;
   let outputTokens: number | undefined;
 
@@ -348,13 +346,17 @@ export async function* anthropicStreamEvents(
         }
       }
       if (native) continue;
-      const { content, refusal, tool_calls: toolCalls, reasoning_content: reasoning } = choice.delta;
-      let thinking = choice.delta.thinking_blocks;
-      // Thinking text without blocks (an OpenAI-compatible upstream's reasoning_content): an unsigned
-      // thinking block, a new one (its own, negative, key) whenever another block came in between.
+      const { content, refusal, tool_calls: toolCalls, reasoning_content: reasoning, thinking_blocks: thinking } = choice.delta;
+      // Thinking text without blocks (an OpenAI-compatible upstream's reasoning_content): unsigned
+      // thinking, into the thinking block that is open, or a new one whenever another block came in between.
       if (!thinking && reasoning) {
-        if (open?.kind !== 'thinking' || reasoningKey === undefined) reasoningKey = -2 - blockIndex;
-        thinking = [{ index: reasoningKey, type: 'thinking', thinking: reasoning }];
+        if (open?.kind !== 'thinking') {
+          yield* close();
+          blockIndex++;
+          open = { kind: 'thinking' };
+          yield { event: 'content_block_start', data: { type: 'content_block_start', index: blockIndex, content_block: { type: 'thinking', thinking: '', signature: '' } } };
+        }
+        yield { event: 'content_block_delta', data: { type: 'content_block_delta', index: blockIndex, delta: { type: 'thinking_delta', thinking: reasoning } } };
       }
       // Thinking blocks, as Anthropic streams them: a start with empty thinking and signature, then
       // thinking_delta and signature_delta events (a redacted block comes whole in its start).
