@@ -427,6 +427,15 @@ const FILTERED = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTE
  */
 export const BROKEN_CALL_FINISHES: ReadonlySet<string> = new Set(['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL']);
 
+/**
+ * A candidate whose function call broke and that said nothing the client can use: no text and no
+ * tool call (thoughts do not count — reasoning then an empty "stop" would be taken as the answer).
+ * The JSON and the streamed call both decide with this.
+ */
+export function saidNothing(read: { text: string; toolCalls: readonly unknown[] }, finishReason: string | undefined): boolean {
+  return !read.text && read.toolCalls.length === 0 && finishReason !== undefined && BROKEN_CALL_FINISHES.has(finishReason);
+}
+
 export function mapGeminiFinish(reason: string | undefined, calledTools: boolean): FinishReason | null {
   if (!reason || reason === 'FINISH_REASON_UNSPECIFIED') return null;
   if (reason === 'MAX_TOKENS') return 'length';

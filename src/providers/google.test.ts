@@ -538,6 +538,21 @@ describe('google stream', () => {
     expect(mixed.choices.map((c) => [c.index, Boolean(c.message.content)])).toEqual([[0, true], [1, false]]);
   });
 
+  it('fails, retryably, a broken function call whose candidate said only thoughts, streamed as JSON does', async () => {
+    // Thoughts are not an answer: reasoning then an empty "stop" would be taken as one.
+    const broken = {
+      candidates: [{ content: { role: 'model', parts: [{ text: 'Which tool…', thought: true }] }, finishReason: 'MALFORMED_FUNCTION_CALL', index: 0 }],
+      usageMetadata: { promptTokenCount: 12, totalTokenCount: 12 },
+      modelVersion: 'gemini-2.5-flash',
+    };
+    const tools = [{ type: 'function' as const, function: { name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }];
+    upstream.reply(json(broken), sse(`data: ${JSON.stringify(broken)}\r\n\r\n`));
+    const err = await failure(google.chat(ask({ tools, tool_choice: 'required' }), callOptions()));
+    expect(err).toMatchObject({ kind: 'malformed', retryable: true });
+    const streamed = await failure(google.streamChat(ask({ tools, tool_choice: 'required' }), callOptions()));
+    expect(streamed).toMatchObject({ kind: 'malformed', retryable: true });
+  });
+
   it('throws an error event that arrives mid-stream, not retryable once text went out', async () => {
     upstream.reply(sse(fixture('google-stream-error.chunks.txt')));
     const { chunks, error } = await drain(await google.streamChat(ask(), callOptions()));

@@ -12,11 +12,11 @@ import {
   GeminiMappingError,
   ThoughtSignatureCache,
   geminiResponseSchema,
-  BROKEN_CALL_FINISHES,
   mapGeminiFinish,
   mapGeminiLogprobs,
   mapGeminiUsage,
   readParts,
+  saidNothing,
   toGeminiRequest,
   type GeminiRequest,
   type GeminiCandidate,
@@ -159,7 +159,7 @@ export class GoogleProvider implements ProviderAdapter {
       throw this.error('malformed', 'answered with no candidates');
     }
     const read = candidates.map((c) => readParts(c.content?.parts, this.signatures));
-    const broken = (c: GeminiCandidate, i: number) => !read[i]?.text && !read[i]?.toolCalls.length && c.finishReason !== undefined && BROKEN_CALL_FINISHES.has(c.finishReason);
+    const broken = (c: GeminiCandidate, i: number) => saidNothing(read[i] as ReturnType<typeof readParts>, c.finishReason);
     // Every candidate's function call broke (one, unless n > 1): retryable (kind malformed), since the
     // same request usually gets a well-formed call next time. With good candidates beside it, a
     // broken one is an empty choice, as before.
@@ -279,12 +279,13 @@ class GeminiStreamState {
       const first = existing === undefined;
       const state = existing ?? { toolCalls: 0, finished: false };
       if (first) this.candidates.set(index, state);
-      const { text, reasoning, toolCalls } = readParts(c.content?.parts, this.signatures);
-      if (!text && !reasoning && toolCalls.length === 0 && !this.yielded && c.finishReason && BROKEN_CALL_FINISHES.has(c.finishReason)) {
-        // A candidate that ends so having said nothing, before anything went to the client (a
-        // candidate that said something earlier made a chunk that went), fails the
-        // stream retryably (an empty "stop" would be taken as the answer). Once chunks went out (the
-        // other candidates of n > 1) it ends as an empty choice, as before.
+      const read = readParts(c.content?.parts, this.signatures);
+      const { text, reasoning, toolCalls } = read;
+      if (!this.yielded && saidNothing(read, c.finishReason)) {
+        // A candidate that ends so having said nothing (thoughts alone are not an answer), before
+        // anything went to the client (a candidate that said something earlier made a chunk that
+        // went), fails the stream retryably (an empty "stop" would be taken as the answer). Once
+        // chunks went out (the other candidates of n > 1) it ends as an empty choice, as before.
         throw new UpstreamError({ provider: this.provider, kind: 'malformed', message: `${this.provider} answered ${c.finishReason}: the model's function call could not be used`, status: 200, retryable: true });
       }
       if (first || text || reasoning || toolCalls.length > 0) {
