@@ -11,6 +11,7 @@ import type { Cancellation } from '../providers/cancel.js';
 import type { Deployment } from './catalog.js';
 import type { DeploymentStats } from './stats.js';
 import { carriedPromptTokens, promptTokensOf } from './prompt-tokens.js';
+import { UNKNOWN_IMAGE_TOKENS } from '../providers/image-tokens.js';
 
 /** Per request: the deadline, what was tried, the exact prompt size once counted. */
 export interface RequestState {
@@ -22,6 +23,8 @@ export interface RequestState {
   visited: string[];
   promptTokens?: number;
   promptChars?: number;
+  /** Image parts in the prompt, counted with promptChars. */
+  promptImages?: number;
   /** A semantic decision that sent the request to another group, kept in the route header. */
   routePrefix?: string;
   /** The media types of the documents (`file` parts) the messages carry, found once per request. */
@@ -48,16 +51,24 @@ export function fits(state: RequestState, d: Deployment): boolean {
   return promptTokens(state) <= budget;
 }
 
-/** An upper bound on prompt tokens from its size (a token is at least one UTF-8 byte). */
+/**
+ * An upper bound on prompt tokens from its size (a token is at least one UTF-8 byte), each image at
+ * the most the token count gives any image (image-tokens.ts).
+ */
 export function promptUpperBound(state: RequestState): number {
   if (state.promptChars === undefined) {
     let chars = 0;
-    for (const m of state.req.messages) chars += contentText(m.content).length + (m.name?.length ?? 0) + (m.tool_calls ? JSON.stringify(m.tool_calls).length : 0);
+    let images = 0;
+    for (const m of state.req.messages) {
+      chars += contentText(m.content).length + (m.name?.length ?? 0) + (m.tool_calls ? JSON.stringify(m.tool_calls).length : 0);
+      if (Array.isArray(m.content)) for (const p of m.content) if (p.type === 'image_url') images++;
+    }
     state.promptChars = chars;
+    state.promptImages = images;
   }
   // Tools and documents are counted exactly (a document's size says little about its tokens).
   if (state.req.tools || (state.fileTypes ??= fileMediaTypes(state.req.messages)).length > 0) return Infinity;
-  return 3 + state.req.messages.length * 5 + state.promptChars * 3;
+  return 3 + state.req.messages.length * 5 + state.promptChars * 3 + (state.promptImages ?? 0) * UNKNOWN_IMAGE_TOKENS;
 }
 
 /** Whether a provider's `files` capability covers every one of these media types. */
