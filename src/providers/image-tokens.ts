@@ -16,8 +16,10 @@ const PIXELS_PER_TOKEN = 750;
 export const LOW_DETAIL_TOKENS = 85;
 /** An image whose size cannot be read: the most the estimate gives any image. */
 export const UNKNOWN_IMAGE_TOKENS = Math.ceil(MAX_PIXELS / PIXELS_PER_TOKEN);
-/** Base64 characters decoded to find the size: a JPEG's frame header follows its EXIF block (≤ 64 KiB). */
-const HEADER_BASE64_CHARS = 96 * 1024;
+/** Base64 characters decoded first: PNG, GIF and WebP sizes are in an image's first 30 bytes. */
+const HEAD_BASE64_CHARS = 40;
+/** …and for a JPEG, whose frame header follows its EXIF block (≤ 64 KiB). */
+const JPEG_HEADER_BASE64_CHARS = 96 * 1024;
 
 export interface ImageSize {
   width: number;
@@ -46,7 +48,9 @@ export function imageTokens(url: string, detail?: string): number {
   if (detail === 'low') return LOW_DETAIL_TOKENS;
   const inline = parseDataUrl(url);
   if (!inline) return UNKNOWN_IMAGE_TOKENS;
-  const size = imageSize(Buffer.from(inline.data.slice(0, HEADER_BASE64_CHARS), 'base64'));
+  let head = Buffer.from(inline.data.slice(0, HEAD_BASE64_CHARS), 'base64');
+  if (head[0] === 0xff && head[1] === 0xd8) head = Buffer.from(inline.data.slice(0, JPEG_HEADER_BASE64_CHARS), 'base64');
+  const size = imageSize(head);
   return size ? tokensForSize(size) : UNKNOWN_IMAGE_TOKENS;
 }
 
