@@ -83,6 +83,8 @@ describe('exactKey', () => {
     const bash = exactKey({ ...base, anthropic_tools: [{ position: 0, tool: { type: 'bash_20250124', name: 'bash' } }] });
     expect(bash).not.toBe(plain);
     expect(exactKey({ ...base, anthropic_tools: [{ position: 0, tool: { type: 'text_editor_20250728', name: 'str_replace_based_edit_tool' } }] })).not.toBe(bash);
+    // A breakpoint on an Anthropic-defined tool changes what is billed, not the answer.
+    expect(exactKey({ ...base, anthropic_tools: [{ position: 0, tool: { type: 'bash_20250124', name: 'bash', cache_control: { type: 'ephemeral' } } }] })).toBe(bash);
     const history = (signature?: string) =>
       exactKey({
         ...base,

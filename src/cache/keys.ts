@@ -93,7 +93,8 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
     // (a longer context, interleaved thinking), and so do Anthropic-defined tools.
     thinking: req.thinking,
     anthropic_beta: req.anthropic_beta?.length ? [...req.anthropic_beta].sort() : undefined,
-    anthropic_tools: req.anthropic_tools?.length ? req.anthropic_tools : undefined,
+    // Breakpoints stripped as from function tools: they change what is billed, not the answer.
+    anthropic_tools: req.anthropic_tools?.length ? req.anthropic_tools.map(({ position, tool: { cache_control: _c, ...tool } }) => ({ position, tool })) : undefined,
   };
 }
 
