@@ -289,14 +289,12 @@ class GeminiStreamState {
         throw new UpstreamError({ provider: this.provider, kind: 'malformed', message: `${this.provider} answered ${c.finishReason}: the model's function call could not be used`, status: 200, retryable: true });
       }
       if (first || text || reasoning || toolCalls.length > 0) {
-        const delta: ChunkChoice['delta'] = first ? { role: 'assistant', content: text } : { content: text };
-        if (reasoning) {
-          delta.reasoning_content = reasoning;
-          // A thought-only piece carries no answer text (the first chunk keeps its empty content).
-          if (!text && !first) delete delta.content;
-        }
+        // Content goes with text, and on the first chunk (empty) unless it carries tool calls: a
+        // thought-only or call-only piece carries no answer text.
+        const delta: ChunkChoice['delta'] = first ? { role: 'assistant' } : {};
+        if (text || (first && toolCalls.length === 0)) delta.content = text;
+        if (reasoning) delta.reasoning_content = reasoning;
         if (toolCalls.length > 0) {
-          if (!text) delete delta.content;
           delta.tool_calls = toolCalls.map((call) => ({
             index: state.toolCalls++,
             id: call.id,
