@@ -61,6 +61,8 @@ describe('openai provider: chat (JSON)', () => {
     expect(result.id).toBe('chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG');
     expect(result.model).toBe('gpt-4o-2024-08-06');
     expect(result.choices[0]?.message.content).toMatch(/^The image shows/);
+    // The upstream's `refusal: null` is kept, so the OpenAI route answers with it as sent.
+    expect(result.choices[0]?.message).toHaveProperty('refusal', null);
     expect(result.choices[0]?.finish_reason).toBe('stop');
     expect(result.usage).toEqual({
       prompt_tokens: 1117,
@@ -612,7 +614,7 @@ describe('openai provider: reasoning text of compatible servers (vLLM, DeepSeek)
   it('reads message.reasoning_content (or vLLM\'s newer `reasoning`) into the answer\'s reasoning_content', async () => {
     server.reply({ body: await fixture('openai-vllm-reasoning.json') });
     const result = await provider.chat({ ...baseReq, model: 'qwq' }, opts());
-    expect(result.choices[0]?.message).toEqual({ role: 'assistant', content: '9.8 is greater than 9.11.', reasoning_content: 'The user asks for 9.11 vs 9.8. Compare the tenths: 1 < 8, so 9.8 is larger.' });
+    expect(result.choices[0]?.message).toEqual({ role: 'assistant', content: '9.8 is greater than 9.11.', refusal: null, reasoning_content: 'The user asks for 9.11 vs 9.8. Compare the tenths: 1 < 8, so 9.8 is larger.' });
     const newer = JSON.parse(await fixture('openai-vllm-reasoning.json')) as { choices: { message: Record<string, unknown> }[] };
     const m = newer.choices[0]?.message as Record<string, unknown>;
     m.reasoning = m.reasoning_content;
@@ -704,7 +706,7 @@ describe('openai provider: audio answers and annotations', () => {
     }
     server.reply({ body: JSON.stringify(spoken) });
     const audio = await provider.chat({ ...baseReq, modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' } }, opts());
-    expect(audio.choices[0]?.message).toEqual({ role: 'assistant', content: null, audio: spoken.choices[0]?.message.audio });
+    expect(audio.choices[0]?.message).toEqual({ role: 'assistant', content: null, refusal: null, audio: spoken.choices[0]?.message.audio });
     server.reply({ body: JSON.stringify(cited) });
     const withCitations = await provider.chat({ ...baseReq, web_search_options: {} }, opts());
     expect(withCitations.choices[0]?.message.annotations).toEqual(cited.choices[0]?.message.annotations);

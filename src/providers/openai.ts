@@ -199,11 +199,10 @@ function plainDetails(d: unknown, ...counts: string[]): boolean {
   return d === undefined || d === null || (isRecord(d) && counts.every((k) => optional(d[k], 'number')));
 }
 
-/** An answer's message in the canonical shape: tool calls and a refusal only when there are some. */
+/** An answer's message in the canonical shape: tool calls only when there are some; `refusal` always, null when none (as OpenAI sends it). */
 function answerMessage(m: Completion['choices'][number]['message']): ChatResult['choices'][number]['message'] {
-  const out: ChatResult['choices'][number]['message'] = { role: 'assistant', content: m.content ?? null };
+  const out: ChatResult['choices'][number]['message'] = { role: 'assistant', content: m.content ?? null, refusal: m.refusal || null };
   if (m.tool_calls?.length) out.tool_calls = m.tool_calls.map((t) => ({ id: t.id, type: 'function' as const, function: t.function }));
-  if (m.refusal) out.refusal = m.refusal;
   if (m.audio) out.audio = m.audio;
   if (m.annotations?.length) out.annotations = m.annotations;
   const reasoning = m.reasoning_content || m.reasoning;

@@ -42,3 +42,10 @@ describe('simulator noisy-oracle mode', () => {
     expect(r.choices[0]?.message.content).toContain('Simulated answer');
   });
 });
+
+describe('simulator answers', () => {
+  it("carry refusal: null, as OpenAI's do", async () => {
+    const r = await createSimulatorProvider('sim', {}).chat(ask('Tell me a story'), opts);
+    expect(r.choices[0]?.message).toHaveProperty('refusal', null);
+  });
+});

@@ -106,7 +106,7 @@ export class SimulatorProvider implements ProviderAdapter {
       system_fingerprint: SIMULATOR_FINGERPRINT,
       choices: choices.map((c, index) => ({
         index,
-        message: { role: 'assistant', content: c.content, ...(c.toolCalls ? { tool_calls: c.toolCalls } : {}) },
+        message: { role: 'assistant', content: c.content, refusal: null, ...(c.toolCalls ? { tool_calls: c.toolCalls } : {}) },
         finish_reason: c.finish,
         logprobs: req.logprobs && c.content ? { content: simulatedLogprobs(textPieces(c.content), req.top_logprobs ?? 0) } : null,
         ...(c.stopSequence ? { stop_sequence: c.stopSequence } : {}),
