@@ -281,7 +281,9 @@ export async function* anthropicStreamEvents(
 ): AsyncGenerator<AnthropicSseEvent> {
   let started = false;
   let blockIndex = -1;
-  let open: { kind: 'text' } | { kind: 'tool'; toolIndex: number } | { kind: 'thinking' } | { kind: 'native' } | null = null;
+  type OpenBlock = { kind: 'text' } | { kind: 'tool'; toolIndex: number } | { kind: 'thinking' } | { kind: 'native' };
+  // Assigned in openBlock and close: `as` keeps the checker from taking it for null from here on.
+  let open = null as OpenBlock | null;
   /** Claude's blocks as sent (delta.anthropic_content): once they come, they are the answer and the portable fields are not rendered. */
   let native = false;
   let nativeCalledTool = false;
@@ -319,6 +321,13 @@ export async function* anthropicStreamEvents(
     open = null;
     yield { event: 'content_block_stop', data: { type: 'content_block_stop', index: blockIndex } };
   }
+  /** Closes the open block and begins the next with `block` (as nativeBlockEvents streams it); returns its index. */
+  function* openBlock(kind: OpenBlock, block: Record<string, unknown>): Generator<AnthropicSseEvent, number> {
+    yield* close();
+    open = kind;
+    yield* nativeBlockEvents(++blockIndex, block);
+    return blockIndex;
+  }
 
   try {
     for await (const chunk of chunks) {
@@ -333,14 +342,10 @@ export async function* anthropicStreamEvents(
       if (choice.stop_sequence) stopSequence = choice.stop_sequence;
       for (const piece of choice.delta.anthropic_content ?? []) {
         native = true;
-        let index = blockOfNative.get(piece.index);
+        const index = blockOfNative.get(piece.index);
         if (piece.block) {
-          yield* close();
-          index = ++blockIndex;
-          blockOfNative.set(piece.index, index);
-          open = { kind: 'native' };
           if (piece.block.type === 'tool_use') nativeCalledTool = true;
-          yield* nativeBlockEvents(index, piece.block);
+          blockOfNative.set(piece.index, yield* openBlock({ kind: 'native' }, piece.block));
         } else if (index !== undefined) {
           yield* nativeDeltaEvents(index, piece);
         }
@@ -350,53 +355,33 @@ export async function* anthropicStreamEvents(
       // Thinking text without blocks (an OpenAI-compatible upstream's reasoning_content): unsigned
       // thinking, into the thinking block that is open, or a new one whenever another block came in between.
       if (!thinking && reasoning) {
-        if (open?.kind !== 'thinking') {
-          yield* close();
-          blockIndex++;
-          open = { kind: 'thinking' };
-          yield { event: 'content_block_start', data: { type: 'content_block_start', index: blockIndex, content_block: { type: 'thinking', thinking: '', signature: '' } } };
-        }
-        yield { event: 'content_block_delta', data: { type: 'content_block_delta', index: blockIndex, delta: { type: 'thinking_delta', thinking: reasoning } } };
+        if (open?.kind !== 'thinking') yield* openBlock({ kind: 'thinking' }, unsignedThinking(''));
+        yield* nativeDeltaEvents(blockIndex, { index: blockIndex, thinking: reasoning });
       }
       // Thinking blocks, as Anthropic streams them: a start with empty thinking and signature, then
       // thinking_delta and signature_delta events (a redacted block comes whole in its start).
       for (const piece of thinking ?? []) {
         let index = blockOfThinking.get(piece.index);
         if (index === undefined) {
-          yield* close();
-          index = ++blockIndex;
+          const block = piece.type === 'redacted_thinking' ? { type: 'redacted_thinking', data: piece.data ?? '' } : unsignedThinking('');
+          index = yield* openBlock({ kind: 'thinking' }, block);
           blockOfThinking.set(piece.index, index);
-          open = { kind: 'thinking' };
-          const block = piece.type === 'redacted_thinking' ? { type: 'redacted_thinking', data: piece.data ?? '' } : { type: 'thinking', thinking: '', signature: '' };
-          yield { event: 'content_block_start', data: { type: 'content_block_start', index, content_block: block } };
         }
-        if (piece.thinking) yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'thinking_delta', thinking: piece.thinking } } };
-        if (piece.signature) yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'signature_delta', signature: piece.signature } } };
+        yield* nativeDeltaEvents(index, { index, thinking: piece.thinking, signature: piece.signature });
       }
       // A streamed refusal (OpenAI's delta.refusal) is text too; the message then ends with stop_reason refusal.
       if (refusal) refused = true;
       for (const text of [content, refusal]) {
         if (!text) continue;
-        if (open?.kind !== 'text') {
-          yield* close();
-          blockIndex++;
-          open = { kind: 'text' };
-          yield { event: 'content_block_start', data: { type: 'content_block_start', index: blockIndex, content_block: { type: 'text', text: '', citations: null } } };
-        }
-        yield { event: 'content_block_delta', data: { type: 'content_block_delta', index: blockIndex, delta: { type: 'text_delta', text } } };
+        if (open?.kind !== 'text') yield* openBlock({ kind: 'text' }, { type: 'text', text: '', citations: null });
+        yield* nativeDeltaEvents(blockIndex, { index: blockIndex, text });
       }
       for (const call of toolCalls ?? []) {
         let index = blockOfTool.get(call.index);
         if (index === undefined) {
-          yield* close();
-          index = ++blockIndex;
-          blockOfTool.set(call.index, index);
-          open = { kind: 'tool', toolIndex: call.index };
           const id = call.id ?? `toolu_${randomBytes(12).toString('hex')}`;
-          yield {
-            event: 'content_block_start',
-            data: { type: 'content_block_start', index, content_block: { type: 'tool_use', id, name: call.function?.name ?? '', input: {} } },
-          };
+          index = yield* openBlock({ kind: 'tool', toolIndex: call.index }, { type: 'tool_use', id, name: call.function?.name ?? '', input: {} });
+          blockOfTool.set(call.index, index);
         }
         const args = call.function?.arguments;
         // A late delta for an earlier tool keeps that tool's index: the SDK accumulates by index.
