@@ -97,31 +97,40 @@ function cleanMessage(m: ChatMessage): ChatMessage {
   return clean;
 }
 
-/** A message or delta carrying what only the Anthropic route reports (module scope: called per chunk). */
-const anthropicOnly = (m: { thinking_blocks?: unknown; anthropic_content?: unknown } | undefined): boolean => m?.thinking_blocks !== undefined || m?.anthropic_content !== undefined;
+/** A message or delta carrying what only the Anthropic route reports. */
+const anthropicOnly = (m: { thinking_blocks?: unknown; anthropic_content?: unknown }): boolean => m.thinking_blocks !== undefined || m.anthropic_content !== undefined;
 
 /**
- * The OpenAI shape of a result or chunk: without `stop_sequence`, Claude's signed `thinking_blocks`
- * and its blocks as sent (`anthropic_content`: server-tool blocks, citations), which only the
- * Anthropic route reports (the thinking's text stays, as `reasoning_content`, and the answer's text
- * as `content`); an answer's message has `refusal` (null when there is none), which the spec's
- * message requires.
+ * The OpenAI shape of an answer: without `stop_sequence`, Claude's signed `thinking_blocks` and its
+ * blocks as sent (`anthropic_content`: server-tool blocks, citations), which only the Anthropic route
+ * reports (the thinking's text stays, as `reasoning_content`, and the answer's text as `content`);
+ * its message has `refusal`, null when there is none, as the spec's message requires (the openai
+ * and simulator adapters set it; others' answers are copied to add it).
  */
-export function openAiResult<T extends ChatResult | ChatChunk>(r: T): T {
-  const choices: { stop_sequence?: string; message?: { thinking_blocks?: unknown; anthropic_content?: unknown; refusal?: string | null }; delta?: { thinking_blocks?: unknown; anthropic_content?: unknown } }[] = r.choices;
-  if (!choices.some((c) => c.stop_sequence !== undefined || anthropicOnly(c.message ?? c.delta) || (c.message && c.message.refusal === undefined))) return r;
+export function openAiResult(r: ChatResult): ChatResult {
+  let clean = true;
+  for (const c of r.choices) if (c.stop_sequence !== undefined || anthropicOnly(c.message) || c.message.refusal === undefined) clean = false;
+  if (clean) return r;
   return {
     ...r,
-    choices: choices.map(({ stop_sequence: _stop, ...c }) => {
-      if (c.message) {
-        const { thinking_blocks: _t, anthropic_content: _a, ...message } = c.message;
-        return { ...c, message: { ...message, refusal: message.refusal ?? null } };
-      }
-      if (anthropicOnly(c.delta)) {
-        const { thinking_blocks: _t, anthropic_content: _a, ...delta } = c.delta as NonNullable<typeof c.delta>;
-        return { ...c, delta };
-      }
-      return c;
+    choices: r.choices.map(({ stop_sequence: _stop, ...c }) => {
+      const { thinking_blocks: _t, anthropic_content: _a, ...message } = c.message;
+      return { ...c, message: { ...message, refusal: message.refusal ?? null } };
+    }),
+  };
+}
+
+/** The OpenAI shape of a stream chunk: without what only the Anthropic route reports (as openAiResult). */
+export function openAiChunk(chunk: ChatChunk): ChatChunk {
+  let clean = true;
+  for (const c of chunk.choices) if (c.stop_sequence !== undefined || anthropicOnly(c.delta)) clean = false;
+  if (clean) return chunk;
+  return {
+    ...chunk,
+    choices: chunk.choices.map(({ stop_sequence: _stop, ...c }) => {
+      if (!anthropicOnly(c.delta)) return c;
+      const { thinking_blocks: _t, anthropic_content: _a, ...delta } = c.delta;
+      return { ...c, delta };
     }),
   };
 }
@@ -148,7 +157,7 @@ async function* chatEvents(chunks: AsyncIterable<ChatChunk>, includeUsage: boole
       if (includeUsage) yield { data: JSON.stringify(chunk) };
       continue;
     }
-    const c = openAiResult(chunk);
+    const c = openAiChunk(chunk);
     yield { data: JSON.stringify(includeUsage ? { ...c, usage: null } : withoutUsage(c)) };
   }
   yield { data: '[DONE]' };
