@@ -26,7 +26,7 @@ import { primeStream } from './stream-priming.js';
 import { sseEvents } from './stream-parsers.js';
 import { countTextTokens } from './tokens.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
-import { effortBudget } from './thinking.js';
+import { requestedThinkingBudget } from './thinking.js';
 
 export const COHERE_DEFAULT_BASE_URL = 'https://api.cohere.com';
 
@@ -414,9 +414,7 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
  * Nothing asked: the model's default (reasoning models think).
  */
 export function cohereThinking(req: ChatRequest): Record<string, unknown> | undefined {
-  if (req.thinking?.type === 'enabled') return { type: 'enabled', token_budget: req.thinking.budget_tokens };
-  if (req.thinking?.type === 'disabled') return { type: 'disabled' };
-  const budget = effortBudget(req.reasoning_effort);
+  const budget = requestedThinkingBudget(req);
   if (budget === undefined) return undefined;
   return budget === 0 ? { type: 'disabled' } : { type: 'enabled', token_budget: budget };
 }

@@ -16,7 +16,7 @@ import {
   type Usage,
 } from '../canonical/chat.js';
 import { documentData, parseDataUrl } from './data-url.js';
-import { effortBudget } from './thinking.js';
+import { requestedThinkingBudget } from './thinking.js';
 
 export interface GeminiPart {
   text?: string;
@@ -190,10 +190,9 @@ function toGenerationConfig(req: ChatRequest): Record<string, unknown> {
  * model's own default.
  */
 export function toThinkingConfig(req: ChatRequest): Record<string, unknown> | undefined {
-  if (req.thinking?.type === 'enabled') return { thinkingBudget: req.thinking.budget_tokens, includeThoughts: true };
-  if (req.thinking?.type === 'disabled') return { thinkingBudget: 0 };
-  const budget = effortBudget(req.reasoning_effort);
-  return budget === undefined ? undefined : { thinkingBudget: budget };
+  const budget = requestedThinkingBudget(req);
+  if (budget === undefined) return undefined;
+  return req.thinking?.type === 'enabled' ? { thinkingBudget: budget, includeThoughts: true } : { thinkingBudget: budget };
 }
 
 function userParts(m: ChatMessage): GeminiPart[] {
