@@ -100,13 +100,25 @@ export function upstreamErrorFields(body: unknown): { code?: string; param?: str
 }
 
 /**
+ * An upstream error body saying the account's quota or credit is used up: OpenAI's
+ * `insufficient_quota`, as the error's code or its type (compatible servers send either).
+ */
+export function isInsufficientQuota(body: unknown): boolean {
+  if (body === null || typeof body !== 'object') return false;
+  const e = (body as { error?: unknown }).error;
+  if (e === null || typeof e !== 'object') return false;
+  const { code, type } = e as { code?: unknown; type?: unknown };
+  return code === 'insufficient_quota' || type === 'insufficient_quota';
+}
+
+/**
  * Classifies an HTTP error status from an upstream. `message` is whatever the upstream's error body
  * said, used to spot context-length and content-policy refusals that arrive as plain 400s; `body`,
  * the parsed error body, tells an exhausted quota from a rate limit (both 429).
  */
 export function kindForStatus(status: number, message = '', body?: unknown): UpstreamErrorKind {
   // OpenAI answers an exhausted account 429 too: no wait will help, unlike a rate limit.
-  if (status === 429) return upstreamErrorFields(body).code === 'insufficient_quota' ? 'quota' : 'rate_limited';
+  if (status === 429) return isInsufficientQuota(body) ? 'quota' : 'rate_limited';
   if (status === 401 || status === 403) return 'auth';
   if (status === 404) return 'not_found';
   if (status === 408) return 'timeout';

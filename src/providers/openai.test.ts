@@ -410,6 +410,13 @@ describe('openai provider: streaming', () => {
     expect(await rejection(collect(await provider.streamChat(baseReq, opts())))).toMatchObject({ kind: 'rate_limited', status: 429 });
   });
 
+  it('classifies an HTTP 429 naming insufficient_quota only in its type as an exhausted quota, as the stream does', async () => {
+    server.reply({ status: 429, body: JSON.stringify({ error: { message: 'You exceeded your current quota.', type: 'insufficient_quota', param: null, code: null } }) });
+    expect(await rejection(provider.chat(baseReq, opts()))).toMatchObject({ kind: 'quota', status: 429 });
+    server.reply({ status: 429, body: JSON.stringify({ error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' } }) });
+    expect(await rejection(provider.chat(baseReq, opts()))).toMatchObject({ kind: 'rate_limited', status: 429 });
+  });
+
   it('reports a stream that ends without [DONE] or a finish reason as interrupted', async () => {
     server.reply({ headers: sse, body: await fixture('openai-stream-truncated.chunks.txt') });
     const err = await rejection(collect(await provider.streamChat(baseReq, opts())));

@@ -497,13 +497,10 @@ export class OpenAIProvider implements ProviderAdapter {
     const err = (body as { error: unknown }).error;
     const message = upstreamErrorMessage(body) ?? 'unknown error';
     const code = err && typeof err === 'object' ? (err as { code?: unknown; type?: unknown }) : {};
-    const typeAndCode = `${String(code.type ?? '')} ${String(code.code ?? '')}`;
-    // An exhausted account (OpenAI's insufficient_quota, as code or type) is what its HTTP 429 is: a quota, not a rate limit.
-    const quota = /\binsufficient_quota\b/.test(typeAndCode);
-    const status = typeof code.code === 'number' ? code.code : quota ? 429 : statusForErrorType(typeAndCode);
+    const status = typeof code.code === 'number' ? code.code : statusForErrorType(`${String(code.type ?? '')} ${String(code.code ?? '')}`);
     return new UpstreamError({
       provider: this.name,
-      kind: quota ? 'quota' : kindForStatus(status, message, body),
+      kind: kindForStatus(status, message, body),
       status,
       message: `${this.name} stream error: ${message}`,
       body,
@@ -568,7 +565,8 @@ function estimateUsage(req: ChatRequest, outputs: readonly string[]): Usage {
 
 /** The status an error `type`/`code` pair implies when it arrives inside a 200 stream. */
 function statusForErrorType(type: string): number {
-  if (/rate.?limit/i.test(type)) return 429;
+  // An exhausted account (OpenAI's insufficient_quota, as code or type) is what its HTTP 429 is; kindForStatus tells it from a rate limit.
+  if (/\binsufficient_quota\b|rate.?limit/i.test(type)) return 429;
   if (/invalid_request|context_length/i.test(type)) return 400;
   if (/auth/i.test(type)) return 401;
   if (/overloaded|unavailable/i.test(type)) return 503;
