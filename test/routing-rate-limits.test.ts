@@ -20,7 +20,8 @@ beforeAll(async () => {
   const openAiHeaders = { 'x-ratelimit-limit-requests': '500', 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1s' };
   upstream.set('gpt-limited', { kind: 'status', status: 429, retryAfterS: 1, headers: openAiHeaders });
   upstream.set('gpt-now', { kind: 'status', status: 429, retryAfterS: 0 });
-  upstream.set('gpt-reset-only', { kind: 'status', status: 429, headers: openAiHeaders });
+  // A reset other than the default 1 s cooldown, so only the x-ratelimit-reset-* reading can give it.
+  upstream.set('gpt-reset-only', { kind: 'status', status: 429, headers: { ...openAiHeaders, 'x-ratelimit-reset-requests': '6s' } });
   upstream.set('busy-long', { kind: 'status', status: 429, retryAfterS: 30 });
   upstream.set('busy-short', { kind: 'status', status: 429, retryAfterS: 3 });
   server = await startTestGateway({
@@ -81,11 +82,11 @@ describe('a single deployment (the passthrough) rate-limited', () => {
     expect(upstream.stats('gpt-now').calls - before).toBe(3);
   }, 15_000);
 
-  it('a 429 without Retry-After (x-ratelimit-reset-* only) cools the deployment 1 s: 429 Retry-After 1, not retried by the gateway', async () => {
+  it('a 429 without Retry-After (x-ratelimit-reset-* only) cools the deployment until that reset: 429 Retry-After 6, not retried by the gateway', async () => {
     const before = upstream.stats('gpt-reset-only').calls;
     const err = await failure(sdk(0), 'gpt-reset-only');
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
-    expect(err.headers?.get('retry-after')).toBe('1');
+    expect(err.headers?.get('retry-after')).toBe('6');
     expect(upstream.stats('gpt-reset-only').calls - before).toBe(1);
   });
 });
