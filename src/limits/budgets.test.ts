@@ -2,12 +2,12 @@
 // checks the key's, the user's and the team's counters at once (one script) and an adjustment
 // corrects them together (another script), which a cluster only allows within one slot.
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
 import { budgetsSchema } from '../config/schema.js';
 import type { Tenant } from '../gateway/context.js';
 import { createLogger } from '../telemetry/logger.js';
-import { BudgetManager, budgetRedisKey, MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
+import { BudgetManager, budgetRedisKey, FailoverBudgetStore, MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
 
 const targets = await redisTargets();
 const run = randomBytes(4).toString('hex');
@@ -156,3 +156,29 @@ for (const [name, make, available] of stores) {
     });
   });
 }
+
+describe('FailoverBudgetStore when Redis fails', () => {
+  const broken: BudgetStore = {
+    reserve: () => Promise.reject(new Error('connection refused')),
+    adjust: () => Promise.reject(new Error('connection refused')),
+    seed: () => Promise.reject(new Error('connection refused')),
+    markOnce: () => Promise.reject(new Error('connection refused')),
+  };
+
+  it('logs an outage once per throttle window, not on every failed call', async () => {
+    const log = createLogger('silent');
+    const error = vi.spyOn(log, 'error');
+    const now = vi.spyOn(Date, 'now').mockReturnValue(1_000_000);
+    try {
+      const store = new FailoverBudgetStore(broken, new MemoryBudgetStore(), 'open', log);
+      const line: BudgetLine = { scope: 'key', id: 'k', period: 'day', periodStart: new Date(0), key: 'b:throttle', limitMicros: 1_000_000, ttlMs: 60_000 };
+      for (let i = 0; i < 20; i++) await store.reserve([line], 1);
+      expect(error).toHaveBeenCalledTimes(1);
+      now.mockReturnValue(1_000_000 + 30_001);
+      await store.adjust([line], 1);
+      expect(error).toHaveBeenCalledTimes(2);
+    } finally {
+      now.mockRestore();
+    }
+  });
+});

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { BudgetConfig, BudgetsConfig } from '../config/schema.js';
 import type { Tenant } from '../gateway/context.js';
 import { GatewayError } from '../server/errors.js';
+import { RedisFailurePolicyHandler, type RedisFailurePolicy } from './sliding-window.js';
 
 export type BudgetScope = 'key' | 'user' | 'team';
 export type BudgetPeriod = 'day' | 'month';
@@ -215,19 +216,26 @@ export class MemoryBudgetStore implements BudgetStore {
 
 /** Redis first; on a Redis failure the local store (fail open) or 503 limiter_unavailable (fail closed). */
 export class FailoverBudgetStore implements BudgetStore {
+  private readonly failure: RedisFailurePolicyHandler;
+
   constructor(
     private readonly primary: BudgetStore,
     private readonly local: BudgetStore,
-    private readonly policy: 'open' | 'closed',
-    private readonly log: Logger,
-  ) {}
+    policy: RedisFailurePolicy,
+    log: Logger,
+  ) {
+    // Logged at most once every 30 s, as the rate limiter and the API-key store do.
+    this.failure = new RedisFailurePolicyHandler(policy, log, {
+      open: 'budgets: Redis failed; using the local in-memory budgets (fail open)',
+      closed: 'budgets: Redis failed; refusing requests (fail closed)',
+    });
+  }
 
   private async run<T>(op: (s: BudgetStore) => Promise<T>): Promise<T> {
     try {
       return await op(this.primary);
     } catch (err) {
-      this.log.error({ err: (err as Error).message, policy: this.policy }, 'budgets: Redis failed');
-      if (this.policy === 'closed') throw new GatewayError('limiter_unavailable', { retryAfterMs: 1000, cause: err });
+      this.failure.failed(err);
       return op(this.local);
     }
   }
