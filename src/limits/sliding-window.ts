@@ -404,15 +404,11 @@ export class FailoverLimiterStore implements LimiterStore {
     });
   }
 
-  private failed(err: unknown): void {
-    this.failure.failed(err);
-  }
-
   async acquire(rules: readonly LimitRule[], leaseId: string): Promise<AcquireResult> {
     try {
       return await this.primary.acquire(rules, leaseId);
     } catch (err) {
-      this.failed(err);
+      this.failure.failed(err);
       return this.local.acquire(rules, leaseId);
     }
   }
