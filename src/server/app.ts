@@ -18,7 +18,7 @@ import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { openAiRoutes } from './routes/openai.js';
 import { responsesRoutes } from './routes/responses.js';
-import './request-context.js';
+import { speaksAnthropic } from './request-context.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -108,8 +108,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     request.routeUrl = url;
     request.routeConfig = config;
     // Anthropic's API names every answer's id `request-id`, which its SDK reports (`_request_id`,
-    // an error's `requestID`): the same id, on the Anthropic routes only.
-    if (url !== undefined && url.startsWith('/v1/messages')) reply.header('request-id', request.id);
+    // an error's `requestID`): the same id, to Anthropic-dialect callers only.
+    if (config?.dialect !== undefined && speaksAnthropic(request)) reply.header('request-id', request.id);
     const trace = opts.telemetry?.startRequest(request.method, url, request.headers, !config?.public && !config?.monitoring);
     if (trace) request.traceContext = trace.context;
     // 'close' fires once whether the response finished or the client went away mid-stream (Fastify's
@@ -188,8 +188,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (request.ctx) reply.headers(factHeaders(request.ctx.facts, true, 'known'));
     reply.headers(errorHeaders(err));
     // An error raised before the onRequest hook ran (none is known) would find routeConfig unset.
-    const dialect = (request.routeConfig ?? request.routeOptions.config)?.dialect;
-    if (dialect === 'anthropic' || (dialect === 'by-header' && request.headers['anthropic-version'] !== undefined)) {
+    if (speaksAnthropic(request)) {
       return reply.send(anthropicErrorFromGateway(err, request.id));
     }
     return reply.send(openAiErrorBody(err));

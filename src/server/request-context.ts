@@ -16,6 +16,15 @@ export interface ExtensionFields {
   metadata?: Record<string, unknown> | null;
 }
 
+/**
+ * Whether the request is answered in Anthropic's dialect: its route's (`/v1/messages`…), or, on a route
+ * both APIs share (`by-header`: the model list), a caller sending `anthropic-version` as the SDK does.
+ */
+export function speaksAnthropic(request: FastifyRequest): boolean {
+  const dialect = (request.routeConfig ?? request.routeOptions.config)?.dialect;
+  return dialect === 'anthropic' || (dialect === 'by-header' && request.headers['anthropic-version'] !== undefined);
+}
+
 export function parseCacheControl(headers: FastifyRequest['headers']): RequestOptions['cache'] {
   const raw = headers['cache-control'];
   if (raw === undefined && headers['x-inferenceflow-cache-bypass'] === undefined) return NO_CACHE_DIRECTIVES;

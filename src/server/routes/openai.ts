@@ -1,7 +1,7 @@
 // The OpenAI-compatible routes: chat completions (JSON and SSE), legacy completions, embeddings and
 // models. Each validates its body, strips the gateway's extension fields into the request context,
 // and renders the canonical outcome back in OpenAI's shapes.
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs } from '../../canonical/chat.js';
 import { addSpend, deriveContext, newFacts, type ResponseFacts } from '../../gateway/context.js';
@@ -10,7 +10,7 @@ import { anthropicModel, anthropicModelPage } from '../anthropic-models.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 import { fromLegacyFunctions, toLegacyChunk, toLegacyResult, usesLegacyFunctions } from '../legacy-functions.js';
 import { factHeaders } from '../headers.js';
-import { createRequestContext } from '../request-context.js';
+import { createRequestContext, speaksAnthropic } from '../request-context.js';
 import { sendOutcome, type Renderer } from '../respond.js';
 import type { SseEvent } from '../sse.js';
 import { validationError } from '../validation.js';
@@ -256,12 +256,11 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
   // Both APIs' model routes share these paths: a caller sending `anthropic-version` (the Anthropic
   // SDK) gets Anthropic's shapes, answers and errors alike (anthropic-models.ts).
   const modelsRoute = (summary: string) => ({ ...describeRoute({ summary, tags: ['openai', 'anthropic'] }), config: { dialect: 'by-header' as const } });
-  const anthropicCaller = (request: FastifyRequest) => request.headers['anthropic-version'] !== undefined;
 
   app.get('/v1/models', modelsRoute('List models'), async (request, reply) => {
     const ctx = createRequestContext(request, reply, 'models', log);
     const models = await gateway.listModels(ctx);
-    if (anthropicCaller(request)) return anthropicModelPage(models, request.query as Record<string, unknown>);
+    if (speaksAnthropic(request)) return anthropicModelPage(models, request.query as Record<string, unknown>);
     return { object: 'list', data: models };
   });
 
@@ -270,7 +269,7 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     const ctx = createRequestContext(request, reply, 'models', log);
     const model = (await gateway.listModels(ctx)).find((m) => m.id === id);
     if (!model) throw new GatewayError('model_not_found', { param: 'model', message: `The model "${id}" does not exist.` });
-    return anthropicCaller(request) ? anthropicModel(model) : model;
+    return speaksAnthropic(request) ? anthropicModel(model) : model;
   });
 };
 
