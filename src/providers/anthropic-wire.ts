@@ -449,25 +449,29 @@ export function fromAnthropicTurn(role: 'user' | 'assistant', content: string | 
         out.push(msg);
         // Images and documents a tool returned follow the tool messages in the user turn (a tool
         // message carries text only), each kind under a line naming the call.
+        // One walk, each block's parts made once (an inline body can be tens of MiB): the same
+        // objects go to the user turn and into the tool_result kept for Anthropic upstreams.
         const blocks = typeof block.content === 'string' || !block.content ? [] : block.content;
+        const resultParts: ContentPart[] = typeof block.content === 'string' ? [{ type: 'text', text: block.content }] : [];
+        const images: ContentPart[] = [];
+        const documents: ContentPart[] = [];
+        for (const b of blocks) {
+          if (b.type === 'text') resultParts.push({ type: 'text', text: b.text });
+          else if (b.type === 'image' || b.type === 'document') {
+            const media = mediaParts(b);
+            resultParts.push(...media);
+            (b.type === 'image' ? images : documents).push(...media);
+          }
+        }
         const before = toolMedia.length;
-        for (const [kind, label] of [['image', 'Images'], ['document', 'Documents']] as const) {
-          const media = blocks.filter((b): b is MediaBlock => b.type === kind);
+        for (const [media, label] of [[images, 'Images'], [documents, 'Documents']] as const) {
           if (media.length === 0) continue;
-          toolMedia.push({ type: 'text', text: `${label} returned by tool call ${block.tool_use_id}:` });
-          for (const b of media) toolMedia.push(...mediaParts(b));
+          toolMedia.push({ type: 'text', text: `${label} returned by tool call ${block.tool_use_id}:` }, ...media);
         }
         // The result as given, for Anthropic upstreams, which take the error flag and the media
         // inside the tool_result (and leave out the parts moved into the user turn).
         const moved = toolMedia.length - before;
-        if (block.is_error || moved > 0) {
-          const parts: ContentPart[] = typeof block.content === 'string' ? [{ type: 'text', text: block.content }] : [];
-          for (const b of blocks) {
-            if (b.type === 'text') parts.push({ type: 'text', text: b.text });
-            else if (b.type === 'image' || b.type === 'document') parts.push(...mediaParts(b));
-          }
-          msg.tool_result = { parts, ...(block.is_error ? { is_error: true } : {}), moved_parts: moved };
-        }
+        if (block.is_error || moved > 0) msg.tool_result = { parts: resultParts, ...(block.is_error ? { is_error: true } : {}), moved_parts: moved };
         break;
       }
       default:
