@@ -55,5 +55,8 @@ describe('request-id on the Anthropic routes', () => {
     expect(res.headers.get('request-id')).toBe('caller-id-123');
     const openai = await fetch(`${server.url}/v1/models`, { headers: { authorization: 'Bearer anthropic-rid-token' } });
     expect(openai.headers.get('request-id')).toBeNull();
+    // The model list both APIs share: the header for the Anthropic SDK's caller.
+    const anthropic = await fetch(`${server.url}/v1/models`, { headers: { authorization: 'Bearer anthropic-rid-token', 'anthropic-version': '2023-06-01' } });
+    expect(anthropic.headers.get('request-id')).toBe(anthropic.headers.get('x-request-id'));
   });
 });
