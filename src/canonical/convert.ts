@@ -16,7 +16,7 @@ interface ChoiceAcc {
   audio?: Record<string, unknown>;
   annotations?: unknown[];
   reasoning?: string;
-  thinking: Map<number, ThinkingBlock>;
+  thinking?: Map<number, ThinkingBlock>;
   /** Claude's blocks as sent (`anthropic_content`), by index; `json` the input JSON streamed so far. */
   native?: Map<number, { block: Record<string, unknown>; json: string }>;
 }
@@ -40,12 +40,18 @@ function nativeBlocks(blocks: Map<number, { block: Record<string, unknown>; json
     .sort((a, b) => a[0] - b[0])
     .map(([, { block, json }]) => {
       if (!json) return block;
-      try {
-        return { ...block, input: JSON.parse(json) as unknown };
-      } catch {
-        return { ...block, input: { _raw: json } };
-      }
+      return { ...block, input: parseToolInput(json) };
     });
+}
+
+/** A tool call's arguments as its input: the parsed JSON, `{}` for none, or `{ _raw }` when they do not parse. */
+export function parseToolInput(args: string): unknown {
+  if (!args) return {};
+  try {
+    return JSON.parse(args) as unknown;
+  } catch {
+    return { _raw: args };
+  }
 }
 
 /** Adds a streamed thinking piece to its block (opened by its first piece). */
@@ -91,7 +97,7 @@ class ChunkFolder {
     for (const c of chunk.choices) {
       let acc = this.choices.get(c.index);
       if (!acc) {
-        acc = { content: '', hasContent: false, calls: new Map(), finish: null, thinking: new Map() };
+        acc = { content: '', hasContent: false, calls: new Map(), finish: null };
         this.choices.set(c.index, acc);
       }
       if (typeof c.delta.content === 'string') {
@@ -102,7 +108,7 @@ class ChunkFolder {
       if (c.delta.audio) acc.audio = foldAudio(acc.audio, c.delta.audio);
       if (c.delta.annotations?.length) (acc.annotations ??= []).push(...c.delta.annotations);
       if (typeof c.delta.reasoning_content === 'string') acc.reasoning = (acc.reasoning ?? '') + c.delta.reasoning_content;
-      for (const t of c.delta.thinking_blocks ?? []) foldThinking(acc.thinking, t);
+      for (const t of c.delta.thinking_blocks ?? []) foldThinking((acc.thinking ??= new Map()), t);
       for (const p of c.delta.anthropic_content ?? []) foldNative((acc.native ??= new Map()), p);
       for (const tc of c.delta.tool_calls ?? []) {
         const call = acc.calls.get(tc.index) ?? { id: '', type: 'function' as const, function: { name: '', arguments: '' } };
@@ -135,7 +141,7 @@ class ChunkFolder {
           ...(acc.audio ? { audio: acc.audio } : {}),
           ...(acc.annotations ? { annotations: acc.annotations } : {}),
           ...(acc.reasoning !== undefined ? { reasoning_content: acc.reasoning } : {}),
-          ...(acc.thinking.size ? { thinking_blocks: [...acc.thinking.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b) } : {}),
+          ...(acc.thinking?.size ? { thinking_blocks: [...acc.thinking.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b) } : {}),
           ...(acc.native ? { anthropic_content: nativeBlocks(acc.native) } : {}),
         },
         finish_reason: acc.finish ?? 'stop',

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { AnthropicContentDelta, CacheControl, ChatChunk, ChatMessage, ChatRequest, ChatResult, FinishReason, ThinkingBlock, Usage } from '../canonical/chat.js';
+import { parseToolInput } from '../canonical/convert.js';
 import {
   anthropicErrorType,
   anthropicStopReason,
@@ -246,7 +247,7 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
       refused = true;
     }
     for (const call of message?.tool_calls ?? []) {
-      content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseInput(call.function.arguments) });
+      content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseToolInput(call.function.arguments) });
     }
     calledTools = Boolean(message?.tool_calls?.length);
   }
@@ -489,15 +490,6 @@ function stopReason(finish: FinishReason | null | undefined, stopSequence: strin
 function messageId(id: string): string {
   if (id.startsWith('msg_')) return id;
   return `msg_${randomBytes(12).toString('hex')}`;
-}
-
-function parseInput(args: string): unknown {
-  if (!args) return {};
-  try {
-    return JSON.parse(args);
-  } catch {
-    return { _raw: args };
-  }
 }
 
 export { anthropicErrorType };
