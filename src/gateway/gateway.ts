@@ -7,11 +7,11 @@ import type { Embedder } from '../cache/embedders/types.js';
 import type { ChatRequest } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { LoadedConfig } from '../config/load.js';
-import { isUpstreamError } from '../providers/errors.js';
 import { costUsd } from '../providers/pricing.js';
 import { createProviders, providerContext } from '../providers/registry.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
+import { isDeploymentFault, isRetryable } from '../routing/retry.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { MemoryResponseStore, RedisResponseStore, type ResponseStore } from '../server/response-store.js';
 import type { RequestContext } from './context.js';
@@ -121,7 +121,8 @@ export class Gateway {
         this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
         endSpan(attempt.span, err);
         lastError = err;
-        if (!isUpstreamError(err) || !err.retryable || ctx.signal.aborted) break;
+        // As chat: a retryable error or this deployment's own fault (quota, auth, model missing) moves on to the next.
+        if (!(isRetryable(err) || isDeploymentFault(err)) || ctx.signal.aborted) break;
       }
     }
     throw toGatewayError(lastError, { passthrough: group.passthrough });
