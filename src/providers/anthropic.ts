@@ -145,9 +145,9 @@ export class AnthropicProvider implements ProviderAdapter {
     return all.length > 0 ? { 'anthropic-beta': all.join(',') } : undefined;
   }
 
-  private messages(req: ChatRequest): ReturnType<typeof toAnthropicMessages> {
+  private messages(messages: ChatRequest['messages']): ReturnType<typeof toAnthropicMessages> {
     try {
-      return toAnthropicMessages(req.messages);
+      return toAnthropicMessages(messages);
     } catch (err) {
       if (err instanceof DocumentTypeError) throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: ${err.message}` });
       throw err;
@@ -156,9 +156,11 @@ export class AnthropicProvider implements ProviderAdapter {
 
   /** The Messages API request body for a canonical request (exported through the class for tests). */
   buildBody(req: ChatRequest, stream: boolean, json = jsonTool(req)): Record<string, unknown> {
-    const { system, messages: converted } = this.messages(req);
-    // Turns holding blocks only Anthropic reads (server tools', a document by URL) go as the client sent them.
-    const messages = req.anthropic_messages ?? converted;
+    // Turns holding blocks only Anthropic reads (server tools', a document by URL) go as the client
+    // sent them: then only the system prompt is converted.
+    const sent = req.anthropic_messages;
+    const { system, messages: converted } = this.messages(sent ? req.messages.filter((m) => m.role === 'system' || m.role === 'developer') : req.messages);
+    const messages = sent ?? converted;
     const tools = json ? [json] : allTools(req);
     // Anthropic refuses a stop sequence that is only whitespace ("each stop sequence must contain
     // non-whitespace"), which OpenAI clients send (stop: ["\n"]): those are left out of the request
