@@ -4,7 +4,7 @@
 // output_text.delta … response.completed) from canonical chunks. Stored responses (response-store.ts)
 // let `previous_response_id` continue a conversation; `conversation` objects are not kept.
 import { z } from 'zod';
-import type { ChatChunk, ChatMessage, ChatRequest, ChatResult, ContentPart, ResponseFormat, TokenLogprob, ToolChoice, ToolDefinition, Usage } from '../canonical/chat.js';
+import { contentText, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ContentPart, type ResponseFormat, type TokenLogprob, type ToolChoice, type ToolDefinition, type Usage } from '../canonical/chat.js';
 import { randomHex } from '../gateway/ids.js';
 import { parseDataUrl } from '../providers/data-url.js';
 import { GatewayError } from './errors.js';
@@ -734,7 +734,6 @@ export function inputItemIds(input: CreateResponseBody['input']): string[] {
   return ids;
 }
 
-const textOf = (content: ChatMessage['content']): string => (typeof content === 'string' ? content : (content ?? []).map((p) => (p.type === 'text' ? p.text : '')).join(''));
 
 function inputContent(content: ChatMessage['content']): Record<string, unknown>[] {
   if (typeof content === 'string') return [{ type: 'input_text', text: content }];
@@ -758,11 +757,11 @@ export function inputItemsOf(messages: readonly ChatMessage[], ids: readonly str
   for (const m of messages) {
     if (m.role === 'assistant') {
       if (m.content !== null && m.content !== undefined) {
-        items.push({ type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: textOf(m.content), annotations: [], logprobs: [] }] });
+        items.push({ type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: contentText(m.content), annotations: [], logprobs: [] }] });
       }
       for (const call of m.tool_calls ?? []) items.push({ type: 'function_call', call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
     } else if (m.role === 'tool') {
-      items.push({ type: 'function_call_output', call_id: m.tool_call_id ?? '', output: textOf(m.content), status: 'completed' });
+      items.push({ type: 'function_call_output', call_id: m.tool_call_id ?? '', output: contentText(m.content), status: 'completed' });
     } else {
       items.push({ type: 'message', role: m.role, status: 'completed', content: inputContent(m.content) });
     }
