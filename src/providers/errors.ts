@@ -79,7 +79,8 @@ export function parseRetryAfter(
   return Math.max(0, date - now);
 }
 
-function first(v: string | string[] | undefined): string | undefined {
+/** A header's value, the first when it came more than once. */
+export function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 

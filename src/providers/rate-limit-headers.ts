@@ -3,6 +3,8 @@
 // `-tokens`, durations such as `1s`, `6m0s`, `20ms`, `2m59.56s`; Anthropic's
 // `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-reset`, RFC 3339 times. The
 // limit that ran out (its `remaining` at 0) decides; with none known to have, the soonest reset.
+import { first } from './errors.js';
+
 type Headers = Record<string, string | string[] | undefined>;
 
 const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
@@ -18,20 +20,18 @@ export function parseDuration(value: string): number | undefined {
   return ms;
 }
 
-const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
-
 /** Milliseconds until the exhausted rate limit resets, from the headers above; undefined without them. */
 export function rateLimitResetMs(headers: Headers, now = Date.now()): number | undefined {
   const limits: { reset: number; exhausted: boolean }[] = [];
   for (const kind of ['requests', 'tokens']) {
-    const reset = one(headers[`x-ratelimit-reset-${kind}`]);
+    const reset = first(headers[`x-ratelimit-reset-${kind}`]);
     const ms = reset === undefined ? undefined : parseDuration(reset);
-    if (ms !== undefined) limits.push({ reset: ms, exhausted: one(headers[`x-ratelimit-remaining-${kind}`]) === '0' });
+    if (ms !== undefined) limits.push({ reset: ms, exhausted: first(headers[`x-ratelimit-remaining-${kind}`]) === '0' });
   }
   for (const kind of ['requests', 'tokens', 'input-tokens', 'output-tokens']) {
-    const reset = one(headers[`anthropic-ratelimit-${kind}-reset`]);
+    const reset = first(headers[`anthropic-ratelimit-${kind}-reset`]);
     const at = reset === undefined ? Number.NaN : Date.parse(reset);
-    if (!Number.isNaN(at)) limits.push({ reset: Math.max(0, at - now), exhausted: one(headers[`anthropic-ratelimit-${kind}-remaining`]) === '0' });
+    if (!Number.isNaN(at)) limits.push({ reset: Math.max(0, at - now), exhausted: first(headers[`anthropic-ratelimit-${kind}-remaining`]) === '0' });
   }
   if (limits.length === 0) return undefined;
   const exhausted = limits.filter((l) => l.exhausted);
