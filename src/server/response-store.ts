@@ -9,8 +9,9 @@ import type { RedisClient } from '../store/redis.js';
 
 export const RESPONSE_TTL_S = 86_400;
 /**
- * The largest entry either store keeps, as its JSON in UTF-8: the default request body limit, so a
- * stored conversation is at most about what one request could have carried whole.
+ * The largest entry either store keeps, as its JSON in UTF-8: fixed, and smaller than the default
+ * request body limit (32 MiB), since every step of a chain stores its whole conversation again and
+ * the in-process store holds 64 MiB in all.
  */
 export const MAX_ENTRY_BYTES = 4 * 1024 * 1024;
 const MEMORY_MAX = 10_000;
