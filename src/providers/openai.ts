@@ -214,8 +214,8 @@ function answerMessage(m: Completion['choices'][number]['message']): ChatResult[
  * The canonical stop_sequence of a choice that stopped on a stop string vLLM names (`stop_reason`, a
  * string; a number is a stop token's id, not a sequence), or nothing.
  */
-function stopSequence(choice: { finish_reason?: string | null; stop_reason?: unknown }): { stop_sequence?: string } {
-  return typeof choice.stop_reason === 'string' && choice.stop_reason && finishReasonFromOpenAI(choice.finish_reason) === 'stop' ? { stop_sequence: choice.stop_reason } : {};
+function stopSequenceOf(finish: FinishReason | null, stopReason: unknown): string | undefined {
+  return finish === 'stop' && typeof stopReason === 'string' && stopReason ? stopReason : undefined;
 }
 
 export function finishReasonFromOpenAI(reason: string | null | undefined): FinishReason | null {
@@ -345,13 +345,18 @@ export class OpenAIProvider implements ProviderAdapter {
       object: 'chat.completion',
       created: c.created ?? Math.floor(Date.now() / 1000),
       model: c.model ?? req.model,
-      choices: c.choices.map((choice, i) => ({
-        index: choice.index ?? i,
-        message: answerMessage(choice.message),
-        finish_reason: finishReasonFromOpenAI(choice.finish_reason) ?? 'stop',
-        logprobs: req.logprobs ? toLogprobs(choice.logprobs) : null,
-        ...stopSequence(choice),
-      })),
+      choices: c.choices.map((choice, i) => {
+        const finish = finishReasonFromOpenAI(choice.finish_reason);
+        const out: ChatResult['choices'][number] = {
+          index: choice.index ?? i,
+          message: answerMessage(choice.message),
+          finish_reason: finish ?? 'stop',
+          logprobs: req.logprobs ? toLogprobs(choice.logprobs) : null,
+        };
+        const stop = stopSequenceOf(finish, choice.stop_reason);
+        if (stop) out.stop_sequence = stop;
+        return out;
+      }),
       usage: c.usage ? toUsage(c.usage) : estimateUsage(req, c.choices.map((ch) => (ch.message.reasoning_content || ch.message.reasoning || '') + (ch.message.content ?? '') + (ch.message.tool_calls ? JSON.stringify(ch.message.tool_calls) : ''))),
     };
     if (c.system_fingerprint) result.system_fingerprint = c.system_fingerprint;
@@ -431,7 +436,8 @@ export class OpenAIProvider implements ProviderAdapter {
             if (finish) finished.add(choice.index);
             const logprobs = req.logprobs ? toLogprobs(choice.logprobs) : null;
             const out: ChatChunk['choices'][number] = logprobs ? { index: choice.index, delta, finish_reason: finish, logprobs } : { index: choice.index, delta, finish_reason: finish };
-            if (finish === 'stop' && typeof choice.stop_reason === 'string' && choice.stop_reason) out.stop_sequence = choice.stop_reason;
+            const stop = stopSequenceOf(finish, choice.stop_reason);
+            if (stop) out.stop_sequence = stop;
             return out;
           }),
         };
