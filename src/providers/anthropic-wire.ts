@@ -551,3 +551,18 @@ export function fromAnthropicToolChoice(
       return { tool_choice: { type: 'function', function: { name: choice.name ?? '' } }, ...parallel };
   }
 }
+
+/**
+ * The beta features an `anthropic-beta` header turns on (comma-separated, possibly repeated; the SDK's
+ * `betas` parameter arrives as this header), each once, added to `into` after those it holds.
+ */
+export function anthropicBetas(header: string | readonly string[] | undefined, into: string[] = []): string[] {
+  if (header === undefined) return into;
+  for (const value of typeof header === 'string' ? [header] : header) {
+    for (const beta of value.split(',')) {
+      const b = beta.trim();
+      if (b && !into.includes(b)) into.push(b);
+    }
+  }
+  return into;
+}

@@ -26,6 +26,7 @@ import {
   DocumentTypeError,
   toAnthropicToolChoice,
   toAnthropicTools,
+  anthropicBetas,
 } from './anthropic-wire.js';
 import { chatWithChoices } from './choice-fan-out.js';
 import { UpstreamError, kindForStatus } from './errors.js';
@@ -122,10 +123,10 @@ export class AnthropicProvider implements ProviderAdapter {
     const headers: Record<string, string> = {};
     const betas: string[] = [];
     for (const [k, v] of Object.entries(cfg.headers ?? {})) {
-      if (k.toLowerCase() === 'anthropic-beta') betas.push(...splitBetas(v));
+      if (k.toLowerCase() === 'anthropic-beta') betas.push(v);
       else headers[k] = v;
     }
-    this.betas = betas;
+    this.betas = anthropicBetas(betas);
     this.http = new UpstreamHttp({
       provider: name,
       baseUrl: cfg.base_url ?? DEFAULT_BASE_URL,
@@ -140,8 +141,7 @@ export class AnthropicProvider implements ProviderAdapter {
 
   /** The request's `anthropic-beta` header: the provider's betas and the client's, each once; none without any. */
   private betaHeader(req: ChatRequest): Record<string, string> | undefined {
-    const all = [...this.betas];
-    for (const b of req.anthropic_beta ?? []) if (!all.includes(b)) all.push(b);
+    const all = anthropicBetas(req.anthropic_beta, [...this.betas]);
     return all.length > 0 ? { 'anthropic-beta': all.join(',') } : undefined;
   }
 
@@ -577,12 +577,4 @@ function jsonTool(req: ChatRequest): { name: string; description: string; input_
 function whitespaceStops(req: ChatRequest): StopSequenceScanner | undefined {
   const stops = stopList(req.stop).filter((s) => s !== '' && s.trim() === '');
   return stops.length > 0 ? new StopSequenceScanner(stops) : undefined;
-}
-
-/** The entries of a comma-separated `anthropic-beta` value. */
-function splitBetas(value: string): string[] {
-  return value
-    .split(',')
-    .map((b) => b.trim())
-    .filter(Boolean);
 }

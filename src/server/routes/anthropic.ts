@@ -4,6 +4,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { Gateway } from '../../gateway/gateway.js';
+import { anthropicBetas } from '../../providers/anthropic-wire.js';
 import { countPromptTokens } from '../../providers/tokens.js';
 import { anthropicErrorFromGateway, anthropicStreamEvents, anthropicToCanonical, canonicalToAnthropicMessage } from '../anthropic-format.js';
 import { createRequestContext } from '../request-context.js';
@@ -43,18 +44,3 @@ export const anthropicRoutes: FastifyPluginAsync<AnthropicRouteOptions> = async 
   });
 };
 
-/**
- * The beta features a client's `anthropic-beta` header turns on (comma-separated, possibly repeated;
- * the SDK's `betas` parameter arrives as this header): passed on to Anthropic deployments.
- */
-export function anthropicBetas(header: string | string[] | undefined): string[] {
-  if (header === undefined) return [];
-  const out: string[] = [];
-  for (const value of Array.isArray(header) ? header : [header]) {
-    for (const beta of value.split(',')) {
-      const b = beta.trim();
-      if (b && !out.includes(b)) out.push(b);
-    }
-  }
-  return out;
-}
