@@ -1,5 +1,6 @@
 // Two gateway processes sharing the real Redis: a breaker opened by one is honoured by the other
-// within 1 s — the second stops calling the dead deployment without ever having seen it fail.
+// within 1 s — the second stops calling the dead deployment without ever having seen it fail — and
+// a deployment rate-limited for one (429 with Retry-After) cools down for both.
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -40,7 +41,10 @@ describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {
     redis: { url: REDIS_URL, key_prefix: prefix },
     // The real openai adapter, talking to the fault-injecting upstream.
     providers: { fault: { type: 'openai', base_url: url, api_key: 'test-key' } },
-    models: [{ name: 'g', retry: { max_retries: 0 }, deployments: [{ provider: 'fault', model: 'dead' }, { provider: 'fault', model: 'ok', priority: 1 }] }],
+    models: [
+      { name: 'g', retry: { max_retries: 0 }, deployments: [{ provider: 'fault', model: 'dead' }, { provider: 'fault', model: 'ok', priority: 1 }] },
+      { name: 'r', retry: { max_retries: 0 }, deployments: [{ provider: 'fault', model: 'limited' }, { provider: 'fault', model: 'ok', priority: 1 }] },
+    ],
     routing: { breaker: { consecutive_failures: 3, open_ms: 60_000 } },
   });
 
@@ -49,6 +53,7 @@ describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {
     upstream = new FaultUpstream();
     const url = await upstream.start();
     upstream.set('dead', { kind: 'status', status: 500 });
+    upstream.set('limited', { kind: 'status', status: 429, retryAfterS: 30 });
     children.push(...(await Promise.all([startChildGateway(dir, 'a', configFor(url)), startChildGateway(dir, 'b', configFor(url))])));
   }, 120_000);
 
@@ -62,16 +67,18 @@ describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {
     await redis.quit();
   });
 
-  const chat = async (base: string) => {
-    const res = await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'g', messages: [{ role: 'user', content: `hi ${randomUUID()}` }] }) });
+  const chat = async (base: string, model = 'g') => {
+    const res = await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, messages: [{ role: 'user', content: `hi ${randomUUID()}` }] }) });
     await res.body.text();
     return { status: res.statusCode, deployment: res.headers['x-inferenceflow-deployment'] };
   };
-  const breakerState = async (base: string) => {
+  const deploymentStatus = async (base: string, id: string) => {
     const res = await request(`${base}/v1/providers`);
-    const body = (await res.body.json()) as { data: { id: string; breaker: { state: string } }[] };
-    return body.data.find((d) => d.id === 'fault/dead')?.breaker.state;
+    const body = (await res.body.json()) as { data: { id: string; breaker: { state: string }; cooling_until?: string }[] };
+    return body.data.find((d) => d.id === id);
   };
+  const breakerState = async (base: string) => (await deploymentStatus(base, 'fault/dead'))?.breaker.state;
+  const coolingUntil = async (base: string) => (await deploymentStatus(base, 'fault/limited'))?.cooling_until;
 
   it('a breaker opened by one replica is honoured by the other within 1 s', async () => {
     const [a, b] = children as [ChildGateway, ChildGateway];
@@ -98,9 +105,27 @@ describe.skipIf(!reachable)('shared circuit breakers across replicas', () => {
     expect(await metric(b.url, 'circuit_breaker_state')).toBe(2);
   });
 
-  it('a replica started later picks up the open breaker from Redis', async () => {
+  it('a deployment rate-limited for one replica cools down for the other within 1 s', async () => {
+    const [a, b] = children as [ChildGateway, ChildGateway];
+    expect(await coolingUntil(b.url)).toBeUndefined();
+    // A calls the rate-limited deployment once, is told to wait 30 s, and answers from the other one.
+    const before = Date.now();
+    expect(await chat(a.url, 'r')).toEqual({ status: 200, deployment: 'fault/ok' });
+    expect(upstream.stats('limited').calls).toBe(1);
+    const until = await coolingUntil(a.url);
+    expect(Date.parse(until ?? '') - before).toBeGreaterThan(25_000);
+    // B never called it, yet skips it for the same 30 s: its own first request would have earned another 429.
+    await expect.poll(() => coolingUntil(b.url), { timeout: 1_000, interval: 50 }).toBe(until);
+    for (let i = 0; i < 3; i++) expect(await chat(b.url, 'r')).toEqual({ status: 200, deployment: 'fault/ok' });
+    expect(upstream.stats('limited').calls).toBe(1);
+    // Busy is not broken: neither replica's breaker for it moved.
+    for (const c of [a, b]) expect((await deploymentStatus(c.url, 'fault/limited'))?.breaker.state).toBe('closed');
+  });
+
+  it('a replica started later picks up the open breaker and the cooldown from Redis', async () => {
     const late = await startChildGateway(dir, 'late', configFor(upstream.url));
     children.push(late);
     expect(await breakerState(late.url)).toBe('open');
+    expect(await coolingUntil(late.url)).toBe(await coolingUntil((children[0] as ChildGateway).url));
   }, 120_000);
 });

@@ -1,6 +1,7 @@
 // Breaker state shared between replicas, on a single Redis and on a Redis Cluster: an open seen by
 // one replica reaches a running one by pub/sub (the channel is a script argument, not a key), and a
-// replica that starts later reads it by polling (one MGET over hash-tagged keys, one slot).
+// replica that starts later reads it by polling (one MGET over hash-tagged keys, one slot). A
+// deployment's cooldown (an upstream's Retry-After) travels the same way.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
@@ -20,6 +21,7 @@ afterAll(async () => {
 class RecordingBreakers implements BreakerSyncTarget {
   readonly opened = new Map<string, { until: number; reason: string }>();
   readonly closed: string[] = [];
+  readonly cooling = new Map<string, number>();
   constructor(private readonly ids: string[]) {}
   forceOpen(deployment: string, until: number, reason: string): void {
     this.opened.set(deployment, { until, reason });
@@ -27,6 +29,9 @@ class RecordingBreakers implements BreakerSyncTarget {
   forceClose(deployment: string): void {
     this.opened.delete(deployment);
     this.closed.push(deployment);
+  }
+  coolUntil(deployment: string, until: number): void {
+    this.cooling.set(deployment, Math.max(this.cooling.get(deployment) ?? 0, until));
   }
   deploymentIds(): string[] {
     return this.ids;
@@ -40,9 +45,9 @@ for (const t of targets) {
     const prefix = `test:${run}:${t.name}:`;
     const syncOf = new Map<RecordingBreakers, BreakerSync>();
     /** One replica: its own client, breakers and sync (poll interval long, so only start() polls). */
-    async function replica(): Promise<RecordingBreakers> {
+    async function replica(keyPrefix = prefix): Promise<RecordingBreakers> {
       const breakers = new RecordingBreakers(deployments);
-      const sync = new BreakerSync(t.connect(), prefix, breakers, log, 60_000);
+      const sync = new BreakerSync(t.connect(), keyPrefix, breakers, log, 60_000);
       syncs.push(sync);
       syncOf.set(breakers, sync);
       await sync.start();
@@ -78,6 +83,35 @@ for (const t of targets) {
       // Messages on one channel arrive in order: once the marker is in, the remote one would be too.
       await expect.poll(() => b.opened.has('openai/gpt-4o'), { timeout: 2_000, interval: 20 }).toBe(true);
       expect(b.opened.has('local/llama')).toBe(false);
+    });
+
+    it('shares a cooldown with running replicas and later ones, keeps the longest, and leaves breakers alone', async () => {
+      // Keys of their own: the tests above leave breakers open under `prefix`.
+      const own = `${prefix}cooldowns:`;
+      const a = await replica(own);
+      const b = await replica(own);
+      const until = Date.now() + 20_000;
+      share(a).shareCooldown('openai/gpt-4o', until);
+      await expect.poll(() => b.cooling.get('openai/gpt-4o'), { timeout: 2_000, interval: 20 }).toBe(until);
+      expect(a.cooling.size).toBe(0); // not echoed to its sender
+      expect(b.opened.size).toBe(0); // a rate limit is not a broken deployment
+
+      // A shorter cooldown seen by another replica does not cut the stored one short.
+      share(b).shareCooldown('openai/gpt-4o', Date.now() + 5_000);
+      const c = await replica(own);
+      expect(c.cooling.get('openai/gpt-4o')).toBe(until);
+
+      // A cooldown only slightly longer than the one just shared is not published again.
+      share(a).shareCooldown('openai/gpt-4o', until + 100);
+      share(a).shareCooldown('anthropic/claude', until); // a marker: messages on one channel arrive in order
+      await expect.poll(() => c.cooling.has('anthropic/claude'), { timeout: 2_000, interval: 20 }).toBe(true);
+      expect(c.cooling.get('openai/gpt-4o')).toBe(until);
+
+      // An expired cooldown is neither shared nor applied.
+      share(a).shareCooldown('local/llama', Date.now() - 1);
+      const d = await replica(own);
+      expect(d.cooling.has('local/llama')).toBe(false);
+      expect(d.cooling.get('anthropic/claude')).toBe(until);
     });
   });
 }

@@ -1,8 +1,10 @@
 // Shares breaker state between gateway replicas through Redis. A replica whose breaker opens writes
 // `<prefix>breaker:<deployment>` (expiring when probing may start) and publishes the change in one
 // Lua call; every replica subscribes and opens its own breaker at once, and also re-reads the keys
-// every `syncMs` in case a message was missed while reconnecting. The request path reads only the
-// local breakers, never Redis.
+// every `syncMs` in case a message was missed while reconnecting. A deployment's cooldown (an
+// upstream's 429 or 503 with Retry-After: the provider key is rate-limited for every replica alike)
+// is shared the same way under `<prefix>cooldown:<deployment>`. The request path reads only the
+// local breakers and cooldowns, never Redis.
 import { randomUUID } from 'node:crypto';
 import { hashTagged, type RedisClient as Redis } from '../store/redis.js';
 import type { Logger } from 'pino';
@@ -10,8 +12,9 @@ import type { BreakerTransition } from './breaker.js';
 
 export interface SharedBreakerMessage {
   deployment: string;
-  state: 'open' | 'closed';
-  /** For `open`: epoch ms when probes may start. */
+  /** `cooling`: not broken, rate-limited until `until` (its breaker is untouched). */
+  state: 'open' | 'closed' | 'cooling';
+  /** For `open`: epoch ms when probes may start; for `cooling`: when the cooldown ends. */
   until?: number;
   reason: string;
   origin: string;
@@ -20,6 +23,8 @@ export interface SharedBreakerMessage {
 export interface BreakerSyncTarget {
   forceOpen(deployment: string, until: number, reason: string): void;
   forceClose(deployment: string, reason: string): void;
+  /** Skip the deployment until `until` (epoch ms) unless it already cools longer. */
+  coolUntil(deployment: string, until: number): void;
   deploymentIds(): string[];
 }
 
@@ -30,6 +35,17 @@ const OPEN_SCRIPT = `
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1`;
+// A cooldown key keeps the longest cooldown any replica saw (its expiry is the cooldown's end); the
+// message goes out either way, and a receiver keeps its own longer one.
+const COOL_SCRIPT = `
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1`;
+/**
+ * A cooldown is shared again only when it ends this much later than the one last shared: a burst of
+ * 429s in flight when the first came back would otherwise publish one message each.
+ */
+const COOL_SHARE_STEP_MS = 250;
 const CLOSE_SCRIPT = `
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
@@ -40,6 +56,8 @@ export class BreakerSync {
   private subscriber?: Redis;
   private timer?: NodeJS.Timeout;
   private readonly channel: string;
+  /** Per deployment, the end of the last cooldown this replica shared. */
+  private readonly sharedCooldowns = new Map<string, number>();
 
   constructor(
     private readonly redis: Redis,
@@ -54,6 +72,11 @@ export class BreakerSync {
   /** Breaker keys share one hash tag so the periodic MGET stays in one slot on Redis Cluster. */
   private key(deployment: string): string {
     return `${hashTagged(`${this.prefix}breaker:`)}${deployment}`;
+  }
+
+  /** Cooldown keys share their own hash tag, read by a second MGET. */
+  private coolKey(deployment: string): string {
+    return `${hashTagged(`${this.prefix}cooldown:`)}${deployment}`;
   }
 
   async start(): Promise<void> {
@@ -80,6 +103,20 @@ export class BreakerSync {
     op.catch((err: Error) => this.log.warn({ err: err.message, deployment: t.deployment }, 'could not share breaker state'));
   }
 
+  /**
+   * Shares a cooldown this replica started or lengthened (an upstream's Retry-After), so the other
+   * replicas stop calling the rate-limited deployment too instead of each earning its own 429.
+   */
+  shareCooldown(deployment: string, until: number): void {
+    const now = Date.now();
+    if (until <= now || until < (this.sharedCooldowns.get(deployment) ?? 0) + COOL_SHARE_STEP_MS) return;
+    this.sharedCooldowns.set(deployment, until);
+    const msg: SharedBreakerMessage = { deployment, state: 'cooling', until, reason: 'rate limited', origin: this.origin };
+    this.redis
+      .eval(COOL_SCRIPT, 1, this.coolKey(deployment), this.channel, JSON.stringify(msg), String(until - now))
+      .catch((err: Error) => this.log.warn({ err: err.message, deployment }, 'could not share a cooldown'));
+  }
+
   private apply(raw: string): void {
     let msg: SharedBreakerMessage;
     try {
@@ -92,6 +129,8 @@ export class BreakerSync {
       this.target.forceOpen(msg.deployment, msg.until, `shared: ${msg.reason}`);
     } else if (msg.state === 'closed') {
       this.target.forceClose(msg.deployment, `shared: ${msg.reason}`);
+    } else if (msg.state === 'cooling' && typeof msg.until === 'number' && msg.until > Date.now()) {
+      this.target.coolUntil(msg.deployment, msg.until);
     }
   }
 
@@ -99,8 +138,8 @@ export class BreakerSync {
     const ids = this.target.deploymentIds();
     if (ids.length === 0) return;
     try {
-      const values = await this.redis.mget(ids.map((id) => this.key(id)));
-      for (const v of values) if (v) this.apply(v);
+      const [open, cooling] = await Promise.all([this.redis.mget(ids.map((id) => this.key(id))), this.redis.mget(ids.map((id) => this.coolKey(id)))]);
+      for (const v of [...open, ...cooling]) if (v) this.apply(v);
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'breaker state poll failed');
     }

@@ -80,6 +80,10 @@ export class Router {
       this.sync = new BreakerSync(opts.redis, opts.keyPrefix ?? 'inferenceflow:', {
         forceOpen: (id, until, reason) => this.breakerFor(id).forceOpen(until, reason),
         forceClose: (id, reason) => this.breakerFor(id).forceClose(reason),
+        coolUntil: (id, until) => {
+          const s = this.statsFor(id);
+          s.coolingUntil = Math.max(s.coolingUntil, until);
+        },
         deploymentIds: () => [...new Set([...this.catalog.allDeployments().map((d) => d.id), ...this.breakers.keys()])],
       }, opts.log, cfg.breaker_sync_ms);
     }
@@ -459,6 +463,13 @@ export class Router {
     };
   }
 
+  /** Cools a deployment until `until` (unless it cools longer already) and tells the other replicas. */
+  private coolDown(s: DeploymentStats, until: number): void {
+    if (until <= s.coolingUntil) return;
+    s.coolingUntil = until;
+    this.sync?.shareCooldown(s.id, until);
+  }
+
   private settled(spec: AttemptSpec, ok: boolean, latencyMs: number, err: unknown): void {
     const { d } = spec;
     const s = this.statsFor(d.id);
@@ -474,7 +485,7 @@ export class Router {
       // Busy, not broken: the deployment cools down for its Retry-After (1 s when it gave none) and
       // the breaker learns nothing from it (a probe's slot is freed for the next one).
       b.release(spec.token);
-      s.coolingUntil = Math.max(s.coolingUntil, Date.now() + (err.retryAfterMs ?? DEFAULT_COOLDOWN_MS));
+      this.coolDown(s, Date.now() + (err.retryAfterMs ?? DEFAULT_COOLDOWN_MS));
     } else {
       if (countsAgainst(err, this.runtimeByName(d.group)?.passthrough === true)) {
         s.observeFailure(latencyMs);
@@ -488,7 +499,7 @@ export class Router {
         b.record(true, spec.token);
       }
       if (isUpstreamError(err) && err.retryAfterMs !== undefined && err.kind === 'overloaded') {
-        s.coolingUntil = Math.max(s.coolingUntil, Date.now() + err.retryAfterMs);
+        this.coolDown(s, Date.now() + err.retryAfterMs);
       }
     }
     this.events.emit('attempt', {
