@@ -926,6 +926,20 @@ describe('Router: passthrough model names', () => {
     expect(router.tracked.deployments).toBeLessThanOrEqual(1_025);
   });
 
+  it('shows the passthrough model names it has served in GET /v1/providers, not the ones that got 404', async () => {
+    const p = new ScriptedProvider().on('no-such-model', fail('not_found', { status: 404 })).on('flaky-model', fail('server', { status: 500 }));
+    const router = build([group('g', ['a'])], p, { retry: { max_retries: 0 } }, 'fake');
+    await router.handler(ctxFor(), chat('client-model'));
+    await router.handler(ctxFor(), chat('flaky-model')).catch(() => undefined);
+    await router.handler(ctxFor(), chat('no-such-model')).catch(() => undefined);
+    const rows = router.status().data;
+    expect(rows.map((r) => r.id)).toEqual(['fake/a', 'fake/client-model', 'fake/flaky-model']);
+    expect(rows[0]?.passthrough).toBeUndefined();
+    expect(rows[1]).toMatchObject({ group: 'client-model', provider: 'fake', model: 'client-model', strategy: 'fallback', passthrough: true, breaker: { state: 'closed' }, error_rate: 0, requests_in_window: 1 });
+    expect(rows[1]?.latency_ewma_ms).not.toBeNull();
+    expect(rows[2]).toMatchObject({ group: 'flaky-model', passthrough: true, error_rate: 1, requests_in_window: 1 });
+  });
+
   it('forgets a dropped passthrough deployment kept for its open breaker once the breaker lets calls through', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     try {

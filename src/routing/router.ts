@@ -166,6 +166,7 @@ export class Router {
       breaker: (id) => this.breakerFor(id),
       queueDepth: (group) => this.groups.get(group)?.queue.depth ?? 0,
       counters: this.events.counters,
+      passthrough: [...this.groups].filter(([, rt]) => rt.passthrough).map(([name, rt]) => ({ name, deployments: rt.byPriority })),
     });
   }
 
