@@ -9,6 +9,7 @@ import { GatewayError } from '../server/errors.js';
 import type { CancelSignal } from '../providers/cancel.js';
 import type { Deployment } from './catalog.js';
 import type { DeploymentStats } from './stats.js';
+import { DEFAULT_COOLDOWN_MS } from './retry.js';
 
 interface Waiter {
   priority: Priority;
@@ -44,7 +45,7 @@ export class AdmissionQueue {
   wait(priority: Priority, accepts: ReadonlySet<string>, signal: CancelSignal): Promise<Deployment> {
     if (this.depth >= this.maxSize) {
       return Promise.reject(
-        new GatewayError('queue_full', { message: `Every deployment of "${this.group}" is at its concurrency limit and the queue (${this.maxSize}) is full.`, retryAfterMs: 1_000 }),
+        new GatewayError('queue_full', { message: `Every deployment of "${this.group}" is at its concurrency limit and the queue (${this.maxSize}) is full.`, retryAfterMs: DEFAULT_COOLDOWN_MS }),
       );
     }
     if (signal.aborted) return Promise.reject(signal.reason as Error);
@@ -80,7 +81,7 @@ export class AdmissionQueue {
       };
       const onAbort = () => leave(signal.reason);
       const timer = setTimeout(
-        () => leave(new GatewayError('no_healthy_deployment', { message: `No deployment of "${this.group}" had a free slot within ${this.maxWaitMs} ms.`, retryAfterMs: 1_000 })),
+        () => leave(new GatewayError('no_healthy_deployment', { message: `No deployment of "${this.group}" had a free slot within ${this.maxWaitMs} ms.`, retryAfterMs: DEFAULT_COOLDOWN_MS })),
         this.maxWaitMs,
       );
       signal.addEventListener('abort', onAbort, { once: true });

@@ -13,7 +13,7 @@ import type { BreakerToken, CircuitBreaker } from './breaker.js';
 import type { Deployment, ModelGroup } from './catalog.js';
 import type { RequestState } from './eligibility.js';
 import type { RoutingEvents } from './events.js';
-import { backoffMs, delay, isDeploymentFault, isRateLimit, isRetryable, type RetryBudget } from './retry.js';
+import { backoffMs, DEFAULT_COOLDOWN_MS, delay, everyDeploymentWaiting, isDeploymentFault, isRateLimit, isRetryable, type RetryBudget } from './retry.js';
 import type { SemanticRouter } from './semantic.js';
 import type { DeploymentStats, LatencyRing } from './stats.js';
 import type { RoutingStrategy } from './strategies.js';
@@ -138,9 +138,9 @@ export async function runAttempts(deps: AttemptLoopDeps, state: RequestState, gr
   if (freeIn !== undefined) {
     throw rateLimited
       ? new UpstreamError({ provider: rateLimited.provider, kind: 'rate_limited', status: rateLimited.status, message: rateLimited.message, retryAfterMs: freeIn, body: rateLimited.body, cause: rateLimited })
-      : new GatewayError('upstream_rate_limited', { message: `Every deployment of "${group.name}" asked to wait (Retry-After).`, retryAfterMs: freeIn });
+      : everyDeploymentWaiting(group.name, freeIn);
   }
-  throw lastError ?? new GatewayError('no_healthy_deployment', { message: `No deployment of "${group.name}" could take the request.`, retryAfterMs: 1_000 });
+  throw lastError ?? new GatewayError('no_healthy_deployment', { message: `No deployment of "${group.name}" could take the request.`, retryAfterMs: DEFAULT_COOLDOWN_MS });
 }
 
 function dropCooling(deps: AttemptLoopDeps, from: Deployment[]): void {

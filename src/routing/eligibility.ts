@@ -12,6 +12,7 @@ import type { Deployment } from './catalog.js';
 import type { DeploymentStats } from './stats.js';
 import { carriedPromptTokens, promptTokensOf } from './prompt-tokens.js';
 import { UNKNOWN_IMAGE_TOKENS } from '../providers/image-tokens.js';
+import { DEFAULT_COOLDOWN_MS } from './retry.js';
 
 /** Per request: the deadline, what was tried, the exact prompt size once counted. */
 export interface RequestState {
@@ -121,7 +122,7 @@ statsFor: (id: string) => DeploymentStats,
     }
     const b = breakerFor(d.id);
     if (!b.canPass()) {
-      earliest = Math.min(earliest, b.retryAt ?? now + 1_000);
+      earliest = Math.min(earliest, b.retryAt ?? now + DEFAULT_COOLDOWN_MS);
       continue;
     }
     const s = statsFor(d.id);

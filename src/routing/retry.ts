@@ -3,6 +3,7 @@
 // budget shared by the process, so retries stay a bounded share of recent traffic during an outage.
 import { isUpstreamError, type UpstreamError } from '../providers/errors.js';
 import type { CancelSignal } from '../providers/cancel.js';
+import { GatewayError } from '../server/errors.js';
 
 /** Full-jitter backoff for retry number `retry` (0 for the first retry). */
 export function backoffMs(retry: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
@@ -20,8 +21,17 @@ export function isRetryable(err: unknown): boolean {
   return isUpstreamError(err) && err.retryable;
 }
 
-/** Cooldown of a deployment that answered 429 (a rate limit) without saying how long to wait. */
+/**
+ * One second: the cooldown of a deployment that answered 429 (a rate limit) without saying how long
+ * to wait, and the `Retry-After` the gateway gives a client when nothing tells it better (a full
+ * queue, no deployment free).
+ */
 export const DEFAULT_COOLDOWN_MS = 1_000;
+
+/** 429 for a group whose every deployment asked to wait: the client's SDK waits `retryAfterMs`. */
+export function everyDeploymentWaiting(group: string, retryAfterMs: number): GatewayError {
+  return new GatewayError('upstream_rate_limited', { message: `Every deployment of "${group}" asked to wait (Retry-After).`, retryAfterMs });
+}
 
 /**
  * A plain rate limit (429 that is not `insufficient_quota`): the deployment is busy, not broken. It

@@ -21,7 +21,7 @@ import { BreakerSync } from './breaker-sync.js';
 import { fallbackGroupNames, semanticTargets, type Deployment, type ModelCatalog, type ModelGroup } from './catalog.js';
 import { Deduplicator, callsAlone, dedupKey } from './dedup.js';
 import { RoutingEvents } from './events.js';
-import { DEFAULT_COOLDOWN_MS, isDeploymentFault, isRateLimit, isRetryable, RetryBudget } from './retry.js';
+import { DEFAULT_COOLDOWN_MS, everyDeploymentWaiting, isDeploymentFault, isRateLimit, isRetryable, RetryBudget } from './retry.js';
 import { routingText, SemanticRouter } from './semantic.js';
 import { DeploymentStats, LatencyRing } from './stats.js';
 import { eligibleDeployments, promptTokens, promptUpperBound, type RequestState } from './eligibility.js';
@@ -380,12 +380,10 @@ export class Router {
           }),
         );
       }
-      const retryAfterMs = Number.isFinite(earliest) ? Math.max(1_000, earliest - now) : 1_000;
+      const retryAfterMs = Number.isFinite(earliest) ? Math.max(DEFAULT_COOLDOWN_MS, earliest - now) : DEFAULT_COOLDOWN_MS;
       if (cooling + tooLong + incapable === deployments.length) {
         // Every deployment asked us to wait (429/503 Retry-After): pass the wait on to the client.
-        return this.fallBack(state, group, group.fallbacks, 'group', () =>
-          new GatewayError('upstream_rate_limited', { message: `Every deployment of "${group.name}" asked to wait (Retry-After).`, retryAfterMs }),
-        );
+        return this.fallBack(state, group, group.fallbacks, 'group', () => everyDeploymentWaiting(group.name, retryAfterMs));
       }
       return this.fallBack(state, group, group.fallbacks, 'group', () =>
         new GatewayError('no_healthy_deployment', {
