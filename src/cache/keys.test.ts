@@ -156,6 +156,26 @@ describe('semanticKey', () => {
   });
 });
 
+describe('a legacy text completion (the /v1/completions route\'s raw prompt)', () => {
+  const prompt = 'def fib(n):';
+  const chat: ChatRequest = { model: 'base-model', messages: [{ role: 'user', content: prompt }], temperature: 0 };
+  const raw: ChatRequest = { ...chat, text_completion: { prompt } };
+
+  it('is keyed apart from the chat request of the same text, exactly and semantically', () => {
+    expect(exactKey(raw)).not.toBe(exactKey(chat));
+    expect(semanticKey(raw)?.fingerprint).not.toBe(semanticKey(chat)?.fingerprint);
+    expect(exactKey({ ...raw, text_completion: { prompt } })).toBe(exactKey(raw));
+  });
+
+  it('keys its suffix, echo and best_of, not a best_of of 1', () => {
+    const k = exactKey(raw);
+    const variants = [{ suffix: '    return x' }, { echo: true }, { best_of: 3 }].map((extra) => exactKey({ ...raw, text_completion: { prompt, ...extra } }));
+    for (const v of variants) expect(v).not.toBe(k);
+    expect(new Set(variants).size).toBe(3);
+    expect(exactKey({ ...raw, text_completion: { prompt, best_of: 1, echo: false, suffix: '' } })).toBe(k);
+  });
+});
+
 describe('entry keys and globs', () => {
   it('escapes separators so a tenant cannot spell another tenant prefix', () => {
     expect(entryKey('a:b', 'm', 'h')).toBe('a%3Ab:m:h');

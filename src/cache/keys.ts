@@ -95,7 +95,17 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
     anthropic_beta: req.anthropic_beta?.length ? [...req.anthropic_beta].sort() : undefined,
     // Breakpoints stripped as from function tools: they change what is billed, not the answer.
     anthropic_tools: req.anthropic_tools?.length ? req.anthropic_tools.map(({ position, tool: { cache_control: _c, ...tool } }) => ({ position, tool })) : undefined,
+    // A legacy text completion (its prompt is also the one user message) is not the chat request of
+    // the same text: a raw-text deployment continues the prompt, a chat model answers it. Its suffix,
+    // echo (a native echo is stored in the answer) and best_of change the answer too.
+    text_completion: textCompletionPart(req),
   };
+}
+
+function textCompletionPart(req: ChatRequest): Record<string, unknown> | undefined {
+  const t = req.text_completion;
+  if (!t) return undefined;
+  return { raw: true, suffix: t.suffix || undefined, echo: t.echo || undefined, best_of: (t.best_of ?? 1) > 1 ? t.best_of : undefined };
 }
 
 /** What the gateway does to a request after the cache, beside the request body. */

@@ -155,9 +155,43 @@ export type ResponseFormat =
       json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean };
     };
 
+/**
+ * A legacy text completion (`POST /v1/completions`) as the client sent it, set by that route only:
+ * the prompt as raw text, for deployments that complete raw text (an OpenAI-compatible server's
+ * `/completions`, Ollama's `/api/generate` with `raw: true`, `local`). `messages` holds the same
+ * prompt as one user message, so routing, token counts, limits, guards, the cache and chat-only
+ * providers work as for chat; an adapter serving it through chat refuses what chat cannot do
+ * (`refuseRawOnly`, src/providers/text-completion.ts).
+ */
+export interface TextCompletion {
+  prompt: string;
+  /** Text after the completion (fill-in-the-middle): native deployments only. */
+  suffix?: string;
+  /** The prompt in front of the answer. Native deployments echo it themselves (ChatResult.prompt_echoed); else the route puts it there. */
+  echo?: boolean;
+  /** The legacy integer `logprobs` (alternatives per position, 0–5); the canonical `logprobs`/`top_logprobs` say the same for routing. */
+  logprobs?: number;
+  /** Candidates generated server-side, the best returned (OpenAI's legacy `best_of`); above 1, native deployments only. */
+  best_of?: number;
+}
+
+/**
+ * The legacy completions shape of log-probabilities, as a raw-text upstream sends it: parallel arrays,
+ * alternatives as token → logprob maps. `token_logprobs` holds null for a position with none (the first
+ * token of an echoed prompt).
+ */
+export interface TextLogprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[] | null;
+  text_offset: number[];
+}
+
 export interface ChatRequest {
   model: string;
   messages: ChatMessage[];
+  /** The /v1/completions route's raw prompt (TextCompletion); absent on every other request. */
+  text_completion?: TextCompletion;
   temperature?: number;
   top_p?: number;
   /**
@@ -332,6 +366,11 @@ export interface ChatChoice {
   /** Token log-probabilities, when the request asked (`logprobs: true`) and the provider can say. */
   logprobs: ChoiceLogprobs | null;
   /**
+   * Log-probabilities in the legacy completions shape, as a raw-text upstream sent them (a
+   * TextCompletion request answered natively); the /v1/completions route passes them on as they are.
+   */
+  text_logprobs?: TextLogprobs;
+  /**
    * The stop sequence that ended the answer, when the provider says which (Anthropic, the simulator).
    * Anthropic's `stop_reason: "stop_sequence"` and `stop_sequence`; not part of OpenAI's answer (the
    * OpenAI route leaves it out).
@@ -349,6 +388,8 @@ export interface ChatResult {
   system_fingerprint?: string;
   /** The tier that served the answer (OpenAI's `service_tier`: default, flex, priority, …), when the upstream said. */
   service_tier?: string;
+  /** A TextCompletion with `echo` answered natively: each choice's text already begins with the prompt. */
+  prompt_echoed?: boolean;
 }
 
 export interface ToolCallDelta {
@@ -377,6 +418,8 @@ export interface ChunkChoice {
   finish_reason: FinishReason | null;
   /** This chunk's tokens' log-probabilities (as ChatChoice.logprobs). */
   logprobs?: ChoiceLogprobs | null;
+  /** This chunk's tokens' log-probabilities in the legacy shape (as ChatChoice.text_logprobs). */
+  text_logprobs?: TextLogprobs;
   /** On the finishing chunk: as ChatChoice.stop_sequence. */
   stop_sequence?: string;
 }
@@ -396,6 +439,8 @@ export interface ChatChunk {
   system_fingerprint?: string;
   /** As ChatResult.service_tier. */
   service_tier?: string;
+  /** As ChatResult.prompt_echoed: each choice's first text piece begins with the prompt. */
+  prompt_echoed?: boolean;
 }
 
 export function emptyUsage(): Usage {
@@ -456,6 +501,18 @@ export function contentText(content: ChatMessage['content']): string {
 /** Whether the request carries what only an Anthropic deployment can take (Anthropic-defined tools, native history blocks). */
 export function needsAnthropic(req: ChatRequest): boolean {
   return Boolean(req.anthropic_tools?.length || req.anthropic_messages);
+}
+
+/** Two stretches of legacy log-probabilities as one (a stream's pieces folded; the second's offsets are kept as sent). */
+export function joinTextLogprobs(a: TextLogprobs | undefined, b: TextLogprobs): TextLogprobs {
+  if (!a) return b;
+  const top = a.top_logprobs || b.top_logprobs ? [...(a.top_logprobs ?? a.tokens.map(() => null)), ...(b.top_logprobs ?? b.tokens.map(() => null))] : null;
+  return {
+    tokens: [...a.tokens, ...b.tokens],
+    token_logprobs: [...a.token_logprobs, ...b.token_logprobs],
+    top_logprobs: top,
+    text_offset: [...a.text_offset, ...b.text_offset],
+  };
 }
 
 /** The token budget the client asked for, whichever field it used. */

@@ -2,7 +2,7 @@
 // other form: a cache hit replayed as a stream, a stream collected for a JSON client, aggregated
 // passes streamed once chosen. One folder and one replay, so every field (refusals, tool calls, stop
 // sequences, log-probabilities) survives both directions alike.
-import type { AnthropicContentDelta, ChatChoice, ChatChunk, ChatResult, ThinkingBlock, ThinkingBlockDelta, TokenLogprob, ToolCall, Usage } from './chat.js';
+import { joinTextLogprobs, type AnthropicContentDelta, type ChatChoice, type ChatChunk, type ChatResult, type TextLogprobs, type ThinkingBlock, type ThinkingBlockDelta, type TokenLogprob, type ToolCall, type Usage } from './chat.js';
 
 interface ChoiceAcc {
   content: string;
@@ -12,6 +12,8 @@ interface ChoiceAcc {
   finish: ChatChoice['finish_reason'];
   stopSequence?: string;
   logprobs?: { content: TokenLogprob[] | null; refusal?: TokenLogprob[] };
+  /** A raw-text upstream's legacy log-probabilities, joined piece by piece. */
+  textLogprobs?: TextLogprobs;
   /** OpenAI's streamed audio: `data` and `transcript` arrive in pieces, the other fields whole. */
   audio?: Record<string, unknown>;
   annotations?: unknown[];
@@ -85,10 +87,12 @@ class ChunkFolder {
   private fingerprint: string | undefined;
   private serviceTier: string | undefined;
   private usage: Usage | undefined;
+  private promptEchoed = false;
   private readonly choices = new Map<number, ChoiceAcc>();
 
   add(chunk: ChatChunk): void {
     this.id ||= chunk.id;
+    if (chunk.prompt_echoed) this.promptEchoed = true;
     this.created ||= chunk.created;
     this.model ||= chunk.model;
     this.fingerprint ??= chunk.system_fingerprint;
@@ -122,6 +126,7 @@ class ChunkFolder {
         if (c.logprobs.content) (acc.logprobs.content ??= []).push(...c.logprobs.content);
         if (c.logprobs.refusal) (acc.logprobs.refusal ??= []).push(...c.logprobs.refusal);
       }
+      if (c.text_logprobs) acc.textLogprobs = joinTextLogprobs(acc.textLogprobs, c.text_logprobs);
       if (c.finish_reason) acc.finish = c.finish_reason;
       if (c.stop_sequence) acc.stopSequence = c.stop_sequence;
     }
@@ -146,6 +151,7 @@ class ChunkFolder {
         },
         finish_reason: acc.finish ?? 'stop',
         logprobs: acc.logprobs ? { content: acc.logprobs.content, ...(acc.logprobs.refusal ? { refusal: acc.logprobs.refusal } : {}) } : null,
+        ...(acc.textLogprobs ? { text_logprobs: acc.textLogprobs } : {}),
         ...(acc.stopSequence ? { stop_sequence: acc.stopSequence } : {}),
       }));
     return {
@@ -157,6 +163,7 @@ class ChunkFolder {
       usage: this.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
       ...(this.fingerprint ? { system_fingerprint: this.fingerprint } : {}),
       ...(this.serviceTier ? { service_tier: this.serviceTier } : {}),
+      ...(this.promptEchoed ? { prompt_echoed: true } : {}),
     };
   }
 }
@@ -180,7 +187,15 @@ export function foldChunks(chunks: Iterable<ChatChunk>): ChatResult {
  * refusal, the tool calls, the finish; then usage.
  */
 export function resultToChunks(result: ChatResult): ChatChunk[] {
-  const base = { id: result.id, object: 'chat.completion.chunk' as const, created: result.created, model: result.model, ...(result.system_fingerprint ? { system_fingerprint: result.system_fingerprint } : {}), ...(result.service_tier ? { service_tier: result.service_tier } : {}) };
+  const base = {
+    id: result.id,
+    object: 'chat.completion.chunk' as const,
+    created: result.created,
+    model: result.model,
+    ...(result.system_fingerprint ? { system_fingerprint: result.system_fingerprint } : {}),
+    ...(result.service_tier ? { service_tier: result.service_tier } : {}),
+    ...(result.prompt_echoed ? { prompt_echoed: true } : {}),
+  };
   const out: ChatChunk[] = [];
   for (const choice of result.choices) {
     const index = choice.index;
@@ -198,7 +213,8 @@ export function resultToChunks(result: ChatResult): ChatChunk[] {
     }
     if (choice.message.content) {
       const lp = choice.logprobs?.content;
-      out.push({ ...base, choices: [{ index, delta: { content: choice.message.content }, finish_reason: null, ...(lp?.length ? { logprobs: { content: lp } } : {}) }] });
+      const text = choice.text_logprobs;
+      out.push({ ...base, choices: [{ index, delta: { content: choice.message.content }, finish_reason: null, ...(lp?.length ? { logprobs: { content: lp } } : {}), ...(text ? { text_logprobs: text } : {}) }] });
     }
     if (choice.message.refusal) {
       const lp = choice.logprobs?.refusal;
