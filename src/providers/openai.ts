@@ -2,13 +2,15 @@
 // Ollama's /v1) over raw HTTP. The canonical model is OpenAI's own shape, so requests pass through
 // with undefined fields dropped; responses are read through a small zod schema of what we use, and a
 // stream always ends with a usage chunk (counted locally when the upstream sends none).
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { promptCacheDetails, requestedMaxTokens, withoutCacheControl, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type CompletionTokensDetails, type FinishReason, type TokenLogprob, type Usage } from '../canonical/chat.js';
+import { promptCacheDetails, requestedMaxTokens, withoutCacheControl, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type CompletionTokensDetails, type FinishReason, type TextCompletion, type TokenLogprob, type Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { UpstreamError, kindForStatus } from './errors.js';
 import { UpstreamHttp, upstreamErrorMessage, type StreamBody } from './http.js';
 import { sseEvents } from './stream-parsers.js';
+import { asChatRequest, readTextLogprobs } from './text-completion.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 
@@ -114,6 +116,37 @@ const embeddingSchema = z.object({
   usage: z.object({ prompt_tokens: z.number(), total_tokens: z.number().nullish() }).nullish(),
 });
 const modelListSchema = z.object({ data: z.array(z.object({ id: z.string() })) });
+/**
+ * A legacy text completion (`text_completion`), JSON answer and stream chunk alike: `choices[].text`.
+ * `logprobs` is read apart: the legacy parallel arrays (OpenAI, vLLM) or chat's `{content: [...]}`
+ * (llama.cpp's server).
+ */
+const textCompletionSchema = z.object({
+  id: z.string().nullish(),
+  created: z.number().nullish(),
+  model: z.string().nullish(),
+  system_fingerprint: z.string().nullish(),
+  choices: z
+    .array(
+      z.object({
+        index: z.number().nullish(),
+        text: z.string().nullish(),
+        finish_reason: z.string().nullish(),
+        stop_reason: stopReasonSchema,
+        logprobs: z.unknown().optional(),
+      }),
+    )
+    .nullish()
+    .transform((c) => c ?? []),
+  usage: usageSchema.nullish(),
+});
+type TextCompletionChoice = z.infer<typeof textCompletionSchema>['choices'][number];
+
+/**
+ * The models api.openai.com still serves at `/v1/completions` (its other models answer 404 there):
+ * gpt-3.5-turbo-instruct, davinci-002 and babbage-002, their dated versions and fine-tunes (`ft:…`).
+ */
+const OPENAI_COMPLETION_MODELS = /^(?:ft:)?(?:gpt-3\.5-turbo-instruct|davinci-002|babbage-002)(?:$|[-:])/;
 
 type StreamChunk = z.infer<typeof chunkSchema>;
 type Completion = z.infer<typeof completionSchema>;
@@ -174,7 +207,7 @@ export function plainCompletion(json: unknown): Completion | undefined {
  * (messages, tools, the token limit's field, stream and stream_options), or not OpenAI parameters at
  * all (the Anthropic route's top_k, thinking and beta list, which OpenAI refuses).
  */
-const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'token_limit_field', 'stream', 'stream_options', 'top_k', 'thinking', 'anthropic_beta', 'anthropic_tools', 'anthropic_messages']);
+const REWRITTEN_FIELDS = new Set(['messages', 'tools', 'max_tokens', 'max_completion_tokens', 'token_limit_field', 'stream', 'stream_options', 'top_k', 'thinking', 'anthropic_beta', 'anthropic_tools', 'anthropic_messages', 'text_completion']);
 
 /** Absent, null or an empty array. */
 function emptyList(v: unknown): boolean {
@@ -256,12 +289,24 @@ export interface OpenAIOptions {
    * for a limit the gateway set (the Anthropic and Responses routes').
    */
   max_tokens_field?: 'max_tokens' | 'max_completion_tokens';
+  /**
+   * How a legacy text completion (`POST /v1/completions`) reaches this server: `native`, its raw
+   * prompt to `{base}/completions`; `chat`, as one user message to `/chat/completions`. Unset: native
+   * for every base URL except api.openai.com, where only OPENAI_COMPLETION_MODELS are (its other
+   * models exist at /chat/completions only).
+   */
+  completions?: 'native' | 'chat';
 }
 
 export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIProvider {
   const options = cfg.options ?? {};
   const official = new URL(cfg.base_url ?? DEFAULT_BASE_URL).hostname === 'api.openai.com';
+  const completions = options.completions;
+  if (completions !== undefined && completions !== 'native' && completions !== 'chat') {
+    throw new Error(`provider ${name}: options.completions must be "native" or "chat", not ${JSON.stringify(completions)}`);
+  }
   return new OpenAIProvider(name, cfg, {
+    ...(completions ? { completions } : {}),
     stream_include_usage: options.stream_include_usage !== false,
     developer_as_system: typeof options.developer_as_system === 'boolean' ? options.developer_as_system : !official,
     ...(options.max_tokens_field === 'max_tokens' || options.max_tokens_field === 'max_completion_tokens'
@@ -280,6 +325,7 @@ export class OpenAIProvider implements ProviderAdapter {
    * servers answer 400 or drop the part; `options.files: true` turns it on for one that reads them.
    */
   readonly files: boolean;
+  private readonly official: boolean;
   private readonly http: UpstreamHttp;
 
   constructor(
@@ -287,7 +333,8 @@ export class OpenAIProvider implements ProviderAdapter {
     cfg: ProviderConfig,
     readonly options: OpenAIOptions,
   ) {
-    this.files = new URL(cfg.base_url ?? DEFAULT_BASE_URL).hostname === 'api.openai.com';
+    this.official = new URL(cfg.base_url ?? DEFAULT_BASE_URL).hostname === 'api.openai.com';
+    this.files = this.official;
     this.http = new UpstreamHttp({
       provider: name,
       baseUrl: cfg.base_url ?? DEFAULT_BASE_URL,
@@ -332,7 +379,39 @@ export class OpenAIProvider implements ProviderAdapter {
     return out;
   }
 
+  /** Whether a legacy text completion for this (upstream) model goes to `/completions` as raw text (OpenAIOptions.completions). */
+  completesRawText(model: string): boolean {
+    if (this.options.completions) return this.options.completions === 'native';
+    return !this.official || OPENAI_COMPLETION_MODELS.test(model);
+  }
+
+  /**
+   * The legacy `/completions` body of a text completion: the raw prompt and what the Completions API
+   * takes (CreateCompletionRequest), nothing else. The token limit goes as `max_tokens`, the only
+   * field that API has; legacy `logprobs` as its integer.
+   */
+  buildCompletionBody(req: ChatRequest, t: TextCompletion, stream: boolean): Record<string, unknown> {
+    const body: Record<string, unknown> = { model: req.model, prompt: t.prompt };
+    if (t.suffix !== undefined) body.suffix = t.suffix;
+    if (t.echo) body.echo = true;
+    if (t.logprobs !== undefined) body.logprobs = t.logprobs;
+    if (t.best_of !== undefined && t.best_of > 1) body.best_of = t.best_of;
+    const limit = requestedMaxTokens(req);
+    if (limit !== undefined) body.max_tokens = limit;
+    for (const key of ['temperature', 'top_p', 'n', 'stop', 'seed', 'user', 'presence_penalty', 'frequency_penalty', 'logit_bias'] as const) {
+      if (req[key] !== undefined) body[key] = req[key];
+    }
+    if (stream) {
+      body.stream = true;
+      if (this.options.stream_include_usage) body.stream_options = { include_usage: true };
+    }
+    return body;
+  }
+
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const t = req.text_completion;
+    if (t && this.completesRawText(req.model)) return this.completeText(req, t, opts);
+    if (t) req = asChatRequest(this.name, req);
     const res = await this.http.json<unknown>('POST', '/chat/completions', this.buildBody(req, false), opts);
     let c = plainCompletion(res.body);
     if (!c) {
@@ -365,8 +444,114 @@ export class OpenAIProvider implements ProviderAdapter {
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    const t = req.text_completion;
+    if (t && this.completesRawText(req.model)) {
+      const res = await this.http.stream('POST', '/completions', this.buildCompletionBody(req, t, true), opts, { accept: 'text/event-stream' });
+      return this.textChunks(res.body, req, t);
+    }
+    if (t) req = asChatRequest(this.name, req);
     const res = await this.http.stream('POST', '/chat/completions', this.buildBody(req, true), opts, { accept: 'text/event-stream' });
     return this.chunks(res.body, req);
+  }
+
+  /** A text completion at `/completions`, answered in the canonical shape (the text as the message's content). */
+  private async completeText(req: ChatRequest, t: TextCompletion, opts: CallOptions): Promise<ChatResult> {
+    const res = await this.http.json<unknown>('POST', '/completions', this.buildCompletionBody(req, t, false), opts);
+    const parsed = textCompletionSchema.safeParse(res.body);
+    if (!parsed.success) throw this.malformed('a text completion', parsed.error, res.body);
+    const c = parsed.data;
+    const result: ChatResult = {
+      id: c.id ?? `cmpl-${randomUUID()}`,
+      object: 'chat.completion',
+      created: c.created ?? Math.floor(Date.now() / 1000),
+      model: c.model ?? req.model,
+      choices: c.choices.map((choice, i) => {
+        const finish = finishReasonFromOpenAI(choice.finish_reason);
+        const out: ChatResult['choices'][number] = {
+          index: choice.index ?? i,
+          message: { role: 'assistant', content: choice.text ?? '', refusal: null },
+          finish_reason: finish ?? 'stop',
+          logprobs: null,
+        };
+        if (req.logprobs) textChoiceLogprobs(choice, out);
+        const stop = stopSequenceOf(finish, choice.stop_reason);
+        if (stop) out.stop_sequence = stop;
+        return out;
+      }),
+      usage: c.usage ? toUsage(c.usage) : estimateTextUsage(t, c.choices.map((ch) => ch.text ?? '')),
+    };
+    if (c.system_fingerprint) result.system_fingerprint = c.system_fingerprint;
+    if (t.echo) result.prompt_echoed = true;
+    return result;
+  }
+
+  /** A text completion's SSE stream (`text_completion` chunks) as canonical chunks, ending with the usage chunk. */
+  private async *textChunks(body: StreamBody, req: ChatRequest, t: TextCompletion): AsyncGenerator<ChatChunk> {
+    let id = '';
+    let created = Math.floor(Date.now() / 1000);
+    let model = req.model;
+    let fingerprint: string | undefined;
+    let usage: Usage | undefined;
+    let done = false;
+    let produced = false;
+    const output = new Map<number, string>();
+    const finished = new Set<number>();
+    try {
+      for await (const sse of sseEvents(body)) {
+        if (sse.data === '[DONE]') {
+          done = true;
+          break;
+        }
+        let json: unknown;
+        try {
+          json = JSON.parse(sse.data);
+        } catch (cause) {
+          throw new UpstreamError({ provider: this.name, kind: 'malformed', message: `${this.name} sent a stream event that is not JSON`, body: sse.data.slice(0, 300), cause, retryable: !produced });
+        }
+        if (isRecord(json) && json.error != null) throw this.streamError(json, produced);
+        const parsed = textCompletionSchema.safeParse(json);
+        if (!parsed.success) throw this.malformed('a text completion chunk', parsed.error, json, !produced);
+        const c = parsed.data;
+        id = c.id ?? id;
+        created = c.created ?? created;
+        model = c.model ?? model;
+        fingerprint = c.system_fingerprint ?? fingerprint;
+        // llama.cpp's server sends a running usage on every chunk: the last one counts.
+        if (c.usage) usage = toUsage(c.usage);
+        if (c.choices.length === 0) continue;
+        const out: ChatChunk = {
+          id,
+          object: 'chat.completion.chunk',
+          created,
+          model,
+          choices: c.choices.map((choice, i) => {
+            const index = choice.index ?? i;
+            const text = choice.text ?? '';
+            if (text) output.set(index, (output.get(index) ?? '') + text);
+            const finish = finishReasonFromOpenAI(choice.finish_reason);
+            if (finish) finished.add(index);
+            const piece: ChatChunk['choices'][number] = { index, delta: { content: text }, finish_reason: finish };
+            if (req.logprobs) textChoiceLogprobs(choice, piece);
+            const stop = stopSequenceOf(finish, choice.stop_reason);
+            if (stop) piece.stop_sequence = stop;
+            return piece;
+          }),
+        };
+        if (fingerprint) out.system_fingerprint = fingerprint;
+        if (t.echo) out.prompt_echoed = true;
+        produced = true;
+        yield out;
+      }
+    } finally {
+      body.destroy();
+    }
+    if (!done && finished.size < Math.max(1, req.n ?? 1)) {
+      throw new UpstreamError({ provider: this.name, kind: 'stream_interrupted', message: `${this.name} stream ended before [DONE]`, retryable: !produced });
+    }
+    const final: ChatChunk = { id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage ?? estimateTextUsage(t, [...output.values()]) };
+    if (fingerprint) final.system_fingerprint = fingerprint;
+    if (t.echo) final.prompt_echoed = true;
+    yield final;
   }
 
   private async *chunks(body: StreamBody, req: ChatRequest): AsyncGenerator<ChatChunk> {
@@ -560,6 +745,27 @@ function toUsage(u: z.infer<typeof usageSchema>): Usage {
     usage.completion_tokens_details = details;
   }
   return usage;
+}
+
+/**
+ * A text completion choice's log-probabilities on its canonical choice: the legacy parallel arrays as
+ * `text_logprobs`, or chat's `{content: [...]}` (llama.cpp's server) as `logprobs`.
+ */
+function textChoiceLogprobs(choice: TextCompletionChoice, out: { logprobs?: ChoiceLogprobs | null; text_logprobs?: ChatResult['choices'][number]['text_logprobs'] }): void {
+  const legacy = readTextLogprobs(choice.logprobs);
+  if (legacy) {
+    out.text_logprobs = legacy;
+    return;
+  }
+  const chat = toLogprobs(logprobsSchema.parse(choice.logprobs));
+  if (chat?.content) out.logprobs = chat;
+}
+
+/** Local token counts of a text completion whose upstream reported none (its prompt, and suffix, as text). */
+function estimateTextUsage(t: TextCompletion, outputs: readonly string[]): Usage {
+  const prompt = countTextTokens(t.prompt + (t.suffix ?? ''));
+  const completion = outputs.reduce((sum, text) => sum + countTextTokens(text), 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
 /** Local token counts for an upstream that reported none. */

@@ -1,0 +1,85 @@
+// Legacy text completions (`POST /v1/completions`) at the adapters. The route sets the request's
+// `text_completion` (the raw prompt, suffix, echo, legacy logprobs, best_of) beside one user message;
+// an adapter that completes raw text sends the prompt as it is, one that does not serves the user
+// message through chat and refuses what chat cannot do.
+import type { ChatRequest, TextCompletion, TextLogprobs } from '../canonical/chat.js';
+import { UpstreamError } from './errors.js';
+
+/**
+ * What a raw-text request asks that only a raw-text completion can give: text after the completion
+ * (`suffix`), the prompt's own log-probabilities (`echo` with `logprobs`), or several candidates
+ * ranked server-side (`best_of` above 1). Undefined when it asks none of them.
+ */
+export function rawOnlyParameter(t: TextCompletion): 'suffix' | 'logprobs' | 'best_of' | undefined {
+  if (t.suffix) return 'suffix';
+  if (t.echo && t.logprobs !== undefined) return 'logprobs';
+  if ((t.best_of ?? 1) > 1) return 'best_of';
+  return undefined;
+}
+
+const WHY: Record<'suffix' | 'logprobs' | 'best_of', string> = {
+  suffix: '`suffix` (fill-in-the-middle)',
+  logprobs: '`logprobs` with `echo` (log-probabilities of the prompt)',
+  best_of: '`best_of` above 1',
+};
+
+/**
+ * The request as a chat request for an adapter that serves /v1/completions through chat: the same
+ * object when it is no text completion, else without `text_completion` (no upstream or mesh node
+ * sees it). What chat cannot do is refused with kind `unsupported`, a fault of this deployment: the
+ * router moves on to one that completes raw text, and the client gets 400 `unsupported_capability`
+ * (param `suffix`, `logprobs` or `best_of`) when none of the model's can.
+ */
+export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
+  const t = req.text_completion;
+  if (!t) return req;
+  const param = rawOnlyParameter(t);
+  if (param) {
+    throw unsupported(provider, param, `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native, Ollama).`);
+  }
+  const { text_completion: _raw, ...chat } = req;
+  return chat;
+}
+
+/**
+ * For an adapter that completes raw text but not everything the legacy API offers: refuses (kind
+ * `unsupported`, as asChatRequest) the first of `lacks` the request asks for.
+ */
+export function refuseRawParameters(provider: string, t: TextCompletion, lacks: readonly ('suffix' | 'logprobs' | 'best_of')[]): void {
+  const asked = {
+    suffix: Boolean(t.suffix),
+    logprobs: Boolean(t.echo) && t.logprobs !== undefined,
+    best_of: (t.best_of ?? 1) > 1,
+  };
+  const param = lacks.find((p) => asked[p]);
+  if (param) throw unsupported(provider, param, `${provider} completes raw text but cannot take ${WHY[param]}.`);
+}
+
+/** A refusal the gateway answers as 400 `unsupported_capability` naming `param` (fromUpstream reads it from the body). */
+function unsupported(provider: string, param: string, message: string): UpstreamError {
+  return new UpstreamError({ provider, kind: 'unsupported', message, body: { error: { message, param } } });
+}
+
+/**
+ * Legacy log-probabilities as an upstream sent them (parallel arrays), or undefined for any other
+ * shape (llama.cpp's server answers /v1/completions with chat's `{content: [...]}`, read apart).
+ */
+export function readTextLogprobs(lp: unknown): TextLogprobs | undefined {
+  if (lp === null || typeof lp !== 'object' || Array.isArray(lp)) return undefined;
+  const { tokens, token_logprobs: logprobs, top_logprobs: top, text_offset: offsets } = lp as Record<string, unknown>;
+  if (!Array.isArray(tokens) || !tokens.every((t) => typeof t === 'string')) return undefined;
+  if (!Array.isArray(logprobs) || logprobs.length !== tokens.length || !logprobs.every((v) => v === null || typeof v === 'number')) return undefined;
+  const topList = Array.isArray(top) && top.length === tokens.length && top.every((m) => m === null || (typeof m === 'object' && !Array.isArray(m))) ? (top as (Record<string, number> | null)[]) : null;
+  let textOffset: number[];
+  if (Array.isArray(offsets) && offsets.length === tokens.length && offsets.every((o) => typeof o === 'number')) textOffset = offsets as number[];
+  else {
+    // A server that sends no offsets: each token starts where the one before it ended.
+    textOffset = [];
+    let at = 0;
+    for (const t of tokens as string[]) {
+      textOffset.push(at);
+      at += t.length;
+    }
+  }
+  return { tokens: tokens as string[], token_logprobs: logprobs as (number | null)[], top_logprobs: topList, text_offset: textOffset };
+}
