@@ -96,6 +96,13 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
     const stored: StoredEntry | undefined = await store.get(id);
     return stored && stored.tenant === tenant ? stored : undefined;
   };
+  /** The conversation a `previous_response_id` continues (none without one); 404 when it is not the caller's. */
+  const previousMessages = async (id: string | null | undefined, tenant: string): Promise<ChatMessage[]> => {
+    if (!id) return [];
+    const previous = await ownStored(id, tenant);
+    if (!previous) throw new GatewayError('previous_response_not_found', { param: 'previous_response_id', message: `Previous response with id '${id}' not found.` });
+    return previous.messages;
+  };
   const doc = describeRoute({
     summary: 'Create a model response (OpenAI Responses API)',
     description: `Input items become a chat conversation for whichever provider serves the model; JSON or SSE (\`stream: true\`) with the Responses event sequence. Stored for ${RESPONSE_TTL_S / 3600} h unless \`store: false\` (an entry over ${MAX_ENTRY_BYTES / 1024 / 1024} MiB is not stored and answers \`store: false\`), so \`previous_response_id\` continues a conversation; \`truncation: "auto"\` drops the oldest turns to fit the model's context window. \`conversation\` objects and hosted tools are refused.`,
@@ -108,13 +115,8 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
     const tenant = tenantOf(request);
     // The earlier conversation goes between this request's instructions and its input (the earlier
     // instructions are not carried over, as in OpenAI's API).
-    let history: ChatMessage[] = [];
-    if (body.previous_response_id) {
-      const previous = await ownStored(body.previous_response_id, tenant);
-      if (!previous) {
-        throw new GatewayError('previous_response_not_found', { param: 'previous_response_id', message: `Previous response with id '${body.previous_response_id}' not found.` });
-      }
-      history = previous.messages;
+    const history = await previousMessages(body.previous_response_id, tenant);
+    if (history.length > 0) {
       // A response that ended in function calls continues with their outputs, as OpenAI requires.
       const calls = history[history.length - 1]?.tool_calls ?? [];
       const answered = new Set(input.filter((m) => m.role === 'tool').map((m) => m.tool_call_id));
@@ -214,12 +216,7 @@ export const responsesRoutes: FastifyPluginAsync<ResponsesRouteOptions> = async 
   });
   app.post('/v1/responses/input_tokens', describeRoute({ summary: 'Count the input tokens of a Responses request', tags: ['openai'], body: tokenCountsSchema }), async (request) => {
     const { previous_response_id, instructions, input, tools } = tokenCountsToCanonical(request.body);
-    let history: ChatMessage[] = [];
-    if (previous_response_id) {
-      const previous = await ownStored(previous_response_id, tenantOf(request));
-      if (!previous) throw new GatewayError('previous_response_not_found', { param: 'previous_response_id', message: `Previous response with id '${previous_response_id}' not found.` });
-      history = previous.messages;
-    }
+    const history = await previousMessages(previous_response_id, tenantOf(request));
     // Counted as routing and /v1/messages/count_tokens count a prompt: the gateway's tokenizer.
     const messages = [...(instructions ? [instructions] : []), ...history, ...input];
     return { object: 'response.input_tokens', input_tokens: countPromptTokens(messages, tools.length ? tools : undefined) };
