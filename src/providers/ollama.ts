@@ -13,6 +13,7 @@ import {
   type ChatResult,
   type ChunkChoice,
   type FinishReason,
+  type TextCompletion,
   type ToolCall,
   type Usage,
 } from '../canonical/chat.js';
@@ -24,6 +25,7 @@ import { UpstreamError, kindForStatus, type UpstreamErrorKind } from './errors.j
 import { UpstreamHttp, type StreamBody } from './http.js';
 import { primeStream } from './stream-priming.js';
 import { ndjsonLines } from './stream-parsers.js';
+import { asChatRequest, refuseRawParameters } from './text-completion.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 
 export const OLLAMA_DEFAULT_BASE_URL = 'http://127.0.0.1:11434';
@@ -54,6 +56,17 @@ const chatLineSchema = z.object({
 });
 type ChatLine = z.infer<typeof chatLineSchema>;
 
+/** A line of /api/generate (the whole answer when not streamed): `response` is the text. */
+const generateLineSchema = z.object({
+  model: z.string().optional(),
+  response: z.string().nullish(),
+  done: z.boolean().optional(),
+  done_reason: z.string().nullish(),
+  prompt_eval_count: z.number().optional(),
+  eval_count: z.number().optional(),
+  error: z.string().optional(),
+});
+
 const embedResponseSchema = z.object({
   embeddings: z.array(z.array(z.number())),
   prompt_eval_count: z.number().optional(),
@@ -61,6 +74,10 @@ const embedResponseSchema = z.object({
 const modelListSchema = z.object({ models: z.array(z.object({ name: z.string().optional(), model: z.string().optional() })).nullish() });
 
 export function createOllamaProvider(name: string, cfg: ProviderConfig): OllamaProvider {
+  const completions = cfg.options?.completions;
+  if (completions !== undefined && completions !== 'native' && completions !== 'chat') {
+    throw new Error(`provider ${name}: options.completions must be "native" or "chat", not ${JSON.stringify(completions)}`);
+  }
   return new OllamaProvider(name, cfg);
 }
 
@@ -69,11 +86,17 @@ export class OllamaProvider implements ProviderAdapter {
   private readonly http: UpstreamHttp;
   /** How long Ollama keeps a model in memory after a call ('5m', '1h', seconds, -1 for ever). */
   private readonly keepAlive: string | number;
+  /**
+   * How a legacy text completion (`POST /v1/completions`) reaches Ollama: `native` (default), its raw
+   * prompt to /api/generate; `chat`, as one user message to /api/chat (`options.completions`).
+   */
+  readonly completions: 'native' | 'chat';
 
   constructor(
     readonly name: string,
     cfg: ProviderConfig,
   ) {
+    this.completions = cfg.options?.completions === 'chat' ? 'chat' : 'native';
     const keepAlive = cfg.options?.keep_alive;
     this.keepAlive = typeof keepAlive === 'string' || typeof keepAlive === 'number' ? keepAlive : '5m';
     this.http = new UpstreamHttp({
@@ -86,13 +109,98 @@ export class OllamaProvider implements ProviderAdapter {
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const t = this.rawText(req);
+    if (t) return chatWithChoices(req, (one) => this.generateOnce(one, t, opts));
+    req = asChatRequest(this.name, req);
     return chatWithChoices(req, (one) => this.chatOnce(one, opts));
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    const t = this.rawText(req);
+    if (!t) req = asChatRequest(this.name, req);
     if ((req.n ?? 1) > 1) throw this.error('unsupported', 'cannot stream more than one choice (n > 1)');
+    if (t) {
+      const res = await this.http.stream('POST', '/api/generate', this.generateBody(req, t, true), opts);
+      return primeStream(this.generateChunks(res.body, req.model));
+    }
     const res = await this.http.stream('POST', '/api/chat', this.requestBody(req, true), opts);
     return primeStream(this.chunks(res.body, req.model));
+  }
+
+  /**
+   * The request's text completion when it goes to /api/generate (not with `completions: chat`).
+   * Ollama has no echo (the route puts the prompt in front), no prompt log-probabilities and no best_of.
+   */
+  private rawText(req: ChatRequest): TextCompletion | undefined {
+    const t = req.text_completion;
+    if (!t || this.completions === 'chat') return undefined;
+    refuseRawParameters(this.name, t, ['logprobs', 'best_of']);
+    return t;
+  }
+
+  /**
+   * The /api/generate body of a text completion. Without a suffix `raw: true`: the prompt reaches the
+   * model as it is, no template around it. With one, the model's own template builds the
+   * fill-in-the-middle prompt from `prompt` and `suffix` (Ollama ignores `suffix` in raw mode; a
+   * model without the insert capability answers 400).
+   */
+  private generateBody(req: ChatRequest, t: TextCompletion, stream: boolean): Record<string, unknown> {
+    const body: Record<string, unknown> = { model: req.model, prompt: t.prompt, stream };
+    if (t.suffix) body.suffix = t.suffix;
+    else body.raw = true;
+    const options = this.sampling(req);
+    if (Object.keys(options).length > 0) body.options = options;
+    body.keep_alive = this.keepAlive;
+    return body;
+  }
+
+  private async generateOnce(req: ChatRequest, t: TextCompletion, opts: CallOptions): Promise<ChatResult> {
+    const res = await this.http.json<unknown>('POST', '/api/generate', this.generateBody(req, t, false), opts);
+    const parsed = generateLineSchema.safeParse(res.body);
+    if (!parsed.success) throw this.error('malformed', 'answered a generate body of an unexpected shape', res.status);
+    const line = parsed.data;
+    if (line.error !== undefined) throw this.lineError(line.error, true);
+    return {
+      id: `cmpl-${randomUUID()}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: line.model ?? req.model,
+      choices: [{ index: 0, message: { role: 'assistant', content: line.response ?? '' }, finish_reason: mapOllamaFinish(line.done_reason, false), logprobs: null }],
+      usage: mapOllamaUsage(line),
+    };
+  }
+
+  private async *generateChunks(body: StreamBody, model: string): AsyncGenerator<ChatChunk> {
+    const id = `cmpl-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const chunk = (choices: ChunkChoice[], usage?: Usage): ChatChunk => ({ id, object: 'chat.completion.chunk', created, model, choices, ...(usage ? { usage } : {}) });
+    let yielded = false;
+    try {
+      for await (const text of ndjsonLines(body)) {
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch (cause) {
+          throw this.error('malformed', 'streamed a line that is not JSON', 0, !yielded, cause);
+        }
+        const parsed = generateLineSchema.safeParse(json);
+        if (!parsed.success) throw this.error('malformed', 'streamed a generate line of an unexpected shape', 0, !yielded);
+        const line = parsed.data;
+        if (line.error !== undefined) throw this.lineError(line.error, !yielded);
+        if (line.response || !yielded) {
+          yield chunk([{ index: 0, delta: yielded ? { content: line.response ?? '' } : { role: 'assistant', content: line.response ?? '' }, finish_reason: null }]);
+          yielded = true;
+        }
+        if (line.done) {
+          yield chunk([{ index: 0, delta: {}, finish_reason: mapOllamaFinish(line.done_reason, false) }]);
+          yield chunk([], mapOllamaUsage(line));
+          return;
+        }
+      }
+      throw this.error('stream_interrupted', 'stream ended before the done line', 0, !yielded);
+    } finally {
+      body.destroy();
+    }
   }
 
   async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
@@ -259,6 +367,16 @@ export class OllamaProvider implements ProviderAdapter {
     const format = req.response_format;
     if (format?.type === 'json_object') body.format = 'json';
     else if (format?.type === 'json_schema') body.format = format.json_schema.schema ?? 'json';
+    const options = this.sampling(req);
+    if (Object.keys(options).length > 0) body.options = options;
+    const think = ollamaThink(req);
+    if (think !== undefined) body.think = think;
+    body.keep_alive = this.keepAlive;
+    return body;
+  }
+
+  /** Ollama's `options` from the request's sampling parameters (empty when it sets none). */
+  private sampling(req: ChatRequest): Record<string, unknown> {
     const options: Record<string, unknown> = {};
     const max = requestedMaxTokens(req);
     if (max !== undefined) options.num_predict = max;
@@ -270,11 +388,7 @@ export class OllamaProvider implements ProviderAdapter {
     if (stop.length > 0) options.stop = stop;
     if (req.presence_penalty !== undefined) options.presence_penalty = req.presence_penalty;
     if (req.frequency_penalty !== undefined) options.frequency_penalty = req.frequency_penalty;
-    if (Object.keys(options).length > 0) body.options = options;
-    const think = ollamaThink(req);
-    if (think !== undefined) body.think = think;
-    body.keep_alive = this.keepAlive;
-    return body;
+    return options;
   }
 
   private toMessages(messages: ChatMessage[]): Record<string, unknown>[] {
@@ -353,7 +467,7 @@ function mapOllamaFinish(reason: string | null | undefined, calledTools: boolean
   return reason === 'length' ? 'length' : 'stop';
 }
 
-function mapOllamaUsage(line: ChatLine): Usage {
+function mapOllamaUsage(line: { prompt_eval_count?: number; eval_count?: number }): Usage {
   const prompt = line.prompt_eval_count ?? 0;
   const completion = line.eval_count ?? 0;
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
