@@ -35,6 +35,7 @@ import { StopSequenceScanner } from './stop-sequences.js';
 import { sseEvents } from './stream-parsers.js';
 import { countTextTokens } from './tokens.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
+import { asChatRequest } from './text-completion.js';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
 const DEFAULT_BASE_URL = 'https://api.anthropic.com';
@@ -111,6 +112,8 @@ export class AnthropicProvider implements ProviderAdapter {
   private readonly configured: boolean;
   /** The betas the provider's own `headers` turn on (`anthropic-beta`); a request's are added to them. */
   private readonly betas: string[];
+  /** The header for a request that adds no betas of its own, built once. */
+  private readonly ownBetaHeader: Record<string, string> | undefined;
 
   constructor(
     readonly name: string,
@@ -127,6 +130,7 @@ export class AnthropicProvider implements ProviderAdapter {
       else headers[k] = v;
     }
     this.betas = anthropicBetas(betas);
+    this.ownBetaHeader = this.betas.length > 0 ? { 'anthropic-beta': this.betas.join(',') } : undefined;
     this.http = new UpstreamHttp({
       provider: name,
       baseUrl: cfg.base_url ?? DEFAULT_BASE_URL,
@@ -141,6 +145,7 @@ export class AnthropicProvider implements ProviderAdapter {
 
   /** The request's `anthropic-beta` header: the provider's betas and the client's, each once; none without any. */
   private betaHeader(req: ChatRequest): Record<string, string> | undefined {
+    if (req.anthropic_beta === undefined || req.anthropic_beta.length === 0) return this.ownBetaHeader;
     const all = anthropicBetas(req.anthropic_beta, [...this.betas]);
     return all.length > 0 ? { 'anthropic-beta': all.join(',') } : undefined;
   }
@@ -191,6 +196,8 @@ export class AnthropicProvider implements ProviderAdapter {
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     // The Messages API has no `n`: n calls in parallel, choices numbered, usage summed.
     return chatWithChoices(req, (one) => this.chatOnce(one, opts));
   }
@@ -253,6 +260,8 @@ export class AnthropicProvider implements ProviderAdapter {
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     if ((req.n ?? 1) > 1) {
       throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: Anthropic cannot stream more than one choice (n > 1)` });
     }
