@@ -262,6 +262,28 @@ describe.skipIf(!MODELS_DIR)('local provider (llama.cpp, stories260K)', () => {
       expect((await single.chat(request({ max_tokens: 4 }), callOptions())).usage.completion_tokens).toBe(4);
     });
 
+    it('completes a legacy text completion\'s raw prompt as it is, without the chat template, and refuses a suffix', async () => {
+      const prompt = 'Once upon a time';
+      const raw = request({ messages: [{ role: 'user', content: prompt }], text_completion: { prompt }, max_tokens: 12 });
+      const templated = await createLocalProvider('llama-raw-chatML', {
+        type: 'local',
+        options: { models_dir: MODELS_DIR, threads: 1, context_size: 256, max_sequences: 1, chat_template: 'chatML' },
+      });
+      try {
+        const { text_completion: _raw, ...asChat } = raw;
+        const chat = await templated.chat(asChat, callOptions());
+        const completed = await templated.chat(raw, callOptions());
+        // The plain provider (no template) reads exactly the prompt's text: the raw completion there is the same.
+        const plain = await single.chat(asChat, callOptions());
+        expect(completed.usage.prompt_tokens).toBe(plain.usage.prompt_tokens);
+        expect(completed.choices[0]!.message.content).toBe(plain.choices[0]!.message.content);
+        expect(chat.usage.prompt_tokens).toBeGreaterThan(completed.usage.prompt_tokens);
+        await expectUpstreamError(templated.chat(request({ text_completion: { prompt, suffix: ' The end.' } }), callOptions()), 'unsupported');
+      } finally {
+        await templated.close();
+      }
+    });
+
     it('refuses bad options with a message naming them', async () => {
       await expect(createLocalProvider('bad', { type: 'local', options: { models_dir: MODELS_DIR, threds: 2 } })).rejects.toThrow(/threds/);
       await expect(createLocalProvider('bad', { type: 'local', options: {} })).rejects.toThrow(/models_dir/);

@@ -24,6 +24,7 @@ import { errorMessage, loadLocalModel, scanModelsDir, type LlamaCppModule, type 
 import { renderPlainPrompt, toChatHistory } from './local-prompt.js';
 import type { SequencePoolStats } from './local-sequences.js';
 import { StopSequenceScanner } from './stop-sequences.js';
+import { refuseRawParameters } from './text-completion.js';
 import { PushQueue } from './push-queue.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 
@@ -281,7 +282,13 @@ export class LocalProvider implements ProviderAdapter {
     const stops = stopList(req.stop).filter((s) => s.length > 0);
     const templateStops: LlamaCpp.LlamaText[] = [];
     let tokens: LlamaCpp.Token[];
-    if (loaded.wrapper) {
+    const raw = req.text_completion;
+    if (raw) {
+      // A legacy text completion: the prompt as it is, no chat template or plain format around it
+      // (LlamaCompletion continues raw text). No fill-in-the-middle, prompt log-probabilities or best_of here.
+      refuseRawParameters(this.name, raw, ['suffix', 'logprobs', 'best_of']);
+      tokens = loaded.model.tokenize(raw.prompt, false, loaded.bos !== null ? 'trimLeadingSpace' : undefined);
+    } else if (loaded.wrapper) {
       const state = loaded.wrapper.generateContextState({ chatHistory: toChatHistory(req.messages) });
       tokens = state.contextText.tokenize(loaded.model.tokenizer);
       if (loaded.bos !== null && tokens[0] === loaded.bos) tokens = tokens.slice(1);
