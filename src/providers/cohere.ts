@@ -27,6 +27,7 @@ import { sseEvents } from './stream-parsers.js';
 import { countTextTokens } from './tokens.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 import { requestedThinkingBudget } from './thinking.js';
+import { asChatRequest } from './text-completion.js';
 
 export const COHERE_DEFAULT_BASE_URL = 'https://api.cohere.com';
 
@@ -111,10 +112,14 @@ export class CohereProvider implements ProviderAdapter {
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     return chatWithChoices(req, (one) => this.chatOnce(one, opts));
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     if ((req.n ?? 1) > 1) throw this.error('unsupported', 'cannot stream more than one choice (n > 1)');
     const res = await this.http.stream('POST', '/v2/chat', toCohereRequest(req, true), opts, { accept: 'text/event-stream' });
     return primeStream(this.chunks(res.body, req.model));

@@ -28,6 +28,7 @@ import { primeStream } from './stream-priming.js';
 import { sseEvents } from './stream-parsers.js';
 import { countTextTokens } from './tokens.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
+import { asChatRequest } from './text-completion.js';
 
 export const GOOGLE_DEFAULT_BASE_URL = 'https://generativelanguage.googleapis.com';
 
@@ -71,6 +72,8 @@ export class GoogleProvider implements ProviderAdapter {
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     const body = this.requestBody(req);
     const res = await this.call(() => this.http.json<unknown>('POST', `${modelPath(req.model)}:generateContent`, body, opts));
     const parsed = geminiResponseSchema.safeParse(res.body);
@@ -79,6 +82,8 @@ export class GoogleProvider implements ProviderAdapter {
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     const body = this.requestBody(req);
     const res = await this.call(() =>
       this.http.stream('POST', `${modelPath(req.model)}:streamGenerateContent?alt=sse`, body, opts, {

@@ -15,6 +15,7 @@ import type { MeshErrorBody, MeshEvent } from '../mesh/contracts.js';
 import { RegistrySnapshots, type MeshSnapshot } from '../mesh/snapshot.js';
 import { UpstreamError, type UpstreamErrorKind } from './errors.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
+import { asChatRequest } from './text-completion.js';
 
 // Every kind, by construction: a Record over the union fails to compile when a kind is added to
 // UpstreamErrorKind and not here (the list this replaced missed `quota`, so a node's exhausted
@@ -55,6 +56,8 @@ export class MeshProvider implements ProviderAdapter {
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     const call = await this.submit(req, false, opts);
     for await (const event of call) {
       if (event.type === 'result') return event.result;
@@ -69,6 +72,8 @@ export class MeshProvider implements ProviderAdapter {
    * or `timeoutMs` if longer), so a long answer is not cut off at `timeoutMs`.
    */
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     const call = await this.submit(req, true, opts);
     const events = call[Symbol.asyncIterator]();
     // Wait for the first event so that failures before the first token reject here (retryable).

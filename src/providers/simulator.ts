@@ -21,6 +21,7 @@ import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '..
 import { UpstreamError } from './errors.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
+import { asChatRequest } from './text-completion.js';
 
 export interface SimulatorOptions {
   /** Time to first token, ms. */
@@ -89,6 +90,8 @@ export class SimulatorProvider implements ProviderAdapter {
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     this.maybeFail();
     await sleep(this.options.latency_ms, opts.signal, this.name);
     const choices = this.answerAll(req);
@@ -116,6 +119,8 @@ export class SimulatorProvider implements ProviderAdapter {
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
+    req = asChatRequest(this.name, req);
     this.maybeFail();
     await sleep(this.options.latency_ms, opts.signal, this.name);
     const choices = this.answerAll(req);

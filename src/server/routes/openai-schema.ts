@@ -236,7 +236,7 @@ export const completionSchema = z
     ...sampling,
     suffix: z.string().nullable().optional(),
     echo: z.boolean().nullable().optional(),
-    best_of: z.number().int().min(1).max(1).nullable().optional(),
+    best_of: z.number().int().min(1).max(20).nullable().optional(),
     logprobs: z.number().int().min(0).max(5).nullable().optional(),
     ...extensionFields,
   })

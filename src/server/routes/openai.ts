@@ -3,7 +3,7 @@
 // and renders the canonical outcome back in OpenAI's shapes.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs } from '../../canonical/chat.js';
+import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type TextCompletion } from '../../canonical/chat.js';
 import { addSpend, deriveContext, newFacts, type ResponseFacts } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { anthropicModel, anthropicModelPage } from '../anthropic-models.js';
@@ -188,29 +188,45 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     return sendOutcome(reply, ctx, outcome, req.stream === true, chatRenderer(req.stream_options?.include_usage === true, legacyAnswer));
   });
 
-  const completionDoc = describeRoute({ summary: 'Create a (legacy) text completion', tags: ['openai'], body: completionSchema });
+  const completionDoc = describeRoute({
+    summary: 'Create a (legacy) text completion',
+    description: 'The raw prompt goes to deployments that complete raw text (OpenAI-compatible servers, Ollama, local); other providers get it as one user message. `suffix`, `echo` with `logprobs` and `best_of` above 1 need the former.',
+    tags: ['openai'],
+    body: completionSchema,
+  });
   app.post('/v1/completions', completionDoc, async (request, reply) => {
     const parsed = completionSchema.safeParse(request.body);
     if (!parsed.success) throw validationError(parsed.error, request.body);
-    const { difficulty, priority, session_id, prompt, suffix, echo, best_of: _bestOf, logprobs, ...rest } = parsed.data;
-    if (suffix) throw new GatewayError('invalid_value', { param: 'suffix', message: '`suffix` is not supported by this gateway.' });
+    const { difficulty, priority, session_id, prompt, suffix, echo, best_of: bestOf, logprobs, ...rest } = parsed.data;
     const wantsLogprobs = logprobs !== undefined && logprobs !== null;
-    // The prompt's own log-probabilities (echo with logprobs) would need the legacy engine: chat models do not report them.
-    if (wantsLogprobs && echo) throw new GatewayError('invalid_value', { param: 'logprobs', message: '`logprobs` with `echo` (log-probabilities of the prompt) is not supported by this gateway.' });
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
     // No default length (OpenAI's legacy API has 16): an absent max_tokens leaves the budget to the
     // difficulty level when the request is scaled, as on /v1/inference (docs/compute.md).
+    // `logprobs` as chat's pair too, so the request is routed only to deployments that return them.
     const body = { ...withoutNulls(rest), ...(wantsLogprobs ? { logprobs: true, top_logprobs: logprobs } : {}) };
     if (body.stream && prompts.length > 1) {
       throw new GatewayError('invalid_value', { param: 'prompt', message: 'Streaming takes a single prompt.' });
     }
+    const best = bestOf ?? 1;
+    if (best > 1 && body.stream) throw new GatewayError('invalid_value', { param: 'best_of', message: '`best_of` cannot be used with `stream`.' });
+    if (bestOf != null && best < (body.n ?? 1)) throw new GatewayError('invalid_value', { param: 'best_of', message: '`best_of` must be at least `n`.' });
+    // The prompt as raw text beside its user message: deployments that complete raw text send it as
+    // it is, the others serve the message through chat and refuse what only the former can do.
+    const raw = (p: string): TextCompletion => ({
+      prompt: p,
+      ...(suffix ? { suffix } : {}),
+      ...(echo ? { echo: true } : {}),
+      ...(wantsLogprobs ? { logprobs } : {}),
+      ...(best > 1 ? { best_of: best } : {}),
+    });
     const ctx = createRequestContext(request, reply, 'completions', log, { difficulty, priority, session_id });
     request.ctx = ctx;
     const includeUsage = body.stream_options?.include_usage === true;
     if (prompts.length === 1) {
-      const req = { ...body, messages: [{ role: 'user', content: prompts[0] as string }] } as ChatRequest;
+      const p = prompts[0] as string;
+      const req = { ...body, messages: [{ role: 'user', content: p }], text_completion: raw(p) } as ChatRequest;
       const outcome = await gateway.handleChat(ctx, req);
-      return sendOutcome(reply, ctx, outcome, req.stream === true, completionRenderer(includeUsage, echo ? () => prompts[0] as string : undefined));
+      return sendOutcome(reply, ctx, outcome, req.stream === true, completionRenderer(includeUsage, echo ? p : undefined));
     }
     // Several prompts: one call each, choices numbered across prompts as OpenAI does. Each call is
     // admitted, limited and charged on its own facts (a shared one would charge each settle the
@@ -218,16 +234,15 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     // request counts once against request-rate limits, as at OpenAI (several prompts in one request
     // is how a client fits more work under its RPM): the first call takes it, the rest tokens only.
     const results: ChatResult[] = [];
-    const echoOf: string[] = [];
     const counted = { ...ctx.options, requestCounted: true };
     for (const [i, p] of prompts.entries()) {
       const facts = newFacts();
       try {
         const part = deriveContext(ctx, i === 0 ? { facts } : { facts, options: counted });
-        const outcome = await gateway.handleChat(part, { ...body, stream: false, messages: [{ role: 'user', content: p }] } as ChatRequest);
+        const outcome = await gateway.handleChat(part, { ...body, stream: false, messages: [{ role: 'user', content: p }], text_completion: raw(p) } as ChatRequest);
         if (outcome.kind !== 'result') throw new Error('expected a JSON outcome');
-        results.push(outcome.result);
-        echoOf.push(...outcome.result.choices.map(() => p));
+        // Each prompt in front of its own choices, whether its deployment echoed it or not.
+        results.push(echo ? withPromptInFront(outcome.result, p) : outcome.result);
       } finally {
         addFacts(ctx.facts, facts);
       }
@@ -237,7 +252,7 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
       choices: results.flatMap((r) => r.choices).map((c, index) => ({ ...c, index })),
       usage: results.reduce((u, r) => addUsage(u, r.usage), { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }),
     };
-    return sendOutcome(reply, ctx, { kind: 'result', result: merged }, false, completionRenderer(includeUsage, echo ? (index) => echoOf[index] ?? '' : undefined));
+    return sendOutcome(reply, ctx, { kind: 'result', result: merged }, false, completionRenderer(includeUsage));
   });
 
   app.post('/v1/embeddings', describeRoute({ summary: 'Create embeddings', tags: ['openai'], body: embeddingSchema }), async (request, reply) => {
@@ -291,16 +306,30 @@ function addFacts(total: ResponseFacts, f: ResponseFacts): void {
 /** A legacy completion's id: the chat answer's, with the `cmpl-` prefix legacy clients expect. */
 const completionId = (chatId: string) => chatId.replace(/^chatcmpl-/, 'cmpl-');
 
-/** `echoOf(index)`: the prompt that choice `index` answers, put in front of its text (`echo: true`). */
-function completionRenderer(includeUsage: boolean, echoOf?: (index: number) => string): Renderer<unknown> {
-  const text = (index: number, t: string | null | undefined) => (echoOf ? echoOf(index) : '') + (t ?? '');
+/** A result whose choices' text begins with the prompt (`echo`): as it is when its deployment echoed it. */
+function withPromptInFront(r: ChatResult, prompt: string): ChatResult {
+  if (r.prompt_echoed) return r;
+  return { ...r, prompt_echoed: true, choices: r.choices.map((c) => ({ ...c, message: { ...c.message, content: prompt + (c.message.content ?? '') } })) };
+}
+
+/**
+ * The legacy completions shape of an answer. `echo`: the prompt, put in front of each choice's text
+ * unless the deployment already did (`prompt_echoed`: a raw-text completion with `echo`). A choice's
+ * `logprobs` are the upstream's legacy ones as sent (`text_logprobs`), else chat's rewritten.
+ */
+function completionRenderer(includeUsage: boolean, echo?: string): Renderer<unknown> {
   return {
     json: (r) => ({
       id: completionId(r.id),
       object: 'text_completion',
       created: r.created,
       model: r.model,
-      choices: r.choices.map((c) => ({ text: text(c.index, c.message.content), index: c.index, logprobs: legacyLogprobs(c.logprobs, 0), finish_reason: c.finish_reason })),
+      choices: r.choices.map((c) => ({
+        text: (echo !== undefined && !r.prompt_echoed ? echo : '') + (c.message.content ?? ''),
+        index: c.index,
+        logprobs: c.text_logprobs ?? legacyLogprobs(c.logprobs, 0),
+        finish_reason: c.finish_reason,
+      })),
       usage: r.usage,
       ...(r.system_fingerprint ? { system_fingerprint: r.system_fingerprint } : {}),
     }),
@@ -319,16 +348,17 @@ function completionRenderer(includeUsage: boolean, echoOf?: (index: number) => s
         }
         for (const c of chunk.choices) {
           const piece = c.delta.content ?? '';
-          if (!piece && !c.finish_reason) continue;
+          if (!piece && !c.finish_reason && !c.text_logprobs) continue;
           const offset = offsets.get(c.index) ?? 0;
           offsets.set(c.index, offset + piece.length);
+          const front = echo !== undefined && !chunk.prompt_echoed && !started.has(c.index) ? echo : '';
           yield {
             data: JSON.stringify({
               id,
               object: 'text_completion',
               created: chunk.created,
               model: chunk.model,
-              choices: [{ text: started.has(c.index) ? piece : text(c.index, piece), index: c.index, logprobs: legacyLogprobs(c.logprobs, offset), finish_reason: c.finish_reason }],
+              choices: [{ text: front + piece, index: c.index, logprobs: c.text_logprobs ?? legacyLogprobs(c.logprobs, offset), finish_reason: c.finish_reason }],
               // As on the chat route: with include_usage every chunk but the last carries `usage: null`.
               ...(includeUsage ? { usage: null } : {}),
             }),

@@ -1,0 +1,161 @@
+// /v1/completions through the real server with the official `openai` package: a raw prompt reaches a
+// vLLM-like server's /completions as the client wrote it (no chat template, no messages), JSON and
+// streamed, with suffix, echo and legacy logprobs served natively; a chat-only provider still answers
+// through chat, and refuses what only a raw-text deployment can do (400 unsupported_capability)
+// unless the model has such a deployment to move on to.
+import OpenAI from 'openai';
+import { request } from 'undici';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../src/cli/serve.js';
+import { startTestGateway } from './helpers/gateway.js';
+import { startCompletionsUpstream, type CompletionsUpstream } from './helpers/recording-upstream.js';
+import { specChecker } from './helpers/spec-check.js';
+
+const expectValid = specChecker('completions-raw.test');
+const PROMPT = 'def fib(n):\n   ';
+
+let upstream: CompletionsUpstream;
+let gw: RunningServer;
+let client: OpenAI;
+
+beforeAll(async () => {
+  upstream = await startCompletionsUpstream('Qwen/Qwen2.5-Coder-1.5B');
+  gw = await startTestGateway({
+    config: {
+      providers: {
+        vllm: { type: 'openai', base_url: upstream.url },
+        // The same server told to take legacy completions through chat (as api.openai.com's chat models are).
+        'vllm-chat': { type: 'openai', base_url: upstream.url, options: { completions: 'chat' } },
+        sim: { type: 'simulator' },
+      },
+      models: [
+        { name: 'coder', deployments: [{ provider: 'vllm', model: 'Qwen/Qwen2.5-Coder-1.5B' }] },
+        { name: 'coder-via-chat', deployments: [{ provider: 'vllm-chat', model: 'Qwen/Qwen2.5-Coder-1.5B' }] },
+        { name: 'chatty', deployments: [{ provider: 'sim', model: 'chatty' }] },
+        // The simulator first: a request it cannot serve moves on to the raw-text server.
+        {
+          name: 'mixed',
+          deployments: [
+            { provider: 'sim', model: 'mixed', priority: 0 },
+            { provider: 'vllm', model: 'Qwen/Qwen2.5-Coder-1.5B', priority: 1 },
+          ],
+        },
+      ],
+    },
+  });
+  client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+}, 60_000);
+
+afterAll(async () => {
+  await gw?.close();
+  await upstream?.close();
+});
+
+beforeEach(() => {
+  upstream.requests.length = 0;
+});
+
+async function post(body: unknown) {
+  const res = await request(`${gw.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.statusCode, headers: res.headers, json: (await res.body.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+describe('/v1/completions to a server that completes raw text', () => {
+  it('sends the prompt as it is to /completions (no chat template, no messages) and answers a text completion', async () => {
+    const res = await client.completions.create({ model: 'coder', prompt: PROMPT, max_tokens: 9, temperature: 0, stop: ['\n\n'] });
+    expect(upstream.requests).toHaveLength(1);
+    const [sent] = upstream.requests;
+    expect(sent?.path).toBe('/v1/completions');
+    expect(sent?.body).toEqual({ model: 'Qwen/Qwen2.5-Coder-1.5B', prompt: PROMPT, max_tokens: 9, temperature: 0, stop: ['\n\n'] });
+    expectValid('CreateCompletionRequest', sent?.body);
+    expect(res.object).toBe('text_completion');
+    expect(res.id).toBe('cmpl-vllm-1');
+    expect(res.choices).toEqual([{ index: 0, text: ' return n if n < 2 else fib(n - 1) + fib(n - 2)', logprobs: null, finish_reason: 'length' }]);
+    expect(res.usage).toEqual({ prompt_tokens: 4, completion_tokens: 9, total_tokens: 13 });
+    expectValid('CreateCompletionResponse', res);
+  });
+
+  it('streams: the raw prompt upstream with stream_options, the text back in text_completion chunks, usage last', async () => {
+    const stream = await client.completions.create({ model: 'coder', prompt: PROMPT, max_tokens: 9, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    const chunks = [];
+    for await (const chunk of stream) {
+      chunks.push(chunk);
+      for (const c of chunk.choices) text += c.text;
+    }
+    expect(upstream.requests[0]?.path).toBe('/v1/completions');
+    expect(upstream.requests[0]?.body).toMatchObject({ prompt: PROMPT, stream: true, stream_options: { include_usage: true } });
+    expect(upstream.requests[0]?.body).not.toHaveProperty('messages');
+    expectValid('CreateCompletionRequest', upstream.requests[0]?.body);
+    expect(text).toBe(' return n if n < 2 else fib(n - 1) + fib(n - 2)');
+    expect(chunks.at(-2)?.choices[0]?.finish_reason).toBe('length');
+    expect(chunks.at(-1)?.choices).toEqual([]);
+    expect(chunks.at(-1)?.usage).toEqual({ prompt_tokens: 4, completion_tokens: 9, total_tokens: 13 });
+    for (const c of chunks) expect(c.object).toBe('text_completion');
+  });
+
+  it('passes suffix on, and echo with logprobs: the prompt once in front, its first token without a logprob', async () => {
+    const res = await client.completions.create({ model: 'coder', prompt: 'def fib(n):', suffix: '\n\nprint(fib(10))', echo: true, logprobs: 1, max_tokens: 9 });
+    expect(upstream.requests[0]?.body).toMatchObject({ prompt: 'def fib(n):', suffix: '\n\nprint(fib(10))', echo: true, logprobs: 1 });
+    expectValid('CreateCompletionRequest', upstream.requests[0]?.body);
+    const choice = res.choices[0]!;
+    expect(choice.text.startsWith('def fib(n): return')).toBe(true);
+    expect(choice.text.indexOf('def fib(n):', 1)).toBe(-1);
+    expect(choice.logprobs?.tokens?.slice(0, 3)).toEqual(['def', ' fib(n):', ' return']);
+    expect(choice.logprobs?.token_logprobs?.[0]).toBeNull();
+    expect(choice.logprobs?.text_offset?.slice(0, 3)).toEqual([0, 3, 11]);
+
+    // Streamed with echo: the upstream's first piece is the prompt, sent on once.
+    const stream = await client.completions.create({ model: 'coder', prompt: 'def fib(n):', echo: true, max_tokens: 9, stream: true });
+    let text = '';
+    for await (const chunk of stream) for (const c of chunk.choices) text += c.text;
+    expect(text).toBe('def fib(n): return n if n < 2 else fib(n - 1) + fib(n - 2)');
+  });
+
+  it('moves a suffix past a deployment that serves completions through chat to one that completes raw text', async () => {
+    const res = await post({ model: 'mixed', prompt: 'def fib(n):', suffix: '\n', max_tokens: 9 });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-inferenceflow-provider']).toBe('vllm');
+    expect(upstream.requests.map((r) => r.path)).toEqual(['/v1/completions']);
+    // Without a suffix the simulator, first in the group, answers.
+    const plain = await post({ model: 'mixed', prompt: 'def fib(n):', max_tokens: 9 });
+    expect(plain.headers['x-inferenceflow-provider']).toBe('sim');
+  });
+});
+
+describe('/v1/completions to providers that take it through chat', () => {
+  it('a chat-only deployment gets the prompt as one user message, and its echo is put in front by the gateway', async () => {
+    const res = await client.completions.create({ model: 'coder-via-chat', prompt: 'Say hello', echo: true, max_tokens: 5 });
+    expect(upstream.requests).toHaveLength(1);
+    expect(upstream.requests[0]?.path).toBe('/v1/chat/completions');
+    expect(upstream.requests[0]?.body).toEqual({ model: 'Qwen/Qwen2.5-Coder-1.5B', messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 5 });
+    expect(res.choices[0]?.text).toBe('Say hellochat says hello');
+
+    const sim = await client.completions.create({ model: 'chatty', prompt: 'Once upon a time', max_tokens: 6 });
+    expect(sim.choices[0]?.text.length).toBeGreaterThan(0);
+  });
+
+  it('refuses suffix, echo with logprobs and best_of where no deployment of the model completes raw text: 400 unsupported_capability', async () => {
+    for (const [extra, param] of [
+      [{ suffix: 'The end.' }, 'suffix'],
+      [{ echo: true, logprobs: 1 }, 'logprobs'],
+      [{ best_of: 2 }, 'best_of'],
+    ] as const) {
+      for (const model of ['chatty', 'coder-via-chat']) {
+        const res = await post({ model, prompt: 'Once upon a time', max_tokens: 4, ...extra });
+        expect([res.status, res.json.error.code, res.json.error.param]).toEqual([400, 'unsupported_capability', param]);
+      }
+    }
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('refuses best_of with a stream, or below n (400 invalid_value)', async () => {
+    const streamed = await post({ model: 'coder', prompt: 'x', best_of: 2, stream: true });
+    expect([streamed.status, streamed.json.error.code, streamed.json.error.param]).toEqual([400, 'invalid_value', 'best_of']);
+    const below = await post({ model: 'coder', prompt: 'x', best_of: 2, n: 3 });
+    expect([below.status, below.json.error.code, below.json.error.param]).toEqual([400, 'invalid_value', 'best_of']);
+    const ok = await post({ model: 'coder', prompt: 'x', best_of: 3, n: 2 });
+    expect(ok.status).toBe(200);
+    expect(upstream.requests.at(-1)?.body).toMatchObject({ best_of: 3, n: 2 });
+  });
+});
