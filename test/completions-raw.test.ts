@@ -159,3 +159,46 @@ describe('/v1/completions to providers that take it through chat', () => {
     expect(upstream.requests.at(-1)?.body).toMatchObject({ best_of: 3, n: 2 });
   });
 });
+
+describe('/v1/completions with several prompts to a server that echoes', () => {
+  it('puts each prompt once in front of its own choice, whichever side echoed it', async () => {
+    const res = await client.completions.create({ model: 'coder', prompt: ['def a():', 'def b():'], echo: true, max_tokens: 9 });
+    expect(upstream.requests.map((r) => r.body.prompt)).toEqual(['def a():', 'def b():']);
+    expect(res.choices.map((c) => c.text.slice(0, 8))).toEqual(['def a():', 'def b():']);
+    for (const c of res.choices) expect(c.text.indexOf(c.text.slice(0, 8), 1)).toBe(-1);
+  });
+});
+
+describe('/v1/completions and the response cache', () => {
+  let cached: RunningServer;
+  beforeAll(async () => {
+    cached = await startTestGateway({
+      config: {
+        cache: { enabled: true },
+        providers: { vllm: { type: 'openai', base_url: upstream.url } },
+        models: [{ name: 'coder', deployments: [{ provider: 'vllm', model: 'Qwen/Qwen2.5-Coder-1.5B' }] }],
+      },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await cached?.close();
+  });
+
+  const call = async (path: string, body: unknown) => {
+    const res = await request(`${cached.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { cache: res.headers['x-inferenceflow-cache'], json: (await res.body.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+  };
+
+  it('never answers a raw prompt with the chat answer to the same text, and replays a native echo as it was', async () => {
+    const prompt = 'cache me';
+    await call('/v1/chat/completions', { model: 'coder', messages: [{ role: 'user', content: prompt }], max_tokens: 9, temperature: 0 });
+    const first = await call('/v1/completions', { model: 'coder', prompt, max_tokens: 9, temperature: 0, echo: true });
+    expect(first.cache).toBe('miss');
+    expect(upstream.requests.map((r) => r.path)).toEqual(['/v1/chat/completions', '/v1/completions']);
+    const again = await call('/v1/completions', { model: 'coder', prompt, max_tokens: 9, temperature: 0, echo: true });
+    expect(again.cache).toBe('exact');
+    expect(upstream.requests).toHaveLength(2);
+    expect(again.json.choices[0].text).toBe(first.json.choices[0].text);
+    expect(again.json.choices[0].text.startsWith('cache me return')).toBe(true);
+  });
+});
