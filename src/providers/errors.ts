@@ -114,8 +114,10 @@ export function isInsufficientQuota(body: unknown): boolean {
 
 /**
  * Classifies an HTTP error status from an upstream. `message` is whatever the upstream's error body
- * said, used to spot context-length and content-policy refusals that arrive as plain 400s; `body`,
- * the parsed error body, tells an exhausted quota from a rate limit (both 429).
+ * said, used to spot context-length and content-policy refusals that arrive as plain 400s (and
+ * llama-server's refusals of a request, which arrive as 500s); `body`, the parsed error body, tells
+ * an exhausted quota from a rate limit (both 429) and carries an error `type`/`code` that names a
+ * context overflow.
  */
 export function kindForStatus(status: number, message = '', body?: unknown): UpstreamErrorKind {
   // OpenAI answers an exhausted account 429 too: no wait will help, unlike a rate limit.
@@ -123,12 +125,100 @@ export function kindForStatus(status: number, message = '', body?: unknown): Ups
   if (status === 401 || status === 403) return 'auth';
   if (status === 404) return 'not_found';
   if (status === 408) return 'timeout';
+  // 501 Not Implemented: this server cannot do what was asked (llama-server without --embeddings
+  // or --reranking answers it, type not_supported_error), whatever the request; another deployment may.
+  if (status === 501) return 'unsupported';
   if (status === 503 || status === 529) return 'overloaded';
-  if (status >= 500) return 'server';
   const m = message.toLowerCase();
-  if (/context[_ ]length|maximum context|too many tokens|prompt is too long|context window/.test(m)) {
-    return 'context_length';
+  if (status >= 500) {
+    // A 500 is retryable, except what llama-server answers 500 although no retry can change it: its
+    // route wrapper turns every exception but std::invalid_argument into a 500 server_error, and that
+    // includes its refusals of a request (what this server cannot do, or a malformed request) and of
+    // a prompt longer than n_ctx (so do Ollama's older embedding routes).
+    if (status === 500) {
+      if (isContextOverflow(m, body)) return 'context_length';
+      if (LLAMA_SERVER_CANNOT.some((re) => re.test(m))) return 'unsupported';
+      if (LLAMA_SERVER_REJECTIONS.some((re) => re.test(m))) return 'bad_request';
+    }
+    return 'server';
   }
+  if (isContextOverflow(m, body)) return 'context_length';
+  // Newer llama-server builds answer some of the same refusals 400 (std::invalid_argument).
+  if (status === 400 && LLAMA_SERVER_CANNOT.some((re) => re.test(m))) return 'unsupported';
   if (/content[_ ]policy|content[_ ]filter|safety/.test(m)) return 'content_policy';
   return 'bad_request';
 }
+
+/**
+ * The wordings of "the prompt does not fit the model" (lower-cased message). OpenAI's and vLLM's
+ * "maximum context length is N tokens"; Anthropic's "prompt is too long"; llama-server's "request
+ * (N tokens) exceeds the available context size (M tokens)" and, before that, "the request exceeds
+ * the available context size"; vLLM's "The decoder prompt (length N) … is longer than the maximum
+ * model length of M"; LM Studio's "Trying to keep the first N tokens when context the overflows";
+ * Ollama's "the input length exceeds the context length"; TGI's "`inputs` tokens + `max_new_tokens`
+ * must be <= N" and "`inputs` must have less than N tokens".
+ */
+const CONTEXT_OVERFLOW =
+  /context[_ ]length|maximum context|too many tokens|prompt is too long|context window|exceeds? the available context size|longer than the maximum model length|when context the overflows|`?inputs`? tokens \+ `?max_new_tokens`? must be <=|`?inputs`? must have less than \d+ tokens/;
+
+/**
+ * Whether an upstream error says the prompt does not fit: by its message, or by the error's `type`
+ * or `code` (llama-server's `exceed_context_size_error`, OpenAI's `context_length_exceeded`), which
+ * stay the same when a server rewords its message.
+ */
+function isContextOverflow(lowerMessage: string, body: unknown): boolean {
+  const { type, code } = errorTypeAndCode(body);
+  if (type === 'exceed_context_size_error' || code === 'context_length_exceeded' || type === 'context_length_exceeded') return true;
+  return CONTEXT_OVERFLOW.test(lowerMessage);
+}
+
+function errorTypeAndCode(body: unknown): { type?: unknown; code?: unknown } {
+  if (body === null || typeof body !== 'object') return {};
+  const e = (body as { error?: unknown }).error;
+  if (e === null || typeof e !== 'object') return {};
+  return e as { type?: unknown; code?: unknown };
+}
+
+/**
+ * What llama-server (ggml-org/llama.cpp, tools/server; examples/server in older trees) throws while
+ * it reads an OpenAI-compatible request (oaicompat_chat_params_parse, oaicompat_completion_params_parse,
+ * the message and tool parsers, the media loaders) as std::runtime_error, which its route wrapper
+ * answers as HTTP 500 `server_error`: a request that server will never take, not a failure of the
+ * server. Newer builds throw some of them as std::invalid_argument (a 400); older builds say them all
+ * with a 500. Messages lower-cased.
+ *
+ * These first ones are what this server cannot do (how it was started, or what llama-server does not
+ * implement), which another deployment of the group may: kind `unsupported`.
+ */
+const LLAMA_SERVER_CANNOT: readonly RegExp[] = [
+  /only one completion choice is allowed/, // n != 1 (also "Illegal param: only one …")
+  /requires --jinja|--jinja mode required/, // tools / tool_choice on a server started without --jinja
+  /^unsupported param\b/, // best_of, suffix, echo; tools (older builds)
+  /^only no echo is supported/,
+  /^(image|audio) input is not supported/, // no multimodal projector (--mmproj)
+  /^multimodal data provided, but model does not support/,
+  /^logprobs is not supported with tools/,
+  /^(illegal param: )?"?response_format"? (type )?must be one of/, // json_schema on older builds
+  /^'input_file' is not supported/,
+];
+
+/** llama-server's refusals of a malformed request, any server would refuse too: kind `bad_request`. */
+const LLAMA_SERVER_REJECTIONS: readonly RegExp[] = [
+  /^illegal param\b/, // older builds' invalid values
+  /^cannot use both json_schema and grammar/,
+  /^cannot use custom grammar constraints with tools/,
+  /^top_logprobs requires logprobs/,
+  /^"prompt" (is required|must not be empty|elements must be)/,
+  /^invalid url (value|format)|^url must be base64 encoded|^failed to download image/,
+  /^failed to load image or audio file/,
+  /^failed to parse (messages|tools)\b/,
+  /^invalid tool_choice\b/,
+  /^expected '(content|messages|message)' to be/,
+  /^unsupported content\[\]\.type/,
+  /^'messages' is required/,
+  /^all non-assistant messages must contain 'content'/,
+  /^assistant message must contain either/,
+  /^cannot have 2 or more assistant messages/,
+  /^assistant response prefill is incompatible/,
+  /^input_audio\.format must be/,
+];

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { fixture } from './__fixtures__/fixture-server.js';
 import { ndjsonLines, sseEvents } from './stream-parsers.js';
 
 /** A body of these chunks, recording whether its reader stopped it early. */
@@ -59,6 +60,28 @@ describe('sseEvents', () => {
       })(),
     ).rejects.toThrow('connection reset');
     expect(seen).toEqual(['1']);
+  });
+  it('passes an `error:` field line (llama-server before PR #16486) on as an error event holding {"error": …}, in order, before [DONE]', async () => {
+    const text = await fixture('llamaserver-legacy-midstream-error.chunks.txt');
+    const { iterable } = body([text.slice(0, 200), text.slice(200, 230), text.slice(230)]);
+    const events = await all(sseEvents(iterable));
+    expect(events.map((e) => e.event)).toEqual([undefined, 'error', undefined]);
+    expect(JSON.parse(events[1]?.data ?? '')).toEqual({ error: { code: 500, message: 'Failed to decode the batch', type: 'server_error' } });
+    expect(events[2]?.data).toBe('[DONE]');
+  });
+
+  it('keeps every field of the error, and takes a text or an already wrapped error as they come', async () => {
+    const text = await fixture('llamaserver-legacy-stream-error.chunks.txt');
+    const [first] = await all(sseEvents(body([text]).iterable));
+    expect(JSON.parse(first?.data ?? '')).toEqual({
+      error: { code: 400, message: 'the request exceeds the available context size. try increasing the context size or enable context shift', type: 'exceed_context_size_error', n_prompt_tokens: 14429, n_ctx: 8192 },
+    });
+    const more = await all(sseEvents(body(['error: model crashed\n\nerror: {"error":{"message":"wrapped"}}\n\nerror:\n\nfoo: ignored\n\n']).iterable));
+    expect(more.map((e) => JSON.parse(e.data))).toEqual([
+      { error: { message: 'model crashed' } },
+      { error: { message: 'wrapped' } },
+      { error: { message: 'the upstream sent an empty SSE error field' } },
+    ]);
   });
 });
 
