@@ -105,11 +105,19 @@ describe('/v1/completions to a server that completes raw text', () => {
     expect(choice.logprobs?.token_logprobs?.[0]).toBeNull();
     expect(choice.logprobs?.text_offset?.slice(0, 3)).toEqual([0, 3, 11]);
 
-    // Streamed with echo: the upstream's first piece is the prompt, sent on once.
-    const stream = await client.completions.create({ model: 'coder', prompt: 'def fib(n):', echo: true, max_tokens: 9, stream: true });
+    // Streamed with echo and logprobs: the upstream's first piece is the prompt, sent on once.
+    const stream = await client.completions.create({ model: 'coder', prompt: 'def fib(n):', echo: true, logprobs: 0, max_tokens: 9, stream: true });
     let text = '';
     for await (const chunk of stream) for (const c of chunk.choices) text += c.text;
+    expect(upstream.requests.at(-1)?.body).toMatchObject({ echo: true, logprobs: 0 });
     expect(text).toBe('def fib(n): return n if n < 2 else fib(n - 1) + fib(n - 2)');
+
+    // Echo alone is the gateway's (llama.cpp's server refuses `echo`): not sent, the prompt put in front once.
+    const alone = await client.completions.create({ model: 'coder', prompt: 'def fib(n):', echo: true, max_tokens: 9, stream: true });
+    let aloneText = '';
+    for await (const chunk of alone) for (const c of chunk.choices) aloneText += c.text;
+    expect(upstream.requests.at(-1)?.body).not.toHaveProperty('echo');
+    expect(aloneText).toBe(text);
   });
 
   it('moves a suffix past a deployment that serves completions through chat to one that completes raw text', async () => {
@@ -160,9 +168,10 @@ describe('/v1/completions to providers that take it through chat', () => {
   });
 });
 
-describe('/v1/completions with several prompts to a server that echoes', () => {
+describe('/v1/completions with several prompts to a raw-text server', () => {
   it('puts each prompt once in front of its own choice, whichever side echoed it', async () => {
-    const res = await client.completions.create({ model: 'coder', prompt: ['def a():', 'def b():'], echo: true, max_tokens: 9 });
+    const res = await client.completions.create({ model: 'coder', prompt: ['def a():', 'def b():'], echo: true, logprobs: 0, max_tokens: 9 });
+    expect(upstream.requests.every((r) => r.body.echo === true)).toBe(true);
     expect(upstream.requests.map((r) => r.body.prompt)).toEqual(['def a():', 'def b():']);
     expect(res.choices.map((c) => c.text.slice(0, 8))).toEqual(['def a():', 'def b():']);
     for (const c of res.choices) expect(c.text.indexOf(c.text.slice(0, 8), 1)).toBe(-1);
@@ -192,13 +201,15 @@ describe('/v1/completions and the response cache', () => {
   it('never answers a raw prompt with the chat answer to the same text, and replays a native echo as it was', async () => {
     const prompt = 'cache me';
     await call('/v1/chat/completions', { model: 'coder', messages: [{ role: 'user', content: prompt }], max_tokens: 9, temperature: 0 });
-    const first = await call('/v1/completions', { model: 'coder', prompt, max_tokens: 9, temperature: 0, echo: true });
+    const first = await call('/v1/completions', { model: 'coder', prompt, max_tokens: 9, temperature: 0, echo: true, logprobs: 1 });
     expect(first.cache).toBe('miss');
     expect(upstream.requests.map((r) => r.path)).toEqual(['/v1/chat/completions', '/v1/completions']);
-    const again = await call('/v1/completions', { model: 'coder', prompt, max_tokens: 9, temperature: 0, echo: true });
+    const again = await call('/v1/completions', { model: 'coder', prompt, max_tokens: 9, temperature: 0, echo: true, logprobs: 1 });
     expect(again.cache).toBe('exact');
     expect(upstream.requests).toHaveLength(2);
     expect(again.json.choices[0].text).toBe(first.json.choices[0].text);
+    expect(again.json.choices[0].logprobs).toEqual(first.json.choices[0].logprobs);
+    expect(first.json.choices[0].logprobs.token_logprobs[0]).toBeNull();
     expect(again.json.choices[0].text.startsWith('cache me return')).toBe(true);
   });
 });

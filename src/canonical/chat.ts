@@ -167,7 +167,7 @@ export interface TextCompletion {
   prompt: string;
   /** Text after the completion (fill-in-the-middle): native deployments only. */
   suffix?: string;
-  /** The prompt in front of the answer. Native deployments echo it themselves (ChatResult.prompt_echoed); else the route puts it there. */
+  /** The prompt in front of the answer: the route puts it there, unless the upstream echoed it (with `logprobs` only: ChatResult.prompt_echoed). */
   echo?: boolean;
   /** The legacy integer `logprobs` (alternatives per position, 0–5); the canonical `logprobs`/`top_logprobs` say the same for routing. */
   logprobs?: number;

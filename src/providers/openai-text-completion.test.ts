@@ -159,13 +159,18 @@ describe('openai provider: text completions at /completions', () => {
     expect(chunks.at(-1)?.system_fingerprint).toBe('b5910-4a5f8e91');
   });
 
-  it('marks every chunk of an echoed stream, so the route does not put the prompt in front again', async () => {
+  it('sends echo only with logprobs (the prompt\'s log-probabilities), marking every chunk of that stream as echoed', async () => {
     const chunk = (text: string, finish: string | null) => `data: ${JSON.stringify({ id: 'cmpl-e', object: 'text_completion', created: 1, model: 'm', choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] })}\n\n`;
     server.reply({ headers: sse, body: chunk('Hi', null) + chunk(' there', 'stop') + 'data: [DONE]\n\n' });
-    const chunks = await collect(await vllm.streamChat(textRequest('Hi', { stream: true }, { echo: true }), opts()));
-    expect(lastBody().echo).toBe(true);
-    expect(chunks.every((c) => c.prompt_echoed === true)).toBe(true);
-    expect(foldChunks(chunks).prompt_echoed).toBe(true);
+    const echoed = await collect(await vllm.streamChat(textRequest('Hi', { stream: true, logprobs: true, top_logprobs: 0 }, { echo: true, logprobs: 0 }), opts()));
+    expect(lastBody()).toMatchObject({ echo: true, logprobs: 0 });
+    expect(echoed.every((c) => c.prompt_echoed === true)).toBe(true);
+    expect(foldChunks(echoed).prompt_echoed).toBe(true);
+    // Echo alone is the route's to do (llama.cpp's server refuses echo): not sent, nothing marked.
+    server.reply({ headers: sse, body: chunk(' there', 'stop') + 'data: [DONE]\n\n' });
+    const plain = await collect(await vllm.streamChat(textRequest('Hi', { stream: true }, { echo: true }), opts()));
+    expect(lastBody()).not.toHaveProperty('echo');
+    expect(plain.some((c) => c.prompt_echoed)).toBe(false);
   });
 
   it('is stream_interrupted when the stream stops before [DONE] and the finish', async () => {

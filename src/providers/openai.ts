@@ -393,7 +393,9 @@ export class OpenAIProvider implements ProviderAdapter {
   buildCompletionBody(req: ChatRequest, t: TextCompletion, stream: boolean): Record<string, unknown> {
     const body: Record<string, unknown> = { model: req.model, prompt: t.prompt };
     if (t.suffix !== undefined) body.suffix = t.suffix;
-    if (t.echo) body.echo = true;
+    // Echo only for the prompt's log-probabilities, which only the upstream has: the route puts the
+    // prompt in front otherwise, and llama.cpp's server refuses `echo` (HTTP 500).
+    if (upstreamEchoes(t)) body.echo = true;
     if (t.logprobs !== undefined) body.logprobs = t.logprobs;
     if (t.best_of !== undefined && t.best_of > 1) body.best_of = t.best_of;
     const limit = requestedMaxTokens(req);
@@ -481,7 +483,7 @@ export class OpenAIProvider implements ProviderAdapter {
       usage: c.usage ? toUsage(c.usage) : estimateTextUsage(t, c.choices.map((ch) => ch.text ?? '')),
     };
     if (c.system_fingerprint) result.system_fingerprint = c.system_fingerprint;
-    if (t.echo) result.prompt_echoed = true;
+    if (upstreamEchoes(t)) result.prompt_echoed = true;
     return result;
   }
 
@@ -538,7 +540,7 @@ export class OpenAIProvider implements ProviderAdapter {
           }),
         };
         if (fingerprint) out.system_fingerprint = fingerprint;
-        if (t.echo) out.prompt_echoed = true;
+        if (upstreamEchoes(t)) out.prompt_echoed = true;
         produced = true;
         yield out;
       }
@@ -550,7 +552,7 @@ export class OpenAIProvider implements ProviderAdapter {
     }
     const final: ChatChunk = { id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage ?? estimateTextUsage(t, [...output.values()]) };
     if (fingerprint) final.system_fingerprint = fingerprint;
-    if (t.echo) final.prompt_echoed = true;
+    if (upstreamEchoes(t)) final.prompt_echoed = true;
     yield final;
   }
 
@@ -759,6 +761,11 @@ function textChoiceLogprobs(choice: TextCompletionChoice, out: { logprobs?: Choi
   }
   const chat = toLogprobs(logprobsSchema.parse(choice.logprobs));
   if (chat?.content) out.logprobs = chat;
+}
+
+/** Whether `echo` goes upstream: with legacy `logprobs` only, for the prompt's log-probabilities (the answer then begins with the prompt). */
+function upstreamEchoes(t: TextCompletion): boolean {
+  return t.echo === true && t.logprobs !== undefined;
 }
 
 /** Local token counts of a text completion whose upstream reported none (its prompt, and suffix, as text). */
