@@ -547,9 +547,8 @@ export class OpenAIProvider implements ProviderAdapter {
     } finally {
       body.destroy();
     }
-    if (!done && finished.size < Math.max(1, req.n ?? 1)) {
-      throw new UpstreamError({ provider: this.name, kind: 'stream_interrupted', message: `${this.name} stream ended before [DONE]`, retryable: !produced });
-    }
+    const cut = this.unfinished(req, done, finished, produced);
+    if (cut) throw cut;
     const final: ChatChunk = { id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage ?? estimateTextUsage(t, [...output.values()]) };
     if (fingerprint) final.system_fingerprint = fingerprint;
     if (upstreamEchoes(t)) final.prompt_echoed = true;
@@ -636,11 +635,8 @@ export class OpenAIProvider implements ProviderAdapter {
     } finally {
       body.destroy();
     }
-    // Some compatible servers end without [DONE]; that is fine once every choice has finished.
-    const expected = Math.max(1, req.n ?? 1);
-    if (!done && finished.size < expected) {
-      throw new UpstreamError({ provider: this.name, kind: 'stream_interrupted', message: `${this.name} stream ended before [DONE]`, retryable: !produced });
-    }
+    const cut = this.unfinished(req, done, finished, produced);
+    if (cut) throw cut;
     const final: ChatChunk = {
       id,
       object: 'chat.completion.chunk',
@@ -684,6 +680,22 @@ export class OpenAIProvider implements ProviderAdapter {
 
   async close(): Promise<void> {
     await this.http.close();
+  }
+
+  /**
+   * A stream's end before every choice asked for finished: `stream_interrupted`, whether it closed
+   * without `[DONE]` or with one (a proxy or an older llama-server cutting the stream), retryable
+   * while nothing reached the caller. Some compatible servers end without `[DONE]`, and usage may come
+   * after the finishing chunk: the end is fine once each of the n choices has its finish reason.
+   */
+  private unfinished(req: ChatRequest, done: boolean, finished: ReadonlySet<number>, produced: boolean): UpstreamError | undefined {
+    const expected = Math.max(1, req.n ?? 1);
+    if (finished.size >= expected) return undefined;
+    const open = expected - finished.size;
+    const message = done
+      ? `${this.name} sent [DONE] before ${expected === 1 ? 'the answer' : `${open} of ${expected} choices`} finished (no finish_reason)`
+      : `${this.name} stream ended before [DONE]`;
+    return new UpstreamError({ provider: this.name, kind: 'stream_interrupted', message, retryable: !produced });
   }
 
   private streamError(body: unknown, produced: boolean): UpstreamError {

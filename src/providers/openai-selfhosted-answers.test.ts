@@ -1,0 +1,84 @@
+// The OpenAI-compatible adapter against what self-hosted servers answer where OpenAI would not
+// (llama-server, LM Studio, Ollama's /v1), replayed byte for byte from a local stand-in: a stream
+// that says [DONE] before its answer finished, a 200 whose body is an error, fewer choices than `n`.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
+import { fixture, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
+import { UpstreamError } from './errors.js';
+import { createOpenAIProvider, type OpenAIProvider } from './openai.js';
+import type { CallOptions } from './types.js';
+
+let server: FixtureServer;
+let provider: OpenAIProvider;
+
+const opts = (): CallOptions => ({ signal: new AbortController().signal, timeoutMs: 5000, requestId: 'req-1' });
+const req: ChatRequest = { model: 'qwen', messages: [{ role: 'user', content: 'q' }] };
+const sse = { 'content-type': 'text/event-stream' };
+
+beforeAll(async () => {
+  server = await startFixtureServer();
+  provider = createOpenAIProvider('llama', { type: 'openai', base_url: `${server.url}/v1` });
+});
+afterAll(async () => {
+  await provider.close();
+  await server.close();
+});
+beforeEach(() => {
+  server.requests.length = 0;
+});
+
+async function streamed(p: OpenAIProvider, r: ChatRequest): Promise<{ seen: ChatChunk[]; err: unknown }> {
+  const seen: ChatChunk[] = [];
+  try {
+    for await (const c of await p.streamChat(r, opts())) seen.push(c);
+  } catch (err) {
+    return { seen, err };
+  }
+  return { seen, err: undefined };
+}
+
+describe('openai adapter: a stream that ends before its answer finished', () => {
+  it('[DONE] after text but before any finish_reason is an interrupted stream, not a success', async () => {
+    server.reply({ headers: sse, body: await fixture('llamaserver-stream-done-unfinished.chunks.txt') });
+    const { seen, err } = await streamed(provider, { ...req, stream: true });
+    expect(seen.map((c) => c.choices[0]?.delta.content)).toEqual(['The answer is']);
+    // Output already reached the caller: a retry would duplicate it.
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect(err).toMatchObject({ kind: 'stream_interrupted', retryable: false, provider: 'llama' });
+    expect((err as Error).message).toContain('[DONE]');
+  });
+
+  it('[DONE] alone (no chunk at all) is interrupted and retryable: nothing reached the caller', async () => {
+    server.reply({ headers: sse, body: await fixture('llamaserver-stream-done-only.chunks.txt') });
+    const { seen, err } = await streamed(provider, { ...req, stream: true });
+    expect(seen).toEqual([]);
+    expect(err).toMatchObject({ kind: 'stream_interrupted', retryable: true });
+  });
+
+  it('n = 2: [DONE] with one choice finished and the other not is interrupted', async () => {
+    server.reply({ headers: sse, body: await fixture('openai-stream-n2-done-one-unfinished.chunks.txt') });
+    const { err } = await streamed(provider, { ...req, n: 2, stream: true });
+    expect(err).toMatchObject({ kind: 'stream_interrupted', retryable: false });
+    expect((err as Error).message).toContain('1 of 2 choices');
+  });
+
+  it('a finish_reason in one chunk and the usage in a later one with empty choices (llama-server) is a complete answer', async () => {
+    server.reply({ headers: sse, body: await fixture('llamaserver-stream-usage-after-finish.chunks.txt') });
+    const { seen, err } = await streamed(provider, { ...req, stream: true });
+    expect(err).toBeUndefined();
+    expect(seen.map((c) => c.choices[0]?.finish_reason).filter(Boolean)).toEqual(['stop']);
+    expect(seen.at(-1)?.usage).toEqual({ prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 });
+  });
+
+  it('a raw-text completion stream cut before its finish_reason, then [DONE], is interrupted too', async () => {
+    const whole = await fixture('openai-llamacpp-text-completion-stream.chunks.txt');
+    const cut = whole.split('\n\n').filter((e) => !e.includes('"finish_reason":"length"')).join('\n\n');
+    expect(cut).toContain('data: [DONE]');
+    server.reply({ headers: sse, body: cut });
+    const prompt = 'Once upon a time';
+    const { seen, err } = await streamed(provider, { ...req, messages: [{ role: 'user', content: prompt }], text_completion: { prompt }, stream: true });
+    expect(seen.length).toBeGreaterThan(0);
+    expect(server.requests[0]?.path).toBe('/v1/completions');
+    expect(err).toMatchObject({ kind: 'stream_interrupted', retryable: false });
+  });
+});
