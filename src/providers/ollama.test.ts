@@ -327,3 +327,23 @@ describe('ollama thinking', () => {
     expect(finishes(chunks)).toEqual(['stop']);
   });
 });
+
+describe('ollama keep_alive', () => {
+  it('sends no keep_alive unless configured, so the server keeps its own OLLAMA_KEEP_ALIVE (chat, text completion, embed)', async () => {
+    const plain = createOllamaProvider('plain', { type: 'ollama', base_url: upstream.url });
+    try {
+      upstream.reply(json(fixture('ollama-chat.json')), json(fixture('ollama-generate.json')), json(fixture('ollama-embed.json')));
+      await plain.chat(ask(), callOptions());
+      await plain.chat(ask({ text_completion: { prompt: 'def fib(n):' } }), callOptions());
+      await plain.embed({ model: 'all-minilm', input: ['Why is the sky blue?', 'Why is the grass green?'] }, callOptions());
+      expect(upstream.requests.map((r) => r.pathname)).toEqual(['/api/chat', '/api/generate', '/api/embed']);
+      for (const r of upstream.requests) expect(r.json, r.pathname).not.toHaveProperty('keep_alive');
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('refuses a keep_alive that is neither a duration nor a number', () => {
+    expect(() => createOllamaProvider('bad', { type: 'ollama', options: { keep_alive: { minutes: 5 } } })).toThrow(/keep_alive/);
+  });
+});

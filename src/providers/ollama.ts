@@ -1,6 +1,7 @@
 // Ollama adapter over its native API (default http://127.0.0.1:11434): /api/chat plain and streamed as
-// newline-delimited JSON, /api/embed, and the model lists the mesh worker publishes — installed
-// (/api/tags) and loaded in memory (/api/ps). One choice per call: n > 1 fans out, streams refuse it.
+// newline-delimited JSON, /api/generate for raw text completions, /api/embed, and the model lists the
+// mesh worker publishes — installed (/api/tags) and loaded in memory (/api/ps). One choice per call:
+// n > 1 fans out, streams refuse it.
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import {
@@ -78,14 +79,21 @@ export function createOllamaProvider(name: string, cfg: ProviderConfig): OllamaP
   if (completions !== undefined && completions !== 'native' && completions !== 'chat') {
     throw new Error(`provider ${name}: options.completions must be "native" or "chat", not ${JSON.stringify(completions)}`);
   }
+  const keepAlive = cfg.options?.keep_alive;
+  if (keepAlive !== undefined && typeof keepAlive !== 'string' && typeof keepAlive !== 'number') {
+    throw new Error(`provider ${name}: options.keep_alive must be a duration ("30m", "24h"), seconds or -1, not ${JSON.stringify(keepAlive)}`);
+  }
   return new OllamaProvider(name, cfg);
 }
 
 export class OllamaProvider implements ProviderAdapter {
   readonly type = 'ollama' as const;
   private readonly http: UpstreamHttp;
-  /** How long Ollama keeps a model in memory after a call ('5m', '1h', seconds, -1 for ever). */
-  private readonly keepAlive: string | number;
+  /**
+   * How long Ollama keeps a model in memory after a call ('5m', '1h', seconds, -1 for ever), sent only
+   * when configured: a request's keep_alive overrides the server's own OLLAMA_KEEP_ALIVE (default 5m).
+   */
+  private readonly keepAlive: string | number | undefined;
   /**
    * How a legacy text completion (`POST /v1/completions`) reaches Ollama: `native` (default), its raw
    * prompt to /api/generate; `chat`, as one user message to /api/chat (`options.completions`).
@@ -98,7 +106,7 @@ export class OllamaProvider implements ProviderAdapter {
   ) {
     this.completions = cfg.options?.completions === 'chat' ? 'chat' : 'native';
     const keepAlive = cfg.options?.keep_alive;
-    this.keepAlive = typeof keepAlive === 'string' || typeof keepAlive === 'number' ? keepAlive : '5m';
+    this.keepAlive = typeof keepAlive === 'string' || typeof keepAlive === 'number' ? keepAlive : undefined;
     this.http = new UpstreamHttp({
       provider: name,
       baseUrl: cfg.base_url ?? OLLAMA_DEFAULT_BASE_URL,
@@ -150,7 +158,7 @@ export class OllamaProvider implements ProviderAdapter {
     else body.raw = true;
     const options = this.sampling(req);
     if (Object.keys(options).length > 0) body.options = options;
-    body.keep_alive = this.keepAlive;
+    if (this.keepAlive !== undefined) body.keep_alive = this.keepAlive;
     return body;
   }
 
@@ -209,7 +217,7 @@ export class OllamaProvider implements ProviderAdapter {
     const body = {
       model: req.model,
       input,
-      keep_alive: this.keepAlive,
+      ...(this.keepAlive !== undefined ? { keep_alive: this.keepAlive } : {}),
       ...(req.dimensions ? { dimensions: req.dimensions } : {}),
     };
     const res = await this.http.json<unknown>('POST', '/api/embed', body, opts);
@@ -371,7 +379,7 @@ export class OllamaProvider implements ProviderAdapter {
     if (Object.keys(options).length > 0) body.options = options;
     const think = ollamaThink(req);
     if (think !== undefined) body.think = think;
-    body.keep_alive = this.keepAlive;
+    if (this.keepAlive !== undefined) body.keep_alive = this.keepAlive;
     return body;
   }
 
