@@ -347,3 +347,49 @@ describe('ollama keep_alive', () => {
     expect(() => createOllamaProvider('bad', { type: 'ollama', options: { keep_alive: { minutes: 5 } } })).toThrow(/keep_alive/);
   });
 });
+
+describe('ollama runtime options (num_ctx, model_options)', () => {
+  it('sends the configured num_ctx and runtime options with every chat and text completion, the request\'s sampling over them', async () => {
+    const sized = createOllamaProvider('sized', {
+      type: 'ollama',
+      base_url: upstream.url,
+      options: { num_ctx: 32768, model_options: { num_gpu: 99, num_thread: 8, temperature: 0.7 } },
+    });
+    try {
+      upstream.reply(json(fixture('ollama-chat.json')), ndjson(fixture('ollama-chat.ndjson')), json(fixture('ollama-generate.json')), json(fixture('ollama-embed.json')));
+      await sized.chat(ask({ temperature: 0, max_tokens: 64 }), callOptions());
+      await collect(await sized.streamChat(ask({ stream: true }), callOptions()));
+      await sized.chat(ask({ text_completion: { prompt: 'def fib(n):' } }), callOptions());
+      await sized.embed({ model: 'all-minilm', input: ['Why is the sky blue?', 'Why is the grass green?'] }, callOptions());
+      const bodies = upstream.requests.map((r) => r.json as Record<string, unknown>);
+      expect(bodies[0]?.options).toEqual({ num_gpu: 99, num_thread: 8, num_ctx: 32768, temperature: 0, num_predict: 64 });
+      expect(bodies[1]?.options).toEqual({ num_gpu: 99, num_thread: 8, num_ctx: 32768, temperature: 0.7 });
+      expect(upstream.requests[2]?.pathname).toBe('/api/generate');
+      expect(bodies[2]?.options).toEqual({ num_gpu: 99, num_thread: 8, num_ctx: 32768, temperature: 0.7 });
+      expect(bodies[3]).not.toHaveProperty('options');
+    } finally {
+      await sized.close();
+    }
+  });
+
+  it('takes num_ctx inside model_options too', async () => {
+    const sized = createOllamaProvider('sized', { type: 'ollama', base_url: upstream.url, options: { model_options: { num_ctx: 8192 } } });
+    try {
+      upstream.reply(json(fixture('ollama-chat.json')));
+      await sized.chat(ask(), callOptions());
+      expect((upstream.requests[0]?.json as Record<string, unknown>).options).toEqual({ num_ctx: 8192 });
+    } finally {
+      await sized.close();
+    }
+  });
+
+  it.each([
+    [{ num_ctx: 0 }, /num_ctx must be a positive whole number/],
+    [{ num_ctx: '32k' }, /num_ctx must be a positive whole number/],
+    [{ num_ctx: 4096, model_options: { num_ctx: 8192 } }, /set num_ctx once/],
+    [{ model_options: [1, 2] }, /model_options must be a map/],
+    [{ model_options: { num_gpu: { all: true } } }, /model_options\.num_gpu must be/],
+  ])('refuses options %o', (options, message) => {
+    expect(() => createOllamaProvider('bad', { type: 'ollama', options })).toThrow(message);
+  });
+});

@@ -83,7 +83,34 @@ export function createOllamaProvider(name: string, cfg: ProviderConfig): OllamaP
   if (keepAlive !== undefined && typeof keepAlive !== 'string' && typeof keepAlive !== 'number') {
     throw new Error(`provider ${name}: options.keep_alive must be a duration ("30m", "24h"), seconds or -1, not ${JSON.stringify(keepAlive)}`);
   }
+  configuredModelOptions(name, cfg.options);
   return new OllamaProvider(name, cfg);
+}
+
+/**
+ * Ollama's runtime `options` the operator configured for every chat and text completion:
+ * `options.model_options` (any of Ollama's options: num_ctx, num_gpu, num_thread, num_batch, …) with
+ * `options.num_ctx` as a shorthand. Throws on a value Ollama could not take.
+ */
+function configuredModelOptions(name: string, options: Record<string, unknown> | undefined): Record<string, unknown> {
+  const raw = options?.model_options;
+  if (raw !== undefined && (raw === null || typeof raw !== 'object' || Array.isArray(raw))) {
+    throw new Error(`provider ${name}: options.model_options must be a map of Ollama options (num_ctx, num_gpu, num_thread, …)`);
+  }
+  const out: Record<string, unknown> = { ...(raw as Record<string, unknown> | undefined) };
+  for (const [key, value] of Object.entries(out)) {
+    const scalar = typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean';
+    if (!scalar && !Array.isArray(value)) throw new Error(`provider ${name}: options.model_options.${key} must be a number, string, boolean or list`);
+  }
+  const numCtx = options?.num_ctx;
+  if (numCtx !== undefined) {
+    if (out.num_ctx !== undefined) throw new Error(`provider ${name}: set num_ctx once, as options.num_ctx or options.model_options.num_ctx`);
+    out.num_ctx = numCtx;
+  }
+  if (out.num_ctx !== undefined && !(typeof out.num_ctx === 'number' && Number.isInteger(out.num_ctx) && out.num_ctx > 0)) {
+    throw new Error(`provider ${name}: num_ctx must be a positive whole number of tokens, not ${JSON.stringify(out.num_ctx)}`);
+  }
+  return out;
 }
 
 export class OllamaProvider implements ProviderAdapter {
@@ -94,6 +121,8 @@ export class OllamaProvider implements ProviderAdapter {
    * when configured: a request's keep_alive overrides the server's own OLLAMA_KEEP_ALIVE (default 5m).
    */
   private readonly keepAlive: string | number | undefined;
+  /** Runtime options (num_ctx, num_gpu, …) sent under the request's own sampling options. */
+  private readonly modelOptions: Record<string, unknown>;
   /**
    * How a legacy text completion (`POST /v1/completions`) reaches Ollama: `native` (default), its raw
    * prompt to /api/generate; `chat`, as one user message to /api/chat (`options.completions`).
@@ -107,6 +136,7 @@ export class OllamaProvider implements ProviderAdapter {
     this.completions = cfg.options?.completions === 'chat' ? 'chat' : 'native';
     const keepAlive = cfg.options?.keep_alive;
     this.keepAlive = typeof keepAlive === 'string' || typeof keepAlive === 'number' ? keepAlive : undefined;
+    this.modelOptions = configuredModelOptions(name, cfg.options);
     this.http = new UpstreamHttp({
       provider: name,
       baseUrl: cfg.base_url ?? OLLAMA_DEFAULT_BASE_URL,
@@ -383,9 +413,12 @@ export class OllamaProvider implements ProviderAdapter {
     return body;
   }
 
-  /** Ollama's `options` from the request's sampling parameters (empty when it sets none). */
+  /**
+   * Ollama's `options`: the configured runtime options (`num_ctx`, `num_gpu`, …), then the request's
+   * sampling parameters over them (empty when neither sets any).
+   */
   private sampling(req: ChatRequest): Record<string, unknown> {
-    const options: Record<string, unknown> = {};
+    const options: Record<string, unknown> = { ...this.modelOptions };
     const max = requestedMaxTokens(req);
     if (max !== undefined) options.num_predict = max;
     if (req.temperature !== undefined) options.temperature = req.temperature;
