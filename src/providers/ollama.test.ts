@@ -1,6 +1,6 @@
 // The Ollama adapter against a local upstream replaying wire fixtures written from Ollama's API
 // docs (/api/chat plain and NDJSON-streamed, /api/embed, /api/tags, /api/ps, /api/version).
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { callOptions, collect, failure, fixture, fixtureJson, json, ndjson, ReplayServer } from './__fixtures__/replay-server.js';
 import { OllamaProvider, createOllamaProvider } from './ollama.js';
@@ -391,5 +391,58 @@ describe('ollama runtime options (num_ctx, model_options)', () => {
     [{ model_options: { num_gpu: { all: true } } }, /model_options\.num_gpu must be/],
   ])('refuses options %o', (options, message) => {
     expect(() => createOllamaProvider('bad', { type: 'ollama', options })).toThrow(message);
+  });
+});
+
+describe('ollama thinking asked of a model that cannot think', () => {
+  const refusal = () => json(fixture('ollama-error-400-no-thinking.json'), 400, { 'content-type': 'application/json; charset=utf-8' });
+  const bodies = () => upstream.requests.map((r) => r.json as Record<string, unknown>);
+  let fresh: OllamaProvider;
+  beforeEach(() => {
+    fresh = createOllamaProvider('no-think', { type: 'ollama', base_url: upstream.url });
+  });
+  afterEach(async () => {
+    await fresh.close();
+  });
+
+  it('asks once more without think on Ollama\'s 400, answers, and leaves think off for that model afterwards', async () => {
+    upstream.reply(refusal(), json(fixture('ollama-chat.json')), json(fixture('ollama-chat.json')), json(fixture('ollama-chat.json')), json(fixture('ollama-chat.json')));
+    const res = await fresh.chat(ask({ thinking: { type: 'enabled', budget_tokens: 1024 }, temperature: 0 }), callOptions());
+    expect(res.choices[0]?.message.content).toBe('The capital of France is Paris.');
+    expect(bodies()[0]?.think).toBe(true);
+    expect(bodies()[1]).not.toHaveProperty('think');
+    expect({ ...bodies()[0], think: undefined }).toEqual({ ...bodies()[1], think: undefined });
+
+    await fresh.chat(ask({ reasoning_effort: 'low' }), callOptions());
+    expect(bodies()[2]).not.toHaveProperty('think');
+    await fresh.chat(ask({ thinking: { type: 'disabled' } }), callOptions());
+    expect(bodies()[3]?.think).toBe(false);
+    // Another model on the same Ollama is still asked to think.
+    await fresh.chat(ask({ model: 'qwen3', thinking: { type: 'enabled', budget_tokens: 1024 } }), callOptions());
+    expect(bodies()[4]?.think).toBe(true);
+    expect(upstream.requests).toHaveLength(5);
+  });
+
+  it('does the same for a stream, whose refusal comes before any line', async () => {
+    upstream.reply(refusal(), ndjson(fixture('ollama-chat.ndjson')), ndjson(fixture('ollama-chat.ndjson')));
+    const chunks = await collect(await fresh.streamChat(ask({ stream: true, reasoning_effort: 'high' }), callOptions()));
+    expect(text(chunks)).toBe('The capital of France is Paris — «é».');
+    expect(bodies().map((b) => b.think)).toEqual([true, undefined]);
+    await collect(await fresh.streamChat(ask({ stream: true, reasoning_effort: 'high' }), callOptions()));
+    expect(bodies().map((b) => b.think)).toEqual([true, undefined, undefined]);
+  });
+
+  it('passes any other 400 on, asking only once', async () => {
+    upstream.reply(json(fixtureJson<Record<string, { error: string }>>('ollama-errors.json')['400'], 400));
+    const err = await failure(fresh.chat(ask({ thinking: { type: 'enabled', budget_tokens: 1024 } }), callOptions()));
+    expect(err).toMatchObject({ kind: 'bad_request', status: 400 });
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('passes the refusal on when no think was sent (nothing to drop)', async () => {
+    upstream.reply(refusal());
+    const err = await failure(fresh.chat(ask(), callOptions()));
+    expect(err).toMatchObject({ kind: 'bad_request', status: 400 });
+    expect(upstream.requests).toHaveLength(1);
   });
 });

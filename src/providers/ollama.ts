@@ -23,7 +23,7 @@ import type { ProviderConfig } from '../config/schema.js';
 import { chatWithChoices } from './choice-fan-out.js';
 import { parseDataUrl } from './data-url.js';
 import { UpstreamError, kindForStatus, type UpstreamErrorKind } from './errors.js';
-import { UpstreamHttp, type StreamBody } from './http.js';
+import { UpstreamHttp, upstreamErrorMessage, type StreamBody } from './http.js';
 import { primeStream } from './stream-priming.js';
 import { ndjsonLines } from './stream-parsers.js';
 import { asChatRequest, refuseRawParameters } from './text-completion.js';
@@ -31,6 +31,14 @@ import type { CallOptions, ProviderAdapter } from './types.js';
 
 export const OLLAMA_DEFAULT_BASE_URL = 'http://127.0.0.1:11434';
 const READY_TIMEOUT_MS = 1000;
+/** Models remembered as unable to think, per provider; the oldest is forgotten beyond it. */
+const NO_THINKING_MODELS_MAX = 256;
+/**
+ * Ollama's refusal of `think` for a model without the thinking capability: 400 with the model name
+ * quoted by Go's %q (server/routes.go, ChatHandler and GenerateHandler:
+ * `fmt.Sprintf("%q does not support thinking", req.Model)`).
+ */
+const NO_THINKING = /^".*" does not support thinking$/;
 
 const chatLineSchema = z.object({
   model: z.string().optional(),
@@ -123,6 +131,8 @@ export class OllamaProvider implements ProviderAdapter {
   private readonly keepAlive: string | number | undefined;
   /** Runtime options (num_ctx, num_gpu, …) sent under the request's own sampling options. */
   private readonly modelOptions: Record<string, unknown>;
+  /** Models this Ollama refused `think` for (insertion order: the oldest is forgotten first). */
+  private readonly noThinking = new Map<string, true>();
   /**
    * How a legacy text completion (`POST /v1/completions`) reaches Ollama: `native` (default), its raw
    * prompt to /api/generate; `chat`, as one user message to /api/chat (`options.completions`).
@@ -161,7 +171,7 @@ export class OllamaProvider implements ProviderAdapter {
       const res = await this.http.stream('POST', '/api/generate', this.generateBody(req, t, true), opts);
       return primeStream(this.generateChunks(res.body, req.model));
     }
-    const res = await this.http.stream('POST', '/api/chat', this.requestBody(req, true), opts);
+    const res = await this.withoutThinkingIfRefused(req, true, (body) => this.http.stream('POST', '/api/chat', body, opts));
     return primeStream(this.chunks(res.body, req.model));
   }
 
@@ -307,7 +317,7 @@ export class OllamaProvider implements ProviderAdapter {
   }
 
   private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
-    const res = await this.http.json<unknown>('POST', '/api/chat', this.requestBody(req, false), opts);
+    const res = await this.withoutThinkingIfRefused(req, false, (body) => this.http.json<unknown>('POST', '/api/chat', body, opts));
     const parsed = chatLineSchema.safeParse(res.body);
     if (!parsed.success) throw this.error('malformed', 'answered a chat body of an unexpected shape', res.status);
     const line = parsed.data;
@@ -408,9 +418,39 @@ export class OllamaProvider implements ProviderAdapter {
     const options = this.sampling(req);
     if (Object.keys(options).length > 0) body.options = options;
     const think = ollamaThink(req);
-    if (think !== undefined) body.think = think;
+    // A model known not to think is asked without `think` on; off is harmless and stays.
+    if (think !== undefined && (think === false || !this.noThinking.has(req.model))) body.think = think;
     if (this.keepAlive !== undefined) body.keep_alive = this.keepAlive;
     return body;
+  }
+
+  /**
+   * Sends a chat body; when Ollama refuses its `think` because the model cannot think (400 "\"llama3.2\"
+   * does not support thinking", before any answer, streamed or not), sends it once more without
+   * `think` and remembers the model, so its later requests leave `think` off. Thinking is a wish, not
+   * a requirement: Anthropic clients such as Claude Code ask for it whatever the model, and Ollama's
+   * own Anthropic endpoint relaxes it the same way (server/routes.go ChatHandler: "Set think to nil
+   * when being used with Anthropic API to connect to tools like claude code").
+   */
+  private async withoutThinkingIfRefused<T>(req: ChatRequest, stream: boolean, send: (body: Record<string, unknown>) => Promise<T>): Promise<T> {
+    const body = this.requestBody(req, stream);
+    try {
+      return await send(body);
+    } catch (err) {
+      if (body.think === undefined || body.think === false || !refusesThinking(err)) throw err;
+      this.rememberNoThinking(req.model);
+      delete body.think;
+      return send(body);
+    }
+  }
+
+  private rememberNoThinking(model: string): void {
+    this.noThinking.delete(model);
+    this.noThinking.set(model, true);
+    for (const oldest of this.noThinking.keys()) {
+      if (this.noThinking.size <= NO_THINKING_MODELS_MAX) break;
+      this.noThinking.delete(oldest);
+    }
   }
 
   /**
@@ -481,6 +521,12 @@ export class OllamaProvider implements ProviderAdapter {
   private error(kind: UpstreamErrorKind, message: string, status = 0, retryable?: boolean, cause?: unknown): UpstreamError {
     return new UpstreamError({ provider: this.name, kind, message: `${this.name} ${message}`, status, retryable, cause });
   }
+}
+
+/** Ollama's 400 for `think` sent to a model without the thinking capability. */
+function refusesThinking(err: unknown): boolean {
+  if (!(err instanceof UpstreamError) || err.status !== 400) return false;
+  return NO_THINKING.test(upstreamErrorMessage(err.body) ?? '');
 }
 
 /** Ollama gives arguments as objects and no ids; the canonical model wants JSON strings and ids. */
