@@ -3,7 +3,7 @@
 // that says [DONE] before its answer finished, a 200 whose body is an error, fewer choices than `n`.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
-import { fixture, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
+import { fixture, rejection, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
 import { UpstreamError } from './errors.js';
 import { createOpenAIProvider, type OpenAIProvider } from './openai.js';
 import type { CallOptions } from './types.js';
@@ -80,5 +80,53 @@ describe('openai adapter: a stream that ends before its answer finished', () => 
     expect(seen.length).toBeGreaterThan(0);
     expect(server.requests[0]?.path).toBe('/v1/completions');
     expect(err).toMatchObject({ kind: 'stream_interrupted', retryable: false });
+  });
+});
+
+describe('openai adapter: a 200 whose body is an error (LM Studio)', () => {
+  // LM Studio answers a path it does not serve (a base_url without /v1) with 200, content-type
+  // application/json and this body (lmstudio-bug-tracker#618).
+  const lms = (path: string) => fixture('lmstudio-error-200-unexpected-endpoint.json').then((b) => b.replace('/chat/completions', path));
+  const json = { 'content-type': 'application/json; charset=utf-8', 'x-powered-by': 'Express' };
+
+  it('chat: raised with the server’s words as a missing route (not_found: not retried, the next deployment tried), not as malformed', async () => {
+    server.reply({ headers: json, body: await lms('/chat/completions') });
+    const err = (await rejection(provider.chat(req, opts()))) as UpstreamError;
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect(err).toMatchObject({ kind: 'not_found', retryable: false, provider: 'llama' });
+    expect(err.message).toContain('Unexpected endpoint or method. (POST /chat/completions)');
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('stream: the same JSON body instead of events is raised before any chunk, with the server’s words', async () => {
+    server.reply({ headers: json, body: await lms('/chat/completions') });
+    const err = (await rejection(provider.streamChat({ ...req, stream: true }, opts()))) as UpstreamError;
+    expect(err).toMatchObject({ kind: 'not_found', retryable: false });
+    expect(err.message).toContain('Unexpected endpoint or method');
+  });
+
+  it('legacy /completions (JSON and stream) and embeddings: the same', async () => {
+    const prompt = 'Once upon a time';
+    const text: ChatRequest = { ...req, messages: [{ role: 'user', content: prompt }], text_completion: { prompt } };
+    server.reply({ headers: json, body: await lms('/completions') });
+    expect(await rejection(provider.chat(text, opts()))).toMatchObject({ kind: 'not_found', message: expect.stringContaining('(POST /completions)') });
+    expect(await rejection(provider.streamChat({ ...text, stream: true }, opts()))).toMatchObject({ kind: 'not_found' });
+    server.reply({ headers: json, body: await lms('/embeddings') });
+    expect(await rejection(provider.embed({ model: 'emb', input: 'hi' }, opts()))).toMatchObject({ kind: 'not_found', message: expect.stringContaining('(POST /embeddings)') });
+  });
+
+  it('an {error: {message, type}} object with a 200 is classified as that body with a non-2xx would be', async () => {
+    server.reply({ headers: json, body: JSON.stringify({ error: { message: 'This model’s maximum context length is 4096 tokens.', type: 'invalid_request_error', code: 'context_length_exceeded' } }) });
+    expect(await rejection(provider.chat(req, opts()))).toMatchObject({ kind: 'context_length', status: 400, retryable: false });
+    server.reply({ headers: json, body: JSON.stringify({ error: { message: 'Invalid value for temperature', type: 'invalid_request_error' } }) });
+    expect(await rejection(provider.chat(req, opts()))).toMatchObject({ kind: 'bad_request', retryable: false, message: expect.stringContaining('Invalid value for temperature') });
+    // One that names no status is a server failure, retryable as a 500 is.
+    server.reply({ headers: json, body: JSON.stringify({ error: 'model crashed' }) });
+    expect(await rejection(provider.chat(req, opts()))).toMatchObject({ kind: 'server', retryable: true, message: expect.stringContaining('model crashed') });
+  });
+
+  it('a body with choices beside an error member is an answer, not an error', async () => {
+    server.reply({ headers: json, body: JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'qwen', error: null, choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }] }) });
+    expect((await provider.chat(req, opts())).choices[0]?.message.content).toBe('ok');
   });
 });

@@ -7,8 +7,8 @@ import { z } from 'zod';
 import { promptCacheDetails, requestedMaxTokens, withoutCacheControl, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type CompletionTokensDetails, type FinishReason, type TextCompletion, type TokenLogprob, type Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
-import { UpstreamError, kindForStatus } from './errors.js';
-import { UpstreamHttp, upstreamErrorMessage, type StreamBody } from './http.js';
+import { UpstreamError, first, kindForStatus } from './errors.js';
+import { UpstreamHttp, upstreamErrorMessage, type StreamBody, type UpstreamResponse } from './http.js';
 import { sseEvents } from './stream-parsers.js';
 import { asChatRequest, readTextLogprobs } from './text-completion.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
@@ -417,6 +417,8 @@ export class OpenAIProvider implements ProviderAdapter {
     const res = await this.http.json<unknown>('POST', '/chat/completions', this.buildBody(req, false), opts);
     let c = plainCompletion(res.body);
     if (!c) {
+      const refused = this.errorAnswer(res.body, 'choices');
+      if (refused) throw refused;
       const parsed = completionSchema.safeParse(res.body);
       if (!parsed.success) throw this.malformed('a chat completion', parsed.error, res.body);
       c = parsed.data;
@@ -449,16 +451,18 @@ export class OpenAIProvider implements ProviderAdapter {
     const t = req.text_completion;
     if (t && this.completesRawText(req.model)) {
       const res = await this.http.stream('POST', '/completions', this.buildCompletionBody(req, t, true), opts, { accept: 'text/event-stream' });
-      return this.textChunks(res.body, req, t);
+      return this.textChunks(await this.eventBody(res), req, t);
     }
     if (t) req = asChatRequest(this.name, req);
     const res = await this.http.stream('POST', '/chat/completions', this.buildBody(req, true), opts, { accept: 'text/event-stream' });
-    return this.chunks(res.body, req);
+    return this.chunks(await this.eventBody(res), req);
   }
 
   /** A text completion at `/completions`, answered in the canonical shape (the text as the message's content). */
   private async completeText(req: ChatRequest, t: TextCompletion, opts: CallOptions): Promise<ChatResult> {
     const res = await this.http.json<unknown>('POST', '/completions', this.buildCompletionBody(req, t, false), opts);
+    const refused = this.errorAnswer(res.body, 'choices');
+    if (refused) throw refused;
     const parsed = textCompletionSchema.safeParse(res.body);
     if (!parsed.success) throw this.malformed('a text completion', parsed.error, res.body);
     const c = parsed.data;
@@ -654,6 +658,8 @@ export class OpenAIProvider implements ProviderAdapter {
     const body: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(req)) if (value !== undefined) body[key] = value;
     const res = await this.http.json<unknown>('POST', '/embeddings', body, opts);
+    const refused = this.errorAnswer(res.body, 'data');
+    if (refused) throw refused;
     const parsed = embeddingSchema.safeParse(res.body);
     if (!parsed.success) throw this.malformed('an embeddings response', parsed.error, res.body);
     const e = parsed.data;
@@ -668,6 +674,8 @@ export class OpenAIProvider implements ProviderAdapter {
 
   async listModels(opts: CallOptions): Promise<string[]> {
     const res = await this.http.json<unknown>('GET', '/models', undefined, opts);
+    const refused = this.errorAnswer(res.body, 'data');
+    if (refused) throw refused;
     const parsed = modelListSchema.safeParse(res.body);
     if (!parsed.success) throw this.malformed('a model list', parsed.error, res.body);
     return parsed.data.data.map((m) => m.id);
@@ -699,15 +707,66 @@ export class OpenAIProvider implements ProviderAdapter {
   }
 
   private streamError(body: unknown, produced: boolean): UpstreamError {
+    return this.errorInBody(body, 'stream error', produced);
+  }
+
+  /**
+   * An error a server answered with HTTP 200: a body whose top-level `error` is set and that has no
+   * `answer` member (`choices`, or an embeddings or model list's `data`) — LM Studio answers a route
+   * it does not serve so (`{"error": "Unexpected endpoint or method. (POST /chat/completions)"}`,
+   * lmstudio-bug-tracker#618). Raised with the server's message and classified as that body would be
+   * with the status it implies (errorInBody), not as an answer we could not read (`malformed`, retried).
+   */
+  private errorAnswer(body: unknown, answer: 'choices' | 'data'): UpstreamError | undefined {
+    if (!isRecord(body) || body.error == null || body[answer] !== undefined) return undefined;
+    return this.errorInBody(body, 'answered 200 with an error');
+  }
+
+  /**
+   * A stream request answered with a JSON body instead of events (`content-type: application/json`):
+   * read whole; an error body is raised as errorAnswer raises it (before any chunk, so a retry stays
+   * possible where its kind allows one), anything else is read as events as before.
+   */
+  private async eventBody(res: UpstreamResponse<StreamBody>): Promise<StreamBody> {
+    if (!/^\s*application\/(?:[\w.+-]+\+)?json\b/i.test(first(res.headers['content-type']) ?? '')) return res.body;
+    const parts: Uint8Array[] = [];
+    try {
+      for await (const part of res.body) parts.push(part);
+    } finally {
+      res.body.destroy();
+    }
+    const text = Buffer.concat(parts);
+    let json: unknown;
+    try {
+      json = JSON.parse(text.toString('utf8'));
+    } catch {
+      // not JSON after all: read as events below
+    }
+    const refused = this.errorAnswer(json, 'choices');
+    if (refused) throw refused;
+    return {
+      async *[Symbol.asyncIterator]() {
+        yield text;
+      },
+      destroy: () => undefined,
+    };
+  }
+
+  /**
+   * An `{"error": …}` body that came with a 200 (a stream's error event, an error answer): classified
+   * by kindForStatus with the status it implies — its numeric `code` when that is an HTTP status,
+   * else one its `type`/`code` (or a route-not-found message) names, else 500.
+   */
+  private errorInBody(body: unknown, what: string, produced = false): UpstreamError {
     const err = (body as { error: unknown }).error;
     const message = upstreamErrorMessage(body) ?? 'unknown error';
     const code = err && typeof err === 'object' ? (err as { code?: unknown; type?: unknown }) : {};
-    const status = typeof code.code === 'number' ? code.code : statusForErrorType(`${String(code.type ?? '')} ${String(code.code ?? '')}`);
+    const status = typeof code.code === 'number' && code.code >= 400 && code.code < 600 ? code.code : statusForErrorType(`${String(code.type ?? '')} ${String(code.code ?? '')}`, message);
     return new UpstreamError({
       provider: this.name,
       kind: kindForStatus(status, message, body),
       status,
-      message: `${this.name} stream error: ${message}`,
+      message: `${this.name} ${what}: ${message}`,
       body,
       // Retrying is only safe while nothing has reached the client.
       ...(produced ? { retryable: false } : {}),
@@ -794,13 +853,15 @@ function estimateUsage(req: ChatRequest, outputs: readonly string[]): Usage {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-/** The status an error `type`/`code` pair implies when it arrives inside a 200 stream. */
-function statusForErrorType(type: string): number {
+/** The status an error `type`/`code` pair (or its message) implies when it arrives inside a 200 body or stream. */
+function statusForErrorType(type: string, message: string): number {
   // An exhausted account (OpenAI's insufficient_quota, as code or type) is what its HTTP 429 is; kindForStatus tells it from a rate limit.
   if (/\binsufficient_quota\b|rate.?limit/i.test(type)) return 429;
   if (/invalid_request|context_length/i.test(type)) return 400;
   if (/auth/i.test(type)) return 401;
   if (/overloaded|unavailable/i.test(type)) return 503;
+  // LM Studio's answer to a path it does not serve (a base_url without /v1): what a 404 says.
+  if (/^unexpected endpoint or method\b/i.test(message)) return 404;
   return 500;
 }
 
