@@ -12,7 +12,7 @@ const withLogprobs: ChatResult = {
   choices: [
     {
       index: 0,
-      message: { role: 'assistant', content: 'Hello brave new world' },
+      message: { role: 'assistant', content: 'Hello brave new world', refusal: null },
       finish_reason: 'stop',
       logprobs: { content: [tok('Hello', -0.1), tok(' brave', -0.2), tok(' new', -0.3), tok(' world', -0.4)] },
     },
@@ -33,10 +33,10 @@ describe('result <-> chunks', () => {
   });
 
   it('a result without log-probabilities folds back to logprobs null', () => {
-    const plain: ChatResult = { ...withLogprobs, choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'length', logprobs: null }] };
+    const plain: ChatResult = { ...withLogprobs, choices: [{ index: 0, message: { role: 'assistant', content: 'hi', refusal: null }, finish_reason: 'length', logprobs: null }] };
     const chunks = resultToChunks(plain);
     expect(chunks.every((c) => c.choices.every((ch) => ch.logprobs === undefined))).toBe(true);
-    expect(foldChunks(chunks).choices[0]).toEqual({ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'length', logprobs: null });
+    expect(foldChunks(chunks).choices[0]).toEqual({ index: 0, message: { role: 'assistant', content: 'hi', refusal: null }, finish_reason: 'length', logprobs: null });
   });
 
   it('keeps a tool-call answer content null and joins argument deltas', () => {
@@ -45,6 +45,6 @@ describe('result <-> chunks', () => {
       { id: 'x', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a"' } }] }, finish_reason: null }] },
       { id: 'x', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: ':1}' } }] }, finish_reason: 'tool_calls' }] },
     ]);
-    expect(result.choices[0]?.message).toEqual({ role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }] });
+    expect(result.choices[0]?.message).toEqual({ role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }], refusal: null });
   });
 });

@@ -142,7 +142,8 @@ class ChunkFolder {
           // A tool-call answer reports null content (its opening role chunk carried "").
           content: acc.hasContent || (acc.calls.size === 0 && acc.refusal === undefined && acc.audio === undefined) ? acc.content : null,
           ...(acc.calls.size ? { tool_calls: [...acc.calls.entries()].sort((a, b) => a[0] - b[0]).map(([, c]) => c) } : {}),
-          ...(acc.refusal !== undefined ? { refusal: acc.refusal } : {}),
+          // Always present, as on OpenAI's answers (null without one): the OpenAI route need not copy the answer to add it.
+          refusal: acc.refusal ?? null,
           ...(acc.audio ? { audio: acc.audio } : {}),
           ...(acc.annotations ? { annotations: acc.annotations } : {}),
           ...(acc.reasoning !== undefined ? { reasoning_content: acc.reasoning } : {}),
