@@ -162,9 +162,12 @@ describe('/v1/completions to providers that take it through chat', () => {
     expect([streamed.status, streamed.json.error.code, streamed.json.error.param]).toEqual([400, 'invalid_value', 'best_of']);
     const below = await post({ model: 'coder', prompt: 'x', best_of: 2, n: 3 });
     expect([below.status, below.json.error.code, below.json.error.param]).toEqual([400, 'invalid_value', 'best_of']);
+    const before = upstream.requests.length;
     const ok = await post({ model: 'coder', prompt: 'x', best_of: 3, n: 2 });
     expect(ok.status).toBe(200);
-    expect(upstream.requests.at(-1)?.body).toMatchObject({ best_of: 3, n: 2 });
+    // The stand-in answers one choice whatever n says: the adapter asks for the second with n: 1.
+    expect(upstream.requests[before]?.body).toMatchObject({ best_of: 3, n: 2 });
+    expect(ok.json.choices).toHaveLength(2);
   });
 });
 

@@ -103,7 +103,9 @@ describe('llama-server through the gateway', () => {
     const r = await post('/v1/chat/completions', { model: 'qwen-pair', n: 2, messages: [{ role: 'user', content: 'two ideas please' }] });
     expect(r.status).toBe(200);
     expect(llamaCalls).toHaveLength(1);
-    expect(bigCalls).toBe(1);
+    // The other deployment's stand-in answers one choice whatever n says: the adapter asks it for the second with n: 1.
+    expect(bigCalls).toBe(2);
+    expect((r.json as { choices: unknown[] }).choices).toHaveLength(2);
   });
 
   it('a 400 exceed_context_size_error moves the request to the group’s context_window_fallbacks', async () => {

@@ -36,6 +36,8 @@ async function standIn(handler: Handler): Promise<StandIn> {
 
 let llama: StandIn;
 let lmstudio: StandIn;
+let ollama: StandIn;
+let llamaN: StandIn;
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
 let client: OpenAI;
 const bytes: Record<string, string> = {};
@@ -49,15 +51,38 @@ beforeAll(async () => {
   lmstudio = await standIn((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'x-powered-by': 'Express' }).end(bytes['lmstudio-error-200-unexpected-endpoint.json']?.replace('/chat/completions', req.url ?? ''));
   });
+  // Ollama's /v1 reads the body into a struct with `max_tokens` and no `n` or `max_completion_tokens`.
+  ollama = await standIn((req, res, body) => {
+    const words = Array.from({ length: 400 }, (_, i) => `w${i}`);
+    const out = words.slice(0, typeof body.max_tokens === 'number' ? body.max_tokens : words.length);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(
+      JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'llama3.2', system_fingerprint: 'fp_ollama', choices: [{ index: 0, message: { role: 'assistant', content: out.join(' ') }, finish_reason: out.length < words.length ? 'length' : 'stop' }], usage: { prompt_tokens: 10, completion_tokens: out.length, total_tokens: 10 + out.length } }),
+    );
+  });
+  // llama-server refuses n != 1 with a 500.
+  const refusal = await fixture('llamaserver-error-500-n.json');
+  llamaN = await standIn((req, res, body) => {
+    if ((body.n ?? 1) !== 1) return void res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' }).end(refusal);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(
+      JSON.stringify({ id: 'chatcmpl-ok', object: 'chat.completion', created: 1, model: 'qwen', choices: [{ index: 0, message: { role: 'assistant', content: `seed ${String(body.seed)}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } }),
+    );
+  });
   gateway = await startTestGateway({
     config: {
       providers: {
         llama: { type: 'openai', base_url: `${llama.url}/v1` },
         lmstudio: { type: 'openai', base_url: lmstudio.url }, // the usual mistake: no /v1
+        // Ollama's /v1 on another port than its own 11434, so only the options say what it is.
+        ollama_v1: { type: 'openai', base_url: `${ollama.url}/v1` },
+        ollama_v1_fixed: { type: 'openai', base_url: `${ollama.url}/v1`, options: { max_tokens_field: 'max_tokens' } },
+        llama_fan: { type: 'openai', base_url: `${llamaN.url}/v1`, options: { choices: 'fan_out' } },
       },
       models: [
         { name: 'qwen', deployments: [{ provider: 'llama', model: 'qwen' }] },
         { name: 'gemma', deployments: [{ provider: 'lmstudio', model: 'google/gemma-3-4b' }] },
+        { name: 'llama3.2', deployments: [{ provider: 'ollama_v1', model: 'llama3.2' }] },
+        { name: 'llama3.2-fixed', deployments: [{ provider: 'ollama_v1_fixed', model: 'llama3.2' }] },
+        { name: 'qwen-fan', deployments: [{ provider: 'llama_fan', model: 'qwen' }] },
       ],
     },
   });
@@ -65,10 +90,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await gateway?.close();
-  for (const s of [llama, lmstudio]) await new Promise<void>((resolve) => s.server.close(() => resolve()));
+  for (const s of [llama, lmstudio, ollama, llamaN]) await new Promise<void>((resolve) => s.server.close(() => resolve()));
 });
 beforeEach(() => {
-  for (const s of [llama, lmstudio]) s.calls.length = 0;
+  for (const s of [llama, lmstudio, ollama, llamaN]) s.calls.length = 0;
 });
 
 describe('a stream ended with [DONE] before the answer finished (older llama-server, a proxy)', () => {
@@ -109,5 +134,32 @@ describe('LM Studio’s 200 {"error": …} (a base_url without /v1)', () => {
     const err = await client.chat.completions.create({ model: 'gemma', stream: true, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 502, message: expect.stringContaining('Unexpected endpoint or method') });
     expect(lmstudio.calls).toHaveLength(1);
+  });
+});
+
+describe('n > 1 to a server that ignores n (Ollama’s /v1) or refuses it (llama-server)', () => {
+  it('Ollama’s /v1 answering one choice: the client still gets the n choices it asked for', async () => {
+    const r = await client.chat.completions.create({ model: 'llama3.2', n: 3, messages: [{ role: 'user', content: 'three ideas' }] });
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    expect(ollama.calls.map((c) => c.body.n)).toEqual([3, 1, 1]);
+    for (const c of ollama.calls) checkSpec('CreateChatCompletionRequest', c.body);
+  });
+
+  it('llama-server with options.choices: fan_out: n single-choice calls, never the n it refuses', async () => {
+    const r = await client.chat.completions.create({ model: 'qwen-fan', n: 2, seed: 5, messages: [{ role: 'user', content: 'two ideas' }] });
+    expect(r.choices.map((c) => c.message.content).sort()).toEqual(['seed 5', 'seed 6']);
+    expect(llamaN.calls.map((c) => c.body.n)).toEqual([1, 1]);
+    expect(r.usage).toMatchObject({ prompt_tokens: 6, completion_tokens: 4 });
+  });
+});
+
+describe('Ollama’s /v1 reads only max_tokens', () => {
+  it('with options.max_tokens_field: max_tokens a client’s max_completion_tokens bounds the answer', async () => {
+    const r = await client.chat.completions.create({ model: 'llama3.2-fixed', max_completion_tokens: 16, messages: [{ role: 'user', content: 'write a long story' }] });
+    expect(ollama.calls[0]?.body).toMatchObject({ max_tokens: 16 });
+    expect(ollama.calls[0]?.body.max_completion_tokens).toBeUndefined();
+    checkSpec('CreateChatCompletionRequest', ollama.calls[0]?.body);
+    expect(r.usage?.completion_tokens).toBe(16);
+    expect(r.choices[0]?.finish_reason).toBe('length');
   });
 });

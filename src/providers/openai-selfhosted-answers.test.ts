@@ -5,8 +5,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatChunk, ChatRequest } from '../canonical/chat.js';
 import { fixture, rejection, startFixtureServer, type FixtureServer } from './__fixtures__/fixture-server.js';
 import { UpstreamError } from './errors.js';
-import { createOpenAIProvider, type OpenAIProvider } from './openai.js';
+import { createOpenAIProvider, isOllamaV1, type OpenAIProvider } from './openai.js';
 import type { CallOptions } from './types.js';
+import { specForTests } from './__fixtures__/openai-spec.js';
+
+const spec = specForTests('openai-selfhosted-answers.test');
 
 let server: FixtureServer;
 let provider: OpenAIProvider;
@@ -128,5 +131,96 @@ describe('openai adapter: a 200 whose body is an error (LM Studio)', () => {
   it('a body with choices beside an error member is an answer, not an error', async () => {
     server.reply({ headers: json, body: JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'qwen', error: null, choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }] }) });
     expect((await provider.chat(req, opts())).choices[0]?.message.content).toBe('ok');
+  });
+});
+
+describe('openai adapter: n > 1 to a server that answers fewer choices, or refuses n', () => {
+  // Ollama's /v1 reads no `n` and always builds one choice.
+  const oneChoice = (content: string) =>
+    JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'llama3.2', system_fingerprint: 'fp_ollama', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 } });
+  const sentBodies = () => server.requests.map((r) => JSON.parse(r.body) as Record<string, unknown>);
+
+  it('native (the default): an answer with one choice for n = 3 is completed by single-choice calls — 3 choices, usage summed, seeds apart', async () => {
+    let i = 0;
+    server.reply(() => ({ body: oneChoice(`idea ${i++}`) }));
+    const result = await provider.chat({ ...req, n: 3, seed: 7 }, opts());
+    expect(result.choices.map((c) => [c.index, c.message.content])).toEqual([
+      [0, 'idea 0'],
+      [1, 'idea 1'],
+      [2, 'idea 2'],
+    ]);
+    expect(result.usage).toMatchObject({ prompt_tokens: 30, completion_tokens: 6, total_tokens: 36 });
+    const bodies = sentBodies();
+    expect(bodies.map((b) => [b.n, b.seed])).toEqual([
+      [3, 7],
+      [1, 8],
+      [1, 9],
+    ]);
+    for (const b of bodies) if (spec) expect(spec.errors('CreateChatCompletionRequest', b)).toEqual([]);
+  });
+
+  it('native: a server that answers all n choices is called once', async () => {
+    const two = JSON.parse(oneChoice('a')) as { choices: object[] };
+    two.choices.push({ index: 1, message: { role: 'assistant', content: 'b' }, finish_reason: 'stop' });
+    server.reply({ body: JSON.stringify(two) });
+    const result = await provider.chat({ ...req, n: 2 }, opts());
+    expect(result.choices.map((c) => c.message.content)).toEqual(['a', 'b']);
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('options.choices: fan_out sends n single-choice calls (llama-server refuses n != 1 with a 500) and refuses a stream with n > 1', async () => {
+    const refusal = await fixture('llamaserver-error-500-n.json');
+    const fan = createOpenAIProvider('llama-fan', { type: 'openai', base_url: `${server.url}/v1`, options: { choices: 'fan_out' } });
+    try {
+      let i = 0;
+      server.reply((r) => ((JSON.parse(r.body) as { n?: number }).n ?? 1) !== 1 ? { status: 500, body: refusal } : { body: oneChoice(`idea ${i++}`) });
+      const result = await fan.chat({ ...req, n: 2 }, opts());
+      expect(result.choices.map((c) => c.index)).toEqual([0, 1]);
+      expect(new Set(result.choices.map((c) => c.message.content))).toEqual(new Set(['idea 0', 'idea 1']));
+      expect(sentBodies().map((b) => b.n)).toEqual([1, 1]);
+      const err = (await rejection(fan.streamChat({ ...req, n: 2, stream: true }, opts()))) as UpstreamError;
+      expect(err).toMatchObject({ kind: 'unsupported', retryable: false });
+      expect(server.requests).toHaveLength(2);
+      // n = 1 streams as ever.
+      server.reply({ headers: sse, body: await fixture('llamaserver-stream-usage-after-finish.chunks.txt') });
+      const { err: none } = await streamed(fan, { ...req, stream: true });
+      expect(none).toBeUndefined();
+    } finally {
+      await fan.close();
+    }
+  });
+
+  it('options.choices other than native or fan_out is refused at start-up', () => {
+    expect(() => createOpenAIProvider('x', { type: 'openai', base_url: `${server.url}/v1`, options: { choices: 'many' } })).toThrow(/options\.choices must be "native" or "fan_out"/);
+  });
+});
+
+describe('openai adapter: Ollama’s /v1 (it reads only max_tokens, and no n)', () => {
+  it('is told by its port 11434 and a /v1 path, nothing else', () => {
+    expect(isOllamaV1('http://127.0.0.1:11434/v1')).toBe(true);
+    expect(isOllamaV1('http://gpu-box:11434/v1/')).toBe(true);
+    expect(isOllamaV1('http://127.0.0.1:11434')).toBe(false); // the native API: type ollama
+    expect(isOllamaV1('http://127.0.0.1:1234/v1')).toBe(false); // LM Studio
+    expect(isOllamaV1('http://10.0.0.5:8000/v1')).toBe(false);
+  });
+
+  it('there, a client’s max_completion_tokens goes as max_tokens and n fans out, unless the options say otherwise', () => {
+    const ollama = createOpenAIProvider('ollama-v1', { type: 'openai', base_url: 'http://127.0.0.1:11434/v1' });
+    const limited: ChatRequest = { ...req, max_completion_tokens: 16, token_limit_field: 'max_completion_tokens' };
+    const body = ollama.buildBody(limited, false);
+    expect(body.max_tokens).toBe(16);
+    expect(body.max_completion_tokens).toBeUndefined();
+    expect(ollama.options.choices).toBe('fan_out');
+    const told = createOpenAIProvider('ollama-v1', { type: 'openai', base_url: 'http://127.0.0.1:11434/v1', options: { max_tokens_field: 'max_completion_tokens', choices: 'native' } });
+    expect(told.buildBody(limited, false).max_completion_tokens).toBe(16);
+    expect(told.options.choices).toBe('native');
+    // Elsewhere the client's own field, as before.
+    expect(provider.buildBody(limited, false)).toMatchObject({ max_completion_tokens: 16 });
+    void ollama.close();
+    void told.close();
+  });
+
+  it('options.max_tokens_field of another value is refused at start-up (it was ignored)', () => {
+    expect(() => createOpenAIProvider('x', { type: 'openai', options: { max_tokens_field: 'max_output_tokens' } })).toThrow(/max_tokens_field must be/);
   });
 });

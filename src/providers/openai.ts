@@ -10,6 +10,7 @@ import type { ProviderConfig } from '../config/schema.js';
 import { UpstreamError, first, kindForStatus } from './errors.js';
 import { UpstreamHttp, upstreamErrorMessage, type StreamBody, type UpstreamResponse } from './http.js';
 import { sseEvents } from './stream-parsers.js';
+import { chatWithChoices, withMissingChoices } from './choice-fan-out.js';
 import { asChatRequest, readTextLogprobs } from './text-completion.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
@@ -282,7 +283,8 @@ export interface OpenAIOptions {
   developer_as_system: boolean;
   /**
    * The field every token limit goes out in, whichever the client used: `options.max_tokens_field`,
-   * or `max_completion_tokens` for api.openai.com (its o-series and gpt-5 models reject `max_tokens`).
+   * or `max_completion_tokens` for api.openai.com (its o-series and gpt-5 models reject `max_tokens`),
+   * `max_tokens` for Ollama's /v1 (isOllamaV1: it drops `max_completion_tokens` unread).
    * Unset (any other host): the field the client used (`token_limit_field`: an Azure, OpenRouter or
    * LiteLLM endpoint in front of a reasoning model refuses `max_tokens`, and a server that knows only
    * `max_tokens` gets what its client sent), and `max_tokens` — what every compatible server reads —
@@ -296,24 +298,47 @@ export interface OpenAIOptions {
    * models exist at /chat/completions only).
    */
   completions?: 'native' | 'chat';
+  /**
+   * How `n > 1` reaches this server: `native`, as `n` in one call (an answer with fewer choices —
+   * a server that ignores `n` — is completed by single-choice calls); `fan_out`, as n single-choice
+   * calls from the start (a server that refuses `n`, as llama-server does), and a stream with
+   * `n > 1` is refused (`unsupported`). Unset: `fan_out` for Ollama's /v1 (isOllamaV1), else `native`.
+   */
+  choices?: 'native' | 'fan_out';
+}
+
+/**
+ * Ollama's OpenAI-compatible API by its address: port 11434 (Ollama's own; no other server of this
+ * kind uses it) and a path under /v1. It reads only `max_tokens` and ignores `n`.
+ */
+export function isOllamaV1(baseUrl: string): boolean {
+  const url = new URL(baseUrl);
+  return url.port === '11434' && /^\/v1(?:\/|$)/.test(url.pathname);
 }
 
 export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIProvider {
   const options = cfg.options ?? {};
   const official = new URL(cfg.base_url ?? DEFAULT_BASE_URL).hostname === 'api.openai.com';
+  const ollama = isOllamaV1(cfg.base_url ?? DEFAULT_BASE_URL);
   const completions = options.completions;
   if (completions !== undefined && completions !== 'native' && completions !== 'chat') {
     throw new Error(`provider ${name}: options.completions must be "native" or "chat", not ${JSON.stringify(completions)}`);
   }
+  const choices = options.choices ?? (ollama ? 'fan_out' : 'native');
+  if (choices !== 'native' && choices !== 'fan_out') {
+    throw new Error(`provider ${name}: options.choices must be "native" or "fan_out", not ${JSON.stringify(choices)}`);
+  }
+  const field = options.max_tokens_field;
+  if (field !== undefined && field !== 'max_tokens' && field !== 'max_completion_tokens') {
+    throw new Error(`provider ${name}: options.max_tokens_field must be "max_tokens" or "max_completion_tokens", not ${JSON.stringify(field)}`);
+  }
   return new OpenAIProvider(name, cfg, {
     ...(completions ? { completions } : {}),
+    choices,
     stream_include_usage: options.stream_include_usage !== false,
     developer_as_system: typeof options.developer_as_system === 'boolean' ? options.developer_as_system : !official,
-    ...(options.max_tokens_field === 'max_tokens' || options.max_tokens_field === 'max_completion_tokens'
-      ? { max_tokens_field: options.max_tokens_field }
-      : official
-        ? { max_tokens_field: 'max_completion_tokens' as const }
-        : {}),
+    // Ollama's /v1 reads only max_tokens: a client's max_completion_tokens would not bound the answer.
+    ...(field ? { max_tokens_field: field } : official ? { max_tokens_field: 'max_completion_tokens' as const } : ollama ? { max_tokens_field: 'max_tokens' as const } : {}),
   });
 }
 
@@ -411,6 +436,13 @@ export class OpenAIProvider implements ProviderAdapter {
   }
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    const once = (one: ChatRequest) => this.chatOnce(one, opts);
+    if (this.options.choices === 'fan_out') return chatWithChoices(req, once);
+    return withMissingChoices(req, await once(req), once);
+  }
+
+  /** One chat (or raw-text completion) call, `n` sent as the request has it. */
+  private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
     const t = req.text_completion;
     if (t && this.completesRawText(req.model)) return this.completeText(req, t, opts);
     if (t) req = asChatRequest(this.name, req);
@@ -448,6 +480,9 @@ export class OpenAIProvider implements ProviderAdapter {
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {
+    if (this.options.choices === 'fan_out' && (req.n ?? 1) > 1) {
+      throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name} cannot stream more than one choice (n > 1; options.choices: fan_out)` });
+    }
     const t = req.text_completion;
     if (t && this.completesRawText(req.model)) {
       const res = await this.http.stream('POST', '/completions', this.buildCompletionBody(req, t, true), opts, { accept: 'text/event-stream' });
