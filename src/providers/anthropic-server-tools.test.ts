@@ -47,7 +47,7 @@ describe('anthropic provider: server-tool blocks and citations', () => {
     expect(folded.choices[0]?.message.anthropic_content).toEqual(streamed);
     expect(folded.choices[0]?.message.content).toBe(message?.content);
     // A cache hit replayed and folded again keeps them.
-    expect(foldChunks(resultToChunks(json)).choices[0]?.message).toEqual(message);
+    expect(foldChunks(resultToChunks(json)).choices[0]?.message).toEqual({ ...message, refusal: null });
     expect(foldChunks(resultToChunks(folded)).choices[0]?.message.anthropic_content).toEqual(streamed);
   });
 

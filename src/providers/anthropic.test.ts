@@ -348,9 +348,9 @@ describe('anthropic provider: responses', () => {
       [{ index: 1, type: 'redacted_thinking', data: 'EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP' }],
     ]);
     const folded = foldChunks(chunks);
-    expect(folded.choices[0]?.message).toEqual(json.choices[0]?.message);
+    expect(folded.choices[0]?.message).toEqual({ ...json.choices[0]?.message, refusal: null });
     // Replayed (a cache hit streamed) and folded again, nothing is lost.
-    expect(foldChunks(resultToChunks(folded)).choices[0]?.message).toEqual(json.choices[0]?.message);
+    expect(foldChunks(resultToChunks(folded)).choices[0]?.message).toEqual({ ...json.choices[0]?.message, refusal: null });
   });
 
   it('maps every stop reason both ways', () => {

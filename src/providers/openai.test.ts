@@ -639,7 +639,7 @@ describe('openai provider: reasoning text of compatible servers (vLLM, DeepSeek)
     server.reply({ headers: sse, body: await fixture('openai-vllm-reasoning-stream.chunks.txt') });
     const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()));
     expect(chunks.map((c) => c.choices[0]?.delta.reasoning_content).filter(Boolean)).toEqual(['Compare the tenths: ', '1 < 8.']);
-    expect(foldChunks(chunks).choices[0]?.message).toEqual({ role: 'assistant', content: '9.8 is greater.', reasoning_content: 'Compare the tenths: 1 < 8.' });
+    expect(foldChunks(chunks).choices[0]?.message).toEqual({ role: 'assistant', content: '9.8 is greater.', refusal: null, reasoning_content: 'Compare the tenths: 1 < 8.' });
     const newer = (await fixture('openai-vllm-reasoning-stream.chunks.txt')).replaceAll('"reasoning_content"', '"reasoning"');
     server.reply({ headers: sse, body: newer });
     expect(foldChunks(await collect(await provider.streamChat({ ...baseReq, stream: true }, opts()))).choices[0]?.message.reasoning_content).toBe('Compare the tenths: 1 < 8.');
@@ -733,7 +733,7 @@ describe('openai provider: audio answers and annotations', () => {
     const chunks = await collect(await provider.streamChat({ ...baseReq, stream: true, modalities: ['text', 'audio'] }, opts()));
     expect(chunks.filter((c) => c.choices[0]?.delta.audio).length).toBe(3);
     const folded = foldChunks(chunks);
-    expect(folded.choices[0]?.message).toEqual({ role: 'assistant', content: null, audio: { id: 'audio_x', data: 'AAAABBBB', transcript: 'Hello', expires_at: 1900000000 } });
+    expect(folded.choices[0]?.message).toEqual({ role: 'assistant', content: null, refusal: null, audio: { id: 'audio_x', data: 'AAAABBBB', transcript: 'Hello', expires_at: 1900000000 } });
     // And a stored answer replayed as chunks carries it whole.
     expect(foldChunks(resultToChunks(folded)).choices[0]?.message).toEqual(folded.choices[0]?.message);
   });
