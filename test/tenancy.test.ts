@@ -11,7 +11,7 @@ import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
-import { countPromptTokens } from '../src/providers/tokens.js';
+import { countPromptTokens, countTextTokens } from '../src/providers/tokens.js';
 import { signWebhook, verifyWebhook } from '../src/server/webhooks/signature.js';
 import { startTestGateway } from './helpers/gateway.js';
 import { createKey, keySpend } from './helpers/http.js';
@@ -23,6 +23,9 @@ const MESSAGES = [{ role: 'user' as const, content: 'How much does this cost?' }
 // Input-priced only, so the estimate (real prompt token count) equals the actual cost: $0.10 a call.
 const PROMPT_TOKENS = countPromptTokens(MESSAGES);
 const PRICE_INPUT = (0.1 / PROMPT_TOKENS) * 1_000_000;
+// An embedding input priced at $0.25 a call (the simulator counts its tokens as the tokenizer does).
+const EMBED_INPUT = 'Embed this sentence for the budget test.';
+const EMBED_PRICE_INPUT = (0.25 / countTextTokens(EMBED_INPUT)) * 1_000_000;
 
 const services = { redis: await redisAvailable(), postgres: await postgresAvailable() };
 
@@ -79,6 +82,7 @@ for (const backend of backends) {
           models: [
             { name: 'metered', deployments: [{ provider: 'sim', model: 'metered', price: { input: PRICE_INPUT, output: 0 } }] },
             { name: 'other', deployments: [{ provider: 'sim', model: 'other' }] },
+            { name: 'embed-metered', deployments: [{ provider: 'sim', model: 'embed-metered', price: { input: EMBED_PRICE_INPUT, output: 0 } }] },
           ],
           budgets: { alert_thresholds: [0.5] },
           webhooks: { secret: WEBHOOK_SECRET, endpoints: [{ url: `http://127.0.0.1:${port}/hook`, events: ['budget.threshold_crossed'] }], initial_backoff_ms: 50 },
@@ -140,6 +144,26 @@ for (const backend of backends) {
       expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(61);
       expect(refused.headers['x-ratelimit-remaining']).toBe('0');
+    });
+
+    it('holds embeddings to the same request limits and budgets as chat', async () => {
+      const embed = (key: string) => call(gw.url, '/v1/embeddings', { key, body: { model: 'embed-metered', input: EMBED_INPUT } });
+      const { key } = await createKey(gw.url, ADMIN, { rpm: 2 });
+      const first = await embed(key);
+      expect([first.status, first.headers['x-ratelimit-limit'], first.headers['x-ratelimit-remaining']]).toEqual([200, '2', '1']);
+      expect((await embed(key)).status).toBe(200);
+      const refused = await embed(key);
+      expect([refused.status, refused.json.error.code]).toEqual([429, 'rate_limit_exceeded']);
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      // Chat and embeddings draw on one window: the key's RPM is spent for both.
+      expect((await chat(gw.url, key)).status).toBe(429);
+
+      // $0.25 a call against a $1 budget: four calls, then 402, and the spend says $1.00.
+      const budgeted = await createKey(gw.url, ADMIN, { budget_usd: 1, budget_period: 'day' });
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await embed(budgeted.key)).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 402]);
+      await expect.poll(async () => (await keySpend(gw.url, ADMIN, budgeted.id))?.cost_usd.toFixed(2), { timeout: 5_000, interval: 50 }).toBe('1.00');
     });
 
     it('lets at most 10 of 50 concurrent requests through a budget that fits 10, and the ledger agrees to the cent', async () => {

@@ -105,7 +105,8 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   // Admission (rate limits, budgets) comes first: before any cache lookup or routing.
   // Each stage spans its part of the request (`limits`, `cache`, `scaling`) when tracing records it.
   telemetry.metrics.declare('limits');
-  const stages: ChatStage[] = [tracedStage('limits', tenancy.admission)];
+  const admission = tracedStage('limits', tenancy.admission);
+  const stages: ChatStage[] = [admission];
 
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
@@ -153,7 +154,7 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
     providers = withEmbeddingBatching(providers, b.provider_types, { maxSize, flushTimeoutMs, maxConcurrency: b.max_concurrency });
   }
 
-  const gateway = await Gateway.create({ loaded, log, providers, stages, resources, attemptObserver: telemetry, redis, embedder });
+  const gateway = await Gateway.create({ loaded, log, providers, stages, resources, attemptObserver: telemetry, redis, embedder, admission });
   built.gateway = gateway;
   // Model and deployment labels take the catalog's names only (a client's passthrough name is `passthrough`).
   telemetry.metrics.useCatalog(gateway.catalog);

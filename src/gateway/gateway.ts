@@ -5,7 +5,9 @@ import type { RedisClient as Redis } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Embedder } from '../cache/embedders/types.js';
 import type { ChatRequest } from '../canonical/chat.js';
-import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
+import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
+import { countTextTokens } from '../providers/tokens.js';
+import { carryPromptTokens } from '../routing/prompt-tokens.js';
 import type { LoadedConfig } from '../config/load.js';
 import { costUsd } from '../providers/pricing.js';
 import { createProviders, providerContext } from '../providers/registry.js';
@@ -53,6 +55,11 @@ export interface GatewayOptions {
   embedder?: Embedder;
   /** Told about every upstream attempt (metrics). */
   attemptObserver?: AttemptObserver;
+  /**
+   * The admission stage (rate limits, budgets) of the chat stages, also run around embeddings: a
+   * tenant's limits and budgets cover every route that calls an upstream.
+   */
+  admission?: ChatStage;
 }
 
 export class Gateway {
@@ -72,6 +79,7 @@ export class Gateway {
     private readonly observer: AttemptObserver,
     /** Stored Responses API answers (`previous_response_id`, GET /v1/responses/{id}). */
     readonly responses: ResponseStore,
+    private readonly admission: ChatStage | undefined,
   ) {
     this.chat = composeStages(stages, router.handler);
   }
@@ -84,7 +92,7 @@ export class Gateway {
     const router = createRouter(catalog, log, loaded.config.routing, { redis: opts.redis, keyPrefix: loaded.config.redis.key_prefix, embedder: opts.embedder, observer });
     await router.start();
     const responses = opts.redis ? new RedisResponseStore(opts.redis, loaded.config.redis.key_prefix) : new MemoryResponseStore();
-    return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? [], observer, responses);
+    return new Gateway(loaded, log, providers, catalog, router, opts.stages ?? [], opts.resources ?? [], observer, responses, opts.admission);
   }
 
   /** Not an async function: the pipeline's promise is returned as it is, not wrapped in another. */
@@ -97,8 +105,23 @@ export class Gateway {
     }
   }
 
+  /**
+   * Embeddings, admitted as a chat request is — counted against the caller's request and token
+   * limits (the input's tokens; nothing is generated) and its budgets (reserved at the model's
+   * price, settled at the cost) — then sent to the model's deployments in order.
+   */
   async embed(ctx: RequestContext, req: EmbeddingRequest): Promise<EmbeddingResult> {
     ensureAllowed(ctx, req.model);
+    if (!this.admission) return this.routeEmbedding(ctx, req);
+    let result: EmbeddingResult | undefined;
+    await this.admission(ctx, embeddingAsChat(req), async () => {
+      result = await this.routeEmbedding(ctx, req);
+      return ADMITTED;
+    });
+    return result as EmbeddingResult;
+  }
+
+  private async routeEmbedding(ctx: RequestContext, req: EmbeddingRequest): Promise<EmbeddingResult> {
     const group = this.catalog.resolve(req.model);
     let lastError: unknown;
     for (const d of group.deployments) {
@@ -196,3 +219,15 @@ function ensureAllowed(ctx: RequestContext, model: string): void {
   }
 }
 
+/** What the admission stage sees of an embedding request: its input as the prompt, nothing to generate. */
+function embeddingAsChat(req: EmbeddingRequest): ChatRequest {
+  const texts = embeddingInputs(req.input);
+  const chat: ChatRequest = { model: req.model, messages: [{ role: 'user', content: texts ? texts.join('\n') : '' }], max_tokens: 0, ...(req.user ? { user: req.user } : {}) };
+  // The input's own size: text by the tokenizer, token ids by their count.
+  const tokens = texts ? texts.reduce((n, t) => n + countTextTokens(t), 0) : (req.input as number[] | number[][]).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : 1), 0);
+  carryPromptTokens(chat, tokens);
+  return chat;
+}
+
+/** The outcome the admission stage settles an embedding with (the usage and cost are in ctx.facts). */
+const ADMITTED: ChatOutcome = { kind: 'result', result: { id: 'embedding', object: 'chat.completion', created: 0, model: '', choices: [], usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } } };
