@@ -207,3 +207,100 @@ describe('openai provider: a text completion served through chat', () => {
     }
   });
 });
+
+describe('openai provider: a server without /completions', () => {
+  // What such servers answer at /completions: Groq (no such route), api.openai.com for a chat model,
+  // Azure OpenAI for a chat deployment.
+  const groq404 = JSON.stringify({ error: { message: 'Unknown request URL: POST /openai/v1/completions. Please check the URL for typos, or see the docs at https://console.groq.com/docs/', type: 'invalid_request_error', code: 'unknown_url' } });
+  const openAiChatModel404 = JSON.stringify({ error: { message: 'This is a chat model and not supported in the v1/completions endpoint. Did you mean to use v1/chat/completions?', type: 'invalid_request_error', param: 'model', code: null } });
+  const azure400 = JSON.stringify({ error: { code: 'OperationNotSupported', message: 'The completion operation does not work with the specified model, gpt-4o. Please choose different model and try again.' } });
+
+  /** A hosted chat API: `refusal` at /completions, the chat fixture at /chat/completions. */
+  async function chatApi(refusal: { status: number; body: string }, stream = false) {
+    const [json, chunks] = [await fixture('openai-chat.json'), await fixture('openai-chat-stream.chunks.txt')];
+    server.reply((r) => (r.path.endsWith('/chat/completions') ? (stream ? { headers: sse, body: chunks } : { body: json }) : refusal));
+  }
+  const paths = () => server.requests.map((r) => r.path);
+
+  for (const [name, refusal] of [
+    ['Groq\'s 404', { status: 404, body: groq404 }],
+    ['OpenAI\'s 404 for a chat model (through a proxy host)', { status: 404, body: openAiChatModel404 }],
+    ['Azure\'s 400 OperationNotSupported', { status: 400, body: azure400 }],
+  ] as const) {
+    it(`answers through chat after ${name}, and goes to chat at once for that model from then on`, async () => {
+      const hosted = createOpenAIProvider('hosted', { type: 'openai', base_url: `${server.url}/openai/v1` });
+      try {
+        await chatApi(refusal);
+        const first = await hosted.chat(textRequest('Say hello', { max_tokens: 5 }), opts());
+        expect(paths()).toEqual(['/openai/v1/completions', '/openai/v1/chat/completions']);
+        expect(lastBody()).toEqual({ model: 'Qwen/Qwen2.5-Coder-1.5B', messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 5 });
+        expect(first.choices[0]?.message.content).toBeTruthy();
+        expect(hosted.completesRawText('Qwen/Qwen2.5-Coder-1.5B')).toBe(false);
+        expect(hosted.completesRawText('another-model')).toBe(true);
+        server.requests.length = 0;
+        await hosted.chat(textRequest('Say hello again'), opts());
+        expect(paths()).toEqual(['/openai/v1/chat/completions']);
+      } finally {
+        await hosted.close();
+      }
+    });
+  }
+
+  it('falls back for a stream too, before any chunk', async () => {
+    const hosted = createOpenAIProvider('hosted', { type: 'openai', base_url: `${server.url}/openai/v1` });
+    try {
+      await chatApi({ status: 404, body: groq404 }, true);
+      const chunks = await collect(await hosted.streamChat(textRequest('Say hello', { stream: true }), opts()));
+      expect(paths()).toEqual(['/openai/v1/completions', '/openai/v1/chat/completions']);
+      expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBeTruthy();
+      expect(chunks.at(-1)?.usage).toBeDefined();
+    } finally {
+      await hosted.close();
+    }
+  });
+
+  it('does not fall back where the operator chose native, nor for what chat cannot do, nor remember a model chat could not serve either', async () => {
+    const native = createOpenAIProvider('native', { type: 'openai', base_url: `${server.url}/openai/v1`, options: { completions: 'native' } });
+    const hosted = createOpenAIProvider('hosted', { type: 'openai', base_url: `${server.url}/openai/v1` });
+    try {
+      await chatApi({ status: 404, body: groq404 });
+      const err = await native.chat(textRequest('x'), opts()).catch((e: unknown) => e);
+      expect([(err as UpstreamError).kind, (err as UpstreamError).status]).toEqual(['not_found', 404]);
+      expect(paths()).toEqual(['/openai/v1/completions']);
+      // A suffix needs raw text: the 404 becomes this deployment's `unsupported` (the router moves on).
+      server.requests.length = 0;
+      const suffix = await hosted.chat(textRequest('def f(', {}, { suffix: ')' }), opts()).catch((e: unknown) => e);
+      expect((suffix as UpstreamError).kind).toBe('unsupported');
+      expect(paths()).toEqual(['/openai/v1/completions']);
+      expect(hosted.completesRawText('Qwen/Qwen2.5-Coder-1.5B')).toBe(true);
+      // A model the server has at neither endpoint: chat's 404 is the answer, and nothing is remembered.
+      server.reply({ status: 404, body: JSON.stringify({ error: { message: 'The model `nope` does not exist.', type: 'NotFoundError', code: 404 } }) });
+      const missing = await hosted.chat(textRequest('x', { model: 'nope' }), opts()).catch((e: unknown) => e);
+      expect((missing as UpstreamError).status).toBe(404);
+      expect(hosted.completesRawText('nope')).toBe(true);
+    } finally {
+      await native.close();
+      await hosted.close();
+    }
+  });
+});
+
+describe('openai provider: a server that ignores echo', () => {
+  // Ollama's /v1 CompletionRequest has no `echo`: the text comes back without the prompt.
+  const answer = { id: 'cmpl-o', object: 'text_completion', created: 1, model: 'llama3.2', choices: [{ index: 0, text: ' there', finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
+
+  it('does not mark an answer echoed whose text does not begin with the prompt, so the route puts the prompt in front', async () => {
+    server.reply({ body: JSON.stringify(answer) });
+    const result = await vllm.chat(textRequest('Hi', { logprobs: true, top_logprobs: 0 }, { echo: true, logprobs: 0 }), opts());
+    expect(lastBody()).toMatchObject({ echo: true, logprobs: 0 });
+    expect(result.prompt_echoed).toBeUndefined();
+    const chunk = (text: string, finish: string | null) => `data: ${JSON.stringify({ ...answer, usage: undefined, choices: [{ index: 0, text, finish_reason: finish }] })}\n\n`;
+    server.reply({ headers: sse, body: chunk(' there', null) + chunk('!', 'stop') + 'data: [DONE]\n\n' });
+    const chunks = await collect(await vllm.streamChat(textRequest('Hi', { stream: true, logprobs: true, top_logprobs: 0 }, { echo: true, logprobs: 0 }), opts()));
+    expect(chunks.some((c) => c.prompt_echoed)).toBe(false);
+    // One that does echo, the prompt split over its first pieces, is marked.
+    server.reply({ headers: sse, body: chunk('H', null) + chunk('i', null) + chunk(' there', 'stop') + 'data: [DONE]\n\n' });
+    const echoed = await collect(await vllm.streamChat(textRequest('Hi', { stream: true, logprobs: true, top_logprobs: 0 }, { echo: true, logprobs: 0 }), opts()));
+    expect(echoed.every((c) => c.prompt_echoed)).toBe(true);
+  });
+});

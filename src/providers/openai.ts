@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { promptCacheDetails, requestedMaxTokens, withoutCacheControl, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type CompletionTokensDetails, type FinishReason, type TextCompletion, type TokenLogprob, type Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
-import { UpstreamError, first, kindForStatus } from './errors.js';
+import { UpstreamError, first, isUpstreamError, kindForStatus } from './errors.js';
 import { UpstreamHttp, upstreamErrorMessage, type StreamBody, type UpstreamResponse } from './http.js';
 import { sseEvents } from './stream-parsers.js';
 import { chatWithChoices, withMissingChoices } from './choice-fan-out.js';
@@ -352,6 +352,13 @@ export class OpenAIProvider implements ProviderAdapter {
   readonly files: boolean;
   private readonly official: boolean;
   private readonly http: UpstreamHttp;
+  /**
+   * Models whose server turned out to have no `/completions` (a hosted chat API: Groq, Mistral,
+   * Gemini's and Anthropic's OpenAI compatibility, a proxy in front of OpenAI's chat models) while
+   * chat answered: their text completions go through chat from then on. Only with
+   * `options.completions` unset; bounded, the oldest forgotten first.
+   */
+  private readonly chatOnly = new Set<string>();
 
   constructor(
     readonly name: string,
@@ -407,7 +414,26 @@ export class OpenAIProvider implements ProviderAdapter {
   /** Whether a legacy text completion for this (upstream) model goes to `/completions` as raw text (OpenAIOptions.completions). */
   completesRawText(model: string): boolean {
     if (this.options.completions) return this.options.completions === 'native';
-    return !this.official || OPENAI_COMPLETION_MODELS.test(model);
+    return (!this.official || OPENAI_COMPLETION_MODELS.test(model)) && !this.chatOnly.has(model);
+  }
+
+  /**
+   * A raw-text completion whose `/completions` call failed because the server has no such endpoint
+   * for the model (404, 405, or a 400 saying the operation is not supported), when the choice was
+   * the default's, not the operator's: answered through chat instead, and the model remembered as
+   * chat-only once chat has answered. Otherwise the failure as it was. Without this, a legacy call to
+   * a hosted chat API would fail, and its 404s would count against the deployment's breaker.
+   */
+  private async viaChatIfNoEndpoint<T>(req: ChatRequest, native: () => Promise<T>, chat: (req: ChatRequest) => Promise<T>): Promise<T> {
+    try {
+      return await native();
+    } catch (err) {
+      if (this.options.completions !== undefined || !noCompletionsEndpoint(err)) throw err;
+      const answer = await chat(asChatRequest(this.name, req));
+      if (this.chatOnly.size >= CHAT_ONLY_MODELS_KEPT) this.chatOnly.delete(this.chatOnly.values().next().value as string);
+      this.chatOnly.add(req.model);
+      return answer;
+    }
   }
 
   /**
@@ -444,7 +470,7 @@ export class OpenAIProvider implements ProviderAdapter {
   /** One chat (or raw-text completion) call, `n` sent as the request has it. */
   private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
     const t = req.text_completion;
-    if (t && this.completesRawText(req.model)) return this.completeText(req, t, opts);
+    if (t && this.completesRawText(req.model)) return this.viaChatIfNoEndpoint(req, () => this.completeText(req, t, opts), (chat) => this.chatOnce(chat, opts));
     if (t) req = asChatRequest(this.name, req);
     const res = await this.http.json<unknown>('POST', '/chat/completions', this.buildBody(req, false), opts);
     let c = plainCompletion(res.body);
@@ -485,8 +511,11 @@ export class OpenAIProvider implements ProviderAdapter {
     }
     const t = req.text_completion;
     if (t && this.completesRawText(req.model)) {
-      const res = await this.http.stream('POST', '/completions', this.buildCompletionBody(req, t, true), opts, { accept: 'text/event-stream' });
-      return this.textChunks(await this.eventBody(res), req, t);
+      return this.viaChatIfNoEndpoint(
+        req,
+        async () => this.textChunks(await this.eventBody(await this.http.stream('POST', '/completions', this.buildCompletionBody(req, t, true), opts, { accept: 'text/event-stream' })), req, t),
+        (chat) => this.streamChat(chat, opts),
+      );
     }
     if (t) req = asChatRequest(this.name, req);
     const res = await this.http.stream('POST', '/chat/completions', this.buildBody(req, true), opts, { accept: 'text/event-stream' });
@@ -522,7 +551,9 @@ export class OpenAIProvider implements ProviderAdapter {
       usage: c.usage ? toUsage(c.usage) : estimateTextUsage(t, c.choices.map((ch) => ch.text ?? '')),
     };
     if (c.system_fingerprint) result.system_fingerprint = c.system_fingerprint;
-    if (upstreamEchoes(t)) result.prompt_echoed = true;
+    // Only when the text does begin with the prompt: a server may ignore `echo` (Ollama's /v1 has no
+    // such field), and the route then puts the prompt in front itself.
+    if (upstreamEchoes(t) && c.choices.every((ch) => (ch.text ?? '').startsWith(t.prompt))) result.prompt_echoed = true;
     return result;
   }
 
@@ -537,6 +568,8 @@ export class OpenAIProvider implements ProviderAdapter {
     let produced = false;
     const output = new Map<number, string>();
     const finished = new Set<number>();
+    // Whether the server echoed the prompt, from each choice's first text (as for a JSON answer).
+    let echoed = upstreamEchoes(t);
     try {
       for await (const sse of sseEvents(body)) {
         if (sse.data === '[DONE]') {
@@ -568,6 +601,8 @@ export class OpenAIProvider implements ProviderAdapter {
           choices: c.choices.map((choice, i) => {
             const index = choice.index ?? i;
             const text = choice.text ?? '';
+            // The prompt may come whole or split over the first pieces.
+            if (echoed && text && !output.has(index) && !text.startsWith(t.prompt) && !t.prompt.startsWith(text)) echoed = false;
             if (text) output.set(index, (output.get(index) ?? '') + text);
             const finish = finishReasonFromOpenAI(choice.finish_reason);
             if (finish) finished.add(index);
@@ -579,7 +614,7 @@ export class OpenAIProvider implements ProviderAdapter {
           }),
         };
         if (fingerprint) out.system_fingerprint = fingerprint;
-        if (upstreamEchoes(t)) out.prompt_echoed = true;
+        if (echoed) out.prompt_echoed = true;
         produced = true;
         yield out;
       }
@@ -590,7 +625,7 @@ export class OpenAIProvider implements ProviderAdapter {
     if (cut) throw cut;
     const final: ChatChunk = { id, object: 'chat.completion.chunk', created, model, choices: [], usage: usage ?? estimateTextUsage(t, [...output.values()]) };
     if (fingerprint) final.system_fingerprint = fingerprint;
-    if (upstreamEchoes(t)) final.prompt_echoed = true;
+    if (echoed) final.prompt_echoed = true;
     yield final;
   }
 
@@ -870,6 +905,21 @@ function textChoiceLogprobs(choice: TextCompletionChoice, out: { logprobs?: Choi
 }
 
 /** Whether `echo` goes upstream: with legacy `logprobs` only, for the prompt's log-probabilities (the answer then begins with the prompt). */
+/** Models kept as chat-only per provider (OpenAIProvider.chatOnly). */
+const CHAT_ONLY_MODELS_KEPT = 256;
+
+/**
+ * A `/completions` call refused because the server does not serve that endpoint for the model:
+ * 404 (Groq's `unknown_url`, OpenAI's "This is a chat model and not supported in the
+ * v1/completions endpoint", a proxy without the route), 405, or a 400 saying the operation is not
+ * supported (Azure's `OperationNotSupported`).
+ */
+function noCompletionsEndpoint(err: unknown): boolean {
+  if (!isUpstreamError(err)) return false;
+  if (err.status === 404 || err.status === 405) return true;
+  return err.status === 400 && /not supported|unsupported|does not work/i.test(err.message);
+}
+
 function upstreamEchoes(t: TextCompletion): boolean {
   return t.echo === true && t.logprobs !== undefined;
 }
