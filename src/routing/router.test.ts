@@ -220,6 +220,30 @@ describe('Router: fallbacks and retries', () => {
     expect(p.calls.filter((m) => m === 'a').length).toBe(5);
   });
 
+  it('a feature a deployment lacks (unsupported) neither closes its half-open breaker nor counts as a success', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const p = new ScriptedProvider().on('a', async (_req, _o, n) => {
+        if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'server', status: 500, message: 'down' });
+        if (n === 1) throw new UpstreamError({ provider: 'fake', kind: 'unsupported', message: 'fake serves /v1/completions through chat, which cannot take suffix' });
+        return answer('a');
+      });
+      const router = build([group('g', ['a', 'b'])], p, { breaker: { consecutive_failures: 1, open_ms: 1_000 }, retry: { max_retries: 0 } });
+      await router.handler(ctxFor(), chat('g'));
+      expect(router.breakerFor('fake/a').state).toBe('open');
+      vi.setSystemTime(Date.now() + 1_500);
+      // The half-open probe gets a refusal of the request, not an answer: the deployment is still unproven.
+      expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from b');
+      expect(router.breakerFor('fake/a').state).toBe('half_open');
+      // Its slot was freed: the next request probes it, and an answer closes it.
+      expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from a');
+      expect(router.breakerFor('fake/a').state).toBe('closed');
+      expect(p.calls).toEqual(['a', 'b', 'a', 'b', 'a']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('a 404 for a passthrough model name is the client\'s, not the deployment\'s', async () => {
     const p = new ScriptedProvider().on('no-such-model', fail('not_found', { status: 404 }));
     const router = build([group('g', ['a'])], p, { breaker: { consecutive_failures: 2 } }, 'fake');

@@ -492,9 +492,12 @@ export class Router {
         if (!failed) this.failedHere.set(spec.ctx, (failed = new Set()));
         b.record(false, spec.token, failed.has(d.id));
         failed.add(d.id);
+      } else if (isUpstreamError(err) && err.kind === 'unsupported') {
+        // A feature this deployment lacks (often refused by the adapter with no upstream call): no
+        // evidence either way, so it neither closes a half-open breaker nor dilutes its failure rate.
+        b.release(spec.token);
       } else {
-        // The upstream answered; the request itself was the problem (400, context length, policy,
-        // a feature this adapter lacks).
+        // The upstream answered; the request itself was the problem (400, context length, policy).
         b.record(true, spec.token);
       }
       if (isUpstreamError(err) && err.retryAfterMs !== undefined && err.kind === 'overloaded') {
