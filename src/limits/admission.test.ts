@@ -342,3 +342,17 @@ describe('a request larger than a token limit allows in a whole window', () => {
     }
   });
 });
+
+describe('a legacy completion with best_of', () => {
+  it('reserves max_tokens for every candidate best_of generates, not for the n returned', async () => {
+    const stage = createAdmissionStage({ limiter: new MemoryLimiterStore(), config: rateLimitingSchema.parse({ tokens: 500 }), priceOf: () => PRICE });
+    const tenant: Tenant = { id: 'key:k1', kind: 'key', keyId: 'k1', limits: {} };
+    const c = { id: 'r', startedAt: 0, endpoint: 'completions', tenant, signal: new Cancellation(), log, options: defaultRequestOptions(), facts: newFacts(), headers: {} } as RequestContext;
+    const req: ChatRequest = { model: 'm', max_tokens: 100, stream: false, messages: [{ role: 'user', content: 'Once upon a time' }], text_completion: { prompt: 'Once upon a time', best_of: 6 } };
+    // 6 candidates × 100 tokens is over the 500-token window: it can never be admitted (n alone, 100, would be).
+    const err = await stage(c, req, () => Promise.reject(new Error('must not run'))).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'request_too_large' });
+    const { text_completion: _t, ...plain } = req;
+    await expect(stage(c, plain, async (x) => ({ kind: 'result', result: { id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: x.facts.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } } }))).resolves.toMatchObject({ kind: 'result' });
+  });
+});

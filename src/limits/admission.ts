@@ -195,7 +195,8 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       promptTokens = promptTokensOf(req);
       const planned = opts.plannedUsage?.(ctx, req, promptTokens);
       scaled = planned !== undefined;
-      const n = req.n ?? 1;
+      // A legacy completion's `best_of` candidates are each generated (and billed), n or more of them.
+      const n = Math.max(req.n ?? 1, req.text_completion?.best_of ?? 1);
       calls = planned ?? [
         {
           model: req.model,

@@ -119,6 +119,17 @@ describe('scaling stage', () => {
     expect(ctx.facts.passes).toBe(5);
   });
 
+  it('raises a legacy completion’s best_of to the n it asks for (the Completions API refuses best_of < n)', async () => {
+    const { calls, handler } = scripted(['answer: 7']);
+    const raw: ChatRequest = { ...ask, text_completion: { prompt: 'What is 2+3?', best_of: 2 } };
+    await createScalingStage({ config: config(), supportsN: () => true })(context({ difficulty: 'expert' }), raw, handler);
+    expect(calls.map((c) => [c.n, c.text_completion?.best_of])).toEqual([[5, 5]]);
+    // A best_of already above n is kept.
+    const { calls: more, handler: h2 } = scripted(['answer: 7']);
+    await createScalingStage({ config: config(), supportsN: () => true })(context({ difficulty: 'expert' }), { ...raw, text_completion: { prompt: 'x', best_of: 8 } }, h2);
+    expect(more[0]?.text_completion?.best_of).toBe(8);
+  });
+
   it('keeps the client’s max_tokens and temperature', async () => {
     const { calls, handler } = scripted(['a']);
     await createScalingStage({ config: config() })(context({ difficulty: 'medium' }), { ...ask, max_tokens: 50, temperature: 0.2 }, handler);

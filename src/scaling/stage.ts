@@ -269,7 +269,9 @@ class PassRunner {
 
   /** One call that returns `n` choices. */
   async withN(n: number): Promise<Candidate[]> {
-    const done = await this.call({ ...this.req, n });
+    // A legacy completion's `best_of` must stay at least `n` (the Completions API refuses less).
+    const t = this.req.text_completion;
+    const done = await this.call(t?.best_of !== undefined && t.best_of < n ? { ...this.req, n, text_completion: { ...t, best_of: n } } : { ...this.req, n });
     if (!done) return [];
     return done.result.choices.map((_, i) => toCandidate(done.result, i, this.finished++, done.facts));
   }
