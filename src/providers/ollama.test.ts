@@ -349,7 +349,7 @@ describe('ollama keep_alive', () => {
 });
 
 describe('ollama runtime options (num_ctx, model_options)', () => {
-  it('sends the configured num_ctx and runtime options with every chat and text completion, the request\'s sampling over them', async () => {
+  it('sends the configured num_ctx and runtime options with every chat, text completion and embedding, the request\'s sampling over them', async () => {
     const sized = createOllamaProvider('sized', {
       type: 'ollama',
       base_url: upstream.url,
@@ -366,7 +366,9 @@ describe('ollama runtime options (num_ctx, model_options)', () => {
       expect(bodies[1]?.options).toEqual({ num_gpu: 99, num_thread: 8, num_ctx: 32768, temperature: 0.7 });
       expect(upstream.requests[2]?.pathname).toBe('/api/generate');
       expect(bodies[2]?.options).toEqual({ num_gpu: 99, num_thread: 8, num_ctx: 32768, temperature: 0.7 });
-      expect(bodies[3]).not.toHaveProperty('options');
+      // An embedding input longer than Ollama's default window would be cut to it (its `truncate`).
+      expect(upstream.requests[3]?.pathname).toBe('/api/embed');
+      expect(bodies[3]?.options).toEqual({ num_gpu: 99, num_thread: 8, num_ctx: 32768, temperature: 0.7 });
     } finally {
       await sized.close();
     }

@@ -259,6 +259,9 @@ export class OllamaProvider implements ProviderAdapter {
       input,
       ...(this.keepAlive !== undefined ? { keep_alive: this.keepAlive } : {}),
       ...(req.dimensions ? { dimensions: req.dimensions } : {}),
+      // The runtime options reach the embedding model too: num_ctx bounds what /api/embed reads of
+      // an input before truncating it (Ollama's `truncate`, on by default).
+      ...(Object.keys(this.modelOptions).length > 0 ? { options: this.modelOptions } : {}),
     };
     const res = await this.http.json<unknown>('POST', '/api/embed', body, opts);
     const parsed = embedResponseSchema.safeParse(res.body);
