@@ -225,16 +225,7 @@ export class OllamaProvider implements ProviderAdapter {
     let yielded = false;
     try {
       for await (const text of ndjsonLines(body)) {
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch (cause) {
-          throw this.error('malformed', 'streamed a line that is not JSON', 0, !yielded, cause);
-        }
-        const parsed = generateLineSchema.safeParse(json);
-        if (!parsed.success) throw this.error('malformed', 'streamed a generate line of an unexpected shape', 0, !yielded);
-        const line = parsed.data;
-        if (line.error !== undefined) throw this.lineError(line.error, !yielded);
+        const line = this.streamedLine(text, generateLineSchema, 'a generate line', yielded);
         if (line.response || !yielded) {
           yield chunk([{ index: 0, delta: yielded ? { content: line.response ?? '' } : { role: 'assistant', content: line.response ?? '' }, finish_reason: null }]);
           yielded = true;
@@ -363,16 +354,7 @@ export class OllamaProvider implements ProviderAdapter {
     let toolCount = 0;
     try {
       for await (const text of ndjsonLines(body)) {
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch (cause) {
-          throw this.error('malformed', 'streamed a line that is not JSON', 0, !yielded, cause);
-        }
-        const parsed = chatLineSchema.safeParse(json);
-        if (!parsed.success) throw this.error('malformed', 'streamed a line of an unexpected shape', 0, !yielded);
-        const line = parsed.data;
-        if (line.error !== undefined) throw this.lineError(line.error, !yielded);
+        const line = this.streamedLine(text, chatLineSchema, 'a line', yielded);
         const delta: ChunkChoice['delta'] = yielded ? {} : { role: 'assistant' };
         const content = line.message?.content;
         if (content || !yielded) delta.content = content ?? '';
@@ -515,6 +497,24 @@ export class OllamaProvider implements ProviderAdapter {
   }
 
   /** An `{"error": "..."}` body or line: classified by its text, since the HTTP status was 200. */
+  /**
+   * One NDJSON line of a stream, parsed by `schema`; an `{"error": …}` line is raised as the error it
+   * reports. Retryable while nothing was yielded (`yielded` false).
+   */
+  private streamedLine<S extends z.ZodType<{ error?: string }>>(text: string, schema: S, what: string, yielded: boolean): z.infer<S> {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (cause) {
+      throw this.error('malformed', 'streamed a line that is not JSON', 0, !yielded, cause);
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw this.error('malformed', `streamed ${what} of an unexpected shape`, 0, !yielded);
+    const line = parsed.data as z.infer<S>;
+    if (line.error !== undefined) throw this.lineError(line.error, !yielded);
+    return line;
+  }
+
   private lineError(message: string, retryable: boolean): UpstreamError {
     const byText = kindForStatus(400, message);
     const kind: UpstreamErrorKind = byText === 'bad_request' ? 'server' : byText;
