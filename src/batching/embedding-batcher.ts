@@ -61,9 +61,12 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     this.logprobs = inner.logprobs === true;
     this.files = inner.files ?? false;
     if (inner.listModels) this.listModels = (opts) => (inner.listModels as (o: CallOptions) => Promise<string[]>)(opts);
+    // Forwarded requests (audio, images, moderations) are not batched: as the inner adapter has them.
+    if (inner.forward) this.forward = (req, opts) => (inner.forward as NonNullable<ProviderAdapter['forward']>)(req, opts);
   }
 
   listModels?: (opts: CallOptions) => Promise<string[]>;
+  forward?: ProviderAdapter['forward'];
 
   chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
     return this.inner.chat(req, opts);

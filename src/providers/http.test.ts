@@ -340,3 +340,34 @@ describe('UpstreamHttp.stream', () => {
     expect((await it.next()).done).toBe(true);
   });
 });
+
+describe('UpstreamHttp.raw', () => {
+  it('sends the body byte for byte with its content type, and streams the answer with its status and headers', async () => {
+    const body = Buffer.from([0x2d, 0x2d, 0x62, 0x0d, 0x0a, 0x00, 0xff, 0xfe, 0x80]);
+    let seen: { url?: string; type?: string; accept?: string; length?: string; body?: Buffer } = {};
+    const up = await upstream((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.on('end', () => {
+        seen = { url: req.url, type: req.headers['content-type'], accept: req.headers.accept, length: req.headers['content-length'], body: Buffer.concat(chunks) };
+        res.writeHead(201, { 'content-type': 'audio/mpeg' });
+        res.write(Buffer.from([1, 2]));
+        res.end(Buffer.from([3]));
+      });
+    });
+    const res = await up.raw('POST', '/audio/transcriptions', body, 'multipart/form-data; boundary=b', call(), { accept: 'application/json' });
+    const parts: Uint8Array[] = [];
+    for await (const p of res.body) parts.push(p);
+    expect([res.status, res.headers['content-type'], Buffer.concat(parts)]).toEqual([201, 'audio/mpeg', Buffer.from([1, 2, 3])]);
+    expect(seen).toEqual({ url: '/v1/audio/transcriptions', type: 'multipart/form-data; boundary=b', accept: 'application/json', length: String(body.length), body });
+  });
+
+  it('rejects an error status with the upstream\'s message', async () => {
+    const up = await upstream((_req, res) => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: 'Invalid file format.', type: 'invalid_request_error', param: 'file' } }));
+    });
+    const err = await failure(up.raw('POST', '/audio/translations', 'x', 'text/plain', call()));
+    expect([err.status, err.kind, err.message]).toEqual([400, 'bad_request', 'up returned 400: Invalid file format.']);
+  });
+});

@@ -94,6 +94,22 @@ export class UpstreamHttp {
     return { status: res.status, headers: res.headers, body: res };
   }
 
+  /**
+   * A request whose body is sent as given, bytes or text, with `contentType` (a re-encoded
+   * multipart form, a JSON body forwarded as it is), and whose answer is streamed as `stream` streams
+   * it: resolves once the status and headers are in, an error status rejects with its parsed error body.
+   */
+  async raw(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    body: Buffer | string,
+    contentType: string,
+    opts: CallOptions,
+    headers?: Record<string, string>,
+  ): Promise<UpstreamResponse<StreamBody>> {
+    return this.stream(method, path, new RawPayload(body), opts, { ...headers, 'content-type': contentType });
+  }
+
   async close(): Promise<void> {
     await this.pool.close().catch(() => this.pool.destroy());
   }
@@ -101,7 +117,8 @@ export class UpstreamHttp {
   /**
    * Sends the request with the handler `handler` makes, which resolves with itself once its
    * response is in (the whole body, or the headers of a stream); any failure until then is an
-   * UpstreamError. `bodyTimeoutMs` bounds each gap in the body.
+   * UpstreamError. `bodyTimeoutMs` bounds each gap in the body. `body` is sent as JSON, or as it
+   * is when a RawPayload.
    */
   private dispatch<H>(
     method: Dispatcher.HttpMethod,
@@ -117,7 +134,8 @@ export class UpstreamHttp {
       const fail = (err: unknown) => reject(this.toUpstreamError(err, opts.signal));
       try {
         const all = opts.headers === undefined && headers === undefined ? this.headers : { ...this.headers, ...opts.headers, ...headers };
-        const request = new UpstreamRequest(method, this.basePath + path, all, body === undefined ? undefined : JSON.stringify(body), opts.timeoutMs, bodyTimeoutMs);
+        const payload = body instanceof RawPayload ? body.bytes : body === undefined ? undefined : JSON.stringify(body);
+        const request = new UpstreamRequest(method, this.basePath + path, all, payload, opts.timeoutMs, bodyTimeoutMs);
         this.pool.dispatch(request, handler(resolve, fail));
       } catch (err) {
         fail(err);
@@ -184,6 +202,11 @@ export class UpstreamHttp {
   }
 }
 
+/** A request body sent as it is (UpstreamHttp.raw), not as JSON. */
+class RawPayload {
+  constructor(readonly bytes: Buffer | string) {}
+}
+
 /** The human message inside any provider's error body (OpenAI, Anthropic, Gemini, Cohere, Ollama). */
 export function upstreamErrorMessage(body: unknown): string | undefined {
   if (typeof body === 'string') return body || undefined;
@@ -213,7 +236,7 @@ class UpstreamRequest implements Dispatcher.DispatchOptions {
     readonly method: Dispatcher.HttpMethod,
     readonly path: string,
     readonly headers: Record<string, string>,
-    readonly body: string | undefined,
+    readonly body: Buffer | string | undefined,
     timeoutMs: number,
     bodyTimeoutMs: number,
   ) {

@@ -13,7 +13,7 @@ import { sseEvents } from './stream-parsers.js';
 import { chatWithChoices, withMissingChoices } from './choice-fan-out.js';
 import { asChatRequest, readTextLogprobs } from './text-completion.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
-import type { CallOptions, ProviderAdapter } from './types.js';
+import type { CallOptions, ForwardRequest, ForwardResponse, ProviderAdapter } from './types.js';
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 
@@ -740,6 +740,11 @@ export class OpenAIProvider implements ProviderAdapter {
       model: e.model ?? req.model,
       usage: { prompt_tokens: prompt, total_tokens: e.usage?.total_tokens ?? prompt },
     };
+  }
+
+  /** Audio, images and moderations: the body as it came (its model replaced), the answer as it comes. */
+  forward(req: ForwardRequest, opts: CallOptions): Promise<ForwardResponse> {
+    return this.http.raw('POST', req.path, req.body, req.contentType, opts, req.accept ? { accept: req.accept } : undefined);
   }
 
   async listModels(opts: CallOptions): Promise<string[]> {

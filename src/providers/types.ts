@@ -4,6 +4,7 @@
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { CancelSignal } from './cancel.js';
+import type { StreamBody } from './http.js';
 
 export const PROVIDER_TYPES = [
   'openai',
@@ -56,12 +57,37 @@ export interface ProviderAdapter {
   streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>>;
   /** Embeddings; adapters without them throw UpstreamError kind `unsupported`. */
   embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult>;
+  /**
+   * An OpenAI API call outside chat and embeddings (audio, images, moderations) sent on as it came,
+   * its model already replaced by the upstream's. Resolves once the upstream's status and headers
+   * are in; an error status rejects with an UpstreamError (so the next deployment can be tried).
+   * Adapters of upstreams that do not speak OpenAI's API lack it.
+   */
+  forward?(req: ForwardRequest, opts: CallOptions): Promise<ForwardResponse>;
   /** Models the upstream offers, where it can say. */
   listModels?(opts: CallOptions): Promise<string[]>;
   /** Cheap readiness: configured and (where checkable without a paid call) reachable. */
   ready(): Promise<boolean>;
   /** Close pools and free native resources. */
   close(): Promise<void>;
+}
+
+/** A request forwarded as bytes (ProviderAdapter.forward). */
+export interface ForwardRequest {
+  /** The path under the provider's base URL, e.g. `/audio/speech`. */
+  path: string;
+  /** The body's content type (a multipart one carries its boundary). */
+  contentType: string;
+  body: Buffer | string;
+  /** The client's `Accept`, passed on. */
+  accept?: string;
+}
+
+/** The upstream's answer to a forwarded request: its status, headers and body as it arrives. */
+export interface ForwardResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: StreamBody;
 }
 
 /** Settings shared by every provider entry in the config file (`providers:`). */
