@@ -11,8 +11,10 @@ import { carryPromptTokens } from '../routing/prompt-tokens.js';
 import type { LoadedConfig } from '../config/load.js';
 import { costUsd } from '../providers/pricing.js';
 import { createProviders, providerContext } from '../providers/registry.js';
-import type { ProviderAdapter } from '../providers/types.js';
-import { ModelCatalog, type ModelInfo } from '../routing/catalog.js';
+import type { ForwardResponse, ProviderAdapter } from '../providers/types.js';
+import type { StreamBody } from '../providers/http.js';
+import type { CancelSignal } from '../providers/cancel.js';
+import { ModelCatalog, type Deployment, type ModelGroup, type ModelInfo } from '../routing/catalog.js';
 import { isDeploymentFault, isRetryable } from '../routing/retry.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { MemoryResponseStore, RedisResponseStore, type ResponseStore } from '../server/response-store.js';
@@ -60,6 +62,22 @@ export interface GatewayOptions {
    * tenant's limits and budgets cover every route that calls an upstream.
    */
   admission?: ChatStage;
+}
+
+/** An OpenAI API call the gateway forwards as it came (audio, images, moderations): Gateway.forward. */
+export interface ForwardCall {
+  /** The model the client named (a group, or a passthrough name). */
+  model: string;
+  /** The path under a deployment's base URL, e.g. `/audio/speech`. */
+  path: string;
+  /** The request's body for a deployment whose upstream name for the model is `upstreamModel`. */
+  body(upstreamModel: string): { contentType: string; body: Buffer | string };
+  /** The client's `Accept`, passed on. */
+  accept?: string;
+  /** Text the upstream reads as a prompt (a moderation's input): counted against token limits, as the gateway counts it. */
+  promptText?: string;
+  /** The body's `user`, for limits keyed by it. */
+  user?: string;
 }
 
 export class Gateway {
@@ -151,6 +169,88 @@ export class Gateway {
     throw toGatewayError(lastError, { passthrough: group.passthrough });
   }
 
+  /**
+   * Audio, images and moderations, forwarded as bytes to the model's deployments whose provider can
+   * forward (OpenAI-compatible ones), in priority order, with the model replaced by each one's
+   * upstream name. Admitted as a chat request is: one request against the caller's request limits,
+   * only a moderation's input text against its token limits, nothing reserved against its budgets
+   * (the price of these calls is not known up front); what the pricing says is settled (0 but for a
+   * moderation's input on a deployment with a `price`). The next deployment is tried on a retryable
+   * failure or a deployment's own fault while nothing has been answered; the answer is the first
+   * upstream's to send its status, whose body then streams through. The admission holds its
+   * reservations (a concurrency slot) until that body has ended or its client has gone.
+   */
+  forward(ctx: RequestContext, call: ForwardCall): Promise<ForwardResponse> {
+    try {
+      ensureAllowed(ctx, call.model);
+      const group = this.catalog.resolve(call.model);
+      const deployments = group.deployments.filter((d) => d.provider.forward !== undefined).sort((a, b) => a.priority - b.priority);
+      if (deployments.length === 0) {
+        throw new GatewayError('unsupported_capability', {
+          param: 'model',
+          message: `The model "${call.model}" has no deployment that serves ${call.path}: these requests are forwarded to OpenAI-compatible (type: openai) deployments only.`,
+        });
+      }
+      const admission = this.admission;
+      if (!admission) return this.routeForward(ctx, group, deployments, call);
+      return new Promise<ForwardResponse>((resolve, reject) => {
+        let answered = false;
+        const admitted = admission(ctx, forwardAsChat(call), async () => {
+          const res = await this.routeForward(ctx, group, deployments, call);
+          let ended: () => void = () => undefined;
+          const bodyEnded = new Promise<void>((r) => (ended = r));
+          answered = true;
+          resolve({ ...res, body: untilEnded(res.body, ctx.signal, ended) });
+          await bodyEnded;
+          return ADMITTED;
+        });
+        // Settled once the body has ended: the ledger row and the log line wait for it.
+        ctx.settlements?.track(admitted.catch(() => undefined));
+        admitted.catch((err: unknown) => {
+          if (!answered) reject(err);
+          else ctx.log.warn({ err: (err as Error).message }, 'admission: could not settle a forwarded request');
+        });
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private async routeForward(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], call: ForwardCall): Promise<ForwardResponse> {
+    let lastError: unknown;
+    for (const d of deployments) {
+      const forward = d.provider.forward?.bind(d.provider);
+      if (!forward) continue;
+      ctx.facts.attempts++;
+      const attempt = startSpan(`provider ${d.providerName}`, ctx.traceContext, { 'inferenceflow.provider': d.providerName, 'inferenceflow.deployment': d.id });
+      const started = performance.now();
+      try {
+        const { contentType, body } = call.body(d.model);
+        const res = await forward({ path: call.path, contentType, body, ...(call.accept ? { accept: call.accept } : {}) }, callOptions(ctx, d, traceHeaders(attempt.context)));
+        ctx.facts.provider = d.providerName;
+        ctx.facts.model = d.model;
+        ctx.facts.deployment = d.id;
+        ctx.facts.latencyMs = (ctx.facts.latencyMs ?? 0) + performance.now() - started;
+        // Only a moderation's input is known (as the gateway counts it); the answer's usage is not read.
+        const tokens = call.promptText ? countTextTokens(call.promptText) : 0;
+        const usage = tokens > 0 ? { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens } : undefined;
+        const cost = usage ? costUsd(usage, d.price) : 0;
+        if (usage) ctx.facts.usage = usage;
+        ctx.facts.costUsd += cost;
+        this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, ...(usage ? { usage } : {}), costUsd: cost });
+        endSpan(attempt.span);
+        return res;
+      } catch (err) {
+        this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
+        endSpan(attempt.span, err);
+        lastError = err;
+        // As embeddings: a retryable error or this deployment's own fault moves on to the next, before any byte was answered.
+        if (!(isRetryable(err) || isDeploymentFault(err)) || ctx.signal.aborted) break;
+      }
+    }
+    throw toGatewayError(lastError, { passthrough: group.passthrough });
+  }
+
   /** /v1/models: configured groups plus what the passthrough provider lists (cached a minute). */
   async listModels(ctx: RequestContext): Promise<ModelInfo[]> {
     const passthrough = this.catalog.passthrough;
@@ -227,6 +327,54 @@ function embeddingAsChat(req: EmbeddingRequest): ChatRequest {
   const tokens = texts ? texts.reduce((n, t) => n + countTextTokens(t), 0) : (req.input as number[] | number[][]).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : 1), 0);
   carryPromptTokens(chat, tokens);
   return chat;
+}
+
+/** What the admission stage sees of a forwarded request: its prompt text (a moderation's input) or nothing, nothing to generate. */
+function forwardAsChat(call: ForwardCall): ChatRequest {
+  const text = call.promptText ?? '';
+  const chat: ChatRequest = { model: call.model, messages: [{ role: 'user', content: text }], max_tokens: 0, ...(call.user ? { user: call.user } : {}) };
+  carryPromptTokens(chat, text ? countTextTokens(text) : 0);
+  return chat;
+}
+
+/**
+ * `body`, calling `ended` once when it has been read to its end, failed, been given up by its
+ * reader (return, destroy) or its client has gone.
+ */
+function untilEnded(body: StreamBody, signal: CancelSignal, ended: () => void): StreamBody {
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    signal.removeEventListener('abort', finish);
+    ended();
+  };
+  if (signal.aborted) finish();
+  else signal.addEventListener('abort', finish);
+  const source = body[Symbol.asyncIterator]();
+  const iterator: AsyncIterator<Uint8Array> = {
+    async next() {
+      try {
+        const r = await source.next();
+        if (r.done) finish();
+        return r;
+      } catch (err) {
+        finish();
+        throw err;
+      }
+    },
+    async return() {
+      finish();
+      return (await source.return?.()) ?? { done: true, value: undefined };
+    },
+  };
+  return {
+    [Symbol.asyncIterator]: () => iterator,
+    destroy(err?: Error) {
+      finish();
+      body.destroy(err);
+    },
+  };
 }
 
 /** The outcome the admission stage settles an embedding with (the usage and cost are in ctx.facts). */

@@ -14,6 +14,7 @@ import { anthropicErrorFromGateway } from './anthropic-format.js';
 import { factHeaders } from './headers.js';
 import { recordedStatus } from './ledger-hook.js';
 import { anthropicRoutes } from './routes/anthropic.js';
+import { forwardedRoutes } from './routes/forwarded.js';
 import { registerDocs } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
 import { openAiRoutes } from './routes/openai.js';
@@ -219,6 +220,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   if (opts.telemetry?.settings.docs.enabled) await registerDocs(app, { version: opts.version });
   await app.register(healthRoutes, { gateway: opts.gateway, version: opts.version, routes });
   await app.register(openAiRoutes, { gateway: opts.gateway, log: opts.log });
+  await app.register(forwardedRoutes, { gateway: opts.gateway, log: opts.log });
   await app.register(anthropicRoutes, { gateway: opts.gateway, log: opts.log });
   await app.register(responsesRoutes, { gateway: opts.gateway, log: opts.log });
   for (const p of opts.plugins ?? []) await app.register(p.plugin, p.options ?? {});
