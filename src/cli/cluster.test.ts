@@ -120,12 +120,18 @@ describe('runPrimary', () => {
     try {
       const { url, pids } = await primary.listening;
       const get = (path: string) => getText(url, path);
+      // Each request on a new connection, until both workers have answered: the workers accept from the
+      // shared socket themselves, and on a busy machine one of them may take many in a row.
       const answeredBy = new Set<string>();
-      for (let i = 0; i < 10; i++) answeredBy.add(await get('/'));
+      let sent = 0;
+      while (answeredBy.size < 2 && sent < 500) {
+        answeredBy.add(await get('/'));
+        sent++;
+      }
       expect(answeredBy.size).toBe(2);
       for (let i = 0; i < 6; i++) {
         const text = await get('/metrics');
-        expect(text).toContain('fixture_requests_total 10');
+        expect(text).toContain(`fixture_requests_total ${sent}\n`);
         expect(text).toContain('inference_metrics_workers{state="answered"} 2');
         expect(text).toMatch(new RegExp(`nodejs_fixture_pid\\{worker="0"\\} (${pids.join('|')})\n`));
         expect(text).toMatch(new RegExp(`nodejs_fixture_pid\\{worker="1"\\} (${pids.join('|')})\n`));
