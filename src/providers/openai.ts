@@ -345,6 +345,9 @@ export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIP
 export class OpenAIProvider implements ProviderAdapter {
   readonly type = 'openai' as const;
   readonly logprobs = true;
+  get fansOutChoices(): boolean {
+    return this.options.choices === 'fan_out';
+  }
   /**
    * `file` parts pass through as they are. On by default for api.openai.com only: most compatible
    * servers answer 400 or drop the part; `options.files: true` turns it on for one that reads them.

@@ -43,6 +43,12 @@ export interface ProviderAdapter {
    */
   readonly logprobs?: boolean;
   /**
+   * True when `n` choices are made as n calls of one choice each (each reads the prompt) although the
+   * provider type takes `n` natively: an openai provider with `options.choices: fan_out`. Test-time
+   * scaling then runs its passes as separate calls, and admission reserves the prompt per choice.
+   */
+  readonly fansOutChoices?: boolean;
+  /**
    * True when it reads documents given inline (`file` content parts: PDFs and the like). A request
    * carrying one is routed only to such deployments.
    */

@@ -3,6 +3,8 @@ import type { ModelCatalog } from '../routing/catalog.js';
 import { inferenceSchema } from './config.js';
 import { fixedTemperatureModel } from './fixed-temperature.js';
 import { scalingOptions } from './setup.js';
+import { createOpenAIProvider } from '../providers/openai.js';
+import type { ProviderAdapter } from '../providers/types.js';
 
 describe('fixedTemperatureModel', () => {
   it('knows OpenAI reasoning models (o-series, gpt-5), with or without a router prefix', () => {
@@ -22,5 +24,19 @@ describe('the stage option setup.ts builds', () => {
     expect(opts.fixedTemperature?.('reasoner')).toBe(true);
     expect(opts.fixedTemperature?.('chat')).toBe(false);
     expect(opts.fixedTemperature?.('o1')).toBe(true);
+  });
+});
+
+describe('which models take n in one call (setup.ts)', () => {
+  it('counts an openai provider that fans n out (options.choices: fan_out) as one call per choice', async () => {
+    const native = createOpenAIProvider('vllm', { type: 'openai', base_url: 'http://127.0.0.1:1/v1' });
+    const fanning = createOpenAIProvider('ollama-v1', { type: 'openai', base_url: 'http://127.0.0.1:1/v1', options: { choices: 'fan_out' } });
+    const group = (p: ProviderAdapter) => [{ deployments: [{ model: 'm', provider: p }] }];
+    const groups: Record<string, ReturnType<typeof group>> = { native: group(native), fanning: group(fanning) };
+    const catalog = { resolve: (m: string) => groups[m]?.[0], reachable: (m: string) => groups[m] ?? [] } as unknown as ModelCatalog;
+    const opts = await scalingOptions(inferenceSchema.parse({ test_time_scaling: { estimator: { enabled: false } } }), () => catalog);
+    expect([opts.supportsN?.('native'), opts.promptPerChoice?.('native')]).toEqual([true, false]);
+    expect([opts.supportsN?.('fanning'), opts.promptPerChoice?.('fanning')]).toEqual([false, true]);
+    await Promise.all([native.close(), fanning.close()]);
   });
 });

@@ -2,7 +2,7 @@
 // estimator's labelled prototypes (off the request path) and decides per model whether passes can
 // share one call with `n` (the upstream samples n choices natively) or must be separate calls.
 import { readFile } from 'node:fs/promises';
-import type { ProviderType } from '../providers/types.js';
+import type { ProviderAdapter, ProviderType } from '../providers/types.js';
 import type { ModelCatalog } from '../routing/catalog.js';
 import type { InferenceConfig, TestTimeScalingConfig } from './config.js';
 import { DifficultyEstimator, parseLabelledExamples } from './estimator.js';
@@ -11,6 +11,7 @@ import type { ScalingStageOptions } from './stage.js';
 
 /** Upstreams that sample `n` choices in one call; the others would fan out, so passes go separately. */
 const NATIVE_N: ReadonlySet<ProviderType> = new Set(['openai', 'simulator', 'google']);
+const takesN = (p: Pick<ProviderAdapter, 'type' | 'fansOutChoices'>): boolean => NATIVE_N.has(p.type) && p.fansOutChoices !== true;
 
 export const BUNDLED_EXAMPLES = new URL('../../config/difficulty-examples.jsonl', import.meta.url);
 
@@ -34,7 +35,7 @@ export async function scalingOptions(config: InferenceConfig, catalog: () => Mod
     supportsN(model) {
       try {
         const group = catalog()?.resolve(model);
-        return !!group && group.deployments.length > 0 && group.deployments.every((d) => NATIVE_N.has(d.provider.type));
+        return !!group && group.deployments.length > 0 && group.deployments.every((d) => takesN(d.provider));
       } catch {
         return false;
       }
@@ -51,7 +52,7 @@ export async function scalingOptions(config: InferenceConfig, catalog: () => Mod
     promptPerChoice(model) {
       // A group that may answer in the model's place (a fallback) and fans `n` out into n calls.
       try {
-        return (catalog()?.reachable(model) ?? []).some((g) => g.deployments.some((d) => !NATIVE_N.has(d.provider.type)));
+        return (catalog()?.reachable(model) ?? []).some((g) => g.deployments.some((d) => !takesN(d.provider)));
       } catch {
         return false;
       }
