@@ -111,3 +111,28 @@ describe('seed in the int64 range', () => {
     expect((await refused({ seed: 1.5 })).code).toBe('invalid_type');
   });
 });
+
+describe('tool_choice allowed_tools', () => {
+  const tool = (name: string): OpenAI.Chat.ChatCompletionTool => ({ type: 'function', function: { name, description: `the ${name} tool`, parameters: { type: 'object', properties: {} } } });
+  const tools = [tool('get_weather'), tool('get_time'), tool('send_email')];
+
+  it('narrows the tools to the allowed ones and sends the mode as the choice, so any provider honours it', async () => {
+    const body = JSON.parse(
+      await sent({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'Weather and time in Oslo?' }],
+        tools,
+        tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'required', tools: [{ type: 'function', function: { name: 'get_time' } }, { type: 'function', function: { name: 'get_weather' } }] } },
+      }),
+    ) as { tools: OpenAI.Chat.ChatCompletionTool[]; tool_choice: unknown };
+    expect(body.tools.map((t) => (t as { function: { name: string } }).function.name)).toEqual(['get_weather', 'get_time']);
+    expect(body.tool_choice).toBe('required');
+  });
+
+  it('refuses a tool the request does not define, naming it', async () => {
+    const err = await refused({ tools, tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [{ type: 'function', function: { name: 'delete_files' } }] } } });
+    expect(err.code).toBe('invalid_value');
+    expect(err.param).toBe('tool_choice');
+    expect(err.message).toMatch(/delete_files/);
+  });
+});

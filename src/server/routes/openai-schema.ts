@@ -129,6 +129,19 @@ const legacyFunctionCall = z.union([z.enum(['none', 'auto']), z.object({ name: z
 const toolChoice = z.union([
   z.enum(['none', 'auto', 'required']),
   z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }).strict() }).strict(),
+  // Constrains the model to some of `tools` (OpenAI's ChatCompletionAllowedToolsChoice); made
+  // canonical by the route (allowedToolsChoice in openai.ts): those tools, and `mode` as the choice.
+  z
+    .object({
+      type: z.literal('allowed_tools'),
+      allowed_tools: z
+        .object({
+          mode: z.enum(['auto', 'required']),
+          tools: z.array(z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }).strict() }).strict()).min(1),
+        })
+        .strict(),
+    })
+    .strict(),
 ]);
 
 const responseFormat = z.discriminatedUnion('type', [

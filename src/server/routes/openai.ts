@@ -36,8 +36,27 @@ export function parseChatBody(raw: unknown): { req: ChatRequest; ext: { difficul
   if (!parsed.success) throw validationError(parsed.error, raw);
   const { difficulty, priority, session_id, ...rest } = parsed.data;
   const legacy = usesLegacyFunctions(rest);
-  const req = chatRequestFrom(legacy ? fromLegacyFunctions(rest) : rest);
+  const req = chatRequestFrom(allowedToolsChoice(legacy ? fromLegacyFunctions(rest) : rest));
   return { req, ext: { difficulty, priority, session_id }, legacyAnswer: legacy && rest.functions !== undefined };
+}
+
+/**
+ * `tool_choice: {type: "allowed_tools", allowed_tools: {mode, tools}}` made canonical, so every
+ * provider honours it: `tools` narrowed to the allowed ones (in the request's order) and `mode`
+ * (`auto` or `required`) as the choice. OpenAI offers it to keep a long tool list (and its prompt
+ * cache) unchanged while turns allow different tools; the narrowing costs api.openai.com that cache
+ * prefix, and no provider needs more. Naming a tool the request does not define is a 400.
+ */
+function allowedToolsChoice<T extends { tools?: { type: string; function?: { name: string } }[] | null; tool_choice?: unknown }>(body: T): T {
+  const choice = body.tool_choice as { type?: string; allowed_tools?: { mode: 'auto' | 'required'; tools: { function: { name: string } }[] } } | undefined;
+  if (choice?.type !== 'allowed_tools' || !choice.allowed_tools) return body;
+  const allowed = new Set(choice.allowed_tools.tools.map((t) => t.function.name));
+  const defined = new Set((body.tools ?? []).map((t) => t.function?.name));
+  const missing = [...allowed].find((name) => !defined.has(name));
+  if (missing !== undefined) {
+    throw new GatewayError('invalid_value', { param: 'tool_choice', message: `tool_choice.allowed_tools names "${missing}", which is not among the request's tools.` });
+  }
+  return { ...body, tools: (body.tools ?? []).filter((t) => t.function !== undefined && allowed.has(t.function.name)), tool_choice: choice.allowed_tools.mode };
 }
 
 /** Drops null-valued fields: OpenAI accepts `null` for "unset", the canonical model uses absence. */
