@@ -152,12 +152,16 @@ export class Gateway {
         ctx.facts.model = d.model;
         ctx.facts.deployment = d.id;
         ctx.facts.latencyMs = (ctx.facts.latencyMs ?? 0) + performance.now() - started;
-        const usage = { prompt_tokens: result.usage.prompt_tokens, completion_tokens: 0, total_tokens: result.usage.total_tokens };
+        // An upstream that reports no usage (0 for a non-empty input) is counted here, as chat answers
+        // are: limits and budgets settle on it, so a missing count must not refund the reservation.
+        const reported = result.usage.prompt_tokens;
+        const prompt = reported > 0 ? reported : inputTokens(req);
+        const usage = { prompt_tokens: prompt, completion_tokens: 0, total_tokens: reported > 0 ? result.usage.total_tokens : prompt };
         ctx.facts.usage = usage;
         ctx.facts.costUsd += costUsd(usage, d.price);
         this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, usage, costUsd: costUsd(usage, d.price) });
         endSpan(attempt.span);
-        return result;
+        return reported === 0 && prompt > 0 ? { ...result, usage: { prompt_tokens: prompt, total_tokens: prompt } } : result;
       } catch (err) {
         this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
         endSpan(attempt.span, err);
@@ -319,13 +323,17 @@ function ensureAllowed(ctx: RequestContext, model: string): void {
   }
 }
 
+/** An embedding input's size: text by the tokenizer, token ids by their count. */
+function inputTokens(req: EmbeddingRequest): number {
+  const texts = embeddingInputs(req.input);
+  return texts ? texts.reduce((n, t) => n + countTextTokens(t), 0) : (req.input as number[] | number[][]).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : 1), 0);
+}
+
 /** What the admission stage sees of an embedding request: its input as the prompt, nothing to generate. */
 function embeddingAsChat(req: EmbeddingRequest): ChatRequest {
   const texts = embeddingInputs(req.input);
   const chat: ChatRequest = { model: req.model, messages: [{ role: 'user', content: texts ? texts.join('\n') : '' }], max_tokens: 0, ...(req.user ? { user: req.user } : {}) };
-  // The input's own size: text by the tokenizer, token ids by their count.
-  const tokens = texts ? texts.reduce((n, t) => n + countTextTokens(t), 0) : (req.input as number[] | number[][]).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : 1), 0);
-  carryPromptTokens(chat, tokens);
+  carryPromptTokens(chat, inputTokens(req));
   return chat;
 }
 

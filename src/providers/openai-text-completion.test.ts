@@ -273,6 +273,13 @@ describe('openai provider: a server without /completions', () => {
       expect((suffix as UpstreamError).kind).toBe('unsupported');
       expect(paths()).toEqual(['/openai/v1/completions']);
       expect(hosted.completesRawText('Qwen/Qwen2.5-Coder-1.5B')).toBe(true);
+      // A 400 refusing one of the request's parameters is that request's answer, not a missing endpoint.
+      server.requests.length = 0;
+      server.reply({ status: 400, body: JSON.stringify({ error: { message: "Unsupported value: 'temperature' does not support 1.9 with this model. Only the default (1) value is supported.", type: 'invalid_request_error', param: 'temperature', code: 'unsupported_value' } }) });
+      const param = await hosted.chat(textRequest('x', { temperature: 1.9 }), opts()).catch((e: unknown) => e);
+      expect((param as UpstreamError).status).toBe(400);
+      expect(paths()).toEqual(['/openai/v1/completions']);
+      expect(hosted.completesRawText('Qwen/Qwen2.5-Coder-1.5B')).toBe(true);
       // A model the server has at neither endpoint: chat's 404 is the answer, and nothing is remembered.
       server.reply({ status: 404, body: JSON.stringify({ error: { message: 'The model `nope` does not exist.', type: 'NotFoundError', code: 404 } }) });
       const missing = await hosted.chat(textRequest('x', { model: 'nope' }), opts()).catch((e: unknown) => e);

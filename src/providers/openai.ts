@@ -925,7 +925,11 @@ const CHAT_ONLY_MODELS_KEPT = 256;
 function noCompletionsEndpoint(err: unknown): boolean {
   if (!isUpstreamError(err)) return false;
   if (err.status === 404 || err.status === 405) return true;
-  return err.status === 400 && /not supported|unsupported|does not work/i.test(err.message);
+  // Only a refusal of the completion operation itself, not of one of the request's parameters
+  // ("Unsupported value: 'temperature' …"), which chat would not cure.
+  if (err.status !== 400) return false;
+  const code = (err.body as { error?: { code?: unknown } } | undefined)?.error?.code;
+  return code === 'OperationNotSupported' || /completions?\b[^.]*\b(operation|endpoint)\b[^.]*\b(not supported|does not work)/i.test(err.message) || /\b(operation|endpoint)\b[^.]*\bcompletions?\b[^.]*\b(not supported|does not work)/i.test(err.message);
 }
 
 function upstreamEchoes(t: TextCompletion): boolean {
