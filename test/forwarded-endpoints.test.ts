@@ -211,7 +211,9 @@ describe('forwarded OpenAI endpoints', () => {
     await it2.next();
     const closed = heldClosed;
     left.body.destroy();
-    await closed;
+    // Bounded: a cancellation that never reaches the upstream fails here, not at the test's timeout.
+    const gone = await Promise.race([closed.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000))]);
+    expect(gone).toBe(true);
     release();
   });
 
