@@ -579,13 +579,7 @@ export class OpenAIProvider implements ProviderAdapter {
           done = true;
           break;
         }
-        let json: unknown;
-        try {
-          json = JSON.parse(sse.data);
-        } catch (cause) {
-          throw new UpstreamError({ provider: this.name, kind: 'malformed', message: `${this.name} sent a stream event that is not JSON`, body: sse.data.slice(0, 300), cause, retryable: !produced });
-        }
-        if (isRecord(json) && json.error != null) throw this.streamError(json, produced);
+        const json = this.streamEvent(sse.data, produced);
         const parsed = textCompletionSchema.safeParse(json);
         if (!parsed.success) throw this.malformed('a text completion chunk', parsed.error, json, !produced);
         const c = parsed.data;
@@ -632,6 +626,22 @@ export class OpenAIProvider implements ProviderAdapter {
     yield final;
   }
 
+  /**
+   * One SSE event's data as JSON, for chat and text-completion streams alike: not JSON is
+   * `malformed`, an error event mid-stream (`{"error": {...}}`, checked by hand: it is asked of every
+   * chunk) is raised as the error it reports; both retryable while nothing was `produced`.
+   */
+  private streamEvent(data: string, produced: boolean): unknown {
+    let json: unknown;
+    try {
+      json = JSON.parse(data);
+    } catch (cause) {
+      throw new UpstreamError({ provider: this.name, kind: 'malformed', message: `${this.name} sent a stream event that is not JSON`, body: data.slice(0, 300), cause, retryable: !produced });
+    }
+    if (isRecord(json) && json.error != null) throw this.streamError(json, produced);
+    return json;
+  }
+
   private async *chunks(body: StreamBody, req: ChatRequest): AsyncGenerator<ChatChunk> {
     let id = '';
     let created = Math.floor(Date.now() / 1000);
@@ -650,14 +660,7 @@ export class OpenAIProvider implements ProviderAdapter {
           done = true;
           break;
         }
-        let json: unknown;
-        try {
-          json = JSON.parse(sse.data);
-        } catch (cause) {
-          throw new UpstreamError({ provider: this.name, kind: 'malformed', message: `${this.name} sent a stream event that is not JSON`, body: sse.data.slice(0, 300), cause, retryable: !produced });
-        }
-        // An error event mid-stream ({"error": {...}}): checked by hand, it is asked of every chunk.
-        if (isRecord(json) && json.error != null) throw this.streamError(json, produced);
+        const json = this.streamEvent(sse.data, produced);
         let c = plainChunk(json);
         if (!c) {
           const parsed = chunkSchema.safeParse(json);
