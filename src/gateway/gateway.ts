@@ -4,14 +4,14 @@
 import type { RedisClient as Redis } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Embedder } from '../cache/embedders/types.js';
-import type { ChatRequest } from '../canonical/chat.js';
+import type { ChatRequest, Usage } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
 import { countTextTokens } from '../providers/tokens.js';
 import { carryPromptTokens } from '../routing/prompt-tokens.js';
 import type { LoadedConfig } from '../config/load.js';
 import { costUsd } from '../providers/pricing.js';
 import { createProviders, providerContext } from '../providers/registry.js';
-import type { ForwardResponse, ProviderAdapter } from '../providers/types.js';
+import type { CallOptions, ForwardResponse, ProviderAdapter } from '../providers/types.js';
 import type { StreamBody } from '../providers/http.js';
 import type { CancelSignal } from '../providers/cancel.js';
 import { ModelCatalog, type Deployment, type ModelGroup, type ModelInfo } from '../routing/catalog.js';
@@ -139,34 +139,52 @@ export class Gateway {
     return result as EmbeddingResult;
   }
 
-  private async routeEmbedding(ctx: RequestContext, req: EmbeddingRequest): Promise<EmbeddingResult> {
+  private routeEmbedding(ctx: RequestContext, req: EmbeddingRequest): Promise<EmbeddingResult> {
     const group = this.catalog.resolve(req.model);
+    return this.overDeployments(ctx, group, group.deployments, async (d, opts) => {
+      const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, opts);
+      // An upstream that reports no usage (0 for a non-empty input) is counted here, as chat answers
+      // are: limits and budgets settle on it, so a missing count must not refund the reservation.
+      const reported = result.usage.prompt_tokens;
+      if (reported > 0) return { result, usage: { prompt_tokens: reported, completion_tokens: 0, total_tokens: result.usage.total_tokens } };
+      const prompt = inputTokens(req);
+      return { result: prompt > 0 ? { ...result, usage: { prompt_tokens: prompt, total_tokens: prompt } } : result, usage: { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt } };
+    });
+  }
+
+  /**
+   * Calls `attempt` on `deployments` in order until one answers: each attempt spanned, observed
+   * (metrics) and recorded in ctx.facts (who answered, latency, usage and its cost at the deployment's
+   * price). As on chat, a retryable error or the deployment's own fault (quota, auth, model missing)
+   * moves on to the next; anything else, or the client gone, ends the request with that error.
+   */
+  private async overDeployments<T>(
+    ctx: RequestContext,
+    group: ModelGroup,
+    deployments: readonly Deployment[],
+    attempt: (d: Deployment, opts: CallOptions) => Promise<{ result: T; usage?: Usage }>,
+  ): Promise<T> {
     let lastError: unknown;
-    for (const d of group.deployments) {
+    for (const d of deployments) {
       ctx.facts.attempts++;
-      const attempt = startSpan(`provider ${d.providerName}`, ctx.traceContext, { 'inferenceflow.provider': d.providerName, 'inferenceflow.deployment': d.id });
+      const span = startSpan(`provider ${d.providerName}`, ctx.traceContext, { 'inferenceflow.provider': d.providerName, 'inferenceflow.deployment': d.id });
       const started = performance.now();
       try {
-        const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, callOptions(ctx, d, traceHeaders(attempt.context)));
+        const { result, usage } = await attempt(d, callOptions(ctx, d, traceHeaders(span.context)));
         ctx.facts.provider = d.providerName;
         ctx.facts.model = d.model;
         ctx.facts.deployment = d.id;
         ctx.facts.latencyMs = (ctx.facts.latencyMs ?? 0) + performance.now() - started;
-        // An upstream that reports no usage (0 for a non-empty input) is counted here, as chat answers
-        // are: limits and budgets settle on it, so a missing count must not refund the reservation.
-        const reported = result.usage.prompt_tokens;
-        const prompt = reported > 0 ? reported : inputTokens(req);
-        const usage = { prompt_tokens: prompt, completion_tokens: 0, total_tokens: reported > 0 ? result.usage.total_tokens : prompt };
-        ctx.facts.usage = usage;
-        ctx.facts.costUsd += costUsd(usage, d.price);
-        this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, usage, costUsd: costUsd(usage, d.price) });
-        endSpan(attempt.span);
-        return reported === 0 && prompt > 0 ? { ...result, usage: { prompt_tokens: prompt, total_tokens: prompt } } : result;
+        const cost = usage ? costUsd(usage, d.price) : 0;
+        if (usage) ctx.facts.usage = usage;
+        ctx.facts.costUsd += cost;
+        this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, ...(usage ? { usage } : {}), costUsd: cost });
+        endSpan(span.span);
+        return result;
       } catch (err) {
         this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
-        endSpan(attempt.span, err);
+        endSpan(span.span, err);
         lastError = err;
-        // As chat: a retryable error or this deployment's own fault (quota, auth, model missing) moves on to the next.
         if (!(isRetryable(err) || isDeploymentFault(err)) || ctx.signal.aborted) break;
       }
     }
@@ -220,39 +238,16 @@ export class Gateway {
     }
   }
 
-  private async routeForward(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], call: ForwardCall): Promise<ForwardResponse> {
-    let lastError: unknown;
-    for (const d of deployments) {
-      const forward = d.provider.forward?.bind(d.provider);
-      if (!forward) continue;
-      ctx.facts.attempts++;
-      const attempt = startSpan(`provider ${d.providerName}`, ctx.traceContext, { 'inferenceflow.provider': d.providerName, 'inferenceflow.deployment': d.id });
-      const started = performance.now();
-      try {
-        const { contentType, body } = call.body(d.model);
-        const res = await forward({ path: call.path, contentType, body, ...(call.accept ? { accept: call.accept } : {}) }, callOptions(ctx, d, traceHeaders(attempt.context)));
-        ctx.facts.provider = d.providerName;
-        ctx.facts.model = d.model;
-        ctx.facts.deployment = d.id;
-        ctx.facts.latencyMs = (ctx.facts.latencyMs ?? 0) + performance.now() - started;
-        // Only a moderation's input is known (as the gateway counts it); the answer's usage is not read.
-        const tokens = call.promptText ? countTextTokens(call.promptText) : 0;
-        const usage = tokens > 0 ? { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens } : undefined;
-        const cost = usage ? costUsd(usage, d.price) : 0;
-        if (usage) ctx.facts.usage = usage;
-        ctx.facts.costUsd += cost;
-        this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, ...(usage ? { usage } : {}), costUsd: cost });
-        endSpan(attempt.span);
-        return res;
-      } catch (err) {
-        this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
-        endSpan(attempt.span, err);
-        lastError = err;
-        // As embeddings: a retryable error or this deployment's own fault moves on to the next, before any byte was answered.
-        if (!(isRetryable(err) || isDeploymentFault(err)) || ctx.signal.aborted) break;
-      }
-    }
-    throw toGatewayError(lastError, { passthrough: group.passthrough });
+  private routeForward(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], call: ForwardCall): Promise<ForwardResponse> {
+    // Only deployments whose provider can forward; as embeddings, failover ends once one answers a status.
+    const able = deployments.filter((d) => d.provider.forward !== undefined);
+    return this.overDeployments(ctx, group, able, async (d, opts) => {
+      const { contentType, body } = call.body(d.model);
+      const result = await (d.provider.forward as NonNullable<ProviderAdapter['forward']>).call(d.provider, { path: call.path, contentType, body, ...(call.accept ? { accept: call.accept } : {}) }, opts);
+      // Only a moderation's input is known (as the gateway counts it); the answer's usage is not read.
+      const tokens = call.promptText ? countTextTokens(call.promptText) : 0;
+      return { result, ...(tokens > 0 ? { usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens } } : {}) };
+    });
   }
 
   /** /v1/models: configured groups plus what the passthrough provider lists (cached a minute). */
