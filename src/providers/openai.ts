@@ -464,10 +464,12 @@ export class OpenAIProvider implements ProviderAdapter {
     return body;
   }
 
-  async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+  /** Not an async function: a one-choice call (the common one) returns chatOnce's promise as it is. */
+  chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
+    if ((req.n ?? 1) === 1) return this.chatOnce(req, opts);
     const once = (one: ChatRequest) => this.chatOnce(one, opts);
     if (this.options.choices === 'fan_out') return chatWithChoices(req, once);
-    return withMissingChoices(req, await once(req), once);
+    return once(req).then((answer) => withMissingChoices(req, answer, once));
   }
 
   /** One chat (or raw-text completion) call, `n` sent as the request has it. */
