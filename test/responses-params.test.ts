@@ -91,3 +91,24 @@ describe('POST /v1/responses takes what SDK 6.49 sends', () => {
     expect((await bad({ tools: [{ type: 'function', name: 'f', parameters: {}, strict: true, defer_loading: 'yes' }] })).code).toBe('invalid_type');
   });
 });
+
+describe('tool_choice allowed_tools on /v1/responses', () => {
+  const tool = (name: string) => ({ type: 'function' as const, name, parameters: { type: 'object', properties: {} }, strict: true });
+  const tools = [tool('get_weather'), tool('get_time'), tool('send_email')];
+
+  it('narrows the tools to the allowed ones and sends the mode as the choice, and input_tokens counts those tools only', async () => {
+    const tool_choice = { type: 'allowed_tools' as const, mode: 'required' as const, tools: [{ type: 'function', name: 'get_time' }] };
+    const { upstream } = await sent({ model: 'gpt-5', input: 'What time is it in Oslo?', tools, tool_choice });
+    expect((upstream.tools as { function: { name: string } }[]).map((t) => t.function.name)).toEqual(['get_time']);
+    expect(upstream.tool_choice).toBe('required');
+    const count = async (body: Record<string, unknown>) => ((await client.responses.inputTokens.count({ model: 'gpt-5', input: 'What time is it in Oslo?', tools, ...body } as never)) as { input_tokens: number }).input_tokens;
+    expect(await count({ tool_choice })).toBeLessThan(await count({}));
+  });
+
+  it('refuses a tool the request does not define, naming it', async () => {
+    const err = (await client.responses.create({ model: 'gpt-5', input: 'hi', tools, tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'function', name: 'delete_files' }] } }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect([err.code, err.param]).toEqual(['invalid_value', 'tool_choice.tools.0.name']);
+    expect(err.message).toMatch(/delete_files/);
+  });
+});

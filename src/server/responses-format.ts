@@ -208,11 +208,10 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
   const input = inputMessages(b.input);
   const instructions: ChatMessage | undefined = b.instructions ? { role: 'system', content: b.instructions } : undefined;
   const messages = instructions ? [instructions, ...input] : [...input];
-  const tools = functionTools(b.tools);
+  const { tools, choice } = toolsAndChoice(functionTools(b.tools), b.tool_choice);
 
   const req: ChatRequest = { model: b.model, messages };
   if (tools.length) req.tools = tools;
-  const choice = b.tool_choice ? toToolChoice(b.tool_choice) : undefined;
   if (choice) req.tool_choice = choice;
   if (b.parallel_tool_calls !== undefined && b.parallel_tool_calls !== null && tools.length) req.parallel_tool_calls = b.parallel_tool_calls;
   const format = b.text?.format ? toResponseFormat(b.text.format) : undefined;
@@ -303,12 +302,13 @@ export function tokenCountsToCanonical(body: unknown): { previous_response_id?: 
   if (!parsed.success) throw validationError(parsed.error, body);
   const b = parsed.data;
   if (b.conversation !== undefined && b.conversation !== null) throw refuse('conversation', 'This gateway does not store conversations: send the whole conversation in `input`.');
-  if (b.tool_choice) toToolChoice(b.tool_choice); // refuses a hosted tool choice, as create does
+  // As create makes them: a hosted tool choice refused, allowed_tools narrowing the tools counted.
+  const { tools } = toolsAndChoice(functionTools(b.tools), b.tool_choice);
   return {
     ...(b.previous_response_id ? { previous_response_id: b.previous_response_id } : {}),
     ...(b.instructions ? { instructions: { role: 'system' as const, content: b.instructions } } : {}),
     input: inputMessages(b.input),
-    tools: functionTools(b.tools),
+    tools,
   };
 }
 
@@ -410,6 +410,30 @@ function outputPartText(p: z.infer<typeof contentPart>, path: string): string {
 /** Only a tool that passed `functionTool` has type "function" (`hostedTool` excludes it). */
 function isFunctionTool(t: z.infer<typeof functionTool> | z.infer<typeof hostedTool>): t is z.infer<typeof functionTool> {
   return t.type === 'function';
+}
+
+/**
+ * The request's tools and its canonical choice. `{type: "allowed_tools", mode, tools: [{type:
+ * "function", name}]}` narrows the tools to the allowed ones and becomes `mode`, as on chat
+ * completions (every provider honours it); naming a tool the request does not define, or a hosted
+ * one, is a 400.
+ */
+function toolsAndChoice(tools: ToolDefinition[], c: z.infer<typeof toolChoice> | null | undefined): { tools: ToolDefinition[]; choice?: ToolChoice } {
+  if (!c) return { tools };
+  if (typeof c !== 'string' && c.type === 'allowed_tools') {
+    const { mode, tools: allowedTools } = c as { mode?: unknown; tools?: unknown };
+    if (mode !== 'auto' && mode !== 'required') throw refuse('tool_choice.mode', 'tool_choice.mode must be "auto" or "required".');
+    if (!Array.isArray(allowedTools) || allowedTools.length === 0) throw refuse('tool_choice.tools', 'tool_choice.tools must list at least one tool.');
+    const allowed = new Set<string>();
+    for (const [i, t] of allowedTools.entries()) {
+      const { type, name } = (t ?? {}) as { type?: unknown; name?: unknown };
+      if (type !== 'function' || typeof name !== 'string') throw refuse(`tool_choice.tools.${i}`, 'Only function tools ({"type": "function", "name": …}) can be allowed here.');
+      if (!tools.some((d) => d.function.name === name)) throw refuse(`tool_choice.tools.${i}.name`, `tool_choice allows "${name}", which is not among the request's tools.`);
+      allowed.add(name);
+    }
+    return { tools: tools.filter((d) => allowed.has(d.function.name)), choice: mode };
+  }
+  return { tools, choice: toToolChoice(c) };
 }
 
 function toToolChoice(c: z.infer<typeof toolChoice>): ToolChoice {
