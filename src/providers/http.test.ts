@@ -83,6 +83,22 @@ describe('UpstreamHttp.json', () => {
     expect(err.message).toBe('up returned 429: slow down');
   });
 
+  it('gives an HTML error page as its title (or its text without tags), not the page', async () => {
+    // The shape of Google's 404 page for a path it does not serve, and of a proxy's 502 page.
+    const google404 = `<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <style>*{margin:0;padding:0}html{font:15px/22px arial}</style>\n  <title>Error 404 (Not Found)!!1</title>\n  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>\n  <p><b>404.</b> <ins>That’s an error.</ins>\n  <p>The requested URL <code>/v1beta/openai/completions</code> was not found on this server.  <ins>That’s all we know.</ins>\n${'<!-- padding -->'.repeat(200)}`;
+    const proxy502 = '<html><body><h1>502 Bad Gateway</h1>\n<hr><center>nginx</center></body></html>';
+    const pages = [google404, proxy502];
+    let i = 0;
+    const up = await upstream((_req, res) => {
+      const page = pages[i++] as string;
+      res.writeHead(page === google404 ? 404 : 502, { 'content-type': 'text/html; charset=UTF-8' }).end(page);
+    });
+    const first = (await up.json('POST', '/completions', {}, call()).catch((e: unknown) => e)) as UpstreamError;
+    expect(first.message).toBe('up returned 404: Error 404 (Not Found)!!1');
+    const second = (await up.json('POST', '/chat/completions', {}, call()).catch((e: unknown) => e)) as UpstreamError;
+    expect(second.message).toBe('up returned 502: 502 Bad Gateway nginx');
+  });
+
   it('calls a 200 whose body is not JSON malformed, with the start of the body', async () => {
     const up = await upstream((_req, res) => res.end('<html>oops</html>'));
     const err = await failure(up.json('GET', '/models', undefined, call()));

@@ -209,7 +209,7 @@ class RawPayload {
 
 /** The human message inside any provider's error body (OpenAI, Anthropic, Gemini, Cohere, Ollama). */
 export function upstreamErrorMessage(body: unknown): string | undefined {
-  if (typeof body === 'string') return body || undefined;
+  if (typeof body === 'string') return readableText(body) || undefined;
   if (body === null || typeof body !== 'object') return undefined;
   const b = body as { error?: unknown; message?: unknown; detail?: unknown };
   if (typeof b.error === 'string') return b.error;
@@ -220,6 +220,20 @@ export function upstreamErrorMessage(body: unknown): string | undefined {
   if (typeof b.message === 'string') return b.message;
   if (typeof b.detail === 'string') return b.detail;
   return undefined;
+}
+
+/**
+ * A body that is not JSON, as a message: an HTML error page (a proxy's, or Google's 404 page for a
+ * wrong path) as its title, else its text without tags; whitespace collapsed, at most 300 characters.
+ */
+function readableText(text: string): string {
+  let out = text;
+  if (/^\s*</.test(text)) {
+    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1];
+    out = title?.trim() ? title : text.replace(/<(script|style)\b[\s\S]*?<\/\1>/gi, ' ').replace(/<[^>]*>/g, ' ');
+  }
+  out = out.replace(/\s+/g, ' ').trim();
+  return out.length > 300 ? `${out.slice(0, 297)}...` : out;
 }
 
 /**
