@@ -88,6 +88,11 @@ async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> 
       return sendJson(res, 200, { text: 'Hello from the stand-in.', usage: { type: 'duration', seconds: 2 } });
     case '/v1/audio/speech': {
       res.writeHead(200, { 'content-type': 'audio/mpeg', 'transfer-encoding': 'chunked' });
+      if (r.model === 'cut-tts') {
+        // The server fails after the status and the first piece: the connection just ends.
+        res.write(MP3[0]);
+        return void setTimeout(() => res.socket?.destroy(), 20);
+      }
       if (r.model === 'held-tts') {
         heldClosed = new Promise((resolve) => res.once('close', () => resolve()));
         res.write(MP3[0]);
@@ -139,6 +144,7 @@ beforeAll(async () => {
         { name: 'whisper', deployments: [{ provider: 'up', model: 'whisper-large-v3', id: 'w/up' }] },
         { name: 'tts', deployments: [{ provider: 'up', model: 'tts-upstream' }] },
         { name: 'held', deployments: [{ provider: 'up', model: 'held-tts' }] },
+        { name: 'cut', deployments: [{ provider: 'up', model: 'cut-tts' }] },
         { name: 'img', deployments: [{ provider: 'up', model: 'gpt-image-upstream' }] },
         { name: 'omni-moderation-latest', deployments: [{ provider: 'up', model: 'omni-moderation-2024-09-26' }] },
         // Listed healthy-first, tried by priority: the broken one first.
@@ -284,5 +290,20 @@ describe('forwarded OpenAI endpoints', () => {
     const narrow = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: await createKey({ name: 'tts-only', models: ['tts'] }), maxRetries: 0 });
     const err = await narrow.images.generate({ model: 'img', prompt: 'no' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
+  });
+});
+
+describe('an upstream body that breaks off after its status', () => {
+  it('ends the client\'s answer unfinished and is recorded as the upstream\'s failure, not as a client that left', async () => {
+    const res = await request(`${gw.url}/v1/audio/speech`, { method: 'POST', headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'cut', input: 'Hello', voice: 'alloy' }) });
+    expect(res.statusCode).toBe(200);
+    await expect(res.body.arrayBuffer()).rejects.toThrow();
+    const counted = async (status: string) => {
+      const text = await (await request(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).body.text();
+      const line = text.split('\n').find((l) => l.startsWith('inference_requests_total{') && l.includes('route="/v1/audio/speech"') && l.includes(`status="${status}"`) && l.includes('model="cut-tts"'));
+      return line === undefined ? 0 : Number(line.split(' ').pop());
+    };
+    await expect.poll(() => counted('502'), { timeout: 5_000, interval: 50 }).toBe(1);
+    expect(await counted('499')).toBe(0);
   });
 });

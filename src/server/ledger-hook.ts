@@ -36,7 +36,9 @@ declare module 'fastify' {
 
 /** The status a finished response is recorded with: 499 when it did not finish, a stream's failure's when it failed after it started. */
 export function recordedStatus(request: FastifyRequest, reply: FastifyReply): number {
-  if (!reply.raw.writableFinished) return 499;
+  // Cut before its end: by the client (499), unless the upstream failed first (a forwarded body that
+  // broke off, which ends the answer unfinished: its error's status).
+  if (!reply.raw.writableFinished) return request.failedStatus ?? 499;
   return request.failedStatus ?? reply.raw.statusCode;
 }
 

@@ -13,7 +13,7 @@ import type { RequestContext } from '../../gateway/context.js';
 import type { ForwardCall, Gateway } from '../../gateway/gateway.js';
 import { first } from '../../providers/errors.js';
 import type { ForwardResponse } from '../../providers/types.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, toGatewayError } from '../errors.js';
 import { factHeaders } from '../headers.js';
 import { MultipartError, MultipartForm } from '../multipart-form.js';
 import { createRequestContext } from '../request-context.js';
@@ -59,7 +59,26 @@ function sendForwarded(reply: FastifyReply, ctx: RequestContext, res: ForwardRes
   reply.headers(factHeaders(ctx.facts));
   // A client that goes away destroys this stream, which gives the upstream's body up (and its
   // signal, ctx.signal, cancels the upstream call).
-  return reply.send(Readable.from(res.body, { objectMode: false }));
+  return reply.send(Readable.from(upstreamBody(reply, ctx, res.body), { objectMode: false }));
+}
+
+/**
+ * The upstream's body as it comes. One that breaks off after the status went out (its server or the
+ * connection failed) ends the client's answer unfinished; the log line, metrics and ledger row then
+ * record the upstream's failure (502 `upstream_error`, …), not a client that left (499).
+ */
+async function* upstreamBody(reply: FastifyReply, ctx: RequestContext, body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  try {
+    yield* body;
+  } catch (err) {
+    if (!ctx.signal.aborted) {
+      const e = toGatewayError(err);
+      ctx.log.warn({ code: e.code, err: e.message }, 'forwarded answer broke off after it started');
+      reply.request.ledgerErrorCode = e.code;
+      reply.request.failedStatus = e.status;
+    }
+    throw err;
+  }
 }
 
 function multipartDoc(summary: string, description: string, fields: Record<string, string>, required: string[]): RouteShorthandOptions {
