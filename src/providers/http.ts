@@ -99,7 +99,7 @@ export class UpstreamHttp {
    * multipart form, a JSON body forwarded as it is), and whose answer is streamed as `stream` streams
    * it: resolves once the status and headers are in, an error status rejects with its parsed error body.
    */
-  async raw(
+  raw(
     method: Dispatcher.HttpMethod,
     path: string,
     body: Buffer | string,

@@ -917,7 +917,6 @@ function textChoiceLogprobs(choice: TextCompletionChoice, out: { logprobs?: Choi
   if (chat?.content) out.logprobs = chat;
 }
 
-/** Whether `echo` goes upstream: with legacy `logprobs` only, for the prompt's log-probabilities (the answer then begins with the prompt). */
 /** Models kept as chat-only per provider (OpenAIProvider.chatOnly). */
 const CHAT_ONLY_MODELS_KEPT = 256;
 
@@ -934,9 +933,10 @@ function noCompletionsEndpoint(err: unknown): boolean {
   // ("Unsupported value: 'temperature' …"), which chat would not cure.
   if (err.status !== 400) return false;
   const code = (err.body as { error?: { code?: unknown } } | undefined)?.error?.code;
-  return code === 'OperationNotSupported' || /completions?\b[^.]*\b(operation|endpoint)\b[^.]*\b(not supported|does not work)/i.test(err.message) || /\b(operation|endpoint)\b[^.]*\bcompletions?\b[^.]*\b(not supported|does not work)/i.test(err.message);
+  return code === 'OperationNotSupported' || (/\bcompletions?\b/i.test(err.message) && /\b(?:operation|endpoint)\b[^.]*\b(?:not supported|does not work)\b/i.test(err.message));
 }
 
+/** Whether `echo` goes upstream: with legacy `logprobs` only, for the prompt's log-probabilities (the answer then begins with the prompt). */
 function upstreamEchoes(t: TextCompletion): boolean {
   return t.echo === true && t.logprobs !== undefined;
 }
