@@ -126,28 +126,30 @@ export class Gateway {
   /**
    * Embeddings, admitted as a chat request is — counted against the caller's request and token
    * limits (the input's tokens; nothing is generated) and its budgets (reserved at the model's
-   * price, settled at the cost) — then sent to the model's deployments in order.
+   * price, settled at the cost) — then sent to the model's deployments in priority order.
    */
   async embed(ctx: RequestContext, req: EmbeddingRequest): Promise<EmbeddingResult> {
     ensureAllowed(ctx, req.model);
-    if (!this.admission) return this.routeEmbedding(ctx, req);
+    // Counted once: admission reserves it, and it stands in for an upstream that reports no usage.
+    const tokens = inputTokens(req);
+    if (!this.admission) return this.routeEmbedding(ctx, req, tokens);
     let result: EmbeddingResult | undefined;
-    await this.admission(ctx, embeddingAsChat(req), async () => {
-      result = await this.routeEmbedding(ctx, req);
-      return ADMITTED;
+    await this.admission(ctx, promptOnly(req.model, tokens, req.user), async () => {
+      result = await this.routeEmbedding(ctx, req, tokens);
+      return SETTLED_BY_FACTS;
     });
     return result as EmbeddingResult;
   }
 
-  private routeEmbedding(ctx: RequestContext, req: EmbeddingRequest): Promise<EmbeddingResult> {
+  private routeEmbedding(ctx: RequestContext, req: EmbeddingRequest, inputTokens: number): Promise<EmbeddingResult> {
     const group = this.catalog.resolve(req.model);
-    return this.overDeployments(ctx, group, group.deployments, async (d, opts) => {
+    return this.overDeployments(ctx, group, inPriorityOrder(group), async (d, opts) => {
       const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, opts);
       // An upstream that reports no usage (0 for a non-empty input) is counted here, as chat answers
       // are: limits and budgets settle on it, so a missing count must not refund the reservation.
       const reported = result.usage.prompt_tokens;
       if (reported > 0) return { result, usage: { prompt_tokens: reported, completion_tokens: 0, total_tokens: result.usage.total_tokens } };
-      const prompt = inputTokens(req);
+      const prompt = inputTokens;
       return { result: prompt > 0 ? { ...result, usage: { prompt_tokens: prompt, total_tokens: prompt } } : result, usage: { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt } };
     });
   }
@@ -206,25 +208,27 @@ export class Gateway {
     try {
       ensureAllowed(ctx, call.model);
       const group = this.catalog.resolve(call.model);
-      const deployments = group.deployments.filter((d) => d.provider.forward !== undefined).sort((a, b) => a.priority - b.priority);
+      const deployments = forwarders(group);
       if (deployments.length === 0) {
         throw new GatewayError('unsupported_capability', {
           param: 'model',
           message: `The model "${call.model}" has no deployment that serves ${call.path}: these requests are forwarded to OpenAI-compatible (type: openai) deployments only.`,
         });
       }
+      // Only a moderation's input is known (as the gateway counts it); the answer's usage is not read.
+      const tokens = call.promptText ? countTextTokens(call.promptText) : 0;
       const admission = this.admission;
-      if (!admission) return this.routeForward(ctx, group, deployments, call);
+      if (!admission) return this.routeForward(ctx, group, deployments, call, tokens);
       return new Promise<ForwardResponse>((resolve, reject) => {
         let answered = false;
-        const admitted = admission(ctx, forwardAsChat(call), async () => {
-          const res = await this.routeForward(ctx, group, deployments, call);
+        const admitted = admission(ctx, promptOnly(call.model, tokens, call.user), async () => {
+          const res = await this.routeForward(ctx, group, deployments, call, tokens);
           let ended: () => void = () => undefined;
           const bodyEnded = new Promise<void>((r) => (ended = r));
           answered = true;
           resolve({ ...res, body: untilEnded(res.body, ctx.signal, ended) });
           await bodyEnded;
-          return ADMITTED;
+          return SETTLED_BY_FACTS;
         });
         // Settled once the body has ended: the ledger row and the log line wait for it.
         ctx.settlements?.track(admitted.catch(() => undefined));
@@ -238,14 +242,11 @@ export class Gateway {
     }
   }
 
-  private routeForward(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], call: ForwardCall): Promise<ForwardResponse> {
-    // Only deployments whose provider can forward; as embeddings, failover ends once one answers a status.
-    const able = deployments.filter((d) => d.provider.forward !== undefined);
-    return this.overDeployments(ctx, group, able, async (d, opts) => {
+  /** `deployments` can all forward (forwarders); as for embeddings, failover ends once one answers a status. */
+  private routeForward(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], call: ForwardCall, tokens: number): Promise<ForwardResponse> {
+    return this.overDeployments(ctx, group, deployments, async (d, opts) => {
       const { contentType, body } = call.body(d.model);
       const result = await (d.provider.forward as NonNullable<ProviderAdapter['forward']>).call(d.provider, { path: call.path, contentType, body, ...(call.accept ? { accept: call.accept } : {}) }, opts);
-      // Only a moderation's input is known (as the gateway counts it); the answer's usage is not read.
-      const tokens = call.promptText ? countTextTokens(call.promptText) : 0;
       return { result, ...(tokens > 0 ? { usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens } } : {}) };
     });
   }
@@ -324,21 +325,29 @@ function inputTokens(req: EmbeddingRequest): number {
   return texts ? texts.reduce((n, t) => n + countTextTokens(t), 0) : (req.input as number[] | number[][]).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : 1), 0);
 }
 
-/** What the admission stage sees of an embedding request: its input as the prompt, nothing to generate. */
-function embeddingAsChat(req: EmbeddingRequest): ChatRequest {
-  const texts = embeddingInputs(req.input);
-  const chat: ChatRequest = { model: req.model, messages: [{ role: 'user', content: texts ? texts.join('\n') : '' }], max_tokens: 0, ...(req.user ? { user: req.user } : {}) };
-  carryPromptTokens(chat, inputTokens(req));
+/**
+ * What the admission stage sees of a request outside the chat pipeline (an embedding, a forwarded
+ * call): `tokens` of prompt (counted by the caller; the message's text is never read) and nothing
+ * to generate.
+ */
+function promptOnly(model: string, tokens: number, user: string | undefined): ChatRequest {
+  const chat: ChatRequest = { model, messages: [{ role: 'user', content: '' }], max_tokens: 0, ...(user ? { user } : {}) };
+  carryPromptTokens(chat, tokens);
   return chat;
 }
 
-/** What the admission stage sees of a forwarded request: its prompt text (a moderation's input) or nothing, nothing to generate. */
-function forwardAsChat(call: ForwardCall): ChatRequest {
-  const text = call.promptText ?? '';
-  const chat: ChatRequest = { model: call.model, messages: [{ role: 'user', content: text }], max_tokens: 0, ...(call.user ? { user: call.user } : {}) };
-  carryPromptTokens(chat, text ? countTextTokens(text) : 0);
-  return chat;
+/** A group's deployments by priority, and those that can forward, made once per group. */
+const byPriority = new WeakMap<ModelGroup, { all: Deployment[]; forwarding: Deployment[] }>();
+function priorityOrder(group: ModelGroup): { all: Deployment[]; forwarding: Deployment[] } {
+  let o = byPriority.get(group);
+  if (!o) {
+    const all = [...group.deployments].sort((a, b) => a.priority - b.priority);
+    byPriority.set(group, (o = { all, forwarding: all.filter((d) => d.provider.forward !== undefined) }));
+  }
+  return o;
 }
+const inPriorityOrder = (group: ModelGroup): readonly Deployment[] => priorityOrder(group).all;
+const forwarders = (group: ModelGroup): readonly Deployment[] => priorityOrder(group).forwarding;
 
 /**
  * `body`, calling `ended` once when it has been read to its end, failed, been given up by its
@@ -380,5 +389,8 @@ function untilEnded(body: StreamBody, signal: CancelSignal, ended: () => void): 
   };
 }
 
-/** The outcome the admission stage settles an embedding with (the usage and cost are in ctx.facts). */
-const ADMITTED: ChatOutcome = { kind: 'result', result: { id: 'embedding', object: 'chat.completion', created: 0, model: '', choices: [], usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } } };
+/**
+ * The outcome the admission stage settles an embedding or a forwarded call with: their usage and
+ * cost are in ctx.facts, which is what admission reads.
+ */
+const SETTLED_BY_FACTS: ChatOutcome = { kind: 'result', result: { id: 'settled-by-facts', object: 'chat.completion', created: 0, model: '', choices: [], usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } } };
