@@ -107,11 +107,19 @@ for (const t of targets) {
       await expect.poll(() => c.cooling.has('anthropic/claude'), { timeout: 2_000, interval: 20 }).toBe(true);
       expect(c.cooling.get('openai/gpt-4o')).toBe(until);
 
-      // An expired cooldown is neither shared nor applied.
+      // An expired cooldown is not shared…
       share(a).shareCooldown('local/llama', Date.now() - 1);
       const d = await replica(own);
       expect(d.cooling.has('local/llama')).toBe(false);
       expect(d.cooling.get('anthropic/claude')).toBe(until);
+      // …nor applied when one arrives (a message that spent longer in flight than the cooldown lasted).
+      const publisher = t.connect();
+      const message = (deployment: string, at: number) => JSON.stringify({ deployment, state: 'cooling', until: at, reason: 'rate limited', origin: 'another-replica' });
+      await publisher.publish(`${own}breaker:events`, message('local/llama', Date.now() - 1_000));
+      await publisher.publish(`${own}breaker:events`, message('marker', Date.now() + 20_000));
+      await expect.poll(() => d.cooling.has('marker'), { timeout: 2_000, interval: 20 }).toBe(true);
+      expect(d.cooling.has('local/llama')).toBe(false);
+      publisher.disconnect();
     });
   });
 }

@@ -56,6 +56,9 @@ export class BreakerSync {
   private subscriber?: Redis;
   private timer?: NodeJS.Timeout;
   private readonly channel: string;
+  /** The hash-tagged prefixes of breaker and cooldown keys, made once. */
+  private readonly breakerTag: string;
+  private readonly cooldownTag: string;
   /** Per deployment, the end of the last cooldown this replica shared. */
   private readonly sharedCooldowns = new Map<string, number>();
 
@@ -67,16 +70,21 @@ export class BreakerSync {
     private readonly syncMs: number,
   ) {
     this.channel = `${prefix}breaker:events`;
+    this.breakerTag = hashTagged(`${prefix}breaker:`);
+    this.cooldownTag = hashTagged(`${prefix}cooldown:`);
   }
 
-  /** Breaker keys share one hash tag so the periodic MGET stays in one slot on Redis Cluster. */
+  /**
+   * Breaker keys share one hash tag, so the periodic MGET of them stays in one slot on Redis Cluster;
+   * cooldown keys share another (a deployment id may be any string: under one tag a breaker key could
+   * read as another deployment's cooldown key), read by a second MGET in the same poll.
+   */
   private key(deployment: string): string {
-    return `${hashTagged(`${this.prefix}breaker:`)}${deployment}`;
+    return this.breakerTag + deployment;
   }
 
-  /** Cooldown keys share their own hash tag, read by a second MGET. */
   private coolKey(deployment: string): string {
-    return `${hashTagged(`${this.prefix}cooldown:`)}${deployment}`;
+    return this.cooldownTag + deployment;
   }
 
   async start(): Promise<void> {
