@@ -141,6 +141,19 @@ export interface ToolDefinition {
   cache_control?: CacheControl;
 }
 
+/**
+ * `tool_choice: allowed_tools` made canonical, for the chat and Responses routes alike: `tools`
+ * narrowed to the `allowed` names, in the request's order (the route then sends the mode as the
+ * choice), or the position in `allowed` of the first name the request does not define.
+ */
+export function narrowToAllowedTools<T extends { function: { name: string } }>(tools: readonly T[], allowed: readonly string[]): { tools: T[] } | { undefinedAt: number } {
+  const defined = new Set(tools.map((t) => t.function.name));
+  const undefinedAt = allowed.findIndex((name) => !defined.has(name));
+  if (undefinedAt >= 0) return { undefinedAt };
+  const keep = new Set(allowed);
+  return { tools: tools.filter((t) => keep.has(t.function.name)) };
+}
+
 export type ToolChoice =
   | 'none'
   | 'auto'

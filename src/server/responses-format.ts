@@ -4,7 +4,7 @@
 // output_text.delta … response.completed) from canonical chunks. Stored responses (response-store.ts)
 // let `previous_response_id` continue a conversation; `conversation` objects are not kept.
 import { z } from 'zod';
-import { contentText, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ContentPart, type ResponseFormat, type TokenLogprob, type ToolChoice, type ToolDefinition, type Usage } from '../canonical/chat.js';
+import { contentText, narrowToAllowedTools, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ContentPart, type ResponseFormat, type TokenLogprob, type ToolChoice, type ToolDefinition, type Usage } from '../canonical/chat.js';
 import { randomHex } from '../gateway/ids.js';
 import { parseDataUrl } from '../providers/data-url.js';
 import { GatewayError } from './errors.js';
@@ -424,14 +424,14 @@ function toolsAndChoice(tools: ToolDefinition[], c: z.infer<typeof toolChoice> |
     const { mode, tools: allowedTools } = c as { mode?: unknown; tools?: unknown };
     if (mode !== 'auto' && mode !== 'required') throw refuse('tool_choice.mode', 'tool_choice.mode must be "auto" or "required".');
     if (!Array.isArray(allowedTools) || allowedTools.length === 0) throw refuse('tool_choice.tools', 'tool_choice.tools must list at least one tool.');
-    const allowed = new Set<string>();
-    for (const [i, t] of allowedTools.entries()) {
+    const names = allowedTools.map((t: unknown, i) => {
       const { type, name } = (t ?? {}) as { type?: unknown; name?: unknown };
       if (type !== 'function' || typeof name !== 'string') throw refuse(`tool_choice.tools.${i}`, 'Only function tools ({"type": "function", "name": …}) can be allowed here.');
-      if (!tools.some((d) => d.function.name === name)) throw refuse(`tool_choice.tools.${i}.name`, `tool_choice allows "${name}", which is not among the request's tools.`);
-      allowed.add(name);
-    }
-    return { tools: tools.filter((d) => allowed.has(d.function.name)), choice: mode };
+      return name;
+    });
+    const narrowed = narrowToAllowedTools(tools, names);
+    if ('undefinedAt' in narrowed) throw refuse(`tool_choice.tools.${narrowed.undefinedAt}.name`, `tool_choice allows "${names[narrowed.undefinedAt]}", which is not among the request's tools.`);
+    return { tools: narrowed.tools, choice: mode };
   }
   return { tools, choice: toToolChoice(c) };
 }

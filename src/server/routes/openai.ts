@@ -3,7 +3,7 @@
 // and renders the canonical outcome back in OpenAI's shapes.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import { addUsage, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type TextCompletion } from '../../canonical/chat.js';
+import { addUsage, narrowToAllowedTools, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type TextCompletion } from '../../canonical/chat.js';
 import { addSpend, deriveContext, newFacts, type ResponseFacts } from '../../gateway/context.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import { anthropicModel, anthropicModelPage } from '../anthropic-models.js';
@@ -47,16 +47,15 @@ export function parseChatBody(raw: unknown): { req: ChatRequest; ext: { difficul
  * cache) unchanged while turns allow different tools; the narrowing costs api.openai.com that cache
  * prefix, and no provider needs more. Naming a tool the request does not define is a 400.
  */
-function allowedToolsChoice<T extends { tools?: { type: string; function?: { name: string } }[] | null; tool_choice?: unknown }>(body: T): T {
+function allowedToolsChoice<T extends { tools?: { function: { name: string } }[] | null; tool_choice?: unknown }>(body: T): T {
   const choice = body.tool_choice as { type?: string; allowed_tools?: { mode: 'auto' | 'required'; tools: { function: { name: string } }[] } } | undefined;
   if (choice?.type !== 'allowed_tools' || !choice.allowed_tools) return body;
-  const allowed = new Set(choice.allowed_tools.tools.map((t) => t.function.name));
-  const defined = new Set((body.tools ?? []).map((t) => t.function?.name));
-  const missing = [...allowed].find((name) => !defined.has(name));
-  if (missing !== undefined) {
-    throw new GatewayError('invalid_value', { param: 'tool_choice', message: `tool_choice.allowed_tools names "${missing}", which is not among the request's tools.` });
+  const names = choice.allowed_tools.tools.map((t) => t.function.name);
+  const narrowed = narrowToAllowedTools(body.tools ?? [], names);
+  if ('undefinedAt' in narrowed) {
+    throw new GatewayError('invalid_value', { param: 'tool_choice', message: `tool_choice.allowed_tools names "${names[narrowed.undefinedAt]}", which is not among the request's tools.` });
   }
-  return { ...body, tools: (body.tools ?? []).filter((t) => t.function !== undefined && allowed.has(t.function.name)), tool_choice: choice.allowed_tools.mode };
+  return { ...body, tools: narrowed.tools, tool_choice: choice.allowed_tools.mode };
 }
 
 /** Drops null-valued fields: OpenAI accepts `null` for "unset", the canonical model uses absence. */
