@@ -278,15 +278,16 @@ export class LocalProvider implements ProviderAdapter {
     if (req.tools?.length && (choice === 'required' || (typeof choice === 'object' && choice !== null))) {
       throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: local models here do not call tools` });
     }
+    const raw = req.text_completion;
+    // A legacy text completion: no fill-in-the-middle, prompt log-probabilities or best_of here —
+    // refused before a model is loaded for it.
+    if (raw) refuseRawParameters(this.name, raw, ['suffix', 'logprobs', 'best_of']);
     const loaded = await untilAborted(this.modelFor(req.model), signal);
     const stops = stopList(req.stop).filter((s) => s.length > 0);
     const templateStops: LlamaCpp.LlamaText[] = [];
     let tokens: LlamaCpp.Token[];
-    const raw = req.text_completion;
     if (raw) {
-      // A legacy text completion: the prompt as it is, no chat template or plain format around it
-      // (LlamaCompletion continues raw text). No fill-in-the-middle, prompt log-probabilities or best_of here.
-      refuseRawParameters(this.name, raw, ['suffix', 'logprobs', 'best_of']);
+      // The prompt as it is, no chat template or plain format around it (LlamaCompletion continues raw text).
       tokens = loaded.model.tokenize(raw.prompt, false, loaded.bos !== null ? 'trimLeadingSpace' : undefined);
     } else if (loaded.wrapper) {
       const state = loaded.wrapper.generateContextState({ chatHistory: toChatHistory(req.messages) });

@@ -5,19 +5,20 @@
 import type { ChatRequest, TextCompletion, TextLogprobs } from '../canonical/chat.js';
 import { UpstreamError } from './errors.js';
 
+type RawOnly = 'suffix' | 'logprobs' | 'best_of';
+const RAW_ONLY: readonly RawOnly[] = ['suffix', 'logprobs', 'best_of'];
+
 /**
- * What a raw-text request asks that only a raw-text completion can give: text after the completion
- * (`suffix`), the prompt's own log-probabilities (`echo` with `logprobs`), or several candidates
- * ranked server-side (`best_of` above 1). Undefined when it asks none of them.
+ * The first of `among` a raw-text request asks for, of what only a raw-text completion can give:
+ * text after the completion (`suffix`), the prompt's own log-probabilities (`echo` with
+ * `logprobs`), several candidates ranked server-side (`best_of` above 1). Undefined when none.
  */
-export function rawOnlyParameter(t: TextCompletion): 'suffix' | 'logprobs' | 'best_of' | undefined {
-  if (t.suffix) return 'suffix';
-  if (t.echo && t.logprobs !== undefined) return 'logprobs';
-  if ((t.best_of ?? 1) > 1) return 'best_of';
-  return undefined;
+function firstAsked(t: TextCompletion, among: readonly RawOnly[]): RawOnly | undefined {
+  const asked: Record<RawOnly, boolean> = { suffix: Boolean(t.suffix), logprobs: Boolean(t.echo) && t.logprobs !== undefined, best_of: (t.best_of ?? 1) > 1 };
+  return among.find((p) => asked[p]);
 }
 
-const WHY: Record<'suffix' | 'logprobs' | 'best_of', string> = {
+const WHY: Record<RawOnly, string> = {
   suffix: '`suffix` (fill-in-the-middle)',
   logprobs: '`logprobs` with `echo` (log-probabilities of the prompt)',
   best_of: '`best_of` above 1',
@@ -33,7 +34,7 @@ const WHY: Record<'suffix' | 'logprobs' | 'best_of', string> = {
 export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
   const t = req.text_completion;
   if (!t) return req;
-  const param = rawOnlyParameter(t);
+  const param = firstAsked(t, RAW_ONLY);
   if (param) {
     throw unsupported(provider, param, `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native, Ollama).`);
   }
@@ -45,14 +46,19 @@ export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
  * For an adapter that completes raw text but not everything the legacy API offers: refuses (kind
  * `unsupported`, as asChatRequest) the first of `lacks` the request asks for.
  */
-export function refuseRawParameters(provider: string, t: TextCompletion, lacks: readonly ('suffix' | 'logprobs' | 'best_of')[]): void {
-  const asked = {
-    suffix: Boolean(t.suffix),
-    logprobs: Boolean(t.echo) && t.logprobs !== undefined,
-    best_of: (t.best_of ?? 1) > 1,
-  };
-  const param = lacks.find((p) => asked[p]);
+export function refuseRawParameters(provider: string, t: TextCompletion, lacks: readonly RawOnly[]): void {
+  const param = firstAsked(t, lacks);
   if (param) throw unsupported(provider, param, `${provider} completes raw text but cannot take ${WHY[param]}.`);
+}
+
+/**
+ * `options.completions` of an adapter that completes raw text (openai, ollama): `native`, `chat`, or
+ * undefined when unset (the adapter's default); anything else is refused at start-up.
+ */
+export function completionsOption(provider: string, options: Record<string, unknown> | undefined): 'native' | 'chat' | undefined {
+  const value = options?.completions;
+  if (value === undefined || value === 'native' || value === 'chat') return value;
+  throw new Error(`provider ${provider}: options.completions must be "native" or "chat", not ${JSON.stringify(value)}`);
 }
 
 /** A refusal the gateway answers as 400 `unsupported_capability` naming `param` (fromUpstream reads it from the body). */
