@@ -26,7 +26,8 @@ import { UpstreamError, kindForStatus, type UpstreamErrorKind } from './errors.j
 import { UpstreamHttp, upstreamErrorMessage, type StreamBody } from './http.js';
 import { primeStream } from './stream-priming.js';
 import { ndjsonLines } from './stream-parsers.js';
-import { asChatRequest, refuseRawParameters } from './text-completion.js';
+import { asChatRequest, completionsOption, refuseRawParameters } from './text-completion.js';
+import { rememberBounded } from './remembered.js';
 import type { CallOptions, ProviderAdapter } from './types.js';
 
 export const OLLAMA_DEFAULT_BASE_URL = 'http://127.0.0.1:11434';
@@ -82,16 +83,8 @@ const embedResponseSchema = z.object({
 });
 const modelListSchema = z.object({ models: z.array(z.object({ name: z.string().optional(), model: z.string().optional() })).nullish() });
 
+/** Throws on an option Ollama could not take (OllamaProvider's constructor checks them). */
 export function createOllamaProvider(name: string, cfg: ProviderConfig): OllamaProvider {
-  const completions = cfg.options?.completions;
-  if (completions !== undefined && completions !== 'native' && completions !== 'chat') {
-    throw new Error(`provider ${name}: options.completions must be "native" or "chat", not ${JSON.stringify(completions)}`);
-  }
-  const keepAlive = cfg.options?.keep_alive;
-  if (keepAlive !== undefined && typeof keepAlive !== 'string' && typeof keepAlive !== 'number') {
-    throw new Error(`provider ${name}: options.keep_alive must be a duration ("30m", "24h"), seconds or -1, not ${JSON.stringify(keepAlive)}`);
-  }
-  configuredModelOptions(name, cfg.options);
   return new OllamaProvider(name, cfg);
 }
 
@@ -132,7 +125,7 @@ export class OllamaProvider implements ProviderAdapter {
   /** Runtime options (num_ctx, num_gpu, …) sent under the request's own sampling options. */
   private readonly modelOptions: Record<string, unknown>;
   /** Models this Ollama refused `think` for (insertion order: the oldest is forgotten first). */
-  private readonly noThinking = new Map<string, true>();
+  private readonly noThinking = new Set<string>();
   /**
    * How a legacy text completion (`POST /v1/completions`) reaches Ollama: `native` (default), its raw
    * prompt to /api/generate; `chat`, as one user message to /api/chat (`options.completions`).
@@ -143,9 +136,12 @@ export class OllamaProvider implements ProviderAdapter {
     readonly name: string,
     cfg: ProviderConfig,
   ) {
-    this.completions = cfg.options?.completions === 'chat' ? 'chat' : 'native';
+    this.completions = completionsOption(name, cfg.options) ?? 'native';
     const keepAlive = cfg.options?.keep_alive;
-    this.keepAlive = typeof keepAlive === 'string' || typeof keepAlive === 'number' ? keepAlive : undefined;
+    if (keepAlive !== undefined && typeof keepAlive !== 'string' && typeof keepAlive !== 'number') {
+      throw new Error(`provider ${name}: options.keep_alive must be a duration ("30m", "24h"), seconds or -1, not ${JSON.stringify(keepAlive)}`);
+    }
+    this.keepAlive = keepAlive;
     this.modelOptions = configuredModelOptions(name, cfg.options);
     this.http = new UpstreamHttp({
       provider: name,
@@ -423,18 +419,9 @@ export class OllamaProvider implements ProviderAdapter {
       return await send(body);
     } catch (err) {
       if (body.think === undefined || body.think === false || !refusesThinking(err)) throw err;
-      this.rememberNoThinking(req.model);
+      rememberBounded(this.noThinking, req.model, NO_THINKING_MODELS_MAX);
       delete body.think;
       return send(body);
-    }
-  }
-
-  private rememberNoThinking(model: string): void {
-    this.noThinking.delete(model);
-    this.noThinking.set(model, true);
-    for (const oldest of this.noThinking.keys()) {
-      if (this.noThinking.size <= NO_THINKING_MODELS_MAX) break;
-      this.noThinking.delete(oldest);
     }
   }
 
@@ -496,7 +483,6 @@ export class OllamaProvider implements ProviderAdapter {
     });
   }
 
-  /** An `{"error": "..."}` body or line: classified by its text, since the HTTP status was 200. */
   /**
    * One NDJSON line of a stream, parsed by `schema`; an `{"error": …}` line is raised as the error it
    * reports. Retryable while nothing was yielded (`yielded` false).
@@ -515,6 +501,7 @@ export class OllamaProvider implements ProviderAdapter {
     return line;
   }
 
+  /** An `{"error": "..."}` body or line: classified by its text, since the HTTP status was 200. */
   private lineError(message: string, retryable: boolean): UpstreamError {
     const byText = kindForStatus(400, message);
     const kind: UpstreamErrorKind = byText === 'bad_request' ? 'server' : byText;

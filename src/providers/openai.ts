@@ -11,7 +11,8 @@ import { UpstreamError, first, isUpstreamError, kindForStatus } from './errors.j
 import { UpstreamHttp, upstreamErrorMessage, type StreamBody, type UpstreamResponse } from './http.js';
 import { sseEvents } from './stream-parsers.js';
 import { chatWithChoices, withMissingChoices } from './choice-fan-out.js';
-import { asChatRequest, readTextLogprobs } from './text-completion.js';
+import { asChatRequest, completionsOption, readTextLogprobs } from './text-completion.js';
+import { rememberBounded } from './remembered.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
 import type { CallOptions, ForwardRequest, ForwardResponse, ProviderAdapter } from './types.js';
 
@@ -320,10 +321,7 @@ export function createOpenAIProvider(name: string, cfg: ProviderConfig): OpenAIP
   const options = cfg.options ?? {};
   const official = new URL(cfg.base_url ?? DEFAULT_BASE_URL).hostname === 'api.openai.com';
   const ollama = isOllamaV1(cfg.base_url ?? DEFAULT_BASE_URL);
-  const completions = options.completions;
-  if (completions !== undefined && completions !== 'native' && completions !== 'chat') {
-    throw new Error(`provider ${name}: options.completions must be "native" or "chat", not ${JSON.stringify(completions)}`);
-  }
+  const completions = completionsOption(name, options);
   const choices = options.choices ?? (ollama ? 'fan_out' : 'native');
   if (choices !== 'native' && choices !== 'fan_out') {
     throw new Error(`provider ${name}: options.choices must be "native" or "fan_out", not ${JSON.stringify(choices)}`);
@@ -433,8 +431,7 @@ export class OpenAIProvider implements ProviderAdapter {
     } catch (err) {
       if (this.options.completions !== undefined || !noCompletionsEndpoint(err)) throw err;
       const answer = await chat(asChatRequest(this.name, req));
-      if (this.chatOnly.size >= CHAT_ONLY_MODELS_KEPT) this.chatOnly.delete(this.chatOnly.values().next().value as string);
-      this.chatOnly.add(req.model);
+      rememberBounded(this.chatOnly, req.model, CHAT_ONLY_MODELS_KEPT);
       return answer;
     }
   }
