@@ -90,10 +90,7 @@ export function first(v: string | string[] | undefined): string | undefined {
  * when it names one. Other shapes (Anthropic's `type`, Gemini's numeric `code`) give neither.
  */
 export function upstreamErrorFields(body: unknown): { code?: string; param?: string } {
-  if (body === null || typeof body !== 'object') return {};
-  const e = (body as { error?: unknown }).error;
-  if (e === null || typeof e !== 'object') return {};
-  const { code, param } = e as { code?: unknown; param?: unknown };
+  const { code, param } = errorObject(body);
   return {
     ...(typeof code === 'string' && code !== '' ? { code } : {}),
     ...(typeof param === 'string' && param !== '' ? { param } : {}),
@@ -104,11 +101,8 @@ export function upstreamErrorFields(body: unknown): { code?: string; param?: str
  * An upstream error body saying the account's quota or credit is used up: OpenAI's
  * `insufficient_quota`, as the error's code or its type (compatible servers send either).
  */
-export function isInsufficientQuota(body: unknown): boolean {
-  if (body === null || typeof body !== 'object') return false;
-  const e = (body as { error?: unknown }).error;
-  if (e === null || typeof e !== 'object') return false;
-  const { code, type } = e as { code?: unknown; type?: unknown };
+function isInsufficientQuota(body: unknown): boolean {
+  const { code, type } = errorObject(body);
   return code === 'insufficient_quota' || type === 'insufficient_quota';
 }
 
@@ -167,16 +161,16 @@ const CONTEXT_OVERFLOW =
  * stay the same when a server rewords its message.
  */
 function isContextOverflow(lowerMessage: string, body: unknown): boolean {
-  const { type, code } = errorTypeAndCode(body);
+  const { type, code } = errorObject(body);
   if (type === 'exceed_context_size_error' || code === 'context_length_exceeded' || type === 'context_length_exceeded') return true;
   return CONTEXT_OVERFLOW.test(lowerMessage);
 }
 
-function errorTypeAndCode(body: unknown): { type?: unknown; code?: unknown } {
+/** The `error` object of an error body in OpenAI's shape (`{"error": {…}}`), or {} for any other. */
+function errorObject(body: unknown): { type?: unknown; code?: unknown; param?: unknown } {
   if (body === null || typeof body !== 'object') return {};
   const e = (body as { error?: unknown }).error;
-  if (e === null || typeof e !== 'object') return {};
-  return e as { type?: unknown; code?: unknown };
+  return e !== null && typeof e === 'object' ? (e as { type?: unknown; code?: unknown; param?: unknown }) : {};
 }
 
 /**
