@@ -46,11 +46,16 @@ function nativeBlocks(blocks: Map<number, { block: Record<string, unknown>; json
     });
 }
 
-/** A tool call's arguments as its input: the parsed JSON, `{}` for none, or `{ _raw }` when they do not parse. */
-export function parseToolInput(args: string): unknown {
+/**
+ * A tool call's arguments (a JSON string) as the object Anthropic's `input` and Ollama's
+ * `arguments` must be: the parsed object, `{}` for none, `{ value }` for JSON that is not an object,
+ * `{ _raw }` for arguments that do not parse (a broken string must not throw).
+ */
+export function parseToolInput(args: string): Record<string, unknown> {
   if (!args) return {};
   try {
-    return JSON.parse(args) as unknown;
+    const parsed: unknown = JSON.parse(args);
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : { value: parsed };
   } catch {
     return { _raw: args };
   }

@@ -3,6 +3,7 @@
 // `POST /v1/messages` route (Messages request -> canonical, canonical -> Messages response), so the
 // stop-reason tables and content-block rules exist once.
 import type { CacheControl, ChatMessage, ContentPart, FinishReason, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
+import { parseToolInput } from '../canonical/convert.js';
 import { contentText } from '../canonical/chat.js';
 import { documentData, parseDataUrl } from './data-url.js';
 
@@ -190,7 +191,7 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?
         const blocks: AnthropicContentBlock[] = m.thinking_blocks?.map((b) => ({ ...b })) ?? [];
         blocks.push(...contentBlocks(m.content));
         for (const call of m.tool_calls ?? []) {
-          blocks.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseArguments(call.function.arguments) });
+          blocks.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseToolInput(call.function.arguments) });
         }
         push('assistant', blocks, m.cache_control);
         break;
@@ -298,17 +299,6 @@ function imageBlock(url: string): AnthropicImageBlock {
   const inline = parseDataUrl(url);
   if (inline) return { type: 'image', source: { type: 'base64', media_type: inline.mimeType, data: inline.data } };
   return { type: 'image', source: { type: 'url', url } };
-}
-
-/** Tool-call arguments as an object; Anthropic wants `input` parsed, and a broken string must not throw. */
-function parseArguments(args: string): unknown {
-  if (!args) return {};
-  try {
-    const parsed: unknown = JSON.parse(args);
-    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed : { value: parsed };
-  } catch {
-    return { _raw: args };
-  }
 }
 
 export function toAnthropicTools(tools: readonly ToolDefinition[]): AnthropicTool[] {

@@ -18,6 +18,7 @@ import {
   type ToolCall,
   type Usage,
 } from '../canonical/chat.js';
+import { parseToolInput } from '../canonical/convert.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { chatWithChoices } from './choice-fan-out.js';
@@ -470,7 +471,7 @@ export class OllamaProvider implements ProviderAdapter {
           if (m.tool_calls && m.tool_calls.length > 0) {
             out.tool_calls = m.tool_calls.map((c) => {
               toolNames.set(c.id, c.function.name);
-              return { function: { name: c.function.name, arguments: parseArguments(c.function.arguments) } };
+              return { function: { name: c.function.name, arguments: parseToolInput(c.function.arguments) } };
             });
           }
           return out;
@@ -529,14 +530,6 @@ function readToolCalls(line: ChatLine): ToolCall[] {
       arguments: typeof c.function.arguments === 'string' ? c.function.arguments : JSON.stringify(c.function.arguments ?? {}),
     },
   }));
-}
-
-function parseArguments(args: string): unknown {
-  try {
-    return args ? JSON.parse(args) : {};
-  } catch {
-    return {};
-  }
 }
 
 function mapOllamaFinish(reason: string | null | undefined, calledTools: boolean): FinishReason {
