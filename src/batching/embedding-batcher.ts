@@ -62,7 +62,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     this.files = inner.files ?? false;
     if (inner.listModels) this.listModels = (opts) => (inner.listModels as (o: CallOptions) => Promise<string[]>)(opts);
     // Forwarded requests (audio, images, moderations) are not batched: as the inner adapter has them.
-    if (inner.forward) this.forward = (req, opts) => (inner.forward as NonNullable<ProviderAdapter['forward']>)(req, opts);
+    if (inner.forward) this.forward = inner.forward.bind(inner);
   }
 
   listModels?: (opts: CallOptions) => Promise<string[]>;

@@ -424,7 +424,7 @@ const FILTERED = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTE
  * called a tool it was not offered). Such an answer is a failure — usually a passing one — not an
  * empty "stop".
  */
-export const BROKEN_CALL_FINISHES: ReadonlySet<string> = new Set(['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL']);
+const BROKEN_CALL_FINISHES: ReadonlySet<string> = new Set(['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL']);
 
 /**
  * A candidate whose function call broke and that said nothing the client can use: no text and no

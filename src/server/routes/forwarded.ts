@@ -28,14 +28,14 @@ export interface ForwardedRouteOptions {
 /** A model name as the client sends it; null is "unset", as OpenAI reads it. */
 const modelField = z.string().min(1).nullish();
 
-export const moderationSchema = z.looseObject({
+const moderationSchema = z.looseObject({
   model: modelField,
   input: z.union([z.string(), z.array(z.string()), z.array(z.looseObject({ type: z.string(), text: z.string().optional() }))]),
 });
 
-export const imageGenerationSchema = z.looseObject({ prompt: z.string(), model: modelField, user: z.string().optional() });
+const imageGenerationSchema = z.looseObject({ prompt: z.string(), model: modelField, user: z.string().optional() });
 
-export const speechSchema = z.looseObject({
+const speechSchema = z.looseObject({
   model: z.string().min(1),
   input: z.string(),
   voice: z.union([z.string(), z.looseObject({ id: z.string() })]),
