@@ -15,7 +15,6 @@ import type { CallOptions, ForwardResponse, ProviderAdapter } from '../providers
 import type { StreamBody } from '../providers/http.js';
 import type { CancelSignal } from '../providers/cancel.js';
 import { ModelCatalog, type Deployment, type ModelGroup, type ModelInfo } from '../routing/catalog.js';
-import { isDeploymentFault, isRetryable } from '../routing/retry.js';
 import { GatewayError, toGatewayError } from '../server/errors.js';
 import { MemoryResponseStore, RedisResponseStore, type ResponseStore } from '../server/response-store.js';
 import type { RequestContext } from './context.js';
@@ -155,10 +154,12 @@ export class Gateway {
   }
 
   /**
-   * Calls `attempt` on `deployments` in order until one answers: each attempt spanned, observed
-   * (metrics) and recorded in ctx.facts (who answered, latency, usage and its cost at the deployment's
-   * price). As on chat, a retryable error or the deployment's own fault (quota, auth, model missing)
-   * moves on to the next; anything else, or the client gone, ends the request with that error.
+   * Calls `attempt` on `deployments` in order until one answers, under the router's health rules
+   * (Router.callInOrder: open breakers, cooldowns and full deployments passed over, each outcome fed
+   * back to them): each attempt spanned, observed (metrics) and recorded in ctx.facts (who answered,
+   * usage and its cost at the deployment's price). As on chat, a retryable error or the deployment's
+   * own fault (quota, auth, model missing) moves on to the next; anything else, or the client gone,
+   * ends the request with that error.
    */
   private async overDeployments<T>(
     ctx: RequestContext,
@@ -166,31 +167,31 @@ export class Gateway {
     deployments: readonly Deployment[],
     attempt: (d: Deployment, opts: CallOptions) => Promise<{ result: T; usage?: Usage }>,
   ): Promise<T> {
-    let lastError: unknown;
-    for (const d of deployments) {
-      ctx.facts.attempts++;
-      const span = startSpan(`provider ${d.providerName}`, ctx.traceContext, { 'inferenceflow.provider': d.providerName, 'inferenceflow.deployment': d.id });
-      const started = performance.now();
-      try {
-        const { result, usage } = await attempt(d, callOptions(ctx, d, traceHeaders(span.context)));
-        ctx.facts.provider = d.providerName;
-        ctx.facts.model = d.model;
-        ctx.facts.deployment = d.id;
-        ctx.facts.latencyMs = (ctx.facts.latencyMs ?? 0) + performance.now() - started;
-        const cost = usage ? costUsd(usage, d.price) : 0;
-        if (usage) ctx.facts.usage = usage;
-        ctx.facts.costUsd += cost;
-        this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, ...(usage ? { usage } : {}), costUsd: cost });
-        endSpan(span.span);
-        return result;
-      } catch (err) {
-        this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
-        endSpan(span.span, err);
-        lastError = err;
-        if (!(isRetryable(err) || isDeploymentFault(err)) || ctx.signal.aborted) break;
-      }
+    try {
+      return await this.router.callInOrder(ctx, group, deployments, async (d) => {
+        ctx.facts.attempts++;
+        const span = startSpan(`provider ${d.providerName}`, ctx.traceContext, { 'inferenceflow.provider': d.providerName, 'inferenceflow.deployment': d.id });
+        const started = performance.now();
+        try {
+          const { result, usage } = await attempt(d, callOptions(ctx, d, traceHeaders(span.context)));
+          ctx.facts.provider = d.providerName;
+          ctx.facts.model = d.model;
+          ctx.facts.deployment = d.id;
+          const cost = usage ? costUsd(usage, d.price) : 0;
+          if (usage) ctx.facts.usage = usage;
+          ctx.facts.costUsd += cost;
+          this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, ...(usage ? { usage } : {}), costUsd: cost });
+          endSpan(span.span);
+          return result;
+        } catch (err) {
+          this.observer.attemptEnded(ctx, d, { ok: false, durationMs: performance.now() - started, error: err });
+          endSpan(span.span, err);
+          throw err;
+        }
+      });
+    } catch (err) {
+      throw toGatewayError(err, { passthrough: group.passthrough });
     }
-    throw toGatewayError(lastError, { passthrough: group.passthrough });
   }
 
   /**

@@ -209,7 +209,7 @@ function takeFree(deps: AttemptLoopDeps, from: Deployment[], coolingAt?: number)
  * no waiter (of any group) is in line for, removing it from `from`; when every one it could use has
  * a limit and none is free, waits in the group's priority queue for a slot on one of them.
  */
-async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime, from: Deployment[]): Promise<Pick | undefined> {
+export async function take(deps: AttemptLoopDeps, state: RequestState, rt: GroupRuntime, from: Deployment[]): Promise<Pick | undefined> {
   while (from.length > 0) {
     const free = takeFree(deps, from);
     if (free) return free;

@@ -26,7 +26,7 @@ import { routingText, SemanticRouter } from './semantic.js';
 import { DeploymentStats, LatencyRing } from './stats.js';
 import { eligibleDeployments, promptTokens, promptUpperBound, type RequestState } from './eligibility.js';
 import { createStrategy, type StrategyInput } from './strategies.js';
-import { runAttempts, type AttemptLoopDeps, type GroupRuntime } from './attempt-loop.js';
+import { runAttempts, take, type AttemptLoopDeps, type GroupRuntime } from './attempt-loop.js';
 import { buildStatus, type ProviderStatusReport } from './status.js';
 
 export interface RouterOptions {
@@ -41,6 +41,12 @@ export interface RouterOptions {
   /** Told about every upstream attempt (metrics). */
   observer?: AttemptObserver;
 }
+
+/**
+ * What the health rules read of a request that is not a chat (callInOrder): no stream, no
+ * messages to fit.
+ */
+const NO_CHAT: ChatRequest = Object.freeze({ model: '', messages: [] }) as ChatRequest;
 
 /** Passthrough groups (and their deployments' state) kept before idle ones are dropped. */
 const MAX_RUNTIMES = 1_024;
@@ -414,6 +420,75 @@ export class Router {
       }
       throw err;
     }
+  }
+
+  /**
+   * An embedding's or a forwarded call's attempts (audio, images, moderations): `deployments` in the
+   * order given, under chat's health rules but without its strategies, retries of one deployment,
+   * hedging or fallback groups. A deployment whose breaker is open or that is cooling down after a
+   * Retry-After is passed over; one whose max_concurrency is taken is passed over while another can
+   * answer, else the request waits in the group's queue as a chat request does. Each attempt holds a
+   * slot and its breaker's permission until `attempt` settles, and its outcome feeds the breaker,
+   * the failure counts, the latency EWMA and cooldowns (shared across replicas) as a chat attempt's
+   * does. The next deployment is tried on a retryable failure or the deployment's own fault (quota,
+   * credentials, model missing) while the client is still there; `attempt` throws what failed.
+   * With no deployment able to take it: 503 no_healthy_deployment, or 429 when every one asked to
+   * wait, with Retry-After.
+   */
+  async callInOrder<T>(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], attempt: (d: Deployment) => Promise<T>): Promise<T> {
+    const rt = this.runtime(group);
+    const now = Date.now();
+    const untried: Deployment[] = [];
+    let cooling = 0;
+    let earliest = Infinity;
+    for (const d of deployments) {
+      const b = this.breakerFor(d.id);
+      const s = this.statsFor(d.id);
+      if (!b.canPass()) earliest = Math.min(earliest, b.retryAt ?? now + DEFAULT_COOLDOWN_MS);
+      else if (s.cooling(now)) {
+        cooling++;
+        earliest = Math.min(earliest, s.coolingUntil);
+      } else untried.push(d);
+    }
+    if (untried.length === 0) {
+      const retryAfterMs = Number.isFinite(earliest) ? Math.max(DEFAULT_COOLDOWN_MS, earliest - now) : DEFAULT_COOLDOWN_MS;
+      if (cooling === deployments.length) throw everyDeploymentWaiting(group.name, retryAfterMs);
+      throw new GatewayError('no_healthy_deployment', { message: `Every deployment of "${group.name}" is unavailable (circuit open or cooling down).`, retryAfterMs });
+    }
+    // The queue's wait ends with the client; its request (the priority) is the caller's.
+    const signal = new Cancellation();
+    const unlink = signal.follow(ctx.signal);
+    const state: RequestState = { ctx, req: NO_CHAT, signal, deadlineAt: Infinity, visited: [group.name] };
+    let lastError: unknown;
+    this.active++;
+    try {
+      for (;;) {
+        const pick = await take(this.loop, state, rt, untried);
+        if (!pick) break;
+        const spec: AttemptSpec = { ctx, req: NO_CHAT, d: pick.d, token: pick.token, signal, timeoutMs: pick.d.timeoutMs, hedge: false };
+        const started = performance.now();
+        try {
+          const result = await attempt(pick.d);
+          this.settled(spec, true, performance.now() - started, undefined);
+          return result;
+        } catch (err) {
+          lastError = err;
+          // A client that left decides nothing about the deployment.
+          if (ctx.signal.aborted) {
+            this.hooks.cancelled(spec, performance.now() - started);
+            break;
+          }
+          this.settled(spec, false, performance.now() - started, err);
+          if (!(isRetryable(err) || isDeploymentFault(err))) break;
+        } finally {
+          this.admission.release(pick.d);
+        }
+      }
+    } finally {
+      unlink();
+      this.done();
+    }
+    throw lastError ?? new GatewayError('no_healthy_deployment', { message: `Every deployment of "${group.name}" is unavailable (circuit open or cooling down).`, retryAfterMs: DEFAULT_COOLDOWN_MS });
   }
 
   /**
