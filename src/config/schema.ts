@@ -9,7 +9,7 @@ import { inferenceSchema } from '../scaling/config.js';
 import { batchingSchema, batchJobsSchema } from '../batching/config.js';
 
 const price = z
-  .object({ input: z.number().min(0), output: z.number().min(0), cached_input: z.number().min(0).optional(), cache_write: z.number().min(0).optional() })
+  .object({ input: z.number().min(0), output: z.number().min(0), cached_input: z.number().min(0).optional(), cache_write: z.number().min(0).optional(), per_request: z.number().min(0).optional() })
   .strict();
 
 export const serverSchema = z

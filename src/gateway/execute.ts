@@ -33,6 +33,11 @@ export interface AttemptEnd {
 /** Told about every upstream attempt (telemetry records metrics from it). */
 export interface AttemptObserver {
   attemptEnded(ctx: RequestContext, d: Deployment, end: AttemptEnd): void;
+  /**
+   * Tokens and cost an answer reported after its attempt ended (a forwarded answer's usage, read
+   * from its body once it has passed through): what the attempt's own report left out.
+   */
+  spent?(ctx: RequestContext, d: Deployment, usage: Usage, costUsd: number): void;
 }
 
 export const noAttemptObserver: AttemptObserver = { attemptEnded: () => undefined };

@@ -12,6 +12,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { costUsd } from '../providers/pricing.js';
 import { createProviders, providerContext } from '../providers/registry.js';
 import type { CallOptions, ForwardResponse, ProviderAdapter } from '../providers/types.js';
+import { UsageTap } from './forward-usage.js';
 import type { StreamBody } from '../providers/http.js';
 import type { CancelSignal } from '../providers/cancel.js';
 import { ModelCatalog, type Deployment, type ModelGroup, type ModelInfo } from '../routing/catalog.js';
@@ -177,7 +178,8 @@ export class Gateway {
           ctx.facts.provider = d.providerName;
           ctx.facts.model = d.model;
           ctx.facts.deployment = d.id;
-          const cost = usage ? costUsd(usage, d.price) : 0;
+          // A call that reports no tokens still costs its deployment's per_request fee.
+          const cost = costUsd(usage ?? NO_USAGE, d.price);
           if (usage) ctx.facts.usage = usage;
           ctx.facts.costUsd += cost;
           this.observer.attemptEnded(ctx, d, { ok: true, durationMs: performance.now() - started, ...(usage ? { usage } : {}), costUsd: cost });
@@ -196,14 +198,16 @@ export class Gateway {
 
   /**
    * Audio, images and moderations, forwarded as bytes to the model's deployments whose provider can
-   * forward (OpenAI-compatible ones), in priority order, with the model replaced by each one's
-   * upstream name. Admitted as a chat request is: one request against the caller's request limits,
-   * only a moderation's input text against its token limits, nothing reserved against its budgets
-   * (the price of these calls is not known up front); what the pricing says is settled (0 but for a
-   * moderation's input on a deployment with a `price`). The next deployment is tried on a retryable
-   * failure or a deployment's own fault while nothing has been answered; the answer is the first
-   * upstream's to send its status, whose body then streams through. The admission holds its
-   * reservations (a concurrency slot) until that body has ended or its client has gone.
+   * forward (OpenAI-compatible ones), in priority order under the routing health rules, with the
+   * model replaced by each one's upstream name. Admitted as a chat request is: one request against
+   * the caller's request limits, a moderation's input text against its token limits, and its budgets
+   * reserved at what is known up front (that input, a deployment's `per_request` fee). Settled at
+   * what the answer cost: the tokens its body reports (forward-usage.ts: an image or a
+   * transcription's `usage`), read as it streams through, at the deployment's price, plus its fee.
+   * The next deployment is tried on a retryable failure or a deployment's own fault while nothing
+   * has been answered; the answer is the first upstream's to send its status, whose body then
+   * streams through. The admission holds its reservations (a concurrency slot) until that body has
+   * ended or its client has gone.
    */
   forward(ctx: RequestContext, call: ForwardCall): Promise<ForwardResponse> {
     try {
@@ -216,7 +220,7 @@ export class Gateway {
           message: `The model "${call.model}" has no deployment that serves ${call.path}: these requests are forwarded to OpenAI-compatible (type: openai) deployments only.`,
         });
       }
-      // Only a moderation's input is known (as the gateway counts it); the answer's usage is not read.
+      // Only a moderation's input is known up front (as the gateway counts it).
       const tokens = call.promptText ? countTextTokens(call.promptText) : 0;
       const admission = this.admission;
       if (!admission) return this.routeForward(ctx, group, deployments, call, tokens);
@@ -243,13 +247,34 @@ export class Gateway {
     }
   }
 
-  /** `deployments` can all forward (forwarders); as for embeddings, failover ends once one answers a status. */
-  private routeForward(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], call: ForwardCall, tokens: number): Promise<ForwardResponse> {
-    return this.overDeployments(ctx, group, deployments, async (d, opts) => {
+  /**
+   * `deployments` can all forward (forwarders); as for embeddings, failover ends once one answers a
+   * status. The answer's body is tapped for the usage it reports, which replaces what was known of
+   * the call's usage and cost once the body has been read to its end.
+   */
+  private async routeForward(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], call: ForwardCall, tokens: number): Promise<ForwardResponse> {
+    const known: Usage | undefined = tokens > 0 ? { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens } : undefined;
+    let answered: Deployment | undefined;
+    const res = await this.overDeployments(ctx, group, deployments, async (d, opts) => {
       const { contentType, body } = call.body(d.model);
       const result = await (d.provider.forward as NonNullable<ProviderAdapter['forward']>).call(d.provider, { path: call.path, contentType, body, ...(call.accept ? { accept: call.accept } : {}) }, opts);
-      return { result, ...(tokens > 0 ? { usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens } } : {}) };
+      answered = d;
+      return { result, ...(known ? { usage: known } : {}) };
     });
+    const d = answered as Deployment;
+    const contentType = res.headers['content-type'];
+    const tap = new UsageTap(Array.isArray(contentType) ? contentType[0] : contentType);
+    if (!tap.reading) return res;
+    return {
+      ...res,
+      body: tapped(res.body, tap, (usage) => {
+        const before = known ?? NO_USAGE;
+        const cost = costUsd(usage, d.price) - costUsd(before, d.price);
+        ctx.facts.usage = usage;
+        ctx.facts.costUsd += cost;
+        this.observer.spent?.(ctx, d, { prompt_tokens: usage.prompt_tokens - before.prompt_tokens, completion_tokens: usage.completion_tokens - before.completion_tokens, total_tokens: usage.total_tokens - before.total_tokens }, cost);
+      }),
+    };
   }
 
   /** /v1/models: configured groups plus what the passthrough provider lists (cached a minute). */
@@ -388,6 +413,28 @@ function untilEnded(body: StreamBody, signal: CancelSignal, ended: () => void): 
       body.destroy(err);
     },
   };
+}
+
+const NO_USAGE: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
+
+/** `body`, every chunk shown to `tap`, and `read` called with the usage it found once the body has ended. */
+function tapped(body: StreamBody, tap: UsageTap, read: (usage: Usage) => void): StreamBody {
+  const source = body[Symbol.asyncIterator]();
+  const iterator: AsyncIterator<Uint8Array> = {
+    async next() {
+      const r = await source.next();
+      if (!r.done) tap.push(r.value);
+      else {
+        const usage = tap.usage();
+        if (usage) read(usage);
+      }
+      return r;
+    },
+    async return() {
+      return (await source.return?.()) ?? { done: true, value: undefined };
+    },
+  };
+  return { [Symbol.asyncIterator]: () => iterator, destroy: (err?: Error) => body.destroy(err) };
 }
 
 /**

@@ -9,6 +9,13 @@ describe('costUsd', () => {
     expect(costUsd(plain, { input: 3, output: 15 })).toBeCloseTo(18, 10);
   });
 
+  it('adds a per_request fee to every call, also one that reports no tokens', () => {
+    expect(costUsd(plain, { input: 3, output: 15, per_request: 0.04 })).toBeCloseTo(18.04, 10);
+    expect(costUsd({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 }, { input: 0, output: 0, per_request: 0.04 })).toBeCloseTo(0.04, 10);
+    const cached: Usage = { ...plain, prompt_tokens_details: { cached_tokens: 1_000_000 } };
+    expect(costUsd(cached, { input: 3, output: 15, cached_input: 0.3, per_request: 0.5 })).toBeCloseTo(0.3 + 15 + 0.5, 10);
+  });
+
   it('prices the prompt tokens read from and written to the prompt cache at their own prices', () => {
     const cached: Usage = { ...plain, prompt_tokens_details: { cached_tokens: 600_000, cache_write_tokens: 100_000 } };
     // 300k plain at 3, 600k read at 0.3, 100k written at 3.75, 1M output at 15.

@@ -10,6 +10,11 @@ export interface Price {
   cached_input?: number;
   /** Prompt tokens written to the provider's prompt cache (Anthropic); unset: `input`. */
   cache_write?: number;
+  /**
+   * USD per call, added to what its tokens cost: a provider's request fee, or the price of a call
+   * whose answer reports no tokens (an image from dall-e-3, speech from tts-1).
+   */
+  per_request?: number;
 }
 
 /** Anthropic: a cache read costs a tenth of input, a (5-minute) cache write 1.25 times it. */
@@ -62,9 +67,14 @@ export function priceFor(model: string, override?: Price): Price {
 
 /**
  * What `usage` cost at `price`: prompt tokens the provider read from or wrote to its prompt cache at
- * their own prices, the rest of the prompt at `input`, the completion (reasoning included) at `output`.
+ * their own prices, the rest of the prompt at `input`, the completion (reasoning included) at `output`,
+ * and the call's `per_request` fee.
  */
 export function costUsd(usage: Usage, price: Price): number {
+  return tokensCostUsd(usage, price) + (price.per_request ?? 0);
+}
+
+function tokensCostUsd(usage: Usage, price: Price): number {
   const d = usage.prompt_tokens_details;
   if (d === undefined) return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1_000_000;
   // A provider's counts beyond the prompt (it should never say so) are clamped to it.
