@@ -171,6 +171,45 @@ describe('/v1/completions to providers that take it through chat', () => {
   });
 });
 
+describe('/v1/completions with prompts of token ids (evaluation harnesses)', () => {
+  it("passes token ids through as the prompt, and answers lm-eval's loglikelihood request (several prompts, echo, logprobs, max_tokens 1)", async () => {
+    const single = await client.completions.create({ model: 'coder', prompt: [755, 16178, 1471, 1680], max_tokens: 9, temperature: 0 });
+    expect(upstream.requests[0]?.body).toEqual({ model: 'Qwen/Qwen2.5-Coder-1.5B', prompt: [755, 16178, 1471, 1680], max_tokens: 9, temperature: 0 });
+    expectValid('CreateCompletionRequest', upstream.requests[0]?.body);
+    expect(single.choices[0]?.text).toBe(' return n if n < 2 else fib(n - 1) + fib(n - 2)');
+
+    // lm-evaluation-harness's `local-completions` payload for log-likelihoods, prompts tokenized.
+    const ids = [[755, 16178, 1471], [755, 16178, 1471, 1680, 220]];
+    const res = await post({ model: 'coder', prompt: ids, temperature: 0, max_tokens: 1, logprobs: 1, seed: 1234, echo: true });
+    expect(res.status).toBe(200);
+    expect(upstream.requests.slice(1).map((r) => r.body)).toEqual(ids.map((prompt) => ({ model: 'Qwen/Qwen2.5-Coder-1.5B', prompt, temperature: 0, max_tokens: 1, logprobs: 1, seed: 1234, echo: true })));
+    expect(res.json.choices.map((c: { index: number }) => c.index)).toEqual([0, 1]);
+    for (const [i, c] of (res.json.choices as { text: string; logprobs: { tokens: string[]; token_logprobs: (number | null)[] } }[]).entries()) {
+      // The upstream's echo is the text: the gateway, which cannot read ids as text, adds nothing in front.
+      expect(c.text).toBe(c.logprobs.tokens.join(''));
+      expect(c.text.startsWith(String(ids[i]))).toBe(true);
+      expect(c.logprobs.token_logprobs[0]).toBeNull();
+    }
+  });
+
+  it('refuses token ids where no deployment of the model takes them (400 unsupported_capability, param prompt), and ids that are not token ids (400)', async () => {
+    for (const model of ['chatty', 'coder-via-chat']) {
+      const res = await post({ model, prompt: [1, 2, 3], max_tokens: 4 });
+      expect([res.status, res.json.error.code, res.json.error.param]).toEqual([400, 'unsupported_capability', 'prompt']);
+    }
+    expect(upstream.requests).toHaveLength(0);
+    // A deployment that cannot take them is passed over for one that can.
+    const mixed = await post({ model: 'mixed', prompt: [1, 2, 3], max_tokens: 4 });
+    expect(mixed.status).toBe(200);
+    expect(upstream.requests[0]?.body).toMatchObject({ prompt: [1, 2, 3] });
+    for (const prompt of [[1, -2], [1.5], [[1], []], [[]], []]) {
+      const res = await post({ model: 'coder', prompt, max_tokens: 4 });
+      expect(res.status).toBe(400);
+      expect(res.json.error.param).toMatch(/^prompt\b/);
+    }
+  });
+});
+
 describe('/v1/completions with several prompts to a raw-text server', () => {
   it('puts each prompt once in front of its own choice, whichever side echoed it', async () => {
     const res = await client.completions.create({ model: 'coder', prompt: ['def a():', 'def b():'], echo: true, logprobs: 0, max_tokens: 9 });

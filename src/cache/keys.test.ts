@@ -174,6 +174,13 @@ describe('a legacy text completion (the /v1/completions route\'s raw prompt)', (
     expect(new Set(variants).size).toBe(3);
     expect(exactKey({ ...raw, text_completion: { prompt, best_of: 1, echo: false, suffix: '' } })).toBe(k);
   });
+
+  it('keys a prompt of token ids by its ids, and never looks it up by meaning (it has no text)', () => {
+    const ids = (prompt_ids: number[]): ChatRequest => ({ ...chat, messages: [{ role: 'user', content: '' }], text_completion: { prompt: '', prompt_ids } });
+    expect(exactKey(ids([1, 2, 3]))).toBe(exactKey(ids([1, 2, 3])));
+    expect(new Set([exactKey(ids([1, 2, 3])), exactKey(ids([1, 2, 4])), exactKey(ids([3, 2, 1])), exactKey(ids([1, 2]))]).size).toBe(4);
+    expect(semanticKey(ids([1, 2, 3]))).toBeUndefined();
+  });
 });
 
 describe('entry keys and globs', () => {

@@ -105,7 +105,7 @@ function outputParameters(req: ChatRequest, withSampling: boolean): Record<strin
 function textCompletionPart(req: ChatRequest): Record<string, unknown> | undefined {
   const t = req.text_completion;
   if (!t) return undefined;
-  return { raw: true, suffix: t.suffix || undefined, echo: t.echo || undefined, best_of: (t.best_of ?? 1) > 1 ? t.best_of : undefined };
+  return { raw: true, ids: t.prompt_ids, suffix: t.suffix || undefined, echo: t.echo || undefined, best_of: (t.best_of ?? 1) > 1 ? t.best_of : undefined };
 }
 
 /** What the gateway does to a request after the cache, beside the request body. */

@@ -177,7 +177,14 @@ export type ResponseFormat =
  * (`refuseRawOnly`, src/providers/text-completion.ts).
  */
 export interface TextCompletion {
+  /** The prompt as text; '' when it came as token ids. */
   prompt: string;
+  /**
+   * The prompt as token ids of the deployment's own tokenizer (OpenAI's `prompt: number[]`, what
+   * evaluation harnesses send): passed through to deployments that complete raw text over the
+   * OpenAI API, refused by every other (no text is known for it).
+   */
+  prompt_ids?: number[];
   /** Text after the completion (fill-in-the-middle): native deployments only. */
   suffix?: string;
   /** The prompt in front of the answer: the route puts it there, unless the upstream echoed it (with `logprobs` only: ChatResult.prompt_echoed). */

@@ -279,9 +279,9 @@ export class LocalProvider implements ProviderAdapter {
       throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: local models here do not call tools` });
     }
     const raw = req.text_completion;
-    // A legacy text completion: no fill-in-the-middle, prompt log-probabilities or best_of here —
-    // refused before a model is loaded for it.
-    if (raw) refuseRawParameters(this.name, raw, ['suffix', 'logprobs', 'best_of']);
+    // A legacy text completion: no token-id prompt, fill-in-the-middle, prompt log-probabilities or
+    // best_of here — refused before a model is loaded for it.
+    if (raw) refuseRawParameters(this.name, raw, ['prompt_ids', 'suffix', 'logprobs', 'best_of']);
     const loaded = await untilAborted(this.modelFor(req.model), signal);
     const stops = stopList(req.stop).filter((s) => s.length > 0);
     const templateStops: LlamaCpp.LlamaText[] = [];

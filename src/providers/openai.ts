@@ -442,10 +442,10 @@ export class OpenAIProvider implements ProviderAdapter {
    * field that API has; legacy `logprobs` as its integer.
    */
   buildCompletionBody(req: ChatRequest, t: TextCompletion, stream: boolean): Record<string, unknown> {
-    const body: Record<string, unknown> = { model: req.model, prompt: t.prompt };
+    const body: Record<string, unknown> = { model: req.model, prompt: t.prompt_ids ?? t.prompt };
     if (t.suffix !== undefined) body.suffix = t.suffix;
-    // Echo only for the prompt's log-probabilities, which only the upstream has: the route puts the
-    // prompt in front otherwise, and llama.cpp's server refuses `echo` (HTTP 500).
+    // Echo only for what only the upstream has, the prompt's log-probabilities or the text of a prompt
+    // of token ids: the route puts the prompt in front otherwise, and llama.cpp's server refuses `echo` (HTTP 500).
     if (upstreamEchoes(t)) body.echo = true;
     if (t.logprobs !== undefined) body.logprobs = t.logprobs;
     if (t.best_of !== undefined && t.best_of > 1) body.best_of = t.best_of;
@@ -935,12 +935,12 @@ function noCompletionsEndpoint(err: unknown): boolean {
 
 /** Whether `echo` goes upstream: with legacy `logprobs` only, for the prompt's log-probabilities (the answer then begins with the prompt). */
 function upstreamEchoes(t: TextCompletion): boolean {
-  return t.echo === true && t.logprobs !== undefined;
+  return t.echo === true && (t.logprobs !== undefined || t.prompt_ids !== undefined);
 }
 
 /** Local token counts of a text completion whose upstream reported none (its prompt, and suffix, as text). */
 function estimateTextUsage(t: TextCompletion, outputs: readonly string[]): Usage {
-  const prompt = countTextTokens(t.prompt + (t.suffix ?? ''));
+  const prompt = (t.prompt_ids?.length ?? 0) + countTextTokens(t.prompt + (t.suffix ?? ''));
   const completion = outputs.reduce((sum, text) => sum + countTextTokens(text), 0);
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }

@@ -5,38 +5,48 @@
 import type { ChatRequest, TextCompletion, TextLogprobs } from '../canonical/chat.js';
 import { UpstreamError } from './errors.js';
 
-type RawOnly = 'suffix' | 'logprobs' | 'best_of';
-const RAW_ONLY: readonly RawOnly[] = ['suffix', 'logprobs', 'best_of'];
+type RawOnly = 'prompt_ids' | 'suffix' | 'logprobs' | 'best_of';
+const RAW_ONLY: readonly RawOnly[] = ['prompt_ids', 'suffix', 'logprobs', 'best_of'];
 
 /**
  * The first of `among` a raw-text request asks for, of what only a raw-text completion can give:
- * text after the completion (`suffix`), the prompt's own log-probabilities (`echo` with
- * `logprobs`), several candidates ranked server-side (`best_of` above 1). Undefined when none.
+ * a prompt of token ids, text after the completion (`suffix`), the prompt's own log-probabilities
+ * (`echo` with `logprobs`), several candidates ranked server-side (`best_of` above 1). Undefined
+ * when none.
  */
 function firstAsked(t: TextCompletion, among: readonly RawOnly[]): RawOnly | undefined {
-  const asked: Record<RawOnly, boolean> = { suffix: Boolean(t.suffix), logprobs: Boolean(t.echo) && t.logprobs !== undefined, best_of: (t.best_of ?? 1) > 1 };
+  const asked: Record<RawOnly, boolean> = {
+    prompt_ids: t.prompt_ids !== undefined,
+    suffix: Boolean(t.suffix),
+    logprobs: Boolean(t.echo) && t.logprobs !== undefined,
+    best_of: (t.best_of ?? 1) > 1,
+  };
   return among.find((p) => asked[p]);
 }
 
 const WHY: Record<RawOnly, string> = {
+  prompt_ids: 'a prompt of token ids',
   suffix: '`suffix` (fill-in-the-middle)',
   logprobs: '`logprobs` with `echo` (log-probabilities of the prompt)',
   best_of: '`best_of` above 1',
 };
+
+/** The request field each is asked in: token ids come as `prompt`. */
+const PARAM: Record<RawOnly, string> = { prompt_ids: 'prompt', suffix: 'suffix', logprobs: 'logprobs', best_of: 'best_of' };
 
 /**
  * The request as a chat request for an adapter that serves /v1/completions through chat: the same
  * object when it is no text completion, else without `text_completion` (no upstream or mesh node
  * sees it). What chat cannot do is refused with kind `unsupported`, a fault of this deployment: the
  * router moves on to one that completes raw text, and the client gets 400 `unsupported_capability`
- * (param `suffix`, `logprobs` or `best_of`) when none of the model's can.
+ * (param `prompt` for token ids, `suffix`, `logprobs` or `best_of`) when none of the model's can.
  */
 export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
   const t = req.text_completion;
   if (!t) return req;
   const param = firstAsked(t, RAW_ONLY);
   if (param) {
-    throw unsupported(provider, param, `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native, Ollama).`);
+    throw unsupported(provider, PARAM[param], `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native, Ollama).`);
   }
   const { text_completion: _raw, ...chat } = req;
   return chat;
@@ -48,7 +58,7 @@ export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
  */
 export function refuseRawParameters(provider: string, t: TextCompletion, lacks: readonly RawOnly[]): void {
   const param = firstAsked(t, lacks);
-  if (param) throw unsupported(provider, param, `${provider} completes raw text but cannot take ${WHY[param]}.`);
+  if (param) throw unsupported(provider, PARAM[param], `${provider} completes raw text but cannot take ${WHY[param]}.`);
 }
 
 /**

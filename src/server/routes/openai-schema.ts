@@ -241,10 +241,14 @@ export const chatCompletionSchema = z
 
 export type ChatCompletionBody = z.infer<typeof chatCompletionSchema>;
 
+/** A token id of the deployment's tokenizer, as OpenAI's legacy `prompt` takes them. */
+const tokenId = z.number().int().min(0).max(2 ** 31 - 1);
+
 export const completionSchema = z
   .object({
     model: z.string().min(1),
-    prompt: z.union([z.string(), z.array(z.string()).min(1)]),
+    // Text, several texts, token ids, or several prompts of token ids (OpenAI's four forms).
+    prompt: z.union([z.string(), z.array(z.string()).min(1), z.array(tokenId).min(1), z.array(z.array(tokenId).min(1)).min(1)]),
     max_tokens: z.number().int().min(1).nullable().optional(),
     ...sampling,
     suffix: z.string().nullable().optional(),

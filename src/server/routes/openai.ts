@@ -14,6 +14,7 @@ import { createRequestContext, speaksAnthropic } from '../request-context.js';
 import { sendOutcome, type Renderer } from '../respond.js';
 import type { SseEvent } from '../sse.js';
 import { validationError } from '../validation.js';
+import { carryPromptTokens } from '../../routing/prompt-tokens.js';
 import { describeRoute } from './docs.js';
 import { chatCompletionSchema, completionSchema, embeddingSchema } from './openai-schema.js';
 import { plainChatBody } from './plain-chat-body.js';
@@ -217,7 +218,8 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     if (!parsed.success) throw validationError(parsed.error, request.body);
     const { difficulty, priority, session_id, prompt, suffix, echo, best_of: bestOf, logprobs, ...rest } = parsed.data;
     const wantsLogprobs = logprobs !== undefined && logprobs !== null;
-    const prompts = Array.isArray(prompt) ? prompt : [prompt];
+    // Each prompt as text, or as token ids (a prompt of ids has no text the gateway knows).
+    const prompts: (string | number[])[] = typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as string[] | number[][]);
     // No default length (OpenAI's legacy API has 16): an absent max_tokens leaves the budget to the
     // difficulty level when the request is scaled, as on /v1/inference (docs/compute.md).
     // `logprobs` as chat's pair too, so the request is routed only to deployments that return them.
@@ -230,8 +232,8 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     if (bestOf != null && best < (body.n ?? 1)) throw new GatewayError('invalid_value', { param: 'best_of', message: '`best_of` must be at least `n`.' });
     // The prompt as raw text beside its user message: deployments that complete raw text send it as
     // it is, the others serve the message through chat and refuse what only the former can do.
-    const raw = (p: string): TextCompletion => ({
-      prompt: p,
+    const raw = (p: string | number[]): TextCompletion => ({
+      ...(typeof p === 'string' ? { prompt: p } : { prompt: '', prompt_ids: p }),
       ...(suffix ? { suffix } : {}),
       ...(echo ? { echo: true } : {}),
       ...(wantsLogprobs ? { logprobs } : {}),
@@ -240,11 +242,23 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
     const ctx = createRequestContext(request, reply, 'completions', log, { difficulty, priority, session_id });
     request.ctx = ctx;
     const includeUsage = body.stream_options?.include_usage === true;
+    /**
+     * One prompt's canonical request: its text as the user message; a prompt of token ids has an
+     * empty one (it is never sent: only deployments that take the ids answer it) and its ids' count
+     * as its prompt tokens, for limits, budgets and context windows.
+     */
+    const requestFor = (p: string | number[], stream: false | undefined): ChatRequest => {
+      const req = { ...body, ...(stream !== undefined ? { stream } : {}), messages: [{ role: 'user', content: typeof p === 'string' ? p : '' }], text_completion: raw(p) } as ChatRequest;
+      if (typeof p !== 'string') carryPromptTokens(req, p.length);
+      return req;
+    };
+    // The text put in front of an echoed answer whose deployment did not echo it (ids: the deployment always does).
+    const echoed = (p: string | number[]) => (typeof p === 'string' ? p : '');
     if (prompts.length === 1) {
-      const p = prompts[0] as string;
-      const req = { ...body, messages: [{ role: 'user', content: p }], text_completion: raw(p) } as ChatRequest;
+      const p = prompts[0] as string | number[];
+      const req = requestFor(p, undefined);
       const outcome = await gateway.handleChat(ctx, req);
-      return sendOutcome(reply, ctx, outcome, req.stream === true, completionRenderer(includeUsage, echo ? p : undefined));
+      return sendOutcome(reply, ctx, outcome, req.stream === true, completionRenderer(includeUsage, echo ? echoed(p) : undefined));
     }
     // Several prompts: one call each, choices numbered across prompts as OpenAI does. Each call is
     // admitted, limited and charged on its own facts (a shared one would charge each settle the
@@ -257,10 +271,10 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
       const facts = newFacts();
       try {
         const part = deriveContext(ctx, i === 0 ? { facts } : { facts, options: counted });
-        const outcome = await gateway.handleChat(part, { ...body, stream: false, messages: [{ role: 'user', content: p }], text_completion: raw(p) } as ChatRequest);
+        const outcome = await gateway.handleChat(part, requestFor(p, false));
         if (outcome.kind !== 'result') throw new Error('expected a JSON outcome');
         // Each prompt in front of its own choices, whether its deployment echoed it or not.
-        results.push(echo ? withPromptInFront(outcome.result, p) : outcome.result);
+        results.push(echo ? withPromptInFront(outcome.result, echoed(p)) : outcome.result);
       } finally {
         addFacts(ctx.facts, facts);
       }
