@@ -9,6 +9,10 @@
 // so one pair of measurements can flatter or wrong either side (bench/lib/rounds.ts, shared with
 // bench/full-pipeline.ts). Fixed-rate latency counts from each request's intended send time
 // (bench/lib/load.ts), and the load generator's own send lag is printed beside it.
+// --workers N (default 1) runs the gateway as `serve --workers N` and the proxy and the parsing floor
+// as N processes each on one port (node:cluster), so the comparison stays process for process: with
+// 1 it is the gateway's cost per process; with the core count it is the gateway as deployed with a
+// shared database (several workers need one: --database postgres://…, else DATABASE_URL).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +29,8 @@ const SECONDS = arg('seconds', 8);
 const RATE = arg('rate', 1000);
 const ROUNDS = Math.max(1, arg('rounds', 1));
 const CONNECTIONS = arg('connections', 50);
+const WORKERS = Math.max(1, arg('workers', 1));
+const DATABASE = args.includes('--database') ? args[args.indexOf('--database') + 1] : process.env.DATABASE_URL;
 
 export const chatBody = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 32 });
 const streamBody = JSON.stringify({ model: 'bench', stream: true, messages: [{ role: 'user', content: 'Say something short.' }], max_tokens: 32 });
@@ -91,12 +97,14 @@ function fmt(us: number): string {
 }
 
 async function main() {
+  if (WORKERS > 1 && !DATABASE) throw new Error('--workers above 1 needs --database postgres://… (or DATABASE_URL): the embedded database is single-process');
   const upstream = await startProcess(['bench/lib/upstream.ts', '0']);
-  const proxy = await startProcess(['bench/lib/proxy.ts', '0', `http://127.0.0.1:${upstream.port}`]);
-  const floor = await startProcess(['bench/lib/parsing-floor.ts', '0', `http://127.0.0.1:${upstream.port}`]);
+  const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
+  const proxy = await startProcess(WORKERS > 1 ? ['bench/lib/cluster.ts', String(WORKERS), 'proxy', upstreamUrl] : ['bench/lib/proxy.ts', '0', upstreamUrl]);
+  const floor = await startProcess(WORKERS > 1 ? ['bench/lib/cluster.ts', String(WORKERS), 'floor', upstreamUrl] : ['bench/lib/parsing-floor.ts', '0', upstreamUrl]);
   // The core path of issue 2: no response cache (every identical bench request would be a hit) and no
   // ledger; routing, metrics and tracing at their defaults. bench/full-pipeline.ts switches everything on.
-  const gateway = await startGatewayProcess(upstream.port, CORE_PATH_CONFIG);
+  const gateway = await startGatewayProcess(upstream.port, CORE_PATH_CONFIG, WORKERS, WORKERS > 1 ? { DATABASE_URL: DATABASE as string } : {});
   const targets = {
     direct: `http://127.0.0.1:${upstream.port}/v1/chat/completions`,
     proxy: `http://127.0.0.1:${proxy.port}/v1/chat/completions`,
@@ -142,7 +150,7 @@ async function main() {
     const fixed = fixedRounds[0] as Record<string, LoadResult>;
     const { direct: ttfbDirect, gateway: ttfbGateway } = ttfbRounds[0] as { direct: LoadResult; gateway: LoadResult };
 
-    console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
+    console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; ${WORKERS} process${WORKERS > 1 ? 'es' : ''} each for the gateway, the proxy and the floor`);
     console.log(`\nsaturation (autocannon, ${CONNECTIONS} connections, ${SECONDS} s, non-streaming):`);
     for (const [name, s] of Object.entries(sat)) {
       console.log(`  ${name.padEnd(8)} ${s.rps.toFixed(0).padStart(7)} req/s   p50 ${s.p50} ms  p99 ${s.p99} ms  errors ${s.errors}   CPU ${s.cpuUsPerRequest.toFixed(0)} µs/request`);
