@@ -49,6 +49,8 @@ beforeAll(async () => {
     config: {
       providers: { up: { type: 'openai', base_url: url, api_key: 'upstream-key' } },
       routing: { breaker: { consecutive_failures: 3, open_ms: 60_000 } },
+      // Each request its own upstream call (batched embeddings: test/embeddings-batching-health.test.ts).
+      batching: { enabled: false },
       models: [
         { name: 'emb', deployments: [{ provider: 'up', model: 'dead', id: 'emb/dead' }, { provider: 'up', model: 'healthy', id: 'emb/healthy', priority: 1 }] },
         { name: 'mod', deployments: [{ provider: 'up', model: 'busy', id: 'mod/busy' }, { provider: 'up', model: 'calm', id: 'mod/calm', priority: 1 }] },

@@ -76,10 +76,16 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     return this.inner.streamChat(req, opts);
   }
 
-  async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
+  /** Text inputs for float vectors are batched; token-array inputs and base64 output go straight through. */
+  sharesEmbedCall(req: EmbeddingRequest): boolean {
     const inputs = embeddingInputs(req.input);
+    return inputs !== null && inputs.length > 0 && req.encoding_format !== 'base64';
+  }
+
+  async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
     // Token-array inputs and base64 output go straight through: the batch is built from text.
-    if (!inputs || inputs.length === 0 || req.encoding_format === 'base64') return this.inner.embed(req, opts);
+    if (!this.sharesEmbedCall(req)) return this.inner.embed(req, opts);
+    const inputs = embeddingInputs(req.input) as string[];
     const batcher = this.batcherFor(req.model, req.dimensions);
     const caller = {};
     let outputs: EmbedOutput[];

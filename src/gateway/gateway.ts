@@ -143,15 +143,16 @@ export class Gateway {
 
   private routeEmbedding(ctx: RequestContext, req: EmbeddingRequest, inputTokens: number): Promise<EmbeddingResult> {
     const group = this.catalog.resolve(req.model);
+    const asSent: EmbeddingRequest = { ...req, encoding_format: 'float' };
     return this.overDeployments(ctx, group, inPriorityOrder(group), async (d, opts) => {
-      const result = await d.provider.embed({ ...req, model: d.model, encoding_format: 'float' }, opts);
+      const result = await d.provider.embed({ ...asSent, model: d.model }, opts);
       // An upstream that reports no usage (0 for a non-empty input) is counted here, as chat answers
       // are: limits and budgets settle on it, so a missing count must not refund the reservation.
       const reported = result.usage.prompt_tokens;
       if (reported > 0) return { result, usage: { prompt_tokens: reported, completion_tokens: 0, total_tokens: result.usage.total_tokens } };
       const prompt = inputTokens;
       return { result: prompt > 0 ? { ...result, usage: { prompt_tokens: prompt, total_tokens: prompt } } : result, usage: { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt } };
-    });
+    }, (d) => d.provider.sharesEmbedCall?.(asSent) === true);
   }
 
   /**
@@ -167,6 +168,7 @@ export class Gateway {
     group: ModelGroup,
     deployments: readonly Deployment[],
     attempt: (d: Deployment, opts: CallOptions) => Promise<{ result: T; usage?: Usage }>,
+    sharesCall?: (d: Deployment) => boolean,
   ): Promise<T> {
     try {
       return await this.router.callInOrder(ctx, group, deployments, async (d) => {
@@ -190,7 +192,7 @@ export class Gateway {
           endSpan(span.span, err);
           throw err;
         }
-      });
+      }, sharesCall);
     } catch (err) {
       throw toGatewayError(err, { passthrough: group.passthrough });
     }

@@ -64,6 +64,12 @@ export interface ProviderAdapter {
   /** Embeddings; adapters without them throw UpstreamError kind `unsupported`. */
   embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult>;
   /**
+   * Whether `embed(req)` joins other requests in a shared upstream call (embedding batching) rather
+   * than making one of its own: such a request holds no deployment slot while it waits for its batch,
+   * and its outcome says nothing about the deployment on its own (one failed batch fails all of them).
+   */
+  sharesEmbedCall?(req: EmbeddingRequest): boolean;
+  /**
    * An OpenAI API call outside chat and embeddings (audio, images, moderations) sent on as it came,
    * its model already replaced by the upstream's. Resolves once the upstream's status and headers
    * are in; an error status rejects with an UpstreamError (so the next deployment can be tried).

@@ -15,7 +15,7 @@ import { GatewayError, toGatewayError } from '../server/errors.js';
 import { contextOf, endSpan, startSpan } from '../telemetry/tracing.js';
 import { Admission, AdmissionQueue } from './admission.js';
 import { DeadlineExceeded, type AttemptHooks, type AttemptSpec } from './attempt.js';
-import { CircuitBreaker, type BreakerTransition } from './breaker.js';
+import { CircuitBreaker, type BreakerToken, type BreakerTransition } from './breaker.js';
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { BreakerSync } from './breaker-sync.js';
 import { fallbackGroupNames, semanticTargets, type Deployment, type ModelCatalog, type ModelGroup } from './catalog.js';
@@ -433,9 +433,12 @@ export class Router {
    * does. The next deployment is tried on a retryable failure or the deployment's own fault (quota,
    * credentials, model missing) while the client is still there; `attempt` throws what failed.
    * With no deployment able to take it: 503 no_healthy_deployment, or 429 when every one asked to
-   * wait, with Retry-After.
+   * wait, with Retry-After. A deployment for which `sharesCall` says yes (a batched embedding: the
+   * request joins a call others share) takes no slot, and its outcome feeds neither its breaker nor
+   * its counts, a rate limit's cooldown aside. A GatewayError from `attempt` (the client's own
+   * request refused before it went upstream) ends the request and counts for nothing.
    */
-  async callInOrder<T>(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], attempt: (d: Deployment) => Promise<T>): Promise<T> {
+  async callInOrder<T>(ctx: RequestContext, group: ModelGroup, deployments: readonly Deployment[], attempt: (d: Deployment) => Promise<T>, sharesCall?: (d: Deployment) => boolean): Promise<T> {
     const rt = this.runtime(group);
     const now = Date.now();
     const untried: Deployment[] = [];
@@ -463,25 +466,29 @@ export class Router {
     this.active++;
     try {
       for (;;) {
-        const pick = await take(this.loop, state, rt, untried);
-        if (!pick) break;
+        const next = await this.nextInOrder(state, rt, untried, sharesCall);
+        if (!next) break;
+        const { pick, shared } = next;
         const spec: AttemptSpec = { ctx, req: NO_CHAT, d: pick.d, token: pick.token, signal, timeoutMs: pick.d.timeoutMs, hedge: false };
         const started = performance.now();
         try {
           const result = await attempt(pick.d);
-          this.settled(spec, true, performance.now() - started, undefined);
+          if (shared) this.sharedCallEnded(spec, performance.now() - started, undefined);
+          else this.settled(spec, true, performance.now() - started, undefined);
           return result;
         } catch (err) {
           lastError = err;
-          // A client that left decides nothing about the deployment.
-          if (ctx.signal.aborted) {
+          // A client that left, or its own request refused before anything went upstream (a
+          // GatewayError), decides nothing about the deployment.
+          if (ctx.signal.aborted || err instanceof GatewayError) {
             this.hooks.cancelled(spec, performance.now() - started);
             break;
           }
-          this.settled(spec, false, performance.now() - started, err);
+          if (shared) this.sharedCallEnded(spec, performance.now() - started, err);
+          else this.settled(spec, false, performance.now() - started, err);
           if (!(isRetryable(err) || isDeploymentFault(err))) break;
         } finally {
-          this.admission.release(pick.d);
+          if (!shared) this.admission.release(pick.d);
         }
       }
     } finally {
@@ -489,6 +496,47 @@ export class Router {
       this.done();
     }
     throw lastError ?? new GatewayError('no_healthy_deployment', { message: `Every deployment of "${group.name}" is unavailable (circuit open or cooling down).`, retryAfterMs: DEFAULT_COOLDOWN_MS });
+  }
+
+  /**
+   * A request's part in a shared upstream call ended (callInOrder): its time is the request's; the
+   * call's outcome is every request's in it, so it is not this one's evidence about the deployment —
+   * but a rate limit still cools the deployment down.
+   */
+  private sharedCallEnded(spec: AttemptSpec, latencyMs: number, err: unknown): void {
+    spec.ctx.facts.latencyMs = (spec.ctx.facts.latencyMs ?? 0) + latencyMs;
+    this.breakerFor(spec.d.id).release(spec.token);
+    if (err !== undefined && isRateLimit(err)) this.coolDown(this.statsFor(spec.d.id), Date.now() + (err.retryAfterMs ?? DEFAULT_COOLDOWN_MS));
+  }
+
+  /**
+   * callInOrder's next deployment, taken out of `untried`: one whose call is shared (`sharesCall`:
+   * a batched embedding) when it comes first and its breaker lets it through, with no slot taken;
+   * else the first of the deployments before the next shared one that has a slot (attempt-loop's
+   * `take`, which waits in the group's queue when every one of them is full). None when none is left.
+   */
+  private async nextInOrder(state: RequestState, rt: GroupRuntime, untried: Deployment[], sharesCall: ((d: Deployment) => boolean) | undefined): Promise<{ pick: { d: Deployment; token: BreakerToken }; shared: boolean } | undefined> {
+    while (untried.length > 0) {
+      const first = untried[0] as Deployment;
+      if (sharesCall?.(first)) {
+        untried.shift();
+        const token = this.breakerFor(first.id).acquire();
+        if (token) return { pick: { d: first, token }, shared: true };
+        continue;
+      }
+      const upTo = sharesCall ? untried.findIndex(sharesCall) : -1;
+      const own = upTo < 0 ? untried : untried.slice(0, upTo);
+      const pick = await take(this.loop, state, rt, own);
+      if (own !== untried) {
+        // take() removed its pick from the copy: remove it here too, or drop the ones it could not use.
+        const at = pick ? untried.indexOf(pick.d) : -1;
+        if (at >= 0) untried.splice(at, 1);
+        else if (!pick) untried.splice(0, upTo);
+      }
+      if (pick) return { pick, shared: false };
+      if (own === untried) return undefined;
+    }
+    return undefined;
   }
 
   /**
