@@ -22,13 +22,19 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
       upstreamCalls++;
-      const body = JSON.parse(raw || '{}') as { stream?: boolean };
+      const body = JSON.parse(raw || '{}') as { stream?: boolean; model?: string };
       if (req.url?.endsWith('/audio/speech')) {
         res.setHeader('content-type', 'audio/mpeg');
         res.end(Buffer.from([0xff, 0xfb, 0x90, 0x00]));
       } else if (body.stream) {
         res.setHeader('content-type', 'text/event-stream');
         res.write(`event: image_generation.partial_image\ndata: ${JSON.stringify({ type: 'image_generation.partial_image', b64_json: 'AAAA', partial_image_index: 0 })}\n\n`);
+        if (body.model === 'gpt-image-1-linger') {
+          // The last event, then a connection that stays open a while before it ends.
+          res.write(`event: image_generation.completed\ndata: ${JSON.stringify({ type: 'image_generation.completed', b64_json: 'iVBORw0KGgo=', usage: IMAGE_USAGE })}\n\n`);
+          setTimeout(() => res.end(), 3_000).unref();
+          return;
+        }
         res.end(`event: image_generation.completed\ndata: ${JSON.stringify({ type: 'image_generation.completed', b64_json: 'iVBORw0KGgo=', usage: IMAGE_USAGE })}\n\n`);
       } else {
         res.setHeader('content-type', 'application/json');
@@ -45,6 +51,7 @@ beforeAll(async () => {
       models: [
         { name: 'img', deployments: [{ provider: 'up', model: 'gpt-image-1', price: { input: 5, output: 40 } }] },
         { name: 'img-stream', deployments: [{ provider: 'up', model: 'gpt-image-1-stream', price: { input: 5, output: 40 } }] },
+        { name: 'img-linger', deployments: [{ provider: 'up', model: 'gpt-image-1-linger', price: { input: 5, output: 40 } }] },
         { name: 'tts', deployments: [{ provider: 'up', model: 'tts-1', price: { input: 0, output: 0, per_request: 0.1 } }] },
       ],
     },
@@ -88,6 +95,17 @@ describe('the cost of forwarded calls', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     expect(await res.text()).toContain('image_generation.completed');
     await expect.poll(() => spendMetrics('gpt-image-1-stream')).toEqual({ cost: expect.closeTo(IMAGE_COST, 9) as number, input: 50, output: 4160 });
+  });
+
+  it('charges a streamed image whose client left after its last event, before the upstream closed', async () => {
+    const { key } = await createKey(server.url, ADMIN, {});
+    const controller = new AbortController();
+    const res = await fetch(`${server.url}/v1/images/generations`, { method: 'POST', signal: controller.signal, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ model: 'img-linger', prompt: 'a kite', stream: true }) });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    while (!text.includes('image_generation.completed')) text += new TextDecoder().decode((await reader.read()).value);
+    controller.abort();
+    await expect.poll(() => spendMetrics('gpt-image-1-linger')).toEqual({ cost: expect.closeTo(IMAGE_COST, 9) as number, input: 50, output: 4160 });
   });
 
   it("reserves a deployment's per_request fee before the call: the call that would overshoot the budget is refused", async () => {

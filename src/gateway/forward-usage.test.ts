@@ -1,14 +1,17 @@
 import { describe, expect, it } from 'vitest';
+import type { Usage } from '../canonical/chat.js';
 import { UsageTap } from './forward-usage.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
-/** The usage `tap` finds in `body`, fed in pieces of `step` bytes. */
+/** The last usage `tap` reports for `body`, fed in pieces of `step` bytes, once the body has ended. */
 function read(contentType: string | undefined, body: string, step = 7, limit?: number) {
-  const tap = new UsageTap(contentType, limit);
+  let found: Usage | undefined;
+  const tap = new UsageTap(contentType, (u) => (found = u), limit);
   const all = bytes(body);
   for (let i = 0; i < all.length; i += step) tap.push(all.subarray(i, i + step));
-  return tap.usage();
+  tap.end();
+  return found;
 }
 
 describe('UsageTap', () => {
@@ -39,11 +42,23 @@ describe('UsageTap', () => {
     expect(read('text/event-stream', speech)).toEqual({ prompt_tokens: 12, completion_tokens: 340, total_tokens: 352 });
   });
 
+  it("reports a stream's usage as soon as its event has passed, before the body ends", () => {
+    const seen: Usage[] = [];
+    const tap = new UsageTap('text/event-stream', (u) => seen.push(u));
+    tap.push(bytes(`event: image_generation.completed\ndata: ${JSON.stringify({ type: 'image_generation.completed', b64_json: 'BBBB', usage: { input_tokens: 20, output_tokens: 280, total_tokens: 300 } })}\n\n`));
+    expect(seen).toEqual([{ prompt_tokens: 20, completion_tokens: 280, total_tokens: 300 }]);
+    tap.push(bytes(': keep-alive\n\n'));
+    tap.end();
+    expect(seen).toHaveLength(1);
+  });
+
   it('keeps nothing of audio bytes or text answers, and reports nothing for an answer without a usage', () => {
-    const audio = new UsageTap('audio/mpeg');
+    const seen: Usage[] = [];
+    const audio = new UsageTap('audio/mpeg', (u) => seen.push(u));
     expect(audio.reading).toBe(false);
     audio.push(bytes('{"usage":{"input_tokens":1,"output_tokens":1}}'));
-    expect(audio.usage()).toBeUndefined();
+    audio.end();
+    expect(seen).toEqual([]);
     expect(read('text/plain', 'hello')).toBeUndefined();
     expect(read(undefined, '{"usage":{"input_tokens":1,"output_tokens":1}}')).toBeUndefined();
     expect(read('application/json', JSON.stringify({ id: 'modr-1', results: [{ flagged: false }] }))).toBeUndefined();
@@ -51,9 +66,11 @@ describe('UsageTap', () => {
     expect(read('application/json', JSON.stringify({ usage: { input_tokens: -3, output_tokens: 'many' } }))).toBeUndefined();
   });
 
-  it('stops keeping a body past its limit and reports nothing for it', () => {
-    const body = JSON.stringify({ data: [{ b64_json: 'x'.repeat(2_000) }], usage: { input_tokens: 1, output_tokens: 2, total_tokens: 3 } });
-    expect(read('application/json', body, 100, 1_000)).toBeUndefined();
-    expect(read('application/json', body, 100, 4_000)).toEqual({ prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
+  it('reads the usage at the end of a JSON answer past its limit from the tail it keeps', () => {
+    const body = JSON.stringify({ data: [{ b64_json: 'x'.repeat(200_000) }, { b64_json: 'y'.repeat(200_000) }], usage: { input_tokens: 1, output_tokens: 2, total_tokens: 3, input_tokens_details: { text_tokens: 1, image_tokens: 0 } } });
+    expect(read('application/json', body, 4_096, 1_000)).toEqual({ prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
+    expect(read('application/json', body, 4_096)).toEqual({ prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
+    // Past the limit with no usage at its end: nothing, not a usage found inside the images.
+    expect(read('application/json', JSON.stringify({ data: [{ b64_json: `"usage":{"input_tokens":9}${'x'.repeat(100_000)}` }] }), 4_096, 1_000)).toBeUndefined();
   });
 });

@@ -265,18 +265,17 @@ export class Gateway {
     });
     const d = answered as Deployment;
     const contentType = res.headers['content-type'];
-    const tap = new UsageTap(Array.isArray(contentType) ? contentType[0] : contentType);
-    if (!tap.reading) return res;
-    return {
-      ...res,
-      body: tapped(res.body, tap, (usage) => {
-        const before = known ?? NO_USAGE;
-        const cost = costUsd(usage, d.price) - costUsd(before, d.price);
-        ctx.facts.usage = usage;
-        ctx.facts.costUsd += cost;
-        this.observer.spent?.(ctx, d, { prompt_tokens: usage.prompt_tokens - before.prompt_tokens, completion_tokens: usage.completion_tokens - before.completion_tokens, total_tokens: usage.total_tokens - before.total_tokens }, cost);
-      }),
-    };
+    // Each usage the answer reports replaces what was counted before it (a stream's last one wins).
+    let counted = known ?? NO_USAGE;
+    const tap = new UsageTap(Array.isArray(contentType) ? contentType[0] : contentType, (usage) => {
+      const cost = costUsd(usage, d.price) - costUsd(counted, d.price);
+      const delta = { prompt_tokens: usage.prompt_tokens - counted.prompt_tokens, completion_tokens: usage.completion_tokens - counted.completion_tokens, total_tokens: usage.total_tokens - counted.total_tokens };
+      counted = usage;
+      ctx.facts.usage = usage;
+      ctx.facts.costUsd += cost;
+      this.observer.spent?.(ctx, d, delta, cost);
+    });
+    return tap.reading ? { ...res, body: tapped(res.body, tap) } : res;
   }
 
   /** /v1/models: configured groups plus what the passthrough provider lists (cached a minute). */
@@ -419,17 +418,14 @@ function untilEnded(body: StreamBody, signal: CancelSignal, ended: () => void): 
 
 const NO_USAGE: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
 
-/** `body`, every chunk shown to `tap`, and `read` called with the usage it found once the body has ended. */
-function tapped(body: StreamBody, tap: UsageTap, read: (usage: Usage) => void): StreamBody {
+/** `body`, every chunk shown to `tap` before it goes on, and the tap told when the body has ended. */
+function tapped(body: StreamBody, tap: UsageTap): StreamBody {
   const source = body[Symbol.asyncIterator]();
   const iterator: AsyncIterator<Uint8Array> = {
     async next() {
       const r = await source.next();
       if (!r.done) tap.push(r.value);
-      else {
-        const usage = tap.usage();
-        if (usage) read(usage);
-      }
+      else tap.end();
       return r;
     },
     async return() {
