@@ -53,6 +53,14 @@ beforeAll(async () => {
         { name: 'img-stream', deployments: [{ provider: 'up', model: 'gpt-image-1-stream', price: { input: 5, output: 40 } }] },
         { name: 'img-linger', deployments: [{ provider: 'up', model: 'gpt-image-1-linger', price: { input: 5, output: 40 } }] },
         { name: 'tts', deployments: [{ provider: 'up', model: 'tts-1', price: { input: 0, output: 0, per_request: 0.1 } }] },
+        // A fee-priced deployment beside a token-priced one: the reservation covers the fee.
+        {
+          name: 'tts-mixed',
+          deployments: [
+            { provider: 'up', model: 'tts-1', id: 'mixed/fee', price: { input: 0, output: 0, per_request: 0.5 } },
+            { provider: 'up', model: 'gpt-4o-mini-tts', id: 'mixed/tokens', priority: 1, price: { input: 0.6, output: 12 } },
+          ],
+        },
       ],
     },
   });
@@ -120,5 +128,13 @@ describe('the cost of forwarded calls', () => {
     expect([third.status, third.json.error?.code]).toEqual([402, 'budget_exceeded']);
     expect(upstreamCalls).toBe(before);
     expect((await spendMetrics('tts-1')).cost).toBeCloseTo(0.2, 9);
+  });
+
+  it('reserves the highest fee among the deployments that may answer, whichever prices tokens higher', async () => {
+    const { key } = await createKey(server.url, ADMIN, { budget_usd: 0.3, budget_period: 'day' });
+    const before = upstreamCalls;
+    const res = await call(server.url, '/v1/audio/speech', { key, body: { model: 'tts-mixed', input: 'Hello there.', voice: 'alloy' } });
+    expect([res.status, res.json.error?.code]).toEqual([402, 'budget_exceeded']);
+    expect(upstreamCalls).toBe(before);
   });
 });

@@ -197,7 +197,8 @@ function routePlugin<O extends object>(plugin: FastifyPluginAsync<O>, options: O
  * The price of the deployment `deployment` names when it is known — in the model's group, else in any
  * group (a fallback may have served) — otherwise the highest among the deployments that may answer
  * the model: its group's and those of the groups routing may fall back to (a call that fails on its
- * group is answered there, at that price).
+ * group is answered there, at that price) — each of input, output and the per_request fee at its
+ * highest, so what is reserved covers whichever deployment answers.
  */
 function priceOf(gateway: Gateway, model: string, deployment?: string): Price | undefined {
   try {
@@ -212,7 +213,16 @@ function priceOf(gateway: Gateway, model: string, deployment?: string): Price | 
       if (served) return served.price;
     }
     let best: Price | undefined;
-    for (const g of groups) for (const d of g.deployments) if (!best || d.price.input + d.price.output > best.input + best.output) best = d.price;
+    for (const g of groups) {
+      for (const d of g.deployments) {
+        const p = d.price;
+        if (!best) best = p;
+        else if (p !== best) {
+          const fee = Math.max(best.per_request ?? 0, p.per_request ?? 0);
+          best = { input: Math.max(best.input, p.input), output: Math.max(best.output, p.output), ...(fee > 0 ? { per_request: fee } : {}) };
+        }
+      }
+    }
     return best;
   } catch {
     return undefined;

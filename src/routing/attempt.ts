@@ -392,10 +392,10 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
   });
 }
 
-/** A dropped attempt's prompt: the upstream read (and bills) it whether or not it answered. */
+/** A dropped attempt's prompt (and its request fee): the upstream read (and bills) it whether or not it answered. */
 function chargePrompt(spec: AttemptSpec, d: Deployment): void {
   const prompt = promptTokensOf(spec.req);
   spec.ctx.facts.discardedTokens = (spec.ctx.facts.discardedTokens ?? 0) + prompt;
-  if (d.price.input === 0) return;
+  if (d.price.input === 0 && !d.price.per_request) return;
   spec.ctx.facts.costUsd += costUsd({ prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt }, d.price);
 }

@@ -92,6 +92,9 @@ describe('strategies', () => {
     expect(choice.reason).toMatch(/^est \$/);
     const bigAnswer = s.order([dep('cheap-in', { price: { input: 0.1, output: 50 } }), dep('cheap-out', { price: { input: 5, output: 1 } })], { ...input(new Map()), promptTokens: 10, completionTokens: 4_000 });
     expect(bigAnswer.order[0]!.id).toBe('cheap-out');
+    // A request fee counts too: cheaper tokens do not make up for $0.01 on every call here.
+    const fee = s.order([dep('fee', { price: { input: 0.1, output: 0.4, per_request: 0.01 } }), dep('no-fee', { price: { input: 1, output: 2 } })], { ...input(new Map()), promptTokens: 100, completionTokens: 100 });
+    expect(fee.order[0]!.id).toBe('no-fee');
   });
 });
 

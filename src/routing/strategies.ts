@@ -134,7 +134,7 @@ const latencyStrategy = (opts: StrategyOptions): RoutingStrategy => ({
 const costStrategy = (): RoutingStrategy => ({
   name: 'cost',
   order(ds, input) {
-    const usd = (d: Deployment) => (input.promptTokens * d.price.input + input.completionTokens * d.price.output) / 1_000_000;
+    const usd = (d: Deployment) => (input.promptTokens * d.price.input + input.completionTokens * d.price.output) / 1_000_000 + (d.price.per_request ?? 0);
     const i = argmin(ds, (d) => usd(d) + d.priority * 1e-12, input.random);
     return { order: firstThen(ds, i), reason: `est $${ds[i] ? usd(ds[i]).toPrecision(2) : 0}` };
   },
