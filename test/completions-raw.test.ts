@@ -27,11 +27,14 @@ beforeAll(async () => {
         // The same server told to take legacy completions through chat (as api.openai.com's chat models are).
         'vllm-chat': { type: 'openai', base_url: upstream.url, options: { completions: 'chat' } },
         sim: { type: 'simulator' },
+        // Nothing listens there: every call is refused, and the group falls back.
+        gone: { type: 'openai', base_url: 'http://127.0.0.1:9/v1', options: { completions: 'native' } },
       },
       models: [
         { name: 'coder', deployments: [{ provider: 'vllm', model: 'Qwen/Qwen2.5-Coder-1.5B' }] },
         { name: 'coder-via-chat', deployments: [{ provider: 'vllm-chat', model: 'Qwen/Qwen2.5-Coder-1.5B' }] },
         { name: 'chatty', deployments: [{ provider: 'sim', model: 'chatty' }] },
+        { name: 'gone-with-fallback', deployments: [{ provider: 'gone', model: 'Qwen/Qwen2.5-Coder-1.5B' }], fallbacks: ['coder'], retry: { max_retries: 0 } },
         // The simulator first: a request it cannot serve moves on to the raw-text server.
         {
           name: 'mixed',
@@ -202,6 +205,13 @@ describe('/v1/completions with prompts of token ids (evaluation harnesses)', () 
     const mixed = await post({ model: 'mixed', prompt: [1, 2, 3], max_tokens: 4 });
     expect(mixed.status).toBe(200);
     expect(upstream.requests[0]?.body).toMatchObject({ prompt: [1, 2, 3] });
+    // Token ids are of their model's tokenizer: never sent on to a fallback group's model; text is.
+    const text = await post({ model: 'gone-with-fallback', prompt: 'def fib(n):', max_tokens: 4 });
+    expect(text.status).toBe(200);
+    const before = upstream.requests.length;
+    const ids = await post({ model: 'gone-with-fallback', prompt: [1, 2, 3], max_tokens: 4 });
+    expect(ids.status).toBeGreaterThanOrEqual(500);
+    expect(upstream.requests.length).toBe(before);
     for (const prompt of [[1, -2], [1.5], [[1], []], [[]], []]) {
       const res = await post({ model: 'coder', prompt, max_tokens: 4 });
       expect(res.status).toBe(400);

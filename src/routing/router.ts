@@ -340,7 +340,8 @@ export class Router {
     let deployments: readonly Deployment[] = rt.byPriority;
     let routeNote = '';
 
-    if (rt.semantic) {
+    // A prompt of token ids has no text to classify (and must stay with its model): priority order.
+    if (rt.semantic && !state.req.text_completion?.prompt_ids) {
       // An embedder failure must not fail the request: the group's priority order still answers.
       const match = await rt.semantic.classify(routingText(state.req)).catch((err: unknown) => {
         state.ctx.log.warn({ group: group.name, err: (err as Error).message }, 'semantic routing failed; using priority order');
@@ -552,8 +553,13 @@ export class Router {
     return { group: group.name, order: choice.order, reason: choice.reason };
   }
 
-  /** Tries fallback groups in order; when none answers, throws the original error. */
+  /**
+   * Tries fallback groups in order; when none answers, throws the original error. Not for a prompt of
+   * token ids: they are ids of this group's model's tokenizer, which another group's model may not
+   * share (it would answer them, wrongly).
+   */
   private async fallBack(state: RequestState, from: ModelGroup, names: readonly string[], kind: 'group' | 'context_window' | 'content_policy', original: () => unknown): Promise<ChatOutcome> {
+    if (state.req.text_completion?.prompt_ids) throw original();
     let last: unknown;
     for (const name of names) {
       if (state.visited.includes(name) || state.signal.aborted) continue;

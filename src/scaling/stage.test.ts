@@ -9,7 +9,8 @@ import { createLogger } from '../telemetry/logger.js';
 import { testTimeScalingSchema, type TestTimeScalingConfig } from './config.js';
 import { DifficultyEstimator } from './estimator.js';
 import { countPromptTokens } from '../providers/tokens.js';
-import { createScalingStage, plannedUsage, type PlannedUsage } from './stage.js';
+import { createScalingStage, planFor, plannedUsage, type PlannedUsage } from './stage.js';
+import { DifficultyLevel } from './levels.js';
 
 const log = createLogger('silent');
 
@@ -329,6 +330,18 @@ describe('scaling stage', () => {
     await stage(ctx, { ...ask, messages: [{ role: 'user', content: 'Prove rigorously that the theorem holds for every distributed consensus protocol under network partitions, then derive the bound on recovery time and discuss the failure modes and trade-offs in detail.' }] }, handler);
     expect(ctx.facts.scaling).toMatchObject({ difficulty: 'expert', difficulty_source: 'estimate' });
     expect(calls).toHaveLength(5);
+  });
+
+  it('plans a prompt of token ids at the default level and votes rather than asks the judge (it has no text)', () => {
+    const estimator = new DifficultyEstimator([]);
+    let estimates = 0;
+    const estimate = estimator.estimate.bind(estimator);
+    estimator.estimate = (text) => (estimates++, estimate(text));
+    const ids: ChatRequest = { model: 'm', messages: [{ role: 'user', content: '' }], text_completion: { prompt: '', prompt_ids: [1, 2, 3] } };
+    const auto = planFor({ config: config(), estimator }, context({ difficulty: 'auto' }), ids);
+    expect([auto?.level, auto?.source, estimates]).toEqual([DifficultyLevel.MEDIUM, 'default', 0]);
+    expect(planFor({ config: config() }, context({ difficulty: 'hard', aggregation: 'best_of_n' }), ids)?.aggregation).toBe('self_consistency');
+    expect(planFor({ config: config() }, context({ difficulty: 'hard', aggregation: 'best_of_n' }), ask)?.aggregation).toBe('best_of_n');
   });
 
   it('plans a request once: admission’s plan is the stage’s, the estimator runs once', async () => {

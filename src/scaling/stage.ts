@@ -94,7 +94,8 @@ function makePlan(opts: ScalingStageOptions, ctx: RequestContext, req: ChatReque
   if (asked !== undefined && asked !== 'auto') {
     level = parseDifficulty(asked);
     if (!level) throw new GatewayError('invalid_value', { param: 'difficulty', message: `Invalid value for 'difficulty': "${asked}" is not one of easy, medium, hard, expert, auto (or 1-4).` });
-  } else if (opts.estimator && config.estimator.enabled) {
+  } else if (opts.estimator && config.estimator.enabled && !req.text_completion?.prompt_ids) {
+    // A prompt of token ids has no text to estimate from: it gets the default level below.
     estimate = opts.estimator.estimate(promptText(req));
     level = estimate.level;
     source = 'estimate';
@@ -109,7 +110,8 @@ function makePlan(opts: ScalingStageOptions, ctx: RequestContext, req: ChatReque
   if (!(AGGREGATIONS as readonly string[]).includes(rawAggregation)) {
     throw new GatewayError('invalid_value', { param: 'aggregation', message: `Invalid value for 'aggregation': "${rawAggregation}" is not one of ${AGGREGATIONS.join(', ')}.` });
   }
-  const aggregation = rawAggregation as Aggregation;
+  // The judge reads the question as text, which a prompt of token ids does not have: it is voted on instead.
+  const aggregation = rawAggregation === 'best_of_n' && req.text_completion?.prompt_ids ? 'self_consistency' : (rawAggregation as Aggregation);
   const lv = config.difficulty_levels[level];
   const budget: LevelBudget = { passes: lv.passes, max_tokens: lv.max_tokens, timeout_ms: Math.round(lv.timeout_s * 1000) };
   // Tool calls cannot be voted on: such requests get one pass with the level's budget and deadline.

@@ -209,7 +209,7 @@ export const openAiRoutes: FastifyPluginAsync<OpenAiRouteOptions> = async (app, 
 
   const completionDoc = describeRoute({
     summary: 'Create a (legacy) text completion',
-    description: 'The raw prompt goes to deployments that complete raw text (OpenAI-compatible servers, Ollama, local); other providers get it as one user message. `suffix`, `echo` with `logprobs` and `best_of` above 1 need the former.',
+    description: 'The raw prompt goes to deployments that complete raw text (OpenAI-compatible servers, Ollama, local); other providers get it as one user message. `suffix`, `echo` with `logprobs` and `best_of` above 1 need the former; a prompt of token ids (an array of integers, or of such arrays) goes only to OpenAI-compatible servers that complete raw text.',
     tags: ['openai'],
     body: completionSchema,
   });
