@@ -305,5 +305,8 @@ describe('an upstream body that breaks off after its status', () => {
     };
     await expect.poll(() => counted('502'), { timeout: 5_000, interval: 50 }).toBe(1);
     expect(await counted('499')).toBe(0);
+    // Held against the deployment, as a broken chat stream is: its status shows the failure.
+    const providers = (await (await request(`${gw.url}/v1/providers`, { headers: { authorization: `Bearer ${apiKey}` } })).body.json()) as { data: { model: string; error_rate: number }[] };
+    expect(providers.data.find((d) => d.model === 'cut-tts')?.error_rate).toBeGreaterThan(0);
   });
 });

@@ -275,7 +275,9 @@ export class Gateway {
       ctx.facts.costUsd += cost;
       this.observer.spent?.(ctx, d, delta, cost);
     });
-    return tap.reading ? { ...res, body: tapped(res.body, tap) } : res;
+    // A body that breaks off after its status counts against the deployment, as a broken chat stream
+    // does (the client's leaving does not).
+    return { ...res, body: tapped(res.body, tap.reading ? tap : undefined, (err) => ctx.signal.aborted || this.router.answerBroke(d, err)) };
   }
 
   /** /v1/models: configured groups plus what the passthrough provider lists (cached a minute). */
@@ -418,14 +420,23 @@ function untilEnded(body: StreamBody, signal: CancelSignal, ended: () => void): 
 
 const NO_USAGE: Usage = Object.freeze({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
 
-/** `body`, every chunk shown to `tap` before it goes on, and the tap told when the body has ended. */
-function tapped(body: StreamBody, tap: UsageTap): StreamBody {
+/**
+ * `body`, every chunk shown to `tap` (when there is one) before it goes on and the tap told when the
+ * body has ended; `broke` told when reading it failed.
+ */
+function tapped(body: StreamBody, tap: UsageTap | undefined, broke: (err: unknown) => void): StreamBody {
   const source = body[Symbol.asyncIterator]();
   const iterator: AsyncIterator<Uint8Array> = {
     async next() {
-      const r = await source.next();
-      if (!r.done) tap.push(r.value);
-      else tap.end();
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await source.next();
+      } catch (err) {
+        broke(err);
+        throw err;
+      }
+      if (!r.done) tap?.push(r.value);
+      else tap?.end();
       return r;
     },
     async return() {

@@ -103,11 +103,7 @@ export class Router {
       },
       release: (spec) => this.admission.release(spec.d),
       ended: (spec, end) => observer.attemptEnded(spec.ctx, spec.d, end),
-      streamFailed: (spec, err) => {
-        this.statsFor(spec.d.id).failures++;
-        this.breakerFor(spec.d.id).record(false, 'normal');
-        this.events.emit('attempt', { deployment: spec.d.id, group: spec.d.group, provider: spec.d.providerName, outcome: 'failure', kind: err.kind, latencyMs: 0, hedge: spec.hedge });
-      },
+      streamFailed: (spec, err) => this.answerBroke(spec.d, err, spec.hedge),
     };
     for (const name of catalog.groupNames()) {
       const group = catalog.get(name) as ModelGroup;
@@ -497,6 +493,16 @@ export class Router {
       this.done();
     }
     throw lastError ?? new GatewayError('no_healthy_deployment', { message: `Every deployment of "${group.name}" is unavailable (circuit open or cooling down).`, retryAfterMs: DEFAULT_COOLDOWN_MS });
+  }
+
+  /**
+   * An answer that had begun broke off (a chat stream, a forwarded body): held against its
+   * deployment's breaker and failure count, as a failed call is.
+   */
+  answerBroke(d: Deployment, err: unknown, hedge = false): void {
+    this.statsFor(d.id).failures++;
+    this.breakerFor(d.id).record(false, 'normal');
+    this.events.emit('attempt', { deployment: d.id, group: d.group, provider: d.providerName, outcome: 'failure', kind: isUpstreamError(err) ? err.kind : undefined, latencyMs: 0, hedge });
   }
 
   /**
