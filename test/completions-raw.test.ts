@@ -199,6 +199,9 @@ describe('/v1/completions with prompts of token ids (evaluation harnesses)', () 
     for (const model of ['chatty', 'coder-via-chat']) {
       const res = await post({ model, prompt: [1, 2, 3], max_tokens: 4 });
       expect([res.status, res.json.error.code, res.json.error.param]).toEqual([400, 'unsupported_capability', 'prompt']);
+      // Says what can take them, and not Ollama, which cannot.
+      expect(res.json.error.message).toMatch(/token ids.*OpenAI-compatible server that completes raw text/);
+      expect(res.json.error.message).not.toMatch(/Ollama/);
     }
     expect(upstream.requests).toHaveLength(0);
     // A deployment that cannot take them is passed over for one that can.

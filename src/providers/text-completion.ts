@@ -31,6 +31,14 @@ const WHY: Record<RawOnly, string> = {
   best_of: '`best_of` above 1',
 };
 
+/** Which deployments can take each. */
+const WHO_CAN: Record<RawOnly, string> = {
+  prompt_ids: 'an OpenAI-compatible server that completes raw text can (vLLM, llama.cpp\'s server; options.completions: native)',
+  suffix: 'a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native, Ollama)',
+  logprobs: 'a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native)',
+  best_of: 'a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native)',
+};
+
 /** The request field each is asked in: token ids come as `prompt`. */
 const PARAM: Record<RawOnly, string> = { prompt_ids: 'prompt', suffix: 'suffix', logprobs: 'logprobs', best_of: 'best_of' };
 
@@ -46,7 +54,7 @@ export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
   if (!t) return req;
   const param = firstAsked(t, RAW_ONLY);
   if (param) {
-    throw unsupported(provider, PARAM[param], `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native, Ollama).`);
+    throw unsupported(provider, PARAM[param], `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; ${WHO_CAN[param]}.`);
   }
   const { text_completion: _raw, ...chat } = req;
   return chat;
