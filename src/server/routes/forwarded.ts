@@ -102,39 +102,48 @@ export const forwardedRoutes: FastifyPluginAsync<ForwardedRouteOptions> = async 
     return sendForwarded(reply, ctx, res);
   }
 
-  /** A JSON body with its model replaced. */
-  const jsonBody = (body: Record<string, unknown>) => (model: string) => ({ contentType: 'application/json', body: JSON.stringify({ ...body, model }) });
+  /**
+   * A JSON route: the body validated by `schema`, `call` giving its model (defaulted where OpenAI
+   * defaults it) and what else the call carries; the model replaced per deployment.
+   */
+  const jsonRoute = <S extends z.ZodType<Record<string, unknown>>>(
+    url: string,
+    endpoint: string,
+    path: string,
+    schema: S,
+    doc: RouteShorthandOptions,
+    call: (body: z.infer<S>) => Pick<ForwardCall, 'model' | 'promptText' | 'user'>,
+  ) =>
+    app.post(url, doc, async (request, reply) => {
+      const parsed = schema.safeParse(request.body);
+      if (!parsed.success) throw validationError(parsed.error, request.body);
+      const body = parsed.data;
+      return forward(request, reply, endpoint, { ...call(body), path, body: (model: string) => ({ contentType: 'application/json', body: JSON.stringify({ ...body, model }) }) });
+    });
 
-  app.post(
+  jsonRoute(
     '/v1/moderations',
+    'moderations',
+    '/moderations',
+    moderationSchema,
     describeRoute({ summary: 'Classify text and images (moderations)', description: `Forwarded to the model's OpenAI-compatible deployments; \`model\` defaults to \`${DEFAULT_MODERATION_MODEL}\`.`, tags: ['openai'], body: moderationSchema }),
-    async (request, reply) => {
-      const parsed = moderationSchema.safeParse(request.body);
-      if (!parsed.success) throw validationError(parsed.error, request.body);
-      const model = parsed.data.model ?? DEFAULT_MODERATION_MODEL;
-      return forward(request, reply, 'moderations', { model, path: '/moderations', body: jsonBody(parsed.data), promptText: moderationText(parsed.data.input) });
-    },
+    (b) => ({ model: b.model ?? DEFAULT_MODERATION_MODEL, promptText: moderationText(b.input) }),
   );
-
-  app.post(
+  jsonRoute(
     '/v1/images/generations',
+    'images',
+    '/images/generations',
+    imageGenerationSchema,
     describeRoute({ summary: 'Create images', description: `Forwarded to the model's OpenAI-compatible deployments; \`model\` defaults to \`${DEFAULT_IMAGE_MODEL}\`. The answer (JSON, or the image event stream with \`stream: true\`) comes back as the upstream sends it.`, tags: ['openai'], body: imageGenerationSchema }),
-    async (request, reply) => {
-      const parsed = imageGenerationSchema.safeParse(request.body);
-      if (!parsed.success) throw validationError(parsed.error, request.body);
-      const model = parsed.data.model ?? DEFAULT_IMAGE_MODEL;
-      return forward(request, reply, 'images', { model, path: '/images/generations', body: jsonBody(parsed.data), ...(parsed.data.user ? { user: parsed.data.user } : {}) });
-    },
+    (b) => ({ model: b.model ?? DEFAULT_IMAGE_MODEL, ...(b.user ? { user: b.user } : {}) }),
   );
-
-  app.post(
+  jsonRoute(
     '/v1/audio/speech',
+    'audio',
+    '/audio/speech',
+    speechSchema,
     describeRoute({ summary: 'Generate speech', description: "Forwarded to the model's OpenAI-compatible deployments; the audio (or the event stream with `stream_format: \"sse\"`) streams back as it arrives, with the upstream's content type.", tags: ['openai'], body: speechSchema }),
-    async (request, reply) => {
-      const parsed = speechSchema.safeParse(request.body);
-      if (!parsed.success) throw validationError(parsed.error, request.body);
-      return forward(request, reply, 'audio', { model: parsed.data.model, path: '/audio/speech', body: jsonBody(parsed.data) });
-    },
+    (b) => ({ model: b.model }),
   );
 
   /** A multipart route: the form read, its model found (or defaulted), and replaced per deployment. */
