@@ -2,35 +2,29 @@
 // waiting for its batch holds no deployment slot, so max_concurrency does not cap the batch's size,
 // and one failed batch is not counted as a failure of every request in it (it would open a healthy
 // deployment's breaker at once); open breakers are still honoured.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestGateway } from './helpers/gateway.js';
+import { startJsonUpstream, type JsonUpstream } from './helpers/recording-upstream.js';
 
-let upstream: Server;
+let upstream: JsonUpstream;
 let server: Awaited<ReturnType<typeof startTestGateway>>;
 /** Each upstream call: its model and how many inputs it carried. */
 let calls: { model: string; inputs: number }[] = [];
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      const { model, input } = JSON.parse(raw || '{}') as { model: string; input: string | string[] };
-      const inputs = Array.isArray(input) ? input : [input];
-      calls.push({ model, inputs: inputs.length });
-      res.setHeader('content-type', 'application/json');
-      if (model === 'dead') {
-        res.statusCode = 500;
-        res.end(JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } }));
-        return;
-      }
-      res.end(JSON.stringify({ object: 'list', data: inputs.map((_, index) => ({ object: 'embedding', index, embedding: [0.5, index] })), model, usage: { prompt_tokens: inputs.length, total_tokens: inputs.length } }));
-    });
+  upstream = await startJsonUpstream((req, body, res) => {
+  const { model, input } = body as { model: string; input: string | string[] };
+    const inputs = Array.isArray(input) ? input : [input];
+    calls.push({ model, inputs: inputs.length });
+    res.setHeader('content-type', 'application/json');
+    if (model === 'dead') {
+      res.statusCode = 500;
+      res.end(JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } }));
+      return;
+    }
+    res.end(JSON.stringify({ object: 'list', data: inputs.map((_, index) => ({ object: 'embedding', index, embedding: [0.5, index] })), model, usage: { prompt_tokens: inputs.length, total_tokens: inputs.length } }));
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+  const url = upstream.url;
   server = await startTestGateway({
     config: {
       providers: { up: { type: 'openai', base_url: url, api_key: 'upstream-key' } },
@@ -46,7 +40,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
-  await new Promise((resolve) => upstream?.close(resolve));
+  await upstream?.close();
 });
 
 beforeEach(() => {

@@ -2,48 +2,41 @@
 // metrics: the tokens its answer reports (an image model's usage, read from the body as it passes
 // through, streamed or not) at the deployment's price, and a deployment's per_request fee, which is
 // also reserved up front.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway } from './helpers/gateway.js';
+import { startJsonUpstream, type JsonUpstream } from './helpers/recording-upstream.js';
 import { call, createKey } from './helpers/http.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const IMAGE_USAGE = { total_tokens: 4210, input_tokens: 50, output_tokens: 4160, input_tokens_details: { text_tokens: 50, image_tokens: 0 } };
 /** 50 input tokens at $5 and 4,160 output tokens at $40 per million. */
 const IMAGE_COST = (50 * 5 + 4160 * 40) / 1e6;
-let upstream: Server;
+let upstream: JsonUpstream;
 let server: Awaited<ReturnType<typeof startTestGateway>>;
 let upstreamCalls = 0;
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      upstreamCalls++;
-      const body = JSON.parse(raw || '{}') as { stream?: boolean; model?: string };
-      if (req.url?.endsWith('/audio/speech')) {
-        res.setHeader('content-type', 'audio/mpeg');
-        res.end(Buffer.from([0xff, 0xfb, 0x90, 0x00]));
-      } else if (body.stream) {
-        res.setHeader('content-type', 'text/event-stream');
-        res.write(`event: image_generation.partial_image\ndata: ${JSON.stringify({ type: 'image_generation.partial_image', b64_json: 'AAAA', partial_image_index: 0 })}\n\n`);
-        if (body.model === 'gpt-image-1-linger') {
-          // The last event, then a connection that stays open a while before it ends.
-          res.write(`event: image_generation.completed\ndata: ${JSON.stringify({ type: 'image_generation.completed', b64_json: 'iVBORw0KGgo=', usage: IMAGE_USAGE })}\n\n`);
-          setTimeout(() => res.end(), 3_000).unref();
-          return;
-        }
-        res.end(`event: image_generation.completed\ndata: ${JSON.stringify({ type: 'image_generation.completed', b64_json: 'iVBORw0KGgo=', usage: IMAGE_USAGE })}\n\n`);
-      } else {
-        res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ created: 1, data: [{ b64_json: 'iVBORw0KGgo=' }], usage: IMAGE_USAGE }));
+  upstream = await startJsonUpstream((req, body, res) => {
+    upstreamCalls++;
+    if (req.url?.endsWith('/audio/speech')) {
+      res.setHeader('content-type', 'audio/mpeg');
+      res.end(Buffer.from([0xff, 0xfb, 0x90, 0x00]));
+    } else if (body.stream) {
+      res.setHeader('content-type', 'text/event-stream');
+      res.write(`event: image_generation.partial_image\ndata: ${JSON.stringify({ type: 'image_generation.partial_image', b64_json: 'AAAA', partial_image_index: 0 })}\n\n`);
+      if (body.model === 'gpt-image-1-linger') {
+        // The last event, then a connection that stays open a while before it ends.
+        res.write(`event: image_generation.completed\ndata: ${JSON.stringify({ type: 'image_generation.completed', b64_json: 'iVBORw0KGgo=', usage: IMAGE_USAGE })}\n\n`);
+        setTimeout(() => res.end(), 3_000).unref();
+        return;
       }
-    });
+      res.end(`event: image_generation.completed\ndata: ${JSON.stringify({ type: 'image_generation.completed', b64_json: 'iVBORw0KGgo=', usage: IMAGE_USAGE })}\n\n`);
+    } else {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ created: 1, data: [{ b64_json: 'iVBORw0KGgo=' }], usage: IMAGE_USAGE }));
+    }
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+  const url = upstream.url;
   server = await startTestGateway({
     config: {
       auth: { admin_token: ADMIN },
@@ -68,7 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
-  await new Promise((resolve) => upstream?.close(resolve));
+  await upstream?.close();
 });
 
 /** inference_cost_usd_total and inference_tokens_total for one upstream model, from /metrics. */

@@ -1,12 +1,11 @@
 // Embeddings and forwarded calls (audio, images, moderations) are routed under chat's health rules:
 // a deployment whose breaker is open, that asked to wait (429 Retry-After) or whose max_concurrency is
 // taken is not called, and their failures open its breaker as chat's do.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestGateway } from './helpers/gateway.js';
+import { startJsonUpstream, type JsonUpstream } from './helpers/recording-upstream.js';
 
-let upstream: Server;
+let upstream: JsonUpstream;
 let server: Awaited<ReturnType<typeof startTestGateway>>;
 /** The upstream model of every call, in arrival order. */
 let calls: string[] = [];
@@ -17,34 +16,29 @@ let release: () => void = () => undefined;
 let held = Promise.resolve();
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      const { model } = JSON.parse(raw || '{}') as { model?: string };
-      calls.push(String(model));
-      res.setHeader('content-type', 'application/json');
-      const answer = () => {
-        if (req.url?.endsWith('/moderations')) {
-          res.end(JSON.stringify({ id: 'modr-1', model, results: [{ flagged: false, categories: {}, category_scores: {} }] }));
-        } else {
-          res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }], model, usage: { prompt_tokens: 1, total_tokens: 1 } }));
-        }
-      };
-      if (model === 'dead') {
-        res.statusCode = 500;
-        res.end(JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } }));
-      } else if (model && waiting.has(model)) {
-        res.statusCode = 429;
-        res.setHeader('retry-after', '30');
-        res.end(JSON.stringify({ error: { message: 'Rate limit reached for requests.', type: 'requests', param: null, code: 'rate_limit_exceeded' } }));
-      } else if (model === 'slow') {
-        void held.then(answer);
-      } else answer();
-    });
+  upstream = await startJsonUpstream((req, body, res) => {
+  const { model } = body as { model?: string };
+    calls.push(String(model));
+    res.setHeader('content-type', 'application/json');
+    const answer = () => {
+      if (req.url?.endsWith('/moderations')) {
+        res.end(JSON.stringify({ id: 'modr-1', model, results: [{ flagged: false, categories: {}, category_scores: {} }] }));
+      } else {
+        res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }], model, usage: { prompt_tokens: 1, total_tokens: 1 } }));
+      }
+    };
+    if (model === 'dead') {
+      res.statusCode = 500;
+      res.end(JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } }));
+    } else if (model && waiting.has(model)) {
+      res.statusCode = 429;
+      res.setHeader('retry-after', '30');
+      res.end(JSON.stringify({ error: { message: 'Rate limit reached for requests.', type: 'requests', param: null, code: 'rate_limit_exceeded' } }));
+    } else if (model === 'slow') {
+      void held.then(answer);
+    } else answer();
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+  const url = upstream.url;
   server = await startTestGateway({
     config: {
       providers: { up: { type: 'openai', base_url: url, api_key: 'upstream-key' } },
@@ -63,7 +57,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
-  await new Promise((resolve) => upstream?.close(resolve));
+  await upstream?.close();
 });
 
 beforeEach(() => {

@@ -1,7 +1,7 @@
 // Small stand-ins for tests that need to see what the gateway sends upstream: a request body read as
 // JSON, and an OpenAI-compatible server that keeps every POST body as it arrived and answers one
 // fixed chat completion ("hello"); any GET (the passthrough's model list) gets an empty list.
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** A request's body, parsed as JSON (`{}` when it has none, as a GET). */
@@ -17,6 +17,27 @@ export function readJsonBody(req: IncomingMessage): Promise<Record<string, unkno
       }
     });
   });
+}
+
+/** A stand-in upstream whose every request is answered by `handle`, with its body read as JSON. */
+export interface JsonUpstream {
+  /** Its base URL, `/v1` included. */
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startJsonUpstream(handle: (req: IncomingMessage, body: Record<string, unknown>, res: ServerResponse) => void): Promise<JsonUpstream> {
+  const server = createServer((req, res) => {
+    readJsonBody(req).then(
+      (body) => handle(req, body, res),
+      () => res.writeHead(400).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 export interface RecordingUpstream {
