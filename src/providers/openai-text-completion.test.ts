@@ -280,11 +280,19 @@ describe('openai provider: a server without /completions', () => {
       expect((param as UpstreamError).status).toBe(400);
       expect(paths()).toEqual(['/openai/v1/completions']);
       expect(hosted.completesRawText('Qwen/Qwen2.5-Coder-1.5B')).toBe(true);
-      // A model the server has at neither endpoint: chat's 404 is the answer, and nothing is remembered.
-      server.reply({ status: 404, body: JSON.stringify({ error: { message: 'The model `nope` does not exist.', type: 'NotFoundError', code: 404 } }) });
-      const missing = await hosted.chat(textRequest('x', { model: 'nope' }), opts()).catch((e: unknown) => e);
-      expect((missing as UpstreamError).status).toBe(404);
-      expect(hosted.completesRawText('nope')).toBe(true);
+      // A model the server does not have (vLLM's, OpenAI's 404): that is the answer, with no second
+      // call through chat, and nothing is remembered.
+      for (const body of [
+        { error: { message: 'The model `nope` does not exist.', type: 'NotFoundError', code: 404 } },
+        { error: { message: 'The model `nope` does not exist or you do not have access to it.', type: 'invalid_request_error', param: null, code: 'model_not_found' } },
+      ]) {
+        server.requests.length = 0;
+        server.reply({ status: 404, body: JSON.stringify(body) });
+        const missing = await hosted.chat(textRequest('x', { model: 'nope' }), opts()).catch((e: unknown) => e);
+        expect((missing as UpstreamError).status).toBe(404);
+        expect(paths()).toEqual(['/openai/v1/completions']);
+        expect(hosted.completesRawText('nope')).toBe(true);
+      }
     } finally {
       await native.close();
       await hosted.close();

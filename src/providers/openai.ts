@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { promptCacheDetails, requestedMaxTokens, withoutCacheControl, type ChatChunk, type ChatMessage, type ChatRequest, type ChatResult, type ChoiceLogprobs, type CompletionTokensDetails, type FinishReason, type TextCompletion, type TokenLogprob, type Usage } from '../canonical/chat.js';
 import type { EmbeddingRequest, EmbeddingResult } from '../canonical/embeddings.js';
 import type { ProviderConfig } from '../config/schema.js';
-import { UpstreamError, first, isUpstreamError, kindForStatus } from './errors.js';
+import { UpstreamError, first, isUpstreamError, kindForStatus, upstreamErrorFields } from './errors.js';
 import { UpstreamHttp, upstreamErrorMessage, type StreamBody, type UpstreamResponse } from './http.js';
 import { sseEvents } from './stream-parsers.js';
 import { chatWithChoices, withMissingChoices } from './choice-fan-out.js';
@@ -923,13 +923,18 @@ const CHAT_ONLY_MODELS_KEPT = 256;
  * v1/completions endpoint", a proxy without the route), 405, or a 400 saying the operation is not
  * supported (Azure's `OperationNotSupported`).
  */
+const MODEL_DOES_NOT_EXIST = /\bmodel\b.*\bdoes not exist\b/i;
+
 function noCompletionsEndpoint(err: unknown): boolean {
   if (!isUpstreamError(err)) return false;
-  if (err.status === 404 || err.status === 405) return true;
+  const { code } = upstreamErrorFields(err.body);
+  // A model the server does not have (OpenAI's model_not_found, vLLM's "The model `x` does not
+  // exist") is missing at chat too: that 404 is the answer, not a reason for a second call.
+  if (err.status === 404) return code !== 'model_not_found' && !MODEL_DOES_NOT_EXIST.test(err.message);
+  if (err.status === 405) return true;
   // Only a refusal of the completion operation itself, not of one of the request's parameters
   // ("Unsupported value: 'temperature' …"), which chat would not cure.
   if (err.status !== 400) return false;
-  const code = (err.body as { error?: { code?: unknown } } | undefined)?.error?.code;
   return code === 'OperationNotSupported' || (/\bcompletions?\b/i.test(err.message) && /\b(?:operation|endpoint)\b[^.]*\b(?:not supported|does not work)\b/i.test(err.message));
 }
 
