@@ -35,6 +35,18 @@ function jsonAnswer<J>(reply: FastifyReply, ctx: RequestContext, result: ChatRes
   return render.json(result);
 }
 
+/**
+ * An answer that broke off after its head went out (as 200): logged as `what`, and its failure
+ * recorded for the ledger row, the log line and the request metrics. Returns it as a GatewayError.
+ */
+export function recordBrokenAnswer(reply: FastifyReply, ctx: RequestContext, err: unknown, what: string): GatewayError {
+  const e = toGatewayError(err);
+  ctx.log.warn({ code: e.code, err: e.message }, what);
+  reply.request.ledgerErrorCode = e.code;
+  reply.request.failedStatus = e.status;
+  return e;
+}
+
 async function sendStream<J>(reply: FastifyReply, ctx: RequestContext, outcome: ChatOutcome, render: Renderer<J>): Promise<undefined> {
   const chunks = outcome.kind === 'stream' ? outcome.stream : iterate(resultToChunks(outcome.result));
   // Headers set on the reply before this point (x-request-id and x-inferenceflow-worker in the
@@ -44,14 +56,7 @@ async function sendStream<J>(reply: FastifyReply, ctx: RequestContext, outcome: 
   await writeSse(reply.raw, render.events(chunks), {
     headers: { ...before, 'x-request-id': ctx.id, ...factHeaders(ctx.facts, false) },
     trailers: () => streamTrailers(ctx.facts),
-    onError: (err) => {
-      const e = toGatewayError(err);
-      ctx.log.warn({ code: e.code, err: e.message }, 'stream failed after it started');
-      // The head went out as 200: the ledger row, the log line and the request metrics record the failure.
-      reply.request.ledgerErrorCode = e.code;
-      reply.request.failedStatus = e.status;
-      return render.errorEvent(e);
-    },
+    onError: (err) => render.errorEvent(recordBrokenAnswer(reply, ctx, err, 'stream failed after it started')),
   });
   return undefined;
 }

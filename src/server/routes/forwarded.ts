@@ -13,10 +13,11 @@ import type { RequestContext } from '../../gateway/context.js';
 import type { ForwardCall, Gateway } from '../../gateway/gateway.js';
 import { first } from '../../providers/errors.js';
 import type { ForwardResponse } from '../../providers/types.js';
-import { GatewayError, toGatewayError } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import { factHeaders } from '../headers.js';
 import { MultipartError, MultipartForm } from '../multipart-form.js';
 import { createRequestContext } from '../request-context.js';
+import { recordBrokenAnswer } from '../respond.js';
 import { validationError } from '../validation.js';
 import { describeRoute } from './docs.js';
 
@@ -71,12 +72,7 @@ async function* upstreamBody(reply: FastifyReply, ctx: RequestContext, body: Asy
   try {
     yield* body;
   } catch (err) {
-    if (!ctx.signal.aborted) {
-      const e = toGatewayError(err);
-      ctx.log.warn({ code: e.code, err: e.message }, 'forwarded answer broke off after it started');
-      reply.request.ledgerErrorCode = e.code;
-      reply.request.failedStatus = e.status;
-    }
+    if (!ctx.signal.aborted) recordBrokenAnswer(reply, ctx, err, 'forwarded answer broke off after it started');
     throw err;
   }
 }
@@ -103,18 +99,18 @@ export const forwardedRoutes: FastifyPluginAsync<ForwardedRouteOptions> = async 
   }
 
   /**
-   * A JSON route: the body validated by `schema`, `call` giving its model (defaulted where OpenAI
-   * defaults it) and what else the call carries; the model replaced per deployment.
+   * A JSON route: the body validated by `schema` (also its documented body), `call` giving its model
+   * (defaulted where OpenAI defaults it) and what else the call carries; the model replaced per deployment.
    */
   const jsonRoute = <S extends z.ZodType<Record<string, unknown>>>(
     url: string,
     endpoint: string,
     path: string,
     schema: S,
-    doc: RouteShorthandOptions,
+    doc: { summary: string; description: string },
     call: (body: z.infer<S>) => Pick<ForwardCall, 'model' | 'promptText' | 'user'>,
   ) =>
-    app.post(url, doc, async (request, reply) => {
+    app.post(url, describeRoute({ ...doc, tags: ['openai'], body: schema }), async (request, reply) => {
       const parsed = schema.safeParse(request.body);
       if (!parsed.success) throw validationError(parsed.error, request.body);
       const body = parsed.data;
@@ -126,7 +122,7 @@ export const forwardedRoutes: FastifyPluginAsync<ForwardedRouteOptions> = async 
     'moderations',
     '/moderations',
     moderationSchema,
-    describeRoute({ summary: 'Classify text and images (moderations)', description: `Forwarded to the model's OpenAI-compatible deployments; \`model\` defaults to \`${DEFAULT_MODERATION_MODEL}\`.`, tags: ['openai'], body: moderationSchema }),
+    { summary: 'Classify text and images (moderations)', description: `Forwarded to the model's OpenAI-compatible deployments; \`model\` defaults to \`${DEFAULT_MODERATION_MODEL}\`.` },
     (b) => ({ model: b.model ?? DEFAULT_MODERATION_MODEL, promptText: moderationText(b.input) }),
   );
   jsonRoute(
@@ -134,7 +130,7 @@ export const forwardedRoutes: FastifyPluginAsync<ForwardedRouteOptions> = async 
     'images',
     '/images/generations',
     imageGenerationSchema,
-    describeRoute({ summary: 'Create images', description: `Forwarded to the model's OpenAI-compatible deployments; \`model\` defaults to \`${DEFAULT_IMAGE_MODEL}\`. The answer (JSON, or the image event stream with \`stream: true\`) comes back as the upstream sends it.`, tags: ['openai'], body: imageGenerationSchema }),
+    { summary: 'Create images', description: `Forwarded to the model's OpenAI-compatible deployments; \`model\` defaults to \`${DEFAULT_IMAGE_MODEL}\`. The answer (JSON, or the image event stream with \`stream: true\`) comes back as the upstream sends it.` },
     (b) => ({ model: b.model ?? DEFAULT_IMAGE_MODEL, ...(b.user ? { user: b.user } : {}) }),
   );
   jsonRoute(
@@ -142,7 +138,7 @@ export const forwardedRoutes: FastifyPluginAsync<ForwardedRouteOptions> = async 
     'audio',
     '/audio/speech',
     speechSchema,
-    describeRoute({ summary: 'Generate speech', description: "Forwarded to the model's OpenAI-compatible deployments; the audio (or the event stream with `stream_format: \"sse\"`) streams back as it arrives, with the upstream's content type.", tags: ['openai'], body: speechSchema }),
+    { summary: 'Generate speech', description: "Forwarded to the model's OpenAI-compatible deployments; the audio (or the event stream with `stream_format: \"sse\"`) streams back as it arrives, with the upstream's content type." },
     (b) => ({ model: b.model }),
   );
 
