@@ -110,5 +110,15 @@ describe('tool_choice allowed_tools on /v1/responses', () => {
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect([err.code, err.param]).toEqual(['invalid_value', 'tool_choice.tools.0.name']);
     expect(err.message).toMatch(/delete_files/);
+    // A malformed choice is a 400 at its field, never taken for a hosted tool's choice.
+    for (const tool_choice of [
+      { type: 'allowed_tools', mode: 'sometimes', tools: [{ type: 'function', name: 'get_time' }] },
+      { type: 'allowed_tools', mode: 'auto', tools: [] },
+      { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'web_search' }] },
+    ]) {
+      const bad = (await client.responses.create({ model: 'gpt-5', input: 'hi', tools, tool_choice } as never).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+      expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(bad.param).toMatch(/^tool_choice/);
+    }
   });
 });

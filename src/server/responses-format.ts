@@ -85,15 +85,27 @@ const functionTool = z
  * precise path), never slip through as a hosted tool.
  */
 const notFunction = z.string().refine((t) => t !== 'function', { message: 'a function tool must match the function tool schema', abort: true });
+/** Any choice type but those of function tools (`function`, `allowed_tools`), which must pass their own schemas. */
+const notChoiceOfFunctions = z.string().refine((t) => t !== 'function' && t !== 'allowed_tools', { message: 'a function or allowed_tools choice must match its schema', abort: true });
 /** Hosted tools (web search, file search, code interpreter, MCP, …) are accepted by shape and refused with a clear message. */
 const hostedTool = z.object({ type: notFunction }).passthrough();
+
+/** Some of the request's function tools, `mode` as the choice (toolsAndChoice narrows the tools). */
+const allowedToolsChoice = z
+  .object({
+    type: z.literal('allowed_tools'),
+    mode: z.enum(['auto', 'required']),
+    tools: z.array(z.object({ type: z.literal('function'), name: z.string().min(1) }).strict()).min(1),
+  })
+  .strict();
 
 // The objects first: a malformed function choice is reported at its own path (tool_choice.name), not
 // as "expected none, auto or required".
 const toolChoice = z.union([
   z.object({ type: z.literal('function'), name: z.string().min(1) }).strict(),
-  // Hosted tool choices, refused by toToolChoice; a malformed function choice fails the one above.
-  z.object({ type: notFunction }).passthrough(),
+  allowedToolsChoice,
+  // Hosted tool choices, refused by toToolChoice; a malformed function or allowed_tools choice fails the ones above.
+  z.object({ type: notChoiceOfFunctions }).passthrough(),
   z.enum(['none', 'auto', 'required']),
 ]);
 
@@ -420,15 +432,10 @@ function isFunctionTool(t: z.infer<typeof functionTool> | z.infer<typeof hostedT
  */
 function toolsAndChoice(tools: ToolDefinition[], c: z.infer<typeof toolChoice> | null | undefined): { tools: ToolDefinition[]; choice?: ToolChoice } {
   if (!c) return { tools };
+  // The hosted-choice variant refuses the type, so this is the allowed_tools variant.
   if (typeof c !== 'string' && c.type === 'allowed_tools') {
-    const { mode, tools: allowedTools } = c as { mode?: unknown; tools?: unknown };
-    if (mode !== 'auto' && mode !== 'required') throw refuse('tool_choice.mode', 'tool_choice.mode must be "auto" or "required".');
-    if (!Array.isArray(allowedTools) || allowedTools.length === 0) throw refuse('tool_choice.tools', 'tool_choice.tools must list at least one tool.');
-    const names = allowedTools.map((t: unknown, i) => {
-      const { type, name } = (t ?? {}) as { type?: unknown; name?: unknown };
-      if (type !== 'function' || typeof name !== 'string') throw refuse(`tool_choice.tools.${i}`, 'Only function tools ({"type": "function", "name": …}) can be allowed here.');
-      return name;
-    });
+    const { mode, tools: allowed } = c as z.infer<typeof allowedToolsChoice>;
+    const names = allowed.map((t) => t.name);
     const narrowed = narrowToAllowedTools(tools, names);
     if ('undefinedAt' in narrowed) throw refuse(`tool_choice.tools.${narrowed.undefinedAt}.name`, `tool_choice allows "${names[narrowed.undefinedAt]}", which is not among the request's tools.`);
     return { tools: narrowed.tools, choice: mode };
