@@ -31,16 +31,14 @@ const WHY: Record<RawOnly, string> = {
   best_of: '`best_of` above 1',
 };
 
-/** Which deployments can take each. */
-const WHO_CAN: Record<RawOnly, string> = {
-  prompt_ids: 'an OpenAI-compatible server that completes raw text can (vLLM, llama.cpp\'s server; options.completions: native)',
-  suffix: 'a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native, Ollama)',
-  logprobs: 'a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native)',
-  best_of: 'a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native)',
-};
+/** Which deployments can take each: an OpenAI-compatible raw-text server; for a suffix, Ollama too. */
+const whoCan = (p: RawOnly) =>
+  p === 'prompt_ids'
+    ? "an OpenAI-compatible server that completes raw text can (vLLM, llama.cpp's server; options.completions: native)"
+    : `a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native${p === 'suffix' ? ', Ollama' : ''})`;
 
 /** The request field each is asked in: token ids come as `prompt`. */
-const PARAM: Record<RawOnly, string> = { prompt_ids: 'prompt', suffix: 'suffix', logprobs: 'logprobs', best_of: 'best_of' };
+const paramOf = (p: RawOnly) => (p === 'prompt_ids' ? 'prompt' : p);
 
 /**
  * The request as a chat request for an adapter that serves /v1/completions through chat: the same
@@ -54,7 +52,7 @@ export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
   if (!t) return req;
   const param = firstAsked(t, RAW_ONLY);
   if (param) {
-    throw unsupported(provider, PARAM[param], `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; ${WHO_CAN[param]}.`);
+    throw unsupported(provider, paramOf(param), `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; ${whoCan(param)}.`);
   }
   const { text_completion: _raw, ...chat } = req;
   return chat;
@@ -66,7 +64,7 @@ export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
  */
 export function refuseRawParameters(provider: string, t: TextCompletion, lacks: readonly RawOnly[]): void {
   const param = firstAsked(t, lacks);
-  if (param) throw unsupported(provider, PARAM[param], `${provider} completes raw text but cannot take ${WHY[param]}.`);
+  if (param) throw unsupported(provider, paramOf(param), `${provider} completes raw text but cannot take ${WHY[param]}.`);
 }
 
 /**
