@@ -1,35 +1,29 @@
 // Embeddings move on to the next deployment on a deployment's own fault (quota, auth), as chat does
 // (docs/errors.md), not only on a retryable error.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway } from './helpers/gateway.js';
+import { startJsonUpstream, type JsonUpstream } from './helpers/recording-upstream.js';
 
-let upstream: Server;
+let upstream: JsonUpstream;
 let server: Awaited<ReturnType<typeof startTestGateway>>;
 const calls: string[] = [];
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      const { model } = JSON.parse(raw || '{}') as { model?: string };
-      calls.push(String(model));
-      res.setHeader('content-type', 'application/json');
-      if (model === 'no-credit') {
-        res.statusCode = 429;
-        res.end(JSON.stringify({ error: { message: 'You exceeded your current quota.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } }));
-      } else if (model === 'bad-key') {
-        res.statusCode = 401;
-        res.end(JSON.stringify({ error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } }));
-      } else {
-        res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model, usage: { prompt_tokens: 2, total_tokens: 2 } }));
-      }
-    });
+  upstream = await startJsonUpstream((_req, body, res) => {
+  const { model } = body as { model?: string };
+    calls.push(String(model));
+    res.setHeader('content-type', 'application/json');
+    if (model === 'no-credit') {
+      res.statusCode = 429;
+      res.end(JSON.stringify({ error: { message: 'You exceeded your current quota.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } }));
+    } else if (model === 'bad-key') {
+      res.statusCode = 401;
+      res.end(JSON.stringify({ error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } }));
+    } else {
+      res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model, usage: { prompt_tokens: 2, total_tokens: 2 } }));
+    }
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+  const url = upstream.url;
   server = await startTestGateway({
     config: {
       providers: { up: { type: 'openai', base_url: url, api_key: 'upstream-key' } },
@@ -42,7 +36,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
-  await new Promise((resolve) => upstream?.close(resolve));
+  await upstream?.close();
 });
 
 describe('embeddings failover', () => {

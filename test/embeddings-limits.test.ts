@@ -1,29 +1,24 @@
 // Embeddings count against a key's token limit (TPM) and budget by what they read, also from an
 // upstream that reports no usage (some OpenAI-compatible servers leave it out): the gateway counts
 // the input itself, as it does for a chat answer without usage, so nothing is refunded.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countTextTokens } from '../src/providers/tokens.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { startJsonUpstream, type JsonUpstream } from './helpers/recording-upstream.js';
 import { call, createKey } from './helpers/http.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const INPUT = 'The quick brown fox jumps over the lazy dog, again and again, until the dog finally wakes up.';
-let upstream: Server;
+let upstream: JsonUpstream;
 let server: Awaited<ReturnType<typeof startTestGateway>>;
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.setHeader('content-type', 'application/json');
-      // No `usage` field at all.
-      res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model: 'silent' }));
-    });
+  upstream = await startJsonUpstream((_req, _body, res) => {
+    res.setHeader('content-type', 'application/json');
+    // No `usage` field at all.
+    res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model: 'silent' }));
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+  const url = upstream.url;
   server = await startTestGateway({
     config: {
       auth: { admin_token: ADMIN },
@@ -35,7 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
-  await new Promise((resolve) => upstream?.close(resolve));
+  await upstream?.close();
 });
 
 describe('embeddings from an upstream that reports no usage', () => {
