@@ -7,7 +7,7 @@ import { redisTargets } from '../../test/helpers/redis.js';
 import { budgetsSchema } from '../config/schema.js';
 import type { Tenant } from '../gateway/context.js';
 import { createLogger } from '../telemetry/logger.js';
-import { BudgetManager, budgetRedisKey, FailoverBudgetStore, MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
+import { BudgetManager, budgetRedisKey, SEED_RETRY_MS, FailoverBudgetStore, MemoryBudgetStore, RedisBudgetStore, type BudgetLine, type BudgetStore } from './budgets.js';
 
 const targets = await redisTargets();
 const run = randomBytes(4).toString('hex');
@@ -44,6 +44,13 @@ async function dropCounter(store: BudgetStore, key: string): Promise<void> {
     const { redis, prefix } = store as unknown as { redis: { del(k: string): Promise<number> }; prefix: string };
     expect(await redis.del(budgetRedisKey(prefix, key))).toBe(1);
   }
+}
+
+/** How long a counter has left to live, as its store keeps it. */
+async function lifeOf(store: BudgetStore, key: string): Promise<number> {
+  if (store instanceof MemoryBudgetStore) return (store as unknown as { values: Map<string, { exp: number }> }).values.get(key)!.exp - Date.now();
+  const { redis, prefix } = store as unknown as { redis: { pttl(k: string): Promise<number> }; prefix: string };
+  return redis.pttl(budgetRedisKey(prefix, key));
 }
 
 function line(scope: BudgetLine['scope'], id: string, limitMicros: number): BudgetLine {
@@ -128,6 +135,33 @@ for (const [name, make, available] of stores) {
       await expect(manager.reserve(manager.linesFor(tenant), 1)).rejects.toMatchObject({ code: 'budget_exceeded' });
     });
 
+    it('a ledger that cannot be read seeds a counter from zero only for a minute, then the ledger is read again', async () => {
+      const { a } = make();
+      let ledgerDown = true;
+      const manager = new BudgetManager({
+        store: a,
+        config: budgetsSchema.parse({ default_user: { limit_usd: 100, period: 'month' } }),
+        log: createLogger('silent'),
+        spentSince: async () => {
+          if (ledgerDown) throw new Error('connection timeout');
+          return 95;
+        },
+      });
+      const tenant = { id: `carol-${name}-${run}`, userId: `carol-${name}-${run}` } as Tenant;
+      const [l] = manager.linesFor(tenant);
+      // Served from zero while the ledger is unreadable, rather than refusing…
+      await manager.settle((await manager.reserve(manager.linesFor(tenant), 1))!, 1);
+      // …but not for the rest of the month: the counter lives SEED_RETRY_MS.
+      const life = await lifeOf(a, l!.key);
+      expect(life).toBeGreaterThan(0);
+      expect(life).toBeLessThanOrEqual(SEED_RETRY_MS);
+      // Once it has expired, the next reservation seeds it from the ledger: $95 of $100 spent.
+      ledgerDown = false;
+      await dropCounter(a, l!.key);
+      await expect(manager.reserve(manager.linesFor(tenant), 4)).resolves.toBeDefined();
+      await expect(manager.reserve(manager.linesFor(tenant), 4)).rejects.toMatchObject({ code: 'budget_exceeded' });
+    });
+
     it('a budget whose counter is lost mid-period is re-seeded from the ledger, not restarted from zero', async () => {
       const { a, b } = make();
       // The ledger: what was really spent this period, as spentSince reads it.
@@ -164,6 +198,36 @@ describe('FailoverBudgetStore when Redis fails', () => {
     seed: () => Promise.reject(new Error('connection refused')),
     markOnce: () => Promise.reject(new Error('connection refused')),
   };
+
+  it('settles a reservation in the store that took it: one taken locally while Redis failed never moves the Redis counter', async () => {
+    const redisSide = new MemoryBudgetStore();
+    let down = false;
+    const flaky: BudgetStore = {
+      reserve: (...a) => (down ? Promise.reject(new Error('Command timed out')) : redisSide.reserve(...a)),
+      adjust: (...a) => (down ? Promise.reject(new Error('Command timed out')) : redisSide.adjust(...a)),
+      seed: (...a) => (down ? Promise.reject(new Error('Command timed out')) : redisSide.seed(...a)),
+      markOnce: (...a) => (down ? Promise.reject(new Error('Command timed out')) : redisSide.markOnce(...a)),
+    };
+    const local = new MemoryBudgetStore();
+    const manager = new BudgetManager({
+      store: new FailoverBudgetStore(flaky, local, 'open', createLogger('silent')),
+      config: budgetsSchema.parse({ users: { alice: { limit_usd: 100, period: 'day' } } }),
+      log: createLogger('silent'),
+      spentSince: async () => 4,
+    });
+    const lines = manager.linesFor({ id: 'key:k1', kind: 'key', keyId: 'k1', userId: 'alice' } as Tenant);
+    await manager.settle((await manager.reserve(lines, 0))!, 0); // seeded on the Redis side: $4
+    for (let i = 0; i < 5; i++) {
+      down = true;
+      const r = await manager.reserve(lines, 2); // taken locally (seeded there from the ledger too)
+      down = false;
+      await manager.settle(r!, 0.1); // Redis is back: settled where it was taken all the same
+    }
+    const value = async (s: BudgetStore) => (await s.adjust(lines, 0))[0];
+    expect(await value(redisSide)).toBe(4_000_000);
+    // The local counter: the ledger's $4 and the five requests' $0.10 each.
+    expect(await value(local)).toBe(4_500_000);
+  });
 
   it('logs an outage once per throttle window, not on every failed call', async () => {
     const log = createLogger('silent');

@@ -30,6 +30,12 @@ export interface ReserveResult {
   values: number[];
   /** With `onlyExisting`: indexes of the lines whose counter does not exist; nothing was reserved. */
   missing?: number[];
+  /**
+   * The store that answered, when this one stands for others (FailoverBudgetStore): the reservation
+   * is seeded and settled there, so a reservation taken locally while Redis failed is never settled
+   * on Redis, which never held it.
+   */
+  store?: BudgetStore;
 }
 
 export interface BudgetStore {
@@ -240,8 +246,8 @@ export class FailoverBudgetStore implements BudgetStore {
     }
   }
 
-  reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting?: boolean) {
-    return this.run((s) => s.reserve(lines, costMicros, onlyExisting));
+  reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting?: boolean): Promise<ReserveResult> {
+    return this.run(async (s) => ({ ...(await s.reserve(lines, costMicros, onlyExisting)), store: s }));
   }
   adjust(lines: readonly BudgetLine[], deltaMicros: number) {
     return this.run((s) => s.adjust(lines, deltaMicros));
@@ -277,6 +283,8 @@ export interface BudgetAlert {
 export interface BudgetReservation {
   lines: readonly BudgetLine[];
   reservedMicros: number;
+  /** Where it was taken (the local store while Redis failed open): settled there. */
+  store: BudgetStore;
 }
 
 export interface BudgetManagerOptions {
@@ -288,9 +296,12 @@ export interface BudgetManagerOptions {
   onAlert?: (alert: BudgetAlert) => void;
 }
 
+/** How long a counter seeded from zero (the ledger unreadable) lives before it is seeded again. */
+export const SEED_RETRY_MS = 60_000;
+
 export class BudgetManager {
-  /** Seeds in progress in this process, so concurrent requests that find a counter missing share one ledger query. */
-  private readonly seeding = new Map<string, Promise<void>>();
+  /** Seeds in progress in this process per store, so concurrent requests that find a counter missing share one ledger query. */
+  private readonly seeding = new WeakMap<BudgetStore, Map<string, Promise<void>>>();
 
   constructor(private readonly opts: BudgetManagerOptions) {}
 
@@ -320,9 +331,11 @@ export class BudgetManager {
     // remembered here: Redis can lose a counter while this process runs, and a counter recreated
     // from zero would forget everything spent this period.
     let r = await this.opts.store.reserve(lines, cost, this.opts.spentSince !== undefined);
+    // Seeded, reserved again and settled in the store that answered first.
+    const store = r.store ?? this.opts.store;
     if (r.missing) {
-      await Promise.all(r.missing.map((i) => this.seed(lines[i] as BudgetLine)));
-      r = await this.opts.store.reserve(lines, cost, false);
+      await Promise.all(r.missing.map((i) => this.seed(store, lines[i] as BudgetLine)));
+      r = await store.reserve(lines, cost, false);
     }
     const { ok, values } = r;
     if (!ok) {
@@ -332,13 +345,13 @@ export class BudgetManager {
         message: `The ${l.period === 'day' ? 'daily' : 'monthly'} budget of ${l.scope} "${l.id}" ($${fromMicros(l.limitMicros).toFixed(2)}) has no room for this request (estimated $${estimateUsd.toFixed(6)}; spent or reserved $${fromMicros(values[Math.max(0, i)] as number).toFixed(6)}).`,
       });
     }
-    return { lines, reservedMicros: cost };
+    return { lines, reservedMicros: cost, store };
   }
 
   /** Replaces the reservation by the actual cost and sends threshold alerts that were crossed. */
   async settle(r: BudgetReservation, actualUsd: number): Promise<void> {
     const delta = toMicros(actualUsd) - r.reservedMicros;
-    const values = await this.opts.store.adjust(r.lines, delta);
+    const values = await r.store.adjust(r.lines, delta);
     if (!this.opts.onAlert || delta === -r.reservedMicros) return;
     for (const [i, l] of r.lines.entries()) {
       const v = values[i] as number;
@@ -351,21 +364,30 @@ export class BudgetManager {
     }
   }
 
-  /** Sets a missing counter to what the ledger holds for its period (SET NX: the first replica's seed wins). */
-  private seed(l: BudgetLine): Promise<void> {
-    let p = this.seeding.get(l.key);
+  /**
+   * Sets a missing counter in `store` to what the ledger holds for its period (SET NX: the first
+   * replica's seed wins). While the ledger cannot be read the counter starts from zero rather than
+   * refusing every request, but only for SEED_RETRY_MS: then it is missing again and the next
+   * reservation seeds it from the ledger, instead of the period's spend being forgotten until it ends.
+   */
+  private seed(store: BudgetStore, l: BudgetLine): Promise<void> {
+    let inStore = this.seeding.get(store);
+    if (!inStore) this.seeding.set(store, (inStore = new Map()));
+    const seeding = inStore;
+    let p = seeding.get(l.key);
     if (!p) {
       // Only called for counters the reserve script named missing, which it does only with a ledger.
       const spentSince = this.opts.spentSince as NonNullable<typeof this.opts.spentSince>;
       p = spentSince(l.scope, l.id, l.periodStart)
-        .catch((err: unknown) => {
-          // Counted from zero rather than refusing every request while the ledger is unreachable.
-          this.opts.log.warn({ err: (err as Error).message, budget: l.key }, 'could not seed a budget from the ledger');
-          return 0;
-        })
-        .then((usd) => this.opts.store.seed(l.key, toMicros(usd), l.ttlMs))
-        .finally(() => this.seeding.delete(l.key));
-      this.seeding.set(l.key, p);
+        .then(
+          (usd) => store.seed(l.key, toMicros(usd), l.ttlMs),
+          (err: unknown) => {
+            this.opts.log.warn({ err: (err as Error).message, budget: l.key, retryInMs: SEED_RETRY_MS }, 'could not seed a budget from the ledger; counting from zero until it can be read');
+            return store.seed(l.key, 0, Math.min(SEED_RETRY_MS, l.ttlMs));
+          },
+        )
+        .finally(() => seeding.delete(l.key));
+      seeding.set(l.key, p);
     }
     return p;
   }
