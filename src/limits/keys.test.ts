@@ -63,6 +63,38 @@ describe('ApiKeyStore.ensureActive', () => {
   });
 });
 
+describe('ApiKeyStore.verify while the database fails', () => {
+  /** The embedded database, whose reads fail while `down.now`. */
+  function flakyStore(down: { now: boolean }): ApiKeyStore {
+    const db = new Proxy(sql.db, {
+      get(target, prop) {
+        if (prop === 'select' && down.now) return () => { throw new Error('connection refused'); };
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    return new ApiKeyStore({ sql: { ...sql, db } as unknown as SqlDatabase, prefix: 'sk-if-', cacheTtlMs: 20 });
+  }
+
+  it('a key read before keeps its last row past the cache interval; one never read is 503 store_unavailable, not a 500', async () => {
+    const down = { now: false };
+    const store = flakyStore(down);
+    const { key, record } = await store.create({ name: 'through-an-outage', rpm: 7 });
+    const { key: other } = await store.create({ name: 'first-seen-in-the-outage' });
+    await expect(store.verify(key)).resolves.toMatchObject({ keyId: record.id, limits: { rpm: 7 } });
+    down.now = true;
+    await new Promise((r) => setTimeout(r, 40)); // past cache_ttl_ms: the row would be read again
+    await expect(store.verify(key)).resolves.toMatchObject({ keyId: record.id, limits: { rpm: 7 } });
+    await expect(store.verify(other)).rejects.toMatchObject({ code: 'store_unavailable', status: 503, retryAfterMs: 1000 });
+    // Back up: rows are read again, and a key deleted meanwhile is refused.
+    down.now = false;
+    await sql.query(`DELETE FROM api_keys WHERE id = $1`, [record.id]);
+    await new Promise((r) => setTimeout(r, 40));
+    await expect(store.verify(key)).rejects.toMatchObject({ code: 'invalid_api_key' });
+    await expect(store.verify(other)).resolves.toBeDefined();
+  });
+});
+
 describe('API keys while Redis is down', () => {
   const log = createLogger('silent');
   let down: RedisClient;

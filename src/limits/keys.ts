@@ -128,6 +128,7 @@ export class ApiKeyStore {
   /** Rows by id for ensureActive (work that outlives its request: batch lines). */
   private readonly byId = new Map<string, { row: ApiKeyRow | undefined; at: number }>();
   private redisFailure = keysFailureHandler('open');
+  private databaseWarned = 0;
 
   constructor(private readonly opts: ApiKeyStoreOptions) {}
 
@@ -199,6 +200,14 @@ export class ApiKeyStore {
     return keyView(row);
   }
 
+  /** Logs a failed key lookup at most every 30 s (an outage fails every lookup). */
+  private databaseFailed(err: unknown): void {
+    const now = Date.now();
+    if (now - this.databaseWarned < 30_000) return;
+    this.databaseWarned = now;
+    this.redisFailure.log?.error({ err: (err as Error).message }, 'api keys: the database could not be read; keys read before keep their last row, others are refused with 503 store_unavailable');
+  }
+
   private marker(id: string): string {
     return `${this.opts.redisPrefix ?? ''}revoked-key:${id}`;
   }
@@ -243,23 +252,43 @@ export class ApiKeyStore {
     unusable(entry.row, now, what);
   }
 
-  /** The tenant for a presented key, or invalid_api_key / permission_denied. */
+  /**
+   * The tenant for a presented key, or invalid_api_key / permission_denied. The row is read at most
+   * every cacheTtlMs; while the database cannot be read, a key whose row was read before keeps its
+   * last row (its revocation marker still checked), as ensureActive does, and a key never read is
+   * 503 store_unavailable with Retry-After.
+   */
   async verify(key: string, ip?: string): Promise<Tenant> {
     const hash = hashKey(key);
     const now = Date.now();
     let cached = this.cache.get(hash);
-    if (cached && now - cached.at < this.opts.cacheTtlMs) {
-      if (await this.revokedMarker(cached.row.id)) {
-        this.cache.delete(hash);
-        cached = undefined;
+    // A row from the cache (fresh, or kept while the database fails) is checked against the revocation marker.
+    let fromCache = cached !== undefined && now - cached.at < this.opts.cacheTtlMs;
+    if (!fromCache) {
+      let row: ApiKeyRow | undefined;
+      try {
+        [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.hash, hash));
+      } catch (err) {
+        this.databaseFailed(err);
+        if (!cached) throw new GatewayError('store_unavailable', { retryAfterMs: 1000, cause: err });
+        // Kept for another cacheTtlMs: requests meanwhile do not each wait on the failing database.
+        cached.at = now;
+        fromCache = true;
       }
-    } else cached = undefined;
-    if (!cached) {
-      const [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.hash, hash));
-      if (!row) throw new GatewayError('invalid_api_key');
-      cached = { row, at: now, allow: row.ipAllowlist?.length ? blockList(row.ipAllowlist) : undefined };
-      if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(hash, cached);
+      if (!fromCache) {
+        if (!row) {
+          this.cache.delete(hash);
+          throw new GatewayError('invalid_api_key');
+        }
+        cached = { row, at: now, allow: row.ipAllowlist?.length ? blockList(row.ipAllowlist) : undefined };
+        if (this.cache.size > 10_000) this.cache.clear();
+        this.cache.set(hash, cached);
+      }
+    }
+    cached = cached as CachedKey;
+    if (fromCache && (await this.revokedMarker(cached.row.id))) {
+      this.cache.delete(hash);
+      throw new GatewayError('invalid_api_key', { message: 'This API key has been revoked.' });
     }
     const { row } = cached;
     unusable(row, now, 'This API key');
