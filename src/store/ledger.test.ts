@@ -438,6 +438,45 @@ describe("the ledger's queue without a spool path", () => {
   }, 30_000);
 });
 
+describe('shutdown while the database does not answer', () => {
+  /** A host gone silent: every query hangs (until the pool's query timeout, far beyond the test). */
+  const silent = { kind: 'postgres', query: () => new Promise<never>(() => undefined) } as unknown as SqlDatabase;
+
+  it('gives up on it after the close deadline and spools the whole queue, the rows being written included; the next start writes them once', async () => {
+    const tag = `silent-${runId()}`;
+    const spoolDir = join(dir, 'silent');
+    const spoolPath = join(spoolDir, 'spool.jsonl');
+    const w = new LedgerWriter(silent, log, { flushIntervalMs: 600_000, batchSize: 10, spoolPath });
+    for (let n = 0; n < 25; n++) w.record(entry(`${tag}-${n}`)); // the first batch's write starts, and hangs
+    await w.close(200);
+    expect(w.pending).toBe(0);
+    expect(w.spooled).toBe(25);
+    const next = new LedgerWriter(db, log, { flushIntervalMs: 600_000, batchSize: 100, spoolPath });
+    expect(await next.replaySpool()).toBe(25);
+    await next.close();
+    const rows = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ledger WHERE request_id LIKE $1`, [`${tag}-%`]);
+    expect(Number(rows[0]?.n)).toBe(25);
+  }, 30_000);
+
+  it('without a spool path, the rows left are counted as dropped and logged whole at error level', async () => {
+    const tag = `silent-nospool-${runId()}`;
+    const lines: Array<{ level: number | string; msg: string; dropped?: number; rows?: Array<{ requestId: string }> }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as (typeof lines)[number]);
+        done();
+      },
+    });
+    const w = new LedgerWriter(down, createLogger('error', sink), { flushIntervalMs: 600_000, batchSize: 100, spoolPath: '' });
+    for (let n = 0; n < 10; n++) w.record(entry(`${tag}-${n}`));
+    await w.close(5_000);
+    expect(w.dropped).toBe(10);
+    expect(w.pending).toBe(0);
+    const lost = lines.find((l) => /at shutdown/.test(l.msg) && l.dropped === 10);
+    expect(lost?.rows?.map((r) => r.requestId)).toEqual(Array.from({ length: 10 }, (_, n) => `${tag}-${n}`));
+  }, 30_000);
+});
+
 describe('a start while the database is down', () => {
   it('keeps the spool files it claimed as its own and replays them once the database answers, without loading them into the queue', async () => {
     const tag = `startdown-${runId()}`;

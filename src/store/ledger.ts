@@ -37,6 +37,8 @@ export const DEFAULT_MAX_PENDING_ROWS = 50_000;
 const SPILL_TO = 0.75;
 /** After a replay of this process's spool files failed, the next try waits this long. */
 const REPLAY_RETRY_MS = 5_000;
+/** How long close() waits for the database before it spools (or drops) what is left. */
+export const CLOSE_TIMEOUT_MS = 10_000;
 /** Dropped rows are logged at once, then summed into a line at most this often. */
 const DROP_LOG_EVERY_MS = 30_000;
 
@@ -523,30 +525,55 @@ export class LedgerWriter {
     return total;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Flushes what is queued (three tries), then spools what is left. A database that does not answer
+   * within `timeoutMs` (a host gone silent holds a write until the query timeout) does not hold the
+   * shutdown: the whole queue goes to the spool then, rows being written included (if that write
+   * lands after all, the replay skips them by id). Without a spool path the rows left are dropped,
+   * logged at error level with their content (the only copy), and counted.
+   */
+  async close(timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    await this.spilling;
-    for (let attempt = 0; attempt < 3 && this.queue.length > 0; attempt++) {
-      try {
-        await this.flush();
-      } catch {
-        await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+    const drained = (async () => {
+      await this.spilling;
+      for (let attempt = 0; attempt < 3 && this.queue.length > 0; attempt++) {
+        try {
+          await this.flush();
+        } catch {
+          await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+        }
       }
-    }
-    // The database answered and the queue drained: this process's spool files, if any, go now.
-    this.replayOwnSpools();
-    await this.replaying;
+      // The database answered and the queue drained: this process's spool files, if any, go now.
+      this.replayOwnSpools();
+      await this.replaying;
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([drained.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs)))]);
+    clearTimeout(timer);
+    if (timedOut) this.log.error({ timeoutMs, pending: this.queue.length }, 'ledger: the database did not answer at shutdown; giving up on it');
     if (this.droppedUnlogged > 0) this.logDropped('no spool path');
-    if (this.queue.length > 0 && this.opts.spoolPath) {
-      const rows = this.queue.length;
-      const file = await this.writeSpool(this.queue);
-      this.spooled += rows;
-      this.log.warn({ rows, spool: file }, 'ledger: database unavailable at shutdown; records spooled to file');
+    if (this.queue.length > 0) {
+      const left = this.queue;
       this.queue = [];
+      if (this.opts.spoolPath) {
+        try {
+          const file = await this.writeSpool(left);
+          this.spooled += left.length;
+          this.log.warn({ rows: left.length, spool: file }, 'ledger: database unavailable at shutdown; records spooled to file');
+        } catch (err) {
+          this.dropAtShutdown(left, `the spool file could not be written: ${(err as Error).message}`);
+        }
+      } else this.dropAtShutdown(left, 'no spool path');
     }
     if (this.ownSpools.length > 0) this.log.warn({ files: this.ownSpools.length }, 'ledger: spool files written while running are left for the next start');
+  }
+
+  /** Rows nothing can keep at shutdown: counted, and logged whole (the log is their only copy). */
+  private dropAtShutdown(rows: readonly LedgerRow[], reason: string): void {
+    this.dropped += rows.length;
+    this.log.error({ dropped: rows.length, droppedTotal: this.dropped, reason, rows: rows.map((r) => ({ ...r })) }, 'ledger: rows left unwritten at shutdown (LOST: not written to the database; their content is in this line)');
   }
 }
 

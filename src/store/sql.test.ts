@@ -2,10 +2,11 @@
 // port held by something else) fails within the connect timeout instead of hanging start-up, a ledger
 // flush or a key lookup for the operating system's TCP timeout. PGlite, in its worker thread, serves
 // queries, transactions and drizzle as it did in-process, without holding the event loop.
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { count, sql as dsql, eq, sum } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { POSTGRES_URL, postgresAvailable } from '../../test/helpers/services.js';
 import { startModuleWorker } from '../gateway/worker-rpc.js';
 import { openPglite, openSql, sqlResource, type SqlDatabase } from './sql.js';
 import { apiKeys } from './tables.js';
@@ -33,6 +34,42 @@ describe('openSql on a Postgres that never answers', () => {
       expect((err as Error).message).toMatch(/timeout/i);
     }, 20_000); // without a connect timeout it waits for the OS's (minutes): this test's own timeout fails it
   }
+});
+
+const havePostgres = await postgresAvailable();
+describe('a Postgres that goes silent mid-connection', () => {
+  it.skipIf(!havePostgres)('fails a query after the query timeout instead of holding it, and the pool serves again once the server answers', async () => {
+    // A proxy to the real Postgres that can stop forwarding in both directions (packets dropped).
+    const target = new URL(POSTGRES_URL);
+    const links: Array<{ frozen: boolean }> = [];
+    const proxy = createServer((down) => {
+      const up = connect(Number(target.port || 5432), target.hostname);
+      const link = { frozen: false };
+      links.push(link);
+      for (const s of [down, up]) s.on('error', () => undefined);
+      down.on('data', (d) => void (link.frozen || up.write(d)));
+      up.on('data', (d) => void (link.frozen || down.write(d)));
+      down.on('close', () => up.destroy());
+      up.on('close', () => down.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const url = `postgres://postgres@127.0.0.1:${(proxy.address() as { port: number }).port}/test`;
+    const sql = await openSql({ url, pglitePath: '', queryTimeoutMs: 500 });
+    try {
+      expect(await sql.query<{ n: number }>('SELECT 1::int AS n')).toEqual([{ n: 1 }]);
+      for (const l of links) l.frozen = true;
+      const started = Date.now();
+      const err = await sql.query('SELECT 2').catch((e: unknown) => e);
+      expect((err as Error).message).toMatch(/timeout/i);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      // The frozen connection was discarded: a new one answers.
+      for (const l of links) l.frozen = false;
+      expect(await sql.query<{ n: number }>('SELECT 3::int AS n')).toEqual([{ n: 3 }]);
+    } finally {
+      await sql.close().catch(() => undefined);
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
+  }, 30_000);
 });
 
 // PGlite runs in a worker thread (pglite-host.ts): the same SqlDatabase as in-process, with the

@@ -37,16 +37,24 @@ export interface SqlOptions {
    * the operating system's TCP timeout (about two minutes).
    */
   connectTimeoutMs?: number;
+  /**
+   * How long one Postgres query may take before the client gives up on it (and discards its
+   * connection), ms; default 30 s. A server gone silent mid-connection would otherwise hold it for
+   * the kernel's retransmission timeout (~15 min).
+   */
+  queryTimeoutMs?: number;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
+/** How long one Postgres query may take before the client gives up on it, ms. */
+const QUERY_TIMEOUT_MS = 30_000;
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Opens the database and applies pending migrations. */
 export async function openSql(opts: SqlOptions): Promise<SqlDatabase> {
   if (opts.schema !== undefined && !SCHEMA_NAME.test(opts.schema)) throw new Error(`invalid database schema name "${opts.schema}"`);
-  const sql = opts.url ? await openPostgres(opts.url, opts.schema, opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS) : await openPglite(opts.pglitePath, opts.schema);
+  const sql = opts.url ? await openPostgres(opts.url, opts.schema, opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS, opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS) : await openPglite(opts.pglitePath, opts.schema);
   try {
     await applyMigrations(sql, opts.migrations);
   } catch (err) {
@@ -56,7 +64,7 @@ export async function openSql(opts: SqlOptions): Promise<SqlDatabase> {
   return sql;
 }
 
-async function openPostgres(url: string, schema: string | undefined, connectionTimeoutMillis: number): Promise<SqlDatabase> {
+async function openPostgres(url: string, schema: string | undefined, connectionTimeoutMillis: number, queryTimeoutMs: number): Promise<SqlDatabase> {
   const { default: pg } = await import('pg');
   const { drizzle } = await import('drizzle-orm/node-postgres');
   if (schema) {
@@ -72,7 +80,19 @@ async function openPostgres(url: string, schema: string | undefined, connectionT
       await admin.end();
     }
   }
-  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis, ...(schema ? { options: `-c search_path="${schema}"` } : {}) });
+  // A server that goes silent mid-connection (a failover, a partition dropping packets) would hold a
+  // query for the kernel's retransmission timeout (~15 min): each query gives up after
+  // queryTimeoutMs (the client is then discarded, not reused), and keepalive probes find the dead
+  // connection of an idle client.
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 10,
+    connectionTimeoutMillis,
+    query_timeout: queryTimeoutMs,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    ...(schema ? { options: `-c search_path="${schema}"` } : {}),
+  });
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   const db = drizzle({ client: pool }) as unknown as Drizzle;
@@ -84,16 +104,22 @@ async function openPostgres(url: string, schema: string | undefined, connectionT
     },
     async transaction<T>(fn: (q: RawQuery) => Promise<T>) {
       const client = await pool.connect();
+      // A client whose ROLLBACK failed (its connection broken, or a query timed out and may still be
+      // running) goes, rather than back to the pool mid-transaction.
+      let broken = false;
       try {
         await client.query('BEGIN');
         const result = await fn(async <R>(text: string, params?: unknown[]) => (await client.query(text, params)).rows as R[]);
         await client.query('COMMIT');
         return result;
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        broken = await client.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
         throw err;
       } finally {
-        client.release();
+        client.release(broken);
       }
     },
     async close() {
