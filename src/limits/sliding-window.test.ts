@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { redisTargets, type RedisTarget } from '../../test/helpers/redis.js';
 import { rateLimitingSchema } from '../config/schema.js';
 import { defaultRequestOptions, newFacts, type RequestContext, type Tenant } from '../gateway/context.js';
@@ -165,6 +165,35 @@ describe('when Redis fails', () => {
     }
   }
   const redisTarget = targets.find((t) => t.name === 'redis');
+
+  describe.skipIf(!redisTarget?.available)('a check Redis ran though the client gave up on it (a command timeout)', () => {
+    for (const policy of ['open', 'closed'] as const) {
+      it(`leaves no concurrency lease behind (fail ${policy}): the caller's slot is free again`, async () => {
+        const redis = new RedisLimiterStore((redisTarget as RedisTarget).connect(), `test:${run}:ghost-${policy}:`);
+        // The script runs and takes the slot; its answer comes too late for the client.
+        const late: LimiterStore = {
+          acquire: async (rules, leaseId) => {
+            await redis.acquire(rules, leaseId);
+            throw new Error('Command timed out');
+          },
+        };
+        Object.assign(late, { release: (key: string, leaseId: string) => redis.release(key, leaseId), adjust: () => Promise.resolve() });
+        const local = new MemoryLimiterStore();
+        const store = new FailoverLimiterStore(late, local, policy, log);
+        const conc: LimitRule = { kind: 'concurrency', key: 'rl:conc:key:k1', limit: 1, leaseMs: 600_000 };
+        const first = await store.acquire([conc], 'lease-1').catch((e: unknown) => e);
+        if (policy === 'closed') expect(first).toMatchObject({ code: 'limiter_unavailable' });
+        else await (first as AcquireResult).store.release(conc.key, 'lease-1');
+        // Nothing is in flight: Redis admits the caller's next request.
+        await vi.waitFor(async () => {
+          const next = await redis.acquire([conc], 'lease-2');
+          expect(next.admitted).toBe(true);
+          await redis.release(conc.key, 'lease-2');
+        });
+        local.close();
+      });
+    }
+  });
 
   describe.skipIf(!redisTarget?.available)('fail open, with Redis back (or gone) by the time a request settles', () => {
     // A default limit of 1,000 tokens a window; each request reserves its prompt plus max_tokens 700 and uses 100.

@@ -408,9 +408,23 @@ export class FailoverLimiterStore implements LimiterStore {
     try {
       return await this.primary.acquire(rules, leaseId);
     } catch (err) {
+      this.endLeases(rules, leaseId);
       this.failure.failed(err);
       return this.local.acquire(rules, leaseId);
     }
+  }
+
+  /**
+   * A check that failed on the client's side (a command timeout) may still have run on Redis and
+   * taken a concurrency slot that nothing would ever end: it would hold the slot for the lease's
+   * whole life (concurrency_lease_s, 10 minutes by default), refusing a caller with nothing in
+   * flight. Its leases are ended, without waiting: sent after the check on the same connection, the
+   * removal runs after it if it ran at all, and removes nothing if it did not.
+   */
+  private endLeases(rules: readonly LimitRule[], leaseId: string): void {
+    const primary = this.primary as Partial<ReservationStore>;
+    if (!primary.release) return;
+    for (const r of rules) if (r.kind === 'concurrency') primary.release(r.key, leaseId).catch(() => undefined);
   }
 
   close(): void {
