@@ -246,3 +246,64 @@ describe('the forecast window the autoscaler provisions for', () => {
     expect(decision?.desired).toBe(s.max_replicas);
   });
 });
+
+describe('replicas that cannot be read', () => {
+  const quiet = { info: () => undefined, warn: () => undefined } as never;
+
+  it('hold the round: nothing is patched from the last count known (a start-up guess), and the report says why', async () => {
+    let now = 300_000 * 4_000;
+    const recorder = new TrafficRecorder({ bucketMs: 300_000, historyBuckets: 100, now: () => now });
+    const patches: number[] = [];
+    let readable = false;
+    const scaler = new Autoscaler({
+      scaling: { ...scaling, dry_run: false },
+      cost: costOptimizationSchema.parse({}),
+      recorder,
+      applier: {
+        getReplicas: async () => {
+          if (!readable) throw new Error('503 etcdserver: request timed out');
+          return 15;
+        },
+        setReplicas: async (_d, n) => void patches.push(n),
+      },
+      logger: quiet,
+      now: () => now,
+    });
+    recorder.record(400 * 60, 0); // 400 req/s: 10 replicas wanted, 15 running, 3 (min_replicas) assumed
+    now += 60_000;
+    const d = await scaler.tick();
+    expect(d).toMatchObject({ direction: 'hold', error: expect.stringContaining('etcdserver') });
+    expect(patches).toEqual([]);
+    expect(scaler.report().lastError).toContain('reading replicas failed');
+    // Readable again: the decision starts from the 15 that run (a scale-down, which waits out its window).
+    readable = true;
+    recorder.record(400 * 60, 0);
+    now += 60_000;
+    expect(await scaler.tick()).toMatchObject({ current: 15 });
+    expect(patches.every((n) => n >= 10)).toBe(true);
+  });
+
+  it('with spot instances, one of the two Deployments unreadable is not read as zero', async () => {
+    let now = 300_000 * 4_000;
+    const recorder = new TrafficRecorder({ bucketMs: 300_000, historyBuckets: 100, now: () => now });
+    const running: Record<string, number> = { inferenceflow: 5, 'inferenceflow-spot': 11 };
+    const scaler = new Autoscaler({
+      scaling: { ...scaling, dry_run: false },
+      cost: costOptimizationSchema.parse({ spot_instances: { enabled: true, max_fraction: 0.7, min_on_demand: 2, deployment: 'inferenceflow-spot' } }),
+      recorder,
+      applier: {
+        getReplicas: async (dep) => {
+          if (dep === 'inferenceflow-spot') throw new Error('429 Too Many Requests');
+          return running[dep] as number;
+        },
+        setReplicas: async (dep, n) => void (running[dep] = n),
+      },
+      logger: quiet,
+      now: () => now,
+    });
+    recorder.record(650 * 60, 0); // 16 wanted: what runs (5 + 11)
+    now += 60_000;
+    expect(await scaler.tick()).toMatchObject({ direction: 'hold' });
+    expect(running).toEqual({ inferenceflow: 5, 'inferenceflow-spot': 11 });
+  });
+});

@@ -234,15 +234,24 @@ export class Autoscaler {
 
     const k = this.scaling.kubernetes;
     const spotDeployment = this.cost.spot_instances.enabled ? this.cost.spot_instances.deployment : undefined;
+    // What runs now, both Deployments read before either counts: a count that cannot be read is not
+    // guessed (the last one known may be a start-up's min_replicas or another leader's), and the round
+    // applies nothing — a patch from a wrong count would cut the Deployment past every cooldown.
+    let unread: string | undefined;
     if (!this.scaling.dry_run && this.applier) {
       try {
-        this.known = await this.applier.getReplicas(k.deployment);
-        if (spotDeployment) this.known += await this.applier.getReplicas(spotDeployment);
+        const onDemand = await this.applier.getReplicas(k.deployment);
+        const spot = spotDeployment ? await this.applier.getReplicas(spotDeployment) : 0;
+        this.known = onDemand + spot;
       } catch (err) {
-        this.lastError = `reading replicas failed: ${(err as Error).message}`;
+        unread = this.lastError = `reading replicas failed: ${(err as Error).message}`;
       }
     }
-    const decision = decide({ now, current: this.known, load: current, predictedPeak }, this.state, this.scaling, this.cost);
+    let decision = decide({ now, current: this.known, load: current, predictedPeak }, this.state, this.scaling, this.cost);
+    if (unread) {
+      decision = { ...decision, target: decision.current, direction: 'hold', reasons: [...decision.reasons, 'the replicas running could not be read: nothing applied this round'], error: unread };
+      this.logger?.warn({ err: unread }, 'autoscaler: could not read the replicas running; holding this round');
+    }
     this.history.push(decision);
     if (this.history.length > HISTORY) this.history.shift();
 
