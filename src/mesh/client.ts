@@ -85,6 +85,8 @@ export class MeshCall implements AsyncIterable<MeshEvent> {
   }
 }
 
+/** How long one read of the callback stream blocks, ms. */
+const READ_BLOCK_MS = 1_000;
 /** Grace after a request's deadline for the router's own timeout answer to arrive. */
 const DEADLINE_GRACE_MS = 2_000;
 /** setTimeout's largest delay (a longer one fires at once). */
@@ -121,7 +123,7 @@ export class MeshClient {
     // Commands fail rather than wait out a Redis outage: callers have deadlines and may leave. The
     // reader may wait: its loop backs off and resumes by itself.
     this.commands = createMeshRedis(this.opts.redisUrl, 'client', { failFast: true });
-    this.reader = createMeshRedis(this.opts.redisUrl, 'client:reader');
+    this.reader = createMeshRedis(this.opts.redisUrl, 'client:reader', { blockMs: READ_BLOCK_MS });
     await connectOrFail(this.commands);
     await connectOrFail(this.reader);
     for (const c of [this.commands, this.reader]) c.on('error', (err: Error) => this.opts.log?.debug({ err: err.message }, 'mesh client: redis connection error'));
@@ -237,7 +239,7 @@ export class MeshClient {
       try {
         // A new promise per read (not one shared one): a race's reaction stays on its promises until they settle.
         const interrupted = new Promise<null>((resolve) => (this.interruptRead = () => resolve(null)));
-        const reply = (await Promise.race([this.reader.xread('COUNT', 500, 'BLOCK', 1_000, 'STREAMS', this.callback, this.lastId), interrupted])) as StreamReply;
+        const reply = (await Promise.race([this.reader.xread('COUNT', 500, 'BLOCK', READ_BLOCK_MS, 'STREAMS', this.callback, this.lastId), interrupted])) as StreamReply;
         failures = 0;
         const entries = reply?.[0]?.[1] ?? [];
         for (const [id, fields] of entries) {

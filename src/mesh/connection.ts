@@ -8,13 +8,24 @@
 // commands do, instead of queueing for as long as Redis is away.
 import { createRedis, type RedisClient } from '../store/redis.js';
 
-export function createMeshRedis(url: string, name: string, opts: { failFast?: boolean } = {}): RedisClient {
+export function createMeshRedis(url: string, name: string, opts: { failFast?: boolean; blockMs?: number } = {}): RedisClient {
   return createRedis(url, `mesh:${name}`, {
     maxRetriesPerRequest: opts.failFast ? 2 : null,
     enableOfflineQueue: true,
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
     lazyConnect: true,
+    // A Redis host gone silent (a node or a network path lost without a FIN or RST) leaves a socket
+    // that nothing notices: a blocking reader with nothing to send waits on it for the kernel's
+    // keepalive (about two hours) while the node's heartbeats, on a connection that recovers, keep
+    // it routable. A socket that receives nothing for this long after a command is destroyed and
+    // reconnected.
+    socketTimeout: meshSocketTimeoutMs(opts.blockMs),
   });
+}
+
+/** How long a mesh connection waits for any byte after a command: a blocking read's block plus 2 s (at least double it), else 10 s. */
+export function meshSocketTimeoutMs(blockMs?: number): number {
+  return blockMs === undefined ? 10_000 : blockMs + Math.max(2_000, blockMs);
 }
 
 /** Connects, failing within `timeoutMs` (seed 003: a worker that cannot reach Redis fails to start). */

@@ -72,6 +72,8 @@ export class MeshRouter {
   private readonly keys: MeshKeys;
   private readonly now: () => number;
   private readonly blockMs: number;
+  /** When the commands connection last became ready (this router's clock). */
+  private connectedAt = 0;
   private commands!: RedisClient;
   private reader!: RedisClient;
   private registry!: HealthRegistry;
@@ -106,10 +108,12 @@ export class MeshRouter {
   async start(): Promise<void> {
     assertMeshTiming(this.opts.config);
     this.commands = createMeshRedis(this.opts.redisUrl, `router:${this.opts.routerId}`);
-    this.reader = createMeshRedis(this.opts.redisUrl, `router:${this.opts.routerId}:reader`);
+    this.reader = createMeshRedis(this.opts.redisUrl, `router:${this.opts.routerId}:reader`, { blockMs: this.blockMs });
     await connectOrFail(this.commands);
     await connectOrFail(this.reader);
     for (const c of [this.commands, this.reader]) c.on('error', (err: Error) => this.opts.log.debug({ err: err.message }, 'mesh router: redis connection error'));
+    this.connectedAt = this.now();
+    this.commands.on('ready', () => (this.connectedAt = this.now()));
     this.registry = new HealthRegistry(this.commands, this.opts.config.key_prefix);
     this.clock = new MeshClock(this.commands, this.keys.health, this.now);
     await this.clock.sync();
@@ -378,8 +382,15 @@ export class MeshRouter {
     try {
       const cfg = this.opts.config;
       for (const w of this.waiting.values()) await touchPending(this.commands, w.source.stream, w.source.group, this.consumer, [w.source.id]);
+      // Idle times and heartbeat ages that span this router's own time without Redis (an outage, a
+      // restart, a lost path) say nothing about the holders: they could not refresh either, and may
+      // reconnect after this router. Entries are judged idle, and nodes silent, only once this router
+      // has been connected for as long as the judgement takes.
+      const connectedMs = this.now() - this.connectedAt;
+      const judgeIdle = connectedMs >= cfg.idle_reclaim_ms;
+      const judgeSilence = connectedMs >= cfg.health.stale_after_s * 1000;
 
-      for (const [id, fields] of await claimIdle(this.commands, this.keys.requests, ROUTER_GROUP, this.consumer, cfg.idle_reclaim_ms)) {
+      for (const [id, fields] of judgeIdle ? await claimIdle(this.commands, this.keys.requests, ROUTER_GROUP, this.consumer, cfg.idle_reclaim_ms) : []) {
         if (this.waiting.has(waitKey(this.keys.requests, id))) continue;
         this.stats.reclaimed++;
         await this.placeEntry({ stream: this.keys.requests, group: ROUTER_GROUP, id }, fields, undefined, false);
@@ -394,10 +405,12 @@ export class MeshRouter {
       const staleMs = cfg.health.stale_after_s * 1000;
       for (const node of await this.commands.smembers(this.keys.nodeStreams)) {
         const stream = this.keys.nodeRequests(node);
-        const held = await claimIdle(this.commands, stream, WORKER_GROUP, this.consumer, cfg.idle_reclaim_ms).catch((err: unknown) => {
-          if (isNoGroupError(err)) return [] as StreamEntries;
-          throw err;
-        });
+        const held = judgeIdle
+          ? await claimIdle(this.commands, stream, WORKER_GROUP, this.consumer, cfg.idle_reclaim_ms).catch((err: unknown) => {
+              if (isNoGroupError(err)) return [] as StreamEntries;
+              throw err;
+            })
+          : [];
         for (const [id, fields] of held) {
           if (this.waiting.has(waitKey(stream, id))) continue;
           this.stats.reclaimed++;
@@ -409,10 +422,12 @@ export class MeshRouter {
         // time it understands: its node is alive while the record changes, and gone once it has stayed
         // the same for stale_after_s while this router watched it (its stream is kept: still registered).
         const unreadable = h ? undefined : this.unreadableSeen.get(node);
-        const gone = h
-          ? h.draining || exclusionReason(h, cfg.health, now)?.startsWith('heartbeat') === true
-          : unreadable === undefined || localNow - unreadable.since > staleMs;
-        if (gone) await this.drainDeparted(node, stream, h === undefined && unreadable === undefined);
+        const unregistered = h === undefined && unreadable === undefined;
+        // A node that said it is leaving (draining, or its record deleted) is gone at once; one that
+        // went silent only once this router has been connected long enough to tell silence.
+        const silent = h ? exclusionReason(h, cfg.health, now)?.startsWith('heartbeat') === true : unreadable !== undefined && localNow - unreadable.since > staleMs;
+        const gone = h?.draining === true || unregistered || (silent && judgeSilence);
+        if (gone) await this.drainDeparted(node, stream, unregistered);
       }
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'mesh router: reclaim pass failed (next tick retries)');

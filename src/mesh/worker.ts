@@ -82,7 +82,7 @@ export class WorkerAgent {
   async start(): Promise<void> {
     assertMeshTiming(this.opts.config);
     this.commands = createMeshRedis(this.opts.redisUrl, `worker:${this.opts.nodeId}`);
-    this.reader = createMeshRedis(this.opts.redisUrl, `worker:${this.opts.nodeId}:reader`);
+    this.reader = createMeshRedis(this.opts.redisUrl, `worker:${this.opts.nodeId}:reader`, { blockMs: this.blockMs });
     await connectOrFail(this.commands);
     await connectOrFail(this.reader);
     for (const c of [this.commands, this.reader]) c.on('error', (err: Error) => this.opts.log.debug({ err: err.message }, 'mesh worker: redis connection error'));
