@@ -13,6 +13,7 @@ import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/Horizo
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
+import { meshConfigSchema } from '../src/mesh/config.js';
 
 type Validatable = { validate(): void };
 const MODELS: Record<string, new (data: never) => Validatable> = {
@@ -73,5 +74,11 @@ describe('kubernetes/*.yaml against the Kubernetes schemas', () => {
     const scaled = structuredClone(docs.find(({ doc }) => doc.kind === 'ScaledObject')?.doc) as unknown as { spec: { triggers: Array<{ metadata: Record<string, unknown> }> } };
     (scaled.spec.triggers[0] as { metadata: Record<string, unknown> }).metadata.threshold = 4;
     expect(() => new ScaledObject(scaled as never).validate()).toThrow(/threshold|string/);
+  });
+
+  it("gives a mesh worker's drain time to finish the longest request it may run before the kill", () => {
+    const worker = docs.find(({ doc }) => doc.kind === 'Deployment' && doc.metadata.name === 'inferenceflow-mesh-worker')?.doc as unknown as { spec: { template: { spec: { terminationGracePeriodSeconds: number } } } };
+    const longest = meshConfigSchema.parse({}).stream_deadline_ms / 1000;
+    expect(worker.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThan(longest);
   });
 });
