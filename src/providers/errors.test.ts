@@ -89,6 +89,7 @@ describe('kindForStatus: context overflows', () => {
     ['Ollama (embed, older builds answer 500)', 500, 'the input length exceeds the context length'],
     ['TGI (inputs + max_new_tokens)', 422, 'Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`'],
     ['TGI (inputs)', 422, 'Input validation error: `inputs` must have less than 4096 tokens. Given: 5000'],
+    ['Anthropic (input plus max_tokens)', 400, 'input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000, decrease input length or `max_tokens` and try again'],
   ])('%s', (_server, status, message) => {
     expect(kindOf(status, { error: { message } })).toBe('context_length');
   });
@@ -100,5 +101,17 @@ describe('kindForStatus: context overflows', () => {
   it('leaves other 400s as bad_request', () => {
     expect(kindOf(400, { error: { message: "Invalid value for 'temperature'", type: 'invalid_request_error' } })).toBe('bad_request');
     expect(kindOf(400, { error: { message: "Unsupported parameter: 'max_tokens' is not supported with this model.", type: 'invalid_request_error' } })).toBe('bad_request');
+  });
+});
+
+describe('kindForStatus: an account or a model that cannot serve is the deployment’s fault, not the request’s', () => {
+  it.each([
+    ['Anthropic, out of credit (400)', 400, { type: 'error', error: { type: 'invalid_request_error', message: 'Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.' } }, 'quota'],
+    ['Anthropic, billing_error (402)', 402, { type: 'error', error: { type: 'billing_error', message: 'Billing issue with your account.' } }, 'quota'],
+    ['Cohere, billing limit (402)', 402, { message: 'Please add a payment method to continue.' }, 'quota'],
+    ['Ollama, a model without tools', 400, { error: 'registry.ollama.ai/library/gemma3:4b does not support tools' }, 'unsupported'],
+    ['Ollama, a model without embeddings', 400, { error: '"llama3.2" does not support embeddings' }, 'unsupported'],
+  ])('%s', (_case, status, body, kind) => {
+    expect(kindOf(status, body)).toBe(kind);
   });
 });

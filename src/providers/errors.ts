@@ -116,6 +116,9 @@ function isInsufficientQuota(body: unknown): boolean {
 export function kindForStatus(status: number, message = '', body?: unknown): UpstreamErrorKind {
   // OpenAI answers an exhausted account 429 too: no wait will help, unlike a rate limit.
   if (status === 429) return isInsufficientQuota(body) ? 'quota' : 'rate_limited';
+  // 402 Payment Required: the account is out of credit (Anthropic's billing_error, Cohere's billing
+  // limit), the deployment's fault as an exhausted quota is.
+  if (status === 402) return 'quota';
   if (status === 401 || status === 403) return 'auth';
   if (status === 404) return 'not_found';
   if (status === 408) return 'timeout';
@@ -137,15 +140,19 @@ export function kindForStatus(status: number, message = '', body?: unknown): Ups
     return 'server';
   }
   if (isContextOverflow(m, body)) return 'context_length';
-  // Newer llama-server builds answer some of the same refusals 400 (std::invalid_argument).
-  if (status === 400 && LLAMA_SERVER_CANNOT.some((re) => re.test(m))) return 'unsupported';
+  // Anthropic answers an account out of credit 400 invalid_request_error, not 402.
+  if (status === 400 && /credit balance is too low/.test(m)) return 'quota';
+  // Newer llama-server builds answer some of the same refusals 400 (std::invalid_argument), and
+  // Ollama a model without a capability the request needs.
+  if (status === 400 && (LLAMA_SERVER_CANNOT.some((re) => re.test(m)) || OLLAMA_MODEL_CANNOT.test(m))) return 'unsupported';
   if (/content[_ ]policy|content[_ ]filter|safety/.test(m)) return 'content_policy';
   return 'bad_request';
 }
 
 /**
  * The wordings of "the prompt does not fit the model" (lower-cased message). OpenAI's and vLLM's
- * "maximum context length is N tokens"; Anthropic's "prompt is too long"; llama-server's "request
+ * "maximum context length is N tokens"; Anthropic's "prompt is too long" and "input length and
+ * `max_tokens` exceed context limit: N + M > L"; llama-server's "request
  * (N tokens) exceeds the available context size (M tokens)" and, before that, "the request exceeds
  * the available context size"; vLLM's "The decoder prompt (length N) … is longer than the maximum
  * model length of M"; LM Studio's "Trying to keep the first N tokens when context the overflows";
@@ -153,7 +160,7 @@ export function kindForStatus(status: number, message = '', body?: unknown): Ups
  * must be <= N" and "`inputs` must have less than N tokens".
  */
 const CONTEXT_OVERFLOW =
-  /context[_ ]length|maximum context|too many tokens|prompt is too long|context window|exceeds? the available context size|longer than the maximum model length|when context the overflows|`?inputs`? tokens \+ `?max_new_tokens`? must be <=|`?inputs`? must have less than \d+ tokens/;
+  /context[_ ]length|maximum context|exceed context limit|too many tokens|prompt is too long|context window|exceeds? the available context size|longer than the maximum model length|when context the overflows|`?inputs`? tokens \+ `?max_new_tokens`? must be <=|`?inputs`? must have less than \d+ tokens/;
 
 /**
  * Whether an upstream error says the prompt does not fit: by its message, or by the error's `type`
@@ -184,6 +191,13 @@ function errorObject(body: unknown): { type?: unknown; code?: unknown; param?: u
  * These first ones are what this server cannot do (how it was started, or what llama-server does not
  * implement), which another deployment of the group may: kind `unsupported`.
  */
+/**
+ * Ollama's refusal of a request its model lacks the capability for (server/routes.go:
+ * `"%s does not support tools"`, `… insert`, `… completion`, `… embeddings`, `… vision`): another
+ * deployment of the group may have it. (`… thinking` is retried without `think` by the adapter.)
+ */
+const OLLAMA_MODEL_CANNOT = /does not support (tools|insert|completion|embeddings|vision)$/;
+
 const LLAMA_SERVER_CANNOT: readonly RegExp[] = [
   /only one completion choice is allowed/, // n != 1 (also "Illegal param: only one …")
   /requires --jinja|--jinja mode required/, // tools / tool_choice on a server started without --jinja

@@ -351,8 +351,9 @@ interface GoogleErrorBody {
 
 /**
  * Gemini says more in its body than the status line: a 429's wait is in RetryInfo.retryDelay ("34s")
- * rather than Retry-After, a bad key is a 400 with reason API_KEY_INVALID, and an oversized prompt
- * is a 400 saying the input token count exceeds the maximum.
+ * rather than Retry-After, a bad key is a 400 with reason API_KEY_INVALID, a project or region the
+ * API will not serve a 400 FAILED_PRECONDITION, and an oversized prompt is a 400 saying the input
+ * token count exceeds the maximum.
  */
 export function refineGoogleError(err: UpstreamError): UpstreamError {
   const body = (err.body && typeof err.body === 'object' ? err.body : {}) as GoogleErrorBody;
@@ -365,6 +366,9 @@ export function refineGoogleError(err: UpstreamError): UpstreamError {
   }
   let kind = err.kind;
   if (details.some((d) => d.reason === 'API_KEY_INVALID')) kind = 'auth';
+  // "User location is not supported for the API use", "… free tier is not available in your
+  // country": this deployment cannot serve from where it runs, whatever the request — its own fault.
+  else if (err.status === 400 && body.error?.status === 'FAILED_PRECONDITION') kind = 'auth';
   else if (err.status === 400 && /token count.*exceeds|exceeds the maximum number of tokens/i.test(body.error?.message ?? '')) {
     kind = 'context_length';
   }
