@@ -361,6 +361,32 @@ describe('openai provider: streaming', () => {
     expect(last.usage?.completion_tokens).toBe(countTextTokens('get_weather{"location":"Paris"}get_time{"tz":"CET"}'));
   });
 
+  it('gives each choice a role on its first delta, and each tool call an id and type on its first, when a compatible server sent none', async () => {
+    const chunk = (delta: unknown, finish: string | null = null) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'up', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    // No role anywhere; the tool call's id empty (Gemini's endpoint) and its type only on the first delta.
+    server.reply({
+      headers: sse,
+      body: chunk({ content: 'Let me check. ' }) + chunk({ tool_calls: [{ index: 0, id: '', type: 'function', function: { name: 'f', arguments: '' } }] }) + chunk({ tool_calls: [{ index: 0, function: { arguments: '{}' } }] }) + chunk({}, 'tool_calls') + 'data: [DONE]\n\n',
+    });
+    const chunks = await collect(await provider.streamChat({ ...baseReq, tools: [{ type: 'function', function: { name: 'f' } }] }, opts()));
+    expect(chunks[0]?.choices[0]?.delta).toEqual({ role: 'assistant', content: 'Let me check. ' });
+    expect(chunks.slice(1).some((c) => c.choices[0]?.delta.role !== undefined)).toBe(false);
+    const folded = foldChunks(chunks);
+    const call = folded.choices[0]?.message.tool_calls?.[0];
+    expect(call).toMatchObject({ type: 'function', function: { name: 'f', arguments: '{}' } });
+    expect(call?.id).toMatch(/^call_\w+$/);
+  });
+
+  it('gives a JSON answer’s tool call without an id (or with an empty one) an id of its own, rather than failing the answer', async () => {
+    for (const id of [undefined, '']) {
+      server.reply({
+        body: JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: 'up', choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [{ ...(id === undefined ? {} : { id }), type: 'function', function: { name: 'f', arguments: '{}' } }] } }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }),
+      });
+      const res = await provider.chat({ ...baseReq, tools: [{ type: 'function', function: { name: 'f' } }] }, opts());
+      expect(res.choices[0]?.message.tool_calls?.[0]?.id).toMatch(/^call_\w+$/);
+    }
+  });
+
   it('counts usage locally for a compatible server that ignores include_usage', async () => {
     server.reply({ headers: sse, body: await fixture('openai-stream-no-usage.chunks.txt') });
     const chunks = await collect(await provider.streamChat(baseReq, opts()));

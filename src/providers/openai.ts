@@ -31,7 +31,8 @@ const usageSchema = z.object({
     .nullish(),
 });
 const toolCallSchema = z.object({
-  id: z.string(),
+  // Gemini's OpenAI-compatible endpoint sends "" or no id at all: one is made (toolCallId).
+  id: z.string().nullish(),
   type: z.literal('function').optional(),
   function: z.object({ name: z.string(), arguments: z.string() }),
 });
@@ -234,10 +235,19 @@ function plainDetails(d: unknown, ...counts: string[]): boolean {
   return d === undefined || d === null || (isRecord(d) && counts.every((k) => optional(d[k], 'number')));
 }
 
+/**
+ * A tool call's id as the upstream gave it, or one made here when it gave none or an empty one (Gemini's
+ * OpenAI-compatible endpoint): the client sends it back with the tool's result, and an empty id is
+ * refused there (by OpenAI's API, by Anthropic's, and by this gateway's own routes).
+ */
+function toolCallId(id: string | null | undefined): string {
+  return id || `call_${randomUUID().replaceAll('-', '')}`;
+}
+
 /** An answer's message in the canonical shape: tool calls only when there are some; `refusal` always, null when none (as OpenAI sends it). */
 function answerMessage(m: Completion['choices'][number]['message']): ChatResult['choices'][number]['message'] {
   const out: ChatResult['choices'][number]['message'] = { role: 'assistant', content: m.content ?? null, refusal: m.refusal || null };
-  if (m.tool_calls?.length) out.tool_calls = m.tool_calls.map((t) => ({ id: t.id, type: 'function' as const, function: t.function }));
+  if (m.tool_calls?.length) out.tool_calls = m.tool_calls.map((t) => ({ id: toolCallId(t.id), type: 'function' as const, function: t.function }));
   if (m.audio) out.audio = m.audio;
   if (m.annotations?.length) out.annotations = m.annotations;
   const reasoning = m.reasoning_content || m.reasoning;
@@ -653,6 +663,9 @@ export class OpenAIProvider implements ProviderAdapter {
     // Output text per choice, to count completion tokens if the upstream reports no usage.
     const output = new Map<number, string>();
     const finished = new Set<number>();
+    // The choices, and their tool calls (`choice:index`), whose first delta has gone out.
+    const started = new Set<number>();
+    const toolsStarted = new Set<string>();
     try {
       for await (const sse of sseEvents(body)) {
         if (sse.data === '[DONE]') {
@@ -681,7 +694,12 @@ export class OpenAIProvider implements ProviderAdapter {
           choices: c.choices.map((choice) => {
             const d = choice.delta ?? {};
             const delta: ChatChunk['choices'][number]['delta'] = {};
-            if (d.role === 'assistant') delta.role = 'assistant';
+            // A choice's first delta says its role, whether or not the upstream did (some servers
+            // and proxies leave it out; OpenAI's SDKs refuse a stream whose choice has none).
+            if (d.role === 'assistant' || !started.has(choice.index)) {
+              delta.role = 'assistant';
+              started.add(choice.index);
+            }
             if (d.content != null) delta.content = d.content;
             if (d.refusal != null) delta.refusal = d.refusal;
             if (d.audio) delta.audio = d.audio;
@@ -689,11 +707,17 @@ export class OpenAIProvider implements ProviderAdapter {
             const reasoning = d.reasoning_content || d.reasoning;
             if (reasoning) delta.reasoning_content = reasoning;
             if (d.tool_calls?.length) {
-              delta.tool_calls = d.tool_calls.map((t) => ({
-                index: t.index,
-                ...(t.id ? { id: t.id, type: 'function' as const } : {}),
-                ...(t.function ? { function: dropNullish(t.function) } : {}),
-              }));
+              delta.tool_calls = d.tool_calls.map((t) => {
+                // A call's first delta carries its id (made here if the upstream sent none) and type.
+                const key = `${choice.index}:${t.index}`;
+                const first = !toolsStarted.has(key);
+                if (first) toolsStarted.add(key);
+                return {
+                  index: t.index,
+                  ...(first || t.id ? { id: first ? toolCallId(t.id) : (t.id as string), type: 'function' as const } : {}),
+                  ...(t.function ? { function: dropNullish(t.function) } : {}),
+                };
+              });
             }
             const text = (reasoning ?? '') + (d.content ?? '') + (d.tool_calls ?? []).map((t) => (t.function?.name ?? '') + (t.function?.arguments ?? '')).join('');
             if (text) output.set(choice.index, (output.get(choice.index) ?? '') + text);
