@@ -655,3 +655,15 @@ describe('thinking sent back', () => {
     ]);
   });
 });
+
+describe('an Anthropic tool_choice with no tools', () => {
+  it('is dropped, with its disable_parallel_tool_use (an OpenAI-compatible upstream refuses a tool_choice without tools); kept beside a server tool', () => {
+    for (const tool_choice of [{ type: 'auto' as const }, { type: 'any' as const, disable_parallel_tool_use: true }, { type: 'none' as const }]) {
+      const req = anthropicToCanonical({ model: 'claude-x', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }], tool_choice });
+      expect(req.tool_choice).toBeUndefined();
+      expect(req.parallel_tool_calls).toBeUndefined();
+    }
+    const withServerTool = anthropicToCanonical({ model: 'claude-x', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'web_search_20250305', name: 'web_search' }], tool_choice: { type: 'any' } });
+    expect(withServerTool.tool_choice).toBe('required');
+  });
+});

@@ -168,7 +168,9 @@ export function anthropicToCanonical(body: unknown): ChatRequest {
     if (functions.length) req.tools = functions;
     if (native.length) req.anthropic_tools = native;
   }
-  Object.assign(req, fromAnthropicToolChoice(b.tool_choice));
+  // A tool_choice (and its disable_parallel_tool_use) with no tool to choose from is dropped:
+  // OpenAI-compatible upstreams refuse it ("only allowed when 'tools' are specified").
+  if (req.tools || req.anthropic_tools) Object.assign(req, fromAnthropicToolChoice(b.tool_choice));
   // Structured outputs become the canonical response format, which every provider applies (the
   // Anthropic and Gemini adapters not beside the client's own tools: docs/providers.md).
   const format = b.output_config?.format ?? b.output_format;

@@ -224,7 +224,8 @@ export function responsesToCanonical(body: unknown): { body: CreateResponseBody;
 
   const req: ChatRequest = { model: b.model, messages };
   if (tools.length) req.tools = tools;
-  if (choice) req.tool_choice = choice;
+  // Chat completions refuse a tool_choice without tools ("only allowed when 'tools' are specified").
+  if (choice && tools.length) req.tool_choice = choice;
   if (b.parallel_tool_calls !== undefined && b.parallel_tool_calls !== null && tools.length) req.parallel_tool_calls = b.parallel_tool_calls;
   const format = b.text?.format ? toResponseFormat(b.text.format) : undefined;
   if (format) req.response_format = format;
