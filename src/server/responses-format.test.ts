@@ -200,11 +200,11 @@ describe('Responses output', () => {
 describe('a tool_choice with no tools', () => {
   it('is dropped (with parallel_tool_calls): chat completions refuse a tool_choice without tools', () => {
     for (const tool_choice of ['auto', 'required', 'none'] as const) {
-      const req = responsesToCanonical({ model: 'm', input: 'hi', tool_choice, parallel_tool_calls: false });
+      const { req } = responsesToCanonical({ model: 'm', input: 'hi', tool_choice, parallel_tool_calls: false });
       expect(req.tool_choice).toBeUndefined();
       expect(req.parallel_tool_calls).toBeUndefined();
     }
     // Hosted tools the gateway does not forward leave no function tool either.
-    expect(responsesToCanonical({ model: 'm', input: 'hi', tools: [], tool_choice: 'auto' }).tool_choice).toBeUndefined();
+    expect(responsesToCanonical({ model: 'm', input: 'hi', tools: [], tool_choice: 'auto' }).req.tool_choice).toBeUndefined();
   });
 });
