@@ -509,6 +509,24 @@ export function withoutCacheControl<T extends { cache_control?: CacheControl }>(
   return items.map(({ cache_control: _, ...rest }) => rest);
 }
 
+/**
+ * A message's text as a model reads it, for an upstream that takes one string: its text parts one
+ * per line (as vLLM joins them), images dropped. contentText runs them together, which keeps the
+ * gateway's own counts and keys as they were but would run two parts' words into one.
+ */
+export function messageText(content: ChatMessage['content']): string {
+  if (content == null) return '';
+  if (typeof content === 'string') return content;
+  let out = '';
+  let first = true;
+  for (const part of content) {
+    if (part.type !== 'text') continue;
+    out += first ? part.text : `\n${part.text}`;
+    first = false;
+  }
+  return out;
+}
+
 /** Plain text of a message's content (text parts joined; images dropped). */
 export function contentText(content: ChatMessage['content']): string {
   if (content == null) return '';

@@ -4,7 +4,7 @@
 // stop-reason tables and content-block rules exist once.
 import type { CacheControl, ChatMessage, ContentPart, FinishReason, ThinkingBlock, ToolCall, ToolChoice, ToolDefinition } from '../canonical/chat.js';
 import { parseToolInput } from '../canonical/convert.js';
-import { contentText } from '../canonical/chat.js';
+import { messageText } from '../canonical/chat.js';
 import { documentData, parseDataUrl } from './data-url.js';
 
 export type AnthropicStopReason =
@@ -200,7 +200,7 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?
         // The result as the tool gave it when the route kept it (an error flag, images, documents):
         // inside the tool_result, where Claude reads them; else the text.
         const native = m.tool_result;
-        const block: AnthropicToolResultBlock = { type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: native ? toolResultContent(native.parts) : contentText(m.content) };
+        const block: AnthropicToolResultBlock = { type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: native ? toolResultContent(native.parts) : messageText(m.content) };
         if (native?.is_error) block.is_error = true;
         carried += native?.moved_parts ?? 0;
         push('user', [block], m.cache_control ?? partsCacheControl(m.content));
@@ -208,6 +208,11 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): { system?
       }
     }
   }
+  // A final assistant turn is a prefill the answer continues, which Anthropic refuses ending in
+  // whitespace ("final assistant content cannot end with trailing whitespace").
+  const final = out[out.length - 1];
+  const tail = final?.role === 'assistant' ? final.content[final.content.length - 1] : undefined;
+  if (tail?.type === 'text') tail.text = tail.text.trimEnd();
   if (system.length === 0) return { messages: out };
   // Without a breakpoint the system goes as one string, joined as it always was.
   return { system: system.some((b) => b.cache_control) ? system : system.map((b) => b.text).join('\n\n'), messages: out };
@@ -241,12 +246,12 @@ const TOOL_MEDIA_LINE = /^(Images|Documents) returned by tool call \S+:$/;
 function systemBlocks(m: ChatMessage): AnthropicTextBlock[] {
   if (Array.isArray(m.content) && m.content.some((p) => p.cache_control)) {
     const blocks: AnthropicTextBlock[] = [];
-    for (const p of m.content) if (p.type === 'text' && p.text) blocks.push(p.cache_control ? { type: 'text', text: p.text, cache_control: p.cache_control } : { type: 'text', text: p.text });
+    for (const p of m.content) if (p.type === 'text' && p.text.trim()) blocks.push(p.cache_control ? { type: 'text', text: p.text, cache_control: p.cache_control } : { type: 'text', text: p.text });
     if (m.cache_control && blocks.length > 0) (blocks[blocks.length - 1] as AnthropicTextBlock).cache_control = m.cache_control;
     return blocks;
   }
-  const text = contentText(m.content);
-  if (!text) return [];
+  const text = messageText(m.content);
+  if (!text.trim()) return [];
   return [m.cache_control ? { type: 'text', text, cache_control: m.cache_control } : { type: 'text', text }];
 }
 
@@ -260,13 +265,15 @@ function partsCacheControl(content: ChatMessage['content']): CacheControl | unde
 
 function contentBlocks(content: ChatMessage['content']): AnthropicContentBlock[] {
   if (content == null) return [];
-  // Anthropic rejects empty text blocks, so empty strings are dropped rather than sent.
-  if (typeof content === 'string') return content ? [{ type: 'text', text: content }] : [];
+  // Anthropic refuses a text block that is empty or only whitespace ("text content blocks must
+  // contain non-whitespace text"): Claude itself answers "\n\n" before a tool call at times, and
+  // that turn sent back as history would fail every later request of the conversation.
+  if (typeof content === 'string') return content.trim() ? [{ type: 'text', text: content }] : [];
   const blocks: AnthropicContentBlock[] = [];
   for (const part of content) {
     let block: AnthropicContentBlock;
     if (part.type === 'text') {
-      if (!part.text) continue;
+      if (!part.text.trim()) continue;
       block = { type: 'text', text: part.text };
     } else if (part.type === 'file') {
       block = documentBlock(part.file.file_data, part.file.filename);

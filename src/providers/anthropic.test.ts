@@ -257,6 +257,36 @@ describe('anthropic provider: request mapping', () => {
   });
 });
 
+describe('anthropic provider: text Anthropic refuses', () => {
+  it('drops a whitespace-only text block (Claude\'s own "\\n\\n" before a tool call, sent back as history) and trims a final prefill\'s trailing whitespace', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    await provider.chat(
+      {
+        model: 'claude-sonnet-4-5',
+        tools: [{ type: 'function', function: { name: 'f' } }],
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: '\n\n', tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+          { role: 'tool', tool_call_id: 't1', content: 'ok' },
+          { role: 'user', content: [{ type: 'text', text: ' ' }, { type: 'text', text: 'and now?' }] },
+          { role: 'assistant', content: 'The answer is ' },
+        ],
+      },
+      opts(),
+    );
+    const messages = sentBody().messages as Array<{ role: string; content: Array<{ type: string; text?: string }> }>;
+    expect(messages[1]?.content.map((b) => b.type)).toEqual(['tool_use']);
+    expect(messages[2]?.content).toEqual([expect.objectContaining({ type: 'tool_result' }), { type: 'text', text: 'and now?' }]);
+    expect(messages[3]).toEqual({ role: 'assistant', content: [{ type: 'text', text: 'The answer is' }] });
+  });
+
+  it('keeps the text parts of one system message apart (one per line), not run together', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    await provider.chat({ model: 'claude-sonnet-4-5', messages: [{ role: 'system', content: [{ type: 'text', text: 'You are a pirate.' }, { type: 'text', text: 'Answer in French.' }] }, { role: 'user', content: 'hi' }] }, opts());
+    expect(sentBody().system).toBe('You are a pirate.\nAnswer in French.');
+  });
+});
+
 describe('anthropic provider: responses', () => {
   it('joins text blocks and counts cache tokens as prompt tokens', async () => {
     server.reply({ body: await fixture('anthropic-message.json') });

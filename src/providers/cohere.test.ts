@@ -379,3 +379,23 @@ describe('cohere thinking', () => {
     expect(chunks.flatMap((c) => c.choices.map((x) => x.delta.content ?? '')).join('')).toBe('3 sisters.');
   });
 });
+
+describe('cohere: a message of several text parts', () => {
+  it('reaches the model one part per line, not run together', async () => {
+    upstream.reply(json(fixture('cohere-chat.json')));
+    await cohere.chat(
+      {
+        model: 'command-r',
+        messages: [
+          { role: 'system', content: [{ type: 'text', text: 'You are a pirate.' }, { type: 'text', text: 'Answer in French.' }] },
+          { role: 'user', content: [{ type: 'text', text: 'Describe this picture' }, { type: 'text', text: 'in one line' }] },
+        ],
+      },
+      callOptions(),
+    );
+    const sent = upstream.requests[0]?.json as { messages: Array<{ role: string; content: unknown }> };
+    expect(sent.messages[0]).toMatchObject({ role: 'system', content: 'You are a pirate.\nAnswer in French.' });
+    // A user message keeps its parts as Cohere's content blocks.
+    expect(sent.messages[1]?.content).toEqual([{ type: 'text', text: 'Describe this picture' }, { type: 'text', text: 'in one line' }]);
+  });
+});

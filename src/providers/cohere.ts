@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import {
-  contentText,
+  messageText,
   requestedMaxTokens,
   stopList,
   type ChatChunk,
@@ -381,7 +381,7 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
   switch (m.role) {
     case 'system':
     case 'developer':
-      return { role: 'system', content: contentText(m.content) };
+      return { role: 'system', content: messageText(m.content) };
     case 'user':
       if (typeof m.content === 'string' || m.content == null) return { role: 'user', content: m.content ?? '' };
       return {
@@ -394,7 +394,7 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
       };
     case 'assistant': {
       const out: Record<string, unknown> = { role: 'assistant' };
-      const text = contentText(m.content);
+      const text = messageText(m.content);
       const calls = m.tool_calls?.length ? m.tool_calls : undefined;
       // Cohere refuses text beside tool calls ("text content is not allowed when tool_calls are
       // provided"): the text before a call is its `tool_plan` (a history from another provider).
@@ -409,7 +409,7 @@ function toCohereMessage(m: ChatMessage): Record<string, unknown> {
       return out;
     }
     case 'tool':
-      return { role: 'tool', tool_call_id: m.tool_call_id ?? '', content: contentText(m.content) };
+      return { role: 'tool', tool_call_id: m.tool_call_id ?? '', content: messageText(m.content) };
   }
 }
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import {
-  contentText,
+  messageText,
   promptCacheDetails,
   requestedMaxTokens,
   stopList,
@@ -88,7 +88,7 @@ export function toGeminiRequest(req: ChatRequest, signatures: ThoughtSignatureCa
     switch (m.role) {
       case 'system':
       case 'developer': {
-        const text = contentText(m.content);
+        const text = messageText(m.content);
         if (text) system.push({ text });
         break;
       }
@@ -97,7 +97,7 @@ export function toGeminiRequest(req: ChatRequest, signatures: ThoughtSignatureCa
         break;
       case 'assistant': {
         const parts: GeminiPart[] = [];
-        const text = contentText(m.content);
+        const text = messageText(m.content);
         if (text) parts.push({ text });
         for (const [i, call] of (m.tool_calls ?? []).entries()) {
           toolNames.set(call.id, call.function.name);
@@ -117,7 +117,7 @@ export function toGeminiRequest(req: ChatRequest, signatures: ThoughtSignatureCa
             `tool message ${m.tool_call_id ?? ''} answers no earlier assistant tool call; Gemini needs the function name`,
           );
         }
-        push('user', [{ functionResponse: { name, response: toolResponse(contentText(m.content)) } }]);
+        push('user', [{ functionResponse: { name, response: toolResponse(messageText(m.content)) } }]);
         break;
       }
     }

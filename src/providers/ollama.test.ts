@@ -448,3 +448,22 @@ describe('ollama thinking asked of a model that cannot think', () => {
     expect(upstream.requests).toHaveLength(1);
   });
 });
+
+describe('ollama: a message of several text parts', () => {
+  it('reaches the model one part per line, not run together', async () => {
+    upstream.reply(json(fixture('ollama-chat.json')));
+    await ollama.chat(
+      {
+        model: 'llama3.2',
+        messages: [
+          { role: 'system', content: [{ type: 'text', text: 'You are a pirate.' }, { type: 'text', text: 'Answer in French.' }] },
+          { role: 'user', content: [{ type: 'text', text: 'Describe this picture' }, { type: 'text', text: 'in one line' }] },
+        ],
+      },
+      callOptions(),
+    );
+    const sent = upstream.requests[0]?.json as { messages: Array<{ role: string; content: unknown }> };
+    expect(sent.messages[0]).toMatchObject({ role: 'system', content: 'You are a pirate.\nAnswer in French.' });
+    expect(JSON.stringify(sent.messages[1]?.content)).toContain('Describe this picture\\nin one line');
+  });
+});

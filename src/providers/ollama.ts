@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import {
-  contentText,
+  messageText,
   requestedMaxTokens,
   stopList,
   type ChatChunk,
@@ -451,9 +451,9 @@ export class OllamaProvider implements ProviderAdapter {
       switch (m.role) {
         case 'system':
         case 'developer':
-          return { role: 'system', content: contentText(m.content) };
+          return { role: 'system', content: messageText(m.content) };
         case 'user': {
-          const out: Record<string, unknown> = { role: 'user', content: contentText(m.content) };
+          const out: Record<string, unknown> = { role: 'user', content: messageText(m.content) };
           const images: string[] = [];
           if (Array.isArray(m.content)) {
             for (const p of m.content) {
@@ -467,7 +467,7 @@ export class OllamaProvider implements ProviderAdapter {
           return out;
         }
         case 'assistant': {
-          const out: Record<string, unknown> = { role: 'assistant', content: contentText(m.content) };
+          const out: Record<string, unknown> = { role: 'assistant', content: messageText(m.content) };
           if (m.tool_calls && m.tool_calls.length > 0) {
             out.tool_calls = m.tool_calls.map((c) => {
               toolNames.set(c.id, c.function.name);
@@ -478,7 +478,7 @@ export class OllamaProvider implements ProviderAdapter {
         }
         case 'tool': {
           const name = (m.tool_call_id && toolNames.get(m.tool_call_id)) || m.name;
-          return { role: 'tool', content: contentText(m.content), ...(name ? { tool_name: name } : {}) };
+          return { role: 'tool', content: messageText(m.content), ...(name ? { tool_name: name } : {}) };
         }
       }
     });
