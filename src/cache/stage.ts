@@ -41,12 +41,13 @@ function partial(ctx: RequestContext): boolean {
  * Whether an answer is one to serve again for the TTL: not when a choice was filtered or refused
  * (finish_reason content_filter: Gemini's SAFETY or RECITATION with the text cut, OpenAI's filter,
  * Anthropic's refusal; OpenAI's `refusal` field), whose verdict another sample or a later model may
- * not repeat, nor when a choice says nothing (no text, tool call or audio).
+ * not repeat, nor when a choice says nothing (no text, tool call or audio), nor an unfinished one
+ * (Anthropic's pause_turn: the client sends it back to be continued).
  */
 function worthKeeping(result: ChatResult): boolean {
   return (
     result.choices.length > 0 &&
-    result.choices.every((c) => c.finish_reason !== 'content_filter' && !c.message.refusal && (!!c.message.content || !!c.message.tool_calls?.length || c.message.audio !== undefined))
+    result.choices.every((c) => c.finish_reason !== 'content_filter' && !c.paused && !c.message.refusal && (!!c.message.content || !!c.message.tool_calls?.length || c.message.audio !== undefined))
   );
 }
 

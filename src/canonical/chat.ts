@@ -396,6 +396,12 @@ export interface ChatChoice {
    * OpenAI route leaves it out).
    */
   stop_sequence?: string;
+  /**
+   * Anthropic's `stop_reason: "pause_turn"`: a server-tool loop (web search, web fetch) stopped at
+   * its limit and the answer is unfinished — the client sends the turn back to continue it. The
+   * finish reason is `stop`; only the Anthropic route reports it, and the answer is not cached.
+   */
+  paused?: true;
 }
 
 export interface ChatResult {
@@ -442,6 +448,8 @@ export interface ChunkChoice {
   text_logprobs?: TextLogprobs;
   /** On the finishing chunk: as ChatChoice.stop_sequence. */
   stop_sequence?: string;
+  /** On the finishing chunk: as ChatChoice.paused. */
+  paused?: true;
 }
 
 /**

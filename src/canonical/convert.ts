@@ -11,6 +11,7 @@ interface ChoiceAcc {
   calls: Map<number, ToolCall>;
   finish: ChatChoice['finish_reason'];
   stopSequence?: string;
+  paused?: boolean;
   logprobs?: { content: TokenLogprob[] | null; refusal?: TokenLogprob[] };
   /** A raw-text upstream's legacy log-probabilities, joined piece by piece. */
   textLogprobs?: TextLogprobs;
@@ -134,6 +135,7 @@ class ChunkFolder {
       if (c.text_logprobs) acc.textLogprobs = joinTextLogprobs(acc.textLogprobs, c.text_logprobs);
       if (c.finish_reason) acc.finish = c.finish_reason;
       if (c.stop_sequence) acc.stopSequence = c.stop_sequence;
+      if (c.paused) acc.paused = true;
     }
   }
 
@@ -159,6 +161,7 @@ class ChunkFolder {
         logprobs: acc.logprobs ? { content: acc.logprobs.content, ...(acc.logprobs.refusal ? { refusal: acc.logprobs.refusal } : {}) } : null,
         ...(acc.textLogprobs ? { text_logprobs: acc.textLogprobs } : {}),
         ...(acc.stopSequence ? { stop_sequence: acc.stopSequence } : {}),
+        ...(acc.paused ? { paused: true as const } : {}),
       }));
     return {
       id: this.id,
@@ -234,7 +237,7 @@ export function resultToChunks(result: ChatResult): ChatChunk[] {
         choices: [{ index, delta: { tool_calls: [{ index: i, id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } }] }, finish_reason: null }],
       });
     }
-    out.push({ ...base, choices: [{ index, delta: {}, finish_reason: choice.finish_reason ?? 'stop', ...(choice.stop_sequence ? { stop_sequence: choice.stop_sequence } : {}) }] });
+    out.push({ ...base, choices: [{ index, delta: {}, finish_reason: choice.finish_reason ?? 'stop', ...(choice.stop_sequence ? { stop_sequence: choice.stop_sequence } : {}), ...(choice.paused ? { paused: true as const } : {}) }] });
   }
   out.push({ ...base, choices: [], usage: result.usage });
   return out;

@@ -253,6 +253,7 @@ export class AnthropicProvider implements ProviderAdapter {
           finish_reason: finish,
           logprobs: null,
           ...(stopSequence ? { stop_sequence: stopSequence } : {}),
+          ...(msg.stop_reason === 'pause_turn' ? { paused: true as const } : {}),
         },
       ],
       usage: toUsage(msg.usage),
@@ -436,7 +437,17 @@ export class AnthropicProvider implements ProviderAdapter {
             for (const [k, v] of Object.entries(event.usage ?? {})) if (v != null) usage[k as keyof AnthropicUsage] = v;
             finish = finishReasonFromAnthropic(event.delta.stop_reason) ?? finish;
             if (jsonMode && finish === 'tool_calls') finish = 'stop';
-            if (finish) yield chunk([{ index: 0, delta: {}, finish_reason: finish, ...(event.delta.stop_sequence ? { stop_sequence: event.delta.stop_sequence } : {}) }]);
+            if (finish) {
+              yield chunk([
+                {
+                  index: 0,
+                  delta: {},
+                  finish_reason: finish,
+                  ...(event.delta.stop_sequence ? { stop_sequence: event.delta.stop_sequence } : {}),
+                  ...(event.delta.stop_reason === 'pause_turn' ? { paused: true as const } : {}),
+                },
+              ]);
+            }
             break;
           case 'message_stop':
             stopped = true;

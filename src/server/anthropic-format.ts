@@ -259,7 +259,7 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
     role: 'assistant',
     model,
     content,
-    stop_reason: stopReason(choice?.finish_reason, choice?.stop_sequence, refused, calledTools),
+    stop_reason: choice?.paused ? 'pause_turn' : stopReason(choice?.finish_reason, choice?.stop_sequence, refused, calledTools),
     stop_sequence: choice?.stop_sequence ?? null,
     usage: usage(result.usage, result.usage.completion_tokens),
   };
@@ -295,6 +295,7 @@ export async function* anthropicStreamEvents(
   const blockOfThinking = new Map<number, number>();
   let finish: FinishReason | null = null;
   let stopSequence: string | undefined;
+  let paused = false;
   let refused = false;
   let promptCount: Usage | undefined;
   let outputTokens: number | undefined;
@@ -343,6 +344,7 @@ export async function* anthropicStreamEvents(
       if (!choice) continue;
       if (choice.finish_reason) finish = choice.finish_reason;
       if (choice.stop_sequence) stopSequence = choice.stop_sequence;
+      if (choice.paused) paused = true;
       for (const piece of choice.delta.anthropic_content ?? []) {
         native = true;
         const index = blockOfNative.get(piece.index);
@@ -405,7 +407,7 @@ export async function* anthropicStreamEvents(
     event: 'message_delta',
     data: {
       type: 'message_delta',
-      delta: { stop_reason: stopReason(finish, stopSequence, refused, blockOfTool.size > 0 || nativeCalledTool), stop_sequence: stopSequence ?? null },
+      delta: { stop_reason: paused ? 'pause_turn' : stopReason(finish, stopSequence, refused, blockOfTool.size > 0 || nativeCalledTool), stop_sequence: stopSequence ?? null },
       // The upstream's count replaces the hint sent in message_start (the SDK takes it from here),
       // the prompt cache's counts with it where the upstream reported them.
       usage: { ...(promptCount ? withoutNulls(promptUsage(promptCount)) : {}), output_tokens: outputTokens ?? 0 },

@@ -120,7 +120,7 @@ function cleanMessage(m: ChatMessage): ChatMessage {
 const anthropicOnly = (m: { thinking_blocks?: unknown; anthropic_content?: unknown }): boolean => m.thinking_blocks !== undefined || m.anthropic_content !== undefined;
 
 /**
- * The OpenAI shape of an answer: without `stop_sequence`, Claude's signed `thinking_blocks` and its
+ * The OpenAI shape of an answer: without `stop_sequence` and `paused`, Claude's signed `thinking_blocks` and its
  * blocks as sent (`anthropic_content`: server-tool blocks, citations), which only the Anthropic route
  * reports (the thinking's text stays, as `reasoning_content`, and the answer's text as `content`);
  * its message has `refusal`, null when there is none, as the spec's message requires (the openai
@@ -128,11 +128,11 @@ const anthropicOnly = (m: { thinking_blocks?: unknown; anthropic_content?: unkno
  */
 export function openAiResult(r: ChatResult): ChatResult {
   let clean = true;
-  for (const c of r.choices) if (c.stop_sequence !== undefined || anthropicOnly(c.message) || c.message.refusal === undefined) clean = false;
+  for (const c of r.choices) if (c.stop_sequence !== undefined || c.paused !== undefined || anthropicOnly(c.message) || c.message.refusal === undefined) clean = false;
   if (clean) return r;
   return {
     ...r,
-    choices: r.choices.map(({ stop_sequence: _stop, ...c }) => {
+    choices: r.choices.map(({ stop_sequence: _stop, paused: _paused, ...c }) => {
       const { thinking_blocks: _t, anthropic_content: _a, ...message } = c.message;
       return { ...c, message: { ...message, refusal: message.refusal ?? null } };
     }),
@@ -142,11 +142,11 @@ export function openAiResult(r: ChatResult): ChatResult {
 /** The OpenAI shape of a stream chunk: without what only the Anthropic route reports (as openAiResult). */
 export function openAiChunk(chunk: ChatChunk): ChatChunk {
   let clean = true;
-  for (const c of chunk.choices) if (c.stop_sequence !== undefined || anthropicOnly(c.delta)) clean = false;
+  for (const c of chunk.choices) if (c.stop_sequence !== undefined || c.paused !== undefined || anthropicOnly(c.delta)) clean = false;
   if (clean) return chunk;
   return {
     ...chunk,
-    choices: chunk.choices.map(({ stop_sequence: _stop, ...c }) => {
+    choices: chunk.choices.map(({ stop_sequence: _stop, paused: _paused, ...c }) => {
       if (!anthropicOnly(c.delta)) return c;
       const { thinking_blocks: _t, anthropic_content: _a, ...delta } = c.delta;
       return { ...c, delta };
