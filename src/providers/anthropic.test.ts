@@ -287,6 +287,34 @@ describe('anthropic provider: text Anthropic refuses', () => {
   });
 });
 
+describe('anthropic provider: JSON mode with extended thinking', () => {
+  const schema = { type: 'object', properties: { a: { type: 'string' } } };
+  it('sends a JSON schema as output_config.format, not the forced tool Anthropic refuses beside thinking', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    const res = await provider.chat({ ...baseReq, thinking: { type: 'enabled', budget_tokens: 2048 }, max_completion_tokens: 8000, response_format: { type: 'json_schema', json_schema: { name: 'o', schema } } }, opts());
+    const body = sentBody();
+    expect(body.output_config).toEqual({ format: { type: 'json_schema', schema } });
+    expect(body).not.toHaveProperty('tool_choice');
+    expect(body).not.toHaveProperty('tools');
+    // The answer's text is the answer.
+    expect(typeof res.choices[0]?.message.content).toBe('string');
+  });
+
+  it('offers the JSON tool for json_object without forcing it', async () => {
+    server.reply({ body: await fixture('anthropic-message.json') });
+    await provider.chat({ ...baseReq, thinking: { type: 'enabled', budget_tokens: 2048 }, max_completion_tokens: 8000, response_format: { type: 'json_object' } }, opts());
+    expect(sentBody().tool_choice).toEqual({ type: 'auto', disable_parallel_tool_use: true });
+    expect((sentBody().tools as Array<{ name: string }>).map((t) => t.name)).toHaveLength(1);
+  });
+
+  it('still forces the tool without thinking', async () => {
+    server.reply({ body: await fixture('anthropic-message-json.json') });
+    await provider.chat({ ...baseReq, response_format: { type: 'json_schema', json_schema: { name: 'o', schema } } }, opts());
+    expect(sentBody().tool_choice).toMatchObject({ type: 'tool', disable_parallel_tool_use: true });
+    expect(sentBody()).not.toHaveProperty('output_config');
+  });
+});
+
 describe('anthropic provider: responses', () => {
   it('joins text blocks and counts cache tokens as prompt tokens', async () => {
     server.reply({ body: await fixture('anthropic-message.json') });

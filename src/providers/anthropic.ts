@@ -171,8 +171,11 @@ export class AnthropicProvider implements ProviderAdapter {
     // non-whitespace"), which OpenAI clients send (stop: ["\n"]): those are left out of the request
     // and applied here to the answer's text (whitespaceStops).
     const stop = stopList(req.stop).filter((s) => s.trim() !== '');
-    // One call of the forced tool: with parallel calls a streamed answer would be two objects back to back.
-    const toolChoice = json ? { type: 'tool', name: JSON_TOOL, disable_parallel_tool_use: true } : tools ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
+    // One call of the forced tool: with parallel calls a streamed answer would be two objects back to
+    // back. With thinking on the tool is offered, not forced (Anthropic refuses forcing it there).
+    const thinking = req.thinking?.type === 'enabled';
+    const toolChoice = json ? { type: thinking ? 'auto' : 'tool', ...(thinking ? {} : { name: JSON_TOOL }), disable_parallel_tool_use: true } : tools ? toAnthropicToolChoice(req.tool_choice, req.parallel_tool_calls) : undefined;
+    const format = nativeFormat(req);
     const body: Record<string, unknown> = {
       model: req.model,
       max_tokens: requestedMaxTokens(req) ?? this.options.default_max_tokens,
@@ -188,6 +191,7 @@ export class AnthropicProvider implements ProviderAdapter {
       tool_choice: toolChoice,
       // Extended thinking as the client asked (the Anthropic route's `thinking`).
       thinking: req.thinking,
+      output_config: format ? { format } : undefined,
       metadata: req.user ? { user_id: req.user } : undefined,
       stream: stream || undefined,
     };
@@ -584,13 +588,25 @@ const JSON_TOOL = 'json_response';
  */
 function jsonTool(req: ChatRequest): { name: string; description: string; input_schema: Record<string, unknown> } | undefined {
   const f = req.response_format;
-  if (!f || f.type === 'text' || req.tools?.length || req.anthropic_tools?.length) return undefined;
+  if (!f || f.type === 'text' || req.tools?.length || req.anthropic_tools?.length || nativeFormat(req)) return undefined;
   if (f.type === 'json_object') return { name: JSON_TOOL, description: 'Give the answer as a JSON object.', input_schema: { type: 'object' } };
   // A root object, as OpenAI's structured outputs require too; Anthropic wants the type said.
   const schema = f.json_schema.schema ?? {};
   const input_schema = schema.type === undefined ? { type: 'object', ...schema } : schema;
   const about = f.json_schema.description ? `: ${f.json_schema.description}` : '';
   return { name: JSON_TOOL, description: `Give the answer as JSON (${f.json_schema.name}${about}).`, input_schema };
+}
+
+/**
+ * Anthropic's own structured output (`output_config.format`) for a JSON schema asked with extended
+ * thinking on: Anthropic refuses a forced tool beside thinking ("Thinking may not be enabled when
+ * tool_choice forces tool use"), so there the schema goes natively and the answer's text is the JSON.
+ */
+function nativeFormat(req: ChatRequest): { type: 'json_schema'; schema: Record<string, unknown> } | undefined {
+  const f = req.response_format;
+  if (f?.type !== 'json_schema' || req.thinking?.type !== 'enabled' || req.tools?.length || req.anthropic_tools?.length) return undefined;
+  const schema = f.json_schema.schema ?? {};
+  return { type: 'json_schema', schema: schema.type === undefined ? { type: 'object', ...schema } : schema };
 }
 
 /** A scanner for the request's whitespace-only stop sequences (the ones not sent upstream), if any. */
