@@ -470,7 +470,6 @@ describe('anthropicStreamEvents', () => {
       ['content_block_stop', 0],
       ['content_block_start', 1],
       ['content_block_delta', 1],
-      ['content_block_delta', 1],
       ['content_block_stop', 1],
       ['content_block_start', 2],
       ['content_block_delta', 2],
@@ -479,8 +478,34 @@ describe('anthropicStreamEvents', () => {
       ['message_stop', undefined],
     ]);
     expect(events[4]?.data).toEqual({ type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'call_a', name: 'get_weather', input: {} } });
-    expect(events[5]?.data).toEqual({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{"city":' } });
-    expect(events[11]?.data).toMatchObject({ delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 20 } });
+    // A tool's arguments go whole, in one delta, once the answer has ended.
+    expect(events[5]?.data).toEqual({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{"city":"Paris"}' } });
+    expect(events[10]?.data).toMatchObject({ delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 20 } });
+  });
+
+  it('sends arguments a model got wrong as the JSON answer reads them ({_raw}), and interleaved parallel calls each whole in its own block', async () => {
+    const events = await collect(
+      anthropicStreamEvents(
+        fromArray([
+          chunk({ role: 'assistant', tool_calls: [{ index: 0, id: 'c1', type: 'function', function: { name: 'Bash', arguments: '' } }, { index: 1, id: 'c2', type: 'function', function: { name: 'Bash', arguments: '' } }] }),
+          chunk({ tool_calls: [{ index: 0, function: { arguments: '{"cmd":"ls"}}' } }, { index: 1, function: { arguments: '{"cmd":' } }] }),
+          chunk({ tool_calls: [{ index: 1, function: { arguments: '"pwd"}' } }] }),
+          chunk({}, 'tool_calls'),
+          usageChunk(30, 20),
+        ]),
+        'm',
+        0,
+      ),
+    );
+    // Every delta of a block comes before its stop.
+    const stopped = new Set<number>();
+    for (const e of events) {
+      const index = (e.data as { index?: number }).index;
+      if (e.event === 'content_block_stop') stopped.add(index as number);
+      if (e.event === 'content_block_delta') expect(stopped.has(index as number)).toBe(false);
+    }
+    const inputs = events.filter((e) => e.event === 'content_block_delta').map((e) => JSON.parse((e.data as { delta: { partial_json: string } }).delta.partial_json) as unknown);
+    expect(inputs).toEqual([{ _raw: '{"cmd":"ls"}}' }, { cmd: 'pwd' }]);
   });
 
   it('renders a streamed refusal (OpenAI delta.refusal) as a text block and ends with stop_reason refusal', async () => {

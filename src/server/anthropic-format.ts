@@ -249,7 +249,7 @@ export function canonicalToAnthropicMessage(result: ChatResult, model: string): 
       refused = true;
     }
     for (const call of message?.tool_calls ?? []) {
-      content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseToolInput(call.function.arguments) });
+      content.push({ type: 'tool_use', id: call.id || `toolu_${randomBytes(12).toString('hex')}`, name: call.function.name, input: parseToolInput(call.function.arguments) });
     }
     calledTools = Boolean(message?.tool_calls?.length);
   }
@@ -292,6 +292,14 @@ export async function* anthropicStreamEvents(
   let nativeCalledTool = false;
   const blockOfNative = new Map<number, number>();
   const blockOfTool = new Map<number, number>();
+  /**
+   * Tool calls of a portable stream (an OpenAI-compatible upstream's deltas), kept whole until the
+   * answer ends and then sent one block each, in order, with their arguments as parseToolInput reads
+   * them (as a JSON answer gives them): arguments a small model got wrong ('{"a":1}}', 'ls -la')
+   * streamed as they came broke the Anthropic SDK's partial-JSON parser mid-stream, and deltas of
+   * parallel calls that interleave would land after their block's content_block_stop.
+   */
+  const pendingTools = new Map<number, { id?: string; name: string; args: string }>();
   const blockOfThinking = new Map<number, number>();
   let finish: FinishReason | null = null;
   let stopSequence: string | undefined;
@@ -382,16 +390,18 @@ export async function* anthropicStreamEvents(
         yield* nativeDeltaEvents(blockIndex, { index: blockIndex, text });
       }
       for (const call of toolCalls ?? []) {
-        let index = blockOfTool.get(call.index);
-        if (index === undefined) {
-          const id = call.id ?? `toolu_${randomBytes(12).toString('hex')}`;
-          index = yield* openBlock({ kind: 'tool', toolIndex: call.index }, { type: 'tool_use', id, name: call.function?.name ?? '', input: {} });
-          blockOfTool.set(call.index, index);
-        }
-        const args = call.function?.arguments;
-        // A late delta for an earlier tool keeps that tool's index: the SDK accumulates by index.
-        if (args) yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: args } } };
+        let tool = pendingTools.get(call.index);
+        if (!tool) pendingTools.set(call.index, (tool = { name: '', args: '' }));
+        if (call.id) tool.id ??= call.id;
+        if (call.function?.name) tool.name += call.function.name;
+        if (call.function?.arguments) tool.args += call.function.arguments;
       }
+    }
+    for (const [toolIndex, tool] of [...pendingTools].sort((a, b) => a[0] - b[0])) {
+      const id = tool.id || `toolu_${randomBytes(12).toString('hex')}`;
+      const index = yield* openBlock({ kind: 'tool', toolIndex }, { type: 'tool_use', id, name: tool.name, input: {} });
+      blockOfTool.set(toolIndex, index);
+      yield { event: 'content_block_delta', data: { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: JSON.stringify(parseToolInput(tool.args)) } } };
     }
   } catch (err) {
     // The blocks begun are closed; the failure goes on to whoever writes the stream (writeSse's
