@@ -47,6 +47,38 @@ describe('embedding micro-batching', () => {
     expect((await second).data).toHaveLength(1);
   });
 
+  it('cancels a batch already sent upstream once every caller in it has gone, and not while one still waits', async () => {
+    const sim = createSimulatorProvider('sim', { latency_ms: 200 });
+    const seen: Array<{ aborted: () => boolean }> = [];
+    const watching: ProviderAdapter = {
+      ...sim,
+      embed: (req, o) => {
+        seen.push({ aborted: () => o.signal.aborted });
+        return sim.embed(req, o);
+      },
+    };
+    const batching = new EmbeddingBatchingProvider(watching, { maxSize: 32, flushTimeoutMs: 5 });
+    // Both callers leave while their batch is upstream: the call is cancelled.
+    const a = new AbortController();
+    const b = new AbortController();
+    const both = [batching.embed({ model: 'emb', input: 'a' }, opts(a.signal)), batching.embed({ model: 'emb', input: 'b' }, opts(b.signal))];
+    await vi.waitFor(() => expect(seen).toHaveLength(1));
+    a.abort();
+    expect(seen[0]?.aborted()).toBe(false); // b still waits
+    b.abort();
+    expect(seen[0]?.aborted()).toBe(true);
+    await Promise.allSettled(both);
+    // One caller of two leaves: the other's answer still comes.
+    const c = new AbortController();
+    const left = batching.embed({ model: 'emb', input: 'c' }, opts(c.signal));
+    const stays = batching.embed({ model: 'emb', input: 'd' }, opts());
+    await vi.waitFor(() => expect(seen).toHaveLength(2));
+    c.abort();
+    await expect(left).rejects.toMatchObject({ kind: 'aborted' });
+    expect((await stays).data).toHaveLength(1);
+    expect(seen[1]?.aborted()).toBe(false);
+  });
+
   it('fails every request of a batch whose upstream call fails', async () => {
     const sim = createSimulatorProvider('sim', { error_rate: 1, seed: 1 });
     const batching = new EmbeddingBatchingProvider(sim, { maxSize: 32, flushTimeoutMs: 5 });

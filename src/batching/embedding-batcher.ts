@@ -6,7 +6,7 @@
 // Inputs of a caller that went away are dropped while still queued; a full queue refuses new work
 // (503 overloaded, retryable elsewhere); a (model, dimensions) batcher is let go once it is idle, so
 // clients naming ever new models or dimensions do not leave one behind each.
-import type { CancelSignal } from '../providers/cancel.js';
+import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
 import { isUpstreamError, UpstreamError, type UpstreamErrorKind } from '../providers/errors.js';
@@ -18,6 +18,8 @@ interface EmbedItem {
   text: string;
   /** The embed() call the input came with: its inputs are retried together. */
   caller: object;
+  /** That call's signal: a batch whose every caller has gone is cancelled upstream. */
+  signal: CancelSignal;
 }
 interface EmbedOutput {
   embedding: number[];
@@ -91,7 +93,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     let outputs: EmbedOutput[];
     try {
       // The signal drops this request's inputs still queued (not sent upstream for nobody).
-      outputs = await abortable(() => batcher.submitMany(inputs.map((text) => ({ text, caller })), opts.signal), opts.signal, this.name);
+      outputs = await abortable(() => batcher.submitMany(inputs.map((text) => ({ text, caller, signal: opts.signal })), opts.signal), opts.signal, this.name);
     } catch (err) {
       if (err instanceof MicroBatcherFull) throw new UpstreamError({ provider: this.name, kind: 'overloaded', status: 503, message: `${this.name}: the embedding batch queue for ${req.model} is full (${err.queued} inputs waiting)`, cause: err });
       throw err;
@@ -141,10 +143,17 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
   private async embedBatch(model: string, dimensions: number | undefined, items: EmbedItem[]): Promise<EmbedOutput[]> {
     this.upstreamCalls++;
     const timeoutMs = this.options.timeoutMs ?? 30_000;
-    const result = await this.inner.embed(
-      { model, input: items.map((i) => i.text), encoding_format: 'float', ...(dimensions ? { dimensions } : {}) },
-      { signal: AbortSignal.timeout(timeoutMs), timeoutMs, requestId: `embed-batch-${this.upstreamCalls}` },
-    );
+    const cancel = new Cancellation();
+    const forgetCallers = whenAllGone(items, () => cancel.abort(new Error('every request in the batch was cancelled')));
+    let result: EmbeddingResult;
+    try {
+      result = await this.inner.embed(
+        { model, input: items.map((i) => i.text), encoding_format: 'float', ...(dimensions ? { dimensions } : {}) },
+        { signal: cancel, timeoutMs, requestId: `embed-batch-${this.upstreamCalls}` },
+      );
+    } finally {
+      forgetCallers();
+    }
     const byIndex = new Map(result.data.map((d) => [d.index, d.embedding]));
     // The upstream reports one usage for the batch: each input is charged its share by token count.
     const counts = items.map((i) => Math.max(1, countTextTokens(i.text)));
@@ -156,6 +165,28 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
       return { embedding, tokens: total === sum ? (counts[i] as number) : Math.round((total * (counts[i] as number)) / sum) };
     });
   }
+}
+
+/**
+ * Calls `gone` once every caller with inputs in `items` has aborted (a batch sent upstream for
+ * nobody is cancelled: its upstream call would be paid for and its answer thrown away); returns
+ * what stops listening.
+ */
+function whenAllGone(items: readonly EmbedItem[], gone: () => void): () => void {
+  const signals = new Set(items.map((i) => i.signal));
+  let left = 0;
+  const onAbort = () => {
+    if (--left === 0) gone();
+  };
+  for (const s of signals) {
+    if (s.aborted) continue;
+    left++;
+    s.addEventListener('abort', onAbort, { once: true });
+  }
+  if (left === 0) gone();
+  return () => {
+    for (const s of signals) s.removeEventListener('abort', onAbort);
+  };
 }
 
 /** Wraps the providers whose embeddings can be batched; others are returned as they are. */
