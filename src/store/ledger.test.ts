@@ -536,3 +536,17 @@ describe('rows recorded after their settlement', () => {
     }
   });
 });
+
+describe('the ledger indexes', () => {
+  it('has one for each budget scope’s spend this period (key, user and team, by time): seeding a counter reads no other rows', async () => {
+    await db.query(`SET enable_seqscan = off`);
+    try {
+      for (const [column, index] of [['key_id', 'ledger_key_ts'], ['user_id', 'ledger_user_ts'], ['team_id', 'ledger_team_ts']] as const) {
+        const plan = await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT sum(cost_usd) FROM ledger WHERE ${column} = 'x' AND ts >= now() - interval '30 days'`);
+        expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain(index);
+      }
+    } finally {
+      await db.query(`SET enable_seqscan = on`);
+    }
+  });
+});

@@ -70,6 +70,12 @@ export const MIGRATIONS: Migration[] = [
       )`,
     ],
   },
+  {
+    // A team's budget counter is seeded from its spend this period (spentSince), as a key's and a
+    // user's are: without this index that read scanned every ledger row of the period.
+    id: '0008_ledger_team_index',
+    statements: [`CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team_id, ts)`],
+  },
 ];
 
 /** Applies every migration not yet recorded, each in its own transaction, under an advisory lock. */
