@@ -51,7 +51,12 @@ describe('embedding micro-batching', () => {
     const sim = createSimulatorProvider('sim', { latency_ms: 200 });
     const seen: Array<{ aborted: () => boolean }> = [];
     const watching: ProviderAdapter = {
-      ...sim,
+      name: sim.name,
+      type: sim.type,
+      chat: (req, o) => sim.chat(req, o),
+      streamChat: (req, o) => sim.streamChat(req, o),
+      ready: () => sim.ready(),
+      close: () => sim.close(),
       embed: (req, o) => {
         seen.push({ aborted: () => o.signal.aborted });
         return sim.embed(req, o);
