@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { seededVectors } from '../../test/helpers/vectors.js';
 import { dot } from './embedders/types.js';
 import { HnswIndex } from './hnsw.js';
-import { CompactingAnn, PartitionedVectorIndex, typescriptHnswFactory } from './vector-index.js';
+import { CompactingAnn, EXACT_SEARCH_UP_TO, PartitionedVectorIndex, typescriptHnswFactory } from './vector-index.js';
 
 const { vec } = seededVectors(7);
 
@@ -73,7 +73,7 @@ describe('CompactingAnn', () => {
       const h = new HnswIndex({ dimensions: 8, initialCapacity: 16 });
       built.push(h);
       return h;
-    }, 50);
+    }, 50, 0);
     const vectors = new Map<string, Float32Array>();
     let next = 0;
     const add = () => {
@@ -107,5 +107,37 @@ describe('CompactingAnn', () => {
     }
     expect(ann.has('k0')).toBe(false);
     expect(ann.search(vec(8), 200).every((n) => vectors.has(n.label))).toBe(true);
+  });
+});
+
+describe('partitions too small for an approximate index', () => {
+  it('are searched exactly with no index built (each would cost ~50 KB): one entry per partition builds none', () => {
+    let made = 0;
+    const factory = typescriptHnswFactory();
+    const index = new PartitionedVectorIndex(8, (dims) => (made++, factory(dims)));
+    const entries = Array.from({ length: 500 }, (_, i) => [`p${i}`, `k${i}`, vec(8)] as const);
+    for (const [p, k, v] of entries) index.add(p, k, v);
+    expect(index.partitions).toBe(500);
+    expect(made).toBe(0);
+    for (const [p, k, v] of entries.slice(0, 50)) expect(index.search(p, v, 1)[0]).toMatchObject({ label: k, similarity: expect.closeTo(1, 5) });
+  });
+
+  it('a partition that grows to EXACT_SEARCH_UP_TO entries gets its index, built in the background, and finds the same neighbours', async () => {
+    let made = 0;
+    const factory = typescriptHnswFactory();
+    const ann = new CompactingAnn(() => (made++, factory(8)));
+    const stored = Array.from({ length: EXACT_SEARCH_UP_TO + 20 }, () => vec(8));
+    stored.forEach((v, i) => ann.add(`k${i}`, v));
+    expect(ann.indexed).toBe(false);
+    const queries = Array.from({ length: 20 }, () => vec(8));
+    const exact = queries.map((q) => ann.search(q, 3).map((n) => n.label));
+    await expect.poll(() => ann.indexed, { timeout: 2000, interval: 5 }).toBe(true);
+    expect(made).toBe(1);
+    const indexed = queries.map((q) => ann.search(q, 3).map((n) => n.label));
+    // The approximate index finds the exact search's best match for (nearly) every query.
+    expect(indexed.filter((labels, i) => labels[0] === exact[i]?.[0]).length).toBeGreaterThanOrEqual(18);
+    // Removing below the threshold keeps the index (no rebuild back and forth).
+    for (let i = 0; i < 100; i++) ann.remove(`k${i}`);
+    expect(ann.indexed).toBe(true);
   });
 });

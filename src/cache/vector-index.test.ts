@@ -80,7 +80,7 @@ describe.skipIf(!usearch)('usearch with quantized vectors (skipped: the optional
   });
 
   it('rebuilds a small index once its dead nodes outnumber its live ones, counting those removed while a rebuild ran', async () => {
-    const ann = new CompactingAnn(() => usearchFactory(usearch!, {})(d));
+    const ann = new CompactingAnn(() => usearchFactory(usearch!, {})(d), 64, 0);
     const settle = () => new Promise((r) => setTimeout(r, 50));
     // Ten live entries, a churn of 290 removals: far fewer than the 1,024 a fixed minimum would wait for.
     for (let i = 0; i < 300; i++) {

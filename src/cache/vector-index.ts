@@ -152,6 +152,15 @@ export function defaultAnnFactory(t: IndexTuning = {}): { kind: 'usearch' | 'typ
   return mod ? { kind: 'usearch', factory: usearchFactory(mod, t) } : { kind: 'typescript-hnsw', factory: typescriptHnswFactory(t) };
 }
 
+/**
+ * A partition holding fewer entries is searched exactly (a dot product per entry, ~10 µs at 128 of
+ * 256 dimensions) and has no approximate index: an index costs ~50 KB however few entries it holds
+ * (usearch's, or the TypeScript HNSW's first allocation), and every conversation's later turns and
+ * every request with a system prompt of its own is a partition of its own — one such index each
+ * multiplied the cache's memory ~15-fold past the entries' bytes that `max_bytes` counts.
+ */
+export const EXACT_SEARCH_UP_TO = 128;
+
 /** Longest stretch a rebuild runs before yielding to requests, ms. */
 const REBUILD_SLICE_MS = 2;
 
@@ -166,22 +175,28 @@ const REBUILD_SLICE_MS = 2;
  * adds and removes to both meanwhile, and swaps when done; searches use the old index until then.
  */
 export class CompactingAnn implements AnnIndex {
-  private current: AnnIndex;
+  /** The approximate index, once the partition has EXACT_SEARCH_UP_TO entries; until then searches are exact. */
+  private current: AnnIndex | undefined;
   private next: AnnIndex | undefined;
   private readonly vectors = new Map<string, Float32Array>();
   private removedSinceBuild = 0;
-  /** Completed rebuilds. */
+  /** Completed rebuilds (the first build of a partition that grew past exact search included). */
   rebuilds = 0;
 
   constructor(
     private readonly make: () => AnnIndex,
     private readonly minRemovals = 64,
+    private readonly exactUpTo = EXACT_SEARCH_UP_TO,
   ) {
-    this.current = make();
+    if (exactUpTo <= 0) this.current = make();
   }
 
   get size(): number {
     return this.vectors.size;
+  }
+  /** Whether the approximate index has been built (a small partition is searched exactly without one). */
+  get indexed(): boolean {
+    return this.current !== undefined;
   }
   has(label: string): boolean {
     return this.vectors.has(label);
@@ -189,11 +204,17 @@ export class CompactingAnn implements AnnIndex {
   add(label: string, vector: Float32Array): void {
     if (this.vectors.has(label)) this.remove(label);
     this.vectors.set(label, vector);
-    this.current.add(label, vector);
+    this.current?.add(label, vector);
     this.next?.add(label, vector);
+    // Grown past exact search: the index is built in the background, searched once complete.
+    if (!this.current && !this.next && this.vectors.size >= this.exactUpTo) this.rebuild();
   }
   remove(label: string): boolean {
     if (!this.vectors.delete(label)) return false;
+    if (!this.current) {
+      if (this.next?.has(label)) this.next.remove(label);
+      return true;
+    }
     this.current.remove(label);
     if (this.next?.has(label)) this.next.remove(label);
     // The index's own count of what it still holds when it keeps one (usearch: it counts the nodes
@@ -205,14 +226,28 @@ export class CompactingAnn implements AnnIndex {
   /**
    * The index's candidates, re-scored against the stored full-precision vectors: a quantized index
    * (usearch i8/f16) finds the neighbours, the similarity a threshold is compared with is exact.
+   * A partition without an index yet is searched exactly.
    */
   search(query: Float32Array, k: number): Neighbour[] {
+    if (!this.current) return this.exact(query, k);
     const found = this.current.search(query, k);
     for (const n of found) {
       const v = this.vectors.get(n.label);
       if (v) n.similarity = dot(query, v);
     }
     return found.length > 1 ? found.sort((a, b) => b.similarity - a.similarity) : found;
+  }
+  private exact(query: Float32Array, k: number): Neighbour[] {
+    const best: Neighbour[] = [];
+    for (const [label, v] of this.vectors) {
+      const similarity = dot(query, v);
+      if (best.length === k && similarity <= (best[k - 1] as Neighbour).similarity) continue;
+      let i = best.length;
+      while (i > 0 && (best[i - 1] as Neighbour).similarity < similarity) i--;
+      best.splice(i, 0, { label, similarity });
+      if (best.length > k) best.pop();
+    }
+    return best;
   }
   /** Stops a running rebuild (the index is being dropped). */
   dispose(): void {
@@ -310,6 +345,8 @@ export class PartitionedVectorIndex implements SemanticIndex {
   }
 
   search(partition: string, query: Float32Array, k = 1): Neighbour[] {
+    // Exact search would score any length; an index refuses it, and the cache never sends one.
+    if (query.length !== this.dimensions) throw new RangeError(`a query of ${query.length} dimensions for an index of ${this.dimensions}`);
     const idx = this.parts.get(partition);
     return idx ? idx.search(query, k) : [];
   }
