@@ -148,6 +148,23 @@ describe('semanticKey', () => {
     expect(fingerprint()).not.toBe('JS019hO8DPTbVF8xbQomFyaCJIcTlzVR');
   });
 
+  it("fingerprints who says the last turn (its name): in a group chat Bob's question is no hit for Alice's answer", () => {
+    const ask = (name?: string) => semanticKey({ ...base, messages: [base.messages[0]!, { role: 'user', content: 'What is my name?', ...(name ? { name } : {}) }] });
+    expect(ask('alice')?.fingerprint).not.toBe(ask('bob')?.fingerprint);
+    expect(ask('alice')?.fingerprint).toBe(ask('alice')?.fingerprint);
+    // A turn without a name keeps the fingerprint it always had.
+    expect(ask()?.fingerprint).toBe(semanticKey({ ...base, messages: [base.messages[0]!, { role: 'user', content: 'What is my name?' }] })?.fingerprint);
+  });
+
+  it('reads text parts one per line: parts whose words would run together are not the same prompt', () => {
+    const parts = { model: 'm', messages: [{ role: 'user' as const, content: [{ type: 'text' as const, text: 'Is 12' }, { type: 'text' as const, text: '3 prime?' }] }] };
+    const whole = { model: 'm', messages: [{ role: 'user' as const, content: 'Is 123 prime?' }] };
+    expect(exactKey(parts)).not.toBe(exactKey(whole));
+    expect(semanticKey(parts)?.text).toBe('Is 12\n3 prime?');
+    // One text part is the same as the plain string.
+    expect(exactKey({ model: 'm', messages: [{ role: 'user', content: [{ type: 'text', text: 'Is 123 prime?' }] }] })).toBe(exactKey(whole));
+  });
+
   it('is undefined when the last turn is not a user text turn', () => {
     expect(semanticKey({ ...base, messages: [...base.messages, { role: 'assistant', content: 'Paris' }] })).toBeUndefined();
     expect(

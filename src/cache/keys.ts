@@ -3,7 +3,7 @@
 // nothing that does not (stream, user, metadata…). The semantic key splits the same request into the text that is embedded (the
 // last user turn) and a fingerprint of the rest, which must match exactly for a semantic hit.
 import { hash as digest } from 'node:crypto';
-import { contentText, stopList, withoutCacheControl, type ChatMessage, type ChatRequest } from '../canonical/chat.js';
+import { messageText, stopList, withoutCacheControl, type ChatMessage, type ChatRequest } from '../canonical/chat.js';
 import { parseDifficulty } from '../scaling/levels.js';
 
 /** JSON with sorted keys and undefined fields dropped, so equal requests serialise equally. */
@@ -35,10 +35,12 @@ function hash(s: string): string {
 }
 
 function canonicalMessage(m: ChatMessage): unknown {
-  // Text-only content compares as a plain string whichever form the client sent. Prompt-cache
-  // breakpoints (cache_control) change what the provider bills, not the answer: never in the key.
+  // Text-only content compares as a plain string whichever form the client sent, its parts one per
+  // line as the upstreams read them (messageText: run together, ["Is 12", "3 prime?"] would share
+  // "Is 123 prime?"'s key). Prompt-cache breakpoints (cache_control) change what the provider bills,
+  // not the answer: never in the key.
   const content =
-    typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text') ? contentText(m.content) : withoutCacheControl(m.content);
+    typeof m.content === 'string' || m.content == null || m.content.every((p) => p.type === 'text') ? messageText(m.content) : withoutCacheControl(m.content);
   // An assistant turn's refusal (history sent back) is part of what the model sees, and so is its
   // spoken answer's reference (`audio: {id}`, sent on to OpenAI-compatible upstreams). Old entries
   // keyed without it are only reachable by the same history with that turn empty.
@@ -154,12 +156,15 @@ export function semanticKey(req: ChatRequest, opts: KeyOptions = {}): SemanticKe
   const last = req.messages[req.messages.length - 1];
   if (!last || last.role !== 'user') return undefined;
   if (Array.isArray(last.content) && last.content.some((p) => p.type !== 'text')) return undefined;
-  const text = contentText(last.content).trim();
+  const text = messageText(last.content).trim();
   if (!text) return undefined;
   const context = req.messages.slice(0, -1).map(canonicalMessage);
+  // Only the last turn's text is compared by meaning; who says it (its `name`, in a group chat one
+  // tenant serves) is part of the fingerprint, or Bob's "What is my name?" would get Alice's answer.
+  const speaker = last.name ? { speaker: last.name } : {};
   return {
     text,
-    fingerprint: hash(canonicalJson({ model: req.model, context, ...outputParameters(req, false), ...scalingParts(opts), fingerprint: FINGERPRINT_KEY })),
+    fingerprint: hash(canonicalJson({ model: req.model, context, ...speaker, ...outputParameters(req, false), ...scalingParts(opts), fingerprint: FINGERPRINT_KEY })),
   };
 }
 
