@@ -50,7 +50,8 @@ export const semanticCacheSchema = z
 export const cacheConfigSchema = z
   .object({
     enabled: z.boolean().default(true),
-    backend: z.enum(['memory', 'redis']).default('memory'),
+    /** auto: Redis when `redis.url` is set (shared by every worker and replica), else memory — as rate_limiting.backend. */
+    backend: z.enum(['auto', 'memory', 'redis']).default('auto'),
     /** Entry lifetime, seconds. */
     ttl_s: z.number().int().positive().default(3600),
     /** Memory budget (memory: this process; redis: the shared total), bytes. */
@@ -71,7 +72,7 @@ export const cacheConfigSchema = z
 export type CacheConfig = z.infer<typeof cacheConfigSchema>;
 
 export const CACHE_ENV_VARS: readonly EnvVar[] = [
-  { name: 'CACHE_BACKEND', path: 'cache.backend', kind: 'string', default: 'memory', description: 'Response cache store: `memory` (this process) or `redis` (shared; needs `REDIS_URL`).' },
+  { name: 'CACHE_BACKEND', path: 'cache.backend', kind: 'string', default: 'auto', description: 'Response cache store: `auto` (Redis when `REDIS_URL` is set, else memory), `memory` (this process) or `redis` (shared; needs `REDIS_URL`).' },
   { name: 'CACHE_TTL', path: 'cache.ttl_s', kind: 'int', default: '3600', description: 'Response cache entry lifetime, seconds.' },
   { name: 'CACHE_MAX_BYTES', path: 'cache.max_bytes', kind: 'int', default: '268435456', description: 'Response cache memory budget, bytes; least recently used entries go first.' },
   { name: 'SIMILARITY_THRESHOLD', path: 'cache.semantic.threshold', kind: 'number', default: '0.85', description: 'Cosine similarity a semantic cache hit needs.' },

@@ -86,7 +86,9 @@ export function annFromConfig(
 
 export async function createResponseCache(cfg: CacheConfig, deps: CacheDeps = {}): Promise<ResponseCache> {
   let store: CacheStore;
-  if (cfg.backend === 'redis') {
+  // auto: shared when there is a Redis to share it in (a cache per worker or replica answers an
+  // invalidation in one of them only, and each runs colder).
+  if (cfg.backend === 'redis' || (cfg.backend === 'auto' && (deps.redis !== undefined || deps.redisUrl !== undefined))) {
     const opts: ConstructorParameters<typeof RedisCacheStore>[0] = {
       keyPrefix: deps.keyPrefix ?? 'inferenceflow:',
       maxBytes: cfg.max_bytes,
