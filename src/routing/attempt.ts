@@ -30,6 +30,13 @@ export interface AttemptHooks {
   /** Every attempt's end, for metrics (streams: when the stream ends). */
   ended(spec: AttemptSpec, end: AttemptEnd): void;
   streamIdleTimeoutMs: number;
+  /**
+   * The least time an attempt must have had for the request's deadline ending it to count against
+   * its deployment (none: any). One started with less — after a long wait in the queue or backoff —
+   * says the request ran out of time, not that the deployment is slow: counted, a burst on a
+   * saturated deployment opened its breaker with attempts given 25 ms each.
+   */
+  fairBudgetMs?(d: Deployment): number;
 }
 
 export interface AttemptSpec {
@@ -170,6 +177,11 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     // either way the deployment did not answer in time, a verdict for its breaker and latency —
     // else a hung deployment would never open its breaker. The deadline fails the request (504).
     const deadline = spec.signal.reason instanceof DeadlineExceeded;
+    if (deadline && spec.timeoutMs < (hooks.fairBudgetMs?.(d) ?? 0)) {
+      hooks.cancelled(spec, latencyMs);
+      finish({ ok: false, durationMs: latencyMs, error: cancelledError(d, spec.signal.reason) });
+      throw spec.signal.reason;
+    }
     if (deadline || (reason instanceof AttemptCancelled && reason.why === 'timeout' && !spec.signal.aborted)) {
       const within = deadline ? 'the request deadline' : `${spec.timeoutMs} ms`;
       const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} did not answer within ${within}`, cause: raw });

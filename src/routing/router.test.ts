@@ -446,6 +446,36 @@ describe('Router: circuit breakers', () => {
     expect(err.retryAfterMs).toBeGreaterThan(25_000);
   });
 
+  it("does not count a deadline that ended an attempt started with almost no time left (after the queue) against a healthy deployment", async () => {
+    // Always answers in 100 ms; one at a time. A burst queues, and the requests at the back reach it
+    // with a few ms of their 400 ms deadline left: they fail (504), the deployment is not at fault.
+    const p = new ScriptedProvider().on('a', async (_r, o) => {
+      await sleep(100, o.signal);
+      return answer('a');
+    });
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }] }], p, { deadline_ms: 400, breaker: { consecutive_failures: 5 } });
+    const codes: string[] = [];
+    const all: Promise<unknown>[] = [];
+    for (let i = 0; i < 30; i++) {
+      all.push(router.handler(ctxFor(), chat('g')).then(() => codes.push('ok'), (e: GatewayError) => codes.push(e.code)));
+      await sleep(25);
+    }
+    await Promise.all(all);
+    expect(codes).toContain('upstream_timeout');
+    expect(codes).not.toContain('no_healthy_deployment');
+    expect(router.breakerFor('fake/a').state).toBe('closed');
+  });
+
+  it('still opens the breaker of a deployment that hangs past a fair share of the deadline', async () => {
+    const p = new ScriptedProvider().on('hung', async (_r, o) => {
+      await sleep(60_000, o.signal);
+      return answer('hung');
+    });
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'hung' }], retry: { max_retries: 0 } }], p, { deadline_ms: 1_200, breaker: { consecutive_failures: 2 } });
+    for (let i = 0; i < 2; i++) expect(((await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError).code).toBe('upstream_timeout');
+    expect(router.breakerFor('fake/hung').state).toBe('open');
+  }, 10_000);
+
   it('does not count client mistakes against the deployment', async () => {
     const p = new ScriptedProvider().on('a', fail('bad_request', { status: 400 }));
     const router = build([group('g', ['a'])], p, { breaker: { consecutive_failures: 2 } });

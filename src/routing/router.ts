@@ -51,6 +51,9 @@ const NO_CHAT: ChatRequest = Object.freeze({ model: '', messages: [] }) as ChatR
 /** Passthrough groups (and their deployments' state) kept before idle ones are dropped. */
 const MAX_RUNTIMES = 1_024;
 
+/** An attempt given less than this (or twice its deployment's usual latency) is not judged by the request's deadline ending it. */
+const FAIR_BUDGET_FLOOR_MS = 1_000;
+
 export class Router {
   /** Deployments each in-flight request has already failed on (for the breaker's consecutive rule). */
   private readonly failedHere = new WeakMap<object, Set<string>>();
@@ -96,6 +99,9 @@ export class Router {
     const observer = opts.observer ?? noAttemptObserver;
     this.hooks = {
       streamIdleTimeoutMs: cfg.stream_idle_timeout_ms,
+      // Twice what the deployment takes when it answers, at least a second — at most its own timeout
+      // or the whole deadline (an attempt that had either is judged by it).
+      fairBudgetMs: (d) => Math.min(d.timeoutMs, cfg.deadline_ms, Math.max(FAIR_BUDGET_FLOOR_MS, 2 * (this.stats.get(d.id)?.answeredMs ?? 0))),
       settled: (spec, ok, latencyMs, err) => this.settled(spec, ok, latencyMs, err),
       cancelled: (spec, latencyMs) => {
         this.breakerFor(spec.d.id).release(spec.token);

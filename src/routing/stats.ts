@@ -7,6 +7,8 @@ export class DeploymentStats {
   inFlight = 0;
   /** Exponentially weighted latency, ms (streams: to the first chunk); undefined before any sample. */
   ewmaMs: number | undefined;
+  /** The same over answers only (failures do not move it): how long the deployment takes when it answers. */
+  answeredMs: number | undefined;
   /** Epoch ms before which the deployment asked not to be called (Retry-After on 429/503). */
   coolingUntil = 0;
   successes = 0;
@@ -18,6 +20,11 @@ export class DeploymentStats {
   ) {}
 
   observeLatency(ms: number): void {
+    this.move(ms);
+    this.answeredMs = this.answeredMs === undefined ? ms : this.answeredMs + this.alpha * (ms - this.answeredMs);
+  }
+
+  private move(ms: number): void {
     this.ewmaMs = this.ewmaMs === undefined ? ms : this.ewmaMs + this.alpha * (ms - this.ewmaMs);
   }
 
@@ -28,7 +35,7 @@ export class DeploymentStats {
   observeFailure(ms: number): void {
     this.failures++;
     const penalty = Math.max(ms, (this.ewmaMs ?? ms) * 2, 1);
-    this.observeLatency(penalty);
+    this.move(penalty);
   }
 
   cooling(now: number): boolean {
