@@ -231,6 +231,14 @@ export async function take(deps: AttemptLoopDeps, state: RequestState, rt: Group
     // deployment object (its group, limits and timeout), matched by id.
     const i = from.findIndex((x) => x.id === given.id);
     const d = from[i] ?? given;
+    // It started cooling while this request waited (a 429's Retry-After, here or on another replica):
+    // its slot goes on to the next waiter, and this request does not call it — with none left it
+    // answers the 429 itself, as a request that found it cooling would.
+    if (deps.statsFor(d.id).cooling(Date.now())) {
+      deps.admission.release(d);
+      if (i >= 0) from.splice(i, 1);
+      continue;
+    }
     const token = deps.breakerFor(d.id).acquire();
     if (!token) {
       deps.admission.release(d);

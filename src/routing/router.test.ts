@@ -832,6 +832,19 @@ describe('Router: streams', () => {
 });
 
 describe('Router: admission', () => {
+  it("does not hand a freed slot's waiters a deployment that started cooling while they waited: the gateway answers their 429", async () => {
+    let calls = 0;
+    const p = new ScriptedProvider().on('a', async (_r, o) => {
+      calls++;
+      await sleep(50, o.signal);
+      throw new UpstreamError({ provider: 'fake', kind: 'rate_limited', status: 429, message: 'slow down', retryAfterMs: 10_000 });
+    });
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }] }], p);
+    const errs = await Promise.all(Array.from({ length: 5 }, () => router.handler(ctxFor(), chat('g')).catch((e: unknown) => e as GatewayError)));
+    expect(calls).toBe(1);
+    for (const e of errs) expect(e).toMatchObject({ status: 429 });
+  });
+
   it('queues beyond max_concurrency, serves by priority, and rejects when the queue is full', async () => {
     const gates: (() => void)[] = [];
     const served: string[] = [];
