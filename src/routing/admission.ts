@@ -13,6 +13,8 @@ import { DEFAULT_COOLDOWN_MS } from './retry.js';
 
 interface Waiter {
   priority: Priority;
+  /** Arrival order across every queue: a deployment two groups share serves their waiters in one order. */
+  seq: number;
   /** Ids of the deployments this waiter can use. */
   accepts: ReadonlySet<string>;
   resolve: (d: Deployment) => void;
@@ -21,6 +23,7 @@ interface Waiter {
 }
 
 const ORDER: readonly Priority[] = ['high', 'normal', 'low'];
+let arrivals = 0;
 
 export class AdmissionQueue {
   private readonly lanes: Record<Priority, Waiter[]> = { high: [], normal: [], low: [] };
@@ -59,6 +62,7 @@ export class AdmissionQueue {
       };
       const waiter: Waiter = {
         priority,
+        seq: ++arrivals,
         accepts,
         done: false,
         // handOff and rejectAll take the waiter out of its lane themselves.
@@ -94,6 +98,12 @@ export class AdmissionQueue {
   wants(d: Deployment): boolean {
     for (const p of ORDER) for (const w of this.lanes[p]) if (w.accepts.has(d.id)) return true;
     return false;
+  }
+
+  /** The first waiter that can use a slot on `d`: its priority's rank (0 high) and arrival; none when none can. */
+  first(d: Deployment): { rank: number; seq: number } | undefined {
+    for (const [rank, p] of ORDER.entries()) for (const w of this.lanes[p]) if (w.accepts.has(d.id)) return { rank, seq: w.seq };
+    return undefined;
   }
 
   /** Hands a slot on `d` to the first waiter that can use it; false when none can. */
@@ -187,9 +197,24 @@ export class Admission {
     }
   }
 
+  /**
+   * Hands a slot on `d` to the waiter first in line for it across every queue watching it — by
+   * priority, then arrival — so with a deployment two groups share, one group's low-priority waiters
+   * do not take every slot ahead of the other's high-priority ones.
+   */
   private handToWaiter(d: Deployment): boolean {
     const queues = this.queuesByDeployment.get(d.id);
-    if (queues) for (const q of queues) if (q.depth > 0 && q.handOff(d)) return true;
-    return false;
+    if (!queues) return false;
+    let best: AdmissionQueue | undefined;
+    let bestAt: { rank: number; seq: number } | undefined;
+    for (const q of queues) {
+      if (q.depth === 0) continue;
+      const at = q.first(d);
+      if (at && (!bestAt || at.rank < bestAt.rank || (at.rank === bestAt.rank && at.seq < bestAt.seq))) {
+        best = q;
+        bestAt = at;
+      }
+    }
+    return best !== undefined && best.handOff(d);
   }
 }

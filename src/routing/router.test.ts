@@ -876,6 +876,26 @@ describe('Router: admission', () => {
 });
 
 describe('Router: admission across groups and waiters', () => {
+  it('serves the waiters of two groups sharing a deployment by priority, then arrival, across both groups', async () => {
+    const p = new ScriptedProvider().on('m', async (_r, o) => {
+      await sleep(40, o.signal);
+      return answer('m');
+    });
+    const dep = { provider: 'fake', model: 'm', id: 'shared', max_concurrency: 1 };
+    const router = build([{ name: 'A', deployments: [dep] }, { name: 'B', deployments: [dep] }], p, { queue: { max_size: 256, max_wait_ms: 5_000 } });
+    const order: string[] = [];
+    const run = (g: string, priority: 'low' | 'high', tag: string) =>
+      router.handler(ctxFor({ options: { ...defaultRequestOptions(), priority } }), chat(g)).then(() => order.push(tag), (e: GatewayError) => order.push(`${tag}:${e.code}`));
+    const all = [run('A', 'low', 'A0')];
+    await sleep(5);
+    for (let i = 1; i <= 4; i++) all.push(run('A', 'low', `A${i}`));
+    await sleep(5);
+    all.push(run('B', 'high', 'B-high'));
+    await Promise.all(all);
+    // A0 held the slot; the high-priority request of the other group goes next.
+    expect(order).toEqual(['A0', 'B-high', 'A1', 'A2', 'A3', 'A4']);
+  });
+
   /** A provider call that answers only when the test says so. */
   function gate() {
     let open!: () => void;
