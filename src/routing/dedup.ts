@@ -125,13 +125,27 @@ export class Deduplicator {
     const leave = () => {
       if (left) return;
       left = true;
-      ctx.signal.removeEventListener('abort', leave);
-      if (--shared.subscribers === 0 && !shared.settled) shared.cancel.abort(ctx.signal.reason ?? new Error('every client went away'));
+      ctx.signal.removeEventListener('abort', onAbort);
+      if (--shared.subscribers === 0 && !shared.settled) {
+        shared.cancel.abort(ctx.signal.reason ?? new Error('every client went away'));
+        // A new identical request starts a call of its own rather than join the cancelled one.
+        if (this.inflight.get(key) === shared) this.inflight.delete(key);
+      }
     };
-    ctx.signal.addEventListener('abort', leave, { once: true });
+    // A client that leaves before the answer is settled at once (499), as without dedup: not held
+    // until the shared call ends (its concurrency slot and budget reservation with it), nor charged
+    // for an answer it never got.
+    let clientGone: (err: unknown) => void = () => undefined;
+    const gone = new Promise<never>((_, reject) => (clientGone = reject));
+    gone.catch(() => undefined);
+    const onAbort = () => {
+      leave();
+      clientGone(new GatewayError('client_closed_request'));
+    };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
     let got: Awaited<SharedCall['outcome']>;
     try {
-      got = await shared.outcome;
+      got = await Promise.race([shared.outcome, gone]);
     } catch (err) {
       leave();
       throw err;

@@ -630,6 +630,27 @@ describe('Router: deduplication', () => {
     expect(p.cancelled).toEqual(['a']);
   });
 
+  it('settles a joined client that leaves at once (499, charged nothing, not in flight), while the shared call goes on for the others', async () => {
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(400, o.signal).then(() => answer('a')));
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', price: { input: 1000, output: 1000 } }] }], p, { dedup: 'all' });
+    const leader = router.handler(ctxFor(), chat('g'));
+    const leaving = new AbortController();
+    const joinerCtx = ctxFor({}, leaving.signal);
+    const started = performance.now();
+    const joiner = router.handler(joinerCtx, chat('g')).then(
+      () => 'answered',
+      (e: GatewayError) => e.code,
+    );
+    await sleep(30);
+    leaving.abort(new Error('client went away'));
+    expect(await joiner).toBe('client_closed_request');
+    expect(performance.now() - started).toBeLessThan(300);
+    expect(joinerCtx.facts.costUsd).toBe(0);
+    expect(router.inFlight).toBe(1);
+    expect(await text(await leader)).toBe('answer from a');
+    expect(p.calls).toEqual(['a']);
+  });
+
   it('keeps the shared call alive while one client remains, and cancels it when all leave', async () => {
     const p = new ScriptedProvider().on('a', (_r, o) => sleep(80, o.signal).then(() => answer('a')));
     const router = build([group('g', ['a'])], p, { dedup: 'all' });
