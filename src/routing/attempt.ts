@@ -244,39 +244,57 @@ function guardStream(
     }
     void Promise.resolve(it.return?.()).catch(() => undefined);
   };
-  const stream: AsyncIterable<ChatChunk> = {
-    async *[Symbol.asyncIterator]() {
-      if (iterated) throw new Error('a routed stream can be read once');
-      iterated = true;
-      const idle = new IdleWatchdog(idleMs, () => {
-        const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} stream was silent for ${idleMs} ms`, retryable: false });
-        controller.abort(err);
-        return err;
-      });
-      try {
-        while (true) {
-          const next = await idle.race(it.next());
-          // From here until the reader asks for the next chunk (a slow client draining the last
-          // one keeps the generator paused at yield) the upstream is not being waited on.
-          idle.pause();
-          if (next.done) {
-            completed = true;
-            return;
-          }
-          if (next.value.usage) {
-            usage = next.value.usage;
-            settleUsage(ctx, d, usage);
-          }
-          yield next.value;
+  async function* read(): AsyncGenerator<ChatChunk> {
+    if (iterated) throw new Error('a routed stream can be read once');
+    iterated = true;
+    const idle = new IdleWatchdog(idleMs, () => {
+      const err = new UpstreamError({ provider: d.providerName, kind: 'timeout', message: `${d.providerName} stream was silent for ${idleMs} ms`, retryable: false });
+      controller.abort(err);
+      return err;
+    });
+    try {
+      while (true) {
+        const next = await idle.race(it.next());
+        // From here until the reader asks for the next chunk (a slow client draining the last
+        // one keeps the generator paused at yield) the upstream is not being waited on.
+        idle.pause();
+        if (next.done) {
+          completed = true;
+          return;
         }
-      } catch (err) {
-        failure = err;
-        if (isUpstreamError(err) && err.kind !== 'aborted' && !(controller.reason instanceof AttemptCancelled)) onFailure(err);
-        throw err;
-      } finally {
-        idle.stop();
-        close();
+        if (next.value.usage) {
+          usage = next.value.usage;
+          settleUsage(ctx, d, usage);
+        }
+        yield next.value;
       }
+    } catch (err) {
+      failure = err;
+      if (isUpstreamError(err) && err.kind !== 'aborted' && !(controller.reason instanceof AttemptCancelled)) onFailure(err);
+      throw err;
+    } finally {
+      idle.stop();
+      close();
+    }
+  }
+  // An async generator closed before its first read never runs its body, so its `finally` would not
+  // free the deployment's slot or report the attempt: closing an unread stream does that here.
+  const stream: AsyncIterable<ChatChunk> = {
+    [Symbol.asyncIterator](): AsyncIterator<ChatChunk> {
+      const gen = read();
+      let started = false;
+      return {
+        next: () => {
+          started = true;
+          return gen.next();
+        },
+        return: async (value?: unknown) => {
+          const r = await gen.return(value as never);
+          if (!started) close();
+          return r;
+        },
+        throw: (err?: unknown) => gen.throw(err),
+      };
     },
   };
   return { stream, close };

@@ -828,6 +828,15 @@ describe('Router: streams', () => {
     expect(row.in_flight).toBe(0);
   });
 
+  it('frees the deployment slot of a routed stream closed before its first read (a client gone before the first chunk)', async () => {
+    const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', max_concurrency: 1 }] }], new ScriptedProvider(), { queue: { max_size: 10, max_wait_ms: 200 } });
+    const out = await router.handler(ctxFor(), chat('g', { stream: true }));
+    expect(out.kind).toBe('stream');
+    await (out as { stream: AsyncIterable<ChatChunk> }).stream[Symbol.asyncIterator]().return?.();
+    expect(router.status().data[0]!.in_flight).toBe(0);
+    expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from a');
+  });
+
   it('still ends a stream whose upstream goes silent after the reader paused', async () => {
     const p = new ScriptedProvider().on('a', async (_r, o) => ({
       async *[Symbol.asyncIterator]() {
