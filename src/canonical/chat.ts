@@ -518,6 +518,20 @@ export function withoutCacheControl<T extends { cache_control?: CacheControl }>(
 }
 
 /**
+ * The `k`-th seed derived from a client's `seed` (passes of a scaled request, choices of one call):
+ * `seed + k` while that is exact, else a 31-bit mix of both. Past 2^53 (OpenAI's schema takes 64-bit
+ * seeds; clients send random ones) `seed + k` is `seed` again, and every pass sampled the same answer.
+ */
+export function seedFor(seed: number, k: number): number {
+  if (k === 0) return seed;
+  const next = seed + k;
+  if (Number.isSafeInteger(next) && next !== seed) return next;
+  let h = 0x811c9dc5;
+  for (const ch of `${seed}:${k}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
+  return (h >>> 1) & 0x7fffffff;
+}
+
+/**
  * A message's text as a model reads it, for an upstream that takes one string: its text parts one
  * per line (as vLLM joins them), images dropped. contentText runs them together, which keeps the
  * gateway's own counts and keys as they were but would run two parts' words into one.

@@ -358,7 +358,7 @@ export class LocalProvider implements ProviderAdapter {
         temperature: p.temperature,
         ...(p.topP !== undefined ? { topP: p.topP } : {}),
         ...(p.topK !== undefined ? { topK: p.topK } : {}),
-        seed: p.seed + index,
+        seed: llamaSeed(p.seed, index),
         signal: stopOrCancel,
         stopOnAbortSignal: true,
         customStopTriggers: p.templateStops,
@@ -439,4 +439,14 @@ export class LocalProvider implements ProviderAdapter {
   private closedError(): UpstreamError {
     return new UpstreamError({ provider: this.name, kind: 'overloaded', message: `${this.name}: the provider is shutting down` });
   }
+}
+
+/**
+ * The seed node-llama-cpp samples choice `index` with: any client seed as an unsigned 32-bit value,
+ * plus the index. node-llama-cpp clamps a negative seed to 0 (seeds -3, -2 and -1 sampled three
+ * identical choices), and one past 2^53 plus an index was the same number again.
+ */
+export function llamaSeed(seed: number, index: number): number {
+  const base = ((Math.trunc(seed) % 2 ** 32) + 2 ** 32) % 2 ** 32;
+  return (base + index) % 2 ** 32;
 }

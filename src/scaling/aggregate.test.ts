@@ -57,6 +57,10 @@ describe('the judge', () => {
     expect(parseJudgeScores('Candidate 1: 100\nCandidate 1: 9', 1)).toEqual([null]);
   });
 
+  it('reads scores a judge wrote in markdown', () => {
+    expect(parseJudgeScores('**Candidate 1:** 3\n**Candidate 2**: 9\n`Candidate 3`: *7*', 3)).toEqual([3, 9, 7]);
+  });
+
   it('leaves a candidate with an out-of-range score out of the choice', () => {
     const cands = [pass('The answer is 41.', 0), pass('The answer is 42.', 1)];
     expect(selectByScores(cands, parseJudgeScores('Candidate 1: 9999\nCandidate 2: 6', 2)).winner.pass).toBe(1);

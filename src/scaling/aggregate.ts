@@ -141,7 +141,8 @@ export const JUDGE_FRAME_TOKENS = countPromptTokens(judgeRequest('', [], []).mes
 export function parseJudgeScores(text: string, count: number): (number | null)[] {
   const scores: (number | null)[] = new Array<number | null>(count).fill(null);
   const seen = new Set<number>();
-  for (const m of text.matchAll(/candidate\s*#?\s*(\d+)\s*[:=\-–]\s*(\d+(?:\.\d+)?)/gi)) {
+  // Markdown around the label or the score ("**Candidate 1:** 3") is read through.
+  for (const m of text.replace(/[*_`]/g, '').matchAll(/candidate\s*#?\s*(\d+)\s*[:=\-–]\s*(\d+(?:\.\d+)?)/gi)) {
     const i = Number(m[1]) - 1;
     if (i < 0 || i >= count || seen.has(i)) continue;
     seen.add(i);

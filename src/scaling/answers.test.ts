@@ -85,3 +85,21 @@ describe('vote tally and the Adaptive-Consistency rule', () => {
     expect(leaderConfidence(900, 100)).toBeCloseTo(1);
   });
 });
+
+describe('answers that must not vote together', () => {
+  it.each([
+    ['a boxed fraction (nested braces)', 'The answer is $\\boxed{\\frac{1}{2}}$', 'The answer is $\\boxed{\\frac{3}{2}}$', '1/2'],
+    ['a boxed power', '\\boxed{2^{10}}', '\\boxed{3^{10}}', '2^10'],
+    ['yes or no about a number in the question', 'Yes, 17 is prime.', 'No, 17 is not prime.', 'yes'],
+    ['JSON answers sharing a field value', '{"answer":"Paris","confidence":0.9}', '{"answer":"Lyon","confidence":0.9}', '{"answer":"Paris","confidence":0.9}'],
+  ])('%s', (_case, one, other, value) => {
+    expect(extractAnswer(one).value).toBe(value);
+    expect(extractAnswer(one).value).not.toBe(extractAnswer(other).value);
+  });
+
+  it('votes a JSON answer by its content, whatever its key order, and reads ".5" as 0.5', () => {
+    expect(extractAnswer('{"confidence":0.9,"answer":"Paris"}').value).toBe(extractAnswer('{"answer":"Paris","confidence":0.9}').value);
+    expect(extractAnswer('The probability is .5').value).toBe('0.5');
+    expect(extractAnswer('The probability is .5').value).not.toBe(extractAnswer('The probability is 5').value);
+  });
+});

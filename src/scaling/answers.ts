@@ -24,10 +24,9 @@ const MARKER =
 const REMARK_DETERMINER = /\b(?:this|that|these|those|above|previous|another|an|any|your|such)\s+(?:final\s+)?$/i;
 /** A closing remark's opening: the marker in it is about the reply, not the question. */
 const CLOSING_REMARK = /^\s*(?:i\s+hope|hope|hopefully|let\s+me\s+know|feel\s+free|if\s+you\s+(?:have|need|want|would|'d|are|'re)|i'?d\s+be\s+(?:happy|glad)|i\s+am\s+(?:happy|glad)|i'm\s+(?:happy|glad)|happy\s+to|glad\s+to|please|thanks|thank\s+you|i\s+trust|does\s+this|is\s+there\s+anything)\b/i;
-const BOXED = /\\boxed\{([^{}]*)\}/g;
 const GSM_MARKER = /####\s*([^\n]+)/g;
 /** A number: thousands groups of three, decimals, fractions; a minus sign only where it cannot be a hyphen ("12-5", "COVID-19"). */
-const NUMBER = /(?:(?<![\w)\]])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\/\d+)?/g;
+const NUMBER = /(?:(?<![\w)\]])-)?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|(?<![\w.])\.\d+)(?:\/\d+)?/g;
 /** A parenthesised or bracketed list of numbers: "(3, 4)", "[1, -2, 5]". */
 const TUPLE = /[([]\s*-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?)+\s*[)\]]/g;
 /** "x = 3": a variable's value, for answers that give several ("x = 3, y = 4"). */
@@ -38,10 +37,16 @@ const EXPLANATION = /\s(?:because|since|given\s+that|due\s+to|which|where)\b/i;
 const CHOICE_AT_START = /^(?:[([]([a-eA-E])[)\]]|([A-E])(?=[.):,;]|$|\s+(?:because|since|as)\b|\s+[-–—(])|([a-e])$)/;
 const CHOICE_ALONE = /(?:^|\n)\s*\(?([A-E])\)\s*$|(?:^|\s)\(([A-E])\)(?=[\s.]*$)/;
 
+/** A reply that opens with yes or no answers with it ("Yes, 17 is prime." is not the number 17). */
+const YES_NO = /^[\s*_`"']*(yes|no)\b/i;
+
 export function extractAnswer(text: string): ExtractedAnswer {
   const t = unicodeMinus(text).trim();
-  const boxed = lastMatch(BOXED, t);
-  if (boxed !== undefined) return { value: normaliseAnswer(boxed), kind: 'boxed' };
+  const boxed = lastBoxed(t);
+  if (boxed !== undefined) return { value: normaliseAnswer(latexAnswer(boxed)), kind: 'boxed' };
+  // A JSON answer (response_format) votes whole: its numbers are fields, not the answer.
+  const json = canonicalJson(t);
+  if (json !== undefined) return { value: json, kind: 'text' };
   const gsm = lastMatch(GSM_MARKER, t);
   if (gsm !== undefined) {
     const value = reduceMarked(gsm);
@@ -51,6 +56,8 @@ export function extractAnswer(text: string): ExtractedAnswer {
   if (marked !== undefined) return { value: marked, kind: 'marker' };
   const choice = CHOICE_ALONE.exec(t);
   if (choice) return { value: (choice[1] ?? choice[2] ?? '').toLowerCase(), kind: 'choice' };
+  const yesNo = YES_NO.exec(t);
+  if (yesNo) return { value: (yesNo[1] as string).toLowerCase(), kind: 'choice' };
   const number = numberAnswer(t);
   if (number !== undefined) return { value: number, kind: 'number' };
   return { value: normaliseAnswer(t), kind: 'text' };
@@ -160,6 +167,50 @@ export function normaliseNumber(s: string): string {
 /** U+2212 (and the small and full-width forms) as an ASCII minus. */
 function unicodeMinus(s: string): string {
   return s.replace(/[\u2212\uFE63\uFF0D]/g, '-');
+}
+
+/** The content of the last `\boxed{…}`, its braces balanced (`\boxed{\frac{1}{2}}` holds `\frac{1}{2}`). */
+function lastBoxed(t: string): string | undefined {
+  let found: string | undefined;
+  let from = 0;
+  while (true) {
+    const at = t.indexOf('\\boxed{', from);
+    if (at < 0) return found;
+    const start = at + '\\boxed{'.length;
+    let depth = 1;
+    let i = start;
+    for (; i < t.length && depth > 0; i++) {
+      if (t[i] === '{') depth++;
+      else if (t[i] === '}') depth--;
+    }
+    if (depth > 0) return found;
+    found = t.slice(start, i - 1);
+    from = i;
+  }
+}
+
+/** LaTeX an answer is written in, as plain text: `\frac{1}{2}` is 1/2, `2^{10}` is 2^10. */
+function latexAnswer(s: string): string {
+  let out = s;
+  for (let i = 0; i < 4; i++) out = out.replace(/\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}/g, '$1/$2');
+  return out.replace(/\^\{([^{}]*)\}/g, '^$1').replace(/\\(?:left|right|,|;|!|\s)/g, '').replace(/\\text\{([^{}]*)\}/g, '$1');
+}
+
+/** A reply that is one JSON object or array, as canonical JSON (keys sorted); none otherwise. */
+function canonicalJson(t: string): string | undefined {
+  const first = t[0];
+  if ((first !== '{' && first !== '[') || (t[t.length - 1] !== '}' && t[t.length - 1] !== ']')) return undefined;
+  try {
+    return JSON.stringify(sortKeys(JSON.parse(t) as unknown));
+  } catch {
+    return undefined;
+  }
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
 }
 
 function lastMatch(re: RegExp, text: string): string | undefined {

@@ -362,6 +362,17 @@ describe('scaling stage', () => {
     expect(estimates).toBe(2);
   });
 
+  it("reserves a legacy completion's best_of candidates on every scaled call", () => {
+    const req = { model: 'm', max_tokens: 100, messages: [{ role: 'user' as const, content: 'Once upon' }], text_completion: { prompt: 'Once upon', best_of: 20 } } as ChatRequest;
+    const total = (calls: PlannedUsage[] | undefined) => (calls ?? []).reduce((n, c) => n + c.completionTokens, 0);
+    expect(total(plannedUsage({ config: config() }, context({ difficulty: 'easy' }), req, 5))).toBe(2_000);
+    // Separate passes each generate best_of; one call of n passes generates max(n, best_of).
+    const expert = total(plannedUsage({ config: config() }, context({ difficulty: 'expert' }), req, 5));
+    const expertN = total(plannedUsage({ config: config(), supportsN: () => true }, context({ difficulty: 'expert' }), req, 5));
+    expect(expert).toBeGreaterThanOrEqual(5 * 2_000);
+    expect(expertN).toBeGreaterThanOrEqual(2_000);
+  });
+
   it('streams a one-pass plan straight through', async () => {
     const sim = createSimulatorProvider('sim', {});
     const handler: ChatHandler = async (ctx, req) => ({ kind: 'stream', stream: await sim.streamChat(req, { signal: ctx.signal, timeoutMs: 1000, requestId: ctx.id }) });

@@ -5,7 +5,7 @@
 // latency and attempts are summed over every internal call, the judge's and failed ones included,
 // into the request's facts with addSpend, the helper every request made of several calls uses.
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
-import { contentText, emptyUsage, requestedMaxTokens, type ChatRequest, type ChatResult } from '../canonical/chat.js';
+import { contentText, emptyUsage, requestedMaxTokens, seedFor, type ChatRequest, type ChatResult } from '../canonical/chat.js';
 import { collectStream } from '../canonical/convert.js';
 import { addSpend, deriveContext, newFacts, type RequestContext, type ResponseFacts } from '../gateway/context.js';
 import { callAlone } from '../routing/dedup.js';
@@ -145,11 +145,13 @@ export function plannedUsage(opts: ScalingStageOptions, ctx: RequestContext, req
   const plan = planFor(opts, ctx, req);
   if (!plan) return undefined;
   const perPass = requestedMaxTokens(plan.request) ?? plan.budget.max_tokens;
-  if (plan.passes === 1) return [{ model: req.model, promptTokens, completionTokens: perPass }];
+  // A legacy completion's best_of: each call generates (and bills) that many candidates.
+  const bestOf = Math.max(1, req.text_completion?.best_of ?? 1);
+  if (plan.passes === 1) return [{ model: req.model, promptTokens, completionTokens: perPass * bestOf }];
   const calls: PlannedUsage[] =
     plan.aggregation !== 'adaptive' && opts.supportsN?.(req.model)
-      ? [{ model: req.model, promptTokens: promptTokens * (opts.promptPerChoice?.(req.model) ? plan.passes : 1), completionTokens: perPass * plan.passes }]
-      : Array.from({ length: plan.passes }, () => ({ model: req.model, promptTokens, completionTokens: perPass }));
+      ? [{ model: req.model, promptTokens: promptTokens * (opts.promptPerChoice?.(req.model) ? plan.passes : 1), completionTokens: perPass * Math.max(plan.passes, bestOf) }]
+      : Array.from({ length: plan.passes }, () => ({ model: req.model, promptTokens, completionTokens: perPass * bestOf }));
   if (plan.aggregation === 'best_of_n') {
     // The judge's prompt: its instructions and the question (the request's prompt, whose framing
     // covers the role labels the judge puts before each turn), then each candidate under a short label
@@ -365,11 +367,11 @@ class PassRunner {
 }
 
 /**
- * Pass `k`'s request when passes are separate calls: a client's `seed` becomes `seed + k`, so passes
+ * Pass `k`'s request when passes are separate calls: a client's `seed` becomes `seedFor(seed, k)`, so passes
  * stay reproducible yet are different samples (one seed would give every pass the same answer).
  */
 function passRequest(req: ChatRequest, k: number): ChatRequest {
-  return req.seed === undefined || k === 0 ? req : { ...req, seed: req.seed + k };
+  return req.seed === undefined || k === 0 ? req : { ...req, seed: seedFor(req.seed, k) };
 }
 
 /** One deadline over all passes: aborts when it passes or when the client goes away. */
