@@ -71,7 +71,8 @@ export function priceFor(model: string, override?: Price): Price {
  * and the call's `per_request` fee.
  */
 export function costUsd(usage: Usage, price: Price): number {
-  return tokensCostUsd(usage, price) + (price.per_request ?? 0);
+  // Never negative: an upstream reporting negative counts must not credit a budget.
+  return Math.max(0, tokensCostUsd(usage, price)) + (price.per_request ?? 0);
 }
 
 function tokensCostUsd(usage: Usage, price: Price): number {

@@ -118,7 +118,12 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
   // timeout, later silences the routing idle timeout, both enforced here (timer, IdleWatchdog).
   const opts = { signal: controller, timeoutMs, streamIdleTimeoutMs: Math.max(timeoutMs, hooks.streamIdleTimeoutMs), requestId: ctx.id, headers: traceHeaders(attempt.context) };
   const finish = (end: AttemptEnd) => {
-    hooks.ended(spec, end);
+    // What metrics and logs make of an attempt never decides the request, or the breaker.
+    try {
+      hooks.ended(spec, end);
+    } catch (err) {
+      ctx.log.error({ err: (err as Error).message }, 'recording an attempt failed');
+    }
     if (end.error instanceof AttemptCancelled || (isUpstreamError(end.error) && end.error.kind === 'aborted')) {
       attempt.span.setAttribute('inferenceflow.cancelled', true);
       attempt.span.end();

@@ -425,7 +425,10 @@ export class GatewayMetrics {
    * One upstream attempt, successful or not (called by the executor through its observer). A
    * cancelled one is counted apart: not an error, and its cut-short duration is no provider latency.
    */
-  recordAttempt(a: AttemptRecord): void {
+  recordAttempt(raw: AttemptRecord): void {
+    // An upstream's counts are as it sent them: a negative or non-finite one (a misbehaving server)
+    // counts as none rather than throwing in a counter, which failed the request it came with.
+    const a = { ...raw, inputTokens: count(raw.inputTokens), outputTokens: count(raw.outputTokens), costUsd: count(raw.costUsd) };
     const provider = this.provider.value(a.provider);
     const model = this.model.value(a.model);
     if (a.outcome === 'cancelled') this.providerCancelled.inc({ provider });
@@ -444,7 +447,8 @@ export class GatewayMetrics {
    * Tokens and cost no attempt recorded: a stream that ended without a usage chunk, as admission
    * estimated and charged it. Counted with the provider and model that served it, like an attempt's.
    */
-  recordSpend(s: SpendRecord): void {
+  recordSpend(raw: SpendRecord): void {
+    const s = { ...raw, inputTokens: count(raw.inputTokens), outputTokens: count(raw.outputTokens), costUsd: count(raw.costUsd) };
     const provider = this.provider.value(s.provider);
     const model = this.model.value(s.model);
     if (s.inputTokens) this.tokens.inc({ provider, model, type: 'input' }, s.inputTokens);
@@ -552,4 +556,9 @@ export class GatewayMetrics {
     this.gpuActiveAllocations.set(n);
     this.stats.gpuActiveAllocations(n);
   }
+}
+
+/** A count a counter can take: a finite, non-negative number, else 0. */
+function count(v: number | undefined): number {
+  return v !== undefined && Number.isFinite(v) && v > 0 ? v : 0;
 }
