@@ -124,12 +124,14 @@ describe('OpenTelemetry traces', () => {
   it("continues the caller's trace when the request carries a traceparent", async () => {
     const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
     const callerSpan = '00f067aa0ba902b7';
-    expect((await chat({ traceparent: `00-${callerTrace}-${callerSpan}-01` })).status).toBe(200);
+    expect((await chat({ traceparent: `00-${callerTrace}-${callerSpan}-01`, baggage: 'user.email=alice%40corp.example' })).status).toBe(200);
     await expect.poll(() => exporter.getFinishedSpans().some((s) => s.name === 'POST /v1/chat/completions')).toBe(true);
     const { server: root } = spansOfRequest();
     expect(root.spanContext().traceId).toBe(callerTrace);
     expect(root.parentSpanContext?.spanId).toBe(callerSpan);
     expect(String(upstreamHeaders[0]?.traceparent)).toContain(callerTrace);
+    // The caller's baggage (user ids, emails) stays here: a provider gets the trace's headers only.
+    expect(upstreamHeaders[0]?.baggage).toBeUndefined();
   });
 
   it('marks the server span and the auth span failed when the key is refused', async () => {

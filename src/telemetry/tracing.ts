@@ -264,6 +264,9 @@ export function traceHeaders(ctx: Context): Record<string, string> {
     return carrier;
   }
   propagation.inject(ctx, carrier);
+  // The registered propagator also carries W3C baggage, which the client's request may hold (user
+  // ids, emails, tenant names): a provider gets the trace's two headers only, as in propagate mode.
+  delete carrier.baggage;
   return carrier;
 }
 
