@@ -33,6 +33,16 @@ describe('logger redaction', () => {
     expect(out).toContain('application/json');
   });
 
+  it("writes an error's message and stack but not the arguments of the Redis command it carries (a cached answer, its vector)", () => {
+    const { lines, log } = capture();
+    const err = Object.assign(new Error('OOM command not allowed when used memory > maxmemory'), { command: { name: 'evalsha', args: ['sha', '1', 'key', 'the cached answer: patient record 123'] } });
+    log.warn({ err }, 'cache store failed');
+    const line = JSON.parse(lines[0] as string) as { err: { message: string; command: unknown } };
+    expect(line.err.message).toContain('OOM');
+    expect(line.err.command).toEqual({ name: 'evalsha' });
+    expect(lines[0]).not.toContain('patient record');
+  });
+
   it('keeps token counts, which are not credentials', () => {
     expect(scrubSecrets({ tokens: { input: 3, output: 4 }, max_tokens: 10 })).toEqual({ tokens: { input: 3, output: 4 }, max_tokens: 10 });
   });

@@ -1,7 +1,7 @@
 // Structured JSON logs (pino). Secrets never reach a log line: credentials in headers, keys, tokens,
 // passwords and webhook secrets are redacted by key name at any depth of a logged object (plain
 // objects and arrays), on top of pino's path redaction for the usual places.
-import { destination as pinoDestination, pino, symbols as pinoSymbols, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
+import { destination as pinoDestination, pino, stdSerializers, symbols as pinoSymbols, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
 
 export const REDACT_PATHS = [
   'authorization',
@@ -42,6 +42,18 @@ export function scrubSecrets(value: unknown, depth = 0): unknown {
   return out ?? value;
 }
 
+/**
+ * pino's error serializer, without the command a Redis client attaches to its errors
+ * (`err.command.args`): a cache write's arguments are the cached answer and its vector, and a Redis
+ * incident would write one such line per request. The command's name stays.
+ */
+function serializeError(err: unknown): unknown {
+  const out = stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  const command = out?.command as { name?: unknown } | undefined;
+  if (command && typeof command === 'object') out.command = { name: command.name };
+  return out;
+}
+
 /** The line format every logger here writes: service, ISO time, level as a word. */
 const LINE_FORMAT = {
   base: { service: 'inferenceflow' },
@@ -56,6 +68,7 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: Node
       base: LINE_FORMAT.base,
       timestamp: LINE_FORMAT.timestamp,
       redact: { paths: REDACT_PATHS, censor: CENSOR },
+      serializers: { err: serializeError },
       formatters: {
         level: LINE_FORMAT.levelLabel,
         log: (obj) => scrubSecrets(obj) as Record<string, unknown>,
