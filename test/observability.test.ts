@@ -110,9 +110,12 @@ describe('metrics and stats on a running gateway', () => {
     expect(line).toMatchObject({ level: 'info', status: 200, outcome: 'ok', model: 'sim-chat', provider: 'sim', route: CHAT, method: 'POST' });
     expect(String(line.tenant)).toMatch(/^token:/);
     expect(typeof line.latencyMs).toBe('number');
-    const refused = await call(server.url + CHAT, { method: 'POST', body: body(), headers: { authorization: 'Bearer wrong-secret-value-77' } });
+    const refused = await call(server.url + CHAT, { method: 'POST', body: body(), headers: { authorization: 'Bearer wrong-secret-value-77', 'x-request-id': 'refused-42' } });
     expect(refused.status).toBe(401);
     await expect.poll(() => logs.lines.some((l) => l.status === 401)).toBe(true);
+    // Which refusal it was: the error code from docs/errors.md, beside the status.
+    await expect.poll(() => logs.lines.find((l) => l.msg === 'request' && l.reqId === 'refused-42')).toMatchObject({ status: 401, code: 'invalid_api_key', outcome: 'client_error' });
+    expect(line).not.toHaveProperty('code');
     const all = logs.raw.join('\n');
     expect(all).not.toContain('client-token-123');
     expect(all).not.toContain('wrong-secret-value-77');

@@ -162,6 +162,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       url: request.url,
       route,
       status,
+      code: status >= 400 ? request.ledgerErrorCode : undefined,
       tenant: request.tenant?.id,
       model: ctx?.facts.model,
       provider: ctx?.facts.provider,
@@ -180,6 +181,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // is theirs, not a gateway failure to log at error level.
     const gone = reply.raw.destroyed && !reply.raw.writableEnded;
     const err = gone && !(error instanceof GatewayError && error.code === 'client_closed_request') ? new GatewayError('client_closed_request', { cause: error }) : fastifyToGatewayError(error);
+    // The access line (and the ledger) say which error it was.
+    request.ledgerErrorCode = err.code;
     if (err.status >= 500) opts.log.error({ reqId: request.id, err: error, code: err.code }, 'request failed');
     else if (gone) opts.log.debug({ reqId: request.id, code: err.code, cause: (error as Error).message }, 'client closed the request');
     reply.code(err.status);

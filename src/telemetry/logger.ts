@@ -101,6 +101,8 @@ export interface AccessLine {
   url: string;
   route?: string;
   status: number;
+  /** The error code of a 4xx or 5xx answer (docs/errors.md): which limit, which refusal. */
+  code?: string;
   tenant?: string;
   model?: string;
   provider?: string;
@@ -155,6 +157,7 @@ export class AccessLogger {
     let out = `{"level":"info","time":"${this.iso}",${BASE_FIELDS},"reqId":${str(line.reqId)},"method":${str(line.method)},"url":${str(line.url)}`;
     if (line.route !== undefined) out += `,"route":${str(line.route)}`;
     out += `,"status":${num(line.status)}`;
+    if (line.code !== undefined) out += `,"code":${str(line.code)}`;
     if (line.tenant !== undefined) out += `,"tenant":${str(line.tenant)}`;
     if (line.model !== undefined) out += `,"model":${str(line.model)}`;
     if (line.provider !== undefined) out += `,"provider":${str(line.provider)}`;
