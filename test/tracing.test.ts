@@ -212,3 +212,29 @@ describe('trace propagation without an exporter', () => {
     expect(ids[1]?.[1]).not.toBe('00000000000000000000000000000000');
   });
 });
+
+describe('a streamed answer’s spans', () => {
+  it('end with the stream: the route span (the attempt’s parent) lasts as long as the provider span under it', async () => {
+    const exporter = new InMemorySpanExporter();
+    const server = await startTestGateway({
+      config: { providers: { sim: { type: 'simulator', options: { tokens_per_second: 100, answer_words: 30 } } }, models: [{ name: 'chat', deployments: [{ provider: 'sim', model: 'slow' }] }] },
+      spanExporter: exporter,
+    });
+    try {
+      const res = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'hi' }] }) });
+      await res.text();
+      await expect.poll(() => exporter.getFinishedSpans().some((s) => s.name === 'POST /v1/chat/completions')).toBe(true);
+      const spans = exporter.getFinishedSpans();
+      const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
+      const route = spans.find((s) => s.name === 'route') as ReadableSpan;
+      const provider = spans.find((s) => s.name.startsWith('provider')) as ReadableSpan;
+      expect(provider.parentSpanContext?.spanId).toBe(route.spanContext().spanId);
+      expect(ms(provider.endTime) - ms(provider.startTime)).toBeGreaterThan(100);
+      // It ended with the stream (within a few ms of its attempt), not at the first chunk.
+      expect(ms(route.endTime)).toBeGreaterThan(ms(provider.endTime) - 10);
+      expect(ms(route.endTime) - ms(route.startTime)).toBeGreaterThan(100);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -268,11 +268,20 @@ export class Router {
       if (span.span.isRecording()) {
         span.span.setAttributes({ 'inferenceflow.route': ctx.facts.route ?? '', 'inferenceflow.deployment': ctx.facts.deployment ?? '', 'inferenceflow.attempts': ctx.facts.attempts });
       }
-      span.span.end();
-      if (outcome.kind === 'result') return outcome;
-      // The client can still cancel a running stream; unlink once it ends.
+      if (outcome.kind === 'result') {
+        span.span.end();
+        return outcome;
+      }
+      // The client can still cancel a running stream; unlink once it ends. The route span ends with
+      // the stream too, as its attempt's span does (it is that span's parent).
       streaming = true;
-      return { kind: 'stream', stream: onEnd(outcome.stream, unlink) };
+      return {
+        kind: 'stream',
+        stream: onEnd(outcome.stream, () => {
+          unlink();
+          span.span.end();
+        }),
+      };
     } catch (err) {
       // A client that left is not a gateway failure (it was logged as internal_error before).
       const failure =
