@@ -281,9 +281,12 @@ function call(deps: AttemptLoopDeps, state: RequestState, group: ModelGroup, rt:
       deps.events.emit('hedge', { group: group.name, primary: primary.id, hedge: hedge.id });
       state.ctx.log.info({ primary: primary.id, hedge: hedge.id, delayMs }, 'hedging a slow request');
     },
-    onWinner: (winner, hedged) => {
+    onWinner: (winner, hedged, cutShort) => {
       if (!hedged || !hedgeTo) return;
       if (winner !== pick.d) deps.events.counters.hedgeWins++;
+      // The first attempt answered after the hedge had failed: the hedge was not cancelled (its
+      // failure is counted as one), so no outcome of the race is reported for it.
+      else if (!cutShort) return;
       deps.events.emit('hedge', { group: group.name, primary: pick.d.id, hedge: hedgeTo.id, winner: winner.id });
     },
   });

@@ -354,7 +354,8 @@ export interface HedgePlan {
   pick(): { d: Deployment; token: BreakerToken } | undefined;
   timeoutFor(d: Deployment): number;
   onHedge(primary: Deployment, hedge: Deployment): void;
-  onWinner(winner: Deployment, hedged: boolean): void;
+  /** `hedged`: a hedge was launched; `cutShort`: an attempt was still running when `winner` answered (and is cancelled). */
+  onWinner(winner: Deployment, hedged: boolean, cutShort: boolean): void;
 }
 
 /**
@@ -392,13 +393,14 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
           }
           winner = result;
           clearTimeout(hedgeTimer);
+          const cutShort = running.some((r) => r !== entry && !r.done);
           for (const r of running) {
             if (r === entry || r.done) continue;
             r.cancel?.();
             r.charged = true;
             chargePrompt(spec, r.d);
           }
-          plan.onWinner(d, running.length > 1);
+          plan.onWinner(d, running.length > 1, cutShort);
           resolve(result);
         },
         (err: unknown) => {

@@ -694,6 +694,17 @@ describe('Router: hedging', () => {
     expect(router.events.counters.hedgeWins).toBe(1);
   });
 
+  it('reports a hedge that failed before the first attempt answered as no cancellation (its failure is counted as one)', async () => {
+    const p = new ScriptedProvider()
+      .on('slow', (_r, o) => sleep(200, o.signal).then(() => answer('slow')))
+      .on('bad', fail('server', { status: 500 }));
+    const router = build([{ name: 'g', hedging: { enabled: true, delay_ms: 20 }, retry: { max_retries: 0 }, deployments: [{ provider: 'fake', model: 'slow' }, { provider: 'fake', model: 'bad', priority: 1 }] }], p);
+    const outcomes: string[] = [];
+    router.events.on('hedge', (e) => outcomes.push(e.winner === undefined ? 'launched' : e.winner === e.hedge ? 'won' : 'cancelled'));
+    expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from slow');
+    expect(outcomes).toEqual(['launched']);
+  });
+
   it('does not hedge to a deployment that started cooling down after the request began', async () => {
     const p = new ScriptedProvider()
       .on('slow', (_r, o) => sleep(300, o.signal).then(() => answer('slow')))
