@@ -97,6 +97,21 @@ describe('GatewayMetrics', () => {
     expect(await m.render()).toContain('inference_gpu_allocation_latency_ms_count{model="mistral-7b",outcome="ok"} 1');
   });
 
+  it("shows the worst of the passthrough breakers on their shared series: one closing does not hide another still open", async () => {
+    const m = new GatewayMetrics({ processMetrics: false });
+    m.useCatalog({ groupNames: () => ['chat'], allDeployments: () => [{ id: 'openai/gpt-4o', model: 'gpt-4o' }] });
+    const state = async () => samples(await m.render(), 'circuit_breaker_state').find((l) => l.includes('"passthrough"'));
+    m.breakerOpened('openai/pb');
+    m.breakerOpened('openai/pa');
+    m.setBreakerState('openai/pb', 'half_open');
+    m.setBreakerState('openai/pb', 'closed');
+    expect(await state()).toBe('circuit_breaker_state{deployment="passthrough"} 2');
+    m.setBreakerState('openai/pa', 'half_open');
+    expect(await state()).toBe('circuit_breaker_state{deployment="passthrough"} 1');
+    m.setBreakerState('openai/pa', 'closed');
+    expect(await state()).toBe('circuit_breaker_state{deployment="passthrough"} 0');
+  });
+
   it('keeps only the live mesh nodes, each under its own id, however many have come and gone', async () => {
     const m = new GatewayMetrics({ processMetrics: false, maxLabelValues: 5 });
     for (let pod = 0; pod < 50; pod++) m.setMeshNodes([{ node: `worker-${pod}`, health: 1, state: 'healthy' }]);

@@ -13,6 +13,8 @@ import { FastCounter, FastHistogram } from './series.js';
 const LATENCY_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000];
 const ALLOCATION_BUCKETS_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 15_000, 60_000];
 const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+/** Passthrough breakers not closed that the shared `passthrough` series remembers. */
+const MAX_PASSTHROUGH_BREAKERS = 1_000;
 
 export interface MetricsOptions {
   /** Distinct values kept per free-form label before the rest read `other`. */
@@ -131,6 +133,8 @@ export interface LedgerCounts {
 export const LEDGER_OUTCOMES = ['written', 'rejected', 'spooled', 'dropped', 'duplicate'] as const;
 
 export class GatewayMetrics {
+  /** Passthrough deployments whose breaker is not closed, and its state (breakerShown). */
+  private readonly passthroughBreakers = new Map<string, BreakerState>();
   readonly registry = new Registry();
   private readonly cluster: ClusterMetricsLink | undefined;
   readonly stats: RollingStats;
@@ -481,16 +485,40 @@ export class GatewayMetrics {
   breakerOpened(deployment: string, counted = true): void {
     const d = this.deployment.value(deployment);
     if (counted) this.breakerOpen.inc({ deployment: d });
-    this.breakerState.set({ deployment: d }, BREAKER_STATE_VALUE.open);
-    this.stats.breakerState(d, 'open', counted);
+    const shown = this.breakerShown(deployment, d, 'open');
+    this.breakerState.set({ deployment: d }, BREAKER_STATE_VALUE[shown]);
+    this.stats.breakerState(d, shown, counted);
   }
 
   /** Half-open and closed transitions (opening goes through breakerOpened, which counts it). */
   setBreakerState(deployment: string, state: BreakerState): void {
     if (state === 'open') return this.breakerOpened(deployment);
     const d = this.deployment.value(deployment);
-    this.breakerState.set({ deployment: d }, BREAKER_STATE_VALUE[state]);
-    this.stats.breakerState(d, state, false);
+    const shown = this.breakerShown(deployment, d, state);
+    this.breakerState.set({ deployment: d }, BREAKER_STATE_VALUE[shown]);
+    this.stats.breakerState(d, shown, false);
+  }
+
+  /**
+   * The state a breaker's series shows. Every passthrough deployment shares the `passthrough` series,
+   * which shows the worst of their breakers: one closing must not hide another still open (the
+   * CircuitBreakerOpen alert would never fire). Only breakers not closed are remembered, at most
+   * MAX_PASSTHROUGH_BREAKERS.
+   */
+  private breakerShown(raw: string, label: string, state: BreakerState): BreakerState {
+    if (label !== 'passthrough') return state;
+    const open = this.passthroughBreakers;
+    open.delete(raw);
+    if (state !== 'closed') {
+      open.set(raw, state);
+      if (open.size > MAX_PASSTHROUGH_BREAKERS) open.delete(open.keys().next().value as string);
+    }
+    let worst: BreakerState = 'closed';
+    for (const s of open.values()) {
+      if (s === 'open') return 'open';
+      worst = 'half_open';
+    }
+    return worst;
   }
 
   rateLimited(limit: string): void {
