@@ -367,6 +367,29 @@ for (const backend of backends) {
       expect((await store.listBatches(a, 10, all?.[0]))?.map((r) => r.id)).toEqual([aOld.id]);
     });
 
+    it("hands out a line of each running job in turn: a later, small job is not held behind a large one", async () => {
+      const big = await create(60);
+      const small = await create(2);
+      // The big one a minute older.
+      await sql.query(`UPDATE batch_jobs SET created_at = created_at - 60 WHERE id = $1`, [big.id]);
+      const claimed = await store.claim(`fair-${runId()}`, 60_000, 4);
+      const lines = (id: string) => claimed.filter((c) => c.batch_id === id).map((c) => c.line).sort((a, b) => a - b);
+      expect(lines(small.id)).toEqual([1, 2]);
+      expect(lines(big.id)).toEqual([1, 2]);
+      await store.cancel(big.id, ANONYMOUS.id).catch(() => undefined);
+      await store.cancel(small.id, ANONYMOUS.id).catch(() => undefined);
+    });
+
+    it("keeps a job a live finaliser is still writing out of the sweep's stale list (it is touched while at work)", async () => {
+      const job = await create(1);
+      await sql.query(`UPDATE batch_items SET status = 'succeeded' WHERE batch_id = $1`, [job.id]);
+      expect(await store.beginFinalizing(job.id)).toBeDefined();
+      await sql.query(`UPDATE batch_jobs SET finalizing_at = finalizing_at - 120 WHERE id = $1`, [job.id]);
+      expect(await store.staleFinalizing(60)).toContain(job.id);
+      await store.touchFinalizing(job.id);
+      expect(await store.staleFinalizing(60)).not.toContain(job.id);
+    });
+
     it('a graceful stop hands leases back at once', async () => {
       const job = await create(3);
       const runner = new BatchRunner(store, async (_item, signal) => {

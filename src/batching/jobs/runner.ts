@@ -50,6 +50,8 @@ export class BatchRunner {
   /** The lines this worker is running, whose leases the heartbeat extends. */
   private readonly held = new Map<string, { batch_id: string; line: number }>();
   private lastSweep = 0;
+  /** Jobs this process is finishing in the background (sweep), by id. */
+  private readonly finishing = new Map<string, Promise<void>>();
   /** Lines run by this worker (tests and stats). */
   executed = 0;
   private readonly outbox: WebhookOutbox | undefined;
@@ -89,7 +91,7 @@ export class BatchRunner {
     this.controller.abort();
     this.kick();
     await this.loop;
-    await Promise.allSettled([...this.tasks]);
+    await Promise.allSettled([...this.tasks, ...this.finishing.values()]);
     await this.store.releaseOwner(this.owner).catch(() => undefined);
     await this.outbox?.stop();
   }
@@ -165,11 +167,24 @@ export class BatchRunner {
     if (expiring.length > 0) this.opts.log.info({ batches: expiring }, 'batch: completion window over; expiring');
     await this.store.dropUnrunnable();
     await this.store.exhaustAttempts(this.maxAttempts);
-    for (const id of await this.store.unfinalized()) await this.settle(id);
+    // In the background, one at a time per job: a large job's files take a while, and the claim
+    // loop must not wait for them. A job that fails to finish does not hold the others back.
+    for (const id of await this.store.unfinalized()) this.inBackground(id, () => this.settle(id));
     for (const id of await this.store.staleFinalizing(Math.ceil(this.opts.leaseMs / 1000))) {
-      const job = await this.store.getBatch(id);
-      if (job) await this.finalize(job);
+      this.inBackground(id, async () => {
+        const job = await this.store.getBatch(id);
+        if (job) await this.finalize(job);
+      });
     }
+  }
+
+  /** Runs `work` for job `id` unless this process is already finishing it; failures are logged (the next sweep tries again). */
+  private inBackground(id: string, work: () => Promise<void>): void {
+    if (this.finishing.has(id)) return;
+    const p = work()
+      .catch((err: unknown) => this.opts.log.error({ batch: id, err: (err as Error).message }, 'batch: finishing the job failed; the next sweep tries again'))
+      .finally(() => this.finishing.delete(id));
+    this.finishing.set(id, p);
   }
 
   private get maxAttempts(): number {
@@ -212,6 +227,18 @@ export class BatchRunner {
   }
 
   private async finalize(job: BatchRow): Promise<void> {
+    // Still at work: touched every third of a lease, so no sweep (here or on another replica) takes
+    // the job for one a dead worker left, and writes its files again meanwhile.
+    const touch = setInterval(() => void this.store.touchFinalizing(job.id).catch(() => undefined), Math.max(1_000, Math.floor(this.opts.leaseMs / 3)));
+    touch.unref();
+    try {
+      await this.finalizeOnce(job);
+    } finally {
+      clearInterval(touch);
+    }
+  }
+
+  private async finalizeOnce(job: BatchRow): Promise<void> {
     // Written part by part (a page of lines read at a time): a large job's whole output as one string
     // would pass V8's string limit, and the job would stay finalizing with every sweep failing again.
     // The parts are this finaliser's own until `complete` adopts them with the final status.

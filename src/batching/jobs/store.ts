@@ -258,7 +258,10 @@ export class BatchStore {
   }
 
   /**
-   * Hands out up to `limit` open lines of running jobs, oldest job first; expired leases included,
+   * Hands out up to `limit` open lines of running jobs, a line of each job in turn (its lowest open
+   * lines first; between jobs, the older first) — not one job's lines before another's: a tenant's
+   * 50,000-line batch would hold every slot until it was done, and a later batch would expire
+   * unrun. Expired leases included,
    * unless the line has had `maxAttempts` runs already (`exhaustAttempts` fails it instead). Each
    * claim is an attempt. Nothing of a job whose window is over, even before the sweep has marked it
    * expiring.
@@ -271,7 +274,7 @@ export class BatchStore {
        WHERE (batch_id, line) IN (
          SELECT i.batch_id, i.line FROM batch_items i JOIN batch_jobs j ON j.id = i.batch_id
          WHERE j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $5) AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3 AND i.attempts < $6))
-         ORDER BY j.created_at, i.batch_id, i.line
+         ORDER BY i.line, j.created_at, i.batch_id
          LIMIT $4
          FOR UPDATE OF i SKIP LOCKED)
        RETURNING batch_id, line, custom_id, body, attempts`,
@@ -410,7 +413,12 @@ export class BatchStore {
     return rows.length > 0 ? this.getBatch(id) : undefined;
   }
 
-  /** Jobs left in `finalizing` by a worker that died (older than `olderThanS`). */
+  /** A finaliser still at work says so, so no sweep takes its job for one left by a dead worker. */
+  async touchFinalizing(id: string): Promise<void> {
+    await this.sql.query(`UPDATE batch_jobs SET finalizing_at = $2 WHERE id = $1 AND status = 'finalizing'`, [id, Math.floor(nowS())]);
+  }
+
+  /** Jobs left in `finalizing` by a worker that died (not touched for `olderThanS`). */
   async staleFinalizing(olderThanS: number): Promise<string[]> {
     const rows = await this.sql.query<{ id: string }>(`SELECT id FROM batch_jobs WHERE status = 'finalizing' AND finalizing_at < $1`, [Math.floor(nowS()) - olderThanS]);
     return rows.map((r) => r.id);
