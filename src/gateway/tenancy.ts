@@ -134,9 +134,11 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
         config: config.budgets,
         log,
         spentSince: db && ledger ? (scope, id, since) => spentSince(db, scope, id, since) : undefined,
-        onAlert: (alert) => {
+        onAlert: async (alert) => {
           log.warn({ alert }, 'budget threshold crossed');
-          webhooks.send('budget.threshold_crossed', alert);
+          // Delivered when a receiver took it (or none is configured): else sent again at the next crossing.
+          const results = await Promise.all(webhooks.send('budget.threshold_crossed', alert));
+          return results.length === 0 || results.some((r) => r.ok);
         },
       })
     : undefined;

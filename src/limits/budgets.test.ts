@@ -135,6 +135,32 @@ for (const [name, make, available] of stores) {
       await expect(manager.reserve(manager.linesFor(tenant), 1)).rejects.toMatchObject({ code: 'budget_exceeded' });
     });
 
+    it('sends a threshold alert no receiver took again at the next crossing, and a delivered one only once', async () => {
+      const { a } = make();
+      const sent: number[] = [];
+      let receiverUp = false;
+      const manager = new BudgetManager({
+        store: a,
+        config: budgetsSchema.parse({ default_user: { limit_usd: 10, period: 'month' }, alert_thresholds: [0.5] }),
+        log: createLogger('silent'),
+        onAlert: async (alert) => {
+          sent.push(alert.spent_usd);
+          return receiverUp;
+        },
+      });
+      const tenant = { id: `dave-${name}-${run}`, userId: `dave-${name}-${run}` } as Tenant;
+      const spend = async (usd: number) => manager.settle((await manager.reserve(manager.linesFor(tenant), usd))!, usd);
+      await spend(6); // crosses 50%: the receiver is down
+      await vi.waitFor(() => expect(sent).toHaveLength(1));
+      await new Promise((r) => setTimeout(r, 20)); // the marker is lifted
+      receiverUp = true;
+      await spend(1); // sent again, and taken
+      await vi.waitFor(() => expect(sent).toHaveLength(2));
+      await spend(1);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(sent).toHaveLength(2);
+    });
+
     it('a ledger that cannot be read seeds a counter from zero only for a minute, then the ledger is read again', async () => {
       const { a } = make();
       let ledgerDown = true;
@@ -197,6 +223,7 @@ describe('FailoverBudgetStore when Redis fails', () => {
     adjust: () => Promise.reject(new Error('connection refused')),
     seed: () => Promise.reject(new Error('connection refused')),
     markOnce: () => Promise.reject(new Error('connection refused')),
+    unmark: () => Promise.reject(new Error('connection refused')),
   };
 
   it('settles a reservation in the store that took it: one taken locally while Redis failed never moves the Redis counter', async () => {
@@ -207,6 +234,7 @@ describe('FailoverBudgetStore when Redis fails', () => {
       adjust: (...a) => (down ? Promise.reject(new Error('Command timed out')) : redisSide.adjust(...a)),
       seed: (...a) => (down ? Promise.reject(new Error('Command timed out')) : redisSide.seed(...a)),
       markOnce: (...a) => (down ? Promise.reject(new Error('Command timed out')) : redisSide.markOnce(...a)),
+      unmark: (...a) => (down ? Promise.reject(new Error('Command timed out')) : redisSide.unmark(...a)),
     };
     const local = new MemoryBudgetStore();
     const manager = new BudgetManager({

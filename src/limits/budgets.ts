@@ -55,6 +55,8 @@ export interface BudgetStore {
   seed(key: string, valueMicros: number, ttlMs: number): Promise<void>;
   /** True the first time a marker is set (threshold alerts fire once across replicas). */
   markOnce(key: string, ttlMs: number): Promise<boolean>;
+  /** Removes a marker (an alert that could not be delivered is sent again at the next crossing). */
+  unmark(key: string): Promise<void>;
 }
 
 /** What names a budget counter: whose it is (`scope`, `id`) and its period (`label`, from `periodOf`). */
@@ -164,6 +166,10 @@ export class RedisBudgetStore implements BudgetStore {
   async markOnce(key: string, ttlMs: number): Promise<boolean> {
     return (await this.redis.set(this.namespace + key, '1', 'PX', ttlMs, 'NX')) === 'OK';
   }
+
+  async unmark(key: string): Promise<void> {
+    await this.redis.del(this.namespace + key);
+  }
 }
 
 export class MemoryBudgetStore implements BudgetStore {
@@ -218,6 +224,10 @@ export class MemoryBudgetStore implements BudgetStore {
     this.set(key, 1, ttlMs);
     return true;
   }
+
+  async unmark(key: string): Promise<void> {
+    this.values.delete(key);
+  }
 }
 
 /** Redis first; on a Redis failure the local store (fail open) or 503 limiter_unavailable (fail closed). */
@@ -258,6 +268,9 @@ export class FailoverBudgetStore implements BudgetStore {
   markOnce(key: string, ttlMs: number) {
     return this.run((s) => s.markOnce(key, ttlMs));
   }
+  unmark(key: string) {
+    return this.run((s) => s.unmark(key));
+  }
 }
 
 /** Period start (UTC) and the time-to-live that outlasts the period by a day. */
@@ -293,7 +306,12 @@ export interface BudgetManagerOptions {
   log: Logger;
   /** Spend already in the ledger for a scope since a time (seeds counters after a restart). */
   spentSince?: (scope: BudgetScope, id: string, since: Date) => Promise<number>;
-  onAlert?: (alert: BudgetAlert) => void;
+  /**
+   * A threshold was crossed (once per budget, period and threshold across replicas). A promise that
+   * resolves false (no receiver took it) lifts the once-marker, so the next settlement past the
+   * threshold sends the alert again instead of it being lost for the period.
+   */
+  onAlert?: (alert: BudgetAlert) => void | Promise<boolean>;
 }
 
 /** How long a counter seeded from zero (the ledger unreadable) lives before it is seeded again. */
@@ -357,8 +375,10 @@ export class BudgetManager {
       const v = values[i] as number;
       for (const t of this.opts.config.alert_thresholds) {
         if (v < t * l.limitMicros) continue;
-        if (await this.opts.store.markOnce(`${l.key}:alert:${t}`, l.ttlMs)) {
-          this.opts.onAlert({ scope: l.scope, id: l.id, period: l.period, period_start: l.periodStart.toISOString(), threshold: t, limit_usd: fromMicros(l.limitMicros), spent_usd: fromMicros(v) });
+        const mark = `${l.key}:alert:${t}`;
+        if (await this.opts.store.markOnce(mark, l.ttlMs)) {
+          const delivered = this.opts.onAlert({ scope: l.scope, id: l.id, period: l.period, period_start: l.periodStart.toISOString(), threshold: t, limit_usd: fromMicros(l.limitMicros), spent_usd: fromMicros(v) });
+          if (delivered) void delivered.then((ok) => (ok ? undefined : this.opts.store.unmark(mark))).catch(() => undefined);
         }
       }
     }
