@@ -78,6 +78,9 @@ for (const backend of backends) {
       const errors = (await store.fileContent(done.error_file_id as string, ANONYMOUS.id))?.trim().split('\n').map((l) => JSON.parse(l) as { custom_id: string; response: { status_code: number } });
       expect(errors?.map((l) => [l.custom_id, l.response.status_code])).toEqual([['req-3', 400], ['req-6', 400], ['req-9', 400]]);
       expect(sent.map((s) => s.type)).toEqual(['batch.completed']);
+      // The prompts and answers live in the files only: deleting those removes them.
+      const rows = await sql.query<{ body: unknown; response: unknown }>(`SELECT body, response FROM batch_items WHERE batch_id = $1`, [job.id]);
+      expect(rows.every((r) => JSON.stringify(r.body) === '{}' && r.response === null)).toBe(true);
     });
 
     it('writes output files in parts of about file_part_bytes and reads them back a part at a time', async () => {

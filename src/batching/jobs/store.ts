@@ -498,6 +498,10 @@ export class BatchStore {
         `UPDATE batch_jobs SET status = $2, output_file_id = $3, error_file_id = $4, ${final}_at = $5 WHERE id = $1`,
         [id, final, files.output?.id ?? null, files.error?.id ?? null, now],
       );
+      // The lines' requests and answers are in the files now: the rows keep their status (the
+      // counts) but not a second copy of every prompt and answer, which deleting the files (the
+      // tenant's way to remove them) would leave behind for good.
+      await q(`UPDATE batch_items SET body = '{}'::jsonb, response = NULL WHERE batch_id = $1`, [id]);
       if (events) await storeEvents(q, id, events);
       return true;
     });
