@@ -82,10 +82,13 @@ export const MIGRATIONS: Migration[] = [
 export async function applyMigrations(sql: SqlDatabase, migrations: readonly Migration[] = MIGRATIONS): Promise<string[]> {
   // Under the lock too: two sessions running CREATE TABLE IF NOT EXISTS at the same moment both find
   // no table, and the second fails on the catalog's unique index ("pg_type_typname_nsp_index").
+  // No query timeout here: another replica's migration may hold the lock for minutes, and an index
+  // built on a large table (the ledger) takes as long as it takes.
+  const unbounded = { unbounded: true };
   await sql.transaction(async (q) => {
     await q(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
     await q(`CREATE TABLE IF NOT EXISTS schema_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-  });
+  }, unbounded);
   const applied: string[] = [];
   for (const m of migrations) {
     const done = await sql.transaction(async (q) => {
@@ -96,7 +99,7 @@ export async function applyMigrations(sql: SqlDatabase, migrations: readonly Mig
       for (const s of m.statements) await q(s);
       await q(`INSERT INTO schema_migrations (id) VALUES ($1)`, [m.id]);
       return true;
-    });
+    }, unbounded);
     if (done) applied.push(m.id);
   }
   return applied;

@@ -72,6 +72,21 @@ describe('a Postgres that goes silent mid-connection', () => {
   }, 30_000);
 });
 
+describe('migrations and the query timeout', () => {
+  it.skipIf(!havePostgres)('a migration that takes longer than the query timeout (an index on a large ledger) still applies', async () => {
+    const schema = `slow_migration_${Date.now().toString(36)}`;
+    const sql = await openSql({ url: POSTGRES_URL, pglitePath: '', schema, queryTimeoutMs: 200, migrations: [{ id: 'slow', statements: ['SELECT pg_sleep(0.6)'] }] });
+    try {
+      expect(await sql.query<{ id: string }>('SELECT id FROM schema_migrations')).toEqual([{ id: 'slow' }]);
+      // Queries outside migrations keep the limit.
+      await expect(sql.query('SELECT pg_sleep(0.6)')).rejects.toThrow(/timeout/i);
+    } finally {
+      await sql.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+      await sql.close();
+    }
+  }, 20_000);
+});
+
 // PGlite runs in a worker thread (pglite-host.ts): the same SqlDatabase as in-process, with the
 // event loop left free while a statement runs.
 describe('PGlite in its worker thread', () => {

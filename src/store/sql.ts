@@ -17,8 +17,11 @@ export interface SqlDatabase {
   readonly db: Drizzle;
   /** A raw parameterised query ($1, $2…). */
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
-  /** Runs `fn` in one transaction; statements inside use the `q` it is given. */
-  transaction<T>(fn: (q: RawQuery) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in one transaction; statements inside use the `q` it is given. `unbounded`: no query
+   * timeout (schema migrations: an index built on a large table, the migration lock waited for).
+   */
+  transaction<T>(fn: (q: RawQuery) => Promise<T>, opts?: { unbounded?: boolean }): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -102,15 +105,17 @@ async function openPostgres(url: string, schema: string | undefined, connectionT
     async query<T>(text: string, params?: unknown[]) {
       return (await pool.query(text, params)).rows as T[];
     },
-    async transaction<T>(fn: (q: RawQuery) => Promise<T>) {
+    async transaction<T>(fn: (q: RawQuery) => Promise<T>, opts?: { unbounded?: boolean }) {
       const client = await pool.connect();
+      // pg reads a falsy per-query timeout as "the pool's": the largest timer delay stands for none.
+      const timeout = opts?.unbounded ? { query_timeout: 2 ** 31 - 1 } : {};
       // A client whose ROLLBACK failed (its connection broken, or a query timed out and may still be
       // running) goes, rather than back to the pool mid-transaction.
       let broken = false;
       try {
-        await client.query('BEGIN');
-        const result = await fn(async <R>(text: string, params?: unknown[]) => (await client.query(text, params)).rows as R[]);
-        await client.query('COMMIT');
+        await client.query({ text: 'BEGIN', ...timeout });
+        const result = await fn(async <R>(text: string, params?: unknown[]) => (await client.query({ text, ...(params ? { values: params } : {}), ...timeout })).rows as R[]);
+        await client.query({ text: 'COMMIT', ...timeout });
         return result;
       } catch (err) {
         broken = await client.query('ROLLBACK').then(
