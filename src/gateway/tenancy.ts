@@ -133,7 +133,7 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
         store: budgetStore,
         config: config.budgets,
         log,
-        spentSince: db && ledger ? (scope, id, since) => spentSince(db, scope, id, since) : undefined,
+        spentSince: db && ledger ? (scope, id, since, until) => spentSince(db, scope, id, since, until) : undefined,
         onAlert: async (alert) => {
           log.warn({ alert }, 'budget threshold crossed');
           // Delivered when a receiver took it (or none is configured): else sent again at the next crossing.

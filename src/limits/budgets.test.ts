@@ -161,31 +161,31 @@ for (const [name, make, available] of stores) {
       expect(sent).toHaveLength(2);
     });
 
-    it('a ledger that cannot be read seeds a counter from zero only for a minute, then the ledger is read again', async () => {
+    it('a ledger that cannot be read seeds a counter from zero, and the spend it holds from before is added once it answers', async () => {
       const { a } = make();
       let ledgerDown = true;
       const manager = new BudgetManager({
         store: a,
         config: budgetsSchema.parse({ default_user: { limit_usd: 100, period: 'month' } }),
         log: createLogger('silent'),
-        spentSince: async () => {
+        seedRetryMs: 0,
+        spentSince: async (_scope, _id, _since, until) => {
           if (ledgerDown) throw new Error('connection timeout');
-          return 95;
+          // $95 spent before the counter was seeded; what was spent since is on the counter already.
+          return until ? 95 : 96;
         },
       });
       const tenant = { id: `carol-${name}-${run}`, userId: `carol-${name}-${run}` } as Tenant;
       const [l] = manager.linesFor(tenant);
-      // Served from zero while the ledger is unreadable, rather than refusing…
+      // Served from zero while the ledger is unreadable, rather than refusing: $1 spent.
       await manager.settle((await manager.reserve(manager.linesFor(tenant), 1))!, 1);
-      // …but not for the rest of the month: the counter lives SEED_RETRY_MS.
-      const life = await lifeOf(a, l!.key);
-      expect(life).toBeGreaterThan(0);
-      expect(life).toBeLessThanOrEqual(SEED_RETRY_MS);
-      // Once it has expired, the next reservation seeds it from the ledger: $95 of $100 spent.
+      // For the period, as any seed: not reset to zero again and again while the outage lasts.
+      expect(await lifeOf(a, l!.key)).toBeGreaterThan(SEED_RETRY_MS);
+      await manager.settle((await manager.reserve(manager.linesFor(tenant), 1))!, 1);
+      // The ledger answers: its $95 from before is added at the next reservation: 95 + 2 + 3 = $100 fits, a dollar more does not.
       ledgerDown = false;
-      await dropCounter(a, l!.key);
-      await expect(manager.reserve(manager.linesFor(tenant), 4)).resolves.toBeDefined();
-      await expect(manager.reserve(manager.linesFor(tenant), 4)).rejects.toMatchObject({ code: 'budget_exceeded' });
+      await expect(manager.reserve(manager.linesFor(tenant), 3)).resolves.toBeDefined();
+      await expect(manager.reserve(manager.linesFor(tenant), 1)).rejects.toMatchObject({ code: 'budget_exceeded' });
     });
 
     it('a budget whose counter is lost mid-period is re-seeded from the ledger, not restarted from zero', async () => {
@@ -255,6 +255,34 @@ describe('FailoverBudgetStore when Redis fails', () => {
     expect(await value(redisSide)).toBe(4_000_000);
     // The local counter: the ledger's $4 and the five requests' $0.10 each.
     expect(await value(local)).toBe(4_500_000);
+  });
+
+  it('falls back through the failure policy when Redis fails between finding a counter missing and seeding it', async () => {
+    const redisSide = new MemoryBudgetStore();
+    let down = false;
+    const failing = <T>(f: () => Promise<T>) => (down ? Promise.reject(new Error('Command timed out')) : f());
+    const flaky: BudgetStore = {
+      reserve: async (...a) => {
+        const r = await failing(() => redisSide.reserve(...a));
+        if (r.missing) down = true; // Redis goes away right after answering "missing"
+        return r;
+      },
+      adjust: (...a) => failing(() => redisSide.adjust(...a)),
+      seed: (...a) => failing(() => redisSide.seed(...a)),
+      markOnce: (...a) => failing(() => redisSide.markOnce(...a)),
+      unmark: (...a) => failing(() => redisSide.unmark(...a)),
+    };
+    const local = new MemoryBudgetStore();
+    const manager = new BudgetManager({
+      store: new FailoverBudgetStore(flaky, local, 'open', createLogger('silent')),
+      config: budgetsSchema.parse({ users: { erin: { limit_usd: 10, period: 'day' } } }),
+      log: createLogger('silent'),
+      spentSince: async () => 2,
+    });
+    const lines = manager.linesFor({ id: 'u:erin', kind: 'jwt', userId: 'erin' } as Tenant);
+    const r = await manager.reserve(lines, 1);
+    expect(r?.store).toBe(local);
+    expect((await local.adjust(lines, 0))[0]).toBe(1_000_000);
   });
 
   it('logs an outage once per throttle window, not on every failed call', async () => {

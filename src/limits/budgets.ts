@@ -51,8 +51,8 @@ export interface BudgetStore {
    * before it (and have no expiry); the next reservation seeds it from the ledger instead.
    */
   adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]>;
-  /** Sets a counter only if it does not exist (seeding from the ledger). */
-  seed(key: string, valueMicros: number, ttlMs: number): Promise<void>;
+  /** Sets a counter only if it does not exist (seeding from the ledger); true when this call set it. */
+  seed(key: string, valueMicros: number, ttlMs: number): Promise<boolean>;
   /** True the first time a marker is set (threshold alerts fire once across replicas). */
   markOnce(key: string, ttlMs: number): Promise<boolean>;
   /** Removes a marker (an alert that could not be delivered is sent again at the next crossing). */
@@ -159,8 +159,8 @@ export class RedisBudgetStore implements BudgetStore {
     return out.map(Number);
   }
 
-  async seed(key: string, valueMicros: number, ttlMs: number): Promise<void> {
-    await this.redis.set(this.namespace + key, valueMicros, 'PX', ttlMs, 'NX');
+  async seed(key: string, valueMicros: number, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(this.namespace + key, valueMicros, 'PX', ttlMs, 'NX')) === 'OK';
   }
 
   async markOnce(key: string, ttlMs: number): Promise<boolean> {
@@ -215,8 +215,10 @@ export class MemoryBudgetStore implements BudgetStore {
     });
   }
 
-  async seed(key: string, valueMicros: number, ttlMs: number): Promise<void> {
-    if (!this.has(key)) this.set(key, valueMicros, ttlMs);
+  async seed(key: string, valueMicros: number, ttlMs: number): Promise<boolean> {
+    if (this.has(key)) return false;
+    this.set(key, valueMicros, ttlMs);
+    return true;
   }
 
   async markOnce(key: string, ttlMs: number): Promise<boolean> {
@@ -305,7 +307,10 @@ export interface BudgetManagerOptions {
   config: BudgetsConfig;
   log: Logger;
   /** Spend already in the ledger for a scope since a time (seeds counters after a restart). */
-  spentSince?: (scope: BudgetScope, id: string, since: Date) => Promise<number>;
+  /** Spend already in the ledger for a scope from `since` (and before `until`, when given). */
+  spentSince?: (scope: BudgetScope, id: string, since: Date, until?: Date) => Promise<number>;
+  /** How often a counter seeded from zero (the ledger unreadable) tries the ledger again, ms; default SEED_RETRY_MS. */
+  seedRetryMs?: number;
   /**
    * A threshold was crossed (once per budget, period and threshold across replicas). A promise that
    * resolves false (no receiver took it) lifts the once-marker, so the next settlement past the
@@ -314,12 +319,17 @@ export interface BudgetManagerOptions {
   onAlert?: (alert: BudgetAlert) => void | Promise<boolean>;
 }
 
-/** How long a counter seeded from zero (the ledger unreadable) lives before it is seeded again. */
+/** How often a counter seeded from zero (the ledger unreadable) tries the ledger again for its earlier spend, ms. */
 export const SEED_RETRY_MS = 60_000;
 
 export class BudgetManager {
   /** Seeds in progress in this process per store, so concurrent requests that find a counter missing share one ledger query. */
   private readonly seeding = new WeakMap<BudgetStore, Map<string, Promise<void>>>();
+  /** Counters this process seeded from zero while the ledger could not be read: their earlier spend is owed. */
+  private readonly unseeded = new Map<string, { store: BudgetStore; line: BudgetLine; seededAt: Date; retryAt: number }>();
+  private readonly storeIds = new WeakMap<BudgetStore, number>();
+  private storeCount = 0;
+  private catchingUp: Promise<void> | undefined;
 
   constructor(private readonly opts: BudgetManagerOptions) {}
 
@@ -344,16 +354,25 @@ export class BudgetManager {
   /** Reserves the estimate on every budget line (an identity's, from linesFor), or throws budget_exceeded. */
   async reserve(lines: readonly BudgetLine[], estimateUsd: number): Promise<BudgetReservation | undefined> {
     if (lines.length === 0) return undefined;
+    if (this.unseeded.size > 0) await this.catchUp();
     const cost = toMicros(estimateUsd);
     // Whether a counter exists is asked of the store on every reservation (in the same script), not
     // remembered here: Redis can lose a counter while this process runs, and a counter recreated
     // from zero would forget everything spent this period.
     let r = await this.opts.store.reserve(lines, cost, this.opts.spentSince !== undefined);
     // Seeded, reserved again and settled in the store that answered first.
-    const store = r.store ?? this.opts.store;
+    let store = r.store ?? this.opts.store;
     if (r.missing) {
-      await Promise.all(r.missing.map((i) => this.seed(store, lines[i] as BudgetLine)));
-      r = await store.reserve(lines, cost, false);
+      try {
+        await Promise.all(r.missing.map((i) => this.seed(store, lines[i] as BudgetLine)));
+        r = await store.reserve(lines, cost, false);
+      } catch (err) {
+        // That store failed meanwhile (Redis went away): nothing was reserved there; the reservation
+        // goes through the failure policy as a first one would (the local store, or 503).
+        if (store === this.opts.store) throw err;
+        r = await this.opts.store.reserve(lines, cost, false);
+        store = r.store ?? this.opts.store;
+      }
     }
     const { ok, values } = r;
     if (!ok) {
@@ -386,9 +405,10 @@ export class BudgetManager {
 
   /**
    * Sets a missing counter in `store` to what the ledger holds for its period (SET NX: the first
-   * replica's seed wins). While the ledger cannot be read the counter starts from zero rather than
-   * refusing every request, but only for SEED_RETRY_MS: then it is missing again and the next
-   * reservation seeds it from the ledger, instead of the period's spend being forgotten until it ends.
+   * replica's seed wins). While the ledger cannot be read the counter starts from zero, for the
+   * period as any seed, rather than refusing every request; the replica whose seed set it adds the
+   * ledger's spend from before that moment once the ledger answers (tried every SEED_RETRY_MS, at a
+   * reservation), so an outage forgets the period's earlier spend only while it lasts.
    */
   private seed(store: BudgetStore, l: BudgetLine): Promise<void> {
     let inStore = this.seeding.get(store);
@@ -398,17 +418,52 @@ export class BudgetManager {
     if (!p) {
       // Only called for counters the reserve script named missing, which it does only with a ledger.
       const spentSince = this.opts.spentSince as NonNullable<typeof this.opts.spentSince>;
+      const seededAt = new Date();
       p = spentSince(l.scope, l.id, l.periodStart)
         .then(
-          (usd) => store.seed(l.key, toMicros(usd), l.ttlMs),
-          (err: unknown) => {
-            this.opts.log.warn({ err: (err as Error).message, budget: l.key, retryInMs: SEED_RETRY_MS }, 'could not seed a budget from the ledger; counting from zero until it can be read');
-            return store.seed(l.key, 0, Math.min(SEED_RETRY_MS, l.ttlMs));
+          async (usd) => void (await store.seed(l.key, toMicros(usd), l.ttlMs)),
+          async (err: unknown) => {
+            this.opts.log.warn({ err: (err as Error).message, budget: l.key }, 'could not seed a budget from the ledger; counting from zero and adding its spend once it can be read');
+            if (await store.seed(l.key, 0, l.ttlMs)) this.unseeded.set(`${this.storeId(store)}\u0000${l.key}`, { store, line: l, seededAt, retryAt: Date.now() + this.retryMs });
           },
         )
         .finally(() => seeding.delete(l.key));
       seeding.set(l.key, p);
     }
     return p;
+  }
+
+  private get retryMs(): number {
+    return this.opts.seedRetryMs ?? SEED_RETRY_MS;
+  }
+
+  private storeId(store: BudgetStore): number {
+    let id = this.storeIds.get(store);
+    if (id === undefined) this.storeIds.set(store, (id = ++this.storeCount));
+    return id;
+  }
+
+  /**
+   * Adds to counters seeded from zero the spend the ledger holds from before they were seeded, once
+   * it can be read again (due ones only; one pass at a time).
+   */
+  private catchUp(): Promise<void> {
+    if (this.catchingUp) return this.catchingUp;
+    const now = Date.now();
+    const due = [...this.unseeded].filter(([, u]) => u.retryAt <= now);
+    if (due.length === 0) return Promise.resolve();
+    const spentSince = this.opts.spentSince as NonNullable<typeof this.opts.spentSince>;
+    this.catchingUp = (async () => {
+      for (const [k, u] of due) {
+        try {
+          const before = await spentSince(u.line.scope, u.line.id, u.line.periodStart, u.seededAt);
+          if (before > 0) await u.store.adjust([u.line], toMicros(before));
+          this.unseeded.delete(k);
+        } catch {
+          u.retryAt = Date.now() + this.retryMs;
+        }
+      }
+    })().finally(() => (this.catchingUp = undefined));
+    return this.catchingUp;
   }
 }

@@ -612,11 +612,11 @@ export async function querySpend(db: SqlDatabase, q: SpendQuery): Promise<SpendR
 }
 
 /** Spend in USD since a time, for seeding budget counters. */
-export async function spentSince(db: SqlDatabase, scope: 'key' | 'user' | 'team', id: string, since: Date): Promise<number> {
+export async function spentSince(db: SqlDatabase, scope: 'key' | 'user' | 'team', id: string, since: Date, until?: Date): Promise<number> {
   const col = scope === 'key' ? ledger.keyId : scope === 'user' ? ledger.userId : ledger.teamId;
   const [row] = await db.db
     .select({ cost: sum(ledger.costUsd) })
     .from(ledger)
-    .where(and(dsql`${col} = ${id}`, gte(ledger.ts, since)));
+    .where(and(dsql`${col} = ${id}`, gte(ledger.ts, since), ...(until ? [lt(ledger.ts, until)] : [])));
   return Number(row?.cost ?? 0);
 }
