@@ -383,6 +383,23 @@ for (const backend of backends) {
       await store.cancel(small.id, ANONYMOUS.id).catch(() => undefined);
     });
 
+    it('does not starve an older job part-way through for a newer one: each gets a share of every claim', async () => {
+      const older = await create(100);
+      await sql.query(`UPDATE batch_jobs SET created_at = created_at - 3600 WHERE id = $1`, [older.id]);
+      await sql.query(`UPDATE batch_items SET status = 'succeeded' WHERE batch_id = $1 AND line <= 60`, [older.id]);
+      const newer = await create(100);
+      const got: Record<string, number> = {};
+      for (let round = 0; round < 6; round++) {
+        const claimed = await store.claim(`share-${runId()}`, 60_000, 10);
+        for (const c of claimed) got[c.batch_id] = (got[c.batch_id] ?? 0) + 1;
+        await sql.query(`UPDATE batch_items SET status = 'succeeded' WHERE status = 'running' AND batch_id IN ($1, $2)`, [older.id, newer.id]);
+      }
+      expect(got[older.id]).toBeGreaterThanOrEqual(20);
+      expect(got[newer.id]).toBeGreaterThanOrEqual(20);
+      await store.cancel(older.id, ANONYMOUS.id).catch(() => undefined);
+      await store.cancel(newer.id, ANONYMOUS.id).catch(() => undefined);
+    });
+
     it("keeps a job a live finaliser is still writing out of the sweep's stale list (it is touched while at work)", async () => {
       const job = await create(1);
       await sql.query(`UPDATE batch_items SET status = 'succeeded' WHERE batch_id = $1`, [job.id]);

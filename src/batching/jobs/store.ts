@@ -103,6 +103,9 @@ const nowS = () => Date.now() / 1000;
 const INSERT_CHUNK = 500;
 
 export class BatchStore {
+  /** Which running job a claim starts from (claim): moves on at every claim. */
+  private turn = 0;
+
   constructor(readonly sql: SqlDatabase) {}
 
   async createFile(file: Omit<FileRow, 'created_at'> & { content: string }): Promise<FileRow> {
@@ -258,10 +261,11 @@ export class BatchStore {
   }
 
   /**
-   * Hands out up to `limit` open lines of running jobs, a line of each job in turn (its lowest open
-   * lines first; between jobs, the older first) — not one job's lines before another's: a tenant's
-   * 50,000-line batch would hold every slot until it was done, and a later batch would expire
-   * unrun. Expired leases included,
+   * Hands out up to `limit` open lines of running jobs: a share of the limit from each job, its lowest
+   * open lines first, starting from a job that moves on at every claim, then what is left in the same
+   * order — not one job's lines before another's (a tenant's 50,000-line batch would hold every slot
+   * until it was done, and a later batch would expire unrun), nor the lowest line numbers first (a new
+   * job's would starve an old one part-way through). Expired leases included,
    * unless the line has had `maxAttempts` runs already (`exhaustAttempts` fails it instead). Each
    * claim is an attempt. Nothing of a job whose window is over, even before the sweep has marked it
    * expiring.
@@ -269,17 +273,24 @@ export class BatchStore {
   async claim(owner: string, leaseMs: number, limit: number, maxAttempts = DEFAULT_MAX_ATTEMPTS): Promise<ClaimedItem[]> {
     if (limit <= 0) return [];
     const now = Date.now();
-    const rows = await this.sql.query<{ batch_id: string; line: number; custom_id: string; body: Record<string, unknown>; attempts: number }>(
-      `UPDATE batch_items SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1
-       WHERE (batch_id, line) IN (
-         SELECT i.batch_id, i.line FROM batch_items i JOIN batch_jobs j ON j.id = i.batch_id
-         WHERE j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $5) AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3 AND i.attempts < $6))
-         ORDER BY i.line, j.created_at, i.batch_id
-         LIMIT $4
-         FOR UPDATE OF i SKIP LOCKED)
-       RETURNING batch_id, line, custom_id, body, attempts`,
-      [owner, now + leaseMs, now, limit, now / 1000, maxAttempts],
+    const open = await this.sql.query<{ id: string }>(
+      `SELECT j.id FROM batch_jobs j
+       WHERE j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $1)
+         AND EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = j.id AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $2 AND i.attempts < $3)))
+       ORDER BY j.created_at, j.id`,
+      [now / 1000, now, maxAttempts],
     );
+    if (open.length === 0) return [];
+    const from = this.turn++ % open.length;
+    const order = [...open.slice(from), ...open.slice(0, from)].map((j) => j.id);
+    const share = Math.max(1, Math.ceil(limit / order.length));
+    const rows: { batch_id: string; line: number; custom_id: string; body: Record<string, unknown>; attempts: number }[] = [];
+    for (const pass of [share, limit]) {
+      for (const id of order) {
+        if (rows.length >= limit) break;
+        rows.push(...(await this.claimFrom(id, owner, leaseMs, Math.min(pass, limit - rows.length), now, maxAttempts)));
+      }
+    }
     if (rows.length === 0) return [];
     const jobs = new Map<string, BatchRow>();
     for (const id of new Set(rows.map((r) => r.batch_id))) {
@@ -290,6 +301,22 @@ export class BatchStore {
       const job = jobs.get(r.batch_id) as BatchRow;
       return { batch_id: r.batch_id, line: r.line, custom_id: r.custom_id, body: r.body, attempts: r.attempts, endpoint: job.endpoint, tenant: job.tenant };
     });
+  }
+
+  /** Up to `limit` open lines of job `batchId`, lowest first, leased to `owner`. */
+  private claimFrom(batchId: string, owner: string, leaseMs: number, limit: number, now: number, maxAttempts: number) {
+    return this.sql.query<{ batch_id: string; line: number; custom_id: string; body: Record<string, unknown>; attempts: number }>(
+      `UPDATE batch_items SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1
+       WHERE (batch_id, line) IN (
+         SELECT i.batch_id, i.line FROM batch_items i
+         WHERE i.batch_id = $5 AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3 AND i.attempts < $6))
+           AND EXISTS (SELECT 1 FROM batch_jobs j WHERE j.id = $5 AND j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $7))
+         ORDER BY i.line
+         LIMIT $4
+         FOR UPDATE OF i SKIP LOCKED)
+       RETURNING batch_id, line, custom_id, body, attempts`,
+      [owner, now + leaseMs, now, limit, batchId, maxAttempts, now / 1000],
+    );
   }
 
   /**
