@@ -97,6 +97,13 @@ describe('answers that must not vote together', () => {
     expect(extractAnswer(one).value).not.toBe(extractAnswer(other).value);
   });
 
+  it('reads a yes or no that is only an interjection before the answer as no answer ("Yes! … 42", "No problem. … = 36")', () => {
+    expect(extractAnswer('Yes! Adding them up, the total comes to 42 apples.').value).toBe('42');
+    expect(extractAnswer('Yes! Adding them up, the total comes to 42 apples.').value).not.toBe(extractAnswer('Yes! Adding them up, the total comes to 45 apples.').value);
+    expect(extractAnswer('No problem. 12 * 3 = 36.').value).toBe('36');
+    expect(extractAnswer('Yes.').value).toBe('yes');
+  });
+
   it('votes a JSON answer by its content, whatever its key order, and reads ".5" as 0.5', () => {
     expect(extractAnswer('{"confidence":0.9,"answer":"Paris"}').value).toBe(extractAnswer('{"answer":"Paris","confidence":0.9}').value);
     expect(extractAnswer('The probability is .5').value).toBe('0.5');

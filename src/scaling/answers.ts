@@ -37,8 +37,12 @@ const EXPLANATION = /\s(?:because|since|given\s+that|due\s+to|which|where)\b/i;
 const CHOICE_AT_START = /^(?:[([]([a-eA-E])[)\]]|([A-E])(?=[.):,;]|$|\s+(?:because|since|as)\b|\s+[-–—(])|([a-e])$)/;
 const CHOICE_ALONE = /(?:^|\n)\s*\(?([A-E])\)\s*$|(?:^|\s)\(([A-E])\)(?=[\s.]*$)/;
 
-/** A reply that opens with yes or no answers with it ("Yes, 17 is prime." is not the number 17). */
-const YES_NO = /^[\s*_`"']*(yes|no)\b/i;
+/**
+ * A reply that opens with yes or no answers with it ("Yes, 17 is prime." is not the number 17) —
+ * unless the yes or no is an interjection before an answer that follows in sentences of its own
+ * ("Yes! Adding them up, the total is 42.", "No problem. 12 × 3 = 36."): then the rules below read it.
+ */
+const YES_NO = /^[\s*_`"']*(yes|no)\b(?!\s+(?:problem|worries|doubt)\b)(?![\s*_`"']*!)/i;
 
 export function extractAnswer(text: string): ExtractedAnswer {
   const t = unicodeMinus(text).trim();
