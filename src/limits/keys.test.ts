@@ -95,6 +95,32 @@ describe('ApiKeyStore.verify while the database fails', () => {
   });
 });
 
+describe('ApiKeyStore.verify while the database is silent', () => {
+  it('reads a stale row once for every request that needs it, and serves the last row after a second rather than waiting out the query', async () => {
+    let silent = false;
+    let reads = 0;
+    const db = new Proxy(sql.db, {
+      get(target, prop) {
+        if (prop === 'select' && silent) {
+          return () => ({ from: () => ({ where: () => (reads++, new Promise(() => undefined)) }) });
+        }
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const store = new ApiKeyStore({ sql: { ...sql, db } as unknown as SqlDatabase, prefix: 'sk-if-', cacheTtlMs: 20 });
+    const { key, record } = await store.create({ name: 'silent-db' });
+    await store.verify(key);
+    silent = true;
+    await new Promise((r) => setTimeout(r, 40));
+    const started = Date.now();
+    const tenants = await Promise.all(Array.from({ length: 20 }, () => store.verify(key)));
+    expect(tenants.every((t) => t.keyId === record.id)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(reads).toBe(1);
+  });
+});
+
 describe('API keys while Redis is down', () => {
   const log = createLogger('silent');
   let down: RedisClient;

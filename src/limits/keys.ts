@@ -97,6 +97,11 @@ export function keyView(r: ApiKeyRow): ApiKeyView {
 
 export const hashKey = (key: string): string => hash('sha256', key, 'hex');
 
+/** How long a key read before waits for its row to be read again before its last row serves, ms. */
+const STALE_WAIT_MS = 1_000;
+const STILL_READING: unique symbol = Symbol('still reading');
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 function randomToken(length: number): string {
   // Rejection sampling keeps every character equally likely.
@@ -127,6 +132,8 @@ export class ApiKeyStore {
   private readonly cache = new Map<string, CachedKey>();
   /** Rows by id for ensureActive (work that outlives its request: batch lines). */
   private readonly byId = new Map<string, { row: ApiKeyRow | undefined; at: number }>();
+  /** Row reads in progress, by key hash. */
+  private readonly reading = new Map<string, Promise<ApiKeyRow | undefined>>();
   private redisFailure = keysFailureHandler('open');
   private databaseWarned = 0;
 
@@ -252,6 +259,24 @@ export class ApiKeyStore {
     unusable(entry.row, now, what);
   }
 
+  /** Reads a key's row (one read per key at a time) and keeps it in the cache, or drops a key that is gone. */
+  private readRow(hash: string): Promise<ApiKeyRow | undefined> {
+    let p = this.reading.get(hash);
+    if (!p) {
+      p = (async () => {
+        const [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.hash, hash));
+        if (!row) this.cache.delete(hash);
+        else {
+          if (this.cache.size > 10_000) this.cache.clear();
+          this.cache.set(hash, { row, at: Date.now(), allow: row.ipAllowlist?.length ? blockList(row.ipAllowlist) : undefined });
+        }
+        return row;
+      })().finally(() => this.reading.delete(hash));
+      this.reading.set(hash, p);
+    }
+    return p;
+  }
+
   /**
    * The tenant for a presented key, or invalid_api_key / permission_denied. The row is read at most
    * every cacheTtlMs; while the database cannot be read, a key whose row was read before keeps its
@@ -262,12 +287,19 @@ export class ApiKeyStore {
     const hash = hashKey(key);
     const now = Date.now();
     let cached = this.cache.get(hash);
-    // A row from the cache (fresh, or kept while the database fails) is checked against the revocation marker.
+    // A row from the cache (fresh, or kept while the database fails or is slow) is checked against the revocation marker.
     let fromCache = cached !== undefined && now - cached.at < this.opts.cacheTtlMs;
     if (!fromCache) {
+      // One read per key at a time, whoever asks meanwhile: a database gone silent would otherwise
+      // hold one pool connection per request, each waiting out the query timeout.
+      const reading = this.readRow(hash);
       let row: ApiKeyRow | undefined;
       try {
-        [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.hash, hash));
+        // A key read before waits at most STALE_WAIT_MS for its row; then its last one serves and
+        // the read lands in the cache when it completes.
+        const read = await (cached ? Promise.race([reading, sleep(STALE_WAIT_MS).then(() => STILL_READING)]) : reading);
+        if (read === STILL_READING) fromCache = true;
+        else row = read as ApiKeyRow | undefined;
       } catch (err) {
         this.databaseFailed(err);
         if (!cached) throw new GatewayError('store_unavailable', { retryAfterMs: 1000, cause: err });
@@ -276,13 +308,8 @@ export class ApiKeyStore {
         fromCache = true;
       }
       if (!fromCache) {
-        if (!row) {
-          this.cache.delete(hash);
-          throw new GatewayError('invalid_api_key');
-        }
-        cached = { row, at: now, allow: row.ipAllowlist?.length ? blockList(row.ipAllowlist) : undefined };
-        if (this.cache.size > 10_000) this.cache.clear();
-        this.cache.set(hash, cached);
+        if (!row) throw new GatewayError('invalid_api_key');
+        cached = this.cache.get(hash) as CachedKey;
       }
     }
     cached = cached as CachedKey;
