@@ -432,9 +432,10 @@ export class GatewayMetrics {
   recordAttempt(raw: AttemptRecord): void {
     // An upstream's counts are as it sent them: a negative or non-finite one (a misbehaving server)
     // counts as none rather than throwing in a counter, which failed the request it came with.
-    const a = { ...raw, inputTokens: count(raw.inputTokens), outputTokens: count(raw.outputTokens), costUsd: count(raw.costUsd) };
-    const provider = this.provider.value(a.provider);
-    const model = this.model.value(a.model);
+    const provider = this.provider.value(raw.provider);
+    const model = this.model.value(raw.model);
+    // One copy, as the rolling stats always took: the label and the counts as counted.
+    const a = { ...raw, provider, inputTokens: count(raw.inputTokens), outputTokens: count(raw.outputTokens), costUsd: count(raw.costUsd) };
     if (a.outcome === 'cancelled') this.providerCancelled.inc({ provider });
     else {
       this.providerLatency.observe({ provider, model, outcome: a.outcome }, a.durationMs);
@@ -444,7 +445,7 @@ export class GatewayMetrics {
     if (a.inputTokens) this.tokens.inc({ provider, model, type: 'input' }, a.inputTokens);
     if (a.outputTokens) this.tokens.inc({ provider, model, type: 'output' }, a.outputTokens);
     if (a.costUsd) this.cost.inc({ provider, model }, a.costUsd);
-    this.stats.attempt({ ...a, provider });
+    this.stats.attempt(a);
   }
 
   /**
