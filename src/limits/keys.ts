@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { RedisClient } from '../store/redis.js';
 import { z } from 'zod';
 import type { Tenant } from '../gateway/context.js';
+import { withTimeout } from '../gateway/timeout.js';
 import { GatewayError } from '../server/errors.js';
 import type { SqlDatabase } from '../store/sql.js';
 import { apiKeys, type ApiKeyRow } from '../store/tables.js';
@@ -99,8 +100,7 @@ export const hashKey = (key: string): string => hash('sha256', key, 'hex');
 
 /** How long a key read before waits for its row to be read again before its last row serves, ms. */
 const STALE_WAIT_MS = 1_000;
-const STILL_READING: unique symbol = Symbol('still reading');
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+const STILL_READING = 'api key row still being read';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 function randomToken(length: number): string {
@@ -297,14 +297,14 @@ export class ApiKeyStore {
       try {
         // A key read before waits at most STALE_WAIT_MS for its row; then its last one serves and
         // the read lands in the cache when it completes.
-        const read = await (cached ? Promise.race([reading, sleep(STALE_WAIT_MS).then(() => STILL_READING)]) : reading);
-        if (read === STILL_READING) fromCache = true;
-        else row = read as ApiKeyRow | undefined;
+        row = await (cached ? withTimeout(reading, STALE_WAIT_MS, STILL_READING) : reading);
       } catch (err) {
-        this.databaseFailed(err);
-        if (!cached) throw new GatewayError('store_unavailable', { retryAfterMs: 1000, cause: err });
-        // Kept for another cacheTtlMs: requests meanwhile do not each wait on the failing database.
-        cached.at = now;
+        if (!cached || (err as Error).message !== STILL_READING) {
+          this.databaseFailed(err);
+          if (!cached) throw new GatewayError('store_unavailable', { retryAfterMs: 1000, cause: err });
+          // Kept for another cacheTtlMs: requests meanwhile do not each wait on the failing database.
+          cached.at = now;
+        }
         fromCache = true;
       }
       if (!fromCache) {

@@ -16,6 +16,7 @@ import { appendFile, mkdir, readdir, readFile, rename, unlink, writeFile } from 
 import { basename, dirname, join } from 'node:path';
 import { and, count, gte, lt, sql as dsql, sum, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { withTimeout } from '../gateway/timeout.js';
 import { storableJson, type SqlDatabase } from './sql.js';
 import { ledger, type LedgerRow } from './tables.js';
 
@@ -549,9 +550,10 @@ export class LedgerWriter {
       this.replayOwnSpools();
       await this.replaying;
     })();
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([drained.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs)))]);
-    clearTimeout(timer);
+    const timedOut = await withTimeout(drained, timeoutMs).then(
+      () => false,
+      () => true,
+    );
     if (timedOut) this.log.error({ timeoutMs, pending: this.queue.length }, 'ledger: the database did not answer at shutdown; giving up on it');
     if (this.droppedUnlogged > 0) this.logDropped('no spool path');
     if (this.queue.length > 0) {
