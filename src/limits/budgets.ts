@@ -325,10 +325,8 @@ export const SEED_RETRY_MS = 60_000;
 export class BudgetManager {
   /** Seeds in progress in this process per store, so concurrent requests that find a counter missing share one ledger query. */
   private readonly seeding = new WeakMap<BudgetStore, Map<string, Promise<void>>>();
-  /** Counters this process seeded from zero while the ledger could not be read: their earlier spend is owed. */
-  private readonly unseeded = new Map<string, { store: BudgetStore; line: BudgetLine; seededAt: Date; retryAt: number }>();
-  private readonly storeIds = new WeakMap<BudgetStore, number>();
-  private storeCount = 0;
+  /** Counters this process seeded from zero while the ledger could not be read (their earlier spend is owed), by store. */
+  private readonly unseeded = new Map<BudgetStore, Map<string, { line: BudgetLine; seededAt: Date; retryAt: number }>>();
   private catchingUp: Promise<void> | undefined;
 
   constructor(private readonly opts: BudgetManagerOptions) {}
@@ -424,7 +422,10 @@ export class BudgetManager {
           async (usd) => void (await store.seed(l.key, toMicros(usd), l.ttlMs)),
           async (err: unknown) => {
             this.opts.log.warn({ err: (err as Error).message, budget: l.key }, 'could not seed a budget from the ledger; counting from zero and adding its spend once it can be read');
-            if (await store.seed(l.key, 0, l.ttlMs)) this.unseeded.set(`${this.storeId(store)}\u0000${l.key}`, { store, line: l, seededAt, retryAt: Date.now() + this.retryMs });
+            if (!(await store.seed(l.key, 0, l.ttlMs))) return;
+            let owed = this.unseeded.get(store);
+            if (!owed) this.unseeded.set(store, (owed = new Map()));
+            owed.set(l.key, { line: l, seededAt, retryAt: Date.now() + this.retryMs });
           },
         )
         .finally(() => seeding.delete(l.key));
@@ -437,12 +438,6 @@ export class BudgetManager {
     return this.opts.seedRetryMs ?? SEED_RETRY_MS;
   }
 
-  private storeId(store: BudgetStore): number {
-    let id = this.storeIds.get(store);
-    if (id === undefined) this.storeIds.set(store, (id = ++this.storeCount));
-    return id;
-  }
-
   /**
    * Adds to counters seeded from zero the spend the ledger holds from before they were seeded, once
    * it can be read again (due ones only; one pass at a time).
@@ -450,15 +445,16 @@ export class BudgetManager {
   private catchUp(): Promise<void> {
     if (this.catchingUp) return this.catchingUp;
     const now = Date.now();
-    const due = [...this.unseeded].filter(([, u]) => u.retryAt <= now);
+    const due = [...this.unseeded].flatMap(([store, owed]) => [...owed.values()].filter((u) => u.retryAt <= now).map((u) => ({ store, owed, u })));
     if (due.length === 0) return Promise.resolve();
     const spentSince = this.opts.spentSince as NonNullable<typeof this.opts.spentSince>;
     this.catchingUp = (async () => {
-      for (const [k, u] of due) {
+      for (const { store, owed, u } of due) {
         try {
           const before = await spentSince(u.line.scope, u.line.id, u.line.periodStart, u.seededAt);
-          if (before > 0) await u.store.adjust([u.line], toMicros(before));
-          this.unseeded.delete(k);
+          if (before > 0) await store.adjust([u.line], toMicros(before));
+          owed.delete(u.line.key);
+          if (owed.size === 0) this.unseeded.delete(store);
         } catch {
           u.retryAt = Date.now() + this.retryMs;
         }
