@@ -110,13 +110,27 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   const plugins: Assembly['plugins'] = [...tenancy.plugins];
 
+  // Providers before the embedder and the cache: `cache.semantic.provider` embeds with one of them.
+  // Dynamic batching (seed 001): concurrent embedding calls share upstream calls of up to BATCH_MAX_SIZE.
+  // Providers get the gateway's Redis and `clusters.mesh` too (the `mesh` provider uses both).
+  const unbatched = overrides.providers ?? (await createProviders(config.providers, providerContext(config)));
+  let providers = unbatched;
+  if (config.batching.enabled) {
+    const b = config.batching;
+    // BATCH_MAX_SIZE / BATCH_FLUSH_TIMEOUT_MS set cache.batch; they govern this batcher too unless `batching:` says otherwise.
+    const maxSize = b.max_size ?? config.cache.batch.max_size;
+    const flushTimeoutMs = b.flush_timeout_ms ?? config.cache.batch.flush_timeout_ms;
+    providers = withEmbeddingBatching(providers, b.provider_types, { maxSize, flushTimeoutMs, maxConcurrency: b.max_concurrency });
+  }
+
   // Semantic routing (docs/routing.md) embeds prompts with the semantic cache's embedder: built once,
-  // shared with the cache, and only when a model group routes by content.
-  const embedder = await createRoutingEmbedder(config, log);
+  // shared with the cache, and only when a model group routes by content. An embedder on one of the
+  // providers calls it without the embedding batcher: the embedder batches its own lookups already.
+  const embedder = await createRoutingEmbedder(config, log, unbatched);
 
   // Response cache (docs/caching.md): exact and semantic, after admission so limits still count.
   if (config.cache.enabled) {
-    const cache = await createCacheService(config, redis, log, embedder);
+    const cache = await createCacheService(config, redis, log, unbatched, embedder);
     if (cache) {
       resources.push({ name: 'cache', check: async () => true, close: () => cache.close() });
       stages.push(tracedStage('cache', countCacheOutcome(createCacheStage({ cache }), telemetry)));
@@ -142,17 +156,6 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
 
   // GET /debug/process: memory, event-loop delay and open descriptors for soak tests (bench/soak.ts).
   plugins.push({ plugin: processStatsRoutes as Plugin });
-
-  // Dynamic batching (seed 001): concurrent embedding calls share upstream calls of up to BATCH_MAX_SIZE.
-  // Providers get the gateway's Redis and `clusters.mesh` too (the `mesh` provider uses both).
-  let providers = overrides.providers ?? (await createProviders(config.providers, providerContext(config)));
-  if (config.batching.enabled) {
-    const b = config.batching;
-    // BATCH_MAX_SIZE / BATCH_FLUSH_TIMEOUT_MS set cache.batch; they govern this batcher too unless `batching:` says otherwise.
-    const maxSize = b.max_size ?? config.cache.batch.max_size;
-    const flushTimeoutMs = b.flush_timeout_ms ?? config.cache.batch.flush_timeout_ms;
-    providers = withEmbeddingBatching(providers, b.provider_types, { maxSize, flushTimeoutMs, maxConcurrency: b.max_concurrency });
-  }
 
   const gateway = await Gateway.create({ loaded, log, providers, stages, resources, attemptObserver: telemetry, redis, embedder, admission });
   built.gateway = gateway;
@@ -242,11 +245,11 @@ function hedges(gateway: Gateway, model: string): boolean {
  * The response cache, or none when its semantic half cannot load (an optional embedder package
  * missing): then the exact cache runs alone and the log says why.
  */
-async function createCacheService(config: Config, redis: RedisClient | undefined, log: Logger, embedder?: Embedder): Promise<ResponseCache | undefined> {
+async function createCacheService(config: Config, redis: RedisClient | undefined, log: Logger, providers: ReadonlyMap<string, ProviderAdapter>, embedder?: Embedder): Promise<ResponseCache | undefined> {
   // Background failures (a store write, a lost index worker the cache fell back from) are logged;
   // the request that caused none of them is not failed for them.
   const onError = (err: unknown, what: string) => log.warn({ err: err instanceof Error ? err.message : String(err), what }, 'cache: background failure');
-  const deps = { redis, keyPrefix: config.redis.key_prefix, onError, ...(embedder ? { embedder } : {}) };
+  const deps = { redis, keyPrefix: config.redis.key_prefix, onError, providers, ...(embedder ? { embedder } : {}) };
   try {
     return await createResponseCache(config.cache, deps);
   } catch (err) {
@@ -257,10 +260,10 @@ async function createCacheService(config: Config, redis: RedisClient | undefined
 }
 
 /** The embedder for `strategy: semantic` groups (cache.semantic settings); none when no group needs it or it cannot load. */
-async function createRoutingEmbedder(config: Config, log: Logger): Promise<Embedder | undefined> {
+async function createRoutingEmbedder(config: Config, log: Logger, providers: ReadonlyMap<string, ProviderAdapter>): Promise<Embedder | undefined> {
   if (!config.models.some((g) => g.strategy === 'semantic')) return undefined;
   try {
-    return await createEmbedder(config.cache.semantic);
+    return await createEmbedder(config.cache.semantic, { providers });
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'semantic routing unavailable (no embedder); semantic groups use priority order');
     return undefined;
