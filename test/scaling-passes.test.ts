@@ -123,3 +123,35 @@ describe('passes are independent upstream calls', () => {
     expect(res.headers.get('x-inferenceflow-route') ?? '').not.toContain('dedup=joined');
   });
 });
+
+describe('difficulty as docs/compute.md spells it', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startTestGateway({
+      config: {
+        providers: { sim: { type: 'simulator', options: { oracle: { p: 1, seed: 3 } } } },
+        models: [{ name: 'm', deployments: [{ provider: 'sim', model: 'm' }] }],
+      },
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('takes a level in any case or as 1-4 on every route, and names the field when it is neither', async () => {
+    const chat = (difficulty: unknown) => post(server, '/v1/chat/completions', { model: 'm', temperature: 0, difficulty, messages: [{ role: 'user', content: 'What is 7+8?' }] });
+    for (const difficulty of ['Hard', 3, 'HARD', ' hard ']) {
+      const res = await chat(difficulty);
+      expect(res.status, `${JSON.stringify(difficulty)}: ${await res.clone().text()}`).toBe(200);
+      expect(res.headers.get('x-inferenceflow-passes')).toBe('3');
+    }
+    const seed = await post(server, '/v1/inference', { prompt: 'What is 7+8?', difficulty: 'Hard', model_preference: 'm' });
+    expect(seed.status).toBe(200);
+    expect(((await seed.json()) as { metadata: { passes: number } }).metadata.passes).toBe(3);
+    for (const bad of ['harder', 5, 0, 2.5]) {
+      const res = await chat(bad);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { param: string } }).error.param).toBe('difficulty');
+    }
+  });
+});

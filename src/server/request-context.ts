@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { Cancellation } from '../providers/cancel.js';
 
 export interface ExtensionFields {
-  difficulty?: string;
+  difficulty?: string | number;
   /** How test-time scaling combines passes (seed bodies); else the `x-inferenceflow-aggregation` header. */
   aggregation?: string;
   priority?: Priority;
@@ -58,7 +58,7 @@ export function createRequestContext(request: FastifyRequest, reply: FastifyRepl
   const priority = ext.priority ?? (headerValue(request.headers, 'x-inferenceflow-priority') as Priority | undefined);
   if (priority === 'low' || priority === 'normal' || priority === 'high') options.priority = priority;
   const difficulty = ext.difficulty ?? headerValue(request.headers, 'x-inferenceflow-difficulty');
-  if (difficulty) options.difficulty = difficulty.toLowerCase();
+  if (difficulty !== undefined && difficulty !== '') options.difficulty = String(difficulty).trim().toLowerCase();
   // Read once, here: the scaling stage plans with it and the cache keys on it, so both see the same value.
   const aggregation = (ext.aggregation ?? headerValue(request.headers, 'x-inferenceflow-aggregation'))?.trim();
   if (aggregation) options.aggregation = aggregation.toLowerCase();

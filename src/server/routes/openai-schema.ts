@@ -2,6 +2,7 @@
 // with OpenAI's ranges (unknown ones are rejected, as OpenAI does) plus the gateway's extension
 // fields (difficulty, priority, session_id, …) which the route strips before the canonical request.
 import { z } from 'zod';
+import { parseDifficulty } from '../../scaling/levels.js';
 
 const text = z.string();
 /**
@@ -164,9 +165,18 @@ const responseFormat = z.discriminatedUnion('type', [
 
 const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullable();
 
+/**
+ * A test-time scaling level as docs/compute.md promises it: `easy`, `medium`, `hard`, `expert` or
+ * `auto` in any case, or 1-4; the header `x-inferenceflow-difficulty` takes the same.
+ */
+export const difficultyField = z.union([
+  z.string().refine((v) => parseDifficulty(v) !== undefined || v.trim().toLowerCase() === 'auto', { message: 'expected one of easy, medium, hard, expert, auto (any case) or 1-4' }),
+  z.number().int().min(1).max(4),
+]);
+
 /** Gateway extension fields, accepted on every inference route. */
 export const extensionFields = {
-  difficulty: z.enum(['easy', 'medium', 'hard', 'expert', 'auto', 'EASY', 'MEDIUM', 'HARD', 'EXPERT', 'AUTO']).optional(),
+  difficulty: difficultyField.optional(),
   priority: z.enum(['low', 'normal', 'high']).optional(),
   session_id: z.string().max(256).optional(),
 };

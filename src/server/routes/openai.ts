@@ -38,7 +38,7 @@ export function parseChatBody(raw: unknown): { req: ChatRequest; ext: { difficul
   const { difficulty, priority, session_id, ...rest } = parsed.data;
   const legacy = usesLegacyFunctions(rest);
   const req = chatRequestFrom(allowedToolsChoice(legacy ? fromLegacyFunctions(rest) : rest));
-  return { req, ext: { difficulty, priority, session_id }, legacyAnswer: legacy && rest.functions !== undefined };
+  return { req, ext: { difficulty: difficulty === undefined ? undefined : String(difficulty), priority, session_id }, legacyAnswer: legacy && rest.functions !== undefined };
 }
 
 /**

@@ -3,12 +3,12 @@
 // a typo names itself; `difficulty` and `aggregation` are accepted on all of them.
 import { z } from 'zod';
 import { AGGREGATIONS } from '../../scaling/config.js';
+import { difficultyField } from './openai-schema.js';
 
-const difficulty = z.union([z.enum(['easy', 'medium', 'hard', 'expert', 'auto']), z.enum(['EASY', 'MEDIUM', 'HARD', 'EXPERT', 'AUTO']), z.number().int().min(1).max(4)]);
 const stop = z.union([z.string(), z.array(z.string()).max(4)]);
 
 export const scalingFields = {
-  difficulty: difficulty.optional(),
+  difficulty: difficultyField.optional(),
   aggregation: z.enum(AGGREGATIONS).optional(),
 };
 
