@@ -77,6 +77,24 @@ describe('passthrough to an OpenAI-compatible server', () => {
     }
   });
 
+  it('answers a model name holding a lone UTF-16 surrogate (valid JSON, no valid UTF-8), JSON and streamed', async () => {
+    // The raw body: JSON.stringify would write the escape too, but through a client's UTF-8 encoder.
+    const send = (stream: boolean) =>
+      fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: `{"model":"gpt-4o\\ud800","stream":${stream},"messages":[{"role":"user","content":"hi"}]}`,
+        signal: AbortSignal.timeout(10_000),
+      });
+    const json = await send(false);
+    expect(json.status).toBe(200);
+    expect(((await json.json()) as { choices: { message: { content: string } }[] }).choices[0]?.message.content).toBe('The quick brown fox jumps over the lazy dog.');
+    expect(decodeURIComponent(json.headers.get('x-inferenceflow-deployment') ?? '')).toBe('openai/gpt-4o\uFFFD');
+    const stream = await send(true);
+    expect(stream.status).toBe(200);
+    expect(await stream.text()).toContain('data: [DONE]');
+  });
+
   it('answers 502 naming the provider when the upstream fails', async () => {
     const err = (await client.chat.completions.create({ model: 'fragile', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
     expect(err.status).toBe(502);

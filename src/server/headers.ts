@@ -26,7 +26,13 @@ const NOT_HEADER_SAFE = /[^\t\x20-\x7e]/;
  * is answered instead of failing the response (Node throws on such a header value).
  */
 export function headerValue(v: string): string {
-  return NOT_HEADER_SAFE.test(v) ? encodeURIComponent(v) : v;
+  if (!NOT_HEADER_SAFE.test(v)) return v;
+  try {
+    return encodeURIComponent(v);
+  } catch {
+    // A lone UTF-16 surrogate (JSON's "\ud800" arrives as one) makes encodeURIComponent throw.
+    return encodeURIComponent(v.replace(/[\uD800-\uDFFF]/g, '\uFFFD'));
+  }
 }
 
 /**

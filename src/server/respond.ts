@@ -51,10 +51,11 @@ async function sendStream<J>(reply: FastifyReply, ctx: RequestContext, outcome: 
   const chunks = outcome.kind === 'stream' ? outcome.stream : iterate(resultToChunks(outcome.result));
   // Headers set on the reply before this point (x-request-id and x-inferenceflow-worker in the
   // onRequest hook) go with the head writeSse writes itself: after hijack Fastify sends nothing.
-  const before = reply.getHeaders() as OutgoingHttpHeaders;
+  // Made before the hijack: a throw here is still answered by the error handler, after it nothing would be.
+  const headers = { ...(reply.getHeaders() as OutgoingHttpHeaders), 'x-request-id': ctx.id, ...factHeaders(ctx.facts, false) };
   reply.hijack();
   await writeSse(reply.raw, render.events(chunks), {
-    headers: { ...before, 'x-request-id': ctx.id, ...factHeaders(ctx.facts, false) },
+    headers,
     trailers: () => streamTrailers(ctx.facts),
     onError: (err) => render.errorEvent(recordBrokenAnswer(reply, ctx, err, 'stream failed after it started')),
   });
