@@ -165,7 +165,7 @@ describe('embedding micro-batching', () => {
 
   it('refuses work past its queue with a retryable 503 overloaded', async () => {
     const { inner, sent, releaseAll } = gated();
-    const batching = new EmbeddingBatchingProvider(inner, { maxSize: 1, flushTimeoutMs: 1, maxConcurrency: 1, maxQueued: 1 });
+    const batching = new EmbeddingBatchingProvider(inner, { maxSize: 2, flushTimeoutMs: 1, maxConcurrency: 1, maxQueued: 1 });
     const first = batching.embed({ model: 'e', input: 'in flight' }, opts());
     await vi.waitFor(() => expect(sent).toHaveLength(1));
     const second = batching.embed({ model: 'e', input: 'queued' }, opts());
@@ -175,6 +175,24 @@ describe('embedding micro-batching', () => {
     await vi.waitFor(() => expect(sent).toHaveLength(2));
     releaseAll();
     await second;
+  });
+
+  it('sends a request of a batch size or more upstream whole, in a call of its own, outside the queue cap', async () => {
+    const sim = createSimulatorProvider('sim', { embedding_dimensions: 4 });
+    const sent: number[] = [];
+    const recording: ProviderAdapter = { ...sim, embed: (req, o) => (sent.push(Array.isArray(req.input) ? req.input.length : 1), sim.embed(req, o)), chat: (req, o) => sim.chat(req, o), streamChat: (req, o) => sim.streamChat(req, o), ready: async () => true, close: async () => undefined };
+    // The gateway's defaults: batches of 32, eight in flight, a queue of 16 rounds (4,096 inputs).
+    const batching = new EmbeddingBatchingProvider(recording, { maxSize: 32, flushTimeoutMs: 20, maxConcurrency: 8 });
+    const bulk = { model: 'e', input: Array.from({ length: 2048 }, (_, i) => `document ${i}`) };
+    // It holds a deployment slot as any call of its own does.
+    expect(batching.sharesEmbedCall(bulk)).toBe(false);
+    expect(batching.sharesEmbedCall({ model: 'e', input: ['a', 'b'] })).toBe(true);
+    const results = await Promise.allSettled(Array.from({ length: 4 }, () => batching.embed(bulk, opts())));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+    expect(sent).toEqual([2048, 2048, 2048, 2048]);
+    const first = (results[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof sim.embed>>>).value;
+    expect(first.data).toHaveLength(2048);
+    expect(first.data[2047]?.embedding).toEqual((await sim.embed({ model: 'e', input: 'document 2047' }, opts())).data[0]?.embedding);
   });
 
   it('lets a (model, dimensions) batcher go once its work is done', async () => {

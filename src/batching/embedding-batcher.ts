@@ -2,7 +2,10 @@
 // MicroBatcher per (model, dimensions), so concurrent requests become one upstream call of up to
 // BATCH_MAX_SIZE inputs, flushed after BATCH_FLUSH_TIMEOUT_MS. Each request gets its own vectors and
 // its share of the batch's token usage; a batch the upstream refuses for a bad input is sent again
-// one request at a time, so only that request fails. Everything else passes straight through.
+// one request at a time, so only that request fails. Everything else passes straight through, and so
+// does a request of max_size inputs or more: it fills a batch on its own, so sharing gains it nothing,
+// while cut into max_size slices it would cost one upstream call per slice (rate limits), fail whole
+// for one failed slice, and fill the queue other requests wait in.
 // Inputs of a caller that went away are dropped while still queued; a full queue refuses new work
 // (503 overloaded, retryable elsewhere); a (model, dimensions) batcher is let go once it is idle, so
 // clients naming ever new models or dimensions do not leave one behind each.
@@ -78,14 +81,19 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     return this.inner.streamChat(req, opts);
   }
 
-  /** Text inputs for float vectors are batched; token-array inputs and base64 output go straight through. */
+  /**
+   * Text inputs for float vectors, fewer than a batch holds, are batched; token-array inputs, base64
+   * output and requests of a batch's size or more go straight through.
+   */
   sharesEmbedCall(req: EmbeddingRequest): boolean {
     const inputs = embeddingInputs(req.input);
-    return inputs !== null && inputs.length > 0 && req.encoding_format !== 'base64';
+    return inputs !== null && inputs.length > 0 && inputs.length < this.options.maxSize && req.encoding_format !== 'base64';
   }
 
   async embed(req: EmbeddingRequest, opts: CallOptions): Promise<EmbeddingResult> {
-    // Token-array inputs and base64 output go straight through: the batch is built from text.
+    // Token-array inputs and base64 output go straight through (the batch is built from text), and so
+    // does a request that fills a batch alone: one upstream call of its own, sliced only as far as the
+    // inner adapter's upstream requires.
     if (!this.sharesEmbedCall(req)) return this.inner.embed(req, opts);
     const inputs = embeddingInputs(req.input) as string[];
     const batcher = this.batcherFor(req.model, req.dimensions);
