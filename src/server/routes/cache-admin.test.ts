@@ -6,10 +6,12 @@ import { userRequest } from '../../cache/test-helpers.js';
 import { GatewayError, openAiErrorBody } from '../errors.js';
 import { cacheAdminRoutes } from './cache-admin.js';
 
-async function setup(tenant?: { id: string; kind: string }, adminToken?: string) {
+const DEFAULT_ENTRIES: [string, string][] = [['acme', 'gpt-4o'], ['acme', 'claude'], ['globex', 'gpt-4o']];
+
+async function setup(tenant?: { id: string; kind: string }, adminToken?: string, entries = DEFAULT_ENTRIES) {
   const cache = await ResponseCache.create({ store: new MemoryCacheStore({ maxBytes: 1e6 }), ttlMs: 60_000, compressMinBytes: 0 });
   const result = { id: 'x', object: 'chat.completion' as const, created: 1, model: 'm', choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
-  for (const [ns, model] of [['acme', 'gpt-4o'], ['acme', 'claude'], ['globex', 'gpt-4o']] as const) {
+  for (const [ns, model] of entries) {
     const { probe } = await cache.lookup(ns, userRequest('hi', { model }));
     await cache.put(probe, { kind: 'result', result }, { tokens: 2, costUsd: 0.01 });
   }
@@ -76,6 +78,35 @@ describe('cache admin routes', () => {
     const own = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { model: 'gpt-4o' } });
     expect(own.json()).toMatchObject({ deleted: 1, filter: { namespace: 'acme', model: 'gpt-4o' } });
     expect((await cache.stats()).entries).toBe(2);
+  });
+
+  it('with real tenant ids and model names (colons in both), a pattern combines with namespace and model', async () => {
+    const entries: [string, string][] = [['key:key_abc', 'llama3:8b'], ['key:key_abc', 'gpt-4o'], ['key:key_def', 'llama3:8b']];
+    const { app, cache } = await setup(undefined, undefined, entries);
+    const hit = async (ns: string, model: string) => (await cache.lookup(ns, userRequest('hi', { model }))).hit !== undefined;
+    // Scoped to one tenant: the other tenant's entries stay (the pattern used to replace the scope).
+    let res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { namespace: 'key:key_abc', model: 'llama3:8b', pattern: '*' } });
+    expect(res.json()).toEqual({ deleted: 1, filter: { namespace: 'key:key_abc', model: 'llama3:8b', pattern: '*' } });
+    expect([await hit('key:key_abc', 'llama3:8b'), await hit('key:key_abc', 'gpt-4o'), await hit('key:key_def', 'llama3:8b')]).toEqual([false, true, true]);
+    res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { namespace: 'key:key_abc', pattern: '*' } });
+    expect(res.json()).toMatchObject({ deleted: 1 });
+    expect(await hit('key:key_def', 'llama3:8b')).toBe(true);
+    // A pattern that does not match the request hash deletes nothing.
+    res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { model: 'llama3:8b', pattern: 'no-such-hash*' } });
+    expect(res.json()).toMatchObject({ deleted: 0 });
+    res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { model: 'llama3:8b' } });
+    expect(res.json()).toMatchObject({ deleted: 1 });
+    expect((await cache.stats()).entries).toBe(0);
+  });
+
+  it('refuses a pattern written over the whole key (it could only match nothing)', async () => {
+    const { app, cache } = await setup(undefined, undefined, [['key:key_abc', 'llama3:8b']]);
+    for (const pattern of ['key:key_abc:*', '*:llama3:8b:*']) {
+      const res = await app.inject({ method: 'POST', url: '/v1/cache/invalidate', payload: { pattern } });
+      expect([res.statusCode, res.json().error.code, res.json().error.param]).toEqual([400, 'invalid_request', 'pattern']);
+      expect(res.json().error.message).toContain('"namespace"');
+    }
+    expect((await cache.stats()).entries).toBe(1);
   });
 
   it('rejects an empty or unknown filter with the OpenAI error shape', async () => {

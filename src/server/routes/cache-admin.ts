@@ -1,5 +1,5 @@
 // Admin endpoints of the response cache (seed 002 get_cache_stats and invalidate_cache): statistics,
-// and invalidation by namespace, model or key pattern. With an admin token these routes take it (and
+// and invalidation by namespace, model and request-hash pattern. With an admin token these routes take it (and
 // only it). Without one, a gateway with no authentication (one local operator) may read the
 // statistics and invalidate anything, while an authenticated tenant may only invalidate its own
 // namespace and may not read the statistics (they count every tenant's namespace): a tenant key must
@@ -21,8 +21,18 @@ const invalidateBody = z
   .object({
     namespace: z.string().min(1).optional(),
     model: z.string().min(1).optional(),
-    /** Glob over `<namespace>:<model>:<hash>`. */
-    pattern: z.string().min(1).optional(),
+    /**
+     * Glob over the request hash, the last part of `<namespace>:<model>:<hash>`, ANDed with namespace
+     * and model. Namespaces and models are stored escaped, so a glob over the whole key written as
+     * the operator sees them (`key:key_abc:*`) would match nothing: they are selected by name instead.
+     */
+    pattern: z
+      .string()
+      .min(1)
+      .refine((p) => !p.includes(':'), {
+        message: 'pattern matches the request hash (the part after the last ":") only; select a tenant or model with "namespace" and "model"',
+      })
+      .optional(),
   })
   .strict()
   .refine((b) => b.namespace !== undefined || b.model !== undefined || b.pattern !== undefined, {
@@ -72,8 +82,9 @@ export const cacheAdminRoutes: FastifyPluginAsync<CacheAdminOptions> = async (ap
     }
     if (parsed.data.namespace !== undefined) filter.namespace = parsed.data.namespace;
     if (parsed.data.model !== undefined) filter.model = parsed.data.model;
-    if (parsed.data.pattern !== undefined) filter.pattern = parsed.data.pattern;
+    if (parsed.data.pattern !== undefined) filter.hash = parsed.data.pattern;
     const deleted = await cache.invalidate(filter);
-    return { deleted, filter };
+    const { hash, ...scope } = filter;
+    return { deleted, filter: hash === undefined ? scope : { ...scope, pattern: hash } };
   });
 };
