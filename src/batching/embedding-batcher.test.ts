@@ -2,6 +2,10 @@ import { describe, expect, it, vi } from 'vitest';
 import { UpstreamError } from '../providers/errors.js';
 import { createSimulatorProvider } from '../providers/simulator.js';
 import type { ProviderAdapter } from '../providers/types.js';
+import { createOpenAIProvider } from '../providers/openai.js';
+import type { ModelCatalog } from '../routing/catalog.js';
+import { inferenceSchema } from '../scaling/config.js';
+import { scalingOptions } from '../scaling/setup.js';
 import { EmbeddingBatchingProvider } from './embedding-batcher.js';
 
 const opts = (signal = new AbortController().signal) => ({ signal, timeoutMs: 5_000, requestId: 'r' });
@@ -193,6 +197,18 @@ describe('embedding micro-batching', () => {
     const first = (results[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof sim.embed>>>).value;
     expect(first.data).toHaveLength(2048);
     expect(first.data[2047]?.embedding).toEqual((await sim.embed({ model: 'e', input: 'document 2047' }, opts())).data[0]?.embedding);
+  });
+
+  it('keeps what the wrapped adapter says of its chat: an openai provider that fans n out still counts a call per choice', async () => {
+    const fanning = createOpenAIProvider('ollama-v1', { type: 'openai', base_url: 'http://127.0.0.1:1/v1', options: { choices: 'fan_out' } });
+    const wrapped = new EmbeddingBatchingProvider(fanning, { maxSize: 32, flushTimeoutMs: 20 });
+    const group = { deployments: [{ model: 'm', provider: wrapped }] };
+    const catalog = { resolve: () => group, reachable: () => [group] } as unknown as ModelCatalog;
+    const scaling = await scalingOptions(inferenceSchema.parse({ test_time_scaling: { estimator: { enabled: false } } }), () => catalog);
+    // Passes go as separate calls, and admission reserves the prompt once per choice.
+    expect([scaling.supportsN?.('m'), scaling.promptPerChoice?.('m')]).toEqual([false, true]);
+    expect([wrapped.logprobs, wrapped.files, typeof wrapped.forward, typeof wrapped.listModels]).toEqual([fanning.logprobs, fanning.files, 'function', 'function']);
+    await wrapped.close();
   });
 
   it('lets a (model, dimensions) batcher go once its work is done', async () => {

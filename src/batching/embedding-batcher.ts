@@ -73,6 +73,11 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
   listModels?: (opts: CallOptions) => Promise<string[]>;
   forward?: ProviderAdapter['forward'];
 
+  /** Chat passes through: an inner adapter that makes `n` choices as n calls still does (test-time scaling and admission plan by it). */
+  get fansOutChoices(): boolean {
+    return this.inner.fansOutChoices === true;
+  }
+
   chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
     return this.inner.chat(req, opts);
   }
