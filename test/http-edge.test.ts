@@ -11,6 +11,7 @@ import type { CancelSignal } from '../src/providers/cancel.js';
 import type { CallOptions } from '../src/providers/types.js';
 import type { ChatRequest } from '../src/canonical/chat.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { startRecordingUpstream, type RecordingUpstream } from './helpers/recording-upstream.js';
 
 async function post(url: string, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) {
   const res = await request(url, { method: 'POST', body, headers });
@@ -106,6 +107,48 @@ describe('bad input', () => {
     const ready = await request(`${server.url}/ready`);
     expect(ready.statusCode).toBe(200);
     await ready.body.dump();
+  });
+});
+
+describe('deeply nested bodies', () => {
+  let server: RunningServer;
+  let upstream: RecordingUpstream;
+  beforeAll(async () => {
+    upstream = await startRecordingUpstream('up');
+    server = await startTestGateway({
+      config: {
+        providers: { up: { type: 'openai', base_url: upstream.url, api_key: 'k' } },
+        models: [{ name: 'chat', deployments: [{ provider: 'up', model: 'up' }] }],
+      },
+    });
+  });
+  afterAll(async () => {
+    await server.close();
+    await upstream.close();
+  });
+
+  // Written as text: JSON.stringify itself cannot write 12,000 levels.
+  const deep = (depth: number) =>
+    `{"model":"chat","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"a":${'['.repeat(depth)}${']'.repeat(depth)}}}}]}`;
+
+  it('refuses nesting past MAX_JSON_DEPTH with 400 before any upstream call, and the deployment stays healthy for everyone', async () => {
+    // 12,000 levels in ~24 KB: V8 parses it, serialising it for the upstream overflowed the stack.
+    for (const type of ['application/json', 'text/plain']) {
+      for (let i = 0; i < 6; i++) {
+        const res = await post(`${server.url}/v1/chat/completions`, deep(12_000), { 'content-type': type });
+        expect(res.status).toBe(400);
+        expect(res.json?.error.code).toBe('invalid_request');
+      }
+    }
+    expect(upstream.raw).toHaveLength(0);
+    const ok = await post(`${server.url}/v1/chat/completions`, JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'x' }] }));
+    expect(ok.status).toBe(200);
+  });
+
+  it('takes a schema nested as deep as real tools nest them, and brackets inside strings do not count', async () => {
+    const res = await post(`${server.url}/v1/chat/completions`, deep(60).replace('"x"', JSON.stringify('[['.repeat(300) + '\\"{{')));
+    expect(res.status).toBe(200);
+    expect(upstream.raw.at(-1)).toContain('[[[[');
   });
 });
 

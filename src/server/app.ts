@@ -52,6 +52,42 @@ export interface AppOptions {
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
+/** Deepest nesting of objects and arrays a request body may have (a tool's JSON schema needs a few dozen at most). */
+export const MAX_JSON_DEPTH = 128;
+
+function tooDeep(): GatewayError {
+  return new GatewayError('invalid_request', { message: `The request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.` });
+}
+
+/**
+ * Whether JSON text nests objects and arrays deeper than `max`, by one pass over it that skips
+ * strings with indexOf (a body is mostly string content). Malformed text is left to the parser.
+ */
+export function nestedDeeperThan(text: string, max: number): boolean {
+  // Nesting deeper than `max` takes at least 2 * max brackets.
+  if (text.length <= 2 * max) return false;
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      // To the closing quote: one not preceded by an odd run of backslashes.
+      for (;;) {
+        const q = text.indexOf('"', i + 1);
+        if (q < 0) return false;
+        let backslashes = 0;
+        while (text.charCodeAt(q - 1 - backslashes) === 92) backslashes++;
+        i = q;
+        if (backslashes % 2 === 0) break;
+      }
+    } else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) {
+      depth--;
+    }
+  }
+  return false;
+}
+
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const accessLog = new AccessLogger(opts.log);
   const app = Fastify({
@@ -73,8 +109,18 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: true },
   });
 
+  // JSON as Fastify parses it (prototype-poisoning keys refused), but no deeper than MAX_JSON_DEPTH:
+  // V8 parses any depth, while serialising it again (to an upstream, for a token count, into a
+  // response) overflows the stack — a ~24 KB body of nested arrays in a tool's parameters failed as
+  // an unreachable upstream and opened the deployment's breaker for every tenant.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (nestedDeeperThan(body as string, MAX_JSON_DEPTH)) done(tooDeep(), undefined);
+    else parseJson(req, body as string, done);
+  });
   // The seed's curl examples send JSON without a JSON content type: accept it as JSON.
   app.addContentTypeParser(['text/plain', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) => {
+    if (nestedDeeperThan(body as string, MAX_JSON_DEPTH)) return done(tooDeep(), undefined);
     try {
       done(null, body === '' ? undefined : JSON.parse(body as string));
     } catch {
