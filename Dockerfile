@@ -10,8 +10,11 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 ARG NPM_OMIT=optional
 COPY package.json package-lock.json ./
-# No install scripts: nothing the gateway needs builds native code, and it keeps the build hermetic.
-RUN npm ci ${NPM_OMIT:+--omit=$NPM_OMIT} --ignore-scripts --no-audit --no-fund
+# Everything, optional dependencies included: tsc needs their types (src/providers/local*.ts import
+# node-llama-cpp's, the transformers embedder @huggingface/transformers'); the prune below drops
+# them again. No install scripts: nothing the gateway needs builds native code, and it keeps the
+# build hermetic (the types need none).
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build \

@@ -2,6 +2,7 @@
 // probes on the gateway's health routes, only variables the gateway reads, a config file the
 // gateway's schema accepts, and scaling targets that name the Deployments that exist.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -319,6 +320,21 @@ describe('the image the Dockerfile builds', () => {
       await exited;
     }
   }, 60_000);
+
+  it('ships production dependencies only: the build installs optional ones for their types, then prunes them with the dev ones', async () => {
+    const pkg = JSON.parse(await read('package.json')) as { optionalDependencies: Record<string, string>; devDependencies: Record<string, string> };
+    const lock = JSON.parse(await read('package-lock.json')) as { packages: Record<string, { dev?: boolean; devOptional?: boolean }> };
+    // The build stage compiled (its tsc resolved node-llama-cpp's and transformers' types) ...
+    expect(existsSync(join(image.workdir, 'dist/cli/main.js'))).toBe(true);
+    // ... and the image carries neither group (NPM_OMIT defaults to optional); a dev dependency that a
+    // production one needs too (@types/node) stays, as npm keeps it.
+    const devOnly = Object.keys(pkg.devDependencies).filter((name) => lock.packages[`node_modules/${name}`]?.dev || lock.packages[`node_modules/${name}`]?.devOptional);
+    expect(devOnly).toEqual(expect.arrayContaining(['typescript', 'vitest']));
+    for (const name of [...Object.keys(pkg.optionalDependencies), ...devOnly]) {
+      expect(existsSync(join(image.workdir, 'node_modules', name)), name).toBe(false);
+    }
+    expect(existsSync(join(image.workdir, 'node_modules/fastify/package.json'))).toBe(true);
+  });
 
   it('loads at start-up only production dependencies (the image prunes dev dependencies and omits optional ones)', async () => {
     const pkg = JSON.parse(await read('package.json')) as { dependencies: Record<string, string>; optionalDependencies: Record<string, string> };

@@ -1,10 +1,13 @@
 // Reproduces what the Dockerfile puts in its image, without Docker: each stage's filesystem is a
 // directory, COPY lines copy from the build context (minus .dockerignore) or from an earlier stage,
-// and the few RUN commands the Dockerfile uses are emulated (`npm ci` links the checkout's
-// node_modules, `npm run build` runs the real build script, `mkdir -p` makes the directory). A RUN
-// command the emulator does not know fails loudly, so a changed Dockerfile cannot pass unexamined.
+// and the few RUN commands the Dockerfile uses are emulated (`npm ci` links the checkout's installed
+// packages, `npm run build` runs the real build script, `npm prune` hides what it removes, `mkdir -p`
+// makes the directory). `npm ci` and `npm prune` honour `--omit=dev|optional` as npm does, by the
+// lockfile's dev/optional/devOptional marks: a build step that needs an omitted package fails here as
+// it does in `docker build`. `$VAR` and `${VAR:+word}` in RUN lines expand from the stage's ARGs. A
+// RUN command the emulator does not know fails loudly, so a changed Dockerfile cannot pass unexamined.
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, statSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, posix, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -85,11 +88,57 @@ export interface ImageLayout {
   command: string[];
 }
 
+/** The shell's `$VAR`, `${VAR}`, `${VAR:-word}` and `${VAR:+word}` (the forms a Dockerfile RUN line uses with ARGs). */
+export function expandVars(text: string, vars: Record<string, string>): string {
+  return text
+    .replace(/\$\{(\w+)(?::([-+])((?:[^{}]|\{[^{}]*\})*))?\}/g, (_, name: string, op: string | undefined, word: string | undefined) => {
+      const value = vars[name] ?? '';
+      if (op === '+') return value ? expandVars(word ?? '', vars) : '';
+      if (op === '-') return value || expandVars(word ?? '', vars);
+      return value;
+    })
+    .replace(/\$(\w+)/g, (_, name: string) => vars[name] ?? '');
+}
+
+/** The groups an npm command's `--omit=…` / `--omit …` flags leave out. */
+function omitted(command: string): Set<string> {
+  return new Set([...command.matchAll(/--omit(?:=|\s+)(\S+)/g)].map((m) => m[1] as string));
+}
+
+/**
+ * What `npm ci`/`npm prune` with these omissions leave in node_modules, as a directory of links into
+ * the checkout's `nodeModules`: a top-level package is left out when the lockfile marks it `dev`
+ * (with dev omitted), `optional` (with optional omitted) or `devOptional` (with both), npm's rule.
+ */
+function linkNodeModules(nodeModules: string, lockfile: string, target: string, omit: Set<string>): void {
+  const packages = (JSON.parse(readFileSync(lockfile, 'utf8')) as { packages: Record<string, { dev?: boolean; optional?: boolean; devOptional?: boolean }> }).packages;
+  const hidden = (name: string) => {
+    const entry = packages[`node_modules/${name}`];
+    if (!entry) return false;
+    return (entry.dev === true && omit.has('dev')) || (entry.optional === true && omit.has('optional')) || (entry.devOptional === true && omit.has('dev') && omit.has('optional'));
+  };
+  const real = realpathSync(nodeModules);
+  rmSync(target, { recursive: true, force: true });
+  mkdirSync(target, { recursive: true });
+  for (const entry of readdirSync(real)) {
+    if (entry.startsWith('@')) {
+      for (const scoped of readdirSync(join(real, entry))) {
+        if (hidden(`${entry}/${scoped}`)) continue;
+        mkdirSync(join(target, entry), { recursive: true });
+        symlinkSync(join(real, entry, scoped), join(target, entry, scoped));
+      }
+    } else if (!hidden(entry)) {
+      symlinkSync(join(real, entry), join(target, entry));
+    }
+  }
+}
+
 /**
  * Builds every stage of `dockerfile` under `into/<stage>/` and returns the last (runtime) stage's
- * layout. `nodeModules` stands in for `npm ci` (linked, not copied).
+ * layout. `nodeModules` (the checkout's installed packages) stands in for `npm ci`, linked, not
+ * copied; `buildArgs` are `docker build --build-arg`s.
  */
-export async function reproduceImage(opts: { context: string; dockerfile: string; into: string; nodeModules: string }): Promise<ImageLayout> {
+export async function reproduceImage(opts: { context: string; dockerfile: string; into: string; nodeModules: string; buildArgs?: Record<string, string> }): Promise<ImageLayout> {
   const stages = parseDockerfile(readFileSync(join(opts.context, opts.dockerfile), 'utf8'));
   const ignored = dockerignore(opts.context);
   const roots = new Map<string, string>();
@@ -100,6 +149,9 @@ export async function reproduceImage(opts: { context: string; dockerfile: string
     roots.set(stage.name, root);
     let workdir = '/';
     const env: Record<string, string> = {};
+    const argValues: Record<string, string> = {};
+    // The groups the stage's last `npm ci`/`npm prune` left out (a prune never brings one back).
+    const omit = new Set<string>();
     let entrypoint: string[] = [];
     let cmd: string[] = [];
     const inStage = (p: string) => join(root, posix.resolve(workdir, p));
@@ -107,6 +159,9 @@ export async function reproduceImage(opts: { context: string; dockerfile: string
       if (op === 'WORKDIR') {
         workdir = posix.resolve(workdir, args);
         mkdirSync(inStage('.'), { recursive: true });
+      } else if (op === 'ARG') {
+        const m = /^(\w+)(?:=(.*))?$/.exec(args);
+        if (m) argValues[m[1] as string] = opts.buildArgs?.[m[1] as string] ?? (m[2] ?? '').replace(/^"|"$/g, '');
       } else if (op === 'ENV') {
         Object.assign(env, parseEnv(args));
       } else if (op === 'COPY') {
@@ -127,12 +182,20 @@ export async function reproduceImage(opts: { context: string; dockerfile: string
           copy(source, target, sourceRoot ? () => false : (p) => ignored(relative(opts.context, p)));
         }
       } else if (op === 'RUN') {
-        for (const command of args.split('&&').map((c) => c.trim())) {
-          if (/^npm ci\b/.test(command)) symlinkSync(realpathSync(opts.nodeModules), inStage('node_modules'));
-          else if (/^npm run build\b/.test(command)) await run('npm', ['run', 'build'], { cwd: inStage('.'), env: { ...process.env, ...env } });
+        for (const command of expandVars(args, { ...argValues, ...env }).split('&&').map((c) => c.trim())) {
+          if (/^npm (ci|prune)\b/.test(command)) {
+            if (command.startsWith('npm ci')) omit.clear();
+            for (const group of omitted(command)) omit.add(group);
+            linkNodeModules(opts.nodeModules, join(inStage('.'), 'package-lock.json'), inStage('node_modules'), omit);
+          } else if (/^npm run build\b/.test(command)) {
+            await run('npm', ['run', 'build'], { cwd: inStage('.'), env: { ...process.env, ...env } }).catch((err: Error & { stdout?: string; stderr?: string }) => {
+              // tsc reports on stdout: say what failed, as `docker build` would.
+              throw new Error(`RUN npm run build failed in stage ${stage.name}:\n${err.stdout ?? ''}${err.stderr ?? ''}`);
+            });
+          }
           else if (/^mkdir -p /.test(command)) for (const d of command.slice('mkdir -p '.length).split(/\s+/)) mkdirSync(inStage(d), { recursive: true });
-          // Ownership, pruning dev dependencies (checked separately) and the npm cache change no file the gateway reads.
-          else if (/^(chown|npm prune|npm cache clean)\b/.test(command)) continue;
+          // Ownership and the npm cache change no file the gateway reads.
+          else if (/^(chown|npm cache clean)\b/.test(command)) continue;
           else throw new Error(`RUN ${command}: not emulated; teach test/helpers/dockerfile.ts what it does`);
         }
       } else if (op === 'ENTRYPOINT') {
@@ -140,7 +203,7 @@ export async function reproduceImage(opts: { context: string; dockerfile: string
       } else if (op === 'CMD') {
         cmd = jsonArray(args, 'CMD');
       }
-      // ARG, USER, EXPOSE, HEALTHCHECK and LABEL put no file in the image.
+      // USER, EXPOSE, HEALTHCHECK and LABEL put no file in the image.
     }
     layout = { workdir: inStage('.'), env, command: [...entrypoint, ...cmd] };
   }
