@@ -63,6 +63,62 @@ describe('ApiKeyStore.ensureActive', () => {
   });
 });
 
+describe('ApiKeyStore revocation racing a row read (no Redis)', () => {
+  /** The embedded database, whose SELECTs, while `held`, read their rows and answer only once released. */
+  function slowReads() {
+    let release: (() => void) | undefined;
+    let readDone: (() => void) | undefined;
+    const state = { held: false, read: Promise.resolve() };
+    const db = new Proxy(sql.db, {
+      get(target, prop) {
+        if (prop === 'select' && state.held) {
+          const gate = new Promise<void>((r) => (release = r));
+          state.read = new Promise<void>((r) => (readDone = r));
+          return () => ({
+            from: (t: Parameters<typeof target.select>[0] & object) => ({
+              where: async (w: unknown) => {
+                const rows = await target.select().from(t as never).where(w as never);
+                readDone?.();
+                await gate;
+                return rows;
+              },
+            }),
+          });
+        }
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    return { state, release: () => release?.(), store: new ApiKeyStore({ sql: { ...sql, db } as unknown as SqlDatabase, prefix: 'sk-if-', cacheTtlMs: 60_000 }) };
+  }
+
+  it('verify: a row read before the revocation and answered after it is not kept', async () => {
+    const { state, release, store } = slowReads();
+    const { key, record } = await store.create({ name: 'race-verify' });
+    state.held = true;
+    const inFlight = store.verify(key).catch((err: unknown) => err);
+    await state.read;
+    state.held = false;
+    await store.revoke(record.id);
+    release();
+    await inFlight;
+    await expect(store.verify(key)).rejects.toMatchObject({ code: 'invalid_api_key', message: expect.stringContaining('revoked') });
+  });
+
+  it('ensureActive: a row read before the revocation and answered after it is not kept', async () => {
+    const { state, release, store } = slowReads();
+    const { record } = await store.create({ name: 'race-ensure' });
+    state.held = true;
+    const inFlight = store.ensureActive(record.id).catch((err: unknown) => err);
+    await state.read;
+    state.held = false;
+    await store.revoke(record.id);
+    release();
+    await inFlight;
+    await expect(store.ensureActive(record.id)).rejects.toThrow(/revoked/);
+  });
+});
+
 describe('ApiKeyStore.verify while the database fails', () => {
   /** The embedded database, whose reads fail while `down.now`. */
   function flakyStore(down: { now: boolean }): ApiKeyStore {

@@ -134,6 +134,12 @@ export class ApiKeyStore {
   private readonly byId = new Map<string, { row: ApiKeyRow | undefined; at: number }>();
   /** Row reads in progress, by key hash. */
   private readonly reading = new Map<string, Promise<ApiKeyRow | undefined>>();
+  /**
+   * Keys revoked through this replica, id → when, kept as long as the Redis marker: a row read that
+   * was in flight when the key was revoked lands after revoke cleared the cache, and without Redis
+   * nothing else would refuse that stale row until it expired.
+   */
+  private readonly revokedHere = new Map<string, number>();
   private redisFailure = keysFailureHandler('open');
   private databaseWarned = 0;
 
@@ -194,6 +200,9 @@ export class ApiKeyStore {
     const [row] = await this.opts.sql.db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.id, id)).returning();
     if (!row) return undefined;
     // This replica stops accepting the key first, whatever Redis does next.
+    const now = Date.now();
+    for (const [k, at] of this.revokedHere) if (now - at > this.revokedKeepMs) this.revokedHere.delete(k);
+    this.revokedHere.set(id, now);
     for (const [hash, c] of this.cache) if (c.row.id === id) this.cache.delete(hash);
     this.byId.delete(id);
     // The marker outlives any replica's cached copy of the row. The revocation is in the database
@@ -213,6 +222,22 @@ export class ApiKeyStore {
     if (now - this.databaseWarned < 30_000) return;
     this.databaseWarned = now;
     this.redisFailure.log?.error({ err: (err as Error).message }, 'api keys: the database could not be read; keys read before keep their last row, others are refused with 503 store_unavailable');
+  }
+
+  /** As long as the Redis marker lives: past it every replica's cached row has been read again. */
+  private get revokedKeepMs(): number {
+    return this.opts.cacheTtlMs + 60_000;
+  }
+
+  /** Whether the key was revoked through this replica at or after `since` (any time when not given). */
+  private wasRevokedHere(id: string, since = 0): boolean {
+    const at = this.revokedHere.get(id);
+    if (at === undefined) return false;
+    if (Date.now() - at > this.revokedKeepMs) {
+      this.revokedHere.delete(id);
+      return false;
+    }
+    return at >= since;
   }
 
   private marker(id: string): string {
@@ -242,7 +267,7 @@ export class ApiKeyStore {
    */
   async ensureActive(id: string): Promise<void> {
     const what = 'The API key that created this work';
-    if (await this.revokedMarker(id)) throw new GatewayError('invalid_api_key', { message: `${what} has been revoked.` });
+    if (this.wasRevokedHere(id) || (await this.revokedMarker(id))) throw new GatewayError('invalid_api_key', { message: `${what} has been revoked.` });
     const now = Date.now();
     let entry = this.byId.get(id);
     if (!entry || now - entry.at > this.opts.cacheTtlMs) {
@@ -250,10 +275,12 @@ export class ApiKeyStore {
         const [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.id, id));
         entry = { row, at: now };
         if (this.byId.size > 10_000) this.byId.clear();
-        this.byId.set(id, entry);
+        // A row read while this replica revoked the key predates the revocation: never kept.
+        if (!this.wasRevokedHere(id, now)) this.byId.set(id, entry);
       } catch {
         if (!entry) return;
       }
+      if (this.wasRevokedHere(id)) throw new GatewayError('invalid_api_key', { message: `${what} has been revoked.` });
     }
     if (!entry.row) throw new GatewayError('invalid_api_key', { message: `${what} no longer exists.` });
     unusable(entry.row, now, what);
@@ -264,11 +291,13 @@ export class ApiKeyStore {
     let p = this.reading.get(hash);
     if (!p) {
       p = (async () => {
+        const started = Date.now();
         const [row] = await this.opts.sql.db.select().from(apiKeys).where(eq(apiKeys.hash, hash));
-        if (!row) this.cache.delete(hash);
+        // A row read while this replica revoked its key predates the revocation: never cached.
+        if (!row || this.wasRevokedHere(row.id, started)) this.cache.delete(hash);
         else {
           if (this.cache.size > 10_000) this.cache.clear();
-          this.cache.set(hash, { row, at: Date.now(), allow: row.ipAllowlist?.length ? blockList(row.ipAllowlist) : undefined });
+          this.cache.set(hash, cachedKey(row, Date.now()));
         }
         return row;
       })().finally(() => this.reading.delete(hash));
@@ -309,11 +338,12 @@ export class ApiKeyStore {
       }
       if (!fromCache) {
         if (!row) throw new GatewayError('invalid_api_key');
-        cached = this.cache.get(hash) as CachedKey;
+        // Absent when the key was revoked here while its row was read.
+        cached = this.cache.get(hash) ?? cachedKey(row, now);
       }
     }
     cached = cached as CachedKey;
-    if (fromCache && (await this.revokedMarker(cached.row.id))) {
+    if (this.wasRevokedHere(cached.row.id) || (fromCache && (await this.revokedMarker(cached.row.id)))) {
       this.cache.delete(hash);
       throw new GatewayError('invalid_api_key', { message: 'This API key has been revoked.' });
     }
@@ -338,6 +368,10 @@ export class ApiKeyStore {
       },
     };
   }
+}
+
+function cachedKey(row: ApiKeyRow, at: number): CachedKey {
+  return { row, at, allow: row.ipAllowlist?.length ? blockList(row.ipAllowlist) : undefined };
 }
 
 /** Throws invalid_api_key for a revoked or expired key (`what` names it in the message). */
