@@ -153,6 +153,33 @@ describe('embedding micro-batching', () => {
     return { inner, sent, releaseAll: () => waiting.splice(0).forEach((r) => r()) };
   }
 
+  it("holds each request to its own timeoutMs (a timeout as an unbatched call gives), and gives the batch's call the longest of them", async () => {
+    const sim = createSimulatorProvider('sim', {});
+    const timeouts: number[] = [];
+    const waiting: (() => void)[] = [];
+    const slow: ProviderAdapter = {
+      ...sim,
+      embed: async (req, o) => {
+        timeouts.push(o.timeoutMs);
+        await new Promise<void>((r) => waiting.push(r));
+        return sim.embed(req, o);
+      },
+      chat: (req, o) => sim.chat(req, o),
+      streamChat: (req, o) => sim.streamChat(req, o),
+      ready: async () => true,
+      close: async () => undefined,
+    };
+    const batching = new EmbeddingBatchingProvider(slow, { maxSize: 32, flushTimeoutMs: 5 });
+    // A deployment with timeout_ms 100 and one allowing 60 s share a batch the upstream is slow to answer.
+    const hasty = batching.embed({ model: 'e', input: 'hasty' }, { ...opts(), timeoutMs: 100 });
+    const patient = batching.embed({ model: 'e', input: 'patient' }, { ...opts(), timeoutMs: 60_000 });
+    await expect(hasty).rejects.toMatchObject({ kind: 'timeout', retryable: true });
+    waiting.splice(0).forEach((r) => r());
+    expect((await patient).data).toHaveLength(1);
+    // Not a fixed 30 s: the patient request's deadline.
+    expect(timeouts).toEqual([60_000]);
+  });
+
   it('does not send upstream the inputs of a request cancelled while they waited for a batch', async () => {
     const { inner, sent, releaseAll } = gated();
     const batching = new EmbeddingBatchingProvider(inner, { maxSize: 32, flushTimeoutMs: 20 });

@@ -5,7 +5,8 @@
 // one request at a time, so only that request fails. Everything else passes straight through, and so
 // does a request of max_size inputs or more: it fills a batch on its own, so sharing gains it nothing,
 // while cut into max_size slices it would cost one upstream call per slice (rate limits), fail whole
-// for one failed slice, and fill the queue other requests wait in.
+// for one failed slice, and fill the queue other requests wait in. Each request keeps its deployment's
+// timeout_ms (a timeout as its own call would give); the shared call gets the longest of its requests'.
 // Inputs of a caller that went away are dropped while still queued; a full queue refuses new work
 // (503 overloaded, retryable elsewhere); a (model, dimensions) batcher is let go once it is idle, so
 // clients naming ever new models or dimensions do not leave one behind each.
@@ -21,8 +22,10 @@ interface EmbedItem {
   text: string;
   /** The embed() call the input came with: its inputs are retried together. */
   caller: object;
-  /** That call's signal: a batch whose every caller has gone is cancelled upstream. */
+  /** That call's signal (aborted at its deadline too): a batch whose every caller has gone is cancelled upstream. */
   signal: CancelSignal;
+  /** That call's timeoutMs: the batch's upstream call is given the longest of its items'. */
+  timeoutMs: number;
 }
 interface EmbedOutput {
   embedding: number[];
@@ -32,10 +35,7 @@ interface EmbedOutput {
 /** Upstream refusals of the request itself: one input in a batch can cause them. */
 const REQUEST_FAULTS: ReadonlySet<UpstreamErrorKind> = new Set(['bad_request', 'context_length', 'content_policy']);
 
-export interface EmbeddingBatchingOptions extends MicroBatcherOptions {
-  /** Deadline of one batched upstream call, ms. */
-  timeoutMs?: number;
-}
+export type EmbeddingBatchingOptions = MicroBatcherOptions;
 
 /**
  * Default queue cap per (model, dimensions), in rounds of full batches on every concurrent slot:
@@ -103,13 +103,27 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     const inputs = embeddingInputs(req.input) as string[];
     const batcher = this.batcherFor(req.model, req.dimensions);
     const caller = {};
+    // The deployment's timeout_ms holds as it does for a call of its own (waiting for the batch
+    // included): past it the request fails with a timeout, so routing can move on to the next
+    // deployment, and its inputs still queued are dropped.
+    const mine = new Cancellation();
+    const unfollow = mine.follow(opts.signal);
+    let timedOut = false;
+    const onDeadline = () => {
+      timedOut = true;
+      mine.abort(new UpstreamError({ provider: this.name, kind: 'timeout', message: `${this.name} did not answer in time` }));
+    };
+    const deadline = Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0 ? setTimeout(onDeadline, opts.timeoutMs) : undefined;
     let outputs: EmbedOutput[];
     try {
       // The signal drops this request's inputs still queued (not sent upstream for nobody).
-      outputs = await abortable(() => batcher.submitMany(inputs.map((text) => ({ text, caller, signal: opts.signal })), opts.signal), opts.signal, this.name);
+      outputs = await abortable(() => batcher.submitMany(inputs.map((text) => ({ text, caller, signal: mine, timeoutMs: opts.timeoutMs })), mine), mine, this.name, () => timedOut);
     } catch (err) {
       if (err instanceof MicroBatcherFull) throw new UpstreamError({ provider: this.name, kind: 'overloaded', status: 503, message: `${this.name}: the embedding batch queue for ${req.model} is full (${err.queued} inputs waiting)`, cause: err });
       throw err;
+    } finally {
+      clearTimeout(deadline);
+      unfollow();
     }
     const tokens = outputs.reduce((s, o) => s + o.tokens, 0);
     return {
@@ -155,7 +169,8 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
 
   private async embedBatch(model: string, dimensions: number | undefined, items: EmbedItem[]): Promise<EmbedOutput[]> {
     this.upstreamCalls++;
-    const timeoutMs = this.options.timeoutMs ?? 30_000;
+    // Each caller holds its own deadline; the shared call lasts as long as the most patient one allows.
+    const timeoutMs = Math.max(...items.map((i) => i.timeoutMs));
     const cancel = new Cancellation();
     const forgetCallers = whenAllGone(items, () => cancel.abort(new Error('every request in the batch was cancelled')));
     let result: EmbeddingResult;
@@ -209,12 +224,16 @@ export function withEmbeddingBatching(providers: Map<string, ProviderAdapter>, t
   return out;
 }
 
-/** `start()`'s promise, rejected as soon as `signal` aborts (and not started if it already has). */
-function abortable<T>(start: () => Promise<T>, signal: CancelSignal, provider: string): Promise<T> {
-  if (signal.aborted) return Promise.reject(new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
+/**
+ * `start()`'s promise, rejected as soon as `signal` aborts (and not started if it already has): with
+ * the signal's reason when `timedOut()` (the caller's deadline passed), else as cancelled.
+ */
+function abortable<T>(start: () => Promise<T>, signal: CancelSignal, provider: string, timedOut: () => boolean): Promise<T> {
+  const failure = () => (timedOut() ? (signal.reason as UpstreamError) : new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
+  if (signal.aborted) return Promise.reject(failure());
   const p = start();
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
+    const onAbort = () => reject(failure());
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
       (v) => {
