@@ -1,9 +1,10 @@
 // `inferenceflow batch`: which bearer token it sends, from the flag or the environment.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { batchCommand } from './batch.js';
 
@@ -65,5 +66,59 @@ describe('inferenceflow batch bearer token', () => {
     expect(await sentAuthorization({ INFERENCEFLOW_API_KEY: 'sk-inferenceflow', OVERSHOOT_API_KEY: 'sk-overshoot' })).toBe('Bearer sk-inferenceflow');
     expect(await sentAuthorization({ INFERENCEFLOW_API_KEY: 'sk-inferenceflow', OVERSHOOT_API_KEY: 'sk-overshoot' }, ['--api-key', 'sk-flag'])).toBe('Bearer sk-flag');
     expect(await sentAuthorization({ INFERENCEFLOW_API_KEY: '', OVERSHOOT_API_KEY: '' })).toBeUndefined();
+  });
+});
+
+describe('inferenceflow batch without --url', () => {
+  const savedUrl = process.env.INFERENCEFLOW_URL;
+  afterEach(() => {
+    if (savedUrl === undefined) delete process.env.INFERENCEFLOW_URL;
+    else process.env.INFERENCEFLOW_URL = savedUrl;
+  });
+
+  /** A config with an admin token and a webhook secret, the embedded database in a fresh folder; the run's error, if any. */
+  async function runInProcess(args: string[] = []): Promise<{ pglite: string; output: string; error?: Error }> {
+    delete process.env.INFERENCEFLOW_URL;
+    delete process.env.INFERENCEFLOW_API_KEY;
+    delete process.env.OVERSHOOT_API_KEY;
+    const run = ++runs;
+    const pglite = join(dir, `db-${run}`, 'inferenceflow.pglite');
+    const config = join(dir, `config-${run}.yaml`);
+    await writeFile(
+      config,
+      `auth: { admin_token: admin-token-0123456789abcdef }
+webhooks: { secret: webhook-secret-0123456789, endpoints: [{ url: "http://127.0.0.1:9/hook" }] }
+database: { pglite_path: ${JSON.stringify(pglite)} }
+providers: { sim: { type: simulator } }
+models: [{ name: m, deployments: [{ provider: sim, model: m }] }]
+`,
+    );
+    const input = join(dir, `in-${run}.jsonl`);
+    await writeFile(input, `${JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { model: 'm', messages: [{ role: 'user', content: 'hi' }] } })}\n`);
+    const output = join(dir, `out-${run}.jsonl`);
+    const error = console.error;
+    console.error = () => undefined;
+    try {
+      await batchCommand().exitOverride().parseAsync([input, '-o', output, '--config', config, '--no-progress', ...args], { from: 'user' });
+      return { pglite, output };
+    } catch (err) {
+      return { pglite, output, error: err as Error };
+    } finally {
+      console.error = error;
+    }
+  }
+
+  it('runs on a private gateway that leaves the embedded database (which a running serve may hold) closed', async () => {
+    const { pglite, output, error } = await runInProcess();
+    expect(error).toBeUndefined();
+    const lines = (await readFile(output, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { custom_id: string; response: { status_code: number } });
+    expect(lines).toMatchObject([{ custom_id: 'a', response: { status_code: 200 } }]);
+    expect(existsSync(dirname(pglite))).toBe(false);
+  }, 60_000);
+
+  it('refuses to check an API key against the embedded database: it says to pass --url or set DATABASE_URL', async () => {
+    const { pglite, error } = await runInProcess(['--api-key', 'sk-if-0123456789abcdef']);
+    expect(error?.message).toMatch(/pass --url .*or set DATABASE_URL/);
+    expect(existsSync(dirname(pglite))).toBe(false);
   });
 });

@@ -39,12 +39,30 @@ export function batchCommand(): Command {
       if (!opts.resume && (await fileExists(opts.output))) throw new Error(`${opts.output} exists: pass --resume to continue it, or choose another --output`);
       let local: RunningServer | undefined;
       let url = opts.url ?? process.env.INFERENCEFLOW_URL;
+      // A variable set empty is unset, as everywhere else: INFERENCEFLOW_API_KEY='' does not hide OVERSHOOT_API_KEY.
+      const apiKey = opts.apiKey ?? (process.env.INFERENCEFLOW_API_KEY || undefined) ?? (process.env.OVERSHOOT_API_KEY || undefined);
       if (!url) {
         const loaded = await loadConfig({ file: opts.config });
+        const { config } = loaded;
         // A private gateway for this run: it must not take the embedded database (a running
-        // `inferenceflow serve` may hold it). Use --url to go through (and be accounted by) a server.
-        loaded.config.batch_jobs.enabled = false;
-        loaded.config.ledger.enabled = false;
+        // `inferenceflow serve` may hold it, and two processes on one PGlite file corrupt it). Use
+        // --url to go through (and be accounted by) a server.
+        config.batch_jobs.enabled = false;
+        config.ledger.enabled = false;
+        if (!config.database.url) {
+          // The admin token (API keys) and the webhook secret would open it too; the private gateway
+          // needs neither, unless the key this run sends is an API key, which only the database knows.
+          if (config.auth.admin_token && apiKey?.startsWith(config.auth.api_keys.prefix)) {
+            throw new Error(
+              `an API key (${config.auth.api_keys.prefix}…) is checked against the embedded database ${config.database.pglite_path}, which a running \`inferenceflow serve\` may hold: pass --url (or INFERENCEFLOW_URL) to go through that server, or set DATABASE_URL`,
+            );
+          }
+          delete config.auth.admin_token;
+          // Outgoing webhooks (budget alerts) keep signing with it; only the ingest route goes.
+          const secret = config.webhooks.secret;
+          config.webhooks.endpoints = config.webhooks.endpoints.map((e) => ({ ...e, secret: e.secret ?? secret }));
+          delete config.webhooks.secret;
+        }
         local = await startServer({ loaded, host: '127.0.0.1', port: 0, logger: createLogger('warn') });
         url = local.url;
       }
@@ -56,8 +74,7 @@ export function batchCommand(): Command {
           output: opts.output,
           errors: opts.errors,
           url,
-          // A variable set empty is unset, as everywhere else: INFERENCEFLOW_API_KEY='' does not hide OVERSHOOT_API_KEY.
-          apiKey: opts.apiKey ?? (process.env.INFERENCEFLOW_API_KEY || undefined) ?? (process.env.OVERSHOOT_API_KEY || undefined),
+          apiKey,
           concurrency: opts.concurrency,
           resume: opts.resume === true,
           retries: opts.retries,
