@@ -54,6 +54,17 @@ describe('ApiKeyStore.ensureActive', () => {
     await expect(flaky.ensureActive(record.id)).rejects.toThrow(/revoked/);
   });
 
+  it('revoking twice keeps the first revocation time', async () => {
+    const store = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 0 });
+    const { record } = await store.create({ name: 'twice' });
+    const first = await store.revoke(record.id);
+    await sql.query(`UPDATE api_keys SET revoked_at = revoked_at - interval '1 hour' WHERE id = $1`, [record.id]);
+    const earlier = (await store.get(record.id))?.revoked_at;
+    expect(earlier).not.toBe(first?.revoked_at);
+    expect((await store.revoke(record.id))?.revoked_at).toBe(earlier);
+    expect((await store.get(record.id))?.revoked_at).toBe(earlier);
+  });
+
   it('refuses a key revoked through this store at once, whatever it had cached', async () => {
     const store = new ApiKeyStore({ sql, prefix: 'sk-if-', cacheTtlMs: 60_000 });
     const { record } = await store.create({ name: 'revoked-here' });

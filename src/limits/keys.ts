@@ -6,7 +6,7 @@
 // most cache_ttl_ms old, still says whether the key was revoked), closed answers 503.
 import { hash, randomBytes } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
-import { desc, eq } from 'drizzle-orm';
+import { desc, eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { RedisClient } from '../store/redis.js';
 import { z } from 'zod';
@@ -197,7 +197,8 @@ export class ApiKeyStore {
 
   /** Revokes a key everywhere: the database row, this replica's cache, and (with Redis) every other replica's. */
   async revoke(id: string): Promise<ApiKeyView | undefined> {
-    const [row] = await this.opts.sql.db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.id, id)).returning();
+    // Revoking again keeps the first revocation's time: when the key stopped working.
+    const [row] = await this.opts.sql.db.update(apiKeys).set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())` }).where(eq(apiKeys.id, id)).returning();
     if (!row) return undefined;
     // This replica stops accepting the key first, whatever Redis does next.
     const now = Date.now();
