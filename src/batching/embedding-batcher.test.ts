@@ -24,6 +24,33 @@ describe('embedding micro-batching', () => {
     }
   });
 
+  it("charges a batch's requests together exactly the usage the upstream reported", async () => {
+    const sim = createSimulatorProvider('sim', {});
+    let reported = 0;
+    const counting: ProviderAdapter = {
+      ...sim,
+      embed: async (req, o) => ({ ...(await sim.embed(req, o)), usage: { prompt_tokens: reported, total_tokens: reported } }),
+      chat: (req, o) => sim.chat(req, o),
+      streamChat: (req, o) => sim.streamChat(req, o),
+      ready: async () => true,
+      close: async () => undefined,
+    };
+    const batching = new EmbeddingBatchingProvider(counting, { maxSize: 32, flushTimeoutMs: 5 });
+    const charged = async (inputs: string[], upstream: number) => {
+      reported = upstream;
+      const results = await Promise.all(inputs.map((input) => batching.embed({ model: 'e', input }, opts())));
+      return results.map((r) => r.usage.prompt_tokens);
+    };
+    // Two one-token inputs the upstream counts as 3 (it adds a token per call, say): 2 + 1, not 2 + 2.
+    const two = await charged(['a', 'b'], 3);
+    expect(two.reduce((a, b) => a + b, 0)).toBe(3);
+    const three = await charged(['x', 'y', 'z'], 5);
+    expect(three.reduce((a, b) => a + b, 0)).toBe(5);
+    expect(three.every((t) => t === 1 || t === 2)).toBe(true);
+    const four = await charged(['p', 'q', 'r', 's'], 2);
+    expect(four.reduce((a, b) => a + b, 0)).toBe(2);
+  });
+
   it('splits work into batches of at most maxSize inputs', async () => {
     const sim = createSimulatorProvider('sim', {});
     const batching = new EmbeddingBatchingProvider(sim, { maxSize: 4, flushTimeoutMs: 5 });

@@ -184,15 +184,33 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     }
     const byIndex = new Map(result.data.map((d) => [d.index, d.embedding]));
     // The upstream reports one usage for the batch: each input is charged its share by token count.
-    const counts = items.map((i) => Math.max(1, countTextTokens(i.text)));
-    const sum = counts.reduce((a, b) => a + b, 0);
-    const total = result.usage.prompt_tokens;
+    const shares = shareOut(result.usage.prompt_tokens, items.map((i) => Math.max(1, countTextTokens(i.text))));
     return items.map((_, i) => {
       const embedding = byIndex.get(i);
       if (!Array.isArray(embedding)) throw new UpstreamError({ provider: this.name, kind: 'server', message: `${this.name}: batched embeddings came back without input ${i}` });
-      return { embedding, tokens: total === sum ? (counts[i] as number) : Math.round((total * (counts[i] as number)) / sum) };
+      return { embedding, tokens: shares[i] as number };
     });
   }
+}
+
+/**
+ * `total` split in proportion to `weights` in whole tokens that add up to exactly `total` (largest
+ * remainder: each share rounded down, the tokens left over going to the largest fractions), so the
+ * requests of a batch are charged together what the upstream reported, no more and no less.
+ */
+function shareOut(total: number, weights: readonly number[]): number[] {
+  const sum = weights.reduce((a, b) => a + b, 0);
+  if (total === sum) return [...weights];
+  const exact = weights.map((w) => (total * w) / sum);
+  const shares = exact.map(Math.floor);
+  let left = total - shares.reduce((a, b) => a + b, 0);
+  const byFraction = exact.map((x, i) => ({ i, fraction: x - Math.floor(x) })).sort((a, b) => b.fraction - a.fraction || a.i - b.i);
+  for (const { i } of byFraction) {
+    if (left <= 0) break;
+    shares[i] = (shares[i] as number) + 1;
+    left--;
+  }
+  return shares;
 }
 
 /**
