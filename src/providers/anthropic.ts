@@ -203,7 +203,7 @@ export class AnthropicProvider implements ProviderAdapter {
     // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
     req = asChatRequest(this.name, req);
     // The Messages API has no `n`: n calls in parallel, choices numbered, usage summed.
-    return chatWithChoices(req, (one) => this.chatOnce(one, opts));
+    return chatWithChoices(req, opts.signal, (one, signal) => this.chatOnce(one, { ...opts, signal }));
   }
 
   private async chatOnce(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {

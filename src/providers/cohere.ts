@@ -114,7 +114,7 @@ export class CohereProvider implements ProviderAdapter {
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
     // A legacy text completion goes through chat here (asChatRequest: what chat cannot do is refused).
     req = asChatRequest(this.name, req);
-    return chatWithChoices(req, (one) => this.chatOnce(one, opts));
+    return chatWithChoices(req, opts.signal, (one, signal) => this.chatOnce(one, { ...opts, signal }));
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {

@@ -155,9 +155,9 @@ export class OllamaProvider implements ProviderAdapter {
 
   async chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
     const t = this.rawText(req);
-    if (t) return chatWithChoices(req, (one) => this.generateOnce(one, t, opts));
+    if (t) return chatWithChoices(req, opts.signal, (one, signal) => this.generateOnce(one, t, { ...opts, signal }));
     req = asChatRequest(this.name, req);
-    return chatWithChoices(req, (one) => this.chatOnce(one, opts));
+    return chatWithChoices(req, opts.signal, (one, signal) => this.chatOnce(one, { ...opts, signal }));
   }
 
   async streamChat(req: ChatRequest, opts: CallOptions): Promise<AsyncIterable<ChatChunk>> {

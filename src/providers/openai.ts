@@ -11,6 +11,7 @@ import { UpstreamError, first, isUpstreamError, kindForStatus, upstreamErrorFiel
 import { UpstreamHttp, upstreamErrorMessage, type StreamBody, type UpstreamResponse } from './http.js';
 import { sseEvents } from './stream-parsers.js';
 import { chatWithChoices, withMissingChoices } from './choice-fan-out.js';
+import type { CancelSignal } from './cancel.js';
 import { asChatRequest, completionsOption, readTextLogprobs } from './text-completion.js';
 import { rememberBounded } from './remembered.js';
 import { countPromptTokens, countTextTokens } from './tokens.js';
@@ -474,9 +475,9 @@ export class OpenAIProvider implements ProviderAdapter {
   /** Not an async function: a one-choice call (the common one) returns chatOnce's promise as it is. */
   chat(req: ChatRequest, opts: CallOptions): Promise<ChatResult> {
     if ((req.n ?? 1) === 1) return this.chatOnce(req, opts);
-    const once = (one: ChatRequest) => this.chatOnce(one, opts);
-    if (this.options.choices === 'fan_out') return chatWithChoices(req, once);
-    return once(req).then((answer) => withMissingChoices(req, answer, once));
+    const once = (one: ChatRequest, signal: CancelSignal) => this.chatOnce(one, { ...opts, signal });
+    if (this.options.choices === 'fan_out') return chatWithChoices(req, opts.signal, once);
+    return this.chatOnce(req, opts).then((answer) => withMissingChoices(req, answer, opts.signal, once));
   }
 
   /** One chat (or raw-text completion) call, `n` sent as the request has it. */

@@ -16,6 +16,7 @@ import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import type { BreakerToken } from './breaker.js';
 import type { Deployment } from './catalog.js';
 import { promptTokensOf } from './prompt-tokens.js';
+import { spentUsageOf } from '../providers/choice-fan-out.js';
 
 /** What the attempt runner needs from the router, kept narrow so it is testable on its own. */
 export interface AttemptHooks {
@@ -177,6 +178,12 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     clearTimeout(timer);
     const latencyMs = performance.now() - started;
     release();
+    // `n` fanned out as single calls, one of which failed: the others' answers were billed upstream.
+    const spent = spentUsageOf(raw);
+    if (spent) {
+      ctx.facts.costUsd += costUsd(spent, d.price);
+      ctx.facts.discardedTokens = (ctx.facts.discardedTokens ?? 0) + spent.prompt_tokens + spent.completion_tokens;
+    }
     const reason: unknown = controller.aborted ? controller.reason : undefined;
     // Its own timeout, or the request's deadline (the tighter limit whenever timeout_ms is not):
     // either way the deployment did not answer in time, a verdict for its breaker and latency —
