@@ -100,7 +100,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   if (loaded.simulatorDefault) {
     log.warn('no provider configured: serving every model from the built-in simulator (deterministic fake answers); set OPENAI_API_KEY, OPENAI_BASE_URL or a config file to use real models');
   }
-  log.info({ url, providers: [...gateway.providers.keys()], models: gateway.catalog.groupNames(), version: VERSION }, 'inferenceflow listening');
+  // The passthrough provider serves every model name no group claims: say which one it is.
+  log.info({ url, providers: [...gateway.providers.keys()], models: gateway.catalog.groupNames(), passthrough: loaded.passthroughProvider ?? null, version: VERSION }, 'inferenceflow listening');
 
   // Graceful drain: report not-ready at once but keep serving for `server.shutdown_delay_ms` (a load
   // balancer or the Kubernetes endpoints still send new connections here until they see it), then

@@ -66,6 +66,20 @@ models:
     expect(passthroughProvider).toBe('openai');
   });
 
+  it("registers no provider from a key variable a file provider reads (api_key_env): nothing unlisted is passed through on that key", () => {
+    const file = {
+      providers: { 'my-openai': { type: 'openai', base_url: 'https://api.openai.com/v1', api_key_env: 'OPENAI_API_KEY' }, claude: { type: 'anthropic', api_key_env: 'ANTHROPIC_API_KEY' } },
+      models: [{ name: 'chat', deployments: [{ provider: 'my-openai', model: 'gpt-4o-mini' }] }],
+    };
+    const { config, passthroughProvider } = buildConfig(file, { OPENAI_API_KEY: 'sk-operator', ANTHROPIC_API_KEY: 'sk-ant' });
+    expect(Object.keys(config.providers).sort()).toEqual(['claude', 'my-openai']);
+    expect(config.providers['my-openai']?.api_key).toBe('sk-operator');
+    expect(passthroughProvider).toBeUndefined();
+    // A variable no file provider reads still registers its provider next to the file's.
+    const other = buildConfig(file, { OPENAI_API_KEY: 'sk-operator', ANTHROPIC_API_KEY: 'sk-ant', COHERE_API_KEY: 'co' });
+    expect(other.passthroughProvider).toBe('cohere');
+  });
+
   it('reads INFERENCEFLOW_LOCAL_THREADS as the other variables: empty is unset, a non-number names the variable', () => {
     const threads = (env: Record<string, string>) => buildConfig({}, { INFERENCEFLOW_MODELS_DIR: '/models', ...env }).config.providers.local?.options?.threads;
     expect(threads({})).toBe(1);

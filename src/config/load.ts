@@ -140,31 +140,42 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
   }
 }
 
-/** Adds providers named after the usual variables unless the file already defines that name. */
+/**
+ * Adds providers named after the usual variables unless the file already defines that name, or a
+ * file provider already reads the key variable through `api_key_env`.
+ */
 function registerEnvProviders(target: Record<string, unknown>, env: Env): string[] {
   const providers = (target.providers ??= {}) as Record<string, unknown>;
+  // Such a variable is that provider's key, not a request for another: a second provider made from
+  // it would become the passthrough and forward every model name the file does not list upstream.
+  const claimed = new Set(Object.values(providers).map((p) => (p && typeof p === 'object' ? (p as { api_key_env?: unknown }).api_key_env : undefined)));
+  const key = (name: string) => (claimed.has(name) ? undefined : env[name]);
   const added: string[] = [];
   const add = (name: string, entry: Record<string, unknown>) => {
     if (providers[name]) return;
     providers[name] = entry;
     added.push(name);
   };
-  if (env.OPENAI_API_KEY || env.OPENAI_BASE_URL) {
+  const openaiKey = key('OPENAI_API_KEY');
+  if (openaiKey || env.OPENAI_BASE_URL) {
     add('openai', {
       type: 'openai',
       base_url: env.OPENAI_BASE_URL || 'https://api.openai.com/v1',
-      ...(env.OPENAI_API_KEY ? { api_key: env.OPENAI_API_KEY } : {}),
+      ...(openaiKey ? { api_key: openaiKey } : {}),
     });
   }
-  if (env.ANTHROPIC_API_KEY) {
+  const anthropicKey = key('ANTHROPIC_API_KEY');
+  if (anthropicKey) {
     add('anthropic', {
       type: 'anthropic',
       base_url: env.ANTHROPIC_BASE_URL || 'https://api.anthropic.com',
-      api_key: env.ANTHROPIC_API_KEY,
+      api_key: anthropicKey,
     });
   }
-  if (env.GOOGLE_API_KEY) add('google', { type: 'google', api_key: env.GOOGLE_API_KEY });
-  if (env.COHERE_API_KEY) add('cohere', { type: 'cohere', api_key: env.COHERE_API_KEY });
+  const googleKey = key('GOOGLE_API_KEY');
+  if (googleKey) add('google', { type: 'google', api_key: googleKey });
+  const cohereKey = key('COHERE_API_KEY');
+  if (cohereKey) add('cohere', { type: 'cohere', api_key: cohereKey });
   if (env.OLLAMA_HOST) {
     const host = /^https?:\/\//.test(env.OLLAMA_HOST) ? env.OLLAMA_HOST : `http://${env.OLLAMA_HOST}`;
     add('ollama', { type: 'ollama', base_url: host });
