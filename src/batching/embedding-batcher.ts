@@ -33,7 +33,7 @@ interface EmbedOutput {
 }
 
 /** Upstream refusals of the request itself: one input in a batch can cause them. */
-const REQUEST_FAULTS: ReadonlySet<UpstreamErrorKind> = new Set(['bad_request', 'context_length', 'content_policy']);
+export const REQUEST_FAULTS: ReadonlySet<UpstreamErrorKind> = new Set(['bad_request', 'context_length', 'content_policy']);
 
 export type EmbeddingBatchingOptions = MicroBatcherOptions;
 

@@ -15,6 +15,8 @@ beforeAll(async () => {
     const body = req.body as { input: string[]; model: string };
     calls.push({ auth: req.headers.authorization, input: body.input });
     if (body.model === 'broken') return reply.code(500).send({ error: { message: 'boom' } });
+    // Refuses the whole request for one input over its context, as OpenAI answers 400.
+    if (body.input.some((t) => t.startsWith('TOO LONG'))) return reply.code(400).send({ error: { message: "This model's maximum context length is 8192 tokens", code: 'context_length_exceeded' } });
     // Unnormalised vectors, returned in reverse order: the client must use `index`.
     const data = body.input.map((t, index) => ({ object: 'embedding', index, embedding: [t.length, 3, 4] })).reverse();
     return { object: 'list', data, model: body.model, usage: { prompt_tokens: 1, total_tokens: 1 } };
@@ -49,6 +51,16 @@ describe('OpenAICompatibleEmbedder', () => {
     expect(out).toHaveLength(3);
     expect(calls.length - before).toBe(1);
     expect(calls.at(-1)?.input).toEqual(['a', 'bb', 'ccc']);
+    await inner.close();
+  });
+
+  it('fails only the lookup whose prompt the upstream refuses, not the others batched with it', async () => {
+    const inner = await OpenAICompatibleEmbedder.create({ baseUrl: base, model: 'm', dimensions: 3 });
+    const batched = new BatchedEmbedder(inner, { maxSize: 8, flushTimeoutMs: 10 });
+    const results = await Promise.allSettled([batched.embed(['a']), batched.embed(['TOO LONG prompt']), batched.embed(['bb', 'a'])]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ status: 400 });
+    expect((results[2] as PromiseFulfilledResult<Float32Array[]>).value).toHaveLength(2);
     await inner.close();
   });
 

@@ -14,6 +14,17 @@ export type OpenAICompatibleEmbedderOptions = {
 
 type Transport = (input: string[]) => Promise<EmbeddingResult>;
 
+/** An error status from the embeddings URL; `status` tells a refused input (400, 413, 422…) from the rest. */
+export class EmbeddingHttpError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'EmbeddingHttpError';
+  }
+}
+
 export class OpenAICompatibleEmbedder implements Embedder {
   private constructor(
     readonly id: string,
@@ -49,7 +60,7 @@ export class OpenAICompatibleEmbedder implements Embedder {
           bodyTimeout: timeoutMs,
         });
         const text = await res.body.text();
-        if (res.statusCode !== 200) throw new Error(`embeddings ${where} answered ${res.statusCode}: ${text.slice(0, 200)}`);
+        if (res.statusCode !== 200) throw new EmbeddingHttpError(`embeddings ${where} answered ${res.statusCode}: ${text.slice(0, 200)}`, res.statusCode);
         return JSON.parse(text) as EmbeddingResult;
       };
       close = () => pool.close();
