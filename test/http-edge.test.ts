@@ -385,6 +385,24 @@ describe('clients behind a proxy (server.trust_proxy)', () => {
     }
   });
 
+  it('counts the default limit (RATE_LIMIT_RPM) per client address for callers that share one identity', async () => {
+    const env = { RATE_LIMIT_RPM: '2', INFERENCEFLOW_TRUST_PROXY: 'true' };
+    for (const auth of [{}, { TRUTHGPT_API_TOKEN: 'shared-token-0123456789' }]) {
+      const gw = await startTestGateway({ env: { ...env, ...auth } });
+      const headers = (ip: string) => ({ 'content-type': 'application/json', 'x-forwarded-for': ip, authorization: 'Bearer shared-token-0123456789' });
+      const ask = (ip: string) => post(`${gw.url}/v1/chat/completions`, JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }), headers(ip));
+      try {
+        expect((await ask('10.0.0.1')).status).toBe(200);
+        expect((await ask('10.0.0.1')).status).toBe(200);
+        expect((await ask('10.0.0.1')).status).toBe(429);
+        // Another client is not locked out by the first one's window.
+        expect((await ask('10.0.0.2')).status).toBe(200);
+      } finally {
+        await gw.close();
+      }
+    }
+  });
+
   it('reads INFERENCEFLOW_TRUST_PROXY as true, a hop count or a list of addresses', () => {
     const trust = (value: string) => buildConfig({}, { INFERENCEFLOW_TRUST_PROXY: value }).config.server.trust_proxy;
     expect(trust('true')).toBe(true);

@@ -128,6 +128,16 @@ export function exemptFromRateLimits(ctx: RequestContext): void {
   selfPaced.add(ctx);
 }
 
+/**
+ * Whom the default limits (`RATE_LIMIT_RPM` …) count: the identity, and for an identity that every
+ * client shares — no credentials at all, or one static token handed to them all (seed 001's setup) —
+ * the client's address too (seed 001: "per IP/client"); one noisy client used up everyone's window.
+ */
+function defaultClient(ctx: RequestContext): string {
+  const t = ctx.tenant;
+  return t.kind === 'anonymous' || t.kind === 'token' ? `${t.id}@${ctx.clientIp ?? ''}` : t.id;
+}
+
 const NO_LINES: readonly BudgetLine[] = Object.freeze([]);
 const NO_CALLS: readonly PlannedUsage[] = Object.freeze([]);
 const NO_RULES: readonly Reserved[] = Object.freeze([]);
@@ -141,8 +151,11 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
     const out: Reserved[] = [];
     const window = (key: string, limit: number, windowMs: number, tokens: boolean) =>
       out.push({ rule: { kind: 'window', key, limit, windowMs, cost: tokens ? estTokens : ctx.options.requestCounted ? 0 : 1 }, tokens });
-    if (config.requests) window(`rl:default:req:${ctx.tenant.id}`, config.requests, defaultWindowMs, false);
-    if (config.tokens) window(`rl:default:tok:${ctx.tenant.id}`, config.tokens, defaultWindowMs, true);
+    if (config.requests || config.tokens) {
+      const client = defaultClient(ctx);
+      if (config.requests) window(`rl:default:req:${client}`, config.requests, defaultWindowMs, false);
+      if (config.tokens) window(`rl:default:tok:${client}`, config.tokens, defaultWindowMs, true);
+    }
     for (const [i, r] of config.rules.entries()) {
       const dims = Array.isArray(r.per) ? r.per : [r.per];
       const values = dims.map((d) => dimensionValue(d, ctx, req));
