@@ -10,8 +10,13 @@ export class InferenceFlowError extends Error {
   readonly type?: string;
   readonly param?: string | null;
   readonly requestId?: string;
+  /**
+   * The gateway's `x-should-retry` header, when it sent one: `false` for failures no retry cures
+   * (`upstream_quota_exceeded`, `upstream_auth_failed`), `true` where retrying is safe.
+   */
+  readonly shouldRetry?: boolean;
 
-  constructor(message: string, init: { status: number; code: string; type?: string; param?: string | null; requestId?: string; cause?: unknown }) {
+  constructor(message: string, init: { status: number; code: string; type?: string; param?: string | null; requestId?: string; shouldRetry?: boolean; cause?: unknown }) {
     super(message, init.cause === undefined ? undefined : { cause: init.cause });
     this.name = 'InferenceFlowError';
     this.status = init.status;
@@ -19,10 +24,15 @@ export class InferenceFlowError extends Error {
     this.type = init.type;
     this.param = init.param;
     this.requestId = init.requestId;
+    if (init.shouldRetry !== undefined) this.shouldRetry = init.shouldRetry;
   }
 
-  /** Worth trying again: no answer, a timeout, a rate limit or a server-side failure. */
+  /**
+   * Worth trying again: what the gateway's `x-should-retry` says, else no answer, a timeout, a rate
+   * limit or a server-side failure.
+   */
   get retryable(): boolean {
+    if (this.shouldRetry !== undefined) return this.shouldRetry;
     return this.status === 0 || this.status === 408 || this.status === 429 || this.status >= 500;
   }
 }
@@ -41,11 +51,14 @@ export async function errorFromResponse(res: Response): Promise<InferenceFlowErr
     body = undefined;
   }
   const e = body?.error;
+  // As OpenAI's SDK reads it: only the exact values count.
+  const hint = res.headers.get('x-should-retry');
   return new InferenceFlowError(e?.message ?? `the gateway answered ${res.status}`, {
     status: res.status,
     code: e?.code ?? `http_${res.status}`,
     type: e?.type,
     param: e?.param,
     requestId: res.headers.get('x-request-id') ?? undefined,
+    ...(hint === 'true' ? { shouldRetry: true } : hint === 'false' ? { shouldRetry: false } : {}),
   });
 }

@@ -34,3 +34,44 @@ describe('inferStream: an error event after the stream started', () => {
     expect(await failureOf('something_new', 'upstream_error')).toMatchObject({ status: 502, code: 'something_new' });
   });
 });
+
+describe("the gateway's x-should-retry", () => {
+  const answering = (status: number, code: string, hint?: string) => {
+    let calls = 0;
+    const worker = new OvershootInferenceWorker({
+      endpoint: 'http://gateway.test',
+      initialBackoffMs: 1,
+      fetch: async () => {
+        calls++;
+        return new Response(JSON.stringify({ error: { message: 'no', code, type: 'upstream_error', param: null } }), { status, headers: { 'content-type': 'application/json', ...(hint ? { 'x-should-retry': hint } : {}) } });
+      },
+    });
+    return { worker, calls: () => calls };
+  };
+
+  it('false: a failure no retry cures (no quota or credentials upstream) is thrown at once, not retryable', async () => {
+    for (const [status, code] of [
+      [429, 'upstream_quota_exceeded'],
+      [502, 'upstream_auth_failed'],
+    ] as const) {
+      const { worker, calls } = answering(status, code, 'false');
+      const err = (await worker.infer({ prompt: 'x' }).catch((e: unknown) => e)) as InferenceFlowError;
+      expect(err).toMatchObject({ status, code, retryable: false });
+      expect(calls()).toBe(1);
+      // batchInfer, which retries a 429, does not retry this one either.
+      const batch = answering(status, code, 'false');
+      await batch.worker.batchInfer([{ prompt: 'x' }]).catch(() => undefined);
+      expect(batch.calls()).toBe(1);
+    }
+    // Without the header a 429 is still retried.
+    const limited = answering(429, 'rate_limit_exceeded');
+    await expect(limited.worker.infer({ prompt: 'x' })).rejects.toMatchObject({ retryable: true });
+    expect(limited.calls()).toBe(4);
+  });
+
+  it('true: retried even where the status alone would not be', async () => {
+    const { worker, calls } = answering(409, 'conflict', 'true');
+    await expect(worker.infer({ prompt: 'x' })).rejects.toMatchObject({ status: 409, retryable: true });
+    expect(calls()).toBe(4);
+  });
+});

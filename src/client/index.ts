@@ -223,9 +223,10 @@ export class OvershootInferenceWorker {
   }
 
   /**
-   * One call with retries. `any`: network errors, timeouts, 408, 429 and 5xx back off and try again.
-   * `unsent` (calls that must not run twice): only a 429 (refused before any work) and a connection
-   * that was never made.
+   * One call with retries. `any`: network errors, timeouts, 408, 429 and 5xx back off and try again,
+   * unless the gateway's `x-should-retry: false` says no retry cures the failure (`true` retries any
+   * status). `unsent` (calls that must not run twice): only a 429 (refused before any work) without
+   * `x-should-retry: false`, and a connection that was never made.
    */
   private async send(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, accept: number[] = [], retry: 'any' | 'unsent' = 'any'): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
@@ -250,7 +251,8 @@ export class OvershootInferenceWorker {
         unsent = !timedOut && neverConnected(err);
         error = new InferenceFlowError(timedOut ? `no answer within ${this.timeoutMs} ms` : `could not reach ${this.endpoint}: ${(err as Error).message}`, { status: 0, code: timedOut ? 'timeout' : 'network_error', cause: err });
       }
-      const again = retry === 'any' ? error.retryable : error.status === 429 || unsent;
+      // A batch is retried only when it cannot have run, and not even then if the gateway says no retry cures it.
+      const again = retry === 'any' ? error.retryable : (error.status === 429 || unsent) && error.shouldRetry !== false;
       if (!again || attempt >= this.maxRetries) throw error;
       await sleep(this.backoff(attempt, res?.headers.get('retry-after')));
     }
