@@ -112,6 +112,31 @@ for (const backend of backends) {
       expect(row).not.toHaveProperty('hash');
     });
 
+    it('answers out-of-range dates and limits with 400 invalid_value, not a 500', async () => {
+      const bodies: [string, Record<string, unknown>][] = [
+        ['expires_in_s', { expires_in_s: 1e13 }],
+        ['expires_in_s', { expires_in_s: 9e12 }],
+        ['expires_at', { expires_at: '0000-01-01T00:00:00Z' }],
+        ['rpm', { rpm: 3_000_000_000 }],
+        ['tpm', { tpm: 3_000_000_000 }],
+        ['max_concurrency', { max_concurrency: 3_000_000_000 }],
+      ];
+      for (const [param, body] of bodies) {
+        const res = await call(gw.url, '/admin/keys', { key: ADMIN, body });
+        expect([res.status, res.json.error.code, res.json.error.param]).toEqual([400, 'invalid_value', param]);
+      }
+      // The bounds themselves are accepted.
+      const edge = await call(gw.url, '/admin/keys', { key: ADMIN, body: { rpm: 2_147_483_647, expires_at: '9999-12-31T00:00:00Z' } });
+      expect(edge.status).toBe(201);
+      for (const [query, param] of [['start=0000-01-01T00:00:00Z', 'start'], ['end=10000-01-01T00:00:00Z', 'end'], ['start=2026-02-01T00:00:00Z&end=2026-01-01T00:00:00Z', 'start']]) {
+        const res = await call(gw.url, `/v1/spend?${query}`, { key: ADMIN });
+        expect([res.status, res.json.error.code, res.json.error.param]).toEqual([400, 'invalid_value', param]);
+      }
+      // A default start (end − 30 days) before year 1 stops at year 1.
+      const early = await call(gw.url, '/v1/spend?end=0001-01-10T00:00:00Z', { key: ADMIN });
+      expect([early.status, early.json.start, early.json.data]).toEqual([200, '0001-01-01T00:00:00.000Z', []]);
+    });
+
     it('rejects unknown keys, and keys used for other models, from other addresses, after expiry or revocation', async () => {
       expect((await chat(gw.url, 'sk-if-doesnotexist')).status).toBe(401);
       const limited = await createKey(gw.url, ADMIN, { models: ['metered'] });

@@ -35,21 +35,35 @@ function validCidr(value: string): boolean {
   return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
 }
 
+/** The largest value the int4 columns (rpm, tpm, max_concurrency) hold. */
+const MAX_INT4 = 2_147_483_647;
+/** The longest expires_in_s: 100 years (a longer one overflows a date, or the database's). */
+const MAX_EXPIRES_IN_S = 100 * 366 * 86_400;
+
+/**
+ * An ISO date-time in years 1..9999 (UTC), the range both the database and toISOString take: a
+ * 400 invalid_value outside it, where the database would fail the query (a 500).
+ */
+export const boundedDatetime = z.iso.datetime({ offset: true }).superRefine((iso, ctx) => {
+  const year = new Date(iso).getUTCFullYear();
+  if (!(year >= 1 && year <= 9999)) ctx.addIssue({ code: 'invalid_value', values: [], message: 'expected a date in years 1 to 9999' });
+});
+
 export const createKeySchema = z
   .object({
     name: z.string().max(200).default(''),
     user_id: z.string().min(1).max(200).optional(),
     team_id: z.string().min(1).max(200).optional(),
     models: z.array(z.string().min(1)).optional(),
-    rpm: z.number().int().positive().optional(),
-    tpm: z.number().int().positive().optional(),
-    max_concurrency: z.number().int().positive().optional(),
+    rpm: z.number().int().positive().max(MAX_INT4).optional(),
+    tpm: z.number().int().positive().max(MAX_INT4).optional(),
+    max_concurrency: z.number().int().positive().max(MAX_INT4).optional(),
     budget_usd: z.number().positive().optional(),
     budget_period: z.enum(['day', 'month']).default('month'),
     metadata: z.record(z.string(), z.unknown()).optional(),
     ip_allowlist: z.array(z.string().refine(validCidr, 'expected an IP address or CIDR block')).optional(),
-    expires_at: z.iso.datetime({ offset: true }).optional(),
-    expires_in_s: z.number().int().positive().optional(),
+    expires_at: boundedDatetime.optional(),
+    expires_in_s: z.number().int().positive().max(MAX_EXPIRES_IN_S).optional(),
   })
   .strict();
 

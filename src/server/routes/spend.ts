@@ -6,6 +6,8 @@ import type { Authenticator } from '../auth.js';
 import type { LedgerWriter } from '../../store/ledger.js';
 import { querySpend, SPEND_GROUPS, type SpendGroup } from '../../store/ledger.js';
 import type { SqlDatabase } from '../../store/sql.js';
+import { boundedDatetime } from '../../limits/keys.js';
+import { GatewayError } from '../errors.js';
 import { validationError } from '../validation.js';
 import { adminTokenCheck } from './admin-keys.js';
 
@@ -19,10 +21,13 @@ export interface SpendRouteOptions {
 const querySchema = z
   .object({
     group_by: z.enum(Object.keys(SPEND_GROUPS) as [SpendGroup, ...SpendGroup[]]).default('key'),
-    start: z.iso.datetime({ offset: true }).optional(),
-    end: z.iso.datetime({ offset: true }).optional(),
+    start: boundedDatetime.optional(),
+    end: boundedDatetime.optional(),
   })
   .strict();
+
+/** The earliest time the database takes: the default start (end − 30 days) stops there. */
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
 
 export const spendRoutes: FastifyPluginAsync<SpendRouteOptions> = async (app, opts) => {
   const isAdmin = adminTokenCheck(opts.adminToken);
@@ -35,7 +40,8 @@ export const spendRoutes: FastifyPluginAsync<SpendRouteOptions> = async (app, op
     const parsed = querySchema.safeParse(request.query);
     if (!parsed.success) throw validationError(parsed.error, request.query);
     const end = parsed.data.end ? new Date(parsed.data.end) : new Date();
-    const start = parsed.data.start ? new Date(parsed.data.start) : new Date(end.getTime() - 30 * 86_400_000);
+    const start = parsed.data.start ? new Date(parsed.data.start) : new Date(Math.max(EARLIEST, end.getTime() - 30 * 86_400_000));
+    if (start >= end) throw new GatewayError('invalid_value', { param: 'start', message: `Invalid value for 'start': it must be before 'end' (${end.toISOString()}).` });
     // Read-your-writes on this replica: rows still waiting for their request's settlement, then
     // what is queued, go in first.
     await opts.ledger.recorded();
