@@ -96,6 +96,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
   const url = `http://${host}:${port}`;
 
+  for (const warning of loaded.warnings ?? []) log.warn(warning);
   if (!authenticator.required) log.warn({ url }, 'no auth token configured: listening on loopback only, every caller is anonymous');
   if (loaded.simulatorDefault) {
     log.warn('no provider configured: serving every model from the built-in simulator (deterministic fake answers); set OPENAI_API_KEY, OPENAI_BASE_URL or a config file to use real models');

@@ -80,6 +80,21 @@ models:
     expect(other.passthroughProvider).toBe('cohere');
   });
 
+  it('refuses a provider whose api_key_env names an unset or empty variable where the API needs a key, and warns for a self-hosted one', () => {
+    const provider = (p: Record<string, unknown>, env: Record<string, string> = {}) => buildConfig({ providers: { p: { api_key_env: 'MY_KEY', ...p } } }, env);
+    for (const p of [{ type: 'anthropic' }, { type: 'google' }, { type: 'cohere' }, { type: 'openai' }, { type: 'openai', base_url: 'https://api.openai.com/v1' }]) {
+      expect(() => provider(p), JSON.stringify(p)).toThrow(/providers\.p\.api_key_env: MY_KEY is not set/);
+      expect(() => provider(p, { MY_KEY: '' }), JSON.stringify(p)).toThrow(ConfigError);
+      expect(provider(p, { MY_KEY: 'k' }).config.providers.p?.api_key).toBe('k');
+    }
+    const vllm = provider({ type: 'openai', base_url: 'http://127.0.0.1:8000/v1' });
+    expect(vllm.config.providers.p?.api_key).toBeUndefined();
+    expect(vllm.warnings).toEqual([expect.stringMatching(/providers\.p\.api_key_env: MY_KEY is not set/)]);
+    expect(provider({ type: 'ollama', base_url: 'http://127.0.0.1:11434' }).warnings).toHaveLength(1);
+    // A key written in the file wins; the variable is not needed then.
+    expect(provider({ type: 'anthropic', api_key: 'in-file' }).warnings).toEqual([]);
+  });
+
   it('reads INFERENCEFLOW_LOCAL_THREADS as the other variables: empty is unset, a non-number names the variable', () => {
     const threads = (env: Record<string, string>) => buildConfig({}, { INFERENCEFLOW_MODELS_DIR: '/models', ...env }).config.providers.local?.options?.threads;
     expect(threads({})).toBe(1);

@@ -15,6 +15,8 @@ export interface LoadedConfig {
   simulatorDefault: boolean;
   /** Where the file came from, if any. */
   file?: string;
+  /** Settings that load but look wrong (`serve` logs them at start-up). */
+  warnings?: string[];
 }
 
 export class ConfigError extends Error {
@@ -59,8 +61,18 @@ export function buildConfig(raw: Record<string, unknown>, env: Env, file?: strin
   if (!result.success) throw new ConfigError(formatZodError(result.error, file));
   const config = result.data;
 
+  const warnings: string[] = [];
   for (const [name, p] of Object.entries(config.providers)) {
-    if (p.api_key_env && !p.api_key) p.api_key = env[p.api_key_env];
+    if (p.api_key_env && !p.api_key) {
+      p.api_key = env[p.api_key_env] || undefined;
+      // Loading without the key would fail every request upstream with a 401, long after start-up.
+      if (!p.api_key) {
+        const problem = `providers.${name}.api_key_env: ${p.api_key_env} is not set`;
+        if (needsKey(p)) throw new ConfigError(problem);
+        // A self-hosted server (Ollama, vLLM, …) may well take no key.
+        warnings.push(`${problem}; calling ${p.base_url ?? p.type} without a key`);
+      }
+    }
     if (p.type !== 'simulator' && p.type !== 'local' && p.type !== 'mesh' && p.type !== 'ollama' && !p.base_url && p.type === 'openai' && !p.api_key) {
       throw new ConfigError(`providers.${name}: an openai provider needs base_url or an API key`);
     }
@@ -89,7 +101,13 @@ export function buildConfig(raw: Record<string, unknown>, env: Env, file?: strin
     passthroughProvider = 'simulator';
     simulatorDefault = true;
   }
-  return { config, passthroughProvider, simulatorDefault, file };
+  return { config, passthroughProvider, simulatorDefault, file, warnings };
+}
+
+/** Provider types whose hosted APIs refuse a call without a key (openai: only OpenAI's own API). */
+function needsKey(p: { type: string; base_url?: string }): boolean {
+  if (p.type === 'anthropic' || p.type === 'google' || p.type === 'cohere') return true;
+  return p.type === 'openai' && (!p.base_url || new URL(p.base_url).hostname === 'api.openai.com');
 }
 
 /** `true`/`false`, a hop count, or a comma-separated list of addresses and CIDRs. */
