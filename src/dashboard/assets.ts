@@ -32,7 +32,8 @@ export async function loadDashboardAssets(settings: DashboardSettings): Promise<
       }
       const json = JSON.stringify({ grafanaUrl: settings.grafanaUrl ?? null, pollMs: settings.pollMs ?? 1000 }).replace(/</g, '\\u003c');
       const html = out.get('index.html') as DashboardAsset;
-      html.body = html.body.replace('__DASHBOARD_CONFIG__', json);
+      // A replacer function: a string replacement would expand `$&`, `$'` or `$$` in the Grafana URL.
+      html.body = html.body.replace('__DASHBOARD_CONFIG__', () => json);
       return out;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
