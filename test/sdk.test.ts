@@ -140,7 +140,7 @@ describe('OvershootInferenceWorker', () => {
     expect(all).toEqual(['The ', 'end']);
   });
 
-  it('batchInfer never sends a batch again that may have run (timeout, 5xx, a connection lost after sending); a 429 or a connection never made is retried', async () => {
+  it('batchInfer never sends a batch again that may have run (timeout, 5xx, a connection lost after sending): its requests get the error; a 429 or a connection never made is retried', async () => {
     const items = [{ prompt: 'What is 1+1?', difficulty: DifficultyLevel.EASY }];
     const attempt = async (fail: (call: number) => Response | Error | undefined, opts: { endpoint?: string } = {}) => {
       let calls = 0;
@@ -159,15 +159,15 @@ describe('OvershootInferenceWorker', () => {
     const busy = new Response(JSON.stringify({ error: { message: 'boom', code: 'internal_error' } }), { status: 500 });
     const five = await attempt((n) => (n === 1 ? busy : undefined));
     expect(five.calls).toBe(1);
-    expect(five.result).toMatchObject({ ok: false, e: { status: 500, code: 'internal_error' } });
+    expect(five.result).toMatchObject({ ok: true, r: [{ ok: false, error: { status: 500, code: 'internal_error' } }] });
 
     const timeout = await attempt((n) => (n === 1 ? new DOMException('The operation was aborted due to timeout', 'TimeoutError') : undefined));
     expect(timeout.calls).toBe(1);
-    expect(timeout.result).toMatchObject({ ok: false, e: { code: 'timeout' } });
+    expect(timeout.result).toMatchObject({ ok: true, r: [{ ok: false, error: { code: 'timeout' } }] });
 
     const reset = await attempt((n) => (n === 1 ? new TypeError('fetch failed', { cause: Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }) }) : undefined));
     expect(reset.calls).toBe(1);
-    expect(reset.result).toMatchObject({ ok: false, e: { code: 'network_error' } });
+    expect(reset.result).toMatchObject({ ok: true, r: [{ ok: false, error: { code: 'network_error' } }] });
 
     const limited = await attempt((n) => (n === 1 ? new Response(JSON.stringify({ error: { message: 'slow down', code: 'rate_limit_exceeded' } }), { status: 429, headers: { 'retry-after': '0' } }) : undefined));
     expect(limited.calls).toBe(2);
@@ -180,13 +180,51 @@ describe('OvershootInferenceWorker', () => {
     await new Promise((r) => closed.close(r));
     const refused = await attempt(() => undefined, { endpoint: `http://127.0.0.1:${port}` });
     expect(refused.calls).toBe(3);
-    expect(refused.result).toMatchObject({ ok: false, e: { code: 'network_error' } });
+    expect(refused.result).toMatchObject({ ok: true, r: [{ ok: false, error: { code: 'network_error' } }] });
 
     // infer (one request) still retries a 5xx.
     let calls = 0;
     const w = new OvershootInferenceWorker({ endpoint: server.url, apiKey: TOKEN, initialBackoffMs: 1, fetch: async (input, init) => (++calls === 1 ? new Response('{}', { status: 500 }) : fetch(input, init)) });
     await w.infer({ prompt: 'hi' });
     expect(calls).toBe(2);
+  });
+
+  it('batchInfer keeps the results of the round trips that ran when a later one fails: only its requests get its error', async () => {
+    let calls = 0;
+    const failsSecond: typeof fetch = async (input, init) => (++calls === 2 ? new Response(JSON.stringify({ error: { message: 'boom', code: 'internal_error' } }), { status: 500 }) : fetch(input, init));
+    const w = new OvershootInferenceWorker({ endpoint: server.url, apiKey: TOKEN, fetch: failsSecond, batchSize: 2, initialBackoffMs: 1 });
+    const results = await w.batchInfer(['1+1', '2+2', '3+3', '4+4', '5+5'].map((q) => ({ prompt: `What is ${q}?` })));
+    expect(results.map((r) => r.ok)).toEqual([true, true, false, false, true]);
+    expect(results[2]).toMatchObject({ ok: false, error: { status: 500, code: 'internal_error' } });
+    expect(results[4]).toMatchObject({ ok: true, response: { text: expect.stringContaining('10') } });
+    expect(calls).toBe(3);
+  });
+
+  it("batchInfer sends a gateway whose inference.batch.max_items is below the client's batches no more than it takes", async () => {
+    const small = await startTestGateway({
+      config: {
+        auth: { tokens: [TOKEN] },
+        providers: { sim: { type: 'simulator', options: { oracle: { p: 1, seed: 5 } } } },
+        models: [{ name: 'llama-3-70b', deployments: [{ provider: 'sim', model: 'llama-3-70b' }] }],
+        inference: { batch: { max_items: 2 } },
+      },
+    });
+    try {
+      const sizes: number[] = [];
+      const counting: typeof fetch = async (input, init) => {
+        sizes.push((JSON.parse(String(init?.body)) as { requests: unknown[] }).requests.length);
+        return fetch(input, init);
+      };
+      const w = new OvershootInferenceWorker({ endpoint: small.url, apiKey: TOKEN, fetch: counting });
+      const results = await w.batchInfer(['1+1', '2+2', '3+3', '4+4', '5+5'].map((q) => ({ prompt: `What is ${q}?` })));
+      expect(results.map((r) => r.ok)).toEqual([true, true, true, true, true]);
+      // The refused batch of five, then the five again in twos; the next call sends twos at once.
+      expect(sizes).toEqual([5, 2, 2, 1]);
+      await w.batchInfer([{ prompt: 'a' }, { prompt: 'b' }, { prompt: 'c' }]);
+      expect(sizes.slice(4)).toEqual([2, 1]);
+    } finally {
+      await small.close();
+    }
   });
 
   it('turns failures while reading an answer (the timeout, bad JSON) into InferenceFlowError, not a raw DOMException', async () => {
@@ -214,9 +252,10 @@ describe('OvershootInferenceWorker', () => {
     expect(isWrapped(inferred)).toBe(true);
     expect(inferred).toMatchObject({ code: 'timeout', status: 0, requestId: 'req-slow' });
 
-    const batched = await slow('{"results": [').batchInfer([{ prompt: 'x' }]).catch((e: unknown) => e);
-    expect(isWrapped(batched)).toBe(true);
-    expect(batched).toMatchObject({ code: 'timeout' });
+    const [batched] = await slow('{"results": [').batchInfer([{ prompt: 'x' }]);
+    expect(batched?.ok).toBe(false);
+    expect(isWrapped(batched && !batched.ok ? batched.error : undefined)).toBe(true);
+    expect(batched).toMatchObject({ error: { code: 'timeout' } });
 
     const got: string[] = [];
     const streamed = await (async () => {

@@ -13,7 +13,7 @@ export type { Aggregation, BatchResult, ClientOptions, ClusterStatus, InferenceR
 
 const DEFAULT_ENDPOINT = 'http://127.0.0.1:8080';
 const DEFAULT_MODEL = 'llama-3-70b';
-/** The gateway's default `POST /v1/batch` limit. */
+/** The gateway's default `POST /v1/batch` limit (`inference.batch.max_items`). */
 const BATCH_CHUNK = 100;
 
 function env(name: string): string | undefined {
@@ -48,6 +48,8 @@ export class OvershootInferenceWorker {
   private readonly initialBackoffMs: number;
   private readonly timeoutMs: number;
   private readonly fetchImpl: typeof fetch;
+  /** Requests per `POST /v1/batch`; lowered to the gateway's limit when it refuses a larger batch. */
+  private batchSize: number;
 
   constructor(options: ClientOptions = {}) {
     this.endpoint = (options.endpoint ?? env('OVERSHOOT_ENDPOINT') ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
@@ -57,6 +59,7 @@ export class OvershootInferenceWorker {
     this.initialBackoffMs = options.initialBackoffMs ?? 250;
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.batchSize = Math.max(1, Math.floor(options.batchSize ?? BATCH_CHUNK));
   }
 
   /** One answer; with a difficulty, the gateway runs and combines several passes first. */
@@ -146,21 +149,39 @@ export class OvershootInferenceWorker {
   }
 
   /**
-   * Many requests in one round trip per hundred (seed 002's POST /v1/batch). One failing request
-   * never fails the others: each gets `{ok: true, response}` or `{ok: false, error}`, in order.
+   * Many requests in one round trip per `batchSize` (seed 002's POST /v1/batch). One failing request
+   * never fails the others: each gets `{ok: true, response}` or `{ok: false, error}`, in order — and
+   * neither does a failed round trip: its requests each get its error, the other round trips' results
+   * are kept (they ran and were paid for).
    */
   async batchInfer(requests: InferenceRequest[]): Promise<BatchResult[]> {
     const out: BatchResult[] = [];
-    for (let start = 0; start < requests.length; start += BATCH_CHUNK) {
-      const chunk = requests.slice(start, start + BATCH_CHUNK);
-      // Not idempotent: a batch that may have run (a timeout, a 5xx) is not sent again — its requests
-      // would run and be paid for twice. Only a 429 or a connection never made is retried.
-      const res = await this.send('POST', '/v1/batch', { requests: chunk.map((r) => this.seedItem(r)) }, {}, [], 'unsent');
-      const body = await this.json<{ results: ({ index: number; status: 'success'; result: SeedResponse } | { index: number; status: 'error'; error: { message: string; code: string; type?: string; param?: string | null; status: number } })[] }>(res);
+    for (let start = 0; start < requests.length; ) {
+      const chunk = requests.slice(start, start + this.batchSize);
+      let body: { results: ({ index: number; status: 'success'; result: SeedResponse } | { index: number; status: 'error'; error: { message: string; code: string; type?: string; param?: string | null; status: number } })[] };
+      try {
+        // Not idempotent: a batch that may have run (a timeout, a 5xx) is not sent again — its requests
+        // would run and be paid for twice. Only a 429 or a connection never made is retried.
+        const res = await this.send('POST', '/v1/batch', { requests: chunk.map((r) => this.seedItem(r)) }, {}, [], 'unsent');
+        body = await this.json<typeof body>(res);
+      } catch (err) {
+        if (!(err instanceof InferenceFlowError)) throw err;
+        // A gateway whose inference.batch.max_items is lower says so before running anything: the
+        // same requests go again in batches it takes, this call's and the next.
+        const limit = batchLimit(err);
+        if (limit !== undefined && limit < chunk.length) {
+          this.batchSize = limit;
+          continue;
+        }
+        for (let i = 0; i < chunk.length; i++) out.push({ ok: false, error: err });
+        start += chunk.length;
+        continue;
+      }
       for (const r of body.results) {
         if (r.status === 'success') out.push({ ok: true, response: fromSeed(r.result) });
         else out.push({ ok: false, error: new InferenceFlowError(r.error.message, { status: r.error.status, code: r.error.code, type: r.error.type, param: r.error.param }) });
       }
+      start += chunk.length;
     }
     return out;
   }
@@ -264,6 +285,13 @@ export class OvershootInferenceWorker {
     const hinted = retryAfter && /^\d+(\.\d+)?$/.test(retryAfter) ? Number(retryAfter) * 1000 : 0;
     return Math.min(30_000, Math.max(jittered, hinted));
   }
+}
+
+/** The gateway's `POST /v1/batch` limit from its 400 for a batch over it ("A batch takes at most N requests…"). */
+function batchLimit(err: InferenceFlowError): number | undefined {
+  if (err.status !== 400 || err.param !== 'requests') return undefined;
+  const n = /at most (\d+) requests/.exec(err.message)?.[1];
+  return n !== undefined && Number(n) >= 1 ? Number(n) : undefined;
 }
 
 /** The same class under the gateway's name. */

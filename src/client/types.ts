@@ -71,6 +71,11 @@ export interface ClientOptions {
   initialBackoffMs?: number;
   /** Per-call deadline, ms (default 120000). */
   timeoutMs?: number;
+  /**
+   * Requests per `POST /v1/batch` round trip of `batchInfer` (default 100, the gateway's default
+   * `inference.batch.max_items`); a gateway that takes fewer says so, and the client then sends fewer.
+   */
+  batchSize?: number;
   /** A fetch implementation (default: the global one). */
   fetch?: typeof fetch;
 }
