@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createTokenAuthenticator } from '../server/auth.js';
-import { buildConfig, ConfigError, loadConfig } from './load.js';
+import { buildConfig, ConfigError, loadConfig, ollamaHostUrl } from './load.js';
 
 describe('configuration', () => {
   it('falls back to the simulator when nothing is configured', () => {
@@ -93,6 +93,21 @@ models:
     expect(provider({ type: 'ollama', base_url: 'http://127.0.0.1:11434' }).warnings).toHaveLength(1);
     // A key written in the file wins; the variable is not needed then.
     expect(provider({ type: 'anthropic', api_key: 'in-file' }).warnings).toEqual([]);
+  });
+
+  it('reads OLLAMA_HOST as Ollama does: no scheme is http, no port 11434, an empty or wildcard host loopback', () => {
+    const ollama = (host: string) => buildConfig({}, { OLLAMA_HOST: host }).config.providers.ollama?.base_url;
+    expect(ollama('127.0.0.1')).toBe('http://127.0.0.1:11434');
+    expect(ollama('localhost')).toBe('http://localhost:11434');
+    expect(ollama('0.0.0.0')).toBe('http://127.0.0.1:11434');
+    expect(ollama(':11434')).toBe('http://127.0.0.1:11434');
+    expect(ollama('0.0.0.0:8081')).toBe('http://127.0.0.1:8081');
+    expect(ollama('ollama:11434')).toBe('http://ollama:11434');
+    expect(ollama('[::1]:11434')).toBe('http://[::1]:11434');
+    expect(ollama('http://gpu-box:11434')).toBe('http://gpu-box:11434');
+    expect(ollama('https://ollama.example.com/')).toBe('https://ollama.example.com');
+    expect(ollamaHostUrl('ollama')).toBe('http://ollama:11434');
+    expect(() => ollama('ftp://x')).toThrow(/OLLAMA_HOST/);
   });
 
   it('reads INFERENCEFLOW_LOCAL_THREADS as the other variables: empty is unset, a non-number names the variable', () => {

@@ -194,10 +194,7 @@ function registerEnvProviders(target: Record<string, unknown>, env: Env): string
   if (googleKey) add('google', { type: 'google', api_key: googleKey });
   const cohereKey = key('COHERE_API_KEY');
   if (cohereKey) add('cohere', { type: 'cohere', api_key: cohereKey });
-  if (env.OLLAMA_HOST) {
-    const host = /^https?:\/\//.test(env.OLLAMA_HOST) ? env.OLLAMA_HOST : `http://${env.OLLAMA_HOST}`;
-    add('ollama', { type: 'ollama', base_url: host });
-  }
+  if (env.OLLAMA_HOST?.trim()) add('ollama', { type: 'ollama', base_url: ollamaHostUrl(env.OLLAMA_HOST) });
   if (env.INFERENCEFLOW_MODELS_DIR) {
     add('local', {
       type: 'local',
@@ -208,6 +205,34 @@ function registerEnvProviders(target: Record<string, unknown>, env: Env): string
     });
   }
   return added;
+}
+
+/**
+ * OLLAMA_HOST read as Ollama itself reads it: no scheme means http and port 11434 (with a scheme the
+ * scheme's port, as Ollama does), an empty host is 127.0.0.1, and a wildcard bind address (`0.0.0.0`,
+ * `::`, what `ollama serve` is often given) is called on loopback. `127.0.0.1`, `localhost:11434`,
+ * `:11434` and `https://ollama.example.com` all work.
+ */
+export function ollamaHostUrl(value: string): string {
+  const text = value.trim();
+  const withScheme = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(text);
+  const scheme = withScheme ? (withScheme[1] as string).toLowerCase() : 'http';
+  const rest = withScheme ? (withScheme[2] as string) : text;
+  const slash = rest.indexOf('/');
+  const hostPort = slash < 0 ? rest : rest.slice(0, slash);
+  const path = slash < 0 ? '' : rest.slice(slash).replace(/\/+$/, '');
+  let host: string;
+  let port: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(\d*))?$/.exec(hostPort);
+  if (bracketed) [host, port] = [bracketed[1] as string, bracketed[2]];
+  else if (hostPort.split(':').length > 2) host = hostPort; // a bare IPv6 address
+  else [host, port] = hostPort.split(':') as [string, string | undefined];
+  if (host === '' || host === '0.0.0.0') host = '127.0.0.1';
+  else if (host === '::') host = '::1';
+  if (!port) port = withScheme ? undefined : '11434';
+  const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}${port ? `:${port}` : ''}${path}`;
+  if ((scheme !== 'http' && scheme !== 'https') || !URL.canParse(url)) throw new ConfigError(`OLLAMA_HOST: expected host[:port] or http(s)://host[:port], got "${value}"`);
+  return url;
 }
 
 /** INFERENCEFLOW_LOCAL_THREADS: unset or empty (as every variable) is the default, 1. */
