@@ -1,6 +1,7 @@
 // The live dashboard in a real browser (Debian's chromium through playwright-core): it loads from the
 // gateway with nothing fetched elsewhere, shows "not enabled" for capabilities that have not
-// reported, its numbers move when traffic arrives, and it leaves a screenshot in test-results/.
+// reported, its numbers move when traffic arrives, and it leaves a screenshot in test-results/. On a
+// gateway with API keys it asks for one, and asks again for a key refused here (its IP allowlist).
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,9 +10,11 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { createKey } from './helpers/http.js';
 import { isCI } from './helpers/services.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const BROWSER_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const available = existsSync(CHROMIUM);
 if (!available && isCI) throw new Error(`CI=true but ${CHROMIUM} is missing: apt-get install -y chromium`);
 if (!available) console.warn(`skipping the dashboard browser test: ${CHROMIUM} not found (apt-get install -y chromium)`);
@@ -38,7 +41,7 @@ describe.skipIf(!available)('dashboard in headless Chromium', () => {
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1440, height: 1000 },
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: BROWSER_ARGS,
     });
   });
   afterAll(async () => {
@@ -103,5 +106,50 @@ describe.skipIf(!available)('dashboard in headless Chromium', () => {
     expect(existsSync('test-results/dashboard.png')).toBe(true);
     expect(foreign).toEqual([]);
     expect(errors).toEqual([]);
+  });
+});
+
+describe.skipIf(!available)('dashboard in headless Chromium, on a gateway with API keys', () => {
+  const ADMIN = 'admin-token-for-dashboard-tests-0123';
+  let server: RunningServer;
+  let browser: BrowserContext;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'inferenceflow-dashboard-keys-'));
+    server = await startTestGateway({
+      config: {
+        auth: { admin_token: ADMIN },
+        database: { pglite_path: join(dir, 'db') },
+        providers: { sim: { type: 'simulator' } },
+        models: [{ name: 'chat', deployments: [{ provider: 'sim', model: 'sim-chat' }] }],
+      },
+    });
+    browser = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
+  }, 120_000);
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('asks for another key when the one given may not read the stats from this address (403)', async () => {
+    const fenced = await createKey(server.url, ADMIN, { name: 'fenced', ip_allowlist: ['10.0.0.0/8'] });
+    const open = await createKey(server.url, ADMIN, { name: 'open' });
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard`);
+    await expect.poll(() => page.textContent('#status'), { timeout: 10_000 }).toBe('needs a key');
+    expect(await page.isVisible('#auth')).toBe(true);
+
+    await page.fill('#auth-key', fenced.key);
+    await page.click('#auth button[type=submit]');
+    await expect.poll(() => page.textContent('#auth-error'), { timeout: 10_000 }).toContain('may not read the stats from this address');
+    expect(await page.textContent('#status')).toBe('key not allowed here');
+    expect(await page.isVisible('#auth')).toBe(true);
+
+    await page.fill('#auth-key', open.key);
+    await page.click('#auth button[type=submit]');
+    await expect.poll(() => page.textContent('#status'), { timeout: 10_000 }).toBe('live');
+    expect(await page.isVisible('#auth')).toBe(false);
   });
 });

@@ -254,10 +254,12 @@
     clearTimeout(timer);
     try {
       const res = await fetch('/v1/stats', { headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {}, cache: 'no-store' });
-      if (res.status === 401) {
+      // 401: no key, or an unknown one; 403: the key may not read the stats from here (an IP
+      // allowlist). Either way only another key helps, so the form comes back.
+      if (res.status === 401 || res.status === 403) {
         $('auth').hidden = false;
-        setText('auth-error', apiKey ? 'that key was refused' : '');
-        setStatus('pill-down', 'needs a key');
+        setText('auth-error', res.status === 403 ? 'that key may not read the stats from this address; try another' : apiKey ? 'that key was refused' : '');
+        setStatus('pill-down', res.status === 403 ? 'key not allowed here' : 'needs a key');
         return; // wait for the form
       }
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
