@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Command } from 'commander';
 import type { LevelWithSilent } from 'pino';
-import { loadConfig } from '../config/load.js';
+import { loadConfig, ollamaHostUrl } from '../config/load.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { meshBackendFor } from '../mesh/backend.js';
 import type { MeshConfig } from '../mesh/config.js';
@@ -116,6 +116,15 @@ interface WorkerFlags extends SharedFlags {
   healthOverride?: string;
 }
 
+/**
+ * The worker's backend provider: `--base-url`, else for `--backend ollama` OLLAMA_HOST read as the
+ * gateway reads it (docker-compose and the Kubernetes manifests set it), else the adapter's default.
+ */
+export function workerProviderConfig(flags: { backend: string; baseUrl?: string; apiKey?: string }, env: Record<string, string | undefined> = process.env): ProviderConfig {
+  const baseUrl = flags.baseUrl ?? (flags.backend === 'ollama' && env.OLLAMA_HOST?.trim() ? ollamaHostUrl(env.OLLAMA_HOST) : undefined);
+  return { type: flags.backend as ProviderConfig['type'], ...(baseUrl ? { base_url: baseUrl } : {}), ...(flags.apiKey ? { api_key: flags.apiKey } : {}) };
+}
+
 export function registerMeshCommands(program: Command): void {
   sharedOptions(
     program
@@ -123,7 +132,7 @@ export function registerMeshCommands(program: Command): void {
       .description('run a mesh node agent: publish health, run requests from this node\'s stream on a backend')
       .requiredOption('--node-id <id>', 'this node\'s id (its stream is <prefix>requests:<id>)')
       .option('--backend <type>', 'ollama | openai | local | simulator', 'ollama')
-      .option('--base-url <url>', 'backend URL (ollama: http://127.0.0.1:11434; openai: an OpenAI-compatible /v1)')
+      .option('--base-url <url>', 'backend URL (ollama: OLLAMA_HOST, else http://127.0.0.1:11434; openai: an OpenAI-compatible /v1)')
       .option('--api-key <key>', 'backend API key (openai)')
       .option('--models-dir <dir>', 'local: folder of GGUF files')
       .option('--threads <n>', 'local: CPU threads', positiveInt, 1)
@@ -134,7 +143,7 @@ export function registerMeshCommands(program: Command): void {
   ).action(async (flags: WorkerFlags) => {
     const { mesh, redisUrl, logLevel } = await meshSettings(flags);
     const log = createLogger(logLevel);
-    const providerCfg: ProviderConfig = { type: flags.backend as ProviderConfig['type'], ...(flags.baseUrl ? { base_url: flags.baseUrl } : {}), ...(flags.apiKey ? { api_key: flags.apiKey } : {}) };
+    const providerCfg = workerProviderConfig(flags);
     if (flags.backend === 'local') {
       if (!flags.modelsDir) throw new Error('--backend local needs --models-dir');
       providerCfg.options = {

@@ -35,7 +35,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'ANTHROPIC_BASE_URL', kind: 'special', default: 'https://api.anthropic.com', description: 'Base URL of the `anthropic` provider.' },
   { name: 'GOOGLE_API_KEY', kind: 'special', description: 'Registers provider `google` (Gemini API), unless a config-file provider reads it through `api_key_env`.' },
   { name: 'COHERE_API_KEY', kind: 'special', description: 'Registers provider `cohere` (v2 chat), unless a config-file provider reads it through `api_key_env`.' },
-  { name: 'OLLAMA_HOST', kind: 'special', description: 'Registers provider `ollama` at this address, read as Ollama reads it: `127.0.0.1`, `:11434`, `ollama:11434` or `http://gpu-box:11434` (no scheme: http and port 11434; `0.0.0.0` is called on loopback).' },
+  { name: 'OLLAMA_HOST', kind: 'special', description: 'Registers provider `ollama` at this address, read as Ollama reads it: `127.0.0.1`, `:11434`, `ollama:11434` or `http://gpu-box:11434` (no scheme: http and port 11434; `0.0.0.0` is called on loopback). Also where `inferenceflow worker --backend ollama` calls without `--base-url`.' },
   { name: 'INFERENCEFLOW_MODELS_DIR', kind: 'special', description: 'Registers provider `local`: llama.cpp in-process over the GGUF files in this folder.' },
   { name: 'INFERENCEFLOW_LOCAL_THREADS', kind: 'special', default: '1', description: 'CPU threads for the `local` provider registered from the environment.' },
   { name: 'REDIS_URL', path: 'redis.url', kind: 'string', description: 'Redis for shared state (limits, caches, breakers, mesh).' },

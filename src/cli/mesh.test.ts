@@ -1,0 +1,15 @@
+// `inferenceflow worker`: where its backend is, from the flags or the environment.
+import { describe, expect, it } from 'vitest';
+import { workerProviderConfig } from './mesh.js';
+
+describe('inferenceflow worker backend', () => {
+  it('calls the Ollama that OLLAMA_HOST names when --base-url is not given, read as the gateway reads it', () => {
+    expect(workerProviderConfig({ backend: 'ollama' }, { OLLAMA_HOST: 'ollama:11434' }).base_url).toBe('http://ollama:11434');
+    expect(workerProviderConfig({ backend: 'ollama' }, { OLLAMA_HOST: '0.0.0.0' }).base_url).toBe('http://127.0.0.1:11434');
+    // --base-url wins; unset or empty (docker-compose's ${OLLAMA_HOST:-}), the adapter's default.
+    expect(workerProviderConfig({ backend: 'ollama', baseUrl: 'http://gpu:11434' }, { OLLAMA_HOST: 'ollama:11434' }).base_url).toBe('http://gpu:11434');
+    expect(workerProviderConfig({ backend: 'ollama' }, { OLLAMA_HOST: '' }).base_url).toBeUndefined();
+    // Another backend does not take Ollama's address.
+    expect(workerProviderConfig({ backend: 'openai', apiKey: 'k' }, { OLLAMA_HOST: 'ollama:11434' })).toEqual({ type: 'openai', api_key: 'k' });
+  });
+});
