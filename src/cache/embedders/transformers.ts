@@ -25,6 +25,18 @@ interface TransformersModule {
   pipeline: (task: 'feature-extraction', model: string, opts: Record<string, unknown>) => Promise<FeatureExtractor>;
 }
 
+/**
+ * transformers.js takes its settings (local folder, remote models, cache) from one global `env`, read
+ * while a pipeline loads: creates take turns, so one's folder is not another's by the time it is read.
+ */
+let loading: Promise<unknown> = Promise.resolve();
+
+function inTurn<T>(load: () => Promise<T>): Promise<T> {
+  const run = loading.then(load, load);
+  loading = run.catch(() => undefined);
+  return run;
+}
+
 export class TransformersEmbedder implements Embedder {
   private constructor(
     readonly id: string,
@@ -33,25 +45,28 @@ export class TransformersEmbedder implements Embedder {
     private readonly pooling: string,
   ) {}
 
-  static async create(opts: TransformersEmbedderOptions): Promise<TransformersEmbedder> {
+  /** `load` imports the package (a test passes a stand-in). */
+  static async create(opts: TransformersEmbedderOptions, load: () => Promise<unknown> = () => import('@huggingface/transformers')): Promise<TransformersEmbedder> {
     let mod: TransformersModule;
     try {
-      mod = (await import('@huggingface/transformers')) as unknown as TransformersModule;
+      mod = (await load()) as TransformersModule;
     } catch (err) {
       throw new Error(`the transformers embedder needs the optional package @huggingface/transformers: ${(err as Error).message}`);
     }
     const local = opts.model.startsWith('.') || opts.model.startsWith('/');
-    let modelId = opts.model;
-    mod.env.allowRemoteModels = opts.allowRemote ?? false;
-    if (local) {
-      // transformers.js resolves `<localModelPath>/<id>/`, so a folder splits into parent and name.
-      const folder = resolve(opts.model);
-      mod.env.allowLocalModels = true;
-      mod.env.localModelPath = `${dirname(folder)}/`;
-      modelId = basename(folder);
-    }
-    if (opts.cacheDir) mod.env.cacheDir = opts.cacheDir;
-    const extract = await mod.pipeline('feature-extraction', modelId, { dtype: opts.dtype ?? 'fp32', device: 'cpu' });
+    const extract = await inTurn(() => {
+      let modelId = opts.model;
+      mod.env.allowRemoteModels = opts.allowRemote ?? false;
+      if (local) {
+        // transformers.js resolves `<localModelPath>/<id>/`, so a folder splits into parent and name.
+        const folder = resolve(opts.model);
+        mod.env.allowLocalModels = true;
+        mod.env.localModelPath = `${dirname(folder)}/`;
+        modelId = basename(folder);
+      }
+      if (opts.cacheDir) mod.env.cacheDir = opts.cacheDir;
+      return mod.pipeline('feature-extraction', modelId, { dtype: opts.dtype ?? 'fp32', device: 'cpu' });
+    });
     const pooling = opts.pooling ?? 'mean';
     const probe = await extract(['dimension probe'], { pooling, normalize: true });
     const dims = probe.dims[probe.dims.length - 1] as number;
