@@ -7,14 +7,14 @@ import { keysCommand } from './keys.js';
 
 let server: Server;
 let url: string;
-const seen: { method?: string; url?: string; body: string }[] = [];
+const seen: { method?: string; url?: string; body: string; authorization?: string }[] = [];
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
-      seen.push({ method: req.method, url: req.url, body });
+      seen.push({ method: req.method, url: req.url, body, authorization: req.headers.authorization });
       if (req.url?.startsWith('/proxy')) {
         // Not the gateway: a proxy's or web server's HTML error page.
         res.writeHead(502, { 'content-type': 'text/html' }).end('<!DOCTYPE html><html><body>Bad Gateway</body></html>');
@@ -116,6 +116,24 @@ describe('inferenceflow keys environment', () => {
     } finally {
       if (saved === undefined) delete process.env.INFERENCEFLOW_URL;
       else process.env.INFERENCEFLOW_URL = saved;
+    }
+  });
+});
+
+describe('inferenceflow keys admin token', () => {
+  it('sends INFERENCEFLOW_ADMIN_TOKEN read from a secret file (a trailing newline) trimmed, as the gateway trims its own', async () => {
+    const saved = process.env.INFERENCEFLOW_ADMIN_TOKEN;
+    try {
+      process.env.INFERENCEFLOW_ADMIN_TOKEN = 'admin-token-0123456789\n';
+      const { error } = await run(['create', '--url', url]);
+      expect(error).toBeUndefined();
+      expect(seen.at(-1)?.authorization).toBe('Bearer admin-token-0123456789');
+      // Only whitespace is no token at all.
+      process.env.INFERENCEFLOW_ADMIN_TOKEN = ' \n';
+      expect((await run(['list', '--url', url])).error?.message).toMatch(/no admin token/);
+    } finally {
+      if (saved === undefined) delete process.env.INFERENCEFLOW_ADMIN_TOKEN;
+      else process.env.INFERENCEFLOW_ADMIN_TOKEN = saved;
     }
   });
 });

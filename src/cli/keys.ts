@@ -16,7 +16,9 @@ function list(value: string): string[] {
 }
 
 async function call(opts: Common, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
-  const token = opts.adminToken ?? process.env.INFERENCEFLOW_ADMIN_TOKEN;
+  // Trimmed, as the gateway trims its own (src/config/schema.ts): a token read from a mounted secret
+  // ends in a newline, which no header may carry.
+  const token = (opts.adminToken ?? process.env.INFERENCEFLOW_ADMIN_TOKEN)?.trim();
   if (!token) throw new Error('no admin token: pass --admin-token or set INFERENCEFLOW_ADMIN_TOKEN');
   const res = await request(`${opts.url.replace(/\/$/, '')}${path}`, {
     method,

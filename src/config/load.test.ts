@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createTokenAuthenticator } from '../server/auth.js';
+import { metricsAuthorizer } from '../telemetry/metrics-server.js';
 import { buildConfig, ConfigError, loadConfig, ollamaHostUrl } from './load.js';
 
 describe('configuration', () => {
@@ -56,6 +57,12 @@ models:
     // Only whitespace is no token at all; the length rule applies to what is left.
     expect(buildConfig({}, { TRUTHGPT_API_TOKEN: '\n' }).config.auth.tokens).toEqual([]);
     expect(() => buildConfig({ auth: { tokens: ['short   \n'] } }, {})).toThrow(/at least 8 characters/);
+  });
+
+  it('trims METRICS_TOKEN (a secret file ends in a newline), so the token a scraper presents matches', () => {
+    const { token } = buildConfig({}, { METRICS_TOKEN: 'metrics-token-1234\n' }).config.monitoring.metrics;
+    expect(token).toBe('metrics-token-1234');
+    expect(metricsAuthorizer(token)({ authorization: 'Bearer metrics-token-1234' })).toBe(true);
   });
 
   it('registers providers from the usual variables, the first one serving unclaimed models', () => {

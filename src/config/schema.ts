@@ -402,8 +402,8 @@ export const monitoringSchema = z
         enabled: z.boolean().default(true),
         /** Also serve /metrics on this separate port (seed 002 PROMETHEUS_PORT); unset means only on the API port. */
         port: z.number().int().min(0).max(65535).optional(),
-        /** When set, /metrics wants `Authorization: Bearer <token>`. */
-        token: z.string().min(8, 'the metrics token must be at least 8 characters').optional(),
+        /** When set, /metrics wants `Authorization: Bearer <token>`; trimmed, as the presented key is (a secret file's newline). */
+        token: z.string().trim().min(8, 'the metrics token must be at least 8 characters').optional(),
         /** Distinct values kept per free-form label (model, provider, …) before the rest read `other`. */
         max_label_values: z.number().int().positive().default(100),
         /** Node.js process metrics (CPU, memory, event loop) too. */
