@@ -36,6 +36,9 @@ models:
       expect(config.models[0]?.deployments[0]?.timeout_ms).toBeUndefined();
       expect(simulatorDefault).toBe(false);
     }
+    // INFERENCEFLOW_CONFIG set empty (docker-compose's ${INFERENCEFLOW_CONFIG:-}) is unset: the alias applies.
+    const { config } = await loadConfig({ env: { INFERENCEFLOW_CONFIG: '', TRUTHGPT_CONFIG: file, MY_KEY: 'k-1' } });
+    expect(config.server.port).toBe(9001);
   });
 
   it('lets environment variables override the file', () => {

@@ -30,7 +30,9 @@ type Env = Record<string, string | undefined>;
 
 export async function loadConfig(opts: { file?: string; env?: Env } = {}): Promise<LoadedConfig> {
   const env = opts.env ?? process.env;
-  const file = opts.file ?? env.INFERENCEFLOW_CONFIG ?? env.TRUTHGPT_CONFIG;
+  // Set empty is unset, as for every variable: docker-compose passes INFERENCEFLOW_CONFIG through as
+  // '' when the shell has none, which must not hide TRUTHGPT_CONFIG.
+  const file = opts.file ?? (env.INFERENCEFLOW_CONFIG?.trim() || undefined) ?? (env.TRUTHGPT_CONFIG?.trim() || undefined);
   let raw: Record<string, unknown> = {};
   if (file) {
     let text: string;
