@@ -48,6 +48,7 @@ export const ERROR_CODES = {
   no_healthy_deployment: { status: 503, type: 'upstream_error', message: 'No deployment of this model can take the request now.' },
   not_ready: { status: 503, type: 'server_error', message: 'The gateway is not ready.' },
   store_unavailable: { status: 503, type: 'server_error', message: 'The database that holds API keys is unreachable; retry shortly.' },
+  jwks_unavailable: { status: 503, type: 'server_error', message: 'The key set that verifies bearer tokens could not be fetched; retry shortly.' },
   limiter_unavailable: { status: 503, type: 'server_error', message: 'The shared rate limiter is unreachable and the gateway is configured to fail closed.' },
   shutting_down: { status: 503, type: 'server_error', message: 'The gateway is shutting down.' },
   upstream_timeout: { status: 504, type: 'upstream_error', message: 'The upstream provider did not answer in time.' },

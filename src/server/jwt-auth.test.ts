@@ -114,4 +114,49 @@ describe('asymmetric JWTs', () => {
       await expect(verify(bad)).rejects.toMatchObject({ code: 'invalid_api_key' });
     });
   });
+
+  describe('RS256 from a JWKS URL that fails', () => {
+    let server: Server;
+    let base: string;
+    let privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+    beforeAll(async () => {
+      const pair = await generateKeyPair('RS256');
+      privateKey = pair.privateKey;
+      const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+      server = createServer((req, res) => {
+        if (req.url === '/down') res.writeHead(503).end('maintenance');
+        else if (req.url === '/html') res.writeHead(200, { 'content-type': 'text/html' }).end('<html>login</html>');
+        else if (req.url === '/not-a-set') res.writeHead(200, { 'content-type': 'application/json' }).end('{"hello":"world"}');
+        else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    });
+    afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+    const token = (kid = 'k1') => new SignJWT({ sub: 'carol' }).setProtectedHeader({ alg: 'RS256', kid }).setExpirationTime('5m').sign(privateKey);
+
+    it('answers 503 jwks_unavailable with Retry-After, not 401, when the key set cannot be fetched', async () => {
+      // A port nothing listens on: a server closed at once.
+      const closed = createServer();
+      await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+      const refused = `http://127.0.0.1:${(closed.address() as { port: number }).port}/jwks.json`;
+      await new Promise<void>((r) => closed.close(() => r()));
+      for (const url of [`${base}/down`, `${base}/html`, `${base}/not-a-set`, refused]) {
+        const verify = await createJwtVerifier(jwtSchema.parse({ algorithm: 'RS256', jwks_url: url }));
+        const err = await verify(await token()).catch((e: unknown) => e);
+        expect(err, url).toMatchObject({ code: 'jwks_unavailable', status: 503, retryAfterMs: 1000 });
+        expect((err as Error).message).toContain('auth.jwt.jwks_url');
+      }
+    });
+
+    it('still answers 401 when the key set is fetched but no key in it matches the token', async () => {
+      const verify = await createJwtVerifier(jwtSchema.parse({ algorithm: 'RS256', jwks_url: `${base}/jwks.json` }));
+      await expect(verify(await token('unknown-kid'))).rejects.toMatchObject({ code: 'invalid_api_key', status: 401 });
+      const stranger = (await generateKeyPair('RS256')).privateKey;
+      const forged = await new SignJWT({ sub: 'eve' }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setExpirationTime('5m').sign(stranger);
+      await expect(verify(forged)).rejects.toMatchObject({ code: 'invalid_api_key', status: 401 });
+      expect(await verify(await token())).toMatchObject({ userId: 'carol' });
+    });
+  });
 });

@@ -35,7 +35,7 @@ export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
   let key: Uint8Array | Awaited<ReturnType<typeof importSPKI>> | JWTVerifyGetKey;
   if (cfg.algorithm === 'HS256') key = new TextEncoder().encode(cfg.secret ?? '');
   else if (cfg.public_key) key = await importSPKI(cfg.public_key.replace(/\\n/g, '\n'), cfg.algorithm);
-  else key = createRemoteJWKSet(new URL(cfg.jwks_url as string), { cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+  else key = keySetOrUnavailable(createRemoteJWKSet(new URL(cfg.jwks_url as string), { cooldownDuration: 30_000, cacheMaxAge: 600_000 }));
   const options = {
     algorithms: [cfg.algorithm],
     clockTolerance: cfg.clock_tolerance_s,
@@ -53,6 +53,9 @@ export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
           ? (await jwtVerify(token, key, options)).payload
           : (await jwtVerify(token, key as Uint8Array, options)).payload;
     } catch (err) {
+      if (err instanceof KeySetUnavailable) {
+        throw new GatewayError('jwks_unavailable', { retryAfterMs: 1000, cause: err.cause, message: `The key set that verifies bearer tokens (auth.jwt.jwks_url) could not be fetched: ${err.message}; retry shortly.` });
+      }
       throw new GatewayError('invalid_api_key', { message: `The bearer token was rejected: ${reason(err)}.` });
     }
     const str = (name: string) => (typeof payload[name] === 'string' && payload[name] !== '' ? (payload[name] as string) : undefined);
@@ -82,6 +85,28 @@ export async function createJwtVerifier(cfg: JwtConfig): Promise<JwtVerifier> {
       ...(models ? { allowedModels: models } : {}),
       limits: { ...(rpm ? { rpm } : {}), ...(tpm ? { tpm } : {}) },
     };
+  };
+}
+
+/** The key set could not be fetched or read: the identity provider's failure, not the token's. */
+class KeySetUnavailable extends Error {}
+
+/** What a key set lookup throws that is about the token: no key, several keys, or a key it cannot use. */
+const TOKEN_FAULTS = [errors.JWKSNoMatchingKey, errors.JWKSMultipleMatchingKeys, errors.JOSENotSupported, errors.JWSInvalid, errors.JWTInvalid, errors.JOSEAlgNotAllowed];
+
+/**
+ * A remote key set whose fetch failures (refused, timed out, not 200, not a key set) are
+ * KeySetUnavailable: a 503 the client retries, where a 401 would tell it its credentials are bad.
+ */
+function keySetOrUnavailable(remote: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      if (TOKEN_FAULTS.some((fault) => err instanceof fault)) throw err;
+      const detail = err instanceof errors.JWKSTimeout ? 'it timed out' : err instanceof errors.JWKSInvalid ? 'it is not a JSON Web Key Set' : ((err as Error).message ?? String(err));
+      throw new KeySetUnavailable(detail, { cause: err });
+    }
   };
 }
 
