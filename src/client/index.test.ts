@@ -1,5 +1,5 @@
 // The SDK's stream reading: an error event that ends a started stream keeps what the gateway said.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { InferenceFlowError, OvershootInferenceWorker } from './index.js';
 
 const sse = (events: unknown[]) =>
@@ -73,5 +73,44 @@ describe("the gateway's x-should-retry", () => {
     const { worker, calls } = answering(409, 'conflict', 'true');
     await expect(worker.infer({ prompt: 'x' })).rejects.toMatchObject({ status: 409, retryable: true });
     expect(calls()).toBe(4);
+  });
+});
+
+describe("the gateway's Retry-After", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const limited = (retryAfter: string, timeoutMs?: number) => {
+    let calls = 0;
+    const worker = new OvershootInferenceWorker({
+      endpoint: 'http://gateway.test',
+      maxRetries: 1,
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      fetch: async () => {
+        calls++;
+        if (calls > 1) return new Response(JSON.stringify({ choices: [{ message: { content: 'ok' }, finish_reason: 'stop' }] }), { status: 200 });
+        return new Response(JSON.stringify({ error: { message: 'slow down', code: 'rate_limit_exceeded' } }), { status: 429, headers: { 'retry-after': retryAfter } });
+      },
+    });
+    return { worker, calls: () => calls };
+  };
+
+  it('is waited out in full past 30 s, when the call may last that long', async () => {
+    vi.useFakeTimers();
+    const { worker, calls } = limited('45');
+    const answer = worker.infer({ prompt: 'x' });
+    await vi.advanceTimersByTimeAsync(30_000);
+    // Not retried before the gateway said it would take the call.
+    expect(calls()).toBe(1);
+    await vi.advanceTimersByTimeAsync(15_000);
+    expect((await answer).text).toBe('ok');
+    expect(calls()).toBe(2);
+  });
+
+  it("ends the retries at once when it is longer than the call's timeout", async () => {
+    const { worker, calls } = limited('3600', 60_000);
+    await expect(worker.infer({ prompt: 'x' })).rejects.toMatchObject({ status: 429, code: 'rate_limit_exceeded' });
+    expect(calls()).toBe(1);
   });
 });

@@ -275,16 +275,32 @@ export class OvershootInferenceWorker {
       // A batch is retried only when it cannot have run, and not even then if the gateway says no retry cures it.
       const again = retry === 'any' ? error.retryable : (error.status === 429 || unsent) && error.shouldRetry !== false;
       if (!again || attempt >= this.maxRetries) throw error;
-      await sleep(this.backoff(attempt, res?.headers.get('retry-after')));
+      const wait = this.backoff(attempt, res?.headers.get('retry-after'));
+      if (wait === undefined) throw error;
+      await sleep(wait);
     }
   }
 
-  private backoff(attempt: number, retryAfter: string | null | undefined): number {
+  /**
+   * The wait before the next try: exponential with jitter (at most 30 s), or the gateway's
+   * Retry-After when longer — a try sooner would only be refused again. Undefined (give up now) when
+   * Retry-After is longer than the call's timeout: not worth waiting for.
+   */
+  private backoff(attempt: number, retryAfter: string | null | undefined): number | undefined {
     const exp = this.initialBackoffMs * 2 ** attempt;
-    const jittered = exp / 2 + Math.random() * (exp / 2);
-    const hinted = retryAfter && /^\d+(\.\d+)?$/.test(retryAfter) ? Number(retryAfter) * 1000 : 0;
-    return Math.min(30_000, Math.max(jittered, hinted));
+    const jittered = Math.min(30_000, exp / 2 + Math.random() * (exp / 2));
+    const hinted = retryAfterMs(retryAfter);
+    if (hinted > this.timeoutMs) return undefined;
+    return Math.max(jittered, hinted);
   }
+}
+
+/** Retry-After in ms: delay-seconds or an HTTP date; 0 when absent or unreadable. */
+function retryAfterMs(value: string | null | undefined): number {
+  if (!value) return 0;
+  if (/^\d+(\.\d+)?$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? 0 : Math.max(0, at - Date.now());
 }
 
 /** The gateway's `POST /v1/batch` limit from its 400 for a batch over it ("A batch takes at most N requests…"). */
