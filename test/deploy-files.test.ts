@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_VARS } from '../src/config/env.js';
+import { buildConfig } from '../src/config/load.js';
 import { configSchema, serverSchema } from '../src/config/schema.js';
 import { CAPACITY_ENV_VARS, capacitySections } from '../src/capacity/config.js';
 import { meshConfigSchema } from '../src/mesh/config.js';
@@ -214,6 +215,26 @@ describe('docker-compose.yml agrees with the gateway', () => {
     expect(gw.environment.REDIS_URL).toMatch(/^redis:\/\/redis:6379/);
     expect(gw.environment.DATABASE_URL).toMatch(/@postgres:5432\//);
     expect(compose.services['mesh-worker'].command.slice(0, 1)).toEqual(['worker']);
+  });
+
+  it("passes the seeds' settings through to the gateway: RATE_LIMIT_RPM=100 docker compose up limits", async () => {
+    const compose = parse(await read('docker-compose.yml'), { merge: true }) as any;
+    const env = compose.services.gateway.environment as Record<string, string>;
+    const seeds = ['RATE_LIMIT_RPM', 'RATE_LIMIT_REQUESTS', 'RATE_LIMIT_WINDOW', 'CACHE_BACKEND', 'CACHE_TTL', 'SIMILARITY_THRESHOLD', 'BATCH_MAX_SIZE', 'BATCH_FLUSH_TIMEOUT_MS', 'ENABLE_METRICS', 'ENABLE_TRACING', 'PROMETHEUS_PORT', 'GRAFANA_URL', 'TRUTHGPT_CONFIG'];
+    for (const name of seeds) expect(env[name], name).toMatch(new RegExp(`^\\$\\{${name}(:-[^}]*)?\\}$`));
+    // Compose's interpolation of ${VAR:-default} / ${VAR:?message} from a shell that sets `shell`.
+    const interpolate = (shell: Record<string, string>) =>
+      Object.fromEntries(
+        Object.entries(env).map(([k, v]) => [k, String(v).replace(/\$\{(\w+)(?::([-?])([^}]*))?\}/g, (_, name: string, op?: string, word?: string) => shell[name] || (op === '-' ? (word ?? '') : op === '?' ? 'set-by-the-operator' : ''))]),
+      );
+    // Nothing set: the gateway loads as with no variables (empty is unset), the dashboard links the stack's Grafana.
+    const plain = buildConfig({}, interpolate({})).config;
+    expect(plain.rate_limiting.requests).toBeUndefined();
+    expect(plain.monitoring.dashboard.grafana_url).toBe(`http://localhost:${compose.services.grafana.ports[0].split(':').at(-2)}`);
+    const seeded = buildConfig({}, interpolate({ RATE_LIMIT_RPM: '100', CACHE_TTL: '60', ENABLE_TRACING: 'false' })).config;
+    expect(seeded.rate_limiting.requests).toBe(100);
+    expect(seeded.cache.ttl_s).toBe(60);
+    expect(seeded.monitoring.tracing.enabled).toBe(false);
   });
 
   it('runs a mesh router (without one nothing sent to the mesh is placed) that Prometheus scrapes', async () => {
