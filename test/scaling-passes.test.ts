@@ -151,7 +151,7 @@ describe('difficulty as docs/compute.md spells it', () => {
     for (const bad of ['harder', 5, 0, 2.5]) {
       const res = await chat(bad);
       expect(res.status).toBe(400);
-      expect(((await res.json()) as { error: { param: string } }).error.param).toBe('difficulty');
+      expect(((await res.json()) as { error: { param: string; code: string } }).error).toMatchObject({ param: 'difficulty', code: bad === 2.5 ? 'invalid_type' : 'invalid_value' });
     }
   });
 });

@@ -2,7 +2,6 @@
 // with OpenAI's ranges (unknown ones are rejected, as OpenAI does) plus the gateway's extension
 // fields (difficulty, priority, session_id, …) which the route strips before the canonical request.
 import { z } from 'zod';
-import { parseDifficulty } from '../../scaling/levels.js';
 
 const text = z.string();
 /**
@@ -170,7 +169,7 @@ const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullable();
  * `auto` in any case, or 1-4; the header `x-inferenceflow-difficulty` takes the same.
  */
 export const difficultyField = z.union([
-  z.string().refine((v) => parseDifficulty(v) !== undefined || v.trim().toLowerCase() === 'auto', { message: 'expected one of easy, medium, hard, expert, auto (any case) or 1-4' }),
+  z.string().regex(/^\s*(?:easy|medium|hard|expert|auto|[1-4])\s*$/i, { message: 'expected one of easy, medium, hard, expert, auto (any case) or 1-4' }),
   z.number().int().min(1).max(4),
 ]);
 
