@@ -15,6 +15,7 @@ import { createLogger, type Logger } from '../telemetry/logger.js';
 import { exitAfterFlush } from './exit.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { needsDatabase } from '../gateway/tenancy.js';
+import { separateMetricsPort } from '../telemetry/metrics-server.js';
 import { WORKER_MAX_REQUESTS_PER_CONNECTION, localCapacityState, planWorkers, runPrimary } from './cluster.js';
 
 /** Pending connections the listening socket holds (see listen below). */
@@ -73,24 +74,33 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       `refusing to listen on ${config.server.host} without authentication: set auth.tokens (or TRUTHGPT_API_TOKEN), or bind 127.0.0.1`,
     );
   }
-  const app = await buildApp({
-    gateway,
-    authenticator,
-    log,
-    version: VERSION,
-    bodyLimit: config.server.body_limit_bytes,
-    ...(config.server.trust_proxy === undefined ? {} : { trustProxy: config.server.trust_proxy }),
-    plugins,
-    telemetry,
-    worker: opts.worker,
-    // Under several workers a client's connection stays with the worker that accepted it: after this
-    // many requests it reconnects and lands on whichever worker accepts first (docs/scaling.md).
-    maxRequestsPerConnection: config.server.max_requests_per_connection ?? (opts.worker ? WORKER_MAX_REQUESTS_PER_CONNECTION : 0),
-  });
-  // Connections not yet accepted wait in the listen backlog; Node's 511 overflowed when a thousand
-  // clients connected at once to a busy process (dropped SYNs retry after 1, 3, 7 s). The kernel
-  // caps it at net.core.somaxconn.
-  await app.listen({ host: config.server.host, port: config.server.port, backlog: LISTEN_BACKLOG });
+  let app: FastifyInstance | undefined;
+  try {
+    app = await buildApp({
+      gateway,
+      authenticator,
+      log,
+      version: VERSION,
+      bodyLimit: config.server.body_limit_bytes,
+      ...(config.server.trust_proxy === undefined ? {} : { trustProxy: config.server.trust_proxy }),
+      plugins,
+      telemetry,
+      worker: opts.worker,
+      // Under several workers a client's connection stays with the worker that accepted it: after this
+      // many requests it reconnects and lands on whichever worker accepts first (docs/scaling.md).
+      maxRequestsPerConnection: config.server.max_requests_per_connection ?? (opts.worker ? WORKER_MAX_REQUESTS_PER_CONNECTION : 0),
+    });
+    // Connections not yet accepted wait in the listen backlog; Node's 511 overflowed when a thousand
+    // clients connected at once to a busy process (dropped SYNs retry after 1, 3, 7 s). The kernel
+    // caps it at net.core.somaxconn.
+    await app.listen({ host: config.server.host, port: config.server.port, backlog: LISTEN_BACKLOG });
+  } catch (err) {
+    // The port taken, say: what was assembled (the metrics listener, pools, timers) goes too, or it
+    // would hold its port and keep the process alive.
+    await app?.close().catch(() => undefined);
+    await gateway.close();
+    throw err;
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
@@ -153,7 +163,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
         log,
         shutdownTimeoutMs: config.server.shutdown_delay_ms + config.server.shutdown_timeout_ms,
         host: opts.host ?? config.server.host,
-        metricsPort: config.monitoring.metrics.enabled ? config.monitoring.metrics.port : undefined,
+        metricsPort: separateMetricsPort(config.monitoring.metrics, opts.port ?? config.server.port),
       });
       return;
     }

@@ -59,7 +59,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'WEBHOOK_SECRET', path: 'webhooks.secret', kind: 'string', description: 'Standard Webhooks secret of `POST /webhooks/ingest` and of outgoing webhooks.' },
   { name: 'LOG_LEVEL', path: 'logging.level', kind: 'string', default: 'info', description: 'pino log level (`fatal`…`trace`, `silent`); lower case or upper case.' },
   { name: 'ENABLE_METRICS', path: 'monitoring.metrics.enabled', kind: 'bool', default: 'true', description: 'Serve Prometheus metrics at `/metrics` and `/v1/metrics` (seed 001).' },
-  { name: 'PROMETHEUS_PORT', path: 'monitoring.metrics.port', kind: 'int', description: 'Also serve `/metrics` on this separate port (seed 002), on the same host as the API.' },
+  { name: 'PROMETHEUS_PORT', path: 'monitoring.metrics.port', kind: 'int', description: 'Also serve `/metrics` on this separate port (seed 002), on the same host as the API; equal to `PORT` (seed 002 sets both to 8000), `/metrics` is served on the API port alone.' },
   { name: 'METRICS_TOKEN', path: 'monitoring.metrics.token', kind: 'string', description: 'When set, `/metrics` requires `Authorization: Bearer <token>`.' },
   { name: 'INFERENCEFLOW_STATS_WINDOW_S', path: 'monitoring.stats.window_s', kind: 'int', default: '300', description: 'Rolling window of `GET /v1/stats` and the dashboard, seconds.' },
   { name: 'ENABLE_TRACING', path: 'monitoring.tracing.enabled', kind: 'bool', default: 'true', description: 'OpenTelemetry tracing (seed 001): W3C `traceparent` sent upstream; spans per request and stage when an exporter receives them.' },

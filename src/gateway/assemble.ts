@@ -21,7 +21,7 @@ import { createCacheStage } from '../cache/stage.js';
 import { cacheAdminRoutes } from '../server/routes/cache-admin.js';
 import type { Config } from '../config/schema.js';
 import { startCollectors } from '../telemetry/collectors.js';
-import { startMetricsServer } from '../telemetry/metrics-server.js';
+import { separateMetricsPort, startMetricsServer } from '../telemetry/metrics-server.js';
 import { tracedStage } from '../telemetry/tracing.js';
 import { MeshProvider } from '../providers/mesh.js';
 import { Telemetry } from '../telemetry/telemetry.js';
@@ -69,9 +69,11 @@ export async function assemble(loaded: LoadedConfig, log: Logger, overrides: Ass
   const version = overrides.version ?? '0.0.0';
   const telemetry = Telemetry.create(config.monitoring, { version, spanExporter: overrides.spanExporter });
   resources.push({ name: 'telemetry', check: async () => true, close: () => telemetry.close() });
-  if (config.monitoring.metrics.enabled && config.monitoring.metrics.port !== undefined) {
-    const { port, token } = config.monitoring.metrics;
-    resources.push(await startMetricsServer(telemetry.metrics, { host: config.server.host, port, token }));
+  const metricsPort = separateMetricsPort(config.monitoring.metrics, config.server.port);
+  if (metricsPort !== undefined) {
+    resources.push(await startMetricsServer(telemetry.metrics, { host: config.server.host, port: metricsPort, token: config.monitoring.metrics.token }));
+  } else if (config.monitoring.metrics.enabled && config.monitoring.metrics.port !== undefined) {
+    log.info({ port: config.monitoring.metrics.port }, 'the metrics port is the API port: /metrics is served there, with no separate listener');
   }
 
   // Tenancy (docs/tenancy.md): tokens + API keys + JWT, limits, budgets, ledger, webhooks.

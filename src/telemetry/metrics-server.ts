@@ -52,6 +52,16 @@ export async function startMetricsServer(metrics: Pick<GatewayMetrics, 'render' 
   };
 }
 
+/**
+ * The port of the separate metrics listener, or undefined when there is none: metrics off, no port
+ * set, or the API's own port (both listen on `server.host`, and the API answers /metrics itself;
+ * seed 002 sets PROMETHEUS_PORT and PORT both to 8000). Port 0 is a fresh port of its own.
+ */
+export function separateMetricsPort(metrics: { enabled: boolean; port?: number }, apiPort: number): number | undefined {
+  if (!metrics.enabled || metrics.port === undefined) return undefined;
+  return metrics.port !== 0 && metrics.port === apiPort ? undefined : metrics.port;
+}
+
 /** Whether a request may read metrics: always with no token configured, else when it presents that token. */
 export function metricsAuthorizer(token: string | undefined): (headers: Record<string, string | string[] | undefined>) => boolean {
   const check = token ? presentedTokenCheck(token) : undefined;
