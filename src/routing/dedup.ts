@@ -159,9 +159,10 @@ export class Deduplicator {
     if (!leader) ctx.facts.route = joinRoute(ctx.facts.route);
     return {
       kind: 'stream',
-      stream: got.broadcast.reader(() => {
-        // Final numbers (cost settles on the usage chunk) are known only now.
-        copyFacts(shared.facts, ctx.facts, leader);
+      stream: got.broadcast.reader((completed) => {
+        // Final numbers (cost settles on the usage chunk) are known only now. A client that left
+        // before them keeps what its own stream's accounting estimated from the text it was sent.
+        copyFacts(shared.facts, ctx.facts, leader, !completed && shared.facts.usage === undefined);
         if (!leader) ctx.facts.route = joinRoute(ctx.facts.route);
         leave();
       }),
@@ -202,8 +203,11 @@ function joinRoute(route: string | undefined): string {
   return route ? `${route}; dedup=joined` : 'dedup=joined';
 }
 
-/** `leader`: the client whose request made the upstream call (the others made no attempt). */
-function copyFacts(from: ResponseFacts, to: ResponseFacts, leader: boolean): void {
+/**
+ * `leader`: the client whose request made the upstream call (the others made no attempt).
+ * `keepUsage`: leave `to`'s usage and cost as they are (a client gone before the shared usage was known).
+ */
+function copyFacts(from: ResponseFacts, to: ResponseFacts, leader: boolean, keepUsage = false): void {
   to.provider = from.provider;
   to.model = from.model;
   to.deployment = from.deployment;
@@ -211,7 +215,9 @@ function copyFacts(from: ResponseFacts, to: ResponseFacts, leader: boolean): voi
   to.route = from.route;
   if (from.fallbackGroup !== undefined) to.fallbackGroup = from.fallbackGroup;
   to.attempts = leader ? from.attempts : 0;
-  to.costUsd = from.costUsd;
-  to.usage = from.usage;
+  if (!keepUsage) {
+    to.costUsd = from.costUsd;
+    to.usage = from.usage;
+  }
   if (from.discardedTokens !== undefined) to.discardedTokens = from.discardedTokens;
 }
