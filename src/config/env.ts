@@ -40,7 +40,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'INFERENCEFLOW_LOCAL_THREADS', kind: 'special', default: '1', description: 'CPU threads for the `local` provider registered from the environment.' },
   { name: 'REDIS_URL', path: 'redis.url', kind: 'string', description: 'Redis for shared state (limits, caches, breakers, mesh).' },
   { name: 'REDIS_HOST', kind: 'special', description: 'Seed 002 form: Redis host (used when `REDIS_URL` is unset).' },
-  { name: 'REDIS_PORT', kind: 'special', default: '6379', description: 'Seed 002 form: Redis port.' },
+  { name: 'REDIS_PORT', kind: 'special', default: '6379', description: 'Seed 002 form: Redis port; the `tcp://<ip>:<port>` form Kubernetes injects beside a Service named `redis` gives its port.' },
   { name: 'REDIS_PASSWORD', kind: 'special', description: 'Seed 002 form: Redis password.' },
   { name: 'REDIS_CLUSTER_NODES', kind: 'special', description: 'Redis Cluster seed nodes, `host:port,host:port` (used when `REDIS_URL` is unset); same as `REDIS_URL=redis+cluster://host:port,host:port`.' },
   { name: 'DATABASE_URL', path: 'database.url', kind: 'string', description: 'Postgres URL for the ledger, keys and jobs; unset means the embedded PGlite file.' },

@@ -140,6 +140,35 @@ models:
   it('builds REDIS_URL from the seed form', () => {
     const { config } = buildConfig({}, { REDIS_HOST: 'cache', REDIS_PORT: '6380', REDIS_PASSWORD: 'p w' });
     expect(config.redis.url).toBe('redis://:p%20w@cache:6380');
+    // What Kubernetes injects beside a Service named redis: its port is used, the host stays REDIS_HOST.
+    expect(buildConfig({}, { REDIS_HOST: 'redis', REDIS_PORT: 'tcp://10.0.0.1:6380' }).config.redis.url).toBe('redis://redis:6380');
+    expect(buildConfig({}, { REDIS_HOST: 'redis' }).config.redis.url).toBe('redis://redis:6379');
+    expect(() => buildConfig({}, { REDIS_HOST: 'redis', REDIS_PORT: 'six' })).toThrow(/REDIS_PORT: expected a port number/);
+    expect(() => buildConfig({}, { REDIS_HOST: 'redis', REDIS_PORT: '70000' })).toThrow(/REDIS_PORT/);
+  });
+
+  it('refuses a provider base_url that is not http(s), as OPENAI_BASE_URL=localhost:8000/v1 (scheme "localhost:")', () => {
+    expect(() => buildConfig({}, { OPENAI_BASE_URL: 'localhost:8000/v1' })).toThrow(/providers\.openai\.base_url: expected an http:\/\/ or https:\/\/ URL/);
+    expect(() => buildConfig({ providers: { v: { type: 'openai', base_url: 'ftp://host/v1' } } }, {})).toThrow(/providers\.v\.base_url/);
+    expect(buildConfig({}, { OPENAI_BASE_URL: 'http://localhost:8000/v1' }).config.providers.openai?.base_url).toBe('http://localhost:8000/v1');
+  });
+
+  it('reads YAML merge keys (<<: *defaults) in the config file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'if-config-'));
+    const file = join(dir, 'merge.yaml');
+    await writeFile(
+      file,
+      `providers:
+  a: &sim { type: simulator, timeout_ms: 5000 }
+  b:
+    <<: *sim
+    timeout_ms: 9000
+  c: { <<: *sim }
+`,
+    );
+    const { config } = await loadConfig({ file, env: {} });
+    expect(config.providers.b).toMatchObject({ type: 'simulator', timeout_ms: 9000 });
+    expect(config.providers.c).toMatchObject({ type: 'simulator', timeout_ms: 5000 });
   });
 
   it('names the path and what was expected when the file is wrong', () => {

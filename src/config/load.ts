@@ -42,7 +42,8 @@ export async function loadConfig(opts: { file?: string; env?: Env } = {}): Promi
       throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
     }
     try {
-      raw = (parseYaml(text) as Record<string, unknown> | null) ?? {};
+      // Merge keys (`<<: *defaults`) as YAML 1.1 has them: the usual way to share provider settings.
+      raw = (parseYaml(text, { merge: true }) as Record<string, unknown> | null) ?? {};
     } catch (err) {
       throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`);
     }
@@ -140,7 +141,7 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
   if (level) setPath(target, 'logging.level', level.toLowerCase());
   if (!env.REDIS_URL && env.REDIS_HOST) {
     const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';
-    setPath(target, 'redis.url', `redis://${auth}${env.REDIS_HOST}:${env.REDIS_PORT ?? '6379'}`);
+    setPath(target, 'redis.url', `redis://${auth}${env.REDIS_HOST}:${redisPort(env.REDIS_PORT)}`);
   }
   if (!env.REDIS_URL && env.REDIS_CLUSTER_NODES) {
     // Redis Cluster: the same one URL setting, so every module that checks `redis.url` shares it.
@@ -235,6 +236,18 @@ export function ollamaHostUrl(value: string): string {
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}${port ? `:${port}` : ''}${path}`;
   if ((scheme !== 'http' && scheme !== 'https') || !URL.canParse(url)) throw new ConfigError(`OLLAMA_HOST: expected host[:port] or http(s)://host[:port], got "${value}"`);
   return url;
+}
+
+/**
+ * REDIS_PORT: a port number, or the `tcp://<cluster-ip>:<port>` Kubernetes injects into every pod of
+ * a namespace with a Service named `redis` (its port is taken; the host stays REDIS_HOST).
+ */
+function redisPort(value: string | undefined): string {
+  const text = value?.trim();
+  if (!text) return '6379';
+  const port = /^\d+$/.test(text) ? text : /^tcp:\/\/[^/]+:(\d+)$/.exec(text)?.[1];
+  if (port === undefined || Number(port) < 1 || Number(port) > 65535) throw new ConfigError(`REDIS_PORT: expected a port number (1-65535), got "${value}"`);
+  return port;
 }
 
 /** INFERENCEFLOW_LOCAL_THREADS: unset or empty (as every variable) is the default, 1. */

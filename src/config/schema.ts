@@ -204,7 +204,8 @@ export const ledgerSchema = z
 export const providerSchema = z
   .object({
     type: z.enum(PROVIDER_TYPES),
-    base_url: z.url().optional(),
+    // http(s) only: `localhost:8000/v1` parses as a URL of scheme `localhost:`.
+    base_url: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).optional(),
     api_key: z.string().optional(),
     api_key_env: z.string().optional(),
     headers: z.record(z.string(), z.string()).optional(),
