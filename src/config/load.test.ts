@@ -176,6 +176,10 @@ models:
     expect(() => buildConfig({ models: [{ name: 'x', deployments: [{ provider: 'ghost', model: 'm' }] }] }, {})).toThrow(/unknown provider "ghost"/);
     expect(() => buildConfig({ sever: {} }, {})).toThrow(ConfigError);
     expect(() => buildConfig({}, { PORT: 'abc' })).toThrow(/PORT: expected a whole number/);
+    // A value from the environment names its variable, not only the file it overrides.
+    expect(() => buildConfig({ server: { port: 1 } }, { PORT: '70000' }, 'c.yaml')).toThrow(/in c\.yaml:\n {2}- server\.port: .* \(set by PORT\)/);
+    expect(() => buildConfig({}, { OPENAI_BASE_URL: 'localhost:8000/v1' })).toThrow(/providers\.openai\.base_url: .* \(set by OPENAI_BASE_URL\)/);
+    expect(() => buildConfig({ server: { port: 70000 } }, {})).toThrow(/server\.port: [^\n(]*$/);
   });
 
   it('refuses two model groups of one name instead of keeping only the last', () => {

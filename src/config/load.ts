@@ -57,11 +57,13 @@ export async function loadConfig(opts: { file?: string; env?: Env } = {}): Promi
 /** Applies environment overrides to a raw (unvalidated) config object and validates it. */
 export function buildConfig(raw: Record<string, unknown>, env: Env, file?: string): LoadedConfig {
   const merged = structuredClone(raw);
-  applyEnv(merged, env);
-  const envProviders = registerEnvProviders(merged, env);
+  // Which variable set which config path, so an error names the variable and not only the file.
+  const origins = new Map<string, string>();
+  applyEnv(merged, env, origins);
+  const envProviders = registerEnvProviders(merged, env, origins);
 
   const result = configSchema.safeParse(merged);
-  if (!result.success) throw new ConfigError(formatZodError(result.error, file));
+  if (!result.success) throw new ConfigError(formatZodError(result.error, file, origins));
   const config = result.data;
 
   const warnings: string[] = [];
@@ -123,12 +125,13 @@ function trustProxyFromEnv(value: string): boolean | number | string[] {
     .filter(Boolean);
 }
 
-function applyEnv(target: Record<string, unknown>, env: Env): void {
+function applyEnv(target: Record<string, unknown>, env: Env, origins: Map<string, string>): void {
   for (const v of ENV_VARS) {
     if (!v.path) continue;
     const value = env[v.name];
     if (value === undefined || value === '') continue;
     setPath(target, v.path, convert(v.name, v.kind, value));
+    origins.set(v.path, v.name);
   }
   // OpenTelemetry's generic variables (the specific ones are rows of ENV_VARS).
   if (!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
@@ -139,6 +142,7 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
   if (trust) setPath(target, 'server.trust_proxy', trustProxyFromEnv(trust));
   const level = env.LOG_LEVEL;
   if (level) setPath(target, 'logging.level', level.toLowerCase());
+  if (!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT && env.OTEL_EXPORTER_OTLP_ENDPOINT) origins.set('monitoring.tracing.otlp_endpoint', 'OTEL_EXPORTER_OTLP_ENDPOINT');
   if (!env.REDIS_URL && env.REDIS_HOST) {
     const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';
     setPath(target, 'redis.url', `redis://${auth}${env.REDIS_HOST}:${redisPort(env.REDIS_PORT)}`);
@@ -165,17 +169,18 @@ function applyEnv(target: Record<string, unknown>, env: Env): void {
  * Adds providers named after the usual variables unless the file already defines that name, or a
  * file provider already reads the key variable through `api_key_env`.
  */
-function registerEnvProviders(target: Record<string, unknown>, env: Env): string[] {
+function registerEnvProviders(target: Record<string, unknown>, env: Env, origins: Map<string, string>): string[] {
   const providers = (target.providers ??= {}) as Record<string, unknown>;
   // Such a variable is that provider's key, not a request for another: a second provider made from
   // it would become the passthrough and forward every model name the file does not list upstream.
   const claimed = new Set(Object.values(providers).map((p) => (p && typeof p === 'object' ? (p as { api_key_env?: unknown }).api_key_env : undefined)));
   const key = (name: string) => (claimed.has(name) ? undefined : env[name]);
   const added: string[] = [];
-  const add = (name: string, entry: Record<string, unknown>) => {
+  const add = (name: string, entry: Record<string, unknown>, baseUrlVar?: string) => {
     if (providers[name]) return;
     providers[name] = entry;
     added.push(name);
+    if (baseUrlVar && env[baseUrlVar]) origins.set(`providers.${name}.base_url`, baseUrlVar);
   };
   const openaiKey = key('OPENAI_API_KEY');
   if (openaiKey || env.OPENAI_BASE_URL) {
@@ -183,7 +188,7 @@ function registerEnvProviders(target: Record<string, unknown>, env: Env): string
       type: 'openai',
       base_url: env.OPENAI_BASE_URL || 'https://api.openai.com/v1',
       ...(openaiKey ? { api_key: openaiKey } : {}),
-    });
+    }, 'OPENAI_BASE_URL');
   }
   const anthropicKey = key('ANTHROPIC_API_KEY');
   if (anthropicKey) {
@@ -191,7 +196,7 @@ function registerEnvProviders(target: Record<string, unknown>, env: Env): string
       type: 'anthropic',
       base_url: env.ANTHROPIC_BASE_URL || 'https://api.anthropic.com',
       api_key: anthropicKey,
-    });
+    }, 'ANTHROPIC_BASE_URL');
   }
   const googleKey = key('GOOGLE_API_KEY');
   if (googleKey) add('google', { type: 'google', api_key: googleKey });
@@ -293,11 +298,12 @@ export function setPath(target: Record<string, unknown>, path: string, value: un
   node[keys[keys.length - 1] as string] = value;
 }
 
-export function formatZodError(error: z.ZodError, file?: string): string {
+export function formatZodError(error: z.ZodError, file?: string, origins?: ReadonlyMap<string, string>): string {
   const where = file ? ` in ${file}` : '';
   const lines = error.issues.map((issue) => {
     const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
-    return `  - ${path}: ${issue.message}`;
+    const variable = [...(origins ?? [])].find(([p]) => path === p || path.startsWith(`${p}.`))?.[1];
+    return `  - ${path}: ${issue.message}${variable ? ` (set by ${variable})` : ''}`;
   });
   return `invalid configuration${where}:\n${lines.join('\n')}`;
 }
