@@ -158,6 +158,28 @@ describe('stopping with stdout gone', () => {
   }, 60_000);
 });
 
+describe('connections that never sent a request', () => {
+  it('do not hold the drain: close ends once the requests in flight have, not at the drain deadline', async () => {
+    // A drain deadline far past the test's timeout: close() has to finish without it.
+    const server = await startTestGateway({ config: { server: { shutdown_timeout_ms: 600_000 } } });
+    const port = Number(new URL(server.url).port);
+    // Opened ahead of use, as connection pools and load balancers do; no request is ever sent on it.
+    const silent = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => silent.once('connect', () => resolve()));
+    const silentClosed = new Promise<void>((resolve) => silent.once('close', () => resolve()));
+    // A stream in flight on another connection is still finished.
+    const streaming = request(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'simulator', stream: true, messages: [{ role: 'user', content: 'hello' }] }),
+    });
+    const res = await streaming;
+    await server.close();
+    expect((await res.body.text()).trimEnd().endsWith('data: [DONE]')).toBe(true);
+    await silentClosed;
+  }, 20_000);
+});
+
 describe('requests on kept-alive connections while draining', () => {
   let server: RunningServer | undefined;
   const sockets: Socket[] = [];

@@ -4,6 +4,7 @@
 // that share the port.
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
@@ -75,6 +76,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     );
   }
   let app: FastifyInstance | undefined;
+  // Every open client connection, for the drain in close().
+  const openSockets = new Set<Socket>();
   try {
     app = await buildApp({
       gateway,
@@ -93,6 +96,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     // Connections not yet accepted wait in the listen backlog; Node's 511 overflowed when a thousand
     // clients connected at once to a busy process (dropped SYNs retry after 1, 3, 7 s). The kernel
     // caps it at net.core.somaxconn.
+    app.server.on('connection', (socket: Socket) => {
+      openSockets.add(socket);
+      socket.once('close', () => openSockets.delete(socket));
+    });
     await app.listen({ host: config.server.host, port: config.server.port, backlog: LISTEN_BACKLOG });
   } catch (err) {
     // The port taken, say: what was assembled (the metrics listener, pools, timers) goes too, or it
@@ -136,7 +143,18 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       timer.unref();
       // Keep-alive connections go idle as their last response ends; close them as they do, or
       // server.close() would wait for clients to hang up.
-      const sweeper = setInterval(() => app.server.closeIdleConnections(), 100);
+      // Node counts neither kind of connection below idle: one a client opened and never sent a
+      // request on (pools and load balancers open them ahead of use) is closed once it has stayed
+      // silent for a whole sweep, or every shutdown waited out the drain deadline.
+      const silent = new Set<Socket>();
+      const sweeper = setInterval(() => {
+        app.server.closeIdleConnections();
+        for (const socket of openSockets) {
+          if (socket.bytesRead > 0) continue;
+          if (silent.has(socket)) socket.destroy();
+          else silent.add(socket);
+        }
+      }, 100);
       sweeper.unref();
       await app.close();
       clearInterval(sweeper);
