@@ -151,6 +151,7 @@ describe('/v1/completions to providers that take it through chat', () => {
       [{ suffix: 'The end.' }, 'suffix'],
       [{ echo: true, logprobs: 1 }, 'logprobs'],
       [{ best_of: 2 }, 'best_of'],
+      [{ max_tokens: 0, echo: true }, 'max_tokens'],
     ] as const) {
       for (const model of ['chatty', 'coder-via-chat']) {
         const res = await post({ model, prompt: 'Once upon a time', max_tokens: 4, ...extra });
@@ -219,6 +220,18 @@ describe('/v1/completions with prompts of token ids (evaluation harnesses)', () 
       const res = await post({ model: 'coder', prompt, max_tokens: 4 });
       expect(res.status).toBe(400);
       expect(res.json.error.param).toMatch(/^prompt\b/);
+    }
+  });
+});
+
+describe('/v1/completions scoring a prompt alone (max_tokens 0 with echo, as perplexity scripts ask vLLM)', () => {
+  it('passes max_tokens 0 to a raw-text server, and moves past a deployment that serves completions through chat', async () => {
+    for (const model of ['coder', 'mixed']) {
+      upstream.requests.length = 0;
+      const res = await post({ model, prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 1, temperature: 0 });
+      expect(res.status).toBe(200);
+      expect(upstream.requests.map((r) => r.body)).toEqual([{ model: 'Qwen/Qwen2.5-Coder-1.5B', prompt: PROMPT, max_tokens: 0, echo: true, logprobs: 1, temperature: 0 }]);
+      expectValid('CreateCompletionRequest', upstream.requests[0]?.body);
     }
   });
 });

@@ -279,9 +279,9 @@ export class LocalProvider implements ProviderAdapter {
       throw new UpstreamError({ provider: this.name, kind: 'unsupported', message: `${this.name}: local models here do not call tools` });
     }
     const raw = req.text_completion;
-    // A legacy text completion: no token-id prompt, fill-in-the-middle, prompt log-probabilities or
-    // best_of here — refused before a model is loaded for it.
-    if (raw) refuseRawParameters(this.name, raw, ['prompt_ids', 'suffix', 'logprobs', 'best_of']);
+    // A legacy text completion: no token-id prompt, fill-in-the-middle, prompt log-probabilities,
+    // best_of or max_tokens 0 here — refused before a model is loaded for it.
+    if (raw) refuseRawParameters(this.name, raw, ['prompt_ids', 'suffix', 'logprobs', 'best_of', 'no_tokens'], req.max_tokens);
     const loaded = await untilAborted(this.modelFor(req.model), signal);
     const stops = stopList(req.stop).filter((s) => s.length > 0);
     const templateStops: LlamaCpp.LlamaText[] = [];

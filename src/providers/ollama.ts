@@ -179,7 +179,7 @@ export class OllamaProvider implements ProviderAdapter {
   private rawText(req: ChatRequest): TextCompletion | undefined {
     const t = req.text_completion;
     if (!t || this.completions === 'chat') return undefined;
-    refuseRawParameters(this.name, t, ['prompt_ids', 'logprobs', 'best_of']);
+    refuseRawParameters(this.name, t, ['prompt_ids', 'logprobs', 'best_of', 'no_tokens'], req.max_tokens);
     return t;
   }
 

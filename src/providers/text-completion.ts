@@ -5,21 +5,22 @@
 import type { ChatRequest, TextCompletion, TextLogprobs } from '../canonical/chat.js';
 import { UpstreamError } from './errors.js';
 
-type RawOnly = 'prompt_ids' | 'suffix' | 'logprobs' | 'best_of';
-const RAW_ONLY: readonly RawOnly[] = ['prompt_ids', 'suffix', 'logprobs', 'best_of'];
+type RawOnly = 'prompt_ids' | 'suffix' | 'logprobs' | 'best_of' | 'no_tokens';
+const RAW_ONLY: readonly RawOnly[] = ['prompt_ids', 'suffix', 'logprobs', 'best_of', 'no_tokens'];
 
 /**
  * The first of `among` a raw-text request asks for, of what only a raw-text completion can give:
  * a prompt of token ids, text after the completion (`suffix`), the prompt's own log-probabilities
- * (`echo` with `logprobs`), several candidates ranked server-side (`best_of` above 1). Undefined
- * when none.
+ * (`echo` with `logprobs`), several candidates ranked server-side (`best_of` above 1), no
+ * completion at all (`max_tokens` 0: scoring the echoed prompt, as vLLM serves it). Undefined when none.
  */
-function firstAsked(t: TextCompletion, among: readonly RawOnly[]): RawOnly | undefined {
+function firstAsked(t: TextCompletion, among: readonly RawOnly[], maxTokens: number | null | undefined): RawOnly | undefined {
   const asked: Record<RawOnly, boolean> = {
     prompt_ids: t.prompt_ids !== undefined,
     suffix: Boolean(t.suffix),
     logprobs: Boolean(t.echo) && t.logprobs !== undefined,
     best_of: (t.best_of ?? 1) > 1,
+    no_tokens: maxTokens === 0,
   };
   return among.find((p) => asked[p]);
 }
@@ -29,6 +30,7 @@ const WHY: Record<RawOnly, string> = {
   suffix: '`suffix` (fill-in-the-middle)',
   logprobs: '`logprobs` with `echo` (log-probabilities of the prompt)',
   best_of: '`best_of` above 1',
+  no_tokens: '`max_tokens` 0 (the prompt alone, scored)',
 };
 
 /** Which deployments can take each: an OpenAI-compatible raw-text server; for a suffix, Ollama too. */
@@ -38,7 +40,7 @@ const whoCan = (p: RawOnly) =>
     : `a deployment that completes raw text can (an OpenAI-compatible server with options.completions: native${p === 'suffix' ? ', Ollama' : ''})`;
 
 /** The request field each is asked in: token ids come as `prompt`. */
-const paramOf = (p: RawOnly) => (p === 'prompt_ids' ? 'prompt' : p);
+const paramOf = (p: RawOnly) => (p === 'prompt_ids' ? 'prompt' : p === 'no_tokens' ? 'max_tokens' : p);
 
 /**
  * The request as a chat request for an adapter that serves /v1/completions through chat: the same
@@ -50,7 +52,7 @@ const paramOf = (p: RawOnly) => (p === 'prompt_ids' ? 'prompt' : p);
 export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
   const t = req.text_completion;
   if (!t) return req;
-  const param = firstAsked(t, RAW_ONLY);
+  const param = firstAsked(t, RAW_ONLY, req.max_tokens);
   if (param) {
     throw unsupported(provider, paramOf(param), `${provider} serves /v1/completions through chat, which cannot take ${WHY[param]}; ${whoCan(param)}.`);
   }
@@ -62,8 +64,8 @@ export function asChatRequest(provider: string, req: ChatRequest): ChatRequest {
  * For an adapter that completes raw text but not everything the legacy API offers: refuses (kind
  * `unsupported`, as asChatRequest) the first of `lacks` the request asks for.
  */
-export function refuseRawParameters(provider: string, t: TextCompletion, lacks: readonly RawOnly[]): void {
-  const param = firstAsked(t, lacks);
+export function refuseRawParameters(provider: string, t: TextCompletion, lacks: readonly RawOnly[], maxTokens?: number | null): void {
+  const param = firstAsked(t, lacks, maxTokens);
   if (param) throw unsupported(provider, paramOf(param), `${provider} completes raw text but cannot take ${WHY[param]}.`);
 }
 

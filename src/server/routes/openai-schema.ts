@@ -258,7 +258,7 @@ export const completionSchema = z
     model: z.string().min(1),
     // Text, several texts, token ids, or several prompts of token ids (OpenAI's four forms).
     prompt: z.union([z.string(), z.array(z.string()).min(1), z.array(tokenId).min(1), z.array(z.array(tokenId).min(1)).min(1)]),
-    max_tokens: z.number().int().min(1).nullable().optional(),
+    max_tokens: z.number().int().min(0).nullable().optional(),  // 0 with echo: the prompt scored, nothing generated (OpenAI's minimum; vLLM serves it)
     ...sampling,
     suffix: z.string().nullable().optional(),
     echo: z.boolean().nullable().optional(),
