@@ -68,6 +68,17 @@ describe('bad input', () => {
     expect(res.status).toBe(200);
   });
 
+  it('answers a URL the router cannot decode with 400 invalid_request in the error shape of its API, with a request id', async () => {
+    for (const [path, anthropic] of [['/v1/%zz', false], ['/v1/chat/completions%', false], ['/v1/models/%ED%A0%80', false], ['/v1/messages%zz', true]] as const) {
+      const res = await request(`${server.url}${path}`, { method: 'GET' });
+      const body = (await res.body.json()) as { error: { code?: string; type: string } };
+      expect(res.statusCode).toBe(400);
+      expect(typeof res.headers['x-request-id']).toBe('string');
+      if (anthropic) expect(body.error.type).toBe('invalid_request_error');
+      else expect(body.error).toMatchObject({ code: 'invalid_request', type: 'invalid_request_error' });
+    }
+  });
+
   it('answers 404 with a code for unknown routes', async () => {
     const res = await post(`${server.url}/v1/nothing`, '{}');
     expect(res.status).toBe(404);

@@ -107,6 +107,15 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     ...(opts.maxRequestsPerConnection ? { maxRequestsPerSocket: opts.maxRequestsPerConnection } : {}),
     routerOptions: { ignoreTrailingSlash: true },
+    // A URL the router cannot decode (`/v1/%zz`) is answered in the gateway's error shape with its
+    // request id, like every other bad request; Fastify's own body named a code of no table.
+    frameworkErrors: (error, request, reply) => {
+      const err = new GatewayError('invalid_request', { message: `The request URL is malformed: ${error.message}` });
+      const path = request.url.split('?')[0] ?? '';
+      const body = path.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined ? anthropicErrorFromGateway(err, request.id) : openAiErrorBody(err);
+      // The request is typed with no reply schema here; the reply is the plain one every route has.
+      void (reply as unknown as FastifyReply).code(err.status).header('x-request-id', request.id).send(body);
+    },
   });
 
   // JSON as Fastify parses it (prototype-poisoning keys refused), but no deeper than MAX_JSON_DEPTH:
