@@ -1,12 +1,22 @@
 import { describe, expect, it, vi } from 'vitest';
 import { UpstreamError } from '../providers/errors.js';
-import { createSimulatorProvider } from '../providers/simulator.js';
+import { createSimulatorProvider, type SimulatorProvider } from '../providers/simulator.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { createOpenAIProvider } from '../providers/openai.js';
 import type { ModelCatalog } from '../routing/catalog.js';
 import { inferenceSchema } from '../scaling/config.js';
 import { scalingOptions } from '../scaling/setup.js';
 import { EmbeddingBatchingProvider } from './embedding-batcher.js';
+
+/** The simulator's chat, stream and lifecycle, for a test adapter that replaces only `embed`. */
+const delegate = (sim: SimulatorProvider): Omit<ProviderAdapter, 'embed'> => ({
+  name: sim.name,
+  type: sim.type,
+  chat: (req, o) => sim.chat(req, o),
+  streamChat: (req, o) => sim.streamChat(req, o),
+  ready: async () => true,
+  close: async () => undefined,
+});
 
 const opts = (signal = new AbortController().signal) => ({ signal, timeoutMs: 5_000, requestId: 'r' });
 
@@ -28,12 +38,8 @@ describe('embedding micro-batching', () => {
     const sim = createSimulatorProvider('sim', {});
     let reported = 0;
     const counting: ProviderAdapter = {
-      ...sim,
+      ...delegate(sim),
       embed: async (req, o) => ({ ...(await sim.embed(req, o)), usage: { prompt_tokens: reported, total_tokens: reported } }),
-      chat: (req, o) => sim.chat(req, o),
-      streamChat: (req, o) => sim.streamChat(req, o),
-      ready: async () => true,
-      close: async () => undefined,
     };
     const batching = new EmbeddingBatchingProvider(counting, { maxSize: 32, flushTimeoutMs: 5 });
     const charged = async (inputs: string[], upstream: number) => {
@@ -126,7 +132,7 @@ describe('embedding micro-batching', () => {
     const sim = createSimulatorProvider('sim', {});
     // Refuses any batch holding an input it cannot take, as an upstream answering 400 would.
     const picky: ProviderAdapter = {
-      ...sim,
+      ...delegate(sim),
       name: 'picky',
       type: 'openai',
       embed: async (req, o) => {
@@ -134,10 +140,6 @@ describe('embedding micro-batching', () => {
         if (inputs.some((i) => String(i).includes('BAD'))) throw new UpstreamError({ provider: 'picky', kind: 'bad_request', status: 400, message: 'input 1 is invalid' });
         return sim.embed(req, o);
       },
-      chat: (req, o) => sim.chat(req, o),
-      streamChat: (req, o) => sim.streamChat(req, o),
-      ready: async () => true,
-      close: async () => undefined,
     };
     const batching = new EmbeddingBatchingProvider(picky, { maxSize: 32, flushTimeoutMs: 5 });
     const results = await Promise.allSettled([
@@ -166,16 +168,12 @@ describe('embedding micro-batching', () => {
     const sent: string[][] = [];
     const waiting: (() => void)[] = [];
     const inner: ProviderAdapter = {
-      ...sim,
+      ...delegate(sim),
       embed: async (req, o) => {
         sent.push((Array.isArray(req.input) ? req.input : [req.input]).map(String));
         await new Promise<void>((r) => waiting.push(r));
         return sim.embed(req, o);
       },
-      chat: (req, o) => sim.chat(req, o),
-      streamChat: (req, o) => sim.streamChat(req, o),
-      ready: async () => true,
-      close: async () => undefined,
     };
     return { inner, sent, releaseAll: () => waiting.splice(0).forEach((r) => r()) };
   }
@@ -185,16 +183,12 @@ describe('embedding micro-batching', () => {
     const timeouts: number[] = [];
     const waiting: (() => void)[] = [];
     const slow: ProviderAdapter = {
-      ...sim,
+      ...delegate(sim),
       embed: async (req, o) => {
         timeouts.push(o.timeoutMs);
         await new Promise<void>((r) => waiting.push(r));
         return sim.embed(req, o);
       },
-      chat: (req, o) => sim.chat(req, o),
-      streamChat: (req, o) => sim.streamChat(req, o),
-      ready: async () => true,
-      close: async () => undefined,
     };
     const batching = new EmbeddingBatchingProvider(slow, { maxSize: 32, flushTimeoutMs: 5 });
     // A deployment with timeout_ms 100 and one allowing 60 s share a batch the upstream is slow to answer.
@@ -238,7 +232,7 @@ describe('embedding micro-batching', () => {
   it('sends a request of a batch size or more upstream whole, in a call of its own, outside the queue cap', async () => {
     const sim = createSimulatorProvider('sim', { embedding_dimensions: 4 });
     const sent: number[] = [];
-    const recording: ProviderAdapter = { ...sim, embed: (req, o) => (sent.push(Array.isArray(req.input) ? req.input.length : 1), sim.embed(req, o)), chat: (req, o) => sim.chat(req, o), streamChat: (req, o) => sim.streamChat(req, o), ready: async () => true, close: async () => undefined };
+    const recording: ProviderAdapter = { ...delegate(sim), embed: (req, o) => (sent.push(Array.isArray(req.input) ? req.input.length : 1), sim.embed(req, o)) };
     // The gateway's defaults: batches of 32, eight in flight, a queue of 16 rounds (4,096 inputs).
     const batching = new EmbeddingBatchingProvider(recording, { maxSize: 32, flushTimeoutMs: 20, maxConcurrency: 8 });
     const bulk = { model: 'e', input: Array.from({ length: 2048 }, (_, i) => `document ${i}`) };
