@@ -1,6 +1,7 @@
 // The HTTP edge as a raw client sees it: bad input always gets a 4xx with a stable code and never a
 // 5xx; auth by bearer token or x-api-key; body limits; health and readiness; and a client that
 // disconnects mid-stream cancels the upstream call.
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pool, request } from 'undici';
 import { startServer, type RunningServer } from '../src/cli/serve.js';
@@ -119,6 +120,25 @@ describe('bad input', () => {
     expect(ready.statusCode).toBe(200);
     await ready.body.dump();
   });
+});
+
+describe('a client trickling its request (server.request_timeout_ms)', () => {
+  it('gets 408 and loses the connection once the whole request took longer than the limit', async () => {
+    const server = await startTestGateway({ config: { server: { request_timeout_ms: 500 } } });
+    try {
+      const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+      let received = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (received += d));
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      // Headers announce 100 bytes of body; ten arrive, the rest never does.
+      socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":"');
+      await closed;
+      expect(received).toMatch(/^HTTP\/1\.1 408 /);
+    } finally {
+      await server.close();
+    }
+  }, 20_000);
 });
 
 describe('deeply nested bodies', () => {

@@ -85,6 +85,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
       log,
       version: VERSION,
       bodyLimit: config.server.body_limit_bytes,
+      requestTimeoutMs: config.server.request_timeout_ms,
       ...(config.server.trust_proxy === undefined ? {} : { trustProxy: config.server.trust_proxy }),
       plugins,
       telemetry,

@@ -22,6 +22,12 @@ export const serverSchema = z
      * images on every turn (docs/decisions.md).
      */
     body_limit_bytes: z.number().int().positive().default(32 * 1024 * 1024),
+    /**
+     * Longest a client may take to send a whole request, headers and body, ms (Node's
+     * requestTimeout; 408 after it); 0: no limit. Without one, a client trickling its body held a
+     * connection, and its socket, for as long as it liked.
+     */
+    request_timeout_ms: z.number().int().min(0).default(300_000),
     /** Drain deadline on SIGTERM, ms, counted from when the listener closes. */
     shutdown_timeout_ms: z.number().int().positive().default(30_000),
     /**

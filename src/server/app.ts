@@ -38,6 +38,8 @@ export interface AppOptions {
   log: Logger;
   version: string;
   bodyLimit?: number;
+  /** Longest a client may take to send a whole request, ms; 0: no limit (server.request_timeout_ms). */
+  requestTimeoutMs?: number;
   /** Extra route plugins (admin, seed endpoints, metrics…) registered after the core ones. */
   plugins?: { plugin: FastifyPluginAsync<Record<string, unknown>>; options?: Record<string, unknown> }[];
   /** Metrics, traces and the stats window; without it requests are only logged. */
@@ -93,6 +95,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: opts.bodyLimit ?? 32 * 1024 * 1024,
+    requestTimeout: opts.requestTimeoutMs ?? 300_000,
+    // Node honours the request timeout only when the server is made with it (Fastify sets it after),
+    // and looks for requests past it every connectionsCheckingInterval (default 30 s): a tenth of it here.
+    http: {
+      requestTimeout: opts.requestTimeoutMs ?? 300_000,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor((opts.requestTimeoutMs ?? 300_000) / 10))),
+    },
     // A hop count works at run time (Fastify's docs; proxy-addr) though its types leave numbers out.
     ...(opts.trustProxy === undefined ? {} : { trustProxy: opts.trustProxy as FastifyServerOptions['trustProxy'] }),
     requestIdHeader: false,
