@@ -69,6 +69,8 @@ describe('Responses input as a chat conversation', () => {
     expect(param({ conversation: 'conv_1' })).toBe('conversation');
     expect(param({ tools: [{ type: 'file_search', vector_store_ids: ['vs'] }] })).toBe('tools.0.type');
     expect(param({ input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'file-1' }] }] })).toBe('input.0.content.0.file_id');
+    // An empty image_url is named as itself, not as a file_id the client never sent.
+    expect(param({ input: [{ role: 'user', content: [{ type: 'input_image', image_url: '', detail: 'auto' }] }] })).toBe('input.0.content.0.image_url');
     expect(param({ input: [] })).toBe('input');
     expect(param({ store: true, metadata: { a: 'b' } })).toBe('accepted');
     // Documents: a base64 data URL or bare base64; a data URL of another encoding never reaches an adapter.

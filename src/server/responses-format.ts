@@ -393,7 +393,10 @@ function inputPart(p: z.infer<typeof contentPart>, path: string): ContentPart {
     case 'output_text':
       return { type: 'text', text: p.text };
     case 'input_image':
-      if (!p.image_url) throw refuse(`${path}.file_id`, 'Images by file_id are not supported by this gateway: send `image_url` (a URL or a data: URL).');
+      if (!p.image_url) {
+        if (p.file_id) throw refuse(`${path}.file_id`, 'Images by file_id are not supported by this gateway: send `image_url` (a URL or a data: URL).');
+        throw refuse(`${path}.image_url`, '`image_url` must be a URL or a data: URL.');
+      }
       return { type: 'image_url', image_url: { url: p.image_url, ...(p.detail ? { detail: p.detail } : {}) } };
     case 'input_file': {
       // Inline documents only: by id or URL they would have to be fetched from elsewhere.
