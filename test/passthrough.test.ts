@@ -95,6 +95,13 @@ describe('passthrough to an OpenAI-compatible server', () => {
     expect(await stream.text()).toContain('data: [DONE]');
   });
 
+  it('answers a model name too long for a response header, its header cut short', async () => {
+    const model = `m-${'x'.repeat(100_000)}`;
+    const { data, response } = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    expect(data.choices[0]?.message.content).toBe('The quick brown fox jumps over the lazy dog.');
+    expect(response.headers.get('x-inferenceflow-model')).toBe(model.slice(0, 512));
+  });
+
   it('answers 502 naming the provider when the upstream fails', async () => {
     const err = (await client.chat.completions.create({ model: 'fragile', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
     expect(err.status).toBe(502);

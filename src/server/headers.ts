@@ -17,6 +17,9 @@ export function formatCost(usd: number): string {
   return usd === 0 ? '0' : usd.toFixed(8).replace(/0+$/, '').replace(/\.$/, '');
 }
 
+/** Longest name (model, provider, deployment) a response header carries, characters. */
+export const MAX_HEADER_NAME = 512;
+
 /** Anything but tab and printable ASCII: what a header value should not carry (Node refuses controls and non-Latin-1). */
 const NOT_HEADER_SAFE = /[^\t\x20-\x7e]/;
 
@@ -26,6 +29,9 @@ const NOT_HEADER_SAFE = /[^\t\x20-\x7e]/;
  * is answered instead of failing the response (Node throws on such a header value).
  */
 export function headerValue(v: string): string {
+  // A name past MAX_HEADER_NAME is cut there: a passthrough model name of 100 KB made a response
+  // header no client reads (undici's limit for all of them is 16 KB), so the answer was lost.
+  if (v.length > MAX_HEADER_NAME) v = v.slice(0, MAX_HEADER_NAME);
   if (!NOT_HEADER_SAFE.test(v)) return v;
   try {
     return encodeURIComponent(v);
