@@ -11,6 +11,7 @@ import type { Authenticator } from './auth.js';
 import { AccessLogger } from '../telemetry/logger.js';
 import { GatewayError, errorHeaders, openAiErrorBody, toGatewayError, type ErrorCode } from './errors.js';
 import { anthropicErrorFromGateway } from './anthropic-format.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from './json-depth.js';
 import { factHeaders } from './headers.js';
 import { recordedStatus } from './ledger-hook.js';
 import { anthropicRoutes } from './routes/anthropic.js';
@@ -54,40 +55,8 @@ export interface AppOptions {
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
-/** Deepest nesting of objects and arrays a request body may have (a tool's JSON schema needs a few dozen at most). */
-export const MAX_JSON_DEPTH = 128;
-
 function tooDeep(): GatewayError {
   return new GatewayError('invalid_request', { message: `The request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.` });
-}
-
-/**
- * Whether JSON text nests objects and arrays deeper than `max`, by one pass over it that skips
- * strings with indexOf (a body is mostly string content). Malformed text is left to the parser.
- */
-export function nestedDeeperThan(text: string, max: number): boolean {
-  // Nesting deeper than `max` takes at least 2 * max brackets.
-  if (text.length <= 2 * max) return false;
-  let depth = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 34) {
-      // To the closing quote: one not preceded by an odd run of backslashes.
-      for (;;) {
-        const q = text.indexOf('"', i + 1);
-        if (q < 0) return false;
-        let backslashes = 0;
-        while (text.charCodeAt(q - 1 - backslashes) === 92) backslashes++;
-        i = q;
-        if (backslashes % 2 === 0) break;
-      }
-    } else if (c === 123 || c === 91) {
-      if (++depth > max) return true;
-    } else if (c === 125 || c === 93) {
-      depth--;
-    }
-  }
-  return false;
 }
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {

@@ -34,4 +34,11 @@ describe('parseBatchInput', () => {
     expect(items.map((i) => i.custom_id)).toEqual(['pair']);
     expect((items[0]?.body.messages as { content: string }[])[0]?.content).toBe('\u{1F600}');
   });
+
+  it('names a line nesting deeper than the HTTP routes accept (it could be neither stored nor sent), and keeps the rest', () => {
+    const deep = (depth: number) => `{"custom_id":"d${depth}","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"a":${'['.repeat(depth)}${']'.repeat(depth)}}}}]}}`;
+    const { items, errors } = parseBatchInput([deep(12_000), deep(20)].join('\n'), '/v1/chat/completions', 100);
+    expect(errors.map((e) => [e.code, e.line])).toEqual([['invalid_request', 1]]);
+    expect(items.map((i) => i.custom_id)).toEqual(['d20']);
+  });
 });

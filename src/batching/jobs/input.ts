@@ -4,6 +4,7 @@
 // line named, as OpenAI does; a body the endpoint would reject is found when the line runs and lands in the error file.
 import type { ItemInput } from './store.js';
 import { mayHoldUnstorable, storableText } from '../../store/sql.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../../server/json-depth.js';
 
 export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings'] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
@@ -27,6 +28,11 @@ export function parseBatchInput(content: string, endpoint: string, maxRequests: 
     const fail = (code: string, message: string, param: string | null = null) => {
       if (errors.length < 100) errors.push({ code, message, line, param });
     };
+    // Too deep to store or send (json-depth.ts): refused with its line, as the HTTP routes refuse it.
+    if (nestedDeeperThan(text, MAX_JSON_DEPTH)) {
+      fail('invalid_request', `This line nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`);
+      continue;
+    }
     let row: unknown;
     let unstorable = false;
     try {

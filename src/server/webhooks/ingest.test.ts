@@ -74,4 +74,15 @@ describe('webhook ingestion', () => {
     expect(await sql.query(`SELECT payload FROM webhook_events WHERE id = 'msg_surrogate_1'`)).toEqual([{ payload: { type: 'note.added', data: { text: 'a\ufffdb', pair: '\u{1F600}' } } }]);
     await app.close();
   });
+
+  it('refuses a signed event nesting deeper than any request may (400), storing nothing', async () => {
+    const app = Fastify();
+    app.setErrorHandler((err: { status?: number; code?: string }, _req, reply) => reply.code(err.status ?? 500).send({ code: err.code }));
+    await app.register(webhookIngestRoutes, { secret: SECRET, toleranceS: 300, replay: memoryReplayGuard(), sql });
+    const body = `{"type":"note.added","data":${'['.repeat(12_000)}${']'.repeat(12_000)}}`;
+    const res = await app.inject({ method: 'POST', url: '/webhooks/ingest', headers: { 'content-type': 'application/json', ...signWebhook(SECRET, 'msg_deep_1', body) }, payload: body });
+    expect([res.statusCode, res.json()]).toEqual([400, { code: 'invalid_request' }]);
+    expect(await sql.query(`SELECT id FROM webhook_events WHERE id = 'msg_deep_1'`)).toEqual([]);
+    await app.close();
+  });
 });

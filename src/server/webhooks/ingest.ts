@@ -10,6 +10,7 @@ import { mayHoldUnstorable, storableJson, type SqlDatabase } from '../../store/s
 import { webhookEvents } from '../../store/tables.js';
 import { GatewayError } from '../errors.js';
 import { verifyWebhook, type VerifyFailure } from './signature.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../json-depth.js';
 
 export interface ReplayGuard {
   /** True the first time an id is seen within `ttlS`. */
@@ -71,6 +72,7 @@ export const webhookIngestRoutes: FastifyPluginAsync<IngestRouteOptions> = async
     const checked = verifyWebhook(opts.secret, request.headers, raw, opts.toleranceS);
     if (!checked.ok) throw new GatewayError('invalid_signature', { message: MESSAGES[checked.reason] });
     const text = raw.toString('utf8');
+    if (nestedDeeperThan(text, MAX_JSON_DEPTH)) throw new GatewayError('invalid_request', { message: `The event nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.` });
     let payload: unknown;
     try {
       payload = JSON.parse(text);
