@@ -434,6 +434,33 @@ describe('clients behind a proxy (server.trust_proxy)', () => {
     }
   });
 
+  it('counts an IPv6 client by its /64, so rotating addresses within it gets no fresh window', async () => {
+    const gw = await startTestGateway({ env: { RATE_LIMIT_RPM: '1', INFERENCEFLOW_TRUST_PROXY: '127.0.0.1' } });
+    try {
+      const statuses = [];
+      for (const ip of ['2001:db8:1:1::1', '2001:db8:1:1::2', '2001:db8:1:1:ffff::3', '2001:0db8:0001:0001::4']) statuses.push((await chat(gw.url, ip)).status);
+      expect(statuses).toEqual([200, 429, 429, 429]);
+      // Another /64 is another client; an IPv4-mapped address is its IPv4 one.
+      expect((await chat(gw.url, '2001:db8:1:2::1')).status).toBe(200);
+      expect((await chat(gw.url, '::ffff:192.0.2.7')).status).toBe(200);
+      expect((await chat(gw.url, '192.0.2.7')).status).toBe(429);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('keys a rule on a client-chosen value holding a lone UTF-16 surrogate without failing the request', async () => {
+    const gw = await startTestGateway({ config: { rate_limiting: { rules: [{ per: 'model', requests: 100, window_s: 60 }, { per: 'session', requests: 100, window_s: 60 }] } } });
+    try {
+      const res = await post(`${gw.url}/v1/chat/completions`, '{"model":"simulator","session_id":"s\\ud800","messages":[{"role":"user","content":"hi"}]}');
+      expect(res.status).toBe(200);
+      const unknown = await post(`${gw.url}/v1/chat/completions`, '{"model":"m\\ud800","messages":[{"role":"user","content":"hi"}]}');
+      expect(unknown.status).toBeLessThan(500);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('reads INFERENCEFLOW_TRUST_PROXY as true, a hop count or a list of addresses', () => {
     const trust = (value: string) => buildConfig({}, { INFERENCEFLOW_TRUST_PROXY: value }).config.server.trust_proxy;
     expect(trust('true')).toBe(true);

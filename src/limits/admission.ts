@@ -14,6 +14,7 @@ import { costUsd, type Price } from '../providers/pricing.js';
 import { countTextTokens } from '../providers/tokens.js';
 import { promptTokensOf } from '../routing/prompt-tokens.js';
 import { GatewayError, type GatewayErrorOptions } from '../server/errors.js';
+import { escapeText } from '../server/headers.js';
 import type { PlannedUsage } from '../scaling/stage.js';
 import type { BudgetLine, BudgetManager, BudgetReservation } from './budgets.js';
 import type { LimitRule, LimiterStore, ReservationStore, RuleState } from './sliding-window.js';
@@ -104,9 +105,9 @@ export function dimensionValue(d: LimitDimension, ctx: RequestContext, req: Chat
     case 'session':
       // Session ids come from the client: another tenant could send the same one. Both parts are
       // escaped before the join, so no tenant id or session id containing `/` aliases another pair.
-      return ctx.options.sessionId === undefined ? undefined : `${encodeURIComponent(t.id)}/${encodeURIComponent(ctx.options.sessionId)}`;
+      return ctx.options.sessionId === undefined ? undefined : `${escapeText(t.id)}/${escapeText(ctx.options.sessionId)}`;
     case 'ip':
-      return ctx.clientIp;
+      return ctx.clientIp === undefined ? undefined : clientAddressKey(ctx.clientIp);
     case 'endpoint':
       return ctx.endpoint;
     case 'model':
@@ -135,7 +136,26 @@ export function exemptFromRateLimits(ctx: RequestContext): void {
  */
 function defaultClient(ctx: RequestContext): string {
   const t = ctx.tenant;
-  return t.kind === 'anonymous' || t.kind === 'token' ? `${t.id}@${ctx.clientIp ?? ''}` : t.id;
+  return t.kind === 'anonymous' || t.kind === 'token' ? `${t.id}@${ctx.clientIp === undefined ? '' : clientAddressKey(ctx.clientIp)}` : t.id;
+}
+
+/**
+ * A client address as limits count it: an IPv4 address as it is (an IPv4-mapped IPv6 one too), an
+ * IPv6 address by its /64 — one client is given a whole /64 and could take a fresh window with each
+ * address in it.
+ */
+export function clientAddressKey(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1] as string;
+  if (!ip.includes(':')) return ip;
+  const [head = '', tail] = (ip.split('%')[0] as string).split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (Number.parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`;
 }
 
 const NO_LINES: readonly BudgetLine[] = Object.freeze([]);
@@ -161,7 +181,7 @@ export function createAdmissionStage(opts: AdmissionOptions): ChatStage {
       const values = dims.map((d) => dimensionValue(d, ctx, req));
       if (values.some((v) => v === undefined)) continue;
       // Values are escaped: a client-chosen value containing the separator must not alias another key.
-      const id = `rl:${r.name ?? `rule${i}`}:${dims.join('+')}:${values.map((v) => encodeURIComponent(v as string)).join('|')}`;
+      const id = `rl:${r.name ?? `rule${i}`}:${dims.join('+')}:${values.map((v) => escapeText(v as string)).join('|')}`;
       if (r.requests) window(`${id}:req`, r.requests, r.window_s * 1000, false);
       if (r.tokens) window(`${id}:tok`, r.tokens, r.window_s * 1000, true);
     }

@@ -32,13 +32,15 @@ export function headerValue(v: string): string {
   // A name past MAX_HEADER_NAME is cut there: a passthrough model name of 100 KB made a response
   // header no client reads (undici's limit for all of them is 16 KB), so the answer was lost.
   if (v.length > MAX_HEADER_NAME) v = v.slice(0, MAX_HEADER_NAME);
-  if (!NOT_HEADER_SAFE.test(v)) return v;
-  try {
-    return encodeURIComponent(v);
-  } catch {
-    // A lone UTF-16 surrogate (JSON's "\ud800" arrives as one) makes encodeURIComponent throw.
-    return encodeURIComponent(v.replace(/[\uD800-\uDFFF]/g, '\uFFFD'));
-  }
+  return NOT_HEADER_SAFE.test(v) ? escapeText(v) : v;
+}
+
+/**
+ * encodeURIComponent of any string. A lone UTF-16 surrogate (JSON's "\ud800" arrives as one) makes
+ * encodeURIComponent throw; it is replaced with U+FFFD first, surrogate pairs (emoji) kept.
+ */
+export function escapeText(v: string): string {
+  return encodeURIComponent((v as unknown as { toWellFormed(): string }).toWellFormed());
 }
 
 /**
