@@ -96,6 +96,16 @@ describe('scaling stage', () => {
     expect(ctx.facts.latencyMs).toBe(3);
   });
 
+  it('reads a difficulty in any case with spaces around it, as the routes take it', async () => {
+    for (const difficulty of [' Hard ', 'auto ']) {
+      const { calls, handler } = scripted(['The answer is 5.', 'The answer is 5.', 'The answer is 5.']);
+      const ctx = context({ difficulty });
+      await createScalingStage({ config: config() })(ctx, ask, handler);
+      if (difficulty === ' Hard ') expect(calls).toHaveLength(3);
+      else expect(ctx.facts.scaling?.difficulty_source).not.toBe('request');
+    }
+  });
+
   it('reports the fallback group that answered the winning pass, so the cache keeps no such answer', async () => {
     const { handler } = scripted(['The answer is 5.', 'The answer is 5.', 'The answer is 6.']);
     const ctx = context({ difficulty: 'hard' });

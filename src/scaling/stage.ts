@@ -84,7 +84,8 @@ function applies(config: ScalingStageOptions['config'], ctx: RequestContext, req
 function makePlan(opts: ScalingStageOptions, ctx: RequestContext, req: ChatRequest): ScalingPlan | undefined {
   const { config } = opts;
   const group = config.groups[req.model] ?? {};
-  const asked = ctx.options.difficulty ?? config.default_difficulty;
+  // As the routes read it (any case, spaces around it): a batch line's comes here as it was written.
+  const asked = (ctx.options.difficulty ?? config.default_difficulty)?.trim().toLowerCase();
   // A client asking for several choices gets them as asked; scaling would fold them into one.
   if ((req.n ?? 1) > 1) return undefined;
 
