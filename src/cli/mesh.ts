@@ -53,7 +53,8 @@ export async function meshSettings(
   flags: SharedFlags,
   env: Record<string, string | undefined> = process.env,
 ): Promise<{ mesh: MeshConfig; redisUrl: string; logLevel: LevelWithSilent; metricsToken?: string }> {
-  const { config } = await loadConfig({ file: flags.config, env });
+  // The gateway's file, read for clusters.mesh and redis: its providers are not called here, so their keys need not be set.
+  const { config } = await loadConfig({ file: flags.config, env, providerKeys: 'warn' });
   const mesh = config.clusters.mesh;
   if (flags.keyPrefix) mesh.key_prefix = flags.keyPrefix;
   if (flags.heartbeatMs) mesh.heartbeat_interval_ms = flags.heartbeatMs;

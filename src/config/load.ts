@@ -28,7 +28,16 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-export async function loadConfig(opts: { file?: string; env?: Env } = {}): Promise<LoadedConfig> {
+/**
+ * `providerKeys`: what an unset `api_key_env` variable of a provider that needs a key is — a start-up
+ * error (`require`, for the processes that call providers) or a warning (`warn`: a mesh router or
+ * worker reads the gateway's file for `clusters.mesh` and `redis`, and calls none of its providers).
+ */
+export interface LoadOptions {
+  providerKeys?: 'require' | 'warn';
+}
+
+export async function loadConfig(opts: { file?: string; env?: Env } & LoadOptions = {}): Promise<LoadedConfig> {
   const env = opts.env ?? process.env;
   // Set empty is unset, as for every variable: docker-compose passes INFERENCEFLOW_CONFIG through as
   // '' when the shell has none, which must not hide TRUTHGPT_CONFIG.
@@ -51,11 +60,11 @@ export async function loadConfig(opts: { file?: string; env?: Env } = {}): Promi
       throw new ConfigError(`config file ${file} must hold a mapping at the top level`);
     }
   }
-  return buildConfig(raw, env, file);
+  return buildConfig(raw, env, file, opts);
 }
 
 /** Applies environment overrides to a raw (unvalidated) config object and validates it. */
-export function buildConfig(raw: Record<string, unknown>, env: Env, file?: string): LoadedConfig {
+export function buildConfig(raw: Record<string, unknown>, env: Env, file?: string, options: LoadOptions = {}): LoadedConfig {
   const merged = structuredClone(raw);
   // Which variable set which config path, so an error names the variable and not only the file.
   const origins = new Map<string, string>();
@@ -73,7 +82,7 @@ export function buildConfig(raw: Record<string, unknown>, env: Env, file?: strin
       // Loading without the key would fail every request upstream with a 401, long after start-up.
       if (!p.api_key) {
         const problem = `providers.${name}.api_key_env: ${p.api_key_env} is not set`;
-        if (needsKey(p)) throw new ConfigError(problem);
+        if (needsKey(p) && options.providerKeys !== 'warn') throw new ConfigError(problem);
         // A self-hosted server (Ollama, vLLM, …) may well take no key.
         warnings.push(`${problem}; calling ${p.base_url ?? p.type} without a key`);
       }
