@@ -114,3 +114,12 @@ describe("the gateway's Retry-After", () => {
     expect(calls()).toBe(1);
   });
 });
+
+describe('batchSize', () => {
+  it('refuses a batch size that is not a number of at least 1 instead of sending empty batches for ever', () => {
+    for (const batchSize of [Number.NaN, 0, -3, Number.POSITIVE_INFINITY]) {
+      expect(() => new OvershootInferenceWorker({ endpoint: 'http://gateway.test', batchSize, fetch: async () => new Response('{}') })).toThrow(RangeError);
+    }
+    expect(() => new OvershootInferenceWorker({ endpoint: 'http://gateway.test', batchSize: 2.7, fetch: async () => new Response('{}') })).not.toThrow();
+  });
+});

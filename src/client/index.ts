@@ -59,7 +59,10 @@ export class OvershootInferenceWorker {
     this.initialBackoffMs = options.initialBackoffMs ?? 250;
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
-    this.batchSize = Math.max(1, Math.floor(options.batchSize ?? BATCH_CHUNK));
+    const batchSize = Math.floor(options.batchSize ?? BATCH_CHUNK);
+    // NaN (an unset variable read as a number) would send empty batches for ever.
+    if (!Number.isFinite(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a number of at least 1, not ${String(options.batchSize)}`);
+    this.batchSize = batchSize;
   }
 
   /** One answer; with a difficulty, the gateway runs and combines several passes first. */
@@ -169,7 +172,7 @@ export class OvershootInferenceWorker {
         // A gateway whose inference.batch.max_items is lower says so before running anything: the
         // same requests go again in batches it takes, this call's and the next.
         const limit = batchLimit(err);
-        if (limit !== undefined && limit < chunk.length) {
+        if (limit !== undefined && limit >= 1 && limit < chunk.length) {
           this.batchSize = limit;
           continue;
         }
