@@ -88,6 +88,10 @@ models:
     // A variable no file provider reads still registers its provider next to the file's.
     const other = buildConfig(file, { OPENAI_API_KEY: 'sk-operator', ANTHROPIC_API_KEY: 'sk-ant', COHERE_API_KEY: 'co' });
     expect(other.passthroughProvider).toBe('cohere');
+    // OPENAI_BASE_URL asks for the environment's server by name: it gets the key too (vLLM --api-key, OpenRouter).
+    const asked = buildConfig(file, { OPENAI_API_KEY: 'sk-operator', ANTHROPIC_API_KEY: 'sk-ant', OPENAI_BASE_URL: 'http://vllm:8000/v1' });
+    expect(asked.passthroughProvider).toBe('openai');
+    expect(asked.config.providers.openai).toMatchObject({ base_url: 'http://vllm:8000/v1', api_key: 'sk-operator' });
   });
 
   it('refuses a provider whose api_key_env names an unset or empty variable where the API needs a key, and warns for a self-hosted one', () => {

@@ -191,7 +191,8 @@ function registerEnvProviders(target: Record<string, unknown>, env: Env, origins
     added.push(name);
     if (baseUrlVar && env[baseUrlVar]) origins.set(`providers.${name}.base_url`, baseUrlVar);
   };
-  const openaiKey = key('OPENAI_API_KEY');
+  // OPENAI_BASE_URL asks for that server by itself, so it gets the key whoever else reads it.
+  const openaiKey = env.OPENAI_BASE_URL ? env.OPENAI_API_KEY : key('OPENAI_API_KEY');
   if (openaiKey || env.OPENAI_BASE_URL) {
     add('openai', {
       type: 'openai',
