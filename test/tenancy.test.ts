@@ -132,6 +132,21 @@ for (const backend of backends) {
         const res = await call(gw.url, `/v1/spend?${query}`, { key: ADMIN });
         expect([res.status, res.json.error.code, res.json.error.param]).toEqual([400, 'invalid_value', param]);
       }
+      // A start alone ahead of the server's clock (a client's skew), or equal to the end, is an empty range.
+      const ahead = new Date(Date.now() + 60_000).toISOString();
+      expect((await call(gw.url, `/v1/spend?start=${ahead}`, { key: ADMIN })).status).toBe(200);
+      expect((await call(gw.url, `/v1/spend?start=${ahead}&end=${ahead}`, { key: ADMIN })).status).toBe(200);
+      // Text the store cannot keep (a NUL, an unpaired surrogate) is refused by name, not a 500.
+      for (const [param, body] of [
+        ['name', { name: 'a\u0000b' }],
+        ['user_id', { user_id: 'u\ud800' }],
+        ['models.0', { models: ['m\u0000'] }],
+        ['metadata', { metadata: { note: ['x', { deep: 'y\udc00' }] } }],
+        ['metadata', { metadata: { 'k\u0000': 1 } }],
+      ] as [string, Record<string, unknown>][]) {
+        const res = await call(gw.url, '/admin/keys', { key: ADMIN, body });
+        expect([res.status, res.json.error.param]).toEqual([400, param]);
+      }
       // A default start (end − 30 days) before year 1 stops at year 1.
       const early = await call(gw.url, '/v1/spend?end=0001-01-10T00:00:00Z', { key: ADMIN });
       expect([early.status, early.json.start, early.json.data]).toEqual([200, '0001-01-01T00:00:00.000Z', []]);

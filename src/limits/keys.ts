@@ -49,18 +49,30 @@ export const boundedDatetime = z.iso.datetime({ offset: true }).superRefine((iso
   if (!(year >= 1 && year <= 9999)) ctx.addIssue({ code: 'invalid_value', values: [], message: 'expected a date in years 1 to 9999' });
 });
 
+/** Text Postgres can store: no NUL character, no unpaired UTF-16 surrogate (JSON's "\ud800"). */
+const STORABLE = /^(?:[^\0\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/;
+const storable = () => z.string().regex(STORABLE, { message: 'holds a NUL character or an unpaired surrogate, which the store cannot keep' });
+
+/** Whether every key and string in a JSON value is storable text. */
+function storableValue(v: unknown): boolean {
+  if (typeof v === 'string') return STORABLE.test(v);
+  if (Array.isArray(v)) return v.every(storableValue);
+  if (v !== null && typeof v === 'object') return Object.entries(v).every(([k, x]) => STORABLE.test(k) && storableValue(x));
+  return true;
+}
+
 export const createKeySchema = z
   .object({
-    name: z.string().max(200).default(''),
-    user_id: z.string().min(1).max(200).optional(),
-    team_id: z.string().min(1).max(200).optional(),
-    models: z.array(z.string().min(1)).optional(),
+    name: storable().max(200).default(''),
+    user_id: storable().min(1).max(200).optional(),
+    team_id: storable().min(1).max(200).optional(),
+    models: z.array(storable().min(1)).optional(),
     rpm: z.number().int().positive().max(MAX_INT4).optional(),
     tpm: z.number().int().positive().max(MAX_INT4).optional(),
     max_concurrency: z.number().int().positive().max(MAX_INT4).optional(),
     budget_usd: z.number().positive().optional(),
     budget_period: z.enum(['day', 'month']).default('month'),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    metadata: z.record(z.string(), z.unknown()).refine(storableValue, { message: 'holds a NUL character or an unpaired surrogate, which the store cannot keep' }).optional(),
     ip_allowlist: z.array(z.string().refine(validCidr, 'expected an IP address or CIDR block')).optional(),
     expires_at: boundedDatetime.optional(),
     expires_in_s: z.number().int().positive().max(MAX_EXPIRES_IN_S).optional(),

@@ -41,7 +41,9 @@ export const spendRoutes: FastifyPluginAsync<SpendRouteOptions> = async (app, op
     if (!parsed.success) throw validationError(parsed.error, request.query);
     const end = parsed.data.end ? new Date(parsed.data.end) : new Date();
     const start = parsed.data.start ? new Date(parsed.data.start) : new Date(Math.max(EARLIEST, end.getTime() - 30 * 86_400_000));
-    if (start >= end) throw new GatewayError('invalid_value', { param: 'start', message: `Invalid value for 'start': it must be before 'end' (${end.toISOString()}).` });
+    // Both given the wrong way round is a mistake; a start alone a little ahead of this clock (a
+    // client's skew) is an empty range.
+    if (parsed.data.start && parsed.data.end && start > end) throw new GatewayError('invalid_value', { param: 'start', message: `Invalid value for 'start': it must not be after 'end' (${end.toISOString()}).` });
     // Read-your-writes on this replica: rows still waiting for their request's settlement, then
     // what is queued, go in first.
     await opts.ledger.recorded();
