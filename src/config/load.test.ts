@@ -121,6 +121,9 @@ models:
     expect(ollama('http://gpu-box:11434')).toBe('http://gpu-box:11434');
     expect(ollama('https://ollama.example.com/')).toBe('https://ollama.example.com');
     expect(ollamaHostUrl('ollama')).toBe('http://ollama:11434');
+    // Quoted, as docker-compose's list form (- OLLAMA_HOST="ollama:11434") passes it.
+    expect(ollama('"ollama:11434"')).toBe('http://ollama:11434');
+    expect(ollama("'0.0.0.0'")).toBe('http://127.0.0.1:11434');
     expect(() => ollama('ftp://x')).toThrow(/OLLAMA_HOST/);
   });
 
@@ -147,6 +150,8 @@ models:
     // What Kubernetes injects beside a Service named redis: its port is used, the host stays REDIS_HOST.
     expect(buildConfig({}, { REDIS_HOST: 'redis', REDIS_PORT: 'tcp://10.0.0.1:6380' }).config.redis.url).toBe('redis://redis:6380');
     expect(buildConfig({}, { REDIS_HOST: 'redis' }).config.redis.url).toBe('redis://redis:6379');
+    // An IPv6 host is bracketed, or its colons would read as a port.
+    expect(buildConfig({}, { REDIS_HOST: 'fd00::3' }).config.redis.url).toBe('redis://[fd00::3]:6379');
     expect(() => buildConfig({}, { REDIS_HOST: 'redis', REDIS_PORT: 'six' })).toThrow(/REDIS_PORT: expected a port number/);
     expect(() => buildConfig({}, { REDIS_HOST: 'redis', REDIS_PORT: '70000' })).toThrow(/REDIS_PORT/);
   });

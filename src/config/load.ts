@@ -154,7 +154,9 @@ function applyEnv(target: Record<string, unknown>, env: Env, origins: Map<string
   if (!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT && env.OTEL_EXPORTER_OTLP_ENDPOINT) origins.set('monitoring.tracing.otlp_endpoint', 'OTEL_EXPORTER_OTLP_ENDPOINT');
   if (!env.REDIS_URL && env.REDIS_HOST) {
     const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';
-    setPath(target, 'redis.url', `redis://${auth}${env.REDIS_HOST}:${redisPort(env.REDIS_PORT)}`);
+    const host = env.REDIS_HOST.trim();
+    // An IPv6 address goes in brackets, or its colons read as the port's.
+    setPath(target, 'redis.url', `redis://${auth}${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${redisPort(env.REDIS_PORT)}`);
   }
   if (!env.REDIS_URL && env.REDIS_CLUSTER_NODES) {
     // Redis Cluster: the same one URL setting, so every module that checks `redis.url` shares it.
@@ -232,7 +234,8 @@ function registerEnvProviders(target: Record<string, unknown>, env: Env, origins
  * `:11434` and `https://ollama.example.com` all work.
  */
 export function ollamaHostUrl(value: string): string {
-  const text = value.trim();
+  // Quotes around it are dropped, as Ollama drops them (docker-compose's list form keeps them).
+  const text = value.trim().replace(/^["']+|["']+$/g, '');
   const withScheme = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(text);
   const scheme = withScheme ? (withScheme[1] as string).toLowerCase() : 'http';
   const rest = withScheme ? (withScheme[2] as string) : text;
