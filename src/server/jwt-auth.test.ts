@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jwtSchema } from '../config/schema.js';
 import { createJwtVerifier } from './jwt-auth.js';
 
@@ -119,10 +119,12 @@ describe('asymmetric JWTs', () => {
     let server: Server;
     let base: string;
     let privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+    let firstJwk: Record<string, unknown>;
     beforeAll(async () => {
       const pair = await generateKeyPair('RS256');
       privateKey = pair.privateKey;
       const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+      firstJwk = jwk;
       server = createServer((req, res) => {
         if (req.url === '/down') res.writeHead(503).end('maintenance');
         else if (req.url === '/html') res.writeHead(200, { 'content-type': 'text/html' }).end('<html>login</html>');
@@ -147,6 +149,42 @@ describe('asymmetric JWTs', () => {
         const err = await verify(await token()).catch((e: unknown) => e);
         expect(err, url).toMatchObject({ code: 'jwks_unavailable', status: 503, retryAfterMs: 1000 });
         expect((err as Error).message).toContain('auth.jwt.jwks_url');
+      }
+    });
+
+    it('keeps verifying with the last key set fetched while a refetch fails, and asks again only after a pause', async () => {
+      let down = false;
+      let fetches = 0;
+      const jwk = { ...(await exportJWK((await generateKeyPair('RS256')).publicKey)), kid: 'other', alg: 'RS256' };
+      const flaky = createServer((_req, res) => {
+        fetches++;
+        if (down) res.writeHead(503).end('maintenance');
+        else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk, firstJwk] }));
+      });
+      await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        const verify = await createJwtVerifier(jwtSchema.parse({ algorithm: 'RS256', jwks_url: `http://127.0.0.1:${(flaky.address() as { port: number }).port}/jwks.json` }));
+        const long = (kid = 'k1') => new SignJWT({ sub: 'carol' }).setProtectedHeader({ alg: 'RS256', kid }).setExpirationTime('2h').sign(privateKey);
+        expect(await verify(await long())).toMatchObject({ userId: 'carol' });
+        expect(fetches).toBe(1);
+        // The identity provider goes down, and jose's cached set (10 min) grows old.
+        down = true;
+        vi.setSystemTime(Date.now() + 11 * 60_000);
+        expect(await verify(await long())).toMatchObject({ userId: 'carol' });
+        expect(fetches).toBe(2);
+        // Within the pause nothing is asked; a token whose key the old set lacks may be newer than it: 503, not 401.
+        expect(await verify(await long())).toMatchObject({ userId: 'carol' });
+        await expect(verify(await long('rotated'))).rejects.toMatchObject({ code: 'jwks_unavailable', status: 503 });
+        expect(fetches).toBe(2);
+        // After it, the set is asked for again, and a recovered provider's answer is used.
+        down = false;
+        vi.setSystemTime(Date.now() + 31_000);
+        expect(await verify(await long())).toMatchObject({ userId: 'carol' });
+        expect(fetches).toBe(3);
+      } finally {
+        vi.useRealTimers();
+        await new Promise<void>((r) => flaky.close(() => r()));
       }
     });
 

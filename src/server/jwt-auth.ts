@@ -3,7 +3,7 @@
 // an issuer and an audience are configured (jwtConfigWarnings says at start-up when not), and claims
 // mapped to tenant, user, team, allowed models and limits. Keys come from a shared secret,
 // a PEM public key, or a JWKS URL (fetched and cached by jose).
-import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, errors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { JwtConfig } from '../config/schema.js';
 import type { Tenant } from '../gateway/context.js';
 import { GatewayError } from './errors.js';
@@ -94,16 +94,46 @@ class KeySetUnavailable extends Error {}
 /** What a key set lookup throws that is about the token: no key, several keys, or a key it cannot use. */
 const TOKEN_FAULTS = [errors.JWKSNoMatchingKey, errors.JWKSMultipleMatchingKeys, errors.JOSENotSupported, errors.JWSInvalid, errors.JWTInvalid, errors.JOSEAlgNotAllowed];
 
+/** How long after a failed fetch of the key set the last one known is used without asking again, ms. */
+export const STALE_KEYS_MS = 30_000;
+
 /**
  * A remote key set whose fetch failures (refused, timed out, not 200, not a key set) are
  * KeySetUnavailable: a 503 the client retries, where a 401 would tell it its credentials are bad.
+ * Once a key set was fetched, a failed refetch (jose refetches every cacheMaxAge) verifies with the
+ * last one known instead — the identity provider's outage does not fail the tokens its keys still
+ * sign — and for STALE_KEYS_MS after it uses that set without asking again, so requests do not each
+ * wait out a fetch's timeout.
  */
-function keySetOrUnavailable(remote: JWTVerifyGetKey): JWTVerifyGetKey {
-  return async (header, token) => {
+function keySetOrUnavailable(remote: ReturnType<typeof createRemoteJWKSet>, now: () => number = Date.now): JWTVerifyGetKey {
+  let lastJwks: unknown;
+  let lastKnown: ReturnType<typeof createLocalJWKSet> | undefined;
+  let failedUntil = 0;
+  // A token whose key the stale set lacks may be signed by a key added since: unknown, not refused.
+  const stale = async (known: ReturnType<typeof createLocalJWKSet>, header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1]) => {
     try {
-      return await remote(header, token);
+      return await known(header, token);
+    } catch (err) {
+      if (err instanceof errors.JWKSNoMatchingKey) throw new KeySetUnavailable('no key in the last key set fetched matches the token, and a new one could not be fetched', { cause: err });
+      throw err;
+    }
+  };
+  return async (header, token) => {
+    if (lastKnown && now() < failedUntil) return stale(lastKnown, header, token);
+    try {
+      const found = await remote(header, token);
+      const jwks = remote.jwks();
+      if (jwks && jwks !== lastJwks) {
+        lastJwks = jwks;
+        lastKnown = createLocalJWKSet(jwks);
+      }
+      return found;
     } catch (err) {
       if (TOKEN_FAULTS.some((fault) => err instanceof fault)) throw err;
+      if (lastKnown) {
+        failedUntil = now() + STALE_KEYS_MS;
+        return stale(lastKnown, header, token);
+      }
       const detail = err instanceof errors.JWKSTimeout ? 'it timed out' : err instanceof errors.JWKSInvalid ? 'it is not a JSON Web Key Set' : ((err as Error).message ?? String(err));
       throw new KeySetUnavailable(detail, { cause: err });
     }
