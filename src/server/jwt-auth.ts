@@ -106,7 +106,6 @@ export const STALE_KEYS_MS = 30_000;
  * wait out a fetch's timeout.
  */
 function keySetOrUnavailable(remote: ReturnType<typeof createRemoteJWKSet>, now: () => number = Date.now): JWTVerifyGetKey {
-  let lastJwks: unknown;
   let lastKnown: ReturnType<typeof createLocalJWKSet> | undefined;
   let failedUntil = 0;
   // A token whose key the stale set lacks may be signed by a key added since: unknown, not refused.
@@ -121,11 +120,15 @@ function keySetOrUnavailable(remote: ReturnType<typeof createRemoteJWKSet>, now:
   return async (header, token) => {
     if (lastKnown && now() < failedUntil) return stale(lastKnown, header, token);
     try {
+      // jose refetches when its set is older than cacheMaxAge, or when no key matches outside its
+      // cooldown: either way its set changed. Copied then only (jwks() clones it, and a new local set
+      // imports its keys again).
+      const wasFresh = remote.fresh;
+      const wasCooling = remote.coolingDown;
       const found = await remote(header, token);
-      const jwks = remote.jwks();
-      if (jwks && jwks !== lastJwks) {
-        lastJwks = jwks;
-        lastKnown = createLocalJWKSet(jwks);
+      if (!lastKnown || !wasFresh || (!wasCooling && remote.coolingDown)) {
+        const jwks = remote.jwks();
+        if (jwks) lastKnown = createLocalJWKSet(jwks);
       }
       return found;
     } catch (err) {
