@@ -13,7 +13,7 @@ import { z } from 'zod';
 import type { Tenant } from '../gateway/context.js';
 import { withTimeout } from '../gateway/timeout.js';
 import { GatewayError } from '../server/errors.js';
-import type { SqlDatabase } from '../store/sql.js';
+import { storableText, type SqlDatabase } from '../store/sql.js';
 import { apiKeys, type ApiKeyRow } from '../store/tables.js';
 import { RedisFailurePolicyHandler, type RedisFailurePolicy } from './sliding-window.js';
 
@@ -49,15 +49,15 @@ export const boundedDatetime = z.iso.datetime({ offset: true }).superRefine((iso
   if (!(year >= 1 && year <= 9999)) ctx.addIssue({ code: 'invalid_value', values: [], message: 'expected a date in years 1 to 9999' });
 });
 
-/** Text Postgres can store: no NUL character, no unpaired UTF-16 surrogate (JSON's "\ud800"). */
-const STORABLE = /^(?:[^\0\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/;
-const storable = () => z.string().regex(STORABLE, { message: 'holds a NUL character or an unpaired surrogate, which the store cannot keep' });
+/** Text the store can keep (store/sql.ts storableText: no NUL, no unpaired surrogate), refused by name otherwise. */
+const UNSTORABLE = 'holds a NUL character or an unpaired surrogate, which the store cannot keep';
+const storable = () => z.string().refine(storableText, { message: UNSTORABLE });
 
 /** Whether every key and string in a JSON value is storable text. */
 function storableValue(v: unknown): boolean {
-  if (typeof v === 'string') return STORABLE.test(v);
+  if (typeof v === 'string') return storableText(v);
   if (Array.isArray(v)) return v.every(storableValue);
-  if (v !== null && typeof v === 'object') return Object.entries(v).every(([k, x]) => STORABLE.test(k) && storableValue(x));
+  if (v !== null && typeof v === 'object') return Object.entries(v).every(([k, x]) => storableText(k) && storableValue(x));
   return true;
 }
 
@@ -72,7 +72,7 @@ export const createKeySchema = z
     max_concurrency: z.number().int().positive().max(MAX_INT4).optional(),
     budget_usd: z.number().positive().optional(),
     budget_period: z.enum(['day', 'month']).default('month'),
-    metadata: z.record(z.string(), z.unknown()).refine(storableValue, { message: 'holds a NUL character or an unpaired surrogate, which the store cannot keep' }).optional(),
+    metadata: z.record(z.string(), z.unknown()).refine(storableValue, { message: UNSTORABLE }).optional(),
     ip_allowlist: z.array(z.string().refine(validCidr, 'expected an IP address or CIDR block')).optional(),
     expires_at: boundedDatetime.optional(),
     expires_in_s: z.number().int().positive().max(MAX_EXPIRES_IN_S).optional(),
