@@ -306,8 +306,7 @@ export interface BudgetManagerOptions {
   store: BudgetStore;
   config: BudgetsConfig;
   log: Logger;
-  /** Spend already in the ledger for a scope since a time (seeds counters after a restart). */
-  /** Spend already in the ledger for a scope from `since` (and before `until`, when given). */
+  /** Spend already in the ledger for a scope from `since` (and before `until`, when given): seeds counters after a restart. */
   spentSince?: (scope: BudgetScope, id: string, since: Date, until?: Date) => Promise<number>;
   /** How often a counter seeded from zero (the ledger unreadable) tries the ledger again, ms; default SEED_RETRY_MS. */
   seedRetryMs?: number;
@@ -328,6 +327,8 @@ export class BudgetManager {
   /** Counters this process seeded from zero while the ledger could not be read (their earlier spend is owed), by store. */
   private readonly unseeded = new Map<BudgetStore, Map<string, { line: BudgetLine; seededAt: Date; retryAt: number }>>();
   private catchingUp: Promise<void> | undefined;
+  /** When the earliest owed counter is due to try the ledger again (Date.now() ms). */
+  private nextCatchUpAt = 0;
 
   constructor(private readonly opts: BudgetManagerOptions) {}
 
@@ -352,7 +353,9 @@ export class BudgetManager {
   /** Reserves the estimate on every budget line (an identity's, from linesFor), or throws budget_exceeded. */
   async reserve(lines: readonly BudgetLine[], estimateUsd: number): Promise<BudgetReservation | undefined> {
     if (lines.length === 0) return undefined;
-    if (this.unseeded.size > 0) await this.catchUp();
+    // In the background: while the ledger stays down its query may take its whole timeout, which no
+    // reservation should wait out. The counter gets the earlier spend once the ledger answers.
+    if (this.unseeded.size > 0 && Date.now() >= this.nextCatchUpAt) void this.catchUp();
     const cost = toMicros(estimateUsd);
     // Whether a counter exists is asked of the store on every reservation (in the same script), not
     // remembered here: Redis can lose a counter while this process runs, and a counter recreated
@@ -425,7 +428,9 @@ export class BudgetManager {
             if (!(await store.seed(l.key, 0, l.ttlMs))) return;
             let owed = this.unseeded.get(store);
             if (!owed) this.unseeded.set(store, (owed = new Map()));
-            owed.set(l.key, { line: l, seededAt, retryAt: Date.now() + this.retryMs });
+            const retryAt = Date.now() + this.retryMs;
+            owed.set(l.key, { line: l, seededAt, retryAt });
+            this.nextCatchUpAt = Math.min(this.nextCatchUpAt, retryAt);
           },
         )
         .finally(() => seeding.delete(l.key));
@@ -446,7 +451,6 @@ export class BudgetManager {
     if (this.catchingUp) return this.catchingUp;
     const now = Date.now();
     const due = [...this.unseeded].flatMap(([store, owed]) => [...owed.values()].filter((u) => u.retryAt <= now).map((u) => ({ store, owed, u })));
-    if (due.length === 0) return Promise.resolve();
     const spentSince = this.opts.spentSince as NonNullable<typeof this.opts.spentSince>;
     this.catchingUp = (async () => {
       for (const { store, owed, u } of due) {
@@ -459,7 +463,15 @@ export class BudgetManager {
           u.retryAt = Date.now() + this.retryMs;
         }
       }
+      let next = Number.POSITIVE_INFINITY;
+      for (const owed of this.unseeded.values()) for (const u of owed.values()) next = Math.min(next, u.retryAt);
+      this.nextCatchUpAt = next;
     })().finally(() => (this.catchingUp = undefined));
     return this.catchingUp;
+  }
+
+  /** Resolves once a catch-up with the ledger in progress (reserve starts it in the background) has ended. */
+  async caughtUp(): Promise<void> {
+    await this.catchingUp;
   }
 }
