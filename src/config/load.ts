@@ -145,13 +145,13 @@ function applyEnv(target: Record<string, unknown>, env: Env, origins: Map<string
   // OpenTelemetry's generic variables (the specific ones are rows of ENV_VARS).
   if (!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
     setPath(target, 'monitoring.tracing.otlp_endpoint', `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
+    origins.set('monitoring.tracing.otlp_endpoint', 'OTEL_EXPORTER_OTLP_ENDPOINT');
   }
   if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') setPath(target, 'monitoring.tracing.enabled', false);
   const trust = env.INFERENCEFLOW_TRUST_PROXY?.trim();
   if (trust) setPath(target, 'server.trust_proxy', trustProxyFromEnv(trust));
   const level = env.LOG_LEVEL;
   if (level) setPath(target, 'logging.level', level.toLowerCase());
-  if (!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT && env.OTEL_EXPORTER_OTLP_ENDPOINT) origins.set('monitoring.tracing.otlp_endpoint', 'OTEL_EXPORTER_OTLP_ENDPOINT');
   if (!env.REDIS_URL && env.REDIS_HOST) {
     const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';
     const host = env.REDIS_HOST.trim();

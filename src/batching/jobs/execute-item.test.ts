@@ -37,16 +37,6 @@ describe('a batch line', () => {
   });
 });
 
-describe('a batch line asking for a difficulty', () => {
-  it('reads it as the chat route does: any case, spaces around it', async () => {
-    const run = gatewayItemExecutor(gateway, log);
-    for (const difficulty of ['auto ', ' AUTO', ' Hard ']) {
-      const out = await run({ batch_id: 'bd', line: 0, custom_id: 'c0', endpoint: '/v1/chat/completions', tenant: ANONYMOUS, attempts: 1, body: { model: 'm', difficulty, messages: [{ role: 'user', content: 'What is 2+2?' }] } }, new AbortController().signal);
-      expect([difficulty, out?.status]).toEqual([difficulty, 'succeeded']);
-    }
-  });
-});
-
 describe('a batch created with an API key', () => {
   const keyTenant = { id: 'key:k1', kind: 'key' as const, keyId: 'k1', limits: {} };
   const line = { batch_id: 'b2', line: 0, custom_id: 'c0', endpoint: '/v1/chat/completions', tenant: keyTenant, attempts: 1, body: { model: 'm', messages: [{ role: 'user', content: 'hi' }] } };

@@ -58,7 +58,7 @@ export function gatewayItemExecutor(gateway: Gateway, log: Logger, record?: (ent
 
 async function chat(gateway: Gateway, ctx: RequestContext, raw: Record<string, unknown>): Promise<unknown> {
   const { req: parsed, ext, legacyAnswer } = parseChatBody(raw);
-  if (ext.difficulty) ctx.options.difficulty = ext.difficulty.trim().toLowerCase();
+  if (ext.difficulty) ctx.options.difficulty = ext.difficulty.toLowerCase();
   if (ext.priority) ctx.options.priority = ext.priority;
   if (ext.session_id) ctx.options.sessionId = ext.session_id;
   const req = { ...parsed, stream: false } as ChatRequest;
