@@ -180,10 +180,7 @@ export async function runAttempt(spec: AttemptSpec, hooks: AttemptHooks, registe
     release();
     // `n` fanned out as single calls, one of which failed: the others' answers were billed upstream.
     const spent = spentUsageOf(raw);
-    if (spent) {
-      ctx.facts.costUsd += costUsd(spent, d.price);
-      ctx.facts.discardedTokens = (ctx.facts.discardedTokens ?? 0) + spent.prompt_tokens + spent.completion_tokens;
-    }
+    if (spent) chargeDiscarded(ctx, spent, d);
     const reason: unknown = controller.aborted ? controller.reason : undefined;
     // Its own timeout, or the request's deadline (the tighter limit whenever timeout_ms is not):
     // either way the deployment did not answer in time, a verdict for its breaker and latency —
@@ -390,9 +387,7 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
             // Both answered: keep the first, cost and drop the second (unless charged on cancel).
             if (!entry.charged) {
               if (result.outcome.kind === 'result') {
-                const u = result.outcome.result.usage;
-                spec.ctx.facts.costUsd += costUsd(u, d.price);
-                spec.ctx.facts.discardedTokens = (spec.ctx.facts.discardedTokens ?? 0) + u.prompt_tokens + u.completion_tokens;
+                chargeDiscarded(spec.ctx, result.outcome.result.usage, d);
               } else chargePrompt(spec, d);
             }
             result.dispose();
@@ -439,7 +434,11 @@ export function runHedged(spec: AttemptSpec, hooks: AttemptHooks, plan: HedgePla
 /** A dropped attempt's prompt (and its request fee): the upstream read (and bills) it whether or not it answered. */
 function chargePrompt(spec: AttemptSpec, d: Deployment): void {
   const prompt = promptTokensOf(spec.req);
-  spec.ctx.facts.discardedTokens = (spec.ctx.facts.discardedTokens ?? 0) + prompt;
-  if (d.price.input === 0 && !d.price.per_request) return;
-  spec.ctx.facts.costUsd += costUsd({ prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt }, d.price);
+  chargeDiscarded(spec.ctx, { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt }, d);
+}
+
+/** Usage the upstream billed for an answer the client does not get: costed, and counted by token limits. */
+function chargeDiscarded(ctx: RequestContext, u: Usage, d: Deployment): void {
+  ctx.facts.discardedTokens = (ctx.facts.discardedTokens ?? 0) + u.prompt_tokens + u.completion_tokens;
+  ctx.facts.costUsd += costUsd(u, d.price);
 }
