@@ -55,6 +55,14 @@ export interface AppOptions {
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
 
+/**
+ * The error body of a request no route took (an unknown path, a URL the router cannot decode): an
+ * Anthropic client (its paths, or its version header) gets Anthropic's shape, as on every other error.
+ */
+function unroutedErrorBody(path: string, headers: Record<string, string | string[] | undefined>, id: string, err: GatewayError): object {
+  return path.startsWith('/v1/messages') || headers['anthropic-version'] !== undefined ? anthropicErrorFromGateway(err, id) : openAiErrorBody(err);
+}
+
 function tooDeep(): GatewayError {
   return new GatewayError('invalid_request', { message: `The request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.` });
 }
@@ -89,10 +97,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // request id, like every other bad request; Fastify's own body named a code of no table.
     frameworkErrors: (error, request, reply) => {
       const err = new GatewayError('invalid_request', { message: `The request URL is malformed: ${error.message}` });
-      const path = request.url.split('?')[0] ?? '';
-      const body = path.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined ? anthropicErrorFromGateway(err, request.id) : openAiErrorBody(err);
       // The request is typed with no reply schema here; the reply is the plain one every route has.
-      void (reply as unknown as FastifyReply).code(err.status).header('x-request-id', request.id).send(body);
+      void (reply as unknown as FastifyReply).code(err.status).header('x-request-id', request.id).send(unroutedErrorBody(request.url.split('?')[0] ?? '', request.headers, request.id, err));
     },
   });
 
@@ -240,11 +246,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       : new GatewayError('not_found', { message: `No route for ${request.method} ${path}.` });
     reply.code(err.status);
     if (allowed.length) reply.header('allow', allowed.join(', '));
-    // An Anthropic client (its paths, or its version header) gets Anthropic's error shape, as on every other error.
-    if (path.startsWith('/v1/messages') || request.headers['anthropic-version'] !== undefined) {
-      return reply.send(anthropicErrorFromGateway(err, request.id));
-    }
-    return reply.send(openAiErrorBody(err));
+    return reply.send(unroutedErrorBody(path, request.headers, request.id, err));
   });
 
   const routes: string[] = [];
