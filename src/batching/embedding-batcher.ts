@@ -35,6 +35,11 @@ interface EmbedOutput {
 /** Upstream refusals of the request itself: one input in a batch can cause them. */
 export const REQUEST_FAULTS: ReadonlySet<UpstreamErrorKind> = new Set(['bad_request', 'context_length', 'content_policy']);
 
+/** Whether a batch's failure may be one input's doing (a refusal of the request itself): worth retrying apart. */
+export function refusedAnInput(err: unknown): boolean {
+  return isUpstreamError(err) && REQUEST_FAULTS.has(err.kind);
+}
+
 export type EmbeddingBatchingOptions = MicroBatcherOptions;
 
 /**
@@ -153,7 +158,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
         // The upstream refused an input (a 4xx such as 400, 413 or 422): each request's inputs go again
         // on their own, so only the request at fault fails. Not on 401/403/404/429, 5xx or transport
         // failures: those are not one input's doing, and a call per request would only multiply them.
-        retryApart: (err) => isUpstreamError(err) && REQUEST_FAULTS.has(err.kind),
+        retryApart: refusedAnInput,
         groupOf: (item) => item.caller,
         // Idle: nobody holds it (embed() submits in the same turn it looks a batcher up), so the next
         // request for this key makes a new one.

@@ -15,6 +15,7 @@ beforeAll(async () => {
     const body = req.body as { input: string[]; model: string };
     calls.push({ auth: req.headers.authorization, input: body.input });
     if (body.model === 'broken') return reply.code(500).send({ error: { message: 'boom' } });
+    if (body.model === 'unpaid') return reply.code(402).send({ error: { message: 'Your credit balance is too low' } });
     // Refuses the whole request for one input over its context, as OpenAI answers 400.
     if (body.input.some((t) => t.startsWith('TOO LONG'))) return reply.code(400).send({ error: { message: "This model's maximum context length is 8192 tokens", code: 'context_length_exceeded' } });
     // Unnormalised vectors, returned in reverse order: the client must use `index`.
@@ -59,8 +60,19 @@ describe('OpenAICompatibleEmbedder', () => {
     const batched = new BatchedEmbedder(inner, { maxSize: 8, flushTimeoutMs: 10 });
     const results = await Promise.allSettled([batched.embed(['a']), batched.embed(['TOO LONG prompt']), batched.embed(['bb', 'a'])]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ status: 400 });
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ status: 400, kind: 'context_length' });
     expect((results[2] as PromiseFulfilledResult<Float32Array[]>).value).toHaveLength(2);
+    await inner.close();
+  });
+
+  it('does not retry apart a batch the upstream refuses for the account (402), which no lookup caused', async () => {
+    const inner = await OpenAICompatibleEmbedder.create({ baseUrl: base, model: 'unpaid', dimensions: 3 });
+    const batched = new BatchedEmbedder(inner, { maxSize: 8, flushTimeoutMs: 10 });
+    const before = calls.length;
+    const results = await Promise.allSettled([batched.embed(['a']), batched.embed(['bb']), batched.embed(['ccc'])]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ status: 402, kind: 'quota' });
+    expect(calls.length - before).toBe(1);
     await inner.close();
   });
 

@@ -2,6 +2,8 @@
 // over one keep-alive undici pool, or one of the gateway's own provider adapters.
 import { Pool } from 'undici';
 import type { EmbeddingResult } from '../../canonical/embeddings.js';
+import { UpstreamError, kindForStatus } from '../../providers/errors.js';
+import { upstreamErrorMessage } from '../../providers/http.js';
 import type { ProviderAdapter } from '../../providers/types.js';
 import { normalizeInPlace, type Embedder } from './types.js';
 
@@ -13,17 +15,6 @@ export type OpenAICompatibleEmbedderOptions = {
 } & ({ baseUrl: string; apiKey?: string; headers?: Record<string, string> } | { provider: ProviderAdapter });
 
 type Transport = (input: string[]) => Promise<EmbeddingResult>;
-
-/** An error status from the embeddings URL; `status` tells a refused input (400, 413, 422…) from the rest. */
-export class EmbeddingHttpError extends Error {
-  constructor(
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-    this.name = 'EmbeddingHttpError';
-  }
-}
 
 export class OpenAICompatibleEmbedder implements Embedder {
   private constructor(
@@ -60,7 +51,18 @@ export class OpenAICompatibleEmbedder implements Embedder {
           bodyTimeout: timeoutMs,
         });
         const text = await res.body.text();
-        if (res.statusCode !== 200) throw new EmbeddingHttpError(`embeddings ${where} answered ${res.statusCode}: ${text.slice(0, 200)}`, res.statusCode);
+        if (res.statusCode !== 200) {
+          // Classified as every provider's error is: a refused input (a prompt over the context) is
+          // told from auth, quota, limits and outages, so a batch is retried apart only for the former.
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            // not JSON: the text is the message
+          }
+          const detail = upstreamErrorMessage(body) ?? text.slice(0, 200);
+          throw new UpstreamError({ provider: where, kind: kindForStatus(res.statusCode, detail, body), status: res.statusCode, message: `embeddings ${where} answered ${res.statusCode}: ${detail}` });
+        }
         return JSON.parse(text) as EmbeddingResult;
       };
       close = () => pool.close();
