@@ -11,6 +11,7 @@
 // (503 overloaded, retryable elsewhere); a (model, dimensions) batcher is let go once it is idle, so
 // clients naming ever new models or dimensions do not leave one behind each.
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
+import { Attempt } from '../providers/attempt.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
 import { isUpstreamError, UpstreamError, type UpstreamErrorKind } from '../providers/errors.js';
@@ -111,24 +112,16 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     // The deployment's timeout_ms holds as it does for a call of its own (waiting for the batch
     // included): past it the request fails with a timeout, so routing can move on to the next
     // deployment, and its inputs still queued are dropped.
-    const mine = new Cancellation();
-    const unfollow = mine.follow(opts.signal);
-    let timedOut = false;
-    const onDeadline = () => {
-      timedOut = true;
-      mine.abort(new UpstreamError({ provider: this.name, kind: 'timeout', message: `${this.name} did not answer in time` }));
-    };
-    const deadline = Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0 ? setTimeout(onDeadline, opts.timeoutMs) : undefined;
+    const attempt = new Attempt(opts.signal, opts.timeoutMs);
     let outputs: EmbedOutput[];
     try {
       // The signal drops this request's inputs still queued (not sent upstream for nobody).
-      outputs = await abortable(() => batcher.submitMany(inputs.map((text) => ({ text, caller, signal: mine, timeoutMs: opts.timeoutMs })), mine), mine, this.name, () => timedOut);
+      outputs = await abortable(() => batcher.submitMany(inputs.map((text) => ({ text, caller, signal: attempt.signal, timeoutMs: opts.timeoutMs })), attempt.signal), attempt.signal, this.name, () => attempt.timedOut);
     } catch (err) {
       if (err instanceof MicroBatcherFull) throw new UpstreamError({ provider: this.name, kind: 'overloaded', status: 503, message: `${this.name}: the embedding batch queue for ${req.model} is full (${err.queued} inputs waiting)`, cause: err });
       throw err;
     } finally {
-      clearTimeout(deadline);
-      unfollow();
+      attempt.finish();
     }
     const tokens = outputs.reduce((s, o) => s + o.tokens, 0);
     return {
@@ -252,7 +245,8 @@ export function withEmbeddingBatching(providers: Map<string, ProviderAdapter>, t
  * the signal's reason when `timedOut()` (the caller's deadline passed), else as cancelled.
  */
 function abortable<T>(start: () => Promise<T>, signal: CancelSignal, provider: string, timedOut: () => boolean): Promise<T> {
-  const failure = () => (timedOut() ? (signal.reason as UpstreamError) : new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` }));
+  const failure = () =>
+    timedOut() ? new UpstreamError({ provider, kind: 'timeout', message: `${provider} did not answer in time` }) : new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` });
   if (signal.aborted) return Promise.reject(failure());
   const p = start();
   return new Promise<T>((resolve, reject) => {
