@@ -6,11 +6,6 @@ export interface InvalidateFilter {
   namespace?: string;
   model?: string;
   /** Glob (`*`, `?`, `[…]`) over the request hash, the key's last part; ANDed with namespace and model. */
-  hash?: string;
-  /**
-   * Raw glob over the stored key `<namespace>:<model>:<hash>`, whose namespace and model are escaped
-   * (escapePart: `:` is `%3A`); alone only, since two globs cannot be ANDed into one.
-   */
   pattern?: string;
 }
 
@@ -51,16 +46,11 @@ export interface CacheStore {
   close(): Promise<void>;
 }
 
-/** Turns an invalidation filter into one glob over entry keys. */
+/** Turns an invalidation filter into one glob over entry keys (namespace and model escaped as stored). */
 export function filterGlob(f: InvalidateFilter, escape: (s: string) => string): string {
-  if (f.pattern !== undefined) {
-    // Ignoring the other fields would widen the deletion to every namespace or model.
-    if (f.namespace !== undefined || f.model !== undefined || f.hash !== undefined) throw new Error('an invalidation pattern cannot be combined with namespace, model or hash');
-    return f.pattern;
-  }
   const ns = f.namespace !== undefined ? escapeGlob(escape(f.namespace)) : '*';
   const model = f.model !== undefined ? escapeGlob(escape(f.model)) : '*';
-  return `${ns}:${model}:${f.hash ?? '*'}`;
+  return `${ns}:${model}:${f.pattern ?? '*'}`;
 }
 
 function escapeGlob(s: string): string {

@@ -82,9 +82,8 @@ export const cacheAdminRoutes: FastifyPluginAsync<CacheAdminOptions> = async (ap
     }
     if (parsed.data.namespace !== undefined) filter.namespace = parsed.data.namespace;
     if (parsed.data.model !== undefined) filter.model = parsed.data.model;
-    if (parsed.data.pattern !== undefined) filter.hash = parsed.data.pattern;
+    if (parsed.data.pattern !== undefined) filter.pattern = parsed.data.pattern;
     const deleted = await cache.invalidate(filter);
-    const { hash, ...scope } = filter;
-    return { deleted, filter: hash === undefined ? scope : { ...scope, pattern: hash } };
+    return { deleted, filter };
   });
 };
