@@ -106,8 +106,8 @@ export class Telemetry implements AttemptObserver {
 
   /** A forwarded answer's tokens and cost, read from its body after its attempt was recorded. */
   spent(_ctx: RequestContext, d: Deployment, usage: Usage, costUsd: number): void {
-    // Counters only grow: an upstream count below what was recorded up front is left as recorded.
-    this.metrics.recordSpend({ provider: d.providerName, model: d.model, inputTokens: Math.max(0, usage.prompt_tokens), outputTokens: Math.max(0, usage.completion_tokens), costUsd: Math.max(0, costUsd) });
+    // Counters only grow (recordSpend clamps): an upstream count below what was recorded up front is left as recorded.
+    this.metrics.recordSpend({ provider: d.providerName, model: d.model, inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens, costUsd });
   }
 
   /**
