@@ -5,6 +5,9 @@ export default defineConfig({
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     environment: 'node',
     testTimeout: 30_000,
+    // The default output, plus a line on stderr naming any file still running after 3 minutes
+    // (a stalled run then says where it is stuck; see scripts/ci-watchdog.ts).
+    reporters: ['default', './test/helpers/stall-reporter.ts'],
     hookTimeout: 60_000,
     // Integration tests start servers and child processes; two forks keep a 2-core machine busy
     // without starving the servers under test.
