@@ -112,6 +112,8 @@ describe('aggregateCluster', () => {
   });
 });
 
+const HUNG_TIMEOUT_MS = 1_000;
+
 /** A worker's end of an IPC channel whose messages cross as JSON, asynchronously, as Node's do. */
 class Channel extends EventEmitter implements IpcChannel {
   connected = true;
@@ -126,6 +128,9 @@ class Channel extends EventEmitter implements IpcChannel {
 
 /** N workers (GatewayMetrics joined to a channel each) and the primary's collector. `hung` workers get nothing. */
 /** `now`: the workers' clock (a test comparing per-second rates with another process's pins it). */
+/** A hung worker costs a test one timeout; one that answers must do so within it, even on a loaded
+ * machine (100 ms failed once in a full parallel run), so the tests that wait out hung workers use
+ * HUNG_TIMEOUT_MS. */
 function cluster(n: number, timeoutMs: number, now?: () => number) {
   const hung = new Set<number>();
   const collects: unknown[] = []; // every `collect` the primary sent
@@ -168,7 +173,7 @@ describe('ClusterMetricsCollector and the workers’ link', () => {
   });
 
   it('does not wait past the timeout for a hung worker: its last report stands in, or it is counted missing', async () => {
-    const c = cluster(2, 100);
+    const c = cluster(2, HUNG_TIMEOUT_MS);
     const [a, b] = c.workers as [GatewayMetrics, GatewayMetrics];
     a.recordRequest(chat(10));
     b.recordRequest(chat(10));
@@ -232,7 +237,7 @@ describe('ClusterMetricsCollector and the workers’ link', () => {
   });
 
   it('does not wait past the timeout for a hung worker’s window: its last window stands in, or it is counted missing', async () => {
-    const c = cluster(2, 100);
+    const c = cluster(2, HUNG_TIMEOUT_MS);
     const [a, b] = c.workers as [GatewayMetrics, GatewayMetrics];
     a.recordRequest(chat(10));
     b.recordRequest(chat(10));
