@@ -2,15 +2,15 @@
 //
 //   tsx scripts/ci-watchdog.ts -- npm test
 //
-// "Stalled" means nothing on the command's stdout for CI_STALL_SECONDS (default 480; vitest prints
-// a line per finished test file, and no file of ours takes a minute). Then the watchdog prints what
+// "Stalled" means nothing on the command's stdout for CI_STALL_SECONDS (default 300; vitest prints
+// a line per finished test file, and our slowest file takes about one minute). Then the watchdog prints what
 // every process of the command is doing (ps with each one's kernel wait channel), kills the
 // command's process group and runs it again, at most CI_STALL_RETRIES times (default 1). A second
 // stall exits 124. A command that exits on its own, failing or not, is never run again: only a
 // stall is retried, so a failing test stays a failure. Why this exists: docs/decisions.md.
 import { execFileSync, spawn } from 'node:child_process';
 
-const stallMs = positive('CI_STALL_SECONDS', 480) * 1000;
+const stallMs = positive('CI_STALL_SECONDS', 300) * 1000;
 const retries = Math.floor(positive('CI_STALL_RETRIES', 1, true));
 const killGraceMs = 5000;
 

@@ -1,5 +1,5 @@
 // A vitest reporter that names test files still running after a few minutes (on stderr, every
-// STALL_REPORT_SECONDS, default 180). No file of ours takes a minute, so such a line points at the
+// STALL_REPORT_SECONDS, default 180). Our slowest file takes about a minute, so such a line points at the
 // file a stalled run is stuck in — the part scripts/ci-watchdog.ts's process list cannot name.
 import { relative } from 'node:path';
 import type { Reporter, TestModule } from 'vitest/node';
