@@ -73,6 +73,29 @@ describe('embedding micro-batching', () => {
     expect(batching.upstreamCalls).toBe(2);
   });
 
+  it("sends each end user's inputs under their own `user`, never in a call with another user's", async () => {
+    const sim = createSimulatorProvider('sim', {});
+    const calls: { user: string | undefined; input: unknown }[] = [];
+    const recording: ProviderAdapter = {
+      ...delegate(sim),
+      embed: (req, o) => {
+        calls.push({ user: req.user, input: req.input });
+        return sim.embed(req, o);
+      },
+    };
+    const batching = new EmbeddingBatchingProvider(recording, { maxSize: 32, flushTimeoutMs: 5 });
+    const users = ['alice', 'bob', 'alice', undefined, 'bob', undefined, ''];
+    const results = await Promise.all(users.map((user, i) => batching.embed({ model: 'e', input: `text ${i}`, ...(user !== undefined ? { user } : {}) }, opts())));
+    expect(results.every((r) => r.data.length === 1)).toBe(true);
+    const byUser = new Map(calls.map((c) => [c.user, c.input]));
+    expect(calls).toHaveLength(4);
+    expect(byUser.get('alice')).toEqual(['text 0', 'text 2']);
+    expect(byUser.get('bob')).toEqual(['text 1', 'text 4']);
+    expect(byUser.get(undefined)).toEqual(['text 3', 'text 5']);
+    expect(byUser.get('')).toEqual(['text 6']);
+    expect(batching.batchersAlive).toBe(0);
+  });
+
   it('a caller that goes away is released without failing the others in its batch', async () => {
     const sim = createSimulatorProvider('sim', { latency_ms: 30 });
     const batching = new EmbeddingBatchingProvider(sim, { maxSize: 32, flushTimeoutMs: 5 });

@@ -1,5 +1,5 @@
 // Dynamic batching for embeddings (seed 001): a provider wrapper whose `embed` hands each input to a
-// MicroBatcher per (model, dimensions), so concurrent requests become one upstream call of up to
+// MicroBatcher per (model, dimensions, user), so concurrent requests become one upstream call of up to
 // BATCH_MAX_SIZE inputs, flushed after BATCH_FLUSH_TIMEOUT_MS. Each request gets its own vectors and
 // its share of the batch's token usage; a batch the upstream refuses for a bad input is sent again
 // one request at a time, so only that request fails. Everything else passes straight through, and so
@@ -8,8 +8,11 @@
 // for one failed slice, and fill the queue other requests wait in. Each request keeps its deployment's
 // timeout_ms (a timeout as its own call would give); the shared call gets the longest of its requests'.
 // Inputs of a caller that went away are dropped while still queued; a full queue refuses new work
-// (503 overloaded, retryable elsewhere); a (model, dimensions) batcher is let go once it is idle, so
-// clients naming ever new models or dimensions do not leave one behind each.
+// (503 overloaded, retryable elsewhere); a (model, dimensions, user) batcher is let go once it is
+// idle, so clients naming ever new models, dimensions or users do not leave one behind each. `user`
+// (the end user the upstream's abuse monitoring attributes a call to) is sent with the batch: inputs
+// of different users never share a call, which would send one user's inputs under another's name or
+// under none.
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
 import { Attempt } from '../providers/attempt.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
@@ -58,7 +61,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
   /** Upstream embedding calls made; for benchmarks and tests. */
   upstreamCalls = 0;
 
-  /** (model, dimensions) batchers with work queued or in flight; for tests. */
+  /** (model, dimensions, user) batchers with work queued or in flight; for tests. */
   get batchersAlive(): number {
     return this.batchers.size;
   }
@@ -107,7 +110,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     // inner adapter's upstream requires.
     if (!this.sharesEmbedCall(req)) return this.inner.embed(req, opts);
     const inputs = embeddingInputs(req.input) as string[];
-    const batcher = this.batcherFor(req.model, req.dimensions);
+    const batcher = this.batcherFor(req.model, req.dimensions, req.user);
     const caller = {};
     // The deployment's timeout_ms holds as it does for a call of its own (waiting for the batch
     // included): past it the request fails with a timeout, so routing can move on to the next
@@ -141,11 +144,12 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     await this.inner.close();
   }
 
-  private batcherFor(model: string, dimensions: number | undefined): MicroBatcher<EmbedItem, EmbedOutput> {
-    const key = `${model}\u0000${dimensions ?? ''}`;
+  private batcherFor(model: string, dimensions: number | undefined, user: string | undefined): MicroBatcher<EmbedItem, EmbedOutput> {
+    // A user of "" is sent as given, so it is told apart from no user.
+    const key = `${model}\u0000${dimensions ?? ''}\u0000${user === undefined ? '' : `u${user}`}`;
     let batcher = this.batchers.get(key);
     if (!batcher) {
-      const made: MicroBatcher<EmbedItem, EmbedOutput> = new MicroBatcher<EmbedItem, EmbedOutput>((items) => this.embedBatch(model, dimensions, items), {
+      const made: MicroBatcher<EmbedItem, EmbedOutput> = new MicroBatcher<EmbedItem, EmbedOutput>((items) => this.embedBatch(model, dimensions, user, items), {
         ...this.options,
         maxQueued: this.options.maxQueued ?? QUEUED_ROUNDS * this.options.maxSize * (this.options.maxConcurrency ?? 1),
         // The upstream refused an input (a 4xx such as 400, 413 or 422): each request's inputs go again
@@ -165,7 +169,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     return batcher;
   }
 
-  private async embedBatch(model: string, dimensions: number | undefined, items: EmbedItem[]): Promise<EmbedOutput[]> {
+  private async embedBatch(model: string, dimensions: number | undefined, user: string | undefined, items: EmbedItem[]): Promise<EmbedOutput[]> {
     this.upstreamCalls++;
     // Each caller holds its own deadline; the shared call lasts as long as the most patient one allows.
     const timeoutMs = Math.max(...items.map((i) => i.timeoutMs));
@@ -174,7 +178,7 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     let result: EmbeddingResult;
     try {
       result = await this.inner.embed(
-        { model, input: items.map((i) => i.text), encoding_format: 'float', ...(dimensions ? { dimensions } : {}) },
+        { model, input: items.map((i) => i.text), encoding_format: 'float', ...(dimensions ? { dimensions } : {}), ...(user !== undefined ? { user } : {}) },
         { signal: cancel, timeoutMs, requestId: `embed-batch-${this.upstreamCalls}` },
       );
     } finally {
