@@ -3,6 +3,7 @@
 // the actual cost after, so concurrent requests cannot overshoot a budget. With Redis the counters
 // are shared by every replica; a counter that does not exist (a new period, or Redis lost it: a restart
 // without persistence, a failover, an eviction) is seeded from the ledger before anything is reserved.
+import { randomBytes } from 'node:crypto';
 import { hashTagged, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { BudgetConfig, BudgetsConfig } from '../config/schema.js';
@@ -31,6 +32,11 @@ export interface ReserveResult {
   /** With `onlyExisting`: indexes of the lines whose counter does not exist; nothing was reserved. */
   missing?: number[];
   /**
+   * Names a reservation taken in a store that records it (Redis): passed back to `adjust` when it is
+   * settled, which removes the record.
+   */
+  id?: string;
+  /**
    * The store that answered, when this one stands for others (FailoverBudgetStore): the reservation
    * is seeded and settled there, so a reservation taken locally while Redis failed is never settled
    * on Redis, which never held it.
@@ -48,9 +54,10 @@ export interface BudgetStore {
   /**
    * Adds `deltaMicros` to the counters that exist and returns them (0 for a missing one). A counter
    * that does not exist is left missing: recreated from this delta alone it would forget the spend
-   * before it (and have no expiry); the next reservation seeds it from the ledger instead.
+   * before it (and have no expiry); the next reservation seeds it from the ledger instead. Settling a
+   * reservation, `reservationId` is its `ReserveResult.id`: the store drops its record of it.
    */
-  adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]>;
+  adjust(lines: readonly BudgetLine[], deltaMicros: number, reservationId?: string): Promise<number[]>;
   /** Sets a counter only if it does not exist (seeding from the ledger); true when this call set it. */
   seed(key: string, valueMicros: number, ttlMs: number): Promise<boolean>;
   /** True the first time a marker is set (threshold alerts fire once across replicas). */
@@ -81,47 +88,103 @@ export function budgetRedisKey(prefix: string, key: string | BudgetCounter): str
 export const toMicros = (usd: number): number => Math.round(usd * 1_000_000);
 export const fromMicros = (micros: number): number => micros / 1_000_000;
 
+// KEYS: the counters, then the reservation's record when ARGV[#ARGV - 1] (the record's time to live,
+// ms) is not 0. ARGV: the cost, each counter's limit and time to live, the record's time to live, and
+// '1' to reserve on existing counters only. Returns {1, values} (reserved), {0, values} (refused),
+// {-1, missing indexes} or {-2} (released by id before it ran: see RELEASE_LUA).
 const RESERVE_LUA = `
 local cost = tonumber(ARGV[1])
+local n = #KEYS
+local record
+if ARGV[#ARGV - 1] ~= '0' then
+  record = KEYS[n]
+  n = n - 1
+  local seen = redis.call('GET', record)
+  if seen == 'released' then return {-2} end
+  if seen then
+    local out = {1}
+    for i = 1, n do out[i + 1] = tonumber(redis.call('GET', KEYS[i]) or '0') end
+    return out
+  end
+end
 if ARGV[#ARGV] == '1' then
   local missing = {-1}
-  for i = 1, #KEYS do
+  for i = 1, n do
     if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = i - 1 end
   end
   if #missing > 1 then return missing end
 end
-local vals = {}
-for i = 1, #KEYS do
+for i = 1, n do
   local v = tonumber(redis.call('GET', KEYS[i]) or '0')
-  vals[i] = v
   if v + cost > tonumber(ARGV[1 + i * 2 - 1]) then
     local out = {0}
-    for j = 1, #KEYS do out[j + 1] = tonumber(redis.call('GET', KEYS[j]) or '0') end
+    for j = 1, n do out[j + 1] = tonumber(redis.call('GET', KEYS[j]) or '0') end
     return out
   end
 end
 local out = {1}
-for i = 1, #KEYS do
+for i = 1, n do
   out[i + 1] = redis.call('INCRBY', KEYS[i], cost)
   if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1 + i * 2]) end
 end
+if record then redis.call('SET', record, ARGV[1], 'PX', ARGV[#ARGV - 1]) end
 return out
 `;
 
-// KEYS: the counters; ARGV[1]: the change in micro-dollars. Returns the new values (0 for a counter
-// that does not exist, which stays missing). A script, not MULTI: ioredis builds a heavy Pipeline
-// object per MULTI, and this runs once per request.
+// KEYS: the counters, then, when ARGV[2] is '1', the record of the reservation being settled, which
+// is deleted; ARGV[1]: the change in micro-dollars. Returns the new values (0 for a counter that does
+// not exist, which stays missing). A script, not MULTI: ioredis builds a heavy Pipeline object per
+// MULTI, and this runs once per request.
 const ADJUST_LUA = `
+local n = #KEYS
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[n])
+  n = n - 1
+end
 local out = {}
-for i = 1, #KEYS do
+for i = 1, n do
   if redis.call('EXISTS', KEYS[i]) == 1 then out[i] = redis.call('INCRBY', KEYS[i], ARGV[1]) else out[i] = 0 end
 end
 return out
 `;
 
+// Gives back a reservation whose reply never came (a command timeout, a dropped connection): KEYS:
+// its counters, then its record; ARGV[1]: the record's time to live, ms. Only a reservation that ran
+// has a record (holding its cost): then its cost comes off the counters that exist. Either way the
+// record becomes 'released', so this subtracts at most once, and a reservation command that reaches
+// Redis only afterwards (still queued in the client, sent again after a reconnect) takes nothing.
+// Returns 1 when something was given back.
+const RELEASE_LUA = `
+local record = KEYS[#KEYS]
+local cost = redis.call('GET', record)
+redis.call('SET', record, 'released', 'PX', ARGV[1])
+if not cost or cost == 'released' then return 0 end
+for i = 1, #KEYS - 1 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('DECRBY', KEYS[i], cost) end
+end
+return 1
+`;
+
+/**
+ * How long Redis keeps the record of a reservation that was not settled (settling deletes it): one
+ * whose reply was lost, or one a process that stopped never settled. A reservation lost in an outage
+ * longer than this is not given back (its cost stays on the counters until the period ends), and a
+ * reservation command the client would still send later than this after giving it back would take
+ * its cost again; a day outlasts any request, and the client's own retries, by far.
+ */
+export const RESERVATION_RECORD_TTL_MS = 24 * 3_600_000;
+/** Reservations with an unknown outcome this process holds to give back; beyond that, new ones are not given back. */
+export const MAX_UNSETTLED_RESERVATIONS = 10_000;
+/** How many releases are sent at once; then the next ones, unless one failed. */
+const RELEASE_BATCH = 100;
+/** The first wait before releases that failed are sent again, ms; doubled per failed pass up to RELEASE_RETRY_MAX_MS. */
+const RELEASE_RETRY_MS = 1_000;
+const RELEASE_RETRY_MAX_MS = 30_000;
+
 type BudgetRedis = RedisClient & {
   ifBudgetReserve(...args: (string | number)[]): Promise<number[]>;
   ifBudgetAdjust(...args: (string | number)[]): Promise<number[]>;
+  ifBudgetRelease(...args: (string | number)[]): Promise<number>;
 };
 
 export class RedisBudgetStore implements BudgetStore {
@@ -136,27 +199,115 @@ export class RedisBudgetStore implements BudgetStore {
   private readonly prefix: string;
   /** `budgetRedisKey(prefix, '')`, made once: each key below is it plus the store key (no hash-tag scan per request). */
   private readonly namespace: string;
+  /** Reservation ids: unique to this store instance (random), then a counter. */
+  private readonly idPrefix = `${randomBytes(6).toString('base64url')}.`;
+  private sequence = 0;
+  /**
+   * Reservations whose command failed on the client's side, so they may have run on Redis or not, by
+   * id: their keys (counters, then record) and when they failed. Given back by id until Redis answers.
+   */
+  private readonly unsettled = new Map<string, { keys: string[]; at: number }>();
+  private releasing: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = RELEASE_RETRY_MS;
 
   constructor(redis: RedisClient, prefix: string) {
     this.prefix = prefix;
     this.namespace = budgetRedisKey(prefix, '');
     if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });
     if (!('ifBudgetAdjust' in redis)) redis.defineCommand('ifBudgetAdjust', { lua: ADJUST_LUA });
+    if (!('ifBudgetRelease' in redis)) redis.defineCommand('ifBudgetRelease', { lua: RELEASE_LUA });
     this.redis = redis as BudgetRedis;
   }
 
+  /**
+   * A reservation that takes something is recorded in Redis under its id, in the same script (and
+   * slot: the record is under the budgets' hash tag) as the counters. If its command fails on this
+   * side (a command timeout, a connection dropped after sending it), it may have run all the same and
+   * taken its cost from every counter, which the caller — reserving on the local store instead, or
+   * refusing — never settles here: it is given back by id (RELEASE_LUA) as soon as Redis answers,
+   * which subtracts only what the record shows was taken, and once.
+   */
   async reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting = false): Promise<ReserveResult> {
+    const keys = lines.map((l) => this.namespace + l.key);
+    // A reservation of nothing needs no record: there is nothing to give back.
+    const id = costMicros > 0 ? this.idPrefix + (++this.sequence).toString(36) : undefined;
+    if (id) keys.push(this.recordKey(id));
     const args: (string | number)[] = [costMicros];
     for (const l of lines) args.push(l.limitMicros, l.ttlMs);
-    args.push(onlyExisting ? 1 : 0);
-    const out = await this.redis.ifBudgetReserve(lines.length, ...lines.map((l) => this.namespace + l.key), ...args);
+    args.push(id ? RESERVATION_RECORD_TTL_MS : 0, onlyExisting ? 1 : 0);
+    let out: number[];
+    try {
+      out = await this.redis.ifBudgetReserve(keys.length, ...keys, ...args);
+    } catch (err) {
+      if (id) this.releaseLater(id, keys);
+      throw err;
+    }
+    // Redis answers: reservations still to give back need not wait for their retry.
+    if (this.unsettled.size > 0 && this.retryTimer) void this.releaseUnsettled();
     if (out[0] === -1) return { ok: false, values: [], missing: out.slice(1).map(Number) };
-    return { ok: out[0] === 1, values: out.slice(1).map(Number) };
+    // Only a reservation this store gave up on is released, and its reply would have gone nowhere.
+    if (out[0] === -2) throw new Error(`budget reservation ${id} was released before it ran`);
+    const ok = out[0] === 1;
+    return { ok, values: out.slice(1).map(Number), ...(ok && id ? { id } : {}) };
   }
 
-  async adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]> {
-    const out = await this.redis.ifBudgetAdjust(lines.length, ...lines.map((l) => this.namespace + l.key), deltaMicros);
+  async adjust(lines: readonly BudgetLine[], deltaMicros: number, reservationId?: string): Promise<number[]> {
+    const keys = lines.map((l) => this.namespace + l.key);
+    if (reservationId) keys.push(this.recordKey(reservationId));
+    const out = await this.redis.ifBudgetAdjust(keys.length, ...keys, deltaMicros, reservationId ? 1 : 0);
     return out.map(Number);
+  }
+
+  private recordKey(id: string): string {
+    return `${this.namespace}reservation:${id}`;
+  }
+
+  private releaseLater(id: string, keys: string[]): void {
+    if (this.unsettled.size >= MAX_UNSETTLED_RESERVATIONS) return;
+    this.unsettled.set(id, { keys, at: Date.now() });
+    void this.releaseUnsettled();
+  }
+
+  /**
+   * Sends the release of every reservation whose outcome is unknown, in batches, and forgets those
+   * Redis answered; if one fails (Redis still away) the rest wait for a retry (1 s, doubling up to
+   * 30 s, or sooner when a reservation gets an answer). The first is sent at once: behind the
+   * reservation on the same connection, it runs after it if Redis was only slow. Resolves when this
+   * pass has ended.
+   */
+  releaseUnsettled(): Promise<void> {
+    if (this.releasing) return this.releasing;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.releasing = (async () => {
+      let failed = false;
+      while (this.unsettled.size > 0 && !failed) {
+        const batch: [string, string[]][] = [];
+        for (const [id, u] of this.unsettled) {
+          // Its record has expired: there is nothing left to give back, nor anything to guard.
+          if (Date.now() - u.at >= RESERVATION_RECORD_TTL_MS) this.unsettled.delete(id);
+          else batch.push([id, u.keys]);
+          if (batch.length === RELEASE_BATCH) break;
+        }
+        const results = await Promise.allSettled(batch.map(([, keys]) => this.redis.ifBudgetRelease(keys.length, ...keys, RESERVATION_RECORD_TTL_MS)));
+        results.forEach((r, i) => {
+          if (r.status === 'fulfilled') this.unsettled.delete((batch[i] as [string, string[]])[0]);
+          else failed = true;
+        });
+      }
+      if (failed) {
+        this.retryTimer = setTimeout(() => void this.releaseUnsettled(), this.retryMs).unref();
+        this.retryMs = Math.min(this.retryMs * 2, RELEASE_RETRY_MAX_MS);
+      } else {
+        this.retryMs = RELEASE_RETRY_MS;
+      }
+    })().finally(() => {
+      this.releasing = undefined;
+      // Some failed after this pass took its last batch, and no retry is due: they go now.
+      if (this.unsettled.size > 0 && !this.retryTimer) void this.releaseUnsettled();
+    });
+    return this.releasing;
   }
 
   async seed(key: string, valueMicros: number, ttlMs: number): Promise<boolean> {
@@ -206,7 +357,8 @@ export class MemoryBudgetStore implements BudgetStore {
     return { ok: true, values: current.map((v) => v + costMicros) };
   }
 
-  async adjust(lines: readonly BudgetLine[], deltaMicros: number): Promise<number[]> {
+  // Reservations here are not recorded: one that fails in process fails whole, and nothing is lost in between.
+  async adjust(lines: readonly BudgetLine[], deltaMicros: number, _reservationId?: string): Promise<number[]> {
     return lines.map((l) => {
       if (!this.has(l.key)) return 0;
       const v = this.get(l.key) + deltaMicros;
@@ -261,8 +413,8 @@ export class FailoverBudgetStore implements BudgetStore {
   reserve(lines: readonly BudgetLine[], costMicros: number, onlyExisting?: boolean): Promise<ReserveResult> {
     return this.run(async (s) => ({ ...(await s.reserve(lines, costMicros, onlyExisting)), store: s }));
   }
-  adjust(lines: readonly BudgetLine[], deltaMicros: number) {
-    return this.run((s) => s.adjust(lines, deltaMicros));
+  adjust(lines: readonly BudgetLine[], deltaMicros: number, reservationId?: string) {
+    return this.run((s) => s.adjust(lines, deltaMicros, reservationId));
   }
   seed(key: string, valueMicros: number, ttlMs: number) {
     return this.run((s) => s.seed(key, valueMicros, ttlMs));
@@ -300,6 +452,8 @@ export interface BudgetReservation {
   reservedMicros: number;
   /** Where it was taken (the local store while Redis failed open): settled there. */
   store: BudgetStore;
+  /** Its id in that store (ReserveResult.id), when the store records reservations. */
+  id?: string;
 }
 
 export interface BudgetManagerOptions {
@@ -383,13 +537,13 @@ export class BudgetManager {
         message: `The ${l.period === 'day' ? 'daily' : 'monthly'} budget of ${l.scope} "${l.id}" ($${fromMicros(l.limitMicros).toFixed(2)}) has no room for this request (estimated $${estimateUsd.toFixed(6)}; spent or reserved $${fromMicros(values[Math.max(0, i)] as number).toFixed(6)}).`,
       });
     }
-    return { lines, reservedMicros: cost, store };
+    return { lines, reservedMicros: cost, store, ...(r.id ? { id: r.id } : {}) };
   }
 
   /** Replaces the reservation by the actual cost and sends threshold alerts that were crossed. */
   async settle(r: BudgetReservation, actualUsd: number): Promise<void> {
     const delta = toMicros(actualUsd) - r.reservedMicros;
-    const values = await r.store.adjust(r.lines, delta);
+    const values = await r.store.adjust(r.lines, delta, r.id);
     if (!this.opts.onAlert || delta === -r.reservedMicros) return;
     for (const [i, l] of r.lines.entries()) {
       const v = values[i] as number;

@@ -1,0 +1,154 @@
+// A budget reservation whose command failed on the gateway's side (a command timeout, a connection
+// dropped after sending) may have run on Redis all the same. The gateway then reserves locally (fail
+// open) or refuses (fail closed) and never settles it on Redis, so what the script took must be given
+// back once Redis answers: exactly once, and only if it ran. Against the real Redis and Redis Cluster
+// (REDIS_CLUSTER_NODES), with the script's reply lost, the command never sent, or sent twice.
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { budgetsSchema } from '../src/config/schema.js';
+import type { Tenant } from '../src/gateway/context.js';
+import { BudgetManager, FailoverBudgetStore, MemoryBudgetStore, RedisBudgetStore, type BudgetLine } from '../src/limits/budgets.js';
+import { scanKeys, type RedisClient } from '../src/store/redis.js';
+import { createLogger } from '../src/telemetry/logger.js';
+import { redisTargets, type RedisTarget } from './helpers/redis.js';
+
+const targets = await redisTargets();
+const run = randomBytes(4).toString('hex');
+afterAll(async () => {
+  for (const t of targets) await t.cleanup(`*test:${run}:*`);
+});
+
+type Script = (...args: (string | number)[]) => Promise<unknown>;
+const timedOut = () => new Error('Command timed out');
+
+/**
+ * A replica's budget store on its own client, whose reservation and release commands the test can
+ * make fail on the client's side; `counters` reads the counters through another client (another replica).
+ */
+function replica(t: RedisTarget, tag: string) {
+  const prefix = `test:${run}:${t.name}:${tag}:`;
+  const client = t.connect();
+  const store = new RedisBudgetStore(client, prefix);
+  const scripts = client as unknown as Record<'ifBudgetReserve' | 'ifBudgetRelease', Script>;
+  const real = { reserve: scripts.ifBudgetReserve.bind(client), release: scripts.ifBudgetRelease?.bind(client) };
+  const reader = new RedisBudgetStore(t.connect(), prefix);
+  return {
+    store,
+    client,
+    real,
+    /** What the next reservation commands do instead of just running. */
+    onReserve(f: (args: (string | number)[]) => Promise<unknown>) {
+      scripts.ifBudgetReserve = (...args) => f(args);
+    },
+    onRelease(f: (args: (string | number)[]) => Promise<unknown>) {
+      scripts.ifBudgetRelease = (...args) => f(args);
+    },
+    counters: (lines: readonly BudgetLine[]) => reader.adjust(lines, 0),
+    /** Reservation records left in Redis under this replica's prefix. */
+    records: async () => (await scanKeys(client as RedisClient, `*${prefix}*reservation:*`)).length,
+  };
+}
+
+function line(scope: BudgetLine['scope'], id: string, limitMicros: number): BudgetLine {
+  return { scope, id, period: 'day', periodStart: new Date(0), key: `budget:${scope}:${id}:2026-01-01`, limitMicros, ttlMs: 60_000 };
+}
+
+/** The store's reservations with an unknown outcome still to give back. */
+const pending = (store: RedisBudgetStore) => (store as unknown as { unsettled: Map<string, unknown> }).unsettled.size;
+
+for (const t of targets) {
+  describe.skipIf(!t.available)(`${t.name}: a budget reservation whose outcome is unknown`, () => {
+    it('that ran before its reply was lost is given back once Redis answers again, while the request is served and settled locally', async () => {
+      const r = replica(t, 'lost');
+      const manager = new BudgetManager({
+        store: new FailoverBudgetStore(r.store, new MemoryBudgetStore(), 'open', createLogger('silent')),
+        config: budgetsSchema.parse({ users: { ann: { limit_usd: 10, period: 'day' } }, alert_thresholds: [] }),
+        log: createLogger('silent'),
+      });
+      const lines = manager.linesFor({ id: 'u:ann', kind: 'jwt', userId: 'ann' } as Tenant);
+      await manager.settle((await manager.reserve(lines, 2))!, 1); // $1 spent on Redis
+      expect(await r.counters(lines)).toEqual([1_000_000]);
+
+      // Redis goes away the moment the script has run: its reply never comes, nor do releases.
+      let reachable = false;
+      r.onReserve(async (args) => {
+        await r.real.reserve(...args);
+        throw timedOut();
+      });
+      r.onRelease(async (args) => {
+        if (!reachable) throw timedOut();
+        return r.real.release(...args);
+      });
+      const local = await manager.reserve(lines, 3);
+      expect(local?.store).not.toBe(r.store); // reserved locally (fail open)
+      expect(await r.counters(lines)).toEqual([4_000_000]); // what the script took on Redis
+      await manager.settle(local!, 0.5); // settled where it was taken: never on Redis
+
+      // Redis answers again: the $3 the script took comes off, and only that.
+      reachable = true;
+      await vi.waitFor(async () => expect(await r.counters(lines)).toEqual([1_000_000]), { timeout: 5_000, interval: 50 });
+      await vi.waitFor(() => expect(pending(r.store)).toBe(0));
+      expect(await r.records()).toBe(1); // the released one, kept so that it is never released or taken again
+    });
+
+    it('that never reached Redis gives back nothing, and takes nothing if the command arrives later', async () => {
+      const r = replica(t, 'unsent');
+      const lines = [line('key', 'k', 10_000), line('team', 't', 100_000)];
+      // Another request's reservation is outstanding on the same counters: no release may touch it.
+      const other = await r.store.reserve(lines, 2_000);
+      expect(other.ok).toBe(true);
+
+      let queued: (string | number)[] | undefined;
+      r.onReserve(async (args) => {
+        queued = args; // still in the client's queue when it gave up
+        throw timedOut();
+      });
+      await expect(r.store.reserve(lines, 3_000)).rejects.toThrow('Command timed out');
+      await r.store.releaseUnsettled();
+      expect(pending(r.store)).toBe(0); // released: Redis answered
+      expect(await r.counters(lines)).toEqual([2_000, 2_000]);
+
+      // The client sends the queued command after all (a reconnect): it is refused, having been released.
+      await expect(r.real.reserve(...queued!)).resolves.toEqual([-2]);
+      expect(await r.counters(lines)).toEqual([2_000, 2_000]);
+    });
+
+    it('is given back once when its release runs twice (the first release reply lost too)', async () => {
+      const r = replica(t, 'twice');
+      const lines = [line('key', 'k', 10_000), line('user', 'u', 10_000)];
+      await r.store.reserve(lines, 1_000);
+      r.onReserve(async (args) => {
+        await r.real.reserve(...args);
+        throw timedOut();
+      });
+      let releases = 0;
+      r.onRelease(async (args) => {
+        releases++;
+        const out = await r.real.release(...args);
+        if (releases === 1) throw timedOut(); // ran; its reply lost: sent again
+        return out;
+      });
+      await expect(r.store.reserve(lines, 4_000)).rejects.toThrow('Command timed out');
+      await r.store.releaseUnsettled(); // the first release: ran, reply lost
+      await r.store.releaseUnsettled(); // sent again (not waiting for the retry timer)
+      expect(releases).toBe(2);
+      expect(pending(r.store)).toBe(0);
+      expect(await r.counters(lines)).toEqual([1_000, 1_000]);
+    });
+
+    it('that ran twice (the client sent it again after a dropped connection) takes its cost once, and settling clears its record', async () => {
+      const r = replica(t, 'resent');
+      const lines = [line('key', 'k', 10_000), line('team', 't', 10_000)];
+      r.onReserve(async (args) => {
+        await r.real.reserve(...args); // ran; the connection dropped before the reply
+        return r.real.reserve(...args); // sent again after the reconnect
+      });
+      const res = await r.store.reserve(lines, 3_000);
+      expect(res).toMatchObject({ ok: true, values: [3_000, 3_000] });
+      expect(await r.counters(lines)).toEqual([3_000, 3_000]);
+      await r.store.adjust(lines, -2_000, res.id);
+      expect(await r.counters(lines)).toEqual([1_000, 1_000]);
+      expect(await r.records()).toBe(0);
+    });
+  });
+}
