@@ -1,7 +1,8 @@
 // A budget reservation whose command failed on the gateway's side (a command timeout, a connection
 // dropped after sending) may have run on Redis all the same. The gateway then reserves locally (fail
 // open) or refuses (fail closed) and never settles it on Redis, so what the script took must be given
-// back once Redis answers: exactly once, and only if it ran. Against the real Redis and Redis Cluster
+// back once Redis answers: exactly once, and only if it ran. A settle whose command failed so is sent
+// again until Redis answers, and applied once. Against the real Redis and Redis Cluster
 // (REDIS_CLUSTER_NODES), with the script's reply lost, the command never sent, or sent twice.
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -29,8 +30,8 @@ function replica(t: RedisTarget, tag: string) {
   const prefix = `test:${run}:${t.name}:${tag}:`;
   const client = t.connect();
   const store = new RedisBudgetStore(client, prefix);
-  const scripts = client as unknown as Record<'ifBudgetReserve' | 'ifBudgetRelease', Script>;
-  const real = { reserve: scripts.ifBudgetReserve.bind(client), release: scripts.ifBudgetRelease?.bind(client) };
+  const scripts = client as unknown as Record<'ifBudgetReserve' | 'ifBudgetRelease' | 'ifBudgetAdjust', Script>;
+  const real = { reserve: scripts.ifBudgetReserve.bind(client), release: scripts.ifBudgetRelease?.bind(client), adjust: scripts.ifBudgetAdjust.bind(client) };
   const reader = new RedisBudgetStore(t.connect(), prefix);
   return {
     store,
@@ -43,6 +44,11 @@ function replica(t: RedisTarget, tag: string) {
     onRelease(f: (args: (string | number)[]) => Promise<unknown>) {
       scripts.ifBudgetRelease = (...args) => f(args);
     },
+    onAdjust(f: (args: (string | number)[]) => Promise<unknown>) {
+      scripts.ifBudgetAdjust = (...args) => f(args);
+    },
+    /** A reservation's record key, to expire or release it behind the store's back. */
+    recordKey: (id: string) => (store as unknown as { recordKey(id: string): string }).recordKey(id),
     counters: (lines: readonly BudgetLine[]) => reader.adjust(lines, 0),
     /** Reservation records left in Redis under this replica's prefix. */
     records: async () => (await scanKeys(client as RedisClient, `*${prefix}*reservation:*`)).length,
@@ -104,7 +110,7 @@ for (const t of targets) {
         throw timedOut();
       });
       await expect(r.store.reserve(lines, 3_000)).rejects.toThrow('Command timed out');
-      await r.store.releaseUnsettled();
+      await r.store.retryUnsettled();
       expect(pending(r.store)).toBe(0); // released: Redis answered
       expect(await r.counters(lines)).toEqual([2_000, 2_000]);
 
@@ -129,8 +135,8 @@ for (const t of targets) {
         return out;
       });
       await expect(r.store.reserve(lines, 4_000)).rejects.toThrow('Command timed out');
-      await r.store.releaseUnsettled(); // the first release: ran, reply lost
-      await r.store.releaseUnsettled(); // sent again (not waiting for the retry timer)
+      await r.store.retryUnsettled(); // the first release: ran, reply lost
+      await r.store.retryUnsettled(); // sent again (not waiting for the retry timer)
       expect(releases).toBe(2);
       expect(pending(r.store)).toBe(0);
       expect(await r.counters(lines)).toEqual([1_000, 1_000]);
@@ -148,6 +154,87 @@ for (const t of targets) {
       expect(await r.counters(lines)).toEqual([3_000, 3_000]);
       await r.store.adjust(lines, -2_000, res.id);
       expect(await r.counters(lines)).toEqual([1_000, 1_000]);
+      expect(await r.records()).toBe(0);
+    });
+  });
+}
+
+for (const t of targets) {
+  describe.skipIf(!t.available)(`${t.name}: settling a budget reservation by id`, () => {
+    it('applies its correction once: a settle that runs again (its reply lost, sent again) changes nothing', async () => {
+      const r = replica(t, 'settle-twice');
+      const lines = [line('key', 'k', 10_000), line('team', 't', 10_000)];
+      const res = await r.store.reserve(lines, 3_000);
+      expect(await r.store.adjust(lines, -2_000, res.id)).toEqual([1_000, 1_000]);
+      expect(await r.store.adjust(lines, -2_000, res.id)).toEqual([1_000, 1_000]);
+      expect(await r.counters(lines)).toEqual([1_000, 1_000]);
+      expect(await r.records()).toBe(0);
+    });
+
+    it('changes nothing once its record has expired or its reservation was given back', async () => {
+      const r = replica(t, 'settle-gone');
+      const lines = [line('key', 'k', 10_000), line('user', 'u', 10_000)];
+      const expired = await r.store.reserve(lines, 3_000);
+      const released = await r.store.reserve(lines, 2_000);
+      expect(await r.client.del(r.recordKey(expired.id!))).toBe(1); // its day passed
+      await r.client.set(r.recordKey(released.id!), 'released', 'PX', 60_000);
+      expect(await r.store.adjust(lines, -1_000, expired.id)).toEqual([5_000, 5_000]);
+      expect(await r.store.adjust(lines, -1_000, released.id)).toEqual([5_000, 5_000]);
+      expect(await r.counters(lines)).toEqual([5_000, 5_000]);
+      // The released mark stays: the reservation command arriving late still takes nothing.
+      expect(await r.client.get(r.recordKey(released.id!))).toBe('released');
+    });
+
+    it('whose reply was lost after it ran is sent again, and not applied twice', async () => {
+      const r = replica(t, 'settle-lost');
+      const lines = [line('key', 'k', 10_000), line('team', 't', 10_000)];
+      const res = await r.store.reserve(lines, 4_000);
+      let settles = 0;
+      r.onAdjust(async (args) => {
+        settles++;
+        const out = await r.real.adjust(...args);
+        if (settles === 1) throw timedOut(); // ran; its reply lost
+        return out;
+      });
+      await expect(r.store.adjust(lines, -3_000, res.id)).rejects.toThrow('Command timed out');
+      await r.store.retryUnsettled();
+      expect(settles).toBe(2); // sent again at once
+      expect(pending(r.store)).toBe(0);
+      expect(await r.counters(lines)).toEqual([1_000, 1_000]);
+      expect(await r.records()).toBe(0);
+    });
+
+    it('that never reached Redis is applied once when Redis answers, sooner than its retry when another command succeeds', async () => {
+      const r = replica(t, 'settle-unsent');
+      const manager = new BudgetManager({
+        store: new FailoverBudgetStore(r.store, new MemoryBudgetStore(), 'open', createLogger('silent')),
+        config: budgetsSchema.parse({ users: { bo: { limit_usd: 10, period: 'day' } }, alert_thresholds: [] }),
+        log: createLogger('silent'),
+      });
+      const lines = manager.linesFor({ id: 'u:bo', kind: 'jwt', userId: 'bo' } as Tenant);
+      const reservation = await manager.reserve(lines, 3); // $3 reserved on Redis
+      expect(reservation?.store).toBe(r.store);
+
+      let reachable = false;
+      let settles = 0;
+      r.onAdjust(async (args) => {
+        settles++;
+        if (!reachable) throw timedOut(); // never sent
+        return r.real.adjust(...args);
+      });
+      await expect(manager.settle(reservation!, 1)).rejects.toThrow('Command timed out');
+      await vi.waitFor(() => expect(settles).toBe(2)); // sent again at once, failing too: a retry is due in a second
+      expect(pending(r.store)).toBe(1);
+      expect(await r.counters(lines)).toEqual([3_000_000]); // still the estimate
+
+      // Redis answers: the next request's reservation sends the settle at once.
+      reachable = true;
+      const next = await manager.reserve(lines, 2);
+      await vi.waitFor(() => expect(pending(r.store)).toBe(0), { timeout: 500, interval: 10 }); // its retry was a second away
+      expect(settles).toBe(3);
+      expect(await r.counters(lines)).toEqual([3_000_000]); // $1 spent, $2 reserved
+      await manager.settle(next!, 2);
+      expect(await r.counters(lines)).toEqual([3_000_000]);
       expect(await r.records()).toBe(0);
     });
   });

@@ -55,7 +55,9 @@ export interface BudgetStore {
    * Adds `deltaMicros` to the counters that exist and returns them (0 for a missing one). A counter
    * that does not exist is left missing: recreated from this delta alone it would forget the spend
    * before it (and have no expiry); the next reservation seeds it from the ledger instead. Settling a
-   * reservation, `reservationId` is its `ReserveResult.id`: the store drops its record of it.
+   * reservation, `reservationId` is its `ReserveResult.id`: a store that records reservations applies
+   * the delta only while its record exists, and drops the record, so a settle sent again changes
+   * nothing (and returns the counters as they are).
    */
   adjust(lines: readonly BudgetLine[], deltaMicros: number, reservationId?: string): Promise<number[]>;
   /** Sets a counter only if it does not exist (seeding from the ledger); true when this call set it. */
@@ -131,15 +133,24 @@ if record then redis.call('SET', record, ARGV[1], 'PX', ARGV[#ARGV - 1]) end
 return out
 `;
 
-// KEYS: the counters, then, when ARGV[2] is '1', the record of the reservation being settled, which
-// is deleted; ARGV[1]: the change in micro-dollars. Returns the new values (0 for a counter that does
-// not exist, which stays missing). A script, not MULTI: ioredis builds a heavy Pipeline object per
-// MULTI, and this runs once per request.
+// KEYS: the counters, then, when ARGV[2] is '1', the record of the reservation being settled;
+// ARGV[1]: the change in micro-dollars. Returns the new values (0 for a counter that does not exist,
+// which stays missing). Settling, the change is applied only while the record holds the reservation's
+// cost, and the record is deleted with it: a settle that runs again (its reply was lost and it was
+// sent again) finds no record and changes nothing. Nor does one whose record was released (its
+// reservation was given back) or has expired (a day): it returns the counters as they are. A
+// script, not MULTI: ioredis builds a heavy Pipeline object per MULTI, and this runs once per request.
 const ADJUST_LUA = `
 local n = #KEYS
 if ARGV[2] == '1' then
-  redis.call('DEL', KEYS[n])
   n = n - 1
+  local record = redis.call('GET', KEYS[#KEYS])
+  if not record or record == 'released' then
+    local out = {}
+    for i = 1, n do out[i] = tonumber(redis.call('GET', KEYS[i]) or '0') end
+    return out
+  end
+  redis.call('DEL', KEYS[#KEYS])
 end
 local out = {}
 for i = 1, n do
@@ -173,11 +184,14 @@ return 1
  * its cost again; a day outlasts any request, and the client's own retries, by far.
  */
 export const RESERVATION_RECORD_TTL_MS = 24 * 3_600_000;
-/** Reservations with an unknown outcome this process holds to give back; beyond that, new ones are not given back. */
+/**
+ * Releases (reservations with an unknown outcome) and settles (whose command failed) this process
+ * holds to send again; beyond that, new ones are dropped.
+ */
 export const MAX_UNSETTLED_RESERVATIONS = 10_000;
-/** How many releases are sent at once; then the next ones, unless one failed. */
+/** How many releases and settles are sent at once; then the next ones, unless one failed. */
 const RELEASE_BATCH = 100;
-/** The first wait before releases that failed are sent again, ms; doubled per failed pass up to RELEASE_RETRY_MAX_MS. */
+/** The first wait before releases and settles that failed are sent again, ms; doubled per failed pass up to RELEASE_RETRY_MAX_MS. */
 const RELEASE_RETRY_MS = 1_000;
 const RELEASE_RETRY_MAX_MS = 30_000;
 
@@ -203,10 +217,13 @@ export class RedisBudgetStore implements BudgetStore {
   private readonly idPrefix = `${randomBytes(6).toString('base64url')}.`;
   private sequence = 0;
   /**
-   * Reservations whose command failed on the client's side, so they may have run on Redis or not, by
-   * id: their keys (counters, then record) and when they failed. Given back by id until Redis answers.
+   * Reservations still owed a command, by id: their keys (counters, then record) and when their
+   * command failed. Without `deltaMicros`, a release: the reservation's own command failed on the
+   * client's side, so it may have run on Redis or not; it is given back by id. With it, a settle whose
+   * command failed (it may have run or not): sent again, applied only if it had not run. Sent until
+   * Redis answers.
    */
-  private readonly unsettled = new Map<string, { keys: string[]; at: number }>();
+  private readonly unsettled = new Map<string, { keys: string[]; at: number; deltaMicros?: number }>();
   private releasing: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryMs = RELEASE_RETRY_MS;
@@ -240,11 +257,11 @@ export class RedisBudgetStore implements BudgetStore {
     try {
       out = await this.redis.ifBudgetReserve(keys.length, ...keys, ...args);
     } catch (err) {
-      if (id) this.releaseLater(id, keys);
+      if (id) this.sendLater(id, { keys, at: Date.now() });
       throw err;
     }
-    // Redis answers: reservations still to give back need not wait for their retry.
-    if (this.unsettled.size > 0 && this.retryTimer) void this.releaseUnsettled();
+    // Redis answers: releases and settles still to send need not wait for their retry.
+    if (this.unsettled.size > 0 && this.retryTimer) void this.retryUnsettled();
     if (out[0] === -1) return { ok: false, values: [], missing: out.slice(1).map(Number) };
     // Only a reservation this store gave up on is released, and its reply would have gone nowhere.
     if (out[0] === -2) throw new Error(`budget reservation ${id} was released before it ran`);
@@ -252,10 +269,23 @@ export class RedisBudgetStore implements BudgetStore {
     return { ok, values: out.slice(1).map(Number), ...(ok && id ? { id } : {}) };
   }
 
+  /**
+   * Settling a reservation by id is idempotent (ADJUST_LUA), so one whose command failed on this side
+   * (it may have run or not) is sent again, like a release, until Redis answers: its correction is
+   * applied once whichever way it failed. The caller still gets the error (and no counters).
+   */
   async adjust(lines: readonly BudgetLine[], deltaMicros: number, reservationId?: string): Promise<number[]> {
     const keys = lines.map((l) => this.namespace + l.key);
     if (reservationId) keys.push(this.recordKey(reservationId));
-    const out = await this.redis.ifBudgetAdjust(keys.length, ...keys, deltaMicros, reservationId ? 1 : 0);
+    let out: number[];
+    try {
+      out = await this.redis.ifBudgetAdjust(keys.length, ...keys, deltaMicros, reservationId ? 1 : 0);
+    } catch (err) {
+      if (!reservationId) throw err;
+      this.sendLater(reservationId, { keys, at: Date.now(), deltaMicros });
+      throw new Error(`${(err as Error).message} (the settle is sent again once Redis answers)`, { cause: err });
+    }
+    if (this.unsettled.size > 0 && this.retryTimer) void this.retryUnsettled();
     return out.map(Number);
   }
 
@@ -263,41 +293,47 @@ export class RedisBudgetStore implements BudgetStore {
     return `${this.namespace}reservation:${id}`;
   }
 
-  private releaseLater(id: string, keys: string[]): void {
+  private sendLater(id: string, u: { keys: string[]; at: number; deltaMicros?: number }): void {
     if (this.unsettled.size >= MAX_UNSETTLED_RESERVATIONS) return;
-    this.unsettled.set(id, { keys, at: Date.now() });
-    void this.releaseUnsettled();
+    this.unsettled.set(id, u);
+    void this.retryUnsettled();
   }
 
   /**
-   * Sends the release of every reservation whose outcome is unknown, in batches, and forgets those
-   * Redis answered; if one fails (Redis still away) the rest wait for a retry (1 s, doubling up to
-   * 30 s, or sooner when a reservation gets an answer). The first is sent at once: behind the
-   * reservation on the same connection, it runs after it if Redis was only slow. Resolves when this
-   * pass has ended.
+   * Sends every release (a reservation whose outcome is unknown) and settle (whose command failed)
+   * still owed, in batches, and forgets those Redis answered; if one fails (Redis still away) the rest
+   * wait for a retry (1 s, doubling up to 30 s, or sooner when a reservation or settle gets an
+   * answer). The first is sent at once: behind the failed command on the same connection, it runs
+   * after it if Redis was only slow. Resolves when this pass has ended.
    */
-  releaseUnsettled(): Promise<void> {
+  retryUnsettled(): Promise<void> {
     if (this.releasing) return this.releasing;
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.releasing = (async () => {
       let failed = false;
       while (this.unsettled.size > 0 && !failed) {
-        const batch: [string, string[]][] = [];
+        const batch: string[] = [];
+        const sent: Promise<unknown>[] = [];
         for (const [id, u] of this.unsettled) {
-          // Its record has expired: there is nothing left to give back, nor anything to guard.
-          if (Date.now() - u.at >= RESERVATION_RECORD_TTL_MS) this.unsettled.delete(id);
-          else batch.push([id, u.keys]);
+          // Its record has expired: there is nothing left to give back or settle, nor anything to guard.
+          if (Date.now() - u.at >= RESERVATION_RECORD_TTL_MS) {
+            this.unsettled.delete(id);
+            continue;
+          }
+          batch.push(id);
+          const { keys, deltaMicros } = u;
+          sent.push(deltaMicros === undefined ? this.redis.ifBudgetRelease(keys.length, ...keys, RESERVATION_RECORD_TTL_MS) : this.redis.ifBudgetAdjust(keys.length, ...keys, deltaMicros, 1));
           if (batch.length === RELEASE_BATCH) break;
         }
-        const results = await Promise.allSettled(batch.map(([, keys]) => this.redis.ifBudgetRelease(keys.length, ...keys, RESERVATION_RECORD_TTL_MS)));
+        const results = await Promise.allSettled(sent);
         results.forEach((r, i) => {
-          if (r.status === 'fulfilled') this.unsettled.delete((batch[i] as [string, string[]])[0]);
+          if (r.status === 'fulfilled') this.unsettled.delete(batch[i] as string);
           else failed = true;
         });
       }
       if (failed) {
-        this.retryTimer = setTimeout(() => void this.releaseUnsettled(), this.retryMs).unref();
+        this.retryTimer = setTimeout(() => void this.retryUnsettled(), this.retryMs).unref();
         this.retryMs = Math.min(this.retryMs * 2, RELEASE_RETRY_MAX_MS);
       } else {
         this.retryMs = RELEASE_RETRY_MS;
@@ -305,7 +341,7 @@ export class RedisBudgetStore implements BudgetStore {
     })().finally(() => {
       this.releasing = undefined;
       // Some failed after this pass took its last batch, and no retry is due: they go now.
-      if (this.unsettled.size > 0 && !this.retryTimer) void this.releaseUnsettled();
+      if (this.unsettled.size > 0 && !this.retryTimer) void this.retryUnsettled();
     });
     return this.releasing;
   }
