@@ -102,9 +102,17 @@ describe('the cost of forwarded calls', () => {
     const { key } = await createKey(server.url, ADMIN, {});
     const controller = new AbortController();
     const res = await fetch(`${server.url}/v1/images/generations`, { method: 'POST', signal: controller.signal, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ model: 'img-linger', prompt: 'a kite', stream: true }) });
+    expect(res.status).toBe(200);
     const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
     let text = '';
-    while (!text.includes('image_generation.completed')) text += new TextDecoder().decode((await reader.read()).value);
+    while (!text.includes('image_generation.completed')) {
+      // A stream that ended early fails the test: read() would answer done at once for ever, a loop
+      // that never yields to the test's timeout.
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`the stream ended before its last event: ${text}`);
+      text += decoder.decode(value, { stream: true });
+    }
     controller.abort();
     await expect.poll(() => spendMetrics('gpt-image-1-linger')).toEqual({ cost: expect.closeTo(IMAGE_COST, 9) as number, input: 50, output: 4160 });
   });

@@ -313,16 +313,23 @@ describe('UpstreamHttp.stream', () => {
   });
 
   it('a reader that stops early keeps the connection when the rest comes at once, and closes it when the rest never comes', async () => {
+    const held: ServerResponse[] = [];
     const up = await upstream((req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write('data: [DONE]\n\n');
-      // /ends: the rest of the body follows at once; /hangs: it never comes.
-      if (req.url?.endsWith('/ends')) setTimeout(() => res.end('data: late\n\n'), 10);
+      // /ends: the test ends the body itself, just after its reader stopped (so the drain wait is
+      // running, and the rest comes well inside it — not by a timer, which a stalled test process
+      // would fire together with the 50 ms drain timer); /hangs: the rest never comes.
+      if (req.url?.endsWith('/ends')) held.push(res);
     });
     const sockets = openSockets();
     for (const path of ['/ends', '/ends']) {
       const res = await up.stream('POST', path, {}, call());
-      for await (const c of res.body) if (Buffer.from(c).toString().includes('[DONE]')) break;
+      const it = res.body[Symbol.asyncIterator]();
+      expect(Buffer.from((await it.next()).value as Uint8Array).toString()).toContain('[DONE]');
+      const stopping = (it.return as () => Promise<IteratorResult<Uint8Array>>)();
+      (held.shift() as ServerResponse).end('data: late\n\n');
+      await stopping;
     }
     await new Promise((r) => setTimeout(r, 50));
     // Every connection the early stops used is still open, in the pool.
