@@ -91,14 +91,19 @@ export async function dropRedisPrefix(prefix: string): Promise<void> {
 }
 
 /**
- * What an API key's daily budget counter holds today, in micro-dollars (0 when it does not exist),
- * under the gateway's Redis key prefix `prefix`: its Redis key built by `budgetRedisKey`, as
- * RedisBudgetStore builds it.
+ * What an API key's daily budget counters hold, in micro-dollars (0 when none exists), under the
+ * gateway's Redis key prefix `prefix`: their Redis keys built by `budgetRedisKey`, as
+ * RedisBudgetStore builds them. Today's and yesterday's, added: a test's key is new, so only a test
+ * that ran across midnight UTC has spent on both (its requests reserved on one day's counter and
+ * were read on the next).
  */
 export async function keyBudgetMicros(prefix: string, keyId: string): Promise<number> {
   const r = new Redis(REDIS_URL);
   try {
-    return Number((await r.get(budgetRedisKey(prefix, { scope: 'key', id: keyId, label: periodOf('day').label }))) ?? 0);
+    const now = Date.now();
+    const labels = [periodOf('day', new Date(now)).label, periodOf('day', new Date(now - 86_400_000)).label];
+    const values = await Promise.all(labels.map((label) => r.get(budgetRedisKey(prefix, { scope: 'key', id: keyId, label }))));
+    return values.reduce((sum, v) => sum + Number(v ?? 0), 0);
   } finally {
     r.disconnect();
   }
