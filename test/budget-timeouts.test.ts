@@ -2,12 +2,15 @@
 // dropped after sending) may have run on Redis all the same. The gateway then reserves locally (fail
 // open) or refuses (fail closed) and never settles it on Redis, so what the script took must be given
 // back once Redis answers: exactly once, and only if it ran. A settle whose command failed so is sent
-// again until Redis answers, and applied once. Against the real Redis and Redis Cluster
-// (REDIS_CLUSTER_NODES), with the script's reply lost, the command never sent, or sent twice.
+// again until Redis answers, and applied once; what is still owed at shutdown is sent by close().
+// Against the real Redis and Redis Cluster (REDIS_CLUSTER_NODES), with the script's reply lost, the
+// command never sent, or sent twice.
 import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { budgetsSchema } from '../src/config/schema.js';
+import { budgetsSchema, configSchema } from '../src/config/schema.js';
 import type { Tenant } from '../src/gateway/context.js';
+import { assembleTenancy } from '../src/gateway/tenancy.js';
 import { BudgetManager, FailoverBudgetStore, MemoryBudgetStore, RedisBudgetStore, type BudgetLine } from '../src/limits/budgets.js';
 import { scanKeys, type RedisClient } from '../src/store/redis.js';
 import { createLogger } from '../src/telemetry/logger.js';
@@ -29,13 +32,17 @@ const timedOut = () => new Error('Command timed out');
 function replica(t: RedisTarget, tag: string) {
   const prefix = `test:${run}:${t.name}:${tag}:`;
   const client = t.connect();
-  const store = new RedisBudgetStore(client, prefix);
+  const logged = logSink();
+  const store = new RedisBudgetStore(client, prefix, logged.log);
   const scripts = client as unknown as Record<'ifBudgetReserve' | 'ifBudgetRelease' | 'ifBudgetAdjust', Script>;
   const real = { reserve: scripts.ifBudgetReserve.bind(client), release: scripts.ifBudgetRelease?.bind(client), adjust: scripts.ifBudgetAdjust.bind(client) };
   const reader = new RedisBudgetStore(t.connect(), prefix);
   return {
     store,
     client,
+    prefix,
+    /** What the store logged (warn and above). */
+    logged: logged.lines,
     real,
     /** What the next reservation commands do instead of just running. */
     onReserve(f: (args: (string | number)[]) => Promise<unknown>) {
@@ -53,6 +60,15 @@ function replica(t: RedisTarget, tag: string) {
     /** Reservation records left in Redis under this replica's prefix. */
     records: async () => (await scanKeys(client as RedisClient, `*${prefix}*reservation:*`)).length,
   };
+}
+
+function logSink() {
+  const lines: { msg: string; [k: string]: unknown }[] = [];
+  const stream = new PassThrough();
+  stream.on('data', (chunk: Buffer) => {
+    for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as (typeof lines)[number]);
+  });
+  return { log: createLogger('warn', stream), lines };
 }
 
 function line(scope: BudgetLine['scope'], id: string, limitMicros: number): BudgetLine {
@@ -236,6 +252,73 @@ for (const t of targets) {
       await manager.settle(next!, 2);
       expect(await r.counters(lines)).toEqual([3_000_000]);
       expect(await r.records()).toBe(0);
+    });
+  });
+}
+
+for (const t of targets) {
+  describe.skipIf(!t.available)(`${t.name}: closing a budget store`, () => {
+    /** A replica with a release (its reservation ran, the reply lost) and a settle (never sent) owed to a Redis that does not answer. */
+    async function owing(tag: string) {
+      const r = replica(t, tag);
+      const lines = [line('key', 'k', 10_000), line('team', 't', 10_000)];
+      const settled = await r.store.reserve(lines, 3_000);
+      let reachable = false;
+      r.onReserve(async (args) => {
+        await r.real.reserve(...args);
+        throw timedOut();
+      });
+      r.onRelease(async (args) => {
+        if (!reachable) throw timedOut();
+        return r.real.release(...args);
+      });
+      r.onAdjust(async (args) => {
+        if (!reachable) throw timedOut();
+        return r.real.adjust(...args);
+      });
+      await expect(r.store.reserve(lines, 4_000)).rejects.toThrow('Command timed out');
+      await expect(r.store.adjust(lines, -2_000, settled.id)).rejects.toThrow('Command timed out');
+      await vi.waitFor(() => expect((r.store as unknown as { retryTimer?: unknown }).retryTimer).toBeDefined()); // their first resend failed
+      expect(pending(r.store)).toBe(2);
+      expect(await r.counters(lines)).toEqual([7_000, 7_000]);
+      return { r, lines, answer: () => (reachable = true) };
+    }
+
+    it('sends the releases and settles still owed, without waiting for their retry', async () => {
+      const { r, lines, answer } = await owing('close');
+      answer();
+      const started = Date.now();
+      await r.store.close();
+      expect(Date.now() - started).toBeLessThan(900); // the retry was a second away
+      expect(pending(r.store)).toBe(0);
+      expect(await r.counters(lines)).toEqual([1_000, 1_000]); // $4 given back, $3 settled at $1
+      expect(r.logged).toEqual([]);
+    });
+
+    it('gives up after its bound while Redis does not answer, schedules no retry, and logs what it left', async () => {
+      const { r } = await owing('close-away');
+      const started = Date.now();
+      await r.store.close(300);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(pending(r.store)).toBe(2);
+      expect((r.store as unknown as { retryTimer?: unknown }).retryTimer).toBeUndefined();
+      expect(r.logged).toEqual([expect.objectContaining({ level: 'warn', releases: 1, settles: 1 })]);
+    });
+
+    it('is closed when the gateway shuts down: tenancy registers it as a resource', async () => {
+      const r = replica(t, 'tenancy');
+      const close = vi.spyOn(RedisBudgetStore.prototype, 'close');
+      try {
+        const config = configSchema.parse({ redis: { key_prefix: r.prefix }, ledger: { enabled: false }, budgets: { enabled: true } });
+        const tenancy = await assembleTenancy({ config, log: createLogger('silent'), redis: r.client, priceOf: () => undefined });
+        const budgets = tenancy.resources.find((res) => res.name === 'budgets');
+        expect(budgets).toBeDefined();
+        for (const res of [...tenancy.resources].reverse()) await res.close();
+        expect(close).toHaveBeenCalledTimes(1);
+      } finally {
+        close.mockRestore();
+      }
     });
   });
 }

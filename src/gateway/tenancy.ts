@@ -126,7 +126,7 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
   const local = new MemoryLimiterStore();
   const limiter: LimiterStore = useRedis ? new FailoverLimiterStore(new RedisLimiterStore(redis, prefix), local, rl.on_redis_failure, log) : local;
   resources.push({ name: 'limiter', check: async () => true, close: async () => limiter.close?.() });
-  const budgetStore: BudgetStore = useRedis ? new FailoverBudgetStore(new RedisBudgetStore(redis, prefix), new MemoryBudgetStore(), rl.on_redis_failure, log) : new MemoryBudgetStore();
+  const budgetStore: BudgetStore = useRedis ? new FailoverBudgetStore(new RedisBudgetStore(redis, prefix, log), new MemoryBudgetStore(), rl.on_redis_failure, log) : new MemoryBudgetStore();
   const db = sql;
   const budgets = config.budgets.enabled
     ? new BudgetManager({
@@ -142,6 +142,8 @@ export async function assembleTenancy({ config, log, redis, priceOf, plannedUsag
         },
       })
     : undefined;
+  // At shutdown, budget releases and settles still owed to Redis are sent, for up to 2 s, before the client closes (registered first, it closes last).
+  if (budgets && budgetStore.close) resources.push({ name: 'budgets', check: async () => true, close: async () => budgetStore.close?.() });
   const admission = createAdmissionStage({ limiter, config: rl, budgets, priceOf, plannedUsage, onUsageEstimated, onRefused, hedges, promptPerChoice });
 
   if (keys && adminToken) plugins.push(plugin(adminKeyRoutes, { keys, adminToken }));

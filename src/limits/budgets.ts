@@ -4,6 +4,7 @@
 // are shared by every replica; a counter that does not exist (a new period, or Redis lost it: a restart
 // without persistence, a failover, an eviction) is seeded from the ledger before anything is reserved.
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hashTagged, type RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { BudgetConfig, BudgetsConfig } from '../config/schema.js';
@@ -66,6 +67,8 @@ export interface BudgetStore {
   markOnce(key: string, ttlMs: number): Promise<boolean>;
   /** Removes a marker (an alert that could not be delivered is sent again at the next crossing). */
   unmark(key: string): Promise<void>;
+  /** At shutdown: sends what the store still owes its backend (Redis), within a short bound. */
+  close?(): Promise<void>;
 }
 
 /** What names a budget counter: whose it is (`scope`, `id`) and its period (`label`, from `periodOf`). */
@@ -194,6 +197,10 @@ const RELEASE_BATCH = 100;
 /** The first wait before releases and settles that failed are sent again, ms; doubled per failed pass up to RELEASE_RETRY_MAX_MS. */
 const RELEASE_RETRY_MS = 1_000;
 const RELEASE_RETRY_MAX_MS = 30_000;
+/** How long close() keeps sending the releases and settles still owed at shutdown, ms. */
+export const CLOSE_FLUSH_MS = 2_000;
+/** The wait between close()'s passes while Redis does not answer, ms. */
+const CLOSE_RETRY_MS = 100;
 
 type BudgetRedis = RedisClient & {
   ifBudgetReserve(...args: (string | number)[]): Promise<number[]>;
@@ -227,8 +234,14 @@ export class RedisBudgetStore implements BudgetStore {
   private releasing: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryMs = RELEASE_RETRY_MS;
+  /** close() was called: no retry is scheduled any more (close sends what it can itself). */
+  private closed = false;
 
-  constructor(redis: RedisClient, prefix: string) {
+  constructor(
+    redis: RedisClient,
+    prefix: string,
+    private readonly log?: Logger,
+  ) {
     this.prefix = prefix;
     this.namespace = budgetRedisKey(prefix, '');
     if (!('ifBudgetReserve' in redis)) redis.defineCommand('ifBudgetReserve', { lua: RESERVE_LUA });
@@ -333,7 +346,7 @@ export class RedisBudgetStore implements BudgetStore {
         });
       }
       if (failed) {
-        this.retryTimer = setTimeout(() => void this.retryUnsettled(), this.retryMs).unref();
+        if (!this.closed) this.retryTimer = setTimeout(() => void this.retryUnsettled(), this.retryMs).unref();
         this.retryMs = Math.min(this.retryMs * 2, RELEASE_RETRY_MAX_MS);
       } else {
         this.retryMs = RELEASE_RETRY_MS;
@@ -341,9 +354,39 @@ export class RedisBudgetStore implements BudgetStore {
     })().finally(() => {
       this.releasing = undefined;
       // Some failed after this pass took its last batch, and no retry is due: they go now.
-      if (this.unsettled.size > 0 && !this.retryTimer) void this.retryUnsettled();
+      if (this.unsettled.size > 0 && !this.retryTimer && !this.closed) void this.retryUnsettled();
     });
     return this.releasing;
+  }
+
+  /**
+   * At shutdown (the gateway's requests have drained): sends the releases and settles still owed,
+   * pass after pass (CLOSE_RETRY_MS apart while Redis does not answer), for up to `timeoutMs`, and
+   * schedules no retry after. What is left then is logged, and lost: those reservations' estimates
+   * stay on the counters until the period ends. The client is left open (its owner closes it).
+   */
+  async close(timeoutMs = CLOSE_FLUSH_MS): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const bound = new AbortController();
+    const deadline = Date.now() + timeoutMs;
+    const expired = sleep(timeoutMs, undefined, { signal: bound.signal }).catch(() => undefined);
+    try {
+      while (this.unsettled.size > 0 && Date.now() < deadline) {
+        await Promise.race([this.retryUnsettled(), expired]);
+        if (this.unsettled.size > 0 && Date.now() < deadline) await Promise.race([sleep(CLOSE_RETRY_MS), expired]);
+      }
+    } finally {
+      bound.abort();
+    }
+    if (this.unsettled.size > 0) {
+      const settles = [...this.unsettled.values()].filter((u) => u.deltaMicros !== undefined).length;
+      this.log?.warn(
+        { releases: this.unsettled.size - settles, settles, timeoutMs },
+        'budgets: Redis did not take these budget releases and settles before shutdown; their reservations stay counted at the estimate until the period ends',
+      );
+    }
   }
 
   async seed(key: string, valueMicros: number, ttlMs: number): Promise<boolean> {
@@ -460,6 +503,9 @@ export class FailoverBudgetStore implements BudgetStore {
   }
   unmark(key: string) {
     return this.run((s) => s.unmark(key));
+  }
+  async close(): Promise<void> {
+    await Promise.all([this.primary.close?.(), this.local.close?.()]);
   }
 }
 
