@@ -1,5 +1,6 @@
 // Two gateway replicas in two processes sharing the real Redis: an answer cached by one is an exact
-// and a semantic hit on the other within a second, and a restarted replica keeps the entries and
+// and a semantic hit on the other (within a second when the machine is idle; the test allows a loaded
+// one more), and a restarted replica keeps the entries and
 // rebuilds its vector index from Redis.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -91,7 +92,7 @@ afterAll(async () => {
 });
 
 describe.skipIf(!winkAvailable('the replica cache tests'))('two gateway replicas sharing Redis', () => {
-  it('share exact and semantic entries within a second, and a restart keeps them', async (t) => {
+  it('share exact and semantic entries, and a restart keeps them', async (t) => {
     if (!available) return t.skip();
     const a = start();
     const b = start();
@@ -99,13 +100,9 @@ describe.skipIf(!winkAvailable('the replica cache tests'))('two gateway replicas
 
     const first = await a.ask('What is the tallest mountain in the world?');
     expect(first.cache).toBe('miss');
-    // The write reaches B's index through the Redis stream; allow it one second.
-    const deadline = Date.now() + 1000;
-    while (Date.now() < deadline) {
-      const s = await b.stats();
-      if ((s.indexed ?? 0) >= 1) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // The write reaches B's index through the Redis stream (well within a second on an idle machine;
+    // the test allows a loaded one 15 s: timing goals live in bench/).
+    await expect.poll(async () => (await b.stats()).indexed ?? 0, { timeout: 15_000, interval: 20 }).toBeGreaterThanOrEqual(1);
     const semantic = await b.ask('Which mountain is the tallest in the world?');
     expect(semantic.cache).toBe('semantic');
     expect(semantic.content).toBe(first.content);
@@ -117,7 +114,7 @@ describe.skipIf(!winkAvailable('the replica cache tests'))('two gateway replicas
     // A stream cached on B replays on A.
     const streamed = await b.ask('List three rivers in Europe.', { stream: true });
     expect(streamed.cache).toBe('miss');
-    await expect.poll(async () => (await a.ask('List three rivers in Europe.', { stream: true })).cache, { timeout: 1000, interval: 50 }).toBe('exact');
+    await expect.poll(async () => (await a.ask('List three rivers in Europe.', { stream: true })).cache, { timeout: 15_000, interval: 50 }).toBe('exact');
 
     // Restart A: a fresh process rebuilds its index from Redis.
     await a.stop();

@@ -29,7 +29,8 @@ describe('graceful shutdown', () => {
     child = await startChildGateway(dir, 'drain', {
       ledger: { enabled: false },
       server: { shutdown_timeout_ms: 20_000 },
-      providers: { sim: { type: 'simulator', options: { latency_ms: 2_500, tokens_per_second: 20, answer_words: 8 } } },
+      // Long enough that all 200 are in flight at once even when sending them takes seconds (a loaded machine).
+      providers: { sim: { type: 'simulator', options: { latency_ms: 8_000, tokens_per_second: 20, answer_words: 8 } } },
       models: [{ name: 'slow', deployments: [{ provider: 'sim', model: 'slow' }] }],
     });
     const base = child.url;
@@ -58,13 +59,17 @@ describe('graceful shutdown', () => {
       )
       .toBe(200);
     child.process.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 200));
-    // Draining: no new connections are accepted.
-    const refused = await request(`${base}/health`).then(
-      () => false,
-      () => true,
-    );
-    expect(refused).toBe(true);
+    // Draining: new connections are refused once the listener has closed (well before the 8 s answers end).
+    await expect
+      .poll(
+        () =>
+          request(`${base}/health`, { reset: true }).then(
+            (r) => r.body.text().then(() => 'accepted'),
+            () => 'refused',
+          ),
+        { timeout: 5_000, interval: 50 },
+      )
+      .toBe('refused');
     const settled = await Promise.all(results);
     expect(settled.filter((r) => r.status !== 200 || !r.complete)).toEqual([]);
     expect(await child.exited).toBe(0);

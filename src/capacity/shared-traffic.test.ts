@@ -179,7 +179,8 @@ describe.each(targets.map((t) => [t.name, t] as const))('RedisTrafficStore and R
     const key = `${prefix}leader`;
     const make = (name: string) => {
       const recorder = new TrafficRecorder({ bucketMs: BUCKET_MS, historyBuckets: 12 });
-      const lock = new RedisLeaderLock(redis, key, name, 1_000);
+      // A 3 s lease: the follower's first tick must come while the leader's lease holds, even on a loaded machine.
+      const lock = new RedisLeaderLock(redis, key, name, 3_000);
       return new Autoscaler({ scaling, cost, recorder, leader: lock });
     };
     const first = make('first');
@@ -192,7 +193,7 @@ describe.each(targets.map((t) => [t.name, t] as const))('RedisTrafficStore and R
     expect(shown.decision).toEqual(first.report().decision);
     expect(shown).not.toHaveProperty('handover');
     // The leader stops renewing (it died); after the TTL the follower takes over.
-    await new Promise((r) => setTimeout(r, 1_200));
+    await new Promise((r) => setTimeout(r, 3_200));
     expect(await second.tick()).toBeDefined();
     expect(second.report().role).toBe('leader');
     expect(await first.tick()).toBeUndefined();

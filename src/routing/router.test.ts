@@ -296,18 +296,19 @@ describe('Router: fallbacks and retries', () => {
 
   it('honours Retry-After without waiting for it: the only deployment rate-limited -> 429 after one call, then none while it cools', async () => {
     const p = new ScriptedProvider().on('a', async (_r, _o, n) => {
-      if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'rate_limited', status: 429, retryAfterMs: 150, message: 'slow down' });
+      if (n === 0) throw new UpstreamError({ provider: 'fake', kind: 'rate_limited', status: 429, retryAfterMs: 1_000, message: 'slow down' });
       return answer('a');
     });
     const router = build([group('g', ['a'], { retry: { base_delay_ms: 0 } })], p);
     const err = (await router.handler(ctxFor(), chat('g')).catch((e: unknown) => e)) as GatewayError;
     expect(err.code).toBe('upstream_rate_limited');
-    expect(err.retryAfterMs).toBeGreaterThan(100);
-    expect(err.retryAfterMs).toBeLessThanOrEqual(150);
+    // What is left of the upstream's 1 s (most of it: the 429 came at once).
+    expect(err.retryAfterMs).toBeGreaterThan(500);
+    expect(err.retryAfterMs).toBeLessThanOrEqual(1_000);
     expect(p.calls).toEqual(['a']);
     expect(router.status().data[0]!.cooling_until).toBeDefined();
     // Once the wait is over, the deployment is called again.
-    await new Promise((r) => setTimeout(r, 160));
+    await new Promise((r) => setTimeout(r, 1_010));
     expect(await text(await router.handler(ctxFor(), chat('g')))).toBe('answer from a');
     expect(router.status().data[0]!.cooling_until).toBeUndefined();
   });
@@ -631,7 +632,7 @@ describe('Router: deduplication', () => {
   });
 
   it('settles a joined client that leaves at once (499, charged nothing, not in flight), while the shared call goes on for the others', async () => {
-    const p = new ScriptedProvider().on('a', (_r, o) => sleep(400, o.signal).then(() => answer('a')));
+    const p = new ScriptedProvider().on('a', (_r, o) => sleep(2_000, o.signal).then(() => answer('a')));
     const router = build([{ name: 'g', deployments: [{ provider: 'fake', model: 'a', price: { input: 1000, output: 1000 } }] }], p, { dedup: 'all' });
     const leader = router.handler(ctxFor(), chat('g'));
     const leaving = new AbortController();
@@ -644,7 +645,8 @@ describe('Router: deduplication', () => {
     await sleep(30);
     leaving.abort(new Error('client went away'));
     expect(await joiner).toBe('client_closed_request');
-    expect(performance.now() - started).toBeLessThan(300);
+    // At once, not when the shared call ends 2 s later (a wide margin for a loaded machine).
+    expect(performance.now() - started).toBeLessThan(1_500);
     expect(joinerCtx.facts.costUsd).toBe(0);
     expect(router.inFlight).toBe(1);
     expect(await text(await leader)).toBe('answer from a');
