@@ -1,11 +1,11 @@
 // The batch-job runner on real SQL (PGlite and Postgres): every line runs and is recorded once,
 // output and error files come out in line order, a crashed worker's lines are taken over after its
 // lease while lines it recorded never run again, cancel stops queued lines, one webhook per job.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BATCH_JOB_MIGRATIONS } from '../src/batching/jobs/migrations.js';
 import { BatchRunner, type ItemExecutor } from '../src/batching/jobs/runner.js';
-import { BatchStore, type BatchRow, type ItemInput } from '../src/batching/jobs/store.js';
-import { ANONYMOUS } from '../src/gateway/context.js';
+import { BatchStore, type BatchRow, type ClaimedItem, type ItemInput } from '../src/batching/jobs/store.js';
+import { ANONYMOUS, type Tenant } from '../src/gateway/context.js';
 import { applyMigrations } from '../src/store/migrations.js';
 import { openSql, type SqlDatabase } from '../src/store/sql.js';
 import { createLogger } from '../src/telemetry/logger.js';
@@ -462,6 +462,188 @@ for (const backend of backends) {
       const done = await finished(job.id);
       await runnerB.stop();
       expect(done.status).toBe('cancelled');
+    });
+  });
+}
+
+// BatchStore.claim on its own: one statement however many jobs are open, a fair share of each job,
+// the rest in the same rotated order, and never one line to two workers. Its own database (the
+// tests above leave queued lines behind), and every test ends its jobs, so each sees only its own.
+const claimSchema = `batch_claim_${runId()}`;
+const claimBackends = [
+  { name: 'PGlite', available: true, open: () => openSql({ pglitePath: 'memory://' }) },
+  { name: 'Postgres', available: pgUp, open: () => openSql({ url: POSTGRES_URL, pglitePath: '', schema: claimSchema }) },
+];
+
+afterAll(async () => {
+  if (pgUp) await dropSchema(claimSchema);
+});
+
+/** `sql` with every statement it is given (also inside transactions) written down in `seen`. */
+function countingSql(sql: SqlDatabase): { sql: SqlDatabase; seen: string[] } {
+  const seen: string[] = [];
+  const wrapped: SqlDatabase = {
+    kind: sql.kind,
+    db: sql.db,
+    query: <T,>(text: string, params?: unknown[]) => {
+      seen.push(text);
+      return sql.query<T>(text, params);
+    },
+    transaction: (fn, opts) =>
+      sql.transaction(
+        (q) =>
+          fn(<T,>(text: string, params?: unknown[]) => {
+            seen.push(text);
+            return q<T>(text, params);
+          }),
+        opts,
+      ),
+    close: () => sql.close(),
+  };
+  return { sql: wrapped, seen };
+}
+
+for (const backend of claimBackends) {
+  describe.skipIf(!backend.available)(`claiming batch lines on ${backend.name}`, () => {
+    let sql: SqlDatabase;
+    let store: BatchStore;
+    let age = 0;
+    beforeAll(async () => {
+      sql = await backend.open();
+      await applyMigrations(sql, BATCH_JOB_MIGRATIONS);
+      store = new BatchStore(sql);
+    });
+    afterAll(async () => {
+      await sql?.close();
+    });
+    // Every test's jobs are ended after it, so the next test sees none of them open.
+    let made: string[] = [];
+    afterEach(async () => {
+      await sql.query(`UPDATE batch_items SET status = 'cancelled', lease_owner = NULL, lease_until = NULL WHERE batch_id = ANY($1::text[]) AND status IN ('pending', 'running')`, [made]);
+      await sql.query(`UPDATE batch_jobs SET status = 'cancelled' WHERE id = ANY($1::text[])`, [made]);
+      made = [];
+    });
+
+    /** A running job of `n` lines, created after every job made before it (created_at one second apart). */
+    const create = async (n: number, o: { tenant?: Tenant; endpoint?: string } = {}) => {
+      const job = await store.createBatch({ id: `batch_${runId()}`, tenant: o.tenant ?? ANONYMOUS, endpoint: o.endpoint ?? '/v1/chat/completions', inputFileId: 'file-x', completionWindow: '24h', metadata: null, items: items(n) });
+      made.push(job.id);
+      await sql.query(`UPDATE batch_jobs SET created_at = $2 WHERE id = $1`, [job.id, 1_000_000 + age++]);
+      return job;
+    };
+    /** `n` jobs of `lines` lines, oldest first. */
+    const createMany = async (n: number, lines: number) => {
+      const jobs: BatchRow[] = [];
+      for (let i = 0; i < n; i++) jobs.push(await create(lines));
+      return jobs;
+    };
+    const linesOf = (claimed: ClaimedItem[], id: string) => claimed.filter((c) => c.batch_id === id).map((c) => c.line).sort((a, b) => a - b);
+
+    it('claims with a fixed number of statements however many jobs are open (not one or two per job)', async () => {
+      const one = await create(3);
+      const counted1 = countingSql(sql);
+      const got1 = await new BatchStore(counted1.sql).claim(`count1-${runId()}`, 60_000, 100);
+      expect(linesOf(got1, one.id)).toEqual([1, 2, 3]);
+      await sql.query(`UPDATE batch_jobs SET status = 'cancelled' WHERE id = $1`, [one.id]);
+
+      await createMany(50, 3);
+      const counted50 = countingSql(sql);
+      const got50 = await new BatchStore(counted50.sql).claim(`count50-${runId()}`, 60_000, 120);
+      // A share of ceil(120 / 50) = 3 of each job in turn fills the claim before the rest are reached.
+      expect(got50).toHaveLength(120);
+      expect(new Set(got50.map((c) => c.batch_id)).size).toBe(40);
+
+      expect(counted50.seen.length).toBe(counted1.seen.length);
+      expect(counted1.seen.length).toBeLessThanOrEqual(2);
+    });
+
+    it('gives each job its share, lowest lines first, the rest in the same rotated order, with each line’s endpoint and tenant', async () => {
+      const tenant: Tenant = { id: `tenant-${runId()}`, kind: 'key', keyId: 'k1' };
+      const a = await create(1, { tenant, endpoint: '/v1/embeddings' });
+      const b = await create(10);
+      const c = await create(10);
+      const fresh = new BatchStore(sql); // its turn starts at the oldest job
+      const first = await fresh.claim(`share-${runId()}`, 60_000, 9);
+      // A share of 3 each (A has one line), then what is left from B, the next in order with lines.
+      expect([linesOf(first, a.id), linesOf(first, b.id), linesOf(first, c.id)]).toEqual([[1], [1, 2, 3, 4, 5], [1, 2, 3]]);
+      expect(first.find((x) => x.batch_id === a.id)).toMatchObject({ endpoint: '/v1/embeddings', tenant, custom_id: 'req-1', body: { n: 1 }, attempts: 1 });
+      expect(first.find((x) => x.batch_id === b.id)).toMatchObject({ endpoint: '/v1/chat/completions', tenant: ANONYMOUS });
+      // The next claim starts one job on (turn 1 of the two still open, B and C: C).
+      const second = await fresh.claim(`share-${runId()}`, 60_000, 5);
+      expect([linesOf(second, b.id), linesOf(second, c.id)]).toEqual([[6, 7], [4, 5, 6]]);
+      // And on again: B first.
+      const third = await fresh.claim(`share-${runId()}`, 60_000, 3);
+      expect([linesOf(third, b.id), linesOf(third, c.id)]).toEqual([[8, 9], [7]]);
+    });
+
+    it('starts a claim one job further on each time: with a limit of 1, each of three jobs in turn', async () => {
+      const jobs = [await create(5), await create(5), await create(5)];
+      const fresh = new BatchStore(sql);
+      const order: string[] = [];
+      for (let i = 0; i < 6; i++) order.push(...(await fresh.claim(`turn-${runId()}`, 60_000, 1)).map((x) => x.batch_id));
+      expect(order).toEqual([...jobs, ...jobs].map((j) => j.id));
+    });
+
+    it('with more jobs than the limit, takes the lowest open line of each of `limit` jobs from the turn’s job on', async () => {
+      const jobs = await createMany(12, 5);
+      const ids = jobs.map((j) => j.id);
+      const fresh = new BatchStore(sql);
+      const got: [number, number][][] = [];
+      for (let i = 0; i < 3; i++) got.push((await fresh.claim(`many-${runId()}`, 60_000, 4)).map((x): [number, number] => [ids.indexOf(x.batch_id), x.line]).sort((x, y) => x[0] - y[0]));
+      expect(got).toEqual([
+        [[0, 1], [1, 1], [2, 1], [3, 1]],
+        [[1, 2], [2, 2], [3, 2], [4, 1]],
+        [[2, 3], [3, 3], [4, 2], [5, 1]],
+      ]);
+    });
+
+    it('reclaims an ended lease only while the line has runs left; never a line under a live lease, of a job past its window or not running', async () => {
+      const d = await create(4);
+      const expired = await create(2);
+      const cancelling = await create(2);
+      const past = Date.now() - 1_000;
+      await sql.query(`UPDATE batch_items SET status = 'running', lease_owner = 'dead', lease_until = $2, attempts = 1 WHERE batch_id = $1 AND line = 1`, [d.id, past]);
+      await sql.query(`UPDATE batch_items SET status = 'running', lease_owner = 'dead', lease_until = $2, attempts = 3 WHERE batch_id = $1 AND line = 2`, [d.id, past]);
+      await sql.query(`UPDATE batch_items SET status = 'running', lease_owner = 'alive', lease_until = $2, attempts = 1 WHERE batch_id = $1 AND line = 3`, [d.id, Date.now() + 60_000]);
+      // Its window over, not yet swept to expiring; and a job being cancelled with lines still queued.
+      await sql.query(`UPDATE batch_jobs SET expires_at = $2 WHERE id = $1`, [expired.id, Date.now() / 1000 - 1]);
+      await sql.query(`UPDATE batch_jobs SET status = 'cancelling' WHERE id = $1`, [cancelling.id]);
+      const owner = `reclaim-${runId()}`;
+      const got = await store.claim(owner, 60_000, 10, 3);
+      expect(got.map((x) => [x.batch_id, x.line, x.attempts]).sort()).toEqual([[d.id, 1, 2], [d.id, 4, 1]]);
+      const rows = await sql.query<{ line: number; lease_owner: string; attempts: number }>(`SELECT line, lease_owner, attempts FROM batch_items WHERE batch_id = $1 ORDER BY line`, [d.id]);
+      expect(rows.map((r) => [r.line, r.lease_owner, r.attempts])).toEqual([[1, owner, 2], [2, 'dead', 3], [3, 'alive', 1], [4, owner, 1]]);
+      // With a higher maxAttempts, line 2 has a run left.
+      expect((await store.claim(owner, 60_000, 10, 4)).map((x) => [x.batch_id, x.line, x.attempts])).toEqual([[d.id, 2, 4]]);
+      expect(await store.claim(owner, 60_000, 10, 4)).toEqual([]);
+    });
+
+    it.skipIf(backend.name !== 'Postgres')('never hands one line to two workers claiming at once (two replicas on one Postgres)', async () => {
+      // A second replica: its own connection pool on the same schema.
+      const other = await backend.open();
+      try {
+        const jobs = [await create(150), ...(await createMany(20, 8))];
+        const total = 150 + 20 * 8;
+        // Some lines of a worker that died: their leases over, each with runs left.
+        await sql.query(`UPDATE batch_items SET status = 'running', lease_owner = 'dead', lease_until = $2, attempts = 1 WHERE batch_id = $1 AND line <= 20`, [jobs[0]?.id, Date.now() - 1_000]);
+        const workers = [new BatchStore(sql), new BatchStore(sql), new BatchStore(other), new BatchStore(other)];
+        const claimed: ClaimedItem[] = [];
+        for (let round = 0; round < 200 && claimed.length < total; round++) {
+          const got = await Promise.all(workers.map((w, i) => w.claim(`w${i}-${runId()}`, 60_000, [7, 13, 10, 16][i] as number)));
+          claimed.push(...got.flat());
+        }
+        const keys = claimed.map((c) => `${c.batch_id}#${c.line}`);
+        expect(new Set(keys).size).toBe(keys.length);
+        expect(keys.length).toBe(total);
+        // Each claim was one attempt, recorded once.
+        const rows = await sql.query<{ n: number; attempts: number }>(
+          `SELECT count(*)::int AS n, sum(attempts - CASE WHEN batch_id = $2 AND line <= 20 THEN 1 ELSE 0 END)::int AS attempts FROM batch_items WHERE batch_id = ANY($1::text[]) AND status = 'running'`,
+          [jobs.map((j) => j.id), jobs[0]?.id],
+        );
+        expect(rows[0]).toEqual({ n: total, attempts: total });
+      } finally {
+        await other.close();
+      }
     });
   });
 }

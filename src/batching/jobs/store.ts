@@ -102,6 +102,81 @@ const nowS = () => Date.now() / 1000;
 /** Rows per INSERT when loading a batch's lines (keeps each statement's parameter count small). */
 const INSERT_CHUNK = 500;
 
+/** A row of CLAIM_SQL: the counts, and a claimed line (all null when none was). */
+interface ClaimRow {
+  open_jobs: number;
+  candidates: number;
+  batch_id: string | null;
+  line: number;
+  custom_id: string;
+  body: Record<string, unknown>;
+  attempts: number;
+  endpoint: string;
+  tenant: Tenant;
+}
+
+/** A line a claim may take: queued, or its lease over with runs left (`$3` now in ms, `$5` maxAttempts). */
+const CLAIMABLE = (i: string) => `(${i}.status = 'pending' OR (${i}.status = 'running' AND ${i}.lease_until < $3 AND ${i}.attempts < $5))`;
+
+/**
+ * BatchStore.claim in one statement, however many jobs are open. $1 owner, $2 lease end (ms), $3 now
+ * (ms), $4 limit, $5 maxAttempts, $6 now (s), $7 the store's turn.
+ *
+ * - `open`: the running jobs in their window with a claimable line, in (created_at, id) order; `n`
+ *   of them. `jobs`: `pos`, a job's place in that order rotated to start at job `turn mod n`, and
+ *   `share`, its part of the limit (at least 1).
+ * - `ranked`: the lines in claim order, (past its job's share, pos, line): each job's share in
+ *   rotated job order, then the rest in that order. Its first 2 × limit (`chosen`) are the lines the
+ *   claim wants and as many again to take instead of ones another claim holds. Only the lines that
+ *   can be among them are read: a job's lowest claimable lines up to its share, or up to
+ *   2 × limit − (n − 1) when that is more (every other job is ahead of a job's lines past its share
+ *   with at least one), and none of a job past place 2 × limit (the jobs before it fill `chosen`
+ *   with one line each).
+ * - `picked`: the first `limit` of `chosen` that are free, locked (SKIP LOCKED: two workers never get
+ *   one line); the claimable test is repeated on the locked row, so a line another worker took since
+ *   this statement began is passed over too. Leased (`claimed`), each an attempt, and returned in
+ *   claim order with its job's endpoint and tenant, after a row of the counts that is there even
+ *   when nothing was claimed: fewer lines than min(limit, `candidates`) means some were passed over.
+ */
+const CLAIM_SQL = `
+WITH open AS (
+  SELECT j.id, j.endpoint, j.tenant, count(*) OVER () AS n, row_number() OVER (ORDER BY j.created_at, j.id) - 1 AS k
+  FROM batch_jobs j
+  WHERE j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $6::double precision)
+    AND EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = j.id AND ${CLAIMABLE('i')})
+), jobs AS (
+  SELECT id, endpoint, tenant, n, (k - $7::bigint % n + n) % n AS pos, GREATEST(1, ($4::int + n - 1) / n) AS share
+  FROM open
+), ranked AS (
+  SELECT j.id AS batch_id, c.line, j.pos, row_number() OVER (PARTITION BY j.id ORDER BY c.line) > j.share AS late
+  FROM jobs j CROSS JOIN LATERAL (
+    SELECT i.line FROM batch_items i
+    WHERE i.batch_id = j.id AND ${CLAIMABLE('i')}
+    ORDER BY i.line
+    LIMIT GREATEST(j.share, 2 * $4::int - j.n + 1)
+  ) c
+  WHERE j.pos < 2 * $4::int
+), chosen AS (
+  SELECT batch_id, line, pos, late FROM ranked ORDER BY late, pos, line LIMIT 2 * $4::int
+), picked AS MATERIALIZED (
+  SELECT i.batch_id, i.line, c.pos, c.late
+  FROM batch_items i JOIN chosen c ON c.batch_id = i.batch_id AND c.line = i.line
+  WHERE ${CLAIMABLE('i')}
+  ORDER BY c.late, c.pos, i.line
+  LIMIT $4::int
+  FOR UPDATE OF i SKIP LOCKED
+), claimed AS (
+  UPDATE batch_items u SET status = 'running', lease_owner = $1::text, lease_until = $2::double precision, attempts = u.attempts + 1
+  FROM picked p
+  WHERE u.batch_id = p.batch_id AND u.line = p.line
+  RETURNING u.batch_id, u.line, u.custom_id, u.body, u.attempts, p.pos, p.late
+)
+SELECT (SELECT count(*) FROM open)::int AS open_jobs, (SELECT count(*) FROM chosen)::int AS candidates,
+  c.batch_id, c.line, c.custom_id, c.body, c.attempts, j.endpoint, j.tenant
+FROM (SELECT 1) AS one
+LEFT JOIN (claimed c JOIN jobs j ON j.id = c.batch_id) ON true
+ORDER BY c.late, c.pos, c.line`;
+
 export class BatchStore {
   /** Which running job a claim starts from (claim): moves on at every claim. */
   private turn = 0;
@@ -269,54 +344,34 @@ export class BatchStore {
    * unless the line has had `maxAttempts` runs already (`exhaustAttempts` fails it instead). Each
    * claim is an attempt. Nothing of a job whose window is over, even before the sweep has marked it
    * expiring.
+   *
+   * One statement however many jobs are open (CLAIM_SQL); a second, for what is left, only when the
+   * first passed over more lines than it had spares for because other workers were claiming them at
+   * the same moment.
    */
   async claim(owner: string, leaseMs: number, limit: number, maxAttempts = DEFAULT_MAX_ATTEMPTS): Promise<ClaimedItem[]> {
     if (limit <= 0) return [];
     const now = Date.now();
-    const open = await this.sql.query<{ id: string }>(
-      `SELECT j.id FROM batch_jobs j
-       WHERE j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $1)
-         AND EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = j.id AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $2 AND i.attempts < $3)))
-       ORDER BY j.created_at, j.id`,
-      [now / 1000, now, maxAttempts],
-    );
-    if (open.length === 0) return [];
-    const from = this.turn++ % open.length;
-    const order = [...open.slice(from), ...open.slice(0, from)].map((j) => j.id);
-    const share = Math.max(1, Math.ceil(limit / order.length));
-    const rows: { batch_id: string; line: number; custom_id: string; body: Record<string, unknown>; attempts: number }[] = [];
-    for (const pass of [share, limit]) {
-      for (const id of order) {
-        if (rows.length >= limit) break;
-        rows.push(...(await this.claimFrom(id, owner, leaseMs, Math.min(pass, limit - rows.length), now, maxAttempts)));
+    const turn = this.turn;
+    const claimed: ClaimedItem[] = [];
+    let openJobs = 0;
+    for (let round = 0; round < 2 && claimed.length < limit; round++) {
+      const want = limit - claimed.length;
+      const rows = await this.sql.query<ClaimRow>(CLAIM_SQL, [owner, now + leaseMs, now, want, maxAttempts, now / 1000, turn]);
+      const counts = rows[0];
+      if (round === 0) openJobs = counts?.open_jobs ?? 0;
+      let got = 0;
+      for (const r of rows) {
+        if (r.batch_id === null) continue;
+        claimed.push({ batch_id: r.batch_id, line: r.line, custom_id: r.custom_id, body: r.body, attempts: r.attempts, endpoint: r.endpoint, tenant: r.tenant });
+        got++;
       }
+      // It got every line it chose: there are no more to find. Fewer means some were skipped (another
+      // claim held them or had just taken them), and lines past those may be free.
+      if (!counts || got >= Math.min(want, counts.candidates)) break;
     }
-    if (rows.length === 0) return [];
-    const jobs = new Map<string, BatchRow>();
-    for (const id of new Set(rows.map((r) => r.batch_id))) {
-      const job = await this.getBatch(id);
-      if (job) jobs.set(id, job);
-    }
-    return rows.map((r) => {
-      const job = jobs.get(r.batch_id) as BatchRow;
-      return { batch_id: r.batch_id, line: r.line, custom_id: r.custom_id, body: r.body, attempts: r.attempts, endpoint: job.endpoint, tenant: job.tenant };
-    });
-  }
-
-  /** Up to `limit` open lines of job `batchId`, lowest first, leased to `owner`. */
-  private claimFrom(batchId: string, owner: string, leaseMs: number, limit: number, now: number, maxAttempts: number) {
-    return this.sql.query<{ batch_id: string; line: number; custom_id: string; body: Record<string, unknown>; attempts: number }>(
-      `UPDATE batch_items SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1
-       WHERE (batch_id, line) IN (
-         SELECT i.batch_id, i.line FROM batch_items i
-         WHERE i.batch_id = $5 AND (i.status = 'pending' OR (i.status = 'running' AND i.lease_until < $3 AND i.attempts < $6))
-           AND EXISTS (SELECT 1 FROM batch_jobs j WHERE j.id = $5 AND j.status = 'in_progress' AND (j.expires_at IS NULL OR j.expires_at > $7))
-         ORDER BY i.line
-         LIMIT $4
-         FOR UPDATE OF i SKIP LOCKED)
-       RETURNING batch_id, line, custom_id, body, attempts`,
-      [owner, now + leaseMs, now, limit, batchId, maxAttempts, now / 1000],
-    );
+    if (openJobs > 0) this.turn++;
+    return claimed;
   }
 
   /**
