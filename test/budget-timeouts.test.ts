@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { budgetsSchema, configSchema } from '../src/config/schema.js';
 import type { Tenant } from '../src/gateway/context.js';
 import { assembleTenancy } from '../src/gateway/tenancy.js';
-import { BudgetManager, FailoverBudgetStore, MemoryBudgetStore, RedisBudgetStore, type BudgetLine } from '../src/limits/budgets.js';
+import { BudgetManager, FailoverBudgetStore, MAX_UNSETTLED_RESERVATIONS, MemoryBudgetStore, RedisBudgetStore, type BudgetLine } from '../src/limits/budgets.js';
 import { scanKeys, type RedisClient } from '../src/store/redis.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { redisTargets, type RedisTarget } from './helpers/redis.js';
@@ -319,6 +319,42 @@ for (const t of targets) {
       } finally {
         close.mockRestore();
       }
+    });
+  });
+}
+
+for (const t of targets) {
+  describe.skipIf(!t.available)(`${t.name}: releases and settles beyond the bound`, () => {
+    it('are dropped and logged once per burst: again only after the queue has emptied', async () => {
+      const r = replica(t, 'bound');
+      const lines = [line('key', 'k', 1_000_000), line('team', 't', 1_000_000)];
+      const settled = await r.store.reserve(lines, 1_000);
+      r.onReserve(async () => {
+        throw timedOut();
+      });
+      r.onAdjust(async () => {
+        throw timedOut();
+      });
+      const queue = (r.store as unknown as { unsettled: Map<string, { keys: string[]; at: number }> }).unsettled;
+      const fill = () => {
+        for (let i = queue.size; i < MAX_UNSETTLED_RESERVATIONS; i++) queue.set(`held-${i}`, { keys: [r.recordKey(`held-${i}`)], at: Date.now() });
+      };
+      fill();
+      await expect(r.store.reserve(lines, 1_000)).rejects.toThrow('Command timed out');
+      await expect(r.store.adjust(lines, -500, settled.id)).rejects.toThrow('Command timed out');
+      await expect(r.store.reserve(lines, 1_000)).rejects.toThrow('Command timed out');
+      expect(pending(r.store)).toBe(MAX_UNSETTLED_RESERVATIONS); // none of the three was taken
+      expect(r.logged).toEqual([expect.objectContaining({ level: 'warn', max: MAX_UNSETTLED_RESERVATIONS, dropped: 'release' })]);
+
+      // The queue empties (here: the records it held have expired), and a new burst is logged again.
+      for (const u of queue.values()) u.at = 0;
+      await r.store.retryUnsettled();
+      expect(pending(r.store)).toBe(0);
+      fill();
+      await expect(r.store.adjust(lines, -500, settled.id)).rejects.toThrow('Command timed out');
+      await expect(r.store.reserve(lines, 1_000)).rejects.toThrow('Command timed out');
+      expect(r.logged).toHaveLength(2);
+      expect(r.logged[1]).toMatchObject({ level: 'warn', dropped: 'settle' });
     });
   });
 }

@@ -236,6 +236,11 @@ export class RedisBudgetStore implements BudgetStore {
   private retryMs = RELEASE_RETRY_MS;
   /** close() was called: no retry is scheduled any more (close sends what it can itself). */
   private closed = false;
+  /**
+   * A release or settle was dropped, MAX_UNSETTLED_RESERVATIONS being held already; cleared once the
+   * queue has emptied: such drops are logged once per burst.
+   */
+  private overflowing = false;
 
   constructor(
     redis: RedisClient,
@@ -307,7 +312,16 @@ export class RedisBudgetStore implements BudgetStore {
   }
 
   private sendLater(id: string, u: { keys: string[]; at: number; deltaMicros?: number }): void {
-    if (this.unsettled.size >= MAX_UNSETTLED_RESERVATIONS) return;
+    if (this.unsettled.size >= MAX_UNSETTLED_RESERVATIONS) {
+      if (!this.overflowing) {
+        this.overflowing = true;
+        this.log?.warn(
+          { max: MAX_UNSETTLED_RESERVATIONS, dropped: u.deltaMicros === undefined ? 'release' : 'settle' },
+          'budgets: too many budget releases and settles are waiting for Redis; new ones are dropped (their reservations stay counted at the estimate until the period ends), logged once until the queue has emptied',
+        );
+      }
+      return;
+    }
     this.unsettled.set(id, u);
     void this.retryUnsettled();
   }
@@ -353,6 +367,7 @@ export class RedisBudgetStore implements BudgetStore {
       }
     })().finally(() => {
       this.releasing = undefined;
+      if (this.unsettled.size === 0) this.overflowing = false;
       // Some failed after this pass took its last batch, and no retry is due: they go now.
       if (this.unsettled.size > 0 && !this.retryTimer && !this.closed) void this.retryUnsettled();
     });
