@@ -18,6 +18,7 @@ import { StaticHealthSource } from '../src/mesh/health.js';
 import { WorkerAgent } from '../src/mesh/worker.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { chatRequest, deleteKeys, publish, REDIS_URL, redisAvailable, ROOT, ScriptedAdapter, spawnMesh, TEST_HOST, testMeshConfig, uniquePrefix, waitFor, type MeshProcess } from './helpers/mesh.js';
+import { stopChild } from './helpers/child-gateway.js';
 import { freePort, samples, total } from './helpers/serve-cluster.js';
 import { isCI } from './helpers/services.js';
 
@@ -177,11 +178,7 @@ describe.skipIf(!available)('the mesh backlog the routers export', () => {
     }, 60_000);
 
     afterAll(async () => {
-      if (prometheus && prometheus.exitCode === null) {
-        const exited = new Promise((r) => prometheus!.once('exit', r));
-        prometheus.kill('SIGTERM');
-        await exited;
-      }
+      if (prometheus) await stopChild(prometheus);
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 

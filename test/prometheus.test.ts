@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/cli/serve.js';
 import { startTestGateway } from './helpers/gateway.js';
+import { stopChild } from './helpers/child-gateway.js';
 import { freePort } from './helpers/serve-cluster.js';
 import { isCI } from './helpers/services.js';
 
@@ -84,11 +85,7 @@ describe.skipIf(!available)('a real Prometheus scraping the gateway', () => {
   });
 
   afterAll(async () => {
-    if (prometheus && prometheus.exitCode === null) {
-      const exited = new Promise((r) => prometheus.once('exit', r));
-      prometheus.kill('SIGTERM');
-      await exited;
-    }
+    if (prometheus) await stopChild(prometheus);
     await gateway?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

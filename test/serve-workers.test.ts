@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isolatedEnv } from './helpers/serve-cluster.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -73,7 +74,7 @@ describe('serve --workers 2 with the embedded database', () => {
     // It stops before opening anything, so the default database path is never touched.
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--port', '0', '--workers', '2'], {
       cwd: ROOT,
-      env: { ...process.env, LOG_LEVEL: 'info', DATABASE_URL: '' },
+      env: isolatedEnv({ LOG_LEVEL: 'info', DATABASE_URL: '' }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -129,7 +130,7 @@ batch_jobs: { enabled: false }
     );
     child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', config, '--port', '0', '--workers', '2'], {
       cwd: ROOT,
-      env: { ...process.env, LOG_LEVEL: 'info' },
+      env: isolatedEnv({ LOG_LEVEL: 'info' }),
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));

@@ -63,9 +63,22 @@ export async function startChildGateway(dir: string, name: string, config: Recor
     process: child,
     exited,
     logs,
+    /** SIGTERM, then SIGKILL after 15 s: a stuck child must not hold the test's hook to its timeout and outlive it. */
     async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
+      await stopChild(child);
     },
   };
+}
+
+/**
+ * SIGTERM, then SIGKILL after `graceMs`; resolves once the child has exited. A child stuck on its way
+ * out must not hold a test's hook to its timeout and then outlive the run.
+ */
+export async function stopChild(child: ChildProcess, graceMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
 }

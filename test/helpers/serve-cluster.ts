@@ -97,6 +97,20 @@ export interface ServeCluster {
 }
 
 /**
+ * Every way to name a Redis (CI exports REDIS_CLUSTER_NODES), a database, a token or a worker count:
+ * a child gateway given one would share the response cache and the limits with every other test and
+ * earlier runs under the default key prefix.
+ */
+const ISOLATED = ['TRUTHGPT_API_TOKEN', 'REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_CLUSTER_NODES', 'DATABASE_URL', 'INFERENCEFLOW_WORKERS'];
+
+/** This process's environment without the ISOLATED variables, then `extra` (which may set them again). */
+export function isolatedEnv(extra: Record<string, string> = {}): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = { ...process.env };
+  for (const name of ISOLATED) delete env[name];
+  return { ...env, ...extra };
+}
+
+/**
  * Starts `serve --workers <workers>` on a free port of 127.0.0.1 with the built-in simulator and no
  * database (the embedded PGlite file is single-process), and resolves once every worker listens.
  * `env` is added to this process's environment, from which auth, Redis (REDIS_URL, REDIS_HOST,
@@ -106,10 +120,8 @@ export async function startServeCluster(opts: { workers: number; env?: Record<st
   const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'if-serve-cluster-'));
   const config = join(dir, 'gateway.yaml');
   writeFileSync(config, opts.configYaml ?? 'ledger: { enabled: false }\nbatch_jobs: { enabled: false }\n');
-  const env: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: 'info', ...opts.env };
-  // Every way to name a Redis (CI exports REDIS_CLUSTER_NODES): with one, the response cache and the
-  // limits would be shared with every other test and earlier runs under the default key prefix.
-  for (const name of ['TRUTHGPT_API_TOKEN', 'REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_CLUSTER_NODES', 'DATABASE_URL', 'INFERENCEFLOW_WORKERS']) delete env[name];
+  const env = isolatedEnv({ LOG_LEVEL: 'info', ...opts.env });
+  for (const name of ISOLATED) delete env[name];
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', config, '--host', '127.0.0.1', '--port', '0', '--workers', String(opts.workers)], {
     cwd: ROOT,
     env,
