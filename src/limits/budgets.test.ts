@@ -2,7 +2,7 @@
 // checks the key's, the user's and the team's counters at once (one script) and an adjustment
 // corrects them together (another script), which a cluster only allows within one slot.
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { redisTargets } from '../../test/helpers/redis.js';
 import { budgetsSchema } from '../config/schema.js';
 import type { Tenant } from '../gateway/context.js';
@@ -63,8 +63,22 @@ function line(scope: BudgetLine['scope'], id: string, limitMicros: number): Budg
   return { scope, id, period: 'day', periodStart: new Date(0), key: `budget:${scope}:${id}:2026-01-01`, limitMicros, ttlMs: 60_000 };
 }
 
+/**
+ * Noon on the 15th of this month, UTC, for Date only (timers stay real): a test of month budgets run
+ * across the end of a month would see its spend go to a new period's counter, which starts from zero.
+ */
+function midMonth(): void {
+  const now = new Date();
+  vi.useFakeTimers({ toFake: ['Date'] });
+  vi.setSystemTime(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 15, 12)));
+}
+
 for (const [name, make, available] of stores) {
   describe.skipIf(!available)(`${name} budget store`, () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
     it('reserves on the key, user and team counters together, and refuses all when one would overshoot', async () => {
       const { a, b } = make();
       const lines = [line('key', `k-${name}`, 10_000), line('user', `u-${name}`, 5_000), line('team', `t-${name}`, 100_000)];
@@ -121,6 +135,7 @@ for (const [name, make, available] of stores) {
     });
 
     it('a counter lost while a request is in flight is seeded from the ledger by the next reservation, with the settled spend', async () => {
+      midMonth();
       const { a } = make();
       let ledgerUsd = 8;
       const manager = new BudgetManager({
@@ -142,6 +157,7 @@ for (const [name, make, available] of stores) {
     });
 
     it('sends a threshold alert no receiver took again at the next crossing, and a delivered one only once', async () => {
+      midMonth();
       const { a } = make();
       const sent: number[] = [];
       let receiverUp = false;
@@ -168,6 +184,7 @@ for (const [name, make, available] of stores) {
     });
 
     it('a ledger that cannot be read seeds a counter from zero, and the spend it holds from before is added once it answers', async () => {
+      midMonth();
       const { a } = make();
       let ledgerDown = true;
       const manager = new BudgetManager({
@@ -198,6 +215,7 @@ for (const [name, make, available] of stores) {
     });
 
     it('a budget whose counter is lost mid-period is re-seeded from the ledger, not restarted from zero', async () => {
+      midMonth();
       const { a, b } = make();
       // The ledger: what was really spent this period, as spentSince reads it.
       let ledgerUsd = 9;
