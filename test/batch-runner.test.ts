@@ -621,6 +621,34 @@ for (const backend of claimBackends) {
     // Postgres only (not skipped elsewhere, but not there): the embedded PGlite is one connection in
     // one process, so two of its stores never claim at the same moment.
     const concurrently = backend.name === 'Postgres' ? it : () => undefined;
+    concurrently('fills a claim past the lines other workers are claiming at that moment', async () => {
+      // Another replica's claims in flight: its transaction holds the lowest lines locked.
+      const other = await backend.open();
+      try {
+        const job = await create(400);
+        for (const held of [16, 100]) {
+          let release: () => void = () => undefined;
+          let locked: () => void = () => undefined;
+          const holding = new Promise<void>((r) => (locked = r));
+          const tx = other.transaction(async (q) => {
+            await q(`SELECT line FROM batch_items WHERE batch_id = $1 AND status = 'pending' ORDER BY line LIMIT $2 FOR UPDATE`, [job.id, held]);
+            locked();
+            await new Promise<void>((r) => (release = r));
+          });
+          await holding;
+          const got = await store.claim(`past-${held}-${runId()}`, 60_000, 8);
+          release();
+          await tx;
+          // Eight lines, none of them held: the first window (16 lines) or the second (64) was all held.
+          expect(got).toHaveLength(8);
+          const open = await sql.query<{ line: number }>(`SELECT line FROM batch_items WHERE batch_id = $1 AND status = 'pending' ORDER BY line LIMIT $2`, [job.id, held]);
+          expect(got.map((c) => c.line).filter((l) => open.some((o) => o.line === l))).toEqual([]);
+        }
+      } finally {
+        await other.close();
+      }
+    });
+
     concurrently('never hands one line to two workers claiming at once (two replicas on one Postgres)', async () => {
       // A second replica: its own connection pool on the same schema.
       const other = await backend.open();

@@ -120,24 +120,27 @@ const CLAIMABLE = (i: string) => `(${i}.status = 'pending' OR (${i}.status = 'ru
 
 /**
  * BatchStore.claim in one statement, however many jobs are open. $1 owner, $2 lease end (ms), $3 now
- * (ms), $4 limit, $5 maxAttempts, $6 now (s), $7 the store's turn.
+ * (ms), $4 limit, $5 maxAttempts, $6 now (s), $7 the store's turn, $8 the window (below: 2 × limit
+ * in a claim's first round, wider in the next).
  *
  * - `open`: the running jobs in their window with a claimable line, in (created_at, id) order; `n`
  *   of them. `jobs`: `pos`, a job's place in that order rotated to start at job `turn mod n`, and
  *   `share`, its part of the limit (at least 1).
  * - `ranked`: the lines in claim order, (past its job's share, pos, line): each job's share in
- *   rotated job order, then the rest in that order. Its first 2 × limit (`chosen`) are the lines the
- *   claim wants and as many again to take instead of ones another claim holds. Only the lines that
- *   can be among them are read: a job's lowest claimable lines up to its share, or up to
- *   2 × limit − (n − 1) when that is more (every other job is ahead of a job's lines past its share
- *   with at least one), and none of a job past place 2 × limit (the jobs before it fill `chosen`
- *   with one line each).
+ *   rotated job order, then the rest in that order. Its first `window` (`chosen`) are the lines the
+ *   claim wants and more to take instead of ones another claim holds. Only the lines that can be
+ *   among them are read: a job's lowest claimable lines up to its share, or up to window − (n − 1)
+ *   when that is more (every other job is ahead of a job's lines past its share with at least one),
+ *   and none of a job past place `window` (the jobs before it fill `chosen` with one line each).
  * - `picked`: the first `limit` of `chosen` that are free, locked (SKIP LOCKED: two workers never get
  *   one line); the claimable test is repeated on the locked row, so a line another worker took since
  *   this statement began is passed over too. Leased (`claimed`), each an attempt, and returned in
  *   claim order with its job's endpoint and tenant, after a row of the counts that is there even
  *   when nothing was claimed: fewer lines than min(limit, `candidates`) means some were passed over.
  */
+/** A claim's windows, in multiples of the lines it still wants: one round each while it comes back short. */
+const CLAIM_WINDOWS = [2, 8, 32];
+
 const CLAIM_SQL = `
 WITH open AS (
   SELECT j.id, j.endpoint, j.tenant, count(*) OVER () AS n, row_number() OVER (ORDER BY j.created_at, j.id) - 1 AS k
@@ -153,11 +156,11 @@ WITH open AS (
     SELECT i.line FROM batch_items i
     WHERE i.batch_id = j.id AND ${CLAIMABLE('i')}
     ORDER BY i.line
-    LIMIT GREATEST(j.share, 2 * $4::int - j.n + 1)
+    LIMIT GREATEST(j.share, $8::int - j.n + 1)
   ) c
-  WHERE j.pos < 2 * $4::int
+  WHERE j.pos < $8::int
 ), chosen AS (
-  SELECT batch_id, line, pos, late FROM ranked ORDER BY late, pos, line LIMIT 2 * $4::int
+  SELECT batch_id, line, pos, late FROM ranked ORDER BY late, pos, line LIMIT $8::int
 ), picked AS MATERIALIZED (
   SELECT i.batch_id, i.line, c.pos, c.late
   FROM batch_items i JOIN chosen c ON c.batch_id = i.batch_id AND c.line = i.line
@@ -345,9 +348,11 @@ export class BatchStore {
    * claim is an attempt. Nothing of a job whose window is over, even before the sweep has marked it
    * expiring.
    *
-   * One statement however many jobs are open (CLAIM_SQL); a second, for what is left, only when the
-   * first passed over more lines than it had spares for because other workers were claiming them at
-   * the same moment.
+   * One statement however many jobs are open (CLAIM_SQL), choosing among the first 2 × limit lines in
+   * claim order. Lines other workers are claiming at that moment are passed over (SKIP LOCKED); when
+   * they were more than the spares, so that the claim came back short while lines past its window
+   * may be free, it looks again over a window four times as wide, then sixteen — at most three
+   * statements, which fill the claim unless some 30 × limit lines are being claimed at that moment.
    */
   async claim(owner: string, leaseMs: number, limit: number, maxAttempts = DEFAULT_MAX_ATTEMPTS): Promise<ClaimedItem[]> {
     if (limit <= 0) return [];
@@ -355,9 +360,10 @@ export class BatchStore {
     const turn = this.turn;
     const claimed: ClaimedItem[] = [];
     let openJobs = 0;
-    for (let round = 0; round < 2 && claimed.length < limit; round++) {
+    for (let round = 0; round < CLAIM_WINDOWS.length && claimed.length < limit; round++) {
       const want = limit - claimed.length;
-      const rows = await this.sql.query<ClaimRow>(CLAIM_SQL, [owner, now + leaseMs, now, want, maxAttempts, now / 1000, turn]);
+      const window = want * (CLAIM_WINDOWS[round] as number);
+      const rows = await this.sql.query<ClaimRow>(CLAIM_SQL, [owner, now + leaseMs, now, want, maxAttempts, now / 1000, turn, window]);
       const counts = rows[0];
       if (round === 0) openJobs = counts?.open_jobs ?? 0;
       let got = 0;
@@ -366,8 +372,8 @@ export class BatchStore {
         claimed.push({ batch_id: r.batch_id, line: r.line, custom_id: r.custom_id, body: r.body, attempts: r.attempts, endpoint: r.endpoint, tenant: r.tenant });
         got++;
       }
-      // It got every line it chose: there are no more to find. Fewer means some were skipped (another
-      // claim held them or had just taken them), and lines past those may be free.
+      // It got every line it wanted or could choose: there are no more to find. Fewer means some were
+      // skipped (another claim held them or had just taken them), and lines past the window may be free.
       if (!counts || got >= Math.min(want, counts.candidates)) break;
     }
     if (openJobs > 0) this.turn++;
