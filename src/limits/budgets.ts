@@ -300,8 +300,9 @@ export class RedisBudgetStore implements BudgetStore {
       out = await this.redis.ifBudgetAdjust(keys.length, ...keys, deltaMicros, reservationId ? 1 : 0);
     } catch (err) {
       if (!reservationId) throw err;
-      this.sendLater(reservationId, { keys, at: Date.now(), deltaMicros });
-      throw new Error(`${(err as Error).message} (the settle is sent again once Redis answers)`, { cause: err });
+      const queued = this.sendLater(reservationId, { keys, at: Date.now(), deltaMicros });
+      const then = queued ? 'the settle is sent again once Redis answers' : `the settle is not sent again: ${this.closed ? 'the gateway is stopping' : `${MAX_UNSETTLED_RESERVATIONS} are already waiting`}; the estimate stays counted`;
+      throw new Error(`${(err as Error).message} (${then})`, { cause: err });
     }
     if (this.unsettled.size > 0 && this.retryTimer) void this.retryUnsettled();
     return out.map(Number);
@@ -311,7 +312,14 @@ export class RedisBudgetStore implements BudgetStore {
     return `${this.namespace}reservation:${id}`;
   }
 
-  private sendLater(id: string, u: { keys: string[]; at: number; deltaMicros?: number }): void {
+  /**
+   * Queues a release or settle to send until Redis answers; false when it was dropped (the queue is
+   * full, or the store is closed and sends nothing more). It goes at once unless the queue is backing
+   * off (Redis failing): then with the next pass, not in a pass of its own — every failure starting
+   * one would resend the whole queue per failed request, bypassing the backoff. Either order is safe.
+   */
+  private sendLater(id: string, u: { keys: string[]; at: number; deltaMicros?: number }): boolean {
+    if (this.closed) return false;
     if (this.unsettled.size >= MAX_UNSETTLED_RESERVATIONS) {
       if (!this.overflowing) {
         this.overflowing = true;
@@ -320,18 +328,19 @@ export class RedisBudgetStore implements BudgetStore {
           'budgets: too many budget releases and settles are waiting for Redis; new ones are dropped (their reservations stay counted at the estimate until the period ends), logged once until the queue has emptied',
         );
       }
-      return;
+      return false;
     }
     this.unsettled.set(id, u);
-    void this.retryUnsettled();
+    if (!this.retryTimer) void this.retryUnsettled();
+    return true;
   }
 
   /**
    * Sends every release (a reservation whose outcome is unknown) and settle (whose command failed)
    * still owed, in batches, and forgets those Redis answered; if one fails (Redis still away) the rest
    * wait for a retry (1 s, doubling up to 30 s, or sooner when a reservation or settle gets an
-   * answer). The first is sent at once: behind the failed command on the same connection, it runs
-   * after it if Redis was only slow. Resolves when this pass has ended.
+   * answer). The first is sent at once (unless the queue is backing off): behind the failed command
+   * on the same connection, it runs after it if Redis was only slow. Resolves when this pass has ended.
    */
   retryUnsettled(): Promise<void> {
     if (this.releasing) return this.releasing;
