@@ -14,6 +14,20 @@ import type { RunningServer } from '../src/cli/serve.js';
 import { startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
 import { startTestGateway } from './helpers/gateway.js';
 
+/** Resolves once a new connection to `base` is refused (the gateway's listener has closed). */
+async function listenerCloses(base: string, timeoutMs: number): Promise<void> {
+  await expect
+    .poll(
+      () =>
+        request(`${base}/health`, { reset: true }).then(
+          (r) => r.body.text().then(() => 'accepted'),
+          () => 'refused',
+        ),
+      { timeout: timeoutMs, interval: 50 },
+    )
+    .toBe('refused');
+}
+
 describe('graceful shutdown', () => {
   let child: ChildGateway | undefined;
   let dir: string | undefined;
@@ -60,16 +74,7 @@ describe('graceful shutdown', () => {
       .toBe(200);
     child.process.kill('SIGTERM');
     // Draining: new connections are refused once the listener has closed (well before the 8 s answers end).
-    await expect
-      .poll(
-        () =>
-          request(`${base}/health`, { reset: true }).then(
-            (r) => r.body.text().then(() => 'accepted'),
-            () => 'refused',
-          ),
-        { timeout: 5_000, interval: 50 },
-      )
-      .toBe('refused');
+    await listenerCloses(base, 5_000);
     const settled = await Promise.all(results);
     expect(settled.filter((r) => r.status !== 200 || !r.complete)).toEqual([]);
     expect(await child.exited).toBe(0);
@@ -126,16 +131,7 @@ describe('graceful shutdown', () => {
     expect(during.status).toBe(200);
     expect(during.body.choices?.length).toBe(1);
     // Then the listener closes.
-    await expect
-      .poll(
-        () =>
-          request(`${base}/health`, { reset: true }).then(
-            (r) => r.body.text().then(() => 'accepted'),
-            () => 'refused',
-          ),
-        { timeout: 20_000, interval: 100 },
-      )
-      .toBe('refused');
+    await listenerCloses(base, 20_000);
     const settled = await Promise.all(inflight);
     expect(settled.filter((r) => r.status !== 200 || !r.complete)).toEqual([]);
     expect(await delayed.exited).toBe(0);
