@@ -60,7 +60,7 @@ export class UpstreamHttp {
   ): Promise<UpstreamResponse<T>> {
     const res = await this.dispatch<CollectingHandler>(method, path, body, opts, headers, opts.timeoutMs, (resolve, reject) => new CollectingHandler(opts.signal, resolve, reject));
     const { text } = res;
-    if (res.status >= 400) throw this.errorFromText(res.status, text, res.headers);
+    if (res.status >= 400) throw upstreamErrorFromText(this.provider, res.status, text, res.headers);
     let parsed: T;
     try {
       parsed = JSON.parse(text) as T;
@@ -90,7 +90,7 @@ export class UpstreamHttp {
     headers?: Record<string, string>,
   ): Promise<UpstreamResponse<StreamBody>> {
     const res = await this.dispatch<StreamingHandler>(method, path, body, opts, headers, opts.streamIdleTimeoutMs ?? this.idleMs, (resolve, reject) => new StreamingHandler(opts.signal, resolve, reject, (err) => this.streamBroke(err, opts.signal)));
-    if (res.status >= 400) throw this.errorFromText(res.status, res.errorText, res.headers);
+    if (res.status >= 400) throw upstreamErrorFromText(this.provider, res.status, res.errorText, res.headers);
     return { status: res.status, headers: res.headers, body: res };
   }
 
@@ -143,25 +143,6 @@ export class UpstreamHttp {
     });
   }
 
-  private errorFromText(status: number, text: string, headers: UpstreamResponse<unknown>['headers']): UpstreamError {
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // keep the raw text
-    }
-    const message = upstreamErrorMessage(parsed) ?? (text.slice(0, 300) || `HTTP ${status}`);
-    return new UpstreamError({
-      provider: this.provider,
-      kind: kindForStatus(status, message, parsed),
-      status,
-      message: `${this.provider} returned ${status}: ${message}`,
-      // No Retry-After on a 429: when the provider's own rate-limit headers say the limit resets.
-      retryAfterMs: parseRetryAfter(headers['retry-after'], headers['retry-after-ms']) ?? (status === 429 ? rateLimitResetMs(headers) : undefined),
-      body: parsed,
-    });
-  }
-
   private toUpstreamError(err: unknown, clientSignal: CancelSignal): UpstreamError {
     if (err instanceof UpstreamError) return err;
     const e = err as { code?: string; name?: string; message?: string };
@@ -205,6 +186,30 @@ export class UpstreamHttp {
 /** A request body sent as it is (UpstreamHttp.raw), not as JSON. */
 class RawPayload {
   constructor(readonly bytes: Buffer | string) {}
+}
+
+/**
+ * An error status's body as the upstream error every caller sees: its message read from any
+ * provider's error shape (or the text), its kind from the status and that message (a refused input
+ * told from auth, quota, limits and outages), and when to retry.
+ */
+export function upstreamErrorFromText(provider: string, status: number, text: string, headers: UpstreamResponse<unknown>['headers']): UpstreamError {
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // keep the raw text
+  }
+  const message = upstreamErrorMessage(parsed) ?? (text.slice(0, 300) || `HTTP ${status}`);
+  return new UpstreamError({
+    provider,
+    kind: kindForStatus(status, message, parsed),
+    status,
+    message: `${provider} returned ${status}: ${message}`,
+    // No Retry-After on a 429: when the provider's own rate-limit headers say the limit resets.
+    retryAfterMs: parseRetryAfter(headers['retry-after'], headers['retry-after-ms']) ?? (status === 429 ? rateLimitResetMs(headers) : undefined),
+    body: parsed,
+  });
 }
 
 /** The human message inside any provider's error body (OpenAI, Anthropic, Gemini, Cohere, Ollama). */

@@ -2,8 +2,7 @@
 // over one keep-alive undici pool, or one of the gateway's own provider adapters.
 import { Pool } from 'undici';
 import type { EmbeddingResult } from '../../canonical/embeddings.js';
-import { UpstreamError, kindForStatus } from '../../providers/errors.js';
-import { upstreamErrorMessage } from '../../providers/http.js';
+import { upstreamErrorFromText } from '../../providers/http.js';
 import type { ProviderAdapter } from '../../providers/types.js';
 import { normalizeInPlace, type Embedder } from './types.js';
 
@@ -51,18 +50,9 @@ export class OpenAICompatibleEmbedder implements Embedder {
           bodyTimeout: timeoutMs,
         });
         const text = await res.body.text();
-        if (res.statusCode !== 200) {
-          // Classified as every provider's error is: a refused input (a prompt over the context) is
-          // told from auth, quota, limits and outages, so a batch is retried apart only for the former.
-          let body: unknown = text;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            // not JSON: the text is the message
-          }
-          const detail = upstreamErrorMessage(body) ?? text.slice(0, 200);
-          throw new UpstreamError({ provider: where, kind: kindForStatus(res.statusCode, detail, body), status: res.statusCode, message: `embeddings ${where} answered ${res.statusCode}: ${detail}` });
-        }
+        // Classified as every provider's error is: a refused input (a prompt over the context) is told
+        // from auth, quota, limits and outages, so a batch is retried apart only for the former.
+        if (res.statusCode !== 200) throw upstreamErrorFromText(`embeddings ${where}`, res.statusCode, text, res.headers);
         return JSON.parse(text) as EmbeddingResult;
       };
       close = () => pool.close();
