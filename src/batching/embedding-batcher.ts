@@ -14,7 +14,7 @@
 // of different users never share a call, which would send one user's inputs under another's name or
 // under none.
 import { Cancellation, type CancelSignal } from '../providers/cancel.js';
-import { Attempt } from '../providers/attempt.js';
+import { Attempt, untilAborted } from '../providers/attempt.js';
 import type { ChatChunk, ChatRequest, ChatResult } from '../canonical/chat.js';
 import { embeddingInputs, type EmbeddingRequest, type EmbeddingResult } from '../canonical/embeddings.js';
 import { isUpstreamError, UpstreamError, type UpstreamErrorKind } from '../providers/errors.js';
@@ -118,9 +118,12 @@ export class EmbeddingBatchingProvider implements ProviderAdapter {
     const attempt = new Attempt(opts.signal, opts.timeoutMs);
     let outputs: EmbedOutput[];
     try {
+      if (attempt.signal.aborted) throw attempt.abortError(this.name);
       // The signal drops this request's inputs still queued (not sent upstream for nobody).
-      outputs = await abortable(() => batcher.submitMany(inputs.map((text) => ({ text, caller, signal: attempt.signal, timeoutMs: opts.timeoutMs })), attempt.signal), attempt.signal, this.name, () => attempt.timedOut);
+      outputs = await untilAborted(batcher.submitMany(inputs.map((text) => ({ text, caller, signal: attempt.signal, timeoutMs: opts.timeoutMs })), attempt.signal), attempt.signal);
     } catch (err) {
+      // Its deadline passed or its caller went: a timeout or a cancellation, whatever the batch did.
+      if (attempt.signal.aborted) throw attempt.abortError(this.name, err);
       if (err instanceof MicroBatcherFull) throw new UpstreamError({ provider: this.name, kind: 'overloaded', status: 503, message: `${this.name}: the embedding batch queue for ${req.model} is full (${err.queued} inputs waiting)`, cause: err });
       throw err;
     } finally {
@@ -242,29 +245,4 @@ export function withEmbeddingBatching(providers: Map<string, ProviderAdapter>, t
   const out = new Map<string, ProviderAdapter>();
   for (const [name, p] of providers) out.set(name, types.includes(p.type) ? new EmbeddingBatchingProvider(p, options) : p);
   return out;
-}
-
-/**
- * `start()`'s promise, rejected as soon as `signal` aborts (and not started if it already has): with
- * the signal's reason when `timedOut()` (the caller's deadline passed), else as cancelled.
- */
-function abortable<T>(start: () => Promise<T>, signal: CancelSignal, provider: string, timedOut: () => boolean): Promise<T> {
-  const failure = () =>
-    timedOut() ? new UpstreamError({ provider, kind: 'timeout', message: `${provider} did not answer in time` }) : new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled` });
-  if (signal.aborted) return Promise.reject(failure());
-  const p = start();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(failure());
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }

@@ -2,6 +2,7 @@
 // the attempt's own timeout, as one AbortSignal for in-process engines that take a signal. Tells a
 // timeout apart from a cancellation so the error kind is right.
 import type { CancelSignal } from './cancel.js';
+import { UpstreamError } from './errors.js';
 
 /**
  * One attempt's cancellation: the caller's signal plus the attempt's own timeout. `finish()` stops
@@ -40,6 +41,13 @@ export class Attempt {
     clearTimeout(this.timer);
     this.outer.removeEventListener('abort', this.onOuterAbort);
     if (!this.controller.signal.aborted) this.controller.abort(new Error('attempt finished'));
+  }
+
+  /** What a call this attempt cut short fails with: a timeout when its own timer fired, else a cancellation. */
+  abortError(provider: string, cause?: unknown): UpstreamError {
+    return this.timedOut
+      ? new UpstreamError({ provider, kind: 'timeout', message: `${provider}: no answer within the attempt's time`, cause })
+      : new UpstreamError({ provider, kind: 'aborted', message: `request to ${provider} was cancelled`, cause });
   }
 
   private readonly onOuterAbort = () => this.controller.abort(this.outer.reason);

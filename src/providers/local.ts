@@ -429,10 +429,7 @@ export class LocalProvider implements ProviderAdapter {
 
   private toUpstreamError(err: unknown, attempt: Attempt): UpstreamError {
     if (err instanceof UpstreamError) return err;
-    if (attempt.timedOut) {
-      return new UpstreamError({ provider: this.name, kind: 'timeout', message: `${this.name}: no answer within the attempt's time`, cause: err });
-    }
-    if (attempt.signal.aborted) return new UpstreamError({ provider: this.name, kind: 'aborted', message: `request to ${this.name} was cancelled`, cause: err });
+    if (attempt.signal.aborted) return attempt.abortError(this.name, err);
     return new UpstreamError({ provider: this.name, kind: 'server', message: `${this.name}: llama.cpp failed: ${errorMessage(err)}`, cause: err });
   }
 
