@@ -30,17 +30,20 @@ function items(n: number): ItemInput[] {
   return Array.from({ length: n }, (_, i) => ({ line: i + 1, custom_id: `req-${i + 1}`, body: { n: i + 1 } }));
 }
 
+/** A backend's database with the batch tables, and a store over it. */
+async function openStore(backend: { open(): Promise<SqlDatabase> }): Promise<{ sql: SqlDatabase; store: BatchStore }> {
+  const sql = await backend.open();
+  await applyMigrations(sql, BATCH_JOB_MIGRATIONS);
+  return { sql, store: new BatchStore(sql) };
+}
+
 const ok = (line: number) => ({ status: 'succeeded' as const, statusCode: 200, response: { status_code: 200, request_id: `r${line}`, body: { line } } });
 
 for (const backend of backends) {
   describe.skipIf(!backend.available)(`batch runner on ${backend.name}`, () => {
     let sql: SqlDatabase;
     let store: BatchStore;
-    beforeAll(async () => {
-      sql = await backend.open();
-      await applyMigrations(sql, BATCH_JOB_MIGRATIONS);
-      store = new BatchStore(sql);
-    });
+    beforeAll(async () => ({ sql, store } = await openStore(backend)));
     afterAll(async () => {
       await sql?.close();
     });
@@ -508,11 +511,7 @@ for (const backend of claimBackends) {
     let sql: SqlDatabase;
     let store: BatchStore;
     let age = 0;
-    beforeAll(async () => {
-      sql = await backend.open();
-      await applyMigrations(sql, BATCH_JOB_MIGRATIONS);
-      store = new BatchStore(sql);
-    });
+    beforeAll(async () => ({ sql, store } = await openStore(backend)));
     afterAll(async () => {
       await sql?.close();
     });

@@ -76,18 +76,23 @@ function line(scope: BudgetLine['scope'], id: string, limitMicros: number): Budg
 }
 
 /** The store's reservations with an unknown outcome still to give back. */
+/** A manager over `store` failing open to a local store, and user `user`'s lines ($10 a day). */
+function failOpen(store: RedisBudgetStore, user: string) {
+  const manager = new BudgetManager({
+    store: new FailoverBudgetStore(store, new MemoryBudgetStore(), 'open', createLogger('silent')),
+    config: budgetsSchema.parse({ users: { [user]: { limit_usd: 10, period: 'day' } }, alert_thresholds: [] }),
+    log: createLogger('silent'),
+  });
+  return { manager, lines: manager.linesFor({ id: `u:${user}`, kind: 'jwt', userId: user } as Tenant) };
+}
+
 const pending = (store: RedisBudgetStore) => (store as unknown as { unsettled: Map<string, unknown> }).unsettled.size;
 
 for (const t of targets) {
   describe.skipIf(!t.available)(`${t.name}: a budget reservation whose outcome is unknown`, () => {
     it('that ran before its reply was lost is given back once Redis answers again, while the request is served and settled locally', async () => {
       const r = replica(t, 'lost');
-      const manager = new BudgetManager({
-        store: new FailoverBudgetStore(r.store, new MemoryBudgetStore(), 'open', createLogger('silent')),
-        config: budgetsSchema.parse({ users: { ann: { limit_usd: 10, period: 'day' } }, alert_thresholds: [] }),
-        log: createLogger('silent'),
-      });
-      const lines = manager.linesFor({ id: 'u:ann', kind: 'jwt', userId: 'ann' } as Tenant);
+      const { manager, lines } = failOpen(r.store, 'ann');
       await manager.settle((await manager.reserve(lines, 2))!, 1); // $1 spent on Redis
       expect(await r.counters(lines)).toEqual([1_000_000]);
 
@@ -222,12 +227,7 @@ for (const t of targets) {
 
     it('that never reached Redis is applied once when Redis answers, sooner than its retry when another command succeeds', async () => {
       const r = replica(t, 'settle-unsent');
-      const manager = new BudgetManager({
-        store: new FailoverBudgetStore(r.store, new MemoryBudgetStore(), 'open', createLogger('silent')),
-        config: budgetsSchema.parse({ users: { bo: { limit_usd: 10, period: 'day' } }, alert_thresholds: [] }),
-        log: createLogger('silent'),
-      });
-      const lines = manager.linesFor({ id: 'u:bo', kind: 'jwt', userId: 'bo' } as Tenant);
+      const { manager, lines } = failOpen(r.store, 'bo');
       const reservation = await manager.reserve(lines, 3); // $3 reserved on Redis
       expect(reservation?.store).toBe(r.store);
 
