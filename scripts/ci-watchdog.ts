@@ -9,6 +9,7 @@
 // stall exits 124. A command that exits on its own, failing or not, is never run again: only a
 // stall is retried, so a failing test stays a failure. Why this exists: docs/decisions.md.
 import { execFileSync, spawn } from 'node:child_process';
+import { constants } from 'node:os';
 
 const stallMs = positive('CI_STALL_SECONDS', 300) * 1000;
 const retries = Math.floor(positive('CI_STALL_RETRIES', 1, true));
@@ -92,13 +93,10 @@ function runOnce(attempt: number): Promise<{ code: number; stalled: boolean }> {
       process.off('SIGTERM', onTerm).off('SIGINT', onInt);
       // Anything the command left running in its group goes with it.
       killGroup(pgid, 'SIGKILL');
-      resolve({ code: code ?? (signal ? 128 + (signalNumber(signal) ?? 1) : 1), stalled });
+      // A command killed by a signal exits as a shell reports it: 128 + the signal's number.
+      resolve({ code: code ?? (signal ? 128 + constants.signals[signal] : 1), stalled });
     });
   });
-}
-
-function signalNumber(signal: NodeJS.Signals): number | undefined {
-  return ({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal];
 }
 
 let attempt = 1;
