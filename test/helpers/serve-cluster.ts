@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stopChild } from './child-gateway.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -138,11 +139,7 @@ export async function startServeCluster(opts: { workers: number; env?: Record<st
         // gone already
       }
     }
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
+    await stopChild(child);
   };
   try {
     const ready = await new Promise<{ url: string; workers: number[] }>((resolve, reject) => {
