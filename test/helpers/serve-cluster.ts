@@ -122,7 +122,6 @@ export async function startServeCluster(opts: { workers: number; env?: Record<st
   const config = join(dir, 'gateway.yaml');
   writeFileSync(config, opts.configYaml ?? 'ledger: { enabled: false }\nbatch_jobs: { enabled: false }\n');
   const env = isolatedEnv({ LOG_LEVEL: 'info', ...opts.env });
-  for (const name of ISOLATED) delete env[name];
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', config, '--host', '127.0.0.1', '--port', '0', '--workers', String(opts.workers)], {
     cwd: ROOT,
     env,
