@@ -54,6 +54,24 @@ function replica(t: RedisTarget, tag: string) {
     onAdjust(f: (args: (string | number)[]) => Promise<unknown>) {
       scripts.ifBudgetAdjust = (...args) => f(args);
     },
+    /**
+     * Redis runs each reservation but its reply is lost, and releases fail on the client's side,
+     * until the function returned is called (Redis answers again).
+     */
+    loseReplies(): () => void {
+      let reachable = false;
+      scripts.ifBudgetReserve = async (...args) => {
+        await real.reserve(...args);
+        throw timedOut();
+      };
+      scripts.ifBudgetRelease = async (...args) => {
+        if (!reachable) throw timedOut();
+        return real.release?.(...args);
+      };
+      return () => {
+        reachable = true;
+      };
+    },
     /** A reservation's record key, to expire or release it behind the store's back. */
     recordKey: (id: string) => (store as unknown as { recordKey(id: string): string }).recordKey(id),
     counters: (lines: readonly BudgetLine[]) => reader.adjust(lines, 0),
@@ -97,22 +115,14 @@ for (const t of targets) {
       expect(await r.counters(lines)).toEqual([1_000_000]);
 
       // Redis goes away the moment the script has run: its reply never comes, nor do releases.
-      let reachable = false;
-      r.onReserve(async (args) => {
-        await r.real.reserve(...args);
-        throw timedOut();
-      });
-      r.onRelease(async (args) => {
-        if (!reachable) throw timedOut();
-        return r.real.release(...args);
-      });
+      const answer = r.loseReplies();
       const local = await manager.reserve(lines, 3);
       expect(local?.store).not.toBe(r.store); // reserved locally (fail open)
       expect(await r.counters(lines)).toEqual([4_000_000]); // what the script took on Redis
       await manager.settle(local!, 0.5); // settled where it was taken: never on Redis
 
       // Redis answers again: the $3 the script took comes off, and only that.
-      reachable = true;
+      answer();
       await vi.waitFor(async () => expect(await r.counters(lines)).toEqual([1_000_000]), { timeout: 5_000, interval: 50 });
       await vi.waitFor(() => expect(pending(r.store)).toBe(0));
       expect(await r.records()).toBe(1); // the released one, kept so that it is never released or taken again
@@ -263,15 +273,8 @@ for (const t of targets) {
       const r = replica(t, tag);
       const lines = [line('key', 'k', 10_000), line('team', 't', 10_000)];
       const settled = await r.store.reserve(lines, 3_000);
+      const answer = r.loseReplies();
       let reachable = false;
-      r.onReserve(async (args) => {
-        await r.real.reserve(...args);
-        throw timedOut();
-      });
-      r.onRelease(async (args) => {
-        if (!reachable) throw timedOut();
-        return r.real.release(...args);
-      });
       r.onAdjust(async (args) => {
         if (!reachable) throw timedOut();
         return r.real.adjust(...args);
@@ -281,7 +284,14 @@ for (const t of targets) {
       await vi.waitFor(() => expect((r.store as unknown as { retryTimer?: unknown }).retryTimer).toBeDefined()); // their first resend failed
       expect(pending(r.store)).toBe(2);
       expect(await r.counters(lines)).toEqual([7_000, 7_000]);
-      return { r, lines, answer: () => (reachable = true) };
+      return {
+        r,
+        lines,
+        answer: () => {
+          reachable = true;
+          answer();
+        },
+      };
     }
 
     it('sends the releases and settles still owed, without waiting for their retry', async () => {
